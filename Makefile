@@ -1,0 +1,33 @@
+# Two entry points for a fresh clone (see README.md):
+#   make demo   set up and run the end-to-end demo on the bundled synthetic data
+#   make test   set up and run the whole test suite (what CI runs)
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# CPU build of PyTorch, installed only where the virtual environment has no torch yet.
+TORCH_SPEC ?= torch==2.13.0
+
+.PHONY: setup demo test test-fast bench clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: setup.cfg pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install "$(TORCH_SPEC)"
+	$(PY) -m pip install -e ".[dev]"
+	touch $@
+
+demo: setup
+	$(VENV)/bin/rankfusion demo --out demo
+
+test: setup
+	$(PY) -m pytest -q
+
+test-fast: setup
+	$(PY) -m pytest -q -m "not slow"
+
+bench: setup
+	$(PY) benchmarks/bench_spectral.py
+
+clean:
+	rm -rf $(VENV) demo .pytest_cache .hypothesis

@@ -1,0 +1,90 @@
+"""Shared input checks for public entry points.
+
+Every check raises ``ValueError`` or ``TypeError`` whose message names the parameter,
+the value received and what is allowed. The CLI turns these into one line on stderr
+and exit status 2.
+"""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+
+class InputError(ValueError):
+    """Bad input a user can cause (a file, a key, a shape, a value)."""
+
+
+def is_torch(x) -> bool:
+    """True when ``x`` is a torch tensor (without importing torch)."""
+    return type(x).__module__.startswith("torch") and hasattr(x, "device")
+
+
+def describe(x) -> str:
+    """Short description of an array-like for error messages."""
+    shape = getattr(x, "shape", None)
+    dtype = getattr(x, "dtype", None)
+    if shape is not None:
+        return f"array of shape {tuple(shape)} and dtype {dtype}"
+    return f"{type(x).__name__} {x!r}"[:120]
+
+
+def check_matrix(x, name: str, *, min_ndim: int = 2, allow_empty: bool = False):
+    """Check an array/tensor is numeric, at least ``min_ndim``-D, non-empty and finite."""
+    if is_torch(x):
+        if x.is_complex() or not (x.is_floating_point() or x.dtype.is_signed or str(x.dtype) == "torch.uint8"):
+            raise TypeError(f"{name} must be a real numeric tensor, got {describe(x)}")
+        ndim, size = x.dim(), x.numel()
+        finite = bool(x.isfinite().all()) if x.is_floating_point() and size else True
+    else:
+        if not isinstance(x, np.ndarray):
+            x = np.asarray(x)
+        if x.dtype.kind not in "fiub":
+            raise TypeError(f"{name} must be a real numeric array, got {describe(x)}")
+        ndim, size = x.ndim, x.size
+        finite = bool(np.isfinite(x).all()) if x.dtype.kind == "f" and size else True
+    if ndim < min_ndim:
+        raise ValueError(f"{name} must have at least {min_ndim} dimensions, got {describe(x)}")
+    if size == 0 and not allow_empty:
+        raise ValueError(f"{name} must not be empty, got {describe(x)}")
+    if not finite:
+        raise ValueError(f"{name} contains NaN or Inf values ({describe(x)})")
+    return x
+
+
+def check_int(value, name: str, *, low=None, high=None, allow_none: bool = False):
+    """Check an integer in ``[low, high]`` (either bound may be None)."""
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an integer, got {value!r}")
+    value = int(value)
+    if (low is not None and value < low) or (high is not None and value > high):
+        lo = "-inf" if low is None else low
+        hi = "inf" if high is None else high
+        raise ValueError(f"{name} must be in [{lo}, {hi}], got {value}")
+    return value
+
+
+def check_float(value, name: str, *, low=None, high=None, low_open=False, allow_none=False):
+    """Check a finite real number in ``[low, high]`` (``(low, high]`` with ``low_open``)."""
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {value!r}")
+    value = float(value)
+    if not np.isfinite(value):
+        raise ValueError(f"{name} must be finite, got {value}")
+    if low is not None and (value < low or (low_open and value == low)):
+        raise ValueError(f"{name} must be {'>' if low_open else '>='} {low}, got {value}")
+    if high is not None and value > high:
+        raise ValueError(f"{name} must be <= {high}, got {value}")
+    return value
+
+
+def check_choice(value, name: str, choices):
+    """Check ``value`` is one of ``choices``."""
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {sorted(choices)}, got {value!r}")
+    return value
