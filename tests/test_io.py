@@ -1,0 +1,94 @@
+"""Atomic writes, array loading and the CLI's one-line error convention."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from rankfusion import io
+from rankfusion._validation import InputError, check_float, check_int, check_matrix
+from rankfusion.cli import main
+
+
+def test_atomic_path_leaves_target_untouched_on_error(tmp_path):
+    target = tmp_path / "out.txt"
+    target.write_text("old")
+    with pytest.raises(RuntimeError):
+        with io.atomic_path(target) as tmp:
+            tmp.write_text("half")
+            raise RuntimeError("boom")
+    assert target.read_text() == "old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.txt"]
+
+
+def test_save_npz_roundtrip_with_meta(tmp_path):
+    path = tmp_path / "f.npz"
+    a = np.arange(12, dtype=np.float32).reshape(3, 4)
+    io.save_npz(path, {"rgb.before": a}, meta={"run": "r1", "obs_ratio": 0.3})
+    got = io.load_arrays(path)
+    assert list(got) == ["rgb.before"]
+    np.testing.assert_array_equal(got["rgb.before"], a)
+    assert io.load_meta(path) == {"obs_ratio": 0.3, "run": "r1"}
+
+
+def test_load_arrays_errors_name_file_and_key(tmp_path):
+    with pytest.raises(InputError, match="does not exist"):
+        io.load_arrays(tmp_path / "nope.npz")
+    bad = tmp_path / "bad.npz"
+    bad.write_bytes(b"not a zip")
+    with pytest.raises(InputError, match="bad.npz"):
+        io.load_arrays(bad)
+    good = tmp_path / "g.npz"
+    np.savez(good, x=np.ones((2, 2)), s=np.array(["a", "b"]))
+    with pytest.raises(InputError, match="'y' not found"):
+        io.load_arrays(good, ["y"])
+    with pytest.raises(InputError, match="'s' .* not numeric"):
+        io.load_arrays(good, ["s"])
+
+
+def test_load_npy_is_memory_mapped(tmp_path):
+    path = tmp_path / "a.npy"
+    np.save(path, np.ones((4, 3), dtype=np.float32))
+    arr = io.load_arrays(path)["array"]
+    assert isinstance(arr, np.memmap)
+
+
+def test_write_json_is_valid(tmp_path):
+    io.write_json(tmp_path / "c.json", {"b": 1, "a": [1, 2]})
+    assert json.loads((tmp_path / "c.json").read_text()) == {"a": [1, 2], "b": 1}
+
+
+def test_validation_messages_name_the_argument():
+    with pytest.raises(ValueError, match="X contains NaN"):
+        check_matrix(np.array([[np.nan, 1.0]]), "X")
+    with pytest.raises(ValueError, match="at least 2 dimensions"):
+        check_matrix(np.ones(3), "X")
+    with pytest.raises(ValueError, match="must not be empty"):
+        check_matrix(np.ones((0, 3)), "X")
+    with pytest.raises(TypeError, match="real numeric"):
+        check_matrix(np.array([["a"]]), "X")
+    with pytest.raises(ValueError, match=r"k must be in \[1, 5\], got 7"):
+        check_int(7, "k", low=1, high=5)
+    with pytest.raises(TypeError, match="k must be an integer"):
+        check_int(1.5, "k")
+    with pytest.raises(ValueError, match="alpha must be <= 1"):
+        check_float(1.5, "alpha", low=0, high=1)
+
+
+def test_cli_user_error_is_one_line_exit_2():
+    import click
+
+    @main.command("_raise-for-test", hidden=True)
+    def _raise():
+        raise ValueError("k must be in [1, 5], got 7\nsecond line")
+
+    try:
+        result = CliRunner().invoke(main, ["_raise-for-test"])
+        assert result.exit_code == 2
+        assert result.output.strip() == "Error: k must be in [1, 5], got 7"
+    finally:
+        main.commands.pop("_raise-for-test", None)
+    assert isinstance(main, click.Group)
