@@ -1,0 +1,309 @@
+"""Configuration of the R3D model and of its training runs.
+
+Each component owns its defaults in a dataclass: :class:`R3DConfig` (the model, Sec. 4 and
+App. C) and :class:`TrainConfig` (optimisation and the anticipation protocol, App. D.2).
+:class:`RunConfig` bundles both; it is what :func:`rankfusion.train.train` takes, what a run
+writes to ``RUN/config.json`` and what every checkpoint carries.
+
+Overrides come, in this order, from a preset (``rankfusion/configs/<name>.toml``), a user TOML
+file and keyword/CLI overrides. TOML files have a ``[model]`` and a ``[train]`` table whose keys
+are the dataclass fields; unknown keys are errors (a typo must not silently fall back to a
+default).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ._validation import InputError, check_choice, check_float, check_int
+
+#: Directory of the bundled presets (``<name>.toml``).
+PRESET_DIR = Path(__file__).with_name("configs")
+
+
+@dataclass
+class R3DConfig:
+    """The R3D model (Sec. 4, App. C). Defaults follow the paper; official-code variants are options.
+
+    Attributes
+    ----------
+    modalities : tuple of str
+        Modality names, in the order they are stacked (Sec. 4.2). One modality is "R3D (Uni)".
+    d_model : int
+        Token width D after the per-modality projection (Eq. 2); 128 in App. D.2.
+    rtf : bool
+        Use the Rank-enhancing Token Fuser (Eqs. 3-5). ``False`` is Table 2's "W/O RTF".
+    selection : {"spectral", "bn_gamma"}
+        How the low-informativeness channels are chosen: ``"spectral"`` ranks channels by
+        Definition 1 on the batch's valid steps (the paper); ``"bn_gamma"`` by the smallest
+        |BatchNorm gamma| (the official code, the CEN criterion; one channel set for all tokens).
+    exchange : {"adaptive", "static"}
+        ``"adaptive"``: a learnable per-channel alpha in [0, 1] (Eqs. 4-5). ``"static"``: a fixed,
+        non-learnable alpha (``static_alpha``; 1.0 = hard swap of the selected channels), Table 3.
+    exchange_ratio : float
+        Fraction of the D channels blended, k' = round(exchange_ratio * D) (0.1 in the official
+        runs; Fig. 5 sweeps 0.1/0.2/0.3). 0 disables blending while keeping the module.
+    static_alpha : float
+        The fixed alpha used when ``exchange="static"``.
+    informativeness_k : int or None
+        Top-k of Definition 1. ``None`` sums over all singular directions (Sec. 4.2), which is the
+        column energy ||x_c||^2 and needs no decomposition.
+    alpha_param : {"sigmoid", "raw"}
+        ``"sigmoid"``: alpha = sigmoid(raw parameter), so alpha stays in [0, 1] as Definition 2
+        and the proof (|1 - alpha| <= 1) require. ``"raw"``: the official code's unconstrained
+        parameter initialised U[0, 1).
+    fusion_rule : {"mean", "ring"}
+        Partner of a modality when there are three or more: ``"mean"`` blends with the mean of the
+        other modalities, ``"ring"`` with the next modality in ``modalities`` (cyclically). With two
+        modalities both rules are Eqs. 4-5; with one there is no fusion.
+    latent : {"separated", "shared"}
+        Table 9: ``"separated"`` (the paper's default) keeps modality-specific tokens;
+        ``"shared"`` adds one Linear(D, D) + ReLU shared by all modalities after Eq. 2.
+    temporal_fuser : bool
+        Use the Temporal Fuser layers (App. C.1). ``False`` is Table 8's "W/O".
+    n_layers : int
+        Number L of Temporal Fuser layers.
+    n_heads : int
+        Attention heads (self- and cross-attention); must divide the stacked width M * D.
+    mlp_ratio : int
+        Hidden width of the MLP/FFN blocks as a multiple of the stacked width.
+    dropout : float
+        Dropout in attention and MLP blocks.
+    n_queries : int
+        Number N_q of learnable future queries (App. C.2, 8 in App. D.2).
+    positional : {"sinusoidal", "none"}
+        Positional encoding added to the stacked tokens. The paper does not say; without one,
+        self-attention cannot tell which observed step is the latest (FUTR uses one).
+    input_dims : dict or None
+        Input channels C per modality; resolved from the dataset at training time.
+    n_classes : int or None
+        Number of action classes (without NONE); resolved from the dataset at training time.
+    """
+
+    modalities: tuple = ("rgb", "depth")
+    d_model: int = 128
+    rtf: bool = True
+    selection: str = "spectral"
+    exchange: str = "adaptive"
+    exchange_ratio: float = 0.1
+    static_alpha: float = 1.0
+    informativeness_k: int | None = None
+    alpha_param: str = "sigmoid"
+    fusion_rule: str = "mean"
+    latent: str = "separated"
+    temporal_fuser: bool = True
+    n_layers: int = 2
+    n_heads: int = 8
+    mlp_ratio: int = 2
+    dropout: float = 0.1
+    n_queries: int = 8
+    positional: str = "sinusoidal"
+    input_dims: dict | None = None
+    n_classes: int | None = None
+
+    def __post_init__(self):
+        if isinstance(self.modalities, str):
+            self.modalities = tuple(m for m in self.modalities.split(",") if m)
+        self.modalities = tuple(self.modalities)
+        if not self.modalities or not all(isinstance(m, str) and m for m in self.modalities):
+            raise ValueError(f"modalities must be a non-empty list of names, got {self.modalities!r}")
+        if len(set(self.modalities)) != len(self.modalities):
+            raise ValueError(f"modalities must not repeat, got {self.modalities!r}")
+        check_int(self.d_model, "d_model", low=1)
+        check_choice(self.selection, "selection", {"spectral", "bn_gamma"})
+        check_choice(self.exchange, "exchange", {"adaptive", "static"})
+        check_float(self.exchange_ratio, "exchange_ratio", low=0.0, high=1.0)
+        check_float(self.static_alpha, "static_alpha", low=0.0, high=1.0)
+        check_int(self.informativeness_k, "informativeness_k", low=1, high=self.d_model, allow_none=True)
+        check_choice(self.alpha_param, "alpha_param", {"sigmoid", "raw"})
+        check_choice(self.fusion_rule, "fusion_rule", {"mean", "ring"})
+        check_choice(self.latent, "latent", {"separated", "shared"})
+        check_int(self.n_layers, "n_layers", low=0)
+        check_int(self.n_heads, "n_heads", low=1)
+        if (len(self.modalities) * self.d_model) % self.n_heads:
+            raise ValueError(
+                f"n_heads must divide the stacked width {len(self.modalities)} x d_model = "
+                f"{len(self.modalities) * self.d_model}, got n_heads={self.n_heads}"
+            )
+        check_int(self.mlp_ratio, "mlp_ratio", low=1)
+        check_float(self.dropout, "dropout", low=0.0, high=0.9)
+        check_int(self.n_queries, "n_queries", low=1)
+        check_choice(self.positional, "positional", {"sinusoidal", "none"})
+        check_int(self.n_classes, "n_classes", low=1, allow_none=True)
+        if self.input_dims is not None:
+            self.input_dims = {str(k): check_int(v, f"input_dims[{k!r}]", low=1) for k, v in self.input_dims.items()}
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation and the anticipation protocol (App. D.2 defaults).
+
+    Attributes
+    ----------
+    epochs, batch_size, lr, weight_decay : int, int, float, float
+        AdamW for 60 epochs, lr 1e-3, batch 8 (D.2; AdamW's usual weight decay 0.01).
+    warmup_epochs : int
+        Linear warm-up length of the cosine schedule (10 in D.2), stepped per batch.
+    min_lr_ratio : float
+        Final learning rate of the cosine schedule as a fraction of ``lr``.
+    obs_ratios : tuple of float
+        Observation ratios used for training samples ({0.2, 0.3, 0.5}).
+    future_ratio : float
+        Future window as a fraction of the video (0.5).
+    sample_rate : int
+        Temporal stride tau of the input features (Sec. 4.1).
+    loss_seg, loss_cls, loss_dur : float
+        Weights of segmentation CE, anticipation CE and duration regression.
+    grad_clip : float
+        Gradient-norm clip (0 disables).
+    select_metric : {"val_moc", "val_loss"}
+        How the best checkpoint is chosen on the *validation* split (never test): the MoC averaged
+        over ``eval_obs`` x ``eval_betas``, or the validation loss.
+    eval_obs, eval_betas : tuple of float
+        The MoC grid (App. D.2: obs 0.2/0.3, beta 0.1/0.2/0.3/0.5).
+    """
+
+    epochs: int = 60
+    batch_size: int = 8
+    lr: float = 1e-3
+    weight_decay: float = 1e-2
+    warmup_epochs: int = 10
+    min_lr_ratio: float = 0.0
+    obs_ratios: tuple = (0.2, 0.3, 0.5)
+    future_ratio: float = 0.5
+    sample_rate: int = 1
+    loss_seg: float = 1.0
+    loss_cls: float = 1.0
+    loss_dur: float = 1.0
+    grad_clip: float = 1.0
+    select_metric: str = "val_moc"
+    eval_obs: tuple = (0.2, 0.3)
+    eval_betas: tuple = (0.1, 0.2, 0.3, 0.5)
+
+    def __post_init__(self):
+        check_int(self.epochs, "epochs", low=1)
+        check_int(self.batch_size, "batch_size", low=1)
+        check_float(self.lr, "lr", low=0.0, low_open=True)
+        check_float(self.weight_decay, "weight_decay", low=0.0)
+        check_int(self.warmup_epochs, "warmup_epochs", low=0)
+        check_float(self.min_lr_ratio, "min_lr_ratio", low=0.0, high=1.0)
+        self.obs_ratios = _ratios(self.obs_ratios, "obs_ratios")
+        check_float(self.future_ratio, "future_ratio", low=0.0, high=1.0, low_open=True)
+        check_int(self.sample_rate, "sample_rate", low=1)
+        for name in ("loss_seg", "loss_cls", "loss_dur", "grad_clip"):
+            check_float(getattr(self, name), name, low=0.0)
+        check_choice(self.select_metric, "select_metric", {"val_moc", "val_loss"})
+        self.eval_obs = _ratios(self.eval_obs, "eval_obs")
+        self.eval_betas = _ratios(self.eval_betas, "eval_betas")
+
+
+def _ratios(values, name):
+    if isinstance(values, (int, float)):
+        values = (values,)
+    values = tuple(check_float(v, f"{name} entry", low=0.0, high=1.0, low_open=True) for v in values)
+    if not values:
+        raise ValueError(f"{name} must not be empty")
+    return values
+
+
+@dataclass
+class RunConfig:
+    """A training run: the model and its training configuration."""
+
+    model: R3DConfig = field(default_factory=R3DConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict:
+        """Plain JSON-able dict (tuples become lists)."""
+        return json.loads(json.dumps(dataclasses.asdict(self)))
+
+    @classmethod
+    def from_dict(cls, d: dict, *, source: str = "config") -> "RunConfig":
+        """Build from ``{"model": {...}, "train": {...}}``; unknown keys raise :class:`InputError`."""
+        unknown = set(d) - {"model", "train"}
+        if unknown:
+            raise InputError(f"{source}: unknown table(s) {sorted(unknown)}; allowed: ['model', 'train']")
+        return cls(
+            model=_build(R3DConfig, d.get("model", {}), f"{source} [model]"),
+            train=_build(TrainConfig, d.get("train", {}), f"{source} [train]"),
+        )
+
+    def config_hash(self) -> str:
+        """Stable 12-hex-digit hash of the resolved configuration (sorted canonical JSON)."""
+        blob = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+    def replace(self, *, model: dict | None = None, train: dict | None = None) -> "RunConfig":
+        """Return a copy with fields overridden (validated again)."""
+        d = self.to_dict()
+        d["model"].update(model or {})
+        d["train"].update(train or {})
+        return RunConfig.from_dict(d, source="overrides")
+
+
+def _build(cls, values: dict, source: str):
+    if not isinstance(values, dict):
+        raise InputError(f"{source} must be a table, got {values!r}")
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(values) - names
+    if unknown:
+        raise InputError(f"{source}: unknown key(s) {sorted(unknown)}; allowed: {sorted(names)}")
+    return cls(**values)
+
+
+def preset_names() -> list[str]:
+    """Names of the bundled presets (``rankfusion/configs/*.toml``)."""
+    return sorted(p.stem for p in PRESET_DIR.glob("*.toml"))
+
+
+def _read_toml(path: Path) -> dict:
+    try:
+        with open(path, "rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError:
+        raise InputError(f"config file {str(path)!r} does not exist") from None
+    except (tomllib.TOMLDecodeError, OSError) as exc:
+        raise InputError(f"config file {str(path)!r} is not valid TOML: {exc}") from None
+
+
+def _merge(base: dict, extra: dict) -> dict:
+    out = {k: dict(v) if isinstance(v, dict) else v for k, v in base.items()}
+    for table, values in extra.items():
+        if isinstance(values, dict) and isinstance(out.get(table), dict):
+            out[table].update(values)
+        else:
+            out[table] = values
+    return out
+
+
+def load_config(path=None, *, preset: str | None = None, model: dict | None = None,
+                train: dict | None = None) -> RunConfig:
+    """Resolve a :class:`RunConfig` from defaults, a preset, a TOML file and overrides.
+
+    Parameters
+    ----------
+    path : str or Path, optional
+        TOML file with ``[model]`` / ``[train]`` tables.
+    preset : str, optional
+        Name of a bundled preset (see :func:`preset_names`), applied before ``path``.
+    model, train : dict, optional
+        Field overrides applied last (e.g. from CLI flags).
+
+    Returns
+    -------
+    RunConfig
+    """
+    d: dict = {"model": {}, "train": {}}
+    if preset is not None:
+        if preset not in preset_names():
+            raise InputError(f"preset must be one of {preset_names()}, got {preset!r}")
+        d = _merge(d, _read_toml(PRESET_DIR / f"{preset}.toml"))
+    if path is not None:
+        d = _merge(d, _read_toml(Path(path)))
+    d = _merge(d, {"model": dict(model or {}), "train": dict(train or {})})
+    return RunConfig.from_dict(d, source=str(path) if path is not None else (preset or "config"))

@@ -1,0 +1,347 @@
+"""R3D: Rank-enhancing Token Fuser, Temporal Fuser and anticipation module (Sec. 4, App. C).
+
+Shapes: ``B`` batch, ``T`` (sampled) time steps, ``M`` modalities, ``D`` token width per modality,
+``W = M * D`` stacked width, ``Q`` future queries, ``K`` action classes (the class head has
+``K + 1`` outputs, the last one is NONE). Masks are boolean ``(B, T)`` with True = valid step.
+
+Padding never changes an output at a valid position or any anticipation output: channel
+informativeness uses valid steps only, BatchNorm statistics (``selection="bn_gamma"``) use valid
+steps only, attention masks padded keys, and everything else acts per step.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from .config import R3DConfig
+
+
+def channel_scores(X: torch.Tensor, k: int | None = None) -> torch.Tensor:
+    """Channel informativeness I_c (Definition 1) of a ``(N, D)`` token matrix.
+
+    Thin wrapper so the model has one place that computes Definition 1; the maths lives in
+    :func:`rankfusion.spectral.channel_informativeness` (column energies for ``k=None``, the
+    ``D x D`` Gram's eigenvectors for top-k; never an SVD of the ``N x D`` matrix).
+    """
+    # TEMPORARY until rankfusion.spectral lands: float64 Gram, eigh for top-k.
+    X = X.to(torch.float64)
+    if k is None:
+        return (X * X).sum(0)
+    evals, evecs = torch.linalg.eigh(X.T @ X)
+    evals, evecs = evals.flip(0)[:k].clamp_min(0), evecs.flip(1)[:, :k]
+    return (evecs * evecs) @ evals
+
+
+def _valid_tokens(F_: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    # (B, T, D) -> (n_valid, D): Sec. 4.2 flattens B x T; padded steps are dropped.
+    return F_[mask]
+
+
+class MaskedBatchNorm(nn.Module):
+    """BatchNorm over channels of ``(B, T, D)`` tokens whose statistics use valid steps only.
+
+    Used by ``selection="bn_gamma"`` (the official code's CEN criterion): its |gamma| ranks the
+    channels. A stock ``BatchNorm1d`` would mix padded steps into the batch statistics.
+    """
+
+    def __init__(self, d: int, momentum: float = 0.1, eps: float = 1e-5):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(d))
+        self.bias = nn.Parameter(torch.zeros(d))
+        self.register_buffer("running_mean", torch.zeros(d))
+        self.register_buffer("running_var", torch.ones(d))
+        self.momentum, self.eps = momentum, eps
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        if self.training:
+            v = x[mask]
+            mean = v.mean(0)
+            var = v.var(0, unbiased=False)
+            with torch.no_grad():
+                n = v.shape[0]
+                unbiased = var * (n / max(n - 1, 1))
+                self.running_mean.lerp_(mean, self.momentum)
+                self.running_var.lerp_(unbiased, self.momentum)
+        else:
+            mean, var = self.running_mean, self.running_var
+        return (x - mean) * torch.rsqrt(var + self.eps) * self.weight + self.bias
+
+
+class RTFOutput(NamedTuple):
+    """What the token fuser returns.
+
+    before : list of (B, T, D) tensors, the fuser's inputs (after BatchNorm for ``bn_gamma``).
+    after : list of (B, T, D) tensors, the fused per-modality features (Eqs. 4-5).
+    low : list of (k',) int64 tensors, the blended channels of each modality (Eq. 3).
+    """
+
+    before: list
+    after: list
+    low: list
+
+
+class RankEnhancingTokenFuser(nn.Module):
+    """Rank-enhancing Token Fuser (RTF), Eqs. 3-5.
+
+    For each modality m, the k' channels with the lowest informativeness (Definition 1 on the
+    batch's valid steps, or smallest |BatchNorm gamma|) are blended with the same channels of a
+    partner: ``out[..., c] = alpha_m[c] * partner[..., c] + (1 - alpha_m[c]) * x_m[..., c]`` for c in
+    the selected set; other channels pass unchanged. Note the convention: Eq. 4 puts alpha on the
+    partner, Definition 2 on the modality's own channel (alpha_Def2 = 1 - alpha_Eq4); we follow Eq. 4.
+
+    Partners: with two modalities each blends with the other (Eqs. 4-5, both directions, both
+    from the *pre-fusion* features). With M >= 3, ``fusion_rule="mean"`` uses the mean of the other
+    M - 1 modalities, ``"ring"`` the next modality cyclically. With one modality there is nothing
+    to blend with and the fuser is the identity.
+
+    Gradients: the channel selection (an argmin over informativeness) is piecewise constant and
+    computed without autograd. What learns through the fuser are alpha (for the selected
+    channels) and both modalities' features through the blend (own: ``1 - alpha``, partner: ``alpha``).
+    """
+
+    def __init__(self, modalities, d: int, *, exchange_ratio: float = 0.1, selection: str = "spectral",
+                 exchange: str = "adaptive", static_alpha: float = 1.0, informativeness_k: int | None = None,
+                 alpha_param: str = "sigmoid", fusion_rule: str = "mean"):
+        super().__init__()
+        self.modalities = tuple(modalities)
+        self.d = d
+        self.k_prime = int(round(exchange_ratio * d))
+        self.selection, self.exchange = selection, exchange
+        self.informativeness_k = informativeness_k
+        self.alpha_param, self.fusion_rule = alpha_param, fusion_rule
+        M = len(self.modalities)
+        if exchange == "adaptive":
+            # Paper: alpha "randomly initialized from a uniform distribution". Under the sigmoid
+            # parametrisation we draw u ~ U(0.05, 0.95) and store logit(u), so the initial alphas
+            # follow that law while sigmoid keeps alpha in [0, 1] for ever after (Definition 2, and
+            # the proof's |1 - alpha| <= 1), without clamping that would kill gradients at the bounds.
+            u = torch.empty(M, d).uniform_(0.05, 0.95) if alpha_param == "sigmoid" else torch.rand(M, d)
+            self.alpha_raw = nn.Parameter(torch.logit(u) if alpha_param == "sigmoid" else u)
+        else:
+            self.register_buffer("alpha_const", torch.full((M, d), float(static_alpha)))
+        if selection == "bn_gamma":
+            self.norms = nn.ModuleList(MaskedBatchNorm(d) for _ in range(M))
+
+    def alpha(self) -> torch.Tensor:
+        """Per-modality, per-channel blending weights, shape (M, D)."""
+        if self.exchange == "static":
+            return self.alpha_const
+        return torch.sigmoid(self.alpha_raw) if self.alpha_param == "sigmoid" else self.alpha_raw
+
+    @torch.no_grad()
+    def select(self, feats, mask) -> list:
+        """Low-informativeness channel sets, Eq. 3: one sorted (k',) int64 tensor per modality."""
+        out = []
+        for m, x in enumerate(feats):
+            if self.selection == "bn_gamma":
+                score = self.norms[m].weight.abs()
+            else:
+                score = channel_scores(_valid_tokens(x.detach(), mask), self.informativeness_k)
+            # stable sort: ties (e.g. gamma = 1 at initialisation) resolve to the lowest index
+            idx = torch.sort(score, stable=True).indices[: self.k_prime]
+            out.append(torch.sort(idx).values)
+        return out
+
+    def partners(self, feats) -> list:
+        """The features each modality blends with (see the class docstring)."""
+        M = len(feats)
+        if M == 2:
+            return [feats[1], feats[0]]
+        if self.fusion_rule == "ring":
+            return [feats[(m + 1) % M] for m in range(M)]
+        total = torch.stack(feats).sum(0)
+        return [(total - x) / (M - 1) for x in feats]
+
+    def forward(self, feats, mask) -> RTFOutput:
+        """Fuse ``feats`` (list of (B, T, D) tensors, one per modality) under ``mask`` (B, T)."""
+        if self.selection == "bn_gamma":
+            feats = [norm(x, mask) for norm, x in zip(self.norms, feats)]
+        if len(feats) == 1 or self.k_prime == 0:
+            empty = torch.zeros(0, dtype=torch.long, device=mask.device)
+            return RTFOutput(list(feats), list(feats), [empty] * len(feats))
+        low = self.select(feats, mask)
+        alpha = self.alpha()
+        sel = torch.zeros_like(alpha)
+        for m, idx in enumerate(low):
+            sel[m, idx] = 1.0
+        w = sel * alpha  # (M, D): zero outside the selected channels, so those pass unchanged
+        after = [x + w[m] * (y - x) for m, (x, y) in enumerate(zip(feats, self.partners(feats)))]
+        return RTFOutput(list(feats), after, low)
+
+
+def sinusoidal_positions(T: int, d: int, device=None, dtype=torch.float32) -> torch.Tensor:
+    """Standard sinusoidal position table of shape (T, d)."""
+    pos = torch.arange(T, device=device, dtype=torch.float32)[:, None]
+    i = torch.arange(0, d, 2, device=device, dtype=torch.float32)
+    freq = torch.exp(-math.log(10000.0) * i / d)
+    pe = torch.zeros(T, d, device=device)
+    pe[:, 0::2] = torch.sin(pos * freq)
+    pe[:, 1::2] = torch.cos(pos * freq[: d // 2])
+    return pe.to(dtype)
+
+
+class TemporalFuserLayer(nn.Module):
+    """One Temporal Fuser layer exactly as Eqs. 53-54.
+
+    ``Z = LN1(F) + MHSA(LN1(F))`` (Eq. 53: the residual is taken from the normalised input) and
+    ``F' = LN2(Z + MLP(Z))`` (Eq. 54).
+    """
+
+    def __init__(self, width: int, n_heads: int, hidden: int, dropout: float):
+        super().__init__()
+        self.ln1 = nn.LayerNorm(width)
+        self.attn = nn.MultiheadAttention(width, n_heads, dropout=dropout, batch_first=True)
+        self.ln2 = nn.LayerNorm(width)
+        self.mlp = nn.Sequential(nn.Linear(width, hidden), nn.GELU(), nn.Dropout(dropout),
+                                 nn.Linear(hidden, width))
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x, pad):
+        h = self.ln1(x)
+        z = h + self.drop(self.attn(h, h, h, key_padding_mask=pad, need_weights=False)[0])
+        return self.ln2(z + self.drop(self.mlp(z)))
+
+
+class AnticipationModule(nn.Module):
+    """Future queries, multi-head cross-attention, FFN and the class / duration heads (App. C.2).
+
+    Residual connections and LayerNorm around MHCA and FFN are the usual transformer-decoder
+    choice (the paper does not spell them out).
+    """
+
+    def __init__(self, width: int, n_heads: int, hidden: int, n_queries: int, n_classes: int,
+                 dropout: float):
+        super().__init__()
+        self.queries = nn.Parameter(torch.randn(n_queries, width) * 0.02)
+        self.attn = nn.MultiheadAttention(width, n_heads, dropout=dropout, batch_first=True)
+        self.ln1 = nn.LayerNorm(width)
+        self.ffn = nn.Sequential(nn.Linear(width, hidden), nn.GELU(), nn.Dropout(dropout),
+                                 nn.Linear(hidden, width))
+        self.ln2 = nn.LayerNorm(width)
+        self.drop = nn.Dropout(dropout)
+        self.cls_head = nn.Linear(width, n_classes + 1)
+        self.dur_head = nn.Linear(width, 1)
+
+    def forward(self, memory, pad):
+        q = self.queries.unsqueeze(0).expand(memory.shape[0], -1, -1)
+        h = self.ln1(q + self.drop(self.attn(q, memory, memory, key_padding_mask=pad, need_weights=False)[0]))
+        h = self.ln2(h + self.drop(self.ffn(h)))
+        return self.cls_head(h), self.dur_head(h).squeeze(-1)
+
+
+class R3DOutput(NamedTuple):
+    """Outputs of :class:`R3D`.
+
+    seg_logits : (B, T, K) per-step segmentation logits (Eq. 56).
+    class_logits : (B, Q, K + 1) future action logits, last column NONE.
+    durations : (B, Q) unnormalised log-durations; decoding uses softmax over the kept queries.
+    features : dict or None, with ``return_features=True``: ``{modality: {"before": (B, T, D),
+        "after": (B, T, D), "low": (k',) int64 or None}}`` (the fuser's inputs,
+        outputs and blended channels; ``before is after`` without RTF).
+    """
+
+    seg_logits: torch.Tensor
+    class_logits: torch.Tensor
+    durations: torch.Tensor
+    features: dict | None = None
+
+
+class R3D(nn.Module):
+    """The R3D model (Fig. 4) for any number of modalities >= 1.
+
+    Parameters
+    ----------
+    config : R3DConfig
+        Must have ``input_dims`` (channels per modality) and ``n_classes`` resolved.
+    """
+
+    def __init__(self, config: R3DConfig):
+        super().__init__()
+        if config.input_dims is None or config.n_classes is None:
+            raise ValueError("config.input_dims and config.n_classes must be set (resolved from the dataset)")
+        missing = [m for m in config.modalities if m not in config.input_dims]
+        if missing:
+            raise ValueError(f"config.input_dims has no entry for modalities {missing}")
+        self.config = config
+        D, M = config.d_model, len(config.modalities)
+        W = D * M
+        # Eq. 2: one Linear(C_m -> D) + ReLU per modality.
+        self.proj = nn.ModuleDict({m: nn.Linear(config.input_dims[m], D) for m in config.modalities})
+        self.shared = nn.Linear(D, D) if config.latent == "shared" else None
+        self.rtf = RankEnhancingTokenFuser(
+            config.modalities, D, exchange_ratio=config.exchange_ratio, selection=config.selection,
+            exchange=config.exchange, static_alpha=config.static_alpha,
+            informativeness_k=config.informativeness_k, alpha_param=config.alpha_param,
+            fusion_rule=config.fusion_rule,
+        ) if config.rtf else None
+        hidden = config.mlp_ratio * W
+        n_layers = config.n_layers if config.temporal_fuser else 0
+        self.layers = nn.ModuleList(TemporalFuserLayer(W, config.n_heads, hidden, config.dropout)
+                                    for _ in range(n_layers))
+        self.final_ln = nn.LayerNorm(W)  # Eq. 55
+        self.seg_head = nn.Linear(W, config.n_classes)  # Eq. 56
+        self.anticipation = AnticipationModule(W, config.n_heads, hidden, config.n_queries,
+                                               config.n_classes, config.dropout)
+
+    @property
+    def none_index(self) -> int:
+        """Index of the NONE class in ``class_logits``."""
+        return self.config.n_classes
+
+    def tokens(self, features: dict, mask: torch.Tensor) -> list:
+        """Per-modality tokens after Eq. 2 (and the shared projection when ``latent="shared"``)."""
+        out = []
+        for m in self.config.modalities:
+            if m not in features:
+                raise ValueError(f"features has no modality {m!r}; got {sorted(features)}")
+            x = F.relu(self.proj[m](features[m]))
+            if self.shared is not None:
+                x = F.relu(self.shared(x))
+            out.append(x)
+        return out
+
+    def forward(self, features: dict, mask: torch.Tensor, *, return_features: bool = False) -> R3DOutput:
+        """Run the model.
+
+        Parameters
+        ----------
+        features : dict of str to Tensor of shape (B, T, C_m)
+        mask : bool Tensor of shape (B, T), True at valid steps; every row needs one valid step.
+        return_features : bool
+            Also return the token fuser's per-modality inputs and outputs (for feature export).
+
+        Returns
+        -------
+        R3DOutput
+        """
+        toks = self.tokens(features, mask)
+        if self.rtf is not None:
+            r = self.rtf(toks, mask)
+            before, after, low = r.before, r.after, r.low
+        else:
+            before = after = toks
+            low = [None] * len(toks)
+        x = torch.cat(after, dim=-1)  # F_stacked: modalities stacked along channels (Sec. 4.2)
+        if self.config.positional == "sinusoidal":
+            x = x + sinusoidal_positions(x.shape[1], x.shape[2], x.device, x.dtype)
+        pad = ~mask
+        for layer in self.layers:
+            x = layer(x, pad)
+        x = self.final_ln(x)
+        seg = self.seg_head(x)
+        cls, dur = self.anticipation(x, pad)
+        feats = None
+        if return_features:
+            feats = {m: {"before": b, "after": a, "low": l}
+                     for m, b, a, l in zip(self.config.modalities, before, after, low)}
+        return R3DOutput(seg, cls, dur, feats)
+
+
+def build_model(config: R3DConfig) -> R3D:
+    """Construct :class:`R3D` from a resolved :class:`R3DConfig`."""
+    return R3D(config)

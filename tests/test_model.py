@@ -1,0 +1,207 @@
+"""R3D model: RTF against a direct NumPy reading of Eqs. 3-5, gradients, masks, shapes, options."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from rankfusion.config import R3DConfig  # noqa: E402
+from rankfusion.model import R3D, RankEnhancingTokenFuser  # noqa: E402
+
+
+def _np_informativeness(X, k=None):
+    # Definition 1 straight from an SVD of the (n_valid, D) matrix (slow reference on purpose).
+    _, s, vt = np.linalg.svd(X, full_matrices=False)
+    k = len(s) if k is None else k
+    return ((s[:k, None] ** 2) * vt[:k] ** 2).sum(0)
+
+
+def _np_rtf(feats, mask, alpha, k_prime, k=None, rule="mean"):
+    """Eqs. 3-5 for M modalities: bottom-k' channels of each, blended with its partner."""
+    M = len(feats)
+    if M == 2:
+        partners = [feats[1], feats[0]]
+    elif rule == "ring":
+        partners = [feats[(m + 1) % M] for m in range(M)]
+    else:
+        partners = [(sum(feats) - x) / (M - 1) for x in feats]
+    out, lows = [], []
+    for m, (x, y) in enumerate(zip(feats, partners)):
+        I = _np_informativeness(x[mask], k)
+        low = np.sort(np.argsort(I)[:k_prime])  # Eq. 3
+        z = x.copy()
+        z[..., low] = alpha[m, low] * y[..., low] + (1 - alpha[m, low]) * x[..., low]  # Eqs. 4-5
+        out.append(z)
+        lows.append(low)
+    return out, lows
+
+
+def _random_inputs(rng, M, B=3, T=7, D=20):
+    # ReLU-like non-negative tokens with distinct channel scales, as after Eq. 2.
+    scale = rng.uniform(0.1, 3.0, size=D)
+    feats = [np.maximum(rng.normal(size=(B, T, D)), 0) * scale for _ in range(M)]
+    mask = np.ones((B, T), dtype=bool)
+    mask[0, 5:] = False
+    mask[2, 3:] = False
+    return feats, mask
+
+
+@pytest.mark.parametrize("M,rule,k", [(2, "mean", None), (2, "mean", 3), (3, "mean", None), (3, "ring", None),
+                                      (4, "mean", 5)])
+def test_rtf_matches_numpy_reference(rng, M, rule, k):
+    feats, mask = _random_inputs(rng, M)
+    rtf = RankEnhancingTokenFuser([f"m{i}" for i in range(M)], 20, exchange_ratio=0.2,
+                                  informativeness_k=k, fusion_rule=rule).double()
+    alpha = rtf.alpha().detach().numpy()
+    assert alpha.min() >= 0 and alpha.max() <= 1
+    out = rtf([torch.from_numpy(f) for f in feats], torch.from_numpy(mask))
+    ref, lows = _np_rtf(feats, mask, alpha, rtf.k_prime, k, rule)
+    assert rtf.k_prime == 4
+    for m in range(M):
+        np.testing.assert_array_equal(out.low[m].numpy(), lows[m])
+        np.testing.assert_allclose(out.after[m].detach().numpy(), ref[m], rtol=1e-12, atol=1e-12)
+        np.testing.assert_array_equal(out.before[m].numpy(), feats[m])
+
+
+def test_rtf_gradients_reach_alpha_and_both_modalities(rng):
+    feats, mask = _random_inputs(rng, 2)
+    rtf = RankEnhancingTokenFuser(["rgb", "depth"], 20, exchange_ratio=0.2).double()
+    xs = [torch.from_numpy(f).requires_grad_() for f in feats]
+    out = rtf(xs, torch.from_numpy(mask))
+    (out.after[0].sum() + 2 * out.after[1].sum()).backward()
+    g = rtf.alpha_raw.grad
+    for m in range(2):
+        low = out.low[m]
+        assert torch.all(g[m, low] != 0)
+        others = torch.ones(20, dtype=torch.bool)
+        others[low] = False
+        assert torch.all(g[m, others] == 0)  # unselected channels are not blended
+    # the depth input receives gradient through RGB's blended channels (weight alpha)
+    low0 = out.low[0]
+    assert torch.all(xs[1].grad[..., low0] != 0)
+
+
+def test_static_exchange_has_fixed_alpha(rng):
+    feats, mask = _random_inputs(rng, 2)
+    rtf = RankEnhancingTokenFuser(["a", "b"], 20, exchange="static", static_alpha=1.0).double()
+    assert not list(rtf.parameters())
+    out = rtf([torch.from_numpy(f) for f in feats], torch.from_numpy(mask))
+    low = out.low[0].numpy()
+    np.testing.assert_allclose(out.after[0].numpy()[..., low], feats[1][..., low], atol=1e-15)  # hard swap
+
+
+def test_raw_alpha_variant_is_unconstrained_parameter():
+    rtf = RankEnhancingTokenFuser(["a", "b"], 10, alpha_param="raw")
+    with torch.no_grad():
+        rtf.alpha_raw.fill_(1.7)
+    assert torch.all(rtf.alpha() == 1.7)
+
+
+def test_bn_gamma_selects_smallest_abs_gamma(rng):
+    feats, mask = _random_inputs(rng, 2)
+    rtf = RankEnhancingTokenFuser(["a", "b"], 20, exchange_ratio=0.15, selection="bn_gamma").double()
+    gammas = rng.normal(size=(2, 20))
+    with torch.no_grad():
+        for m in range(2):
+            rtf.norms[m].weight.copy_(torch.from_numpy(gammas[m]))
+    out = rtf([torch.from_numpy(f) for f in feats], torch.from_numpy(mask))
+    for m in range(2):
+        expected = np.sort(np.argsort(np.abs(gammas[m]))[:3])
+        np.testing.assert_array_equal(out.low[m].numpy(), expected)
+
+
+def test_one_modality_is_identity(rng):
+    feats, mask = _random_inputs(rng, 1)
+    rtf = RankEnhancingTokenFuser(["rgb"], 20).double()
+    x = torch.from_numpy(feats[0])
+    out = rtf([x], torch.from_numpy(mask))
+    assert out.after[0] is x
+
+
+def _model(mods, **kw):
+    cfg = R3DConfig(modalities=mods, input_dims={m: 12 + i for i, m in enumerate(mods)}, n_classes=5,
+                    d_model=16, n_heads=4, n_layers=2, **kw)
+    torch.manual_seed(0)
+    return R3D(cfg)
+
+
+def _batch(mods, B=3, T=9):
+    g = torch.Generator().manual_seed(1)
+    feats = {m: torch.randn(B, T, 12 + i, generator=g) for i, m in enumerate(mods)}
+    mask = torch.ones(B, T, dtype=torch.bool)
+    mask[0, 6:] = False
+    mask[2, 2:] = False
+    return feats, mask
+
+
+@pytest.mark.parametrize("mods", [("rgb",), ("rgb", "depth"), ("rgb", "depth", "imu")])
+def test_shapes(mods):
+    model = _model(mods)
+    feats, mask = _batch(mods)
+    out = model(feats, mask, return_features=True)
+    assert out.seg_logits.shape == (3, 9, 5)
+    assert out.class_logits.shape == (3, 8, 6)
+    assert out.durations.shape == (3, 8)
+    assert set(out.features) == set(mods)
+    for m in mods:
+        assert out.features[m]["before"].shape == out.features[m]["after"].shape == (3, 9, 16)
+    assert model.none_index == 5
+    assert model(feats, mask).features is None
+
+
+OPTIONS = [
+    {}, {"rtf": False}, {"selection": "bn_gamma"}, {"exchange": "static"}, {"temporal_fuser": False},
+    {"latent": "shared"}, {"informativeness_k": 4}, {"positional": "none"}, {"alpha_param": "raw"},
+]
+
+
+@pytest.mark.parametrize("opts", OPTIONS, ids=lambda o: ",".join(f"{k}={v}" for k, v in o.items()) or "default")
+@pytest.mark.parametrize("mods", [("rgb",), ("rgb", "depth"), ("a", "b", "c")])
+@pytest.mark.parametrize("training", [False, True])
+def test_padding_never_changes_outputs(mods, opts, training):
+    model = _model(mods, dropout=0.0, **opts)
+    model.train(training)
+    feats, mask = _batch(mods)
+    out1 = model(feats, mask, return_features=True)
+    feats2 = {m: torch.where(mask[..., None], v, torch.full_like(v, 1e3) * torch.randn_like(v))
+              for m, v in feats.items()}
+    if opts.get("selection") == "bn_gamma" and training:
+        model = _model(mods, dropout=0.0, **opts).train()  # fresh running stats, same weights
+    out2 = model(feats2, mask, return_features=True)
+    torch.testing.assert_close(out1.class_logits, out2.class_logits)
+    torch.testing.assert_close(out1.durations, out2.durations)
+    torch.testing.assert_close(out1.seg_logits[mask], out2.seg_logits[mask])
+    for m in mods:
+        torch.testing.assert_close(out1.features[m]["after"][mask], out2.features[m]["after"][mask])
+
+
+def test_batch_row_independent_of_other_rows_in_eval_without_rtf():
+    # Without RTF every video is processed independently; with spectral RTF the channel set is a
+    # batch statistic (Sec. 4.2), which is why evaluation runs one video at a time.
+    mods = ("rgb", "depth")
+    model = _model(mods, rtf=False).eval()
+    feats, mask = _batch(mods)
+    full = model(feats, mask)
+    one = model({m: v[1:2] for m, v in feats.items()}, mask[1:2])
+    torch.testing.assert_close(full.class_logits[1:2], one.class_logits)
+
+
+def test_model_backward_reaches_alpha():
+    mods = ("rgb", "depth")
+    model = _model(mods)
+    feats, mask = _batch(mods)
+    out = model(feats, mask)
+    (out.seg_logits[mask].logsumexp(-1).sum() + out.class_logits.sum()).backward()
+    assert model.rtf.alpha_raw.grad is not None and model.rtf.alpha_raw.grad.abs().sum() > 0
+    assert all(p.grad is not None for n, p in model.named_parameters() if n.startswith("proj"))
+
+
+def test_model_requires_resolved_config():
+    with pytest.raises(ValueError, match="input_dims"):
+        R3D(R3DConfig())
+    model = _model(("rgb", "depth"))
+    feats, mask = _batch(("rgb",))
+    with pytest.raises(ValueError, match="depth"):
+        model(feats, mask)
