@@ -1,0 +1,523 @@
+"""Analyses of saved feature files: modality selection, spectra, angles, noise calibration.
+
+Pure functions over the feature files of ``docs/formats.md`` (one ``.npz`` per run, split and
+observation ratio, keys ``<modality>.before`` / ``<modality>.after`` plus a JSON ``meta``).
+Nothing here trains a model or draws a plot: :mod:`rankfusion.pipeline` produces the files,
+:mod:`rankfusion.plots` draws the tables returned here. The numbers come from
+:mod:`rankfusion.spectral` (effective rank, Eq. 1; gains and their harmonic mean, Sec. 3.2;
+principal angles, Table 6).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ._validation import InputError, check_float, check_int, check_matrix
+from .io import load_arrays, load_meta
+
+#: The two stages every analysed modality must have in a feature file (docs/formats.md).
+STAGES = ("before", "after")
+
+
+# --------------------------------------------------------------------------- feature files
+
+
+@dataclass(frozen=True)
+class FeatureSet:
+    """The contents of one feature file.
+
+    Attributes
+    ----------
+    path : Path
+        The file read.
+    arrays : dict of str to ndarray of shape (n_steps, D)
+        Every ``<modality>.<stage>`` array of the file.
+    meta : dict
+        The file's JSON metadata (empty when it has none).
+    """
+
+    path: Path
+    arrays: dict
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def modalities(self) -> list[str]:
+        """Modalities having both a ``before`` and an ``after`` array, in file order."""
+        return fused_modalities(self.arrays)
+
+    @property
+    def obs_ratio(self) -> float:
+        """Observation ratio from the metadata (NaN when the file does not say)."""
+        value = self.meta.get("obs_ratio")
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            return math.nan
+
+    def get(self, modality: str, stage: str) -> np.ndarray:
+        """Return ``<modality>.<stage>``; :class:`InputError` naming the file and key if absent."""
+        key = f"{modality}.{stage}"
+        if key not in self.arrays:
+            raise InputError(
+                f"key {key!r} not found in {str(self.path)!r}; available keys: {sorted(self.arrays)}"
+            )
+        return self.arrays[key]
+
+
+def fused_modalities(keys) -> list[str]:
+    """Modalities that have both ``<m>.before`` and ``<m>.after`` among ``keys`` (first-seen order)."""
+    keys = list(keys)
+    seen = []
+    for key in keys:
+        mod, _, stage = key.rpartition(".")
+        if mod and stage == "before" and f"{mod}.after" in keys and mod not in seen:
+            seen.append(mod)
+    return seen
+
+
+def load_features(path) -> FeatureSet:
+    """Read and validate a feature file.
+
+    Parameters
+    ----------
+    path : str or Path
+        A ``.npz`` file in the format of ``docs/formats.md``.
+
+    Returns
+    -------
+    FeatureSet
+
+    Raises
+    ------
+    InputError
+        When the file cannot be read, holds no ``<modality>.before/after`` pair, or an array is
+        not 2-D, is empty, non-finite, or has a row count different from the other arrays (rows
+        are the same time steps across modalities). The message names the file and the key.
+    """
+    path = Path(path)
+    arrays = load_arrays(path)
+    meta = load_meta(path)
+    for key, arr in arrays.items():
+        try:
+            check_matrix(arr, f"array {key!r} in {str(path)!r}")
+        except (ValueError, TypeError) as exc:
+            raise InputError(str(exc)) from None
+        if arr.ndim != 2:
+            raise InputError(f"array {key!r} in {str(path)!r} must be 2-D (n_steps, D), got shape {arr.shape}")
+    mods = fused_modalities(arrays)
+    if not mods:
+        raise InputError(
+            f"file {str(path)!r} has no '<modality>.before' / '<modality>.after' pair; keys: {sorted(arrays)}"
+        )
+    rows = {k: arrays[k].shape[0] for m in mods for k in (f"{m}.before", f"{m}.after")}
+    if len(set(rows.values())) > 1:
+        raise InputError(f"arrays in {str(path)!r} have different row counts (steps must align): {rows}")
+    return FeatureSet(path=path, arrays=arrays, meta=meta)
+
+
+# --------------------------------------------------------------------------- modality selection
+
+
+def pair_gains(features: FeatureSet, anchor: str, candidate: str) -> dict:
+    """Effective-rank gains of an (anchor, candidate) pair fused by one model (Sec. 3.2).
+
+    Parameters
+    ----------
+    features : FeatureSet
+        Holds ``<anchor>.before/after`` and ``<candidate>.before/after``.
+    anchor, candidate : str
+        The two modalities (e.g. ``"rgb"`` and ``"depth"``).
+
+    Returns
+    -------
+    dict
+        ``erank_<role>_before``, ``erank_<role>_after``, ``gain_<role>`` for role in
+        (anchor, candidate) and ``harmonic_mean`` = 2ab/(a+b) of the two gains, NaN when either
+        gain is <= 0 (a pair that does not enhance both modalities is not mutual, Sec. 3.2).
+    """
+    from . import spectral
+
+    if anchor == candidate:
+        raise ValueError(f"candidate must differ from anchor, got {candidate!r} for both")
+    out = {}
+    gains = {}
+    for role, mod in (("anchor", anchor), ("candidate", candidate)):
+        before = spectral.effective_rank(features.get(mod, "before"))
+        after = spectral.effective_rank(features.get(mod, "after"))
+        out[f"erank_{role}_before"] = float(before)
+        out[f"erank_{role}_after"] = float(after)
+        gains[role] = float(after) - float(before)
+        out[f"gain_{role}"] = gains[role]
+    out["harmonic_mean"] = float(spectral.harmonic_mean_gain(gains["anchor"], gains["candidate"]))
+    return out
+
+
+def nan_reason(gain_anchor: float, gain_candidate: float, anchor: str, candidate: str) -> str:
+    """Why a harmonic mean is NaN ("" when it is not): which gain is not positive."""
+    bad = [f"gain of {m} = {g:+.3f} <= 0" for m, g in ((anchor, gain_anchor), (candidate, gain_candidate))
+           if not (g > 0)]
+    return "; ".join(bad)
+
+
+def modality_selection(paths, anchor: str = "rgb") -> pd.DataFrame:
+    """Per-file effective-rank gains of the anchor fused with each candidate.
+
+    Parameters
+    ----------
+    paths : sequence of str or Path
+        Feature files. Each holds the anchor and one or more candidates (every other fused
+        modality of the file is a candidate; the paper fuses one pair per model).
+    anchor : str, default "rgb"
+        The modality every candidate is paired with.
+
+    Returns
+    -------
+    DataFrame
+        One row per (file, candidate): ``file, run, seed, candidate, obs_ratio``, the columns of
+        :func:`pair_gains`, and ``note`` (why the harmonic mean is NaN, else "").
+
+    Raises
+    ------
+    InputError
+        No files, a file without the anchor or without any candidate.
+    """
+    paths = list(paths)
+    if not paths:
+        raise InputError("no feature files given (expected one or more .npz files)")
+    if not isinstance(anchor, str) or not anchor:
+        raise ValueError(f"anchor must be a modality name, got {anchor!r}")
+    rows = []
+    for path in paths:
+        fs = load_features(path)
+        if anchor not in fs.modalities:
+            raise InputError(
+                f"file {str(fs.path)!r} has no '{anchor}.before'/'{anchor}.after' arrays for the anchor "
+                f"{anchor!r}; modalities with both: {fs.modalities}"
+            )
+        cands = [m for m in fs.modalities if m != anchor]
+        if not cands:
+            raise InputError(f"file {str(fs.path)!r} holds only the anchor {anchor!r}, no candidate modality")
+        for cand in cands:
+            row = {
+                "file": str(fs.path),
+                "run": fs.meta.get("run", fs.path.stem),
+                "seed": fs.meta.get("seed", ""),
+                "anchor": anchor,
+                "candidate": cand,
+                "obs_ratio": fs.obs_ratio,
+            }
+            row.update(pair_gains(fs, anchor, cand))
+            row["note"] = nan_reason(row["gain_anchor"], row["gain_candidate"], anchor, cand)
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def summarize_selection(table: pd.DataFrame) -> pd.DataFrame:
+    """Average the per-file rows over seeds: one row per (candidate, observation ratio).
+
+    The harmonic mean is recomputed from the *mean* gains (the paper reports one score per pair
+    and ratio); ``n_files`` counts the files averaged.
+    """
+    from . import spectral
+
+    if table.empty:
+        raise ValueError("table is empty: no feature rows to summarise")
+    cols = ["erank_anchor_before", "erank_anchor_after", "erank_candidate_before",
+            "erank_candidate_after", "gain_anchor", "gain_candidate"]
+    # NaN obs ratios (files without metadata) would vanish in groupby; keep them as a group.
+    keyed = table.assign(obs_ratio=table["obs_ratio"].fillna(-1.0))
+    grouped = keyed.groupby(["anchor", "candidate", "obs_ratio"], sort=True)
+    out = grouped[cols].mean().reset_index()
+    out["n_files"] = grouped.size().to_numpy()
+    out["obs_ratio"] = out["obs_ratio"].replace(-1.0, np.nan)
+    out["harmonic_mean"] = [
+        float(spectral.harmonic_mean_gain(a, c)) for a, c in zip(out["gain_anchor"], out["gain_candidate"])
+    ]
+    out["note"] = [
+        nan_reason(a, c, an, ca)
+        for a, c, an, ca in zip(out["gain_anchor"], out["gain_candidate"], out["anchor"], out["candidate"])
+    ]
+    return out
+
+
+def rank_candidates(summary: pd.DataFrame) -> pd.DataFrame:
+    """Rank candidates by their harmonic mean of rank gains over observation ratios.
+
+    A candidate's ``score`` is the mean of its harmonic means over the ratios where it is finite;
+    candidates whose harmonic mean is NaN at some ratio (one gain <= 0 there: the fusion is not
+    mutual) rank after every candidate that is finite everywhere, then by how many ratios are NaN,
+    then by score. ``wins`` counts the ratios where the candidate has the highest harmonic mean.
+
+    Returns
+    -------
+    DataFrame
+        ``rank`` (1 = best), ``candidate``, ``score``, ``n_ratios``, ``n_nan``, ``wins``, ``reason``
+        (empty unless some ratio is NaN; says which gain is <= 0 and where).
+    """
+    if summary.empty:
+        raise ValueError("summary is empty: nothing to rank")
+    best = summary.groupby("obs_ratio", dropna=False)["harmonic_mean"].transform(
+        lambda s: s.max() if s.notna().any() else np.nan
+    )
+    is_win = summary["harmonic_mean"].notna() & (summary["harmonic_mean"] == best)
+    rows = []
+    for cand, grp in summary.groupby("candidate", sort=False):
+        finite = grp["harmonic_mean"].dropna()
+        reasons = [
+            f"obs {r:g}: {n}" if np.isfinite(r) else n
+            for r, n in zip(grp["obs_ratio"], grp["note"]) if n
+        ]
+        rows.append({
+            "candidate": cand,
+            "score": float(finite.mean()) if len(finite) else math.nan,
+            "n_ratios": int(len(grp)),
+            "n_nan": int(grp["harmonic_mean"].isna().sum()),
+            "wins": int(is_win[grp.index].sum()),
+            "reason": "harmonic mean NaN (" + "; ".join(reasons) + ")" if reasons else "",
+        })
+    df = pd.DataFrame(rows)
+    df["_score"] = df["score"].fillna(-np.inf)
+    df = df.sort_values(["n_nan", "_score", "candidate"], ascending=[True, False, True], kind="mergesort")
+    df = df.drop(columns="_score").reset_index(drop=True)
+    df.insert(0, "rank", np.arange(1, len(df) + 1))
+    return df
+
+
+def compare_with_expected(ranking: pd.DataFrame, expected_best: str | None) -> dict:
+    """Compare a ranking with the modality that is most complementary by construction.
+
+    Returns a dict ``{"expected": ..., "found": ..., "matches": bool or None, "expected_rank": int
+    or None}``; ``matches`` is None when nothing is expected (real data).
+    """
+    found = str(ranking["candidate"].iloc[0]) if len(ranking) else None
+    if expected_best is None:
+        return {"expected": None, "found": found, "matches": None, "expected_rank": None}
+    hit = ranking.loc[ranking["candidate"] == expected_best, "rank"]
+    return {
+        "expected": expected_best,
+        "found": found,
+        "matches": found == expected_best,
+        "expected_rank": int(hit.iloc[0]) if len(hit) else None,
+    }
+
+
+# --------------------------------------------------------------------------- spectra
+
+
+def normalized_spectrum(X, *, center: bool = False) -> np.ndarray:
+    """Singular values of ``X`` divided by their sum: the distribution ``p`` of Eq. 1.
+
+    Parameters
+    ----------
+    X : array_like of shape (n_steps, D)
+    center : bool, default False
+        Subtract the column means first (the paper does not).
+
+    Returns
+    -------
+    ndarray of shape (r,)
+        Descending, sums to 1, over the numerical rank r; its entropy is log ERank(X). A flatter
+        curve is a higher effective rank, which is how Figs. 2 and 9 are read.
+    """
+    from . import spectral
+
+    X = check_matrix(np.asarray(X), "X")
+    sigma = np.asarray(spectral.singular_values(X, center=center), dtype=np.float64)
+    total = sigma.sum()
+    if not total > 0:
+        raise ValueError(f"X has no non-zero singular value (shape {X.shape}); its spectrum is undefined")
+    return sigma / total
+
+
+def spectra_of(features: FeatureSet, modalities=None, stages=STAGES, label: str | None = None) -> pd.DataFrame:
+    """Long table of normalised spectra: ``label, modality, stage, index, p, erank``.
+
+    ``label`` names the source (e.g. "R3D (RTF)" or "plain fusion"); by default the file's run.
+    """
+    from . import spectral
+
+    mods = features.modalities if modalities is None else list(modalities)
+    label = label if label is not None else str(features.meta.get("run", features.path.stem))
+    rows = []
+    for mod in mods:
+        for stage in stages:
+            X = features.get(mod, stage)
+            p = normalized_spectrum(X)
+            erank = float(spectral.effective_rank(X))
+            rows.append(pd.DataFrame({
+                "label": label, "modality": mod, "stage": stage,
+                "index": np.arange(1, len(p) + 1), "p": p, "erank": erank,
+            }))
+    return pd.concat(rows, ignore_index=True)
+
+
+def stacked(features: FeatureSet, modalities, stage: str) -> np.ndarray:
+    """Concatenate ``<m>.<stage>`` over ``modalities`` along channels: the F_stacked of Fig. 4.
+
+    This is the fused representation that enters the Temporal Fuser, the object whose spectrum
+    Fig. 9 compares between RTF and a plain fusion baseline.
+    """
+    return np.concatenate([np.asarray(features.get(m, stage), dtype=np.float32) for m in modalities], axis=1)
+
+
+# --------------------------------------------------------------------------- principal angles
+
+
+def angle_table(features: FeatureSet, pairs=None, *, exchange_ratio: float | None = None, k: int | None = None,
+                energy: float = 0.9) -> pd.DataFrame:
+    """Table 6: principal angles between X's dominant subspace and Y's injected channels.
+
+    For each direction ``X <- Y`` the injected channels are the ``ceil(exchange_ratio * D)``
+    least informative channels of X (Def. 1, computed on ``X.before``), the ones RTF replaces with
+    Y's; their columns in ``Y.before`` are compared with the top-``k`` left singular subspace of
+    ``X.before`` (:func:`rankfusion.spectral.injection_angles`). ``k`` defaults to the number of
+    singular values holding ``energy`` of X's squared spectrum (its "dominant" subspace).
+
+    Returns
+    -------
+    DataFrame
+        ``target, source, direction, k, n_low, mean_angle_deg, min_angle_deg, max_angle_deg``;
+        larger angles (towards 90 degrees) mean more complementary injections.
+    """
+    from . import spectral
+
+    if exchange_ratio is None:
+        exchange_ratio = float(features.meta.get("exchange_ratio", 0.1))
+    exchange_ratio = check_float(exchange_ratio, "exchange_ratio", low=0.0, high=1.0, low_open=True)
+    energy = check_float(energy, "energy", low=0.0, high=1.0, low_open=True)
+    k = check_int(k, "k", low=1, allow_none=True)
+    mods = features.modalities
+    if pairs is None:
+        pairs = [(a, b) for a in mods for b in mods if a != b]
+    rows = []
+    for target, source in pairs:
+        X = np.asarray(features.get(target, "before"), dtype=np.float64)
+        Y = np.asarray(features.get(source, "before"), dtype=np.float64)
+        if X.shape[1] != Y.shape[1]:
+            raise InputError(
+                f"{target}.before and {source}.before in {str(features.path)!r} have different widths "
+                f"({X.shape[1]} vs {Y.shape[1]}); channel injection needs equal D"
+            )
+        d = X.shape[1]
+        n_low = max(1, int(math.ceil(exchange_ratio * d)))
+        low = np.asarray(spectral.low_informative_channels(spectral.channel_informativeness(X), k_prime=n_low))
+        sigma = np.asarray(spectral.singular_values(X), dtype=np.float64)
+        if k is None:
+            cum = np.cumsum(sigma**2) / np.sum(sigma**2)
+            k_used = int(min(np.searchsorted(cum, energy) + 1, len(sigma)))
+        else:
+            k_used = min(k, len(sigma))
+        ang = np.asarray(spectral.injection_angles(X, Y, low, k_used, degrees=True), dtype=np.float64)
+        rows.append({
+            "target": target, "source": source, "direction": f"{target} <- {source}",
+            "k": k_used, "n_low": int(len(low)),
+            "mean_angle_deg": float(ang.mean()), "min_angle_deg": float(ang.min()),
+            "max_angle_deg": float(ang.max()),
+        })
+    return pd.DataFrame(rows)
+
+
+# --------------------------------------------------------------------------- noise robustness
+
+
+def relative_change(clean, noisy) -> float:
+    """Relative Frobenius change ``||noisy - clean||_F / ||clean||_F`` of a representation.
+
+    This is the yardstick of the noise calibration: each noise level is set so that it moves the
+    noisy modality's representation (its features before the token fuser) by the same relative
+    amount in every modality.
+    """
+    clean = check_matrix(np.asarray(clean, dtype=np.float64), "clean")
+    noisy = check_matrix(np.asarray(noisy, dtype=np.float64), "noisy")
+    if clean.shape != noisy.shape:
+        raise ValueError(f"clean and noisy must have the same shape, got {clean.shape} and {noisy.shape}")
+    norm = np.linalg.norm(clean)
+    if not norm > 0:
+        raise ValueError("clean is all zeros: a relative change is undefined")
+    return float(np.linalg.norm(noisy - clean) / norm)
+
+
+def calibrate_sigma(response, targets, *, sigma0: float = 0.1, iters: int = 4, rtol: float = 0.05) -> list[dict]:
+    """Find, for each target relative change, the noise std that produces it.
+
+    Parameters
+    ----------
+    response : callable float -> float
+        Maps a noise standard deviation sigma (in units of the modality's input feature RMS) to
+        the relative representation change it causes (:func:`relative_change`). It is increasing
+        and close to linear for small sigma (a ReLU projection of Gaussian noise).
+    targets : sequence of float
+        Relative changes wanted, e.g. (0.1, 0.3) for "small" and "large".
+    sigma0 : float, default 0.1
+        The first probe.
+    iters : int, default 4
+        At most this many secant/proportional updates per target.
+    rtol : float, default 0.05
+        Stop when the achieved change is within ``rtol`` (relative) of the target.
+
+    Returns
+    -------
+    list of dict
+        ``{"target", "sigma", "achieved", "evaluations"}`` per target; the achieved value is what
+        was measured at the returned sigma (recorded in the robustness table and the manifest).
+    """
+    sigma0 = check_float(sigma0, "sigma0", low=0.0, low_open=True)
+    iters = check_int(iters, "iters", low=1)
+    out = []
+    cache: dict[float, float] = {}
+
+    def measure(s):
+        if s not in cache:
+            cache[s] = float(response(s))
+        return cache[s]
+
+    for t in targets:
+        t = check_float(t, "targets", low=0.0, low_open=True)
+        # Proportional update: the response is ~linear through the origin, so one probe gives the
+        # slope; each further step rescales by target/achieved (a secant through 0).
+        s = sigma0
+        r = measure(s)
+        n = 1
+        while n <= iters and not (abs(r - t) <= rtol * t):
+            if not r > 0:
+                s *= 10.0
+            else:
+                s = s * t / r
+            r = measure(s)
+            n += 1
+        out.append({"target": t, "sigma": float(s), "achieved": float(r), "evaluations": n})
+    return out
+
+
+def gains_table(features: FeatureSet, modalities=None) -> pd.DataFrame:
+    """ERank before/after and gain of each modality of one feature file (one row per modality)."""
+    from . import spectral
+
+    mods = features.modalities if modalities is None else list(modalities)
+    rows = []
+    for mod in mods:
+        b = float(spectral.effective_rank(features.get(mod, "before")))
+        a = float(spectral.effective_rank(features.get(mod, "after")))
+        rows.append({"modality": mod, "erank_before": b, "erank_after": a, "gain": a - b})
+    return pd.DataFrame(rows)
+
+
+def check_obs_ratio(value, name: str = "obs_ratio") -> float:
+    """An observation ratio in (0, 1)."""
+    value = check_float(value, name, low=0.0, high=1.0, low_open=True)
+    if value >= 1.0:
+        raise ValueError(f"{name} must be < 1, got {value}")
+    return value
+
+
+__all__ = [
+    "FeatureSet", "load_features", "fused_modalities", "pair_gains", "nan_reason", "modality_selection",
+    "summarize_selection", "rank_candidates", "compare_with_expected", "normalized_spectrum", "spectra_of",
+    "stacked", "angle_table", "relative_change", "calibrate_sigma", "gains_table", "check_obs_ratio",
+
+]

@@ -1,0 +1,338 @@
+"""Figures of the analyses (the only module that imports matplotlib / seaborn).
+
+Every function takes the tables of :mod:`rankfusion.analysis` / :mod:`rankfusion.pipeline`,
+returns a :class:`matplotlib.figure.Figure` (so tests can inspect labels and legends) and draws
+nothing to the screen; :func:`save_figure` writes it atomically as PNG and PDF. One colour per
+modality, the same in every figure (:data:`PALETTE`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from pathlib import Path
+
+import numpy as np
+
+from .io import atomic_path
+
+#: One colour per modality, shared by every figure (RGB red and depth blue as in the paper's
+#: Figs. 2 and 9). Fusion outputs get their own entries.
+PALETTE = {
+    "rgb": "#d62728",
+    "depth": "#1f77b4",
+    "mvrgb": "#ff7f0e",
+    "imu": "#2ca02c",
+    "text": "#8c564b",
+    "fused (RTF)": "#e377c2",
+    "fused (plain)": "#9467bd",
+}
+
+#: Colours for modalities a dataset has beyond the bundled ones: stable across runs because
+#: they are picked from the name's hash, never from the order of appearance.
+_EXTRA = ["#17becf", "#bcbd22", "#7f7f7f", "#393b79", "#637939", "#8c6d31", "#843c39", "#7b4173"]
+
+#: Line styles of the stages of a representation.
+STAGE_STYLE = {"before": "--", "after": "-", "plain": ":"}
+
+#: Marker per observation ratio, for figures whose colour already encodes the modality.
+_MARKERS = ["o", "s", "^", "D", "v", "P"]
+
+
+def color(name: str) -> str:
+    """The colour of a modality (or fusion output) name; unknown names get a stable colour."""
+    if name in PALETTE:
+        return PALETTE[name]
+    idx = int(hashlib.sha1(str(name).encode()).hexdigest(), 16) % len(_EXTRA)
+    return _EXTRA[idx]
+
+
+def _mpl():
+    # Imported lazily and with a file-only backend: plots are written, never shown.
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def save_figure(fig, stem, formats=("png", "pdf"), dpi: int = 130) -> list[Path]:
+    """Write ``fig`` to ``<stem>.<fmt>`` for each format, each atomically; return the paths.
+
+    PDF output omits the creation date so that unchanged figures give identical files.
+    """
+    stem = Path(stem)
+    paths = []
+    for fmt in formats:
+        if fmt not in ("png", "pdf", "svg"):
+            raise ValueError(f"formats must be among 'png', 'pdf', 'svg', got {fmt!r}")
+        path = stem.with_name(stem.name + "." + fmt)
+        meta = {"CreationDate": None} if fmt == "pdf" else ({"Date": None} if fmt == "svg" else None)
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format=fmt, dpi=dpi, bbox_inches="tight", metadata=meta)
+        paths.append(path)
+    return paths
+
+
+def close(fig) -> None:
+    """Release a figure's memory (figures are built in loops by the demo)."""
+    _mpl().close(fig)
+
+
+def _panel_grid(n, ncols_max=3, size=(4.6, 3.6)):
+    plt = _mpl()
+    ncols = min(n, ncols_max)
+    nrows = int(math.ceil(n / ncols))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(size[0] * ncols, size[1] * nrows), squeeze=False)
+    flat = list(axes.ravel())
+    for ax in flat[n:]:
+        ax.set_visible(False)
+    return fig, flat[:n]
+
+
+# --------------------------------------------------------------------------- Figs. 2 / 9
+
+
+def plot_spectra(spectra, *, title: str = "Normalised singular-value spectra before and after fusion"):
+    """Figs. 2 / 9: normalised spectra per modality, log scale.
+
+    Parameters
+    ----------
+    spectra : DataFrame
+        Long table ``label, modality, stage, index, p, erank`` (:func:`rankfusion.analysis.spectra_of`),
+        where ``stage`` is "before", "after" or "plain" (the features a model without RTF feeds to
+        its temporal fuser) and ``modality`` may be "fused (RTF)" / "fused (plain)" for the
+        stacked representation, drawn in its own panel.
+
+    Returns
+    -------
+    Figure
+        One panel per modality (and one for the fused representations): x = component index,
+        y = sigma_i / sum(sigma) on a log axis; legend entries carry the effective rank.
+    """
+    panels = list(dict.fromkeys(spectra["modality"]))
+    fused = [p for p in panels if p.startswith("fused")]
+    per_mod = [p for p in panels if not p.startswith("fused")]
+    groups = [[m] for m in per_mod] + ([fused] if fused else [])
+    fig, axes = _panel_grid(len(groups))
+    for ax, group in zip(axes, groups):
+        for name in group:
+            sub = spectra[spectra["modality"] == name]
+            for stage, part in sub.groupby("stage", sort=False):
+                style = STAGE_STYLE.get(stage, "-")
+                what = {"before": "before fusion", "after": "after RTF", "plain": "plain fusion (no RTF)"}.get(stage, stage)
+                lab = f"{name} {what}" if not name.startswith("fused") else name
+                ax.plot(part["index"], part["p"], style, color=color(name), lw=1.6,
+                        label=f"{lab} (ERank {part['erank'].iloc[0]:.1f})")
+        ax.set_yscale("log")
+        ax.set_xlabel("component index i (sorted, 1 = largest)")
+        ax.set_ylabel("normalised singular value $\\sigma_i/\\sum_j\\sigma_j$ (unitless)")
+        ax.set_title(group[0] if len(group) == 1 and not group[0].startswith("fused") else "stacked fused features")
+        ax.grid(True, which="major", alpha=0.3)
+        ax.legend(fontsize=7, loc="lower left")
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+# --------------------------------------------------------------------------- Fig. 3
+
+
+def plot_modality_selection(summary, *, anchor: str = "rgb"):
+    """Fig. 3: harmonic mean of ERank gains per candidate and observation ratio, and the two gains.
+
+    Parameters
+    ----------
+    summary : DataFrame
+        :func:`rankfusion.analysis.summarize_selection` output.
+
+    Returns
+    -------
+    Figure
+        Left: grouped bars of the harmonic mean (NaN drawn as an empty hatched bar labelled "NaN").
+        Right: Delta_anchor against Delta_candidate, one colour per candidate, one marker per ratio.
+    """
+    plt = _mpl()
+    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(11, 4.0))
+    cands = list(dict.fromkeys(summary["candidate"]))
+    ratios = sorted(summary["obs_ratio"].dropna().unique().tolist())
+    if summary["obs_ratio"].isna().any():
+        ratios.append(float("nan"))
+    width = 0.8 / max(1, len(cands))
+    x = np.arange(len(ratios))
+    for j, cand in enumerate(cands):
+        sub = summary[summary["candidate"] == cand]
+        vals = []
+        for r in ratios:
+            hit = sub[sub["obs_ratio"].isna()] if np.isnan(r) else sub[np.isclose(sub["obs_ratio"], r)]
+            vals.append(float(hit["harmonic_mean"].iloc[0]) if len(hit) else np.nan)
+        vals = np.asarray(vals)
+        pos = x - 0.4 + width * (j + 0.5)
+        ax.bar(pos, np.nan_to_num(vals, nan=0.0), width, color=color(cand), label=f"{anchor} + {cand}")
+        for p, v in zip(pos, vals):
+            if not np.isfinite(v):
+                ax.bar(p, 0.0, width, fill=False, hatch="//", edgecolor=color(cand))
+                ax.annotate("NaN", (p, 0), xytext=(0, 3), textcoords="offset points", ha="center",
+                            fontsize=7, rotation=90, color=color(cand))
+    ax.set_xticks(x, [("obs %g" % r) if np.isfinite(r) else "obs ?" for r in ratios])
+    ax.set_xlabel("observation ratio $\\alpha$ (fraction of video observed)")
+    ax.set_ylabel("harmonic mean of ERank gains (effective dims)")
+    ax.set_title(f"Modality selection: {anchor} paired with each candidate")
+    ax.axhline(0, color="black", lw=0.6)
+    ax.legend(fontsize=8)
+    for j, cand in enumerate(cands):
+        sub = summary[summary["candidate"] == cand].reset_index(drop=True)
+        for i, row in sub.iterrows():
+            mk = _MARKERS[ratios.index(row["obs_ratio"]) % len(_MARKERS)] if np.isfinite(row["obs_ratio"]) else "x"
+            ax2.scatter(row["gain_anchor"], row["gain_candidate"], color=color(cand), marker=mk, s=40,
+                        label=f"{cand}" if i == 0 else None)
+    for k, r in enumerate(ratios):
+        if np.isfinite(r):
+            ax2.scatter([], [], color="grey", marker=_MARKERS[k % len(_MARKERS)], label=f"obs {r:g}")
+    ax2.axhline(0, color="black", lw=0.6)
+    ax2.axvline(0, color="black", lw=0.6)
+    ax2.set_xlabel(f"$\\Delta_{{{anchor}}}$: ERank gain of {anchor} (effective dims)")
+    ax2.set_ylabel("$\\Delta_{cand}$: ERank gain of candidate (effective dims)")
+    ax2.set_title("Both gains > 0 (upper right) = mutual enhancement")
+    ax2.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+# --------------------------------------------------------------------------- Figs. 6 / 7
+
+
+def plot_noise_gains(table):
+    """Fig. 6: ERank gain of each modality at each noise level, one panel per noisy modality.
+
+    Parameters
+    ----------
+    table : DataFrame
+        ``noisy_modality, level, sigma, modality, gain`` (RTF run), levels in display order.
+    """
+    noisy = list(dict.fromkeys(table["noisy_modality"]))
+    fig, axes = _panel_grid(len(noisy), ncols_max=2, size=(5.0, 3.6))
+    for ax, nm in zip(axes, noisy):
+        sub = table[table["noisy_modality"] == nm]
+        levels = list(dict.fromkeys(sub["level"]))
+        mods = list(dict.fromkeys(sub["modality"]))
+        width = 0.8 / max(1, len(mods))
+        x = np.arange(len(levels))
+        for j, mod in enumerate(mods):
+            vals = [float(sub[(sub["level"] == lv) & (sub["modality"] == mod)]["gain"].mean()) for lv in levels]
+            ax.bar(x - 0.4 + width * (j + 0.5), vals, width, color=color(mod), label=f"gain of {mod}")
+        sig = [float(sub[sub["level"] == lv]["sigma"].iloc[0]) for lv in levels]
+        ax.set_xticks(x, [f"{lv}\n$\\sigma$={s:.3g}" for lv, s in zip(levels, sig)])
+        ax.axhline(0, color="black", lw=0.6)
+        ax.set_xlabel(f"noise on {nm} ($\\sigma$ in units of the {nm} input RMS)")
+        ax.set_ylabel("ERank gain after RTF (effective dims)")
+        ax.set_title(f"Noise added to {nm}")
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def plot_noise_moc(table):
+    """Fig. 7: MoC at each noise level with and without RTF, one panel per noisy modality.
+
+    Parameters
+    ----------
+    table : DataFrame
+        ``noisy_modality, level, sigma, model ("with RTF" / "without RTF"), moc`` (MoC in %).
+    """
+    noisy = list(dict.fromkeys(table["noisy_modality"]))
+    fig, axes = _panel_grid(len(noisy), ncols_max=2, size=(5.0, 3.6))
+    styles = {"with RTF": ("-", "o", color("fused (RTF)")), "without RTF": ("--", "s", color("fused (plain)"))}
+    for ax, nm in zip(axes, noisy):
+        sub = table[table["noisy_modality"] == nm]
+        levels = list(dict.fromkeys(sub["level"]))
+        for model, part in sub.groupby("model", sort=False):
+            ls, mk, col = styles.get(model, ("-", "o", "grey"))
+            vals = [float(part[part["level"] == lv]["moc"].mean()) for lv in levels]
+            ax.plot(range(len(levels)), vals, ls, marker=mk, color=col, label=model)
+        ax.set_xticks(range(len(levels)), levels)
+        ax.set_xlabel(f"noise level on {nm} (calibrated per modality)")
+        ax.set_ylabel("MoC, mean over $\\alpha,\\beta$ (%)")
+        ax.set_title(f"Anticipation accuracy, noisy {nm}")
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+# --------------------------------------------------------------------------- Fig. 5
+
+
+def plot_exchange_ratio(table):
+    """Fig. 5: MoC against the fraction of exchanged channels, one line per observation ratio.
+
+    Parameters
+    ----------
+    table : DataFrame
+        ``exchange_ratio, obs_ratio, moc`` (MoC in %, mean over beta).
+    """
+    plt = _mpl()
+    fig, ax = plt.subplots(figsize=(5.2, 3.8))
+    for k, (obs, part) in enumerate(table.groupby("obs_ratio", sort=True)):
+        part = part.sort_values("exchange_ratio")
+        ax.plot(100 * part["exchange_ratio"], part["moc"], marker=_MARKERS[k % len(_MARKERS)],
+                color=str(0.15 + 0.5 * k / max(1, table["obs_ratio"].nunique())), label=f"$\\alpha$ = {obs:g}")
+    ax.set_xlabel("exchanged channels k'/D (%)")
+    ax.set_ylabel("MoC, mean over $\\beta$ (%)")
+    ax.set_title("Exchange-ratio ablation (RGB + depth)")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def plot_angles(table):
+    """Table 6 as a bar chart: mean principal angle per fusion direction X <- Y.
+
+    Bars take the colour of the *source* modality Y (whose channels are injected).
+    """
+    plt = _mpl()
+    fig, ax = plt.subplots(figsize=(5.2, 3.6))
+    x = np.arange(len(table))
+    ax.bar(x, table["mean_angle_deg"], color=[color(s) for s in table["source"]])
+    ax.errorbar(x, table["mean_angle_deg"],
+                yerr=[table["mean_angle_deg"] - table["min_angle_deg"], table["max_angle_deg"] - table["mean_angle_deg"]],
+                fmt="none", ecolor="black", capsize=3, lw=0.8, label="min-max over angles")
+    for src in dict.fromkeys(table["source"]):
+        ax.bar([0], [0], color=color(src), label=f"injected from {src}")
+    ax.set_xticks(x, table["direction"], rotation=20)
+    ax.set_ylim(0, 90)
+    ax.set_xlabel("fusion direction X $\\leftarrow$ Y")
+    ax.set_ylabel("principal angle (degrees)")
+    ax.set_title("Dominant subspace of X vs injected channels of Y")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def plot_ablation(table):
+    """Tables 2, 3, 8, 9 as bars: MoC (mean over beta) per variant and observation ratio.
+
+    Parameters
+    ----------
+    table : DataFrame
+        ``variant, obs_ratio, moc`` (MoC in %).
+    """
+    plt = _mpl()
+    variants = list(dict.fromkeys(table["variant"]))
+    ratios = sorted(table["obs_ratio"].unique())
+    fig, ax = plt.subplots(figsize=(max(5.2, 1.1 * len(variants) + 2), 3.8))
+    width = 0.8 / max(1, len(ratios))
+    x = np.arange(len(variants))
+    for k, obs in enumerate(ratios):
+        vals = [float(table[(table["variant"] == v) & (table["obs_ratio"] == obs)]["moc"].mean()) for v in variants]
+        ax.bar(x - 0.4 + width * (k + 0.5), vals, width, color=str(0.25 + 0.45 * k / max(1, len(ratios) - 1)),
+               edgecolor="black", lw=0.5, label=f"$\\alpha$ = {obs:g}")
+    ax.set_xticks(x, variants, rotation=20, ha="right")
+    ax.set_xlabel("model variant")
+    ax.set_ylabel("MoC, mean over $\\beta$ (%)")
+    ax.set_title("Ablations (Tables 2, 3, 8, 9)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig

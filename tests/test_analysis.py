@@ -1,0 +1,200 @@
+"""Tests of rankfusion.analysis on small feature files with known spectra."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from rankfusion import analysis
+from rankfusion._validation import InputError
+from rankfusion.io import save_npz
+
+N, D = 120, 16
+
+
+def with_spectrum(sigmas, *, n=N, d=D, seed=0):
+    """An (n, d) matrix whose singular values are exactly ``sigmas`` (random singular vectors)."""
+    rng = np.random.default_rng(seed)
+    r = len(sigmas)
+    U, _ = np.linalg.qr(rng.standard_normal((n, r)))
+    V, _ = np.linalg.qr(rng.standard_normal((d, r)))
+    return (U * np.asarray(sigmas, dtype=np.float64)) @ V.T
+
+
+def erank_of(sigmas):
+    """Eq. 1 computed by hand from the singular values."""
+    p = np.asarray(sigmas, dtype=np.float64)
+    p = p / p.sum()
+    return float(np.exp(-(p * np.log(p)).sum()))
+
+
+#: Spectra used by the fake files: a spiky "before" and flatter "after" spectra, so the gain of
+#: each modality is known exactly.
+SPIKY = [10.0, 3.0, 1.0, 0.5]
+FLAT = [6.0, 5.0, 4.0, 3.0, 2.0, 1.0]
+FLATTER = [4.0, 4.0, 3.0, 3.0, 3.0, 2.0, 2.0, 1.0]
+SPIKIER = [10.0, 1.0]
+
+
+def make_file(path, pairs, *, obs=0.3, seed=1, meta_extra=None):
+    """Write a feature file; ``pairs`` maps modality -> (before sigmas, after sigmas)."""
+    arrays = {}
+    for k, (mod, (b, a)) in enumerate(pairs.items()):
+        arrays[f"{mod}.before"] = with_spectrum(b, seed=seed * 100 + 2 * k).astype(np.float32)
+        arrays[f"{mod}.after"] = with_spectrum(a, seed=seed * 100 + 2 * k + 1).astype(np.float32)
+    meta = {"run": f"run-{'-'.join(pairs)}-s{seed}", "split": "test", "obs_ratio": obs, "seed": seed,
+            "modalities": list(pairs), "rtf": True, "config_hash": "abc", "dataset": "fake"}
+    meta.update(meta_extra or {})
+    save_npz(path, arrays, meta)
+    return path
+
+
+@pytest.fixture
+def selection_files(tmp_path):
+    """Three candidates for the anchor rgb: depth (both gain), mvrgb (both gain less), imu (imu loses)."""
+    files = []
+    for obs in (0.2, 0.3):
+        files.append(make_file(tmp_path / f"depth-{obs}.npz", {"rgb": (SPIKY, FLATTER), "depth": (SPIKY, FLATTER)}, obs=obs))
+        files.append(make_file(tmp_path / f"mvrgb-{obs}.npz", {"rgb": (SPIKY, FLAT), "mvrgb": (SPIKY, FLAT)}, obs=obs))
+        files.append(make_file(tmp_path / f"imu-{obs}.npz", {"rgb": (SPIKY, FLATTER), "imu": (SPIKY, SPIKIER)}, obs=obs))
+    return files
+
+
+def test_pair_gains_match_hand_computed_effective_ranks(tmp_path):
+    path = make_file(tmp_path / "f.npz", {"rgb": (SPIKY, FLAT), "depth": (SPIKY, FLATTER)})
+    row = analysis.pair_gains(analysis.load_features(path), "rgb", "depth")
+    assert row["erank_anchor_before"] == pytest.approx(erank_of(SPIKY), rel=1e-4)
+    assert row["erank_anchor_after"] == pytest.approx(erank_of(FLAT), rel=1e-4)
+    ga, gc = erank_of(FLAT) - erank_of(SPIKY), erank_of(FLATTER) - erank_of(SPIKY)
+    assert row["gain_anchor"] == pytest.approx(ga, rel=1e-3)
+    assert row["gain_candidate"] == pytest.approx(gc, rel=1e-3)
+    assert row["harmonic_mean"] == pytest.approx(2 * ga * gc / (ga + gc), rel=1e-3)
+
+
+def test_modality_selection_ranks_mutual_gain_first_and_nan_last(selection_files):
+    table = analysis.modality_selection(selection_files, anchor="rgb")
+    assert set(table["candidate"]) == {"depth", "mvrgb", "imu"}
+    assert len(table) == 6
+    summary = analysis.summarize_selection(table)
+    assert len(summary) == 6 and (summary["n_files"] == 1).all()
+    imu = summary[summary["candidate"] == "imu"]
+    assert imu["harmonic_mean"].isna().all()
+    assert imu["note"].str.contains("gain of imu").all()
+    ranking = analysis.rank_candidates(summary)
+    assert list(ranking["candidate"]) == ["depth", "mvrgb", "imu"]
+    assert list(ranking["rank"]) == [1, 2, 3]
+    assert ranking.loc[0, "wins"] == 2
+    assert math.isnan(ranking.loc[2, "score"])
+    assert "gain of imu" in ranking.loc[2, "reason"] and "obs 0.2" in ranking.loc[2, "reason"]
+    assert ranking.loc[0, "reason"] == ""
+
+
+def test_summary_averages_seeds(tmp_path):
+    f1 = make_file(tmp_path / "a.npz", {"rgb": (SPIKY, FLAT), "depth": (SPIKY, FLAT)}, seed=1)
+    f2 = make_file(tmp_path / "b.npz", {"rgb": (SPIKY, FLATTER), "depth": (SPIKY, FLATTER)}, seed=2)
+    table = analysis.modality_selection([f1, f2])
+    summary = analysis.summarize_selection(table)
+    assert len(summary) == 1 and summary["n_files"].iloc[0] == 2
+    assert summary["gain_anchor"].iloc[0] == pytest.approx(table["gain_anchor"].mean())
+
+
+def test_compare_with_expected():
+    ranking = pd.DataFrame({"rank": [1, 2], "candidate": ["depth", "imu"]})
+    assert analysis.compare_with_expected(ranking, "depth")["matches"] is True
+    res = analysis.compare_with_expected(ranking, "imu")
+    assert res["matches"] is False and res["expected_rank"] == 2
+    assert analysis.compare_with_expected(ranking, None)["matches"] is None
+
+
+def test_load_features_errors_name_file_and_key(tmp_path):
+    with pytest.raises(InputError, match="nothere.npz"):
+        analysis.load_features(tmp_path / "nothere.npz")
+    bad = tmp_path / "nopair.npz"
+    save_npz(bad, {"rgb.before": np.ones((4, 3), np.float32)}, {"obs_ratio": 0.2})
+    with pytest.raises(InputError, match="nopair.npz.*no '<modality>.before'"):
+        analysis.load_features(bad)
+    nan = tmp_path / "nan.npz"
+    arr = np.ones((4, 3), np.float32)
+    arr[0, 0] = np.nan
+    save_npz(nan, {"rgb.before": arr, "rgb.after": np.ones((4, 3), np.float32)})
+    with pytest.raises(InputError, match="'rgb.before'.*NaN"):
+        analysis.load_features(nan)
+    rows = tmp_path / "rows.npz"
+    save_npz(rows, {"rgb.before": np.ones((4, 3)), "rgb.after": np.ones((5, 3))})
+    with pytest.raises(InputError, match="row counts"):
+        analysis.load_features(rows)
+
+
+def test_modality_selection_errors(tmp_path):
+    f = make_file(tmp_path / "f.npz", {"rgb": (SPIKY, FLAT), "depth": (SPIKY, FLAT)})
+    with pytest.raises(InputError, match="anchor 'thermal'"):
+        analysis.modality_selection([f], anchor="thermal")
+    only = make_file(tmp_path / "only.npz", {"rgb": (SPIKY, FLAT)})
+    with pytest.raises(InputError, match="only the anchor"):
+        analysis.modality_selection([only])
+    with pytest.raises(InputError, match="no feature files"):
+        analysis.modality_selection([])
+
+
+def test_normalized_spectrum_is_eq1_distribution():
+    X = with_spectrum(FLAT)
+    p = analysis.normalized_spectrum(X)
+    assert p.sum() == pytest.approx(1.0)
+    np.testing.assert_allclose(p, np.asarray(FLAT) / sum(FLAT), rtol=1e-6)
+    assert np.exp(-(p * np.log(p)).sum()) == pytest.approx(erank_of(FLAT))
+    with pytest.raises(ValueError, match="no non-zero singular value"):
+        analysis.normalized_spectrum(np.zeros((5, 3)))
+
+
+def test_spectra_of_and_stacked(tmp_path):
+    f = analysis.load_features(make_file(tmp_path / "f.npz", {"rgb": (SPIKY, FLAT), "depth": (SPIKY, FLATTER)}))
+    df = analysis.spectra_of(f, label="R3D")
+    assert set(df["modality"]) == {"rgb", "depth"} and set(df["stage"]) == {"before", "after"}
+    after = df[(df["modality"] == "depth") & (df["stage"] == "after")]
+    assert after["erank"].iloc[0] == pytest.approx(erank_of(FLATTER), rel=1e-4)
+    assert len(after) == len(FLATTER)
+    assert analysis.stacked(f, ["rgb", "depth"], "after").shape == (N, 2 * D)
+
+
+def test_angle_table_orthogonal_injection_is_90_degrees(tmp_path):
+    rng = np.random.default_rng(0)
+    # X lives on channels 0..3 only; Y puts independent energy on the low channels of X: the
+    # injected columns are orthogonal (in expectation) to X's dominant left subspace.
+    X = np.zeros((400, 10))
+    X[:, :4] = rng.standard_normal((400, 4)) * [5, 4, 3, 2]
+    Y = rng.standard_normal((400, 10))
+    # Y's injected columns exactly orthogonal to X's column space.
+    Q, _ = np.linalg.qr(X[:, :4])
+    Y = Y - Q @ (Q.T @ Y)
+    path = tmp_path / "ang.npz"
+    save_npz(path, {"rgb.before": X.astype(np.float32), "rgb.after": X.astype(np.float32),
+                    "depth.before": Y.astype(np.float32), "depth.after": Y.astype(np.float32)},
+             {"exchange_ratio": 0.2})
+    tab = analysis.angle_table(analysis.load_features(path), pairs=[("rgb", "depth")], k=4)
+    assert tab["n_low"].iloc[0] == 2 and tab["k"].iloc[0] == 4
+    assert tab["min_angle_deg"].iloc[0] == pytest.approx(90.0, abs=0.5)
+    with pytest.raises(ValueError, match="exchange_ratio"):
+        analysis.angle_table(analysis.load_features(path), exchange_ratio=0.0)
+
+
+def test_relative_change_and_calibration():
+    X = np.ones((4, 3))
+    assert analysis.relative_change(X, 2 * X) == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="same shape"):
+        analysis.relative_change(X, np.ones((3, 3)))
+    # A linear response r = 2.5 * sigma is hit in one update; a mildly non-linear one converges.
+    res = analysis.calibrate_sigma(lambda s: 2.5 * s, [0.1, 0.3])
+    assert [r["sigma"] for r in res] == pytest.approx([0.04, 0.12])
+    res = analysis.calibrate_sigma(lambda s: 2.0 * s + 3.0 * s * s, [0.2], rtol=0.01, iters=8)
+    assert res[0]["achieved"] == pytest.approx(0.2, rel=0.01)
+    with pytest.raises(ValueError, match="targets"):
+        analysis.calibrate_sigma(lambda s: s, [-0.1])
+
+
+def test_gains_table(tmp_path):
+    f = analysis.load_features(make_file(tmp_path / "f.npz", {"rgb": (SPIKY, FLAT), "depth": (FLAT, SPIKY)}))
+    g = analysis.gains_table(f).set_index("modality")
+    assert g.loc["rgb", "gain"] > 0 > g.loc["depth", "gain"]
