@@ -1,0 +1,229 @@
+"""Long-term anticipation samples as a torch ``Dataset`` (DESIGN.md, "The long-term anticipation protocol").
+
+One item per (video, observation ratio): the observed features of every modality, the per-frame
+labels of the observed part (segmentation targets), and the transcript of the future window with
+a final NONE, durations as fractions of that window, padded to ``n_queries``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from .._validation import InputError, check_float, check_int
+from .layout import MultiModalDataset
+
+#: Padding value of label targets (the default ``ignore_index`` of torch's cross-entropy).
+PAD_LABEL = -100
+
+
+def transcript(labels) -> tuple[np.ndarray, np.ndarray]:
+    """Run-length encode a label sequence.
+
+    Parameters
+    ----------
+    labels : array-like of int, shape (n,)
+
+    Returns
+    -------
+    classes : ndarray of int64, shape (n_segments,)
+        Consecutive duplicates merged.
+    lengths : ndarray of int64, shape (n_segments,)
+        Frames per segment (sums to ``n``).
+    """
+    labels = np.asarray(labels)
+    if labels.ndim != 1:
+        raise ValueError(f"labels must be 1-D, got shape {labels.shape}")
+    if labels.size == 0:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    starts = np.flatnonzero(np.r_[True, labels[1:] != labels[:-1]])
+    lengths = np.diff(np.r_[starts, labels.size])
+    return labels[starts].astype(np.int64), lengths.astype(np.int64)
+
+
+def anticipation_targets(future_labels, n_queries: int, none_index: int):
+    """Future transcript + NONE, padded to ``n_queries`` (the training targets).
+
+    Parameters
+    ----------
+    future_labels : array-like of int, shape (n_future,)
+        Per-frame labels of the future window (``n_future >= 1``).
+    n_queries : int
+        N_q. The transcript is cut to ``n_queries - 1`` actions so the NONE always fits.
+    none_index : int
+        Class id of NONE (= number of action classes).
+
+    Returns
+    -------
+    classes : ndarray of int64, shape (n_queries,)
+        Actions, then NONE, then ``PAD_LABEL``.
+    durations : ndarray of float32, shape (n_queries,)
+        Segment length / future window length; 0 at NONE and padding. Sums to 1 unless the
+        transcript was cut.
+    mask : ndarray of bool, shape (n_queries,)
+        True for the actions and the NONE.
+    """
+    cls, lengths = transcript(future_labels)
+    if cls.size == 0:
+        raise ValueError("future_labels must not be empty")
+    n_fut = int(lengths.sum())
+    keep = min(cls.size, n_queries - 1)
+    classes = np.full(n_queries, PAD_LABEL, dtype=np.int64)
+    durations = np.zeros(n_queries, dtype=np.float32)
+    mask = np.zeros(n_queries, dtype=bool)
+    classes[:keep] = cls[:keep]
+    durations[:keep] = lengths[:keep] / n_fut
+    classes[keep] = none_index
+    mask[: keep + 1] = True
+    return classes, durations, mask
+
+
+class AnticipationDataset(torch.utils.data.Dataset):
+    """Anticipation samples of one split: one item per (video, observation ratio).
+
+    For a video of ``N`` frames and ratio ``obs``: ``past = int(obs * N)`` observed frames,
+    subsampled as ``[:past][::sample_rate]`` (features and segmentation labels alike), and the
+    future window ``[past, past + int(future_ratio * N))`` (clipped to the video) turned into a
+    transcript + NONE (:func:`anticipation_targets`). Durations are fractions of that window.
+
+    Parameters
+    ----------
+    ds : MultiModalDataset
+    split : str
+        ``"train"``, ``"val"`` or ``"test"`` (see :meth:`MultiModalDataset.split`).
+    obs_ratios : sequence of float
+        Observation ratios, each in (0, 1).
+    future_ratio : float
+        Length of the future window as a fraction of the video, in (0, 1].
+    sample_rate : int
+        Temporal stride tau of the observed part (Sec. 4.1), >= 1.
+    n_queries : int
+        N_q, >= 1.
+    modalities : list of str, optional
+        Subset of ``ds.modalities``; default all of them.
+
+    Raises
+    ------
+    InputError
+        If a video is too short to give one observed step and one future frame at some ratio.
+    """
+
+    def __init__(self, ds: MultiModalDataset, split: str, *, obs_ratios=(0.2, 0.3, 0.5), future_ratio=0.5,
+                 sample_rate=1, n_queries=8, modalities=None):
+        if not isinstance(ds, MultiModalDataset):
+            raise TypeError(f"ds must be a MultiModalDataset (from open_dataset), got {type(ds).__name__}")
+        self.ds = ds
+        self.split = split
+        if isinstance(obs_ratios, (int, float)):
+            obs_ratios = (obs_ratios,)
+        self.obs_ratios = tuple(
+            check_float(r, "obs_ratios", low=0.0, high=1.0, low_open=True) for r in obs_ratios
+        )
+        if not self.obs_ratios:
+            raise ValueError("obs_ratios must not be empty")
+        for r in self.obs_ratios:
+            if r >= 1.0:
+                raise ValueError(f"obs_ratios must be < 1, got {r}")
+        self.future_ratio = check_float(future_ratio, "future_ratio", low=0.0, high=1.0, low_open=True)
+        self.sample_rate = check_int(sample_rate, "sample_rate", low=1)
+        self.n_queries = check_int(n_queries, "n_queries", low=1)
+        if modalities is None:
+            modalities = list(ds.modalities)
+        else:
+            modalities = list(modalities)
+            for m in modalities:
+                if m not in ds.modalities:
+                    raise ValueError(f"modalities: {m!r} is not one of the dataset's {ds.modalities}")
+            if not modalities:
+                raise ValueError("modalities must not be empty")
+        self.modalities = modalities
+        self.none_index = len(ds.classes)
+        self.videos = ds.split(split)
+        self.items = []
+        for video in self.videos:
+            n = ds.n_frames(video)
+            for r in self.obs_ratios:
+                past, fut = int(r * n), min(int(self.future_ratio * n), n - int(r * n))
+                if past < 1 or fut < 1:
+                    raise InputError(
+                        f"video {video!r} ({n} frames) is too short for obs_ratio {r} and future_ratio "
+                        f"{self.future_ratio}: {past} observed and {fut} future frames"
+                    )
+                self.items.append((video, r))
+
+    def __len__(self):
+        return len(self.items)
+
+    def __getitem__(self, i):
+        video, r = self.items[i]
+        n = self.ds.n_frames(video)
+        past = int(r * n)
+        fut = int(self.future_ratio * n)
+        labels = self.ds.labels(video)
+        feats = {}
+        for m in self.modalities:
+            x = np.ascontiguousarray(self.ds.features(video, m)[:past:self.sample_rate], dtype=np.float32)
+            if not np.isfinite(x).all():
+                t = int(np.argwhere(~np.isfinite(x))[0, 0]) * self.sample_rate
+                raise InputError(f"video {video!r}: modality {m!r} has a non-finite value at frame {t}")
+            feats[m] = torch.from_numpy(x)
+        classes, durations, mask = anticipation_targets(labels[past:past + fut], self.n_queries, self.none_index)
+        return {
+            "features": feats,
+            "seg_labels": torch.from_numpy(np.ascontiguousarray(labels[:past:self.sample_rate])),
+            "future_classes": torch.from_numpy(classes),
+            "future_durations": torch.from_numpy(durations),
+            "future_mask": torch.from_numpy(mask),
+            "video": video,
+            "obs_ratio": float(r),
+            "n_frames": int(n),
+        }
+
+    def __repr__(self):
+        return (
+            f"AnticipationDataset(split={self.split!r}, videos={len(self.videos)}, obs_ratios={self.obs_ratios}, "
+            f"sample_rate={self.sample_rate}, n_queries={self.n_queries}, modalities={self.modalities})"
+        )
+
+
+def collate_anticipation(items) -> dict:
+    """Batch :class:`AnticipationDataset` items, padding time to the longest in the batch.
+
+    Returns
+    -------
+    dict
+        ``"features"``: {modality: float32 (B, T, C_m)} zero-padded; ``"mask"``: bool (B, T),
+        True at valid steps; ``"seg_labels"``: int64 (B, T), -100 at padding;
+        ``"future_classes"``: int64 (B, N_q); ``"future_durations"``: float32 (B, N_q);
+        ``"future_mask"``: bool (B, N_q); ``"video"``: list of str; ``"obs_ratio"``: float32 (B,);
+        ``"n_frames"``: int64 (B,).
+    """
+    items = list(items)
+    if not items:
+        raise ValueError("items must not be empty")
+    lengths = [int(it["seg_labels"].shape[0]) for it in items]
+    b, t = len(items), max(lengths)
+    modalities = list(items[0]["features"])
+    feats = {}
+    for m in modalities:
+        c = items[0]["features"][m].shape[1]
+        out = torch.zeros(b, t, c, dtype=torch.float32)
+        for j, it in enumerate(items):
+            out[j, : lengths[j]] = it["features"][m]
+        feats[m] = out
+    mask = torch.zeros(b, t, dtype=torch.bool)
+    seg = torch.full((b, t), PAD_LABEL, dtype=torch.int64)
+    for j, it in enumerate(items):
+        mask[j, : lengths[j]] = True
+        seg[j, : lengths[j]] = it["seg_labels"]
+    return {
+        "features": feats,
+        "mask": mask,
+        "seg_labels": seg,
+        "future_classes": torch.stack([it["future_classes"] for it in items]),
+        "future_durations": torch.stack([it["future_durations"] for it in items]),
+        "future_mask": torch.stack([it["future_mask"] for it in items]),
+        "video": [it["video"] for it in items],
+        "obs_ratio": torch.tensor([it["obs_ratio"] for it in items], dtype=torch.float32),
+        "n_frames": torch.tensor([it["n_frames"] for it in items], dtype=torch.int64),
+    }

@@ -1,0 +1,75 @@
+"""`rankfusion data ...` through click's CliRunner: success paths and one-line errors with exit 2."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from rankfusion.cli import main
+
+
+def _run(*args):
+    return CliRunner().invoke(main, list(args))
+
+
+@pytest.fixture(scope="module")
+def synth_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("cli") / "syn"
+    res = _run("data", "synth", str(out), "--videos", "6", "--min-frames", "100", "--max-frames", "200")
+    assert res.exit_code == 0, res.output
+    assert "wrote" in res.output
+    return out
+
+
+def test_synth_then_check(synth_dir):
+    res = _run("data", "check", str(synth_dir))
+    assert res.exit_code == 0, res.output
+    assert "videos    6" in res.output and "class balance" in res.output and res.output.strip().endswith("OK")
+    res = _run("data", "check", str(synth_dir), "--json", "--modalities", "rgb,depth")
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["channels"] == {"rgb": 64, "depth": 64}
+
+
+def test_synth_channels_option(tmp_path):
+    res = _run("data", "synth", str(tmp_path / "c"), "--videos", "3", "--min-frames", "60", "--max-frames", "70",
+               "--channels", "rgb=5", "--channels", "depth=3")
+    assert res.exit_code == 0, res.output
+    assert sorted(p.name for p in (tmp_path / "c" / "features").iterdir()) == ["depth", "rgb"]
+    res = _run("data", "synth", str(tmp_path / "d"), "--channels", "rgb=x")
+    assert res.exit_code == 2 and "--channels rgb" in res.output
+
+
+def test_synth_refuses_existing(synth_dir):
+    res = _run("data", "synth", str(synth_dir))
+    assert res.exit_code == 2
+    assert "already exists" in res.output and str(synth_dir) in res.output
+
+
+def test_check_errors_name_the_culprit(synth_dir, tmp_path):
+    import shutil
+
+    bad = tmp_path / "bad"
+    shutil.copytree(synth_dir, bad)
+    video = (bad / "splits" / "test.split1.bundle").read_text().split()[0].removesuffix(".txt")
+    x = np.load(bad / "features" / "imu" / f"{video}.npy")
+    np.save(bad / "features" / "imu" / f"{video}.npy", x[:, :-4])
+    res = _run("data", "check", str(bad))
+    assert res.exit_code == 2
+    assert f"video '{video}'" in res.output and "imu" in res.output and "(-4)" in res.output
+    assert "Traceback" not in res.output
+    res = _run("data", "check", str(bad), "--trim", "min")
+    assert res.exit_code == 0 and "1 videos cut" in res.output
+
+    x[0, 3] = np.inf
+    np.save(bad / "features" / "imu" / f"{video}.npy", x)
+    res = _run("data", "check", str(bad))
+    assert res.exit_code == 2 and "non-finite" in res.output and video in res.output
+
+    res = _run("data", "check", str(tmp_path / "nowhere"))
+    assert res.exit_code == 2 and "nowhere" in res.output
+
+    res = _run("data", "check", str(synth_dir), "--modalities", "lidar")
+    assert res.exit_code == 2 and "'lidar'" in res.output

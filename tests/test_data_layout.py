@@ -1,0 +1,152 @@
+"""Reading the standard layout: discovery, memory-mapped features, every validation message."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from rankfusion._validation import InputError
+from rankfusion.data import PLAIN_MODALITY, open_dataset, write_dataset
+
+CLASSES = ["a", "b", "c"]
+
+
+def _toy(tmp_path, *, n=(10, 12, 8), modalities=("rgb", "depth"), plain=False, name="toy"):
+    rng = np.random.default_rng(0)
+    videos = [f"v{i}" for i in range(len(n))]
+    labels = {v: [CLASSES[(t // 3) % 3] for t in range(k)] for v, k in zip(videos, n)}
+    feats = {m: {v: rng.standard_normal((k, 4 + j)).astype(np.float32) for v, k in zip(videos, n)}
+             for j, m in enumerate(modalities)}
+    splits = {"train": [videos[0]], "val": [videos[1]], "test": [videos[2]]}
+    root = write_dataset(tmp_path / name, CLASSES, labels, feats, splits, plain=plain)
+    return root, labels, feats
+
+
+def test_reads_layout_and_mmaps(tmp_path):
+    root, labels, feats = _toy(tmp_path)
+    ds = open_dataset(root)
+    assert ds.classes == CLASSES
+    assert ds.modalities == ["depth", "rgb"]  # sorted folder names
+    assert ds.split("train") == ["v0"] and ds.split("test") == ["v2"]
+    assert ds.split_set == "split1"
+    assert ds.n_frames("v1") == 12
+    np.testing.assert_array_equal(ds.labels("v0"), [0, 0, 0, 1, 1, 1, 2, 2, 2, 0])
+    x = ds.features("v1", "rgb")
+    assert x.shape == (12, 4) and x.dtype == np.float32
+    assert isinstance(x.base, np.memmap) or isinstance(x, np.memmap)  # not read into memory
+    np.testing.assert_array_equal(np.asarray(x), feats["rgb"]["v1"])
+    assert ds.channels("depth") == 5
+
+
+def test_modality_subset_and_unknown(tmp_path):
+    root, *_ = _toy(tmp_path)
+    assert open_dataset(root, modalities="rgb").modalities == ["rgb"]
+    with pytest.raises(InputError, match="modality 'imu' not found"):
+        open_dataset(root, modalities=["imu"])
+
+
+def test_plain_layout_is_one_modality(tmp_path):
+    root, _, feats = _toy(tmp_path, modalities=("x",), plain=True)
+    assert (root / "features" / "v0.npy").is_file()
+    ds = open_dataset(root)
+    assert ds.modalities == [PLAIN_MODALITY]
+    np.testing.assert_array_equal(ds.features("v2", PLAIN_MODALITY), feats["x"]["v2"])
+
+
+def test_missing_modality_names_video(tmp_path):
+    root, *_ = _toy(tmp_path)
+    (root / "features" / "depth" / "v1.npy").unlink()
+    with pytest.raises(InputError, match=r"video 'v1': modality 'depth' is missing"):
+        open_dataset(root)
+
+
+def test_frame_mismatch_error_and_trim(tmp_path):
+    root, *_ = _toy(tmp_path)
+    x = np.load(root / "features" / "rgb" / "v1.npy")
+    np.save(root / "features" / "rgb" / "v1.npy", x[:, :9])  # 3 frames short of the labels
+    with pytest.raises(InputError, match=r"video 'v1': modality 'rgb' has 9 frames but groundTruth has 12 \(-3\)"):
+        open_dataset(root)
+    ds = open_dataset(root, trim="min")
+    assert ds.n_frames("v1") == 9
+    assert ds.labels("v1").shape == (9,) and ds.features("v1", "depth").shape == (9, 5)
+    assert ds.validate().trimmed_videos == ["v1"]
+
+
+def test_transposed_file_hint(tmp_path):
+    root, *_ = _toy(tmp_path, n=(10, 4, 8))
+    x = np.load(root / "features" / "rgb" / "v1.npy")  # (4 channels, 4 frames): fine
+    np.save(root / "features" / "rgb" / "v2.npy", np.zeros((8, 4), np.float32))  # stored (frames, channels)
+    with pytest.raises(InputError, match="v2"):
+        open_dataset(root)
+    assert x.shape == (4, 4)
+
+
+def test_label_not_in_mapping(tmp_path):
+    root, *_ = _toy(tmp_path)
+    lines = (root / "groundTruth" / "v2.txt").read_text().splitlines()
+    lines[5] = "zzz"
+    (root / "groundTruth" / "v2.txt").write_text("\n".join(lines) + "\n")
+    with pytest.raises(InputError, match=r"video 'v2': label 'zzz' at frame 5 .* not in mapping.txt"):
+        open_dataset(root)
+
+
+def test_empty_split(tmp_path):
+    root, *_ = _toy(tmp_path)
+    (root / "splits" / "val.split1.bundle").write_text("\n")
+    with pytest.raises(InputError, match="split 'val' is empty"):
+        open_dataset(root)
+
+
+def test_missing_split_and_split_sets(tmp_path):
+    root, *_ = _toy(tmp_path)
+    (root / "splits" / "test.split1.bundle").rename(root / "splits" / "test.other.bundle")
+    ds = open_dataset(root)
+    with pytest.raises(InputError, match="split 'test'"):
+        ds.split("test")
+    with pytest.raises(InputError, match="split set 'nope' not found"):
+        open_dataset(root, split_set="nope")
+
+
+def test_non_finite_found_by_validate(tmp_path):
+    root, *_ = _toy(tmp_path)
+    x = np.load(root / "features" / "depth" / "v0.npy")
+    x[2, 7] = np.nan
+    np.save(root / "features" / "depth" / "v0.npy", x)
+    ds = open_dataset(root)  # structural checks pass
+    with pytest.raises(InputError, match=r"video 'v0': modality 'depth' has a non-finite value .* frame 7, channel 2"):
+        ds.validate()
+
+
+def test_channel_mismatch_between_videos(tmp_path):
+    root, *_ = _toy(tmp_path)
+    np.save(root / "features" / "rgb" / "v2.npy", np.zeros((6, 8), np.float32))
+    with pytest.raises(InputError, match=r"video 'v2': modality 'rgb' has 6 channels"):
+        open_dataset(root)
+
+
+def test_bad_mapping(tmp_path):
+    root, *_ = _toy(tmp_path)
+    (root / "mapping.txt").write_text("0 a\n2 b\n")
+    with pytest.raises(InputError, match="without gaps"):
+        open_dataset(root)
+    (root / "mapping.txt").write_text("0 a\n1 a\n")
+    with pytest.raises(InputError, match="'a' appears twice"):
+        open_dataset(root)
+
+
+def test_validate_report(tmp_path):
+    root, *_ = _toy(tmp_path)
+    rep = open_dataset(root).validate()
+    assert rep.n_videos == 3 and rep.n_frames == 30
+    assert rep.splits == {"train": 1, "val": 1, "test": 1}
+    # v0: 10 frames a a a b b b c c c a -> a4 b3 c3; v1: 12 -> a3 b3 c3 a3; v2: 8 -> a3 b3 c2
+    assert rep.class_frames == [4 + 6 + 3, 3 + 3 + 3, 3 + 3 + 2]
+    assert rep.channels == {"depth": 5, "rgb": 4}
+    assert "class balance" in rep.format()
+
+
+def test_write_dataset_refuses_existing(tmp_path):
+    root, *_ = _toy(tmp_path)
+    with pytest.raises(InputError, match="already exists"):
+        _toy(tmp_path)
+    assert open_dataset(root).n_frames("v0") == 10

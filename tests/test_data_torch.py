@@ -1,0 +1,107 @@
+"""AnticipationDataset items and collate_anticipation batches, checked by hand."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from rankfusion._validation import InputError
+from rankfusion.data import (
+    AnticipationDataset,
+    anticipation_targets,
+    collate_anticipation,
+    open_dataset,
+    transcript,
+    write_dataset,
+)
+
+CLASSES = ["a", "b", "c", "d"]
+
+
+@pytest.fixture
+def ds(tmp_path):
+    # v0 (20 frames): a*4 b*6 c*2 d*3 a*5 ; v1 (10 frames): c*10
+    labels = {"v0": [0] * 4 + [1] * 6 + [2] * 2 + [3] * 3 + [0] * 5, "v1": [2] * 10}
+    feats = {
+        "rgb": {v: np.arange(len(l) * 3, dtype=np.float32).reshape(len(l), 3) for v, l in labels.items()},
+        "depth": {v: -np.arange(len(l) * 2, dtype=np.float32).reshape(len(l), 2) for v, l in labels.items()},
+    }
+    root = write_dataset(tmp_path / "d", CLASSES, labels, feats, {"train": ["v0", "v1"], "val": ["v1"], "test": ["v1"]})
+    return open_dataset(root)
+
+
+def test_transcript():
+    cls, ln = transcript([3, 3, 1, 1, 1, 3])
+    assert cls.tolist() == [3, 1, 3] and ln.tolist() == [2, 3, 1]
+    assert transcript([]).__len__() == 2 and transcript([])[0].size == 0
+
+
+def test_targets_padding_and_truncation():
+    # future a a b c c c (6 frames): transcript a,b,c durations 2/6, 1/6, 3/6, then NONE=4, pad
+    c, d, m = anticipation_targets([0, 0, 1, 2, 2, 2], n_queries=5, none_index=4)
+    assert c.tolist() == [0, 1, 2, 4, -100]
+    np.testing.assert_allclose(d, [2 / 6, 1 / 6, 3 / 6, 0, 0])
+    assert m.tolist() == [True, True, True, True, False]
+    # n_queries=3 keeps 2 actions + NONE; durations no longer sum to 1
+    c, d, m = anticipation_targets([0, 0, 1, 2, 2, 2], n_queries=3, none_index=4)
+    assert c.tolist() == [0, 1, 4] and m.all()
+    np.testing.assert_allclose(d, [2 / 6, 1 / 6, 0])
+    assert c.dtype == np.int64 and d.dtype == np.float32
+
+
+def test_item_obs_and_future(ds):
+    ad = AnticipationDataset(ds, "train", obs_ratios=(0.3,), sample_rate=2, n_queries=4)
+    assert len(ad) == 2
+    it = ad[0]
+    # v0: past = int(0.3*20) = 6 -> frames 0,2,4 ; future = frames 6..15 (int(0.5*20) = 10)
+    assert it["video"] == "v0" and it["n_frames"] == 20
+    np.testing.assert_array_equal(it["features"]["rgb"].numpy(), np.arange(60).reshape(20, 3)[[0, 2, 4]])
+    assert it["seg_labels"].tolist() == [0, 0, 1]
+    # frames 6..15: b*4 (6-9) c*2 d*3 a*1 -> transcript b c d a; N_q=4 keeps b c d + NONE
+    assert it["future_classes"].tolist() == [1, 2, 3, 4]
+    np.testing.assert_allclose(it["future_durations"].numpy(), [0.4, 0.2, 0.3, 0.0])
+    assert it["future_mask"].tolist() == [True] * 4
+
+
+def test_future_clipped_at_video_end(ds):
+    ad = AnticipationDataset(ds, "train", obs_ratios=(0.7,), n_queries=8)
+    it = ad[0]
+    # past 14, future int(0.5*20)=10 frames but only 6 remain: d (14) a*5 -> durations 1/6, 5/6
+    assert it["future_classes"].tolist()[:3] == [3, 0, 4]
+    np.testing.assert_allclose(it["future_durations"].numpy()[:2], [1 / 6, 5 / 6])
+
+
+def test_collate(ds):
+    ad = AnticipationDataset(ds, "train", obs_ratios=(0.2, 0.5), n_queries=3)
+    batch = collate_anticipation([ad[i] for i in range(len(ad))])
+    assert set(batch) == {"features", "mask", "seg_labels", "future_classes", "future_durations", "future_mask",
+                          "video", "obs_ratio", "n_frames"}
+    # lengths: v0 0.2 -> 4, v0 0.5 -> 10, v1 0.2 -> 2, v1 0.5 -> 5
+    assert batch["mask"].sum(1).tolist() == [4, 10, 2, 5]
+    assert batch["features"]["rgb"].shape == (4, 10, 3) and batch["features"]["rgb"].dtype == torch.float32
+    assert batch["features"]["depth"].shape == (4, 10, 2)
+    assert batch["seg_labels"][2].tolist() == [2, 2] + [-100] * 8
+    assert float(batch["features"]["rgb"][2, 2:].abs().sum()) == 0.0
+    assert batch["mask"].dtype == torch.bool and batch["seg_labels"].dtype == torch.int64
+    assert batch["future_classes"].dtype == torch.int64 and batch["future_durations"].dtype == torch.float32
+    assert batch["future_mask"].dtype == torch.bool
+    assert batch["obs_ratio"].dtype == torch.float32 and batch["n_frames"].tolist() == [20, 20, 10, 10]
+    assert batch["video"] == ["v0", "v0", "v1", "v1"]
+    # v1 future: c only -> [c, NONE, pad]
+    assert batch["future_classes"][3].tolist() == [2, 4, -100]
+
+
+def test_modality_subset_and_validation(ds):
+    ad = AnticipationDataset(ds, "val", modalities=["depth"])
+    assert list(ad[0]["features"]) == ["depth"]
+    with pytest.raises(ValueError, match="modalities"):
+        AnticipationDataset(ds, "val", modalities=["imu"])
+    with pytest.raises(ValueError, match="obs_ratios"):
+        AnticipationDataset(ds, "val", obs_ratios=(1.2,))
+    with pytest.raises(ValueError, match="sample_rate"):
+        AnticipationDataset(ds, "val", sample_rate=0)
+    with pytest.raises(InputError, match="video 'v1' .* too short"):
+        AnticipationDataset(ds, "val", obs_ratios=(0.05,))
+    with pytest.raises(ValueError, match="items"):
+        collate_anticipation([])
