@@ -1,0 +1,109 @@
+"""``rankfusion train``, ``rankfusion evaluate`` and ``rankfusion extract`` (the R3D model)."""
+
+from __future__ import annotations
+
+import time
+
+import click
+
+from . import main
+
+
+def _split_list(value, name):
+    if value is None:
+        return None
+    items = [v.strip() for v in value.split(",") if v.strip()]
+    if not items:
+        raise ValueError(f"{name} must be a comma-separated list, got {value!r}")
+    return items
+
+
+@main.command()
+@click.argument("data", type=click.Path(path_type=str))
+@click.option("--out", "out", required=True, type=click.Path(path_type=str), help="Run folder to create.")
+@click.option("--preset", default=None, help="Bundled config preset, e.g. synthetic-small.")
+@click.option("--config", "config_path", default=None, type=click.Path(path_type=str),
+              help="TOML file with [model] / [train] tables.")
+@click.option("--epochs", type=int, default=None, help="Override train.epochs.")
+@click.option("--seed", type=int, default=None, help="One seed (default 1).")
+@click.option("--seeds", default=None, help="Several seeds, e.g. 1,10,13452 (one sub-run each).")
+@click.option("--modalities", default=None, help="Comma-separated modalities, e.g. rgb,depth.")
+@click.option("--no-rtf", is_flag=True, help="Disable the Rank-enhancing Token Fuser (Table 2).")
+@click.option("--no-temporal-fuser", is_flag=True, help="Disable the Temporal Fuser layers (Table 8).")
+@click.option("--selection", type=click.Choice(["spectral", "bn_gamma"]), default=None)
+@click.option("--exchange", type=click.Choice(["adaptive", "static"]), default=None)
+@click.option("--exchange-ratio", type=float, default=None, help="Fraction of channels blended (k'/D).")
+@click.option("--latent", type=click.Choice(["separated", "shared"]), default=None)
+@click.option("--d-model", type=int, default=None, help="Token width D.")
+@click.option("--layers", type=int, default=None, help="Temporal Fuser layers L.")
+@click.option("--batch-size", type=int, default=None)
+@click.option("--lr", type=float, default=None)
+@click.option("--sample-rate", type=int, default=None)
+@click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:N or auto.")
+@click.option("--resume", is_flag=True, help="Continue an interrupted run in --out.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def train(data, out, preset, config_path, epochs, seed, seeds, modalities, no_rtf, no_temporal_fuser,
+          selection, exchange, exchange_ratio, latent, d_model, layers, batch_size, lr, sample_rate,
+          device, resume, quiet):
+    """Train R3D on dataset DATA (train split; best epoch chosen on val)."""
+    from ..config import load_config
+    from ..train import train as run_train
+
+    if seed is not None and seeds is not None:
+        raise ValueError("give --seed or --seeds, not both")
+    model = {k: v for k, v in {
+        "modalities": _split_list(modalities, "--modalities"), "selection": selection, "exchange": exchange,
+        "exchange_ratio": exchange_ratio, "latent": latent, "d_model": d_model, "n_layers": layers,
+    }.items() if v is not None}
+    if no_rtf:
+        model["rtf"] = False
+    if no_temporal_fuser:
+        model["temporal_fuser"] = False
+    train_kw = {k: v for k, v in {"epochs": epochs, "batch_size": batch_size, "lr": lr,
+                                  "sample_rate": sample_rate}.items() if v is not None}
+    cfg = load_config(config_path, preset=preset, model=model, train=train_kw)
+    seed_arg = seeds if seeds is not None else (1 if seed is None else seed)
+    t0 = time.perf_counter()
+    path = run_train(cfg, data, out, seed=seed_arg, device=device, resume=resume, progress=not quiet)
+    click.echo(f"trained {path} (config {cfg.config_hash()}) in {time.perf_counter() - t0:.1f} s")
+
+
+@main.command()
+@click.argument("run", type=click.Path(path_type=str))
+@click.option("--split", type=click.Choice(["test", "val", "train"]), default="test", show_default=True)
+@click.option("--data", "data_root", default=None, type=click.Path(path_type=str),
+              help="Dataset folder (default: the one the run was trained on).")
+@click.option("--checkpoint", type=click.Choice(["best", "last"]), default="best", show_default=True)
+@click.option("--device", default="cpu", show_default=True)
+def evaluate(run, split, data_root, checkpoint, device):
+    """MoC grid (obs x beta) and segmentation metrics of RUN on a split; writes RUN/eval_<split>.csv."""
+    from pathlib import Path
+
+    from ..train import evaluate_run, format_eval_table
+
+    df = evaluate_run(run, split, device=device, data_root=data_root, checkpoint=checkpoint)
+    click.echo(format_eval_table(df))
+    click.echo(f"wrote {Path(run) / f'eval_{split}.csv'}")
+
+
+@main.command()
+@click.argument("run", type=click.Path(path_type=str))
+@click.option("--out", "out", required=True, type=click.Path(path_type=str), help="Feature file (.npz).")
+@click.option("--split", type=click.Choice(["test", "val", "train"]), default="test", show_default=True)
+@click.option("--obs", type=float, default=0.3, show_default=True, help="Observation ratio.")
+@click.option("--noise", multiple=True, help="Gaussian input noise MOD=SIGMA (repeatable).")
+@click.option("--noise-seed", type=int, default=0, show_default=True)
+@click.option("--seed", "run_seed", type=int, default=None, help="Sub-run of a several-seed run.")
+@click.option("--data", "data_root", default=None, type=click.Path(path_type=str))
+@click.option("--checkpoint", type=click.Choice(["best", "last"]), default="best", show_default=True)
+@click.option("--device", default="cpu", show_default=True)
+def extract(run, out, split, obs, noise, noise_seed, run_seed, data_root, checkpoint, device):
+    """Export RUN's per-modality features before/after the token fuser (docs/formats.md)."""
+    from ..extract import extract_features
+    from ..io import load_arrays
+
+    path = extract_features(run, split, obs, out, noise=list(noise) or None, noise_seed=noise_seed,
+                            device=device, checkpoint=checkpoint, run_seed=run_seed, data_root=data_root,
+                            progress=True)
+    shapes = {k: v.shape for k, v in load_arrays(path).items()}
+    click.echo(f"wrote {path}: " + ", ".join(f"{k} {s}" for k, s in shapes.items()))

@@ -1,0 +1,134 @@
+"""Export the token fuser's per-modality features of a trained run (docs/formats.md).
+
+For every video of a split, the first ``int(obs_ratio * N)`` frames (subsampled with the run's
+``sample_rate``) go through the model one video at a time, exactly as in evaluation; the inputs
+and outputs of the Rank-enhancing Token Fuser (Sec. 4.2's analysis point) are stacked over all
+valid steps into ``<modality>.before`` / ``<modality>.after`` arrays of shape (n_steps, D).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ._validation import InputError, check_float, check_int
+from .io import save_npz
+from .train import _open, load_run, resolve_device, seed_dirs
+
+
+def parse_noise(spec) -> dict:
+    """``"depth=0.1"`` / ``["rgb=0.3", ...]`` / ``{"depth": 0.1}`` -> ``{modality: sigma}``."""
+    if spec is None:
+        return {}
+    if isinstance(spec, str):
+        spec = [spec]
+    out = {}
+    items = spec.items() if isinstance(spec, dict) else None
+    if items is None:
+        items = []
+        for s in spec:
+            if not isinstance(s, str) or s.count("=") != 1:
+                raise ValueError(f"noise must look like MODALITY=SIGMA, got {s!r}")
+            m, v = s.split("=")
+            try:
+                items.append((m.strip(), float(v)))
+            except ValueError:
+                raise ValueError(f"noise sigma must be a number, got {s!r}") from None
+    for m, v in items:
+        if m in out:
+            raise ValueError(f"noise names modality {m!r} twice")
+        out[m] = check_float(v, f"noise sigma of {m!r}", low=0.0)
+    return out
+
+
+def extract_features(run_dir, split: str, obs_ratio: float, out_path, *, noise=None, noise_seed: int = 0,
+                     device=None, checkpoint: str = "best", run_seed: int | None = None,
+                     data_root=None, progress: bool = False) -> Path:
+    """Write the pre-/post-fusion token features of ``split`` at ``obs_ratio`` to ``out_path``.
+
+    Parameters
+    ----------
+    run_dir : str or Path
+        A run made by :func:`rankfusion.train.train`. For a several-seed run, ``run_seed`` picks
+        the sub-run (default: its first seed).
+    split : {"train", "val", "test"}
+    obs_ratio : float
+        Observed fraction of each video, in (0, 1].
+    out_path : str or Path
+        ``.npz`` file to write (atomically).
+    noise : dict or str or list of str, optional
+        Gaussian noise added to one or more modalities' *input* features (before Eq. 2), as
+        ``{"depth": 0.1}`` or ``"depth=0.1"``: i.i.d. N(0, sigma^2) per entry, in the units of the
+        stored features.
+    noise_seed : int
+        Seed of the noise generator (the same seed gives the same noise).
+    device : str, optional
+    checkpoint : {"best", "last"}
+    run_seed : int, optional
+        Which seed of a several-seed run.
+    data_root : str or Path, optional
+        Dataset folder; default the one the run was trained on.
+    progress : bool
+        Show a progress bar over videos.
+
+    Returns
+    -------
+    pathlib.Path
+        ``out_path``.
+    """
+    import torch
+    from tqdm.auto import tqdm
+
+    from .train import _video_inputs
+
+    if split not in ("train", "val", "test"):
+        raise ValueError(f"split must be one of ['test', 'train', 'val'], got {split!r}")
+    obs_ratio = check_float(obs_ratio, "obs_ratio", low=0.0, high=1.0, low_open=True)
+    noise_seed = check_int(noise_seed, "noise_seed", low=0)
+    noise = parse_noise(noise)
+    dirs = seed_dirs(run_dir)
+    if run_seed is None:
+        sub = dirs[0]
+    else:
+        matches = [d for d in dirs if d.name == f"seed-{run_seed}" or len(dirs) == 1]
+        if not matches:
+            raise InputError(f"run_seed {run_seed} is not one of the seeds in {str(run_dir)!r}: "
+                             f"{[d.name for d in dirs]}")
+        sub = matches[0]
+    dev = resolve_device(device)
+    model, config, info = load_run(sub, checkpoint=checkpoint, device=dev)
+    if run_seed is not None and info["seed"] != run_seed:
+        raise InputError(f"run_seed {run_seed} does not match run {str(sub)!r} (seed {info['seed']})")
+    mods = list(config.model.modalities)
+    for m in noise:
+        if m not in mods:
+            raise ValueError(f"noise modality {m!r} is not one of the run's modalities {mods}")
+    ds = _open(data_root or info["dataset"], mods)
+    rng = np.random.default_rng(noise_seed)
+    chunks = {f"{m}.{s}": [] for m in mods for s in ("before", "after")}
+    videos, rows = ds.split(split), []
+    for video in tqdm(videos, desc=f"extract {split}", unit="video", disable=not progress, leave=False):
+        n = ds.n_frames(video)
+        past = max(1, int(obs_ratio * n))
+        feats, mask = _video_inputs(ds, video, mods, past, config.train.sample_rate, dev, noise, rng)
+        with torch.no_grad():
+            out = model(feats, mask, return_features=True)
+        for m in mods:
+            for s in ("before", "after"):
+                chunks[f"{m}.{s}"].append(out.features[m][s][0].float().cpu().numpy())
+        rows.append(int(mask.sum()))
+    arrays = {k: np.concatenate(v, axis=0).astype(np.float32, copy=False) for k, v in chunks.items()}
+    meta = {
+        "run": str(Path(sub).resolve()), "split": split, "obs_ratio": obs_ratio,
+        "config_hash": info["config_hash"], "modalities": mods, "rtf": config.model.rtf,
+        "seed": info["seed"], "dataset": str(Path(data_root or info["dataset"]).resolve()),
+        "checkpoint": checkpoint, "epoch": info["epoch"], "d_model": config.model.d_model,
+        "selection": config.model.selection, "exchange": config.model.exchange,
+        "exchange_ratio": config.model.exchange_ratio, "sample_rate": config.train.sample_rate,
+        "noise": noise, "noise_seed": noise_seed, "videos": videos, "rows_per_video": rows,
+        "format": "rankfusion.features/1",
+    }
+    out_path = Path(out_path)
+    save_npz(out_path, arrays, meta)
+    return out_path

@@ -1,0 +1,172 @@
+"""Training runs: config resolution, checkpoints, exact resume, several seeds, CLI errors."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from click.testing import CliRunner  # noqa: E402
+
+from rankfusion.cli import main  # noqa: E402
+from rankfusion.config import R3DConfig, RunConfig, TrainConfig, load_config, preset_names  # noqa: E402
+from rankfusion.train import load_checkpoint, parse_seeds, resolve_device, train  # noqa: E402
+
+TIMING = {"epoch_s", "frames_per_s"}
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory):
+    from rankfusion.data import synthesize
+
+    root = tmp_path_factory.mktemp("data") / "syn"
+    return synthesize(root, seed=3, n_videos=9, min_frames=60, max_frames=110,
+                      channels={"rgb": 8, "depth": 6, "imu": 4})
+
+
+def tiny_config(**train_kw):
+    kw = dict(epochs=3, warmup_epochs=1, batch_size=4, sample_rate=2, select_metric="val_loss")
+    kw.update(train_kw)
+    return RunConfig(model=R3DConfig(modalities=("rgb", "depth"), d_model=8, n_heads=2, n_layers=1,
+                                     exchange_ratio=0.25),
+                     train=TrainConfig(**kw))
+
+
+def _rows(path):
+    with open(path) as fh:
+        return [{k: v for k, v in r.items() if k not in TIMING} for r in csv.DictReader(fh)]
+
+
+def test_run_folder_contents(tiny_data, tmp_path):
+    run = train(tiny_config(epochs=2), tiny_data, tmp_path / "run", seed=10, progress=False)
+    info = json.loads((run / "config.json").read_text())
+    assert info["seed"] == 10
+    assert info["config"]["model"]["input_dims"] == {"rgb": 8, "depth": 6}
+    assert info["config"]["model"]["n_classes"] == 12
+    cfg = RunConfig.from_dict(info["config"])
+    assert cfg.config_hash() == info["config_hash"]
+    rows = _rows(run / "metrics.csv")
+    assert [r["epoch"] for r in rows] == ["1", "2"]
+    best = load_checkpoint(run / "checkpoints" / "best.pt")
+    assert best["config_hash"] == info["config_hash"] and best["config"] == info["config"]
+    assert best["best"]["metric"] == "val_loss"
+    with pytest.raises(ValueError, match="already holds a run"):
+        train(tiny_config(epochs=2), tiny_data, run, seed=10, progress=False)
+
+
+def test_resume_is_exact(tiny_data, tmp_path):
+    ref = train(tiny_config(), tiny_data, tmp_path / "ref", seed=1, progress=False)
+
+    class Interrupt(Exception):
+        pass
+
+    def stop(epoch, row):
+        if epoch == 2:
+            raise Interrupt
+
+    with pytest.raises(Interrupt):
+        train(tiny_config(), tiny_data, tmp_path / "cut", seed=1, progress=False, on_epoch_end=stop)
+    assert len(_rows(tmp_path / "cut" / "metrics.csv")) == 2
+    cut = train(tiny_config(), tiny_data, tmp_path / "cut", seed=1, progress=False, resume=True)
+    a = load_checkpoint(ref / "checkpoints" / "last.pt")
+    b = load_checkpoint(cut / "checkpoints" / "last.pt")
+    for k in a["model"]:
+        assert torch.equal(a["model"][k], b["model"][k]), k
+    assert _rows(ref / "metrics.csv") == _rows(cut / "metrics.csv")
+    assert a["best"] == b["best"]
+    # a resumed run with another config is refused
+    with pytest.raises(ValueError, match="resume"):
+        train(tiny_config(lr=5e-4), tiny_data, cut, seed=1, progress=False, resume=True)
+
+
+def test_several_seeds_make_subfolders(tiny_data, tmp_path):
+    run = train(tiny_config(epochs=1), tiny_data, tmp_path / "multi", seed="1,10", progress=False)
+    assert json.loads((run / "seeds.json").read_text())["seeds"] == [1, 10]
+    w1 = load_checkpoint(run / "seed-1" / "checkpoints" / "last.pt")["model"]
+    w10 = load_checkpoint(run / "seed-10" / "checkpoints" / "last.pt")["model"]
+    assert not torch.equal(w1["proj.rgb.weight"], w10["proj.rgb.weight"])
+
+
+def test_config_toml_overrides_and_hash(tmp_path):
+    p = tmp_path / "c.toml"
+    p.write_text('[model]\nd_model = 32\nmodalities = ["rgb"]\n[train]\nepochs = 5\nobs_ratios = [0.2, 0.4]\n')
+    cfg = load_config(p, train={"lr": 3e-4})
+    assert cfg.model.d_model == 32 and cfg.model.modalities == ("rgb",)
+    assert cfg.train.epochs == 5 and cfg.train.obs_ratios == (0.2, 0.4) and cfg.train.lr == 3e-4
+    assert cfg.config_hash() == load_config(p, train={"lr": 3e-4}).config_hash()
+    assert cfg.config_hash() != load_config(p).config_hash()
+    assert RunConfig.from_dict(cfg.to_dict()) == cfg
+    assert "synthetic-small" in preset_names()
+    assert load_config(preset="paper") == RunConfig()  # the paper preset spells out the defaults
+    p.write_text("[model]\nd_modle = 32\n")
+    with pytest.raises(ValueError, match="d_modle"):
+        load_config(p)
+
+
+def test_config_validation_names_argument():
+    with pytest.raises(ValueError, match="exchange_ratio"):
+        R3DConfig(exchange_ratio=1.5)
+    with pytest.raises(ValueError, match="n_heads"):
+        R3DConfig(d_model=10, n_heads=3)
+    with pytest.raises(ValueError, match="selection"):
+        R3DConfig(selection="svd")
+    with pytest.raises(ValueError, match="epochs"):
+        TrainConfig(epochs=0)
+
+
+def test_seed_and_device_parsing():
+    assert parse_seeds("1,10,13452") == [1, 10, 13452]
+    assert parse_seeds(7) == [7]
+    with pytest.raises(ValueError, match="seeds"):
+        parse_seeds("1,x")
+    assert resolve_device(None).type == "cpu"
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="CUDA"):
+            resolve_device("cuda")
+    with pytest.raises(ValueError, match="device"):
+        resolve_device("tpu")
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["--device", "cuda:7"], "device"),
+    (["--seed", "1", "--seeds", "1,10"], "--seeds"),
+    (["--modalities", "rgb,sonar"], "sonar"),
+    (["--exchange-ratio", "2"], "exchange_ratio"),
+    (["--preset", "huge"], "preset"),
+    (["--epochs", "0"], "epochs"),
+])
+def test_cli_train_bad_inputs_exit_2(tiny_data, tmp_path, args, needle):
+    if needle == "device" and torch.cuda.device_count() > 7:
+        pytest.skip("machine has that many GPUs")
+    r = CliRunner().invoke(main, ["train", str(tiny_data), "--out", str(tmp_path / "r"), "--quiet", *args])
+    assert r.exit_code == 2, r.output
+    assert needle in r.output
+    assert "Traceback" not in r.output
+
+
+def test_cli_train_missing_dataset_exit_2(tmp_path):
+    r = CliRunner().invoke(main, ["train", str(tmp_path / "nope"), "--out", str(tmp_path / "r"), "--quiet"])
+    assert r.exit_code == 2 and "nope" in r.output
+
+
+def test_cli_evaluate_and_extract_bad_run_exit_2(tmp_path):
+    r = CliRunner().invoke(main, ["evaluate", str(tmp_path)])
+    assert r.exit_code == 2 and "config.json" in r.output
+    r = CliRunner().invoke(main, ["extract", str(tmp_path), "--out", str(tmp_path / "f.npz")])
+    assert r.exit_code == 2 and "config.json" in r.output
+
+
+def test_cli_train_small_run(tiny_data, tmp_path):
+    p = tmp_path / "c.toml"
+    p.write_text('[model]\nd_model = 8\nn_heads = 2\nn_layers = 1\n[train]\nwarmup_epochs = 0\n'
+                 'select_metric = "val_loss"\nsample_rate = 2\n')
+    r = CliRunner().invoke(main, ["train", str(tiny_data), "--out", str(tmp_path / "r"), "--config", str(p),
+                                  "--epochs", "1", "--modalities", "rgb", "--no-rtf", "--quiet"])
+    assert r.exit_code == 0, r.output
+    info = json.loads((tmp_path / "r" / "config.json").read_text())
+    assert info["config"]["model"]["rtf"] is False and info["config"]["model"]["modalities"] == ["rgb"]
+    assert np.isfinite(float(_rows(tmp_path / "r" / "metrics.csv")[0]["train_loss"]))
