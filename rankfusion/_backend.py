@@ -1,0 +1,324 @@
+"""A tiny array backend: only the operations :mod:`rankfusion.spectral` uses.
+
+The backend follows the input type (house rule 1): NumPy arrays (and memory maps) go to
+NumPy/SciPy, torch tensors stay torch on their own device. torch is imported lazily so that
+``import rankfusion.spectral`` works without it. Every reduction that decides a spectrum is
+done in float64.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ._validation import is_torch
+
+#: Rows per chunk when a Gram matrix is accumulated in float64. A chunk of 2048 rows of a
+#: 512-channel float32 matrix is 8 MiB once cast, small enough to stay in cache-friendly
+#: BLAS blocks and large enough that per-chunk overhead is negligible (benchmarks/bench_spectral.py).
+DEFAULT_CHUNK_ROWS = 2048
+
+
+def _rows(mu, start, count):
+    """The part of a broadcast mean ``mu`` that matches rows ``start:start+count``.
+
+    ``mu`` is either a row of column means, shape (..., 1, d), or (for a transposed, wide
+    input) a column of row means, shape (..., n, 1).
+    """
+    return mu if mu.shape[-2] == 1 else mu[..., start : start + count, :]
+
+
+def _torch():
+    import torch
+
+    return torch
+
+
+class NumpyOps:
+    """NumPy/SciPy implementation of the backend operations."""
+
+    name = "numpy"
+
+    @staticmethod
+    def eps(x) -> float:
+        """Machine epsilon of the input's own dtype (float64 for integer/bool inputs)."""
+        dt = x.dtype
+        return float(np.finfo(dt).eps) if np.issubdtype(dt, np.floating) else float(np.finfo(np.float64).eps)
+
+    @staticmethod
+    def to64(x):
+        return np.asarray(x, dtype=np.float64)
+
+    @staticmethod
+    def asarray(x, like=None):
+        return np.asarray(x)
+
+    @staticmethod
+    def mean64(x, axis):
+        # dtype=float64 makes NumPy accumulate in float64 through its buffered loops,
+        # without materialising a float64 copy of a float32 input.
+        return np.mean(x, axis=axis, dtype=np.float64, keepdims=True)
+
+    @staticmethod
+    def gram64(x, mu=None, chunk_rows=DEFAULT_CHUNK_ROWS):
+        """``x^T x`` (or ``(x - mu)^T (x - mu)``) over the last two axes, in float64.
+
+        Parameters
+        ----------
+        x : ndarray of shape (..., n, d)
+        mu : ndarray of shape (..., 1, d) or None
+        """
+        n, d = x.shape[-2], x.shape[-1]
+        if x.dtype == np.float64 and mu is None and x.ndim == 2:
+            # One call: NumPy recognises ``a.T @ a`` and uses the symmetric rank-k update.
+            return x.T @ x
+        g = np.zeros(x.shape[:-2] + (d, d), dtype=np.float64)
+        for start in range(0, n, chunk_rows):
+            c = np.asarray(x[..., start : start + chunk_rows, :], dtype=np.float64)
+            if mu is not None:
+                c = c - _rows(mu, start, chunk_rows)
+            ct = np.swapaxes(c, -1, -2)
+            g += ct @ c
+        return g
+
+    @staticmethod
+    def colsq64(x, mu=None, chunk_rows=DEFAULT_CHUNK_ROWS):
+        """Column energies ``sum_n x[n, c]^2`` over axis -2, in float64."""
+        out = np.zeros(x.shape[:-2] + (x.shape[-1],), dtype=np.float64)
+        for start in range(0, x.shape[-2], chunk_rows):
+            c = np.asarray(x[..., start : start + chunk_rows, :], dtype=np.float64)
+            if mu is not None:
+                c = c - mu
+            out += np.einsum("...nd,...nd->...d", c, c)
+        return out
+
+    @staticmethod
+    def eigvalsh_desc(g):
+        return np.linalg.eigvalsh(g)[..., ::-1]
+
+    @staticmethod
+    def eigh_desc(g):
+        w, v = np.linalg.eigh(g)
+        return w[..., ::-1], v[..., ::-1]
+
+    @staticmethod
+    def svdvals64(x):
+        """Singular values (descending) of a float64 array of shape (..., n, d)."""
+        import scipy.linalg
+
+        if x.ndim == 2:
+            return scipy.linalg.svdvals(x, check_finite=False)
+        return np.linalg.svd(x, compute_uv=False)
+
+    @staticmethod
+    def svd64(x):
+        """Thin SVD ``u, s, vt`` of a float64 matrix."""
+        import scipy.linalg
+
+        return scipy.linalg.svd(x, full_matrices=False, check_finite=False)
+
+    @staticmethod
+    def xlogy(a, b):
+        import scipy.special
+
+        return scipy.special.xlogy(a, b)
+
+    sqrt = staticmethod(np.sqrt)
+    exp = staticmethod(np.exp)
+    log = staticmethod(np.log)
+    abs = staticmethod(np.abs)
+    arcsin = staticmethod(np.arcsin)
+    arccos = staticmethod(np.arccos)
+    rad2deg = staticmethod(np.rad2deg)
+
+    @staticmethod
+    def clip(x, lo, hi=None):
+        return np.clip(x, lo, hi)
+
+    @staticmethod
+    def where(c, a, b):
+        return np.where(c, a, b)
+
+    @staticmethod
+    def sum(x, axis=None, keepdims=False):
+        return np.sum(x, axis=axis, keepdims=keepdims)
+
+    @staticmethod
+    def zeros_like(x):
+        return np.zeros_like(x)
+
+    @staticmethod
+    def tofloat(x):
+        """Scalar (0-d) result in the backend's float64 type."""
+        return np.float64(x) if np.ndim(x) == 0 else np.asarray(x, dtype=np.float64)
+
+    @staticmethod
+    def stable_argsort(x, axis=-1):
+        return np.argsort(x, axis=axis, kind="stable")
+
+    @staticmethod
+    def sort(x, axis=-1):
+        return np.sort(x, axis=axis)
+
+    @staticmethod
+    def nonzero1d(mask):
+        return np.flatnonzero(mask).astype(np.int64)
+
+    @staticmethod
+    def int64(x):
+        return np.asarray(x, dtype=np.int64) if np.ndim(x) else np.int64(x)
+
+    @staticmethod
+    def to_host(x):
+        return np.asarray(x)
+
+
+class TorchOps:
+    """torch implementation; every result stays on the input's device."""
+
+    name = "torch"
+
+    @staticmethod
+    def eps(x) -> float:
+        torch = _torch()
+        dt = x.dtype if x.is_floating_point() else torch.float64
+        return float(torch.finfo(dt).eps)
+
+    @staticmethod
+    def to64(x):
+        return x.to(_torch().float64)
+
+    @staticmethod
+    def asarray(x, like=None):
+        torch = _torch()
+        return torch.as_tensor(x, device=None if like is None else like.device)
+
+    @staticmethod
+    def mean64(x, axis):
+        torch = _torch()
+        if x.is_floating_point():
+            return x.mean(dim=axis, keepdim=True, dtype=torch.float64)
+        return x.to(torch.float64).mean(dim=axis, keepdim=True)
+
+    @staticmethod
+    def gram64(x, mu=None, chunk_rows=DEFAULT_CHUNK_ROWS):
+        torch = _torch()
+        n, d = x.shape[-2], x.shape[-1]
+        if x.dtype == torch.float64 and mu is None:
+            return x.transpose(-1, -2) @ x
+        if x.ndim == 2 and x.device.type != "cpu":
+            # On an accelerator one float64 cast + one product beats a Python loop of
+            # small kernels; the float64 copy lives on the same device.
+            c = x.to(torch.float64)
+            if mu is not None:
+                c = c - mu
+            return c.T @ c
+        g = torch.zeros(x.shape[:-2] + (d, d), dtype=torch.float64, device=x.device)
+        for start in range(0, n, chunk_rows):
+            c = x[..., start : start + chunk_rows, :].to(torch.float64)
+            if mu is not None:
+                c = c - _rows(mu, start, chunk_rows)
+            g += c.transpose(-1, -2) @ c
+        return g
+
+    @staticmethod
+    def colsq64(x, mu=None, chunk_rows=DEFAULT_CHUNK_ROWS):
+        c = x.to(_torch().float64)
+        if mu is not None:
+            c = c - mu
+        return (c * c).sum(dim=-2)
+
+    @staticmethod
+    def eigvalsh_desc(g):
+        return _torch().linalg.eigvalsh(g).flip(-1)
+
+    @staticmethod
+    def eigh_desc(g):
+        w, v = _torch().linalg.eigh(g)
+        return w.flip(-1), v.flip(-1)
+
+    @staticmethod
+    def svdvals64(x):
+        return _torch().linalg.svdvals(x)
+
+    @staticmethod
+    def svd64(x):
+        return _torch().linalg.svd(x, full_matrices=False)
+
+    @staticmethod
+    def xlogy(a, b):
+        return _torch().special.xlogy(a, b)
+
+    @staticmethod
+    def sqrt(x):
+        return _torch().sqrt(x)
+
+    @staticmethod
+    def exp(x):
+        return _torch().exp(x)
+
+    @staticmethod
+    def log(x):
+        return _torch().log(x)
+
+    @staticmethod
+    def abs(x):
+        return _torch().abs(x)
+
+    @staticmethod
+    def arcsin(x):
+        return _torch().arcsin(x)
+
+    @staticmethod
+    def arccos(x):
+        return _torch().arccos(x)
+
+    @staticmethod
+    def rad2deg(x):
+        return _torch().rad2deg(x)
+
+    @staticmethod
+    def clip(x, lo, hi=None):
+        return _torch().clamp(x, min=lo, max=hi)
+
+    @staticmethod
+    def where(c, a, b):
+        return _torch().where(c, a, b)
+
+    @staticmethod
+    def sum(x, axis=None, keepdims=False):
+        if axis is None:
+            return x.sum()
+        return x.sum(dim=axis, keepdim=keepdims)
+
+    @staticmethod
+    def zeros_like(x):
+        return _torch().zeros_like(x)
+
+    @staticmethod
+    def tofloat(x):
+        return x.to(_torch().float64)
+
+    @staticmethod
+    def stable_argsort(x, axis=-1):
+        return _torch().argsort(x, dim=axis, stable=True)
+
+    @staticmethod
+    def sort(x, axis=-1):
+        return _torch().sort(x, dim=axis).values
+
+    @staticmethod
+    def nonzero1d(mask):
+        return _torch().nonzero(mask).flatten().to(_torch().int64)
+
+    @staticmethod
+    def int64(x):
+        return x.to(_torch().int64)
+
+    @staticmethod
+    def to_host(x):
+        return x.detach().cpu().numpy()
+
+
+def get_ops(x):
+    """Backend operations for ``x``: :class:`TorchOps` for torch tensors, else :class:`NumpyOps`."""
+    return TorchOps if is_torch(x) else NumpyOps

@@ -1,0 +1,873 @@
+"""Spectra, effective rank, channel informativeness, principal angles and rank gains.
+
+Pure functions on NumPy arrays or torch tensors (the backend follows the input; torch
+results stay on the input's device). Equation and definition numbers refer to Kim et al.,
+"Countering Multi-modal Representation Collapse through Rank-targeted Fusion" (WACV 2026).
+Numerical conventions are documented in ``docs/spectral.md``:
+
+* singular values below the tolerance ``tol = sqrt(max(N, D)) * eps(dtype) * sigma_max`` are
+  not part of the spectrum (numerical rank);
+* Eq. 1 is computed without an epsilon inside the logarithm (``xlogy``);
+* the all-zero matrix has numerical rank 0, an empty spectrum and effective rank 0.0;
+* tall or wide inputs are resolved from the float64 Gram matrix of their short side, with an
+  a-posteriori error bound that falls back to an exact float64 SVD whenever the Gram matrix
+  cannot decide the rank or pin the effective rank down to far below test tolerances.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import numpy as np
+
+from ._backend import DEFAULT_CHUNK_ROWS, NumpyOps, get_ops
+from ._validation import check_float, check_int, check_matrix, describe, is_torch
+
+__all__ = [
+    "singular_values",
+    "effective_rank",
+    "numerical_rank",
+    "channel_informativeness",
+    "low_informative_channels",
+    "flatten_tokens",
+    "principal_angles",
+    "injection_angles",
+    "InjectionAngles",
+    "rank_gain",
+    "harmonic_mean_gain",
+    "GramAccumulator",
+    "SpectrumInfo",
+    "spectrum_info",
+]
+
+_EPS64 = float(np.finfo(np.float64).eps)
+
+#: Use the Gram route when the long side is at least this many times the short side. Forming
+#: the Gram costs ~N*D^2 flops against ~2*N*D^2 + O(D^3) for an SVD; near-square inputs gain
+#: little and would pay for a possible fallback twice.
+GRAM_RATIO = 2.0
+
+
+# --------------------------------------------------------------------------------------
+# Core spectrum
+# --------------------------------------------------------------------------------------
+
+
+class SpectrumInfo(NamedTuple):
+    """Diagnostics of one spectrum computation (see :func:`spectrum_info`).
+
+    Attributes
+    ----------
+    sigma : array of shape (..., min(N, D))
+        Singular values, float64, descending, zero beyond each element's numerical rank.
+    rank : int64 array of shape (...)
+        Numerical rank (number of singular values above ``tol``).
+    tol : float64 array of shape (...)
+        Tolerance applied to the singular values.
+    route : str
+        ``"gram"`` (all elements from the float64 Gram matrix), ``"svd"`` (exact float64 SVD)
+        or ``"gram+svd"`` (Gram with an SVD fallback for some batch elements).
+    n_fallback : int
+        Number of batch elements that fell back from the Gram route to the SVD.
+    """
+
+    sigma: object
+    rank: object
+    tol: object
+    route: str
+    n_fallback: int
+
+
+def _erank_target(eps_in: float) -> float:
+    # The Gram route is accepted only if its certified effective-rank error is far below the
+    # accuracy asked of the results (1e-9 relative for float64 inputs, 1e-6 for float32).
+    return 1e-11 if eps_in <= 2 * _EPS64 else 1e-8
+
+
+def _gram_error_radius(lam_max, n_long: int, n_short: int):
+    """Half-width ``delta`` of the interval that holds each true ``sigma_j^2`` around ``lambda_j``.
+
+    Forming ``G = X^T X`` in float64 sums ``n_long`` products per entry (exact for float32
+    inputs); blocked BLAS summation has a rounding error that grows like ``sqrt(n_long) * eps``
+    relative to ``||G||`` (probabilistic bound, Higham 2002 Sec. 3.3). ``eigvalsh`` is backward
+    stable with a backward error of order ``n_short * eps * ||G||``. By Weyl's inequality both
+    move each eigenvalue by at most their norm, hence ``c = sqrt(n_long) + n_short``.
+    """
+    return (math.sqrt(n_long) + n_short) * _EPS64 * lam_max
+
+
+def _gram_erank_bound(ops, lam, delta, tol2):
+    """Certified bound on the relative error of Eq. 1 when sigma comes from the Gram route.
+
+    With ``H = -sum p log p`` and ``p_j = sigma_j / S``, ``dH/dsigma_j = -(log p_j + H) / S`` and
+    ``|d ERank| / ERank = |dH|``; each ``sigma_j`` is known to within
+    ``[sqrt(lambda_j - delta), sqrt(lambda_j + delta)]``. Returns shape (...,).
+    """
+    keep = (lam - delta) > tol2
+    s = ops.sqrt(ops.clip(lam, 0.0))
+    hi = ops.sqrt(ops.clip(lam + delta, 0.0))
+    lo = ops.sqrt(ops.clip(lam - delta, 0.0))
+    ds = ops.where(keep, ops.clip(hi - s, 0.0) + ops.clip(s - lo, 0.0), ops.zeros_like(s))
+    s = ops.where(keep, s, ops.zeros_like(s))
+    total = ops.sum(s, axis=-1, keepdims=True)
+    safe = ops.where(total > 0, total, total + 1.0)
+    p = s / safe
+    entropy = -ops.sum(ops.xlogy(p, p), axis=-1, keepdims=True)
+    # log p_j only where p_j > 0 (kept sigmas); elsewhere ds is 0 and the factor is irrelevant.
+    logp = ops.log(ops.where(keep, p, p + 1.0))
+    return ops.sum(ops.abs(logp + entropy) * ds, axis=-1) / safe[..., 0]
+
+
+def _default_tol(ops, sigma_max, n_long, eps_in):
+    # sqrt(max(N, D)) * eps(dtype) * sigma_max (DESIGN.md: numpy's max(N, D) * eps drops real
+    # signal of large float32 feature matrices).
+    return math.sqrt(n_long) * eps_in * sigma_max
+
+
+def _spectrum(X, *, center: bool, tol, chunk_rows: int = DEFAULT_CHUNK_ROWS) -> SpectrumInfo:
+    """Validated (..., N, D) input -> :class:`SpectrumInfo` (zero-padded sigma)."""
+    ops = get_ops(X)
+    n, d = X.shape[-2], X.shape[-1]
+    n_short, n_long = min(n, d), max(n, d)
+    eps_in = ops.eps(X)
+    mu = ops.mean64(X, -2) if center else None
+    batch_shape = tuple(X.shape[:-2])
+
+    def exact(Xe, mue):
+        x64 = ops.to64(Xe)
+        if mue is not None:
+            x64 = x64 - mue
+        return ops.svdvals64(x64)
+
+    n_fallback = 0
+    if n_long >= GRAM_RATIO * n_short:
+        if n >= d:
+            xs, mus = X, mu
+        else:
+            # Wide input: the short side is the rows; X X^T = (X^T)^T (X^T), chunked over columns.
+            xs = X.swapaxes(-1, -2) if not is_torch(X) else X.transpose(-1, -2)
+            mus = None if mu is None else (mu.swapaxes(-1, -2) if not is_torch(X) else mu.transpose(-1, -2))
+        lam = ops.eigvalsh_desc(ops.gram64(xs, mus, chunk_rows))
+        # Rounding can leave eigenvalues of a PSD matrix slightly negative; they are zeros.
+        lam_max = ops.clip(lam[..., :1], 0.0)
+        delta = _gram_error_radius(lam_max, n_long, n_short)
+        sigma = ops.sqrt(ops.clip(lam, 0.0))
+        if tol is None:
+            tol_arr = _default_tol(ops, sigma[..., :1], n_long, eps_in)
+            # The tolerance itself is known only to within the relative error of lambda_max.
+            widen = 2.0 * delta
+        else:
+            tol_arr = tol + 0.0 * sigma[..., :1]
+            widen = 0.0 * delta
+        tol2 = tol_arr * tol_arr
+        ambiguous = ops.sum(((lam - delta) <= tol2 + widen) & (tol2 - widen < (lam + delta)), axis=-1) > 0
+        bound = _gram_erank_bound(ops, lam, delta, tol2)
+        need = ambiguous | (bound > _erank_target(eps_in))
+        if X.ndim == 2:
+            if bool(need[()] if not is_torch(X) else need.item()):
+                sigma = exact(X, mu)
+                tol_arr = tol_arr if tol is not None else _default_tol(ops, sigma[:1], n_long, eps_in)
+                n_fallback = 1
+        else:
+            need_flat = need.reshape(-1)
+            idx = ops.nonzero1d(need_flat)
+            n_fallback = int(idx.shape[0])
+            if n_fallback:
+                xf = X.reshape((-1, n, d))
+                muf = None if mu is None else mu.reshape((-1, 1, d))
+                sf = sigma.reshape((-1, n_short))
+                sf = sf.copy() if not is_torch(X) else sf.clone()
+                sf[idx] = exact(xf[idx], None if muf is None else muf[idx])
+                sigma = sf.reshape(batch_shape + (n_short,))
+                if tol is None:
+                    tol_arr = _default_tol(ops, sigma[..., :1], n_long, eps_in)
+        route = "gram" if n_fallback == 0 else ("svd" if n_fallback == max(1, int(np.prod(batch_shape))) else "gram+svd")
+    else:
+        sigma = exact(X, mu)
+        tol_arr = _default_tol(ops, sigma[..., :1], n_long, eps_in) if tol is None else tol + 0.0 * sigma[..., :1]
+        route = "svd"
+    keep = sigma > tol_arr
+    sigma = ops.where(keep, sigma, ops.zeros_like(sigma))
+    rank = ops.int64(ops.sum(keep, axis=-1))
+    return SpectrumInfo(sigma=sigma, rank=rank, tol=tol_arr[..., 0], route=route, n_fallback=n_fallback)
+
+
+def _check_tol(tol):
+    return check_float(tol, "tol", low=0.0, allow_none=True)
+
+
+def spectrum_info(X, *, center: bool = False, tol: float | None = None) -> SpectrumInfo:
+    """Singular values with diagnostics (route taken, fallbacks, tolerance, rank).
+
+    Parameters
+    ----------
+    X : array or tensor of shape (..., N, D)
+        Real, finite matrix or batch of matrices.
+    center : bool, default False
+        Subtract the column means (over N) first. The paper does not centre.
+    tol : float, optional
+        Absolute tolerance on singular values; default ``sqrt(max(N, D)) * eps * sigma_max``.
+
+    Returns
+    -------
+    SpectrumInfo
+        ``sigma`` is zero-padded to ``min(N, D)`` for every shape (also 2-D input).
+    """
+    X = check_matrix(X, "X")
+    return _spectrum(X, center=bool(center), tol=_check_tol(tol))
+
+
+def singular_values(X, *, center: bool = False, tol: float | None = None):
+    """Singular values of the numerical rank, descending, exact to float64 accuracy.
+
+    The route is chosen for speed without giving up accuracy: when one side is at least
+    twice the other, the float64-accumulated Gram matrix of the short side is diagonalised
+    (``eigvalsh``) and ``sigma = sqrt(max(lambda, 0))``; an a-posteriori bound decides whether
+    that resolves the rank and the effective rank (Eq. 1) to far below float64/float32 test
+    tolerances, and falls back to an exact float64 SVD otherwise. Near-square inputs go
+    straight to the float64 SVD.
+
+    Parameters
+    ----------
+    X : ndarray or torch.Tensor of shape (N, D) or (..., N, D)
+        Real, finite. Integer inputs are accepted (float64 epsilon).
+    center : bool, default False
+        Subtract column means first (the paper does not centre).
+    tol : float, optional
+        Absolute threshold: singular values ``<= tol`` are dropped. Default
+        ``sqrt(max(N, D)) * eps(X.dtype) * sigma_max``.
+
+    Returns
+    -------
+    sigma : float64 array of shape (r,) for 2-D input, (..., min(N, D)) for batched input
+        2-D: the ``r`` singular values above ``tol`` (``r`` is the numerical rank; empty for
+        the zero matrix). Batched: zero-padded beyond each element's numerical rank. torch
+        input gives a float64 tensor on the input's device.
+
+    Raises
+    ------
+    ValueError
+        If ``X`` has fewer than 2 dimensions, is empty or contains NaN/Inf.
+    """
+    info = spectrum_info(X, center=center, tol=tol)
+    if getattr(X, "ndim", None) == 2 or (is_torch(X) and X.dim() == 2):
+        r = int(info.rank)
+        return info.sigma[:r]
+    return info.sigma
+
+
+def numerical_rank(X, *, center: bool = False, tol: float | None = None):
+    """Number of singular values above ``tol`` (see :func:`singular_values`).
+
+    Returns
+    -------
+    rank : int64 scalar (2-D) or int64 array of shape (...) (batched); torch.long on torch input
+    """
+    return spectrum_info(X, center=center, tol=tol).rank
+
+
+def _entropy_rank(ops, sigma):
+    """Eq. 1 on zero-padded singular values along the last axis; 0.0 where all are zero."""
+    total = ops.sum(sigma, axis=-1, keepdims=True)
+    safe = ops.where(total > 0, total, total + 1.0)
+    p = sigma / safe
+    # xlogy(0, 0) = 0: padded zeros and dropped singular values contribute nothing, no epsilon.
+    h = -ops.sum(ops.xlogy(p, p), axis=-1)
+    return ops.where(total[..., 0] > 0, ops.exp(h), ops.zeros_like(h))
+
+
+def effective_rank(X_or_sigma, *, center: bool = False, tol: float | None = None):
+    """Effective rank (Eq. 1): ``exp(-sum_j p_j log p_j)``, ``p_j = sigma_j / ||Z||_*``.
+
+    The sum runs over the numerical rank (singular values above ``tol``). No epsilon is added
+    inside the logarithm (zero terms are dropped via ``xlogy``).
+
+    Parameters
+    ----------
+    X_or_sigma : array or tensor of shape (N, D), (..., N, D) or (r,)
+        A matrix / batch of matrices, or a 1-D vector of singular values (finite, ``>= 0``;
+        zeros are ignored; ``center`` and ``tol`` are then not used).
+    center : bool, default False
+        Subtract column means first.
+    tol : float, optional
+        See :func:`singular_values`.
+
+    Returns
+    -------
+    erank : float64 scalar (``np.float64`` / 0-d tensor) or float64 array of shape (...)
+        ``1 <= erank <= rank`` for a non-zero matrix; ``0.0`` for the all-zero matrix.
+    """
+    x = X_or_sigma
+    ops = get_ops(x)
+    ndim = x.dim() if is_torch(x) else np.ndim(x)
+    if ndim == 1:
+        x = check_matrix(x, "X_or_sigma", min_ndim=1, allow_empty=True)
+        sigma = ops.to64(x) if is_torch(x) else np.asarray(x, dtype=np.float64)
+        if bool((sigma < 0).any()):
+            raise ValueError(f"X_or_sigma: singular values must be >= 0, got a negative value ({describe(x)})")
+        if sigma.shape[0] == 0:
+            return ops.tofloat(ops.sum(sigma))
+        return ops.tofloat(_entropy_rank(ops, sigma))
+    info = spectrum_info(x, center=center, tol=tol)
+    return ops.tofloat(_entropy_rank(ops, info.sigma))
+
+
+# --------------------------------------------------------------------------------------
+# Channel informativeness (Definition 1, Sec. 4.2)
+# --------------------------------------------------------------------------------------
+
+
+def channel_informativeness(X, k: int | None = None, *, center: bool = False):
+    """Channel informativeness (Definition 1): ``I_c = sum_{i<=k} sigma_i^2 v_{i,c}^2``.
+
+    With ``k=None`` the sum runs over all ``r`` singular directions (Sec. 4.2), which equals
+    the column energy ``||x_c||^2 = (X^T X)_{cc}``; it is computed as such, without any
+    eigendecomposition. With ``k`` the top-``k`` eigenpairs of the float64 Gram matrix
+    ``X^T X = V diag(sigma^2) V^T`` are used (no SVD of the tall matrix).
+
+    Parameters
+    ----------
+    X : array or tensor of shape (N, D) or (..., N, D)
+        Feature matrix (rows: tokens/time steps, columns: channels).
+    k : int, optional
+        Number of top singular directions, ``1 <= k <= D``. ``None`` means all.
+    center : bool, default False
+        Subtract column means first.
+
+    Returns
+    -------
+    scores : float64 array of shape (D,) or (..., D)
+        On torch input a float64 tensor on the input's device; gradients flow where torch
+        supports them (eigh needs distinct eigenvalues).
+
+    Notes
+    -----
+    If ``sigma_k == sigma_{k+1}`` the top-``k`` subspace is not unique and neither is ``I_c``.
+    """
+    X = check_matrix(X, "X")
+    d = X.shape[-1]
+    k = check_int(k, "k", low=1, high=d, allow_none=True)
+    ops = get_ops(X)
+    mu = ops.mean64(X, -2) if center else None
+    if k is None:
+        return ops.colsq64(X, mu)
+    lam, v = ops.eigh_desc(ops.gram64(X, mu))
+    # Tiny negative eigenvalues of the PSD Gram matrix are rounding; they carry no energy.
+    lam = ops.clip(lam[..., :k], 0.0)
+    vk = v[..., :, :k]
+    return ops.sum(vk * vk * lam[..., None, :], axis=-1)
+
+
+def low_informative_channels(scores, *, eta: float | None = None, k_prime: int | None = None):
+    """The low-informativeness set: ``{c : I_c <= eta}`` (Def. 1) or the bottom ``k'`` (Eq. 3).
+
+    Parameters
+    ----------
+    scores : array or tensor of shape (D,) (or (..., D) with ``k_prime``)
+        Channel informativeness, e.g. from :func:`channel_informativeness`.
+    eta : float, optional
+        Threshold of Definition 1 (``I_c <= eta`` is low). Exactly one of ``eta``/``k_prime``.
+    k_prime : int, optional
+        Number of lowest-scoring channels (Eq. 3), ``0 <= k_prime <= D``. Ties are broken
+        by the lower channel index.
+
+    Returns
+    -------
+    channels : int64 array (torch.long tensor on the scores' device) of shape (n_low,) or (..., k_prime)
+        Channel indices sorted ascending.
+    """
+    if (eta is None) == (k_prime is None):
+        raise ValueError(f"give exactly one of eta or k_prime, got eta={eta!r}, k_prime={k_prime!r}")
+    ops = get_ops(scores)
+    if eta is not None:
+        scores = check_matrix(scores, "scores", min_ndim=1)
+        ndim = scores.dim() if is_torch(scores) else np.ndim(scores)
+        if ndim != 1:
+            raise ValueError(f"scores must be 1-D when eta is given, got {describe(scores)}")
+        eta = check_float(eta, "eta")
+        return ops.nonzero1d(scores <= eta)
+    scores = check_matrix(scores, "scores", min_ndim=1)
+    d = scores.shape[-1]
+    k_prime = check_int(k_prime, "k_prime", low=0, high=d)
+    # A stable sort keeps equal scores in index order, so ties go to the lower channel index.
+    order = ops.stable_argsort(scores, axis=-1)[..., :k_prime]
+    return ops.int64(ops.sort(order, axis=-1))
+
+
+def flatten_tokens(F, mask=None):
+    """Token features (B, T, D) -> the (B*T, D) matrix of Sec. 4.2, optionally only valid steps.
+
+    Parameters
+    ----------
+    F : array or tensor of shape (B, T, D)
+    mask : bool array or tensor of shape (B, T), optional
+        True marks a valid (unpadded) time step; only those rows are kept, in (b, t) order.
+
+    Returns
+    -------
+    X : array or tensor of shape (B*T, D) or (n_valid, D)
+        Same dtype and backend as ``F`` (a view when no mask is given and ``F`` is contiguous).
+    """
+    F = check_matrix(F, "F", min_ndim=3, allow_empty=True)
+    shape = tuple(F.shape)
+    if len(shape) != 3:
+        raise ValueError(f"F must have shape (B, T, D), got {describe(F)}")
+    if mask is None:
+        return F.reshape(shape[0] * shape[1], shape[2])
+    if is_torch(F):
+        import torch
+
+        if not is_torch(mask):
+            mask = torch.as_tensor(np.asarray(mask), device=F.device)
+        if mask.dtype != torch.bool:
+            raise TypeError(f"mask must be boolean, got {describe(mask)}")
+    else:
+        if is_torch(mask):
+            raise TypeError(f"mask must be a NumPy array like F, got {describe(mask)}")
+        mask = np.asarray(mask)
+        if mask.dtype != np.bool_:
+            raise TypeError(f"mask must be boolean, got {describe(mask)}")
+    if tuple(mask.shape) != shape[:2]:
+        raise ValueError(f"mask must have shape {shape[:2]} to match F, got {describe(mask)}")
+    return F[mask]
+
+
+# --------------------------------------------------------------------------------------
+# Principal angles (Table 6, Assumption 4)
+# --------------------------------------------------------------------------------------
+
+
+def _same_backend(a, b, names):
+    if is_torch(a) != is_torch(b):
+        raise TypeError(f"{names[0]} and {names[1]} must both be NumPy arrays or both torch tensors, got {type(a).__name__} and {type(b).__name__}")
+
+
+def _orth(ops, A):
+    """Orthonormal basis of the column space of A (float64) by a rank-revealing SVD."""
+    n, p = A.shape
+    eps_in = ops.eps(A)
+    u, s, _ = ops.svd64(ops.to64(A))
+    if s.shape[0] == 0:
+        return u[:, :0]
+    tol = math.sqrt(max(n, p)) * eps_in * float(s[0])
+    r = int(ops.sum(s > tol))
+    return u[:, :r]
+
+
+def _angles_from_bases(ops, qa, qb):
+    """Ascending principal angles (radians) between orthonormal bases qa (n, p), qb (n, q)."""
+    c = qa.T @ qb
+    cos = ops.svdvals64(c)  # descending cosines -> ascending angles
+    m = cos.shape[0]
+    if m == 0:
+        return cos
+    # Residual of the larger basis projected out of the smaller one: its singular values are
+    # the sines of the same angles (Knyazev & Argentati 2002), accurate for small angles where
+    # arccos of a cosine near 1 is not.
+    res = qb - qa @ c if qa.shape[1] >= qb.shape[1] else qa - qb @ c.T
+    sines = ops.svdvals64(res)[:m]
+    small_from_sin = ops.arcsin(ops.clip(sines, -1.0, 1.0))
+    small_from_sin = small_from_sin.flip(-1) if is_torch(small_from_sin) else small_from_sin[::-1]
+    from_cos = ops.arccos(ops.clip(cos, -1.0, 1.0))
+    return ops.where(cos * cos >= 0.5, small_from_sin, from_cos)
+
+
+def principal_angles(A, B, *, degrees: bool = False):
+    """Principal angles between the column spaces of ``A`` and ``B``, ascending.
+
+    Same definition and algorithm as :func:`scipy.linalg.subspace_angles` (orthonormal bases by
+    a rank-revealing SVD, cosines from ``svdvals(Q_A^T Q_B)``, small angles from the sines of
+    the residual), computed in float64; scipy returns them in descending order, this function
+    in ascending order. Bases use the rank tolerance ``sqrt(max(n, p)) * eps * s_max``.
+
+    Parameters
+    ----------
+    A : array or tensor of shape (n, p)
+    B : array or tensor of shape (n, q)
+    degrees : bool, default False
+
+    Returns
+    -------
+    angles : float64 array of shape (min(rank A, rank B),)
+        In ``[0, pi/2]`` (or degrees), ascending; same backend/device as the inputs.
+    """
+    _same_backend(A, B, ("A", "B"))
+    A = check_matrix(A, "A")
+    B = check_matrix(B, "B")
+    for name, M in (("A", A), ("B", B)):
+        if len(M.shape) != 2:
+            raise ValueError(f"{name} must be 2-D (n, p), got {describe(M)}")
+    if A.shape[0] != B.shape[0]:
+        raise ValueError(f"A and B must have the same number of rows, got {describe(A)} and {describe(B)}")
+    ops = get_ops(A)
+    theta = _angles_from_bases(ops, _orth(ops, A), _orth(ops, B))
+    return ops.rad2deg(theta) if degrees else theta
+
+
+class InjectionAngles(NamedTuple):
+    """Complementarity of injected channels with a principal subspace (Table 6, Assumption 4).
+
+    Attributes
+    ----------
+    angle : float64 scalar
+        Mean principal angle between span(U_k) and span(Y[:, low]): the single number we
+        report as Table 6's "angle between subspaces" (see docs/spectral.md).
+    principal : float64 array of shape (m,)
+        All principal angles, ascending, ``m = min(k, rank Y[:, low])``.
+    per_channel : float64 array of shape (len(low),)
+        Angle between each injected channel ``y_c`` and span(U_k) (``atan2(||y_c - P y_c||,
+        ||P y_c||)``); NaN for an all-zero channel. ``cot^2`` of it is the left side of
+        Assumption 4 over the residual energy outside ``U_k``.
+    """
+
+    angle: object
+    principal: object
+    per_channel: object
+
+
+def _matmul64(ops, X, W, chunk_rows=DEFAULT_CHUNK_ROWS):
+    """``X @ W`` in float64 with ``X`` (N, D) cast chunk by chunk (no whole float64 copy)."""
+    if is_torch(X):
+        return ops.to64(X) @ W
+    out = np.empty((X.shape[0], W.shape[1]), dtype=np.float64)
+    for start in range(0, X.shape[0], chunk_rows):
+        out[start : start + chunk_rows] = np.asarray(X[start : start + chunk_rows], dtype=np.float64) @ W
+    return out
+
+
+def _top_left_basis(ops, X, k):
+    """Orthonormal basis (T, k) of the top-k left singular subspace of X (T, D)."""
+    t, d = X.shape
+    if t >= GRAM_RATIO * d:
+        # span(U_k) = span(X V_k); V_k from the float64 Gram matrix, re-orthonormalised by QR.
+        _, v = ops.eigh_desc(ops.gram64(X))
+        y = _matmul64(ops, X, v[:, :k])
+        if is_torch(y):
+            import torch
+
+            return torch.linalg.qr(y).Q
+        return np.linalg.qr(y)[0]
+    u, _, _ = ops.svd64(ops.to64(X))
+    return u[:, :k]
+
+
+def injection_angles(X, Y, low, k: int, *, degrees: bool = True) -> InjectionAngles:
+    """Angles between the top-k left-singular subspace of X and the injected channels Y[:, low].
+
+    Table 6 of the paper measures the complementarity of a modality ``Y`` injected into the
+    low-informativeness channels of ``X`` (Assumption 4 of Theorem 3.1): higher angles (closer
+    to 90 degrees) mean the injected signals lie outside the dominant subspace of ``X``.
+
+    Parameters
+    ----------
+    X : array or tensor of shape (T, D_x)
+        Features of the receiving modality (rows: tokens).
+    Y : array or tensor of shape (T, D_y)
+        Features of the injecting modality, rows aligned with ``X``.
+    low : int array of shape (n_low,)
+        Channel indices (e.g. :func:`low_informative_channels` of ``X``) into ``Y``'s columns.
+    k : int
+        Size of the dominant subspace, ``1 <= k <= rank(X)``.
+    degrees : bool, default True
+
+    Returns
+    -------
+    InjectionAngles
+    """
+    _same_backend(X, Y, ("X", "Y"))
+    X = check_matrix(X, "X")
+    Y = check_matrix(Y, "Y")
+    if len(X.shape) != 2 or len(Y.shape) != 2:
+        raise ValueError(f"X and Y must be 2-D, got {describe(X)} and {describe(Y)}")
+    if X.shape[0] != Y.shape[0]:
+        raise ValueError(f"X and Y must have the same number of rows, got {describe(X)} and {describe(Y)}")
+    ops = get_ops(X)
+    low_np = np.asarray(ops.to_host(low) if is_torch(low) else low)
+    if low_np.ndim != 1 or low_np.size == 0 or low_np.dtype.kind not in "iu":
+        raise ValueError(f"low must be a non-empty 1-D integer array of channel indices, got {describe(low_np)}")
+    if low_np.min() < 0 or low_np.max() >= Y.shape[1]:
+        raise ValueError(f"low must index Y's {Y.shape[1]} columns, got values in [{low_np.min()}, {low_np.max()}]")
+    r = int(numerical_rank(X))
+    k = check_int(k, "k", low=1, high=max(r, 1))
+    if r == 0:
+        raise ValueError("X is the zero matrix: it has no principal subspace")
+    qa = _top_left_basis(ops, X, k)
+    if is_torch(Y):
+        import torch
+
+        idx = torch.as_tensor(low_np, device=Y.device)
+    else:
+        idx = low_np
+    yl = ops.to64(Y[:, idx])
+    theta = _angles_from_bases(ops, qa, _orth(ops, yl))
+    proj = qa.T @ yl
+    res = yl - qa @ proj
+    pn = ops.sqrt(ops.sum(proj * proj, axis=0))
+    rn = ops.sqrt(ops.sum(res * res, axis=0))
+    if is_torch(pn):
+        import torch
+
+        per = torch.atan2(rn, pn)
+        per = torch.where((pn == 0) & (rn == 0), torch.full_like(per, float("nan")), per)
+        mean = theta.mean() if theta.numel() else torch.tensor(float("nan"), dtype=torch.float64, device=theta.device)
+    else:
+        per = np.arctan2(rn, pn)
+        per = np.where((pn == 0) & (rn == 0), np.nan, per)
+        mean = np.float64(theta.mean()) if theta.size else np.float64(np.nan)
+    if degrees:
+        theta, per, mean = ops.rad2deg(theta), ops.rad2deg(per), ops.rad2deg(mean)
+    return InjectionAngles(angle=mean, principal=theta, per_channel=per)
+
+
+# --------------------------------------------------------------------------------------
+# Gains (Sec. 3.2, Fig. 3)
+# --------------------------------------------------------------------------------------
+
+
+def _as_erank(x, name, center):
+    if is_torch(x):
+        if x.dim() == 0:
+            check_matrix(x, name, min_ndim=0)
+            return get_ops(x).to64(x)
+        return effective_rank(x, center=center)
+    if isinstance(x, (int, float, np.integer, np.floating)) or np.ndim(x) == 0:
+        val = check_float(float(np.asarray(x)), name, low=0.0)
+        return np.float64(val)
+    return effective_rank(x, center=center)
+
+
+def rank_gain(before, after, *, relative: bool = False, center: bool = False):
+    """Effective-rank gain of one modality through fusion (Sec. 3.2, Delta_m).
+
+    ``Delta = ERank(after) - ERank(before)`` (absolute, the default, as in Fig. 3/Fig. 6),
+    or ``(ERank(after) - ERank(before)) / ERank(before)`` with ``relative=True``.
+
+    Parameters
+    ----------
+    before, after : float, or array/tensor of shape (N, D) / (..., N, D) / (r,)
+        Effective-rank values (0-d) or features (anything :func:`effective_rank` accepts).
+    relative : bool, default False
+    center : bool, default False
+        Passed to :func:`effective_rank` for feature inputs.
+
+    Returns
+    -------
+    gain : float64 scalar or array (tensor on torch input)
+        Relative gain is NaN when ``ERank(before) == 0`` (undefined).
+    """
+    b = _as_erank(before, "before", center)
+    a = _as_erank(after, "after", center)
+    gain = a - b
+    if not relative:
+        return gain
+    ops = get_ops(gain)
+    safe = ops.where(b > 0, b, b + 1.0)
+    return ops.where(b > 0, gain / safe, gain * float("nan"))
+
+
+def harmonic_mean_gain(gain_a, gain_b):
+    """Harmonic mean of two effective-rank gains (Sec. 3.2, Fig. 3): ``2ab / (a + b)``.
+
+    Defined only when both gains are positive: a zero or negative gain means fusion did not
+    help that modality, and ``2ab/(a+b)`` then stops being a "magnitude and symmetry" score
+    (it can be large and positive for two negative gains, or blow up when ``a = -b``).
+    Such pairs get NaN; callers rank them last.
+
+    Parameters
+    ----------
+    gain_a, gain_b : float or array/tensor (broadcastable)
+
+    Returns
+    -------
+    hm : float64 scalar or array (tensor on torch input); NaN where either gain is <= 0 or NaN.
+    """
+    if is_torch(gain_a) or is_torch(gain_b):
+        import torch
+
+        ref = gain_a if is_torch(gain_a) else gain_b
+        a = torch.as_tensor(gain_a, dtype=torch.float64, device=ref.device)
+        b = torch.as_tensor(gain_b, dtype=torch.float64, device=ref.device)
+        ok = (a > 0) & (b > 0)
+        denom = torch.where(ok, a + b, torch.ones_like(a + b))
+        return torch.where(ok, 2 * a * b / denom, torch.full_like(denom, float("nan")))
+    a = np.asarray(gain_a, dtype=np.float64)
+    b = np.asarray(gain_b, dtype=np.float64)
+    with np.errstate(invalid="ignore"):
+        ok = (a > 0) & (b > 0)
+    denom = np.where(ok, a + b, 1.0)
+    out = np.where(ok, 2.0 * a * b / denom, np.nan)
+    return np.float64(out) if out.ndim == 0 else out
+
+
+# --------------------------------------------------------------------------------------
+# Streaming
+# --------------------------------------------------------------------------------------
+
+
+class GramAccumulator:
+    """Streaming float64 Gram matrix of a (N, D) matrix given in row chunks.
+
+    For features larger than memory (e.g. ``np.load(path, mmap_mode="r")``): feed row chunks
+    with :meth:`update`, combine partial accumulators with :meth:`merge`, and read the spectrum
+    at the end. With ``center=True`` the centred co-moment matrix is maintained with the
+    pairwise update of Chan, Golub & LeVeque (1979), never as ``G - n mu mu^T`` (which cancels
+    catastrophically when the mean dominates).
+
+    The accumulator never holds ``X``, so it cannot fall back to an SVD: its spectrum is
+    *Gram-accurate*: each ``sigma_j^2`` is known to within ``delta = (sqrt(n) + D) * eps64 *
+    lambda_max`` (see :meth:`error_radius`), i.e. singular values are resolved down to about
+    ``sqrt(delta)``. :meth:`n_ambiguous` counts those whose keep/drop decision the Gram
+    matrix cannot make.
+
+    Parameters
+    ----------
+    center : bool, default False
+    chunk_rows : int, default 2048
+        Rows cast to float64 at a time inside :meth:`update`.
+    """
+
+    def __init__(self, center: bool = False, chunk_rows: int = DEFAULT_CHUNK_ROWS):
+        self.center = bool(center)
+        self.chunk_rows = check_int(chunk_rows, "chunk_rows", low=1)
+        self._n = 0
+        self._d = None
+        self._eps = 0.0
+        self._mean = None
+        self._m2 = None
+
+    @property
+    def n_rows(self) -> int:
+        """Number of rows seen so far."""
+        return self._n
+
+    @property
+    def n_channels(self):
+        """D (None before the first update)."""
+        return self._d
+
+    @property
+    def gram(self):
+        """(D, D) float64 ``X^T X`` (centred co-moment matrix with ``center=True``), a copy."""
+        self._require()
+        return self._m2.copy()
+
+    @property
+    def mean(self):
+        """(D,) float64 column means of the rows seen (tracked with or without centring)."""
+        self._require()
+        return self._mean.copy()
+
+    def _require(self):
+        if self._n == 0:
+            raise ValueError("GramAccumulator is empty: call update(chunk) with at least one row first")
+
+    def update(self, chunk) -> GramAccumulator:
+        """Add rows. ``chunk`` : ndarray (or memmap) of shape (n, D), any real dtype."""
+        if is_torch(chunk):
+            raise TypeError(f"chunk must be a NumPy array or memmap, got {describe(chunk)}")
+        chunk = check_matrix(chunk, "chunk", allow_empty=True)
+        if chunk.ndim != 2:
+            raise ValueError(f"chunk must be 2-D (n, D), got {describe(chunk)}")
+        if self._d is None:
+            self._d = chunk.shape[1]
+            self._mean = np.zeros(self._d)
+            self._m2 = np.zeros((self._d, self._d))
+        elif chunk.shape[1] != self._d:
+            raise ValueError(f"chunk must have {self._d} columns like the previous chunks, got {describe(chunk)}")
+        self._eps = max(self._eps, NumpyOps.eps(chunk))
+        for start in range(0, chunk.shape[0], self.chunk_rows):
+            c = np.asarray(chunk[start : start + self.chunk_rows], dtype=np.float64)
+            nb = c.shape[0]
+            mb = c.mean(axis=0)
+            if self.center:
+                cc = c - mb
+                self._combine(nb, mb, cc.T @ cc)
+            else:
+                self._combine(nb, mb, c.T @ c)
+        return self
+
+    def _combine(self, nb, mb, m2b):
+        na = self._n
+        n = na + nb
+        diff = mb - self._mean
+        if self.center:
+            # Chan et al. pairwise merge of co-moments: exact in exact arithmetic and stable.
+            self._m2 += m2b + np.outer(diff, diff) * (na * nb / n)
+        else:
+            self._m2 += m2b
+        self._mean += diff * (nb / n)
+        self._n = n
+
+    def merge(self, other: GramAccumulator) -> GramAccumulator:
+        """Fold another accumulator (same D and ``center``) into this one; returns self."""
+        if not isinstance(other, GramAccumulator):
+            raise TypeError(f"other must be a GramAccumulator, got {type(other).__name__}")
+        if other.center != self.center:
+            raise ValueError(f"other.center={other.center} does not match center={self.center}")
+        if other._n == 0:
+            return self
+        if self._d is None:
+            self._d, self._mean, self._m2 = other._d, np.zeros(other._d), np.zeros((other._d, other._d))
+        elif other._d != self._d:
+            raise ValueError(f"other has {other._d} channels, this accumulator has {self._d}")
+        self._eps = max(self._eps, other._eps)
+        self._combine(other._n, other._mean.copy(), other._m2)
+        return self
+
+    def error_radius(self) -> float:
+        """``delta``: every true ``sigma_j^2`` lies within ``lambda_j +- delta``."""
+        self._require()
+        lam_max = max(float(np.linalg.eigvalsh(self._m2)[-1]), 0.0)
+        return _gram_error_radius(lam_max, max(self._n, self._d), min(self._n, self._d))
+
+    def _eig(self):
+        lam = np.linalg.eigvalsh(self._m2)[::-1]
+        # Only min(n, D) eigenvalues can be non-zero; the rest are rounding of exact zeros.
+        return lam[: min(self._n, self._d)]
+
+    def _tol2(self, lam, tol):
+        if tol is None:
+            smax = math.sqrt(max(float(lam[0]), 0.0))
+            t = _default_tol(NumpyOps, smax, max(self._n, self._d), self._eps)
+        else:
+            t = _check_tol(tol)
+        return t * t
+
+    def singular_values(self, tol: float | None = None):
+        """(r,) float64 singular values above ``tol`` (default as :func:`singular_values`), descending."""
+        self._require()
+        lam = self._eig()
+        tol2 = self._tol2(lam, tol)
+        # Clip: tiny negative eigenvalues of the PSD Gram matrix are rounding errors.
+        sigma = np.sqrt(np.clip(lam, 0.0, None))
+        return sigma[lam > tol2].copy()
+
+    def n_ambiguous(self, tol: float | None = None) -> int:
+        """How many eigenvalues lie within ``delta`` of ``tol^2`` (rank decision not certain)."""
+        self._require()
+        lam = self._eig()
+        tol2 = self._tol2(lam, tol)
+        delta = self.error_radius()
+        return int(np.sum((lam - delta <= tol2) & (tol2 < lam + delta)))
+
+    def numerical_rank(self, tol: float | None = None) -> int:
+        """Number of singular values above ``tol``."""
+        return int(self.singular_values(tol).shape[0])
+
+    def effective_rank(self, tol: float | None = None) -> np.float64:
+        """Eq. 1 of the accumulated matrix (0.0 for the zero matrix)."""
+        s = self.singular_values(tol)
+        if s.shape[0] == 0:
+            return np.float64(0.0)
+        return np.float64(_entropy_rank(NumpyOps, s))
+
+    def channel_informativeness(self, k: int | None = None):
+        """Definition 1 from the accumulated Gram matrix: (D,) float64."""
+        self._require()
+        k = check_int(k, "k", low=1, high=self._d, allow_none=True)
+        if k is None:
+            return np.diag(self._m2).copy()
+        lam, v = np.linalg.eigh(self._m2)
+        lam, v = np.clip(lam[::-1][:k], 0.0, None), v[:, ::-1][:, :k]
+        return (v * v * lam).sum(axis=1)

@@ -1,0 +1,318 @@
+"""Spectral core: reference tests against a float64 full SVD, API behaviour, bad input."""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+import pytest
+import scipy.linalg
+
+from rankfusion import spectral as S
+
+
+# ----------------------------------------------------------------------------------------
+# Reference implementation (slow, obvious): numpy.linalg.svd in float64
+# ----------------------------------------------------------------------------------------
+
+
+def ref_spectrum(X, center=False):
+    X = np.asarray(X)
+    eps = np.finfo(X.dtype).eps if X.dtype.kind == "f" else np.finfo(np.float64).eps
+    x64 = X.astype(np.float64)
+    if center:
+        x64 = x64 - x64.mean(axis=0)
+    s = np.linalg.svd(x64, compute_uv=False)
+    if s.size == 0 or s[0] == 0:
+        return s[:0]
+    tol = np.sqrt(max(X.shape)) * eps * s[0]
+    return s[s > tol]
+
+
+def ref_erank(X, center=False):
+    s = ref_spectrum(X, center)
+    if s.size == 0:
+        return 0.0
+    p = s / s.sum()
+    return float(np.exp(-np.sum(p * np.log(p))))
+
+
+def _orthonormal(rng, n, k):
+    return np.linalg.qr(rng.standard_normal((n, k)))[0]
+
+
+@functools.lru_cache(maxsize=None)
+def make_cases(seed):
+    """name -> float64 matrix (cast to float32 in the float32 tests); built once per seed."""
+    rng = np.random.default_rng(seed)
+    d = 256
+    cond = np.logspace(0, -8, d)  # condition number 1e8
+    return {
+        "random_tall": rng.standard_normal((3000, d)),
+        "rank5_tall": rng.standard_normal((3000, 5)) @ rng.standard_normal((5, d)),
+        "cond1e8_tall": (_orthonormal(rng, 3000, d) * cond) @ _orthonormal(rng, d, d).T,
+        "random_wide": rng.standard_normal((96, 1000)),
+        "rank5_wide": rng.standard_normal((120, 5)) @ rng.standard_normal((5, 900)),
+        "near_square": rng.standard_normal((300, d)),
+        "rank5_square": rng.standard_normal((d, 5)) @ rng.standard_normal((5, d)),
+    }
+
+
+CASE_NAMES = list(make_cases(7))
+
+
+@pytest.mark.parametrize("name", CASE_NAMES)
+@pytest.mark.parametrize("dtype,rtol", [(np.float64, 1e-9), (np.float32, 1e-6)])
+def test_effective_rank_matches_reference(backend, name, dtype, rtol):
+    X = make_cases(7)[name].astype(dtype)
+    expected_rank = ref_spectrum(X).size
+    erank = S.effective_rank(backend.asarray(X))
+    backend.check_type(erank)
+    got = float(backend.to_numpy(erank))
+    assert abs(got - ref_erank(X)) <= rtol * ref_erank(X)
+    assert int(backend.to_numpy(S.numerical_rank(backend.asarray(X)))) == expected_rank
+    if name.startswith("rank5"):
+        assert expected_rank == 5
+
+
+@pytest.mark.parametrize("name", ["random_tall", "rank5_tall", "cond1e8_tall", "random_wide"])
+def test_singular_values_match_reference(backend, name):
+    X = make_cases(7)[name]
+    ref = ref_spectrum(X)
+    sigma = S.singular_values(backend.asarray(X))
+    backend.check_type(sigma)
+    sigma = backend.to_numpy(sigma)
+    assert sigma.dtype == np.float64 and sigma.shape == ref.shape
+    # Absolute accuracy relative to sigma_max: Gram route resolves sigma_j^2 to ~1e-13 lambda_max.
+    np.testing.assert_allclose(sigma, ref, rtol=0, atol=1e-9 * ref[0])
+    assert np.all(np.diff(sigma) <= 0)
+
+
+@pytest.mark.parametrize("center", [False, True])
+def test_centering_matches_reference(backend, rng, center):
+    X = rng.standard_normal((2000, 64)) + 10.0  # a large mean makes centring matter
+    got = float(backend.to_numpy(S.effective_rank(backend.asarray(X), center=center)))
+    assert got == pytest.approx(ref_erank(X, center=center), rel=1e-9)
+    Xw = rng.standard_normal((40, 300)) + 3.0
+    got = float(backend.to_numpy(S.effective_rank(backend.asarray(Xw), center=center)))
+    assert got == pytest.approx(ref_erank(Xw, center=center), rel=1e-9)
+
+
+def test_batched(backend, rng):
+    X = rng.standard_normal((2, 3, 400, 24))
+    X[0, 1] = rng.standard_normal((400, 3)) @ rng.standard_normal((3, 24))  # rank 3 element
+    X[1, 2] = 0.0  # zero element
+    er = S.effective_rank(backend.asarray(X))
+    backend.check_type(er)
+    er = backend.to_numpy(er)
+    assert er.shape == (2, 3)
+    sig = backend.to_numpy(S.singular_values(backend.asarray(X)))
+    ranks = backend.to_numpy(S.numerical_rank(backend.asarray(X)))
+    assert sig.shape == (2, 3, 24) and ranks.shape == (2, 3)
+    for i in range(2):
+        for j in range(3):
+            assert er[i, j] == pytest.approx(ref_erank(X[i, j]), rel=1e-9, abs=0)
+            ref = ref_spectrum(X[i, j])
+            assert ranks[i, j] == ref.size
+            np.testing.assert_allclose(sig[i, j, : ref.size], ref, rtol=1e-9)
+            assert np.all(sig[i, j, ref.size :] == 0)
+    assert ranks[0, 1] == 3 and ranks[1, 2] == 0 and er[1, 2] == 0.0
+
+
+def test_zero_matrix(backend):
+    Z = backend.asarray(np.zeros((50, 8)))
+    s = S.singular_values(Z)
+    backend.check_type(s)
+    assert tuple(s.shape) == (0,)
+    assert float(backend.to_numpy(S.effective_rank(Z))) == 0.0
+    assert int(backend.to_numpy(S.numerical_rank(Z))) == 0
+
+
+def test_return_types_numpy():
+    X = np.random.default_rng(0).standard_normal((100, 10))
+    assert isinstance(S.effective_rank(X), np.float64)
+    assert isinstance(S.effective_rank(X[None]), np.ndarray)
+    assert S.singular_values(X.astype(np.float32)).dtype == np.float64
+
+
+def test_torch_result_on_input_device(backend):
+    if backend.name == "numpy":
+        pytest.skip("torch only")
+    torch = backend.torch
+    X = backend.asarray(np.random.default_rng(1).standard_normal((300, 12)).astype(np.float32))
+    for out in (S.singular_values(X), S.effective_rank(X), S.channel_informativeness(X, 3)):
+        assert out.dtype == torch.float64 and out.device.type == backend.device.type
+
+
+def test_integer_input(rng):
+    X = rng.integers(-5, 5, size=(500, 20))
+    assert S.effective_rank(X) == pytest.approx(ref_erank(X), rel=1e-9)
+
+
+def test_sigma_vector_input(backend):
+    s = backend.asarray(np.array([2.0, 2.0, 2.0, 0.0]))
+    assert float(backend.to_numpy(S.effective_rank(s))) == pytest.approx(3.0, rel=1e-14)
+    assert float(backend.to_numpy(S.effective_rank(backend.asarray(np.zeros(3))))) == 0.0
+    with pytest.raises(ValueError, match="X_or_sigma"):
+        S.effective_rank(backend.asarray(np.array([1.0, -1.0])))
+
+
+def test_user_tolerance(rng):
+    X = (_orthonormal(rng, 500, 10) * np.logspace(0, -3, 10)) @ _orthonormal(rng, 10, 10).T
+    assert int(S.numerical_rank(X, tol=0.0)) == 10
+    sig = np.logspace(0, -3, 10)
+    assert int(S.numerical_rank(X, tol=0.05)) == int(np.sum(sig > 0.05))
+
+
+def test_tolerance_not_numpy_default(rng):
+    # A float32 100k-style matrix: sigma_min/sigma_max ~ 1e-2 would be dropped by numpy's
+    # max(N, D) * eps rule for huge N; our sqrt rule keeps it (DESIGN.md).
+    X = ((_orthonormal(rng, 4000, 8) * np.array([1, 1, 1, 1, 1, 1, 1, 1e-4])) @ _orthonormal(rng, 8, 8).T).astype(np.float32)
+    assert int(S.numerical_rank(X)) == 8
+
+
+# ----------------------------------------------------------------------------------------
+# Channel informativeness, low-informativeness sets, flatten_tokens
+# ----------------------------------------------------------------------------------------
+
+
+def test_informativeness_k_none_is_column_energy(backend, rng):
+    X = rng.standard_normal((600, 30)).astype(np.float32)
+    got = backend.to_numpy(S.channel_informativeness(backend.asarray(X)))
+    np.testing.assert_allclose(got, (X.astype(np.float64) ** 2).sum(axis=0), rtol=1e-12)
+
+
+def test_informativeness_k_equals_rank_is_column_energy(backend, rng):
+    X = rng.standard_normal((600, 5)) @ rng.standard_normal((5, 30))
+    full = backend.to_numpy(S.channel_informativeness(backend.asarray(X)))
+    k5 = backend.to_numpy(S.channel_informativeness(backend.asarray(X), k=5))
+    np.testing.assert_allclose(k5, full, rtol=1e-9)
+
+
+def test_informativeness_top_k_matches_svd(backend, rng):
+    X = rng.standard_normal((400, 20)) * np.linspace(1, 3, 20)
+    _, s, vt = np.linalg.svd(X, full_matrices=False)
+    ref = (s[:4, None] ** 2 * vt[:4] ** 2).sum(axis=0)
+    got = backend.to_numpy(S.channel_informativeness(backend.asarray(X), k=4))
+    np.testing.assert_allclose(got, ref, rtol=1e-9)
+    centred = backend.to_numpy(S.channel_informativeness(backend.asarray(X + 7), center=True))
+    np.testing.assert_allclose(centred, ((X - X.mean(0)) ** 2).sum(0), rtol=1e-9)
+
+
+def test_informativeness_bad_k(rng):
+    with pytest.raises(ValueError, match="k"):
+        S.channel_informativeness(rng.standard_normal((10, 4)), k=5)
+
+
+def test_low_informative_channels(backend):
+    scores = backend.asarray(np.array([3.0, 1.0, 1.0, 2.0, 0.0, 1.0]))
+    low = S.low_informative_channels(scores, k_prime=3)
+    backend.check_type(low)
+    assert backend.to_numpy(low).tolist() == [1, 2, 4]  # ties at 1.0: lower indices 1, 2 win
+    assert backend.to_numpy(low).dtype == np.int64
+    assert backend.to_numpy(S.low_informative_channels(scores, eta=1.0)).tolist() == [1, 2, 4, 5]
+    assert backend.to_numpy(S.low_informative_channels(scores, k_prime=0)).tolist() == []
+    with pytest.raises(ValueError, match="eta.*k_prime"):
+        S.low_informative_channels(scores)
+    with pytest.raises(ValueError, match="eta.*k_prime"):
+        S.low_informative_channels(scores, eta=1.0, k_prime=2)
+    with pytest.raises(ValueError, match="k_prime"):
+        S.low_informative_channels(scores, k_prime=7)
+
+
+def test_flatten_tokens(backend, rng):
+    F = rng.standard_normal((2, 3, 4))
+    mask = np.array([[True, True, False], [True, False, False]])
+    flat = S.flatten_tokens(backend.asarray(F))
+    backend.check_type(flat)
+    np.testing.assert_array_equal(backend.to_numpy(flat), F.reshape(6, 4))
+    valid = backend.to_numpy(S.flatten_tokens(backend.asarray(F), backend.asarray(mask)))
+    np.testing.assert_array_equal(valid, np.stack([F[0, 0], F[0, 1], F[1, 0]]))
+    with pytest.raises(ValueError, match="mask"):
+        S.flatten_tokens(backend.asarray(F), backend.asarray(mask[:, :2]))
+    with pytest.raises(ValueError, match="F"):
+        S.flatten_tokens(backend.asarray(F[0]))
+
+
+# ----------------------------------------------------------------------------------------
+# Principal angles, injection angles, gains
+# ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("p,q", [(4, 6), (6, 4), (5, 5)])
+def test_principal_angles_match_scipy(backend, rng, p, q):
+    A = rng.standard_normal((60, p))
+    B = rng.standard_normal((60, q))
+    got = backend.to_numpy(S.principal_angles(backend.asarray(A), backend.asarray(B)))
+    np.testing.assert_allclose(got, scipy.linalg.subspace_angles(A, B)[::-1], rtol=1e-10, atol=1e-13)
+
+
+def test_principal_angles_tiny(backend, rng):
+    A = rng.standard_normal((80, 4))
+    B = A @ rng.standard_normal((4, 4)) + 1e-9 * rng.standard_normal((80, 4))
+    got = backend.to_numpy(S.principal_angles(backend.asarray(A), backend.asarray(B)))
+    ref = scipy.linalg.subspace_angles(A, B)[::-1]
+    assert np.all(ref < 1e-7)
+    np.testing.assert_allclose(got, ref, rtol=1e-6)
+    deg = backend.to_numpy(S.principal_angles(backend.asarray(A), backend.asarray(B), degrees=True))
+    np.testing.assert_allclose(deg, np.rad2deg(ref), rtol=1e-6)
+
+
+def test_principal_angles_bad_shapes(rng):
+    with pytest.raises(ValueError, match="rows"):
+        S.principal_angles(rng.standard_normal((5, 2)), rng.standard_normal((6, 2)))
+
+
+def test_injection_angles(backend, rng):
+    t = 400
+    U = _orthonormal(rng, t, 8)
+    X = U[:, :3] * np.array([10.0, 9.0, 8.0]) @ rng.standard_normal((3, 12)) + 1e-3 * rng.standard_normal((t, 12))
+    Y = rng.standard_normal((t, 12))
+    Y[:, 2] = U[:, 0]  # lies inside X's dominant subspace
+    low = np.array([2, 5])
+    res = S.injection_angles(backend.asarray(X), backend.asarray(Y), backend.asarray(low), k=3)
+    per = backend.to_numpy(res.per_channel)
+    assert per[0] < 0.2 and 60 < per[1] <= 90  # degrees
+    principal = backend.to_numpy(res.principal)
+    assert principal.shape == (2,) and principal[0] < 0.2
+    assert float(backend.to_numpy(res.angle)) == pytest.approx(principal.mean())
+    with pytest.raises(ValueError, match="low"):
+        S.injection_angles(backend.asarray(X), backend.asarray(Y), backend.asarray(np.array([12])), k=3)
+
+
+def test_rank_gain_and_harmonic_mean(backend, rng):
+    X = rng.standard_normal((300, 2)) @ rng.standard_normal((2, 10))
+    Y = rng.standard_normal((300, 10))
+    g = S.rank_gain(backend.asarray(X), backend.asarray(Y))
+    backend.check_type(g)
+    assert float(backend.to_numpy(g)) == pytest.approx(ref_erank(Y) - ref_erank(X), rel=1e-9)
+    assert float(S.rank_gain(2.0, 3.0, relative=True)) == pytest.approx(0.5)
+    assert np.isnan(S.rank_gain(0.0, 3.0, relative=True))
+    assert S.harmonic_mean_gain(1.0, 3.0) == pytest.approx(1.5)
+    hm = S.harmonic_mean_gain(np.array([1.0, -1.0, 0.0, 2.0]), np.array([1.0, -1.0, 5.0, np.nan]))
+    assert hm[0] == pytest.approx(1.0) and np.isnan(hm[1:]).all()
+
+
+# ----------------------------------------------------------------------------------------
+# Bad input
+# ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "bad,match",
+    [
+        (np.array([[np.nan, 1.0], [1.0, 1.0]]), "NaN"),
+        (np.array([[np.inf, 1.0], [1.0, 1.0]]), "NaN"),
+        (np.ones(3), "dimensions"),
+        (np.ones((0, 3)), "empty"),
+    ],
+)
+def test_bad_input(backend, bad, match):
+    for fn in (S.singular_values, S.numerical_rank, S.channel_informativeness):
+        with pytest.raises(ValueError, match=f"X.*{match}|{match}.*X|X must"):
+            fn(backend.asarray(bad))
+
+
+def test_bad_tol():
+    with pytest.raises(ValueError, match="tol"):
+        S.effective_rank(np.eye(3), tol=-1.0)
