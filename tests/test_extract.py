@@ -1,0 +1,106 @@
+"""Feature export: the docs/formats.md layout, metadata, noise, CLI."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from click.testing import CliRunner  # noqa: E402
+
+from rankfusion.cli import main  # noqa: E402
+from rankfusion.config import R3DConfig, RunConfig, TrainConfig  # noqa: E402
+from rankfusion.extract import extract_features, parse_noise  # noqa: E402
+from rankfusion.io import load_arrays, load_meta  # noqa: E402
+from rankfusion.train import train  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    from rankfusion.data import open_dataset, synthesize
+
+    base = tmp_path_factory.mktemp("extract")
+    data = synthesize(base / "syn", seed=5, n_videos=8, min_frames=60, max_frames=100,
+                      channels={"rgb": 8, "depth": 6})
+    out = {}
+    for name, rtf in (("rtf", True), ("nortf", False)):
+        cfg = RunConfig(model=R3DConfig(d_model=8, n_heads=2, n_layers=1, exchange_ratio=0.25, rtf=rtf),
+                        train=TrainConfig(epochs=1, warmup_epochs=0, batch_size=4, sample_rate=3,
+                                          select_metric="val_loss"))
+        out[name] = train(cfg, data, base / name, seed=1, progress=False)
+    out["ds"] = open_dataset(data)
+    return out
+
+
+def _expected_rows(ds, obs, sr):
+    return [len(range(0, max(1, int(obs * ds.n_frames(v))), sr)) for v in ds.split("test")]
+
+
+def test_file_layout_and_meta(runs, tmp_path):
+    p = extract_features(runs["rtf"], "test", 0.3, tmp_path / "f.npz")
+    arrays = load_arrays(p)
+    assert sorted(arrays) == ["depth.after", "depth.before", "rgb.after", "rgb.before"]
+    rows = _expected_rows(runs["ds"], 0.3, 3)
+    for a in arrays.values():
+        assert a.dtype == np.float32 and a.shape == (sum(rows), 8)
+    meta = load_meta(p)
+    for key in ("run", "split", "obs_ratio", "config_hash", "modalities", "rtf", "seed", "dataset"):
+        assert key in meta
+    assert meta["split"] == "test" and meta["obs_ratio"] == 0.3 and meta["modalities"] == ["rgb", "depth"]
+    assert meta["rtf"] is True and meta["seed"] == 1 and meta["rows_per_video"] == rows
+    # within one video, RTF changes at most k' = 2 channels of each modality
+    start = 0
+    for n in rows:
+        for m in ("rgb", "depth"):
+            diff = arrays[f"{m}.after"][start:start + n] != arrays[f"{m}.before"][start:start + n]
+            assert diff.any(0).sum() <= 2
+        start += n
+    assert (arrays["rgb.before"] >= 0).all()  # Eq. 2 ends in a ReLU
+
+
+def test_without_rtf_before_equals_after(runs, tmp_path):
+    arrays = load_arrays(extract_features(runs["nortf"], "val", 0.5, tmp_path / "g.npz"))
+    np.testing.assert_array_equal(arrays["rgb.before"], arrays["rgb.after"])
+
+
+def test_noise_is_seeded_and_per_modality(runs, tmp_path):
+    clean = load_arrays(extract_features(runs["rtf"], "test", 0.3, tmp_path / "c.npz"))
+    a = load_arrays(extract_features(runs["rtf"], "test", 0.3, tmp_path / "a.npz", noise="depth=0.5"))
+    b = load_arrays(extract_features(runs["rtf"], "test", 0.3, tmp_path / "b.npz", noise={"depth": 0.5}))
+    c = load_arrays(extract_features(runs["rtf"], "test", 0.3, tmp_path / "d.npz", noise="depth=0.5",
+                                     noise_seed=1))
+    np.testing.assert_array_equal(a["depth.before"], b["depth.before"])
+    assert not np.array_equal(a["depth.before"], c["depth.before"])
+    assert not np.array_equal(a["depth.before"], clean["depth.before"])
+    np.testing.assert_array_equal(a["rgb.before"], clean["rgb.before"])
+    assert load_meta(tmp_path / "a.npz")["noise"] == {"depth": 0.5}
+
+
+def test_parse_noise_errors():
+    assert parse_noise(["rgb=0.1", "depth=0"]) == {"rgb": 0.1, "depth": 0.0}
+    for bad, needle in (("rgb", "MODALITY=SIGMA"), ("rgb=x", "number"), ("rgb=-1", "sigma"),
+                        (["rgb=1", "rgb=2"], "twice")):
+        with pytest.raises(ValueError, match=needle):
+            parse_noise(bad)
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["--noise", "sonar=0.1"], "sonar"),
+    (["--noise", "depth"], "MODALITY=SIGMA"),
+    (["--obs", "0"], "obs_ratio"),
+    (["--obs", "1.5"], "obs_ratio"),
+    (["--seed", "99"], "99"),
+])
+def test_cli_extract_bad_inputs_exit_2(runs, tmp_path, args, needle):
+    r = CliRunner().invoke(main, ["extract", str(runs["rtf"]), "--out", str(tmp_path / "x.npz"), *args])
+    assert r.exit_code == 2, r.output
+    assert needle in r.output and "Traceback" not in r.output
+    assert not (tmp_path / "x.npz").exists()
+
+
+def test_cli_extract_writes_file(runs, tmp_path):
+    r = CliRunner().invoke(main, ["extract", str(runs["rtf"]), "--split", "test", "--obs", "0.2",
+                                  "--out", str(tmp_path / "f.npz"), "--noise", "rgb=0.1"])
+    assert r.exit_code == 0, r.output
+    assert load_meta(tmp_path / "f.npz")["obs_ratio"] == 0.2
