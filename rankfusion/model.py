@@ -19,6 +19,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from .config import R3DConfig
+from .spectral import low_informative_channels
 
 
 def channel_scores(X: torch.Tensor, k: int | None = None) -> torch.Tensor:
@@ -28,13 +29,9 @@ def channel_scores(X: torch.Tensor, k: int | None = None) -> torch.Tensor:
     :func:`rankfusion.spectral.channel_informativeness` (column energies for ``k=None``, the
     ``D x D`` Gram's eigenvectors for top-k; never an SVD of the ``N x D`` matrix).
     """
-    # TEMPORARY until rankfusion.spectral lands: float64 Gram, eigh for top-k.
-    X = X.to(torch.float64)
-    if k is None:
-        return (X * X).sum(0)
-    evals, evecs = torch.linalg.eigh(X.T @ X)
-    evals, evecs = evals.flip(0)[:k].clamp_min(0), evecs.flip(1)[:, :k]
-    return (evecs * evecs) @ evals
+    from .spectral import channel_informativeness
+
+    return channel_informativeness(X, k=k)
 
 
 def _valid_tokens(F_: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -142,9 +139,8 @@ class RankEnhancingTokenFuser(nn.Module):
                 score = self.norms[m].weight.abs()
             else:
                 score = channel_scores(_valid_tokens(x.detach(), mask), self.informativeness_k)
-            # stable sort: ties (e.g. gamma = 1 at initialisation) resolve to the lowest index
-            idx = torch.sort(score, stable=True).indices[: self.k_prime]
-            out.append(torch.sort(idx).values)
+            # ties (e.g. gamma = 1 at initialisation) resolve to the lowest channel index
+            out.append(low_informative_channels(score, k_prime=self.k_prime))
         return out
 
     def partners(self, feats) -> list:
