@@ -1,0 +1,118 @@
+"""`rankfusion spectrum`: table, JSON, plot, streaming of memory-mapped .npy files, errors."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from rankfusion import spectral
+from rankfusion.cli import main
+from rankfusion.io import save_npz
+
+
+@pytest.fixture
+def feats(tmp_path, rng):
+    path = tmp_path / "feats.npz"
+    arrays = {
+        "rgb.before": (rng.standard_normal((4, 50, 3)) @ rng.standard_normal((3, 16))).astype(np.float32),
+        "rgb.after": rng.standard_normal((200, 16)).astype(np.float32),
+    }
+    save_npz(path, arrays, {"run": "t", "modalities": ["rgb"]})
+    return path, arrays
+
+
+def run(*args):
+    return CliRunner().invoke(main, ["spectrum", *map(str, args)])
+
+
+def test_table(feats):
+    path, arrays = feats
+    res = run(path)
+    assert res.exit_code == 0, res.output
+    assert "rgb.before" in res.output and "rgb.after" in res.output and "meta" not in res.output
+    assert "flattened" in res.output  # the 3-D array is reported as flattened
+    erank = spectral.effective_rank(arrays["rgb.after"])
+    assert f"{erank:.4f}" in res.output
+
+
+def test_json_and_keys(feats):
+    path, arrays = feats
+    res = run(path, "--json", "--key", "rgb.before", "--top", "2", "--center")
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.stdout)
+    (entry,) = out["arrays"]
+    assert entry["key"] == "rgb.before" and entry["shape"] == [4, 50, 16]
+    assert entry["matrix_shape"] == [200, 16] and entry["flattened"] is True
+    X = arrays["rgb.before"].reshape(200, 16)
+    assert entry["numerical_rank"] == int(spectral.numerical_rank(X, center=True))
+    assert entry["effective_rank"] == pytest.approx(float(spectral.effective_rank(X, center=True)), rel=1e-12)
+    assert len(entry["top_singular_values"]) == 2
+
+
+def test_plot(feats, tmp_path):
+    path, _ = feats
+    for name in ("spec.png", "spec.pdf"):
+        out = tmp_path / name
+        res = run(path, "--plot", out)
+        assert res.exit_code == 0, res.output
+        assert out.stat().st_size > 1000
+    assert (tmp_path / "spec.png").read_bytes()[:4] == b"\x89PNG"
+    assert (tmp_path / "spec.pdf").read_bytes()[:4] == b"%PDF"
+    assert not list(tmp_path.glob(".spec*"))  # no temporary leftovers
+
+
+def test_npy_streamed_matches_in_memory(tmp_path, rng):
+    X = (rng.standard_normal((3000, 6)) @ rng.standard_normal((6, 24)) + rng.standard_normal(24)).astype(np.float32)
+    path = tmp_path / "big.npy"
+    np.save(path, X)
+    for center in (False, True):
+        args = [path, "--json", "--chunk-rows", 700] + (["--center"] if center else [])
+        res = run(*args)
+        assert res.exit_code == 0, res.output
+        entry = json.loads(res.stdout)["arrays"][0]
+        assert entry["method"] == "streamed" and entry["key"] == "big"
+        assert entry["numerical_rank"] == int(spectral.numerical_rank(X, center=center))
+        assert entry["effective_rank"] == pytest.approx(float(spectral.effective_rank(X, center=center)), rel=1e-9)
+    res = run(path, "--json")
+    assert json.loads(res.stdout)["arrays"][0]["method"] == "exact"
+
+
+@pytest.mark.parametrize(
+    "setup,match",
+    [
+        ("missing", "does not exist"),
+        ("corrupt", "cannot read"),
+        ("badkey", "'nope' not found"),
+        ("nonnumeric", "not numeric"),
+        ("nan", "NaN"),
+        ("badplot", "unsupported image format"),
+    ],
+)
+def test_errors(tmp_path, setup, match):
+    path = tmp_path / "f.npz"
+    extra = []
+    if setup == "corrupt":
+        path.write_bytes(b"not a zip file")
+    elif setup in ("badkey", "badplot"):
+        np.savez(path, a=np.ones((4, 3)))
+        extra = ["--key", "nope"] if setup == "badkey" else ["--plot", tmp_path / "x.unknownfmt"]
+    elif setup == "nonnumeric":
+        np.savez(path, a=np.array([["x", "y"], ["z", "w"]]))
+    elif setup == "nan":
+        a = np.ones((4, 3))
+        a[1, 1] = np.nan
+        np.savez(path, a=a)
+    res = run(path, *extra)
+    assert res.exit_code == 2
+    assert match in res.stderr and "Traceback" not in res.output
+    assert len(res.stderr.strip().splitlines()) == 1
+
+
+def test_no_matrix(tmp_path):
+    path = tmp_path / "v.npz"
+    np.savez(path, v=np.arange(3.0))
+    res = run(path)
+    assert res.exit_code == 2 and "no 2-D" in res.stderr
