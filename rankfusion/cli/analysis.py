@@ -1,0 +1,151 @@
+"""``rankfusion modality-select``, ``figures``, ``robustness`` and ``demo``: thin wrappers over
+:mod:`rankfusion.analysis`, :mod:`rankfusion.figures` and :mod:`rankfusion.report`."""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from pathlib import Path
+
+import click
+
+from . import main
+
+_FAMILY_HELP = "spectra, modality, noise, exchange, angles, ablation"
+
+
+def _command_line() -> str:
+    return "rankfusion " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+
+
+def _cache_options(f):
+    f = click.option("--device", default="cpu", show_default=True, help="Torch device (cpu, cuda, auto).")(f)
+    f = click.option("--profile", type=click.Choice(["quick", "full"]), default="full", show_default=True,
+                     help="Size of the R3D runs trained for the analysis.")(f)
+    f = click.option("--cache", "cache_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+                     help="Run cache (default: <DATA>/../rankfusion-cache). Runs with an unchanged config "
+                          "hash, seed and dataset are reused, never retrained.")(f)
+    f = click.option("--anchor", default="rgb", show_default=True, help="Reference modality.")(f)
+    f = click.option("--quiet", is_flag=True, help="No progress bars.")(f)
+    return f
+
+
+def _cache(data, cache_dir, profile, device, quiet):
+    from ..pipeline import RunCache, get_profile
+
+    data = Path(data)
+    if not data.is_dir():
+        raise ValueError(f"--data folder {str(data)!r} does not exist")
+    cache_dir = cache_dir if cache_dir is not None else data.resolve().parent / "rankfusion-cache"
+    return RunCache(data, cache_dir, get_profile(profile), device=device, progress=not quiet)
+
+
+@main.command("modality-select")
+@click.argument("features", nargs=-1, type=click.Path(path_type=Path))
+@click.option("--data", type=click.Path(path_type=Path), default=None,
+              help="Dataset: train (or reuse) anchor+candidate R3D runs instead of reading FEATURES.")
+@click.option("--candidates", default=None, help="Comma-separated candidates (with --data; default: every other modality).")
+@click.option("--expected", default=None,
+              help="Candidate expected to rank first (default with --data: the synthetic dataset's most complementary one).")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("modality_select"),
+              show_default=True, help="Output folder (CSV tables and the Fig. 3-style plot).")
+@_cache_options
+def modality_select(features, data, candidates, expected, out, anchor, cache_dir, profile, device, quiet):
+    """Rank candidate modalities by the harmonic mean of effective-rank gains with ANCHOR (Sec. 3.2).
+
+    Either give FEATURES (.npz files of any model, docs/formats.md; each holds ANCHOR and one
+    candidate, one file per observation ratio and seed) or --data DATA to train R3D runs pairing
+    ANCHOR with each candidate. Writes modality_selection.csv (per candidate and observation
+    ratio: ERank before/after of both modalities, the gains and their harmonic mean),
+    modality_ranking.csv and modality_selection.png/.pdf into --out.
+    """
+    from .. import analysis
+    from ..figures import FigureContext, fig_modality, to_markdown, write_manifest, write_selection
+
+    if features and data is not None:
+        raise ValueError("give either FEATURES files or --data, not both")
+    if not features and data is None:
+        raise ValueError("no input: give FEATURES (.npz files) or --data DATA")
+    if candidates is not None and data is None:
+        raise ValueError("--candidates needs --data (with FEATURES every non-anchor modality is a candidate)")
+    if data is not None:
+        cache = _cache(data, cache_dir, profile, device, quiet)
+        ctx = FigureContext(cache, out, anchor=anchor)
+        cands = None if candidates is None else [c.strip() for c in candidates.split(",") if c.strip()]
+        res = fig_modality(ctx, candidates=cands, expected=expected)
+        write_manifest(ctx, {"modality": res}, command=_command_line())
+        summary, ranking, cmp = res.tables["summary"], res.tables["ranking"], res.findings["comparison"]
+    else:
+        table = analysis.modality_selection(features, anchor=anchor)
+        sel = write_selection(out, table, anchor=anchor, expected=expected)
+        summary, ranking, cmp = sel["summary"], sel["ranking"], sel["comparison"]
+    cols = ["candidate", "obs_ratio", "erank_anchor_before", "erank_anchor_after", "erank_candidate_before",
+            "erank_candidate_after", "gain_anchor", "gain_candidate", "harmonic_mean"]
+    click.echo(to_markdown(summary[cols]))
+    click.echo("")
+    click.echo(to_markdown(ranking[["rank", "candidate", "score", "wins", "reason"]]))
+    if cmp["matches"] is not None:
+        verdict = "matches" if cmp["matches"] else f"does NOT match (expected ranks {cmp['expected_rank']})"
+        click.echo(f"\nbest candidate: {cmp['found']}; expected by construction: {cmp['expected']} -> {verdict}")
+    click.echo(f"wrote {out}/modality_selection.csv, modality_ranking.csv, modality_selection.png/.pdf")
+
+
+@main.command("figures")
+@click.option("--data", type=click.Path(path_type=Path), required=True, help="Dataset (standard layout).")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("figures"), show_default=True)
+@click.option("--only", multiple=True, help=f"Regenerate only these figure families (repeatable): {_FAMILY_HELP}.")
+@click.option("--partner", default=None,
+              help="Modality fused with the anchor (default: the dataset's most complementary one, else the first).")
+@_cache_options
+def figures_cmd(data, out, only, partner, anchor, cache_dir, profile, device, quiet):
+    """Regenerate the paper's figures and tables into OUT, with OUT/manifest.json tracing each one."""
+    from ..figures import FAMILIES, FigureContext, make_figures
+
+    for n in only:
+        if n not in FAMILIES:
+            raise ValueError(f"--only must be among {list(FAMILIES)}, got {n!r}")
+    cache = _cache(data, cache_dir, profile, device, quiet)
+    ctx = FigureContext(cache, out, anchor=anchor, partner=partner)
+    results = make_figures(ctx, only=only or None, command=_command_line(), progress=not quiet)
+    for name, r in results.items():
+        click.echo(f"{name:9s} {r.seconds:7.1f} s  " + ", ".join(f for f in r.files if not f.endswith(".pdf")))
+    click.echo(f"manifest: {out / 'manifest.json'}")
+
+
+@main.command("robustness")
+@click.option("--data", type=click.Path(path_type=Path), required=True, help="Dataset (standard layout).")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("robustness"), show_default=True)
+@click.option("--partner", default=None, help="Modality fused with the anchor (default: most complementary).")
+@click.option("--noise-seed", default=0, show_default=True, type=click.IntRange(min=0), help="Seed of the noise.")
+@_cache_options
+def robustness_cmd(data, out, partner, noise_seed, anchor, cache_dir, profile, device, quiet):
+    """Figs. 6-7: calibrated Gaussian noise on each modality of the pair; ERank gains and MoC with/without RTF."""
+    from ..figures import FigureContext, fig_noise, to_markdown, write_manifest
+
+    cache = _cache(data, cache_dir, profile, device, quiet)
+    ctx = FigureContext(cache, out, anchor=anchor, partner=partner)
+    res = fig_noise(ctx, noise_seed=noise_seed)
+    write_manifest(ctx, {"noise": res}, command=_command_line())
+    import pandas as pd
+
+    click.echo(to_markdown(pd.read_csv(out / "noise_sigmas.csv")[
+        ["noisy_modality", "level", "sigma_rms_units", "target_change", "achieved_change"]], floatfmt=".3f"))
+    click.echo("")
+    click.echo(to_markdown(pd.read_csv(out / "noise_moc.csv")[["noisy_modality", "level", "model", "moc"]]))
+
+
+@main.command("demo")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("demo"), show_default=True)
+@click.option("--quick", is_flag=True, help="Tiny dataset and 1-epoch runs (about a minute; for tests).")
+@click.option("--device", default="cpu", show_default=True)
+@click.option("--seed", default=0, show_default=True, type=click.IntRange(min=0), help="Seed of the synthetic dataset.")
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+def demo_cmd(out, quick, device, seed, quiet):
+    """End to end on the bundled synthetic data: dataset, R3D runs, features, analyses, figures, OUT/report.md."""
+    from ..report import run_demo
+
+    result = run_demo(out, quick=quick, device=device, seed=seed, progress=not quiet, command=_command_line())
+    click.echo(f"report: {result['report']}")
+    if result.get("ranking"):
+        click.echo("modality ranking: " + " > ".join(result["ranking"]))
+    click.echo(f"wall time: {result['seconds']:.1f} s")

@@ -1,0 +1,421 @@
+"""Runs behind the analyses: a run cache keyed by config hash, feature export, noisy test sets.
+
+:class:`RunCache` trains R3D runs (:func:`rankfusion.train.train`) only when no finished run with
+the same resolved configuration, seed and dataset fingerprint exists, exports their features
+(:func:`rankfusion.extract.extract_features`) and evaluates them
+(:func:`rankfusion.train.evaluate_run`), each result cached next to the run. Every run used is
+recorded, so a figure's manifest can say exactly which runs, seeds and config hashes made it.
+
+Noise robustness (Figs. 6-7) perturbs one modality of the *test split* only: :func:`noisy_dataset`
+writes a copy of the dataset (other files symlinked) whose noisy modality carries seeded Gaussian
+noise of standard deviation ``sigma * RMS`` (RMS of that modality's test features), so the
+trained model, the feature export and the MoC evaluation all see the same perturbed inputs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import inspect
+import json
+import os
+import shutil
+import time
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ._validation import InputError, check_float, check_int
+from .io import atomic_path, write_json
+
+#: Marker a run folder gets once training finished; a folder without it is retrained.
+DONE = "rankfusion-run.json"
+
+
+# --------------------------------------------------------------------------- settings
+
+
+@dataclass(frozen=True)
+class Profile:
+    """How big the demo / figure runs are.
+
+    Attributes
+    ----------
+    synth : dict
+        Keyword arguments of :func:`rankfusion.data.synthesize` (the demo's dataset).
+    model, train : dict
+        Overrides of :class:`rankfusion.config.R3DConfig` / ``TrainConfig`` for every run.
+    seeds : tuple of int
+        Seeds of each configuration (results are averaged over them).
+    obs_ratios : tuple of float
+        Observation ratios at which features are exported and analysed.
+    noise_targets : tuple of float
+        Relative representation changes of the "small" and "large" noise levels.
+    """
+
+    synth: dict = field(default_factory=dict)
+    model: dict = field(default_factory=dict)
+    train: dict = field(default_factory=dict)
+    seeds: tuple = (1,)
+    obs_ratios: tuple = (0.2, 0.3)
+    noise_targets: tuple = (0.25, 0.75)
+
+
+#: ``quick``: about a minute end to end on 2 CPU cores (tests); ``full``: the demo (< 15 min).
+PROFILES = {
+    "quick": Profile(
+        synth=dict(n_videos=12, min_frames=60, max_frames=140,
+                   channels={"rgb": 16, "depth": 16, "mvrgb": 16, "imu": 8, "text": 8}),
+        model=dict(d_model=16, n_layers=1, n_heads=2, mlp_ratio=1, dropout=0.0),
+        train=dict(epochs=1, warmup_epochs=0, batch_size=8),
+        seeds=(1,), obs_ratios=(0.3,),
+    ),
+    "full": Profile(
+        synth=dict(n_videos=48, min_frames=150, max_frames=500),
+        model=dict(d_model=64, n_layers=1, n_heads=4, mlp_ratio=2),
+        train=dict(epochs=12, warmup_epochs=2, batch_size=8),
+        seeds=(1,), obs_ratios=(0.2, 0.3),
+    ),
+}
+
+
+def get_profile(name: str) -> Profile:
+    """Return a named :class:`Profile`; ValueError naming the profile otherwise."""
+    if name not in PROFILES:
+        raise ValueError(f"profile must be one of {sorted(PROFILES)}, got {name!r}")
+    return PROFILES[name]
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def git_commit(cwd=None) -> str:
+    """Commit of the working tree the package runs from ("unknown" outside git), "+dirty" if modified."""
+    import subprocess
+
+    cwd = Path(cwd) if cwd is not None else Path(__file__).resolve().parent
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True,
+                             timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=cwd,
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+        return sha + ("+dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def dataset_fingerprint(root) -> str:
+    """A 12-hex hash of a dataset's files: names, sizes and their first and last 64 KiB.
+
+    Part of every cache key, so a regenerated or edited dataset retrains its runs while an
+    unchanged one (even re-created with new timestamps) reuses them. Reading only the ends of
+    large feature files keeps this fast on real datasets.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise InputError(f"dataset folder {str(root)!r} does not exist")
+    h = hashlib.sha256()
+    for path in sorted(p for p in root.rglob("*") if p.is_file() and not p.name.startswith(".")):
+        rel = path.relative_to(root).as_posix()
+        if rel.startswith("factors/"):
+            continue  # hidden factors are never read by the model
+        size = path.stat().st_size
+        h.update(f"{rel}\0{size}\0".encode())
+        with open(path, "rb") as fh:
+            h.update(fh.read(65536))
+            if size > 131072:
+                fh.seek(-65536, os.SEEK_END)
+                h.update(fh.read(65536))
+    return h.hexdigest()[:12]
+
+
+def expected_complementary(root) -> str | None:
+    """The candidate most complementary to RGB by construction, for a synthetic dataset; else None.
+
+    Read from the dataset's ``synth.json`` (key ``most_complementary`` when the generator writes
+    it). The bundled generator documents RGB + depth as its most complementary pair
+    (docs/datasets.md, ``rankfusion.data.synth``), which is the fallback for its datasets.
+    """
+    meta_path = Path(root) / "synth.json"
+    if not meta_path.exists():
+        return None
+    try:
+        meta = json.loads(meta_path.read_text())
+    except (OSError, ValueError):
+        return None
+    if meta.get("most_complementary"):
+        return str(meta["most_complementary"])
+    if meta.get("generator") == "rankfusion.data.synth":
+        try:
+            from .data import synth
+
+            return str(getattr(synth, "MOST_COMPLEMENTARY", "depth"))
+        except ImportError:
+            return "depth"
+    return None
+
+
+def _call(fn, *args, **kwargs):
+    """Call ``fn`` with only the keyword arguments its signature accepts (optional features)."""
+    params = inspect.signature(fn).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return fn(*args, **kwargs)
+    return fn(*args, **{k: v for k, v in kwargs.items() if k in params})
+
+
+def _tag(value: float) -> str:
+    return f"{value:g}".replace(".", "p")
+
+
+# --------------------------------------------------------------------------- noisy datasets
+
+
+def modality_rms(root, modality: str, split: str = "test") -> float:
+    """Root-mean-square of a modality's input features over a split (the noise unit)."""
+    from .data import open_dataset
+
+    ds = open_dataset(root, modalities=[modality])
+    total, count = 0.0, 0
+    for vid in ds.split(split):
+        x = np.asarray(ds.features(vid, modality), dtype=np.float64)
+        total += float((x * x).sum())
+        count += x.size
+    if count == 0:
+        raise InputError(f"split {split!r} of {str(root)!r} has no {modality!r} features")
+    return float(np.sqrt(total / count))
+
+
+def noisy_dataset(root, out, modality: str, sigma: float, *, seed: int = 0, split: str = "test",
+                  rms: float | None = None) -> Path:
+    """Write a copy of a dataset with Gaussian noise on one modality of one split.
+
+    Parameters
+    ----------
+    root : path-like
+        The clean dataset (standard layout).
+    out : path-like
+        Destination; everything except ``features/<modality>/<video>.npy`` of the split's videos
+        is a symlink to ``root``. Reused when it already holds the same settings (``noise.json``).
+    modality : str
+        The modality to perturb.
+    sigma : float
+        Noise std in units of the modality's RMS over the split (0 gives a clean copy).
+    seed : int
+        Base seed; each video's noise is drawn from ``(seed, crc32(video))`` so it does not depend
+        on the order videos are written.
+    split : str
+        Split whose videos are perturbed (the test split: the model is trained on clean data).
+    rms : float, optional
+        The RMS unit, computed when not given.
+
+    Returns
+    -------
+    Path
+        ``out``. ``out/noise.json`` records modality, sigma, rms, absolute std, seed, split.
+    """
+    from .data import open_dataset
+
+    root, out = Path(root).resolve(), Path(out)
+    sigma = check_float(sigma, "sigma", low=0.0)
+    seed = check_int(seed, "seed", low=0)
+    ds = open_dataset(root)
+    if modality not in ds.modalities:
+        raise InputError(f"modality {modality!r} not in dataset {str(root)!r}; modalities: {ds.modalities}")
+    rms = modality_rms(root, modality, split) if rms is None else float(rms)
+    record = {"clean_root": str(root), "modality": modality, "sigma": sigma, "rms": rms, "std": sigma * rms,
+              "seed": seed, "split": split}
+    if (out / "noise.json").exists():
+        try:
+            if json.loads((out / "noise.json").read_text()) == record:
+                return out
+        except (OSError, ValueError):
+            pass
+        shutil.rmtree(out)
+    tmp = out.with_name(f".{out.name}.tmp")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    for entry in root.iterdir():
+        if entry.name != "features":
+            os.symlink(entry, tmp / entry.name)
+    (tmp / "features").mkdir()
+    for mdir in (root / "features").iterdir():
+        if mdir.name != modality:
+            os.symlink(mdir, tmp / "features" / mdir.name)
+    noisy_dir = tmp / "features" / modality
+    noisy_dir.mkdir()
+    videos = set(ds.split(split))
+    for f in (root / "features" / modality).iterdir():
+        if f.stem in videos and f.suffix == ".npy":
+            x = np.load(f)
+            rng = np.random.default_rng([seed, zlib.crc32(f.stem.encode())])
+            noise = rng.standard_normal(x.shape) * (sigma * rms)
+            np.save(noisy_dir / f.name, (x + noise).astype(x.dtype))
+        else:
+            os.symlink(f, noisy_dir / f.name)
+    (tmp / "noise.json").write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
+    os.replace(tmp, out)
+    return out
+
+
+# --------------------------------------------------------------------------- run cache
+
+
+@dataclass
+class RunRecord:
+    """A finished run: where it is and what made it."""
+
+    name: str
+    run_dir: Path
+    config_hash: str
+    seed: int
+    overrides: dict
+    reused: bool
+    seconds: float = 0.0
+
+    def to_json(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["run_dir"] = str(self.run_dir)
+        return d
+
+
+class RunCache:
+    """Train, export and evaluate R3D runs once per (config, seed, dataset).
+
+    Parameters
+    ----------
+    data_root : path-like
+        The dataset (standard layout).
+    cache_dir : path-like
+        Folder of the cached runs (``runs/<config hash>-s<seed>-<data fingerprint>/``) and of the
+        noisy test-set copies (``noisy/``).
+    profile : Profile
+        Size of the runs (model/train overrides applied before each run's own options).
+    device : str
+        Torch device for training, export and evaluation.
+    progress : bool
+        Show tqdm bars (stderr).
+    """
+
+    def __init__(self, data_root, cache_dir, profile: Profile, *, device: str = "cpu", progress: bool = True):
+        self.data_root = Path(data_root).resolve()
+        if not self.data_root.is_dir():
+            raise InputError(f"dataset folder {str(data_root)!r} does not exist")
+        self.cache_dir = Path(cache_dir)
+        self.profile = profile
+        self.device = device
+        self.progress = progress
+        self.fingerprint = dataset_fingerprint(self.data_root)
+        self.used: dict[str, RunRecord] = {}
+        self._rms: dict[str, float] = {}
+
+    # -- configs
+    def config(self, modalities, **model_overrides):
+        """The resolved :class:`rankfusion.config.RunConfig` of a run with these options."""
+        from .config import load_config
+
+        model = dict(self.profile.model)
+        model.update(model_overrides)
+        model["modalities"] = tuple(modalities)
+        # n_heads must divide the stacked width M * d_model; fewer modalities may need fewer heads.
+        width = len(model["modalities"]) * int(model.get("d_model", 128))
+        heads = int(model.get("n_heads", 8))
+        while width % heads:
+            heads -= 1
+        model["n_heads"] = heads
+        return load_config(model=model, train=dict(self.profile.train))
+
+    # -- training
+    def run(self, name: str, modalities, seed: int = 1, **model_overrides) -> RunRecord:
+        """Return the finished run of this configuration and seed, training it if needed."""
+        from . import train as train_mod
+
+        cfg = self.config(modalities, **model_overrides)
+        chash = cfg.config_hash()
+        run_dir = self.cache_dir / "runs" / f"{chash}-s{seed}-{self.fingerprint}"
+        done = run_dir / DONE
+        overrides = {"modalities": list(modalities), **model_overrides}
+        if done.exists():
+            rec = RunRecord(name, run_dir, chash, seed, overrides, reused=True,
+                            seconds=json.loads(done.read_text()).get("seconds", 0.0))
+        else:
+            if run_dir.exists():
+                shutil.rmtree(run_dir)  # an unfinished run: start over (its config is the same)
+            t0 = time.perf_counter()
+            _call(train_mod.train, cfg, self.data_root, run_dir, seed=seed, device=self.device,
+                  progress=self.progress)
+            secs = round(time.perf_counter() - t0, 2)
+            write_json(done, {"name": name, "config_hash": chash, "seed": seed, "dataset": str(self.data_root),
+                              "fingerprint": self.fingerprint, "overrides": overrides, "seconds": secs,
+                              "config": cfg.to_dict()})
+            rec = RunRecord(name, run_dir, chash, seed, overrides, reused=False, seconds=secs)
+        self.used[f"{name}/s{seed}"] = rec
+        return rec
+
+    def runs(self, name: str, modalities, **model_overrides) -> list[RunRecord]:
+        """The runs of one configuration for every seed of the profile."""
+        return [self.run(name, modalities, seed=s, **model_overrides) for s in self.profile.seeds]
+
+    # -- noise
+    def rms(self, modality: str) -> float:
+        if modality not in self._rms:
+            self._rms[modality] = modality_rms(self.data_root, modality, "test")
+        return self._rms[modality]
+
+    def noisy_root(self, modality: str | None, sigma: float, seed: int = 0) -> Path:
+        """The dataset with noise ``sigma`` (RMS units) on ``modality``'s test split (clean if None/0)."""
+        if modality is None or sigma == 0:
+            return self.data_root
+        out = self.cache_dir / "noisy" / f"{self.fingerprint}-{modality}-{_tag(sigma)}-n{seed}"
+        return noisy_dataset(self.data_root, out, modality, sigma, seed=seed, rms=self.rms(modality))
+
+    # -- exports
+    def features(self, rec: RunRecord, obs_ratio: float, *, split: str = "test", noise: tuple | None = None) -> Path:
+        """Feature file of a run at one observation ratio (``noise=(modality, sigma, seed)``)."""
+        from .extract import extract_features
+
+        tag = "clean" if not noise or noise[1] == 0 else f"{noise[0]}-{_tag(noise[1])}-n{noise[2]}"
+        out = rec.run_dir / "features" / f"{split}-obs{_tag(obs_ratio)}-{tag}.npz"
+        if not out.exists():
+            root = self.data_root if not noise else self.noisy_root(*noise)
+            _call(extract_features, rec.run_dir, split, obs_ratio, out, device=self.device, data_root=root,
+                  progress=False)
+        return out
+
+    def evaluate(self, rec: RunRecord, *, split: str = "test", noise: tuple | None = None) -> pd.DataFrame:
+        """MoC grid of a run's best checkpoint as ``obs_ratio, beta, moc`` (%), cached as CSV in the run.
+
+        Only the anticipation protocol is run (:func:`rankfusion.train.moc_grid`, DESIGN.md), not
+        the segmentation metrics of ``rankfusion evaluate``: the figures need MoC alone.
+        """
+        from .data import open_dataset
+        from .train import load_run, moc_grid, resolve_device
+
+        tag = "clean" if not noise or noise[1] == 0 else f"{noise[0]}-{_tag(noise[1])}-n{noise[2]}"
+        out = rec.run_dir / f"moc-{split}-{tag}.csv"
+        if out.exists():
+            return pd.read_csv(out)
+        root = self.data_root if not noise else self.noisy_root(*noise)
+        dev = resolve_device(self.device)
+        model, config, _ = load_run(rec.run_dir, device=dev)
+        ds = open_dataset(root, modalities=list(config.model.modalities))
+        grid = moc_grid(model, ds, split, config, dev)
+        df = pd.DataFrame([{"obs_ratio": float(o), "beta": float(b), "moc": float(v)} for (o, b), v in grid.items()])
+        with atomic_path(out) as tmp:
+            df.to_csv(tmp, index=False)
+        return df
+
+    def manifest_runs(self, keys=None) -> list[dict]:
+        """JSON records of the runs used (all, or those whose ``name/s<seed>`` is in ``keys``)."""
+        out = []
+        for k, r in self.used.items():
+            if keys is None or k in keys:
+                d = r.to_json()
+                # relative to the cache folder, so a committed manifest does not carry local paths
+                d["run_dir"] = r.run_dir.relative_to(self.cache_dir).as_posix() if r.run_dir.is_relative_to(
+                    self.cache_dir) else str(r.run_dir)
+                out.append(d)
+        return out
