@@ -27,6 +27,7 @@ def test_layout_and_check(small):
     assert 150 <= rep.frames_min and rep.frames_max <= 400
     meta = json.loads((small / "synth.json").read_text())
     assert meta["config"]["seed"] == 3 and meta["config"]["n_videos"] == 12
+    assert meta["most_complementary"] == "depth" and meta["generator"] == "rankfusion.data.synth"
     assert (small / "factors" / f"{ds.videos[0]}.npz").is_file()
 
 

@@ -78,3 +78,43 @@ def check_cmd(root, modalities, trim, split_set, as_json):
     else:
         click.echo(report.format())
         click.echo("OK")
+
+
+@data.command("import-csv")
+@click.argument("files", nargs=-1, required=True, type=click.Path())
+@click.option("--out", "out", required=True, type=click.Path(file_okay=False), help="Dataset folder to write.")
+@click.option("--label-column", required=True, help="Column with the action name of each row.")
+@click.option("--modality", "modalities", multiple=True, required=True, metavar="NAME=PATTERN[,PATTERN]",
+              help="Columns of a modality by glob pattern, e.g. acc='acc_*' (repeat per modality).")
+@click.option("--video-column", default=None, help="Column that splits a file into several recordings.")
+@click.option("--window", default=1, show_default=True, type=int,
+              help="Average non-overlapping windows of this many rows (majority label).")
+@click.option("--chunk", default=None, type=int, help="Cut recordings into videos of this many rows.")
+@click.option("--split", "fractions", default="0.7,0.15,0.15", show_default=True,
+              help="Train,val,test shares of the videos.")
+@click.option("--seed", default=0, show_default=True, type=int, help="Seed of the split assignment.")
+@click.option("--split-set", default="split1", show_default=True, help="Bundle names: train.<split-set>.bundle.")
+@click.option("--force", is_flag=True, help="Replace OUT if it exists.")
+def import_csv_cmd(files, out, label_column, modalities, video_column, window, chunk, fractions, seed, split_set,
+                   force):
+    """Import CSV tables (one row per time step; Parquet needs pyarrow) into the standard layout."""
+    from ..data.importer import import_csv, parse_modality_spec
+
+    mods = {}
+    for spec in modalities:
+        name, pats = parse_modality_spec(spec)
+        if name in mods:
+            raise ValueError(f"--modality {name!r} given twice")
+        mods[name] = pats
+    try:
+        fr = tuple(float(x) for x in fractions.split(","))
+    except ValueError:
+        raise ValueError(f"--split must be three comma-separated numbers, got {fractions!r}") from None
+    path = import_csv(list(files), out, modalities=mods, label_column=label_column, video_column=video_column,
+                      window=window, chunk=chunk, split_fractions=fr, seed=seed, split_set=split_set,
+                      overwrite=force)
+    from ..data.layout import open_dataset
+
+    report = open_dataset(path).validate()
+    click.echo(report.format())
+    click.echo(f"wrote {path}")

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 from .layout import PLAIN_MODALITY, CheckReport, MultiModalDataset, open_dataset, read_mapping, write_dataset
+from .importer import import_csv
 from .synth import SynthConfig, synthesize
 
 _TORCH_NAMES = ("AnticipationDataset", "collate_anticipation", "anticipation_targets", "transcript", "PAD_LABEL")
@@ -18,6 +19,7 @@ __all__ = [
     "open_dataset",
     "read_mapping",
     "write_dataset",
+    "import_csv",
     "SynthConfig",
     "synthesize",
     *_TORCH_NAMES,

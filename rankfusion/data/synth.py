@@ -128,6 +128,10 @@ N_NUISANCE = 8
 NARRATION_PROB = 0.6
 NARRATION_FRAMES = 3
 
+#: The partner of rgb that carries what rgb cannot see (direction, geometry): the pairing that is
+#: most complementary by construction (written to synth.json as "most_complementary").
+MOST_COMPLEMENTARY = "depth"
+
 DEFAULT_CHANNELS = {"rgb": 64, "depth": 64, "mvrgb": 64, "imu": 16, "text": 32}
 
 
@@ -360,6 +364,8 @@ def synthesize(out_dir, *, seed=0, n_videos=60, min_frames=200, max_frames=900, 
         meta = {"generator": "rankfusion.data.synth", "config": dataclasses.asdict(cfg),
                 "actions": list(ACTIONS), "transitions": TRANSITIONS, "mean_duration": MEAN_DURATION,
                 "modality_gains": {m: MODALITY_GAINS[m] for m in cfg.channels},
+                "reference_modality": "rgb",
+                "most_complementary": MOST_COMPLEMENTARY if {"rgb", MOST_COMPLEMENTARY} <= set(cfg.channels) else None,
                 "seconds": round(time.perf_counter() - t0, 3)}
         (tmp / "synth.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
         if out.exists():

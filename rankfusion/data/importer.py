@@ -1,0 +1,262 @@
+"""Import sensor recordings stored as tables (one row per time step) into the standard layout.
+
+Each input file is one recording (or several, split by a video column or cut into chunks). A
+label column gives the action of each row; modalities are sets of channel columns chosen by glob
+patterns (``acc='acc_*'``). Optional non-overlapping windows average the channels and take the
+majority label. Everything is checked before anything is written, and the dataset is written
+atomically (docs/datasets.md).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+
+from .._validation import InputError, check_int
+from .layout import write_dataset
+from .synth import _split_counts
+
+_NAME = re.compile(r"^[A-Za-z0-9_-]+$")
+
+
+def parse_modality_spec(spec: str) -> tuple[str, list[str]]:
+    """``"acc=acc_*,lin_*"`` -> ``("acc", ["acc_*", "lin_*"])``."""
+    name, sep, patterns = spec.partition("=")
+    name = name.strip()
+    pats = [p.strip().strip("'\"") for p in patterns.split(",") if p.strip().strip("'\"")]
+    if not sep or not name or not pats:
+        raise ValueError(f"--modality must be NAME=PATTERN[,PATTERN...], got {spec!r}")
+    if not _NAME.match(name):
+        raise ValueError(f"--modality name must use letters, digits, '_' or '-', got {name!r}")
+    return name, pats
+
+
+def read_table(path):
+    """Read a CSV (``.csv``, ``.tsv``, optionally ``.gz``) or Parquet file into a DataFrame.
+
+    Raises
+    ------
+    InputError
+        If the file is missing or unreadable, or Parquet support (pyarrow) is not installed.
+    """
+    import pandas as pd
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"input file {str(path)!r} does not exist")
+    suffixes = [s.lower() for s in path.suffixes]
+    try:
+        if ".parquet" in suffixes or ".pq" in suffixes:
+            try:
+                return pd.read_parquet(path)
+            except ImportError:
+                raise InputError(
+                    f"reading {str(path)!r} needs pyarrow or fastparquet, which is not installed "
+                    "(pip install pyarrow); or export the table to CSV"
+                ) from None
+        sep = "\t" if ".tsv" in suffixes else ","
+        return pd.read_csv(path, sep=sep, skipinitialspace=True)
+    except InputError:
+        raise
+    except Exception as exc:  # pandas raises a zoo of parser errors; all are the file's fault
+        raise InputError(f"cannot read {str(path)!r}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+
+
+def _match_columns(df, path, modalities, reserved):
+    out = {}
+    owner = {}
+    for name, patterns in modalities.items():
+        cols = [c for c in df.columns if any(fnmatch.fnmatchcase(str(c), p) for p in patterns)]
+        if not cols:
+            raise InputError(
+                f"modality {name!r}: pattern {','.join(patterns)!r} matches no column of {str(path)!r}; "
+                f"columns: {[str(c) for c in df.columns][:20]}"
+            )
+        for c in cols:
+            if c in reserved:
+                raise InputError(f"modality {name!r}: pattern matches the {reserved[c]} column {str(c)!r} of {str(path)!r}")
+            if c in owner:
+                raise InputError(f"column {str(c)!r} of {str(path)!r} matches modalities {owner[c]!r} and {name!r}")
+            owner[c] = name
+        out[name] = cols
+    return out
+
+
+def _numeric(df, cols, path):
+    import pandas as pd
+
+    block = np.empty((len(df), len(cols)), dtype=np.float64)
+    for j, c in enumerate(cols):
+        raw = df[c]
+        num = pd.to_numeric(raw, errors="coerce") if raw.dtype.kind not in "fiub" else raw.astype(float)
+        bad = num.isna() & raw.notna()
+        if bad.any():
+            i = int(np.flatnonzero(bad.to_numpy())[0])
+            raise InputError(
+                f"{str(path)!r}: column {str(c)!r} has a non-numeric cell {raw.iloc[i]!r} at data row {i} "
+                f"(line {i + 2})"
+            )
+        vals = num.to_numpy(dtype=np.float64)
+        miss = ~np.isfinite(vals)
+        if miss.any():
+            i = int(np.flatnonzero(miss)[0])
+            what = "an empty cell" if np.isnan(vals[i]) else f"a non-finite value ({vals[i]})"
+            raise InputError(f"{str(path)!r}: column {str(c)!r} has {what} at data row {i} (line {i + 2})")
+        block[:, j] = vals
+    return block
+
+
+def _windows(feats: dict, labels: np.ndarray, window: int):
+    n = (len(labels) // window) * window
+    if window == 1:
+        return feats, labels
+    out = {m: x[:n].reshape(-1, window, x.shape[1]).mean(axis=1) for m, x in feats.items()}
+    lab = labels[:n].reshape(-1, window)
+    maj = []
+    for row in lab:
+        values, first, counts = np.unique(row, return_index=True, return_counts=True)
+        best = counts.max()
+        # majority label; on a tie the label that appears first in the window
+        maj.append(values[first == min(first[counts == best])][0])
+    return out, np.asarray(maj, dtype=object)
+
+
+def _safe(s) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", str(s)).strip("._") or "video"
+
+
+def import_csv(files, out_dir, *, modalities, label_column, video_column=None, window=1, chunk=None,
+               split_fractions=(0.7, 0.15, 0.15), seed=0, split_set="split1", overwrite=False) -> Path:
+    """Import tables of per-time-step sensor readings into the standard layout.
+
+    Parameters
+    ----------
+    files : sequence of path-like
+        CSV / TSV (optionally gzipped) files, or Parquet when pyarrow is installed. One
+        recording per file unless ``video_column`` or ``chunk`` says otherwise.
+    out_dir : path-like
+        Destination dataset folder (written atomically; must not exist unless ``overwrite``).
+    modalities : dict
+        ``{modality: pattern or [patterns]}``: glob patterns (``fnmatch``, case-sensitive) on
+        column names. Every pattern set must match at least one column of every file, and the
+        matched columns must be the same in every file.
+    label_column : str
+        Column holding the action name of each row; an empty cell is an error (a gap).
+    video_column : str, optional
+        Column whose value splits a file into several recordings (rows keep their order).
+    window : int
+        Average the channels over non-overlapping windows of this many rows and take the
+        majority label (ties: the label first seen in the window); trailing rows are dropped.
+    chunk : int, optional
+        Cut every recording into videos of this many rows (before windowing); a last shorter
+        piece is kept when it holds at least one window.
+    split_fractions : tuple of 3 float
+        Train / val / test shares of the videos (shuffled with ``seed``; one video at least each).
+    seed : int
+        Seed of the split assignment.
+    split_set : str
+        Split-set name of the bundle files.
+    overwrite : bool
+        Replace ``out_dir`` when it exists.
+
+    Returns
+    -------
+    pathlib.Path
+        ``out_dir``; ``import.json`` there records the sources and options.
+    """
+    files = [Path(f) for f in ([files] if isinstance(files, (str, Path)) else files)]
+    if not files:
+        raise ValueError("files must name at least one input table")
+    if not modalities:
+        raise ValueError("modalities must map at least one modality name to column patterns")
+    mods = {}
+    for name, pats in modalities.items():
+        if not _NAME.match(str(name)):
+            raise ValueError(f"modality name must use letters, digits, '_' or '-', got {name!r}")
+        mods[str(name)] = [pats] if isinstance(pats, str) else list(pats)
+    window = check_int(window, "window", low=1)
+    chunk = check_int(chunk, "chunk", low=1, allow_none=True)
+    check_int(seed, "seed", low=0)
+    if chunk is not None and chunk < window:
+        raise ValueError(f"chunk ({chunk}) must be at least window ({window})")
+
+    labels, feats, sources = {}, {m: {} for m in mods}, []
+    first_cols = None
+    for path in files:
+        df = read_table(path)
+        reserved = {label_column: "label"}
+        if video_column is not None:
+            reserved[video_column] = "video"
+        for col, role in reserved.items():
+            if col not in df.columns:
+                raise InputError(f"{role} column {col!r} not found in {str(path)!r}; columns: {[str(c) for c in df.columns][:20]}")
+        if len(df) == 0:
+            raise InputError(f"{str(path)!r} has no data rows")
+        cols = _match_columns(df, path, mods, reserved)
+        if first_cols is None:
+            first_cols = cols
+        elif cols != first_cols:
+            m = next(k for k in cols if cols[k] != first_cols[k])
+            raise InputError(
+                f"modality {m!r}: {str(path)!r} has columns {[str(c) for c in cols[m]]} but "
+                f"{str(files[0])!r} has {[str(c) for c in first_cols[m]]}"
+            )
+        lab = df[label_column]
+        gap = lab.isna() | (lab.astype(str).str.strip() == "")
+        if gap.any():
+            i = int(np.flatnonzero(gap.to_numpy())[0])
+            raise InputError(
+                f"{str(path)!r}: label column {label_column!r} has a gap (empty cell) at data row {i} (line {i + 2})"
+            )
+        lab = lab.astype(str).str.strip().to_numpy(dtype=object)
+        blocks = {m: _numeric(df, c, path) for m, c in cols.items()}
+        if video_column is None:
+            groups = [(_safe(path.stem), np.arange(len(df)))]
+        else:
+            keys = df[video_column]
+            if keys.isna().any():
+                i = int(np.flatnonzero(keys.isna().to_numpy())[0])
+                raise InputError(f"{str(path)!r}: video column {video_column!r} is empty at data row {i} (line {i + 2})")
+            order = dict.fromkeys(keys.tolist())
+            prefix = f"{_safe(path.stem)}_" if len(files) > 1 else ""
+            groups = [(prefix + _safe(k), np.flatnonzero((keys == k).to_numpy())) for k in order]
+        for base, rows in groups:
+            pieces = [rows] if chunk is None else [rows[i:i + chunk] for i in range(0, len(rows), chunk)]
+            for k, idx in enumerate(pieces):
+                if len(idx) < window:
+                    if chunk is not None and k > 0:
+                        continue  # a short tail chunk
+                    raise InputError(f"recording {base!r} of {str(path)!r} has {len(idx)} rows, fewer than window={window}")
+                video = base if chunk is None else f"{base}_c{k:03d}"
+                if video in labels:
+                    raise InputError(f"video name {video!r} occurs twice (from {str(path)!r}); rename the input files")
+                f, l = _windows({m: b[idx] for m, b in blocks.items()}, lab[idx], window)
+                labels[video] = list(l)
+                for m in mods:
+                    feats[m][video] = f[m].astype(np.float32)
+        sources.append({"file": str(path), "rows": int(len(df))})
+
+    videos = list(labels)
+    if len(videos) < 3:
+        raise InputError(
+            f"need at least 3 videos for train/val/test, got {len(videos)}; cut long recordings with "
+            "--chunk ROWS or split them with --video-column"
+        )
+    classes = sorted({x for lab in labels.values() for x in lab})
+    fr = tuple(split_fractions)
+    if len(fr) != 3 or any(f < 0 for f in fr) or not np.isclose(sum(fr), 1.0):
+        raise ValueError(f"split_fractions must be 3 non-negative numbers summing to 1, got {fr!r}")
+    order = np.random.default_rng(seed).permutation(len(videos))
+    n_train, n_val, _ = _split_counts(len(videos), fr)
+    parts = {"train": order[:n_train], "val": order[n_train:n_train + n_val], "test": order[n_train + n_val:]}
+    splits = {k: [videos[i] for i in sorted(v)] for k, v in parts.items()}
+    meta = {"generator": "rankfusion.data.importer", "sources": sources, "label_column": label_column,
+            "video_column": video_column, "window": window, "chunk": chunk, "seed": seed,
+            "modalities": {m: [str(c) for c in first_cols[m]] for m in mods},
+            "split_fractions": list(fr)}
+    return write_dataset(out_dir, classes, labels, feats, splits, split_set=split_set, overwrite=overwrite,
+                         extra_files={"import.json": json.dumps(meta, indent=2) + "\n"})

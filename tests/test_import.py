@@ -1,0 +1,121 @@
+"""CSV importer: layout written, windows, chunks, and every bad-input message (nothing half-written)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from rankfusion._validation import InputError
+from rankfusion.cli import main
+from rankfusion.data import import_csv, open_dataset
+
+
+def _csv(path, n=12, *, label=None, extra=""):
+    label = label or (lambda t: "walk" if t < n // 2 else "sit")
+    rows = ["time,acc_x,acc_y,gyro_x,label" + extra]
+    for t in range(n):
+        rows.append(f"{t},{t},{2 * t},{-t},{label(t)}")
+    path.write_text("\n".join(rows) + "\n")
+    return path
+
+
+@pytest.fixture
+def three(tmp_path):
+    return [_csv(tmp_path / f"rec{i}.csv") for i in range(3)]
+
+
+def test_import_basic(three, tmp_path):
+    out = import_csv(three, tmp_path / "ds", modalities={"acc": "acc_*", "gyro": ["gyro_*"]}, label_column="label")
+    ds = open_dataset(out)
+    rep = ds.validate()
+    assert ds.classes == ["sit", "walk"] and ds.modalities == ["acc", "gyro"]
+    assert rep.n_videos == 3 and rep.splits == {"train": 1, "val": 1, "test": 1}
+    np.testing.assert_array_equal(ds.features("rec1", "acc")[:3], [[0, 0], [1, 2], [2, 4]])
+    assert ds.labels("rec0").tolist() == [1] * 6 + [0] * 6
+    meta = json.loads((out / "import.json").read_text())
+    assert meta["modalities"] == {"acc": ["acc_x", "acc_y"], "gyro": ["gyro_x"]}
+
+
+def test_window_and_chunk(tmp_path):
+    # one recording of 12 rows: labels walk*5 sit*7; chunk 6 -> 2 videos; window 3:
+    #   chunk 0 rows 0-5: windows (w w w) (w w s) -> walk, walk
+    #   chunk 1 rows 6-11: all sit
+    # plus a 3rd file so the three splits get a video each
+    f = _csv(tmp_path / "long.csv", 12, label=lambda t: "walk" if t < 5 else "sit")
+    g = _csv(tmp_path / "other.csv", 6)
+    out = import_csv([f, g], tmp_path / "ds", modalities={"acc": "acc_x"}, label_column="label", window=3, chunk=6)
+    ds = open_dataset(out)
+    assert sorted(ds.videos) == ["long_c000", "long_c001", "other_c000"]
+    assert [ds.classes[i] for i in ds.labels("long_c000")] == ["walk", "walk"]
+    # window means of acc_x = t: (0+1+2)/3 = 1, (3+4+5)/3 = 4
+    np.testing.assert_allclose(ds.features("long_c000", "acc")[:, 0], [1, 4])
+
+
+def test_window_tie_takes_first_label(tmp_path):
+    files = [_csv(tmp_path / f"r{i}.csv", 4, label=lambda t: ["b", "a", "a", "b"][t]) for i in range(3)]
+    out = import_csv(files, tmp_path / "ds", modalities={"acc": "acc_x"}, label_column="label", window=2)
+    ds = open_dataset(out)
+    # windows (b a) -> tie -> b (first seen), (a b) -> a
+    assert [ds.classes[i] for i in ds.labels("r0")] == ["b", "a"]
+
+
+def test_video_column(tmp_path):
+    p = tmp_path / "all.csv"
+    lines = ["subj,acc_x,label"] + [f"{s},{t},{'x' if t % 2 else 'y'}" for s in ("s1", "s2", "s3") for t in range(4)]
+    p.write_text("\n".join(lines) + "\n")
+    out = import_csv([p], tmp_path / "ds", modalities={"acc": "acc_*"}, label_column="label", video_column="subj")
+    assert sorted(open_dataset(out).videos) == ["s1", "s2", "s3"]
+
+
+@pytest.mark.parametrize(
+    "mutate, kwargs, message",
+    [
+        (None, {"label_column": "lbl"}, "label column 'lbl' not found in .*rec0.csv"),
+        (None, {"modalities": {"mag": "mag_*"}}, "modality 'mag': pattern 'mag_\\*' matches no column of .*rec0.csv"),
+        (None, {"modalities": {"a": "acc_*", "b": "acc_x"}}, "column 'acc_x' .* matches modalities 'a' and 'b'"),
+        (None, {"modalities": {"a": "*"}}, "matches the label column 'label'"),
+        (lambda s: s.replace("\n3,3,6,", "\n3,oops,6,"), {}, "rec1.csv.*column 'acc_x' has a non-numeric cell 'oops' at data row 3"),
+        (lambda s: s.replace(",walk\n", ",\n", 1), {}, "rec1.csv.*label column 'label' has a gap .* data row 0"),
+        (lambda s: s.replace("\n2,2,4,", "\n2,,4,"), {}, "rec1.csv.*column 'acc_x' has an empty cell at data row 2"),
+    ],
+)
+def test_bad_input(three, tmp_path, mutate, kwargs, message):
+    if mutate is not None:
+        three[1].write_text(mutate(three[1].read_text()))
+    args = {"modalities": {"acc": "acc_*"}, "label_column": "label", **kwargs}
+    with pytest.raises(InputError, match=message):
+        import_csv(three, tmp_path / "ds", **args)
+    assert not (tmp_path / "ds").exists()
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_too_few_videos_and_parquet(tmp_path):
+    f = _csv(tmp_path / "one.csv")
+    with pytest.raises(InputError, match="need at least 3 videos.*--chunk"):
+        import_csv([f], tmp_path / "ds", modalities={"acc": "acc_*"}, label_column="label")
+    pq = tmp_path / "t.parquet"
+    pq.write_bytes(b"PAR1")
+    try:
+        import pyarrow  # noqa: F401
+    except ImportError:
+        with pytest.raises(InputError, match="needs pyarrow"):
+            import_csv([pq], tmp_path / "ds", modalities={"acc": "acc_*"}, label_column="label")
+    with pytest.raises(InputError, match="does not exist"):
+        import_csv([tmp_path / "missing.csv"], tmp_path / "ds", modalities={"acc": "a"}, label_column="label")
+
+
+def test_cli_import(three, tmp_path):
+    out = tmp_path / "ds"
+    res = CliRunner().invoke(main, ["data", "import-csv", *map(str, three), "--out", str(out), "--label-column",
+                                    "label", "--modality", "acc=acc_*", "--modality", "gyro='gyro_*'"])
+    assert res.exit_code == 0, res.output
+    assert "wrote" in res.output and "channels  acc 2, gyro 1" in res.output
+    res = CliRunner().invoke(main, ["data", "import-csv", *map(str, three), "--out", str(tmp_path / "x"),
+                                    "--label-column", "label", "--modality", "mag=mag_*"])
+    assert res.exit_code == 2 and "modality 'mag'" in res.output and "Traceback" not in res.output
+    res = CliRunner().invoke(main, ["data", "import-csv", str(three[0]), "--out", str(tmp_path / "x"),
+                                    "--label-column", "label", "--modality", "acc"])
+    assert res.exit_code == 2 and "NAME=PATTERN" in res.output
