@@ -314,7 +314,8 @@ def synthesize(out_dir, *, seed=0, n_videos=60, min_frames=200, max_frames=900, 
 
     The dataset is built in a temporary folder next to ``out_dir`` and renamed into place, so an
     interrupted run leaves nothing half-written. Deterministic: the same arguments give
-    byte-identical files.
+    byte-identical labels, features, factors and splits (``synth.json`` also records the
+    generation time).
 
     Parameters
     ----------
