@@ -17,6 +17,7 @@ of the ``(channels, frames)`` array without reading it whole.
 from __future__ import annotations
 
 import dataclasses
+import os
 from pathlib import Path
 
 import numpy as np
@@ -138,6 +139,8 @@ class MultiModalDataset:
     """
 
     def __init__(self, root, *, modalities=None, trim="error", split_set=None):
+        if not isinstance(root, (str, os.PathLike)):
+            raise TypeError(f"root must be a path, got {type(root).__name__} {root!r}")
         self.root = Path(root)
         check_choice(trim, "trim", TRIM_POLICIES)
         self.trim = trim
@@ -321,7 +324,7 @@ class MultiModalDataset:
             If the dataset has no splits, the bundle file is missing, or the split is empty.
         """
         if self.split_set is None:
-            raise InputError(f"split {name!r}: dataset {str(self.root)!r} has no splits/ folder")
+            raise InputError(f"split {name!r}: dataset {str(self.root)!r} has no splits/<split>.<set>.bundle files")
         if name not in self._splits:
             self._splits[name] = self._read_bundle(name)
         return list(self._splits[name])
@@ -534,7 +537,6 @@ def write_dataset(root, classes, labels, features, splits, *, split_set="split1"
     pathlib.Path
     """
     import contextlib
-    import os
     import shutil
     import tempfile
 
