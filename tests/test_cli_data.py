@@ -73,3 +73,11 @@ def test_check_errors_name_the_culprit(synth_dir, tmp_path):
 
     res = _run("data", "check", str(synth_dir), "--modalities", "lidar")
     assert res.exit_code == 2 and "'lidar'" in res.output
+
+
+def test_synth_bad_option_values(tmp_path):
+    res = _run("data", "synth", str(tmp_path / "s"), "--videos", "2")
+    assert res.exit_code == 2 and "n_videos" in res.output and "2" in res.output
+    res = _run("data", "synth", str(tmp_path / "s"), "--min-frames", "300", "--max-frames", "100")
+    assert res.exit_code == 2 and "max_frames" in res.output
+    assert not (tmp_path / "s").exists()

@@ -150,3 +150,12 @@ def test_write_dataset_refuses_existing(tmp_path):
     with pytest.raises(InputError, match="already exists"):
         _toy(tmp_path)
     assert open_dataset(root).n_frames("v0") == 10
+
+
+def test_reading_does_not_import_torch():
+    # `rankfusion data check` and the generator must not pay for importing torch.
+    import subprocess
+    import sys
+
+    code = "import sys, rankfusion.data; assert 'torch' not in sys.modules, 'torch imported'"
+    subprocess.run([sys.executable, "-c", code], check=True)
