@@ -159,3 +159,15 @@ def test_reading_does_not_import_torch():
 
     code = "import sys, rankfusion.data; assert 'torch' not in sys.modules, 'torch imported'"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_no_val_split_is_a_note_not_an_error(tmp_path):
+    # MS-TCN datasets ship train/test only: check passes and says so; a missing test fails.
+    root, *_ = _toy(tmp_path)
+    (root / "splits" / "val.split1.bundle").unlink()
+    rep = open_dataset(root).validate()
+    assert rep.splits == {"train": 1, "test": 1}
+    assert any("no val split" in n for n in rep.notes) and "no val split" in rep.format()
+    (root / "splits" / "test.split1.bundle").unlink()
+    with pytest.raises(InputError, match="split 'test'"):
+        open_dataset(root).validate()

@@ -32,6 +32,8 @@ TRIM_POLICIES = ("error", "min")
 
 #: Split names every split set is expected to provide.
 SPLIT_NAMES = ("train", "val", "test")
+#: Splits ``validate`` insists on (MS-TCN datasets have no ``val``; it is reported, not required).
+REQUIRED_SPLITS = ("train", "test")
 
 # Extensions stripped from bundle lines: MS-TCN bundles list "<video>.txt".
 _VIDEO_SUFFIXES = (".txt", ".npy")
@@ -387,12 +389,17 @@ class MultiModalDataset:
             On the first problem, naming the video (and modality / frame) concerned.
         """
         splits = {}
-        if self.split_set is not None:
-            for name in SPLIT_NAMES:
+        notes = []
+        if self.split_set is None:
+            notes.append("no splits/ bundles: every video of groundTruth/ was checked")
+        else:
+            for name in REQUIRED_SPLITS:
                 splits[name] = self.split(name)
-            for p in sorted((self.root / "splits").glob(f"*.{self.split_set}.bundle")):
-                name = p.name.split(".", 1)[0]
-                splits.setdefault(name, self.split(name))
+            if not self._bundle_path("val").is_file():
+                # MS-TCN datasets ship train/test only; choosing checkpoints on test inflates scores
+                notes.append(f"no val split (val.{self.split_set}.bundle): hold out part of train for model selection")
+            # every bundle of the set, in the order train, val, test, others (read at open)
+            splits = {name: self.split(name) for name in self._splits}
         counts = np.zeros(len(self.classes), dtype=np.int64)
         trimmed = []
         it = self.videos
@@ -427,6 +434,7 @@ class MultiModalDataset:
             channels={m: self._channels[m] for m in self.modalities},
             trim=self.trim,
             trimmed_videos=trimmed,
+            notes=notes,
         )
 
     def __repr__(self):
@@ -452,6 +460,7 @@ class CheckReport:
     channels: dict
     trim: str
     trimmed_videos: list
+    notes: list = dataclasses.field(default_factory=list)
 
     def format(self) -> str:
         """Human-readable summary."""
@@ -464,6 +473,7 @@ class CheckReport:
             "channels  " + ", ".join(f"{m} {c}" for m, c in self.channels.items()),
             f"trim      {self.trim}"
             + (f" ({len(self.trimmed_videos)} videos cut to their shortest stream)" if self.trimmed_videos else ""),
+            *[f"note      {n}" for n in self.notes],
             "class balance (frames, share):",
         ]
         total = max(sum(self.class_frames), 1)
