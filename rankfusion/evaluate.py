@@ -358,13 +358,16 @@ def frame_accuracy(gt, pred, *, ignore_index=-100) -> float:
 
 
 def _levenshtein(a, b) -> int:
-    prev = np.arange(len(b) + 1)
+    """Edit distance between two int sequences, one NumPy pass per row of the DP table."""
+    a, b = np.asarray(a, np.int64), np.asarray(b, np.int64)
+    j = np.arange(len(b) + 1)
+    prev = j.copy()
     for i in range(1, len(a) + 1):
-        cur = np.empty_like(prev)
-        cur[0] = i
-        for j in range(1, len(b) + 1):
-            cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (a[i - 1] != b[j - 1]))
-        prev = cur
+        # deletion / substitution first; insertions chain along the row: cur[j] = min_k (t[k] + j - k)
+        t = np.empty_like(prev)
+        t[0] = i
+        t[1:] = np.minimum(prev[1:] + 1, prev[:-1] + (b != a[i - 1]))
+        prev = j + np.minimum.accumulate(t - j)
     return int(prev[-1])
 
 

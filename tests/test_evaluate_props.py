@@ -113,3 +113,22 @@ def test_decode_is_deterministic_under_torch_and_numpy():
     a = decode_queries(logits, d, 37, 4)
     b = decode_queries(torch.tensor(logits), torch.tensor(d), 37, 4)
     np.testing.assert_array_equal(a, b)
+
+
+def _levenshtein_table(a, b):
+    D = [[0] * (len(b) + 1) for _ in range(len(a) + 1)]
+    for i in range(len(a) + 1):
+        D[i][0] = i
+    for j in range(len(b) + 1):
+        D[0][j] = j
+    for i in range(1, len(a) + 1):
+        for j in range(1, len(b) + 1):
+            D[i][j] = min(D[i - 1][j] + 1, D[i][j - 1] + 1, D[i - 1][j - 1] + (a[i - 1] != b[j - 1]))
+    return D[-1][-1]
+
+
+@given(st.lists(st.integers(0, 3), max_size=15), st.lists(st.integers(0, 3), max_size=15))
+def test_vectorised_levenshtein_matches_table(a, b):
+    from rankfusion.evaluate import _levenshtein
+
+    assert _levenshtein(a, b) == _levenshtein_table(a, b)
