@@ -105,3 +105,21 @@ def test_modality_subset_and_validation(ds):
         AnticipationDataset(ds, "val", obs_ratios=(0.05,))
     with pytest.raises(ValueError, match="items"):
         collate_anticipation([])
+
+
+from hypothesis import given  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@given(st.lists(st.integers(0, 3), min_size=1, max_size=60), st.integers(1, 8))
+def test_targets_properties(future, n_queries):
+    c, d, m = anticipation_targets(future, n_queries, none_index=4)
+    cls, ln = transcript(future)
+    keep = min(len(cls), n_queries - 1)
+    assert c.shape == d.shape == m.shape == (n_queries,)
+    assert c[:keep].tolist() == cls[:keep].tolist() and c[keep] == 4
+    assert (c[keep + 1:] == -100).all() and m.sum() == keep + 1 and m[: keep + 1].all()
+    np.testing.assert_allclose(d[:keep] * len(future), ln[:keep], rtol=1e-5)
+    assert (d[keep:] == 0).all()
+    if keep == len(cls):
+        assert abs(d.sum() - 1) < 1e-5
