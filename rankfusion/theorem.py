@@ -293,7 +293,7 @@ def _alpha_vector(alpha, D, low):
     arr = arr.astype(np.float64)
     bad = ~np.isfinite(arr) | (arr < 0) | (arr > 1)
     if bad.any():
-        raise InputError(f"alpha must be in [0, 1], got {arr[np.argmax(bad)]!r} at position {int(np.argmax(bad))}")
+        raise InputError(f"alpha must be in [0, 1], got {float(arr[np.argmax(bad)])!r} at position {int(np.argmax(bad))}")
     if arr.size == D:
         return arr
     if arr.size == low.size:
@@ -461,18 +461,23 @@ def theorem_3_1(
     # the projections (the spectrum above is the same matrix's).
     Yl = Y64[:, low]
     Xl = X64[:, low]
+    y_sq = np.einsum("tc,tc->c", Yl, Yl)
+    y_norm = np.sqrt(y_sq)
     if m:
         Rz = np.linalg.qr(np.concatenate([X64, Yl], axis=1), mode="r")
         Uz = np.linalg.svd(Rz[:, :D], full_matrices=False)[0]
         coords = Uz[:, :r].T @ Rz[:, D:]  # shape (r, m)
     else:
         coords = np.zeros((r, 0))
-    y_sq = np.einsum("tc,tc->c", Yl, Yl)
-    y_norm = np.sqrt(y_sq)
     dom = np.sum(coords[:k] ** 2, axis=0)
     res_rank = np.sum(coords[k:r] ** 2, axis=0)
+    # Projections at rounding level (below the rank tolerance relative to ||y_c||) are zero:
+    # otherwise a y_c outside col(X) gets a ratio of two rounding errors in Assumption 4.
+    ptol = (math.sqrt(max(T, D)) * eps_in) ** 2 * y_sq
+    dom = np.where(dom <= ptol, 0.0, dom)
+    res_rank = np.where(res_rank <= ptol, 0.0, res_rank)
     outside = np.clip(y_sq - dom - res_rank, 0.0, None)
-    res = res_rank if residual == "rank" else np.clip(y_sq - dom, 0.0, None)
+    res = res_rank if residual == "rank" else np.where(y_sq - dom <= ptol, 0.0, y_sq - dom)
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio = np.where(dom == 0.0, 0.0, dom / np.where(res > 0.0, res, 1.0))
     ratio = np.where((dom > 0.0) & (res == 0.0), math.inf, ratio)

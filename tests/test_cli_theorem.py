@@ -1,0 +1,115 @@
+"""`rankfusion theorem`: table and JSON output, exit 0 whatever the verdict, exit 2 on bad input."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from rankfusion.cli import main
+from rankfusion.io import save_npz
+
+
+@pytest.fixture
+def feats(tmp_path, rng):
+    X = rng.standard_normal((120, 10)) @ np.diag(np.linspace(4, 0.05, 10))
+    Y = rng.standard_normal((120, 10))
+    Y -= Y.mean(0)
+    # counterexample 1 of docs/theory.md, padded to the feature-file layout
+    ce_x = np.array([[5.0, 0.0], [-5.0, 0.0], [0.0, 1.0], [0.0, -1.0]], dtype=np.float32)
+    ce_y = np.array([[0.0, 0.005], [0.0, 0.005], [0.0, -0.005], [0.0, -0.005]], dtype=np.float32)
+    path = tmp_path / "feats.npz"
+    save_npz(path, {
+        "rgb.before": X.astype(np.float32), "depth.before": Y.astype(np.float32),
+        "rgb.tokens": X.reshape(6, 20, 10).astype(np.float32),
+        "short.before": X[:50].astype(np.float32), "nan.before": np.full((120, 10), np.nan, np.float32),
+        "vec": np.arange(10.0), "ce.x": ce_x, "ce.y": ce_y,
+    }, {"run": "test"})
+    return path
+
+
+def run(*args):
+    return CliRunner().invoke(main, ["theorem", *map(str, args)])
+
+
+def test_table_output(feats):
+    res = run(feats, "--x", "rgb.before", "--y", "depth.before", "--k", "3", "--k-prime", "2")
+    assert res.exit_code == 0, res.output
+    out = res.output
+    for text in ("Theorem 3.1", "definition-1", "assumption-4", "ERank(X)", "verdict:", "sufficient condition",
+                 "eq12", "|P_dom y|^2"):
+        assert text in out
+    assert "|C_low| = 2" in out
+
+
+def test_json_output_and_defaults(feats):
+    res = run(feats, "--x", "rgb.before", "--y", "depth.before", "--json")
+    assert res.exit_code == 0, res.output
+    payload = json.loads(res.output)
+    rep = payload["report"]
+    assert payload["x"] == "rgb.before" and rep["n_low"] == 1  # default k' = max(1, D // 10)
+    assert rep["constant_sources"]["beta"] == "tightest"
+    assert rep["verdict"] in ("holds-and-rank-rose", "holds-but-rank-did-not-rise", "assumption-fails")
+    assert 1 <= rep["k"] <= rep["rank"]
+
+
+def test_counterexample_exits_zero(feats):
+    res = run(feats, "--x", "ce.x", "--y", "ce.y", "--k", "1", "--low", "1", "--alpha", "0",
+              "--informativeness", "full", "--json")
+    assert res.exit_code == 0, res.output
+    rep = json.loads(res.output)["report"]
+    assert rep["verdict"] == "holds-but-rank-did-not-rise"
+    assert rep["erank_after"] < rep["erank_before"]
+
+
+def test_options_pass_through(feats):
+    res = run(feats, "--x", "rgb.before", "--y", "depth.before", "--k", "2", "--eta", "1e9", "--alpha",
+              ",".join(["0.5"] * 10), "--beta", "100", "--epsilon", "1e-9", "--gamma", "0.9",
+              "--residual", "complement", "--center-y", "--json")
+    assert res.exit_code == 0, res.output
+    rep = json.loads(res.output)["report"]
+    assert rep["n_low"] == 10 and rep["beta"] == 100.0 and rep["gamma"] == 0.9
+    assert rep["constant_sources"]["epsilon"] == "given" and rep["residual_convention"] == "complement"
+
+
+def test_token_arrays_are_flattened(feats):
+    res = run(feats, "--x", "rgb.tokens", "--y", "depth.before", "--k", "2", "--json")
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.output)["report"]["shape"] == [120, 10]
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--x", "missing", "--y", "depth.before"], "key 'missing' not found"),
+        (["--x", "rgb.before", "--y", "short.before"], "must have the same shape"),
+        (["--x", "rgb.before", "--y", "nan.before"], "'nan.before'"),
+        (["--x", "rgb.before", "--y", "depth.before", "--k", "11"], "k (numerical rank of X is 10) must be in [1, 10], got 11"),
+        (["--x", "rgb.before", "--y", "depth.before", "--k", "0"], "must be in [1, 10], got 0"),
+        (["--x", "rgb.before", "--y", "depth.before", "--alpha", "1.5"], "alpha must be in [0, 1], got 1.5"),
+        (["--x", "rgb.before", "--y", "depth.before", "--alpha", "x"], "alpha must be a number"),
+        (["--x", "rgb.before", "--y", "depth.before", "--k-prime", "2", "--eta", "1"], "at most one of"),
+        (["--x", "rgb.before", "--y", "depth.before", "--low", "3,99"], "low contains channel 99"),
+        (["--x", "rgb.before", "--y", "depth.before", "--low", "a"], "--low must be comma-separated"),
+        (["--x", "vec", "--y", "vec"], "'vec'"),
+        (["--x", "rgb.before", "--y", "depth.before", "--beta", "0"], "beta must be > 0"),
+    ],
+)
+def test_bad_input_exits_2(feats, args, message):
+    res = run(feats, *args)
+    assert res.exit_code == 2, res.output
+    assert message in res.output
+    assert "Traceback" not in res.output
+    assert len([ln for ln in res.output.splitlines() if ln.startswith("Error:")]) == 1
+
+
+def test_missing_file_exits_2(tmp_path):
+    res = run(tmp_path / "nope.npz", "--x", "a", "--y", "b")
+    assert res.exit_code == 2 and "does not exist" in res.output
+
+
+def test_help_lists_command():
+    res = CliRunner().invoke(main, ["--help"])
+    assert "theorem" in res.output
