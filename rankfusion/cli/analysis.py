@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import shlex
-import sys
 from pathlib import Path
 
 import click
@@ -15,7 +14,23 @@ _FAMILY_HELP = "spectra, modality, noise, exchange, angles, ablation"
 
 
 def _command_line() -> str:
-    return "rankfusion " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    """The invoked command with every option as resolved (for the manifest)."""
+    ctx = click.get_current_context()
+    parts = ["rankfusion", ctx.info_name]
+    for p in ctx.command.params:
+        value = ctx.params.get(p.name)
+        if value in (None, False, ()) or p.name == "quiet":
+            continue
+        if isinstance(p, click.Argument):
+            parts += [shlex.quote(str(v)) for v in (value if isinstance(value, tuple) else (value,))]
+            continue
+        flag = p.opts[0]
+        if p.is_flag:
+            parts.append(flag)
+        else:
+            for v in value if isinstance(value, tuple) else (value,):
+                parts += [flag, shlex.quote(str(v))]
+    return " ".join(parts)
 
 
 def _cache_options(f):

@@ -1,0 +1,128 @@
+"""CLI tests of modality-select, figures, robustness and demo (CliRunner), incl. bad input -> exit 2."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from rankfusion.cli import main
+
+from test_analysis import FLAT, FLATTER, SPIKIER, SPIKY, make_file  # noqa: E402  (tests/ is on sys.path)
+
+
+def run(*args):
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def err(result):
+    return result.stderr if hasattr(result, "stderr") and result.stderr else result.output
+
+
+@pytest.fixture
+def files(tmp_path):
+    return [
+        make_file(tmp_path / "depth.npz", {"rgb": (SPIKY, FLATTER), "depth": (SPIKY, FLATTER)}, obs=0.2),
+        make_file(tmp_path / "mvrgb.npz", {"rgb": (SPIKY, FLAT), "mvrgb": (SPIKY, FLAT)}, obs=0.2),
+        make_file(tmp_path / "imu.npz", {"rgb": (SPIKY, FLATTER), "imu": (SPIKY, SPIKIER)}, obs=0.2),
+    ]
+
+
+def test_modality_select_from_feature_files(files, tmp_path):
+    out = tmp_path / "sel"
+    res = run("modality-select", *files, "--out", out, "--expected", "depth")
+    assert res.exit_code == 0, res.output
+    assert "best candidate: depth; expected by construction: depth -> matches" in res.output
+    for name in ("modality_selection.csv", "modality_ranking.csv", "modality_selection.png", "modality_selection.pdf",
+                 "modality_selection.md", "modality_selection_files.csv"):
+        assert (out / name).stat().st_size > 0
+    ranking = (out / "modality_ranking.csv").read_text().splitlines()
+    assert ranking[1].startswith("1,depth") and ranking[3].startswith("3,imu")
+    assert "harmonic mean NaN" in ranking[3]
+
+
+def test_modality_select_reports_a_mismatch(files, tmp_path):
+    res = run("modality-select", *files, "--out", tmp_path / "o", "--expected", "imu")
+    assert res.exit_code == 0
+    assert "does NOT match (expected ranks 3)" in res.output
+
+
+@pytest.mark.parametrize("args, message", [
+    ((), "no input"),
+    (("--candidates", "depth", "X.npz"), "--candidates needs --data"),
+    (("--data", "nowhere"), "--data folder 'nowhere' does not exist"),
+])
+def test_modality_select_bad_arguments(args, message, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    res = run("modality-select", *args)
+    assert res.exit_code == 2
+    assert message in err(res)
+
+
+def test_modality_select_bad_files(files, tmp_path):
+    res = run("modality-select", tmp_path / "missing.npz")
+    assert res.exit_code == 2 and "missing.npz" in err(res) and "does not exist" in err(res)
+    res = run("modality-select", *files, "--anchor", "thermal")
+    assert res.exit_code == 2 and "anchor 'thermal'" in err(res) and "depth.npz" in err(res)
+    res = run("modality-select", files[0], "--data", tmp_path)
+    assert res.exit_code == 2 and "not both" in err(res)
+    garbage = tmp_path / "garbage.npz"
+    garbage.write_text("not a zip")
+    res = run("modality-select", garbage)
+    assert res.exit_code == 2 and "garbage.npz" in err(res)
+    # the error is one line, never a traceback
+    assert "Traceback" not in res.output and len(err(res).strip().splitlines()) == 1
+
+
+def test_figures_and_robustness_bad_arguments(tmp_path):
+    res = run("figures", "--data", tmp_path / "nodata", "--out", tmp_path / "f")
+    assert res.exit_code == 2 and "nodata" in err(res)
+    res = run("figures", "--data", tmp_path, "--only", "histogram", "--out", tmp_path / "f")
+    assert res.exit_code == 2 and "--only must be among" in err(res) and "histogram" in err(res)
+    res = run("robustness", "--data", tmp_path / "nodata")
+    assert res.exit_code == 2 and "nodata" in err(res)
+    res = run("figures", "--out", tmp_path / "f")  # --data is required: click's own usage error
+    assert res.exit_code == 2 and "--data" in err(res)
+
+
+@pytest.fixture(scope="module")
+def micro_data(tmp_path_factory):
+    from rankfusion.data import synthesize
+
+    root = tmp_path_factory.mktemp("micro") / "data"
+    return synthesize(root, seed=3, n_videos=6, min_frames=40, max_frames=60,
+                      channels={"rgb": 8, "depth": 8, "imu": 4})
+
+
+def test_figures_cli_writes_manifest_and_reuses_runs(micro_data, tmp_path):
+    out, cache = tmp_path / "figs", tmp_path / "cache"
+    args = ("figures", "--data", micro_data, "--out", out, "--cache", cache, "--profile", "quick", "--quiet",
+            "--only", "spectra", "--only", "angles")
+    res = run(*args)
+    assert res.exit_code == 0, res.output
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert set(manifest["figures"]) == {"spectra", "angles"}
+    spec = manifest["figures"]["spectra"]
+    assert {"spectra.png", "spectra.pdf", "spectra.csv"} <= set(spec["files"])
+    assert {r["seed"] for r in spec["runs"]} == {1}
+    assert all(len(r["config_hash"]) == 12 for r in spec["runs"])
+    assert spec["git_commit"] and spec["command"].startswith("rankfusion figures")
+    assert manifest["partner"] == "depth"
+    assert not any(r["reused"] for r in spec["runs"])
+    res = run(*args)  # unchanged inputs: nothing is retrained
+    assert res.exit_code == 0, res.output
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert all(r["reused"] for r in manifest["figures"]["spectra"]["runs"])
+
+
+def test_figures_bad_partner(micro_data, tmp_path):
+    res = run("figures", "--data", micro_data, "--out", tmp_path / "f", "--partner", "text", "--profile", "quick")
+    assert res.exit_code == 2 and "partner 'text'" in err(res)
+
+
+def test_demo_bad_out(tmp_path):
+    target = tmp_path / "afile"
+    target.write_text("x")
+    res = run("demo", "--out", target, "--quick", "--quiet")
+    assert res.exit_code == 2 and "afile" in err(res)
