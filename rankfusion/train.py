@@ -414,37 +414,40 @@ def predict_future(model, ds, video, obs_ratio, config: RunConfig, dev):
 
 
 def moc_grid(model, ds, split, config: RunConfig, dev, *, obs=None, betas=None) -> dict:
-    """MoC in percent for each (obs, beta): ``{(obs, beta): value}`` over ``split``'s videos."""
+    """MoC in percent for each (obs, beta): ``{(obs, beta): value}`` over ``split``'s videos.
+
+    Each video is observed alone (batch of one) and decoded with
+    :meth:`rankfusion.evaluate.MoCAccumulator.add_queries` (DESIGN.md protocol).
+    """
+    import torch
+
     from .evaluate import MoCAccumulator
 
     obs = config.train.eval_obs if obs is None else obs
     betas = config.train.eval_betas if betas is None else betas
     model.eval()
-    out = {}
+    acc = MoCAccumulator(model.config.n_classes, betas=tuple(betas), future_ratio=config.train.future_ratio)
     for o in obs:
-        acc = MoCAccumulator(model.config.n_classes, betas=tuple(betas))
         for video in ds.split(split):
-            gt, pred = predict_future(model, ds, video, o, config, dev)
-            acc.add(gt, o, pred)
-        res = _moc_values(acc.result(), betas)
-        for b, v in zip(betas, res):
-            out[(float(o), float(b))] = 100.0 * float(v)
-    return out
-
-
-def _moc_values(result, betas):
-    # MoCAccumulator.result() gives one MoC per beta (fractions); accept a mapping or a sequence
-    if isinstance(result, dict):
-        return [result[b] for b in betas]
-    return list(np.asarray(result, dtype=float).reshape(-1))
+            gt = ds.labels(video)
+            feats, mask = _video_inputs(ds, video, config.model.modalities, int(o * len(gt)),
+                                        config.train.sample_rate, dev)
+            with torch.no_grad():
+                out = model(feats, mask)
+            acc.add_queries(gt, o, out.class_logits[0].cpu().numpy(), out.durations[0].cpu().numpy())
+    table = acc.result()
+    return {(float(o), float(b)): 100.0 * float(table.loc[round(float(o), 6), b]) for o in obs for b in betas}
 
 
 def _mean_moc(model, ds, split, config, dev) -> float:
-    return float(np.mean(list(moc_grid(model, ds, split, config, dev).values())))
+    return float(np.nanmean(list(moc_grid(model, ds, split, config, dev).values())))
 
 
 def segmentation_scores(model, ds, split, config: RunConfig, dev) -> dict:
-    """Frame accuracy, edit score and F1@{10,25,50} (percent) of the segmentation head on full videos."""
+    """Frame accuracy, edit score and F1@{10,25,50} (percent) of the segmentation head on full videos.
+
+    Pooled over videos as MS-TCN reports them (:func:`rankfusion.evaluate.segmentation_scores`).
+    """
     import torch
 
     from . import evaluate as ev
@@ -464,12 +467,8 @@ def segmentation_scores(model, ds, split, config: RunConfig, dev) -> dict:
 
 
 def _segmentation_metrics(ev, gts, preds) -> dict:
-    acc = ev.frame_accuracy(gts, preds)
-    edit = ev.edit_score(gts, preds)
-    out = {"accuracy": acc, "edit": edit}
-    for o in F1_OVERLAPS:
-        out[f"f1@{int(round(o * 100))}"] = ev.f1_at_overlap(gts, preds, o)
-    return {k: float(v) for k, v in out.items()}
+    res = ev.segmentation_scores(list(zip(gts, preds)), overlaps=F1_OVERLAPS)
+    return {k: 100.0 * float(v) for k, v in res.items() if k != "n_videos"}
 
 
 def is_multi_seed(run_dir) -> bool:
