@@ -1,0 +1,35 @@
+"""Shared entry point of the figure scripts: parse the options, call rankfusion.figures."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def run_family(name: str, doc: str) -> int:
+    """Regenerate one figure family (``rankfusion figures --only NAME``) and update the manifest."""
+    from rankfusion._validation import InputError
+    from rankfusion.figures import FigureContext, make_figures
+    from rankfusion.pipeline import RunCache, get_profile
+
+    parser = argparse.ArgumentParser(description=doc)
+    parser.add_argument("--data", required=True, type=Path, help="dataset in the standard layout")
+    parser.add_argument("--out", default=Path("figures"), type=Path, help="output folder (default: figures)")
+    parser.add_argument("--cache", default=None, type=Path, help="run cache (default: <DATA>/../rankfusion-cache)")
+    parser.add_argument("--profile", default="full", choices=["quick", "full"])
+    parser.add_argument("--anchor", default="rgb")
+    parser.add_argument("--partner", default=None)
+    parser.add_argument("--device", default="cpu")
+    args = parser.parse_args()
+    try:
+        cache_dir = args.cache or args.data.resolve().parent / "rankfusion-cache"
+        cache = RunCache(args.data, cache_dir, get_profile(args.profile), device=args.device)
+        ctx = FigureContext(cache, args.out, anchor=args.anchor, partner=args.partner)
+        command = "python " + " ".join(sys.argv)
+        res = make_figures(ctx, only=[name], command=command)[name]
+    except (InputError, ValueError, TypeError, OSError) as exc:
+        print(f"Error: {exc}", file=sys.stderr)
+        return 2
+    print("\n".join(str(args.out / f) for f in res.files))
+    return 0

@@ -1,0 +1,12 @@
+"""Table 6: principal angles between a modality's dominant subspace and the other's injected channels.
+
+Usage: python analysis/angles.py --data DATA [--out figures] [--profile full|quick] [--cache DIR]
+(the same as `rankfusion figures --only angles`; unchanged runs are reused from the cache).
+"""
+
+import sys
+
+from _common import run_family
+
+if __name__ == "__main__":
+    sys.exit(run_family("angles", __doc__.splitlines()[0]))

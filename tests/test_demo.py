@@ -1,0 +1,44 @@
+"""The quick end-to-end demo (slow: about a minute on 2 cores)."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+from click.testing import CliRunner
+
+from rankfusion.cli import main
+from rankfusion.figures import FAMILIES
+
+
+@pytest.mark.slow
+def test_quick_demo_end_to_end(tmp_path):
+    out = tmp_path / "demo"
+    res = CliRunner().invoke(main, ["demo", "--out", str(out), "--quick", "--quiet"])
+    assert res.exit_code == 0, res.output
+    assert re.search(r"wall time: \d+\.\d s", res.output)
+    assert "modality ranking:" in res.output
+    report = (out / "report.md").read_text()
+    for section in ("Modality selection", "Spectra before and after fusion", "Noise robustness",
+                    "Exchange ratio", "Complementarity angles", "Ablations"):
+        assert f"## {section}" in report
+    # every embedded image exists and is non-empty
+    images = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", report)
+    assert len(images) >= 7
+    for img in images:
+        assert (out / img).stat().st_size > 1000
+    manifest = json.loads((out / "figures" / "manifest.json").read_text())
+    assert set(manifest["figures"]) == set(FAMILIES)
+    for entry in manifest["figures"].values():
+        assert entry["runs"] and all(len(r["config_hash"]) == 12 for r in entry["runs"])
+        assert all((out / "figures" / f).exists() for f in entry["files"])
+    info = json.loads((out / "demo.json").read_text())
+    assert info["profile"] == "quick" and len(info["ranking"]) == 4
+    # the ranking quoted in the report is the computed one
+    assert info["ranking"][0] in report.split("## Modality selection")[1].split("##")[0]
+    # a second run reuses the dataset and every run: nothing is retrained
+    res = CliRunner().invoke(main, ["demo", "--out", str(out), "--quick", "--quiet"])
+    assert res.exit_code == 0, res.output
+    manifest = json.loads((out / "figures" / "manifest.json").read_text())
+    assert all(r["reused"] for e in manifest["figures"].values() for r in e["runs"])
