@@ -663,7 +663,7 @@ def rank_gain(before, after, *, relative: bool = False, center: bool = False):
         return gain
     ops = get_ops(gain)
     safe = ops.where(b > 0, b, b + 1.0)
-    return ops.where(b > 0, gain / safe, gain * float("nan"))
+    return ops.tofloat(ops.where(b > 0, gain / safe, gain * float("nan")))
 
 
 def harmonic_mean_gain(gain_a, gain_b):

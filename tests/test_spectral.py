@@ -288,6 +288,8 @@ def test_rank_gain_and_harmonic_mean(backend, rng):
     assert float(backend.to_numpy(g)) == pytest.approx(ref_erank(Y) - ref_erank(X), rel=1e-9)
     assert float(S.rank_gain(2.0, 3.0, relative=True)) == pytest.approx(0.5)
     assert np.isnan(S.rank_gain(0.0, 3.0, relative=True))
+    assert isinstance(S.rank_gain(2.0, 3.0, relative=True), np.float64)
+    assert isinstance(S.harmonic_mean_gain(1.0, -1.0), np.float64)
     assert S.harmonic_mean_gain(1.0, 3.0) == pytest.approx(1.5)
     hm = S.harmonic_mean_gain(np.array([1.0, -1.0, 0.0, 2.0]), np.array([1.0, -1.0, 5.0, np.nan]))
     assert hm[0] == pytest.approx(1.0) and np.isnan(hm[1:]).all()
