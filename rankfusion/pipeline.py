@@ -68,9 +68,9 @@ class Profile:
 
 
 #: ``quick``: about a minute end to end on 2 CPU cores (tests; its models barely train).
-#: ``full``: the demo, sized for < 15 minutes on 2 CPU cores for its 12 runs: the
+#: ``full``: the demo, sized for < 15 minutes on 2 CPU cores for its 11 runs: the
 #: ``synthetic-small`` preset (sample_rate 4, one temporal-fuser layer) made narrower (d_model 32)
-#: and shorter (6 epochs at twice the learning rate) on a 32-video dataset.
+#: and shorter (5 epochs at twice the learning rate) on a 24-video dataset.
 PROFILES = {
     "quick": Profile(
         synth=dict(n_videos=10, min_frames=50, max_frames=110,
@@ -80,9 +80,9 @@ PROFILES = {
         seeds=(1,), obs_ratios=(0.3,),
     ),
     "full": Profile(
-        synth=dict(n_videos=32, min_frames=120, max_frames=360),
+        synth=dict(n_videos=24, min_frames=100, max_frames=300),
         model=dict(d_model=32, n_layers=1, n_heads=4, mlp_ratio=2),
-        train=dict(epochs=6, warmup_epochs=1, batch_size=8, sample_rate=4, lr=2e-3),
+        train=dict(epochs=5, warmup_epochs=1, batch_size=8, sample_rate=4, lr=2e-3),
         seeds=(1,), obs_ratios=(0.2, 0.3),
     ),
 }
