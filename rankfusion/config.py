@@ -133,7 +133,7 @@ class R3DConfig:
         check_int(self.mlp_ratio, "mlp_ratio", low=1)
         check_float(self.dropout, "dropout", low=0.0, high=0.9)
         check_int(self.n_queries, "n_queries", low=1)
-        check_choice(self.positional, "positional", {"sinusoidal", "none"})
+        check_choice(self.positional, "positional", {"sinusoidal", "recency", "none"})
         check_int(self.n_classes, "n_classes", low=1, allow_none=True)
         if self.input_dims is not None:
             self.input_dims = {str(k): check_int(v, f"input_dims[{k!r}]", low=1) for k, v in self.input_dims.items()}

@@ -181,6 +181,25 @@ def sinusoidal_positions(T: int, d: int, device=None, dtype=torch.float32) -> to
     return pe.to(dtype)
 
 
+def recency_positions(mask: torch.Tensor, d: int, dtype=torch.float32) -> torch.Tensor:
+    """Sinusoidal encoding of each step's distance to the row's last valid step, shape (B, T, d).
+
+    The latest observed step gets position 0 whatever the observed length, so "what is happening
+    now" sits at the same code in every sample. Padded steps (after the last valid one) get 0;
+    they are masked out of attention anyway.
+    """
+    T = mask.shape[1]
+    last = mask.sum(1, keepdim=True) - 1  # (B, 1); valid steps are a prefix
+    dist = (last - torch.arange(T, device=mask.device)[None]).clamp_min(0).to(torch.float32)
+    i = torch.arange(0, d, 2, device=mask.device, dtype=torch.float32)
+    freq = torch.exp(-math.log(10000.0) * i / d)
+    ang = dist[..., None] * freq
+    pe = torch.zeros(*dist.shape, d, device=mask.device)
+    pe[..., 0::2] = torch.sin(ang)
+    pe[..., 1::2] = torch.cos(ang[..., : d // 2])
+    return pe.to(dtype)
+
+
 class TemporalFuserLayer(nn.Module):
     """One Temporal Fuser layer exactly as Eqs. 53-54.
 
@@ -325,6 +344,8 @@ class R3D(nn.Module):
         x = torch.cat(after, dim=-1)  # F_stacked: modalities stacked along channels (Sec. 4.2)
         if self.config.positional == "sinusoidal":
             x = x + sinusoidal_positions(x.shape[1], x.shape[2], x.device, x.dtype)
+        elif self.config.positional == "recency":
+            x = x + recency_positions(mask, x.shape[2], x.dtype)
         pad = ~mask
         for layer in self.layers:
             x = layer(x, pad)

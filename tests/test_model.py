@@ -153,13 +153,23 @@ def test_shapes(mods):
 
 OPTIONS = [
     {}, {"rtf": False}, {"selection": "bn_gamma"}, {"exchange": "static"}, {"temporal_fuser": False},
-    {"latent": "shared"}, {"informativeness_k": 4}, {"positional": "none"}, {"alpha_param": "raw"},
+    {"latent": "shared"}, {"informativeness_k": 4}, {"positional": "none"}, {"positional": "recency"},
+    {"alpha_param": "raw"}, {"exchange_ratio": 0.0},
 ]
 
 
-@pytest.mark.parametrize("opts", OPTIONS, ids=lambda o: ",".join(f"{k}={v}" for k, v in o.items()) or "default")
-@pytest.mark.parametrize("mods", [("rgb",), ("rgb", "depth"), ("a", "b", "c")])
-@pytest.mark.parametrize("training", [False, True])
+def _opt_id(o):
+    return ",".join(f"{k}={v}" for k, v in o.items()) or "default"
+
+
+CASES = ([pytest.param(("rgb", "depth"), o, False, id=f"2mod-eval-{_opt_id(o)}") for o in OPTIONS]
+         + [pytest.param(m, {}, False, id=f"{len(m)}mod-eval") for m in [("rgb",), ("a", "b", "c")]]
+         + [pytest.param(("a", "b", "c"), {"fusion_rule": "ring"}, False, id="3mod-eval-ring")]
+         + [pytest.param(("rgb", "depth"), o, True, id=f"2mod-train-{_opt_id(o)}")
+            for o in ({}, {"selection": "bn_gamma"})])
+
+
+@pytest.mark.parametrize("mods,opts,training", CASES)
 def test_padding_never_changes_outputs(mods, opts, training):
     model = _model(mods, dropout=0.0, **opts)
     model.train(training)
