@@ -228,7 +228,7 @@ def build_report(ctx, results: dict, *, theorem: pd.DataFrame | None, spectrum: 
 
 
 def run_demo(out, *, quick: bool = False, device: str = "cpu", seed: int = 0, progress: bool = True,
-             command: str = "rankfusion demo") -> dict:
+             command: str = "rankfusion demo", threads: int | None = 1) -> dict:
     """Run the whole pipeline into ``out`` and write ``out/report.md``.
 
     Parameters
@@ -244,6 +244,8 @@ def run_demo(out, *, quick: bool = False, device: str = "cpu", seed: int = 0, pr
     progress : bool
     command : str
         Recorded in the manifest.
+    threads : int or None, default 1
+        Torch threads (:func:`rankfusion.pipeline.set_threads`; None keeps torch's default).
 
     Returns
     -------
@@ -252,9 +254,10 @@ def run_demo(out, *, quick: bool = False, device: str = "cpu", seed: int = 0, pr
     """
     from .data import open_dataset
     from .figures import FigureContext, make_figures, to_markdown
-    from .pipeline import RunCache, get_profile
+    from .pipeline import RunCache, get_profile, set_threads
 
     t0 = time.perf_counter()
+    set_threads(threads)
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise ValueError(f"out {str(out)!r} exists and is not a folder")

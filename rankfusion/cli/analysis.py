@@ -33,7 +33,13 @@ def _command_line() -> str:
     return " ".join(parts)
 
 
+def _threads_option(f):
+    return click.option("--threads", default=1, show_default=True, type=click.IntRange(min=1),
+                        help="Torch threads (small models: 1 is as fast and robust on shared cores).")(f)
+
+
 def _cache_options(f):
+    f = _threads_option(f)
     f = click.option("--device", default="cpu", show_default=True, help="Torch device (cpu, cuda, auto).")(f)
     f = click.option("--profile", type=click.Choice(["quick", "full"]), default="full", show_default=True,
                      help="Size of the R3D runs trained for the analysis.")(f)
@@ -45,13 +51,14 @@ def _cache_options(f):
     return f
 
 
-def _cache(data, cache_dir, profile, device, quiet):
-    from ..pipeline import RunCache, get_profile
+def _cache(data, cache_dir, profile, device, quiet, threads=1):
+    from ..pipeline import RunCache, get_profile, set_threads
 
     data = Path(data)
     if not data.is_dir():
         raise ValueError(f"--data folder {str(data)!r} does not exist")
     cache_dir = cache_dir if cache_dir is not None else data.resolve().parent / "rankfusion-cache"
+    set_threads(threads)
     return RunCache(data, cache_dir, get_profile(profile), device=device, progress=not quiet)
 
 
@@ -65,7 +72,7 @@ def _cache(data, cache_dir, profile, device, quiet):
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("modality_select"),
               show_default=True, help="Output folder (CSV tables and the Fig. 3-style plot).")
 @_cache_options
-def modality_select(features, data, candidates, expected, out, anchor, cache_dir, profile, device, quiet):
+def modality_select(features, data, candidates, expected, out, anchor, cache_dir, profile, device, quiet, threads):
     """Rank candidate modalities by the harmonic mean of effective-rank gains with ANCHOR (Sec. 3.2).
 
     Either give FEATURES (.npz files of any model, docs/formats.md; each holds ANCHOR and one
@@ -84,7 +91,7 @@ def modality_select(features, data, candidates, expected, out, anchor, cache_dir
     if candidates is not None and data is None:
         raise ValueError("--candidates needs --data (with FEATURES every non-anchor modality is a candidate)")
     if data is not None:
-        cache = _cache(data, cache_dir, profile, device, quiet)
+        cache = _cache(data, cache_dir, profile, device, quiet, threads)
         ctx = FigureContext(cache, out, anchor=anchor)
         cands = None if candidates is None else [c.strip() for c in candidates.split(",") if c.strip()]
         res = fig_modality(ctx, candidates=cands, expected=expected)
@@ -112,14 +119,14 @@ def modality_select(features, data, candidates, expected, out, anchor, cache_dir
 @click.option("--partner", default=None,
               help="Modality fused with the anchor (default: the dataset's most complementary one, else the first).")
 @_cache_options
-def figures_cmd(data, out, only, partner, anchor, cache_dir, profile, device, quiet):
+def figures_cmd(data, out, only, partner, anchor, cache_dir, profile, device, quiet, threads):
     """Regenerate the paper's figures and tables into OUT, with OUT/manifest.json tracing each one."""
     from ..figures import FAMILIES, FigureContext, make_figures
 
     for n in only:
         if n not in FAMILIES:
             raise ValueError(f"--only must be among {list(FAMILIES)}, got {n!r}")
-    cache = _cache(data, cache_dir, profile, device, quiet)
+    cache = _cache(data, cache_dir, profile, device, quiet, threads)
     ctx = FigureContext(cache, out, anchor=anchor, partner=partner)
     results = make_figures(ctx, only=only or None, command=_command_line(), progress=not quiet)
     for name, r in results.items():
@@ -133,11 +140,16 @@ def figures_cmd(data, out, only, partner, anchor, cache_dir, profile, device, qu
 @click.option("--partner", default=None, help="Modality fused with the anchor (default: most complementary).")
 @click.option("--noise-seed", default=0, show_default=True, type=click.IntRange(min=0), help="Seed of the noise.")
 @_cache_options
-def robustness_cmd(data, out, partner, noise_seed, anchor, cache_dir, profile, device, quiet):
-    """Figs. 6-7: calibrated Gaussian noise on each modality of the pair; ERank gains and MoC with/without RTF."""
+def robustness_cmd(data, out, partner, noise_seed, anchor, cache_dir, profile, device, quiet, threads):
+    """Noise robustness (Figs 6-7): calibrated noise on each modality, ERank gains and MoC with/without RTF.
+
+    Gaussian noise on the test inputs of one modality at a time (clean / small / large), with sigma
+    calibrated per modality so that each level changes that modality's token-fuser input by the same
+    relative amount (docs/analysis.md). Writes noise_sigmas, noise_gains, noise_moc tables and figures.
+    """
     from ..figures import FigureContext, fig_noise, to_markdown, write_manifest
 
-    cache = _cache(data, cache_dir, profile, device, quiet)
+    cache = _cache(data, cache_dir, profile, device, quiet, threads)
     ctx = FigureContext(cache, out, anchor=anchor, partner=partner)
     res = fig_noise(ctx, noise_seed=noise_seed)
     write_manifest(ctx, {"noise": res}, command=_command_line())
@@ -155,11 +167,13 @@ def robustness_cmd(data, out, partner, noise_seed, anchor, cache_dir, profile, d
 @click.option("--device", default="cpu", show_default=True)
 @click.option("--seed", default=0, show_default=True, type=click.IntRange(min=0), help="Seed of the synthetic dataset.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
-def demo_cmd(out, quick, device, seed, quiet):
+@_threads_option
+def demo_cmd(out, quick, device, seed, quiet, threads):
     """End to end on the bundled synthetic data: dataset, R3D runs, features, analyses, figures, OUT/report.md."""
     from ..report import run_demo
 
-    result = run_demo(out, quick=quick, device=device, seed=seed, progress=not quiet, command=_command_line())
+    result = run_demo(out, quick=quick, device=device, seed=seed, progress=not quiet, command=_command_line(),
+                      threads=threads)
     click.echo(f"report: {result['report']}")
     if result.get("ranking"):
         click.echo("modality ranking: " + " > ".join(result["ranking"]))
