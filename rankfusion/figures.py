@@ -269,6 +269,10 @@ def fig_modality(ctx: FigureContext, candidates=None, expected: str | None = Non
         "reasons": {c: r for c, r in zip(ranking["candidate"], ranking["reason"]) if r},
         "comparison": sel["comparison"],
         "moc": moc,
+        # run-to-run spread: each seed's score (mean over ratios of its own harmonic means), then
+        # the standard deviation over seeds (NaN with one seed)
+        "seed_std": {c: float(v) for c, v in table.groupby(["candidate", "seed"])["harmonic_mean"].mean()
+                     .groupby("candidate").std().items()},
         # gains as a percentage of the ERank before fusion, mean over ratios: {candidate: {role: %}}
         "relative_gain_pct": {
             c: {role: float(100 * (grp[f"gain_{role}"] / grp[f"erank_{role}_before"]).mean())

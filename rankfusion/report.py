@@ -140,11 +140,18 @@ def build_report(ctx, results: dict, *, theorem: pd.DataFrame | None, spectrum: 
                      f"Gains of the {a}+{exp} pair: {gtxt}.")
             top = max(abs(x) for c, v in rel.items() if c in (exp, cmp["found"]) for x in v.values())
             size = "a few percent" if top < 10 else f"up to {top:.0f}%"
+            sd = f.get("seed_std", {})
+            gap = (f["scores"].get(cmp["found"]) or float("nan")) - (f["scores"].get(exp) or float("nan"))
+            if len(prof.seeds) > 1 and all(np.isfinite(sd.get(c, np.nan)) for c in (exp, cmp["found"])):
+                noise = (f"the score gap ({_fmt(gap)}) is {'within' if gap <= max(sd[exp], sd[cmp['found']]) else 'beyond'} "
+                         f"the spread over the {len(prof.seeds)} seeds (std {_fmt(sd[cmp['found']])} for "
+                         f"{cmp['found']}, {_fmt(sd[exp])} for {exp})")
+            else:
+                noise = f"with {len(prof.seeds)} seed there is no spread to tell the score gap ({_fmt(gap)}) from noise"
             L.append(f"Why we think so: the gains are {size} of each modality's ERank before fusion "
-                     f"(mean over ratios: {rtxt}); with {len(prof.seeds)} seed(s) and {prof.train.get('epochs')} "
-                     "epochs there is no spread to tell such differences from run-to-run noise, and the "
-                     "effective-rank gain measures how much the token fuser flattens each spectrum, not how much "
-                     "task information the partner brings (compare the accuracies below).")
+                     f"(mean over ratios: {rtxt}); {noise}; and the effective-rank gain measures how much the "
+                     "token fuser flattens each spectrum, not how much task information the partner brings "
+                     "(compare the accuracies below).")
         if f.get("moc"):
             best_moc = max(f["moc"], key=f["moc"].get)
             L.append(f"Task accuracy of the same runs (MoC, mean over the grid): "
