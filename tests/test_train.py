@@ -170,3 +170,23 @@ def test_cli_train_small_run(tiny_data, tmp_path):
     info = json.loads((tmp_path / "r" / "config.json").read_text())
     assert info["config"]["model"]["rtf"] is False and info["config"]["model"]["modalities"] == ["rgb"]
     assert np.isfinite(float(_rows(tmp_path / "r" / "metrics.csv")[0]["train_loss"]))
+
+
+def test_evaluate_run_single_and_several_seeds(tiny_data, tmp_path):
+    from rankfusion.train import evaluate_run, format_eval_table
+
+    run = train(tiny_config(epochs=1, select_metric="val_moc"), tiny_data, tmp_path / "ev", seed="1,10",
+                progress=False)
+    df = evaluate_run(run, "test")
+    assert list(df.columns) == ["metric", "obs", "beta", "mean", "std", "n_seeds"]
+    moc = df[df.metric == "moc"]
+    assert len(moc) == 8 and set(moc.obs) == {0.2, 0.3} and set(moc.beta) == {0.1, 0.2, 0.3, 0.5}
+    assert set(df.metric) == {"moc", "accuracy", "edit", "f1@10", "f1@25", "f1@50"}
+    assert (df.n_seeds == 2).all() and df["mean"].between(0, 100).all()
+    assert (run / "eval_test.csv").exists() and (run / "seed-1" / "eval_test.csv").exists()
+    single = evaluate_run(run / "seed-10", "test")
+    assert single["std"].isna().all() and (single.n_seeds == 1).all()
+    assert "+-" in format_eval_table(df) and "+-" not in format_eval_table(single)
+    r = CliRunner().invoke(main, ["evaluate", str(run), "--split", "val"])
+    assert r.exit_code == 0, r.output
+    assert "MoC" in r.output and (run / "eval_val.csv").exists()
