@@ -56,7 +56,8 @@ class NumpyOps:
     def mean64(x, axis):
         # dtype=float64 makes NumPy accumulate in float64 through its buffered loops,
         # without materialising a float64 copy of a float32 input.
-        return np.mean(x, axis=axis, dtype=np.float64, keepdims=True)
+        with np.errstate(all="ignore"):  # NaN/Inf are reported by the caller's finiteness check
+            return np.mean(x, axis=axis, dtype=np.float64, keepdims=True)
 
     @staticmethod
     def gram64(x, mu=None, chunk_rows=DEFAULT_CHUNK_ROWS):
@@ -68,28 +69,39 @@ class NumpyOps:
         mu : ndarray of shape (..., 1, d) or None
         """
         n, d = x.shape[-2], x.shape[-1]
-        if x.dtype == np.float64 and mu is None and x.ndim == 2:
-            # One call: NumPy recognises ``a.T @ a`` and uses the symmetric rank-k update.
-            return x.T @ x
-        g = np.zeros(x.shape[:-2] + (d, d), dtype=np.float64)
-        for start in range(0, n, chunk_rows):
-            c = np.asarray(x[..., start : start + chunk_rows, :], dtype=np.float64)
-            if mu is not None:
-                c = c - _rows(mu, start, chunk_rows)
-            ct = np.swapaxes(c, -1, -2)
-            g += ct @ c
+        # NaN/Inf inputs are detected afterwards from the diagonal; no warnings on the way.
+        with np.errstate(all="ignore"):
+            if x.dtype == np.float64 and mu is None and x.ndim == 2:
+                # One call: NumPy recognises ``a.T @ a`` and uses the symmetric rank-k update.
+                return x.T @ x
+            g = np.zeros(x.shape[:-2] + (d, d), dtype=np.float64)
+            for start in range(0, n, chunk_rows):
+                c = np.asarray(x[..., start : start + chunk_rows, :], dtype=np.float64)
+                if mu is not None:
+                    c = c - _rows(mu, start, chunk_rows)
+                ct = np.swapaxes(c, -1, -2)
+                g += ct @ c
         return g
 
     @staticmethod
     def colsq64(x, mu=None, chunk_rows=DEFAULT_CHUNK_ROWS):
         """Column energies ``sum_n x[n, c]^2`` over axis -2, in float64."""
         out = np.zeros(x.shape[:-2] + (x.shape[-1],), dtype=np.float64)
-        for start in range(0, x.shape[-2], chunk_rows):
-            c = np.asarray(x[..., start : start + chunk_rows, :], dtype=np.float64)
-            if mu is not None:
-                c = c - mu
-            out += np.einsum("...nd,...nd->...d", c, c)
+        with np.errstate(all="ignore"):  # NaN/Inf are detected afterwards from the result
+            for start in range(0, x.shape[-2], chunk_rows):
+                c = np.asarray(x[..., start : start + chunk_rows, :], dtype=np.float64)
+                if mu is not None:
+                    c = c - mu
+                out += np.einsum("...nd,...nd->...d", c, c)
         return out
+
+    @staticmethod
+    def diagonal(g):
+        return np.diagonal(g, axis1=-2, axis2=-1)
+
+    @staticmethod
+    def all_finite(x) -> bool:
+        return bool(np.isfinite(x).all())
 
     @staticmethod
     def eigvalsh_desc(g):
@@ -228,10 +240,21 @@ class TorchOps:
 
     @staticmethod
     def colsq64(x, mu=None, chunk_rows=DEFAULT_CHUNK_ROWS):
+        if _host_view_ok(x) and (mu is None or _host_view_ok(mu)):
+            # Zero-copy NumPy view: chunked casts instead of one whole float64 copy.
+            return _torch().from_numpy(NumpyOps.colsq64(x.numpy(), None if mu is None else mu.numpy(), chunk_rows))
         c = x.to(_torch().float64)
         if mu is not None:
             c = c - mu
         return (c * c).sum(dim=-2)
+
+    @staticmethod
+    def diagonal(g):
+        return _torch().diagonal(g, dim1=-2, dim2=-1)
+
+    @staticmethod
+    def all_finite(x) -> bool:
+        return bool(_torch().isfinite(x).all())
 
     @staticmethod
     def eigvalsh_desc(g):

@@ -53,6 +53,30 @@ def check_matrix(x, name: str, *, min_ndim: int = 2, allow_empty: bool = False):
     return x
 
 
+def check_structure(x, name: str, *, min_ndim: int = 2, allow_empty: bool = False):
+    """:func:`check_matrix` without the finiteness scan (type, dimensions, emptiness only).
+
+    For callers that establish finiteness from a reduction they compute anyway (e.g. the
+    float64 diagonal of a Gram matrix is finite iff every entry is) and call
+    :func:`check_matrix` for the message when it is not.
+    """
+    if is_torch(x):
+        if x.is_complex() or not (x.is_floating_point() or x.dtype.is_signed or str(x.dtype) == "torch.uint8"):
+            raise TypeError(f"{name} must be a real numeric tensor, got {describe(x)}")
+        ndim, size = x.dim(), x.numel()
+    else:
+        if not isinstance(x, np.ndarray):
+            x = np.asarray(x)
+        if x.dtype.kind not in "fiub":
+            raise TypeError(f"{name} must be a real numeric array, got {describe(x)}")
+        ndim, size = x.ndim, x.size
+    if ndim < min_ndim:
+        raise ValueError(f"{name} must have at least {min_ndim} dimensions, got {describe(x)}")
+    if size == 0 and not allow_empty:
+        raise ValueError(f"{name} must not be empty, got {describe(x)}")
+    return x
+
+
 def check_int(value, name: str, *, low=None, high=None, allow_none: bool = False):
     """Check an integer in ``[low, high]`` (either bound may be None)."""
     if value is None and allow_none:

@@ -22,7 +22,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ._backend import DEFAULT_CHUNK_ROWS, NumpyOps, get_ops
-from ._validation import check_float, check_int, check_matrix, describe, is_torch
+from ._validation import check_float, check_int, check_matrix, check_structure, describe, is_torch
 
 __all__ = [
     "singular_values",
@@ -125,8 +125,26 @@ def _default_tol(ops, sigma_max, n_long, eps_in):
     return math.sqrt(n_long) * eps_in * sigma_max
 
 
+def _finite_or_raise(ops, reduced, X, name) -> bool:
+    """Finiteness of ``X`` from a float64 sum of its squares that was computed anyway.
+
+    A sum of squares is NaN/Inf iff some entry is, or (only for float64 entries beyond ~1e154)
+    when the squares overflow. Returns True when finite; otherwise raises the standard
+    NaN/Inf ``ValueError`` of :func:`check_matrix`, or returns False for a genuine overflow.
+    This saves a full pass over ``X`` (17% of the benchmark's time) on the common path.
+    """
+    if ops.all_finite(reduced):
+        return True
+    check_matrix(X, name)
+    return False
+
+
 def _spectrum(X, *, center: bool, tol, chunk_rows: int = DEFAULT_CHUNK_ROWS) -> SpectrumInfo:
-    """Validated (..., N, D) input -> :class:`SpectrumInfo` (zero-padded sigma)."""
+    """Structurally validated (..., N, D) input -> :class:`SpectrumInfo` (zero-padded sigma).
+
+    Finiteness is established here: from the Gram diagonal on the Gram route, by a full scan
+    before any SVD.
+    """
     ops = get_ops(X)
     n, d = X.shape[-2], X.shape[-1]
     n_short, n_long = min(n, d), max(n, d)
@@ -141,14 +159,19 @@ def _spectrum(X, *, center: bool, tol, chunk_rows: int = DEFAULT_CHUNK_ROWS) -> 
         return ops.svdvals64(x64)
 
     n_fallback = 0
-    if n_long >= GRAM_RATIO * n_short:
+    use_gram = n_long >= GRAM_RATIO * n_short
+    if use_gram:
         if n >= d:
             xs, mus = X, mu
         else:
             # Wide input: the short side is the rows; X X^T = (X^T)^T (X^T), chunked over columns.
             xs = X.swapaxes(-1, -2) if not is_torch(X) else X.transpose(-1, -2)
             mus = None if mu is None else (mu.swapaxes(-1, -2) if not is_torch(X) else mu.transpose(-1, -2))
-        lam = ops.eigvalsh_desc(ops.gram64(xs, mus, chunk_rows))
+        gram = ops.gram64(xs, mus, chunk_rows)
+        # Squares of finite entries overflowing float64 (|x| > ~1e154): the SVD route scales.
+        use_gram = _finite_or_raise(ops, ops.diagonal(gram), X, "X")
+    if use_gram:
+        lam = ops.eigvalsh_desc(gram)
         # Rounding can leave eigenvalues of a PSD matrix slightly negative; they are zeros.
         lam_max = ops.clip(lam[..., :1], 0.0)
         delta = _gram_error_radius(lam_max, n_long, n_short)
@@ -184,6 +207,7 @@ def _spectrum(X, *, center: bool, tol, chunk_rows: int = DEFAULT_CHUNK_ROWS) -> 
                     tol_arr = _default_tol(ops, sigma[..., :1], n_long, eps_in)
         route = "gram" if n_fallback == 0 else ("svd" if n_fallback == max(1, int(np.prod(batch_shape))) else "gram+svd")
     else:
+        check_matrix(X, "X")  # an SVD of NaN/Inf is undefined: scan before it
         sigma = exact(X, mu)
         tol_arr = _default_tol(ops, sigma[..., :1], n_long, eps_in) if tol is None else tol + 0.0 * sigma[..., :1]
         route = "svd"
@@ -214,7 +238,7 @@ def spectrum_info(X, *, center: bool = False, tol: float | None = None) -> Spect
     SpectrumInfo
         ``sigma`` is zero-padded to ``min(N, D)`` for every shape (also 2-D input).
     """
-    X = check_matrix(X, "X")
+    X = check_structure(X, "X")
     return _spectrum(X, center=bool(center), tol=_check_tol(tol))
 
 
@@ -345,14 +369,20 @@ def channel_informativeness(X, k: int | None = None, *, center: bool = False):
     -----
     If ``sigma_k == sigma_{k+1}`` the top-``k`` subspace is not unique and neither is ``I_c``.
     """
-    X = check_matrix(X, "X")
+    X = check_structure(X, "X")
     d = X.shape[-1]
     k = check_int(k, "k", low=1, high=d, allow_none=True)
     ops = get_ops(X)
     mu = ops.mean64(X, -2) if center else None
     if k is None:
-        return ops.colsq64(X, mu)
-    lam, v = ops.eigh_desc(ops.gram64(X, mu))
+        energy = ops.colsq64(X, mu)
+        # Finite X whose energies overflow float64 keeps its (correctly rounded) inf scores.
+        _finite_or_raise(ops, energy, X, "X")
+        return energy
+    gram = ops.gram64(X, mu)
+    if not _finite_or_raise(ops, ops.diagonal(gram), X, "X"):
+        raise ValueError(f"X has entries too large for a float64 Gram matrix (squares overflow): {describe(X)}")
+    lam, v = ops.eigh_desc(gram)
     # Tiny negative eigenvalues of the PSD Gram matrix are rounding; they carry no energy.
     lam = ops.clip(lam[..., :k], 0.0)
     vk = v[..., :, :k]
@@ -766,7 +796,7 @@ class GramAccumulator:
         """Add rows. ``chunk`` : ndarray (or memmap) of shape (n, D), any real dtype."""
         if is_torch(chunk):
             raise TypeError(f"chunk must be a NumPy array or memmap, got {describe(chunk)}")
-        chunk = check_matrix(chunk, "chunk", allow_empty=True)
+        chunk = check_structure(chunk, "chunk", allow_empty=True)
         if chunk.ndim != 2:
             raise ValueError(f"chunk must be 2-D (n, D), got {describe(chunk)}")
         if self._d is None:
@@ -779,12 +809,16 @@ class GramAccumulator:
         for start in range(0, chunk.shape[0], self.chunk_rows):
             c = np.asarray(chunk[start : start + self.chunk_rows], dtype=np.float64)
             nb = c.shape[0]
-            mb = c.mean(axis=0)
-            if self.center:
-                cc = c - mb
-                self._combine(nb, mb, cc.T @ cc)
-            else:
-                self._combine(nb, mb, c.T @ c)
+            with np.errstate(all="ignore"):  # NaN/Inf are caught from the diagonal below
+                mb = c.mean(axis=0)
+                if self.center:
+                    cc = c - mb
+                    m2b = cc.T @ cc
+                else:
+                    m2b = c.T @ c
+            if not _finite_or_raise(NumpyOps, np.diagonal(m2b), c, "chunk"):
+                raise ValueError(f"chunk has entries too large for a float64 Gram matrix: {describe(chunk)}")
+            self._combine(nb, mb, m2b)
         return self
 
     def _combine(self, nb, mb, m2b):

@@ -350,6 +350,29 @@ def test_bad_input(backend, bad, match):
             fn(backend.asarray(bad))
 
 
+@pytest.mark.parametrize("shape", [(300, 8), (8, 300), (40, 30), (3, 200, 10)])
+@pytest.mark.parametrize("value", [np.nan, np.inf, -np.inf])
+@pytest.mark.parametrize("center", [False, True])
+def test_non_finite_on_every_route(backend, shape, value, center):
+    # The Gram route detects NaN/Inf from the Gram diagonal instead of a separate scan.
+    X = np.ones(shape)
+    X[..., 1, 2] = value
+    for fn in (S.effective_rank, S.singular_values):
+        with pytest.raises(ValueError, match="X contains NaN or Inf"):
+            fn(backend.asarray(X), center=center)
+    if len(shape) == 2:
+        for k in (None, 2):
+            with pytest.raises(ValueError, match="X contains NaN or Inf"):
+                S.channel_informativeness(backend.asarray(X.astype(np.float32)), k, center=center)
+
+
+def test_float64_squares_overflow_falls_back(rng):
+    X = rng.standard_normal((600, 20))
+    big = X * 1e200  # finite, but its squares overflow float64
+    assert S.spectrum_info(big).route == "svd"
+    assert float(S.effective_rank(big)) == pytest.approx(float(S.effective_rank(X)), rel=1e-9)
+
+
 def test_bad_tol():
     with pytest.raises(ValueError, match="tol"):
         S.effective_rank(np.eye(3), tol=-1.0)

@@ -108,8 +108,10 @@ def test_zero_and_errors(rng):
         S.GramAccumulator().singular_values()
     with pytest.raises(ValueError, match="columns"):
         S.GramAccumulator().update(np.ones((3, 2))).update(np.ones((3, 4)))
-    with pytest.raises(ValueError, match="NaN"):
-        S.GramAccumulator().update(np.array([[np.nan, 1.0]]))
+    for center in (False, True):
+        for bad in (np.nan, np.inf):
+            with pytest.raises(ValueError, match="chunk contains NaN or Inf"):
+                S.GramAccumulator(center=center).update(np.array([[bad, 1.0], [2.0, 3.0]]))
     with pytest.raises(ValueError, match="center"):
         S.GramAccumulator(center=True).merge(S.GramAccumulator())
     torch = pytest.importorskip("torch")
