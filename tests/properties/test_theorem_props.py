@@ -44,6 +44,8 @@ def bf_tol(M):
 def bf_erank(M):
     tol, s = bf_tol(M)
     s = s[s > tol]
+    if s.size == 0:  # the zero matrix: ERank 0 (docs/spectral.md)
+        return 0.0
     p = s / s.sum()
     return float(np.exp(-np.sum(p * np.log(p))))
 
