@@ -12,10 +12,16 @@ import numpy as np
 
 from ._validation import is_torch
 
-#: Rows per chunk when a Gram matrix is accumulated in float64. A chunk of 2048 rows of a
-#: 512-channel float32 matrix is 8 MiB once cast, small enough to stay in cache-friendly
-#: BLAS blocks and large enough that per-chunk overhead is negligible (benchmarks/bench_spectral.py).
-DEFAULT_CHUNK_ROWS = 2048
+#: Bytes of float64 per chunk when a Gram matrix is accumulated chunk by chunk (8192 rows of a
+#: 512-channel matrix). Single-threaded, 2048 to 8192 rows cost the same; fewer, larger BLAS
+#: calls suffer less from thread synchronisation on a loaded machine (benchmarks/bench_spectral.py),
+#: and 32 MiB keeps the transient float64 copy small next to any feature matrix worth chunking.
+CHUNK_BYTES = 32 * 2**20
+
+
+def chunk_rows_for(d: int) -> int:
+    """Rows per float64 chunk for ``d`` columns (at least 256)."""
+    return max(256, CHUNK_BYTES // (8 * max(int(d), 1)))
 
 
 def _rows(mu, start, count):
@@ -60,7 +66,7 @@ class NumpyOps:
             return np.mean(x, axis=axis, dtype=np.float64, keepdims=True)
 
     @staticmethod
-    def gram64(x, mu=None, chunk_rows=DEFAULT_CHUNK_ROWS):
+    def gram64(x, mu=None, chunk_rows=None):
         """``x^T x`` (or ``(x - mu)^T (x - mu)``) over the last two axes, in float64.
 
         Parameters
@@ -69,6 +75,7 @@ class NumpyOps:
         mu : ndarray of shape (..., 1, d) or None
         """
         n, d = x.shape[-2], x.shape[-1]
+        chunk_rows = chunk_rows or chunk_rows_for(d)
         # NaN/Inf inputs are detected afterwards from the diagonal; no warnings on the way.
         with np.errstate(all="ignore"):
             if x.dtype == np.float64 and mu is None and x.ndim == 2:
@@ -84,9 +91,10 @@ class NumpyOps:
         return g
 
     @staticmethod
-    def colsq64(x, mu=None, chunk_rows=DEFAULT_CHUNK_ROWS):
+    def colsq64(x, mu=None, chunk_rows=None):
         """Column energies ``sum_n x[n, c]^2`` over axis -2, in float64."""
         out = np.zeros(x.shape[:-2] + (x.shape[-1],), dtype=np.float64)
+        chunk_rows = chunk_rows or chunk_rows_for(x.shape[-1])
         with np.errstate(all="ignore"):  # NaN/Inf are detected afterwards from the result
             for start in range(0, x.shape[-2], chunk_rows):
                 c = np.asarray(x[..., start : start + chunk_rows, :], dtype=np.float64)
@@ -212,7 +220,7 @@ class TorchOps:
         return x.to(torch.float64).mean(dim=axis, keepdim=True)
 
     @staticmethod
-    def gram64(x, mu=None, chunk_rows=DEFAULT_CHUNK_ROWS):
+    def gram64(x, mu=None, chunk_rows=None):
         torch = _torch()
         n, d = x.shape[-2], x.shape[-1]
         if _host_view_ok(x) and (mu is None or _host_view_ok(mu)):
@@ -231,6 +239,7 @@ class TorchOps:
                 c = c - mu
             return c.T @ c
         g = torch.zeros(x.shape[:-2] + (d, d), dtype=torch.float64, device=x.device)
+        chunk_rows = chunk_rows or chunk_rows_for(d)
         for start in range(0, n, chunk_rows):
             c = x[..., start : start + chunk_rows, :].to(torch.float64)
             if mu is not None:
@@ -239,7 +248,7 @@ class TorchOps:
         return g
 
     @staticmethod
-    def colsq64(x, mu=None, chunk_rows=DEFAULT_CHUNK_ROWS):
+    def colsq64(x, mu=None, chunk_rows=None):
         if _host_view_ok(x) and (mu is None or _host_view_ok(mu)):
             # Zero-copy NumPy view: chunked casts instead of one whole float64 copy.
             return _torch().from_numpy(NumpyOps.colsq64(x.numpy(), None if mu is None else mu.numpy(), chunk_rows))

@@ -21,7 +21,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ._backend import DEFAULT_CHUNK_ROWS, NumpyOps, get_ops
+from ._backend import NumpyOps, chunk_rows_for, get_ops
 from ._validation import check_float, check_int, check_matrix, check_structure, describe, is_torch
 
 __all__ = [
@@ -139,7 +139,7 @@ def _finite_or_raise(ops, reduced, X, name) -> bool:
     return False
 
 
-def _spectrum(X, *, center: bool, tol, chunk_rows: int = DEFAULT_CHUNK_ROWS) -> SpectrumInfo:
+def _spectrum(X, *, center: bool, tol, chunk_rows: int | None = None) -> SpectrumInfo:
     """Structurally validated (..., N, D) input -> :class:`SpectrumInfo` (zero-padded sigma).
 
     Finiteness is established here: from the Gram diagonal on the Gram route, by a full scan
@@ -556,10 +556,11 @@ class InjectionAngles(NamedTuple):
     per_channel: object
 
 
-def _matmul64(ops, X, W, chunk_rows=DEFAULT_CHUNK_ROWS):
+def _matmul64(ops, X, W, chunk_rows=None):
     """``X @ W`` in float64 with ``X`` (N, D) cast chunk by chunk (no whole float64 copy)."""
     if is_torch(X):
         return ops.to64(X) @ W
+    chunk_rows = chunk_rows or chunk_rows_for(X.shape[1])
     out = np.empty((X.shape[0], W.shape[1]), dtype=np.float64)
     for start in range(0, X.shape[0], chunk_rows):
         out[start : start + chunk_rows] = np.asarray(X[start : start + chunk_rows], dtype=np.float64) @ W
@@ -753,13 +754,13 @@ class GramAccumulator:
     Parameters
     ----------
     center : bool, default False
-    chunk_rows : int, default 2048
-        Rows cast to float64 at a time inside :meth:`update`.
+    chunk_rows : int, optional
+        Rows cast to float64 at a time inside :meth:`update`; default: 32 MiB of float64.
     """
 
-    def __init__(self, center: bool = False, chunk_rows: int = DEFAULT_CHUNK_ROWS):
+    def __init__(self, center: bool = False, chunk_rows: int | None = None):
         self.center = bool(center)
-        self.chunk_rows = check_int(chunk_rows, "chunk_rows", low=1)
+        self.chunk_rows = check_int(chunk_rows, "chunk_rows", low=1, allow_none=True)
         self._n = 0
         self._d = None
         self._eps = 0.0
@@ -806,8 +807,9 @@ class GramAccumulator:
         elif chunk.shape[1] != self._d:
             raise ValueError(f"chunk must have {self._d} columns like the previous chunks, got {describe(chunk)}")
         self._eps = max(self._eps, NumpyOps.eps(chunk))
-        for start in range(0, chunk.shape[0], self.chunk_rows):
-            c = np.asarray(chunk[start : start + self.chunk_rows], dtype=np.float64)
+        rows = self.chunk_rows or chunk_rows_for(self._d)
+        for start in range(0, chunk.shape[0], rows):
+            c = np.asarray(chunk[start : start + rows], dtype=np.float64)
             nb = c.shape[0]
             with np.errstate(all="ignore"):  # NaN/Inf are caught from the diagonal below
                 mb = c.mean(axis=0)

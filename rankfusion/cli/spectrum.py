@@ -42,7 +42,7 @@ def _as_matrix(arr, key: str, path: Path):
 
 
 def _streamed(mat, key, path, center, chunk_rows):
-    acc = spectral.GramAccumulator(center=center, chunk_rows=min(chunk_rows, 8192))
+    acc = spectral.GramAccumulator(center=center)
     from tqdm import tqdm
 
     starts = range(0, mat.shape[0], chunk_rows)
