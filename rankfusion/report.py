@@ -152,6 +152,21 @@ def build_report(ctx, results: dict, *, theorem: pd.DataFrame | None, spectrum: 
                      f"(mean over ratios: {rtxt}); {noise}; and the effective-rank gain measures how much the "
                      "token fuser flattens each spectrum, not how much task information the partner brings "
                      "(compare the accuracies below).")
+            summ = results["modality"].tables["summary"]
+            before = summ.groupby("candidate")["erank_candidate_before"].mean().sort_values(ascending=False)
+            L.append("ERank of each candidate before fusion (mean over ratios): "
+                     + ", ".join(f"{c} {_fmt(v)}" for c, v in before.items()) + ".")
+            nz = results.get("noise")
+            if nz is not None and ctx.partner == exp:
+                g = nz.findings["gain"]
+                clean, large = g.get(f"{exp} clean -> {a}"), g.get(f"{exp} large -> {a}")
+                if clean is not None and large is not None and large > clean:
+                    L.append(f"The noise experiment below points the same way: Gaussian noise on {exp} *raises* "
+                             f"{a}'s gain from {_fmt(clean, '+.2f')} (clean) to {_fmt(large, '+.2f')} (large noise). "
+                             f"Blending channels that carry isotropic noise flattens the receiver's spectrum, so "
+                             "the criterion rewards a partner that spreads energy over many directions, whether "
+                             "that energy is complementary information or noise; a noisy partner can outrank the "
+                             "informative one.")
         if f.get("moc"):
             best_moc = max(f["moc"], key=f["moc"].get)
             L.append(f"Task accuracy of the same runs (MoC, mean over the grid): "
