@@ -34,7 +34,7 @@ PAPER_SEEDS = (1, 10, 13452)
 F1_OVERLAPS = (0.10, 0.25, 0.50)
 
 _METRIC_FIELDS = ["epoch", "train_loss", "train_seg", "train_cls", "train_dur", "val_loss", "val_moc",
-                  "lr", "epoch_s", "frames_per_s"]
+                  "lr", "epoch_s", "epoch_cpu_s", "frames_per_s"]
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -93,8 +93,11 @@ def _rng_state() -> dict:
 
     # numpy's state holds an ndarray; stored as plain lists so checkpoints load with weights_only=True
     name, keys, pos, has_gauss, cached = np.random.get_state()
-    return {"torch": torch.get_rng_state(), "python": list(map(_listify, random.getstate())),
-            "numpy": [name, keys.tolist(), int(pos), int(has_gauss), float(cached)]}
+    state = {"torch": torch.get_rng_state(), "python": list(map(_listify, random.getstate())),
+             "numpy": [name, keys.tolist(), int(pos), int(has_gauss), float(cached)]}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()  # dropout on the GPU draws from these
+    return state
 
 
 def _listify(x):
@@ -109,6 +112,8 @@ def _set_rng_state(state: dict):
     import torch
 
     torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
     random.setstate(_tupleify(state["python"]))
     name, keys, pos, has_gauss, cached = state["numpy"]
     np.random.set_state((name, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached))
@@ -290,7 +295,8 @@ def _train_one(config, data_root, run_dir: Path, *, seed, device, resume, progre
     history, best, start = [], None, 1
 
     if resume and last_path.exists():
-        ck = load_checkpoint(last_path, map_location=dev)
+        # on the CPU: RNG states must stay CPU tensors; load_state_dict moves the rest to ``dev``
+        ck = load_checkpoint(last_path, map_location="cpu")
         if ck["config_hash"] != info["config_hash"] or ck["seed"] != seed:
             raise InputError(f"--resume: run folder {str(run_dir)!r} was made with config {ck['config_hash']} "
                              f"seed {ck['seed']}, not config {info['config_hash']} seed {seed}")
@@ -307,7 +313,7 @@ def _train_one(config, data_root, run_dir: Path, *, seed, device, resume, progre
     higher = tc.select_metric == "val_moc"
     for epoch in range(start, tc.epochs + 1):
         model.train()
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         sums = {"loss": 0.0, "seg": 0.0, "cls": 0.0, "dur": 0.0}
         n_batches = frames = 0
         bar = tqdm(loader, desc=f"epoch {epoch}/{tc.epochs}", leave=False, disable=not progress,
@@ -337,7 +343,8 @@ def _train_one(config, data_root, run_dir: Path, *, seed, device, resume, progre
         row = {"epoch": epoch, "train_loss": sums["loss"] / n_batches, "train_seg": sums["seg"] / n_batches,
                "train_cls": sums["cls"] / n_batches, "train_dur": sums["dur"] / n_batches,
                "val_loss": val_loss, "val_moc": val_moc, "lr": opt.param_groups[0]["lr"],
-               "epoch_s": time.perf_counter() - t0, "frames_per_s": frames / train_s}
+               "epoch_s": time.perf_counter() - t0, "epoch_cpu_s": time.process_time() - c0,
+               "frames_per_s": frames / train_s}
         history.append(row)
         score = val_moc if higher else val_loss
         improved = best is None or (score > best["score"] if higher else score < best["score"])

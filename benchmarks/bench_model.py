@@ -1,0 +1,194 @@
+"""R3D timings: forward time per frame with and without RTF (ratio in one run), training throughput.
+
+Usage::
+
+    python benchmarks/bench_model.py [--d-model 128] [--batch 8] [--steps 256] [--channels 512]
+                                     [--repeats 15] [--device cpu] [--threads N] [--json out.json]
+    python benchmarks/bench_model.py --compare DATA --out RUNS [--preset synthetic-small]
+                                     [--seeds 1,10,13452]
+
+``--compare`` trains R3D (rgb+depth), RGB only and R3D without RTF with the preset, one run per
+seed, and prints training time and test MoC at obs 0.2 / 0.3 (mean +- std over seeds).
+
+Forward timings interleave the compared models repeat by repeat and report medians, so load from
+other processes on a shared machine hits every variant alike; the ratio is what the RTF target
+(at most +25% forward time) is judged on. Training throughput is frames (valid time steps) per
+second of full optimisation steps (forward, three losses, backward, AdamW) on random batches.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+
+import torch
+
+from rankfusion.config import R3DConfig, TrainConfig
+from rankfusion.model import R3D
+from rankfusion.train import compute_losses
+
+
+def _batch(B, T, C, mods, n_classes, n_queries, device, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    feats = {m: torch.randn(B, T, C, generator=g).to(device) for m in mods}
+    mask = torch.ones(B, T, dtype=torch.bool)
+    for b in range(B):  # ragged lengths, as in a real batch
+        mask[b, int(T * (0.6 + 0.4 * b / max(B - 1, 1))):] = False
+    seg = torch.randint(0, n_classes, (B, T), generator=g).masked_fill(~mask, -100)
+    fut = torch.randint(0, n_classes, (B, n_queries), generator=g)
+    fut[:, n_queries // 2] = n_classes
+    fut[:, n_queries // 2 + 1:] = -100
+    dur = torch.rand(B, n_queries, generator=g) * (fut >= 0) * (fut < n_classes)
+    dur = dur / dur.sum(1, keepdim=True)
+    batch = {"seg_labels": seg, "future_classes": fut, "future_durations": dur,
+             "future_mask": fut >= 0}
+    return feats, mask.to(device), batch
+
+
+def _sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def bench_forward(variants: dict, feats, mask, repeats, device):
+    """Median seconds per forward pass of each model, interleaved repeat by repeat."""
+    times = {k: [] for k in variants}
+    with torch.no_grad():
+        for m in variants.values():  # warm-up
+            m(feats, mask)
+        for _ in range(repeats):
+            for k, m in variants.items():
+                _sync(device)
+                t = time.perf_counter()
+                m(feats, mask)
+                _sync(device)
+                times[k].append(time.perf_counter() - t)
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
+def bench_train(model, feats, mask, batch, steps, device):
+    """Frames per second of full training steps: (per wall second, per CPU second of this process)."""
+    tc = TrainConfig()
+    opt = torch.optim.AdamW(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
+    model.train()
+    frames = int(mask.sum())
+
+    def step():
+        out = model(feats, mask)
+        parts = compute_losses(out, batch, device)
+        loss = parts["seg"] + parts["cls"] + parts["dur"]
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    step()
+    _sync(device)
+    t, c = time.perf_counter(), time.process_time()
+    for _ in range(steps):
+        step()
+    _sync(device)
+    return steps * frames / (time.perf_counter() - t), steps * frames / (time.process_time() - c)
+
+
+COMPARE = {
+    "R3D (rgb+depth)": {"modalities": ["rgb", "depth"]},
+    "RGB only": {"modalities": ["rgb"]},
+    "rgb+depth, rtf=False": {"modalities": ["rgb", "depth"], "rtf": False},
+}
+
+
+def compare(data, out, preset, seeds, device):
+    """Train the three variants of COMPARE for every seed; print times and the test MoC table."""
+    import json as _json
+    from pathlib import Path
+
+    from rankfusion.config import load_config
+    from rankfusion.train import evaluate_run, train
+
+    out = Path(out)
+    results = {}
+    for name, model in COMPARE.items():
+        cfg = load_config(preset=preset, model=model)
+        run = out / name.replace(" ", "_").replace("(", "").replace(")", "").replace(",", "").replace("=", "-")
+        t, c = time.perf_counter(), time.process_time()
+        train(cfg, data, run, seed=seeds, device=device, progress=False, resume=run.exists())
+        wall, cpu = time.perf_counter() - t, time.process_time() - c
+        df = evaluate_run(run, "test", device=device)
+        results[name] = {"wall_s_per_run": wall / len(seeds), "cpu_s_per_run": cpu / len(seeds),
+                         "moc": df[df.metric == "moc"].to_dict("records")}
+        print(f"{name}: {wall / len(seeds):.1f} s wall, {cpu / len(seeds):.1f} s CPU per run", flush=True)
+    print(f"\n| model | obs | beta=0.1 | beta=0.2 | beta=0.3 | beta=0.5 |\n|---|---|---|---|---|---|")
+    for name, r in results.items():
+        for obs in (0.2, 0.3):
+            cells = {x["beta"]: x for x in r["moc"] if x["obs"] == obs}
+            row = " | ".join(f"{cells[b]['mean']:.1f} +- {cells[b]['std']:.1f}" for b in (0.1, 0.2, 0.3, 0.5))
+            print(f"| {name} | {obs} | {row} |")
+    with open(out / "compare.json", "w") as fh:
+        _json.dump(results, fh, indent=2)
+    return results
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--compare", default=None, metavar="DATA", help="train/evaluate the comparison on DATA")
+    p.add_argument("--out", default="runs/bench_model")
+    p.add_argument("--preset", default="synthetic-small")
+    p.add_argument("--seeds", default="1,10,13452")
+    p.add_argument("--d-model", type=int, default=128)
+    p.add_argument("--layers", type=int, default=2)
+    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--steps", type=int, default=256, help="time steps T per video")
+    p.add_argument("--channels", type=int, default=512, help="input channels C per modality")
+    p.add_argument("--repeats", type=int, default=15)
+    p.add_argument("--train-steps", type=int, default=5)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--json", default=None)
+    a = p.parse_args(argv)
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    device = torch.device(a.device)
+    if a.compare:
+        return compare(a.compare, a.out, a.preset, a.seeds, a.device)
+    mods, n_classes = ("rgb", "depth"), 12
+    base = dict(modalities=mods, d_model=a.d_model, n_layers=a.layers, input_dims={m: a.channels for m in mods},
+                n_classes=n_classes, dropout=0.1)
+    torch.manual_seed(0)
+    variants = {
+        "no RTF": R3D(R3DConfig(rtf=False, **base)),
+        "RTF (spectral, k=all)": R3D(R3DConfig(**base)),
+        "RTF (spectral, top-k=16)": R3D(R3DConfig(informativeness_k=16, **base)),
+        "RTF (bn_gamma)": R3D(R3DConfig(selection="bn_gamma", **base)),
+    }
+    for m in variants.values():
+        m.to(device).eval()
+    feats, mask, batch = _batch(a.batch, a.steps, a.channels, mods, n_classes, 8, device)
+    frames = int(mask.sum())
+    fwd = bench_forward(variants, feats, mask, a.repeats, device)
+    ref = fwd["no RTF"]
+    res = {"device": str(device), "threads": torch.get_num_threads(), "d_model": a.d_model, "layers": a.layers,
+           "batch": a.batch, "steps": a.steps, "channels": a.channels, "frames_per_batch": frames,
+           "forward": {k: {"ms_per_frame": 1e3 * v / frames, "ratio_to_no_rtf": v / ref} for k, v in fwd.items()}}
+    train_fps, train_cpu = {}, {}
+    for k in ("no RTF", "RTF (spectral, k=all)"):
+        train_fps[k], train_cpu[k] = bench_train(variants[k], feats, mask, batch, a.train_steps, device)
+    res["train_frames_per_s"] = train_fps
+    res["train_frames_per_cpu_s"] = train_cpu
+    print(f"R3D forward, {device} ({torch.get_num_threads()} threads), D={a.d_model}, L={a.layers}, "
+          f"B={a.batch}, T={a.steps}, C={a.channels}, {frames} valid frames/batch, median of {a.repeats}")
+    print("| variant | ms / frame | ratio to no RTF |")
+    print("|---|---|---|")
+    for k, v in res["forward"].items():
+        print(f"| {k} | {v['ms_per_frame']:.4f} | {v['ratio_to_no_rtf']:.3f} |")
+    print("training throughput, frames per wall second: " + ", ".join(f"{k} {v:.0f}" for k, v in train_fps.items()))
+    print("training throughput, frames per CPU second:  " + ", ".join(f"{k} {v:.0f}" for k, v in train_cpu.items()))
+    if a.json:
+        with open(a.json, "w") as fh:
+            json.dump(res, fh, indent=2)
+    return res
+
+
+if __name__ == "__main__":
+    main()
