@@ -126,3 +126,60 @@ def test_demo_bad_out(tmp_path):
     target.write_text("x")
     res = run("demo", "--out", target, "--quick", "--quiet")
     assert res.exit_code == 2 and "afile" in err(res)
+
+
+@pytest.fixture(scope="module")
+def micro_cache(tmp_path_factory):
+    return tmp_path_factory.mktemp("micro_cache")
+
+
+def test_modality_select_from_data(micro_data, micro_cache, tmp_path):
+    out = tmp_path / "sel"
+    res = run("modality-select", "--data", micro_data, "--cache", micro_cache, "--profile", "quick", "--quiet",
+              "--candidates", "depth,imu", "--out", out)
+    assert res.exit_code == 0, res.output
+    assert "expected by construction: depth" in res.output
+    ranking = (out / "modality_ranking.csv").read_text()
+    assert "depth" in ranking and "imu" in ranking
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert {r["name"] for r in manifest["figures"]["modality"]["runs"]} == {"rgb+depth", "rgb+imu"}
+    res = run("modality-select", "--data", micro_data, "--cache", micro_cache, "--profile", "quick",
+              "--candidates", "thermal", "--out", out)
+    assert res.exit_code == 2 and "candidate 'thermal'" in err(res)
+
+
+def test_robustness_from_data(micro_data, micro_cache, tmp_path):
+    out = tmp_path / "rob"
+    res = run("robustness", "--data", micro_data, "--cache", micro_cache, "--profile", "quick", "--quiet",
+              "--out", out, "--noise-seed", "3")
+    assert res.exit_code == 0, res.output
+    assert "sigma_rms_units" in res.output and "without RTF" in res.output
+    sig = (out / "noise_sigmas.csv").read_text().splitlines()
+    assert len(sig) == 5  # header + (depth, rgb) x (small, large)
+    assert all(line.split(",")[-2] == "3" for line in sig[1:])  # the noise seed is recorded
+    for name in ("noise_gains.png", "noise_gains.pdf", "noise_moc.png", "noise_moc.pdf"):
+        assert (out / name).stat().st_size > 1000
+    noisy = sorted((micro_cache / "noisy").iterdir())
+    assert noisy and all((d / "noise.json").exists() for d in noisy)
+
+
+def test_noisy_dataset_is_seeded_and_touches_only_the_test_split(micro_data, tmp_path):
+    import numpy as np
+
+    from rankfusion.data import open_dataset
+    from rankfusion.pipeline import noisy_dataset
+
+    a = noisy_dataset(micro_data, tmp_path / "a", "depth", 0.5, seed=7)
+    b = noisy_dataset(micro_data, tmp_path / "b", "depth", 0.5, seed=7)
+    c = noisy_dataset(micro_data, tmp_path / "c", "depth", 0.5, seed=8)
+    clean, da, db, dc = (open_dataset(r) for r in (micro_data, a, b, c))
+    test, train = clean.split("test")[0], clean.split("train")[0]
+    np.testing.assert_array_equal(da.features(test, "depth"), db.features(test, "depth"))
+    assert not np.array_equal(da.features(test, "depth"), dc.features(test, "depth"))
+    assert not np.array_equal(da.features(test, "depth"), clean.features(test, "depth"))
+    np.testing.assert_array_equal(da.features(train, "depth"), clean.features(train, "depth"))
+    np.testing.assert_array_equal(da.features(test, "rgb"), clean.features(test, "rgb"))
+    rec = json.loads((a / "noise.json").read_text())
+    assert rec["sigma"] == 0.5 and rec["seed"] == 7 and rec["std"] == pytest.approx(0.5 * rec["rms"])
+    with pytest.raises(ValueError, match="modality 'thermal'"):
+        noisy_dataset(micro_data, tmp_path / "d", "thermal", 0.5)
