@@ -28,9 +28,9 @@ def test_short_run_beats_majority_class(tmp_path):
     from rankfusion.data import open_dataset, synthesize
 
     torch.set_num_threads(2)
-    root = synthesize(tmp_path / "syn", seed=7, n_videos=60, min_frames=100, max_frames=240,
+    root = synthesize(tmp_path / "syn", seed=7, n_videos=80, min_frames=120, max_frames=300,
                       channels={"rgb": 32, "depth": 32})
-    cfg = load_config(preset="synthetic-small", train={"epochs": 8, "warmup_epochs": 1})
+    cfg = load_config(preset="synthetic-small", train={"epochs": 10, "warmup_epochs": 1})
     run = train(cfg, root, tmp_path / "run", seed=1, progress=False)
     df = evaluate_run(run, "test")
     moc = df[df.metric == "moc"].set_index(["obs", "beta"])["mean"]
