@@ -154,8 +154,15 @@ def build_report(ctx, results: dict, *, theorem: pd.DataFrame | None, spectrum: 
                      "(compare the accuracies below).")
             summ = results["modality"].tables["summary"]
             before = summ.groupby("candidate")["erank_candidate_before"].mean().sort_values(ascending=False)
+            anchor_gain = summ.groupby("candidate")["gain_anchor"].mean()
+            rho = before.rank().corr(anchor_gain[before.index].rank()) if len(before) > 2 else float("nan")
             L.append("ERank of each candidate before fusion (mean over ratios): "
-                     + ", ".join(f"{c} {_fmt(v)}" for c, v in before.items()) + ".")
+                     + ", ".join(f"{c} {_fmt(v)}" for c, v in before.items())
+                     + f"; {a}'s gain with each: " + ", ".join(f"{c} {_fmt(anchor_gain[c], '+.2f')}" for c in before.index)
+                     + f" (Spearman rank correlation {_fmt(rho)} over {len(before)} candidates)"
+                     + (f": the flatter the partner's own spectrum, the more it flattens {a}'s." if rho >= 0.8 else
+                        "; the partner's own ERank does not explain the anchor's gains here." if not rho <= -0.8 else
+                        f": the flatter the partner's own spectrum, the less it flattens {a}'s."))
             nz = results.get("noise")
             if nz is not None and ctx.partner == exp:
                 g = nz.findings["gain"]
