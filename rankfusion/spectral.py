@@ -42,6 +42,7 @@ __all__ = [
 ]
 
 _EPS64 = float(np.finfo(np.float64).eps)
+_SUBNORMAL64 = float(np.finfo(np.float64).smallest_subnormal)
 
 #: Use the Gram route when the long side is at least this many times the short side. Forming
 #: the Gram costs ~N*D^2 flops against ~2*N*D^2 + O(D^3) for an SVD; near-square inputs gain
@@ -93,8 +94,12 @@ def _gram_error_radius(lam_max, n_long: int, n_short: int):
     relative to ``||G||`` (probabilistic bound, Higham 2002 Sec. 3.3). ``eigvalsh`` is backward
     stable with a backward error of order ``n_short * eps * ||G||``. By Weyl's inequality both
     move each eigenvalue by at most their norm, hence ``c = sqrt(n_long) + n_short``.
+
+    The second term covers underflow: each product below the float64 subnormal range can lose
+    up to ``2^-1074``, so for float64 inputs of magnitude below ~1e-154 the band widens and the
+    SVD (which scales internally) decides instead. Float32 squares never underflow in float64.
     """
-    return (math.sqrt(n_long) + n_short) * _EPS64 * lam_max
+    return (math.sqrt(n_long) + n_short) * _EPS64 * lam_max + n_long * _SUBNORMAL64 * (n_short + 1)
 
 
 def _gram_erank_bound(ops, lam, delta, tol2):

@@ -373,6 +373,14 @@ def test_float64_squares_overflow_falls_back(rng):
     assert float(S.effective_rank(big)) == pytest.approx(float(S.effective_rank(X)), rel=1e-9)
 
 
+@pytest.mark.parametrize("scale", [1e-170, 1e-300])
+def test_tiny_float64_values_are_not_lost_to_underflow(scale):
+    # Squares of these underflow in the Gram matrix; the widened error band sends them to the SVD.
+    X = np.random.default_rng(5).standard_normal((600, 20))
+    assert float(S.effective_rank(X * scale)) == pytest.approx(float(S.effective_rank(X)), rel=1e-9)
+    assert int(S.numerical_rank(X * scale)) == 20
+
+
 def test_bad_tol():
     with pytest.raises(ValueError, match="tol"):
         S.effective_rank(np.eye(3), tol=-1.0)
