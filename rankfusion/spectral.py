@@ -725,14 +725,18 @@ def harmonic_mean_gain(gain_a, gain_b):
         a = torch.as_tensor(gain_a, dtype=torch.float64, device=ref.device)
         b = torch.as_tensor(gain_b, dtype=torch.float64, device=ref.device)
         ok = (a > 0) & (b > 0)
-        denom = torch.where(ok, a + b, torch.ones_like(a + b))
-        return torch.where(ok, 2 * a * b / denom, torch.full_like(denom, float("nan")))
+        lo = torch.where(ok, torch.minimum(a, b), torch.ones_like(a + b))
+        hi = torch.where(ok, torch.maximum(a, b), torch.ones_like(a + b))
+        # 2ab/(a+b) written as lo * 2 / (1 + lo/hi): no underflow of ab, no overflow of a+b.
+        return torch.where(ok, lo * (2.0 / (1.0 + lo / hi)), torch.full_like(lo, float("nan")))
     a = np.asarray(gain_a, dtype=np.float64)
     b = np.asarray(gain_b, dtype=np.float64)
     with np.errstate(invalid="ignore"):
         ok = (a > 0) & (b > 0)
-    denom = np.where(ok, a + b, 1.0)
-    out = np.where(ok, 2.0 * a * b / denom, np.nan)
+    lo = np.where(ok, np.minimum(a, b), 1.0)
+    hi = np.where(ok, np.maximum(a, b), 1.0)
+    # 2ab/(a+b) written as lo * 2 / (1 + lo/hi): no underflow of ab, no overflow of a+b.
+    out = np.where(ok, lo * (2.0 / (1.0 + lo / hi)), np.nan)
     return np.float64(out) if out.ndim == 0 else out
 
 
