@@ -450,10 +450,19 @@ def _mean_moc(model, ds, split, config, dev) -> float:
     return float(np.nanmean(list(moc_grid(model, ds, split, config, dev).values())))
 
 
-def segmentation_scores(model, ds, split, config: RunConfig, dev) -> dict:
-    """Frame accuracy, edit score and F1@{10,25,50} (percent) of the segmentation head on full videos.
+def segmentation_scores(model, ds, split, config: RunConfig, dev, *, obs=None) -> dict:
+    """Frame accuracy, edit and F1@{10,25,50} (percent) of the segmentation head, per observation ratio.
 
-    Pooled over videos as MS-TCN reports them (:func:`rankfusion.evaluate.segmentation_scores`).
+    For each ratio in ``obs`` (default ``eval_obs``) the head segments the observed part of every
+    video, the inputs it is trained on (training never observes more than the largest training
+    ratio, so whole videos would be out of distribution for the positional code and the
+    attention span). Predictions are upsampled back to the ground truth's frame rate and pooled
+    over videos as MS-TCN reports them (:func:`rankfusion.evaluate.segmentation_scores`).
+
+    Returns
+    -------
+    dict
+        ``{obs: {"accuracy", "edit", "f1@10", "f1@25", "f1@50"}}``.
     """
     import torch
 
@@ -461,16 +470,20 @@ def segmentation_scores(model, ds, split, config: RunConfig, dev) -> dict:
 
     model.eval()
     sr = config.train.sample_rate
-    preds, gts = [], []
-    for video in ds.split(split):
-        gt = ds.labels(video)
-        feats, mask = _video_inputs(ds, video, config.model.modalities, len(gt), sr, dev)
-        with torch.no_grad():
-            seg = model(feats, mask).seg_logits[0].argmax(-1).cpu().numpy()
-        # back to the frame rate of the ground truth: each sampled step covers sample_rate frames
-        preds.append(np.repeat(seg, sr)[: len(gt)])
-        gts.append(np.asarray(gt))
-    return _segmentation_metrics(ev, gts, preds)
+    out = {}
+    for o in (config.train.eval_obs if obs is None else obs):
+        preds, gts = [], []
+        for video in ds.split(split):
+            gt = np.asarray(ds.labels(video))
+            stop = max(1, int(o * len(gt)))
+            feats, mask = _video_inputs(ds, video, config.model.modalities, stop, sr, dev)
+            with torch.no_grad():
+                seg = model(feats, mask).seg_logits[0].argmax(-1).cpu().numpy()
+            # each sampled step stands for the sample_rate frames that follow it
+            preds.append(np.repeat(seg, sr)[:stop])
+            gts.append(gt[:stop])
+        out[float(o)] = _segmentation_metrics(ev, gts, preds)
+    return out
 
 
 def _segmentation_metrics(ev, gts, preds) -> dict:
@@ -518,7 +531,8 @@ def _evaluate_single(run_dir: Path, split, data_root, dev, checkpoint) -> dict:
     model, config, info = load_run(run_dir, checkpoint=checkpoint, device=dev)
     ds = _open(data_root or info["dataset"], config.model.modalities)
     rows = [("moc", o, b, v) for (o, b), v in moc_grid(model, ds, split, config, dev).items()]
-    rows += [(k, float("nan"), float("nan"), v) for k, v in segmentation_scores(model, ds, split, config, dev).items()]
+    rows += [(k, o, float("nan"), v) for o, scores in segmentation_scores(model, ds, split, config, dev).items()
+             for k, v in scores.items()]
     return {"rows": rows, "info": info}
 
 
@@ -538,9 +552,10 @@ def evaluate_run(run_dir, split: str = "test", *, device=None, data_root=None, c
     Returns
     -------
     pandas.DataFrame
-        Columns ``metric`` ("moc", "accuracy", "edit", "f1@10", "f1@25", "f1@50"), ``obs`` and
-        ``beta`` (NaN for the segmentation metrics, which use whole videos), ``mean``, ``std``
-        (over seeds, ddof=1; NaN for one seed) and ``n_seeds``. All values are percentages.
+        Columns ``metric`` ("moc", "accuracy", "edit", "f1@10", "f1@25", "f1@50"), ``obs``,
+        ``beta`` (NaN for the segmentation metrics, which score the observed part at ``obs``),
+        ``mean``, ``std`` (over seeds, ddof=1; NaN for one seed) and ``n_seeds``. All values are
+        percentages.
     """
     import pandas as pd
 
@@ -587,8 +602,10 @@ def format_eval_table(df) -> str:
             sub = moc[moc["obs"] == o].set_index("beta")
             lines.append(f"obs={o:<8g} " + "".join(f"{cell(sub.loc[b]):>18}" for b in betas))
     seg = df[df["metric"] != "moc"]
-    if len(seg):
-        lines.append("segmentation (%): " + "  ".join(f"{r['metric']} {cell(r)}" for _, r in seg.iterrows()))
+    for o in sorted(seg["obs"].unique()):
+        rows = seg[seg["obs"] == o]
+        lines.append(f"segmentation (%) of the observed {o:g}: "
+                     + "  ".join(f"{r['metric']} {cell(r)}" for _, r in rows.iterrows()))
     n = int(df["n_seeds"].max()) if len(df) else 0
     lines.append(f"({n} seed{'s' if n != 1 else ''})")
     return "\n".join(lines)

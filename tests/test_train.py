@@ -182,6 +182,8 @@ def test_evaluate_run_single_and_several_seeds(tiny_data, tmp_path):
     moc = df[df.metric == "moc"]
     assert len(moc) == 8 and set(moc.obs) == {0.2, 0.3} and set(moc.beta) == {0.1, 0.2, 0.3, 0.5}
     assert set(df.metric) == {"moc", "accuracy", "edit", "f1@10", "f1@25", "f1@50"}
+    seg = df[df.metric != "moc"]
+    assert len(seg) == 10 and set(seg.obs) == {0.2, 0.3} and seg.beta.isna().all()
     assert (df.n_seeds == 2).all() and df["mean"].between(0, 100).all()
     assert (run / "eval_test.csv").exists() and (run / "seed-1" / "eval_test.csv").exists()
     single = evaluate_run(run / "seed-10", "test")
