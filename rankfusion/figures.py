@@ -147,13 +147,25 @@ def to_markdown(df: pd.DataFrame, floatfmt: str = ".2f") -> str:
         return str(v)
 
     lines = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
-    for _, row in df.iterrows():
-        lines.append("| " + " | ".join(cell(v) for v in row.tolist()) + " |")
+    for row in df.itertuples(index=False):  # itertuples keeps each column's dtype (ints stay ints)
+        lines.append("| " + " | ".join(cell(v) for v in row) + " |")
     return "\n".join(lines)
 
 
 def _keys(runs) -> list[str]:
     return [f"{r.name}/s{r.seed}" for r in runs]
+
+
+def _seed_moc(cache: RunCache, runs) -> pd.DataFrame:
+    """MoC per run: ``seed, obs_ratio, beta, moc``."""
+    return pd.concat([cache.evaluate(r).assign(seed=r.seed) for r in runs], ignore_index=True)
+
+
+def _spread(per_seed: pd.DataFrame, keys) -> pd.DataFrame:
+    """Mean over beta per seed, then mean and standard deviation over seeds (NaN std for one seed)."""
+    per = per_seed.groupby(list(keys) + ["seed"], sort=False, as_index=False)["moc"].mean()
+    out = per.groupby(list(keys), sort=False)["moc"].agg(moc="mean", moc_std="std", n_seeds="count").reset_index()
+    return out
 
 
 def _mean_moc(cache: RunCache, runs, noise=None) -> pd.DataFrame:
@@ -356,17 +368,16 @@ def fig_exchange(ctx: FigureContext) -> FigureResult:
     from . import plots
 
     res = FigureResult("exchange", params={"exchange_ratios": list(EXCHANGE_RATIOS), "modalities": ctx.pair})
-    rows, runs = [], []
+    parts, runs = [], []
     for ratio in EXCHANGE_RATIOS:
         rr = ctx.cache.runs(f"{ctx.anchor}+{ctx.partner} exchange {ratio:g}", ctx.pair, exchange_ratio=ratio)
         runs += rr
-        m = _mean_moc(ctx.cache, rr)
-        for obs, part in m.groupby("obs_ratio"):
-            rows.append({"exchange_ratio": ratio, "obs_ratio": float(obs), "moc": float(part["moc"].mean())})
+        parts.append(_seed_moc(ctx.cache, rr).assign(exchange_ratio=ratio))
     res.run_keys = _keys(runs)
-    df = pd.DataFrame(rows)
+    df = _spread(pd.concat(parts, ignore_index=True), ["exchange_ratio", "obs_ratio"])
     _table(ctx.out, df, "exchange_ratio", res, markdown=True)
-    _save(ctx.out, plots.plot_exchange_ratio(df), "exchange_ratio", res, ctx.formats)
+    _save(ctx.out, plots.plot_exchange_ratio(df, pair=f"{ctx.anchor} + {ctx.partner}"), "exchange_ratio", res,
+          ctx.formats)
     by_ratio = df.groupby("exchange_ratio")["moc"].mean()
     res.findings = {"moc": {f"{k:g}": float(v) for k, v in by_ratio.items()}, "best": float(by_ratio.idxmax())}
     return res
@@ -400,7 +411,7 @@ def fig_ablation(ctx: FigureContext) -> FigureResult:
     from . import plots
 
     res = FigureResult("ablation", params={"variants": {k: v for k, v in ABLATIONS.items()}})
-    rows, runs = [], []
+    rows, parts, runs = [], [], []
     for label, opts in ABLATIONS.items():
         opts = dict(opts)
         mods = [ctx.anchor] if opts.pop("_uni", False) else ctx.pair
@@ -411,20 +422,25 @@ def fig_ablation(ctx: FigureContext) -> FigureResult:
             name = f"{ctx.anchor}+{ctx.partner} W/O RTF"
         rr = ctx.cache.runs(name, mods, **opts)
         runs += rr
+        parts.append(_seed_moc(ctx.cache, rr).assign(variant=label))
         m = _mean_moc(ctx.cache, rr)
         for r in m.itertuples():
             rows.append({"variant": label, "obs_ratio": r.obs_ratio, "beta": r.beta, "moc": r.moc})
     res.run_keys = _keys(runs)
     long = pd.DataFrame(rows)
+    per_seed = pd.concat(parts, ignore_index=True)
     wide = long.pivot_table(index="variant", columns=["obs_ratio", "beta"], values="moc", sort=False)
     wide.columns = [f"a={o:g} b={b:g}" for o, b in wide.columns]
     wide = wide.reset_index()
-    wide["mean"] = long.groupby("variant", sort=False)["moc"].mean().to_numpy()
+    overall = _spread(per_seed.assign(all=0), ["variant"])
+    wide["mean"] = overall["moc"].to_numpy()
+    wide["std over seeds"] = overall["moc_std"].to_numpy()
     _table(ctx.out, long, "ablation_long", res)
     _table(ctx.out, wide, "ablation", res, markdown=True)
-    per_obs = long.groupby(["variant", "obs_ratio"], sort=False, as_index=False)["moc"].mean()
+    per_obs = _spread(per_seed, ["variant", "obs_ratio"])
     _save(ctx.out, plots.plot_ablation(per_obs), "ablation", res, ctx.formats)
-    res.findings = {"moc": {v: float(m) for v, m in zip(wide["variant"], wide["mean"])}}
+    res.findings = {"moc": {v: float(m) for v, m in zip(wide["variant"], wide["mean"])},
+                    "std": {v: float(m) for v, m in zip(wide["variant"], wide["std over seeds"])}}
     return res
 
 

@@ -264,23 +264,32 @@ def plot_noise_moc(table):
 # --------------------------------------------------------------------------- Fig. 5
 
 
-def plot_exchange_ratio(table):
+def plot_exchange_ratio(table, *, pair: str = "rgb + depth"):
     """Fig. 5: MoC against the fraction of exchanged channels, one line per observation ratio.
 
     Parameters
     ----------
     table : DataFrame
-        ``exchange_ratio, obs_ratio, moc`` (MoC in %, mean over beta).
+        ``exchange_ratio, obs_ratio, moc`` (MoC in %, mean over beta) and optionally ``moc_std``
+        (standard deviation over seeds, drawn as error bars).
+    pair : str
+        The fused modalities, for the title.
     """
     plt = _mpl()
     fig, ax = plt.subplots(figsize=(5.2, 3.8))
+    n = max(1, table["obs_ratio"].nunique())
     for k, (obs, part) in enumerate(table.groupby("obs_ratio", sort=True)):
         part = part.sort_values("exchange_ratio")
-        ax.plot(100 * part["exchange_ratio"], part["moc"], marker=_MARKERS[k % len(_MARKERS)],
-                color=str(0.15 + 0.5 * k / max(1, table["obs_ratio"].nunique())), label=f"$\\alpha$ = {obs:g}")
+        yerr = part["moc_std"] if "moc_std" in part and part["moc_std"].notna().any() else None
+        ax.errorbar(100 * part["exchange_ratio"], part["moc"], yerr=yerr, marker=_MARKERS[k % len(_MARKERS)],
+                    capsize=3, color=str(0.15 + 0.5 * k / n), label=f"$\\alpha$ = {obs:g}")
+    ax.set_xticks(sorted(100 * table["exchange_ratio"].unique()))
     ax.set_xlabel("exchanged channels k'/D (%)")
     ax.set_ylabel("MoC, mean over $\\beta$ (%)")
-    ax.set_title("Exchange-ratio ablation (RGB + depth)")
+    title = f"Exchange-ratio ablation ({pair})"
+    if "moc_std" in table and table["moc_std"].notna().any():
+        title += "\nerror bars: std over seeds"
+    ax.set_title(title)
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
@@ -317,7 +326,7 @@ def plot_ablation(table):
     Parameters
     ----------
     table : DataFrame
-        ``variant, obs_ratio, moc`` (MoC in %).
+        ``variant, obs_ratio, moc`` (MoC in %) and optionally ``moc_std`` (std over seeds, error bars).
     """
     plt = _mpl()
     variants = list(dict.fromkeys(table["variant"]))
@@ -325,14 +334,18 @@ def plot_ablation(table):
     fig, ax = plt.subplots(figsize=(max(5.2, 1.1 * len(variants) + 2), 3.8))
     width = 0.8 / max(1, len(ratios))
     x = np.arange(len(variants))
+    has_std = "moc_std" in table and table["moc_std"].notna().any()
     for k, obs in enumerate(ratios):
-        vals = [float(table[(table["variant"] == v) & (table["obs_ratio"] == obs)]["moc"].mean()) for v in variants]
-        ax.bar(x - 0.4 + width * (k + 0.5), vals, width, color=str(0.25 + 0.45 * k / max(1, len(ratios) - 1)),
+        sel = [table[(table["variant"] == v) & (table["obs_ratio"] == obs)] for v in variants]
+        vals = [float(t["moc"].mean()) for t in sel]
+        err = [float(t["moc_std"].mean()) for t in sel] if has_std else None
+        ax.bar(x - 0.4 + width * (k + 0.5), vals, width, yerr=err, capsize=2,
+               color=str(0.25 + 0.45 * k / max(1, len(ratios) - 1)),
                edgecolor="black", lw=0.5, label=f"$\\alpha$ = {obs:g}")
     ax.set_xticks(x, variants, rotation=20, ha="right")
     ax.set_xlabel("model variant")
     ax.set_ylabel("MoC, mean over $\\beta$ (%)")
-    ax.set_title("Ablations (Tables 2, 3, 8, 9)")
+    ax.set_title("Ablations (Tables 2, 3, 8, 9)" + ("; error bars: std over seeds" if has_std else ""))
     ax.legend(fontsize=8)
     fig.tight_layout()
     return fig

@@ -246,9 +246,16 @@ def build_report(ctx, results: dict, *, theorem: pd.DataFrame | None, spectrum: 
         f = results["ablation"].findings
         L += ["## Ablations (Tables 2, 3, 8, 9)", "", _img("ablation", "ablations"), ""]
         base = f["moc"].get("R3D (RTF)")
-        L.append("MoC (mean over the grid): " + ", ".join(
-            f"{v}: {_fmt(m)} %" + ("" if v == "R3D (RTF)" or base is None else f" ({_fmt(m - base, '+.2f')})")
+        sd = f.get("std", {})
+        L.append(f"MoC (mean over the grid; +- std over the {len(prof.seeds)} seeds): " + ", ".join(
+            f"{v}: {_fmt(m)}" + (f" +- {_fmt(sd[v])}" if np.isfinite(sd.get(v, np.nan)) else "") + " %"
+            + ("" if v == "R3D (RTF)" or base is None else f" ({_fmt(m - base, '+.2f')})")
             for v, m in f["moc"].items()) + ".")
+        if base is not None and len(prof.seeds) > 1 and np.isfinite(sd.get("R3D (RTF)", np.nan)):
+            within = [v for v, m in f["moc"].items() if v != "R3D (RTF)" and abs(m - base) <= sd["R3D (RTF)"]]
+            if within:
+                L.append("Differences smaller than R3D's seed spread ("
+                         + ", ".join(within) + ") are not resolved by this many runs.")
         L.append("")
         L.append("Tables: `figures/ablation.md`, `figures/exchange_ratio.md`, `figures/angles.md`, "
                  "`figures/noise_sigmas.md`, `figures/modality_ranking.md`.")
