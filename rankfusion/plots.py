@@ -281,7 +281,8 @@ def plot_exchange_ratio(table, *, pair: str = "rgb + depth"):
     for k, (obs, part) in enumerate(table.groupby("obs_ratio", sort=True)):
         part = part.sort_values("exchange_ratio")
         yerr = part["moc_std"] if "moc_std" in part and part["moc_std"].notna().any() else None
-        ax.errorbar(100 * part["exchange_ratio"], part["moc"], yerr=yerr, marker=_MARKERS[k % len(_MARKERS)],
+        # a small horizontal offset per line keeps overlapping error bars apart
+        ax.errorbar(100 * part["exchange_ratio"] + 0.6 * (k - (n - 1) / 2), part["moc"], yerr=yerr, marker=_MARKERS[k % len(_MARKERS)],
                     capsize=3, color=str(0.15 + 0.5 * k / n), label=f"$\\alpha$ = {obs:g}")
     ax.set_xticks(sorted(100 * table["exchange_ratio"].unique()))
     ax.set_xlabel("exchanged channels k'/D (%)")
