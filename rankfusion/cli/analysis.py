@@ -176,5 +176,7 @@ def demo_cmd(out, quick, device, seed, quiet, threads):
                       threads=threads)
     click.echo(f"report: {result['report']}")
     if result.get("ranking"):
-        click.echo("modality ranking: " + " > ".join(result["ranking"]))
+        verdict = {True: "matches", False: "does NOT match", None: "no expectation"}[result.get("matches")]
+        click.echo("modality ranking: " + " > ".join(result["ranking"])
+                   + f" ({verdict} the most complementary partner by construction)")
     click.echo(f"wall time: {result['seconds']:.1f} s")
