@@ -5,7 +5,7 @@ Usage::
     python benchmarks/bench_model.py [--d-model 128] [--batch 8] [--steps 256] [--channels 512]
                                      [--repeats 15] [--device cpu] [--threads N] [--json out.json]
     python benchmarks/bench_model.py --compare DATA --out RUNS [--preset synthetic-small]
-                                     [--seeds 1,10,13452]
+                                     [--seeds 1,10,13452] [--epochs N]
 
 ``--compare`` trains R3D (rgb+depth), RGB only and R3D without RTF with the preset, one run per
 seed, and prints training time and test MoC at obs 0.2 / 0.3 (mean +- std over seeds).
@@ -99,18 +99,19 @@ COMPARE = {
 }
 
 
-def compare(data, out, preset, seeds, device):
+def compare(data, out, preset, seeds, device, epochs=None):
     """Train the three variants of COMPARE for every seed; print times and the test MoC table."""
     import json as _json
     from pathlib import Path
 
     from rankfusion.config import load_config
-    from rankfusion.train import evaluate_run, train
+    from rankfusion.train import evaluate_run, parse_seeds, train
 
     out = Path(out)
+    seeds = parse_seeds(seeds)
     results = {}
     for name, model in COMPARE.items():
-        cfg = load_config(preset=preset, model=model)
+        cfg = load_config(preset=preset, model=model, train={"epochs": epochs} if epochs else None)
         run = out / name.replace(" ", "_").replace("(", "").replace(")", "").replace(",", "").replace("=", "-")
         t, c = time.perf_counter(), time.process_time()
         train(cfg, data, run, seed=seeds, device=device, progress=False, resume=run.exists())
@@ -136,6 +137,7 @@ def main(argv=None):
     p.add_argument("--out", default="runs/bench_model")
     p.add_argument("--preset", default="synthetic-small")
     p.add_argument("--seeds", default="1,10,13452")
+    p.add_argument("--epochs", type=int, default=None, help="override the preset's epochs in --compare")
     p.add_argument("--d-model", type=int, default=128)
     p.add_argument("--layers", type=int, default=2)
     p.add_argument("--batch", type=int, default=8)
@@ -151,7 +153,7 @@ def main(argv=None):
         torch.set_num_threads(a.threads)
     device = torch.device(a.device)
     if a.compare:
-        return compare(a.compare, a.out, a.preset, a.seeds, a.device)
+        return compare(a.compare, a.out, a.preset, a.seeds, a.device, a.epochs)
     mods, n_classes = ("rgb", "depth"), 12
     base = dict(modalities=mods, d_model=a.d_model, n_layers=a.layers, input_dims={m: a.channels for m in mods},
                 n_classes=n_classes, dropout=0.1)
