@@ -83,6 +83,8 @@ def load_arrays(path, keys=None, *, mmap: bool = True) -> dict:
             arr = np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
             out = {"array": arr}
         else:
+            if not zipfile.is_zipfile(path):
+                raise InputError(f"cannot read {str(path)!r}: not a .npz archive (no zip structure)")
             with np.load(path, allow_pickle=False) as z:
                 names = [k for k in z.files if k != META_KEY]
                 wanted = names if keys is None else list(keys)
