@@ -347,9 +347,12 @@ def _train_one(config, data_root, run_dir: Path, *, seed, device, resume, progre
                "frames_per_s": frames / train_s}
         history.append(row)
         score = val_moc if higher else val_loss
-        improved = best is None or (score > best["score"] if higher else score < best["score"])
+        # equal validation MoC (e.g. 0 for every early epoch) is broken by the lower validation loss
+        improved = best is None or (
+            (score > best["score"] or (score == best["score"] and val_loss < best["val_loss"])) if higher
+            else score < best["score"])
         if improved:
-            best = {"epoch": epoch, "score": score, "metric": tc.select_metric}
+            best = {"epoch": epoch, "score": score, "metric": tc.select_metric, "val_loss": val_loss}
             _save_torch({"model": model.state_dict(), **info, "epoch": epoch, "best": best},
                         run_dir / "checkpoints" / "best.pt")
         _save_torch({"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
@@ -447,7 +450,9 @@ def moc_grid(model, ds, split, config: RunConfig, dev, *, obs=None, betas=None) 
 
 
 def _mean_moc(model, ds, split, config, dev) -> float:
-    return float(np.nanmean(list(moc_grid(model, ds, split, config, dev).values())))
+    vals = [v for v in moc_grid(model, ds, split, config, dev).values() if np.isfinite(v)]
+    # NaN cells (no frame counted) are skipped; a grid with none left scores -inf, never "best"
+    return float(np.mean(vals)) if vals else float("-inf")
 
 
 def segmentation_scores(model, ds, split, config: RunConfig, dev, *, obs=None) -> dict:
