@@ -215,3 +215,16 @@ def test_model_requires_resolved_config():
     feats, mask = _batch(("rgb",))
     with pytest.raises(ValueError, match="depth"):
         model(feats, mask)
+
+
+@pytest.mark.parametrize("k", [None, 4])
+def test_rtf_never_takes_an_svd(monkeypatch, k):
+    def boom(*a, **kw):
+        raise AssertionError("RTF must not take an SVD of the (B*T) x D matrix")
+
+    for name in ("svd", "svdvals"):
+        monkeypatch.setattr(torch.linalg, name, boom)
+    monkeypatch.setattr(torch, "svd", boom)
+    model = _model(("rgb", "depth"), informativeness_k=k)
+    feats, mask = _batch(("rgb", "depth"))
+    model(feats, mask)
