@@ -326,7 +326,9 @@ class R3D(nn.Module):
         Parameters
         ----------
         features : dict of str to Tensor of shape (B, T, C_m)
-        mask : bool Tensor of shape (B, T), True at valid steps; every row needs one valid step.
+        mask : bool Tensor of shape (B, T), True at valid steps; every row needs one valid step, and
+            the valid steps of a row must come first (padding at the end, as
+            :func:`rankfusion.data.collate_anticipation` makes it) for ``positional="recency"``.
         return_features : bool
             Also return the token fuser's per-modality inputs and outputs (for feature export).
 
