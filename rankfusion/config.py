@@ -50,6 +50,11 @@ class R3DConfig:
         runs; Fig. 5 sweeps 0.1/0.2/0.3). 0 disables blending while keeping the module.
     static_alpha : float
         The fixed alpha used when ``exchange="static"``.
+    selection_scope : {"batch", "sample"}
+        ``"batch"`` (the paper, Sec. 4.2): one channel set per modality from the whole batch's
+        (B*T, D) matrix of valid steps. ``"sample"``: one set per video from its own steps, so a
+        video's output does not depend on its batch-mates (training then matches evaluation,
+        which runs one video at a time). Only for ``selection="spectral"``.
     informativeness_k : int or None
         Top-k of Definition 1. ``None`` sums over all singular directions (Sec. 4.2), which is the
         column energy ||x_c||^2 and needs no decomposition.
@@ -91,6 +96,7 @@ class R3DConfig:
     selection: str = "spectral"
     exchange: str = "adaptive"
     exchange_ratio: float = 0.1
+    selection_scope: str = "batch"
     static_alpha: float = 1.0
     informativeness_k: int | None = None
     alpha_param: str = "sigmoid"
@@ -119,6 +125,7 @@ class R3DConfig:
         check_choice(self.exchange, "exchange", {"adaptive", "static"})
         check_float(self.exchange_ratio, "exchange_ratio", low=0.0, high=1.0)
         check_float(self.static_alpha, "static_alpha", low=0.0, high=1.0)
+        check_choice(self.selection_scope, "selection_scope", {"batch", "sample"})
         check_int(self.informativeness_k, "informativeness_k", low=1, high=self.d_model, allow_none=True)
         check_choice(self.alpha_param, "alpha_param", {"sigmoid", "raw"})
         check_choice(self.fusion_rule, "fusion_rule", {"mean", "ring"})

@@ -103,8 +103,9 @@ class RankEnhancingTokenFuser(nn.Module):
 
     def __init__(self, modalities, d: int, *, exchange_ratio: float = 0.1, selection: str = "spectral",
                  exchange: str = "adaptive", static_alpha: float = 1.0, informativeness_k: int | None = None,
-                 alpha_param: str = "sigmoid", fusion_rule: str = "mean"):
+                 alpha_param: str = "sigmoid", fusion_rule: str = "mean", selection_scope: str = "batch"):
         super().__init__()
+        self.selection_scope = selection_scope
         self.modalities = tuple(modalities)
         self.d = d
         self.k_prime = int(round(exchange_ratio * d))
@@ -132,11 +133,18 @@ class RankEnhancingTokenFuser(nn.Module):
 
     @torch.no_grad()
     def select(self, feats, mask) -> list:
-        """Low-informativeness channel sets, Eq. 3: one sorted (k',) int64 tensor per modality."""
+        """Low-informativeness channel sets, Eq. 3, one per modality.
+
+        Each entry is a sorted (k',) int64 tensor, or (B, k') with ``selection_scope="sample"``
+        (one set per video, from that video's valid steps only).
+        """
         out = []
         for m, x in enumerate(feats):
             if self.selection == "bn_gamma":
                 score = self.norms[m].weight.abs()
+            elif self.selection_scope == "sample":
+                score = torch.stack([channel_scores(x[b].detach()[mask[b]], self.informativeness_k)
+                                     for b in range(x.shape[0])])
             else:
                 score = channel_scores(_valid_tokens(x.detach(), mask), self.informativeness_k)
             # ties (e.g. gamma = 1 at initialisation) resolve to the lowest channel index
@@ -162,11 +170,13 @@ class RankEnhancingTokenFuser(nn.Module):
             return RTFOutput(list(feats), list(feats), [empty] * len(feats))
         low = self.select(feats, mask)
         alpha = self.alpha()
-        sel = torch.zeros_like(alpha)
-        for m, idx in enumerate(low):
-            sel[m, idx] = 1.0
-        w = sel * alpha  # (M, D): zero outside the selected channels, so those pass unchanged
-        after = [x + w[m] * (y - x) for m, (x, y) in enumerate(zip(feats, self.partners(feats)))]
+        after = []
+        for m, (x, y) in enumerate(zip(feats, self.partners(feats))):
+            sel = torch.zeros(low[m].shape[:-1] + (self.d,), dtype=alpha.dtype, device=alpha.device)
+            sel.scatter_(-1, low[m], 1.0)
+            # zero outside the selected channels, so those pass unchanged; (D,) or (B, 1, D)
+            w = sel * alpha[m] if sel.dim() == 1 else (sel * alpha[m])[:, None, :]
+            after.append(x + w * (y - x))
         return RTFOutput(list(feats), after, low)
 
 
@@ -292,7 +302,7 @@ class R3D(nn.Module):
             config.modalities, D, exchange_ratio=config.exchange_ratio, selection=config.selection,
             exchange=config.exchange, static_alpha=config.static_alpha,
             informativeness_k=config.informativeness_k, alpha_param=config.alpha_param,
-            fusion_rule=config.fusion_rule,
+            fusion_rule=config.fusion_rule, selection_scope=config.selection_scope,
         ) if config.rtf else None
         hidden = config.mlp_ratio * W
         n_layers = config.n_layers if config.temporal_fuser else 0

@@ -65,6 +65,19 @@ def test_rtf_matches_numpy_reference(rng, M, rule, k):
         np.testing.assert_array_equal(out.before[m].numpy(), feats[m])
 
 
+def test_rtf_sample_scope_is_per_video_reference(rng):
+    feats, mask = _random_inputs(rng, 2)
+    rtf = RankEnhancingTokenFuser(["a", "b"], 20, exchange_ratio=0.2, selection_scope="sample").double()
+    alpha = rtf.alpha().detach().numpy()
+    out = rtf([torch.from_numpy(f) for f in feats], torch.from_numpy(mask))
+    for b in range(mask.shape[0]):
+        one = [f[b:b + 1] for f in feats]
+        ref, lows = _np_rtf(one, mask[b:b + 1], alpha, rtf.k_prime)
+        for m in range(2):
+            np.testing.assert_array_equal(out.low[m][b].numpy(), lows[m])
+            np.testing.assert_allclose(out.after[m][b:b + 1].detach().numpy(), ref[m], rtol=1e-12, atol=1e-12)
+
+
 def test_rtf_gradients_reach_alpha_and_both_modalities(rng):
     feats, mask = _random_inputs(rng, 2)
     rtf = RankEnhancingTokenFuser(["rgb", "depth"], 20, exchange_ratio=0.2).double()
@@ -154,7 +167,7 @@ def test_shapes(mods):
 OPTIONS = [
     {}, {"rtf": False}, {"selection": "bn_gamma"}, {"exchange": "static"}, {"temporal_fuser": False},
     {"latent": "shared"}, {"informativeness_k": 4}, {"positional": "none"}, {"positional": "recency"},
-    {"alpha_param": "raw"}, {"exchange_ratio": 0.0},
+    {"alpha_param": "raw"}, {"exchange_ratio": 0.0}, {"selection_scope": "sample"},
 ]
 
 
@@ -187,11 +200,13 @@ def test_padding_never_changes_outputs(mods, opts, training):
         torch.testing.assert_close(out1.features[m]["after"][mask], out2.features[m]["after"][mask])
 
 
-def test_batch_row_independent_of_other_rows_in_eval_without_rtf():
-    # Without RTF every video is processed independently; with spectral RTF the channel set is a
-    # batch statistic (Sec. 4.2), which is why evaluation runs one video at a time.
+@pytest.mark.parametrize("opts", [{"rtf": False}, {"selection_scope": "sample"}])
+def test_batch_row_independent_of_other_rows_in_eval(opts):
+    # Without RTF, or with per-video selection, every video is processed independently; with the
+    # default spectral RTF the channel set is a batch statistic (Sec. 4.2), which is why
+    # evaluation runs one video at a time.
     mods = ("rgb", "depth")
-    model = _model(mods, rtf=False).eval()
+    model = _model(mods, **opts).eval()
     feats, mask = _batch(mods)
     full = model(feats, mask)
     one = model({m: v[1:2] for m, v in feats.items()}, mask[1:2])
