@@ -44,6 +44,33 @@ def atomic_path(path, suffix: str | None = None):
         raise
 
 
+@contextlib.contextmanager
+def atomic_dir(path):
+    """Yield an empty temporary folder next to ``path``; move it onto ``path`` on success.
+
+    An existing ``path`` is swapped out in two renames and only then deleted, so readers
+    see either the old folder or the complete new one; on any exception the temporary
+    folder is removed and ``path`` is left as it was. Callers decide about overwriting.
+    """
+    import shutil
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    try:
+        yield tmp
+        if path.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{path.name}.old.", dir=path.parent))
+            os.replace(path, old / path.name)
+            os.replace(tmp, path)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
 def write_text(path, text: str) -> None:
     """Atomically write ``text`` to ``path``."""
     with atomic_path(path) as tmp:

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from .._validation import InputError, check_choice
+from ..io import atomic_dir
 
 #: Modality name given to the features of a plain (single-modality) FUTR/MS-TCN dataset.
 PLAIN_MODALITY = "features"
@@ -546,18 +547,12 @@ def write_dataset(root, classes, labels, features, splits, *, split_set="split1"
     -------
     pathlib.Path
     """
-    import contextlib
-    import shutil
-    import tempfile
-
     root = Path(root)
     if root.exists() and not overwrite:
         raise InputError(f"output folder {str(root)!r} already exists; pass overwrite=True (--force) to replace it")
     if plain and len(features) != 1:
         raise ValueError(f"plain=True needs exactly one modality, got {sorted(features)}")
-    root.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.", dir=root.parent))
-    try:
+    with atomic_dir(root) as tmp:
         (tmp / "mapping.txt").write_text("".join(f"{i} {c}\n" for i, c in enumerate(classes)))
         (tmp / "groundTruth").mkdir()
         for video, lab in labels.items():
@@ -574,15 +569,4 @@ def write_dataset(root, classes, labels, features, splits, *, split_set="split1"
         for rel, text in (extra_files or {}).items():
             (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
             (tmp / rel).write_text(text)
-        if root.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{root.name}.old.", dir=root.parent))
-            os.replace(root, old / root.name)
-            os.replace(tmp, root)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, root)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            shutil.rmtree(tmp)
-        raise
     return root

@@ -31,12 +31,8 @@ shares only part of the action subspace with RGB.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
-import os
-import shutil
-import tempfile
 import time
 from pathlib import Path
 
@@ -44,6 +40,7 @@ import numpy as np
 from scipy.signal import lfilter
 
 from .._validation import InputError, check_float, check_int
+from ..io import atomic_dir
 
 #: Action classes, in label-id order.
 ACTIONS = (
@@ -357,10 +354,8 @@ def synthesize(out_dir, *, seed=0, n_videos=60, min_frames=200, max_frames=900, 
     out = Path(out_dir)
     if out.exists() and not overwrite:
         raise InputError(f"output folder {str(out)!r} already exists; pass overwrite=True (--force) to replace it")
-    out.parent.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    with atomic_dir(out) as tmp:
         _write(tmp, cfg, progress)
         meta = {"generator": "rankfusion.data.synth", "config": dataclasses.asdict(cfg),
                 "actions": list(ACTIONS), "transitions": TRANSITIONS, "mean_duration": MEAN_DURATION,
@@ -369,17 +364,6 @@ def synthesize(out_dir, *, seed=0, n_videos=60, min_frames=200, max_frames=900, 
                 "most_complementary": MOST_COMPLEMENTARY if {"rgb", MOST_COMPLEMENTARY} <= set(cfg.channels) else None,
                 "seconds": round(time.perf_counter() - t0, 3)}
         (tmp / "synth.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
-        if out.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old.", dir=out.parent))
-            os.replace(out, old / out.name)
-            os.replace(tmp, out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, out)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            shutil.rmtree(tmp)
-        raise
     return out
 
 
