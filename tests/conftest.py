@@ -71,6 +71,32 @@ def backend(request):
     return Backend(request.param)
 
 
+@pytest.fixture(scope="module")
+def one_blas_thread():
+    """One BLAS/torch thread while a module's tests run (``pytest.mark.usefixtures``).
+
+    The test machine is shared by several processes; multi-threaded BLAS calls on small
+    matrices then spin-wait for descheduled threads and run 10-100x slower than on one thread.
+    """
+    import contextlib
+
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # optional: only a speed-up
+        threadpool_limits = None
+    try:
+        import torch
+    except ImportError:
+        torch = None
+    old = torch.get_num_threads() if torch is not None else None
+    if torch is not None:
+        torch.set_num_threads(1)
+    with threadpool_limits(1) if threadpool_limits else contextlib.nullcontext():
+        yield
+    if torch is not None:
+        torch.set_num_threads(old)
+
+
 @pytest.fixture
 def rng():
     return np.random.default_rng(12345)

@@ -10,31 +10,8 @@ from hypothesis import strategies as st
 from rankfusion import spectral as S
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_blas_thread():
-    """One BLAS/torch thread while these tests run.
-
-    The test machine is shared by several processes; multi-threaded BLAS calls on small
-    matrices then spin-wait for descheduled threads and run 10-100x slower than on one thread.
-    """
-    import contextlib
-
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # optional: only a speed-up
-        threadpool_limits = None
-    torch = None
-    try:
-        import torch
-    except ImportError:
-        pass
-    old = torch.get_num_threads() if torch is not None else None
-    if torch is not None:
-        torch.set_num_threads(1)
-    with threadpool_limits(1) if threadpool_limits else contextlib.nullcontext():
-        yield
-    if torch is not None:
-        torch.set_num_threads(old)
+# Small matrices on a shared machine: see the fixture in conftest.py.
+pytestmark = pytest.mark.usefixtures("one_blas_thread")
 
 
 def _orthonormal(rng, n, k):
