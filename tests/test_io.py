@@ -92,3 +92,19 @@ def test_cli_user_error_is_one_line_exit_2():
     finally:
         main.commands.pop("_raise-for-test", None)
     assert isinstance(main, click.Group)
+
+
+def test_atomic_dir_replaces_whole_folder_or_nothing(tmp_path):
+    target = tmp_path / "data"
+    target.mkdir()
+    (target / "old.txt").write_text("old")
+    with pytest.raises(RuntimeError):
+        with io.atomic_dir(target) as tmp:
+            (tmp / "new.txt").write_text("half")
+            raise RuntimeError("boom")
+    assert sorted(p.name for p in target.iterdir()) == ["old.txt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data"]
+    with io.atomic_dir(target) as tmp:
+        (tmp / "new.txt").write_text("new")
+    assert sorted(p.name for p in target.iterdir()) == ["new.txt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data"]
