@@ -30,29 +30,6 @@ def describe(x) -> str:
     return f"{type(x).__name__} {x!r}"[:120]
 
 
-def check_matrix(x, name: str, *, min_ndim: int = 2, allow_empty: bool = False):
-    """Check an array/tensor is numeric, at least ``min_ndim``-D, non-empty and finite."""
-    if is_torch(x):
-        if x.is_complex() or not (x.is_floating_point() or x.dtype.is_signed or str(x.dtype) == "torch.uint8"):
-            raise TypeError(f"{name} must be a real numeric tensor, got {describe(x)}")
-        ndim, size = x.dim(), x.numel()
-        finite = bool(x.isfinite().all()) if x.is_floating_point() and size else True
-    else:
-        if not isinstance(x, np.ndarray):
-            x = np.asarray(x)
-        if x.dtype.kind not in "fiub":
-            raise TypeError(f"{name} must be a real numeric array, got {describe(x)}")
-        ndim, size = x.ndim, x.size
-        finite = bool(np.isfinite(x).all()) if x.dtype.kind == "f" and size else True
-    if ndim < min_ndim:
-        raise ValueError(f"{name} must have at least {min_ndim} dimensions, got {describe(x)}")
-    if size == 0 and not allow_empty:
-        raise ValueError(f"{name} must not be empty, got {describe(x)}")
-    if not finite:
-        raise ValueError(f"{name} contains NaN or Inf values ({describe(x)})")
-    return x
-
-
 def check_structure(x, name: str, *, min_ndim: int = 2, allow_empty: bool = False):
     """:func:`check_matrix` without the finiteness scan (type, dimensions, emptiness only).
 
@@ -74,6 +51,18 @@ def check_structure(x, name: str, *, min_ndim: int = 2, allow_empty: bool = Fals
         raise ValueError(f"{name} must have at least {min_ndim} dimensions, got {describe(x)}")
     if size == 0 and not allow_empty:
         raise ValueError(f"{name} must not be empty, got {describe(x)}")
+    return x
+
+
+def check_matrix(x, name: str, *, min_ndim: int = 2, allow_empty: bool = False):
+    """Check an array/tensor is numeric, at least ``min_ndim``-D, non-empty and finite."""
+    x = check_structure(x, name, min_ndim=min_ndim, allow_empty=allow_empty)
+    if is_torch(x):
+        finite = bool(x.isfinite().all()) if x.is_floating_point() and x.numel() else True
+    else:
+        finite = bool(np.isfinite(x).all()) if x.dtype.kind == "f" and x.size else True
+    if not finite:
+        raise ValueError(f"{name} contains NaN or Inf values ({describe(x)})")
     return x
 
 
