@@ -108,3 +108,13 @@ def test_atomic_dir_replaces_whole_folder_or_nothing(tmp_path):
         (tmp / "new.txt").write_text("new")
     assert sorted(p.name for p in target.iterdir()) == ["new.txt"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["data"]
+
+
+def test_unwritable_target_is_named(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(InputError, match=r"cannot write '.*file/out.txt'"):
+        io.write_text(blocker / "out.txt", "y")
+    with pytest.raises(InputError, match=r"cannot write '.*file/sub'"):
+        with io.atomic_dir(blocker / "sub"):
+            pass
