@@ -223,10 +223,11 @@ class TorchOps:
     def gram64(x, mu=None, chunk_rows=None):
         torch = _torch()
         n, d = x.shape[-2], x.shape[-1]
-        if _host_view_ok(x) and (mu is None or _host_view_ok(mu)):
+        if n * d * d >= _NUMPY_GRAM_MIN_WORK and _host_view_ok(x) and (mu is None or _host_view_ok(mu)):
             # A CPU tensor outside autograd shares its memory with a NumPy view (no copy);
             # NumPy's ``a.T @ a`` uses the symmetric rank-k update, half the flops of torch's
-            # general matmul (2.2x faster on the benchmark matrix).
+            # general matmul (2.2x faster on the benchmark matrix). Only for large inputs:
+            # on small ones NumPy's BLAS threads, still spinning, slow the next torch kernel.
             g = NumpyOps.gram64(x.numpy(), None if mu is None else mu.numpy(), chunk_rows)
             return torch.from_numpy(g)
         if x.dtype == torch.float64 and mu is None:
@@ -355,6 +356,13 @@ class TorchOps:
     @staticmethod
     def to_host(x):
         return x.detach().cpu().numpy()
+
+
+#: Work (N * D^2) above which a CPU tensor's float64 Gram goes through NumPy's symmetric
+#: rank-k update. Below it, handing over between NumPy's and torch's thread pools costs more
+#: than the update saves: a 1635 x 128 Gram followed by torch's eigh measured 8.0 ms via
+#: NumPy against 1.8-5.9 ms in torch alone; from ~1e9 up NumPy wins (20000 x 256: 44 vs 59 ms).
+_NUMPY_GRAM_MIN_WORK = 5e8
 
 
 def _host_view_ok(x) -> bool:
