@@ -361,3 +361,20 @@ def test_tiny_float64_values_are_not_lost_to_underflow(scale):
 def test_bad_tol():
     with pytest.raises(ValueError, match="tol"):
         S.effective_rank(np.eye(3), tol=-1.0)
+
+
+@pytest.mark.parametrize("threshold", [0.0, float("inf")], ids=["numpy-gram", "torch-gram"])
+def test_cpu_tensor_gram_routes_agree(monkeypatch, threshold):
+    """Both CPU-tensor Gram routes (NumPy's rank-k update, torch's matmul) give the same spectrum."""
+    torch = pytest.importorskip("torch")
+    from rankfusion import _backend
+
+    monkeypatch.setattr(_backend, "_NUMPY_GRAM_MIN_WORK", threshold)
+    rng = np.random.default_rng(3)
+    X = (rng.standard_normal((600, 40)) @ np.diag(np.logspace(0, -3, 40))).astype(np.float32)
+    ref = np.linalg.svd(X.astype(np.float64), compute_uv=False)
+    got = S.singular_values(torch.from_numpy(X))
+    np.testing.assert_allclose(got.numpy(), ref[: got.shape[0]], rtol=1e-9)
+    scores = S.channel_informativeness(torch.from_numpy(X), k=5)
+    _, s, vt = np.linalg.svd(X.astype(np.float64), full_matrices=False)
+    np.testing.assert_allclose(scores.numpy(), (s[:5, None] ** 2 * vt[:5] ** 2).sum(0), rtol=1e-9)
