@@ -39,6 +39,9 @@ __all__ = [
     "GramAccumulator",
     "SpectrumInfo",
     "spectrum_info",
+    "rank_tolerance",
+    "blended_channel_count",
+    "dominant_k",
 ]
 
 _EPS64 = float(np.finfo(np.float64).eps)
@@ -124,10 +127,31 @@ def _gram_erank_bound(ops, lam, delta, tol2):
     return ops.sum(ops.abs(logp + entropy) * ds, axis=-1) / safe[..., 0]
 
 
+def rank_tolerance(sigma_max, n_long: int, eps: float):
+    """The toolkit's one rank tolerance: ``tol = sqrt(max(N, D)) * eps * sigma_max``.
+
+    Singular values ``<= tol`` are outside the numerical rank (DESIGN.md: numpy's
+    ``max(N, D) * eps`` drops real signal of large float32 feature matrices).
+
+    Parameters
+    ----------
+    sigma_max : float, or array / tensor of shape (...)
+        Largest singular value (a norm: ``rank_tolerance(||y||, ...)`` is the same cut
+        relative to another vector's norm).
+    n_long : int
+        ``max(N, D)`` of the matrix.
+    eps : float
+        Machine epsilon of the input's dtype (float64's for integer input).
+
+    Returns
+    -------
+    tol : same type and shape as ``sigma_max``
+    """
+    return math.sqrt(n_long) * eps * sigma_max
+
+
 def _default_tol(ops, sigma_max, n_long, eps_in):
-    # sqrt(max(N, D)) * eps(dtype) * sigma_max (DESIGN.md: numpy's max(N, D) * eps drops real
-    # signal of large float32 feature matrices).
-    return math.sqrt(n_long) * eps_in * sigma_max
+    return rank_tolerance(sigma_max, n_long, eps_in)
 
 
 def _finite_or_raise(ops, reduced, X, name) -> bool:
@@ -388,6 +412,28 @@ def channel_informativeness(X, k: int | None = None, *, center: bool = False):
     if not _finite_or_raise(ops, ops.diagonal(gram), X, "X"):
         raise ValueError(f"X has entries too large for a float64 Gram matrix (squares overflow): {describe(X)}")
     lam, v = ops.eigh_desc(gram)
+    return topk_informativeness(lam, v, k)
+
+
+def topk_informativeness(lam, v, k: int):
+    """Definition 1 from eigenpairs of ``X^T X``: ``I_c = sum_{i<=k} lambda_i v_{c,i}^2``.
+
+    The one implementation of the top-``k`` sum (``lambda_i = sigma_i^2``), shared by
+    :func:`channel_informativeness`, :class:`GramAccumulator` and :mod:`rankfusion.theorem`.
+
+    Parameters
+    ----------
+    lam : array or tensor of shape (..., m)
+        Eigenvalues in descending order (``m >= k``).
+    v : array or tensor of shape (..., D, m)
+        The matching eigenvectors as columns (``V`` of ``X = U diag(sigma) V^T``).
+    k : int
+
+    Returns
+    -------
+    scores : array or tensor of shape (..., D)
+    """
+    ops = get_ops(lam)
     # Tiny negative eigenvalues of the PSD Gram matrix are rounding; they carry no energy.
     lam = ops.clip(lam[..., :k], 0.0)
     vk = v[..., :, :k]
@@ -428,6 +474,54 @@ def low_informative_channels(scores, *, eta: float | None = None, k_prime: int |
     # A stable sort keeps equal scores in index order, so ties go to the lower channel index.
     order = ops.stable_argsort(scores, axis=-1)[..., :k_prime]
     return ops.int64(ops.sort(order, axis=-1))
+
+
+def blended_channel_count(exchange_ratio: float, n_channels: int) -> int:
+    """Number ``k'`` of channels RTF blends (Eq. 3): ``round(exchange_ratio * D)``.
+
+    The one definition used by the model (:class:`rankfusion.model.RankEnhancingTokenFuser`),
+    the analyses of its features (angles, Theorem 3.1 checks) and the ``theorem`` command's
+    default, so that an analysis studies as many channels as the model blends. Python's
+    ``round`` (ties to even; ``0.1 * 32 = 3.2 -> 3``); ``exchange_ratio = 0`` gives 0 (no
+    blending).
+
+    Parameters
+    ----------
+    exchange_ratio : float
+        Fraction of the channels blended, in [0, 1].
+    n_channels : int
+        Token width ``D``, ``>= 1``.
+
+    Returns
+    -------
+    k_prime : int in [0, D]
+    """
+    exchange_ratio = check_float(exchange_ratio, "exchange_ratio", low=0.0, high=1.0)
+    n_channels = check_int(n_channels, "n_channels", low=1)
+    return int(round(exchange_ratio * n_channels))
+
+
+def dominant_k(sigma, energy: float = 0.9) -> int:
+    """Size of the dominant subspace: the smallest ``k`` whose top-``k`` singular values hold
+    ``energy`` of the squared spectrum (``sum_{i<=k} sigma_i^2 >= energy * sum_i sigma_i^2``).
+
+    Parameters
+    ----------
+    sigma : array of shape (r,)
+        Singular values in descending order (e.g. :func:`singular_values`), not all zero.
+    energy : float, default 0.9
+        Fraction in (0, 1].
+
+    Returns
+    -------
+    k : int in [1, r]
+    """
+    energy = check_float(energy, "energy", low=0.0, high=1.0, low_open=True)
+    sigma = np.asarray(sigma.detach().cpu().numpy() if is_torch(sigma) else sigma, dtype=np.float64)
+    if sigma.ndim != 1 or sigma.size == 0 or not sigma[0] > 0:
+        raise ValueError(f"sigma must be a non-empty 1-D spectrum with sigma_1 > 0, got {describe(sigma)}")
+    cum = np.cumsum(sigma**2) / np.sum(sigma**2)
+    return int(min(np.searchsorted(cum, energy) + 1, sigma.size))
 
 
 def flatten_tokens(F, mask=None):
@@ -485,7 +579,7 @@ def _orth(ops, A):
     u, s, _ = ops.svd64(ops.to64(A))
     if s.shape[0] == 0:
         return u[:, :0]
-    tol = math.sqrt(max(n, p)) * eps_in * float(s[0])
+    tol = rank_tolerance(float(s[0]), max(n, p), eps_in)
     r = int(ops.sum(s > tol))
     return u[:, :r]
 
@@ -913,6 +1007,5 @@ class GramAccumulator:
         k = check_int(k, "k", low=1, high=self._d, allow_none=True)
         if k is None:
             return np.diag(self._m2).copy()
-        lam, v = np.linalg.eigh(self._m2)
-        lam, v = np.clip(lam[::-1][:k], 0.0, None), v[:, ::-1][:, :k]
-        return (v * v * lam).sum(axis=1)
+        lam, v = NumpyOps.eigh_desc(self._m2)
+        return topk_informativeness(lam, v, k)
