@@ -854,6 +854,12 @@ class GramAccumulator:
     ``sqrt(delta)``. :meth:`n_ambiguous` counts those whose keep/drop decision the Gram
     matrix cannot make.
 
+    Rows are scaled by a power of two (exact) that brings the largest ``|x|`` seen into
+    [0.5, 1) before they are multiplied, and results are scaled back: values whose squares
+    would underflow float64 (``|x|`` below ~1e-154, e.g. denormals) or overflow it (above
+    ~1e154) get the same Gram-accurate spectrum as values of order 1, as the in-memory route
+    (which falls back to a scaling SVD there) gives them.
+
     Parameters
     ----------
     center : bool, default False
@@ -869,6 +875,7 @@ class GramAccumulator:
         self._eps = 0.0
         self._mean = None
         self._m2 = None
+        self._exp = None  # the stored moments are in units of 2**_exp (None: nothing non-zero yet)
 
     @property
     def n_rows(self) -> int:
@@ -884,13 +891,26 @@ class GramAccumulator:
     def gram(self):
         """(D, D) float64 ``X^T X`` (centred co-moment matrix with ``center=True``), a copy."""
         self._require()
-        return self._m2.copy()
+        return np.ldexp(self._m2, 2 * self._e)
 
     @property
     def mean(self):
         """(D,) float64 column means of the rows seen (tracked with or without centring)."""
         self._require()
-        return self._mean.copy()
+        return np.ldexp(self._mean, self._e)
+
+    @property
+    def _e(self) -> int:
+        return 0 if self._exp is None else self._exp
+
+    def _rescale(self, exp: int) -> None:
+        """Store the moments in units of ``2**exp`` (``exp >= self._exp``: exact up to underflow of
+        entries below ``2**-1074`` of the new unit, far below the Gram error radius)."""
+        if self._exp is not None and exp > self._exp:
+            shift = self._exp - exp
+            self._m2 = np.ldexp(self._m2, 2 * shift)
+            self._mean = np.ldexp(self._mean, shift)
+        self._exp = exp if self._exp is None else max(exp, self._exp)
 
     def _require(self):
         if self._n == 0:
@@ -915,6 +935,10 @@ class GramAccumulator:
             c = np.asarray(chunk[start : start + rows], dtype=np.float64)
             nb = c.shape[0]
             with np.errstate(all="ignore"):  # NaN/Inf are caught from the diagonal below
+                top = float(np.max(np.abs(c))) if c.size else 0.0
+                if 0.0 < top < math.inf:
+                    self._rescale(math.frexp(top)[1])
+                c = np.ldexp(c, -self._e)  # a power of two: exact
                 mb = c.mean(axis=0)
                 if self.center:
                     cc = c - mb
@@ -951,12 +975,19 @@ class GramAccumulator:
         elif other._d != self._d:
             raise ValueError(f"other has {other._d} channels, this accumulator has {self._d}")
         self._eps = max(self._eps, other._eps)
-        self._combine(other._n, other._mean.copy(), other._m2)
+        if other._exp is not None:
+            self._rescale(other._exp)
+        shift = other._e - self._e  # <= 0
+        self._combine(other._n, np.ldexp(other._mean, shift), np.ldexp(other._m2, 2 * shift))
         return self
 
     def error_radius(self) -> float:
         """``delta``: every true ``sigma_j^2`` lies within ``lambda_j +- delta``."""
         self._require()
+        return float(np.ldexp(self._radius(), 2 * self._e))
+
+    def _radius(self) -> float:
+        # in the stored units (see _rescale)
         lam_max = max(float(np.linalg.eigvalsh(self._m2)[-1]), 0.0)
         return _gram_error_radius(lam_max, max(self._n, self._d), min(self._n, self._d))
 
@@ -970,11 +1001,15 @@ class GramAccumulator:
             smax = math.sqrt(max(float(lam[0]), 0.0))
             t = _default_tol(NumpyOps, smax, max(self._n, self._d), self._eps)
         else:
-            t = _check_tol(tol)
+            t = float(np.ldexp(_check_tol(tol), -self._e))  # in the stored units
         return t * t
 
     def singular_values(self, tol: float | None = None):
         """(r,) float64 singular values above ``tol`` (default as :func:`singular_values`), descending."""
+        return np.ldexp(self._sigma(tol), self._e)
+
+    def _sigma(self, tol):
+        # in the stored units (see _rescale)
         self._require()
         lam = self._eig()
         tol2 = self._tol2(lam, tol)
@@ -987,16 +1022,16 @@ class GramAccumulator:
         self._require()
         lam = self._eig()
         tol2 = self._tol2(lam, tol)
-        delta = self.error_radius()
+        delta = self._radius()
         return int(np.sum((lam - delta <= tol2) & (tol2 < lam + delta)))
 
     def numerical_rank(self, tol: float | None = None) -> int:
         """Number of singular values above ``tol``."""
-        return int(self.singular_values(tol).shape[0])
+        return int(self._sigma(tol).shape[0])
 
     def effective_rank(self, tol: float | None = None) -> np.float64:
         """Eq. 1 of the accumulated matrix (0.0 for the zero matrix)."""
-        s = self.singular_values(tol)
+        s = self._sigma(tol)  # Eq. 1 is scale-invariant: no need to scale back
         if s.shape[0] == 0:
             return np.float64(0.0)
         return np.float64(_entropy_rank(NumpyOps, s))
@@ -1006,6 +1041,6 @@ class GramAccumulator:
         self._require()
         k = check_int(k, "k", low=1, high=self._d, allow_none=True)
         if k is None:
-            return np.diag(self._m2).copy()
+            return np.ldexp(np.diag(self._m2), 2 * self._e)
         lam, v = NumpyOps.eigh_desc(self._m2)
-        return topk_informativeness(lam, v, k)
+        return np.ldexp(topk_informativeness(lam, v, k), 2 * self._e)
