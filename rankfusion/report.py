@@ -58,8 +58,7 @@ def theorem_table(features, pairs, exchange_ratio: float, *, alpha: float = 0.5)
         X = np.asarray(features.get(target, "before"), dtype=np.float64)
         Y = np.asarray(features.get(source, "before"), dtype=np.float64)
         low = analysis.blended_channels(X, exchange_ratio)
-        rep = theorem_3_1(X, Y, k=dominant_k(singular_values(X)), alpha=alpha, k_prime=len(low),
-                          informativeness="full")
+        rep = theorem_3_1(X, Y, k=dominant_k(singular_values(X)), alpha=alpha, low=low, informativeness="full")
         rows.append({"direction": f"{target} <- {source}", "k": rep.k, "n_low": rep.n_low, "alpha": alpha,
                      "erank_before": rep.erank_before, "erank_after": rep.erank_after,
                      "erank_change": rep.erank_change, "assumptions_hold": rep.assumptions_hold,

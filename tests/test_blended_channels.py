@@ -55,6 +55,8 @@ def test_model_analysis_and_report_use_the_same_channels(features):
     assert angles["n_low"].tolist() == [3]
     rows = report.theorem_table(fs, [("rgb", "depth")], RATIO)
     assert rows["n_low"].tolist() == [3]
+    # C_low given explicitly is still Definition 1's sublevel set of the column energy
+    assert "definition-1" not in rows["failed"].iloc[0]
     # the report's Theorem 3.1 check blends exactly the model's channels
     from rankfusion.theorem import theorem_3_1
 
