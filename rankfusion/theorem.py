@@ -759,13 +759,10 @@ def theorem_3_1(X, Y, *, k, alpha, low=None, eta=None, k_prime=None, epsilon=Non
     alpha : float or ndarray of shape (D,) or (n_low,)
         Blending coefficients ``alpha_c`` in [0, 1] of Definition 2 (``alpha_c = 1`` keeps ``x_c``,
         ``alpha_c = 0`` replaces it by ``y_c``).
-    low : sequence of int, optional
-        The channel set ``C_low`` given explicitly.
-    eta : float, optional
-        Threshold of Definition 1. Alone, it defines ``C_low = {c : I_c <= eta}``; with ``low``
-        it is the constant checked in Assumption 3. Default: ``max_{c in C_low} I_c``.
-    k_prime : int, optional
-        Choose ``C_low`` as the ``k'`` channels of lowest ``I_c`` (Eq. 3; ties -> lower index).
+    low, eta, k_prime : sequence of int, float, int, optional
+        ``C_low`` given explicitly; or ``{c : I_c <= eta}`` (Definition 1; with ``low``, ``eta`` is
+        the constant of Assumption 3, default ``max_{c in C_low} I_c``); or the ``k'`` channels
+        of lowest ``I_c`` (Eq. 3; ties -> lower index).
     epsilon, beta, gamma : float, optional
         Constants of Assumption 2 (``sum_c ||x'_c - x_c||^2 >= epsilon``, squared norm as in the
         paper), 1 (``||y_c|| <= beta``) and 4. Defaults, the values most favourable to the
@@ -779,8 +776,8 @@ def theorem_3_1(X, Y, *, k, alpha, low=None, eta=None, k_prime=None, epsilon=Non
     zero_mean_tol : float
         Largest ``|mean(y_c)| sqrt(T) / ||y_c||`` counted as zero-mean (Assumption 1).
     center_y : bool, default False
-        Subtract each column mean of ``Y`` before blending, so that Assumption 1's zero-mean
-        requirement holds by construction (this changes ``X'``; the report says so in ``notes``).
+        Centre ``Y``'s columns before blending: Assumption 1's zero-mean holds by construction
+        (this changes ``X'``; the report says so in ``notes``).
     tol : float, optional
         Absolute singular-value cut for the numerical rank (of ``X`` and of ``X'``).
         Default :func:`rankfusion.spectral.rank_tolerance` of each matrix (DESIGN.md).
