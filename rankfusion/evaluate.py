@@ -256,6 +256,31 @@ class MoCAccumulator:
             self._videos[obs] = self._videos.get(obs, 0) + other._videos[obs]
         return self
 
+    def add_counts(self, obs_ratio, true, false, n_videos: int) -> None:
+        """Add pooled ``(T, F)`` count tables of ``n_videos`` videos at one observation ratio.
+
+        The inverse of :meth:`counts`: tables summed over processes (an all-reduce of each
+        process's :meth:`counts`) give the same MoC as one process counting every video.
+
+        Parameters
+        ----------
+        obs_ratio : float
+        true, false : array-like of int, shape (n_betas, n_classes)
+        n_videos : int
+        """
+        obs = round(check_float(float(obs_ratio), "obs_ratio", low=0.0, high=1.0, low_open=True), 6)
+        shape = (len(self.betas), self.n_classes)
+        tables = []
+        for name, t in (("true", true), ("false", false)):
+            t = np.asarray(t.cpu() if is_torch(t) else t)
+            if t.shape != shape or t.dtype.kind not in "iu" or (t < 0).any():
+                raise ValueError(f"{name} must be non-negative integer counts of shape {shape}, got "
+                                 f"{t.dtype} {t.shape}")
+            tables.append(t.astype(np.int64))
+        for mine, t in zip((self._true, self._false), tables):
+            mine[obs] = mine.get(obs, np.zeros(shape, np.int64)) + t
+        self._videos[obs] = self._videos.get(obs, 0) + check_int(n_videos, "n_videos", low=0)
+
     @property
     def obs_ratios(self) -> list:
         """Observation ratios seen so far, ascending."""

@@ -99,6 +99,13 @@ class RankEnhancingTokenFuser(nn.Module):
     Gradients: the channel selection (an argmin over informativeness) is piecewise constant and
     computed without autograd. What learns through the fuser are alpha (for the selected
     channels) and both modalities' features through the blend (own: ``1 - alpha``, partner: ``alpha``).
+
+    Distributed training: ``stats_group`` (a ``torch.distributed`` process group, default None)
+    makes ``selection="spectral"`` with ``selection_scope="batch"`` sum the selection statistic
+    (:func:`rankfusion.spectral.channel_statistic`: column energies, or the Gram matrix for
+    top-k) over the group's processes in training mode, so N processes with batch B select
+    the channels one process would select from the N*B videos. In eval mode (one video at a
+    time) and with ``None`` the batch on this process decides.
     """
 
     def __init__(self, modalities, d: int, *, exchange_ratio: float = 0.1, selection: str = "spectral",
@@ -106,6 +113,7 @@ class RankEnhancingTokenFuser(nn.Module):
                  alpha_param: str = "sigmoid", fusion_rule: str = "mean", selection_scope: str = "batch"):
         super().__init__()
         self.selection_scope = selection_scope
+        self.stats_group = None  # not state: set by the distributed trainer, see the class docstring
         self.modalities = tuple(modalities)
         self.d = d
         self.k_prime = blended_channel_count(exchange_ratio, d)
@@ -145,11 +153,24 @@ class RankEnhancingTokenFuser(nn.Module):
             elif self.selection_scope == "sample":
                 score = torch.stack([channel_scores(x[b].detach()[mask[b]], self.informativeness_k)
                                      for b in range(x.shape[0])])
+            elif self.stats_group is not None and self.training:
+                score = self._global_scores(_valid_tokens(x.detach(), mask))
             else:
                 score = channel_scores(_valid_tokens(x.detach(), mask), self.informativeness_k)
             # ties (e.g. gamma = 1 at initialisation) resolve to the lowest channel index
             out.append(low_informative_channels(score, k_prime=self.k_prime))
         return out
+
+    def _global_scores(self, tokens: torch.Tensor) -> torch.Tensor:
+        # The statistic is additive over row blocks: the sum over processes is the statistic of
+        # the whole distributed batch (float64, so only the summation order differs).
+        import torch.distributed as dist
+
+        from .spectral import channel_statistic, informativeness_from_statistic
+
+        stat = channel_statistic(tokens, self.informativeness_k).contiguous()
+        dist.all_reduce(stat, op=dist.ReduceOp.SUM, group=self.stats_group)
+        return informativeness_from_statistic(stat, self.informativeness_k)
 
     def partners(self, feats) -> list:
         """The features each modality blends with (see the class docstring)."""

@@ -29,6 +29,8 @@ __all__ = [
     "effective_rank",
     "numerical_rank",
     "channel_informativeness",
+    "channel_statistic",
+    "informativeness_from_statistic",
     "low_informative_channels",
     "flatten_tokens",
     "principal_angles",
@@ -438,6 +440,51 @@ def topk_informativeness(lam, v, k: int):
     lam = ops.clip(lam[..., :k], 0.0)
     vk = v[..., :, :k]
     return ops.sum(vk * vk * lam[..., None, :], axis=-1)
+
+
+def channel_statistic(X, k: int | None = None):
+    """The additive statistic Definition 1 is computed from: column energies or the Gram matrix.
+
+    For row blocks ``X = [X_1; X_2; ...]`` the statistic of ``X`` is the sum of the blocks'
+    statistics, so informativeness over a batch split across processes is
+    ``informativeness_from_statistic(sum_r channel_statistic(X_r, k), k)`` (one all-reduce).
+
+    Parameters
+    ----------
+    X : array or tensor of shape (N, D)
+    k : int, optional
+        ``None``: the column energies ``||x_c||^2``, shape (D,) (Sec. 4.2's all-``r`` sum).
+        An int: the float64 Gram matrix ``X^T X``, shape (D, D), for the top-``k`` sum.
+
+    Returns
+    -------
+    float64 array or tensor of shape (D,) or (D, D), on the input's backend and device.
+    """
+    X = check_structure(X, "X")
+    k = check_int(k, "k", low=1, high=X.shape[-1], allow_none=True)
+    ops = get_ops(X)
+    stat = ops.colsq64(X, None) if k is None else ops.gram64(X, None)
+    _finite_or_raise(ops, stat if k is None else ops.diagonal(stat), X, "X")
+    return stat
+
+
+def informativeness_from_statistic(stat, k: int | None = None):
+    """Definition 1 from :func:`channel_statistic`: energies as they are, or the top-``k`` sum
+    (:func:`topk_informativeness` of the Gram matrix's eigenpairs, descending).
+
+    Parameters
+    ----------
+    stat : array or tensor of shape (D,) (``k=None``) or (..., D, D) (``k`` given)
+    k : int, optional
+
+    Returns
+    -------
+    float64 array or tensor of shape (..., D)
+    """
+    if k is None:
+        return stat
+    lam, v = get_ops(stat).eigh_desc(stat)
+    return topk_informativeness(lam, v, k)
 
 
 def low_informative_channels(scores, *, eta: float | None = None, k_prime: int | None = None):

@@ -172,6 +172,12 @@ def compute_losses(out, batch, device, *, transition_weight: float = 1.0) -> dic
     into fractions with a softmax over those queries (exactly how decoding turns them into frame
     counts, DESIGN.md: ``w = exp(d) / sum``) and regressed onto the target fractions (MSE).
     """
+    return _loss_terms(out, batch, device, "mean", transition_weight)[0]
+
+
+def _loss_terms(out, batch, device, reduction: str, transition_weight: float = 1.0):
+    # "mean": the three losses of compute_losses; "sum": their sums and the counts they are
+    # averaged over (tokens, queries, action queries), for a mean over a distributed batch.
     import torch
     from torch.nn import functional as F
 
@@ -179,31 +185,37 @@ def compute_losses(out, batch, device, *, transition_weight: float = 1.0) -> dic
     seg_t = batch["seg_labels"].to(device)
     cls_t = batch["future_classes"].to(device)
     dur_t = batch["future_durations"].to(device)
-    seg = F.cross_entropy(out.seg_logits.reshape(-1, K), seg_t.reshape(-1), ignore_index=-100)
-    cls = _anticipation_ce(out.class_logits, cls_t, batch, device, transition_weight)
+    seg = F.cross_entropy(out.seg_logits.reshape(-1, K), seg_t.reshape(-1), ignore_index=-100,
+                          reduction=reduction)
+    cls = _anticipation_ce(out.class_logits, cls_t, batch, device, transition_weight, reduction)
     act = (cls_t >= 0) & (cls_t < K)
     rows = act.any(1)
     if rows.any():
         d = out.durations[rows].masked_fill(~act[rows], float("-inf"))
         frac = torch.softmax(d, dim=-1)
-        dur = F.mse_loss(frac[act[rows]], dur_t[rows][act[rows]])
+        dur = F.mse_loss(frac[act[rows]], dur_t[rows][act[rows]], reduction=reduction)
     else:
         dur = out.durations.sum() * 0.0
-    return {"seg": seg, "cls": cls, "dur": dur}
+    if reduction == "mean":
+        return {"seg": seg, "cls": cls, "dur": dur}, None
+    counts = [int((seg_t != -100).sum()), int((cls_t != -100).sum()), int(act.sum())]
+    return {"seg": seg, "cls": cls, "dur": dur}, counts
 
 
-def _anticipation_ce(logits, cls_t, batch, device, transition_weight: float):
+def _anticipation_ce(logits, cls_t, batch, device, transition_weight: float, reduction: str = "mean"):
+    # reduction "sum": the numerator of the mean over target queries (see _loss_terms)
     import torch
     from torch.nn import functional as F
 
     flat = logits.reshape(-1, logits.shape[-1])
     if transition_weight == 1.0:
-        return F.cross_entropy(flat, cls_t.reshape(-1), ignore_index=-100)
+        return F.cross_entropy(flat, cls_t.reshape(-1), ignore_index=-100, reduction=reduction)
     ce = F.cross_entropy(flat, cls_t.reshape(-1), ignore_index=-100, reduction="none").view(cls_t.shape)
     changed = cls_t[:, 0] != batch["last_observed"].to(device)
     w = torch.where(changed, transition_weight, 1.0).to(ce.dtype)[:, None]
     valid = (cls_t != -100).to(ce.dtype)
-    return (ce * w * valid).sum() / valid.sum().clamp(min=1.0)
+    total = (ce * w * valid).sum()
+    return total if reduction == "sum" else total / valid.sum().clamp(min=1.0)
 
 
 def _lr_lambda(warmup_steps: int, total_steps: int, min_ratio: float):
@@ -227,7 +239,7 @@ def _write_metrics(path: Path, history: list):
 
 # ----------------------------------------------------------------------------- training
 def train(config: RunConfig, data_root, run_dir, *, seed=1, device=None, resume: bool = False,
-          progress: bool = True, on_epoch_end=None) -> Path:
+          progress: bool = True, on_epoch_end=None, distributed=None) -> Path:
     """Train R3D on ``data_root``'s train split; choose the best epoch on its val split.
 
     Parameters
@@ -250,6 +262,11 @@ def train(config: RunConfig, data_root, run_dir, *, seed=1, device=None, resume:
         Show a tqdm bar per epoch (stderr).
     on_epoch_end : callable, optional
         ``f(epoch, row)`` after each epoch's checkpoint is written (``row`` is the metrics dict).
+    distributed : rankfusion.distributed.DistContext, optional
+        Run data-parallel in a ``torchrun`` job (from :func:`rankfusion.distributed.setup`, which
+        also gives ``device``). ``config.train.batch_size`` is then the batch of *each* process
+        (the step's batch is ``world_size * batch_size``); rank 0 writes the run folder. See
+        docs/scaling.md. ``None`` (default): the single-process path.
 
     Returns
     -------
@@ -260,137 +277,299 @@ def train(config: RunConfig, data_root, run_dir, *, seed=1, device=None, resume:
         raise TypeError(f"config must be a RunConfig, got {type(config).__name__}")
     seeds = parse_seeds(seed)
     run_dir = Path(run_dir)
+    ctx = distributed
+    kw = dict(device=device, resume=resume, progress=progress, on_epoch_end=on_epoch_end, ctx=ctx)
     if len(seeds) > 1:
-        if (run_dir / "seeds.json").exists() and not resume:
-            old = json.loads((run_dir / "seeds.json").read_text())["seeds"]
-            if old != seeds:
-                raise InputError(f"run folder {str(run_dir)!r} holds seeds {old}, not {seeds}")
-        run_dir.mkdir(parents=True, exist_ok=True)
-        write_json(run_dir / "seeds.json", {"seeds": seeds})
+        _on_main(ctx, device, lambda: _write_seeds(run_dir, seeds, resume))
         for s in seeds:
-            _train_one(config, data_root, run_dir / f"seed-{s}", seed=s, device=device, resume=resume,
-                       progress=progress, on_epoch_end=on_epoch_end)
+            _train_one(config, data_root, run_dir / f"seed-{s}", seed=s, **kw)
         return run_dir
-    _train_one(config, data_root, run_dir, seed=seeds[0], device=device, resume=resume, progress=progress,
-               on_epoch_end=on_epoch_end)
+    _train_one(config, data_root, run_dir, seed=seeds[0], **kw)
     return run_dir
 
 
-def _train_one(config, data_root, run_dir: Path, *, seed, device, resume, progress, on_epoch_end):
-    import torch
-    from tqdm.auto import tqdm
+def _write_seeds(run_dir: Path, seeds, resume):
+    if (run_dir / "seeds.json").exists() and not resume:
+        old = json.loads((run_dir / "seeds.json").read_text())["seeds"]
+        if old != seeds:
+            raise InputError(f"run folder {str(run_dir)!r} holds seeds {old}, not {seeds}")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_json(run_dir / "seeds.json", {"seeds": seeds})
 
-    from .data import AnticipationDataset, collate_anticipation
-    from .model import R3D
+
+def _on_main(ctx, device, fn):
+    """``fn()`` in a single process; on rank 0 with the verdict shared in a distributed run."""
+    if ctx is None:
+        return fn()
+    from .distributed import agree
+
+    return agree(fn, ctx, resolve_device(device))
+
+
+class _Run:
+    """The state of one training run (one seed), shared by the steps of :func:`_train_one`."""
+
+    def __init__(self, **kw):
+        self.__dict__.update(kw)
+
+
+def _train_one(config, data_root, run_dir: Path, *, seed, device, resume, progress, on_epoch_end, ctx=None):
+    r = _prepare_run(config, data_root, run_dir, seed=seed, device=device, resume=resume, ctx=ctx)
+    _build_training(r, seed)
+    _restore_or_start(r, seed, resume)
+    for epoch in range(r.start, r.tc.epochs + 1):
+        row = _train_epoch(r, epoch, progress)
+        row.update(_validate(r))
+        row.update(lr=r.opt.param_groups[0]["lr"], epoch_s=time.perf_counter() - row.pop("_t0"),
+                   epoch_cpu_s=time.process_time() - row.pop("_c0"))
+        row = {k: row[k] for k in _METRIC_FIELDS}
+        r.history.append(row)
+        _save_epoch(r, epoch, row)
+        if progress and _is_main(ctx):
+            from tqdm.auto import tqdm
+
+            tqdm.write(f"epoch {epoch}/{r.tc.epochs}  loss {row['train_loss']:.4f}  val_loss {row['val_loss']:.4f}  "
+                       f"val_moc {row['val_moc']:.2f}  {row['frames_per_s']:.0f} frames/s  {row['epoch_s']:.1f} s")
+        if on_epoch_end is not None:
+            on_epoch_end(epoch, row)
+    return run_dir
+
+
+def _is_main(ctx) -> bool:
+    return ctx is None or ctx.is_main
+
+
+def _prepare_run(config, data_root, run_dir, *, seed, device, resume, ctx) -> _Run:
+    """Open the data, resolve the config, check the run folder; the datasets of both splits."""
+    from .data import AnticipationDataset
 
     dev = resolve_device(device)
     data_root = Path(data_root)
     ds = _open(data_root, config.model.modalities)
     config = resolve_config(config, ds)
     tc = config.train
+    if ctx is not None and ctx.world_size > len(ds.split("train")):
+        from .distributed import refuse
+
+        refuse(f"torchrun world size {ctx.world_size} is larger than the {len(ds.split('train'))} training "
+               f"videos of {str(data_root)!r}: every process needs one; use --nproc_per_node "
+               f"<= {len(ds.split('train'))}", ctx)
     last_path = run_dir / "checkpoints" / "last.pt"
-    if last_path.exists() and not resume:
-        raise InputError(f"run folder {str(run_dir)!r} already holds a run; pass resume=True (--resume) "
-                         "or choose another output folder")
+
+    def check_folder():
+        if last_path.exists() and not resume:
+            raise InputError(f"run folder {str(run_dir)!r} already holds a run; pass resume=True (--resume) "
+                             "or choose another output folder")
+
+    _on_main(ctx, dev, check_folder)
     info = {"config": config.to_dict(), "config_hash": config.config_hash(), "seed": seed,
             "dataset": str(data_root.resolve()), "modalities": list(config.model.modalities)}
-
+    if ctx is not None:
+        info["distributed"] = ctx.describe()
     train_set = AnticipationDataset(ds, "train", obs_ratios=tc.obs_ratios, future_ratio=tc.future_ratio,
                                     sample_rate=tc.sample_rate, n_queries=config.model.n_queries)
     val_set = AnticipationDataset(ds, "val", obs_ratios=tc.eval_obs, future_ratio=tc.future_ratio,
                                   sample_rate=tc.sample_rate, n_queries=config.model.n_queries)
-
-    _seed_everything(seed)
-    model = R3D(config.model).to(dev)
-    opt = torch.optim.AdamW(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
-    # the loader's own generator makes the batch order a function of (seed, epoch) and resumable
-    gen = torch.Generator().manual_seed(seed)
-    loader = torch.utils.data.DataLoader(train_set, batch_size=tc.batch_size, shuffle=True,
-                                         collate_fn=collate_anticipation, generator=gen)
-    steps = len(loader)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, _lr_lambda(tc.warmup_epochs * steps, tc.epochs * steps, tc.min_lr_ratio))
-    history, best, start = [], None, 1
-
-    if resume and last_path.exists():
-        # on the CPU: RNG states must stay CPU tensors; load_state_dict moves the rest to ``dev``
-        ck = load_checkpoint(last_path, map_location="cpu")
-        if ck["config_hash"] != info["config_hash"] or ck["seed"] != seed:
-            raise InputError(f"--resume: run folder {str(run_dir)!r} was made with config {ck['config_hash']} "
-                             f"seed {ck['seed']}, not config {info['config_hash']} seed {seed}")
-        model.load_state_dict(ck["model"])
-        opt.load_state_dict(ck["optimizer"])
-        sched.load_state_dict(ck["scheduler"])
-        gen.set_state(ck["loader_rng"])
-        _set_rng_state(ck["rng"])
-        history, best, start = ck["history"], ck["best"], ck["epoch"] + 1
-    else:
-        run_dir.mkdir(parents=True, exist_ok=True)
-    write_json(run_dir / "config.json", info)
-
-    higher = tc.select_metric == "val_moc"
-    for epoch in range(start, tc.epochs + 1):
-        model.train()
-        t0, c0 = time.perf_counter(), time.process_time()
-        sums = {"loss": 0.0, "seg": 0.0, "cls": 0.0, "dur": 0.0}
-        n_batches = frames = 0
-        bar = tqdm(loader, desc=f"epoch {epoch}/{tc.epochs}", leave=False, disable=not progress,
-                   unit="batch")
-        for batch in bar:
-            feats, mask = _to_device(batch, dev)
-            out = model(feats, mask)
-            parts = compute_losses(out, batch, dev, transition_weight=tc.transition_weight)
-            loss = tc.loss_seg * parts["seg"] + tc.loss_cls * parts["cls"] + tc.loss_dur * parts["dur"]
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if tc.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
-            opt.step()
-            sched.step()
-            n_batches += 1
-            frames += int(mask.sum())
-            sums["loss"] += loss.item()
-            for k in ("seg", "cls", "dur"):
-                sums[k] += parts[k].item()
-            bar.set_postfix(loss=f"{sums['loss'] / n_batches:.3f}",
-                            fps=f"{frames / max(time.perf_counter() - t0, 1e-9):.0f}")
-        bar.close()
-        train_s = time.perf_counter() - t0
-        val_loss = _validation_loss(model, val_set, tc, dev)
-        val_moc = (_mean_moc(model, ds, "val", config, dev) if tc.select_metric == "val_moc" else float("nan"))
-        row = {"epoch": epoch, "train_loss": sums["loss"] / n_batches, "train_seg": sums["seg"] / n_batches,
-               "train_cls": sums["cls"] / n_batches, "train_dur": sums["dur"] / n_batches,
-               "val_loss": val_loss, "val_moc": val_moc, "lr": opt.param_groups[0]["lr"],
-               "epoch_s": time.perf_counter() - t0, "epoch_cpu_s": time.process_time() - c0,
-               "frames_per_s": frames / train_s}
-        history.append(row)
-        score = val_moc if higher else val_loss
-        # equal validation MoC (e.g. 0 for every early epoch) is broken by the lower validation loss
-        improved = best is None or (
-            (score > best["score"] or (score == best["score"] and val_loss < best["val_loss"])) if higher
-            else score < best["score"])
-        if improved:
-            best = {"epoch": epoch, "score": score, "metric": tc.select_metric, "val_loss": val_loss}
-            _save_torch({"model": model.state_dict(), **info, "epoch": epoch, "best": best},
-                        run_dir / "checkpoints" / "best.pt")
-        _save_torch({"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                     "loader_rng": gen.get_state(), "rng": _rng_state(), "epoch": epoch, "history": history,
-                     "best": best, **info}, last_path)
-        _write_metrics(run_dir / "metrics.csv", history)
-        if progress:
-            tqdm.write(f"epoch {epoch}/{tc.epochs}  loss {row['train_loss']:.4f}  val_loss {val_loss:.4f}  "
-                       f"val_moc {val_moc:.2f}  {row['frames_per_s']:.0f} frames/s  {row['epoch_s']:.1f} s")
-        if on_epoch_end is not None:
-            on_epoch_end(epoch, row)
-    return run_dir
+    return _Run(config=config, tc=tc, ds=ds, dev=dev, run_dir=run_dir, last_path=last_path, info=info,
+                train_set=train_set, val_set=val_set, ctx=ctx)
 
 
-def _validation_loss(model, val_set, tc, dev) -> float:
+def _build_training(r: _Run, seed):
+    """Model, optimiser, loader and schedule; the RNG draws in the order of the original loop."""
     import torch
 
     from .data import collate_anticipation
+    from .model import R3D
 
-    loader = torch.utils.data.DataLoader(val_set, batch_size=1, shuffle=False, collate_fn=collate_anticipation)
+    tc = r.tc
+    _seed_everything(seed)
+    r.model = R3D(r.config.model).to(r.dev)
+    r.opt = torch.optim.AdamW(r.model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
+    # the loader's own generator makes the batch order a function of (seed, epoch) and resumable
+    r.gen = torch.Generator().manual_seed(seed)
+    r.sampler = None
+    if r.ctx is None:
+        r.loader = torch.utils.data.DataLoader(r.train_set, batch_size=tc.batch_size, shuffle=True,
+                                               collate_fn=collate_anticipation, generator=r.gen)
+    else:
+        # one permutation per epoch (seed + epoch, set_epoch), every world_size-th sample per rank
+        r.sampler = torch.utils.data.distributed.DistributedSampler(
+            r.train_set, num_replicas=r.ctx.world_size, rank=r.ctx.rank, shuffle=True, seed=seed)
+        r.loader = torch.utils.data.DataLoader(r.train_set, batch_size=tc.batch_size, sampler=r.sampler,
+                                               collate_fn=collate_anticipation)
+    steps = len(r.loader)
+    r.sched = torch.optim.lr_scheduler.LambdaLR(
+        r.opt, _lr_lambda(tc.warmup_epochs * steps, tc.epochs * steps, tc.min_lr_ratio))
+    r.history, r.best, r.start = [], None, 1
+
+
+def _restore_or_start(r: _Run, seed, resume):
+    """Continue from ``last.pt`` (``resume``), or create the run folder; write ``config.json``."""
+    ck = None
+    if resume:
+        # in a distributed run rank 0 reads it and every rank receives it (no shared disk needed)
+        ck = _on_main(r.ctx, r.dev, lambda: _load_resume(r, seed))
+    if ck is not None:
+        r.model.load_state_dict(ck["model"])
+        r.opt.load_state_dict(ck["optimizer"])
+        r.sched.load_state_dict(ck["scheduler"])
+        if r.ctx is None:
+            r.gen.set_state(ck["loader_rng"])
+            _set_rng_state(ck["rng"])
+        else:
+            _set_rng_state(ck["rng_ranks"][r.ctx.rank])
+        r.history, r.best, r.start = ck["history"], ck["best"], ck["epoch"] + 1
+    elif r.ctx is not None:
+        # dropout masks differ between processes; the initial weights (drawn above) do not
+        _seed_everything(int(np.random.SeedSequence([seed, r.ctx.rank]).generate_state(1)[0]))
+    if _is_main(r.ctx):
+        r.run_dir.mkdir(parents=True, exist_ok=True)
+        write_json(r.run_dir / "config.json", r.info)
+    r.net = r.model
+    if r.ctx is not None:
+        _wrap_ddp(r)
+
+
+def _load_resume(r: _Run, seed):
+    if not r.last_path.exists():
+        return None
+    # on the CPU: RNG states must stay CPU tensors; load_state_dict moves the rest to the device
+    ck = load_checkpoint(r.last_path, map_location="cpu")
+    if ck["config_hash"] != r.info["config_hash"] or ck["seed"] != seed:
+        raise InputError(f"--resume: run folder {str(r.run_dir)!r} was made with config {ck['config_hash']} "
+                         f"seed {ck['seed']}, not config {r.info['config_hash']} seed {seed}")
+    had, has = ck.get("distributed"), r.info.get("distributed")
+    if had != has:
+        def say(d):
+            return "one process (no torchrun)" if d is None else \
+                f"torchrun world size {d['world_size']} with rtf_stats={d['rtf_stats']!r}"
+        raise InputError(f"--resume: run folder {str(r.run_dir)!r} was trained with {say(had)}, "
+                         f"not {say(has)}; resume it the same way")
+    return ck
+
+
+def _wrap_ddp(r: _Run):
+    import torch
+
+    model = r.model
+    if model.rtf is not None and r.ctx.rtf_stats == "global":
+        model.rtf.stats_group = torch.distributed.group.WORLD
+    # an identity fuser (one modality, or k' = 0) leaves alpha without a gradient
+    unused = model.rtf is not None and (len(model.config.modalities) == 1 or model.rtf.k_prime == 0)
+    ids = [r.dev.index] if r.dev.type == "cuda" else None
+    r.net = torch.nn.parallel.DistributedDataParallel(model, device_ids=ids, find_unused_parameters=unused)
+
+
+def _train_epoch(r: _Run, epoch, progress) -> dict:
+    """One pass over the training set; the epoch's mean losses and throughput."""
+    import torch
+    from tqdm.auto import tqdm
+
+    tc = r.tc
+    r.model.train()
+    if r.sampler is not None:
+        r.sampler.set_epoch(epoch)
+    t0, c0 = time.perf_counter(), time.process_time()
+    sums = {"loss": 0.0, "seg": 0.0, "cls": 0.0, "dur": 0.0}
+    n_batches = frames = 0
+    bar = tqdm(r.loader, desc=f"epoch {epoch}/{tc.epochs}", leave=False, disable=not (progress and _is_main(r.ctx)),
+               unit="batch")
+    for batch in bar:
+        feats, mask = _to_device(batch, r.dev)
+        out = r.net(feats, mask)
+        parts = (compute_losses(out, batch, r.dev, transition_weight=tc.transition_weight) if r.ctx is None
+                 else _distributed_losses(out, batch, r))
+        loss = tc.loss_seg * parts["seg"] + tc.loss_cls * parts["cls"] + tc.loss_dur * parts["dur"]
+        r.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if tc.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(r.model.parameters(), tc.grad_clip)
+        r.opt.step()
+        r.sched.step()
+        n_batches += 1
+        frames += int(mask.sum())
+        sums["loss"] += loss.item()
+        for k in ("seg", "cls", "dur"):
+            sums[k] += parts[k].item()
+        bar.set_postfix(loss=f"{sums['loss'] / n_batches:.3f}",
+                        fps=f"{frames / max(time.perf_counter() - t0, 1e-9):.0f}")
+    bar.close()
+    train_s = time.perf_counter() - t0
+    if r.ctx is not None:
+        # each process's terms are world_size x its share of the step's loss (see _distributed_losses)
+        keys = ("loss", "seg", "cls", "dur")
+        tot = _all_reduce([sums[k] / r.ctx.world_size for k in keys] + [frames], r.dev)
+        sums, frames = dict(zip(keys, tot[:4])), int(round(tot[4]))
+    return {"epoch": epoch, "train_loss": sums["loss"] / n_batches, "train_seg": sums["seg"] / n_batches,
+            "train_cls": sums["cls"] / n_batches, "train_dur": sums["dur"] / n_batches,
+            "frames_per_s": frames / train_s, "_t0": t0, "_c0": c0}
+
+
+def _all_reduce(values, dev) -> list:
+    from .distributed import all_reduce_sum
+
+    return all_reduce_sum(values, dev).cpu().tolist()
+
+
+def _distributed_losses(out, batch, r: _Run) -> dict:
+    """This process's terms of the loss of the whole distributed batch, scaled for DDP.
+
+    Each loss is a mean over a count (tokens, queries, action queries) that differs between the
+    processes' batches; dividing this process's sum by the count summed over processes and
+    multiplying by ``world_size`` (DDP averages gradients) gives the gradient of the mean over
+    the whole batch, as one process with batch ``world_size * batch_size`` computes it.
+    """
+    parts, counts = _loss_terms(out, batch, r.dev, "sum", r.tc.transition_weight)
+    total = _all_reduce(counts, r.dev)
+    w = r.ctx.world_size
+    return {k: parts[k] * (w / max(n, 1.0)) for k, n in zip(("seg", "cls", "dur"), total)}
+
+
+def _validate(r: _Run) -> dict:
+    """Validation loss and (for ``select_metric="val_moc"``) mean validation MoC, over all ranks."""
+    val_loss = _validation_loss(r.model, r.val_set, r.tc, r.dev, ctx=r.ctx)
+    val_moc = (_mean_moc(r.model, r.ds, "val", r.config, r.dev, ctx=r.ctx) if r.tc.select_metric == "val_moc"
+               else float("nan"))
+    return {"val_loss": val_loss, "val_moc": val_moc}
+
+
+def _save_epoch(r: _Run, epoch, row):
+    """Best-epoch bookkeeping and the checkpoints (rank 0 writes; every rank keeps ``best``)."""
+    tc, val_loss = r.tc, row["val_loss"]
+    higher = tc.select_metric == "val_moc"
+    score = row["val_moc"] if higher else val_loss
+    best = r.best
+    # equal validation MoC (e.g. 0 for every early epoch) is broken by the lower validation loss
+    improved = best is None or (
+        (score > best["score"] or (score == best["score"] and val_loss < best["val_loss"])) if higher
+        else score < best["score"])
+    state = {"model": r.model.state_dict(), **r.info}
+    if improved:
+        r.best = {"epoch": epoch, "score": score, "metric": tc.select_metric, "val_loss": val_loss}
+        if _is_main(r.ctx):
+            _save_torch({**state, "epoch": epoch, "best": r.best}, r.run_dir / "checkpoints" / "best.pt")
+    last = {**state, "optimizer": r.opt.state_dict(), "scheduler": r.sched.state_dict(), "epoch": epoch,
+            "history": r.history, "best": r.best}
+    if r.ctx is None:
+        last.update(loader_rng=r.gen.get_state(), rng=_rng_state())
+    else:
+        from .distributed import gather
+
+        # the sampler needs no state (seed + epoch); each rank's own RNG (dropout) does
+        last["rng_ranks"] = gather(_rng_state(), r.ctx)
+    if _is_main(r.ctx):
+        _save_torch(last, r.last_path)
+        _write_metrics(r.run_dir / "metrics.csv", r.history)
+
+
+def _validation_loss(model, val_set, tc, dev, ctx=None) -> float:
+    import torch
+
+    from .data import collate_anticipation
+    from .distributed import shard
+
+    part = torch.utils.data.Subset(val_set, shard(range(len(val_set)), ctx))
+    loader = torch.utils.data.DataLoader(part, batch_size=1, shuffle=False, collate_fn=collate_anticipation)
     model.eval()
     total, n = 0.0, 0
     with torch.no_grad():
@@ -401,6 +580,8 @@ def _validation_loss(model, val_set, tc, dev) -> float:
             parts = compute_losses(model(feats, mask), batch, dev, transition_weight=tc.transition_weight)
             total += float(tc.loss_seg * parts["seg"] + tc.loss_cls * parts["cls"] + tc.loss_dur * parts["dur"])
             n += 1
+    if ctx is not None:
+        total, n = _all_reduce([total, n], dev)
     return total / max(n, 1)
 
 
@@ -441,34 +622,68 @@ def predict_future(model, ds, video, obs_ratio, config: RunConfig, dev):
     return gt, np.asarray(pred)
 
 
-def moc_grid(model, ds, split, config: RunConfig, dev, *, obs=None, betas=None) -> dict:
+def moc_grid(model, ds, split, config: RunConfig, dev, *, obs=None, betas=None, ctx=None) -> dict:
     """MoC in percent for each (obs, beta): ``{(obs, beta): value}`` over ``split``'s videos.
 
     Each video is observed alone (batch of one) and decoded with
-    :meth:`rankfusion.evaluate.MoCAccumulator.add_queries` (DESIGN.md protocol).
+    :meth:`rankfusion.evaluate.MoCAccumulator.add_queries` (DESIGN.md protocol). With ``ctx``
+    (a :class:`rankfusion.distributed.DistContext`) each process counts every ``world_size``-th
+    video and the T/F count tables are summed over processes: integer counts, so the MoC is
+    exactly the single-process one for the same weights.
     """
+    from .distributed import shard
+
+    obs = config.train.eval_obs if obs is None else obs
+    betas = config.train.eval_betas if betas is None else betas
+    videos = shard(ds.split(split), ctx)
+    acc = _moc_counts(model, ds, videos, config, dev, obs, betas)
+    if ctx is not None:
+        acc = _all_reduce_moc(acc, len(videos), obs, dev)
+    table = acc.result()
+    return {(float(o), float(b)): 100.0 * float(table.loc[round(float(o), 6), b]) for o in obs for b in betas}
+
+
+def _moc_counts(model, ds, videos, config, dev, obs, betas):
     import torch
 
     from .evaluate import MoCAccumulator
 
-    obs = config.train.eval_obs if obs is None else obs
-    betas = config.train.eval_betas if betas is None else betas
     model.eval()
     acc = MoCAccumulator(model.config.n_classes, betas=tuple(betas), future_ratio=config.train.future_ratio)
     for o in obs:
-        for video in ds.split(split):
+        for video in videos:
             gt = ds.labels(video)
             feats, mask = _video_inputs(ds, video, config.model.modalities, int(o * len(gt)),
                                         config.train.sample_rate, dev)
             with torch.no_grad():
                 out = model(feats, mask)
             acc.add_queries(gt, o, out.class_logits[0].cpu().numpy(), out.durations[0].cpu().numpy())
-    table = acc.result()
-    return {(float(o), float(b)): 100.0 * float(table.loc[round(float(o), 6), b]) for o in obs for b in betas}
+    return acc
 
 
-def _mean_moc(model, ds, split, config, dev) -> float:
-    vals = [v for v in moc_grid(model, ds, split, config, dev).values() if np.isfinite(v)]
+def _all_reduce_moc(acc, n_videos, obs, dev):
+    """``acc``'s count tables summed over all processes (a process may hold no video)."""
+    import torch
+    import torch.distributed as dist
+
+    from .evaluate import MoCAccumulator
+
+    shape = (len(acc.betas), acc.n_classes)
+    tables = []
+    for o in obs:
+        t, f = acc.counts(o) if n_videos else (np.zeros(shape, np.int64),) * 2
+        tables.append(np.stack([t, f]))
+    counts = torch.from_numpy(np.stack(tables)).to(dev)
+    dist.all_reduce(counts, op=dist.ReduceOp.SUM)
+    n_all = int(_all_reduce([n_videos], dev)[0])
+    out = MoCAccumulator(acc.n_classes, betas=acc.betas, future_ratio=acc.future_ratio)
+    for o, (t, f) in zip(obs, counts.cpu().numpy()):
+        out.add_counts(o, t, f, n_all)
+    return out
+
+
+def _mean_moc(model, ds, split, config, dev, ctx=None) -> float:
+    vals = [v for v in moc_grid(model, ds, split, config, dev, ctx=ctx).values() if np.isfinite(v)]
     # NaN cells (no frame counted) are skipped; a grid with none left scores -inf, never "best"
     return float(np.mean(vals)) if vals else float("-inf")
 

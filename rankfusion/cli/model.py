@@ -42,11 +42,22 @@ def _split_list(value, name):
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:N or auto.")
 @click.option("--resume", is_flag=True, help="Continue an interrupted run in --out.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
+@click.option("--rtf-stats", type=click.Choice(["global", "local"]), default="global", show_default=True,
+              help="Under torchrun: RTF's channel statistic summed over processes (N x B selects as one "
+                   "process with batch N*B) or each process's own batch.")
+@click.option("--dist-backend", type=click.Choice(["gloo", "nccl"]), default=None,
+              help="Under torchrun: default gloo on CPU, nccl with --device cuda.")
 def train(data, out, preset, config_path, epochs, seed, seeds, modalities, no_rtf, no_temporal_fuser,
           selection, exchange, exchange_ratio, latent, d_model, layers, batch_size, lr, sample_rate,
-          device, resume, quiet):
-    """Train R3D on dataset DATA (train split; best epoch chosen on val)."""
+          device, resume, quiet, rtf_stats, dist_backend):
+    """Train R3D on dataset DATA (train split; best epoch chosen on val).
+
+    Data-parallel on several processes or machines: start it with torchrun, e.g.
+    ``torchrun --nproc_per_node 2 -m rankfusion train DATA --out RUN`` (docs/scaling.md);
+    --batch-size is then the batch of each process.
+    """
     from ..config import load_config
+    from ..distributed import setup, teardown, under_torchrun
     from ..train import train as run_train
 
     if seed is not None and seeds is not None:
@@ -64,8 +75,19 @@ def train(data, out, preset, config_path, epochs, seed, seeds, modalities, no_rt
     cfg = load_config(config_path, preset=preset, model=model, train=train_kw)
     seed_arg = seeds if seeds is not None else (1 if seed is None else seed)
     t0 = time.perf_counter()
-    path = run_train(cfg, data, out, seed=seed_arg, device=device, resume=resume, progress=not quiet)
-    click.echo(f"trained {path} (config {cfg.config_hash()}) in {time.perf_counter() - t0:.1f} s")
+    if not under_torchrun():
+        path = run_train(cfg, data, out, seed=seed_arg, device=device, resume=resume, progress=not quiet)
+        click.echo(f"trained {path} (config {cfg.config_hash()}) in {time.perf_counter() - t0:.1f} s")
+        return
+    ctx, dev = setup(device, rtf_stats=rtf_stats, backend=dist_backend)
+    try:
+        path = run_train(cfg, data, out, seed=seed_arg, device=dev, resume=resume, progress=not quiet,
+                         distributed=ctx)
+    finally:
+        teardown()
+    if ctx.is_main:
+        click.echo(f"trained {path} (config {cfg.config_hash()}) on {ctx.world_size} processes "
+                   f"({ctx.backend}) in {time.perf_counter() - t0:.1f} s")
 
 
 @main.command()
