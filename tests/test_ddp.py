@@ -1,0 +1,211 @@
+"""Distributed training (torchrun, gloo on CPU): equivalence with one process, resume, bad input.
+
+The subprocess tests start ``python -m torch.distributed.run`` on 127.0.0.1 with a free port.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+if not torch.distributed.is_available() or not torch.distributed.is_gloo_available():
+    pytest.skip("torch.distributed with gloo is not available", allow_module_level=True)
+
+from rankfusion.config import R3DConfig, RunConfig, TrainConfig  # noqa: E402
+from rankfusion.evaluate import MoCAccumulator  # noqa: E402
+from rankfusion.spectral import (channel_informativeness, channel_statistic,  # noqa: E402
+                                 informativeness_from_statistic)
+from rankfusion.train import load_checkpoint  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+WORKER = Path(__file__).with_name("ddp_worker.py")
+LOSSES = ["train_loss", "train_seg", "train_cls", "train_dur", "val_loss"]
+# Relative tolerance of the 1 x 2B vs 2 x B loss trajectory. The two runs add the same float32
+# terms in another order (per-process sums, then an all-reduce; padding to another length), a
+# relative difference of a few eps32 = 1.2e-7 per reduction; through 18 AdamW steps it stays
+# within ~1e-7 relative (measured: 4e-8). 2e-5 (~170 eps32) leaves margin for other BLAS kernels
+# and is still 100x below what per-process channel selection changes (2e-3 relative, measured).
+RTOL = 2e-5
+
+
+# ----------------------------------------------------------------------------- fast, in-process
+def test_channel_statistic_is_additive_over_row_blocks(rng):
+    X = rng.normal(size=(60, 10)) * np.linspace(0.2, 2.0, 10)
+    for k in (None, 4):
+        parts = channel_statistic(X[:25], k) + channel_statistic(X[25:], k)
+        np.testing.assert_allclose(informativeness_from_statistic(parts, k), channel_informativeness(X, k),
+                                   rtol=1e-12, atol=1e-12 * float((X * X).sum()))
+    t = torch.as_tensor(X)
+    assert isinstance(channel_statistic(t, 4), torch.Tensor) and channel_statistic(t, 4).shape == (10, 10)
+
+
+def test_moc_counts_round_trip(rng):
+    a, b, whole = (MoCAccumulator(5) for _ in range(3))
+    videos = [rng.integers(0, 5, size=int(n)) for n in rng.integers(40, 90, size=6)]
+    preds = [rng.integers(0, 6, size=len(v) // 2) for v in videos]
+    for i, (gt, p) in enumerate(zip(videos, preds)):
+        (a if i % 2 else b).add(gt, 0.3, p)
+        whole.add(gt, 0.3, p)
+    summed = MoCAccumulator(5)
+    ta, fa = a.counts(0.3)
+    tb, fb = b.counts(0.3)
+    summed.add_counts(0.3, ta + tb, fa + fb, 6)
+    # integer counts: the pooled MoC is the same numbers divided the same way
+    assert summed.result().equals(whole.result())
+    assert summed.tidy().equals(whole.tidy())
+    with pytest.raises(ValueError, match="true"):
+        summed.add_counts(0.3, np.zeros((2, 5)), fa, 1)
+
+
+# ----------------------------------------------------------------------------- torchrun subprocesses
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _torchrun(nproc, args, log_dir=None):
+    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""),
+               OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc_per_node", str(nproc),
+           "--master_addr", "127.0.0.1", "--master_port", str(_free_port())]
+    if log_dir is not None:
+        cmd += ["--log-dir", str(log_dir), "--redirects", "3"]
+    return subprocess.run(cmd + [str(a) for a in args], env=env, capture_output=True, text=True, timeout=900)
+
+
+def _ok(res):
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    return res
+
+
+def _rows(run):
+    with open(Path(run) / "metrics.csv") as fh:
+        return list(csv.DictReader(fh))
+
+
+def _config(batch_size):
+    # dropout 0: each process draws its own dropout masks, the one thing the runs cannot share
+    return RunConfig(model=R3DConfig(modalities=("rgb", "depth"), d_model=8, n_heads=2, n_layers=1,
+                                     exchange_ratio=0.25, dropout=0.0),
+                     train=TrainConfig(epochs=3, warmup_epochs=1, batch_size=batch_size, sample_rate=2,
+                                       select_metric="val_moc"))
+
+
+@pytest.fixture(scope="module")
+def ddp_data(tmp_path_factory):
+    from rankfusion.data import open_dataset, synthesize
+
+    root = synthesize(tmp_path_factory.mktemp("ddp") / "syn", seed=3, n_videos=12, min_frames=60,
+                      max_frames=110, channels={"rgb": 8, "depth": 6})
+    # 8 training videos x 3 observation ratios = 24 samples: 6 steps of 4, no sampler padding
+    assert len(open_dataset(root).split("train")) == 8
+    return root
+
+
+@pytest.fixture(scope="module")
+def runs(ddp_data, tmp_path_factory):
+    """1 process x batch 4, and 2 processes x batch 2 with global and with local RTF statistics."""
+    base = tmp_path_factory.mktemp("runs")
+    out = {}
+    for name, nproc, batch, extra in (("one_x4", 1, 4, []), ("two_x2", 2, 2, []),
+                                      ("two_x2_local", 2, 2, ["--rtf-stats", "local"])):
+        cfg = base / f"{name}.toml"
+        c = _config(batch)
+        cfg.write_text("[model]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in vars(c.model).items()
+                                             if v is not None)
+                       + "[train]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in vars(c.train).items()))
+        _ok(_torchrun(nproc, ["-m", "rankfusion", "train", ddp_data, "--out", base / name, "--config", cfg,
+                              "--quiet", *extra]))
+        out[name] = base / name
+    return out
+
+
+@pytest.mark.slow
+def test_two_processes_follow_one_process_with_twice_the_batch(runs):
+    one, two, local = (_rows(runs[k]) for k in ("one_x4", "two_x2", "two_x2_local"))
+    assert len(one) == len(two) == 3
+    a = np.array([[float(r[k]) for k in LOSSES] for r in one])
+    b = np.array([[float(r[k]) for k in LOSSES] for r in two])
+    c = np.array([[float(r[k]) for k in LOSSES] for r in local])
+    np.testing.assert_allclose(b, a, rtol=RTOL)
+    # the check has teeth: selecting channels per process is another computation
+    assert np.max(np.abs(c - a) / np.abs(a)) > 10 * RTOL
+    wa = load_checkpoint(runs["one_x4"] / "checkpoints" / "last.pt")["model"]
+    wb = load_checkpoint(runs["two_x2"] / "checkpoints" / "last.pt")["model"]
+    assert set(wa) == set(wb) and not any(k.startswith("module.") for k in wb)
+    for k in wa:
+        torch.testing.assert_close(wb[k], wa[k], rtol=RTOL, atol=RTOL * float(wa[k].abs().max()), msg=k)
+    info = json.loads((runs["two_x2"] / "config.json").read_text())
+    assert info["distributed"] == {"world_size": 2, "backend": "gloo", "rtf_stats": "global"}
+
+
+@pytest.mark.slow
+def test_two_process_run_resumes_exactly(runs, ddp_data, tmp_path):
+    cfg = tmp_path / "c.json"
+    cfg.write_text(json.dumps(_config(2).to_dict()))
+    cut = tmp_path / "cut"
+    _ok(_torchrun(2, [WORKER, "train", ddp_data, cut, cfg, "--stop-after", "2"]))
+    assert len(_rows(cut)) == 2
+    _ok(_torchrun(2, [WORKER, "train", ddp_data, cut, cfg, "--resume"]))
+    ref = load_checkpoint(runs["two_x2"] / "checkpoints" / "last.pt")
+    got = load_checkpoint(cut / "checkpoints" / "last.pt")
+    # the same computation on the same machine (a 2-process all-reduce adds each pair once)
+    for k in ref["model"]:
+        assert torch.equal(ref["model"][k], got["model"][k]), k
+    drop = {"epoch_s", "epoch_cpu_s", "frames_per_s"}
+    assert [{k: v for k, v in r.items() if k not in drop} for r in _rows(cut)] == \
+        [{k: v for k, v in r.items() if k not in drop} for r in _rows(runs["two_x2"])]
+    assert got["best"] == ref["best"] and len(got["rng_ranks"]) == 2
+    # resuming with another world size is refused in one line
+    res = _torchrun(1, ["-m", "rankfusion", "train", ddp_data, "--out", cut, "--config", _toml(tmp_path, 2),
+                        "--resume", "--quiet"])
+    assert res.returncode != 0 and "Error: --resume" in res.stderr and "world size 2" in res.stderr
+
+
+def _toml(tmp_path, batch):
+    c = _config(batch)
+    p = tmp_path / "c.toml"
+    p.write_text("[model]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in vars(c.model).items() if v is not None)
+                 + "[train]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in vars(c.train).items()))
+    return p
+
+
+@pytest.mark.slow
+def test_selection_and_moc_over_two_processes(ddp_data, tmp_path):
+    out = tmp_path / "checks.json"
+    _ok(_torchrun(2, [WORKER, "checks", out, ddp_data]))
+    res = json.loads(out.read_text())
+    for k in ("k=None", "k=3"):
+        # the summed statistic selects what one process selects from all five videos
+        assert res[k]["global"] == res[k]["whole"], res[k]
+        assert res[k]["local"] != res[k]["whole"], res[k]
+    # integer T/F tables summed over processes: exactly the single-process MoC
+    assert res["moc_sharded"] == res["moc_whole"]
+
+
+@pytest.mark.slow
+def test_world_size_larger_than_training_videos(tmp_path):
+    from rankfusion.data import open_dataset, synthesize
+
+    root = synthesize(tmp_path / "few", seed=1, n_videos=4, min_frames=60, max_frames=80, channels={"rgb": 4})
+    n_train = len(open_dataset(root).split("train"))
+    res = _torchrun(n_train + 1, ["-m", "rankfusion", "train", root, "--out", tmp_path / "r", "--modalities", "rgb", "--quiet"],
+                    log_dir=tmp_path / "logs")
+    assert res.returncode != 0
+    errs = {int(p.parent.name): p.read_text() for p in (tmp_path / "logs").rglob("stderr.log")}
+    assert sorted(errs) == list(range(n_train + 1)), errs
+    assert errs[0].strip().splitlines() == [errs[0].strip()] and errs[0].startswith("Error: torchrun world size")
+    assert f"{n_train} training videos" in errs[0]
+    assert all(errs[r].strip() == "" for r in errs if r != 0), errs
+    assert "exitcode  : 2" in res.stderr or "exitcode: 2" in res.stderr.replace("  ", " "), res.stderr[-2000:]
+    assert not (tmp_path / "r").exists()
