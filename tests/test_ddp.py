@@ -32,8 +32,8 @@ LOSSES = ["train_loss", "train_seg", "train_cls", "train_dur", "val_loss"]
 # Relative tolerance of the 1 x 2B vs 2 x B loss trajectory. The two runs add the same float32
 # terms in another order (per-process sums, then an all-reduce; padding to another length), a
 # relative difference of a few eps32 = 1.2e-7 per reduction; through 18 AdamW steps it stays
-# within ~1e-7 relative (measured: 4e-8). 2e-5 (~170 eps32) leaves margin for other BLAS kernels
-# and is still 100x below what per-process channel selection changes (2e-3 relative, measured).
+# near that (measured: 1.6e-7 relative, 1.8e-7 absolute). 2e-5 (~170 eps32) leaves margin for
+# other BLAS kernels and is 100x below what per-process selection changes (2e-3, measured).
 RTOL = 2e-5
 
 
@@ -101,6 +101,13 @@ def _config(batch_size):
                                        select_metric="val_moc"))
 
 
+def _toml(path, batch):
+    c = _config(batch)
+    path.write_text("[model]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in vars(c.model).items() if v is not None)
+                    + "[train]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in vars(c.train).items()))
+    return path
+
+
 @pytest.fixture(scope="module")
 def ddp_data(tmp_path_factory):
     from rankfusion.data import open_dataset, synthesize
@@ -119,11 +126,7 @@ def runs(ddp_data, tmp_path_factory):
     out = {}
     for name, nproc, batch, extra in (("one_x4", 1, 4, []), ("two_x2", 2, 2, []),
                                       ("two_x2_local", 2, 2, ["--rtf-stats", "local"])):
-        cfg = base / f"{name}.toml"
-        c = _config(batch)
-        cfg.write_text("[model]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in vars(c.model).items()
-                                             if v is not None)
-                       + "[train]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in vars(c.train).items()))
+        cfg = _toml(base / f"{name}.toml", batch)
         _ok(_torchrun(nproc, ["-m", "rankfusion", "train", ddp_data, "--out", base / name, "--config", cfg,
                               "--quiet", *extra]))
         out[name] = base / name
@@ -144,7 +147,16 @@ def test_two_processes_follow_one_process_with_twice_the_batch(runs):
     wb = load_checkpoint(runs["two_x2"] / "checkpoints" / "last.pt")["model"]
     assert set(wa) == set(wb) and not any(k.startswith("module.") for k in wb)
     for k in wa:
-        torch.testing.assert_close(wb[k], wa[k], rtol=RTOL, atol=RTOL * float(wa[k].abs().max()), msg=k)
+        x, y = wa[k], wb[k]
+        if k.endswith("dur_head.bias"):
+            continue  # shifts every query's log-duration alike: the softmax over queries ignores it
+        if k.endswith("in_proj_bias"):
+            # the key bias adds a constant to each query's scores: softmax ignores it too. Both
+            # have a gradient that is zero but for rounding, which AdamW's normalised step
+            # turns into lr-sized moves (measured 2e-4 here); they cannot change any output.
+            w = x.shape[0] // 3
+            x, y = torch.cat([x[:w], x[2 * w:]]), torch.cat([y[:w], y[2 * w:]])
+        torch.testing.assert_close(y, x, rtol=RTOL, atol=RTOL * float(x.abs().max()), msg=k)
     info = json.loads((runs["two_x2"] / "config.json").read_text())
     assert info["distributed"] == {"world_size": 2, "backend": "gloo", "rtf_stats": "global"}
 
@@ -167,17 +179,9 @@ def test_two_process_run_resumes_exactly(runs, ddp_data, tmp_path):
         [{k: v for k, v in r.items() if k not in drop} for r in _rows(runs["two_x2"])]
     assert got["best"] == ref["best"] and len(got["rng_ranks"]) == 2
     # resuming with another world size is refused in one line
-    res = _torchrun(1, ["-m", "rankfusion", "train", ddp_data, "--out", cut, "--config", _toml(tmp_path, 2),
-                        "--resume", "--quiet"])
+    res = _torchrun(1, ["-m", "rankfusion", "train", ddp_data, "--out", cut, "--config",
+                        _toml(tmp_path / "c.toml", 2), "--resume", "--quiet"])
     assert res.returncode != 0 and "Error: --resume" in res.stderr and "world size 2" in res.stderr
-
-
-def _toml(tmp_path, batch):
-    c = _config(batch)
-    p = tmp_path / "c.toml"
-    p.write_text("[model]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in vars(c.model).items() if v is not None)
-                 + "[train]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in vars(c.train).items()))
-    return p
 
 
 @pytest.mark.slow
@@ -199,8 +203,8 @@ def test_world_size_larger_than_training_videos(tmp_path):
 
     root = synthesize(tmp_path / "few", seed=1, n_videos=4, min_frames=60, max_frames=80, channels={"rgb": 4})
     n_train = len(open_dataset(root).split("train"))
-    res = _torchrun(n_train + 1, ["-m", "rankfusion", "train", root, "--out", tmp_path / "r", "--modalities", "rgb", "--quiet"],
-                    log_dir=tmp_path / "logs")
+    res = _torchrun(n_train + 1, ["-m", "rankfusion", "train", root, "--out", tmp_path / "r", "--modalities", "rgb",
+                                  "--quiet"], log_dir=tmp_path / "logs")
     assert res.returncode != 0
     errs = {int(p.parent.name): p.read_text() for p in (tmp_path / "logs").rglob("stderr.log")}
     assert sorted(errs) == list(range(n_train + 1)), errs
