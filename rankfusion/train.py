@@ -275,6 +275,12 @@ def train(config: RunConfig, data_root, run_dir, *, seed=1, device=None, resume:
     """
     if not isinstance(config, RunConfig):
         raise TypeError(f"config must be a RunConfig, got {type(config).__name__}")
+    if distributed is not None:
+        from .distributed import DistContext
+
+        if not isinstance(distributed, DistContext):
+            raise TypeError(f"distributed must be a DistContext (rankfusion.distributed.setup) or None, "
+                            f"got {type(distributed).__name__}")
     seeds = parse_seeds(seed)
     run_dir = Path(run_dir)
     ctx = distributed

@@ -213,3 +213,10 @@ def test_world_size_larger_than_training_videos(tmp_path):
     assert all(errs[r].strip() == "" for r in errs if r != 0), errs
     assert "exitcode  : 2" in res.stderr or "exitcode: 2" in res.stderr.replace("  ", " "), res.stderr[-2000:]
     assert not (tmp_path / "r").exists()
+
+
+def test_train_rejects_a_non_context(tmp_path):
+    from rankfusion.train import train
+
+    with pytest.raises(TypeError, match="distributed"):
+        train(_config(2), tmp_path, tmp_path / "r", distributed="gloo")
