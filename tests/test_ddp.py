@@ -220,3 +220,35 @@ def test_train_rejects_a_non_context(tmp_path):
 
     with pytest.raises(TypeError, match="distributed"):
         train(_config(2), tmp_path, tmp_path / "r", distributed="gloo")
+
+
+@pytest.mark.parametrize("transition_weight", [1.0, 10.0])
+def test_split_batch_losses_are_the_whole_batch_losses(transition_weight):
+    """Per-process sums over counts summed over processes = the mean over the whole batch."""
+    from rankfusion.model import R3DOutput
+    from rankfusion.train import _loss_terms, compute_losses
+
+    g = torch.Generator().manual_seed(0)
+    B, T, K, Q = 6, 9, 5, 4
+    lengths = torch.tensor([9, 4, 7, 2, 9, 5])
+    mask = torch.arange(T)[None] < lengths[:, None]
+    out = R3DOutput(torch.randn(B, T, K, generator=g), torch.randn(B, Q, K + 1, generator=g),
+                    torch.randn(B, Q, generator=g))
+    fut = torch.randint(0, K, (B, Q), generator=g)
+    n_act = torch.tensor([1, 3, 2, 0, 1, 2])  # row 3: only NONE, no duration target
+    for b in range(B):
+        fut[b, n_act[b]] = K
+        fut[b, n_act[b] + 1:] = -100
+    dur = torch.rand(B, Q, generator=g) * (fut >= 0) * (fut < K)
+    batch = {"seg_labels": torch.randint(0, K, (B, T), generator=g).masked_fill(~mask, -100),
+             "future_classes": fut, "future_durations": dur / dur.sum(1, keepdim=True).clamp(min=1e-9),
+             "last_observed": torch.randint(0, K, (B,), generator=g)}
+    whole = compute_losses(out, batch, "cpu", transition_weight=transition_weight)
+    halves = [slice(0, 2), slice(2, 6)]
+    terms = [_loss_terms(R3DOutput(*(t[h] for t in out[:3])), {k: v[h] for k, v in batch.items()}, "cpu", "sum",
+                         transition_weight) for h in halves]
+    counts = np.sum([c for _, c in terms], axis=0)
+    for i, k in enumerate(("seg", "cls", "dur")):
+        got = sum(float(p[k]) for p, _ in terms) / counts[i]
+        # float32 sums of <= 54 terms in another order: a few eps32 relative
+        assert got == pytest.approx(float(whole[k]), rel=1e-5), k
