@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import analysis
+from . import analysis, selection
 from ._validation import InputError
 from .io import atomic_path, write_json, write_text
 from .pipeline import RunCache, expected_complementary, git_commit
@@ -219,7 +219,7 @@ def write_selection(out, table: pd.DataFrame, *, anchor: str, expected: str | No
     out : path-like
         Output folder.
     table : DataFrame
-        :func:`rankfusion.analysis.modality_selection` output.
+        :func:`rankfusion.selection.modality_selection` output.
     anchor : str
     expected : str, optional
         The candidate expected to rank first (the most complementary one by construction).
@@ -234,14 +234,14 @@ def write_selection(out, table: pd.DataFrame, *, anchor: str, expected: str | No
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     res = FigureResult("modality")
-    summary = analysis.summarize_selection(table)
-    ranking = analysis.rank_candidates(summary)
+    summary = selection.summarize_selection(table)
+    ranking = selection.rank_candidates(summary)
     _table(out, table, "modality_selection_files", res)
     _table(out, summary, "modality_selection", res, markdown=True)
     _table(out, ranking, "modality_ranking", res, markdown=True)
     _save(out, plots.plot_modality_selection(summary, anchor=anchor), "modality_selection", res, tuple(formats))
     return {"summary": summary, "ranking": ranking, "files": res.files,
-            "comparison": analysis.compare_with_expected(ranking, expected)}
+            "comparison": selection.compare_with_expected(ranking, expected)}
 
 
 def fig_modality(ctx: FigureContext, candidates=None, expected: str | None = None) -> FigureResult:
@@ -265,7 +265,7 @@ def fig_modality(ctx: FigureContext, candidates=None, expected: str | None = Non
     # rank-based ranking (the report compares the two).
     moc = {c: float(_mean_moc(ctx.cache, [r for r in runs if r.name == f"{ctx.anchor}+{c}"])["moc"].mean())
            for c in cands}
-    table = analysis.modality_selection(files, anchor=ctx.anchor)
+    table = selection.modality_selection(files, anchor=ctx.anchor)
     # paths relative to the cache, so a committed table does not carry local paths
     table["file"] = [Path(f).relative_to(ctx.cache.cache_dir).as_posix()
                      if Path(f).is_relative_to(ctx.cache.cache_dir) else f for f in table["file"]]

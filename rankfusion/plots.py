@@ -145,7 +145,7 @@ def plot_modality_selection(summary, *, anchor: str = "rgb"):
     Parameters
     ----------
     summary : DataFrame
-        :func:`rankfusion.analysis.summarize_selection` output.
+        :func:`rankfusion.selection.summarize_selection` output.
 
     Returns
     -------
@@ -196,6 +196,83 @@ def plot_modality_selection(summary, *, anchor: str = "rgb"):
     ax2.set_ylabel("$\\Delta_{cand}$: ERank gain of candidate (effective dims)")
     ax2.set_title("Both gains > 0 (upper right) = mutual enhancement")
     ax2.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def plot_selection_evidence(table, *, anchor: str, spearman=None, noise_sd: float = 2.0):
+    """Criterion, noise control and task gain per candidate (:func:`rankfusion.selection.select_modalities`).
+
+    Parameters
+    ----------
+    table : DataFrame
+        :meth:`rankfusion.selection.SelectionReport.table` output.
+    anchor : str
+    spearman : tuple (rho, (lo, hi)), optional
+        Rank agreement shown in the title of the task-gain panel.
+    noise_sd : float
+        Width of the control band, in control standard deviations (the ``noise_like`` rule).
+
+    Returns
+    -------
+    Figure
+        Left: the two ERank gains of each pairing (filled) and of its surrogates (hollow).
+        Middle: the criterion H (bar; hatched "NaN" when a gain is <= 0) with each surrogate's H
+        (grey dots) and the band control mean +- noise_sd sd. Right: accuracy gain over the anchor
+        alone with its 95% interval (RTF, bars) and without RTF (diamonds).
+    """
+    plt = _mpl()
+    fig, (ax0, ax1, ax2) = plt.subplots(1, 3, figsize=(15, 4.2))
+    cands = list(table["candidate"])
+    x = np.arange(len(cands))
+    cols = [color(c) for c in cands]
+    for off, role, mk in ((-0.15, "anchor", "o"), (0.15, "candidate", "s")):
+        ax0.scatter(x + off, table[f"gain_{role}"], color=cols, marker=mk, s=45,
+                    label=f"{anchor if role == 'anchor' else 'candidate'} gain")
+        ax0.scatter(x + off, table[f"control_gain_{role}"], facecolors="none", edgecolors=cols, marker=mk, s=45,
+                    label=f"{anchor if role == 'anchor' else 'candidate'} gain, surrogates")
+    ax0.axhline(0, color="black", lw=0.6)
+    ax0.set_xticks(x, cands)
+    ax0.set_ylabel("ERank gain through RTF (effective dims)")
+    ax0.set_title("Gains: candidate (filled) vs its noise surrogates (hollow)")
+    ax0.legend(fontsize=7)
+    crit = table["criterion"].to_numpy(dtype=float)
+    ax1.bar(x, np.nan_to_num(crit, nan=0.0), 0.6, color=cols)
+    for i, row in table.reset_index(drop=True).iterrows():
+        if not np.isfinite(crit[i]):
+            ax1.bar(i, 0.0, 0.6, fill=False, hatch="//", edgecolor=cols[i])
+            ax1.annotate("NaN", (i, 0), xytext=(0, 3), textcoords="offset points", ha="center", fontsize=8)
+        vals = [float(v) for v in str(row["control_values"]).split(";") if v]
+        ax1.scatter(np.full(len(vals), i + 0.35), np.nan_to_num(vals, nan=0.0), color="grey", s=10)
+        lo = row["control_mean"] - noise_sd * row["control_std"]
+        hi = row["control_mean"] + noise_sd * row["control_std"]
+        ax1.fill_between([i + 0.2, i + 0.5], lo, hi, color="grey", alpha=0.25, lw=0)
+        if row["noise_like"]:
+            ax1.annotate("noise-like", (i, max(np.nan_to_num(crit[i]), hi)), xytext=(0, 4),
+                         textcoords="offset points", ha="center", fontsize=7, color="black")
+    ax1.axhline(0, color="black", lw=0.6)
+    ax1.set_xticks(x, cands)
+    ax1.set_ylabel("H: harmonic mean of ERank gains")
+    ax1.set_title(f"Criterion vs noise control (grey: surrogates, band +-{noise_sd:g} sd)")
+    if table["task_gain"].notna().any():
+        lo = table["task_gain"] - table["task_gain_lo"]
+        hi = table["task_gain_hi"] - table["task_gain"]
+        ax2.bar(x, table["task_gain"], 0.6, color=cols, yerr=[lo, hi], capsize=4)
+        if "task_gain_plain" in table:
+            ax2.scatter(x + 0.35, table["task_gain_plain"], marker="D", color=cols, s=30, label="without RTF")
+            ax2.legend(fontsize=7)
+        ax2.axhline(0, color="black", lw=0.6)
+        ax2.set_xticks(x, cands)
+        ax2.set_ylabel(f"accuracy({anchor} + candidate) - accuracy({anchor})")
+        title = "Task gain (95% CI)"
+        if spearman is not None and spearman[0] is not None and np.isfinite(spearman[0]):
+            rho, ci = spearman
+            title += f"; Spearman(H, gain) = {rho:+.2f} [{ci[0]:+.2f}, {ci[1]:+.2f}]"
+        ax2.set_title(title, fontsize=9)
+    else:
+        ax2.set_axis_off()
+        ax2.text(0.5, 0.5, "no labels: no task evidence", ha="center", va="center")
+    fig.suptitle(f"Modality selection with evidence (anchor: {anchor})")
     fig.tight_layout()
     return fig
 

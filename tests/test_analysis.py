@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from rankfusion import analysis
+from rankfusion import analysis, selection
 from rankfusion._validation import InputError
 from rankfusion.io import save_npz
 
@@ -65,7 +65,7 @@ def selection_files(tmp_path):
 
 def test_pair_gains_match_hand_computed_effective_ranks(tmp_path):
     path = make_file(tmp_path / "f.npz", {"rgb": (SPIKY, FLAT), "depth": (SPIKY, FLATTER)})
-    row = analysis.pair_gains(analysis.load_features(path), "rgb", "depth")
+    row = selection.pair_gains(analysis.load_features(path), "rgb", "depth")
     assert row["erank_anchor_before"] == pytest.approx(erank_of(SPIKY), rel=1e-4)
     assert row["erank_anchor_after"] == pytest.approx(erank_of(FLAT), rel=1e-4)
     ga, gc = erank_of(FLAT) - erank_of(SPIKY), erank_of(FLATTER) - erank_of(SPIKY)
@@ -75,15 +75,15 @@ def test_pair_gains_match_hand_computed_effective_ranks(tmp_path):
 
 
 def test_modality_selection_ranks_mutual_gain_first_and_nan_last(selection_files):
-    table = analysis.modality_selection(selection_files, anchor="rgb")
+    table = selection.modality_selection(selection_files, anchor="rgb")
     assert set(table["candidate"]) == {"depth", "mvrgb", "imu"}
     assert len(table) == 6
-    summary = analysis.summarize_selection(table)
+    summary = selection.summarize_selection(table)
     assert len(summary) == 6 and (summary["n_files"] == 1).all()
     imu = summary[summary["candidate"] == "imu"]
     assert imu["harmonic_mean"].isna().all()
     assert imu["note"].str.contains("gain of imu").all()
-    ranking = analysis.rank_candidates(summary)
+    ranking = selection.rank_candidates(summary)
     assert list(ranking["candidate"]) == ["depth", "mvrgb", "imu"]
     assert list(ranking["rank"]) == [1, 2, 3]
     assert ranking.loc[0, "wins"] == 2
@@ -95,18 +95,18 @@ def test_modality_selection_ranks_mutual_gain_first_and_nan_last(selection_files
 def test_summary_averages_seeds(tmp_path):
     f1 = make_file(tmp_path / "a.npz", {"rgb": (SPIKY, FLAT), "depth": (SPIKY, FLAT)}, seed=1)
     f2 = make_file(tmp_path / "b.npz", {"rgb": (SPIKY, FLATTER), "depth": (SPIKY, FLATTER)}, seed=2)
-    table = analysis.modality_selection([f1, f2])
-    summary = analysis.summarize_selection(table)
+    table = selection.modality_selection([f1, f2])
+    summary = selection.summarize_selection(table)
     assert len(summary) == 1 and summary["n_files"].iloc[0] == 2
     assert summary["gain_anchor"].iloc[0] == pytest.approx(table["gain_anchor"].mean())
 
 
 def test_compare_with_expected():
     ranking = pd.DataFrame({"rank": [1, 2], "candidate": ["depth", "imu"]})
-    assert analysis.compare_with_expected(ranking, "depth")["matches"] is True
-    res = analysis.compare_with_expected(ranking, "imu")
+    assert selection.compare_with_expected(ranking, "depth")["matches"] is True
+    res = selection.compare_with_expected(ranking, "imu")
     assert res["matches"] is False and res["expected_rank"] == 2
-    assert analysis.compare_with_expected(ranking, None)["matches"] is None
+    assert selection.compare_with_expected(ranking, None)["matches"] is None
 
 
 def test_load_features_errors_name_file_and_key(tmp_path):
@@ -131,12 +131,12 @@ def test_load_features_errors_name_file_and_key(tmp_path):
 def test_modality_selection_errors(tmp_path):
     f = make_file(tmp_path / "f.npz", {"rgb": (SPIKY, FLAT), "depth": (SPIKY, FLAT)})
     with pytest.raises(InputError, match="anchor 'thermal'"):
-        analysis.modality_selection([f], anchor="thermal")
+        selection.modality_selection([f], anchor="thermal")
     only = make_file(tmp_path / "only.npz", {"rgb": (SPIKY, FLAT)})
     with pytest.raises(InputError, match="only the anchor"):
-        analysis.modality_selection([only])
+        selection.modality_selection([only])
     with pytest.raises(InputError, match="no feature files"):
-        analysis.modality_selection([])
+        selection.modality_selection([])
 
 
 def test_normalized_spectrum_is_eq1_distribution():

@@ -81,7 +81,7 @@ def modality_select(features, data, candidates, expected, out, anchor, cache_dir
     ratio: ERank before/after of both modalities, the gains and their harmonic mean),
     modality_ranking.csv and modality_selection.png/.pdf into --out.
     """
-    from .. import analysis
+    from .. import selection
     from ..figures import FigureContext, fig_modality, to_markdown, write_manifest, write_selection
 
     if features and data is not None:
@@ -98,7 +98,7 @@ def modality_select(features, data, candidates, expected, out, anchor, cache_dir
         write_manifest(ctx, {"modality": res}, command=_command_line())
         summary, ranking, cmp = res.tables["summary"], res.tables["ranking"], res.findings["comparison"]
     else:
-        table = analysis.modality_selection(features, anchor=anchor)
+        table = selection.modality_selection(features, anchor=anchor)
         sel = write_selection(out, table, anchor=anchor, expected=expected)
         summary, ranking, cmp = sel["summary"], sel["ranking"], sel["comparison"]
     cols = ["candidate", "obs_ratio", "erank_anchor_before", "erank_anchor_after", "erank_candidate_before",

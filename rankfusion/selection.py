@@ -1,0 +1,838 @@
+"""Modality selection (Sec. 3.2, Fig. 3) with evidence.
+
+Three numbers per candidate modality, meant to be read together (docs/analysis.md):
+
+1. **The paper's criterion**: the harmonic mean ``H`` of the anchor's and the candidate's
+   effective-rank gains through fusion (Eq. 1, Sec. 3.2), from feature files of any model
+   (:func:`modality_selection`) or from a small fusion probe on paired features
+   (:func:`select_modalities`).
+2. **A spectrum-matched noise control**: ``H`` recomputed with the candidate replaced by
+   surrogates that keep its column means and its exact singular spectrum but whose rows are
+   random (:func:`spectral_surrogates`); a candidate whose ``H`` is not above its own control is
+   flagged ``noise_like``.
+3. **Task evidence**: the cross-validated accuracy gain of anchor+candidate over the anchor alone
+   (:class:`FusionProbe`), and the rank agreement between ``H`` and the task gains.
+
+The maths (effective rank, gains, harmonic mean) comes from :mod:`rankfusion.spectral`; the
+exchange of the probe is the model's own RTF (Eqs. 3-5, :class:`rankfusion.model.RankEnhancingTokenFuser`).
+Nothing here draws a plot (:mod:`rankfusion.plots`) or parses the command line.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from ._validation import InputError, check_float, check_int, is_torch
+from .analysis import FeatureSet, load_features
+
+# --------------------------------------------------------------------------- modality selection
+
+
+def pair_gains(features: FeatureSet, anchor: str, candidate: str) -> dict:
+    """Effective-rank gains of an (anchor, candidate) pair fused by one model (Sec. 3.2).
+
+    Parameters
+    ----------
+    features : FeatureSet
+        Holds ``<anchor>.before/after`` and ``<candidate>.before/after``.
+    anchor, candidate : str
+        The two modalities (e.g. ``"rgb"`` and ``"depth"``).
+
+    Returns
+    -------
+    dict
+        ``erank_<role>_before``, ``erank_<role>_after``, ``gain_<role>`` for role in
+        (anchor, candidate) and ``harmonic_mean`` = 2ab/(a+b) of the two gains, NaN when either
+        gain is <= 0 (a pair that does not enhance both modalities is not mutual, Sec. 3.2).
+    """
+    from . import spectral
+
+    if anchor == candidate:
+        raise ValueError(f"candidate must differ from anchor, got {candidate!r} for both")
+    out = {}
+    gains = {}
+    for role, mod in (("anchor", anchor), ("candidate", candidate)):
+        before = spectral.effective_rank(features.get(mod, "before"))
+        after = spectral.effective_rank(features.get(mod, "after"))
+        out[f"erank_{role}_before"] = float(before)
+        out[f"erank_{role}_after"] = float(after)
+        gains[role] = float(after) - float(before)
+        out[f"gain_{role}"] = gains[role]
+    out["harmonic_mean"] = float(spectral.harmonic_mean_gain(gains["anchor"], gains["candidate"]))
+    return out
+
+
+def nan_reason(gain_anchor: float, gain_candidate: float, anchor: str, candidate: str) -> str:
+    """Why a harmonic mean is NaN ("" when it is not): which gain is not positive."""
+    bad = [f"gain of {m} = {g:+.3f} <= 0" for m, g in ((anchor, gain_anchor), (candidate, gain_candidate))
+           if not (g > 0)]
+    return "; ".join(bad)
+
+
+def modality_selection(paths, anchor: str = "rgb") -> pd.DataFrame:
+    """Per-file effective-rank gains of the anchor fused with each candidate.
+
+    Parameters
+    ----------
+    paths : sequence of str or Path
+        Feature files. Each holds the anchor and one or more candidates (every other fused
+        modality of the file is a candidate; the paper fuses one pair per model).
+    anchor : str, default "rgb"
+        The modality every candidate is paired with.
+
+    Returns
+    -------
+    DataFrame
+        One row per (file, candidate): ``file, run, seed, candidate, obs_ratio``, the columns of
+        :func:`pair_gains`, and ``note`` (why the harmonic mean is NaN, else "").
+
+    Raises
+    ------
+    InputError
+        No files, a file without the anchor or without any candidate.
+    """
+    paths = list(paths)
+    if not paths:
+        raise InputError("no feature files given (expected one or more .npz files)")
+    if not isinstance(anchor, str) or not anchor:
+        raise ValueError(f"anchor must be a modality name, got {anchor!r}")
+    rows = []
+    for path in paths:
+        fs = load_features(path)
+        if anchor not in fs.modalities:
+            raise InputError(
+                f"file {str(fs.path)!r} has no '{anchor}.before'/'{anchor}.after' arrays for the anchor "
+                f"{anchor!r}; modalities with both: {fs.modalities}"
+            )
+        cands = [m for m in fs.modalities if m != anchor]
+        if not cands:
+            raise InputError(f"file {str(fs.path)!r} holds only the anchor {anchor!r}, no candidate modality")
+        for cand in cands:
+            row = {
+                "file": str(fs.path),
+                "run": fs.meta.get("run", fs.path.stem),
+                "seed": fs.meta.get("seed", ""),
+                "anchor": anchor,
+                "candidate": cand,
+                "obs_ratio": fs.obs_ratio,
+            }
+            row.update(pair_gains(fs, anchor, cand))
+            row["note"] = nan_reason(row["gain_anchor"], row["gain_candidate"], anchor, cand)
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def summarize_selection(table: pd.DataFrame) -> pd.DataFrame:
+    """Average the per-file rows over seeds: one row per (candidate, observation ratio).
+
+    The harmonic mean is recomputed from the *mean* gains (the paper reports one score per pair
+    and ratio); ``n_files`` counts the files averaged.
+    """
+    from . import spectral
+
+    if table.empty:
+        raise ValueError("table is empty: no feature rows to summarise")
+    cols = ["erank_anchor_before", "erank_anchor_after", "erank_candidate_before",
+            "erank_candidate_after", "gain_anchor", "gain_candidate"]
+    # NaN obs ratios (files without metadata) would vanish in groupby; keep them as a group.
+    keyed = table.assign(obs_ratio=table["obs_ratio"].fillna(-1.0))
+    grouped = keyed.groupby(["anchor", "candidate", "obs_ratio"], sort=True)
+    out = grouped[cols].mean().reset_index()
+    out["n_files"] = grouped.size().to_numpy()
+    out["obs_ratio"] = out["obs_ratio"].replace(-1.0, np.nan)
+    out["harmonic_mean"] = [
+        float(spectral.harmonic_mean_gain(a, c)) for a, c in zip(out["gain_anchor"], out["gain_candidate"])
+    ]
+    out["note"] = [
+        nan_reason(a, c, an, ca)
+        for a, c, an, ca in zip(out["gain_anchor"], out["gain_candidate"], out["anchor"], out["candidate"])
+    ]
+    return out
+
+
+def rank_candidates(summary: pd.DataFrame) -> pd.DataFrame:
+    """Rank candidates by their harmonic mean of rank gains over observation ratios.
+
+    A candidate's ``score`` is the mean of its harmonic means over the ratios where it is finite;
+    candidates whose harmonic mean is NaN at some ratio (one gain <= 0 there: the fusion is not
+    mutual) rank after every candidate that is finite everywhere, then by how many ratios are NaN,
+    then by score. ``wins`` counts the ratios where the candidate has the highest harmonic mean.
+
+    Returns
+    -------
+    DataFrame
+        ``rank`` (1 = best), ``candidate``, ``score``, ``n_ratios``, ``n_nan``, ``wins``, ``reason``
+        (empty unless some ratio is NaN; says which gain is <= 0 and where).
+    """
+    if summary.empty:
+        raise ValueError("summary is empty: nothing to rank")
+    best = summary.groupby("obs_ratio", dropna=False)["harmonic_mean"].transform(
+        lambda s: s.max() if s.notna().any() else np.nan
+    )
+    is_win = summary["harmonic_mean"].notna() & (summary["harmonic_mean"] == best)
+    rows = []
+    for cand, grp in summary.groupby("candidate", sort=False):
+        finite = grp["harmonic_mean"].dropna()
+        reasons = [
+            f"obs {r:g}: {n}" if np.isfinite(r) else n
+            for r, n in zip(grp["obs_ratio"], grp["note"]) if n
+        ]
+        rows.append({
+            "candidate": cand,
+            "score": float(finite.mean()) if len(finite) else math.nan,
+            "n_ratios": int(len(grp)),
+            "n_nan": int(grp["harmonic_mean"].isna().sum()),
+            "wins": int(is_win[grp.index].sum()),
+            "reason": "harmonic mean NaN (" + "; ".join(reasons) + ")" if reasons else "",
+        })
+    df = pd.DataFrame(rows)
+    df["_score"] = df["score"].fillna(-np.inf)
+    df = df.sort_values(["n_nan", "_score", "candidate"], ascending=[True, False, True], kind="mergesort")
+    df = df.drop(columns="_score").reset_index(drop=True)
+    df.insert(0, "rank", np.arange(1, len(df) + 1))
+    return df
+
+
+def compare_with_expected(ranking: pd.DataFrame, expected_best: str | None) -> dict:
+    """Compare a ranking with the modality that is most complementary by construction.
+
+    Returns a dict ``{"expected": ..., "found": ..., "matches": bool or None, "expected_rank": int
+    or None}``; ``matches`` is None when nothing is expected (real data).
+    """
+    found = str(ranking["candidate"].iloc[0]) if len(ranking) else None
+    if expected_best is None:
+        return {"expected": None, "found": found, "matches": None, "expected_rank": None}
+    hit = ranking.loc[ranking["candidate"] == expected_best, "rank"]
+    return {
+        "expected": expected_best,
+        "found": found,
+        "matches": found == expected_best,
+        "expected_rank": int(hit.iloc[0]) if len(hit) else None,
+    }
+
+
+# --------------------------------------------------------------------------- noise control
+
+
+def _as_numpy64(x, name: str) -> np.ndarray:
+    """A float64 NumPy copy of an array or tensor (the probe and the control run on host copies)."""
+    if is_torch(x):
+        x = x.detach().cpu().numpy()
+    x = np.asarray(x)
+    if x.dtype.kind not in "fiub":
+        raise TypeError(f"{name} must be a real numeric array, got dtype {x.dtype}")
+    return x.astype(np.float64, copy=False)
+
+
+def _like(out: np.ndarray, ref):
+    """Return ``out`` in the type of ``ref``: a tensor on ref's device and dtype, else ref's dtype."""
+    if is_torch(ref):
+        import torch
+
+        dtype = ref.dtype if ref.is_floating_point() else torch.float32
+        return torch.as_tensor(out, device=ref.device).to(dtype)
+    dtype = ref.dtype if np.asarray(ref).dtype.kind == "f" else np.float64
+    return out.astype(dtype, copy=False)
+
+
+def spectral_surrogates(X, n_surrogates: int = 10, *, seed: int = 0):
+    """Noise surrogates of ``X`` with its exact column means and singular spectrum.
+
+    With ``X = 1 mu^T + U S V^T`` (column means ``mu``, thin SVD of the centred matrix), each
+    surrogate is ``1 mu^T + Q S V^T`` where ``Q`` is a Haar-random ``(N, r)`` orthonormal matrix
+    orthogonal to the all-ones vector (QR of a column-centred Gaussian matrix, signs fixed by
+    ``diag(R) > 0`` so that the law is exactly Haar). So a surrogate has, by construction, the
+    same column means, the same centred covariance ``V S^2 V^T / N`` and therefore the same
+    singular values (centred or not) as ``X``, while its rows are a random rotation of ``X``'s
+    row space: they carry no information about any other modality or about labels.
+
+    Why not Gaussian rows with ``X``'s covariance: their singular values scatter around ``X``'s
+    by sampling error (Wishart), so a control built from them differs from the candidate in
+    spectrum *and* in content; here it differs in content only.
+
+    Parameters
+    ----------
+    X : ndarray or tensor of shape (N, D)
+        The candidate modality's features.
+    n_surrogates : int, default 8
+    seed : int, default 0
+        Surrogate ``j`` is drawn from ``numpy.random.default_rng([seed, j])``: it does not depend
+        on how many surrogates are asked for.
+
+    Returns
+    -------
+    ndarray or tensor of shape (n_surrogates, N, D)
+        Same type, dtype and device as ``X`` (float64 for integer input).
+    """
+    n_surrogates = check_int(n_surrogates, "n_surrogates", low=1)
+    seed = check_int(seed, "seed", low=0)
+    X64 = _as_numpy64(X, "X")
+    if X64.ndim != 2 or X64.shape[0] < 2 or X64.shape[1] < 1:
+        raise ValueError(f"X must be a 2-D (N >= 2, D >= 1) matrix, got shape {X64.shape}")
+    if not np.isfinite(X64).all():
+        raise ValueError("X contains NaN or Inf values")
+    mu = X64.mean(axis=0)
+    _, s, vt = np.linalg.svd(X64 - mu, full_matrices=False)
+    n = X64.shape[0]
+    # Drop the numerically-zero directions (centring removes one, rank deficiency more): a random
+    # Q column on them would inject energy that X does not have.
+    tol = math.sqrt(max(X64.shape)) * np.finfo(np.float64).eps * (s[0] if s.size else 0.0)
+    r = int(np.sum(s > tol))
+    out = np.empty((n_surrogates,) + X64.shape)
+    for j in range(n_surrogates):
+        rng = np.random.default_rng([seed, j])
+        g = rng.standard_normal((n, r))
+        g -= g.mean(axis=0)  # span(g) is orthogonal to the ones vector: column means stay mu
+        q, rr = np.linalg.qr(g)
+        q *= np.where(np.diag(rr) < 0, -1.0, 1.0)  # sign fix: makes the QR factor Haar-distributed
+        out[j] = mu + (q * s[:r]) @ vt[:r]
+    return _like(out, X)
+
+
+# --------------------------------------------------------------------------- the fusion probe
+
+
+@dataclass(frozen=True)
+class ProbeConfig:
+    """Settings of the fusion probe and of the evidence computed with it.
+
+    Attributes
+    ----------
+    width : int, default 32
+        Common token width D every modality is projected to (Eq. 2: Linear + ReLU).
+    exchange_ratio : float, default 0.1
+        Fraction of channels RTF blends (Eq. 3), as in the paper.
+    head : {"linear", "mlp"}, default "linear"
+        Classifier on the concatenated fused tokens.
+    hidden : int, default 64
+        Hidden width of the MLP head.
+    steps : int, default 100
+        Full-batch Adam steps per fit (deterministic: no shuffling).
+    lr, weight_decay : float
+        Adam settings.
+    folds : int, default 5
+        Stratified cross-validation folds.
+    seeds : tuple of int, default (0, 1)
+        Each seed sets a fold assignment and the probe's initialisation; replicates are
+        ``folds * len(seeds)``.
+    n_surrogates : int, default 8
+        Noise-control surrogates per candidate.
+    n_boot : int, default 2000
+        Bootstrap draws of the rank-agreement interval.
+    noise_sd : float, default 2.0
+        A candidate is ``noise_like`` unless its criterion exceeds the control mean by more than
+        this many control standard deviations.
+    threads : int, default 1
+        Torch threads while fitting (small matrices: one thread is as fast and robust on shared cores).
+    """
+
+    width: int = 32
+    exchange_ratio: float = 0.1
+    head: str = "linear"
+    hidden: int = 64
+    steps: int = 100
+    lr: float = 2e-2
+    weight_decay: float = 1e-4
+    folds: int = 5
+    seeds: tuple = (0, 1)
+    n_surrogates: int = 8
+    n_boot: int = 2000
+    noise_sd: float = 2.0
+    threads: int = 1
+
+    def __post_init__(self):
+        check_int(self.width, "width", low=1)
+        check_float(self.exchange_ratio, "exchange_ratio", low=0.0, high=1.0, low_open=True)
+        if self.head not in ("linear", "mlp"):
+            raise ValueError(f"head must be 'linear' or 'mlp', got {self.head!r}")
+        check_int(self.hidden, "hidden", low=1)
+        check_int(self.steps, "steps", low=1)
+        check_float(self.lr, "lr", low=0.0, low_open=True)
+        check_float(self.weight_decay, "weight_decay", low=0.0)
+        check_int(self.folds, "folds", low=2)
+        if not self.seeds:
+            raise ValueError("seeds must hold at least one seed")
+        for s in self.seeds:
+            check_int(s, "seeds", low=0)
+        check_int(self.n_surrogates, "n_surrogates", low=2)
+        check_int(self.n_boot, "n_boot", low=1)
+        check_float(self.noise_sd, "noise_sd", low=0.0)
+        check_int(self.threads, "threads", low=1)
+
+
+def _probe_class():
+    # torch is imported lazily: rankfusion.selection's criterion on feature files needs no torch.
+    import torch
+    from torch import nn
+    from torch.nn import functional as F
+
+    from .model import RankEnhancingTokenFuser
+
+    class FusionProbe(nn.Module):
+        """Per-modality Linear+ReLU to a common width (Eq. 2), RTF (Eqs. 3-5) or not, a head.
+
+        ``forward`` takes a list of ``(N, C_m)`` tensors (anchor first) and returns ``(N, K)``
+        logits; :meth:`tokens` returns the fuser's inputs and outputs, each a list of ``(N, D)``.
+        """
+
+        def __init__(self, dims, n_classes: int, config: ProbeConfig, rtf: bool = True):
+            super().__init__()
+            w = config.width
+            self.proj = nn.ModuleList(nn.Linear(int(d), w) for d in dims)
+            names = tuple(f"m{i}" for i in range(len(dims)))
+            self.rtf = (RankEnhancingTokenFuser(names, w, exchange_ratio=config.exchange_ratio)
+                        if rtf and len(dims) > 1 else None)
+            wide = w * len(dims)
+            self.head = (nn.Linear(wide, n_classes) if config.head == "linear" else
+                         nn.Sequential(nn.Linear(wide, config.hidden), nn.ReLU(), nn.Linear(config.hidden, n_classes)))
+
+        def tokens(self, xs):
+            before = [F.relu(p(x)) for p, x in zip(self.proj, xs)]
+            if self.rtf is None:
+                return before, before
+            # rows are independent samples: one time step each, all valid
+            mask = torch.ones(before[0].shape[0], 1, dtype=torch.bool, device=before[0].device)
+            out = self.rtf([b[:, None, :] for b in before], mask)
+            return before, [a[:, 0, :] for a in out.after]
+
+        def forward(self, xs):
+            return self.head(torch.cat(self.tokens(xs)[1], dim=1))
+
+    return FusionProbe
+
+
+@contextlib.contextmanager
+def _torch_threads(n: int):
+    import torch
+
+    old = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
+
+
+def fit_probe(xs, labels, *, config: ProbeConfig | None = None, rtf: bool = True, seed: int = 0):
+    """Train a fusion probe on ``xs`` (anchor first) to predict ``labels``.
+
+    Parameters
+    ----------
+    xs : sequence of ndarray or tensor of shape (N, C_m)
+        Standardised features, rows aligned; one entry gives the anchor-only probe.
+    labels : ndarray or tensor of shape (N,)
+        Class ids in ``[0, K)``.
+    config : ProbeConfig, optional
+    rtf : bool, default True
+        Fuse with RTF (Eq. 4); False concatenates the projections (the plain fusion of Table 2).
+    seed : int, default 0
+        Seeds the initialisation (weights and RTF's alpha). Full-batch training has no other
+        randomness: the same seed on the same machine gives bit-identical weights.
+
+    Returns
+    -------
+    FusionProbe
+        In eval mode, float32, on the CPU.
+    """
+    import torch
+    from torch.nn import functional as F
+
+    config = config or ProbeConfig()
+    ts = [torch.as_tensor(_as_numpy64(x, "xs"), dtype=torch.float32) for x in xs]
+    y = torch.as_tensor(_as_numpy64(labels, "labels").astype(np.int64))
+    n_classes = int(y.max()) + 1
+    with _torch_threads(config.threads):
+        torch.manual_seed(seed)
+        model = _probe_class()([t.shape[1] for t in ts], n_classes, config, rtf=rtf)
+        opt = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+        model.train()
+        for _ in range(config.steps):
+            opt.zero_grad(set_to_none=True)
+            F.cross_entropy(model(ts), y).backward()
+            opt.step()
+    return model.eval()
+
+
+def probe_gains(model, xs) -> tuple[float, float]:
+    """Effective-rank gains (Sec. 3.2) of the anchor and the candidate through a probe's RTF.
+
+    ``before`` and ``after`` come from one forward pass of ``model`` on ``xs`` (held-out rows),
+    so both sides of each gain are computed by the same routine (:func:`rankfusion.spectral.rank_gain`).
+    """
+    import torch
+
+    from . import spectral
+
+    if getattr(model, "rtf", None) is None:
+        raise ValueError("model has no RTF fuser: gains through fusion need rtf=True and two modalities")
+    ts = [torch.as_tensor(_as_numpy64(x, "xs"), dtype=torch.float32) for x in xs]
+    with torch.no_grad():
+        before, after = model.tokens(ts)
+    return tuple(float(spectral.rank_gain(b, a)) for b, a in zip(before[:2], after[:2]))
+
+
+def _accuracy(model, xs, y) -> float:
+    import torch
+
+    with torch.no_grad():
+        pred = model([torch.as_tensor(x, dtype=torch.float32) for x in xs]).argmax(1).numpy()
+    return float(np.mean(pred == y))
+
+
+# --------------------------------------------------------------------------- paired features
+
+
+def check_paired(modalities: dict, labels, anchor: str, candidates=None, *, source: str = "") -> tuple:
+    """Validate paired per-modality features; return ``(arrays, class_ids, class_names, candidates)``.
+
+    Raises :class:`InputError` naming the modality (and ``source``, e.g. the file) for: an anchor
+    that is not a modality, a modality that is not 2-D, has width 0, holds NaN/Inf, has zero
+    variance or a row count different from the anchor's; labels that are not one per row, hold a
+    missing value or a single class; no candidate.
+    """
+    where = f" in {source}" if source else ""
+    if not isinstance(anchor, str) or anchor not in modalities:
+        raise InputError(f"anchor {anchor!r} is not a modality{where}; modalities: {list(modalities)}")
+    cands = [m for m in modalities if m != anchor] if candidates is None else list(candidates)
+    for c in cands:
+        if c not in modalities or c == anchor:
+            raise InputError(f"candidate {c!r} is not a modality{where} other than the anchor {anchor!r}; "
+                             f"modalities: {list(modalities)}")
+    if not cands:
+        raise InputError(f"no candidate modality{where}: only the anchor {anchor!r}")
+    arrays = {}
+    n_rows = None
+    for name in [anchor] + cands:
+        try:
+            x = _as_numpy64(modalities[name], name)
+        except TypeError as exc:
+            raise InputError(f"modality {name!r}{where}: {exc}") from None
+        if x.ndim != 2:
+            raise InputError(f"modality {name!r}{where} must be 2-D (rows, channels), got shape {x.shape}")
+        if x.shape[1] == 0:
+            raise InputError(f"modality {name!r}{where} has width 0 (no channels)")
+        if n_rows is None:
+            n_rows = x.shape[0]
+        elif x.shape[0] != n_rows:
+            raise InputError(f"modality {name!r}{where} has {x.shape[0]} rows but the anchor {anchor!r} has "
+                             f"{n_rows}: rows must be aligned across modalities")
+        bad = ~np.isfinite(x)
+        if bad.any():
+            i, j = np.argwhere(bad)[0]
+            raise InputError(f"modality {name!r}{where} holds a non-finite value ({x[i, j]}) at row {i}, column {j}")
+        if not (x.max(axis=0) > x.min(axis=0)).any():
+            raise InputError(f"modality {name!r}{where} has zero variance (every row is the same)")
+        arrays[name] = x
+    y, names = _class_ids(labels, n_rows, where)
+    return arrays, y, names, cands
+
+
+def _class_ids(labels, n_rows: int, where: str):
+    if labels is None:
+        raise InputError(f"no labels{where}: the task evidence needs one class id per row")
+    lab = labels.detach().cpu().numpy() if is_torch(labels) else np.asarray(labels)
+    if lab.ndim != 1 or lab.shape[0] != n_rows:
+        raise InputError(f"labels{where} must be one class per row, shape ({n_rows},), got shape {lab.shape}")
+    if lab.dtype.kind == "f" and not np.isfinite(lab).all():
+        raise InputError(f"labels{where} hold a missing or non-finite value at row {int(np.argmin(np.isfinite(lab)))}")
+    if lab.dtype.kind == "O" and pd.isna(lab).any():
+        raise InputError(f"labels{where} hold a missing value at row {int(np.flatnonzero(pd.isna(lab))[0])}")
+    names, y = np.unique(lab, return_inverse=True)
+    if len(names) < 2:
+        raise InputError(f"labels{where} have a single class ({names[0]!r}): accuracy gains need at least two")
+    return y.astype(np.int64), names
+
+
+def stratified_folds(y, folds: int, seed: int) -> np.ndarray:
+    """Fold id of each row: each class is shuffled (seeded) and dealt round-robin to the folds."""
+    rng = np.random.default_rng(seed)
+    fold = np.empty(len(y), dtype=np.int64)
+    start = 0
+    for c in np.unique(y):
+        idx = rng.permutation(np.flatnonzero(y == c))
+        # continue the deal where the last class stopped, so small classes do not all land in fold 0
+        fold[idx] = (start + np.arange(len(idx))) % folds
+        start = (start + len(idx)) % folds
+    return fold
+
+
+def _standardize(x: np.ndarray, train: np.ndarray) -> np.ndarray:
+    mu = x[train].mean(axis=0)
+    sd = x[train].std(axis=0)
+    # a column constant on the training rows carries nothing the probe could learn; keep it finite
+    return ((x - mu) / np.where(sd > 0, sd, 1.0)).astype(np.float32)
+
+
+def corrected_ci(diffs, test_over_train: float, level: float = 0.95) -> tuple[float, float]:
+    """Confidence interval of the mean of repeated cross-validation differences.
+
+    The ``n`` differences share training rows, so their naive variance understates the spread;
+    the corrected resampled t interval (Nadeau & Bengio, 2003) inflates ``s^2 / n`` to
+    ``(1/n + n_test/n_train) s^2`` with ``n - 1`` degrees of freedom.
+    """
+    from scipy import stats
+
+    d = np.asarray(diffs, dtype=np.float64)
+    n = d.size
+    if n < 2:
+        return (math.nan, math.nan)
+    half = stats.t.ppf(0.5 + level / 2, n - 1) * math.sqrt((1.0 / n + test_over_train) * d.var(ddof=1))
+    return (float(d.mean() - half), float(d.mean() + half))
+
+
+def _spearman(a, b) -> float:
+    from scipy import stats
+
+    a = np.where(np.isfinite(a), a, -np.inf)  # a NaN criterion (no mutual gain) ranks last, as in the paper
+    if np.unique(a).size < 2 or np.unique(b).size < 2:
+        return math.nan
+    return float(stats.spearmanr(a, b).statistic)
+
+
+# --------------------------------------------------------------------------- evidence
+
+
+@dataclass(frozen=True)
+class CandidateEvidence:
+    """Everything measured for one candidate (gains in effective dimensions, accuracy as a fraction).
+
+    ``criterion`` is the harmonic mean of the mean gains over the replicates (NaN when a mean gain
+    is <= 0); ``control_values`` the harmonic mean of each surrogate fit (NaN: no mutual gain,
+    counted as 0 in ``control_mean`` / ``control_std``), ``control_gain_*`` the surrogates' mean
+    gains; ``excess = criterion - control_mean``; ``noise_like`` is True unless
+    ``excess > noise_sd * control_std``. ``task_gain`` is the mean over replicates of
+    accuracy(anchor + candidate, RTF) - accuracy(anchor), ``task_gain_ci`` its corrected 95%
+    interval; ``task_gain_plain`` the same without RTF.
+    """
+
+    name: str
+    criterion: float
+    gain_anchor: float
+    gain_candidate: float
+    control_mean: float
+    control_std: float
+    control_values: tuple
+    control_gain_anchor: float
+    control_gain_candidate: float
+    excess: float
+    noise_like: bool
+    task_gain: float | None
+    task_gain_ci: tuple | None
+    task_gain_plain: float | None
+    accuracy: float | None
+    accuracy_plain: float | None
+    rank_criterion: int = 0
+    rank_controlled: int = 0
+
+
+@dataclass(frozen=True)
+class SelectionReport:
+    """The result of :func:`select_modalities` (one entry per candidate, in input order)."""
+
+    anchor: str
+    candidates: tuple
+    spearman: float | None
+    spearman_ci: tuple | None
+    accuracy_anchor: float | None
+    n_rows: int
+    n_replicates: int
+    config: ProbeConfig = field(default_factory=ProbeConfig)
+    seconds: float = 0.0
+
+    def to_json(self) -> dict:
+        """The ``--json`` schema: anchor, candidates (criterion, control, task gain, ranks), agreement."""
+        def num(v):
+            return None if v is None or not np.isfinite(v) else float(v)
+
+        cands = [{
+            "name": c.name, "criterion": num(c.criterion), "control_mean": num(c.control_mean),
+            "control_std": num(c.control_std), "excess": num(c.excess), "noise_like": bool(c.noise_like),
+            "task_gain": num(c.task_gain),
+            "task_gain_ci": None if c.task_gain_ci is None else [num(v) for v in c.task_gain_ci],
+            "rank_criterion": int(c.rank_criterion), "rank_controlled": int(c.rank_controlled),
+        } for c in self.candidates]
+        return {"anchor": self.anchor, "candidates": cands,
+                "agreement": {"spearman": num(self.spearman),
+                              "ci": None if self.spearman_ci is None else [num(v) for v in self.spearman_ci]}}
+
+    def table(self) -> pd.DataFrame:
+        """One row per candidate with every field (control values as a ';'-joined string)."""
+        rows = []
+        for c in self.candidates:
+            row = asdict(c)
+            row["control_values"] = ";".join(f"{v:.6g}" for v in c.control_values)
+            lo, hi = c.task_gain_ci if c.task_gain_ci is not None else (math.nan, math.nan)
+            row.pop("task_gain_ci")
+            row["task_gain_lo"], row["task_gain_hi"] = lo, hi
+            rows.append(row)
+        df = pd.DataFrame(rows).rename(columns={"name": "candidate"})
+        df.insert(0, "anchor", self.anchor)
+        return df
+
+
+def _hm(a, b):
+    from . import spectral
+
+    return spectral.harmonic_mean_gain(a, b)
+
+
+def _control_stats(values, criterion: float, noise_sd: float):
+    vals = np.nan_to_num(np.asarray(values, dtype=np.float64), nan=0.0)  # no mutual gain scores 0
+    mean, sd = float(vals.mean()), float(vals.std(ddof=1))
+    excess = criterion - mean if np.isfinite(criterion) else math.nan
+    noise_like = not (np.isfinite(excess) and excess > noise_sd * sd)
+    return mean, sd, excess, noise_like
+
+
+def _ranks(keys) -> list[int]:
+    order = sorted(range(len(keys)), key=lambda i: keys[i])
+    ranks = [0] * len(keys)
+    for r, i in enumerate(order, start=1):
+        ranks[i] = r
+    return ranks
+
+
+def _replicates(y, config: ProbeConfig):
+    for s in config.seeds:
+        fold = stratified_folds(y, config.folds, s)
+        for k in range(config.folds):
+            # each replicate gets its own initialisation; the same one for every pairing in it
+            yield fold != k, fold == k, int(s) * 1000 + k
+
+
+def _cv_evidence(arrays, y, anchor, cands, config, bar):
+    """Per replicate: anchor-only accuracy; per candidate: RTF and plain accuracy, both gains."""
+    reps = list(_replicates(y, config))
+    acc_a = np.empty(len(reps))
+    acc = {c: np.empty(len(reps)) for c in cands}
+    acc_plain = {c: np.empty(len(reps)) for c in cands}
+    gains = {c: np.empty((len(reps), 2)) for c in cands}
+    for r, (tr, te, seed) in enumerate(reps):
+        z = {m: _standardize(arrays[m], tr) for m in [anchor] + cands}
+        model = fit_probe([z[anchor][tr]], y[tr], config=config, seed=seed)
+        acc_a[r] = _accuracy(model, [z[anchor][te]], y[te])
+        bar.update(1)
+        for c in cands:
+            pair_tr, pair_te = [z[anchor][tr], z[c][tr]], [z[anchor][te], z[c][te]]
+            model = fit_probe(pair_tr, y[tr], config=config, rtf=True, seed=seed)
+            acc[c][r] = _accuracy(model, pair_te, y[te])
+            gains[c][r] = probe_gains(model, pair_te)
+            model = fit_probe(pair_tr, y[tr], config=config, rtf=False, seed=seed)
+            acc_plain[c][r] = _accuracy(model, pair_te, y[te])
+            bar.update(2)
+    return reps, acc_a, acc, acc_plain, gains
+
+
+def _surrogate_gains(arrays, y, anchor, cand, reps, config, bar) -> np.ndarray:
+    """(anchor, candidate) gains of each surrogate of ``cand``, shape (n_surrogates, 2).
+
+    Surrogate j reuses replicate j's split and initialisation: it differs from the candidate's own
+    fit in the candidate's rows only.
+    """
+    import zlib
+
+    # seeded by the candidate's name, so a candidate's control does not depend on the others
+    seed = (zlib.crc32(cand.encode()) + int(config.seeds[0])) % 2**31
+    sur = spectral_surrogates(arrays[cand], config.n_surrogates, seed=seed)
+    out = []
+    for j in range(config.n_surrogates):
+        tr, te, init = reps[j % len(reps)]
+        za, zs = _standardize(arrays[anchor], tr), _standardize(sur[j], tr)
+        model = fit_probe([za[tr], zs[tr]], y[tr], config=config, rtf=True, seed=init)
+        out.append(probe_gains(model, [za[te], zs[te]]))
+        bar.update(1)
+    return np.asarray(out, dtype=np.float64)
+
+
+def _bootstrap_spearman(gains, diffs, cands, n_boot: int, seed: int):
+    """Spearman(criterion, task gain) over candidates and its 95% percentile bootstrap interval.
+
+    Replicates are resampled with replacement (the same draw for every candidate, which keeps the
+    pairing), and both the criterion and the task gain are recomputed from the draw.
+    """
+    if len(cands) < 3:
+        return None, None
+    g = np.stack([gains[c] for c in cands])      # (n_cand, n_rep, 2)
+    d = np.stack([diffs[c] for c in cands])      # (n_cand, n_rep)
+    rho = _spearman(_hm(g[:, :, 0].mean(1), g[:, :, 1].mean(1)), d.mean(1))
+    rng = np.random.default_rng(seed)
+    n = d.shape[1]
+    boots = np.empty(n_boot)
+    for b in range(n_boot):
+        idx = rng.integers(0, n, n)
+        gb = g[:, idx].mean(1)
+        boots[b] = _spearman(_hm(gb[:, 0], gb[:, 1]), d[:, idx].mean(1))
+    if np.isnan(boots).all():
+        return rho, (math.nan, math.nan)
+    return rho, (float(np.nanpercentile(boots, 2.5)), float(np.nanpercentile(boots, 97.5)))
+
+
+def select_modalities(modalities: dict, labels, anchor: str, *, candidates=None, config: ProbeConfig | None = None,
+                      progress: bool = False, source: str = "") -> SelectionReport:
+    """Rank candidate modalities for an anchor with the criterion, a noise control and task gains.
+
+    Parameters
+    ----------
+    modalities : dict of str to ndarray or tensor of shape (N, C_m)
+        Paired features, rows aligned across modalities; widths may differ.
+    labels : ndarray or tensor of shape (N,)
+        One class per row (any hashable values; at least two classes).
+    anchor : str
+        The modality every candidate is fused with.
+    candidates : sequence of str, optional
+        Default: every other modality.
+    config : ProbeConfig, optional
+    progress : bool, default False
+        A tqdm bar over the probe fits (on stderr).
+    source : str, optional
+        Where the data came from (a file name), for error messages.
+
+    Returns
+    -------
+    SelectionReport
+
+    Raises
+    ------
+    InputError
+        The bad inputs of :func:`check_paired`, each naming the modality.
+    """
+    from tqdm.auto import tqdm
+
+    config = config or ProbeConfig()
+    t0 = time.perf_counter()
+    arrays, y, _, cands = check_paired(modalities, labels, anchor, candidates, source=source)
+    n_rep = config.folds * len(config.seeds)
+    total = n_rep * (1 + 2 * len(cands)) + config.n_surrogates * len(cands)
+    with tqdm(total=total, desc="probe fits", disable=not progress, leave=False) as bar:
+        reps, acc_a, acc, acc_plain, gains = _cv_evidence(arrays, y, anchor, cands, config, bar)
+        controls = {c: _surrogate_gains(arrays, y, anchor, c, reps, config, bar) for c in cands}
+    diffs = {c: acc[c] - acc_a for c in cands}
+    ratio = 1.0 / (config.folds - 1)  # n_test / n_train of one fold
+    rows = []
+    for c in cands:
+        ga, gc = gains[c].mean(axis=0)
+        crit = float(_hm(ga, gc))
+        values = _hm(controls[c][:, 0], controls[c][:, 1])
+        mean, sd, excess, noise = _control_stats(values, crit, config.noise_sd)
+        cga, cgc = controls[c].mean(axis=0)
+        rows.append(dict(name=c, criterion=crit, gain_anchor=float(ga), gain_candidate=float(gc),
+                         control_mean=mean, control_std=sd, control_values=tuple(float(v) for v in values),
+                         control_gain_anchor=float(cga), control_gain_candidate=float(cgc), excess=excess,
+                         noise_like=noise, task_gain=float(diffs[c].mean()),
+                         task_gain_ci=corrected_ci(diffs[c], ratio),
+                         task_gain_plain=float((acc_plain[c] - acc_a).mean()), accuracy=float(acc[c].mean()),
+                         accuracy_plain=float(acc_plain[c].mean())))
+    by_crit = _ranks([(-r["criterion"] if np.isfinite(r["criterion"]) else math.inf, r["name"]) for r in rows])
+    by_ctrl = _ranks([(r["noise_like"], -r["excess"] if np.isfinite(r["excess"]) else math.inf, r["name"])
+                      for r in rows])
+    out = tuple(CandidateEvidence(**r, rank_criterion=a, rank_controlled=b) for r, a, b in zip(rows, by_crit, by_ctrl))
+    rho, ci = _bootstrap_spearman(gains, diffs, cands, config.n_boot, int(config.seeds[0]))
+    return SelectionReport(anchor=anchor, candidates=out, spearman=rho, spearman_ci=ci,
+                           accuracy_anchor=float(acc_a.mean()), n_rows=len(y), n_replicates=n_rep, config=config,
+                           seconds=time.perf_counter() - t0)
