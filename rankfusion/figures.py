@@ -274,7 +274,7 @@ def fig_modality(ctx: FigureContext, candidates=None, expected: str | None = Non
     sel = write_selection(ctx.out, table, anchor=ctx.anchor, expected=expected, formats=ctx.formats)
     summary, ranking = sel["summary"], sel["ranking"]
     res.files += sel["files"]
-    res.tables = {"summary": summary, "ranking": ranking}
+    res.tables = {"summary": summary, "ranking": ranking, "files": table}
     res.findings = {
         "ranking": ranking["candidate"].tolist(),
         "scores": {c: (None if not np.isfinite(s) else float(s)) for c, s in zip(ranking["candidate"], ranking["score"])},

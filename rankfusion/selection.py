@@ -836,3 +836,156 @@ def select_modalities(modalities: dict, labels, anchor: str, *, candidates=None,
     return SelectionReport(anchor=anchor, candidates=out, spearman=rho, spearman_ci=ci,
                            accuracy_anchor=float(acc_a.mean()), n_rows=len(y), n_replicates=n_rep, config=config,
                            seconds=time.perf_counter() - t0)
+
+
+# --------------------------------------------------------------------------- paired files
+
+
+def load_paired(path, *, labels: str = "labels", modalities=None) -> tuple[dict, np.ndarray | None]:
+    """Read paired per-modality features from ``.npz``, CSV/TSV or Parquet.
+
+    Parameters
+    ----------
+    path : str or Path
+        ``.npz``: one ``(N, C_m)`` array per modality plus the ``labels`` array. A table: one row per
+        sample, the modalities' columns chosen by ``modalities``.
+    labels : str, default "labels"
+        Key (``.npz``) or column (tables) of the class of each row.
+    modalities : dict of str to list of str, optional
+        Tables only (required there): ``{name: [glob patterns]}``, as ``rankfusion data import-csv``.
+
+    Returns
+    -------
+    (dict of str to ndarray, labels ndarray)
+        Unvalidated beyond what reading needs; :func:`check_paired` validates.
+    """
+    from pathlib import Path
+
+    from .data.importer import read_table
+    from .io import load_arrays
+
+    path = Path(path)
+    if path.suffix.lower() == ".npz":
+        if modalities:
+            raise InputError(f"--modality NAME=PATTERN applies to CSV/Parquet tables, not to {str(path)!r} "
+                             "(an .npz holds one array per modality)")
+        arrays = load_arrays(path)
+        if labels not in arrays:
+            raise InputError(f"labels key {labels!r} not found in {str(path)!r}; keys: {sorted(arrays)} "
+                             "(name another with --labels KEY)")
+        lab = np.asarray(arrays.pop(labels))
+        return {k: np.asarray(v) for k, v in arrays.items()}, lab
+    if not modalities:
+        raise InputError(f"{str(path)!r} is a table: name its modalities with --modality NAME=PATTERN (repeat)")
+    df = read_table(path)
+    if labels not in df.columns:
+        raise InputError(f"labels column {labels!r} not found in {str(path)!r}; columns: "
+                         f"{[str(c) for c in df.columns][:20]}")
+    out = {}
+    for name, cols in _table_columns(df, path, modalities, labels).items():
+        out[name] = _numeric_block(df, cols, name, path)
+    return out, df[labels].to_numpy()
+
+
+def _table_columns(df, path, modalities: dict, labels: str) -> dict:
+    import fnmatch
+
+    out, owner = {}, {}
+    for name, patterns in modalities.items():
+        cols = [c for c in df.columns if c != labels and any(fnmatch.fnmatchcase(str(c), p) for p in patterns)]
+        if not cols:
+            raise InputError(f"modality {name!r}: pattern {','.join(patterns)!r} matches no column of {str(path)!r}; "
+                             f"columns: {[str(c) for c in df.columns][:20]}")
+        for c in cols:
+            if c in owner:
+                raise InputError(f"column {str(c)!r} of {str(path)!r} matches modalities {owner[c]!r} and {name!r}")
+            owner[c] = name
+        out[name] = cols
+    return out
+
+
+def _numeric_block(df, cols, name: str, path) -> np.ndarray:
+    block = df[cols].apply(pd.to_numeric, errors="coerce")
+    bad = block.isna().to_numpy() & df[cols].notna().to_numpy()
+    if bad.any():
+        i, j = np.argwhere(bad)[0]
+        raise InputError(f"modality {name!r}: column {str(cols[j])!r} of {str(path)!r} has a non-numeric cell "
+                         f"{df[cols[j]].iloc[i]!r} at data row {i}")
+    return block.to_numpy(dtype=np.float64)
+
+
+# --------------------------------------------------------------------------- runs of a model (feature files, R3D)
+
+
+def runs_task_evidence(per_seed_score: pd.DataFrame, per_seed_gain: pd.DataFrame | None, *, n_boot: int = 2000,
+                       seed: int = 0) -> tuple[dict, float | None, tuple | None]:
+    """Task gains and rank agreement for runs of a trained model (the ``--data`` route).
+
+    Parameters
+    ----------
+    per_seed_score : DataFrame
+        ``candidate, seed, score``: each seed's criterion (its harmonic means averaged over ratios).
+    per_seed_gain : DataFrame or None
+        ``candidate, seed, gain``: MoC(anchor + candidate) - MoC(anchor alone) of the same seed, in
+        percent. None: no task evidence.
+
+    Returns
+    -------
+    (dict, float or None, tuple or None)
+        ``{candidate: (mean gain, (lo, hi))}`` (t interval over seeds, paired by seed; NaN bounds
+        with one seed), the Spearman correlation between the mean scores and the mean gains, and
+        its 95% bootstrap interval over seeds (the same seeds drawn for every candidate).
+    """
+    from scipy import stats
+
+    if per_seed_gain is None or per_seed_gain.empty:
+        return {}, None, None
+    gains = per_seed_gain.pivot_table(index="candidate", columns="seed", values="gain", sort=False)
+    scores = per_seed_score.pivot_table(index="candidate", columns="seed", values="score", sort=False,
+                                        dropna=False).reindex(index=gains.index, columns=gains.columns)
+    task = {}
+    for c, row in gains.iterrows():
+        v = row.to_numpy(dtype=float)
+        half = stats.t.ppf(0.975, len(v) - 1) * v.std(ddof=1) / math.sqrt(len(v)) if len(v) > 1 else math.nan
+        task[c] = (float(v.mean()), (float(v.mean() - half), float(v.mean() + half)))
+    if len(gains) < 3:
+        return task, None, None
+    g, s = gains.to_numpy(dtype=float), scores.to_numpy(dtype=float)
+    rho = _spearman(_nanmean_rows(s), g.mean(axis=1))
+    rng = np.random.default_rng(seed)
+    boots = np.empty(n_boot)
+    for b in range(n_boot):
+        idx = rng.integers(0, g.shape[1], g.shape[1])
+        boots[b] = _spearman(_nanmean_rows(s[:, idx]), g[:, idx].mean(axis=1))
+    ci = ((math.nan, math.nan) if np.isnan(boots).all()
+          else (float(np.nanpercentile(boots, 2.5)), float(np.nanpercentile(boots, 97.5))))
+    return task, rho, ci
+
+
+def _nanmean_rows(a: np.ndarray) -> np.ndarray:
+    """Row means over the finite entries; NaN for a row without any (a seed without mutual gain)."""
+    ok = np.isfinite(a)
+    n = ok.sum(axis=1)
+    return np.where(n > 0, np.where(ok, a, 0.0).sum(axis=1) / np.maximum(n, 1), np.nan)
+
+
+def ranking_json(ranking: pd.DataFrame, anchor: str, task: dict | None = None, spearman=None, ci=None) -> dict:
+    """The ``--json`` schema for a ranking from feature files or R3D runs.
+
+    No noise control exists there (the model that made the features cannot be rerun with a
+    surrogate), so the control fields and ``noise_like`` are null and ``rank_controlled`` equals
+    ``rank_criterion``; task fields come from ``task`` (MoC gains in percent) or are null.
+    """
+    def num(v):
+        return None if v is None or not np.isfinite(v) else float(v)
+
+    task = task or {}
+    cands = []
+    for r in ranking.itertuples():
+        gain, gci = task.get(r.candidate, (None, None))
+        cands.append({"name": r.candidate, "criterion": num(r.score), "control_mean": None, "control_std": None,
+                      "excess": None, "noise_like": None, "task_gain": num(gain),
+                      "task_gain_ci": None if gci is None else [num(v) for v in gci],
+                      "rank_criterion": int(r.rank), "rank_controlled": int(r.rank)})
+    return {"anchor": anchor, "candidates": cands,
+            "agreement": {"spearman": num(spearman), "ci": None if ci is None else [num(v) for v in ci]}}

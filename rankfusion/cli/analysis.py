@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
+import json
 import shlex
+from dataclasses import asdict
 from pathlib import Path
 
 import click
@@ -66,41 +68,123 @@ def _cache(data, cache_dir, profile, device, quiet, threads=1):
 @click.argument("features", nargs=-1, type=click.Path(path_type=Path))
 @click.option("--data", type=click.Path(path_type=Path), default=None,
               help="Dataset: train (or reuse) anchor+candidate R3D runs instead of reading FEATURES.")
-@click.option("--candidates", default=None, help="Comma-separated candidates (with --data; default: every other modality).")
+@click.option("--paired", type=click.Path(path_type=Path), default=None,
+              help="Labelled paired features (.npz: one (N, C_m) array per modality + labels; or CSV/Parquet "
+                   "with --modality): criterion from a fusion probe, noise control, task gains.")
+@click.option("--labels", "labels_key", default="labels", show_default=True,
+              help="With --paired: key (.npz) or column (table) holding the class of each row.")
+@click.option("--modality", "modality_specs", multiple=True, metavar="NAME=PATTERN[,PATTERN]",
+              help="With a --paired table: columns of a modality by glob pattern (repeat per modality).")
+@click.option("--candidates", default=None,
+              help="Comma-separated candidates (with --data or --paired; default: every other modality).")
 @click.option("--expected", default=None,
               help="Candidate expected to rank first (default with --data: the synthetic dataset's most complementary one).")
+@click.option("--folds", default=5, show_default=True, type=int, help="With --paired: cross-validation folds.")
+@click.option("--seeds", default="0,1", show_default=True, help="With --paired: probe seeds (comma-separated).")
+@click.option("--surrogates", default=8, show_default=True, type=int,
+              help="With --paired: spectrum-matched noise surrogates per candidate.")
+@click.option("--steps", default=100, show_default=True, type=int, help="With --paired: training steps per probe fit.")
+@click.option("--width", default=32, show_default=True, type=int, help="With --paired: probe token width D.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON (only JSON on stdout).")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("modality_select"),
-              show_default=True, help="Output folder (CSV tables and the Fig. 3-style plot).")
+              show_default=True, help="Output folder (CSV tables, JSON and the figure).")
 @_cache_options
-def modality_select(features, data, candidates, expected, out, anchor, cache_dir, profile, device, quiet, threads):
+def modality_select(features, data, paired, labels_key, modality_specs, candidates, expected, folds, seeds, surrogates,
+                    steps, width, as_json, out, anchor, cache_dir, profile, device, quiet, threads):
     """Rank candidate modalities by the harmonic mean of effective-rank gains with ANCHOR (Sec. 3.2).
 
-    Either give FEATURES (.npz files of any model, docs/formats.md; each holds ANCHOR and one
-    candidate, one file per observation ratio and seed) or --data DATA to train R3D runs pairing
-    ANCHOR with each candidate. Writes modality_selection.csv (per candidate and observation
-    ratio: ERank before/after of both modalities, the gains and their harmonic mean),
-    modality_ranking.csv and modality_selection.png/.pdf into --out.
+    Give FEATURES (.npz files of any model, docs/formats.md; each holds ANCHOR and one candidate,
+    one file per observation ratio and seed), --data DATA to train R3D runs pairing ANCHOR with each
+    candidate, or --paired FILE with labelled per-modality features: then a fusion probe supplies the
+    fused features, each candidate gets a spectrum-matched noise control and a cross-validated
+    accuracy gain over ANCHOR alone (docs/analysis.md, "Modality selection with evidence").
     """
+    given = [n for n, v in (("FEATURES", features), ("--data", data), ("--paired", paired)) if v]
+    if len(given) > 1:
+        raise ValueError(f"give one of FEATURES files, --data or --paired, not {' and '.join(given)}")
+    if not given:
+        raise ValueError("no input: give FEATURES (.npz files), --data DATA or --paired FILE")
+    cands = None if candidates is None else [c.strip() for c in candidates.split(",") if c.strip()]
+    if cands is not None and not (data or paired):
+        raise ValueError("--candidates needs --data or --paired (with FEATURES every non-anchor modality is a candidate)")
+    if modality_specs and not paired:
+        raise ValueError("--modality needs --paired (it names the columns of a paired table)")
+    if paired is not None:
+        _paired(paired, labels_key, modality_specs, cands, folds, seeds, surrogates, steps, width, as_json, out,
+                anchor, quiet, threads)
+        return
+    _rank_runs(features, data, cands, expected, out, anchor, cache_dir, profile, device, quiet, threads, as_json)
+
+
+def _paired(path, labels_key, specs, cands, folds, seeds, surrogates, steps, width, as_json, out, anchor, quiet,
+            threads):
+    from .. import plots, selection
+    from ..data.importer import parse_modality_spec
+    from ..figures import to_markdown
+    from ..io import write_json, write_text
+
+    mods = {}
+    for spec in specs:
+        name, pats = parse_modality_spec(spec)
+        if name in mods:
+            raise ValueError(f"--modality {name!r} given twice")
+        mods[name] = pats
+    try:
+        seed_list = tuple(int(s) for s in seeds.split(",") if s.strip())
+    except ValueError:
+        raise ValueError(f"--seeds must be comma-separated integers, got {seeds!r}") from None
+    config = selection.ProbeConfig(folds=folds, seeds=seed_list, n_surrogates=surrogates, steps=steps, width=width,
+                                   threads=threads)
+    arrays, labels = selection.load_paired(path, labels=labels_key, modalities=mods or None)
+    report = selection.select_modalities(arrays, labels, anchor, candidates=cands, config=config,
+                                         progress=not quiet, source=repr(str(path)))
+    table = report.table()
+    # everything is computed before the first file is written: a bad input leaves --out untouched
+    fig = plots.plot_selection_evidence(table, anchor=anchor, spearman=(report.spearman, report.spearman_ci),
+                                        noise_sd=config.noise_sd)
+    out.mkdir(parents=True, exist_ok=True)
+    write_text(out / "modality_evidence.csv", table.to_csv(index=False))
+    write_json(out / "modality_evidence.json", {**report.to_json(), "source": str(path), "n_rows": report.n_rows,
+                                                 "seconds": round(report.seconds, 2), "config": asdict(config)})
+    plots.save_figure(fig, out / "modality_evidence")
+    plots.close(fig)
+    if as_json:
+        click.echo(json.dumps(report.to_json(), indent=2))
+        return
+    cols = ["rank_criterion", "rank_controlled", "candidate", "gain_anchor", "gain_candidate", "criterion",
+            "control_mean", "control_std", "noise_like", "task_gain", "task_gain_lo", "task_gain_hi",
+            "task_gain_plain"]
+    click.echo(to_markdown(table.sort_values("rank_criterion")[cols], floatfmt=".3f"))
+    agree = report.to_json()["agreement"]
+    click.echo(f"\naccuracy of {anchor} alone: {report.accuracy_anchor:.3f}; Spearman(criterion, task gain): "
+               f"{agree['spearman']} CI {agree['ci']}")
+    click.echo(f"{report.n_rows} rows, {report.n_replicates} replicates, {report.seconds:.1f} s; "
+               f"wrote {out}/modality_evidence.csv, .json, .png/.pdf")
+
+
+def _rank_runs(features, data, cands, expected, out, anchor, cache_dir, profile, device, quiet, threads, as_json):
     from .. import selection
     from ..figures import FigureContext, fig_modality, to_markdown, write_manifest, write_selection
 
-    if features and data is not None:
-        raise ValueError("give either FEATURES files or --data, not both")
-    if not features and data is None:
-        raise ValueError("no input: give FEATURES (.npz files) or --data DATA")
-    if candidates is not None and data is None:
-        raise ValueError("--candidates needs --data (with FEATURES every non-anchor modality is a candidate)")
+    moc = None
     if data is not None:
         cache = _cache(data, cache_dir, profile, device, quiet, threads)
         ctx = FigureContext(cache, out, anchor=anchor)
-        cands = None if candidates is None else [c.strip() for c in candidates.split(",") if c.strip()]
         res = fig_modality(ctx, candidates=cands, expected=expected)
         write_manifest(ctx, {"modality": res}, command=_command_line())
         summary, ranking, cmp = res.tables["summary"], res.tables["ranking"], res.findings["comparison"]
+        files = res.tables["files"]
+        per_seed_score = files.groupby(["candidate", "seed"], as_index=False)["harmonic_mean"].mean()
+        moc = _moc_gains(ctx, list(ranking["candidate"]))
+        moc = selection.runs_task_evidence(per_seed_score.rename(columns={"harmonic_mean": "score"}), moc)
     else:
         table = selection.modality_selection(features, anchor=anchor)
         sel = write_selection(out, table, anchor=anchor, expected=expected)
         summary, ranking, cmp = sel["summary"], sel["ranking"], sel["comparison"]
+    if as_json:
+        task, rho, ci = moc if moc is not None else (None, None, None)
+        click.echo(json.dumps(selection.ranking_json(ranking, anchor, task, rho, ci), indent=2))
+        return
     cols = ["candidate", "obs_ratio", "erank_anchor_before", "erank_anchor_after", "erank_candidate_before",
             "erank_candidate_after", "gain_anchor", "gain_candidate", "harmonic_mean"]
     click.echo(to_markdown(summary[cols]))
@@ -109,7 +193,31 @@ def modality_select(features, data, candidates, expected, out, anchor, cache_dir
     if cmp["matches"] is not None:
         verdict = "matches" if cmp["matches"] else f"does NOT match (expected ranks {cmp['expected_rank']})"
         click.echo(f"\nbest candidate: {cmp['found']}; expected by construction: {cmp['expected']} -> {verdict}")
+    if moc is not None:
+        task, rho, ci = moc
+        for c, (g, (lo, hi)) in task.items():
+            click.echo(f"task evidence: MoC({anchor}+{c}) - MoC({anchor}) = {g:+.2f} [{lo:+.2f}, {hi:+.2f}] points")
+        if rho is not None:
+            click.echo(f"Spearman(criterion, MoC gain) = {rho:+.2f}, 95% bootstrap CI over seeds [{ci[0]:+.2f}, {ci[1]:+.2f}]")
     click.echo(f"wrote {out}/modality_selection.csv, modality_ranking.csv, modality_selection.png/.pdf")
+
+
+def _moc_gains(ctx, cands):
+    """``candidate, seed, gain``: MoC of each pairing minus the anchor-only run's, per seed (percent)."""
+    import pandas as pd
+
+    from ..figures import _seed_moc
+
+    def per_seed(name, mods):
+        return _seed_moc(ctx.cache, ctx.cache.runs(name, mods)).groupby("seed")["moc"].mean()
+
+    # the anchor-only run is the ablation family's "anchor only (Uni)": same name and config, so reused
+    alone = per_seed(ctx.anchor, [ctx.anchor])
+    rows = []
+    for c in cands:
+        for seed, m in per_seed(f"{ctx.anchor}+{c}", [ctx.anchor, c]).items():
+            rows.append({"candidate": c, "seed": seed, "gain": float(m - alone[seed])})
+    return pd.DataFrame(rows)
 
 
 @main.command("figures")

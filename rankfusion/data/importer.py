@@ -55,8 +55,8 @@ def read_table(path):
                 return pd.read_parquet(path)
             except ImportError:
                 raise InputError(
-                    f"reading {str(path)!r} needs pyarrow or fastparquet, which is not installed "
-                    "(pip install pyarrow); or export the table to CSV"
+                    f"reading {str(path)!r} needs pyarrow, which is not installed: "
+                    "pip install 'rankfusion[parquet]' (or export the table to CSV)"
                 ) from None
         sep = "\t" if ".tsv" in suffixes else ","
         return pd.read_csv(path, sep=sep, skipinitialspace=True)
