@@ -450,6 +450,9 @@ def fit_probe(xs, labels, *, config: ProbeConfig | None = None, rtf: bool = True
     with _torch_threads(config.threads):
         torch.manual_seed(seed)
         model = _probe_class()([t.shape[1] for t in ts], n_classes, config, rtf=rtf)
+        if model.rtf is not None and model.rtf.k_prime == 0:
+            raise ValueError(f"width {config.width} x exchange_ratio {config.exchange_ratio} blends no channel "
+                             "(RTF would be the identity); raise width or exchange_ratio")
         opt = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
         model.train()
         for _ in range(config.steps):

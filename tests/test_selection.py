@@ -1,0 +1,214 @@
+"""rankfusion.selection: spectrum-matched surrogates, the fusion probe and the evidence it gives."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from rankfusion import selection
+from rankfusion._validation import InputError
+from rankfusion.selection import ProbeConfig
+
+#: Small but real: 3 folds x 1 seed, 3 surrogates, 60 full-batch steps (a few seconds on one core).
+SMALL = ProbeConfig(width=16, steps=60, folds=3, seeds=(0,), n_surrogates=3, n_boot=200)
+
+
+def _paired(n=240, seed=0):
+    """An anchor with weak label information, and three candidates of known value.
+
+    ``signal``: a noisy copy of a label-bearing signal (adds information); ``noise``: Gaussian
+    noise with a non-trivial spectrum (none); ``copy``: an invertible linear map of the anchor
+    (redundant: nothing the anchor does not already hold).
+    """
+    rng = np.random.default_rng(seed)
+    y = np.repeat(np.arange(3), n // 3)
+    onehot = np.eye(3)[y]
+    anchor = 0.6 * onehot @ rng.standard_normal((3, 6)) + rng.standard_normal((n, 6))
+    signal = 2.0 * onehot @ rng.standard_normal((3, 8)) + 0.5 * rng.standard_normal((n, 8))
+    noise = rng.standard_normal((n, 5)) @ rng.standard_normal((5, 5))
+    copy = anchor @ rng.standard_normal((6, 6))
+    return {"anchor": anchor, "signal": signal, "noise": noise, "copy": copy}, y
+
+
+@pytest.fixture(scope="module")
+def report():
+    mods, y = _paired()
+    return selection.select_modalities(mods, y, "anchor", config=SMALL)
+
+
+# --------------------------------------------------------------------------- surrogates
+
+
+@pytest.mark.parametrize("kind", ["numpy", "torch"])
+def test_surrogates_keep_the_spectrum_and_means_exactly(kind):
+    rng = np.random.default_rng(1)
+    X = rng.standard_normal((200, 12)) @ np.diag(np.geomspace(10, 0.1, 12)) + 3.0
+    Xin = X
+    if kind == "torch":
+        torch = pytest.importorskip("torch")
+        Xin = torch.as_tensor(X)
+    S = selection.spectral_surrogates(Xin, 5, seed=3)
+    assert type(S) is type(Xin) and tuple(S.shape) == (5, 200, 12)
+    S = np.asarray(S.cpu() if kind == "torch" else S)
+    s_ref = np.linalg.svd(X, compute_uv=False)
+    sc_ref = np.linalg.svd(X - X.mean(0), compute_uv=False)
+    # By construction the spectra are equal; what remains is float64 rounding of a QR of a
+    # 200 x 12 matrix and two SVDs: a few hundred eps relative to sigma_max.
+    tol = 50 * max(X.shape) * np.finfo(np.float64).eps * s_ref[0]
+    for s in S:
+        np.testing.assert_allclose(np.linalg.svd(s, compute_uv=False), s_ref, rtol=0, atol=tol)
+        np.testing.assert_allclose(np.linalg.svd(s - s.mean(0), compute_uv=False), sc_ref, rtol=0, atol=tol)
+        np.testing.assert_allclose(s.mean(0), X.mean(0), rtol=0, atol=tol)
+        # ... but the rows are new: no surrogate row tracks the candidate's row
+        corr = np.corrcoef((s - s.mean(0)).ravel(), (X - X.mean(0)).ravel())[0, 1]
+        assert abs(corr) < 0.2
+    assert not np.allclose(S[0], S[1])
+
+
+def test_surrogates_are_seeded_per_index():
+    X = np.random.default_rng(0).standard_normal((50, 4))
+    a = selection.spectral_surrogates(X, 3, seed=7)
+    b = selection.spectral_surrogates(X, 2, seed=7)
+    np.testing.assert_array_equal(a[:2], b)  # the same computation: bit-identical is legitimate
+    assert not np.array_equal(selection.spectral_surrogates(X, 1, seed=8)[0], a[0])
+
+
+# --------------------------------------------------------------------------- probe
+
+
+def test_probe_seed_reproduces_bit_identically():
+    # Same computation on the same machine, full-batch and single-threaded: exact equality is
+    # the documented promise (docs/analysis.md); across machines only a tolerance would hold.
+    torch = pytest.importorskip("torch")
+    mods, y = _paired(n=120)
+    xs = [mods["anchor"], mods["signal"]]
+    m1 = selection.fit_probe(xs, y, config=SMALL, seed=5)
+    m2 = selection.fit_probe(xs, y, config=SMALL, seed=5)
+    for (k, v1), v2 in zip(m1.state_dict().items(), m2.state_dict().values()):
+        assert torch.equal(v1, v2), k
+    assert selection.probe_gains(m1, xs) == selection.probe_gains(m2, xs)
+    m3 = selection.fit_probe(xs, y, config=SMALL, seed=6)
+    assert not torch.equal(m1.proj[0].weight, m3.proj[0].weight)
+
+
+def test_probe_takes_torch_tensors():
+    torch = pytest.importorskip("torch")
+    mods, y = _paired(n=90)
+    xs = [torch.as_tensor(mods["anchor"]), torch.as_tensor(mods["copy"])]
+    m = selection.fit_probe(xs, torch.as_tensor(y), config=SMALL, seed=0)
+    ga, gc = selection.probe_gains(m, xs)
+    assert np.isfinite(ga) and np.isfinite(gc)
+
+
+# --------------------------------------------------------------------------- evidence
+
+
+def _cand(report, name):
+    return next(c for c in report.candidates if c.name == name)
+
+
+def test_label_bearing_candidate_has_a_positive_task_gain(report):
+    c = _cand(report, "signal")
+    assert c.task_gain_ci[0] > 0, c
+
+
+def test_pure_noise_candidate_has_no_task_gain_and_is_flagged(report):
+    c = _cand(report, "noise")
+    assert c.task_gain_ci[0] <= 0 <= c.task_gain_ci[1], c
+    assert c.noise_like, c
+
+
+def test_redundant_copy_of_the_anchor_has_no_task_gain(report):
+    c = _cand(report, "copy")
+    assert c.task_gain_ci[0] <= 0 <= c.task_gain_ci[1], c
+
+
+def test_ranks_and_controls_are_consistent(report):
+    cands = report.candidates
+    assert sorted(c.rank_criterion for c in cands) == [1, 2, 3]
+    assert sorted(c.rank_controlled for c in cands) == [1, 2, 3]
+    for c in cands:
+        assert len(c.control_values) == SMALL.n_surrogates
+        vals = np.nan_to_num(np.asarray(c.control_values), nan=0.0)
+        assert c.control_mean == pytest.approx(vals.mean(), rel=1e-12)
+        if np.isfinite(c.criterion):
+            assert c.excess == pytest.approx(c.criterion - c.control_mean, rel=1e-12)
+            assert c.noise_like == (not c.excess > SMALL.noise_sd * c.control_std)
+        else:
+            assert c.noise_like
+    # a non-noise-like candidate never ranks after a noise-like one in the controlled ranking
+    flagged = [c.rank_controlled for c in cands if c.noise_like]
+    clean = [c.rank_controlled for c in cands if not c.noise_like]
+    assert not flagged or not clean or max(clean) < min(flagged)
+
+
+def test_json_schema(report):
+    js = json.loads(json.dumps(report.to_json()))
+    assert set(js) == {"anchor", "candidates", "agreement"}
+    assert js["anchor"] == "anchor"
+    assert set(js["agreement"]) == {"spearman", "ci"}
+    keys = {"name", "criterion", "control_mean", "control_std", "excess", "noise_like", "task_gain",
+            "task_gain_ci", "rank_criterion", "rank_controlled"}
+    for c in js["candidates"]:
+        assert set(c) == keys
+        assert isinstance(c["noise_like"], bool)
+        assert len(c["task_gain_ci"]) == 2 and c["task_gain_ci"][0] <= c["task_gain"] <= c["task_gain_ci"][1]
+    rho = js["agreement"]["spearman"]
+    assert rho is None or -1 <= rho <= 1
+
+
+def test_corrected_ci_is_wider_than_the_naive_one():
+    d = np.array([0.1, 0.12, 0.08, 0.11, 0.09])
+    lo, hi = selection.corrected_ci(d, 0.25)
+    from scipy import stats
+
+    naive = stats.t.ppf(0.975, 4) * d.std(ddof=1) / np.sqrt(5)
+    assert hi - lo == pytest.approx(2 * naive * np.sqrt((1 / 5 + 0.25) * 5), rel=1e-12)
+    assert lo < d.mean() < hi
+
+
+def test_stratified_folds_balance_classes():
+    y = np.repeat(np.arange(4), [10, 7, 5, 3])
+    f = selection.stratified_folds(y, 3, seed=0)
+    assert set(f) == {0, 1, 2}
+    for c in range(4):
+        counts = np.bincount(f[y == c], minlength=3)
+        assert counts.max() - counts.min() <= 1
+    np.testing.assert_array_equal(f, selection.stratified_folds(y, 3, seed=0))
+
+
+# --------------------------------------------------------------------------- bad input (library)
+
+
+@pytest.mark.parametrize("case, match", [
+    ("rows", "modality 'b' has 9 rows but the anchor 'a' has 10"),
+    ("one_class", "single class"),
+    ("zero_var", "modality 'b' has zero variance"),
+    ("nan", r"modality 'b' .*non-finite value \(nan\) at row 3, column 1"),
+    ("inf", r"modality 'a' .*non-finite value \(inf\)"),
+    ("anchor", "anchor 'zz' is not a modality"),
+    ("width0", "modality 'b' .*width 0"),
+])
+def test_check_paired_names_the_modality(case, match):
+    rng = np.random.default_rng(0)
+    mods = {"a": rng.standard_normal((10, 3)), "b": rng.standard_normal((10, 2))}
+    y = np.arange(10) % 2
+    anchor = "a"
+    if case == "rows":
+        mods["b"] = mods["b"][:9]
+    elif case == "one_class":
+        y = np.zeros(10)
+    elif case == "zero_var":
+        mods["b"] = np.ones((10, 2))
+    elif case == "nan":
+        mods["b"][3, 1] = np.nan
+    elif case == "inf":
+        mods["a"][2, 0] = np.inf
+    elif case == "anchor":
+        anchor = "zz"
+    elif case == "width0":
+        mods["b"] = np.zeros((10, 0))
+    with pytest.raises(InputError, match=match):
+        selection.check_paired(mods, y, anchor)
