@@ -277,6 +277,12 @@ def spectral_surrogates(X, n_surrogates: int = 10, *, seed: int = 0):
         raise ValueError(f"X must be a 2-D (N >= 2, D >= 1) matrix, got shape {X64.shape}")
     if not np.isfinite(X64).all():
         raise ValueError("X contains NaN or Inf values")
+    out = np.stack(_surrogate_draws(X64, seed, range(n_surrogates)))
+    return _like(out, X)
+
+
+def _surrogate_draws(X64: np.ndarray, seed: int, indices) -> list:
+    """Surrogates number ``indices`` of :func:`spectral_surrogates` (float64, validated input)."""
     mu = X64.mean(axis=0)
     _, s, vt = np.linalg.svd(X64 - mu, full_matrices=False)
     n = X64.shape[0]
@@ -284,15 +290,15 @@ def spectral_surrogates(X, n_surrogates: int = 10, *, seed: int = 0):
     # Q column on them would inject energy that X does not have.
     tol = math.sqrt(max(X64.shape)) * np.finfo(np.float64).eps * (s[0] if s.size else 0.0)
     r = int(np.sum(s > tol))
-    out = np.empty((n_surrogates,) + X64.shape)
-    for j in range(n_surrogates):
+    out = []
+    for j in indices:
         rng = np.random.default_rng([seed, j])
         g = rng.standard_normal((n, r))
         g -= g.mean(axis=0)  # span(g) is orthogonal to the ones vector: column means stay mu
         q, rr = np.linalg.qr(g)
         q *= np.where(np.diag(rr) < 0, -1.0, 1.0)  # sign fix: makes the QR factor Haar-distributed
-        out[j] = mu + (q * s[:r]) @ vt[:r]
-    return _like(out, X)
+        out.append(mu + (q * s[:r]) @ vt[:r])
+    return out
 
 
 # --------------------------------------------------------------------------- the fusion probe
@@ -318,9 +324,9 @@ class ProbeConfig:
         Adam settings.
     folds : int, default 5
         Stratified cross-validation folds.
-    seeds : tuple of int, default (0, 1)
+    seeds : tuple of int, default (0,)
         Each seed sets a fold assignment and the probe's initialisation; replicates are
-        ``folds * len(seeds)``.
+        ``folds * len(seeds)`` (more seeds: a tighter task-gain interval at proportional cost).
     n_surrogates : int, default 8
         Noise-control surrogates per candidate.
     n_boot : int, default 2000
@@ -340,7 +346,7 @@ class ProbeConfig:
     lr: float = 2e-2
     weight_decay: float = 1e-4
     folds: int = 5
-    seeds: tuple = (0, 1)
+    seeds: tuple = (0,)
     n_surrogates: int = 8
     n_boot: int = 2000
     noise_sd: float = 2.0
@@ -709,48 +715,82 @@ def _replicates(y, config: ProbeConfig):
             yield fold != k, fold == k, int(s) * 1000 + k
 
 
-def _cv_evidence(arrays, y, anchor, cands, config, bar):
-    """Per replicate: anchor-only accuracy; per candidate: RTF and plain accuracy, both gains."""
-    reps = list(_replicates(y, config))
-    acc_a = np.empty(len(reps))
-    acc = {c: np.empty(len(reps)) for c in cands}
-    acc_plain = {c: np.empty(len(reps)) for c in cands}
-    gains = {c: np.empty((len(reps), 2)) for c in cands}
-    for r, (tr, te, seed) in enumerate(reps):
-        z = {m: _standardize(arrays[m], tr) for m in [anchor] + cands}
-        model = fit_probe([z[anchor][tr]], y[tr], config=config, seed=seed)
-        acc_a[r] = _accuracy(model, [z[anchor][te]], y[te])
-        bar.update(1)
-        for c in cands:
-            pair_tr, pair_te = [z[anchor][tr], z[c][tr]], [z[anchor][te], z[c][te]]
-            model = fit_probe(pair_tr, y[tr], config=config, rtf=True, seed=seed)
-            acc[c][r] = _accuracy(model, pair_te, y[te])
-            gains[c][r] = probe_gains(model, pair_te)
-            model = fit_probe(pair_tr, y[tr], config=config, rtf=False, seed=seed)
-            acc_plain[c][r] = _accuracy(model, pair_te, y[te])
-            bar.update(2)
-    return reps, acc_a, acc, acc_plain, gains
+def _replicate_task(arrays, y, anchor, cands, tr, te, seed, config):
+    """One replicate: anchor-only accuracy; per candidate RTF accuracy, both gains, plain accuracy."""
+    z = {m: _standardize(arrays[m], tr) for m in [anchor] + cands}
+    model = fit_probe([z[anchor][tr]], y[tr], config=config, seed=seed)
+    out = {"anchor": _accuracy(model, [z[anchor][te]], y[te])}
+    for c in cands:
+        pair_tr, pair_te = [z[anchor][tr], z[c][tr]], [z[anchor][te], z[c][te]]
+        model = fit_probe(pair_tr, y[tr], config=config, rtf=True, seed=seed)
+        acc, gains = _accuracy(model, pair_te, y[te]), probe_gains(model, pair_te)
+        model = fit_probe(pair_tr, y[tr], config=config, rtf=False, seed=seed)
+        out[c] = (acc, gains, _accuracy(model, pair_te, y[te]))
+    return out
 
 
-def _surrogate_gains(arrays, y, anchor, cand, reps, config, bar) -> np.ndarray:
-    """(anchor, candidate) gains of each surrogate of ``cand``, shape (n_surrogates, 2).
+def _surrogate_seed(cand: str, config: ProbeConfig) -> int:
+    import zlib
+
+    # seeded by the candidate's name, so a candidate's control does not depend on the others
+    return (zlib.crc32(cand.encode()) + int(config.seeds[0])) % 2**31
+
+
+def _surrogate_task(anchor_x, cand_x, y, cand, j, tr, te, seed, config):
+    """(anchor, candidate) gains with surrogate ``j`` of the candidate in its place.
 
     Surrogate j reuses replicate j's split and initialisation: it differs from the candidate's own
     fit in the candidate's rows only.
     """
-    import zlib
+    sur = _surrogate_draws(cand_x, _surrogate_seed(cand, config), [j])[0]
+    za, zs = _standardize(anchor_x, tr), _standardize(sur, tr)
+    model = fit_probe([za[tr], zs[tr]], y[tr], config=config, rtf=True, seed=seed)
+    return probe_gains(model, [za[te], zs[te]])
 
-    # seeded by the candidate's name, so a candidate's control does not depend on the others
-    seed = (zlib.crc32(cand.encode()) + int(config.seeds[0])) % 2**31
-    sur = spectral_surrogates(arrays[cand], config.n_surrogates, seed=seed)
-    out = []
-    for j in range(config.n_surrogates):
-        tr, te, init = reps[j % len(reps)]
-        za, zs = _standardize(arrays[anchor], tr), _standardize(sur[j], tr)
-        model = fit_probe([za[tr], zs[tr]], y[tr], config=config, rtf=True, seed=init)
-        out.append(probe_gains(model, [za[te], zs[te]]))
-        bar.update(1)
-    return np.asarray(out, dtype=np.float64)
+
+def _call(task):
+    fn, args = task
+    return fn(*args)
+
+
+def _run_tasks(tasks, jobs: int, bar) -> list:
+    """Run ``(fn, args)`` tasks in order (``jobs`` worker processes when > 1); results in task order.
+
+    Every task is seeded on its own, so the results do not depend on ``jobs`` or on scheduling.
+    """
+    if jobs == 1:
+        out = []
+        for t in tasks:
+            out.append(_call(t))
+            bar.update(1)
+        return out
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+
+    # spawn, not fork: a forked child would inherit torch's thread-pool state mid-use
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("spawn")) as pool:
+        futures = [pool.submit(_call, t) for t in tasks]
+        for f in futures:
+            f.result()
+            bar.update(1)
+        return [f.result() for f in futures]
+
+
+def _evidence(arrays, y, anchor, cands, config, jobs, bar):
+    """All probe fits: per replicate (CV) and per candidate surrogate (control)."""
+    reps = list(_replicates(y, config))
+    tasks = [(_replicate_task, (arrays, y, anchor, cands, tr, te, seed, config)) for tr, te, seed in reps]
+    tasks += [(_surrogate_task, (arrays[anchor], arrays[c], y, c, j, *reps[j % len(reps)], config))
+              for c in cands for j in range(config.n_surrogates)]
+    results = _run_tasks(tasks, jobs, bar)
+    per_rep, sur = results[:len(reps)], results[len(reps):]
+    acc_a = np.array([r["anchor"] for r in per_rep])
+    acc = {c: np.array([r[c][0] for r in per_rep]) for c in cands}
+    gains = {c: np.array([r[c][1] for r in per_rep], dtype=np.float64) for c in cands}
+    acc_plain = {c: np.array([r[c][2] for r in per_rep]) for c in cands}
+    k = config.n_surrogates
+    controls = {c: np.asarray(sur[i * k:(i + 1) * k], dtype=np.float64) for i, c in enumerate(cands)}
+    return acc_a, acc, acc_plain, gains, controls
 
 
 def _bootstrap_spearman(gains, diffs, cands, n_boot: int, seed: int):
@@ -771,13 +811,15 @@ def _bootstrap_spearman(gains, diffs, cands, n_boot: int, seed: int):
         idx = rng.integers(0, n, n)
         gb = g[:, idx].mean(1)
         boots[b] = _spearman(_hm(gb[:, 0], gb[:, 1]), d[:, idx].mean(1))
-    if np.isnan(boots).all():
+    if not np.isfinite(rho) or np.isnan(boots).all():
+        # undefined at the data (e.g. H NaN for every candidate): an interval would describe
+        # only the draws where it happens to be defined
         return rho, (math.nan, math.nan)
     return rho, (float(np.nanpercentile(boots, 2.5)), float(np.nanpercentile(boots, 97.5)))
 
 
 def select_modalities(modalities: dict, labels, anchor: str, *, candidates=None, config: ProbeConfig | None = None,
-                      progress: bool = False, source: str = "") -> SelectionReport:
+                      jobs: int = 1, progress: bool = False, source: str = "") -> SelectionReport:
     """Rank candidate modalities for an anchor with the criterion, a noise control and task gains.
 
     Parameters
@@ -791,8 +833,11 @@ def select_modalities(modalities: dict, labels, anchor: str, *, candidates=None,
     candidates : sequence of str, optional
         Default: every other modality.
     config : ProbeConfig, optional
+    jobs : int, default 1
+        Worker processes for the probe fits (each one torch thread). The result does not depend
+        on it: every fit is seeded on its own.
     progress : bool, default False
-        A tqdm bar over the probe fits (on stderr).
+        A tqdm bar over the probe tasks (on stderr).
     source : str, optional
         Where the data came from (a file name), for error messages.
 
@@ -810,11 +855,11 @@ def select_modalities(modalities: dict, labels, anchor: str, *, candidates=None,
     config = config or ProbeConfig()
     t0 = time.perf_counter()
     arrays, y, _, cands = check_paired(modalities, labels, anchor, candidates, source=source)
+    jobs = check_int(jobs, "jobs", low=1)
     n_rep = config.folds * len(config.seeds)
-    total = n_rep * (1 + 2 * len(cands)) + config.n_surrogates * len(cands)
-    with tqdm(total=total, desc="probe fits", disable=not progress, leave=False) as bar:
-        reps, acc_a, acc, acc_plain, gains = _cv_evidence(arrays, y, anchor, cands, config, bar)
-        controls = {c: _surrogate_gains(arrays, y, anchor, c, reps, config, bar) for c in cands}
+    with tqdm(total=n_rep + config.n_surrogates * len(cands), desc="probe tasks", disable=not progress,
+              leave=False) as bar:
+        acc_a, acc, acc_plain, gains, controls = _evidence(arrays, y, anchor, cands, config, jobs, bar)
     diffs = {c: acc[c] - acc_a for c in cands}
     ratio = 1.0 / (config.folds - 1)  # n_test / n_train of one fold
     rows = []
@@ -960,7 +1005,7 @@ def runs_task_evidence(per_seed_score: pd.DataFrame, per_seed_gain: pd.DataFrame
     for b in range(n_boot):
         idx = rng.integers(0, g.shape[1], g.shape[1])
         boots[b] = _spearman(_nanmean_rows(s[:, idx]), g[:, idx].mean(axis=1))
-    ci = ((math.nan, math.nan) if np.isnan(boots).all()
+    ci = ((math.nan, math.nan) if not np.isfinite(rho) or np.isnan(boots).all()
           else (float(np.nanpercentile(boots, 2.5)), float(np.nanpercentile(boots, 97.5))))
     return task, rho, ci
 

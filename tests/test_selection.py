@@ -93,6 +93,16 @@ def test_probe_seed_reproduces_bit_identically():
     assert not torch.equal(m1.proj[0].weight, m3.proj[0].weight)
 
 
+def test_worker_processes_give_the_same_result():
+    # Every fit is seeded on its own, so 2 worker processes must reproduce 1 exactly (same machine).
+    mods, y = _paired(n=90)
+    cfg = ProbeConfig(width=10, steps=5, folds=2, seeds=(0,), n_surrogates=2, n_boot=10)
+    one = selection.select_modalities(mods, y, "anchor", candidates=["signal"], config=cfg, jobs=1)
+    two = selection.select_modalities(mods, y, "anchor", candidates=["signal"], config=cfg, jobs=2)
+    assert one.to_json() == two.to_json()
+    np.testing.assert_array_equal(one.candidates[0].control_values, two.candidates[0].control_values)  # NaN == NaN
+
+
 def test_probe_takes_torch_tensors():
     torch = pytest.importorskip("torch")
     mods, y = _paired(n=90)

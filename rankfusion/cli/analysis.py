@@ -80,17 +80,20 @@ def _cache(data, cache_dir, profile, device, quiet, threads=1):
 @click.option("--expected", default=None,
               help="Candidate expected to rank first (default with --data: the synthetic dataset's most complementary one).")
 @click.option("--folds", default=5, show_default=True, type=int, help="With --paired: cross-validation folds.")
-@click.option("--seeds", default="0,1", show_default=True, help="With --paired: probe seeds (comma-separated).")
+@click.option("--seeds", default="0", show_default=True,
+              help="With --paired: probe seeds (comma-separated; each adds --folds replicates).")
 @click.option("--surrogates", default=8, show_default=True, type=int,
               help="With --paired: spectrum-matched noise surrogates per candidate.")
 @click.option("--steps", default=100, show_default=True, type=int, help="With --paired: training steps per probe fit.")
 @click.option("--width", default=32, show_default=True, type=int, help="With --paired: probe token width D.")
+@click.option("--jobs", default=1, show_default=True, type=click.IntRange(min=1),
+              help="With --paired: worker processes for the probe fits (results do not depend on it).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON (only JSON on stdout).")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("modality_select"),
               show_default=True, help="Output folder (CSV tables, JSON and the figure).")
 @_cache_options
 def modality_select(features, data, paired, labels_key, modality_specs, candidates, expected, folds, seeds, surrogates,
-                    steps, width, as_json, out, anchor, cache_dir, profile, device, quiet, threads):
+                    steps, width, jobs, as_json, out, anchor, cache_dir, profile, device, quiet, threads):
     """Rank candidate modalities by the harmonic mean of effective-rank gains with ANCHOR (Sec. 3.2).
 
     Give FEATURES (.npz files of any model, docs/formats.md; each holds ANCHOR and one candidate,
@@ -110,14 +113,14 @@ def modality_select(features, data, paired, labels_key, modality_specs, candidat
     if modality_specs and not paired:
         raise ValueError("--modality needs --paired (it names the columns of a paired table)")
     if paired is not None:
-        _paired(paired, labels_key, modality_specs, cands, folds, seeds, surrogates, steps, width, as_json, out,
-                anchor, quiet, threads)
+        _paired(paired, labels_key, modality_specs, cands, folds, seeds, surrogates, steps, width, jobs, as_json,
+                out, anchor, quiet, threads)
         return
     _rank_runs(features, data, cands, expected, out, anchor, cache_dir, profile, device, quiet, threads, as_json)
 
 
-def _paired(path, labels_key, specs, cands, folds, seeds, surrogates, steps, width, as_json, out, anchor, quiet,
-            threads):
+def _paired(path, labels_key, specs, cands, folds, seeds, surrogates, steps, width, jobs, as_json, out, anchor,
+            quiet, threads):
     from .. import plots, selection
     from ..data.importer import parse_modality_spec
     from ..figures import to_markdown
@@ -136,7 +139,7 @@ def _paired(path, labels_key, specs, cands, folds, seeds, surrogates, steps, wid
     config = selection.ProbeConfig(folds=folds, seeds=seed_list, n_surrogates=surrogates, steps=steps, width=width,
                                    threads=threads)
     arrays, labels = selection.load_paired(path, labels=labels_key, modalities=mods or None)
-    report = selection.select_modalities(arrays, labels, anchor, candidates=cands, config=config,
+    report = selection.select_modalities(arrays, labels, anchor, candidates=cands, config=config, jobs=jobs,
                                          progress=not quiet, source=repr(str(path)))
     table = report.table()
     # everything is computed before the first file is written: a bad input leaves --out untouched
