@@ -42,6 +42,20 @@ def test_modality_select_from_feature_files(files, tmp_path):
     assert "harmonic mean NaN" in ranking[3]
 
 
+def test_modality_select_json_from_feature_files(files, tmp_path):
+    res = run("modality-select", *files, "--out", tmp_path / "o", "--json")
+    assert res.exit_code == 0, res.output
+    js = json.loads(res.output)
+    assert set(js) == {"anchor", "candidates", "agreement"} and js["anchor"] == "rgb"
+    assert [c["name"] for c in js["candidates"]] == ["depth", "mvrgb", "imu"]
+    for c in js["candidates"]:
+        # feature files of another model: no noise control, no task evidence
+        assert c["control_mean"] is None and c["noise_like"] is None and c["task_gain"] is None
+        assert c["rank_controlled"] == c["rank_criterion"]
+    assert js["candidates"][2]["criterion"] is None  # imu's harmonic mean is NaN
+    assert js["agreement"] == {"spearman": None, "ci": None}
+
+
 def test_modality_select_reports_a_mismatch(files, tmp_path):
     res = run("modality-select", *files, "--out", tmp_path / "o", "--expected", "imu")
     assert res.exit_code == 0
@@ -143,6 +157,12 @@ def test_modality_select_from_data(micro_data, micro_cache, tmp_path):
     assert "depth" in ranking and "imu" in ranking
     manifest = json.loads((out / "manifest.json").read_text())
     assert {r["name"] for r in manifest["figures"]["modality"]["runs"]} == {"rgb+depth", "rgb+imu"}
+    assert "task evidence: MoC(rgb+depth) - MoC(rgb) =" in res.output
+    res = run("modality-select", "--data", micro_data, "--cache", micro_cache, "--profile", "quick", "--quiet",
+              "--candidates", "depth,imu", "--out", out, "--json")
+    js = json.loads(res.output)
+    assert {c["name"] for c in js["candidates"]} == {"depth", "imu"}
+    assert all(isinstance(c["task_gain"], float) for c in js["candidates"])  # MoC points over the anchor alone
     res = run("modality-select", "--data", micro_data, "--cache", micro_cache, "--profile", "quick",
               "--candidates", "thermal", "--out", out)
     assert res.exit_code == 2 and "candidate 'thermal'" in err(res)

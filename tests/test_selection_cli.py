@@ -155,7 +155,7 @@ def test_bad_option_combinations(tmp_path):
     mods, y = _mods()
     p = str(_npz(tmp_path, mods, y))
     _expect_error(tmp_path, ["--paired", p, "--anchor", "a", "--modality", "a=x*"], "--modality", ".npz")
-    _expect_error(tmp_path, [p, "--paired", p], "not FEATURES and --paired")
+    _expect_error(tmp_path, [p, "--paired", p], "not both", "FEATURES and --paired")
     _expect_error(tmp_path, ["--paired", p, "--anchor", "a", "--candidates", "zz"], "candidate 'zz'")
     _expect_error(tmp_path, ["--paired", p, "--anchor", "a", "--folds", "1"], "folds")
     _expect_error(tmp_path, ["--paired", p, "--anchor", "a", "--width", "4"], "width", "no channel")

@@ -104,7 +104,7 @@ def modality_select(features, data, paired, labels_key, modality_specs, candidat
     """
     given = [n for n, v in (("FEATURES", features), ("--data", data), ("--paired", paired)) if v]
     if len(given) > 1:
-        raise ValueError(f"give one of FEATURES files, --data or --paired, not {' and '.join(given)}")
+        raise ValueError(f"give one of FEATURES files, --data or --paired, not both ({' and '.join(given)})")
     if not given:
         raise ValueError("no input: give FEATURES (.npz files), --data DATA or --paired FILE")
     cands = None if candidates is None else [c.strip() for c in candidates.split(",") if c.strip()]
