@@ -227,10 +227,12 @@ def plot_selection_evidence(table, *, anchor: str, spearman=None, noise_sd: floa
     x = np.arange(len(cands))
     cols = [color(c) for c in cands]
     for off, role, mk in ((-0.15, "anchor", "o"), (0.15, "candidate", "s")):
-        ax0.scatter(x + off, table[f"gain_{role}"], color=cols, marker=mk, s=45,
-                    label=f"{anchor if role == 'anchor' else 'candidate'} gain")
-        ax0.scatter(x + off, table[f"control_gain_{role}"], facecolors="none", edgecolors=cols, marker=mk, s=45,
-                    label=f"{anchor if role == 'anchor' else 'candidate'} gain, surrogates")
+        who = anchor if role == "anchor" else "candidate"
+        ax0.scatter(x + off, table[f"gain_{role}"], color=cols, marker=mk, s=45)
+        ax0.scatter(x + off, table[f"control_gain_{role}"], facecolors="none", edgecolors=cols, marker=mk, s=45)
+        # legend entries in black: the colours already name the candidates on the x axis
+        ax0.scatter([], [], color="black", marker=mk, label=f"{who} gain")
+        ax0.scatter([], [], facecolors="none", edgecolors="black", marker=mk, label=f"{who} gain, surrogates")
     ax0.axhline(0, color="black", lw=0.6)
     ax0.set_xticks(x, cands)
     ax0.set_ylabel("ERank gain through RTF (effective dims)")
@@ -248,7 +250,7 @@ def plot_selection_evidence(table, *, anchor: str, spearman=None, noise_sd: floa
         hi = row["control_mean"] + noise_sd * row["control_std"]
         ax1.fill_between([i + 0.2, i + 0.5], lo, hi, color="grey", alpha=0.25, lw=0)
         if row["noise_like"]:
-            ax1.annotate("noise-like", (i, max(np.nan_to_num(crit[i]), hi)), xytext=(0, 4),
+            ax1.annotate("noise-like", (i, max(np.nan_to_num(crit[i]), hi)), xytext=(0, 12),
                          textcoords="offset points", ha="center", fontsize=7, color="black")
     ax1.axhline(0, color="black", lw=0.6)
     ax1.set_xticks(x, cands)
