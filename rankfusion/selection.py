@@ -370,6 +370,11 @@ class ProbeConfig:
         check_int(self.n_boot, "n_boot", low=1)
         check_float(self.noise_sd, "noise_sd", low=0.0)
         check_int(self.threads, "threads", low=1)
+        from .spectral import blended_channel_count
+
+        if blended_channel_count(self.exchange_ratio, self.width) == 0:
+            raise ValueError(f"width {self.width} x exchange_ratio {self.exchange_ratio:g} blends no channel "
+                             "(RTF would be the identity): raise width or exchange_ratio")
 
 
 def _probe_class():
@@ -456,9 +461,6 @@ def fit_probe(xs, labels, *, config: ProbeConfig | None = None, rtf: bool = True
     with _torch_threads(config.threads):
         torch.manual_seed(seed)
         model = _probe_class()([t.shape[1] for t in ts], n_classes, config, rtf=rtf)
-        if model.rtf is not None and model.rtf.k_prime == 0:
-            raise ValueError(f"width {config.width} x exchange_ratio {config.exchange_ratio} blends no channel "
-                             "(RTF would be the identity); raise width or exchange_ratio")
         opt = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
         model.train()
         for _ in range(config.steps):
