@@ -109,7 +109,8 @@ def modality_select(features, data, paired, labels_key, modality_specs, candidat
         raise ValueError("no input: give FEATURES (.npz files), --data DATA or --paired FILE")
     cands = None if candidates is None else [c.strip() for c in candidates.split(",") if c.strip()]
     if cands is not None and not (data or paired):
-        raise ValueError("--candidates needs --data or --paired (with FEATURES every non-anchor modality is a candidate)")
+        raise ValueError("--candidates needs --data or --paired "
+                         "(with FEATURES every non-anchor modality is a candidate)")
     if modality_specs and not paired:
         raise ValueError("--modality needs --paired (it names the columns of a paired table)")
     if paired is not None:
@@ -200,8 +201,9 @@ def _rank_runs(features, data, cands, expected, out, anchor, cache_dir, profile,
         task, rho, ci = moc
         for c, (g, (lo, hi)) in task.items():
             click.echo(f"task evidence: MoC({anchor}+{c}) - MoC({anchor}) = {g:+.2f} [{lo:+.2f}, {hi:+.2f}] points")
-        if rho is not None:
-            click.echo(f"Spearman(criterion, MoC gain) = {rho:+.2f}, 95% bootstrap CI over seeds [{ci[0]:+.2f}, {ci[1]:+.2f}]")
+        if rho is not None and rho == rho:  # NaN: the criterion is NaN or constant over candidates
+            click.echo(f"Spearman(criterion, MoC gain) = {rho:+.2f}, "
+                       f"95% bootstrap CI over seeds [{ci[0]:+.2f}, {ci[1]:+.2f}]")
     click.echo(f"wrote {out}/modality_selection.csv, modality_ranking.csv, modality_selection.png/.pdf")
 
 
