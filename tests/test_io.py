@@ -118,3 +118,75 @@ def test_unwritable_target_is_named(tmp_path):
     with pytest.raises(InputError, match=r"cannot write '.*file/sub'"):
         with io.atomic_dir(blocker / "sub"):
             pass
+
+
+def _dead_pid() -> int:
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def _fake_temp(folder, target, pid, *, kind="", suffix="", host=None, is_dir=False):
+    name = f".{target}.~{kind}{host or io._host_tag()}.{pid}.0123abcd{suffix}"
+    p = folder / name
+    if is_dir:
+        p.mkdir()
+        (p / "x.npy").write_bytes(b"0" * 1024)
+    else:
+        p.write_bytes(b"0" * 1024)
+    return p
+
+
+def test_stale_temps_of_killed_writers_are_removed_on_the_next_write(tmp_path):
+    import os
+
+    dead = _dead_pid()
+    stale_file = _fake_temp(tmp_path, "last.pt", dead, suffix=".pt")
+    stale_dir = _fake_temp(tmp_path, "I", dead, is_dir=True)
+    live = _fake_temp(tmp_path, "last.pt", os.getppid(), suffix=".pt")  # a concurrent writer: kept
+    other_host = _fake_temp(tmp_path, "last.pt", dead, suffix=".pt", host="elsewhere")  # young: kept
+    other_target = _fake_temp(tmp_path, "best.pt", dead, suffix=".pt")  # another target's writer
+    with io.atomic_path(tmp_path / "last.pt") as tmp:
+        tmp.write_text("new")
+    assert not stale_file.exists()
+    assert live.exists() and other_host.exists() and other_target.exists()
+    assert (tmp_path / "last.pt").read_text() == "new"
+    with io.atomic_dir(tmp_path / "I") as tmp:
+        (tmp / "a.txt").write_text("a")
+    assert not stale_dir.exists()
+    # an entry older than the age limit is stale whoever wrote it
+    old = _fake_temp(tmp_path, "last.pt", 1, suffix=".pt", host="elsewhere")
+    os.utime(old, (0, 0))
+    assert io.sweep_stale(tmp_path / "last.pt") == [old]
+    assert other_host.exists()
+
+
+def test_stale_swap_folder_holding_the_only_copy_is_restored(tmp_path):
+    swap = _fake_temp(tmp_path, "S", _dead_pid(), kind="old", is_dir=True)
+    (swap / "S").mkdir()
+    (swap / "S" / "mapping.txt").write_text("0 a\n")  # killed between the two renames
+    io.sweep_stale(tmp_path / "S")
+    assert (tmp_path / "S" / "mapping.txt").read_text() == "0 a\n"
+    assert not swap.exists()
+
+
+def test_outputs_follow_the_umask(tmp_path):
+    import os
+    import stat
+
+    old = os.umask(0o022)
+    try:
+        with io.atomic_path(tmp_path / "f.txt") as tmp:
+            tmp.write_text("x")
+        with io.atomic_dir(tmp_path / "d") as tmp:
+            (tmp / "g.txt").write_text("y")
+        io.save_npz(tmp_path / "h.npz", {"a": np.ones(2)})
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "f.txt").stat().st_mode) == 0o644
+    assert stat.S_IMODE((tmp_path / "h.npz").stat().st_mode) == 0o644
+    assert stat.S_IMODE((tmp_path / "d").stat().st_mode) == 0o755
+    assert stat.S_IMODE((tmp_path / "d" / "g.txt").stat().st_mode) == 0o644
