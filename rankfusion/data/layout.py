@@ -525,7 +525,7 @@ def open_dataset(root, *, modalities=None, trim="error", split_set=None) -> Mult
 
 
 def write_dataset(root, classes, labels, features, splits, *, split_set="split1", plain=False,
-                  overwrite=False, extra_files=None):
+                  overwrite=False, extra_files=None, validate=False):
     """Write a dataset in the standard layout, atomically (a temp folder renamed into place).
 
     Parameters
@@ -550,6 +550,10 @@ def write_dataset(root, classes, labels, features, splits, *, split_set="split1"
         Replace an existing ``root``.
     extra_files : dict, optional
         ``{relative path: text}`` written as well (e.g. a provenance JSON).
+    validate : bool
+        Run every check of :meth:`MultiModalDataset.validate` on the written temporary folder
+        *before* it replaces ``root``: an invalid dataset raises and leaves ``root`` as it was
+        (an existing dataset intact, no new folder).
 
     Returns
     -------
@@ -577,4 +581,10 @@ def write_dataset(root, classes, labels, features, splits, *, split_set="split1"
         for rel, text in (extra_files or {}).items():
             (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
             (tmp / rel).write_text(text)
+        if validate:
+            try:
+                MultiModalDataset(tmp).validate()
+            except InputError as exc:
+                # name the destination, not the temporary folder the user never sees
+                raise InputError(str(exc).replace(str(tmp), str(root))) from None
     return root
