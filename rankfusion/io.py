@@ -198,13 +198,15 @@ def save_npz(path, arrays: dict, meta: dict | None = None, compressed: bool = Fa
             (np.savez_compressed if compressed else np.savez)(fh, **payload)
 
 
-def load_arrays(path, keys=None, *, mmap: bool = True) -> dict:
-    """Load the arrays of a ``.npy`` or ``.npz`` file as a ``{key: array}`` dict.
+_NPY_MAGIC = b"\x93NUMPY"
 
-    ``.npy`` files are memory-mapped (``mmap=True``) and appear under the key ``"array"``
-    (or their file stem if ``keys`` asks for it). Uncompressed ``.npz`` members are read
-    lazily by NumPy. The ``"meta"`` entry of a feature file is never returned; use
-    :func:`load_meta`. Raises :class:`InputError` naming the file or key on any problem.
+
+def array_file_kind(path) -> str:
+    """``"npy"`` or ``"npz"`` from a file's first bytes (whatever the case of its suffix).
+
+    Raises :class:`InputError` naming the file when it is missing, a folder, or neither a
+    NumPy ``.npy`` file (magic ``\\x93NUMPY``) nor a zip archive (``.npz``). Deciding by
+    content means NumPy never falls back to reading the file as a pickle.
     """
     path = Path(path)
     if not path.exists():
@@ -212,12 +214,37 @@ def load_arrays(path, keys=None, *, mmap: bool = True) -> dict:
     if path.is_dir():
         raise InputError(f"file {str(path)!r} is a directory, expected a .npy or .npz file")
     try:
-        if path.suffix == ".npy":
+        with open(path, "rb") as fh:
+            head = fh.read(len(_NPY_MAGIC))
+    except OSError as exc:
+        raise InputError(f"cannot read {str(path)!r}: {exc.strerror or exc}") from None
+    if head == _NPY_MAGIC:
+        return "npy"
+    if zipfile.is_zipfile(path):
+        return "npz"
+    if path.suffix.lower() == ".npz":
+        raise InputError(f"cannot read {str(path)!r}: not a .npz archive (no zip structure)")
+    if path.suffix.lower() == ".npy":
+        raise InputError(f"cannot read {str(path)!r}: not a valid .npy file (no NumPy header)")
+    raise InputError(f"cannot read {str(path)!r}: not a .npy or .npz file (neither a NumPy header nor a zip archive)")
+
+
+def load_arrays(path, keys=None, *, mmap: bool = True) -> dict:
+    """Load the arrays of a ``.npy`` or ``.npz`` file as a ``{key: array}`` dict.
+
+    ``.npy`` files are memory-mapped (``mmap=True``) and appear under the key ``"array"``
+    (or their file stem if ``keys`` asks for it). Uncompressed ``.npz`` members are read
+    lazily by NumPy. The format is read from the file's first bytes, not its suffix
+    (:func:`array_file_kind`). The ``"meta"`` entry of a feature file is never returned; use
+    :func:`load_meta`. Raises :class:`InputError` naming the file or key on any problem.
+    """
+    path = Path(path)
+    kind = array_file_kind(path)
+    try:
+        if kind == "npy":
             arr = np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
             out = {"array": arr}
         else:
-            if not zipfile.is_zipfile(path):
-                raise InputError(f"cannot read {str(path)!r}: not a .npz archive (no zip structure)")
             with np.load(path, allow_pickle=False) as z:
                 names = [k for k in z.files if k != META_KEY]
                 wanted = names if keys is None else list(keys)
@@ -231,7 +258,7 @@ def load_arrays(path, keys=None, *, mmap: bool = True) -> dict:
         raise
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
         raise InputError(f"cannot read {str(path)!r}: {exc}") from None
-    if keys is not None and path.suffix == ".npy":
+    if keys is not None and kind == "npy":
         keys = list(keys)
         if keys not in (["array"], [path.stem]):
             raise InputError(f"key {keys[0]!r} not found in {str(path)!r}; a .npy file holds one array, 'array'")
@@ -243,14 +270,24 @@ def load_arrays(path, keys=None, *, mmap: bool = True) -> dict:
 
 
 def load_meta(path) -> dict:
-    """Return the JSON metadata of a feature file (empty dict if it has none)."""
+    """Return the JSON metadata object of a feature file (empty dict if it has none).
+
+    Raises :class:`InputError` naming the file when the entry is not valid JSON or not a JSON
+    object (``{...}``): every reader looks keys up in it.
+    """
     path = Path(path)
-    if path.suffix == ".npy":
+    if array_file_kind(path) == "npy":
         return {}
     try:
         with np.load(path, allow_pickle=False) as z:
             if META_KEY not in z.files:
                 return {}
-            return json.loads(str(z[META_KEY][()]))
+            meta = json.loads(str(z[META_KEY][()]))
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
         raise InputError(f"cannot read metadata of {str(path)!r}: {exc}") from None
+    if not isinstance(meta, dict):
+        raise InputError(
+            f"metadata {META_KEY!r} of {str(path)!r} must be a JSON object ({{...}}), got {type(meta).__name__} "
+            f"{json.dumps(meta)[:40]}"
+        )
+    return meta
