@@ -597,7 +597,8 @@ def _video_inputs(ds, video, modalities, stop, sample_rate, dev, noise=None, rng
 
     feats = {}
     for m in modalities:
-        x = np.ascontiguousarray(ds.features(video, m)[:stop:sample_rate], dtype=np.float32)
+        # a copy: the dataset's arrays are read-only memory maps, which torch must not wrap
+        x = np.array(ds.features(video, m)[:stop:sample_rate], dtype=np.float32, order="C")
         if noise and m in noise:
             x = x + rng.normal(0.0, noise[m], size=x.shape).astype(np.float32)
         feats[m] = torch.from_numpy(x)[None].to(dev)
@@ -628,28 +629,36 @@ def predict_future(model, ds, video, obs_ratio, config: RunConfig, dev):
     return gt, np.asarray(pred)
 
 
-def moc_grid(model, ds, split, config: RunConfig, dev, *, obs=None, betas=None, ctx=None) -> dict:
+def moc_grid(model, ds, split, config: RunConfig, dev, *, obs=None, betas=None, ctx=None, notes=None) -> dict:
     """MoC in percent for each (obs, beta): ``{(obs, beta): value}`` over ``split``'s videos.
 
     Each video is observed alone (batch of one) and decoded with
     :meth:`rankfusion.evaluate.MoCAccumulator.add_queries` (DESIGN.md protocol). With ``ctx``
     (a :class:`rankfusion.distributed.DistContext`) each process counts every ``world_size``-th
     video and the T/F count tables are summed over processes: integer counts, so the MoC is
-    exactly the single-process one for the same weights.
+    exactly the single-process one for the same weights. A video too short to observe one frame
+    at a ratio (``int(obs * N) == 0``) has nothing to score there (the protocol's future window
+    starts at an empty past): it is skipped at that ratio, with a line naming it appended to
+    ``notes`` (a list) when given. A cell no video reaches is NaN.
     """
     from .distributed import shard
 
     obs = config.train.eval_obs if obs is None else obs
     betas = config.train.eval_betas if betas is None else betas
     videos = shard(ds.split(split), ctx)
-    acc = _moc_counts(model, ds, videos, config, dev, obs, betas)
+    acc = _moc_counts(model, ds, videos, config, dev, obs, betas, notes)
     if ctx is not None:
         acc = _all_reduce_moc(acc, len(videos), obs, dev)
-    table = acc.result()
-    return {(float(o), float(b)): 100.0 * float(table.loc[round(float(o), 6), b]) for o in obs for b in betas}
+    table = acc.result() if acc.obs_ratios else None
+
+    def cell(o, b):
+        key = round(float(o), 6)
+        return 100.0 * float(table.loc[key, b]) if table is not None and key in table.index else float("nan")
+
+    return {(float(o), float(b)): cell(o, b) for o in obs for b in betas}
 
 
-def _moc_counts(model, ds, videos, config, dev, obs, betas):
+def _moc_counts(model, ds, videos, config, dev, obs, betas, notes=None):
     import torch
 
     from .evaluate import MoCAccumulator
@@ -659,8 +668,13 @@ def _moc_counts(model, ds, videos, config, dev, obs, betas):
     for o in obs:
         for video in videos:
             gt = ds.labels(video)
-            feats, mask = _video_inputs(ds, video, config.model.modalities, int(o * len(gt)),
-                                        config.train.sample_rate, dev)
+            past = int(o * len(gt))
+            if past == 0:
+                if notes is not None:
+                    notes.append(f"video {video!r} ({len(gt)} frames) has no observed frame at obs {o:g} "
+                                 f"(int({o:g} * {len(gt)}) = 0): skipped at that cut point")
+                continue
+            feats, mask = _video_inputs(ds, video, config.model.modalities, past, config.train.sample_rate, dev)
             with torch.no_grad():
                 out = model(feats, mask)
             acc.add_queries(gt, o, out.class_logits[0].cpu().numpy(), out.durations[0].cpu().numpy())
@@ -677,7 +691,8 @@ def _all_reduce_moc(acc, n_videos, obs, dev):
     shape = (len(acc.betas), acc.n_classes)
     tables = []
     for o in obs:
-        t, f = acc.counts(o) if n_videos else (np.zeros(shape, np.int64),) * 2
+        # a process may hold no video, or only videos too short for this ratio
+        t, f = acc.counts(o) if round(float(o), 6) in acc.obs_ratios else (np.zeros(shape, np.int64),) * 2
         tables.append(np.stack([t, f]))
     counts = torch.from_numpy(np.stack(tables)).to(dev)
     dist.all_reduce(counts, op=dist.ReduceOp.SUM)
@@ -774,10 +789,11 @@ def load_run(run_dir, *, checkpoint: str = "best", device=None):
 def _evaluate_single(run_dir: Path, split, data_root, dev, checkpoint) -> dict:
     model, config, info = load_run(run_dir, checkpoint=checkpoint, device=dev)
     ds = _open(data_root or info["dataset"], config.model.modalities)
-    rows = [("moc", o, b, v) for (o, b), v in moc_grid(model, ds, split, config, dev).items()]
+    notes = []
+    rows = [("moc", o, b, v) for (o, b), v in moc_grid(model, ds, split, config, dev, notes=notes).items()]
     rows += [(k, o, float("nan"), v) for o, scores in segmentation_scores(model, ds, split, config, dev).items()
              for k, v in scores.items()]
-    return {"rows": rows, "info": info}
+    return {"rows": rows, "info": info, "notes": notes}
 
 
 def evaluate_run(run_dir, split: str = "test", *, device=None, data_root=None, checkpoint: str = "best"):
@@ -799,16 +815,17 @@ def evaluate_run(run_dir, split: str = "test", *, device=None, data_root=None, c
         Columns ``metric`` ("moc", "accuracy", "edit", "f1@10", "f1@25", "f1@50"), ``obs``,
         ``beta`` (NaN for the segmentation metrics, which score the observed part at ``obs``),
         ``mean``, ``std`` (over seeds, ddof=1; NaN for one seed) and ``n_seeds``. All values are
-        percentages.
+        percentages. ``attrs["notes"]`` lists the videos skipped at a cut point (:func:`moc_grid`).
     """
     import pandas as pd
 
     check_choice(split, "split", {"train", "val", "test"})
     dev = resolve_device(device)
     run_dir = Path(run_dir)
-    per_seed = []
+    per_seed, notes = [], []
     for d in seed_dirs(run_dir):
         res = _evaluate_single(d, split, data_root, dev, checkpoint)
+        notes += [n for n in res["notes"] if n not in notes]
         df = pd.DataFrame(res["rows"], columns=["metric", "obs", "beta", "value"])
         df.insert(0, "seed", res["info"]["seed"])
         if len(seed_dirs(run_dir)) > 1:
@@ -817,6 +834,7 @@ def evaluate_run(run_dir, split: str = "test", *, device=None, data_root=None, c
     allv = pd.concat(per_seed, ignore_index=True)
     out = _aggregate(allv)
     _write_csv(run_dir / f"eval_{split}.csv", out)
+    out.attrs["notes"] = notes
     return out
 
 

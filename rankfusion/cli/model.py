@@ -104,6 +104,8 @@ def evaluate(run, split, data_root, checkpoint, device):
     from ..train import evaluate_run, format_eval_table
 
     df = evaluate_run(run, split, device=device, data_root=data_root, checkpoint=checkpoint)
+    for note in df.attrs.get("notes", []):
+        click.echo(f"note: {note}", err=True)
     click.echo(format_eval_table(df))
     click.echo(f"wrote {Path(run) / f'eval_{split}.csv'}")
 
