@@ -162,7 +162,8 @@ class AnticipationDataset(torch.utils.data.Dataset):
         labels = self.ds.labels(video)
         feats = {}
         for m in self.modalities:
-            x = np.ascontiguousarray(self.ds.features(video, m)[:past:self.sample_rate], dtype=np.float32)
+            # a copy: the features are read-only memory maps, which torch must not wrap
+            x = np.array(self.ds.features(video, m)[:past:self.sample_rate], dtype=np.float32, order="C")
             if not np.isfinite(x).all():
                 t = int(np.argwhere(~np.isfinite(x))[0, 0]) * self.sample_rate
                 raise InputError(f"video {video!r}: modality {m!r} has a non-finite value at frame {t}")
