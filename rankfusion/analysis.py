@@ -143,7 +143,7 @@ def pair_gains(features: FeatureSet, anchor: str, candidate: str) -> dict:
     from . import spectral
 
     if anchor == candidate:
-        raise ValueError(f"candidate must differ from anchor, got {candidate!r} for both")
+        raise InputError(f"candidate must differ from anchor, got {candidate!r} for both")
     out = {}
     gains = {}
     for role, mod in (("anchor", anchor), ("candidate", candidate)):
@@ -190,7 +190,7 @@ def modality_selection(paths, anchor: str = "rgb") -> pd.DataFrame:
     if not paths:
         raise InputError("no feature files given (expected one or more .npz files)")
     if not isinstance(anchor, str) or not anchor:
-        raise ValueError(f"anchor must be a modality name, got {anchor!r}")
+        raise InputError(f"anchor must be a modality name, got {anchor!r}")
     rows = []
     for path in paths:
         fs = load_features(path)
@@ -226,7 +226,7 @@ def summarize_selection(table: pd.DataFrame) -> pd.DataFrame:
     from . import spectral
 
     if table.empty:
-        raise ValueError("table is empty: no feature rows to summarise")
+        raise InputError("table is empty: no feature rows to summarise")
     cols = ["erank_anchor_before", "erank_anchor_after", "erank_candidate_before",
             "erank_candidate_after", "gain_anchor", "gain_candidate"]
     # NaN obs ratios (files without metadata) would vanish in groupby; keep them as a group.
@@ -260,7 +260,7 @@ def rank_candidates(summary: pd.DataFrame) -> pd.DataFrame:
         (empty unless some ratio is NaN; says which gain is <= 0 and where).
     """
     if summary.empty:
-        raise ValueError("summary is empty: nothing to rank")
+        raise InputError("summary is empty: nothing to rank")
     best = summary.groupby("obs_ratio", dropna=False)["harmonic_mean"].transform(
         lambda s: s.max() if s.notna().any() else np.nan
     )
@@ -330,7 +330,7 @@ def normalized_spectrum(X, *, center: bool = False) -> np.ndarray:
     sigma = np.asarray(spectral.singular_values(X, center=center), dtype=np.float64)
     total = sigma.sum()
     if not total > 0:
-        raise ValueError(f"X has no non-zero singular value (shape {X.shape}); its spectrum is undefined")
+        raise InputError(f"X has no non-zero singular value (shape {X.shape}); its spectrum is undefined")
     return sigma / total
 
 
@@ -470,10 +470,10 @@ def relative_change(clean, noisy) -> float:
     clean = check_matrix(np.asarray(clean, dtype=np.float64), "clean")
     noisy = check_matrix(np.asarray(noisy, dtype=np.float64), "noisy")
     if clean.shape != noisy.shape:
-        raise ValueError(f"clean and noisy must have the same shape, got {clean.shape} and {noisy.shape}")
+        raise InputError(f"clean and noisy must have the same shape, got {clean.shape} and {noisy.shape}")
     norm = np.linalg.norm(clean)
     if not norm > 0:
-        raise ValueError("clean is all zeros: a relative change is undefined")
+        raise InputError("clean is all zeros: a relative change is undefined")
     return float(np.linalg.norm(noisy - clean) / norm)
 
 
@@ -546,7 +546,7 @@ def check_obs_ratio(value, name: str = "obs_ratio") -> float:
     """An observation ratio in (0, 1)."""
     value = check_float(value, name, low=0.0, high=1.0, low_open=True)
     if value >= 1.0:
-        raise ValueError(f"{name} must be < 1, got {value}")
+        raise InputError(f"{name} must be < 1, got {value}")
     return value
 
 

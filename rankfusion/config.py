@@ -117,9 +117,9 @@ class R3DConfig:
             self.modalities = tuple(m for m in self.modalities.split(",") if m)
         self.modalities = tuple(self.modalities)
         if not self.modalities or not all(isinstance(m, str) and m for m in self.modalities):
-            raise ValueError(f"modalities must be a non-empty list of names, got {self.modalities!r}")
+            raise InputError(f"modalities must be a non-empty list of names, got {self.modalities!r}")
         if len(set(self.modalities)) != len(self.modalities):
-            raise ValueError(f"modalities must not repeat, got {self.modalities!r}")
+            raise InputError(f"modalities must not repeat, got {self.modalities!r}")
         check_int(self.d_model, "d_model", low=1)
         check_choice(self.selection, "selection", {"spectral", "bn_gamma"})
         check_choice(self.exchange, "exchange", {"adaptive", "static"})
@@ -133,7 +133,7 @@ class R3DConfig:
         check_int(self.n_layers, "n_layers", low=0)
         check_int(self.n_heads, "n_heads", low=1)
         if (len(self.modalities) * self.d_model) % self.n_heads:
-            raise ValueError(
+            raise InputError(
                 f"n_heads must divide the stacked width {len(self.modalities)} x d_model = "
                 f"{len(self.modalities) * self.d_model}, got n_heads={self.n_heads}"
             )
@@ -219,7 +219,7 @@ def _ratios(values, name):
         values = (values,)
     values = tuple(check_float(v, f"{name} entry", low=0.0, high=1.0, low_open=True) for v in values)
     if not values:
-        raise ValueError(f"{name} must not be empty")
+        raise InputError(f"{name} must not be empty")
     return values
 
 

@@ -458,7 +458,7 @@ def make_figures(ctx: FigureContext, only=None, *, command: str = "", progress: 
     names = list(FAMILIES) if not only else list(dict.fromkeys(only))
     for n in names:
         if n not in FAMILY_FUNCS:
-            raise ValueError(f"--only must be among {list(FAMILIES)}, got {n!r}")
+            raise InputError(f"--only must be among {list(FAMILIES)}, got {n!r}")
     ctx.out.mkdir(parents=True, exist_ok=True)
     results = {}
     bar = tqdm(names, desc="figures", disable=not progress, unit="fig")

@@ -108,7 +108,7 @@ def set_threads(n: int | None) -> None:
 def get_profile(name: str) -> Profile:
     """Return a named :class:`Profile`; ValueError naming the profile otherwise."""
     if name not in PROFILES:
-        raise ValueError(f"profile must be one of {sorted(PROFILES)}, got {name!r}")
+        raise InputError(f"profile must be one of {sorted(PROFILES)}, got {name!r}")
     return PROFILES[name]
 
 

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from . import analysis
+from ._validation import InputError
 from .io import write_json, write_text
 
 
@@ -292,7 +293,7 @@ def run_demo(out, *, quick: bool = False, device: str = "cpu", seed: int = 0, pr
     set_threads(threads)
     out = Path(out)
     if out.exists() and not out.is_dir():
-        raise ValueError(f"out {str(out)!r} exists and is not a folder")
+        raise InputError(f"out {str(out)!r} exists and is not a folder")
     name = "quick" if quick else "full"
     profile = get_profile(name)
     data = prepare_dataset(out / "data", profile.synth, seed=seed, progress=progress)

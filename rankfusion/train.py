@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ._validation import InputError, check_choice, check_float, check_int
+from ._validation import InputError, InputTypeError, check_choice, check_float, check_int
 from .config import RunConfig
 from .io import atomic_path, write_json, write_text
 
@@ -57,11 +57,11 @@ def resolve_device(device=None):
     try:
         dev = torch.device(device)
     except (RuntimeError, TypeError):
-        raise ValueError(f"device must be 'cpu', 'cuda', 'cuda:N' or 'auto', got {device!r}") from None
+        raise InputError(f"device must be 'cpu', 'cuda', 'cuda:N' or 'auto', got {device!r}") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {device!r} requested but CUDA is not available on this machine")
+        raise InputError(f"device {device!r} requested but CUDA is not available on this machine")
     if dev.type not in ("cpu", "cuda"):
-        raise ValueError(f"device must be 'cpu', 'cuda', 'cuda:N' or 'auto', got {device!r}")
+        raise InputError(f"device must be 'cpu', 'cuda', 'cuda:N' or 'auto', got {device!r}")
     return dev
 
 
@@ -71,12 +71,12 @@ def parse_seeds(seeds) -> list[int]:
         try:
             seeds = [int(s) for s in seeds.split(",") if s.strip()]
         except ValueError:
-            raise ValueError(f"seeds must be comma-separated integers, got {seeds!r}") from None
+            raise InputError(f"seeds must be comma-separated integers, got {seeds!r}") from None
     elif isinstance(seeds, (int, np.integer)):
         seeds = [int(seeds)]
     seeds = [check_int(s, "seed", low=0, high=2**63 - 1) for s in seeds]
     if not seeds or len(set(seeds)) != len(seeds):
-        raise ValueError(f"seeds must be a non-empty list without repeats, got {seeds!r}")
+        raise InputError(f"seeds must be a non-empty list without repeats, got {seeds!r}")
     return seeds
 
 
@@ -274,12 +274,12 @@ def train(config: RunConfig, data_root, run_dir, *, seed=1, device=None, resume:
         ``run_dir``.
     """
     if not isinstance(config, RunConfig):
-        raise TypeError(f"config must be a RunConfig, got {type(config).__name__}")
+        raise InputTypeError(f"config must be a RunConfig, got {type(config).__name__}")
     if distributed is not None:
         from .distributed import DistContext
 
         if not isinstance(distributed, DistContext):
-            raise TypeError(f"distributed must be a DistContext (rankfusion.distributed.setup) or None, "
+            raise InputTypeError(f"distributed must be a DistContext (rankfusion.distributed.setup) or None, "
                             f"got {type(distributed).__name__}")
     seeds = parse_seeds(seed)
     run_dir = Path(run_dir)

@@ -78,20 +78,77 @@ def test_validation_messages_name_the_argument():
         check_float(1.5, "alpha", low=0, high=1)
 
 
-def test_cli_user_error_is_one_line_exit_2():
-    import click
-
-    @main.command("_raise-for-test", hidden=True)
-    def _raise():
-        raise ValueError("k must be in [1, 5], got 7\nsecond line")
-
+def _with_test_command(fn, *args):
+    main.command("_raise-for-test", hidden=True)(fn)
     try:
-        result = CliRunner().invoke(main, ["_raise-for-test"])
-        assert result.exit_code == 2
-        assert result.output.strip() == "Error: k must be in [1, 5], got 7"
+        return CliRunner().invoke(main, ["_raise-for-test", *args])
     finally:
         main.commands.pop("_raise-for-test", None)
-    assert isinstance(main, click.Group)
+
+
+def test_cli_user_error_is_one_line_exit_2():
+    def _raise():
+        raise InputError("k must be in [1, 5], got 7\nsecond line")
+
+    result = _with_test_command(_raise)
+    assert result.exit_code == 2
+    assert result.output == "Error: k must be in [1, 5], got 7\n"
+
+
+def test_cli_os_error_is_one_line_exit_2(tmp_path):
+    def _raise():
+        open(tmp_path / "nope.txt").read()
+
+    result = _with_test_command(_raise)
+    assert result.exit_code == 2
+    assert result.output == f"Error: No such file or directory: '{tmp_path / 'nope.txt'}'\n"
+
+
+@pytest.mark.parametrize("exc", [KeyError("k"), TypeError("unsupported operand"), ValueError("broadcast")])
+def test_cli_bugs_keep_their_traceback(exc):
+    # only InputError / OSError are the user's; anything else is a bug and must stay visible
+    def _raise():
+        raise exc
+
+    result = _with_test_command(_raise)
+    assert result.exit_code == 1 and result.exception is exc
+
+
+def test_cli_warnings_before_an_error_are_dropped():
+    import warnings
+
+    def _raise():
+        warnings.warn("overflow encountered in cast", UserWarning)
+        raise InputError("array 'x' contains NaN or Inf values")
+
+    with warnings.catch_warnings(record=True) as shown:
+        warnings.simplefilter("always")
+        result = _with_test_command(_raise)
+    assert result.exit_code == 2
+    assert result.output == "Error: array 'x' contains NaN or Inf values\n"
+    assert shown == []  # never printed before the Error line
+
+    def _ok():
+        warnings.warn("kept on success", UserWarning)
+
+    with pytest.warns(UserWarning, match="kept on success"):  # shown again once the command succeeded
+        result = _with_test_command(_ok)
+    assert result.exit_code == 0
+
+
+def test_cli_usage_errors_are_one_line(tmp_path):
+    afile = tmp_path / "a.txt"
+    afile.write_text("x")
+    for args, expect in [
+        (["spectrum", "f.npz", "--top", "-1"],
+         "Error: Invalid value for '--top': -1 is not in the range x>=0. (see 'main spectrum --help')\n"),
+        (["--bogus"], "Error: No such option '--bogus'. (see 'main --help')\n"),
+        (["data", "import-csv", "f.csv", "--out", str(afile), "--label-column", "l", "--modality", "a=b"],
+         f"Error: Invalid value for '--out': Directory '{afile}' is a file. (see 'main data import-csv --help')\n"),
+    ]:
+        result = CliRunner().invoke(main, args)
+        assert result.exit_code == 2
+        assert result.output == expect
 
 
 def test_atomic_dir_replaces_whole_folder_or_nothing(tmp_path):

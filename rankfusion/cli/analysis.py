@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from .._validation import InputError
 from . import main
 
 _FAMILY_HELP = "spectra, modality, noise, exchange, angles, ablation"
@@ -56,7 +57,7 @@ def _cache(data, cache_dir, profile, device, quiet, threads=1):
 
     data = Path(data)
     if not data.is_dir():
-        raise ValueError(f"--data folder {str(data)!r} does not exist")
+        raise InputError(f"--data folder {str(data)!r} does not exist")
     cache_dir = cache_dir if cache_dir is not None else data.resolve().parent / "rankfusion-cache"
     set_threads(threads)
     return RunCache(data, cache_dir, get_profile(profile), device=device, progress=not quiet)
@@ -85,11 +86,11 @@ def modality_select(features, data, candidates, expected, out, anchor, cache_dir
     from ..figures import FigureContext, fig_modality, to_markdown, write_manifest, write_selection
 
     if features and data is not None:
-        raise ValueError("give either FEATURES files or --data, not both")
+        raise InputError("give either FEATURES files or --data, not both")
     if not features and data is None:
-        raise ValueError("no input: give FEATURES (.npz files) or --data DATA")
+        raise InputError("no input: give FEATURES (.npz files) or --data DATA")
     if candidates is not None and data is None:
-        raise ValueError("--candidates needs --data (with FEATURES every non-anchor modality is a candidate)")
+        raise InputError("--candidates needs --data (with FEATURES every non-anchor modality is a candidate)")
     if data is not None:
         cache = _cache(data, cache_dir, profile, device, quiet, threads)
         ctx = FigureContext(cache, out, anchor=anchor)
@@ -125,7 +126,7 @@ def figures_cmd(data, out, only, partner, anchor, cache_dir, profile, device, qu
 
     for n in only:
         if n not in FAMILIES:
-            raise ValueError(f"--only must be among {list(FAMILIES)}, got {n!r}")
+            raise InputError(f"--only must be among {list(FAMILIES)}, got {n!r}")
     cache = _cache(data, cache_dir, profile, device, quiet, threads)
     ctx = FigureContext(cache, out, anchor=anchor, partner=partner)
     results = make_figures(ctx, only=only or None, command=_command_line(), progress=not quiet)

@@ -6,6 +6,7 @@ import time
 
 import click
 
+from .._validation import InputError
 from . import main
 
 
@@ -14,7 +15,7 @@ def _split_list(value, name):
         return None
     items = [v.strip() for v in value.split(",") if v.strip()]
     if not items:
-        raise ValueError(f"{name} must be a comma-separated list, got {value!r}")
+        raise InputError(f"{name} must be a comma-separated list, got {value!r}")
     return items
 
 
@@ -61,7 +62,7 @@ def train(data, out, preset, config_path, epochs, seed, seeds, modalities, no_rt
     from ..train import train as run_train
 
     if seed is not None and seeds is not None:
-        raise ValueError("give --seed or --seeds, not both")
+        raise InputError("give --seed or --seeds, not both")
     model = {k: v for k, v in {
         "modalities": _split_list(modalities, "--modalities"), "selection": selection, "exchange": exchange,
         "exchange_ratio": exchange_ratio, "latent": latent, "d_model": d_model, "n_layers": layers,

@@ -29,9 +29,9 @@ def parse_modality_spec(spec: str) -> tuple[str, list[str]]:
     name = name.strip()
     pats = [p.strip().strip("'\"") for p in patterns.split(",") if p.strip().strip("'\"")]
     if not sep or not name or not pats:
-        raise ValueError(f"--modality must be NAME=PATTERN[,PATTERN...], got {spec!r}")
+        raise InputError(f"--modality must be NAME=PATTERN[,PATTERN...], got {spec!r}")
     if not _NAME.match(name):
-        raise ValueError(f"--modality name must use letters, digits, '_' or '-', got {name!r}")
+        raise InputError(f"--modality name must use letters, digits, '_' or '-', got {name!r}")
     return name, pats
 
 
@@ -185,19 +185,19 @@ def import_csv(files, out_dir, *, modalities, label_column, video_column=None, w
     """
     files = [Path(f) for f in ([files] if isinstance(files, (str, Path)) else files)]
     if not files:
-        raise ValueError("files must name at least one input table")
+        raise InputError("files must name at least one input table")
     if not modalities:
-        raise ValueError("modalities must map at least one modality name to column patterns")
+        raise InputError("modalities must map at least one modality name to column patterns")
     mods = {}
     for name, pats in modalities.items():
         if not _NAME.match(str(name)):
-            raise ValueError(f"modality name must use letters, digits, '_' or '-', got {name!r}")
+            raise InputError(f"modality name must use letters, digits, '_' or '-', got {name!r}")
         mods[str(name)] = [pats] if isinstance(pats, str) else list(pats)
     window = check_int(window, "window", low=1)
     chunk = check_int(chunk, "chunk", low=1, allow_none=True)
     check_int(seed, "seed", low=0)
     if chunk is not None and chunk < window:
-        raise ValueError(f"chunk ({chunk}) must be at least window ({window})")
+        raise InputError(f"chunk ({chunk}) must be at least window ({window})")
 
     labels, feats, sources = {}, {m: {} for m in mods}, []
     first_cols = None
@@ -265,7 +265,7 @@ def import_csv(files, out_dir, *, modalities, label_column, video_column=None, w
     classes = sorted({x for lab in labels.values() for x in lab})
     fr = tuple(split_fractions)
     if len(fr) != 3 or any(f < 0 for f in fr) or not np.isclose(sum(fr), 1.0):
-        raise ValueError(f"split_fractions must be 3 non-negative numbers summing to 1, got {fr!r}")
+        raise InputError(f"split_fractions must be 3 non-negative numbers summing to 1, got {fr!r}")
     order = np.random.default_rng(seed).permutation(len(videos))
     n_train, n_val, _ = _split_counts(len(videos), fr)
     parts = {"train": order[:n_train], "val": order[n_train:n_train + n_val], "test": order[n_train + n_val:]}

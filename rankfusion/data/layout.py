@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .._validation import InputError, check_choice
+from .._validation import InputError, InputTypeError, check_choice
 from ..io import atomic_dir
 
 #: Modality name given to the features of a plain (single-modality) FUTR/MS-TCN dataset.
@@ -143,7 +143,7 @@ class MultiModalDataset:
 
     def __init__(self, root, *, modalities=None, trim="error", split_set=None):
         if not isinstance(root, (str, os.PathLike)):
-            raise TypeError(f"root must be a path, got {type(root).__name__} {root!r}")
+            raise InputTypeError(f"root must be a path, got {type(root).__name__} {root!r}")
         self.root = Path(root)
         check_choice(trim, "trim", TRIM_POLICIES)
         self.trim = trim
@@ -159,7 +159,7 @@ class MultiModalDataset:
                 modalities = [m for m in modalities.split(",") if m]
             modalities = list(modalities)
             if not modalities:
-                raise ValueError("modalities must name at least one modality, got an empty list")
+                raise InputError("modalities must name at least one modality, got an empty list")
             for m in modalities:
                 if m not in self.available_modalities:
                     raise InputError(
@@ -167,7 +167,7 @@ class MultiModalDataset:
                         f"available: {self.available_modalities}"
                     )
             if len(set(modalities)) != len(modalities):
-                raise ValueError(f"modalities must not repeat, got {modalities}")
+                raise InputError(f"modalities must not repeat, got {modalities}")
             self.modalities = modalities
         self.split_sets = self._find_split_sets()
         self.split_set = self._pick_split_set(split_set)
@@ -563,7 +563,7 @@ def write_dataset(root, classes, labels, features, splits, *, split_set="split1"
     if root.exists() and not overwrite:
         raise InputError(f"output folder {str(root)!r} already exists; pass overwrite=True (--force) to replace it")
     if plain and len(features) != 1:
-        raise ValueError(f"plain=True needs exactly one modality, got {sorted(features)}")
+        raise InputError(f"plain=True needs exactly one modality, got {sorted(features)}")
     with atomic_dir(root) as tmp:
         (tmp / "mapping.txt").write_text("".join(f"{i} {c}\n" for i, c in enumerate(classes)))
         (tmp / "groundTruth").mkdir()
