@@ -542,17 +542,9 @@ def gains_table(features: FeatureSet, modalities=None) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def check_obs_ratio(value, name: str = "obs_ratio") -> float:
-    """An observation ratio in (0, 1)."""
-    value = check_float(value, name, low=0.0, high=1.0, low_open=True)
-    if value >= 1.0:
-        raise InputError(f"{name} must be < 1, got {value}")
-    return value
-
-
 __all__ = [
     "FeatureSet", "load_features", "fused_modalities", "pair_gains", "nan_reason", "modality_selection",
     "summarize_selection", "rank_candidates", "compare_with_expected", "normalized_spectrum", "spectra_of",
-    "stacked", "angle_table", "relative_change", "calibrate_sigma", "gains_table", "check_obs_ratio",
+    "stacked", "angle_table", "relative_change", "calibrate_sigma", "gains_table",
 
 ]

@@ -22,6 +22,9 @@ from pathlib import Path
 
 from ._validation import InputError, check_choice, check_float, check_int
 
+#: Seeds of the paper's three runs (Sec. 5.3, App. D.2).
+PAPER_SEEDS = (1, 10, 13452)
+
 #: Directory of the bundled presets (``<name>.toml``).
 PRESET_DIR = Path(__file__).with_name("configs")
 
@@ -81,9 +84,11 @@ class R3DConfig:
         Dropout in attention and MLP blocks.
     n_queries : int
         Number N_q of learnable future queries (App. C.2, 8 in App. D.2).
-    positional : {"sinusoidal", "none"}
+    positional : {"sinusoidal", "recency", "none"}
         Positional encoding added to the stacked tokens. The paper does not say; without one,
         self-attention cannot tell which observed step is the latest (FUTR uses one).
+        ``"recency"`` encodes each step's distance to the latest observed one
+        (:func:`rankfusion.model.recency_positions`).
     input_dims : dict or None
         Input channels C per modality; resolved from the dataset at training time.
     n_classes : int or None

@@ -1,4 +1,4 @@
-"""Figures of the analyses (the only module that imports matplotlib / seaborn).
+"""Figures of the analyses (with ``rankfusion spectrum --plot``, the only code that imports matplotlib).
 
 Every function takes the tables of :mod:`rankfusion.analysis` / :mod:`rankfusion.pipeline`,
 returns a :class:`matplotlib.figure.Figure` (so tests can inspect labels and legends) and draws

@@ -301,8 +301,7 @@ def run_demo(out, *, quick: bool = False, device: str = "cpu", seed: int = 0, pr
     ctx = FigureContext(cache, out / "figures")
     results = make_figures(ctx, command=command, progress=progress)
     theorem = theorem_checks(ctx)
-    if theorem is not None:
-        write_text(ctx.out / "theorem.md", to_markdown(theorem, floatfmt=".3f") + "\n")
+    write_text(ctx.out / "theorem.md", to_markdown(theorem, floatfmt=".3f") + "\n")
     spectrum = spectrum_table(ctx)
     write_text(ctx.out / "spectrum.md", to_markdown(spectrum) + "\n")
     ds = open_dataset(data)

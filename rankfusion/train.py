@@ -28,8 +28,6 @@ from ._validation import InputError, InputTypeError, check_choice, check_float, 
 from .config import RunConfig
 from .io import atomic_path, write_json, write_text
 
-#: Seeds of the paper's three runs (Sec. 5.3, App. D.2).
-PAPER_SEEDS = (1, 10, 13452)
 #: Overlap thresholds of the segmental F1 scores.
 F1_OVERLAPS = (0.10, 0.25, 0.50)
 
@@ -606,29 +604,6 @@ def _video_inputs(ds, video, modalities, stop, sample_rate, dev, noise=None, rng
     return feats, mask
 
 
-def predict_future(model, ds, video, obs_ratio, config: RunConfig, dev):
-    """Future frame labels of ``video`` observed up to ``int(obs_ratio * N)`` (DESIGN.md protocol).
-
-    Returns
-    -------
-    gt : ndarray of int64 (N,)
-    pred : ndarray of int64 (n_future_frames,)
-    """
-    import torch
-
-    from .evaluate import decode_queries
-
-    gt = ds.labels(video)
-    N = len(gt)
-    past, fut = int(obs_ratio * N), int(config.train.future_ratio * N)
-    feats, mask = _video_inputs(ds, video, config.model.modalities, past, config.train.sample_rate, dev)
-    with torch.no_grad():
-        out = model(feats, mask)
-    pred = decode_queries(out.class_logits[0].cpu().numpy(), out.durations[0].cpu().numpy(), fut,
-                          model.none_index)
-    return gt, np.asarray(pred)
-
-
 def moc_grid(model, ds, split, config: RunConfig, dev, *, obs=None, betas=None, ctx=None, notes=None) -> dict:
     """MoC in percent for each (obs, beta): ``{(obs, beta): value}`` over ``split``'s videos.
 
@@ -763,6 +738,19 @@ def seed_dirs(run_dir) -> list[Path]:
     if not (run_dir / "config.json").exists():
         raise InputError(f"run folder {str(run_dir)!r} has no config.json (not a training run)")
     return [run_dir]
+
+
+def recorded_config_hash(run_dir) -> str:
+    """The config hash a run recorded in ``config.json`` (its first seed's, for several seeds).
+
+    It is :meth:`RunConfig.config_hash` of the configuration *resolved against the dataset*
+    (input widths, class count), the value the checkpoints and ``--resume`` compare.
+    """
+    path = seed_dirs(run_dir)[0] / "config.json"
+    try:
+        return str(json.loads(path.read_text())["config_hash"])
+    except (OSError, ValueError, KeyError) as exc:
+        raise InputError(f"cannot read the config hash of {str(path)!r}: {exc}") from None
 
 
 def load_run(run_dir, *, checkpoint: str = "best", device=None):

@@ -284,3 +284,16 @@ def test_video_inputs_never_wrap_read_only_arrays(tiny_data, monkeypatch):
     for stop, rate in ((1, 2), (5, 1), (40, 2)):
         train_mod._video_inputs(ds, video, ("rgb", "depth"), stop, rate, torch.device("cpu"))
     assert seen and all(seen)
+
+
+def test_cli_train_prints_the_recorded_config_hash(tiny_data, tmp_path):
+    r = CliRunner().invoke(main, ["train", str(tiny_data), "--out", str(tmp_path / "r"), "--epochs", "1",
+                                  "--d-model", "8", "--modalities", "rgb", "--sample-rate", "4", "--quiet",
+                                  "--seeds", "1,2"])
+    assert r.exit_code == 0, r.output
+    printed = r.output.split("(config ")[1].split(")")[0]
+    for s in (1, 2):
+        info = json.loads((tmp_path / "r" / f"seed-{s}" / "config.json").read_text())
+        assert printed == info["config_hash"] == load_checkpoint(tmp_path / "r" / f"seed-{s}" / "checkpoints"
+                                                                 / "last.pt")["config_hash"]
+        assert printed == RunConfig.from_dict(info["config"]).config_hash()

@@ -59,6 +59,7 @@ def train(data, out, preset, config_path, epochs, seed, seeds, modalities, no_rt
     """
     from ..config import load_config
     from ..distributed import setup, teardown, under_torchrun
+    from ..train import recorded_config_hash
     from ..train import train as run_train
 
     if seed is not None and seeds is not None:
@@ -78,7 +79,8 @@ def train(data, out, preset, config_path, epochs, seed, seeds, modalities, no_rt
     t0 = time.perf_counter()
     if not under_torchrun():
         path = run_train(cfg, data, out, seed=seed_arg, device=device, resume=resume, progress=not quiet)
-        click.echo(f"trained {path} (config {cfg.config_hash()}) in {time.perf_counter() - t0:.1f} s")
+        # the hash of the config resolved against the dataset, as config.json and the checkpoints record it
+        click.echo(f"trained {path} (config {recorded_config_hash(path)}) in {time.perf_counter() - t0:.1f} s")
         return
     ctx, dev = setup(device, rtf_stats=rtf_stats, backend=dist_backend)
     try:
@@ -87,7 +89,7 @@ def train(data, out, preset, config_path, epochs, seed, seeds, modalities, no_rt
     finally:
         teardown()
     if ctx.is_main:
-        click.echo(f"trained {path} (config {cfg.config_hash()}) on {ctx.world_size} processes "
+        click.echo(f"trained {path} (config {recorded_config_hash(path)}) on {ctx.world_size} processes "
                    f"({ctx.backend}) in {time.perf_counter() - t0:.1f} s")
 
 
