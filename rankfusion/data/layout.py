@@ -379,7 +379,10 @@ class MultiModalDataset:
             raise InputError(f"video {video!r}: cannot read {str(path)!r}: {exc}") from None
         view = arr.T[: self._info[video].n_frames]
         if view.dtype != np.float32:
-            view = view.astype(np.float32)
+            # a float64 value beyond the float32 range becomes inf, which validate() reports
+            # naming the video; the overflow warning would only precede that line
+            with np.errstate(over="ignore"):
+                view = view.astype(np.float32)
         return view
 
     def validate(self, *, progress=False) -> "CheckReport":
