@@ -20,7 +20,7 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ._validation import InputError, check_choice, check_float, check_int
+from ._validation import InputError, InputTypeError, check_choice, check_float, check_int
 
 #: Seeds of the paper's three runs (Sec. 5.3, App. D.2).
 PAPER_SEEDS = (1, 10, 13452)
@@ -120,6 +120,8 @@ class R3DConfig:
     def __post_init__(self):
         if isinstance(self.modalities, str):
             self.modalities = tuple(m for m in self.modalities.split(",") if m)
+        if not isinstance(self.modalities, (list, tuple)):
+            raise InputTypeError(f"modalities must be a list of names, got {self.modalities!r}")
         self.modalities = tuple(self.modalities)
         if not self.modalities or not all(isinstance(m, str) and m for m in self.modalities):
             raise InputError(f"modalities must be a non-empty list of names, got {self.modalities!r}")
@@ -148,6 +150,8 @@ class R3DConfig:
         check_choice(self.positional, "positional", {"sinusoidal", "recency", "none"})
         check_int(self.n_classes, "n_classes", low=1, allow_none=True)
         if self.input_dims is not None:
+            if not isinstance(self.input_dims, dict):
+                raise InputTypeError(f"input_dims must be a table {{modality: channels}}, got {self.input_dims!r}")
             self.input_dims = {str(k): check_int(v, f"input_dims[{k!r}]", low=1) for k, v in self.input_dims.items()}
 
 
@@ -222,6 +226,8 @@ class TrainConfig:
 def _ratios(values, name):
     if isinstance(values, (int, float)):
         values = (values,)
+    if not isinstance(values, (list, tuple)):
+        raise InputTypeError(f"{name} must be a number or a list of numbers, got {values!r}")
     values = tuple(check_float(v, f"{name} entry", low=0.0, high=1.0, low_open=True) for v in values)
     if not values:
         raise InputError(f"{name} must not be empty")
