@@ -274,7 +274,7 @@ class MoCAccumulator:
         for name, t in (("true", true), ("false", false)):
             t = np.asarray(t.cpu() if is_torch(t) else t)
             if t.shape != shape or t.dtype.kind not in "iu" or (t < 0).any():
-                raise ValueError(f"{name} must be non-negative integer counts of shape {shape}, got "
+                raise InputError(f"{name} must be non-negative integer counts of shape {shape}, got "
                                  f"{t.dtype} {t.shape}")
             tables.append(t.astype(np.int64))
         for mine, t in zip((self._true, self._false), tables):
