@@ -1,8 +1,9 @@
 """Shared input checks for public entry points.
 
-Every check raises ``ValueError`` or ``TypeError`` whose message names the parameter,
-the value received and what is allowed. The CLI turns these into one line on stderr
-and exit status 2.
+Every check raises :class:`InputError` (a ``ValueError``) or :class:`InputTypeError` (a
+``TypeError`` and an ``InputError``) whose message names the parameter, the value received and
+what is allowed. The CLI turns exactly these (and ``OSError``) into one line on stderr and
+exit status 2; any other exception is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -14,6 +15,10 @@ import numpy as np
 
 class InputError(ValueError):
     """Bad input a user can cause (a file, a key, a shape, a value)."""
+
+
+class InputTypeError(InputError, TypeError):
+    """Bad input of the wrong type (also a ``TypeError``, for callers that catch that)."""
 
 
 def is_torch(x) -> bool:
@@ -39,18 +44,18 @@ def check_structure(x, name: str, *, min_ndim: int = 2, allow_empty: bool = Fals
     """
     if is_torch(x):
         if x.is_complex() or not (x.is_floating_point() or x.dtype.is_signed or str(x.dtype) == "torch.uint8"):
-            raise TypeError(f"{name} must be a real numeric tensor, got {describe(x)}")
+            raise InputTypeError(f"{name} must be a real numeric tensor, got {describe(x)}")
         ndim, size = x.dim(), x.numel()
     else:
         if not isinstance(x, np.ndarray):
             x = np.asarray(x)
         if x.dtype.kind not in "fiub":
-            raise TypeError(f"{name} must be a real numeric array, got {describe(x)}")
+            raise InputTypeError(f"{name} must be a real numeric array, got {describe(x)}")
         ndim, size = x.ndim, x.size
     if ndim < min_ndim:
-        raise ValueError(f"{name} must have at least {min_ndim} dimensions, got {describe(x)}")
+        raise InputError(f"{name} must have at least {min_ndim} dimensions, got {describe(x)}")
     if size == 0 and not allow_empty:
-        raise ValueError(f"{name} must not be empty, got {describe(x)}")
+        raise InputError(f"{name} must not be empty, got {describe(x)}")
     return x
 
 
@@ -62,7 +67,7 @@ def check_matrix(x, name: str, *, min_ndim: int = 2, allow_empty: bool = False):
     else:
         finite = bool(np.isfinite(x).all()) if x.dtype.kind == "f" and x.size else True
     if not finite:
-        raise ValueError(f"{name} contains NaN or Inf values ({describe(x)})")
+        raise InputError(f"{name} contains NaN or Inf values ({describe(x)})")
     return x
 
 
@@ -71,12 +76,12 @@ def check_int(value, name: str, *, low=None, high=None, allow_none: bool = False
     if value is None and allow_none:
         return None
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an integer, got {value!r}")
+        raise InputTypeError(f"{name} must be an integer, got {value!r}")
     value = int(value)
     if (low is not None and value < low) or (high is not None and value > high):
         lo = "-inf" if low is None else low
         hi = "inf" if high is None else high
-        raise ValueError(f"{name} must be in [{lo}, {hi}], got {value}")
+        raise InputError(f"{name} must be in [{lo}, {hi}], got {value}")
     return value
 
 
@@ -85,19 +90,19 @@ def check_float(value, name: str, *, low=None, high=None, low_open=False, allow_
     if value is None and allow_none:
         return None
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a real number, got {value!r}")
+        raise InputTypeError(f"{name} must be a real number, got {value!r}")
     value = float(value)
     if not np.isfinite(value):
-        raise ValueError(f"{name} must be finite, got {value}")
+        raise InputError(f"{name} must be finite, got {value}")
     if low is not None and (value < low or (low_open and value == low)):
-        raise ValueError(f"{name} must be {'>' if low_open else '>='} {low}, got {value}")
+        raise InputError(f"{name} must be {'>' if low_open else '>='} {low}, got {value}")
     if high is not None and value > high:
-        raise ValueError(f"{name} must be <= {high}, got {value}")
+        raise InputError(f"{name} must be <= {high}, got {value}")
     return value
 
 
 def check_choice(value, name: str, choices):
     """Check ``value`` is one of ``choices``."""
     if value not in choices:
-        raise ValueError(f"{name} must be one of {sorted(choices)}, got {value!r}")
+        raise InputError(f"{name} must be one of {sorted(choices)}, got {value!r}")
     return value

@@ -146,7 +146,7 @@ def normalized_spectrum(X, *, center: bool = False) -> np.ndarray:
     sigma = np.asarray(spectral.singular_values(X, center=center), dtype=np.float64)
     total = sigma.sum()
     if not total > 0:
-        raise ValueError(f"X has no non-zero singular value (shape {X.shape}); its spectrum is undefined")
+        raise InputError(f"X has no non-zero singular value (shape {X.shape}); its spectrum is undefined")
     return sigma / total
 
 
@@ -286,10 +286,10 @@ def relative_change(clean, noisy) -> float:
     clean = check_matrix(np.asarray(clean, dtype=np.float64), "clean")
     noisy = check_matrix(np.asarray(noisy, dtype=np.float64), "noisy")
     if clean.shape != noisy.shape:
-        raise ValueError(f"clean and noisy must have the same shape, got {clean.shape} and {noisy.shape}")
+        raise InputError(f"clean and noisy must have the same shape, got {clean.shape} and {noisy.shape}")
     norm = np.linalg.norm(clean)
     if not norm > 0:
-        raise ValueError("clean is all zeros: a relative change is undefined")
+        raise InputError("clean is all zeros: a relative change is undefined")
     return float(np.linalg.norm(noisy - clean) / norm)
 
 
@@ -358,15 +358,7 @@ def gains_table(features: FeatureSet, modalities=None) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def check_obs_ratio(value, name: str = "obs_ratio") -> float:
-    """An observation ratio in (0, 1)."""
-    value = check_float(value, name, low=0.0, high=1.0, low_open=True)
-    if value >= 1.0:
-        raise ValueError(f"{name} must be < 1, got {value}")
-    return value
-
-
 __all__ = [
     "FeatureSet", "load_features", "fused_modalities", "normalized_spectrum", "spectra_of",
-    "stacked", "angle_table", "relative_change", "calibrate_sigma", "gains_table", "check_obs_ratio",
+    "stacked", "angle_table", "relative_change", "calibrate_sigma", "gains_table",
 ]

@@ -20,7 +20,10 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ._validation import InputError, check_choice, check_float, check_int
+from ._validation import InputError, InputTypeError, check_choice, check_float, check_int
+
+#: Seeds of the paper's three runs (Sec. 5.3, App. D.2).
+PAPER_SEEDS = (1, 10, 13452)
 
 #: Directory of the bundled presets (``<name>.toml``).
 PRESET_DIR = Path(__file__).with_name("configs")
@@ -81,9 +84,11 @@ class R3DConfig:
         Dropout in attention and MLP blocks.
     n_queries : int
         Number N_q of learnable future queries (App. C.2, 8 in App. D.2).
-    positional : {"sinusoidal", "none"}
+    positional : {"sinusoidal", "recency", "none"}
         Positional encoding added to the stacked tokens. The paper does not say; without one,
         self-attention cannot tell which observed step is the latest (FUTR uses one).
+        ``"recency"`` encodes each step's distance to the latest observed one
+        (:func:`rankfusion.model.recency_positions`).
     input_dims : dict or None
         Input channels C per modality; resolved from the dataset at training time.
     n_classes : int or None
@@ -115,11 +120,13 @@ class R3DConfig:
     def __post_init__(self):
         if isinstance(self.modalities, str):
             self.modalities = tuple(m for m in self.modalities.split(",") if m)
+        if not isinstance(self.modalities, (list, tuple)):
+            raise InputTypeError(f"modalities must be a list of names, got {self.modalities!r}")
         self.modalities = tuple(self.modalities)
         if not self.modalities or not all(isinstance(m, str) and m for m in self.modalities):
-            raise ValueError(f"modalities must be a non-empty list of names, got {self.modalities!r}")
+            raise InputError(f"modalities must be a non-empty list of names, got {self.modalities!r}")
         if len(set(self.modalities)) != len(self.modalities):
-            raise ValueError(f"modalities must not repeat, got {self.modalities!r}")
+            raise InputError(f"modalities must not repeat, got {self.modalities!r}")
         check_int(self.d_model, "d_model", low=1)
         check_choice(self.selection, "selection", {"spectral", "bn_gamma"})
         check_choice(self.exchange, "exchange", {"adaptive", "static"})
@@ -133,7 +140,7 @@ class R3DConfig:
         check_int(self.n_layers, "n_layers", low=0)
         check_int(self.n_heads, "n_heads", low=1)
         if (len(self.modalities) * self.d_model) % self.n_heads:
-            raise ValueError(
+            raise InputError(
                 f"n_heads must divide the stacked width {len(self.modalities)} x d_model = "
                 f"{len(self.modalities) * self.d_model}, got n_heads={self.n_heads}"
             )
@@ -143,6 +150,8 @@ class R3DConfig:
         check_choice(self.positional, "positional", {"sinusoidal", "recency", "none"})
         check_int(self.n_classes, "n_classes", low=1, allow_none=True)
         if self.input_dims is not None:
+            if not isinstance(self.input_dims, dict):
+                raise InputTypeError(f"input_dims must be a table {{modality: channels}}, got {self.input_dims!r}")
             self.input_dims = {str(k): check_int(v, f"input_dims[{k!r}]", low=1) for k, v in self.input_dims.items()}
 
 
@@ -217,9 +226,11 @@ class TrainConfig:
 def _ratios(values, name):
     if isinstance(values, (int, float)):
         values = (values,)
+    if not isinstance(values, (list, tuple)):
+        raise InputTypeError(f"{name} must be a number or a list of numbers, got {values!r}")
     values = tuple(check_float(v, f"{name} entry", low=0.0, high=1.0, low_open=True) for v in values)
     if not values:
-        raise ValueError(f"{name} must not be empty")
+        raise InputError(f"{name} must not be empty")
     return values
 
 

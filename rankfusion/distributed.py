@@ -99,9 +99,9 @@ def setup(device: str = "cpu", *, rtf_stats: str = "global", backend: str | None
         else "cpu"
     if dev_type == "cuda":
         if not torch.cuda.is_available():
-            raise ValueError(f"device {device!r} requested but CUDA is not available on this machine")
+            raise InputError(f"device {device!r} requested but CUDA is not available on this machine")
         if local >= torch.cuda.device_count():
-            raise ValueError(f"LOCAL_RANK {local} but this machine has {torch.cuda.device_count()} GPU(s): "
+            raise InputError(f"LOCAL_RANK {local} but this machine has {torch.cuda.device_count()} GPU(s): "
                              "use --nproc_per_node <= the number of GPUs")
         dev = torch.device("cuda", local)
         torch.cuda.set_device(dev)

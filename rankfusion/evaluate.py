@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._validation import check_float, check_int, is_torch
+from ._validation import InputError, InputTypeError, check_float, check_int, is_torch
 
 #: Prediction ratios beta of the protocol.
 DEFAULT_BETAS = (0.1, 0.2, 0.3, 0.5)
@@ -33,19 +33,19 @@ def _np(x, name, *, ndim, kind="i"):
         x = x.detach().cpu().numpy()
     x = np.asarray(x)
     if x.ndim != ndim:
-        raise ValueError(f"{name} must be {ndim}-D, got shape {x.shape}")
+        raise InputError(f"{name} must be {ndim}-D, got shape {x.shape}")
     if kind == "i":
         if x.size and x.dtype.kind not in "iu":
             if x.dtype.kind == "f" and np.all(np.isfinite(x)) and np.all(x == np.round(x)):
                 x = x.astype(np.int64)
             else:
-                raise TypeError(f"{name} must hold integer labels, got dtype {x.dtype}")
+                raise InputTypeError(f"{name} must hold integer labels, got dtype {x.dtype}")
         return x.astype(np.int64, copy=False)
     if x.dtype.kind not in "fiu":
-        raise TypeError(f"{name} must be real numbers, got dtype {x.dtype}")
+        raise InputTypeError(f"{name} must be real numbers, got dtype {x.dtype}")
     x = x.astype(np.float64, copy=False)
     if not np.all(np.isfinite(x)):
-        raise ValueError(f"{name} contains NaN or Inf values")
+        raise InputError(f"{name} contains NaN or Inf values")
     return x
 
 
@@ -77,7 +77,7 @@ def expand_transcript(classes, durations, n_frames, *, none_index=None) -> np.nd
     classes = _np(classes, "classes", ndim=1)
     durations = _np(durations, "durations", ndim=1, kind="f")
     if classes.shape != durations.shape:
-        raise ValueError(f"classes and durations must have the same length, got {classes.shape} and {durations.shape}")
+        raise InputError(f"classes and durations must have the same length, got {classes.shape} and {durations.shape}")
     n_frames = check_int(n_frames, "n_frames", low=0)
     fill = -1 if none_index is None else check_int(none_index, "none_index", low=0)
     k = classes.size
@@ -90,10 +90,10 @@ def expand_transcript(classes, durations, n_frames, *, none_index=None) -> np.nd
         return out
     w = durations[:k]
     if np.any(w < 0):
-        raise ValueError(f"durations must be non-negative, got {w.min()}")
+        raise InputError(f"durations must be non-negative, got {w.min()}")
     total = w.sum()
     if total <= 0:
-        raise ValueError("durations of the kept actions sum to 0; cannot split the future window")
+        raise InputError("durations of the kept actions sum to 0; cannot split the future window")
     lengths = np.floor(0.5 + n_frames * (w / total)).astype(np.int64)
     pos = 0
     for i in range(k - 1):
@@ -132,7 +132,7 @@ def decode_queries(class_logits, durations, n_future_frames, none_index, *, log_
     logits = _np(class_logits, "class_logits", ndim=2, kind="f")
     d = _np(durations, "durations", ndim=1, kind="f")
     if d.shape[0] != logits.shape[0]:
-        raise ValueError(f"durations must have one entry per query ({logits.shape[0]}), got shape {d.shape}")
+        raise InputError(f"durations must have one entry per query ({logits.shape[0]}), got shape {d.shape}")
     none_index = check_int(none_index, "none_index", low=0, high=logits.shape[1] - 1)
     a = np.argmax(logits, axis=1)  # first maximum on ties
     hits = np.flatnonzero(a == none_index)
@@ -169,7 +169,7 @@ class MoCAccumulator:
         self.n_classes = check_int(n_classes, "n_classes", low=1)
         betas = tuple(betas)
         if not betas:
-            raise ValueError("betas must not be empty")
+            raise InputError("betas must not be empty")
         self.betas = tuple(check_float(b, "betas", low=0.0, high=1.0, low_open=True) for b in betas)
         self.future_ratio = check_float(future_ratio, "future_ratio", low=0.0, high=1.0, low_open=True)
         self._true: dict[float, np.ndarray] = {}
@@ -179,10 +179,10 @@ class MoCAccumulator:
     def _gt(self, gt):
         gt = _np(gt, "gt", ndim=1)
         if gt.size == 0:
-            raise ValueError("gt must not be empty")
+            raise InputError("gt must not be empty")
         if gt.min() < 0 or gt.max() >= self.n_classes:
             bad = gt[(gt < 0) | (gt >= self.n_classes)][0]
-            raise ValueError(f"gt holds label {bad}, outside [0, {self.n_classes - 1}] (n_classes={self.n_classes})")
+            raise InputError(f"gt holds label {bad}, outside [0, {self.n_classes - 1}] (n_classes={self.n_classes})")
         return gt
 
     def n_future_frames(self, n_frames) -> int:
@@ -235,7 +235,7 @@ class MoCAccumulator:
         gt = self._gt(gt)
         logits = _np(class_logits, "class_logits", ndim=2, kind="f")
         if logits.shape[1] != self.n_classes + 1:
-            raise ValueError(
+            raise InputError(
                 f"class_logits must have n_classes + 1 = {self.n_classes + 1} columns (NONE last), "
                 f"got shape {logits.shape}"
             )
@@ -246,9 +246,9 @@ class MoCAccumulator:
     def merge(self, other: "MoCAccumulator") -> "MoCAccumulator":
         """Add the counts of ``other`` (same classes and betas) into this accumulator."""
         if not isinstance(other, MoCAccumulator):
-            raise TypeError(f"other must be a MoCAccumulator, got {type(other).__name__}")
+            raise InputTypeError(f"other must be a MoCAccumulator, got {type(other).__name__}")
         if other.n_classes != self.n_classes or other.betas != self.betas:
-            raise ValueError("other must have the same n_classes and betas")
+            raise InputError("other must have the same n_classes and betas")
         for obs in other._true:
             for mine, theirs in ((self._true, other._true), (self._false, other._false)):
                 mine.setdefault(obs, np.zeros_like(theirs[obs]))
@@ -274,7 +274,7 @@ class MoCAccumulator:
         for name, t in (("true", true), ("false", false)):
             t = np.asarray(t.cpu() if is_torch(t) else t)
             if t.shape != shape or t.dtype.kind not in "iu" or (t < 0).any():
-                raise ValueError(f"{name} must be non-negative integer counts of shape {shape}, got "
+                raise InputError(f"{name} must be non-negative integer counts of shape {shape}, got "
                                  f"{t.dtype} {t.shape}")
             tables.append(t.astype(np.int64))
         for mine, t in zip((self._true, self._false), tables):
@@ -340,7 +340,7 @@ def moc(records, n_classes, *, betas=DEFAULT_BETAS):
     acc = MoCAccumulator(n_classes, betas)
     for rec in records:
         if len(rec) != 3:
-            raise ValueError(f"each record must be (gt, obs_ratio, future_pred), got {len(rec)} items")
+            raise InputError(f"each record must be (gt, obs_ratio, future_pred), got {len(rec)} items")
         acc.add(*rec)
     return acc.result()
 
@@ -366,7 +366,7 @@ def _pair(gt, pred):
     gt = _np(gt, "gt", ndim=1)
     pred = _np(pred, "pred", ndim=1)
     if gt.shape != pred.shape:
-        raise ValueError(f"gt and pred must have the same length, got {gt.size} and {pred.size}")
+        raise InputError(f"gt and pred must have the same length, got {gt.size} and {pred.size}")
     return gt, pred
 
 
@@ -488,7 +488,7 @@ def segmentation_scores(pairs, *, overlaps=DEFAULT_OVERLAPS, ignore_classes=(), 
         for i, ov in enumerate(overlaps):
             counts[i] += segment_matches(g, p, ov, ignore_classes=ignore_classes)
     if not edits:
-        raise ValueError("pairs must not be empty")
+        raise InputError("pairs must not be empty")
     out = {"accuracy": correct / total if total else float("nan"), "edit": float(np.mean(edits))}
     for i, ov in enumerate(overlaps):
         out[f"f1@{round(100 * ov):d}"] = _f1(*counts[i])

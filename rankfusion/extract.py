@@ -29,15 +29,15 @@ def parse_noise(spec) -> dict:
         items = []
         for s in spec:
             if not isinstance(s, str) or s.count("=") != 1:
-                raise ValueError(f"noise must look like MODALITY=SIGMA, got {s!r}")
+                raise InputError(f"noise must look like MODALITY=SIGMA, got {s!r}")
             m, v = s.split("=")
             try:
                 items.append((m.strip(), float(v)))
             except ValueError:
-                raise ValueError(f"noise sigma must be a number, got {s!r}") from None
+                raise InputError(f"noise sigma must be a number, got {s!r}") from None
     for m, v in items:
         if m in out:
-            raise ValueError(f"noise names modality {m!r} twice")
+            raise InputError(f"noise names modality {m!r} twice")
         out[m] = check_float(v, f"noise sigma of {m!r}", low=0.0)
     return out
 
@@ -83,7 +83,7 @@ def extract_features(run_dir, split: str, obs_ratio: float, out_path, *, noise=N
     from .train import _video_inputs
 
     if split not in ("train", "val", "test"):
-        raise ValueError(f"split must be one of ['test', 'train', 'val'], got {split!r}")
+        raise InputError(f"split must be one of ['test', 'train', 'val'], got {split!r}")
     obs_ratio = check_float(obs_ratio, "obs_ratio", low=0.0, high=1.0, low_open=True)
     noise_seed = check_int(noise_seed, "noise_seed", low=0)
     noise = parse_noise(noise)
@@ -103,7 +103,7 @@ def extract_features(run_dir, split: str, obs_ratio: float, out_path, *, noise=N
     mods = list(config.model.modalities)
     for m in noise:
         if m not in mods:
-            raise ValueError(f"noise modality {m!r} is not one of the run's modalities {mods}")
+            raise InputError(f"noise modality {m!r} is not one of the run's modalities {mods}")
     ds = _open(data_root or info["dataset"], mods)
     rng = np.random.default_rng(noise_seed)
     chunks = {f"{m}.{s}": [] for m in mods for s in ("before", "after")}

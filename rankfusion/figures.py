@@ -432,7 +432,7 @@ def fig_ablation(ctx: FigureContext) -> FigureResult:
     wide = long.pivot_table(index="variant", columns=["obs_ratio", "beta"], values="moc", sort=False)
     wide.columns = [f"a={o:g} b={b:g}" for o, b in wide.columns]
     wide = wide.reset_index()
-    overall = _spread(per_seed.assign(all=0), ["variant"])
+    overall = _spread(per_seed, ["variant"])
     wide["mean"] = overall["moc"].to_numpy()
     wide["std over seeds"] = overall["moc_std"].to_numpy()
     _table(ctx.out, long, "ablation_long", res)
@@ -458,7 +458,7 @@ def make_figures(ctx: FigureContext, only=None, *, command: str = "", progress: 
     names = list(FAMILIES) if not only else list(dict.fromkeys(only))
     for n in names:
         if n not in FAMILY_FUNCS:
-            raise ValueError(f"--only must be among {list(FAMILIES)}, got {n!r}")
+            raise InputError(f"--only must be among {list(FAMILIES)}, got {n!r}")
     ctx.out.mkdir(parents=True, exist_ok=True)
     results = {}
     bar = tqdm(names, desc="figures", disable=not progress, unit="fig")

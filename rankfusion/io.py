@@ -1,7 +1,10 @@
 """File helpers shared by the CLI and the library: atomic writes and array loading.
 
-Every file rankfusion writes goes through :func:`atomic_path` so that an interrupted or
-failed command never leaves a half-written output behind.
+Every file rankfusion writes goes through :func:`atomic_path` or :func:`atomic_dir` so that an
+interrupted or failed command never leaves a half-written output behind. Their temporary names
+carry the writer's host and process id (``.<name>.~<host>.<pid>.<random>``), so the next writer of
+the same target removes what a killed writer left behind (:func:`sweep_stale`). Outputs get the
+permissions of an ordinary ``open``/``mkdir``: ``0o666`` / ``0o777`` minus the umask.
 """
 
 from __future__ import annotations
@@ -9,7 +12,11 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import tempfile
+import re
+import secrets
+import shutil
+import socket
+import time
 import zipfile
 from pathlib import Path
 
@@ -20,31 +27,123 @@ from ._validation import InputError
 #: Key of the JSON metadata string stored in feature files (docs/formats.md).
 META_KEY = "meta"
 
+#: A temporary file or folder whose owner cannot be checked (another host) is stale after this.
+STALE_AFTER_S = 24 * 3600.0
+
+
+def _host_tag() -> str:
+    # a short, name-safe tag of this machine: a PID says nothing about a writer on another host
+    return re.sub(r"[^A-Za-z0-9]", "", socket.gethostname())[:12] or "host"
+
+
+def _temp_name(target: str, kind: str = "") -> str:
+    return f".{target}.~{kind}{_host_tag()}.{os.getpid()}.{secrets.token_hex(4)}"
+
+
+def _temp_pattern(target: str) -> re.Pattern:
+    return re.compile(rf"^\.{re.escape(target)}\.~(old)?([A-Za-z0-9]+)\.(\d+)\.[0-9a-f]{{8}}(\.[^/]*)?$")
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's live process
+    return True
+
+
+def sweep_stale(path, *, max_age_s: float = STALE_AFTER_S) -> list[Path]:
+    """Remove the temporary files / folders that killed writers of ``path`` left behind.
+
+    A temporary entry of ``path`` (named by :func:`atomic_path` / :func:`atomic_dir`) is stale
+    when its writer ran on this host and that process is gone, or when it is older than
+    ``max_age_s`` (a writer on another host, or a reused PID). A stale swap folder of
+    :func:`atomic_dir` that still holds the only copy of ``path`` (a writer killed between its
+    two renames) is moved back instead of deleted. Returns the entries removed or restored.
+
+    Parameters
+    ----------
+    path : path-like
+        The target whose temporary entries are looked for (in its parent folder).
+    max_age_s : float
+        Age (seconds since last modification) after which any temporary entry is stale.
+    """
+    path = Path(path)
+    pattern, host, now, done = _temp_pattern(path.name), _host_tag(), time.time(), []
+    try:
+        entries = list(os.scandir(path.parent))
+    except OSError:
+        return done
+    for entry in entries:
+        m = pattern.match(entry.name)
+        if m is None:
+            continue
+        is_old, owner_host, pid = m.group(1), m.group(2), int(m.group(3))
+        try:
+            age = now - entry.stat(follow_symlinks=False).st_mtime
+        except OSError:
+            continue
+        if not ((owner_host == host and pid != os.getpid() and not _pid_alive(pid)) or age > max_age_s):
+            continue
+        stale = Path(entry.path)
+        with contextlib.suppress(OSError):
+            if is_old and (stale / path.name).exists() and not path.exists():
+                os.replace(stale / path.name, path)  # the killed writer had moved the only copy aside
+            if entry.is_dir(follow_symlinks=False):
+                shutil.rmtree(stale)
+            else:
+                os.unlink(stale)
+            done.append(stale)
+    return done
+
+
+def _cannot_write(path, exc) -> InputError:
+    return InputError(f"cannot write {str(path)!r}: {exc.strerror or exc}")
+
 
 @contextlib.contextmanager
 def atomic_path(path, suffix: str | None = None):
     """Yield a temporary path next to ``path``; rename it onto ``path`` on success.
 
-    On any exception the temporary file is removed and ``path`` is left untouched.
-    ``suffix`` defaults to the target's own suffix, so writers that dispatch on the
-    extension (matplotlib, numpy) behave as for the final name.
+    On any exception the temporary file is removed and ``path`` is left untouched. Stale
+    temporary files of earlier, killed writers of ``path`` are removed first
+    (:func:`sweep_stale`). ``suffix`` defaults to the target's own suffix, so writers that
+    dispatch on the extension (matplotlib, numpy) behave as for the final name. The file is
+    created with mode ``0o666`` minus the umask, like any ``open``.
     """
     path = Path(path)
+    sfx = path.suffix if suffix is None else suffix
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(
-            prefix=f".{path.name}.", suffix=path.suffix if suffix is None else suffix, dir=path.parent
-        )
+        sweep_stale(path)
+        while True:
+            tmp = path.parent / (_temp_name(path.name) + sfx)
+            try:
+                os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
+                break
+            except FileExistsError:
+                continue
     except OSError as exc:
-        raise InputError(f"cannot write {str(path)!r}: {exc.strerror or exc}") from None
-    os.close(fd)
+        raise _cannot_write(path, exc) from None
     try:
-        yield Path(tmp)
+        yield tmp
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def _make_temp_dir(path: Path, kind: str = "") -> Path:
+    while True:
+        tmp = path.parent / _temp_name(path.name, kind)
+        try:
+            tmp.mkdir(0o777)  # minus the umask, like any mkdir
+            return tmp
+        except FileExistsError:
+            continue
 
 
 @contextlib.contextmanager
@@ -53,20 +152,21 @@ def atomic_dir(path):
 
     An existing ``path`` is swapped out in two renames and only then deleted, so readers
     see either the old folder or the complete new one; on any exception the temporary
-    folder is removed and ``path`` is left as it was. Callers decide about overwriting.
+    folder is removed and ``path`` is left as it was. Stale temporary folders of earlier,
+    killed writers of ``path`` are removed first (:func:`sweep_stale`). Callers decide about
+    overwriting.
     """
-    import shutil
-
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+        sweep_stale(path)
+        tmp = _make_temp_dir(path)
     except OSError as exc:
-        raise InputError(f"cannot write {str(path)!r}: {exc.strerror or exc}") from None
+        raise _cannot_write(path, exc) from None
     try:
         yield tmp
         if path.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{path.name}.old.", dir=path.parent))
+            old = _make_temp_dir(path, "old")
             os.replace(path, old / path.name)
             os.replace(tmp, path)
             shutil.rmtree(old, ignore_errors=True)
@@ -98,13 +198,15 @@ def save_npz(path, arrays: dict, meta: dict | None = None, compressed: bool = Fa
             (np.savez_compressed if compressed else np.savez)(fh, **payload)
 
 
-def load_arrays(path, keys=None, *, mmap: bool = True) -> dict:
-    """Load the arrays of a ``.npy`` or ``.npz`` file as a ``{key: array}`` dict.
+_NPY_MAGIC = b"\x93NUMPY"
 
-    ``.npy`` files are memory-mapped (``mmap=True``) and appear under the key ``"array"``
-    (or their file stem if ``keys`` asks for it). Uncompressed ``.npz`` members are read
-    lazily by NumPy. The ``"meta"`` entry of a feature file is never returned; use
-    :func:`load_meta`. Raises :class:`InputError` naming the file or key on any problem.
+
+def array_file_kind(path) -> str:
+    """``"npy"`` or ``"npz"`` from a file's first bytes (whatever the case of its suffix).
+
+    Raises :class:`InputError` naming the file when it is missing, a folder, or neither a
+    NumPy ``.npy`` file (magic ``\\x93NUMPY``) nor a zip archive (``.npz``). Deciding by
+    content means NumPy never falls back to reading the file as a pickle.
     """
     path = Path(path)
     if not path.exists():
@@ -112,12 +214,37 @@ def load_arrays(path, keys=None, *, mmap: bool = True) -> dict:
     if path.is_dir():
         raise InputError(f"file {str(path)!r} is a directory, expected a .npy or .npz file")
     try:
-        if path.suffix == ".npy":
+        with open(path, "rb") as fh:
+            head = fh.read(len(_NPY_MAGIC))
+    except OSError as exc:
+        raise InputError(f"cannot read {str(path)!r}: {exc.strerror or exc}") from None
+    if head == _NPY_MAGIC:
+        return "npy"
+    if zipfile.is_zipfile(path):
+        return "npz"
+    if path.suffix.lower() == ".npz":
+        raise InputError(f"cannot read {str(path)!r}: not a .npz archive (no zip structure)")
+    if path.suffix.lower() == ".npy":
+        raise InputError(f"cannot read {str(path)!r}: not a valid .npy file (no NumPy header)")
+    raise InputError(f"cannot read {str(path)!r}: not a .npy or .npz file (neither a NumPy header nor a zip archive)")
+
+
+def load_arrays(path, keys=None, *, mmap: bool = True) -> dict:
+    """Load the arrays of a ``.npy`` or ``.npz`` file as a ``{key: array}`` dict.
+
+    ``.npy`` files are memory-mapped (``mmap=True``) and appear under the key ``"array"``
+    (or their file stem if ``keys`` asks for it). Uncompressed ``.npz`` members are read
+    lazily by NumPy. The format is read from the file's first bytes, not its suffix
+    (:func:`array_file_kind`). The ``"meta"`` entry of a feature file is never returned; use
+    :func:`load_meta`. Raises :class:`InputError` naming the file or key on any problem.
+    """
+    path = Path(path)
+    kind = array_file_kind(path)
+    try:
+        if kind == "npy":
             arr = np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
             out = {"array": arr}
         else:
-            if not zipfile.is_zipfile(path):
-                raise InputError(f"cannot read {str(path)!r}: not a .npz archive (no zip structure)")
             with np.load(path, allow_pickle=False) as z:
                 names = [k for k in z.files if k != META_KEY]
                 wanted = names if keys is None else list(keys)
@@ -131,7 +258,7 @@ def load_arrays(path, keys=None, *, mmap: bool = True) -> dict:
         raise
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
         raise InputError(f"cannot read {str(path)!r}: {exc}") from None
-    if keys is not None and path.suffix == ".npy":
+    if keys is not None and kind == "npy":
         keys = list(keys)
         if keys not in (["array"], [path.stem]):
             raise InputError(f"key {keys[0]!r} not found in {str(path)!r}; a .npy file holds one array, 'array'")
@@ -143,14 +270,24 @@ def load_arrays(path, keys=None, *, mmap: bool = True) -> dict:
 
 
 def load_meta(path) -> dict:
-    """Return the JSON metadata of a feature file (empty dict if it has none)."""
+    """Return the JSON metadata object of a feature file (empty dict if it has none).
+
+    Raises :class:`InputError` naming the file when the entry is not valid JSON or not a JSON
+    object (``{...}``): every reader looks keys up in it.
+    """
     path = Path(path)
-    if path.suffix == ".npy":
+    if array_file_kind(path) == "npy":
         return {}
     try:
         with np.load(path, allow_pickle=False) as z:
             if META_KEY not in z.files:
                 return {}
-            return json.loads(str(z[META_KEY][()]))
+            meta = json.loads(str(z[META_KEY][()]))
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
         raise InputError(f"cannot read metadata of {str(path)!r}: {exc}") from None
+    if not isinstance(meta, dict):
+        raise InputError(
+            f"metadata {META_KEY!r} of {str(path)!r} must be a JSON object ({{...}}), got {type(meta).__name__} "
+            f"{json.dumps(meta)[:40]}"
+        )
+    return meta

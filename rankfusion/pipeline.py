@@ -14,12 +14,14 @@ trained model, the feature export and the MoC evaluation all see the same pertur
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import inspect
 import json
 import os
 import shutil
+import sys
 import time
 import zlib
 from dataclasses import dataclass, field
@@ -29,7 +31,8 @@ import numpy as np
 import pandas as pd
 
 from ._validation import InputError, check_float, check_int
-from .io import atomic_path, write_json
+from .config import PAPER_SEEDS
+from .io import atomic_dir, atomic_path, write_json
 
 #: Marker a run folder gets once training finished; a folder without it is retrained.
 DONE = "rankfusion-run.json"
@@ -84,7 +87,7 @@ PROFILES = {
         synth=dict(n_videos=64, min_frames=150, max_frames=450),
         model=dict(d_model=32, n_layers=1, n_heads=4, mlp_ratio=2),
         train=dict(epochs=24, warmup_epochs=2, batch_size=8, sample_rate=4, lr=2e-3),
-        seeds=(1, 10, 13452), obs_ratios=(0.2, 0.3, 0.5),
+        seeds=PAPER_SEEDS, obs_ratios=(0.2, 0.3, 0.5),
     ),
 }
 
@@ -108,7 +111,7 @@ def set_threads(n: int | None) -> None:
 def get_profile(name: str) -> Profile:
     """Return a named :class:`Profile`; ValueError naming the profile otherwise."""
     if name not in PROFILES:
-        raise ValueError(f"profile must be one of {sorted(PROFILES)}, got {name!r}")
+        raise InputError(f"profile must be one of {sorted(PROFILES)}, got {name!r}")
     return PROFILES[name]
 
 
@@ -172,12 +175,9 @@ def expected_complementary(root) -> str | None:
     if meta.get("most_complementary"):
         return str(meta["most_complementary"])
     if meta.get("generator") == "rankfusion.data.synth":
-        try:
-            from .data import synth
+        from .data import synth
 
-            return str(getattr(synth, "MOST_COMPLEMENTARY", "depth"))
-        except ImportError:
-            return "depth"
+        return str(getattr(synth, "MOST_COMPLEMENTARY", "depth"))
     return None
 
 
@@ -191,6 +191,31 @@ def _call(fn, *args, **kwargs):
 
 def _tag(value: float) -> str:
     return f"{value:g}".replace(".", "p")
+
+
+@contextlib.contextmanager
+def entry_lock(path, *, progress: bool = False):
+    """Hold the lock of one cache entry (a run folder, a noisy dataset, a feature or MoC file).
+
+    Processes sharing a cache build each entry once: the first takes the lock (a file
+    ``.<name>.lock`` beside the entry) and builds it, the others wait, then find it built. The
+    lock is released when the holder exits, even if it is killed (an OS file lock).
+    """
+    from filelock import FileLock, Timeout
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(path.parent / f".{path.name}.lock"))
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        if progress:
+            print(f"waiting for another process building {path}", file=sys.stderr, flush=True)
+        lock.acquire()
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 # --------------------------------------------------------------------------- noisy datasets
@@ -250,17 +275,19 @@ def noisy_dataset(root, out, modality: str, sigma: float, *, seed: int = 0, spli
     rms = modality_rms(root, modality, split) if rms is None else float(rms)
     record = {"clean_root": str(root), "modality": modality, "sigma": sigma, "rms": rms, "std": sigma * rms,
               "seed": seed, "split": split}
-    if (out / "noise.json").exists():
-        try:
-            if json.loads((out / "noise.json").read_text()) == record:
-                return out
-        except (OSError, ValueError):
-            pass
-        shutil.rmtree(out)
-    tmp = out.with_name(f".{out.name}.tmp")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir(parents=True)
+    with entry_lock(out):
+        if (out / "noise.json").exists():
+            try:
+                if json.loads((out / "noise.json").read_text()) == record:
+                    return out
+            except (OSError, ValueError):
+                pass
+        with atomic_dir(out) as tmp:  # a unique temporary name, renamed over any older copy
+            _write_noisy(tmp, root, ds, modality, split, rms * sigma, seed, record)
+    return out
+
+
+def _write_noisy(tmp: Path, root: Path, ds, modality: str, split: str, std: float, seed: int, record: dict):
     for entry in root.iterdir():
         if entry.name != "features":
             os.symlink(entry, tmp / entry.name)
@@ -275,13 +302,11 @@ def noisy_dataset(root, out, modality: str, sigma: float, *, seed: int = 0, spli
         if f.stem in videos and f.suffix == ".npy":
             x = np.load(f)
             rng = np.random.default_rng([seed, zlib.crc32(f.stem.encode())])
-            noise = rng.standard_normal(x.shape) * (sigma * rms)
+            noise = rng.standard_normal(x.shape) * std
             np.save(noisy_dir / f.name, (x + noise).astype(x.dtype))
         else:
             os.symlink(f, noisy_dir / f.name)
     (tmp / "noise.json").write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, out)
-    return out
 
 
 # --------------------------------------------------------------------------- run cache
@@ -365,20 +390,22 @@ class RunCache:
         run_dir = self.cache_dir / "runs" / f"{chash}-s{seed}-{self.fingerprint}"
         done = run_dir / DONE
         overrides = {"modalities": list(modalities), **model_overrides}
-        if done.exists():
-            rec = RunRecord(name, run_dir, chash, seed, overrides, reused=True,
-                            seconds=json.loads(done.read_text()).get("seconds", 0.0))
-        else:
-            if run_dir.exists():
-                shutil.rmtree(run_dir)  # an unfinished run: start over (its config is the same)
-            t0 = time.perf_counter()
-            _call(train_mod.train, cfg, self.data_root, run_dir, seed=seed, device=self.device,
-                  progress=self.progress)
-            secs = round(time.perf_counter() - t0, 2)
-            write_json(done, {"name": name, "config_hash": chash, "seed": seed, "dataset": str(self.data_root),
-                              "fingerprint": self.fingerprint, "overrides": overrides, "seconds": secs,
-                              "config": cfg.to_dict()})
-            rec = RunRecord(name, run_dir, chash, seed, overrides, reused=False, seconds=secs)
+        # one builder per run folder: another process sharing the cache waits, then reuses it
+        with entry_lock(run_dir, progress=self.progress):
+            if done.exists():
+                rec = RunRecord(name, run_dir, chash, seed, overrides, reused=True,
+                                seconds=json.loads(done.read_text()).get("seconds", 0.0))
+            else:
+                if run_dir.exists():
+                    shutil.rmtree(run_dir)  # an unfinished run (its builder died): start over
+                t0 = time.perf_counter()
+                _call(train_mod.train, cfg, self.data_root, run_dir, seed=seed, device=self.device,
+                      progress=self.progress)
+                secs = round(time.perf_counter() - t0, 2)
+                write_json(done, {"name": name, "config_hash": chash, "seed": seed,
+                                  "dataset": str(self.data_root), "fingerprint": self.fingerprint,
+                                  "overrides": overrides, "seconds": secs, "config": cfg.to_dict()})
+                rec = RunRecord(name, run_dir, chash, seed, overrides, reused=False, seconds=secs)
         self.used[key] = rec
         return rec
 
@@ -406,10 +433,11 @@ class RunCache:
 
         tag = "clean" if not noise or noise[1] == 0 else f"{noise[0]}-{_tag(noise[1])}-n{noise[2]}"
         out = rec.run_dir / "features" / f"{split}-obs{_tag(obs_ratio)}-{tag}.npz"
-        if not out.exists():
-            root = self.data_root if not noise else self.noisy_root(*noise)
-            _call(extract_features, rec.run_dir, split, obs_ratio, out, device=self.device, data_root=root,
-                  progress=False)
+        with entry_lock(out):
+            if not out.exists():
+                root = self.data_root if not noise else self.noisy_root(*noise)
+                _call(extract_features, rec.run_dir, split, obs_ratio, out, device=self.device, data_root=root,
+                      progress=False)
         return out
 
     def evaluate(self, rec: RunRecord, *, split: str = "test", noise: tuple | None = None) -> pd.DataFrame:
@@ -423,16 +451,18 @@ class RunCache:
 
         tag = "clean" if not noise or noise[1] == 0 else f"{noise[0]}-{_tag(noise[1])}-n{noise[2]}"
         out = rec.run_dir / f"moc-{split}-{tag}.csv"
-        if out.exists():
-            return pd.read_csv(out)
-        root = self.data_root if not noise else self.noisy_root(*noise)
-        dev = resolve_device(self.device)
-        model, config, _ = load_run(rec.run_dir, device=dev)
-        ds = open_dataset(root, modalities=list(config.model.modalities))
-        grid = moc_grid(model, ds, split, config, dev)
-        df = pd.DataFrame([{"obs_ratio": float(o), "beta": float(b), "moc": float(v)} for (o, b), v in grid.items()])
-        with atomic_path(out) as tmp:
-            df.to_csv(tmp, index=False)
+        with entry_lock(out):
+            if out.exists():
+                return pd.read_csv(out)
+            root = self.data_root if not noise else self.noisy_root(*noise)
+            dev = resolve_device(self.device)
+            model, config, _ = load_run(rec.run_dir, device=dev)
+            ds = open_dataset(root, modalities=list(config.model.modalities))
+            grid = moc_grid(model, ds, split, config, dev)
+            df = pd.DataFrame([{"obs_ratio": float(o), "beta": float(b), "moc": float(v)}
+                               for (o, b), v in grid.items()])
+            with atomic_path(out) as tmp:
+                df.to_csv(tmp, index=False)
         return df
 
     def manifest_runs(self, keys=None) -> list[dict]:

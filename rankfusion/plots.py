@@ -1,4 +1,4 @@
-"""Figures of the analyses (the only module that imports matplotlib / seaborn).
+"""Figures of the analyses (with ``rankfusion spectrum --plot``, the only code that imports matplotlib).
 
 Every function takes the tables of :mod:`rankfusion.analysis` / :mod:`rankfusion.pipeline`,
 returns a :class:`matplotlib.figure.Figure` (so tests can inspect labels and legends) and draws
@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ._validation import InputError
 from .io import atomic_path
 
 #: One colour per modality, shared by every figure (RGB red and depth blue as in the paper's
@@ -66,7 +67,7 @@ def save_figure(fig, stem, formats=("png", "pdf"), dpi: int = 130) -> list[Path]
     paths = []
     for fmt in formats:
         if fmt not in ("png", "pdf", "svg"):
-            raise ValueError(f"formats must be among 'png', 'pdf', 'svg', got {fmt!r}")
+            raise InputError(f"formats must be among 'png', 'pdf', 'svg', got {fmt!r}")
         path = stem.with_name(stem.name + "." + fmt)
         meta = {"CreationDate": None} if fmt == "pdf" else ({"Date": None} if fmt == "svg" else None)
         with atomic_path(path) as tmp:

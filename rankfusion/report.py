@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from . import analysis
+from ._validation import InputError
 from .io import write_json, write_text
 
 
@@ -292,7 +293,7 @@ def run_demo(out, *, quick: bool = False, device: str = "cpu", seed: int = 0, pr
     set_threads(threads)
     out = Path(out)
     if out.exists() and not out.is_dir():
-        raise ValueError(f"out {str(out)!r} exists and is not a folder")
+        raise InputError(f"out {str(out)!r} exists and is not a folder")
     name = "quick" if quick else "full"
     profile = get_profile(name)
     data = prepare_dataset(out / "data", profile.synth, seed=seed, progress=progress)
@@ -300,8 +301,7 @@ def run_demo(out, *, quick: bool = False, device: str = "cpu", seed: int = 0, pr
     ctx = FigureContext(cache, out / "figures")
     results = make_figures(ctx, command=command, progress=progress)
     theorem = theorem_checks(ctx)
-    if theorem is not None:
-        write_text(ctx.out / "theorem.md", to_markdown(theorem, floatfmt=".3f") + "\n")
+    write_text(ctx.out / "theorem.md", to_markdown(theorem, floatfmt=".3f") + "\n")
     spectrum = spectrum_table(ctx)
     write_text(ctx.out / "spectrum.md", to_markdown(spectrum) + "\n")
     ds = open_dataset(data)

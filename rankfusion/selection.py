@@ -28,7 +28,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import pandas as pd
 
-from ._validation import InputError, check_float, check_int, is_torch
+from ._validation import InputError, InputTypeError, check_float, check_int, is_torch
 from .analysis import FeatureSet, load_features
 
 # --------------------------------------------------------------------------- modality selection
@@ -54,7 +54,7 @@ def pair_gains(features: FeatureSet, anchor: str, candidate: str) -> dict:
     from . import spectral
 
     if anchor == candidate:
-        raise ValueError(f"candidate must differ from anchor, got {candidate!r} for both")
+        raise InputError(f"candidate must differ from anchor, got {candidate!r} for both")
     out = {}
     gains = {}
     for role, mod in (("anchor", anchor), ("candidate", candidate)):
@@ -101,7 +101,7 @@ def modality_selection(paths, anchor: str = "rgb") -> pd.DataFrame:
     if not paths:
         raise InputError("no feature files given (expected one or more .npz files)")
     if not isinstance(anchor, str) or not anchor:
-        raise ValueError(f"anchor must be a modality name, got {anchor!r}")
+        raise InputError(f"anchor must be a modality name, got {anchor!r}")
     rows = []
     for path in paths:
         fs = load_features(path)
@@ -137,7 +137,7 @@ def summarize_selection(table: pd.DataFrame) -> pd.DataFrame:
     from . import spectral
 
     if table.empty:
-        raise ValueError("table is empty: no feature rows to summarise")
+        raise InputError("table is empty: no feature rows to summarise")
     cols = ["erank_anchor_before", "erank_anchor_after", "erank_candidate_before",
             "erank_candidate_after", "gain_anchor", "gain_candidate"]
     # NaN obs ratios (files without metadata) would vanish in groupby; keep them as a group.
@@ -171,7 +171,7 @@ def rank_candidates(summary: pd.DataFrame) -> pd.DataFrame:
         (empty unless some ratio is NaN; says which gain is <= 0 and where).
     """
     if summary.empty:
-        raise ValueError("summary is empty: nothing to rank")
+        raise InputError("summary is empty: nothing to rank")
     best = summary.groupby("obs_ratio", dropna=False)["harmonic_mean"].transform(
         lambda s: s.max() if s.notna().any() else np.nan
     )
@@ -226,7 +226,7 @@ def _as_numpy64(x, name: str) -> np.ndarray:
         x = x.detach().cpu().numpy()
     x = np.asarray(x)
     if x.dtype.kind not in "fiub":
-        raise TypeError(f"{name} must be a real numeric array, got dtype {x.dtype}")
+        raise InputTypeError(f"{name} must be a real numeric array, got dtype {x.dtype}")
     return x.astype(np.float64, copy=False)
 
 
@@ -274,9 +274,9 @@ def spectral_surrogates(X, n_surrogates: int = 10, *, seed: int = 0):
     seed = check_int(seed, "seed", low=0)
     X64 = _as_numpy64(X, "X")
     if X64.ndim != 2 or X64.shape[0] < 2 or X64.shape[1] < 1:
-        raise ValueError(f"X must be a 2-D (N >= 2, D >= 1) matrix, got shape {X64.shape}")
+        raise InputError(f"X must be a 2-D (N >= 2, D >= 1) matrix, got shape {X64.shape}")
     if not np.isfinite(X64).all():
-        raise ValueError("X contains NaN or Inf values")
+        raise InputError("X contains NaN or Inf values")
     out = np.stack(_surrogate_draws(X64, seed, range(n_surrogates)))
     return _like(out, X)
 
@@ -356,14 +356,14 @@ class ProbeConfig:
         check_int(self.width, "width", low=1)
         check_float(self.exchange_ratio, "exchange_ratio", low=0.0, high=1.0, low_open=True)
         if self.head not in ("linear", "mlp"):
-            raise ValueError(f"head must be 'linear' or 'mlp', got {self.head!r}")
+            raise InputError(f"head must be 'linear' or 'mlp', got {self.head!r}")
         check_int(self.hidden, "hidden", low=1)
         check_int(self.steps, "steps", low=1)
         check_float(self.lr, "lr", low=0.0, low_open=True)
         check_float(self.weight_decay, "weight_decay", low=0.0)
         check_int(self.folds, "folds", low=2)
         if not self.seeds:
-            raise ValueError("seeds must hold at least one seed")
+            raise InputError("seeds must hold at least one seed")
         for s in self.seeds:
             check_int(s, "seeds", low=0)
         check_int(self.n_surrogates, "n_surrogates", low=2)
@@ -373,7 +373,7 @@ class ProbeConfig:
         from .spectral import blended_channel_count
 
         if blended_channel_count(self.exchange_ratio, self.width) == 0:
-            raise ValueError(f"width {self.width} x exchange_ratio {self.exchange_ratio:g} blends no channel "
+            raise InputError(f"width {self.width} x exchange_ratio {self.exchange_ratio:g} blends no channel "
                              "(RTF would be the identity): raise width or exchange_ratio")
 
 
@@ -481,7 +481,7 @@ def probe_gains(model, xs) -> tuple[float, float]:
     from . import spectral
 
     if getattr(model, "rtf", None) is None:
-        raise ValueError("model has no RTF fuser: gains through fusion need rtf=True and two modalities")
+        raise InputError("model has no RTF fuser: gains through fusion need rtf=True and two modalities")
     ts = [torch.as_tensor(_as_numpy64(x, "xs"), dtype=torch.float32) for x in xs]
     with torch.no_grad():
         before, after = model.tokens(ts)

@@ -36,6 +36,7 @@ import dataclasses
 import json
 import math
 import numbers
+import re
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -741,6 +742,79 @@ def _evaluate(X, Y, eps, *, k, alpha, low, k_prime, opts: _Options) -> TheoremRe
     )
 
 
+# ----------------------------------------------------------------------------- scale safety
+
+#: Inputs whose largest |entry| lies in [2**-SAFE_EXP, 2**SAFE_EXP] are used as they are; others
+#: are rescaled by a power of two first. Squares of such values (I_c, ||Delta||_F^2, sigma_j^2)
+#: neither overflow nor underflow in float64; power-of-two scaling is exact.
+SAFE_EXP = 64
+#: Largest ratio of max|X| to max|Y| (either way) that squared quantities can hold together.
+MAX_SCALE_RATIO = 2.0**450
+
+# Units of the report's quantities as powers of the input scale s (X -> s X, Y -> s Y):
+# 1 for singular values and norms, 2 for energies; everything else is dimensionless.
+_FIELD_POWER = {
+    "tol": 1, "sigma": 1, "sigma_after": 1, "sigma_k": 1, "sigma_k1": 1, "delta_k": 1, "beta": 1, "y_norm": 1,
+    "delta_spectral": 1, "informativeness": 2, "informativeness_topk": 2, "column_energy": 2, "eta": 2,
+    "epsilon": 2, "y_dominant_sq": 2, "y_residual_sq": 2, "y_outside_sq": 2, "x_dot_y": 2, "delta_fro_sq": 2,
+    "x_dot_delta": 2, "fro_sq_before": 2, "fro_sq_after": 2,
+}
+_CHECK_POWER = {"definition-1": 2, "assumption-1": 1, "assumption-2": 2, "assumption-3": 1, "eq11": 1,
+                "eq12": 1, "eq39": 2, "eq47": 2, "eq48": 2, "eq49": 2}
+
+
+def _scale_exponent(X, Y) -> int:
+    """Exponent e with max(|X|, |Y|) * 2**e in [0.5, 1), or 0 when no rescaling is needed."""
+    mx, my = float(np.abs(X).max()), float(np.abs(Y).max())
+    if mx > 0.0 and my > 0.0 and max(mx / my, my / mx) > MAX_SCALE_RATIO:
+        raise InputError(
+            f"X and Y differ in scale too much for float64 (max |X| = {mx:.3g}, max |Y| = {my:.3g}): their squares "
+            "cannot be represented together; rescale one of them"
+        )
+    top = max(mx, my)
+    if top == 0.0 or 2.0**-SAFE_EXP <= top <= 2.0**SAFE_EXP:
+        return 0
+    return -math.frexp(top)[1]
+
+
+def _unscale_check(c: Check, p: int) -> Check:
+    if c.name == "assumption-3":
+        # the detail quotes the two bounds; they are in the units of sqrt(eta)
+        detail = re.sub(r"= (\S+?)([,)])", lambda m: f"= {np.ldexp(float(m.group(1)), p):.6g}{m.group(2)}", c.detail)
+    else:
+        detail = c.detail
+    return dataclasses.replace(c, slack=float(np.ldexp(c.slack, p)), lhs=float(np.ldexp(c.lhs, p)),
+                               rhs=float(np.ldexp(c.rhs, p)), detail=detail)
+
+
+def _scaled_options(opts: _Options, e: int) -> _Options:
+    """The constants given in the original units, for inputs scaled by 2**e."""
+    def scale(v, p):
+        return None if v is None else float(np.ldexp(v, p * e))
+
+    return opts._replace(eta=scale(opts.eta, 2), epsilon=scale(opts.epsilon, 2), beta=scale(opts.beta, 1),
+                         tol=scale(opts.tol, 1))
+
+
+def _unscale_report(rep: "TheoremReport", e: int) -> "TheoremReport":
+    """The report of inputs scaled by 2**e, in the units of the original inputs.
+
+    Multiplying by a power of two is exact; a quantity the original units cannot hold in float64
+    (an energy of entries >= 1e155, say) becomes inf or 0 there, while every truth value, the
+    ERanks and the verdict come from the safely scaled computation.
+    """
+    def fix(c):
+        return _unscale_check(c, -_CHECK_POWER[c.name] * e) if c.name in _CHECK_POWER else c
+
+    with np.errstate(over="ignore", under="ignore"):  # inf / 0 in the original units is the answer
+        fields = {name: np.ldexp(getattr(rep, name), -p * e) for name, p in _FIELD_POWER.items()}
+        fields = {k: (float(v) if np.ndim(v) == 0 else v) for k, v in fields.items()}
+        checks = tuple(fix(c) for c in rep.assumptions), tuple(fix(c) for c in rep.proof_steps)
+    note = (f"computed on X, Y scaled by 2**{e} (exact; the assertions are scale-invariant), "
+            "reported in the original units")
+    return dataclasses.replace(rep, **fields, assumptions=checks[0], proof_steps=checks[1], notes=rep.notes + (note,))
+
+
 # ----------------------------------------------------------------------------- main entry
 
 
@@ -803,6 +877,13 @@ def theorem_3_1(X, Y, *, k, alpha, low=None, eta=None, k_prime=None, epsilon=Non
     opts = _options(informativeness=informativeness, residual=residual, zero_mean_tol=zero_mean_tol,
                     center_y=center_y, tol=tol, rise_rtol=rise_rtol, eta=eta, epsilon=epsilon, beta=beta,
                     gamma=gamma)
+    e = _scale_exponent(X64, Y64)
+    if e:
+        # every assertion is invariant under X, Y -> s X, s Y with the constants scaled alike
+        # (eta, epsilon ~ s^2; beta, tol ~ s): compute at a safe scale, report in the original units
+        rep = _evaluate(np.ldexp(X64, e), np.ldexp(Y64, e), eps, k=k, alpha=alpha, low=low, k_prime=k_prime,
+                        opts=_scaled_options(opts, e))
+        return _unscale_report(rep, e)
     return _evaluate(X64, Y64, eps, k=k, alpha=alpha, low=low, k_prime=k_prime, opts=opts)
 
 

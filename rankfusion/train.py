@@ -24,12 +24,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ._validation import InputError, check_choice, check_float, check_int
+from ._validation import InputError, InputTypeError, check_choice, check_float, check_int
 from .config import RunConfig
 from .io import atomic_path, write_json, write_text
 
-#: Seeds of the paper's three runs (Sec. 5.3, App. D.2).
-PAPER_SEEDS = (1, 10, 13452)
 #: Overlap thresholds of the segmental F1 scores.
 F1_OVERLAPS = (0.10, 0.25, 0.50)
 
@@ -57,11 +55,11 @@ def resolve_device(device=None):
     try:
         dev = torch.device(device)
     except (RuntimeError, TypeError):
-        raise ValueError(f"device must be 'cpu', 'cuda', 'cuda:N' or 'auto', got {device!r}") from None
+        raise InputError(f"device must be 'cpu', 'cuda', 'cuda:N' or 'auto', got {device!r}") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {device!r} requested but CUDA is not available on this machine")
+        raise InputError(f"device {device!r} requested but CUDA is not available on this machine")
     if dev.type not in ("cpu", "cuda"):
-        raise ValueError(f"device must be 'cpu', 'cuda', 'cuda:N' or 'auto', got {device!r}")
+        raise InputError(f"device must be 'cpu', 'cuda', 'cuda:N' or 'auto', got {device!r}")
     return dev
 
 
@@ -71,12 +69,12 @@ def parse_seeds(seeds) -> list[int]:
         try:
             seeds = [int(s) for s in seeds.split(",") if s.strip()]
         except ValueError:
-            raise ValueError(f"seeds must be comma-separated integers, got {seeds!r}") from None
+            raise InputError(f"seeds must be comma-separated integers, got {seeds!r}") from None
     elif isinstance(seeds, (int, np.integer)):
         seeds = [int(seeds)]
     seeds = [check_int(s, "seed", low=0, high=2**63 - 1) for s in seeds]
     if not seeds or len(set(seeds)) != len(seeds):
-        raise ValueError(f"seeds must be a non-empty list without repeats, got {seeds!r}")
+        raise InputError(f"seeds must be a non-empty list without repeats, got {seeds!r}")
     return seeds
 
 
@@ -274,12 +272,12 @@ def train(config: RunConfig, data_root, run_dir, *, seed=1, device=None, resume:
         ``run_dir``.
     """
     if not isinstance(config, RunConfig):
-        raise TypeError(f"config must be a RunConfig, got {type(config).__name__}")
+        raise InputTypeError(f"config must be a RunConfig, got {type(config).__name__}")
     if distributed is not None:
         from .distributed import DistContext
 
         if not isinstance(distributed, DistContext):
-            raise TypeError(f"distributed must be a DistContext (rankfusion.distributed.setup) or None, "
+            raise InputTypeError(f"distributed must be a DistContext (rankfusion.distributed.setup) or None, "
                             f"got {type(distributed).__name__}")
     seeds = parse_seeds(seed)
     run_dir = Path(run_dir)
@@ -597,7 +595,8 @@ def _video_inputs(ds, video, modalities, stop, sample_rate, dev, noise=None, rng
 
     feats = {}
     for m in modalities:
-        x = np.ascontiguousarray(ds.features(video, m)[:stop:sample_rate], dtype=np.float32)
+        # a copy: the dataset's arrays are read-only memory maps, which torch must not wrap
+        x = np.array(ds.features(video, m)[:stop:sample_rate], dtype=np.float32, order="C")
         if noise and m in noise:
             x = x + rng.normal(0.0, noise[m], size=x.shape).astype(np.float32)
         feats[m] = torch.from_numpy(x)[None].to(dev)
@@ -605,51 +604,36 @@ def _video_inputs(ds, video, modalities, stop, sample_rate, dev, noise=None, rng
     return feats, mask
 
 
-def predict_future(model, ds, video, obs_ratio, config: RunConfig, dev):
-    """Future frame labels of ``video`` observed up to ``int(obs_ratio * N)`` (DESIGN.md protocol).
-
-    Returns
-    -------
-    gt : ndarray of int64 (N,)
-    pred : ndarray of int64 (n_future_frames,)
-    """
-    import torch
-
-    from .evaluate import decode_queries
-
-    gt = ds.labels(video)
-    N = len(gt)
-    past, fut = int(obs_ratio * N), int(config.train.future_ratio * N)
-    feats, mask = _video_inputs(ds, video, config.model.modalities, past, config.train.sample_rate, dev)
-    with torch.no_grad():
-        out = model(feats, mask)
-    pred = decode_queries(out.class_logits[0].cpu().numpy(), out.durations[0].cpu().numpy(), fut,
-                          model.none_index)
-    return gt, np.asarray(pred)
-
-
-def moc_grid(model, ds, split, config: RunConfig, dev, *, obs=None, betas=None, ctx=None) -> dict:
+def moc_grid(model, ds, split, config: RunConfig, dev, *, obs=None, betas=None, ctx=None, notes=None) -> dict:
     """MoC in percent for each (obs, beta): ``{(obs, beta): value}`` over ``split``'s videos.
 
     Each video is observed alone (batch of one) and decoded with
     :meth:`rankfusion.evaluate.MoCAccumulator.add_queries` (DESIGN.md protocol). With ``ctx``
     (a :class:`rankfusion.distributed.DistContext`) each process counts every ``world_size``-th
     video and the T/F count tables are summed over processes: integer counts, so the MoC is
-    exactly the single-process one for the same weights.
+    exactly the single-process one for the same weights. A video too short to observe one frame
+    at a ratio (``int(obs * N) == 0``) has nothing to score there (the protocol's future window
+    starts at an empty past): it is skipped at that ratio, with a line naming it appended to
+    ``notes`` (a list) when given. A cell no video reaches is NaN.
     """
     from .distributed import shard
 
     obs = config.train.eval_obs if obs is None else obs
     betas = config.train.eval_betas if betas is None else betas
     videos = shard(ds.split(split), ctx)
-    acc = _moc_counts(model, ds, videos, config, dev, obs, betas)
+    acc = _moc_counts(model, ds, videos, config, dev, obs, betas, notes)
     if ctx is not None:
         acc = _all_reduce_moc(acc, len(videos), obs, dev)
-    table = acc.result()
-    return {(float(o), float(b)): 100.0 * float(table.loc[round(float(o), 6), b]) for o in obs for b in betas}
+    table = acc.result() if acc.obs_ratios else None
+
+    def cell(o, b):
+        key = round(float(o), 6)
+        return 100.0 * float(table.loc[key, b]) if table is not None and key in table.index else float("nan")
+
+    return {(float(o), float(b)): cell(o, b) for o in obs for b in betas}
 
 
-def _moc_counts(model, ds, videos, config, dev, obs, betas):
+def _moc_counts(model, ds, videos, config, dev, obs, betas, notes=None):
     import torch
 
     from .evaluate import MoCAccumulator
@@ -659,8 +643,13 @@ def _moc_counts(model, ds, videos, config, dev, obs, betas):
     for o in obs:
         for video in videos:
             gt = ds.labels(video)
-            feats, mask = _video_inputs(ds, video, config.model.modalities, int(o * len(gt)),
-                                        config.train.sample_rate, dev)
+            past = int(o * len(gt))
+            if past == 0:
+                if notes is not None:
+                    notes.append(f"video {video!r} ({len(gt)} frames) has no observed frame at obs {o:g} "
+                                 f"(int({o:g} * {len(gt)}) = 0): skipped at that cut point")
+                continue
+            feats, mask = _video_inputs(ds, video, config.model.modalities, past, config.train.sample_rate, dev)
             with torch.no_grad():
                 out = model(feats, mask)
             acc.add_queries(gt, o, out.class_logits[0].cpu().numpy(), out.durations[0].cpu().numpy())
@@ -677,7 +666,8 @@ def _all_reduce_moc(acc, n_videos, obs, dev):
     shape = (len(acc.betas), acc.n_classes)
     tables = []
     for o in obs:
-        t, f = acc.counts(o) if n_videos else (np.zeros(shape, np.int64),) * 2
+        # a process may hold no video, or only videos too short for this ratio
+        t, f = acc.counts(o) if round(float(o), 6) in acc.obs_ratios else (np.zeros(shape, np.int64),) * 2
         tables.append(np.stack([t, f]))
     counts = torch.from_numpy(np.stack(tables)).to(dev)
     dist.all_reduce(counts, op=dist.ReduceOp.SUM)
@@ -750,6 +740,19 @@ def seed_dirs(run_dir) -> list[Path]:
     return [run_dir]
 
 
+def recorded_config_hash(run_dir) -> str:
+    """The config hash a run recorded in ``config.json`` (its first seed's, for several seeds).
+
+    It is :meth:`RunConfig.config_hash` of the configuration *resolved against the dataset*
+    (input widths, class count), the value the checkpoints and ``--resume`` compare.
+    """
+    path = seed_dirs(run_dir)[0] / "config.json"
+    try:
+        return str(json.loads(path.read_text())["config_hash"])
+    except (OSError, ValueError, KeyError) as exc:
+        raise InputError(f"cannot read the config hash of {str(path)!r}: {exc}") from None
+
+
 def load_run(run_dir, *, checkpoint: str = "best", device=None):
     """Load a single-seed run: ``(model in eval mode, RunConfig, info dict)``.
 
@@ -774,10 +777,11 @@ def load_run(run_dir, *, checkpoint: str = "best", device=None):
 def _evaluate_single(run_dir: Path, split, data_root, dev, checkpoint) -> dict:
     model, config, info = load_run(run_dir, checkpoint=checkpoint, device=dev)
     ds = _open(data_root or info["dataset"], config.model.modalities)
-    rows = [("moc", o, b, v) for (o, b), v in moc_grid(model, ds, split, config, dev).items()]
+    notes = []
+    rows = [("moc", o, b, v) for (o, b), v in moc_grid(model, ds, split, config, dev, notes=notes).items()]
     rows += [(k, o, float("nan"), v) for o, scores in segmentation_scores(model, ds, split, config, dev).items()
              for k, v in scores.items()]
-    return {"rows": rows, "info": info}
+    return {"rows": rows, "info": info, "notes": notes}
 
 
 def evaluate_run(run_dir, split: str = "test", *, device=None, data_root=None, checkpoint: str = "best"):
@@ -799,16 +803,17 @@ def evaluate_run(run_dir, split: str = "test", *, device=None, data_root=None, c
         Columns ``metric`` ("moc", "accuracy", "edit", "f1@10", "f1@25", "f1@50"), ``obs``,
         ``beta`` (NaN for the segmentation metrics, which score the observed part at ``obs``),
         ``mean``, ``std`` (over seeds, ddof=1; NaN for one seed) and ``n_seeds``. All values are
-        percentages.
+        percentages. ``attrs["notes"]`` lists the videos skipped at a cut point (:func:`moc_grid`).
     """
     import pandas as pd
 
     check_choice(split, "split", {"train", "val", "test"})
     dev = resolve_device(device)
     run_dir = Path(run_dir)
-    per_seed = []
+    per_seed, notes = [], []
     for d in seed_dirs(run_dir):
         res = _evaluate_single(d, split, data_root, dev, checkpoint)
+        notes += [n for n in res["notes"] if n not in notes]
         df = pd.DataFrame(res["rows"], columns=["metric", "obs", "beta", "value"])
         df.insert(0, "seed", res["info"]["seed"])
         if len(seed_dirs(run_dir)) > 1:
@@ -817,6 +822,7 @@ def evaluate_run(run_dir, split: str = "test", *, device=None, data_root=None, c
     allv = pd.concat(per_seed, ignore_index=True)
     out = _aggregate(allv)
     _write_csv(run_dir / f"eval_{split}.csv", out)
+    out.attrs["notes"] = notes
     return out
 
 

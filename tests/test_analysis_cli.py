@@ -179,7 +179,7 @@ def test_robustness_from_data(micro_data, micro_cache, tmp_path):
     assert all(line.split(",")[-2] == "3" for line in sig[1:])  # the noise seed is recorded
     for name in ("noise_gains.png", "noise_gains.pdf", "noise_moc.png", "noise_moc.pdf"):
         assert (out / name).stat().st_size > 1000
-    noisy = sorted((micro_cache / "noisy").iterdir())
+    noisy = sorted(d for d in (micro_cache / "noisy").iterdir() if not d.name.startswith("."))  # not the locks
     assert noisy and all((d / "noise.json").exists() for d in noisy)
 
 
@@ -203,3 +203,19 @@ def test_noisy_dataset_is_seeded_and_touches_only_the_test_split(micro_data, tmp
     assert rec["sigma"] == 0.5 and rec["seed"] == 7 and rec["std"] == pytest.approx(0.5 * rec["rms"])
     with pytest.raises(ValueError, match="modality 'thermal'"):
         noisy_dataset(micro_data, tmp_path / "d", "thermal", 0.5)
+
+
+@pytest.mark.parametrize("meta", ["[1, 2]", "42"])
+def test_modality_select_meta_not_an_object(files, tmp_path, meta):
+    import numpy as np
+
+    arrays = dict(np.load(files[0]))
+    arrays["meta"] = np.array(meta)
+    bad = tmp_path / "badmeta.npz"
+    np.savez(bad, **arrays)
+    out = tmp_path / "o"
+    res = run("modality-select", bad, *files[1:], "--out", out)
+    assert res.exit_code == 2
+    kind = "list" if meta.startswith("[") else "int"
+    assert res.output == f"Error: metadata 'meta' of '{bad}' must be a JSON object ({{...}}), got {kind} {meta}\n"
+    assert not out.exists()

@@ -66,3 +66,55 @@ def test_prepare_dataset_reuses_same_settings(tmp_path):
     assert (out / "synth.json").stat().st_mtime_ns == stamp  # reused, not regenerated
     prepare_dataset(tmp_path / "d", kw, seed=3)
     assert (out / "synth.json").stat().st_mtime_ns != stamp
+
+
+_BUILDER = r"""
+import json, sys, time
+from pathlib import Path
+from rankfusion import pipeline
+
+data, cache_dir, me = sys.argv[1], Path(sys.argv[2]), sys.argv[3]
+pipeline.set_threads(1)
+cache = pipeline.RunCache(data, cache_dir, pipeline.get_profile("quick"), progress=False)
+(cache_dir.parent / f"ready-{me}").touch()
+while not (cache_dir.parent / "go").exists():  # start both builders at the same moment
+    time.sleep(0.01)
+rec = cache.run("pair", ["rgb", "depth"])
+noise = ("depth", 0.5, 0)
+feats = cache.features(rec, 0.3, noise=noise)
+moc = cache.evaluate(rec, noise=noise)["moc"].tolist()
+print(json.dumps({"reused": rec.reused, "features": str(feats), "moc": moc,
+                  "noisy": str(cache.noisy_root("depth", 0.5))}))
+"""
+
+
+@pytest.mark.slow  # two processes each importing torch and training: 20-90 s on 2 shared cores
+def test_two_processes_share_one_cache(data, tmp_path):
+    # two builders of the same run, noisy dataset, feature file and MoC table on one cache: each
+    # entry is built once (the other waits on its lock and reuses it), both succeed, nothing is left
+    import json
+    import os
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    cache = tmp_path / "cache"
+    env = dict(os.environ, PYTHONPATH=str(Path(pipeline.__file__).parents[1]), OMP_NUM_THREADS="1")
+    procs = [subprocess.Popen([sys.executable, "-c", _BUILDER, str(data), str(cache), str(i)], env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(2)]
+    while not all((tmp_path / f"ready-{i}").exists() for i in range(2)):
+        assert all(p.poll() is None for p in procs), [p.communicate() for p in procs]
+        time.sleep(0.05)
+    (tmp_path / "go").touch()
+    outs = [p.communicate(timeout=600) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    res = [json.loads(o[0].strip().splitlines()[-1]) for o in outs]
+    assert sorted(r["reused"] for r in res) == [False, True]  # trained once
+    assert res[0]["features"] == res[1]["features"] and Path(res[0]["features"]).is_file()
+    assert res[0]["noisy"] == res[1]["noisy"] and (Path(res[0]["noisy"]) / "noise.json").is_file()
+    np.testing.assert_array_equal(res[0]["moc"], res[1]["moc"])  # one table, read by both
+    runs = list((cache / "runs").iterdir())
+    assert len([r for r in runs if r.is_dir()]) == 1
+    left = [p for p in cache.rglob("*") if ".~" in p.name]
+    assert left == []  # no temporary file or folder of either builder remains

@@ -117,3 +117,20 @@ def test_check_refuses_a_dataset_without_split_files(synth_dir, tmp_path, how):
     # what train says about the same folder
     res = _run("train", str(bad), "--out", str(tmp_path / "run"), "--preset", "synthetic-small", "--quiet")
     assert res.exit_code == 2 and "split" in res.output and "Traceback" not in res.output
+
+
+def test_cli_check_float64_beyond_float32_is_one_line(tmp_path):
+    from rankfusion.data import open_dataset, synthesize
+
+    root = synthesize(tmp_path / "d", seed=1, n_videos=3, min_frames=20, max_frames=25, channels={"rgb": 4})
+    video = open_dataset(root).split("test")[0]
+    f = root / "features" / "rgb" / f"{video}.npy"
+    x = np.load(f).astype(np.float64)
+    x[1, 2] = 1e300  # finite in the file, inf once read as float32
+    np.save(f, x)
+    res = CliRunner().invoke(main, ["data", "check", str(root)])
+    assert res.exit_code == 2
+    # what remains once the (self-erasing) progress bar is taken out: the Error line alone
+    lines = [ln for ln in res.output.replace("\r", "\n").splitlines() if ln.strip() and not ln.startswith("check:")]
+    assert lines == [f"Error: video {video!r}: modality 'rgb' has a non-finite value (inf) at frame 2, "
+                     "channel 1 (1 in all)"]

@@ -143,3 +143,29 @@ def test_no_matrix(tmp_path):
     np.savez(path, v=np.arange(3.0))
     res = run(path)
     assert res.exit_code == 2 and "no 2-D" in res.stderr
+
+
+def test_upper_case_suffix_is_read_by_content(tmp_path, rng):
+    x = rng.standard_normal((20, 4))
+    upper = tmp_path / "X.NPY"
+    np.save(tmp_path / "x.npy", x)
+    (tmp_path / "x.npy").rename(upper)
+    res = CliRunner().invoke(main, ["spectrum", str(upper), "--json"])
+    assert res.exit_code == 0, res.output
+    got = json.loads(res.output)["arrays"][0]
+    assert got["key"] == "X" and got["numerical_rank"] == 4
+    z = tmp_path / "F.NPZ"
+    np.savez(tmp_path / "f.npz", a=x)
+    (tmp_path / "f.npz").rename(z)
+    res = CliRunner().invoke(main, ["spectrum", str(z), "--json"])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.output)["arrays"][0]["key"] == "a"
+
+
+def test_random_bytes_are_not_a_valid_npy(tmp_path):
+    bad = tmp_path / "noise.npy"
+    bad.write_bytes(np.random.default_rng(0).bytes(256))
+    res = CliRunner().invoke(main, ["spectrum", str(bad)])
+    assert res.exit_code == 2
+    assert res.output == f"Error: cannot read '{bad}': not a valid .npy file (no NumPy header)\n"
+    assert "pickle" not in res.output

@@ -119,3 +119,67 @@ def test_cli_import(three, tmp_path):
     res = CliRunner().invoke(main, ["data", "import-csv", str(three[0]), "--out", str(tmp_path / "x"),
                                     "--label-column", "label", "--modality", "acc"])
     assert res.exit_code == 2 and "NAME=PATTERN" in res.output
+
+
+def _import_args(files, out, *extra):
+    return ["data", "import-csv", *map(str, files), "--out", str(out), "--label-column", "label",
+            "--modality", "acc=acc_*", *extra]
+
+
+def _tree(root):
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize("bad", ["newline", "overflow"])
+def test_cli_import_force_validates_before_replacing(three, tmp_path, bad):
+    out = tmp_path / "ds"
+    assert CliRunner().invoke(main, _import_args(three, out)).exit_code == 0
+    before = _tree(out)
+    if bad == "newline":
+        # a quoted label cell spanning two lines: groundTruth/ would read it back as two frames
+        three[1].write_text('time,acc_x,acc_y,gyro_x,label\n0,0,0,0,"walk\nfast"\n1,1,2,-1,sit\n')
+        expect = (f"Error: '{three[1]}': label column 'label' has a label with a line break 'walk\\nfast' at data row 0; "
+                  "labels must be one line")
+    else:
+        three[1].write_text("time,acc_x,acc_y,gyro_x,label\n0,1e300,0,0,walk\n1,1,2,-1,sit\n")
+        expect = (f"Error: '{three[1]}': column 'acc_x' has a value (1e+300) beyond the float32 range "
+                  "(|x| <= 3.4e38) at data row 0 (line 2)")
+    res = CliRunner().invoke(main, _import_args(three, out, "--force"))
+    assert res.exit_code == 2, res.output
+    assert res.output == expect + "\n", res.output
+    assert _tree(out) == before  # the old dataset is intact
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
+    # without --force into a new folder: nothing is left behind, so a corrected re-run is not refused
+    res = CliRunner().invoke(main, _import_args(three, tmp_path / "new"))
+    assert res.exit_code == 2 and not (tmp_path / "new").exists()
+
+
+def test_import_validates_the_written_dataset_before_the_rename(tmp_path, monkeypatch):
+    # a problem only the full check sees (here: a feature turned non-finite on the way to disk)
+    # must stop the import before the old dataset is replaced
+    from rankfusion.data import layout
+
+    three = [_csv(tmp_path / f"rec{i}.csv") for i in range(3)]
+    out = import_csv(three, tmp_path / "ds", modalities={"acc": "acc_*"}, label_column="label")
+    before = _tree(out)
+    real_save = np.save
+
+    def save_nan(file, arr, *a, **k):
+        arr = np.array(arr, dtype=np.float32)
+        arr[0, 0] = np.nan
+        return real_save(file, arr, *a, **k)
+
+    monkeypatch.setattr(layout.np, "save", save_nan)
+    with pytest.raises(InputError, match=r"modality 'acc' has a non-finite value") as info:
+        import_csv(three, out, modalities={"acc": "acc_*"}, label_column="label", overwrite=True)
+    assert ".~" not in str(info.value)
+    monkeypatch.undo()
+    assert _tree(out) == before
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_cli_import_folder_as_input(three, tmp_path):
+    res = CliRunner().invoke(main, _import_args([tmp_path], tmp_path / "ds"))
+    assert res.exit_code == 2
+    assert res.output == f"Error: input file '{tmp_path}' is a folder, expected a CSV, TSV or Parquet file\n"
+    assert not (tmp_path / "ds").exists()

@@ -78,20 +78,77 @@ def test_validation_messages_name_the_argument():
         check_float(1.5, "alpha", low=0, high=1)
 
 
-def test_cli_user_error_is_one_line_exit_2():
-    import click
-
-    @main.command("_raise-for-test", hidden=True)
-    def _raise():
-        raise ValueError("k must be in [1, 5], got 7\nsecond line")
-
+def _with_test_command(fn, *args):
+    main.command("_raise-for-test", hidden=True)(fn)
     try:
-        result = CliRunner().invoke(main, ["_raise-for-test"])
-        assert result.exit_code == 2
-        assert result.output.strip() == "Error: k must be in [1, 5], got 7"
+        return CliRunner().invoke(main, ["_raise-for-test", *args])
     finally:
         main.commands.pop("_raise-for-test", None)
-    assert isinstance(main, click.Group)
+
+
+def test_cli_user_error_is_one_line_exit_2():
+    def _raise():
+        raise InputError("k must be in [1, 5], got 7\nsecond line")
+
+    result = _with_test_command(_raise)
+    assert result.exit_code == 2
+    assert result.output == "Error: k must be in [1, 5], got 7\n"
+
+
+def test_cli_os_error_is_one_line_exit_2(tmp_path):
+    def _raise():
+        open(tmp_path / "nope.txt").read()
+
+    result = _with_test_command(_raise)
+    assert result.exit_code == 2
+    assert result.output == f"Error: No such file or directory: '{tmp_path / 'nope.txt'}'\n"
+
+
+@pytest.mark.parametrize("exc", [KeyError("k"), TypeError("unsupported operand"), ValueError("broadcast")])
+def test_cli_bugs_keep_their_traceback(exc):
+    # only InputError / OSError are the user's; anything else is a bug and must stay visible
+    def _raise():
+        raise exc
+
+    result = _with_test_command(_raise)
+    assert result.exit_code == 1 and result.exception is exc
+
+
+def test_cli_warnings_before_an_error_are_dropped():
+    import warnings
+
+    def _raise():
+        warnings.warn("overflow encountered in cast", UserWarning)
+        raise InputError("array 'x' contains NaN or Inf values")
+
+    with warnings.catch_warnings(record=True) as shown:
+        warnings.simplefilter("always")
+        result = _with_test_command(_raise)
+    assert result.exit_code == 2
+    assert result.output == "Error: array 'x' contains NaN or Inf values\n"
+    assert shown == []  # never printed before the Error line
+
+    def _ok():
+        warnings.warn("kept on success", UserWarning)
+
+    with pytest.warns(UserWarning, match="kept on success"):  # shown again once the command succeeded
+        result = _with_test_command(_ok)
+    assert result.exit_code == 0
+
+
+def test_cli_usage_errors_are_one_line(tmp_path):
+    afile = tmp_path / "a.txt"
+    afile.write_text("x")
+    for args, expect in [
+        (["spectrum", "f.npz", "--top", "-1"],
+         "Error: Invalid value for '--top': -1 is not in the range x>=0. (see 'main spectrum --help')\n"),
+        (["--bogus"], "Error: No such option '--bogus'. (see 'main --help')\n"),
+        (["data", "import-csv", "f.csv", "--out", str(afile), "--label-column", "l", "--modality", "a=b"],
+         f"Error: Invalid value for '--out': Directory '{afile}' is a file. (see 'main data import-csv --help')\n"),
+    ]:
+        result = CliRunner().invoke(main, args)
+        assert result.exit_code == 2
+        assert result.output == expect
 
 
 def test_atomic_dir_replaces_whole_folder_or_nothing(tmp_path):
@@ -118,3 +175,75 @@ def test_unwritable_target_is_named(tmp_path):
     with pytest.raises(InputError, match=r"cannot write '.*file/sub'"):
         with io.atomic_dir(blocker / "sub"):
             pass
+
+
+def _dead_pid() -> int:
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def _fake_temp(folder, target, pid, *, kind="", suffix="", host=None, is_dir=False):
+    name = f".{target}.~{kind}{host or io._host_tag()}.{pid}.0123abcd{suffix}"
+    p = folder / name
+    if is_dir:
+        p.mkdir()
+        (p / "x.npy").write_bytes(b"0" * 1024)
+    else:
+        p.write_bytes(b"0" * 1024)
+    return p
+
+
+def test_stale_temps_of_killed_writers_are_removed_on_the_next_write(tmp_path):
+    import os
+
+    dead = _dead_pid()
+    stale_file = _fake_temp(tmp_path, "last.pt", dead, suffix=".pt")
+    stale_dir = _fake_temp(tmp_path, "I", dead, is_dir=True)
+    live = _fake_temp(tmp_path, "last.pt", os.getppid(), suffix=".pt")  # a concurrent writer: kept
+    other_host = _fake_temp(tmp_path, "last.pt", dead, suffix=".pt", host="elsewhere")  # young: kept
+    other_target = _fake_temp(tmp_path, "best.pt", dead, suffix=".pt")  # another target's writer
+    with io.atomic_path(tmp_path / "last.pt") as tmp:
+        tmp.write_text("new")
+    assert not stale_file.exists()
+    assert live.exists() and other_host.exists() and other_target.exists()
+    assert (tmp_path / "last.pt").read_text() == "new"
+    with io.atomic_dir(tmp_path / "I") as tmp:
+        (tmp / "a.txt").write_text("a")
+    assert not stale_dir.exists()
+    # an entry older than the age limit is stale whoever wrote it
+    old = _fake_temp(tmp_path, "last.pt", 1, suffix=".pt", host="elsewhere")
+    os.utime(old, (0, 0))
+    assert io.sweep_stale(tmp_path / "last.pt") == [old]
+    assert other_host.exists()
+
+
+def test_stale_swap_folder_holding_the_only_copy_is_restored(tmp_path):
+    swap = _fake_temp(tmp_path, "S", _dead_pid(), kind="old", is_dir=True)
+    (swap / "S").mkdir()
+    (swap / "S" / "mapping.txt").write_text("0 a\n")  # killed between the two renames
+    io.sweep_stale(tmp_path / "S")
+    assert (tmp_path / "S" / "mapping.txt").read_text() == "0 a\n"
+    assert not swap.exists()
+
+
+def test_outputs_follow_the_umask(tmp_path):
+    import os
+    import stat
+
+    old = os.umask(0o022)
+    try:
+        with io.atomic_path(tmp_path / "f.txt") as tmp:
+            tmp.write_text("x")
+        with io.atomic_dir(tmp_path / "d") as tmp:
+            (tmp / "g.txt").write_text("y")
+        io.save_npz(tmp_path / "h.npz", {"a": np.ones(2)})
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "f.txt").stat().st_mode) == 0o644
+    assert stat.S_IMODE((tmp_path / "h.npz").stat().st_mode) == 0o644
+    assert stat.S_IMODE((tmp_path / "d").stat().st_mode) == 0o755
+    assert stat.S_IMODE((tmp_path / "d" / "g.txt").stat().st_mode) == 0o644

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from rankfusion import spectral
+from rankfusion._validation import InputError
 from rankfusion.theorem import (
     VERDICT_FAILS,
     VERDICT_NOT_RISEN,
@@ -404,3 +405,37 @@ def test_report_format_is_the_command_output(generic):
     text = rep.format(source="demo")
     assert text.splitlines()[0] == "Theorem 3.1 on demo  (T=30, D=8)"
     assert f"verdict: {rep.verdict}" in text and "assumption-3" in text
+
+
+@pytest.mark.parametrize("e", [-700, -1000, 560])
+def test_theorem_is_scale_safe(e):
+    # tiny (1e-211, 1e-301) and huge (1e168) entries: sigma^2 under- or overflows float64 unless
+    # the computation is rescaled; the assertions are scale-invariant, so every truth value and
+    # ERank must equal the unscaled ones, and lengths / energies scale as 2**e / 4**e
+    rng = np.random.default_rng(3)
+    X = rng.standard_normal((40, 8)) @ np.diag(np.linspace(3, 0.2, 8))
+    Y = rng.standard_normal((40, 8))
+    base = theorem_3_1(X, Y, k=2, alpha=0.3, k_prime=2)
+    rep = theorem_3_1(np.ldexp(X, e), np.ldexp(Y, e), k=2, alpha=0.3, k_prime=2)
+    assert rep.verdict == base.verdict and rep.failed == base.failed
+    assert [c.holds for c in rep.assumptions + rep.proof_steps] == [c.holds for c in base.assumptions + base.proof_steps]
+    np.testing.assert_array_equal(rep.low, base.low)
+    # same computation at a power-of-two scale: equal up to LAPACK's scale-dependent branches, if any
+    np.testing.assert_allclose(rep.erank_before, base.erank_before, rtol=1e-12)
+    np.testing.assert_allclose(rep.erank_after, base.erank_after, rtol=1e-12)
+    np.testing.assert_allclose(np.ldexp(rep.sigma, -e), base.sigma, rtol=1e-12)
+    np.testing.assert_allclose(rep.delta_k, np.ldexp(base.delta_k, e), rtol=1e-12)
+    if e < 0:  # energies of 1e168-sized entries exceed float64 in the original units (reported as inf)
+        np.testing.assert_allclose(rep.delta_fro_sq, np.ldexp(base.delta_fro_sq, 2 * e), rtol=1e-12)
+        a3, b3 = rep.assumption("assumption-3"), base.assumption("assumption-3")
+        np.testing.assert_allclose(a3.slack, np.ldexp(b3.slack, e), rtol=1e-12)
+    else:
+        assert rep.delta_fro_sq == np.inf
+    assert any("scaled by 2**" in n for n in rep.notes)
+
+
+def test_theorem_refuses_scales_float64_cannot_hold_together():
+    rng = np.random.default_rng(3)
+    X = rng.standard_normal((20, 4))
+    with pytest.raises(InputError, match=r"X and Y differ in scale too much.*max \|X\| = .*e-200"):
+        theorem_3_1(X * 1e-200, rng.standard_normal((20, 4)) * 1e200, k=1, alpha=0.5, k_prime=1)

@@ -232,3 +232,68 @@ def test_transition_weight_config_and_hash():
     assert tiny_config(transition_weight=10.0).config_hash() != old
     with pytest.raises(ValueError, match="transition_weight"):
         tiny_config(transition_weight=-1.0)
+
+
+def test_cli_evaluate_skips_a_video_too_short_to_observe(tiny_data, tmp_path):
+    import shutil
+    import warnings
+
+    from rankfusion.data import open_dataset
+
+    run = train(tiny_config(epochs=1), tiny_data, tmp_path / "run", seed=1, progress=False)
+    data = tmp_path / "short"
+    shutil.copytree(tiny_data, data)
+    ds = open_dataset(data)
+    video, moved = ds.split("test")[0], ds.split("train")[-1]
+    # a second test video (moved from train), so the cut points still have something to score
+    for name, videos in (("train", ds.split("train")[:-1]), ("test", [video, moved])):
+        (data / "splits" / f"{name}.split1.bundle").write_text("".join(f"{v}.txt\n" for v in videos))
+    gt = data / "groundTruth" / f"{video}.txt"
+    gt.write_text("".join(gt.read_text().splitlines(keepends=True)[:3]))
+    for m in ("rgb", "depth", "imu"):
+        f = data / "features" / m / f"{video}.npy"
+        np.save(f, np.load(f)[:, :3])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # torch's "NumPy array is not writable" warning would fail here
+        r = CliRunner().invoke(main, ["evaluate", str(run), "--data", str(data)])
+    assert r.exit_code == 0, r.output
+    for o in ("0.2", "0.3"):
+        assert (f"note: video {video!r} (3 frames) has no observed frame at obs {o} (int({o} * 3) = 0): "
+                "skipped at that cut point\n") in r.stderr
+    assert "Warning" not in r.output and "MoC" in r.stdout
+    df = __import__("pandas").read_csv(run / "eval_test.csv")
+    assert np.isfinite(df[df.metric == "moc"]["mean"]).all()
+
+
+def test_video_inputs_never_wrap_read_only_arrays(tiny_data, monkeypatch):
+    # torch warns (once per process, in C++) when from_numpy wraps a non-writable array; the
+    # dataset's features are read-only memory maps, sliced to one contiguous row at short cut points
+    from rankfusion import train as train_mod
+    from rankfusion.data import open_dataset
+
+    real = torch.from_numpy
+    seen = []
+
+    def checked(arr):
+        seen.append(arr.flags.writeable)
+        return real(arr)
+
+    monkeypatch.setattr(torch, "from_numpy", checked)
+    ds = open_dataset(tiny_data)
+    video = ds.split("test")[0]
+    for stop, rate in ((1, 2), (5, 1), (40, 2)):
+        train_mod._video_inputs(ds, video, ("rgb", "depth"), stop, rate, torch.device("cpu"))
+    assert seen and all(seen)
+
+
+def test_cli_train_prints_the_recorded_config_hash(tiny_data, tmp_path):
+    r = CliRunner().invoke(main, ["train", str(tiny_data), "--out", str(tmp_path / "r"), "--epochs", "1",
+                                  "--d-model", "8", "--modalities", "rgb", "--sample-rate", "4", "--quiet",
+                                  "--seeds", "1,2"])
+    assert r.exit_code == 0, r.output
+    printed = r.output.split("(config ")[1].split(")")[0]
+    for s in (1, 2):
+        info = json.loads((tmp_path / "r" / f"seed-{s}" / "config.json").read_text())
+        assert printed == info["config_hash"] == load_checkpoint(tmp_path / "r" / f"seed-{s}" / "checkpoints"
+                                                                 / "last.pt")["config_hash"]
+        assert printed == RunConfig.from_dict(info["config"]).config_hash()

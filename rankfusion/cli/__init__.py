@@ -1,39 +1,76 @@
 """The ``rankfusion`` command line: a thin click layer over the library.
 
 Each command family lives in its own module of this package and is registered on
-:data:`main` below. Errors a user can cause (``ValueError``/``TypeError`` raised by
-the library's input checks, unreadable files) end as one line on stderr and exit
-status 2, never a traceback.
+:data:`main` below. Errors a user can cause (:class:`~rankfusion._validation.InputError`,
+raised by the library's input checks, and ``OSError`` from files) end as one line
+``Error: ...`` on stderr and exit status 2, never a traceback; so do click's own usage
+errors. Any other exception is a bug and keeps its traceback. Warnings raised by a command
+that fails with a user error are dropped: the one ``Error:`` line says what went wrong.
 """
 
 from __future__ import annotations
 
 import sys
+import warnings
 
 import click
 
 from .._validation import InputError
 
 #: Exceptions that are the user's input, not a bug: reported in one line, exit 2.
-USER_ERRORS = (InputError, ValueError, TypeError, OSError, KeyError)
+USER_ERRORS = (InputError, OSError)
+
+
+def _one_line(text: str) -> str:
+    text = str(text).strip()
+    return text.splitlines()[0] if text else ""
+
+
+class OneLineError(click.ClickException):
+    """A click error shown as the single line ``Error: <message>`` (exit status 2)."""
+
+    exit_code = 2
+
+    def show(self, file=None):
+        click.echo(f"Error: {_one_line(self.format_message())}", err=True)
+
+
+def _usage_error(exc: click.UsageError) -> OneLineError:
+    # click prints "Usage: ...", "Try ... --help" and the message on three lines; keep one
+    hint = f" (see '{exc.ctx.command_path} --help')" if exc.ctx is not None else ""
+    return OneLineError(_one_line(exc.format_message()) + hint)
 
 
 class RankfusionGroup(click.Group):
     """A click group that reports user errors in one line with exit status 2."""
 
-    def invoke(self, ctx):
+    def make_context(self, info_name, args, parent=None, **extra):
         try:
-            return super().invoke(ctx)
-        except click.exceptions.Exit:
-            raise
-        except (click.ClickException, click.Abort):
-            raise
-        except USER_ERRORS as exc:
-            msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            if isinstance(exc, KeyError):
-                msg = f"missing key {exc}"
-            click.echo(f"Error: {msg}", err=True)
-            sys.exit(2)
+            return super().make_context(info_name, args, parent=parent, **extra)
+        except click.UsageError as exc:
+            raise _usage_error(exc) from None
+
+    def invoke(self, ctx):
+        with warnings.catch_warnings(record=True) as caught:
+            try:
+                result = super().invoke(ctx)
+            except (click.exceptions.Exit, click.Abort, OneLineError):
+                raise
+            except click.UsageError as exc:
+                raise _usage_error(exc) from None
+            except click.ClickException as exc:
+                raise OneLineError(exc.format_message()) from None
+            except USER_ERRORS as exc:
+                if isinstance(exc, OSError) and exc.filename is not None and exc.strerror:
+                    msg = f"{exc.strerror}: {str(exc.filename)!r}"
+                else:
+                    msg = _one_line(exc) or type(exc).__name__
+                click.echo(f"Error: {msg}", err=True)
+                sys.exit(2)
+        # the command succeeded: show its warnings as Python would have
+        for w in caught:
+            warnings.showwarning(w.message, w.category, w.filename, w.lineno, w.file, w.line)
+        return result
 
 
 @click.group(cls=RankfusionGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -42,17 +79,6 @@ def main():
     """Measure and counter representation collapse in multi-modal models."""
 
 
-def _register():
-    # Each module defines its commands and adds them to ``main``; importing here keeps
-    # ``rankfusion --help`` listing all of them. Missing modules are work in progress.
-    import importlib
-
-    for name in ("spectrum", "theorem", "data", "model", "analysis"):
-        try:
-            importlib.import_module(f"{__name__}.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"{__name__}.{name}":
-                raise
-
-
-_register()
+# Each module defines its commands and adds them to ``main``; importing them here keeps
+# ``rankfusion --help`` listing all of them.
+from . import analysis, data, model, spectrum, theorem  # noqa: E402,F401

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import click
 
+from .._validation import InputError
 from . import main
 
 _FAMILY_HELP = "spectra, modality, noise, exchange, angles, ablation"
@@ -58,7 +59,7 @@ def _cache(data, cache_dir, profile, device, quiet, threads=1):
 
     data = Path(data)
     if not data.is_dir():
-        raise ValueError(f"--data folder {str(data)!r} does not exist")
+        raise InputError(f"--data folder {str(data)!r} does not exist")
     cache_dir = cache_dir if cache_dir is not None else data.resolve().parent / "rankfusion-cache"
     set_threads(threads)
     return RunCache(data, cache_dir, get_profile(profile), device=device, progress=not quiet)
@@ -104,15 +105,15 @@ def modality_select(features, data, paired, labels_key, modality_specs, candidat
     """
     given = [n for n, v in (("FEATURES", features), ("--data", data), ("--paired", paired)) if v]
     if len(given) > 1:
-        raise ValueError(f"give one of FEATURES files, --data or --paired, not both ({' and '.join(given)})")
+        raise InputError(f"give one of FEATURES files, --data or --paired, not both ({' and '.join(given)})")
     if not given:
-        raise ValueError("no input: give FEATURES (.npz files), --data DATA or --paired FILE")
+        raise InputError("no input: give FEATURES (.npz files), --data DATA or --paired FILE")
     cands = None if candidates is None else [c.strip() for c in candidates.split(",") if c.strip()]
     if cands is not None and not (data or paired):
-        raise ValueError("--candidates needs --data or --paired "
+        raise InputError("--candidates needs --data or --paired "
                          "(with FEATURES every non-anchor modality is a candidate)")
     if modality_specs and not paired:
-        raise ValueError("--modality needs --paired (it names the columns of a paired table)")
+        raise InputError("--modality needs --paired (it names the columns of a paired table)")
     if paired is not None:
         _paired(paired, labels_key, modality_specs, cands, folds, seeds, surrogates, steps, width, jobs, as_json,
                 out, anchor, quiet, threads)
@@ -131,12 +132,12 @@ def _paired(path, labels_key, specs, cands, folds, seeds, surrogates, steps, wid
     for spec in specs:
         name, pats = parse_modality_spec(spec)
         if name in mods:
-            raise ValueError(f"--modality {name!r} given twice")
+            raise InputError(f"--modality {name!r} given twice")
         mods[name] = pats
     try:
         seed_list = tuple(int(s) for s in seeds.split(",") if s.strip())
     except ValueError:
-        raise ValueError(f"--seeds must be comma-separated integers, got {seeds!r}") from None
+        raise InputError(f"--seeds must be comma-separated integers, got {seeds!r}") from None
     config = selection.ProbeConfig(folds=folds, seeds=seed_list, n_surrogates=surrogates, steps=steps, width=width,
                                    threads=threads)
     arrays, labels = selection.load_paired(path, labels=labels_key, modalities=mods or None)
@@ -238,7 +239,7 @@ def figures_cmd(data, out, only, partner, anchor, cache_dir, profile, device, qu
 
     for n in only:
         if n not in FAMILIES:
-            raise ValueError(f"--only must be among {list(FAMILIES)}, got {n!r}")
+            raise InputError(f"--only must be among {list(FAMILIES)}, got {n!r}")
     cache = _cache(data, cache_dir, profile, device, quiet, threads)
     ctx = FigureContext(cache, out, anchor=anchor, partner=partner)
     results = make_figures(ctx, only=only or None, command=_command_line(), progress=not quiet)

@@ -7,6 +7,7 @@ import time
 
 import click
 
+from .._validation import InputError
 from . import main
 
 
@@ -18,16 +19,16 @@ def _parse_channels(values):
         try:
             return int(values[0])
         except ValueError:
-            raise ValueError(f"--channels must be an integer or MODALITY=INT, got {values[0]!r}") from None
+            raise InputError(f"--channels must be an integer or MODALITY=INT, got {values[0]!r}") from None
     out = {}
     for v in values:
         name, sep, num = v.partition("=")
         if not sep or not name:
-            raise ValueError(f"--channels must be MODALITY=INT when several are given, got {v!r}")
+            raise InputError(f"--channels must be MODALITY=INT when several are given, got {v!r}")
         try:
             out[name] = int(num)
         except ValueError:
-            raise ValueError(f"--channels {name}: expected an integer, got {num!r}") from None
+            raise InputError(f"--channels {name}: expected an integer, got {num!r}") from None
     return out
 
 
@@ -104,12 +105,12 @@ def import_csv_cmd(files, out, label_column, modalities, video_column, window, c
     for spec in modalities:
         name, pats = parse_modality_spec(spec)
         if name in mods:
-            raise ValueError(f"--modality {name!r} given twice")
+            raise InputError(f"--modality {name!r} given twice")
         mods[name] = pats
     try:
         fr = tuple(float(x) for x in fractions.split(","))
     except ValueError:
-        raise ValueError(f"--split must be three comma-separated numbers, got {fractions!r}") from None
+        raise InputError(f"--split must be three comma-separated numbers, got {fractions!r}") from None
     path = import_csv(list(files), out, modalities=mods, label_column=label_column, video_column=video_column,
                       window=window, chunk=chunk, split_fractions=fr, seed=seed, split_set=split_set,
                       overwrite=force)

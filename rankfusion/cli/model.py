@@ -6,6 +6,7 @@ import time
 
 import click
 
+from .._validation import InputError
 from . import main
 
 
@@ -14,7 +15,7 @@ def _split_list(value, name):
         return None
     items = [v.strip() for v in value.split(",") if v.strip()]
     if not items:
-        raise ValueError(f"{name} must be a comma-separated list, got {value!r}")
+        raise InputError(f"{name} must be a comma-separated list, got {value!r}")
     return items
 
 
@@ -58,10 +59,11 @@ def train(data, out, preset, config_path, epochs, seed, seeds, modalities, no_rt
     """
     from ..config import load_config
     from ..distributed import setup, teardown, under_torchrun
+    from ..train import recorded_config_hash
     from ..train import train as run_train
 
     if seed is not None and seeds is not None:
-        raise ValueError("give --seed or --seeds, not both")
+        raise InputError("give --seed or --seeds, not both")
     model = {k: v for k, v in {
         "modalities": _split_list(modalities, "--modalities"), "selection": selection, "exchange": exchange,
         "exchange_ratio": exchange_ratio, "latent": latent, "d_model": d_model, "n_layers": layers,
@@ -77,7 +79,8 @@ def train(data, out, preset, config_path, epochs, seed, seeds, modalities, no_rt
     t0 = time.perf_counter()
     if not under_torchrun():
         path = run_train(cfg, data, out, seed=seed_arg, device=device, resume=resume, progress=not quiet)
-        click.echo(f"trained {path} (config {cfg.config_hash()}) in {time.perf_counter() - t0:.1f} s")
+        # the hash of the config resolved against the dataset, as config.json and the checkpoints record it
+        click.echo(f"trained {path} (config {recorded_config_hash(path)}) in {time.perf_counter() - t0:.1f} s")
         return
     ctx, dev = setup(device, rtf_stats=rtf_stats, backend=dist_backend)
     try:
@@ -86,7 +89,7 @@ def train(data, out, preset, config_path, epochs, seed, seeds, modalities, no_rt
     finally:
         teardown()
     if ctx.is_main:
-        click.echo(f"trained {path} (config {cfg.config_hash()}) on {ctx.world_size} processes "
+        click.echo(f"trained {path} (config {recorded_config_hash(path)}) on {ctx.world_size} processes "
                    f"({ctx.backend}) in {time.perf_counter() - t0:.1f} s")
 
 
@@ -104,6 +107,8 @@ def evaluate(run, split, data_root, checkpoint, device):
     from ..train import evaluate_run, format_eval_table
 
     df = evaluate_run(run, split, device=device, data_root=data_root, checkpoint=checkpoint)
+    for note in df.attrs.get("notes", []):
+        click.echo(f"note: {note}", err=True)
     click.echo(format_eval_table(df))
     click.echo(f"wrote {Path(run) / f'eval_{split}.csv'}")
 

@@ -11,7 +11,7 @@ import numpy as np
 
 from .. import spectral
 from .._validation import InputError
-from ..io import META_KEY, atomic_path, load_arrays
+from ..io import META_KEY, array_file_kind, atomic_path, load_arrays
 from . import main
 
 #: Chunk budget (bytes of float64 per chunk) when --chunk-rows is not given.
@@ -19,9 +19,7 @@ DEFAULT_CHUNK_BYTES = 256 * 2**20
 
 
 def _list_keys(path: Path) -> list[str]:
-    if not path.exists():
-        raise InputError(f"file {str(path)!r} does not exist")
-    if path.suffix == ".npy":
+    if array_file_kind(path) == "npy":
         return ["array"]
     try:
         with np.load(path, allow_pickle=False) as z:
@@ -166,13 +164,14 @@ def spectrum(file, keys, center, as_json, plot, top, chunk_rows):
     Sec. 4.2 of the paper. The `meta` entry of feature files is skipped.
     """
     available = _list_keys(file)
+    is_npy = array_file_kind(file) == "npy"
     explicit = bool(keys)
     wanted = list(keys) if explicit else available
     results = []
     for key in wanted:
         arrays = load_arrays(file, [key])
         arr = arrays[key]
-        label = file.stem if (file.suffix == ".npy" and not explicit) else key
+        label = file.stem if (is_npy and not explicit) else key
         if not explicit and (arr.ndim < 2 or arr.size == 0):
             click.echo(f"skipping {label!r}: shape {arr.shape} is not a matrix", err=True)
             continue

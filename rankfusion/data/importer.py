@@ -29,9 +29,9 @@ def parse_modality_spec(spec: str) -> tuple[str, list[str]]:
     name = name.strip()
     pats = [p.strip().strip("'\"") for p in patterns.split(",") if p.strip().strip("'\"")]
     if not sep or not name or not pats:
-        raise ValueError(f"--modality must be NAME=PATTERN[,PATTERN...], got {spec!r}")
+        raise InputError(f"--modality must be NAME=PATTERN[,PATTERN...], got {spec!r}")
     if not _NAME.match(name):
-        raise ValueError(f"--modality name must use letters, digits, '_' or '-', got {name!r}")
+        raise InputError(f"--modality name must use letters, digits, '_' or '-', got {name!r}")
     return name, pats
 
 
@@ -46,6 +46,8 @@ def read_table(path):
     import pandas as pd
 
     path = Path(path)
+    if path.is_dir():
+        raise InputError(f"input file {str(path)!r} is a folder, expected a CSV, TSV or Parquet file")
     if not path.is_file():
         raise InputError(f"input file {str(path)!r} does not exist")
     suffixes = [s.lower() for s in path.suffixes]
@@ -101,13 +103,26 @@ def _numeric(df, cols, path):
                 f"(line {i + 2})"
             )
         vals = num.to_numpy(dtype=np.float64)
-        miss = ~np.isfinite(vals)
+        # features are stored as float32: a finite float64 beyond its range would become inf
+        miss = ~(np.abs(vals) <= np.finfo(np.float32).max)
         if miss.any():
             i = int(np.flatnonzero(miss)[0])
-            what = "an empty cell" if np.isnan(vals[i]) else f"a non-finite value ({vals[i]})"
+            what = ("an empty cell" if np.isnan(vals[i]) else f"a non-finite value ({vals[i]})" if np.isinf(vals[i])
+                    else f"a value ({vals[i]:g}) beyond the float32 range (|x| <= 3.4e38)")
             raise InputError(f"{str(path)!r}: column {str(c)!r} has {what} at data row {i} (line {i + 2})")
         block[:, j] = vals
     return block
+
+
+def _check_labels(lab, path, label_column):
+    # groundTruth/ and mapping.txt hold one label per line: a label spanning lines (a quoted
+    # cell with a newline) would be read back as several frames or a malformed mapping
+    for i, x in enumerate(lab):
+        if len(x.splitlines()) != 1:
+            raise InputError(
+                f"{str(path)!r}: label column {label_column!r} has a label with a line break {x!r} at data row {i}; "
+                "labels must be one line"
+            )
 
 
 def _windows(feats: dict, labels: np.ndarray, window: int):
@@ -170,19 +185,19 @@ def import_csv(files, out_dir, *, modalities, label_column, video_column=None, w
     """
     files = [Path(f) for f in ([files] if isinstance(files, (str, Path)) else files)]
     if not files:
-        raise ValueError("files must name at least one input table")
+        raise InputError("files must name at least one input table")
     if not modalities:
-        raise ValueError("modalities must map at least one modality name to column patterns")
+        raise InputError("modalities must map at least one modality name to column patterns")
     mods = {}
     for name, pats in modalities.items():
         if not _NAME.match(str(name)):
-            raise ValueError(f"modality name must use letters, digits, '_' or '-', got {name!r}")
+            raise InputError(f"modality name must use letters, digits, '_' or '-', got {name!r}")
         mods[str(name)] = [pats] if isinstance(pats, str) else list(pats)
     window = check_int(window, "window", low=1)
     chunk = check_int(chunk, "chunk", low=1, allow_none=True)
     check_int(seed, "seed", low=0)
     if chunk is not None and chunk < window:
-        raise ValueError(f"chunk ({chunk}) must be at least window ({window})")
+        raise InputError(f"chunk ({chunk}) must be at least window ({window})")
 
     labels, feats, sources = {}, {m: {} for m in mods}, []
     first_cols = None
@@ -213,6 +228,7 @@ def import_csv(files, out_dir, *, modalities, label_column, video_column=None, w
                 f"{str(path)!r}: label column {label_column!r} has a gap (empty cell) at data row {i} (line {i + 2})"
             )
         lab = lab.astype(str).str.strip().to_numpy(dtype=object)
+        _check_labels(lab, path, label_column)
         blocks = {m: _numeric(df, c, path) for m, c in cols.items()}
         if video_column is None:
             groups = [(_safe(path.stem), np.arange(len(df)))]
@@ -249,7 +265,7 @@ def import_csv(files, out_dir, *, modalities, label_column, video_column=None, w
     classes = sorted({x for lab in labels.values() for x in lab})
     fr = tuple(split_fractions)
     if len(fr) != 3 or any(f < 0 for f in fr) or not np.isclose(sum(fr), 1.0):
-        raise ValueError(f"split_fractions must be 3 non-negative numbers summing to 1, got {fr!r}")
+        raise InputError(f"split_fractions must be 3 non-negative numbers summing to 1, got {fr!r}")
     order = np.random.default_rng(seed).permutation(len(videos))
     n_train, n_val, _ = _split_counts(len(videos), fr)
     parts = {"train": order[:n_train], "val": order[n_train:n_train + n_val], "test": order[n_train + n_val:]}
@@ -258,5 +274,6 @@ def import_csv(files, out_dir, *, modalities, label_column, video_column=None, w
             "video_column": video_column, "window": window, "chunk": chunk, "seed": seed,
             "modalities": {m: [str(c) for c in first_cols[m]] for m in mods},
             "split_fractions": list(fr)}
+    # validate=True: every check of `data check` runs before the new folder replaces anything
     return write_dataset(out_dir, classes, labels, feats, splits, split_set=split_set, overwrite=overwrite,
-                         extra_files={"import.json": json.dumps(meta, indent=2) + "\n"})
+                         extra_files={"import.json": json.dumps(meta, indent=2) + "\n"}, validate=True)

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .._validation import InputError, check_choice
+from .._validation import InputError, InputTypeError, check_choice
 from ..io import atomic_dir
 
 #: Modality name given to the features of a plain (single-modality) FUTR/MS-TCN dataset.
@@ -143,7 +143,7 @@ class MultiModalDataset:
 
     def __init__(self, root, *, modalities=None, trim="error", split_set=None):
         if not isinstance(root, (str, os.PathLike)):
-            raise TypeError(f"root must be a path, got {type(root).__name__} {root!r}")
+            raise InputTypeError(f"root must be a path, got {type(root).__name__} {root!r}")
         self.root = Path(root)
         check_choice(trim, "trim", TRIM_POLICIES)
         self.trim = trim
@@ -159,7 +159,7 @@ class MultiModalDataset:
                 modalities = [m for m in modalities.split(",") if m]
             modalities = list(modalities)
             if not modalities:
-                raise ValueError("modalities must name at least one modality, got an empty list")
+                raise InputError("modalities must name at least one modality, got an empty list")
             for m in modalities:
                 if m not in self.available_modalities:
                     raise InputError(
@@ -167,7 +167,7 @@ class MultiModalDataset:
                         f"available: {self.available_modalities}"
                     )
             if len(set(modalities)) != len(modalities):
-                raise ValueError(f"modalities must not repeat, got {modalities}")
+                raise InputError(f"modalities must not repeat, got {modalities}")
             self.modalities = modalities
         self.split_sets = self._find_split_sets()
         self.split_set = self._pick_split_set(split_set)
@@ -379,7 +379,10 @@ class MultiModalDataset:
             raise InputError(f"video {video!r}: cannot read {str(path)!r}: {exc}") from None
         view = arr.T[: self._info[video].n_frames]
         if view.dtype != np.float32:
-            view = view.astype(np.float32)
+            # a float64 value beyond the float32 range becomes inf, which validate() reports
+            # naming the video; the overflow warning would only precede that line
+            with np.errstate(over="ignore"):
+                view = view.astype(np.float32)
         return view
 
     def validate(self, *, progress=False) -> "CheckReport":
@@ -525,7 +528,7 @@ def open_dataset(root, *, modalities=None, trim="error", split_set=None) -> Mult
 
 
 def write_dataset(root, classes, labels, features, splits, *, split_set="split1", plain=False,
-                  overwrite=False, extra_files=None):
+                  overwrite=False, extra_files=None, validate=False):
     """Write a dataset in the standard layout, atomically (a temp folder renamed into place).
 
     Parameters
@@ -550,6 +553,10 @@ def write_dataset(root, classes, labels, features, splits, *, split_set="split1"
         Replace an existing ``root``.
     extra_files : dict, optional
         ``{relative path: text}`` written as well (e.g. a provenance JSON).
+    validate : bool
+        Run every check of :meth:`MultiModalDataset.validate` on the written temporary folder
+        *before* it replaces ``root``: an invalid dataset raises and leaves ``root`` as it was
+        (an existing dataset intact, no new folder).
 
     Returns
     -------
@@ -559,7 +566,7 @@ def write_dataset(root, classes, labels, features, splits, *, split_set="split1"
     if root.exists() and not overwrite:
         raise InputError(f"output folder {str(root)!r} already exists; pass overwrite=True (--force) to replace it")
     if plain and len(features) != 1:
-        raise ValueError(f"plain=True needs exactly one modality, got {sorted(features)}")
+        raise InputError(f"plain=True needs exactly one modality, got {sorted(features)}")
     with atomic_dir(root) as tmp:
         (tmp / "mapping.txt").write_text("".join(f"{i} {c}\n" for i, c in enumerate(classes)))
         (tmp / "groundTruth").mkdir()
@@ -577,4 +584,10 @@ def write_dataset(root, classes, labels, features, splits, *, split_set="split1"
         for rel, text in (extra_files or {}).items():
             (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
             (tmp / rel).write_text(text)
+        if validate:
+            try:
+                MultiModalDataset(tmp).validate()
+            except InputError as exc:
+                # name the destination, not the temporary folder the user never sees
+                raise InputError(str(exc).replace(str(tmp), str(root))) from None
     return root

@@ -170,16 +170,16 @@ class SynthConfig:
         check_int(self.max_frames, "max_frames", low=self.min_frames)
         check_float(self.noise_scale, "noise_scale", low=0.0)
         if not isinstance(self.channels, dict) or not self.channels:
-            raise ValueError(f"channels must be a non-empty dict {{modality: channels}}, got {self.channels!r}")
+            raise InputError(f"channels must be a non-empty dict {{modality: channels}}, got {self.channels!r}")
         for m, c in self.channels.items():
             if m not in MODALITY_GAINS:
-                raise ValueError(f"channels: unknown modality {m!r}; choose from {sorted(MODALITY_GAINS)}")
+                raise InputError(f"channels: unknown modality {m!r}; choose from {sorted(MODALITY_GAINS)}")
             check_int(c, f"channels[{m!r}]", low=1)
         fr = tuple(self.split_fractions)
         if len(fr) != 3 or any(not isinstance(f, (int, float)) or f < 0 for f in fr) or not np.isclose(sum(fr), 1.0):
-            raise ValueError(f"split_fractions must be 3 non-negative numbers summing to 1, got {fr!r}")
+            raise InputError(f"split_fractions must be 3 non-negative numbers summing to 1, got {fr!r}")
         if not self.split_set or "." in self.split_set or "/" in self.split_set:
-            raise ValueError(f"split_set must be a plain name without '.' or '/', got {self.split_set!r}")
+            raise InputError(f"split_set must be a plain name without '.' or '/', got {self.split_set!r}")
         return self
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .._validation import InputError, check_float, check_int
+from .._validation import InputError, InputTypeError, check_float, check_int
 from .layout import MultiModalDataset
 
 #: Padding value of label targets (the default ``ignore_index`` of torch's cross-entropy).
@@ -33,7 +33,7 @@ def transcript(labels) -> tuple[np.ndarray, np.ndarray]:
     """
     labels = np.asarray(labels)
     if labels.ndim != 1:
-        raise ValueError(f"labels must be 1-D, got shape {labels.shape}")
+        raise InputError(f"labels must be 1-D, got shape {labels.shape}")
     if labels.size == 0:
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
     starts = np.flatnonzero(np.r_[True, labels[1:] != labels[:-1]])
@@ -65,7 +65,7 @@ def anticipation_targets(future_labels, n_queries: int, none_index: int):
     """
     cls, lengths = transcript(future_labels)
     if cls.size == 0:
-        raise ValueError("future_labels must not be empty")
+        raise InputError("future_labels must not be empty")
     n_fut = int(lengths.sum())
     keep = min(cls.size, n_queries - 1)
     classes = np.full(n_queries, PAD_LABEL, dtype=np.int64)
@@ -111,7 +111,7 @@ class AnticipationDataset(torch.utils.data.Dataset):
     def __init__(self, ds: MultiModalDataset, split: str, *, obs_ratios=(0.2, 0.3, 0.5), future_ratio=0.5,
                  sample_rate=1, n_queries=8, modalities=None):
         if not isinstance(ds, MultiModalDataset):
-            raise TypeError(f"ds must be a MultiModalDataset (from open_dataset), got {type(ds).__name__}")
+            raise InputTypeError(f"ds must be a MultiModalDataset (from open_dataset), got {type(ds).__name__}")
         self.ds = ds
         self.split = split
         if isinstance(obs_ratios, (int, float)):
@@ -120,10 +120,10 @@ class AnticipationDataset(torch.utils.data.Dataset):
             check_float(r, "obs_ratios", low=0.0, high=1.0, low_open=True) for r in obs_ratios
         )
         if not self.obs_ratios:
-            raise ValueError("obs_ratios must not be empty")
+            raise InputError("obs_ratios must not be empty")
         for r in self.obs_ratios:
             if r >= 1.0:
-                raise ValueError(f"obs_ratios must be < 1, got {r}")
+                raise InputError(f"obs_ratios must be < 1, got {r}")
         self.future_ratio = check_float(future_ratio, "future_ratio", low=0.0, high=1.0, low_open=True)
         self.sample_rate = check_int(sample_rate, "sample_rate", low=1)
         self.n_queries = check_int(n_queries, "n_queries", low=1)
@@ -133,9 +133,9 @@ class AnticipationDataset(torch.utils.data.Dataset):
             modalities = list(modalities)
             for m in modalities:
                 if m not in ds.modalities:
-                    raise ValueError(f"modalities: {m!r} is not one of the dataset's {ds.modalities}")
+                    raise InputError(f"modalities: {m!r} is not one of the dataset's {ds.modalities}")
             if not modalities:
-                raise ValueError("modalities must not be empty")
+                raise InputError("modalities must not be empty")
         self.modalities = modalities
         self.none_index = len(ds.classes)
         self.videos = ds.split(split)
@@ -162,7 +162,8 @@ class AnticipationDataset(torch.utils.data.Dataset):
         labels = self.ds.labels(video)
         feats = {}
         for m in self.modalities:
-            x = np.ascontiguousarray(self.ds.features(video, m)[:past:self.sample_rate], dtype=np.float32)
+            # a copy: the features are read-only memory maps, which torch must not wrap
+            x = np.array(self.ds.features(video, m)[:past:self.sample_rate], dtype=np.float32, order="C")
             if not np.isfinite(x).all():
                 t = int(np.argwhere(~np.isfinite(x))[0, 0]) * self.sample_rate
                 raise InputError(f"video {video!r}: modality {m!r} has a non-finite value at frame {t}")
@@ -202,7 +203,7 @@ def collate_anticipation(items) -> dict:
     """
     items = list(items)
     if not items:
-        raise ValueError("items must not be empty")
+        raise InputError("items must not be empty")
     lengths = [int(it["seg_labels"].shape[0]) for it in items]
     b, t = len(items), max(lengths)
     modalities = list(items[0]["features"])
