@@ -1,16 +1,18 @@
-"""A tiny array backend: only the operations :mod:`rankfusion.spectral` uses.
+"""The array backend seam: every operation :mod:`rankfusion.spectral` performs on an array.
 
 The backend follows the input type (house rule 1): NumPy arrays (and memory maps) go to
-NumPy/SciPy, torch tensors stay torch on their own device. torch is imported lazily so that
-``import rankfusion.spectral`` works without it. Every reduction that decides a spectrum is
-done in float64.
+NumPy/SciPy, torch tensors stay torch on their own device, dask arrays (chunked by rows) are
+reduced chunk by chunk into small NumPy results (:mod:`rankfusion._dask`, the ``[scale]``
+extra). :func:`get_ops` picks the backend and refuses to mix NumPy arrays with torch tensors.
+torch and dask are imported lazily so that ``import rankfusion.spectral`` works without them.
+Every reduction that decides a spectrum is done in float64.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from ._validation import is_torch
+from ._validation import check_float, check_matrix, describe, is_dask, is_torch
 
 #: Bytes of float64 per chunk when a Gram matrix is accumulated chunk by chunk (8192 rows of a
 #: 512-channel matrix). Single-threaded, 2048 to 8192 rows cost the same; fewer, larger BLAS
@@ -191,6 +193,87 @@ class NumpyOps:
     def to_host(x):
         return np.asarray(x)
 
+    @staticmethod
+    def ndim(x) -> int:
+        return int(np.ndim(x))
+
+    @staticmethod
+    def copy(x):
+        return np.array(x, copy=True)
+
+    @staticmethod
+    def flip_last(x):
+        return x[..., ::-1]
+
+    @staticmethod
+    def mT(x):
+        """Swap the last two axes (a view)."""
+        return np.swapaxes(x, -1, -2)
+
+    @staticmethod
+    def qr_q(x):
+        """Orthonormal factor ``Q`` of a thin QR of a float64 matrix."""
+        return np.linalg.qr(x)[0]
+
+    @staticmethod
+    def atan2(y, x):
+        return np.arctan2(y, x)
+
+    @staticmethod
+    def mean_or_nan(x):
+        """Mean of all entries as a float64 scalar; NaN for an empty array."""
+        return np.float64(x.mean()) if x.size else np.float64(np.nan)
+
+    @staticmethod
+    def nan_like(x):
+        return np.full_like(x, np.nan)
+
+    @staticmethod
+    def ones_like(x):
+        return np.ones_like(x)
+
+    minimum = staticmethod(np.minimum)
+    maximum = staticmethod(np.maximum)
+
+    @staticmethod
+    def float64(x, like=None):
+        """``x`` (array-like or Python/NumPy scalar) as a float64 array of this backend."""
+        return np.asarray(x, dtype=np.float64)
+
+    @staticmethod
+    def index(idx, like=None):
+        """Host integer indices ``idx`` as an index array for ``like``."""
+        return np.asarray(idx)
+
+    @staticmethod
+    def bool_mask(mask, like=None, name="mask"):
+        """A boolean mask for indexing ``like``; TypeError naming ``name`` otherwise."""
+        if is_torch(mask):
+            raise TypeError(f"{name} must be a NumPy array like F, got {describe(mask)}")
+        mask = np.asarray(mask)
+        if mask.dtype != np.bool_:
+            raise TypeError(f"{name} must be boolean, got {describe(mask)}")
+        return mask
+
+    @staticmethod
+    def matmul64(x, w, chunk_rows=None):
+        """``x @ w`` in float64 with ``x`` (N, D) cast chunk by chunk (no whole float64 copy)."""
+        chunk_rows = chunk_rows or chunk_rows_for(x.shape[1])
+        out = np.empty((x.shape[0], w.shape[1]), dtype=np.float64)
+        for start in range(0, x.shape[0], chunk_rows):
+            out[start : start + chunk_rows] = np.asarray(x[start : start + chunk_rows], dtype=np.float64) @ w
+        return out
+
+    @staticmethod
+    def check_layout(x, name):
+        """Backend-specific layout requirements of a (..., N, D) input; NumPy has none."""
+        return x
+
+    @staticmethod
+    def erank_value(x, name):
+        """A given effective-rank value (0-d, finite, ``>= 0``) as a float64 scalar."""
+        return np.float64(check_float(float(np.asarray(x)), name, low=0.0))
+
 
 class TorchOps:
     """torch implementation; every result stays on the input's device."""
@@ -357,6 +440,84 @@ class TorchOps:
     def to_host(x):
         return x.detach().cpu().numpy()
 
+    @staticmethod
+    def ndim(x) -> int:
+        return x.dim()
+
+    @staticmethod
+    def copy(x):
+        return x.clone()
+
+    @staticmethod
+    def flip_last(x):
+        return x.flip(-1)
+
+    @staticmethod
+    def mT(x):
+        return x.transpose(-1, -2)
+
+    @staticmethod
+    def qr_q(x):
+        return _torch().linalg.qr(x).Q
+
+    @staticmethod
+    def atan2(y, x):
+        return _torch().atan2(y, x)
+
+    @staticmethod
+    def mean_or_nan(x):
+        torch = _torch()
+        return x.mean() if x.numel() else torch.tensor(float("nan"), dtype=torch.float64, device=x.device)
+
+    @staticmethod
+    def nan_like(x):
+        return _torch().full_like(x, float("nan"))
+
+    @staticmethod
+    def ones_like(x):
+        return _torch().ones_like(x)
+
+    @staticmethod
+    def minimum(a, b):
+        return _torch().minimum(a, b)
+
+    @staticmethod
+    def maximum(a, b):
+        return _torch().maximum(a, b)
+
+    @staticmethod
+    def float64(x, like=None):
+        torch = _torch()
+        device = like.device if is_torch(like) else (x.device if is_torch(x) else None)
+        return torch.as_tensor(x, dtype=torch.float64, device=device)
+
+    @staticmethod
+    def index(idx, like=None):
+        return _torch().as_tensor(np.asarray(idx), device=None if like is None else like.device)
+
+    @staticmethod
+    def bool_mask(mask, like=None, name="mask"):
+        torch = _torch()
+        if not is_torch(mask):
+            mask = torch.as_tensor(np.asarray(mask), device=None if like is None else like.device)
+        if mask.dtype != torch.bool:
+            raise TypeError(f"{name} must be boolean, got {describe(mask)}")
+        return mask
+
+    @staticmethod
+    def matmul64(x, w, chunk_rows=None):
+        return x.to(_torch().float64) @ w
+
+    @staticmethod
+    def check_layout(x, name):
+        return x
+
+    @staticmethod
+    def erank_value(x, name):
+        check_matrix(x, name, min_ndim=0)
+        return x.to(_torch().float64)
+
+
 
 #: Work (N * D^2) above which a CPU tensor's float64 Gram goes through NumPy's symmetric
 #: rank-k update. Below it, handing over between NumPy's and torch's thread pools costs more
@@ -377,6 +538,52 @@ def _host_view_ok(x) -> bool:
     )
 
 
-def get_ops(x):
-    """Backend operations for ``x``: :class:`TorchOps` for torch tensors, else :class:`NumpyOps`."""
-    return TorchOps if is_torch(x) else NumpyOps
+def _kind(x):
+    """"torch", "dask", "numpy", or None for what adapts to any backend (None, Python/NumPy scalars)."""
+    if x is None or isinstance(x, (bool, int, float, np.generic)):
+        return None
+    if is_torch(x):
+        return "torch"
+    if is_dask(x):
+        return "dask"
+    return "numpy"
+
+
+def get_ops(*arrays, names=None):
+    """Backend operations for the arrays of one call.
+
+    Parameters
+    ----------
+    *arrays : ndarray, torch.Tensor, dask.array.Array, scalar or None
+        The array arguments of one public call. Scalars and None adapt to the others.
+    names : sequence of str, optional
+        The parameter names of ``arrays`` (for the error message); default ``arg0, arg1, ...``.
+
+    Returns
+    -------
+    ops : :class:`NumpyOps`, :class:`TorchOps` or ``rankfusion._dask.DaskOps``
+
+    Raises
+    ------
+    TypeError
+        If the arrays mix backends (a NumPy array with a torch tensor, or a dask array with
+        either): results would silently move between devices or be computed eagerly.
+    """
+    kinds = [_kind(a) for a in arrays]
+    present = [(i, k) for i, k in enumerate(kinds) if k is not None]
+    for i, k in present[1:]:
+        j, k0 = present[0]
+        if k != k0:
+            names = names or [f"arg{n}" for n in range(len(arrays))]
+            raise TypeError(
+                f"{names[j]} and {names[i]} must both be NumPy arrays or both torch tensors "
+                f"(or both dask arrays), got {type(arrays[j]).__name__} and {type(arrays[i]).__name__}"
+            )
+    kind = present[0][1] if present else "numpy"
+    if kind == "torch":
+        return TorchOps
+    if kind == "dask":
+        from ._dask import DaskOps
+
+        return DaskOps
+    return NumpyOps

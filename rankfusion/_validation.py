@@ -26,6 +26,11 @@ def is_torch(x) -> bool:
     return type(x).__module__.startswith("torch") and hasattr(x, "device")
 
 
+def is_dask(x) -> bool:
+    """True when ``x`` is a dask array (without importing dask)."""
+    return type(x).__module__.startswith("dask") and hasattr(x, "chunks")
+
+
 def describe(x) -> str:
     """Short description of an array-like for error messages."""
     shape = getattr(x, "shape", None)
@@ -46,6 +51,11 @@ def check_structure(x, name: str, *, min_ndim: int = 2, allow_empty: bool = Fals
         if x.is_complex() or not (x.is_floating_point() or x.dtype.is_signed or str(x.dtype) == "torch.uint8"):
             raise InputTypeError(f"{name} must be a real numeric tensor, got {describe(x)}")
         ndim, size = x.dim(), x.numel()
+    elif is_dask(x):
+        # Lazy: dtype and shape are known without reading (never np.asarray a chunked store).
+        if x.dtype.kind not in "fiub":
+            raise TypeError(f"{name} must be a real numeric array, got {describe(x)}")
+        ndim, size = x.ndim, x.size
     else:
         if not isinstance(x, np.ndarray):
             x = np.asarray(x)

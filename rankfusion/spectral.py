@@ -22,7 +22,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ._backend import NumpyOps, chunk_rows_for, get_ops
-from ._validation import check_float, check_int, check_matrix, check_structure, describe, is_torch
+from ._validation import check_float, check_int, check_matrix, check_structure, describe
 
 __all__ = [
     "singular_values",
@@ -196,8 +196,8 @@ def _spectrum(X, *, center: bool, tol, chunk_rows: int | None = None) -> Spectru
             xs, mus = X, mu
         else:
             # Wide input: the short side is the rows; X X^T = (X^T)^T (X^T), chunked over columns.
-            xs = X.swapaxes(-1, -2) if not is_torch(X) else X.transpose(-1, -2)
-            mus = None if mu is None else (mu.swapaxes(-1, -2) if not is_torch(X) else mu.transpose(-1, -2))
+            xs = ops.mT(X)
+            mus = None if mu is None else ops.mT(mu)
         gram = ops.gram64(xs, mus, chunk_rows)
         # Squares of finite entries overflowing float64 (|x| > ~1e154): the SVD route scales.
         use_gram = _finite_or_raise(ops, ops.diagonal(gram), X, "X")
@@ -219,7 +219,7 @@ def _spectrum(X, *, center: bool, tol, chunk_rows: int | None = None) -> Spectru
         bound = _gram_erank_bound(ops, lam, delta, tol2)
         need = ambiguous | (bound > _erank_target(eps_in))
         if X.ndim == 2:
-            if bool(need[()] if not is_torch(X) else need.item()):
+            if bool(need):
                 sigma = exact(X, mu)
                 tol_arr = tol_arr if tol is not None else _default_tol(ops, sigma[:1], n_long, eps_in)
                 n_fallback = 1
@@ -231,7 +231,7 @@ def _spectrum(X, *, center: bool, tol, chunk_rows: int | None = None) -> Spectru
                 xf = X.reshape((-1, n, d))
                 muf = None if mu is None else mu.reshape((-1, 1, d))
                 sf = sigma.reshape((-1, n_short))
-                sf = sf.copy() if not is_torch(X) else sf.clone()
+                sf = ops.copy(sf)
                 sf[idx] = exact(xf[idx], None if muf is None else muf[idx])
                 sigma = sf.reshape(batch_shape + (n_short,))
                 if tol is None:
@@ -270,6 +270,7 @@ def spectrum_info(X, *, center: bool = False, tol: float | None = None) -> Spect
         ``sigma`` is zero-padded to ``min(N, D)`` for every shape (also 2-D input).
     """
     X = check_structure(X, "X")
+    X = get_ops(X).check_layout(X, "X")
     return _spectrum(X, center=bool(center), tol=_check_tol(tol))
 
 
@@ -306,7 +307,7 @@ def singular_values(X, *, center: bool = False, tol: float | None = None):
         If ``X`` has fewer than 2 dimensions, is empty or contains NaN/Inf.
     """
     info = spectrum_info(X, center=center, tol=tol)
-    if getattr(X, "ndim", None) == 2 or (is_torch(X) and X.dim() == 2):
+    if len(info.sigma.shape) == 1:
         r = int(info.rank)
         return info.sigma[:r]
     return info.sigma
@@ -355,10 +356,9 @@ def effective_rank(X_or_sigma, *, center: bool = False, tol: float | None = None
     """
     x = X_or_sigma
     ops = get_ops(x)
-    ndim = x.dim() if is_torch(x) else np.ndim(x)
-    if ndim == 1:
+    if ops.ndim(x) == 1:
         x = check_matrix(x, "X_or_sigma", min_ndim=1, allow_empty=True)
-        sigma = ops.to64(x) if is_torch(x) else np.asarray(x, dtype=np.float64)
+        sigma = ops.to64(x)
         if bool((sigma < 0).any()):
             raise ValueError(f"X_or_sigma: singular values must be >= 0, got a negative value ({describe(x)})")
         if sigma.shape[0] == 0:
@@ -404,6 +404,7 @@ def channel_informativeness(X, k: int | None = None, *, center: bool = False):
     d = X.shape[-1]
     k = check_int(k, "k", low=1, high=d, allow_none=True)
     ops = get_ops(X)
+    X = ops.check_layout(X, "X")
     mu = ops.mean64(X, -2) if center else None
     if k is None:
         energy = ops.colsq64(X, mu)
@@ -510,8 +511,7 @@ def low_informative_channels(scores, *, eta: float | None = None, k_prime: int |
     ops = get_ops(scores)
     if eta is not None:
         scores = check_matrix(scores, "scores", min_ndim=1)
-        ndim = scores.dim() if is_torch(scores) else np.ndim(scores)
-        if ndim != 1:
+        if ops.ndim(scores) != 1:
             raise ValueError(f"scores must be 1-D when eta is given, got {describe(scores)}")
         eta = check_float(eta, "eta")
         return ops.nonzero1d(scores <= eta)
@@ -591,19 +591,8 @@ def flatten_tokens(F, mask=None):
         raise ValueError(f"F must have shape (B, T, D), got {describe(F)}")
     if mask is None:
         return F.reshape(shape[0] * shape[1], shape[2])
-    if is_torch(F):
-        import torch
-
-        if not is_torch(mask):
-            mask = torch.as_tensor(np.asarray(mask), device=F.device)
-        if mask.dtype != torch.bool:
-            raise TypeError(f"mask must be boolean, got {describe(mask)}")
-    else:
-        if is_torch(mask):
-            raise TypeError(f"mask must be a NumPy array like F, got {describe(mask)}")
-        mask = np.asarray(mask)
-        if mask.dtype != np.bool_:
-            raise TypeError(f"mask must be boolean, got {describe(mask)}")
+    # A host mask for a torch F is moved to F's device (a NumPy F refuses a torch mask).
+    mask = get_ops(F).bool_mask(mask, like=F, name="mask")
     if tuple(mask.shape) != shape[:2]:
         raise ValueError(f"mask must have shape {shape[:2]} to match F, got {describe(mask)}")
     return F[mask]
@@ -612,11 +601,6 @@ def flatten_tokens(F, mask=None):
 # --------------------------------------------------------------------------------------
 # Principal angles (Table 6, Assumption 4)
 # --------------------------------------------------------------------------------------
-
-
-def _same_backend(a, b, names):
-    if is_torch(a) != is_torch(b):
-        raise TypeError(f"{names[0]} and {names[1]} must both be NumPy arrays or both torch tensors, got {type(a).__name__} and {type(b).__name__}")
 
 
 def _orth(ops, A):
@@ -644,7 +628,7 @@ def _angles_from_bases(ops, qa, qb):
     res = qb - qa @ c if qa.shape[1] >= qb.shape[1] else qa - qb @ c.T
     sines = ops.svdvals64(res)[:m]
     small_from_sin = ops.arcsin(ops.clip(sines, -1.0, 1.0))
-    small_from_sin = small_from_sin.flip(-1) if is_torch(small_from_sin) else small_from_sin[::-1]
+    small_from_sin = ops.flip_last(small_from_sin)
     from_cos = ops.arccos(ops.clip(cos, -1.0, 1.0))
     return ops.where(cos * cos >= 0.5, small_from_sin, from_cos)
 
@@ -668,7 +652,7 @@ def principal_angles(A, B, *, degrees: bool = False):
     angles : float64 array of shape (min(rank A, rank B),)
         In ``[0, pi/2]`` (or degrees), ascending; same backend/device as the inputs.
     """
-    _same_backend(A, B, ("A", "B"))
+    ops = get_ops(A, B, names=("A", "B"))
     A = check_matrix(A, "A")
     B = check_matrix(B, "B")
     for name, M in (("A", A), ("B", B)):
@@ -676,7 +660,6 @@ def principal_angles(A, B, *, degrees: bool = False):
             raise ValueError(f"{name} must be 2-D (n, p), got {describe(M)}")
     if A.shape[0] != B.shape[0]:
         raise ValueError(f"A and B must have the same number of rows, got {describe(A)} and {describe(B)}")
-    ops = get_ops(A)
     theta = _angles_from_bases(ops, _orth(ops, A), _orth(ops, B))
     return ops.rad2deg(theta) if degrees else theta
 
@@ -702,29 +685,13 @@ class InjectionAngles(NamedTuple):
     per_channel: object
 
 
-def _matmul64(ops, X, W, chunk_rows=None):
-    """``X @ W`` in float64 with ``X`` (N, D) cast chunk by chunk (no whole float64 copy)."""
-    if is_torch(X):
-        return ops.to64(X) @ W
-    chunk_rows = chunk_rows or chunk_rows_for(X.shape[1])
-    out = np.empty((X.shape[0], W.shape[1]), dtype=np.float64)
-    for start in range(0, X.shape[0], chunk_rows):
-        out[start : start + chunk_rows] = np.asarray(X[start : start + chunk_rows], dtype=np.float64) @ W
-    return out
-
-
 def _top_left_basis(ops, X, k):
     """Orthonormal basis (T, k) of the top-k left singular subspace of X (T, D)."""
     t, d = X.shape
     if t >= GRAM_RATIO * d:
         # span(U_k) = span(X V_k); V_k from the float64 Gram matrix, re-orthonormalised by QR.
         _, v = ops.eigh_desc(ops.gram64(X))
-        y = _matmul64(ops, X, v[:, :k])
-        if is_torch(y):
-            import torch
-
-            return torch.linalg.qr(y).Q
-        return np.linalg.qr(y)[0]
+        return ops.qr_q(ops.matmul64(X, v[:, :k]))
     u, _, _ = ops.svd64(ops.to64(X))
     return u[:, :k]
 
@@ -752,15 +719,14 @@ def injection_angles(X, Y, low, k: int, *, degrees: bool = True) -> InjectionAng
     -------
     InjectionAngles
     """
-    _same_backend(X, Y, ("X", "Y"))
+    ops = get_ops(X, Y, names=("X", "Y"))
     X = check_matrix(X, "X")
     Y = check_matrix(Y, "Y")
     if len(X.shape) != 2 or len(Y.shape) != 2:
         raise ValueError(f"X and Y must be 2-D, got {describe(X)} and {describe(Y)}")
     if X.shape[0] != Y.shape[0]:
         raise ValueError(f"X and Y must have the same number of rows, got {describe(X)} and {describe(Y)}")
-    ops = get_ops(X)
-    low_np = np.asarray(ops.to_host(low) if is_torch(low) else low)
+    low_np = get_ops(low).to_host(low)
     if low_np.ndim != 1 or low_np.size == 0 or low_np.dtype.kind not in "iu":
         raise ValueError(f"low must be a non-empty 1-D integer array of channel indices, got {describe(low_np)}")
     if low_np.min() < 0 or low_np.max() >= Y.shape[1]:
@@ -770,28 +736,16 @@ def injection_angles(X, Y, low, k: int, *, degrees: bool = True) -> InjectionAng
     if r == 0:
         raise ValueError("X is the zero matrix: it has no principal subspace")
     qa = _top_left_basis(ops, X, k)
-    if is_torch(Y):
-        import torch
-
-        idx = torch.as_tensor(low_np, device=Y.device)
-    else:
-        idx = low_np
-    yl = ops.to64(Y[:, idx])
+    yl = ops.to64(Y[:, ops.index(low_np, like=Y)])
     theta = _angles_from_bases(ops, qa, _orth(ops, yl))
     proj = qa.T @ yl
     res = yl - qa @ proj
     pn = ops.sqrt(ops.sum(proj * proj, axis=0))
     rn = ops.sqrt(ops.sum(res * res, axis=0))
-    if is_torch(pn):
-        import torch
-
-        per = torch.atan2(rn, pn)
-        per = torch.where((pn == 0) & (rn == 0), torch.full_like(per, float("nan")), per)
-        mean = theta.mean() if theta.numel() else torch.tensor(float("nan"), dtype=torch.float64, device=theta.device)
-    else:
-        per = np.arctan2(rn, pn)
-        per = np.where((pn == 0) & (rn == 0), np.nan, per)
-        mean = np.float64(theta.mean()) if theta.size else np.float64(np.nan)
+    per = ops.atan2(rn, pn)
+    # An all-zero injected channel has no direction: NaN, not the atan2(0, 0) = 0 convention.
+    per = ops.where((pn == 0) & (rn == 0), ops.nan_like(per), per)
+    mean = ops.mean_or_nan(theta)
     if degrees:
         theta, per, mean = ops.rad2deg(theta), ops.rad2deg(per), ops.rad2deg(mean)
     return InjectionAngles(angle=mean, principal=theta, per_channel=per)
@@ -803,14 +757,9 @@ def injection_angles(X, Y, low, k: int, *, degrees: bool = True) -> InjectionAng
 
 
 def _as_erank(x, name, center):
-    if is_torch(x):
-        if x.dim() == 0:
-            check_matrix(x, name, min_ndim=0)
-            return get_ops(x).to64(x)
-        return effective_rank(x, center=center)
-    if isinstance(x, (int, float, np.integer, np.floating)) or np.ndim(x) == 0:
-        val = check_float(float(np.asarray(x)), name, low=0.0)
-        return np.float64(val)
+    ops = get_ops(x)
+    if ops.ndim(x) == 0:
+        return ops.erank_value(x, name)
     return effective_rank(x, center=center)
 
 
@@ -859,26 +808,16 @@ def harmonic_mean_gain(gain_a, gain_b):
     -------
     hm : float64 scalar or array (tensor on torch input); NaN where either gain is <= 0 or NaN.
     """
-    if is_torch(gain_a) or is_torch(gain_b):
-        import torch
-
-        ref = gain_a if is_torch(gain_a) else gain_b
-        a = torch.as_tensor(gain_a, dtype=torch.float64, device=ref.device)
-        b = torch.as_tensor(gain_b, dtype=torch.float64, device=ref.device)
-        ok = (a > 0) & (b > 0)
-        lo = torch.where(ok, torch.minimum(a, b), torch.ones_like(a + b))
-        hi = torch.where(ok, torch.maximum(a, b), torch.ones_like(a + b))
-        # 2ab/(a+b) written as lo * 2 / (1 + lo/hi): no underflow of ab, no overflow of a+b.
-        return torch.where(ok, lo * (2.0 / (1.0 + lo / hi)), torch.full_like(lo, float("nan")))
-    a = np.asarray(gain_a, dtype=np.float64)
-    b = np.asarray(gain_b, dtype=np.float64)
-    with np.errstate(invalid="ignore"):
-        ok = (a > 0) & (b > 0)
-    lo = np.where(ok, np.minimum(a, b), 1.0)
-    hi = np.where(ok, np.maximum(a, b), 1.0)
+    ops = get_ops(gain_a, gain_b, names=("gain_a", "gain_b"))
+    # Scalars join the other argument's backend and device.
+    a = ops.float64(gain_a, like=gain_b)
+    b = ops.float64(gain_b, like=a)
+    ok = (a > 0) & (b > 0)
+    one = ops.ones_like(a + b)
+    lo = ops.where(ok, ops.minimum(a, b), one)
+    hi = ops.where(ok, ops.maximum(a, b), one)
     # 2ab/(a+b) written as lo * 2 / (1 + lo/hi): no underflow of ab, no overflow of a+b.
-    out = np.where(ok, lo * (2.0 / (1.0 + lo / hi)), np.nan)
-    return np.float64(out) if out.ndim == 0 else out
+    return ops.tofloat(ops.where(ok, lo * (2.0 / (1.0 + lo / hi)), ops.nan_like(lo)))
 
 
 # --------------------------------------------------------------------------------------
@@ -965,7 +904,7 @@ class GramAccumulator:
 
     def update(self, chunk) -> GramAccumulator:
         """Add rows. ``chunk`` : ndarray (or memmap) of shape (n, D), any real dtype."""
-        if is_torch(chunk):
+        if get_ops(chunk) is not NumpyOps:
             raise TypeError(f"chunk must be a NumPy array or memmap, got {describe(chunk)}")
         chunk = check_structure(chunk, "chunk", allow_empty=True)
         if chunk.ndim != 2:
