@@ -1,0 +1,234 @@
+"""Dask backend of the seam, and chunked stores (the ``[scale]`` extra).
+
+A dask array of shape (N, D), chunked by rows, is never gathered: every operation
+:mod:`rankfusion.spectral` needs on the N axis is a reduction whose result is small
+(D, or D x D) and comes back as NumPy; everything after it (``eigvalsh``, the certification,
+Eq. 1) is the NumPy backend's. Hence dask input gives NumPy results.
+
+* The float64 Gram matrix is a tree reduction: one :class:`~rankfusion.spectral.GramAccumulator`
+  per row block (float64, chunked within the block), combined pairwise-in-groups with
+  :meth:`GramAccumulator.merge`, so no worker ever holds more than one block and a D x D matrix.
+* When the Gram route cannot certify the spectrum (the same rule as in memory), the exact
+  fallback is the R factor of a tall-skinny QR (:func:`dask.array.linalg.tsqr`, float64):
+  ``X = Q R`` with orthonormal ``Q``, so ``svdvals(X) = svdvals(R)``, and Householder QR is
+  backward stable like the in-memory SVD. Gathering X instead would need N x D float64 on one
+  machine, which is what a user of a chunked store does not have; TSQR needs one block per worker.
+
+The computation runs on whatever scheduler dask uses at the time of the call: the active
+``distributed.Client`` if there is one (see :func:`connect`), else the local threaded scheduler.
+"""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+
+import numpy as np
+
+from ._backend import NumpyOps, chunk_rows_for
+from ._validation import InputError, describe
+
+#: The extra that carries the optional engines of this module.
+EXTRA = "scale"
+#: Partial accumulators merged per task of the tree reduction (dask's own default ``split_every``).
+SPLIT_EVERY = 8
+#: Seconds to wait for a Dask scheduler before giving up (a wrong address fails fast).
+CONNECT_TIMEOUT_S = 5
+
+
+def require(module: str):
+    """Import an optional engine, or raise ImportError in one line naming the extra."""
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise ImportError(
+            f"{module.split('.')[0]} is not installed; it comes with the [{EXTRA}] extra: "
+            f"pip install 'rankfusion[{EXTRA}]'"
+        ) from None
+
+
+# --------------------------------------------------------------------------------------
+# The backend
+# --------------------------------------------------------------------------------------
+
+
+def _block_acc(block, mu, chunk_rows):
+    """One row block -> a GramAccumulator holding its float64 Gram (the leaf of the tree).
+
+    No finiteness check here: a NaN/Inf anywhere shows in the merged diagonal, and the caller
+    then names ``X`` (a block knows neither its name nor its offset).
+    """
+    from .spectral import GramAccumulator
+
+    return GramAccumulator._of_block(np.asarray(block), mu, chunk_rows)
+
+
+def _merge(*accs):
+    """Combine step of the tree: GramAccumulator.merge, in order."""
+    out = accs[0]
+    for a in accs[1:]:
+        out.merge(a)
+    return out
+
+
+def _compute(*lazy):
+    dask = require("dask")
+    return dask.compute(*lazy)
+
+
+class DaskOps(NumpyOps):
+    """Row-chunked dask arrays: reductions over N run on dask, the rest is :class:`NumpyOps`."""
+
+    name = "dask"
+
+    @staticmethod
+    def check_layout(x, name):
+        """2-D, tall (N >= D), one chunk across the columns (rechunked if not)."""
+        if x.ndim != 2:
+            raise ValueError(f"{name}: a dask array must be 2-D (N, D), chunked by rows, got {describe(x)}")
+        if any(np.isnan(c) for dim in x.chunks for c in dim):
+            raise ValueError(f"{name}: a dask array must have known chunk sizes (call compute_chunk_sizes()), got {describe(x)}")
+        if x.shape[0] < x.shape[1]:
+            raise ValueError(f"{name}: a dask array must be tall (N >= D rows), got {describe(x)}")
+        return x if x.numblocks[1] == 1 else x.rechunk({1: -1})
+
+    @staticmethod
+    def mean64(x, axis):
+        (mu,) = _compute(x.mean(axis=axis, dtype=np.float64, keepdims=True))
+        return np.asarray(mu, dtype=np.float64)
+
+    @staticmethod
+    def gram64(x, mu=None, chunk_rows=None):
+        """``(X - mu)^T (X - mu)`` in float64 as a tree reduction of per-block accumulators."""
+        delayed = require("dask").delayed
+        chunk_rows = chunk_rows or chunk_rows_for(x.shape[1])
+        mu_d = None if mu is None else delayed(mu)
+        parts = [delayed(_block_acc)(b, mu_d, chunk_rows) for b in x.to_delayed().ravel()]
+        while len(parts) > 1:
+            parts = [delayed(_merge)(*parts[i : i + SPLIT_EVERY]) for i in range(0, len(parts), SPLIT_EVERY)]
+        (acc,) = _compute(parts[0])
+        return acc._m2
+
+    @staticmethod
+    def colsq64(x, mu=None, chunk_rows=None):
+        c = x.astype(np.float64)
+        if mu is not None:
+            c = c - mu
+        (out,) = _compute((c * c).sum(axis=-2))
+        return np.asarray(out, dtype=np.float64)
+
+    @staticmethod
+    def to64(x):
+        return x.astype(np.float64)
+
+    @staticmethod
+    def svdvals64(x):
+        """Singular values of a tall float64 dask array from the R factor of its TSQR."""
+        import scipy.linalg
+
+        linalg = require("dask.array.linalg")
+        x = x if x.numblocks[1] == 1 else x.rechunk({1: -1})
+        _, r = linalg.tsqr(x)
+        (r,) = _compute(r)
+        return scipy.linalg.svdvals(r, check_finite=False)
+
+    @staticmethod
+    def matmul64(x, w, chunk_rows=None):
+        (out,) = _compute(x.astype(np.float64) @ w)
+        return out
+
+
+# --------------------------------------------------------------------------------------
+# Stores and schedulers
+# --------------------------------------------------------------------------------------
+
+#: Suffixes read as HDF5 (via h5py); everything else that is a directory is read as zarr.
+HDF5_SUFFIXES = (".h5", ".hdf5", ".hdf")
+
+
+def is_store(path: Path) -> bool:
+    """True when ``path`` names a chunked store (a zarr directory or an HDF5 file)."""
+    return path.is_dir() or path.suffix.lower() in HDF5_SUFFIXES + (".zarr",)
+
+
+def _hdf5_arrays(f) -> dict:
+    out = {}
+    f.visititems(lambda name, obj: out.setdefault(name, obj) if hasattr(obj, "shape") else None)
+    return out
+
+
+def _zarr_arrays(node) -> dict:
+    if hasattr(node, "shape"):
+        return {"": node}
+    return {name: arr for name, arr in node.arrays()}
+
+
+def open_store(path: Path, key: str | None = None):
+    """Lazily open the 2-D numeric array of a zarr store or HDF5 file as a dask array.
+
+    Parameters
+    ----------
+    path : Path
+        A zarr store (directory; an array or a group) or an HDF5 file.
+    key : str, optional
+        The array inside a group/file; required only when it holds more than one array.
+
+    Returns
+    -------
+    (label, array) : (str, dask.array.Array of shape (N, D))
+        Chunked by rows as stored (columns in one chunk).
+
+    Raises
+    ------
+    InputError
+        Missing path, unreadable store, no such key, several arrays and no key, or an array
+        that is not 2-D numeric.
+    """
+    da = require("dask.array")
+    if not path.exists():
+        raise InputError(f"store {str(path)!r} does not exist")
+    try:
+        if path.suffix.lower() in HDF5_SUFFIXES:
+            h5py = require("h5py")
+            arrays = _hdf5_arrays(h5py.File(path, "r"))
+        else:
+            zarr = require("zarr")
+            arrays = _zarr_arrays(zarr.open(str(path), mode="r"))
+    except ImportError:
+        raise
+    except Exception as exc:  # zarr/h5py raise many types for a file that is not a store
+        raise InputError(f"cannot read store {str(path)!r}: {type(exc).__name__}: {exc}") from None
+    if key is None:
+        if len(arrays) != 1:
+            raise InputError(f"store {str(path)!r} holds {len(arrays)} arrays {sorted(arrays)}; choose one with --key")
+        key = next(iter(arrays))
+    if key not in arrays:
+        raise InputError(f"store {str(path)!r} has no array {key!r}; it has {sorted(arrays)}")
+    arr = arrays[key]
+    if len(arr.shape) != 2 or np.dtype(arr.dtype).kind not in "fiu":
+        raise InputError(
+            f"array {key or path.name!r} in {str(path)!r} has shape {tuple(arr.shape)} and dtype {arr.dtype}; "
+            "need a 2-D numeric array (rows, channels)"
+        )
+    if 0 in arr.shape:
+        raise InputError(f"array {key or path.name!r} in {str(path)!r} is empty (shape {tuple(arr.shape)})")
+    rows = getattr(arr, "chunks", None)
+    rows = rows[0] if rows else chunk_rows_for(arr.shape[1])
+    x = da.from_array(arr, chunks=(max(int(rows), 1), arr.shape[1]))
+    return (key or path.stem), x
+
+
+def connect(address: str, timeout: float = CONNECT_TIMEOUT_S):
+    """Connect to a running Dask scheduler (``tcp://host:8786``); it becomes dask's default.
+
+    Raises
+    ------
+    InputError
+        If the scheduler cannot be reached within ``timeout`` seconds.
+    """
+    distributed = require("distributed")
+    try:
+        return distributed.Client(address, timeout=timeout)
+    except (OSError, TimeoutError, ValueError) as exc:
+        raise InputError(f"cannot reach the Dask scheduler at {address!r} within {timeout:g} s: "
+                         f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}".rstrip(": ")) from None
