@@ -218,7 +218,7 @@ def open_store(path: Path, key: str | None = None):
     return (key or path.stem), x
 
 
-def connect(address: str, timeout: float = CONNECT_TIMEOUT_S):
+def connect(address: str, timeout: float | None = None):
     """Connect to a running Dask scheduler (``tcp://host:8786``); it becomes dask's default.
 
     Raises
@@ -227,6 +227,7 @@ def connect(address: str, timeout: float = CONNECT_TIMEOUT_S):
         If the scheduler cannot be reached within ``timeout`` seconds.
     """
     distributed = require("distributed")
+    timeout = CONNECT_TIMEOUT_S if timeout is None else timeout
     try:
         return distributed.Client(address, timeout=timeout)
     except (OSError, TimeoutError, ValueError) as exc:

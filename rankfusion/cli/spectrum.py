@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import zipfile
 from pathlib import Path
 
@@ -145,6 +146,46 @@ def plot_spectra(results: list[dict], out: Path) -> None:
         plt.close(fig)
 
 
+#: Environment variables that name a Dask scheduler when --scheduler is not given (in order).
+SCHEDULER_ENV = ("RANKFUSION_SCHEDULER", "DASK_SCHEDULER_ADDRESS")
+
+
+def _store_results(path: Path, keys, center: bool, top: int, scheduler: str | None):
+    """Analyse arrays of a zarr/HDF5 store lazily, on the given Dask scheduler or locally."""
+    from .. import _dask
+
+    client = _dask.connect(scheduler) if scheduler else None
+    try:
+        results = []
+        for key in list(keys) or [None]:
+            label, x = _dask.open_store(path, key)
+            # Measured in benchmarks/bench_scale.py (docs/scaling.md): dask's threaded scheduler
+            # matched or beat reading the store into memory, and needs no N x D copy, so a store
+            # always goes through dask (exact: Gram with the TSQR fallback).
+            try:
+                info = spectral.spectrum_info(x, center=center)
+            except ValueError as exc:
+                raise InputError(f"array {label!r} in {str(path)!r}: {exc}") from None
+            sigma = info.sigma[: int(info.rank)]
+            results.append({
+                "key": label,
+                "shape": list(x.shape),
+                "matrix_shape": list(x.shape),
+                "flattened": False,
+                "center": center,
+                "method": f"dask ({info.route})",
+                "numerical_rank": int(info.rank),
+                "effective_rank": float(spectral.effective_rank(sigma)) if sigma.size else 0.0,
+                "n_ambiguous": 0,
+                "top_singular_values": [float(s) for s in sigma[:top]],
+                "singular_values": sigma,
+            })
+        return results
+    finally:
+        if client is not None:
+            client.close()
+
+
 @main.command()
 @click.argument("file", type=click.Path(path_type=Path))
 @click.option("--key", "keys", multiple=True, help="Array to analyse (repeatable); default: every numeric array.")
@@ -157,17 +198,33 @@ def plot_spectra(results: list[dict], out: Path) -> None:
 @click.option("--chunk-rows", type=click.IntRange(min=1), default=None,
               help="Rows per chunk for memory-mapped .npy files; larger arrays are streamed "
                    "(default: 256 MiB of float64 per chunk).")
-def spectrum(file, keys, center, as_json, plot, top, chunk_rows):
-    """Spectrum, numerical rank and effective rank (Eq. 1) of each array in FILE (.npz or .npy).
+@click.option("--scheduler", default=None, metavar="ADDRESS",
+              help="Dask scheduler (tcp://host:8786) for zarr/HDF5 stores; default: $RANKFUSION_SCHEDULER, "
+                   "else $DASK_SCHEDULER_ADDRESS, else dask's local threaded scheduler. Needs the [scale] extra.")
+def spectrum(file, keys, center, as_json, plot, top, chunk_rows, scheduler):
+    """Spectrum, numerical rank and effective rank (Eq. 1) of each array in FILE.
 
-    Arrays of shape (B, T, D) (or more leading dimensions) are flattened to (B*T, D), as in
-    Sec. 4.2 of the paper. The `meta` entry of feature files is skipped.
+    FILE is a .npz or .npy file, or a chunked store read lazily with Dask (a zarr directory,
+    or an .h5/.hdf5 file; the [scale] extra). Arrays of shape (B, T, D) (or more leading
+    dimensions) in .npz/.npy files are flattened to (B*T, D), as in Sec. 4.2 of the paper.
+    The `meta` entry of feature files is skipped.
     """
-    available = _list_keys(file)
-    is_npy = array_file_kind(file) == "npy"
-    explicit = bool(keys)
-    wanted = list(keys) if explicit else available
+    from .._dask import is_store
+
     results = []
+    if is_store(file):
+        scheduler = scheduler or next((os.environ[v] for v in SCHEDULER_ENV if os.environ.get(v)), None)
+        try:
+            results = _store_results(file, keys, center, top, scheduler)
+        except ImportError as exc:  # the [scale] extra is missing: one line naming it
+            raise InputError(str(exc)) from None
+    elif scheduler is not None:
+        raise InputError(f"--scheduler applies to zarr/HDF5 stores, not to {str(file)!r}")
+    explicit = bool(keys)
+    if not results:
+        available = _list_keys(file)
+        is_npy = array_file_kind(file) == "npy"
+    wanted = [] if results else (list(keys) if explicit else available)
     for key in wanted:
         arrays = load_arrays(file, [key])
         arr = arrays[key]
