@@ -1,0 +1,193 @@
+"""Dask input to the spectral core, chunked stores and the Dask CLI route (the [scale] extra)."""
+
+from __future__ import annotations
+
+import json
+import math
+import socket
+import sys
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from rankfusion import _dask
+from rankfusion import spectral as S
+from rankfusion.cli import main
+
+da = pytest.importorskip("dask.array")
+zarr = pytest.importorskip("zarr")
+
+EPS64 = float(np.finfo(np.float64).eps)
+pytestmark = pytest.mark.usefixtures("one_blas_thread")
+
+
+def _features(rng, n=6000, d=48, dtype=np.float32, decay=1e-1):
+    return (rng.standard_normal((n, d)) * np.geomspace(1.0, decay, d)).astype(dtype)
+
+
+def _gram_band(n, d, smax):
+    """Absolute agreement expected of two float64-Gram spectra that sum in different orders.
+
+    Each eigenvalue of either Gram matrix is within ``(sqrt(n) + d) * eps * smax^2`` of the
+    true sigma^2 (spectral._gram_error_radius); sigma_j then moves by that over ``2 sigma_j``.
+    """
+    return 2 * (math.sqrt(n) + d) * EPS64 * smax**2
+
+
+def test_dask_spectrum_equals_numpy(rng):
+    X = _features(rng)
+    Xd = da.from_array(X, chunks=(700, X.shape[1]))  # 9 blocks: a two-level merge tree
+    info_np, info_da = S.spectrum_info(X), S.spectrum_info(Xd)
+    assert info_da.route == info_np.route == "gram"
+    assert int(info_da.rank) == int(info_np.rank) == X.shape[1]
+    s_np, s_da = info_np.sigma, info_da.sigma
+    assert isinstance(s_da, np.ndarray)
+    band = _gram_band(*X.shape, s_np[0]) / (2 * s_np[-1])
+    np.testing.assert_allclose(s_da, s_np, rtol=0, atol=band)
+    assert np.linalg.norm(s_da - s_np) / np.linalg.norm(s_np) < 1e-12
+    e_np, e_da = S.effective_rank(X), S.effective_rank(Xd)
+    assert isinstance(e_da, np.float64)
+    assert abs(e_da - e_np) / e_np < 1e-12
+    assert abs(S.effective_rank(Xd, center=True) - S.effective_rank(X, center=True)) / e_np < 1e-12
+    np.testing.assert_allclose(S.singular_values(Xd), S.singular_values(X), rtol=0, atol=band)
+
+
+def test_dask_channel_informativeness_equals_numpy(rng):
+    X = _features(rng, n=3000, d=24)
+    Xd = da.from_array(X, chunks=(500, 8))  # column chunks are merged into one
+    # Column energies: float64 sums of n exact float32 squares in another order.
+    np.testing.assert_allclose(S.channel_informativeness(Xd), S.channel_informativeness(X), rtol=X.shape[0] * EPS64)
+    for k in (1, 5, 24):
+        a, b = S.channel_informativeness(Xd, k=k), S.channel_informativeness(X, k=k)
+        # Top-k sums of eigenpairs of two Grams that differ by the rounding band; the spectrum
+        # has distinct eigenvalues (scales over a decade), so the subspaces are well separated.
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-9 * b.max())
+    np.testing.assert_allclose(S.channel_informativeness(Xd, center=True), S.channel_informativeness(X, center=True),
+                               rtol=1e-12)
+
+
+def test_dask_fallback_is_exact_for_an_ill_conditioned_input(rng):
+    n, d = 4000, 30
+    X = rng.standard_normal((n, 3)) @ rng.standard_normal((3, d))
+    X[:, 7] += 1e-9 * rng.standard_normal(n)  # a singular value the Gram matrix cannot resolve
+    Xd = da.from_array(X, chunks=(450, d))
+    info_np, info_da = S.spectrum_info(X), S.spectrum_info(Xd)
+    assert info_np.route == "svd" and info_da.route == "svd" and info_da.n_fallback == 1
+    assert int(info_da.rank) == int(info_np.rank) == 4
+    # Both are backward stable (TSQR's R vs a float64 SVD): agreement to ~eps * sigma_max.
+    atol = 10 * math.sqrt(n) * EPS64 * info_np.sigma[0]
+    np.testing.assert_allclose(info_da.sigma, info_np.sigma, rtol=0, atol=atol)
+    assert info_da.sigma[3] == pytest.approx(info_np.sigma[3], rel=1e-5)  # the tiny one, ~5e-8 sigma_max
+
+
+def test_dask_near_square_goes_to_tsqr(rng):
+    X = rng.standard_normal((90, 70))
+    Xd = da.from_array(X, chunks=(25, 70))  # blocks with fewer rows than columns
+    info = S.spectrum_info(Xd)
+    assert info.route == "svd"
+    np.testing.assert_allclose(info.sigma, S.spectrum_info(X).sigma, rtol=0, atol=100 * EPS64 * info.sigma[0])
+
+
+def test_dask_bad_inputs(rng):
+    with pytest.raises(ValueError, match="X: a dask array must be 2-D"):
+        S.effective_rank(da.zeros((4, 5, 3), chunks=2))
+    with pytest.raises(ValueError, match="must be tall"):
+        S.effective_rank(da.zeros((3, 10), chunks=2))
+    X = _features(rng, n=200, d=8).astype(np.float64)
+    X[150, 2] = np.nan
+    with pytest.raises(ValueError, match="X contains NaN or Inf"):
+        S.effective_rank(da.from_array(X, chunks=(50, 8)))
+    with pytest.raises(TypeError, match="must be a real numeric array"):
+        S.effective_rank(da.from_array(np.array([["a", "b"]] * 4)))
+    with pytest.raises(TypeError, match="A and B must both be"):
+        S.principal_angles(da.ones((4, 2)), np.ones((4, 2)))
+
+
+def test_localcluster_zarr_spectrum_equals_in_memory(tmp_path, rng):
+    distributed = pytest.importorskip("distributed")
+    X = _features(rng, n=5000, d=32)
+    z = zarr.create_array(tmp_path / "f.zarr", shape=X.shape, chunks=(600, 32), dtype="f4")
+    z[:] = X
+    label, x = _dask.open_store(tmp_path / "f.zarr")
+    assert label == "f" and x.chunks[0][0] == 600
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
+                                  dashboard_address=None) as cluster, distributed.Client(cluster):
+        info = S.spectrum_info(x)
+    ref = S.spectrum_info(X)
+    assert np.linalg.norm(info.sigma - ref.sigma) / np.linalg.norm(ref.sigma) < 1e-12
+    e, e_ref = S.effective_rank(info.sigma), S.effective_rank(ref.sigma)
+    assert abs(e - e_ref) / e_ref < 1e-12
+
+
+# --------------------------------------------------------------------------------------
+# CLI
+# --------------------------------------------------------------------------------------
+
+
+def _run(*args, env=None):
+    return CliRunner().invoke(main, ["spectrum", *map(str, args)], env=env)
+
+
+def test_cli_spectrum_of_a_zarr_store_and_an_hdf5_file(tmp_path, rng):
+    X = _features(rng, n=3000, d=16)
+    z = zarr.create_array(tmp_path / "feat.zarr", shape=X.shape, chunks=(400, 16), dtype="f4")
+    z[:] = X
+    res = _run(tmp_path / "feat.zarr", "--json", env={"RANKFUSION_SCHEDULER": "", "DASK_SCHEDULER_ADDRESS": ""})
+    assert res.exit_code == 0, res.output
+    (arr,) = json.loads(res.output)["arrays"]
+    ref = S.singular_values(X)
+    assert arr["key"] == "feat" and arr["shape"] == [3000, 16] and arr["method"] == "dask (gram)"
+    assert arr["numerical_rank"] == ref.size
+    assert arr["effective_rank"] == pytest.approx(float(S.effective_rank(ref)), rel=1e-12)
+    np.testing.assert_allclose(arr["top_singular_values"], ref[:5], rtol=1e-12)
+    h5py = pytest.importorskip("h5py")
+    with h5py.File(tmp_path / "feat.h5", "w") as f:
+        f.create_dataset("group/rgb", data=X, chunks=(500, 16))
+        f.create_dataset("labels", data=np.arange(3))
+    res = _run(tmp_path / "feat.h5", "--key", "group/rgb")
+    assert res.exit_code == 0, res.output
+    assert f"{float(S.effective_rank(ref)):.4f}" in res.output
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_cli_store_bad_inputs(tmp_path, monkeypatch):
+    pytest.importorskip("distributed")
+    zarr.create_array(tmp_path / "vec.zarr", shape=(10,), dtype="f4")[:] = 1.0
+    zarr.create_array(tmp_path / "txt.zarr", shape=(4, 2), dtype="bool")
+    good = zarr.create_array(tmp_path / "ok.zarr", shape=(40, 3), dtype="f4")
+    good[:] = 1.0
+    (tmp_path / "plain").mkdir()
+    np.savez(tmp_path / "f.npz", a=np.ones((4, 2)))
+    monkeypatch.setattr(_dask, "CONNECT_TIMEOUT_S", 0.5)
+    cases = [
+        ((tmp_path / "vec.zarr",), "has shape (10,)"),
+        ((tmp_path / "txt.zarr",), "need a 2-D numeric array"),
+        ((tmp_path / "missing.zarr",), "does not exist"),
+        ((tmp_path / "plain",), "cannot read store"),
+        ((tmp_path / "ok.zarr", "--key", "nope"), "has no array 'nope'"),
+        ((tmp_path / "ok.zarr", "--scheduler", f"tcp://127.0.0.1:{_free_port()}"), "cannot reach the Dask scheduler"),
+        ((tmp_path / "f.npz", "--scheduler", "tcp://127.0.0.1:1"), "--scheduler applies to zarr/HDF5 stores"),
+    ]
+    for args, msg in cases:
+        res = _run(*args)
+        assert res.exit_code == 2, (args, res.output)
+        lines = res.output.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("Error: ") and msg in lines[0], (args, res.output)
+    # The environment variable is honoured like --scheduler.
+    res = _run(tmp_path / "ok.zarr", env={"RANKFUSION_SCHEDULER": f"tcp://127.0.0.1:{_free_port()}"})
+    assert res.exit_code == 2 and "cannot reach the Dask scheduler" in res.output
+
+
+def test_cli_names_the_missing_extra(tmp_path, monkeypatch):
+    zarr.create_array(tmp_path / "ok.zarr", shape=(40, 3), dtype="f4")[:] = 1.0
+    for mod in ("dask", "dask.array"):
+        monkeypatch.setitem(sys.modules, mod, None)  # import dask -> ImportError, as when absent
+    res = _run(tmp_path / "ok.zarr")
+    assert res.exit_code == 2
+    assert res.output.strip() == "Error: dask is not installed; it comes with the [scale] extra: pip install 'rankfusion[scale]'"
