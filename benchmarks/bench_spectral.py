@@ -7,7 +7,13 @@ best of ``--repeats``; the effective-rank error of each route against a float64 
 peak memory of the streaming path (GramAccumulator over a memory-mapped ``.npy`` file four
 times larger than its chunk budget), measured in a fresh subprocess.
 
-Usage: ``python benchmarks/bench_spectral.py [--rows 100000] [--cols 512] [--repeats 3]``
+With ``--device cuda`` (GPU path): the matrix as a float32 torch tensor on the GPU, our
+``effective_rank`` of it (float64 Gram on the device, certified, SVD fallback there) against
+``torch.linalg.svdvals`` on the same device and the bare float32 / float64 products there;
+every timing synchronises the device. Without a CUDA device it stops with one ``Error:`` line
+(exit status 2).
+
+Usage: ``python benchmarks/bench_spectral.py [--rows 100000] [--cols 512] [--repeats 3] [--device cpu|cuda]``
 """
 
 from __future__ import annotations
@@ -22,6 +28,59 @@ import tempfile
 import time
 from datetime import datetime, timezone
 
+
+
+def bench_cuda(args):
+    """The GPU path: torch tensors on the device vs ``torch.linalg.svdvals`` there."""
+    import numpy as np
+    import torch
+
+    from rankfusion.spectral import effective_rank, spectrum_info
+
+    if not torch.cuda.is_available():
+        print("Error: --device cuda: no CUDA device is available (torch.cuda.is_available() is False; "
+              f"torch {torch.__version__})", file=sys.stderr)
+        sys.exit(2)
+    dev = torch.device("cuda")
+    rng = np.random.default_rng(args.seed)
+    X = (rng.standard_normal((args.rows, args.cols), dtype=np.float32)
+         * np.geomspace(1.0, 1e-2, args.cols).astype(np.float32))
+    shape, eps32 = X.shape, float(np.finfo(np.float32).eps)
+    Xt = torch.from_numpy(X).to(dev)
+
+    def synced(fn):
+        def run():
+            out = fn()
+            torch.cuda.synchronize()
+            return out
+        return run
+
+    # Warm-up: CUDA context, cuBLAS/cuSOLVER handles and kernels are not the method's cost.
+    effective_rank(Xt[:2000, :64]), torch.linalg.svdvals(Xt[:2000, :64]), torch.cuda.synchronize()
+    ref = erank_from_sigma(torch.linalg.svdvals(Xt.double()).cpu().numpy(), eps32, shape)
+    methods = [
+        ("rankfusion effective_rank (cuda tensor)", lambda: float(effective_rank(Xt)), lambda e: e),
+        ("torch.linalg.svdvals (float32, cuda)", lambda: torch.linalg.svdvals(Xt).cpu().numpy(),
+         lambda s: erank_from_sigma(s, eps32, shape)),
+        ("bare X.T @ X (float32, cuda)", lambda: Xt.T @ Xt, None),
+        ("float64 product (cuda): X.double(); X64.T @ X64", lambda: (lambda a: a.T @ a)(Xt.double()), None),
+    ]
+    print(f"matrix {shape[0]} x {shape[1]} float32 on {torch.cuda.get_device_name(dev)}; "
+          f"torch {torch.__version__}", flush=True)
+    best = {}
+    for _ in range(args.repeats):
+        for name, fn, _ in methods:
+            t, c, out = best_of(synced(fn), 1)
+            b = best.setdefault(name, [float("inf"), out])
+            b[0], b[1] = min(b[0], t), out
+    ours = best[methods[0][0]][0]
+    for name, _, to_erank in methods:
+        t, out = best[name]
+        err = "" if to_erank is None else f"   ERank rel. error {abs(to_erank(out) - ref) / ref:.1e}"
+        print(f"  {name:<52} wall {t * 1e3:9.2f} ms   {t / ours:6.2f}x ours{err}")
+    info = spectrum_info(Xt)
+    print(f"  route taken by effective_rank: {info.route} (fallbacks: {info.n_fallback})")
+    print(f"\n{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC")
 
 
 def best_of(fn, repeats):
@@ -119,7 +178,11 @@ def main(argv=None):
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=None,
                     help="BLAS/OpenMP threads for every method (default: the libraries' own choice)")
+    ap.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                    help="cuda: the GPU path (torch tensors on the device vs torch.linalg.svdvals there)")
     args = ap.parse_args(argv)
+    if args.device == "cuda":
+        return bench_cuda(args)
     if args.threads:
         # Must be set before NumPy/torch load their BLAS.
         for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
