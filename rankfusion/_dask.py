@@ -107,7 +107,7 @@ class DaskOps(NumpyOps):
         while len(parts) > 1:
             parts = [delayed(_merge)(*parts[i : i + SPLIT_EVERY]) for i in range(0, len(parts), SPLIT_EVERY)]
         (acc,) = _compute(parts[0])
-        return acc._m2
+        return acc.gram
 
     @staticmethod
     def colsq64(x, mu=None, chunk_rows=None):
