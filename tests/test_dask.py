@@ -14,6 +14,7 @@ from click.testing import CliRunner
 from rankfusion import _dask
 from rankfusion import spectral as S
 from rankfusion.cli import main
+from rankfusion.cli import spectrum as spectrum_cli
 
 da = pytest.importorskip("dask.array")
 zarr = pytest.importorskip("zarr")
@@ -129,15 +130,24 @@ def _run(*args, env=None):
     return CliRunner().invoke(main, ["spectrum", *map(str, args)], env=env)
 
 
-def test_cli_spectrum_of_a_zarr_store_and_an_hdf5_file(tmp_path, rng):
+def test_cli_spectrum_of_a_zarr_store_and_an_hdf5_file(tmp_path, rng, monkeypatch):
     X = _features(rng, n=3000, d=16)
     z = zarr.create_array(tmp_path / "feat.zarr", shape=X.shape, chunks=(400, 16), dtype="f4")
     z[:] = X
-    res = _run(tmp_path / "feat.zarr", "--json", env={"RANKFUSION_SCHEDULER": "", "DASK_SCHEDULER_ADDRESS": ""})
+    ref = S.singular_values(X)
+    no_env = {"RANKFUSION_SCHEDULER": "", "DASK_SCHEDULER_ADDRESS": ""}
+    res = _run(tmp_path / "feat.zarr", "--json", env=no_env)
     assert res.exit_code == 0, res.output
     (arr,) = json.loads(res.output)["arrays"]
-    ref = S.singular_values(X)
-    assert arr["key"] == "feat" and arr["shape"] == [3000, 16] and arr["method"] == "dask (gram)"
+    # A small store without a scheduler is read into memory: the in-memory result exactly.
+    assert arr["key"] == "feat" and arr["shape"] == [3000, 16] and arr["method"] == "in memory (gram)"
+    assert arr["effective_rank"] == float(S.effective_rank(ref))
+    # Above the in-memory budget the store goes through dask.
+    monkeypatch.setattr(spectrum_cli, "IN_MEMORY_MAX_BYTES", 0)
+    res = _run(tmp_path / "feat.zarr", "--json", env=no_env)
+    assert res.exit_code == 0, res.output
+    (arr,) = json.loads(res.output)["arrays"]
+    assert arr["method"] == "dask (gram)"
     assert arr["numerical_rank"] == ref.size
     assert arr["effective_rank"] == pytest.approx(float(S.effective_rank(ref)), rel=1e-12)
     np.testing.assert_allclose(arr["top_singular_values"], ref[:5], rtol=1e-12)

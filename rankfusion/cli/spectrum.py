@@ -146,6 +146,10 @@ def plot_spectra(results: list[dict], out: Path) -> None:
         plt.close(fig)
 
 
+#: Stores up to this many bytes are read into memory when no Dask scheduler is given (faster
+#: below ~1 GB on the measurements quoted in _store_results); larger ones go through dask.
+IN_MEMORY_MAX_BYTES = 2**30
+
 #: Environment variables that name a Dask scheduler when --scheduler is not given (in order).
 SCHEDULER_ENV = ("RANKFUSION_SCHEDULER", "DASK_SCHEDULER_ADDRESS")
 
@@ -159,11 +163,13 @@ def _store_results(path: Path, keys, center: bool, top: int, scheduler: str | No
         results = []
         for key in list(keys) or [None]:
             label, x = _dask.open_store(path, key)
-            # Measured in benchmarks/bench_scale.py (docs/scaling.md): dask's threaded scheduler
-            # matched or beat reading the store into memory, and needs no N x D copy, so a store
-            # always goes through dask (exact: Gram with the TSQR fallback).
+            # Without a cluster, small stores are read into memory: measured (benchmarks/
+            # bench_scale.py, docs/benchmarks.md "Scale") dask's threaded scheduler took 2.8x the
+            # in-memory time on 50 MB and 1.08x on 0.6 GB, and 0.87x on 4.1 GB, where it also
+            # needs ~0.5 GB instead of 4 GB. Both routes are exact.
+            in_memory = client is None and x.nbytes <= IN_MEMORY_MAX_BYTES
             try:
-                info = spectral.spectrum_info(x, center=center)
+                info = spectral.spectrum_info(x.compute() if in_memory else x, center=center)
             except ValueError as exc:
                 raise InputError(f"array {label!r} in {str(path)!r}: {exc}") from None
             sigma = info.sigma[: int(info.rank)]
@@ -173,7 +179,7 @@ def _store_results(path: Path, keys, center: bool, top: int, scheduler: str | No
                 "matrix_shape": list(x.shape),
                 "flattened": False,
                 "center": center,
-                "method": f"dask ({info.route})",
+                "method": f"{'in memory' if in_memory else 'dask'} ({info.route})",
                 "numerical_rank": int(info.rank),
                 "effective_rank": float(spectral.effective_rank(sigma)) if sigma.size else 0.0,
                 "n_ambiguous": 0,
