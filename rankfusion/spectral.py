@@ -564,7 +564,7 @@ def dominant_k(sigma, energy: float = 0.9) -> int:
     k : int in [1, r]
     """
     energy = check_float(energy, "energy", low=0.0, high=1.0, low_open=True)
-    sigma = np.asarray(sigma.detach().cpu().numpy() if is_torch(sigma) else sigma, dtype=np.float64)
+    sigma = np.asarray(get_ops(sigma).to_host(sigma), dtype=np.float64)
     if sigma.ndim != 1 or sigma.size == 0 or not sigma[0] > 0:
         raise ValueError(f"sigma must be a non-empty 1-D spectrum with sigma_1 > 0, got {describe(sigma)}")
     cum = np.cumsum(sigma**2) / np.sum(sigma**2)
