@@ -170,6 +170,31 @@ def _finite_or_raise(ops, reduced, X, name) -> bool:
     return False
 
 
+def _certify_gram(ops, gram, n_long: int, n_short: int, eps_in: float, tol):
+    """Singular values from a float64 Gram matrix (..., n_short, n_short), and whether to trust them.
+
+    Returns ``(sigma, tol, need)``: descending ``sqrt(max(lambda, 0))``, the tolerance of shape
+    (..., 1), and a boolean of shape (...) that is True where the Gram route cannot certify the
+    rank or pin Eq. 1 down to :func:`_erank_target` (the caller then needs an exact SVD).
+    """
+    lam = ops.eigvalsh_desc(gram)
+    # Rounding can leave eigenvalues of a PSD matrix slightly negative; they are zeros.
+    lam_max = ops.clip(lam[..., :1], 0.0)
+    delta = _gram_error_radius(lam_max, n_long, n_short)
+    sigma = ops.sqrt(ops.clip(lam, 0.0))
+    if tol is None:
+        tol_arr = _default_tol(ops, sigma[..., :1], n_long, eps_in)
+        # The tolerance itself is known only to within the relative error of lambda_max.
+        widen = 2.0 * delta
+    else:
+        tol_arr = tol + 0.0 * sigma[..., :1]
+        widen = 0.0 * delta
+    tol2 = tol_arr * tol_arr
+    ambiguous = ops.sum(((lam - delta) <= tol2 + widen) & (tol2 - widen < (lam + delta)), axis=-1) > 0
+    bound = _gram_erank_bound(ops, lam, delta, tol2)
+    return sigma, tol_arr, ambiguous | (bound > _erank_target(eps_in))
+
+
 def _spectrum(X, *, center: bool, tol, chunk_rows: int | None = None) -> SpectrumInfo:
     """Structurally validated (..., N, D) input -> :class:`SpectrumInfo` (zero-padded sigma).
 
@@ -202,22 +227,7 @@ def _spectrum(X, *, center: bool, tol, chunk_rows: int | None = None) -> Spectru
         # Squares of finite entries overflowing float64 (|x| > ~1e154): the SVD route scales.
         use_gram = _finite_or_raise(ops, ops.diagonal(gram), X, "X")
     if use_gram:
-        lam = ops.eigvalsh_desc(gram)
-        # Rounding can leave eigenvalues of a PSD matrix slightly negative; they are zeros.
-        lam_max = ops.clip(lam[..., :1], 0.0)
-        delta = _gram_error_radius(lam_max, n_long, n_short)
-        sigma = ops.sqrt(ops.clip(lam, 0.0))
-        if tol is None:
-            tol_arr = _default_tol(ops, sigma[..., :1], n_long, eps_in)
-            # The tolerance itself is known only to within the relative error of lambda_max.
-            widen = 2.0 * delta
-        else:
-            tol_arr = tol + 0.0 * sigma[..., :1]
-            widen = 0.0 * delta
-        tol2 = tol_arr * tol_arr
-        ambiguous = ops.sum(((lam - delta) <= tol2 + widen) & (tol2 - widen < (lam + delta)), axis=-1) > 0
-        bound = _gram_erank_bound(ops, lam, delta, tol2)
-        need = ambiguous | (bound > _erank_target(eps_in))
+        sigma, tol_arr, need = _certify_gram(ops, gram, n_long, n_short, eps_in, tol)
         if X.ndim == 2:
             if bool(need):
                 sigma = exact(X, mu)
