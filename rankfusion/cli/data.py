@@ -8,7 +8,9 @@ import time
 import click
 
 from .._validation import InputError
-from ..data.synth import DEFAULT_COMPLEMENTARITY, DEFAULT_IMBALANCE, DEFAULT_NUISANCE
+from ..data.synth import (
+    DEFAULT_COMPLEMENTARITY, DEFAULT_IMBALANCE, DEFAULT_MAX_FRAMES, DEFAULT_MIN_FRAMES, DEFAULT_NUISANCE, DEFAULT_VIDEOS,
+)
 from . import main
 
 
@@ -41,9 +43,9 @@ def data():
 @data.command("synth")
 @click.argument("out", type=click.Path(file_okay=False))
 @click.option("--seed", default=0, show_default=True, type=int, help="Seed of the whole dataset.")
-@click.option("--videos", "n_videos", default=60, show_default=True, type=int, help="Number of videos.")
-@click.option("--min-frames", default=200, show_default=True, type=int, help="Shortest video length.")
-@click.option("--max-frames", default=900, show_default=True, type=int, help="Longest video length.")
+@click.option("--videos", "n_videos", default=DEFAULT_VIDEOS, show_default=True, type=int, help="Number of videos.")
+@click.option("--min-frames", default=DEFAULT_MIN_FRAMES, show_default=True, type=int, help="Shortest video length.")
+@click.option("--max-frames", default=DEFAULT_MAX_FRAMES, show_default=True, type=int, help="Longest video length.")
 @click.option("--channels", multiple=True, metavar="INT|MODALITY=INT",
               help="Channels for all modalities, or per modality (repeat; only the named ones are written). "
                    "Default rgb=64 depth=64 mvrgb=64 noise=64 imu=16 text=32 (noise needs depth's).")

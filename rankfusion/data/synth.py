@@ -166,6 +166,9 @@ MOST_COMPLEMENTARY = "depth"
 NOISE_TWIN_OF = "depth"
 
 DEFAULT_CHANNELS = {"rgb": 64, "depth": 64, "mvrgb": 64, "noise": 64, "imu": 16, "text": 32}
+#: Default size: the smallest that resolves rgb vs rgb+depth at complementarity 1 with the
+#: ``synthetic-small`` preset within the 2-core budget (docs/benchmarks.md, "Dials").
+DEFAULT_VIDEOS, DEFAULT_MIN_FRAMES, DEFAULT_MAX_FRAMES = 120, 150, 350
 #: Defaults of the dials (docs/datasets.md, "Dials"; calibration in docs/benchmarks.md).
 DEFAULT_COMPLEMENTARITY = 1.0
 DEFAULT_NUISANCE = 0.1
@@ -201,9 +204,9 @@ class SynthConfig:
     """
 
     seed: int = 0
-    n_videos: int = 60
-    min_frames: int = 200
-    max_frames: int = 900
+    n_videos: int = DEFAULT_VIDEOS
+    min_frames: int = DEFAULT_MIN_FRAMES
+    max_frames: int = DEFAULT_MAX_FRAMES
     channels: dict = dataclasses.field(default_factory=lambda: dict(DEFAULT_CHANNELS))
     split_fractions: tuple = (0.7, 0.15, 0.15)
     noise_scale: float = 1.0
@@ -633,7 +636,8 @@ def _split_counts(n, fractions):
     return [n - sum(counts), *counts]
 
 
-def synthesize(out_dir, *, seed=0, n_videos=60, min_frames=200, max_frames=900, channels=None,
+def synthesize(out_dir, *, seed=0, n_videos=DEFAULT_VIDEOS, min_frames=DEFAULT_MIN_FRAMES,
+               max_frames=DEFAULT_MAX_FRAMES, channels=None,
                split_fractions=(0.7, 0.15, 0.15), noise_scale=1.0, split_set="split1",
                complementarity=DEFAULT_COMPLEMENTARITY, nuisance=DEFAULT_NUISANCE, imbalance=DEFAULT_IMBALANCE,
                overwrite=False, progress=False) -> Path:
