@@ -317,3 +317,19 @@ def test_cli_dials_reach_synth_json(tmp_path):
     meta = _meta(tmp_path / "o")
     assert meta["dials"] == {"complementarity": 0.25, "nuisance": 0.3, "imbalance": 2.0}
     assert "decision-bearing cut points" in res.output and "next-action oracle rgb" in res.output
+
+
+def test_oracle_key_without_the_action_code():
+    # A subset that sees location and motion but not the action code (e.g. depth without it)
+    # cannot tell open from close (dishwasher, energy 0.3) nor take_cup from pour_water (table,
+    # 0.2); the fixed directions of load (+1) and unload (-1) tell those two apart.
+    from rankfusion.data.synth import _action_key
+
+    key = _action_key(frozenset({"location", "motion", "direction"}))
+    i = ACTIONS.index
+    assert key[i("open_dishwasher")] == key[i("close_dishwasher")]
+    assert key[i("take_cup")] == key[i("pour_water")]
+    assert key[i("load_dishwasher")] != key[i("unload_dishwasher")]
+    assert len(set(key.tolist())) == len(ACTIONS) - 2
+    assert len(set(_action_key(frozenset({"location", "motion"})).tolist())) == len(ACTIONS) - 3
+    assert set(_action_key(frozenset({"direction"})).tolist()) == {0}

@@ -231,7 +231,7 @@ class SynthConfig:
                 raise InputError(f"channels: unknown modality {m!r}; choose from {sorted(MODALITY_GAINS)}")
             check_int(c, f"channels[{m!r}]", low=1)
         if "noise" in self.channels and self.channels.get(NOISE_TWIN_OF) != self.channels["noise"]:
-            raise ValueError(f"channels: modality 'noise' copies the spectrum of {NOISE_TWIN_OF!r} and needs it with "
+            raise InputError(f"channels: modality 'noise' copies the spectrum of {NOISE_TWIN_OF!r} and needs it with "
                              f"the same channels, got noise={self.channels['noise']}, "
                              f"{NOISE_TWIN_OF}={self.channels.get(NOISE_TWIN_OF)}")
         fr = tuple(self.split_fractions)
@@ -570,7 +570,7 @@ def cut_records(action, direction, obs=CUT_OBS) -> np.ndarray:
 def modality_sees(modality: str) -> frozenset:
     """Hidden factors ``modality`` carries (gain > 0; its per-video constant included)."""
     if modality not in MODALITY_GAINS:
-        raise ValueError(f"modality: unknown {modality!r}; choose from {sorted(MODALITY_GAINS)}")
+        raise InputError(f"modality: unknown {modality!r}; choose from {sorted(MODALITY_GAINS)}")
     seen = {b for b, g in MODALITY_GAINS[modality].items() if g > 0}
     if modality in CONSTANT_OF:
         seen.add(CONSTANT_OF[modality])
@@ -583,9 +583,10 @@ def oracle_accuracy(records, modalities) -> float:
     The predictor may use every hidden factor the modalities carry, without noise. By the
     generator's construction the next action depends only on the current action, and on the
     trip direction when the cut lies inside a ``pick_dish -> carry_dish`` trip (every other
-    direction, e.g. ``walk``'s, is a distractor); appearance, geometry, location, motion and
-    progress carry nothing about it. The best predictor therefore picks, for each value of the
-    visible key (current action if seen; direction if seen and the cut is decision-bearing), the
+    direction, e.g. ``walk``'s, is a distractor); given those, appearance, geometry, location,
+    motion and progress carry nothing about it. The best predictor therefore picks, for each value
+    of the visible key (the current action if seen, else the class of actions that location and
+    motion leave possible; the direction if seen and the cut is decision-bearing), the
     most frequent next action among ``records``: the returned value is the plug-in Bayes rate on
     these cut points (an upper bound; on few records it is optimistic by the usual in-sample bias).
 
@@ -607,13 +608,32 @@ def oracle_accuracy(records, modalities) -> float:
     r = r[r["next"] >= 0]
     if len(r) == 0:
         return float("nan")
-    cur = r["current"] if "action" in seen else np.zeros(len(r), np.int64)
+    cur = _action_key(seen)[r["current"]]
     dirn = np.where(r["bearing"], r["direction"], 0) if "direction" in seen else np.zeros(len(r), np.int64)
     keys = np.stack([cur, dirn], 1)
     _, group = np.unique(keys, axis=0, return_inverse=True)
     counts = np.zeros((group.max() + 1, len(ACTIONS)), np.int64)
     np.add.at(counts, (group.ravel(), r["next"]), 1)
     return float(counts.max(1).sum() / len(r))
+
+
+def _action_key(seen) -> np.ndarray:
+    """What a subset seeing the factors ``seen`` knows of the current action: a class id per action.
+
+    The action itself if seen; else, from location and motion energy (a function of the action
+    except for walk's random location; walk alone has energy 1.0) and, if the direction is seen,
+    the fixed direction of load (+1) / unload and place (-1): e.g. depth without the action code
+    cannot tell open from close or take_cup from pour_water. Nothing seen: one class.
+    """
+    if "action" in seen:
+        return np.arange(len(ACTIONS))
+    if not {"location", "motion"} <= seen:
+        return np.zeros(len(ACTIONS), np.int64)
+    fixed = {"load_dishwasher": 1, "unload_dishwasher": -1, "place_on_shelf": -1}
+    keys = [(LOCATION_OF.get(a, "any"), MOTION_ENERGY[a], fixed.get(a, 0) if "direction" in seen else 0)
+            for a in ACTIONS]
+    ids = {k: i for i, k in enumerate(dict.fromkeys(keys))}
+    return np.array([ids[k] for k in keys])
 
 
 def oracle_subsets(modalities) -> list:
