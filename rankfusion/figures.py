@@ -16,11 +16,13 @@ noise          Figs. 6 / 7: ERank gains and MoC under calibrated Gaussian noise 
 exchange       Fig. 5: MoC against the exchange ratio 0.1 / 0.2 / 0.3
 angles         Table 6: principal angles between X's dominant subspace and Y's injected channels
 ablation       Tables 2, 3, 8, 9 (+ R3D (Uni) of Table 1): MoC per variant
+dose           (not in the paper) MoC and modality reliance against the generator's dials
 =============  ===============================================================================
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from dataclasses import dataclass, field
@@ -32,10 +34,10 @@ import pandas as pd
 from . import analysis
 from ._validation import InputError
 from .io import atomic_path, write_json, write_text
-from .pipeline import RunCache, expected_complementary, git_commit
+from .pipeline import PROFILES, RunCache, expected_complementary, git_commit
 
 #: Family names in the order ``rankfusion figures`` runs them.
-FAMILIES = ("spectra", "modality", "noise", "exchange", "angles", "ablation")
+FAMILIES = ("spectra", "modality", "noise", "exchange", "angles", "ablation", "dose")
 
 #: Exchange ratios of Fig. 5.
 EXCHANGE_RATIOS = (0.1, 0.2, 0.3)
@@ -118,6 +120,10 @@ class FigureResult:
     findings: dict = field(default_factory=dict)
     seconds: float = 0.0
     tables: dict = field(default_factory=dict, repr=False)
+    #: the typed result of the dose family (:class:`DoseResult`), None for the others
+    dose: object = field(default=None, repr=False)
+    #: extra run caches a family used (the dose family's datasets), for the manifest
+    caches: list = field(default_factory=list, repr=False)
 
 
 def _save(out: Path, fig, stem: str, res: FigureResult, formats=("png", "pdf")):
@@ -406,6 +412,18 @@ def fig_angles(ctx: FigureContext) -> FigureResult:
     return res
 
 
+def _ablation_run(ctx: FigureContext, opts: dict):
+    """``(run name, modalities, R3DConfig overrides)`` of one ablation variant."""
+    opts = dict(opts)
+    mods = [ctx.anchor] if opts.pop("_uni", False) else ctx.pair
+    name = f"{'+'.join(mods)}" + ("" if not opts else " " + ",".join(f"{k}={v}" for k, v in opts.items()))
+    if not opts and mods == ctx.pair:
+        name = f"{ctx.anchor}+{ctx.partner}"
+    if opts == {"rtf": False}:
+        name = f"{ctx.anchor}+{ctx.partner} W/O RTF"
+    return name, mods, opts
+
+
 def fig_ablation(ctx: FigureContext) -> FigureResult:
     """Tables 2, 3, 8, 9 (+ Uni): MoC per variant, observation ratio and beta."""
     from . import plots
@@ -413,13 +431,7 @@ def fig_ablation(ctx: FigureContext) -> FigureResult:
     res = FigureResult("ablation", params={"variants": {k: v for k, v in ABLATIONS.items()}})
     rows, parts, runs = [], [], []
     for label, opts in ABLATIONS.items():
-        opts = dict(opts)
-        mods = [ctx.anchor] if opts.pop("_uni", False) else ctx.pair
-        name = f"{'+'.join(mods)}" + ("" if not opts else " " + ",".join(f"{k}={v}" for k, v in opts.items()))
-        if not opts and mods == ctx.pair:
-            name = f"{ctx.anchor}+{ctx.partner}"
-        if opts == {"rtf": False}:
-            name = f"{ctx.anchor}+{ctx.partner} W/O RTF"
+        name, mods, opts = _ablation_run(ctx, opts)
         rr = ctx.cache.runs(name, mods, **opts)
         runs += rr
         parts.append(_seed_moc(ctx.cache, rr).assign(variant=label))
@@ -444,14 +456,312 @@ def fig_ablation(ctx: FigureContext) -> FigureResult:
     return res
 
 
+# --------------------------------------------------------------------------- dose-response
+
+#: The three models of the dose-response family: label -> (modalities role, R3DConfig overrides).
+DOSE_MODELS = {"anchor only": ("anchor", {}), "plain fusion": ("pair", {"rtf": False}), "R3D": ("pair", {})}
+
+#: Comparisons tabulated at every dial level: (label, model a, model b); the difference is a - b.
+DOSE_COMPARISONS = (("fusion helps (plain fusion - anchor only)", "plain fusion", "anchor only"),
+                    ("RTF helps (R3D - plain fusion)", "R3D", "plain fusion"),
+                    ("R3D - anchor only", "R3D", "anchor only"))
+
+#: A difference is resolved when |difference| >= RESOLVE_SD x the larger of the two models' seed
+#: standard deviations (ddof = 1): DESIGN.md, "a benchmark is an instrument".
+RESOLVE_SD = 2.0
+
+
+@dataclass(frozen=True)
+class DosePoint:
+    """One trained run of the dose-response family (one model, dial level and seed)."""
+
+    dial: str
+    level: float
+    model: str
+    seed: int
+    moc: float
+    erank_fused: float
+    reliance: tuple = ()  # ((modality, MoC drop), ...) for the fused models
+
+
+@dataclass(frozen=True)
+class DoseCell:
+    """Mean and seed spread of one quantity of one model at one dial level."""
+
+    dial: str
+    level: float
+    model: str
+    quantity: str  # "moc", "erank_fused" or "reliance <modality>"
+    mean: float
+    sd: float  # over seeds, ddof = 1 (NaN with one seed)
+    n_seeds: int
+
+
+@dataclass(frozen=True)
+class DoseComparison:
+    """A difference between two models (or two reliances) at one dial level, with its verdict."""
+
+    dial: str
+    level: float
+    comparison: str
+    quantity: str
+    diff: float  # mean of a - mean of b
+    sd_ref: float  # max(sd of a, sd of b) over seeds, ddof = 1
+    ratio: float  # diff / sd_ref
+    resolved: bool  # |diff| >= RESOLVE_SD * sd_ref (False with one seed)
+
+    @property
+    def verdict(self) -> str:
+        if not np.isfinite(self.sd_ref):
+            return "unresolved (one seed)"
+        if not self.resolved:
+            return "unresolved"
+        return "resolved: " + ("a > b" if self.diff > 0 else "a < b")
+
+
+@dataclass(frozen=True)
+class DoseResult:
+    """Everything the dose family measured: per-run points, cells, comparisons and the oracle."""
+
+    points: tuple
+    cells: tuple
+    comparisons: tuple
+    oracle: tuple  # ((dial, level, subset, oracle accuracy in %), ...)
+    dials: dict = field(default_factory=dict)  # the dose settings used (levels, base dials, dataset)
+
+    def cell(self, dial, level, model, quantity="moc") -> DoseCell | None:
+        for c in self.cells:
+            if (c.dial, c.level, c.model, c.quantity) == (dial, float(level), model, quantity):
+                return c
+        return None
+
+    def comparisons_of(self, dial, comparison) -> list:
+        return [c for c in self.comparisons if c.dial == dial and c.comparison == comparison]
+
+
+def dose_settings(profile) -> list[tuple[str, float, dict]]:
+    """``(dial, level, generator dials)`` of every point of the sweeps (docs/analysis.md).
+
+    The complementarity sweep runs at the base imbalance, the imbalance sweep at the base
+    complementarity; a point both sweeps share is one dataset (and one set of runs).
+    """
+    d = profile.dose
+    base = dict(d["base"])
+    out = []
+    for dial in ("complementarity", "imbalance"):
+        for level in d[dial]:
+            out.append((dial, float(level), {**base, dial: float(level)}))
+    return out
+
+
+def _dose_cache(ctx: FigureContext, dials: dict) -> RunCache:
+    """The run cache of one dose dataset (generated under ``<cache>/dose/`` unless present)."""
+    from .report import prepare_dataset
+
+    prof = ctx.cache.profile
+    tag = "-".join(f"{k[0]}{v:g}" for k, v in sorted(dials.items()))
+    root = prepare_dataset(ctx.cache.cache_dir / "dose" / tag, {**prof.dose["synth"], **dials},
+                           seed=int(prof.dose.get("data_seed", 0)))
+    cache = RunCache(root, ctx.cache.cache_dir, prof, device=ctx.cache.device, progress=ctx.cache.progress)
+    cache.trained_now = ctx.cache.trained_now  # one record of what this session's workers trained
+    return cache
+
+
+def _dose_run_args(ctx: FigureContext, model: str):
+    role, opts = DOSE_MODELS[model]
+    return ([ctx.anchor] if role == "anchor" else ctx.pair), dict(opts)
+
+
+def dose_jobs(ctx: FigureContext) -> list:
+    """The runs of the dose family (for :func:`plan_jobs`); generates the dose datasets."""
+    jobs = []
+    for _, _, dials in dose_settings(ctx.cache.profile):
+        cache = _dose_cache(ctx, dials)
+        for model in DOSE_MODELS:
+            mods, opts = _dose_run_args(ctx, model)
+            fused = len(mods) > 1
+            jobs += [cache.job(mods, s, obs_ratios=(ctx.obs,) if fused else (), reliance=fused, **opts)
+                     for s in cache.profile.seeds]
+    return jobs
+
+
+def _dose_points(ctx: FigureContext):
+    from . import spectral
+
+    points, oracle, runs = [], [], []
+    for dial, level, dials in dose_settings(ctx.cache.profile):
+        cache = _dose_cache(ctx, dials)
+        meta = json.loads((cache.data_root / "synth.json").read_text())
+        for subset, acc in sorted(meta.get("oracle", {}).items()):
+            oracle.append((dial, level, subset, 100.0 * float(acc)))
+        for model in DOSE_MODELS:
+            mods, opts = _dose_run_args(ctx, model)
+            for rec in cache.runs(f"dose {dial}={level:g} {model}", mods, **opts):
+                runs.append((cache, rec))
+                moc = float(cache.evaluate(rec)["moc"].mean())
+                rel, er = (), float("nan")
+                if len(mods) > 1:
+                    rel = tuple((r.modality, float(r.drop)) for r in cache.reliance(rec).itertuples())
+                    fs = analysis.load_features(cache.features(rec, ctx.obs))
+                    er = float(spectral.effective_rank(analysis.stacked(fs, mods, "after")))
+                points.append(DosePoint(dial, level, model, rec.seed, moc, er, rel))
+    return points, oracle, runs
+
+
+def _dose_cells(points) -> list[DoseCell]:
+    groups: dict = {}
+    for p in points:
+        vals = {"moc": p.moc, "erank_fused": p.erank_fused, **{f"reliance {m}": d for m, d in p.reliance}}
+        for q, v in vals.items():
+            if np.isfinite(v):
+                groups.setdefault((p.dial, p.level, p.model, q), []).append(v)
+    cells = []
+    for (dial, level, model, q), v in groups.items():
+        sd = float(np.std(v, ddof=1)) if len(v) > 1 else float("nan")
+        cells.append(DoseCell(dial, level, model, q, float(np.mean(v)), sd, len(v)))
+    return cells
+
+
+def _compare(dial, level, label, quantity, a: DoseCell, b: DoseCell) -> DoseComparison:
+    diff = a.mean - b.mean
+    sd = max(a.sd, b.sd) if np.isfinite(a.sd) and np.isfinite(b.sd) else float("nan")
+    ratio = diff / sd if np.isfinite(sd) and sd > 0 else (float("inf") * np.sign(diff) if sd == 0 and diff else
+                                                          float("nan"))
+    resolved = bool(np.isfinite(sd) and abs(diff) >= RESOLVE_SD * sd and diff != 0)
+    return DoseComparison(dial, level, label, quantity, float(diff), float(sd), float(ratio), resolved)
+
+
+def dose_comparisons(cells, pair) -> list[DoseComparison]:
+    """Model differences (MoC, stacked ERank) and reliance differences (RTF vs no RTF) per level."""
+    idx = {(c.dial, c.level, c.model, c.quantity): c for c in cells}
+    out = []
+    for dial, level in dict.fromkeys((c.dial, c.level) for c in cells):
+        for label, a, b in DOSE_COMPARISONS:
+            ca, cb = idx.get((dial, level, a, "moc")), idx.get((dial, level, b, "moc"))
+            if ca and cb:
+                out.append(_compare(dial, level, label, "moc", ca, cb))
+        ca, cb = idx.get((dial, level, "R3D", "erank_fused")), idx.get((dial, level, "plain fusion", "erank_fused"))
+        if ca and cb:
+            out.append(_compare(dial, level, "RTF raises effective rank (R3D - plain fusion)", "erank_fused", ca, cb))
+        for m in pair:
+            q = f"reliance {m}"
+            ca, cb = idx.get((dial, level, "R3D", q)), idx.get((dial, level, "plain fusion", q))
+            if ca and cb:
+                out.append(_compare(dial, level, f"RTF changes reliance on {m} (R3D - plain fusion)", q, ca, cb))
+    return out
+
+
+def _dose_tables(res: DoseResult):
+    cells = pd.DataFrame([dataclasses.asdict(c) for c in res.cells])
+    oracle = pd.DataFrame(list(res.oracle), columns=["dial", "level", "subset", "oracle_pct"])
+    cmp_rows = [{**dataclasses.asdict(c), "verdict": c.verdict} for c in res.comparisons]
+    comps = pd.DataFrame(cmp_rows, columns=["dial", "level", "comparison", "quantity", "diff", "sd_ref", "ratio",
+                                            "resolved", "verdict"])
+    pts = pd.DataFrame([{**{k: v for k, v in dataclasses.asdict(p).items() if k != "reliance"},
+                         **{f"reliance_{m}": d for m, d in p.reliance}} for p in res.points])
+    return cells, oracle, comps, pts
+
+
+def _pm(mean, sd) -> str:
+    return f"{mean:.2f}" if not np.isfinite(sd) else f"{mean:.2f} ± {sd:.2f}"
+
+
+def fig_dose(ctx: FigureContext) -> FigureResult:
+    """Dose-response: MoC of anchor only / plain fusion / R3D against complementarity and imbalance,
+    with the oracle and seed spreads; reliance of each modality against imbalance, with and without
+    RTF. Every difference is tabulated with its verdict (resolved when >= 2 seed sd)."""
+    from . import plots
+
+    prof = ctx.cache.profile
+    if not prof.dose:
+        raise InputError(f"the profile has no dose-response settings; use one of "
+                         f"{[n for n, p in PROFILES.items() if p.dose]}")
+    res = FigureResult("dose", params={"dose": {k: (list(v) if isinstance(v, tuple) else v)
+                                                 for k, v in prof.dose.items()},
+                                       "obs_ratio_erank": ctx.obs, "resolve_sd": RESOLVE_SD,
+                                       "sd": "max of the two models' sd over seeds (ddof=1)"})
+    points, oracle, runs = _dose_points(ctx)
+    cells = _dose_cells(points)
+    dose = DoseResult(tuple(points), tuple(cells), tuple(dose_comparisons(cells, ctx.pair)), tuple(oracle),
+                      dials=res.params["dose"])
+    res.run_keys = _keys([r for _, r in runs])
+    res.dose = dose
+    res.caches = list(dict.fromkeys(c for c, _ in runs))
+    cells_df, oracle_df, comps_df, pts_df = _dose_tables(dose)
+    _table(ctx.out, pts_df, "dose_runs", res)
+    moc = cells_df[cells_df.quantity == "moc"].copy()
+    moc["moc"] = [_pm(m, s) for m, s in zip(moc["mean"], moc["sd"])]
+    _table(ctx.out, cells_df, "dose_cells", res)
+    _table(ctx.out, oracle_df, "dose_oracle", res, markdown=True)
+    write_text(ctx.out / "dose_moc.md", to_markdown(moc[["dial", "level", "model", "moc", "n_seeds"]]) + "\n")
+    res.files.append("dose_moc.md")
+    rel = cells_df[cells_df.quantity.str.startswith("reliance")].copy()
+    rel["value"] = [_pm(m, s) for m, s in zip(rel["mean"], rel["sd"])]
+    write_text(ctx.out / "dose_reliance.md", to_markdown(rel[["dial", "level", "model", "quantity", "value",
+                                                              "n_seeds"]]) + "\n")
+    res.files.append("dose_reliance.md")
+    _table(ctx.out, comps_df, "dose_comparisons", res, markdown=True)
+    _save(ctx.out, plots.plot_dose(cells_df, oracle_df, anchor=ctx.anchor, partner=ctx.partner), "dose", res,
+          ctx.formats)
+    res.findings = {
+        "cells": {f"{c.dial}={c.level:g} {c.model} {c.quantity}": [c.mean, c.sd, c.n_seeds] for c in cells},
+        "comparisons": {f"{c.dial}={c.level:g} {c.comparison}": {"diff": c.diff, "sd_ref": c.sd_ref,
+                                                                  "verdict": c.verdict}
+                        for c in dose.comparisons},
+        "oracle": {f"{d}={lv:g} {sub}": v for d, lv, sub, v in oracle},
+    }
+    return res
+
+
 FAMILY_FUNCS = {"spectra": fig_spectra, "modality": fig_modality, "noise": fig_noise,
-                "exchange": fig_exchange, "angles": fig_angles, "ablation": fig_ablation}
+                "exchange": fig_exchange, "angles": fig_angles, "ablation": fig_ablation, "dose": fig_dose}
 
 
-def make_figures(ctx: FigureContext, only=None, *, command: str = "", progress: bool = True) -> dict:
+def plan_jobs(ctx: FigureContext, names) -> list:
+    """The independent runs the families ``names`` need, as :class:`rankfusion.pipeline.RunJob` s.
+
+    Each job trains (or reuses) one run and makes the MoC grid and feature exports its families
+    read, so :func:`make_figures` can do all of them in a process pool first; the families then
+    find every run finished in the cache. Work a family does after that (noisy copies, the
+    calibration, the analyses) stays serial: it depends on finished runs and is short.
+    """
+    c, prof = ctx.cache, ctx.cache.profile
+    seeds, every = prof.seeds, tuple(prof.obs_ratios)
+    jobs = []
+
+    def add(mods, seeds=seeds, obs=(), **opts):
+        jobs.extend(c.job(mods, s, obs_ratios=obs, **opts) for s in seeds)
+
+    if "spectra" in names:
+        add(ctx.pair, seeds[:1], (ctx.obs,))
+        add(ctx.pair, seeds[:1], (ctx.obs,), rtf=False)
+    if "modality" in names:
+        for cand in (m for m in ctx.modalities if m != ctx.anchor):
+            add([ctx.anchor, cand], obs=every)
+    if "noise" in names:
+        add(ctx.pair, obs=(ctx.obs,))
+        add(ctx.pair, rtf=False)
+    if "exchange" in names:
+        for ratio in EXCHANGE_RATIOS:
+            add(ctx.pair, exchange_ratio=ratio)
+    if "angles" in names:
+        add(ctx.pair, obs=every)
+    if "ablation" in names:
+        for opts in ABLATIONS.values():
+            _, mods, o = _ablation_run(ctx, opts)
+            add(mods, **o)
+    if "dose" in names:
+        jobs += dose_jobs(ctx)
+    return jobs
+
+
+def make_figures(ctx: FigureContext, only=None, *, command: str = "", progress: bool = True,
+                 workers: int = 1) -> dict:
     """Run the selected families and write ``<out>/manifest.json``; return ``{name: FigureResult}``.
 
-    The manifest is merged with an existing one, so ``--only`` updates just those figures' entries.
+    With ``workers > 1`` the runs every family needs (:func:`plan_jobs`) are first trained,
+    evaluated and exported in that many processes (:func:`rankfusion.pipeline.run_jobs`). The
+    manifest is merged with an existing one, so ``--only`` updates just those figures' entries.
     """
     from tqdm.auto import tqdm
 
@@ -460,6 +770,8 @@ def make_figures(ctx: FigureContext, only=None, *, command: str = "", progress: 
         if n not in FAMILY_FUNCS:
             raise ValueError(f"--only must be among {list(FAMILIES)}, got {n!r}")
     ctx.out.mkdir(parents=True, exist_ok=True)
+    if workers > 1:
+        ctx.cache.prefetch(plan_jobs(ctx, names), workers=workers, progress=progress)
     results = {}
     bar = tqdm(names, desc="figures", disable=not progress, unit="fig")
     for n in bar:
@@ -485,7 +797,7 @@ def write_manifest(ctx: FigureContext, results: dict, *, command: str = "") -> P
     for n, r in results.items():
         figs[n] = {
             "files": r.files,
-            "runs": ctx.cache.manifest_runs(r.run_keys),
+            "runs": ctx.cache.manifest_runs(r.run_keys) + [d for c in r.caches for d in c.manifest_runs(r.run_keys)],
             "params": r.params,
             "findings": r.findings,
             "seconds": r.seconds,

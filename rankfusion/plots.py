@@ -350,3 +350,66 @@ def plot_ablation(table):
     ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
+
+
+# --------------------------------------------------------------------------- dose-response
+
+#: Colour, line style and marker of each model of the dose-response family.
+DOSE_STYLE = {"anchor only": ("#d62728", "-", "o"), "plain fusion": (PALETTE["fused (plain)"], "--", "s"),
+              "R3D": (PALETTE["fused (RTF)"], "-", "^")}
+
+
+def _dose_errorbars(ax, part, x_offset=0.0, **kw):
+    yerr = part["sd"] if part["sd"].notna().any() else None
+    ax.errorbar(part["level"] + x_offset, part["mean"], yerr=yerr, capsize=3, **kw)
+
+
+def plot_dose(cells, oracle, *, anchor: str = "rgb", partner: str = "depth"):
+    """Dose-response: MoC against complementarity and imbalance (with the oracle), and reliance.
+
+    Parameters
+    ----------
+    cells : DataFrame
+        ``dial, level, model, quantity ("moc", "erank_fused", "reliance <modality>"), mean, sd,
+        n_seeds`` (:class:`rankfusion.figures.DoseCell` rows; sd over seeds, drawn as error bars).
+    oracle : DataFrame
+        ``dial, level, subset, oracle_pct``: best attainable next-action accuracy (%) of each
+        modality subset; the anchor's and the pair's are drawn.
+    anchor, partner : str
+    """
+    plt = _mpl()
+    fig, axes = plt.subplots(1, 3, figsize=(15.0, 4.0))
+    span = {d: float(np.ptp(cells[cells.dial == d]["level"])) or 1.0 for d in cells["dial"].unique()}
+    for ax, dial in zip(axes[:2], ("complementarity", "imbalance")):
+        sub = cells[(cells.dial == dial) & (cells.quantity == "moc")]
+        for k, (model, (col, ls, mk)) in enumerate(DOSE_STYLE.items()):
+            part = sub[sub.model == model].sort_values("level")
+            if len(part):
+                _dose_errorbars(ax, part, 0.012 * span.get(dial, 1.0) * (k - 1), color=col, ls=ls, marker=mk,
+                                label=f"{model} (MoC)")
+        orc = oracle[oracle.dial == dial] if len(oracle) else oracle
+        for subset, ls in ((anchor, ":"), (f"{anchor}+{partner}", "-.")):
+            part = orc[orc.subset == subset].sort_values("level") if len(orc) else orc
+            if len(part):
+                ax.plot(part["level"], part["oracle_pct"], ls, color="black", alpha=0.7,
+                        label=f"oracle {subset} (next-action acc.)")
+        ax.set_xlabel(dial)
+        ax.set_ylabel("% (MoC: mean over $\\alpha,\\beta$)")
+        ax.set_title(f"Accuracy against {dial}\nerror bars: std over seeds")
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=7)
+    ax = axes[2]
+    rel = cells[(cells.dial == "imbalance") & cells.quantity.str.startswith("reliance ")]
+    for k, ((model, q), part) in enumerate(rel.groupby(["model", "quantity"], sort=True)):
+        m = q.split(" ", 1)[1]
+        _dose_errorbars(ax, part.sort_values("level"), 0.012 * span.get("imbalance", 1.0) * (k - 1.5),
+                        color=color(m), ls="-" if model == "R3D" else "--",
+                        marker="^" if model == "R3D" else "s", label=f"{m}, {model}")
+    ax.axhline(0.0, color="grey", lw=0.8)
+    ax.set_xlabel("imbalance")
+    ax.set_ylabel("reliance: MoC drop when swapped (points)")
+    ax.set_title("Modality reliance with (R3D) and without RTF\nerror bars: std over seeds")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
