@@ -23,7 +23,7 @@ def test_layout_and_check(small):
     rep = ds.validate()
     assert rep.n_videos == 12 and len(ds.classes) == len(ACTIONS) == 12
     assert rep.splits == {"train": 8, "val": 2, "test": 2}
-    assert rep.channels == {"depth": 64, "imu": 16, "mvrgb": 64, "rgb": 64, "text": 32}
+    assert rep.channels == {"depth": 64, "imu": 16, "mvrgb": 64, "noise": 64, "rgb": 64, "text": 32}
     assert 150 <= rep.frames_min and rep.frames_max <= 400
     meta = json.loads((small / "synth.json").read_text())
     assert meta["config"]["seed"] == 3 and meta["config"]["n_videos"] == 12
@@ -84,7 +84,7 @@ def test_options_and_errors(tmp_path):
     with pytest.raises(InputError, match="already exists"):
         synthesize(tmp_path / "o", n_videos=3)
     synthesize(tmp_path / "o", n_videos=3, min_frames=60, max_frames=80, channels=8, overwrite=True)
-    assert open_dataset(tmp_path / "o").modalities == ["depth", "imu", "mvrgb", "rgb", "text"]
+    assert open_dataset(tmp_path / "o").modalities == ["depth", "imu", "mvrgb", "noise", "rgb", "text"]
     with pytest.raises(ValueError, match="channels: unknown modality 'lidar'"):
         synthesize(tmp_path / "x", channels={"lidar": 3})
     with pytest.raises(ValueError, match="n_videos"):

@@ -7,6 +7,7 @@ import time
 
 import click
 
+from ..data.synth import DEFAULT_COMPLEMENTARITY, DEFAULT_IMBALANCE, DEFAULT_NUISANCE
 from . import main
 
 
@@ -44,20 +45,35 @@ def data():
 @click.option("--max-frames", default=900, show_default=True, type=int, help="Longest video length.")
 @click.option("--channels", multiple=True, metavar="INT|MODALITY=INT",
               help="Channels for all modalities, or per modality (repeat; only the named ones are written). "
-                   "Default rgb=64 depth=64 mvrgb=64 imu=16 text=32.")
+                   "Default rgb=64 depth=64 mvrgb=64 noise=64 imu=16 text=32 (noise needs depth's).")
 @click.option("--noise-scale", default=1.0, show_default=True, type=float, help="Multiplies every noise level.")
+@click.option("--complementarity", default=DEFAULT_COMPLEMENTARITY, show_default=True, type=float,
+              help="0..1: share of the evaluation cut points (obs 0.2/0.3) at which the next actions are "
+                   "decided by the trip direction, which only depth sees (0: depth adds nothing rgb lacks).")
+@click.option("--nuisance", default=DEFAULT_NUISANCE, show_default=True, type=float,
+              help=">= 0: energy of the per-video constants (appearance, scene geometry) relative to the "
+                   "per-frame signal (0: none).")
+@click.option("--imbalance", default=DEFAULT_IMBALANCE, show_default=True, type=float,
+              help=">= 1: rgb's signal-to-noise amplitude over depth's (1: balanced; R lowers depth's SNR R^2-fold).")
 @click.option("--split-set", default="split1", show_default=True, help="Bundle names: train.<split-set>.bundle.")
 @click.option("--force", is_flag=True, help="Replace OUT if it exists.")
-def synth_cmd(out, seed, n_videos, min_frames, max_frames, channels, noise_scale, split_set, force):
+def synth_cmd(out, seed, n_videos, min_frames, max_frames, channels, noise_scale, complementarity, nuisance,
+              imbalance, split_set, force):
     """Write the synthetic multi-modal activity dataset to OUT (see docs/datasets.md)."""
     from ..data.synth import synthesize
 
     t0 = time.perf_counter()
     path = synthesize(out, seed=seed, n_videos=n_videos, min_frames=min_frames, max_frames=max_frames,
                       channels=_parse_channels(channels), noise_scale=noise_scale, split_set=split_set,
+                      complementarity=complementarity, nuisance=nuisance, imbalance=imbalance,
                       overwrite=force, progress=True)
     size = sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
-    click.echo(f"wrote {path} ({n_videos} videos, {size / 2**20:.1f} MiB) in {time.perf_counter() - t0:.1f} s")
+    truth = json.loads((path / "synth.json").read_text())
+    share = truth["measured"]["decision_bearing_share"]
+    oracle = truth["oracle"]
+    pair = " ".join(f"{k} {100 * oracle[k]:.1f}%" for k in ("rgb", "rgb+depth") if k in oracle)
+    click.echo(f"wrote {path} ({n_videos} videos, {size / 2**20:.1f} MiB) in {time.perf_counter() - t0:.1f} s; "
+               f"decision-bearing cut points {100 * share:.1f}%" + (f"; next-action oracle {pair}" if pair else ""))
 
 
 @data.command("check")

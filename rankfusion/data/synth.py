@@ -3,11 +3,17 @@
 A kitchen routine around a dishwasher, generated from hidden per-frame factors so that what
 each modality can see is known by construction (docs/datasets.md):
 
-* a grammar over 12 actions (a Markov chain with gamma-distributed durations); after
-  ``carry_dish`` the next action is ``load_dishwasher`` when the dish moves *toward* the
-  dishwasher and ``place_on_shelf`` when it moves *away* (the paper's "loading vs unloading"
-  example), and the direction is drawn afresh for every trip, so the past actions do not give it
-  away;
+* a grammar over 12 actions (a Markov chain with gamma-distributed durations that scale with the
+  video's length); after ``carry_dish`` the next action is ``load_dishwasher`` when the dish moves
+  *toward* the dishwasher and ``place_on_shelf`` when it moves *away* (the paper's "loading vs
+  unloading" example), and the direction is drawn afresh for every trip, so the past actions do
+  not give it away;
+* three dials make the benchmark an instrument (DESIGN.md, "A benchmark is an instrument"):
+  ``complementarity`` C is the share of evaluation cut points (observation ratios 0.2 / 0.3)
+  that end inside such a trip, so that only the direction decides what comes next;
+  ``nuisance`` N is the energy of per-video constants (appearance, scene geometry) relative to
+  the per-frame signal; ``imbalance`` R makes the partner's signal-to-noise ratio R^2 times
+  lower than the anchor's;
 * hidden factors per frame: action, object, direction of motion, location, motion energy,
   segment progress; per video: appearance (lighting/colour) and scene geometry (room layout);
 * modalities are fixed random projections of the factors each one can see, plus structured
@@ -19,14 +25,16 @@ each modality can see is known by construction (docs/datasets.md):
   rgb     action, object, appearance, a little location/motion/progress  direction, geometry
   depth   direction, geometry, location, motion, part of action/object   appearance
   mvrgb   a second RGB view: rgb's factors through another projection    direction, geometry
+  noise   nothing: Gaussian, with depth's column means and covariance    everything
   imu     motion energy (with gait oscillation), a hint of action; noisy object, direction, scene
   text    action and object names, only in the first frames of ~60% of   everything else
           segments (narration); near zero elsewhere
   ======  =============================================================  ======================
 
 RGB + depth is the most complementary pair by construction: the only factor that decides the
-next action and RGB cannot see (direction) is carried by depth, and depth's appearance-free view
-shares only part of the action subspace with RGB.
+next action and RGB cannot see (direction) is carried by depth. ``mvrgb`` (redundant view) and
+``noise`` (spectrum-matched, task-free) are the controls of every fusion comparison.
+:func:`oracle_accuracy` gives the best next-action accuracy each modality subset allows.
 """
 
 from __future__ import annotations
@@ -37,7 +45,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-from scipy.signal import lfilter
 
 from .._validation import InputError, check_float, check_int
 from ..io import atomic_dir
@@ -77,15 +84,34 @@ TRANSITIONS = {
     "drink": {"walk": 0.7, "wipe_counter": 0.3},
     "wipe_counter": {"walk": 0.6, "open_dishwasher": 0.4},
 }
+#: Actions a video may start with, and the actions the grammar lets ``pick_dish`` follow.
+START_ACTIONS = ("walk", "open_dishwasher", "take_cup", "wipe_counter")
+BEFORE_PICK = tuple(a for a, succ in TRANSITIONS.items() if "pick_dish" in succ)
 
-#: Mean duration in frames of each action (gamma distributed, shape ``DURATION_SHAPE``).
+#: Mean duration of each action in frames of a video of ``REFERENCE_LENGTH`` frames (gamma
+#: distributed, shape ``DURATION_SHAPE``); durations scale with the video's length, so every
+#: video holds ~7 segments and the cut points 0.2 / 0.3 / 0.5 fall 1-2 segments apart.
 MEAN_DURATION = {
     "walk": 90, "open_dishwasher": 45, "pick_dish": 45, "carry_dish": 65, "load_dishwasher": 75,
     "unload_dishwasher": 65, "place_on_shelf": 60, "close_dishwasher": 40, "take_cup": 40,
     "pour_water": 65, "drink": 75, "wipe_counter": 100,
 }
+REFERENCE_LENGTH = 400
 DURATION_SHAPE = 8.0  # coefficient of variation 1/sqrt(8) ~ 0.35
 MIN_DURATION = 5
+
+#: Observation ratios whose cut points ``complementarity`` controls: the evaluation ratios of the
+#: MoC protocol (DESIGN.md). A cut point ``int(obs * N)`` is *decision-bearing* when its last
+#: observed frame lies inside a ``pick_dish -> carry_dish`` trip. The training-only ratio 0.5 is
+#: left to the grammar: a trip forced across it would put a fresh, unforeseeable direction inside
+#: the future windows of the 0.2 / 0.3 cut points and squeeze their decided segment to a few frames.
+CUT_OBS = (0.2, 0.3)
+#: Ratios reported in ``synth.json`` (``decision_bearing_share_by_obs``, ``oracle_by_obs``).
+REPORT_OBS = (0.2, 0.3, 0.5)
+#: Where a forced trip's carry holds the cut point: fraction of the carry observed before it.
+CUT_IN_CARRY = (0.4, 0.9)
+#: Consecutive decision-bearing cut points closer than this fraction of the video share one carry.
+GROUP_GAP = 0.15
 
 OBJECT_OF = {
     "walk": "none", "open_dishwasher": "door", "close_dishwasher": "door", "pick_dish": "dish",
@@ -104,32 +130,46 @@ MOTION_ENERGY = {
     "pour_water": 0.2, "drink": 0.1, "wipe_counter": 0.6,
 }
 
-#: Latent factor blocks and their sizes.
+#: Latent factor blocks and their sizes. ``appearance`` and ``geometry`` are per-video constants.
 BLOCKS = {"action": 12, "object": 5, "direction": 3, "appearance": 4, "geometry": 6, "location": 4,
           "motion": 3, "progress": 2}
+#: The per-video constant each modality sees (its energy is set by ``nuisance``).
+CONSTANT_OF = {"rgb": "appearance", "mvrgb": "appearance", "depth": "geometry"}
 
-#: Gain of each factor block in each modality (0 = the modality cannot see it), the noise levels
-#: (structured nuisance, white noise) and the narration probability of ``text``.
+#: Gain of each per-frame factor block in each modality (0 / absent = the modality cannot see it).
 MODALITY_GAINS = {
-    "rgb": {"action": 1.0, "object": 1.0, "appearance": 0.8, "location": 0.3, "motion": 0.2, "progress": 0.4},
-    "depth": {"action": 0.5, "object": 0.3, "direction": 1.2, "geometry": 1.0, "location": 1.0, "motion": 0.4,
-              "progress": 0.4},
-    "mvrgb": {"action": 1.0, "object": 1.0, "appearance": 0.8, "location": 0.4, "motion": 0.2, "progress": 0.4},
+    "rgb": {"action": 1.0, "object": 1.0, "location": 0.3, "motion": 0.2, "progress": 0.4},
+    "depth": {"action": 0.5, "object": 0.3, "direction": 1.2, "location": 1.0, "motion": 0.4, "progress": 0.4},
+    "mvrgb": {"action": 1.0, "object": 1.0, "location": 0.4, "motion": 0.2, "progress": 0.4},
+    "noise": {},
     "imu": {"action": 0.2, "motion": 1.0},
     "text": {"action": 1.0, "object": 0.5},
 }
-NOISE = {  # (nuisance scale, white-noise scale)
+#: Shape of each modality's noise: (structured nuisance, white noise) amplitudes before the
+#: signal-to-noise scaling of ``SNR``.
+NOISE = {
     "rgb": (0.5, 0.3), "depth": (0.5, 0.3), "mvrgb": (0.5, 0.35), "imu": (0.6, 1.0), "text": (0.0, 0.01),
 }
+#: Per-channel signal-to-noise energy ratio of each modality at ``imbalance=1`` and
+#: ``noise_scale=1``; the partner's is divided by ``imbalance**2``. ``text`` keeps fixed absolute
+#: noise (it is zero outside narration).
+SNR = {"rgb": 4.0, "depth": 4.0, "mvrgb": 4.0, "imu": 0.5}
 N_NUISANCE = 8
 NARRATION_PROB = 0.6
 NARRATION_FRAMES = 3
 
-#: The partner of rgb that carries what rgb cannot see (direction, geometry): the pairing that is
-#: most complementary by construction (written to synth.json as "most_complementary").
+#: The anchor and the partner of rgb that carries what rgb cannot see (direction): the pairing
+#: that is most complementary by construction (written to synth.json as "most_complementary").
+ANCHOR = "rgb"
 MOST_COMPLEMENTARY = "depth"
+#: The spectrum-matched control: it copies this modality's column means and covariance.
+NOISE_TWIN_OF = "depth"
 
-DEFAULT_CHANNELS = {"rgb": 64, "depth": 64, "mvrgb": 64, "imu": 16, "text": 32}
+DEFAULT_CHANNELS = {"rgb": 64, "depth": 64, "mvrgb": 64, "noise": 64, "imu": 16, "text": 32}
+#: Defaults of the dials (docs/datasets.md, "Dials"; calibration in docs/benchmarks.md).
+DEFAULT_COMPLEMENTARITY = 1.0
+DEFAULT_NUISANCE = 0.1
+DEFAULT_IMBALANCE = 1.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -152,6 +192,12 @@ class SynthConfig:
         Multiplies every modality's nuisance and white noise.
     split_set : str
         Name of the split set (``train.<split_set>.bundle``).
+    complementarity : float in [0, 1]
+        Probability that a cut point ``int(obs * N)``, obs in ``CUT_OBS``, is decision-bearing.
+    nuisance : float >= 0
+        Expected energy of the per-video constant relative to the per-frame signal (latent space).
+    imbalance : float >= 1
+        Anchor-to-partner ratio of signal-to-noise *amplitude* (energy ratio ``imbalance**2``).
     """
 
     seed: int = 0
@@ -162,6 +208,9 @@ class SynthConfig:
     split_fractions: tuple = (0.7, 0.15, 0.15)
     noise_scale: float = 1.0
     split_set: str = "split1"
+    complementarity: float = DEFAULT_COMPLEMENTARITY
+    nuisance: float = DEFAULT_NUISANCE
+    imbalance: float = DEFAULT_IMBALANCE
 
     def validate(self) -> "SynthConfig":
         check_int(self.seed, "seed", low=0)
@@ -169,12 +218,19 @@ class SynthConfig:
         check_int(self.min_frames, "min_frames", low=20)
         check_int(self.max_frames, "max_frames", low=self.min_frames)
         check_float(self.noise_scale, "noise_scale", low=0.0)
+        check_float(self.complementarity, "complementarity", low=0.0, high=1.0)
+        check_float(self.nuisance, "nuisance", low=0.0, high=100.0)
+        check_float(self.imbalance, "imbalance", low=1.0, high=100.0)
         if not isinstance(self.channels, dict) or not self.channels:
             raise ValueError(f"channels must be a non-empty dict {{modality: channels}}, got {self.channels!r}")
         for m, c in self.channels.items():
             if m not in MODALITY_GAINS:
                 raise ValueError(f"channels: unknown modality {m!r}; choose from {sorted(MODALITY_GAINS)}")
             check_int(c, f"channels[{m!r}]", low=1)
+        if "noise" in self.channels and self.channels.get(NOISE_TWIN_OF) != self.channels["noise"]:
+            raise ValueError(f"channels: modality 'noise' copies the spectrum of {NOISE_TWIN_OF!r} and needs it with "
+                             f"the same channels, got noise={self.channels['noise']}, "
+                             f"{NOISE_TWIN_OF}={self.channels.get(NOISE_TWIN_OF)}")
         fr = tuple(self.split_fractions)
         if len(fr) != 3 or any(not isinstance(f, (int, float)) or f < 0 for f in fr) or not np.isclose(sum(fr), 1.0):
             raise ValueError(f"split_fractions must be 3 non-negative numbers summing to 1, got {fr!r}")
@@ -183,130 +239,404 @@ class SynthConfig:
         return self
 
 
+# ----------------------------------------------------------------------------- the world
 def _embeddings(rng, n, dim):
     # Unit-norm random codes: nearly orthogonal for n <= dim, so classes are separable but not trivially.
     e = rng.standard_normal((n, dim))
     return e / np.linalg.norm(e, axis=1, keepdims=True)
 
 
+def _slices():
+    out, i = {}, 0
+    for b, size in BLOCKS.items():
+        out[b] = slice(i, i + size)
+        i += size
+    return out
+
+
+SLICES = _slices()
+LATENT = sum(BLOCKS.values())
+
+
 class _World:
-    """The fixed part of the generator: factor codes and per-modality projections."""
+    """The fixed part of the generator: factor codes, per-modality projections and noise amplitudes."""
 
     def __init__(self, rng, channels):
         self.action = _embeddings(rng, len(ACTIONS), BLOCKS["action"]) * np.sqrt(BLOCKS["action"] / 4)
         self.object = _embeddings(rng, len(OBJECTS), BLOCKS["object"]) * 1.5
         self.location = _embeddings(rng, len(LOCATIONS), BLOCKS["location"]) * 1.5
         self.direction = _embeddings(rng, 1, BLOCKS["direction"])[0] * 1.5
-        self.proj, self.nuisance, self.bias = {}, {}, {}
-        latent = sum(BLOCKS.values())
-        for m, c in channels.items():
+        self.proj, self.nuisance, self.bias, self.amplitude = {}, {}, {}, {}
+        for m in MODALITY_GAINS:  # every modality, so a subset of channels does not change the others
+            c = channels.get(m, 1)
             # Random projection with a decaying column scale: a few strong directions, a long tail.
-            w = rng.standard_normal((latent, c)) / np.sqrt(latent)
+            w = rng.standard_normal((LATENT, c)) / np.sqrt(LATENT)
             w *= (1.0 + np.arange(c)) ** -0.3
             self.proj[m] = w[:, rng.permutation(c)]
             n = rng.standard_normal((N_NUISANCE, c)) / np.sqrt(N_NUISANCE)
             self.nuisance[m] = n * (0.6 ** np.arange(N_NUISANCE))[:, None] * np.sqrt(N_NUISANCE)
             self.bias[m] = 0.3 * rng.standard_normal(c)
 
+    def set_amplitudes(self, signal_power: dict, cfg: "SynthConfig"):
+        """Noise amplitude per modality from the SNR targets (``SNR``, ``imbalance``, ``noise_scale``).
 
-def _sample_video(rng, target_len):
-    """Segments of one video: list of (action, frames, direction) with frames summing to target_len."""
-    segments = []
-    action = rng.choice([A["walk"], A["open_dishwasher"], A["take_cup"], A["wipe_counter"]])
-    trip_dir = 0
-    total = 0
-    while total < target_len:
+        ``signal_power[m]`` is the expected per-channel energy of modality m's per-frame signal;
+        a unit amplitude gives per-channel noise energy ``nuis^2 ||B||_F^2 / C + white^2`` (both
+        noise processes have unit stationary variance).
+        """
+        for m, p in signal_power.items():
+            nuis, white = NOISE.get(m, (0.0, 0.0))
+            c = self.proj[m].shape[1]
+            unit = nuis**2 * float(np.sum(self.nuisance[m] ** 2)) / c + white**2
+            if m not in SNR or unit == 0:
+                self.amplitude[m] = cfg.noise_scale
+                continue
+            snr = SNR[m] / (cfg.imbalance**2 if m == MOST_COMPLEMENTARY else 1.0)
+            self.amplitude[m] = cfg.noise_scale * float(np.sqrt(p / (snr * unit)))
+
+
+# ----------------------------------------------------------------------------- the timeline
+def _duration(rng, name, scale):
+    mean = MEAN_DURATION[name] * scale
+    return max(MIN_DURATION, int(round(rng.gamma(DURATION_SHAPE, mean / DURATION_SHAPE))))
+
+
+def _direction(rng, name, trip_dir):
+    if name in ("pick_dish", "carry_dish"):
+        return trip_dir
+    if name == "load_dishwasher":
+        return 1
+    if name in ("unload_dishwasher", "place_on_shelf"):
+        return -1
+    if name == "walk":
+        return 1 if rng.random() < 0.5 else -1  # a distractor: visible to depth, irrelevant to the grammar
+    return 0
+
+
+def _chain_once(rng, start, length, scale):
+    """Markov-chain segments from action ``start`` filling exactly ``length`` frames."""
+    segments, action, trip_dir, total = [], A[start], 0, 0
+    while total < length:
         name = ACTIONS[action]
         if name == "pick_dish":
             trip_dir = 1 if rng.random() < 0.5 else -1  # fresh per trip: history does not reveal it
         elif name == "unload_dishwasher":
             trip_dir = -1
-        if name in ("pick_dish", "carry_dish"):
-            d = trip_dir
-        elif name in ("load_dishwasher",):
-            d = 1
-        elif name in ("unload_dishwasher", "place_on_shelf"):
-            d = -1
-        elif name == "walk":
-            d = 1 if rng.random() < 0.5 else -1  # a distractor: visible to depth, irrelevant to the grammar
-        else:
-            d = 0
-        mean = MEAN_DURATION[name]
-        frames = max(MIN_DURATION, int(round(rng.gamma(DURATION_SHAPE, mean / DURATION_SHAPE))))
-        frames = min(frames, target_len - total)
-        segments.append((int(action), frames, d))
+        frames = min(_duration(rng, name, scale), length - total)
+        segments.append((int(action), frames, _direction(rng, name, trip_dir)))
         total += frames
         if name == "carry_dish":
-            nxt = A["load_dishwasher"] if trip_dir > 0 else A["place_on_shelf"]
+            action = A["load_dishwasher"] if trip_dir > 0 else A["place_on_shelf"]
         else:
             succ = TRANSITIONS[name]
-            nxt = A[rng.choice(list(succ), p=np.array(list(succ.values())))]
-        action = nxt
+            action = A[rng.choice(list(succ), p=np.array(list(succ.values())))]
     return segments
 
 
-def _render(rng, world: _World, segments, config: SynthConfig):
-    """Per-frame factors and the features of every modality for one video."""
+def _chain(rng, start, length, scale, avoid, before_pick, tries=50):
+    """A grammar-following piece of ``length`` frames from ``start``.
+
+    ``avoid``: frame offsets that must not lie inside ``pick_dish``/``carry_dish`` (the last
+    observed frames of cut points that are not decision-bearing); ``before_pick``: the piece is
+    followed by a forced trip, so its last action must be one the grammar lets ``pick_dish``
+    follow. Rejection sampling; after ``tries`` failures one segment of an allowed action fills it.
+    """
+    if length <= 0:
+        return []
+    for _ in range(tries):
+        segs = _chain_once(rng, start, length, scale)
+        if before_pick and ACTIONS[segs[-1][0]] not in BEFORE_PICK:
+            continue
+        if len(segs) > 1 and segs[-1][1] < MIN_DURATION:
+            continue
+        ends = np.cumsum([f for _, f, _ in segs])
+        if all(ACTIONS[segs[int(np.searchsorted(ends, t, side="right"))][0]] not in ("pick_dish", "carry_dish")
+               for t in avoid):
+            return segs
+    name = start if start in BEFORE_PICK else "walk"
+    return [(A[name], length, _direction(rng, name, 0))]
+
+
+def _plan_trips(rng, n, cuts, bearing, scale):
+    """Forced trips ``(pick_start, carry_start, carry_end, direction)`` covering decision-bearing cuts."""
+    groups = []
+    for k in np.flatnonzero(bearing):
+        if groups and groups[-1][-1] == k - 1 and cuts[k] - cuts[k - 1] < GROUP_GAP * n:
+            groups[-1].append(int(k))
+        else:
+            groups.append([int(k)])
+    trips, prev_end = [], None
+    for g in groups:
+        first, last = cuts[g[0]], cuts[g[-1]]
+        lo = 0 if prev_end is None else prev_end + MIN_DURATION // 2 + 1  # room for the follower
+        lo = max([lo] + [cuts[k] for k in range(g[0]) if not bearing[k]])  # earlier cuts stay outside
+        nxt = g[-1] + 1
+        if nxt == len(cuts):
+            hi = n - 1
+        elif bearing[nxt]:
+            hi = cuts[nxt] - 3 * (MIN_DURATION // 2 + 1)  # room for follower, pick and carry of the next trip
+        else:
+            hi = cuts[nxt] - 1  # the next cut's last frame is the follower's
+        lp, lc = _duration(rng, "pick_dish", scale), _duration(rng, "carry_dish", scale)
+        u = rng.uniform(*CUT_IN_CARRY)
+        seen, rest = max(1, int(round(u * lc))), max(1, int(round((1 - u) * lc)))
+        room = first - lo
+        if seen + lp > room:  # squeeze the trip into the room before the cut, keeping both segments
+            seen = max(1, int(round(seen * room / (seen + lp))))
+            lp = max(1, room - seen)
+            seen = room - lp
+        rest = max(0, min(rest, hi - last))
+        direction = 1 if rng.random() < 0.5 else -1
+        trips.append((first - seen - lp, first - seen, last + rest, direction))
+        prev_end = last + rest
+    return trips
+
+
+def _sample_video(rng, n, complementarity):
+    """Segments ``(action, frames, direction)`` of one video of ``n`` frames.
+
+    Each cut point ``int(obs * n)`` (obs in ``CUT_OBS``) is decision-bearing with probability
+    ``complementarity``: a ``pick_dish -> carry_dish`` trip with a fresh 50/50 direction is
+    placed so that the cut falls inside the carry, and what follows it (``load_dishwasher`` or
+    ``place_on_shelf``, then different branches) is decided by the direction. The other cut
+    points are kept out of every trip. Between forced trips the grammar runs freely.
+    """
+    scale = n / REFERENCE_LENGTH
+    cuts = [int(o * n) for o in CUT_OBS]
+    bearing = rng.random(len(cuts)) < complementarity
+    trips = _plan_trips(rng, n, cuts, bearing, scale)
+    segments, t = [], 0
+    start = START_ACTIONS[int(rng.integers(len(START_ACTIONS)))]
+    for s, m, e, d in trips + [(n, n, n, 0)]:
+        avoid = [c - 1 - t for c, b in zip(cuts, bearing) if not b and t <= c - 1 < s]
+        segments += _chain(rng, start, s - t, scale, avoid, before_pick=s < n)
+        if s < n:
+            segments += [(A["pick_dish"], m - s, d), (A["carry_dish"], e - m, d)]
+            start, t = ("load_dishwasher" if d > 0 else "place_on_shelf"), e
+    return segments
+
+
+# ----------------------------------------------------------------------------- rendering
+def _factors(rng, world: _World, segments):
+    """Per-frame hidden factors and the per-frame latent blocks of one video."""
     n = sum(f for _, f, _ in segments)
-    act = np.empty(n, np.int16)
-    obj = np.empty(n, np.int8)
-    dirn = np.empty(n, np.int8)
-    loc = np.empty(n, np.int8)
-    prog = np.empty(n)
-    narr = np.zeros(n, bool)
+    act, obj = np.empty(n, np.int16), np.empty(n, np.int8)
+    dirn, loc = np.empty(n, np.int8), np.empty(n, np.int8)
+    prog, narr = np.empty(n), np.zeros(n, bool)
     t = 0
     for a, f, d in segments:
         name = ACTIONS[a]
-        act[t:t + f] = a
+        act[t:t + f], dirn[t:t + f] = a, d
         obj[t:t + f] = OBJECTS.index(OBJECT_OF[name])
-        dirn[t:t + f] = d
         loc[t:t + f] = LOCATIONS.index(LOCATION_OF[name]) if name in LOCATION_OF else rng.integers(len(LOCATIONS))
         prog[t:t + f] = (np.arange(f) + 0.5) / f
         if rng.random() < NARRATION_PROB:
             narr[t:t + min(f, NARRATION_FRAMES)] = True
         t += f
     energy = np.array([MOTION_ENERGY[ACTIONS[a]] for a in range(len(ACTIONS))])[act]
-    frames = np.arange(n)
     # A slowly drifting motion phase (gait / hand oscillation) that IMU and depth pick up.
-    phase = 2 * np.pi * frames / 12.0 + rng.uniform(0, 2 * np.pi)
+    phase = 2 * np.pi * np.arange(n) / 12.0 + rng.uniform(0, 2 * np.pi)
     blocks = {
         "action": world.action[act],
         "object": world.object[obj],
         "direction": dirn[:, None] * world.direction[None, :] * (0.6 + 0.8 * prog[:, None]),
-        "appearance": np.broadcast_to(rng.standard_normal(BLOCKS["appearance"]), (n, BLOCKS["appearance"])),
-        "geometry": np.broadcast_to(1.5 * rng.standard_normal(BLOCKS["geometry"]), (n, BLOCKS["geometry"])),
         "location": world.location[loc],
         "motion": np.stack([energy, energy * np.sin(phase), energy * np.cos(phase)], 1) * 1.5,
         "progress": np.stack([np.sin(np.pi * prog), np.cos(np.pi * prog)], 1),
     }
+    # Per-video constants, unit expected squared norm; ``nuisance`` sets their energy per modality.
+    const = {b: rng.standard_normal(BLOCKS[b]) / np.sqrt(BLOCKS[b]) for b in ("appearance", "geometry")}
+    factors = {"action": act, "object": obj, "direction": dirn, "location": loc}
+    return factors, blocks, const, narr
+
+
+def _latent(blocks, m):
+    """Per-frame latent signal of modality ``m``: (n, LATENT), the blocks it sees times their gains."""
+    n = len(blocks["action"])
+    z = np.zeros((n, LATENT))
+    for b, g in MODALITY_GAINS[m].items():
+        z[:, SLICES[b]] = g * blocks[b]
+    return z
+
+
+def _render(rng, world: _World, blocks, const, narr, cfg: SynthConfig, stats=None):
+    """Features of every modality (except the noise control) for one video, (channels, frames) float32.
+
+    ``stats`` (optional dict) accumulates per modality: frames, per-frame signal energy, per-video
+    constant energy (latent space and feature space) and noise energy (feature space).
+    """
+    from scipy.signal import lfilter  # scipy.signal is slow to import: not on every CLI start
+
     feats = {}
-    for m, c in config.channels.items():
-        gains = MODALITY_GAINS[m]
-        z = np.concatenate([blocks[b] * gains.get(b, 0.0) for b in BLOCKS], axis=1)
-        x = z @ world.proj[m] + world.bias[m]
-        nuis, white = (s * config.noise_scale for s in NOISE[m])
+    n = len(blocks["action"])
+    for m in cfg.channels:
+        if m == "noise":
+            continue
+        z = _latent(blocks, m)
+        zc = np.zeros(LATENT)
+        if m in CONSTANT_OF and cfg.nuisance > 0:
+            b = CONSTANT_OF[m]
+            # energy of the constant = nuisance x the video's mean per-frame signal energy (in expectation)
+            zc[SLICES[b]] = const[b] * np.sqrt(cfg.nuisance * np.mean(np.sum(z**2, 1)))
+        sig, con = z @ world.proj[m], zc @ world.proj[m]
+        noise = np.zeros_like(sig)
+        nuis, white = (s * world.amplitude[m] for s in NOISE[m])
         if nuis > 0:
             # Smooth (AR(1), rho=0.95) low-rank nuisance: camera shake, lighting drift, sensor bias.
             u = lfilter([np.sqrt(1 - 0.95**2)], [1, -0.95], rng.standard_normal((n, N_NUISANCE)), axis=0)
-            x += nuis * (u @ world.nuisance[m])
+            noise += nuis * (u @ world.nuisance[m])
+        if white > 0:
+            noise += white * lfilter([np.sqrt(1 - 0.5**2)], [1, -0.5], rng.standard_normal(sig.shape), axis=0)
+        x = sig + con + world.bias[m]
         if m == "text":
             x = np.where(narr[:, None], x, 0.0)  # narration only at segment starts
-        if white > 0:
-            e = lfilter([np.sqrt(1 - 0.5**2)], [1, -0.5], rng.standard_normal((n, c)), axis=0)
-            x += white * e
+        x = x + noise
         feats[m] = np.ascontiguousarray(x.T, dtype=np.float32)  # (channels, frames) as in FUTR
-    factors = {"action": act, "object": obj, "direction": dirn, "location": loc}
-    return feats, factors
+        if stats is not None:
+            s = stats.setdefault(m, dict.fromkeys(("frames", "signal", "constant", "noise", "latent_signal",
+                                                   "latent_constant"), 0.0))
+            s["frames"] += n
+            s["signal"] += float(np.sum(sig**2))
+            s["constant"] += n * float(np.sum(con**2))
+            s["noise"] += float(np.sum(noise**2))
+            s["latent_signal"] += float(np.sum(z**2))
+            s["latent_constant"] += n * float(np.sum(zc**2))
+    return feats
 
 
+def _signal_power(rng, world: _World, cfg: SynthConfig, n_pilot=24):
+    """Expected per-channel energy of each modality's per-frame signal, from pilot videos.
+
+    The pilot draws its own videos (a separate random stream) with the dataset's dials and
+    lengths; only their latent signal is used, to set the noise amplitudes from ``SNR``.
+    """
+    sums = dict.fromkeys(MODALITY_GAINS, 0.0)
+    frames = 0
+    for _ in range(n_pilot):
+        n = int(rng.integers(cfg.min_frames, cfg.max_frames + 1))
+        _, blocks, _, _ = _factors(rng, world, _sample_video(rng, n, cfg.complementarity))
+        frames += n
+        for m in sums:
+            sig = _latent(blocks, m) @ world.proj[m]
+            sums[m] += float(np.sum(sig**2)) / sig.shape[1]
+    return {m: v / frames for m, v in sums.items()}
+
+
+# ----------------------------------------------------------------------------- ground truth
+#: dtype of :func:`cut_records`.
+CUT_DTYPE = np.dtype([("obs", "f8"), ("cut", "i8"), ("current", "i8"), ("direction", "i8"), ("next", "i8"),
+                      ("bearing", "?")])
+
+
+def cut_records(action, direction, obs=CUT_OBS) -> np.ndarray:
+    """The evaluation cut points of one video and what decides the next action at each.
+
+    Parameters
+    ----------
+    action, direction : array of int, shape (n_frames,)
+        Per-frame hidden factors (``factors/<video>.npz``).
+    obs : sequence of float
+        Observation ratios; the cut is ``past = int(obs * n_frames)`` (frames ``[0, past)`` seen).
+
+    Returns
+    -------
+    ndarray of ``CUT_DTYPE``, shape (len(obs),)
+        ``current``: the action of the last observed frame; ``direction``: its direction;
+        ``next``: the action of the segment after the current one (-1 when the video ends first);
+        ``bearing``: the last observed frame lies inside a ``pick_dish -> carry_dish`` trip (its
+        direction, drawn afresh, decides what follows; a carry after ``unload_dishwasher`` is
+        always "away" and does not count).
+    """
+    action, direction = np.asarray(action), np.asarray(direction)
+    n = len(action)
+    out = np.zeros(len(obs), CUT_DTYPE)
+    for i, o in enumerate(obs):
+        past = int(o * n)
+        j = past - 1
+        cur = int(action[j])
+        after = np.flatnonzero(action[j:] != cur)
+        nxt = int(action[j + after[0]]) if len(after) else -1
+        bearing = cur == A["pick_dish"]
+        if cur == A["carry_dish"]:
+            before = np.flatnonzero(action[:j] != cur)
+            bearing = len(before) == 0 or int(action[before[-1]]) == A["pick_dish"]
+        out[i] = (o, past, cur, int(direction[j]), nxt, bearing)
+    return out
+
+
+def modality_sees(modality: str) -> frozenset:
+    """Hidden factors ``modality`` carries (gain > 0; its per-video constant included)."""
+    if modality not in MODALITY_GAINS:
+        raise ValueError(f"modality: unknown {modality!r}; choose from {sorted(MODALITY_GAINS)}")
+    seen = {b for b, g in MODALITY_GAINS[modality].items() if g > 0}
+    if modality in CONSTANT_OF:
+        seen.add(CONSTANT_OF[modality])
+    return frozenset(seen)
+
+
+def oracle_accuracy(records, modalities) -> float:
+    """Best attainable next-action accuracy at the cut points ``records`` from ``modalities``.
+
+    The predictor may use every hidden factor the modalities carry, without noise. By the
+    generator's construction the next action depends only on the current action, and on the
+    trip direction when the cut lies inside a ``pick_dish -> carry_dish`` trip (every other
+    direction, e.g. ``walk``'s, is a distractor); appearance, geometry, location, motion and
+    progress carry nothing about it. The best predictor therefore picks, for each value of the
+    visible key (current action if seen; direction if seen and the cut is decision-bearing), the
+    most frequent next action among ``records``: the returned value is the plug-in Bayes rate on
+    these cut points (an upper bound; on few records it is optimistic by the usual in-sample bias).
+
+    Parameters
+    ----------
+    records : ndarray of ``CUT_DTYPE``
+        Cut points (:func:`cut_records`); those with ``next == -1`` are skipped.
+    modalities : str or sequence of str
+        E.g. ``"rgb+depth"`` or ``["rgb", "depth"]``.
+
+    Returns
+    -------
+    float
+        Accuracy in [0, 1] (NaN without a usable record).
+    """
+    mods = modalities.split("+") if isinstance(modalities, str) else list(modalities)
+    seen = frozenset().union(*(modality_sees(m) for m in mods)) if mods else frozenset()
+    r = np.asarray(records, CUT_DTYPE)
+    r = r[r["next"] >= 0]
+    if len(r) == 0:
+        return float("nan")
+    cur = r["current"] if "action" in seen else np.zeros(len(r), np.int64)
+    dirn = np.where(r["bearing"], r["direction"], 0) if "direction" in seen else np.zeros(len(r), np.int64)
+    keys = np.stack([cur, dirn], 1)
+    _, group = np.unique(keys, axis=0, return_inverse=True)
+    counts = np.zeros((group.max() + 1, len(ACTIONS)), np.int64)
+    np.add.at(counts, (group.ravel(), r["next"]), 1)
+    return float(counts.max(1).sum() / len(r))
+
+
+def oracle_subsets(modalities) -> list:
+    """The subsets ``synth.json`` reports: each modality alone and the anchor with each other one."""
+    mods = list(modalities)
+    subsets = list(mods)
+    if ANCHOR in mods:
+        subsets += [f"{ANCHOR}+{m}" for m in mods if m != ANCHOR]
+    return subsets
+
+
+def oracle_table(records, modalities) -> dict:
+    """``{subset: oracle_accuracy}`` for :func:`oracle_subsets` of ``modalities``."""
+    return {s: oracle_accuracy(records, s) for s in oracle_subsets(modalities)}
+
+
+# ----------------------------------------------------------------------------- writing
 def _split_counts(n, fractions):
     counts = [max(1, int(round(f * n))) for f in fractions[1:]]
     return [n - sum(counts), *counts]
 
 
 def synthesize(out_dir, *, seed=0, n_videos=60, min_frames=200, max_frames=900, channels=None,
-               split_fractions=(0.7, 0.15, 0.15), noise_scale=1.0, split_set="split1", overwrite=False,
-               progress=False) -> Path:
+               split_fractions=(0.7, 0.15, 0.15), noise_scale=1.0, split_set="split1",
+               complementarity=DEFAULT_COMPLEMENTARITY, nuisance=DEFAULT_NUISANCE, imbalance=DEFAULT_IMBALANCE,
+               overwrite=False, progress=False) -> Path:
     """Write the synthetic multi-modal activity dataset in the standard layout.
 
     The dataset is built in a temporary folder next to ``out_dir`` and renamed into place, so an
@@ -323,16 +653,28 @@ def synthesize(out_dir, *, seed=0, n_videos=60, min_frames=200, max_frames=900, 
     n_videos : int
         Number of videos (>= 3).
     min_frames, max_frames : int
-        Range of video lengths in frames.
+        Range of video lengths in frames (>= 20).
     channels : dict or int, optional
-        Channels per modality (its keys choose the modalities), or one int for all five;
-        default ``DEFAULT_CHANNELS``.
+        Channels per modality (its keys choose the modalities), or one int for all six;
+        default ``DEFAULT_CHANNELS``. ``noise`` needs ``depth`` with the same channels.
     split_fractions : tuple of 3 float
         Train / val / test shares.
     noise_scale : float
         Multiplies all noise.
     split_set : str
         Split-set name used in the bundle file names.
+    complementarity : float in [0, 1]
+        Share of the evaluation cut points ``int(obs * N)``, obs in ``CUT_OBS`` (0.2 / 0.3), at
+        which the next actions are decided by the trip direction, which only ``depth`` sees
+        (each cut point is decision-bearing with this probability). 0: depth adds nothing rgb
+        lacks for the next action; 1: every evaluation cut point needs it.
+    nuisance : float >= 0
+        Expected energy of the per-video constant (appearance for rgb/mvrgb, scene geometry for
+        depth) relative to the modality's per-frame signal, in the latent space before the
+        projection. 0: no per-video constant.
+    imbalance : float >= 1
+        The anchor's (rgb) signal-to-noise amplitude over the partner's (depth): depth's noise
+        is scaled so that its per-channel SNR (energy) is ``SNR["depth"] / imbalance**2``.
     overwrite : bool
         Replace an existing ``out_dir``.
     progress : bool
@@ -342,7 +684,8 @@ def synthesize(out_dir, *, seed=0, n_videos=60, min_frames=200, max_frames=900, 
     -------
     pathlib.Path
         ``out_dir``. It holds ``mapping.txt``, ``groundTruth/``, ``features/<modality>/``,
-        ``splits/``, ``factors/<video>.npz`` (the hidden per-frame factors) and ``synth.json``.
+        ``splits/``, ``factors/<video>.npz`` (the hidden per-frame factors and the cut points)
+        and ``synth.json`` (settings, dials, their measured ground truth and the oracle).
     """
     if channels is None:
         channels = dict(DEFAULT_CHANNELS)
@@ -350,30 +693,33 @@ def synthesize(out_dir, *, seed=0, n_videos=60, min_frames=200, max_frames=900, 
         channels = {m: int(channels) for m in DEFAULT_CHANNELS}
     cfg = SynthConfig(seed=seed, n_videos=n_videos, min_frames=min_frames, max_frames=max_frames,
                       channels=dict(channels), split_fractions=tuple(split_fractions), noise_scale=noise_scale,
-                      split_set=split_set).validate()
+                      split_set=split_set, complementarity=complementarity, nuisance=nuisance,
+                      imbalance=imbalance).validate()
     out = Path(out_dir)
     if out.exists() and not overwrite:
         raise InputError(f"output folder {str(out)!r} already exists; pass overwrite=True (--force) to replace it")
     t0 = time.perf_counter()
     with atomic_dir(out) as tmp:
-        _write(tmp, cfg, progress)
+        truth = _write(tmp, cfg, progress)
         meta = {"generator": "rankfusion.data.synth", "config": dataclasses.asdict(cfg),
                 "actions": list(ACTIONS), "transitions": TRANSITIONS, "mean_duration": MEAN_DURATION,
+                "reference_length": REFERENCE_LENGTH,
                 "modality_gains": {m: MODALITY_GAINS[m] for m in cfg.channels},
-                "reference_modality": "rgb",
-                "most_complementary": MOST_COMPLEMENTARY if {"rgb", MOST_COMPLEMENTARY} <= set(cfg.channels) else None,
-                "seconds": round(time.perf_counter() - t0, 3)}
+                "modality_sees": {m: sorted(modality_sees(m)) for m in cfg.channels},
+                "reference_modality": ANCHOR,
+                "most_complementary": MOST_COMPLEMENTARY if {ANCHOR, MOST_COMPLEMENTARY} <= set(cfg.channels) else None,
+                **truth, "seconds": round(time.perf_counter() - t0, 3)}
         (tmp / "synth.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
     return out
 
 
-def _write(root: Path, cfg: SynthConfig, progress: bool):
+def _write(root: Path, cfg: SynthConfig, progress: bool) -> dict:
     ss = np.random.SeedSequence(cfg.seed)
-    world_seq, split_seq, *video_seqs = ss.spawn(2 + cfg.n_videos)
+    world_seq, split_seq, pilot_seq, noise_seq, *video_seqs = ss.spawn(4 + cfg.n_videos)
     world = _World(np.random.default_rng(world_seq), cfg.channels)
-    (root / "groundTruth").mkdir()
-    (root / "splits").mkdir()
-    (root / "factors").mkdir()
+    world.set_amplitudes(_signal_power(np.random.default_rng(pilot_seq), world, cfg), cfg)
+    for d in ("groundTruth", "splits", "factors"):
+        (root / d).mkdir()
     for m in cfg.channels:
         (root / "features" / m).mkdir(parents=True)
     (root / "mapping.txt").write_text("".join(f"{i} {a}\n" for i, a in enumerate(ACTIONS)))
@@ -383,19 +729,102 @@ def _write(root: Path, cfg: SynthConfig, progress: bool):
         from tqdm import tqdm
 
         it = tqdm(it, total=len(videos), desc="synth", unit="video", leave=False)
+    stats, records, lengths = {}, {}, {}
+    twin = _MomentAccumulator() if "noise" in cfg.channels else None
     for video, seq in it:
         rng = np.random.default_rng(seq)
         target = int(rng.integers(cfg.min_frames, cfg.max_frames + 1))
-        segments = _sample_video(rng, target)
-        feats, factors = _render(rng, world, segments, cfg)
+        factors, blocks, const, narr = _factors(rng, world, _sample_video(rng, target, cfg.complementarity))
+        feats = _render(rng, world, blocks, const, narr, cfg, stats)
+        records[video] = cut_records(factors["action"], factors["direction"], REPORT_OBS)
+        lengths[video] = target
         (root / "groundTruth" / f"{video}.txt").write_text("".join(ACTIONS[a] + "\n" for a in factors["action"]))
         for m, x in feats.items():
             np.save(root / "features" / m / f"{video}.npy", x)
+        if twin is not None:
+            twin.add(feats[NOISE_TWIN_OF])
         with open(root / "factors" / f"{video}.npz", "wb") as fh:
-            np.savez(fh, **factors)
+            np.savez(fh, **factors, cuts=records[video]["cut"], decision_bearing=records[video]["bearing"])
+    if twin is not None:
+        _write_noise(root, videos, lengths, twin, np.random.default_rng(noise_seq))
     order = np.random.default_rng(split_seq).permutation(len(videos))
     n_train, n_val, n_test = _split_counts(len(videos), cfg.split_fractions)
     parts = {"train": order[:n_train], "val": order[n_train:n_train + n_val], "test": order[n_train + n_val:]}
     for name, idx in parts.items():
         lines = "".join(f"{videos[i]}.txt\n" for i in sorted(idx))
         (root / "splits" / f"{name}.{cfg.split_set}.bundle").write_text(lines)
+    test = {videos[i] for i in parts["test"]}
+    return _ground_truth(cfg, world, stats, records, test)
+
+
+class _MomentAccumulator:
+    """Column sums and the uncentred Gram matrix (float64) of a stream of (channels, frames) arrays."""
+
+    def __init__(self):
+        self.n, self.sum, self.gram = 0, None, None
+
+    def add(self, x):
+        x = np.asarray(x, np.float64)
+        if self.sum is None:
+            self.sum, self.gram = np.zeros(x.shape[0]), np.zeros((x.shape[0], x.shape[0]))
+        self.n += x.shape[1]
+        self.sum += x.sum(1)
+        self.gram += x @ x.T
+
+    def mean_cov(self):
+        mean = self.sum / self.n
+        return mean, self.gram / self.n - np.outer(mean, mean)
+
+
+def _write_noise(root, videos, lengths, twin: _MomentAccumulator, rng):
+    """The ``noise`` control: Gaussian frames with the twin's column means and covariance.
+
+    Temporally correlated like the white noise of the other modalities (AR(1), rho 0.5, unit
+    stationary variance), independent of every factor. Same second moments, hence the same
+    singular-value spectrum as the twin up to sampling error.
+    """
+    from scipy.signal import lfilter
+
+    mean, cov = twin.mean_cov()
+    lam, vec = np.linalg.eigh(cov)
+    root_cov = vec * np.sqrt(np.clip(lam, 0.0, None))  # clip rounding negatives of a PSD matrix
+    for video in videos:
+        e = rng.standard_normal((lengths[video], len(mean)))
+        e[0] /= np.sqrt(1 - 0.5**2)  # start in the stationary distribution
+        e = lfilter([np.sqrt(1 - 0.5**2)], [1, -0.5], e, axis=0)
+        x = mean + e @ root_cov.T
+        np.save(root / "features" / "noise" / f"{video}.npy", np.ascontiguousarray(x.T, dtype=np.float32))
+
+
+def _ground_truth(cfg: SynthConfig, world: _World, stats, records, test) -> dict:
+    """The dials, what was measured of them, and the oracle (written into ``synth.json``)."""
+    every = np.concatenate(list(records.values()))
+    allr = every[np.isin(every["obs"], CUT_OBS)]
+    testr = np.concatenate([records[v] for v in sorted(test)])
+    testr = testr[np.isin(testr["obs"], CUT_OBS)]
+    snr = {m: s["signal"] / s["noise"] for m, s in stats.items() if s["noise"] > 0}
+    measured = {
+        "cut_points": int(len(allr)),
+        "decision_bearing_cuts": int(allr["bearing"].sum()),
+        "decision_bearing_share": float(allr["bearing"].mean()),
+        "decision_bearing_share_by_obs": {f"{o:g}": float(every["bearing"][every["obs"] == o].mean())
+                                          for o in REPORT_OBS},
+        "nuisance_ratio": {m: s["latent_constant"] / s["latent_signal"] for m, s in stats.items()
+                           if m in CONSTANT_OF and s["latent_signal"] > 0},
+        "nuisance_ratio_features": {m: s["constant"] / s["signal"] for m, s in stats.items()
+                                    if m in CONSTANT_OF and s["signal"] > 0},
+        "snr": snr,
+        "imbalance": (float(np.sqrt(snr[ANCHOR] / snr[MOST_COMPLEMENTARY]))
+                      if {ANCHOR, MOST_COMPLEMENTARY} <= set(snr) else None),
+    }
+    mods = [m for m in cfg.channels]
+    return {
+        "dials": {"complementarity": cfg.complementarity, "nuisance": cfg.nuisance, "imbalance": cfg.imbalance},
+        "cut_obs": list(CUT_OBS),
+        "measured": measured,
+        "noise_amplitude": {m: world.amplitude[m] for m in cfg.channels if m in world.amplitude},
+        "oracle": oracle_table(allr, mods),
+        "oracle_test": oracle_table(testr, mods),
+        "oracle_by_obs": {f"{o:g}": oracle_table(every[every["obs"] == o], mods) for o in REPORT_OBS},
+        "oracle_method": "plug-in Bayes rate of the next action given the visible factors (oracle_accuracy)",
+    }
