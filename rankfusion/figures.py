@@ -556,12 +556,14 @@ def dose_settings(profile) -> list[tuple[str, float, dict]]:
 
 def _dose_cache(ctx: FigureContext, dials: dict) -> RunCache:
     """The run cache of one dose dataset (generated under ``<cache>/dose/`` unless present)."""
-    from .report import prepare_dataset
+    from .report import dataset_matches, prepare_dataset
 
     prof = ctx.cache.profile
+    kwargs, seed = {**prof.dose.get("synth", prof.synth), **dials}, int(prof.dose.get("data_seed", 0))
+    if dataset_matches(ctx.cache.data_root, kwargs, seed=seed):
+        return ctx.cache  # the figures' own dataset is this point of the sweep: its runs are shared
     tag = "-".join(f"{k[0]}{v:g}" for k, v in sorted(dials.items()))
-    root = prepare_dataset(ctx.cache.cache_dir / "dose" / tag, {**prof.dose["synth"], **dials},
-                           seed=int(prof.dose.get("data_seed", 0)))
+    root = prepare_dataset(ctx.cache.cache_dir / "dose" / tag, kwargs, seed=seed)
     cache = RunCache(root, ctx.cache.cache_dir, prof, device=ctx.cache.device, progress=ctx.cache.progress)
     cache.trained_now = ctx.cache.trained_now  # one record of what this session's workers trained
     return cache
@@ -797,7 +799,8 @@ def write_manifest(ctx: FigureContext, results: dict, *, command: str = "") -> P
     for n, r in results.items():
         figs[n] = {
             "files": r.files,
-            "runs": ctx.cache.manifest_runs(r.run_keys) + [d for c in r.caches for d in c.manifest_runs(r.run_keys)],
+            "runs": ctx.cache.manifest_runs(r.run_keys) + [d for c in r.caches if c is not ctx.cache
+                                                              for d in c.manifest_runs(r.run_keys)],
             "params": r.params,
             "findings": r.findings,
             "seconds": r.seconds,

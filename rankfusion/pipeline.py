@@ -60,7 +60,8 @@ class Profile:
         Settings of the dose-response family (:func:`rankfusion.figures.fig_dose`; empty: none):
         ``complementarity`` and ``imbalance`` (the levels of each sweep), ``base`` (the generator
         dials every point starts from), ``synth`` (:func:`rankfusion.data.synthesize` arguments of
-        the dose datasets) and ``data_seed``.
+        the dose datasets; default the profile's ``synth``, so the point at the base dials is the
+        demo's own dataset and shares its runs) and ``data_seed``.
     """
 
     synth: dict = field(default_factory=dict)
@@ -80,24 +81,21 @@ class Profile:
 #: (about 5 minutes on an idle 2-core machine).
 PROFILES = {
     "quick": Profile(
-        synth=dict(n_videos=10, min_frames=50, max_frames=110,
-                   channels={"rgb": 16, "depth": 16, "mvrgb": 16, "imu": 8, "text": 8}),
+        synth=dict(n_videos=10, min_frames=50, max_frames=110, complementarity=1.0, imbalance=1.0,
+                   channels={"rgb": 16, "depth": 16, "mvrgb": 16, "noise": 16, "imu": 8, "text": 8}),
         model=dict(d_model=16, n_layers=1, n_heads=2, mlp_ratio=1, dropout=0.0),
         train=dict(epochs=1, warmup_epochs=0, batch_size=8, sample_rate=2),
         seeds=(1,), obs_ratios=(0.3,),
         dose=dict(complementarity=(0.0, 1.0), imbalance=(1.0, 4.0), base=dict(complementarity=1.0, imbalance=1.0),
-                  synth=dict(n_videos=10, min_frames=50, max_frames=110, channels={"rgb": 16, "depth": 16}),
                   data_seed=0),
     ),
     "full": Profile(
-        synth=dict(n_videos=64, min_frames=150, max_frames=450),
+        synth=dict(n_videos=64, min_frames=150, max_frames=450, complementarity=1.0, imbalance=1.0),
         model=dict(d_model=32, n_layers=1, n_heads=4, mlp_ratio=2),
         train=dict(epochs=24, warmup_epochs=2, batch_size=8, sample_rate=4, lr=2e-3),
         seeds=(1, 10, 13452), obs_ratios=(0.2, 0.3, 0.5),
         dose=dict(complementarity=(0.0, 1 / 3, 2 / 3, 1.0), imbalance=(1.0, 3.0, 9.0),
-                  base=dict(complementarity=1.0, imbalance=1.0),
-                  synth=dict(n_videos=64, min_frames=150, max_frames=450, channels={"rgb": 64, "depth": 64}),
-                  data_seed=0),
+                  base=dict(complementarity=1.0, imbalance=1.0), data_seed=0),
     ),
 }
 

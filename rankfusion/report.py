@@ -41,16 +41,22 @@ def prepare_dataset(out, synth_kwargs: dict, *, seed: int = 0, progress: bool = 
     from .data import synthesize
 
     out = Path(out)
-    meta = out / "synth.json"
-    if meta.exists():
-        try:
-            cfg = json.loads(meta.read_text()).get("config", {})
-            want = dict(synth_kwargs, seed=seed)
-            if all(cfg.get(k) == (list(v) if isinstance(v, tuple) else v) for k, v in want.items()):
-                return out
-        except (OSError, ValueError):
-            pass
+    if dataset_matches(out, synth_kwargs, seed=seed):
+        return out
     return synthesize(out, seed=seed, overwrite=True, progress=progress, **synth_kwargs)
+
+
+def dataset_matches(root, synth_kwargs: dict, *, seed: int = 0) -> bool:
+    """Whether ``root`` holds a synthetic dataset generated with these settings (its ``synth.json``)."""
+    meta = Path(root) / "synth.json"
+    if not meta.exists():
+        return False
+    try:
+        cfg = json.loads(meta.read_text()).get("config", {})
+    except (OSError, ValueError):
+        return False
+    want = dict(synth_kwargs, seed=seed)
+    return all(cfg.get(k) == (list(v) if isinstance(v, tuple) else v) for k, v in want.items())
 
 
 def dominant_k(X, energy: float = 0.9) -> int:

@@ -62,7 +62,7 @@ def test_dose_family_quick(tmp_path):
     from click.testing import CliRunner
 
     from rankfusion.cli import main
-    from rankfusion.figures import FigureContext, make_figures
+    from rankfusion.figures import FigureContext, _dose_cache, make_figures
     from rankfusion.pipeline import RunCache
     from rankfusion.report import build_report, prepare_dataset
 
@@ -80,12 +80,17 @@ def test_dose_family_quick(tmp_path):
         fused = p.model != "anchor only"
         assert (len(p.reliance) == 2) == fused and np.isfinite(p.erank_fused) == fused
     # the oracle of every setting comes from the dataset's synth.json, in percent
+    roots = set()
     for dial, level, dials in settings:
-        tag = "-".join(f"{k[0]}{v:g}" for k, v in sorted(dials.items()))
-        meta = json.loads((tmp_path / "cache" / "dose" / tag / "synth.json").read_text())
-        assert meta["config"]["complementarity"] == dials["complementarity"]
+        root = _dose_cache(ctx, dials).data_root
+        roots.add(root)
+        meta = json.loads((root / "synth.json").read_text())
+        assert all(meta["config"][k] == v for k, v in dials.items())
         orc = {s: v for d, lv, s, v in dose.oracle if (d, lv) == (dial, level)}
         assert math.isclose(orc["rgb+depth"], 100 * meta["oracle"]["rgb+depth"])
+    # the base point of both sweeps is the figures' own dataset (its runs are shared); the other
+    # settings have a dataset each
+    assert data.resolve() in roots and len(roots) == len({tuple(sorted(d.items())) for _, _, d in settings})
     # one seed: every verdict is "unresolved (one seed)", never a finding
     assert dose.comparisons and all(c.verdict == "unresolved (one seed)" for c in dose.comparisons)
     for f in ("dose.png", "dose.pdf", "dose_comparisons.csv", "dose_comparisons.md", "dose_moc.md",
