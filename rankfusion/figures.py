@@ -304,15 +304,32 @@ def fig_modality(ctx: FigureContext, candidates=None, expected: str | None = Non
     return res
 
 
+def _calibrate(ctx: FigureContext, rec, nm: str, targets, noise_seed: int) -> list[dict]:
+    """Sigmas of one run for noisy modality ``nm`` (rule in :func:`fig_noise`)."""
+    cache = ctx.cache
+    clean = analysis.load_features(cache.features(rec, ctx.obs))
+
+    def response(s):
+        noisy = analysis.load_features(cache.features(rec, ctx.obs, noise=(nm, s, noise_seed)))
+        return analysis.relative_change(clean.get(nm, "before"), noisy.get(nm, "before"))
+
+    return analysis.calibrate_sigma(response, targets, sigma0=0.2, iters=3, rtol=0.1)
+
+
 def fig_noise(ctx: FigureContext, *, noise_seed: int = 0) -> FigureResult:
     """Figs. 6 / 7: ERank gains and MoC with calibrated Gaussian noise on one modality at a time.
 
-    Calibration rule: for each noisy modality m and target relative change t (profile's
-    ``noise_targets``, "small" and "large"), sigma_m is chosen so that the test features of m at
-    the token fuser's *input* (after the Eq. 2 projection of the trained RTF model) move by
-    ||F_noisy - F_clean||_F / ||F_clean||_F = t. Noise is N(0, (sigma_m * RMS_m)^2) on m's input
-    features, RMS_m over the test split; sigma_m is found by proportional (secant-through-0)
-    updates (:func:`rankfusion.analysis.calibrate_sigma`), and the achieved change is recorded.
+    Calibration rule: for each noisy modality m, target relative change t (profile's
+    ``noise_targets``, "small" and "large") and training seed, sigma_m is chosen so that the test
+    features of m at the token fuser's *input* (after the Eq. 2 projection of that seed's trained
+    RTF model) move by ||F_noisy - F_clean||_F / ||F_clean||_F = t. Noise is
+    N(0, (sigma_m * RMS_m)^2) on m's input features, RMS_m over the test split; sigma_m is found by
+    proportional (secant-through-0) updates (:func:`rankfusion.analysis.calibrate_sigma`), and the
+    achieved change is recorded. Calibrating per seed keeps the rule exact for every model (each
+    seed's projection has its own gain), so a level means the same representation change in every
+    seed and the seed spread of the gains and MoC is that of the models, not of a mis-set sigma.
+    The run without RTF of a seed is perturbed with that seed's sigmas (it has no token fuser of
+    its own to calibrate on).
     """
     from . import plots
 
@@ -320,51 +337,55 @@ def fig_noise(ctx: FigureContext, *, noise_seed: int = 0) -> FigureResult:
     targets = tuple(cache.profile.noise_targets)
     levels = ["clean"] + (["small", "large"] if len(targets) == 2 else [f"level {i + 1}" for i in range(len(targets))])
     res = FigureResult("noise", params={"obs_ratio": ctx.obs, "targets": list(targets), "noise_seed": noise_seed,
-                                        "rule": "relative Frobenius change of the noisy modality's token-fuser input"})
-    seeds = cache.profile.seeds
+                                        "rule": "relative Frobenius change of the noisy modality's token-fuser "
+                                                "input, calibrated per training seed"})
     rtf_runs = cache.runs(f"{ctx.anchor}+{ctx.partner}", ctx.pair)
     plain_runs = cache.runs(f"{ctx.anchor}+{ctx.partner} W/O RTF", ctx.pair, rtf=False)
     res.run_keys = _keys(rtf_runs + plain_runs)
-    calib_run = rtf_runs[0]
-    clean = analysis.load_features(cache.features(calib_run, ctx.obs))
     sig_rows, gain_rows, moc_rows = [], [], []
     for nm in [ctx.partner, ctx.anchor]:
-        def response(s, nm=nm):
-            noisy = analysis.load_features(cache.features(calib_run, ctx.obs, noise=(nm, s, noise_seed)))
-            return analysis.relative_change(clean.get(nm, "before"), noisy.get(nm, "before"))
-
-        cal = analysis.calibrate_sigma(response, targets, sigma0=0.2, iters=3, rtol=0.1)
-        sigmas = [0.0] + [c["sigma"] for c in cal]
-        for lv, c in zip(levels[1:], cal):
-            sig_rows.append({"noisy_modality": nm, "level": lv, "sigma_rms_units": c["sigma"],
-                             "rms": cache.rms(nm), "std": c["sigma"] * cache.rms(nm),
-                             "target_change": c["target"], "achieved_change": c["achieved"],
-                             "evaluations": c["evaluations"], "noise_seed": noise_seed,
-                             "calibrated_on": f"{calib_run.name}/s{calib_run.seed}"})
-        for lv, s in zip(levels, sigmas):
-            noise = None if s == 0 else (nm, s, noise_seed)
-            for rec in rtf_runs:
+        for rec, plain in zip(rtf_runs, plain_runs):
+            cal = _calibrate(ctx, rec, nm, targets, noise_seed)
+            for lv, c in zip(levels[1:], cal):
+                sig_rows.append({"noisy_modality": nm, "level": lv, "seed": rec.seed, "sigma_rms_units": c["sigma"],
+                                 "rms": cache.rms(nm), "std": c["sigma"] * cache.rms(nm),
+                                 "target_change": c["target"], "achieved_change": c["achieved"],
+                                 "evaluations": c["evaluations"], "noise_seed": noise_seed,
+                                 "calibrated_on": f"{rec.name}/s{rec.seed}"})
+            for lv, s_ in zip(levels, [0.0] + [c["sigma"] for c in cal]):
+                noise = None if s_ == 0 else (nm, s_, noise_seed)
                 fs = analysis.load_features(cache.features(rec, ctx.obs, noise=noise))
                 for row in analysis.gains_table(fs, ctx.pair).to_dict("records"):
-                    gain_rows.append({"noisy_modality": nm, "level": lv, "sigma": s, "seed": rec.seed, **row})
-            for model, runs in (("with RTF", rtf_runs), ("without RTF", plain_runs)):
-                m = _mean_moc(cache, runs, noise=noise)
-                moc_rows.append({"noisy_modality": nm, "level": lv, "sigma": s, "model": model,
-                                 "moc": float(m["moc"].mean()), "n_seeds": len(seeds)})
-    sig_df, gain_df, moc_df = pd.DataFrame(sig_rows), pd.DataFrame(gain_rows), pd.DataFrame(moc_rows)
-    gain_mean = gain_df.groupby(["noisy_modality", "level", "sigma", "modality"], sort=False, as_index=False)[
-        ["erank_before", "erank_after", "gain"]].mean()
+                    gain_rows.append({"noisy_modality": nm, "level": lv, "sigma": s_, "seed": rec.seed, **row})
+                for model, r in (("with RTF", rec), ("without RTF", plain)):
+                    moc_rows.append({"noisy_modality": nm, "level": lv, "sigma": s_, "model": model, "seed": r.seed,
+                                     "moc": float(cache.evaluate(r, noise=noise)["moc"].mean())})
+    sig_df, gain_df = pd.DataFrame(sig_rows), pd.DataFrame(gain_rows)
+    moc_seed = pd.DataFrame(moc_rows)
+    keys = ["noisy_modality", "level"]
+    gain_mean = gain_df.groupby(keys + ["modality"], sort=False, as_index=False).agg(
+        sigma=("sigma", "mean"), erank_before=("erank_before", "mean"), erank_after=("erank_after", "mean"),
+        gain=("gain", "mean"), gain_std=("gain", "std"), n_seeds=("seed", "count"))
+    moc_df = moc_seed.groupby(keys + ["model"], sort=False, as_index=False).agg(
+        sigma=("sigma", "mean"), moc=("moc", "mean"), moc_std=("moc", "std"), n_seeds=("seed", "count"))
+    sig_mean = sig_df.groupby(keys, sort=False, as_index=False).agg(
+        sigma_rms_units=("sigma_rms_units", "mean"), sigma_std=("sigma_rms_units", "std"),
+        achieved_change=("achieved_change", "mean"), target_change=("target_change", "first"))
     _table(ctx.out, sig_df, "noise_sigmas", res, markdown=True)
     _table(ctx.out, gain_df, "noise_gains", res)
+    _table(ctx.out, moc_seed, "noise_moc_seeds", res)
     _table(ctx.out, moc_df, "noise_moc", res, markdown=True)
     _save(ctx.out, plots.plot_noise_gains(gain_mean), "noise_gains", res, ctx.formats)
     _save(ctx.out, plots.plot_noise_moc(moc_df), "noise_moc", res, ctx.formats)
     res.params["sigmas"] = sig_rows
     res.findings = {
-        "sigmas": {f"{r['noisy_modality']} {r['level']}": r["sigma_rms_units"] for r in sig_rows},
-        "achieved": {f"{r['noisy_modality']} {r['level']}": r["achieved_change"] for r in sig_rows},
+        "sigmas": {f"{r.noisy_modality} {r.level}": float(r.sigma_rms_units) for r in sig_mean.itertuples()},
+        "sigma_std": {f"{r.noisy_modality} {r.level}": float(r.sigma_std) for r in sig_mean.itertuples()},
+        "achieved": {f"{r.noisy_modality} {r.level}": float(r.achieved_change) for r in sig_mean.itertuples()},
         "gain": {f"{r.noisy_modality} {r.level} -> {r.modality}": float(r.gain) for r in gain_mean.itertuples()},
+        "gain_std": {f"{r.noisy_modality} {r.level} -> {r.modality}": float(r.gain_std) for r in gain_mean.itertuples()},
         "moc": {f"{r.noisy_modality} {r.level} {r.model}": float(r.moc) for r in moc_df.itertuples()},
+        "moc_std": {f"{r.noisy_modality} {r.level} {r.model}": float(r.moc_std) for r in moc_df.itertuples()},
     }
     return res
 

@@ -220,14 +220,20 @@ def plot_noise_gains(table):
         width = 0.8 / max(1, len(mods))
         x = np.arange(len(levels))
         for j, mod in enumerate(mods):
-            vals = [float(sub[(sub["level"] == lv) & (sub["modality"] == mod)]["gain"].mean()) for lv in levels]
-            ax.bar(x - 0.4 + width * (j + 0.5), vals, width, color=color(mod), label=f"gain of {mod}")
-        sig = [float(sub[sub["level"] == lv]["sigma"].iloc[0]) for lv in levels]
+            part = [sub[(sub["level"] == lv) & (sub["modality"] == mod)] for lv in levels]
+            vals = [float(p_["gain"].mean()) for p_ in part]
+            err = ([float(p_["gain_std"].mean()) for p_ in part]
+                   if "gain_std" in sub and sub["gain_std"].notna().any() else None)
+            ax.bar(x - 0.4 + width * (j + 0.5), vals, width, yerr=err, capsize=3, color=color(mod),
+                   label=f"gain of {mod}")
+        sig = [float(sub[sub["level"] == lv]["sigma"].mean()) for lv in levels]
         ax.set_xticks(x, [f"{lv}\n$\\sigma$={s:.3g}" for lv, s in zip(levels, sig)])
         ax.axhline(0, color="black", lw=0.6)
         ax.set_xlabel(f"noise on {nm} ($\\sigma$ in units of the {nm} input RMS)")
         ax.set_ylabel("ERank gain after RTF (effective dims)")
-        ax.set_title(f"Noise added to {nm}")
+        spread = ("\nerror bars: std over seeds; $\\sigma$: mean over seeds"
+                  if "gain_std" in sub and sub["gain_std"].notna().any() else "")
+        ax.set_title(f"Noise added to {nm}{spread}")
         ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
@@ -250,11 +256,14 @@ def plot_noise_moc(table):
         for model, part in sub.groupby("model", sort=False):
             ls, mk, col = styles.get(model, ("-", "o", "grey"))
             vals = [float(part[part["level"] == lv]["moc"].mean()) for lv in levels]
-            ax.plot(range(len(levels)), vals, ls, marker=mk, color=col, label=model)
+            err = ([float(part[part["level"] == lv]["moc_std"].mean()) for lv in levels]
+                   if "moc_std" in part and part["moc_std"].notna().any() else None)
+            ax.errorbar(range(len(levels)), vals, yerr=err, ls=ls, marker=mk, color=col, capsize=3, label=model)
         ax.set_xticks(range(len(levels)), levels)
         ax.set_xlabel(f"noise level on {nm} (calibrated per modality)")
         ax.set_ylabel("MoC, mean over $\\alpha,\\beta$ (%)")
-        ax.set_title(f"Anticipation accuracy, noisy {nm}")
+        spread = "\nerror bars: std over seeds" if "moc_std" in sub and sub["moc_std"].notna().any() else ""
+        ax.set_title(f"Anticipation accuracy, noisy {nm}{spread}")
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=8)
     fig.tight_layout()

@@ -21,6 +21,13 @@ from . import analysis
 from .io import write_json, write_text
 
 
+def _pmf(mean, sd, spec=".2f") -> str:
+    """``mean ± sd`` (just the mean when the sd is missing: one seed)."""
+    if sd is None or not isinstance(sd, (int, float)) or not math.isfinite(sd):
+        return _fmt(mean, spec)
+    return f"{_fmt(mean, spec)} ± {_fmt(sd, spec.lstrip('+'))}"
+
+
 def _cpu_seconds() -> float:
     """CPU time of this process and of its finished children (the demo's worker processes)."""
     import resource
@@ -231,17 +238,23 @@ def build_report(ctx, results: dict, *, theorem: pd.DataFrame | None, spectrum: 
               _img("noise_moc", "MoC under noise"), ""]
         L.append("Calibration: sigma (in units of the modality's input RMS) is chosen so that the noisy "
                  "modality's token-fuser input changes by the same relative Frobenius amount "
-                 f"({', '.join(_fmt(t) for t in prof.noise_targets)}) for every modality (docs/analysis.md). "
-                 "Sigmas found: " + ", ".join(f"{k} {_fmt(v, '.3f')} (change {_fmt(f['achieved'][k], '.3f')})"
-                                             for k, v in f["sigmas"].items()) + ".")
+                 f"({', '.join(_fmt(t) for t in prof.noise_targets)}) for every modality and training seed "
+                 "(docs/analysis.md). Sigmas found (mean ± sd over seeds): "
+                 + ", ".join(f"{k} {_pmf(v, f.get('sigma_std', {}).get(k), '.3f')} (change "
+                             f"{_fmt(f['achieved'][k], '.3f')})" for k, v in f["sigmas"].items()) + ".")
+        g, gs, m, ms = f["gain"], f.get("gain_std", {}), f["moc"], f.get("moc_std", {})
+
+        def gtxt(k):
+            return _pmf(g.get(k), gs.get(k), "+.2f")
+
+        def mtxt(k):
+            return _pmf(m.get(k), ms.get(k))
+
         for nm in (p, a):
-            g = f["gain"]
-            m = f["moc"]
-            L.append(f"- noise on {nm}: gain of {a} {_fmt(g.get(f'{nm} clean -> {a}'), '+.2f')} -> "
-                     f"{_fmt(g.get(f'{nm} large -> {a}'), '+.2f')}, gain of {p} {_fmt(g.get(f'{nm} clean -> {p}'), '+.2f')} "
-                     f"-> {_fmt(g.get(f'{nm} large -> {p}'), '+.2f')} (clean -> large); MoC with RTF "
-                     f"{_fmt(m.get(f'{nm} clean with RTF'))} -> {_fmt(m.get(f'{nm} large with RTF'))} %, without RTF "
-                     f"{_fmt(m.get(f'{nm} clean without RTF'))} -> {_fmt(m.get(f'{nm} large without RTF'))} %.")
+            L.append(f"- noise on {nm}: gain of {a} {gtxt(f'{nm} clean -> {a}')} -> {gtxt(f'{nm} large -> {a}')}, "
+                     f"gain of {p} {gtxt(f'{nm} clean -> {p}')} -> {gtxt(f'{nm} large -> {p}')} (clean -> large); "
+                     f"MoC with RTF {mtxt(f'{nm} clean with RTF')} -> {mtxt(f'{nm} large with RTF')} %, without RTF "
+                     f"{mtxt(f'{nm} clean without RTF')} -> {mtxt(f'{nm} large without RTF')} % (± sd over seeds).")
         L.append("")
 
     if "exchange" in results:
