@@ -121,7 +121,8 @@ def _img(name: str, alt: str) -> str:
 
 
 def build_report(ctx, results: dict, *, theorem: pd.DataFrame | None, spectrum: pd.DataFrame | None,
-                 seconds: float, profile_name: str, dataset_summary: dict) -> str:
+                 seconds: float, profile_name: str, dataset_summary: dict, cpu_seconds: float | None = None,
+                 workers: int = 1) -> str:
     """The Markdown report: one section per analysis, each with its figure and computed numbers."""
     from .figures import to_markdown
 
@@ -134,7 +135,10 @@ def build_report(ctx, results: dict, *, theorem: pd.DataFrame | None, spectrum: 
              f"{prof.train.get('epochs')} epochs, seeds {list(prof.seeds)}; features of the test split at "
              f"observation ratios {list(prof.obs_ratios)}. {len(ctx.cache.used)} run records "
              f"({sum(not r.reused for r in ctx.cache.used.values())} trained now, the rest reused from the cache). "
-             f"Wall time {seconds:.0f} s. Every figure is traced in `figures/manifest.json`.")
+             f"Wall time {seconds:.0f} s"
+             + ("" if cpu_seconds is None else f", CPU time {cpu_seconds:.0f} s ({workers} worker process"
+                f"{'es' if workers != 1 else ''})")
+             + ". Every figure is traced in `figures/manifest.json`.")
     L.append("")
     L += claims_section(results, anchor=a, partner=p)
 
@@ -444,7 +448,7 @@ def run_demo(out, *, quick: bool = False, device: str = "cpu", seed: int = 0, pr
                "classes": len(ds.classes), "modalities": list(ds.modalities)}
     seconds = time.perf_counter() - t0
     text = build_report(ctx, results, theorem=theorem, spectrum=spectrum, seconds=seconds, profile_name=name,
-                        dataset_summary=summary)
+                        dataset_summary=summary, cpu_seconds=_cpu_seconds() - c0, workers=workers)
     write_text(out / "report.md", text)
     mod = results.get("modality")
     info = {"report": str(out / "report.md"), "seconds": round(seconds, 1),
