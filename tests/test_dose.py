@@ -111,3 +111,28 @@ def test_dose_family_quick(tmp_path):
     assert r.exit_code == 0, r.output
     m2 = json.loads((tmp_path / "fig2" / "manifest.json").read_text())
     assert all(run["reused"] for run in m2["figures"]["dose"]["runs"])
+
+
+def test_claims_section_states_holds_contradicted_unresolved():
+    from types import SimpleNamespace
+
+    from rankfusion.report import claims_section, dose_section
+
+    cells = []
+    for lv, fused in ((0.0, 20.0), (1.0, 40.0)):
+        cells += [_cell("anchor only", 30.0, 1.0, level=lv), _cell("plain fusion", fused, 1.0, level=lv),
+                  _cell("R3D", fused + 1.0, 1.0, level=lv)]
+    comps = tuple(dose_comparisons(cells, ["rgb", "depth"]))
+    points = tuple(SimpleNamespace(dial="complementarity", level=c.level) for c in cells)
+    dose = DoseResult(points, tuple(cells), comps, (("complementarity", 1.0, "rgb+depth", 70.0),),
+                      dials={"base": {"imbalance": 1.0}})
+    results = {"dose": SimpleNamespace(dose=dose)}
+    text = "\n".join(claims_section(results, anchor="rgb", partner="depth"))
+    rows = [r for r in text.splitlines() if r.startswith("| fusion helps")]
+    # complementarity 0: plain fusion 10 points below the anchor (10 sd) -> contradicted;
+    # complementarity 1: 10 points above -> holds; RTF's +1 point (1 sd) -> unresolved
+    assert rows[0].endswith("| contradicted |") and "| 0 |" in rows[0]
+    assert rows[1].endswith("| holds |") and "| 1 |" in rows[1]
+    assert all(r.endswith("| unresolved |") for r in text.splitlines() if r.startswith("| RTF helps"))
+    sec = "\n".join(dose_section(dose, anchor="rgb", partner="depth"))
+    assert "40.00 ± 1.00" in sec and "| 70.00 |" in sec and "+10.00 (10.0 sd; resolved: a > b)" in sec
