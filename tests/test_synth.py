@@ -94,3 +94,226 @@ def test_options_and_errors(tmp_path):
     assert not (tmp_path / "x").exists()
     # no temporary folders left behind
     assert sorted(p.name for p in tmp_path.iterdir()) == ["o"]
+
+
+# ----------------------------------------------------------------------------- dials and ground truth
+from click.testing import CliRunner  # noqa: E402
+
+from rankfusion.cli import main as cli_main  # noqa: E402
+from rankfusion.data.synth import (  # noqa: E402
+    CUT_DTYPE, CUT_OBS, TRANSITIONS, _sample_video, cut_records, oracle_accuracy, oracle_table,
+)
+
+SMALL = {"rgb": 8, "depth": 8, "noise": 8, "mvrgb": 8}
+
+
+def _frames(segments):
+    act = np.concatenate([np.full(f, a) for a, f, _ in segments])
+    dirn = np.concatenate([np.full(f, d) for _, f, d in segments])
+    return act, dirn
+
+
+@pytest.mark.parametrize("level", [0.0, 0.3, 0.8, 1.0])
+def test_complementarity_sets_the_share_of_decision_bearing_cuts(level):
+    # Each evaluation cut point is decision-bearing with probability C, independently: the share
+    # measured from the labels (cut_records) is Binomial(n, C) / n; 4 sd covers it (exact at 0 and 1).
+    rng = np.random.default_rng(11)
+    bearing, n_cuts = 0, 0
+    for _ in range(600):
+        act, dirn = _frames(_sample_video(rng, int(rng.integers(20, 500)), level))
+        rec = cut_records(act, dirn)
+        bearing += int(rec["bearing"].sum())
+        n_cuts += len(rec)
+    share = bearing / n_cuts
+    assert abs(share - level) <= 4 * np.sqrt(level * (1 - level) / n_cuts), share
+    if level in (0.0, 1.0):
+        assert share == level
+
+
+def test_videos_follow_the_grammar_and_their_length():
+    rng = np.random.default_rng(5)
+    for level in (0.0, 0.5, 1.0):
+        for _ in range(150):
+            n = int(rng.integers(20, 600))
+            segs = _sample_video(rng, n, level)
+            assert sum(f for _, f, _ in segs) == n and min(f for _, f, _ in segs) >= 1
+            for (a, _, d), (b, _, _) in zip(segs[:-1], segs[1:]):
+                if ACTIONS[a] == "carry_dish":
+                    assert ACTIONS[b] == ("load_dishwasher" if d > 0 else "place_on_shelf")
+                else:
+                    assert ACTIONS[b] in TRANSITIONS[ACTIONS[a]], (ACTIONS[a], ACTIONS[b])
+
+
+def test_cut_records_by_hand():
+    # 10 frames: walk x3, pick x2, carry x3 (toward), load x2; cuts int(0.2*10)=2, int(0.3*10)=3, 5, 7
+    a = np.array([0, 0, 0, 2, 2, 3, 3, 3, 4, 4])
+    d = np.array([1, 1, 1, 1, 1, 1, 1, 1, 1, 1])
+    r = cut_records(a, d, obs=(0.2, 0.3, 0.5, 0.7))
+    assert r["cut"].tolist() == [2, 3, 5, 7]
+    assert r["current"].tolist() == [0, 0, 2, 3]
+    assert r["next"].tolist() == [2, 2, 3, 4]
+    assert r["bearing"].tolist() == [False, False, True, True]
+    # a carry after unload_dishwasher is always "away": not decision-bearing; the video's end has no next
+    a2 = np.array([5, 5, 3, 3, 3, 3, 3, 3, 3, 3])
+    r2 = cut_records(a2, -np.ones(10, int), obs=(0.5,))
+    assert not r2["bearing"][0] and r2["next"][0] == -1
+
+
+def test_oracle_on_a_case_worked_by_hand():
+    carry, load, place, walk, pick, take, drink = (ACTIONS.index(x) for x in (
+        "carry_dish", "load_dishwasher", "place_on_shelf", "walk", "pick_dish", "take_cup", "drink"))
+    rows = [(carry, 1, load, True), (carry, 1, load, True), (carry, -1, place, True),
+            (walk, 1, pick, False), (walk, 1, pick, False), (walk, -1, take, False),
+            (drink, 0, walk, False), (drink, 0, -1, False)]  # the last has no next action: skipped
+    rec = np.array([(0.2, 1, c, d, nx, b) for c, d, nx, b in rows], CUT_DTYPE)
+    # rgb sees the action: carry -> load (2 of 3), walk -> pick (2 of 3), drink -> walk (1): 5 of 7.
+    assert oracle_accuracy(rec, "rgb") == pytest.approx(5 / 7, abs=1e-12)
+    # + depth's direction, used only inside the trip (walk's direction is a distractor): 6 of 7.
+    assert oracle_accuracy(rec, "rgb+depth") == pytest.approx(6 / 7, abs=1e-12)
+    assert oracle_accuracy(rec, ["depth"]) == pytest.approx(6 / 7, abs=1e-12)
+    assert oracle_accuracy(rec, "rgb+mvrgb") == oracle_accuracy(rec, "rgb+noise") == oracle_accuracy(rec, "rgb")
+    # noise sees nothing: the most frequent next action overall (load or pick, 2 each): 2 of 7.
+    assert oracle_accuracy(rec, "noise") == pytest.approx(2 / 7, abs=1e-12)
+    table = oracle_table(rec, ["rgb", "depth", "mvrgb", "noise"])
+    assert set(table) == {"rgb", "depth", "mvrgb", "noise", "rgb+depth", "rgb+mvrgb", "rgb+noise"}
+    with pytest.raises(ValueError, match="modality: unknown 'lidar'"):
+        oracle_accuracy(rec, "rgb+lidar")
+
+
+@pytest.fixture(scope="module")
+def dial_sets(tmp_path_factory):
+    root = tmp_path_factory.mktemp("dials")
+    kw = dict(seed=2, n_videos=20, min_frames=100, max_frames=200, channels=SMALL)
+    return {name: synthesize(root / name, **kw, **extra) for name, extra in {
+        "c1": dict(complementarity=1.0), "c0": dict(complementarity=0.0),
+        "n0": dict(complementarity=1.0, nuisance=0.0, noise_scale=0.0),
+        "n05": dict(complementarity=1.0, nuisance=0.5, noise_scale=0.0),
+        "n2": dict(complementarity=1.0, nuisance=2.0, noise_scale=0.0),
+        "r2": dict(complementarity=1.0, imbalance=2.0), "r3": dict(complementarity=1.0, imbalance=3.0),
+    }.items()}
+
+
+def _meta(root):
+    return json.loads((root / "synth.json").read_text())
+
+
+def test_synth_json_records_dials_and_oracle(dial_sets):
+    m1, m0 = _meta(dial_sets["c1"]), _meta(dial_sets["c0"])
+    assert m1["dials"] == {"complementarity": 1.0, "nuisance": 0.1, "imbalance": 1.0}
+    assert m1["measured"]["decision_bearing_share"] == 1.0 and m0["measured"]["decision_bearing_share"] == 0.0
+    assert m1["measured"]["cut_points"] == 20 * len(CUT_OBS)
+    for key in ("rgb", "depth", "rgb+depth", "mvrgb", "noise", "rgb+mvrgb", "rgb+noise"):
+        assert 0.0 <= m1["oracle"][key] <= 1.0 and key in m0["oracle"]
+    # C = 1: the direction decides every next action; rgb can only guess it (the load/place split
+    # of 20 trips, each covering both cut points of its video: Binomial(20, 1/2), 4 sd); C = 0:
+    # depth adds nothing
+    assert m1["oracle"]["rgb+depth"] == 1.0
+    assert abs(m1["oracle"]["rgb"] - 0.5) <= 0.5 / np.sqrt(20) * 4 + 1e-12
+    assert m0["oracle"]["rgb+depth"] == m0["oracle"]["rgb"] == m0["oracle"]["rgb+mvrgb"]
+    assert m0["oracle"]["noise"] < m0["oracle"]["rgb"]
+    # the stored cut points are those of the labels
+    ds = open_dataset(dial_sets["c1"])
+    v = ds.videos[0]
+    f = np.load(dial_sets["c1"] / "factors" / f"{v}.npz")
+    rec = cut_records(f["action"], f["direction"], obs=(0.2, 0.3, 0.5))
+    assert f["cuts"].tolist() == rec["cut"].tolist() and f["decision_bearing"].tolist() == rec["bearing"].tolist()
+
+
+def test_nuisance_is_a_per_video_constant_of_the_set_energy(dial_sets):
+    # Same seed, no noise: features differ only by the per-video constant, whose amplitude is
+    # sqrt(N) times a fixed draw, so its energy ratio between N = 2 and N = 0.5 is 4 exactly.
+    ds = open_dataset(dial_sets["n0"])
+    e05 = e2 = 0.0
+    for v in ds.videos:
+        x0 = {m: np.load(dial_sets["n0"] / "features" / m / f"{v}.npy").astype(np.float64) for m in ("rgb", "depth")}
+        for name in ("n05", "n2"):
+            for m in ("rgb", "depth"):
+                diff = np.load(dial_sets[name] / "features" / m / f"{v}.npy") - x0[m]
+                # constant over frames (float32 rounding of features of size ~1)
+                assert np.abs(diff - diff[:, :1]).max() < 1e-5
+                if name == "n05":
+                    e05 += float(np.sum(diff[:, 0] ** 2))
+                else:
+                    e2 += float(np.sum(diff[:, 0] ** 2))
+    assert e2 / e05 == pytest.approx(4.0, rel=1e-4)
+    # Latent energy ratio: N times a weighted mean of chi2_k / k draws (k = 4 appearance, 6
+    # geometry), one per video: relative sd <= sqrt(2/k) * sqrt(sum w^2) / sum w <= sqrt(2/4/20)
+    # for 20 equal-weight videos (lengths vary 2x: allow 1.5x); 4 sd.
+    tol = 4 * 1.5 * np.sqrt(2 / 4 / 20)
+    for name, level in (("n05", 0.5), ("n2", 2.0)):
+        ratio = _meta(dial_sets[name])["measured"]["nuisance_ratio"]
+        for m in ("rgb", "depth"):
+            assert abs(ratio[m] / level - 1) <= tol, (name, m, ratio[m])
+    assert all(v == 0 for v in _meta(dial_sets["n0"])["measured"]["nuisance_ratio"].values())
+
+
+def test_imbalance_scales_the_partner_noise_only(dial_sets):
+    c1, r2, r3 = dial_sets["c1"], dial_sets["r2"], dial_sets["r3"]
+    v = open_dataset(c1).videos[3]
+    for m in ("rgb", "mvrgb"):
+        assert (c1 / "features" / m / f"{v}.npy").read_bytes() == (r2 / "features" / m / f"{v}.npy").read_bytes()
+    d1, d2, d3 = (np.load(r / "features" / "depth" / f"{v}.npy").astype(np.float64) for r in (c1, r2, r3))
+    # depth = signal + R * noise with the same draws: (d3 - d1) = 2 (d2 - d1)
+    np.testing.assert_allclose(d3 - d1, 2 * (d2 - d1), atol=2e-5 * np.abs(d3).max())
+    m1, m2, m3 = (_meta(r)["measured"] for r in (c1, r2, r3))
+    # measured SNR ratio rgb/depth: R^2 times the balanced one, exactly (same signal, R x the noise)
+    base = m1["snr"]["rgb"] / m1["snr"]["depth"]
+    for m, r in ((m2, 2.0), (m3, 3.0)):
+        assert m["snr"]["rgb"] / m["snr"]["depth"] == pytest.approx(r**2 * base, rel=1e-6)
+        assert m["imbalance"] == pytest.approx(r * m1["imbalance"], rel=1e-6)
+    # balanced: both SNRs set from a 24-video pilot estimate of the signal power, realised on 20
+    # videos whose mean signal power varies with their content (~20% per video): ~5% each, 3 sd
+    assert abs(m1["imbalance"] - 1) < 0.2
+
+
+def _gram_eigs(root, modality):
+    ds = open_dataset(root)
+    x = np.concatenate([np.load(root / "features" / modality / f"{v}.npy").astype(np.float64).T
+                        for v in ds.videos])
+    return np.sort(np.linalg.eigvalsh(x.T @ x / len(x)))[::-1], len(x)
+
+
+def test_noise_control_has_depth_spectrum(dial_sets):
+    # The noise stream copies depth's column means and covariance; its uncentred second-moment
+    # eigenvalues (the singular-value spectrum, squared) match depth's up to its own sampling error:
+    # relative sd ~ sqrt(2 / n_eff) per eigenvalue with n_eff = n / 1.67 (AR(1), rho 0.5, for
+    # products), plus a p / n_eff spread of the small ones; 5 sd.
+    lam_d, n = _gram_eigs(dial_sets["c1"], "depth")
+    lam_n, _ = _gram_eigs(dial_sets["c1"], "noise")
+    n_eff = n / ((1 + 0.25) / (1 - 0.25))
+    tol = 5 * np.sqrt(2 / n_eff) + 2 * len(lam_d) / n_eff
+    np.testing.assert_allclose(lam_n, lam_d, rtol=tol)
+    # ... and it is not depth: no relation to the frames' content
+    ds = open_dataset(dial_sets["c1"])
+    v = ds.videos[0]
+    d, z = ds.features(v, "depth"), ds.features(v, "noise")
+    dc, zc = d - d.mean(0), z - z.mean(0)
+    corr = np.abs((dc * zc).sum(0) / np.sqrt((dc**2).sum(0) * (zc**2).sum(0)))
+    assert corr.max() < 6 / np.sqrt(len(d))
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--complementarity", "1.5"], "Error: complementarity must be <= 1.0, got 1.5"),
+    (["--complementarity", "-0.1"], "Error: complementarity must be >= 0.0, got -0.1"),
+    (["--complementarity", "nan"], "Error: complementarity must be finite, got nan"),
+    (["--nuisance", "-1"], "Error: nuisance must be >= 0.0, got -1.0"),
+    (["--imbalance", "0.5"], "Error: imbalance must be >= 1.0, got 0.5"),
+    (["--channels", "noise=8", "--channels", "depth=4"], "Error: channels: modality 'noise' copies the spectrum"),
+    (["--channels", "noise=8"], "Error: channels: modality 'noise' copies the spectrum"),
+])
+def test_cli_dial_errors(tmp_path, args, message):
+    res = CliRunner().invoke(cli_main, ["data", "synth", str(tmp_path / "o"), "--videos", "3", *args])
+    assert res.exit_code == 2
+    lines = [ln for ln in res.output.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith(message), res.output
+    assert not (tmp_path / "o").exists() and list(tmp_path.iterdir()) == []
+
+
+def test_cli_dials_reach_synth_json(tmp_path):
+    res = CliRunner().invoke(cli_main, ["data", "synth", str(tmp_path / "o"), "--videos", "4", "--min-frames", "60",
+                                        "--max-frames", "80", "--channels", "8", "--complementarity", "0.25",
+                                        "--nuisance", "0.3", "--imbalance", "2"])
+    assert res.exit_code == 0, res.output
+    meta = _meta(tmp_path / "o")
+    assert meta["dials"] == {"complementarity": 0.25, "nuisance": 0.3, "imbalance": 2.0}
+    assert "decision-bearing cut points" in res.output and "next-action oracle rgb" in res.output

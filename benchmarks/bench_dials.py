@@ -1,0 +1,147 @@
+"""Calibration of the synthetic dataset's complementarity dial: does fusion resolve where it should?
+
+For each dataset seed S and complementarity C, generate ``rankfusion data synth`` with the given
+sizes, train R3D on ``rgb`` and on ``rgb,depth`` (the preset, training seeds 1, 10, 13452) and
+report the grid-mean test MoC (8 cells: obs 0.2 / 0.3 x beta 0.1 / 0.2 / 0.3 / 0.5, the numbers
+``rankfusion evaluate`` prints) of each arm, mean +- std over the training seeds (ddof = 1), the
+gap, and the gap in units of the larger of the two arms' seed standard deviations (and of the
+paired standard deviation of the per-seed differences). Target (issue 10): gap > 2 sd at C = 1
+and < 1 sd at C = 0 for every S.
+
+Independent runs go to a process pool (``--workers``, default 2), one torch thread each. Wall
+and CPU time (the sum over the worker processes' tasks) are reported per dataset: generation plus
+the six runs.
+
+Usage::
+
+    python benchmarks/bench_dials.py --out /tmp/dials --data-seeds 0,1,2 --levels 0,1 \
+        [--videos 120 --min-frames 150 --max-frames 350] [--preset synthetic-small] \
+        [--epochs N] [--d-model D] [--arms rgb rgb,depth] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+SEEDS = (1, 10, 13452)
+
+
+def _init_worker():
+    import torch
+
+    torch.set_num_threads(1)
+
+
+def train_and_score(data, run, modalities, seed, preset, overrides):
+    """Train one run; return its grid-mean test MoC (%), per-cell MoC, wall and CPU seconds."""
+    import numpy as np
+
+    from rankfusion.config import load_config
+    from rankfusion.train import _open, load_run, moc_grid, train
+
+    t, c = time.perf_counter(), time.process_time()
+    model_kw = dict(overrides.get("model", {}), modalities=list(modalities))
+    cfg = load_config(preset=preset, model=model_kw, train=overrides.get("train") or None)
+    train(cfg, data, run, seed=seed, progress=False)
+    model, config, _ = load_run(run)
+    grid = moc_grid(model, _open(data, config.model.modalities), "test", config, "cpu")
+    vals = [v for v in grid.values() if np.isfinite(v)]
+    return {"moc": float(np.mean(vals)), "cells": {f"{o}/{b}": v for (o, b), v in grid.items()},
+            "wall_s": time.perf_counter() - t, "cpu_s": time.process_time() - c}
+
+
+def make_dataset(out, seed, level, sizes, dial):
+    from rankfusion.data import synthesize
+
+    t, c = time.perf_counter(), time.process_time()
+    synthesize(out, seed=seed, complementarity=level, overwrite=True, **sizes, **{k: v for k, v in dial.items()
+                                                                               if k != "complementarity"})
+    meta = json.loads((Path(out) / "synth.json").read_text())
+    return {"wall_s": time.perf_counter() - t, "cpu_s": time.process_time() - c,
+            "measured": meta["measured"], "oracle": meta["oracle"], "oracle_test": meta["oracle_test"]}
+
+
+def summarise(per_seed: dict, arms) -> dict:
+    """Mean, sd of each arm, the gap (last arm minus first) and the gap in sd units."""
+    base, fused = arms[0], arms[-1]
+    out = {}
+    for a in arms:
+        v = [per_seed[a][s]["moc"] for s in SEEDS]
+        out[a] = {"mean": statistics.mean(v), "sd": statistics.stdev(v), "per_seed": v}
+    diffs = [per_seed[fused][s]["moc"] - per_seed[base][s]["moc"] for s in SEEDS]
+    gap = statistics.mean(diffs)
+    sd_arm = max(out[base]["sd"], out[fused]["sd"])
+    sd_pair = statistics.stdev(diffs)
+    out["gap"] = gap
+    out["sd_arms"] = sd_arm
+    out["sd_paired"] = sd_pair
+    out["gap_in_sd"] = gap / sd_arm if sd_arm > 0 else float("inf")
+    out["gap_in_paired_sd"] = gap / sd_pair if sd_pair > 0 else float("inf")
+    return out
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--out", required=True, help="working folder (datasets and runs)")
+    p.add_argument("--data-seeds", default="0,1,2")
+    p.add_argument("--levels", default="0,1", help="complementarity levels")
+    p.add_argument("--videos", type=int, default=None)
+    p.add_argument("--min-frames", type=int, default=None)
+    p.add_argument("--max-frames", type=int, default=None)
+    p.add_argument("--nuisance", type=float, default=None)
+    p.add_argument("--imbalance", type=float, default=None)
+    p.add_argument("--preset", default="synthetic-small")
+    p.add_argument("--epochs", type=int, default=None)
+    p.add_argument("--d-model", type=int, default=None)
+    p.add_argument("--lr", type=float, default=None)
+    p.add_argument("--arms", nargs="+", default=["rgb", "rgb,depth"])
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--json", default=None)
+    a = p.parse_args(argv)
+    sizes = {k: v for k, v in {"n_videos": a.videos, "min_frames": a.min_frames, "max_frames": a.max_frames}.items()
+             if v is not None}
+    dial = {k: v for k, v in {"nuisance": a.nuisance, "imbalance": a.imbalance}.items() if v is not None}
+    overrides = {"model": {k: v for k, v in {"d_model": a.d_model}.items() if v is not None},
+                 "train": {k: v for k, v in {"epochs": a.epochs, "lr": a.lr}.items() if v is not None}}
+    arms = [tuple(x.split(",")) for x in a.arms]
+    out = Path(a.out)
+    results = []
+    with ProcessPoolExecutor(max_workers=a.workers, initializer=_init_worker) as pool:
+        for s in [int(x) for x in a.data_seeds.split(",")]:
+            for level in [float(x) for x in a.levels.split(",")]:
+                tag = f"S{s}_C{level:g}"
+                t0 = time.perf_counter()
+                ds = pool.submit(make_dataset, str(out / tag / "data"), s, level, sizes, dial).result()
+                futs = {(m, seed): pool.submit(train_and_score, str(out / tag / "data"),
+                                               str(out / tag / f"{'+'.join(m)}_seed{seed}"), m, seed, a.preset,
+                                               overrides)
+                        for m in arms for seed in SEEDS}
+                per = {"+".join(m): {seed: futs[(m, seed)].result() for seed in SEEDS} for m in arms}
+                summ = summarise(per, ["+".join(m) for m in arms])
+                row = {"data_seed": s, "complementarity": level, "sizes": sizes, "dial": dial,
+                       "overrides": overrides, "dataset": ds, "runs": per, "summary": summ,
+                       "wall_s": time.perf_counter() - t0,
+                       "cpu_s": ds["cpu_s"] + sum(r["cpu_s"] for runs in per.values() for r in runs.values()),
+                       "loadavg": os.getloadavg()}
+                results.append(row)
+                names = ["+".join(m) for m in arms]
+                arms_txt = "  ".join(f"{n} {summ[n]['mean']:.1f} +- {summ[n]['sd']:.1f}" for n in names)
+                print(f"S={s} C={level:g}: {arms_txt}  gap {summ['gap']:+.1f} = {summ['gap_in_sd']:.2f} sd "
+                      f"(paired {summ['gap_in_paired_sd']:.2f})  oracle rgb {100 * ds['oracle']['rgb']:.0f} "
+                      f"rgb+depth {100 * ds['oracle'].get('rgb+depth', float('nan')):.0f}  "
+                      f"share {ds['measured']['decision_bearing_share']:.2f}  "
+                      f"{row['wall_s']:.0f} s wall, {row['cpu_s']:.0f} s CPU (gen {ds['wall_s']:.0f} s), "
+                      f"load {row['loadavg'][0]:.1f}", flush=True)
+                if a.json:
+                    Path(a.json).write_text(json.dumps(results, indent=1))
+    return results
+
+
+if __name__ == "__main__":
+    main()
