@@ -94,7 +94,7 @@ PROFILES = {
         model=dict(d_model=32, n_layers=1, n_heads=4, mlp_ratio=2),
         train=dict(epochs=24, warmup_epochs=2, batch_size=8, sample_rate=4, lr=2e-3),
         seeds=(1, 10, 13452), obs_ratios=(0.2, 0.3, 0.5),
-        dose=dict(complementarity=(0.0, 1 / 3, 2 / 3, 1.0), imbalance=(1.0, 3.0, 9.0),
+        dose=dict(complementarity=(0.0, 1 / 3, 2 / 3, 1.0), imbalance=(1.0, 2.0, 4.0),
                   base=dict(complementarity=1.0, imbalance=1.0), data_seed=0),
     ),
 }
