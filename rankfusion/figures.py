@@ -648,9 +648,13 @@ def _dose_cells(points) -> list[DoseCell]:
 def _compare(dial, level, label, quantity, a: DoseCell, b: DoseCell) -> DoseComparison:
     diff = a.mean - b.mean
     sd = max(a.sd, b.sd) if np.isfinite(a.sd) and np.isfinite(b.sd) else float("nan")
-    ratio = diff / sd if np.isfinite(sd) and sd > 0 else (float("inf") * np.sign(diff) if sd == 0 and diff else
-                                                          float("nan"))
-    resolved = bool(np.isfinite(sd) and abs(diff) >= RESOLVE_SD * sd and diff != 0)
+    if not np.isfinite(sd):
+        ratio = float("nan")  # one seed: no spread to measure the difference against
+    elif sd > 0:
+        ratio = diff / sd
+    else:  # identical runs in every seed: any non-zero difference is beyond the (zero) spread
+        ratio = float(np.sign(diff)) * float("inf") if diff else 0.0
+    resolved = bool(np.isfinite(sd) and diff != 0 and abs(diff) >= RESOLVE_SD * sd)
     return DoseComparison(dial, level, label, quantity, float(diff), float(sd), float(ratio), resolved)
 
 
