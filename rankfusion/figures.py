@@ -183,17 +183,38 @@ def _mean_moc(cache: RunCache, runs, noise=None) -> pd.DataFrame:
 # --------------------------------------------------------------------------- families
 
 
+def _spectra_eranks(ctx: FigureContext, rtf_runs, plain_runs) -> pd.DataFrame:
+    """ERank of every curve of the spectra figure for every seed: ``modality, stage, seed, erank``."""
+    from . import spectral
+
+    rows = []
+    for rec, plain in zip(rtf_runs, plain_runs):
+        fr = analysis.load_features(ctx.cache.features(rec, ctx.obs))
+        fp = analysis.load_features(ctx.cache.features(plain, ctx.obs))
+        arrays = [(m, st, fr.get(m, st)) for m in ctx.pair for st in ("before", "after")]
+        arrays += [(m, "plain", fp.get(m, "after")) for m in ctx.pair]
+        arrays += [("fused (RTF)", "after", analysis.stacked(fr, ctx.pair, "after")),
+                   ("fused (plain)", "after", analysis.stacked(fp, ctx.pair, "after"))]
+        rows += [{"modality": m, "stage": st, "seed": rec.seed, "erank": float(spectral.effective_rank(X))}
+                 for m, st, X in arrays]
+    return pd.DataFrame(rows)
+
+
 def fig_spectra(ctx: FigureContext) -> FigureResult:
-    """Figs. 2 / 9: spectra of each modality before/after RTF, a plain fusion, and the stacked features."""
+    """Figs. 2 / 9: spectra of each modality before/after RTF, a plain fusion, and the stacked features.
+
+    The curves are those of the first seed; every ERank is also given as mean ± sd over the seeds
+    (legend, ``spectra_erank.csv``, findings).
+    """
     from . import plots, spectral
 
-    res = FigureResult("spectra", params={"obs_ratio": ctx.obs, "modalities": ctx.pair})
-    seed = ctx.cache.profile.seeds[0]
-    rtf = ctx.cache.run(f"{ctx.anchor}+{ctx.partner}", ctx.pair, seed=seed)
-    plain = ctx.cache.run(f"{ctx.anchor}+{ctx.partner} W/O RTF", ctx.pair, seed=seed, rtf=False)
-    res.run_keys = _keys([rtf, plain])
-    f_rtf = analysis.load_features(ctx.cache.features(rtf, ctx.obs))
-    f_plain = analysis.load_features(ctx.cache.features(plain, ctx.obs))
+    res = FigureResult("spectra", params={"obs_ratio": ctx.obs, "modalities": ctx.pair, "curves_seed":
+                                          ctx.cache.profile.seeds[0]})
+    rtf_runs = ctx.cache.runs(f"{ctx.anchor}+{ctx.partner}", ctx.pair)
+    plain_runs = ctx.cache.runs(f"{ctx.anchor}+{ctx.partner} W/O RTF", ctx.pair, rtf=False)
+    res.run_keys = _keys(rtf_runs + plain_runs)
+    f_rtf = analysis.load_features(ctx.cache.features(rtf_runs[0], ctx.obs))
+    f_plain = analysis.load_features(ctx.cache.features(plain_runs[0], ctx.obs))
     parts = [analysis.spectra_of(f_rtf, ctx.pair, label="R3D"),
              analysis.spectra_of(f_plain, ctx.pair, stages=("after",), label="plain").assign(stage="plain")]
     # The stacked features that enter the temporal fuser: the fused representation of Fig. 9.
@@ -203,15 +224,28 @@ def fig_spectra(ctx: FigureContext) -> FigureResult:
         parts.append(pd.DataFrame({"label": name, "modality": name, "stage": "after",
                                    "index": np.arange(1, len(p) + 1), "p": p,
                                    "erank": float(spectral.effective_rank(X))}))
-    spectra = pd.concat(parts, ignore_index=True)
+    eranks = _spectra_eranks(ctx, rtf_runs, plain_runs)
+    spread = eranks.groupby(["modality", "stage"], sort=False)["erank"].agg(erank_mean="mean", erank_sd="std")
+    spectra = pd.concat(parts, ignore_index=True).join(spread, on=["modality", "stage"])
     _table(ctx.out, spectra, "spectra", res)
+    _table(ctx.out, eranks, "spectra_erank", res)
     _save(ctx.out, plots.plot_spectra(spectra), "spectra", res, ctx.formats)
-    summary = spectra.groupby(["modality", "stage"], sort=False)["erank"].first()
+    mean, sd = spread["erank_mean"], spread["erank_sd"]
+    gains = eranks.pivot_table(index=["modality", "seed"], columns="stage", values="erank")
+    stacked = eranks[eranks.modality.str.startswith("fused")].pivot_table(index="seed", columns="modality",
+                                                                           values="erank")
+    diff = stacked["fused (RTF)"] - stacked["fused (plain)"]
     res.findings = {
-        "erank": {f"{m} {s}": float(v) for (m, s), v in summary.items()},
-        "gain": {m: float(summary[(m, "after")] - summary[(m, "before")]) for m in ctx.pair},
-        "stacked_rtf": float(summary[("fused (RTF)", "after")]),
-        "stacked_plain": float(summary[("fused (plain)", "after")]),
+        "erank": {f"{m} {s}": float(v) for (m, s), v in mean.items()},
+        "erank_sd": {f"{m} {s}": float(v) for (m, s), v in sd.items()},
+        "gain": {m: float((gains.loc[m]["after"] - gains.loc[m]["before"]).mean()) for m in ctx.pair},
+        "gain_sd": {m: float((gains.loc[m]["after"] - gains.loc[m]["before"]).std()) for m in ctx.pair},
+        "stacked_rtf": float(mean[("fused (RTF)", "after")]),
+        "stacked_plain": float(mean[("fused (plain)", "after")]),
+        "stacked_rtf_sd": float(sd[("fused (RTF)", "after")]),
+        "stacked_plain_sd": float(sd[("fused (plain)", "after")]),
+        "stacked_diff_sd": float(diff.std()),
+        "n_seeds": int(len(rtf_runs)),
     }
     return res
 
@@ -760,8 +794,8 @@ def plan_jobs(ctx: FigureContext, names) -> list:
         jobs.extend(c.job(mods, s, obs_ratios=obs, **opts) for s in seeds)
 
     if "spectra" in names:
-        add(ctx.pair, seeds[:1], (ctx.obs,))
-        add(ctx.pair, seeds[:1], (ctx.obs,), rtf=False)
+        add(ctx.pair, obs=(ctx.obs,))
+        add(ctx.pair, obs=(ctx.obs,), rtf=False)
     if "modality" in names:
         for cand in (m for m in ctx.modalities if m != ctx.anchor):
             add([ctx.anchor, cand], obs=every)

@@ -123,8 +123,10 @@ def plot_spectra(spectra, *, title: str = "Normalised singular-value spectra bef
                 style = STAGE_STYLE.get(stage, "-")
                 what = {"before": "before fusion", "after": "after RTF", "plain": "plain fusion (no RTF)"}.get(stage, stage)
                 lab = f"{name} {what}" if not name.startswith("fused") else name
-                ax.plot(part["index"], part["p"], style, color=color(name), lw=1.6,
-                        label=f"{lab} (ERank {part['erank'].iloc[0]:.1f})")
+                sd = float(part["erank_sd"].iloc[0]) if "erank_sd" in part else float("nan")
+                er = f"{part['erank'].iloc[0]:.1f}" + (
+                    f"; seeds {part['erank_mean'].iloc[0]:.1f} ± {sd:.1f}" if np.isfinite(sd) else "")
+                ax.plot(part["index"], part["p"], style, color=color(name), lw=1.6, label=f"{lab} (ERank {er})")
         ax.set_yscale("log")
         ax.set_xlabel("component index i (sorted, 1 = largest)")
         ax.set_ylabel("normalised singular value $\\sigma_i/\\sum_j\\sigma_j$ (unitless)")
@@ -163,13 +165,15 @@ def plot_modality_selection(summary, *, anchor: str = "rgb"):
     x = np.arange(len(ratios))
     for j, cand in enumerate(cands):
         sub = summary[summary["candidate"] == cand]
-        vals = []
+        vals, errs = [], []
         for r in ratios:
             hit = sub[sub["obs_ratio"].isna()] if np.isnan(r) else sub[np.isclose(sub["obs_ratio"], r)]
             vals.append(float(hit["harmonic_mean"].iloc[0]) if len(hit) else np.nan)
-        vals = np.asarray(vals)
+            errs.append(float(hit["harmonic_mean_std"].iloc[0]) if len(hit) and "harmonic_mean_std" in hit else np.nan)
+        vals, errs = np.asarray(vals), np.asarray(errs)
         pos = x - 0.4 + width * (j + 0.5)
-        ax.bar(pos, np.nan_to_num(vals, nan=0.0), width, color=color(cand), label=f"{anchor} + {cand}")
+        ax.bar(pos, np.nan_to_num(vals, nan=0.0), width, color=color(cand), label=f"{anchor} + {cand}",
+               yerr=np.where(np.isfinite(vals), errs, np.nan) if np.isfinite(errs).any() else None, capsize=2)
         for p, v in zip(pos, vals):
             if not np.isfinite(v):
                 ax.bar(p, 0.0, width, fill=False, hatch="//", edgecolor=color(cand))
@@ -178,7 +182,9 @@ def plot_modality_selection(summary, *, anchor: str = "rgb"):
     ax.set_xticks(x, [("obs %g" % r) if np.isfinite(r) else "obs ?" for r in ratios])
     ax.set_xlabel("observation ratio $\\alpha$ (fraction of video observed)")
     ax.set_ylabel("harmonic mean of ERank gains (effective dims)")
-    ax.set_title(f"Modality selection: {anchor} paired with each candidate")
+    spread = ("\nerror bars: std over seeds of each seed's harmonic mean"
+              if "harmonic_mean_std" in summary and summary["harmonic_mean_std"].notna().any() else "")
+    ax.set_title(f"Modality selection: {anchor} paired with each candidate{spread}")
     ax.axhline(0, color="black", lw=0.6)
     ax.legend(fontsize=8)
     for j, cand in enumerate(cands):

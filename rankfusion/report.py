@@ -216,13 +216,23 @@ def build_report(ctx, results: dict, *, theorem: pd.DataFrame | None, spectrum: 
     if "spectra" in results:
         f = results["spectra"].findings
         L += ["## Spectra before and after fusion (Figs. 2 and 9)", "", _img("spectra", "spectra"), ""]
-        parts = [f"{m}: ERank {_fmt(f['erank'][m + ' before'])} before, {_fmt(f['erank'][m + ' after'])} after RTF "
-                 f"(gain {_fmt(f['gain'][m], '+.2f')})" for m in (a, p)]
-        L.append("; ".join(parts) + ".")
+        er, esd = f["erank"], f.get("erank_sd", {})
+        L.append(f"Mean ± sd over {f.get('n_seeds', 1)} seeds (the curves are the first seed's): "
+                 + "; ".join(f"{m}: ERank {_pmf(er[m + ' before'], esd.get(m + ' before'))} before, "
+                             f"{_pmf(er[m + ' after'], esd.get(m + ' after'))} after RTF (gain "
+                             f"{_pmf(f['gain'][m], f.get('gain_sd', {}).get(m), '+.2f')})" for m in (a, p)) + ".")
         diff = f["stacked_rtf"] - f["stacked_plain"]
-        L.append(f"Stacked fused features entering the temporal fuser: ERank {_fmt(f['stacked_rtf'])} with RTF vs "
-                 f"{_fmt(f['stacked_plain'])} for the plain fusion run without RTF ({_fmt(diff, '+.2f')}; "
-                 f"{'higher' if diff > 0 else 'not higher'} with RTF).")
+        # the yardstick of the dose family: the larger of the two seed sds
+        ref = max(f.get("stacked_rtf_sd", float("nan")), f.get("stacked_plain_sd", float("nan")))
+        if not np.isfinite(ref):
+            verdict = "unresolved (one seed)"
+        elif ref > 0:
+            verdict = f"{'resolved' if abs(diff) >= 2 * ref else 'unresolved'}, {abs(diff) / ref:.1f} sd"
+        else:
+            verdict = "resolved" if diff else "unresolved"
+        L.append(f"Stacked fused features entering the temporal fuser: ERank {_pmf(f['stacked_rtf'], f.get('stacked_rtf_sd'))} "
+                 f"with RTF vs {_pmf(f['stacked_plain'], f.get('stacked_plain_sd'))} for the plain fusion without RTF "
+                 f"({_fmt(diff, '+.2f')}: {'higher' if diff > 0 else 'not higher'} with RTF; {verdict}).")
         L.append("")
 
     if spectrum is not None:
