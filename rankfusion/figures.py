@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 
 from . import analysis
-from ._validation import InputError
+from ._validation import InputError, check_int
 from .io import atomic_path, write_json, write_text
 from .pipeline import PROFILES, RunCache, expected_complementary, git_commit
 
@@ -365,8 +365,6 @@ def fig_noise(ctx: FigureContext, *, noise_seed: int = 0) -> FigureResult:
     The run without RTF of a seed is perturbed with that seed's sigmas (it has no token fuser of
     its own to calibrate on).
     """
-    from . import plots
-
     cache = ctx.cache
     targets = tuple(cache.profile.noise_targets)
     levels = ["clean"] + (["small", "large"] if len(targets) == 2 else [f"level {i + 1}" for i in range(len(targets))])
@@ -394,8 +392,15 @@ def fig_noise(ctx: FigureContext, *, noise_seed: int = 0) -> FigureResult:
                 for model, r in (("with RTF", rec), ("without RTF", plain)):
                     moc_rows.append({"noisy_modality": nm, "level": lv, "sigma": s_, "model": model, "seed": r.seed,
                                      "moc": float(cache.evaluate(r, noise=noise)["moc"].mean())})
-    sig_df, gain_df = pd.DataFrame(sig_rows), pd.DataFrame(gain_rows)
-    moc_seed = pd.DataFrame(moc_rows)
+    res.params["sigmas"] = sig_rows
+    _noise_outputs(ctx, res, pd.DataFrame(sig_rows), pd.DataFrame(gain_rows), pd.DataFrame(moc_rows))
+    return res
+
+
+def _noise_outputs(ctx: FigureContext, res: FigureResult, sig_df, gain_df, moc_seed) -> None:
+    """Seed means and spreads of the noise family's per-seed rows; tables, figures, findings."""
+    from . import plots
+
     keys = ["noisy_modality", "level"]
     gain_mean = gain_df.groupby(keys + ["modality"], sort=False, as_index=False).agg(
         sigma=("sigma", "mean"), erank_before=("erank_before", "mean"), erank_after=("erank_after", "mean"),
@@ -411,7 +416,6 @@ def fig_noise(ctx: FigureContext, *, noise_seed: int = 0) -> FigureResult:
     _table(ctx.out, moc_df, "noise_moc", res, markdown=True)
     _save(ctx.out, plots.plot_noise_gains(gain_mean), "noise_gains", res, ctx.formats)
     _save(ctx.out, plots.plot_noise_moc(moc_df), "noise_moc", res, ctx.formats)
-    res.params["sigmas"] = sig_rows
     res.findings = {
         "sigmas": {f"{r.noisy_modality} {r.level}": float(r.sigma_rms_units) for r in sig_mean.itertuples()},
         "sigma_std": {f"{r.noisy_modality} {r.level}": float(r.sigma_std) for r in sig_mean.itertuples()},
@@ -421,7 +425,6 @@ def fig_noise(ctx: FigureContext, *, noise_seed: int = 0) -> FigureResult:
         "moc": {f"{r.noisy_modality} {r.level} {r.model}": float(r.moc) for r in moc_df.itertuples()},
         "moc_std": {f"{r.noisy_modality} {r.level} {r.model}": float(r.moc_std) for r in moc_df.itertuples()},
     }
-    return res
 
 
 def fig_exchange(ctx: FigureContext) -> FigureResult:
@@ -830,6 +833,7 @@ def make_figures(ctx: FigureContext, only=None, *, command: str = "", progress: 
     for n in names:
         if n not in FAMILY_FUNCS:
             raise ValueError(f"--only must be among {list(FAMILIES)}, got {n!r}")
+    workers = check_int(workers, "workers", low=1)
     ctx.out.mkdir(parents=True, exist_ok=True)
     if workers > 1:
         ctx.cache.prefetch(plan_jobs(ctx, names), workers=workers, progress=progress)
