@@ -42,9 +42,11 @@ def best_of(fn, repeats):
 def erank_from_sigma(s, eps, shape):
     import numpy as np
 
+    from rankfusion.spectral import rank_tolerance
+
     s = np.asarray(s, dtype=np.float64)
     s = np.sort(np.clip(s, 0, None))[::-1]
-    tol = np.sqrt(max(shape)) * eps * s[0]
+    tol = rank_tolerance(s[0], max(shape), eps)
     s = s[s > tol]
     p = s / s.sum()
     return float(np.exp(-np.sum(p * np.log(p))))

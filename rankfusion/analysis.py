@@ -371,15 +371,50 @@ def stacked(features: FeatureSet, modalities, stage: str) -> np.ndarray:
 # --------------------------------------------------------------------------- principal angles
 
 
+def blended_channels(X, exchange_ratio: float) -> np.ndarray:
+    """The channels of ``X`` that RTF blends at ``exchange_ratio``, for analyses of its features.
+
+    ``k' = spectral.blended_channel_count(exchange_ratio, D)`` channels (the model's count) of
+    lowest column energy ``||x_c||^2`` (Definition 1 summed over all ``r`` directions, Sec. 4.2:
+    the model's default criterion, ``selection="spectral"`` with ``informativeness_k=None``),
+    ties to the lower index. The model selects per training batch (or per video), so on the
+    whole feature matrix this is the set its criterion picks, not a record of every batch's set.
+
+    Parameters
+    ----------
+    X : ndarray of shape (N, D)
+    exchange_ratio : float in (0, 1]
+
+    Returns
+    -------
+    low : int64 ndarray of shape (k',), ascending
+
+    Raises
+    ------
+    InputError
+        If the ratio blends no channel of ``X`` (``k' = 0``).
+    """
+    from . import spectral
+
+    d = X.shape[1]
+    n_low = spectral.blended_channel_count(exchange_ratio, d)
+    if n_low == 0:
+        raise InputError(f"exchange_ratio {exchange_ratio:g} blends round({exchange_ratio:g} * {d}) = 0 of the "
+                         f"{d} channels: there are no blended channels to analyse")
+    return np.asarray(spectral.low_informative_channels(spectral.channel_informativeness(X), k_prime=n_low))
+
+
 def angle_table(features: FeatureSet, pairs=None, *, exchange_ratio: float | None = None, k: int | None = None,
                 energy: float = 0.9) -> pd.DataFrame:
     """Table 6: principal angles between X's dominant subspace and Y's injected channels.
 
-    For each direction ``X <- Y`` the injected channels are the ``ceil(exchange_ratio * D)``
-    least informative channels of X (Def. 1, computed on ``X.before``), the ones RTF replaces with
-    Y's; their columns in ``Y.before`` are compared with the top-``k`` left singular subspace of
-    ``X.before`` (:func:`rankfusion.spectral.injection_angles`). ``k`` defaults to the number of
-    singular values holding ``energy`` of X's squared spectrum (its "dominant" subspace).
+    For each direction ``X <- Y`` the injected channels are :func:`blended_channels` of
+    ``X.before``: as many as RTF blends (``round(exchange_ratio * D)``), chosen by its criterion
+    (lowest column energy, Def. 1 with ``k = r``). RTF blends them with Y's (Eqs. 4-5); their
+    columns in ``Y.before`` are compared with the top-``k`` left singular subspace of
+    ``X.before`` (:func:`rankfusion.spectral.injection_angles`). ``k`` defaults to
+    :func:`rankfusion.spectral.dominant_k` (singular values holding ``energy`` of X's squared
+    spectrum).
 
     Returns
     -------
@@ -407,15 +442,9 @@ def angle_table(features: FeatureSet, pairs=None, *, exchange_ratio: float | Non
                 f"{target}.before and {source}.before in {str(features.path)!r} have different widths "
                 f"({X.shape[1]} vs {Y.shape[1]}); channel injection needs equal D"
             )
-        d = X.shape[1]
-        n_low = max(1, int(math.ceil(exchange_ratio * d)))
-        low = np.asarray(spectral.low_informative_channels(spectral.channel_informativeness(X), k_prime=n_low))
+        low = blended_channels(X, exchange_ratio)
         sigma = np.asarray(spectral.singular_values(X), dtype=np.float64)
-        if k is None:
-            cum = np.cumsum(sigma**2) / np.sum(sigma**2)
-            k_used = int(min(np.searchsorted(cum, energy) + 1, len(sigma)))
-        else:
-            k_used = min(k, len(sigma))
+        k_used = spectral.dominant_k(sigma, energy) if k is None else min(k, len(sigma))
         res = spectral.injection_angles(X, Y, low, k_used, degrees=True)
         principal = np.asarray(res.principal, dtype=np.float64)
         per_channel = np.asarray(res.per_channel, dtype=np.float64)

@@ -166,6 +166,10 @@ class TrainConfig:
         Temporal stride tau of the input features (Sec. 4.1).
     loss_seg, loss_cls, loss_dur : float
         Weights of segmentation CE, anticipation CE and duration regression.
+    transition_weight : float
+        Factor on a sample's anticipation CE when its first future action differs from the last
+        observed one (an action change at the cut). 1 (the paper mentions none); the official
+        R3D code uses 10. Enters the config hash only when not 1, so earlier runs keep theirs.
     grad_clip : float
         Gradient-norm clip (0 disables).
     select_metric : {"val_moc", "val_loss"}
@@ -187,6 +191,7 @@ class TrainConfig:
     loss_seg: float = 1.0
     loss_cls: float = 1.0
     loss_dur: float = 1.0
+    transition_weight: float = 1.0
     grad_clip: float = 1.0
     select_metric: str = "val_moc"
     eval_obs: tuple = (0.2, 0.3)
@@ -202,7 +207,7 @@ class TrainConfig:
         self.obs_ratios = _ratios(self.obs_ratios, "obs_ratios")
         check_float(self.future_ratio, "future_ratio", low=0.0, high=1.0, low_open=True)
         check_int(self.sample_rate, "sample_rate", low=1)
-        for name in ("loss_seg", "loss_cls", "loss_dur", "grad_clip"):
+        for name in ("loss_seg", "loss_cls", "loss_dur", "transition_weight", "grad_clip"):
             check_float(getattr(self, name), name, low=0.0)
         check_choice(self.select_metric, "select_metric", {"val_moc", "val_loss"})
         self.eval_obs = _ratios(self.eval_obs, "eval_obs")
@@ -242,7 +247,13 @@ class RunConfig:
 
     def config_hash(self) -> str:
         """Stable 12-hex-digit hash of the resolved configuration (sorted canonical JSON)."""
-        blob = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+        d = self.to_dict()
+        # Options added after runs were recorded enter the hash only when set, so that the
+        # hash (the run cache's key and the resume check) of every earlier run is unchanged.
+        for table, name, default in _LATER_OPTIONS:
+            if d[table].get(name) == default:
+                del d[table][name]
+        blob = json.dumps(d, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
     def replace(self, *, model: dict | None = None, train: dict | None = None) -> "RunConfig":
@@ -251,6 +262,10 @@ class RunConfig:
         d["model"].update(model or {})
         d["train"].update(train or {})
         return RunConfig.from_dict(d, source="overrides")
+
+
+#: (table, field, default) of options added after the first recorded runs (see config_hash).
+_LATER_OPTIONS = (("train", "transition_weight", 1.0),)
 
 
 def _build(cls, values: dict, source: str):

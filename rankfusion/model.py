@@ -19,7 +19,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from .config import R3DConfig
-from .spectral import low_informative_channels
+from .spectral import blended_channel_count, low_informative_channels
 
 
 def channel_scores(X: torch.Tensor, k: int | None = None) -> torch.Tensor:
@@ -108,7 +108,7 @@ class RankEnhancingTokenFuser(nn.Module):
         self.selection_scope = selection_scope
         self.modalities = tuple(modalities)
         self.d = d
-        self.k_prime = int(round(exchange_ratio * d))
+        self.k_prime = blended_channel_count(exchange_ratio, d)
         self.selection, self.exchange = selection, exchange
         self.informativeness_k = informativeness_k
         self.alpha_param, self.fusion_rule = alpha_param, fusion_rule

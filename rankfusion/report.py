@@ -66,40 +66,36 @@ def dataset_matches(root, synth_kwargs: dict, *, seed: int = 0) -> bool:
     return all(cfg.get(k) == (list(v) if isinstance(v, tuple) else v) for k, v in want.items())
 
 
-def dominant_k(X, energy: float = 0.9) -> int:
-    """Smallest k whose top-k singular values hold ``energy`` of X's squared spectrum."""
-    from . import spectral
+def theorem_table(features, pairs, exchange_ratio: float, *, alpha: float = 0.5) -> pd.DataFrame:
+    """Theorem 3.1 on a feature file's ``.before`` arrays, one row per direction ``X <- Y``.
 
-    sigma = np.asarray(spectral.singular_values(X), dtype=np.float64)
-    cum = np.cumsum(sigma**2) / np.sum(sigma**2)
-    return int(min(np.searchsorted(cum, energy) + 1, len(sigma)))
-
-
-def theorem_checks(ctx, *, alpha: float = 0.5) -> pd.DataFrame | None:
-    """Theorem 3.1 on the R3D features of the pair, in both directions (None without rankfusion.theorem).
-
-    X and Y are the token-fuser inputs (``.before``) of the anchor+partner run; C_low are the
-    ``ceil(exchange_ratio * D)`` channels of lowest column energy (the model's criterion,
-    Sec. 4.2), k the 90%-energy dominant subspace and a uniform alpha.
+    C_low are :func:`rankfusion.analysis.blended_channels` of X (as many as RTF blends,
+    ``round(exchange_ratio * D)``, of lowest column energy: the model's criterion, Sec. 4.2),
+    k the 90%-energy dominant subspace (:func:`rankfusion.spectral.dominant_k`) and a uniform alpha.
     """
-    try:
-        from .theorem import theorem_3_1
-    except ImportError:
-        return None
-    rec = ctx.cache.runs(f"{ctx.anchor}+{ctx.partner}", ctx.pair)[0]
-    fs = analysis.load_features(ctx.cache.features(rec, ctx.obs))
-    ratio = float(ctx.cache.config(ctx.pair).model.exchange_ratio)
+    from .spectral import dominant_k, singular_values
+    from .theorem import theorem_3_1
+
     rows = []
-    for target, source in ((ctx.anchor, ctx.partner), (ctx.partner, ctx.anchor)):
-        X = np.asarray(fs.get(target, "before"), dtype=np.float64)
-        Y = np.asarray(fs.get(source, "before"), dtype=np.float64)
-        k_prime = max(1, int(math.ceil(ratio * X.shape[1])))
-        rep = theorem_3_1(X, Y, k=dominant_k(X), alpha=alpha, k_prime=k_prime, informativeness="full")
+    for target, source in pairs:
+        X = np.asarray(features.get(target, "before"), dtype=np.float64)
+        Y = np.asarray(features.get(source, "before"), dtype=np.float64)
+        low = analysis.blended_channels(X, exchange_ratio)
+        rep = theorem_3_1(X, Y, k=dominant_k(singular_values(X)), alpha=alpha, low=low, informativeness="full")
         rows.append({"direction": f"{target} <- {source}", "k": rep.k, "n_low": rep.n_low, "alpha": alpha,
                      "erank_before": rep.erank_before, "erank_after": rep.erank_after,
                      "erank_change": rep.erank_change, "assumptions_hold": rep.assumptions_hold,
                      "failed": ", ".join(rep.failed) if rep.failed else "", "verdict": rep.verdict})
     return pd.DataFrame(rows)
+
+
+def theorem_checks(ctx, *, alpha: float = 0.5) -> pd.DataFrame:
+    """:func:`theorem_table` on the R3D features of the anchor+partner run, in both directions."""
+    rec = ctx.cache.runs(f"{ctx.anchor}+{ctx.partner}", ctx.pair)[0]
+    fs = analysis.load_features(ctx.cache.features(rec, ctx.obs))
+    ratio = float(ctx.cache.config(ctx.pair).model.exchange_ratio)
+    pairs = ((ctx.anchor, ctx.partner), (ctx.partner, ctx.anchor))
+    return theorem_table(fs, pairs, ratio, alpha=alpha)
 
 
 def spectrum_table(ctx) -> pd.DataFrame:

@@ -39,6 +39,9 @@ __all__ = [
     "GramAccumulator",
     "SpectrumInfo",
     "spectrum_info",
+    "rank_tolerance",
+    "blended_channel_count",
+    "dominant_k",
 ]
 
 _EPS64 = float(np.finfo(np.float64).eps)
@@ -124,10 +127,31 @@ def _gram_erank_bound(ops, lam, delta, tol2):
     return ops.sum(ops.abs(logp + entropy) * ds, axis=-1) / safe[..., 0]
 
 
+def rank_tolerance(sigma_max, n_long: int, eps: float):
+    """The toolkit's one rank tolerance: ``tol = sqrt(max(N, D)) * eps * sigma_max``.
+
+    Singular values ``<= tol`` are outside the numerical rank (DESIGN.md: numpy's
+    ``max(N, D) * eps`` drops real signal of large float32 feature matrices).
+
+    Parameters
+    ----------
+    sigma_max : float, or array / tensor of shape (...)
+        Largest singular value (a norm: ``rank_tolerance(||y||, ...)`` is the same cut
+        relative to another vector's norm).
+    n_long : int
+        ``max(N, D)`` of the matrix.
+    eps : float
+        Machine epsilon of the input's dtype (float64's for integer input).
+
+    Returns
+    -------
+    tol : same type and shape as ``sigma_max``
+    """
+    return math.sqrt(n_long) * eps * sigma_max
+
+
 def _default_tol(ops, sigma_max, n_long, eps_in):
-    # sqrt(max(N, D)) * eps(dtype) * sigma_max (DESIGN.md: numpy's max(N, D) * eps drops real
-    # signal of large float32 feature matrices).
-    return math.sqrt(n_long) * eps_in * sigma_max
+    return rank_tolerance(sigma_max, n_long, eps_in)
 
 
 def _finite_or_raise(ops, reduced, X, name) -> bool:
@@ -388,6 +412,28 @@ def channel_informativeness(X, k: int | None = None, *, center: bool = False):
     if not _finite_or_raise(ops, ops.diagonal(gram), X, "X"):
         raise ValueError(f"X has entries too large for a float64 Gram matrix (squares overflow): {describe(X)}")
     lam, v = ops.eigh_desc(gram)
+    return topk_informativeness(lam, v, k)
+
+
+def topk_informativeness(lam, v, k: int):
+    """Definition 1 from eigenpairs of ``X^T X``: ``I_c = sum_{i<=k} lambda_i v_{c,i}^2``.
+
+    The one implementation of the top-``k`` sum (``lambda_i = sigma_i^2``), shared by
+    :func:`channel_informativeness`, :class:`GramAccumulator` and :mod:`rankfusion.theorem`.
+
+    Parameters
+    ----------
+    lam : array or tensor of shape (..., m)
+        Eigenvalues in descending order (``m >= k``).
+    v : array or tensor of shape (..., D, m)
+        The matching eigenvectors as columns (``V`` of ``X = U diag(sigma) V^T``).
+    k : int
+
+    Returns
+    -------
+    scores : array or tensor of shape (..., D)
+    """
+    ops = get_ops(lam)
     # Tiny negative eigenvalues of the PSD Gram matrix are rounding; they carry no energy.
     lam = ops.clip(lam[..., :k], 0.0)
     vk = v[..., :, :k]
@@ -428,6 +474,54 @@ def low_informative_channels(scores, *, eta: float | None = None, k_prime: int |
     # A stable sort keeps equal scores in index order, so ties go to the lower channel index.
     order = ops.stable_argsort(scores, axis=-1)[..., :k_prime]
     return ops.int64(ops.sort(order, axis=-1))
+
+
+def blended_channel_count(exchange_ratio: float, n_channels: int) -> int:
+    """Number ``k'`` of channels RTF blends (Eq. 3): ``round(exchange_ratio * D)``.
+
+    The one definition used by the model (:class:`rankfusion.model.RankEnhancingTokenFuser`),
+    the analyses of its features (angles, Theorem 3.1 checks) and the ``theorem`` command's
+    default, so that an analysis studies as many channels as the model blends. Python's
+    ``round`` (ties to even; ``0.1 * 32 = 3.2 -> 3``); ``exchange_ratio = 0`` gives 0 (no
+    blending).
+
+    Parameters
+    ----------
+    exchange_ratio : float
+        Fraction of the channels blended, in [0, 1].
+    n_channels : int
+        Token width ``D``, ``>= 1``.
+
+    Returns
+    -------
+    k_prime : int in [0, D]
+    """
+    exchange_ratio = check_float(exchange_ratio, "exchange_ratio", low=0.0, high=1.0)
+    n_channels = check_int(n_channels, "n_channels", low=1)
+    return int(round(exchange_ratio * n_channels))
+
+
+def dominant_k(sigma, energy: float = 0.9) -> int:
+    """Size of the dominant subspace: the smallest ``k`` whose top-``k`` singular values hold
+    ``energy`` of the squared spectrum (``sum_{i<=k} sigma_i^2 >= energy * sum_i sigma_i^2``).
+
+    Parameters
+    ----------
+    sigma : array of shape (r,)
+        Singular values in descending order (e.g. :func:`singular_values`), not all zero.
+    energy : float, default 0.9
+        Fraction in (0, 1].
+
+    Returns
+    -------
+    k : int in [1, r]
+    """
+    energy = check_float(energy, "energy", low=0.0, high=1.0, low_open=True)
+    sigma = np.asarray(sigma.detach().cpu().numpy() if is_torch(sigma) else sigma, dtype=np.float64)
+    if sigma.ndim != 1 or sigma.size == 0 or not sigma[0] > 0:
+        raise ValueError(f"sigma must be a non-empty 1-D spectrum with sigma_1 > 0, got {describe(sigma)}")
+    cum = np.cumsum(sigma**2) / np.sum(sigma**2)
+    return int(min(np.searchsorted(cum, energy) + 1, sigma.size))
 
 
 def flatten_tokens(F, mask=None):
@@ -485,7 +579,7 @@ def _orth(ops, A):
     u, s, _ = ops.svd64(ops.to64(A))
     if s.shape[0] == 0:
         return u[:, :0]
-    tol = math.sqrt(max(n, p)) * eps_in * float(s[0])
+    tol = rank_tolerance(float(s[0]), max(n, p), eps_in)
     r = int(ops.sum(s > tol))
     return u[:, :r]
 
@@ -760,6 +854,12 @@ class GramAccumulator:
     ``sqrt(delta)``. :meth:`n_ambiguous` counts those whose keep/drop decision the Gram
     matrix cannot make.
 
+    Rows are scaled by a power of two (exact) that brings the largest ``|x|`` seen into
+    [0.5, 1) before they are multiplied, and results are scaled back: values whose squares
+    would underflow float64 (``|x|`` below ~1e-154, e.g. denormals) or overflow it (above
+    ~1e154) get the same Gram-accurate spectrum as values of order 1, as the in-memory route
+    (which falls back to a scaling SVD there) gives them.
+
     Parameters
     ----------
     center : bool, default False
@@ -775,6 +875,7 @@ class GramAccumulator:
         self._eps = 0.0
         self._mean = None
         self._m2 = None
+        self._exp = None  # the stored moments are in units of 2**_exp (None: nothing non-zero yet)
 
     @property
     def n_rows(self) -> int:
@@ -790,13 +891,26 @@ class GramAccumulator:
     def gram(self):
         """(D, D) float64 ``X^T X`` (centred co-moment matrix with ``center=True``), a copy."""
         self._require()
-        return self._m2.copy()
+        return np.ldexp(self._m2, 2 * self._e)
 
     @property
     def mean(self):
         """(D,) float64 column means of the rows seen (tracked with or without centring)."""
         self._require()
-        return self._mean.copy()
+        return np.ldexp(self._mean, self._e)
+
+    @property
+    def _e(self) -> int:
+        return 0 if self._exp is None else self._exp
+
+    def _rescale(self, exp: int) -> None:
+        """Store the moments in units of ``2**exp`` (``exp >= self._exp``: exact up to underflow of
+        entries below ``2**-1074`` of the new unit, far below the Gram error radius)."""
+        if self._exp is not None and exp > self._exp:
+            shift = self._exp - exp
+            self._m2 = np.ldexp(self._m2, 2 * shift)
+            self._mean = np.ldexp(self._mean, shift)
+        self._exp = exp if self._exp is None else max(exp, self._exp)
 
     def _require(self):
         if self._n == 0:
@@ -821,6 +935,10 @@ class GramAccumulator:
             c = np.asarray(chunk[start : start + rows], dtype=np.float64)
             nb = c.shape[0]
             with np.errstate(all="ignore"):  # NaN/Inf are caught from the diagonal below
+                top = float(np.max(np.abs(c))) if c.size else 0.0
+                if 0.0 < top < math.inf:
+                    self._rescale(math.frexp(top)[1])
+                c = np.ldexp(c, -self._e)  # a power of two: exact
                 mb = c.mean(axis=0)
                 if self.center:
                     cc = c - mb
@@ -857,12 +975,19 @@ class GramAccumulator:
         elif other._d != self._d:
             raise ValueError(f"other has {other._d} channels, this accumulator has {self._d}")
         self._eps = max(self._eps, other._eps)
-        self._combine(other._n, other._mean.copy(), other._m2)
+        if other._exp is not None:
+            self._rescale(other._exp)
+        shift = other._e - self._e  # <= 0
+        self._combine(other._n, np.ldexp(other._mean, shift), np.ldexp(other._m2, 2 * shift))
         return self
 
     def error_radius(self) -> float:
         """``delta``: every true ``sigma_j^2`` lies within ``lambda_j +- delta``."""
         self._require()
+        return float(np.ldexp(self._radius(), 2 * self._e))
+
+    def _radius(self) -> float:
+        # in the stored units (see _rescale)
         lam_max = max(float(np.linalg.eigvalsh(self._m2)[-1]), 0.0)
         return _gram_error_radius(lam_max, max(self._n, self._d), min(self._n, self._d))
 
@@ -876,11 +1001,15 @@ class GramAccumulator:
             smax = math.sqrt(max(float(lam[0]), 0.0))
             t = _default_tol(NumpyOps, smax, max(self._n, self._d), self._eps)
         else:
-            t = _check_tol(tol)
+            t = float(np.ldexp(_check_tol(tol), -self._e))  # in the stored units
         return t * t
 
     def singular_values(self, tol: float | None = None):
         """(r,) float64 singular values above ``tol`` (default as :func:`singular_values`), descending."""
+        return np.ldexp(self._sigma(tol), self._e)
+
+    def _sigma(self, tol):
+        # in the stored units (see _rescale)
         self._require()
         lam = self._eig()
         tol2 = self._tol2(lam, tol)
@@ -893,16 +1022,16 @@ class GramAccumulator:
         self._require()
         lam = self._eig()
         tol2 = self._tol2(lam, tol)
-        delta = self.error_radius()
+        delta = self._radius()
         return int(np.sum((lam - delta <= tol2) & (tol2 < lam + delta)))
 
     def numerical_rank(self, tol: float | None = None) -> int:
         """Number of singular values above ``tol``."""
-        return int(self.singular_values(tol).shape[0])
+        return int(self._sigma(tol).shape[0])
 
     def effective_rank(self, tol: float | None = None) -> np.float64:
         """Eq. 1 of the accumulated matrix (0.0 for the zero matrix)."""
-        s = self.singular_values(tol)
+        s = self._sigma(tol)  # Eq. 1 is scale-invariant: no need to scale back
         if s.shape[0] == 0:
             return np.float64(0.0)
         return np.float64(_entropy_rank(NumpyOps, s))
@@ -912,7 +1041,6 @@ class GramAccumulator:
         self._require()
         k = check_int(k, "k", low=1, high=self._d, allow_none=True)
         if k is None:
-            return np.diag(self._m2).copy()
-        lam, v = np.linalg.eigh(self._m2)
-        lam, v = np.clip(lam[::-1][:k], 0.0, None), v[:, ::-1][:, :k]
-        return (v * v * lam).sum(axis=1)
+            return np.ldexp(np.diag(self._m2), 2 * self._e)
+        lam, v = NumpyOps.eigh_desc(self._m2)
+        return np.ldexp(topk_informativeness(lam, v, k), 2 * self._e)

@@ -37,17 +37,27 @@ import json
 import math
 import numbers
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 
 from ._validation import InputError, check_choice, check_float, check_int, check_matrix, is_torch
-from .spectral import effective_rank, low_informative_channels
+from .spectral import (
+    blended_channel_count,
+    effective_rank,
+    low_informative_channels,
+    rank_tolerance,
+    spectrum_info,
+    topk_informativeness,
+)
 
 __all__ = [
     "Check",
     "TheoremReport",
     "theorem_3_1",
     "majorization_check",
+    "default_k",
+    "default_k_prime",
     "VERDICT_ROSE",
     "VERDICT_NOT_RISEN",
     "VERDICT_FAILS",
@@ -64,7 +74,7 @@ DEFAULT_RISE_RTOL = 1e-9
 DEFAULT_ZERO_MEAN_TOL = 1e-6
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Check:
     """One inequality ``lhs <= rhs`` (or ``lhs < rhs`` when ``strict``) and how far it is from failing.
 
@@ -171,6 +181,13 @@ class TheoremReport:
                 return c
         raise KeyError(name)
 
+    def format(self, source: str = "X, Y") -> str:
+        """A readable, fixed-width table (what ``rankfusion theorem`` prints).
+
+        ``source`` names the inputs in the first line (the command gives the file and keys).
+        """
+        return "\n".join(_format_head(self, source) + _format_checks(self) + _format_channels(self))
+
     def to_dict(self) -> dict:
         """A JSON-able dict: arrays become lists, non-finite floats become ``"inf"``/``"-inf"``/``"nan"``."""
         return {f.name: _jsonable(getattr(self, f.name)) for f in dataclasses.fields(self)}
@@ -178,6 +195,78 @@ class TheoremReport:
     def to_json(self, **kwargs) -> str:
         """``json.dumps(self.to_dict())`` (strict JSON: no bare Infinity/NaN)."""
         return json.dumps(self.to_dict(), allow_nan=False, **kwargs)
+
+
+#: How many blended channels the per-channel table of :meth:`TheoremReport.format` lists.
+MAX_CHANNEL_ROWS = 20
+
+
+def _fmt(v) -> str:
+    if isinstance(v, (bool, np.bool_)):
+        return "yes" if v else "NO"
+    if isinstance(v, (int, np.integer)):
+        return str(int(v))
+    v = float(v)
+    if not math.isfinite(v):
+        return "inf" if v > 0 else ("-inf" if v < 0 else "nan")
+    return f"{v:.6g}"
+
+
+def _format_head(rep: TheoremReport, source: str) -> list:
+    T, D = rep.shape
+    low = rep.low.tolist()
+    shown = ", ".join(map(str, low[:MAX_CHANNEL_ROWS])) + (" ..." if len(low) > MAX_CHANNEL_ROWS else "")
+    src = rep.constant_sources
+    L = [
+        f"Theorem 3.1 on {source}  (T={T}, D={D})",
+        f"rank r = {rep.rank}, k = {rep.k}, informativeness = {rep.informativeness_convention}, "
+        f"residual = {rep.residual_convention}",
+        f"sigma_k = {_fmt(rep.sigma_k)}, sigma_k+1 = {_fmt(rep.sigma_k1)}, delta_k = {_fmt(rep.delta_k)}",
+        f"C_low ({src['low']}): |C_low| = {rep.n_low}: [{shown}]",
+        "",
+        "constants       value         source",
+    ]
+    for name in ("eta", "beta", "epsilon", "gamma"):
+        L.append(f"  {name:<13} {_fmt(getattr(rep, name)):<13} {src[name]}")
+    return L
+
+
+def _format_checks(rep: TheoremReport) -> list:
+    L = ["", f"{'check':<22} {'holds':<6} {'slack':>13} {'lhs':>13} {'rhs':>13}", "-" * 71]
+    for c in rep.assumptions:
+        L.append(f"{c.name:<22} {_fmt(c.holds):<6} {_fmt(c.slack):>13} {_fmt(c.lhs):>13} {_fmt(c.rhs):>13}")
+    L.append("")
+    L.append(f"ERank(X)  = {rep.erank_before:.6f}   ERank(X') = {rep.erank_after:.6f}   "
+             f"change = {rep.erank_change:+.3e}")
+    verdict = rep.verdict + (f" ({', '.join(rep.failed)})" if rep.failed else "")
+    L.append(f"verdict: {verdict}")
+    sc = rep.sufficient_condition
+    L.append(f"sufficient condition (strict majorization): {_fmt(sc.holds)}, slack {_fmt(sc.slack)}, "
+             f"largest gap {_fmt(sc.rhs)}")
+    L += ["", "proof steps (App. A) on this data:"]
+    for c in rep.proof_steps:
+        if c.name == "eq48":
+            L.append(f"  {c.name:<6} dominant energy {_fmt(c.lhs)} -> {_fmt(c.rhs)}")
+        else:
+            L.append(f"  {c.name:<6} {_fmt(c.holds):<4} slack {_fmt(c.slack):>12}   {c.detail}")
+    return L
+
+
+def _format_channels(rep: TheoremReport) -> list:
+    L = []
+    low = rep.low.tolist()
+    if rep.n_low:
+        L += ["", f"{'c':>5} {'alpha':>7} {'I_c':>11} {'||x_c||^2':>11} {'||y_c||':>11} "
+                  f"{'|P_dom y|^2':>11} {'|P_res y|^2':>11} {'ratio':>9}"]
+        for j, c in enumerate(low[:MAX_CHANNEL_ROWS]):
+            L.append(f"{c:>5} {_fmt(rep.alpha[c]):>7} {_fmt(rep.informativeness[c]):>11} "
+                     f"{_fmt(rep.column_energy[c]):>11} {_fmt(rep.y_norm[j]):>11} {_fmt(rep.y_dominant_sq[j]):>11} "
+                     f"{_fmt(rep.y_residual_sq[j]):>11} {_fmt(rep.alignment_ratio[j]):>9}")
+        if len(low) > MAX_CHANNEL_ROWS:
+            L.append(f"  ... {len(low) - MAX_CHANNEL_ROWS} more (use --json)")
+    for n in rep.notes:
+        L.append(f"note: {n}")
+    return L
 
 
 def _jsonable(v):
@@ -219,10 +308,6 @@ def _eps_of(*arrays) -> float:
     return float(np.finfo(dt).eps) if np.issubdtype(dt, np.floating) else float(np.finfo(np.float64).eps)
 
 
-def _keep(s: np.ndarray, tol: float) -> np.ndarray:
-    return s[s > tol]
-
-
 def _erank(s: np.ndarray) -> float:
     """Eq. 1 on already-truncated singular values (the toolkit's one implementation)."""
     return float(effective_rank(s)) if s.size else 0.0
@@ -257,22 +342,22 @@ def majorization_check(sigma_before, sigma_after, *, strict_tol=None) -> Check:
         strict_tol = 8.0 * n * float(np.finfo(np.float64).eps)
     r = s.size
     if r == 0 or t.size == 0:
-        return Check("sufficient-condition", False, -math.inf, math.nan, math.nan, False,
-                     "an empty spectrum cannot be compared")
+        return Check(name="sufficient-condition", holds=False, slack=-math.inf, lhs=math.nan, rhs=math.nan,
+                     detail="an empty spectrum cannot be compared")
     P = np.cumsum(s / s.sum())
     Pp = np.cumsum(np.concatenate([t / t.sum(), np.zeros(max(0, r - t.size))]))
     if r == 1:
         # P_1 = 1: every spectrum is majorized by a rank-1 one; strict unless p' is rank 1 too.
         gap = 1.0 - float(Pp[0])
         holds = t.size > 1 and gap > strict_tol
-        return Check("sufficient-condition", bool(holds), gap, 0.0, gap, False,
-                     "p' majorized by p with largest partial-sum gap > rounding (rank(X) = 1)")
+        return Check(name="sufficient-condition", holds=bool(holds), slack=gap, lhs=0.0, rhs=gap,
+                     detail="p' majorized by p with largest partial-sum gap > rounding (rank(X) = 1)")
     diff = P[: r - 1] - Pp[: r - 1]
     slack = float(diff.min())
     gap = float(diff.max())
     holds = slack >= 0.0 and gap > strict_tol
-    return Check("sufficient-condition", bool(holds), slack, 0.0, gap, False,
-                 "P'_m <= P_m for all m < rank(X) and max_m (P_m - P'_m) > rounding "
+    return Check(name="sufficient-condition", holds=bool(holds), slack=slack, lhs=0.0, rhs=gap,
+                 detail="P'_m <= P_m for all m < rank(X) and max_m (P_m - P'_m) > rounding "
                  "(strict majorization of the normalised spectrum => ERank rises)")
 
 
@@ -329,56 +414,359 @@ def _select_low(I, low, eta, k_prime, D):
     raise InputError("give one of low, eta or k_prime to choose the blended channels C_low")
 
 
+# ----------------------------------------------------------------------------- steps
+
+
+class _Options(NamedTuple):
+    """The validated conventions and constants of one :func:`theorem_3_1` call."""
+
+    informativeness: str
+    residual: str
+    zero_mean_tol: float
+    center_y: bool
+    tol: float | None
+    rise_rtol: float
+    eta: float | None
+    epsilon: float | None
+    beta: float | None
+    gamma: float | None
+
+
+def _options(*, informativeness, residual, zero_mean_tol, center_y, tol, rise_rtol, eta, epsilon, beta,
+             gamma) -> _Options:
+    check_choice(informativeness, "informativeness", {"topk", "full"})
+    check_choice(residual, "residual", {"rank", "complement"})
+    return _Options(
+        informativeness=informativeness, residual=residual,
+        zero_mean_tol=check_float(zero_mean_tol, "zero_mean_tol", low=0.0), center_y=bool(center_y),
+        tol=check_float(tol, "tol", low=0.0, allow_none=True),
+        rise_rtol=check_float(rise_rtol, "rise_rtol", low=0.0),
+        eta=check_float(eta, "eta", low=0.0, low_open=True, allow_none=True),
+        epsilon=check_float(epsilon, "epsilon", low=0.0, low_open=True, allow_none=True),
+        beta=check_float(beta, "beta", low=0.0, low_open=True, allow_none=True),
+        gamma=check_float(gamma, "gamma", low=0.0, allow_none=True),
+    )
+
+
+def _matrices(X, Y, center_y: bool):
+    """Validated ``X``, ``Y`` as float64 (T, D) arrays, and the inputs' machine epsilon."""
+    X = _to_numpy(X, "X")
+    Y = _to_numpy(Y, "Y")
+    if X.shape != Y.shape:
+        raise InputError(f"X and Y must have the same shape (T, D) (y_c blends into x_c), got {X.shape} and {Y.shape}")
+    eps = _eps_of(X, Y)
+    X64 = np.asarray(X, dtype=np.float64)
+    Y64 = np.asarray(Y, dtype=np.float64)
+    if center_y:
+        Y64 = Y64 - Y64.mean(axis=0, keepdims=True)
+    return X64, Y64, eps
+
+
+class _Spectrum(NamedTuple):
+    sigma: np.ndarray  # (r,) singular values above tol, descending
+    vt: np.ndarray  # (r, D) the matching right singular vectors
+    tol: float
+
+
+def _spectrum(M: np.ndarray, tol: float | None, eps: float) -> _Spectrum:
+    """The one spectrum routine of the checker, for ``X`` and ``X'`` alike.
+
+    Same computation for both, so an unchanged ``X'`` has bit-for-bit the spectrum of ``X``.
+    The singular values come from the R factor of a QR (same values, no (T x r) ``U`` formed).
+    """
+    _, s, vt = np.linalg.svd(np.linalg.qr(M, mode="r"), full_matrices=False)
+    cut = tol if tol is not None else rank_tolerance(float(s[0]), max(M.shape), eps)
+    r = int(np.sum(s > cut))
+    return _Spectrum(sigma=s[:r].copy(), vt=vt[:r].copy(), tol=float(cut))
+
+
+class _Projections(NamedTuple):
+    """Assumptions 1 and 4 for the blended ``y_c``: norms, means, projections (Eq. 18); shape (m,)."""
+
+    y_norm: np.ndarray
+    mean_cosine: np.ndarray
+    dominant: np.ndarray
+    residual: np.ndarray
+    outside: np.ndarray
+    ratio: np.ndarray
+    x_dot_y: np.ndarray
+
+
+def _left_coordinates(X, Yl, r: int) -> np.ndarray:
+    """``<u_i, y_c>`` for ``i < r``, shape (r, m).
+
+    One QR of ``[X, Y_low]`` puts X and the y_c in one orthonormal frame; the SVD of its X block
+    gives the u_i in that frame (no (T x r) U is formed).
+    """
+    if Yl.shape[1] == 0:
+        return np.zeros((r, 0))
+    D = X.shape[1]
+    Rz = np.linalg.qr(np.concatenate([X, Yl], axis=1), mode="r")
+    Uz = np.linalg.svd(Rz[:, :D], full_matrices=False)[0]
+    return Uz[:, :r].T @ Rz[:, D:]
+
+
+def _projections(X, Y, low, r: int, k: int, residual: str, eps: float) -> _Projections:
+    T, D = X.shape
+    Yl, Xl = Y[:, low], X[:, low]
+    y_sq = np.einsum("tc,tc->c", Yl, Yl)
+    y_norm = np.sqrt(y_sq)
+    coords = _left_coordinates(X, Yl, r)
+    dom = np.sum(coords[:k] ** 2, axis=0)
+    res_rank = np.sum(coords[k:r] ** 2, axis=0)
+    # Projections at rounding level (below the rank tolerance relative to ||y_c||) are zero:
+    # otherwise a y_c outside col(X) gets a ratio of two rounding errors in Assumption 4.
+    ptol = rank_tolerance(y_norm, max(T, D), eps) ** 2
+    dom = np.where(dom <= ptol, 0.0, dom)
+    res_rank = np.where(res_rank <= ptol, 0.0, res_rank)
+    outside = np.clip(y_sq - dom - res_rank, 0.0, None)
+    res = res_rank if residual == "rank" else np.where(y_sq - dom <= ptol, 0.0, y_sq - dom)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.where(dom == 0.0, 0.0, dom / np.where(res > 0.0, res, 1.0))
+        ratio = np.where((dom > 0.0) & (res == 0.0), math.inf, ratio)
+        safe_norm = np.where(y_norm > 0, y_norm, 1.0) * math.sqrt(T)
+        mean_cos = np.where(y_norm > 0.0, np.abs(Yl.sum(axis=0)) / safe_norm, 0.0)
+    return _Projections(y_norm=y_norm, mean_cosine=mean_cos, dominant=dom, residual=res, outside=outside,
+                        ratio=ratio, x_dot_y=np.einsum("tc,tc->c", Xl, Yl))
+
+
+class _Blend(NamedTuple):
+    """Definition 2's ``X'`` and the modification ``Delta = X' - X`` (Step 1)."""
+
+    after: _Spectrum
+    delta_fro_sq: float
+    delta_spectral: float
+    x_dot_delta: float
+    fro_sq_after: float
+
+
+def _blend(X, Y, low, a, before: _Spectrum, tol, eps) -> _Blend:
+    Xl = X[:, low]
+    Xp = X.copy()
+    Xp[:, low] = a[low] * Xl + (1.0 - a[low]) * Y[:, low]
+    Dl = Xp[:, low] - Xl
+    # X' = X bit for bit (alpha_c = 1, or y_c = x_c): its spectrum is X's, exactly (ERank change 0).
+    after = before if np.array_equal(Xp, X) else _spectrum(Xp, tol, eps)
+    return _Blend(after=after, delta_fro_sq=float(np.einsum("tc,tc->", Dl, Dl)),
+                  delta_spectral=float(np.linalg.norm(Dl, 2)) if low.size else 0.0,
+                  x_dot_delta=float(np.einsum("tc,tc->", Xl, Dl)),
+                  fro_sq_after=float(np.einsum("tc,tc->", Xp, Xp)))
+
+
+class _Constants(NamedTuple):
+    eta: float
+    beta: float
+    epsilon: float
+    gamma: float
+    gamma_actual: float
+    sources: dict
+
+
+def _constants(opts: _Options, I, low, proj: _Projections, blend: _Blend, low_source: str) -> _Constants:
+    """Each constant as given, or the value most favourable to the assumptions (module docstring)."""
+    m = low.size
+    given = {name: getattr(opts, name) is not None for name in ("eta", "beta", "epsilon", "gamma")}
+    gamma_act = float(proj.ratio.max()) if m else 0.0
+    tightest = {"eta": float(I[low].max()) if m else 0.0, "beta": float(proj.y_norm.max()) if m else 0.0,
+                "epsilon": blend.delta_fro_sq, "gamma": gamma_act}
+    values = {name: getattr(opts, name) if given[name] else tightest[name] for name in given}
+    sources = {name: "given" if given[name] else "tightest" for name in given}
+    sources["low"] = low_source
+    return _Constants(**values, gamma_actual=gamma_act, sources=sources)
+
+
+def _definition_1(I, low, c: _Constants, eta_given: bool, notes: list) -> Check:
+    """C_low == {c : I_c <= eta} with eta > 0 (or eta -> 0+ when every blended I_c is 0)."""
+    m = low.size
+    inside = float((c.eta - I[low]).min()) if m else math.inf
+    out_mask = np.ones(I.size, bool)
+    out_mask[low] = False
+    outside_gap = float((I[out_mask] - c.eta).min()) if out_mask.any() else math.inf
+    holds = (inside >= 0.0) and (outside_gap > 0.0) and (c.eta > 0.0 or not eta_given)
+    if not eta_given and c.eta == 0.0:
+        notes.append("eta = 0 (every blended x_c has I_c = 0): stands for the limit eta -> 0+, "
+                     "allowed since any small eta > 0 gives the same C_low")
+    return Check(name="definition-1", holds=bool(holds), slack=min(inside, outside_gap),
+                 lhs=float(I[low].max()) if m else 0.0, rhs=c.eta,
+                 detail="C_low == {c : I_c <= eta}: slack = min(min_{c in C_low}(eta - I_c), "
+                        "min_{c not in C_low}(I_c - eta)), the second strictly")
+
+
+def _assumption_1(proj: _Projections, c: _Constants, opts: _Options, notes: list) -> tuple:
+    """||y_c|| <= beta with beta > 0, and y_c zero-mean (reported separately: real features are
+    rarely centred and the proof never uses it)."""
+    m = proj.y_norm.size
+    ymax = float(proj.y_norm.max()) if m else 0.0
+    cmax = float(proj.mean_cosine.max()) if m else 0.0
+    if opts.beta is None and c.beta == 0.0:
+        notes.append("beta = 0 (all blended y_c vanish): stands for the limit beta -> 0+, "
+                     "allowed by 'for some beta > 0'; eps / (4 |C_low| beta) is then +inf")
+    norm = Check(name="assumption-1", holds=bool(ymax <= c.beta), slack=c.beta - ymax, lhs=ymax, rhs=c.beta,
+                 detail="max_{c in C_low} ||y_c|| <= beta, beta > 0")
+    tol = opts.zero_mean_tol
+    mean = Check(name="assumption-1-zero-mean", holds=bool(cmax <= tol), slack=tol - cmax, lhs=cmax, rhs=tol,
+                 detail="y_c zero-mean: max_c |<y_c, 1>| / (||y_c|| sqrt T) <= zero_mean_tol")
+    return norm, mean
+
+
+def _assumption_2(c: _Constants, blend: _Blend) -> Check:
+    d = blend.delta_fro_sq
+    return Check(name="assumption-2", holds=bool(c.epsilon > 0.0 and d >= c.epsilon), slack=d - c.epsilon,
+                 lhs=c.epsilon, rhs=d,
+                 detail="epsilon <= ||Delta||_F^2 = sum_{c in C_low} ||x'_c - x_c||^2, epsilon > 0")
+
+
+def _assumption_3(c: _Constants, m: int, delta_k: float) -> Check:
+    """sqrt(eta) <= min(delta_k / (3 sqrt|C_low|), epsilon / (4 |C_low| beta))."""
+    if m:
+        t1 = delta_k / (3.0 * math.sqrt(m))
+        t2 = math.inf if c.beta == 0.0 else c.epsilon / (4.0 * m * c.beta)
+    else:
+        t1 = t2 = math.inf
+    rhs = min(t1, t2)
+    lhs = math.sqrt(c.eta)
+    return Check(name="assumption-3", holds=bool(lhs <= rhs and (c.eta > 0.0 or rhs > 0.0)), slack=rhs - lhs,
+                 lhs=lhs, rhs=rhs,
+                 detail=f"sqrt(eta) <= min(delta_k/(3 sqrt|C_low|) = {t1:.6g}, eps/(4 |C_low| beta) = {t2:.6g})")
+
+
+def _assumption_4(c: _Constants, gamma_given: bool) -> Check:
+    """||P_dom y_c||^2 <= gamma ||P_res y_c||^2 for all c, 0 <= gamma < 1."""
+    slack = (1.0 - c.gamma) if not gamma_given else min(c.gamma - c.gamma_actual, 1.0 - c.gamma)
+    return Check(name="assumption-4", holds=bool(c.gamma_actual <= c.gamma and c.gamma < 1.0), slack=slack,
+                 lhs=c.gamma_actual, rhs=c.gamma, strict=not gamma_given,
+                 detail="max_c ||P_dom y_c||^2 / ||P_res y_c||^2 <= gamma < 1 (slack: 1 - gamma when gamma "
+                        "is the tightest value, else min(gamma - actual, 1 - gamma))")
+
+
+def _assumption_checks(I, low, proj, blend, c: _Constants, opts: _Options, delta_k: float) -> tuple:
+    """Definition 1 and Assumptions 1-4 as :class:`Check` s, and the notes they give rise to."""
+    notes = ["Y centred column-wise before blending (center_y=True)"] if opts.center_y else []
+    checks = (
+        _definition_1(I, low, c, opts.eta is not None, notes),
+        *_assumption_1(proj, c, opts, notes),
+        _assumption_2(c, blend),
+        _assumption_3(c, low.size, delta_k),
+        _assumption_4(c, opts.gamma is not None),
+    )
+    return checks, notes
+
+
+def _proof_steps(before: _Spectrum, blend: _Blend, c: _Constants, m: int, k: int, delta_k: float,
+                 fro_before: float) -> tuple:
+    """The intermediate claims of App. A (Eqs. 11, 12, 39, 47, 48, 49), evaluated on the data."""
+    half = delta_k / 2
+    b11 = math.sqrt(m) * (c.beta + math.sqrt(c.eta))
+    b39 = m * (c.beta * (math.sqrt(c.gamma) + 1.0) * math.sqrt(c.eta) + c.eta) if math.isfinite(c.gamma) else math.inf
+    xd = abs(blend.x_dot_delta)
+    gain = blend.fro_sq_after - fro_before
+    s, t = before.sigma, blend.after.sigma
+    dom_b, dom_a = float(np.sum(s[:k] ** 2)), float(np.sum(t[:k] ** 2))
+    tail_b, tail_a = float(np.sum(s[k:] ** 2)), float(np.sum(t[k:] ** 2))
+    rel48 = (dom_a - dom_b) / dom_b if dom_b > 0.0 else math.nan
+    eps2 = c.epsilon / 2
+    return (
+        Check(name="eq11", holds=b11 < half, slack=half - b11, lhs=b11, rhs=half, strict=True,
+              detail="Step 1 bound sqrt|C_low| (beta + sqrt eta) < delta_k / 2 (not implied by Assumption 3)"),
+        Check(name="eq12", holds=blend.delta_spectral < half, slack=half - blend.delta_spectral,
+              lhs=blend.delta_spectral, rhs=half, strict=True, detail="||Delta||_2 < delta_k / 2 (needed by Step 2)"),
+        Check(name="eq39", holds=xd <= b39, slack=b39 - xd, lhs=xd, rhs=b39,
+              detail="|<X, Delta>| <= |C_low| (beta (sqrt gamma + 1) sqrt eta + eta) (Step 3)"),
+        Check(name="eq47", holds=gain > eps2, slack=gain - eps2, lhs=eps2, rhs=gain, strict=True,
+              detail="||X'||_F^2 - ||X||_F^2 > epsilon / 2 (Step 4)"),
+        Check(name="eq48", holds=True, slack=dom_a - dom_b, lhs=dom_b, rhs=dom_a,
+              detail=f"sum_(j<=k) sigma'_j^2 vs sigma_j^2 ('approximately equal', relative change "
+                     f"{rel48:.3g}); informational, no truth value"),
+        Check(name="eq49", holds=tail_a > tail_b + eps2, slack=tail_a - tail_b - eps2, lhs=tail_b + eps2,
+              rhs=tail_a, strict=True, detail="sum_(j>k) sigma'_j^2 > sum_(j>k) sigma_j^2 + epsilon / 2 (Step 5)"),
+    )
+
+
+def _verdict(erank_before: float, erank_after: float, failed: tuple, rise_rtol: float) -> tuple:
+    """(change, rose, verdict): ERank counts as risen above ``rise_rtol * ERank(X)``."""
+    change = erank_after - erank_before
+    rose = change > rise_rtol * erank_before
+    if failed:
+        return change, bool(rose), VERDICT_FAILS
+    return change, bool(rose), VERDICT_ROSE if rose else VERDICT_NOT_RISEN
+
+
+def _dominant_spectrum(X, opts: _Options, eps: float, k) -> tuple:
+    """Spectrum of X, the validated k, sigma_k, sigma_{k+1} and the gap delta_k (Notation)."""
+    before = _spectrum(X, opts.tol, eps)
+    r = before.sigma.size
+    if r == 0:
+        raise InputError("X has numerical rank 0 (all singular values <= tol); Theorem 3.1 needs rank >= 1")
+    k = check_int(k, f"k (numerical rank of X is {r})", low=1, high=r)
+    sigma_k = float(before.sigma[k - 1])
+    # sigma_{k+1} below the numerical rank is zero by the rank convention
+    sigma_k1 = float(before.sigma[k]) if k < r else 0.0
+    return before, k, sigma_k, sigma_k1
+
+
+def _evaluate(X, Y, eps, *, k, alpha, low, k_prime, opts: _Options) -> TheoremReport:
+    """All steps on validated float64 inputs (see :func:`theorem_3_1`)."""
+    T, D = X.shape
+    before, k, sigma_k, sigma_k1 = _dominant_spectrum(X, opts, eps, k)
+    # Definition 1 (top-k) and the column energies of Eq. 15 / Sec. 4.2.
+    I_topk = topk_informativeness(before.sigma**2, before.vt.T, k)
+    energy = np.einsum("tc,tc->c", X, X)
+    I = I_topk if opts.informativeness == "topk" else energy
+    low_source = "given" if low is not None else ("k_prime" if k_prime is not None else "eta")
+    low = _select_low(I, low, opts.eta, k_prime, D)
+    a = _alpha_vector(alpha, D, low)
+    proj = _projections(X, Y, low, before.sigma.size, k, opts.residual, eps)
+    blend = _blend(X, Y, low, a, before, opts.tol, eps)
+    c = _constants(opts, I, low, proj, blend, low_source)
+    checks, notes = _assumption_checks(I, low, proj, blend, c, opts, sigma_k - sigma_k1)
+    failed = tuple(ch.name for ch in checks if not ch.holds)
+    erank_before, erank_after = _erank(before.sigma), _erank(blend.after.sigma)
+    change, rose, verdict = _verdict(erank_before, erank_after, failed, opts.rise_rtol)
+    fro_before = float(energy.sum())
+    return TheoremReport(
+        shape=(T, D), k=k, rank=before.sigma.size, rank_after=int(blend.after.sigma.size), tol=before.tol,
+        informativeness_convention=opts.informativeness, residual_convention=opts.residual,
+        sigma=before.sigma, sigma_after=blend.after.sigma, sigma_k=sigma_k, sigma_k1=sigma_k1,
+        delta_k=sigma_k - sigma_k1, informativeness=I, informativeness_topk=I_topk, column_energy=energy,
+        low=low, n_low=int(low.size), k_prime=None if k_prime is None else int(k_prime), alpha=a,
+        eta=float(c.eta), beta=float(c.beta), epsilon=float(c.epsilon), gamma=float(c.gamma),
+        constant_sources=c.sources, y_norm=proj.y_norm, y_mean_cosine=proj.mean_cosine,
+        y_dominant_sq=proj.dominant, y_residual_sq=proj.residual, y_outside_sq=proj.outside,
+        alignment_ratio=proj.ratio, x_dot_y=proj.x_dot_y, delta_fro_sq=blend.delta_fro_sq,
+        delta_spectral=blend.delta_spectral, x_dot_delta=blend.x_dot_delta, fro_sq_before=fro_before,
+        fro_sq_after=blend.fro_sq_after, assumptions=checks, erank_before=erank_before, erank_after=erank_after,
+        erank_change=change, rose=rose, verdict=verdict, failed=failed,
+        proof_steps=_proof_steps(before, blend, c, int(low.size), k, sigma_k - sigma_k1, fro_before),
+        sufficient_condition=majorization_check(before.sigma, blend.after.sigma), notes=tuple(notes),
+    )
+
+
 # ----------------------------------------------------------------------------- main entry
 
 
-def theorem_3_1(
-    X,
-    Y,
-    *,
-    k,
-    alpha,
-    low=None,
-    eta=None,
-    k_prime=None,
-    epsilon=None,
-    beta=None,
-    gamma=None,
-    informativeness="topk",
-    residual="rank",
-    zero_mean_tol=DEFAULT_ZERO_MEAN_TOL,
-    center_y=False,
-    tol=None,
-    rise_rtol=DEFAULT_RISE_RTOL,
-) -> TheoremReport:
+def theorem_3_1(X, Y, *, k, alpha, low=None, eta=None, k_prime=None, epsilon=None, beta=None, gamma=None,
+                informativeness="topk", residual="rank", zero_mean_tol=DEFAULT_ZERO_MEAN_TOL, center_y=False,
+                tol=None, rise_rtol=DEFAULT_RISE_RTOL) -> TheoremReport:
     """Check Theorem 3.1 (Sec. 3.1) on ``X``, ``Y``: build ``X'`` by Definition 2 and report.
 
     Parameters
     ----------
-    X : ndarray of shape (T, D)
-        Representation of the modality being fused into (rows = time steps / tokens).
-    Y : ndarray of shape (T, D)
-        The other modality; ``y_c`` is column ``c`` of ``Y`` (Definition 2 blends ``x_c`` with
-        ``y_c``, so the shapes must match).
+    X, Y : ndarray of shape (T, D)
+        ``X``: the modality fused into (rows = time steps / tokens); ``Y``: the other modality,
+        ``y_c`` its column ``c`` (Definition 2 blends ``x_c`` with ``y_c``: shapes must match).
     k : int
         Size of the dominant subspace, ``1 <= k <= r`` (numerical rank of ``X``).
     alpha : float or ndarray of shape (D,) or (n_low,)
         Blending coefficients ``alpha_c`` in [0, 1] of Definition 2 (``alpha_c = 1`` keeps ``x_c``,
         ``alpha_c = 0`` replaces it by ``y_c``).
-    low : sequence of int, optional
-        The channel set ``C_low`` given explicitly.
-    eta : float, optional
-        Threshold of Definition 1. Alone, it defines ``C_low = {c : I_c <= eta}``; with ``low``
-        it is the constant checked in Assumption 3. Default: ``max_{c in C_low} I_c``.
-    k_prime : int, optional
-        Choose ``C_low`` as the ``k'`` channels of lowest ``I_c`` (Eq. 3; ties -> lower index).
-    epsilon : float, optional
-        Constant of Assumption 2 (``sum_c ||x'_c - x_c||^2 >= epsilon``, squared norm as in the
-        paper). Default: the actual ``||Delta||_F^2``, the largest value Assumption 2 allows.
-    beta : float, optional
-        Constant of Assumption 1 (``||y_c|| <= beta``). Default: ``max_c ||y_c||``.
-    gamma : float, optional
-        Constant of Assumption 4. Default: the actual ``max_c ||P_dom y_c||^2 / ||P_res y_c||^2``.
+    low, eta, k_prime : sequence of int, float, int, optional
+        ``C_low`` given explicitly; or ``{c : I_c <= eta}`` (Definition 1; with ``low``, ``eta`` is
+        the constant of Assumption 3, default ``max_{c in C_low} I_c``); or the ``k'`` channels
+        of lowest ``I_c`` (Eq. 3; ties -> lower index).
+    epsilon, beta, gamma : float, optional
+        Constants of Assumption 2 (``sum_c ||x'_c - x_c||^2 >= epsilon``, squared norm as in the
+        paper), 1 (``||y_c|| <= beta``) and 4. Defaults, the values most favourable to the
+        assumptions: ``||Delta||_F^2``, ``max_c ||y_c||``, ``max_c ||P_dom y_c||^2 / ||P_res y_c||^2``.
     informativeness : {"topk", "full"}
         Definition 1 over the top-``k`` singular vectors (the statement) or over all ``r``
         (= ``||x_c||^2``, Eq. 15 and Sec. 4.2).
@@ -388,11 +776,11 @@ def theorem_3_1(
     zero_mean_tol : float
         Largest ``|mean(y_c)| sqrt(T) / ||y_c||`` counted as zero-mean (Assumption 1).
     center_y : bool, default False
-        Subtract each column mean of ``Y`` before blending, so that Assumption 1's zero-mean
-        requirement holds by construction (this changes ``X'``; the report says so in ``notes``).
+        Centre ``Y``'s columns before blending: Assumption 1's zero-mean holds by construction
+        (this changes ``X'``; the report says so in ``notes``).
     tol : float, optional
         Absolute singular-value cut for the numerical rank (of ``X`` and of ``X'``).
-        Default ``sqrt(max(T, D)) * eps * sigma_1`` of each matrix (DESIGN.md).
+        Default :func:`rankfusion.spectral.rank_tolerance` of each matrix (DESIGN.md).
     rise_rtol : float
         ERank counts as risen when ``ERank(X') - ERank(X) > rise_rtol * ERank(X)``.
 
@@ -401,8 +789,9 @@ def theorem_3_1(
     TheoremReport
         Quantities, :class:`Check` per assumption (``"definition-1"``: ``C_low`` is exactly
         ``{c : I_c <= eta}`` with ``eta > 0``; Assumption 1 is split into ``"assumption-1"``,
-        the norm bound, and ``"assumption-1-zero-mean"``), proof-step diagnostics (Eqs. 11, 12, 39, 47, 49),
-        ERank before/after, verdict and the proven ``sufficient_condition``.
+        the norm bound, and ``"assumption-1-zero-mean"``), proof-step diagnostics (Eqs. 11, 12,
+        39, 47, 49), ERank before/after, verdict and the proven ``sufficient_condition``. The
+        spectra of ``X`` and ``X'`` come from one routine: ``X' = X`` gives a change of exactly 0.
 
     Raises
     ------
@@ -410,202 +799,37 @@ def theorem_3_1(
         (``InputError``) on bad shapes, NaN/Inf, ``k`` outside ``[1, r]``, ``alpha`` outside
         [0, 1], or an inconsistent choice of ``low`` / ``eta`` / ``k_prime``.
     """
-    X = _to_numpy(X, "X")
-    Y = _to_numpy(Y, "Y")
-    if X.shape != Y.shape:
-        raise InputError(f"X and Y must have the same shape (T, D) (y_c blends into x_c), got {X.shape} and {Y.shape}")
-    check_choice(informativeness, "informativeness", {"topk", "full"})
-    check_choice(residual, "residual", {"rank", "complement"})
-    zero_mean_tol = check_float(zero_mean_tol, "zero_mean_tol", low=0.0)
-    rise_rtol = check_float(rise_rtol, "rise_rtol", low=0.0)
-    tol = check_float(tol, "tol", low=0.0, allow_none=True)
-    eta = check_float(eta, "eta", low=0.0, low_open=True, allow_none=True)
-    epsilon = check_float(epsilon, "epsilon", low=0.0, low_open=True, allow_none=True)
-    beta = check_float(beta, "beta", low=0.0, low_open=True, allow_none=True)
-    gamma = check_float(gamma, "gamma", low=0.0, allow_none=True)
-    eps_in = _eps_of(X, Y)
-    T, D = X.shape
-    X64 = np.asarray(X, dtype=np.float64)
-    Y64 = np.asarray(Y, dtype=np.float64)
-    if center_y:
-        Y64 = Y64 - Y64.mean(axis=0, keepdims=True)
+    X64, Y64, eps = _matrices(X, Y, bool(center_y))
+    opts = _options(informativeness=informativeness, residual=residual, zero_mean_tol=zero_mean_tol,
+                    center_y=center_y, tol=tol, rise_rtol=rise_rtol, eta=eta, epsilon=epsilon, beta=beta,
+                    gamma=gamma)
+    return _evaluate(X64, Y64, eps, k=k, alpha=alpha, low=low, k_prime=k_prime, opts=opts)
 
-    # Definition 1 needs the spectrum of X before C_low is known; the spectrum comes from the
-    # R factor of a QR (same singular values, no (T x r) U is formed).
-    _, s_all, Vt = np.linalg.svd(np.linalg.qr(X64, mode="r"), full_matrices=False)
-    tol_x = tol if tol is not None else math.sqrt(max(T, D)) * eps_in * float(s_all[0])
-    r = int(np.sum(s_all > tol_x))
+
+def default_k(X, name: str = "X") -> int:
+    """The ``theorem`` command's default ``k``: ``floor(ERank(X))``, clipped to ``[1, rank(X)]``.
+
+    Parameters
+    ----------
+    X : ndarray of shape (T, D)
+    name : str
+        How errors name ``X``.
+
+    Raises
+    ------
+    ValueError
+        (``InputError``) if ``X`` has numerical rank 0.
+    """
+    info = spectrum_info(X)
+    r = int(info.rank)
     if r == 0:
-        raise InputError("X has numerical rank 0 (all singular values <= tol); Theorem 3.1 needs rank >= 1")
-    k = check_int(k, f"k (numerical rank of X is {r})", low=1, high=r)
-    sigma = s_all[:r].copy()
-    sigma_k = float(sigma[k - 1])
-    # sigma_{k+1} below the numerical rank is zero by the rank convention
-    sigma_k1 = float(sigma[k]) if k < r else 0.0
-    delta_k = sigma_k - sigma_k1
+        raise InputError(f"{name} has numerical rank 0 (all zero)")
+    return max(1, min(r, int(math.floor(float(effective_rank(info.sigma))))))
 
-    # Definition 1 (top-k) and the column energies of Eq. 15 / Sec. 4.2.
-    I_topk = np.einsum("i,ic->c", sigma[:k] ** 2, Vt[:k] ** 2)
-    energy = np.einsum("tc,tc->c", X64, X64)
-    I = I_topk if informativeness == "topk" else energy
 
-    low_given = low is not None
-    eta_given = eta is not None
-    low = _select_low(I, low, eta, k_prime, D)
-    m = int(low.size)
-    a = _alpha_vector(alpha, D, low)
-    a_low = a[low]
+def default_k_prime(n_channels: int) -> int:
+    """The ``theorem`` command's default ``k'``: as many channels as R3D blends by default
+    (:func:`rankfusion.spectral.blended_channel_count` of ``R3DConfig.exchange_ratio``), at least 1."""
+    from .config import R3DConfig
 
-    # Left-singular coordinates <u_i, y_c>: one QR of [X, Y_low] puts X and the y_c in one
-    # orthonormal frame; the SVD of its X block gives the u_i in that frame. Used only for
-    # the projections (the spectrum above is the same matrix's).
-    Yl = Y64[:, low]
-    Xl = X64[:, low]
-    y_sq = np.einsum("tc,tc->c", Yl, Yl)
-    y_norm = np.sqrt(y_sq)
-    if m:
-        Rz = np.linalg.qr(np.concatenate([X64, Yl], axis=1), mode="r")
-        Uz = np.linalg.svd(Rz[:, :D], full_matrices=False)[0]
-        coords = Uz[:, :r].T @ Rz[:, D:]  # shape (r, m)
-    else:
-        coords = np.zeros((r, 0))
-    dom = np.sum(coords[:k] ** 2, axis=0)
-    res_rank = np.sum(coords[k:r] ** 2, axis=0)
-    # Projections at rounding level (below the rank tolerance relative to ||y_c||) are zero:
-    # otherwise a y_c outside col(X) gets a ratio of two rounding errors in Assumption 4.
-    ptol = (math.sqrt(max(T, D)) * eps_in) ** 2 * y_sq
-    dom = np.where(dom <= ptol, 0.0, dom)
-    res_rank = np.where(res_rank <= ptol, 0.0, res_rank)
-    outside = np.clip(y_sq - dom - res_rank, 0.0, None)
-    res = res_rank if residual == "rank" else np.where(y_sq - dom <= ptol, 0.0, y_sq - dom)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        ratio = np.where(dom == 0.0, 0.0, dom / np.where(res > 0.0, res, 1.0))
-    ratio = np.where((dom > 0.0) & (res == 0.0), math.inf, ratio)
-    ysum = Yl.sum(axis=0)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        mean_cos = np.where(y_norm > 0.0, np.abs(ysum) / (np.where(y_norm > 0, y_norm, 1.0) * math.sqrt(T)), 0.0)
-    x_dot_y = np.einsum("tc,tc->c", Xl, Yl)
-
-    # Definition 2: X' and Delta = X' - X (nonzero only on C_low).
-    Xp = X64.copy()
-    Xp[:, low] = a_low * Xl + (1.0 - a_low) * Yl
-    Dl = Xp[:, low] - Xl
-    delta_fro_sq = float(np.einsum("tc,tc->", Dl, Dl))
-    delta_spec = float(np.linalg.norm(Dl, 2)) if m else 0.0
-    x_dot_delta = float(np.einsum("tc,tc->", Xl, Dl))
-    fro_before = float(energy.sum())
-    fro_after = float(np.einsum("tc,tc->", Xp, Xp))
-    s_after_all = np.linalg.svd(np.linalg.qr(Xp, mode="r"), compute_uv=False)
-    tol_xp = tol if tol is not None else math.sqrt(max(T, D)) * eps_in * float(s_after_all[0])
-    sigma_after = _keep(s_after_all, tol_xp)
-
-    # Constants: given, or the value most favourable to the assumptions.
-    src = {}
-    eta_v = eta if eta_given else (float(I[low].max()) if m else 0.0)
-    src["eta"] = "given" if eta_given else "tightest"
-    beta_v = beta if beta is not None else (float(y_norm.max()) if m else 0.0)
-    src["beta"] = "given" if beta is not None else "tightest"
-    eps_v = epsilon if epsilon is not None else delta_fro_sq
-    src["epsilon"] = "given" if epsilon is not None else "tightest"
-    gamma_act = float(ratio.max()) if m else 0.0
-    gamma_v = gamma if gamma is not None else gamma_act
-    src["gamma"] = "given" if gamma is not None else "tightest"
-    src["low"] = "given" if low_given else ("k_prime" if k_prime is not None else "eta")
-    notes = ["Y centred column-wise before blending (center_y=True)"] if center_y else []
-
-    checks = []
-    # Definition 1: C_low = {c : I_c <= eta}, eta > 0.
-    inside = float((eta_v - I[low]).min()) if m else math.inf
-    out_mask = np.ones(D, bool)
-    out_mask[low] = False
-    outside_gap = float((I[out_mask] - eta_v).min()) if out_mask.any() else math.inf
-    def1 = (inside >= 0.0) and (outside_gap > 0.0) and (eta_v > 0.0 or not eta_given)
-    if not eta_given and eta_v == 0.0:
-        notes.append("eta = 0 (every blended x_c has I_c = 0): stands for the limit eta -> 0+, "
-                     "allowed since any small eta > 0 gives the same C_low")
-        def1 = def1 and (outside_gap > 0.0)
-    checks.append(Check("definition-1", bool(def1), min(inside, outside_gap), float(I[low].max()) if m else 0.0,
-                        eta_v, False, "C_low == {c : I_c <= eta}: slack = min(min_{c in C_low}(eta - I_c), "
-                        "min_{c not in C_low}(I_c - eta)), the second strictly"))
-    # Assumption 1: ||y_c|| <= beta with beta > 0, and y_c zero-mean (reported separately, since
-    # real features are rarely centred and the proof never uses it).
-    ymax = float(y_norm.max()) if m else 0.0
-    cmax = float(mean_cos.max()) if m else 0.0
-    zero_mean = cmax <= zero_mean_tol
-    if beta is None and beta_v == 0.0:
-        notes.append("beta = 0 (all blended y_c vanish): stands for the limit beta -> 0+, "
-                     "allowed by 'for some beta > 0'; eps / (4 |C_low| beta) is then +inf")
-    checks.append(Check("assumption-1", bool(ymax <= beta_v), beta_v - ymax, ymax, beta_v, False,
-                        "max_{c in C_low} ||y_c|| <= beta, beta > 0"))
-    checks.append(Check("assumption-1-zero-mean", bool(zero_mean), zero_mean_tol - cmax, cmax, zero_mean_tol, False,
-                        "y_c zero-mean: max_c |<y_c, 1>| / (||y_c|| sqrt T) <= zero_mean_tol"))
-    # Assumption 2: sum ||x'_c - x_c||^2 >= epsilon > 0.
-    a2 = eps_v > 0.0 and delta_fro_sq >= eps_v
-    checks.append(Check("assumption-2", bool(a2), delta_fro_sq - eps_v, eps_v, delta_fro_sq, False,
-                        "epsilon <= ||Delta||_F^2 = sum_{c in C_low} ||x'_c - x_c||^2, epsilon > 0"))
-    # Assumption 3: sqrt(eta) <= min(delta_k / (3 sqrt|C|), eps / (4 |C| beta)).
-    if m:
-        t1 = delta_k / (3.0 * math.sqrt(m))
-        t2 = math.inf if beta_v == 0.0 else eps_v / (4.0 * m * beta_v)
-    else:
-        t1 = t2 = math.inf
-    rhs3 = min(t1, t2)
-    lhs3 = math.sqrt(eta_v)
-    a3 = lhs3 <= rhs3 and (eta_v > 0.0 or rhs3 > 0.0)
-    checks.append(Check("assumption-3", bool(a3), rhs3 - lhs3, lhs3, rhs3, False,
-                        f"sqrt(eta) <= min(delta_k/(3 sqrt|C_low|) = {t1:.6g}, eps/(4 |C_low| beta) = {t2:.6g})"))
-    # Assumption 4: ||P_dom y_c||^2 <= gamma ||P_res y_c||^2 for all c, 0 <= gamma < 1.
-    a4 = gamma_act <= gamma_v and gamma_v < 1.0
-    slack4 = (1.0 - gamma_v) if gamma is None else min(gamma_v - gamma_act, 1.0 - gamma_v)
-    checks.append(Check("assumption-4", bool(a4), slack4, gamma_act, gamma_v, gamma is None,
-                        "max_c ||P_dom y_c||^2 / ||P_res y_c||^2 <= gamma < 1 (slack: 1 - gamma when gamma "
-                        "is the tightest value, else min(gamma - actual, 1 - gamma))"))
-    failed = tuple(c.name for c in checks if not c.holds)
-
-    erank_before = _erank(sigma)
-    erank_after = _erank(sigma_after)
-    change = erank_after - erank_before
-    rose = change > rise_rtol * erank_before
-    if failed:
-        verdict = VERDICT_FAILS
-    else:
-        verdict = VERDICT_ROSE if rose else VERDICT_NOT_RISEN
-
-    # Proof diagnostics: the intermediate claims of App. A, evaluated on the data.
-    steps = []
-    b11 = math.sqrt(m) * (beta_v + math.sqrt(eta_v))
-    steps.append(Check("eq11", b11 < delta_k / 2, delta_k / 2 - b11, b11, delta_k / 2, True,
-                       "Step 1 bound sqrt|C_low| (beta + sqrt eta) < delta_k / 2 (not implied by Assumption 3)"))
-    steps.append(Check("eq12", delta_spec < delta_k / 2, delta_k / 2 - delta_spec, delta_spec, delta_k / 2, True,
-                       "||Delta||_2 < delta_k / 2 (needed by Step 2)"))
-    b39 = m * (beta_v * (math.sqrt(gamma_v) + 1.0) * math.sqrt(eta_v) + eta_v) if math.isfinite(gamma_v) else math.inf
-    steps.append(Check("eq39", abs(x_dot_delta) <= b39, b39 - abs(x_dot_delta), abs(x_dot_delta), b39, False,
-                       "|<X, Delta>| <= |C_low| (beta (sqrt gamma + 1) sqrt eta + eta) (Step 3)"))
-    gain = fro_after - fro_before
-    steps.append(Check("eq47", gain > eps_v / 2, gain - eps_v / 2, eps_v / 2, gain, True,
-                       "||X'||_F^2 - ||X||_F^2 > epsilon / 2 (Step 4)"))
-    dom_b = float(np.sum(sigma[:k] ** 2))
-    dom_a = float(np.sum(sigma_after[:k] ** 2))
-    tail_b = float(np.sum(sigma[k:] ** 2))
-    tail_a = float(np.sum(sigma_after[k:] ** 2))
-    steps.append(Check("eq48", True, dom_a - dom_b, dom_b, dom_a, False,
-                       f"sum_(j<=k) sigma'_j^2 vs sigma_j^2 ('approximately equal', relative change "
-                       f"{(dom_a - dom_b) / dom_b:.3g}); informational, no truth value"))
-    steps.append(Check("eq49", tail_a > tail_b + eps_v / 2, tail_a - tail_b - eps_v / 2, tail_b + eps_v / 2, tail_a, True,
-                       "sum_(j>k) sigma'_j^2 > sum_(j>k) sigma_j^2 + epsilon / 2 (Step 5)"))
-
-    return TheoremReport(
-        shape=(T, D), k=k, rank=r, rank_after=int(sigma_after.size), tol=float(tol_x),
-        informativeness_convention=informativeness, residual_convention=residual,
-        sigma=sigma, sigma_after=sigma_after, sigma_k=sigma_k, sigma_k1=sigma_k1, delta_k=delta_k,
-        informativeness=I, informativeness_topk=I_topk, column_energy=energy, low=low, n_low=m,
-        k_prime=None if k_prime is None else int(k_prime), alpha=a,
-        eta=float(eta_v), beta=float(beta_v), epsilon=float(eps_v), gamma=float(gamma_v), constant_sources=src,
-        y_norm=y_norm, y_mean_cosine=mean_cos, y_dominant_sq=dom, y_residual_sq=res, y_outside_sq=outside,
-        alignment_ratio=ratio, x_dot_y=x_dot_y,
-        delta_fro_sq=delta_fro_sq, delta_spectral=delta_spec, x_dot_delta=x_dot_delta,
-        fro_sq_before=fro_before, fro_sq_after=fro_after,
-        assumptions=tuple(checks), erank_before=erank_before, erank_after=erank_after, erank_change=change,
-        rose=bool(rose), verdict=verdict, failed=failed, proof_steps=tuple(steps),
-        sufficient_condition=majorization_check(sigma, sigma_after), notes=tuple(notes),
-    )
+    return max(1, blended_channel_count(R3DConfig.exchange_ratio, n_channels))

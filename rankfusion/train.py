@@ -162,8 +162,12 @@ def _to_device(batch, device):
             batch["mask"].to(device))
 
 
-def compute_losses(out, batch, device) -> dict:
+def compute_losses(out, batch, device, *, transition_weight: float = 1.0) -> dict:
     """Segmentation CE + anticipation CE + duration regression for one batch.
+
+    ``transition_weight`` multiplies the anticipation CE of the samples whose first future
+    action differs from the last observed one (``TrainConfig.transition_weight``; the official
+    code uses 10); the CE stays a mean over the target queries, so 1 is the plain mean.
 
     Duration regression: the predicted log-durations of the target's action queries are turned
     into fractions with a softmax over those queries (exactly how decoding turns them into frame
@@ -177,7 +181,7 @@ def compute_losses(out, batch, device) -> dict:
     cls_t = batch["future_classes"].to(device)
     dur_t = batch["future_durations"].to(device)
     seg = F.cross_entropy(out.seg_logits.reshape(-1, K), seg_t.reshape(-1), ignore_index=-100)
-    cls = F.cross_entropy(out.class_logits.reshape(-1, K + 1), cls_t.reshape(-1), ignore_index=-100)
+    cls = _anticipation_ce(out.class_logits, cls_t, batch, device, transition_weight)
     act = (cls_t >= 0) & (cls_t < K)
     rows = act.any(1)
     if rows.any():
@@ -187,6 +191,20 @@ def compute_losses(out, batch, device) -> dict:
     else:
         dur = out.durations.sum() * 0.0
     return {"seg": seg, "cls": cls, "dur": dur}
+
+
+def _anticipation_ce(logits, cls_t, batch, device, transition_weight: float):
+    import torch
+    from torch.nn import functional as F
+
+    flat = logits.reshape(-1, logits.shape[-1])
+    if transition_weight == 1.0:
+        return F.cross_entropy(flat, cls_t.reshape(-1), ignore_index=-100)
+    ce = F.cross_entropy(flat, cls_t.reshape(-1), ignore_index=-100, reduction="none").view(cls_t.shape)
+    changed = cls_t[:, 0] != batch["last_observed"].to(device)
+    w = torch.where(changed, transition_weight, 1.0).to(ce.dtype)[:, None]
+    valid = (cls_t != -100).to(ce.dtype)
+    return (ce * w * valid).sum() / valid.sum().clamp(min=1.0)
 
 
 def _lr_lambda(warmup_steps: int, total_steps: int, min_ratio: float):
@@ -322,7 +340,7 @@ def _train_one(config, data_root, run_dir: Path, *, seed, device, resume, progre
         for batch in bar:
             feats, mask = _to_device(batch, dev)
             out = model(feats, mask)
-            parts = compute_losses(out, batch, dev)
+            parts = compute_losses(out, batch, dev, transition_weight=tc.transition_weight)
             loss = tc.loss_seg * parts["seg"] + tc.loss_cls * parts["cls"] + tc.loss_dur * parts["dur"]
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -381,7 +399,7 @@ def _validation_loss(model, val_set, tc, dev) -> float:
         # depend on which other videos share a batch
         for batch in loader:
             feats, mask = _to_device(batch, dev)
-            parts = compute_losses(model(feats, mask), batch, dev)
+            parts = compute_losses(model(feats, mask), batch, dev, transition_weight=tc.transition_weight)
             total += float(tc.loss_seg * parts["seg"] + tc.loss_cls * parts["cls"] + tc.loss_dur * parts["dur"])
             n += 1
     return total / max(n, 1)

@@ -81,3 +81,39 @@ def test_synth_bad_option_values(tmp_path):
     res = _run("data", "synth", str(tmp_path / "s"), "--min-frames", "300", "--max-frames", "100")
     assert res.exit_code == 2 and "max_frames" in res.output
     assert not (tmp_path / "s").exists()
+
+
+def test_video_in_two_splits_is_refused_by_check_and_train(synth_dir, tmp_path):
+    import shutil
+
+    bad = tmp_path / "leak"
+    shutil.copytree(synth_dir, bad)
+    video = (bad / "splits" / "train.split1.bundle").read_text().split()[0].removesuffix(".txt")
+    with open(bad / "splits" / "test.split1.bundle", "a") as f:
+        f.write(f"{video}.txt\n")
+    for args in (("data", "check", str(bad)),
+                 ("train", str(bad), "--out", str(tmp_path / "run"), "--preset", "synthetic-small", "--quiet")):
+        res = _run(*args)
+        assert res.exit_code == 2, res.output
+        assert res.output.strip() == (f"Error: video '{video}' is listed in two splits, 'train' and 'test' "
+                                      "(split1); each video must belong to one split")
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("how", ["missing", "empty"])
+def test_check_refuses_a_dataset_without_split_files(synth_dir, tmp_path, how):
+    import shutil
+
+    bad = tmp_path / "nosplits"
+    shutil.copytree(synth_dir, bad)
+    shutil.rmtree(bad / "splits")
+    if how == "empty":
+        (bad / "splits").mkdir()
+    res = _run("data", "check", str(bad))
+    assert res.exit_code == 2, res.output
+    lines = res.output.strip().splitlines()
+    assert len(lines) == 1 and "OK" not in res.output
+    assert lines[0].startswith(f"Error: dataset '{bad}' has no split files") and "['train', 'test']" in lines[0]
+    # what train says about the same folder
+    res = _run("train", str(bad), "--out", str(tmp_path / "run"), "--preset", "synthetic-small", "--quiet")
+    assert res.exit_code == 2 and "split" in res.output and "Traceback" not in res.output

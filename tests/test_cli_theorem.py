@@ -49,7 +49,7 @@ def test_json_output_and_defaults(feats):
     assert res.exit_code == 0, res.output
     payload = json.loads(res.output)
     rep = payload["report"]
-    assert payload["x"] == "rgb.before" and rep["n_low"] == 1  # default k' = max(1, D // 10)
+    assert payload["x"] == "rgb.before" and rep["n_low"] == 1  # default k' = max(1, round(0.1 * D)), as R3D blends
     assert rep["constant_sources"]["beta"] == "tightest"
     assert rep["verdict"] in ("holds-and-rank-rose", "holds-but-rank-did-not-rise", "assumption-fails")
     assert 1 <= rep["k"] <= rep["rank"]

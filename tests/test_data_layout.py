@@ -171,3 +171,10 @@ def test_no_val_split_is_a_note_not_an_error(tmp_path):
     (root / "splits" / "test.split1.bundle").unlink()
     with pytest.raises(InputError, match="split 'test'"):
         open_dataset(root).validate()
+
+
+def test_video_in_two_splits_names_video_and_splits(tmp_path):
+    root, _, _ = _toy(tmp_path)
+    (root / "splits" / "val.split1.bundle").write_text("v1.txt\nv0.txt\n")
+    with pytest.raises(ValueError, match=r"video 'v0' is listed in two splits, 'train' and 'val'"):
+        open_dataset(root)

@@ -21,13 +21,13 @@ CLASSES = ["a", "b", "c", "d"]
 
 @pytest.fixture
 def ds(tmp_path):
-    # v0 (20 frames): a*4 b*6 c*2 d*3 a*5 ; v1 (10 frames): c*10
-    labels = {"v0": [0] * 4 + [1] * 6 + [2] * 2 + [3] * 3 + [0] * 5, "v1": [2] * 10}
+    # v0 (20 frames): a*4 b*6 c*2 d*3 a*5 ; v1, v2, v3 (10 frames): c*10 (v2: val, v3: test)
+    labels = {"v0": [0] * 4 + [1] * 6 + [2] * 2 + [3] * 3 + [0] * 5, "v1": [2] * 10, "v2": [2] * 10, "v3": [2] * 10}
     feats = {
         "rgb": {v: np.arange(len(l) * 3, dtype=np.float32).reshape(len(l), 3) for v, l in labels.items()},
         "depth": {v: -np.arange(len(l) * 2, dtype=np.float32).reshape(len(l), 2) for v, l in labels.items()},
     }
-    root = write_dataset(tmp_path / "d", CLASSES, labels, feats, {"train": ["v0", "v1"], "val": ["v1"], "test": ["v1"]})
+    root = write_dataset(tmp_path / "d", CLASSES, labels, feats, {"train": ["v0", "v1"], "val": ["v2"], "test": ["v3"]})
     return open_dataset(root)
 
 
@@ -62,6 +62,7 @@ def test_item_obs_and_future(ds):
     assert it["future_classes"].tolist() == [1, 2, 3, 4]
     np.testing.assert_allclose(it["future_durations"].numpy(), [0.4, 0.2, 0.3, 0.0])
     assert it["future_mask"].tolist() == [True] * 4
+    assert it["last_observed"] == 1  # frame 5 (past - 1) is 'b', as the future's first action
 
 
 def test_future_clipped_at_video_end(ds):
@@ -76,7 +77,8 @@ def test_collate(ds):
     ad = AnticipationDataset(ds, "train", obs_ratios=(0.2, 0.5), n_queries=3)
     batch = collate_anticipation([ad[i] for i in range(len(ad))])
     assert set(batch) == {"features", "mask", "seg_labels", "future_classes", "future_durations", "future_mask",
-                          "video", "obs_ratio", "n_frames"}
+                          "last_observed", "video", "obs_ratio", "n_frames"}
+    assert batch["last_observed"].dtype == torch.int64 and batch["last_observed"].shape == (4,)
     # lengths: v0 0.2 -> 4, v0 0.5 -> 10, v1 0.2 -> 2, v1 0.5 -> 5
     assert batch["mask"].sum(1).tolist() == [4, 10, 2, 5]
     assert batch["features"]["rgb"].shape == (4, 10, 3) and batch["features"]["rgb"].dtype == torch.float32
@@ -101,7 +103,7 @@ def test_modality_subset_and_validation(ds):
         AnticipationDataset(ds, "val", obs_ratios=(1.2,))
     with pytest.raises(ValueError, match="sample_rate"):
         AnticipationDataset(ds, "val", sample_rate=0)
-    with pytest.raises(InputError, match="video 'v1' .* too short"):
+    with pytest.raises(InputError, match="video 'v2' .* too short"):
         AnticipationDataset(ds, "val", obs_ratios=(0.05,))
     with pytest.raises(ValueError, match="items"):
         collate_anticipation([])

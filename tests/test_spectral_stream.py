@@ -94,3 +94,29 @@ def test_zero_and_errors(rng):
     torch = pytest.importorskip("torch")
     with pytest.raises(TypeError, match="chunk"):
         S.GramAccumulator().update(torch.ones(3, 2))
+
+
+@pytest.mark.parametrize("exp", [-600, -1000, 500])
+def test_power_of_two_scaling_is_exact(rng, exp):
+    """Chunks are scaled by powers of two: X * 2**exp has exactly the spectrum of X times 2**exp,
+    also where X * 2**exp has squares below (or above) the float64 range."""
+    X = rng.standard_normal((400, 12)) * np.linspace(2.0, 0.1, 12)
+    for center in (False, True):
+        ref = S.GramAccumulator(center=center, chunk_rows=64).update(X)
+        acc = S.GramAccumulator(center=center, chunk_rows=64).update(np.ldexp(X, exp))
+        np.testing.assert_array_equal(acc.singular_values(), np.ldexp(ref.singular_values(), exp))
+        assert acc.effective_rank() == ref.effective_rank()
+        assert acc.numerical_rank() == 12 and acc.n_ambiguous() == 0
+
+
+def test_merge_of_different_scales(rng):
+    X = rng.standard_normal((300, 8))
+    X[:150] *= 1e-170  # rows whose squares underflow, then rows of order 1
+    whole = S.GramAccumulator().update(X)
+    a = S.GramAccumulator().update(X[:150])
+    b = S.GramAccumulator().update(X[150:])
+    merged = a.merge(b)
+    np.testing.assert_allclose(merged.singular_values(), whole.singular_values(), rtol=1e-12)
+    np.testing.assert_allclose(merged.gram, X.T @ X, rtol=1e-12, atol=1e-12)
+    small = S.GramAccumulator().update(X[:150])
+    np.testing.assert_allclose(small.singular_values(), np.linalg.svd(X[:150], compute_uv=False), rtol=1e-9)

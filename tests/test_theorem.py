@@ -388,3 +388,19 @@ def test_bad_matrices(generic):
         theorem_3_1(np.zeros_like(X), Y, k=1, alpha=0.5, k_prime=1)
     with pytest.raises(TypeError, match="k"):
         theorem_3_1(X, Y, k=1.5, alpha=0.5, k_prime=1)
+
+
+def test_unchanged_blend_gives_exactly_zero_change(generic):
+    """X' equal to X bit for bit (y_c = x_c) has X's spectrum by construction: change exactly 0."""
+    X, _ = generic
+    rep = theorem_3_1(X, X.copy(), k=2, alpha=0.5, k_prime=3)
+    assert rep.delta_fro_sq == 0.0 and rep.erank_change == 0.0
+    np.testing.assert_array_equal(rep.sigma_after, rep.sigma)
+
+
+def test_report_format_is_the_command_output(generic):
+    X, Y = generic
+    rep = theorem_3_1(X, Y, k=2, alpha=0.5, k_prime=2)
+    text = rep.format(source="demo")
+    assert text.splitlines()[0] == "Theorem 3.1 on demo  (T=30, D=8)"
+    assert f"verdict: {rep.verdict}" in text and "assumption-3" in text

@@ -212,3 +212,43 @@ def test_evaluate_run_single_and_several_seeds(tiny_data, tmp_path):
     r = CliRunner().invoke(main, ["evaluate", str(run / "seed-1"), "--split", "train", "--no-reliance"])
     assert r.exit_code == 0, r.output
     assert "reliance" not in r.output
+
+
+def test_transition_weight_multiplies_the_anticipation_loss_of_changing_samples():
+    from types import SimpleNamespace
+
+    from torch.nn import functional as F
+
+    from rankfusion.train import compute_losses
+
+    g = torch.Generator().manual_seed(0)
+    B, T, Nq, K = 3, 6, 4, 5
+    out = SimpleNamespace(seg_logits=torch.randn(B, T, K, generator=g),
+                          class_logits=torch.randn(B, Nq, K + 1, generator=g), durations=torch.randn(B, Nq, generator=g))
+    cls = torch.tensor([[1, 2, K, -100], [3, K, -100, -100], [0, 4, K, -100]])
+    batch = {"seg_labels": torch.randint(0, K, (B, T), generator=g), "future_classes": cls,
+             "future_durations": torch.rand(B, Nq, generator=g), "last_observed": torch.tensor([1, 2, 0])}
+    plain = compute_losses(out, batch, "cpu")
+    weighted = compute_losses(out, batch, "cpu", transition_weight=10.0)
+    ce = F.cross_entropy(out.class_logits.reshape(-1, K + 1), cls.reshape(-1), ignore_index=-100,
+                         reduction="none").view(B, Nq)
+    # only sample 1 changes action at the cut (3 != 2); 8 target queries in all
+    expected = (ce[0, :3].sum() + 10 * ce[1, :2].sum() + ce[2, :3].sum()) / 8
+    assert float(weighted["cls"]) == pytest.approx(float(expected), rel=1e-6)
+    assert float(plain["cls"]) == pytest.approx(float(ce[cls != -100].mean()), rel=1e-6)
+    assert float(weighted["seg"]) == float(plain["seg"]) and float(weighted["dur"]) == float(plain["dur"])
+
+
+def test_transition_weight_config_and_hash():
+    cfg = tiny_config()
+    assert cfg.train.transition_weight == 1.0
+    # at its default the option is left out of the hash: earlier runs keep their hash
+    d = cfg.to_dict()
+    del d["train"]["transition_weight"]
+    import hashlib
+
+    old = hashlib.sha256(json.dumps(d, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:12]
+    assert cfg.config_hash() == old
+    assert tiny_config(transition_weight=10.0).config_hash() != old
+    with pytest.raises(ValueError, match="transition_weight"):
+        tiny_config(transition_weight=-1.0)

@@ -3,20 +3,15 @@
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 
 import click
 import numpy as np
 
-from .. import spectral
 from .._validation import InputError
 from ..io import load_arrays
-from ..theorem import theorem_3_1
+from ..theorem import default_k, default_k_prime, theorem_3_1
 from . import main
-
-#: How many blended channels the per-channel table lists before eliding.
-MAX_CHANNEL_ROWS = 20
 
 
 def _matrix(arr, key: str, path: Path):
@@ -48,65 +43,6 @@ def _parse_ints(text: str, name: str):
         raise InputError(f"{name} must be comma-separated channel indices, got {text!r}") from None
 
 
-def _fmt(v) -> str:
-    if isinstance(v, (bool, np.bool_)):
-        return "yes" if v else "NO"
-    if isinstance(v, (int, np.integer)):
-        return str(int(v))
-    v = float(v)
-    if not math.isfinite(v):
-        return "inf" if v > 0 else ("-inf" if v < 0 else "nan")
-    return f"{v:.6g}"
-
-
-def format_report(rep, *, path, xkey, ykey) -> str:
-    """A readable, fixed-width table of a :class:`~rankfusion.theorem.TheoremReport`."""
-    T, D = rep.shape
-    low = rep.low.tolist()
-    shown = ", ".join(map(str, low[:MAX_CHANNEL_ROWS])) + (" ..." if len(low) > MAX_CHANNEL_ROWS else "")
-    src = rep.constant_sources
-    L = [
-        f"Theorem 3.1 on {path}:  X = {xkey!r}, Y = {ykey!r}  (T={T}, D={D})",
-        f"rank r = {rep.rank}, k = {rep.k}, informativeness = {rep.informativeness_convention}, "
-        f"residual = {rep.residual_convention}",
-        f"sigma_k = {_fmt(rep.sigma_k)}, sigma_k+1 = {_fmt(rep.sigma_k1)}, delta_k = {_fmt(rep.delta_k)}",
-        f"C_low ({src['low']}): |C_low| = {rep.n_low}: [{shown}]",
-        "",
-        "constants       value         source",
-    ]
-    for name in ("eta", "beta", "epsilon", "gamma"):
-        L.append(f"  {name:<13} {_fmt(getattr(rep, name)):<13} {src[name]}")
-    L += ["", f"{'check':<22} {'holds':<6} {'slack':>13} {'lhs':>13} {'rhs':>13}", "-" * 71]
-    for c in rep.assumptions:
-        L.append(f"{c.name:<22} {_fmt(c.holds):<6} {_fmt(c.slack):>13} {_fmt(c.lhs):>13} {_fmt(c.rhs):>13}")
-    L.append("")
-    L.append(f"ERank(X)  = {rep.erank_before:.6f}   ERank(X') = {rep.erank_after:.6f}   "
-             f"change = {rep.erank_change:+.3e}")
-    verdict = rep.verdict + (f" ({', '.join(rep.failed)})" if rep.failed else "")
-    L.append(f"verdict: {verdict}")
-    sc = rep.sufficient_condition
-    L.append(f"sufficient condition (strict majorization): {_fmt(sc.holds)}, slack {_fmt(sc.slack)}, "
-             f"largest gap {_fmt(sc.rhs)}")
-    L += ["", "proof steps (App. A) on this data:"]
-    for c in rep.proof_steps:
-        if c.name == "eq48":
-            L.append(f"  {c.name:<6} dominant energy {_fmt(c.lhs)} -> {_fmt(c.rhs)}")
-        else:
-            L.append(f"  {c.name:<6} {_fmt(c.holds):<4} slack {_fmt(c.slack):>12}   {c.detail}")
-    if rep.n_low:
-        L += ["", f"{'c':>5} {'alpha':>7} {'I_c':>11} {'||x_c||^2':>11} {'||y_c||':>11} "
-                  f"{'|P_dom y|^2':>11} {'|P_res y|^2':>11} {'ratio':>9}"]
-        for j, c in enumerate(low[:MAX_CHANNEL_ROWS]):
-            L.append(f"{c:>5} {_fmt(rep.alpha[c]):>7} {_fmt(rep.informativeness[c]):>11} "
-                     f"{_fmt(rep.column_energy[c]):>11} {_fmt(rep.y_norm[j]):>11} {_fmt(rep.y_dominant_sq[j]):>11} "
-                     f"{_fmt(rep.y_residual_sq[j]):>11} {_fmt(rep.alignment_ratio[j]):>9}")
-        if len(low) > MAX_CHANNEL_ROWS:
-            L.append(f"  ... {len(low) - MAX_CHANNEL_ROWS} more (use --json)")
-    for n in rep.notes:
-        L.append(f"note: {n}")
-    return "\n".join(L)
-
-
 @main.command()
 @click.argument("file", type=click.Path(path_type=Path))
 @click.option("--x", "xkey", required=True, help="Key of X, the modality fused into (e.g. rgb.before).")
@@ -114,7 +50,8 @@ def format_report(rep, *, path, xkey, ykey) -> str:
 @click.option("--k", "k", type=int, default=None,
               help="Dominant-subspace size, 1 <= k <= rank(X). Default: floor(ERank(X)).")
 @click.option("--k-prime", "k_prime", type=int, default=None,
-              help="Blend the k' channels of lowest I_c (Eq. 3). Default: max(1, D // 10).")
+              help="Blend the k' channels of lowest I_c (Eq. 3). Default: as many as R3D blends, "
+                   "max(1, round(0.1 * D)).")
 @click.option("--eta", type=float, default=None, help="Blend C_low = {c : I_c <= eta} (Definition 1).")
 @click.option("--low", "low", default=None, help="Blend these channels (comma-separated indices).")
 @click.option("--alpha", default="0.5", show_default=True,
@@ -148,15 +85,11 @@ def theorem(file, xkey, ykey, k, k_prime, eta, low, alpha, epsilon, beta, gamma,
     if X.shape != Y.shape:
         raise InputError(f"arrays {xkey!r} {tuple(arrays[xkey].shape)} and {ykey!r} {tuple(arrays[ykey].shape)} "
                          "in the feature file must have the same shape")
-    D = X.shape[1]
     if k is None:
-        r = int(spectral.numerical_rank(X))
-        if r == 0:
-            raise InputError(f"array {xkey!r} has numerical rank 0 (all zero)")
-        k = max(1, min(r, int(math.floor(float(spectral.effective_rank(X))))))
+        k = default_k(X, name=f"array {xkey!r}")
     low_list = _parse_ints(low, "--low") if low is not None else None
     if low_list is None and eta is None and k_prime is None:
-        k_prime = max(1, D // 10)
+        k_prime = default_k_prime(X.shape[1])
     report = theorem_3_1(
         X, Y, k=k, alpha=_parse_floats(alpha, "alpha"), low=low_list, eta=eta, k_prime=k_prime,
         epsilon=epsilon, beta=beta, gamma=gamma, informativeness=informativeness, residual=residual,
@@ -166,4 +99,4 @@ def theorem(file, xkey, ykey, k, k_prime, eta, low, alpha, epsilon, beta, gamma,
         payload = {"file": str(file), "x": xkey, "y": ykey, "report": report.to_dict()}
         click.echo(json.dumps(payload, indent=2, allow_nan=False))
     else:
-        click.echo(format_report(report, path=file, xkey=xkey, ykey=ykey))
+        click.echo(report.format(source=f"{file}:  X = {xkey!r}, Y = {ykey!r}"))

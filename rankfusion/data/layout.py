@@ -246,14 +246,20 @@ class MultiModalDataset:
             if not videos:
                 raise InputError(f"groundTruth folder {str(gt)!r} holds no <video>.txt files")
             return videos
-        seen: dict[str, None] = {}
+        seen: dict[str, str] = {}
         names = [p.name.split(".", 1)[0] for p in (self.root / "splits").glob(f"*.{self.split_set}.bundle")]
         # train, val, test first so messages and summaries follow the usual order
         order = {n: i for i, n in enumerate(SPLIT_NAMES)}
         for name in sorted(names, key=lambda n: (order.get(n, len(order)), n)):
             self._splits[name] = self._read_bundle(name)
             for v in self._splits[name]:
-                seen.setdefault(v, None)
+                if v in seen:
+                    # a video in two splits leaks: e.g. test scores of a video the model trained on
+                    raise InputError(
+                        f"video {v!r} is listed in two splits, {seen[v]!r} and {name!r} "
+                        f"({self.split_set}); each video must belong to one split"
+                    )
+                seen[v] = name
         return list(seen)
 
     # ------------------------------------------------------------------ per video
@@ -389,18 +395,20 @@ class MultiModalDataset:
         InputError
             On the first problem, naming the video (and modality / frame) concerned.
         """
-        splits = {}
         notes = []
         if self.split_set is None:
-            notes.append("no splits/ bundles: every video of groundTruth/ was checked")
-        else:
-            for name in REQUIRED_SPLITS:
-                splits[name] = self.split(name)
-            if not self._bundle_path("val").is_file():
-                # MS-TCN datasets ship train/test only; choosing checkpoints on test inflates scores
-                notes.append(f"no val split (val.{self.split_set}.bundle): hold out part of train for model selection")
-            # every bundle of the set, in the order train, val, test, others (read at open)
-            splits = {name: self.split(name) for name in self._splits}
+            # train needs them (and a folder left by a killed writer has none): not a valid dataset
+            raise InputError(
+                f"dataset {str(self.root)!r} has no split files: expected "
+                f"{str(self.root / 'splits')}/<split>.<set>.bundle for the splits {list(REQUIRED_SPLITS)}"
+            )
+        for name in REQUIRED_SPLITS:
+            self.split(name)
+        if not self._bundle_path("val").is_file():
+            # MS-TCN datasets ship train/test only; choosing checkpoints on test inflates scores
+            notes.append(f"no val split (val.{self.split_set}.bundle): hold out part of train for model selection")
+        # every bundle of the set, in the order train, val, test, others (read at open)
+        splits = {name: self.split(name) for name in self._splits}
         counts = np.zeros(len(self.classes), dtype=np.int64)
         trimmed = []
         it = self.videos

@@ -174,6 +174,7 @@ class AnticipationDataset(torch.utils.data.Dataset):
             "future_classes": torch.from_numpy(classes),
             "future_durations": torch.from_numpy(durations),
             "future_mask": torch.from_numpy(mask),
+            "last_observed": int(labels[past - 1]),
             "video": video,
             "obs_ratio": float(r),
             "n_frames": int(n),
@@ -195,7 +196,8 @@ def collate_anticipation(items) -> dict:
         ``"features"``: {modality: float32 (B, T, C_m)} zero-padded; ``"mask"``: bool (B, T),
         True at valid steps; ``"seg_labels"``: int64 (B, T), -100 at padding;
         ``"future_classes"``: int64 (B, N_q); ``"future_durations"``: float32 (B, N_q);
-        ``"future_mask"``: bool (B, N_q); ``"video"``: list of str; ``"obs_ratio"``: float32 (B,);
+        ``"future_mask"``: bool (B, N_q); ``"last_observed"``: int64 (B,), the label of the last
+        observed frame (``past - 1``, before subsampling); ``"video"``: list of str; ``"obs_ratio"``: float32 (B,);
         ``"n_frames"``: int64 (B,).
     """
     items = list(items)
@@ -223,6 +225,7 @@ def collate_anticipation(items) -> dict:
         "future_classes": torch.stack([it["future_classes"] for it in items]),
         "future_durations": torch.stack([it["future_durations"] for it in items]),
         "future_mask": torch.stack([it["future_mask"] for it in items]),
+        "last_observed": torch.tensor([it["last_observed"] for it in items], dtype=torch.int64),
         "video": [it["video"] for it in items],
         "obs_ratio": torch.tensor([it["obs_ratio"] for it in items], dtype=torch.float32),
         "n_frames": torch.tensor([it["n_frames"] for it in items], dtype=torch.int64),
