@@ -22,6 +22,8 @@ def run_family(name: str, doc: str) -> int:
     parser.add_argument("--partner", default=None)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", default=1, type=int, help="torch threads (default 1)")
+    parser.add_argument("--workers", default=1, type=int,
+                        help="processes over the independent runs, one torch thread each (default 1)")
     args = parser.parse_args()
     try:
         set_threads(args.threads)
@@ -29,7 +31,7 @@ def run_family(name: str, doc: str) -> int:
         cache = RunCache(args.data, cache_dir, get_profile(args.profile), device=args.device)
         ctx = FigureContext(cache, args.out, anchor=args.anchor, partner=args.partner)
         command = "python " + " ".join(sys.argv)
-        res = make_figures(ctx, only=[name], command=command)[name]
+        res = make_figures(ctx, only=[name], command=command, workers=args.workers)[name]
     except (InputError, ValueError, TypeError, OSError) as exc:
         print(f"Error: {exc}", file=sys.stderr)
         return 2

@@ -345,6 +345,54 @@ def moc(records, n_classes, *, betas=DEFAULT_BETAS):
     return acc.result()
 
 
+# ----------------------------------------------------------------------------- modality reliance
+def derangement(n, seed=0) -> np.ndarray:
+    """A seeded random derangement of ``range(n)``: a permutation with no fixed point.
+
+    Used by modality reliance (:func:`rankfusion.train.modality_reliance`): video ``i`` receives
+    one modality's input from video ``perm[i] != i``. Drawn uniformly among derangements by
+    rejection (a random permutation is a derangement with probability ~1/e, so ~2.7 draws).
+
+    Parameters
+    ----------
+    n : int
+        Number of items (>= 2: a single video has no other video to borrow from).
+    seed : int
+        Seed of the generator; the same seed gives the same derangement.
+
+    Returns
+    -------
+    ndarray of int64, shape (n,)
+    """
+    n = check_int(n, "n", low=2)
+    seed = check_int(seed, "seed", low=0)
+    rng = np.random.default_rng(seed)
+    idx = np.arange(n)
+    while True:
+        perm = rng.permutation(n)
+        if not np.any(perm == idx):
+            return perm.astype(np.int64)
+
+
+def relative_time_indices(past, n_frames, n_donor) -> np.ndarray:
+    """Frame indices of a donor video at the same relative times as frames ``0 .. past-1`` of a video.
+
+    Frame ``t`` of a video of ``n_frames`` frames maps to ``floor(t * n_donor / n_frames)`` of the
+    donor: the replacement input covers the same observed *fraction* of another video, so it has
+    the temporal progression (and the observed-ratio statistics) the model was trained on.
+
+    Returns
+    -------
+    ndarray of int64, shape (past,), values in [0, n_donor)
+    """
+    past = check_int(past, "past", low=0)
+    n_frames = check_int(n_frames, "n_frames", low=1)
+    n_donor = check_int(n_donor, "n_donor", low=1)
+    if past > n_frames:
+        raise ValueError(f"past must be <= n_frames ({n_frames}), got {past}")
+    return np.minimum((np.arange(past, dtype=np.int64) * n_donor) // n_frames, n_donor - 1)
+
+
 # ----------------------------------------------------------------------------- segmentation
 def segments(labels, *, ignore_classes=()):
     """Segments of a label sequence as ``(labels, starts, ends)`` int64 arrays, ``ends`` exclusive.

@@ -16,11 +16,13 @@ noise          Figs. 6 / 7: ERank gains and MoC under calibrated Gaussian noise 
 exchange       Fig. 5: MoC against the exchange ratio 0.1 / 0.2 / 0.3
 angles         Table 6: principal angles between X's dominant subspace and Y's injected channels
 ablation       Tables 2, 3, 8, 9 (+ R3D (Uni) of Table 1): MoC per variant
+dose           (not in the paper) MoC and modality reliance against the generator's dials
 =============  ===============================================================================
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from dataclasses import dataclass, field
@@ -30,12 +32,12 @@ import numpy as np
 import pandas as pd
 
 from . import analysis, selection
-from ._validation import InputError
+from ._validation import InputError, check_int
 from .io import atomic_path, write_json, write_text
-from .pipeline import RunCache, expected_complementary, git_commit
+from .pipeline import PROFILES, RunCache, expected_complementary, git_commit
 
 #: Family names in the order ``rankfusion figures`` runs them.
-FAMILIES = ("spectra", "modality", "noise", "exchange", "angles", "ablation")
+FAMILIES = ("spectra", "modality", "noise", "exchange", "angles", "ablation", "dose")
 
 #: Exchange ratios of Fig. 5.
 EXCHANGE_RATIOS = (0.1, 0.2, 0.3)
@@ -118,6 +120,10 @@ class FigureResult:
     findings: dict = field(default_factory=dict)
     seconds: float = 0.0
     tables: dict = field(default_factory=dict, repr=False)
+    #: the typed result of the dose family (:class:`DoseResult`), None for the others
+    dose: object = field(default=None, repr=False)
+    #: extra run caches a family used (the dose family's datasets), for the manifest
+    caches: list = field(default_factory=list, repr=False)
 
 
 def _save(out: Path, fig, stem: str, res: FigureResult, formats=("png", "pdf")):
@@ -177,17 +183,38 @@ def _mean_moc(cache: RunCache, runs, noise=None) -> pd.DataFrame:
 # --------------------------------------------------------------------------- families
 
 
+def _spectra_eranks(ctx: FigureContext, rtf_runs, plain_runs) -> pd.DataFrame:
+    """ERank of every curve of the spectra figure for every seed: ``modality, stage, seed, erank``."""
+    from . import spectral
+
+    rows = []
+    for rec, plain in zip(rtf_runs, plain_runs):
+        fr = analysis.load_features(ctx.cache.features(rec, ctx.obs))
+        fp = analysis.load_features(ctx.cache.features(plain, ctx.obs))
+        arrays = [(m, st, fr.get(m, st)) for m in ctx.pair for st in ("before", "after")]
+        arrays += [(m, "plain", fp.get(m, "after")) for m in ctx.pair]
+        arrays += [("fused (RTF)", "after", analysis.stacked(fr, ctx.pair, "after")),
+                   ("fused (plain)", "after", analysis.stacked(fp, ctx.pair, "after"))]
+        rows += [{"modality": m, "stage": st, "seed": rec.seed, "erank": float(spectral.effective_rank(X))}
+                 for m, st, X in arrays]
+    return pd.DataFrame(rows)
+
+
 def fig_spectra(ctx: FigureContext) -> FigureResult:
-    """Figs. 2 / 9: spectra of each modality before/after RTF, a plain fusion, and the stacked features."""
+    """Figs. 2 / 9: spectra of each modality before/after RTF, a plain fusion, and the stacked features.
+
+    The curves are those of the first seed; every ERank is also given as mean ± sd over the seeds
+    (legend, ``spectra_erank.csv``, findings).
+    """
     from . import plots, spectral
 
-    res = FigureResult("spectra", params={"obs_ratio": ctx.obs, "modalities": ctx.pair})
-    seed = ctx.cache.profile.seeds[0]
-    rtf = ctx.cache.run(f"{ctx.anchor}+{ctx.partner}", ctx.pair, seed=seed)
-    plain = ctx.cache.run(f"{ctx.anchor}+{ctx.partner} W/O RTF", ctx.pair, seed=seed, rtf=False)
-    res.run_keys = _keys([rtf, plain])
-    f_rtf = analysis.load_features(ctx.cache.features(rtf, ctx.obs))
-    f_plain = analysis.load_features(ctx.cache.features(plain, ctx.obs))
+    res = FigureResult("spectra", params={"obs_ratio": ctx.obs, "modalities": ctx.pair, "curves_seed":
+                                          ctx.cache.profile.seeds[0]})
+    rtf_runs = ctx.cache.runs(f"{ctx.anchor}+{ctx.partner}", ctx.pair)
+    plain_runs = ctx.cache.runs(f"{ctx.anchor}+{ctx.partner} W/O RTF", ctx.pair, rtf=False)
+    res.run_keys = _keys(rtf_runs + plain_runs)
+    f_rtf = analysis.load_features(ctx.cache.features(rtf_runs[0], ctx.obs))
+    f_plain = analysis.load_features(ctx.cache.features(plain_runs[0], ctx.obs))
     parts = [analysis.spectra_of(f_rtf, ctx.pair, label="R3D"),
              analysis.spectra_of(f_plain, ctx.pair, stages=("after",), label="plain").assign(stage="plain")]
     # The stacked features that enter the temporal fuser: the fused representation of Fig. 9.
@@ -197,15 +224,28 @@ def fig_spectra(ctx: FigureContext) -> FigureResult:
         parts.append(pd.DataFrame({"label": name, "modality": name, "stage": "after",
                                    "index": np.arange(1, len(p) + 1), "p": p,
                                    "erank": float(spectral.effective_rank(X))}))
-    spectra = pd.concat(parts, ignore_index=True)
+    eranks = _spectra_eranks(ctx, rtf_runs, plain_runs)
+    spread = eranks.groupby(["modality", "stage"], sort=False)["erank"].agg(erank_mean="mean", erank_sd="std")
+    spectra = pd.concat(parts, ignore_index=True).join(spread, on=["modality", "stage"])
     _table(ctx.out, spectra, "spectra", res)
+    _table(ctx.out, eranks, "spectra_erank", res)
     _save(ctx.out, plots.plot_spectra(spectra), "spectra", res, ctx.formats)
-    summary = spectra.groupby(["modality", "stage"], sort=False)["erank"].first()
+    mean, sd = spread["erank_mean"], spread["erank_sd"]
+    gains = eranks.pivot_table(index=["modality", "seed"], columns="stage", values="erank")
+    stacked = eranks[eranks.modality.str.startswith("fused")].pivot_table(index="seed", columns="modality",
+                                                                           values="erank")
+    diff = stacked["fused (RTF)"] - stacked["fused (plain)"]
     res.findings = {
-        "erank": {f"{m} {s}": float(v) for (m, s), v in summary.items()},
-        "gain": {m: float(summary[(m, "after")] - summary[(m, "before")]) for m in ctx.pair},
-        "stacked_rtf": float(summary[("fused (RTF)", "after")]),
-        "stacked_plain": float(summary[("fused (plain)", "after")]),
+        "erank": {f"{m} {s}": float(v) for (m, s), v in mean.items()},
+        "erank_sd": {f"{m} {s}": float(v) for (m, s), v in sd.items()},
+        "gain": {m: float((gains.loc[m]["after"] - gains.loc[m]["before"]).mean()) for m in ctx.pair},
+        "gain_sd": {m: float((gains.loc[m]["after"] - gains.loc[m]["before"]).std()) for m in ctx.pair},
+        "stacked_rtf": float(mean[("fused (RTF)", "after")]),
+        "stacked_plain": float(mean[("fused (plain)", "after")]),
+        "stacked_rtf_sd": float(sd[("fused (RTF)", "after")]),
+        "stacked_plain_sd": float(sd[("fused (plain)", "after")]),
+        "stacked_diff_sd": float(diff.std()),
+        "n_seeds": int(len(rtf_runs)),
     }
     return res
 
@@ -298,69 +338,93 @@ def fig_modality(ctx: FigureContext, candidates=None, expected: str | None = Non
     return res
 
 
+def _calibrate(ctx: FigureContext, rec, nm: str, targets, noise_seed: int) -> list[dict]:
+    """Sigmas of one run for noisy modality ``nm`` (rule in :func:`fig_noise`)."""
+    cache = ctx.cache
+    clean = analysis.load_features(cache.features(rec, ctx.obs))
+
+    def response(s):
+        noisy = analysis.load_features(cache.features(rec, ctx.obs, noise=(nm, s, noise_seed)))
+        return analysis.relative_change(clean.get(nm, "before"), noisy.get(nm, "before"))
+
+    return analysis.calibrate_sigma(response, targets, sigma0=0.2, iters=3, rtol=0.1)
+
+
 def fig_noise(ctx: FigureContext, *, noise_seed: int = 0) -> FigureResult:
     """Figs. 6 / 7: ERank gains and MoC with calibrated Gaussian noise on one modality at a time.
 
-    Calibration rule: for each noisy modality m and target relative change t (profile's
-    ``noise_targets``, "small" and "large"), sigma_m is chosen so that the test features of m at
-    the token fuser's *input* (after the Eq. 2 projection of the trained RTF model) move by
-    ||F_noisy - F_clean||_F / ||F_clean||_F = t. Noise is N(0, (sigma_m * RMS_m)^2) on m's input
-    features, RMS_m over the test split; sigma_m is found by proportional (secant-through-0)
-    updates (:func:`rankfusion.analysis.calibrate_sigma`), and the achieved change is recorded.
+    Calibration rule: for each noisy modality m, target relative change t (profile's
+    ``noise_targets``, "small" and "large") and training seed, sigma_m is chosen so that the test
+    features of m at the token fuser's *input* (after the Eq. 2 projection of that seed's trained
+    RTF model) move by ||F_noisy - F_clean||_F / ||F_clean||_F = t. Noise is
+    N(0, (sigma_m * RMS_m)^2) on m's input features, RMS_m over the test split; sigma_m is found by
+    proportional (secant-through-0) updates (:func:`rankfusion.analysis.calibrate_sigma`), and the
+    achieved change is recorded. Calibrating per seed keeps the rule exact for every model (each
+    seed's projection has its own gain), so a level means the same representation change in every
+    seed and the seed spread of the gains and MoC is that of the models, not of a mis-set sigma.
+    The run without RTF of a seed is perturbed with that seed's sigmas (it has no token fuser of
+    its own to calibrate on).
     """
-    from . import plots
-
     cache = ctx.cache
     targets = tuple(cache.profile.noise_targets)
     levels = ["clean"] + (["small", "large"] if len(targets) == 2 else [f"level {i + 1}" for i in range(len(targets))])
     res = FigureResult("noise", params={"obs_ratio": ctx.obs, "targets": list(targets), "noise_seed": noise_seed,
-                                        "rule": "relative Frobenius change of the noisy modality's token-fuser input"})
-    seeds = cache.profile.seeds
+                                        "rule": "relative Frobenius change of the noisy modality's token-fuser "
+                                                "input, calibrated per training seed"})
     rtf_runs = cache.runs(f"{ctx.anchor}+{ctx.partner}", ctx.pair)
     plain_runs = cache.runs(f"{ctx.anchor}+{ctx.partner} W/O RTF", ctx.pair, rtf=False)
     res.run_keys = _keys(rtf_runs + plain_runs)
-    calib_run = rtf_runs[0]
-    clean = analysis.load_features(cache.features(calib_run, ctx.obs))
     sig_rows, gain_rows, moc_rows = [], [], []
     for nm in [ctx.partner, ctx.anchor]:
-        def response(s, nm=nm):
-            noisy = analysis.load_features(cache.features(calib_run, ctx.obs, noise=(nm, s, noise_seed)))
-            return analysis.relative_change(clean.get(nm, "before"), noisy.get(nm, "before"))
-
-        cal = analysis.calibrate_sigma(response, targets, sigma0=0.2, iters=3, rtol=0.1)
-        sigmas = [0.0] + [c["sigma"] for c in cal]
-        for lv, c in zip(levels[1:], cal):
-            sig_rows.append({"noisy_modality": nm, "level": lv, "sigma_rms_units": c["sigma"],
-                             "rms": cache.rms(nm), "std": c["sigma"] * cache.rms(nm),
-                             "target_change": c["target"], "achieved_change": c["achieved"],
-                             "evaluations": c["evaluations"], "noise_seed": noise_seed,
-                             "calibrated_on": f"{calib_run.name}/s{calib_run.seed}"})
-        for lv, s in zip(levels, sigmas):
-            noise = None if s == 0 else (nm, s, noise_seed)
-            for rec in rtf_runs:
+        for rec, plain in zip(rtf_runs, plain_runs):
+            cal = _calibrate(ctx, rec, nm, targets, noise_seed)
+            for lv, c in zip(levels[1:], cal):
+                sig_rows.append({"noisy_modality": nm, "level": lv, "seed": rec.seed, "sigma_rms_units": c["sigma"],
+                                 "rms": cache.rms(nm), "std": c["sigma"] * cache.rms(nm),
+                                 "target_change": c["target"], "achieved_change": c["achieved"],
+                                 "evaluations": c["evaluations"], "noise_seed": noise_seed,
+                                 "calibrated_on": f"{rec.name}/s{rec.seed}"})
+            for lv, s_ in zip(levels, [0.0] + [c["sigma"] for c in cal]):
+                noise = None if s_ == 0 else (nm, s_, noise_seed)
                 fs = analysis.load_features(cache.features(rec, ctx.obs, noise=noise))
                 for row in analysis.gains_table(fs, ctx.pair).to_dict("records"):
-                    gain_rows.append({"noisy_modality": nm, "level": lv, "sigma": s, "seed": rec.seed, **row})
-            for model, runs in (("with RTF", rtf_runs), ("without RTF", plain_runs)):
-                m = _mean_moc(cache, runs, noise=noise)
-                moc_rows.append({"noisy_modality": nm, "level": lv, "sigma": s, "model": model,
-                                 "moc": float(m["moc"].mean()), "n_seeds": len(seeds)})
-    sig_df, gain_df, moc_df = pd.DataFrame(sig_rows), pd.DataFrame(gain_rows), pd.DataFrame(moc_rows)
-    gain_mean = gain_df.groupby(["noisy_modality", "level", "sigma", "modality"], sort=False, as_index=False)[
-        ["erank_before", "erank_after", "gain"]].mean()
+                    gain_rows.append({"noisy_modality": nm, "level": lv, "sigma": s_, "seed": rec.seed, **row})
+                for model, r in (("with RTF", rec), ("without RTF", plain)):
+                    moc_rows.append({"noisy_modality": nm, "level": lv, "sigma": s_, "model": model, "seed": r.seed,
+                                     "moc": float(cache.evaluate(r, noise=noise)["moc"].mean())})
+    res.params["sigmas"] = sig_rows
+    _noise_outputs(ctx, res, pd.DataFrame(sig_rows), pd.DataFrame(gain_rows), pd.DataFrame(moc_rows))
+    return res
+
+
+def _noise_outputs(ctx: FigureContext, res: FigureResult, sig_df, gain_df, moc_seed) -> None:
+    """Seed means and spreads of the noise family's per-seed rows; tables, figures, findings."""
+    from . import plots
+
+    keys = ["noisy_modality", "level"]
+    gain_mean = gain_df.groupby(keys + ["modality"], sort=False, as_index=False).agg(
+        sigma=("sigma", "mean"), erank_before=("erank_before", "mean"), erank_after=("erank_after", "mean"),
+        gain=("gain", "mean"), gain_std=("gain", "std"), n_seeds=("seed", "count"))
+    moc_df = moc_seed.groupby(keys + ["model"], sort=False, as_index=False).agg(
+        sigma=("sigma", "mean"), moc=("moc", "mean"), moc_std=("moc", "std"), n_seeds=("seed", "count"))
+    sig_mean = sig_df.groupby(keys, sort=False, as_index=False).agg(
+        sigma_rms_units=("sigma_rms_units", "mean"), sigma_std=("sigma_rms_units", "std"),
+        achieved_change=("achieved_change", "mean"), target_change=("target_change", "first"))
     _table(ctx.out, sig_df, "noise_sigmas", res, markdown=True)
     _table(ctx.out, gain_df, "noise_gains", res)
+    _table(ctx.out, moc_seed, "noise_moc_seeds", res)
     _table(ctx.out, moc_df, "noise_moc", res, markdown=True)
     _save(ctx.out, plots.plot_noise_gains(gain_mean), "noise_gains", res, ctx.formats)
     _save(ctx.out, plots.plot_noise_moc(moc_df), "noise_moc", res, ctx.formats)
-    res.params["sigmas"] = sig_rows
     res.findings = {
-        "sigmas": {f"{r['noisy_modality']} {r['level']}": r["sigma_rms_units"] for r in sig_rows},
-        "achieved": {f"{r['noisy_modality']} {r['level']}": r["achieved_change"] for r in sig_rows},
+        "sigmas": {f"{r.noisy_modality} {r.level}": float(r.sigma_rms_units) for r in sig_mean.itertuples()},
+        "sigma_std": {f"{r.noisy_modality} {r.level}": float(r.sigma_std) for r in sig_mean.itertuples()},
+        "achieved": {f"{r.noisy_modality} {r.level}": float(r.achieved_change) for r in sig_mean.itertuples()},
         "gain": {f"{r.noisy_modality} {r.level} -> {r.modality}": float(r.gain) for r in gain_mean.itertuples()},
+        "gain_std": {f"{r.noisy_modality} {r.level} -> {r.modality}": float(r.gain_std) for r in gain_mean.itertuples()},
         "moc": {f"{r.noisy_modality} {r.level} {r.model}": float(r.moc) for r in moc_df.itertuples()},
+        "moc_std": {f"{r.noisy_modality} {r.level} {r.model}": float(r.moc_std) for r in moc_df.itertuples()},
     }
-    return res
 
 
 def fig_exchange(ctx: FigureContext) -> FigureResult:
@@ -406,6 +470,18 @@ def fig_angles(ctx: FigureContext) -> FigureResult:
     return res
 
 
+def _ablation_run(ctx: FigureContext, opts: dict):
+    """``(run name, modalities, R3DConfig overrides)`` of one ablation variant."""
+    opts = dict(opts)
+    mods = [ctx.anchor] if opts.pop("_uni", False) else ctx.pair
+    name = f"{'+'.join(mods)}" + ("" if not opts else " " + ",".join(f"{k}={v}" for k, v in opts.items()))
+    if not opts and mods == ctx.pair:
+        name = f"{ctx.anchor}+{ctx.partner}"
+    if opts == {"rtf": False}:
+        name = f"{ctx.anchor}+{ctx.partner} W/O RTF"
+    return name, mods, opts
+
+
 def fig_ablation(ctx: FigureContext) -> FigureResult:
     """Tables 2, 3, 8, 9 (+ Uni): MoC per variant, observation ratio and beta."""
     from . import plots
@@ -413,13 +489,7 @@ def fig_ablation(ctx: FigureContext) -> FigureResult:
     res = FigureResult("ablation", params={"variants": {k: v for k, v in ABLATIONS.items()}})
     rows, parts, runs = [], [], []
     for label, opts in ABLATIONS.items():
-        opts = dict(opts)
-        mods = [ctx.anchor] if opts.pop("_uni", False) else ctx.pair
-        name = f"{'+'.join(mods)}" + ("" if not opts else " " + ",".join(f"{k}={v}" for k, v in opts.items()))
-        if not opts and mods == ctx.pair:
-            name = f"{ctx.anchor}+{ctx.partner}"
-        if opts == {"rtf": False}:
-            name = f"{ctx.anchor}+{ctx.partner} W/O RTF"
+        name, mods, opts = _ablation_run(ctx, opts)
         rr = ctx.cache.runs(name, mods, **opts)
         runs += rr
         parts.append(_seed_moc(ctx.cache, rr).assign(variant=label))
@@ -444,14 +514,318 @@ def fig_ablation(ctx: FigureContext) -> FigureResult:
     return res
 
 
+# --------------------------------------------------------------------------- dose-response
+
+#: The three models of the dose-response family: label -> (modalities role, R3DConfig overrides).
+DOSE_MODELS = {"anchor only": ("anchor", {}), "plain fusion": ("pair", {"rtf": False}), "R3D": ("pair", {})}
+
+#: Comparisons tabulated at every dial level: (label, model a, model b); the difference is a - b.
+DOSE_COMPARISONS = (("fusion helps (plain fusion - anchor only)", "plain fusion", "anchor only"),
+                    ("RTF helps (R3D - plain fusion)", "R3D", "plain fusion"),
+                    ("R3D - anchor only", "R3D", "anchor only"))
+
+#: A difference is resolved when |difference| >= RESOLVE_SD x the larger of the two models' seed
+#: standard deviations (ddof = 1): DESIGN.md, "a benchmark is an instrument".
+RESOLVE_SD = 2.0
+
+
+@dataclass(frozen=True)
+class DosePoint:
+    """One trained run of the dose-response family (one model, dial level and seed)."""
+
+    dial: str
+    level: float
+    model: str
+    seed: int
+    moc: float
+    erank_fused: float
+    reliance: tuple = ()  # ((modality, MoC drop), ...) for the fused models
+
+
+@dataclass(frozen=True)
+class DoseCell:
+    """Mean and seed spread of one quantity of one model at one dial level."""
+
+    dial: str
+    level: float
+    model: str
+    quantity: str  # "moc", "erank_fused" or "reliance <modality>"
+    mean: float
+    sd: float  # over seeds, ddof = 1 (NaN with one seed)
+    n_seeds: int
+
+
+@dataclass(frozen=True)
+class DoseComparison:
+    """A difference between two models (or two reliances) at one dial level, with its verdict."""
+
+    dial: str
+    level: float
+    comparison: str
+    quantity: str
+    diff: float  # mean of a - mean of b
+    sd_ref: float  # max(sd of a, sd of b) over seeds, ddof = 1
+    ratio: float  # diff / sd_ref
+    resolved: bool  # |diff| >= RESOLVE_SD * sd_ref (False with one seed)
+
+    @property
+    def verdict(self) -> str:
+        if not np.isfinite(self.sd_ref):
+            return "unresolved (one seed)"
+        if not self.resolved:
+            return "unresolved"
+        return "resolved: " + ("a > b" if self.diff > 0 else "a < b")
+
+
+@dataclass(frozen=True)
+class DoseResult:
+    """Everything the dose family measured: per-run points, cells, comparisons and the oracle."""
+
+    points: tuple
+    cells: tuple
+    comparisons: tuple
+    oracle: tuple  # ((dial, level, subset, oracle accuracy in %), ...)
+    dials: dict = field(default_factory=dict)  # the dose settings used (levels, base dials, dataset)
+
+    def cell(self, dial, level, model, quantity="moc") -> DoseCell | None:
+        for c in self.cells:
+            if (c.dial, c.level, c.model, c.quantity) == (dial, float(level), model, quantity):
+                return c
+        return None
+
+    def comparisons_of(self, dial, comparison) -> list:
+        return [c for c in self.comparisons if c.dial == dial and c.comparison == comparison]
+
+
+def dose_settings(profile) -> list[tuple[str, float, dict]]:
+    """``(dial, level, generator dials)`` of every point of the sweeps (docs/analysis.md).
+
+    The complementarity sweep runs at the base imbalance, the imbalance sweep at the base
+    complementarity; a point both sweeps share is one dataset (and one set of runs).
+    """
+    d = profile.dose
+    base = dict(d["base"])
+    out = []
+    for dial in ("complementarity", "imbalance"):
+        for level in d[dial]:
+            out.append((dial, float(level), {**base, dial: float(level)}))
+    return out
+
+
+def _dose_cache(ctx: FigureContext, dials: dict) -> RunCache:
+    """The run cache of one dose dataset (generated under ``<cache>/dose/`` unless present)."""
+    from .report import dataset_matches, prepare_dataset
+
+    prof = ctx.cache.profile
+    kwargs, seed = {**prof.dose.get("synth", prof.synth), **dials}, int(prof.dose.get("data_seed", 0))
+    if dataset_matches(ctx.cache.data_root, kwargs, seed=seed):
+        return ctx.cache  # the figures' own dataset is this point of the sweep: its runs are shared
+    tag = "-".join(f"{k[0]}{v:g}" for k, v in sorted(dials.items()))
+    root = prepare_dataset(ctx.cache.cache_dir / "dose" / tag, kwargs, seed=seed)
+    cache = RunCache(root, ctx.cache.cache_dir, prof, device=ctx.cache.device, progress=ctx.cache.progress)
+    cache.trained_now = ctx.cache.trained_now  # one record of what this session's workers trained
+    return cache
+
+
+def _dose_run_args(ctx: FigureContext, model: str):
+    role, opts = DOSE_MODELS[model]
+    return ([ctx.anchor] if role == "anchor" else ctx.pair), dict(opts)
+
+
+def dose_jobs(ctx: FigureContext) -> list:
+    """The runs of the dose family (for :func:`plan_jobs`); generates the dose datasets."""
+    jobs = []
+    for _, _, dials in dose_settings(ctx.cache.profile):
+        cache = _dose_cache(ctx, dials)
+        for model in DOSE_MODELS:
+            mods, opts = _dose_run_args(ctx, model)
+            fused = len(mods) > 1
+            jobs += [cache.job(mods, s, obs_ratios=(ctx.obs,) if fused else (), reliance=fused, **opts)
+                     for s in cache.profile.seeds]
+    return jobs
+
+
+def _dose_points(ctx: FigureContext):
+    from . import spectral
+
+    points, oracle, runs = [], [], []
+    for dial, level, dials in dose_settings(ctx.cache.profile):
+        cache = _dose_cache(ctx, dials)
+        meta = json.loads((cache.data_root / "synth.json").read_text())
+        for subset, acc in sorted(meta.get("oracle", {}).items()):
+            oracle.append((dial, level, subset, 100.0 * float(acc)))
+        for model in DOSE_MODELS:
+            mods, opts = _dose_run_args(ctx, model)
+            for rec in cache.runs(f"dose {dial}={level:g} {model}", mods, **opts):
+                runs.append((cache, rec))
+                moc = float(cache.evaluate(rec)["moc"].mean())
+                rel, er = (), float("nan")
+                if len(mods) > 1:
+                    rel = tuple((r.modality, float(r.drop)) for r in cache.reliance(rec).itertuples())
+                    fs = analysis.load_features(cache.features(rec, ctx.obs))
+                    er = float(spectral.effective_rank(analysis.stacked(fs, mods, "after")))
+                points.append(DosePoint(dial, level, model, rec.seed, moc, er, rel))
+    return points, oracle, runs
+
+
+def _dose_cells(points) -> list[DoseCell]:
+    groups: dict = {}
+    for p in points:
+        vals = {"moc": p.moc, "erank_fused": p.erank_fused, **{f"reliance {m}": d for m, d in p.reliance}}
+        for q, v in vals.items():
+            if np.isfinite(v):
+                groups.setdefault((p.dial, p.level, p.model, q), []).append(v)
+    cells = []
+    for (dial, level, model, q), v in groups.items():
+        sd = float(np.std(v, ddof=1)) if len(v) > 1 else float("nan")
+        cells.append(DoseCell(dial, level, model, q, float(np.mean(v)), sd, len(v)))
+    return cells
+
+
+def _compare(dial, level, label, quantity, a: DoseCell, b: DoseCell) -> DoseComparison:
+    diff = a.mean - b.mean
+    sd = max(a.sd, b.sd) if np.isfinite(a.sd) and np.isfinite(b.sd) else float("nan")
+    if not np.isfinite(sd):
+        ratio = float("nan")  # one seed: no spread to measure the difference against
+    elif sd > 0:
+        ratio = diff / sd
+    else:  # identical runs in every seed: any non-zero difference is beyond the (zero) spread
+        ratio = float(np.sign(diff)) * float("inf") if diff else 0.0
+    resolved = bool(np.isfinite(sd) and diff != 0 and abs(diff) >= RESOLVE_SD * sd)
+    return DoseComparison(dial, level, label, quantity, float(diff), float(sd), float(ratio), resolved)
+
+
+def dose_comparisons(cells, pair) -> list[DoseComparison]:
+    """Model differences (MoC, stacked ERank) and reliance differences (RTF vs no RTF) per level."""
+    idx = {(c.dial, c.level, c.model, c.quantity): c for c in cells}
+    out = []
+    for dial, level in dict.fromkeys((c.dial, c.level) for c in cells):
+        for label, a, b in DOSE_COMPARISONS:
+            ca, cb = idx.get((dial, level, a, "moc")), idx.get((dial, level, b, "moc"))
+            if ca and cb:
+                out.append(_compare(dial, level, label, "moc", ca, cb))
+        ca, cb = idx.get((dial, level, "R3D", "erank_fused")), idx.get((dial, level, "plain fusion", "erank_fused"))
+        if ca and cb:
+            out.append(_compare(dial, level, "RTF raises effective rank (R3D - plain fusion)", "erank_fused", ca, cb))
+        for m in pair:
+            q = f"reliance {m}"
+            ca, cb = idx.get((dial, level, "R3D", q)), idx.get((dial, level, "plain fusion", q))
+            if ca and cb:
+                out.append(_compare(dial, level, f"RTF changes reliance on {m} (R3D - plain fusion)", q, ca, cb))
+    return out
+
+
+def _dose_tables(res: DoseResult):
+    cells = pd.DataFrame([dataclasses.asdict(c) for c in res.cells])
+    oracle = pd.DataFrame(list(res.oracle), columns=["dial", "level", "subset", "oracle_pct"])
+    cmp_rows = [{**dataclasses.asdict(c), "verdict": c.verdict} for c in res.comparisons]
+    comps = pd.DataFrame(cmp_rows, columns=["dial", "level", "comparison", "quantity", "diff", "sd_ref", "ratio",
+                                            "resolved", "verdict"])
+    pts = pd.DataFrame([{**{k: v for k, v in dataclasses.asdict(p).items() if k != "reliance"},
+                         **{f"reliance_{m}": d for m, d in p.reliance}} for p in res.points])
+    return cells, oracle, comps, pts
+
+
+def _pm(mean, sd) -> str:
+    return f"{mean:.2f}" if not np.isfinite(sd) else f"{mean:.2f} ± {sd:.2f}"
+
+
+def fig_dose(ctx: FigureContext) -> FigureResult:
+    """Dose-response: MoC of anchor only / plain fusion / R3D against complementarity and imbalance,
+    with the oracle and seed spreads; reliance of each modality against imbalance, with and without
+    RTF. Every difference is tabulated with its verdict (resolved when >= 2 seed sd)."""
+    from . import plots
+
+    prof = ctx.cache.profile
+    if not prof.dose:
+        raise InputError(f"the profile has no dose-response settings; use one of "
+                         f"{[n for n, p in PROFILES.items() if p.dose]}")
+    res = FigureResult("dose", params={"dose": {k: (list(v) if isinstance(v, tuple) else v)
+                                                 for k, v in prof.dose.items()},
+                                       "obs_ratio_erank": ctx.obs, "resolve_sd": RESOLVE_SD,
+                                       "sd": "max of the two models' sd over seeds (ddof=1)"})
+    points, oracle, runs = _dose_points(ctx)
+    cells = _dose_cells(points)
+    dose = DoseResult(tuple(points), tuple(cells), tuple(dose_comparisons(cells, ctx.pair)), tuple(oracle),
+                      dials=res.params["dose"])
+    res.run_keys = _keys([r for _, r in runs])
+    res.dose = dose
+    res.caches = list(dict.fromkeys(c for c, _ in runs))
+    cells_df, oracle_df, comps_df, pts_df = _dose_tables(dose)
+    _table(ctx.out, pts_df, "dose_runs", res)
+    moc = cells_df[cells_df.quantity == "moc"].copy()
+    moc["moc"] = [_pm(m, s) for m, s in zip(moc["mean"], moc["sd"])]
+    _table(ctx.out, cells_df, "dose_cells", res)
+    _table(ctx.out, oracle_df, "dose_oracle", res, markdown=True)
+    write_text(ctx.out / "dose_moc.md", to_markdown(moc[["dial", "level", "model", "moc", "n_seeds"]]) + "\n")
+    res.files.append("dose_moc.md")
+    rel = cells_df[cells_df.quantity.str.startswith("reliance")].copy()
+    rel["value"] = [_pm(m, s) for m, s in zip(rel["mean"], rel["sd"])]
+    write_text(ctx.out / "dose_reliance.md", to_markdown(rel[["dial", "level", "model", "quantity", "value",
+                                                              "n_seeds"]]) + "\n")
+    res.files.append("dose_reliance.md")
+    _table(ctx.out, comps_df, "dose_comparisons", res, markdown=True)
+    _save(ctx.out, plots.plot_dose(cells_df, oracle_df, anchor=ctx.anchor, partner=ctx.partner), "dose", res,
+          ctx.formats)
+    res.findings = {
+        "cells": {f"{c.dial}={c.level:g} {c.model} {c.quantity}": [c.mean, c.sd, c.n_seeds] for c in cells},
+        "comparisons": {f"{c.dial}={c.level:g} {c.comparison}": {"diff": c.diff, "sd_ref": c.sd_ref,
+                                                                  "verdict": c.verdict}
+                        for c in dose.comparisons},
+        "oracle": {f"{d}={lv:g} {sub}": v for d, lv, sub, v in oracle},
+    }
+    return res
+
+
 FAMILY_FUNCS = {"spectra": fig_spectra, "modality": fig_modality, "noise": fig_noise,
-                "exchange": fig_exchange, "angles": fig_angles, "ablation": fig_ablation}
+                "exchange": fig_exchange, "angles": fig_angles, "ablation": fig_ablation, "dose": fig_dose}
 
 
-def make_figures(ctx: FigureContext, only=None, *, command: str = "", progress: bool = True) -> dict:
+def plan_jobs(ctx: FigureContext, names) -> list:
+    """The independent runs the families ``names`` need, as :class:`rankfusion.pipeline.RunJob` s.
+
+    Each job trains (or reuses) one run and makes the MoC grid and feature exports its families
+    read, so :func:`make_figures` can do all of them in a process pool first; the families then
+    find every run finished in the cache. Work a family does after that (noisy copies, the
+    calibration, the analyses) stays serial: it depends on finished runs and is short.
+    """
+    c, prof = ctx.cache, ctx.cache.profile
+    seeds, every = prof.seeds, tuple(prof.obs_ratios)
+    jobs = []
+
+    def add(mods, seeds=seeds, obs=(), **opts):
+        jobs.extend(c.job(mods, s, obs_ratios=obs, **opts) for s in seeds)
+
+    if "spectra" in names:
+        add(ctx.pair, obs=(ctx.obs,))
+        add(ctx.pair, obs=(ctx.obs,), rtf=False)
+    if "modality" in names:
+        for cand in (m for m in ctx.modalities if m != ctx.anchor):
+            add([ctx.anchor, cand], obs=every)
+    if "noise" in names:
+        add(ctx.pair, obs=(ctx.obs,))
+        add(ctx.pair, rtf=False)
+    if "exchange" in names:
+        for ratio in EXCHANGE_RATIOS:
+            add(ctx.pair, exchange_ratio=ratio)
+    if "angles" in names:
+        add(ctx.pair, obs=every)
+    if "ablation" in names:
+        for opts in ABLATIONS.values():
+            _, mods, o = _ablation_run(ctx, opts)
+            add(mods, **o)
+    if "dose" in names:
+        jobs += dose_jobs(ctx)
+    return jobs
+
+
+def make_figures(ctx: FigureContext, only=None, *, command: str = "", progress: bool = True,
+                 workers: int = 1) -> dict:
     """Run the selected families and write ``<out>/manifest.json``; return ``{name: FigureResult}``.
 
-    The manifest is merged with an existing one, so ``--only`` updates just those figures' entries.
+    With ``workers > 1`` the runs every family needs (:func:`plan_jobs`) are first trained,
+    evaluated and exported in that many processes (:func:`rankfusion.pipeline.run_jobs`). The
+    manifest is merged with an existing one, so ``--only`` updates just those figures' entries.
     """
     from tqdm.auto import tqdm
 
@@ -459,7 +833,10 @@ def make_figures(ctx: FigureContext, only=None, *, command: str = "", progress: 
     for n in names:
         if n not in FAMILY_FUNCS:
             raise InputError(f"--only must be among {list(FAMILIES)}, got {n!r}")
+    workers = check_int(workers, "workers", low=1)
     ctx.out.mkdir(parents=True, exist_ok=True)
+    if workers > 1:
+        ctx.cache.prefetch(plan_jobs(ctx, names), workers=workers, progress=progress)
     results = {}
     bar = tqdm(names, desc="figures", disable=not progress, unit="fig")
     for n in bar:
@@ -485,7 +862,8 @@ def write_manifest(ctx: FigureContext, results: dict, *, command: str = "") -> P
     for n, r in results.items():
         figs[n] = {
             "files": r.files,
-            "runs": ctx.cache.manifest_runs(r.run_keys),
+            "runs": ctx.cache.manifest_runs(r.run_keys) + [d for c in r.caches if c is not ctx.cache
+                                                              for d in c.manifest_runs(r.run_keys)],
             "params": r.params,
             "findings": r.findings,
             "seconds": r.seconds,

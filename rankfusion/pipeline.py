@@ -59,6 +59,12 @@ class Profile:
         Observation ratios at which features are exported and analysed.
     noise_targets : tuple of float
         Relative representation changes of the "small" and "large" noise levels.
+    dose : dict
+        Settings of the dose-response family (:func:`rankfusion.figures.fig_dose`; empty: none):
+        ``complementarity`` and ``imbalance`` (the levels of each sweep), ``base`` (the generator
+        dials every point starts from), ``synth`` (:func:`rankfusion.data.synthesize` arguments of
+        the dose datasets; default the profile's ``synth``, so the point at the base dials is the
+        demo's own dataset and shares its runs) and ``data_seed``.
     """
 
     synth: dict = field(default_factory=dict)
@@ -68,6 +74,7 @@ class Profile:
     seeds: tuple = (1,)
     obs_ratios: tuple = (0.2, 0.3)
     noise_targets: tuple = (0.25, 0.75)
+    dose: dict = field(default_factory=dict)
 
 
 #: ``quick``: about a minute end to end on 2 CPU cores (tests; its models barely train).
@@ -77,17 +84,21 @@ class Profile:
 #: (about 5 minutes on an idle 2-core machine).
 PROFILES = {
     "quick": Profile(
-        synth=dict(n_videos=10, min_frames=50, max_frames=110,
-                   channels={"rgb": 16, "depth": 16, "mvrgb": 16, "imu": 8, "text": 8}),
+        synth=dict(n_videos=10, min_frames=50, max_frames=110, complementarity=1.0, imbalance=1.0,
+                   channels={"rgb": 16, "depth": 16, "mvrgb": 16, "noise": 16, "imu": 8, "text": 8}),
         model=dict(d_model=16, n_layers=1, n_heads=2, mlp_ratio=1, dropout=0.0),
         train=dict(epochs=1, warmup_epochs=0, batch_size=8, sample_rate=2),
         seeds=(1,), obs_ratios=(0.3,),
+        dose=dict(complementarity=(0.0, 1.0), imbalance=(1.0, 4.0), base=dict(complementarity=1.0, imbalance=1.0),
+                  data_seed=0),
     ),
     "full": Profile(
-        synth=dict(n_videos=64, min_frames=150, max_frames=450),
+        synth=dict(n_videos=64, min_frames=150, max_frames=450, complementarity=1.0, imbalance=1.0),
         model=dict(d_model=32, n_layers=1, n_heads=4, mlp_ratio=2),
         train=dict(epochs=24, warmup_epochs=2, batch_size=8, sample_rate=4, lr=2e-3),
         seeds=PAPER_SEEDS, obs_ratios=(0.2, 0.3, 0.5),
+        dose=dict(complementarity=(0.0, 1 / 3, 2 / 3, 1.0), imbalance=(1.0, 2.0, 4.0),
+                  base=dict(complementarity=1.0, imbalance=1.0), data_seed=0),
     ),
 }
 
@@ -348,7 +359,8 @@ class RunCache:
         Show tqdm bars (stderr).
     """
 
-    def __init__(self, data_root, cache_dir, profile: Profile, *, device: str = "cpu", progress: bool = True):
+    def __init__(self, data_root, cache_dir, profile: Profile, *, device: str = "cpu", progress: bool = True,
+                 fingerprint: str | None = None):
         self.data_root = Path(data_root).resolve()
         if not self.data_root.is_dir():
             raise InputError(f"dataset folder {str(data_root)!r} does not exist")
@@ -356,9 +368,29 @@ class RunCache:
         self.profile = profile
         self.device = device
         self.progress = progress
-        self.fingerprint = dataset_fingerprint(self.data_root)
+        self.fingerprint = dataset_fingerprint(self.data_root) if fingerprint is None else fingerprint
         self.used: dict[str, RunRecord] = {}
         self._rms: dict[str, float] = {}
+        #: run folders trained by this session's worker processes (:meth:`prefetch`)
+        self.trained_now: set[str] = set()
+
+    def run_dir(self, modalities, seed: int = 1, **model_overrides) -> Path:
+        """The cache folder of a run with these options (trained or not)."""
+        chash = self.config(modalities, **model_overrides).config_hash()
+        return self.cache_dir / "runs" / f"{chash}-s{seed}-{self.fingerprint}"
+
+    def job(self, modalities, seed: int = 1, *, obs_ratios=(), reliance: bool = False,
+            **model_overrides) -> "RunJob":
+        """A :class:`RunJob` for :func:`run_jobs`: train, evaluate and export this run in a worker."""
+        return RunJob(data_root=str(self.data_root), cache_dir=str(self.cache_dir), profile=self.profile,
+                      fingerprint=self.fingerprint, modalities=tuple(modalities), seed=int(seed),
+                      overrides=tuple(sorted(model_overrides.items())), obs_ratios=tuple(obs_ratios),
+                      reliance=bool(reliance), device=self.device)
+
+    def prefetch(self, jobs, *, workers: int = 1, progress: bool | None = None) -> None:
+        """Train / evaluate / export ``jobs`` (of this cache) in ``workers`` processes (:func:`run_jobs`)."""
+        done = run_jobs(jobs, workers=workers, progress=self.progress if progress is None else progress)
+        self.trained_now |= {d for d, trained in done.items() if trained}
 
     # -- configs
     def config(self, modalities, **model_overrides):
@@ -393,7 +425,7 @@ class RunCache:
         # one builder per run folder: another process sharing the cache waits, then reuses it
         with entry_lock(run_dir, progress=self.progress):
             if done.exists():
-                rec = RunRecord(name, run_dir, chash, seed, overrides, reused=True,
+                rec = RunRecord(name, run_dir, chash, seed, overrides, reused=str(run_dir) not in self.trained_now,
                                 seconds=json.loads(done.read_text()).get("seconds", 0.0))
             else:
                 if run_dir.exists():
@@ -465,6 +497,27 @@ class RunCache:
                 df.to_csv(tmp, index=False)
         return df
 
+    def reliance(self, rec: RunRecord, *, split: str = "test", seed: int = 0) -> pd.DataFrame:
+        """Modality reliance of a run (:func:`rankfusion.train.modality_reliance`) as
+        ``modality, moc, moc_swapped, drop`` (grid means, MoC points), cached as CSV in the run."""
+        from .data import open_dataset
+        from .train import load_run, modality_reliance, resolve_device
+
+        out = rec.run_dir / f"reliance-{split}-d{seed}.csv"
+        if out.exists():
+            return pd.read_csv(out)
+        dev = resolve_device(self.device)
+        model, config, _ = load_run(rec.run_dir, device=dev)
+        ds = open_dataset(self.data_root, modalities=list(config.model.modalities))
+        clean = self.evaluate(rec, split=split)
+        grid = {(float(r.obs_ratio), float(r.beta)): float(r.moc) for r in clean.itertuples()}
+        rows = [{"modality": r.modality, "moc": r.moc, "moc_swapped": r.moc_swapped, "drop": r.drop}
+                for r in modality_reliance(model, ds, split, config, dev, seed=seed, clean=grid)]
+        df = pd.DataFrame(rows, columns=["modality", "moc", "moc_swapped", "drop"])
+        with atomic_path(out) as tmp:
+            df.to_csv(tmp, index=False)
+        return df
+
     def manifest_runs(self, keys=None) -> list[dict]:
         """JSON records of the runs used (all, or those whose ``name/s<seed>`` is in ``keys``)."""
         out = []
@@ -476,3 +529,109 @@ class RunCache:
                     self.cache_dir) else str(r.run_dir)
                 out.append(d)
         return out
+
+
+# --------------------------------------------------------------------------- process pool
+
+
+@dataclass(frozen=True)
+class RunJob:
+    """One independent unit of the demo's work: train (or reuse) a run, evaluate it, export features.
+
+    Built by :meth:`RunCache.job`; picklable, so it crosses to a worker process. ``overrides`` are
+    the run's R3DConfig overrides as sorted ``(key, value)`` pairs.
+    """
+
+    data_root: str
+    cache_dir: str
+    profile: Profile
+    fingerprint: str
+    modalities: tuple
+    seed: int
+    overrides: tuple = ()
+    obs_ratios: tuple = ()
+    reliance: bool = False
+    device: str = "cpu"
+
+    def cache(self) -> RunCache:
+        return RunCache(self.data_root, self.cache_dir, self.profile, device=self.device, progress=False,
+                        fingerprint=self.fingerprint)
+
+    def run_dir(self) -> Path:
+        return self.cache().run_dir(self.modalities, self.seed, **dict(self.overrides))
+
+
+def _do_job(job: RunJob) -> tuple[str, bool]:
+    """Worker: the job's run, MoC grid, feature exports and reliance; ``(run folder, trained now)``."""
+    cache = job.cache()
+    rec = cache.run("job", job.modalities, seed=job.seed, **dict(job.overrides))
+    cache.evaluate(rec)
+    for obs in job.obs_ratios:
+        cache.features(rec, obs)
+    if job.reliance:
+        cache.reliance(rec)
+    return str(rec.run_dir), not rec.reused
+
+
+def _init_worker() -> None:
+    # one torch thread per process: the runs are small, and two processes on two cores must not
+    # each spin up a thread pool of their own (pipeline.set_threads explains the cost)
+    set_threads(1)
+
+
+def merge_jobs(jobs) -> list[RunJob]:
+    """One job per run folder: duplicates (the same config, seed and dataset asked for by several
+    figures) are merged, their exports united, so no two workers ever train the same run."""
+    merged: dict[str, RunJob] = {}
+    for j in jobs:
+        key = str(j.run_dir())
+        if key in merged:
+            m = merged[key]
+            merged[key] = dataclasses.replace(m, obs_ratios=tuple(sorted(set(m.obs_ratios) | set(j.obs_ratios))),
+                                              reliance=m.reliance or j.reliance)
+        else:
+            merged[key] = j
+    return list(merged.values())
+
+
+def run_jobs(jobs, *, workers: int = 1, progress: bool = True) -> dict[str, bool]:
+    """Run independent :class:`RunJob` s, in ``workers`` processes when > 1.
+
+    The pool uses the ``spawn`` start method: a forked copy of a process that already ran torch
+    can deadlock on its thread pools, and spawned workers are children of this process, so their
+    CPU time is counted in its ``RUSAGE_CHILDREN`` once the pool is shut down. Each
+    worker runs torch with one thread. Results land in the run cache (files), so the caller reads
+    them back exactly as after a serial run; a run trained by a worker is the same computation as
+    the serial one (same config, seed, data, one thread), so its results are identical on the
+    same machine.
+
+    Returns
+    -------
+    dict
+        ``{run folder: True if trained by this call}``.
+    """
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    from tqdm.auto import tqdm
+
+    workers = check_int(workers, "workers", low=1)
+    jobs = merge_jobs(jobs)
+    out: dict[str, bool] = {}
+    bar = tqdm(total=len(jobs), desc="runs", unit="run", disable=not progress)
+    if workers == 1 or len(jobs) <= 1:
+        for j in jobs:
+            d, trained = _do_job(j)
+            out[d] = trained
+            bar.update()
+        bar.close()
+        return out
+    with ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=mp.get_context("spawn"),
+                             initializer=_init_worker) as pool:
+        futures = [pool.submit(_do_job, j) for j in jobs]
+        for f in as_completed(futures):
+            d, trained = f.result()
+            out[d] = trained
+            bar.update()
+    bar.close()
+    return out

@@ -124,8 +124,10 @@ def plot_spectra(spectra, *, title: str = "Normalised singular-value spectra bef
                 style = STAGE_STYLE.get(stage, "-")
                 what = {"before": "before fusion", "after": "after RTF", "plain": "plain fusion (no RTF)"}.get(stage, stage)
                 lab = f"{name} {what}" if not name.startswith("fused") else name
-                ax.plot(part["index"], part["p"], style, color=color(name), lw=1.6,
-                        label=f"{lab} (ERank {part['erank'].iloc[0]:.1f})")
+                sd = float(part["erank_sd"].iloc[0]) if "erank_sd" in part else float("nan")
+                er = f"{part['erank'].iloc[0]:.1f}" + (
+                    f"; seeds {part['erank_mean'].iloc[0]:.1f} ± {sd:.1f}" if np.isfinite(sd) else "")
+                ax.plot(part["index"], part["p"], style, color=color(name), lw=1.6, label=f"{lab} (ERank {er})")
         ax.set_yscale("log")
         ax.set_xlabel("component index i (sorted, 1 = largest)")
         ax.set_ylabel("normalised singular value $\\sigma_i/\\sum_j\\sigma_j$ (unitless)")
@@ -164,13 +166,15 @@ def plot_modality_selection(summary, *, anchor: str = "rgb"):
     x = np.arange(len(ratios))
     for j, cand in enumerate(cands):
         sub = summary[summary["candidate"] == cand]
-        vals = []
+        vals, errs = [], []
         for r in ratios:
             hit = sub[sub["obs_ratio"].isna()] if np.isnan(r) else sub[np.isclose(sub["obs_ratio"], r)]
             vals.append(float(hit["harmonic_mean"].iloc[0]) if len(hit) else np.nan)
-        vals = np.asarray(vals)
+            errs.append(float(hit["harmonic_mean_std"].iloc[0]) if len(hit) and "harmonic_mean_std" in hit else np.nan)
+        vals, errs = np.asarray(vals), np.asarray(errs)
         pos = x - 0.4 + width * (j + 0.5)
-        ax.bar(pos, np.nan_to_num(vals, nan=0.0), width, color=color(cand), label=f"{anchor} + {cand}")
+        ax.bar(pos, np.nan_to_num(vals, nan=0.0), width, color=color(cand), label=f"{anchor} + {cand}",
+               yerr=np.where(np.isfinite(vals), errs, np.nan) if np.isfinite(errs).any() else None, capsize=2)
         for p, v in zip(pos, vals):
             if not np.isfinite(v):
                 ax.bar(p, 0.0, width, fill=False, hatch="//", edgecolor=color(cand))
@@ -179,7 +183,9 @@ def plot_modality_selection(summary, *, anchor: str = "rgb"):
     ax.set_xticks(x, [("obs %g" % r) if np.isfinite(r) else "obs ?" for r in ratios])
     ax.set_xlabel("observation ratio $\\alpha$ (fraction of video observed)")
     ax.set_ylabel("harmonic mean of ERank gains (effective dims)")
-    ax.set_title(f"Modality selection: {anchor} paired with each candidate")
+    spread = ("\nerror bars: std over seeds of each seed's harmonic mean"
+              if "harmonic_mean_std" in summary and summary["harmonic_mean_std"].notna().any() else "")
+    ax.set_title(f"Modality selection: {anchor} paired with each candidate{spread}")
     ax.axhline(0, color="black", lw=0.6)
     ax.legend(fontsize=8)
     for j, cand in enumerate(cands):
@@ -300,14 +306,20 @@ def plot_noise_gains(table):
         width = 0.8 / max(1, len(mods))
         x = np.arange(len(levels))
         for j, mod in enumerate(mods):
-            vals = [float(sub[(sub["level"] == lv) & (sub["modality"] == mod)]["gain"].mean()) for lv in levels]
-            ax.bar(x - 0.4 + width * (j + 0.5), vals, width, color=color(mod), label=f"gain of {mod}")
-        sig = [float(sub[sub["level"] == lv]["sigma"].iloc[0]) for lv in levels]
+            part = [sub[(sub["level"] == lv) & (sub["modality"] == mod)] for lv in levels]
+            vals = [float(p_["gain"].mean()) for p_ in part]
+            err = ([float(p_["gain_std"].mean()) for p_ in part]
+                   if "gain_std" in sub and sub["gain_std"].notna().any() else None)
+            ax.bar(x - 0.4 + width * (j + 0.5), vals, width, yerr=err, capsize=3, color=color(mod),
+                   label=f"gain of {mod}")
+        sig = [float(sub[sub["level"] == lv]["sigma"].mean()) for lv in levels]
         ax.set_xticks(x, [f"{lv}\n$\\sigma$={s:.3g}" for lv, s in zip(levels, sig)])
         ax.axhline(0, color="black", lw=0.6)
         ax.set_xlabel(f"noise on {nm} ($\\sigma$ in units of the {nm} input RMS)")
         ax.set_ylabel("ERank gain after RTF (effective dims)")
-        ax.set_title(f"Noise added to {nm}")
+        spread = ("\nerror bars: std over seeds; $\\sigma$: mean over seeds"
+                  if "gain_std" in sub and sub["gain_std"].notna().any() else "")
+        ax.set_title(f"Noise added to {nm}{spread}")
         ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
@@ -330,11 +342,14 @@ def plot_noise_moc(table):
         for model, part in sub.groupby("model", sort=False):
             ls, mk, col = styles.get(model, ("-", "o", "grey"))
             vals = [float(part[part["level"] == lv]["moc"].mean()) for lv in levels]
-            ax.plot(range(len(levels)), vals, ls, marker=mk, color=col, label=model)
+            err = ([float(part[part["level"] == lv]["moc_std"].mean()) for lv in levels]
+                   if "moc_std" in part and part["moc_std"].notna().any() else None)
+            ax.errorbar(range(len(levels)), vals, yerr=err, ls=ls, marker=mk, color=col, capsize=3, label=model)
         ax.set_xticks(range(len(levels)), levels)
         ax.set_xlabel(f"noise level on {nm} (calibrated per modality)")
         ax.set_ylabel("MoC, mean over $\\alpha,\\beta$ (%)")
-        ax.set_title(f"Anticipation accuracy, noisy {nm}")
+        spread = "\nerror bars: std over seeds" if "moc_std" in sub and sub["moc_std"].notna().any() else ""
+        ax.set_title(f"Anticipation accuracy, noisy {nm}{spread}")
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=8)
     fig.tight_layout()
@@ -428,5 +443,68 @@ def plot_ablation(table):
     ax.set_ylabel("MoC, mean over $\\beta$ (%)")
     ax.set_title("Ablations (Tables 2, 3, 8, 9)" + ("; error bars: std over seeds" if has_std else ""))
     ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+# --------------------------------------------------------------------------- dose-response
+
+#: Colour, line style and marker of each model of the dose-response family.
+DOSE_STYLE = {"anchor only": ("#d62728", "-", "o"), "plain fusion": (PALETTE["fused (plain)"], "--", "s"),
+              "R3D": (PALETTE["fused (RTF)"], "-", "^")}
+
+
+def _dose_errorbars(ax, part, x_offset=0.0, **kw):
+    yerr = part["sd"] if part["sd"].notna().any() else None
+    ax.errorbar(part["level"] + x_offset, part["mean"], yerr=yerr, capsize=3, **kw)
+
+
+def plot_dose(cells, oracle, *, anchor: str = "rgb", partner: str = "depth"):
+    """Dose-response: MoC against complementarity and imbalance (with the oracle), and reliance.
+
+    Parameters
+    ----------
+    cells : DataFrame
+        ``dial, level, model, quantity ("moc", "erank_fused", "reliance <modality>"), mean, sd,
+        n_seeds`` (:class:`rankfusion.figures.DoseCell` rows; sd over seeds, drawn as error bars).
+    oracle : DataFrame
+        ``dial, level, subset, oracle_pct``: best attainable next-action accuracy (%) of each
+        modality subset; the anchor's and the pair's are drawn.
+    anchor, partner : str
+    """
+    plt = _mpl()
+    fig, axes = plt.subplots(1, 3, figsize=(15.0, 4.0))
+    span = {d: float(np.ptp(cells[cells.dial == d]["level"])) or 1.0 for d in cells["dial"].unique()}
+    for ax, dial in zip(axes[:2], ("complementarity", "imbalance")):
+        sub = cells[(cells.dial == dial) & (cells.quantity == "moc")]
+        for k, (model, (col, ls, mk)) in enumerate(DOSE_STYLE.items()):
+            part = sub[sub.model == model].sort_values("level")
+            if len(part):
+                _dose_errorbars(ax, part, 0.012 * span.get(dial, 1.0) * (k - 1), color=col, ls=ls, marker=mk,
+                                label=f"{model} (MoC)")
+        orc = oracle[oracle.dial == dial] if len(oracle) else oracle
+        for subset, ls in ((anchor, ":"), (f"{anchor}+{partner}", "-.")):
+            part = orc[orc.subset == subset].sort_values("level") if len(orc) else orc
+            if len(part):
+                ax.plot(part["level"], part["oracle_pct"], ls, color="black", alpha=0.7,
+                        label=f"oracle {subset} (next-action acc.)")
+        ax.set_xlabel(dial)
+        ax.set_ylabel("% (MoC: mean over $\\alpha,\\beta$)")
+        ax.set_title(f"Accuracy against {dial}\nerror bars: std over seeds")
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=7)
+    ax = axes[2]
+    rel = cells[(cells.dial == "imbalance") & cells.quantity.str.startswith("reliance ")]
+    for k, ((model, q), part) in enumerate(rel.groupby(["model", "quantity"], sort=True)):
+        m = q.split(" ", 1)[1]
+        _dose_errorbars(ax, part.sort_values("level"), 0.012 * span.get("imbalance", 1.0) * (k - 1.5),
+                        color=color(m), ls="-" if model == "R3D" else "--",
+                        marker="^" if model == "R3D" else "s", label=f"{m}, {model}")
+    ax.axhline(0.0, color="grey", lw=0.8)
+    ax.set_xlabel("imbalance")
+    ax.set_ylabel("reliance: MoC drop when swapped (points)")
+    ax.set_title("Modality reliance with (R3D) and without RTF\nerror bars: std over seeds")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=7)
     fig.tight_layout()
     return fig

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
 from pathlib import Path
 
@@ -19,6 +20,22 @@ import pandas as pd
 from . import analysis
 from ._validation import InputError
 from .io import write_json, write_text
+
+
+def _pmf(mean, sd, spec=".2f") -> str:
+    """``mean ± sd`` (just the mean when the sd is missing: one seed)."""
+    if sd is None or not isinstance(sd, (int, float)) or not math.isfinite(sd):
+        return _fmt(mean, spec)
+    return f"{_fmt(mean, spec)} ± {_fmt(sd, spec.lstrip('+'))}"
+
+
+def _cpu_seconds() -> float:
+    """CPU time of this process and of its finished children (the demo's worker processes)."""
+    import resource
+
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
 
 
 def _fmt(v, spec=".2f") -> str:
@@ -32,16 +49,22 @@ def prepare_dataset(out, synth_kwargs: dict, *, seed: int = 0, progress: bool = 
     from .data import synthesize
 
     out = Path(out)
-    meta = out / "synth.json"
-    if meta.exists():
-        try:
-            cfg = json.loads(meta.read_text()).get("config", {})
-            want = dict(synth_kwargs, seed=seed)
-            if all(cfg.get(k) == (list(v) if isinstance(v, tuple) else v) for k, v in want.items()):
-                return out
-        except (OSError, ValueError):
-            pass
+    if dataset_matches(out, synth_kwargs, seed=seed):
+        return out
     return synthesize(out, seed=seed, overwrite=True, progress=progress, **synth_kwargs)
+
+
+def dataset_matches(root, synth_kwargs: dict, *, seed: int = 0) -> bool:
+    """Whether ``root`` holds a synthetic dataset generated with these settings (its ``synth.json``)."""
+    meta = Path(root) / "synth.json"
+    if not meta.exists():
+        return False
+    try:
+        cfg = json.loads(meta.read_text()).get("config", {})
+    except (OSError, ValueError):
+        return False
+    want = dict(synth_kwargs, seed=seed)
+    return all(cfg.get(k) == (list(v) if isinstance(v, tuple) else v) for k, v in want.items())
 
 
 def theorem_table(features, pairs, exchange_ratio: float, *, alpha: float = 0.5) -> pd.DataFrame:
@@ -95,7 +118,8 @@ def _img(name: str, alt: str) -> str:
 
 
 def build_report(ctx, results: dict, *, theorem: pd.DataFrame | None, spectrum: pd.DataFrame | None,
-                 seconds: float, profile_name: str, dataset_summary: dict) -> str:
+                 seconds: float, profile_name: str, dataset_summary: dict, cpu_seconds: float | None = None,
+                 workers: int = 1) -> str:
     """The Markdown report: one section per analysis, each with its figure and computed numbers."""
     from .figures import to_markdown
 
@@ -108,8 +132,12 @@ def build_report(ctx, results: dict, *, theorem: pd.DataFrame | None, spectrum: 
              f"{prof.train.get('epochs')} epochs, seeds {list(prof.seeds)}; features of the test split at "
              f"observation ratios {list(prof.obs_ratios)}. {len(ctx.cache.used)} run records "
              f"({sum(not r.reused for r in ctx.cache.used.values())} trained now, the rest reused from the cache). "
-             f"Wall time {seconds:.0f} s. Every figure is traced in `figures/manifest.json`.")
+             f"Wall time {seconds:.0f} s"
+             + ("" if cpu_seconds is None else f", CPU time {cpu_seconds:.0f} s ({workers} worker process"
+                f"{'es' if workers != 1 else ''})")
+             + ". Every figure is traced in `figures/manifest.json`.")
     L.append("")
+    L += claims_section(results, anchor=a, partner=p)
 
     if "modality" in results:
         f = results["modality"].findings
@@ -185,13 +213,23 @@ def build_report(ctx, results: dict, *, theorem: pd.DataFrame | None, spectrum: 
     if "spectra" in results:
         f = results["spectra"].findings
         L += ["## Spectra before and after fusion (Figs. 2 and 9)", "", _img("spectra", "spectra"), ""]
-        parts = [f"{m}: ERank {_fmt(f['erank'][m + ' before'])} before, {_fmt(f['erank'][m + ' after'])} after RTF "
-                 f"(gain {_fmt(f['gain'][m], '+.2f')})" for m in (a, p)]
-        L.append("; ".join(parts) + ".")
+        er, esd = f["erank"], f.get("erank_sd", {})
+        L.append(f"Mean ± sd over {f.get('n_seeds', 1)} seeds (the curves are the first seed's): "
+                 + "; ".join(f"{m}: ERank {_pmf(er[m + ' before'], esd.get(m + ' before'))} before, "
+                             f"{_pmf(er[m + ' after'], esd.get(m + ' after'))} after RTF (gain "
+                             f"{_pmf(f['gain'][m], f.get('gain_sd', {}).get(m), '+.2f')})" for m in (a, p)) + ".")
         diff = f["stacked_rtf"] - f["stacked_plain"]
-        L.append(f"Stacked fused features entering the temporal fuser: ERank {_fmt(f['stacked_rtf'])} with RTF vs "
-                 f"{_fmt(f['stacked_plain'])} for the plain fusion run without RTF ({_fmt(diff, '+.2f')}; "
-                 f"{'higher' if diff > 0 else 'not higher'} with RTF).")
+        # the yardstick of the dose family: the larger of the two seed sds
+        ref = max(f.get("stacked_rtf_sd", float("nan")), f.get("stacked_plain_sd", float("nan")))
+        if not np.isfinite(ref):
+            verdict = "unresolved (one seed)"
+        elif ref > 0:
+            verdict = f"{'resolved' if abs(diff) >= 2 * ref else 'unresolved'}, {abs(diff) / ref:.1f} sd"
+        else:
+            verdict = "resolved" if diff else "unresolved"
+        L.append(f"Stacked fused features entering the temporal fuser: ERank {_pmf(f['stacked_rtf'], f.get('stacked_rtf_sd'))} "
+                 f"with RTF vs {_pmf(f['stacked_plain'], f.get('stacked_plain_sd'))} for the plain fusion without RTF "
+                 f"({_fmt(diff, '+.2f')}: {'higher' if diff > 0 else 'not higher'} with RTF; {verdict}).")
         L.append("")
 
     if spectrum is not None:
@@ -211,17 +249,23 @@ def build_report(ctx, results: dict, *, theorem: pd.DataFrame | None, spectrum: 
               _img("noise_moc", "MoC under noise"), ""]
         L.append("Calibration: sigma (in units of the modality's input RMS) is chosen so that the noisy "
                  "modality's token-fuser input changes by the same relative Frobenius amount "
-                 f"({', '.join(_fmt(t) for t in prof.noise_targets)}) for every modality (docs/analysis.md). "
-                 "Sigmas found: " + ", ".join(f"{k} {_fmt(v, '.3f')} (change {_fmt(f['achieved'][k], '.3f')})"
-                                             for k, v in f["sigmas"].items()) + ".")
+                 f"({', '.join(_fmt(t) for t in prof.noise_targets)}) for every modality and training seed "
+                 "(docs/analysis.md). Sigmas found (mean ± sd over seeds): "
+                 + ", ".join(f"{k} {_pmf(v, f.get('sigma_std', {}).get(k), '.3f')} (change "
+                             f"{_fmt(f['achieved'][k], '.3f')})" for k, v in f["sigmas"].items()) + ".")
+        g, gs, m, ms = f["gain"], f.get("gain_std", {}), f["moc"], f.get("moc_std", {})
+
+        def gtxt(k):
+            return _pmf(g.get(k), gs.get(k), "+.2f")
+
+        def mtxt(k):
+            return _pmf(m.get(k), ms.get(k))
+
         for nm in (p, a):
-            g = f["gain"]
-            m = f["moc"]
-            L.append(f"- noise on {nm}: gain of {a} {_fmt(g.get(f'{nm} clean -> {a}'), '+.2f')} -> "
-                     f"{_fmt(g.get(f'{nm} large -> {a}'), '+.2f')}, gain of {p} {_fmt(g.get(f'{nm} clean -> {p}'), '+.2f')} "
-                     f"-> {_fmt(g.get(f'{nm} large -> {p}'), '+.2f')} (clean -> large); MoC with RTF "
-                     f"{_fmt(m.get(f'{nm} clean with RTF'))} -> {_fmt(m.get(f'{nm} large with RTF'))} %, without RTF "
-                     f"{_fmt(m.get(f'{nm} clean without RTF'))} -> {_fmt(m.get(f'{nm} large without RTF'))} %.")
+            L.append(f"- noise on {nm}: gain of {a} {gtxt(f'{nm} clean -> {a}')} -> {gtxt(f'{nm} large -> {a}')}, "
+                     f"gain of {p} {gtxt(f'{nm} clean -> {p}')} -> {gtxt(f'{nm} large -> {p}')} (clean -> large); "
+                     f"MoC with RTF {mtxt(f'{nm} clean with RTF')} -> {mtxt(f'{nm} large with RTF')} %, without RTF "
+                     f"{mtxt(f'{nm} clean without RTF')} -> {mtxt(f'{nm} large without RTF')} % (± sd over seeds).")
         L.append("")
 
     if "exchange" in results:
@@ -257,11 +301,108 @@ def build_report(ctx, results: dict, *, theorem: pd.DataFrame | None, spectrum: 
         L.append("Tables: `figures/ablation.md`, `figures/exchange_ratio.md`, `figures/angles.md`, "
                  "`figures/noise_sigmas.md`, `figures/modality_ranking.md`.")
         L.append("")
+    if "dose" in results and results["dose"].dose is not None:
+        L += dose_section(results["dose"].dose, anchor=a, partner=p)
     return "\n".join(L) + "\n"
 
 
+def _dose_cell_text(dose, dial, level, model, q="moc") -> str:
+    c = dose.cell(dial, level, model, q)
+    if c is None:
+        return "n/a"
+    return _fmt(c.mean) + ("" if not np.isfinite(c.sd) else f" ± {_fmt(c.sd)}")
+
+
+def _verdict_text(c) -> str:
+    sd = "no sd (one seed)" if not np.isfinite(c.sd_ref) else f"{_fmt(abs(c.ratio), '.1f')} sd"
+    return f"{_fmt(c.diff, '+.2f')} ({sd}; {c.verdict})"
+
+
+def dose_section(dose, *, anchor: str, partner: str) -> list[str]:
+    """Report lines of the dose-response family: MoC per dial level, oracle, verdicts, reliance."""
+    L = ["## Dose-response: complementarity and imbalance", "", _img("dose", "dose-response"), ""]
+    L.append(f"MoC (%, mean over the grid; mean ± sd over seeds, ddof = 1) of the anchor alone ({anchor}), the "
+             f"plain fusion ({anchor}+{partner}, no RTF) and R3D ({anchor}+{partner} with RTF) on datasets generated "
+             f"with each dial setting (the other dials at the base {dose.dials.get('base')}). A difference is "
+             f"**resolved** only when it is at least 2x the larger of the two models' seed sd; otherwise it "
+             f"is unresolved, never a finding. Oracle: the generator's best attainable next-action accuracy "
+             f"(%) from the hidden factors (synth.json), an upper reference, not a MoC.")
+    L.append("")
+    orc = {(d, lv, sub): v for d, lv, sub, v in dose.oracle}
+    rows = ["| dial | level | anchor only | plain fusion | R3D | oracle " + anchor + " | oracle " + anchor + "+"
+            + partner + " | fusion helps (plain - anchor) | RTF helps (R3D - plain) |",
+            "|---|---|---|---|---|---|---|---|---|"]
+    for dial in ("complementarity", "imbalance"):
+        for level in dict.fromkeys(p.level for p in dose.points if p.dial == dial):
+            fus = dose.comparisons_of(dial, "fusion helps (plain fusion - anchor only)")
+            rtf = dose.comparisons_of(dial, "RTF helps (R3D - plain fusion)")
+            f1 = next((c for c in fus if c.level == level), None)
+            r1 = next((c for c in rtf if c.level == level), None)
+            rows.append(f"| {dial} | {level:g} | " + " | ".join(_dose_cell_text(dose, dial, level, m) for m in
+                                                             ("anchor only", "plain fusion", "R3D"))
+                        + f" | {_fmt(orc.get((dial, level, anchor)))} | {_fmt(orc.get((dial, level, f'{anchor}+{partner}')))}"
+                        + f" | {_verdict_text(f1) if f1 else 'n/a'} | {_verdict_text(r1) if r1 else 'n/a'} |")
+    L += rows + [""]
+    rel = [c for c in dose.comparisons if c.dial == "imbalance" and c.quantity.startswith("reliance")]
+    if rel:
+        L.append("Reliance (MoC points lost when the modality's input comes from another test video; "
+                 "mean ± sd over seeds), against imbalance:")
+        L.append("")
+        for c in rel:
+            m = c.quantity.split(" ", 1)[1]
+            L.append(f"- imbalance {c.level:g}, reliance on {m}: R3D {_dose_cell_text(dose, 'imbalance', c.level, 'R3D', c.quantity)}, "
+                     f"plain fusion {_dose_cell_text(dose, 'imbalance', c.level, 'plain fusion', c.quantity)}; "
+                     f"R3D - plain {_verdict_text(c)}.")
+        L.append("")
+    L.append("Tables: `figures/dose_moc.md`, `figures/dose_comparisons.md` (every difference with its verdict), "
+             "`figures/dose_reliance.md`, `figures/dose_oracle.md`; per-run values in `figures/dose_runs.csv`.")
+    L.append("")
+    return L
+
+
+def claims_section(results: dict, *, anchor: str, partner: str) -> list[str]:
+    """Which of the paper's claims hold on this data, for which dial settings (numbers, verdicts)."""
+    dose = results["dose"].dose if "dose" in results else None
+    L = ["## The paper's claims on this data", ""]
+    L.append("Each claim is tested per dial setting of the dose-response sweeps; `holds` means resolved "
+             "(>= 2 sd) in the claimed direction, `contradicted` resolved in the other direction, `unresolved` "
+             "otherwise.")
+    L.append("")
+    L += ["| claim | dial | level | difference (sd) | verdict |", "|---|---|---|---|---|"]
+
+    def add(claim, comps, sign=+1):
+        for c in comps:
+            if not c.resolved:
+                v = "unresolved"
+            else:
+                v = "holds" if sign * c.diff > 0 else "contradicted"
+            L.append(f"| {claim} | {c.dial} | {c.level:g} | {_verdict_text(c).split(' (')[0]} "
+                     f"({'-' if not np.isfinite(c.sd_ref) else _fmt(abs(c.ratio), '.1f')} sd) | {v} |")
+
+    if dose is not None:
+        for dial in ("complementarity", "imbalance"):
+            add("fusion helps (plain fusion > anchor only)", dose.comparisons_of(dial, "fusion helps (plain fusion - anchor only)"))
+        for dial in ("complementarity", "imbalance"):
+            add("RTF raises the effective rank of the fused features",
+                dose.comparisons_of(dial, "RTF raises effective rank (R3D - plain fusion)"))
+        for dial in ("complementarity", "imbalance"):
+            add("RTF helps accuracy (R3D > plain fusion)", dose.comparisons_of(dial, "RTF helps (R3D - plain fusion)"))
+        add(f"RTF reduces collapse (R3D relies more on {partner})",
+            dose.comparisons_of("imbalance", f"RTF changes reliance on {partner} (R3D - plain fusion)"))
+    L.append("")
+    mod = results.get("modality")
+    if mod is not None:
+        cmp = mod.findings["comparison"]
+        L.append(f"The criterion picks the complementary partner (modality selection on the demo's dataset): "
+                 f"top candidate {cmp['found']}, expected {cmp['expected']} -> "
+                 + ("holds." if cmp["matches"] else "does not hold." if cmp["matches"] is False else "no expectation.")
+                 + " See the modality-selection section for the seed spread of the scores.")
+        L.append("")
+    return L
+
+
 def run_demo(out, *, quick: bool = False, device: str = "cpu", seed: int = 0, progress: bool = True,
-             command: str = "rankfusion demo", threads: int | None = 1) -> dict:
+             command: str = "rankfusion demo", threads: int | None = 1, workers: int = 1) -> dict:
     """Run the whole pipeline into ``out`` and write ``out/report.md``.
 
     Parameters
@@ -279,6 +420,9 @@ def run_demo(out, *, quick: bool = False, device: str = "cpu", seed: int = 0, pr
         Recorded in the manifest.
     threads : int or None, default 1
         Torch threads (:func:`rankfusion.pipeline.set_threads`; None keeps torch's default).
+    workers : int, default 1
+        Processes that train, evaluate and export the independent runs in parallel (one torch
+        thread each; :func:`rankfusion.pipeline.run_jobs`).
 
     Returns
     -------
@@ -289,7 +433,7 @@ def run_demo(out, *, quick: bool = False, device: str = "cpu", seed: int = 0, pr
     from .figures import FigureContext, make_figures, to_markdown
     from .pipeline import RunCache, get_profile, set_threads
 
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), _cpu_seconds()
     set_threads(threads)
     out = Path(out)
     if out.exists() and not out.is_dir():
@@ -299,7 +443,7 @@ def run_demo(out, *, quick: bool = False, device: str = "cpu", seed: int = 0, pr
     data = prepare_dataset(out / "data", profile.synth, seed=seed, progress=progress)
     cache = RunCache(data, out / "cache", profile, device=device, progress=progress)
     ctx = FigureContext(cache, out / "figures")
-    results = make_figures(ctx, command=command, progress=progress)
+    results = make_figures(ctx, command=command, progress=progress, workers=workers)
     theorem = theorem_checks(ctx)
     write_text(ctx.out / "theorem.md", to_markdown(theorem, floatfmt=".3f") + "\n")
     spectrum = spectrum_table(ctx)
@@ -310,10 +454,12 @@ def run_demo(out, *, quick: bool = False, device: str = "cpu", seed: int = 0, pr
                "classes": len(ds.classes), "modalities": list(ds.modalities)}
     seconds = time.perf_counter() - t0
     text = build_report(ctx, results, theorem=theorem, spectrum=spectrum, seconds=seconds, profile_name=name,
-                        dataset_summary=summary)
+                        dataset_summary=summary, cpu_seconds=_cpu_seconds() - c0, workers=workers)
     write_text(out / "report.md", text)
     mod = results.get("modality")
-    info = {"report": str(out / "report.md"), "seconds": round(seconds, 1), "profile": name,
+    info = {"report": str(out / "report.md"), "seconds": round(seconds, 1),
+            "cpu_seconds": round(_cpu_seconds() - c0, 1), "workers": int(workers),
+            "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None, "profile": name,
             "ranking": mod.findings["ranking"] if mod else None,
             "matches": mod.findings["comparison"]["matches"] if mod else None}
     write_json(out / "demo.json", info)

@@ -149,6 +149,9 @@ def summarize_selection(table: pd.DataFrame) -> pd.DataFrame:
     out["harmonic_mean"] = [
         float(spectral.harmonic_mean_gain(a, c)) for a, c in zip(out["gain_anchor"], out["gain_candidate"])
     ]
+    # seed spread: std over the files (seeds) of each file's own harmonic mean (NaN for one file)
+    if "harmonic_mean" in keyed:
+        out["harmonic_mean_std"] = grouped["harmonic_mean"].std().to_numpy()
     out["note"] = [
         nan_reason(a, c, an, ca)
         for a, c, an, ca in zip(out["gain_anchor"], out["gain_candidate"], out["anchor"], out["candidate"])

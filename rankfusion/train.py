@@ -20,6 +20,7 @@ import json
 import math
 import random
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -590,13 +591,22 @@ def _validation_loss(model, val_set, tc, dev, ctx=None) -> float:
 
 
 # ----------------------------------------------------------------------------- evaluation
-def _video_inputs(ds, video, modalities, stop, sample_rate, dev, noise=None, rng=None):
+def _video_inputs(ds, video, modalities, stop, sample_rate, dev, noise=None, rng=None, donors=None):
+    """One video's observed inputs as a batch of one; ``donors={modality: video}`` swaps a modality
+    for another video's, read at the same relative times (modality reliance)."""
     import torch
+
+    from .evaluate import relative_time_indices
 
     feats = {}
     for m in modalities:
-        # a copy: the dataset's arrays are read-only memory maps, which torch must not wrap
-        x = np.array(ds.features(video, m)[:stop:sample_rate], dtype=np.float32, order="C")
+        if donors and m in donors:
+            src = ds.features(donors[m], m)
+            idx = relative_time_indices(stop, ds.n_frames(video), len(src))[::sample_rate]
+            x = np.ascontiguousarray(src[idx], dtype=np.float32)  # fancy indexing copies
+        else:
+            # a copy: the dataset's arrays are read-only memory maps, which torch must not wrap
+            x = np.array(ds.features(video, m)[:stop:sample_rate], dtype=np.float32, order="C")
         if noise and m in noise:
             x = x + rng.normal(0.0, noise[m], size=x.shape).astype(np.float32)
         feats[m] = torch.from_numpy(x)[None].to(dev)
@@ -604,7 +614,8 @@ def _video_inputs(ds, video, modalities, stop, sample_rate, dev, noise=None, rng
     return feats, mask
 
 
-def moc_grid(model, ds, split, config: RunConfig, dev, *, obs=None, betas=None, ctx=None, notes=None) -> dict:
+def moc_grid(model, ds, split, config: RunConfig, dev, *, obs=None, betas=None, ctx=None, notes=None,
+             swap=None) -> dict:
     """MoC in percent for each (obs, beta): ``{(obs, beta): value}`` over ``split``'s videos.
 
     Each video is observed alone (batch of one) and decoded with
@@ -615,13 +626,15 @@ def moc_grid(model, ds, split, config: RunConfig, dev, *, obs=None, betas=None, 
     at a ratio (``int(obs * N) == 0``) has nothing to score there (the protocol's future window
     starts at an empty past): it is skipped at that ratio, with a line naming it appended to
     ``notes`` (a list) when given. A cell no video reaches is NaN.
+    ``swap`` (``{modality: {video: donor video}}``) replaces that modality's input of each video
+    by the donor's (:func:`modality_reliance`); labels and the other modalities stay the video's own.
     """
     from .distributed import shard
 
     obs = config.train.eval_obs if obs is None else obs
     betas = config.train.eval_betas if betas is None else betas
     videos = shard(ds.split(split), ctx)
-    acc = _moc_counts(model, ds, videos, config, dev, obs, betas, notes)
+    acc = _moc_counts(model, ds, videos, config, dev, obs, betas, notes, swap)
     if ctx is not None:
         acc = _all_reduce_moc(acc, len(videos), obs, dev)
     table = acc.result() if acc.obs_ratios else None
@@ -633,7 +646,7 @@ def moc_grid(model, ds, split, config: RunConfig, dev, *, obs=None, betas=None, 
     return {(float(o), float(b)): cell(o, b) for o in obs for b in betas}
 
 
-def _moc_counts(model, ds, videos, config, dev, obs, betas, notes=None):
+def _moc_counts(model, ds, videos, config, dev, obs, betas, notes=None, swap=None):
     import torch
 
     from .evaluate import MoCAccumulator
@@ -649,7 +662,9 @@ def _moc_counts(model, ds, videos, config, dev, obs, betas, notes=None):
                     notes.append(f"video {video!r} ({len(gt)} frames) has no observed frame at obs {o:g} "
                                  f"(int({o:g} * {len(gt)}) = 0): skipped at that cut point")
                 continue
-            feats, mask = _video_inputs(ds, video, config.model.modalities, past, config.train.sample_rate, dev)
+            donors = {m: per_video[video] for m, per_video in swap.items()} if swap else None
+            feats, mask = _video_inputs(ds, video, config.model.modalities, past, config.train.sample_rate, dev,
+                                        donors=donors)
             with torch.no_grad():
                 out = model(feats, mask)
             acc.add_queries(gt, o, out.class_logits[0].cpu().numpy(), out.durations[0].cpu().numpy())
@@ -675,6 +690,90 @@ def _all_reduce_moc(acc, n_videos, obs, dev):
     out = MoCAccumulator(acc.n_classes, betas=acc.betas, future_ratio=acc.future_ratio)
     for o, (t, f) in zip(obs, counts.cpu().numpy()):
         out.add_counts(o, t, f, n_all)
+    return out
+
+
+@dataclass(frozen=True)
+class Reliance:
+    """How much a trained model uses one modality (:func:`modality_reliance`).
+
+    Attributes
+    ----------
+    modality : str
+    moc : float
+        Grid-mean MoC (%) with every input the video's own.
+    moc_swapped : float
+        Grid-mean MoC (%) with this modality's input taken from another video.
+    drop : float
+        ``moc - moc_swapped`` in MoC points: 0 for a modality the model ignores.
+    grid : tuple of (obs, beta, drop)
+        The drop per cell of the evaluation grid.
+    seed : int
+        Seed of the derangement of the split's videos.
+    """
+
+    modality: str
+    moc: float
+    moc_swapped: float
+    drop: float
+    grid: tuple
+    seed: int
+
+
+def _grid_mean(grid: dict) -> float:
+    vals = [v for v in grid.values() if np.isfinite(v)]
+    return float(np.mean(vals)) if vals else float("nan")
+
+
+def modality_reliance(model, ds, split, config: RunConfig, dev, *, seed: int = 0, modalities=None,
+                      clean: dict | None = None) -> list[Reliance]:
+    """Modality reliance: the MoC drop when one modality's input comes from another video.
+
+    For each modality m, every video of ``split`` is evaluated (the DESIGN.md protocol, as
+    :func:`moc_grid`) with m's observed input replaced by m's input of another video of the split
+    (a seeded derangement, :func:`rankfusion.evaluate.derangement`), read at the same relative
+    times; the labels and the other modalities are the video's own. ``drop = MoC(clean) -
+    MoC(swapped)``. A sample from another video keeps the input on the data distribution (right
+    scale, spectrum and temporal structure), so the drop measures what the model takes from this
+    video's m, not its reaction to an input it never saw (zeros would be off-distribution: for
+    a ReLU projection with biases they are a constant token, and a model can fail on them even
+    when it does not use m). A model that ignores m gets exactly the clean predictions, so its
+    drop is exactly 0. Cost: one extra MoC grid per modality.
+
+    Parameters
+    ----------
+    model, ds, split, config, dev
+        As for :func:`moc_grid`.
+    seed : int
+        Seed of the derangement (the same for every modality).
+    modalities : sequence of str, optional
+        Default: every modality of the model.
+    clean : dict, optional
+        The clean :func:`moc_grid` result when already computed.
+
+    Returns
+    -------
+    list of Reliance
+        One per modality, in order.
+    """
+    from .evaluate import derangement
+
+    videos = list(ds.split(split))
+    if len(videos) < 2:
+        raise InputError(f"modality reliance needs at least 2 videos in split {split!r}, got {len(videos)}")
+    mods = list(config.model.modalities if modalities is None else modalities)
+    for m in mods:
+        if m not in config.model.modalities:
+            raise InputError(f"modalities must be among {list(config.model.modalities)}, got {m!r}")
+    perm = derangement(len(videos), seed)
+    donors = {v: videos[j] for v, j in zip(videos, perm)}
+    clean = moc_grid(model, ds, split, config, dev) if clean is None else clean
+    out = []
+    for m in mods:
+        swapped = moc_grid(model, ds, split, config, dev, swap={m: donors})
+        grid = tuple((o, b, clean[(o, b)] - swapped[(o, b)]) for (o, b) in clean)
+        c, s_ = _grid_mean(clean), _grid_mean(swapped)
+        out.append(Reliance(m, c, s_, c - s_, grid, int(seed)))
     return out
 
 
@@ -774,17 +873,23 @@ def load_run(run_dir, *, checkpoint: str = "best", device=None):
     return model, config, info
 
 
-def _evaluate_single(run_dir: Path, split, data_root, dev, checkpoint) -> dict:
+def _evaluate_single(run_dir: Path, split, data_root, dev, checkpoint, reliance: bool = True,
+                     reliance_seed: int = 0) -> dict:
     model, config, info = load_run(run_dir, checkpoint=checkpoint, device=dev)
     ds = _open(data_root or info["dataset"], config.model.modalities)
     notes = []
-    rows = [("moc", o, b, v) for (o, b), v in moc_grid(model, ds, split, config, dev, notes=notes).items()]
-    rows += [(k, o, float("nan"), v) for o, scores in segmentation_scores(model, ds, split, config, dev).items()
+    grid = moc_grid(model, ds, split, config, dev, notes=notes)
+    rows = [("moc", "", o, b, v) for (o, b), v in grid.items()]
+    rows += [(k, "", o, float("nan"), v) for o, scores in segmentation_scores(model, ds, split, config, dev).items()
              for k, v in scores.items()]
+    if reliance and len(ds.split(split)) >= 2:
+        for r in modality_reliance(model, ds, split, config, dev, seed=reliance_seed, clean=grid):
+            rows += [("reliance", r.modality, o, b, d) for o, b, d in r.grid]
     return {"rows": rows, "info": info, "notes": notes}
 
 
-def evaluate_run(run_dir, split: str = "test", *, device=None, data_root=None, checkpoint: str = "best"):
+def evaluate_run(run_dir, split: str = "test", *, device=None, data_root=None, checkpoint: str = "best",
+                 reliance: bool = True, reliance_seed: int = 0):
     """Evaluate a run (one seed or several) on ``split``; write ``RUN/eval_<split>.csv``.
 
     Parameters
@@ -796,14 +901,21 @@ def evaluate_run(run_dir, split: str = "test", *, device=None, data_root=None, c
     data_root : str or Path, optional
         Dataset folder; default the one the run was trained on.
     checkpoint : {"best", "last"}
+    reliance : bool, default True
+        Also compute each modality's reliance (:func:`modality_reliance`; one extra MoC grid per
+        modality, skipped when the split has fewer than 2 videos).
+    reliance_seed : int
+        Seed of the derangement of videos used by the reliance.
 
     Returns
     -------
     pandas.DataFrame
-        Columns ``metric`` ("moc", "accuracy", "edit", "f1@10", "f1@25", "f1@50"), ``obs``,
-        ``beta`` (NaN for the segmentation metrics, which score the observed part at ``obs``),
-        ``mean``, ``std`` (over seeds, ddof=1; NaN for one seed) and ``n_seeds``. All values are
-        percentages. ``attrs["notes"]`` lists the videos skipped at a cut point (:func:`moc_grid`).
+        Columns ``metric`` ("moc", "accuracy", "edit", "f1@10", "f1@25", "f1@50", "reliance"),
+        ``modality`` (the swapped modality for "reliance", else empty), ``obs``, ``beta`` (NaN for
+        the segmentation metrics, which score the observed part at ``obs``), ``mean``, ``std``
+        (over seeds, ddof=1; NaN for one seed) and ``n_seeds``. All values are percentages
+        (reliance: MoC points lost when the modality's input comes from another video) ``attrs["notes"]`` lists the videos
+        skipped at a cut point (:func:`moc_grid`).
     """
     import pandas as pd
 
@@ -812,9 +924,10 @@ def evaluate_run(run_dir, split: str = "test", *, device=None, data_root=None, c
     run_dir = Path(run_dir)
     per_seed, notes = [], []
     for d in seed_dirs(run_dir):
-        res = _evaluate_single(d, split, data_root, dev, checkpoint)
+        res = _evaluate_single(d, split, data_root, dev, checkpoint, reliance, check_int(reliance_seed,
+                                                                                      "reliance_seed", low=0))
         notes += [n for n in res["notes"] if n not in notes]
-        df = pd.DataFrame(res["rows"], columns=["metric", "obs", "beta", "value"])
+        df = pd.DataFrame(res["rows"], columns=["metric", "modality", "obs", "beta", "value"])
         df.insert(0, "seed", res["info"]["seed"])
         if len(seed_dirs(run_dir)) > 1:
             _write_csv(d / f"eval_{split}.csv", _aggregate(df))
@@ -827,7 +940,7 @@ def evaluate_run(run_dir, split: str = "test", *, device=None, data_root=None, c
 
 
 def _aggregate(df):
-    g = df.groupby(["metric", "obs", "beta"], dropna=False, sort=False)["value"]
+    g = df.groupby(["metric", "modality", "obs", "beta"], dropna=False, sort=False)["value"]
     out = g.agg(mean="mean", std=lambda v: v.std(ddof=1) if len(v) > 1 else float("nan"),
                 n_seeds="count").reset_index()
     return out
@@ -851,7 +964,14 @@ def format_eval_table(df) -> str:
         for o in sorted(moc["obs"].unique()):
             sub = moc[moc["obs"] == o].set_index("beta")
             lines.append(f"obs={o:<8g} " + "".join(f"{cell(sub.loc[b]):>18}" for b in betas))
-    seg = df[df["metric"] != "moc"]
+    rel = df[df["metric"] == "reliance"]
+    if len(rel):
+        lines.append("reliance: MoC points lost when the modality's input comes from another video")
+    for m in dict.fromkeys(rel["modality"]):
+        for o in sorted(rel["obs"].unique()):
+            sub = rel[(rel["modality"] == m) & (rel["obs"] == o)].set_index("beta")
+            lines.append(f"{m[:8]:<8s} {o:<4g}" + "".join(f"{cell(sub.loc[b]):>18}" for b in betas if b in sub.index))
+    seg = df[~df["metric"].isin(["moc", "reliance"])]
     for o in sorted(seg["obs"].unique()):
         rows = seg[seg["obs"] == o]
         lines.append(f"segmentation (%) of the observed {o:g}: "

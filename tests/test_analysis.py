@@ -99,6 +99,9 @@ def test_summary_averages_seeds(tmp_path):
     summary = selection.summarize_selection(table)
     assert len(summary) == 1 and summary["n_files"].iloc[0] == 2
     assert summary["gain_anchor"].iloc[0] == pytest.approx(table["gain_anchor"].mean())
+    # the seed spread of the score: std over the files of each file's own harmonic mean
+    assert summary["harmonic_mean_std"].iloc[0] == pytest.approx(table["harmonic_mean"].std())
+    assert summary["harmonic_mean_std"].iloc[0] > 0
 
 
 def test_compare_with_expected():

@@ -118,8 +118,9 @@ def test_figures_cli_writes_manifest_and_reuses_runs(micro_data, tmp_path):
     manifest = json.loads((out / "manifest.json").read_text())
     assert set(manifest["figures"]) == {"spectra", "angles"}
     spec = manifest["figures"]["spectra"]
-    assert {"spectra.png", "spectra.pdf", "spectra.csv"} <= set(spec["files"])
+    assert {"spectra.png", "spectra.pdf", "spectra.csv", "spectra_erank.csv"} <= set(spec["files"])
     assert {r["seed"] for r in spec["runs"]} == {1}
+    assert set(spec["findings"]["erank"]) >= {"rgb before", "rgb after", "depth plain", "fused (RTF) after"}
     assert all(len(r["config_hash"]) == 12 for r in spec["runs"])
     assert spec["git_commit"] and spec["command"].startswith("rankfusion figures")
     assert manifest["partner"] == "depth"

@@ -15,13 +15,14 @@ from rankfusion.figures import FAMILIES
 @pytest.mark.slow
 def test_quick_demo_end_to_end(tmp_path):
     out = tmp_path / "demo"
-    res = CliRunner().invoke(main, ["demo", "--out", str(out), "--quick", "--quiet"])
+    res = CliRunner().invoke(main, ["demo", "--out", str(out), "--quick", "--quiet", "--workers", "2"])
     assert res.exit_code == 0, res.output
-    assert re.search(r"wall time: \d+\.\d s", res.output)
+    assert re.search(r"wall time: \d+\.\d s, CPU time \d+\.\d s \(2 workers\)", res.output)
     assert "modality ranking:" in res.output
     report = (out / "report.md").read_text()
     for section in ("Modality selection", "Spectra before and after fusion", "Noise robustness",
-                    "Exchange ratio", "Complementarity angles", "Ablations"):
+                    "Exchange ratio", "Complementarity angles", "Ablations",
+                    "Dose-response: complementarity and imbalance", "The paper's claims on this data"):
         assert f"## {section}" in report
     # every embedded image exists and is non-empty
     images = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", report)
@@ -34,7 +35,9 @@ def test_quick_demo_end_to_end(tmp_path):
         assert entry["runs"] and all(len(r["config_hash"]) == 12 for r in entry["runs"])
         assert all((out / "figures" / f).exists() for f in entry["files"])
     info = json.loads((out / "demo.json").read_text())
-    assert info["profile"] == "quick" and len(info["ranking"]) == 4
+    # every modality but the anchor is a candidate (mvrgb, noise, imu, text and depth)
+    assert info["profile"] == "quick" and len(info["ranking"]) == 5 and info["workers"] == 2
+    assert info["cpu_seconds"] > 0
     # the ranking quoted in the report is the computed one
     assert info["ranking"][0] in report.split("## Modality selection")[1].split("##")[0]
     # a second run reuses the dataset and every run: nothing is retrained

@@ -127,3 +127,38 @@ def test_plot_selection_evidence_marks_nan_and_noise_like():
     assert "NaN" in texts and texts.count("noise-like") == 1
     assert "Spearman(H, gain) = +1.00" in axes[2].get_title()
     plots.close(fig)
+
+
+def test_plot_noise_with_seed_spread(tmp_path):
+    rows = [{"noisy_modality": "depth", "level": lv, "sigma": s, "modality": m, "gain": 1 - s, "gain_std": 0.1}
+            for lv, s in (("clean", 0.0), ("large", 0.3)) for m in ("rgb", "depth")]
+    moc = [{"noisy_modality": "depth", "level": lv, "sigma": s, "model": model, "moc": 40 - 10 * s, "moc_std": 2.0}
+           for lv, s in (("clean", 0.0), ("large", 0.3)) for model in ("with RTF", "without RTF")]
+    fig = plots.plot_noise_gains(pd.DataFrame(rows))
+    assert "std over seeds" in fig.axes[0].get_title()
+    _written(fig, tmp_path, "noise_gains_sd")
+    fig = plots.plot_noise_moc(pd.DataFrame(moc))
+    assert "std over seeds" in fig.axes[0].get_title()
+    _written(fig, tmp_path, "noise_moc_sd")
+
+
+def test_plot_dose(tmp_path):
+    cells, oracle = [], []
+    for dial, levels in (("complementarity", (0.0, 0.5, 1.0)), ("imbalance", (1.0, 3.0, 9.0))):
+        for lv in levels:
+            for model in ("anchor only", "plain fusion", "R3D"):
+                cells.append({"dial": dial, "level": lv, "model": model, "quantity": "moc", "mean": 30 + lv,
+                              "sd": 1.5, "n_seeds": 3})
+                if model != "anchor only":
+                    for m in ("rgb", "depth"):
+                        cells.append({"dial": dial, "level": lv, "model": model, "quantity": f"reliance {m}",
+                                      "mean": 5.0, "sd": 1.0, "n_seeds": 3})
+            for sub, v in (("rgb", 50.0), ("rgb+depth", 60.0 + 10 * lv)):
+                oracle.append({"dial": dial, "level": lv, "subset": sub, "oracle_pct": v})
+    fig = plots.plot_dose(pd.DataFrame(cells), pd.DataFrame(oracle))
+    xl, yl, legend = _labels(fig)
+    assert xl == ["complementarity", "imbalance", "imbalance"]
+    assert {"anchor only (MoC)", "plain fusion (MoC)", "R3D (MoC)", "oracle rgb (next-action acc.)",
+            "oracle rgb+depth (next-action acc.)", "depth, R3D", "rgb, plain fusion"} <= set(legend)
+    assert all("std over seeds" in ax.get_title() for ax in fig.axes)
+    _written(fig, tmp_path, "dose")

@@ -36,6 +36,12 @@ def tiny_config(**train_kw):
                      train=TrainConfig(**kw))
 
 
+def tiny_data_split(root, split):
+    from rankfusion.data import open_dataset
+
+    return open_dataset(root).split(split)
+
+
 def _rows(path):
     with open(path) as fh:
         return [{k: v for k, v in r.items() if k not in TIMING} for r in csv.DictReader(fh)]
@@ -178,13 +184,15 @@ def test_evaluate_run_single_and_several_seeds(tiny_data, tmp_path):
     run = train(tiny_config(epochs=1, select_metric="val_moc"), tiny_data, tmp_path / "ev", seed="1,10",
                 progress=False)
     df = evaluate_run(run, "test")
-    assert list(df.columns) == ["metric", "obs", "beta", "mean", "std", "n_seeds"]
+    assert list(df.columns) == ["metric", "modality", "obs", "beta", "mean", "std", "n_seeds"]
     moc = df[df.metric == "moc"]
     assert len(moc) == 8 and set(moc.obs) == {0.2, 0.3} and set(moc.beta) == {0.1, 0.2, 0.3, 0.5}
+    # the test split has one video: no other video to borrow an input from, so no reliance rows
+    assert len(tiny_data_split(tiny_data, "test")) == 1
     assert set(df.metric) == {"moc", "accuracy", "edit", "f1@10", "f1@25", "f1@50"}
-    seg = df[df.metric != "moc"]
+    seg = df[~df.metric.isin(["moc", "reliance"])]
     assert len(seg) == 10 and set(seg.obs) == {0.2, 0.3} and seg.beta.isna().all()
-    assert (df.n_seeds == 2).all() and df["mean"].between(0, 100).all()
+    assert (df.n_seeds == 2).all() and df[df.metric != "reliance"]["mean"].between(0, 100).all()
     assert (run / "eval_test.csv").exists() and (run / "seed-1" / "eval_test.csv").exists()
     single = evaluate_run(run / "seed-10", "test")
     assert single["std"].isna().all() and (single.n_seeds == 1).all()
@@ -192,6 +200,18 @@ def test_evaluate_run_single_and_several_seeds(tiny_data, tmp_path):
     r = CliRunner().invoke(main, ["evaluate", str(run), "--split", "val"])
     assert r.exit_code == 0, r.output
     assert "MoC" in r.output and (run / "eval_val.csv").exists()
+    # reliance on the train split (several videos): one MoC-grid drop per modality and cell, in
+    # MoC points (a drop lies in [-100, 100])
+    r = CliRunner().invoke(main, ["evaluate", str(run / "seed-1"), "--split", "train"])
+    assert r.exit_code == 0, r.output
+    assert "reliance" in r.output
+    import pandas as pd
+
+    rel = pd.read_csv(run / "seed-1" / "eval_train.csv").query("metric == 'reliance'")
+    assert len(rel) == 16 and set(rel.modality) == {"rgb", "depth"} and rel["mean"].between(-100, 100).all()
+    r = CliRunner().invoke(main, ["evaluate", str(run / "seed-1"), "--split", "train", "--no-reliance"])
+    assert r.exit_code == 0, r.output
+    assert "reliance" not in r.output
 
 
 def test_transition_weight_multiplies_the_anticipation_loss_of_changing_samples():

@@ -13,7 +13,7 @@ import click
 from .._validation import InputError
 from . import main
 
-_FAMILY_HELP = "spectra, modality, noise, exchange, angles, ablation"
+_FAMILY_HELP = "spectra, modality, noise, exchange, angles, ablation, dose"
 
 
 def _command_line() -> str:
@@ -39,6 +39,18 @@ def _command_line() -> str:
 def _threads_option(f):
     return click.option("--threads", default=1, show_default=True, type=click.IntRange(min=1),
                         help="Torch threads (small models: 1 is as fast and robust on shared cores).")(f)
+
+
+def _default_workers() -> int:
+    import os
+
+    return max(1, min(2, os.cpu_count() or 1))
+
+
+def _workers_option(f):
+    return click.option("--workers", default=_default_workers, show_default="min(2, CPU count)",
+                        type=click.IntRange(min=1),
+                        help="Processes that train the independent runs in parallel (one torch thread each).")(f)
 
 
 def _cache_options(f):
@@ -233,7 +245,8 @@ def _moc_gains(ctx, cands):
 @click.option("--partner", default=None,
               help="Modality fused with the anchor (default: the dataset's most complementary one, else the first).")
 @_cache_options
-def figures_cmd(data, out, only, partner, anchor, cache_dir, profile, device, quiet, threads):
+@_workers_option
+def figures_cmd(data, out, only, partner, anchor, cache_dir, profile, device, quiet, threads, workers):
     """Regenerate the paper's figures and tables into OUT, with OUT/manifest.json tracing each one."""
     from ..figures import FAMILIES, FigureContext, make_figures
 
@@ -242,7 +255,7 @@ def figures_cmd(data, out, only, partner, anchor, cache_dir, profile, device, qu
             raise InputError(f"--only must be among {list(FAMILIES)}, got {n!r}")
     cache = _cache(data, cache_dir, profile, device, quiet, threads)
     ctx = FigureContext(cache, out, anchor=anchor, partner=partner)
-    results = make_figures(ctx, only=only or None, command=_command_line(), progress=not quiet)
+    results = make_figures(ctx, only=only or None, command=_command_line(), progress=not quiet, workers=workers)
     for name, r in results.items():
         click.echo(f"{name:9s} {r.seconds:7.1f} s  " + ", ".join(f for f in r.files if not f.endswith(".pdf")))
     click.echo(f"manifest: {out / 'manifest.json'}")
@@ -282,15 +295,17 @@ def robustness_cmd(data, out, partner, noise_seed, anchor, cache_dir, profile, d
 @click.option("--seed", default=0, show_default=True, type=click.IntRange(min=0), help="Seed of the synthetic dataset.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 @_threads_option
-def demo_cmd(out, quick, device, seed, quiet, threads):
+@_workers_option
+def demo_cmd(out, quick, device, seed, quiet, threads, workers):
     """End to end on the bundled synthetic data: dataset, R3D runs, features, analyses, figures, OUT/report.md."""
     from ..report import run_demo
 
     result = run_demo(out, quick=quick, device=device, seed=seed, progress=not quiet, command=_command_line(),
-                      threads=threads)
+                      threads=threads, workers=workers)
     click.echo(f"report: {result['report']}")
     if result.get("ranking"):
         verdict = {True: "matches", False: "does NOT match", None: "no expectation"}[result.get("matches")]
         click.echo("modality ranking: " + " > ".join(result["ranking"])
                    + f" ({verdict} the most complementary partner by construction)")
-    click.echo(f"wall time: {result['seconds']:.1f} s")
+    click.echo(f"wall time: {result['seconds']:.1f} s, CPU time {result['cpu_seconds']:.1f} s "
+               f"({result['workers']} worker{'s' if result['workers'] != 1 else ''})")

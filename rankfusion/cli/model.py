@@ -100,13 +100,20 @@ def train(data, out, preset, config_path, epochs, seed, seeds, modalities, no_rt
               help="Dataset folder (default: the one the run was trained on).")
 @click.option("--checkpoint", type=click.Choice(["best", "last"]), default="best", show_default=True)
 @click.option("--device", default="cpu", show_default=True)
-def evaluate(run, split, data_root, checkpoint, device):
-    """MoC grid (obs x beta) and segmentation metrics of RUN on a split; writes RUN/eval_<split>.csv."""
+@click.option("--reliance/--no-reliance", default=True, show_default=True,
+              help="Also report each modality's reliance: the MoC drop when its input comes from another "
+                   "video (one extra MoC pass per modality).")
+@click.option("--reliance-seed", default=0, show_default=True, type=click.IntRange(min=0),
+              help="Seed of the derangement that pairs each video with the one it borrows from.")
+def evaluate(run, split, data_root, checkpoint, device, reliance, reliance_seed):
+    """MoC grid (obs x beta), segmentation metrics and modality reliance of RUN on a split; writes
+    RUN/eval_<split>.csv."""
     from pathlib import Path
 
     from ..train import evaluate_run, format_eval_table
 
-    df = evaluate_run(run, split, device=device, data_root=data_root, checkpoint=checkpoint)
+    df = evaluate_run(run, split, device=device, data_root=data_root, checkpoint=checkpoint, reliance=reliance,
+                      reliance_seed=reliance_seed)
     for note in df.attrs.get("notes", []):
         click.echo(f"note: {note}", err=True)
     click.echo(format_eval_table(df))

@@ -1,0 +1,68 @@
+"""The demo's process pool: independent runs trained in worker processes give the serial results."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+pytest.importorskip("torch")
+
+from rankfusion import pipeline  # noqa: E402
+from rankfusion.io import load_arrays  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    from rankfusion.data import synthesize
+
+    return synthesize(tmp_path_factory.mktemp("pool") / "data", seed=5, n_videos=14, min_frames=40, max_frames=70,
+                      channels={"rgb": 6, "depth": 6})
+
+
+def _jobs(cache):
+    return [cache.job(["rgb", "depth"], 1, obs_ratios=(0.3,), reliance=True),
+            cache.job(["rgb", "depth"], 10, rtf=False),
+            cache.job(["rgb"], 1),
+            # the same run asked for twice (by two figures): merged, trained once
+            cache.job(["rgb", "depth"], 1, obs_ratios=(0.3,))]
+
+
+@pytest.mark.slow
+def test_pool_matches_serial(data, tmp_path):
+    prof = pipeline.get_profile("quick")
+    serial = pipeline.RunCache(data, tmp_path / "serial", prof, progress=False)
+    pooled = pipeline.RunCache(data, tmp_path / "pooled", prof, progress=False)
+    pipeline.set_threads(1)  # the workers run one torch thread each: the serial run must too
+    s = pipeline.run_jobs(_jobs(serial), workers=1, progress=False)
+    pooled.prefetch(_jobs(pooled), workers=2, progress=False)
+    assert len(s) == 3 and all(s.values()) and len(pooled.trained_now) == 3
+    for job in pipeline.merge_jobs(_jobs(serial)):
+        a = job.run_dir()
+        b = pooled.run_dir(job.modalities, job.seed, **dict(job.overrides))
+        # Same computation (config, seed, data, one thread) on the same machine, so the recorded
+        # MoC, reliance and exported features are bit-identical, not just close.
+        for f in sorted(p.relative_to(a) for p in a.rglob("*") if p.suffix in (".csv", ".npz")
+                        and p.name != "metrics.csv"):
+            if f.suffix == ".csv":
+                pd.testing.assert_frame_equal(pd.read_csv(a / f), pd.read_csv(b / f), check_exact=True)
+            else:  # the arrays (the file's metadata records its own path)
+                xa, xb = load_arrays(a / f), load_arrays(b / f)
+                assert sorted(xa) == sorted(xb) and all(np.array_equal(xa[k], xb[k]) for k in xa), f
+        assert (b / "reliance-test-d0.csv").exists() == (len(job.modalities) > 1 and job.seed == 1
+                                                          and not job.overrides)
+    # the families then find the runs finished; "reused" says whether this session trained them
+    rec = pooled.run("rgb+depth", ["rgb", "depth"], seed=1)
+    assert rec.reused is False
+    again = pipeline.RunCache(data, tmp_path / "pooled", prof, progress=False)
+    assert again.run("rgb+depth", ["rgb", "depth"], seed=1).reused is True
+    assert pipeline.run_jobs(_jobs(again), workers=2, progress=False) == {str(j.run_dir()): False
+                                                                         for j in pipeline.merge_jobs(_jobs(again))}
+
+
+def test_run_jobs_validates_workers(data, tmp_path):
+    cache = pipeline.RunCache(data, tmp_path / "c", pipeline.get_profile("quick"), progress=False)
+    with pytest.raises(ValueError, match="workers"):
+        pipeline.run_jobs([], workers=0)
+    assert pipeline.run_jobs([], workers=2, progress=False) == {}
+    assert cache.trained_now == set()
