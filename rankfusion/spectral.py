@@ -840,7 +840,9 @@ class GramAccumulator:
 
     For features larger than memory (e.g. ``np.load(path, mmap_mode="r")``): feed row chunks
     with :meth:`update`, combine partial accumulators with :meth:`merge`, and read the spectrum
-    at the end. With ``center=True`` the centred co-moment matrix is maintained with the
+    at the end. Chunks may also be torch tensors (e.g. activations, :mod:`rankfusion.monitor`):
+    the float64 state then stays on their device and only the D x D matrix is copied to the host
+    when the spectrum is read. With ``center=True`` the centred co-moment matrix is maintained with the
     pairwise update of Chan, Golub & LeVeque (1979), never as ``G - n mu mu^T`` (which cancels
     catastrophically when the mean dominates).
 
@@ -885,15 +887,17 @@ class GramAccumulator:
 
     @property
     def gram(self):
-        """(D, D) float64 ``X^T X`` (centred co-moment matrix with ``center=True``), a copy."""
+        """(D, D) float64 ``X^T X`` (centred co-moment matrix with ``center=True``), a copy.
+
+        A NumPy array, or a torch tensor on the chunks' device when they were tensors."""
         self._require()
-        return np.ldexp(self._m2, 2 * self._e)
+        return _ldexp(self._m2, 2 * self._e)
 
     @property
     def mean(self):
         """(D,) float64 column means of the rows seen (tracked with or without centring)."""
         self._require()
-        return np.ldexp(self._mean, self._e)
+        return _ldexp(self._mean, self._e)
 
     @property
     def _e(self) -> int:
@@ -904,44 +908,61 @@ class GramAccumulator:
         entries below ``2**-1074`` of the new unit, far below the Gram error radius)."""
         if self._exp is not None and exp > self._exp:
             shift = self._exp - exp
-            self._m2 = np.ldexp(self._m2, 2 * shift)
-            self._mean = np.ldexp(self._mean, shift)
+            self._m2 = _ldexp(self._m2, 2 * shift)
+            self._mean = _ldexp(self._mean, shift)
         self._exp = exp if self._exp is None else max(exp, self._exp)
+
+    def _host_m2(self):
+        # The spectrum is read from a host copy: D x D is small, and one code path (NumPy)
+        # applies the tolerance and the eigenvalue tail whatever device accumulated the rows.
+        return self._m2.detach().cpu().numpy() if is_torch(self._m2) else self._m2
+
+    def _check_backend(self, x, what):
+        if self._m2 is None:
+            return
+        same = is_torch(x) == is_torch(self._m2) and (not is_torch(x) or x.device == self._m2.device)
+        if not same:
+            where = f"a torch tensor on {self._m2.device}" if is_torch(self._m2) else "a NumPy array"
+            raise TypeError(f"{what} must be {where} like the previous chunks, got {describe(x)}"
+                            + (f" on {x.device}" if is_torch(x) else ""))
 
     def _require(self):
         if self._n == 0:
             raise ValueError("GramAccumulator is empty: call update(chunk) with at least one row first")
 
     def update(self, chunk) -> GramAccumulator:
-        """Add rows. ``chunk`` : ndarray (or memmap) of shape (n, D), any real dtype."""
-        if get_ops(chunk) is not NumpyOps:
-            raise TypeError(f"chunk must be a NumPy array or memmap, got {describe(chunk)}")
+        """Add rows. ``chunk`` : ndarray (or memmap) of shape (n, D), any real dtype, or a torch
+        tensor (detached; every chunk on the same device, where the float64 state is kept)."""
         chunk = check_structure(chunk, "chunk", allow_empty=True)
-        if chunk.ndim != 2:
+        if len(chunk.shape) != 2:
             raise ValueError(f"chunk must be 2-D (n, D), got {describe(chunk)}")
+        self._check_backend(chunk, "chunk")
+        ops = get_ops(chunk)
+        if is_torch(chunk):
+            chunk = chunk.detach()  # the accumulator never joins an autograd graph
         if self._d is None:
             self._d = chunk.shape[1]
-            self._mean = np.zeros(self._d)
-            self._m2 = np.zeros((self._d, self._d))
+            z = ops.to64(chunk[:0])  # (0, D): zeros below come out on the chunk's backend and device
+            self._m2, self._mean = z.T @ z, z.sum(0)
         elif chunk.shape[1] != self._d:
             raise ValueError(f"chunk must have {self._d} columns like the previous chunks, got {describe(chunk)}")
-        self._eps = max(self._eps, NumpyOps.eps(chunk))
+        self._eps = max(self._eps, ops.eps(chunk))
         rows = self.chunk_rows or chunk_rows_for(self._d)
         for start in range(0, chunk.shape[0], rows):
-            c = np.asarray(chunk[start : start + rows], dtype=np.float64)
+            c = ops.to64(chunk[start : start + rows])
             nb = c.shape[0]
             with np.errstate(all="ignore"):  # NaN/Inf are caught from the diagonal below
-                top = float(np.max(np.abs(c))) if c.size else 0.0
+                top = float(abs(c).max()) if c.shape[0] else 0.0
                 if 0.0 < top < math.inf:
                     self._rescale(math.frexp(top)[1])
-                c = np.ldexp(c, -self._e)  # a power of two: exact
-                mb = c.mean(axis=0)
+                c = _ldexp(c, -self._e)  # a power of two: exact
+                mb = c.mean(0)
                 if self.center:
                     cc = c - mb
                     m2b = cc.T @ cc
                 else:
                     m2b = c.T @ c
-            if not _finite_or_raise(NumpyOps, np.diagonal(m2b), c, "chunk"):
+            if not _finite_or_raise(ops, ops.diagonal(m2b), c, "chunk"):
                 raise ValueError(f"chunk has entries too large for a float64 Gram matrix: {describe(chunk)}")
             self._combine(nb, mb, m2b)
         return self
@@ -966,7 +987,7 @@ class GramAccumulator:
         diff = mb - self._mean
         if self.center:
             # Chan et al. pairwise merge of co-moments: exact in exact arithmetic and stable.
-            self._m2 += m2b + np.outer(diff, diff) * (na * nb / n)
+            self._m2 += m2b + diff[:, None] * diff[None, :] * (na * nb / n)
         else:
             self._m2 += m2b
         self._mean += diff * (nb / n)
@@ -980,15 +1001,16 @@ class GramAccumulator:
             raise ValueError(f"other.center={other.center} does not match center={self.center}")
         if other._n == 0:
             return self
+        self._check_backend(other._m2, "other's state")
         if self._d is None:
-            self._d, self._mean, self._m2 = other._d, np.zeros(other._d), np.zeros((other._d, other._d))
+            self._d, self._mean, self._m2 = other._d, other._mean * 0.0, other._m2 * 0.0
         elif other._d != self._d:
             raise ValueError(f"other has {other._d} channels, this accumulator has {self._d}")
         self._eps = max(self._eps, other._eps)
         if other._exp is not None:
             self._rescale(other._exp)
         shift = other._e - self._e  # <= 0
-        self._combine(other._n, np.ldexp(other._mean, shift), np.ldexp(other._m2, 2 * shift))
+        self._combine(other._n, _ldexp(other._mean, shift), _ldexp(other._m2, 2 * shift))
         return self
 
     def error_radius(self) -> float:
@@ -998,11 +1020,11 @@ class GramAccumulator:
 
     def _radius(self) -> float:
         # in the stored units (see _rescale)
-        lam_max = max(float(np.linalg.eigvalsh(self._m2)[-1]), 0.0)
+        lam_max = max(float(np.linalg.eigvalsh(self._host_m2())[-1]), 0.0)
         return _gram_error_radius(lam_max, max(self._n, self._d), min(self._n, self._d))
 
     def _eig(self):
-        lam = np.linalg.eigvalsh(self._m2)[::-1]
+        lam = np.linalg.eigvalsh(self._host_m2())[::-1]
         # Only min(n, D) eigenvalues can be non-zero; the rest are rounding of exact zeros.
         return lam[: min(self._n, self._d)]
 
@@ -1050,7 +1072,24 @@ class GramAccumulator:
         """Definition 1 from the accumulated Gram matrix: (D,) float64."""
         self._require()
         k = check_int(k, "k", low=1, high=self._d, allow_none=True)
+        m2 = self._host_m2()
         if k is None:
-            return np.ldexp(np.diag(self._m2), 2 * self._e)
-        lam, v = NumpyOps.eigh_desc(self._m2)
+            return np.ldexp(np.diag(m2), 2 * self._e)
+        lam, v = NumpyOps.eigh_desc(m2)
         return np.ldexp(topk_informativeness(lam, v, k), 2 * self._e)
+
+
+def _ldexp(x, e: int):
+    """``x * 2**e`` for a NumPy array (``np.ldexp``, a copy) or a torch tensor (same device).
+
+    torch has no exact ldexp for large ``|e|`` (``2.0**e`` leaves float64's range), so tensors are
+    scaled in steps of at most ``2**1000``: each step is exact unless the result under/overflows.
+    """
+    if not is_torch(x):
+        return np.ldexp(x, e)
+    out = x.clone()
+    while e:
+        step = max(-1000, min(1000, e))
+        out = out * math.ldexp(1.0, step)
+        e -= step
+    return out

@@ -92,8 +92,41 @@ def test_zero_and_errors(rng):
     with pytest.raises(ValueError, match="center"):
         S.GramAccumulator(center=True).merge(S.GramAccumulator())
     torch = pytest.importorskip("torch")
-    with pytest.raises(TypeError, match="chunk"):
-        S.GramAccumulator().update(torch.ones(3, 2))
+    # torch chunks are accepted (state on their device), but one accumulator takes one backend
+    with pytest.raises(TypeError, match="chunk must be a NumPy array"):
+        S.GramAccumulator().update(np.ones((3, 2))).update(torch.ones(3, 2))
+    with pytest.raises(TypeError, match="chunk must be a torch tensor"):
+        S.GramAccumulator().update(torch.ones(3, 2)).update(np.ones((3, 2)))
+    with pytest.raises(ValueError, match="chunk contains NaN or Inf"):
+        S.GramAccumulator().update(torch.tensor([[float("nan"), 1.0]]))
+
+
+@pytest.mark.parametrize("center", [False, True])
+@pytest.mark.parametrize("scale", [1.0, 2.0**-600, 2.0**500])
+def test_torch_chunks_stay_on_their_device(backend, rng, center, scale):
+    # The same rows streamed as tensors give the NumPy stream's spectrum; the float64 state lives
+    # on the tensors' device (what rankfusion.monitor relies on for activations on a GPU).
+    if backend.name == "numpy":
+        pytest.skip("the tensor path; the NumPy path is tested above")
+    # full rank, two decades of spectrum: every singular value is resolved, none is rounding noise
+    X = (rng.standard_normal((3000, 40)) * np.logspace(0, -2, 40) + 5.0) * scale
+    X = X.astype(np.float32) if scale == 1.0 else X  # extreme scales need float64 entries
+    ref = _feed(S.GramAccumulator(center=center), X, 700)
+    acc = _feed(S.GramAccumulator(center=center), backend.asarray(X), 700)
+    backend.check_type(acc.gram)
+    assert acc.gram.dtype == backend.torch.float64
+    np.testing.assert_allclose(backend.to_numpy(acc.gram), ref.gram, rtol=1e-12, atol=1e-9 * ref.gram.max())
+    # two Gram products with different rounding: each sigma^2 within its documented error radius
+    got, want = acc.singular_values(), ref.singular_values()
+    assert got.shape == want.shape == (40,)
+    np.testing.assert_allclose(got**2, want**2, rtol=0, atol=2 * ref.error_radius())
+    assert acc.effective_rank() == pytest.approx(float(S.effective_rank(X, center=center)), rel=1e-9)
+    merged = S.GramAccumulator(center=center).merge(acc)
+    backend.check_type(merged.mean)
+    np.testing.assert_allclose(backend.to_numpy(merged.mean), X.mean(0, dtype=np.float64), rtol=1e-12)
+    # a tensor that requires grad is read without joining the graph
+    t = backend.asarray(X).requires_grad_(True)
+    assert not S.GramAccumulator().update(t).gram.requires_grad
 
 
 @pytest.mark.parametrize("exp", [-600, -1000, 500])
