@@ -7,6 +7,7 @@ A run folder holds::
     RUN/checkpoints/last.pt    everything needed to resume (written atomically every epoch)
     RUN/checkpoints/best.pt    weights of the best epoch on the *validation* split
     RUN/eval_<split>.csv       written by :func:`evaluate_run`
+    RUN/ranks.csv              per-epoch effective ranks on a validation subset (``monitor=True``)
 
 Several seeds: ``RUN/seed-<s>/`` per seed, ``RUN/seeds.json``, and ``RUN/eval_<split>.csv``
 with the mean and standard deviation over seeds.
@@ -238,7 +239,7 @@ def _write_metrics(path: Path, history: list):
 
 # ----------------------------------------------------------------------------- training
 def train(config: RunConfig, data_root, run_dir, *, seed=1, device=None, resume: bool = False,
-          progress: bool = True, on_epoch_end=None, distributed=None) -> Path:
+          progress: bool = True, on_epoch_end=None, distributed=None, monitor: bool = True) -> Path:
     """Train R3D on ``data_root``'s train split; choose the best epoch on its val split.
 
     Parameters
@@ -266,6 +267,12 @@ def train(config: RunConfig, data_root, run_dir, *, seed=1, device=None, resume:
         also gives ``device``). ``config.train.batch_size`` is then the batch of *each* process
         (the step's batch is ``world_size * batch_size``); rank 0 writes the run folder. See
         docs/scaling.md. ``None`` (default): the single-process path.
+    monitor : bool
+        Write ``RUN/ranks.csv``: effective rank of each modality's tokens before and after the
+        token fuser and of the stacked tokens, at initialisation (epoch 0) and after every epoch,
+        on a fixed validation subset (:class:`rankfusion.monitor.EpochRanks`; rank 0 only in a
+        distributed run). It does not change the training (eval mode, no autograd, no random
+        numbers drawn).
 
     Returns
     -------
@@ -283,7 +290,8 @@ def train(config: RunConfig, data_root, run_dir, *, seed=1, device=None, resume:
     seeds = parse_seeds(seed)
     run_dir = Path(run_dir)
     ctx = distributed
-    kw = dict(device=device, resume=resume, progress=progress, on_epoch_end=on_epoch_end, ctx=ctx)
+    kw = dict(device=device, resume=resume, progress=progress, on_epoch_end=on_epoch_end, ctx=ctx,
+              monitor=monitor)
     if len(seeds) > 1:
         _on_main(ctx, device, lambda: _write_seeds(run_dir, seeds, resume))
         for s in seeds:
@@ -318,10 +326,12 @@ class _Run:
         self.__dict__.update(kw)
 
 
-def _train_one(config, data_root, run_dir: Path, *, seed, device, resume, progress, on_epoch_end, ctx=None):
+def _train_one(config, data_root, run_dir: Path, *, seed, device, resume, progress, on_epoch_end, ctx=None,
+               monitor=True):
     r = _prepare_run(config, data_root, run_dir, seed=seed, device=device, resume=resume, ctx=ctx)
     _build_training(r, seed)
     _restore_or_start(r, seed, resume)
+    ranks = _epoch_ranks(r) if monitor and _is_main(ctx) else None
     for epoch in range(r.start, r.tc.epochs + 1):
         row = _train_epoch(r, epoch, progress)
         row.update(_validate(r))
@@ -330,6 +340,8 @@ def _train_one(config, data_root, run_dir: Path, *, seed, device, resume, progre
         row = {k: row[k] for k in _METRIC_FIELDS}
         r.history.append(row)
         _save_epoch(r, epoch, row)
+        if ranks is not None:
+            ranks.record(r.model, epoch)
         if progress and _is_main(ctx):
             from tqdm.auto import tqdm
 
@@ -342,6 +354,20 @@ def _train_one(config, data_root, run_dir: Path, *, seed, device, resume, progre
 
 def _is_main(ctx) -> bool:
     return ctx is None or ctx.is_main
+
+
+def _epoch_ranks(r: _Run):
+    """The run's rank monitor (``RUN/ranks.csv``), with the initial model recorded as epoch 0.
+
+    Eval mode, one video per forward: RTF's distributed statistic is not used, so rank 0 alone
+    can measure while the other processes go on.
+    """
+    from .monitor import EpochRanks
+
+    ranks = EpochRanks(r.ds, r.config, r.dev, r.run_dir / "ranks.csv", previous=r.start > 1)
+    if r.start == 1:
+        ranks.record(r.model, 0)
+    return ranks
 
 
 def _prepare_run(config, data_root, run_dir, *, seed, device, resume, ctx) -> _Run:

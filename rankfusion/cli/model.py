@@ -42,6 +42,9 @@ def _split_list(value, name):
 @click.option("--sample-rate", type=int, default=None)
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:N or auto.")
 @click.option("--resume", is_flag=True, help="Continue an interrupted run in --out.")
+@click.option("--monitor/--no-monitor", default=True, show_default=True,
+              help="Per-epoch effective ranks of the tokens before/after the token fuser on a fixed "
+                   "validation subset, written to OUT/ranks.csv (docs/monitor.md).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @click.option("--rtf-stats", type=click.Choice(["global", "local"]), default="global", show_default=True,
               help="Under torchrun: RTF's channel statistic summed over processes (N x B selects as one "
@@ -50,7 +53,7 @@ def _split_list(value, name):
               help="Under torchrun: default gloo on CPU, nccl with --device cuda.")
 def train(data, out, preset, config_path, epochs, seed, seeds, modalities, no_rtf, no_temporal_fuser,
           selection, exchange, exchange_ratio, latent, d_model, layers, batch_size, lr, sample_rate,
-          device, resume, quiet, rtf_stats, dist_backend):
+          device, resume, monitor, quiet, rtf_stats, dist_backend):
     """Train R3D on dataset DATA (train split; best epoch chosen on val).
 
     Data-parallel on several processes or machines: start it with torchrun, e.g.
@@ -78,14 +81,15 @@ def train(data, out, preset, config_path, epochs, seed, seeds, modalities, no_rt
     seed_arg = seeds if seeds is not None else (1 if seed is None else seed)
     t0 = time.perf_counter()
     if not under_torchrun():
-        path = run_train(cfg, data, out, seed=seed_arg, device=device, resume=resume, progress=not quiet)
+        path = run_train(cfg, data, out, seed=seed_arg, device=device, resume=resume, progress=not quiet,
+                         monitor=monitor)
         # the hash of the config resolved against the dataset, as config.json and the checkpoints record it
         click.echo(f"trained {path} (config {recorded_config_hash(path)}) in {time.perf_counter() - t0:.1f} s")
         return
     ctx, dev = setup(device, rtf_stats=rtf_stats, backend=dist_backend)
     try:
         path = run_train(cfg, data, out, seed=seed_arg, device=dev, resume=resume, progress=not quiet,
-                         distributed=ctx)
+                         distributed=ctx, monitor=monitor)
     finally:
         teardown()
     if ctx.is_main:

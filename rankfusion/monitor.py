@@ -1,0 +1,407 @@
+"""Rank dynamics of any torch model: exact, streaming effective rank of watched outputs.
+
+:class:`RankMonitor` registers forward hooks on a model, streams every watched output
+(flattened to rows x channels, padded steps dropped when a mask is given) into a
+:class:`rankfusion.spectral.GramAccumulator` kept in float64 on the output's own device, and at
+the end of each interval records, per watched name, the numerical rank, the effective rank
+(Eq. 1) and the top singular values. The spectrum is the accumulator's, so tolerance and
+conventions are those of :mod:`rankfusion.spectral` (docs/spectral.md). Memory: one D x D float64
+matrix per watched name, never the rows.
+
+The hooks only read detached outputs: gradients, outputs and the random-number streams of the
+model are unchanged (tested bitwise). :func:`r3d_modules` and :class:`EpochRanks` are the R3D
+hook-up behind ``rankfusion train --monitor`` (``RUN/ranks.csv``).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ._validation import check_int, describe, is_torch
+from .spectral import GramAccumulator
+
+__all__ = ["RankMonitor", "r3d_modules", "EpochRanks", "DEFAULT_EVERY", "DEFAULT_MAX_ROWS"]
+
+#: Forward calls of the model per interval (one record per watched name per interval).
+DEFAULT_EVERY = 100
+#: Rows streamed per watched name and interval; later rows of the interval are not read. At the
+#: paper's size (D = 128, batches of ~1,600 valid steps) this is the first ~5 batches of every 100,
+#: which keeps the monitor under 5% of a training step's time (docs/monitor.md, benchmarks).
+DEFAULT_MAX_ROWS = 8192
+#: Singular values recorded per name (``sigma_1`` ... ``sigma_k``; NaN beyond the numerical rank).
+DEFAULT_TOP = 8
+
+
+def _import_torch():
+    import torch
+
+    return torch
+
+
+def _tensorboard_writer(tensorboard):
+    """A SummaryWriter for a log folder, or the writer-like object given (``add_scalar``)."""
+    if tensorboard is None or hasattr(tensorboard, "add_scalar"):
+        return tensorboard
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        raise ImportError("TensorBoard logging needs the optional 'monitor' extra: "
+                          "pip install 'rankfusion[monitor]'") from None
+    return SummaryWriter(log_dir=str(tensorboard))
+
+
+class _Watch:
+    """One watched name: where its tensor comes from and its accumulator for the interval."""
+
+    def __init__(self, name, module, extract, center):
+        self.name, self.module, self.extract, self.center = name, module, extract, center
+        self.reset()
+
+    def reset(self):
+        self.acc = GramAccumulator(center=self.center)
+        self.finite = True
+        self.masked = False
+
+
+class RankMonitor:
+    """Watch the effective rank (Eq. 1) of outputs of a torch model while it runs.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        The model; its forward calls are counted and define the intervals.
+    modules : dict of str to watch spec
+        ``{name: spec}``. A spec is a submodule of ``model`` (its output tensor is watched), a
+        callable applied to the *model's* output (e.g. ``lambda out: out.features``), or a pair
+        ``(submodule, callable)`` whose callable picks the tensor from the submodule's output.
+        A watched tensor of shape (..., D) is flattened to (rows, D).
+    every : int or None, default :data:`DEFAULT_EVERY`
+        Forward calls of ``model`` per interval; a record is made after the ``every``-th call.
+        ``None``: record only when :meth:`record` is called.
+    max_rows : int or None, default :data:`DEFAULT_MAX_ROWS`
+        Rows streamed per name and interval (the first ones of the interval); ``None``: all.
+    center : bool, default False
+        Centre each name's rows over the interval (the paper does not centre).
+    mask : int, str, callable or None
+        Where the padding mask (bool, True = valid, shape (B, T)) of a forward call is found:
+        the index of a positional argument, the name of a keyword argument, or
+        ``f(args, kwargs) -> mask or None``. A watched tensor whose leading dimensions equal the
+        mask's shape keeps only its valid rows (column ``masked`` of the results says which did).
+    top : int, default :data:`DEFAULT_TOP`
+        Number of leading singular values recorded.
+    tol : float, optional
+        Absolute singular-value tolerance; default the spectral module's
+        ``sqrt(max(N, D)) * eps * sigma_max`` with ``eps`` of the outputs' dtype.
+    tensorboard : str, path or writer, optional
+        A log folder (needs the optional ``monitor`` extra, which installs ``tensorboard``) or any
+        object with ``add_scalar(tag, value, step)``: effective and numerical rank per name are
+        logged at every record.
+
+    Notes
+    -----
+    Use as a context manager, or call :meth:`close`, to remove the hooks. Rows of one name must
+    have the same number of channels and live on one device within an interval.
+    """
+
+    def __init__(self, model, modules: dict, *, every: int | None = DEFAULT_EVERY,
+                 max_rows: int | None = DEFAULT_MAX_ROWS, center: bool = False, mask=None,
+                 top: int = DEFAULT_TOP, tol: float | None = None, tensorboard=None):
+        torch = _import_torch()
+        if not isinstance(model, torch.nn.Module):
+            raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+        if not isinstance(modules, dict) or not modules:
+            raise ValueError(f"modules must be a non-empty dict {{name: submodule or callable}}, got {modules!r}")
+        self.model = model
+        self.every = check_int(every, "every", low=1, allow_none=True)
+        self.max_rows = check_int(max_rows, "max_rows", low=1, allow_none=True)
+        self.top = check_int(top, "top", low=0)
+        self.tol = tol
+        self.center = bool(center)
+        self._mask_spec = self._check_mask(mask)
+        self._writer = _tensorboard_writer(tensorboard)
+        self._watches = [self._parse(name, spec) for name, spec in modules.items()]
+        self._rows: list[dict] = []
+        self._calls = 0
+        self._interval_calls = 0
+        self._mask = None
+        self.enabled = True
+        self._handles = []
+        self._attach()
+
+    # ------------------------------------------------------------------ set-up
+    @staticmethod
+    def _check_mask(mask):
+        if mask is None or callable(mask) or isinstance(mask, str):
+            return mask
+        return check_int(mask, "mask", low=0)
+
+    def _parse(self, name, spec):
+        torch = _import_torch()
+        if not isinstance(name, str) or not name:
+            raise TypeError(f"modules keys must be non-empty strings, got {name!r}")
+        module, extract = None, None
+        if isinstance(spec, tuple) and len(spec) == 2:
+            module, extract = spec
+        elif isinstance(spec, torch.nn.Module):
+            module = spec
+        else:
+            extract = spec
+        if module is not None:
+            if not isinstance(module, torch.nn.Module) or not any(m is module for m in self.model.modules()):
+                raise ValueError(f"modules[{name!r}]: {type(module).__name__} is not a submodule of the model")
+        if extract is not None and not callable(extract):
+            raise TypeError(f"modules[{name!r}] must be a submodule, a callable or (submodule, callable), "
+                            f"got {type(spec).__name__}")
+        return _Watch(name, module, extract, self.center)
+
+    def _attach(self):
+        self._handles.append(self.model.register_forward_pre_hook(self._pre_hook, with_kwargs=True))
+        for w in self._watches:
+            if w.module is not None:
+                self._handles.append(w.module.register_forward_hook(self._module_hook(w)))
+        # registered last: runs after the watched submodules' hooks of the same call
+        self._handles.append(self.model.register_forward_hook(self._post_hook))
+
+    # ------------------------------------------------------------------ hooks
+    def _pre_hook(self, module, args, kwargs):
+        spec = self._mask_spec
+        if spec is None or not self.enabled:
+            self._mask = None
+        elif callable(spec):
+            self._mask = spec(args, kwargs)
+        elif isinstance(spec, str):
+            self._mask = kwargs.get(spec)
+        else:
+            self._mask = args[spec] if spec < len(args) else None
+        return None
+
+    def _module_hook(self, watch):
+        def hook(module, args, output):
+            if self.enabled:
+                self._stream(watch, output if watch.extract is None else watch.extract(output))
+            return None  # never replace the output
+
+        return hook
+
+    def _post_hook(self, module, args, output):
+        if not self.enabled:
+            return None
+        for w in self._watches:
+            if w.module is None:
+                self._stream(w, w.extract(output))
+        self._calls += 1
+        self._interval_calls += 1
+        self._mask = None
+        if self.every is not None and self._interval_calls >= self.every:
+            self.record()
+        return None
+
+    def _rows_of(self, watch, x):
+        """(rows, D) view of a watched tensor, valid steps only when the mask fits its shape."""
+        if not is_torch(x):
+            raise TypeError(f"watched output {watch.name!r} must be a torch tensor, got {describe(x)}")
+        x = x.detach()
+        m = self._mask
+        if m is not None and x.dim() >= 2 and tuple(x.shape[:-1]) == tuple(m.shape):
+            watch.masked = True
+            return x[m.to(device=x.device, dtype=_import_torch().bool)]
+        return x.reshape(-1, x.shape[-1]) if x.dim() != 2 else x
+
+    def _stream(self, watch, x):
+        rows = self._rows_of(watch, x)
+        if self.max_rows is not None:
+            room = self.max_rows - watch.acc.n_rows
+            if room <= 0:
+                return
+            rows = rows[:room]
+        if not watch.finite or rows.shape[0] == 0:
+            return
+        try:
+            watch.acc.update(rows)
+        except ValueError:
+            # NaN/Inf activations (a diverging run): recorded as NaN, never raised into training
+            watch.finite = False
+
+    # ------------------------------------------------------------------ results
+    def record(self, step=None) -> list[dict]:
+        """Close the current interval: one row per watched name that saw rows; returns them.
+
+        ``step`` labels the rows (default: forward calls so far). Accumulators restart empty.
+        """
+        step = self._calls if step is None else step
+        new = []
+        for w in self._watches:
+            if w.acc.n_rows == 0 and w.finite:
+                continue
+            new.append(self._summary(w, step))
+            w.reset()
+        self._interval_calls = 0
+        self._rows += new
+        if self._writer is not None:
+            for r in new:
+                self._writer.add_scalar(f"effective_rank/{r['name']}", r["effective_rank"], r["step"])
+                self._writer.add_scalar(f"numerical_rank/{r['name']}", r["numerical_rank"], r["step"])
+        return new
+
+    def _summary(self, w, step) -> dict:
+        row = {"step": step, "name": w.name, "calls": self._interval_calls, "n_rows": w.acc.n_rows,
+               "n_channels": w.acc.n_channels, "masked": w.masked}
+        if not w.finite:
+            sigma, rank, erank = np.zeros(0), math.nan, math.nan
+        else:
+            sigma = w.acc.singular_values(self.tol)
+            rank, erank = int(sigma.shape[0]), float(w.acc.effective_rank(self.tol))
+        row.update(numerical_rank=rank, effective_rank=erank)
+        for i in range(self.top):
+            row[f"sigma_{i + 1}"] = float(sigma[i]) if i < sigma.shape[0] else math.nan
+        return row
+
+    @property
+    def rows(self) -> list[dict]:
+        """Records so far, one dict per (interval, name)."""
+        return list(self._rows)
+
+    def to_frame(self):
+        """Records as a pandas DataFrame: ``step, name, calls, n_rows, n_channels, masked,
+        numerical_rank, effective_rank, sigma_1 ... sigma_<top>``."""
+        import pandas as pd
+
+        cols = ["step", "name", "calls", "n_rows", "n_channels", "masked", "numerical_rank", "effective_rank"]
+        cols += [f"sigma_{i + 1}" for i in range(self.top)]
+        return pd.DataFrame(self._rows, columns=cols)
+
+    def to_csv(self, path) -> Path:
+        """Write :meth:`to_frame` to ``path`` atomically; returns the path."""
+        from .io import write_text
+
+        path = Path(path)
+        write_text(path, self.to_frame().to_csv(index=False, float_format="%.10g"))
+        return path
+
+    # ------------------------------------------------------------------ life cycle
+    @property
+    def calls(self) -> int:
+        """Forward calls of the model seen while enabled."""
+        return self._calls
+
+    def close(self, *, flush: bool = True):
+        """Remove every hook; with ``flush``, record a last (partial) interval if rows are pending."""
+        for h in self._handles:
+            h.remove()
+        self._handles = []
+        if flush and any(w.acc.n_rows or not w.finite for w in self._watches):
+            self.record()
+        if self._writer is not None and hasattr(self._writer, "flush"):
+            self._writer.flush()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close(flush=exc[0] is None)
+        return False
+
+
+# ----------------------------------------------------------------------------- R3D hook-up
+def r3d_modules(modalities) -> dict:
+    """Watch specs for an R3D forward with ``return_features=True`` (callables on its output).
+
+    ``<m>/before`` and ``<m>/after``: each modality's tokens before / after the token fuser
+    (identical without RTF); ``fused``: the stacked tokens ``[after_1, ..., after_M]`` (Sec. 4.2)
+    that enter the Temporal Fuser.
+    """
+    torch = _import_torch()
+    mods = list(modalities)
+    specs = {}
+    for m in mods:
+        specs[f"{m}/before"] = lambda out, m=m: out.features[m]["before"]
+        specs[f"{m}/after"] = lambda out, m=m: out.features[m]["after"]
+    specs["fused"] = lambda out: torch.cat([out.features[m]["after"] for m in mods], dim=-1)
+    return specs
+
+
+#: Videos of the validation split (in split order) that ``train --monitor`` measures each epoch.
+EPOCH_VIDEOS = 16
+
+
+class EpochRanks:
+    """Per-epoch effective ranks of an R3D run on a fixed validation subset (``RUN/ranks.csv``).
+
+    The subset is the first ``n_videos`` videos of the validation split, each observed up to the
+    largest evaluation ratio (``config.train.eval_obs``), one video per forward pass as in
+    evaluation (RTF's channel selection is a batch statistic). Rows of all videos are pooled into
+    one matrix per name. Measured in eval mode without autograd; the model's training state and
+    every random-number stream are left as they were, so a run trains identically with or
+    without it.
+
+    Parameters
+    ----------
+    ds : rankfusion.data dataset
+    config : RunConfig (resolved)
+    device : torch.device
+    path : path-like
+        The CSV written after every :meth:`record` (whole history, atomically).
+    n_videos : int
+    previous : bool
+        Keep rows of earlier epochs found in ``path`` (resume).
+    """
+
+    def __init__(self, ds, config, device, path, *, n_videos: int = EPOCH_VIDEOS, previous: bool = False):
+        from .train import _video_inputs
+
+        n_videos = check_int(n_videos, "n_videos", low=1)
+        self.path = Path(path)
+        self.modalities = list(config.model.modalities)
+        self.obs = float(max(config.train.eval_obs))
+        videos = list(ds.split("val"))[:n_videos]
+        self.inputs = []
+        for v in videos:
+            stop = max(1, int(self.obs * len(ds.labels(v))))
+            self.inputs.append(_video_inputs(ds, v, self.modalities, stop, config.train.sample_rate, device))
+        self.n_videos = len(self.inputs)
+        self.rows: list[dict] = []
+        if previous and self.path.exists():
+            import pandas as pd
+
+            self.rows = pd.read_csv(self.path).to_dict("records")
+
+    def record(self, model, epoch: int) -> list[dict]:
+        """Measure ``model`` now, label the rows ``epoch``, rewrite the CSV; returns the new rows."""
+        torch = _import_torch()
+        self.rows = [r for r in self.rows if int(r["epoch"]) < epoch]
+        if not self.inputs:
+            return []
+        t0 = time.perf_counter()
+        was_training = model.training
+        model.eval()
+        try:
+            with RankMonitor(model, r3d_modules(self.modalities), every=None, max_rows=None, mask=1) as mon:
+                with torch.no_grad():
+                    for feats, mask in self.inputs:
+                        model(feats, mask, return_features=True)
+                new = mon.record(step=epoch)
+        finally:
+            model.train(was_training)
+        seconds = time.perf_counter() - t0
+        for r in new:
+            modality, _, stage = r["name"].partition("/")
+            # seconds: the whole measurement of this epoch (all names), to set against epoch_s
+            r.update(epoch=r.pop("step"), modality=modality, stage=stage or "stacked",
+                     split="val", obs=self.obs, n_videos=self.n_videos, seconds=seconds)
+        self.rows += new
+        self._write()
+        return new
+
+    def _write(self):
+        import pandas as pd
+
+        from .io import write_text
+
+        df = pd.DataFrame(self.rows)
+        first = ["epoch", "name", "modality", "stage", "n_rows", "n_channels", "numerical_rank", "effective_rank"]
+        df = df[first + [c for c in df.columns if c not in first]]
+        write_text(self.path, df.to_csv(index=False, float_format="%.10g"))
