@@ -1,0 +1,321 @@
+"""RankMonitor: exact ranks of watched outputs, masking, hooks, gradients, results, train --monitor."""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from click.testing import CliRunner  # noqa: E402
+
+from rankfusion import spectral as S  # noqa: E402
+from rankfusion.cli import main  # noqa: E402
+from rankfusion.config import R3DConfig, RunConfig, TrainConfig  # noqa: E402
+from rankfusion.model import R3D  # noqa: E402
+from rankfusion.monitor import RankMonitor, r3d_modules  # noqa: E402
+
+pytestmark = pytest.mark.usefixtures("one_blas_thread")
+
+
+class TwoTower(torch.nn.Module):
+    """Two feature matrices, one MLP tower each, concatenated (the docs' example model)."""
+
+    def __init__(self, da=12, db=7, width=16):
+        super().__init__()
+        self.a = torch.nn.Sequential(torch.nn.Linear(da, width), torch.nn.ReLU())
+        self.b = torch.nn.Sequential(torch.nn.Linear(db, width), torch.nn.ReLU())
+        self.head = torch.nn.Linear(2 * width, 3)
+
+    def forward(self, xa, xb, mask=None):
+        z = torch.cat([self.a(xa), self.b(xb)], dim=-1)
+        return self.head(torch.nn.functional.dropout(z, 0.2, self.training))
+
+
+def _device(backend):
+    if backend.name == "numpy":
+        pytest.skip("the monitor watches torch models")
+    return backend.device
+
+
+def _inputs(n, device, seed, shape=()):
+    g = torch.Generator().manual_seed(seed)
+    return (torch.randn(*shape, n, 12, generator=g).to(device), torch.randn(*shape, n, 7, generator=g).to(device))
+
+
+def _all_hooks(model):
+    return sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in model.modules())
+
+
+@pytest.mark.parametrize("center", [False, True])
+def test_effective_rank_equals_spectral_on_concatenated_outputs(backend, center):
+    dev = _device(backend)
+    torch.manual_seed(0)
+    net = TwoTower().to(dev).eval()
+    batches = [_inputs(n, dev, i) for i, n in enumerate((40, 17, 63))]  # uneven: the stream must not care
+    mon = RankMonitor(net, {"tower_a": net.a, "logits": lambda out: out}, every=None, max_rows=None,
+                      center=center)
+    with torch.no_grad():
+        for xa, xb in batches:
+            net(xa, xb)
+    mon.record(step=1)
+    mon.close()
+    with torch.no_grad():  # the same outputs again, without hooks
+        seen = {"tower_a": [net.a(xa) for xa, _ in batches], "logits": [net(xa, xb) for xa, xb in batches]}
+    df = mon.to_frame().set_index("name")
+    for name, parts in seen.items():
+        X = torch.cat(parts)
+        assert df.loc[name, "n_rows"] == X.shape[0] == 120
+        ref = float(S.effective_rank(X, center=center))
+        assert df.loc[name, "effective_rank"] == pytest.approx(ref, rel=1e-9)
+        assert df.loc[name, "numerical_rank"] == int(S.numerical_rank(X, center=center))
+        sigma = backend.to_numpy(S.singular_values(X, center=center))
+        np.testing.assert_allclose(df.loc[name, ["sigma_1", "sigma_2", "sigma_3"]].to_numpy(float), sigma[:3],
+                                   rtol=1e-9)
+    assert set(df["step"]) == {1}
+
+
+def test_intervals_and_max_rows():
+    torch.manual_seed(1)
+    net = TwoTower().eval()
+    batches = [_inputs(30, "cpu", i) for i in range(5)]
+    with torch.no_grad(), RankMonitor(net, {"z": net.b}, every=2, max_rows=50) as mon:
+        for xa, xb in batches:
+            net(xa, xb)
+    with torch.no_grad():
+        outs = [net.b(xb) for _, xb in batches]
+    df = mon.to_frame()
+    # intervals of 2 calls (the close() flushes the fifth call); 50 rows = call 1 + 20 rows of call 2
+    assert df["step"].tolist() == [2, 4, 5] and df["calls"].tolist() == [2, 2, 1]
+    assert df["n_rows"].tolist() == [50, 50, 30]
+    for k, (first, second) in enumerate(((0, 1), (2, 3))):
+        X = torch.cat([outs[first], outs[second]])[:50]
+        assert df["effective_rank"][k] == pytest.approx(float(S.effective_rank(X)), rel=1e-9)
+    assert df["effective_rank"][2] == pytest.approx(float(S.effective_rank(outs[4])), rel=1e-9)
+
+
+def test_hooks_removed_on_close_and_context_exit():
+    net = TwoTower()
+    before = _all_hooks(net)
+    mon = RankMonitor(net, {"a": net.a, "pair": (net.b, lambda o: o * 1.0), "out": lambda o: o})
+    assert _all_hooks(net) > before
+    mon.close()
+    assert _all_hooks(net) == before
+    with RankMonitor(net, {"a": net.a}, every=1) as mon2:
+        net(*_inputs(5, "cpu", 0))
+    assert _all_hooks(net) == before
+    n = len(mon2.rows)
+    net(*_inputs(5, "cpu", 1))  # a forward after close records nothing
+    assert len(mon2.rows) == n == 1
+    with pytest.raises(RuntimeError, match="boom"), RankMonitor(net, {"a": net.a}):
+        raise RuntimeError("boom")
+    assert _all_hooks(net) == before
+
+
+@pytest.mark.parametrize("mask_spec", [2, "mask", lambda args, kwargs: kwargs.get("mask", args[2] if len(args) > 2 else None)])
+def test_masked_padding_is_excluded(backend, mask_spec):
+    dev = _device(backend)
+    torch.manual_seed(2)
+    net = TwoTower().to(dev).eval()
+    xa, xb = _inputs(9, dev, 0, shape=(4,))  # (B=4, T=9, C)
+    mask = torch.arange(9, device=dev)[None, :] < torch.tensor([9, 5, 2, 7], device=dev)[:, None]
+    # padded steps carry garbage that would dominate the spectrum if it were read
+    xa = torch.where(mask[..., None], xa, torch.full_like(xa, 1e3))
+    with torch.no_grad(), RankMonitor(net, {"a": net.a, "flat": (net.a, lambda o: o[0])}, every=None,
+                                      mask=mask_spec) as mon:
+        if mask_spec == "mask":
+            net(xa, xb, mask=mask)
+        else:
+            net(xa, xb, mask)
+    df = mon.to_frame().set_index("name")
+    with torch.no_grad():
+        valid = net.a(xa)[mask]
+    assert df.loc["a", "n_rows"] == int(mask.sum()) == 23 and bool(df.loc["a", "masked"])
+    assert df.loc["a", "effective_rank"] == pytest.approx(float(S.effective_rank(valid)), rel=1e-9)
+    # a tensor whose leading dimensions do not match the mask is read whole, and says so
+    assert df.loc["flat", "n_rows"] == 9 and not bool(df.loc["flat", "masked"])
+
+
+def _r3d(dropout=0.3):
+    cfg = R3DConfig(modalities=("rgb", "depth"), d_model=16, n_heads=2, n_layers=1, input_dims={"rgb": 10, "depth": 6},
+                    n_classes=5, dropout=dropout, exchange_ratio=0.25)
+    torch.manual_seed(3)
+    return R3D(cfg)
+
+
+def _r3d_batch():
+    g = torch.Generator().manual_seed(4)
+    feats = {"rgb": torch.randn(3, 20, 10, generator=g), "depth": torch.randn(3, 20, 6, generator=g)}
+    mask = torch.arange(20)[None] < torch.tensor([20, 14, 9])[:, None]
+    return feats, mask
+
+
+def _grads(model, monitor):
+    feats, mask = _r3d_batch()
+    model.train()
+    torch.manual_seed(5)  # dropout draws: any extra draw by the monitor would change the result
+    specs = {"rgb/before": (model.rtf, lambda o: o.before[0]), "rgb/after": (model.rtf, lambda o: o.after[0]),
+             "final": model.final_ln, "cls": lambda out: out.class_logits}
+    mon = RankMonitor(model, specs, every=1, mask=1) if monitor else None
+    out = model(feats, mask)
+    loss = out.seg_logits.square().mean() + out.class_logits.square().mean() + out.durations.square().mean()
+    model.zero_grad(set_to_none=True)
+    loss.backward()
+    rng_after = torch.get_rng_state()
+    if mon is not None:
+        mon.close()
+        assert len(mon.rows) == 4
+    return {k: p.grad.clone() for k, p in model.named_parameters() if p.grad is not None}, out, rng_after
+
+
+def test_gradients_and_outputs_unchanged_bitwise():
+    # Same computation on the same machine, with and without the hooks: exact equality is the claim.
+    model = _r3d()
+    g0, out0, rng0 = _grads(model, monitor=False)
+    g1, out1, rng1 = _grads(model, monitor=True)
+    assert g0.keys() == g1.keys() and len(g0) > 10
+    for k in g0:
+        assert torch.equal(g0[k], g1[k]), k
+    for a, b in zip(out0[:3], out1[:3]):
+        assert torch.equal(a, b)
+    assert torch.equal(rng0, rng1)
+
+
+def test_r3d_features_under_no_grad_in_eval_mode():
+    model = _r3d().eval()
+    feats, mask = _r3d_batch()
+    with torch.no_grad(), RankMonitor(model, r3d_modules(["rgb", "depth"]), every=None, mask=1) as mon:
+        out = model(feats, mask, return_features=True)
+    df = mon.to_frame().set_index("name")
+    assert list(df.index) == ["rgb/before", "rgb/after", "depth/before", "depth/after", "fused"]
+    fused = torch.cat([out.features[m]["after"] for m in ("rgb", "depth")], -1)[mask]
+    assert df.loc["fused", "n_channels"] == 32 and df.loc["fused", "n_rows"] == int(mask.sum())
+    assert df.loc["fused", "effective_rank"] == pytest.approx(float(S.effective_rank(fused)), rel=1e-9)
+
+
+def test_nonfinite_output_is_recorded_not_raised():
+    net = torch.nn.Linear(4, 3)
+    with RankMonitor(net, {"y": net}, every=None) as mon:
+        net(torch.tensor([[float("nan"), 0.0, 0.0, 0.0]]))
+        net(torch.ones(5, 4))
+    row = mon.rows[0]
+    assert np.isnan(row["effective_rank"]) and np.isnan(row["numerical_rank"])
+
+
+def test_results_frame_csv_and_tensorboard_writer(tmp_path):
+    class Writer:
+        def __init__(self):
+            self.calls = []
+
+        def add_scalar(self, tag, value, step):
+            self.calls.append((tag, value, step))
+
+    w = Writer()
+    net = TwoTower()
+    with RankMonitor(net, {"a": net.a}, every=1, tensorboard=w, top=2) as mon:
+        for i in range(2):
+            net(*_inputs(20, "cpu", i))
+    df = mon.to_frame()
+    assert list(df.columns[-2:]) == ["sigma_1", "sigma_2"] and len(df) == 2
+    path = mon.to_csv(tmp_path / "ranks.csv")
+    import pandas as pd
+
+    back = pd.read_csv(path)
+    np.testing.assert_allclose(back["effective_rank"], df["effective_rank"], rtol=1e-9)
+    assert [c[0] for c in w.calls] == ["effective_rank/a", "numerical_rank/a"] * 2
+    assert [c[2] for c in w.calls] == [1, 1, 2, 2]
+    assert w.calls[0][1] == df["effective_rank"][0]
+
+
+def test_tensorboard_missing_names_the_extra(monkeypatch, tmp_path):
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)  # import fails as if absent
+    net = TwoTower()
+    with pytest.raises(ImportError, match=r"'monitor' extra.*rankfusion\[monitor\]"):
+        RankMonitor(net, {"a": net.a}, tensorboard=tmp_path / "tb")
+    assert _all_hooks(net) == 0
+
+
+def test_bad_arguments():
+    net = TwoTower()
+    with pytest.raises(TypeError, match="model"):
+        RankMonitor(object(), {"a": net.a})
+    with pytest.raises(ValueError, match="modules"):
+        RankMonitor(net, {})
+    with pytest.raises(ValueError, match="not a submodule"):
+        RankMonitor(net, {"x": torch.nn.Linear(2, 2)})
+    with pytest.raises(TypeError, match=r"modules\['x'\]"):
+        RankMonitor(net, {"x": 3})
+    with pytest.raises(ValueError, match="every"):
+        RankMonitor(net, {"a": net.a}, every=0)
+    with pytest.raises(ValueError, match="max_rows"):
+        RankMonitor(net, {"a": net.a}, max_rows=0)
+    with pytest.raises(TypeError, match="watched output 'o' must be a torch tensor"):
+        with RankMonitor(net, {"o": lambda out: out.tolist()}):
+            net(*_inputs(3, "cpu", 0))
+    assert _all_hooks(net) == 0
+
+
+# ----------------------------------------------------------------------------- train --monitor
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory):
+    from rankfusion.data import synthesize
+
+    root = tmp_path_factory.mktemp("data") / "syn"
+    return synthesize(root, seed=3, n_videos=12, min_frames=60, max_frames=110, channels={"rgb": 8, "depth": 6})
+
+
+def _tiny_config(epochs=2):
+    return RunConfig(model=R3DConfig(modalities=("rgb", "depth"), d_model=8, n_heads=2, n_layers=1,
+                                     exchange_ratio=0.25),
+                     train=TrainConfig(epochs=epochs, warmup_epochs=1, batch_size=4, sample_rate=2,
+                                       select_metric="val_loss"))
+
+
+def test_cli_train_monitor_writes_ranks_csv(tiny_data, tmp_path):
+    import pandas as pd
+
+    args = ["train", str(tiny_data), "--epochs", "2", "--d-model", "8", "--layers", "1", "--batch-size", "4",
+            "--sample-rate", "2", "--modalities", "rgb,depth", "--quiet"]
+    res = CliRunner().invoke(main, args + ["--out", str(tmp_path / "on"), "--monitor"])
+    assert res.exit_code == 0, res.output
+    df = pd.read_csv(tmp_path / "on" / "ranks.csv")
+    assert sorted(set(df["epoch"])) == [0, 1, 2]
+    assert set(df["name"]) == {"rgb/before", "rgb/after", "depth/before", "depth/after", "fused"}
+    assert (df["effective_rank"] >= 1).all() and (df["effective_rank"] <= df["numerical_rank"] + 1e-9).all()
+    fused = df[df["name"] == "fused"]
+    assert (fused["n_channels"] == 16).all() and (df["split"] == "val").all()
+    res = CliRunner().invoke(main, args + ["--out", str(tmp_path / "off"), "--no-monitor"])
+    assert res.exit_code == 0, res.output
+    assert not (tmp_path / "off" / "ranks.csv").exists()
+
+
+def test_monitor_leaves_training_unchanged_and_resumes(tiny_data, tmp_path):
+    import pandas as pd
+
+    from rankfusion.train import load_checkpoint, train
+
+    train(_tiny_config(), tiny_data, tmp_path / "off", monitor=False, progress=False)
+    train(_tiny_config(), tiny_data, tmp_path / "on", monitor=True, progress=False)
+    a = load_checkpoint(tmp_path / "off" / "checkpoints" / "last.pt")["model"]
+    b = load_checkpoint(tmp_path / "on" / "checkpoints" / "last.pt")["model"]
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    # the epoch-2 model measured by the monitor equals the monitor run on the final checkpoint
+    ranks = pd.read_csv(tmp_path / "on" / "ranks.csv")
+
+    class Interrupt(Exception):
+        pass
+
+    def stop(epoch, row):
+        if epoch == 1:
+            raise Interrupt
+
+    with pytest.raises(Interrupt):
+        train(_tiny_config(), tiny_data, tmp_path / "cut", progress=False, on_epoch_end=stop)
+    train(_tiny_config(), tiny_data, tmp_path / "cut", progress=False, resume=True)
+    again = pd.read_csv(tmp_path / "cut" / "ranks.csv")
+    assert again["epoch"].tolist() == ranks["epoch"].tolist()
+    cols = ["n_rows", "numerical_rank", "effective_rank", "sigma_1"]
+    pd.testing.assert_frame_equal(again[cols], ranks[cols])
