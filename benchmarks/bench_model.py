@@ -6,6 +6,7 @@ Usage::
                                      [--repeats 15] [--device cpu] [--threads N] [--json out.json]
     python benchmarks/bench_model.py --compare DATA --out RUNS [--preset synthetic-small]
                                      [--seeds 1,10,13452] [--epochs N]
+    python benchmarks/bench_model.py --monitor [--monitor-repeats 3] [--monitor-run DATA]
 
 ``--compare`` trains R3D (rgb+depth), RGB only and R3D without RTF with the preset, one run per
 seed, and prints training time and test MoC at obs 0.2 / 0.3 (mean +- std over seeds).
@@ -14,6 +15,14 @@ Forward timings interleave the compared models repeat by repeat and report media
 other processes on a shared machine hits every variant alike; the ratio is what the RTF target
 (at most +25% forward time) is judged on. Training throughput is frames (valid time steps) per
 second of full optimisation steps (forward, three losses, backward, AdamW) on random batches.
+
+``--monitor`` measures the overhead of :class:`rankfusion.monitor.RankMonitor` on R3D training
+steps: one interval (``DEFAULT_EVERY`` steps) with the monitor watching each modality's tokens
+before/after the token fuser and the stacked tokens (5 names, padding masked, default
+``max_rows``) against the same steps without it, the two arms interleaved, best of
+``--monitor-repeats``. ``--monitor-run DATA`` also trains R3D at this size on DATA with
+``train(monitor=True)`` and reports the per-epoch measurement of ``RUN/ranks.csv`` against the
+epoch time.
 """
 
 from __future__ import annotations
@@ -92,6 +101,86 @@ def bench_train(model, feats, mask, batch, steps, device):
     return steps * frames / (time.perf_counter() - t), steps * frames / (time.process_time() - c)
 
 
+def monitor_specs(model):
+    """The names ``train --monitor`` watches, as hooks on the token fuser and the first fuser layer."""
+    import torch as _t
+
+    mods = list(model.config.modalities)
+    specs = {}
+    for i, m in enumerate(mods):
+        specs[f"{m}/before"] = (model.rtf, lambda o, i=i: o.before[i])
+        specs[f"{m}/after"] = (model.rtf, lambda o, i=i: o.after[i])
+    specs["fused"] = (model.rtf, lambda o: _t.cat(o.after, dim=-1))
+    return specs
+
+
+def bench_monitor(model, feats, mask, batch, device, repeats, every=None, max_rows=None):
+    """Seconds of one monitor interval of training steps with and without the monitor (best of repeats)."""
+    from rankfusion.monitor import DEFAULT_EVERY, DEFAULT_MAX_ROWS, RankMonitor
+
+    every = every or DEFAULT_EVERY
+    max_rows = max_rows or DEFAULT_MAX_ROWS
+    tc = TrainConfig()
+    opt = torch.optim.AdamW(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
+    model.train()
+
+    def steps():
+        for _ in range(every):
+            out = model(feats, mask)
+            parts = compute_losses(out, batch, device)
+            loss = parts["seg"] + parts["cls"] + parts["dur"]
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+
+    def timed(with_monitor):
+        mon = RankMonitor(model, monitor_specs(model), every=every, max_rows=max_rows, mask=1) if with_monitor else None
+        _sync(device)
+        t, c = time.perf_counter(), time.process_time()
+        steps()
+        _sync(device)
+        wall, cpu = time.perf_counter() - t, time.process_time() - c
+        if mon is not None:
+            mon.close()
+            assert len(mon.rows) == 5, mon.rows  # one record per name for the interval
+        return wall, cpu
+
+    timed(False)  # warm-up
+    res = {"without": [], "with": []}
+    for r in range(repeats):
+        # alternate which arm goes first, so a load change hits both alike
+        for arm in (("without", "with") if r % 2 == 0 else ("with", "without")):
+            res[arm].append(timed(arm == "with"))
+    best = {k: (min(w for w, _ in v), min(c for _, c in v)) for k, v in res.items()}
+    return {"every": every, "max_rows": max_rows, "repeats": repeats,
+            "wall_s": {k: [w for w, _ in v] for k, v in res.items()},
+            "cpu_s": {k: [c for _, c in v] for k, v in res.items()},
+            "best_wall_ratio": best["with"][0] / best["without"][0],
+            "best_cpu_ratio": best["with"][1] / best["without"][1]}
+
+
+def monitor_run(data, out, d_model, layers, epochs, device):
+    """Train R3D (rgb+depth) at ``d_model`` with the epoch monitor; its time against the epoch time."""
+    import pandas as pd
+    from pathlib import Path
+
+    from rankfusion.config import load_config
+    from rankfusion.train import train
+
+    heads = 8 if (2 * d_model) % 8 == 0 else 1
+    cfg = load_config(preset="synthetic-small", model={"modalities": ["rgb", "depth"], "d_model": d_model,
+                                                       "n_layers": layers, "n_heads": heads},
+                      train={"epochs": epochs})
+    run = Path(out) / f"monitor-d{d_model}"
+    train(cfg, data, run, device=device, progress=False, monitor=True, resume=run.exists())
+    metrics = pd.read_csv(run / "metrics.csv")
+    ranks = pd.read_csv(run / "ranks.csv").groupby("epoch")["seconds"].first()
+    per_epoch = ranks.loc[metrics["epoch"]].to_numpy() / metrics["epoch_s"].to_numpy()
+    return {"epochs": epochs, "d_model": d_model, "epoch_s": metrics["epoch_s"].tolist(),
+            "monitor_s": ranks.loc[metrics["epoch"]].tolist(), "ratio_per_epoch": per_epoch.tolist(),
+            "median_ratio": float(statistics.median(per_epoch)), "n_videos": int(pd.read_csv(run / "ranks.csv")["n_videos"][0])}
+
+
 COMPARE = {
     "R3D (rgb+depth)": {"modalities": ["rgb", "depth"]},
     "RGB only": {"modalities": ["rgb"]},
@@ -148,6 +237,11 @@ def main(argv=None):
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--json", default=None)
+    p.add_argument("--monitor", action="store_true", help="overhead of the rank monitor on training steps")
+    p.add_argument("--monitor-repeats", type=int, default=3)
+    p.add_argument("--monitor-run", default=None, metavar="DATA",
+                   help="with --monitor: also train on DATA with train(monitor=True) and time the epoch monitor")
+    p.add_argument("--monitor-epochs", type=int, default=3)
     a = p.parse_args(argv)
     if a.threads:
         torch.set_num_threads(a.threads)
@@ -168,6 +262,8 @@ def main(argv=None):
         m.to(device).eval()
     feats, mask, batch = _batch(a.batch, a.steps, a.channels, mods, n_classes, 8, device)
     frames = int(mask.sum())
+    if a.monitor:
+        return _report_monitor(a, variants["RTF (spectral, k=all)"], feats, mask, batch, frames, device)
     fwd = bench_forward(variants, feats, mask, a.repeats, device)
     ref = fwd["no RTF"]
     res = {"device": str(device), "threads": torch.get_num_threads(), "d_model": a.d_model, "layers": a.layers,
@@ -186,6 +282,35 @@ def main(argv=None):
         print(f"| {k} | {v['ms_per_frame']:.4f} | {v['ratio_to_no_rtf']:.3f} |")
     print("training throughput, frames per wall second: " + ", ".join(f"{k} {v:.0f}" for k, v in train_fps.items()))
     print("training throughput, frames per CPU second:  " + ", ".join(f"{k} {v:.0f}" for k, v in train_cpu.items()))
+    if a.json:
+        with open(a.json, "w") as fh:
+            json.dump(res, fh, indent=2)
+    return res
+
+
+def _report_monitor(a, model, feats, mask, batch, frames, device):
+    import os
+    import platform
+
+    res = {"machine": f"{platform.machine()}, {os.cpu_count()} cores", "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+           "load_before": os.getloadavg(), "device": str(device), "threads": torch.get_num_threads(),
+           "d_model": a.d_model, "layers": a.layers, "frames_per_batch": frames}
+    res["steps"] = bench_monitor(model, feats, mask, batch, device, a.monitor_repeats)
+    if a.monitor_run:
+        res["epoch"] = monitor_run(a.monitor_run, a.out, a.d_model, a.layers, a.monitor_epochs, a.device)
+    res["load_after"] = os.getloadavg()
+    s = res["steps"]
+    print(f"RankMonitor on R3D training steps, {device} ({res['threads']} threads), D={a.d_model}, L={a.layers}, "
+          f"{frames} valid frames/batch, every={s['every']}, max_rows={s['max_rows']}, 5 names; "
+          f"{res['date']}, load {res['load_before'][0]:.2f} -> {os.getloadavg()[0]:.2f}")
+    for arm in ("without", "with"):
+        print(f"  {arm:8s} monitor: wall " + ", ".join(f"{v:.2f}" for v in s["wall_s"][arm])
+              + " s; cpu " + ", ".join(f"{v:.2f}" for v in s["cpu_s"][arm]) + " s")
+    print(f"  ratio with/without (best of {s['repeats']}): wall {s['best_wall_ratio']:.4f}, cpu {s['best_cpu_ratio']:.4f}")
+    if "epoch" in res:
+        e = res["epoch"]
+        print(f"  train --monitor, {e['n_videos']} validation videos per epoch: monitor / epoch time per epoch "
+              + ", ".join(f"{r:.4f}" for r in e["ratio_per_epoch"]) + f" (median {e['median_ratio']:.4f})")
     if a.json:
         with open(a.json, "w") as fh:
             json.dump(res, fh, indent=2)

@@ -17,6 +17,7 @@ exchange       Fig. 5: MoC against the exchange ratio 0.1 / 0.2 / 0.3
 angles         Table 6: principal angles between X's dominant subspace and Y's injected channels
 ablation       Tables 2, 3, 8, 9 (+ R3D (Uni) of Table 1): MoC per variant
 dose           (not in the paper) MoC and modality reliance against the generator's dials
+dynamics       (no paper figure) effective rank of each modality over epochs, with / without RTF
 =============  ===============================================================================
 """
 
@@ -37,7 +38,7 @@ from .io import atomic_path, write_json, write_text
 from .pipeline import PROFILES, RunCache, expected_complementary, git_commit
 
 #: Family names in the order ``rankfusion figures`` runs them.
-FAMILIES = ("spectra", "modality", "noise", "exchange", "angles", "ablation", "dose")
+FAMILIES = ("spectra", "modality", "noise", "exchange", "angles", "ablation", "dose", "dynamics")
 
 #: Exchange ratios of Fig. 5.
 EXCHANGE_RATIOS = (0.1, 0.2, 0.3)
@@ -777,8 +778,91 @@ def fig_dose(ctx: FigureContext) -> FigureResult:
     return res
 
 
+def _run_ranks(cache: RunCache, rec) -> tuple[pd.DataFrame, bool]:
+    """``RUN/ranks.csv`` of a cached run; regenerated when the run predates the monitor.
+
+    Training is deterministic for a (config, seed, machine) and the monitor does not change it,
+    so the run is retrained with the monitor in a scratch folder and only its ranks.csv is kept.
+    Returns the table and whether it had to be regenerated.
+    """
+    import shutil
+
+    from .train import train
+
+    path = rec.run_dir / "ranks.csv"
+    if path.exists():
+        return pd.read_csv(path), False
+    overrides = dict(rec.overrides)
+    cfg = cache.config(overrides.pop("modalities"), **overrides)
+    tmp = rec.run_dir.with_name(rec.run_dir.name + ".ranks-tmp")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    train(cfg, cache.data_root, tmp, seed=rec.seed, device=cache.device, progress=cache.progress, monitor=True)
+    with atomic_path(path) as out:
+        shutil.copyfile(tmp / "ranks.csv", out)
+    shutil.rmtree(tmp)
+    return pd.read_csv(path), True
+
+
+def fig_dynamics(ctx: FigureContext) -> FigureResult:
+    """Rank dynamics: ERank of each modality's tokens over epochs with and without RTF, beside val MoC.
+
+    Reads ``RUN/ranks.csv`` (``rankfusion train --monitor``: a fixed validation subset, epoch 0 =
+    initialisation) and ``RUN/metrics.csv`` of the pair's runs with and without RTF, every seed.
+    """
+    from . import plots
+
+    a, p = ctx.anchor, ctx.partner
+    variants = {"with RTF": ctx.cache.runs(f"{a}+{p}", ctx.pair),
+                "without RTF": ctx.cache.runs(f"{a}+{p} W/O RTF", ctx.pair, rtf=False)}
+    res = FigureResult("dynamics", params={"modalities": ctx.pair, "split": "val", "regenerated": []})
+    ranks, moc = [], []
+    for model, runs in variants.items():
+        for rec in runs:
+            r, regen = _run_ranks(ctx.cache, rec)
+            if regen:
+                res.params["regenerated"].append(f"{rec.name}/s{rec.seed}")
+            ranks.append(r.assign(model=model, seed=rec.seed))
+            m = pd.read_csv(rec.run_dir / "metrics.csv")
+            moc.append(m[["epoch", "val_moc", "val_loss", "train_loss"]].assign(model=model, seed=rec.seed))
+        res.run_keys += _keys(runs)
+    cols = ["model", "seed", "epoch", "name", "modality", "stage", "n_rows", "numerical_rank", "effective_rank"]
+    ranks = pd.concat(ranks, ignore_index=True)
+    res.params.update(obs_ratio=float(ranks["obs"].iloc[0]), n_videos=int(ranks["n_videos"].iloc[0]))
+    ranks = ranks[cols]
+    moc = pd.concat(moc, ignore_index=True)[["model", "seed", "epoch", "val_moc", "val_loss", "train_loss"]]
+    _table(ctx.out, ranks, "dynamics_ranks", res)
+    _table(ctx.out, moc, "dynamics_moc", res)
+    summary = _dynamics_summary(ranks, moc)
+    _table(ctx.out, summary, "dynamics", res, markdown=True)
+    _save(ctx.out, plots.plot_dynamics(ranks, moc, modalities=ctx.pair), "dynamics", res, ctx.formats)
+    res.tables = {"summary": summary}
+    res.findings = {f"{r.model} {r.name}": {k: float(getattr(r, k)) for k in
+                                            ("erank_init", "erank_final", "change", "change_std", "erank_min")}
+                    for r in summary.itertuples()}
+    res.findings["reliance"] = "not measured: no modality-reliance metric in this version"
+    return res
+
+
+def _dynamics_summary(ranks: pd.DataFrame, moc: pd.DataFrame) -> pd.DataFrame:
+    """Per model and name: ERank at initialisation and at the last epoch, the change (mean and
+    std over seeds), the lowest value over epochs, and the validation MoC of the last epoch."""
+    last = int(ranks["epoch"].max())
+    per_seed = ranks.pivot_table(index=["model", "name", "seed"], columns="epoch", values="effective_rank")
+    out = pd.DataFrame({"erank_init": per_seed[0], "erank_final": per_seed[last],
+                        "change": per_seed[last] - per_seed[0], "erank_min": per_seed.min(axis=1)}).reset_index()
+    agg = out.groupby(["model", "name"], sort=False).agg(
+        erank_init=("erank_init", "mean"), erank_final=("erank_final", "mean"), change=("change", "mean"),
+        change_std=("change", "std"), erank_min=("erank_min", "mean"), n_seeds=("seed", "count")).reset_index()
+    final_moc = moc[moc["epoch"] == moc["epoch"].max()].groupby("model")["val_moc"].mean()
+    agg["val_moc_final"] = agg["model"].map(final_moc)
+    agg.insert(2, "epochs", last)
+    return agg
+
+
 FAMILY_FUNCS = {"spectra": fig_spectra, "modality": fig_modality, "noise": fig_noise,
-                "exchange": fig_exchange, "angles": fig_angles, "ablation": fig_ablation, "dose": fig_dose}
+                "exchange": fig_exchange, "angles": fig_angles, "ablation": fig_ablation, "dose": fig_dose,
+                "dynamics": fig_dynamics}
 
 
 def plan_jobs(ctx: FigureContext, names) -> list:

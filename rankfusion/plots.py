@@ -506,5 +506,64 @@ def plot_dose(cells, oracle, *, anchor: str = "rgb", partner: str = "depth"):
     ax.set_title("Modality reliance with (R3D) and without RTF\nerror bars: std over seeds")
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=7)
+
+def plot_dynamics(ranks, moc, *, modalities):
+    """Rank dynamics: effective rank of each modality over epochs with and without RTF, beside MoC.
+
+    Parameters
+    ----------
+    ranks : DataFrame
+        ``model, seed, epoch, modality, stage, effective_rank`` (``modality`` "fused" for the
+        stacked tokens; ``stage`` "before"/"after" the token fuser, "stacked").
+    moc : DataFrame
+        ``model, seed, epoch, val_moc`` (validation MoC in %).
+    modalities : list of str
+        The fused modalities, one panel each, then the stacked tokens and the MoC panel.
+
+    Lines are means over seeds, bands +- one standard deviation over seeds (none for one seed).
+    Colour: the modality; line style: after (solid) / before (dashed) the token fuser with RTF,
+    dotted without RTF (where before and after are the same tokens).
+    """
+    plt = _mpl()
+    fig, axes = _panel_grid(len(modalities) + 2, ncols_max=4, size=(4.0, 3.3))
+    n_seeds = int(ranks.groupby("model")["seed"].nunique().max()) if len(ranks) else 0
+    curves = [("with RTF", "after", "-", "with RTF, after fuser"), ("with RTF", "before", "--", "with RTF, before fuser"),
+              ("without RTF", "after", ":", "without RTF")]
+
+    def band(ax, part, col, **kw):
+        g = part.groupby("epoch")[col]
+        mean, std = g.mean(), g.std()
+        ax.plot(mean.index, mean.to_numpy(), **kw)
+        if n_seeds > 1:
+            ax.fill_between(mean.index, (mean - std).to_numpy(), (mean + std).to_numpy(), color=kw.get("color"),
+                            alpha=0.15, linewidth=0)
+
+    for ax, m in zip(axes, list(modalities) + ["fused"]):
+        for model, stage, style, label in curves:
+            if m == "fused":
+                if stage == "before":
+                    continue
+                stage = "stacked"
+            part = ranks[(ranks["model"] == model) & (ranks["modality"] == m) & (ranks["stage"] == stage)]
+            if len(part):
+                band(ax, part, "effective_rank", color=color(m if m != "fused" else
+                     ("fused (RTF)" if model == "with RTF" else "fused (plain)")), linestyle=style, label=label)
+        ax.set_title(f"{m} tokens" if m != "fused" else "stacked tokens", fontsize=10)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("effective rank (Eq. 1)")
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=7)
+    ax = axes[len(modalities) + 1]
+    for model, style in (("with RTF", "-"), ("without RTF", ":")):
+        part = moc[moc["model"] == model]
+        if len(part):
+            band(ax, part, "val_moc", color="0.2", linestyle=style, label=model)
+    ax.set_title("validation MoC", fontsize=10)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("MoC, mean over the grid (%)")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=7)
+    bands = f"bands: +- 1 std over {n_seeds} seeds" if n_seeds > 1 else "one seed (no band)"
+    fig.suptitle(f"Rank dynamics on the validation subset ({bands})", fontsize=11)
     fig.tight_layout()
     return fig

@@ -1,0 +1,83 @@
+"""The `dynamics` figure family: rank over epochs with / without RTF from RUN/ranks.csv."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+pytest.importorskip("torch")
+
+from rankfusion.cli import main  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def micro_data(tmp_path_factory):
+    from rankfusion.data import synthesize
+
+    root = tmp_path_factory.mktemp("micro") / "data"
+    return synthesize(root, seed=3, n_videos=8, min_frames=40, max_frames=60, channels={"rgb": 8, "depth": 8})
+
+
+@pytest.mark.slow  # trains three quick-profile runs (~40 s on 2 idle cores)
+def test_figures_only_dynamics(micro_data, tmp_path):
+    out, cache = tmp_path / "figs", tmp_path / "cache"
+    args = ["figures", "--data", str(micro_data), "--out", str(out), "--cache", str(cache), "--profile", "quick",
+            "--quiet", "--only", "dynamics"]
+    res = CliRunner().invoke(main, args)
+    assert res.exit_code == 0, res.output
+    fig = json.loads((out / "manifest.json").read_text())["figures"]["dynamics"]
+    assert {"dynamics.png", "dynamics.pdf", "dynamics.csv", "dynamics.md", "dynamics_ranks.csv",
+            "dynamics_moc.csv"} <= set(fig["files"])
+    assert {r["name"] for r in fig["runs"]} == {"rgb+depth", "rgb+depth W/O RTF"}
+    assert fig["params"]["regenerated"] == []  # runs trained now carry their ranks.csv
+    ranks = pd.read_csv(out / "dynamics_ranks.csv")
+    assert set(ranks["model"]) == {"with RTF", "without RTF"}
+    assert sorted(set(ranks["epoch"])) == [0, 1]  # quick profile: initialisation + 1 epoch
+    plain = ranks[ranks["model"] == "without RTF"].pivot_table(index=["epoch", "modality"], columns="stage",
+                                                               values="effective_rank")
+    np.testing.assert_array_equal(plain["before"], plain["after"])  # without RTF the fuser is absent
+    summary = pd.read_csv(out / "dynamics.csv")
+    row = summary[(summary["model"] == "with RTF") & (summary["name"] == "fused")].iloc[0]
+    per = ranks[(ranks["model"] == "with RTF") & (ranks["name"] == "fused")].set_index("epoch")["effective_rank"]
+    # tables are written with 6 significant digits
+    assert row["change"] == pytest.approx(per[1] - per[0], abs=2e-6 * per.abs().max())
+    assert "reliance" in fig["findings"]
+
+    # a cached run made before the monitor existed: its ranks are regenerated, identically
+    run_dir = next(p for p in (cache / "runs").iterdir() if p.is_dir() and (p / "ranks.csv").exists())
+    before = pd.read_csv(run_dir / "ranks.csv")
+    (run_dir / "ranks.csv").unlink()
+    res = CliRunner().invoke(main, args)
+    assert res.exit_code == 0, res.output
+    fig = json.loads((out / "manifest.json").read_text())["figures"]["dynamics"]
+    assert len(fig["params"]["regenerated"]) == 1
+    assert not any(p.name.endswith(".ranks-tmp") for p in (cache / "runs").iterdir())
+    after = pd.read_csv(run_dir / "ranks.csv")
+    cols = ["epoch", "name", "n_rows", "numerical_rank", "effective_rank"]
+    pd.testing.assert_frame_equal(before[cols], after[cols])
+
+
+def test_plot_dynamics_draws_seed_bands():
+    from rankfusion import plots
+
+    rows, moc = [], []
+    for model in ("with RTF", "without RTF"):
+        for seed in (1, 10, 13452):
+            for epoch in range(4):
+                moc.append({"model": model, "seed": seed, "epoch": epoch, "val_moc": 10.0 + epoch + seed % 3})
+                for m in ("rgb", "depth"):
+                    for stage in ("before", "after"):
+                        rows.append({"model": model, "seed": seed, "epoch": epoch, "modality": m, "stage": stage,
+                                     "effective_rank": 20.0 - epoch + (seed % 5) * 0.1})
+                rows.append({"model": model, "seed": seed, "epoch": epoch, "modality": "fused", "stage": "stacked",
+                             "effective_rank": 30.0 - epoch})
+    fig = plots.plot_dynamics(pd.DataFrame(rows), pd.DataFrame(moc), modalities=["rgb", "depth"])
+    axes = [ax for ax in fig.axes if ax.get_visible()]
+    assert [ax.get_title() for ax in axes] == ["rgb tokens", "depth tokens", "stacked tokens", "validation MoC"]
+    assert len(axes[0].collections) == 3  # one band per curve (3 seeds)
+    assert "3 seeds" in fig._suptitle.get_text()
+    plots.close(fig)
