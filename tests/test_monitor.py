@@ -319,3 +319,20 @@ def test_monitor_leaves_training_unchanged_and_resumes(tiny_data, tmp_path):
     assert again["epoch"].tolist() == ranks["epoch"].tolist()
     cols = ["n_rows", "numerical_rank", "effective_rank", "sigma_1"]
     pd.testing.assert_frame_equal(again[cols], ranks[cols])
+
+
+def test_docs_example_runs(tmp_path, monkeypatch):
+    # docs/monitor.md's two-tower example, executed as written
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "monitor.md").read_text()
+    code = re.search(r"```python\n(.*?)```", text, re.S).group(1)
+    monkeypatch.chdir(tmp_path)
+    ns = {}
+    exec(compile(code, "docs/monitor.md", "exec"), ns)
+    df = ns["df"]
+    assert sorted(set(df["step"])) == [50, 100, 150, 200]
+    assert set(df["name"]) == {"tower_a", "tower_b", "fused", "logits", "tower_a relu"}
+    assert (df["n_rows"] == 50 * 128).all() and (tmp_path / "ranks.csv").exists()
+    assert _all_hooks(ns["model"]) == 0
