@@ -303,6 +303,8 @@ def build_report(ctx, results: dict, *, theorem: pd.DataFrame | None, spectrum: 
         L.append("")
     if "dose" in results and results["dose"].dose is not None:
         L += dose_section(results["dose"].dose, anchor=a, partner=p)
+    if "dynamics" in results:
+        L += dynamics_section(results["dynamics"], n_seeds=len(prof.seeds))
     return "\n".join(L) + "\n"
 
 
@@ -398,6 +400,34 @@ def claims_section(results: dict, *, anchor: str, partner: str) -> list[str]:
                  + ("holds." if cmp["matches"] else "does not hold." if cmp["matches"] is False else "no expectation.")
                  + " See the modality-selection section for the seed spread of the scores.")
         L.append("")
+    return L
+
+
+def dynamics_section(res, *, n_seeds: int) -> list[str]:
+    """Report lines of the ``dynamics`` family: ERank change over training per model and name.
+
+    A change is called a fall or a rise only when it exceeds its standard deviation over seeds;
+    otherwise (or with one seed) it is reported as unresolved.
+    """
+    summary = res.tables.get("summary")
+    if summary is None or not len(summary):
+        return []
+    p = res.params
+    L = ["## Rank dynamics over training (docs/monitor.md)", "", _img("dynamics", "rank dynamics"), "",
+         f"Effective rank on {p.get('n_videos')} validation videos observed up to {p.get('obs_ratio')}, at "
+         f"initialisation (epoch 0) and after epoch {int(summary['epochs'].iloc[0])}, mean over {n_seeds} seed(s) "
+         "(change +- std over seeds):"]
+    for r in summary.itertuples():
+        if n_seeds > 1 and np.isfinite(r.change_std) and abs(r.change) > r.change_std:
+            verdict = "falls" if r.change < 0 else "rises"
+        else:
+            verdict = "unresolved"
+        std = f" +- {_fmt(r.change_std)}" if np.isfinite(r.change_std) else ""
+        L.append(f"- {r.model}, {r.name}: {_fmt(r.erank_init)} -> {_fmt(r.erank_final)} "
+                 f"({_fmt(r.change, '+.2f')}{std}; {verdict}); lowest {_fmt(r.erank_min)}.")
+    moc = summary.groupby("model")["val_moc_final"].first()
+    L += ["", "Validation MoC at the last epoch: " + ", ".join(f"{m} {_fmt(v)} %" for m, v in moc.items()) + ".",
+          "Modality reliance over epochs is not reported: this version has no reliance metric.", ""]
     return L
 
 

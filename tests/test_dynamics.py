@@ -81,3 +81,25 @@ def test_plot_dynamics_draws_seed_bands():
     assert len(axes[0].collections) == 3  # one band per curve (3 seeds)
     assert "3 seeds" in fig._suptitle.get_text()
     plots.close(fig)
+
+
+def test_report_section_calls_only_changes_beyond_the_seed_spread():
+    from rankfusion.figures import FigureResult
+    from rankfusion.report import dynamics_section
+
+    summary = pd.DataFrame([
+        {"model": "with RTF", "name": "rgb/after", "epochs": 5, "erank_init": 20.0, "erank_final": 15.0,
+         "change": -5.0, "change_std": 1.0, "erank_min": 14.0, "n_seeds": 3, "val_moc_final": 30.0},
+        {"model": "with RTF", "name": "fused", "epochs": 5, "erank_init": 30.0, "erank_final": 30.5,
+         "change": 0.5, "change_std": 2.0, "erank_min": 29.0, "n_seeds": 3, "val_moc_final": 30.0},
+        {"model": "without RTF", "name": "fused", "epochs": 5, "erank_init": 30.0, "erank_final": 33.0,
+         "change": 3.0, "change_std": 0.5, "erank_min": 30.0, "n_seeds": 3, "val_moc_final": 25.0},
+    ])
+    res = FigureResult("dynamics", params={"n_videos": 16, "obs_ratio": 0.3}, tables={"summary": summary})
+    text = "\n".join(dynamics_section(res, n_seeds=3))
+    assert "with RTF, rgb/after: 20.00 -> 15.00 (-5.00 +- 1.00; falls)" in text
+    assert "with RTF, fused: 30.00 -> 30.50 (+0.50 +- 2.00; unresolved)" in text
+    assert "without RTF, fused: 30.00 -> 33.00 (+3.00 +- 0.50; rises)" in text
+    assert "with RTF 30.00 %, without RTF 25.00 %" in text
+    one = "\n".join(dynamics_section(res, n_seeds=1))
+    assert "falls" not in one and "rises" not in one  # one seed: no spread, nothing resolved
