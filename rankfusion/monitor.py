@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ._validation import check_int, describe, is_torch
+from ._validation import check_float, check_int, describe, is_torch
 from .spectral import GramAccumulator
 
 __all__ = ["RankMonitor", "r3d_modules", "EpochRanks", "DEFAULT_EVERY", "DEFAULT_MAX_ROWS"]
@@ -119,7 +119,7 @@ class RankMonitor:
         self.every = check_int(every, "every", low=1, allow_none=True)
         self.max_rows = check_int(max_rows, "max_rows", low=1, allow_none=True)
         self.top = check_int(top, "top", low=0)
-        self.tol = tol
+        self.tol = check_float(tol, "tol", low=0.0, allow_none=True)
         self.center = bool(center)
         self._mask_spec = self._check_mask(mask)
         self._writer = _tensorboard_writer(tensorboard)
@@ -179,9 +179,14 @@ class RankMonitor:
             self._mask = args[spec] if spec < len(args) else None
         return None
 
+    def _wants(self, watch) -> bool:
+        # Once an interval's rows are read (or an output was NaN/Inf), later calls cost only this.
+        full = self.max_rows is not None and watch.acc.n_rows >= self.max_rows
+        return self.enabled and watch.finite and not full
+
     def _module_hook(self, watch):
         def hook(module, args, output):
-            if self.enabled:
+            if self._wants(watch):
                 self._stream(watch, output if watch.extract is None else watch.extract(output))
             return None  # never replace the output
 
@@ -191,7 +196,7 @@ class RankMonitor:
         if not self.enabled:
             return None
         for w in self._watches:
-            if w.module is None:
+            if w.module is None and self._wants(w):
                 self._stream(w, w.extract(output))
         self._calls += 1
         self._interval_calls += 1
@@ -214,11 +219,8 @@ class RankMonitor:
     def _stream(self, watch, x):
         rows = self._rows_of(watch, x)
         if self.max_rows is not None:
-            room = self.max_rows - watch.acc.n_rows
-            if room <= 0:
-                return
-            rows = rows[:room]
-        if not watch.finite or rows.shape[0] == 0:
+            rows = rows[: self.max_rows - watch.acc.n_rows]
+        if rows.shape[0] == 0:
             return
         try:
             watch.acc.update(rows)

@@ -251,6 +251,8 @@ def test_bad_arguments():
         RankMonitor(net, {"a": net.a}, every=0)
     with pytest.raises(ValueError, match="max_rows"):
         RankMonitor(net, {"a": net.a}, max_rows=0)
+    with pytest.raises(ValueError, match="tol"):
+        RankMonitor(net, {"a": net.a}, tol=-1.0)
     with pytest.raises(TypeError, match="watched output 'o' must be a torch tensor"):
         with RankMonitor(net, {"o": lambda out: out.tolist()}):
             net(*_inputs(3, "cpu", 0))
