@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from ._validation import check_float, check_int, describe, is_torch
-from .spectral import GramAccumulator
+from .spectral import GramAccumulator, effective_rank
 
 __all__ = ["RankMonitor", "r3d_modules", "EpochRanks", "DEFAULT_EVERY", "DEFAULT_MAX_ROWS"]
 
@@ -255,8 +255,9 @@ class RankMonitor:
         if not w.finite:
             sigma, rank, erank = np.zeros(0), math.nan, math.nan
         else:
+            # one eigendecomposition per record; Eq. 1 on those singular values
             sigma = w.acc.singular_values(self.tol)
-            rank, erank = int(sigma.shape[0]), float(w.acc.effective_rank(self.tol))
+            rank, erank = int(sigma.shape[0]), float(effective_rank(sigma)) if sigma.shape[0] else 0.0
         row.update(numerical_rank=rank, effective_rank=erank)
         for i in range(self.top):
             row[f"sigma_{i + 1}"] = float(sigma[i]) if i < sigma.shape[0] else math.nan
@@ -399,11 +400,17 @@ class EpochRanks:
         return new
 
     def _write(self):
-        import pandas as pd
+        # the csv module, not pandas: rewritten every epoch, this is part of the monitor's overhead
+        import csv
+        import io
 
         from .io import write_text
 
-        df = pd.DataFrame(self.rows)
         first = ["epoch", "name", "modality", "stage", "n_rows", "n_channels", "numerical_rank", "effective_rank"]
-        df = df[first + [c for c in df.columns if c not in first]]
-        write_text(self.path, df.to_csv(index=False, float_format="%.10g"))
+        fields = first + [c for c in self.rows[0] if c not in first]
+        buf = io.StringIO()
+        w = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n", extrasaction="ignore")
+        w.writeheader()
+        for r in self.rows:
+            w.writerow({k: (format(v, ".10g") if isinstance(v, float) else v) for k, v in r.items()})
+        write_text(self.path, buf.getvalue())
