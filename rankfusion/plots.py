@@ -506,6 +506,9 @@ def plot_dose(cells, oracle, *, anchor: str = "rgb", partner: str = "depth"):
     ax.set_title("Modality reliance with (R3D) and without RTF\nerror bars: std over seeds")
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
 
 def plot_dynamics(ranks, moc, *, modalities):
     """Rank dynamics: effective rank of each modality over epochs with and without RTF, beside MoC.
