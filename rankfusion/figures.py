@@ -840,7 +840,7 @@ def fig_dynamics(ctx: FigureContext) -> FigureResult:
     res.findings = {f"{r.model} {r.name}": {k: float(getattr(r, k)) for k in
                                             ("erank_init", "erank_final", "change", "change_std", "erank_min")}
                     for r in summary.itertuples()}
-    res.findings["reliance"] = "not measured: no modality-reliance metric in this version"
+    res.findings["reliance"] = "not per epoch: train.modality_reliance is measured on finished runs (family dose)"
     return res
 
 

@@ -427,7 +427,7 @@ def dynamics_section(res, *, n_seeds: int) -> list[str]:
                  f"({_fmt(r.change, '+.2f')}{std}; {verdict}); lowest {_fmt(r.erank_min)}.")
     moc = summary.groupby("model")["val_moc_final"].first()
     L += ["", "Validation MoC at the last epoch: " + ", ".join(f"{m} {_fmt(v)} %" for m, v in moc.items()) + ".",
-          "Modality reliance over epochs is not reported: this version has no reliance metric.", ""]
+          "Modality reliance over epochs is not reported (it is measured on finished runs: dose section).", ""]
     return L
 
 
