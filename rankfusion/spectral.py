@@ -22,7 +22,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ._backend import NumpyOps, chunk_rows_for, get_ops
-from ._validation import check_float, check_int, check_matrix, check_structure, describe
+from ._validation import check_float, check_int, check_matrix, check_structure, describe, is_torch
 
 __all__ = [
     "singular_values",
