@@ -229,6 +229,22 @@ def test_results_frame_csv_and_tensorboard_writer(tmp_path):
     assert w.calls[0][1] == df["effective_rank"][0]
 
 
+def test_tensorboard_event_files_hold_the_recorded_ranks(tmp_path):
+    pytest.importorskip("tensorboard")  # the [monitor] extra; CI installs it
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    net = TwoTower()
+    with RankMonitor(net, {"a": net.a}, every=1, tensorboard=tmp_path / "tb") as mon:
+        for i in range(2):
+            net(*_inputs(20, "cpu", i))
+    acc = EventAccumulator(str(tmp_path / "tb"))
+    acc.Reload()
+    events = acc.Scalars("effective_rank/a")
+    assert [e.step for e in events] == [1, 2]
+    # TensorBoard stores scalars as float32
+    np.testing.assert_allclose([e.value for e in events], mon.to_frame()["effective_rank"], rtol=1e-6)
+
+
 def test_tensorboard_missing_names_the_extra(monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)  # import fails as if absent
     net = TwoTower()

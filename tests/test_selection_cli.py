@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 
 import numpy as np
 import pandas as pd
@@ -139,13 +140,22 @@ def test_bad_csv_cell_names_the_modality(tmp_path):
                   "modality 'b'", "'b_0'", "oops")
 
 
-def test_parquet_without_pyarrow_names_the_extra(tmp_path):
-    pytest.importorskip("pandas")
-    try:
-        import pyarrow  # noqa: F401
-        pytest.skip("pyarrow is installed")
-    except ImportError:
-        pass
+def test_paired_parquet_with_modality_globs(tmp_path):
+    pytest.importorskip("pyarrow")  # the [parquet] extra; CI installs it
+    mods, y = _mods()
+    df = pd.DataFrame({**{f"a_{i}": mods["a"][:, i] for i in range(3)},
+                       **{f"b_{i}": mods["b"][:, i] for i in range(2)}, "labels": y})
+    path = tmp_path / "paired.parquet"
+    df.to_parquet(path)
+    res = _run(["--paired", str(path), "--modality", "a=a_*", "--modality", "b=b_*",
+                "--anchor", "a", "--out", str(tmp_path / "o"), "--json", *FAST])
+    assert res.exit_code == 0, res.output
+    assert [c["name"] for c in json.loads(res.output)["candidates"]] == ["b"]
+
+
+def test_parquet_without_pyarrow_names_the_extra(tmp_path, monkeypatch):
+    # pandas imports pyarrow lazily: a None entry makes that import fail as if it were absent
+    monkeypatch.setitem(sys.modules, "pyarrow", None)
     path = tmp_path / "t.parquet"
     path.write_bytes(b"PAR1")
     _expect_error(tmp_path, ["--paired", str(path), "--modality", "a=a_*", "--anchor", "a"], "rankfusion[parquet]")
