@@ -77,25 +77,12 @@ def extract_features(run_dir, split: str, obs_ratio: float, out_path, *, noise=N
     pathlib.Path
         ``out_path``.
     """
-    import torch
-    from tqdm.auto import tqdm
-
-    from .train import _video_inputs
-
     if split not in ("train", "val", "test"):
         raise InputError(f"split must be one of ['test', 'train', 'val'], got {split!r}")
     obs_ratio = check_float(obs_ratio, "obs_ratio", low=0.0, high=1.0, low_open=True)
     noise_seed = check_int(noise_seed, "noise_seed", low=0)
     noise = parse_noise(noise)
-    dirs = seed_dirs(run_dir)
-    if run_seed is None:
-        sub = dirs[0]
-    else:
-        matches = [d for d in dirs if d.name == f"seed-{run_seed}" or len(dirs) == 1]
-        if not matches:
-            raise InputError(f"run_seed {run_seed} is not one of the seeds in {str(run_dir)!r}: "
-                             f"{[d.name for d in dirs]}")
-        sub = matches[0]
+    sub = _pick_seed_dir(run_dir, run_seed)
     dev = resolve_device(device)
     model, config, info = load_run(sub, checkpoint=checkpoint, device=dev)
     if run_seed is not None and info["seed"] != run_seed:
@@ -105,20 +92,9 @@ def extract_features(run_dir, split: str, obs_ratio: float, out_path, *, noise=N
         if m not in mods:
             raise InputError(f"noise modality {m!r} is not one of the run's modalities {mods}")
     ds = _open(data_root or info["dataset"], mods)
-    rng = np.random.default_rng(noise_seed)
-    chunks = {f"{m}.{s}": [] for m in mods for s in ("before", "after")}
-    videos, rows = ds.split(split), []
-    for video in tqdm(videos, desc=f"extract {split}", unit="video", disable=not progress, leave=False):
-        n = ds.n_frames(video)
-        past = max(1, int(obs_ratio * n))
-        feats, mask = _video_inputs(ds, video, mods, past, config.train.sample_rate, dev, noise, rng)
-        with torch.no_grad():
-            out = model(feats, mask, return_features=True)
-        for m in mods:
-            for s in ("before", "after"):
-                chunks[f"{m}.{s}"].append(out.features[m][s][0].float().cpu().numpy())
-        rows.append(int(mask.sum()))
-    arrays = {k: np.concatenate(v, axis=0).astype(np.float32, copy=False) for k, v in chunks.items()}
+    videos = ds.split(split)
+    arrays, rows = _fuser_features(model, ds, videos, split, obs_ratio, mods, config.train.sample_rate, dev,
+                                   noise, np.random.default_rng(noise_seed), progress)
     meta = {
         "run": str(Path(sub).resolve()), "split": split, "obs_ratio": obs_ratio,
         "config_hash": info["config_hash"], "modalities": mods, "rtf": config.model.rtf,
@@ -132,3 +108,42 @@ def extract_features(run_dir, split: str, obs_ratio: float, out_path, *, noise=N
     out_path = Path(out_path)
     save_npz(out_path, arrays, meta)
     return out_path
+
+
+def _pick_seed_dir(run_dir, run_seed) -> Path:
+    """The sub-run of ``run_dir`` for ``run_seed`` (default: the first seed's)."""
+    dirs = seed_dirs(run_dir)
+    if run_seed is None:
+        return dirs[0]
+    matches = [d for d in dirs if d.name == f"seed-{run_seed}" or len(dirs) == 1]
+    if not matches:
+        raise InputError(f"run_seed {run_seed} is not one of the seeds in {str(run_dir)!r}: "
+                         f"{[d.name for d in dirs]}")
+    return matches[0]
+
+
+def _fuser_features(model, ds, videos, split, obs_ratio, mods, sample_rate, dev, noise, rng, progress):
+    """Run each video of ``videos`` (of ``split``) alone through ``model`` and stack the token fuser's features.
+
+    Returns ``({"<modality>.before"/".after": float32 array of shape (n_steps, D)}, rows)`` where
+    ``rows[i]`` is the number of valid steps video ``i`` contributed.
+    """
+    import torch
+    from tqdm.auto import tqdm
+
+    from .train import _video_inputs
+
+    chunks = {f"{m}.{s}": [] for m in mods for s in ("before", "after")}
+    rows = []
+    for video in tqdm(videos, desc=f"extract {split}", unit="video", disable=not progress, leave=False):
+        # at least one observed frame, as in evaluation
+        past = max(1, int(obs_ratio * ds.n_frames(video)))
+        feats, mask = _video_inputs(ds, video, mods, past, sample_rate, dev, noise, rng)
+        with torch.no_grad():
+            out = model(feats, mask, return_features=True)
+        for m in mods:
+            for s in ("before", "after"):
+                chunks[f"{m}.{s}"].append(out.features[m][s][0].float().cpu().numpy())
+        rows.append(int(mask.sum()))
+    arrays = {k: np.concatenate(v, axis=0).astype(np.float32, copy=False) for k, v in chunks.items()}
+    return arrays, rows

@@ -183,6 +183,44 @@ def import_csv(files, out_dir, *, modalities, label_column, video_column=None, w
     pathlib.Path
         ``out_dir``; ``import.json`` there records the sources and options.
     """
+    files, mods, window, chunk = _check_options(files, modalities, window, chunk, seed)
+    labels, feats, sources = {}, {m: {} for m in mods}, []
+    first_cols = None
+    for path in files:
+        df, cols, lab = _read_recordings_table(path, mods, label_column, video_column)
+        if first_cols is None:
+            first_cols = cols
+        elif cols != first_cols:
+            m = next(k for k in cols if cols[k] != first_cols[k])
+            raise InputError(
+                f"modality {m!r}: {str(path)!r} has columns {[str(c) for c in cols[m]]} but "
+                f"{str(files[0])!r} has {[str(c) for c in first_cols[m]]}"
+            )
+        blocks = {m: _numeric(df, c, path) for m, c in cols.items()}
+        for base, rows in _recordings(df, path, video_column, several_files=len(files) > 1):
+            _add_videos(labels, feats, base, rows, blocks, lab, path, window, chunk)
+        sources.append({"file": str(path), "rows": int(len(df))})
+
+    videos = list(labels)
+    if len(videos) < 3:
+        raise InputError(
+            f"need at least 3 videos for train/val/test, got {len(videos)}; cut long recordings with "
+            "--chunk ROWS or split them with --video-column"
+        )
+    classes = sorted({x for lab in labels.values() for x in lab})
+    fr = tuple(split_fractions)
+    splits = _assign_splits(videos, fr, seed)
+    meta = {"generator": "rankfusion.data.importer", "sources": sources, "label_column": label_column,
+            "video_column": video_column, "window": window, "chunk": chunk, "seed": seed,
+            "modalities": {m: [str(c) for c in first_cols[m]] for m in mods},
+            "split_fractions": list(fr)}
+    # validate=True: every check of `data check` runs before the new folder replaces anything
+    return write_dataset(out_dir, classes, labels, feats, splits, split_set=split_set, overwrite=overwrite,
+                         extra_files={"import.json": json.dumps(meta, indent=2) + "\n"}, validate=True)
+
+
+def _check_options(files, modalities, window, chunk, seed):
+    """Validated ``(files, {modality: [patterns]}, window, chunk)`` of :func:`import_csv`."""
     files = [Path(f) for f in ([files] if isinstance(files, (str, Path)) else files)]
     if not files:
         raise InputError("files must name at least one input table")
@@ -198,82 +236,69 @@ def import_csv(files, out_dir, *, modalities, label_column, video_column=None, w
     check_int(seed, "seed", low=0)
     if chunk is not None and chunk < window:
         raise InputError(f"chunk ({chunk}) must be at least window ({window})")
+    return files, mods, window, chunk
 
-    labels, feats, sources = {}, {m: {} for m in mods}, []
-    first_cols = None
-    for path in files:
-        df = read_table(path)
-        reserved = {label_column: "label"}
-        if video_column is not None:
-            reserved[video_column] = "video"
-        for col, role in reserved.items():
-            if col not in df.columns:
-                raise InputError(f"{role} column {col!r} not found in {str(path)!r}; columns: {[str(c) for c in df.columns][:20]}")
-        if len(df) == 0:
-            raise InputError(f"{str(path)!r} has no data rows")
-        cols = _match_columns(df, path, mods, reserved)
-        if first_cols is None:
-            first_cols = cols
-        elif cols != first_cols:
-            m = next(k for k in cols if cols[k] != first_cols[k])
-            raise InputError(
-                f"modality {m!r}: {str(path)!r} has columns {[str(c) for c in cols[m]]} but "
-                f"{str(files[0])!r} has {[str(c) for c in first_cols[m]]}"
-            )
-        lab = df[label_column]
-        gap = lab.isna() | (lab.astype(str).str.strip() == "")
-        if gap.any():
-            i = int(np.flatnonzero(gap.to_numpy())[0])
-            raise InputError(
-                f"{str(path)!r}: label column {label_column!r} has a gap (empty cell) at data row {i} (line {i + 2})"
-            )
-        lab = lab.astype(str).str.strip().to_numpy(dtype=object)
-        _check_labels(lab, path, label_column)
-        blocks = {m: _numeric(df, c, path) for m, c in cols.items()}
-        if video_column is None:
-            groups = [(_safe(path.stem), np.arange(len(df)))]
-        else:
-            keys = df[video_column]
-            if keys.isna().any():
-                i = int(np.flatnonzero(keys.isna().to_numpy())[0])
-                raise InputError(f"{str(path)!r}: video column {video_column!r} is empty at data row {i} (line {i + 2})")
-            order = dict.fromkeys(keys.tolist())
-            prefix = f"{_safe(path.stem)}_" if len(files) > 1 else ""
-            groups = [(prefix + _safe(k), np.flatnonzero((keys == k).to_numpy())) for k in order]
-        for base, rows in groups:
-            pieces = [rows] if chunk is None else [rows[i:i + chunk] for i in range(0, len(rows), chunk)]
-            for k, idx in enumerate(pieces):
-                if len(idx) < window:
-                    if chunk is not None and k > 0:
-                        continue  # a short tail chunk
-                    raise InputError(f"recording {base!r} of {str(path)!r} has {len(idx)} rows, fewer than window={window}")
-                video = base if chunk is None else f"{base}_c{k:03d}"
-                if video in labels:
-                    raise InputError(f"video name {video!r} occurs twice (from {str(path)!r}); rename the input files")
-                f, l = _windows({m: b[idx] for m, b in blocks.items()}, lab[idx], window)
-                labels[video] = list(l)
-                for m in mods:
-                    feats[m][video] = f[m].astype(np.float32)
-        sources.append({"file": str(path), "rows": int(len(df))})
 
-    videos = list(labels)
-    if len(videos) < 3:
+def _read_recordings_table(path, mods, label_column, video_column):
+    """One input table, checked: ``(df, {modality: columns}, labels as an object array)``."""
+    df = read_table(path)
+    reserved = {label_column: "label"}
+    if video_column is not None:
+        reserved[video_column] = "video"
+    for col, role in reserved.items():
+        if col not in df.columns:
+            raise InputError(f"{role} column {col!r} not found in {str(path)!r}; columns: {[str(c) for c in df.columns][:20]}")
+    if len(df) == 0:
+        raise InputError(f"{str(path)!r} has no data rows")
+    cols = _match_columns(df, path, mods, reserved)
+    lab = df[label_column]
+    gap = lab.isna() | (lab.astype(str).str.strip() == "")
+    if gap.any():
+        i = int(np.flatnonzero(gap.to_numpy())[0])
         raise InputError(
-            f"need at least 3 videos for train/val/test, got {len(videos)}; cut long recordings with "
-            "--chunk ROWS or split them with --video-column"
+            f"{str(path)!r}: label column {label_column!r} has a gap (empty cell) at data row {i} (line {i + 2})"
         )
-    classes = sorted({x for lab in labels.values() for x in lab})
-    fr = tuple(split_fractions)
+    lab = lab.astype(str).str.strip().to_numpy(dtype=object)
+    _check_labels(lab, path, label_column)
+    return df, cols, lab
+
+
+def _recordings(df, path, video_column, *, several_files: bool):
+    """``[(name, row indices)]``: the whole file, or one recording per value of ``video_column``."""
+    if video_column is None:
+        return [(_safe(path.stem), np.arange(len(df)))]
+    keys = df[video_column]
+    if keys.isna().any():
+        i = int(np.flatnonzero(keys.isna().to_numpy())[0])
+        raise InputError(f"{str(path)!r}: video column {video_column!r} is empty at data row {i} (line {i + 2})")
+    order = dict.fromkeys(keys.tolist())
+    # names must stay unique across files
+    prefix = f"{_safe(path.stem)}_" if several_files else ""
+    return [(prefix + _safe(k), np.flatnonzero((keys == k).to_numpy())) for k in order]
+
+
+def _add_videos(labels, feats, base, rows, blocks, lab, path, window, chunk):
+    """Cut one recording into chunks, window each, and add them to ``labels`` / ``feats`` in place."""
+    pieces = [rows] if chunk is None else [rows[i:i + chunk] for i in range(0, len(rows), chunk)]
+    for k, idx in enumerate(pieces):
+        if len(idx) < window:
+            if chunk is not None and k > 0:
+                continue  # a short tail chunk
+            raise InputError(f"recording {base!r} of {str(path)!r} has {len(idx)} rows, fewer than window={window}")
+        video = base if chunk is None else f"{base}_c{k:03d}"
+        if video in labels:
+            raise InputError(f"video name {video!r} occurs twice (from {str(path)!r}); rename the input files")
+        f, l = _windows({m: b[idx] for m, b in blocks.items()}, lab[idx], window)
+        labels[video] = list(l)
+        for m in feats:
+            feats[m][video] = f[m].astype(np.float32)
+
+
+def _assign_splits(videos, fr, seed) -> dict:
+    """Seeded train/val/test assignment of ``videos`` by the shares ``fr``, each list in input order."""
     if len(fr) != 3 or any(f < 0 for f in fr) or not np.isclose(sum(fr), 1.0):
         raise InputError(f"split_fractions must be 3 non-negative numbers summing to 1, got {fr!r}")
     order = np.random.default_rng(seed).permutation(len(videos))
     n_train, n_val, _ = _split_counts(len(videos), fr)
     parts = {"train": order[:n_train], "val": order[n_train:n_train + n_val], "test": order[n_train + n_val:]}
-    splits = {k: [videos[i] for i in sorted(v)] for k, v in parts.items()}
-    meta = {"generator": "rankfusion.data.importer", "sources": sources, "label_column": label_column,
-            "video_column": video_column, "window": window, "chunk": chunk, "seed": seed,
-            "modalities": {m: [str(c) for c in first_cols[m]] for m in mods},
-            "split_fractions": list(fr)}
-    # validate=True: every check of `data check` runs before the new folder replaces anything
-    return write_dataset(out_dir, classes, labels, feats, splits, split_set=split_set, overwrite=overwrite,
-                         extra_files={"import.json": json.dumps(meta, indent=2) + "\n"}, validate=True)
+    return {k: [videos[i] for i in sorted(v)] for k, v in parts.items()}
