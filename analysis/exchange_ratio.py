@@ -6,7 +6,10 @@ Usage: python analysis/exchange_ratio.py --data DATA [--out figures] [--profile 
 
 import sys
 
-from _common import run_family
+if __package__:  # python -m analysis.NAME
+    from ._common import run_family
+else:  # python analysis/NAME.py: the script's folder is on sys.path
+    from _common import run_family
 
 if __name__ == "__main__":
     sys.exit(run_family("exchange", __doc__.splitlines()[0]))

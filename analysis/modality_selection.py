@@ -6,7 +6,10 @@ Usage: python analysis/modality_selection.py --data DATA [--out figures] [--prof
 
 import sys
 
-from _common import run_family
+if __package__:  # python -m analysis.NAME
+    from ._common import run_family
+else:  # python analysis/NAME.py: the script's folder is on sys.path
+    from _common import run_family
 
 if __name__ == "__main__":
     sys.exit(run_family("modality", __doc__.splitlines()[0]))

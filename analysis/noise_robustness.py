@@ -6,7 +6,10 @@ Usage: python analysis/noise_robustness.py --data DATA [--out figures] [--profil
 
 import sys
 
-from _common import run_family
+if __package__:  # python -m analysis.NAME
+    from ._common import run_family
+else:  # python analysis/NAME.py: the script's folder is on sys.path
+    from _common import run_family
 
 if __name__ == "__main__":
     sys.exit(run_family("noise", __doc__.splitlines()[0]))
