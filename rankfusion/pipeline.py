@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import hashlib
-import inspect
 import json
 import os
 import shutil
@@ -190,14 +189,6 @@ def expected_complementary(root) -> str | None:
 
         return str(getattr(synth, "MOST_COMPLEMENTARY", "depth"))
     return None
-
-
-def _call(fn, *args, **kwargs):
-    """Call ``fn`` with only the keyword arguments its signature accepts (optional features)."""
-    params = inspect.signature(fn).parameters
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
-        return fn(*args, **kwargs)
-    return fn(*args, **{k: v for k, v in kwargs.items() if k in params})
 
 
 def _tag(value: float) -> str:
@@ -431,8 +422,8 @@ class RunCache:
                 if run_dir.exists():
                     shutil.rmtree(run_dir)  # an unfinished run (its builder died): start over
                 t0 = time.perf_counter()
-                _call(train_mod.train, cfg, self.data_root, run_dir, seed=seed, device=self.device,
-                      progress=self.progress)
+                train_mod.train(cfg, self.data_root, run_dir, seed=seed, device=self.device,
+                                progress=self.progress)
                 secs = round(time.perf_counter() - t0, 2)
                 write_json(done, {"name": name, "config_hash": chash, "seed": seed,
                                   "dataset": str(self.data_root), "fingerprint": self.fingerprint,
@@ -468,8 +459,8 @@ class RunCache:
         with entry_lock(out):
             if not out.exists():
                 root = self.data_root if not noise else self.noisy_root(*noise)
-                _call(extract_features, rec.run_dir, split, obs_ratio, out, device=self.device, data_root=root,
-                      progress=False)
+                extract_features(rec.run_dir, split, obs_ratio, out, device=self.device, data_root=root,
+                                 progress=False)
         return out
 
     def evaluate(self, rec: RunRecord, *, split: str = "test", noise: tuple | None = None) -> pd.DataFrame:
