@@ -30,6 +30,7 @@ import pandas as pd
 
 from ._validation import InputError, InputTypeError, check_float, check_int, is_torch
 from .analysis import FeatureSet, load_features
+from .spectral import rank_tolerance
 
 # --------------------------------------------------------------------------- modality selection
 
@@ -291,7 +292,7 @@ def _surrogate_draws(X64: np.ndarray, seed: int, indices) -> list:
     n = X64.shape[0]
     # Drop the numerically-zero directions (centring removes one, rank deficiency more): a random
     # Q column on them would inject energy that X does not have.
-    tol = math.sqrt(max(X64.shape)) * np.finfo(np.float64).eps * (s[0] if s.size else 0.0)
+    tol = rank_tolerance(s[0] if s.size else 0.0, max(X64.shape), np.finfo(np.float64).eps)
     r = int(np.sum(s > tol))
     out = []
     for j in indices:
