@@ -1,4 +1,4 @@
-"""Figures of the analyses (with ``rankfusion spectrum --plot``, the only code that imports matplotlib).
+"""Figures of the analyses and of ``rankfusion spectrum --plot``: the only module that imports matplotlib.
 
 Every function takes the tables of :mod:`rankfusion.analysis` / :mod:`rankfusion.pipeline`,
 returns a :class:`matplotlib.figure.Figure` (so tests can inspect labels and legends) and draws
@@ -76,6 +76,24 @@ def save_figure(fig, stem, formats=("png", "pdf"), dpi: int = 130) -> list[Path]
     return paths
 
 
+def save_figure_as(fig, out, *, dpi: int = 150, option: str = "out") -> Path:
+    """Write ``fig`` to the path ``out`` in the format its suffix names, atomically.
+
+    Raises
+    ------
+    InputError
+        If matplotlib cannot write that format (the message starts with ``option`` and the path).
+    """
+    out = Path(out)
+    fmt = out.suffix.lstrip(".").lower()
+    supported = fig.canvas.get_supported_filetypes()
+    if fmt not in supported:
+        raise InputError(f"{option} {str(out)!r}: unsupported image format {fmt!r}; use one of {sorted(supported)}")
+    with atomic_path(out) as tmp:
+        fig.savefig(tmp, format=fmt, dpi=dpi)
+    return out
+
+
 def close(fig) -> None:
     """Release a figure's memory (figures are built in loops by the demo)."""
     _mpl().close(fig)
@@ -135,6 +153,39 @@ def plot_spectra(spectra, *, title: str = "Normalised singular-value spectra bef
         ax.grid(True, which="major", alpha=0.3)
         ax.legend(fontsize=7, loc="lower left")
     fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def plot_array_spectra(curves, *, title: str = "Normalised singular-value spectrum"):
+    """``rankfusion spectrum --plot``: the normalised spectrum ``sigma_i / sum_j sigma_j`` of each array.
+
+    Parameters
+    ----------
+    curves : sequence of (label, sigma, erank)
+        ``sigma``: ndarray of shape (r,), the singular values inside the numerical rank (an empty
+        array draws nothing); ``erank``: its effective rank (Eq. 1), quoted in the legend.
+
+    Returns
+    -------
+    Figure
+        One log-scale curve per array against the index i (1 = largest).
+    """
+    import seaborn as sns
+
+    plt = _mpl()
+    sns.set_theme(style="whitegrid", context="notebook")
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    palette = sns.color_palette(n_colors=max(1, len(curves)))
+    for col, (label, s, erank) in zip(palette, curves):
+        if s.size == 0:
+            continue
+        ax.plot(np.arange(1, s.size + 1), s / s.sum(), color=col, lw=1.6, label=f"{label} (ERank {erank:.1f})")
+    ax.set_yscale("log")
+    ax.set_xlabel("index i of singular value")
+    ax.set_ylabel(r"$\sigma_i \,/\, \Sigma_j\, \sigma_j$ (log scale)")
+    ax.set_title(title)
+    ax.legend(frameon=True, fontsize="small")
     fig.tight_layout()
     return fig
 

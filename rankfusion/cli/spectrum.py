@@ -12,11 +12,14 @@ import numpy as np
 
 from .. import spectral
 from .._validation import InputError
-from ..io import META_KEY, array_file_kind, atomic_path, load_arrays
+from .._backend import CHUNK_BYTES, chunk_rows_for
+from ..io import META_KEY, array_file_kind, load_arrays
 from . import main
 
-#: Chunk budget (bytes of float64 per chunk) when --chunk-rows is not given.
-DEFAULT_CHUNK_BYTES = 256 * 2**20
+#: A memory-mapped .npy array whose float64 copy would exceed this many bytes is streamed
+#: (Gram-accurate) instead of read whole, when --chunk-rows is not given. The chunks themselves
+#: are the backend's (:data:`rankfusion._backend.CHUNK_BYTES`).
+MEMMAP_IN_MEMORY_BYTES = 256 * 2**20
 
 
 def _list_keys(path: Path) -> list[str]:
@@ -57,10 +60,10 @@ def _streamed(mat, key, path, center, chunk_rows):
 def _analyse(path: Path, key: str, label: str, arr, *, center: bool, top: int, chunk_rows):
     mat, flattened = _as_matrix(arr, label, path)
     n, d = mat.shape
-    rows = chunk_rows if chunk_rows is not None else max(1, DEFAULT_CHUNK_BYTES // (8 * d))
-    if isinstance(arr, np.memmap) and n > rows:
-        # Bigger than the chunk budget: never load it whole; Gram-accurate streaming.
-        sigma, ambiguous = _streamed(mat, label, path, center, rows)
+    limit = chunk_rows if chunk_rows is not None else max(1, MEMMAP_IN_MEMORY_BYTES // (8 * d))
+    if isinstance(arr, np.memmap) and n > limit:
+        # Bigger than the in-memory budget: never load it whole; Gram-accurate streaming.
+        sigma, ambiguous = _streamed(mat, label, path, center, chunk_rows or chunk_rows_for(d))
         method = "streamed"
     else:
         try:
@@ -110,40 +113,14 @@ def _format_table(path: Path, results: list[dict], top: int) -> str:
     return "\n".join(lines)
 
 
-def plot_spectra(results: list[dict], out: Path) -> None:
-    """Log-scale normalised spectra ``sigma_i / sum_j sigma_j`` vs index, one curve per key."""
-    import matplotlib
+def _plot(results: list[dict], out: Path) -> None:
+    from .. import plots
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import seaborn as sns
-
-    sns.set_theme(style="whitegrid", context="notebook")
-    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    fig = plots.plot_array_spectra([(r["key"], r["singular_values"], r["effective_rank"]) for r in results])
     try:
-        fmt = out.suffix.lstrip(".").lower()
-        if fmt not in fig.canvas.get_supported_filetypes():
-            raise InputError(
-                f"--plot {str(out)!r}: unsupported image format {fmt!r}; use one of "
-                f"{sorted(fig.canvas.get_supported_filetypes())}"
-            )
-        palette = sns.color_palette(n_colors=max(1, len(results)))
-        for color, r in zip(palette, results):
-            s = r["singular_values"]
-            if s.size == 0:
-                continue
-            ax.plot(np.arange(1, s.size + 1), s / s.sum(), color=color, lw=1.6,
-                    label=f"{r['key']} (ERank {r['effective_rank']:.1f})")
-        ax.set_yscale("log")
-        ax.set_xlabel("index i of singular value")
-        ax.set_ylabel(r"$\sigma_i \,/\, \Sigma_j\, \sigma_j$ (log scale)")
-        ax.set_title("Normalised singular-value spectrum")
-        ax.legend(frameon=True, fontsize="small")
-        fig.tight_layout()
-        with atomic_path(out) as tmp:
-            fig.savefig(tmp, format=fmt, dpi=150)
+        plots.save_figure_as(fig, out, dpi=150, option="--plot")
     finally:
-        plt.close(fig)
+        plots.close(fig)
 
 
 #: Stores up to this many bytes are read into memory when no Dask scheduler is given (faster
@@ -203,7 +180,8 @@ def _store_results(path: Path, keys, center: bool, top: int, scheduler: str | No
               help="How many leading singular values to print.")
 @click.option("--chunk-rows", type=click.IntRange(min=1), default=None,
               help="Rows per chunk for memory-mapped .npy files; larger arrays are streamed "
-                   "(default: 256 MiB of float64 per chunk).")
+                   f"(default: streamed above {MEMMAP_IN_MEMORY_BYTES >> 20} MiB of float64, in "
+                   f"{CHUNK_BYTES >> 20} MiB chunks).")
 @click.option("--scheduler", default=None, metavar="ADDRESS",
               help="Dask scheduler (tcp://host:8786) for zarr/HDF5 stores; default: $RANKFUSION_SCHEDULER, "
                    "else $DASK_SCHEDULER_ADDRESS, else dask's local threaded scheduler. Needs the [scale] extra.")
@@ -242,7 +220,7 @@ def spectrum(file, keys, center, as_json, plot, top, chunk_rows, scheduler):
     if not results:
         raise InputError(f"no 2-D (or higher) numeric array in {str(file)!r}")
     if plot is not None:
-        plot_spectra(results, plot)
+        _plot(results, plot)
     if as_json:
         payload = {
             "file": str(file),
