@@ -615,7 +615,7 @@ def dose_settings(profile) -> list[tuple[str, float, dict]]:
 
 def _dose_cache(ctx: FigureContext, dials: dict) -> RunCache:
     """The run cache of one dose dataset (generated under ``<cache>/dose/`` unless present)."""
-    from .report import dataset_matches, prepare_dataset
+    from .demo import dataset_matches, prepare_dataset
 
     prof = ctx.cache.profile
     kwargs, seed = {**prof.dose.get("synth", prof.synth), **dials}, int(prof.dose.get("data_seed", 0))

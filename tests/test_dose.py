@@ -64,7 +64,8 @@ def test_dose_family_quick(tmp_path):
     from rankfusion.cli import main
     from rankfusion.figures import FigureContext, _dose_cache, make_figures
     from rankfusion.pipeline import RunCache
-    from rankfusion.report import build_report, prepare_dataset
+    from rankfusion.demo import prepare_dataset
+    from rankfusion.report import build_report
 
     prof = get_profile("quick")
     data = prepare_dataset(tmp_path / "data", prof.synth, seed=0)

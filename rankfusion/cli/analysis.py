@@ -1,5 +1,5 @@
 """``rankfusion modality-select``, ``figures``, ``robustness`` and ``demo``: thin wrappers over
-:mod:`rankfusion.analysis`, :mod:`rankfusion.figures` and :mod:`rankfusion.report`."""
+:mod:`rankfusion.analysis`, :mod:`rankfusion.figures` and :mod:`rankfusion.demo`."""
 
 from __future__ import annotations
 
@@ -298,7 +298,7 @@ def robustness_cmd(data, out, partner, noise_seed, anchor, cache_dir, profile, d
 @_workers_option
 def demo_cmd(out, quick, device, seed, quiet, threads, workers):
     """End to end on the bundled synthetic data: dataset, R3D runs, features, analyses, figures, OUT/report.md."""
-    from ..report import run_demo
+    from ..demo import run_demo
 
     result = run_demo(out, quick=quick, device=device, seed=seed, progress=not quiet, command=_command_line(),
                       threads=threads, workers=workers)
