@@ -109,7 +109,7 @@ def run_demo(out, *, quick: bool = False, device: str = "cpu", seed: int = 0, pr
     info = {"report": str(out / "report.md"), "seconds": round(seconds, 1),
             "cpu_seconds": round(_cpu_seconds() - c0, 1), "workers": int(workers),
             "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None, "profile": name,
-            "ranking": mod.findings["ranking"] if mod else None,
-            "matches": mod.findings["comparison"]["matches"] if mod else None}
+            "ranking": list(mod.data.ranking) if mod else None,
+            "matches": mod.data.comparison["matches"] if mod else None}
     write_json(out / "demo.json", info)
     return info

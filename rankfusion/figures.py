@@ -36,9 +36,7 @@ from . import analysis, selection
 from ._validation import InputError, check_int
 from .io import atomic_path, write_json, write_text
 from .pipeline import PROFILES, RunCache, expected_complementary, git_commit
-
-#: Family names in the order ``rankfusion figures`` runs them.
-FAMILIES = ("spectra", "modality", "noise", "exchange", "angles", "ablation", "dose", "dynamics")
+from .verdicts import RESOLVE_SD
 
 #: Exchange ratios of Fig. 5.
 EXCHANGE_RATIOS = (0.1, 0.2, 0.3)
@@ -118,13 +116,149 @@ class FigureResult:
     files: list = field(default_factory=list)
     run_keys: list = field(default_factory=list)
     params: dict = field(default_factory=dict)
-    findings: dict = field(default_factory=dict)
+    #: the family's typed result (:class:`SpectraResult`, ..., :class:`DoseResult`)
+    data: object = field(default=None, repr=False)
     seconds: float = 0.0
     tables: dict = field(default_factory=dict, repr=False)
-    #: the typed result of the dose family (:class:`DoseResult`), None for the others
-    dose: object = field(default=None, repr=False)
     #: extra run caches a family used (the dose family's datasets), for the manifest
     caches: list = field(default_factory=list, repr=False)
+
+    @property
+    def findings(self) -> dict:
+        """The numbers the manifest records (JSON), from :attr:`data`."""
+        return {} if self.data is None else self.data.findings()
+
+
+# --------------------------------------------------------------------------- typed results
+# One frozen dataclass per family: what the report reads (by typed keys, never by parsing a
+# string back) and, through ``findings()``, the JSON the manifest records.
+
+
+@dataclass(frozen=True)
+class SpectraResult:
+    """Figs. 2 / 9. ``erank`` / ``erank_sd``: ``{(modality, stage): mean / sd over seeds}``;
+    ``gain`` / ``gain_sd``: ``{modality: after - before}``; ``stacked_*``: the stacked fused features."""
+
+    erank: dict
+    erank_sd: dict
+    gain: dict
+    gain_sd: dict
+    stacked_rtf: float
+    stacked_plain: float
+    stacked_rtf_sd: float
+    stacked_plain_sd: float
+    stacked_diff_sd: float
+    n_seeds: int
+
+    def findings(self) -> dict:
+        return {"erank": {f"{m} {s}": v for (m, s), v in self.erank.items()},
+                "erank_sd": {f"{m} {s}": v for (m, s), v in self.erank_sd.items()},
+                "gain": dict(self.gain), "gain_sd": dict(self.gain_sd),
+                "stacked_rtf": self.stacked_rtf, "stacked_plain": self.stacked_plain,
+                "stacked_rtf_sd": self.stacked_rtf_sd, "stacked_plain_sd": self.stacked_plain_sd,
+                "stacked_diff_sd": self.stacked_diff_sd, "n_seeds": self.n_seeds}
+
+
+@dataclass(frozen=True)
+class ModalityResult:
+    """Fig. 3. ``scores``: ``{candidate: score or None}`` in ranking order; ``gains``:
+    ``{(candidate, obs_ratio): {"anchor", "candidate", "harmonic_mean"}}``; ``relative_gain_pct``:
+    ``{candidate: {"anchor" / "candidate": % of the ERank before fusion}}``; ``moc``:
+    ``{candidate: grid-mean MoC of the anchor+candidate runs}``; ``seed_std``: ``{candidate: sd of
+    the per-seed scores}``; ``comparison``: :func:`rankfusion.selection.compare_with_expected`."""
+
+    ranking: tuple
+    scores: dict
+    reasons: dict
+    comparison: dict
+    moc: dict
+    seed_std: dict
+    relative_gain_pct: dict
+    gains: dict
+
+    def gains_of(self, candidate: str) -> dict:
+        """``{obs_ratio: gains}`` of one candidate."""
+        return {o: g for (c, o), g in self.gains.items() if c == candidate}
+
+    def findings(self) -> dict:
+        return {"ranking": list(self.ranking), "scores": dict(self.scores), "reasons": dict(self.reasons),
+                "comparison": self.comparison, "moc": dict(self.moc), "seed_std": dict(self.seed_std),
+                "relative_gain_pct": self.relative_gain_pct,
+                "gains": {f"{c}@{o:g}": g for (c, o), g in self.gains.items()}}
+
+
+@dataclass(frozen=True)
+class NoiseResult:
+    """Figs. 6 / 7, means and sds over seeds. ``sigmas`` / ``sigma_std`` / ``achieved``:
+    ``{(noisy modality, level): value}``; ``gain`` / ``gain_std``: ``{(noisy modality, level,
+    receiving modality): ERank gain}``; ``moc`` / ``moc_std``: ``{(noisy modality, level, model): MoC}``
+    with model "with RTF" / "without RTF"; level "clean", "small", "large" (or "level i")."""
+
+    sigmas: dict
+    sigma_std: dict
+    achieved: dict
+    gain: dict
+    gain_std: dict
+    moc: dict
+    moc_std: dict
+
+    def findings(self) -> dict:
+        def joined(d):
+            return {" ".join(k): v for k, v in d.items()}
+
+        def arrow(d):
+            return {f"{n} {lv} -> {m}": v for (n, lv, m), v in d.items()}
+
+        return {"sigmas": joined(self.sigmas), "sigma_std": joined(self.sigma_std),
+                "achieved": joined(self.achieved), "gain": arrow(self.gain), "gain_std": arrow(self.gain_std),
+                "moc": joined(self.moc), "moc_std": joined(self.moc_std)}
+
+
+@dataclass(frozen=True)
+class ExchangeResult:
+    """Fig. 5. ``moc``: ``{exchange ratio: MoC mean over the grid}``; ``best``: the ratio of the highest."""
+
+    moc: dict
+    best: float
+
+    def findings(self) -> dict:
+        return {"moc": {f"{k:g}": v for k, v in self.moc.items()}, "best": self.best}
+
+
+@dataclass(frozen=True)
+class AnglesResult:
+    """Table 6. ``angle``: ``{"X <- Y": mean principal angle in degrees}``."""
+
+    angle: dict
+
+    def findings(self) -> dict:
+        return {"angle": dict(self.angle)}
+
+
+@dataclass(frozen=True)
+class DynamicsResult:
+    """Rank dynamics over training. ``erank``: ``{(model, name): {"erank_init", "erank_final",
+    "change", "change_std", "erank_min"}}`` (means over seeds, the change's sd over seeds);
+    ``reliance``: why modality reliance is not drawn per epoch."""
+
+    erank: dict
+    reliance: str
+
+    def findings(self) -> dict:
+        out = {f"{m} {n}": dict(v) for (m, n), v in self.erank.items()}
+        out["reliance"] = self.reliance
+        return out
+
+
+@dataclass(frozen=True)
+class AblationResult:
+    """Tables 2, 3, 8, 9. ``moc`` / ``std``: ``{variant: grid-mean MoC / its sd over seeds}``."""
+
+    moc: dict
+    std: dict
+
+    def findings(self) -> dict:
+        return {"moc": dict(self.moc), "std": dict(self.std)}
 
 
 def _save(out: Path, fig, stem: str, res: FigureResult, formats=("png", "pdf")):
@@ -236,18 +370,18 @@ def fig_spectra(ctx: FigureContext) -> FigureResult:
     stacked = eranks[eranks.modality.str.startswith("fused")].pivot_table(index="seed", columns="modality",
                                                                            values="erank")
     diff = stacked["fused (RTF)"] - stacked["fused (plain)"]
-    res.findings = {
-        "erank": {f"{m} {s}": float(v) for (m, s), v in mean.items()},
-        "erank_sd": {f"{m} {s}": float(v) for (m, s), v in sd.items()},
-        "gain": {m: float((gains.loc[m]["after"] - gains.loc[m]["before"]).mean()) for m in ctx.pair},
-        "gain_sd": {m: float((gains.loc[m]["after"] - gains.loc[m]["before"]).std()) for m in ctx.pair},
-        "stacked_rtf": float(mean[("fused (RTF)", "after")]),
-        "stacked_plain": float(mean[("fused (plain)", "after")]),
-        "stacked_rtf_sd": float(sd[("fused (RTF)", "after")]),
-        "stacked_plain_sd": float(sd[("fused (plain)", "after")]),
-        "stacked_diff_sd": float(diff.std()),
-        "n_seeds": int(len(rtf_runs)),
-    }
+    res.data = SpectraResult(
+        erank={(m, st): float(v) for (m, st), v in mean.items()},
+        erank_sd={(m, st): float(v) for (m, st), v in sd.items()},
+        gain={m: float((gains.loc[m]["after"] - gains.loc[m]["before"]).mean()) for m in ctx.pair},
+        gain_sd={m: float((gains.loc[m]["after"] - gains.loc[m]["before"]).std()) for m in ctx.pair},
+        stacked_rtf=float(mean[("fused (RTF)", "after")]),
+        stacked_plain=float(mean[("fused (plain)", "after")]),
+        stacked_rtf_sd=float(sd[("fused (RTF)", "after")]),
+        stacked_plain_sd=float(sd[("fused (plain)", "after")]),
+        stacked_diff_sd=float(diff.std()),
+        n_seeds=int(len(rtf_runs)),
+    )
     return res
 
 
@@ -316,26 +450,26 @@ def fig_modality(ctx: FigureContext, candidates=None, expected: str | None = Non
     summary, ranking = sel["summary"], sel["ranking"]
     res.files += sel["files"]
     res.tables = {"summary": summary, "ranking": ranking, "files": table}
-    res.findings = {
-        "ranking": ranking["candidate"].tolist(),
-        "scores": {c: (None if not np.isfinite(s) else float(s)) for c, s in zip(ranking["candidate"], ranking["score"])},
-        "reasons": {c: r for c, r in zip(ranking["candidate"], ranking["reason"]) if r},
-        "comparison": sel["comparison"],
-        "moc": moc,
+    res.data = ModalityResult(
+        ranking=tuple(ranking["candidate"]),
+        scores={c: (None if not np.isfinite(s) else float(s)) for c, s in zip(ranking["candidate"], ranking["score"])},
+        reasons={c: r for c, r in zip(ranking["candidate"], ranking["reason"]) if r},
+        comparison=sel["comparison"],
+        moc=moc,
         # run-to-run spread: each seed's score (mean over ratios of its own harmonic means), then
         # the standard deviation over seeds (NaN with one seed)
-        "seed_std": {c: float(v) for c, v in table.groupby(["candidate", "seed"])["harmonic_mean"].mean()
-                     .groupby("candidate").std().items()},
+        seed_std={c: float(v) for c, v in table.groupby(["candidate", "seed"])["harmonic_mean"].mean()
+                  .groupby("candidate").std().items()},
         # gains as a percentage of the ERank before fusion, mean over ratios: {candidate: {role: %}}
-        "relative_gain_pct": {
+        relative_gain_pct={
             c: {role: float(100 * (grp[f"gain_{role}"] / grp[f"erank_{role}_before"]).mean())
                 for role in ("anchor", "candidate")}
             for c, grp in summary.groupby("candidate")},
-        "gains": {f"{r.candidate}@{r.obs_ratio:g}": {
+        gains={(r.candidate, float(r.obs_ratio)): {
             "anchor": float(r.gain_anchor), "candidate": float(r.gain_candidate),
             "harmonic_mean": None if not np.isfinite(r.harmonic_mean) else float(r.harmonic_mean)}
             for r in summary.itertuples()},
-    }
+    )
     return res
 
 
@@ -417,15 +551,15 @@ def _noise_outputs(ctx: FigureContext, res: FigureResult, sig_df, gain_df, moc_s
     _table(ctx.out, moc_df, "noise_moc", res, markdown=True)
     _save(ctx.out, plots.plot_noise_gains(gain_mean), "noise_gains", res, ctx.formats)
     _save(ctx.out, plots.plot_noise_moc(moc_df), "noise_moc", res, ctx.formats)
-    res.findings = {
-        "sigmas": {f"{r.noisy_modality} {r.level}": float(r.sigma_rms_units) for r in sig_mean.itertuples()},
-        "sigma_std": {f"{r.noisy_modality} {r.level}": float(r.sigma_std) for r in sig_mean.itertuples()},
-        "achieved": {f"{r.noisy_modality} {r.level}": float(r.achieved_change) for r in sig_mean.itertuples()},
-        "gain": {f"{r.noisy_modality} {r.level} -> {r.modality}": float(r.gain) for r in gain_mean.itertuples()},
-        "gain_std": {f"{r.noisy_modality} {r.level} -> {r.modality}": float(r.gain_std) for r in gain_mean.itertuples()},
-        "moc": {f"{r.noisy_modality} {r.level} {r.model}": float(r.moc) for r in moc_df.itertuples()},
-        "moc_std": {f"{r.noisy_modality} {r.level} {r.model}": float(r.moc_std) for r in moc_df.itertuples()},
-    }
+    res.data = NoiseResult(
+        sigmas={(r.noisy_modality, r.level): float(r.sigma_rms_units) for r in sig_mean.itertuples()},
+        sigma_std={(r.noisy_modality, r.level): float(r.sigma_std) for r in sig_mean.itertuples()},
+        achieved={(r.noisy_modality, r.level): float(r.achieved_change) for r in sig_mean.itertuples()},
+        gain={(r.noisy_modality, r.level, r.modality): float(r.gain) for r in gain_mean.itertuples()},
+        gain_std={(r.noisy_modality, r.level, r.modality): float(r.gain_std) for r in gain_mean.itertuples()},
+        moc={(r.noisy_modality, r.level, r.model): float(r.moc) for r in moc_df.itertuples()},
+        moc_std={(r.noisy_modality, r.level, r.model): float(r.moc_std) for r in moc_df.itertuples()},
+    )
 
 
 def fig_exchange(ctx: FigureContext) -> FigureResult:
@@ -444,7 +578,7 @@ def fig_exchange(ctx: FigureContext) -> FigureResult:
     _save(ctx.out, plots.plot_exchange_ratio(df, pair=f"{ctx.anchor} + {ctx.partner}"), "exchange_ratio", res,
           ctx.formats)
     by_ratio = df.groupby("exchange_ratio")["moc"].mean()
-    res.findings = {"moc": {f"{k:g}": float(v) for k, v in by_ratio.items()}, "best": float(by_ratio.idxmax())}
+    res.data = ExchangeResult(moc={float(k): float(v) for k, v in by_ratio.items()}, best=float(by_ratio.idxmax()))
     return res
 
 
@@ -467,7 +601,7 @@ def fig_angles(ctx: FigureContext) -> FigureResult:
     _table(ctx.out, full, "angles_all", res)
     _table(ctx.out, mean, "angles", res, markdown=True)
     _save(ctx.out, plots.plot_angles(mean), "angles", res, ctx.formats)
-    res.findings = {"angle": {r.direction: float(r.mean_angle_deg) for r in mean.itertuples()}}
+    res.data = AnglesResult(angle={r.direction: float(r.mean_angle_deg) for r in mean.itertuples()})
     return res
 
 
@@ -510,8 +644,8 @@ def fig_ablation(ctx: FigureContext) -> FigureResult:
     _table(ctx.out, wide, "ablation", res, markdown=True)
     per_obs = _spread(per_seed, ["variant", "obs_ratio"])
     _save(ctx.out, plots.plot_ablation(per_obs), "ablation", res, ctx.formats)
-    res.findings = {"moc": {v: float(m) for v, m in zip(wide["variant"], wide["mean"])},
-                    "std": {v: float(m) for v, m in zip(wide["variant"], wide["std over seeds"])}}
+    res.data = AblationResult(moc={v: float(m) for v, m in zip(wide["variant"], wide["mean"])},
+                              std={v: float(m) for v, m in zip(wide["variant"], wide["std over seeds"])})
     return res
 
 
@@ -525,9 +659,8 @@ DOSE_COMPARISONS = (("fusion helps (plain fusion - anchor only)", "plain fusion"
                     ("RTF helps (R3D - plain fusion)", "R3D", "plain fusion"),
                     ("R3D - anchor only", "R3D", "anchor only"))
 
-#: A difference is resolved when |difference| >= RESOLVE_SD x the larger of the two models' seed
-#: standard deviations (ddof = 1): DESIGN.md, "a benchmark is an instrument".
-RESOLVE_SD = 2.0
+# A difference is resolved when |difference| >= RESOLVE_SD x the larger of the two models' seed
+# standard deviations (ddof = 1): DESIGN.md, "a benchmark is an instrument" (rankfusion.verdicts).
 
 
 @dataclass(frozen=True)
@@ -596,6 +729,15 @@ class DoseResult:
 
     def comparisons_of(self, dial, comparison) -> list:
         return [c for c in self.comparisons if c.dial == dial and c.comparison == comparison]
+
+    def findings(self) -> dict:
+        return {
+            "cells": {f"{c.dial}={c.level:g} {c.model} {c.quantity}": [c.mean, c.sd, c.n_seeds] for c in self.cells},
+            "comparisons": {f"{c.dial}={c.level:g} {c.comparison}": {"diff": c.diff, "sd_ref": c.sd_ref,
+                                                                      "verdict": c.verdict}
+                            for c in self.comparisons},
+            "oracle": {f"{d}={lv:g} {sub}": v for d, lv, sub, v in self.oracle},
+        }
 
 
 def dose_settings(profile) -> list[tuple[str, float, dict]]:
@@ -750,7 +892,6 @@ def fig_dose(ctx: FigureContext) -> FigureResult:
     dose = DoseResult(tuple(points), tuple(cells), tuple(dose_comparisons(cells, ctx.pair)), tuple(oracle),
                       dials=res.params["dose"])
     res.run_keys = _keys([r for _, r in runs])
-    res.dose = dose
     res.caches = list(dict.fromkeys(c for c, _ in runs))
     cells_df, oracle_df, comps_df, pts_df = _dose_tables(dose)
     _table(ctx.out, pts_df, "dose_runs", res)
@@ -768,13 +909,7 @@ def fig_dose(ctx: FigureContext) -> FigureResult:
     _table(ctx.out, comps_df, "dose_comparisons", res, markdown=True)
     _save(ctx.out, plots.plot_dose(cells_df, oracle_df, anchor=ctx.anchor, partner=ctx.partner), "dose", res,
           ctx.formats)
-    res.findings = {
-        "cells": {f"{c.dial}={c.level:g} {c.model} {c.quantity}": [c.mean, c.sd, c.n_seeds] for c in cells},
-        "comparisons": {f"{c.dial}={c.level:g} {c.comparison}": {"diff": c.diff, "sd_ref": c.sd_ref,
-                                                                  "verdict": c.verdict}
-                        for c in dose.comparisons},
-        "oracle": {f"{d}={lv:g} {sub}": v for d, lv, sub, v in oracle},
-    }
+    res.data = dose
     return res
 
 
@@ -837,10 +972,11 @@ def fig_dynamics(ctx: FigureContext) -> FigureResult:
     _table(ctx.out, summary, "dynamics", res, markdown=True)
     _save(ctx.out, plots.plot_dynamics(ranks, moc, modalities=ctx.pair), "dynamics", res, ctx.formats)
     res.tables = {"summary": summary}
-    res.findings = {f"{r.model} {r.name}": {k: float(getattr(r, k)) for k in
-                                            ("erank_init", "erank_final", "change", "change_std", "erank_min")}
-                    for r in summary.itertuples()}
-    res.findings["reliance"] = "not per epoch: train.modality_reliance is measured on finished runs (family dose)"
+    res.data = DynamicsResult(
+        erank={(r.model, r.name): {k: float(getattr(r, k)) for k in
+                                   ("erank_init", "erank_final", "change", "change_std", "erank_min")}
+               for r in summary.itertuples()},
+        reliance="not per epoch: evaluate.modality_reliance is measured on finished runs (family dose)")
     return res
 
 
@@ -860,9 +996,10 @@ def _dynamics_summary(ranks: pd.DataFrame, moc: pd.DataFrame) -> pd.DataFrame:
     return agg
 
 
-FAMILY_FUNCS = {"spectra": fig_spectra, "modality": fig_modality, "noise": fig_noise,
-                "exchange": fig_exchange, "angles": fig_angles, "ablation": fig_ablation, "dose": fig_dose,
-                "dynamics": fig_dynamics}
+#: The one registry of figure families: name -> function, in the order ``rankfusion figures`` runs them.
+FAMILIES = {"spectra": fig_spectra, "modality": fig_modality, "noise": fig_noise,
+            "exchange": fig_exchange, "angles": fig_angles, "ablation": fig_ablation, "dose": fig_dose,
+            "dynamics": fig_dynamics}
 
 
 def plan_jobs(ctx: FigureContext, names) -> list:
@@ -915,7 +1052,7 @@ def make_figures(ctx: FigureContext, only=None, *, command: str = "", progress: 
 
     names = list(FAMILIES) if not only else list(dict.fromkeys(only))
     for n in names:
-        if n not in FAMILY_FUNCS:
+        if n not in FAMILIES:
             raise InputError(f"--only must be among {list(FAMILIES)}, got {n!r}")
     workers = check_int(workers, "workers", low=1)
     ctx.out.mkdir(parents=True, exist_ok=True)
@@ -926,7 +1063,7 @@ def make_figures(ctx: FigureContext, only=None, *, command: str = "", progress: 
     for n in bar:
         bar.set_postfix_str(n)
         t0 = time.perf_counter()
-        r = FAMILY_FUNCS[n](ctx)
+        r = FAMILIES[n](ctx)
         r.seconds = round(time.perf_counter() - t0, 2)
         results[n] = r
     write_manifest(ctx, results, command=command)

@@ -124,24 +124,24 @@ def modality_section(r: ReportInputs) -> list[str]:
 
     if "modality" not in r.results:
         return []
-    a, f = r.ctx.anchor, r.results["modality"].findings
-    cmp = f["comparison"]
+    a, d = r.ctx.anchor, r.results["modality"].data
+    cmp = d.comparison
     L = ["## Modality selection (Sec. 3.2, Fig. 3)", "", _img("modality_selection", "modality selection"), ""]
-    ranked = ", ".join(f"{i + 1}. {c} ({_fmt(f['scores'][c])})" for i, c in enumerate(f["ranking"]))
+    ranked = ", ".join(f"{i + 1}. {c} ({_fmt(d.scores[c])})" for i, c in enumerate(d.ranking))
     L.append(f"Ranking of candidates fused with {a} by the mean harmonic mean of ERank gains over "
              f"observation ratios: {ranked}.")
-    if f["reasons"]:
+    if d.reasons:
         L.append("NaN scores (a gain <= 0, no mutual enhancement): "
-                 + "; ".join(f"{c}: {why}" for c, why in f["reasons"].items()) + ".")
+                 + "; ".join(f"{c}: {why}" for c, why in d.reasons.items()) + ".")
     if cmp["matches"] is True:
         L.append(f"This **matches** the construction of the dataset: {cmp['expected']} is the most "
                  f"complementary partner of {a} by design (docs/datasets.md).")
     elif cmp["matches"] is False:
         L += _selection_mismatch(r)
-    if f.get("moc"):
-        best_moc = max(f["moc"], key=f["moc"].get)
+    if d.moc:
+        best_moc = max(d.moc, key=d.moc.get)
         L.append(f"Task accuracy of the same runs (MoC, mean over the grid): "
-                 + ", ".join(f"{a}+{c} {_fmt(v)} %" for c, v in sorted(f["moc"].items(), key=lambda kv: -kv[1]))
+                 + ", ".join(f"{a}+{c} {_fmt(v)} %" for c, v in sorted(d.moc.items(), key=lambda kv: -kv[1]))
                  + f"; the most accurate pairing is {a}+{best_moc}"
                  + (f" ({'the' if best_moc == cmp.get('expected') else 'not the'} pairing expected by construction)."
                     if cmp.get("expected") else "."))
@@ -153,21 +153,19 @@ def modality_section(r: ReportInputs) -> list[str]:
 
 def _selection_mismatch(r: ReportInputs) -> list[str]:
     """Why the criterion's top candidate is not the one expected by construction, in numbers."""
-    a, f = r.ctx.anchor, r.results["modality"].findings
-    cmp = f["comparison"]
-    exp, found = cmp["expected"], cmp["found"]
-    gains = {k: v for k, v in f["gains"].items() if k.startswith(f"{exp}@")}
-    gtxt = "; ".join(f"obs {k.split('@')[1]}: gain of {a} {_fmt(v['anchor'], '+.2f')}, gain of {exp} "
-                     f"{_fmt(v['candidate'], '+.2f')}" for k, v in gains.items())
-    rel = f["relative_gain_pct"]
+    a, d = r.ctx.anchor, r.results["modality"].data
+    exp, found = d.comparison["expected"], d.comparison["found"]
+    gtxt = "; ".join(f"obs {o:g}: gain of {a} {_fmt(v['anchor'], '+.2f')}, gain of {exp} "
+                     f"{_fmt(v['candidate'], '+.2f')}" for o, v in d.gains_of(exp).items())
+    rel = d.relative_gain_pct
     rtxt = "; ".join(f"{a}+{c}: {a} {_fmt(v['anchor'], '+.1f')}%, {c} {_fmt(v['candidate'], '+.1f')}%"
                      for c, v in rel.items() if c in (exp, found))
     L = [f"This does **not match** the construction: {exp}, the most complementary partner of {a} "
-         f"by design (docs/datasets.md), ranks {cmp['expected_rank']} and {found} ranks first. "
+         f"by design (docs/datasets.md), ranks {d.comparison['expected_rank']} and {found} ranks first. "
          f"Gains of the {a}+{exp} pair: {gtxt}."]
     top = max(abs(x) for c, v in rel.items() if c in (exp, found) for x in v.values())
-    gap = (f["scores"].get(found) or float("nan")) - (f["scores"].get(exp) or float("nan"))
-    noise = verdicts.score_gap_clause(gap, found, exp, f.get("seed_std", {}), len(r.seeds))
+    gap = (d.scores.get(found) or float("nan")) - (d.scores.get(exp) or float("nan"))
+    noise = verdicts.score_gap_clause(gap, found, exp, d.seed_std, len(r.seeds))
     L.append(f"Why we think so: the gains are {verdicts.gain_size_clause(top)} of each modality's ERank before "
              f"fusion (mean over ratios: {rtxt}); {noise}; and the effective-rank gain measures how much the "
              "token fuser flattens each spectrum, not how much task information the partner brings "
@@ -183,8 +181,7 @@ def _selection_mismatch(r: ReportInputs) -> list[str]:
              + verdicts.partner_erank_reading(rho, a))
     nz = r.results.get("noise")
     if nz is not None and r.ctx.partner == exp:
-        g = nz.findings["gain"]
-        clean, large = g.get(f"{exp} clean -> {a}"), g.get(f"{exp} large -> {a}")
+        clean, large = nz.data.gain.get((exp, "clean", a)), nz.data.gain.get((exp, "large", a))
         if clean is not None and large is not None and large > clean:
             L.append(f"The noise experiment below points the same way: Gaussian noise on {exp} *raises* "
                      f"{a}'s gain from {_fmt(clean, '+.2f')} (clean) to {_fmt(large, '+.2f')} (large noise). "
@@ -199,19 +196,17 @@ def spectra_section(r: ReportInputs) -> list[str]:
     """Figs. 2 / 9: ERank before / after RTF per modality and of the stacked fused features."""
     if "spectra" not in r.results:
         return []
-    a, p, f = r.ctx.anchor, r.ctx.partner, r.results["spectra"].findings
+    a, p, d = r.ctx.anchor, r.ctx.partner, r.results["spectra"].data
     L = ["## Spectra before and after fusion (Figs. 2 and 9)", "", _img("spectra", "spectra"), ""]
-    er, esd = f["erank"], f.get("erank_sd", {})
-    L.append(f"Mean ± sd over {f.get('n_seeds', 1)} seeds (the curves are the first seed's): "
-             + "; ".join(f"{m}: ERank {_pmf(er[m + ' before'], esd.get(m + ' before'))} before, "
-                         f"{_pmf(er[m + ' after'], esd.get(m + ' after'))} after RTF (gain "
-                         f"{_pmf(f['gain'][m], f.get('gain_sd', {}).get(m), '+.2f')})" for m in (a, p)) + ".")
-    diff = f["stacked_rtf"] - f["stacked_plain"]
+    L.append(f"Mean ± sd over {d.n_seeds} seeds (the curves are the first seed's): "
+             + "; ".join(f"{m}: ERank {_pmf(d.erank[(m, 'before')], d.erank_sd.get((m, 'before')))} before, "
+                         f"{_pmf(d.erank[(m, 'after')], d.erank_sd.get((m, 'after')))} after RTF (gain "
+                         f"{_pmf(d.gain[m], d.gain_sd.get(m), '+.2f')})" for m in (a, p)) + ".")
+    diff = d.stacked_rtf - d.stacked_plain
     # the yardstick of the dose family: the larger of the two seed sds
-    verdict = verdicts.spread_verdict(diff, f.get("stacked_rtf_sd", float("nan")),
-                                      f.get("stacked_plain_sd", float("nan")))
-    L.append(f"Stacked fused features entering the temporal fuser: ERank {_pmf(f['stacked_rtf'], f.get('stacked_rtf_sd'))} "
-             f"with RTF vs {_pmf(f['stacked_plain'], f.get('stacked_plain_sd'))} for the plain fusion without RTF "
+    verdict = verdicts.spread_verdict(diff, d.stacked_rtf_sd, d.stacked_plain_sd)
+    L.append(f"Stacked fused features entering the temporal fuser: ERank {_pmf(d.stacked_rtf, d.stacked_rtf_sd)} "
+             f"with RTF vs {_pmf(d.stacked_plain, d.stacked_plain_sd)} for the plain fusion without RTF "
              f"({_fmt(diff, '+.2f')}: {'higher' if diff > 0 else 'not higher'} with RTF; {verdict}).")
     return L + [""]
 
@@ -241,16 +236,16 @@ def noise_section(r: ReportInputs) -> list[str]:
     """Figs. 6 / 7: calibrated sigmas, ERank gains and MoC from clean to large noise on each modality."""
     if "noise" not in r.results:
         return []
-    a, p, f = r.ctx.anchor, r.ctx.partner, r.results["noise"].findings
+    a, p, d = r.ctx.anchor, r.ctx.partner, r.results["noise"].data
     L = ["## Noise robustness (Figs. 6 and 7)", "", _img("noise_gains", "ERank gains under noise"), "",
          _img("noise_moc", "MoC under noise"), ""]
     L.append("Calibration: sigma (in units of the modality's input RMS) is chosen so that the noisy "
              "modality's token-fuser input changes by the same relative Frobenius amount "
              f"({', '.join(_fmt(t) for t in r.ctx.cache.profile.noise_targets)}) for every modality and training seed "
              "(docs/analysis.md). Sigmas found (mean ± sd over seeds): "
-             + ", ".join(f"{k} {_pmf(v, f.get('sigma_std', {}).get(k), '.3f')} (change "
-                         f"{_fmt(f['achieved'][k], '.3f')})" for k, v in f["sigmas"].items()) + ".")
-    g, gs, m, ms = f["gain"], f.get("gain_std", {}), f["moc"], f.get("moc_std", {})
+             + ", ".join(f"{nm} {lv} {_pmf(v, d.sigma_std.get((nm, lv)), '.3f')} (change "
+                         f"{_fmt(d.achieved[(nm, lv)], '.3f')})" for (nm, lv), v in d.sigmas.items()) + ".")
+    g, gs, m, ms = d.gain, d.gain_std, d.moc, d.moc_std
 
     def gtxt(k):
         return _pmf(g.get(k), gs.get(k), "+.2f")
@@ -259,10 +254,10 @@ def noise_section(r: ReportInputs) -> list[str]:
         return _pmf(m.get(k), ms.get(k))
 
     for nm in (p, a):
-        L.append(f"- noise on {nm}: gain of {a} {gtxt(f'{nm} clean -> {a}')} -> {gtxt(f'{nm} large -> {a}')}, "
-                 f"gain of {p} {gtxt(f'{nm} clean -> {p}')} -> {gtxt(f'{nm} large -> {p}')} (clean -> large); "
-                 f"MoC with RTF {mtxt(f'{nm} clean with RTF')} -> {mtxt(f'{nm} large with RTF')} %, without RTF "
-                 f"{mtxt(f'{nm} clean without RTF')} -> {mtxt(f'{nm} large without RTF')} % (± sd over seeds).")
+        L.append(f"- noise on {nm}: gain of {a} {gtxt((nm, 'clean', a))} -> {gtxt((nm, 'large', a))}, "
+                 f"gain of {p} {gtxt((nm, 'clean', p))} -> {gtxt((nm, 'large', p))} (clean -> large); "
+                 f"MoC with RTF {mtxt((nm, 'clean', 'with RTF'))} -> {mtxt((nm, 'large', 'with RTF'))} %, without RTF "
+                 f"{mtxt((nm, 'clean', 'without RTF'))} -> {mtxt((nm, 'large', 'without RTF'))} % (± sd over seeds).")
     return L + [""]
 
 
@@ -270,36 +265,36 @@ def exchange_section(r: ReportInputs) -> list[str]:
     """Fig. 5: MoC per exchange ratio and the best ratio."""
     if "exchange" not in r.results:
         return []
-    f = r.results["exchange"].findings
+    d = r.results["exchange"].data
     return ["## Exchange ratio (Fig. 5)", "", _img("exchange_ratio", "exchange ratio"), "",
             "MoC (mean over observation and prediction ratios): "
-            + ", ".join(f"{int(round(100 * float(k)))}% -> {_fmt(v)} %" for k, v in f["moc"].items())
-            + f"; best at {int(round(100 * f['best']))}%.", ""]
+            + ", ".join(f"{int(round(100 * k))}% -> {_fmt(v)} %" for k, v in d.moc.items())
+            + f"; best at {int(round(100 * d.best))}%.", ""]
 
 
 def angles_section(r: ReportInputs) -> list[str]:
     """Table 6: mean principal angle per direction."""
     if "angles" not in r.results:
         return []
-    f = r.results["angles"].findings
+    d = r.results["angles"].data
     return ["## Complementarity angles (Table 6)", "", _img("angles", "principal angles"), "",
             "Mean principal angle between X's 90%-energy dominant subspace and Y's injected channels: "
-            + ", ".join(f"{d}: {_fmt(v, '.1f')} deg" for d, v in f["angle"].items()) + ".", ""]
+            + ", ".join(f"{x}: {_fmt(v, '.1f')} deg" for x, v in d.angle.items()) + ".", ""]
 
 
 def ablation_section(r: ReportInputs) -> list[str]:
     """Tables 2, 3, 8, 9: MoC per variant against R3D, and which differences the seeds cannot resolve."""
     if "ablation" not in r.results:
         return []
-    f = r.results["ablation"].findings
+    d = r.results["ablation"].data
     L = ["## Ablations (Tables 2, 3, 8, 9)", "", _img("ablation", "ablations"), ""]
-    base = f["moc"].get("R3D (RTF)")
-    sd = f.get("std", {})
+    base = d.moc.get("R3D (RTF)")
+    sd = d.std
     L.append(f"MoC (mean over the grid; +- std over the {len(r.seeds)} seeds): " + ", ".join(
         f"{v}: {_fmt(m)}" + (f" +- {_fmt(sd[v])}" if np.isfinite(sd.get(v, np.nan)) else "") + " %"
         + ("" if v == "R3D (RTF)" or base is None else f" ({_fmt(m - base, '+.2f')})")
-        for v, m in f["moc"].items()) + ".")
-    within = verdicts.within_base_spread(f["moc"], sd, "R3D (RTF)", len(r.seeds))
+        for v, m in d.moc.items()) + ".")
+    within = verdicts.within_base_spread(d.moc, sd, "R3D (RTF)", len(r.seeds))
     if within:
         L.append("Differences smaller than R3D's seed spread ("
                  + ", ".join(within) + ") are not resolved by this many runs.")
@@ -309,9 +304,9 @@ def ablation_section(r: ReportInputs) -> list[str]:
 
 def _dose_report_section(r: ReportInputs) -> list[str]:
     res = r.results.get("dose")
-    if res is None or res.dose is None:
+    if res is None or res.data is None:
         return []
-    return dose_section(res.dose, anchor=r.ctx.anchor, partner=r.ctx.partner)
+    return dose_section(res.data, anchor=r.ctx.anchor, partner=r.ctx.partner)
 
 
 def _dose_cell_text(dose, dial, level, model, q="moc") -> str:
@@ -370,7 +365,7 @@ def dose_section(dose, *, anchor: str, partner: str) -> list[str]:
 
 def claims_section(results: dict, *, anchor: str, partner: str) -> list[str]:
     """Which of the paper's claims hold on this data, for which dial settings (numbers, verdicts)."""
-    dose = results["dose"].dose if "dose" in results else None
+    dose = results["dose"].data if "dose" in results else None
     L = ["## The paper's claims on this data", ""]
     L.append("Each claim is tested per dial setting of the dose-response sweeps; `holds` means resolved "
              "(>= 2 sd) in the claimed direction, `contradicted` resolved in the other direction, `unresolved` "
@@ -397,7 +392,7 @@ def claims_section(results: dict, *, anchor: str, partner: str) -> list[str]:
     L.append("")
     mod = results.get("modality")
     if mod is not None:
-        cmp = mod.findings["comparison"]
+        cmp = mod.data.comparison
         L.append(f"The criterion picks the complementary partner (modality selection on the demo's dataset): "
                  f"top candidate {cmp['found']}, expected {cmp['expected']} -> "
                  + ("holds." if cmp["matches"] else "does not hold." if cmp["matches"] is False else "no expectation.")

@@ -72,7 +72,7 @@ def test_dose_family_quick(tmp_path):
     cache = RunCache(data, tmp_path / "cache", prof, progress=False)
     ctx = FigureContext(cache, tmp_path / "fig")
     res = make_figures(ctx, only=["dose"], progress=False)["dose"]
-    dose = res.dose
+    dose = res.data
     assert isinstance(dose, DoseResult)
     settings = dose_settings(prof)
     assert len(dose.points) == len(settings) * 3 * len(prof.seeds)
@@ -127,7 +127,7 @@ def test_claims_section_states_holds_contradicted_unresolved():
     points = tuple(SimpleNamespace(dial="complementarity", level=c.level) for c in cells)
     dose = DoseResult(points, tuple(cells), comps, (("complementarity", 1.0, "rgb+depth", 70.0),),
                       dials={"base": {"imbalance": 1.0}})
-    results = {"dose": SimpleNamespace(dose=dose)}
+    results = {"dose": SimpleNamespace(data=dose)}
     text = "\n".join(claims_section(results, anchor="rgb", partner="depth"))
     rows = [r for r in text.splitlines() if r.startswith("| fusion helps")]
     # complementarity 0: plain fusion 10 points below the anchor (10 sd) -> contradicted;

@@ -189,7 +189,7 @@ def _rank_runs(features, data, cands, expected, out, anchor, cache_dir, profile,
         ctx = FigureContext(cache, out, anchor=anchor)
         res = fig_modality(ctx, candidates=cands, expected=expected)
         write_manifest(ctx, {"modality": res}, command=_command_line())
-        summary, ranking, cmp = res.tables["summary"], res.tables["ranking"], res.findings["comparison"]
+        summary, ranking, cmp = res.tables["summary"], res.tables["ranking"], res.data.comparison
         files = res.tables["files"]
         per_seed_score = files.groupby(["candidate", "seed"], as_index=False)["harmonic_mean"].mean()
         moc = _moc_gains(ctx, list(ranking["candidate"]))
