@@ -43,7 +43,8 @@ def train_and_score(data, run, modalities, seed, preset, overrides):
     import numpy as np
 
     from rankfusion.config import load_config
-    from rankfusion.train import _open, load_run, moc_grid, train
+    from rankfusion.evaluate import moc_grid
+    from rankfusion.train import _open, load_run, train
 
     t, c = time.perf_counter(), time.process_time()
     model_kw = dict(overrides.get("model", {}), modalities=list(modalities))

@@ -194,7 +194,8 @@ def compare(data, out, preset, seeds, device, epochs=None):
     from pathlib import Path
 
     from rankfusion.config import load_config
-    from rankfusion.train import evaluate_run, parse_seeds, train
+    from rankfusion.evaluate import evaluate_run
+    from rankfusion.train import parse_seeds, train
 
     out = Path(out)
     seeds = parse_seeds(seeds)

@@ -16,9 +16,17 @@ and labels are NumPy int arrays; torch tensors are accepted and moved to the CPU
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
 import numpy as np
 
-from ._validation import InputError, InputTypeError, check_float, check_int, is_torch
+from ._validation import InputError, InputTypeError, check_choice, check_float, check_int, is_torch
+from .io import write_text
+
+if TYPE_CHECKING:
+    from .config import RunConfig
 
 #: Prediction ratios beta of the protocol.
 DEFAULT_BETAS = (0.1, 0.2, 0.3, 0.5)
@@ -349,7 +357,7 @@ def moc(records, n_classes, *, betas=DEFAULT_BETAS):
 def derangement(n, seed=0) -> np.ndarray:
     """A seeded random derangement of ``range(n)``: a permutation with no fixed point.
 
-    Used by modality reliance (:func:`rankfusion.train.modality_reliance`): video ``i`` receives
+    Used by modality reliance (:func:`modality_reliance`): video ``i`` receives
     one modality's input from video ``perm[i] != i``. Drawn uniformly among derangements by
     rejection (a random permutation is a derangement with probability ~1/e, so ~2.7 draws).
 
@@ -542,3 +550,338 @@ def segmentation_scores(pairs, *, overlaps=DEFAULT_OVERLAPS, ignore_classes=(), 
         out[f"f1@{round(100 * ov):d}"] = _f1(*counts[i])
     out["n_videos"] = len(edits)
     return out
+
+# ----------------------------------------------------------------------------- evaluation of trained runs
+# The protocols above applied to a trained R3D run (:func:`rankfusion.train.load_run`), each video
+# observed alone as in DESIGN.md; :func:`evaluate_run` writes ``RUN/eval_<split>.csv``.
+
+
+def _video_inputs(ds, video, modalities, stop, sample_rate, dev, noise=None, rng=None, donors=None):
+    """One video's observed inputs as a batch of one; ``donors={modality: video}`` swaps a modality
+    for another video's, read at the same relative times (modality reliance)."""
+    import torch
+
+    feats = {}
+    for m in modalities:
+        if donors and m in donors:
+            src = ds.features(donors[m], m)
+            idx = relative_time_indices(stop, ds.n_frames(video), len(src))[::sample_rate]
+            x = np.ascontiguousarray(src[idx], dtype=np.float32)  # fancy indexing copies
+        else:
+            # a copy: the dataset's arrays are read-only memory maps, which torch must not wrap
+            x = np.array(ds.features(video, m)[:stop:sample_rate], dtype=np.float32, order="C")
+        if noise and m in noise:
+            x = x + rng.normal(0.0, noise[m], size=x.shape).astype(np.float32)
+        feats[m] = torch.from_numpy(x)[None].to(dev)
+    mask = torch.ones(1, next(iter(feats.values())).shape[1], dtype=torch.bool, device=dev)
+    return feats, mask
+
+
+def moc_grid(model, ds, split, config: RunConfig, dev, *, obs=None, betas=None, ctx=None, notes=None,
+             swap=None) -> dict:
+    """MoC in percent for each (obs, beta): ``{(obs, beta): value}`` over ``split``'s videos.
+
+    Each video is observed alone (batch of one) and decoded with
+    :meth:`rankfusion.evaluate.MoCAccumulator.add_queries` (DESIGN.md protocol). With ``ctx``
+    (a :class:`rankfusion.distributed.DistContext`) each process counts every ``world_size``-th
+    video and the T/F count tables are summed over processes: integer counts, so the MoC is
+    exactly the single-process one for the same weights. A video too short to observe one frame
+    at a ratio (``int(obs * N) == 0``) has nothing to score there (the protocol's future window
+    starts at an empty past): it is skipped at that ratio, with a line naming it appended to
+    ``notes`` (a list) when given. A cell no video reaches is NaN.
+    ``swap`` (``{modality: {video: donor video}}``) replaces that modality's input of each video
+    by the donor's (:func:`modality_reliance`); labels and the other modalities stay the video's own.
+    """
+    from .distributed import shard
+
+    obs = config.train.eval_obs if obs is None else obs
+    betas = config.train.eval_betas if betas is None else betas
+    videos = shard(ds.split(split), ctx)
+    acc = _moc_counts(model, ds, videos, config, dev, obs, betas, notes, swap)
+    if ctx is not None:
+        acc = _all_reduce_moc(acc, len(videos), obs, dev)
+    table = acc.result() if acc.obs_ratios else None
+
+    def cell(o, b):
+        key = round(float(o), 6)
+        return 100.0 * float(table.loc[key, b]) if table is not None and key in table.index else float("nan")
+
+    return {(float(o), float(b)): cell(o, b) for o in obs for b in betas}
+
+
+def _moc_counts(model, ds, videos, config, dev, obs, betas, notes=None, swap=None):
+    import torch
+
+    model.eval()
+    acc = MoCAccumulator(model.config.n_classes, betas=tuple(betas), future_ratio=config.train.future_ratio)
+    for o in obs:
+        for video in videos:
+            gt = ds.labels(video)
+            past = int(o * len(gt))
+            if past == 0:
+                if notes is not None:
+                    notes.append(f"video {video!r} ({len(gt)} frames) has no observed frame at obs {o:g} "
+                                 f"(int({o:g} * {len(gt)}) = 0): skipped at that cut point")
+                continue
+            donors = {m: per_video[video] for m, per_video in swap.items()} if swap else None
+            feats, mask = _video_inputs(ds, video, config.model.modalities, past, config.train.sample_rate, dev,
+                                        donors=donors)
+            with torch.no_grad():
+                out = model(feats, mask)
+            acc.add_queries(gt, o, out.class_logits[0].cpu().numpy(), out.durations[0].cpu().numpy())
+    return acc
+
+
+def _all_reduce_moc(acc, n_videos, obs, dev):
+    """``acc``'s count tables summed over all processes (a process may hold no video)."""
+    import torch
+    import torch.distributed as dist
+
+    from .train import _all_reduce
+
+    shape = (len(acc.betas), acc.n_classes)
+    tables = []
+    for o in obs:
+        # a process may hold no video, or only videos too short for this ratio
+        t, f = acc.counts(o) if round(float(o), 6) in acc.obs_ratios else (np.zeros(shape, np.int64),) * 2
+        tables.append(np.stack([t, f]))
+    counts = torch.from_numpy(np.stack(tables)).to(dev)
+    dist.all_reduce(counts, op=dist.ReduceOp.SUM)
+    n_all = int(_all_reduce([n_videos], dev)[0])
+    out = MoCAccumulator(acc.n_classes, betas=acc.betas, future_ratio=acc.future_ratio)
+    for o, (t, f) in zip(obs, counts.cpu().numpy()):
+        out.add_counts(o, t, f, n_all)
+    return out
+
+
+@dataclass(frozen=True)
+class Reliance:
+    """How much a trained model uses one modality (:func:`modality_reliance`).
+
+    Attributes
+    ----------
+    modality : str
+    moc : float
+        Grid-mean MoC (%) with every input the video's own.
+    moc_swapped : float
+        Grid-mean MoC (%) with this modality's input taken from another video.
+    drop : float
+        ``moc - moc_swapped`` in MoC points: 0 for a modality the model ignores.
+    grid : tuple of (obs, beta, drop)
+        The drop per cell of the evaluation grid.
+    seed : int
+        Seed of the derangement of the split's videos.
+    """
+
+    modality: str
+    moc: float
+    moc_swapped: float
+    drop: float
+    grid: tuple
+    seed: int
+
+
+def _grid_mean(grid: dict) -> float:
+    vals = [v for v in grid.values() if np.isfinite(v)]
+    return float(np.mean(vals)) if vals else float("nan")
+
+
+def modality_reliance(model, ds, split, config: RunConfig, dev, *, seed: int = 0, modalities=None,
+                      clean: dict | None = None) -> list[Reliance]:
+    """Modality reliance: the MoC drop when one modality's input comes from another video.
+
+    For each modality m, every video of ``split`` is evaluated (the DESIGN.md protocol, as
+    :func:`moc_grid`) with m's observed input replaced by m's input of another video of the split
+    (a seeded derangement, :func:`rankfusion.evaluate.derangement`), read at the same relative
+    times; the labels and the other modalities are the video's own. ``drop = MoC(clean) -
+    MoC(swapped)``. A sample from another video keeps the input on the data distribution (right
+    scale, spectrum and temporal structure), so the drop measures what the model takes from this
+    video's m, not its reaction to an input it never saw (zeros would be off-distribution: for
+    a ReLU projection with biases they are a constant token, and a model can fail on them even
+    when it does not use m). A model that ignores m gets exactly the clean predictions, so its
+    drop is exactly 0. Cost: one extra MoC grid per modality.
+
+    Parameters
+    ----------
+    model, ds, split, config, dev
+        As for :func:`moc_grid`.
+    seed : int
+        Seed of the derangement (the same for every modality).
+    modalities : sequence of str, optional
+        Default: every modality of the model.
+    clean : dict, optional
+        The clean :func:`moc_grid` result when already computed.
+
+    Returns
+    -------
+    list of Reliance
+        One per modality, in order.
+    """
+    videos = list(ds.split(split))
+    if len(videos) < 2:
+        raise InputError(f"modality reliance needs at least 2 videos in split {split!r}, got {len(videos)}")
+    mods = list(config.model.modalities if modalities is None else modalities)
+    for m in mods:
+        if m not in config.model.modalities:
+            raise InputError(f"modalities must be among {list(config.model.modalities)}, got {m!r}")
+    perm = derangement(len(videos), seed)
+    donors = {v: videos[j] for v, j in zip(videos, perm)}
+    clean = moc_grid(model, ds, split, config, dev) if clean is None else clean
+    out = []
+    for m in mods:
+        swapped = moc_grid(model, ds, split, config, dev, swap={m: donors})
+        grid = tuple((o, b, clean[(o, b)] - swapped[(o, b)]) for (o, b) in clean)
+        c, s_ = _grid_mean(clean), _grid_mean(swapped)
+        out.append(Reliance(m, c, s_, c - s_, grid, int(seed)))
+    return out
+
+
+def segmentation_grid(model, ds, split, config: RunConfig, dev, *, obs=None) -> dict:
+    """Frame accuracy, edit and F1@{10,25,50} (percent) of the segmentation head, per observation ratio.
+
+    For each ratio in ``obs`` (default ``eval_obs``) the head segments the observed part of every
+    video, the inputs it is trained on (training never observes more than the largest training
+    ratio, so whole videos would be out of distribution for the positional code and the
+    attention span). Predictions are upsampled back to the ground truth's frame rate and pooled
+    over videos as MS-TCN reports them (:func:`segmentation_scores`).
+
+    Returns
+    -------
+    dict
+        ``{obs: {"accuracy", "edit", "f1@10", "f1@25", "f1@50"}}``.
+    """
+    import torch
+
+    model.eval()
+    sr = config.train.sample_rate
+    out = {}
+    for o in (config.train.eval_obs if obs is None else obs):
+        preds, gts = [], []
+        for video in ds.split(split):
+            gt = np.asarray(ds.labels(video))
+            stop = max(1, int(o * len(gt)))
+            feats, mask = _video_inputs(ds, video, config.model.modalities, stop, sr, dev)
+            with torch.no_grad():
+                seg = model(feats, mask).seg_logits[0].argmax(-1).cpu().numpy()
+            # each sampled step stands for the sample_rate frames that follow it
+            preds.append(np.repeat(seg, sr)[:stop])
+            gts.append(gt[:stop])
+        out[float(o)] = _segmentation_metrics(gts, preds)
+    return out
+
+
+def _segmentation_metrics(gts, preds) -> dict:
+    res = segmentation_scores(list(zip(gts, preds)), overlaps=DEFAULT_OVERLAPS)
+    return {k: 100.0 * float(v) for k, v in res.items() if k != "n_videos"}
+
+
+def _evaluate_single(run_dir: Path, split, data_root, dev, checkpoint, reliance: bool = True,
+                     reliance_seed: int = 0) -> dict:
+    from .train import _open, load_run
+
+    model, config, info = load_run(run_dir, checkpoint=checkpoint, device=dev)
+    ds = _open(data_root or info["dataset"], config.model.modalities)
+    notes = []
+    grid = moc_grid(model, ds, split, config, dev, notes=notes)
+    rows = [("moc", "", o, b, v) for (o, b), v in grid.items()]
+    rows += [(k, "", o, float("nan"), v) for o, scores in segmentation_grid(model, ds, split, config, dev).items()
+             for k, v in scores.items()]
+    if reliance and len(ds.split(split)) >= 2:
+        for r in modality_reliance(model, ds, split, config, dev, seed=reliance_seed, clean=grid):
+            rows += [("reliance", r.modality, o, b, d) for o, b, d in r.grid]
+    return {"rows": rows, "info": info, "notes": notes}
+
+
+def evaluate_run(run_dir, split: str = "test", *, device=None, data_root=None, checkpoint: str = "best",
+                 reliance: bool = True, reliance_seed: int = 0):
+    """Evaluate a run (one seed or several) on ``split``; write ``RUN/eval_<split>.csv``.
+
+    Parameters
+    ----------
+    run_dir : str or Path
+        A run folder made by :func:`rankfusion.train.train`.
+    split : {"test", "val", "train"}
+    device : str, optional
+    data_root : str or Path, optional
+        Dataset folder; default the one the run was trained on.
+    checkpoint : {"best", "last"}
+    reliance : bool, default True
+        Also compute each modality's reliance (:func:`modality_reliance`; one extra MoC grid per
+        modality, skipped when the split has fewer than 2 videos).
+    reliance_seed : int
+        Seed of the derangement of videos used by the reliance.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``metric`` ("moc", "accuracy", "edit", "f1@10", "f1@25", "f1@50", "reliance"),
+        ``modality`` (the swapped modality for "reliance", else empty), ``obs``, ``beta`` (NaN for
+        the segmentation metrics, which score the observed part at ``obs``), ``mean``, ``std``
+        (over seeds, ddof=1; NaN for one seed) and ``n_seeds``. All values are percentages
+        (reliance: MoC points lost when the modality's input comes from another video) ``attrs["notes"]`` lists the videos
+        skipped at a cut point (:func:`moc_grid`).
+    """
+    import pandas as pd
+
+    from .train import resolve_device, seed_dirs
+
+    check_choice(split, "split", {"train", "val", "test"})
+    dev = resolve_device(device)
+    run_dir = Path(run_dir)
+    per_seed, notes = [], []
+    for d in seed_dirs(run_dir):
+        res = _evaluate_single(d, split, data_root, dev, checkpoint, reliance, check_int(reliance_seed,
+                                                                                      "reliance_seed", low=0))
+        notes += [n for n in res["notes"] if n not in notes]
+        df = pd.DataFrame(res["rows"], columns=["metric", "modality", "obs", "beta", "value"])
+        df.insert(0, "seed", res["info"]["seed"])
+        if len(seed_dirs(run_dir)) > 1:
+            _write_csv(d / f"eval_{split}.csv", _aggregate(df))
+        per_seed.append(df)
+    allv = pd.concat(per_seed, ignore_index=True)
+    out = _aggregate(allv)
+    _write_csv(run_dir / f"eval_{split}.csv", out)
+    out.attrs["notes"] = notes
+    return out
+
+
+def _aggregate(df):
+    g = df.groupby(["metric", "modality", "obs", "beta"], dropna=False, sort=False)["value"]
+    out = g.agg(mean="mean", std=lambda v: v.std(ddof=1) if len(v) > 1 else float("nan"),
+                n_seeds="count").reset_index()
+    return out
+
+
+def _write_csv(path, df):
+    write_text(path, df.to_csv(index=False, float_format="%.4f"))
+
+
+def format_eval_table(df) -> str:
+    """Human-readable table of :func:`evaluate_run`'s result (mean +- std when several seeds)."""
+
+    def cell(r):
+        return f"{r['mean']:.2f}" if not (r["n_seeds"] > 1) else f"{r['mean']:.2f} +- {r['std']:.2f}"
+
+    lines = []
+    moc = df[df["metric"] == "moc"]
+    betas = sorted(moc["beta"].unique())
+    if len(moc):
+        lines.append("MoC (%)      " + "".join(f"{'beta=' + format(b, 'g'):>18}" for b in betas))
+        for o in sorted(moc["obs"].unique()):
+            sub = moc[moc["obs"] == o].set_index("beta")
+            lines.append(f"obs={o:<8g} " + "".join(f"{cell(sub.loc[b]):>18}" for b in betas))
+    rel = df[df["metric"] == "reliance"]
+    if len(rel):
+        lines.append("reliance: MoC points lost when the modality's input comes from another video")
+    for m in dict.fromkeys(rel["modality"]):
+        for o in sorted(rel["obs"].unique()):
+            sub = rel[(rel["modality"] == m) & (rel["obs"] == o)].set_index("beta")
+            lines.append(f"{m[:8]:<8s} {o:<4g}" + "".join(f"{cell(sub.loc[b]):>18}" for b in betas if b in sub.index))
+    seg = df[~df["metric"].isin(["moc", "reliance"])]
+    for o in sorted(seg["obs"].unique()):
+        rows = seg[seg["obs"] == o]
+        lines.append(f"segmentation (%) of the observed {o:g}: "
+                     + "  ".join(f"{r['metric']} {cell(r)}" for _, r in rows.iterrows()))
+    n = int(df["n_seeds"].max()) if len(df) else 0
+    lines.append(f"({n} seed{'s' if n != 1 else ''})")
+    return "\n".join(lines)

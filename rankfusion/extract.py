@@ -131,7 +131,7 @@ def _fuser_features(model, ds, videos, split, obs_ratio, mods, sample_rate, dev,
     import torch
     from tqdm.auto import tqdm
 
-    from .train import _video_inputs
+    from .evaluate import _video_inputs
 
     chunks = {f"{m}.{s}": [] for m in mods for s in ("before", "after")}
     rows = []

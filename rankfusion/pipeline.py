@@ -3,7 +3,7 @@
 :class:`RunCache` trains R3D runs (:func:`rankfusion.train.train`) only when no finished run with
 the same resolved configuration, seed and dataset fingerprint exists, exports their features
 (:func:`rankfusion.extract.extract_features`) and evaluates them
-(:func:`rankfusion.train.evaluate_run`), each result cached next to the run. Every run used is
+(:func:`rankfusion.evaluate.evaluate_run`), each result cached next to the run. Every run used is
 recorded, so a figure's manifest can say exactly which runs, seeds and config hashes made it.
 
 Noise robustness (Figs. 6-7) perturbs one modality of the *test split* only: :func:`noisy_dataset`
@@ -467,11 +467,12 @@ class RunCache:
     def evaluate(self, rec: RunRecord, *, split: str = "test", noise: tuple | None = None) -> pd.DataFrame:
         """MoC grid of a run's best checkpoint as ``obs_ratio, beta, moc`` (%), cached as CSV in the run.
 
-        Only the anticipation protocol is run (:func:`rankfusion.train.moc_grid`, DESIGN.md), not
+        Only the anticipation protocol is run (:func:`rankfusion.evaluate.moc_grid`, DESIGN.md), not
         the segmentation metrics of ``rankfusion evaluate``: the figures need MoC alone.
         """
         from .data import open_dataset
-        from .train import load_run, moc_grid, resolve_device
+        from .evaluate import moc_grid
+        from .train import load_run, resolve_device
 
         tag = "clean" if not noise or noise[1] == 0 else f"{noise[0]}-{_tag(noise[1])}-n{noise[2]}"
         out = rec.run_dir / f"moc-{split}-{tag}.csv"
@@ -490,10 +491,11 @@ class RunCache:
         return df
 
     def reliance(self, rec: RunRecord, *, split: str = "test", seed: int = 0) -> pd.DataFrame:
-        """Modality reliance of a run (:func:`rankfusion.train.modality_reliance`) as
+        """Modality reliance of a run (:func:`rankfusion.evaluate.modality_reliance`) as
         ``modality, moc, moc_swapped, drop`` (grid means, MoC points), cached as CSV in the run."""
         from .data import open_dataset
-        from .train import load_run, modality_reliance, resolve_device
+        from .evaluate import modality_reliance
+        from .train import load_run, resolve_device
 
         out = rec.run_dir / f"reliance-{split}-d{seed}.csv"
         if out.exists():

@@ -10,7 +10,6 @@ outputs (:func:`rankfusion.demo.run_demo`).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import pandas as pd

@@ -47,7 +47,8 @@ def checks(out_json, data):
     from rankfusion.data import open_dataset
     from rankfusion.distributed import setup, teardown
     from rankfusion.model import R3D, RankEnhancingTokenFuser
-    from rankfusion.train import moc_grid, resolve_config
+    from rankfusion.evaluate import moc_grid
+    from rankfusion.train import resolve_config
 
     ctx, dev = setup("cpu")
     res = {}

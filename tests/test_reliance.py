@@ -1,4 +1,4 @@
-"""Modality reliance (rankfusion.train.modality_reliance) on toy models with a known answer."""
+"""Modality reliance (rankfusion.evaluate.modality_reliance) on toy models with a known answer."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from rankfusion.config import load_config  # noqa: E402
 from rankfusion.data import open_dataset  # noqa: E402
 from rankfusion.data.layout import write_dataset  # noqa: E402
 from rankfusion.evaluate import derangement, relative_time_indices  # noqa: E402
-from rankfusion.train import modality_reliance, moc_grid  # noqa: E402
+from rankfusion.evaluate import modality_reliance, moc_grid  # noqa: E402
 
 N_TEST = 6
 

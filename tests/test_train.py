@@ -179,7 +179,7 @@ def test_cli_train_small_run(tiny_data, tmp_path):
 
 
 def test_evaluate_run_single_and_several_seeds(tiny_data, tmp_path):
-    from rankfusion.train import evaluate_run, format_eval_table
+    from rankfusion.evaluate import evaluate_run, format_eval_table
 
     run = train(tiny_config(epochs=1, select_metric="val_moc"), tiny_data, tmp_path / "ev", seed="1,10",
                 progress=False)
@@ -288,7 +288,7 @@ def test_cli_evaluate_skips_a_video_too_short_to_observe(tiny_data, tmp_path):
 def test_video_inputs_never_wrap_read_only_arrays(tiny_data, monkeypatch):
     # torch warns (once per process, in C++) when from_numpy wraps a non-writable array; the
     # dataset's features are read-only memory maps, sliced to one contiguous row at short cut points
-    from rankfusion import train as train_mod
+    from rankfusion import evaluate as ev_mod
     from rankfusion.data import open_dataset
 
     real = torch.from_numpy
@@ -302,7 +302,7 @@ def test_video_inputs_never_wrap_read_only_arrays(tiny_data, monkeypatch):
     ds = open_dataset(tiny_data)
     video = ds.split("test")[0]
     for stop, rate in ((1, 2), (5, 1), (40, 2)):
-        train_mod._video_inputs(ds, video, ("rgb", "depth"), stop, rate, torch.device("cpu"))
+        ev_mod._video_inputs(ds, video, ("rgb", "depth"), stop, rate, torch.device("cpu"))
     assert seen and all(seen)
 
 

@@ -10,7 +10,8 @@ torch = pytest.importorskip("torch")
 
 from rankfusion.config import load_config  # noqa: E402
 from rankfusion.evaluate import MoCAccumulator  # noqa: E402
-from rankfusion.train import evaluate_run, train  # noqa: E402
+from rankfusion.evaluate import evaluate_run  # noqa: E402
+from rankfusion.train import train  # noqa: E402
 
 
 def _majority_moc(ds):

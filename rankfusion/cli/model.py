@@ -114,7 +114,7 @@ def evaluate(run, split, data_root, checkpoint, device, reliance, reliance_seed)
     RUN/eval_<split>.csv."""
     from pathlib import Path
 
-    from ..train import evaluate_run, format_eval_table
+    from ..evaluate import evaluate_run, format_eval_table
 
     df = evaluate_run(run, split, device=device, data_root=data_root, checkpoint=checkpoint, reliance=reliance,
                       reliance_seed=reliance_seed)
