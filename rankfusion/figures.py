@@ -1,7 +1,7 @@
 """The paper's figure families, regenerated from cached R3D runs (``rankfusion figures``).
 
 Each family function takes a :class:`FigureContext`, trains (or reuses) the runs it needs via
-:class:`rankfusion.pipeline.RunCache`, computes its tables with :mod:`rankfusion.analysis`, writes
+:class:`rankfusion.pipeline.RunCache`, computes its tables with :mod:`rankfusion.featurefiles`, writes
 CSV/Markdown tables and PNG+PDF figures into the output folder and returns a
 :class:`FigureResult` whose ``findings`` are the numbers the report quotes. :func:`make_figures`
 runs a selection of families and writes ``manifest.json`` (runs, seeds, config hashes, git commit,
@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import analysis, selection
+from . import featurefiles, selection
 from ._validation import InputError, check_int
 from .io import atomic_path, write_json, write_text
 from .pipeline import PROFILES, RunCache, expected_complementary, git_commit
@@ -325,12 +325,12 @@ def _spectra_eranks(ctx: FigureContext, rtf_runs, plain_runs) -> pd.DataFrame:
 
     rows = []
     for rec, plain in zip(rtf_runs, plain_runs):
-        fr = analysis.load_features(ctx.cache.features(rec, ctx.obs))
-        fp = analysis.load_features(ctx.cache.features(plain, ctx.obs))
+        fr = featurefiles.load_features(ctx.cache.features(rec, ctx.obs))
+        fp = featurefiles.load_features(ctx.cache.features(plain, ctx.obs))
         arrays = [(m, st, fr.get(m, st)) for m in ctx.pair for st in ("before", "after")]
         arrays += [(m, "plain", fp.get(m, "after")) for m in ctx.pair]
-        arrays += [("fused (RTF)", "after", analysis.stacked(fr, ctx.pair, "after")),
-                   ("fused (plain)", "after", analysis.stacked(fp, ctx.pair, "after"))]
+        arrays += [("fused (RTF)", "after", featurefiles.stacked(fr, ctx.pair, "after")),
+                   ("fused (plain)", "after", featurefiles.stacked(fp, ctx.pair, "after"))]
         rows += [{"modality": m, "stage": st, "seed": rec.seed, "erank": float(spectral.effective_rank(X))}
                  for m, st, X in arrays]
     return pd.DataFrame(rows)
@@ -349,14 +349,14 @@ def fig_spectra(ctx: FigureContext) -> FigureResult:
     rtf_runs = ctx.cache.runs(f"{ctx.anchor}+{ctx.partner}", ctx.pair)
     plain_runs = ctx.cache.runs(f"{ctx.anchor}+{ctx.partner} W/O RTF", ctx.pair, rtf=False)
     res.run_keys = _keys(rtf_runs + plain_runs)
-    f_rtf = analysis.load_features(ctx.cache.features(rtf_runs[0], ctx.obs))
-    f_plain = analysis.load_features(ctx.cache.features(plain_runs[0], ctx.obs))
-    parts = [analysis.spectra_of(f_rtf, ctx.pair, label="R3D"),
-             analysis.spectra_of(f_plain, ctx.pair, stages=("after",), label="plain").assign(stage="plain")]
+    f_rtf = featurefiles.load_features(ctx.cache.features(rtf_runs[0], ctx.obs))
+    f_plain = featurefiles.load_features(ctx.cache.features(plain_runs[0], ctx.obs))
+    parts = [featurefiles.spectra_of(f_rtf, ctx.pair, label="R3D"),
+             featurefiles.spectra_of(f_plain, ctx.pair, stages=("after",), label="plain").assign(stage="plain")]
     # The stacked features that enter the temporal fuser: the fused representation of Fig. 9.
     for name, fs in (("fused (RTF)", f_rtf), ("fused (plain)", f_plain)):
-        X = analysis.stacked(fs, ctx.pair, "after")
-        p = analysis.normalized_spectrum(X)
+        X = featurefiles.stacked(fs, ctx.pair, "after")
+        p = featurefiles.normalized_spectrum(X)
         parts.append(pd.DataFrame({"label": name, "modality": name, "stage": "after",
                                    "index": np.arange(1, len(p) + 1), "p": p,
                                    "erank": float(spectral.effective_rank(X))}))
@@ -477,13 +477,13 @@ def fig_modality(ctx: FigureContext, candidates=None, expected: str | None = Non
 def _calibrate(ctx: FigureContext, rec, nm: str, targets, noise_seed: int) -> list[dict]:
     """Sigmas of one run for noisy modality ``nm`` (rule in :func:`fig_noise`)."""
     cache = ctx.cache
-    clean = analysis.load_features(cache.features(rec, ctx.obs))
+    clean = featurefiles.load_features(cache.features(rec, ctx.obs))
 
     def response(s):
-        noisy = analysis.load_features(cache.features(rec, ctx.obs, noise=(nm, s, noise_seed)))
-        return analysis.relative_change(clean.get(nm, "before"), noisy.get(nm, "before"))
+        noisy = featurefiles.load_features(cache.features(rec, ctx.obs, noise=(nm, s, noise_seed)))
+        return featurefiles.relative_change(clean.get(nm, "before"), noisy.get(nm, "before"))
 
-    return analysis.calibrate_sigma(response, targets, sigma0=0.2, iters=3, rtol=0.1)
+    return featurefiles.calibrate_sigma(response, targets, sigma0=0.2, iters=3, rtol=0.1)
 
 
 def fig_noise(ctx: FigureContext, *, noise_seed: int = 0) -> FigureResult:
@@ -494,7 +494,7 @@ def fig_noise(ctx: FigureContext, *, noise_seed: int = 0) -> FigureResult:
     features of m at the token fuser's *input* (after the Eq. 2 projection of that seed's trained
     RTF model) move by ||F_noisy - F_clean||_F / ||F_clean||_F = t. Noise is
     N(0, (sigma_m * RMS_m)^2) on m's input features, RMS_m over the test split; sigma_m is found by
-    proportional (secant-through-0) updates (:func:`rankfusion.analysis.calibrate_sigma`), and the
+    proportional (secant-through-0) updates (:func:`rankfusion.featurefiles.calibrate_sigma`), and the
     achieved change is recorded. Calibrating per seed keeps the rule exact for every model (each
     seed's projection has its own gain), so a level means the same representation change in every
     seed and the seed spread of the gains and MoC is that of the models, not of a mis-set sigma.
@@ -522,8 +522,8 @@ def fig_noise(ctx: FigureContext, *, noise_seed: int = 0) -> FigureResult:
                                  "calibrated_on": f"{rec.name}/s{rec.seed}"})
             for lv, s_ in zip(levels, [0.0] + [c["sigma"] for c in cal]):
                 noise = None if s_ == 0 else (nm, s_, noise_seed)
-                fs = analysis.load_features(cache.features(rec, ctx.obs, noise=noise))
-                for row in analysis.gains_table(fs, ctx.pair).to_dict("records"):
+                fs = featurefiles.load_features(cache.features(rec, ctx.obs, noise=noise))
+                for row in featurefiles.gains_table(fs, ctx.pair).to_dict("records"):
                     gain_rows.append({"noisy_modality": nm, "level": lv, "sigma": s_, "seed": rec.seed, **row})
                 for model, r in (("with RTF", rec), ("without RTF", plain)):
                     moc_rows.append({"noisy_modality": nm, "level": lv, "sigma": s_, "model": model, "seed": r.seed,
@@ -594,8 +594,8 @@ def fig_angles(ctx: FigureContext) -> FigureResult:
     tabs = []
     for rec in runs:
         for obs in ctx.cache.profile.obs_ratios:
-            fs = analysis.load_features(ctx.cache.features(rec, obs))
-            tabs.append(analysis.angle_table(fs, exchange_ratio=ratio).assign(obs_ratio=obs, seed=rec.seed))
+            fs = featurefiles.load_features(ctx.cache.features(rec, obs))
+            tabs.append(featurefiles.angle_table(fs, exchange_ratio=ratio).assign(obs_ratio=obs, seed=rec.seed))
     full = pd.concat(tabs, ignore_index=True)
     mean = full.groupby(["direction", "target", "source"], sort=False, as_index=False)[
         ["k", "n_low", "mean_angle_deg", "min_angle_deg", "max_angle_deg", "mean_channel_angle_deg"]].mean()
@@ -806,8 +806,8 @@ def _dose_points(ctx: FigureContext):
                 rel, er = (), float("nan")
                 if len(mods) > 1:
                     rel = tuple((r.modality, float(r.drop)) for r in cache.reliance(rec).itertuples())
-                    fs = analysis.load_features(cache.features(rec, ctx.obs))
-                    er = float(spectral.effective_rank(analysis.stacked(fs, mods, "after")))
+                    fs = featurefiles.load_features(cache.features(rec, ctx.obs))
+                    er = float(spectral.effective_rank(featurefiles.stacked(fs, mods, "after")))
                 points.append(DosePoint(dial, level, model, rec.seed, moc, er, rel))
     return points, oracle, runs
 

@@ -1,6 +1,6 @@
 """Figures of the analyses and of ``rankfusion spectrum --plot``: the only module that imports matplotlib.
 
-Every function takes the tables of :mod:`rankfusion.analysis` / :mod:`rankfusion.pipeline`,
+Every function takes the tables of :mod:`rankfusion.featurefiles` / :mod:`rankfusion.pipeline`,
 returns a :class:`matplotlib.figure.Figure` (so tests can inspect labels and legends) and draws
 nothing to the screen; :func:`save_figure` writes it atomically as PNG and PDF. One colour per
 modality, the same in every figure (:data:`PALETTE`).
@@ -119,7 +119,7 @@ def plot_spectra(spectra, *, title: str = "Normalised singular-value spectra bef
     Parameters
     ----------
     spectra : DataFrame
-        Long table ``label, modality, stage, index, p, erank`` (:func:`rankfusion.analysis.spectra_of`),
+        Long table ``label, modality, stage, index, p, erank`` (:func:`rankfusion.featurefiles.spectra_of`),
         where ``stage`` is "before", "after" or "plain" (the features a model without RTF feeds to
         its temporal fuser) and ``modality`` may be "fused (RTF)" / "fused (plain)" for the
         stacked representation, drawn in its own panel.

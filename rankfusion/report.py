@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from . import analysis, verdicts
+from . import featurefiles, verdicts
 from .verdicts import fmt as _fmt
 from .verdicts import pm as _pmf
 
@@ -22,7 +22,7 @@ from .verdicts import pm as _pmf
 def theorem_table(features, pairs, exchange_ratio: float, *, alpha: float = 0.5) -> pd.DataFrame:
     """Theorem 3.1 on a feature file's ``.before`` arrays, one row per direction ``X <- Y``.
 
-    C_low are :func:`rankfusion.analysis.blended_channels` of X (as many as RTF blends,
+    C_low are :func:`rankfusion.featurefiles.blended_channels` of X (as many as RTF blends,
     ``round(exchange_ratio * D)``, of lowest column energy: the model's criterion, Sec. 4.2),
     k the 90%-energy dominant subspace (:func:`rankfusion.spectral.dominant_k`) and a uniform alpha.
     """
@@ -33,7 +33,7 @@ def theorem_table(features, pairs, exchange_ratio: float, *, alpha: float = 0.5)
     for target, source in pairs:
         X = np.asarray(features.get(target, "before"), dtype=np.float64)
         Y = np.asarray(features.get(source, "before"), dtype=np.float64)
-        low = analysis.blended_channels(X, exchange_ratio)
+        low = featurefiles.blended_channels(X, exchange_ratio)
         rep = theorem_3_1(X, Y, k=dominant_k(singular_values(X)), alpha=alpha, low=low, informativeness="full")
         rows.append({"direction": f"{target} <- {source}", "k": rep.k, "n_low": rep.n_low, "alpha": alpha,
                      "erank_before": rep.erank_before, "erank_after": rep.erank_after,
@@ -45,7 +45,7 @@ def theorem_table(features, pairs, exchange_ratio: float, *, alpha: float = 0.5)
 def theorem_checks(ctx, *, alpha: float = 0.5) -> pd.DataFrame:
     """:func:`theorem_table` on the R3D features of the anchor+partner run, in both directions."""
     rec = ctx.cache.runs(f"{ctx.anchor}+{ctx.partner}", ctx.pair)[0]
-    fs = analysis.load_features(ctx.cache.features(rec, ctx.obs))
+    fs = featurefiles.load_features(ctx.cache.features(rec, ctx.obs))
     ratio = float(ctx.cache.config(ctx.pair).model.exchange_ratio)
     pairs = ((ctx.anchor, ctx.partner), (ctx.partner, ctx.anchor))
     return theorem_table(fs, pairs, ratio, alpha=alpha)
@@ -56,7 +56,7 @@ def spectrum_table(ctx) -> pd.DataFrame:
     from . import spectral
 
     rec = ctx.cache.runs(f"{ctx.anchor}+{ctx.partner}", ctx.pair)[0]
-    fs = analysis.load_features(ctx.cache.features(rec, ctx.obs))
+    fs = featurefiles.load_features(ctx.cache.features(rec, ctx.obs))
     rows = []
     for key, X in fs.arrays.items():
         rows.append({"array": key, "shape": "x".join(map(str, X.shape)),

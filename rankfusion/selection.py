@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 
 from ._validation import InputError, InputTypeError, check_float, check_int, is_torch
-from .analysis import FeatureSet, load_features
+from .featurefiles import FeatureSet, load_features
 from .spectral import rank_tolerance
 
 # --------------------------------------------------------------------------- modality selection

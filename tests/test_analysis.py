@@ -1,4 +1,4 @@
-"""Tests of rankfusion.analysis on small feature files with known spectra."""
+"""Tests of rankfusion.featurefiles on small feature files with known spectra."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from rankfusion import analysis, selection
+from rankfusion import featurefiles, selection
 from rankfusion._validation import InputError
 from rankfusion.io import save_npz
 
@@ -65,7 +65,7 @@ def selection_files(tmp_path):
 
 def test_pair_gains_match_hand_computed_effective_ranks(tmp_path):
     path = make_file(tmp_path / "f.npz", {"rgb": (SPIKY, FLAT), "depth": (SPIKY, FLATTER)})
-    row = selection.pair_gains(analysis.load_features(path), "rgb", "depth")
+    row = selection.pair_gains(featurefiles.load_features(path), "rgb", "depth")
     assert row["erank_anchor_before"] == pytest.approx(erank_of(SPIKY), rel=1e-4)
     assert row["erank_anchor_after"] == pytest.approx(erank_of(FLAT), rel=1e-4)
     ga, gc = erank_of(FLAT) - erank_of(SPIKY), erank_of(FLATTER) - erank_of(SPIKY)
@@ -114,21 +114,21 @@ def test_compare_with_expected():
 
 def test_load_features_errors_name_file_and_key(tmp_path):
     with pytest.raises(InputError, match="nothere.npz"):
-        analysis.load_features(tmp_path / "nothere.npz")
+        featurefiles.load_features(tmp_path / "nothere.npz")
     bad = tmp_path / "nopair.npz"
     save_npz(bad, {"rgb.before": np.ones((4, 3), np.float32)}, {"obs_ratio": 0.2})
     with pytest.raises(InputError, match="nopair.npz.*no '<modality>.before'"):
-        analysis.load_features(bad)
+        featurefiles.load_features(bad)
     nan = tmp_path / "nan.npz"
     arr = np.ones((4, 3), np.float32)
     arr[0, 0] = np.nan
     save_npz(nan, {"rgb.before": arr, "rgb.after": np.ones((4, 3), np.float32)})
     with pytest.raises(InputError, match="'rgb.before'.*NaN"):
-        analysis.load_features(nan)
+        featurefiles.load_features(nan)
     rows = tmp_path / "rows.npz"
     save_npz(rows, {"rgb.before": np.ones((4, 3)), "rgb.after": np.ones((5, 3))})
     with pytest.raises(InputError, match="row counts"):
-        analysis.load_features(rows)
+        featurefiles.load_features(rows)
 
 
 def test_modality_selection_errors(tmp_path):
@@ -144,22 +144,22 @@ def test_modality_selection_errors(tmp_path):
 
 def test_normalized_spectrum_is_eq1_distribution():
     X = with_spectrum(FLAT)
-    p = analysis.normalized_spectrum(X)
+    p = featurefiles.normalized_spectrum(X)
     assert p.sum() == pytest.approx(1.0)
     np.testing.assert_allclose(p, np.asarray(FLAT) / sum(FLAT), rtol=1e-6)
     assert np.exp(-(p * np.log(p)).sum()) == pytest.approx(erank_of(FLAT))
     with pytest.raises(ValueError, match="no non-zero singular value"):
-        analysis.normalized_spectrum(np.zeros((5, 3)))
+        featurefiles.normalized_spectrum(np.zeros((5, 3)))
 
 
 def test_spectra_of_and_stacked(tmp_path):
-    f = analysis.load_features(make_file(tmp_path / "f.npz", {"rgb": (SPIKY, FLAT), "depth": (SPIKY, FLATTER)}))
-    df = analysis.spectra_of(f, label="R3D")
+    f = featurefiles.load_features(make_file(tmp_path / "f.npz", {"rgb": (SPIKY, FLAT), "depth": (SPIKY, FLATTER)}))
+    df = featurefiles.spectra_of(f, label="R3D")
     assert set(df["modality"]) == {"rgb", "depth"} and set(df["stage"]) == {"before", "after"}
     after = df[(df["modality"] == "depth") & (df["stage"] == "after")]
     assert after["erank"].iloc[0] == pytest.approx(erank_of(FLATTER), rel=1e-4)
     assert len(after) == len(FLATTER)
-    assert analysis.stacked(f, ["rgb", "depth"], "after").shape == (N, 2 * D)
+    assert featurefiles.stacked(f, ["rgb", "depth"], "after").shape == (N, 2 * D)
 
 
 def test_angle_table_orthogonal_injection_is_90_degrees(tmp_path):
@@ -176,28 +176,28 @@ def test_angle_table_orthogonal_injection_is_90_degrees(tmp_path):
     save_npz(path, {"rgb.before": X.astype(np.float32), "rgb.after": X.astype(np.float32),
                     "depth.before": Y.astype(np.float32), "depth.after": Y.astype(np.float32)},
              {"exchange_ratio": 0.2})
-    tab = analysis.angle_table(analysis.load_features(path), pairs=[("rgb", "depth")], k=4)
+    tab = featurefiles.angle_table(featurefiles.load_features(path), pairs=[("rgb", "depth")], k=4)
     assert tab["n_low"].iloc[0] == 2 and tab["k"].iloc[0] == 4
     assert tab["min_angle_deg"].iloc[0] == pytest.approx(90.0, abs=0.5)
     with pytest.raises(ValueError, match="exchange_ratio"):
-        analysis.angle_table(analysis.load_features(path), exchange_ratio=0.0)
+        featurefiles.angle_table(featurefiles.load_features(path), exchange_ratio=0.0)
 
 
 def test_relative_change_and_calibration():
     X = np.ones((4, 3))
-    assert analysis.relative_change(X, 2 * X) == pytest.approx(1.0)
+    assert featurefiles.relative_change(X, 2 * X) == pytest.approx(1.0)
     with pytest.raises(ValueError, match="same shape"):
-        analysis.relative_change(X, np.ones((3, 3)))
+        featurefiles.relative_change(X, np.ones((3, 3)))
     # A linear response r = 2.5 * sigma is hit in one update; a mildly non-linear one converges.
-    res = analysis.calibrate_sigma(lambda s: 2.5 * s, [0.1, 0.3])
+    res = featurefiles.calibrate_sigma(lambda s: 2.5 * s, [0.1, 0.3])
     assert [r["sigma"] for r in res] == pytest.approx([0.04, 0.12])
-    res = analysis.calibrate_sigma(lambda s: 2.0 * s + 3.0 * s * s, [0.2], rtol=0.01, iters=8)
+    res = featurefiles.calibrate_sigma(lambda s: 2.0 * s + 3.0 * s * s, [0.2], rtol=0.01, iters=8)
     assert res[0]["achieved"] == pytest.approx(0.2, rel=0.01)
     with pytest.raises(ValueError, match="targets"):
-        analysis.calibrate_sigma(lambda s: s, [-0.1])
+        featurefiles.calibrate_sigma(lambda s: s, [-0.1])
 
 
 def test_gains_table(tmp_path):
-    f = analysis.load_features(make_file(tmp_path / "f.npz", {"rgb": (SPIKY, FLAT), "depth": (FLAT, SPIKY)}))
-    g = analysis.gains_table(f).set_index("modality")
+    f = featurefiles.load_features(make_file(tmp_path / "f.npz", {"rgb": (SPIKY, FLAT), "depth": (FLAT, SPIKY)}))
+    g = featurefiles.gains_table(f).set_index("modality")
     assert g.loc["rgb", "gain"] > 0 > g.loc["depth", "gain"]

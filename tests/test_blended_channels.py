@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from rankfusion import analysis, report
+from rankfusion import featurefiles, report
 from rankfusion.io import save_npz
 from rankfusion.spectral import blended_channel_count, dominant_k
 from rankfusion.theorem import default_k_prime
@@ -37,7 +37,7 @@ def features(tmp_path, rng):
     save_npz(path, {"rgb.before": X, "rgb.after": X, "depth.before": Y, "depth.after": Y},
              {"exchange_ratio": RATIO})
     expected = np.sort(np.argsort(scale)[:3])
-    return analysis.load_features(path), X, Y, expected
+    return featurefiles.load_features(path), X, Y, expected
 
 
 def test_model_analysis_and_report_use_the_same_channels(features):
@@ -50,8 +50,8 @@ def test_model_analysis_and_report_use_the_same_channels(features):
     model_set = rtf.select([torch.from_numpy(X)[None], torch.from_numpy(Y)[None]], mask)[0].numpy()
     assert rtf.k_prime == 3
     np.testing.assert_array_equal(model_set, expected)
-    np.testing.assert_array_equal(analysis.blended_channels(X.astype(np.float64), RATIO), expected)
-    angles = analysis.angle_table(fs, pairs=[("rgb", "depth")])
+    np.testing.assert_array_equal(featurefiles.blended_channels(X.astype(np.float64), RATIO), expected)
+    angles = featurefiles.angle_table(fs, pairs=[("rgb", "depth")])
     assert angles["n_low"].tolist() == [3]
     rows = report.theorem_table(fs, [("rgb", "depth")], RATIO)
     assert rows["n_low"].tolist() == [3]
@@ -70,7 +70,7 @@ def test_model_analysis_and_report_use_the_same_channels(features):
 def test_analysis_refuses_a_ratio_that_blends_nothing(features):
     fs, X, _, _ = features
     with pytest.raises(ValueError, match=r"blends round\(0.01 \* 32\) = 0"):
-        analysis.angle_table(fs, pairs=[("rgb", "depth")], exchange_ratio=0.01)
+        featurefiles.angle_table(fs, pairs=[("rgb", "depth")], exchange_ratio=0.01)
 
 
 def test_dominant_k():

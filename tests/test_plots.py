@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from rankfusion import analysis, plots
+from rankfusion import featurefiles, plots
 
 from test_analysis import FLAT, FLATTER, SPIKY, make_file  # noqa: E402  (tests/ is on sys.path)
 
@@ -36,9 +36,9 @@ def test_palette_is_fixed_per_modality():
 
 
 def test_plot_spectra(tmp_path):
-    f = analysis.load_features(make_file(tmp_path / "f.npz", {"rgb": (SPIKY, FLAT), "depth": (SPIKY, FLATTER)}))
-    df = analysis.spectra_of(f)
-    plain = analysis.spectra_of(f, stages=("before",)).assign(stage="plain")
+    f = featurefiles.load_features(make_file(tmp_path / "f.npz", {"rgb": (SPIKY, FLAT), "depth": (SPIKY, FLATTER)}))
+    df = featurefiles.spectra_of(f)
+    plain = featurefiles.spectra_of(f, stages=("before",)).assign(stage="plain")
     fig = plots.plot_spectra(pd.concat([df, plain]))
     xl, yl, legend = _labels(fig)
     assert all("component index" in x for x in xl)

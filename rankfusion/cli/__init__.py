@@ -81,4 +81,4 @@ def main():
 
 # Each module defines its commands and adds them to ``main``; importing them here keeps
 # ``rankfusion --help`` listing all of them.
-from . import analysis, data, model, spectrum, theorem  # noqa: E402,F401
+from . import data, experiments, model, spectrum, theorem  # noqa: E402,F401

@@ -1,5 +1,5 @@
 """``rankfusion modality-select``, ``figures``, ``robustness`` and ``demo``: thin wrappers over
-:mod:`rankfusion.analysis`, :mod:`rankfusion.figures` and :mod:`rankfusion.demo`."""
+:mod:`rankfusion.selection`, :mod:`rankfusion.figures` and :mod:`rankfusion.demo`."""
 
 from __future__ import annotations
 
