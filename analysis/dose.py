@@ -7,7 +7,10 @@ unchanged runs are reused from the cache).
 
 import sys
 
-from _common import run_family
+if __package__:  # python -m analysis.NAME
+    from ._common import run_family
+else:  # python analysis/NAME.py: the script's folder is on sys.path
+    from _common import run_family
 
 if __name__ == "__main__":
     sys.exit(run_family("dose", __doc__.splitlines()[0]))

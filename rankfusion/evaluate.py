@@ -10,8 +10,14 @@ Segmentation
     :func:`frame_accuracy`, :func:`edit_score`, :func:`f1_at_overlap` per video, and
     :func:`segmentation_scores` pooled over videos the way MS-TCN reports them.
 
-All scores are fractions in [0, 1] (multiply by 100 for the percentages of papers). Predictions
-and labels are NumPy int arrays; torch tensors are accepted and moved to the CPU.
+Trained runs
+    :func:`moc_grid`, :func:`segmentation_grid` and :func:`modality_reliance` apply the
+    protocols to a trained R3D model, one video at a time; :func:`evaluate_run` evaluates a run
+    folder (one seed or several) and writes ``RUN/eval_<split>.csv`` (percentages). torch is
+    imported only there.
+
+The metric scores are fractions in [0, 1] (multiply by 100 for the percentages of papers).
+Predictions and labels are NumPy int arrays; torch tensors are accepted and moved to the CPU.
 """
 
 from __future__ import annotations
