@@ -354,7 +354,7 @@ class EpochRanks:
     """
 
     def __init__(self, ds, config, device, path, *, n_videos: int = EPOCH_VIDEOS, previous: bool = False):
-        from .train import _video_inputs
+        from .evaluate import _video_inputs
 
         n_videos = check_int(n_videos, "n_videos", low=1)
         self.path = Path(path)

@@ -27,7 +27,7 @@ import numpy as np
 
 from ._validation import InputError, InputTypeError, check_choice, check_int
 from .config import RunConfig
-from .evaluate import _video_inputs, moc_grid  # noqa: F401  (_video_inputs: rankfusion.monitor imports it from here)
+from .evaluate import moc_grid
 from .io import atomic_path, write_json, write_text
 
 _METRIC_FIELDS = ["epoch", "train_loss", "train_seg", "train_cls", "train_dur", "val_loss", "val_moc",
