@@ -293,9 +293,9 @@ def to_markdown(df: pd.DataFrame, floatfmt: str = ".2f") -> str:
     return "\n".join(lines)
 
 
-def _keys(runs) -> list[Path]:
-    """The cache keys of runs (their folders: config hash, seed, dataset), for the manifest."""
-    return [r.run_dir for r in runs]
+def _keys(runs) -> list[tuple]:
+    """The cache keys of runs, ``(run folder, label)``, for the manifest."""
+    return [(r.run_dir, r.name) for r in runs]
 
 
 def _seed_moc(cache: RunCache, runs) -> pd.DataFrame:

@@ -360,8 +360,9 @@ class RunCache:
         self.device = device
         self.progress = progress
         self.fingerprint = dataset_fingerprint(self.data_root) if fingerprint is None else fingerprint
-        #: the runs this session used, by run folder (config hash, seed, dataset fingerprint)
-        self.used: dict[Path, RunRecord] = {}
+        #: the runs this session used, by (run folder, label): the folder is named by config hash,
+        #: seed and dataset fingerprint
+        self.used: dict[tuple, RunRecord] = {}
         self._rms: dict[str, float] = {}
         #: run folders trained by this session's worker processes (:meth:`prefetch`)
         self.trained_now: set[str] = set()
@@ -408,10 +409,12 @@ class RunCache:
 
         cfg = self.config(modalities, **model_overrides)
         chash = cfg.config_hash()
-        # keyed by what makes the run (config hash, seed, dataset), not by the caller's label
         run_dir = self.cache_dir / "runs" / f"{chash}-s{seed}-{self.fingerprint}"
-        if run_dir in self.used:
-            return self.used[run_dir]  # keep the first record: "reused" says whether this session trained it
+        # keyed by what makes the run (its folder: config hash, seed, dataset) and the label it is
+        # used under: a label reused with another config is another run, and each use is listed
+        key = (run_dir, name)
+        if key in self.used:
+            return self.used[key]  # keep the first record: "reused" says whether this session trained it
         done = run_dir / DONE
         overrides = {"modalities": list(modalities), **model_overrides}
         # one builder per run folder: another process sharing the cache waits, then reuses it
@@ -430,7 +433,7 @@ class RunCache:
                                   "dataset": str(self.data_root), "fingerprint": self.fingerprint,
                                   "overrides": overrides, "seconds": secs, "config": cfg.to_dict()})
                 rec = RunRecord(name, run_dir, chash, seed, overrides, reused=False, seconds=secs)
-        self.used[run_dir] = rec
+        self.used[key] = rec
         return rec
 
     def runs(self, name: str, modalities, **model_overrides) -> list[RunRecord]:
@@ -513,7 +516,7 @@ class RunCache:
         return df
 
     def manifest_runs(self, keys=None) -> list[dict]:
-        """JSON records of the runs used (all, or those whose run folder is in ``keys``)."""
+        """JSON records of the runs used (all, or those whose ``(run folder, label)`` is in ``keys``)."""
         out = []
         for k, r in self.used.items():
             if keys is None or k in keys:
