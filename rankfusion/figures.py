@@ -653,10 +653,17 @@ def fig_ablation(ctx: FigureContext) -> FigureResult:
 # --------------------------------------------------------------------------- dose-response
 
 #: The three models of the dose-response family: label -> (modalities role, R3DConfig overrides).
-DOSE_MODELS = {"anchor only": ("anchor", {}), "plain fusion": ("pair", {"rtf": False}), "R3D": ("pair", {})}
+#: "anchor only, fused width" is the anchor alone with d_model = M x D of the pair, so its trunk
+#: (temporal fuser, heads: R3D stacks the M tokens to width M x D) is as wide as the fused models':
+#: a one-modality R3D with the same D is half as wide, which alone gains a pure-noise partner
+#: +3 MoC (docs/benchmarks.md, "Dials").
+DOSE_MODELS = {"anchor only": ("anchor", {}), "anchor only, fused width": ("anchor_wide", {}),
+               "plain fusion": ("pair", {"rtf": False}), "R3D": ("pair", {})}
 
 #: Comparisons tabulated at every dial level: (label, model a, model b); the difference is a - b.
 DOSE_COMPARISONS = (("fusion helps (plain fusion - anchor only)", "plain fusion", "anchor only"),
+                    ("fusion helps at equal width (plain fusion - anchor only, fused width)", "plain fusion",
+                     "anchor only, fused width"),
                     ("RTF helps (R3D - plain fusion)", "R3D", "plain fusion"),
                     ("R3D - anchor only", "R3D", "anchor only"))
 
@@ -773,6 +780,9 @@ def _dose_cache(ctx: FigureContext, dials: dict) -> RunCache:
 
 def _dose_run_args(ctx: FigureContext, model: str):
     role, opts = DOSE_MODELS[model]
+    if role == "anchor_wide":
+        width = len(ctx.pair) * ctx.cache.config(ctx.pair).model.d_model
+        return [ctx.anchor], {**opts, "d_model": width}
     return ([ctx.anchor] if role == "anchor" else ctx.pair), dict(opts)
 
 

@@ -501,7 +501,8 @@ def plot_ablation(table):
 # --------------------------------------------------------------------------- dose-response
 
 #: Colour, line style and marker of each model of the dose-response family.
-DOSE_STYLE = {"anchor only": ("#d62728", "-", "o"), "plain fusion": (PALETTE["fused (plain)"], "--", "s"),
+DOSE_STYLE = {"anchor only": ("#d62728", "-", "o"), "anchor only, fused width": ("#ff9896", ":", "D"),
+              "plain fusion": (PALETTE["fused (plain)"], "--", "s"),
               "R3D": (PALETTE["fused (RTF)"], "-", "^")}
 
 

@@ -323,7 +323,9 @@ def _verdict_text(c) -> str:
 def dose_section(dose, *, anchor: str, partner: str) -> list[str]:
     """Report lines of the dose-response family: MoC per dial level, oracle, verdicts, reliance."""
     L = ["## Dose-response: complementarity and imbalance", "", _img("dose", "dose-response"), ""]
-    L.append(f"MoC (%, mean over the grid; mean ± sd over seeds, ddof = 1) of the anchor alone ({anchor}), the "
+    L.append(f"MoC (%, mean over the grid; mean ± sd over seeds, ddof = 1) of the anchor alone ({anchor}; also at the "
+             f"fused models' trunk width M x D, since R3D stacks its modality tokens and a one-modality model with "
+             f"the same D is half as wide), the "
              f"plain fusion ({anchor}+{partner}, no RTF) and R3D ({anchor}+{partner} with RTF) on datasets generated "
              f"with each dial setting (the other dials at the base {dose.dials.get('base')}). A difference is "
              f"**resolved** only when it is at least 2x the larger of the two models' seed sd; otherwise it "
@@ -331,19 +333,22 @@ def dose_section(dose, *, anchor: str, partner: str) -> list[str]:
              f"(%) from the hidden factors (synth.json), an upper reference, not a MoC.")
     L.append("")
     orc = {(d, lv, sub): v for d, lv, sub, v in dose.oracle}
-    rows = ["| dial | level | anchor only | plain fusion | R3D | oracle " + anchor + " | oracle " + anchor + "+"
-            + partner + " | fusion helps (plain - anchor) | RTF helps (R3D - plain) |",
-            "|---|---|---|---|---|---|---|---|---|"]
+    models = ("anchor only", "anchor only, fused width", "plain fusion", "R3D")
+    rows = ["| dial | level | " + " | ".join(models) + " | oracle " + anchor + " | oracle " + anchor + "+"
+            + partner + " | fusion helps (plain - anchor) | at equal width (plain - wide anchor) "
+            "| RTF helps (R3D - plain) |",
+            "|---|---|---|---|---|---|---|---|---|---|---|"]
     for dial in ("complementarity", "imbalance"):
         for level in dict.fromkeys(p.level for p in dose.points if p.dial == dial):
-            fus = dose.comparisons_of(dial, "fusion helps (plain fusion - anchor only)")
-            rtf = dose.comparisons_of(dial, "RTF helps (R3D - plain fusion)")
-            f1 = next((c for c in fus if c.level == level), None)
-            r1 = next((c for c in rtf if c.level == level), None)
-            rows.append(f"| {dial} | {level:g} | " + " | ".join(_dose_cell_text(dose, dial, level, m) for m in
-                                                             ("anchor only", "plain fusion", "R3D"))
+            verdict = []
+            for label in ("fusion helps (plain fusion - anchor only)",
+                          "fusion helps at equal width (plain fusion - anchor only, fused width)",
+                          "RTF helps (R3D - plain fusion)"):
+                c = next((c for c in dose.comparisons_of(dial, label) if c.level == level), None)
+                verdict.append(_verdict_text(c) if c else "n/a")
+            rows.append(f"| {dial} | {level:g} | " + " | ".join(_dose_cell_text(dose, dial, level, m) for m in models)
                         + f" | {_fmt(orc.get((dial, level, anchor)))} | {_fmt(orc.get((dial, level, f'{anchor}+{partner}')))}"
-                        + f" | {_verdict_text(f1) if f1 else 'n/a'} | {_verdict_text(r1) if r1 else 'n/a'} |")
+                        + " | " + " | ".join(verdict) + " |")
     L += rows + [""]
     rel = [c for c in dose.comparisons if c.dial == "imbalance" and c.quantity.startswith("reliance")]
     if rel:
@@ -381,6 +386,9 @@ def claims_section(results: dict, *, anchor: str, partner: str) -> list[str]:
     if dose is not None:
         for dial in ("complementarity", "imbalance"):
             add("fusion helps (plain fusion > anchor only)", dose.comparisons_of(dial, "fusion helps (plain fusion - anchor only)"))
+        for dial in ("complementarity", "imbalance"):
+            add("fusion helps at equal trunk width (plain fusion > anchor only at width M x D)",
+                dose.comparisons_of(dial, "fusion helps at equal width (plain fusion - anchor only, fused width)"))
         for dial in ("complementarity", "imbalance"):
             add("RTF raises the effective rank of the fused features",
                 dose.comparisons_of(dial, "RTF raises effective rank (R3D - plain fusion)"))

@@ -9,7 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from rankfusion.figures import RESOLVE_SD, DoseCell, DoseResult, _compare, dose_comparisons, dose_settings
+from rankfusion.figures import (DOSE_MODELS, RESOLVE_SD, DoseCell, DoseResult, _compare, _dose_run_args,
+                                dose_comparisons, dose_settings)
 from rankfusion.pipeline import get_profile
 
 
@@ -75,10 +76,14 @@ def test_dose_family_quick(tmp_path):
     dose = res.data
     assert isinstance(dose, DoseResult)
     settings = dose_settings(prof)
-    assert len(dose.points) == len(settings) * 3 * len(prof.seeds)
+    assert len(dose.points) == len(settings) * len(DOSE_MODELS) * len(prof.seeds)
+    # the wide anchor's trunk is as wide as the pair's stacked tokens (M x D)
+    mods, opts = _dose_run_args(ctx, "anchor only, fused width")
+    pair_cfg = cache.config(ctx.pair).model
+    assert mods == [ctx.anchor] and opts["d_model"] == len(ctx.pair) * pair_cfg.d_model
     for p in dose.points:
         assert 0.0 <= p.moc <= 100.0
-        fused = p.model != "anchor only"
+        fused = not p.model.startswith("anchor only")
         assert (len(p.reliance) == 2) == fused and np.isfinite(p.erank_fused) == fused
     # the oracle of every setting comes from the dataset's synth.json, in percent
     roots = set()
