@@ -778,6 +778,18 @@ def _dose_cache(ctx: FigureContext, dials: dict) -> RunCache:
     return cache
 
 
+def _dose_model_cache(ctx: FigureContext, model: str, dials: dict) -> RunCache:
+    """The run cache of ``model`` at generator ``dials``.
+
+    The imbalance dial scales only the partner's noise (the anchor's features, labels and splits
+    are byte-identical across its levels, tests/test_synth.py), so the anchor-only models of the
+    imbalance sweep are the runs of the base imbalance: the same computation, trained once.
+    """
+    if DOSE_MODELS[model][0].startswith("anchor"):
+        dials = {**dials, "imbalance": float(ctx.cache.profile.dose["base"]["imbalance"])}
+    return _dose_cache(ctx, dials)
+
+
 def _dose_run_args(ctx: FigureContext, model: str):
     role, opts = DOSE_MODELS[model]
     if role == "anchor_wide":
@@ -790,8 +802,8 @@ def dose_jobs(ctx: FigureContext) -> list:
     """The runs of the dose family (for :func:`plan_jobs`); generates the dose datasets."""
     jobs = []
     for _, _, dials in dose_settings(ctx.cache.profile):
-        cache = _dose_cache(ctx, dials)
         for model in DOSE_MODELS:
+            cache = _dose_model_cache(ctx, model, dials)
             mods, opts = _dose_run_args(ctx, model)
             fused = len(mods) > 1
             jobs += [cache.job(mods, s, obs_ratios=(ctx.obs,) if fused else (), reliance=fused, **opts)
@@ -804,12 +816,12 @@ def _dose_points(ctx: FigureContext):
 
     points, oracle, runs = [], [], []
     for dial, level, dials in dose_settings(ctx.cache.profile):
-        cache = _dose_cache(ctx, dials)
-        meta = json.loads((cache.data_root / "synth.json").read_text())
+        meta = json.loads((_dose_cache(ctx, dials).data_root / "synth.json").read_text())
         for subset, acc in sorted(meta.get("oracle", {}).items()):
             oracle.append((dial, level, subset, 100.0 * float(acc)))
         for model in DOSE_MODELS:
             mods, opts = _dose_run_args(ctx, model)
+            cache = _dose_model_cache(ctx, model, dials)
             for rec in cache.runs(f"dose {dial}={level:g} {model}", mods, **opts):
                 runs.append((cache, rec))
                 moc = float(cache.evaluate(rec)["moc"].mean())

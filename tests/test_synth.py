@@ -250,8 +250,14 @@ def test_nuisance_is_a_per_video_constant_of_the_set_energy(dial_sets):
 def test_imbalance_scales_the_partner_noise_only(dial_sets):
     c1, r2, r3 = dial_sets["c1"], dial_sets["r2"], dial_sets["r3"]
     v = open_dataset(c1).videos[3]
-    for m in ("rgb", "mvrgb"):
-        assert (c1 / "features" / m / f"{v}.npy").read_bytes() == (r2 / "features" / m / f"{v}.npy").read_bytes()
+    # everything the anchor-only models see is byte-identical across imbalance levels (the dose
+    # family trains them once, at the base imbalance): rgb of every video, labels and splits
+    files = sorted(p.relative_to(c1) for p in c1.rglob("*") if p.is_file()
+                   and (p.parts[-2] in ("rgb", "mvrgb", "groundTruth", "splits") or p.name == "mapping.txt"))
+    n = len(open_dataset(c1).videos)
+    assert len(files) >= 3 * n + 1  # rgb, mvrgb and labels of every video, the mapping
+    for f in files:
+        assert (c1 / f).read_bytes() == (r2 / f).read_bytes(), f
     d1, d2, d3 = (np.load(r / "features" / "depth" / f"{v}.npy").astype(np.float64) for r in (c1, r2, r3))
     # depth = signal + R * noise with the same draws: (d3 - d1) = 2 (d2 - d1)
     np.testing.assert_allclose(d3 - d1, 2 * (d2 - d1), atol=2e-5 * np.abs(d3).max())
