@@ -10,6 +10,8 @@ Every reduction that decides a spectrum is done in float64.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from ._validation import check_float, check_matrix, describe, is_dask, is_torch
@@ -192,6 +194,20 @@ class NumpyOps:
     @staticmethod
     def to_host(x):
         return np.asarray(x)
+
+    @staticmethod
+    def detach(x):
+        return x
+
+    @staticmethod
+    def device(x):
+        """Where ``x`` lives, for error messages and same-place checks (None: host memory)."""
+        return None
+
+    @staticmethod
+    def ldexp(x, e: int):
+        """``x * 2**e``, exact unless the result under/overflows (a copy)."""
+        return np.ldexp(x, e)
 
     @staticmethod
     def ndim(x) -> int:
@@ -439,6 +455,25 @@ class TorchOps:
     @staticmethod
     def to_host(x):
         return x.detach().cpu().numpy()
+
+    @staticmethod
+    def detach(x):
+        return x.detach()
+
+    @staticmethod
+    def device(x):
+        return x.device
+
+    @staticmethod
+    def ldexp(x, e: int):
+        # torch has no exact ldexp for large |e| (2.0**e leaves float64's range): scale in steps of
+        # at most 2**1000, each exact unless the result under/overflows
+        out = x.clone()
+        while e:
+            step = max(-1000, min(1000, e))
+            out = out * math.ldexp(1.0, step)
+            e -= step
+        return out
 
     @staticmethod
     def ndim(x) -> int:

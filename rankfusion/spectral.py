@@ -22,7 +22,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ._backend import NumpyOps, chunk_rows_for, get_ops
-from ._validation import check_float, check_int, check_matrix, check_structure, describe, is_torch
+from ._validation import check_float, check_int, check_matrix, check_structure, describe
 
 __all__ = [
     "singular_values",
@@ -891,13 +891,13 @@ class GramAccumulator:
 
         A NumPy array, or a torch tensor on the chunks' device when they were tensors."""
         self._require()
-        return _ldexp(self._m2, 2 * self._e)
+        return get_ops(self._m2).ldexp(self._m2, 2 * self._e)
 
     @property
     def mean(self):
         """(D,) float64 column means of the rows seen (tracked with or without centring)."""
         self._require()
-        return _ldexp(self._mean, self._e)
+        return get_ops(self._mean).ldexp(self._mean, self._e)
 
     @property
     def _e(self) -> int:
@@ -908,23 +908,24 @@ class GramAccumulator:
         entries below ``2**-1074`` of the new unit, far below the Gram error radius)."""
         if self._exp is not None and exp > self._exp:
             shift = self._exp - exp
-            self._m2 = _ldexp(self._m2, 2 * shift)
-            self._mean = _ldexp(self._mean, shift)
+            self._m2 = get_ops(self._m2).ldexp(self._m2, 2 * shift)
+            self._mean = get_ops(self._mean).ldexp(self._mean, shift)
         self._exp = exp if self._exp is None else max(exp, self._exp)
 
     def _host_m2(self):
         # The spectrum is read from a host copy: D x D is small, and one code path (NumPy)
         # applies the tolerance and the eigenvalue tail whatever device accumulated the rows.
-        return self._m2.detach().cpu().numpy() if is_torch(self._m2) else self._m2
+        return get_ops(self._m2).to_host(self._m2)
 
     def _check_backend(self, x, what):
         if self._m2 is None:
             return
-        same = is_torch(x) == is_torch(self._m2) and (not is_torch(x) or x.device == self._m2.device)
-        if not same:
-            where = f"a torch tensor on {self._m2.device}" if is_torch(self._m2) else "a NumPy array"
+        mine, theirs = get_ops(self._m2), get_ops(x)
+        if mine.name != theirs.name or mine.device(self._m2) != theirs.device(x):
+            kind = {"numpy": "a NumPy array", "torch": "a torch tensor"}.get(mine.name, f"a {mine.name} array")
+            where = kind + (f" on {mine.device(self._m2)}" if mine.device(self._m2) is not None else "")
             raise TypeError(f"{what} must be {where} like the previous chunks, got {describe(x)}"
-                            + (f" on {x.device}" if is_torch(x) else ""))
+                            + (f" on {theirs.device(x)}" if theirs.device(x) is not None else ""))
 
     def _require(self):
         if self._n == 0:
@@ -938,8 +939,7 @@ class GramAccumulator:
             raise ValueError(f"chunk must be 2-D (n, D), got {describe(chunk)}")
         self._check_backend(chunk, "chunk")
         ops = get_ops(chunk)
-        if is_torch(chunk):
-            chunk = chunk.detach()  # the accumulator never joins an autograd graph
+        chunk = ops.detach(chunk)  # the accumulator never joins an autograd graph
         if self._d is None:
             self._d = chunk.shape[1]
             z = ops.to64(chunk[:0])  # (0, D): zeros below come out on the chunk's backend and device
@@ -955,7 +955,7 @@ class GramAccumulator:
                 top = float(abs(c).max()) if c.shape[0] else 0.0
                 if 0.0 < top < math.inf:
                     self._rescale(math.frexp(top)[1])
-                c = _ldexp(c, -self._e)  # a power of two: exact
+                c = ops.ldexp(c, -self._e)  # a power of two: exact
                 mb = c.mean(0)
                 if self.center:
                     cc = c - mb
@@ -1010,7 +1010,7 @@ class GramAccumulator:
         if other._exp is not None:
             self._rescale(other._exp)
         shift = other._e - self._e  # <= 0
-        self._combine(other._n, _ldexp(other._mean, shift), _ldexp(other._m2, 2 * shift))
+        self._combine(other._n, get_ops(other._mean).ldexp(other._mean, shift), get_ops(other._m2).ldexp(other._m2, 2 * shift))
         return self
 
     def error_radius(self) -> float:
@@ -1078,18 +1078,3 @@ class GramAccumulator:
         lam, v = NumpyOps.eigh_desc(m2)
         return np.ldexp(topk_informativeness(lam, v, k), 2 * self._e)
 
-
-def _ldexp(x, e: int):
-    """``x * 2**e`` for a NumPy array (``np.ldexp``, a copy) or a torch tensor (same device).
-
-    torch has no exact ldexp for large ``|e|`` (``2.0**e`` leaves float64's range), so tensors are
-    scaled in steps of at most ``2**1000``: each step is exact unless the result under/overflows.
-    """
-    if not is_torch(x):
-        return np.ldexp(x, e)
-    out = x.clone()
-    while e:
-        step = max(-1000, min(1000, e))
-        out = out * math.ldexp(1.0, step)
-        e -= step
-    return out
