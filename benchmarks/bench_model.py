@@ -77,6 +77,16 @@ def bench_forward(variants: dict, feats, mask, repeats, device):
     return {k: statistics.median(v) for k, v in times.items()}
 
 
+def _train_step(model, feats, mask, batch, opt, device):
+    """One optimiser step on the anticipation, segmentation and duration losses."""
+    out = model(feats, mask)
+    parts = compute_losses(out, batch, device)
+    loss = parts["seg"] + parts["cls"] + parts["dur"]
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+
+
 def bench_train(model, feats, mask, batch, steps, device):
     """Frames per second of full training steps: (per wall second, per CPU second of this process)."""
     tc = TrainConfig()
@@ -85,12 +95,7 @@ def bench_train(model, feats, mask, batch, steps, device):
     frames = int(mask.sum())
 
     def step():
-        out = model(feats, mask)
-        parts = compute_losses(out, batch, device)
-        loss = parts["seg"] + parts["cls"] + parts["dur"]
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        _train_step(model, feats, mask, batch, opt, device)
 
     step()
     _sync(device)
@@ -126,12 +131,7 @@ def bench_monitor(model, feats, mask, batch, device, repeats, every=None, max_ro
 
     def steps():
         for _ in range(every):
-            out = model(feats, mask)
-            parts = compute_losses(out, batch, device)
-            loss = parts["seg"] + parts["cls"] + parts["dur"]
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+            _train_step(model, feats, mask, batch, opt, device)
 
     def timed(with_monitor):
         mon = RankMonitor(model, monitor_specs(model), every=every, max_rows=max_rows, mask=1) if with_monitor else None
