@@ -281,28 +281,36 @@ def spectral_surrogates(X, n_surrogates: int = 10, *, seed: int = 0):
         raise InputError(f"X must be a 2-D (N >= 2, D >= 1) matrix, got shape {X64.shape}")
     if not np.isfinite(X64).all():
         raise InputError("X contains NaN or Inf values")
-    out = np.stack(_surrogate_draws(X64, seed, range(n_surrogates)))
+    factors = _spectral_factors(X64)
+    out = np.stack([_draw_surrogate(factors, seed, j) for j in range(n_surrogates)])
     return _like(out, X)
 
 
-def _surrogate_draws(X64: np.ndarray, seed: int, indices) -> list:
-    """Surrogates number ``indices`` of :func:`spectral_surrogates` (float64, validated input)."""
+def _spectral_factors(X64: np.ndarray) -> tuple:
+    """``(mu, s, vt, n)`` of :func:`spectral_surrogates`: column means, the nonzero singular values
+    of the centred matrix and their right singular vectors (``(r,)`` and ``(r, D)``), row count.
+
+    Computed once per matrix; every surrogate of it is drawn from these factors
+    (:func:`_draw_surrogate`), so no draw repeats the SVD.
+    """
     mu = X64.mean(axis=0)
     _, s, vt = np.linalg.svd(X64 - mu, full_matrices=False)
-    n = X64.shape[0]
     # Drop the numerically-zero directions (centring removes one, rank deficiency more): a random
     # Q column on them would inject energy that X does not have.
     tol = rank_tolerance(s[0] if s.size else 0.0, max(X64.shape), np.finfo(np.float64).eps)
     r = int(np.sum(s > tol))
-    out = []
-    for j in indices:
-        rng = np.random.default_rng([seed, j])
-        g = rng.standard_normal((n, r))
-        g -= g.mean(axis=0)  # span(g) is orthogonal to the ones vector: column means stay mu
-        q, rr = np.linalg.qr(g)
-        q *= np.where(np.diag(rr) < 0, -1.0, 1.0)  # sign fix: makes the QR factor Haar-distributed
-        out.append(mu + (q * s[:r]) @ vt[:r])
-    return out
+    return mu, s[:r], vt[:r], X64.shape[0]
+
+
+def _draw_surrogate(factors: tuple, seed: int, j: int) -> np.ndarray:
+    """Surrogate number ``j`` of :func:`spectral_surrogates` from :func:`_spectral_factors`."""
+    mu, s, vt, n = factors
+    rng = np.random.default_rng([seed, j])
+    g = rng.standard_normal((n, s.size))
+    g -= g.mean(axis=0)  # span(g) is orthogonal to the ones vector: column means stay mu
+    q, rr = np.linalg.qr(g)
+    q *= np.where(np.diag(rr) < 0, -1.0, 1.0)  # sign fix: makes the QR factor Haar-distributed
+    return mu + (q * s) @ vt
 
 
 # --------------------------------------------------------------------------- the fusion probe
@@ -742,13 +750,13 @@ def _surrogate_seed(cand: str, config: ProbeConfig) -> int:
     return (zlib.crc32(cand.encode()) + int(config.seeds[0])) % 2**31
 
 
-def _surrogate_task(anchor_x, cand_x, y, cand, j, tr, te, seed, config):
+def _surrogate_task(anchor_x, factors, y, cand, j, tr, te, seed, config):
     """(anchor, candidate) gains with surrogate ``j`` of the candidate in its place.
 
     Surrogate j reuses replicate j's split and initialisation: it differs from the candidate's own
     fit in the candidate's rows only.
     """
-    sur = _surrogate_draws(cand_x, _surrogate_seed(cand, config), [j])[0]
+    sur = _draw_surrogate(factors, _surrogate_seed(cand, config), j)
     za, zs = _standardize(anchor_x, tr), _standardize(sur, tr)
     model = fit_probe([za[tr], zs[tr]], y[tr], config=config, rtf=True, seed=seed)
     return probe_gains(model, [za[te], zs[te]])
@@ -786,7 +794,8 @@ def _evidence(arrays, y, anchor, cands, config, jobs, bar):
     """All probe fits: per replicate (CV) and per candidate surrogate (control)."""
     reps = list(_replicates(y, config))
     tasks = [(_replicate_task, (arrays, y, anchor, cands, tr, te, seed, config)) for tr, te, seed in reps]
-    tasks += [(_surrogate_task, (arrays[anchor], arrays[c], y, c, j, *reps[j % len(reps)], config))
+    factors = {c: _spectral_factors(arrays[c]) for c in cands}  # one SVD per candidate
+    tasks += [(_surrogate_task, (arrays[anchor], factors[c], y, c, j, *reps[j % len(reps)], config))
               for c in cands for j in range(config.n_surrogates)]
     results = _run_tasks(tasks, jobs, bar)
     per_rep, sur = results[:len(reps)], results[len(reps):]
