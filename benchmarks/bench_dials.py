@@ -95,6 +95,7 @@ def main(argv=None):
     p.add_argument("--videos", type=int, default=None)
     p.add_argument("--min-frames", type=int, default=None)
     p.add_argument("--max-frames", type=int, default=None)
+    p.add_argument("--split", default=None, help="train,val,test fractions of the videos")
     p.add_argument("--nuisance", type=float, default=None)
     p.add_argument("--imbalance", type=float, default=None)
     p.add_argument("--preset", default="synthetic-small")
@@ -105,8 +106,9 @@ def main(argv=None):
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--json", default=None)
     a = p.parse_args(argv)
-    sizes = {k: v for k, v in {"n_videos": a.videos, "min_frames": a.min_frames, "max_frames": a.max_frames}.items()
-             if v is not None}
+    split = tuple(float(x) for x in a.split.split(",")) if a.split else None
+    sizes = {k: v for k, v in {"n_videos": a.videos, "min_frames": a.min_frames, "max_frames": a.max_frames,
+                               "split_fractions": split}.items() if v is not None}
     dial = {k: v for k, v in {"nuisance": a.nuisance, "imbalance": a.imbalance}.items() if v is not None}
     overrides = {"model": {k: v for k, v in {"d_model": a.d_model}.items() if v is not None},
                  "train": {k: v for k, v in {"epochs": a.epochs, "lr": a.lr}.items() if v is not None}}

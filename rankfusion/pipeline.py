@@ -84,6 +84,7 @@ class Profile:
 PROFILES = {
     "quick": Profile(
         synth=dict(n_videos=10, min_frames=50, max_frames=110, complementarity=1.0, imbalance=1.0,
+                   split_fractions=(0.7, 0.15, 0.15),
                    channels={"rgb": 16, "depth": 16, "mvrgb": 16, "noise": 16, "imu": 8, "text": 8}),
         model=dict(d_model=16, n_layers=1, n_heads=2, mlp_ratio=1, dropout=0.0),
         train=dict(epochs=1, warmup_epochs=0, batch_size=8, sample_rate=2),
@@ -92,11 +93,12 @@ PROFILES = {
                   data_seed=0),
     ),
     "full": Profile(
-        synth=dict(n_videos=64, min_frames=150, max_frames=450, complementarity=1.0, imbalance=1.0),
+        synth=dict(n_videos=64, min_frames=150, max_frames=450, complementarity=1.0, imbalance=1.0,
+                   split_fractions=(0.7, 0.15, 0.15)),
         model=dict(d_model=32, n_layers=1, n_heads=4, mlp_ratio=2),
         train=dict(epochs=24, warmup_epochs=2, batch_size=8, sample_rate=4, lr=2e-3),
         seeds=PAPER_SEEDS, obs_ratios=(0.2, 0.3, 0.5),
-        dose=dict(complementarity=(0.0, 1 / 3, 2 / 3, 1.0), imbalance=(1.0, 2.0, 4.0),
+        dose=dict(complementarity=(0.0, 1 / 3, 2 / 3, 1.0), imbalance=(1.0, 4.0, 16.0),
                   base=dict(complementarity=1.0, imbalance=1.0), data_seed=0),
     ),
 }

@@ -15,7 +15,8 @@ from rankfusion.demo import prepare_dataset
 def data(tmp_path_factory):
     from rankfusion.data import synthesize
 
-    return synthesize(tmp_path_factory.mktemp("pipe") / "data", seed=5, n_videos=4, min_frames=30, max_frames=40,
+    return synthesize(tmp_path_factory.mktemp("pipe") / "data", seed=5, split_fractions=(0.7, 0.15, 0.15),
+                      n_videos=4, min_frames=30, max_frames=40,
                       channels={"rgb": 6, "depth": 6})
 
 

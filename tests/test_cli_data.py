@@ -75,6 +75,26 @@ def test_check_errors_name_the_culprit(synth_dir, tmp_path):
     assert res.exit_code == 2 and "'lidar'" in res.output
 
 
+def test_synth_split_option(tmp_path):
+    from rankfusion.data import open_dataset
+
+    res = _run("data", "synth", str(tmp_path / "s"), "--videos", "10", "--min-frames", "60", "--max-frames", "70",
+               "--split", "0.6,0.2,0.2", "--channels", "rgb=4")
+    assert res.exit_code == 0, res.output
+    ds = open_dataset(tmp_path / "s")
+    assert [len(ds.split(s)) for s in ("train", "val", "test")] == [6, 2, 2]
+    # the default split: half of the videos train, 40 % test (DEFAULT_SPLIT)
+    res = _run("data", "synth", str(tmp_path / "d"), "--videos", "10", "--min-frames", "60", "--max-frames", "70",
+               "--channels", "rgb=4")
+    assert res.exit_code == 0, res.output
+    ds = open_dataset(tmp_path / "d")
+    assert [len(ds.split(s)) for s in ("train", "val", "test")] == [5, 1, 4]
+    for bad in ("0.5,0.5", "a,b,c", "0.5,0.6,0.1"):
+        res = _run("data", "synth", str(tmp_path / "x"), "--split", bad)
+        assert res.exit_code == 2 and "split" in res.output, (bad, res.output)
+    assert not (tmp_path / "x").exists()
+
+
 def test_synth_bad_option_values(tmp_path):
     res = _run("data", "synth", str(tmp_path / "s"), "--videos", "2")
     assert res.exit_code == 2 and "n_videos" in res.output and "2" in res.output
@@ -122,7 +142,8 @@ def test_check_refuses_a_dataset_without_split_files(synth_dir, tmp_path, how):
 def test_cli_check_float64_beyond_float32_is_one_line(tmp_path):
     from rankfusion.data import open_dataset, synthesize
 
-    root = synthesize(tmp_path / "d", seed=1, n_videos=3, min_frames=20, max_frames=25, channels={"rgb": 4})
+    root = synthesize(tmp_path / "d", seed=1, split_fractions=(0.7, 0.15, 0.15),
+                      n_videos=3, min_frames=20, max_frames=25, channels={"rgb": 4})
     video = open_dataset(root).split("test")[0]
     f = root / "features" / "rgb" / f"{video}.npy"
     x = np.load(f).astype(np.float64)

@@ -112,7 +112,8 @@ def _toml(path, batch):
 def ddp_data(tmp_path_factory):
     from rankfusion.data import open_dataset, synthesize
 
-    root = synthesize(tmp_path_factory.mktemp("ddp") / "syn", seed=3, n_videos=12, min_frames=60,
+    root = synthesize(tmp_path_factory.mktemp("ddp") / "syn", seed=3, split_fractions=(0.7, 0.15, 0.15),
+                      n_videos=12, min_frames=60,
                       max_frames=110, channels={"rgb": 8, "depth": 6})
     # 8 training videos x 3 observation ratios = 24 samples: 6 steps of 4, no sampler padding
     assert len(open_dataset(root).split("train")) == 8
@@ -201,7 +202,8 @@ def test_selection_and_moc_over_two_processes(ddp_data, tmp_path):
 def test_world_size_larger_than_training_videos(tmp_path):
     from rankfusion.data import open_dataset, synthesize
 
-    root = synthesize(tmp_path / "few", seed=1, n_videos=4, min_frames=60, max_frames=80, channels={"rgb": 4})
+    root = synthesize(tmp_path / "few", seed=1, split_fractions=(0.7, 0.15, 0.15),
+                      n_videos=4, min_frames=60, max_frames=80, channels={"rgb": 4})
     n_train = len(open_dataset(root).split("train"))
     res = _torchrun(n_train + 1, ["-m", "rankfusion", "train", root, "--out", tmp_path / "r", "--modalities", "rgb",
                                   "--quiet"], log_dir=tmp_path / "logs")

@@ -19,7 +19,8 @@ def micro_data(tmp_path_factory):
     from rankfusion.data import synthesize
 
     root = tmp_path_factory.mktemp("micro") / "data"
-    return synthesize(root, seed=3, n_videos=8, min_frames=40, max_frames=60, channels={"rgb": 8, "depth": 8})
+    return synthesize(root, seed=3, split_fractions=(0.7, 0.15, 0.15),
+                      n_videos=8, min_frames=40, max_frames=60, channels={"rgb": 8, "depth": 8})
 
 
 @pytest.mark.slow  # trains three quick-profile runs (~40 s on 2 idle cores)

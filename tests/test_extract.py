@@ -21,7 +21,8 @@ def runs(tmp_path_factory):
     from rankfusion.data import open_dataset, synthesize
 
     base = tmp_path_factory.mktemp("extract")
-    data = synthesize(base / "syn", seed=5, n_videos=8, min_frames=60, max_frames=100,
+    data = synthesize(base / "syn", seed=5, split_fractions=(0.7, 0.15, 0.15),
+                      n_videos=8, min_frames=60, max_frames=100,
                       channels={"rgb": 8, "depth": 6})
     out = {}
     for name, rtf in (("rtf", True), ("nortf", False)):

@@ -281,7 +281,8 @@ def tiny_data(tmp_path_factory):
     from rankfusion.data import synthesize
 
     root = tmp_path_factory.mktemp("data") / "syn"
-    return synthesize(root, seed=3, n_videos=12, min_frames=60, max_frames=110, channels={"rgb": 8, "depth": 6})
+    return synthesize(root, seed=3, split_fractions=(0.7, 0.15, 0.15),
+                      n_videos=12, min_frames=60, max_frames=110, channels={"rgb": 8, "depth": 6})
 
 
 def _tiny_config(epochs=2):

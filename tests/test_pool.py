@@ -16,7 +16,8 @@ from rankfusion.io import load_arrays  # noqa: E402
 def data(tmp_path_factory):
     from rankfusion.data import synthesize
 
-    return synthesize(tmp_path_factory.mktemp("pool") / "data", seed=5, n_videos=14, min_frames=40, max_frames=70,
+    return synthesize(tmp_path_factory.mktemp("pool") / "data", seed=5, split_fractions=(0.7, 0.15, 0.15),
+                      n_videos=14, min_frames=40, max_frames=70,
                       channels={"rgb": 6, "depth": 6})
 
 

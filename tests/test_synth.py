@@ -22,7 +22,7 @@ def test_layout_and_check(small):
     ds = open_dataset(small)
     rep = ds.validate()
     assert rep.n_videos == 12 and len(ds.classes) == len(ACTIONS) == 12
-    assert rep.splits == {"train": 8, "val": 2, "test": 2}
+    assert rep.splits == {"train": 6, "val": 1, "test": 5}  # DEFAULT_SPLIT 0.5 / 0.1 / 0.4
     assert rep.channels == {"depth": 64, "imu": 16, "mvrgb": 64, "noise": 64, "rgb": 64, "text": 32}
     assert 150 <= rep.frames_min and rep.frames_max <= 400
     meta = json.loads((small / "synth.json").read_text())

@@ -31,7 +31,8 @@ def test_short_run_beats_majority_class(tmp_path):
     torch.set_num_threads(2)
     # complementarity 0: cut points fall where the generator's grammar puts them, not inside a
     # forced carry_dish trip whose long remainder a constant guess already covers at beta 0.1
-    root = synthesize(tmp_path / "syn", seed=7, n_videos=80, min_frames=120, max_frames=300,
+    root = synthesize(tmp_path / "syn", seed=7, split_fractions=(0.7, 0.15, 0.15),
+                      n_videos=80, min_frames=120, max_frames=300,
                       channels={"rgb": 32, "depth": 32}, complementarity=0.0)
     cfg = load_config(preset="synthetic-small", train={"epochs": 10, "warmup_epochs": 1})
     run = train(cfg, root, tmp_path / "run", seed=1, progress=False)

@@ -9,7 +9,8 @@ import click
 
 from .._validation import InputError
 from ..data.synth import (
-    DEFAULT_COMPLEMENTARITY, DEFAULT_IMBALANCE, DEFAULT_MAX_FRAMES, DEFAULT_MIN_FRAMES, DEFAULT_NUISANCE, DEFAULT_VIDEOS,
+    DEFAULT_COMPLEMENTARITY, DEFAULT_IMBALANCE, DEFAULT_MAX_FRAMES, DEFAULT_MIN_FRAMES, DEFAULT_NUISANCE, DEFAULT_SPLIT,
+    DEFAULT_VIDEOS,
 )
 from . import main
 
@@ -40,6 +41,13 @@ def data():
     """Create, check and import datasets (mapping.txt, groundTruth/, features/<modality>/, splits/)."""
 
 
+def _parse_split(fractions: str) -> tuple:
+    try:
+        return tuple(float(x) for x in fractions.split(","))
+    except ValueError:
+        raise InputError(f"--split must be three comma-separated numbers, got {fractions!r}") from None
+
+
 @data.command("synth")
 @click.argument("out", type=click.Path(file_okay=False))
 @click.option("--seed", default=0, show_default=True, type=int, help="Seed of the whole dataset.")
@@ -58,16 +66,19 @@ def data():
                    "per-frame signal (0: none).")
 @click.option("--imbalance", default=DEFAULT_IMBALANCE, show_default=True, type=float,
               help=">= 1: rgb's signal-to-noise amplitude over depth's (1: balanced; R lowers depth's SNR R^2-fold).")
+@click.option("--split", "fractions", default=",".join(f"{f:g}" for f in DEFAULT_SPLIT), show_default=True,
+              help="Train,val,test shares of the videos.")
 @click.option("--split-set", default="split1", show_default=True, help="Bundle names: train.<split-set>.bundle.")
 @click.option("--force", is_flag=True, help="Replace OUT if it exists.")
 def synth_cmd(out, seed, n_videos, min_frames, max_frames, channels, noise_scale, complementarity, nuisance,
-              imbalance, split_set, force):
+              imbalance, fractions, split_set, force):
     """Write the synthetic multi-modal activity dataset to OUT (see docs/datasets.md)."""
     from ..data.synth import synthesize
 
     t0 = time.perf_counter()
     path = synthesize(out, seed=seed, n_videos=n_videos, min_frames=min_frames, max_frames=max_frames,
                       channels=_parse_channels(channels), noise_scale=noise_scale, split_set=split_set,
+                      split_fractions=_parse_split(fractions),
                       complementarity=complementarity, nuisance=nuisance, imbalance=imbalance,
                       overwrite=force, progress=True)
     size = sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
@@ -125,10 +136,7 @@ def import_csv_cmd(files, out, label_column, modalities, video_column, window, c
         if name in mods:
             raise InputError(f"--modality {name!r} given twice")
         mods[name] = pats
-    try:
-        fr = tuple(float(x) for x in fractions.split(","))
-    except ValueError:
-        raise InputError(f"--split must be three comma-separated numbers, got {fractions!r}") from None
+    fr = _parse_split(fractions)
     path = import_csv(list(files), out, modalities=mods, label_column=label_column, video_column=video_column,
                       window=window, chunk=chunk, split_fractions=fr, seed=seed, split_set=split_set,
                       overwrite=force)
