@@ -133,8 +133,12 @@ def modality_section(r: ReportInputs) -> list[str]:
         L.append("NaN scores (a gain <= 0, no mutual enhancement): "
                  + "; ".join(f"{c}: {why}" for c, why in d.reasons.items()) + ".")
     if cmp["matches"] is True:
+        second, lead, verdict = verdicts.top_lead(d.ranking, d.scores, d.seed_std)
+        lead_txt = (f" Its lead over the second, {second}, is {_fmt(lead)} ({verdict}; against the larger of the "
+                    "two seed sds)" + ("." if verdict.startswith("resolved") else
+                                       ": the first place is not a finding.")) if second else ""
         L.append(f"This **matches** the construction of the dataset: {cmp['expected']} is the most "
-                 f"complementary partner of {a} by design (docs/datasets.md).")
+                 f"complementary partner of {a} by design (docs/datasets.md).{lead_txt}")
     elif cmp["matches"] is False:
         L += _selection_mismatch(r)
     if d.moc:
@@ -399,10 +403,16 @@ def claims_section(results: dict, *, anchor: str, partner: str) -> list[str]:
     L.append("")
     mod = results.get("modality")
     if mod is not None:
-        cmp = mod.data.comparison
+        cmp, d = mod.data.comparison, mod.data
+        second, lead, verdict = verdicts.top_lead(d.ranking, d.scores, d.seed_std)
+        if cmp["matches"] and second and not verdict.startswith("resolved"):
+            outcome = (f"unresolved: it ranks first, but its lead over {second} ({_fmt(lead)}) is not beyond the "
+                       f"seed spread ({verdict}).")
+        else:
+            outcome = ("holds." if cmp["matches"] else "does not hold." if cmp["matches"] is False
+                       else "no expectation.")
         L.append(f"The criterion picks the complementary partner (modality selection on the demo's dataset): "
-                 f"top candidate {cmp['found']}, expected {cmp['expected']} -> "
-                 + ("holds." if cmp["matches"] else "does not hold." if cmp["matches"] is False else "no expectation.")
+                 f"top candidate {cmp['found']}, expected {cmp['expected']} -> " + outcome
                  + " See the modality-selection section for the seed spread of the scores.")
         L.append("")
     return L

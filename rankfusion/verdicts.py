@@ -69,6 +69,25 @@ def score_gap_clause(gap: float, found: str, expected: str, seed_sd: dict, n_see
     return f"with {n_seeds} seed there is no spread to tell the score gap ({fmt(gap)}) from noise"
 
 
+def top_lead(ranking, scores: dict, seed_sd: dict) -> tuple[str, float, str]:
+    """``(runner_up, lead, verdict)``: how far the first candidate's score leads the second's.
+
+    ``verdict`` is :func:`spread_verdict` of the lead against the two candidates' seed sds; a lead
+    that is not resolved means the ranking's first place is not a finding. ``("", nan, "")`` with
+    fewer than two scored candidates.
+    """
+    def num(d, c):
+        v = d.get(c)
+        return float(v) if isinstance(v, (int, float)) and math.isfinite(v) else float("nan")
+
+    ranked = [c for c in ranking if np.isfinite(num(scores, c))]
+    if len(ranked) < 2:
+        return "", float("nan"), ""
+    top, second = ranked[0], ranked[1]
+    lead = num(scores, top) - num(scores, second)
+    return second, lead, spread_verdict(lead, num(seed_sd, top), num(seed_sd, second))
+
+
 def gain_size_clause(largest_pct: float) -> str:
     """How large relative ERank gains are, in words (``largest_pct``: the largest |gain| in %)."""
     return "a few percent" if largest_pct < 10 else f"up to {largest_pct:.0f}%"

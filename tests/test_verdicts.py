@@ -44,6 +44,20 @@ def test_change_verdict(change, sd, n, want):
     assert V.change_verdict(change, sd, n) == want
 
 
+def test_top_lead():
+    ranking = ["depth", "noise", "imu"]
+    scores, sd = {"depth": 0.85, "noise": 0.83, "imu": 0.75}, {"depth": 0.31, "noise": 0.27, "imu": 0.4}
+    second, lead, verdict = V.top_lead(ranking, scores, sd)
+    assert second == "noise" and lead == pytest.approx(0.02) and verdict == "unresolved, 0.1 sd"
+    second, lead, verdict = V.top_lead(ranking, {**scores, "depth": 1.5}, sd)
+    assert verdict == "resolved, 2.2 sd" and lead == pytest.approx(0.67)
+    # a NaN score (no mutual gain) is not a runner-up; one seed gives no spread
+    second, _, verdict = V.top_lead(ranking, {**scores, "noise": float("nan")}, {})
+    assert second == "imu" and verdict == "unresolved (one seed)"
+    second, lead, verdict = V.top_lead(["depth"], {"depth": 0.8}, sd)
+    assert second == "" and math.isnan(lead) and verdict == ""
+
+
 def test_score_gap_clause():
     sd = {"depth": 0.5, "noise": 0.2}
     assert V.score_gap_clause(0.4, "noise", "depth", sd, 3) == (
