@@ -65,6 +65,38 @@ def test_item_obs_and_future(ds):
     assert it["last_observed"] == 1  # frame 5 (past - 1) is 'b', as the future's first action
 
 
+def test_feature_cache_is_bounded_and_items_do_not_share_memory(ds, monkeypatch):
+    from rankfusion.data import torchdata
+
+    ad = AnticipationDataset(ds, "train", obs_ratios=(0.3, 0.55), sample_rate=3, n_queries=4)
+    want = {(v, r): np.arange(len_ * 3).reshape(len_, 3)[: int(r * len_): 3]
+            for v, len_ in (("v0", 20), ("v1", 10)) for r in (0.3, 0.55)}
+    for _ in range(2):  # the second pass reads the cache
+        for it in ad:
+            np.testing.assert_array_equal(it["features"]["rgb"].numpy(), want[(it["video"], it["obs_ratio"])])
+    assert len(ad._cache) == 4  # 2 videos x 2 modalities
+    it = ad[0]
+    it["features"]["rgb"][:] = -1.0  # a caller writing into an item leaves the next items intact
+    np.testing.assert_array_equal(ad[0]["features"]["rgb"].numpy(), want[("v0", 0.3)])
+    # a budget of one video's rgb (7 rows x 3 x 4 bytes): least recently used out
+    monkeypatch.setattr(torchdata, "FEATURE_CACHE_BYTES", 7 * 3 * 4)
+    small = AnticipationDataset(ds, "train", obs_ratios=(0.3,), sample_rate=3, modalities=["rgb"])
+    small[0], small[1]
+    assert list(small._cache) == [("v1", "rgb")] and small._cache_bytes <= 7 * 3 * 4
+
+
+def test_non_finite_features_name_video_modality_and_frame(tmp_path):
+    labels = {"v0": [0] * 12, "v1": [1] * 12, "v2": [1] * 12}
+    x = np.zeros((12, 2), np.float32)
+    x[9, 1] = np.nan  # past the first observation ratio's frames, on the sample grid
+    zeros = np.zeros((12, 2), np.float32)
+    root = write_dataset(tmp_path / "nf", CLASSES, labels, {"rgb": {"v0": x, "v1": zeros, "v2": zeros}},
+                         {"train": ["v0"], "val": ["v1"], "test": ["v2"]})
+    ad = AnticipationDataset(open_dataset(root), "train", obs_ratios=(0.25,), sample_rate=3)
+    with pytest.raises(InputError, match=r"video 'v0': modality 'rgb' has a non-finite value at frame 9"):
+        ad[0]
+
+
 def test_future_clipped_at_video_end(ds):
     ad = AnticipationDataset(ds, "train", obs_ratios=(0.7,), n_queries=8)
     it = ad[0]
