@@ -29,6 +29,18 @@ PAPER_SEEDS = (1, 10, 13452)
 PRESET_DIR = Path(__file__).with_name("configs")
 
 
+def width_for_trunk(trunk_width: int, n_modalities: int, n_heads: int) -> int:
+    """The largest D <= trunk_width / M with ``n_heads`` dividing M x D (:attr:`R3DConfig.trunk_width`)."""
+    check_int(trunk_width, "trunk_width", low=1)
+    d = trunk_width // n_modalities
+    while d >= 1 and (n_modalities * d) % n_heads:
+        d -= 1
+    if d < 1:
+        raise InputError(f"trunk_width {trunk_width} leaves no width per modality for {n_modalities} modalities "
+                         f"and n_heads {n_heads}; raise trunk_width or set d_model")
+    return d
+
+
 @dataclass
 class R3DConfig:
     """The R3D model (Sec. 4, App. C). Defaults follow the paper; official-code variants are options.
@@ -39,6 +51,13 @@ class R3DConfig:
         Modality names, in the order they are stacked (Sec. 4.2). One modality is "R3D (Uni)".
     d_model : int
         Token width D after the per-modality projection (Eq. 2); 128 in App. D.2.
+    trunk_width : int, optional
+        Fix the stacked width M x D instead of D: ``d_model`` is then derived as the largest
+        D <= trunk_width / M for which ``n_heads`` divides M x D, so that models with one, two or
+        three modalities have (about) the same trunk (the temporal fuser and the anticipation
+        module are M x D wide). Not in the paper, whose D is per modality; an explicit
+        ``d_model`` in a later layer (file, override, ``--d-model``) cancels it
+        (:func:`load_config`). None (default): ``d_model`` is used as given.
     rtf : bool
         Use the Rank-enhancing Token Fuser (Eqs. 3-5). ``False`` is Table 2's "W/O RTF".
     selection : {"spectral", "bn_gamma"}
@@ -97,6 +116,7 @@ class R3DConfig:
 
     modalities: tuple = ("rgb", "depth")
     d_model: int = 128
+    trunk_width: int | None = None
     rtf: bool = True
     selection: str = "spectral"
     exchange: str = "adaptive"
@@ -127,6 +147,9 @@ class R3DConfig:
             raise InputError(f"modalities must be a non-empty list of names, got {self.modalities!r}")
         if len(set(self.modalities)) != len(self.modalities):
             raise InputError(f"modalities must not repeat, got {self.modalities!r}")
+        check_int(self.n_heads, "n_heads", low=1)
+        if self.trunk_width is not None:
+            self.d_model = width_for_trunk(self.trunk_width, len(self.modalities), self.n_heads)
         check_int(self.d_model, "d_model", low=1)
         check_choice(self.selection, "selection", {"spectral", "bn_gamma"})
         check_choice(self.exchange, "exchange", {"adaptive", "static"})
@@ -138,7 +161,6 @@ class R3DConfig:
         check_choice(self.fusion_rule, "fusion_rule", {"mean", "ring"})
         check_choice(self.latent, "latent", {"separated", "shared"})
         check_int(self.n_layers, "n_layers", low=0)
-        check_int(self.n_heads, "n_heads", low=1)
         if (len(self.modalities) * self.d_model) % self.n_heads:
             raise InputError(
                 f"n_heads must divide the stacked width {len(self.modalities)} x d_model = "
@@ -270,13 +292,21 @@ class RunConfig:
     def replace(self, *, model: dict | None = None, train: dict | None = None) -> "RunConfig":
         """Return a copy with fields overridden (validated again)."""
         d = self.to_dict()
-        d["model"].update(model or {})
+        d["model"].update(_explicit_width({"model": dict(model or {})})["model"])
         d["train"].update(train or {})
         return RunConfig.from_dict(d, source="overrides")
 
 
 #: (table, field, default) of options added after the first recorded runs (see config_hash).
-_LATER_OPTIONS = (("train", "transition_weight", 1.0),)
+_LATER_OPTIONS = (("train", "transition_weight", 1.0), ("model", "trunk_width", None))
+
+
+def _explicit_width(layer: dict) -> dict:
+    """A config layer that sets ``d_model`` but not ``trunk_width`` cancels an earlier ``trunk_width``."""
+    model = layer.get("model") or {}
+    if "d_model" in model and "trunk_width" not in model:
+        return {**layer, "model": {**model, "trunk_width": None}}
+    return layer
 
 
 def _build(cls, values: dict, source: str):
@@ -337,6 +367,6 @@ def load_config(path=None, *, preset: str | None = None, model: dict | None = No
             raise InputError(f"preset must be one of {preset_names()}, got {preset!r}")
         d = _merge(d, _read_toml(PRESET_DIR / f"{preset}.toml"))
     if path is not None:
-        d = _merge(d, _read_toml(Path(path)))
-    d = _merge(d, {"model": dict(model or {}), "train": dict(train or {})})
+        d = _merge(d, _explicit_width(_read_toml(Path(path))))
+    d = _merge(d, _explicit_width({"model": dict(model or {}), "train": dict(train or {})}))
     return RunConfig.from_dict(d, source=str(path) if path is not None else (preset or "config"))

@@ -244,7 +244,7 @@ def test_transition_weight_config_and_hash():
     assert cfg.train.transition_weight == 1.0
     # at its default the option is left out of the hash: earlier runs keep their hash
     d = cfg.to_dict()
-    del d["train"]["transition_weight"]
+    del d["train"]["transition_weight"], d["model"]["trunk_width"]  # options later than the first runs
     import hashlib
 
     old = hashlib.sha256(json.dumps(d, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:12]
@@ -317,3 +317,33 @@ def test_cli_train_prints_the_recorded_config_hash(tiny_data, tmp_path):
         assert printed == info["config_hash"] == load_checkpoint(tmp_path / "r" / f"seed-{s}" / "checkpoints"
                                                                  / "last.pt")["config_hash"]
         assert printed == RunConfig.from_dict(info["config"]).config_hash()
+
+
+def test_trunk_width_fixes_the_stacked_width():
+    import hashlib
+
+    from rankfusion.config import width_for_trunk
+
+    # one, two, three modalities: D = 256, 128, and 84 (85 x 3 = 255 is not divisible by 4 heads)
+    for mods, d in ((["rgb"], 256), (["rgb", "depth"], 128), (["rgb", "depth", "imu"], 84)):
+        cfg = load_config(model={"modalities": mods, "trunk_width": 256, "n_heads": 4})
+        assert cfg.model.d_model == d and (len(mods) * d) % 4 == 0
+    assert width_for_trunk(10, 3, 1) == 3
+    with pytest.raises(ValueError, match="trunk_width 2 leaves no width per modality for 3 modalities"):
+        width_for_trunk(2, 3, 1)
+    # a later d_model (file, override, replace) sets D directly and drops the trunk
+    cfg = load_config(preset="synthetic-small", model={"modalities": ["rgb"]})
+    assert (cfg.model.trunk_width, cfg.model.d_model) == (256, 256)
+    wide = load_config(preset="synthetic-small", model={"modalities": ["rgb"], "d_model": 64})
+    assert (wide.model.trunk_width, wide.model.d_model) == (None, 64)
+    assert cfg.replace(model={"d_model": 32}).model.d_model == 32
+    assert cfg.replace(model={"modalities": ["rgb", "depth"]}).model.d_model == 128
+    # the resolved config round-trips (the derived D is recomputed, equal)
+    again = RunConfig.from_dict(cfg.replace(model={"modalities": ["rgb", "depth"]}).to_dict())
+    assert again.model.d_model == 128
+    # unset, the option stays out of the hash: earlier runs keep theirs
+    plain = load_config(model={"modalities": ["rgb"], "d_model": 256, "n_heads": 4})
+    d = plain.to_dict()
+    del d["model"]["trunk_width"], d["train"]["transition_weight"]
+    old = hashlib.sha256(json.dumps(d, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:12]
+    assert plain.config_hash() == old != cfg.config_hash()

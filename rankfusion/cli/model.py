@@ -35,7 +35,8 @@ def _split_list(value, name):
 @click.option("--exchange", type=click.Choice(["adaptive", "static"]), default=None)
 @click.option("--exchange-ratio", type=float, default=None, help="Fraction of channels blended (k'/D).")
 @click.option("--latent", type=click.Choice(["separated", "shared"]), default=None)
-@click.option("--d-model", type=int, default=None, help="Token width D.")
+@click.option("--d-model", type=int, default=None,
+              help="Token width D per modality (replaces a preset's trunk_width).")
 @click.option("--layers", type=int, default=None, help="Temporal Fuser layers L.")
 @click.option("--batch-size", type=int, default=None)
 @click.option("--lr", type=float, default=None)
