@@ -175,6 +175,8 @@ class ModalityResult:
     seed_std: dict
     relative_gain_pct: dict
     gains: dict
+    task_gain: dict = field(default_factory=dict)
+    agreement: tuple = (None, None)
 
     def gains_of(self, candidate: str) -> dict:
         """``{obs_ratio: gains}`` of one candidate."""
@@ -184,7 +186,10 @@ class ModalityResult:
         return {"ranking": list(self.ranking), "scores": dict(self.scores), "reasons": dict(self.reasons),
                 "comparison": self.comparison, "moc": dict(self.moc), "seed_std": dict(self.seed_std),
                 "relative_gain_pct": self.relative_gain_pct,
-                "gains": {f"{c}@{o:g}": g for (c, o), g in self.gains.items()}}
+                "gains": {f"{c}@{o:g}": g for (c, o), g in self.gains.items()},
+                "task_gain": {c: [g, list(ci)] for c, (g, ci) in self.task_gain.items()},
+                "agreement": {"spearman": self.agreement[0],
+                              "ci": list(self.agreement[1]) if self.agreement[1] else None}}
 
 
 @dataclass(frozen=True)
@@ -442,6 +447,12 @@ def fig_modality(ctx: FigureContext, candidates=None, expected: str | None = Non
     moc = {c: float(_mean_moc(ctx.cache, [r for r in runs if r.name == f"{ctx.anchor}+{c}"])["moc"].mean())
            for c in cands}
     table = selection.modality_selection(files, anchor=ctx.anchor)
+    # task evidence: each seed's MoC gain over the anchor alone, against each seed's criterion
+    alone = ctx.cache.runs(ctx.anchor, [ctx.anchor])
+    res.run_keys += _keys(alone)
+    per_seed_score = table.groupby(["candidate", "seed"], as_index=False)["harmonic_mean"].mean()
+    task, rho, ci = selection.runs_task_evidence(per_seed_score.rename(columns={"harmonic_mean": "score"}),
+                                                 _moc_gains(ctx.cache, runs, alone))
     # paths relative to the cache, so a committed table does not carry local paths
     table["file"] = [Path(f).relative_to(ctx.cache.cache_dir).as_posix()
                      if Path(f).is_relative_to(ctx.cache.cache_dir) else f for f in table["file"]]
@@ -470,8 +481,21 @@ def fig_modality(ctx: FigureContext, candidates=None, expected: str | None = Non
             "anchor": float(r.gain_anchor), "candidate": float(r.gain_candidate),
             "harmonic_mean": None if not np.isfinite(r.harmonic_mean) else float(r.harmonic_mean)}
             for r in summary.itertuples()},
+        task_gain=task,
+        agreement=(rho, ci),
     )
     return res
+
+
+def _moc_gains(cache: RunCache, pair_runs, alone) -> pd.DataFrame:
+    """``candidate, seed, gain``: grid-mean MoC of each pairing's run minus the anchor-only run of
+    the same seed (percent points); ``pair_runs`` are named ``"<anchor>+<candidate>"``."""
+    base = _seed_moc(cache, alone).groupby("seed")["moc"].mean()
+    rows = []
+    for r in pair_runs:
+        m = _seed_moc(cache, [r])["moc"].mean()
+        rows.append({"candidate": r.name.split("+", 1)[1], "seed": r.seed, "gain": float(m - base[r.seed])})
+    return pd.DataFrame(rows)
 
 
 def _calibrate(ctx: FigureContext, rec, nm: str, targets, noise_seed: int) -> list[dict]:
@@ -1046,6 +1070,7 @@ def plan_jobs(ctx: FigureContext, names) -> list:
     if "modality" in names:
         for cand in (m for m in ctx.modalities if m != ctx.anchor):
             add([ctx.anchor, cand], obs=every)
+        add([ctx.anchor])  # the task evidence's baseline
     if "noise" in names:
         add(ctx.pair, obs=(ctx.obs,))
         add(ctx.pair, rtf=False)

@@ -148,6 +148,16 @@ def modality_section(r: ReportInputs) -> list[str]:
                  + f"; the most accurate pairing is {a}+{best_moc}"
                  + (f" ({'the' if best_moc == cmp.get('expected') else 'not the'} pairing expected by construction)."
                     if cmp.get("expected") else "."))
+    if d.task_gain:
+        L.append(f"Task evidence: MoC gain of each pairing over {a} alone, per seed, mean [95% t interval over "
+                 "seeds]: " + ", ".join(f"{c} {_fmt(g, '+.2f')} [{_fmt(lo, '+.2f')}, {_fmt(hi, '+.2f')}]"
+                                         for c, (g, (lo, hi)) in d.task_gain.items()) + ".")
+        rho, ci = d.agreement
+        if rho is not None and np.isfinite(rho):
+            L.append(f"Agreement of the criterion with the task: Spearman(score, MoC gain) = {_fmt(rho, '+.2f')}, "
+                     f"95% bootstrap interval over seeds [{_fmt(ci[0], '+.2f')}, {_fmt(ci[1], '+.2f')}]"
+                     + (" (above 0: the ranking agrees with the task)." if ci[0] > 0 else
+                        " (not above 0: the ranking is not backed by the task)." if np.isfinite(ci[0]) else "."))
     L += ["", to_markdown(r.results["modality"].tables["summary"][
         ["candidate", "obs_ratio", "erank_anchor_before", "erank_anchor_after", "erank_candidate_before",
          "erank_candidate_after", "gain_anchor", "gain_candidate", "harmonic_mean"]]), ""]

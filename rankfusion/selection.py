@@ -1015,6 +1015,8 @@ def runs_task_evidence(per_seed_score: pd.DataFrame, per_seed_gain: pd.DataFrame
         return task, None, None
     g, s = gains.to_numpy(dtype=float), scores.to_numpy(dtype=float)
     rho = _spearman(_nanmean_rows(s), g.mean(axis=1))
+    if g.shape[1] < 2:
+        return task, rho, (math.nan, math.nan)  # one seed: nothing to resample
     rng = np.random.default_rng(seed)
     boots = np.empty(n_boot)
     for b in range(n_boot):

@@ -157,7 +157,10 @@ def test_modality_select_from_data(micro_data, micro_cache, tmp_path):
     ranking = (out / "modality_ranking.csv").read_text()
     assert "depth" in ranking and "imu" in ranking
     manifest = json.loads((out / "manifest.json").read_text())
-    assert {r["name"] for r in manifest["figures"]["modality"]["runs"]} == {"rgb+depth", "rgb+imu"}
+    # the pairings and the anchor alone (the task evidence's baseline)
+    assert {r["name"] for r in manifest["figures"]["modality"]["runs"]} == {"rgb+depth", "rgb+imu", "rgb"}
+    found = manifest["figures"]["modality"]["findings"]
+    assert set(found["task_gain"]) == {"depth", "imu"} and set(found["agreement"]) == {"spearman", "ci"}
     assert "task evidence: MoC(rgb+depth) - MoC(rgb) =" in res.output
     res = run("modality-select", "--data", micro_data, "--cache", micro_cache, "--profile", "quick", "--quiet",
               "--candidates", "depth,imu", "--out", out, "--json")

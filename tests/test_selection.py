@@ -222,3 +222,28 @@ def test_check_paired_names_the_modality(case, match):
         mods["b"] = np.zeros((10, 0))
     with pytest.raises(InputError, match=match):
         selection.check_paired(mods, y, anchor)
+
+
+def test_runs_task_evidence_by_hand():
+    import math
+
+    import pandas as pd
+    from scipy import stats
+
+    from rankfusion.selection import runs_task_evidence
+
+    seeds, cands = [1, 10, 13452], ["a", "b", "c"]
+    score = {"a": [0.9, 0.8, 0.7], "b": [0.5, 0.6, 0.4], "c": [0.1, 0.2, 0.3]}
+    gain = {"a": [3.0, 5.0, 4.0], "b": [1.0, 2.0, 0.0], "c": [-1.0, 0.0, -2.0]}
+    ps = pd.DataFrame([{"candidate": c, "seed": s, "score": score[c][i]} for c in cands for i, s in enumerate(seeds)])
+    pg = pd.DataFrame([{"candidate": c, "seed": s, "gain": gain[c][i]} for c in cands for i, s in enumerate(seeds)])
+    task, rho, ci = runs_task_evidence(ps, pg, n_boot=200)
+    half = stats.t.ppf(0.975, 2) * 1.0 / math.sqrt(3)  # every candidate's gains have sd 1
+    assert task["a"][0] == pytest.approx(4.0) and task["a"][1] == pytest.approx((4.0 - half, 4.0 + half))
+    assert task["c"][0] == pytest.approx(-1.0)
+    # scores and gains order the candidates alike in every resample: rho = 1 and a point interval
+    assert rho == pytest.approx(1.0) and ci == pytest.approx((1.0, 1.0))
+    # one seed: gains without an interval, and nothing to resample
+    task1, rho1, ci1 = runs_task_evidence(ps[ps.seed == 1], pg[pg.seed == 1])
+    assert math.isnan(task1["a"][1][0]) and rho1 == pytest.approx(1.0) and all(math.isnan(x) for x in ci1)
+    assert runs_task_evidence(ps, None) == ({}, None, None)

@@ -190,10 +190,7 @@ def _rank_runs(features, data, cands, expected, out, anchor, cache_dir, profile,
         res = fig_modality(ctx, candidates=cands, expected=expected)
         write_manifest(ctx, {"modality": res}, command=_command_line())
         summary, ranking, cmp = res.tables["summary"], res.tables["ranking"], res.data.comparison
-        files = res.tables["files"]
-        per_seed_score = files.groupby(["candidate", "seed"], as_index=False)["harmonic_mean"].mean()
-        moc = _moc_gains(ctx, list(ranking["candidate"]))
-        moc = selection.runs_task_evidence(per_seed_score.rename(columns={"harmonic_mean": "score"}), moc)
+        moc = (res.data.task_gain, *res.data.agreement)
     else:
         table = selection.modality_selection(features, anchor=anchor)
         sel = write_selection(out, table, anchor=anchor, expected=expected)
@@ -218,24 +215,6 @@ def _rank_runs(features, data, cands, expected, out, anchor, cache_dir, profile,
             click.echo(f"Spearman(criterion, MoC gain) = {rho:+.2f}, "
                        f"95% bootstrap CI over seeds [{ci[0]:+.2f}, {ci[1]:+.2f}]")
     click.echo(f"wrote {out}/modality_selection.csv, modality_ranking.csv, modality_selection.png/.pdf")
-
-
-def _moc_gains(ctx, cands):
-    """``candidate, seed, gain``: MoC of each pairing minus the anchor-only run's, per seed (percent)."""
-    import pandas as pd
-
-    from ..figures import _seed_moc
-
-    def per_seed(name, mods):
-        return _seed_moc(ctx.cache, ctx.cache.runs(name, mods)).groupby("seed")["moc"].mean()
-
-    # the anchor-only run is the ablation family's "anchor only (Uni)": same name and config, so reused
-    alone = per_seed(ctx.anchor, [ctx.anchor])
-    rows = []
-    for c in cands:
-        for seed, m in per_seed(f"{ctx.anchor}+{c}", [ctx.anchor, c]).items():
-            rows.append({"candidate": c, "seed": seed, "gain": float(m - alone[seed])})
-    return pd.DataFrame(rows)
 
 
 @main.command("figures")
