@@ -366,7 +366,15 @@ def load_config(path=None, *, preset: str | None = None, model: dict | None = No
         if preset not in preset_names():
             raise InputError(f"preset must be one of {preset_names()}, got {preset!r}")
         d = _merge(d, _read_toml(PRESET_DIR / f"{preset}.toml"))
-    if path is not None:
-        d = _merge(d, _explicit_width(_read_toml(Path(path))))
-    d = _merge(d, _explicit_width({"model": dict(model or {}), "train": dict(train or {})}))
-    return RunConfig.from_dict(d, source=str(path) if path is not None else (preset or "config"))
+    layers = ([(str(path), _read_toml(Path(path)))] if path is not None else []) + \
+        [("overrides", {"model": dict(model or {}), "train": dict(train or {})})]
+    for _, layer in layers:
+        d = _merge(d, _explicit_width(layer))
+    cfg = RunConfig.from_dict(d, source=str(path) if path is not None else (preset or "config"))
+    for where, layer in layers:
+        m = layer.get("model") or {}
+        if m.get("trunk_width") is not None and "d_model" in m and m["d_model"] != cfg.model.d_model:
+            raise InputError(f"{where}: d_model {m['d_model']} and trunk_width {m['trunk_width']} disagree "
+                             f"(trunk_width gives d_model {cfg.model.d_model} for {len(cfg.model.modalities)} "
+                             "modalities); set one of them")
+    return cfg

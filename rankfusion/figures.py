@@ -447,8 +447,10 @@ def fig_modality(ctx: FigureContext, candidates=None, expected: str | None = Non
     moc = {c: float(_mean_moc(ctx.cache, [r for r in runs if r.name == f"{ctx.anchor}+{c}"])["moc"].mean())
            for c in cands}
     table = selection.modality_selection(files, anchor=ctx.anchor)
-    # task evidence: each seed's MoC gain over the anchor alone, against each seed's criterion
-    alone = ctx.cache.runs(ctx.anchor, [ctx.anchor])
+    # task evidence: each seed's MoC gain over the anchor alone at the pairs' trunk width (a
+    # one-modality R3D with the same D is half as wide), against each seed's criterion
+    mods, opts = _fused_width_anchor(ctx)
+    alone = ctx.cache.runs(f"{ctx.anchor} alone, fused width", mods, **opts)
     res.run_keys += _keys(alone)
     per_seed_score = table.groupby(["candidate", "seed"], as_index=False)["harmonic_mean"].mean()
     task, rho, ci = selection.runs_task_evidence(per_seed_score.rename(columns={"harmonic_mean": "score"}),
@@ -485,6 +487,12 @@ def fig_modality(ctx: FigureContext, candidates=None, expected: str | None = Non
         agreement=(rho, ci),
     )
     return res
+
+
+def _fused_width_anchor(ctx: FigureContext):
+    """``(modalities, overrides)`` of the anchor alone with ``d_model`` = M x the pair's D, so its
+    trunk is as wide as the pair's (the dose family's "anchor only, fused width")."""
+    return [ctx.anchor], {"d_model": len(ctx.pair) * ctx.cache.config(ctx.pair).model.d_model}
 
 
 def _moc_gains(cache: RunCache, pair_runs, alone) -> pd.DataFrame:
@@ -817,8 +825,8 @@ def _dose_model_cache(ctx: FigureContext, model: str, dials: dict) -> RunCache:
 def _dose_run_args(ctx: FigureContext, model: str):
     role, opts = DOSE_MODELS[model]
     if role == "anchor_wide":
-        width = len(ctx.pair) * ctx.cache.config(ctx.pair).model.d_model
-        return [ctx.anchor], {**opts, "d_model": width}
+        mods, wide = _fused_width_anchor(ctx)
+        return mods, {**opts, **wide}
     return ([ctx.anchor] if role == "anchor" else ctx.pair), dict(opts)
 
 
@@ -1070,7 +1078,8 @@ def plan_jobs(ctx: FigureContext, names) -> list:
     if "modality" in names:
         for cand in (m for m in ctx.modalities if m != ctx.anchor):
             add([ctx.anchor, cand], obs=every)
-        add([ctx.anchor])  # the task evidence's baseline
+        mods, opts = _fused_width_anchor(ctx)
+        add(mods, **opts)  # the task evidence's baseline
     if "noise" in names:
         add(ctx.pair, obs=(ctx.obs,))
         add(ctx.pair, rtf=False)

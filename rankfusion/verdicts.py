@@ -73,7 +73,8 @@ def top_lead(ranking, scores: dict, seed_sd: dict) -> tuple[str, float, str]:
     """``(runner_up, lead, verdict)``: how far the first candidate's score leads the second's.
 
     ``verdict`` is :func:`spread_verdict` of the lead against the two candidates' seed sds; a lead
-    that is not resolved means the ranking's first place is not a finding. ``("", nan, "")`` with
+    that is not resolved, or not positive (the ranking can put first a candidate with fewer NaN
+    scores but a lower mean), means the ranking's first place is not a finding. ``("", nan, "")`` with
     fewer than two scored candidates.
     """
     def num(d, c):
@@ -85,6 +86,9 @@ def top_lead(ranking, scores: dict, seed_sd: dict) -> tuple[str, float, str]:
         return "", float("nan"), ""
     top, second = ranked[0], ranked[1]
     lead = num(scores, top) - num(scores, second)
+    if not lead > 0:
+        # first by the ranking's other keys (e.g. fewer NaN scores), not by a higher score
+        return second, lead, "unresolved, no positive lead"
     return second, lead, spread_verdict(lead, num(seed_sd, top), num(seed_sd, second))
 
 

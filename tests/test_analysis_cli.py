@@ -157,8 +157,11 @@ def test_modality_select_from_data(micro_data, micro_cache, tmp_path):
     ranking = (out / "modality_ranking.csv").read_text()
     assert "depth" in ranking and "imu" in ranking
     manifest = json.loads((out / "manifest.json").read_text())
-    # the pairings and the anchor alone (the task evidence's baseline)
-    assert {r["name"] for r in manifest["figures"]["modality"]["runs"]} == {"rgb+depth", "rgb+imu", "rgb"}
+    # the pairings and the anchor alone at their trunk width (the task evidence's baseline)
+    runs = manifest["figures"]["modality"]["runs"]
+    assert {r["name"] for r in runs} == {"rgb+depth", "rgb+imu", "rgb alone, fused width"}
+    # the quick profile's D is 16: the anchor alone gets 2 x 16
+    assert [r["overrides"].get("d_model") for r in runs if "+" not in r["name"]] == [32]
     found = manifest["figures"]["modality"]["findings"]
     assert set(found["task_gain"]) == {"depth", "imu"} and set(found["agreement"]) == {"spearman", "ci"}
     assert "task evidence: MoC(rgb+depth) - MoC(rgb) =" in res.output

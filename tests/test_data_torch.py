@@ -78,23 +78,31 @@ def test_feature_cache_is_bounded_and_items_do_not_share_memory(ds, monkeypatch)
     it = ad[0]
     it["features"]["rgb"][:] = -1.0  # a caller writing into an item leaves the next items intact
     np.testing.assert_array_equal(ad[0]["features"]["rgb"].numpy(), want[("v0", 0.3)])
-    # a budget of one video's rgb (7 rows x 3 x 4 bytes): least recently used out
-    monkeypatch.setattr(torchdata, "FEATURE_CACHE_BYTES", 7 * 3 * 4)
+    # a budget of v0's rgb up to obs 0.3 (frames 0 and 3: 2 rows x 3 x 4 bytes): least recently used out
+    monkeypatch.setattr(torchdata, "FEATURE_CACHE_BYTES", 2 * 3 * 4)
     small = AnticipationDataset(ds, "train", obs_ratios=(0.3,), sample_rate=3, modalities=["rgb"])
-    small[0], small[1]
-    assert list(small._cache) == [("v1", "rgb")] and small._cache_bytes <= 7 * 3 * 4
+    small[0]
+    assert list(small._cache) == [("v0", "rgb")]
+    small[1]
+    assert list(small._cache) == [("v1", "rgb")] and small._cache_bytes == 1 * 3 * 4
 
 
 def test_non_finite_features_name_video_modality_and_frame(tmp_path):
     labels = {"v0": [0] * 12, "v1": [1] * 12, "v2": [1] * 12}
     x = np.zeros((12, 2), np.float32)
-    x[9, 1] = np.nan  # past the first observation ratio's frames, on the sample grid
+    x[6, 1] = np.nan  # on the sample grid (0, 3, 6, 9)
     zeros = np.zeros((12, 2), np.float32)
     root = write_dataset(tmp_path / "nf", CLASSES, labels, {"rgb": {"v0": x, "v1": zeros, "v2": zeros}},
                          {"train": ["v0"], "val": ["v1"], "test": ["v2"]})
-    ad = AnticipationDataset(open_dataset(root), "train", obs_ratios=(0.25,), sample_rate=3)
-    with pytest.raises(InputError, match=r"video 'v0': modality 'rgb' has a non-finite value at frame 9"):
+    ds = open_dataset(root)
+    # the video is read up to its longest observed part (int(0.6 * 12) = 7 frames): every item of
+    # it reports the bad frame, also the one that observes only frames 0-2
+    ad = AnticipationDataset(ds, "train", obs_ratios=(0.25, 0.6), sample_rate=3)
+    with pytest.raises(InputError, match=r"video 'v0': modality 'rgb' has a non-finite value at frame 6"):
         ad[0]
+    # a frame no item observes is never read
+    item = AnticipationDataset(ds, "train", obs_ratios=(0.25,), sample_rate=3)[0]
+    assert np.isfinite(item["features"]["rgb"].numpy()).all()
 
 
 def test_future_clipped_at_video_end(ds):

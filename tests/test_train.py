@@ -338,6 +338,11 @@ def test_trunk_width_fixes_the_stacked_width():
     assert (wide.model.trunk_width, wide.model.d_model) == (None, 64)
     assert cfg.replace(model={"d_model": 32}).model.d_model == 32
     assert cfg.replace(model={"modalities": ["rgb", "depth"]}).model.d_model == 128
+    # both in one layer must agree (a saved config holds both, consistent)
+    with pytest.raises(ValueError, match="d_model 64 and trunk_width 256 disagree .*d_model 128 for 2"):
+        load_config(model={"modalities": ["rgb", "depth"], "trunk_width": 256, "d_model": 64, "n_heads": 4})
+    assert load_config(model={"modalities": ["rgb", "depth"], "trunk_width": 256, "d_model": 128,
+                              "n_heads": 4}).model.d_model == 128
     # the resolved config round-trips (the derived D is recomputed, equal)
     again = RunConfig.from_dict(cfg.replace(model={"modalities": ["rgb", "depth"]}).to_dict())
     assert again.model.d_model == 128

@@ -54,6 +54,9 @@ def test_top_lead():
     # a NaN score (no mutual gain) is not a runner-up; one seed gives no spread
     second, _, verdict = V.top_lead(ranking, {**scores, "noise": float("nan")}, {})
     assert second == "imu" and verdict == "unresolved (one seed)"
+    # ranked first (e.g. fewer NaN scores) with a lower mean: never a resolved lead
+    second, lead, verdict = V.top_lead(["a", "b"], {"a": 0.3, "b": 0.5}, {"a": 0.02, "b": 0.03})
+    assert second == "b" and lead == pytest.approx(-0.2) and verdict == "unresolved, no positive lead"
     second, lead, verdict = V.top_lead(["depth"], {"depth": 0.8}, sd)
     assert second == "" and math.isnan(lead) and verdict == ""
 

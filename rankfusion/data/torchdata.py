@@ -189,14 +189,17 @@ class AnticipationDataset(torch.utils.data.Dataset):
         }
 
     def _subsampled(self, video: str, modality: str) -> np.ndarray:
-        """``features[::sample_rate]`` of the whole video, contiguous float32, checked for non-finite
-        values once (every sampled frame, observed or not), from a bounded LRU cache."""
+        """``features[:end:sample_rate]`` with ``end = int(max(obs_ratios) * n_frames)`` (the longest
+        observed part of any item of the video), contiguous float32, checked for non-finite values
+        once, from a bounded LRU cache."""
         key = (video, modality)
         x = self._cache.get(key)
         if x is not None:
             self._cache.move_to_end(key)
             return x
-        x = np.array(self.ds.features(video, modality)[::self.sample_rate], dtype=np.float32, order="C")
+        # up to the largest observed part any item of this dataset uses
+        end = int(max(self.obs_ratios) * self.ds.n_frames(video))
+        x = np.array(self.ds.features(video, modality)[:end:self.sample_rate], dtype=np.float32, order="C")
         if not np.isfinite(x).all():
             t = int(np.argwhere(~np.isfinite(x))[0, 0]) * self.sample_rate
             raise InputError(f"video {video!r}: modality {modality!r} has a non-finite value at frame {t}")
