@@ -149,9 +149,11 @@ def modality_section(r: ReportInputs) -> list[str]:
                  + (f" ({'the' if best_moc == cmp.get('expected') else 'not the'} pairing expected by construction)."
                     if cmp.get("expected") else "."))
     if d.task_gain:
+        gains = ", ".join(f"{c} {_fmt(g, '+.2f')} [{_fmt(lo, '+.2f')}, {_fmt(hi, '+.2f')}]"
+                          for c, (g, (lo, hi)) in d.task_gain.items())
         L.append(f"Task evidence: MoC gain of each pairing over {a} alone at the pairs' trunk width (d_model "
-                 "twice the pair's, so both trunks are equally wide), per seed, mean [95% t interval over seeds]: " + ", ".join(f"{c} {_fmt(g, '+.2f')} [{_fmt(lo, '+.2f')}, {_fmt(hi, '+.2f')}]"
-                                         for c, (g, (lo, hi)) in d.task_gain.items()) + ".")
+                 "twice the pair's, so both trunks are equally wide), per seed, mean [95% t interval over seeds]: "
+                 f"{gains}.")
         rho, ci = d.agreement
         if rho is not None and np.isfinite(rho):
             L.append(f"Agreement of the criterion with the task: Spearman(score, MoC gain) = {_fmt(rho, '+.2f')}, "

@@ -21,7 +21,7 @@ PAD_LABEL = -100
 #: Bytes of subsampled features an :class:`AnticipationDataset` keeps in memory (least recently
 #: used first out). Every epoch reads each video at every observation ratio; without the cache each
 #: read re-opens the memory map and gathers a strided, transposed slice (about a sixth of a small
-#: training run's time, docs/benchmarks.md).
+#: training run's time, docs/datasets.md).
 FEATURE_CACHE_BYTES = 256 * 2**20
 
 
@@ -145,7 +145,7 @@ class AnticipationDataset(torch.utils.data.Dataset):
             if not modalities:
                 raise InputError("modalities must not be empty")
         self.modalities = modalities
-        self._cache: OrderedDict = OrderedDict()  # (video, modality) -> features[::sample_rate], checked
+        self._cache: OrderedDict = OrderedDict()  # (video, modality) -> _subsampled's checked array
         self._cache_bytes = 0
         self.none_index = len(ds.classes)
         self.videos = ds.split(split)
