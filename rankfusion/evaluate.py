@@ -606,6 +606,11 @@ def moc_grid(model, ds, split, config: RunConfig, dev, *, obs=None, betas=None, 
     acc = _moc_counts(model, ds, videos, config, dev, obs, betas, notes, swap)
     if ctx is not None:
         acc = _all_reduce_moc(acc, len(videos), obs, dev)
+    return grid_cells(acc, obs, betas)
+
+
+def grid_cells(acc, obs, betas) -> dict:
+    """``{(obs, beta): MoC in percent}`` of a filled :class:`MoCAccumulator`; NaN where no video counted."""
     table = acc.result() if acc.obs_ratios else None
 
     def cell(o, b):
@@ -620,6 +625,16 @@ def _moc_counts(model, ds, videos, config, dev, obs, betas, notes=None, swap=Non
 
     model.eval()
     acc = MoCAccumulator(model.config.n_classes, betas=tuple(betas), future_ratio=config.train.future_ratio)
+    for o, gt, feats, mask in observed_inputs(ds, videos, config, dev, obs, notes, swap):
+        with torch.no_grad():
+            out = model(feats, mask)
+        acc.add_queries(gt, o, out.class_logits[0].cpu().numpy(), out.durations[0].cpu().numpy())
+    return acc
+
+
+def observed_inputs(ds, videos, config, dev, obs, notes=None, swap=None):
+    """``(obs, labels, features, mask)`` of each video observed alone at each ratio, in :func:`moc_grid`'s
+    order (ratio-major); a video with no observed frame at a ratio is skipped (a line in ``notes``)."""
     for o in obs:
         for video in videos:
             gt = ds.labels(video)
@@ -632,10 +647,7 @@ def _moc_counts(model, ds, videos, config, dev, obs, betas, notes=None, swap=Non
             donors = {m: per_video[video] for m, per_video in swap.items()} if swap else None
             feats, mask = _video_inputs(ds, video, config.model.modalities, past, config.train.sample_rate, dev,
                                         donors=donors)
-            with torch.no_grad():
-                out = model(feats, mask)
-            acc.add_queries(gt, o, out.class_logits[0].cpu().numpy(), out.durations[0].cpu().numpy())
-    return acc
+            yield o, gt, feats, mask
 
 
 def _all_reduce_moc(acc, n_videos, obs, dev):

@@ -614,7 +614,12 @@ def _validation_loss(model, val_set, tc, dev, ctx=None) -> float:
 
 
 def _mean_moc(model, ds, split, config, dev, ctx=None) -> float:
-    vals = [v for v in moc_grid(model, ds, split, config, dev, ctx=ctx).values() if np.isfinite(v)]
+    return grid_mean(moc_grid(model, ds, split, config, dev, ctx=ctx))
+
+
+def grid_mean(grid: dict) -> float:
+    """The validation MoC a run selects its best epoch by: the mean of a :func:`moc_grid`'s cells."""
+    vals = [v for v in grid.values() if np.isfinite(v)]
     # NaN cells (no frame counted) are skipped; a grid with none left scores -inf, never "best"
     return float(np.mean(vals)) if vals else float("-inf")
 
