@@ -105,7 +105,12 @@ def train_seeds(config: RunConfig, data_root, run_dir, *, seed=1, serial_seeds: 
     from .train import train
 
     seeds = parse_seeds(seed)
-    if len(seeds) == 1 or serial_seeds or serial_reason(config, device=device, distributed=distributed):
+    reason = serial_reason(config, device=device, distributed=distributed) if len(seeds) > 1 else None
+    if reason is not None and progress and (distributed is None or distributed.is_main):
+        from tqdm.auto import tqdm
+
+        tqdm.write(f"training the seeds one after another: {reason}")
+    if len(seeds) == 1 or serial_seeds or reason is not None:
         return train(config, data_root, run_dir, seed=seeds, device=device, resume=resume, progress=progress,
                      on_epoch_end=on_epoch_end, distributed=distributed, monitor=monitor)
     run_dir = Path(run_dir)

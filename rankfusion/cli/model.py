@@ -27,7 +27,9 @@ def _split_list(value, name):
               help="TOML file with [model] / [train] tables.")
 @click.option("--epochs", type=int, default=None, help="Override train.epochs.")
 @click.option("--seed", type=int, default=None, help="One seed (default 1).")
-@click.option("--seeds", default=None, help="Several seeds, e.g. 1,10,13452 (one sub-run each).")
+@click.option("--seeds", default=None, help="Several seeds, e.g. 1,10,13452 (one sub-run each, trained as one "
+              "batched model where the configuration allows it; docs/model.md).")
+@click.option("--serial-seeds", is_flag=True, help="Train several seeds one after another, not batched.")
 @click.option("--modalities", default=None, help="Comma-separated modalities, e.g. rgb,depth.")
 @click.option("--no-rtf", is_flag=True, help="Disable the Rank-enhancing Token Fuser (Table 2).")
 @click.option("--no-temporal-fuser", is_flag=True, help="Disable the Temporal Fuser layers (Table 8).")
@@ -52,7 +54,7 @@ def _split_list(value, name):
                    "process with batch N*B) or each process's own batch.")
 @click.option("--dist-backend", type=click.Choice(["gloo", "nccl"]), default=None,
               help="Under torchrun: default gloo on CPU, nccl with --device cuda.")
-def train(data, out, preset, config_path, epochs, seed, seeds, modalities, no_rtf, no_temporal_fuser,
+def train(data, out, preset, config_path, epochs, seed, seeds, serial_seeds, modalities, no_rtf, no_temporal_fuser,
           selection, exchange, exchange_ratio, latent, d_model, layers, batch_size, lr, sample_rate,
           device, resume, monitor, quiet, rtf_stats, dist_backend):
     """Train R3D on dataset DATA (train split; best epoch chosen on val).
@@ -61,6 +63,7 @@ def train(data, out, preset, config_path, epochs, seed, seeds, modalities, no_rt
     ``torchrun --nproc_per_node 2 -m rankfusion train DATA --out RUN`` (docs/scaling.md);
     --batch-size is then the batch of each process.
     """
+    from ..batched import train_seeds
     from ..config import load_config
     from ..distributed import setup, teardown, under_torchrun
     from ..train import recorded_config_hash
@@ -82,8 +85,8 @@ def train(data, out, preset, config_path, epochs, seed, seeds, modalities, no_rt
     seed_arg = seeds if seeds is not None else (1 if seed is None else seed)
     t0 = time.perf_counter()
     if not under_torchrun():
-        path = run_train(cfg, data, out, seed=seed_arg, device=device, resume=resume, progress=not quiet,
-                         monitor=monitor)
+        path = train_seeds(cfg, data, out, seed=seed_arg, serial_seeds=serial_seeds, device=device, resume=resume,
+                           progress=not quiet, monitor=monitor)
         # the hash of the config resolved against the dataset, as config.json and the checkpoints record it
         click.echo(f"trained {path} (config {recorded_config_hash(path)}) in {time.perf_counter() - t0:.1f} s")
         return
