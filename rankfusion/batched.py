@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import time
 from pathlib import Path
 
@@ -49,8 +50,8 @@ from .config import R3DConfig, RunConfig, TrainConfig
 from .evaluate import MoCAccumulator, grid_cells, observed_inputs
 from .model import recency_positions, sinusoidal_positions
 from .spectral import channel_informativeness, low_informative_channels
-from .train import (_METRIC_FIELDS, _build_training, _epoch_ranks, _load_resume, _prepare_run, _restore_or_start,
-                    _rng_state, _save_epoch, _set_rng_state, _train_one, _write_seeds, grid_mean, parse_seeds,
+from .train import (_METRIC_FIELDS, _build_training, _epoch_ranks, _prepare_run, _restore_or_start, _rng_state,
+                    _save_epoch, _set_rng_state, _write_seeds, grid_mean, load_checkpoint, parse_seeds,
                     resolve_device)
 
 #: Fields of the configuration the batched trainer implements; any other field must be at its
@@ -140,6 +141,8 @@ def train_batched(config: RunConfig, data_root, runs: dict, *, device=None, resu
     if reason is not None:
         raise ValueError(f"these seeds cannot be batched: {reason}")
     seeds = parse_seeds(list(runs))
+    if resume:
+        settle_pending([Path(runs[s]) for s in seeds])
     members = []
     for s in seeds:
         r = _prepare_run(config, data_root, Path(runs[s]), seed=s, device=device, resume=resume, ctx=None)
@@ -178,7 +181,12 @@ def _train_group(members: list, *, stop: int, progress: bool, on_epoch_end):
             r.history.append(row)
             g.write_back(k)
             _set_rng_state(r.rng)  # _save_epoch records the global state: this seed's
-            _save_epoch(r, epoch, row)
+            # the resume checkpoint goes to a pending file first; see settle_pending
+            last, r.last_path = r.last_path, _pending(r.last_path)
+            try:
+                _save_epoch(r, epoch, row)
+            finally:
+                r.last_path = last
             if r.ranks is not None:
                 r.ranks.record(r.model, epoch)
             if progress:
@@ -187,10 +195,45 @@ def _train_group(members: list, *, stop: int, progress: bool, on_epoch_end):
                 tqdm.write(f"seed {r.seed} epoch {epoch}/{r.tc.epochs}  loss {row['train_loss']:.4f}  "
                            f"val_loss {row['val_loss']:.4f}  val_moc {row['val_moc']:.2f}  "
                            f"{row['frames_per_s']:.0f} frames/s  {row['epoch_s']:.1f} s")
-            if on_epoch_end is not None:
-                on_epoch_end(epoch, row)
+        # every seed's epoch is written: commit them together
         for r in members:
+            os.replace(_pending(r.last_path), r.last_path)
+        for k, r in enumerate(members):
+            if on_epoch_end is not None:
+                on_epoch_end(epoch, r.history[-1])
             r.start = epoch + 1
+
+
+def _pending(last_path: Path) -> Path:
+    return last_path.with_name("last.pending.pt")
+
+
+def settle_pending(run_dirs) -> None:
+    """Bring the resume checkpoints of a killed batched run to one epoch.
+
+    The seeds of a batched run write their epoch's ``checkpoints/last.pending.pt`` one after
+    another and only then rename them all to ``last.pt``. If every seed has its pending file (the
+    kill came during the renames), the renames are completed; otherwise (the kill came while
+    they were written) the pending files are removed and every seed resumes from its previous
+    ``last.pt``. Either way all seeds resume from the same epoch, so a resumed run is the
+    uninterrupted computation.
+    """
+    pending = [_pending(Path(d) / "checkpoints" / "last.pt") for d in run_dirs]
+    done = [p.with_name("last.pt") for p in pending]
+    if not any(p.exists() for p in pending):
+        return
+    if all(p.exists() or (d.exists() and _epoch_of(d) == _epoch_of(next(q for q in pending if q.exists())))
+           for p, d in zip(pending, done)):
+        for p, d in zip(pending, done):
+            if p.exists():
+                os.replace(p, d)
+    else:
+        for p in pending:
+            p.unlink(missing_ok=True)
+
+
+def _epoch_of(path: Path) -> int:
+    return int(load_checkpoint(path)["epoch"])
 
 
 class _Group:
