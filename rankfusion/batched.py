@@ -44,13 +44,16 @@ import time
 from pathlib import Path
 
 import numpy as np
+import torch
+from torch.nn import functional as F
 
 from ._validation import InputTypeError
 from .config import R3DConfig, RunConfig, TrainConfig
 from .evaluate import MoCAccumulator, grid_cells, observed_inputs
-from .model import recency_positions, sinusoidal_positions
+from .model import R3DOutput, recency_positions, sinusoidal_positions
+from .monitor import EpochRanks
 from .spectral import channel_informativeness, low_informative_channels
-from .train import (_METRIC_FIELDS, _build_training, _epoch_ranks, _prepare_run, _restore_or_start, _rng_state,
+from .train import (_METRIC_FIELDS, _build_training, _prepare_run, _restore_or_start, _rng_state,
                     _save_epoch, _set_rng_state, _write_seeds, grid_mean, load_checkpoint, parse_seeds,
                     resolve_device)
 
@@ -150,7 +153,8 @@ def train_batched(config: RunConfig, data_root, runs: dict, *, device=None, resu
         _restore_or_start(r, s, resume)
         r.seed = s
         r.rng = _rng_state()  # the serial run's global RNG state from here on: its dropout stream
-        r.ranks = _epoch_ranks(r) if monitor else None
+        r.ranks = EpochRanks(r.ds, r.config, r.dev, r.run_dir / "ranks.csv", previous=r.start > 1) if monitor else None
+        r.ranks_initial = monitor and r.start == 1  # epoch 0 (the initial model) still to record
         members.append(r)
     epochs = members[0].tc.epochs
     while True:
@@ -167,6 +171,8 @@ def train_batched(config: RunConfig, data_root, runs: dict, *, device=None, resu
 def _train_group(members: list, *, stop: int, progress: bool, on_epoch_end):
     """Epochs ``members[*].start .. stop`` of seeds that all start at the same epoch."""
     g = _Group(members)
+    if any(r.ranks_initial for r in members):
+        g.record_ranks(0, [r for r in members if r.ranks_initial])
     for epoch in range(members[0].start, stop + 1):
         t0, c0 = time.perf_counter(), time.process_time()
         rows = g.train_epoch(epoch, progress)
@@ -187,14 +193,14 @@ def _train_group(members: list, *, stop: int, progress: bool, on_epoch_end):
                 _save_epoch(r, epoch, row)
             finally:
                 r.last_path = last
-            if r.ranks is not None:
-                r.ranks.record(r.model, epoch)
             if progress:
                 from tqdm.auto import tqdm
 
                 tqdm.write(f"seed {r.seed} epoch {epoch}/{r.tc.epochs}  loss {row['train_loss']:.4f}  "
                            f"val_loss {row['val_loss']:.4f}  val_moc {row['val_moc']:.2f}  "
                            f"{row['frames_per_s']:.0f} frames/s  {row['epoch_s']:.1f} s")
+        if members[0].ranks is not None:
+            g.record_ranks(epoch, members)
         # every seed's epoch is written: commit them together
         for r in members:
             os.replace(_pending(r.last_path), r.last_path)
@@ -240,7 +246,6 @@ class _Group:
     """K seeds' stacked parameters, optimiser, schedule, loaders and dropout generators."""
 
     def __init__(self, members):
-        import torch
 
         self.members = members
         self.K = len(members)
@@ -270,7 +275,6 @@ class _Group:
 
     # -- one epoch
     def train_epoch(self, epoch, progress) -> list:
-        import torch
         from tqdm.auto import tqdm
 
         tc, K = self.tc, self.K
@@ -311,8 +315,6 @@ class _Group:
 
     def _draw_dropout(self, batches):
         """Per seed, the dropout masks its serial forward draws (same shapes, same order), padded."""
-        import torch
-        from torch.nn import functional as F
 
         cfg = self.config.model
         p = cfg.dropout
@@ -343,7 +345,6 @@ class _Group:
 
     # -- validation, batched: every seed sees the same video
     def validate(self) -> dict:
-        import torch
 
         from .data import collate_anticipation
 
@@ -383,9 +384,27 @@ class _Group:
                     accs[k].add_queries(gt, o, cls[k], dur[k])
         return {"val_loss": val_loss, "val_moc": [grid_mean(grid_cells(a, tc.eval_obs, tc.eval_betas)) for a in accs]}
 
+    def record_ranks(self, epoch, members):
+        """Each seed's ``ranks.csv`` row of ``epoch`` (:class:`rankfusion.monitor.EpochRanks`), from one
+        batched pass of the token fuser over the monitor's videos (the rest of R3D is not needed)."""
+
+        inputs = members[0].ranks.inputs  # the same videos for every seed
+        per_seed = [[] for _ in self.members]
+        with torch.no_grad():
+            for feats, mask in inputs:
+                f = {m: v.expand(self.K, *v.shape) for m, v in feats.items()}
+                before, after, low = stacked_tokens(self.params, self.buffers, self.model0, f,
+                                                    mask.expand(self.K, *mask.shape), training=False)
+                for k in range(self.K):
+                    per_seed[k].append({m: {"before": b[k], "after": a[k], "low": None if lo is None else lo[k]}
+                                        for m, b, a, lo in zip(self.config.model.modalities, before, after, low)})
+        for r in members:
+            k = self.members.index(r)
+            r.ranks.record(_Replay(self.config.model, per_seed[k]), epoch)
+            r.ranks_initial = False
+
     def write_back(self, k):
         """Copy seed ``k``'s parameters and buffers into its own R3D module (checkpoints, monitor)."""
-        import torch
 
         model = self.members[k].model
         with torch.no_grad():
@@ -393,6 +412,20 @@ class _Group:
                 p.copy_(self.params[n][k])
             for n, b in model.named_buffers():
                 b.copy_(self.buffers[n][k])
+
+
+class _Replay(torch.nn.Module):
+    """One seed's R3D as the rank monitor sees it: each call returns the next video's token-fuser
+    features of that seed, computed beforehand in the batched pass (same videos, same order)."""
+
+    def __init__(self, config, features):
+        super().__init__()
+        self.config, self.features, self.calls = config, features, 0
+
+    def forward(self, feats, mask, *, return_features=False):
+        out = R3DOutput(None, None, None, self.features[self.calls])
+        self.calls += 1
+        return out
 
 
 class _SeedOptimizer:
@@ -414,7 +447,6 @@ class _SeedOptimizer:
 
 def _stack_optimizer_states(states: list) -> dict:
     """K per-seed AdamW state dicts (the same step count) as one over the stacked parameters."""
-    import torch
 
     out = {}
     for i in states[0]["state"]:  # empty before the first step
@@ -431,8 +463,6 @@ def _stack_optimizer_states(states: list) -> dict:
 def stack_batches(batches: list, modalities) -> tuple:
     """K collated batches (:func:`rankfusion.data.collate_anticipation`, one per seed, the same B) as
     ``(features {m: (K, B, T, C)}, mask (K, B, T), targets)``, time padded to the longest."""
-    import torch
-    from torch.nn import functional as F
 
     T = max(int(b["mask"].shape[1]) for b in batches)
 
@@ -452,7 +482,6 @@ def stack_batches(batches: list, modalities) -> tuple:
 
 def grouped_linear(x, w, b):
     """Per-seed ``x @ w.T + b``: x (K, ..., in), w (K, out, in), b (K, out) -> (K, ..., out)."""
-    import torch
 
     K, shape = x.shape[0], x.shape
     y = torch.baddbmm(b.unsqueeze(1), x.reshape(K, -1, shape[-1]), w.transpose(1, 2))
@@ -460,8 +489,6 @@ def grouped_linear(x, w, b):
 
 
 def _layer_norm(x, w, b, eps):
-    import torch
-    from torch.nn import functional as F
 
     shape = (x.shape[0],) + (1,) * (x.dim() - 2) + (x.shape[-1],)
     return torch.addcmul(b.view(shape), F.layer_norm(x, x.shape[-1:], eps=eps), w.view(shape))
@@ -470,7 +497,6 @@ def _layer_norm(x, w, b, eps):
 def _attention(P, pre, q_in, kv_in, pad, n_heads, noise):
     """``nn.MultiheadAttention`` (batch first, key padding mask) per seed: q_in (K, B, Tq, W),
     kv_in (K, B, Tk, W), pad (K, B, Tk) True at padded keys; noise (K, B, H, Tq, Tk) or None."""
-    import torch
 
     W = q_in.shape[-1]
     w, b = P[pre + "in_proj_weight"], P[pre + "in_proj_bias"]
@@ -520,8 +546,6 @@ def stacked_forward(P: dict, buffers: dict, model, feats: dict, mask, *, trainin
         ``seg`` (K, B, T, n_classes), ``cls`` (K, B, Q, n_classes + 1), ``dur`` (K, B, Q),
         ``low`` (list per modality of (K, k') / (K, B, k') channel indices, or None).
     """
-    import torch
-    from torch.nn import functional as F
 
     cfg = model.config
     K, B, T = mask.shape
@@ -530,15 +554,7 @@ def stacked_forward(P: dict, buffers: dict, model, feats: dict, mask, *, trainin
     def nxt():
         return noise.pop(0) if noise is not None else None
 
-    toks = []
-    for m in cfg.modalities:
-        x = F.relu(grouped_linear(feats[m], P[f"proj.{m}.weight"], P[f"proj.{m}.bias"]))
-        if model.shared is not None:
-            x = F.relu(grouped_linear(x, P["shared.weight"], P["shared.bias"]))
-        toks.append(x)
-    low = [None] * len(toks)
-    if model.rtf is not None:
-        toks, low = _stacked_rtf(P, buffers, model.rtf, toks, mask, training)
+    _, toks, low = stacked_tokens(P, buffers, model, feats, mask, training=training)
     x = torch.cat(toks, dim=-1)
     W = x.shape[-1]
     if cfg.positional == "sinusoidal":
@@ -568,9 +584,23 @@ def stacked_forward(P: dict, buffers: dict, model, feats: dict, mask, *, trainin
     return {"seg": seg, "cls": cls, "dur": dur, "low": low}
 
 
+def stacked_tokens(P: dict, buffers: dict, model, feats: dict, mask, *, training: bool) -> tuple:
+    """Per-modality tokens (Eq. 2) and the token fuser for K seeds: ``(before, after, low)``, lists over
+    modalities of (K, B, T, D) tensors (``before``: the fuser's inputs) and blended channels."""
+
+    toks = []
+    for m in model.config.modalities:
+        x = F.relu(grouped_linear(feats[m], P[f"proj.{m}.weight"], P[f"proj.{m}.bias"]))
+        if model.shared is not None:
+            x = F.relu(grouped_linear(x, P["shared.weight"], P["shared.bias"]))
+        toks.append(x)
+    if model.rtf is None:
+        return toks, toks, [None] * len(toks)
+    return _stacked_rtf(P, buffers, model.rtf, toks, mask, training)
+
+
 def _stacked_rtf(P, buffers, rtf, toks, mask, training):
-    """The token fuser (Eqs. 3-5) per seed; returns (fused tokens, blended channels per modality)."""
-    import torch
+    """The token fuser (Eqs. 3-5) per seed; returns (its inputs, fused tokens, blended channels)."""
 
     K, B, T = mask.shape
     valid = mask.unsqueeze(-1).to(toks[0].dtype)
@@ -579,7 +609,7 @@ def _stacked_rtf(P, buffers, rtf, toks, mask, training):
                 for i, (norm, x) in enumerate(zip(rtf.norms, toks))]
     M = len(toks)
     if M == 1 or rtf.k_prime == 0:
-        return toks, [None] * M
+        return toks, toks, [None] * M
     low = []
     with torch.no_grad():
         for i, x in enumerate(toks):
@@ -607,12 +637,11 @@ def _stacked_rtf(P, buffers, rtf, toks, mask, training):
         else:  # (K, B, D): one set per video
             w = (sel * alpha[:, i, None]).view(K, B, 1, -1)
         after.append(x + w * (y - x))
-    return after, low
+    return toks, after, low
 
 
 def _stacked_batch_norm(P, buffers, pre, norm, x, mask, valid, training):
     """:class:`rankfusion.model.MaskedBatchNorm` per seed (statistics over each seed's valid steps)."""
-    import torch
 
     w, b = P[pre + "weight"].unsqueeze(1).unsqueeze(1), P[pre + "bias"].unsqueeze(1).unsqueeze(1)
     if training:
@@ -633,8 +662,6 @@ def stacked_losses(out: dict, targets: dict, *, transition_weight: float = 1.0) 
     Each is the mean of its seed's own terms (tokens, target queries, action queries), so the sum
     over seeds has each seed's gradient on that seed's parameters.
     """
-    import torch
-    from torch.nn import functional as F
 
     seg_logits, cls_logits, durations = out["seg"], out["cls"], out["dur"]
     K, C = seg_logits.shape[0], seg_logits.shape[-1]
@@ -662,7 +689,6 @@ def stacked_losses(out: dict, targets: dict, *, transition_weight: float = 1.0) 
 
 def clip_per_seed(params, max_norm: float):
     """``torch.nn.utils.clip_grad_norm_`` applied to each seed's slice of the stacked gradients."""
-    import torch
 
     grads = [p.grad for p in params if p.grad is not None]
     if not grads:
