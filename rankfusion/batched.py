@@ -51,7 +51,7 @@ from ._validation import InputTypeError
 from .config import R3DConfig, RunConfig, TrainConfig
 from .evaluate import MoCAccumulator, grid_cells, observed_inputs
 from .model import R3DOutput, recency_positions, sinusoidal_positions
-from .monitor import EpochRanks
+from .monitor import EPOCH_VIDEOS, EpochRanks
 from .spectral import channel_informativeness, low_informative_channels
 from .train import (_METRIC_FIELDS, _build_training, _prepare_run, _restore_or_start, _rng_state,
                     _save_epoch, _set_rng_state, _write_seeds, grid_mean, load_checkpoint, parse_seeds,
@@ -149,11 +149,19 @@ def train_batched(config: RunConfig, data_root, runs: dict, *, device=None, resu
     members = []
     for s in seeds:
         r = _prepare_run(config, data_root, Path(runs[s]), seed=s, device=device, resume=resume, ctx=None)
+        if members:
+            # one dataset (and its feature cache) for all seeds: the same items, each seed its own order
+            r.ds, r.train_set, r.val_set = members[0].ds, members[0].train_set, members[0].val_set
         _build_training(r, s)
         _restore_or_start(r, s, resume)
         r.seed = s
         r.rng = _rng_state()  # the serial run's global RNG state from here on: its dropout stream
-        r.ranks = EpochRanks(r.ds, r.config, r.dev, r.run_dir / "ranks.csv", previous=r.start > 1) if monitor else None
+        r.ranks = None
+        if monitor:
+            r.ranks = EpochRanks(r.ds, r.config, r.dev, r.run_dir / "ranks.csv", previous=r.start > 1,
+                                 n_videos=1 if members else EPOCH_VIDEOS)
+            if members:  # the same videos for every seed: read them once
+                r.ranks.inputs, r.ranks.n_videos = members[0].ranks.inputs, members[0].ranks.n_videos
         r.ranks_initial = monitor and r.start == 1  # epoch 0 (the initial model) still to record
         members.append(r)
     epochs = members[0].tc.epochs
