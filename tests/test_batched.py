@@ -265,3 +265,21 @@ def test_kill9_then_resume_gives_the_uninterrupted_weights(tiny_data, tmp_path, 
         drop = {"epoch_s", "epoch_cpu_s", "frames_per_s"}
         assert [{k: v for k, v in r.items() if k not in drop} for r in a["history"]] == \
             [{k: v for k, v in r.items() if k not in drop} for r in b["history"]]
+
+
+def test_cli_batches_seeds_unless_told_not_to(tiny_data, tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from rankfusion.cli import main
+
+    calls = []
+    real = batched.train_batched
+    monkeypatch.setattr(batched, "train_batched", lambda *a, **kw: calls.append(1) or real(*a, **kw))
+    base = ["train", str(tiny_data), "--seeds", "1,10", "--epochs", "1", "--d-model", "8", "--layers", "1",
+            "--batch-size", "4", "--sample-rate", "2", "--quiet", "--no-monitor"]
+    res = CliRunner().invoke(main, base + ["--out", str(tmp_path / "b")])
+    assert res.exit_code == 0, res.output
+    assert calls == [1] and (tmp_path / "b" / "seed-10" / "checkpoints" / "last.pt").exists()
+    res = CliRunner().invoke(main, base + ["--out", str(tmp_path / "s"), "--serial-seeds"])
+    assert res.exit_code == 0, res.output
+    assert calls == [1] and (tmp_path / "s" / "seed-10" / "checkpoints" / "last.pt").exists()
