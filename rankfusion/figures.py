@@ -33,6 +33,7 @@ import numpy as np
 import pandas as pd
 
 from . import featurefiles, selection
+from ._progress import bar_disabled
 from ._validation import InputError, check_int
 from .io import atomic_path, write_json, write_text
 from .pipeline import PROFILES, RunCache, expected_complementary, git_commit
@@ -1116,7 +1117,7 @@ def make_figures(ctx: FigureContext, only=None, *, command: str = "", progress: 
     if workers > 1:
         ctx.cache.prefetch(plan_jobs(ctx, names), workers=workers, progress=progress)
     results = {}
-    bar = tqdm(names, desc="figures", disable=not progress, unit="fig")
+    bar = tqdm(names, desc="figures", disable=bar_disabled(progress), unit="fig")
     for n in bar:
         bar.set_postfix_str(n)
         t0 = time.perf_counter()

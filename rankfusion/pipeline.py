@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ._progress import bar_disabled
 from ._validation import InputError, check_float, check_int
 from .config import PAPER_SEEDS
 from .io import atomic_dir, atomic_path, write_json
@@ -617,7 +618,7 @@ def run_jobs(jobs, *, workers: int = 1, progress: bool = True) -> dict[str, bool
     workers = check_int(workers, "workers", low=1)
     jobs = merge_jobs(jobs)
     out: dict[str, bool] = {}
-    bar = tqdm(total=len(jobs), desc="runs", unit="run", disable=not progress)
+    bar = tqdm(total=len(jobs), desc="runs", unit="run", disable=bar_disabled(progress))
     if workers == 1 or len(jobs) <= 1:
         for j in jobs:
             d, trained = _do_job(j)

@@ -28,6 +28,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import pandas as pd
 
+from ._progress import bar_disabled
 from ._validation import InputError, InputTypeError, check_float, check_int, is_torch
 from .featurefiles import FeatureSet, load_features
 from .spectral import rank_tolerance
@@ -872,7 +873,7 @@ def select_modalities(modalities: dict, labels, anchor: str, *, candidates=None,
     arrays, y, _, cands = check_paired(modalities, labels, anchor, candidates, source=source)
     jobs = check_int(jobs, "jobs", low=1)
     n_rep = config.folds * len(config.seeds)
-    with tqdm(total=n_rep + config.n_surrogates * len(cands), desc="probe tasks", disable=not progress,
+    with tqdm(total=n_rep + config.n_surrogates * len(cands), desc="probe tasks", disable=bar_disabled(progress),
               leave=False) as bar:
         acc_a, acc, acc_plain, gains, controls = _evidence(arrays, y, anchor, cands, config, jobs, bar)
     diffs = {c: acc[c] - acc_a for c in cands}

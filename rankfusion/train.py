@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ._progress import bar_disabled
 from ._validation import InputError, InputTypeError, check_choice, check_int
 from .config import RunConfig
 from .evaluate import moc_grid
@@ -500,7 +501,8 @@ def _train_epoch(r: _Run, epoch, progress) -> dict:
     t0, c0 = time.perf_counter(), time.process_time()
     sums = {"loss": 0.0, "seg": 0.0, "cls": 0.0, "dur": 0.0}
     n_batches = frames = 0
-    bar = tqdm(r.loader, desc=f"epoch {epoch}/{tc.epochs}", leave=False, disable=not (progress and _is_main(r.ctx)),
+    bar = tqdm(r.loader, desc=f"epoch {epoch}/{tc.epochs}", leave=False,
+               disable=bar_disabled(progress and _is_main(r.ctx)),
                unit="batch")
     for batch in bar:
         feats, mask = _to_device(batch, r.dev)

@@ -61,7 +61,7 @@ def train(data, out, preset, config_path, epochs, seed, seeds, modalities, no_rt
     ``torchrun --nproc_per_node 2 -m rankfusion train DATA --out RUN`` (docs/scaling.md);
     --batch-size is then the batch of each process.
     """
-    from ..config import load_config
+    from ..config import load_config, named_modalities
     from ..distributed import setup, teardown, under_torchrun
     from ..train import recorded_config_hash
     from ..train import train as run_train
@@ -78,16 +78,29 @@ def train(data, out, preset, config_path, epochs, seed, seeds, modalities, no_rt
         model["temporal_fuser"] = False
     train_kw = {k: v for k, v in {"epochs": epochs, "batch_size": batch_size, "lr": lr,
                                   "sample_rate": sample_rate}.items() if v is not None}
+    if "modalities" in model:
+        source = "from --modalities"
+    elif named_modalities(config_path, preset=preset) is not None:
+        source = f"from {'--config' if config_path and named_modalities(config_path) is not None else '--preset'}"
+    else:
+        from ..data import open_dataset
+
+        model["modalities"] = list(open_dataset(data).available_modalities)
+        source = "all of the dataset's; choose with --modalities"
     cfg = load_config(config_path, preset=preset, model=model, train=train_kw)
+    mods_line = f"modalities {','.join(cfg.model.modalities)} ({source})"
     seed_arg = seeds if seeds is not None else (1 if seed is None else seed)
     t0 = time.perf_counter()
     if not under_torchrun():
+        click.echo(mods_line)
         path = run_train(cfg, data, out, seed=seed_arg, device=device, resume=resume, progress=not quiet,
                          monitor=monitor)
         # the hash of the config resolved against the dataset, as config.json and the checkpoints record it
         click.echo(f"trained {path} (config {recorded_config_hash(path)}) in {time.perf_counter() - t0:.1f} s")
         return
     ctx, dev = setup(device, rtf_stats=rtf_stats, backend=dist_backend)
+    if ctx.is_main:
+        click.echo(mods_line)
     try:
         path = run_train(cfg, data, out, seed=seed_arg, device=dev, resume=resume, progress=not quiet,
                          distributed=ctx, monitor=monitor)

@@ -46,6 +46,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .._progress import bar_disabled
 from .._validation import InputError, check_float, check_int
 from ..io import atomic_dir
 
@@ -758,7 +759,7 @@ def _write(root: Path, cfg: SynthConfig, progress: bool) -> dict:
     if progress:
         from tqdm import tqdm
 
-        it = tqdm(it, total=len(videos), desc="synth", unit="video", leave=False)
+        it = tqdm(it, total=len(videos), desc="synth", unit="video", leave=False, disable=bar_disabled(True))
     stats, records, lengths = {}, {}, {}
     twin = _MomentAccumulator() if "noise" in cfg.channels else None
     for video, seq in it:
