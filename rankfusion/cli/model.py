@@ -19,6 +19,22 @@ def _split_list(value, name):
     return items
 
 
+def _modalities_source(data, config_path, preset, model: dict) -> str:
+    """Where the run's modalities come from; fills ``model["modalities"]`` with the dataset's own
+    when neither --modalities nor the config file / preset names any."""
+    from ..config import named_modalities
+    from ..data import open_dataset
+
+    if "modalities" in model:
+        return "from --modalities"
+    if config_path is not None and named_modalities(config_path) is not None:
+        return "from --config"
+    if named_modalities(preset=preset) is not None:
+        return "from --preset"
+    model["modalities"] = list(open_dataset(data).available_modalities)
+    return "all of the dataset's; choose with --modalities"
+
+
 @main.command()
 @click.argument("data", type=click.Path(path_type=str))
 @click.option("--out", "out", required=True, type=click.Path(path_type=str), help="Run folder to create.")
@@ -61,7 +77,7 @@ def train(data, out, preset, config_path, epochs, seed, seeds, modalities, no_rt
     ``torchrun --nproc_per_node 2 -m rankfusion train DATA --out RUN`` (docs/scaling.md);
     --batch-size is then the batch of each process.
     """
-    from ..config import load_config, named_modalities
+    from ..config import load_config
     from ..distributed import setup, teardown, under_torchrun
     from ..train import recorded_config_hash
     from ..train import train as run_train
@@ -78,15 +94,7 @@ def train(data, out, preset, config_path, epochs, seed, seeds, modalities, no_rt
         model["temporal_fuser"] = False
     train_kw = {k: v for k, v in {"epochs": epochs, "batch_size": batch_size, "lr": lr,
                                   "sample_rate": sample_rate}.items() if v is not None}
-    if "modalities" in model:
-        source = "from --modalities"
-    elif named_modalities(config_path, preset=preset) is not None:
-        source = f"from {'--config' if config_path and named_modalities(config_path) is not None else '--preset'}"
-    else:
-        from ..data import open_dataset
-
-        model["modalities"] = list(open_dataset(data).available_modalities)
-        source = "all of the dataset's; choose with --modalities"
+    source = _modalities_source(data, config_path, preset, model)
     cfg = load_config(config_path, preset=preset, model=model, train=train_kw)
     mods_line = f"modalities {','.join(cfg.model.modalities)} ({source})"
     seed_arg = seeds if seeds is not None else (1 if seed is None else seed)
