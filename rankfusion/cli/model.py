@@ -87,11 +87,8 @@ def train(data, out, preset, config_path, epochs, seed, seeds, modalities, no_rt
     model = {k: v for k, v in {
         "modalities": _split_list(modalities, "--modalities"), "selection": selection, "exchange": exchange,
         "exchange_ratio": exchange_ratio, "latent": latent, "d_model": d_model, "n_layers": layers,
+        "rtf": False if no_rtf else None, "temporal_fuser": False if no_temporal_fuser else None,
     }.items() if v is not None}
-    if no_rtf:
-        model["rtf"] = False
-    if no_temporal_fuser:
-        model["temporal_fuser"] = False
     train_kw = {k: v for k, v in {"epochs": epochs, "batch_size": batch_size, "lr": lr,
                                   "sample_rate": sample_rate}.items() if v is not None}
     source = _modalities_source(data, config_path, preset, model)
