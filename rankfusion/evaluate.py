@@ -616,8 +616,6 @@ def moc_grid(model, ds, split, config: RunConfig, dev, *, obs=None, betas=None, 
 
 
 def _moc_counts(model, ds, videos, config, dev, obs, betas, notes=None, swap=None):
-    import torch
-
     model.eval()
     acc = MoCAccumulator(model.config.n_classes, betas=tuple(betas), future_ratio=config.train.future_ratio)
     for o in obs:
@@ -630,12 +628,51 @@ def _moc_counts(model, ds, videos, config, dev, obs, betas, notes=None, swap=Non
                                  f"(int({o:g} * {len(gt)}) = 0): skipped at that cut point")
                 continue
             donors = {m: per_video[video] for m, per_video in swap.items()} if swap else None
-            feats, mask = _video_inputs(ds, video, config.model.modalities, past, config.train.sample_rate, dev,
-                                        donors=donors)
-            with torch.no_grad():
-                out = model(feats, mask)
-            acc.add_queries(gt, o, out.class_logits[0].cpu().numpy(), out.durations[0].cpu().numpy())
+            acc.add_queries(gt, o, *_queries(model, ds, video, config, dev, past, donors))
     return acc
+
+
+def _queries(model, ds, video, config, dev, past, donors=None):
+    """The model's raw future queries for one video observed up to frame ``past`` (batch of one):
+    ``(class_logits (Q, C + 1), durations (Q,))`` as NumPy arrays."""
+    import torch
+
+    feats, mask = _video_inputs(ds, video, config.model.modalities, past, config.train.sample_rate, dev,
+                                donors=donors)
+    with torch.no_grad():
+        out = model(feats, mask)
+    return out.class_logits[0].cpu().numpy(), out.durations[0].cpu().numpy()
+
+
+def predict_future(model, ds, video, config: RunConfig, dev, obs: float) -> tuple:
+    """Per-frame predicted labels of one video's future window at a cut point (the MoC protocol).
+
+    The video is observed up to ``past = int(obs * N)`` and its queries decoded into the next
+    ``int(future_ratio * N)`` frames exactly as :func:`moc_grid` scores them (NONE = ``n_classes``).
+
+    Parameters
+    ----------
+    model : R3D in eval mode
+    ds : dataset with ``labels(video)`` and the model's modalities
+    video : str
+    config : RunConfig of the run
+    dev : torch.device
+    obs : float
+        Observation ratio in (0, 1].
+
+    Returns
+    -------
+    (gt, past, pred) : (int64 array (N,), int, int64 array (int(future_ratio * N),))
+    """
+    gt = np.asarray(ds.labels(video))
+    obs = check_float(obs, "obs", low=0.0, high=1.0, low_open=True)
+    past = int(obs * len(gt))  # as moc_grid cuts the input
+    if past == 0:
+        raise InputError(f"video {video!r} ({len(gt)} frames) has no observed frame at obs {obs:g}")
+    model.eval()
+    logits, durations = _queries(model, ds, video, config, dev, past)
+    pred = decode_queries(logits, durations, int(config.train.future_ratio * len(gt)), model.config.n_classes)
+    return gt, past, pred
 
 
 def _all_reduce_moc(acc, n_videos, obs, dev):

@@ -13,7 +13,7 @@ import click
 from .._validation import InputError
 from . import main
 
-_FAMILY_HELP = "spectra, modality, noise, exchange, angles, ablation, dose, dynamics"
+_FAMILY_HELP = "spectra, modality, noise, exchange, angles, ablation, dose, dynamics, timeline"
 
 
 def _command_line() -> str:
