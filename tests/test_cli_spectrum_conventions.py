@@ -97,3 +97,23 @@ def test_streamed_rankme_pads_the_spectrum(tmp_path):
     # Gram-accurate streaming: singular values to ~1e-7 relative, far below the eps terms
     want = float(spectral.effective_rank(x, convention="rankme"))
     assert entry["effective_rank"] == pytest.approx(want, rel=1e-9)
+
+
+def test_zarr_store_records_convention_and_standardize(tmp_path):
+    zarr = pytest.importorskip("zarr")
+    pytest.importorskip("dask")
+    x = np.random.default_rng(2).standard_normal((300, 8)) * np.r_[1.0, 1e3, np.ones(6)]
+    z = zarr.open_array(str(tmp_path / "a.zarr"), mode="w", shape=x.shape, chunks=(100, 8), dtype="f8")
+    z[:] = x
+    for convention in ("monai", "diff-erank"):
+        res = run(tmp_path / "a.zarr", "--json", "--convention", convention)
+        assert res.exit_code == 0, res.output
+        entry = json.loads(res.stdout)["arrays"][0]
+        assert entry["convention"] == convention and entry["center"] is True
+        want = float(spectral.effective_rank(x, convention=convention))
+        assert entry["effective_rank"] == pytest.approx(want, rel=1e-12)
+    res = run(tmp_path / "a.zarr", "--json", "--standardize")
+    entry = json.loads(res.stdout)["arrays"][0]
+    assert entry["standardize"] is True and entry["constant_columns"] == []
+    zs, _ = spectral.standardize_columns(x)
+    assert entry["effective_rank"] == pytest.approx(float(spectral.effective_rank(zs)), rel=1e-12)
