@@ -619,19 +619,22 @@ def run_jobs(jobs, *, workers: int = 1, progress: bool = True) -> dict[str, bool
     jobs = merge_jobs(jobs)
     out: dict[str, bool] = {}
     bar = tqdm(total=len(jobs), desc="runs", unit="run", disable=bar_disabled(progress))
+
+    def done(d, trained):
+        out[d] = trained
+        bar.update()
+        if progress and bar.disable:  # not a terminal: one plain line per run instead of the bar
+            print(f"run {len(out)}/{len(jobs)} {'trained' if trained else 'reused'}: {Path(d).name}", flush=True)
+
     if workers == 1 or len(jobs) <= 1:
         for j in jobs:
-            d, trained = _do_job(j)
-            out[d] = trained
-            bar.update()
+            done(*_do_job(j))
         bar.close()
         return out
     with ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=mp.get_context("spawn"),
                              initializer=_init_worker) as pool:
         futures = [pool.submit(_do_job, j) for j in jobs]
         for f in as_completed(futures):
-            d, trained = f.result()
-            out[d] = trained
-            bar.update()
+            done(*f.result())
     bar.close()
     return out
