@@ -464,9 +464,11 @@ def timeline_section(res) -> list[str]:
          f"Test videos observed up to {d.obs:g}, seed {d.seed}: the videos with the largest, median and smallest "
          f"per-video MoC difference with - without RTF among {d.n_videos} (mean difference "
          f"{_fmt(d.mean_diff, '+.2f')} points; one seed, a picture of typical predictions, not a test):"]
-    for role, v in d.videos.items():
-        m = d.moc[v]
-        L.append(f"- {role}: {v}, MoC " + ", ".join(f"{k} {_fmt(x)} %" for k, x in m.items()) + ".")
+    roles = {}
+    for role, v in d.videos.items():  # with few test videos one video can fill several roles
+        roles.setdefault(v, []).append(role)
+    for v, rs in roles.items():
+        L.append(f"- {' and '.join(rs)}: {v}, MoC " + ", ".join(f"{k} {_fmt(x)} %" for k, x in d.moc[v].items()) + ".")
     return L + [""]
 
 

@@ -83,3 +83,19 @@ def test_plot_timelines_draws_rows_cut_and_legend():
     assert [t.get_text() for t in fig.legends[0].get_texts()] == ["a", "b", "c"]  # d never appears; 4 is NONE
     assert axes[0].get_xlim() == (0.0, 30.0)
     plots.close(fig)
+
+
+def test_report_section_names_each_video_once():
+    from rankfusion.figures import FigureResult, TimelineResult
+    from rankfusion.report import timeline_section
+
+    res = FigureResult("timeline")
+    res.data = TimelineResult(videos={"largest": "a", "median": "a", "smallest": "b"},
+                              moc={"a": {"with RTF": 60.0, "without RTF": 50.0, "anchor alone": 40.0},
+                                   "b": {"with RTF": 30.0, "without RTF": 35.0, "anchor alone": 20.0}},
+                              obs=0.3, seed=1, n_videos=2, mean_diff=2.5)
+    lines = timeline_section(res)
+    assert lines[0] == "## Timelines (Fig. 8)" and "figures/timeline.png" in lines[2]
+    assert "among 2" in lines[4] and "+2.50 points" in lines[4]
+    assert lines[5].startswith("- largest and median: a, MoC with RTF 60.00 %")
+    assert lines[6].startswith("- smallest: b, MoC with RTF 30.00 %, without RTF 35.00 %")
