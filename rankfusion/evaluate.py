@@ -1,4 +1,4 @@
-"""Metrics: long-term anticipation (MoC, DESIGN.md protocol) and action segmentation.
+"""Metrics: long-term anticipation (MoC, the protocol of docs/datasets.md) and action segmentation.
 
 Anticipation
     :func:`decode_queries` turns one prediction of the model (per-query class logits and
@@ -119,7 +119,7 @@ def expand_transcript(classes, durations, n_frames, *, none_index=None) -> np.nd
 
 
 def decode_queries(class_logits, durations, n_future_frames, none_index, *, log_durations=True) -> np.ndarray:
-    """Future frame labels from one prediction of the anticipation head (DESIGN.md protocol).
+    """Future frame labels from one prediction of the anticipation head (the MoC protocol).
 
     ``a = argmax(class_logits)`` per query (ties go to the lower class index, so an action beats
     NONE on a tie); the queries before the first NONE are kept (all of them when no NONE is
@@ -559,7 +559,7 @@ def segmentation_scores(pairs, *, overlaps=DEFAULT_OVERLAPS, ignore_classes=(), 
 
 # ----------------------------------------------------------------------------- evaluation of trained runs
 # The protocols above applied to a trained R3D run (:func:`rankfusion.train.load_run`), each video
-# observed alone as in DESIGN.md; :func:`evaluate_run` writes ``RUN/eval_<split>.csv``.
+# observed alone, as the MoC protocol does; :func:`evaluate_run` writes ``RUN/eval_<split>.csv``.
 
 
 def _video_inputs(ds, video, modalities, stop, sample_rate, dev, noise=None, rng=None, donors=None):
@@ -588,7 +588,7 @@ def moc_grid(model, ds, split, config: RunConfig, dev, *, obs=None, betas=None, 
     """MoC in percent for each (obs, beta): ``{(obs, beta): value}`` over ``split``'s videos.
 
     Each video is observed alone (batch of one) and decoded with
-    :meth:`rankfusion.evaluate.MoCAccumulator.add_queries` (DESIGN.md protocol). With ``ctx``
+    :meth:`rankfusion.evaluate.MoCAccumulator.add_queries` (the MoC protocol). With ``ctx``
     (a :class:`rankfusion.distributed.DistContext`) each process counts every ``world_size``-th
     video and the T/F count tables are summed over processes: integer counts, so the MoC is
     exactly the single-process one for the same weights. A video too short to observe one frame
@@ -696,7 +696,7 @@ def modality_reliance(model, ds, split, config: RunConfig, dev, *, seed: int = 0
                       clean: dict | None = None) -> list[Reliance]:
     """Modality reliance: the MoC drop when one modality's input comes from another video.
 
-    For each modality m, every video of ``split`` is evaluated (the DESIGN.md protocol, as
+    For each modality m, every video of ``split`` is evaluated (the MoC protocol, as
     :func:`moc_grid`) with m's observed input replaced by m's input of another video of the split
     (a seeded derangement, :func:`rankfusion.evaluate.derangement`), read at the same relative
     times; the labels and the other modalities are the video's own. ``drop = MoC(clean) -

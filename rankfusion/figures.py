@@ -700,7 +700,7 @@ DOSE_COMPARISONS = (("fusion helps (plain fusion - anchor only)", "plain fusion"
                     ("R3D - anchor only", "R3D", "anchor only"))
 
 # A difference is resolved when |difference| >= RESOLVE_SD x the larger of the two models' seed
-# standard deviations (ddof = 1): DESIGN.md, "a benchmark is an instrument" (rankfusion.verdicts).
+# standard deviations (ddof = 1) (rankfusion.verdicts).
 
 
 @dataclass(frozen=True)

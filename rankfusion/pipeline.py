@@ -472,7 +472,7 @@ class RunCache:
     def evaluate(self, rec: RunRecord, *, split: str = "test", noise: tuple | None = None) -> pd.DataFrame:
         """MoC grid of a run's best checkpoint as ``obs_ratio, beta, moc`` (%), cached as CSV in the run.
 
-        Only the anticipation protocol is run (:func:`rankfusion.evaluate.moc_grid`, DESIGN.md), not
+        Only the anticipation protocol is run (:func:`rankfusion.evaluate.moc_grid`), not
         the segmentation metrics of ``rankfusion evaluate``: the figures need MoC alone.
         """
         from .data import open_dataset

@@ -132,7 +132,7 @@ def _gram_erank_bound(ops, lam, delta, tol2):
 def rank_tolerance(sigma_max, n_long: int, eps: float):
     """The toolkit's one rank tolerance: ``tol = sqrt(max(N, D)) * eps * sigma_max``.
 
-    Singular values ``<= tol`` are outside the numerical rank (DESIGN.md: numpy's
+    Singular values ``<= tol`` are outside the numerical rank (docs/spectral.md: numpy's
     ``max(N, D) * eps`` drops real signal of large float32 feature matrices).
 
     Parameters

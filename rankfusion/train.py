@@ -1,4 +1,4 @@
-"""Training and evaluation of R3D runs (App. D.2; DESIGN.md's anticipation protocol).
+"""Training and evaluation of R3D runs (App. D.2; the MoC protocol of docs/datasets.md).
 
 A run folder holds::
 
@@ -167,7 +167,7 @@ def compute_losses(out, batch, device, *, transition_weight: float = 1.0) -> dic
 
     Duration regression: the predicted log-durations of the target's action queries are turned
     into fractions with a softmax over those queries (exactly how decoding turns them into frame
-    counts, DESIGN.md: ``w = exp(d) / sum``) and regressed onto the target fractions (MSE).
+    counts, the MoC protocol: ``w = exp(d) / sum``) and regressed onto the target fractions (MSE).
     """
     return _loss_terms(out, batch, device, "mean", transition_weight)[0]
 

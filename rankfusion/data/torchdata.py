@@ -1,4 +1,4 @@
-"""Long-term anticipation samples as a torch ``Dataset`` (DESIGN.md, "The long-term anticipation protocol").
+"""Long-term anticipation samples as a torch ``Dataset`` (the MoC protocol of docs/datasets.md).
 
 One item per (video, observation ratio): the observed features of every modality, the per-frame
 labels of the observed part (segmentation targets), and the transcript of the future window with
