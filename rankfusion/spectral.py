@@ -967,20 +967,6 @@ class GramAccumulator:
             self._combine(nb, mb, m2b)
         return self
 
-    @classmethod
-    def _of_block(cls, block, mu=None, chunk_rows=None) -> GramAccumulator:
-        """Accumulator of one (n, D) NumPy block, uncentred, optionally shifted by ``mu`` (1, D).
-
-        The leaf of a tree reduction (:mod:`rankfusion._dask`): the float64 Gram of
-        ``block - mu`` by the NumPy backend, no finiteness check (the merged diagonal is checked).
-        """
-        acc = cls(center=False, chunk_rows=chunk_rows)
-        acc._n, acc._d = int(block.shape[0]), int(block.shape[1])
-        acc._eps = NumpyOps.eps(block)
-        acc._m2 = NumpyOps.gram64(block, mu, chunk_rows)
-        acc._mean = NumpyOps.mean64(block, 0)[0] if acc._n else np.zeros(acc._d)
-        return acc
-
     def _combine(self, nb, mb, m2b):
         na = self._n
         n = na + nb

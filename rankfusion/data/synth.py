@@ -858,3 +858,24 @@ def _ground_truth(cfg: SynthConfig, world: _World, stats, records, test) -> dict
         "oracle_by_obs": {f"{o:g}": oracle_table(every[every["obs"] == o], mods) for o in REPORT_OBS},
         "oracle_method": "plug-in Bayes rate of the next action given the visible factors (oracle_accuracy)",
     }
+
+
+def prepare_dataset(out, synth_kwargs: dict, *, seed: int = 0, progress: bool = False) -> Path:
+    """The demo's synthetic dataset at ``out``, generated unless one with the same settings exists."""
+    out = Path(out)
+    if dataset_matches(out, synth_kwargs, seed=seed):
+        return out
+    return synthesize(out, seed=seed, overwrite=True, progress=progress, **synth_kwargs)
+
+
+def dataset_matches(root, synth_kwargs: dict, *, seed: int = 0) -> bool:
+    """Whether ``root`` holds a synthetic dataset generated with these settings (its ``synth.json``)."""
+    meta = Path(root) / "synth.json"
+    if not meta.exists():
+        return False
+    try:
+        cfg = json.loads(meta.read_text()).get("config", {})
+    except (OSError, ValueError):
+        return False
+    want = dict(synth_kwargs, seed=seed)
+    return all(cfg.get(k) == (list(v) if isinstance(v, tuple) else v) for k, v in want.items())
