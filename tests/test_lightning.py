@@ -130,7 +130,7 @@ def test_missing_extra_is_one_line():
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert res.returncode != 0
     last = res.stderr.strip().splitlines()[-1]
-    assert last == ("ImportError: rankfusion.integrations.lightning needs the optional 'lightning' extra: "
+    assert last == ("ImportError: lightning is not installed; it comes with the [lightning] extra: "
                     "pip install 'rankfusion[lightning]'")
 
 

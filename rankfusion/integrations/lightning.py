@@ -11,14 +11,11 @@ without it (tested).
 
 from __future__ import annotations
 
-try:
-    import lightning.pytorch as pl
-except ImportError:  # the optional extra is missing: one line naming it
-    raise ImportError("rankfusion.integrations.lightning needs the optional 'lightning' extra: "
-                      "pip install 'rankfusion[lightning]'") from None
-
-from .._validation import check_int
+from .._validation import check_int, require_extra
 from ..monitor import DEFAULT_MAX_ROWS, DEFAULT_TOP, RankMonitor
+
+# the optional extra is missing: one line naming it
+pl = require_extra("lightning.pytorch", "lightning")
 
 __all__ = ["RankMonitorCallback", "STAGES"]
 
