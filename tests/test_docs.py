@@ -1,5 +1,6 @@
 """The documentation says what the code does: every command's ``--help``, the defaults quoted in
-docs/cli.md (read from the click command objects) and the figure scripts' ``--help``."""
+docs/cli.md (read from the click command objects), the figure scripts' ``--help``, and the
+functions, tests and sections named in docs/paper.md."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from rankfusion.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
 CLI_MD = ROOT / "docs" / "cli.md"
+PAPER_MD = ROOT / "docs" / "paper.md"
 
 
 # --------------------------------------------------------------------------- the command tree
@@ -274,3 +276,64 @@ def test_analysis_script_help(name):
     doc = importlib.import_module(f"analysis.{name}").__doc__.splitlines()[0]
     assert proc.stdout.startswith("usage:") and "--data" in proc.stdout
     assert " ".join(doc.split()) in " ".join(proc.stdout.split())  # the family's own description
+
+
+# --------------------------------------------------------------------------- docs/paper.md
+
+
+def _paper_references():
+    text = PAPER_MD.read_text()
+    funcs = sorted(set(re.findall(r"`((?:rankfusion|analysis)(?:\.\w+)+)`", text)))
+    tests = sorted(set(re.findall(r"`(tests/[\w/]+\.py)(?:::(\w+))?`", text)))
+    links = sorted(set(re.findall(r"\]\(([\w.-]*\.md)?(?:#([\w-]+))?\)", text)))
+    return funcs, tests, links
+
+
+def _slugs(path: Path) -> set:
+    """The anchors a Markdown renderer gives the headings of ``path`` (lower case, punctuation
+    dropped, spaces to hyphens)."""
+    return {re.sub(r"[^\w\- ]", "", h.lower()).strip().replace(" ", "-")
+            for h in re.findall(r"^#+ (.*)$", path.read_text(), flags=re.M)}
+
+
+def _resolve_dotted(name: str):
+    parts = name.split(".")
+    for i in range(len(parts), 0, -1):
+        try:
+            obj = importlib.import_module(".".join(parts[:i]))
+        except ImportError:
+            continue
+        for attr in parts[i:]:
+            obj = getattr(obj, attr)
+        return obj
+    raise ImportError(name)
+
+
+def test_paper_map_names_only_what_exists():
+    funcs, tests, links = _paper_references()
+    assert len(funcs) >= 30 and len(tests) >= 20
+    for name in funcs:
+        try:
+            _resolve_dotted(name)
+        except (ImportError, AttributeError) as exc:
+            pytest.fail(f"docs/paper.md names {name}, which does not exist ({exc})")
+    for path, test in tests:
+        source = (ROOT / path).read_text() if (ROOT / path).exists() else pytest.fail(f"no {path}")
+        if test:
+            assert re.search(rf"def {test}\b", source), f"docs/paper.md names {path}::{test}, which does not exist"
+    assert len(links) >= 15
+    for path, anchor in links:
+        target = ROOT / "docs" / (path or "paper.md")
+        assert target.exists(), f"docs/paper.md links {path}, which does not exist"
+        if anchor:
+            assert anchor in _slugs(target), f"docs/paper.md links {path}#{anchor}, a heading that does not exist"
+
+
+def test_paper_map_covers_every_paper_item():
+    text = PAPER_MD.read_text()
+    items = ([f"Eq. {i}" for i in range(1, 6)] + ["Def. 1", "Theorem 3.1"]
+             + [f"Assumption {i}" for i in range(1, 5)] + [f"Table {i}" for i in range(1, 10)]
+             + [f"Fig. {i}" for i in range(2, 10)])
+    rows = [line for line in text.splitlines() if line.startswith("| ")]
+    for item in items:
+        assert any(re.match(rf"\| (\*\*)?{re.escape(item)}\b", r) for r in rows), f"docs/paper.md has no row for {item}"
