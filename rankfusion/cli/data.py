@@ -145,3 +145,34 @@ def import_csv_cmd(files, out, label_column, modalities, video_column, window, c
     report = open_dataset(path).validate()
     click.echo(report.format())
     click.echo(f"wrote {path}")
+
+
+def _parse_renames(values) -> dict:
+    out = {}
+    for v in values:
+        old, sep, new = v.partition("=")
+        if not sep or not old.strip() or not new.strip():
+            raise InputError(f"--rename must be OLD=NEW, got {v!r}")
+        out[old.strip()] = new.strip()
+    return out
+
+
+@data.command("import-r3d")
+@click.argument("src", type=click.Path())
+@click.argument("out", type=click.Path(file_okay=False))
+@click.option("--mapping", default=None, help="Mapping file name in SRC when there are several mapping*.txt.")
+@click.option("--rename", multiple=True, metavar="OLD=NEW",
+              help="Rename a modality (features -> rgb, features_depth -> depth by default); repeatable.")
+@click.option("--feature-axis", type=click.Choice(["auto", "frames-first", "channels-first"]), default="auto",
+              show_default=True, help="Orientation of the source arrays (auto: the axis matching the label count).")
+@click.option("--split-set", default="split1", show_default=True, help="Bundle names: train.<split-set>.bundle.")
+@click.option("--force", is_flag=True, help="Replace OUT if it exists.")
+def import_r3d_cmd(src, out, mapping, rename, feature_axis, split_set, force):
+    """Import the official R3D code's folder SRC (mapping, splits, groundTruth, features*) into OUT."""
+    from ..data.layout import open_dataset
+    from ..data.r3d_folder import import_r3d
+
+    path = import_r3d(src, out, mapping=mapping, rename=_parse_renames(rename), feature_axis=feature_axis,
+                      split_set=split_set, overwrite=force)
+    click.echo(open_dataset(path).validate().format())
+    click.echo(f"wrote {path}")
