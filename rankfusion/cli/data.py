@@ -176,3 +176,42 @@ def import_r3d_cmd(src, out, mapping, rename, feature_axis, split_set, force):
                       split_set=split_set, overwrite=force)
     click.echo(open_dataset(path).validate().format())
     click.echo(f"wrote {path}")
+
+
+@data.command("import-ntu-skeleton")
+@click.argument("src", type=click.Path())
+@click.argument("out", type=click.Path(file_okay=False))
+@click.option("--protocol", type=click.Choice(["xsub", "xview", "xset"]), default="xsub", show_default=True,
+              help="Train/test split: cross-subject, cross-view (camera 1 test) or cross-setup (NTU 120).")
+@click.option("--val-fraction", default=0.1, show_default=True, type=float,
+              help="Share of the training subjects held out as val.")
+@click.option("--seed", default=0, show_default=True, type=int, help="Seed of the held-out subjects.")
+@click.option("--skip-empty", is_flag=True, help="Leave out files without any body instead of refusing them.")
+@click.option("--force", is_flag=True, help="Replace OUT if it exists.")
+def import_ntu_skeleton_cmd(src, out, protocol, val_fraction, seed, skip_empty, force):
+    """Import a folder SRC of NTU RGB+D .skeleton files into OUT (modality 'skeleton', 75 channels)."""
+    from ..data.layout import open_dataset
+    from ..data.skeleton import import_ntu_skeleton
+
+    path = import_ntu_skeleton(src, out, protocol=protocol, val_fraction=val_fraction, seed=seed,
+                               skip_empty=skip_empty, overwrite=force)
+    click.echo(open_dataset(path).validate().format())
+    click.echo(f"wrote {path}")
+
+
+@data.command("import-utkinect-joints")
+@click.argument("src", type=click.Path())
+@click.argument("labels", type=click.Path())
+@click.argument("out", type=click.Path(file_okay=False))
+@click.option("--val-fraction", default=0.2, show_default=True, type=float,
+              help="Share of the training subjects held out as val.")
+@click.option("--seed", default=0, show_default=True, type=int, help="Seed of the held-out subjects.")
+@click.option("--force", is_flag=True, help="Replace OUT if it exists.")
+def import_utkinect_joints_cmd(src, labels, out, val_fraction, seed, force):
+    """Import UTKinect-Action3D joint files (SRC/joints_sXX_eYY.txt) and LABELS (actionLabel.txt) into OUT."""
+    from ..data.layout import open_dataset
+    from ..data.skeleton import import_utkinect_joints
+
+    path = import_utkinect_joints(src, labels, out, val_fraction=val_fraction, seed=seed, overwrite=force)
+    click.echo(open_dataset(path).validate().format())
+    click.echo(f"wrote {path}")
