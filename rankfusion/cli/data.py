@@ -215,3 +215,31 @@ def import_utkinect_joints_cmd(src, labels, out, val_fraction, seed, force):
     path = import_utkinect_joints(src, labels, out, val_fraction=val_fraction, seed=seed, overwrite=force)
     click.echo(open_dataset(path).validate().format())
     click.echo(f"wrote {path}")
+
+
+@data.command("featurize")
+@click.argument("frames", type=click.Path())
+@click.argument("out", type=click.Path(file_okay=False))
+@click.option("--modality", required=True, help="Modality name of the features (e.g. rgb, depth).")
+@click.option("--backbone", default="resnet50", show_default=True,
+              help="torchvision model name (needs the 'vision' extra) or a torch.export program file (.pt2).")
+@click.option("--weights", default=None, type=click.Path(), help="State dict of the torchvision backbone (a file).")
+@click.option("--random-weights", is_flag=True, help="Randomly initialised backbone (timing and tests only).")
+@click.option("--stride", default=1, show_default=True, type=int, help="Keep every STRIDE-th frame.")
+@click.option("--batch-size", default=32, show_default=True, type=int, help="Frames per forward pass.")
+@click.option("--size", default=224, show_default=True, type=int, help="Input side in pixels (whole frame resized).")
+@click.option("--depth-max", default=8000.0, show_default=True, type=float,
+              help="Depth frames are divided by this (millimetres) and clipped to [0, 1].")
+@click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:N or auto.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def featurize_cmd(frames, out, modality, backbone, weights, random_weights, stride, batch_size, size, depth_max,
+                  device, quiet):
+    """Per-frame features of FRAMES/<video>/ frame folders into OUT/features/<modality>/ (resumable)."""
+    from ..data.featurize import featurize
+
+    done = featurize(frames, out, modality, backbone=backbone, weights=weights, random_weights=random_weights,
+                     stride=stride, batch_size=batch_size, size=size, depth_max=depth_max, device=device,
+                     progress=not quiet)
+    click.echo(f"wrote {len(done['written'])} videos ({done['frames']} frames"
+               + (f", {done['channels']} channels" if done["channels"] else "")
+               + f") to {out}/features/{modality}; skipped {len(done['skipped'])} already written")
