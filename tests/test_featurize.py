@@ -245,3 +245,69 @@ def test_resnet50_architecture_on_two_frames(tmp_path):
     x = np.load(tmp_path / "out" / "features" / "rgb" / "v0.npy")
     assert x.shape == (2048, 2) and np.isfinite(x).all()
     assert sum(p.numel() for p in model.parameters()) == 23_508_032  # ResNet-50 without its 1000-way fc
+
+
+ACTIONS = ["reach", "grasp", "lift", "place"]
+
+
+def _write_e2e_frames(root, n_videos=6, n_frames=24):
+    """rgb/<video>/img_%05d.jpg and depth/<video>/MDepth-%08d.png whose content follows the action."""
+    rng = np.random.default_rng(5)
+    labels = {}
+    for k in range(n_videos):
+        v = f"S001C001P{k + 1:03d}R001A001"
+        cuts = np.sort(rng.choice(np.arange(3, n_frames - 2), size=3, replace=False))
+        lab = np.searchsorted(cuts, np.arange(n_frames), side="right")
+        labels[v] = [ACTIONS[(a + k) % len(ACTIONS)] for a in lab]
+        for kind in ("rgb", "depth"):
+            (root / kind / v).mkdir(parents=True)
+        for t, name in enumerate(labels[v]):
+            a = ACTIONS.index(name)
+            rgb = np.clip(rng.normal(60 * a, 20, size=(30, 40, 3)), 0, 255).astype(np.uint8)
+            Image.fromarray(rgb).save(root / "rgb" / v / f"img_{t + 1:05d}.jpg")
+            depth = np.clip(rng.normal(1000 + 600 * a, 100, size=(30, 40)), 0, 8000).astype(np.uint16)
+            Image.fromarray(depth).save(root / "depth" / v / f"MDepth-{t + 1:08d}.png")
+    return labels
+
+
+def test_frames_to_spectrum_end_to_end(tmp_path, tiny_pt2):
+    import json
+
+    labels = _write_e2e_frames(tmp_path / "frames")
+    data = tmp_path / "data"
+    for kind in ("rgb", "depth"):
+        res = _run("data", "featurize", tmp_path / "frames" / kind, data, "--modality", kind, "--backbone", tiny_pt2,
+                   "--size", "32", "--quiet")
+        assert res.exit_code == 0, res.output
+    # the user's part: labels per featurized frame (frames/<modality>/<video>.txt lists them) and splits
+    (data / "mapping.txt").write_text("".join(f"{i} {a}\n" for i, a in enumerate(ACTIONS)))
+    (data / "groundTruth").mkdir()
+    (data / "splits").mkdir()
+    for v, lab in labels.items():
+        assert len((data / "frames" / "rgb" / f"{v}.txt").read_text().split()) == len(lab)
+        (data / "groundTruth" / f"{v}.txt").write_text("".join(a + "\n" for a in lab))
+    videos = sorted(labels)
+    for split, vs in (("train", videos[:4]), ("val", videos[4:5]), ("test", videos[5:])):
+        (data / "splits" / f"{split}.split1.bundle").write_text("".join(f"{v}.txt\n" for v in vs))
+    res = _run("data", "check", data)
+    assert res.exit_code == 0 and "channels  depth 6, rgb 6" in res.output, res.output
+    run = tmp_path / "run"
+    res = _run("train", data, "--out", run, "--epochs", "1", "--d-model", "8", "--layers", "1", "--batch-size", "4",
+               "--sample-rate", "1", "--modalities", "rgb,depth", "--no-monitor", "--quiet")
+    assert res.exit_code == 0, res.output
+    res = _run("evaluate", run, "--split", "test", "--no-reliance")
+    assert res.exit_code == 0, res.output
+    assert (run / "eval_test.csv").is_file()
+    res = _run("extract", run, "--out", tmp_path / "feats.npz", "--split", "test", "--obs", "0.3")
+    assert res.exit_code == 0, res.output
+    from rankfusion.io import load_arrays
+
+    arrays = load_arrays(tmp_path / "feats.npz")
+    assert arrays["rgb.before"].shape == (int(0.3 * 24), 8)
+    res = _run("spectrum", tmp_path / "feats.npz", "--json")
+    assert res.exit_code == 0, res.output
+    found = {a["key"]: a for a in json.loads(res.output)["arrays"]}
+    assert set(found) == {"rgb.before", "rgb.after", "depth.before", "depth.after"}
+    for a in found.values():
+        assert a["matrix_shape"] == [int(0.3 * 24), 8]
+        assert 1 <= a["numerical_rank"] <= int(0.3 * 24) and 1.0 <= a["effective_rank"] <= a["numerical_rank"] + 1e-9
