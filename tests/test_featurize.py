@@ -128,8 +128,9 @@ def test_featurize_stride_and_resume(tmp_path, make_frames):
     frames = make_frames(tmp_path / "frames")
     out = tmp_path / "out"
     done = featurize(frames / "rgb", out, "rgb", backbone=_tiny(), size=32, stride=2)
-    assert done["written"] == ["v0", "v1"] and done["frames"] == 2 + 3
-    assert (out / "frames" / "rgb" / "v1.txt").read_text().split() == ["img_00001.jpg", "img_00003.jpg", "img_00005.jpg"]
+    # floor(T / stride) frames: 3 -> 1, 5 -> 2
+    assert done["written"] == ["v0", "v1"] and done["frames"] == 1 + 2
+    assert (out / "frames" / "rgb" / "v1.txt").read_text().split() == ["img_00001.jpg", "img_00003.jpg"]
     v0 = (out / "features" / "rgb" / "v0.npy").read_bytes()
     (out / "features" / "rgb" / "v1.npy").unlink()
     again = featurize(frames / "rgb", out, "rgb", backbone=_tiny(), size=32, stride=2)

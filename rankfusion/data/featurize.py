@@ -122,6 +122,14 @@ def to_input(frame: np.ndarray, *, size=DEFAULT_SIZE, depth_max=DEFAULT_DEPTH_MA
     return (x - mean) / std
 
 
+def strided(files: list, stride: int, video="") -> list:
+    """Every ``stride``-th frame from the first, ``floor(T / stride)`` of them (the paper's Sec. 3.3)."""
+    kept = files[: (len(files) // stride) * stride : stride]
+    if not kept:
+        raise InputError(f"video {str(video)!r} has {len(files)} frames, fewer than stride={stride}")
+    return kept
+
+
 def _settings(backbone, weights, stride, size, depth_max):
     return {"backbone": backbone if isinstance(backbone, str) else type(backbone).__name__,
             "weights": None if weights is None else os.path.basename(str(weights)),
@@ -185,7 +193,8 @@ def featurize(frames_dir, out_dir, modality, *, backbone=DEFAULT_BACKBONE, weigh
     weights, random_weights
         See :func:`load_backbone` (torchvision names only).
     stride : int
-        Keep every ``stride``-th frame (the paper's temporal stride).
+        Keep every ``stride``-th frame from the first, ``floor(T / stride)`` frames (the paper's
+        temporal stride tau, Sec. 3.3).
     batch_size, size, depth_max, device, progress
         Frames per forward pass, input side in pixels, depth scale, torch device, progress bar.
 
@@ -206,7 +215,7 @@ def featurize(frames_dir, out_dir, modality, *, backbone=DEFAULT_BACKBONE, weigh
     videos = sorted(p for p in frames_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not videos:
         raise InputError(f"frames folder {str(frames_dir)!r} holds no <video>/ folders")
-    plan = {v.name: list_frames(v)[::stride] for v in videos}
+    plan = {v.name: strided(list_frames(v), stride, v.name) for v in videos}
     dev = _device(device)
     model = backbone if isinstance(backbone, torch.nn.Module) else load_backbone(
         backbone, weights=weights, random_weights=random_weights)
