@@ -32,7 +32,9 @@ def _write_src(root, *, csv_videos=("v1",), channels_first=(), rgb_channels=2048
     for v, n in lengths.items():
         lab = [CLASSES[(i // 3) % 3] for i in range(n)]
         if v in csv_videos:
-            text = "".join(f"/data/ntu/{v}/img_{i:05d}.jpg,{c},UNDEFINED\n" for i, c in enumerate(lab))
+            # the official NTU ground truth has no spaces; its UTKinect one has ", " separators
+            sep = ", " if v == "v3" else ","
+            text = "".join(f"/data/ntu/{v}/img_{i:05d}.jpg{sep}{c}{sep}UNDEFINED\n" for i, c in enumerate(lab))
         else:
             text = "".join(c + "\n" for c in lab)
         (root / "groundTruth" / f"{v}.txt").write_text(text)
@@ -101,13 +103,16 @@ def _break(src, how):
         x[4, 1] = np.nan
         np.save(src / "features_depth" / "v3.npy", x)
         return "video 'v3'", "non-finite"
+    if how == "images":
+        np.save(src / "features_depth" / "v2.npy", np.zeros((6, 12, 16), np.float32))
+        return "video 'v2'", "featurize"
     if how == "no_test":
         (src / "splits" / "test_split.txt").unlink()
         return "test_split.txt", "does not exist"
     raise AssertionError(how)
 
 
-@pytest.mark.parametrize("how", ["frames", "missing", "unknown", "csv", "mixed", "square", "nan", "no_test"])
+@pytest.mark.parametrize("how", ["frames", "missing", "unknown", "csv", "mixed", "square", "nan", "images", "no_test"])
 def test_import_r3d_refuses_bad_input_in_one_line_writing_nothing(tmp_path, how):
     src = tmp_path / "src"
     _write_src(src, rgb_channels=8)
@@ -139,3 +144,24 @@ def test_import_r3d_several_mappings_need_a_choice(tmp_path):
     res = _run("data", "import-r3d", src, tmp_path / "out")
     assert res.exit_code == 2 and "--mapping" in res.output
     assert _run("data", "import-r3d", src, tmp_path / "out", "--mapping", "mapping_l2_changed.txt").exit_code == 0
+
+
+def test_import_r3d_official_mapping_indices_and_spaces(tmp_path):
+    # NTU's official mapping numbers actions from 1 and the official loader drops spaces from labels
+    src = tmp_path / "src"
+    _write_src(src, rgb_channels=8)
+    (src / "mapping.txt").write_text("3 walk\n7 sit down\n12 drink\n")
+    for v in ("v0", "v1", "v2", "v3"):
+        path = src / "groundTruth" / f"{v}.txt"
+        path.write_text(path.read_text().replace(",sit,", ",sitdown,").replace("sit\n", "sit down\n")
+                        .replace(", sit,", ", sitdown,"))
+    res = _run("data", "import-r3d", src, tmp_path / "out")
+    assert res.exit_code == 0, res.output
+    ds = open_dataset(tmp_path / "out")
+    assert ds.classes == ["walk", "sit down", "drink"]
+    assert [ds.classes[i] for i in ds.labels("v0")] == ["walk"] * 3 + ["sit down"] * 3 + ["drink"]
+    meta = json.loads((tmp_path / "out" / "import.json").read_text())
+    assert meta["mapping_indices"] == {"walk": 3, "sit down": 7, "drink": 12}
+    (src / "mapping.txt").write_text("3 walk\n7 sit down\n7 drink\n")
+    res = _run("data", "import-r3d", src, tmp_path / "o2")
+    assert res.exit_code == 2 and "mapping.txt' line 3" in res.output

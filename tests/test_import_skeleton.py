@@ -193,7 +193,7 @@ def test_utkinect_joints_labels_ranges_and_splits(tmp_path):
     res = _run("data", "import-utkinect-joints", tmp_path / "joints", tmp_path / "actionLabel.txt", out)
     assert res.exit_code == 0, res.output
     ds = open_dataset(out, split_set="xsub")
-    assert ds.classes == ["background", *UTK_ACTIONS] and ds.channels("skeleton") == 60
+    assert ds.classes == ["UNDEFINED", *UTK_ACTIONS] and ds.channels("skeleton") == 60
     assert ds.split("test") == ["s02_e01"] and sorted(ds.split("train") + ds.split("val")) == ["s01_e01", "s03_e01"]
     for seq, (numbers, xyz) in written.items():
         first = numbers[0]

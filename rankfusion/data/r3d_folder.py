@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from .._validation import InputError, check_choice
-from .layout import SPLIT_NAMES, _npy_shape, _video_id, read_mapping, write_dataset
+from .layout import SPLIT_NAMES, _npy_shape, _video_id, write_dataset
 
 #: Modality name of the plain ``features/`` folder of the official code (its RGB stream).
 DEFAULT_FEATURES_NAME = "rgb"
@@ -73,6 +73,44 @@ def find_mapping(src: Path, mapping: str | None = None) -> Path:
     return found[0]
 
 
+def _key(name: str) -> str:
+    # the official code looks labels up with their spaces removed
+    return name.replace(" ", "")
+
+
+def read_official_mapping(path: Path) -> tuple[list[str], dict, list[int]]:
+    """Read the official code's mapping: ``"<index> <action name>"`` per line, any distinct integers.
+
+    Returns
+    -------
+    classes : list of str
+        Action names ordered by their index (rankfusion's label ids are their positions).
+    lookup : dict
+        ``{name without spaces: position}``, how ground-truth labels are matched.
+    indices : list of int
+        The file's index of each class (NTU's mapping uses the action number A001 -> 1).
+    """
+    entries = {}
+    for lineno, raw in enumerate(path.read_text().splitlines(), 1):
+        line = raw.strip()
+        if not line:
+            continue
+        parts = line.split(maxsplit=1)
+        if len(parts) != 2 or not re.fullmatch(r"-?\d+", parts[0]):
+            raise InputError(f"{str(path)!r} line {lineno}: expected '<index> <action name>', got {raw!r}")
+        idx, name = int(parts[0]), parts[1].strip()
+        if idx in entries:
+            raise InputError(f"{str(path)!r} line {lineno}: index {idx} appears twice")
+        if any(_key(n) == _key(name) for n in entries.values()):
+            raise InputError(f"{str(path)!r} line {lineno}: action name {name!r} appears twice")
+        entries[idx] = name
+    if not entries:
+        raise InputError(f"mapping file {str(path)!r} is empty")
+    indices = sorted(entries)
+    classes = [entries[i] for i in indices]
+    return classes, {_key(c): i for i, c in enumerate(classes)}, indices
+
+
 def read_split_files(src: Path) -> dict:
     """``{split: [video, ...]}`` from ``splits/<split>_split.txt`` (train and test required)."""
     sdir = src / "splits"
@@ -99,11 +137,12 @@ def read_split_files(src: Path) -> dict:
     return splits
 
 
-def read_ground_truth(path: Path, known: set) -> list[str]:
-    """Per-frame action names of one label file, in either of the official code's line formats.
+def read_ground_truth(path: Path, lookup: dict) -> list[int]:
+    """Per-frame label ids of one label file, in either of the official code's line formats.
 
     A file is either one action name per line (MS-TCN / FUTR) or ``frame_path,label,UNDEFINED``
     per line (the official NTU loader: the second field is the label); mixing both is refused.
+    Names are matched to ``lookup`` with their spaces removed, as the official code does.
     """
     if not path.is_file():
         raise InputError(f"label file {str(path)!r} does not exist")
@@ -125,17 +164,20 @@ def read_ground_truth(path: Path, known: set) -> list[str]:
             name = fields[1]
         else:
             name = line
-        if name not in known:
+        if _key(name) not in lookup:
             what = "an empty line" if not name else f"label {name!r}"
             raise InputError(f"{str(path)!r} line {i}: {what} is not in the mapping file")
-        out.append(name)
+        out.append(lookup[_key(name)])
     return out
 
 
 def _frames_axis(shape, n_labels, path, axis, video, modality) -> int:
     """Which axis of a 2-D feature array counts frames (0 or 1)."""
     if len(shape) != 2:
-        raise InputError(f"{str(path)!r} must hold a 2-D array (frames, channels), got shape {shape}")
+        hint = (" (per-frame images, not features: encode the frames with `rankfusion data featurize`)"
+                if len(shape) >= 3 and n_labels in shape[:1] else "")
+        raise InputError(f"video {video!r}: modality {modality!r} ({str(path)!r}) must hold a 2-D array "
+                         f"(frames, channels), got shape {shape}{hint}")
     if axis == "frames-first":
         return 0
     if axis == "channels-first":
@@ -175,9 +217,9 @@ class _LazyFeatures(Mapping):
         return len(self.axes)
 
 
-def _inspect_video(src, video, folders, known, axis, channels):
+def _inspect_video(src, video, folders, lookup, axis, channels):
     """Labels of ``video`` and, per modality, which axis counts frames (headers only)."""
-    labels = read_ground_truth(src / "groundTruth" / f"{video}.txt", known)
+    labels = read_ground_truth(src / "groundTruth" / f"{video}.txt", lookup)
     axes = {}
     for m, folder in folders.items():
         path = folder / f"{video}.npy"
@@ -228,6 +270,10 @@ def import_r3d(src, out_dir, *, mapping=None, rename=None, feature_axis="auto", 
     pathlib.Path
         ``out_dir``; ``import.json`` there records the source and the modality folders.
 
+    The mapping's indices may be any distinct integers (NTU's official mapping numbers actions
+    from 1); the classes keep their order and are renumbered 0..K-1 (``import.json`` keeps the
+    original indices). Labels match mapping names with spaces removed, as in the official code.
+
     Raises
     ------
     InputError
@@ -239,18 +285,18 @@ def import_r3d(src, out_dir, *, mapping=None, rename=None, feature_axis="auto", 
     if not src.is_dir():
         raise InputError(f"source folder {str(src)!r} does not exist")
     mapping_path = find_mapping(src, mapping)
-    classes = read_mapping(mapping_path)
+    classes, lookup, indices = read_official_mapping(mapping_path)
     folders = modality_folders(src, rename)
     splits = read_split_files(src)
-    known, labels, axes, channels = set(classes), {}, {m: {} for m in folders}, {}
+    labels, axes, channels = {}, {m: {} for m in folders}, {}
     for videos in splits.values():
         for video in videos:
-            labels[video], per_mod = _inspect_video(src, video, folders, known, feature_axis, channels)
+            labels[video], per_mod = _inspect_video(src, video, folders, lookup, feature_axis, channels)
             for m, a in per_mod.items():
                 axes[m][video] = a
     feats = {m: _LazyFeatures(folders[m], axes[m]) for m in folders}
     meta = {"generator": "rankfusion.data.r3d_folder", "source": str(src.resolve()),
-            "mapping": mapping_path.name, "modalities": {m: f.name for m, f in folders.items()},
+            "mapping": mapping_path.name, "mapping_indices": dict(zip(classes, indices)), "modalities": {m: f.name for m, f in folders.items()},
             "splits": {k: len(v) for k, v in splits.items()}}
     return write_dataset(out_dir, classes, labels, feats, splits, split_set=split_set, overwrite=overwrite,
                          extra_files={"import.json": json.dumps(meta, indent=2) + "\n"}, validate=True)

@@ -11,7 +11,7 @@ origin; no scaling, no rotation (docs/datasets.md, "Using the paper's datasets")
   for leading frames). Splits follow the dataset's cross-subject, cross-view or cross-setup
   protocol, read from the ``SsssCcccPpppRrrrAaaa`` file name.
 * UTKinect: a sequence holds ten actions; each frame whose number lies in an action's
-  ``start end`` range (inclusive) gets that action, every other frame ``background``.
+  ``start end`` range (inclusive) gets that action, every other frame ``UNDEFINED``.
   Splits: subjects 1, 3, 5, 7, 9 train, the others test.
 
 In both, validation takes whole subjects out of the training split (seeded). Every file is
@@ -46,8 +46,8 @@ NTU_XSUB_TRAIN = frozenset({
 #: NTU's cross-view training cameras (camera 1 is the test view).
 NTU_XVIEW_TRAIN = frozenset({2, 3})
 NTU_PROTOCOLS = ("xsub", "xview", "xset")
-#: Label of UTKinect frames outside every action range.
-BACKGROUND = "background"
+#: Label of UTKinect frames outside every action range (as in the official code's ground truth).
+BACKGROUND = "UNDEFINED"
 
 _NTU_NAME = re.compile(r"^S(\d{3})C(\d{3})P(\d{3})R(\d{3})A(\d{3})$")
 _UTK_NAME = re.compile(r"^joints_(s(\d+)_e(\d+))$")
