@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from rankfusion.cli import main
-from rankfusion.data.featurize import IMAGENET_MEAN, IMAGENET_STD, featurize, load_backbone, to_input
+from rankfusion.data.featurize import IMAGENET_MEAN, IMAGENET_STD, featurize, load_backbone, scale_depth, to_input
 from rankfusion.data.frames import list_frames, read_frame, read_opencv_xml
 
 
@@ -80,10 +80,17 @@ def test_xml_reader_and_natural_order(tmp_path):
     got = read_opencv_xml(tmp_path / "depthImg9.xml")
     assert got.dtype == np.uint16 and got.shape == (7, 5)
     np.testing.assert_array_equal(got, x + 9)
-    # the <width>/<height>/<data> variant
+    # OpenCV's image node (<width>/<height>/<data>, as the official code reads UTKinect's depth)
     (tmp_path / "wh.xml").write_text("<opencv_storage><depthImg1><width>3</width><height>2</height>"
                                      "<data>1 2 3\n4 5 6</data></depthImg1></opencv_storage>")
     np.testing.assert_array_equal(read_opencv_xml(tmp_path / "wh.xml"), [[1, 2, 3], [4, 5, 6]])
+    (tmp_path / "img.xml").write_text(
+        '<?xml version="1.0"?>\n<opencv_storage>\n<depthImg2 type_id="opencv-image">\n  <width>3</width>\n'
+        "  <height>2</height>\n  <origin>bottom-left</origin>\n  <layout>interleaved</layout>\n  <dt>w</dt>\n"
+        "  <data>\n    1 2 3 4 5 6</data></depthImg2>\n</opencv_storage>\n")
+    got = read_opencv_xml(tmp_path / "img.xml")
+    assert got.dtype == np.uint16
+    np.testing.assert_array_equal(got, [[4, 5, 6], [1, 2, 3]])
 
 
 def test_16bit_png_reads_exactly(tmp_path):
@@ -105,6 +112,10 @@ def test_to_input_scales_depth_and_replicates_channels():
     np.testing.assert_allclose(far.numpy()[:, 0, 0], (1 - np.array(IMAGENET_MEAN)) / np.array(IMAGENET_STD), atol=1e-6)
     grey = to_input(np.full((8, 8), 255, dtype=np.uint8), size=8)
     np.testing.assert_allclose(grey.numpy(), far.numpy(), atol=1e-6)
+    # per-frame min-max (the official preprocessing): the frame's own range maps to [0, 1]
+    d = np.array([[500, 1500], [2500, 4500]], dtype=np.uint16)
+    np.testing.assert_allclose(scale_depth(d, None), [[0, 0.25], [0.5, 1]], rtol=0, atol=1e-7)
+    assert (scale_depth(np.full((2, 2), 7, np.uint16), None) == 0).all()
 
 
 @pytest.mark.parametrize("kind", ["rgb", "ntu_depth", "utk_depth"])
@@ -191,7 +202,8 @@ def test_featurize_bad_frames_one_line_nothing_half_written(tmp_path, make_frame
     written = sorted(p.stem for p in (out / "features" / "m").glob("*.npy")) if out.exists() else []
     # only whole videos finished before the bad one; no temporary file left behind
     assert written == ([finished] if finished else [])
-    assert _leftovers(tmp_path / "out") == [] if out.exists() else True
+    if out.exists():
+        assert _leftovers(out) == []
 
 
 def test_featurize_cli_options_and_refusals(tmp_path, make_frames, tiny_pt2, monkeypatch):
@@ -203,6 +215,15 @@ def test_featurize_cli_options_and_refusals(tmp_path, make_frames, tiny_pt2, mon
     res = _run("data", "featurize", frames / "ntu_depth", tmp_path / "out", "--modality", "depth",
                "--backbone", tiny_pt2, "--size", "32", "--batch-size", "2", "--quiet")
     assert res.exit_code == 0 and "skipped 2 already written" in res.output
+    res = _run("data", "featurize", frames / "ntu_depth", tmp_path / "out", "--modality", "depth",
+               "--backbone", tiny_pt2, "--size", "32", "--depth-max", "minmax", "--quiet")
+    assert res.exit_code == 2 and "depth_max" in res.output  # other settings than those recorded
+    res = _run("data", "featurize", frames / "utk_depth", tmp_path / "out", "--modality", "utk",
+               "--backbone", tiny_pt2, "--size", "32", "--depth-max", "minmax", "--quiet")
+    assert res.exit_code == 0, res.output
+    res = _run("data", "featurize", frames / "utk_depth", tmp_path / "o5", "--modality", "utk",
+               "--backbone", tiny_pt2, "--depth-max", "far")
+    assert res.exit_code == 2 and "'far'" in res.output
     # a program exported for another input size is refused naming the video
     res = _run("data", "featurize", frames / "rgb", tmp_path / "o2", "--modality", "rgb", "--backbone", tiny_pt2,
                "--size", "48", "--quiet")

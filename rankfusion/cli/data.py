@@ -228,8 +228,9 @@ def import_utkinect_joints_cmd(src, labels, out, val_fraction, seed, force):
 @click.option("--stride", default=1, show_default=True, type=int, help="Keep every STRIDE-th frame.")
 @click.option("--batch-size", default=32, show_default=True, type=int, help="Frames per forward pass.")
 @click.option("--size", default=224, show_default=True, type=int, help="Input side in pixels (whole frame resized).")
-@click.option("--depth-max", default=8000.0, show_default=True, type=float,
-              help="Depth frames are divided by this (millimetres) and clipped to [0, 1].")
+@click.option("--depth-max", default="8000", show_default=True,
+              help="Depth frames are divided by this (millimetres) and clipped to [0, 1]; 'minmax': each "
+                   "frame scaled by its own minimum and maximum (the official R3D preprocessing).")
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:N or auto.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def featurize_cmd(frames, out, modality, backbone, weights, random_weights, stride, batch_size, size, depth_max,
@@ -237,6 +238,13 @@ def featurize_cmd(frames, out, modality, backbone, weights, random_weights, stri
     """Per-frame features of FRAMES/<video>/ frame folders into OUT/features/<modality>/ (resumable)."""
     from ..data.featurize import featurize
 
+    if depth_max == "minmax":
+        depth_max = None
+    else:
+        try:
+            depth_max = float(depth_max)
+        except ValueError:
+            raise InputError(f"--depth-max must be a positive number or 'minmax', got {depth_max!r}") from None
     done = featurize(frames, out, modality, backbone=backbone, weights=weights, random_weights=random_weights,
                      stride=stride, batch_size=batch_size, size=size, depth_max=depth_max, device=device,
                      progress=not quiet)

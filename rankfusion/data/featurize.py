@@ -7,7 +7,9 @@ one per feature column, so labels can be aligned.
 
 Preprocessing, one frame at a time: colour images are scaled to [0, 1]; single-channel 8-bit
 images likewise; other single-channel frames (16-bit depth in millimetres, OpenCV XML
-matrices) are divided by ``depth_max`` and clipped to [0, 1], then replicated to 3 channels.
+matrices) are divided by ``depth_max`` and clipped to [0, 1] (or, with ``depth_max=None``,
+scaled by their own minimum and maximum, as the official R3D preprocessing does), then
+replicated to 3 channels.
 The frame is resized to ``size`` x ``size`` (bilinear, antialiased; the whole frame, no crop)
 and normalised with the ImageNet mean and standard deviation. The backbone's classification
 head is removed (ResNet-50: the 2048-d global average pool, as in the paper's Sec. 3.3).
@@ -109,13 +111,24 @@ def load_backbone(name=DEFAULT_BACKBONE, *, weights=None, random_weights=False):
     return _strip_head(model, name).eval()
 
 
+def scale_depth(frame: np.ndarray, depth_max=DEFAULT_DEPTH_MAX) -> np.ndarray:
+    """A single-channel frame in [0, 1], float32: 8-bit / 255; else / ``depth_max``, clipped;
+    ``depth_max=None``: per-frame min-max (a constant frame becomes 0), as the official code does."""
+    x = frame.astype(np.float32)
+    if frame.dtype == np.uint8:
+        return x / 255.0
+    if depth_max is None:
+        lo, hi = float(x.min()), float(x.max())
+        return (x - lo) / (hi - lo) if hi > lo else np.zeros_like(x)
+    return np.clip(x / depth_max, 0.0, 1.0)
+
+
 def to_input(frame: np.ndarray, *, size=DEFAULT_SIZE, depth_max=DEFAULT_DEPTH_MAX) -> torch.Tensor:
     """One frame -> a normalised ``(3, size, size)`` float32 tensor (module docstring)."""
     if frame.ndim == 3:
         x = torch.from_numpy(np.ascontiguousarray(frame[..., :3], dtype=np.float32) / 255.0).permute(2, 0, 1)
     else:
-        scale = 255.0 if frame.dtype == np.uint8 else depth_max
-        x = torch.from_numpy(np.clip(frame.astype(np.float32) / scale, 0.0, 1.0)).expand(3, -1, -1)
+        x = torch.from_numpy(scale_depth(frame, depth_max)).expand(3, -1, -1)
     x = F.interpolate(x[None], size=(size, size), mode="bilinear", antialias=True, align_corners=False)[0]
     mean = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
     std = torch.tensor(IMAGENET_STD).view(3, 1, 1)
@@ -196,7 +209,8 @@ def featurize(frames_dir, out_dir, modality, *, backbone=DEFAULT_BACKBONE, weigh
         Keep every ``stride``-th frame from the first, ``floor(T / stride)`` frames (the paper's
         temporal stride tau, Sec. 3.3).
     batch_size, size, depth_max, device, progress
-        Frames per forward pass, input side in pixels, depth scale, torch device, progress bar.
+        Frames per forward pass, input side in pixels, depth scale (None: per-frame min-max),
+        torch device, progress bar.
 
     Returns
     -------
@@ -207,8 +221,8 @@ def featurize(frames_dir, out_dir, modality, *, backbone=DEFAULT_BACKBONE, weigh
         raise InputError(f"modality must use letters, digits, '_' or '-', got {modality!r}")
     stride, batch_size = check_int(stride, "stride", low=1), check_int(batch_size, "batch_size", low=1)
     size = check_int(size, "size", low=8)
-    if not depth_max > 0:
-        raise InputError(f"depth_max must be positive, got {depth_max!r}")
+    if depth_max is not None and not depth_max > 0:
+        raise InputError(f"depth_max must be positive or None (per-frame min-max), got {depth_max!r}")
     frames_dir, out_dir = Path(frames_dir), Path(out_dir)
     if not frames_dir.is_dir():
         raise InputError(f"frames folder {str(frames_dir)!r} does not exist")

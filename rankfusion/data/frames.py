@@ -10,8 +10,10 @@ A video is a folder of frame files of one kind, ordered by the numbers in their 
 OpenCV XML (``cv::FileStorage``): ``<opencv_storage>`` holding one element with
 ``type_id="opencv-matrix"`` and children ``<rows>``, ``<cols>``, ``<dt>`` (element type code:
 ``u`` uint8, ``c`` int8, ``w`` uint16, ``s`` int16, ``i`` int32, ``f`` float32, ``d`` float64)
-and ``<data>`` (whitespace-separated values, row by row). An element with ``<width>``,
-``<height>`` and ``<data>`` children instead (no type code) is read as well.
+and ``<data>`` (whitespace-separated values, row by row). OpenCV's image node
+(``type_id="opencv-image"``: ``<width>``, ``<height>``, optional ``<origin>``, ``<dt>``,
+``<data>``), which the official R3D code reads for UTKinect's depth, is read as well: rows are
+flipped when ``<origin>`` is ``bottom-left``; without ``<dt>`` the values stay float64.
 """
 
 from __future__ import annotations
@@ -73,13 +75,16 @@ def read_opencv_xml(path) -> np.ndarray:
         return el.text.strip()
 
     if node.find("rows") is not None:
-        rows, cols, dt = child("rows"), child("cols"), child("dt")
+        rows, cols = child("rows"), child("cols")
+    else:
+        rows, cols = child("height"), child("width")
+    dtype = None
+    if node.find("dt") is not None:
+        dt = child("dt")
         m = re.fullmatch(r"(\d*)([ucwsifd])", dt)
         if not m or m.group(1) not in ("", "1"):
             raise InputError(f"{str(path)!r}: <dt>{dt}</dt> is not a single-channel OpenCV element type")
         dtype = OPENCV_DTYPES[m.group(2)]
-    else:
-        rows, cols, dtype = child("height"), child("width"), None
     if not (rows.isdigit() and cols.isdigit()) or int(rows) == 0 or int(cols) == 0:
         raise InputError(f"{str(path)!r}: matrix size {rows} x {cols} is not two positive integers")
     values = child("data").split()
@@ -93,6 +98,9 @@ def read_opencv_xml(path) -> np.ndarray:
     if not np.isfinite(x).all():
         raise InputError(f"{str(path)!r}: <data> holds a non-finite value")
     x = x.reshape(int(rows), int(cols))
+    origin = node.find("origin")
+    if origin is not None and (origin.text or "").strip() == "bottom-left":
+        x = x[::-1]  # an image stored from its bottom row up
     return x.astype(dtype) if dtype is not None else x
 
 
