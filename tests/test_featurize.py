@@ -249,6 +249,33 @@ def _has_torchvision():
     return True
 
 
+def _bench_module():
+    """benchmarks/bench_featurize.py, whose ResNet-50 builder prefers torchvision and checks the parameter count."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_featurize.py"
+    spec = importlib.util.spec_from_file_location("bench_featurize", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_resnet50_architecture_through_featurize_on_two_frames(tmp_path, frames_master):
+    # the real architecture (random weights) on two 16-bit depth frames of NTU's size: 2048-d per frame
+    video = tmp_path / "frames" / "v1"
+    video.mkdir(parents=True)
+    for f in list_frames(frames_master / "ntu_depth" / "v1")[:2]:
+        shutil.copy(f, video / f.name)
+    torch.manual_seed(0)
+    model, _ = _bench_module().resnet50_architecture()
+    done = featurize(tmp_path / "frames", tmp_path / "out", "depth", backbone=model, batch_size=2)
+    assert done["channels"] == 2048 and done["frames"] == 2
+    x = np.load(tmp_path / "out" / "features" / "depth" / "v1.npy")
+    assert x.shape == (2048, 2) and x.dtype == np.float32 and np.isfinite(x).all()
+    assert (x >= 0).all()  # after the last ReLU and the average pool
+
+
 @pytest.mark.skipif(not _has_torchvision(), reason="torchvision (the 'vision' extra) is not importable")
 def test_resnet50_architecture_on_two_frames(tmp_path):
     frames = tmp_path / "frames" / "v0"
