@@ -14,7 +14,7 @@ setup: $(VENV)/.installed
 $(VENV)/.installed: setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install "$(TORCH_SPEC)"
-	$(PY) -m pip install -e ".[dev,scale,parquet,monitor]"
+	$(PY) -m pip install -e ".[dev,scale,parquet,monitor,vision]"
 	touch $@
 
 demo: setup
