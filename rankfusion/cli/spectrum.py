@@ -147,6 +147,8 @@ def _store_results(path: Path, keys, center: bool, top: int, scheduler: str | No
             in_memory = client is None and x.nbytes <= IN_MEMORY_MAX_BYTES
             try:
                 info = spectral.spectrum_info(x.compute() if in_memory else x, center=center)
+            except _dask.StoreReadError:
+                raise  # names the store, the array and the rows already
             except ValueError as exc:
                 raise InputError(f"array {label!r} in {str(path)!r}: {exc}") from None
             sigma = info.sigma[: int(info.rank)]
