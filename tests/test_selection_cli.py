@@ -269,3 +269,21 @@ def test_bad_pattern_matching_only_the_label_column(tmp_path):
     df.to_csv(path, index=False)
     _expect_error(tmp_path, ["--paired", str(path), "--labels", "lab", "--modality", "a=a_*", "--modality", "b=la*",
                              "--anchor", "a"], "modality 'b'", "matches only 'lab'", "the label column (--labels)")
+
+
+def test_paired_interrupted_run_leaves_no_completion_marker(tmp_path, monkeypatch):
+    from rankfusion import plots
+
+    mods, y = _mods()
+    p, out = str(_npz(tmp_path, mods, y)), tmp_path / "sel"
+    assert _run(["--paired", p, "--anchor", "a", "--out", str(out), *FAST]).exit_code == 0
+    assert (out / "modality_evidence.json").is_file()
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt  # stands for a kill between the table and the figure
+
+    monkeypatch.setattr(plots, "save_figure", killed)
+    res = CliRunner().invoke(main, ["modality-select", "--paired", p, "--anchor", "a", "--out", str(out), *FAST])
+    assert res.exit_code != 0
+    # the new table is there, the old figure too: without the JSON the folder says "incomplete"
+    assert (out / "modality_evidence.csv").is_file() and not (out / "modality_evidence.json").exists()
