@@ -783,10 +783,11 @@ def _segmentation_metrics(gts, preds) -> dict:
 
 def _evaluate_single(run_dir: Path, split, data_root, dev, checkpoint, reliance: bool = True,
                      reliance_seed: int = 0) -> dict:
-    from .train import _open, load_run
+    from .train import _open, load_run, resolve_config
 
     model, config, info = load_run(run_dir, checkpoint=checkpoint, device=dev)
     ds = _open(data_root or info["dataset"], config.model.modalities)
+    resolve_config(config, ds)  # the model's channels and classes must be the dataset's
     notes = []
     grid = moc_grid(model, ds, split, config, dev, notes=notes)
     rows = [("moc", "", o, b, v) for (o, b), v in grid.items()]
@@ -795,6 +796,9 @@ def _evaluate_single(run_dir: Path, split, data_root, dev, checkpoint, reliance:
     if reliance and len(ds.split(split)) >= 2:
         for r in modality_reliance(model, ds, split, config, dev, seed=reliance_seed, clean=grid):
             rows += [("reliance", r.modality, o, b, d) for o, b, d in r.grid]
+    elif reliance:
+        notes.append(f"modality reliance skipped: split {split!r} has {len(ds.split(split))} video "
+                     "(it swaps a modality's input between videos, so it needs at least 2)")
     return {"rows": rows, "info": info, "notes": notes}
 
 

@@ -146,10 +146,15 @@ def resolve_config(config: RunConfig, ds) -> RunConfig:
     """Fill ``input_dims`` and ``n_classes`` from the dataset (checking any values already set)."""
     dims = {m: int(ds.channels(m)) for m in config.model.modalities}
     n_classes = len(ds.classes)
+    where = f"dataset {str(getattr(ds, 'root', ''))!r}"
     if config.model.input_dims is not None and dict(config.model.input_dims) != dims:
-        raise InputError(f"config input_dims {config.model.input_dims} do not match the dataset's {dims}")
+        m = next((m for m in dims if dict(config.model.input_dims).get(m) != dims[m]), None)
+        if m is None:
+            raise InputError(f"config input_dims {config.model.input_dims} do not match the {where}'s {dims}")
+        raise InputError(f"modality {m!r} has {dims[m]} channels in {where}, but the model takes "
+                         f"{dict(config.model.input_dims).get(m)} (input_dims {dict(config.model.input_dims)})")
     if config.model.n_classes is not None and config.model.n_classes != n_classes:
-        raise InputError(f"config n_classes {config.model.n_classes} does not match the dataset's {n_classes}")
+        raise InputError(f"config n_classes {config.model.n_classes} does not match the {where}'s {n_classes}")
     return config.replace(model={"input_dims": dims, "n_classes": n_classes})
 
 
