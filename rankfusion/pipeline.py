@@ -472,12 +472,12 @@ class RunCache:
     def evaluate(self, rec: RunRecord, *, split: str = "test", noise: tuple | None = None) -> pd.DataFrame:
         """MoC grid of a run's best checkpoint as ``obs_ratio, beta, moc`` (%), cached as CSV in the run.
 
-        Only the anticipation protocol is run (:func:`rankfusion.evaluate.moc_grid`, DESIGN.md), not
+        Only the anticipation protocol is run (:func:`rankfusion.evaluate.moc_grid`), not
         the segmentation metrics of ``rankfusion evaluate``: the figures need MoC alone.
         """
         from .data import open_dataset
         from .evaluate import moc_grid
-        from .train import load_run, resolve_device
+        from .runs import load_run, resolve_device
 
         tag = "clean" if not noise or noise[1] == 0 else f"{noise[0]}-{_tag(noise[1])}-n{noise[2]}"
         out = rec.run_dir / f"moc-{split}-{tag}.csv"
@@ -500,7 +500,7 @@ class RunCache:
         ``modality, moc, moc_swapped, drop`` (grid means, MoC points), cached as CSV in the run."""
         from .data import open_dataset
         from .evaluate import modality_reliance
-        from .train import load_run, resolve_device
+        from .runs import load_run, resolve_device
 
         out = rec.run_dir / f"reliance-{split}-d{seed}.csv"
         if out.exists():

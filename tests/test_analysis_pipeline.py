@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from rankfusion import pipeline
-from rankfusion.demo import prepare_dataset
+from rankfusion.data.synth import prepare_dataset
 
 
 @pytest.fixture(scope="module")

@@ -137,7 +137,7 @@ def _paired(path, labels_key, specs, cands, folds, seeds, surrogates, steps, wid
             quiet, threads):
     from .. import plots, selection
     from ..data.importer import parse_modality_spec
-    from ..figures import to_markdown
+    from ..io import to_markdown
     from ..io import write_json, write_text
 
     mods = {}
@@ -184,7 +184,8 @@ def _paired(path, labels_key, specs, cands, folds, seeds, surrogates, steps, wid
 
 def _rank_runs(features, data, cands, expected, out, anchor, cache_dir, profile, device, quiet, threads, as_json):
     from .. import selection
-    from ..figures import FigureContext, fig_modality, to_markdown, write_manifest, write_selection
+    from ..figures import FigureContext, fig_modality, write_manifest, write_selection
+    from ..io import to_markdown
 
     moc = None
     if data is not None:
@@ -256,7 +257,8 @@ def robustness_cmd(data, out, partner, noise_seed, anchor, cache_dir, profile, d
     calibrated per modality so that each level changes that modality's token-fuser input by the same
     relative amount (docs/analysis.md). Writes noise_sigmas, noise_gains, noise_moc tables and figures.
     """
-    from ..figures import FigureContext, fig_noise, to_markdown, write_manifest
+    from ..figures import FigureContext, fig_noise, write_manifest
+    from ..io import to_markdown
 
     cache = _cache(data, cache_dir, profile, device, quiet, threads)
     ctx = FigureContext(cache, out, anchor=anchor, partner=partner)

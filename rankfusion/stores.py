@@ -1,141 +1,26 @@
-"""Dask backend of the seam, and chunked stores (the ``[scale]`` extra).
+"""Chunked stores as dask arrays: zarr and HDF5 files, and a Dask scheduler (the ``[scale]`` extra).
 
-A dask array of shape (N, D), chunked by rows, is never gathered: every operation
-:mod:`rankfusion.spectral` needs on the N axis is a reduction whose result is small
-(D, or D x D) and comes back as NumPy; everything after it (``eigvalsh``, the certification,
-Eq. 1) is the NumPy backend's. Hence dask input gives NumPy results.
-
-* The float64 Gram matrix is a tree reduction: one :class:`~rankfusion.spectral.GramAccumulator`
-  per row block (float64, chunked within the block), combined pairwise-in-groups with
-  :meth:`GramAccumulator.merge`, so no worker ever holds more than one block and a D x D matrix.
-* When the Gram route cannot certify the spectrum (the same rule as in memory), the exact
-  fallback is the R factor of a tall-skinny QR (:func:`dask.array.linalg.tsqr`, float64):
-  ``X = Q R`` with orthonormal ``Q``, so ``svdvals(X) = svdvals(R)``, and Householder QR is
-  backward stable like the in-memory SVD. Gathering X instead would need N x D float64 on one
-  machine, which is what a user of a chunked store does not have; TSQR needs one block per worker.
-
-The computation runs on whatever scheduler dask uses at the time of the call: the active
-``distributed.Client`` if there is one (see :func:`connect`), else the local threaded scheduler.
+:func:`open_store` opens the 2-D array of a zarr store or HDF5 file lazily as a dask array chunked
+by rows, and :func:`connect` attaches to a running Dask scheduler. :mod:`rankfusion.spectral` then
+computes on the dask array without gathering it (:class:`rankfusion._backend.DaskOps`: every
+reduction over N runs on dask; its small results come back as NumPy). The computation runs on
+whatever scheduler dask uses at the time of the call: the active ``distributed.Client`` if there is
+one (see :func:`connect`), else the local threaded scheduler.
 """
 
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
 
 import numpy as np
 
-from ._backend import NumpyOps, chunk_rows_for
-from ._validation import InputError, describe
+from ._backend import DASK_EXTRA, chunk_rows_for
+from ._validation import InputError, require_extra
 
 #: The extra that carries the optional engines of this module.
-EXTRA = "scale"
-#: Partial accumulators merged per task of the tree reduction (dask's own default ``split_every``).
-SPLIT_EVERY = 8
+EXTRA = DASK_EXTRA
 #: Seconds to wait for a Dask scheduler before giving up (a wrong address fails fast).
 CONNECT_TIMEOUT_S = 5
-
-
-def require(module: str):
-    """Import an optional engine, or raise ImportError in one line naming the extra."""
-    try:
-        return importlib.import_module(module)
-    except ImportError:
-        raise ImportError(
-            f"{module.split('.')[0]} is not installed; it comes with the [{EXTRA}] extra: "
-            f"pip install 'rankfusion[{EXTRA}]'"
-        ) from None
-
-
-# --------------------------------------------------------------------------------------
-# The backend
-# --------------------------------------------------------------------------------------
-
-
-def _block_acc(block, mu, chunk_rows):
-    """One row block -> a GramAccumulator holding its float64 Gram (the leaf of the tree).
-
-    No finiteness check here: a NaN/Inf anywhere shows in the merged diagonal, and the caller
-    then names ``X`` (a block knows neither its name nor its offset).
-    """
-    from .spectral import GramAccumulator
-
-    return GramAccumulator._of_block(np.asarray(block), mu, chunk_rows)
-
-
-def _merge(*accs):
-    """Combine step of the tree: GramAccumulator.merge, in order."""
-    out = accs[0]
-    for a in accs[1:]:
-        out.merge(a)
-    return out
-
-
-def _compute(*lazy):
-    dask = require("dask")
-    return dask.compute(*lazy)
-
-
-class DaskOps(NumpyOps):
-    """Row-chunked dask arrays: reductions over N run on dask, the rest is :class:`NumpyOps`."""
-
-    name = "dask"
-
-    @staticmethod
-    def check_layout(x, name):
-        """2-D, tall (N >= D), one chunk across the columns (rechunked if not)."""
-        if x.ndim != 2:
-            raise ValueError(f"{name}: a dask array must be 2-D (N, D), chunked by rows, got {describe(x)}")
-        if any(np.isnan(c) for dim in x.chunks for c in dim):
-            raise ValueError(f"{name}: a dask array must have known chunk sizes (call compute_chunk_sizes()), got {describe(x)}")
-        if x.shape[0] < x.shape[1]:
-            raise ValueError(f"{name}: a dask array must be tall (N >= D rows), got {describe(x)}")
-        return x if x.numblocks[1] == 1 else x.rechunk({1: -1})
-
-    @staticmethod
-    def mean64(x, axis):
-        (mu,) = _compute(x.mean(axis=axis, dtype=np.float64, keepdims=True))
-        return np.asarray(mu, dtype=np.float64)
-
-    @staticmethod
-    def gram64(x, mu=None, chunk_rows=None):
-        """``(X - mu)^T (X - mu)`` in float64 as a tree reduction of per-block accumulators."""
-        delayed = require("dask").delayed
-        chunk_rows = chunk_rows or chunk_rows_for(x.shape[1])
-        mu_d = None if mu is None else delayed(mu)
-        parts = [delayed(_block_acc)(b, mu_d, chunk_rows) for b in x.to_delayed().ravel()]
-        while len(parts) > 1:
-            parts = [delayed(_merge)(*parts[i : i + SPLIT_EVERY]) for i in range(0, len(parts), SPLIT_EVERY)]
-        (acc,) = _compute(parts[0])
-        return acc.gram
-
-    @staticmethod
-    def colsq64(x, mu=None, chunk_rows=None):
-        c = x.astype(np.float64)
-        if mu is not None:
-            c = c - mu
-        (out,) = _compute((c * c).sum(axis=-2))
-        return np.asarray(out, dtype=np.float64)
-
-    @staticmethod
-    def to64(x):
-        return x.astype(np.float64)
-
-    @staticmethod
-    def svdvals64(x):
-        """Singular values of a tall float64 dask array from the R factor of its TSQR."""
-        import scipy.linalg
-
-        linalg = require("dask.array.linalg")
-        x = x if x.numblocks[1] == 1 else x.rechunk({1: -1})
-        _, r = linalg.tsqr(x)
-        (r,) = _compute(r)
-        return scipy.linalg.svdvals(r, check_finite=False)
-
-    @staticmethod
-    def matmul64(x, w, chunk_rows=None):
-        (out,) = _compute(x.astype(np.float64) @ w)
-        return out
 
 
 # --------------------------------------------------------------------------------------
@@ -227,15 +112,15 @@ def open_store(path: Path, key: str | None = None):
         Missing path, unreadable store, no such key, several arrays and no key, or an array
         that is not 2-D numeric.
     """
-    da = require("dask.array")
+    da = require_extra("dask.array", EXTRA)
     if not path.exists():
         raise InputError(f"store {str(path)!r} does not exist")
     try:
         if path.suffix.lower() in HDF5_SUFFIXES:
-            h5py = require("h5py")
+            h5py = require_extra("h5py", EXTRA)
             arrays = _hdf5_arrays(h5py.File(path, "r"))
         else:
-            zarr = require("zarr")
+            zarr = require_extra("zarr", EXTRA)
             arrays = _zarr_arrays(zarr.open(str(path), mode="r"))
     except ImportError:
         raise
@@ -305,10 +190,10 @@ def connect(address: str, timeout: float | None = None):
     InputError
         If the scheduler cannot be reached within ``timeout`` seconds.
     """
-    distributed = require("distributed")
+    distributed = require_extra("distributed", EXTRA)
     timeout = CONNECT_TIMEOUT_S if timeout is None else timeout
     try:
-        require("distributed.comm").get_address_host_port(address)
+        require_extra("distributed.comm", EXTRA).get_address_host_port(address)
     except ValueError as exc:
         raise InputError(f"--scheduler {address!r} is not a Dask scheduler address: {_first_line(exc)}") from None
     _handshake(address, timeout)
