@@ -690,8 +690,11 @@ def resource_estimate(cfg: SynthConfig) -> tuple[int, int]:
     return memory, disk
 
 
-def _check_resources(cfg: SynthConfig, out: Path) -> None:
-    """Refuse, before anything is written, a dataset larger than this machine's memory or free disk."""
+def _check_destination(cfg: SynthConfig, out: Path, overwrite: bool) -> None:
+    """Refuse, before anything is written, an existing ``out`` (unless ``overwrite``) and a dataset
+    larger than this machine's memory or free disk."""
+    if out.exists() and not overwrite:
+        raise InputError(f"output folder {str(out)!r} already exists; pass overwrite=True (--force) to replace it")
     memory, disk = resource_estimate(cfg)
     what = f"max_frames={cfg.max_frames} (--max-frames) and n_videos={cfg.n_videos} (--videos)"
     try:
@@ -737,8 +740,7 @@ def synthesize(out_dir, *, seed=0, n_videos=DEFAULT_VIDEOS, min_frames=DEFAULT_M
         default ``DEFAULT_CHANNELS``. ``noise`` needs ``depth`` with the same channels.
     split_fractions : tuple of 3 float
         Train / val / test shares (default ``DEFAULT_SPLIT``: 0.5 / 0.1 / 0.4; each split gets at
-        least one video of its own: val and test are rounded up to one, and shares that leave
-        train none are refused).
+        least one video: val and test are raised to one, shares leaving train none are refused).
     noise_scale : float
         Multiplies all noise (at most ``MAX_NOISE_SCALE``).
     split_set : str
@@ -776,9 +778,7 @@ def synthesize(out_dir, *, seed=0, n_videos=DEFAULT_VIDEOS, min_frames=DEFAULT_M
                       split_set=split_set, complementarity=complementarity, nuisance=nuisance,
                       imbalance=imbalance).validate()
     out = Path(out_dir)
-    if out.exists() and not overwrite:
-        raise InputError(f"output folder {str(out)!r} already exists; pass overwrite=True (--force) to replace it")
-    _check_resources(cfg, out)
+    _check_destination(cfg, out, overwrite)
     t0 = time.perf_counter()
     with atomic_dir(out) as tmp:
         truth = _write(tmp, cfg, progress)
