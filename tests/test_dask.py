@@ -306,3 +306,16 @@ def test_cli_a_server_that_is_not_a_scheduler_is_one_error_line(tmp_path, monkey
     line = _one_error_line(_run(tmp_path / "ok.zarr", "--scheduler", address))
     assert msg in line and address in line
     assert time.monotonic() - start < 10  # bounded by the handshake timeout, with room for a loaded machine
+
+
+def test_cli_a_real_scheduler_passes_the_handshake(tmp_path, rng):
+    distributed = pytest.importorskip("distributed")
+    X = _features(rng, n=400, d=6)
+    zarr.create_array(tmp_path / "ok.zarr", shape=X.shape, chunks=(100, 6), dtype="f4")[:] = X
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False, protocol="tcp",
+                                  dashboard_address=None) as cluster:
+        res = _run(tmp_path / "ok.zarr", "--json", "--scheduler", cluster.scheduler_address)
+    assert res.exit_code == 0, res.output
+    (arr,) = json.loads(res.stdout)["arrays"]
+    assert arr["method"] == "dask (gram)"
+    assert arr["effective_rank"] == pytest.approx(float(S.effective_rank(X)), rel=1e-12)
