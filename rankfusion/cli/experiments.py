@@ -67,12 +67,12 @@ def _cache_options(f):
 
 
 def _cache(data, cache_dir, profile, device, quiet, threads=1):
-    from ..pipeline import RunCache, get_profile, set_threads
+    from ..pipeline import RunCache, default_cache_dir, get_profile, set_threads
 
     data = Path(data)
     if not data.is_dir():
         raise InputError(f"--data folder {str(data)!r} does not exist")
-    cache_dir = cache_dir if cache_dir is not None else data.resolve().parent / "rankfusion-cache"
+    cache_dir = cache_dir if cache_dir is not None else default_cache_dir(data)
     set_threads(threads)
     return RunCache(data, cache_dir, get_profile(profile), device=device, progress=not quiet)
 
