@@ -163,8 +163,8 @@ def _one_error_line(res):
     return lines[0]
 
 
-@pytest.mark.parametrize("split,counts", [("0,0,1", "train -1, val 1, test 6"),
-                                          ("1e-300,0.5,0.5", "train 0, val 3, test 3")])
+@pytest.mark.parametrize("split,counts", [("0,0,1", "train without a video (val 1, test 6)"),
+                                          ("1e-300,0.5,0.5", "train without a video (val 3, test 3)")])
 def test_synth_split_without_a_video_of_its_own_is_refused_before_writing(tmp_path, split, counts):
     out = tmp_path / "s"
     line = _one_error_line(_run("data", "synth", str(out), "--videos", "6", "--split", split))

@@ -251,11 +251,11 @@ class SynthConfig:
         fr = tuple(self.split_fractions)
         if len(fr) != 3 or any(not isinstance(f, (int, float)) or f < 0 for f in fr) or not np.isclose(sum(fr), 1.0):
             raise InputError(f"split_fractions must be 3 non-negative numbers summing to 1, got {fr!r}")
-        counts = _split_counts(self.n_videos, fr)
-        if min(counts) < 1:
+        n_train, n_val, n_test = _split_counts(self.n_videos, fr)
+        if n_train < 1:  # val and test are raised to one video each
             raise InputError(f"split_fractions {','.join(f'{f:g}' for f in fr)} (--split) on {self.n_videos} videos "
-                             f"gives train {counts[0]}, val {counts[1]}, test {counts[2]} videos: every split needs "
-                             "at least one video of its own")
+                             f"leaves train without a video (val {n_val}, test {n_test}): every split needs at least "
+                             "one video of its own")
         if not self.split_set or "." in self.split_set or "/" in self.split_set:
             raise InputError(f"split_set must be a plain name without '.' or '/', got {self.split_set!r}")
         return self
