@@ -32,7 +32,7 @@ from ._validation import InputError, InputTypeError, check_choice, check_float, 
 from .data.torchdata import video_inputs
 from .distributed import all_reduce_list, shard
 from .io import write_text
-from .runs import load_run, open_data, resolve_device, seed_dirs
+from .runs import check_config_data, load_run, open_data, resolve_device, seed_dirs
 
 if TYPE_CHECKING:
     from .config import RunConfig
@@ -783,6 +783,7 @@ def _evaluate_single(run_dir: Path, split, data_root, dev, checkpoint, reliance:
 
     model, config, info = load_run(run_dir, checkpoint=checkpoint, device=dev)
     ds = open_data(data_root or info["dataset"], config.model.modalities)
+    check_config_data(config, ds)  # the model's channels and classes must be the dataset's
     notes = []
     grid = moc_grid(model, ds, split, config, dev, notes=notes)
     rows = [("moc", "", o, b, v) for (o, b), v in grid.items()]
@@ -791,6 +792,9 @@ def _evaluate_single(run_dir: Path, split, data_root, dev, checkpoint, reliance:
     if reliance and len(ds.split(split)) >= 2:
         for r in modality_reliance(model, ds, split, config, dev, seed=reliance_seed, clean=grid):
             rows += [("reliance", r.modality, o, b, d) for o, b, d in r.grid]
+    elif reliance:
+        notes.append(f"modality reliance skipped: split {split!r} has {len(ds.split(split))} video "
+                     "(it swaps a modality's input between videos, so it needs at least 2)")
     return {"rows": rows, "info": info, "notes": notes}
 
 

@@ -38,7 +38,7 @@ from ._progress import bar_disabled
 from ._validation import InputError, check_int
 from .data.synth import dataset_matches, prepare_dataset
 from .io import atomic_path, to_markdown, write_json, write_text
-from .pipeline import PROFILES, RunCache, expected_complementary, git_commit
+from .pipeline import PROFILES, RunCache, entry_lock, expected_complementary, git_commit
 from .verdicts import RESOLVE_SD
 
 #: Exchange ratios of Fig. 5.
@@ -1213,8 +1213,17 @@ def make_figures(ctx: FigureContext, only=None, *, command: str = "", progress: 
 
 
 def write_manifest(ctx: FigureContext, results: dict, *, command: str = "") -> Path:
-    """Write/merge ``manifest.json``: per figure its files, runs (config hash, seed), parameters."""
+    """Write/merge ``manifest.json``: per figure its files, runs (config hash, seed), parameters.
+
+    The read-merge-write holds the manifest's file lock, so processes writing figures into one
+    folder at once keep each other's entries.
+    """
     path = ctx.out / "manifest.json"
+    with entry_lock(path):
+        return _merge_manifest(ctx, path, results, command)
+
+
+def _merge_manifest(ctx: FigureContext, path: Path, results: dict, command: str) -> Path:
     manifest = {}
     if path.exists():
         try:

@@ -30,7 +30,7 @@ from ._validation import InputError, InputTypeError, check_choice, check_int
 from .config import RunConfig
 from .distributed import all_reduce_list
 from .evaluate import moc_grid
-from .runs import is_multi_seed, load_checkpoint, load_run, open_data, recorded_config_hash, resolve_device, seed_dirs  # noqa: F401 (public here too)
+from .runs import check_config_data, is_multi_seed, load_checkpoint, load_run, open_data, recorded_config_hash, resolve_device, seed_dirs  # noqa: F401 (public here too)
 from .io import atomic_path, write_json, write_text
 
 _METRIC_FIELDS = ["epoch", "train_loss", "train_seg", "train_cls", "train_dur", "val_loss", "val_moc",
@@ -101,12 +101,7 @@ def _save_torch(obj, path: Path):
 
 def resolve_config(config: RunConfig, ds) -> RunConfig:
     """Fill ``input_dims`` and ``n_classes`` from the dataset (checking any values already set)."""
-    dims = {m: int(ds.channels(m)) for m in config.model.modalities}
-    n_classes = len(ds.classes)
-    if config.model.input_dims is not None and dict(config.model.input_dims) != dims:
-        raise InputError(f"config input_dims {config.model.input_dims} do not match the dataset's {dims}")
-    if config.model.n_classes is not None and config.model.n_classes != n_classes:
-        raise InputError(f"config n_classes {config.model.n_classes} does not match the dataset's {n_classes}")
+    dims, n_classes = check_config_data(config, ds)
     return config.replace(model={"input_dims": dims, "n_classes": n_classes})
 
 

@@ -352,3 +352,22 @@ def test_trunk_width_fixes_the_stacked_width():
     del d["model"]["trunk_width"], d["train"]["transition_weight"]
     old = hashlib.sha256(json.dumps(d, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:12]
     assert plain.config_hash() == old != cfg.config_hash()
+
+
+def test_cli_evaluate_on_another_channel_count_and_a_one_video_split(tiny_data, tmp_path):
+    from rankfusion.data import synthesize
+
+    run = train(tiny_config(epochs=1), tiny_data, tmp_path / "run", seed=1, progress=False)
+    # the test split has one video: reliance (a swap between videos) cannot run, and says so
+    r = CliRunner().invoke(main, ["evaluate", str(run)])
+    assert r.exit_code == 0, r.output
+    assert "note: modality reliance skipped: split 'test' has 1 video" in r.stderr
+    before = (run / "eval_test.csv").read_bytes()
+    other = synthesize(tmp_path / "other", seed=3, split_fractions=(0.7, 0.15, 0.15), n_videos=3, min_frames=60,
+                       max_frames=70, channels={"rgb": 8, "depth": 5})
+    r = CliRunner().invoke(main, ["evaluate", str(run), "--data", str(other)])
+    lines = [ln for ln in r.output.splitlines() if ln.strip()]
+    assert r.exit_code == 2 and len(lines) == 1, r.output
+    assert lines[0] == (f"Error: modality 'depth' has 5 channels in dataset {str(other)!r}, but the model takes 6 "
+                        "(input_dims {'rgb': 8, 'depth': 6})")
+    assert (run / "eval_test.csv").read_bytes() == before  # the earlier result is left as it was

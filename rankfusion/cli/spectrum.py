@@ -205,6 +205,8 @@ def _store_results(path: Path, keys, center: bool, top: int, scheduler: str | No
                 centre = center if convention == "paper" else spectral.CONVENTIONS[convention].center
             try:
                 info = spectral.spectrum_info(x_in, center=centre)
+            except stores.StoreReadError:
+                raise  # names the store, the array and the rows already
             except ValueError as exc:
                 raise InputError(f"array {label!r} in {str(path)!r}: {exc}") from None
             sigma = info.sigma[: int(info.rank)]
