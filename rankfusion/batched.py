@@ -49,7 +49,8 @@ from torch.nn import functional as F
 
 from ._validation import InputTypeError
 from .config import R3DConfig, RunConfig, TrainConfig
-from .evaluate import MoCAccumulator, grid_cells, observed_inputs
+from .data.torchdata import video_inputs
+from .evaluate import MoCAccumulator, grid_cells, observed_cuts
 from .model import R3DOutput, recency_positions, sinusoidal_positions
 from .monitor import EPOCH_VIDEOS, EpochRanks
 from .spectral import channel_informativeness, low_informative_channels
@@ -383,7 +384,8 @@ class _Group:
         accs = [MoCAccumulator(self.config.model.n_classes, betas=tuple(tc.eval_betas), future_ratio=tc.future_ratio)
                 for _ in range(K)]
         with torch.no_grad():
-            for o, gt, feats, mask in observed_inputs(r0.ds, r0.ds.split("val"), self.config, self.dev, tc.eval_obs):
+            for o, gt, video, past, _ in observed_cuts(r0.ds, r0.ds.split("val"), tc.eval_obs):
+                feats, mask = video_inputs(r0.ds, video, self.config.model.modalities, past, tc.sample_rate, self.dev)
                 f = {m: v.expand(K, *v.shape) for m, v in feats.items()}
                 out = stacked_forward(self.params, self.buffers, self.model0, f, mask.expand(K, *mask.shape),
                                       training=False)

@@ -15,6 +15,12 @@ from pathlib import Path
 
 from ._validation import InputError
 from .io import write_json, write_text
+from .data import open_dataset
+from .data.synth import prepare_dataset
+from .figures import FigureContext, make_figures
+from .io import to_markdown
+from .pipeline import RunCache, get_profile, set_threads
+from .report import build_report, spectrum_table, theorem_checks
 
 
 def _cpu_seconds() -> float:
@@ -24,29 +30,6 @@ def _cpu_seconds() -> float:
     own = resource.getrusage(resource.RUSAGE_SELF)
     kids = resource.getrusage(resource.RUSAGE_CHILDREN)
     return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
-
-
-def prepare_dataset(out, synth_kwargs: dict, *, seed: int = 0, progress: bool = False) -> Path:
-    """The demo's synthetic dataset at ``out``, generated unless one with the same settings exists."""
-    from .data import synthesize
-
-    out = Path(out)
-    if dataset_matches(out, synth_kwargs, seed=seed):
-        return out
-    return synthesize(out, seed=seed, overwrite=True, progress=progress, **synth_kwargs)
-
-
-def dataset_matches(root, synth_kwargs: dict, *, seed: int = 0) -> bool:
-    """Whether ``root`` holds a synthetic dataset generated with these settings (its ``synth.json``)."""
-    meta = Path(root) / "synth.json"
-    if not meta.exists():
-        return False
-    try:
-        cfg = json.loads(meta.read_text()).get("config", {})
-    except (OSError, ValueError):
-        return False
-    want = dict(synth_kwargs, seed=seed)
-    return all(cfg.get(k) == (list(v) if isinstance(v, tuple) else v) for k, v in want.items())
 
 
 def run_demo(out, *, quick: bool = False, device: str = "cpu", seed: int = 0, progress: bool = True,
@@ -77,11 +60,6 @@ def run_demo(out, *, quick: bool = False, device: str = "cpu", seed: int = 0, pr
     dict
         ``report`` (path), ``seconds`` (wall time), ``ranking`` (modality ranking), ``matches``.
     """
-    from .data import open_dataset
-    from .figures import FigureContext, make_figures, to_markdown
-    from .pipeline import RunCache, get_profile, set_threads
-    from .report import build_report, spectrum_table, theorem_checks
-
     t0, c0 = time.perf_counter(), _cpu_seconds()
     set_threads(threads)
     out = Path(out)

@@ -1,0 +1,267 @@
+"""The one inference layer: every verdict rankfusion prints is a test from this module.
+
+A verdict compares arms over seeds (or folds, or replicates), so it is a statistical test with a
+stated interval, p-value and family. This module holds the few tests the toolkit uses, all on
+top of :mod:`scipy.stats`:
+
+- :func:`compare`: Welch's t-test of two arms (the paired t-test when the arms share their seeds
+  *and* the pairing is real, see its docstring), with the (1 - alpha) interval of the difference
+  and the smallest difference the design could have detected (:attr:`Comparison.mde`), so that
+  "unresolved" says what it could have seen;
+- :func:`adjust`: Holm's or Benjamini-Hochberg's adjustment of a family of p-values;
+- :func:`empirical_p`: the p-value of a score against control draws (the noise controls);
+- :func:`agreement`: Spearman's rho with an exact permutation p-value over the candidates.
+
+:data:`ALPHA` is the level of every verdict in the toolkit; change it here and only here.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import optimize, stats
+
+#: The significance level of every verdict rankfusion states.
+ALPHA = 0.05
+
+#: The power at which :attr:`Comparison.mde` is the smallest detectable difference.
+POWER = 0.8
+
+#: Up to this many candidates, :func:`agreement` enumerates every ordering (8! = 40,320).
+EXACT_PERMUTATIONS_UP_TO = 8
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """The outcome of :func:`compare`: the difference of two arms' means, tested.
+
+    Attributes
+    ----------
+    diff : float
+        ``mean(a) - mean(b)`` (for a paired test, the mean of the pairwise differences, which is
+        the same number).
+    ci : tuple of float
+        The (1 - alpha) confidence interval of ``diff``; ``(nan, nan)`` when untestable.
+    p : float
+        The two-sided p-value; ``nan`` when untestable (fewer than two values in an arm).
+    resolved : bool
+        ``p < alpha``.
+    n_a, n_b : int
+        The number of values in each arm.
+    test : str
+        The test used: ``"Welch t"``, ``"paired t"``, ``"exact (no spread)"`` (every value of each
+        arm identical: the difference has no sampling error) or ``"none (n < 2)"``.
+    alpha : float
+        The level the verdict was taken at.
+    se, df : float
+        The standard error of ``diff`` and the test's degrees of freedom (``nan`` when untestable).
+    """
+
+    diff: float
+    ci: tuple
+    p: float
+    resolved: bool
+    n_a: int
+    n_b: int
+    test: str
+    alpha: float
+    se: float
+    df: float
+
+    @property
+    def mde(self) -> float:
+        """The smallest |difference| this design detects with :data:`POWER` power at level alpha.
+
+        Same test, same n, the observed spread; ``0.0`` without spread, ``nan`` when untestable.
+        """
+        if not math.isfinite(self.se):
+            return float("nan")
+        if self.se == 0.0:
+            return 0.0
+        return _mde(self.se, self.df, self.alpha)
+
+
+def _values(x, name: str) -> np.ndarray:
+    a = np.asarray(x, dtype=np.float64).ravel()
+    if not np.all(np.isfinite(a)):
+        raise ValueError(f"{name} has non-finite values ({int(np.sum(~np.isfinite(a)))} of {a.size}); "
+                         "drop failed runs explicitly before comparing")
+    return a
+
+
+def _check_alpha(alpha: float) -> float:
+    if not (isinstance(alpha, (int, float)) and 0 < alpha < 1):
+        raise ValueError(f"alpha must be in (0, 1), got {alpha!r}")
+    return float(alpha)
+
+
+def _power(delta: float, se: float, df: float, alpha: float) -> float:
+    """Power of the two-sided t-test (``df`` degrees of freedom) at a true difference ``delta``."""
+    t_crit = stats.t.ppf(1 - alpha / 2, df)
+    nc = delta / se
+    # the far tail (a rejection with the wrong sign) is negligible where scipy's series returns NaN
+    wrong_sign = float(np.nan_to_num(stats.nct.cdf(-t_crit, df, nc), nan=0.0))
+    return float(stats.nct.sf(t_crit, df, nc)) + wrong_sign
+
+
+def _mde(se: float, df: float, alpha: float) -> float:
+    """The |difference| at which :func:`_power` reaches :data:`POWER` (bracketed root)."""
+    hi = se * (stats.t.ppf(1 - alpha / 2, df) + stats.t.ppf(POWER, df)) * 4 + se
+    return float(optimize.brentq(lambda d: _power(d, se, df, alpha) - POWER, 0.0, hi, xtol=1e-12 * hi))
+
+
+def compare(a, b, *, paired: bool = False, alpha: float = ALPHA) -> Comparison:
+    """Test the difference of the means of two arms (seeds, folds or replicates).
+
+    Parameters
+    ----------
+    a, b : array_like of shape (n_a,) and (n_b,)
+        The per-seed values of each arm; every value must be finite (drop failed runs first, so
+        that a dropped run is a decision, not an accident).
+    paired : bool, default False
+        Use the paired t-test (``scipy.stats.ttest_rel``) on ``a[i] - b[i]``. Only when the arms
+        share their seeds *and* a seed means the same thing in both: the same data order and the
+        same initialisation of every shared parameter, so that the seed's luck is common to both
+        arms. Two models of different shapes trained with the same seed number share nothing but
+        the number: use Welch's test (the default, ``scipy.stats.ttest_ind(equal_var=False)``).
+    alpha : float, default :data:`ALPHA`
+        The level: ``resolved`` is ``p < alpha`` and ``ci`` the (1 - alpha) interval.
+
+    Returns
+    -------
+    Comparison
+    """
+    alpha = _check_alpha(alpha)
+    a, b = _values(a, "a"), _values(b, "b")
+    if paired and a.size != b.size:
+        raise ValueError(f"a paired comparison needs arms of equal length, got {a.size} and {b.size}")
+    n_a, n_b = int(a.size), int(b.size)
+    diff = float(np.mean(a) - np.mean(b)) if n_a and n_b else float("nan")
+    nan = float("nan")
+    if min(n_a, n_b) < 2:
+        return Comparison(diff, (nan, nan), nan, False, n_a, n_b, "none (n < 2)", alpha, nan, nan)
+    if paired:
+        d = a - b
+        se = float(np.std(d, ddof=1) / math.sqrt(d.size))
+        df = d.size - 1.0
+    else:
+        va, vb = float(np.var(a, ddof=1)) / n_a, float(np.var(b, ddof=1)) / n_b
+        se = math.sqrt(va + vb)
+        # Welch-Satterthwaite degrees of freedom (what ttest_ind(equal_var=False) uses)
+        df = (va + vb) ** 2 / (va ** 2 / (n_a - 1) + vb ** 2 / (n_b - 1)) if se > 0 else nan
+    if se == 0.0:
+        # every seed of each arm gave the same value: the difference is exact, not estimated
+        return Comparison(diff, (diff, diff), 0.0 if diff != 0 else 1.0, diff != 0, n_a, n_b,
+                          "exact (no spread)", alpha, 0.0, df)
+    if paired:
+        res = stats.ttest_rel(a, b)
+        name = "paired t"
+    else:
+        res = stats.ttest_ind(a, b, equal_var=False)
+        name = "Welch t"
+    ci = res.confidence_interval(confidence_level=1 - alpha)
+    p = float(res.pvalue)
+    return Comparison(diff, (float(ci.low), float(ci.high)), p, bool(p < alpha), n_a, n_b, name,
+                      alpha, se, float(df))
+
+
+def adjust(p_values, method: str = "holm") -> np.ndarray:
+    """Adjust a family of p-values for multiplicity, in their given order.
+
+    Parameters
+    ----------
+    p_values : array_like of shape (m,)
+        The family's p-values. NaN (an untestable comparison) stays NaN and is not counted in
+        the family.
+    method : {"holm", "bh"}
+        ``"holm"``: Holm's step-down adjustment, which controls the family-wise error rate;
+        ``"bh"``: Benjamini-Hochberg (``scipy.stats.false_discovery_control``), which controls
+        the false discovery rate.
+
+    Returns
+    -------
+    ndarray of shape (m,)
+        Adjusted p-values, each in [0, 1]; reject where ``adjusted < alpha``.
+    """
+    p = np.asarray(p_values, dtype=np.float64).ravel()
+    if method not in ("holm", "bh"):
+        raise ValueError(f"method must be 'holm' or 'bh', got {method!r}")
+    ok = np.isfinite(p)
+    if np.any((p[ok] < 0) | (p[ok] > 1)):
+        raise ValueError(f"p-values must lie in [0, 1], got {p[ok][(p[ok] < 0) | (p[ok] > 1)][:3].tolist()}")
+    out = np.full_like(p, np.nan)
+    q = p[ok]
+    if q.size == 0:
+        return out
+    if method == "bh":
+        out[ok] = stats.false_discovery_control(q, method="bh")
+        return out
+    m = q.size
+    order = np.argsort(q, kind="stable")
+    # Holm: the i-th smallest p (0-based) is multiplied by (m - i); monotone from the smallest up
+    stepped = np.maximum.accumulate(np.minimum(1.0, (m - np.arange(m)) * q[order]))
+    adj = np.empty(m)
+    adj[order] = stepped
+    out[ok] = adj
+    return out
+
+
+def empirical_p(score: float, controls) -> float:
+    """``(1 + #{control >= score}) / (1 + n)``: the p-value of ``score`` against control draws.
+
+    Under the null (the score is one more draw from the controls' distribution) this p-value is
+    valid at every level: P(p <= alpha) <= alpha. It can reach ``alpha`` = 0.05 only with
+    n >= 19 controls. NaN controls are refused (decide explicitly what a failed control means).
+    """
+    c = _values(controls, "controls")
+    if not np.isfinite(score):
+        raise ValueError(f"score must be finite, got {score!r}")
+    return float((1 + np.sum(c >= score)) / (1 + c.size))
+
+
+@dataclass(frozen=True)
+class Agreement:
+    """The outcome of :func:`agreement`: Spearman's rho and its exact permutation p-value."""
+
+    rho: float
+    p: float
+    n: int
+    exact: bool
+    backed: bool
+    alpha: float
+
+
+def agreement(x, y, *, alpha: float = ALPHA, n_resamples: int = 20_000, seed: int = 0) -> Agreement:
+    """Spearman's rho between two scorings of the same candidates, tested by permutation.
+
+    The null is "no relation between the two scorings": every pairing of ``x``'s values with
+    ``y``'s is equally likely. The p-value is one-sided (is the agreement *positive*?), exact over
+    all orderings for up to :data:`EXACT_PERMUTATIONS_UP_TO` candidates and a seeded Monte Carlo
+    estimate above. ``backed`` is ``p < alpha``. Fewer than three candidates cannot be tested.
+    """
+    alpha = _check_alpha(alpha)
+    x, y = _values(x, "x"), _values(y, "y")
+    if x.size != y.size:
+        raise ValueError(f"x and y must score the same candidates, got {x.size} and {y.size} values")
+    n = int(x.size)
+    if n < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
+        return Agreement(float("nan"), float("nan"), n, True, False, alpha)
+    rx, ry = stats.rankdata(x), stats.rankdata(y)
+    rho = float(stats.spearmanr(x, y).statistic)
+    # Spearman's rho is Pearson's r of the ranks: with centred ranks it is one dot product per ordering
+    rx, ry = rx - rx.mean(), ry - ry.mean()
+    scale = float(np.sqrt(np.dot(rx, rx) * np.dot(ry, ry)))
+    if n <= EXACT_PERMUTATIONS_UP_TO:
+        orderings = np.array(list(itertools.permutations(range(n))), dtype=np.intp)
+        exact = True
+    else:
+        rng = np.random.default_rng(seed)
+        orderings = np.array([rng.permutation(n) for _ in range(n_resamples)] + [np.arange(n)])
+        exact = False
+    null = ry[orderings] @ rx / scale
+    # a small relative tolerance so ties with the observed value count as "at least as large"
+    p = float(np.mean(null >= rho - 1e-12 * max(1.0, abs(rho))))
+    return Agreement(rho, p, n, exact, bool(p < alpha), alpha)

@@ -1,0 +1,134 @@
+"""The inference layer: error rates by simulation, adjustments on hand-worked cases."""
+
+import math
+
+import numpy as np
+import pytest
+from scipy import stats as sps
+
+from rankfusion import stats
+
+
+def _draws(rng, n_draws, n, shift):
+    return rng.standard_normal((n_draws, n)) + shift, rng.standard_normal((n_draws, n))
+
+
+def test_compare_keeps_its_false_positive_rate_and_covers():
+    rng = np.random.default_rng(20261206)
+    a, b = _draws(rng, 4000, 5, 0.0)
+    null = [stats.compare(x, y) for x, y in zip(a, b)]
+    fpr = np.mean([c.resolved for c in null])
+    assert fpr <= stats.ALPHA + 0.01
+    # the interval covers the true difference (1.0 here) in >= 94 % of draws
+    a, b = _draws(rng, 4000, 5, 1.0)
+    cover = np.mean([c.ci[0] <= 1.0 <= c.ci[1] for c in (stats.compare(x, y) for x, y in zip(a, b))])
+    assert cover >= 0.94
+
+
+def test_compare_has_power_at_two_sd_with_five_seeds():
+    rng = np.random.default_rng(7)
+    a, b = _draws(rng, 2000, 5, 2.0)
+    power = np.mean([stats.compare(x, y).resolved for x, y in zip(a, b)])
+    assert power >= 0.7
+
+
+def test_compare_matches_scipy_and_its_fields():
+    a, b = [3.1, 2.9, 3.4, 3.0, 3.3], [2.0, 2.6, 2.2, 2.5]
+    c = stats.compare(a, b)
+    ref = sps.ttest_ind(a, b, equal_var=False)
+    assert c.test == "Welch t" and (c.n_a, c.n_b) == (5, 4)
+    assert c.p == pytest.approx(ref.pvalue, rel=1e-12)
+    assert c.diff == pytest.approx(np.mean(a) - np.mean(b), rel=1e-12)
+    assert c.ci[0] < c.diff < c.ci[1] and c.resolved == (c.p < 0.05)
+    # the interval is mean difference +- t_{0.975, df} * se
+    half = sps.t.ppf(0.975, c.df) * c.se
+    assert c.ci == pytest.approx((c.diff - half, c.diff + half), rel=1e-9)
+
+
+def test_paired_uses_the_pairwise_differences():
+    a, b = np.array([1.0, 2.0, 3.0, 4.0]), np.array([0.9, 1.8, 2.95, 3.7])
+    c = stats.compare(a, b, paired=True)
+    assert c.test == "paired t"
+    assert c.p == pytest.approx(sps.ttest_1samp(a - b, 0.0).pvalue, rel=1e-12)
+    with pytest.raises(ValueError, match="equal length"):
+        stats.compare([1, 2, 3], [1, 2], paired=True)
+
+
+def test_mde_is_the_difference_detected_with_80_percent_power():
+    c = stats.compare([0.1, -0.4, 0.3, 0.9, -0.2], [0.0, 0.5, -0.6, 0.2, 0.4])
+    # at the mde, the non-central t power of the same test is 0.8 (closed form check)
+    t_crit = sps.t.ppf(1 - 0.05 / 2, c.df)
+    power = sps.nct.sf(t_crit, c.df, c.mde / c.se) + sps.nct.cdf(-t_crit, c.df, c.mde / c.se)
+    assert power == pytest.approx(0.8, abs=1e-6)
+    # two arms of 10 with sample sd exactly 1: se = sqrt(2 / 10), df = 18, and the textbook
+    # approximation (t_{0.975,18} + t_{0.8,18}) * se = (2.101 + 0.862) * 0.447 = 1.325
+    z = np.random.default_rng(1).standard_normal(10)
+    z = (z - z.mean()) / z.std(ddof=1)
+    c10 = stats.compare(z, z[::-1] * 1.0 + 0.0)
+    assert c10.se == pytest.approx(math.sqrt(0.2)) and c10.df == pytest.approx(18.0)
+    assert c10.mde == pytest.approx(1.325, abs=0.01)
+
+
+def test_untestable_and_exact_cases_say_so():
+    one = stats.compare([1.0], [0.0, 0.5])
+    assert one.test == "none (n < 2)" and not one.resolved and math.isnan(one.p) and math.isnan(one.mde)
+    exact = stats.compare([2.0, 2.0, 2.0], [1.0, 1.0, 1.0])
+    assert exact.test == "exact (no spread)" and exact.resolved and exact.ci == (1.0, 1.0) and exact.mde == 0.0
+    same = stats.compare([1.0, 1.0], [1.0, 1.0])
+    assert not same.resolved and same.p == 1.0
+    with pytest.raises(ValueError, match="non-finite"):
+        stats.compare([1.0, float("nan")], [1.0, 2.0])
+    with pytest.raises(ValueError, match="alpha"):
+        stats.compare([1.0, 2.0], [1.0, 2.0], alpha=1.5)
+
+
+def test_adjust_holm_and_bh_by_hand():
+    p = [0.01, 0.04, 0.03, 0.005]
+    # Holm: sorted 0.005 x4 = 0.02, 0.01 x3 = 0.03, 0.03 x2 = 0.06, 0.04 x1 = 0.04 -> running max 0.06
+    assert stats.adjust(p, "holm") == pytest.approx([0.03, 0.06, 0.06, 0.02], abs=1e-15)
+    # BH: sorted 0.005 x4/1 = 0.02, 0.01 x4/2 = 0.02, 0.03 x4/3 = 0.04, 0.04 x4/4 = 0.04 (running min from the top)
+    assert stats.adjust(p, "bh") == pytest.approx([0.02, 0.04, 0.04, 0.02], abs=1e-15)
+    # capped at 1, NaN kept out of the family
+    out = stats.adjust([0.5, float("nan"), 0.6], "holm")
+    assert out[0] == pytest.approx(1.0) and math.isnan(out[1]) and out[2] == pytest.approx(1.0)
+    assert stats.adjust([0.02, float("nan")], "holm")[0] == pytest.approx(0.02)
+    with pytest.raises(ValueError, match="method"):
+        stats.adjust([0.1], "bonferroni")
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        stats.adjust([1.2])
+
+
+def test_empirical_p_is_valid_under_the_null():
+    assert stats.empirical_p(5.0, [1.0, 2.0, 6.0]) == pytest.approx(2 / 4)
+    assert stats.empirical_p(9.0, np.arange(19.0)) == pytest.approx(11 / 20)
+    assert stats.empirical_p(99.0, np.arange(19.0)) == pytest.approx(1 / 20)
+    rng = np.random.default_rng(3)
+    draws = rng.standard_normal((4000, 20))
+    rate = np.mean([stats.empirical_p(d[0], d[1:]) <= 0.05 for d in draws])
+    assert rate <= 0.05 + 0.01
+    with pytest.raises(ValueError, match="non-finite"):
+        stats.empirical_p(1.0, [0.0, float("nan")])
+
+
+def test_agreement_enumerates_every_ordering():
+    # n = 3: the identity ordering is one of 3! = 6, so a perfect agreement has p = 1/6
+    ag = stats.agreement([1.0, 2.0, 3.0], [10.0, 20.0, 30.0])
+    assert ag.rho == pytest.approx(1.0) and ag.p == pytest.approx(1 / 6) and ag.exact and not ag.backed
+    # n = 5, perfect agreement: p = 1/120 < 0.05
+    ag5 = stats.agreement(np.arange(5.0), np.arange(5.0) ** 2)
+    assert ag5.p == pytest.approx(1 / 120) and ag5.backed
+    # against a direct enumeration of Spearman's rho on n = 6 with a tie
+    import itertools
+    x, y = np.array([0.3, 0.1, 0.4, 0.4, 0.9, 0.2]), np.array([1.0, 0.0, 3.0, 2.0, 5.0, 1.5])
+    rho = sps.spearmanr(x, y).statistic
+    null = [sps.spearmanr(x, y[list(pi)]).statistic for pi in itertools.permutations(range(6))]
+    ag6 = stats.agreement(x, y)
+    assert ag6.rho == pytest.approx(rho, abs=1e-12)
+    assert ag6.p == pytest.approx(np.mean(np.array(null) >= rho - 1e-12), abs=1e-12)
+    assert math.isnan(stats.agreement([1.0, 2.0], [2.0, 1.0]).p)
+
+
+def test_agreement_false_positive_rate_without_relation():
+    rng = np.random.default_rng(11)
+    rate = np.mean([stats.agreement(rng.standard_normal(6), rng.standard_normal(6)).backed for _ in range(400)])
+    assert rate <= 0.05 + 0.03   # binomial sd at 400 draws is 0.011
