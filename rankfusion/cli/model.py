@@ -43,8 +43,7 @@ def _modalities_source(data, config_path, preset, model: dict) -> str:
               help="TOML file with [model] / [train] tables.")
 @click.option("--epochs", type=int, default=None, help="Override train.epochs.")
 @click.option("--seed", type=int, default=None, help="One seed (default 1).")
-@click.option("--seeds", default=None, help="Several seeds, e.g. 1,10,13452 (one sub-run each, trained as one "
-              "batched model where the configuration allows it; docs/model.md).")
+@click.option("--seeds", default=None, help="Several seeds, e.g. 1,10,13452 (one sub-run each; batched: docs/model.md).")
 @click.option("--serial-seeds", is_flag=True, help="Train several seeds one after another, not batched.")
 @click.option("--modalities", default=None, help="Comma-separated modalities, e.g. rgb,depth.")
 @click.option("--no-rtf", is_flag=True, help="Disable the Rank-enhancing Token Fuser (Table 2).")
@@ -83,7 +82,6 @@ def train(data, out, preset, config_path, epochs, seed, seeds, serial_seeds, mod
     from ..config import load_config
     from ..distributed import setup, teardown, under_torchrun
     from ..runs import recorded_config_hash
-    from ..train import train as run_train
 
     if seed is not None and seeds is not None:
         raise InputError("give --seed or --seeds, not both")
@@ -110,8 +108,8 @@ def train(data, out, preset, config_path, epochs, seed, seeds, serial_seeds, mod
     if ctx.is_main:
         click.echo(mods_line)
     try:
-        path = run_train(cfg, data, out, seed=seed_arg, device=dev, resume=resume, progress=not quiet,
-                         distributed=ctx, monitor=monitor)
+        path = train_seeds(cfg, data, out, seed=seed_arg, device=dev, resume=resume, progress=not quiet,
+                           distributed=ctx, monitor=monitor)
     finally:
         teardown()
     if ctx.is_main:
