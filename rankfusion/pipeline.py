@@ -505,7 +505,9 @@ class RunCache:
         return todo
 
     def runs(self, name: str, modalities, **model_overrides) -> list[RunRecord]:
-        """The runs of one configuration for every seed of the profile."""
+        """The runs of one configuration for every seed of the profile (unfinished ones trained
+        together, :meth:`train_seeds`)."""
+        self.train_seeds(modalities, self.profile.seeds, **model_overrides)
         return [self.run(name, modalities, seed=s, **model_overrides) for s in self.profile.seeds]
 
     # -- noise

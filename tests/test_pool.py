@@ -96,3 +96,16 @@ def test_seeds_of_one_configuration_train_together(data, tmp_path):
         for f in sorted(p.relative_to(a) for p in a.rglob("*.csv") if p.name not in ("metrics.csv", "ranks.csv")):
             pd.testing.assert_frame_equal(pd.read_csv(a / f), pd.read_csv(b / f), check_exact=True)
     assert pipeline.run_jobs(jobs(two), workers=2, progress=False) == {str(j.run_dir()): False for j in jobs(two)}
+
+
+def test_runs_of_a_family_train_their_seeds_together(data, tmp_path):
+    import dataclasses
+    import json
+
+    prof = dataclasses.replace(pipeline.get_profile("quick"), seeds=(1, 10))
+    cache = pipeline.RunCache(data, tmp_path / "c", prof, progress=False)
+    recs = cache.runs("rgb", ["rgb"])
+    assert [r.seed for r in recs] == [1, 10] and not any(r.reused for r in recs)
+    assert all(json.loads((r.run_dir / pipeline.DONE).read_text())["batched_seeds"] == [1, 10] for r in recs)
+    again = pipeline.RunCache(data, tmp_path / "c", prof, progress=False)
+    assert all(r.reused for r in again.runs("rgb", ["rgb"]))
