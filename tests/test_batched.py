@@ -283,3 +283,29 @@ def test_cli_batches_seeds_unless_told_not_to(tiny_data, tmp_path, monkeypatch):
     res = CliRunner().invoke(main, base + ["--out", str(tmp_path / "s"), "--serial-seeds"])
     assert res.exit_code == 0, res.output
     assert calls == [1] and (tmp_path / "s" / "seed-10" / "checkpoints" / "last.pt").exists()
+
+
+@pytest.mark.slow
+def test_batched_resume_of_seeds_left_at_different_epochs(tiny_data, tmp_path):
+    # a serial run interrupted in its second seed: seed 1 finished, seed 10 at epoch 1. The batched
+    # trainer resumes the serial checkpoints, bringing seed 10 level on its own first.
+    cfg = config(3)
+    ref = train(cfg, tiny_data, tmp_path / "ref", seed=[1, 10], progress=False)
+
+    class Stop(Exception):
+        pass
+
+    def stop(epoch, row):
+        if row["epoch"] == 1 and (tmp_path / "cut" / "seed-10" / "metrics.csv").exists():
+            raise Stop
+
+    with pytest.raises(Stop):
+        train(cfg, tiny_data, tmp_path / "cut", seed=[1, 10], progress=False, on_epoch_end=stop)
+    batched.train_seeds(cfg, tiny_data, tmp_path / "cut", seed=[1, 10], progress=False, resume=True)
+    a1, b1 = (load_checkpoint(d / "seed-1" / "checkpoints" / "last.pt") for d in (ref, tmp_path / "cut"))
+    assert all(torch.equal(a1["model"][k], b1["model"][k]) for k in a1["model"])  # finished: untouched
+    a, b = (load_checkpoint(d / "seed-10" / "checkpoints" / "last.pt") for d in (ref, tmp_path / "cut"))
+    assert a["epoch"] == b["epoch"] == 3
+    keys = ("train_loss", "train_seg", "train_cls", "train_dur", "val_loss")
+    np.testing.assert_allclose([[r[k] for k in keys] for r in b["history"]],
+                               [[r[k] for k in keys] for r in a["history"]], rtol=RTOL, atol=0)
