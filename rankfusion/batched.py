@@ -56,7 +56,7 @@ from .monitor import EPOCH_VIDEOS, EpochRanks
 from .spectral import channel_informativeness, low_informative_channels
 from .train import (_METRIC_FIELDS, _build_training, _prepare_run, _restore_or_start, _rng_state,
                     _save_epoch, _set_rng_state, _write_seeds, grid_mean, load_checkpoint, parse_seeds,
-                    resolve_device)
+                    resolve_device, train)
 
 #: Fields of the configuration the batched trainer implements; any other field must be at its
 #: default, or the seeds are trained one after another (:func:`serial_reason`).
@@ -107,8 +107,8 @@ def train_seeds(config: RunConfig, data_root, run_dir, *, seed=1, serial_seeds: 
     pathlib.Path
         ``run_dir``.
     """
-    from .train import train
-
+    if not isinstance(config, RunConfig):
+        raise InputTypeError(f"config must be a RunConfig, got {type(config).__name__}")
     seeds = parse_seeds(seed)
     reason = serial_reason(config, device=device, distributed=distributed) if len(seeds) > 1 else None
     if reason is not None and progress and (distributed is None or distributed.is_main):
@@ -131,8 +131,9 @@ def train_batched(config: RunConfig, data_root, runs: dict, *, device=None, resu
     """Train one single-seed run per ``{seed: run folder}`` of ``runs``, all seeds as one batched model.
 
     Each folder gets what :func:`rankfusion.train.train` writes for that seed alone. With
-    ``resume``, seeds whose last checkpoints are at different epochs (a kill between two seeds'
-    writes) are first brought level, the lagging seeds batched among themselves.
+    ``resume``, an interrupted commit of the seeds' checkpoints is settled first
+    (:func:`settle_pending`); seeds whose checkpoints stand at different epochs (folders left by a
+    serial run) are then brought level, the lagging seeds batched among themselves.
 
     Returns
     -------
