@@ -33,6 +33,7 @@ import json
 import os
 import platform
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -117,8 +118,9 @@ def run_bench(widths, ks, epochs, repeats, work: Path) -> list:
                 row[f"{kind}_cpu_s"] = round(min(v[1] for v in vals), 2)
                 row[f"{kind}_frames_per_s"] = round(k * epochs * frames / wall, 1)
             # per repeat, serial / batched of the same round; the median over repeats
-            ratios = sorted(s[0] / b[0] for s, b in zip(res["serial"], res["batched"]))
-            row["wall_ratio"] = round(ratios[len(ratios) // 2], 2)
+            ratios = [s[0] / b[0] for s, b in zip(res["serial"], res["batched"])]
+            row["wall_ratios"] = [round(r, 2) for r in ratios]
+            row["wall_ratio"] = round(statistics.median(ratios), 2)
             row["cpu_ratio"] = round(row["serial_cpu_s"] / row["batched_cpu_s"], 2)
             rows.append(row)
             print(json.dumps(row), flush=True)
