@@ -19,6 +19,35 @@ def _split_list(value, name):
     return items
 
 
+_TRAIN_KEYS = ("epochs", "batch_size", "lr", "sample_rate", "unimodal_heads", "ogm", "modality_dropout")
+
+
+def _overrides(**given):
+    """``(model, train)`` override tables from the options given on the command line (None: not given)."""
+    set_ = {k: v for k, v in given.items() if v is not None}
+    return ({k: v for k, v in set_.items() if k not in _TRAIN_KEYS},
+            {k: v for k, v in set_.items() if k in _TRAIN_KEYS})
+
+
+def _dropout_option(value):
+    """``--modality-dropout``: ``P`` (every modality) or ``MOD=P,MOD=P``; None when not given."""
+    if value is None:
+        return None
+    text = value.strip()
+    try:
+        if "=" not in text:
+            return float(text)
+        out = {}
+        for item in _split_list(text, "--modality-dropout"):
+            name, _, p = item.partition("=")
+            if not name.strip() or name.strip() in out:
+                raise ValueError
+            out[name.strip()] = float(p)
+        return out
+    except ValueError:
+        raise InputError(f"--modality-dropout must be P or MOD=P,MOD=P with distinct modalities, got {value!r}") from None
+
+
 @main.command()
 @click.argument("data", type=click.Path(path_type=str))
 @click.option("--out", "out", required=True, type=click.Path(path_type=str), help="Run folder to create.")
@@ -41,6 +70,11 @@ def _split_list(value, name):
 @click.option("--batch-size", type=int, default=None)
 @click.option("--lr", type=float, default=None)
 @click.option("--sample-rate", type=int, default=None)
+@click.option("--modality-dropout", help="Remedy: drop a modality's tokens per sample with probability P "
+              "(P, or MOD=P,MOD=P; docs/model.md).")
+@click.option("--unimodal-heads", type=float, help="Remedy: per-modality anticipation heads, loss weight W.")
+@click.option("--ogm", type=float, help="Remedy: OGM-GE gradient modulation, strength ALPHA (Peng et al., "
+              "CVPR 2022); needs --unimodal-heads.")
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:N or auto.")
 @click.option("--resume", is_flag=True, help="Continue an interrupted run in --out.")
 @click.option("--monitor/--no-monitor", default=True, show_default=True,
@@ -54,7 +88,7 @@ def _split_list(value, name):
               help="Under torchrun: default gloo on CPU, nccl with --device cuda.")
 def train(data, out, preset, config_path, epochs, seed, seeds, modalities, no_rtf, no_temporal_fuser,
           selection, exchange, exchange_ratio, latent, d_model, layers, batch_size, lr, sample_rate,
-          device, resume, monitor, quiet, rtf_stats, dist_backend):
+          modality_dropout, unimodal_heads, ogm, device, resume, monitor, quiet, rtf_stats, dist_backend):
     """Train R3D on dataset DATA (train split; best epoch chosen on val).
 
     Data-parallel on several processes or machines: start it with torchrun, e.g.
@@ -68,16 +102,12 @@ def train(data, out, preset, config_path, epochs, seed, seeds, modalities, no_rt
 
     if seed is not None and seeds is not None:
         raise InputError("give --seed or --seeds, not both")
-    model = {k: v for k, v in {
-        "modalities": _split_list(modalities, "--modalities"), "selection": selection, "exchange": exchange,
-        "exchange_ratio": exchange_ratio, "latent": latent, "d_model": d_model, "n_layers": layers,
-    }.items() if v is not None}
-    if no_rtf:
-        model["rtf"] = False
-    if no_temporal_fuser:
-        model["temporal_fuser"] = False
-    train_kw = {k: v for k, v in {"epochs": epochs, "batch_size": batch_size, "lr": lr,
-                                  "sample_rate": sample_rate}.items() if v is not None}
+    model, train_kw = _overrides(
+        modalities=_split_list(modalities, "--modalities"), selection=selection, exchange=exchange,
+        exchange_ratio=exchange_ratio, latent=latent, d_model=d_model, n_layers=layers,
+        rtf=False if no_rtf else None, temporal_fuser=False if no_temporal_fuser else None,
+        epochs=epochs, batch_size=batch_size, lr=lr, sample_rate=sample_rate, unimodal_heads=unimodal_heads,
+        ogm=ogm, modality_dropout=_dropout_option(modality_dropout))
     cfg = load_config(config_path, preset=preset, model=model, train=train_kw)
     seed_arg = seeds if seeds is not None else (1 if seed is None else seed)
     t0 = time.perf_counter()
