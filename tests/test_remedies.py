@@ -178,7 +178,7 @@ def test_unimodal_heads_add_exactly_w_times_their_loss():
         lin = heads.heads[name]
         aux = aux + torch.nn.functional.cross_entropy((pooled @ lin.weight.T + lin.bias)[ok], y[ok])
     # float32 sums of a few terms of size ~1: agreement to ~1e-6 of the loss
-    assert float((loss_w - loss0).detach()) == pytest.approx(0.7 * float(aux), abs=1e-5 * float(loss_w.detach()))
+    assert float((loss_w - loss0).detach()) == pytest.approx(0.7 * float(aux.detach()), abs=1e-5 * float(loss_w.detach()))
     assert float(aux.detach()) > 0.1
 
 

@@ -209,6 +209,12 @@ def test_evaluate_run_single_and_several_seeds(tiny_data, tmp_path):
 
     rel = pd.read_csv(run / "seed-1" / "eval_train.csv").query("metric == 'reliance'")
     assert len(rel) == 16 and set(rel.modality) == {"rgb", "depth"} and rel["mean"].between(-100, 100).all()
+    util = pd.read_csv(run / "seed-1" / "eval_train.csv")
+    assert {"reliance_random", "reliance_donor_sd", "cur", "cur_random", "donor_mismatch",
+            "donor_matched"} <= set(util.metric) and "shapley" not in set(util.metric)  # two modalities
+    assert len(util.query("metric == 'reliance_random'")) == 16
+    assert util.query("metric == 'donor_matched'")["mean"].between(0, 100).all()
+    assert len(util.query("metric == 'cur'")) == 2 and util.query("metric == 'cur'").obs.isna().all()
     r = CliRunner().invoke(main, ["evaluate", str(run / "seed-1"), "--split", "train", "--no-reliance"])
     assert r.exit_code == 0, r.output
     assert "reliance" not in r.output

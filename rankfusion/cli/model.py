@@ -139,8 +139,10 @@ def train(data, out, preset, config_path, epochs, seed, seeds, modalities, no_rt
               help="Also report each modality's reliance: the MoC drop when its input comes from another "
                    "video (one extra MoC pass per modality).")
 @click.option("--reliance-seed", default=0, show_default=True, type=click.IntRange(min=0),
-              help="Seed of the derangement that pairs each video with the one it borrows from.")
-def evaluate(run, split, data_root, checkpoint, device, reliance, reliance_seed):
+              help="Seed of the donor draws (each training seed draws its own from it).")
+@click.option("--reliance-draws", default=3, show_default=True, type=click.IntRange(min=1),
+              help="Donor draws averaged per run (donors within 10 % of each video's length).")
+def evaluate(run, split, data_root, checkpoint, device, reliance, reliance_seed, reliance_draws):
     """MoC grid (obs x beta), segmentation metrics and modality reliance of RUN on a split; writes
     RUN/eval_<split>.csv."""
     from pathlib import Path
@@ -148,7 +150,7 @@ def evaluate(run, split, data_root, checkpoint, device, reliance, reliance_seed)
     from ..evaluate import evaluate_run, format_eval_table
 
     df = evaluate_run(run, split, device=device, data_root=data_root, checkpoint=checkpoint, reliance=reliance,
-                      reliance_seed=reliance_seed)
+                      reliance_seed=reliance_seed, reliance_draws=reliance_draws)
     for note in df.attrs.get("notes", []):
         click.echo(f"note: {note}", err=True)
     click.echo(format_eval_table(df))
