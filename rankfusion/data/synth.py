@@ -933,14 +933,8 @@ def synthesize(out_dir, *, seed=0, n_videos=DEFAULT_VIDEOS, min_frames=DEFAULT_M
         The anchor's (rgb) signal-to-noise amplitude over the partner's (depth): depth's noise
         is scaled so that its per-channel SNR (energy) is ``SNR["depth"] / imbalance**2``.
     collapse : float in [0, 1], optional
-        Level K of the collapse dial (default None: off, the dataset is the one without it).
-        On: rgb and mvrgb see a linear hint of each trip's direction, right with probability
-        ``HINT_ACCURACY`` at every K, with gain rising with K (``HINT_GAIN``); depth codes the
-        direction with linear gain ``DIRECTION_GAIN * (1 - K)`` and as an XOR of two latent signs
-        with gain ``XOR_GAIN * K``. The information each subset holds, hence the oracle and the
-        partner-only cut points (:func:`partner_only`), is the same at every K; K = 0: depth's
-        code is as easy to read as the hint; K = 1: depth's is nonlinear, the hint easy. The
-        labels, splits, noise and every draw are the same at every K of a seed.
+        Level K of the collapse dial (None: off; K = 0: depth's code linear, 1: an XOR, rgb's
+        hint stronger; the oracle is the same at every K: ``HINT_ACCURACY``, docs/datasets.md).
     overwrite : bool
         Replace an existing ``out_dir``.
     progress : bool
@@ -951,13 +945,9 @@ def synthesize(out_dir, *, seed=0, n_videos=DEFAULT_VIDEOS, min_frames=DEFAULT_M
     pathlib.Path
         ``out_dir``. It holds ``mapping.txt``, ``groundTruth/``, ``features/<modality>/``,
         ``splits/``, ``factors/<video>.npz`` (the hidden per-frame factors and the cut points)
-        and ``synth.json`` (settings, dials, their measured ground truth, the oracle, the
-        partner-only cut points and, dial on, ``collapse``).
+        and ``synth.json`` (settings, dials, their measured ground truth and the oracle).
     """
-    if channels is None:
-        channels = dict(DEFAULT_CHANNELS)
-    elif isinstance(channels, (int, np.integer)) and not isinstance(channels, bool):
-        channels = {m: int(channels) for m in DEFAULT_CHANNELS}
+    channels = _channels_arg(channels)
     cfg = SynthConfig(seed=seed, n_videos=n_videos, min_frames=min_frames, max_frames=max_frames,
                       channels=dict(channels), split_fractions=tuple(split_fractions), noise_scale=noise_scale,
                       split_set=split_set, complementarity=complementarity, nuisance=nuisance,
@@ -978,6 +968,15 @@ def synthesize(out_dir, *, seed=0, n_videos=DEFAULT_VIDEOS, min_frames=DEFAULT_M
                 **truth, "seconds": round(time.perf_counter() - t0, 3)}
         (tmp / "synth.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
     return out
+
+
+def _channels_arg(channels) -> dict:
+    """``synthesize``'s ``channels``: None (the defaults), one int for all six, or a dict."""
+    if channels is None:
+        return dict(DEFAULT_CHANNELS)
+    if isinstance(channels, (int, np.integer)) and not isinstance(channels, bool):
+        return {m: int(channels) for m in DEFAULT_CHANNELS}
+    return channels
 
 
 def _write(root: Path, cfg: SynthConfig, progress: bool) -> dict:
