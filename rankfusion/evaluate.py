@@ -22,6 +22,7 @@ Predictions and labels are NumPy int arrays; torch tensors are accepted and move
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -905,7 +906,7 @@ def _segmentation_metrics(gts, preds) -> dict:
 
 
 def _evaluate_single(run_dir: Path, split, data_root, dev, checkpoint, reliance: bool = True,
-                     reliance_seed: int = 0, reliance_draws: int = 3) -> dict:
+                     reliance_seed: int = 0, reliance_draws: int = 3, partner: dict | None = None) -> dict:
     from .train import _open, load_run
 
     model, config, info = load_run(run_dir, checkpoint=checkpoint, device=dev)
@@ -919,14 +920,74 @@ def _evaluate_single(run_dir: Path, split, data_root, dev, checkpoint, reliance:
         # each training seed draws its own donors, so the donor variance is in the spread over seeds
         seed = int(np.random.SeedSequence([reliance_seed, int(info["seed"])]).generate_state(1)[0])
         rows += utilization_rows(model, ds, split, config, dev, seed=seed, clean=grid, draws=reliance_draws)
+        if partner is not None:
+            rows += collapse_rows(model, ds, split, config, dev, partner, seed=seed, draws=reliance_draws)
     return {"rows": rows, "info": info, "notes": notes}
+
+
+def partner_reference(partner_run, fused_modalities, split, *, data_root=None, device=None, checkpoint="best",
+                      seed: int = 0, draws: int = 3) -> dict:
+    """What the partner alone attains on the cut points only it can decide (for :func:`collapse_rows`).
+
+    ``partner_run`` is a run (one seed or several) of a single-modality model, the partner, on
+    a synthetic dataset whose generator marks those cut points
+    (:func:`rankfusion.data.synth.partner_only_cuts`). Its attainable gain is its time-aligned
+    reliance on its only input restricted to them, averaged over its seeds.
+
+    Returns
+    -------
+    dict
+        ``modality``, ``only`` (set of ``(video, obs)``), ``attainable`` (MoC points), ``n_cuts``.
+    """
+    from .data.synth import partner_only_cuts
+    from .train import _open, load_run, resolve_device, seed_dirs
+
+    dev = resolve_device(device)
+    gains, only, mod = [], None, None
+    for d in seed_dirs(Path(partner_run)):
+        model, config, info = load_run(d, checkpoint=checkpoint, device=dev)
+        mods = list(config.model.modalities)
+        if len(mods) != 1 or mods[0] not in fused_modalities:
+            raise InputError(f"partner run {str(d)!r} must be a single-modality run of one of {list(fused_modalities)}, "
+                             f"got modalities {mods}")
+        mod = mods[0]
+        root = data_root or info["dataset"]
+        ds = _open(root, mods)
+        if only is None:
+            cuts = partner_only_cuts(root, ds.split(split))
+            only = {(v, round(o, 6)) for v, obs in cuts.items() for o in obs
+                    if round(o, 6) in {round(float(x), 6) for x in config.train.eval_obs}}
+            if not only:
+                raise InputError(f"dataset {str(root)!r} has no partner-only cut point in split {split!r}")
+        sub = int(np.random.SeedSequence([seed, int(info["seed"])]).generate_state(1)[0])
+        gains.append(modality_reliance(model, ds, split, config, dev, seed=sub, draws=draws, only=only)[0].drop)
+    return {"modality": mod, "only": only, "attainable": float(np.mean(gains)), "n_cuts": len(only)}
+
+
+def collapse_rows(model, ds, split, config, dev, partner: dict, *, seed: int, draws: int = 3) -> list:
+    """Rows of the collapse index of a fused model against :func:`partner_reference`.
+
+    ``decidable_gain``: the fused model's time-aligned reliance on the partner restricted to the
+    partner-only cut points (MoC points); ``decidable_attainable``: the partner alone's there;
+    ``collapse_index``: ``100 * (1 - gain / attainable)`` (%; :func:`rankfusion.utilization.collapse_index`);
+    ``decidable_cuts``: how many cut points they count.
+    """
+    from .utilization import collapse_index
+
+    m = partner["modality"]
+    gain = modality_reliance(model, ds, split, config, dev, modalities=[m], seed=seed, draws=draws,
+                             only=partner["only"])[0].drop
+    return [("decidable_gain", m, NAN, NAN, gain), ("decidable_attainable", m, NAN, NAN, partner["attainable"]),
+            ("collapse_index", m, NAN, NAN, 100.0 * collapse_index(gain, partner["attainable"])),
+            ("decidable_cuts", m, NAN, NAN, float(partner["n_cuts"]))]
 
 
 NAN = float("nan")
 
 #: Utilization rows of the evaluation CSV (``metric`` names; docs/analysis.md, "Modality utilization").
 UTILIZATION_METRICS = ("reliance", "reliance_random", "reliance_donor_sd", "reliance_random_donor_sd",
-                       "cur", "cur_random", "shapley", "donor_mismatch", "donor_matched", "collapse_index")
+                       "cur", "cur_random", "shapley", "donor_mismatch", "donor_matched", "collapse_index",
+                       "decidable_gain", "decidable_attainable", "decidable_cuts")
 
 
 def utilization_rows(model, ds, split, config, dev, *, seed: int, clean: dict, draws: int = 3) -> list:
@@ -960,7 +1021,7 @@ def utilization_rows(model, ds, split, config, dev, *, seed: int, clean: dict, d
 
 
 def evaluate_run(run_dir, split: str = "test", *, device=None, data_root=None, checkpoint: str = "best",
-                 reliance: bool = True, reliance_seed: int = 0, reliance_draws: int = 3):
+                 reliance: bool = True, reliance_seed: int = 0, reliance_draws: int = 3, partner_run=None):
     """Evaluate a run (one seed or several) on ``split``; write ``RUN/eval_<split>.csv``.
 
     Parameters
@@ -983,6 +1044,9 @@ def evaluate_run(run_dir, split: str = "test", *, device=None, data_root=None, c
         the spread over seeds includes the donors' variance.
     reliance_draws : int
         Donor draws averaged per run (>= 1; 3 by default).
+    partner_run : str or Path, optional
+        A single-modality run of the partner on the same synthetic dataset: adds the collapse
+        index rows (:func:`collapse_rows`, with ``reliance``).
 
     Returns
     -------
@@ -1003,10 +1067,17 @@ def evaluate_run(run_dir, split: str = "test", *, device=None, data_root=None, c
     dev = resolve_device(device)
     run_dir = Path(run_dir)
     per_seed, notes = [], []
+    partner = None
+    if partner_run is not None and reliance:
+        from .config import RunConfig
+
+        fused = RunConfig.from_dict(json.loads((seed_dirs(run_dir)[0] / "config.json").read_text())["config"])
+        partner = partner_reference(partner_run, fused.model.modalities, split, data_root=data_root, device=dev,
+                                    checkpoint=checkpoint, seed=reliance_seed, draws=reliance_draws)
     for d in seed_dirs(run_dir):
         res = _evaluate_single(d, split, data_root, dev, checkpoint, reliance,
                                check_int(reliance_seed, "reliance_seed", low=0),
-                               check_int(reliance_draws, "reliance_draws", low=1))
+                               check_int(reliance_draws, "reliance_draws", low=1), partner)
         notes += [n for n in res["notes"] if n not in notes]
         df = pd.DataFrame(res["rows"], columns=["metric", "modality", "obs", "beta", "value"])
         df.insert(0, "seed", res["info"]["seed"])

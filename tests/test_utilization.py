@@ -198,3 +198,40 @@ def test_donor_draws_report_the_achieved_mismatch(coded):
     gaps = [abs(coded.n_frames(x[v]) - coded.n_frames(v)) / coded.n_frames(v) for x in d.donors for v in x]
     assert d.mismatch == pytest.approx(np.mean(gaps)) and d.matched == pytest.approx(np.mean(np.array(gaps) <= 0.1))
     assert all(0 <= u < 1 for x in d.shifts for u in x.values())
+
+
+@pytest.mark.slow
+def test_evaluate_writes_the_collapse_index_against_a_partner_alone_run(tmp_path):
+    import pandas as pd
+    from click.testing import CliRunner
+
+    from rankfusion.cli import main
+    from rankfusion.config import R3DConfig, RunConfig, TrainConfig
+    from rankfusion.data import synthesize
+    from rankfusion.data.synth import partner_only_cuts
+    from rankfusion.train import train
+
+    # (the partner-only cut points are rare: 24 videos give 2 of them in the training split)
+    data = synthesize(tmp_path / "d", seed=2, n_videos=24, min_frames=150, max_frames=300, collapse=0.0,
+                      split_fractions=(0.6, 0.2, 0.2), channels={"rgb": 6, "depth": 5})
+    tc = dict(epochs=1, warmup_epochs=0, batch_size=4, sample_rate=4, select_metric="val_loss")
+
+    def cfg(mods):
+        return RunConfig(model=R3DConfig(modalities=mods, d_model=8, n_heads=2, n_layers=1), train=TrainConfig(**tc))
+
+    fused = train(cfg(("rgb", "depth")), data, tmp_path / "fused", seed=1, progress=False, monitor=False)
+    alone = train(cfg(("depth",)), data, tmp_path / "alone", seed=1, progress=False, monitor=False)
+    cuts = partner_only_cuts(data, open_dataset(data).split("train"))
+    assert sum(o in (0.2, 0.3) for obs in cuts.values() for o in obs) > 0
+    r = CliRunner().invoke(main, ["evaluate", str(fused), "--split", "train", "--partner-run", str(alone),
+                                  "--reliance-draws", "1"])
+    assert r.exit_code == 0, r.output
+    df = pd.read_csv(fused / "eval_train.csv").set_index("metric")
+    gain, att = df.loc["decidable_gain", "mean"], df.loc["decidable_attainable", "mean"]
+    assert df.loc["decidable_cuts", "mean"] == sum(o in (0.2, 0.3) for obs in cuts.values() for o in obs)
+    expected = 100 * collapse_index(gain, att)
+    got = df.loc["collapse_index", "mean"]
+    assert (math.isnan(expected) and math.isnan(got)) or got == pytest.approx(expected, abs=1e-3)
+    # a partner run of a modality the fused model does not have is refused in one line
+    r = CliRunner().invoke(main, ["evaluate", str(fused), "--split", "train", "--partner-run", str(fused)])
+    assert r.exit_code == 2 and "single-modality run" in r.output

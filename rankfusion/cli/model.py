@@ -142,7 +142,10 @@ def train(data, out, preset, config_path, epochs, seed, seeds, modalities, no_rt
               help="Seed of the donor draws (each training seed draws its own from it).")
 @click.option("--reliance-draws", default=3, show_default=True, type=click.IntRange(min=1),
               help="Donor draws averaged per run (donors within 10 % of each video's length).")
-def evaluate(run, split, data_root, checkpoint, device, reliance, reliance_seed, reliance_draws):
+@click.option("--partner-run", default=None, type=click.Path(path_type=str),
+              help="A single-modality run of the partner on the same synthetic data: adds the collapse index "
+                   "on the cut points only the partner can decide (docs/analysis.md).")
+def evaluate(run, split, data_root, checkpoint, device, reliance, reliance_seed, reliance_draws, partner_run):
     """MoC grid (obs x beta), segmentation metrics and modality reliance of RUN on a split; writes
     RUN/eval_<split>.csv."""
     from pathlib import Path
@@ -150,7 +153,7 @@ def evaluate(run, split, data_root, checkpoint, device, reliance, reliance_seed,
     from ..evaluate import evaluate_run, format_eval_table
 
     df = evaluate_run(run, split, device=device, data_root=data_root, checkpoint=checkpoint, reliance=reliance,
-                      reliance_seed=reliance_seed, reliance_draws=reliance_draws)
+                      reliance_seed=reliance_seed, reliance_draws=reliance_draws, partner_run=partner_run)
     for note in df.attrs.get("notes", []):
         click.echo(f"note: {note}", err=True)
     click.echo(format_eval_table(df))
