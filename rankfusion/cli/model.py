@@ -48,6 +48,22 @@ def _dropout_option(value):
         raise InputError(f"--modality-dropout must be P or MOD=P,MOD=P with distinct modalities, got {value!r}") from None
 
 
+def _modalities_source(data, config_path, preset, model: dict) -> str:
+    """Where the run's modalities come from; fills ``model["modalities"]`` with the dataset's own
+    when neither --modalities nor the config file / preset names any."""
+    from ..config import named_modalities
+    from ..data import open_dataset
+
+    if "modalities" in model:
+        return "from --modalities"
+    if config_path is not None and named_modalities(config_path) is not None:
+        return "from --config"
+    if named_modalities(preset=preset) is not None:
+        return "from --preset"
+    model["modalities"] = list(open_dataset(data).available_modalities)
+    return "all of the dataset's; choose with --modalities"
+
+
 @main.command()
 @click.argument("data", type=click.Path(path_type=str))
 @click.option("--out", "out", required=True, type=click.Path(path_type=str), help="Run folder to create.")
@@ -70,11 +86,9 @@ def _dropout_option(value):
 @click.option("--batch-size", type=int, default=None)
 @click.option("--lr", type=float, default=None)
 @click.option("--sample-rate", type=int, default=None)
-@click.option("--modality-dropout", help="Remedy: drop a modality's tokens per sample with probability P "
-              "(P, or MOD=P,MOD=P; docs/model.md).")
+@click.option("--modality-dropout", help="Remedy: drop a modality's tokens per sample, P or MOD=P,MOD=P.")
 @click.option("--unimodal-heads", type=float, help="Remedy: per-modality anticipation heads, loss weight W.")
-@click.option("--ogm", type=float, help="Remedy: OGM-GE gradient modulation, strength ALPHA (Peng et al., "
-              "CVPR 2022); needs --unimodal-heads.")
+@click.option("--ogm", type=float, help="Remedy: OGM-GE, strength ALPHA (needs --unimodal-heads).")
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:N or auto.")
 @click.option("--resume", is_flag=True, help="Continue an interrupted run in --out.")
 @click.option("--monitor/--no-monitor", default=True, show_default=True,
@@ -97,27 +111,31 @@ def train(data, out, preset, config_path, epochs, seed, seeds, modalities, no_rt
     """
     from ..config import load_config
     from ..distributed import setup, teardown, under_torchrun
-    from ..train import recorded_config_hash
+    from ..runs import recorded_config_hash
     from ..train import train as run_train
 
     if seed is not None and seeds is not None:
         raise InputError("give --seed or --seeds, not both")
     model, train_kw = _overrides(
-        modalities=_split_list(modalities, "--modalities"), selection=selection, exchange=exchange,
-        exchange_ratio=exchange_ratio, latent=latent, d_model=d_model, n_layers=layers,
-        rtf=False if no_rtf else None, temporal_fuser=False if no_temporal_fuser else None,
-        epochs=epochs, batch_size=batch_size, lr=lr, sample_rate=sample_rate, unimodal_heads=unimodal_heads,
-        ogm=ogm, modality_dropout=_dropout_option(modality_dropout))
+        modalities=_split_list(modalities, "--modalities"), selection=selection, exchange=exchange, latent=latent,
+        exchange_ratio=exchange_ratio, d_model=d_model, n_layers=layers, epochs=epochs, batch_size=batch_size, lr=lr,
+        rtf=False if no_rtf else None, temporal_fuser=False if no_temporal_fuser else None, sample_rate=sample_rate,
+        unimodal_heads=unimodal_heads, ogm=ogm, modality_dropout=_dropout_option(modality_dropout))
+    source = _modalities_source(data, config_path, preset, model)
     cfg = load_config(config_path, preset=preset, model=model, train=train_kw)
+    mods_line = f"modalities {','.join(cfg.model.modalities)} ({source})"
     seed_arg = seeds if seeds is not None else (1 if seed is None else seed)
     t0 = time.perf_counter()
     if not under_torchrun():
+        click.echo(mods_line)
         path = run_train(cfg, data, out, seed=seed_arg, device=device, resume=resume, progress=not quiet,
                          monitor=monitor)
         # the hash of the config resolved against the dataset, as config.json and the checkpoints record it
         click.echo(f"trained {path} (config {recorded_config_hash(path)}) in {time.perf_counter() - t0:.1f} s")
         return
     ctx, dev = setup(device, rtf_stats=rtf_stats, backend=dist_backend)
+    if ctx.is_main:
+        click.echo(mods_line)
     try:
         path = run_train(cfg, data, out, seed=seed_arg, device=dev, resume=resume, progress=not quiet,
                          distributed=ctx, monitor=monitor)
