@@ -262,3 +262,31 @@ def test_cli_train_remedy_options(tmp_path):
                                       "--quiet", *bad])
         assert r.exit_code == 2 and needle in r.output, r.output
         assert not (tmp_path / "bad").exists()
+
+
+def test_resume_with_every_remedy_is_exact(tmp_path):
+    # the remedies draw from the global RNG (dropout masks, OGM-GE noise), which the checkpoint keeps
+    from rankfusion.data import synthesize
+    from rankfusion.runs import load_checkpoint
+
+    data = synthesize(tmp_path / "d", seed=6, split_fractions=(0.7, 0.15, 0.15), n_videos=9, min_frames=60,
+                      max_frames=80, channels={"rgb": 6, "depth": 5})
+    cfg = RunConfig(model=R3DConfig(modalities=("rgb", "depth"), d_model=8, n_heads=2, n_layers=1),
+                    train=TrainConfig(epochs=2, warmup_epochs=0, batch_size=4, sample_rate=3, select_metric="val_loss",
+                                      modality_dropout=0.3, unimodal_heads=0.5, ogm=0.4))
+    ref = train(cfg, data, tmp_path / "ref", seed=3, progress=False, monitor=False)
+
+    class Interrupt(Exception):
+        pass
+
+    def stop(epoch, row):
+        if epoch == 1:
+            raise Interrupt
+
+    with pytest.raises(Interrupt):
+        train(cfg, data, tmp_path / "cut", seed=3, progress=False, monitor=False, on_epoch_end=stop)
+    cut = train(cfg, data, tmp_path / "cut", seed=3, progress=False, monitor=False, resume=True)
+    a, b = load_checkpoint(ref / "checkpoints" / "last.pt"), load_checkpoint(cut / "checkpoints" / "last.pt")
+    assert any(k.startswith("unimodal.") for k in a["model"])
+    for k in a["model"]:
+        assert torch.equal(a["model"][k], b["model"][k]), k
