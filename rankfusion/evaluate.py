@@ -1066,7 +1066,12 @@ def evaluate_run(run_dir, split: str = "test", *, device=None, data_root=None, c
     if partner_run is not None and reliance:
         from .config import RunConfig
 
-        fused = RunConfig.from_dict(json.loads((seed_dirs(run_dir)[0] / "config.json").read_text())["config"])
+        recorded = json.loads((seed_dirs(run_dir)[0] / "config.json").read_text())
+        fused = RunConfig.from_dict(recorded["config"])
+        theirs = json.loads((seed_dirs(Path(partner_run))[0] / "config.json").read_text()).get("dataset")
+        if data_root is None and theirs != recorded.get("dataset"):
+            raise InputError(f"partner run {str(partner_run)!r} was trained on {theirs!r}, not on the run's "
+                             f"dataset {recorded.get('dataset')!r}; the collapse index compares them on one dataset")
         partner = partner_reference(partner_run, fused.model.modalities, split, data_root=data_root, device=dev,
                                     checkpoint=checkpoint, seed=reliance_seed, draws=reliance_draws)
     for d in seed_dirs(run_dir):
