@@ -692,6 +692,8 @@ class Reliance:
         Share of the donors within the length tolerance.
     read : str
         ``"aligned"`` (donor read at the same relative times) or ``"random"`` (at a random time).
+    drops : tuple of float
+        The grid-mean drop of each donor draw.
     """
 
     modality: str
@@ -705,6 +707,7 @@ class Reliance:
     mismatch: float = float("nan")
     matched: float = float("nan")
     read: str = "aligned"
+    drops: tuple = ()
 
 
 def _grid_mean(grid: dict) -> float:
@@ -824,7 +827,8 @@ def modality_reliance(model, ds, split, config: RunConfig, dev, *, seed: int = 0
         c, s_ = _grid_mean(clean), _grid_mean(swapped)
         drops = [c - _grid_mean(g) for g in per_draw]
         sd = float(np.std(drops, ddof=1)) if len(drops) > 1 else float("nan")
-        out.append(Reliance(m, c, s_, c - s_, grid, int(seed), sd, len(drops), draw.mismatch, draw.matched, read))
+        out.append(Reliance(m, c, s_, c - s_, grid, int(seed), sd, len(drops), draw.mismatch, draw.matched, read,
+                            tuple(drops)))
     return out
 
 
@@ -982,6 +986,8 @@ NAN = float("nan")
 
 #: Utilization rows of the evaluation CSV (``metric`` names; docs/analysis.md, "Modality utilization").
 UTILIZATION_METRICS = ("reliance", "reliance_random", "reliance_donor_sd", "reliance_random_donor_sd",
+                       "reliance_donor_ci_low", "reliance_donor_ci_high", "reliance_random_donor_ci_low",
+                       "reliance_random_donor_ci_high",
                        "cur", "cur_random", "shapley", "donor_mismatch", "donor_matched", "collapse_index",
                        "decidable_gain", "decidable_attainable", "decidable_cuts")
 
@@ -992,12 +998,14 @@ def utilization_rows(model, ds, split, config, dev, *, seed: int, clean: dict, d
     Per cell: ``reliance`` (length-matched donors read at the same relative times) and
     ``reliance_random`` (read at a random time), each the mean over ``draws`` donor draws. Per
     modality (obs and beta NaN): ``reliance_donor_sd`` / ``reliance_random_donor_sd`` (the spread
-    of the grid-mean drop over the draws), ``cur`` / ``cur_random`` (the conditional utilization
+    of the grid-mean drop over the draws) and ``*_donor_ci_low`` / ``*_donor_ci_high`` (its 95 %
+    interval over the draws, :func:`rankfusion.stats.compare`, paired t), ``cur`` / ``cur_random`` (the conditional utilization
     rate in %, :func:`rankfusion.utilization.conditional_utilization`), and for three or more
     modalities ``shapley`` (exact Shapley contributions over swap subsets, MoC points). Per run:
     ``donor_mismatch`` (mean relative length difference of the donors, %) and ``donor_matched``
     (% of donors within 10 % of the video's length).
     """
+    from .stats import compare
     from .utilization import conditional_utilization
 
     draw = donor_draws(ds, split, seed=seed, draws=draws)
@@ -1006,6 +1014,10 @@ def utilization_rows(model, ds, split, config, dev, *, seed: int, clean: dict, d
         for r in modality_reliance(model, ds, split, config, dev, seed=seed, clean=clean, read=read, donors=draw):
             rows += [(name, r.modality, o, b, d) for o, b, d in r.grid]
             rows.append((f"{name}_donor_sd", r.modality, NAN, NAN, r.sd))
+            # the 95 % interval of the drop over the donor draws (paired t: the same clean grid)
+            ci = compare(list(r.drops), [0.0] * len(r.drops), paired=True).ci
+            rows += [(f"{name}_donor_ci_low", r.modality, NAN, NAN, ci[0]),
+                     (f"{name}_donor_ci_high", r.modality, NAN, NAN, ci[1])]
             cur = conditional_utilization(r.moc, r.moc_swapped)
             rows.append(("cur" if read == "aligned" else "cur_random", r.modality, NAN, NAN, 100.0 * cur))
     if len(config.model.modalities) > 2:

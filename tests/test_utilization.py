@@ -147,6 +147,8 @@ def test_random_time_reliance_reflects_the_gain_over_an_input_free_baseline(scri
     # cannot exceed it (each swapped prediction is either the clean or the input-free one)
     assert 0.6 * gain <= rand.drop <= gain + 1e-9
     assert rand.n_draws == 3 and rand.read == "random" and np.isfinite(rand.sd)
+    assert len(rand.drops) == 3 and np.mean(rand.drops) == pytest.approx(rand.drop, abs=1e-9)
+    assert np.std(rand.drops, ddof=1) == pytest.approx(rand.sd)
     # a model that ignores its input has no reliance either way
     for read in ("aligned", "random"):
         assert modality_reliance(blind, scripted, "test", cfg, "cpu", read=read)[0].drop == 0.0
@@ -183,6 +185,7 @@ def test_utilization_rows_and_shapley_of_a_three_modality_toy(coded, tmp_path):
     assert by[("cur", "cue")] == 100.0 and by[("cur", "rgb")] == 0.0
     assert by[("cur_random", "cue")] == 100.0
     assert by[("reliance_donor_sd", "cue")] == 0.0  # every draw gives 100 -> 0
+    assert by[("reliance_donor_ci_low", "cue")] == by[("reliance_donor_ci_high", "cue")] == 100.0  # no spread
     assert 0.0 <= by[("donor_matched", "")] <= 100.0 and by[("donor_mismatch", "")] >= 0.0
     assert not any(r[0] == "shapley" for r in rows)  # two modalities: no Shapley rows
     cfg3 = load_config(model={"modalities": ("rgb", "cue", "rgb2")}, train={"sample_rate": 2})
