@@ -34,7 +34,8 @@ import pandas as pd
 
 from . import featurefiles, selection
 from ._validation import InputError, check_int
-from .io import atomic_path, write_json, write_text
+from .data.synth import dataset_matches, prepare_dataset
+from .io import atomic_path, to_markdown, write_json, write_text
 from .pipeline import PROFILES, RunCache, expected_complementary, git_commit
 from .verdicts import RESOLVE_SD
 
@@ -281,21 +282,6 @@ def _table(out: Path, df: pd.DataFrame, name: str, res: FigureResult, markdown: 
     if markdown:
         write_text(Path(out) / f"{name}.md", to_markdown(df) + "\n")
         res.files.append(f"{name}.md")
-
-
-def to_markdown(df: pd.DataFrame, floatfmt: str = ".2f") -> str:
-    """A GitHub-style Markdown table (no tabulate dependency)."""
-    cols = [str(c) for c in df.columns]
-
-    def cell(v):
-        if isinstance(v, (float, np.floating)):
-            return "NaN" if not np.isfinite(v) else format(float(v), floatfmt)
-        return str(v)
-
-    lines = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
-    for row in df.itertuples(index=False):  # itertuples keeps each column's dtype (ints stay ints)
-        lines.append("| " + " | ".join(cell(v) for v in row) + " |")
-    return "\n".join(lines)
 
 
 def _keys(runs) -> list[tuple]:
@@ -700,7 +686,7 @@ DOSE_COMPARISONS = (("fusion helps (plain fusion - anchor only)", "plain fusion"
                     ("R3D - anchor only", "R3D", "anchor only"))
 
 # A difference is resolved when |difference| >= RESOLVE_SD x the larger of the two models' seed
-# standard deviations (ddof = 1): DESIGN.md, "a benchmark is an instrument" (rankfusion.verdicts).
+# standard deviations (ddof = 1) (rankfusion.verdicts).
 
 
 @dataclass(frozen=True)
@@ -797,8 +783,6 @@ def dose_settings(profile) -> list[tuple[str, float, dict]]:
 
 def _dose_cache(ctx: FigureContext, dials: dict) -> RunCache:
     """The run cache of one dose dataset (generated under ``<cache>/dose/`` unless present)."""
-    from .demo import dataset_matches, prepare_dataset
-
     prof = ctx.cache.profile
     kwargs, seed = {**prof.dose.get("synth", prof.synth), **dials}, int(prof.dose.get("data_seed", 0))
     if dataset_matches(ctx.cache.data_root, kwargs, seed=seed):

@@ -1,4 +1,4 @@
-"""File helpers shared by the CLI and the library: atomic writes and array loading.
+"""File helpers shared by the CLI and the library: atomic writes, array loading, Markdown tables.
 
 Every file rankfusion writes goes through :func:`atomic_path` or :func:`atomic_dir` so that an
 interrupted or failed command never leaves a half-written output behind. Their temporary names
@@ -291,3 +291,18 @@ def load_meta(path) -> dict:
             f"{json.dumps(meta)[:40]}"
         )
     return meta
+
+
+def to_markdown(df: pd.DataFrame, floatfmt: str = ".2f") -> str:
+    """A GitHub-style Markdown table (no tabulate dependency)."""
+    cols = [str(c) for c in df.columns]
+
+    def cell(v):
+        if isinstance(v, (float, np.floating)):
+            return "NaN" if not np.isfinite(v) else format(float(v), floatfmt)
+        return str(v)
+
+    lines = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
+    for row in df.itertuples(index=False):  # itertuples keeps each column's dtype (ints stay ints)
+        lines.append("| " + " | ".join(cell(v) for v in row) + " |")
+    return "\n".join(lines)

@@ -22,6 +22,8 @@ from pathlib import Path
 import numpy as np
 
 from ._validation import check_float, check_int, describe, is_torch
+from .data.torchdata import video_inputs
+from .io import write_text
 from .spectral import GramAccumulator, effective_rank
 
 __all__ = ["RankMonitor", "r3d_modules", "EpochRanks", "DEFAULT_EVERY", "DEFAULT_MAX_ROWS"]
@@ -279,8 +281,6 @@ class RankMonitor:
 
     def to_csv(self, path) -> Path:
         """Write :meth:`to_frame` to ``path`` atomically; returns the path."""
-        from .io import write_text
-
         path = Path(path)
         write_text(path, self.to_frame().to_csv(index=False, float_format="%.10g"))
         return path
@@ -354,8 +354,6 @@ class EpochRanks:
     """
 
     def __init__(self, ds, config, device, path, *, n_videos: int = EPOCH_VIDEOS, previous: bool = False):
-        from .evaluate import _video_inputs
-
         n_videos = check_int(n_videos, "n_videos", low=1)
         self.path = Path(path)
         self.modalities = list(config.model.modalities)
@@ -364,7 +362,7 @@ class EpochRanks:
         self.inputs = []
         for v in videos:
             stop = max(1, int(self.obs * len(ds.labels(v))))
-            self.inputs.append(_video_inputs(ds, v, self.modalities, stop, config.train.sample_rate, device))
+            self.inputs.append(video_inputs(ds, v, self.modalities, stop, config.train.sample_rate, device))
         self.n_videos = len(self.inputs)
         self.rows: list[dict] = []
         if previous and self.path.exists():
@@ -403,8 +401,6 @@ class EpochRanks:
         # the csv module, not pandas: rewritten every epoch, this is part of the monitor's overhead
         import csv
         import io
-
-        from .io import write_text
 
         first = ["epoch", "name", "modality", "stage", "n_rows", "n_channels", "numerical_rank", "effective_rank"]
         fields = first + [c for c in self.rows[0] if c not in first]

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from . import featurefiles, verdicts
+from .io import to_markdown
 from .verdicts import fmt as _fmt
 from .verdicts import pm as _pmf
 
@@ -119,8 +120,6 @@ def header_section(r: ReportInputs) -> list[str]:
 
 def modality_section(r: ReportInputs) -> list[str]:
     """Sec. 3.2 / Fig. 3: the ranking, whether it matches the construction (and why not), MoC."""
-    from .figures import to_markdown
-
     if "modality" not in r.results:
         return []
     a, d = r.ctx.anchor, r.results["modality"].data
@@ -228,8 +227,6 @@ def spectra_section(r: ReportInputs) -> list[str]:
 
 def spectrum_section(r: ReportInputs) -> list[str]:
     """Numerical and effective rank of every array of the pair's feature file."""
-    from .figures import to_markdown
-
     if r.spectrum is None:
         return []
     return ["### Effective rank of every exported array", "", to_markdown(r.spectrum), ""]

@@ -132,7 +132,7 @@ def _gram_erank_bound(ops, lam, delta, tol2):
 def rank_tolerance(sigma_max, n_long: int, eps: float):
     """The toolkit's one rank tolerance: ``tol = sqrt(max(N, D)) * eps * sigma_max``.
 
-    Singular values ``<= tol`` are outside the numerical rank (DESIGN.md: numpy's
+    Singular values ``<= tol`` are outside the numerical rank (docs/spectral.md: numpy's
     ``max(N, D) * eps`` drops real signal of large float32 feature matrices).
 
     Parameters
@@ -966,20 +966,6 @@ class GramAccumulator:
                 raise ValueError(f"chunk has entries too large for a float64 Gram matrix: {describe(chunk)}")
             self._combine(nb, mb, m2b)
         return self
-
-    @classmethod
-    def _of_block(cls, block, mu=None, chunk_rows=None) -> GramAccumulator:
-        """Accumulator of one (n, D) NumPy block, uncentred, optionally shifted by ``mu`` (1, D).
-
-        The leaf of a tree reduction (:mod:`rankfusion._dask`): the float64 Gram of
-        ``block - mu`` by the NumPy backend, no finiteness check (the merged diagonal is checked).
-        """
-        acc = cls(center=False, chunk_rows=chunk_rows)
-        acc._n, acc._d = int(block.shape[0]), int(block.shape[1])
-        acc._eps = NumpyOps.eps(block)
-        acc._m2 = NumpyOps.gram64(block, mu, chunk_rows)
-        acc._mean = NumpyOps.mean64(block, 0)[0] if acc._n else np.zeros(acc._d)
-        return acc
 
     def _combine(self, nb, mb, m2b):
         na = self._n

@@ -3,7 +3,7 @@
 Each function turns measured numbers (means, seed standard deviations, correlations) into the
 verdict or clause the report prints, so the rule behind every sentence is written once and tested
 (tests/test_verdicts.py) instead of living inside the report's string building. The rule of the
-whole toolkit (DESIGN.md, "A benchmark is an instrument"): a difference smaller than its seed
+whole toolkit: a difference smaller than its seed
 spread is unresolved, never a finding.
 """
 

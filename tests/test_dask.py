@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from rankfusion import _dask
+from rankfusion import stores
 from rankfusion import spectral as S
 from rankfusion.cli import main
 from rankfusion.cli import spectrum as spectrum_cli
@@ -110,7 +110,7 @@ def test_localcluster_zarr_spectrum_equals_in_memory(tmp_path, rng):
     X = _features(rng, n=5000, d=32)
     z = zarr.create_array(tmp_path / "f.zarr", shape=X.shape, chunks=(600, 32), dtype="f4")
     z[:] = X
-    label, x = _dask.open_store(tmp_path / "f.zarr")
+    label, x = stores.open_store(tmp_path / "f.zarr")
     assert label == "f" and x.chunks[0][0] == 600
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
                                   dashboard_address=None) as cluster, distributed.Client(cluster):
@@ -174,7 +174,7 @@ def test_cli_store_bad_inputs(tmp_path, monkeypatch):
     good[:] = 1.0
     (tmp_path / "plain").mkdir()
     np.savez(tmp_path / "f.npz", a=np.ones((4, 2)))
-    monkeypatch.setattr(_dask, "CONNECT_TIMEOUT_S", 0.5)
+    monkeypatch.setattr(stores, "CONNECT_TIMEOUT_S", 0.5)
     cases = [
         ((tmp_path / "vec.zarr",), "has shape (10,)"),
         ((tmp_path / "txt.zarr",), "need a 2-D numeric array"),

@@ -288,8 +288,8 @@ def test_cli_evaluate_skips_a_video_too_short_to_observe(tiny_data, tmp_path):
 def test_video_inputs_never_wrap_read_only_arrays(tiny_data, monkeypatch):
     # torch warns (once per process, in C++) when from_numpy wraps a non-writable array; the
     # dataset's features are read-only memory maps, sliced to one contiguous row at short cut points
-    from rankfusion import evaluate as ev_mod
     from rankfusion.data import open_dataset
+    from rankfusion.data.torchdata import video_inputs
 
     real = torch.from_numpy
     seen = []
@@ -302,7 +302,7 @@ def test_video_inputs_never_wrap_read_only_arrays(tiny_data, monkeypatch):
     ds = open_dataset(tiny_data)
     video = ds.split("test")[0]
     for stop, rate in ((1, 2), (5, 1), (40, 2)):
-        ev_mod._video_inputs(ds, video, ("rgb", "depth"), stop, rate, torch.device("cpu"))
+        video_inputs(ds, video, ("rgb", "depth"), stop, rate, torch.device("cpu"))
     assert seen and all(seen)
 
 

@@ -67,12 +67,12 @@ def _cache_options(f):
 
 
 def _cache(data, cache_dir, profile, device, quiet, threads=1):
-    from ..pipeline import RunCache, get_profile, set_threads
+    from ..pipeline import RunCache, default_cache_dir, get_profile, set_threads
 
     data = Path(data)
     if not data.is_dir():
         raise InputError(f"--data folder {str(data)!r} does not exist")
-    cache_dir = cache_dir if cache_dir is not None else data.resolve().parent / "rankfusion-cache"
+    cache_dir = cache_dir if cache_dir is not None else default_cache_dir(data)
     set_threads(threads)
     return RunCache(data, cache_dir, get_profile(profile), device=device, progress=not quiet)
 
@@ -137,7 +137,7 @@ def _paired(path, labels_key, specs, cands, folds, seeds, surrogates, steps, wid
             quiet, threads):
     from .. import plots, selection
     from ..data.importer import parse_modality_spec
-    from ..figures import to_markdown
+    from ..io import to_markdown
     from ..io import write_json, write_text
 
     mods = {}
@@ -181,7 +181,8 @@ def _paired(path, labels_key, specs, cands, folds, seeds, surrogates, steps, wid
 
 def _rank_runs(features, data, cands, expected, out, anchor, cache_dir, profile, device, quiet, threads, as_json):
     from .. import selection
-    from ..figures import FigureContext, fig_modality, to_markdown, write_manifest, write_selection
+    from ..figures import FigureContext, fig_modality, write_manifest, write_selection
+    from ..io import to_markdown
 
     moc = None
     if data is not None:
@@ -253,7 +254,8 @@ def robustness_cmd(data, out, partner, noise_seed, anchor, cache_dir, profile, d
     calibrated per modality so that each level changes that modality's token-fuser input by the same
     relative amount (docs/analysis.md). Writes noise_sigmas, noise_gains, noise_moc tables and figures.
     """
-    from ..figures import FigureContext, fig_noise, to_markdown, write_manifest
+    from ..figures import FigureContext, fig_noise, write_manifest
+    from ..io import to_markdown
 
     cache = _cache(data, cache_dir, profile, device, quiet, threads)
     ctx = FigureContext(cache, out, anchor=anchor, partner=partner)

@@ -63,7 +63,7 @@ def train(data, out, preset, config_path, epochs, seed, seeds, modalities, no_rt
     """
     from ..config import load_config
     from ..distributed import setup, teardown, under_torchrun
-    from ..train import recorded_config_hash
+    from ..runs import recorded_config_hash
     from ..train import train as run_train
 
     if seed is not None and seeds is not None:

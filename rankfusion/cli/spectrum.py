@@ -133,13 +133,13 @@ SCHEDULER_ENV = ("RANKFUSION_SCHEDULER", "DASK_SCHEDULER_ADDRESS")
 
 def _store_results(path: Path, keys, center: bool, top: int, scheduler: str | None):
     """Analyse arrays of a zarr/HDF5 store lazily, on the given Dask scheduler or locally."""
-    from .. import _dask
+    from .. import stores
 
-    client = _dask.connect(scheduler) if scheduler else None
+    client = stores.connect(scheduler) if scheduler else None
     try:
         results = []
         for key in list(keys) or [None]:
-            label, x = _dask.open_store(path, key)
+            label, x = stores.open_store(path, key)
             # Without a cluster, small stores are read into memory: measured (benchmarks/
             # bench_scale.py, docs/benchmarks.md "Scale") dask's threaded scheduler took 2.8x the
             # in-memory time on 50 MB and 1.08x on 0.6 GB, and 0.87x on 4.1 GB, where it also
@@ -193,7 +193,7 @@ def spectrum(file, keys, center, as_json, plot, top, chunk_rows, scheduler):
     dimensions) in .npz/.npy files are flattened to (B*T, D), as in Sec. 4.2 of the paper.
     The `meta` entry of feature files is skipped.
     """
-    from .._dask import is_store
+    from ..stores import is_store
 
     results = []
     if is_store(file):

@@ -8,7 +8,7 @@ each modality can see is known by construction (docs/datasets.md):
   *toward* the dishwasher and ``place_on_shelf`` when it moves *away* (the paper's "loading vs
   unloading" example), and the direction is drawn afresh for every trip, so the past actions do
   not give it away;
-* three dials make the benchmark an instrument (DESIGN.md, "A benchmark is an instrument"):
+* three dials make the benchmark an instrument (docs/datasets.md, "Dials"):
   ``complementarity`` C is the share of evaluation cut points (observation ratios 0.2 / 0.3)
   that end inside such a trip, so that only the direction decides what comes next;
   ``nuisance`` N is the energy of per-video constants (appearance, scene geometry) relative to
@@ -101,7 +101,7 @@ DURATION_SHAPE = 8.0  # coefficient of variation 1/sqrt(8) ~ 0.35
 MIN_DURATION = 5
 
 #: Observation ratios whose cut points ``complementarity`` controls: the evaluation ratios of the
-#: MoC protocol (DESIGN.md). A cut point ``int(obs * N)`` is *decision-bearing* when its last
+#: MoC protocol (docs/datasets.md). A cut point ``int(obs * N)`` is *decision-bearing* when its last
 #: observed frame lies inside a ``pick_dish -> carry_dish`` trip. The training-only ratio 0.5 is
 #: left to the grammar: a trip forced across it would put a fresh, unforeseeable direction inside
 #: the future windows of the 0.2 / 0.3 cut points and squeeze their decided segment to a few frames.
@@ -1138,3 +1138,24 @@ def _ground_truth(cfg: SynthConfig, world: _World, stats, records, test, hints, 
                            "hint_right_share": float((every_h[trip] == every["direction"][trip]).mean())
                            if trip.any() else float("nan")}
     return out
+
+
+def prepare_dataset(out, synth_kwargs: dict, *, seed: int = 0, progress: bool = False) -> Path:
+    """The demo's synthetic dataset at ``out``, generated unless one with the same settings exists."""
+    out = Path(out)
+    if dataset_matches(out, synth_kwargs, seed=seed):
+        return out
+    return synthesize(out, seed=seed, overwrite=True, progress=progress, **synth_kwargs)
+
+
+def dataset_matches(root, synth_kwargs: dict, *, seed: int = 0) -> bool:
+    """Whether ``root`` holds a synthetic dataset generated with these settings (its ``synth.json``)."""
+    meta = Path(root) / "synth.json"
+    if not meta.exists():
+        return False
+    try:
+        cfg = json.loads(meta.read_text()).get("config", {})
+    except (OSError, ValueError):
+        return False
+    want = dict(synth_kwargs, seed=seed)
+    return all(cfg.get(k) == (list(v) if isinstance(v, tuple) else v) for k, v in want.items())
