@@ -223,3 +223,15 @@ def test_cli_collapse_reaches_synth_json(tmp_path):
         synthesize(tmp_path / "x", n_videos=3, collapse=2)
     with pytest.raises(TypeError, match="collapse must be a real number"):
         synthesize(tmp_path / "x", n_videos=3, collapse="high")
+
+
+def test_partner_only_cuts_refuses_what_is_not_a_synthetic_dataset(levels, tmp_path):
+    with pytest.raises(ValueError, match="video 'nope': no factors file"):
+        partner_only_cuts(levels[1.0], ["nope"])
+    (tmp_path / "factors").mkdir()
+    np.savez(tmp_path / "factors" / "v.npz", action=np.zeros(10, np.int16), cuts=np.array([2, 3, 5]))
+    with pytest.raises(ValueError, match="has no 'partner_only' array: regenerate the dataset"):
+        partner_only_cuts(tmp_path)
+    # dial off: every decision-bearing carry is the partner's
+    off = partner_only_cuts(levels[None])
+    assert sum(len(v) for v in off.values()) >= _meta(levels[None])["partner_only"]["cuts"] > 0
