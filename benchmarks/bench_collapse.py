@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import time
 from pathlib import Path
@@ -43,7 +44,7 @@ def _decisions(model, ds, config, only: dict):
     import torch
 
     from rankfusion.data.synth import A
-    from rankfusion.evaluate import _video_inputs
+    from rankfusion.data.torchdata import video_inputs
 
     model.eval()
     load, place = A["load_dishwasher"], A["place_on_shelf"]
@@ -54,7 +55,7 @@ def _decisions(model, ds, config, only: dict):
             past = int(o * len(gt))
             after = np.flatnonzero(gt[past - 1:] != gt[past - 1])
             truth = int(gt[past - 1 + after[0]])
-            feats, mask = _video_inputs(ds, video, config.model.modalities, past, config.train.sample_rate, "cpu")
+            feats, mask = video_inputs(ds, video, config.model.modalities, past, config.train.sample_rate, "cpu")
             with torch.no_grad():
                 logits = model(feats, mask).class_logits[0].cpu().numpy()
             a = np.argmax(logits, axis=1)
@@ -73,9 +74,12 @@ def run_arm(data, run, modalities, rtf, seed, preset, epochs):
     from rankfusion.config import load_config
     from rankfusion.data.synth import partner_only_cuts
     from rankfusion.evaluate import modality_reliance, moc_grid
-    from rankfusion.train import _open, load_run, train
+    from rankfusion.runs import load_run, open_data
+    from rankfusion.train import train
 
     t, c = time.perf_counter(), time.process_time()
+    if Path(run).exists():  # a run without a recorded result (interrupted): start it again
+        shutil.rmtree(run)
     model_kw = {"modalities": list(modalities)}
     if not rtf:
         model_kw["rtf"] = False
@@ -83,7 +87,7 @@ def run_arm(data, run, modalities, rtf, seed, preset, epochs):
     train(cfg, data, run, seed=seed, progress=False)
     train_s = time.perf_counter() - t
     model, config, _ = load_run(run)
-    ds = _open(data, config.model.modalities)
+    ds = open_data(data, config.model.modalities)
     grid = moc_grid(model, ds, "test", config, "cpu")
     out = {"moc": float(np.nanmean(list(grid.values()))), "train_s": train_s}
     if len(modalities) > 1:
@@ -197,7 +201,8 @@ def _table(results, arms, partner, levels, binomtest, compare):
         if alone:
             sel = [r for r in rows if r["data_seed"] == s and r["level"] == hi and r["arm"] == alone]
             if sel:
-                ps = [binomtest(r["only_right"], r["only_total"], 0.5, alternative="greater").pvalue for r in sel]
+                ps = [binomtest(r["only_right"], r["only_total"], 0.5, alternative="greater").pvalue
+                      if r["only_total"] else float("nan") for r in sel]
                 print(f"S{s}: {alone} alone at K {hi:g} on the partner-only cut points: "
                       + ", ".join(f"{r['only_right']}/{r['only_total']} (p {q:.2g})" for r, q in zip(sel, ps)))
 

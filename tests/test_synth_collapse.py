@@ -103,7 +103,7 @@ def test_the_dial_only_adds_its_codes_to_the_features(levels):
 def _simulate(rng, n_videos, complementarity):
     """Cut records, hints and timing features of ``n_videos`` generated timelines (no rendering)."""
     rows = []
-    for _ in range(n_videos):
+    for video in range(n_videos):
         n = int(rng.integers(150, 351))
         segs = _sample_video(rng, n, complementarity)
         act = np.concatenate([np.full(f, a) for a, f, _ in segs])
@@ -115,11 +115,17 @@ def _simulate(rng, n_videos, complementarity):
             j = r["cut"] - 1
             s = starts[starts <= j][-1]
             prev = int(act[s - 1]) if s > 0 else -1
-            rows.append((r, int(h), prev, n // 25, min((j - s) // 8, 10)))
+            rows.append((r, int(h), prev, n // 25, min((j - s) // 8, 10), video))
     rec = np.array([r[0] for r in rows])
     hints = np.array([r[1] for r in rows])
     feats = np.array([(r[0]["obs"] == CUT_OBS[0], r[0]["current"], r[1], r[2], r[3], r[4]) for r in rows], np.int64)
-    return rec, hints, feats
+    return rec, hints, feats, np.array([r[5] for r in rows])
+
+
+def _se(p, videos):
+    # Binomial standard error of an accuracy near p. The cut points of one video often lie in one
+    # trip (one direction, one hint): count videos, not cut points (conservative).
+    return np.sqrt(p * (1 - p) / len(np.unique(videos)))
 
 
 def _lookup_fit(feats, target):
@@ -142,10 +148,11 @@ def test_the_oracle_is_not_beaten_by_held_out_predictors_that_see_more(complemen
     # in the current segment, the ratio), fitted on one generated set and scored on another, must
     # not beat the oracle computed on the scoring set by more than its binomial sampling error
     # (3 se, one-sided). A predictor that also sees the direction must beat rgb's oracle: the
-    # test can fail.
+    # test can fail. (Measured at complementarity 1: the table follows the hint and scores 0.864,
+    # the share of right hints in the scoring set, against the bound 0.85, se 0.009.)
     rng = np.random.default_rng(2026)
-    fit_rec, fit_h, fit_x = _simulate(rng, 1500, complementarity)
-    rec, hints, x = _simulate(rng, 1500, complementarity)
+    fit_rec, fit_h, fit_x, _ = _simulate(rng, 1500, complementarity)
+    rec, hints, x, vid = _simulate(rng, 1500, complementarity)
     keep, fit_keep = rec["next"] >= 0, fit_rec["next"] >= 0
     for with_hint in (True, False):  # rgb with the collapse dial's hint, and without the dial
         xf, xs = fit_x.copy(), x.copy()
@@ -156,7 +163,7 @@ def test_the_oracle_is_not_beaten_by_held_out_predictors_that_see_more(complemen
         # over every cut point, and over the decision-bearing ones alone (where the bound is exact)
         for sel in (keep, keep & rec["bearing"]):
             bound = oracle_accuracy(rec[sel], "rgb", hints[sel] if with_hint else None)
-            se = np.sqrt(bound * (1 - bound) / sel.sum())
+            se = _se(bound, vid[sel])
             assert right[sel].mean() <= bound + 3 * se, (with_hint, right[sel].mean(), bound, se)
     # power, where the bound is exact: the direction is worth far more than the sampling error
     xd, xfd = x.copy(), fit_x.copy()
@@ -165,7 +172,7 @@ def test_the_oracle_is_not_beaten_by_held_out_predictors_that_see_more(complemen
     sel = keep & rec["bearing"]
     acc_d = float((np.array([predict(f) for f in xd[sel]]) == rec["next"][sel]).mean())
     bound = oracle_accuracy(rec[sel], "rgb", hints[sel])
-    assert acc_d > bound + 5 * np.sqrt(bound * (1 - bound) / sel.sum())
+    assert acc_d > bound + 5 * _se(bound, vid[sel])
     assert acc_d <= oracle_accuracy(rec[sel], "rgb+depth")
 
 
@@ -223,3 +230,15 @@ def test_cli_collapse_reaches_synth_json(tmp_path):
         synthesize(tmp_path / "x", n_videos=3, collapse=2)
     with pytest.raises(TypeError, match="collapse must be a real number"):
         synthesize(tmp_path / "x", n_videos=3, collapse="high")
+
+
+def test_partner_only_cuts_refuses_what_is_not_a_synthetic_dataset(levels, tmp_path):
+    with pytest.raises(ValueError, match="video 'nope': no factors file"):
+        partner_only_cuts(levels[1.0], ["nope"])
+    (tmp_path / "factors").mkdir()
+    np.savez(tmp_path / "factors" / "v.npz", action=np.zeros(10, np.int16), cuts=np.array([2, 3, 5]))
+    with pytest.raises(ValueError, match="has no 'partner_only' array: regenerate the dataset"):
+        partner_only_cuts(tmp_path)
+    # dial off: every decision-bearing carry is the partner's
+    off = partner_only_cuts(levels[None])
+    assert sum(len(v) for v in off.values()) >= _meta(levels[None])["partner_only"]["cuts"] > 0
