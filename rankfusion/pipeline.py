@@ -570,7 +570,8 @@ class RunCache:
         from .evaluate import modality_reliance
         from .runs import load_run, resolve_device
 
-        out = rec.run_dir / f"reliance-{split}-d{seed}.csv"
+        # "m": length-matched donors, 3 draws (an older file, from one derangement, is not reused)
+        out = rec.run_dir / f"reliance-{split}-d{seed}-m.csv"
         if out.exists():
             return pd.read_csv(out)
         dev = resolve_device(self.device)

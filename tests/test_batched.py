@@ -205,6 +205,9 @@ def test_serial_reason():
         pass
 
     assert "distributed" in batched.serial_reason(cfg, distributed=Ctx())
+    # the collapse remedies (modality dropout, unimodal heads, OGM-GE) are not batched
+    assert "train.modality_dropout" in batched.serial_reason(config(1, modality_dropout=0.3))
+    assert "train.unimodal_heads" in batched.serial_reason(config(1, unimodal_heads=0.5, ogm=0.1))
     # an option the batched trainer does not know about, set away from its default, forces the serial path
     fields = batched.BATCHED_FIELDS["train"]
     batched.BATCHED_FIELDS["train"] = fields - {"grad_clip"}
