@@ -318,7 +318,8 @@ class _Group:
         bar.close()
         train_s = time.perf_counter() - t0
         # plain floats: checkpoints load with weights_only=True
-        return [{"epoch": epoch, "train_loss": float(sums[k, 0] / n_batches), "train_seg": float(sums[k, 1] / n_batches),
+        return [{"epoch": epoch, "train_loss": float(sums[k, 0] / n_batches),
+                 "train_seg": float(sums[k, 1] / n_batches),
                  "train_cls": float(sums[k, 2] / n_batches), "train_dur": float(sums[k, 3] / n_batches),
                  # the seed's frames over the wall time of the whole batched epoch
                  "frames_per_s": float(frames[k] / train_s)} for k in range(K)]

@@ -72,7 +72,7 @@ def _modalities_source(data, config_path, preset, model: dict) -> str:
               help="TOML file with [model] / [train] tables.")
 @click.option("--epochs", type=int, default=None, help="Override train.epochs.")
 @click.option("--seed", type=int, default=None, help="One seed (default 1).")
-@click.option("--seeds", default=None, help="Several seeds, e.g. 1,10,13452 (one sub-run each; batched: docs/model.md).")
+@click.option("--seeds", default=None, help="Several seeds, e.g. 1,10,13452 (one sub-run each, batched).")
 @click.option("--serial-seeds", is_flag=True, help="Train several seeds one after another, not batched.")
 @click.option("--modalities", default=None, help="Comma-separated modalities, e.g. rgb,depth.")
 @click.option("--no-rtf", is_flag=True, help="Disable the Rank-enhancing Token Fuser (Table 2).")
@@ -81,8 +81,7 @@ def _modalities_source(data, config_path, preset, model: dict) -> str:
 @click.option("--exchange", type=click.Choice(["adaptive", "static"]), default=None)
 @click.option("--exchange-ratio", type=float, default=None, help="Fraction of channels blended (k'/D).")
 @click.option("--latent", type=click.Choice(["separated", "shared"]), default=None)
-@click.option("--d-model", type=int, default=None,
-              help="Token width D per modality (replaces a preset's trunk_width).")
+@click.option("--d-model", type=int, default=None, help="Token width D per modality (replaces a preset's trunk_width).")
 @click.option("--layers", type=int, default=None, help="Temporal Fuser layers L.")
 @click.option("--batch-size", type=int, default=None)
 @click.option("--lr", type=float, default=None)
