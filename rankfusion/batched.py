@@ -57,6 +57,7 @@ from .spectral import channel_informativeness, low_informative_channels
 from .train import (_METRIC_FIELDS, _build_training, _prepare_run, _restore_or_start, _rng_state,
                     _save_epoch, _set_rng_state, _write_seeds, grid_mean, load_checkpoint, parse_seeds,
                     resolve_device, train)
+from .data import collate_anticipation
 
 #: Fields of the configuration the batched trainer implements; any other field must be at its
 #: default, or the seeds are trained one after another (:func:`serial_reason`).
@@ -357,7 +358,6 @@ class _Group:
     # -- validation, batched: every seed sees the same video
     def validate(self) -> dict:
 
-        from .data import collate_anticipation
 
         tc, K = self.tc, self.K
         r0 = self.members[0]

@@ -14,11 +14,10 @@ import time
 from pathlib import Path
 
 from ._validation import InputError
-from .io import write_json, write_text
+from .io import to_markdown, write_json, write_text
 from .data import open_dataset
 from .data.synth import prepare_dataset
 from .figures import FigureContext, make_figures
-from .io import to_markdown
 from .pipeline import RunCache, get_profile, set_threads
 from .report import build_report, spectrum_table, theorem_checks
 

@@ -25,18 +25,18 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ._validation import InputError, InputTypeError, check_choice, check_float, check_int, is_torch
+from .config import RunConfig
+from .data.synth import partner_only_cuts
 from .data.torchdata import video_inputs
 from .distributed import all_reduce_list, shard
 from .io import write_text
 from .runs import check_config_data, load_run, open_data, resolve_device, seed_dirs
-
-if TYPE_CHECKING:
-    from .config import RunConfig
+from .stats import compare
+from .utilization import collapse_index, conditional_utilization, matched_donors, shapley_values
 
 #: Prediction ratios beta of the protocol.
 DEFAULT_BETAS = (0.1, 0.2, 0.3, 0.5)
@@ -751,8 +751,6 @@ def donor_draws(ds, split, *, seed: int = 0, draws: int = 3, tol: float = 0.1) -
     Draw ``d`` uses the seed sequence ``(seed, d)``; the random-time offsets come from the same
     generator. Needs at least 2 videos.
     """
-    from .utilization import matched_donors
-
     videos = list(ds.split(split))
     if len(videos) < 2:
         raise InputError(f"modality reliance needs at least 2 videos in split {split!r}, got {len(videos)}")
@@ -862,7 +860,6 @@ def modality_shapley(model, ds, split, config: RunConfig, dev, *, seed: int = 0,
     """
     import itertools
 
-    from .utilization import shapley_values
 
     check_choice(read, "read", {"aligned", "random"})
     draw = donor_draws(ds, split, seed=seed, draws=draws, tol=tol) if donors is None else donors
@@ -954,8 +951,6 @@ def partner_reference(partner_run, fused_modalities, split, *, data_root=None, d
     dict
         ``modality``, ``only`` (set of ``(video, obs)``), ``attainable`` (MoC points), ``n_cuts``.
     """
-    from .data.synth import partner_only_cuts
-
     dev = resolve_device(device)
     gains, only, mod = [], None, None
     for d in seed_dirs(Path(partner_run)):
@@ -986,8 +981,6 @@ def collapse_rows(model, ds, split, config, dev, partner: dict, *, seed: int, dr
     ``collapse_index``: ``100 * (1 - gain / attainable)`` (%; :func:`rankfusion.utilization.collapse_index`);
     ``decidable_cuts``: how many cut points they count.
     """
-    from .utilization import collapse_index
-
     m = partner["modality"]
     gain = modality_reliance(model, ds, split, config, dev, modalities=[m], seed=seed, draws=draws,
                              only=partner["only"])[0].drop
@@ -1019,9 +1012,6 @@ def utilization_rows(model, ds, split, config, dev, *, seed: int, clean: dict, d
     ``donor_mismatch`` (mean relative length difference of the donors, %) and ``donor_matched``
     (% of donors within 10 % of the video's length).
     """
-    from .stats import compare
-    from .utilization import conditional_utilization
-
     draw = donor_draws(ds, split, seed=seed, draws=draws)
     rows = []
     for read, name in (("aligned", "reliance"), ("random", "reliance_random")):
@@ -1090,8 +1080,6 @@ def evaluate_run(run_dir, split: str = "test", *, device=None, data_root=None, c
     per_seed, notes = [], []
     partner = None
     if partner_run is not None and reliance:
-        from .config import RunConfig
-
         recorded = json.loads((seed_dirs(run_dir)[0] / "config.json").read_text())
         fused = RunConfig.from_dict(recorded["config"])
         theirs = json.loads((seed_dirs(Path(partner_run))[0] / "config.json").read_text()).get("dataset")

@@ -31,8 +31,14 @@ import pandas as pd
 
 from ._progress import bar_disabled
 from ._validation import InputError, check_float, check_int
-from .config import PAPER_SEEDS
+from .config import load_config, PAPER_SEEDS
 from .io import atomic_dir, atomic_path, write_json
+from .data import open_dataset, synth
+from . import train as train_mod
+from .batched import serial_reason, train_batched
+from .extract import extract_features
+from .evaluate import moc_grid, modality_reliance
+from .runs import load_run, resolve_device
 
 #: Marker a run folder gets once training finished; a folder without it is retrained.
 DONE = "rankfusion-run.json"
@@ -208,8 +214,6 @@ def expected_complementary(root) -> str | None:
     if meta.get("most_complementary"):
         return str(meta["most_complementary"])
     if meta.get("generator") == "rankfusion.data.synth":
-        from .data import synth
-
         return str(getattr(synth, "MOST_COMPLEMENTARY", "depth"))
     return None
 
@@ -248,8 +252,6 @@ def entry_lock(path, *, progress: bool = False):
 
 def modality_rms(root, modality: str, split: str = "test") -> float:
     """Root-mean-square of a modality's input features over a split (the noise unit)."""
-    from .data import open_dataset
-
     ds = open_dataset(root, modalities=[modality])
     total, count = 0.0, 0
     for vid in ds.split(split):
@@ -289,8 +291,6 @@ def noisy_dataset(root, out, modality: str, sigma: float, *, seed: int = 0, spli
     Path
         ``out``. ``out/noise.json`` records modality, sigma, rms, absolute std, seed, split.
     """
-    from .data import open_dataset
-
     root, out = Path(root).resolve(), Path(out)
     sigma = check_float(sigma, "sigma", low=0.0)
     seed = check_int(seed, "seed", low=0)
@@ -411,8 +411,6 @@ class RunCache:
     # -- configs
     def config(self, modalities, **model_overrides):
         """The resolved :class:`rankfusion.config.RunConfig` of a run with these options."""
-        from .config import load_config
-
         model = dict(self.profile.model)
         model.update(model_overrides)
         model["modalities"] = tuple(modalities)
@@ -428,8 +426,6 @@ class RunCache:
     # -- training
     def run(self, name: str, modalities, seed: int = 1, **model_overrides) -> RunRecord:
         """Return the finished run of this configuration and seed, training it if needed."""
-        from . import train as train_mod
-
         cfg = self.config(modalities, **model_overrides)
         chash = cfg.config_hash()
         run_dir = self.cache_dir / "runs" / f"{chash}-s{seed}-{self.fingerprint}"
@@ -477,8 +473,6 @@ class RunCache:
         list of int
             The seeds trained by this call.
         """
-        from .batched import serial_reason, train_batched
-
         cfg = self.config(modalities, **model_overrides)
         seeds = sorted({int(s) for s in seeds})
         if len(seeds) < 2 or serial_reason(cfg, device=self.device) is not None:
@@ -526,8 +520,6 @@ class RunCache:
     # -- exports
     def features(self, rec: RunRecord, obs_ratio: float, *, split: str = "test", noise: tuple | None = None) -> Path:
         """Feature file of a run at one observation ratio (``noise=(modality, sigma, seed)``)."""
-        from .extract import extract_features
-
         tag = "clean" if not noise or noise[1] == 0 else f"{noise[0]}-{_tag(noise[1])}-n{noise[2]}"
         out = rec.run_dir / "features" / f"{split}-obs{_tag(obs_ratio)}-{tag}.npz"
         with entry_lock(out):
@@ -543,10 +535,6 @@ class RunCache:
         Only the anticipation protocol is run (:func:`rankfusion.evaluate.moc_grid`), not
         the segmentation metrics of ``rankfusion evaluate``: the figures need MoC alone.
         """
-        from .data import open_dataset
-        from .evaluate import moc_grid
-        from .runs import load_run, resolve_device
-
         tag = "clean" if not noise or noise[1] == 0 else f"{noise[0]}-{_tag(noise[1])}-n{noise[2]}"
         out = rec.run_dir / f"moc-{split}-{tag}.csv"
         with entry_lock(out):
@@ -566,10 +554,6 @@ class RunCache:
     def reliance(self, rec: RunRecord, *, split: str = "test", seed: int = 0) -> pd.DataFrame:
         """Modality reliance of a run (:func:`rankfusion.evaluate.modality_reliance`) as
         ``modality, moc, moc_swapped, drop`` (grid means, MoC points), cached as CSV in the run."""
-        from .data import open_dataset
-        from .evaluate import modality_reliance
-        from .runs import load_run, resolve_device
-
         # "m": length-matched donors, 3 draws (an older file, from one derangement, is not reused)
         out = rec.run_dir / f"reliance-{split}-d{seed}-m.csv"
         if out.exists():

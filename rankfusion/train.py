@@ -28,10 +28,15 @@ import numpy as np
 from ._progress import bar_disabled
 from ._validation import InputError, InputTypeError, check_choice, check_int
 from .config import RunConfig
-from .distributed import all_reduce_list
+from .distributed import agree, all_reduce_list, DistContext, gather, refuse, shard
 from .evaluate import moc_grid
 from .runs import check_config_data, is_multi_seed, load_checkpoint, load_run, open_data, recorded_config_hash, resolve_device, seed_dirs  # noqa: F401 (public here too)
 from .io import atomic_path, write_json, write_text
+from .monitor import EpochRanks
+from .data import AnticipationDataset, collate_anticipation
+from .model import R3D
+from .remedies import attach_unimodal_heads, check_supported
+from . import remedies
 
 _METRIC_FIELDS = ["epoch", "train_loss", "train_seg", "train_cls", "train_dur", "val_loss", "val_moc",
                   "lr", "epoch_s", "epoch_cpu_s", "frames_per_s"]
@@ -231,8 +236,6 @@ def train(config: RunConfig, data_root, run_dir, *, seed=1, device=None, resume:
     if not isinstance(config, RunConfig):
         raise InputTypeError(f"config must be a RunConfig, got {type(config).__name__}")
     if distributed is not None:
-        from .distributed import DistContext
-
         if not isinstance(distributed, DistContext):
             raise InputTypeError(f"distributed must be a DistContext (rankfusion.distributed.setup) or None, "
                             f"got {type(distributed).__name__}")
@@ -263,7 +266,6 @@ def _on_main(ctx, device, fn):
     """``fn()`` in a single process; on rank 0 with the verdict shared in a distributed run."""
     if ctx is None:
         return fn()
-    from .distributed import agree
 
     return agree(fn, ctx, resolve_device(device))
 
@@ -311,8 +313,6 @@ def _epoch_ranks(r: _Run):
     Eval mode, one video per forward: RTF's distributed statistic is not used, so rank 0 alone
     can measure while the other processes go on.
     """
-    from .monitor import EpochRanks
-
     ranks = EpochRanks(r.ds, r.config, r.dev, r.run_dir / "ranks.csv", previous=r.start > 1)
     if r.start == 1:
         ranks.record(r.model, 0)
@@ -321,16 +321,12 @@ def _epoch_ranks(r: _Run):
 
 def _prepare_run(config, data_root, run_dir, *, seed, device, resume, ctx) -> _Run:
     """Open the data, resolve the config, check the run folder; the datasets of both splits."""
-    from .data import AnticipationDataset
-
     dev = resolve_device(device)
     data_root = Path(data_root)
     ds = open_data(data_root, config.model.modalities)
     config = resolve_config(config, ds)
     tc = config.train
     if ctx is not None and ctx.world_size > len(ds.split("train")):
-        from .distributed import refuse
-
         refuse(f"torchrun world size {ctx.world_size} is larger than the {len(ds.split('train'))} training "
                f"videos of {str(data_root)!r}: every process needs one; use --nproc_per_node "
                f"<= {len(ds.split('train'))}", ctx)
@@ -358,9 +354,6 @@ def _build_training(r: _Run, seed):
     """Model, optimiser, loader and schedule; the RNG draws in the order of the original loop."""
     import torch
 
-    from .data import collate_anticipation
-    from .model import R3D
-    from .remedies import attach_unimodal_heads, check_supported
 
     tc = r.tc
     check_supported(tc, r.ctx)
@@ -488,7 +481,6 @@ def _train_step(r: _Run, batch):
     """
     import torch
 
-    from . import remedies
 
     tc = r.tc
     feats, mask = _to_device(batch, r.dev)
@@ -561,8 +553,6 @@ def _save_epoch(r: _Run, epoch, row):
     if r.ctx is None:
         last.update(loader_rng=r.gen.get_state(), rng=_rng_state())
     else:
-        from .distributed import gather
-
         # the sampler needs no state (seed + epoch); each rank's own RNG (dropout) does
         last["rng_ranks"] = gather(_rng_state(), r.ctx)
     if _is_main(r.ctx):
@@ -573,8 +563,6 @@ def _save_epoch(r: _Run, epoch, row):
 def _validation_loss(model, val_set, tc, dev, ctx=None) -> float:
     import torch
 
-    from .data import collate_anticipation
-    from .distributed import shard
 
     part = torch.utils.data.Subset(val_set, shard(range(len(val_set)), ctx))
     loader = torch.utils.data.DataLoader(part, batch_size=1, shuffle=False, collate_fn=collate_anticipation)
