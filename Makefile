@@ -14,7 +14,9 @@ setup: $(VENV)/.installed
 $(VENV)/.installed: setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install "$(TORCH_SPEC)"
-	$(PY) -m pip install -e ".[dev,scale,parquet,monitor]"
+	# not the [vision] extra: PyPI's torchvision is built against the CUDA torch and cannot load beside
+	# the CPU build installed above (its tests skip without a loadable torchvision)
+	$(PY) -m pip install -e ".[dev,scale,parquet,monitor,lightning]"
 	touch $@
 
 demo: setup

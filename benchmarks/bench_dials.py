@@ -44,14 +44,15 @@ def train_and_score(data, run, modalities, seed, preset, overrides):
 
     from rankfusion.config import load_config
     from rankfusion.evaluate import moc_grid
-    from rankfusion.train import _open, load_run, train
+    from rankfusion.runs import load_run, open_data
+    from rankfusion.train import train
 
     t, c = time.perf_counter(), time.process_time()
     model_kw = dict(overrides.get("model", {}), modalities=list(modalities))
     cfg = load_config(preset=preset, model=model_kw, train=overrides.get("train") or None)
     train(cfg, data, run, seed=seed, progress=False)
     model, config, _ = load_run(run)
-    grid = moc_grid(model, _open(data, config.model.modalities), "test", config, "cpu")
+    grid = moc_grid(model, open_data(data, config.model.modalities), "test", config, "cpu")
     vals = [v for v in grid.values() if np.isfinite(v)]
     return {"moc": float(np.mean(vals)), "cells": {f"{o}/{b}": v for (o, b), v in grid.items()},
             "wall_s": time.perf_counter() - t, "cpu_s": time.process_time() - c}

@@ -2,7 +2,7 @@
 
 The backend follows the input type (house rule 1): NumPy arrays (and memory maps) go to
 NumPy/SciPy, torch tensors stay torch on their own device, dask arrays (chunked by rows) are
-reduced chunk by chunk into small NumPy results (:mod:`rankfusion._dask`, the ``[scale]``
+reduced chunk by chunk into small NumPy results (:class:`DaskOps`, the ``[scale]``
 extra). :func:`get_ops` picks the backend and refuses to mix NumPy arrays with torch tensors.
 torch and dask are imported lazily so that ``import rankfusion.spectral`` works without them.
 Every reduction that decides a spectrum is done in float64.
@@ -14,7 +14,7 @@ import math
 
 import numpy as np
 
-from ._validation import check_float, check_matrix, describe, is_dask, is_torch
+from ._validation import check_float, check_matrix, describe, is_dask, is_torch, require_extra
 
 #: Bytes of float64 per chunk when a Gram matrix is accumulated chunk by chunk (8192 rows of a
 #: 512-channel matrix). Single-threaded, 2048 to 8192 rows cost the same; fewer, larger BLAS
@@ -573,6 +573,106 @@ def _host_view_ok(x) -> bool:
     )
 
 
+# --------------------------------------------------------------------------------------
+# Dask (the [scale] extra): reductions over N on dask, everything after them NumPy
+# --------------------------------------------------------------------------------------
+#: The extra that carries dask.
+DASK_EXTRA = "scale"
+#: Partial Gram matrices summed per task of the tree reduction (dask's own default ``split_every``).
+SPLIT_EVERY = 8
+
+
+def require_dask(module: str = "dask"):
+    """``dask`` (or one of its modules), or ImportError naming the ``[scale]`` extra."""
+    return require_extra(module, DASK_EXTRA)
+
+
+def _block_gram(block, mu, chunk_rows):
+    """One row block -> its float64 Gram ``(B - mu)^T (B - mu)`` (a leaf of the tree).
+
+    No finiteness check here: a NaN/Inf anywhere shows in the summed diagonal, and the caller
+    then names ``X`` (a block knows neither its name nor its offset).
+    """
+    return NumpyOps.gram64(np.asarray(block), mu, chunk_rows)
+
+
+def _sum_grams(*grams):
+    """Combine step of the tree: the sum of uncentred block Grams, into a new array.
+
+    The inputs are left untouched, so a task that a cluster retries does not count twice.
+    """
+    out = np.array(grams[0], dtype=np.float64, copy=True)
+    for g in grams[1:]:
+        out += g
+    return out
+
+
+def _compute(*lazy):
+    return require_dask().compute(*lazy)
+
+
+class DaskOps(NumpyOps):
+    """Row-chunked dask arrays: reductions over N run on dask, the rest is :class:`NumpyOps`."""
+
+    name = "dask"
+
+    @staticmethod
+    def check_layout(x, name):
+        """2-D, tall (N >= D), one chunk across the columns (rechunked if not)."""
+        if x.ndim != 2:
+            raise ValueError(f"{name}: a dask array must be 2-D (N, D), chunked by rows, got {describe(x)}")
+        if any(np.isnan(c) for dim in x.chunks for c in dim):
+            raise ValueError(f"{name}: a dask array must have known chunk sizes (call compute_chunk_sizes()), got {describe(x)}")
+        if x.shape[0] < x.shape[1]:
+            raise ValueError(f"{name}: a dask array must be tall (N >= D rows), got {describe(x)}")
+        return x if x.numblocks[1] == 1 else x.rechunk({1: -1})
+
+    @staticmethod
+    def mean64(x, axis):
+        (mu,) = _compute(x.mean(axis=axis, dtype=np.float64, keepdims=True))
+        return np.asarray(mu, dtype=np.float64)
+
+    @staticmethod
+    def gram64(x, mu=None, chunk_rows=None):
+        """``(X - mu)^T (X - mu)`` in float64 as a tree reduction of per-block Grams."""
+        delayed = require_dask().delayed
+        chunk_rows = chunk_rows or chunk_rows_for(x.shape[1])
+        mu_d = None if mu is None else delayed(mu)
+        parts = [delayed(_block_gram)(b, mu_d, chunk_rows) for b in x.to_delayed().ravel()]
+        while len(parts) > 1:
+            parts = [delayed(_sum_grams)(*parts[i : i + SPLIT_EVERY]) for i in range(0, len(parts), SPLIT_EVERY)]
+        (gram,) = _compute(parts[0])
+        return gram
+
+    @staticmethod
+    def colsq64(x, mu=None, chunk_rows=None):
+        c = x.astype(np.float64)
+        if mu is not None:
+            c = c - mu
+        (out,) = _compute((c * c).sum(axis=-2))
+        return np.asarray(out, dtype=np.float64)
+
+    @staticmethod
+    def to64(x):
+        return x.astype(np.float64)
+
+    @staticmethod
+    def svdvals64(x):
+        """Singular values of a tall float64 dask array from the R factor of its TSQR."""
+        import scipy.linalg
+
+        linalg = require_dask("dask.array.linalg")
+        x = x if x.numblocks[1] == 1 else x.rechunk({1: -1})
+        _, r = linalg.tsqr(x)
+        (r,) = _compute(r)
+        return scipy.linalg.svdvals(r, check_finite=False)
+
+    @staticmethod
+    def matmul64(x, w, chunk_rows=None):
+        (out,) = _compute(x.astype(np.float64) @ w)
+        return out
+
+
 def _kind(x):
     """"torch", "dask", "numpy", or None for what adapts to any backend (None, Python/NumPy scalars)."""
     if x is None or isinstance(x, (bool, int, float, np.generic)):
@@ -596,7 +696,7 @@ def get_ops(*arrays, names=None):
 
     Returns
     -------
-    ops : :class:`NumpyOps`, :class:`TorchOps` or ``rankfusion._dask.DaskOps``
+    ops : :class:`NumpyOps`, :class:`TorchOps` or :class:`DaskOps`
 
     Raises
     ------
@@ -618,7 +718,5 @@ def get_ops(*arrays, names=None):
     if kind == "torch":
         return TorchOps
     if kind == "dask":
-        from ._dask import DaskOps
-
         return DaskOps
     return NumpyOps

@@ -8,6 +8,8 @@ exit status 2; any other exception is a bug and keeps its traceback.
 
 from __future__ import annotations
 
+import importlib
+
 import numbers
 
 import numpy as np
@@ -116,3 +118,14 @@ def check_choice(value, name: str, choices):
     if value not in choices:
         raise InputError(f"{name} must be one of {sorted(choices)}, got {value!r}")
     return value
+
+
+def require_extra(module: str, extra: str):
+    """Import an optional engine, or raise ImportError in one line naming the extra that brings it."""
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise ImportError(
+            f"{module.split('.')[0]} is not installed; it comes with the [{extra}] extra: "
+            f"pip install 'rankfusion[{extra}]'"
+        ) from None

@@ -344,6 +344,20 @@ def _merge(base: dict, extra: dict) -> dict:
     return out
 
 
+def named_modalities(path=None, *, preset: str | None = None):
+    """The modalities a preset or TOML file names in ``[model]`` (the file wins), or None.
+
+    ``rankfusion train`` uses the dataset's own modalities when neither these nor
+    ``--modalities`` name any (the built-in default ``("rgb", "depth")`` fits only some datasets).
+    """
+    found = None
+    if preset is not None and preset in preset_names():
+        found = (_read_toml(PRESET_DIR / f"{preset}.toml").get("model") or {}).get("modalities", found)
+    if path is not None:
+        found = (_read_toml(Path(path)).get("model") or {}).get("modalities", found)
+    return found
+
+
 def load_config(path=None, *, preset: str | None = None, model: dict | None = None,
                 train: dict | None = None) -> RunConfig:
     """Resolve a :class:`RunConfig` from defaults, a preset, a TOML file and overrides.

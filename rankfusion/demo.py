@@ -27,29 +27,6 @@ def _cpu_seconds() -> float:
     return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
 
 
-def prepare_dataset(out, synth_kwargs: dict, *, seed: int = 0, progress: bool = False) -> Path:
-    """The demo's synthetic dataset at ``out``, generated unless one with the same settings exists."""
-    from .data import synthesize
-
-    out = Path(out)
-    if dataset_matches(out, synth_kwargs, seed=seed):
-        return out
-    return synthesize(out, seed=seed, overwrite=True, progress=progress, **synth_kwargs)
-
-
-def dataset_matches(root, synth_kwargs: dict, *, seed: int = 0) -> bool:
-    """Whether ``root`` holds a synthetic dataset generated with these settings (its ``synth.json``)."""
-    meta = Path(root) / "synth.json"
-    if not meta.exists():
-        return False
-    try:
-        cfg = json.loads(meta.read_text()).get("config", {})
-    except (OSError, ValueError):
-        return False
-    want = dict(synth_kwargs, seed=seed)
-    return all(cfg.get(k) == (list(v) if isinstance(v, tuple) else v) for k, v in want.items())
-
-
 def run_demo(out, *, quick: bool = False, device: str = "cpu", seed: int = 0, progress: bool = True,
              command: str = "rankfusion demo", threads: int | None = 1, workers: int = 1) -> dict:
     """Run the whole pipeline into ``out`` and write ``out/report.md``.
@@ -79,7 +56,9 @@ def run_demo(out, *, quick: bool = False, device: str = "cpu", seed: int = 0, pr
         ``report`` (path), ``seconds`` (wall time), ``ranking`` (modality ranking), ``matches``.
     """
     from .data import open_dataset
-    from .figures import FigureContext, make_figures, to_markdown
+    from .data.synth import prepare_dataset
+    from .figures import FigureContext, make_figures
+    from .io import to_markdown
     from .pipeline import RunCache, get_profile, set_threads
     from .report import build_report, spectrum_table, theorem_checks
 

@@ -134,6 +134,11 @@ def all_reduce_sum(values, dev):
     return t
 
 
+def all_reduce_list(values, dev) -> list:
+    """:func:`all_reduce_sum` of a list of numbers, back as a list of Python floats."""
+    return all_reduce_sum(values, dev).cpu().tolist()
+
+
 def broadcast(obj, ctx: DistContext, dev):
     """Rank 0's ``obj`` on every process (pickled; for checkpoints and decisions)."""
     import torch.distributed as dist

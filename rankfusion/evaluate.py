@@ -1,4 +1,4 @@
-"""Metrics: long-term anticipation (MoC, DESIGN.md protocol) and action segmentation.
+"""Metrics: long-term anticipation (MoC, the protocol of docs/datasets.md) and action segmentation.
 
 Anticipation
     :func:`decode_queries` turns one prediction of the model (per-query class logits and
@@ -29,7 +29,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ._validation import InputError, InputTypeError, check_choice, check_float, check_int, is_torch
+from .data.torchdata import video_inputs
+from .distributed import all_reduce_list, shard
 from .io import write_text
+from .runs import check_config_data, load_run, open_data, resolve_device, seed_dirs
 
 if TYPE_CHECKING:
     from .config import RunConfig
@@ -119,7 +122,7 @@ def expand_transcript(classes, durations, n_frames, *, none_index=None) -> np.nd
 
 
 def decode_queries(class_logits, durations, n_future_frames, none_index, *, log_durations=True) -> np.ndarray:
-    """Future frame labels from one prediction of the anticipation head (DESIGN.md protocol).
+    """Future frame labels from one prediction of the anticipation head (the MoC protocol).
 
     ``a = argmax(class_logits)`` per query (ties go to the lower class index, so an action beats
     NONE on a tie); the queries before the first NONE are kept (all of them when no NONE is
@@ -388,25 +391,6 @@ def derangement(n, seed=0) -> np.ndarray:
             return perm.astype(np.int64)
 
 
-def relative_time_indices(past, n_frames, n_donor) -> np.ndarray:
-    """Frame indices of a donor video at the same relative times as frames ``0 .. past-1`` of a video.
-
-    Frame ``t`` of a video of ``n_frames`` frames maps to ``floor(t * n_donor / n_frames)`` of the
-    donor: the replacement input covers the same observed *fraction* of another video, so it has
-    the temporal progression (and the observed-ratio statistics) the model was trained on.
-
-    Returns
-    -------
-    ndarray of int64, shape (past,), values in [0, n_donor)
-    """
-    past = check_int(past, "past", low=0)
-    n_frames = check_int(n_frames, "n_frames", low=1)
-    n_donor = check_int(n_donor, "n_donor", low=1)
-    if past > n_frames:
-        raise ValueError(f"past must be <= n_frames ({n_frames}), got {past}")
-    return np.minimum((np.arange(past, dtype=np.int64) * n_donor) // n_frames, n_donor - 1)
-
-
 # ----------------------------------------------------------------------------- segmentation
 def segments(labels, *, ignore_classes=()):
     """Segments of a label sequence as ``(labels, starts, ends)`` int64 arrays, ``ends`` exclusive.
@@ -559,28 +543,7 @@ def segmentation_scores(pairs, *, overlaps=DEFAULT_OVERLAPS, ignore_classes=(), 
 
 # ----------------------------------------------------------------------------- evaluation of trained runs
 # The protocols above applied to a trained R3D run (:func:`rankfusion.train.load_run`), each video
-# observed alone as in DESIGN.md; :func:`evaluate_run` writes ``RUN/eval_<split>.csv``.
-
-
-def _video_inputs(ds, video, modalities, stop, sample_rate, dev, noise=None, rng=None, donors=None):
-    """One video's observed inputs as a batch of one; ``donors={modality: video}`` swaps a modality
-    for another video's, read at the same relative times (modality reliance)."""
-    import torch
-
-    feats = {}
-    for m in modalities:
-        if donors and m in donors:
-            src = ds.features(donors[m], m)
-            idx = relative_time_indices(stop, ds.n_frames(video), len(src))[::sample_rate]
-            x = np.ascontiguousarray(src[idx], dtype=np.float32)  # fancy indexing copies
-        else:
-            # a copy: the dataset's arrays are read-only memory maps, which torch must not wrap
-            x = np.array(ds.features(video, m)[:stop:sample_rate], dtype=np.float32, order="C")
-        if noise and m in noise:
-            x = x + rng.normal(0.0, noise[m], size=x.shape).astype(np.float32)
-        feats[m] = torch.from_numpy(x)[None].to(dev)
-    mask = torch.ones(1, next(iter(feats.values())).shape[1], dtype=torch.bool, device=dev)
-    return feats, mask
+# observed alone, as the MoC protocol does; :func:`evaluate_run` writes ``RUN/eval_<split>.csv``.
 
 
 def moc_grid(model, ds, split, config: RunConfig, dev, *, obs=None, betas=None, ctx=None, notes=None,
@@ -588,7 +551,7 @@ def moc_grid(model, ds, split, config: RunConfig, dev, *, obs=None, betas=None, 
     """MoC in percent for each (obs, beta): ``{(obs, beta): value}`` over ``split``'s videos.
 
     Each video is observed alone (batch of one) and decoded with
-    :meth:`rankfusion.evaluate.MoCAccumulator.add_queries` (DESIGN.md protocol). With ``ctx``
+    :meth:`rankfusion.evaluate.MoCAccumulator.add_queries` (the MoC protocol). With ``ctx``
     (a :class:`rankfusion.distributed.DistContext`) each process counts every ``world_size``-th
     video and the T/F count tables are summed over processes: integer counts, so the MoC is
     exactly the single-process one for the same weights. A video too short to observe one frame
@@ -598,7 +561,6 @@ def moc_grid(model, ds, split, config: RunConfig, dev, *, obs=None, betas=None, 
     ``swap`` (``{modality: {video: donor video}}``) replaces that modality's input of each video
     by the donor's (:func:`modality_reliance`); labels and the other modalities stay the video's own.
     """
-    from .distributed import shard
 
     obs = config.train.eval_obs if obs is None else obs
     betas = config.train.eval_betas if betas is None else betas
@@ -616,8 +578,6 @@ def moc_grid(model, ds, split, config: RunConfig, dev, *, obs=None, betas=None, 
 
 
 def _moc_counts(model, ds, videos, config, dev, obs, betas, notes=None, swap=None):
-    import torch
-
     model.eval()
     acc = MoCAccumulator(model.config.n_classes, betas=tuple(betas), future_ratio=config.train.future_ratio)
     for o in obs:
@@ -630,20 +590,57 @@ def _moc_counts(model, ds, videos, config, dev, obs, betas, notes=None, swap=Non
                                  f"(int({o:g} * {len(gt)}) = 0): skipped at that cut point")
                 continue
             donors = {m: per_video[video] for m, per_video in swap.items()} if swap else None
-            feats, mask = _video_inputs(ds, video, config.model.modalities, past, config.train.sample_rate, dev,
-                                        donors=donors)
-            with torch.no_grad():
-                out = model(feats, mask)
-            acc.add_queries(gt, o, out.class_logits[0].cpu().numpy(), out.durations[0].cpu().numpy())
+            acc.add_queries(gt, o, *_queries(model, ds, video, config, dev, past, donors))
     return acc
+
+
+def _queries(model, ds, video, config, dev, past, donors=None):
+    """The model's raw future queries for one video observed up to frame ``past`` (batch of one):
+    ``(class_logits (Q, C + 1), durations (Q,))`` as NumPy arrays."""
+    import torch
+
+    feats, mask = video_inputs(ds, video, config.model.modalities, past, config.train.sample_rate, dev,
+                               donors=donors)
+    with torch.no_grad():
+        out = model(feats, mask)
+    return out.class_logits[0].cpu().numpy(), out.durations[0].cpu().numpy()
+
+
+def predict_future(model, ds, video, config: RunConfig, dev, obs: float) -> tuple:
+    """Per-frame predicted labels of one video's future window at a cut point (the MoC protocol).
+
+    The video is observed up to ``past = int(obs * N)`` and its queries decoded into the next
+    ``int(future_ratio * N)`` frames exactly as :func:`moc_grid` scores them (NONE = ``n_classes``).
+
+    Parameters
+    ----------
+    model : R3D in eval mode
+    ds : dataset with ``labels(video)`` and the model's modalities
+    video : str
+    config : RunConfig of the run
+    dev : torch.device
+    obs : float
+        Observation ratio in (0, 1].
+
+    Returns
+    -------
+    (gt, past, pred) : (int64 array (N,), int, int64 array (int(future_ratio * N),))
+    """
+    gt = np.asarray(ds.labels(video))
+    obs = check_float(obs, "obs", low=0.0, high=1.0, low_open=True)
+    past = int(obs * len(gt))  # as moc_grid cuts the input
+    if past == 0:
+        raise InputError(f"video {video!r} ({len(gt)} frames) has no observed frame at obs {obs:g}")
+    model.eval()
+    logits, durations = _queries(model, ds, video, config, dev, past)
+    pred = decode_queries(logits, durations, int(config.train.future_ratio * len(gt)), model.config.n_classes)
+    return gt, past, pred
 
 
 def _all_reduce_moc(acc, n_videos, obs, dev):
     """``acc``'s count tables summed over all processes (a process may hold no video)."""
     import torch
     import torch.distributed as dist
-
-    from .train import _all_reduce
 
     shape = (len(acc.betas), acc.n_classes)
     tables = []
@@ -653,7 +650,7 @@ def _all_reduce_moc(acc, n_videos, obs, dev):
         tables.append(np.stack([t, f]))
     counts = torch.from_numpy(np.stack(tables)).to(dev)
     dist.all_reduce(counts, op=dist.ReduceOp.SUM)
-    n_all = int(_all_reduce([n_videos], dev)[0])
+    n_all = int(all_reduce_list([n_videos], dev)[0])
     out = MoCAccumulator(acc.n_classes, betas=acc.betas, future_ratio=acc.future_ratio)
     for o, (t, f) in zip(obs, counts.cpu().numpy()):
         out.add_counts(o, t, f, n_all)
@@ -696,7 +693,7 @@ def modality_reliance(model, ds, split, config: RunConfig, dev, *, seed: int = 0
                       clean: dict | None = None) -> list[Reliance]:
     """Modality reliance: the MoC drop when one modality's input comes from another video.
 
-    For each modality m, every video of ``split`` is evaluated (the DESIGN.md protocol, as
+    For each modality m, every video of ``split`` is evaluated (the MoC protocol, as
     :func:`moc_grid`) with m's observed input replaced by m's input of another video of the split
     (a seeded derangement, :func:`rankfusion.evaluate.derangement`), read at the same relative
     times; the labels and the other modalities are the video's own. ``drop = MoC(clean) -
@@ -766,7 +763,7 @@ def segmentation_grid(model, ds, split, config: RunConfig, dev, *, obs=None) -> 
         for video in ds.split(split):
             gt = np.asarray(ds.labels(video))
             stop = max(1, int(o * len(gt)))
-            feats, mask = _video_inputs(ds, video, config.model.modalities, stop, sr, dev)
+            feats, mask = video_inputs(ds, video, config.model.modalities, stop, sr, dev)
             with torch.no_grad():
                 seg = model(feats, mask).seg_logits[0].argmax(-1).cpu().numpy()
             # each sampled step stands for the sample_rate frames that follow it
@@ -783,10 +780,10 @@ def _segmentation_metrics(gts, preds) -> dict:
 
 def _evaluate_single(run_dir: Path, split, data_root, dev, checkpoint, reliance: bool = True,
                      reliance_seed: int = 0) -> dict:
-    from .train import _open, load_run
 
     model, config, info = load_run(run_dir, checkpoint=checkpoint, device=dev)
-    ds = _open(data_root or info["dataset"], config.model.modalities)
+    ds = open_data(data_root or info["dataset"], config.model.modalities)
+    check_config_data(config, ds)  # the model's channels and classes must be the dataset's
     notes = []
     grid = moc_grid(model, ds, split, config, dev, notes=notes)
     rows = [("moc", "", o, b, v) for (o, b), v in grid.items()]
@@ -795,6 +792,9 @@ def _evaluate_single(run_dir: Path, split, data_root, dev, checkpoint, reliance:
     if reliance and len(ds.split(split)) >= 2:
         for r in modality_reliance(model, ds, split, config, dev, seed=reliance_seed, clean=grid):
             rows += [("reliance", r.modality, o, b, d) for o, b, d in r.grid]
+    elif reliance:
+        notes.append(f"modality reliance skipped: split {split!r} has {len(ds.split(split))} video "
+                     "(it swaps a modality's input between videos, so it needs at least 2)")
     return {"rows": rows, "info": info, "notes": notes}
 
 
@@ -829,7 +829,6 @@ def evaluate_run(run_dir, split: str = "test", *, device=None, data_root=None, c
     """
     import pandas as pd
 
-    from .train import resolve_device, seed_dirs
 
     check_choice(split, "split", {"train", "val", "test"})
     dev = resolve_device(device)

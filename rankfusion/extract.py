@@ -12,9 +12,11 @@ from pathlib import Path
 
 import numpy as np
 
+from ._progress import bar_disabled
 from ._validation import InputError, check_float, check_int
 from .io import save_npz
-from .train import _open, load_run, resolve_device, seed_dirs
+from .data.torchdata import video_inputs
+from .runs import load_run, open_data, resolve_device, seed_dirs
 
 
 def parse_noise(spec) -> dict:
@@ -91,7 +93,7 @@ def extract_features(run_dir, split: str, obs_ratio: float, out_path, *, noise=N
     for m in noise:
         if m not in mods:
             raise InputError(f"noise modality {m!r} is not one of the run's modalities {mods}")
-    ds = _open(data_root or info["dataset"], mods)
+    ds = open_data(data_root or info["dataset"], mods)
     videos = ds.split(split)
     arrays, rows = _fuser_features(model, ds, videos, split, obs_ratio, mods, config.train.sample_rate, dev,
                                    noise, np.random.default_rng(noise_seed), progress)
@@ -131,14 +133,13 @@ def _fuser_features(model, ds, videos, split, obs_ratio, mods, sample_rate, dev,
     import torch
     from tqdm.auto import tqdm
 
-    from .evaluate import _video_inputs
 
     chunks = {f"{m}.{s}": [] for m in mods for s in ("before", "after")}
     rows = []
-    for video in tqdm(videos, desc=f"extract {split}", unit="video", disable=not progress, leave=False):
+    for video in tqdm(videos, desc=f"extract {split}", unit="video", disable=bar_disabled(progress), leave=False):
         # at least one observed frame, as in evaluation
         past = max(1, int(obs_ratio * ds.n_frames(video)))
-        feats, mask = _video_inputs(ds, video, mods, past, sample_rate, dev, noise, rng)
+        feats, mask = video_inputs(ds, video, mods, past, sample_rate, dev, noise, rng)
         with torch.no_grad():
             out = model(feats, mask, return_features=True)
         for m in mods:

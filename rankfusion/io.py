@@ -1,4 +1,4 @@
-"""File helpers shared by the CLI and the library: atomic writes and array loading.
+"""File helpers shared by the CLI and the library: atomic writes, array loading, Markdown tables.
 
 Every file rankfusion writes goes through :func:`atomic_path` or :func:`atomic_dir` so that an
 interrupted or failed command never leaves a half-written output behind. Their temporary names
@@ -229,14 +229,15 @@ def array_file_kind(path) -> str:
     raise InputError(f"cannot read {str(path)!r}: not a .npy or .npz file (neither a NumPy header nor a zip archive)")
 
 
-def load_arrays(path, keys=None, *, mmap: bool = True) -> dict:
+def load_arrays(path, keys=None, *, mmap: bool = True, text_keys=()) -> dict:
     """Load the arrays of a ``.npy`` or ``.npz`` file as a ``{key: array}`` dict.
 
     ``.npy`` files are memory-mapped (``mmap=True``) and appear under the key ``"array"``
     (or their file stem if ``keys`` asks for it). Uncompressed ``.npz`` members are read
     lazily by NumPy. The format is read from the file's first bytes, not its suffix
     (:func:`array_file_kind`). The ``"meta"`` entry of a feature file is never returned; use
-    :func:`load_meta`. Raises :class:`InputError` naming the file or key on any problem.
+    :func:`load_meta`. The arrays named in ``text_keys`` may also hold strings (e.g. class labels);
+    every other array must be numeric. Raises :class:`InputError` naming the file or key on any problem.
     """
     path = Path(path)
     kind = array_file_kind(path)
@@ -264,7 +265,7 @@ def load_arrays(path, keys=None, *, mmap: bool = True) -> dict:
             raise InputError(f"key {keys[0]!r} not found in {str(path)!r}; a .npy file holds one array, 'array'")
         out = {keys[0]: out["array"]}
     for k, v in out.items():
-        if v.dtype.kind not in "fiub":
+        if v.dtype.kind not in "fiub" and not (k in text_keys and v.dtype.kind in "US"):
             raise InputError(f"array {k!r} in {str(path)!r} is not numeric (dtype {v.dtype})")
     return out
 
@@ -291,3 +292,18 @@ def load_meta(path) -> dict:
             f"{json.dumps(meta)[:40]}"
         )
     return meta
+
+
+def to_markdown(df: pd.DataFrame, floatfmt: str = ".2f") -> str:
+    """A GitHub-style Markdown table (no tabulate dependency)."""
+    cols = [str(c) for c in df.columns]
+
+    def cell(v):
+        if isinstance(v, (float, np.floating)):
+            return "NaN" if not np.isfinite(v) else format(float(v), floatfmt)
+        return str(v)
+
+    lines = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
+    for row in df.itertuples(index=False):  # itertuples keeps each column's dtype (ints stay ints)
+        lines.append("| " + " | ".join(cell(v) for v in row) + " |")
+    return "\n".join(lines)

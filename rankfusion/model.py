@@ -23,11 +23,24 @@ from .spectral import blended_channel_count, low_informative_channels
 
 
 def channel_scores(X: torch.Tensor, k: int | None = None) -> torch.Tensor:
-    """Channel informativeness I_c (Definition 1) of a ``(N, D)`` token matrix.
+    """Channel informativeness I_c (Definition 1) of a ``(N, D)`` token matrix; Eq. 3 ranks by it.
 
     Thin wrapper so the model has one place that computes Definition 1; the maths lives in
     :func:`rankfusion.spectral.channel_informativeness` (column energies for ``k=None``, the
-    ``D x D`` Gram's eigenvectors for top-k; never an SVD of the ``N x D`` matrix).
+    ``D x D`` Gram's eigenvectors for top-k; never an SVD of the ``N x D`` matrix). The model's
+    default is ``k=None`` (``R3DConfig.informativeness_k``): the sum over all ``r`` singular
+    directions that Sec. 4.2 writes, i.e. the column energy ``||x_c||^2``.
+
+    Parameters
+    ----------
+    X : Tensor of shape (N, D)
+        Valid tokens of one modality (Sec. 4.2: the batch's ``B x T`` steps flattened).
+    k : int, optional
+        Top-``k`` singular directions; None: all of them.
+
+    Returns
+    -------
+    Tensor of shape (D,), float64
     """
     from .spectral import channel_informativeness
 
@@ -85,9 +98,9 @@ class RTFOutput(NamedTuple):
 class RankEnhancingTokenFuser(nn.Module):
     """Rank-enhancing Token Fuser (RTF), Eqs. 3-5.
 
-    For each modality m, the k' channels with the lowest informativeness (Definition 1 on the
-    batch's valid steps, or smallest |BatchNorm gamma|) are blended with the same channels of a
-    partner: ``out[..., c] = alpha_m[c] * partner[..., c] + (1 - alpha_m[c]) * x_m[..., c]`` for c in
+    For each modality m, the k' channels with the lowest informativeness (Eq. 3: Definition 1 on
+    the batch's valid steps, summed over all directions unless ``informativeness_k`` is set, or
+    smallest |BatchNorm gamma|) are blended with the same channels of a partner (Eqs. 4-5): ``out[..., c] = alpha_m[c] * partner[..., c] + (1 - alpha_m[c]) * x_m[..., c]`` for c in
     the selected set; other channels pass unchanged. Note the convention: Eq. 4 puts alpha on the
     partner, Definition 2 on the modality's own channel (alpha_Def2 = 1 - alpha_Eq4); we follow Eq. 4.
 
@@ -186,10 +199,12 @@ class RankEnhancingTokenFuser(nn.Module):
 
     @torch.no_grad()
     def select(self, feats, mask) -> list:
-        """Low-informativeness channel sets, Eq. 3, one per modality.
+        """Eq. 3: the bottom-k' channels of each modality by informativeness (Definition 1).
 
-        Each entry is a sorted (k',) int64 tensor, or (B, k') with ``selection_scope="sample"``
-        (one set per video, from that video's valid steps only).
+        ``feats`` is a list of (B, T, D) tensors, ``mask`` (B, T). Each entry of the result is a
+        sorted (k',) int64 tensor, or (B, k') with ``selection_scope="sample"`` (one set per
+        video, from that video's valid steps only); :func:`rankfusion.spectral.low_informative_channels`
+        takes the k' lowest scores.
         """
         if not self.training and self.frozen_low.shape[-1] > 0:
             return list(self.frozen_low)
@@ -230,7 +245,10 @@ class RankEnhancingTokenFuser(nn.Module):
         return [(total - x) / (M - 1) for x in feats]
 
     def forward(self, feats, mask) -> RTFOutput:
-        """Fuse ``feats`` (list of (B, T, D) tensors, one per modality) under ``mask`` (B, T)."""
+        """Eqs. 4-5: blend each modality's Eq. 3 channels with its partner's, under ``mask`` (B, T).
+
+        ``feats`` is a list of (B, T, D) tensors, one per modality; returns :class:`RTFOutput`.
+        """
         if self.selection == "bn_gamma":
             feats = [norm(x, mask) for norm, x in zip(self.norms, feats)]
         if len(feats) == 1 or self.k_prime == 0:
@@ -360,6 +378,10 @@ class R3DOutput(NamedTuple):
 class R3D(nn.Module):
     """The R3D model (Fig. 4) for any number of modalities >= 1.
 
+    Input projection Eq. 2 (:meth:`tokens`), the token fuser RTF (Eq. 3 channel choice, Eqs. 4-5
+    blending; :class:`RankEnhancingTokenFuser`), the Temporal Fuser (Eqs. 53-56) and the
+    anticipation module (App. C.2).
+
     Parameters
     ----------
     config : R3DConfig
@@ -400,7 +422,11 @@ class R3D(nn.Module):
         return self.config.n_classes
 
     def tokens(self, features: dict, mask: torch.Tensor) -> list:
-        """Per-modality tokens after Eq. 2 (and the shared projection when ``latent="shared"``)."""
+        """Eq. 2: the input tokens ``ReLU(F_m W_m)`` of each modality, a list of (B, T, D) tensors.
+
+        ``features[m]`` is (B, T, C_m); ``latent="shared"`` adds Table 9's shared Linear(D, D) +
+        ReLU after Eq. 2. ``mask`` is unused (the projection acts per step).
+        """
         out = []
         for m in self.config.modalities:
             if m not in features:

@@ -22,6 +22,8 @@ from pathlib import Path
 import numpy as np
 
 from ._validation import check_float, check_int, describe, is_torch
+from .data.torchdata import video_inputs
+from .io import write_text
 from .spectral import GramAccumulator, effective_rank
 
 __all__ = ["RankMonitor", "r3d_modules", "EpochRanks", "DEFAULT_EVERY", "DEFAULT_MAX_ROWS", "MASK_LAYOUTS"]
@@ -113,7 +115,10 @@ class RankMonitor:
     Notes
     -----
     Use as a context manager, or call :meth:`close`, to remove the hooks. Rows of one name must
-    have the same number of channels and live on one device within an interval.
+    have the same number of channels and live on one device within an interval, and be real
+    numbers (floating point, signed integers or uint8): otherwise the forward call that brings
+    them raises the accumulator's ``ValueError``/``TypeError`` naming the watched output (for an
+    unsupported dtype, the first call). Only NaN/Inf outputs (a diverging run) are recorded, as NaN.
     """
 
     def __init__(self, model, modules: dict, *, every: int | None = DEFAULT_EVERY,
@@ -223,6 +228,9 @@ class RankMonitor:
         if not is_torch(x):
             raise TypeError(f"watched output {watch.name!r} must be a torch tensor, got {describe(x)}")
         x = x.detach()
+        if x.dim() == 0:
+            raise ValueError(f"watched output {watch.name!r} is a 0-d tensor (a scalar such as a loss); the "
+                             "monitor needs outputs of shape (..., D), D channels")
         m = self._mask
         if m is not None and x.dim() == 3 and m.dim() == 2:
             lead, bt = tuple(x.shape[:-1]), tuple(m.shape)
@@ -245,9 +253,14 @@ class RankMonitor:
             return
         try:
             watch.acc.update(rows)
-        except ValueError:
-            # NaN/Inf activations (a diverging run): recorded as NaN, never raised into training
-            watch.finite = False
+        except ValueError as exc:
+            if rows.is_floating_point() and not bool(rows.isfinite().all()):
+                # NaN/Inf activations (a diverging run): recorded as NaN, never raised into training
+                watch.finite = False
+                return
+            # anything else is a misuse the accumulator names (a dtype it cannot take, such as
+            # bool or complex, at the first call; a width that changed within the interval)
+            raise type(exc)(f"watched output {watch.name!r}: {exc}") from None
 
     # ------------------------------------------------------------------ results
     def record(self, step=None) -> list[dict]:
@@ -300,8 +313,6 @@ class RankMonitor:
 
     def to_csv(self, path) -> Path:
         """Write :meth:`to_frame` to ``path`` atomically; returns the path."""
-        from .io import write_text
-
         path = Path(path)
         write_text(path, self.to_frame().to_csv(index=False, float_format="%.10g"))
         return path
@@ -375,8 +386,6 @@ class EpochRanks:
     """
 
     def __init__(self, ds, config, device, path, *, n_videos: int = EPOCH_VIDEOS, previous: bool = False):
-        from .evaluate import _video_inputs
-
         n_videos = check_int(n_videos, "n_videos", low=1)
         self.path = Path(path)
         self.modalities = list(config.model.modalities)
@@ -385,7 +394,7 @@ class EpochRanks:
         self.inputs = []
         for v in videos:
             stop = max(1, int(self.obs * len(ds.labels(v))))
-            self.inputs.append(_video_inputs(ds, v, self.modalities, stop, config.train.sample_rate, device))
+            self.inputs.append(video_inputs(ds, v, self.modalities, stop, config.train.sample_rate, device))
         self.n_videos = len(self.inputs)
         self.rows: list[dict] = []
         if previous and self.path.exists():
@@ -424,8 +433,6 @@ class EpochRanks:
         # the csv module, not pandas: rewritten every epoch, this is part of the monitor's overhead
         import csv
         import io
-
-        from .io import write_text
 
         first = ["epoch", "name", "modality", "stage", "n_rows", "n_channels", "numerical_rank", "effective_rank"]
         fields = first + [c for c in self.rows[0] if c not in first]

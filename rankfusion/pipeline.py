@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ._progress import bar_disabled
 from ._validation import InputError, check_float, check_int
 from .config import PAPER_SEEDS
 from .io import atomic_dir, atomic_path, write_json
@@ -77,10 +78,11 @@ class Profile:
 
 
 #: ``quick``: about a minute end to end on 2 CPU cores (tests; its models barely train).
-#: ``full``: the demo, sized for < 15 minutes on 2 CPU cores for its 11 configurations x 3 seeds
-#: (the paper's seeds): the ``synthetic-small`` preset (sample_rate 4, one temporal-fuser layer)
-#: made narrower (d_model 32) and shorter (24 epochs at twice the learning rate), 64 videos
-#: (about 5 minutes on an idle 2-core machine).
+#: ``full``: the demo, sized for < 15 minutes on 2 CPU cores for its 29 configurations x 3 seeds
+#: (the paper's seeds; 87 runs over the demo's dataset and the five other dose-sweep datasets):
+#: the ``synthetic-small`` preset (sample_rate 4, one temporal-fuser layer) made narrower
+#: (d_model 32) and shorter (24 epochs at twice the learning rate), 64 videos (README.md gives
+#: the measured wall time).
 PROFILES = {
     "quick": Profile(
         synth=dict(n_videos=10, min_frames=50, max_frames=110, complementarity=1.0, imbalance=1.0,
@@ -125,6 +127,25 @@ def get_profile(name: str) -> Profile:
     if name not in PROFILES:
         raise InputError(f"profile must be one of {sorted(PROFILES)}, got {name!r}")
     return PROFILES[name]
+
+
+def default_cache_dir(data_root) -> Path:
+    """The run cache used when none is given: ``<DATA>/../rankfusion-cache``, beside the dataset.
+
+    The one statement of the rule, shared by the ``figures`` / ``robustness`` /
+    ``modality-select`` commands and the scripts in ``analysis/``.
+
+    Parameters
+    ----------
+    data_root : path-like
+        The dataset folder (relative paths are resolved against the working directory).
+
+    Returns
+    -------
+    Path
+        Absolute path of the cache folder (not created).
+    """
+    return Path(data_root).resolve().parent / "rankfusion-cache"
 
 
 # --------------------------------------------------------------------------- helpers
@@ -472,12 +493,12 @@ class RunCache:
     def evaluate(self, rec: RunRecord, *, split: str = "test", noise: tuple | None = None) -> pd.DataFrame:
         """MoC grid of a run's best checkpoint as ``obs_ratio, beta, moc`` (%), cached as CSV in the run.
 
-        Only the anticipation protocol is run (:func:`rankfusion.evaluate.moc_grid`, DESIGN.md), not
+        Only the anticipation protocol is run (:func:`rankfusion.evaluate.moc_grid`), not
         the segmentation metrics of ``rankfusion evaluate``: the figures need MoC alone.
         """
         from .data import open_dataset
         from .evaluate import moc_grid
-        from .train import load_run, resolve_device
+        from .runs import load_run, resolve_device
 
         tag = "clean" if not noise or noise[1] == 0 else f"{noise[0]}-{_tag(noise[1])}-n{noise[2]}"
         out = rec.run_dir / f"moc-{split}-{tag}.csv"
@@ -500,7 +521,7 @@ class RunCache:
         ``modality, moc, moc_swapped, drop`` (grid means, MoC points), cached as CSV in the run."""
         from .data import open_dataset
         from .evaluate import modality_reliance
-        from .train import load_run, resolve_device
+        from .runs import load_run, resolve_device
 
         out = rec.run_dir / f"reliance-{split}-d{seed}.csv"
         if out.exists():
@@ -617,20 +638,23 @@ def run_jobs(jobs, *, workers: int = 1, progress: bool = True) -> dict[str, bool
     workers = check_int(workers, "workers", low=1)
     jobs = merge_jobs(jobs)
     out: dict[str, bool] = {}
-    bar = tqdm(total=len(jobs), desc="runs", unit="run", disable=not progress)
+    bar = tqdm(total=len(jobs), desc="runs", unit="run", disable=bar_disabled(progress))
+
+    def done(d, trained):
+        out[d] = trained
+        bar.update()
+        if progress and bar.disable:  # not a terminal: one plain line per run instead of the bar
+            print(f"run {len(out)}/{len(jobs)} {'trained' if trained else 'reused'}: {Path(d).name}", flush=True)
+
     if workers == 1 or len(jobs) <= 1:
         for j in jobs:
-            d, trained = _do_job(j)
-            out[d] = trained
-            bar.update()
+            done(*_do_job(j))
         bar.close()
         return out
     with ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=mp.get_context("spawn"),
                              initializer=_init_worker) as pool:
         futures = [pool.submit(_do_job, j) for j in jobs]
         for f in as_completed(futures):
-            d, trained = f.result()
-            out[d] = trained
-            bar.update()
+            done(*f.result())
     bar.close()
     return out

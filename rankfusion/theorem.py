@@ -15,7 +15,7 @@ checker therefore never assumes the conclusion; it measures it.
 Conventions (decided once, see ``docs/theory.md``; selectable where that is meaningful):
 
 * ``r`` is the numerical rank of ``X``: singular values ``<= tol`` are dropped, with
-  ``tol = sqrt(max(T, D)) * eps * sigma_1`` and ``eps`` of the inputs' dtype (DESIGN.md).
+  ``tol = sqrt(max(T, D)) * eps * sigma_1`` and ``eps`` of the inputs' dtype (docs/spectral.md).
 * Informativeness (Definition 1) sums over the top-``k`` right singular vectors by default
   (``informativeness="topk"``, the statement); ``"full"`` uses all ``r``, i.e. the column
   energy ``||x_c||^2`` that the proof uses in Eq. 15 and Sec. 4.2 uses.
@@ -304,7 +304,7 @@ def _to_numpy(x, name):
 
 
 def _eps_of(*arrays) -> float:
-    """Machine epsilon of the inputs' dtype (float64 for integers), as DESIGN.md's tolerance asks."""
+    """Machine epsilon of the inputs' dtype (float64 for integers), as the rank tolerance asks (:func:`rankfusion.spectral.rank_tolerance`)."""
     dt = np.result_type(*[a.dtype for a in arrays])
     return float(np.finfo(dt).eps) if np.issubdtype(dt, np.floating) else float(np.finfo(np.float64).eps)
 
@@ -854,7 +854,7 @@ def theorem_3_1(X, Y, *, k, alpha, low=None, eta=None, k_prime=None, epsilon=Non
         (this changes ``X'``; the report says so in ``notes``).
     tol : float, optional
         Absolute singular-value cut for the numerical rank (of ``X`` and of ``X'``).
-        Default :func:`rankfusion.spectral.rank_tolerance` of each matrix (DESIGN.md).
+        Default :func:`rankfusion.spectral.rank_tolerance` of each matrix.
     rise_rtol : float
         ERank counts as risen when ``ERank(X') - ERank(X) > rise_rtol * ERank(X)``.
 

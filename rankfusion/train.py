@@ -1,4 +1,4 @@
-"""Training and evaluation of R3D runs (App. D.2; DESIGN.md's anticipation protocol).
+"""Training and evaluation of R3D runs (App. D.2; the MoC protocol of docs/datasets.md).
 
 A run folder holds::
 
@@ -25,9 +25,12 @@ from pathlib import Path
 
 import numpy as np
 
+from ._progress import bar_disabled
 from ._validation import InputError, InputTypeError, check_choice, check_int
 from .config import RunConfig
+from .distributed import all_reduce_list
 from .evaluate import moc_grid
+from .runs import check_config_data, is_multi_seed, load_checkpoint, load_run, open_data, recorded_config_hash, resolve_device, seed_dirs  # noqa: F401 (public here too)
 from .io import atomic_path, write_json, write_text
 
 _METRIC_FIELDS = ["epoch", "train_loss", "train_seg", "train_cls", "train_dur", "val_loss", "val_moc",
@@ -35,33 +38,6 @@ _METRIC_FIELDS = ["epoch", "train_loss", "train_seg", "train_cls", "train_dur", 
 
 
 # ----------------------------------------------------------------------------- helpers
-def resolve_device(device=None):
-    """Return a ``torch.device``: ``None``/"cpu" -> CPU, "cuda[:N]" (must be available), "auto".
-
-    Raises
-    ------
-    ValueError
-        Naming ``device`` when it is unknown or CUDA is asked for but absent.
-    """
-    import torch
-
-    if device is None:
-        return torch.device("cpu")
-    if isinstance(device, torch.device):
-        device = str(device)
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError):
-        raise InputError(f"device must be 'cpu', 'cuda', 'cuda:N' or 'auto', got {device!r}") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise InputError(f"device {device!r} requested but CUDA is not available on this machine")
-    if dev.type not in ("cpu", "cuda"):
-        raise InputError(f"device must be 'cpu', 'cuda', 'cuda:N' or 'auto', got {device!r}")
-    return dev
-
-
 def parse_seeds(seeds) -> list[int]:
     """``1,10,13452`` / int / sequence -> list of distinct non-negative ints."""
     if isinstance(seeds, str):
@@ -123,33 +99,9 @@ def _save_torch(obj, path: Path):
         torch.save(obj, tmp)
 
 
-def load_checkpoint(path, map_location="cpu") -> dict:
-    """Load a checkpoint written by :func:`train` (``weights_only``: no arbitrary code)."""
-    import torch
-
-    path = Path(path)
-    if not path.exists():
-        raise InputError(f"checkpoint {str(path)!r} does not exist")
-    try:
-        return torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as exc:  # corrupt / foreign file: a user error, one line
-        raise InputError(f"cannot read checkpoint {str(path)!r}: {exc}") from None
-
-
-def _open(data_root, modalities):
-    from .data import open_dataset
-
-    return open_dataset(data_root, modalities=list(modalities))
-
-
 def resolve_config(config: RunConfig, ds) -> RunConfig:
     """Fill ``input_dims`` and ``n_classes`` from the dataset (checking any values already set)."""
-    dims = {m: int(ds.channels(m)) for m in config.model.modalities}
-    n_classes = len(ds.classes)
-    if config.model.input_dims is not None and dict(config.model.input_dims) != dims:
-        raise InputError(f"config input_dims {config.model.input_dims} do not match the dataset's {dims}")
-    if config.model.n_classes is not None and config.model.n_classes != n_classes:
-        raise InputError(f"config n_classes {config.model.n_classes} does not match the dataset's {n_classes}")
+    dims, n_classes = check_config_data(config, ds)
     return config.replace(model={"input_dims": dims, "n_classes": n_classes})
 
 
@@ -167,7 +119,7 @@ def compute_losses(out, batch, device, *, transition_weight: float = 1.0) -> dic
 
     Duration regression: the predicted log-durations of the target's action queries are turned
     into fractions with a softmax over those queries (exactly how decoding turns them into frame
-    counts, DESIGN.md: ``w = exp(d) / sum``) and regressed onto the target fractions (MSE).
+    counts, the MoC protocol: ``w = exp(d) / sum``) and regressed onto the target fractions (MSE).
     """
     return _loss_terms(out, batch, device, "mean", transition_weight)[0]
 
@@ -373,7 +325,7 @@ def _prepare_run(config, data_root, run_dir, *, seed, device, resume, ctx) -> _R
 
     dev = resolve_device(device)
     data_root = Path(data_root)
-    ds = _open(data_root, config.model.modalities)
+    ds = open_data(data_root, config.model.modalities)
     config = resolve_config(config, ds)
     tc = config.train
     if ctx is not None and ctx.world_size > len(ds.split("train")):
@@ -500,7 +452,8 @@ def _train_epoch(r: _Run, epoch, progress) -> dict:
     t0, c0 = time.perf_counter(), time.process_time()
     sums = {"loss": 0.0, "seg": 0.0, "cls": 0.0, "dur": 0.0}
     n_batches = frames = 0
-    bar = tqdm(r.loader, desc=f"epoch {epoch}/{tc.epochs}", leave=False, disable=not (progress and _is_main(r.ctx)),
+    bar = tqdm(r.loader, desc=f"epoch {epoch}/{tc.epochs}", leave=False,
+               disable=bar_disabled(progress and _is_main(r.ctx)),
                unit="batch")
     for batch in bar:
         feats, mask = _to_device(batch, r.dev)
@@ -526,17 +479,11 @@ def _train_epoch(r: _Run, epoch, progress) -> dict:
     if r.ctx is not None:
         # each process's terms are world_size x its share of the step's loss (see _distributed_losses)
         keys = ("loss", "seg", "cls", "dur")
-        tot = _all_reduce([sums[k] / r.ctx.world_size for k in keys] + [frames], r.dev)
+        tot = all_reduce_list([sums[k] / r.ctx.world_size for k in keys] + [frames], r.dev)
         sums, frames = dict(zip(keys, tot[:4])), int(round(tot[4]))
     return {"epoch": epoch, "train_loss": sums["loss"] / n_batches, "train_seg": sums["seg"] / n_batches,
             "train_cls": sums["cls"] / n_batches, "train_dur": sums["dur"] / n_batches,
             "frames_per_s": frames / train_s, "_t0": t0, "_c0": c0}
-
-
-def _all_reduce(values, dev) -> list:
-    from .distributed import all_reduce_sum
-
-    return all_reduce_sum(values, dev).cpu().tolist()
 
 
 def _distributed_losses(out, batch, r: _Run) -> dict:
@@ -548,7 +495,7 @@ def _distributed_losses(out, batch, r: _Run) -> dict:
     the whole batch, as one process with batch ``world_size * batch_size`` computes it.
     """
     parts, counts = _loss_terms(out, batch, r.dev, "sum", r.tc.transition_weight)
-    total = _all_reduce(counts, r.dev)
+    total = all_reduce_list(counts, r.dev)
     w = r.ctx.world_size
     return {k: parts[k] * (w / max(n, 1.0)) for k, n in zip(("seg", "cls", "dur"), total)}
 
@@ -609,7 +556,7 @@ def _validation_loss(model, val_set, tc, dev, ctx=None) -> float:
             total += float(tc.loss_seg * parts["seg"] + tc.loss_cls * parts["cls"] + tc.loss_dur * parts["dur"])
             n += 1
     if ctx is not None:
-        total, n = _all_reduce([total, n], dev)
+        total, n = all_reduce_list([total, n], dev)
     return total / max(n, 1)
 
 
@@ -617,54 +564,5 @@ def _mean_moc(model, ds, split, config, dev, ctx=None) -> float:
     vals = [v for v in moc_grid(model, ds, split, config, dev, ctx=ctx).values() if np.isfinite(v)]
     # NaN cells (no frame counted) are skipped; a grid with none left scores -inf, never "best"
     return float(np.mean(vals)) if vals else float("-inf")
-
-
-def is_multi_seed(run_dir) -> bool:
-    """True when ``run_dir`` holds several seeds (``seeds.json``)."""
-    return (Path(run_dir) / "seeds.json").exists()
-
-
-def seed_dirs(run_dir) -> list[Path]:
-    """The single-seed run folders of ``run_dir`` (itself when it is a single-seed run)."""
-    run_dir = Path(run_dir)
-    if is_multi_seed(run_dir):
-        return [run_dir / f"seed-{s}" for s in json.loads((run_dir / "seeds.json").read_text())["seeds"]]
-    if not (run_dir / "config.json").exists():
-        raise InputError(f"run folder {str(run_dir)!r} has no config.json (not a training run)")
-    return [run_dir]
-
-
-def recorded_config_hash(run_dir) -> str:
-    """The config hash a run recorded in ``config.json`` (its first seed's, for several seeds).
-
-    It is :meth:`RunConfig.config_hash` of the configuration *resolved against the dataset*
-    (input widths, class count), the value the checkpoints and ``--resume`` compare.
-    """
-    path = seed_dirs(run_dir)[0] / "config.json"
-    try:
-        return str(json.loads(path.read_text())["config_hash"])
-    except (OSError, ValueError, KeyError) as exc:
-        raise InputError(f"cannot read the config hash of {str(path)!r}: {exc}") from None
-
-
-def load_run(run_dir, *, checkpoint: str = "best", device=None):
-    """Load a single-seed run: ``(model in eval mode, RunConfig, info dict)``.
-
-    ``info`` holds ``config_hash``, ``seed``, ``dataset``, ``epoch`` of the checkpoint.
-    """
-    from .model import R3D
-
-    check_choice(checkpoint, "checkpoint", {"best", "last"})
-    run_dir = Path(run_dir)
-    if is_multi_seed(run_dir):
-        raise InputError(f"run folder {str(run_dir)!r} holds several seeds; pass one of its seed-* folders")
-    dev = resolve_device(device)
-    ck = load_checkpoint(run_dir / "checkpoints" / f"{checkpoint}.pt", map_location=dev)
-    config = RunConfig.from_dict(ck["config"], source=f"{run_dir}/checkpoints/{checkpoint}.pt")
-    model = R3D(config.model).to(dev)
-    model.load_state_dict(ck["model"])
-    model.eval()
-    info = {k: ck[k] for k in ("config_hash", "seed", "dataset", "epoch")}
-    return model, config, info
 
 

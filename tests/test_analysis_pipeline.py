@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from rankfusion import pipeline
-from rankfusion.demo import prepare_dataset
+from rankfusion.data.synth import prepare_dataset
 
 
 @pytest.fixture(scope="module")
@@ -119,3 +119,24 @@ def test_two_processes_share_one_cache(data, tmp_path):
     assert len([r for r in runs if r.is_dir()]) == 1
     left = [p for p in cache.rglob("*") if ".~" in p.name]
     assert left == []  # no temporary file or folder of either builder remains
+
+
+def test_default_cache_is_beside_the_dataset(tmp_path, monkeypatch):
+    (tmp_path / "sets" / "d").mkdir(parents=True)
+    assert pipeline.default_cache_dir(tmp_path / "sets" / "d") == tmp_path / "sets" / "rankfusion-cache"
+    monkeypatch.chdir(tmp_path / "sets")
+    assert pipeline.default_cache_dir("d") == (tmp_path / "sets" / "rankfusion-cache").resolve()
+    assert pipeline.default_cache_dir("d").is_absolute()
+
+
+def test_default_cache_rule_is_written_once():
+    # the CLI and the analysis/ scripts ask pipeline.default_cache_dir; no other code spells the folder name
+    import re
+    from pathlib import Path
+
+    root = Path(pipeline.__file__).parents[1]
+    spelled = [str(p.relative_to(root)) for p in sorted((root / "rankfusion").rglob("*.py")) + sorted(
+        (root / "analysis").glob("*.py")) if re.search(r"""["']rankfusion-cache["']""", p.read_text())]
+    assert spelled == ["rankfusion/pipeline.py"]
+    for user in ("rankfusion/cli/experiments.py", "analysis/_common.py"):
+        assert "default_cache_dir(" in (root / user).read_text(), user

@@ -72,7 +72,7 @@ def test_dose_family_quick(tmp_path):
     from rankfusion.cli import main
     from rankfusion.figures import FigureContext, _dose_cache, make_figures
     from rankfusion.pipeline import RunCache
-    from rankfusion.demo import prepare_dataset
+    from rankfusion.data.synth import prepare_dataset
     from rankfusion.report import build_report
 
     prof = get_profile("quick")

@@ -1,4 +1,4 @@
-"""Property tests: MoC against a literal, loop-by-loop transcription of the DESIGN.md pseudo-code."""
+"""Property tests: MoC against a literal, loop-by-loop transcription of the MoC protocol (docs/datasets.md)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ BETAS = (0.1, 0.2, 0.3, 0.5)
 
 
 def reference_moc(videos, n_classes, obs):
-    """The DESIGN.md pseudo-code, line by line (slow, obvious)."""
+    """The MoC protocol of docs/datasets.md, line by line (slow, obvious)."""
     T = [[0] * n_classes for _ in BETAS]
     F = [[0] * n_classes for _ in BETAS]
     none = n_classes

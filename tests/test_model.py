@@ -243,3 +243,20 @@ def test_rtf_never_takes_an_svd(monkeypatch, k):
     model = _model(("rgb", "depth"), informativeness_k=k)
     feats, mask = _batch(("rgb", "depth"))
     model(feats, mask)
+
+
+@pytest.mark.parametrize("latent", ["separated", "shared"])
+def test_tokens_are_eq2_and_enter_the_fuser(latent):
+    # Eq. 2: ReLU(F_m W_m) per modality; Table 9's "shared" adds one shared Linear(D, D) + ReLU
+    mods = ("rgb", "depth")
+    model = _model(mods, latent=latent).eval()
+    feats, mask = _batch(mods)
+    toks = model.tokens(feats, mask)
+    out = model(feats, mask, return_features=True)
+    for m, tok in zip(mods, toks):
+        expected = torch.relu(torch.nn.functional.linear(feats[m], model.proj[m].weight, model.proj[m].bias))
+        if latent == "shared":
+            expected = torch.relu(torch.nn.functional.linear(expected, model.shared.weight, model.shared.bias))
+        assert tok.shape == (3, 9, 16) and bool((tok >= 0).all())
+        assert torch.equal(tok, expected)  # the same computation: bit-identical
+        assert torch.equal(out.features[m]["before"], tok)  # RTF's input is Eq. 2's output

@@ -12,7 +12,8 @@ torch = pytest.importorskip("torch")
 from rankfusion.config import load_config  # noqa: E402
 from rankfusion.data import open_dataset  # noqa: E402
 from rankfusion.data.layout import write_dataset  # noqa: E402
-from rankfusion.evaluate import derangement, relative_time_indices  # noqa: E402
+from rankfusion.data.torchdata import relative_time_indices  # noqa: E402
+from rankfusion.evaluate import derangement  # noqa: E402
 from rankfusion.evaluate import modality_reliance, moc_grid  # noqa: E402
 
 N_TEST = 6

@@ -178,7 +178,7 @@ def test_user_tolerance(rng):
 
 def test_tolerance_not_numpy_default(rng):
     # A float32 100k-style matrix: sigma_min/sigma_max ~ 1e-2 would be dropped by numpy's
-    # max(N, D) * eps rule for huge N; our sqrt rule keeps it (DESIGN.md).
+    # max(N, D) * eps rule for huge N; our sqrt rule keeps it (docs/spectral.md, "Eq. 1 and the numerical rank").
     X = ((_orthonormal(rng, 4000, 8) * np.array([1, 1, 1, 1, 1, 1, 1, 1e-4])) @ _orthonormal(rng, 8, 8).T).astype(np.float32)
     assert int(S.numerical_rank(X)) == 8
 

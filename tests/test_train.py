@@ -288,8 +288,8 @@ def test_cli_evaluate_skips_a_video_too_short_to_observe(tiny_data, tmp_path):
 def test_video_inputs_never_wrap_read_only_arrays(tiny_data, monkeypatch):
     # torch warns (once per process, in C++) when from_numpy wraps a non-writable array; the
     # dataset's features are read-only memory maps, sliced to one contiguous row at short cut points
-    from rankfusion import evaluate as ev_mod
     from rankfusion.data import open_dataset
+    from rankfusion.data.torchdata import video_inputs
 
     real = torch.from_numpy
     seen = []
@@ -302,7 +302,7 @@ def test_video_inputs_never_wrap_read_only_arrays(tiny_data, monkeypatch):
     ds = open_dataset(tiny_data)
     video = ds.split("test")[0]
     for stop, rate in ((1, 2), (5, 1), (40, 2)):
-        ev_mod._video_inputs(ds, video, ("rgb", "depth"), stop, rate, torch.device("cpu"))
+        video_inputs(ds, video, ("rgb", "depth"), stop, rate, torch.device("cpu"))
     assert seen and all(seen)
 
 
@@ -352,3 +352,22 @@ def test_trunk_width_fixes_the_stacked_width():
     del d["model"]["trunk_width"], d["train"]["transition_weight"]
     old = hashlib.sha256(json.dumps(d, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:12]
     assert plain.config_hash() == old != cfg.config_hash()
+
+
+def test_cli_evaluate_on_another_channel_count_and_a_one_video_split(tiny_data, tmp_path):
+    from rankfusion.data import synthesize
+
+    run = train(tiny_config(epochs=1), tiny_data, tmp_path / "run", seed=1, progress=False)
+    # the test split has one video: reliance (a swap between videos) cannot run, and says so
+    r = CliRunner().invoke(main, ["evaluate", str(run)])
+    assert r.exit_code == 0, r.output
+    assert "note: modality reliance skipped: split 'test' has 1 video" in r.stderr
+    before = (run / "eval_test.csv").read_bytes()
+    other = synthesize(tmp_path / "other", seed=3, split_fractions=(0.7, 0.15, 0.15), n_videos=3, min_frames=60,
+                       max_frames=70, channels={"rgb": 8, "depth": 5})
+    r = CliRunner().invoke(main, ["evaluate", str(run), "--data", str(other)])
+    lines = [ln for ln in r.output.splitlines() if ln.strip()]
+    assert r.exit_code == 2 and len(lines) == 1, r.output
+    assert lines[0] == (f"Error: modality 'depth' has 5 channels in dataset {str(other)!r}, but the model takes 6 "
+                        "(input_dims {'rgb': 8, 'depth': 6})")
+    assert (run / "eval_test.csv").read_bytes() == before  # the earlier result is left as it was

@@ -29,6 +29,8 @@ def _parse_channels(values):
         name, sep, num = v.partition("=")
         if not sep or not name:
             raise InputError(f"--channels must be MODALITY=INT when several are given, got {v!r}")
+        if name in out:
+            raise InputError(f"--channels {name} given twice ({name}={out[name]} and {v})")
         try:
             out[name] = int(num)
         except ValueError:
@@ -145,3 +147,109 @@ def import_csv_cmd(files, out, label_column, modalities, video_column, window, c
     report = open_dataset(path).validate()
     click.echo(report.format())
     click.echo(f"wrote {path}")
+
+
+def _parse_renames(values) -> dict:
+    out = {}
+    for v in values:
+        old, sep, new = v.partition("=")
+        if not sep or not old.strip() or not new.strip():
+            raise InputError(f"--rename must be OLD=NEW, got {v!r}")
+        out[old.strip()] = new.strip()
+    return out
+
+
+@data.command("import-r3d")
+@click.argument("src", type=click.Path())
+@click.argument("out", type=click.Path(file_okay=False))
+@click.option("--mapping", default=None, help="Mapping file name in SRC when there are several mapping*.txt.")
+@click.option("--rename", multiple=True, metavar="OLD=NEW",
+              help="Rename a modality (features -> rgb, features_depth -> depth by default); repeatable.")
+@click.option("--feature-axis", type=click.Choice(["auto", "frames-first", "channels-first"]), default="auto",
+              show_default=True, help="Orientation of the source arrays (auto: the axis matching the label count).")
+@click.option("--split-set", default="split1", show_default=True, help="Bundle names: train.<split-set>.bundle.")
+@click.option("--force", is_flag=True, help="Replace OUT if it exists.")
+def import_r3d_cmd(src, out, mapping, rename, feature_axis, split_set, force):
+    """Import the official R3D code's folder SRC (mapping, splits, groundTruth, features*) into OUT."""
+    from ..data.layout import open_dataset
+    from ..data.r3d_folder import import_r3d
+
+    path = import_r3d(src, out, mapping=mapping, rename=_parse_renames(rename), feature_axis=feature_axis,
+                      split_set=split_set, overwrite=force)
+    click.echo(open_dataset(path).validate().format())
+    click.echo(f"wrote {path}")
+
+
+@data.command("import-ntu-skeleton")
+@click.argument("src", type=click.Path())
+@click.argument("out", type=click.Path(file_okay=False))
+@click.option("--protocol", type=click.Choice(["xsub", "xview", "xset"]), default="xsub", show_default=True,
+              help="Train/test split: cross-subject, cross-view (camera 1 test) or cross-setup (NTU 120).")
+@click.option("--val-fraction", default=0.1, show_default=True, type=float,
+              help="Share of the training subjects held out as val.")
+@click.option("--seed", default=0, show_default=True, type=int, help="Seed of the held-out subjects.")
+@click.option("--skip-empty", is_flag=True, help="Leave out files without any body instead of refusing them.")
+@click.option("--force", is_flag=True, help="Replace OUT if it exists.")
+def import_ntu_skeleton_cmd(src, out, protocol, val_fraction, seed, skip_empty, force):
+    """Import a folder SRC of NTU RGB+D .skeleton files into OUT (modality 'skeleton', 75 channels)."""
+    from ..data.layout import open_dataset
+    from ..data.skeleton import import_ntu_skeleton
+
+    path = import_ntu_skeleton(src, out, protocol=protocol, val_fraction=val_fraction, seed=seed,
+                               skip_empty=skip_empty, overwrite=force)
+    click.echo(open_dataset(path).validate().format())
+    click.echo(f"wrote {path}")
+
+
+@data.command("import-utkinect-joints")
+@click.argument("src", type=click.Path())
+@click.argument("labels", type=click.Path())
+@click.argument("out", type=click.Path(file_okay=False))
+@click.option("--val-fraction", default=0.2, show_default=True, type=float,
+              help="Share of the training subjects held out as val.")
+@click.option("--seed", default=0, show_default=True, type=int, help="Seed of the held-out subjects.")
+@click.option("--force", is_flag=True, help="Replace OUT if it exists.")
+def import_utkinect_joints_cmd(src, labels, out, val_fraction, seed, force):
+    """Import UTKinect-Action3D joint files (SRC/joints_sXX_eYY.txt) and LABELS (actionLabel.txt) into OUT."""
+    from ..data.layout import open_dataset
+    from ..data.skeleton import import_utkinect_joints
+
+    path = import_utkinect_joints(src, labels, out, val_fraction=val_fraction, seed=seed, overwrite=force)
+    click.echo(open_dataset(path).validate().format())
+    click.echo(f"wrote {path}")
+
+
+@data.command("featurize")
+@click.argument("frames", type=click.Path())
+@click.argument("out", type=click.Path(file_okay=False))
+@click.option("--modality", required=True, help="Modality name of the features (e.g. rgb, depth).")
+@click.option("--backbone", default="resnet50", show_default=True,
+              help="torchvision model name (needs the 'vision' extra) or a torch.export program file (.pt2).")
+@click.option("--weights", default=None, type=click.Path(), help="State dict of the torchvision backbone (a file).")
+@click.option("--random-weights", is_flag=True, help="Randomly initialised backbone (timing and tests only).")
+@click.option("--stride", default=1, show_default=True, type=int, help="Keep every STRIDE-th frame.")
+@click.option("--batch-size", default=32, show_default=True, type=int, help="Frames per forward pass.")
+@click.option("--size", default=224, show_default=True, type=int, help="Input side in pixels (whole frame resized).")
+@click.option("--depth-max", default="8000", show_default=True,
+              help="Depth frames are divided by this (millimetres) and clipped to [0, 1]; 'minmax': each "
+                   "frame scaled by its own minimum and maximum (the official R3D preprocessing).")
+@click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:N or auto.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def featurize_cmd(frames, out, modality, backbone, weights, random_weights, stride, batch_size, size, depth_max,
+                  device, quiet):
+    """Per-frame features of FRAMES/<video>/ frame folders into OUT/features/<modality>/ (resumable)."""
+    from ..data.featurize import featurize
+
+    if depth_max == "minmax":
+        depth_max = None
+    else:
+        try:
+            depth_max = float(depth_max)
+        except ValueError:
+            raise InputError(f"--depth-max must be a positive number or 'minmax', got {depth_max!r}") from None
+    done = featurize(frames, out, modality, backbone=backbone, weights=weights, random_weights=random_weights,
+                     stride=stride, batch_size=batch_size, size=size, depth_max=depth_max, device=device,
+                     progress=not quiet)
+    click.echo(f"wrote {len(done['written'])} videos ({done['frames']} frames"
+               + (f", {done['channels']} channels" if done["channels"] else "")
+               + f") to {out}/features/{modality}; skipped {len(done['skipped'])} already written")

@@ -13,7 +13,7 @@ import click
 from .._validation import InputError
 from . import main
 
-_FAMILY_HELP = "spectra, modality, noise, exchange, angles, ablation, dose, dynamics"
+_FAMILY_HELP = "spectra, modality, noise, exchange, angles, ablation, dose, dynamics, timeline"
 
 
 def _command_line() -> str:
@@ -67,12 +67,12 @@ def _cache_options(f):
 
 
 def _cache(data, cache_dir, profile, device, quiet, threads=1):
-    from ..pipeline import RunCache, get_profile, set_threads
+    from ..pipeline import RunCache, default_cache_dir, get_profile, set_threads
 
     data = Path(data)
     if not data.is_dir():
         raise InputError(f"--data folder {str(data)!r} does not exist")
-    cache_dir = cache_dir if cache_dir is not None else data.resolve().parent / "rankfusion-cache"
+    cache_dir = cache_dir if cache_dir is not None else default_cache_dir(data)
     set_threads(threads)
     return RunCache(data, cache_dir, get_profile(profile), device=device, progress=not quiet)
 
@@ -138,7 +138,7 @@ def _paired(path, labels_key, specs, cands, folds, seeds, surrogates, steps, wid
             quiet, threads):
     from .. import plots, selection, verdicts
     from ..data.importer import parse_modality_spec
-    from ..figures import to_markdown
+    from ..io import to_markdown
     from ..io import write_json, write_text
 
     mods = {}
@@ -160,11 +160,14 @@ def _paired(path, labels_key, specs, cands, folds, seeds, surrogates, steps, wid
     # everything is computed before the first file is written: a bad input leaves --out untouched
     fig = plots.plot_selection_evidence(table, anchor=anchor, agreement=report.agreement)
     out.mkdir(parents=True, exist_ok=True)
+    # each file is atomic; the set is marked complete by the JSON, removed first and written last,
+    # so that a killed run never leaves a JSON beside a table or figure of another run
+    (out / "modality_evidence.json").unlink(missing_ok=True)
     write_text(out / "modality_evidence.csv", table.to_csv(index=False))
-    write_json(out / "modality_evidence.json", {**report.to_json(), "source": str(path), "n_rows": report.n_rows,
-                                                 "seconds": round(report.seconds, 2), "config": asdict(config)})
     plots.save_figure(fig, out / "modality_evidence")
     plots.close(fig)
+    write_json(out / "modality_evidence.json", {**report.to_json(), "source": str(path), "n_rows": report.n_rows,
+                                                 "seconds": round(report.seconds, 2), "config": asdict(config)})
     if as_json:
         click.echo(json.dumps(report.to_json(), indent=2))
         return
@@ -181,7 +184,8 @@ def _paired(path, labels_key, specs, cands, folds, seeds, surrogates, steps, wid
 
 def _rank_runs(features, data, cands, expected, out, anchor, cache_dir, profile, device, quiet, threads, as_json):
     from .. import selection, verdicts
-    from ..figures import FigureContext, fig_modality, to_markdown, write_manifest, write_selection
+    from ..figures import FigureContext, fig_modality, write_manifest, write_selection
+    from ..io import to_markdown
 
     moc = None
     if data is not None:
@@ -253,7 +257,8 @@ def robustness_cmd(data, out, partner, noise_seed, anchor, cache_dir, profile, d
     calibrated per modality so that each level changes that modality's token-fuser input by the same
     relative amount (docs/analysis.md). Writes noise_sigmas, noise_gains, noise_moc tables and figures.
     """
-    from ..figures import FigureContext, fig_noise, to_markdown, write_manifest
+    from ..figures import FigureContext, fig_noise, write_manifest
+    from ..io import to_markdown
 
     cache = _cache(data, cache_dir, profile, device, quiet, threads)
     ctx = FigureContext(cache, out, anchor=anchor, partner=partner)

@@ -19,6 +19,22 @@ def _split_list(value, name):
     return items
 
 
+def _modalities_source(data, config_path, preset, model: dict) -> str:
+    """Where the run's modalities come from; fills ``model["modalities"]`` with the dataset's own
+    when neither --modalities nor the config file / preset names any."""
+    from ..config import named_modalities
+    from ..data import open_dataset
+
+    if "modalities" in model:
+        return "from --modalities"
+    if config_path is not None and named_modalities(config_path) is not None:
+        return "from --config"
+    if named_modalities(preset=preset) is not None:
+        return "from --preset"
+    model["modalities"] = list(open_dataset(data).available_modalities)
+    return "all of the dataset's; choose with --modalities"
+
+
 @main.command()
 @click.argument("data", type=click.Path(path_type=str))
 @click.option("--out", "out", required=True, type=click.Path(path_type=str), help="Run folder to create.")
@@ -63,7 +79,7 @@ def train(data, out, preset, config_path, epochs, seed, seeds, modalities, no_rt
     """
     from ..config import load_config
     from ..distributed import setup, teardown, under_torchrun
-    from ..train import recorded_config_hash
+    from ..runs import recorded_config_hash
     from ..train import train as run_train
 
     if seed is not None and seeds is not None:
@@ -71,23 +87,25 @@ def train(data, out, preset, config_path, epochs, seed, seeds, modalities, no_rt
     model = {k: v for k, v in {
         "modalities": _split_list(modalities, "--modalities"), "selection": selection, "exchange": exchange,
         "exchange_ratio": exchange_ratio, "latent": latent, "d_model": d_model, "n_layers": layers,
+        "rtf": False if no_rtf else None, "temporal_fuser": False if no_temporal_fuser else None,
     }.items() if v is not None}
-    if no_rtf:
-        model["rtf"] = False
-    if no_temporal_fuser:
-        model["temporal_fuser"] = False
     train_kw = {k: v for k, v in {"epochs": epochs, "batch_size": batch_size, "lr": lr,
                                   "sample_rate": sample_rate}.items() if v is not None}
+    source = _modalities_source(data, config_path, preset, model)
     cfg = load_config(config_path, preset=preset, model=model, train=train_kw)
+    mods_line = f"modalities {','.join(cfg.model.modalities)} ({source})"
     seed_arg = seeds if seeds is not None else (1 if seed is None else seed)
     t0 = time.perf_counter()
     if not under_torchrun():
+        click.echo(mods_line)
         path = run_train(cfg, data, out, seed=seed_arg, device=device, resume=resume, progress=not quiet,
                          monitor=monitor)
         # the hash of the config resolved against the dataset, as config.json and the checkpoints record it
         click.echo(f"trained {path} (config {recorded_config_hash(path)}) in {time.perf_counter() - t0:.1f} s")
         return
     ctx, dev = setup(device, rtf_stats=rtf_stats, backend=dist_backend)
+    if ctx.is_main:
+        click.echo(mods_line)
     try:
         path = run_train(cfg, data, out, seed=seed_arg, device=dev, resume=resume, progress=not quiet,
                          distributed=ctx, monitor=monitor)

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from .layout import PLAIN_MODALITY, CheckReport, MultiModalDataset, open_dataset, read_mapping, write_dataset
 from .importer import import_csv
+from .r3d_folder import import_r3d
+from .skeleton import import_ntu_skeleton, import_utkinect_joints
 from .synth import SynthConfig, synthesize
 
 _TORCH_NAMES = ("AnticipationDataset", "collate_anticipation", "anticipation_targets", "transcript", "PAD_LABEL")
@@ -20,6 +22,9 @@ __all__ = [
     "read_mapping",
     "write_dataset",
     "import_csv",
+    "import_r3d",
+    "import_ntu_skeleton",
+    "import_utkinect_joints",
     "SynthConfig",
     "synthesize",
     *_TORCH_NAMES,

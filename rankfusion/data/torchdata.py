@@ -1,8 +1,10 @@
-"""Long-term anticipation samples as a torch ``Dataset`` (DESIGN.md, "The long-term anticipation protocol").
+"""Long-term anticipation samples as a torch ``Dataset`` (the MoC protocol of docs/datasets.md).
 
 One item per (video, observation ratio): the observed features of every modality, the per-frame
 labels of the observed part (segmentation targets), and the transcript of the future window with
-a final NONE, durations as fractions of that window, padded to ``n_queries``.
+a final NONE, durations as fractions of that window, padded to ``n_queries``. Evaluation, modality
+reliance and the rank monitor read one video's observed inputs as a batch of one through
+:func:`video_inputs`.
 """
 
 from __future__ import annotations
@@ -261,3 +263,46 @@ def collate_anticipation(items) -> dict:
         "obs_ratio": torch.tensor([it["obs_ratio"] for it in items], dtype=torch.float32),
         "n_frames": torch.tensor([it["n_frames"] for it in items], dtype=torch.int64),
     }
+
+
+# ----------------------------------------------------------------------------- one video's inputs
+def relative_time_indices(past, n_frames, n_donor) -> np.ndarray:
+    """Frame indices of a donor video at the same relative times as frames ``0 .. past-1`` of a video.
+
+    Frame ``t`` of a video of ``n_frames`` frames maps to ``floor(t * n_donor / n_frames)`` of the
+    donor: the replacement input covers the same observed *fraction* of another video, so it has
+    the temporal progression (and the observed-ratio statistics) the model was trained on.
+
+    Returns
+    -------
+    ndarray of int64, shape (past,), values in [0, n_donor)
+    """
+    past = check_int(past, "past", low=0)
+    n_frames = check_int(n_frames, "n_frames", low=1)
+    n_donor = check_int(n_donor, "n_donor", low=1)
+    if past > n_frames:
+        raise ValueError(f"past must be <= n_frames ({n_frames}), got {past}")
+    return np.minimum((np.arange(past, dtype=np.int64) * n_donor) // n_frames, n_donor - 1)
+
+
+def video_inputs(ds, video, modalities, stop, sample_rate, dev, noise=None, rng=None, donors=None):
+    """One video's observed frames ``[:stop:sample_rate]`` as a batch of one: ``(features, mask)``.
+
+    ``donors={modality: video}`` swaps a modality's input for another video's, read at the same
+    relative times (:func:`relative_time_indices`; modality reliance); ``noise={modality: sd}``
+    adds Gaussian noise drawn from ``rng`` (noise robustness).
+    """
+    feats = {}
+    for m in modalities:
+        if donors and m in donors:
+            src = ds.features(donors[m], m)
+            idx = relative_time_indices(stop, ds.n_frames(video), len(src))[::sample_rate]
+            x = np.ascontiguousarray(src[idx], dtype=np.float32)  # fancy indexing copies
+        else:
+            # a copy: the dataset's arrays are read-only memory maps, which torch must not wrap
+            x = np.array(ds.features(video, m)[:stop:sample_rate], dtype=np.float32, order="C")
+        if noise and m in noise:
+            x = x + rng.normal(0.0, noise[m], size=x.shape).astype(np.float32)
+        feats[m] = torch.from_numpy(x)[None].to(dev)
+    mask = torch.ones(1, next(iter(feats.values())).shape[1], dtype=torch.bool, device=dev)
+    return feats, mask

@@ -1,0 +1,133 @@
+"""Run folders: seeds, checkpoints, recorded configurations, and loading a trained run.
+
+A training run writes ``RUN/`` (one seed) or ``RUN/seed-<s>/`` folders with ``seeds.json``
+(several seeds); each seed folder holds ``config.json``, ``checkpoints/{best,last}.pt``,
+``metrics.csv`` and ``ranks.csv``. Training (:mod:`rankfusion.train`), evaluation
+(:mod:`rankfusion.evaluate`) and export (:mod:`rankfusion.extract`) all read runs through here.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from ._validation import InputError, check_choice
+from .config import RunConfig
+from .data import open_dataset
+from .model import R3D
+
+
+def resolve_device(device=None):
+    """Return a ``torch.device``: ``None``/"cpu" -> CPU, "cuda[:N]" (must be available), "auto".
+
+    Raises
+    ------
+    ValueError
+        Naming ``device`` when it is unknown or CUDA is asked for but absent.
+    """
+    import torch
+
+    if device is None:
+        return torch.device("cpu")
+    if isinstance(device, torch.device):
+        device = str(device)
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise InputError(f"device must be 'cpu', 'cuda', 'cuda:N' or 'auto', got {device!r}") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise InputError(f"device {device!r} requested but CUDA is not available on this machine")
+    if dev.type not in ("cpu", "cuda"):
+        raise InputError(f"device must be 'cpu', 'cuda', 'cuda:N' or 'auto', got {device!r}")
+    return dev
+
+
+def load_checkpoint(path, map_location="cpu") -> dict:
+    """Load a checkpoint written by :func:`train` (``weights_only``: no arbitrary code)."""
+    import torch
+
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"checkpoint {str(path)!r} does not exist")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:  # corrupt / foreign file: a user error, one line
+        raise InputError(f"cannot read checkpoint {str(path)!r}: {exc}") from None
+
+
+def open_data(data_root, modalities):
+    """The dataset at ``data_root`` opened for ``modalities`` (the run's inputs)."""
+    return open_dataset(data_root, modalities=list(modalities))
+
+
+def check_config_data(config: RunConfig, ds) -> tuple[dict, int]:
+    """The dataset's ``(input_dims, n_classes)`` for the config's modalities, checked against any
+    values the config already holds (a trained run's: its model takes exactly those).
+
+    Raises
+    ------
+    InputError
+        Naming the first modality whose channel count differs, with both counts, or both class counts.
+    """
+    dims = {m: int(ds.channels(m)) for m in config.model.modalities}
+    n_classes = len(ds.classes)
+    where = f"dataset {str(getattr(ds, 'root', ''))!r}"
+    if config.model.input_dims is not None and dict(config.model.input_dims) != dims:
+        have = dict(config.model.input_dims)
+        m = next((m for m in dims if have.get(m) != dims[m]), None)
+        if m is None:
+            raise InputError(f"config input_dims {have} do not match the {where}'s {dims}")
+        raise InputError(f"modality {m!r} has {dims[m]} channels in {where}, but the model takes "
+                         f"{have.get(m)} (input_dims {have})")
+    if config.model.n_classes is not None and config.model.n_classes != n_classes:
+        raise InputError(f"config n_classes {config.model.n_classes} does not match the {where}'s {n_classes}")
+    return dims, n_classes
+
+
+def is_multi_seed(run_dir) -> bool:
+    """True when ``run_dir`` holds several seeds (``seeds.json``)."""
+    return (Path(run_dir) / "seeds.json").exists()
+
+
+def seed_dirs(run_dir) -> list[Path]:
+    """The single-seed run folders of ``run_dir`` (itself when it is a single-seed run)."""
+    run_dir = Path(run_dir)
+    if is_multi_seed(run_dir):
+        return [run_dir / f"seed-{s}" for s in json.loads((run_dir / "seeds.json").read_text())["seeds"]]
+    if not (run_dir / "config.json").exists():
+        raise InputError(f"run folder {str(run_dir)!r} has no config.json (not a training run)")
+    return [run_dir]
+
+
+def recorded_config_hash(run_dir) -> str:
+    """The config hash a run recorded in ``config.json`` (its first seed's, for several seeds).
+
+    It is :meth:`RunConfig.config_hash` of the configuration *resolved against the dataset*
+    (input widths, class count), the value the checkpoints and ``--resume`` compare.
+    """
+    path = seed_dirs(run_dir)[0] / "config.json"
+    try:
+        return str(json.loads(path.read_text())["config_hash"])
+    except (OSError, ValueError, KeyError) as exc:
+        raise InputError(f"cannot read the config hash of {str(path)!r}: {exc}") from None
+
+
+def load_run(run_dir, *, checkpoint: str = "best", device=None):
+    """Load a single-seed run: ``(model in eval mode, RunConfig, info dict)``.
+
+    ``info`` holds ``config_hash``, ``seed``, ``dataset``, ``epoch`` of the checkpoint.
+    """
+    check_choice(checkpoint, "checkpoint", {"best", "last"})
+    run_dir = Path(run_dir)
+    if is_multi_seed(run_dir):
+        raise InputError(f"run folder {str(run_dir)!r} holds several seeds; pass one of its seed-* folders")
+    dev = resolve_device(device)
+    ck = load_checkpoint(run_dir / "checkpoints" / f"{checkpoint}.pt", map_location=dev)
+    config = RunConfig.from_dict(ck["config"], source=f"{run_dir}/checkpoints/{checkpoint}.pt")
+    model = R3D(config.model).to(dev)
+    model.load_state_dict(ck["model"])
+    model.eval()
+    info = {k: ck[k] for k in ("config_hash", "seed", "dataset", "epoch")}
+    return model, config, info
