@@ -482,12 +482,19 @@ def _probe_class():
 
 @contextlib.contextmanager
 def _torch_threads(n: int):
+    """``n`` torch threads, and ``n`` BLAS threads for NumPy where threadpoolctl is installed (the
+    surrogates' QR: a multi-threaded BLAS on small matrices spin-waits for busy cores)."""
     import torch
 
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # optional: only the speed on a shared machine depends on it
+        threadpool_limits = None
     old = torch.get_num_threads()
     torch.set_num_threads(n)
     try:
-        yield
+        with threadpool_limits(n) if threadpool_limits is not None else contextlib.nullcontext():
+            yield
     finally:
         torch.set_num_threads(old)
 
@@ -930,19 +937,38 @@ def _replicate_task(arrays, factors, y, anchor, cands, tr, te, seed, config, wit
     candidate's spectral factors with the candidate's seed), standardised on the replicate's
     training rows like the candidate: each surrogate goes through exactly what the candidate does.
     """
+    with _torch_threads(config.threads):
+        return _replicate_fits(arrays, factors, y, anchor, cands, tr, te, seed, config, with_anchor)
+
+
+def _replicate_fits(arrays, factors, y, anchor, cands, tr, te, seed, config, with_anchor):
     za = _standardize(arrays[anchor], tr)
     out = {}
     if with_anchor:
         model = fit_probe([za[tr]], y[tr], config=config, seed=seed)
         out["anchor"] = _accuracy(model, [za[te]], y[te])
     for c in cands:
-        sur = [_draw_surrogate(factors[c], _surrogate_seed(c, config), j) for j in range(config.n_surrogates)]
+        sur = _surrogates_of(factors[c], _surrogate_seed(c, config), config.n_surrogates)
         z = np.stack([_standardize(x, tr) for x in [arrays[c]] + sur])  # (1 + S, N, C): candidate first
         members = fit_probe_members(za[tr], z[:, tr], y[tr], config=config, seed=seed)
         gains, acc = members.evaluate(za[te], z[:, te], y[te])
         plain = fit_probe([za[tr], z[0, tr]], y[tr], config=config, rtf=False, seed=seed)
         out[c] = (float(acc[0]), gains, _accuracy(plain, [za[te], z[0, te]], y[te]))
     return out
+
+
+#: The last candidate's surrogates drawn in this process: ``(key, list of (N, C) arrays)``.
+_SURROGATE_CACHE: list = []
+
+
+def _surrogates_of(factors, seed: int, n: int) -> list:
+    """Surrogates ``0..n-1`` of one candidate (:func:`_draw_surrogate`), drawn once per process and
+    candidate: the tasks of one candidate follow each other, and the draws (a QR each) are the same
+    in every replicate."""
+    key = (seed, n, factors[3], factors[1].tobytes(), factors[0].tobytes())  # the factors arrive pickled: by value
+    if not _SURROGATE_CACHE or _SURROGATE_CACHE[0][0] != key:
+        _SURROGATE_CACHE[:] = [(key, [_draw_surrogate(factors, seed, j) for j in range(n)])]
+    return _SURROGATE_CACHE[0][1]
 
 
 def _surrogate_seed(cand: str, config: ProbeConfig) -> int:
@@ -988,12 +1014,13 @@ def _evidence(arrays, y, anchor, cands, config, jobs, bar):
     """
     reps = list(_replicates(y, config))
     factors = {c: _spectral_factors(arrays[c]) for c in cands}  # one SVD per candidate
+    # candidate-major: a worker's consecutive tasks share the candidate and so its surrogates
     tasks = [(_replicate_task, (arrays, factors, y, anchor, [c], tr, te, seed, config, j == 0))
-             for tr, te, seed in reps for j, c in enumerate(cands)]
+             for j, c in enumerate(cands) for tr, te, seed in reps]
     results = _run_tasks(tasks, jobs, bar)
-    k = len(cands)
-    per_rep = [{"anchor": results[i * k]["anchor"], **{c: results[i * k + j][c] for j, c in enumerate(cands)}}
-               for i in range(len(reps))]
+    r = len(reps)
+    per_rep = [{"anchor": results[i]["anchor"], **{c: results[j * r + i][c] for j, c in enumerate(cands)}}
+               for i in range(r)]
     acc_a = np.array([r["anchor"] for r in per_rep])
     acc = {c: np.array([r[c][0] for r in per_rep]) for c in cands}
     gains = {c: np.stack([r[c][1] for r in per_rep]).astype(np.float64) for c in cands}
