@@ -801,7 +801,7 @@ def _standardize(x: np.ndarray, train: np.ndarray) -> np.ndarray:
     return ((x - mu) / np.where(sd > 0, sd, 1.0)).astype(np.float32)
 
 
-def corrected_ci(diffs, test_over_train: float, level: float = 0.95) -> tuple[float, float]:
+def corrected_ci(diffs, test_over_train: float, level: float | None = None) -> tuple[float, float]:
     """Confidence interval of the mean of repeated cross-validation differences.
 
     The ``n`` differences share training rows, so their naive variance understates the spread;
@@ -810,6 +810,7 @@ def corrected_ci(diffs, test_over_train: float, level: float = 0.95) -> tuple[fl
     """
     from scipy import stats
 
+    level = 1.0 - stats.ALPHA if level is None else level
     d = np.asarray(diffs, dtype=np.float64)
     n = d.size
     if n < 2:
