@@ -1238,6 +1238,9 @@ def plan_jobs(ctx: FigureContext, names) -> list:
             add(mods, **o)
     if "dose" in names:
         jobs += dose_jobs(ctx)
+    if "dynamics" in names:
+        add(ctx.pair)
+        add(ctx.pair, rtf=False)
     if "timeline" in names:
         for _, _, mods, opts in _timeline_runs(ctx):
             add(mods, seeds=seeds[:1], **opts)

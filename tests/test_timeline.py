@@ -99,3 +99,15 @@ def test_report_section_names_each_video_once():
     assert "among 2" in lines[4] and "+2.50 points" in lines[4]
     assert lines[5].startswith("- largest and median: a, MoC with RTF 60.00 %")
     assert lines[6].startswith("- smallest: b, MoC with RTF 30.00 %, without RTF 35.00 %")
+
+
+def test_every_family_plans_its_runs_for_the_pool(micro_data, tmp_path):
+    # each family's runs are planned, so `--only F --workers 2` trains them in the pool
+    from rankfusion import figures, pipeline
+
+    cache = pipeline.RunCache(micro_data, tmp_path / "cache", pipeline.PROFILES["quick"], progress=False)
+    ctx = figures.FigureContext(cache, tmp_path / "figs")
+    for name in figures.FAMILIES:
+        assert figures.plan_jobs(ctx, [name]), f"family {name!r} plans no run"
+    dyn = {(j.modalities, j.overrides) for j in figures.plan_jobs(ctx, ["dynamics"])}
+    assert dyn == {(tuple(ctx.pair), ()), (tuple(ctx.pair), (("rtf", False),))}
