@@ -806,16 +806,17 @@ def corrected_ci(diffs, test_over_train: float, level: float | None = None) -> t
 
     The ``n`` differences share training rows, so their naive variance understates the spread;
     the corrected resampled t interval (Nadeau & Bengio, 2003) inflates ``s^2 / n`` to
-    ``(1/n + n_test/n_train) s^2`` with ``n - 1`` degrees of freedom.
+    ``(1/n + n_test/n_train) s^2`` with ``n - 1`` degrees of freedom; ``level`` defaults to
+    ``1 - rankfusion.stats.ALPHA``.
     """
-    from scipy import stats
+    from scipy.stats import t as student_t
 
     level = 1.0 - stats.ALPHA if level is None else level
     d = np.asarray(diffs, dtype=np.float64)
     n = d.size
     if n < 2:
         return (math.nan, math.nan)
-    half = stats.t.ppf(0.5 + level / 2, n - 1) * math.sqrt((1.0 / n + test_over_train) * d.var(ddof=1))
+    half = student_t.ppf(0.5 + level / 2, n - 1) * math.sqrt((1.0 / n + test_over_train) * d.var(ddof=1))
     return (float(d.mean() - half), float(d.mean() + half))
 
 
