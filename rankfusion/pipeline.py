@@ -452,15 +452,62 @@ class RunCache:
                 train_mod.train(cfg, self.data_root, run_dir, seed=seed, device=self.device,
                                 progress=self.progress)
                 secs = round(time.perf_counter() - t0, 2)
-                write_json(done, {"name": name, "config_hash": chash, "seed": seed,
-                                  "dataset": str(self.data_root), "fingerprint": self.fingerprint,
-                                  "overrides": overrides, "seconds": secs, "config": cfg.to_dict()})
+                write_json(done, self._done(name, cfg, seed, overrides, secs))
                 rec = RunRecord(name, run_dir, chash, seed, overrides, reused=False, seconds=secs)
         self.used[key] = rec
         return rec
 
+    def _done(self, name, cfg, seed, overrides, seconds, **extra) -> dict:
+        """The record a finished run folder holds (``DONE``)."""
+        return {"name": name, "config_hash": cfg.config_hash(), "seed": seed, "dataset": str(self.data_root),
+                "fingerprint": self.fingerprint, "overrides": overrides, "seconds": seconds, "config": cfg.to_dict(),
+                **extra}
+
+    def train_seeds(self, modalities, seeds, **model_overrides) -> list[int]:
+        """Train the unfinished runs of one configuration for ``seeds`` as one batched model.
+
+        Each seed gets its own run folder, as :meth:`run` makes it (its ``seconds`` are the batched
+        wall time divided by the seeds trained, and ``batched_seeds`` lists them); :meth:`run` then
+        finds them finished. Where the seeds cannot be batched
+        (:func:`rankfusion.batched.serial_reason`), or fewer than two are unfinished, nothing is
+        trained here and :meth:`run` trains each on its own.
+
+        Returns
+        -------
+        list of int
+            The seeds trained by this call.
+        """
+        from .batched import serial_reason, train_batched
+
+        cfg = self.config(modalities, **model_overrides)
+        seeds = sorted({int(s) for s in seeds})
+        if len(seeds) < 2 or serial_reason(cfg, device=self.device) is not None:
+            return []
+        dirs = {s: self.run_dir(modalities, s, **model_overrides) for s in seeds}
+        overrides = {"modalities": list(modalities), **model_overrides}
+        # one builder per run folder (sorted, so that two processes never wait on each other)
+        with contextlib.ExitStack() as locks:
+            for s in seeds:
+                locks.enter_context(entry_lock(dirs[s], progress=self.progress))
+            todo = [s for s in seeds if not (dirs[s] / DONE).exists()]
+            if len(todo) < 2:
+                return []
+            for s in todo:
+                if dirs[s].exists():
+                    shutil.rmtree(dirs[s])  # an unfinished run (its builder died): start over
+            t0 = time.perf_counter()
+            train_batched(cfg, self.data_root, {s: dirs[s] for s in todo}, device=self.device,
+                          progress=self.progress)
+            secs = round((time.perf_counter() - t0) / len(todo), 2)
+            for s in todo:
+                write_json(dirs[s] / DONE, self._done("seeds", cfg, s, overrides, secs, batched_seeds=todo))
+        self.trained_now |= {str(dirs[s]) for s in todo}
+        return todo
+
     def runs(self, name: str, modalities, **model_overrides) -> list[RunRecord]:
-        """The runs of one configuration for every seed of the profile."""
+        """The runs of one configuration for every seed of the profile (unfinished ones trained
+        together, :meth:`train_seeds`)."""
+        self.train_seeds(modalities, self.profile.seeds, **model_overrides)
         return [self.run(name, modalities, seed=s, **model_overrides) for s in self.profile.seeds]
 
     # -- noise
@@ -523,7 +570,8 @@ class RunCache:
         from .evaluate import modality_reliance
         from .runs import load_run, resolve_device
 
-        out = rec.run_dir / f"reliance-{split}-d{seed}.csv"
+        # "m": length-matched donors, 3 draws (an older file, from one derangement, is not reused)
+        out = rec.run_dir / f"reliance-{split}-d{seed}-m.csv"
         if out.exists():
             return pd.read_csv(out)
         dev = resolve_device(self.device)
@@ -581,9 +629,9 @@ class RunJob:
         return self.cache().run_dir(self.modalities, self.seed, **dict(self.overrides))
 
 
-def _do_job(job: RunJob) -> tuple[str, bool]:
+def _do_job(job: RunJob, cache: RunCache | None = None) -> tuple[str, bool]:
     """Worker: the job's run, MoC grid, feature exports and reliance; ``(run folder, trained now)``."""
-    cache = job.cache()
+    cache = job.cache() if cache is None else cache
     rec = cache.run("job", job.modalities, seed=job.seed, **dict(job.overrides))
     cache.evaluate(rec)
     for obs in job.obs_ratios:
@@ -591,6 +639,23 @@ def _do_job(job: RunJob) -> tuple[str, bool]:
     if job.reliance:
         cache.reliance(rec)
     return str(rec.run_dir), not rec.reused
+
+
+def _do_group(jobs: list) -> list[tuple[str, bool]]:
+    """Worker: the jobs of one configuration (its seeds), trained together (:meth:`RunCache.train_seeds`),
+    then each evaluated and exported; ``[(run folder, trained now)]``."""
+    cache = jobs[0].cache()
+    cache.train_seeds(jobs[0].modalities, [j.seed for j in jobs], **dict(jobs[0].overrides))
+    return [_do_job(j, cache) for j in jobs]
+
+
+def group_jobs(jobs) -> list[list[RunJob]]:
+    """:func:`merge_jobs`, then the jobs of one configuration (all but the seed equal) in one group."""
+    groups: dict[tuple, list[RunJob]] = {}
+    for j in merge_jobs(jobs):
+        key = (j.data_root, j.cache_dir, repr(j.profile), j.fingerprint, j.modalities, j.overrides, j.device)
+        groups.setdefault(key, []).append(j)
+    return list(groups.values())
 
 
 def _init_worker() -> None:
@@ -617,12 +682,14 @@ def merge_jobs(jobs) -> list[RunJob]:
 def run_jobs(jobs, *, workers: int = 1, progress: bool = True) -> dict[str, bool]:
     """Run independent :class:`RunJob` s, in ``workers`` processes when > 1.
 
-    The pool uses the ``spawn`` start method: a forked copy of a process that already ran torch
+    The jobs of one configuration (its seeds) form one task (:func:`group_jobs`): its worker trains
+    those seeds as one batched model (:meth:`RunCache.train_seeds`), and the pool parallelises over
+    configurations. The pool uses the ``spawn`` start method: a forked copy of a process that already ran torch
     can deadlock on its thread pools, and spawned workers are children of this process, so their
     CPU time is counted in its ``RUSAGE_CHILDREN`` once the pool is shut down. Each
     worker runs torch with one thread. Results land in the run cache (files), so the caller reads
     them back exactly as after a serial run; a run trained by a worker is the same computation as
-    the serial one (same config, seed, data, one thread), so its results are identical on the
+    without the pool (same config, seeds, data, one thread), so its results are identical on the
     same machine.
 
     Returns
@@ -636,25 +703,28 @@ def run_jobs(jobs, *, workers: int = 1, progress: bool = True) -> dict[str, bool
     from tqdm.auto import tqdm
 
     workers = check_int(workers, "workers", low=1)
-    jobs = merge_jobs(jobs)
+    groups = group_jobs(jobs)
     out: dict[str, bool] = {}
-    bar = tqdm(total=len(jobs), desc="runs", unit="run", disable=bar_disabled(progress))
+    n_jobs = sum(map(len, groups))
+    bar = tqdm(total=n_jobs, desc="runs", unit="run", disable=bar_disabled(progress))
 
     def done(d, trained):
         out[d] = trained
         bar.update()
         if progress and bar.disable:  # not a terminal: one plain line per run instead of the bar
-            print(f"run {len(out)}/{len(jobs)} {'trained' if trained else 'reused'}: {Path(d).name}", flush=True)
+            print(f"run {len(out)}/{n_jobs} {'trained' if trained else 'reused'}: {Path(d).name}", flush=True)
 
-    if workers == 1 or len(jobs) <= 1:
-        for j in jobs:
-            done(*_do_job(j))
+    if workers == 1 or len(groups) <= 1:
+        for g in groups:
+            for result in _do_group(g):
+                done(*result)
         bar.close()
         return out
-    with ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=mp.get_context("spawn"),
+    with ProcessPoolExecutor(max_workers=min(workers, len(groups)), mp_context=mp.get_context("spawn"),
                              initializer=_init_worker) as pool:
-        futures = [pool.submit(_do_job, j) for j in jobs]
+        futures = [pool.submit(_do_group, g) for g in groups]
         for f in as_completed(futures):
-            done(*f.result())
+            for result in f.result():
+                done(*result)
     bar.close()
     return out

@@ -15,6 +15,7 @@ from ._validation import InputError, check_choice
 from .config import RunConfig
 from .data import open_dataset
 from .model import R3D
+from .remedies import attach_unimodal_heads
 
 
 def resolve_device(device=None):
@@ -127,6 +128,7 @@ def load_run(run_dir, *, checkpoint: str = "best", device=None):
     ck = load_checkpoint(run_dir / "checkpoints" / f"{checkpoint}.pt", map_location=dev)
     config = RunConfig.from_dict(ck["config"], source=f"{run_dir}/checkpoints/{checkpoint}.pt")
     model = R3D(config.model).to(dev)
+    attach_unimodal_heads(model, config.train)  # a run trained with them keeps them in its weights
     model.load_state_dict(ck["model"])
     model.eval()
     info = {k: ck[k] for k in ("config_hash", "seed", "dataset", "epoch")}

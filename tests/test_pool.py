@@ -53,7 +53,7 @@ def test_pool_matches_serial(data, tmp_path):
             else:  # the arrays (the file's metadata records its own path)
                 xa, xb = load_arrays(a / f), load_arrays(b / f)
                 assert sorted(xa) == sorted(xb) and all(np.array_equal(xa[k], xb[k]) for k in xa), f
-        assert (b / "reliance-test-d0.csv").exists() == (len(job.modalities) > 1 and job.seed == 1
+        assert (b / "reliance-test-d0-m.csv").exists() == (len(job.modalities) > 1 and job.seed == 1
                                                           and not job.overrides)
     # the families then find the runs finished; "reused" says whether this session trained them
     rec = pooled.run("rgb+depth", ["rgb", "depth"], seed=1)
@@ -70,3 +70,42 @@ def test_run_jobs_validates_workers(data, tmp_path):
         pipeline.run_jobs([], workers=0)
     assert pipeline.run_jobs([], workers=2, progress=False) == {}
     assert cache.trained_now == set()
+
+
+@pytest.mark.slow
+def test_seeds_of_one_configuration_train_together(data, tmp_path):
+    import json
+
+    prof = pipeline.get_profile("quick")
+    one = pipeline.RunCache(data, tmp_path / "one", prof, progress=False)
+    two = pipeline.RunCache(data, tmp_path / "two", prof, progress=False)
+    pipeline.set_threads(1)
+
+    def jobs(cache):
+        return [cache.job(["rgb", "depth"], s, obs_ratios=(0.3,)) for s in (1, 10)] + \
+            [cache.job(["rgb"], s) for s in (1, 10)]
+
+    assert [len(g) for g in pipeline.group_jobs(jobs(one))] == [2, 2]
+    assert all(pipeline.run_jobs(jobs(one), workers=1, progress=False).values())
+    two.prefetch(jobs(two), workers=2, progress=False)
+    assert len(two.trained_now) == 4
+    for job in jobs(one):
+        a, b = job.run_dir(), two.run_dir(job.modalities, job.seed)
+        assert json.loads((a / pipeline.DONE).read_text())["batched_seeds"] == [1, 10]
+        # the same batched computation in a worker process: identical files
+        for f in sorted(p.relative_to(a) for p in a.rglob("*.csv") if p.name not in ("metrics.csv", "ranks.csv")):
+            pd.testing.assert_frame_equal(pd.read_csv(a / f), pd.read_csv(b / f), check_exact=True)
+    assert pipeline.run_jobs(jobs(two), workers=2, progress=False) == {str(j.run_dir()): False for j in jobs(two)}
+
+
+def test_runs_of_a_family_train_their_seeds_together(data, tmp_path):
+    import dataclasses
+    import json
+
+    prof = dataclasses.replace(pipeline.get_profile("quick"), seeds=(1, 10))
+    cache = pipeline.RunCache(data, tmp_path / "c", prof, progress=False)
+    recs = cache.runs("rgb", ["rgb"])
+    assert [r.seed for r in recs] == [1, 10] and not any(r.reused for r in recs)
+    assert all(json.loads((r.run_dir / pipeline.DONE).read_text())["batched_seeds"] == [1, 10] for r in recs)
+    again = pipeline.RunCache(data, tmp_path / "c", prof, progress=False)
+    assert all(r.reused for r in again.runs("rgb", ["rgb"]))

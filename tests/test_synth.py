@@ -101,7 +101,8 @@ from click.testing import CliRunner  # noqa: E402
 
 from rankfusion.cli import main as cli_main  # noqa: E402
 from rankfusion.data.synth import (  # noqa: E402
-    CUT_DTYPE, CUT_OBS, TRANSITIONS, _sample_video, cut_records, oracle_accuracy, oracle_table,
+    CUT_DTYPE, CUT_OBS, TRANSITIONS, _sample_video, cut_records, oracle_accuracy, oracle_table, partner_only,
+    plugin_accuracy,
 )
 
 SMALL = {"rgb": 8, "depth": 8, "noise": 8, "mvrgb": 8}
@@ -166,14 +167,26 @@ def test_oracle_on_a_case_worked_by_hand():
             (walk, 1, pick, False), (walk, 1, pick, False), (walk, -1, take, False),
             (drink, 0, walk, False), (drink, 0, -1, False)]  # the last has no next action: skipped
     rec = np.array([(0.2, 1, c, d, nx, b) for c, d, nx, b in rows], CUT_DTYPE)
-    # rgb sees the action: carry -> load (2 of 3), walk -> pick (2 of 3), drink -> walk (1): 5 of 7.
-    assert oracle_accuracy(rec, "rgb") == pytest.approx(5 / 7, abs=1e-12)
-    # + depth's direction, used only inside the trip (walk's direction is a distractor): 6 of 7.
-    assert oracle_accuracy(rec, "rgb+depth") == pytest.approx(6 / 7, abs=1e-12)
-    assert oracle_accuracy(rec, ["depth"]) == pytest.approx(6 / 7, abs=1e-12)
+    # The bound: in a trip's carry the direction is a fair coin rgb cannot see (1/2 each); the
+    # 4 cut points outside trips are bounded by 1: (3 / 2 + 4) / 7.
+    assert oracle_accuracy(rec, "rgb") == pytest.approx(5.5 / 7, abs=1e-12)
+    assert oracle_accuracy(rec, "rgb+depth") == oracle_accuracy(rec, ["depth"]) == 1.0
     assert oracle_accuracy(rec, "rgb+mvrgb") == oracle_accuracy(rec, "rgb+noise") == oracle_accuracy(rec, "rgb")
+    # with the collapse dial's hint (right w.p. 0.85) rgb and mvrgb do 0.85 in the carry, whatever the hint says
+    hints = np.array([1, -1, -1, 0, 0, 0, 0, 0])
+    assert oracle_accuracy(rec, "rgb", hints) == pytest.approx((3 * 0.85 + 4) / 7, abs=1e-12)
+    assert oracle_accuracy(rec, "mvrgb", hints) == oracle_accuracy(rec, "rgb", hints)
+    assert oracle_accuracy(rec, "noise", hints) == oracle_accuracy(rec, "rgb")
+    assert oracle_accuracy(rec, "rgb+depth", hints) == 1.0
+    # the partner alone decides the carries whose hint is wrong (the second)
+    assert partner_only(rec, hints).tolist() == [False, True, False, False, False, False, False, False]
+    assert partner_only(rec).tolist() == [True, True, True, False, False, False, False, False]
+    # the plug-in rate (not a bound): rgb sees the action: carry -> load (2 of 3), walk -> pick
+    # (2 of 3), drink -> walk (1): 5 of 7; + depth's direction inside the trip: 6 of 7.
+    assert plugin_accuracy(rec, "rgb") == pytest.approx(5 / 7, abs=1e-12)
+    assert plugin_accuracy(rec, "rgb+depth") == plugin_accuracy(rec, ["depth"]) == pytest.approx(6 / 7, abs=1e-12)
     # noise sees nothing: the most frequent next action overall (load or pick, 2 each): 2 of 7.
-    assert oracle_accuracy(rec, "noise") == pytest.approx(2 / 7, abs=1e-12)
+    assert plugin_accuracy(rec, "noise") == pytest.approx(2 / 7, abs=1e-12)
     table = oracle_table(rec, ["rgb", "depth", "mvrgb", "noise"])
     assert set(table) == {"rgb", "depth", "mvrgb", "noise", "rgb+depth", "rgb+mvrgb", "rgb+noise"}
     with pytest.raises(ValueError, match="modality: unknown 'lidar'"):
@@ -207,10 +220,18 @@ def test_synth_json_records_dials_and_oracle(dial_sets):
     # C = 1: the direction decides every next action; rgb can only guess it (the load/place split
     # of 20 trips, each covering both cut points of its video: Binomial(20, 1/2), 4 sd); C = 0:
     # depth adds nothing
-    assert m1["oracle"]["rgb+depth"] == 1.0
+    assert m1["oracle"]["rgb+depth"] == 1.0 and m1["oracle_exact_share"] == 1.0
     assert abs(m1["oracle"]["rgb"] - 0.5) <= 0.5 / np.sqrt(20) * 4 + 1e-12
-    assert m0["oracle"]["rgb+depth"] == m0["oracle"]["rgb"] == m0["oracle"]["rgb+mvrgb"]
-    assert m0["oracle"]["noise"] < m0["oracle"]["rgb"]
+    assert abs(m1["oracle_plugin"]["rgb"] - 0.5) <= 0.5 / np.sqrt(20) * 4 + 1e-12
+    # C = 0: no cut point is decision-bearing, where the bound is exact; outside trips it is 1
+    assert m0["oracle_exact_share"] == 0.0 and set(m0["oracle"].values()) == {1.0}
+    assert m0["oracle_plugin"]["rgb+depth"] == m0["oracle_plugin"]["rgb"] == m0["oracle_plugin"]["rgb+mvrgb"]
+    assert m0["oracle_plugin"]["noise"] < m0["oracle_plugin"]["rgb"]
+    # dial off, C = 1: rgb is at 1/2 exactly on the partner-only cut points (the carries) and
+    # credited 1 on the rest (a cut inside pick_dish, rare)
+    assert m1["oracle"]["rgb"] == pytest.approx(1 - 0.5 * m1["partner_only"]["share"], abs=1e-12)
+    assert m1["partner_only"]["share"] > 0.9
+    assert m0["partner_only"]["cuts"] == 0 and m1["collapse"] is None and "collapse" not in m1["dials"]
     # the stored cut points are those of the labels
     ds = open_dataset(dial_sets["c1"])
     v = ds.videos[0]

@@ -189,6 +189,27 @@ MAX_NOISE_SCALE = 1e6
 #: frames, 200 / 2000 videos of 20 frames); taken with margin.
 BYTES_PER_FRAME_CHANNEL, BYTES_PER_VIDEO = 24, 4096
 
+#: The collapse dial (``collapse`` K in [0, 1]; off by default; docs/datasets.md, "Collapse").
+#: With the dial on, the anchors (rgb, mvrgb) see a *hint* of each trip's direction, right with
+#: probability ``HINT_ACCURACY`` at every K, and depth codes the direction linearly with gain
+#: ``DIRECTION_GAIN * (1 - K)`` plus as the product of two latent signs (an XOR, gain
+#: ``XOR_GAIN * K``); the hint's gain rises from ``HINT_GAIN[0]`` (K = 0: as easy to read as
+#: depth's linear code) to ``HINT_GAIN[1]`` (K = 1). What each subset can know is the same at
+#: every K, only how easily it is read changes: the oracle and the partner-only cut points do
+#: not depend on K.
+HINT_ACCURACY = 0.85
+DIRECTION_GAIN = MODALITY_GAINS["depth"]["direction"]
+HINT_GAIN = (DIRECTION_GAIN, 2.0)
+XOR_GAIN = 0.6
+#: Modalities that see the hint (the anchor and its second view) and the one that sees the XOR code.
+HINT_SEEN_BY = ("rgb", "mvrgb")
+XOR_SEEN_BY = MOST_COMPLEMENTARY
+#: Sizes of the hint's and the XOR code's latent blocks (projected by their own random matrices).
+HINT_DIM, XOR_DIM = 3, 4
+#: Spawn-key suffix of the dial's own random streams: the dial draws nothing from the streams the
+#: rest of the dataset uses, so a dataset with the dial off is the dataset without it.
+_DIAL_KEY = 7919
+
 
 @dataclasses.dataclass(frozen=True)
 class SynthConfig:
@@ -216,6 +237,8 @@ class SynthConfig:
         Expected energy of the per-video constant relative to the per-frame signal (latent space).
     imbalance : float >= 1
         Anchor-to-partner ratio of signal-to-noise *amplitude* (energy ratio ``imbalance**2``).
+    collapse : float in [0, 1] or None
+        Level K of the collapse dial; None: the dial is off (no hint, depth's code linear).
     """
 
     seed: int = 0
@@ -229,6 +252,7 @@ class SynthConfig:
     complementarity: float = DEFAULT_COMPLEMENTARITY
     nuisance: float = DEFAULT_NUISANCE
     imbalance: float = DEFAULT_IMBALANCE
+    collapse: float | None = None
 
     def validate(self) -> "SynthConfig":
         check_int(self.seed, "seed", low=0)
@@ -239,6 +263,7 @@ class SynthConfig:
         check_float(self.complementarity, "complementarity", low=0.0, high=1.0)
         check_float(self.nuisance, "nuisance", low=0.0, high=100.0)
         check_float(self.imbalance, "imbalance", low=1.0, high=100.0)
+        check_float(self.collapse, "collapse", low=0.0, high=1.0, allow_none=True)
         if not isinstance(self.channels, dict) or not self.channels:
             raise InputError(f"channels must be a non-empty dict {{modality: channels}}, got {self.channels!r}")
         for m, c in self.channels.items():
@@ -439,7 +464,78 @@ def _sample_video(rng, n, complementarity):
     return segments
 
 
+# ----------------------------------------------------------------------------- the collapse dial
+def _dial_seq(seq: np.random.SeedSequence) -> np.random.SeedSequence:
+    """The collapse dial's own stream beside ``seq`` (same entropy, a spawn key no spawn() gives)."""
+    return np.random.SeedSequence(seq.entropy, spawn_key=tuple(seq.spawn_key) + (_DIAL_KEY,))
+
+
+class _CollapseCode:
+    """Fixed part of the collapse dial: the hint's and the XOR code's latent vectors and projections.
+
+    The hint is ``h * hint_vec`` (h = +-1); the XOR code is ``b1 * xor_vec[0] + b2 * xor_vec[1]``
+    with ``b1 * b2`` the direction, so that neither sign alone says anything about it. Both are
+    modulated like depth's direction code (``0.6 + 0.8 * progress``) and projected into the
+    modalities that see them by their own random matrices, scaled like the factor projections.
+    """
+
+    def __init__(self, rng, channels, level: float):
+        self.level = float(level)
+        self.hint_vec = _embeddings(rng, 1, HINT_DIM)[0] * 1.5
+        v = _embeddings(rng, 2, XOR_DIM)
+        v[1] -= (v[1] @ v[0]) * v[0]  # orthogonal: b1 and b2 are read separately
+        self.xor_vec = v / np.linalg.norm(v, axis=1, keepdims=True) * 1.5
+        self.proj = {}
+        for m in (*HINT_SEEN_BY, XOR_SEEN_BY):
+            c = channels.get(m, 1)
+            dim = XOR_DIM if m == XOR_SEEN_BY else HINT_DIM
+            self.proj[m] = rng.standard_normal((dim, c)) / np.sqrt(LATENT)
+
+    def gains(self) -> dict:
+        """``{"hint", "xor", "linear_direction"}`` gains at this level (see ``HINT_GAIN``, ``XOR_GAIN``)."""
+        k = self.level
+        return {"hint": HINT_GAIN[0] + k * (HINT_GAIN[1] - HINT_GAIN[0]), "xor": XOR_GAIN * k,
+                "linear_direction": DIRECTION_GAIN * (1.0 - k)}
+
+    def signals(self, hint, bit1, direction, progress) -> dict:
+        """Per-frame signal each seeing modality adds, ``{modality: (n, channels)}``."""
+        g = self.gains()
+        mod = (0.6 + 0.8 * progress)[:, None]
+        h = g["hint"] * hint[:, None] * self.hint_vec[None, :] * mod
+        bit2 = bit1 * direction  # b1 * b2 = direction where it is +-1; 0 where there is none
+        x = g["xor"] * (bit1[:, None] * self.xor_vec[0] + bit2[:, None] * self.xor_vec[1]) * mod
+        x *= (direction != 0)[:, None]
+        return {m: (x if m == XOR_SEEN_BY else h) @ self.proj[m] for m in self.proj}
+
+
+def _dial_draws(rng, segments):
+    """Per-frame hint (+-1 inside trips, 0 elsewhere) and first XOR sign of one video's ``segments``.
+
+    Every ``pick_dish`` / ``carry_dish`` segment shows a hint equal to its direction with
+    probability ``HINT_ACCURACY``; a carry straight after its pick shares the pick's draw (one
+    trip, one hint). Every segment with a direction draws its first XOR sign b1 = +-1 (the
+    second is b1 times the direction). Independent of everything else in the video.
+    """
+    n = sum(f for _, f, _ in segments)
+    hint, bit1 = np.zeros(n, np.int8), np.zeros(n, np.int8)
+    t, right, prev = 0, True, None
+    for a, f, d in segments:
+        name = ACTIONS[a]
+        if name in ("pick_dish", "carry_dish") and d != 0:
+            if not (name == "carry_dish" and prev == "pick_dish"):
+                right = rng.random() < HINT_ACCURACY
+            hint[t:t + f] = d if right else -d
+        bit1[t:t + f] = 1 if rng.random() < 0.5 else -1
+        prev, t = name, t + f
+    return hint, bit1
+
+
 # ----------------------------------------------------------------------------- rendering
+def _progress(segments) -> np.ndarray:
+    """Per-frame progress through the current segment, in (0, 1)."""
+    return np.concatenate([(np.arange(f) + 0.5) / f for _, f, _ in segments])
+
+
 def _factors(rng, world: _World, segments):
     """Per-frame hidden factors and the per-frame latent blocks of one video."""
     n = sum(f for _, f, _ in segments)
@@ -482,11 +578,15 @@ def _latent(blocks, m):
     return z
 
 
-def _render(rng, world: _World, blocks, const, narr, cfg: SynthConfig, stats=None):
+def _render(rng, world: _World, blocks, const, narr, cfg: SynthConfig, stats=None, dial=None):
     """Features of every modality (except the noise control) for one video, (channels, frames) float32.
 
     ``stats`` (optional dict) accumulates per modality: frames, per-frame signal energy, per-video
     constant energy (latent space and feature space) and noise energy (feature space).
+    ``dial`` (collapse dial on): ``{modality: (n, channels)}`` signals added by
+    :meth:`_CollapseCode.signals`, and ``"linear_direction"``, the gain of depth's linear
+    direction code in place of ``MODALITY_GAINS["depth"]["direction"]``. The noise amplitudes
+    do not depend on the dial, so the noise of every modality is the same at every K.
     """
     from scipy.signal import lfilter  # scipy.signal is slow to import: not on every CLI start
 
@@ -501,7 +601,11 @@ def _render(rng, world: _World, blocks, const, narr, cfg: SynthConfig, stats=Non
             b = CONSTANT_OF[m]
             # energy of the constant = nuisance x the video's mean per-frame signal energy (in expectation)
             zc[SLICES[b]] = const[b] * np.sqrt(cfg.nuisance * np.mean(np.sum(z**2, 1)))
+        if dial is not None and m == XOR_SEEN_BY:  # after the constant: it stays the same at every K
+            z[:, SLICES["direction"]] *= dial["linear_direction"] / MODALITY_GAINS[m]["direction"]
         sig, con = z @ world.proj[m], zc @ world.proj[m]
+        if dial is not None and m in dial:
+            sig = sig + dial[m]
         noise = np.zeros_like(sig)
         nuis, white = (s * world.amplitude[m] for s in NOISE[m])
         if nuis > 0:
@@ -597,18 +701,98 @@ def modality_sees(modality: str) -> frozenset:
     return frozenset(seen)
 
 
-def oracle_accuracy(records, modalities) -> float:
-    """Best attainable next-action accuracy at the cut points ``records`` from ``modalities``.
+def cut_hints(hint, records) -> np.ndarray:
+    """The anchor's hint (+-1, 0 outside trips) at the last observed frame of each cut point.
 
-    The predictor may use every hidden factor the modalities carry, without noise. By the
-    generator's construction the next action depends only on the current action, and on the
-    trip direction when the cut lies inside a ``pick_dish -> carry_dish`` trip (every other
-    direction, e.g. ``walk``'s, is a distractor); given those, appearance, geometry, location,
-    motion and progress carry nothing about it. The best predictor therefore picks, for each value
-    of the visible key (the current action if seen, else the class of actions that location and
-    motion leave possible; the direction if seen and the cut is decision-bearing), the
-    most frequent next action among ``records``: the returned value is the plug-in Bayes rate on
-    these cut points (an upper bound; on few records it is optimistic by the usual in-sample bias).
+    Parameters
+    ----------
+    hint : array of int, shape (n_frames,)
+        Per-frame hint (``factors/<video>.npz["hint"]``, collapse dial on).
+    records : ndarray of ``CUT_DTYPE``
+        The video's cut points (:func:`cut_records`).
+
+    Returns
+    -------
+    ndarray of int64, shape (len(records),)
+    """
+    hint = np.asarray(hint)
+    r = np.asarray(records, CUT_DTYPE)
+    return hint[np.maximum(r["cut"] - 1, 0)].astype(np.int64)
+
+
+def partner_only(records, hints=None) -> np.ndarray:
+    """Which cut points only the partner (depth) can decide: the anchor's best guess is wrong there.
+
+    A cut point inside a trip's carry (decision-bearing, current action ``carry_dish``, a next
+    action to predict) is decided by the trip's direction, which only depth sees. Without the
+    collapse dial (``hints`` None) rgb knows nothing of it: every such cut point is the partner's
+    alone. With the dial rgb sees a hint right with probability ``HINT_ACCURACY`` > 1/2, so its
+    best guess follows the hint, and the partner alone decides exactly the cut points whose hint
+    is wrong (``hint != direction``). At a cut inside ``pick_dish`` the next action (the carry)
+    is the grammar's, not the partner's.
+
+    Parameters
+    ----------
+    records : ndarray of ``CUT_DTYPE``
+    hints : array of int, optional
+        :func:`cut_hints` of the same records (collapse dial on).
+
+    Returns
+    -------
+    ndarray of bool, shape (len(records),)
+    """
+    r = np.asarray(records, CUT_DTYPE)
+    out = r["bearing"] & (r["current"] == A["carry_dish"]) & (r["next"] >= 0)
+    if hints is not None:
+        out &= np.asarray(hints) != r["direction"]
+    return out
+
+
+def partner_only_cuts(data_root, videos=None) -> dict:
+    """``{video: observation ratios of its partner-only cut points}`` of a synthetic dataset.
+
+    Read from ``factors/<video>.npz`` (``cuts``, ``partner_only``, written by
+    :func:`synthesize`); the ratios are those of ``REPORT_OBS`` (the evaluation ratios
+    ``CUT_OBS`` and the training-only 0.5). Use them to score a model on the cut points where
+    only the partner holds the answer (:func:`partner_only`).
+
+    Parameters
+    ----------
+    data_root : path-like
+        A dataset written by :func:`synthesize`.
+    videos : iterable of str, optional
+        Default: every video with a factors file.
+    """
+    root = Path(data_root)
+    if videos is None:
+        videos = sorted(p.stem for p in (root / "factors").glob("*.npz"))
+    out = {}
+    for v in videos:
+        path = root / "factors" / f"{v}.npz"
+        if not path.is_file():
+            raise InputError(f"video {v!r}: no factors file {str(path)!r} (not a synthetic dataset?)")
+        with np.load(path) as f:
+            if "partner_only" not in f:
+                raise InputError(f"{str(path)!r} has no 'partner_only' array: regenerate the dataset")
+            out[v] = tuple(float(o) for o, p in zip(REPORT_OBS, f["partner_only"]) if p)  # cuts follow REPORT_OBS
+    return out
+
+
+def oracle_accuracy(records, modalities, hints=None) -> float:
+    """Upper bound of the next-action accuracy at the cut points ``records`` from ``modalities``.
+
+    At a decision-bearing cut point the generator draws what decides the next action from a
+    known law, independent of everything observed up to the cut (lengths, timing, the earlier
+    actions): the trip's direction 50/50, and with the collapse dial the anchor's hint, right
+    with probability ``HINT_ACCURACY``. The best accuracy there is therefore known exactly, as
+    the expected Bayes rate: 1 for a subset that sees the direction (depth); 1 at a cut inside
+    ``pick_dish`` (a carry follows); ``max(q, 1 - q)`` for a subset that sees the hint (rgb,
+    mvrgb, dial on); 1/2 otherwise. Subsets that see no action code (noise) are credited with
+    the current action, so for them this is an upper bound, not the rate. At the other cut
+    points the free timeline's next action depends on the timing through the sampler's
+    constraints, in no closed form: there the bound is 1. The value is exact (for subsets that
+    see the action) when every record is decision-bearing, e.g. at complementarity 1;
+    :func:`plugin_accuracy` is the former plug-in estimate, which is not a bound.
 
     Parameters
     ----------
@@ -616,11 +800,49 @@ def oracle_accuracy(records, modalities) -> float:
         Cut points (:func:`cut_records`); those with ``next == -1`` are skipped.
     modalities : str or sequence of str
         E.g. ``"rgb+depth"`` or ``["rgb", "depth"]``.
+    hints : array of int, optional
+        :func:`cut_hints` of the records when the collapse dial is on.
 
     Returns
     -------
     float
         Accuracy in [0, 1] (NaN without a usable record).
+    """
+    mods = modalities.split("+") if isinstance(modalities, str) else list(modalities)
+    seen = frozenset().union(*(modality_sees(m) for m in mods)) if mods else frozenset()
+    r = np.asarray(records, CUT_DTYPE)
+    keep = r["next"] >= 0
+    if not keep.any():
+        return float("nan")
+    r = r[keep]
+    carry = r["bearing"] & (r["current"] == A["carry_dish"])
+    if "direction" in seen:
+        guess = 1.0
+    elif hints is not None and any(m in HINT_SEEN_BY for m in mods):
+        guess = max(HINT_ACCURACY, 1.0 - HINT_ACCURACY)
+    else:
+        guess = 0.5
+    n_carry = int(carry.sum())
+    return float((guess * n_carry + (len(r) - n_carry)) / len(r))
+
+
+def plugin_accuracy(records, modalities) -> float:
+    """Plug-in next-action rate of ``modalities`` at ``records``: not an upper bound.
+
+    For each value of the visible key (the current action if seen, else the class of actions
+    that location and motion leave possible; the direction if seen and the cut is
+    decision-bearing) the most frequent next action among ``records``. It ignores what the
+    timing and the earlier actions tell at cut points outside trips (held-out predictors that
+    see them do better at complementarity 0) and is optimistic on few records.
+
+    Parameters
+    ----------
+    records : ndarray of ``CUT_DTYPE``
+    modalities : str or sequence of str
+
+    Returns
+    -------
+    float
     """
     mods = modalities.split("+") if isinstance(modalities, str) else list(modalities)
     seen = frozenset().union(*(modality_sees(m) for m in mods)) if mods else frozenset()
@@ -665,9 +887,14 @@ def oracle_subsets(modalities) -> list:
     return subsets
 
 
-def oracle_table(records, modalities) -> dict:
+def oracle_table(records, modalities, hints=None) -> dict:
     """``{subset: oracle_accuracy}`` for :func:`oracle_subsets` of ``modalities``."""
-    return {s: oracle_accuracy(records, s) for s in oracle_subsets(modalities)}
+    return {s: oracle_accuracy(records, s, hints) for s in oracle_subsets(modalities)}
+
+
+def plugin_table(records, modalities) -> dict:
+    """``{subset: plugin_accuracy}`` for :func:`oracle_subsets` of ``modalities``."""
+    return {s: plugin_accuracy(records, s) for s in oracle_subsets(modalities)}
 
 
 # ----------------------------------------------------------------------------- writing
@@ -718,7 +945,7 @@ def synthesize(out_dir, *, seed=0, n_videos=DEFAULT_VIDEOS, min_frames=DEFAULT_M
                max_frames=DEFAULT_MAX_FRAMES, channels=None,
                split_fractions=DEFAULT_SPLIT, noise_scale=1.0, split_set="split1",
                complementarity=DEFAULT_COMPLEMENTARITY, nuisance=DEFAULT_NUISANCE, imbalance=DEFAULT_IMBALANCE,
-               overwrite=False, progress=False) -> Path:
+               collapse=None, overwrite=False, progress=False) -> Path:
     """Write the synthetic multi-modal activity dataset in the standard layout.
 
     The dataset is built in a temporary folder next to ``out_dir`` and renamed into place, so an
@@ -758,6 +985,9 @@ def synthesize(out_dir, *, seed=0, n_videos=DEFAULT_VIDEOS, min_frames=DEFAULT_M
     imbalance : float >= 1
         The anchor's (rgb) signal-to-noise amplitude over the partner's (depth): depth's noise
         is scaled so that its per-channel SNR (energy) is ``SNR["depth"] / imbalance**2``.
+    collapse : float in [0, 1], optional
+        Level K of the collapse dial (None: off; K = 0: depth's code linear, 1: an XOR, rgb's
+        hint stronger; the oracle is the same at every K: ``HINT_ACCURACY``, docs/datasets.md).
     overwrite : bool
         Replace an existing ``out_dir``.
     progress : bool
@@ -770,14 +1000,11 @@ def synthesize(out_dir, *, seed=0, n_videos=DEFAULT_VIDEOS, min_frames=DEFAULT_M
         ``splits/``, ``factors/<video>.npz`` (the hidden per-frame factors and the cut points)
         and ``synth.json`` (settings, dials, their measured ground truth and the oracle).
     """
-    if channels is None:
-        channels = dict(DEFAULT_CHANNELS)
-    elif isinstance(channels, (int, np.integer)) and not isinstance(channels, bool):
-        channels = {m: int(channels) for m in DEFAULT_CHANNELS}
+    channels = _channels_arg(channels)
     cfg = SynthConfig(seed=seed, n_videos=n_videos, min_frames=min_frames, max_frames=max_frames,
                       channels=dict(channels), split_fractions=tuple(split_fractions), noise_scale=noise_scale,
                       split_set=split_set, complementarity=complementarity, nuisance=nuisance,
-                      imbalance=imbalance).validate()
+                      imbalance=imbalance, collapse=collapse).validate()
     out = Path(out_dir)
     _check_destination(cfg, out, overwrite)
     t0 = time.perf_counter()
@@ -795,11 +1022,22 @@ def synthesize(out_dir, *, seed=0, n_videos=DEFAULT_VIDEOS, min_frames=DEFAULT_M
     return out
 
 
+def _channels_arg(channels) -> dict:
+    """``synthesize``'s ``channels``: None (the defaults), one int for all six, or a dict."""
+    if channels is None:
+        return dict(DEFAULT_CHANNELS)
+    if isinstance(channels, (int, np.integer)) and not isinstance(channels, bool):
+        return {m: int(channels) for m in DEFAULT_CHANNELS}
+    return channels
+
+
 def _write(root: Path, cfg: SynthConfig, progress: bool) -> dict:
     ss = np.random.SeedSequence(cfg.seed)
     world_seq, split_seq, pilot_seq, noise_seq, *video_seqs = ss.spawn(4 + cfg.n_videos)
     world = _World(np.random.default_rng(world_seq), cfg.channels)
     world.set_amplitudes(_signal_power(np.random.default_rng(pilot_seq), world, cfg), cfg)
+    code = None if cfg.collapse is None else _CollapseCode(np.random.default_rng(_dial_seq(world_seq)),
+                                                           cfg.channels, cfg.collapse)
     for d in ("groundTruth", "splits", "factors"):
         (root / d).mkdir()
     for m in cfg.channels:
@@ -811,14 +1049,22 @@ def _write(root: Path, cfg: SynthConfig, progress: bool) -> dict:
         from tqdm import tqdm
 
         it = tqdm(it, total=len(videos), desc="synth", unit="video", leave=False, disable=bar_disabled(True))
-    stats, records, lengths = {}, {}, {}
+    stats, records, lengths, hints = {}, {}, {}, {}
     twin = _MomentAccumulator() if "noise" in cfg.channels else None
     for video, seq in it:
         rng = np.random.default_rng(seq)
         target = int(rng.integers(cfg.min_frames, cfg.max_frames + 1))
-        factors, blocks, const, narr = _factors(rng, world, _sample_video(rng, target, cfg.complementarity))
-        feats = _render(rng, world, blocks, const, narr, cfg, stats)
+        segments = _sample_video(rng, target, cfg.complementarity)
+        factors, blocks, const, narr = _factors(rng, world, segments)
+        dial = None
+        if code is not None:
+            hint, bit1 = _dial_draws(np.random.default_rng(_dial_seq(seq)), segments)
+            dial = {**code.signals(hint, bit1, factors["direction"], _progress(segments)),
+                    "linear_direction": code.gains()["linear_direction"]}
+            factors.update(hint=hint, xor_sign=bit1)
+        feats = _render(rng, world, blocks, const, narr, cfg, stats, dial)
         records[video] = cut_records(factors["action"], factors["direction"], REPORT_OBS)
+        hints[video] = None if code is None else cut_hints(factors["hint"], records[video])
         lengths[video] = target
         (root / "groundTruth" / f"{video}.txt").write_text("".join(ACTIONS[a] + "\n" for a in factors["action"]))
         for m, x in feats.items():
@@ -826,7 +1072,8 @@ def _write(root: Path, cfg: SynthConfig, progress: bool) -> dict:
         if twin is not None:
             twin.add(feats[NOISE_TWIN_OF])
         with open(root / "factors" / f"{video}.npz", "wb") as fh:
-            np.savez(fh, **factors, cuts=records[video]["cut"], decision_bearing=records[video]["bearing"])
+            np.savez(fh, **factors, cuts=records[video]["cut"], decision_bearing=records[video]["bearing"],
+                     partner_only=partner_only(records[video], hints[video]))
     if twin is not None:
         _write_noise(root, videos, lengths, twin, np.random.default_rng(noise_seq))
     order = np.random.default_rng(split_seq).permutation(len(videos))
@@ -836,7 +1083,7 @@ def _write(root: Path, cfg: SynthConfig, progress: bool) -> dict:
         lines = "".join(f"{videos[i]}.txt\n" for i in sorted(idx))
         (root / "splits" / f"{name}.{cfg.split_set}.bundle").write_text(lines)
     test = {videos[i] for i in parts["test"]}
-    return _ground_truth(cfg, world, stats, records, test)
+    return _ground_truth(cfg, world, stats, records, test, hints, code)
 
 
 class _MomentAccumulator:
@@ -878,12 +1125,18 @@ def _write_noise(root, videos, lengths, twin: _MomentAccumulator, rng):
         np.save(root / "features" / "noise" / f"{video}.npy", np.ascontiguousarray(x.T, dtype=np.float32))
 
 
-def _ground_truth(cfg: SynthConfig, world: _World, stats, records, test) -> dict:
+def _ground_truth(cfg: SynthConfig, world: _World, stats, records, test, hints, code) -> dict:
     """The dials, what was measured of them, and the oracle (written into ``synth.json``)."""
-    every = np.concatenate(list(records.values()))
-    allr = every[np.isin(every["obs"], CUT_OBS)]
-    testr = np.concatenate([records[v] for v in sorted(test)])
-    testr = testr[np.isin(testr["obs"], CUT_OBS)]
+    names = sorted(records)
+    every = np.concatenate([records[v] for v in names])
+    every_h = None if code is None else np.concatenate([hints[v] for v in names])
+    is_test = np.concatenate([np.full(len(records[v]), v in test) for v in names])
+    ev = np.isin(every["obs"], CUT_OBS)
+    allr, testr = every[ev], every[ev & is_test]
+
+    def h(mask):
+        return None if every_h is None else every_h[mask]
+
     snr = {m: s["signal"] / s["noise"] for m, s in stats.items() if s["noise"] > 0}
     measured = {
         "cut_points": int(len(allr)),
@@ -900,16 +1153,43 @@ def _ground_truth(cfg: SynthConfig, world: _World, stats, records, test) -> dict
                       if {ANCHOR, MOST_COMPLEMENTARY} <= set(snr) else None),
     }
     mods = [m for m in cfg.channels]
-    return {
-        "dials": {"complementarity": cfg.complementarity, "nuisance": cfg.nuisance, "imbalance": cfg.imbalance},
+    usable = allr["next"] >= 0
+    dials = {"complementarity": cfg.complementarity, "nuisance": cfg.nuisance, "imbalance": cfg.imbalance}
+    if cfg.collapse is not None:
+        dials["collapse"] = cfg.collapse
+    only = partner_only(allr, h(ev))
+    only_test = partner_only(testr, h(ev & is_test))
+    partner = {
+        "cuts": int(only.sum()), "share": float(only.sum() / max(1, usable.sum())),
+        "cuts_test": int(only_test.sum()),
+        "share_test": float(only_test.sum() / max(1, (testr["next"] >= 0).sum())),
+        "share_by_obs": {f"{o:g}": float(partner_only(every[every["obs"] == o], h(every["obs"] == o)).mean())
+                         for o in REPORT_OBS},
+        "rule": "decision-bearing cut inside the carry" + ("" if code is None else " whose hint is wrong"),
+    }
+    out = {
+        "dials": dials,
         "cut_obs": list(CUT_OBS),
         "measured": measured,
         "noise_amplitude": {m: world.amplitude[m] for m in cfg.channels if m in world.amplitude},
-        "oracle": oracle_table(allr, mods),
-        "oracle_test": oracle_table(testr, mods),
-        "oracle_by_obs": {f"{o:g}": oracle_table(every[every["obs"] == o], mods) for o in REPORT_OBS},
-        "oracle_method": "plug-in Bayes rate of the next action given the visible factors (oracle_accuracy)",
+        "oracle": oracle_table(allr, mods, h(ev)),
+        "oracle_test": oracle_table(testr, mods, h(ev & is_test)),
+        "oracle_by_obs": {f"{o:g}": oracle_table(every[every["obs"] == o], mods, h(every["obs"] == o))
+                          for o in REPORT_OBS},
+        "oracle_exact_share": float(allr["bearing"][usable].mean()) if usable.any() else float("nan"),
+        "oracle_method": "upper bound of the next-action accuracy from the generator's law (oracle_accuracy): "
+                         "exact at decision-bearing cut points, 1 elsewhere",
+        "oracle_plugin": plugin_table(allr, mods),
+        "partner_only": partner,
+        "collapse": None,
     }
+    if code is not None:
+        trip = every_h != 0
+        out["collapse"] = {"level": cfg.collapse, "hint_accuracy": HINT_ACCURACY, "gains": code.gains(),
+                           "hint_seen_by": list(HINT_SEEN_BY), "xor_seen_by": XOR_SEEN_BY,
+                           "hint_right_share": float((every_h[trip] == every["direction"][trip]).mean())
+                           if trip.any() else float("nan")}
+    return out
 
 
 def prepare_dataset(out, synth_kwargs: dict, *, seed: int = 0, progress: bool = False) -> Path:

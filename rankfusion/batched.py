@@ -1,0 +1,714 @@
+"""Train the seeds of one configuration as one batched model.
+
+The K seeds of a configuration build the same R3D shapes, so their parameters can be stacked on a
+leading seed axis and run as one model: every Linear becomes one batched matrix product
+(``baddbmm`` over the seed axis), LayerNorm, attention and the token fuser act per seed on a
+``(K, B, T, ...)`` tensor. On a CPU the small models of the demo are dominated by per-operation
+overhead, so one step of K seeds costs little more than one step of one seed
+(``benchmarks/bench_seeds.py``, docs/benchmarks.md).
+
+Each seed is the computation its serial run (:func:`rankfusion.train.train`) does, up to
+floating-point reordering:
+
+* its own initialisation (drawn by the serial code, :func:`rankfusion.train._build_training`),
+  its own loader generator (batch order) and its own dropout stream: the dropout masks are drawn
+  from a per-seed generator holding exactly the state the serial run's global generator would
+  hold, with the serial run's shapes and in its order, and padded to the batch's length;
+* its own loss (the losses are means per seed, summed over seeds, so each seed's parameters get
+  their own gradient), its own gradient-norm clip (the norm is taken per seed), and its own AdamW
+  state (AdamW is element-wise: one AdamW over the stacked tensors is K AdamWs with the same
+  learning-rate schedule, which the seeds share since they take the same number of steps);
+* its own RTF channel selection (Eq. 3 on its own batch's valid steps; padding rows are zeroed
+  so they add nothing to Definition 1's statistic);
+* its own best-epoch selection, validation metrics and run folder ``RUN/seed-<s>/`` with the
+  files of a serial run (checkpoints in the serial format, so either trainer resumes them).
+
+Time padding: the seeds' batches are padded to the longest one. Padding never changes an
+output at a valid position (:mod:`rankfusion.model`), so this changes nothing but the
+summation order of some reductions.
+
+What is not batched (:func:`serial_reason`): distributed (torchrun) runs, CUDA devices (the
+fused CUDA dropout kernel draws differently from the CPU one, so the serial dropout stream could
+not be reproduced; not measured), and configurations with training options this module does not
+implement (any field of :class:`rankfusion.config.TrainConfig` / :class:`~rankfusion.config.R3DConfig`
+outside :data:`BATCHED_FIELDS` that is not at its default). The rank monitor (``ranks.csv``) is
+measured per seed on that seed's own R3D module.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from ._validation import InputTypeError
+from .config import R3DConfig, RunConfig, TrainConfig
+from .data.torchdata import video_inputs
+from .evaluate import MoCAccumulator, grid_cells, observed_cuts
+from .model import R3DOutput, recency_positions, sinusoidal_positions
+from .monitor import EPOCH_VIDEOS, EpochRanks
+from .spectral import channel_informativeness, low_informative_channels
+from .train import (_METRIC_FIELDS, _build_training, _prepare_run, _restore_or_start, _rng_state,
+                    _save_epoch, _set_rng_state, _write_seeds, grid_mean, load_checkpoint, parse_seeds,
+                    resolve_device, train)
+
+#: Fields of the configuration the batched trainer implements; any other field must be at its
+#: default, or the seeds are trained one after another (:func:`serial_reason`).
+BATCHED_FIELDS = {
+    "model": {"modalities", "d_model", "trunk_width", "rtf", "selection", "exchange", "exchange_ratio",
+              "selection_scope", "static_alpha", "informativeness_k", "alpha_param", "fusion_rule", "latent",
+              "temporal_fuser", "n_layers", "n_heads", "mlp_ratio", "dropout", "n_queries", "positional",
+              "input_dims", "n_classes"},
+    "train": {"epochs", "batch_size", "lr", "weight_decay", "warmup_epochs", "min_lr_ratio", "obs_ratios",
+              "future_ratio", "sample_rate", "loss_seg", "loss_cls", "loss_dur", "transition_weight", "grad_clip",
+              "select_metric", "eval_obs", "eval_betas"},
+}
+
+
+# ----------------------------------------------------------------------------- dispatch
+def serial_reason(config: RunConfig, *, device=None, distributed=None) -> str | None:
+    """Why the seeds of ``config`` must be trained one after another, or None if they can be batched."""
+    if distributed is not None:
+        return "distributed (torchrun) runs train their seeds one after another"
+    if resolve_device(device).type != "cpu":
+        return "seeds are batched on the CPU only (the CUDA dropout kernel draws another stream)"
+    for table, cls in (("model", R3DConfig), ("train", TrainConfig)):
+        part = getattr(config, table)
+        for f in dataclasses.fields(cls):
+            if f.name in BATCHED_FIELDS[table]:
+                continue
+            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+            if getattr(part, f.name) != default:
+                return f"{table}.{f.name} = {getattr(part, f.name)!r} is not implemented by the batched trainer"
+    return None
+
+
+def train_seeds(config: RunConfig, data_root, run_dir, *, seed=1, serial_seeds: bool = False, device=None,
+                resume: bool = False, progress: bool = True, on_epoch_end=None, distributed=None,
+                monitor: bool = True) -> Path:
+    """:func:`rankfusion.train.train`, with several seeds trained as one batched model where possible.
+
+    Parameters
+    ----------
+    config, data_root, run_dir, seed, device, resume, progress, on_epoch_end, distributed, monitor
+        As :func:`rankfusion.train.train` (same run folders, same files). ``on_epoch_end(epoch, row)``
+        is called for each seed after that seed's epoch is written.
+    serial_seeds : bool
+        Train the seeds one after another (the serial path) even where they could be batched.
+
+    Returns
+    -------
+    pathlib.Path
+        ``run_dir``.
+    """
+    if not isinstance(config, RunConfig):
+        raise InputTypeError(f"config must be a RunConfig, got {type(config).__name__}")
+    seeds = parse_seeds(seed)
+    reason = serial_reason(config, device=device, distributed=distributed) if len(seeds) > 1 else None
+    if reason is not None and progress and (distributed is None or distributed.is_main):
+        from tqdm.auto import tqdm
+
+        tqdm.write(f"training the seeds one after another: {reason}")
+    if len(seeds) == 1 or serial_seeds or reason is not None:
+        return train(config, data_root, run_dir, seed=seeds, device=device, resume=resume, progress=progress,
+                     on_epoch_end=on_epoch_end, distributed=distributed, monitor=monitor)
+    run_dir = Path(run_dir)
+    _write_seeds(run_dir, seeds, resume)
+    train_batched(config, data_root, {s: run_dir / f"seed-{s}" for s in seeds}, device=device, resume=resume,
+                  progress=progress, on_epoch_end=on_epoch_end, monitor=monitor)
+    return run_dir
+
+
+# ----------------------------------------------------------------------------- the trainer
+def train_batched(config: RunConfig, data_root, runs: dict, *, device=None, resume: bool = False,
+                  progress: bool = True, on_epoch_end=None, monitor: bool = True) -> dict:
+    """Train one single-seed run per ``{seed: run folder}`` of ``runs``, all seeds as one batched model.
+
+    Each folder gets what :func:`rankfusion.train.train` writes for that seed alone. With
+    ``resume``, an interrupted commit of the seeds' checkpoints is settled first
+    (:func:`settle_pending`); seeds whose checkpoints stand at different epochs (folders left by a
+    serial run) are then brought level, the lagging seeds batched among themselves.
+
+    Returns
+    -------
+    dict
+        ``runs``.
+    """
+    if not isinstance(config, RunConfig):
+        raise InputTypeError(f"config must be a RunConfig, got {type(config).__name__}")
+    reason = serial_reason(config, device=device)
+    if reason is not None:
+        raise ValueError(f"these seeds cannot be batched: {reason}")
+    seeds = parse_seeds(list(runs))
+    if resume:
+        settle_pending([Path(runs[s]) for s in seeds])
+    members = []
+    for s in seeds:
+        r = _prepare_run(config, data_root, Path(runs[s]), seed=s, device=device, resume=resume, ctx=None)
+        if members:
+            # one dataset (and its feature cache) for all seeds: the same items, each seed its own order
+            r.ds, r.train_set, r.val_set = members[0].ds, members[0].train_set, members[0].val_set
+        _build_training(r, s)
+        _restore_or_start(r, s, resume)
+        r.seed = s
+        r.rng = _rng_state()  # the serial run's global RNG state from here on: its dropout stream
+        r.ranks = None
+        if monitor:
+            r.ranks = EpochRanks(r.ds, r.config, r.dev, r.run_dir / "ranks.csv", previous=r.start > 1,
+                                 n_videos=1 if members else EPOCH_VIDEOS)
+            if members:  # the same videos for every seed: read them once
+                r.ranks.inputs, r.ranks.n_videos = members[0].ranks.inputs, members[0].ranks.n_videos
+        r.ranks_initial = monitor and r.start == 1  # epoch 0 (the initial model) still to record
+        members.append(r)
+    epochs = members[0].tc.epochs
+    while True:
+        start = min(r.start for r in members)
+        if start > epochs:
+            break
+        group = [r for r in members if r.start == start]
+        ahead = [r.start for r in members if r.start > start]
+        _train_group(group, stop=min(ahead) - 1 if ahead else epochs, progress=progress,
+                     on_epoch_end=on_epoch_end)
+    return runs
+
+
+def _train_group(members: list, *, stop: int, progress: bool, on_epoch_end):
+    """Epochs ``members[*].start .. stop`` of seeds that all start at the same epoch."""
+    g = _Group(members)
+    if any(r.ranks_initial for r in members):
+        g.record_ranks(0, [r for r in members if r.ranks_initial])
+    for epoch in range(members[0].start, stop + 1):
+        t0, c0 = time.perf_counter(), time.process_time()
+        rows = g.train_epoch(epoch, progress)
+        val = g.validate()
+        lr = g.opt.param_groups[0]["lr"]
+        # epoch_s / epoch_cpu_s: the whole batched epoch (all seeds), training and validation
+        timing = {"epoch_s": time.perf_counter() - t0, "epoch_cpu_s": time.process_time() - c0}
+        for k, r in enumerate(members):
+            r.rng["torch"] = g.drop_gens[k].get_state()
+            row = dict(rows[k], val_loss=val["val_loss"][k], val_moc=val["val_moc"][k], lr=lr, **timing)
+            row = {f: row[f] for f in _METRIC_FIELDS}
+            r.history.append(row)
+            g.write_back(k)
+            _set_rng_state(r.rng)  # _save_epoch records the global state: this seed's
+            # the resume checkpoint goes to a pending file first; see settle_pending
+            last, r.last_path = r.last_path, _pending(r.last_path)
+            try:
+                _save_epoch(r, epoch, row)
+            finally:
+                r.last_path = last
+            if progress:
+                from tqdm.auto import tqdm
+
+                tqdm.write(f"seed {r.seed} epoch {epoch}/{r.tc.epochs}  loss {row['train_loss']:.4f}  "
+                           f"val_loss {row['val_loss']:.4f}  val_moc {row['val_moc']:.2f}  "
+                           f"{row['frames_per_s']:.0f} frames/s  {row['epoch_s']:.1f} s")
+        if members[0].ranks is not None:
+            g.record_ranks(epoch, members)
+        # every seed's epoch is written: commit them together
+        for r in members:
+            os.replace(_pending(r.last_path), r.last_path)
+        for k, r in enumerate(members):
+            if on_epoch_end is not None:
+                on_epoch_end(epoch, r.history[-1])
+            r.start = epoch + 1
+
+
+def _pending(last_path: Path) -> Path:
+    return last_path.with_name("last.pending.pt")
+
+
+def settle_pending(run_dirs) -> None:
+    """Bring the resume checkpoints of a killed batched run to one epoch.
+
+    The seeds of a batched run write their epoch's ``checkpoints/last.pending.pt`` one after
+    another and only then rename them all to ``last.pt``. If every seed has its pending file (the
+    kill came during the renames), the renames are completed; otherwise (the kill came while
+    they were written) the pending files are removed and every seed resumes from its previous
+    ``last.pt``. Either way all seeds resume from the same epoch, so a resumed run is the
+    uninterrupted computation.
+    """
+    pending = [_pending(Path(d) / "checkpoints" / "last.pt") for d in run_dirs]
+    done = [p.with_name("last.pt") for p in pending]
+    if not any(p.exists() for p in pending):
+        return
+    if all(p.exists() or (d.exists() and _epoch_of(d) == _epoch_of(next(q for q in pending if q.exists())))
+           for p, d in zip(pending, done)):
+        for p, d in zip(pending, done):
+            if p.exists():
+                os.replace(p, d)
+    else:
+        for p in pending:
+            p.unlink(missing_ok=True)
+
+
+def _epoch_of(path: Path) -> int:
+    return int(load_checkpoint(path)["epoch"])
+
+
+class _Group:
+    """K seeds' stacked parameters, optimiser, schedule, loaders and dropout generators."""
+
+    def __init__(self, members):
+
+        self.members = members
+        self.K = len(members)
+        r0 = members[0]
+        self.config, self.tc, self.dev = r0.config, r0.tc, r0.dev
+        self.model0 = r0.model  # the module structure (names, eps, heads); its values are not used
+        self.names = [n for n, _ in r0.model.named_parameters()]
+        self.buffer_names = [n for n, _ in r0.model.named_buffers()]
+        self.params = {n: torch.stack([dict(r.model.named_parameters())[n].detach() for r in members]).clone()
+                       .requires_grad_(True) for n in self.names}
+        self.buffers = {n: torch.stack([dict(r.model.named_buffers())[n] for r in members]).clone()
+                        for n in self.buffer_names}
+        self.opt = torch.optim.AdamW(list(self.params.values()), lr=self.tc.lr, weight_decay=self.tc.weight_decay)
+        # in the serial order: the schedule, then the optimiser's saved state (its current lr), then the schedule's
+        self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, r0.sched.lr_lambdas[0])
+        self.opt.load_state_dict(_stack_optimizer_states([r.opt.state_dict() for r in members]))
+        self.sched.load_state_dict(r0.sched.state_dict())
+        self.drop_gens = []
+        for r in members:
+            gen = torch.Generator()
+            gen.set_state(r.rng["torch"])
+            self.drop_gens.append(gen)
+        # each seed's view of the shared optimiser / schedule, for _save_epoch's checkpoint
+        for k, r in enumerate(members):
+            r.opt = _SeedOptimizer(self.opt, k)
+            r.sched = self.sched
+
+    # -- one epoch
+    def train_epoch(self, epoch, progress) -> list:
+        from tqdm.auto import tqdm
+
+        tc, K = self.tc, self.K
+        t0 = time.perf_counter()
+        sums = np.zeros((K, 4))
+        frames = np.zeros(K)
+        n_batches = 0
+        # each seed's loader through the serial trainer's progress-bar wrapper: tqdm.auto creates a
+        # loader iterator when constructed (a draw from the loader's generator), so the batch order
+        # is the serial run's only if the loader is iterated the same way
+        iters = [iter(tqdm(r.loader, disable=True)) for r in self.members]
+        steps = len(self.members[0].loader)
+        bar = tqdm(range(steps), desc=f"epoch {epoch}/{tc.epochs} ({K} seeds)", leave=False, disable=not progress,
+                   unit="batch")
+        for _ in bar:
+            batches = [next(it) for it in iters]
+            feats, mask, targets = stack_batches(batches, self.config.model.modalities)
+            noise = self._draw_dropout(batches)
+            out = stacked_forward(self.params, self.buffers, self.model0, feats, mask, training=True, noise=noise)
+            parts = stacked_losses(out, targets, transition_weight=tc.transition_weight)
+            loss = tc.loss_seg * parts["seg"] + tc.loss_cls * parts["cls"] + tc.loss_dur * parts["dur"]
+            self.opt.zero_grad(set_to_none=True)
+            loss.sum().backward()
+            if tc.grad_clip > 0:
+                clip_per_seed(self.params.values(), tc.grad_clip)
+            self.opt.step()
+            self.sched.step()
+            n_batches += 1
+            frames += mask.sum((1, 2)).numpy()
+            sums += torch.stack([loss, parts["seg"], parts["cls"], parts["dur"]], 1).detach().double().numpy()
+        bar.close()
+        train_s = time.perf_counter() - t0
+        # plain floats: checkpoints load with weights_only=True
+        return [{"epoch": epoch, "train_loss": float(sums[k, 0] / n_batches),
+                 "train_seg": float(sums[k, 1] / n_batches),
+                 "train_cls": float(sums[k, 2] / n_batches), "train_dur": float(sums[k, 3] / n_batches),
+                 # the seed's frames over the wall time of the whole batched epoch
+                 "frames_per_s": float(frames[k] / train_s)} for k in range(K)]
+
+    def _draw_dropout(self, batches):
+        """Per seed, the dropout masks its serial forward draws (same shapes, same order), padded."""
+
+        cfg = self.config.model
+        p = cfg.dropout
+        if p == 0:
+            return None
+        W = cfg.d_model * len(cfg.modalities)
+        H, Q, hid = cfg.n_heads, cfg.n_queries, cfg.mlp_ratio * W
+        n_layers = cfg.n_layers if cfg.temporal_fuser else 0
+        T = max(int(b["mask"].shape[1]) for b in batches)
+        per_seed = []
+        for b, gen in zip(batches, self.drop_gens):
+            B, t = b["mask"].shape
+
+            def draw(*shape):
+                return torch.empty(shape).bernoulli_(1 - p, generator=gen).div_(1 - p)
+
+            # dropout fills its mask in the memory order of its input: the attention modules return
+            # a (B, T, W) transpose of a time-major tensor, so their masks are drawn time-major
+            seq = []
+            for _ in range(n_layers):
+                seq += [F.pad(draw(B, H, t, t), (0, T - t, 0, T - t)),
+                        F.pad(draw(t, B, W).transpose(0, 1), (0, 0, 0, T - t)),
+                        F.pad(draw(B, t, hid), (0, 0, 0, T - t)), F.pad(draw(B, t, W), (0, 0, 0, T - t))]
+            seq += [F.pad(draw(B, H, Q, t), (0, T - t)), draw(Q, B, W).transpose(0, 1), draw(B, Q, hid),
+                    draw(B, Q, W)]
+            per_seed.append(seq)
+        return [torch.stack(parts) for parts in zip(*per_seed)]
+
+    # -- validation, batched: every seed sees the same video
+    def validate(self) -> dict:
+
+        from .data import collate_anticipation
+
+        tc, K = self.tc, self.K
+        r0 = self.members[0]
+        loader = torch.utils.data.DataLoader(r0.val_set, batch_size=1, shuffle=False,
+                                             collate_fn=collate_anticipation)
+        # the serial validation's loader has no generator of its own: creating its iterator draws a
+        # seed from the global generator, which is each seed's dropout stream; draw it the same way
+        saved = torch.get_rng_state()
+        for gen in self.drop_gens:
+            torch.set_rng_state(gen.get_state())
+            batches = iter(loader)
+            gen.set_state(torch.get_rng_state())
+        torch.set_rng_state(saved)
+        total, n = np.zeros(K), 0
+        with torch.no_grad():
+            for batch in batches:
+                feats, mask, targets = stack_batches([batch] * K, self.config.model.modalities)
+                out = stacked_forward(self.params, self.buffers, self.model0, feats, mask, training=False)
+                parts = stacked_losses(out, targets, transition_weight=tc.transition_weight)
+                loss = tc.loss_seg * parts["seg"] + tc.loss_cls * parts["cls"] + tc.loss_dur * parts["dur"]
+                total += loss.double().numpy()
+                n += 1
+        val_loss = [float(v) for v in total / max(n, 1)]
+        if tc.select_metric != "val_moc":
+            return {"val_loss": val_loss, "val_moc": [float("nan")] * K}
+        accs = [MoCAccumulator(self.config.model.n_classes, betas=tuple(tc.eval_betas), future_ratio=tc.future_ratio)
+                for _ in range(K)]
+        with torch.no_grad():
+            for o, gt, video, past, _ in observed_cuts(r0.ds, r0.ds.split("val"), tc.eval_obs):
+                feats, mask = video_inputs(r0.ds, video, self.config.model.modalities, past, tc.sample_rate, self.dev)
+                f = {m: v.expand(K, *v.shape) for m, v in feats.items()}
+                out = stacked_forward(self.params, self.buffers, self.model0, f, mask.expand(K, *mask.shape),
+                                      training=False)
+                cls, dur = out["cls"][:, 0].numpy(), out["dur"][:, 0].numpy()
+                for k in range(K):
+                    accs[k].add_queries(gt, o, cls[k], dur[k])
+        return {"val_loss": val_loss, "val_moc": [grid_mean(grid_cells(a, tc.eval_obs, tc.eval_betas)) for a in accs]}
+
+    def record_ranks(self, epoch, members):
+        """Each seed's ``ranks.csv`` row of ``epoch`` (:class:`rankfusion.monitor.EpochRanks`), from one
+        batched pass of the token fuser over the monitor's videos (the rest of R3D is not needed)."""
+
+        inputs = members[0].ranks.inputs  # the same videos for every seed
+        per_seed = [[] for _ in self.members]
+        with torch.no_grad():
+            for feats, mask in inputs:
+                f = {m: v.expand(self.K, *v.shape) for m, v in feats.items()}
+                before, after, low = stacked_tokens(self.params, self.buffers, self.model0, f,
+                                                    mask.expand(self.K, *mask.shape), training=False)
+                for k in range(self.K):
+                    per_seed[k].append({m: {"before": b[k], "after": a[k], "low": None if lo is None else lo[k]}
+                                        for m, b, a, lo in zip(self.config.model.modalities, before, after, low)})
+        for r in members:
+            k = self.members.index(r)
+            r.ranks.record(_Replay(self.config.model, per_seed[k]), epoch)
+            r.ranks_initial = False
+
+    def write_back(self, k):
+        """Copy seed ``k``'s parameters and buffers into its own R3D module (checkpoints, monitor)."""
+
+        model = self.members[k].model
+        with torch.no_grad():
+            for n, p in model.named_parameters():
+                p.copy_(self.params[n][k])
+            for n, b in model.named_buffers():
+                b.copy_(self.buffers[n][k])
+
+
+class _Replay(torch.nn.Module):
+    """One seed's R3D as the rank monitor sees it: each call returns the next video's token-fuser
+    features of that seed, computed beforehand in the batched pass (same videos, same order)."""
+
+    def __init__(self, config, features):
+        super().__init__()
+        self.config, self.features, self.calls = config, features, 0
+
+    def forward(self, feats, mask, *, return_features=False):
+        out = R3DOutput(None, None, None, self.features[self.calls])
+        self.calls += 1
+        return out
+
+
+class _SeedOptimizer:
+    """Seed ``k``'s AdamW state, sliced from the stacked optimiser in ``torch.optim`` format."""
+
+    def __init__(self, opt, k):
+        self.opt, self.k = opt, k
+
+    @property
+    def param_groups(self):
+        return self.opt.param_groups
+
+    def state_dict(self):
+        sd = self.opt.state_dict()
+        state = {i: {name: (v.clone() if name == "step" else v[self.k].clone()) for name, v in s.items()}
+                 for i, s in sd["state"].items()}
+        return {"state": state, "param_groups": sd["param_groups"]}
+
+
+def _stack_optimizer_states(states: list) -> dict:
+    """K per-seed AdamW state dicts (the same step count) as one over the stacked parameters."""
+
+    out = {}
+    for i in states[0]["state"]:  # empty before the first step
+        per = [s["state"][i] for s in states]
+        steps = {float(p["step"]) for p in per}
+        if len(steps) != 1:
+            raise ValueError(f"cannot batch seeds at different optimiser steps {sorted(steps)}")
+        out[i] = {name: (per[0][name].clone() if name == "step" else torch.stack([p[name] for p in per]))
+                  for name in per[0]}
+    return {"state": out, "param_groups": states[0]["param_groups"]}
+
+
+# ----------------------------------------------------------------------------- the stacked computation
+def stack_batches(batches: list, modalities) -> tuple:
+    """K collated batches (:func:`rankfusion.data.collate_anticipation`, one per seed, the same B) as
+    ``(features {m: (K, B, T, C)}, mask (K, B, T), targets)``, time padded to the longest."""
+
+    T = max(int(b["mask"].shape[1]) for b in batches)
+
+    def pad_t(x, value=0):
+        extra = T - x.shape[1]
+        if not extra:
+            return x
+        return F.pad(x, (0, 0) * (x.dim() - 2) + (0, extra), value=value)
+
+    feats = {m: torch.stack([pad_t(b["features"][m]) for b in batches]) for m in modalities}
+    mask = torch.stack([pad_t(b["mask"], False) for b in batches])
+    targets = {"seg_labels": torch.stack([pad_t(b["seg_labels"], -100) for b in batches]),
+               **{k: torch.stack([b[k] for b in batches])
+                  for k in ("future_classes", "future_durations", "last_observed")}}
+    return feats, mask, targets
+
+
+def grouped_linear(x, w, b):
+    """Per-seed ``x @ w.T + b``: x (K, ..., in), w (K, out, in), b (K, out) -> (K, ..., out)."""
+
+    K, shape = x.shape[0], x.shape
+    y = torch.baddbmm(b.unsqueeze(1), x.reshape(K, -1, shape[-1]), w.transpose(1, 2))
+    return y.view(*shape[:-1], w.shape[1])
+
+
+def _layer_norm(x, w, b, eps):
+
+    shape = (x.shape[0],) + (1,) * (x.dim() - 2) + (x.shape[-1],)
+    return torch.addcmul(b.view(shape), F.layer_norm(x, x.shape[-1:], eps=eps), w.view(shape))
+
+
+def _attention(P, pre, q_in, kv_in, pad, n_heads, noise):
+    """``nn.MultiheadAttention`` (batch first, key padding mask) per seed: q_in (K, B, Tq, W),
+    kv_in (K, B, Tk, W), pad (K, B, Tk) True at padded keys; noise (K, B, H, Tq, Tk) or None."""
+
+    W = q_in.shape[-1]
+    w, b = P[pre + "in_proj_weight"], P[pre + "in_proj_bias"]
+    if q_in is kv_in:
+        q, k, v = grouped_linear(q_in, w, b).chunk(3, dim=-1)
+    else:
+        q = grouped_linear(q_in, w[:, :W], b[:, :W])
+        k, v = grouped_linear(kv_in, w[:, W:], b[:, W:]).chunk(2, dim=-1)
+    K, B, Tq = q.shape[:3]
+    Tk, hd = k.shape[2], W // n_heads
+
+    def heads(x, t):
+        return x.reshape(K * B, t, n_heads, hd).transpose(1, 2)
+
+    s = torch.matmul(heads(q, Tq), heads(k, Tk).transpose(-1, -2)) * (1.0 / math.sqrt(hd))
+    s = s.masked_fill(pad.reshape(K * B, 1, 1, Tk), float("-inf"))
+    a = torch.softmax(s, dim=-1)
+    if noise is not None:
+        a = a * noise.reshape(a.shape)
+    o = torch.matmul(a, heads(v, Tk)).transpose(1, 2).reshape(K, B, Tq, W)
+    return grouped_linear(o, P[pre + "out_proj.weight"], P[pre + "out_proj.bias"])
+
+
+def _drop(x, noise):
+    return x if noise is None else x * noise
+
+
+def stacked_forward(P: dict, buffers: dict, model, feats: dict, mask, *, training: bool, noise=None) -> dict:
+    """R3D's forward (:meth:`rankfusion.model.R3D.forward`) for K seeds' stacked parameters.
+
+    Parameters
+    ----------
+    P, buffers : dict of name to Tensor (K, ...)
+        Stacked parameters / buffers, named as in ``model``.
+    model : rankfusion.model.R3D
+        Any module of the configuration (structure only: names, LayerNorm eps, heads).
+    feats : dict of str to Tensor (K, B, T, C_m)
+    mask : bool Tensor (K, B, T)
+    training : bool
+        Training mode: MaskedBatchNorm batch statistics (and running-stat updates), dropout.
+    noise : list of Tensor or None
+        Dropout multipliers in the serial forward's draw order (``_Group._draw_dropout``).
+
+    Returns
+    -------
+    dict
+        ``seg`` (K, B, T, n_classes), ``cls`` (K, B, Q, n_classes + 1), ``dur`` (K, B, Q),
+        ``low`` (list per modality of (K, k') / (K, B, k') channel indices, or None).
+    """
+
+    cfg = model.config
+    K, B, T = mask.shape
+    noise = list(noise) if noise is not None else None
+
+    def nxt():
+        return noise.pop(0) if noise is not None else None
+
+    _, toks, low = stacked_tokens(P, buffers, model, feats, mask, training=training)
+    x = torch.cat(toks, dim=-1)
+    W = x.shape[-1]
+    if cfg.positional == "sinusoidal":
+        x = x + sinusoidal_positions(T, W, x.device, x.dtype)
+    elif cfg.positional == "recency":
+        x = x + recency_positions(mask.reshape(K * B, T), W, x.dtype).view(K, B, T, W)
+    pad = ~mask
+    for i, layer in enumerate(model.layers):
+        pre = f"layers.{i}."
+        h = _layer_norm(x, P[pre + "ln1.weight"], P[pre + "ln1.bias"], layer.ln1.eps)
+        att = _attention(P, pre + "attn.", h, h, pad, cfg.n_heads, nxt())
+        z = h + _drop(att, nxt())
+        hid = F.gelu(grouped_linear(z, P[pre + "mlp.0.weight"], P[pre + "mlp.0.bias"]))
+        y = grouped_linear(_drop(hid, nxt()), P[pre + "mlp.3.weight"], P[pre + "mlp.3.bias"])
+        x = _layer_norm(z + _drop(y, nxt()), P[pre + "ln2.weight"], P[pre + "ln2.bias"], layer.ln2.eps)
+    x = _layer_norm(x, P["final_ln.weight"], P["final_ln.bias"], model.final_ln.eps)
+    seg = grouped_linear(x, P["seg_head.weight"], P["seg_head.bias"])
+    a, pre = model.anticipation, "anticipation."
+    q = P[pre + "queries"].unsqueeze(1).expand(K, B, *P[pre + "queries"].shape[1:])
+    att = _attention(P, pre + "attn.", q, x, pad, cfg.n_heads, nxt())
+    h = _layer_norm(q + _drop(att, nxt()), P[pre + "ln1.weight"], P[pre + "ln1.bias"], a.ln1.eps)
+    hid = F.gelu(grouped_linear(h, P[pre + "ffn.0.weight"], P[pre + "ffn.0.bias"]))
+    y = grouped_linear(_drop(hid, nxt()), P[pre + "ffn.3.weight"], P[pre + "ffn.3.bias"])
+    h = _layer_norm(h + _drop(y, nxt()), P[pre + "ln2.weight"], P[pre + "ln2.bias"], a.ln2.eps)
+    cls = grouped_linear(h, P[pre + "cls_head.weight"], P[pre + "cls_head.bias"])
+    dur = grouped_linear(h, P[pre + "dur_head.weight"], P[pre + "dur_head.bias"]).squeeze(-1)
+    return {"seg": seg, "cls": cls, "dur": dur, "low": low}
+
+
+def stacked_tokens(P: dict, buffers: dict, model, feats: dict, mask, *, training: bool) -> tuple:
+    """Per-modality tokens (Eq. 2) and the token fuser for K seeds: ``(before, after, low)``, lists over
+    modalities of (K, B, T, D) tensors (``before``: the fuser's inputs) and blended channels."""
+
+    toks = []
+    for m in model.config.modalities:
+        x = F.relu(grouped_linear(feats[m], P[f"proj.{m}.weight"], P[f"proj.{m}.bias"]))
+        if model.shared is not None:
+            x = F.relu(grouped_linear(x, P["shared.weight"], P["shared.bias"]))
+        toks.append(x)
+    if model.rtf is None:
+        return toks, toks, [None] * len(toks)
+    return _stacked_rtf(P, buffers, model.rtf, toks, mask, training)
+
+
+def _stacked_rtf(P, buffers, rtf, toks, mask, training):
+    """The token fuser (Eqs. 3-5) per seed; returns (its inputs, fused tokens, blended channels)."""
+
+    K, B, T = mask.shape
+    valid = mask.unsqueeze(-1).to(toks[0].dtype)
+    if rtf.selection == "bn_gamma":
+        toks = [_stacked_batch_norm(P, buffers, f"rtf.norms.{i}.", norm, x, mask, valid, training)
+                for i, (norm, x) in enumerate(zip(rtf.norms, toks))]
+    M = len(toks)
+    if M == 1 or rtf.k_prime == 0:
+        return toks, toks, [None] * M
+    low = []
+    with torch.no_grad():
+        for i, x in enumerate(toks):
+            if rtf.selection == "bn_gamma":
+                score = P[f"rtf.norms.{i}.weight"].detach().abs()
+            elif rtf.selection_scope == "sample":
+                score = channel_informativeness(x.detach() * valid, k=rtf.informativeness_k)  # (K, B, D)
+            else:
+                # padded rows zeroed: Definition 1 on each seed's valid steps only
+                score = channel_informativeness((x.detach() * valid).reshape(K, B * T, -1), k=rtf.informativeness_k)
+            low.append(low_informative_channels(score, k_prime=rtf.k_prime))
+    if rtf.exchange == "static":
+        alpha = buffers["rtf.alpha_const"]
+    elif rtf.alpha_param == "sigmoid":
+        alpha = torch.sigmoid(P["rtf.alpha_raw"])
+    else:
+        alpha = P["rtf.alpha_raw"]
+    partners = rtf.partners(toks)
+    after = []
+    for i, (x, y) in enumerate(zip(toks, partners)):
+        sel = torch.zeros(low[i].shape[:-1] + (x.shape[-1],), dtype=alpha.dtype)
+        sel.scatter_(-1, low[i], 1.0)
+        if sel.dim() == 2:  # (K, D): one set per seed
+            w = (sel * alpha[:, i]).view(K, 1, 1, -1)
+        else:  # (K, B, D): one set per video
+            w = (sel * alpha[:, i, None]).view(K, B, 1, -1)
+        after.append(x + w * (y - x))
+    return toks, after, low
+
+
+def _stacked_batch_norm(P, buffers, pre, norm, x, mask, valid, training):
+    """:class:`rankfusion.model.MaskedBatchNorm` per seed (statistics over each seed's valid steps)."""
+
+    w, b = P[pre + "weight"].unsqueeze(1).unsqueeze(1), P[pre + "bias"].unsqueeze(1).unsqueeze(1)
+    if training:
+        n = mask.sum((1, 2)).to(x.dtype).view(-1, 1)  # (K, 1)
+        mean = (x * valid).sum((1, 2)) / n
+        var = (((x - mean[:, None, None]) ** 2) * valid).sum((1, 2)) / n
+        with torch.no_grad():
+            buffers[pre + "running_mean"].lerp_(mean, norm.momentum)
+            buffers[pre + "running_var"].lerp_(var * (n / (n - 1).clamp(min=1)), norm.momentum)
+    else:
+        mean, var = buffers[pre + "running_mean"], buffers[pre + "running_var"]
+    return (x - mean[:, None, None]) * torch.rsqrt(var[:, None, None] + norm.eps) * w + b
+
+
+def stacked_losses(out: dict, targets: dict, *, transition_weight: float = 1.0) -> dict:
+    """:func:`rankfusion.train.compute_losses` per seed: ``{"seg", "cls", "dur"}``, each (K,).
+
+    Each is the mean of its seed's own terms (tokens, target queries, action queries), so the sum
+    over seeds has each seed's gradient on that seed's parameters.
+    """
+
+    seg_logits, cls_logits, durations = out["seg"], out["cls"], out["dur"]
+    K, C = seg_logits.shape[0], seg_logits.shape[-1]
+    seg_t, cls_t, dur_t = targets["seg_labels"], targets["future_classes"], targets["future_durations"]
+    ce = F.cross_entropy(seg_logits.reshape(-1, C), seg_t.reshape(-1), ignore_index=-100, reduction="none")
+    seg = ce.view(K, -1).sum(1) / (seg_t != -100).view(K, -1).sum(1)
+    ce = F.cross_entropy(cls_logits.reshape(-1, C + 1), cls_t.reshape(-1), ignore_index=-100,
+                         reduction="none").view(cls_t.shape)
+    valid = (cls_t != -100).to(ce.dtype)
+    if transition_weight == 1.0:
+        cls = ce.sum((1, 2)) / valid.sum((1, 2))
+    else:
+        changed = cls_t[..., 0] != targets["last_observed"]
+        w = torch.where(changed, transition_weight, 1.0).to(ce.dtype)[..., None]
+        cls = (ce * w * valid).sum((1, 2)) / valid.sum((1, 2)).clamp(min=1.0)
+    act = (cls_t >= 0) & (cls_t < C)
+    rows = act.any(-1, keepdim=True)
+    # rows without an action query keep finite logits (excluded below), so no NaN reaches the gradient
+    d = durations.masked_fill(~act & rows, float("-inf"))
+    frac = torch.softmax(d, dim=-1)
+    err = torch.where(act, (frac - dur_t) ** 2, torch.zeros((), dtype=frac.dtype))
+    dur = err.sum((1, 2)) / act.sum((1, 2)).clamp(min=1).to(err.dtype)
+    return {"seg": seg, "cls": cls, "dur": dur}
+
+
+def clip_per_seed(params, max_norm: float):
+    """``torch.nn.utils.clip_grad_norm_`` applied to each seed's slice of the stacked gradients."""
+
+    grads = [p.grad for p in params if p.grad is not None]
+    if not grads:
+        return
+    K = grads[0].shape[0]
+    norms = torch.stack([torch.linalg.vector_norm(g.reshape(K, -1), dim=1) for g in grads], dim=1)
+    total = torch.linalg.vector_norm(norms, dim=1)
+    coef = torch.clamp(max_norm / (total + 1e-6), max=1.0)
+    for g in grads:
+        g.mul_(coef.view((K,) + (1,) * (g.dim() - 1)))
+
