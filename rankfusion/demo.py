@@ -13,6 +13,7 @@ import os
 import time
 from pathlib import Path
 
+from . import verdicts
 from ._validation import InputError
 from .io import to_markdown, write_json, write_text
 from .data import open_dataset
@@ -87,6 +88,14 @@ def run_demo(out, *, quick: bool = False, device: str = "cpu", seed: int = 0, pr
             "cpu_seconds": round(_cpu_seconds() - c0, 1), "workers": int(workers),
             "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None, "profile": name,
             "ranking": list(mod.data.ranking) if mod else None,
-            "matches": mod.data.comparison["matches"] if mod else None}
+            "matches": mod.data.comparison["matches"] if mod else None,
+            "lead": _lead(mod.data) if mod else None}
     write_json(out / "demo.json", info)
     return info
+
+
+def _lead(d) -> dict:
+    """The ranking's first place as a finding or not: its lead over the second, tested
+    (:func:`rankfusion.verdicts.top_lead`)."""
+    second, lead, verdict, _ = verdicts.top_lead(d.ranking, d.scores, d.seed_scores)
+    return {"over": second, "lead": lead if lead == lead else None, "verdict": verdict}

@@ -36,10 +36,11 @@ import pandas as pd
 from . import featurefiles, selection
 from ._progress import bar_disabled
 from ._validation import InputError, check_int
+from . import verdicts
 from .data.synth import dataset_matches, prepare_dataset
 from .io import atomic_path, to_markdown, write_json, write_text
 from .pipeline import PROFILES, RunCache, entry_lock, expected_complementary, git_commit
-from .verdicts import RESOLVE_SD
+from .stats import ALPHA, Comparison, compare
 
 #: Exchange ratios of Fig. 5.
 EXCHANGE_RATIOS = (0.1, 0.2, 0.3)
@@ -152,6 +153,13 @@ class SpectraResult:
     stacked_plain_sd: float
     stacked_diff_sd: float
     n_seeds: int
+    stacked_rtf_values: tuple = ()  # per seed, in seed order
+    stacked_plain_values: tuple = ()
+
+    @property
+    def stacked_test(self) -> Comparison:
+        """Welch's t of the stacked ERank with RTF against the plain fusion (different models)."""
+        return compare(self.stacked_rtf_values, self.stacked_plain_values, alpha=ALPHA)
 
     def findings(self) -> dict:
         return {"erank": {f"{m} {s}": v for (m, s), v in self.erank.items()},
@@ -159,7 +167,9 @@ class SpectraResult:
                 "gain": dict(self.gain), "gain_sd": dict(self.gain_sd),
                 "stacked_rtf": self.stacked_rtf, "stacked_plain": self.stacked_plain,
                 "stacked_rtf_sd": self.stacked_rtf_sd, "stacked_plain_sd": self.stacked_plain_sd,
-                "stacked_diff_sd": self.stacked_diff_sd, "n_seeds": self.n_seeds}
+                "stacked_diff_sd": self.stacked_diff_sd, "n_seeds": self.n_seeds,
+                "stacked_test": {"diff": self.stacked_test.diff, "ci": list(self.stacked_test.ci),
+                                 "p": self.stacked_test.p, "test": self.stacked_test.test}}
 
 
 @dataclass(frozen=True)
@@ -167,19 +177,26 @@ class ModalityResult:
     """Fig. 3. ``scores``: ``{candidate: score or None}`` in ranking order; ``gains``:
     ``{(candidate, obs_ratio): {"anchor", "candidate", "harmonic_mean"}}``; ``relative_gain_pct``:
     ``{candidate: {"anchor" / "candidate": % of the ERank before fusion}}``; ``moc``:
-    ``{candidate: grid-mean MoC of the anchor+candidate runs}``; ``seed_std``: ``{candidate: sd of
-    the per-seed scores}``; ``comparison``: :func:`rankfusion.selection.compare_with_expected`."""
+    ``{candidate: grid-mean MoC of the anchor+candidate runs}``; ``seed_scores``: ``{candidate:
+    per-seed scores}`` (seeds without a finite score dropped); ``comparison``:
+    :func:`rankfusion.selection.compare_with_expected`; ``task_gain``: ``{candidate: (mean, (lo,
+    hi))}``; ``agreement``: :func:`rankfusion.stats.agreement` of score and task gain, or None."""
 
     ranking: tuple
     scores: dict
     reasons: dict
     comparison: dict
     moc: dict
-    seed_std: dict
+    seed_scores: dict
     relative_gain_pct: dict
     gains: dict
     task_gain: dict = field(default_factory=dict)
-    agreement: tuple = (None, None)
+    agreement: object = None
+
+    @property
+    def seed_std(self) -> dict:
+        """``{candidate: sd of the per-seed scores}`` (NaN with fewer than two)."""
+        return {c: float(np.std(v, ddof=1)) if len(v) > 1 else float("nan") for c, v in self.seed_scores.items()}
 
     def gains_of(self, candidate: str) -> dict:
         """``{obs_ratio: gains}`` of one candidate."""
@@ -188,11 +205,11 @@ class ModalityResult:
     def findings(self) -> dict:
         return {"ranking": list(self.ranking), "scores": dict(self.scores), "reasons": dict(self.reasons),
                 "comparison": self.comparison, "moc": dict(self.moc), "seed_std": dict(self.seed_std),
+                "seed_scores": {c: list(v) for c, v in self.seed_scores.items()},
                 "relative_gain_pct": self.relative_gain_pct,
                 "gains": {f"{c}@{o:g}": g for (c, o), g in self.gains.items()},
                 "task_gain": {c: [g, list(ci)] for c, (g, ci) in self.task_gain.items()},
-                "agreement": {"spearman": self.agreement[0],
-                              "ci": list(self.agreement[1]) if self.agreement[1] else None}}
+                "agreement": None if self.agreement is None else dataclasses.asdict(self.agreement)}
 
 
 @dataclass(frozen=True)
@@ -209,6 +226,17 @@ class NoiseResult:
     gain_std: dict
     moc: dict
     moc_std: dict
+    gain_values: dict = field(default_factory=dict)  # {(noisy, level, receiving): {seed: gain}}
+
+    def gain_change(self, noisy: str, receiving: str, frm: str = "clean", to: str = "large") -> Comparison:
+        """Paired t of ``receiving``'s gain at noise level ``to`` against ``frm`` (noise on ``noisy``).
+
+        Paired by training seed: both levels are the *same* trained run fed clean or noisy input,
+        so a seed's luck is common to both (docs/analysis.md, "How findings are judged").
+        """
+        a, b = self.gain_values.get((noisy, to, receiving), {}), self.gain_values.get((noisy, frm, receiving), {})
+        seeds = sorted(set(a) & set(b))
+        return compare([a[s] for s in seeds], [b[s] for s in seeds], paired=True, alpha=ALPHA)
 
     def findings(self) -> dict:
         def joined(d):
@@ -246,8 +274,9 @@ class AnglesResult:
 @dataclass(frozen=True)
 class DynamicsResult:
     """Rank dynamics over training. ``erank``: ``{(model, name): {"erank_init", "erank_final",
-    "change", "change_std", "erank_min"}}`` (means over seeds, the change's sd over seeds);
-    ``reliance``: why modality reliance is not drawn per epoch."""
+    "change", "change_std", "erank_min", "p", "p_holm"}}`` (means over seeds, the change's sd over
+    seeds, the paired t of final against initial ERank and its Holm adjustment over the family's
+    rows); ``reliance``: why modality reliance is not drawn per epoch."""
 
     erank: dict
     reliance: str
@@ -260,13 +289,23 @@ class DynamicsResult:
 
 @dataclass(frozen=True)
 class AblationResult:
-    """Tables 2, 3, 8, 9. ``moc`` / ``std``: ``{variant: grid-mean MoC / its sd over seeds}``."""
+    """Tables 2, 3, 8, 9. ``moc`` / ``std``: ``{variant: grid-mean MoC / its sd over seeds}``;
+    ``values``: ``{variant: per-seed grid-mean MoC}``."""
 
     moc: dict
     std: dict
+    values: dict = field(default_factory=dict)
+
+    def against(self, base: str = "R3D (RTF)") -> dict:
+        """``{variant: Welch's t of its per-seed MoC against base's}`` (variants are other models)."""
+        if base not in self.values:
+            return {}
+        return {v: compare(x, self.values[base], alpha=ALPHA) for v, x in self.values.items() if v != base}
 
     def findings(self) -> dict:
-        return {"moc": dict(self.moc), "std": dict(self.std)}
+        return {"moc": dict(self.moc), "std": dict(self.std), "values": {k: list(v) for k, v in self.values.items()},
+                "against R3D (RTF)": {v: {"diff": c.diff, "ci": list(c.ci), "p": c.p, "test": c.test}
+                                      for v, c in self.against().items()}}
 
 
 def _save(out: Path, fig, stem: str, res: FigureResult, formats=("png", "pdf")):
@@ -375,6 +414,8 @@ def fig_spectra(ctx: FigureContext) -> FigureResult:
         stacked_plain_sd=float(sd[("fused (plain)", "after")]),
         stacked_diff_sd=float(diff.std()),
         n_seeds=int(len(rtf_runs)),
+        stacked_rtf_values=tuple(float(v) for v in stacked["fused (RTF)"]),
+        stacked_plain_values=tuple(float(v) for v in stacked["fused (plain)"]),
     )
     return res
 
@@ -441,7 +482,7 @@ def fig_modality(ctx: FigureContext, candidates=None, expected: str | None = Non
     alone = ctx.cache.runs(f"{ctx.anchor} alone, fused width", mods, **opts)
     res.run_keys += _keys(alone)
     per_seed_score = table.groupby(["candidate", "seed"], as_index=False)["harmonic_mean"].mean()
-    task, rho, ci = selection.runs_task_evidence(per_seed_score.rename(columns={"harmonic_mean": "score"}),
+    task, agreement = selection.runs_task_evidence(per_seed_score.rename(columns={"harmonic_mean": "score"}),
                                                  _moc_gains(ctx.cache, runs, alone))
     # paths relative to the cache, so a committed table does not carry local paths
     table["file"] = [Path(f).relative_to(ctx.cache.cache_dir).as_posix()
@@ -458,10 +499,10 @@ def fig_modality(ctx: FigureContext, candidates=None, expected: str | None = Non
         reasons={c: r for c, r in zip(ranking["candidate"], ranking["reason"]) if r},
         comparison=sel["comparison"],
         moc=moc,
-        # run-to-run spread: each seed's score (mean over ratios of its own harmonic means), then
-        # the standard deviation over seeds (NaN with one seed)
-        seed_std={c: float(v) for c, v in table.groupby(["candidate", "seed"])["harmonic_mean"].mean()
-                  .groupby("candidate").std().items()},
+        # run-to-run values: each seed's score (mean over ratios of its own finite harmonic means);
+        # a seed with no finite one has no score and is dropped, explicitly
+        seed_scores={c: tuple(float(x) for x in v.dropna()) for c, v in
+                     table.groupby(["candidate", "seed"])["harmonic_mean"].mean().groupby("candidate")},
         # gains as a percentage of the ERank before fusion, mean over ratios: {candidate: {role: %}}
         relative_gain_pct={
             c: {role: float(100 * (grp[f"gain_{role}"] / grp[f"erank_{role}_before"]).mean())
@@ -472,7 +513,7 @@ def fig_modality(ctx: FigureContext, candidates=None, expected: str | None = Non
             "harmonic_mean": None if not np.isfinite(r.harmonic_mean) else float(r.harmonic_mean)}
             for r in summary.itertuples()},
         task_gain=task,
-        agreement=(rho, ci),
+        agreement=agreement,
     )
     return res
 
@@ -484,13 +525,15 @@ def _fused_width_anchor(ctx: FigureContext):
 
 
 def _moc_gains(cache: RunCache, pair_runs, alone) -> pd.DataFrame:
-    """``candidate, seed, gain``: grid-mean MoC of each pairing's run minus the anchor-only run of
-    the same seed (percent points); ``pair_runs`` are named ``"<anchor>+<candidate>"``."""
+    """``candidate, seed, moc, base, gain``: grid-mean MoC of each pairing's run, of the anchor-only
+    run of the same seed, and their difference (percent points); ``pair_runs`` are named
+    ``"<anchor>+<candidate>"``."""
     base = _seed_moc(cache, alone).groupby("seed")["moc"].mean()
     rows = []
     for r in pair_runs:
-        m = _seed_moc(cache, [r])["moc"].mean()
-        rows.append({"candidate": r.name.split("+", 1)[1], "seed": r.seed, "gain": float(m - base[r.seed])})
+        m = float(_seed_moc(cache, [r])["moc"].mean())
+        rows.append({"candidate": r.name.split("+", 1)[1], "seed": r.seed, "moc": m, "base": float(base[r.seed]),
+                     "gain": m - float(base[r.seed])})
     return pd.DataFrame(rows)
 
 
@@ -580,6 +623,8 @@ def _noise_outputs(ctx: FigureContext, res: FigureResult, sig_df, gain_df, moc_s
         gain_std={(r.noisy_modality, r.level, r.modality): float(r.gain_std) for r in gain_mean.itertuples()},
         moc={(r.noisy_modality, r.level, r.model): float(r.moc) for r in moc_df.itertuples()},
         moc_std={(r.noisy_modality, r.level, r.model): float(r.moc_std) for r in moc_df.itertuples()},
+        gain_values={k: {int(r.seed): float(r.gain) for r in g.itertuples()}
+                     for k, g in gain_df.groupby(keys + ["modality"], sort=False)},
     )
 
 
@@ -665,8 +710,10 @@ def fig_ablation(ctx: FigureContext) -> FigureResult:
     _table(ctx.out, wide, "ablation", res, markdown=True)
     per_obs = _spread(per_seed, ["variant", "obs_ratio"])
     _save(ctx.out, plots.plot_ablation(per_obs), "ablation", res, ctx.formats)
+    seed_means = per_seed.groupby(["variant", "seed"], sort=False)["moc"].mean()
     res.data = AblationResult(moc={v: float(m) for v, m in zip(wide["variant"], wide["mean"])},
-                              std={v: float(m) for v, m in zip(wide["variant"], wide["std over seeds"])})
+                              std={v: float(m) for v, m in zip(wide["variant"], wide["std over seeds"])},
+                              values={v: tuple(float(x) for x in seed_means.loc[v]) for v in wide["variant"]})
     return res
 
 
@@ -687,8 +734,8 @@ DOSE_COMPARISONS = (("fusion helps (plain fusion - anchor only)", "plain fusion"
                     ("RTF helps (R3D - plain fusion)", "R3D", "plain fusion"),
                     ("R3D - anchor only", "R3D", "anchor only"))
 
-# A difference is resolved when |difference| >= RESOLVE_SD x the larger of the two models' seed
-# standard deviations (ddof = 1) (rankfusion.verdicts).
+# A difference is tested with Welch's t over seeds (rankfusion.stats.compare): the models compared
+# differ in shape or in their fusion, so a shared seed number does not pair them (docs/analysis.md).
 
 
 @dataclass(frozen=True)
@@ -715,28 +762,43 @@ class DoseCell:
     mean: float
     sd: float  # over seeds, ddof = 1 (NaN with one seed)
     n_seeds: int
+    values: tuple = ()  # the per-seed values, in seed order
 
 
 @dataclass(frozen=True)
 class DoseComparison:
-    """A difference between two models (or two reliances) at one dial level, with its verdict."""
+    """A difference between two models (or two reliances) at one dial level, tested over seeds.
+
+    ``test`` is :func:`rankfusion.stats.compare` of model a's per-seed values against model b's
+    (Welch's t); ``verdict`` is its per-comparison verdict at :data:`rankfusion.stats.ALPHA`,
+    unadjusted (the claims table adjusts its family, :func:`rankfusion.report.claims_section`).
+    """
 
     dial: str
     level: float
     comparison: str
     quantity: str
-    diff: float  # mean of a - mean of b
-    sd_ref: float  # max(sd of a, sd of b) over seeds, ddof = 1
-    ratio: float  # diff / sd_ref
-    resolved: bool  # |diff| >= RESOLVE_SD * sd_ref (False with one seed)
+    test: Comparison
+
+    @property
+    def diff(self) -> float:
+        """mean of a - mean of b."""
+        return self.test.diff
+
+    @property
+    def resolved(self) -> bool:
+        return verdicts.is_resolved(self.test)
 
     @property
     def verdict(self) -> str:
-        if not np.isfinite(self.sd_ref):
-            return "unresolved (one seed)"
-        if not self.resolved:
-            return "unresolved"
-        return "resolved: " + ("a > b" if self.diff > 0 else "a < b")
+        return verdicts.comparison_verdict(self.test)
+
+    def row(self) -> dict:
+        """The flat fields of the comparison tables."""
+        t = self.test
+        return {"dial": self.dial, "level": self.level, "comparison": self.comparison, "quantity": self.quantity,
+                "diff": t.diff, "ci_low": t.ci[0], "ci_high": t.ci[1], "p": t.p, "test": t.test, "n_a": t.n_a,
+                "n_b": t.n_b, "mde": t.mde, "resolved": self.resolved, "verdict": self.verdict}
 
 
 @dataclass(frozen=True)
@@ -761,9 +823,9 @@ class DoseResult:
     def findings(self) -> dict:
         return {
             "cells": {f"{c.dial}={c.level:g} {c.model} {c.quantity}": [c.mean, c.sd, c.n_seeds] for c in self.cells},
-            "comparisons": {f"{c.dial}={c.level:g} {c.comparison}": {"diff": c.diff, "sd_ref": c.sd_ref,
-                                                                      "verdict": c.verdict}
-                            for c in self.comparisons},
+            "comparisons": {f"{c.dial}={c.level:g} {c.comparison}": {
+                k: v for k, v in c.row().items() if k not in ("dial", "level", "comparison")}
+                for c in self.comparisons},
             "oracle": {f"{d}={lv:g} {sub}": v for d, lv, sub, v in self.oracle},
         }
 
@@ -862,21 +924,13 @@ def _dose_cells(points) -> list[DoseCell]:
     cells = []
     for (dial, level, model, q), v in groups.items():
         sd = float(np.std(v, ddof=1)) if len(v) > 1 else float("nan")
-        cells.append(DoseCell(dial, level, model, q, float(np.mean(v)), sd, len(v)))
+        cells.append(DoseCell(dial, level, model, q, float(np.mean(v)), sd, len(v), tuple(float(x) for x in v)))
     return cells
 
 
 def _compare(dial, level, label, quantity, a: DoseCell, b: DoseCell) -> DoseComparison:
-    diff = a.mean - b.mean
-    sd = max(a.sd, b.sd) if np.isfinite(a.sd) and np.isfinite(b.sd) else float("nan")
-    if not np.isfinite(sd):
-        ratio = float("nan")  # one seed: no spread to measure the difference against
-    elif sd > 0:
-        ratio = diff / sd
-    else:  # identical runs in every seed: any non-zero difference is beyond the (zero) spread
-        ratio = float(np.sign(diff)) * float("inf") if diff else 0.0
-    resolved = bool(np.isfinite(sd) and diff != 0 and abs(diff) >= RESOLVE_SD * sd)
-    return DoseComparison(dial, level, label, quantity, float(diff), float(sd), float(ratio), resolved)
+    """Welch's t of cell a's per-seed values against cell b's (different models: no pairing)."""
+    return DoseComparison(dial, level, label, quantity, compare(a.values, b.values, alpha=ALPHA))
 
 
 def dose_comparisons(cells, pair) -> list[DoseComparison]:
@@ -900,11 +954,11 @@ def dose_comparisons(cells, pair) -> list[DoseComparison]:
 
 
 def _dose_tables(res: DoseResult):
-    cells = pd.DataFrame([dataclasses.asdict(c) for c in res.cells])
+    cells = pd.DataFrame([{k: v for k, v in dataclasses.asdict(c).items() if k != "values"} for c in res.cells])
     oracle = pd.DataFrame(list(res.oracle), columns=["dial", "level", "subset", "oracle_pct"])
-    cmp_rows = [{**dataclasses.asdict(c), "verdict": c.verdict} for c in res.comparisons]
-    comps = pd.DataFrame(cmp_rows, columns=["dial", "level", "comparison", "quantity", "diff", "sd_ref", "ratio",
-                                            "resolved", "verdict"])
+    comps = pd.DataFrame([c.row() for c in res.comparisons],
+                         columns=["dial", "level", "comparison", "quantity", "diff", "ci_low", "ci_high", "p", "test",
+                                  "n_a", "n_b", "mde", "resolved", "verdict"])
     pts = pd.DataFrame([{**{k: v for k, v in dataclasses.asdict(p).items() if k != "reliance"},
                          **{f"reliance_{m}": d for m, d in p.reliance}} for p in res.points])
     return cells, oracle, comps, pts
@@ -917,7 +971,8 @@ def _pm(mean, sd) -> str:
 def fig_dose(ctx: FigureContext) -> FigureResult:
     """Dose-response: MoC of anchor only / plain fusion / R3D against complementarity and imbalance,
     with the oracle and seed spreads; reliance of each modality against imbalance, with and without
-    RTF. Every difference is tabulated with its verdict (resolved when >= 2 seed sd)."""
+    RTF. Every difference is tabulated with its Welch test over seeds: difference, 95 % interval,
+    p-value, the difference the design could detect, and its verdict at alpha (unadjusted)."""
     from . import plots
 
     prof = ctx.cache.profile
@@ -926,8 +981,8 @@ def fig_dose(ctx: FigureContext) -> FigureResult:
                          f"{[n for n, p in PROFILES.items() if p.dose]}")
     res = FigureResult("dose", params={"dose": {k: (list(v) if isinstance(v, tuple) else v)
                                                  for k, v in prof.dose.items()},
-                                       "obs_ratio_erank": ctx.obs, "resolve_sd": RESOLVE_SD,
-                                       "sd": "max of the two models' sd over seeds (ddof=1)"})
+                                       "obs_ratio_erank": ctx.obs, "alpha": ALPHA,
+                                       "test": "Welch t over seeds (rankfusion.stats.compare), unadjusted"})
     points, oracle, runs = _dose_points(ctx)
     cells = _dose_cells(points)
     dose = DoseResult(tuple(points), tuple(cells), tuple(dose_comparisons(cells, ctx.pair)), tuple(oracle),
@@ -1015,7 +1070,7 @@ def fig_dynamics(ctx: FigureContext) -> FigureResult:
     res.tables = {"summary": summary}
     res.data = DynamicsResult(
         erank={(r.model, r.name): {k: float(getattr(r, k)) for k in
-                                   ("erank_init", "erank_final", "change", "change_std", "erank_min")}
+                                   ("erank_init", "erank_final", "change", "change_std", "erank_min", "p", "p_holm")}
                for r in summary.itertuples()},
         reliance="not per epoch: evaluate.modality_reliance is measured on finished runs (family dose)")
     return res
@@ -1023,7 +1078,9 @@ def fig_dynamics(ctx: FigureContext) -> FigureResult:
 
 def _dynamics_summary(ranks: pd.DataFrame, moc: pd.DataFrame) -> pd.DataFrame:
     """Per model and name: ERank at initialisation and at the last epoch, the change (mean and
-    std over seeds), the lowest value over epochs, and the validation MoC of the last epoch."""
+    std over seeds), the lowest value over epochs, the validation MoC of the last epoch, and the
+    test of the change: paired t of final against initial ERank over seeds (the same run measured
+    twice), Holm-adjusted over the rows, and its verdict (:func:`rankfusion.verdicts.change_verdict`)."""
     last = int(ranks["epoch"].max())
     per_seed = ranks.pivot_table(index=["model", "name", "seed"], columns="epoch", values="effective_rank")
     out = pd.DataFrame({"erank_init": per_seed[0], "erank_final": per_seed[last],
@@ -1031,6 +1088,11 @@ def _dynamics_summary(ranks: pd.DataFrame, moc: pd.DataFrame) -> pd.DataFrame:
     agg = out.groupby(["model", "name"], sort=False).agg(
         erank_init=("erank_init", "mean"), erank_final=("erank_final", "mean"), change=("change", "mean"),
         change_std=("change", "std"), erank_min=("erank_min", "mean"), n_seeds=("seed", "count")).reset_index()
+    tests = [compare(g["erank_final"], g["erank_init"], paired=True, alpha=ALPHA)
+             for _, g in out.groupby(["model", "name"], sort=False)]
+    agg["p"] = [t.p for t in tests]
+    agg["p_holm"] = verdicts.holm(tests)
+    agg["verdict"] = [verdicts.change_verdict(t, p) for t, p in zip(tests, agg["p_holm"])]
     final_moc = moc[moc["epoch"] == moc["epoch"].max()].groupby("model")["val_moc"].mean()
     agg["val_moc_final"] = agg["model"].map(final_moc)
     agg.insert(2, "epochs", last)

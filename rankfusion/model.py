@@ -119,6 +119,12 @@ class RankEnhancingTokenFuser(nn.Module):
     top-k) over the group's processes in training mode, so N processes with batch B select
     the channels one process would select from the N*B videos. In eval mode (one video at a
     time) and with ``None`` the batch on this process decides.
+
+    Evaluation with a frozen choice: :meth:`freeze` records, from rows the caller names (the
+    training rows), the channels each modality blends, in the non-persistent buffer
+    ``frozen_low``; from then on eval mode uses them instead of letting the evaluated batch decide
+    (a held-out batch choosing its own channels would use test rows to shape the model). Training
+    mode always decides per batch, and :meth:`unfreeze` returns eval mode to that.
     """
 
     def __init__(self, modalities, d: int, *, exchange_ratio: float = 0.1, selection: str = "spectral",
@@ -145,6 +151,45 @@ class RankEnhancingTokenFuser(nn.Module):
             self.register_buffer("alpha_const", torch.full((M, d), float(static_alpha)))
         if selection == "bn_gamma":
             self.norms = nn.ModuleList(MaskedBatchNorm(d) for _ in range(M))
+        # (M, k') channels chosen by freeze(); empty when not frozen. Not persistent: checkpoints
+        # written before it existed load unchanged, and a frozen choice is re-derived from data.
+        self.register_buffer("frozen_low", torch.zeros(M, 0, dtype=torch.long), persistent=False)
+
+    @property
+    def frozen(self) -> bool:
+        """Whether eval mode uses the channels recorded by :meth:`freeze`."""
+        return self.frozen_low.shape[-1] > 0
+
+    @torch.no_grad()
+    def freeze(self, feats, mask) -> list:
+        """Record the channels each modality blends, chosen on ``feats`` / ``mask`` (the training rows).
+
+        Parameters
+        ----------
+        feats : list of (B, T, D) tensors, one per modality (the fuser's inputs)
+        mask : (B, T) bool tensor
+
+        Returns
+        -------
+        list of (k',) int64 tensors: the frozen channel sets (batch selection scope only).
+        """
+        if self.selection_scope != "batch":
+            raise ValueError(f"freeze needs selection_scope='batch' (one channel set per modality), "
+                             f"got {self.selection_scope!r}")
+        if self.selection == "bn_gamma":
+            feats = [norm(x, mask) for norm, x in zip(self.norms, feats)]
+        was = self.training
+        self.train(True)  # the statistic of the given rows, as training would compute it
+        try:
+            low = self.select(feats, mask)
+        finally:
+            self.train(was)
+        self.frozen_low = torch.stack(low).to(self.frozen_low.device)
+        return low
+
+    def unfreeze(self) -> None:
+        """Let the evaluated batch choose the channels again (the behaviour before :meth:`freeze`)."""
+        self.frozen_low = self.frozen_low.new_zeros(self.frozen_low.shape[0], 0)
 
     def alpha(self) -> torch.Tensor:
         """Per-modality, per-channel blending weights, shape (M, D)."""
@@ -161,6 +206,8 @@ class RankEnhancingTokenFuser(nn.Module):
         video, from that video's valid steps only); :func:`rankfusion.spectral.low_informative_channels`
         takes the k' lowest scores.
         """
+        if not self.training and self.frozen_low.shape[-1] > 0:
+            return list(self.frozen_low)
         out = []
         for m, x in enumerate(feats):
             if self.selection == "bn_gamma":
@@ -211,12 +258,25 @@ class RankEnhancingTokenFuser(nn.Module):
         alpha = self.alpha()
         after = []
         for m, (x, y) in enumerate(zip(feats, self.partners(feats))):
-            sel = torch.zeros(low[m].shape[:-1] + (self.d,), dtype=alpha.dtype, device=alpha.device)
-            sel.scatter_(-1, low[m], 1.0)
-            # zero outside the selected channels, so those pass unchanged; (D,) or (B, 1, D)
-            w = sel * alpha[m] if sel.dim() == 1 else (sel * alpha[m])[:, None, :]
-            after.append(x + w * (y - x))
+            w = blend_weights(low[m], alpha[m])
+            # (D,) or (B, 1, D) with one channel set per video
+            after.append(blend(x, y, w if w.dim() == 1 else w[:, None, :]))
         return RTFOutput(list(feats), after, low)
+
+
+def blend_weights(low: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
+    """Eq. 4's per-channel weights: ``alpha`` on the channels ``low`` (``(..., k')``), 0 elsewhere.
+
+    ``alpha`` has shape ``(D,)`` or broadcasts against ``low``'s leading shape + ``(D,)``.
+    """
+    sel = torch.zeros(low.shape[:-1] + (alpha.shape[-1],), dtype=alpha.dtype, device=alpha.device)
+    sel.scatter_(-1, low, 1.0)
+    return sel * alpha
+
+
+def blend(x: torch.Tensor, partner: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """Eq. 4: ``x + w * (partner - x)``: channels with weight 0 pass unchanged."""
+    return x + w * (partner - x)
 
 
 def sinusoidal_positions(T: int, d: int, device=None, dtype=torch.float32) -> torch.Tensor:

@@ -26,7 +26,10 @@ from .data.torchdata import video_inputs
 from .io import write_text
 from .spectral import GramAccumulator, effective_rank
 
-__all__ = ["RankMonitor", "r3d_modules", "EpochRanks", "DEFAULT_EVERY", "DEFAULT_MAX_ROWS"]
+__all__ = ["RankMonitor", "r3d_modules", "EpochRanks", "DEFAULT_EVERY", "DEFAULT_MAX_ROWS", "MASK_LAYOUTS"]
+
+#: How a watched tensor is laid out against a (B, T) mask: (B, T, D) or (T, B, D).
+MASK_LAYOUTS = ("batch-major", "time-major")
 
 #: Forward calls of the model per interval (one record per watched name per interval).
 DEFAULT_EVERY = 100
@@ -91,8 +94,14 @@ class RankMonitor:
     mask : int, str, callable or None
         Where the padding mask (bool, True = valid, shape (B, T)) of a forward call is found:
         the index of a positional argument, the name of a keyword argument, or
-        ``f(args, kwargs) -> mask or None``. A watched tensor whose leading dimensions equal the
-        mask's shape keeps only its valid rows (column ``masked`` of the results says which did).
+        ``f(args, kwargs) -> mask or None``. A watched tensor laid out as ``mask_layout`` says
+        keeps only its valid rows (column ``masked`` of the results says which did).
+    mask_layout : {"batch-major", "time-major"}, default "batch-major"
+        How watched tensors are laid out against the ``(B, T)`` mask: ``(B, T, D)`` or
+        ``(T, B, D)``. Stated by the caller, never guessed from the shapes (with T = B a guess
+        would mask the wrong entries). A tensor laid out the other way (``(T, B, D)`` under
+        "batch-major", with T != B) is refused with a ValueError naming the watch; a tensor with
+        other leading dimensions (e.g. pooled ``(B, D)``) is streamed unmasked.
     top : int, default :data:`DEFAULT_TOP`
         Number of leading singular values recorded.
     tol : float, optional
@@ -114,7 +123,8 @@ class RankMonitor:
 
     def __init__(self, model, modules: dict, *, every: int | None = DEFAULT_EVERY,
                  max_rows: int | None = DEFAULT_MAX_ROWS, center: bool = False, mask=None,
-                 top: int = DEFAULT_TOP, tol: float | None = None, tensorboard=None):
+                 mask_layout: str = "batch-major", top: int = DEFAULT_TOP, tol: float | None = None,
+                 tensorboard=None):
         torch = _import_torch()
         if not isinstance(model, torch.nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
@@ -127,6 +137,9 @@ class RankMonitor:
         self.tol = check_float(tol, "tol", low=0.0, allow_none=True)
         self.center = bool(center)
         self._mask_spec = self._check_mask(mask)
+        if mask_layout not in MASK_LAYOUTS:
+            raise ValueError(f"mask_layout must be one of {MASK_LAYOUTS}, got {mask_layout!r}")
+        self.mask_layout = mask_layout
         self._writer = _tensorboard_writer(tensorboard)
         self._watches = [self._parse(name, spec) for name, spec in modules.items()]
         self._rows: list[dict] = []
@@ -211,7 +224,7 @@ class RankMonitor:
         return None
 
     def _rows_of(self, watch, x):
-        """(rows, D) view of a watched tensor, valid steps only when the mask fits its shape."""
+        """(rows, D) view of a watched tensor, valid steps only when it has the mask's layout."""
         if not is_torch(x):
             raise TypeError(f"watched output {watch.name!r} must be a torch tensor, got {describe(x)}")
         x = x.detach()
@@ -219,9 +232,17 @@ class RankMonitor:
             raise ValueError(f"watched output {watch.name!r} is a 0-d tensor (a scalar such as a loss); the "
                              "monitor needs outputs of shape (..., D), D channels")
         m = self._mask
-        if m is not None and x.dim() >= 2 and tuple(x.shape[:-1]) == tuple(m.shape):
-            watch.masked = True
-            return x[m.to(device=x.device, dtype=_import_torch().bool)]
+        if m is not None and x.dim() == 3 and m.dim() == 2:
+            lead, bt = tuple(x.shape[:-1]), tuple(m.shape)
+            want, other = (bt, bt[::-1]) if self.mask_layout == "batch-major" else (bt[::-1], bt)
+            if lead == want:
+                watch.masked = True
+                m = m.to(device=x.device, dtype=_import_torch().bool)
+                return x[m if self.mask_layout == "batch-major" else m.t()]
+            if lead == other:
+                raise ValueError(f"watched output {watch.name!r} has shape {tuple(x.shape)}, laid out against the "
+                                 f"mask {bt} the other way than mask_layout={self.mask_layout!r}: pass "
+                                 f"mask_layout={'time-major' if self.mask_layout == 'batch-major' else 'batch-major'!r}")
         return x.reshape(-1, x.shape[-1]) if x.dim() != 2 else x
 
     def _stream(self, watch, x):

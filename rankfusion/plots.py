@@ -258,7 +258,7 @@ def plot_modality_selection(summary, *, anchor: str = "rgb"):
     return fig
 
 
-def plot_selection_evidence(table, *, anchor: str, spearman=None, noise_sd: float = 2.0):
+def plot_selection_evidence(table, *, anchor: str, agreement=None):
     """Criterion, noise control and task gain per candidate (:func:`rankfusion.selection.select_modalities`).
 
     Parameters
@@ -266,17 +266,15 @@ def plot_selection_evidence(table, *, anchor: str, spearman=None, noise_sd: floa
     table : DataFrame
         :meth:`rankfusion.selection.SelectionReport.table` output.
     anchor : str
-    spearman : tuple (rho, (lo, hi)), optional
-        Rank agreement shown in the title of the task-gain panel.
-    noise_sd : float
-        Width of the control band, in control standard deviations (the ``noise_like`` rule).
+    agreement : rankfusion.stats.Agreement, optional
+        Rank agreement (rho, permutation p) shown in the title of the task-gain panel.
 
     Returns
     -------
     Figure
         Left: the two ERank gains of each pairing (filled) and of its surrogates (hollow).
         Middle: the criterion H (bar; hatched "NaN" when a gain is <= 0) with each surrogate's H
-        (grey dots) and the band control mean +- noise_sd sd. Right: accuracy gain over the anchor
+        (grey dots; a NaN surrogate at 0) and the control's p-value. Right: accuracy gain over the anchor
         alone with its 95% interval (RTF, bars) and without RTF (diamonds).
     """
     plt = _mpl()
@@ -304,16 +302,14 @@ def plot_selection_evidence(table, *, anchor: str, spearman=None, noise_sd: floa
             ax1.annotate("NaN", (i, 0), xytext=(0, 3), textcoords="offset points", ha="center", fontsize=8)
         vals = [float(v) for v in str(row["control_values"]).split(";") if v]
         ax1.scatter(np.full(len(vals), i + 0.35), np.nan_to_num(vals, nan=0.0), color="grey", s=10)
-        lo = row["control_mean"] - noise_sd * row["control_std"]
-        hi = row["control_mean"] + noise_sd * row["control_std"]
-        ax1.fill_between([i + 0.2, i + 0.5], lo, hi, color="grey", alpha=0.25, lw=0)
-        if row["noise_like"]:
-            ax1.annotate("noise-like", (i, max(np.nan_to_num(crit[i]), hi)), xytext=(0, 12),
-                         textcoords="offset points", ha="center", fontsize=7, color="black")
+        top = max([np.nan_to_num(crit[i])] + [v for v in vals if np.isfinite(v)])
+        label = f"p = {row['control_p']:.3f}" if np.isfinite(row.get("control_p", np.nan)) else ""
+        ax1.annotate(("noise-like, " if row["noise_like"] else "") + label, (i, top), xytext=(0, 8),
+                     textcoords="offset points", ha="center", fontsize=7, color="black")
     ax1.axhline(0, color="black", lw=0.6)
     ax1.set_xticks(x, cands)
     ax1.set_ylabel("H: harmonic mean of ERank gains")
-    ax1.set_title(f"Criterion vs noise control (grey: surrogates, band +-{noise_sd:g} sd)")
+    ax1.set_title("Criterion vs noise control (grey: surrogates; empirical p)")
     if table["task_gain"].notna().any():
         lo = table["task_gain"] - table["task_gain_lo"]
         hi = table["task_gain_hi"] - table["task_gain"]
@@ -325,9 +321,8 @@ def plot_selection_evidence(table, *, anchor: str, spearman=None, noise_sd: floa
         ax2.set_xticks(x, cands)
         ax2.set_ylabel(f"accuracy({anchor} + candidate) - accuracy({anchor})")
         title = "Task gain (95% CI)"
-        if spearman is not None and spearman[0] is not None and np.isfinite(spearman[0]):
-            rho, ci = spearman
-            title += f"; Spearman(H, gain) = {rho:+.2f} [{ci[0]:+.2f}, {ci[1]:+.2f}]"
+        if agreement is not None and np.isfinite(agreement.rho):
+            title += f"; Spearman(H, gain) = {agreement.rho:+.2f}, permutation p = {agreement.p:.3f}"
         ax2.set_title(title, fontsize=9)
     else:
         ax2.set_axis_off()

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from . import featurefiles, verdicts
+from . import featurefiles, stats, verdicts
 from .io import to_markdown
 from .verdicts import fmt as _fmt
 from .verdicts import pm as _pmf
@@ -132,10 +132,10 @@ def modality_section(r: ReportInputs) -> list[str]:
         L.append("NaN scores (a gain <= 0, no mutual enhancement): "
                  + "; ".join(f"{c}: {why}" for c, why in d.reasons.items()) + ".")
     if cmp["matches"] is True:
-        second, lead, verdict = verdicts.top_lead(d.ranking, d.scores, d.seed_std)
-        lead_txt = (f" Its lead over the second, {second}, is {_fmt(lead)} ({verdict}; against the larger of the "
-                    "two seed sds)" + ("." if verdict.startswith("resolved") else
-                                       ": the first place is not a finding.")) if second else ""
+        second, lead, verdict, _ = verdicts.top_lead(d.ranking, d.scores, d.seed_scores)
+        lead_txt = (f" Its lead over the second, {second}, is {_fmt(lead)} ({verdict}; Welch's t over the seeds' "
+                    "scores)" + ("." if verdict.startswith("resolved") else
+                                 ": the first place is not a finding.")) if second else ""
         L.append(f"This **matches** the construction of the dataset: {cmp['expected']} is the most "
                  f"complementary partner of {a} by design (docs/datasets.md).{lead_txt}")
     elif cmp["matches"] is False:
@@ -153,12 +153,9 @@ def modality_section(r: ReportInputs) -> list[str]:
         L.append(f"Task evidence: MoC gain of each pairing over {a} alone at the pairs' trunk width (d_model "
                  "twice the pair's, so both trunks are equally wide), per seed, mean [95% t interval over seeds]: "
                  f"{gains}.")
-        rho, ci = d.agreement
-        if rho is not None and np.isfinite(rho):
-            L.append(f"Agreement of the criterion with the task: Spearman(score, MoC gain) = {_fmt(rho, '+.2f')}, "
-                     f"95% bootstrap interval over seeds [{_fmt(ci[0], '+.2f')}, {_fmt(ci[1], '+.2f')}]"
-                     + (" (above 0: the ranking agrees with the task)." if ci[0] > 0 else
-                        " (not above 0: the ranking is not backed by the task)." if np.isfinite(ci[0]) else "."))
+        if d.agreement is not None:
+            L.append("Agreement of the criterion with the task (mean score against mean MoC gain over the "
+                     f"candidates): {verdicts.agreement_clause(d.agreement)}.")
     L += ["", to_markdown(r.results["modality"].tables["summary"][
         ["candidate", "obs_ratio", "erank_anchor_before", "erank_anchor_after", "erank_candidate_before",
          "erank_candidate_after", "gain_anchor", "gain_candidate", "harmonic_mean"]]), ""]
@@ -178,8 +175,9 @@ def _selection_mismatch(r: ReportInputs) -> list[str]:
          f"by design (docs/datasets.md), ranks {d.comparison['expected_rank']} and {found} ranks first. "
          f"Gains of the {a}+{exp} pair: {gtxt}."]
     top = max(abs(x) for c, v in rel.items() if c in (exp, found) for x in v.values())
-    gap = (d.scores.get(found) or float("nan")) - (d.scores.get(exp) or float("nan"))
-    noise = verdicts.score_gap_clause(gap, found, exp, d.seed_std, len(r.seeds))
+    # the two pairings are different models: Welch's t over their seeds' scores
+    noise = verdicts.score_gap_clause(stats.compare(d.seed_scores.get(found, ()), d.seed_scores.get(exp, ())),
+                                      found, exp)
     L.append(f"Why we think so: the gains are {verdicts.gain_size_clause(top)} of each modality's ERank before "
              f"fusion (mean over ratios: {rtxt}); {noise}; and the effective-rank gain measures how much the "
              "token fuser flattens each spectrum, not how much task information the partner brings "
@@ -187,18 +185,19 @@ def _selection_mismatch(r: ReportInputs) -> list[str]:
     summ = r.results["modality"].tables["summary"]
     before = summ.groupby("candidate")["erank_candidate_before"].mean().sort_values(ascending=False)
     anchor_gain = summ.groupby("candidate")["gain_anchor"].mean()
-    rho = before.rank().corr(anchor_gain[before.index].rank()) if len(before) > 2 else float("nan")
+    relation = stats.agreement(before.to_numpy(), anchor_gain[before.index].to_numpy(), alternative="two-sided")
     L.append("ERank of each candidate before fusion (mean over ratios): "
              + ", ".join(f"{c} {_fmt(v)}" for c, v in before.items())
              + f"; {a}'s gain with each: " + ", ".join(f"{c} {_fmt(anchor_gain[c], '+.2f')}" for c in before.index)
-             + f" (Spearman rank correlation {_fmt(rho)} over {len(before)} candidates)"
-             + verdicts.partner_erank_reading(rho, a))
+             + verdicts.partner_erank_reading(relation, a))
     nz = r.results.get("noise")
     if nz is not None and r.ctx.partner == exp:
         clean, large = nz.data.gain.get((exp, "clean", a)), nz.data.gain.get((exp, "large", a))
-        if clean is not None and large is not None and large > clean:
+        rise = nz.data.gain_change(exp, a)
+        if clean is not None and large is not None and verdicts.change_verdict(rise) == "rises":
             L.append(f"The noise experiment below points the same way: Gaussian noise on {exp} *raises* "
-                     f"{a}'s gain from {_fmt(clean, '+.2f')} (clean) to {_fmt(large, '+.2f')} (large noise). "
+                     f"{a}'s gain from {_fmt(clean, '+.2f')} (clean) to {_fmt(large, '+.2f')} (large noise; "
+                     f"{verdicts.diff_ci(rise)}, {verdicts.comparison_verdict(rise)}, paired by seed). "
                      f"Blending channels that carry isotropic noise flattens the receiver's spectrum, so "
                      "the criterion rewards a partner that spreads energy over many directions, whether "
                      "that energy is complementary information or noise; a noisy partner can outrank the "
@@ -216,12 +215,12 @@ def spectra_section(r: ReportInputs) -> list[str]:
              + "; ".join(f"{m}: ERank {_pmf(d.erank[(m, 'before')], d.erank_sd.get((m, 'before')))} before, "
                          f"{_pmf(d.erank[(m, 'after')], d.erank_sd.get((m, 'after')))} after RTF (gain "
                          f"{_pmf(d.gain[m], d.gain_sd.get(m), '+.2f')})" for m in (a, p)) + ".")
-    diff = d.stacked_rtf - d.stacked_plain
-    # the yardstick of the dose family: the larger of the two seed sds
-    verdict = verdicts.spread_verdict(diff, d.stacked_rtf_sd, d.stacked_plain_sd)
+    t = d.stacked_test  # two different models: Welch's t over seeds
+    higher = "higher" if verdicts.is_resolved(t) and t.diff > 0 else (
+        "lower" if verdicts.is_resolved(t) else "not resolved")
     L.append(f"Stacked fused features entering the temporal fuser: ERank {_pmf(d.stacked_rtf, d.stacked_rtf_sd)} "
              f"with RTF vs {_pmf(d.stacked_plain, d.stacked_plain_sd)} for the plain fusion without RTF "
-             f"({_fmt(diff, '+.2f')}: {'higher' if diff > 0 else 'not higher'} with RTF; {verdict}).")
+             f"(difference {verdicts.diff_ci(t)}: {higher} with RTF; {verdicts.comparison_verdict(t)}).")
     return L + [""]
 
 
@@ -306,10 +305,15 @@ def ablation_section(r: ReportInputs) -> list[str]:
         f"{v}: {_fmt(m)}" + (f" +- {_fmt(sd[v])}" if np.isfinite(sd.get(v, np.nan)) else "") + " %"
         + ("" if v == "R3D (RTF)" or base is None else f" ({_fmt(m - base, '+.2f')})")
         for v, m in d.moc.items()) + ".")
-    within = verdicts.within_base_spread(d.moc, sd, "R3D (RTF)", len(r.seeds))
-    if within:
-        L.append("Differences smaller than R3D's seed spread ("
-                 + ", ".join(within) + ") are not resolved by this many runs.")
+    tests = d.against("R3D (RTF)")  # other models: Welch's t over seeds, Holm over the variants
+    if tests:
+        adj = dict(zip(tests, verdicts.holm(list(tests.values()))))
+        L.append(f"Each variant against R3D (RTF) (Welch's t over seeds, Holm over the {len(tests)} variants): "
+                 + "; ".join(f"{v} {verdicts.diff_ci(c)} ({verdicts.comparison_verdict(c, adj[v])})"
+                             for v, c in tests.items()) + ".")
+        within = verdicts.unresolved_against_base(tests, adj)
+        if within:
+            L.append("Not resolved from R3D by this many runs: " + ", ".join(within) + ".")
     return L + ["", "Tables: `figures/ablation.md`, `figures/exchange_ratio.md`, `figures/angles.md`, "
                 "`figures/noise_sigmas.md`, `figures/modality_ranking.md`.", ""]
 
@@ -329,8 +333,7 @@ def _dose_cell_text(dose, dial, level, model, q="moc") -> str:
 
 
 def _verdict_text(c) -> str:
-    sd = "no sd (one seed)" if not np.isfinite(c.sd_ref) else f"{_fmt(abs(c.ratio), '.1f')} sd"
-    return f"{_fmt(c.diff, '+.2f')} ({sd}; {c.verdict})"
+    return f"{verdicts.diff_ci(c.test)} ({c.verdict})"
 
 
 def dose_section(dose, *, anchor: str, partner: str) -> list[str]:
@@ -340,9 +343,11 @@ def dose_section(dose, *, anchor: str, partner: str) -> list[str]:
              f"fused models' trunk width M x D, since R3D stacks its modality tokens and a one-modality model with "
              f"the same D is half as wide), the "
              f"plain fusion ({anchor}+{partner}, no RTF) and R3D ({anchor}+{partner} with RTF) on datasets generated "
-             f"with each dial setting (the other dials at the base {dose.dials.get('base')}). A difference is "
-             f"**resolved** only when it is at least 2x the larger of the two models' seed sd; otherwise it "
-             f"is unresolved, never a finding. Oracle: the generator's best attainable next-action accuracy "
+             f"with each dial setting (the other dials at the base {dose.dials.get('base')}). Each difference is "
+             f"given with its {int(round(100 * (1 - stats.ALPHA)))} % interval and Welch's t over seeds; it is "
+             f"**resolved** only when p < {stats.ALPHA:g} (per comparison, unadjusted: the claims table adjusts "
+             f"its family); otherwise it is unresolved, never a finding, and the verdict states the difference "
+             f"the design could have detected (80 % power). Oracle: the generator's best attainable next-action accuracy "
              f"(%) from the hidden factors (synth.json), an upper reference, not a MoC.")
     L.append("")
     orc = {(d, lv, sub): v for d, lv, sub, v in dose.oracle}
@@ -380,49 +385,101 @@ def dose_section(dose, *, anchor: str, partner: str) -> list[str]:
     return L
 
 
+#: The claims the dose sweeps test: (claim, comparison label, dials it is tested along, sign).
+CLAIMS = (
+    ("fusion helps (plain fusion > anchor only)", "fusion helps (plain fusion - anchor only)",
+     ("complementarity", "imbalance"), +1),
+    ("fusion helps at equal trunk width (plain fusion > anchor only at width M x D)",
+     "fusion helps at equal width (plain fusion - anchor only, fused width)", ("complementarity", "imbalance"), +1),
+    ("RTF raises the effective rank of the fused features", "RTF raises effective rank (R3D - plain fusion)",
+     ("complementarity", "imbalance"), +1),
+    ("RTF helps accuracy (R3D > plain fusion)", "RTF helps (R3D - plain fusion)", ("complementarity", "imbalance"), +1),
+    ("RTF reduces collapse (R3D relies more on {partner})", "RTF changes reliance on {partner} (R3D - plain fusion)",
+     ("imbalance",), +1),
+)
+
+
+def claim_rows(dose, *, partner: str) -> list[tuple[str, str, object, int]]:
+    """``(claim, setting, DoseComparison, sign)`` for every *distinct* comparison of :data:`CLAIMS`.
+
+    A setting both sweeps share (e.g. complementarity 1 at the base imbalance 1 is also imbalance 1
+    at the base complementarity 1) is one dataset and one set of runs: it is listed once, its
+    setting naming both.
+    """
+    base = dict(dose.dials.get("base", {}))
+    rows, seen = [], {}
+    for claim, label, dials, sign in CLAIMS:
+        claim, label = claim.format(partner=partner), label.format(partner=partner)
+        for dial in dials:
+            for c in dose.comparisons_of(dial, label):
+                key = (label, tuple(sorted({**base, dial: float(c.level)}.items())))
+                setting = f"{dial} {c.level:g}"
+                if key in seen:
+                    i = seen[key]
+                    rows[i] = (rows[i][0], f"{rows[i][1]} = {setting} (same runs)", rows[i][2], rows[i][3])
+                    continue
+                seen[key] = len(rows)
+                rows.append((claim, setting, c, sign))
+    return rows
+
+
+def _claim_cell(c, sign, p_adj) -> str:
+    v = verdicts.claim_verdict(c, sign, p_adj)
+    if v == "unresolved" and verdicts.testable(c):
+        return f"unresolved (detectable from {_fmt(c.mde)})"
+    return v if verdicts.testable(c) else "unresolved (one seed)"
+
+
 def claims_section(results: dict, *, anchor: str, partner: str) -> list[str]:
-    """Which of the paper's claims hold on this data, for which dial settings (numbers, verdicts)."""
+    """Which of the paper's claims hold on this data, for which dial settings: one family of tests.
+
+    Every distinct comparison is tested once (Welch's t over seeds, :func:`rankfusion.stats.compare`);
+    the family's p-values are Holm-adjusted (:func:`rankfusion.stats.adjust`) and a verdict is taken
+    on the adjusted p at :data:`rankfusion.stats.ALPHA`.
+    """
     dose = results["dose"].data if "dose" in results else None
-    L = ["## The paper's claims on this data", ""]
-    L.append("Each claim is tested per dial setting of the dose-response sweeps; `holds` means resolved "
-             "(>= 2 sd) in the claimed direction, `contradicted` resolved in the other direction, `unresolved` "
-             "otherwise.")
-    L.append("")
-    L += ["| claim | dial | level | difference (sd) | verdict |", "|---|---|---|---|---|"]
-
-    def add(claim, comps, sign=+1):
-        for c in comps:
-            v = verdicts.claim_verdict(c.resolved, c.diff, sign)
-            L.append(f"| {claim} | {c.dial} | {c.level:g} | {_verdict_text(c).split(' (')[0]} "
-                     f"({'-' if not np.isfinite(c.sd_ref) else _fmt(abs(c.ratio), '.1f')} sd) | {v} |")
-
-    if dose is not None:
-        for dial in ("complementarity", "imbalance"):
-            add("fusion helps (plain fusion > anchor only)", dose.comparisons_of(dial, "fusion helps (plain fusion - anchor only)"))
-        for dial in ("complementarity", "imbalance"):
-            add("fusion helps at equal trunk width (plain fusion > anchor only at width M x D)",
-                dose.comparisons_of(dial, "fusion helps at equal width (plain fusion - anchor only, fused width)"))
-        for dial in ("complementarity", "imbalance"):
-            add("RTF raises the effective rank of the fused features",
-                dose.comparisons_of(dial, "RTF raises effective rank (R3D - plain fusion)"))
-        for dial in ("complementarity", "imbalance"):
-            add("RTF helps accuracy (R3D > plain fusion)", dose.comparisons_of(dial, "RTF helps (R3D - plain fusion)"))
-        add(f"RTF reduces collapse (R3D relies more on {partner})",
-            dose.comparisons_of("imbalance", f"RTF changes reliance on {partner} (R3D - plain fusion)"))
-    L.append("")
+    rows = claim_rows(dose, partner=partner) if dose is not None else []
+    tests = [(claim, setting, dc.test, sign) for claim, setting, dc, sign in rows]
     mod = results.get("modality")
+    lead = None
     if mod is not None:
-        cmp, d = mod.data.comparison, mod.data
-        second, lead, verdict = verdicts.top_lead(d.ranking, d.scores, d.seed_std)
-        if cmp["matches"] and second and not verdict.startswith("resolved"):
-            outcome = (f"unresolved: it ranks first, but its lead over {second} ({_fmt(lead)}) is not beyond the "
-                       f"seed spread ({verdict}).")
+        d = mod.data
+        second, _, _, lead = verdicts.top_lead(d.ranking, d.scores, d.seed_scores)
+        if lead is not None and d.comparison["matches"]:
+            tests.append((f"the criterion ranks the complementary partner first ({d.comparison['found']} "
+                          f"over {second})", "demo dataset", lead, +1))
+    family = [t for _, _, t, _ in tests]
+    adj = verdicts.holm(family)
+    m = sum(verdicts.testable(t) for t in family)
+    pct = int(round(100 * (1 - stats.ALPHA)))
+    L = ["## The paper's claims on this data", ""]
+    L.append(f"Each claim is tested per dial setting of the dose-response sweeps: the difference of the two "
+             f"models' means over seeds with its {pct} % interval and Welch's t-test (the models differ, so a "
+             f"shared seed number pairs nothing), p-values Holm-adjusted over the family of the {m} "
+             f"test{'s' if m != 1 else ''} below (family-wise error {stats.ALPHA:g}). `holds` means adjusted p < {stats.ALPHA:g} in the "
+             "claimed direction, `contradicted` resolved in the other direction, `unresolved` otherwise, with "
+             "the difference the design detects with 80 % power. A setting both sweeps share is one set of "
+             "runs, listed once.")
+    L.append("")
+    L += [f"| claim | setting | difference [{pct} % CI] | p | Holm p | verdict |", "|---|---|---|---|---|---|"]
+    for (claim, setting, t, sign), pa in zip(tests, adj):
+        L.append(f"| {claim} | {setting} | {verdicts.diff_ci(t)} | {verdicts.p_text(t.p)[4:]} | "
+                 f"{verdicts.p_text(pa)[4:]} | {_claim_cell(t, sign, pa)} |")
+    L.append("")
+    if mod is not None:
+        cmp = mod.data.comparison
+        if cmp["matches"] and lead is not None:
+            i = len(tests) - 1
+            v = verdicts.claim_verdict(lead, +1, adj[i])
+            outcome = ("holds." if v == "holds" else
+                       f"unresolved: it ranks first, but its lead is not resolved ({_claim_cell(lead, +1, adj[i])}).")
+        elif cmp["matches"]:
+            outcome = "unresolved: it ranks first, but with no positive lead or no seed spread to test it."
         else:
-            outcome = ("holds." if cmp["matches"] else "does not hold." if cmp["matches"] is False
-                       else "no expectation.")
+            outcome = ("does not hold." if cmp["matches"] is False else "no expectation.")
         L.append(f"The criterion picks the complementary partner (modality selection on the demo's dataset): "
                  f"top candidate {cmp['found']}, expected {cmp['expected']} -> " + outcome
-                 + " See the modality-selection section for the seed spread of the scores.")
+                 + " See the modality-selection section for the scores.")
         L.append("")
     return L
 
@@ -430,8 +487,9 @@ def claims_section(results: dict, *, anchor: str, partner: str) -> list[str]:
 def dynamics_section(res, *, n_seeds: int) -> list[str]:
     """Report lines of the ``dynamics`` family: ERank change over training per model and name.
 
-    A change is called a fall or a rise only when it exceeds its standard deviation over seeds;
-    otherwise (or with one seed) it is reported as unresolved (:func:`rankfusion.verdicts.change_verdict`).
+    A change is called a fall or a rise only when the paired t-test of final against initial ERank
+    over seeds rejects "no change" after Holm's adjustment over the rows; otherwise (or with one
+    seed) it is unresolved (the summary's ``verdict``, :func:`rankfusion.verdicts.change_verdict`).
     """
     summary = res.tables.get("summary")
     if summary is None or not len(summary):
@@ -440,12 +498,12 @@ def dynamics_section(res, *, n_seeds: int) -> list[str]:
     L = ["## Rank dynamics over training (docs/monitor.md)", "", _img("dynamics", "rank dynamics"), "",
          f"Effective rank on {p.get('n_videos')} validation videos observed up to {p.get('obs_ratio')}, at "
          f"initialisation (epoch 0) and after epoch {int(summary['epochs'].iloc[0])}, mean over {n_seeds} seed(s) "
-         "(change +- std over seeds):"]
+         f"(change +- std over seeds; paired t of final against initial ERank, Holm over the {len(summary)} rows):"]
     for r in summary.itertuples():
-        verdict = verdicts.change_verdict(r.change, r.change_std, n_seeds)
         std = f" +- {_fmt(r.change_std)}" if np.isfinite(r.change_std) else ""
+        test = "" if not np.isfinite(r.p_holm) else f", {verdicts.p_text(r.p_holm)} adjusted"
         L.append(f"- {r.model}, {r.name}: {_fmt(r.erank_init)} -> {_fmt(r.erank_final)} "
-                 f"({_fmt(r.change, '+.2f')}{std}; {verdict}); lowest {_fmt(r.erank_min)}.")
+                 f"({_fmt(r.change, '+.2f')}{std}; {r.verdict}{test}); lowest {_fmt(r.erank_min)}.")
     moc = summary.groupby("model")["val_moc_final"].first()
     L += ["", "Validation MoC at the last epoch: " + ", ".join(f"{m} {_fmt(v)} %" for m, v in moc.items()) + ".",
           "Modality reliance over epochs is not reported (it is measured on finished runs: dose section).", ""]

@@ -6,12 +6,14 @@ Three numbers per candidate modality, meant to be read together (docs/analysis.m
    effective-rank gains through fusion (Eq. 1, Sec. 3.2), from feature files of any model
    (:func:`modality_selection`) or from a small fusion probe on paired features
    (:func:`select_modalities`).
-2. **A spectrum-matched noise control**: ``H`` recomputed with the candidate replaced by
-   surrogates that keep its column means and its exact singular spectrum but whose rows are
-   random (:func:`spectral_surrogates`); a candidate whose ``H`` is not above its own control is
-   flagged ``noise_like``.
+2. **A spectrum-matched noise control**: ``H`` recomputed, through exactly the same fits and
+   averaging, with the candidate replaced by surrogates that keep its column means and its exact
+   singular spectrum but whose rows are random (:func:`spectral_surrogates`); the candidate's
+   ``control_p`` is the empirical p-value of its ``H`` among theirs (:func:`noise_test`) and it is
+   flagged ``noise_like`` unless that p is below :data:`rankfusion.stats.ALPHA`.
 3. **Task evidence**: the cross-validated accuracy gain of anchor+candidate over the anchor alone
-   (:class:`FusionProbe`), and the rank agreement between ``H`` and the task gains.
+   (:class:`FusionProbe`), and the rank agreement between ``H`` and the task gains
+   (:func:`rankfusion.stats.agreement`: Spearman's rho, tested by permutation over candidates).
 
 The maths (effective rank, gains, harmonic mean) comes from :mod:`rankfusion.spectral`; the
 exchange of the probe is the model's own RTF (Eqs. 3-5, :class:`rankfusion.model.RankEnhancingTokenFuser`).
@@ -28,6 +30,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import pandas as pd
 
+from . import stats
 from ._progress import bar_disabled
 from ._validation import InputError, InputTypeError, check_float, check_int, is_torch
 from .featurefiles import FeatureSet, load_features
@@ -287,6 +290,41 @@ def spectral_surrogates(X, n_surrogates: int = 10, *, seed: int = 0):
     return _like(out, X)
 
 
+def min_surrogates(alpha: float | None = None) -> int:
+    """The fewest control draws whose empirical p-value can reach ``alpha``: ``ceil(1/alpha) - 1``
+    (19 at :data:`rankfusion.stats.ALPHA` = 0.05, where the smallest p is 1/20)."""
+    alpha = stats.ALPHA if alpha is None else alpha
+    return int(math.ceil(1.0 / alpha - 1e-9)) - 1
+
+
+def noise_test(criterion: float, controls, alpha: float | None = None) -> tuple[float, bool]:
+    """Is a candidate's criterion above its noise control? ``(control_p, noise_like)``.
+
+    ``controls`` are the same statistic computed for each surrogate (the same fits, the same
+    averaging over replicates). ``control_p`` is the empirical p-value
+    :func:`rankfusion.stats.empirical_p`, ``(1 + #{control >= criterion}) / (1 + n)``, valid at
+    every level when the candidate is one more draw from the surrogates' law (P(p <= alpha) <=
+    alpha, so the rejection region is ``p <= alpha``: a discrete p-value reaches alpha exactly);
+    ``noise_like`` is ``control_p > alpha``: not above the control at alpha.
+
+    A NaN value (no mutual gain: a gain <= 0, so the harmonic mean is undefined) is ordered below
+    every finite value, because a finite harmonic mean of two positive gains means more mutual
+    enhancement than none; two NaN values tie. A NaN criterion is therefore never above its
+    control (``control_p`` = 1). Only the order enters the p-value, never the NaN's size.
+    """
+    alpha = stats.ALPHA if alpha is None else alpha
+    c = np.asarray(controls, dtype=np.float64).ravel()
+    if c.size == 0:
+        raise InputError("controls must hold at least one surrogate value")
+    if not np.isfinite(criterion):
+        return 1.0, True
+    # NaN controls lie below a finite criterion: any finite stand-in below it counts the same
+    ok = np.isfinite(c)
+    below = min(float(criterion), float(c[ok].min()) if ok.any() else float(criterion)) - 1.0
+    p = stats.empirical_p(float(criterion), np.where(ok, c, below))
+    return p, bool(p > alpha)
+
+
 def _spectral_factors(X64: np.ndarray) -> tuple:
     """``(mu, s, vt, n, e)`` of :func:`spectral_surrogates`: column means, the nonzero singular values
     of the centred matrix and their right singular vectors (``(r,)`` and ``(r, D)``), row count,
@@ -344,13 +382,10 @@ class ProbeConfig:
     seeds : tuple of int, default (0,)
         Each seed sets a fold assignment and the probe's initialisation; replicates are
         ``folds * len(seeds)`` (more seeds: a tighter task-gain interval at proportional cost).
-    n_surrogates : int, default 8
-        Noise-control surrogates per candidate.
-    n_boot : int, default 2000
-        Bootstrap draws of the rank-agreement interval.
-    noise_sd : float, default 2.0
-        A candidate is ``noise_like`` unless its criterion exceeds the control mean by more than
-        this many control standard deviations.
+    n_surrogates : int, default 19
+        Noise-control surrogates per candidate, each fitted on every replicate like the candidate.
+        At least :func:`min_surrogates` (19 at alpha 0.05): with fewer, the empirical p-value of
+        the control can never fall below alpha.
     threads : int, default 1
         Torch threads while fitting (small matrices: one thread is as fast and robust on shared cores).
     """
@@ -364,9 +399,7 @@ class ProbeConfig:
     weight_decay: float = 1e-4
     folds: int = 5
     seeds: tuple = (0,)
-    n_surrogates: int = 8
-    n_boot: int = 2000
-    noise_sd: float = 2.0
+    n_surrogates: int = 19
     threads: int = 1
 
     def __post_init__(self):
@@ -383,9 +416,11 @@ class ProbeConfig:
             raise InputError("seeds must hold at least one seed")
         for s in self.seeds:
             check_int(s, "seeds", low=0)
-        check_int(self.n_surrogates, "n_surrogates", low=2)
-        check_int(self.n_boot, "n_boot", low=1)
-        check_float(self.noise_sd, "noise_sd", low=0.0)
+        check_int(self.n_surrogates, "n_surrogates", low=1)
+        if self.n_surrogates < min_surrogates():
+            raise InputError(f"n_surrogates must be at least {min_surrogates()} (the empirical p-value of "
+                             f"{self.n_surrogates} surrogates cannot reach alpha {stats.ALPHA:g}), "
+                             f"got {self.n_surrogates}")
         check_int(self.threads, "threads", low=1)
         from .spectral import blended_channel_count
 
@@ -406,7 +441,8 @@ def _probe_class():
         """Per-modality Linear+ReLU to a common width (Eq. 2), RTF (Eqs. 3-5) or not, a head.
 
         ``forward`` takes a list of ``(N, C_m)`` tensors (anchor first) and returns ``(N, K)``
-        logits; :meth:`tokens` returns the fuser's inputs and outputs, each a list of ``(N, D)``.
+        logits; :meth:`tokens` returns the fuser's inputs and outputs, each a list of ``(N, D)``;
+        :meth:`freeze` fixes RTF's channel choice on the given (training) rows for evaluation.
         """
 
         def __init__(self, dims, n_classes: int, config: ProbeConfig, rtf: bool = True):
@@ -432,17 +468,33 @@ def _probe_class():
         def forward(self, xs):
             return self.head(torch.cat(self.tokens(xs)[1], dim=1))
 
+        @torch.no_grad()
+        def freeze(self, xs):
+            """Choose RTF's blended channels on ``xs`` (the training rows) and use them at evaluation."""
+            if self.rtf is None:
+                return
+            before = [F.relu(p(x)) for p, x in zip(self.proj, xs)]
+            mask = torch.ones(before[0].shape[0], 1, dtype=torch.bool, device=before[0].device)
+            self.rtf.freeze([b[:, None, :] for b in before], mask)
+
     return FusionProbe
 
 
 @contextlib.contextmanager
 def _torch_threads(n: int):
+    """``n`` torch threads, and ``n`` BLAS threads for NumPy where threadpoolctl is installed (the
+    surrogates' QR: a multi-threaded BLAS on small matrices spin-waits for busy cores)."""
     import torch
 
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # optional: only the speed on a shared machine depends on it
+        threadpool_limits = None
     old = torch.get_num_threads()
     torch.set_num_threads(n)
     try:
-        yield
+        with threadpool_limits(n) if threadpool_limits is not None else contextlib.nullcontext():
+            yield
     finally:
         torch.set_num_threads(old)
 
@@ -466,7 +518,9 @@ def fit_probe(xs, labels, *, config: ProbeConfig | None = None, rtf: bool = True
     Returns
     -------
     FusionProbe
-        In eval mode, float32, on the CPU.
+        In eval mode, float32, on the CPU, with RTF's channel choice frozen on the training rows
+        (:meth:`rankfusion.model.RankEnhancingTokenFuser.freeze`): evaluating held-out rows does not
+        let them pick the channels.
     """
     import torch
     from torch.nn import functional as F
@@ -484,7 +538,136 @@ def fit_probe(xs, labels, *, config: ProbeConfig | None = None, rtf: bool = True
             opt.zero_grad(set_to_none=True)
             F.cross_entropy(model(ts), y).backward()
             opt.step()
-    return model.eval()
+        model.eval()
+        model.freeze(ts)
+    return model
+
+
+def fit_probe_members(anchor_x, candidate_xs, labels, *, config: ProbeConfig | None = None, seed: int = 0):
+    """Train one RTF fusion probe per candidate matrix at once, all from the same initialisation.
+
+    Member ``i`` is the probe :func:`fit_probe` would train on ``[anchor_x, candidate_xs[i]]``
+    with ``rtf=True`` and ``seed``: the same initial weights (those of ``fit_probe``'s probe),
+    loss, full-batch Adam steps and RTF (Eqs. 3-5, :func:`rankfusion.model.blend`), run as batched
+    matrix products. Adam acts element by element and each member's loss depends on its own
+    weights only, so the members train independently; only the floating-point summation order
+    differs from separate fits. This is how the noise control affords fitting every surrogate on
+    every replicate: the candidate and its surrogates go through this one routine together.
+
+    Parameters
+    ----------
+    anchor_x : ndarray of shape (N, C_a)
+        Standardised anchor rows (training rows only).
+    candidate_xs : ndarray of shape (S, N, C_c)
+        One standardised candidate matrix per member, rows aligned with ``anchor_x``.
+    labels : ndarray of shape (N,)
+    config : ProbeConfig, optional
+    seed : int, default 0
+
+    Returns
+    -------
+    ProbeMembers
+        The trained weights, with RTF's channel choice frozen on these training rows.
+    """
+    import torch
+    from torch.nn import functional as F
+
+    config = config or ProbeConfig()
+    za = torch.as_tensor(_as_numpy64(anchor_x, "anchor_x"), dtype=torch.float32)
+    zc = torch.as_tensor(_as_numpy64(candidate_xs, "candidate_xs"), dtype=torch.float32)
+    if zc.dim() != 3 or zc.shape[1] != za.shape[0]:
+        raise InputError(f"candidate_xs must be (S, N, C) with N = {za.shape[0]} anchor rows, got {tuple(zc.shape)}")
+    y = torch.as_tensor(_as_numpy64(labels, "labels").astype(np.int64))
+    n_classes = int(y.max()) + 1
+    S, N = zc.shape[0], zc.shape[1]
+    with _torch_threads(config.threads):
+        torch.manual_seed(seed)
+        ref = _probe_class()([za.shape[1], zc.shape[2]], n_classes, config, rtf=True)
+        members = ProbeMembers(ref, S)
+        opt = torch.optim.Adam(members.params.values(), lr=config.lr, weight_decay=config.weight_decay)
+        target = y.repeat(S)
+        for _ in range(config.steps):
+            opt.zero_grad(set_to_none=True)
+            logits = members.logits(za, zc)
+            # the sum over members of each member's mean loss: member i's gradient is its own
+            F.cross_entropy(logits.reshape(S * N, -1), target, reduction="sum").div(N).backward()
+            opt.step()
+        members.freeze(za, zc)
+    return members
+
+
+class ProbeMembers:
+    """``S`` RTF fusion probes with stacked weights (:func:`fit_probe_members`)."""
+
+    def __init__(self, ref, n_members: int):
+        import torch
+
+        self.k_prime = ref.rtf.k_prime
+        if ref.rtf.alpha_param != "sigmoid" or ref.rtf.exchange != "adaptive":
+            raise InputError("probe members need the probe's adaptive sigmoid alpha")
+        self.mlp = not isinstance(ref.head, torch.nn.Linear)
+        self.params = {n: p.detach().unsqueeze(0).repeat(n_members, *([1] * p.dim())).clone().requires_grad_()
+                       for n, p in ref.named_parameters()}
+        self.low = None  # (2, S, k') frozen channel choice
+
+    def tokens(self, za, zc):
+        """``(before, after)``, each ``[anchor, candidate]`` of shape (S, N, D)."""
+        import torch
+        from torch.nn import functional as F
+
+        from .model import blend, blend_weights, channel_scores
+        from .spectral import low_informative_channels
+
+        P = self.params
+        a = F.relu(torch.matmul(za, P["proj.0.weight"].transpose(1, 2)) + P["proj.0.bias"][:, None, :])
+        c = F.relu(torch.bmm(zc, P["proj.1.weight"].transpose(1, 2)) + P["proj.1.bias"][:, None, :])
+        if self.low is None:
+            with torch.no_grad():  # Eq. 3 on this batch's rows, as RTF does in training
+                low = [low_informative_channels(channel_scores(x.detach()), k_prime=self.k_prime) for x in (a, c)]
+        else:
+            low = self.low
+        alpha = torch.sigmoid(P["rtf.alpha_raw"])  # (S, 2, D)
+        wa, wc = blend_weights(low[0], alpha[:, 0]), blend_weights(low[1], alpha[:, 1])
+        return [a, c], [blend(a, c, wa[:, None, :]), blend(c, a, wc[:, None, :])]
+
+    def logits(self, za, zc):
+        import torch
+        from torch.nn import functional as F
+
+        P = self.params
+        h = torch.cat(self.tokens(za, zc)[1], dim=-1)
+        if not self.mlp:
+            return torch.baddbmm(P["head.bias"][:, None, :], h, P["head.weight"].transpose(1, 2))
+        h = F.relu(torch.baddbmm(P["head.0.bias"][:, None, :], h, P["head.0.weight"].transpose(1, 2)))
+        return torch.baddbmm(P["head.2.bias"][:, None, :], h, P["head.2.weight"].transpose(1, 2))
+
+    def freeze(self, za, zc):
+        """Fix the channel choice on these (training) rows for every later call."""
+        import torch
+
+        from .model import channel_scores
+        from .spectral import low_informative_channels
+
+        self.low = None
+        with torch.no_grad():
+            before, _ = self.tokens(za, zc)
+            self.low = [low_informative_channels(channel_scores(x), k_prime=self.k_prime) for x in before]
+
+    def evaluate(self, anchor_x, candidate_xs, labels) -> tuple[np.ndarray, np.ndarray]:
+        """``(gains (S, 2), accuracy (S,))`` on held-out rows: each member's anchor and candidate
+        ERank gains through its RTF (:func:`rankfusion.spectral.rank_gain`) and its accuracy."""
+        import torch
+
+        from . import spectral
+
+        za = torch.as_tensor(np.asarray(anchor_x), dtype=torch.float32)
+        zc = torch.as_tensor(np.asarray(candidate_xs), dtype=torch.float32)
+        with torch.no_grad():
+            before, after = self.tokens(za, zc)
+            pred = self.logits(za, zc).argmax(-1).numpy()
+        gains = np.array([[float(spectral.rank_gain(before[m][i], after[m][i])) for m in range(2)]
+                          for i in range(zc.shape[0])])
+        return gains, (pred == np.asarray(labels)[None, :]).mean(axis=1)
 
 
 def probe_gains(model, xs) -> tuple[float, float]:
@@ -618,30 +801,23 @@ def _standardize(x: np.ndarray, train: np.ndarray) -> np.ndarray:
     return ((x - mu) / np.where(sd > 0, sd, 1.0)).astype(np.float32)
 
 
-def corrected_ci(diffs, test_over_train: float, level: float = 0.95) -> tuple[float, float]:
+def corrected_ci(diffs, test_over_train: float, level: float | None = None) -> tuple[float, float]:
     """Confidence interval of the mean of repeated cross-validation differences.
 
     The ``n`` differences share training rows, so their naive variance understates the spread;
     the corrected resampled t interval (Nadeau & Bengio, 2003) inflates ``s^2 / n`` to
-    ``(1/n + n_test/n_train) s^2`` with ``n - 1`` degrees of freedom.
+    ``(1/n + n_test/n_train) s^2`` with ``n - 1`` degrees of freedom; ``level`` defaults to
+    ``1 - rankfusion.stats.ALPHA``.
     """
-    from scipy import stats
+    from scipy.stats import t as student_t
 
+    level = 1.0 - stats.ALPHA if level is None else level
     d = np.asarray(diffs, dtype=np.float64)
     n = d.size
     if n < 2:
         return (math.nan, math.nan)
-    half = stats.t.ppf(0.5 + level / 2, n - 1) * math.sqrt((1.0 / n + test_over_train) * d.var(ddof=1))
+    half = student_t.ppf(0.5 + level / 2, n - 1) * math.sqrt((1.0 / n + test_over_train) * d.var(ddof=1))
     return (float(d.mean() - half), float(d.mean() + half))
-
-
-def _spearman(a, b) -> float:
-    from scipy import stats
-
-    a = np.where(np.isfinite(a), a, -np.inf)  # a NaN criterion (no mutual gain) ranks last, as in the paper
-    if np.unique(a).size < 2 or np.unique(b).size < 2:
-        return math.nan
-    return float(stats.spearmanr(a, b).statistic)
 
 
 # --------------------------------------------------------------------------- evidence
@@ -652,10 +828,11 @@ class CandidateEvidence:
     """Everything measured for one candidate (gains in effective dimensions, accuracy as a fraction).
 
     ``criterion`` is the harmonic mean of the mean gains over the replicates (NaN when a mean gain
-    is <= 0); ``control_values`` the harmonic mean of each surrogate fit (NaN: no mutual gain,
-    counted as 0 in ``control_mean`` / ``control_std``), ``control_gain_*`` the surrogates' mean
-    gains; ``excess = criterion - control_mean``; ``noise_like`` is True unless
-    ``excess > noise_sd * control_std``. ``task_gain`` is the mean over replicates of
+    is <= 0); ``control_values`` the same statistic of each surrogate (fitted on every replicate,
+    gains averaged the same way; NaN: no mutual gain), ``control_mean`` / ``control_std`` their mean
+    and sd over the finite ones (``control_nan`` counts the others), ``control_gain_*`` the
+    surrogates' mean gains; ``excess = criterion - control_mean``; ``control_p`` and
+    ``noise_like`` come from :func:`noise_test`. ``task_gain`` is the mean over replicates of
     accuracy(anchor + candidate, RTF) - accuracy(anchor), ``task_gain_ci`` its corrected 95%
     interval, cut to [-1, 1] (a difference of accuracies cannot leave it; the t interval can, with
     few replicates); ``task_gain_plain`` the same without RTF.
@@ -671,6 +848,8 @@ class CandidateEvidence:
     control_gain_anchor: float
     control_gain_candidate: float
     excess: float
+    control_p: float
+    control_nan: int
     noise_like: bool
     task_gain: float | None
     task_gain_ci: tuple | None
@@ -687,13 +866,17 @@ class SelectionReport:
 
     anchor: str
     candidates: tuple
-    spearman: float | None
-    spearman_ci: tuple | None
+    agreement: object  # rankfusion.stats.Agreement of criterion and task gain, or None (< 3 candidates)
     accuracy_anchor: float | None
     n_rows: int
     n_replicates: int
     config: ProbeConfig = field(default_factory=ProbeConfig)
     seconds: float = 0.0
+
+    @property
+    def spearman(self) -> float | None:
+        """Spearman's rho of the criterion and the task gain over the candidates (None: untested)."""
+        return None if self.agreement is None else self.agreement.rho
 
     def to_json(self) -> dict:
         """The ``--json`` schema: anchor, candidates (criterion, control, task gain, ranks), agreement."""
@@ -702,14 +885,13 @@ class SelectionReport:
 
         cands = [{
             "name": c.name, "criterion": num(c.criterion), "control_mean": num(c.control_mean),
-            "control_std": num(c.control_std), "excess": num(c.excess), "noise_like": bool(c.noise_like),
+            "control_std": num(c.control_std), "control_p": num(c.control_p), "excess": num(c.excess),
+            "noise_like": bool(c.noise_like),
             "task_gain": num(c.task_gain),
             "task_gain_ci": None if c.task_gain_ci is None else [num(v) for v in c.task_gain_ci],
             "rank_criterion": int(c.rank_criterion), "rank_controlled": int(c.rank_controlled),
         } for c in self.candidates]
-        return {"anchor": self.anchor, "candidates": cands,
-                "agreement": {"spearman": num(self.spearman),
-                              "ci": None if self.spearman_ci is None else [num(v) for v in self.spearman_ci]}}
+        return {"anchor": self.anchor, "candidates": cands, "agreement": agreement_json(self.agreement)}
 
     def table(self) -> pd.DataFrame:
         """One row per candidate with every field (control values as a ';'-joined string)."""
@@ -732,14 +914,6 @@ def _hm(a, b):
     return spectral.harmonic_mean_gain(a, b)
 
 
-def _control_stats(values, criterion: float, noise_sd: float):
-    vals = np.nan_to_num(np.asarray(values, dtype=np.float64), nan=0.0)  # no mutual gain scores 0
-    mean, sd = float(vals.mean()), float(vals.std(ddof=1))
-    excess = criterion - mean if np.isfinite(criterion) else math.nan
-    noise_like = not (np.isfinite(excess) and excess > noise_sd * sd)
-    return mean, sd, excess, noise_like
-
-
 def _ranks(keys) -> list[int]:
     order = sorted(range(len(keys)), key=lambda i: keys[i])
     ranks = [0] * len(keys)
@@ -756,18 +930,47 @@ def _replicates(y, config: ProbeConfig):
             yield fold != k, fold == k, int(s) * 1000 + k
 
 
-def _replicate_task(arrays, y, anchor, cands, tr, te, seed, config):
-    """One replicate: anchor-only accuracy; per candidate RTF accuracy, both gains, plain accuracy."""
-    z = {m: _standardize(arrays[m], tr) for m in [anchor] + cands}
-    model = fit_probe([z[anchor][tr]], y[tr], config=config, seed=seed)
-    out = {"anchor": _accuracy(model, [z[anchor][te]], y[te])}
+def _replicate_task(arrays, factors, y, anchor, cands, tr, te, seed, config, with_anchor=True):
+    """One replicate: anchor-only accuracy; per candidate, the candidate and its surrogates fitted
+    together (:func:`fit_probe_members`: RTF accuracy of each, both gains of each) and the plain
+    (no RTF) accuracy of the candidate.
+
+    Surrogate ``j`` of a candidate is the same matrix in every replicate (drawn from the
+    candidate's spectral factors with the candidate's seed), standardised on the replicate's
+    training rows like the candidate: each surrogate goes through exactly what the candidate does.
+    """
+    with _torch_threads(config.threads):
+        return _replicate_fits(arrays, factors, y, anchor, cands, tr, te, seed, config, with_anchor)
+
+
+def _replicate_fits(arrays, factors, y, anchor, cands, tr, te, seed, config, with_anchor):
+    za = _standardize(arrays[anchor], tr)
+    out = {}
+    if with_anchor:
+        model = fit_probe([za[tr]], y[tr], config=config, seed=seed)
+        out["anchor"] = _accuracy(model, [za[te]], y[te])
     for c in cands:
-        pair_tr, pair_te = [z[anchor][tr], z[c][tr]], [z[anchor][te], z[c][te]]
-        model = fit_probe(pair_tr, y[tr], config=config, rtf=True, seed=seed)
-        acc, gains = _accuracy(model, pair_te, y[te]), probe_gains(model, pair_te)
-        model = fit_probe(pair_tr, y[tr], config=config, rtf=False, seed=seed)
-        out[c] = (acc, gains, _accuracy(model, pair_te, y[te]))
+        sur = _surrogates_of(factors[c], _surrogate_seed(c, config), config.n_surrogates)
+        z = np.stack([_standardize(x, tr) for x in [arrays[c]] + sur])  # (1 + S, N, C): candidate first
+        members = fit_probe_members(za[tr], z[:, tr], y[tr], config=config, seed=seed)
+        gains, acc = members.evaluate(za[te], z[:, te], y[te])
+        plain = fit_probe([za[tr], z[0, tr]], y[tr], config=config, rtf=False, seed=seed)
+        out[c] = (float(acc[0]), gains, _accuracy(plain, [za[te], z[0, te]], y[te]))
     return out
+
+
+#: The last candidate's surrogates drawn in this process: ``(key, list of (N, C) arrays)``.
+_SURROGATE_CACHE: list = []
+
+
+def _surrogates_of(factors, seed: int, n: int) -> list:
+    """Surrogates ``0..n-1`` of one candidate (:func:`_draw_surrogate`), drawn once per process and
+    candidate: the tasks of one candidate follow each other, and the draws (a QR each) are the same
+    in every replicate."""
+    key = (seed, n, factors[3], factors[1].tobytes(), factors[0].tobytes())  # the factors arrive pickled: by value
+    if not _SURROGATE_CACHE or _SURROGATE_CACHE[0][0] != key:
+        _SURROGATE_CACHE[:] = [(key, [_draw_surrogate(factors, seed, j) for j in range(n)])]
+    return _SURROGATE_CACHE[0][1]
 
 
 def _surrogate_seed(cand: str, config: ProbeConfig) -> int:
@@ -775,18 +978,6 @@ def _surrogate_seed(cand: str, config: ProbeConfig) -> int:
 
     # seeded by the candidate's name, so a candidate's control does not depend on the others
     return (zlib.crc32(cand.encode()) + int(config.seeds[0])) % 2**31
-
-
-def _surrogate_task(anchor_x, factors, y, cand, j, tr, te, seed, config):
-    """(anchor, candidate) gains with surrogate ``j`` of the candidate in its place.
-
-    Surrogate j reuses replicate j's split and initialisation: it differs from the candidate's own
-    fit in the candidate's rows only.
-    """
-    sur = _draw_surrogate(factors, _surrogate_seed(cand, config), j)
-    za, zs = _standardize(anchor_x, tr), _standardize(sur, tr)
-    model = fit_probe([za[tr], zs[tr]], y[tr], config=config, rtf=True, seed=seed)
-    return probe_gains(model, [za[te], zs[te]])
 
 
 def _call(task):
@@ -818,46 +1009,33 @@ def _run_tasks(tasks, jobs: int, bar) -> list:
 
 
 def _evidence(arrays, y, anchor, cands, config, jobs, bar):
-    """All probe fits: per replicate (CV) and per candidate surrogate (control)."""
+    """All probe fits, one task per (replicate, candidate) plus one per replicate for the anchor.
+
+    Returns ``acc_a`` (n_rep,), and per candidate ``acc`` / ``acc_plain`` (n_rep,) and ``gains``
+    (n_rep, 1 + S, 2): member 0 the candidate, members 1..S its surrogates.
+    """
     reps = list(_replicates(y, config))
-    tasks = [(_replicate_task, (arrays, y, anchor, cands, tr, te, seed, config)) for tr, te, seed in reps]
     factors = {c: _spectral_factors(arrays[c]) for c in cands}  # one SVD per candidate
-    tasks += [(_surrogate_task, (arrays[anchor], factors[c], y, c, j, *reps[j % len(reps)], config))
-              for c in cands for j in range(config.n_surrogates)]
+    # candidate-major: a worker's consecutive tasks share the candidate and so its surrogates
+    tasks = [(_replicate_task, (arrays, factors, y, anchor, [c], tr, te, seed, config, j == 0))
+             for j, c in enumerate(cands) for tr, te, seed in reps]
     results = _run_tasks(tasks, jobs, bar)
-    per_rep, sur = results[:len(reps)], results[len(reps):]
+    r = len(reps)
+    per_rep = [{"anchor": results[i]["anchor"], **{c: results[j * r + i][c] for j, c in enumerate(cands)}}
+               for i in range(r)]
     acc_a = np.array([r["anchor"] for r in per_rep])
     acc = {c: np.array([r[c][0] for r in per_rep]) for c in cands}
-    gains = {c: np.array([r[c][1] for r in per_rep], dtype=np.float64) for c in cands}
+    gains = {c: np.stack([r[c][1] for r in per_rep]).astype(np.float64) for c in cands}
     acc_plain = {c: np.array([r[c][2] for r in per_rep]) for c in cands}
-    k = config.n_surrogates
-    controls = {c: np.asarray(sur[i * k:(i + 1) * k], dtype=np.float64) for i, c in enumerate(cands)}
-    return acc_a, acc, acc_plain, gains, controls
+    return acc_a, acc, acc_plain, gains
 
 
-def _bootstrap_spearman(gains, diffs, cands, n_boot: int, seed: int):
-    """Spearman(criterion, task gain) over candidates and its 95% percentile bootstrap interval.
-
-    Replicates are resampled with replacement (the same draw for every candidate, which keeps the
-    pairing), and both the criterion and the task gain are recomputed from the draw.
-    """
-    if len(cands) < 3:
-        return None, None
-    g = np.stack([gains[c] for c in cands])      # (n_cand, n_rep, 2)
-    d = np.stack([diffs[c] for c in cands])      # (n_cand, n_rep)
-    rho = _spearman(_hm(g[:, :, 0].mean(1), g[:, :, 1].mean(1)), d.mean(1))
-    rng = np.random.default_rng(seed)
-    n = d.shape[1]
-    boots = np.empty(n_boot)
-    for b in range(n_boot):
-        idx = rng.integers(0, n, n)
-        gb = g[:, idx].mean(1)
-        boots[b] = _spearman(_hm(gb[:, 0], gb[:, 1]), d[:, idx].mean(1))
-    if not np.isfinite(rho) or np.isnan(boots).all():
-        # undefined at the data (e.g. H NaN for every candidate): an interval would describe
-        # only the draws where it happens to be defined
-        return rho, (math.nan, math.nan)
-    return rho, (float(np.nanpercentile(boots, 2.5)), float(np.nanpercentile(boots, 97.5)))
+def replicate_criterion(gains) -> np.ndarray:
+    """The criterion of each member from its per-replicate gains ``(n_rep, n_members, 2)``: the
+    harmonic mean of the gains averaged over replicates (NaN where a mean gain is <= 0)."""
+    g = np.asarray(gains, dtype=np.float64)
+    mean = g.mean(axis=0)
+    return np.asarray(_hm(mean[:, 0], mean[:, 1]), dtype=np.float64)
 
 
 def select_modalities(modalities: dict, labels, anchor: str, *, candidates=None, config: ProbeConfig | None = None,
@@ -906,22 +1084,26 @@ def select_modalities(modalities: dict, labels, anchor: str, *, candidates=None,
                          f"class {names[small].item()!r} ({len(y)} rows, {len(counts)} classes{' in ' + source if source else ''}): "
                          f"stratified folds need a row of every class in each fold; use at most {counts.min()}")
     n_rep = config.folds * len(config.seeds)
-    with tqdm(total=n_rep + config.n_surrogates * len(cands), desc="probe tasks", disable=bar_disabled(progress),
-              leave=False) as bar:
-        acc_a, acc, acc_plain, gains, controls = _evidence(arrays, y, anchor, cands, config, jobs, bar)
+    with tqdm(total=n_rep * len(cands), desc="probe tasks", disable=bar_disabled(progress), leave=False) as bar:
+        acc_a, acc, acc_plain, gains = _evidence(arrays, y, anchor, cands, config, jobs, bar)
     diffs = {c: acc[c] - acc_a for c in cands}
     ratio = 1.0 / (config.folds - 1)  # n_test / n_train of one fold
     rows = []
     for c in cands:
-        ga, gc = gains[c].mean(axis=0)
-        crit = float(_hm(ga, gc))
-        values = _hm(controls[c][:, 0], controls[c][:, 1])
-        mean, sd, excess, noise = _control_stats(values, crit, config.noise_sd)
-        cga, cgc = controls[c].mean(axis=0)
+        crit_all = replicate_criterion(gains[c])  # member 0: the candidate; 1..S: its surrogates
+        crit, values = float(crit_all[0]), crit_all[1:]
+        p, noise = noise_test(crit, values)
+        finite = values[np.isfinite(values)]
+        mean = float(finite.mean()) if finite.size else math.nan
+        sd = float(finite.std(ddof=1)) if finite.size > 1 else math.nan
+        ga, gc = gains[c][:, 0].mean(axis=0)
+        cga, cgc = gains[c][:, 1:].mean(axis=(0, 1))
         rows.append(dict(name=c, criterion=crit, gain_anchor=float(ga), gain_candidate=float(gc),
                          control_mean=mean, control_std=sd, control_values=tuple(float(v) for v in values),
-                         control_gain_anchor=float(cga), control_gain_candidate=float(cgc), excess=excess,
-                         noise_like=noise, task_gain=float(diffs[c].mean()),
+                         control_gain_anchor=float(cga), control_gain_candidate=float(cgc),
+                         excess=crit - mean if np.isfinite(crit) else math.nan, control_p=p,
+                         control_nan=int(values.size - finite.size), noise_like=noise,
+                         task_gain=float(diffs[c].mean()),
                          task_gain_ci=tuple(float(v) for v in np.clip(corrected_ci(diffs[c], ratio), -1.0, 1.0)),
                          task_gain_plain=float((acc_plain[c] - acc_a).mean()), accuracy=float(acc[c].mean()),
                          accuracy_plain=float(acc_plain[c].mean())))
@@ -929,8 +1111,11 @@ def select_modalities(modalities: dict, labels, anchor: str, *, candidates=None,
     by_ctrl = _ranks([(r["noise_like"], -r["excess"] if np.isfinite(r["excess"]) else math.inf, r["name"])
                       for r in rows])
     out = tuple(CandidateEvidence(**r, rank_criterion=a, rank_controlled=b) for r, a, b in zip(rows, by_crit, by_ctrl))
-    rho, ci = _bootstrap_spearman(gains, diffs, cands, config.n_boot, int(config.seeds[0]))
-    return SelectionReport(anchor=anchor, candidates=out, spearman=rho, spearman_ci=ci,
+    agreement = None
+    if len(cands) >= 3:
+        # one definition of agreement: Spearman's rho, tested by permutation over the candidates
+        agreement = stats.agreement(_rank_last([r["criterion"] for r in rows]), [r["task_gain"] for r in rows])
+    return SelectionReport(anchor=anchor, candidates=out, agreement=agreement,
                            accuracy_anchor=float(acc_a.mean()), n_rows=len(y), n_replicates=n_rep, config=config,
                            seconds=time.perf_counter() - t0)
 
@@ -1017,8 +1202,8 @@ def _numeric_block(df, cols, name: str, path) -> np.ndarray:
 # --------------------------------------------------------------------------- runs of a model (feature files, R3D)
 
 
-def runs_task_evidence(per_seed_score: pd.DataFrame, per_seed_gain: pd.DataFrame | None, *, n_boot: int = 2000,
-                       seed: int = 0) -> tuple[dict, float | None, tuple | None]:
+def runs_task_evidence(per_seed_score: pd.DataFrame, per_seed_gain: pd.DataFrame | None, *,
+                       alpha: float | None = None) -> tuple[dict, object]:
     """Task gains and rank agreement for runs of a trained model (the ``--data`` route).
 
     Parameters
@@ -1026,42 +1211,46 @@ def runs_task_evidence(per_seed_score: pd.DataFrame, per_seed_gain: pd.DataFrame
     per_seed_score : DataFrame
         ``candidate, seed, score``: each seed's criterion (its harmonic means averaged over ratios).
     per_seed_gain : DataFrame or None
-        ``candidate, seed, gain``: MoC(anchor + candidate) - MoC(anchor alone) of the same seed, in
-        percent. None: no task evidence.
+        ``candidate, seed, moc, base``: each seed's MoC(anchor + candidate) and MoC(anchor alone),
+        in percent (``gain`` = moc - base is derived). None: no task evidence.
+    alpha : float, optional
+        Level of the interval and of the agreement test (default :data:`rankfusion.stats.ALPHA`).
 
     Returns
     -------
-    (dict, float or None, tuple or None)
-        ``{candidate: (mean gain, (lo, hi))}`` (t interval over seeds, paired by seed; NaN bounds
-        with one seed), the Spearman correlation between the mean scores and the mean gains, and
-        its 95% bootstrap interval over seeds (the same seeds drawn for every candidate).
+    (dict, Agreement or None)
+        ``{candidate: (mean gain, (lo, hi))}``: the difference of the mean MoCs with its Welch
+        interval over seeds (:func:`rankfusion.stats.compare`; the pairing and the anchor alone are
+        different models, so a shared seed number pairs nothing; NaN bounds with one seed), and
+        :func:`rankfusion.stats.agreement` of the mean scores with the mean gains over the
+        candidates (None with fewer than three candidates). A candidate whose score is undefined
+        for every seed ranks last.
     """
-    from scipy import stats
+    from . import stats
 
+    alpha = stats.ALPHA if alpha is None else alpha
     if per_seed_gain is None or per_seed_gain.empty:
-        return {}, None, None
-    gains = per_seed_gain.pivot_table(index="candidate", columns="seed", values="gain", sort=False)
-    scores = per_seed_score.pivot_table(index="candidate", columns="seed", values="score", sort=False,
-                                        dropna=False).reindex(index=gains.index, columns=gains.columns)
+        return {}, None
     task = {}
-    for c, row in gains.iterrows():
-        v = row.to_numpy(dtype=float)
-        half = stats.t.ppf(0.975, len(v) - 1) * v.std(ddof=1) / math.sqrt(len(v)) if len(v) > 1 else math.nan
-        task[c] = (float(v.mean()), (float(v.mean() - half), float(v.mean() + half)))
-    if len(gains) < 3:
-        return task, None, None
-    g, s = gains.to_numpy(dtype=float), scores.to_numpy(dtype=float)
-    rho = _spearman(_nanmean_rows(s), g.mean(axis=1))
-    if g.shape[1] < 2:
-        return task, rho, (math.nan, math.nan)  # one seed: nothing to resample
-    rng = np.random.default_rng(seed)
-    boots = np.empty(n_boot)
-    for b in range(n_boot):
-        idx = rng.integers(0, g.shape[1], g.shape[1])
-        boots[b] = _spearman(_nanmean_rows(s[:, idx]), g[:, idx].mean(axis=1))
-    ci = ((math.nan, math.nan) if not np.isfinite(rho) or np.isnan(boots).all()
-          else (float(np.nanpercentile(boots, 2.5)), float(np.nanpercentile(boots, 97.5))))
-    return task, rho, ci
+    for c, grp in per_seed_gain.groupby("candidate", sort=False):
+        t = stats.compare(grp["moc"].to_numpy(float), grp["base"].to_numpy(float), alpha=alpha)
+        task[c] = (t.diff, t.ci)
+    if len(task) < 3:
+        return task, None
+    cands = list(task)
+    scores = per_seed_score.pivot_table(index="candidate", columns="seed", values="score", sort=False,
+                                        dropna=False).reindex(index=cands)
+    crit = _nanmean_rows(scores.to_numpy(dtype=float))
+    return task, stats.agreement(_rank_last(crit), [task[c][0] for c in cands], alpha=alpha)
+
+
+def _rank_last(a) -> np.ndarray:
+    """``a`` with NaN entries (no mutual gain) set below every finite one: they rank last, as in the
+    paper; rank statistics see nothing else of the value."""
+    a = np.asarray(a, dtype=np.float64)
+    ok = np.isfinite(a)
+    floor = (a[ok].min() - 1.0) if ok.any() else 0.0
+    return np.where(ok, a, floor)
 
 
 def _nanmean_rows(a: np.ndarray) -> np.ndarray:
@@ -1071,12 +1260,13 @@ def _nanmean_rows(a: np.ndarray) -> np.ndarray:
     return np.where(n > 0, np.where(ok, a, 0.0).sum(axis=1) / np.maximum(n, 1), np.nan)
 
 
-def ranking_json(ranking: pd.DataFrame, anchor: str, task: dict | None = None, spearman=None, ci=None) -> dict:
+def ranking_json(ranking: pd.DataFrame, anchor: str, task: dict | None = None, agreement=None) -> dict:
     """The ``--json`` schema for a ranking from feature files or R3D runs.
 
     No noise control exists there (the model that made the features cannot be rerun with a
     surrogate), so the control fields and ``noise_like`` are null and ``rank_controlled`` equals
-    ``rank_criterion``; task fields come from ``task`` (MoC gains in percent) or are null.
+    ``rank_criterion``; task fields come from ``task`` (MoC gains in percent) or are null;
+    ``agreement`` is :func:`agreement_json` of a :class:`rankfusion.stats.Agreement` (or None).
     """
     def num(v):
         return None if v is None or not np.isfinite(v) else float(v)
@@ -1086,8 +1276,22 @@ def ranking_json(ranking: pd.DataFrame, anchor: str, task: dict | None = None, s
     for r in ranking.itertuples():
         gain, gci = task.get(r.candidate, (None, None))
         cands.append({"name": r.candidate, "criterion": num(r.score), "control_mean": None, "control_std": None,
-                      "excess": None, "noise_like": None, "task_gain": num(gain),
+                      "control_p": None, "excess": None, "noise_like": None, "task_gain": num(gain),
                       "task_gain_ci": None if gci is None else [num(v) for v in gci],
                       "rank_criterion": int(r.rank), "rank_controlled": int(r.rank)})
-    return {"anchor": anchor, "candidates": cands,
-            "agreement": {"spearman": num(spearman), "ci": None if ci is None else [num(v) for v in ci]}}
+    return {"anchor": anchor, "candidates": cands, "agreement": agreement_json(agreement)}
+
+
+def agreement_json(ag) -> dict:
+    """``{"spearman", "ci", "p", "exact", "backed", "alpha"}`` of an Agreement (all null for None).
+
+    ``ci`` stays in the schema and is null: the agreement is tested by permutation over the
+    candidates, not given a resampling interval.
+    """
+    def num(v):
+        return None if v is None or not np.isfinite(v) else float(v)
+
+    if ag is None:
+        return {"spearman": None, "ci": None, "p": None, "exact": None, "backed": None, "alpha": None}
+    return {"spearman": num(ag.rho), "ci": None, "p": num(ag.p), "exact": bool(ag.exact), "backed": bool(ag.backed),
+            "alpha": float(ag.alpha)}

@@ -234,15 +234,20 @@ class Agreement:
     alpha: float
 
 
-def agreement(x, y, *, alpha: float = ALPHA, n_resamples: int = 20_000, seed: int = 0) -> Agreement:
+def agreement(x, y, *, alpha: float = ALPHA, alternative: str = "greater", n_resamples: int = 20_000,
+              seed: int = 0) -> Agreement:
     """Spearman's rho between two scorings of the same candidates, tested by permutation.
 
     The null is "no relation between the two scorings": every pairing of ``x``'s values with
-    ``y``'s is equally likely. The p-value is one-sided (is the agreement *positive*?), exact over
-    all orderings for up to :data:`EXACT_PERMUTATIONS_UP_TO` candidates and a seeded Monte Carlo
-    estimate above. ``backed`` is ``p < alpha``. Fewer than three candidates cannot be tested.
+    ``y``'s is equally likely. The p-value is exact over all orderings for up to
+    :data:`EXACT_PERMUTATIONS_UP_TO` candidates and a seeded Monte Carlo estimate above;
+    ``alternative="greater"`` (default) asks whether the agreement is *positive*,
+    ``"two-sided"`` whether there is a relation of either sign (``|rho|``). ``backed`` is
+    ``p < alpha``. Fewer than three candidates cannot be tested.
     """
     alpha = _check_alpha(alpha)
+    if alternative not in ("greater", "two-sided"):
+        raise ValueError(f"alternative must be 'greater' or 'two-sided', got {alternative!r}")
     x, y = _values(x, "x"), _values(y, "y")
     if x.size != y.size:
         raise ValueError(f"x and y must score the same candidates, got {x.size} and {y.size} values")
@@ -262,6 +267,9 @@ def agreement(x, y, *, alpha: float = ALPHA, n_resamples: int = 20_000, seed: in
         orderings = np.array([rng.permutation(n) for _ in range(n_resamples)] + [np.arange(n)])
         exact = False
     null = ry[orderings] @ rx / scale
+    observed = rho
+    if alternative == "two-sided":
+        null, observed = np.abs(null), abs(rho)
     # a small relative tolerance so ties with the observed value count as "at least as large"
-    p = float(np.mean(null >= rho - 1e-12 * max(1.0, abs(rho))))
+    p = float(np.mean(null >= observed - 1e-12 * max(1.0, abs(rho))))
     return Agreement(rho, p, n, exact, bool(p < alpha), alpha)

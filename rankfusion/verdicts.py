@@ -1,10 +1,12 @@
 """The judgements the demo report states in words, as small pure functions.
 
-Each function turns measured numbers (means, seed standard deviations, correlations) into the
-verdict or clause the report prints, so the rule behind every sentence is written once and tested
-(tests/test_verdicts.py) instead of living inside the report's string building. The rule of the
-whole toolkit: a difference smaller than its seed
-spread is unresolved, never a finding.
+Each function turns a test of :mod:`rankfusion.stats` (a :class:`~rankfusion.stats.Comparison`
+or an :class:`~rankfusion.stats.Agreement`) into the verdict or clause the report prints, so the
+rule behind every sentence is written once and tested (tests/test_verdicts.py) instead of living
+inside the report's string building. The rule of the whole toolkit: a difference is resolved only
+when its test rejects "no difference" at :data:`rankfusion.stats.ALPHA` (after the family's
+multiplicity adjustment where the sentence belongs to a family); otherwise it is unresolved, never
+a finding, and the verdict says how large a difference the design could have detected.
 """
 
 from __future__ import annotations
@@ -13,8 +15,7 @@ import math
 
 import numpy as np
 
-#: A difference is resolved when it is at least this many times the reference seed sd.
-RESOLVE_SD = 2.0
+from .stats import Agreement, Comparison, adjust, compare
 
 
 def fmt(v, spec: str = ".2f") -> str:
@@ -31,51 +32,88 @@ def pm(mean, sd, spec: str = ".2f") -> str:
     return f"{fmt(mean, spec)} ± {fmt(sd, spec.lstrip('+'))}"
 
 
-def spread_verdict(diff: float, sd_a: float, sd_b: float) -> str:
-    """Verdict on a difference of two seed means against the larger of their seed sds.
+def p_text(p: float) -> str:
+    """``"p = 0.012"``, ``"p < 0.001"`` or ``"p = NaN"``."""
+    if p is None or not math.isfinite(p):
+        return "p = NaN"
+    return "p < 0.001" if p < 0.001 else f"p = {p:.3f}"
 
-    ``"unresolved (one seed)"`` without a spread, ``"resolved, 2.4 sd"`` / ``"unresolved, 0.7 sd"``
-    against a positive spread (resolved from :data:`RESOLVE_SD` sd on), and for a zero spread
-    (identical runs in every seed) ``"resolved"`` exactly when the difference is non-zero.
+
+def testable(c: Comparison) -> bool:
+    """Whether ``c`` has a p-value (at least two values in each arm)."""
+    return math.isfinite(c.p)
+
+
+def is_resolved(c: Comparison, p_adj: float | None = None) -> bool:
+    """``p < alpha``, with ``p_adj`` (the family's adjusted p-value) in place of ``c.p`` when given."""
+    p = c.p if p_adj is None else p_adj
+    return bool(math.isfinite(p) and p < c.alpha)
+
+
+def diff_ci(c: Comparison, spec: str = "+.2f") -> str:
+    """``"+1.23 [+0.40, +2.06]"``: the difference and its (1 - alpha) interval (just the difference
+    when untestable)."""
+    if not testable(c):
+        return fmt(c.diff, spec)
+    return f"{fmt(c.diff, spec)} [{fmt(c.ci[0], spec)}, {fmt(c.ci[1], spec)}]"
+
+
+def comparison_verdict(c: Comparison, p_adj: float | None = None) -> str:
+    """The verdict on one difference: resolved or not, with the test and what it could have seen.
+
+    ``"unresolved (one seed)"`` when an arm has fewer than two values; ``"resolved (Welch t,
+    p = 0.012)"``; ``"unresolved (Welch t, p = 0.31; detectable from 1.20)"``, the last number being
+    :attr:`Comparison.mde`, the difference this design detects with 80 % power. With ``p_adj`` the
+    verdict is taken on the adjusted p-value (which the text then states).
     """
-    ref = max(sd_a, sd_b)
-    if not np.isfinite(ref):
+    if not testable(c):
         return "unresolved (one seed)"
-    if ref > 0:
-        return f"{'resolved' if abs(diff) >= RESOLVE_SD * ref else 'unresolved'}, {abs(diff) / ref:.1f} sd"
-    return "resolved" if diff else "unresolved"
+    p = c.p if p_adj is None else p_adj
+    label = f"{c.test}, {p_text(p)}" + ("" if p_adj is None else " adjusted")
+    if is_resolved(c, p_adj):
+        return f"resolved ({label})"
+    return f"unresolved ({label}; detectable from {fmt(c.mde)})"
 
 
-def claim_verdict(resolved: bool, diff: float, sign: int = +1) -> str:
+def claim_verdict(c: Comparison, sign: int = +1, p_adj: float | None = None) -> str:
     """``"holds"`` (resolved in the claimed direction ``sign``), ``"contradicted"`` or ``"unresolved"``."""
-    if not resolved:
+    if not is_resolved(c, p_adj):
         return "unresolved"
-    return "holds" if sign * diff > 0 else "contradicted"
+    return "holds" if sign * c.diff > 0 else "contradicted"
 
 
-def change_verdict(change: float, change_sd: float, n_seeds: int) -> str:
-    """``"falls"`` / ``"rises"`` when a change over training exceeds its sd over seeds, else ``"unresolved"``."""
-    if n_seeds > 1 and np.isfinite(change_sd) and abs(change) > change_sd:
-        return "falls" if change < 0 else "rises"
-    return "unresolved"
+def holm(comparisons) -> list[float]:
+    """Holm-adjusted p-values of a family of comparisons, in order (NaN for the untestable)."""
+    return [float(v) for v in adjust([c.p for c in comparisons], "holm")]
 
 
-def score_gap_clause(gap: float, found: str, expected: str, seed_sd: dict, n_seeds: int) -> str:
-    """Whether the score gap between the top candidate and the expected one is within the seed spread."""
-    if n_seeds > 1 and all(np.isfinite(seed_sd.get(c, np.nan)) for c in (expected, found)):
-        where = "within" if gap <= max(seed_sd[expected], seed_sd[found]) else "beyond"
-        return (f"the score gap ({fmt(gap)}) is {where} the spread over the {n_seeds} seeds (std "
-                f"{fmt(seed_sd[found])} for {found}, {fmt(seed_sd[expected])} for {expected})")
-    return f"with {n_seeds} seed there is no spread to tell the score gap ({fmt(gap)}) from noise"
+def change_verdict(c: Comparison, p_adj: float | None = None) -> str:
+    """``"falls"`` / ``"rises"`` for a resolved change (``c``: final vs initial, paired by run),
+    else ``"unresolved"``."""
+    if not is_resolved(c, p_adj):
+        return "unresolved"
+    return "falls" if c.diff < 0 else "rises"
 
 
-def top_lead(ranking, scores: dict, seed_sd: dict) -> tuple[str, float, str]:
-    """``(runner_up, lead, verdict)``: how far the first candidate's score leads the second's.
+def score_gap_clause(c: Comparison, found: str, expected: str) -> str:
+    """Whether the score gap ``c`` (the criterion's top candidate ``found`` minus ``expected``, per
+    seed) is resolved over the seeds."""
+    if not testable(c):
+        n = min(c.n_a, c.n_b)
+        return f"with {n} seed{'s' if n != 1 else ''} there is no spread to tell the score gap ({fmt(c.diff)}) from noise"
+    word = "resolved" if is_resolved(c) else "not resolved"
+    return (f"the score gap of {found} over {expected} ({diff_ci(c)}, {c.n_a} and {c.n_b} seeds) is {word} "
+            f"({comparison_verdict(c).split(' (', 1)[1]}")
 
-    ``verdict`` is :func:`spread_verdict` of the lead against the two candidates' seed sds; a lead
-    that is not resolved, or not positive (the ranking can put first a candidate with fewer NaN
-    scores but a lower mean), means the ranking's first place is not a finding. ``("", nan, "")`` with
-    fewer than two scored candidates.
+
+def top_lead(ranking, scores: dict, per_seed: dict) -> tuple[str, float, str, Comparison | None]:
+    """``(runner_up, lead, verdict, comparison)``: how far the first candidate's score leads the second's.
+
+    ``per_seed``: ``{candidate: per-seed scores}`` (seeds where the score is undefined already
+    dropped). The lead is tested with Welch's t (:func:`rankfusion.stats.compare`): the two
+    pairings are different models, so a shared seed number is no pairing. A lead that is not resolved, or not positive (the ranking can
+    put first a candidate with fewer NaN scores but a lower mean), means the ranking's first place
+    is not a finding. ``("", nan, "", None)`` with fewer than two scored candidates.
     """
     def num(d, c):
         v = d.get(c)
@@ -83,13 +121,14 @@ def top_lead(ranking, scores: dict, seed_sd: dict) -> tuple[str, float, str]:
 
     ranked = [c for c in ranking if np.isfinite(num(scores, c))]
     if len(ranked) < 2:
-        return "", float("nan"), ""
+        return "", float("nan"), "", None
     top, second = ranked[0], ranked[1]
     lead = num(scores, top) - num(scores, second)
     if not lead > 0:
         # first by the ranking's other keys (e.g. fewer NaN scores), not by a higher score
-        return second, lead, "unresolved, no positive lead"
-    return second, lead, spread_verdict(lead, num(seed_sd, top), num(seed_sd, second))
+        return second, lead, "unresolved, no positive lead", None
+    c = compare(per_seed.get(top, ()), per_seed.get(second, ()))
+    return second, lead, comparison_verdict(c), c
 
 
 def gain_size_clause(largest_pct: float) -> str:
@@ -97,22 +136,32 @@ def gain_size_clause(largest_pct: float) -> str:
     return "a few percent" if largest_pct < 10 else f"up to {largest_pct:.0f}%"
 
 
-def partner_erank_reading(rho: float, anchor: str) -> str:
-    """What a Spearman correlation between a partner's own ERank and the anchor's gain says.
+def partner_erank_reading(ag: Agreement, anchor: str) -> str:
+    """What the rank relation between a partner's own ERank and the anchor's gain says.
 
-    |rho| >= 0.8 is read as a relation (positive: a flatter partner flattens the anchor more);
-    anything weaker, or NaN (too few candidates), as no explanation.
+    ``ag``: :func:`rankfusion.stats.agreement` with ``alternative="two-sided"``. Only a relation
+    the permutation test resolves (``ag.backed``) is read, in the direction of its rho; anything
+    else, or too few candidates to test, as no explanation.
     """
-    if rho >= 0.8:
-        return f": the flatter the partner's own spectrum, the more it flattens {anchor}'s."
-    if not rho <= -0.8:
-        return "; the partner's own ERank does not explain the anchor's gains here."
-    return f": the flatter the partner's own spectrum, the less it flattens {anchor}'s."
+    where = f" (Spearman {fmt(ag.rho, '+.2f')}, permutation {p_text(ag.p)}, {ag.n} candidates)"
+    if ag.backed and ag.rho > 0:
+        return f"{where}: the flatter the partner's own spectrum, the more it flattens {anchor}'s."
+    if ag.backed and ag.rho < 0:
+        return f"{where}: the flatter the partner's own spectrum, the less it flattens {anchor}'s."
+    return f"{where}; the partner's own ERank does not explain the anchor's gains here."
 
 
-def within_base_spread(moc: dict, seed_sd: dict, base: str, n_seeds: int) -> list[str]:
-    """Variants whose MoC differs from ``base``'s by no more than ``base``'s seed sd (unresolved)."""
-    ref = moc.get(base)
-    if ref is None or n_seeds <= 1 or not np.isfinite(seed_sd.get(base, np.nan)):
-        return []
-    return [v for v, m in moc.items() if v != base and abs(m - ref) <= seed_sd[base]]
+def agreement_clause(ag: Agreement) -> str:
+    """The words on a criterion-task agreement: "backed by the task" only when the permutation test
+    rejects "no relation" (``ag.backed``)."""
+    if not math.isfinite(ag.p):
+        return f"not testable with {ag.n} candidates"
+    how = "exact" if ag.exact else "Monte Carlo"
+    txt = f"Spearman {fmt(ag.rho, '+.2f')}, one-sided {how} permutation {p_text(ag.p)} over {ag.n} candidates"
+    return txt + ("; the ranking is backed by the task" if ag.backed else "; the ranking is not backed by the task")
+
+
+def unresolved_against_base(comparisons: dict, p_adj: dict | None = None) -> list[str]:
+    """The names whose comparison with the base (``{name: Comparison}``) is not resolved."""
+    p_adj = p_adj or {}
+    return [v for v, c in comparisons.items() if testable(c) and not is_resolved(c, p_adj.get(v))]

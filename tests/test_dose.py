@@ -9,30 +9,37 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from rankfusion.figures import (DOSE_MODELS, RESOLVE_SD, DoseCell, DoseResult, _compare, _dose_run_args,
-                                dose_comparisons, dose_settings)
+from scipy import stats as sps
+
+from rankfusion.figures import (DOSE_MODELS, DoseCell, DoseResult, _compare, _dose_run_args, dose_comparisons,
+                                dose_settings)
 from rankfusion.pipeline import get_profile
 
 
-def _cell(model, mean, sd, q="moc", level=1.0, n=3):
-    return DoseCell("complementarity", level, model, q, mean, sd, n)
+def _cell(model, mean, sd, q="moc", level=1.0, n=3, dial="complementarity"):
+    # n seeds with exactly this mean and sample sd (n = 3: mean - sd, mean, mean + sd)
+    z = np.array([-1.0, 0.0, 1.0]) if n == 3 else np.linspace(-1, 1, n)
+    vals = (mean,) if n == 1 else tuple(mean + sd * z / np.std(z, ddof=1))
+    return DoseCell(dial, level, model, q, mean, sd if n > 1 else float("nan"), n, vals)
 
 
-def test_verdict_needs_two_sd_of_the_noisier_model():
+def test_verdict_is_welchs_test_over_seeds():
     a, b = _cell("plain fusion", 30.0, 1.0), _cell("anchor only", 25.0, 2.0)
     c = _compare("complementarity", 1.0, "x", "moc", a, b)
-    # sd_ref is the larger of the two seed sds: 5 points = 2.5 x 2.0 -> resolved
-    assert c.sd_ref == 2.0 and c.ratio == 2.5 and c.resolved and c.verdict == "resolved: a > b"
+    ref = sps.ttest_ind(a.values, b.values, equal_var=False)
+    assert c.test.test == "Welch t" and c.test.p == pytest.approx(ref.pvalue, rel=1e-9)
+    assert c.diff == pytest.approx(5.0) and c.resolved == (ref.pvalue < 0.05) and c.resolved
+    assert c.verdict.startswith("resolved (Welch t")
     c = _compare("complementarity", 1.0, "x", "moc", _cell("a", 25.0, 3.0), b)
-    assert not c.resolved and c.verdict == "unresolved" and c.diff == 0.0
-    c = _compare("complementarity", 1.0, "x", "moc", _cell("a", 20.9, 2.0), _cell("b", 25.0, 0.5))
-    assert c.resolved and c.diff < 0 and c.verdict == "resolved: a < b"  # 4.1 >= 2 x 2.0
+    assert not c.resolved and c.verdict.startswith("unresolved (Welch t") and c.diff == pytest.approx(0.0, abs=1e-12)
+    # 3.9 points against sds 2.0 and 0.5 with 3 seeds each: the old 2-sd rule called it a near miss;
+    # Welch's t says p ~ 0.07: unresolved, and the verdict states the detectable difference
     c = _compare("complementarity", 1.0, "x", "moc", _cell("a", 28.9, 2.0), _cell("b", 25.0, 0.5))
-    assert not c.resolved  # 3.9 < 2 x 2.0
-    one = _compare("complementarity", 1.0, "x", "moc", _cell("a", 90.0, float("nan"), n=1),
-                   _cell("b", 10.0, float("nan"), n=1))
+    assert 0.05 < c.test.p < 0.1 and not c.resolved and f"detectable from {c.test.mde:.2f}" in c.verdict
+    row = c.row()
+    assert row["ci_low"] < 0 < row["ci_high"] and row["mde"] > c.diff and row["test"] == "Welch t"
+    one = _compare("complementarity", 1.0, "x", "moc", _cell("a", 90.0, 0.0, n=1), _cell("b", 10.0, 0.0, n=1))
     assert not one.resolved and one.verdict == "unresolved (one seed)"
-    assert RESOLVE_SD == 2.0
 
 
 def test_comparisons_cover_models_erank_and_reliance():
@@ -109,7 +116,7 @@ def test_dose_family_quick(tmp_path):
     text = build_report(ctx, {"dose": res}, theorem=None, spectrum=None, seconds=1.0, profile_name="quick",
                         dataset_summary={"videos": 1, "frames": 1, "classes": 1, "modalities": ["rgb"]})
     assert "## Dose-response" in text and "## The paper's claims on this data" in text
-    assert "figures/dose.png" in text and text.count("| unresolved |") >= 4
+    assert "figures/dose.png" in text and text.count("| unresolved (one seed) |") >= 4
     # the CLI regenerates the family from the cache (nothing retrained)
     r = CliRunner().invoke(main, ["figures", "--data", str(data), "--out", str(tmp_path / "fig2"), "--only", "dose",
                                   "--profile", "quick", "--cache", str(tmp_path / "cache"), "--quiet",
@@ -122,23 +129,37 @@ def test_dose_family_quick(tmp_path):
 def test_claims_section_states_holds_contradicted_unresolved():
     from types import SimpleNamespace
 
+    from rankfusion import stats
     from rankfusion.report import claims_section, dose_section
 
     cells = []
-    for lv, fused in ((0.0, 20.0), (1.0, 40.0)):
-        cells += [_cell("anchor only", 30.0, 1.0, level=lv), _cell("plain fusion", fused, 1.0, level=lv),
-                  _cell("R3D", fused + 1.0, 1.0, level=lv)]
+    for dial, lv, fused in (("complementarity", 0.0, 20.0), ("complementarity", 1.0, 40.0), ("imbalance", 1.0, 40.0)):
+        cells += [_cell("anchor only", 30.0, 1.0, level=lv, dial=dial),
+                  _cell("plain fusion", fused, 1.0, level=lv, dial=dial),
+                  _cell("R3D", fused + 1.0, 1.0, level=lv, dial=dial)]
     comps = tuple(dose_comparisons(cells, ["rgb", "depth"]))
-    points = tuple(SimpleNamespace(dial="complementarity", level=c.level) for c in cells)
+    points = tuple(SimpleNamespace(dial=c.dial, level=c.level) for c in cells)
     dose = DoseResult(points, tuple(cells), comps, (("complementarity", 1.0, "rgb+depth", 70.0),),
-                      dials={"base": {"imbalance": 1.0}})
+                      dials={"base": {"complementarity": 1.0, "imbalance": 1.0}})
     results = {"dose": SimpleNamespace(data=dose)}
     text = "\n".join(claims_section(results, anchor="rgb", partner="depth"))
     rows = [r for r in text.splitlines() if r.startswith("| fusion helps")]
-    # complementarity 0: plain fusion 10 points below the anchor (10 sd) -> contradicted;
-    # complementarity 1: 10 points above -> holds; RTF's +1 point (1 sd) -> unresolved
-    assert rows[0].endswith("| contradicted |") and "| 0 |" in rows[0]
-    assert rows[1].endswith("| holds |") and "| 1 |" in rows[1]
-    assert all(r.endswith("| unresolved |") for r in text.splitlines() if r.startswith("| RTF helps"))
+    # complementarity 1 at the base imbalance 1 is imbalance 1: the same runs, listed once
+    assert len(rows) == 2 and "| complementarity 1 = imbalance 1 (same runs) |" in rows[1]
+    # complementarity 0: plain fusion 10 points below the anchor -> contradicted; complementarity 1:
+    # 10 points above -> holds; RTF's +1 point with sd 1 over 3 seeds -> unresolved, with its mde
+    assert rows[0].endswith("| contradicted |") and "| complementarity 0 |" in rows[0]
+    assert rows[1].endswith("| holds |")
+    rtf = [r for r in text.splitlines() if r.startswith("| RTF helps")]
+    assert len(rtf) == 2 and all("| unresolved (detectable from " in r for r in rtf)
+    # the family: 4 distinct tests, Holm-adjusted; the table shows raw and adjusted p
+    assert "family of the 4 tests" in text
+    fam = [c.test for c in comps if c.comparison in ("fusion helps (plain fusion - anchor only)",
+                                                     "RTF helps (R3D - plain fusion)")
+           and not (c.dial == "imbalance")]
+    adj = stats.adjust([t.p for t in fam], "holm")
+    held = [r for r in rows if r.endswith("| holds |")][0]
+    i = [j for j, c in enumerate(fam) if c.diff > 5][0]
+    assert f"| {format(adj[i], '.3f') if adj[i] >= 0.001 else '< 0.001'} | holds |" in held
     sec = "\n".join(dose_section(dose, anchor="rgb", partner="depth"))
-    assert "40.00 ± 1.00" in sec and "| 70.00 |" in sec and "+10.00 (10.0 sd; resolved: a > b)" in sec
+    assert "40.00 ± 1.00" in sec and "| 70.00 |" in sec and "+10.00 [" in sec and "resolved (Welch t" in sec

@@ -84,23 +84,41 @@ def test_plot_dynamics_draws_seed_bands():
     plots.close(fig)
 
 
-def test_report_section_calls_only_changes_beyond_the_seed_spread():
-    from rankfusion.figures import FigureResult
+def _ranks(changes: dict, init: dict, seeds=(0, 1, 2)) -> pd.DataFrame:
+    """ranks.csv rows: per (model, name) ERank at epoch 0 and 5 for each seed."""
+    rows = []
+    for (model, name), ch in changes.items():
+        for s, c in zip(seeds, ch):
+            rows.append({"model": model, "seed": s, "epoch": 0, "name": name, "effective_rank": init[(model, name)] + s})
+            rows.append({"model": model, "seed": s, "epoch": 5, "name": name,
+                         "effective_rank": init[(model, name)] + s + c})
+    return pd.DataFrame(rows)
+
+
+def test_report_section_calls_only_changes_the_paired_test_resolves():
+    from rankfusion import stats
+    from rankfusion.figures import FigureResult, _dynamics_summary
     from rankfusion.report import dynamics_section
 
-    summary = pd.DataFrame([
-        {"model": "with RTF", "name": "rgb/after", "epochs": 5, "erank_init": 20.0, "erank_final": 15.0,
-         "change": -5.0, "change_std": 1.0, "erank_min": 14.0, "n_seeds": 3, "val_moc_final": 30.0},
-        {"model": "with RTF", "name": "fused", "epochs": 5, "erank_init": 30.0, "erank_final": 30.5,
-         "change": 0.5, "change_std": 2.0, "erank_min": 29.0, "n_seeds": 3, "val_moc_final": 30.0},
-        {"model": "without RTF", "name": "fused", "epochs": 5, "erank_init": 30.0, "erank_final": 33.0,
-         "change": 3.0, "change_std": 0.5, "erank_min": 30.0, "n_seeds": 3, "val_moc_final": 25.0},
-    ])
+    changes = {("with RTF", "rgb/after"): [-5.0, -4.0, -6.0], ("with RTF", "fused"): [0.5, 2.5, -1.5],
+               ("without RTF", "fused"): [3.0, 3.5, 2.5]}
+    init = {("with RTF", "rgb/after"): 20.0, ("with RTF", "fused"): 30.0, ("without RTF", "fused"): 30.0}
+    moc = pd.DataFrame([{"model": m, "seed": s, "epoch": 5, "val_moc": v} for m, v in
+                        (("with RTF", 30.0), ("without RTF", 25.0)) for s in (0, 1, 2)])
+    summary = _dynamics_summary(_ranks(changes, init), moc)
+    # the test is the paired t of final against initial ERank (the same run twice), Holm over rows
+    keys = list(zip(summary["model"], summary["name"]))
+    p = [stats.compare(np.array(init[k]) + np.arange(3) + changes[k], np.array(init[k]) + np.arange(3),
+                       paired=True).p for k in keys]
+    assert summary["p"].tolist() == pytest.approx(p)
+    assert summary["p_holm"].tolist() == pytest.approx(stats.adjust(p, "holm").tolist())
     res = FigureResult("dynamics", params={"n_videos": 16, "obs_ratio": 0.3}, tables={"summary": summary})
     text = "\n".join(dynamics_section(res, n_seeds=3))
-    assert "with RTF, rgb/after: 20.00 -> 15.00 (-5.00 +- 1.00; falls)" in text
-    assert "with RTF, fused: 30.00 -> 30.50 (+0.50 +- 2.00; unresolved)" in text
-    assert "without RTF, fused: 30.00 -> 33.00 (+3.00 +- 0.50; rises)" in text
+    assert "with RTF, rgb/after: 21.00 -> 16.00 (-5.00 +- 1.00; falls, p = " in text
+    assert "with RTF, fused: 31.00 -> 31.50 (+0.50 +- 2.00; unresolved, p = " in text
+    assert "without RTF, fused: 31.00 -> 34.00 (+3.00 +- 0.50; rises, p = " in text
     assert "with RTF 30.00 %, without RTF 25.00 %" in text
-    one = "\n".join(dynamics_section(res, n_seeds=1))
-    assert "falls" not in one and "rises" not in one  # one seed: no spread, nothing resolved
+    one = _dynamics_summary(_ranks({k: v[:1] for k, v in changes.items()}, init, seeds=(0,)), moc)
+    text1 = "\n".join(dynamics_section(FigureResult("dynamics", params={"n_videos": 16, "obs_ratio": 0.3},
+                                                     tables={"summary": one}), n_seeds=1))
+    assert "falls" not in text1 and "rises" not in text1  # one seed: no test, nothing resolved

@@ -260,3 +260,34 @@ def test_tokens_are_eq2_and_enter_the_fuser(latent):
         assert tok.shape == (3, 9, 16) and bool((tok >= 0).all())
         assert torch.equal(tok, expected)  # the same computation: bit-identical
         assert torch.equal(out.features[m]["before"], tok)  # RTF's input is Eq. 2's output
+
+
+def test_freeze_fixes_the_channel_choice_of_eval_mode():
+    from rankfusion.spectral import channel_informativeness, low_informative_channels
+
+    torch.manual_seed(5)
+    rtf = RankEnhancingTokenFuser(["a", "b"], 20, exchange_ratio=0.2).double().eval()
+    # training rows whose lowest-energy channels are 0..3, evaluation rows whose are 16..19
+    scale_tr = torch.cat([torch.full((4,), 0.01), torch.ones(16)]).double()
+    scale_te = torch.cat([torch.ones(16), torch.full((4,), 0.01)]).double()
+    tr = [torch.randn(6, 5, 20, dtype=torch.float64) * scale_tr for _ in range(2)]
+    te = [torch.randn(3, 5, 20, dtype=torch.float64) * scale_te for _ in range(2)]
+    m_tr, m_te = torch.ones(6, 5, dtype=torch.bool), torch.ones(3, 5, dtype=torch.bool)
+    assert not rtf.frozen
+    assert rtf(te, m_te).low[0].tolist() == [16, 17, 18, 19]  # eval mode: the evaluated batch decides
+    low = rtf.freeze(tr, m_tr)
+    assert rtf.frozen and [x.tolist() for x in low] == [[0, 1, 2, 3]] * 2
+    ref = low_informative_channels(channel_informativeness(tr[0].reshape(-1, 20)), k_prime=4)
+    assert low[0].tolist() == ref.tolist()
+    out = rtf(te, m_te)
+    assert [x.tolist() for x in out.low] == [[0, 1, 2, 3]] * 2  # the training rows' choice
+    # only the frozen channels blend; the others pass unchanged
+    assert torch.equal(out.after[0][..., 4:], te[0][..., 4:])
+    rtf.train()
+    assert rtf(te, m_te).low[0].tolist() == [16, 17, 18, 19]  # training always decides per batch
+    rtf.eval()
+    rtf.unfreeze()
+    assert not rtf.frozen and rtf(te, m_te).low[0].tolist() == [16, 17, 18, 19]
+    assert "frozen_low" not in rtf.state_dict()  # old checkpoints load unchanged
+    with pytest.raises(ValueError, match="selection_scope='batch'"):
+        RankEnhancingTokenFuser(["a", "b"], 20, selection_scope="sample").freeze(tr, m_tr)

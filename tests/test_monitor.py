@@ -357,6 +357,32 @@ def test_docs_example_runs(tmp_path, monkeypatch):
     assert _all_hooks(ns["model"]) == 0
 
 
+def test_mask_layout_is_stated_never_guessed(backend):
+    dev = _device(backend)
+    torch.manual_seed(4)
+    net = TwoTower().to(dev).eval()
+    # T = B = 4: a square mask, so only the stated layout can tell which entries are padding
+    xa, xb = _inputs(4, dev, 1, shape=(4,))  # (B=4, T=4, C)
+    mask = torch.arange(4, device=dev)[None, :] < torch.tensor([4, 1, 3, 2], device=dev)[:, None]
+    xa = torch.where(mask[..., None], xa, torch.full_like(xa, 1e3))
+    xa_t, xb_t = xa.transpose(0, 1).contiguous(), xb.transpose(0, 1).contiguous()  # (T, B, C)
+    with torch.no_grad(), RankMonitor(net, {"a": net.a}, every=None, mask=2, mask_layout="time-major") as mon:
+        net(xa_t, xb_t, mask)
+    with torch.no_grad():
+        valid = net.a(xa)[mask]
+    row = mon.to_frame().set_index("name").loc["a"]
+    assert row["n_rows"] == int(mask.sum()) == 10 and bool(row["masked"])
+    assert row["effective_rank"] == pytest.approx(float(S.effective_rank(valid)), rel=1e-9)
+    # (T, B, D) with T != B under the default batch-major layout: refused in one line, not skipped
+    xa9, xb9 = _inputs(9, dev, 0, shape=(4,))
+    mask9 = torch.ones(4, 9, dtype=torch.bool, device=dev)
+    with pytest.raises(ValueError, match="watched output 'a' has shape \\(9, 4, 16\\).*mask_layout='time-major'"):
+        with torch.no_grad(), RankMonitor(net, {"a": net.a}, every=None, mask=2):
+            net(xa9.transpose(0, 1), xb9.transpose(0, 1), mask9)
+    with pytest.raises(ValueError, match="mask_layout must be one of"):
+        RankMonitor(net, {"a": net.a}, mask_layout="columns")
+
+
 @pytest.mark.parametrize("dtype", [torch.bool, torch.complex64])
 def test_unsupported_dtype_is_refused_at_the_first_call_with_the_accumulator_message(dtype):
     net = torch.nn.Linear(4, 3)

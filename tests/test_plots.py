@@ -118,14 +118,18 @@ def test_plot_selection_evidence_marks_nan_and_noise_like():
         "candidate": ["depth", "noise"], "gain_anchor": [0.3, -0.1], "gain_candidate": [0.4, 0.5],
         "control_gain_anchor": [0.1, 0.1], "control_gain_candidate": [0.2, 0.2], "criterion": [0.34, float("nan")],
         "control_mean": [0.1, 0.15], "control_std": [0.05, 0.1], "control_values": ["0.1;0.15;nan", "0.2;0.1;0.15"],
+        "control_p": [0.25, 1.0],
         "noise_like": [False, True], "task_gain": [0.1, -0.01], "task_gain_lo": [0.05, -0.04],
         "task_gain_hi": [0.15, 0.02], "task_gain_plain": [0.09, -0.02]})
-    fig = plots.plot_selection_evidence(table, anchor="rgb", spearman=(1.0, (1.0, 1.0)))
+    from rankfusion import stats
+
+    ag = stats.agreement([1.0, 2.0, 3.0], [1.0, 2.0, 3.0])
+    fig = plots.plot_selection_evidence(table, anchor="rgb", agreement=ag)
     axes = fig.axes
     assert len(axes) == 3
     texts = [t.get_text() for t in axes[1].texts]
-    assert "NaN" in texts and texts.count("noise-like") == 1
-    assert "Spearman(H, gain) = +1.00" in axes[2].get_title()
+    assert "NaN" in texts and texts.count("noise-like, p = 1.000") == 1 and "p = 0.250" in texts
+    assert "Spearman(H, gain) = +1.00, permutation p = 0.167" in axes[2].get_title()
     plots.close(fig)
 
 

@@ -13,7 +13,7 @@ from click.testing import CliRunner
 from rankfusion.cli import main
 
 #: The smallest settings that still run every stage (speed: the CLI is what is under test here).
-FAST = ["--folds", "2", "--seeds", "0", "--surrogates", "2", "--steps", "5", "--width", "10", "--quiet"]
+FAST = ["--folds", "2", "--seeds", "0", "--surrogates", "19", "--steps", "5", "--width", "10", "--quiet"]
 
 
 def _mods(n=40, seed=0):
@@ -38,7 +38,7 @@ def test_paired_npz_writes_table_json_and_figure(tmp_path):
     out = tmp_path / "sel"
     res = _run(["--paired", str(_npz(tmp_path, mods, y)), "--anchor", "a", "--out", str(out), *FAST])
     assert res.exit_code == 0, res.output
-    assert "rank_criterion" in res.output and "Spearman" in res.output
+    assert "rank_criterion" in res.output and "criterion vs task gain" in res.output
     for f in ("modality_evidence.csv", "modality_evidence.json", "modality_evidence.png", "modality_evidence.pdf"):
         assert (out / f).is_file(), f
     table = pd.read_csv(out / "modality_evidence.csv")
@@ -52,14 +52,14 @@ def test_paired_json_has_exactly_the_schema(tmp_path):
     assert res.exit_code == 0, res.output
     js = json.loads(res.output)  # nothing but JSON on stdout
     assert set(js) == {"anchor", "candidates", "agreement"}
-    assert set(js["agreement"]) == {"spearman", "ci"}
+    assert set(js["agreement"]) == {"spearman", "ci", "p", "exact", "backed", "alpha"}
     assert [c["name"] for c in js["candidates"]] == ["b", "c"]
     for c in js["candidates"]:
-        assert set(c) == {"name", "criterion", "control_mean", "control_std", "excess", "noise_like", "task_gain",
-                          "task_gain_ci", "rank_criterion", "rank_controlled"}
+        assert set(c) == {"name", "criterion", "control_mean", "control_std", "control_p", "excess", "noise_like",
+                          "task_gain", "task_gain_ci", "rank_criterion", "rank_controlled"}
         assert isinstance(c["noise_like"], bool) and isinstance(c["task_gain"], float)
     # two candidates: a rank correlation over two points says nothing, so it is null
-    assert js["agreement"] == {"spearman": None, "ci": None}
+    assert js["agreement"] == {"spearman": None, "ci": None, "p": None, "exact": None, "backed": None, "alpha": None}
 
 
 def test_paired_csv_with_modality_globs(tmp_path):

@@ -126,6 +126,12 @@ def test_agreement_enumerates_every_ordering():
     assert ag6.rho == pytest.approx(rho, abs=1e-12)
     assert ag6.p == pytest.approx(np.mean(np.array(null) >= rho - 1e-12), abs=1e-12)
     assert math.isnan(stats.agreement([1.0, 2.0], [2.0, 1.0]).p)
+    # two-sided: |rho| against the enumeration; a perfect disagreement is as extreme as agreement
+    two = stats.agreement(x, y, alternative="two-sided")
+    assert two.p == pytest.approx(np.mean(np.abs(null) >= abs(rho) - 1e-12), abs=1e-12)
+    assert stats.agreement(np.arange(5.0), -np.arange(5.0), alternative="two-sided").p == pytest.approx(2 / 120)
+    with pytest.raises(ValueError, match="alternative"):
+        stats.agreement(x, y, alternative="less")
 
 
 def test_agreement_false_positive_rate_without_relation():

@@ -1,12 +1,18 @@
-"""The report's judgements (rankfusion.verdicts): each rule on both sides of its threshold."""
+"""The report's judgements (rankfusion.verdicts): each rule on both sides of its test."""
 
 import math
 
+import numpy as np
 import pytest
 
+from rankfusion import stats
 from rankfusion import verdicts as V
 
 NAN = float("nan")
+
+# two arms of 5 seeds whose Welch test resolves (p ~ 1e-5) and two that do not (p ~ 0.5)
+FAR = ([10.0, 10.5, 9.5, 10.2, 9.8], [7.0, 7.4, 6.6, 7.1, 6.9])
+NEAR = ([10.0, 10.5, 9.5, 10.2, 9.8], [9.9, 10.6, 9.4, 9.7, 9.6])
 
 
 def test_fmt_and_pm():
@@ -15,73 +21,99 @@ def test_fmt_and_pm():
     assert V.pm(1.0, 0.5) == "1.00 ± 0.50"
     assert V.pm(1.0, NAN) == "1.00" and V.pm(1.0, None) == "1.00"
     assert V.pm(0.5, 0.25, "+.2f") == "+0.50 ± 0.25"  # the sign belongs to the mean only
+    assert V.p_text(0.0123) == "p = 0.012" and V.p_text(1e-5) == "p < 0.001" and V.p_text(NAN) == "p = NaN"
 
 
-@pytest.mark.parametrize("diff, a, b, want", [
-    (1.0, NAN, NAN, "unresolved (one seed)"),
-    (2.0, 1.0, 0.5, "resolved, 2.0 sd"),  # exactly 2 sd of the larger spread
-    (1.9, 0.5, 1.0, "unresolved, 1.9 sd"),
-    (-3.0, 1.0, 1.0, "resolved, 3.0 sd"),  # either direction
-    (0.1, 0.0, 0.0, "resolved"),  # identical runs per seed: any non-zero difference
-    (0.0, 0.0, 0.0, "unresolved"),
-])
-def test_spread_verdict(diff, a, b, want):
-    assert V.spread_verdict(diff, a, b) == want
+def test_comparison_verdict_follows_the_test():
+    far, near = stats.compare(*FAR), stats.compare(*NEAR)
+    assert far.p < 0.05 < near.p
+    assert V.comparison_verdict(far) == "resolved (Welch t, p < 0.001)"
+    text = V.comparison_verdict(near)
+    assert text.startswith(f"unresolved (Welch t, {V.p_text(near.p)}; detectable from ")
+    assert text.endswith(f"{V.fmt(near.mde)})")
+    # an adjusted p-value decides when given, and the text says it is adjusted
+    assert V.comparison_verdict(far, 0.2).startswith("unresolved (Welch t, p = 0.200 adjusted")
+    assert V.comparison_verdict(stats.compare([1.0], [2.0, 3.0])) == "unresolved (one seed)"
+    lo, hi = far.ci
+    assert V.diff_ci(far) == f"{far.diff:+.2f} [{lo:+.2f}, {hi:+.2f}]"
+    assert V.diff_ci(stats.compare([1.0], [2.0, 3.0])) == "-1.50"
 
 
 def test_claim_verdict():
-    assert V.claim_verdict(False, 5.0) == "unresolved"
-    assert V.claim_verdict(True, 5.0) == "holds"
-    assert V.claim_verdict(True, -5.0) == "contradicted"
-    assert V.claim_verdict(True, -5.0, sign=-1) == "holds"
+    far = stats.compare(*FAR)
+    near = stats.compare(*NEAR)
+    assert V.claim_verdict(near) == "unresolved"
+    assert V.claim_verdict(far) == "holds"
+    assert V.claim_verdict(far, sign=-1) == "contradicted"
+    assert V.claim_verdict(stats.compare(FAR[1], FAR[0]), sign=-1) == "holds"
+    assert V.claim_verdict(far, p_adj=0.06) == "unresolved"  # Holm can take a finding back
 
 
-@pytest.mark.parametrize("change, sd, n, want", [
-    (-2.0, 1.0, 3, "falls"), (2.0, 1.0, 3, "rises"), (1.0, 1.0, 3, "unresolved"),
-    (-2.0, NAN, 3, "unresolved"), (-2.0, 0.1, 1, "unresolved"),
-])
-def test_change_verdict(change, sd, n, want):
-    assert V.change_verdict(change, sd, n) == want
+def test_holm_of_a_family_of_comparisons():
+    fam = [stats.compare(*FAR), stats.compare(*NEAR), stats.compare([1.0], [2.0])]
+    adj = V.holm(fam)
+    assert adj[0] == pytest.approx(2 * fam[0].p) and adj[1] == pytest.approx(max(fam[1].p, 2 * fam[0].p))
+    assert math.isnan(adj[2])  # untestable: not counted in the family
+
+
+def test_change_verdict():
+    init = np.array([10.0, 11.0, 12.0, 10.5])
+    assert V.change_verdict(stats.compare(init - 2.0 + [0.1, -0.1, 0.05, 0.0], init, paired=True)) == "falls"
+    assert V.change_verdict(stats.compare(init + 2.0 + [0.1, -0.1, 0.05, 0.0], init, paired=True)) == "rises"
+    assert V.change_verdict(stats.compare(init + [0.5, -0.6, 0.4, -0.3], init, paired=True)) == "unresolved"
+    assert V.change_verdict(stats.compare([8.0], [10.0], paired=True)) == "unresolved"  # one seed
 
 
 def test_top_lead():
     ranking = ["depth", "noise", "imu"]
-    scores, sd = {"depth": 0.85, "noise": 0.83, "imu": 0.75}, {"depth": 0.31, "noise": 0.27, "imu": 0.4}
-    second, lead, verdict = V.top_lead(ranking, scores, sd)
-    assert second == "noise" and lead == pytest.approx(0.02) and verdict == "unresolved, 0.1 sd"
-    second, lead, verdict = V.top_lead(ranking, {**scores, "depth": 1.5}, sd)
-    assert verdict == "resolved, 2.2 sd" and lead == pytest.approx(0.67)
-    # a NaN score (no mutual gain) is not a runner-up; one seed gives no spread
-    second, _, verdict = V.top_lead(ranking, {**scores, "noise": float("nan")}, {})
+    scores = {"depth": 0.85, "noise": 0.83, "imu": 0.75}
+    per_seed = {"depth": [0.5, 0.9, 1.15], "noise": [0.6, 0.8, 1.09], "imu": [0.7, 0.75, 0.8]}
+    second, lead, verdict, c = V.top_lead(ranking, scores, per_seed)
+    assert second == "noise" and lead == pytest.approx(0.02) and verdict.startswith("unresolved (Welch t")
+    assert c.p == pytest.approx(stats.compare(per_seed["depth"], per_seed["noise"]).p)
+    far = {**per_seed, "depth": [1.5, 1.52, 1.48]}
+    second, lead, verdict, _ = V.top_lead(ranking, {**scores, "depth": 1.5}, far)
+    assert verdict.startswith("resolved (Welch t") and lead == pytest.approx(0.67)
+    # a NaN score (no mutual gain) is not a runner-up; one seed gives no test
+    second, _, verdict, _ = V.top_lead(ranking, {**scores, "noise": NAN}, {"depth": [0.85], "imu": [0.75]})
     assert second == "imu" and verdict == "unresolved (one seed)"
     # ranked first (e.g. fewer NaN scores) with a lower mean: never a resolved lead
-    second, lead, verdict = V.top_lead(["a", "b"], {"a": 0.3, "b": 0.5}, {"a": 0.02, "b": 0.03})
-    assert second == "b" and lead == pytest.approx(-0.2) and verdict == "unresolved, no positive lead"
-    second, lead, verdict = V.top_lead(["depth"], {"depth": 0.8}, sd)
-    assert second == "" and math.isnan(lead) and verdict == ""
+    second, lead, verdict, c = V.top_lead(["a", "b"], {"a": 0.3, "b": 0.5}, {"a": [0.3] * 3, "b": [0.5] * 3})
+    assert second == "b" and lead == pytest.approx(-0.2) and verdict == "unresolved, no positive lead" and c is None
+    second, lead, verdict, c = V.top_lead(["depth"], {"depth": 0.8}, per_seed)
+    assert second == "" and math.isnan(lead) and verdict == "" and c is None
 
 
 def test_score_gap_clause():
-    sd = {"depth": 0.5, "noise": 0.2}
-    assert V.score_gap_clause(0.4, "noise", "depth", sd, 3) == (
-        "the score gap (0.40) is within the spread over the 3 seeds (std 0.20 for noise, 0.50 for depth)")
-    assert V.score_gap_clause(0.6, "noise", "depth", sd, 3).startswith("the score gap (0.60) is beyond")
-    assert V.score_gap_clause(0.6, "noise", "depth", sd, 1) == (
+    c = stats.compare(*NEAR)
+    text = V.score_gap_clause(c, "noise", "depth")
+    assert text.startswith(f"the score gap of noise over depth ({V.diff_ci(c)}, 5 and 5 seeds) is not resolved")
+    assert "Welch t" in text
+    assert " is resolved (Welch t" in V.score_gap_clause(stats.compare(*FAR), "noise", "depth")
+    assert V.score_gap_clause(stats.compare([1.6], [1.0]), "noise", "depth") == (
         "with 1 seed there is no spread to tell the score gap (0.60) from noise")
-    assert V.score_gap_clause(0.6, "noise", "depth", {"noise": 0.2}, 3).startswith("with 3 seed")
 
 
 def test_gain_size_and_partner_reading():
     assert V.gain_size_clause(9.99) == "a few percent" and V.gain_size_clause(12.4) == "up to 12%"
-    assert "more it flattens rgb's" in V.partner_erank_reading(0.8, "rgb")
-    assert "less it flattens rgb's" in V.partner_erank_reading(-0.8, "rgb")
-    assert "does not explain" in V.partner_erank_reading(0.5, "rgb")
-    assert "does not explain" in V.partner_erank_reading(NAN, "rgb")
+    x = np.arange(6.0)
+    up = stats.agreement(x, x ** 2, alternative="two-sided")
+    down = stats.agreement(x, -x, alternative="two-sided")
+    assert up.backed and "more it flattens rgb's" in V.partner_erank_reading(up, "rgb")
+    assert down.backed and "less it flattens rgb's" in V.partner_erank_reading(down, "rgb")
+    # four candidates: the smallest two-sided permutation p is 2/24, never below 0.05
+    four = stats.agreement(x[:4], x[:4], alternative="two-sided")
+    assert not four.backed and "does not explain" in V.partner_erank_reading(four, "rgb")
 
 
-def test_within_base_spread():
-    moc = {"R3D": 30.0, "a": 30.9, "b": 28.0, "c": 31.0}
-    assert V.within_base_spread(moc, {"R3D": 1.0}, "R3D", 3) == ["a", "c"]
-    assert V.within_base_spread(moc, {"R3D": 1.0}, "R3D", 1) == []
-    assert V.within_base_spread(moc, {"R3D": NAN}, "R3D", 3) == []
-    assert V.within_base_spread({"a": 1.0}, {}, "R3D", 3) == []
+def test_agreement_clause_says_backed_only_when_the_test_rejects():
+    x = np.arange(5.0)
+    assert V.agreement_clause(stats.agreement(x, x)).endswith("; the ranking is backed by the task")
+    assert V.agreement_clause(stats.agreement(x[:3], x[:3])).endswith("not backed by the task")  # p = 1/6
+    assert V.agreement_clause(stats.agreement([1.0, 2.0], [1.0, 2.0])) == "not testable with 2 candidates"
+
+
+def test_unresolved_against_base():
+    tests = {"a": stats.compare(*FAR), "b": stats.compare(*NEAR), "c": stats.compare([1.0], [2.0, 3.0])}
+    assert V.unresolved_against_base(tests) == ["b"]  # c is untestable, not "unresolved by the runs"
+    assert V.unresolved_against_base(tests, {"a": 0.5}) == ["a", "b"]

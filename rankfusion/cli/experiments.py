@@ -95,8 +95,9 @@ def _cache(data, cache_dir, profile, device, quiet, threads=1):
 @click.option("--folds", default=5, show_default=True, type=int, help="With --paired: cross-validation folds.")
 @click.option("--seeds", default="0", show_default=True,
               help="With --paired: probe seeds (comma-separated; each adds --folds replicates).")
-@click.option("--surrogates", default=8, show_default=True, type=int,
-              help="With --paired: spectrum-matched noise surrogates per candidate.")
+@click.option("--surrogates", default=19, show_default=True, type=int,
+              help="With --paired: spectrum-matched noise surrogates per candidate, each fitted on every "
+                   "replicate (at least 19: the control's empirical p-value must be able to fall below 0.05).")
 @click.option("--steps", default=100, show_default=True, type=int, help="With --paired: training steps per probe fit.")
 @click.option("--width", default=32, show_default=True, type=int, help="With --paired: probe token width D.")
 @click.option("--jobs", default=1, show_default=True, type=click.IntRange(min=1),
@@ -135,7 +136,7 @@ def modality_select(features, data, paired, labels_key, modality_specs, candidat
 
 def _paired(path, labels_key, specs, cands, folds, seeds, surrogates, steps, width, jobs, as_json, out, anchor,
             quiet, threads):
-    from .. import plots, selection
+    from .. import plots, selection, verdicts
     from ..data.importer import parse_modality_spec
     from ..io import to_markdown
     from ..io import write_json, write_text
@@ -157,8 +158,7 @@ def _paired(path, labels_key, specs, cands, folds, seeds, surrogates, steps, wid
                                          progress=not quiet, source=repr(str(path)))
     table = report.table()
     # everything is computed before the first file is written: a bad input leaves --out untouched
-    fig = plots.plot_selection_evidence(table, anchor=anchor, spearman=(report.spearman, report.spearman_ci),
-                                        noise_sd=config.noise_sd)
+    fig = plots.plot_selection_evidence(table, anchor=anchor, agreement=report.agreement)
     out.mkdir(parents=True, exist_ok=True)
     # each file is atomic; the set is marked complete by the JSON, removed first and written last,
     # so that a killed run never leaves a JSON beside a table or figure of another run
@@ -172,18 +172,18 @@ def _paired(path, labels_key, specs, cands, folds, seeds, surrogates, steps, wid
         click.echo(json.dumps(report.to_json(), indent=2))
         return
     cols = ["rank_criterion", "rank_controlled", "candidate", "gain_anchor", "gain_candidate", "criterion",
-            "control_mean", "control_std", "noise_like", "task_gain", "task_gain_lo", "task_gain_hi",
+            "control_mean", "control_std", "control_p", "noise_like", "task_gain", "task_gain_lo", "task_gain_hi",
             "task_gain_plain"]
     click.echo(to_markdown(table.sort_values("rank_criterion")[cols], floatfmt=".3f"))
-    agree = report.to_json()["agreement"]
-    click.echo(f"\naccuracy of {anchor} alone: {report.accuracy_anchor:.3f}; Spearman(criterion, task gain): "
-               f"{agree['spearman']} CI {agree['ci']}")
+    agree = ("untested (fewer than 3 candidates)" if report.agreement is None
+             else verdicts.agreement_clause(report.agreement))
+    click.echo(f"\naccuracy of {anchor} alone: {report.accuracy_anchor:.3f}; criterion vs task gain: {agree}")
     click.echo(f"{report.n_rows} rows, {report.n_replicates} replicates, {report.seconds:.1f} s; "
                f"wrote {out}/modality_evidence.csv, .json, .png/.pdf")
 
 
 def _rank_runs(features, data, cands, expected, out, anchor, cache_dir, profile, device, quiet, threads, as_json):
-    from .. import selection
+    from .. import selection, verdicts
     from ..figures import FigureContext, fig_modality, write_manifest, write_selection
     from ..io import to_markdown
 
@@ -194,14 +194,14 @@ def _rank_runs(features, data, cands, expected, out, anchor, cache_dir, profile,
         res = fig_modality(ctx, candidates=cands, expected=expected)
         write_manifest(ctx, {"modality": res}, command=_command_line())
         summary, ranking, cmp = res.tables["summary"], res.tables["ranking"], res.data.comparison
-        moc = (res.data.task_gain, *res.data.agreement)
+        moc = (res.data.task_gain, res.data.agreement)
     else:
         table = selection.modality_selection(features, anchor=anchor)
         sel = write_selection(out, table, anchor=anchor, expected=expected)
         summary, ranking, cmp = sel["summary"], sel["ranking"], sel["comparison"]
     if as_json:
-        task, rho, ci = moc if moc is not None else (None, None, None)
-        click.echo(json.dumps(selection.ranking_json(ranking, anchor, task, rho, ci), indent=2))
+        task, agreement = moc if moc is not None else (None, None)
+        click.echo(json.dumps(selection.ranking_json(ranking, anchor, task, agreement), indent=2))
         return
     cols = ["candidate", "obs_ratio", "erank_anchor_before", "erank_anchor_after", "erank_candidate_before",
             "erank_candidate_after", "gain_anchor", "gain_candidate", "harmonic_mean"]
@@ -212,12 +212,12 @@ def _rank_runs(features, data, cands, expected, out, anchor, cache_dir, profile,
         verdict = "matches" if cmp["matches"] else f"does NOT match (expected ranks {cmp['expected_rank']})"
         click.echo(f"\nbest candidate: {cmp['found']}; expected by construction: {cmp['expected']} -> {verdict}")
     if moc is not None:
-        task, rho, ci = moc
+        task, agreement = moc
         for c, (g, (lo, hi)) in task.items():
-            click.echo(f"task evidence: MoC({anchor}+{c}) - MoC({anchor}) = {g:+.2f} [{lo:+.2f}, {hi:+.2f}] points")
-        if rho is not None and rho == rho:  # NaN: the criterion is NaN or constant over candidates
-            click.echo(f"Spearman(criterion, MoC gain) = {rho:+.2f}, "
-                       f"95% bootstrap CI over seeds [{ci[0]:+.2f}, {ci[1]:+.2f}]")
+            click.echo(f"task evidence: MoC({anchor}+{c}) - MoC({anchor}) = {g:+.2f} [{lo:+.2f}, {hi:+.2f}] points "
+                       "(Welch interval over seeds)")
+        if agreement is not None:
+            click.echo(f"criterion vs MoC gain: {verdicts.agreement_clause(agreement)}")
     click.echo(f"wrote {out}/modality_selection.csv, modality_ranking.csv, modality_selection.png/.pdf")
 
 
@@ -289,7 +289,10 @@ def demo_cmd(out, quick, device, seed, quiet, threads, workers):
     click.echo(f"report: {result['report']}")
     if result.get("ranking"):
         verdict = {True: "matches", False: "does NOT match", None: "no expectation"}[result.get("matches")]
-        click.echo("modality ranking: " + " > ".join(result["ranking"])
-                   + f" ({verdict} the most complementary partner by construction)")
+        lead = result.get("lead") or {}
+        first = (f"; first place: lead over {lead['over']} {lead['lead']:.2f}, {lead['verdict']}"
+                 if lead.get("over") and lead.get("lead") is not None else "")
+        click.echo("modality ranking by the criterion: " + " > ".join(result["ranking"])
+                   + f" ({verdict} the most complementary partner by construction{first})")
     click.echo(f"wall time: {result['seconds']:.1f} s, CPU time {result['cpu_seconds']:.1f} s "
                f"({result['workers']} worker{'s' if result['workers'] != 1 else ''})")

@@ -1,0 +1,109 @@
+"""The report's sections that state verdicts, on hand-made family results (no training)."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+import pandas as pd
+
+from rankfusion import stats
+from rankfusion.figures import AblationResult, ModalityResult, NoiseResult, SpectraResult
+from rankfusion.report import ReportInputs, ablation_section, claims_section, modality_section, spectra_section
+
+SEEDS = (1, 10, 13452)
+
+
+def _inputs(results, partner="depth"):
+    ctx = SimpleNamespace(anchor="rgb", partner=partner,
+                          cache=SimpleNamespace(profile=SimpleNamespace(seeds=SEEDS, noise_targets=(0.1, 0.5))))
+    return ReportInputs(ctx, results, None, None, 1.0, "full", {})
+
+
+def _modality(seed_scores, expected="depth"):
+    scores = {c: float(np.mean(v)) for c, v in seed_scores.items()}
+    ranking = tuple(sorted(scores, key=lambda c: -scores[c]))
+    summary = pd.DataFrame([{"candidate": c, "obs_ratio": 0.3, "erank_anchor_before": 10.0, "erank_anchor_after": 11.0,
+                             "erank_candidate_before": 5.0 + i, "erank_candidate_after": 6.0 + i,
+                             "gain_anchor": 1.0 + 0.1 * i, "gain_candidate": 1.0, "harmonic_mean": scores[c]}
+                            for i, c in enumerate(ranking)])
+    cmp = {"expected": expected, "found": ranking[0], "matches": ranking[0] == expected,
+           "expected_rank": ranking.index(expected) + 1}
+    gains = {(c, 0.3): {"anchor": 1.0, "candidate": 1.0, "harmonic_mean": scores[c]} for c in ranking}
+    task = {c: (g, (g - 1.0, g + 1.0)) for c, g in zip(ranking, (10.0, 0.0, -1.0))}
+    ag = stats.agreement([scores[c] for c in ranking], [task[c][0] for c in ranking])
+    data = ModalityResult(ranking=ranking, scores=scores, reasons={}, comparison=cmp, moc={c: 40.0 for c in ranking},
+                          seed_scores={c: tuple(v) for c, v in seed_scores.items()},
+                          relative_gain_pct={c: {"anchor": 5.0, "candidate": 5.0} for c in ranking}, gains=gains,
+                          task_gain=task, agreement=ag)
+    return SimpleNamespace(data=data, tables={"summary": summary})
+
+
+def test_modality_section_tests_the_lead_and_the_agreement():
+    close = {"depth": [0.5, 0.9, 1.15], "noise": [0.6, 0.8, 1.09], "imu": [0.2, 0.25, 0.3]}
+    text = "\n".join(modality_section(_inputs({"modality": _modality(close)})))
+    lead = stats.compare(close["depth"], close["noise"])
+    assert "This **matches** the construction" in text
+    assert f"Its lead over the second, noise, is 0.02 (unresolved (Welch t, p = {lead.p:.3f}; detectable from" in text
+    assert "the first place is not a finding" in text
+    # three candidates: the exact permutation p is at least 1/6, never "backed"
+    assert "permutation p = 0.167 over 3 candidates; the ranking is not backed by the task" in text
+    far = {**close, "depth": [1.5, 1.52, 1.48]}
+    text = "\n".join(modality_section(_inputs({"modality": _modality(far)})))
+    assert "resolved (Welch t, p = " in text and "not a finding" not in text
+
+
+def test_mismatch_explains_with_tests():
+    mod = _modality({"noise": [0.9, 1.0, 1.1], "depth": [0.5, 0.6, 0.7], "imu": [0.2, 0.25, 0.3]})
+    gain_values = {("depth", "clean", "rgb"): {1: 0.10, 10: 0.12, 13452: 0.11},
+                   ("depth", "large", "rgb"): {1: 0.30, 10: 0.33, 13452: 0.31}}
+    noise = NoiseResult(sigmas={}, sigma_std={}, achieved={},
+                        gain={("depth", "clean", "rgb"): 0.11, ("depth", "large", "rgb"): 0.313}, gain_std={},
+                        moc={}, moc_std={}, gain_values=gain_values)
+    text = "\n".join(modality_section(_inputs({"modality": mod, "noise": SimpleNamespace(data=noise)})))
+    gap = stats.compare([0.9, 1.0, 1.1], [0.5, 0.6, 0.7])
+    assert "does **not match**" in text
+    assert f"the score gap of noise over depth (+0.40 [{gap.ci[0]:+.2f}, {gap.ci[1]:+.2f}], 3 and 3 seeds) is" in text
+    # the rise under noise is a paired test (the same runs fed clean or noisy input)
+    rise = stats.compare([0.30, 0.33, 0.31], [0.10, 0.12, 0.11], paired=True)
+    assert rise.resolved and "*raises*" in text and "paired by seed" in text
+    # partner ERank against the anchor's gain: 3 candidates cannot resolve a relation
+    assert "does not explain the anchor's gains" in text
+    flat = NoiseResult(sigmas={}, sigma_std={}, achieved={}, gain={("depth", "clean", "rgb"): 0.11,
+                                                                      ("depth", "large", "rgb"): 0.12},
+                       gain_std={}, moc={}, moc_std={},
+                       gain_values={("depth", "clean", "rgb"): {1: 0.10, 10: 0.12, 13452: 0.11},
+                                    ("depth", "large", "rgb"): {1: 0.14, 10: 0.09, 13452: 0.13}})
+    text = "\n".join(modality_section(_inputs({"modality": mod, "noise": SimpleNamespace(data=flat)})))
+    assert "*raises*" not in text  # a higher mean that the paired test does not resolve says nothing
+
+
+def test_spectra_section_tests_the_stacked_erank():
+    d = SpectraResult(erank={(m, s): 10.0 for m in ("rgb", "depth") for s in ("before", "after")},
+                      erank_sd={}, gain={"rgb": 0.0, "depth": 0.0}, gain_sd={}, stacked_rtf=21.0, stacked_plain=20.0,
+                      stacked_rtf_sd=1.0, stacked_plain_sd=1.0, stacked_diff_sd=1.0, n_seeds=3,
+                      stacked_rtf_values=(20.0, 21.0, 22.0), stacked_plain_values=(19.0, 20.0, 21.0))
+    text = "\n".join(spectra_section(_inputs({"spectra": SimpleNamespace(data=d)})))
+    assert "not resolved with RTF; unresolved (Welch t" in text
+    d2 = SpectraResult(**{**d.__dict__, "stacked_rtf": 30.0, "stacked_rtf_values": (29.9, 30.0, 30.1)})
+    assert "higher with RTF; resolved (Welch t" in "\n".join(spectra_section(_inputs({"spectra": SimpleNamespace(data=d2)})))
+
+
+def test_ablation_section_is_a_holm_family_against_r3d():
+    values = {"R3D (RTF)": (30.0, 31.0, 29.0), "W/O RTF": (30.5, 31.5, 29.0), "Uni": (20.0, 20.5, 19.5)}
+    d = AblationResult(moc={k: float(np.mean(v)) for k, v in values.items()},
+                       std={k: float(np.std(v, ddof=1)) for k, v in values.items()}, values=values)
+    text = "\n".join(ablation_section(_inputs({"ablation": SimpleNamespace(data=d)})))
+    tests = d.against()
+    adj = stats.adjust([tests["W/O RTF"].p, tests["Uni"].p], "holm")
+    assert "Holm over the 2 variants" in text
+    assert f"Uni {tests['Uni'].diff:+.2f} [" in text and f"p = {adj[1]:.3f} adjusted)" in text
+    assert "Not resolved from R3D by this many runs: W/O RTF." in text
+
+
+def test_claims_section_adds_the_modality_lead_to_the_family():
+    mod = _modality({"depth": [1.5, 1.52, 1.48], "noise": [0.6, 0.8, 1.09], "imu": [0.2, 0.25, 0.3]})
+    text = "\n".join(claims_section({"modality": mod}, anchor="rgb", partner="depth"))
+    assert "family of the 1 test below" in text
+    assert "| the criterion ranks the complementary partner first (depth over noise) | demo dataset |" in text
+    assert "top candidate depth, expected depth -> holds." in text
