@@ -33,14 +33,17 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import featurefiles, selection
+from . import featurefiles, selection, spectral, verdicts
 from ._progress import bar_disabled
 from ._validation import InputError, check_int
-from . import verdicts
 from .data.synth import dataset_matches, prepare_dataset
 from .io import atomic_path, to_markdown, write_json, write_text
 from .pipeline import PROFILES, RunCache, entry_lock, expected_complementary, git_commit
 from .stats import ALPHA, Comparison, compare
+from .data import open_dataset
+from .train import train
+from .evaluate import MoCAccumulator, predict_future
+from .runs import load_run, resolve_device
 
 #: Exchange ratios of Fig. 5.
 EXCHANGE_RATIOS = (0.1, 0.2, 0.3)
@@ -83,8 +86,6 @@ class FigureContext:
     modalities: list = field(default_factory=list)
 
     def __post_init__(self):
-        from .data import open_dataset
-
         self.out = Path(self.out)
         self.modalities = list(open_dataset(self.cache.data_root).modalities)
         if self.anchor not in self.modalities:
@@ -353,8 +354,6 @@ def _mean_moc(cache: RunCache, runs, noise=None) -> pd.DataFrame:
 
 def _spectra_eranks(ctx: FigureContext, rtf_runs, plain_runs) -> pd.DataFrame:
     """ERank of every curve of the spectra figure for every seed: ``modality, stage, seed, erank``."""
-    from . import spectral
-
     rows = []
     for rec, plain in zip(rtf_runs, plain_runs):
         fr = featurefiles.load_features(ctx.cache.features(rec, ctx.obs))
@@ -374,7 +373,7 @@ def fig_spectra(ctx: FigureContext) -> FigureResult:
     The curves are those of the first seed; every ERank is also given as mean ± sd over the seeds
     (legend, ``spectra_erank.csv``, findings).
     """
-    from . import plots, spectral
+    from . import plots
 
     res = FigureResult("spectra", params={"obs_ratio": ctx.obs, "modalities": ctx.pair, "curves_seed":
                                           ctx.cache.profile.seeds[0]})
@@ -892,8 +891,6 @@ def dose_jobs(ctx: FigureContext) -> list:
 
 
 def _dose_points(ctx: FigureContext):
-    from . import spectral
-
     points, oracle, runs = [], [], []
     for dial, level, dials in dose_settings(ctx.cache.profile):
         meta = json.loads((_dose_cache(ctx, dials).data_root / "synth.json").read_text())
@@ -1018,7 +1015,6 @@ def _run_ranks(cache: RunCache, rec) -> tuple[pd.DataFrame, bool]:
     """
     import shutil
 
-    from .train import train
 
     path = rec.run_dir / "ranks.csv"
     if path.exists():
@@ -1131,10 +1127,6 @@ def _timeline_runs(ctx: FigureContext):
 
 def _timeline_predictions(ctx: FigureContext, rec, obs: float) -> dict:
     """``{video: (gt, past, pred)}`` of one run on every test video long enough to observe."""
-    from .data import open_dataset
-    from .evaluate import predict_future
-    from .runs import load_run, resolve_device
-
     dev = resolve_device(ctx.cache.device)
     model, config, _ = load_run(rec.run_dir, device=dev)
     ds = open_dataset(ctx.cache.data_root, modalities=list(config.model.modalities))
@@ -1144,8 +1136,6 @@ def _timeline_predictions(ctx: FigureContext, rec, obs: float) -> dict:
 
 def _video_moc(gt, obs, pred, n_classes, betas) -> float:
     """One video's MoC (%), mean over the betas, scored as :func:`rankfusion.evaluate.moc_grid` does."""
-    from .evaluate import MoCAccumulator
-
     acc = MoCAccumulator(n_classes, betas=betas)
     acc.add(gt, obs, pred)
     return 100.0 * float(np.nanmean(acc.result().to_numpy(dtype=float)))
@@ -1154,7 +1144,6 @@ def _video_moc(gt, obs, pred, n_classes, betas) -> float:
 def fig_timeline(ctx: FigureContext) -> FigureResult:
     """Fig. 8: per test video, colour bars of ground truth and predicted future at the cut point."""
     from . import plots
-    from .data import open_dataset
 
     seed, obs = ctx.cache.profile.seeds[0], ctx.obs
     res = FigureResult("timeline", params={"obs": obs, "seed": seed, "split": "test", "models": dict(TIMELINE_MODELS)})

@@ -19,7 +19,13 @@ from torch import nn
 from torch.nn import functional as F
 
 from .config import R3DConfig
-from .spectral import blended_channel_count, low_informative_channels
+from .spectral import (
+    blended_channel_count,
+    channel_informativeness,
+    channel_statistic,
+    informativeness_from_statistic,
+    low_informative_channels,
+)
 
 
 def channel_scores(X: torch.Tensor, k: int | None = None) -> torch.Tensor:
@@ -42,8 +48,6 @@ def channel_scores(X: torch.Tensor, k: int | None = None) -> torch.Tensor:
     -------
     Tensor of shape (D,), float64
     """
-    from .spectral import channel_informativeness
-
     return channel_informativeness(X, k=k)
 
 
@@ -228,7 +232,6 @@ class RankEnhancingTokenFuser(nn.Module):
         # the whole distributed batch (float64, so only the summation order differs).
         import torch.distributed as dist
 
-        from .spectral import channel_statistic, informativeness_from_statistic
 
         stat = channel_statistic(tokens, self.informativeness_k).contiguous()
         dist.all_reduce(stat, op=dist.ReduceOp.SUM, group=self.stats_group)

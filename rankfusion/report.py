@@ -14,10 +14,12 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from . import featurefiles, stats, verdicts
+from . import featurefiles, spectral, stats, verdicts
 from .io import to_markdown
 from .verdicts import fmt as _fmt
 from .verdicts import pm as _pmf
+from .spectral import dominant_k, singular_values
+from .theorem import theorem_3_1
 
 
 def theorem_table(features, pairs, exchange_ratio: float, *, alpha: float = 0.5) -> pd.DataFrame:
@@ -27,9 +29,6 @@ def theorem_table(features, pairs, exchange_ratio: float, *, alpha: float = 0.5)
     ``round(exchange_ratio * D)``, of lowest column energy: the model's criterion, Sec. 4.2),
     k the 90%-energy dominant subspace (:func:`rankfusion.spectral.dominant_k`) and a uniform alpha.
     """
-    from .spectral import dominant_k, singular_values
-    from .theorem import theorem_3_1
-
     rows = []
     for target, source in pairs:
         X = np.asarray(features.get(target, "before"), dtype=np.float64)
@@ -54,8 +53,6 @@ def theorem_checks(ctx, *, alpha: float = 0.5) -> pd.DataFrame:
 
 def spectrum_table(ctx) -> pd.DataFrame:
     """Numerical rank and effective rank of every array of the pair's feature file (``rankfusion spectrum``)."""
-    from . import spectral
-
     rec = ctx.cache.runs(f"{ctx.anchor}+{ctx.partner}", ctx.pair)[0]
     fs = featurefiles.load_features(ctx.cache.features(rec, ctx.obs))
     rows = []

@@ -30,11 +30,14 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import pandas as pd
 
-from . import stats
+from . import spectral, stats
 from ._progress import bar_disabled
 from ._validation import InputError, InputTypeError, check_float, check_int, is_torch
 from .featurefiles import FeatureSet, load_features
-from .spectral import rank_tolerance
+from .spectral import blended_channel_count, low_informative_channels, rank_tolerance
+from .model import blend, blend_weights, channel_scores, RankEnhancingTokenFuser
+from .data.importer import read_table
+from .io import load_arrays
 
 # --------------------------------------------------------------------------- modality selection
 
@@ -56,8 +59,6 @@ def pair_gains(features: FeatureSet, anchor: str, candidate: str) -> dict:
         (anchor, candidate) and ``harmonic_mean`` = 2ab/(a+b) of the two gains, NaN when either
         gain is <= 0 (a pair that does not enhance both modalities is not mutual, Sec. 3.2).
     """
-    from . import spectral
-
     if anchor == candidate:
         raise InputError(f"candidate must differ from anchor, got {candidate!r} for both")
     out = {}
@@ -139,8 +140,6 @@ def summarize_selection(table: pd.DataFrame) -> pd.DataFrame:
     The harmonic mean is recomputed from the *mean* gains (the paper reports one score per pair
     and ratio); ``n_files`` counts the files averaged.
     """
-    from . import spectral
-
     if table.empty:
         raise InputError("table is empty: no feature rows to summarise")
     cols = ["erank_anchor_before", "erank_anchor_after", "erank_candidate_before",
@@ -422,7 +421,6 @@ class ProbeConfig:
                              f"{self.n_surrogates} surrogates cannot reach alpha {stats.ALPHA:g}), "
                              f"got {self.n_surrogates}")
         check_int(self.threads, "threads", low=1)
-        from .spectral import blended_channel_count
 
         if blended_channel_count(self.exchange_ratio, self.width) == 0:
             raise InputError(f"width {self.width} x exchange_ratio {self.exchange_ratio:g} blends no channel "
@@ -435,7 +433,6 @@ def _probe_class():
     from torch import nn
     from torch.nn import functional as F
 
-    from .model import RankEnhancingTokenFuser
 
     class FusionProbe(nn.Module):
         """Per-modality Linear+ReLU to a common width (Eq. 2), RTF (Eqs. 3-5) or not, a head.
@@ -615,8 +612,6 @@ class ProbeMembers:
         import torch
         from torch.nn import functional as F
 
-        from .model import blend, blend_weights, channel_scores
-        from .spectral import low_informative_channels
 
         P = self.params
         a = F.relu(torch.matmul(za, P["proj.0.weight"].transpose(1, 2)) + P["proj.0.bias"][:, None, :])
@@ -645,8 +640,6 @@ class ProbeMembers:
         """Fix the channel choice on these (training) rows for every later call."""
         import torch
 
-        from .model import channel_scores
-        from .spectral import low_informative_channels
 
         self.low = None
         with torch.no_grad():
@@ -658,7 +651,6 @@ class ProbeMembers:
         ERank gains through its RTF (:func:`rankfusion.spectral.rank_gain`) and its accuracy."""
         import torch
 
-        from . import spectral
 
         za = torch.as_tensor(np.asarray(anchor_x), dtype=torch.float32)
         zc = torch.as_tensor(np.asarray(candidate_xs), dtype=torch.float32)
@@ -678,7 +670,6 @@ def probe_gains(model, xs) -> tuple[float, float]:
     """
     import torch
 
-    from . import spectral
 
     if getattr(model, "rtf", None) is None:
         raise InputError("model has no RTF fuser: gains through fusion need rtf=True and two modalities")
@@ -909,8 +900,6 @@ class SelectionReport:
 
 
 def _hm(a, b):
-    from . import spectral
-
     return spectral.harmonic_mean_gain(a, b)
 
 
@@ -1143,8 +1132,6 @@ def load_paired(path, *, labels: str = "labels", modalities=None) -> tuple[dict,
     """
     from pathlib import Path
 
-    from .data.importer import read_table
-    from .io import load_arrays
 
     path = Path(path)
     if path.suffix.lower() == ".npz":
@@ -1226,8 +1213,6 @@ def runs_task_evidence(per_seed_score: pd.DataFrame, per_seed_gain: pd.DataFrame
         candidates (None with fewer than three candidates). A candidate whose score is undefined
         for every seed ranks last.
     """
-    from . import stats
-
     alpha = stats.ALPHA if alpha is None else alpha
     if per_seed_gain is None or per_seed_gain.empty:
         return {}, None

@@ -107,8 +107,13 @@ def test_rank_tolerance_detector_finds_copies():
 
 
 # ------------------------------------------------------------------ imports only point down
-#: Modules a function may import inside its body: optional engines loaded only when used.
+#: Modules a function may import inside its body: optional engines loaded only when used (dask,
+#: zarr, h5py; matplotlib; lightning).
 LAZY_IMPORT_ALLOWED = {"rankfusion.stores", "rankfusion.plots", "rankfusion.integrations.lightning"}
+#: Packages whose functions may import any package module: the command line imports a command's
+#: machinery (torch among it) only when that command runs, so `rankfusion --help` and
+#: `rankfusion spectrum` start without loading torch.
+LAZY_IMPORTERS = ("rankfusion.cli",)
 
 
 def _module_name(path: Path) -> str:
@@ -201,10 +206,10 @@ def test_import_graph_has_no_cycle():
     assert not cycles, f"import circles (move the shared helper down a layer): {cycles}"
 
 
-@pytest.mark.xfail(strict=True, reason="function-level imports still hide the circles")
 def test_no_function_level_import_of_package_modules():
     lazy = sorted(f"{m} -> {t}" for m, ts in import_edges(_package_sources()).items()
-                  for t, in_fn in ts if in_fn and t not in LAZY_IMPORT_ALLOWED)
+                  for t, in_fn in ts if in_fn and t not in LAZY_IMPORT_ALLOWED
+                  and not m.startswith(LAZY_IMPORTERS))
     assert not lazy, f"imports of rankfusion modules inside functions (import at the top): {lazy}"
 
 
