@@ -52,7 +52,7 @@ def test_run_cache_configs(data, tmp_path):
 
 def test_profiles_and_threads():
     assert set(pipeline.PROFILES) == {"quick", "full"}
-    assert pipeline.get_profile("full").seeds == (1, 10, 13452)
+    assert pipeline.get_profile("full").seeds == (1, 10, 13452, 7, 42)
     with pytest.raises(ValueError, match="profile must be one of"):
         pipeline.get_profile("huge")
     with pytest.raises(ValueError, match="threads"):
