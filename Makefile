@@ -16,7 +16,7 @@ $(VENV)/.installed: setup.cfg pyproject.toml
 	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install "$(TORCH_SPEC)"
 	# not the [vision] extra: PyPI's torchvision is built against the CUDA torch and cannot load beside
 	# the CPU build installed above (its tests skip without a loadable torchvision)
-	$(PY) -m pip install -e ".[dev,scale,parquet,monitor]"
+	$(PY) -m pip install -e ".[dev,scale,parquet,monitor,lightning]"
 	touch $@
 
 demo: setup

@@ -208,6 +208,19 @@ class TrainConfig:
         over ``eval_obs`` x ``eval_betas``, or the validation loss.
     eval_obs, eval_betas : tuple of float
         The MoC grid (App. D.2: obs 0.2/0.3, beta 0.1/0.2/0.3/0.5).
+    modality_dropout : float or dict
+        Remedy against modality collapse (:mod:`rankfusion.remedies`, docs/model.md): during
+        training each sample's tokens of a modality are set to zero with this probability, drawn
+        independently per (sample, modality). A number applies to every modality; a table
+        ``{modality: p}`` sets it per modality (missing ones 0). 0 (default) disables it.
+    unimodal_heads : float
+        Weight W of the auxiliary per-modality anticipation heads: the training loss gains
+        ``W * sum_m CE_m`` (each modality's head predicts the first future action from that
+        modality's tokens alone). 0 (default): no heads.
+    ogm : float
+        alpha of OGM-GE gradient modulation (Peng et al., CVPR 2022); needs ``unimodal_heads > 0``
+        (their logits give each modality's confidence) and two or more modalities. 0: off.
+    The three remedies enter the config hash only when set, so earlier runs keep theirs.
     """
 
     epochs: int = 60
@@ -227,6 +240,9 @@ class TrainConfig:
     select_metric: str = "val_moc"
     eval_obs: tuple = (0.2, 0.3)
     eval_betas: tuple = (0.1, 0.2, 0.3, 0.5)
+    modality_dropout: float | dict = 0.0
+    unimodal_heads: float = 0.0
+    ogm: float = 0.0
 
     def __post_init__(self):
         check_int(self.epochs, "epochs", low=1)
@@ -243,6 +259,18 @@ class TrainConfig:
         check_choice(self.select_metric, "select_metric", {"val_moc", "val_loss"})
         self.eval_obs = _ratios(self.eval_obs, "eval_obs")
         self.eval_betas = _ratios(self.eval_betas, "eval_betas")
+        if isinstance(self.modality_dropout, dict):
+            drop = {str(k): check_float(v, f"modality_dropout[{k!r}]", low=0.0, high=1.0)
+                    for k, v in self.modality_dropout.items()}
+            # a table of zeros is the default: the same training, so the same hash
+            self.modality_dropout = drop if any(drop.values()) else 0.0
+        else:
+            self.modality_dropout = check_float(self.modality_dropout, "modality_dropout", low=0.0, high=1.0)
+        self.unimodal_heads = check_float(self.unimodal_heads, "unimodal_heads", low=0.0)
+        self.ogm = check_float(self.ogm, "ogm", low=0.0)
+        if self.ogm > 0 and self.unimodal_heads == 0:
+            raise InputError(f"ogm {self.ogm} needs unimodal_heads > 0: OGM-GE reads each modality's confidence "
+                             "from the auxiliary unimodal heads (--unimodal-heads W)")
 
 
 def _ratios(values, name):
@@ -262,6 +290,17 @@ class RunConfig:
 
     model: R3DConfig = field(default_factory=R3DConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+
+    def __post_init__(self):
+        drop = self.train.modality_dropout
+        if isinstance(drop, dict):
+            unknown = sorted(set(drop) - set(self.model.modalities))
+            if unknown:
+                raise InputError(f"modality_dropout names modalities {unknown} the model does not have "
+                                 f"({list(self.model.modalities)})")
+        if self.train.ogm > 0 and len(self.model.modalities) < 2:
+            raise InputError(f"ogm {self.train.ogm} needs two or more modalities (OGM-GE compares them), "
+                             f"got {list(self.model.modalities)}")
 
     def to_dict(self) -> dict:
         """Plain JSON-able dict (tuples become lists)."""
@@ -298,7 +337,8 @@ class RunConfig:
 
 
 #: (table, field, default) of options added after the first recorded runs (see config_hash).
-_LATER_OPTIONS = (("train", "transition_weight", 1.0), ("model", "trunk_width", None))
+_LATER_OPTIONS = (("train", "transition_weight", 1.0), ("model", "trunk_width", None),
+                  ("train", "modality_dropout", 0.0), ("train", "unimodal_heads", 0.0), ("train", "ogm", 0.0))
 
 
 def _explicit_width(layer: dict) -> dict:
@@ -342,6 +382,20 @@ def _merge(base: dict, extra: dict) -> dict:
         else:
             out[table] = values
     return out
+
+
+def named_modalities(path=None, *, preset: str | None = None):
+    """The modalities a preset or TOML file names in ``[model]`` (the file wins), or None.
+
+    ``rankfusion train`` uses the dataset's own modalities when neither these nor
+    ``--modalities`` name any (the built-in default ``("rgb", "depth")`` fits only some datasets).
+    """
+    found = None
+    if preset is not None and preset in preset_names():
+        found = (_read_toml(PRESET_DIR / f"{preset}.toml").get("model") or {}).get("modalities", found)
+    if path is not None:
+        found = (_read_toml(Path(path)).get("model") or {}).get("modalities", found)
+    return found
 
 
 def load_config(path=None, *, preset: str | None = None, model: dict | None = None,

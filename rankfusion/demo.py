@@ -15,6 +15,12 @@ from pathlib import Path
 
 from ._validation import InputError
 from .io import write_json, write_text
+from .data import open_dataset
+from .data.synth import prepare_dataset
+from .figures import FigureContext, make_figures
+from .io import to_markdown
+from .pipeline import RunCache, get_profile, set_threads
+from .report import build_report, spectrum_table, theorem_checks
 
 
 def _cpu_seconds() -> float:
@@ -54,13 +60,6 @@ def run_demo(out, *, quick: bool = False, device: str = "cpu", seed: int = 0, pr
     dict
         ``report`` (path), ``seconds`` (wall time), ``ranking`` (modality ranking), ``matches``.
     """
-    from .data import open_dataset
-    from .data.synth import prepare_dataset
-    from .figures import FigureContext, make_figures
-    from .io import to_markdown
-    from .pipeline import RunCache, get_profile, set_threads
-    from .report import build_report, spectrum_table, theorem_checks
-
     t0, c0 = time.perf_counter(), _cpu_seconds()
     set_threads(threads)
     out = Path(out)

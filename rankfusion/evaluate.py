@@ -22,6 +22,7 @@ Predictions and labels are NumPy int arrays; torch tensors are accepted and move
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -32,7 +33,7 @@ from ._validation import InputError, InputTypeError, check_choice, check_float, 
 from .data.torchdata import video_inputs
 from .distributed import all_reduce_list, shard
 from .io import write_text
-from .runs import load_run, open_data, resolve_device, seed_dirs
+from .runs import check_config_data, load_run, open_data, resolve_device, seed_dirs
 
 if TYPE_CHECKING:
     from .config import RunConfig
@@ -547,7 +548,7 @@ def segmentation_scores(pairs, *, overlaps=DEFAULT_OVERLAPS, ignore_classes=(), 
 
 
 def moc_grid(model, ds, split, config: RunConfig, dev, *, obs=None, betas=None, ctx=None, notes=None,
-             swap=None) -> dict:
+             swap=None, shifts=None, only=None) -> dict:
     """MoC in percent for each (obs, beta): ``{(obs, beta): value}`` over ``split``'s videos.
 
     Each video is observed alone (batch of one) and decoded with
@@ -560,12 +561,15 @@ def moc_grid(model, ds, split, config: RunConfig, dev, *, obs=None, betas=None, 
     ``notes`` (a list) when given. A cell no video reaches is NaN.
     ``swap`` (``{modality: {video: donor video}}``) replaces that modality's input of each video
     by the donor's (:func:`modality_reliance`); labels and the other modalities stay the video's own.
+    ``shifts`` (``{video: u}``, u in [0, 1)) reads the donors at a random time instead of the same
+    relative times (:func:`_video_inputs`). ``only`` (a set of ``(video, obs)`` pairs) counts those
+    cut points alone.
     """
 
     obs = config.train.eval_obs if obs is None else obs
     betas = config.train.eval_betas if betas is None else betas
     videos = shard(ds.split(split), ctx)
-    acc = _moc_counts(model, ds, videos, config, dev, obs, betas, notes, swap)
+    acc = _moc_counts(model, ds, videos, config, dev, obs, betas, notes, swap, shifts, only)
     if ctx is not None:
         acc = _all_reduce_moc(acc, len(videos), obs, dev)
     table = acc.result() if acc.obs_ratios else None
@@ -577,13 +581,13 @@ def moc_grid(model, ds, split, config: RunConfig, dev, *, obs=None, betas=None, 
     return {(float(o), float(b)): cell(o, b) for o in obs for b in betas}
 
 
-def _moc_counts(model, ds, videos, config, dev, obs, betas, notes=None, swap=None):
-    import torch
-
+def _moc_counts(model, ds, videos, config, dev, obs, betas, notes=None, swap=None, shifts=None, only=None):
     model.eval()
     acc = MoCAccumulator(model.config.n_classes, betas=tuple(betas), future_ratio=config.train.future_ratio)
     for o in obs:
         for video in videos:
+            if only is not None and (video, round(float(o), 6)) not in only:
+                continue
             gt = ds.labels(video)
             past = int(o * len(gt))
             if past == 0:
@@ -592,12 +596,53 @@ def _moc_counts(model, ds, videos, config, dev, obs, betas, notes=None, swap=Non
                                  f"(int({o:g} * {len(gt)}) = 0): skipped at that cut point")
                 continue
             donors = {m: per_video[video] for m, per_video in swap.items()} if swap else None
-            feats, mask = video_inputs(ds, video, config.model.modalities, past, config.train.sample_rate, dev,
-                                        donors=donors)
-            with torch.no_grad():
-                out = model(feats, mask)
-            acc.add_queries(gt, o, out.class_logits[0].cpu().numpy(), out.durations[0].cpu().numpy())
+            acc.add_queries(gt, o, *_queries(model, ds, video, config, dev, past, donors,
+                                             shifts[video] if shifts else None))
     return acc
+
+
+def _queries(model, ds, video, config, dev, past, donors=None, shift=None):
+    """The model's raw future queries for one video observed up to frame ``past`` (batch of one):
+    ``(class_logits (Q, C + 1), durations (Q,))`` as NumPy arrays. ``donors`` and ``shift``: see
+    :func:`rankfusion.data.torchdata.video_inputs`."""
+    import torch
+
+    feats, mask = video_inputs(ds, video, config.model.modalities, past, config.train.sample_rate, dev,
+                               donors=donors, shift=shift)
+    with torch.no_grad():
+        out = model(feats, mask)
+    return out.class_logits[0].cpu().numpy(), out.durations[0].cpu().numpy()
+
+
+def predict_future(model, ds, video, config: RunConfig, dev, obs: float) -> tuple:
+    """Per-frame predicted labels of one video's future window at a cut point (the MoC protocol).
+
+    The video is observed up to ``past = int(obs * N)`` and its queries decoded into the next
+    ``int(future_ratio * N)`` frames exactly as :func:`moc_grid` scores them (NONE = ``n_classes``).
+
+    Parameters
+    ----------
+    model : R3D in eval mode
+    ds : dataset with ``labels(video)`` and the model's modalities
+    video : str
+    config : RunConfig of the run
+    dev : torch.device
+    obs : float
+        Observation ratio in (0, 1].
+
+    Returns
+    -------
+    (gt, past, pred) : (int64 array (N,), int, int64 array (int(future_ratio * N),))
+    """
+    gt = np.asarray(ds.labels(video))
+    obs = check_float(obs, "obs", low=0.0, high=1.0, low_open=True)
+    past = int(obs * len(gt))  # as moc_grid cuts the input
+    if past == 0:
+        raise InputError(f"video {video!r} ({len(gt)} frames) has no observed frame at obs {obs:g}")
+    model.eval()
+    logits, durations = _queries(model, ds, video, config, dev, past)
+    pred = decode_queries(logits, durations, int(config.train.future_ratio * len(gt)), model.config.n_classes)
+    return gt, past, pred
 
 
 def _all_reduce_moc(acc, n_videos, obs, dev):
@@ -630,13 +675,25 @@ class Reliance:
     moc : float
         Grid-mean MoC (%) with every input the video's own.
     moc_swapped : float
-        Grid-mean MoC (%) with this modality's input taken from another video.
+        Grid-mean MoC (%) with this modality's input taken from another video (mean over draws).
     drop : float
         ``moc - moc_swapped`` in MoC points: 0 for a modality the model ignores.
     grid : tuple of (obs, beta, drop)
-        The drop per cell of the evaluation grid.
+        The drop per cell of the evaluation grid (mean over the donor draws).
     seed : int
-        Seed of the derangement of the split's videos.
+        Seed of the donor draws.
+    sd : float
+        Standard deviation of the grid-mean drop over the donor draws (ddof 1; NaN for one draw).
+    n_draws : int
+        Number of donor draws averaged.
+    mismatch : float
+        Mean relative length mismatch ``|n_donor - n| / n`` of the donors (over videos and draws).
+    matched : float
+        Share of the donors within the length tolerance.
+    read : str
+        ``"aligned"`` (donor read at the same relative times) or ``"random"`` (at a random time).
+    drops : tuple of float
+        The grid-mean drop of each donor draw.
     """
 
     modality: str
@@ -645,6 +702,12 @@ class Reliance:
     drop: float
     grid: tuple
     seed: int
+    sd: float = float("nan")
+    n_draws: int = 1
+    mismatch: float = float("nan")
+    matched: float = float("nan")
+    read: str = "aligned"
+    drops: tuple = ()
 
 
 def _grid_mean(grid: dict) -> float:
@@ -652,54 +715,153 @@ def _grid_mean(grid: dict) -> float:
     return float(np.mean(vals)) if vals else float("nan")
 
 
+@dataclass(frozen=True)
+class DonorDraws:
+    """Donor assignments of one reliance measurement (:func:`donor_draws`).
+
+    donors : list of dict, one per draw, ``{video: donor video}``.
+    shifts : list of dict, one per draw, ``{video: u}`` with u uniform in [0, 1) (random-time reads).
+    mismatch, matched : float
+        Mean relative length mismatch, and share within ``tol``, over videos and draws.
+    """
+
+    donors: list
+    shifts: list
+    mismatch: float
+    matched: float
+
+
+def donor_draws(ds, split, *, seed: int = 0, draws: int = 3, tol: float = 0.1) -> DonorDraws:
+    """Length-matched donors for every video of ``split``, ``draws`` times (:func:`rankfusion.utilization.matched_donors`).
+
+    Draw ``d`` uses the seed sequence ``(seed, d)``; the random-time offsets come from the same
+    generator. Needs at least 2 videos.
+    """
+    from .utilization import matched_donors
+
+    videos = list(ds.split(split))
+    if len(videos) < 2:
+        raise InputError(f"modality reliance needs at least 2 videos in split {split!r}, got {len(videos)}")
+    draws = check_int(draws, "draws", low=1)
+    seed = check_int(seed, "seed", low=0)
+    lengths = [ds.n_frames(v) for v in videos]
+    donors, shifts, gaps = [], [], []
+    for d in range(draws):
+        sub = int(np.random.SeedSequence([seed, d]).generate_state(1)[0])
+        idx, gap = matched_donors(lengths, sub, tol=tol)
+        u = np.random.default_rng([sub, 1]).random(len(videos))
+        donors.append({v: videos[j] for v, j in zip(videos, idx)})
+        shifts.append({v: float(x) for v, x in zip(videos, u)})
+        gaps.append(gap)
+    gaps = np.concatenate(gaps)
+    return DonorDraws(donors, shifts, float(gaps.mean()), float(np.mean(gaps <= tol + 1e-12)))
+
+
+def _swapped_grid(model, ds, split, config, dev, swapped, draws: DonorDraws, d: int, read: str, only):
+    swap = {m: draws.donors[d] for m in swapped}
+    return moc_grid(model, ds, split, config, dev, swap=swap, only=only,
+                    shifts=draws.shifts[d] if read == "random" else None)
+
+
 def modality_reliance(model, ds, split, config: RunConfig, dev, *, seed: int = 0, modalities=None,
-                      clean: dict | None = None) -> list[Reliance]:
+                      clean: dict | None = None, draws: int = 3, read: str = "aligned", tol: float = 0.1,
+                      only=None, donors: DonorDraws | None = None) -> list[Reliance]:
     """Modality reliance: the MoC drop when one modality's input comes from another video.
 
     For each modality m, every video of ``split`` is evaluated (the MoC protocol, as
-    :func:`moc_grid`) with m's observed input replaced by m's input of another video of the split
-    (a seeded derangement, :func:`rankfusion.evaluate.derangement`), read at the same relative
-    times; the labels and the other modalities are the video's own. ``drop = MoC(clean) -
-    MoC(swapped)``. A sample from another video keeps the input on the data distribution (right
-    scale, spectrum and temporal structure), so the drop measures what the model takes from this
-    video's m, not its reaction to an input it never saw (zeros would be off-distribution: for
-    a ReLU projection with biases they are a constant token, and a model can fail on them even
-    when it does not use m). A model that ignores m gets exactly the clean predictions, so its
-    drop is exactly 0. Cost: one extra MoC grid per modality.
+    :func:`moc_grid`) with m's observed input replaced by m's input of a donor video of similar
+    length (:func:`donor_draws`: within ``tol`` of its length, else the nearest), the labels and
+    the other modalities being the video's own; ``drop = MoC(clean) - MoC(swapped)``, averaged
+    over ``draws`` independent donor draws (their spread is :attr:`Reliance.sd`). A sample from
+    another video keeps the input on the data distribution (right scale, spectrum and temporal
+    structure), so the drop measures what the model takes from this video's m, not its reaction
+    to an input it never saw (zeros would be off-distribution). A model that ignores m gets
+    exactly the clean predictions, so its drop is exactly 0.
+
+    ``read="aligned"`` reads the donor at the same relative times: what videos share at the same
+    point of their progress (e.g. a common script of actions) stays in the input, so this
+    measures the *video-specific* information the model takes from m. ``read="random"`` reads a
+    window of the same span starting at a random time of the donor: information shared by time
+    is removed too, so a single-modality model's reliance on its only input approaches its gain
+    over an input-free baseline (docs/analysis.md).
 
     Parameters
     ----------
     model, ds, split, config, dev
         As for :func:`moc_grid`.
     seed : int
-        Seed of the derangement (the same for every modality).
+        Seed of the donor draws.
     modalities : sequence of str, optional
         Default: every modality of the model.
     clean : dict, optional
-        The clean :func:`moc_grid` result when already computed.
+        The clean :func:`moc_grid` result (with the same ``only``) when already computed.
+    draws : int
+        Donor draws averaged (>= 1; 3 by default).
+    read : {"aligned", "random"}
+    tol : float
+        Relative length tolerance of the donors.
+    only : set of (video, obs), optional
+        Count only these cut points (e.g. those only one modality can decide).
+    donors : DonorDraws, optional
+        Donors already drawn (then ``seed``, ``draws`` and ``tol`` are not used).
 
     Returns
     -------
     list of Reliance
         One per modality, in order.
     """
-    videos = list(ds.split(split))
-    if len(videos) < 2:
-        raise InputError(f"modality reliance needs at least 2 videos in split {split!r}, got {len(videos)}")
+    check_choice(read, "read", {"aligned", "random"})
+    draw = donor_draws(ds, split, seed=seed, draws=draws, tol=tol) if donors is None else donors
     mods = list(config.model.modalities if modalities is None else modalities)
     for m in mods:
         if m not in config.model.modalities:
             raise InputError(f"modalities must be among {list(config.model.modalities)}, got {m!r}")
-    perm = derangement(len(videos), seed)
-    donors = {v: videos[j] for v, j in zip(videos, perm)}
-    clean = moc_grid(model, ds, split, config, dev) if clean is None else clean
+    only = None if only is None else {(v, round(float(o), 6)) for v, o in only}
+    clean = moc_grid(model, ds, split, config, dev, only=only) if clean is None else clean
     out = []
     for m in mods:
-        swapped = moc_grid(model, ds, split, config, dev, swap={m: donors})
+        per_draw = [_swapped_grid(model, ds, split, config, dev, [m], draw, d, read, only)
+                    for d in range(len(draw.donors))]
+        swapped = {k: float(np.mean([g[k] for g in per_draw])) for k in clean}
         grid = tuple((o, b, clean[(o, b)] - swapped[(o, b)]) for (o, b) in clean)
         c, s_ = _grid_mean(clean), _grid_mean(swapped)
-        out.append(Reliance(m, c, s_, c - s_, grid, int(seed)))
+        drops = [c - _grid_mean(g) for g in per_draw]
+        sd = float(np.std(drops, ddof=1)) if len(drops) > 1 else float("nan")
+        out.append(Reliance(m, c, s_, c - s_, grid, int(seed), sd, len(drops), draw.mismatch, draw.matched, read,
+                            tuple(drops)))
     return out
+
+
+def modality_shapley(model, ds, split, config: RunConfig, dev, *, seed: int = 0, draws: int = 3,
+                     read: str = "aligned", tol: float = 0.1, clean: dict | None = None,
+                     donors: DonorDraws | None = None) -> dict:
+    """Exact Shapley contributions (grid-mean MoC points) of the model's modalities over swap subsets.
+
+    The value of a subset S is the grid-mean MoC when the modalities in S are the video's own
+    and all the others come from the same donor (:func:`donor_draws`, averaged over the draws);
+    ``v(all)`` is the clean MoC. :func:`rankfusion.utilization.shapley_values` gives the shares,
+    which add up to ``v(all) - v(empty)``. Cost: 2^M - 1 MoC grids per draw.
+
+    Returns
+    -------
+    dict of str to float
+    """
+    import itertools
+
+    from .utilization import shapley_values
+
+    check_choice(read, "read", {"aligned", "random"})
+    draw = donor_draws(ds, split, seed=seed, draws=draws, tol=tol) if donors is None else donors
+    mods = list(config.model.modalities)
+    clean = moc_grid(model, ds, split, config, dev) if clean is None else clean
+    value = {frozenset(mods): _grid_mean(clean)}
+    for k in range(len(mods)):
+        for own in itertools.combinations(mods, k):
+            swapped = [m for m in mods if m not in own]
+            value[frozenset(own)] = float(np.mean([
+                _grid_mean(_swapped_grid(model, ds, split, config, dev, swapped, draw, d, read, None))
+                for d in range(len(draw.donors))]))
+    return shapley_values(value, mods)
 
 
 def segmentation_grid(model, ds, split, config: RunConfig, dev, *, obs=None) -> dict:
@@ -742,23 +904,132 @@ def _segmentation_metrics(gts, preds) -> dict:
 
 
 def _evaluate_single(run_dir: Path, split, data_root, dev, checkpoint, reliance: bool = True,
-                     reliance_seed: int = 0) -> dict:
+                     reliance_seed: int = 0, reliance_draws: int = 3, partner: dict | None = None) -> dict:
 
     model, config, info = load_run(run_dir, checkpoint=checkpoint, device=dev)
     ds = open_data(data_root or info["dataset"], config.model.modalities)
+    check_config_data(config, ds)  # the model's channels and classes must be the dataset's
     notes = []
     grid = moc_grid(model, ds, split, config, dev, notes=notes)
     rows = [("moc", "", o, b, v) for (o, b), v in grid.items()]
     rows += [(k, "", o, float("nan"), v) for o, scores in segmentation_grid(model, ds, split, config, dev).items()
              for k, v in scores.items()]
     if reliance and len(ds.split(split)) >= 2:
-        for r in modality_reliance(model, ds, split, config, dev, seed=reliance_seed, clean=grid):
-            rows += [("reliance", r.modality, o, b, d) for o, b, d in r.grid]
+        # each training seed draws its own donors, so the donor variance is in the spread over seeds
+        seed = int(np.random.SeedSequence([reliance_seed, int(info["seed"])]).generate_state(1)[0])
+        rows += utilization_rows(model, ds, split, config, dev, seed=seed, clean=grid, draws=reliance_draws)
+        if partner is not None:
+            rows += collapse_rows(model, ds, split, config, dev, partner, seed=seed, draws=reliance_draws)
+    elif reliance:
+        notes.append(f"modality reliance skipped: split {split!r} has {len(ds.split(split))} video "
+                     "(it swaps a modality's input between videos, so it needs at least 2)")
     return {"rows": rows, "info": info, "notes": notes}
 
 
+def partner_reference(partner_run, fused_modalities, split, *, data_root=None, device=None, checkpoint="best",
+                      seed: int = 0, draws: int = 3) -> dict:
+    """What the partner alone attains on the cut points only it can decide (for :func:`collapse_rows`).
+
+    ``partner_run`` is a run (one seed or several) of a single-modality model, the partner, on
+    a synthetic dataset whose generator marks those cut points
+    (:func:`rankfusion.data.synth.partner_only_cuts`). Its attainable gain is its time-aligned
+    reliance on its only input restricted to them, averaged over its seeds.
+
+    Returns
+    -------
+    dict
+        ``modality``, ``only`` (set of ``(video, obs)``), ``attainable`` (MoC points), ``n_cuts``.
+    """
+    from .data.synth import partner_only_cuts
+
+    dev = resolve_device(device)
+    gains, only, mod = [], None, None
+    for d in seed_dirs(Path(partner_run)):
+        model, config, info = load_run(d, checkpoint=checkpoint, device=dev)
+        mods = list(config.model.modalities)
+        if len(mods) != 1 or mods[0] not in fused_modalities:
+            raise InputError(f"partner run {str(d)!r} must be a single-modality run of one of {list(fused_modalities)}, "
+                             f"got modalities {mods}")
+        mod = mods[0]
+        root = data_root or info["dataset"]
+        ds = open_data(root, mods)
+        if only is None:
+            cuts = partner_only_cuts(root, ds.split(split))
+            only = {(v, round(o, 6)) for v, obs in cuts.items() for o in obs
+                    if round(o, 6) in {round(float(x), 6) for x in config.train.eval_obs}}
+            if not only:
+                raise InputError(f"dataset {str(root)!r} has no partner-only cut point in split {split!r}")
+        sub = int(np.random.SeedSequence([seed, int(info["seed"])]).generate_state(1)[0])
+        gains.append(modality_reliance(model, ds, split, config, dev, seed=sub, draws=draws, only=only)[0].drop)
+    return {"modality": mod, "only": only, "attainable": float(np.mean(gains)), "n_cuts": len(only)}
+
+
+def collapse_rows(model, ds, split, config, dev, partner: dict, *, seed: int, draws: int = 3) -> list:
+    """Rows of the collapse index of a fused model against :func:`partner_reference`.
+
+    ``decidable_gain``: the fused model's time-aligned reliance on the partner restricted to the
+    partner-only cut points (MoC points); ``decidable_attainable``: the partner alone's there;
+    ``collapse_index``: ``100 * (1 - gain / attainable)`` (%; :func:`rankfusion.utilization.collapse_index`);
+    ``decidable_cuts``: how many cut points they count.
+    """
+    from .utilization import collapse_index
+
+    m = partner["modality"]
+    gain = modality_reliance(model, ds, split, config, dev, modalities=[m], seed=seed, draws=draws,
+                             only=partner["only"])[0].drop
+    return [("decidable_gain", m, NAN, NAN, gain), ("decidable_attainable", m, NAN, NAN, partner["attainable"]),
+            ("collapse_index", m, NAN, NAN, 100.0 * collapse_index(gain, partner["attainable"])),
+            ("decidable_cuts", m, NAN, NAN, float(partner["n_cuts"]))]
+
+
+NAN = float("nan")
+
+#: Utilization rows of the evaluation CSV (``metric`` names; docs/analysis.md, "Modality utilization").
+UTILIZATION_METRICS = ("reliance", "reliance_random", "reliance_donor_sd", "reliance_random_donor_sd",
+                       "reliance_donor_ci_low", "reliance_donor_ci_high", "reliance_random_donor_ci_low",
+                       "reliance_random_donor_ci_high",
+                       "cur", "cur_random", "shapley", "donor_mismatch", "donor_matched", "collapse_index",
+                       "decidable_gain", "decidable_attainable", "decidable_cuts")
+
+
+def utilization_rows(model, ds, split, config, dev, *, seed: int, clean: dict, draws: int = 3) -> list:
+    """``(metric, modality, obs, beta, value)`` rows of each modality's utilization (percent / MoC points).
+
+    Per cell: ``reliance`` (length-matched donors read at the same relative times) and
+    ``reliance_random`` (read at a random time), each the mean over ``draws`` donor draws. Per
+    modality (obs and beta NaN): ``reliance_donor_sd`` / ``reliance_random_donor_sd`` (the spread
+    of the grid-mean drop over the draws) and ``*_donor_ci_low`` / ``*_donor_ci_high`` (its 95 %
+    interval over the draws, :func:`rankfusion.stats.compare`, paired t), ``cur`` / ``cur_random`` (the conditional utilization
+    rate in %, :func:`rankfusion.utilization.conditional_utilization`), and for three or more
+    modalities ``shapley`` (exact Shapley contributions over swap subsets, MoC points). Per run:
+    ``donor_mismatch`` (mean relative length difference of the donors, %) and ``donor_matched``
+    (% of donors within 10 % of the video's length).
+    """
+    from .stats import compare
+    from .utilization import conditional_utilization
+
+    draw = donor_draws(ds, split, seed=seed, draws=draws)
+    rows = []
+    for read, name in (("aligned", "reliance"), ("random", "reliance_random")):
+        for r in modality_reliance(model, ds, split, config, dev, seed=seed, clean=clean, read=read, donors=draw):
+            rows += [(name, r.modality, o, b, d) for o, b, d in r.grid]
+            rows.append((f"{name}_donor_sd", r.modality, NAN, NAN, r.sd))
+            # the 95 % interval of the drop over the donor draws (paired t: the same clean grid)
+            ci = compare(list(r.drops), [0.0] * len(r.drops), paired=True).ci
+            rows += [(f"{name}_donor_ci_low", r.modality, NAN, NAN, ci[0]),
+                     (f"{name}_donor_ci_high", r.modality, NAN, NAN, ci[1])]
+            cur = conditional_utilization(r.moc, r.moc_swapped)
+            rows.append(("cur" if read == "aligned" else "cur_random", r.modality, NAN, NAN, 100.0 * cur))
+    if len(config.model.modalities) > 2:
+        phi = modality_shapley(model, ds, split, config, dev, seed=seed, clean=clean, donors=draw)
+        rows += [("shapley", m, NAN, NAN, v) for m, v in phi.items()]
+    rows += [("donor_mismatch", "", NAN, NAN, 100.0 * draw.mismatch),
+             ("donor_matched", "", NAN, NAN, 100.0 * draw.matched)]
+    return rows
+
+
 def evaluate_run(run_dir, split: str = "test", *, device=None, data_root=None, checkpoint: str = "best",
-                 reliance: bool = True, reliance_seed: int = 0):
+                 reliance: bool = True, reliance_seed: int = 0, reliance_draws: int = 3, partner_run=None):
     """Evaluate a run (one seed or several) on ``split``; write ``RUN/eval_<split>.csv``.
 
     Parameters
@@ -771,20 +1042,30 @@ def evaluate_run(run_dir, split: str = "test", *, device=None, data_root=None, c
         Dataset folder; default the one the run was trained on.
     checkpoint : {"best", "last"}
     reliance : bool, default True
-        Also compute each modality's reliance (:func:`modality_reliance`; one extra MoC grid per
-        modality, skipped when the split has fewer than 2 videos).
+        Also compute each modality's utilization (:func:`utilization_rows`: reliance with
+        length-matched donors read at the same relative times and at a random time, the
+        conditional utilization rate, Shapley contributions for three or more modalities;
+        2 x ``reliance_draws`` extra MoC grids per modality, plus 2^M - 1 per draw for Shapley),
+        skipped when the split has fewer than 2 videos.
     reliance_seed : int
-        Seed of the derangement of videos used by the reliance.
+        Seed of the donor draws; each training seed draws from ``(reliance_seed, its seed)``, so
+        the spread over seeds includes the donors' variance.
+    reliance_draws : int
+        Donor draws averaged per run (>= 1; 3 by default).
+    partner_run : str or Path, optional
+        A single-modality run of the partner on the same synthetic dataset: adds the collapse
+        index rows (:func:`collapse_rows`, with ``reliance``).
 
     Returns
     -------
     pandas.DataFrame
-        Columns ``metric`` ("moc", "accuracy", "edit", "f1@10", "f1@25", "f1@50", "reliance"),
-        ``modality`` (the swapped modality for "reliance", else empty), ``obs``, ``beta`` (NaN for
-        the segmentation metrics, which score the observed part at ``obs``), ``mean``, ``std``
-        (over seeds, ddof=1; NaN for one seed) and ``n_seeds``. All values are percentages
-        (reliance: MoC points lost when the modality's input comes from another video) ``attrs["notes"]`` lists the videos
-        skipped at a cut point (:func:`moc_grid`).
+        Columns ``metric`` ("moc", "accuracy", "edit", "f1@10", "f1@25", "f1@50", and the
+        utilization metrics :data:`UTILIZATION_METRICS`), ``modality`` (the modality of a
+        utilization row, else empty), ``obs``, ``beta`` (NaN for the segmentation metrics, which
+        score the observed part at ``obs``, and for the per-modality utilization summaries),
+        ``mean``, ``std`` (over seeds, ddof=1; NaN for one seed) and ``n_seeds``. All values are
+        percentages or MoC points (reliance: MoC points lost when the modality's input comes from
+        another video). ``attrs["notes"]`` lists the videos skipped at a cut point (:func:`moc_grid`).
     """
     import pandas as pd
 
@@ -793,9 +1074,22 @@ def evaluate_run(run_dir, split: str = "test", *, device=None, data_root=None, c
     dev = resolve_device(device)
     run_dir = Path(run_dir)
     per_seed, notes = [], []
+    partner = None
+    if partner_run is not None and reliance:
+        from .config import RunConfig
+
+        recorded = json.loads((seed_dirs(run_dir)[0] / "config.json").read_text())
+        fused = RunConfig.from_dict(recorded["config"])
+        theirs = json.loads((seed_dirs(Path(partner_run))[0] / "config.json").read_text()).get("dataset")
+        if data_root is None and theirs != recorded.get("dataset"):
+            raise InputError(f"partner run {str(partner_run)!r} was trained on {theirs!r}, not on the run's "
+                             f"dataset {recorded.get('dataset')!r}; the collapse index compares them on one dataset")
+        partner = partner_reference(partner_run, fused.model.modalities, split, data_root=data_root, device=dev,
+                                    checkpoint=checkpoint, seed=reliance_seed, draws=reliance_draws)
     for d in seed_dirs(run_dir):
-        res = _evaluate_single(d, split, data_root, dev, checkpoint, reliance, check_int(reliance_seed,
-                                                                                      "reliance_seed", low=0))
+        res = _evaluate_single(d, split, data_root, dev, checkpoint, reliance,
+                               check_int(reliance_seed, "reliance_seed", low=0),
+                               check_int(reliance_draws, "reliance_draws", low=1), partner)
         notes += [n for n in res["notes"] if n not in notes]
         df = pd.DataFrame(res["rows"], columns=["metric", "modality", "obs", "beta", "value"])
         df.insert(0, "seed", res["info"]["seed"])
@@ -834,14 +1128,21 @@ def format_eval_table(df) -> str:
         for o in sorted(moc["obs"].unique()):
             sub = moc[moc["obs"] == o].set_index("beta")
             lines.append(f"obs={o:<8g} " + "".join(f"{cell(sub.loc[b]):>18}" for b in betas))
-    rel = df[df["metric"] == "reliance"]
-    if len(rel):
-        lines.append("reliance: MoC points lost when the modality's input comes from another video")
-    for m in dict.fromkeys(rel["modality"]):
-        for o in sorted(rel["obs"].unique()):
-            sub = rel[(rel["modality"] == m) & (rel["obs"] == o)].set_index("beta")
-            lines.append(f"{m[:8]:<8s} {o:<4g}" + "".join(f"{cell(sub.loc[b]):>18}" for b in betas if b in sub.index))
-    seg = df[~df["metric"].isin(["moc", "reliance"])]
+    for metric, what in (("reliance", "the same relative times"), ("reliance_random", "a random time")):
+        rel = df[df["metric"] == metric]
+        if len(rel):
+            lines.append(f"{metric}: MoC points lost when the modality's input comes from another video of similar "
+                         f"length, read at {what}")
+        for m in dict.fromkeys(rel["modality"]):
+            for o in sorted(rel["obs"].unique()):
+                sub = rel[(rel["modality"] == m) & (rel["obs"] == o)].set_index("beta")
+                lines.append(f"{m[:8]:<8s} {o:<4g}" + "".join(f"{cell(sub.loc[b]):>18}" for b in betas
+                                                              if b in sub.index))
+    summary = df[df["metric"].isin(UTILIZATION_METRICS) & df["obs"].isna()]
+    for metric in dict.fromkeys(summary["metric"]):
+        rows = summary[summary["metric"] == metric]
+        lines.append(f"{metric}: " + "  ".join(f"{r['modality'] or 'all'} {cell(r)}" for _, r in rows.iterrows()))
+    seg = df[~df["metric"].isin(("moc",) + UTILIZATION_METRICS)]
     for o in sorted(seg["obs"].unique()):
         rows = seg[seg["obs"] == o]
         lines.append(f"segmentation (%) of the observed {o:g}: "

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ._progress import bar_disabled
 from ._validation import InputError, check_float, check_int
 from .io import save_npz
 from .data.torchdata import video_inputs
@@ -135,7 +136,7 @@ def _fuser_features(model, ds, videos, split, obs_ratio, mods, sample_rate, dev,
 
     chunks = {f"{m}.{s}": [] for m in mods for s in ("before", "after")}
     rows = []
-    for video in tqdm(videos, desc=f"extract {split}", unit="video", disable=not progress, leave=False):
+    for video in tqdm(videos, desc=f"extract {split}", unit="video", disable=bar_disabled(progress), leave=False):
         # at least one observed frame, as in evaluation
         past = max(1, int(obs_ratio * ds.n_frames(video)))
         feats, mask = video_inputs(ds, video, mods, past, sample_rate, dev, noise, rng)

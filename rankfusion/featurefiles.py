@@ -21,6 +21,7 @@ import pandas as pd
 
 from ._validation import InputError, check_float, check_int, check_matrix
 from .io import load_arrays, load_meta
+from . import spectral
 
 #: The two stages every analysed modality must have in a feature file (docs/formats.md).
 STAGES = ("before", "after")
@@ -140,8 +141,6 @@ def normalized_spectrum(X, *, center: bool = False) -> np.ndarray:
         Descending, sums to 1, over the numerical rank r; its entropy is log ERank(X). A flatter
         curve is a higher effective rank, which is how Figs. 2 and 9 are read.
     """
-    from . import spectral
-
     X = check_matrix(np.asarray(X), "X")
     sigma = np.asarray(spectral.singular_values(X, center=center), dtype=np.float64)
     total = sigma.sum()
@@ -155,8 +154,6 @@ def spectra_of(features: FeatureSet, modalities=None, stages=STAGES, label: str 
 
     ``label`` names the source (e.g. "R3D (RTF)" or "plain fusion"); by default the file's run.
     """
-    from . import spectral
-
     mods = features.modalities if modalities is None else list(modalities)
     label = label if label is not None else str(features.meta.get("run", features.path.stem))
     rows = []
@@ -207,8 +204,6 @@ def blended_channels(X, exchange_ratio: float) -> np.ndarray:
     InputError
         If the ratio blends no channel of ``X`` (``k' = 0``).
     """
-    from . import spectral
-
     d = X.shape[1]
     n_low = spectral.blended_channel_count(exchange_ratio, d)
     if n_low == 0:
@@ -236,8 +231,6 @@ def angle_table(features: FeatureSet, pairs=None, *, exchange_ratio: float | Non
         mean_channel_angle_deg`` (the last: mean angle of each injected channel to the subspace);
         larger angles (towards 90 degrees) mean more complementary injections.
     """
-    from . import spectral
-
     if exchange_ratio is None:
         exchange_ratio = float(features.meta.get("exchange_ratio", 0.1))
     exchange_ratio = check_float(exchange_ratio, "exchange_ratio", low=0.0, high=1.0, low_open=True)
@@ -347,8 +340,6 @@ def calibrate_sigma(response, targets, *, sigma0: float = 0.1, iters: int = 4, r
 
 def gains_table(features: FeatureSet, modalities=None) -> pd.DataFrame:
     """ERank before/after and gain of each modality of one feature file (one row per modality)."""
-    from . import spectral
-
     mods = features.modalities if modalities is None else list(modalities)
     rows = []
     for mod in mods:

@@ -18,6 +18,7 @@ angles         Table 6: principal angles between X's dominant subspace and Y's i
 ablation       Tables 2, 3, 8, 9 (+ R3D (Uni) of Table 1): MoC per variant
 dose           (not in the paper) MoC and modality reliance against the generator's dials
 dynamics       (no paper figure) effective rank of each modality over epochs, with / without RTF
+timeline       Fig. 8: ground truth vs predicted future per test video, with / without RTF, anchor alone
 =============  ===============================================================================
 """
 
@@ -33,10 +34,11 @@ import numpy as np
 import pandas as pd
 
 from . import featurefiles, selection
+from ._progress import bar_disabled
 from ._validation import InputError, check_int
 from .data.synth import dataset_matches, prepare_dataset
 from .io import atomic_path, to_markdown, write_json, write_text
-from .pipeline import PROFILES, RunCache, expected_complementary, git_commit
+from .pipeline import PROFILES, RunCache, entry_lock, expected_complementary, git_commit
 from .verdicts import RESOLVE_SD
 
 #: Exchange ratios of Fig. 5.
@@ -1035,10 +1037,106 @@ def _dynamics_summary(ranks: pd.DataFrame, moc: pd.DataFrame) -> pd.DataFrame:
     return agg
 
 
+#: Fig. 8's rows: label -> the ablation variant whose (cached) run draws it.
+TIMELINE_MODELS = {"with RTF": "R3D (RTF)", "without RTF": "W/O RTF (Tab. 2)", "anchor alone": "anchor only (Uni)"}
+#: The videos Fig. 8 shows, by the MoC difference with - without RTF over the test split.
+TIMELINE_ROLES = ("largest", "median", "smallest")
+
+
+@dataclass(frozen=True)
+class TimelineResult:
+    """Fig. 8. ``videos``: ``{role: video}`` for the largest / median / smallest per-video MoC
+    difference (with - without RTF) at the cut point ``obs``; ``moc``: ``{video: {model: MoC %}}``
+    of the shown videos (mean over the betas); ``seed``: the run seed drawn; ``n_videos``: test
+    videos ranked; ``mean_diff``: the difference averaged over them."""
+
+    videos: dict
+    moc: dict
+    obs: float
+    seed: int
+    n_videos: int
+    mean_diff: float
+
+    def findings(self) -> dict:
+        return {"videos": dict(self.videos), "moc": {v: dict(m) for v, m in self.moc.items()}, "obs": self.obs,
+                "seed": self.seed, "n_videos": self.n_videos, "mean_diff": self.mean_diff}
+
+
+def _timeline_runs(ctx: FigureContext):
+    """``[(label, name, modalities, overrides)]`` of Fig. 8's three models (the ablation family's runs)."""
+    return [(label, *_ablation_run(ctx, ABLATIONS[variant])) for label, variant in TIMELINE_MODELS.items()]
+
+
+def _timeline_predictions(ctx: FigureContext, rec, obs: float) -> dict:
+    """``{video: (gt, past, pred)}`` of one run on every test video long enough to observe."""
+    from .data import open_dataset
+    from .evaluate import predict_future
+    from .runs import load_run, resolve_device
+
+    dev = resolve_device(ctx.cache.device)
+    model, config, _ = load_run(rec.run_dir, device=dev)
+    ds = open_dataset(ctx.cache.data_root, modalities=list(config.model.modalities))
+    return {v: predict_future(model, ds, v, config, dev, obs) for v in ds.split("test")
+            if int(obs * ds.n_frames(v)) > 0}
+
+
+def _video_moc(gt, obs, pred, n_classes, betas) -> float:
+    """One video's MoC (%), mean over the betas, scored as :func:`rankfusion.evaluate.moc_grid` does."""
+    from .evaluate import MoCAccumulator
+
+    acc = MoCAccumulator(n_classes, betas=betas)
+    acc.add(gt, obs, pred)
+    return 100.0 * float(np.nanmean(acc.result().to_numpy(dtype=float)))
+
+
+def fig_timeline(ctx: FigureContext) -> FigureResult:
+    """Fig. 8: per test video, colour bars of ground truth and predicted future at the cut point."""
+    from . import plots
+    from .data import open_dataset
+
+    seed, obs = ctx.cache.profile.seeds[0], ctx.obs
+    res = FigureResult("timeline", params={"obs": obs, "seed": seed, "split": "test", "models": dict(TIMELINE_MODELS)})
+    preds, runs = {}, []
+    for label, name, mods, opts in _timeline_runs(ctx):
+        rec = ctx.cache.run(name, mods, seed=seed, **opts)
+        runs.append(rec)
+        preds[label] = _timeline_predictions(ctx, rec, obs)
+    ds = open_dataset(ctx.cache.data_root)
+    betas = tuple(ctx.cache.config(ctx.pair).train.eval_betas)
+    rows = []
+    for v, (gt, past, _) in preds["with RTF"].items():
+        row = {"video": v, "n_frames": int(gt.size), "past": past}
+        row.update({f"moc {m}": _video_moc(gt, obs, preds[m][v][2], len(ds.classes), betas) for m in TIMELINE_MODELS})
+        rows.append(row)
+    if not rows:
+        raise InputError(f"no test video of {str(ctx.cache.data_root)!r} is long enough to observe at {obs:g}")
+    table = pd.DataFrame(rows)
+    table["diff"] = table["moc with RTF"] - table["moc without RTF"]
+    order = table.sort_values(["diff", "video"], kind="stable")["video"].tolist()
+    chosen = {"largest": order[-1], "median": order[len(order) // 2], "smallest": order[0]}
+    table["shown as"] = table["video"].map({v: r for r, v in reversed(list(chosen.items()))}).fillna("")
+    _table(ctx.out, table, "timeline", res)
+    panels = []
+    for role, v in chosen.items():
+        gt, past, _ = preds["with RTF"][v]
+        r = table.set_index("video").loc[v]
+        title = (f"{v}: {role} MoC difference ({r['diff']:+.1f}; with RTF {r['moc with RTF']:.1f}, "
+                 f"without {r['moc without RTF']:.1f}, anchor alone {r['moc anchor alone']:.1f})")
+        panels.append({"title": title, "gt": gt, "past": past,
+                       "rows": [(m, preds[m][v][2]) for m in TIMELINE_MODELS]})
+    _save(ctx.out, plots.plot_timelines(panels, list(ds.classes), obs=obs), "timeline", res, ctx.formats)
+    res.run_keys = _keys(runs)
+    res.data = TimelineResult(
+        videos=chosen, obs=obs, seed=seed, n_videos=len(table), mean_diff=float(table["diff"].mean()),
+        moc={v: {m: float(table.set_index("video").loc[v, f"moc {m}"]) for m in TIMELINE_MODELS}
+             for v in dict.fromkeys(chosen.values())})
+    return res
+
+
 #: The one registry of figure families: name -> function, in the order ``rankfusion figures`` runs them.
 FAMILIES = {"spectra": fig_spectra, "modality": fig_modality, "noise": fig_noise,
             "exchange": fig_exchange, "angles": fig_angles, "ablation": fig_ablation, "dose": fig_dose,
-            "dynamics": fig_dynamics}
+            "dynamics": fig_dynamics, "timeline": fig_timeline}
 
 
 def plan_jobs(ctx: FigureContext, names) -> list:
@@ -1078,6 +1176,12 @@ def plan_jobs(ctx: FigureContext, names) -> list:
             add(mods, **o)
     if "dose" in names:
         jobs += dose_jobs(ctx)
+    if "dynamics" in names:
+        add(ctx.pair)
+        add(ctx.pair, rtf=False)
+    if "timeline" in names:
+        for _, _, mods, opts in _timeline_runs(ctx):
+            add(mods, seeds=seeds[:1], **opts)
     return jobs
 
 
@@ -1100,7 +1204,7 @@ def make_figures(ctx: FigureContext, only=None, *, command: str = "", progress: 
     if workers > 1:
         ctx.cache.prefetch(plan_jobs(ctx, names), workers=workers, progress=progress)
     results = {}
-    bar = tqdm(names, desc="figures", disable=not progress, unit="fig")
+    bar = tqdm(names, desc="figures", disable=bar_disabled(progress), unit="fig")
     for n in bar:
         bar.set_postfix_str(n)
         t0 = time.perf_counter()
@@ -1112,8 +1216,17 @@ def make_figures(ctx: FigureContext, only=None, *, command: str = "", progress: 
 
 
 def write_manifest(ctx: FigureContext, results: dict, *, command: str = "") -> Path:
-    """Write/merge ``manifest.json``: per figure its files, runs (config hash, seed), parameters."""
+    """Write/merge ``manifest.json``: per figure its files, runs (config hash, seed), parameters.
+
+    The read-merge-write holds the manifest's file lock, so processes writing figures into one
+    folder at once keep each other's entries.
+    """
     path = ctx.out / "manifest.json"
+    with entry_lock(path):
+        return _merge_manifest(ctx, path, results, command)
+
+
+def _merge_manifest(ctx: FigureContext, path: Path, results: dict, command: str) -> Path:
     manifest = {}
     if path.exists():
         try:

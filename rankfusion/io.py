@@ -229,14 +229,15 @@ def array_file_kind(path) -> str:
     raise InputError(f"cannot read {str(path)!r}: not a .npy or .npz file (neither a NumPy header nor a zip archive)")
 
 
-def load_arrays(path, keys=None, *, mmap: bool = True) -> dict:
+def load_arrays(path, keys=None, *, mmap: bool = True, text_keys=()) -> dict:
     """Load the arrays of a ``.npy`` or ``.npz`` file as a ``{key: array}`` dict.
 
     ``.npy`` files are memory-mapped (``mmap=True``) and appear under the key ``"array"``
     (or their file stem if ``keys`` asks for it). Uncompressed ``.npz`` members are read
     lazily by NumPy. The format is read from the file's first bytes, not its suffix
     (:func:`array_file_kind`). The ``"meta"`` entry of a feature file is never returned; use
-    :func:`load_meta`. Raises :class:`InputError` naming the file or key on any problem.
+    :func:`load_meta`. The arrays named in ``text_keys`` may also hold strings (e.g. class labels);
+    every other array must be numeric. Raises :class:`InputError` naming the file or key on any problem.
     """
     path = Path(path)
     kind = array_file_kind(path)
@@ -264,7 +265,7 @@ def load_arrays(path, keys=None, *, mmap: bool = True) -> dict:
             raise InputError(f"key {keys[0]!r} not found in {str(path)!r}; a .npy file holds one array, 'array'")
         out = {keys[0]: out["array"]}
     for k, v in out.items():
-        if v.dtype.kind not in "fiub":
+        if v.dtype.kind not in "fiub" and not (k in text_keys and v.dtype.kind in "US"):
             raise InputError(f"array {k!r} in {str(path)!r} is not numeric (dtype {v.dtype})")
     return out
 

@@ -377,7 +377,8 @@ class R3D(nn.Module):
             out.append(x)
         return out
 
-    def forward(self, features: dict, mask: torch.Tensor, *, return_features: bool = False) -> R3DOutput:
+    def forward(self, features: dict, mask: torch.Tensor, *, return_features: bool = False,
+                keep: torch.Tensor | None = None) -> R3DOutput:
         """Run the model.
 
         Parameters
@@ -388,12 +389,20 @@ class R3D(nn.Module):
             :func:`rankfusion.data.collate_anticipation` makes it) for ``positional="recency"``.
         return_features : bool
             Also return the token fuser's per-modality inputs and outputs (for feature export).
+        keep : Tensor of shape (B, M), optional
+            Factors on each sample's tokens of each modality (in ``modalities`` order), applied
+            after Eq. 2: 0 drops a whole modality of a sample (modality dropout,
+            :mod:`rankfusion.remedies`). None (default): every token as it is.
 
         Returns
         -------
         R3DOutput
         """
         toks = self.tokens(features, mask)
+        if keep is not None:
+            if keep.shape != (mask.shape[0], len(toks)):
+                raise ValueError(f"keep must have shape (B, M) = {(mask.shape[0], len(toks))}, got {tuple(keep.shape)}")
+            toks = [x * keep[:, m, None, None].to(x.dtype) for m, x in enumerate(toks)]
         if self.rtf is not None:
             r = self.rtf(toks, mask)
             before, after, low = r.before, r.after, r.low

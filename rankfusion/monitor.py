@@ -106,7 +106,10 @@ class RankMonitor:
     Notes
     -----
     Use as a context manager, or call :meth:`close`, to remove the hooks. Rows of one name must
-    have the same number of channels and live on one device within an interval.
+    have the same number of channels and live on one device within an interval, and be real
+    numbers (floating point, signed integers or uint8): otherwise the forward call that brings
+    them raises the accumulator's ``ValueError``/``TypeError`` naming the watched output (for an
+    unsupported dtype, the first call). Only NaN/Inf outputs (a diverging run) are recorded, as NaN.
     """
 
     def __init__(self, model, modules: dict, *, every: int | None = DEFAULT_EVERY,
@@ -212,6 +215,9 @@ class RankMonitor:
         if not is_torch(x):
             raise TypeError(f"watched output {watch.name!r} must be a torch tensor, got {describe(x)}")
         x = x.detach()
+        if x.dim() == 0:
+            raise ValueError(f"watched output {watch.name!r} is a 0-d tensor (a scalar such as a loss); the "
+                             "monitor needs outputs of shape (..., D), D channels")
         m = self._mask
         if m is not None and x.dim() >= 2 and tuple(x.shape[:-1]) == tuple(m.shape):
             watch.masked = True
@@ -226,9 +232,14 @@ class RankMonitor:
             return
         try:
             watch.acc.update(rows)
-        except ValueError:
-            # NaN/Inf activations (a diverging run): recorded as NaN, never raised into training
-            watch.finite = False
+        except ValueError as exc:
+            if rows.is_floating_point() and not bool(rows.isfinite().all()):
+                # NaN/Inf activations (a diverging run): recorded as NaN, never raised into training
+                watch.finite = False
+                return
+            # anything else is a misuse the accumulator names (a dtype it cannot take, such as
+            # bool or complex, at the first call; a width that changed within the interval)
+            raise type(exc)(f"watched output {watch.name!r}: {exc}") from None
 
     # ------------------------------------------------------------------ results
     def record(self, step=None) -> list[dict]:

@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ._progress import bar_disabled
 from ._validation import InputError, check_float, check_int
 from .config import PAPER_SEEDS
 from .io import atomic_dir, atomic_path, write_json
@@ -522,7 +523,8 @@ class RunCache:
         from .evaluate import modality_reliance
         from .runs import load_run, resolve_device
 
-        out = rec.run_dir / f"reliance-{split}-d{seed}.csv"
+        # "m": length-matched donors, 3 draws (an older file, from one derangement, is not reused)
+        out = rec.run_dir / f"reliance-{split}-d{seed}-m.csv"
         if out.exists():
             return pd.read_csv(out)
         dev = resolve_device(self.device)
@@ -637,20 +639,23 @@ def run_jobs(jobs, *, workers: int = 1, progress: bool = True) -> dict[str, bool
     workers = check_int(workers, "workers", low=1)
     jobs = merge_jobs(jobs)
     out: dict[str, bool] = {}
-    bar = tqdm(total=len(jobs), desc="runs", unit="run", disable=not progress)
+    bar = tqdm(total=len(jobs), desc="runs", unit="run", disable=bar_disabled(progress))
+
+    def done(d, trained):
+        out[d] = trained
+        bar.update()
+        if progress and bar.disable:  # not a terminal: one plain line per run instead of the bar
+            print(f"run {len(out)}/{len(jobs)} {'trained' if trained else 'reused'}: {Path(d).name}", flush=True)
+
     if workers == 1 or len(jobs) <= 1:
         for j in jobs:
-            d, trained = _do_job(j)
-            out[d] = trained
-            bar.update()
+            done(*_do_job(j))
         bar.close()
         return out
     with ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=mp.get_context("spawn"),
                              initializer=_init_worker) as pool:
         futures = [pool.submit(_do_job, j) for j in jobs]
         for f in as_completed(futures):
-            d, trained = f.result()
-            out[d] = trained
-            bar.update()
+            done(*f.result())
     bar.close()
     return out

@@ -622,3 +622,63 @@ def plot_dynamics(ranks, moc, *, modalities):
     fig.suptitle(f"Rank dynamics on the validation subset ({bands})", fontsize=11)
     fig.tight_layout()
     return fig
+
+
+def plot_timelines(panels, classes, *, obs: float):
+    """Fig. 8: ground truth and predicted future of a few videos as colour bars, one panel per video.
+
+    Parameters
+    ----------
+    panels : list of dict
+        One per video, top to bottom: ``{"title": str, "gt": int array (N,), "past": int,
+        "rows": [(label, pred int array (n,)), ...]}``; each prediction covers frames
+        ``past .. past + n`` (clipped to N); label ids outside ``classes`` (NONE) are drawn white.
+    classes : list of str
+        Action names; label ``i`` is ``classes[i]``, one colour each (tab20, cycling).
+    obs : float
+        The observation ratio (the cut point is drawn at ``past``).
+
+    The observed part of each prediction row is grey: the model sees it, it predicts only the
+    future. The legend lists the classes that appear in the panels.
+    """
+    plt = _mpl()
+    from matplotlib.patches import Patch
+
+    cmap = plt.get_cmap("tab20")
+    cols = [cmap(i % 20) for i in range(len(classes))]
+    n_rows = sum(1 + len(p["rows"]) for p in panels)
+    fig, axes = plt.subplots(len(panels), 1, figsize=(9.5, 0.9 + 0.42 * n_rows), squeeze=False)
+    used = set()
+
+    def bar(ax, y, labels, start):
+        labels = np.asarray(labels)
+        if labels.size == 0:
+            return
+        change = np.flatnonzero(np.diff(labels)) + 1
+        for s, e in zip(np.r_[0, change], np.r_[change, labels.size]):
+            k = int(labels[s])
+            known = 0 <= k < len(classes)
+            used.update([k] if known else [])
+            ax.broken_barh([(start + s, e - s)], (y - 0.4, 0.8), facecolors=cols[k] if known else "white",
+                           edgecolor="none")
+
+    for ax, p in zip(axes[:, 0], panels):
+        gt, past = np.asarray(p["gt"]), int(p["past"])
+        n = gt.size
+        names = ["ground truth"] + [label for label, _ in p["rows"]]
+        bar(ax, 0, gt, 0)
+        for i, (_, pred) in enumerate(p["rows"], start=1):
+            ax.broken_barh([(0, past)], (i - 0.4, 0.8), facecolors="0.85", edgecolor="none")
+            bar(ax, i, np.asarray(pred)[: max(0, n - past)], past)
+        ax.axvline(past, color="k", linewidth=1.2)
+        ax.set_xlim(0, n)
+        ax.set_ylim(len(names) - 0.5, -0.5)
+        ax.set_yticks(range(len(names)), names, fontsize=8)
+        ax.set_title(p["title"], fontsize=9, loc="left")
+        ax.tick_params(axis="x", labelsize=7)
+    axes[-1, 0].set_xlabel(f"frame (black line: cut point at {obs:g} of the video; grey: observed)")
+    handles = [Patch(facecolor=cols[k], label=classes[k]) for k in sorted(used)]
+    fig.legend(handles=handles, loc="lower center", ncol=min(6, max(1, len(handles))), fontsize=7,
+               frameon=False)
+    fig.tight_layout(rect=(0, 0.04 + 0.025 * math.ceil(len(handles) / 6), 1, 1))
+    return fig

@@ -452,6 +452,23 @@ def dynamics_section(res, *, n_seeds: int) -> list[str]:
     return L
 
 
+def timeline_section(res) -> list[str]:
+    """Report lines of the ``timeline`` family (Fig. 8): which videos are shown and their MoC."""
+    d = res.data
+    if d is None:
+        return []
+    L = ["## Timelines (Fig. 8)", "", _img("timeline", "ground truth and predicted future per video"), "",
+         f"Test videos observed up to {d.obs:g}, seed {d.seed}: the videos with the largest, median and smallest "
+         f"per-video MoC difference with - without RTF among {d.n_videos} (mean difference "
+         f"{_fmt(d.mean_diff, '+.2f')} points; one seed, a picture of typical predictions, not a test):"]
+    roles = {}
+    for role, v in d.videos.items():  # with few test videos one video can fill several roles
+        roles.setdefault(v, []).append(role)
+    for v, rs in roles.items():
+        L.append(f"- {' and '.join(rs)}: {v}, MoC " + ", ".join(f"{k} {_fmt(x)} %" for k, x in d.moc[v].items()) + ".")
+    return L + [""]
+
+
 #: The report's sections in order: each takes the :class:`ReportInputs` and returns its lines
 #: (none when its family did not run).
 REPORT_SECTIONS = (
@@ -467,4 +484,5 @@ REPORT_SECTIONS = (
     ablation_section,
     _dose_report_section,
     lambda r: dynamics_section(r.results["dynamics"], n_seeds=len(r.seeds)) if "dynamics" in r.results else [],
+    lambda r: timeline_section(r.results["timeline"]) if "timeline" in r.results else [],
 )

@@ -15,6 +15,7 @@ from ._validation import InputError, check_choice
 from .config import RunConfig
 from .data import open_dataset
 from .model import R3D
+from .remedies import attach_unimodal_heads
 
 
 def resolve_device(device=None):
@@ -62,6 +63,30 @@ def open_data(data_root, modalities):
     return open_dataset(data_root, modalities=list(modalities))
 
 
+def check_config_data(config: RunConfig, ds) -> tuple[dict, int]:
+    """The dataset's ``(input_dims, n_classes)`` for the config's modalities, checked against any
+    values the config already holds (a trained run's: its model takes exactly those).
+
+    Raises
+    ------
+    InputError
+        Naming the first modality whose channel count differs, with both counts, or both class counts.
+    """
+    dims = {m: int(ds.channels(m)) for m in config.model.modalities}
+    n_classes = len(ds.classes)
+    where = f"dataset {str(getattr(ds, 'root', ''))!r}"
+    if config.model.input_dims is not None and dict(config.model.input_dims) != dims:
+        have = dict(config.model.input_dims)
+        m = next((m for m in dims if have.get(m) != dims[m]), None)
+        if m is None:
+            raise InputError(f"config input_dims {have} do not match the {where}'s {dims}")
+        raise InputError(f"modality {m!r} has {dims[m]} channels in {where}, but the model takes "
+                         f"{have.get(m)} (input_dims {have})")
+    if config.model.n_classes is not None and config.model.n_classes != n_classes:
+        raise InputError(f"config n_classes {config.model.n_classes} does not match the {where}'s {n_classes}")
+    return dims, n_classes
+
+
 def is_multi_seed(run_dir) -> bool:
     """True when ``run_dir`` holds several seeds (``seeds.json``)."""
     return (Path(run_dir) / "seeds.json").exists()
@@ -103,6 +128,7 @@ def load_run(run_dir, *, checkpoint: str = "best", device=None):
     ck = load_checkpoint(run_dir / "checkpoints" / f"{checkpoint}.pt", map_location=dev)
     config = RunConfig.from_dict(ck["config"], source=f"{run_dir}/checkpoints/{checkpoint}.pt")
     model = R3D(config.model).to(dev)
+    attach_unimodal_heads(model, config.train)  # a run trained with them keeps them in its weights
     model.load_state_dict(ck["model"])
     model.eval()
     info = {k: ck[k] for k in ("config_hash", "seed", "dataset", "epoch")}

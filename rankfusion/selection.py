@@ -28,6 +28,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import pandas as pd
 
+from ._progress import bar_disabled
 from ._validation import InputError, InputTypeError, check_float, check_int, is_torch
 from .featurefiles import FeatureSet, load_features
 from .spectral import rank_tolerance
@@ -287,30 +288,34 @@ def spectral_surrogates(X, n_surrogates: int = 10, *, seed: int = 0):
 
 
 def _spectral_factors(X64: np.ndarray) -> tuple:
-    """``(mu, s, vt, n)`` of :func:`spectral_surrogates`: column means, the nonzero singular values
-    of the centred matrix and their right singular vectors (``(r,)`` and ``(r, D)``), row count.
+    """``(mu, s, vt, n, e)`` of :func:`spectral_surrogates`: column means, the nonzero singular values
+    of the centred matrix and their right singular vectors (``(r,)`` and ``(r, D)``), row count,
+    all of ``X * 2**-e`` (:func:`_unit_scale`; a surrogate is scaled back by ``2**e``).
 
     Computed once per matrix; every surrogate of it is drawn from these factors
     (:func:`_draw_surrogate`), so no draw repeats the SVD.
     """
+    top = np.abs(X64).max()
+    e = int(np.frexp(top)[1])
+    X64 = _unit_scale(X64)  # one exact factor 2**-e: the mean of huge values cannot overflow
     mu = X64.mean(axis=0)
     _, s, vt = np.linalg.svd(X64 - mu, full_matrices=False)
     # Drop the numerically-zero directions (centring removes one, rank deficiency more): a random
     # Q column on them would inject energy that X does not have.
     tol = rank_tolerance(s[0] if s.size else 0.0, max(X64.shape), np.finfo(np.float64).eps)
     r = int(np.sum(s > tol))
-    return mu, s[:r], vt[:r], X64.shape[0]
+    return mu, s[:r], vt[:r], X64.shape[0], e
 
 
 def _draw_surrogate(factors: tuple, seed: int, j: int) -> np.ndarray:
     """Surrogate number ``j`` of :func:`spectral_surrogates` from :func:`_spectral_factors`."""
-    mu, s, vt, n = factors
+    mu, s, vt, n, e = factors
     rng = np.random.default_rng([seed, j])
     g = rng.standard_normal((n, s.size))
     g -= g.mean(axis=0)  # span(g) is orthogonal to the ones vector: column means stay mu
     q, rr = np.linalg.qr(g)
     q *= np.where(np.diag(rr) < 0, -1.0, 1.0)  # sign fix: makes the QR factor Haar-distributed
-    return mu + (q * s) @ vt
+    return np.ldexp(mu + (q * s) @ vt, e)
 
 
 # --------------------------------------------------------------------------- the fusion probe
@@ -523,6 +528,9 @@ def check_paired(modalities: dict, labels, anchor: str, candidates=None, *, sour
     if not isinstance(anchor, str) or anchor not in modalities:
         raise InputError(f"anchor {anchor!r} is not a modality{where}; modalities: {list(modalities)}")
     cands = [m for m in modalities if m != anchor] if candidates is None else list(candidates)
+    repeated = sorted({c for c in cands if cands.count(c) > 1})
+    if repeated:
+        raise InputError(f"candidate {repeated[0]!r} is named more than once; name each candidate once")
     for c in cands:
         if c not in modalities or c == anchor:
             raise InputError(f"candidate {c!r} is not a modality{where} other than the anchor {anchor!r}; "
@@ -540,6 +548,8 @@ def check_paired(modalities: dict, labels, anchor: str, candidates=None, *, sour
             raise InputError(f"modality {name!r}{where} must be 2-D (rows, channels), got shape {x.shape}")
         if x.shape[1] == 0:
             raise InputError(f"modality {name!r}{where} has width 0 (no channels)")
+        if x.shape[0] == 0:
+            raise InputError(f"modality {name!r}{where} has no rows")
         if n_rows is None:
             n_rows = x.shape[0]
         elif x.shape[0] != n_rows:
@@ -566,9 +576,12 @@ def _class_ids(labels, n_rows: int, where: str):
         raise InputError(f"labels{where} hold a missing or non-finite value at row {int(np.argmin(np.isfinite(lab)))}")
     if lab.dtype.kind == "O" and pd.isna(lab).any():
         raise InputError(f"labels{where} hold a missing value at row {int(np.flatnonzero(pd.isna(lab))[0])}")
-    names, y = np.unique(lab, return_inverse=True)
+    names, y, counts = np.unique(lab, return_inverse=True, return_counts=True)
     if len(names) < 2:
         raise InputError(f"labels{where} have a single class ({names[0]!r}): accuracy gains need at least two")
+    if counts.max() < 2:
+        raise InputError(f"labels{where} give every row its own class ({len(names)} classes over {n_rows} rows; "
+                         "continuous values?): a probe cannot be tested on a class it was not trained on")
     return y.astype(np.int64), names
 
 
@@ -585,7 +598,20 @@ def stratified_folds(y, folds: int, seed: int) -> np.ndarray:
     return fold
 
 
+def _unit_scale(x: np.ndarray, axis=None) -> np.ndarray:
+    """``x`` times the power of two that brings its largest ``|x|`` (per column with ``axis=0``) into [0.5, 1).
+
+    Exact (a change of the exponent only), as the rows of the streamed Gram matrix
+    (:class:`~rankfusion.spectral.GramAccumulator`) are scaled: the squares taken afterwards
+    neither overflow (finite ``|x|`` above ~1e154) nor underflow (below ~1e-162, denormals),
+    and every scale-invariant result (standardised features, singular vectors) is unchanged.
+    """
+    top = np.abs(x).max(axis=axis, keepdims=axis is not None)
+    return np.ldexp(x, -np.frexp(top)[1])  # frexp(0) gives exponent 0: a zero column stays zero
+
+
 def _standardize(x: np.ndarray, train: np.ndarray) -> np.ndarray:
+    x = _unit_scale(x, axis=0)  # the same standardised values at any scale (the sd squares x)
     mu = x[train].mean(axis=0)
     sd = x[train].std(axis=0)
     # a column constant on the training rows carries nothing the probe could learn; keep it finite
@@ -631,7 +657,8 @@ class CandidateEvidence:
     gains; ``excess = criterion - control_mean``; ``noise_like`` is True unless
     ``excess > noise_sd * control_std``. ``task_gain`` is the mean over replicates of
     accuracy(anchor + candidate, RTF) - accuracy(anchor), ``task_gain_ci`` its corrected 95%
-    interval; ``task_gain_plain`` the same without RTF.
+    interval, cut to [-1, 1] (a difference of accuracies cannot leave it; the t interval can, with
+    few replicates); ``task_gain_plain`` the same without RTF.
     """
 
     name: str
@@ -863,16 +890,23 @@ def select_modalities(modalities: dict, labels, anchor: str, *, candidates=None,
     Raises
     ------
     InputError
-        The bad inputs of :func:`check_paired`, each naming the modality.
+        The bad inputs of :func:`check_paired`, each naming the modality; ``config.folds`` above the
+        row count of the smallest class.
     """
     from tqdm.auto import tqdm
 
     config = config or ProbeConfig()
     t0 = time.perf_counter()
-    arrays, y, _, cands = check_paired(modalities, labels, anchor, candidates, source=source)
+    arrays, y, names, cands = check_paired(modalities, labels, anchor, candidates, source=source)
     jobs = check_int(jobs, "jobs", low=1)
+    counts = np.bincount(y)
+    if config.folds > counts.min():
+        small = int(np.argmin(counts))
+        raise InputError(f"folds={config.folds} (--folds) is more than the {counts.min()} row(s) of the smallest "
+                         f"class {names[small].item()!r} ({len(y)} rows, {len(counts)} classes{' in ' + source if source else ''}): "
+                         f"stratified folds need a row of every class in each fold; use at most {counts.min()}")
     n_rep = config.folds * len(config.seeds)
-    with tqdm(total=n_rep + config.n_surrogates * len(cands), desc="probe tasks", disable=not progress,
+    with tqdm(total=n_rep + config.n_surrogates * len(cands), desc="probe tasks", disable=bar_disabled(progress),
               leave=False) as bar:
         acc_a, acc, acc_plain, gains, controls = _evidence(arrays, y, anchor, cands, config, jobs, bar)
     diffs = {c: acc[c] - acc_a for c in cands}
@@ -888,7 +922,7 @@ def select_modalities(modalities: dict, labels, anchor: str, *, candidates=None,
                          control_mean=mean, control_std=sd, control_values=tuple(float(v) for v in values),
                          control_gain_anchor=float(cga), control_gain_candidate=float(cgc), excess=excess,
                          noise_like=noise, task_gain=float(diffs[c].mean()),
-                         task_gain_ci=corrected_ci(diffs[c], ratio),
+                         task_gain_ci=tuple(float(v) for v in np.clip(corrected_ci(diffs[c], ratio), -1.0, 1.0)),
                          task_gain_plain=float((acc_plain[c] - acc_a).mean()), accuracy=float(acc[c].mean()),
                          accuracy_plain=float(acc_plain[c].mean())))
     by_crit = _ranks([(-r["criterion"] if np.isfinite(r["criterion"]) else math.inf, r["name"]) for r in rows])
@@ -932,7 +966,7 @@ def load_paired(path, *, labels: str = "labels", modalities=None) -> tuple[dict,
         if modalities:
             raise InputError(f"--modality NAME=PATTERN applies to CSV/Parquet tables, not to {str(path)!r} "
                              "(an .npz holds one array per modality)")
-        arrays = load_arrays(path)
+        arrays = load_arrays(path, text_keys=(labels,))  # labels may be any values, strings included
         if labels not in arrays:
             raise InputError(f"labels key {labels!r} not found in {str(path)!r}; keys: {sorted(arrays)} "
                              "(name another with --labels KEY)")
@@ -956,6 +990,9 @@ def _table_columns(df, path, modalities: dict, labels: str) -> dict:
     out, owner = {}, {}
     for name, patterns in modalities.items():
         cols = [c for c in df.columns if c != labels and any(fnmatch.fnmatchcase(str(c), p) for p in patterns)]
+        if not cols and any(fnmatch.fnmatchcase(str(labels), p) for p in patterns):
+            raise InputError(f"modality {name!r}: pattern {','.join(patterns)!r} matches only {str(labels)!r} of "
+                             f"{str(path)!r}, the label column (--labels): a modality's columns are features")
         if not cols:
             raise InputError(f"modality {name!r}: pattern {','.join(patterns)!r} matches no column of {str(path)!r}; "
                              f"columns: {[str(c) for c in df.columns][:20]}")

@@ -37,15 +37,58 @@ def is_store(path: Path) -> bool:
 
 
 def _hdf5_arrays(f) -> dict:
+    """Every dataset of an HDF5 file, by its path inside the file (``group/name``)."""
     out = {}
-    f.visititems(lambda name, obj: out.setdefault(name, obj) if hasattr(obj, "shape") else None)
+
+    def visit(name, obj):
+        # h5py stops visiting at the first callback that returns anything but None
+        if hasattr(obj, "shape"):
+            out[name] = obj
+
+    f.visititems(visit)
     return out
 
 
 def _zarr_arrays(node) -> dict:
+    """Every array of a zarr store, by its path inside the store (``group/name``), as for HDF5."""
     if hasattr(node, "shape"):
         return {"": node}
-    return {name: arr for name, arr in node.arrays()}
+    return {name: obj for name, obj in node.members(max_depth=None) if hasattr(obj, "shape")}
+
+
+class StoreReadError(InputError):
+    """A block of a store could not be read (the message names the store, the array, the rows)."""
+
+
+class _StoreRows:
+    """An array of a store, read by rows for dask; a block that cannot be read names the store.
+
+    A damaged chunk surfaces only when dask reads it (zarr's codecs and h5py's filters raise
+    their own exception types: RuntimeError, ValueError, OSError, ...), far from the file; here
+    the read is the one place that knows the store, the array and the rows.
+    """
+
+    def __init__(self, arr, label: str, path: Path):
+        self.arr, self.label, self.path = arr, label, str(path)
+        self.shape, self.dtype, self.ndim = tuple(arr.shape), np.dtype(arr.dtype), len(arr.shape)
+
+    def __getitem__(self, index):
+        try:
+            return np.asarray(self.arr[index])
+        except MemoryError:
+            raise
+        except Exception as exc:  # the codec's or the filter's own error for damaged bytes
+            rows = index[0] if isinstance(index, tuple) and index else index
+            where = f"rows {rows.start}..{rows.stop}" if isinstance(rows, slice) else f"block {index}"
+            raise StoreReadError(
+                f"cannot read {where} of array {self.label!r} in store {self.path!r} (damaged chunk?): "
+                f"{type(exc).__name__}: {_first_line(exc)}"
+            ) from None
+
+
+def _first_line(exc) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else ""
 
 
 def open_store(path: Path, key: str | None = None):
@@ -99,8 +142,44 @@ def open_store(path: Path, key: str | None = None):
         raise InputError(f"array {key or path.name!r} in {str(path)!r} is empty (shape {tuple(arr.shape)})")
     rows = getattr(arr, "chunks", None)
     rows = rows[0] if rows else chunk_rows_for(arr.shape[1])
-    x = da.from_array(arr, chunks=(max(int(rows), 1), arr.shape[1]))
+    x = da.from_array(_StoreRows(arr, key or path.stem, path), chunks=(max(int(rows), 1), arr.shape[1]),
+                      name=f"store-{path.name}-{key}-{id(arr)}")
     return (key or path.stem), x
+
+
+async def _identity(address: str, timeout: float):
+    from distributed.core import rpc
+
+    async with rpc(address, timeout=timeout) as scheduler:
+        return await scheduler.identity()
+
+
+def _handshake(address: str, timeout: float) -> None:
+    """Ask ``address`` who it is, the whole exchange bounded by ``timeout`` seconds.
+
+    ``distributed.Client``'s own timeout covers opening the connection, not reading the answer:
+    a server that accepts and then says nothing (an HTTP server waits for a request line) holds
+    it indefinitely, and one that sends other bytes makes the comm decode a garbage frame length
+    (a multi-EiB allocation). The exchange runs on its own event loop and thread, so that the
+    wall-clock bound holds whatever the peer does.
+    """
+    import asyncio
+    import concurrent.futures
+
+    def ask():
+        return asyncio.run(asyncio.wait_for(_identity(address, timeout), timeout))
+
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        try:
+            reply = pool.submit(ask).result()
+        except (OSError, TimeoutError, asyncio.TimeoutError) as exc:  # OSError: also CommClosedError
+            raise InputError(f"cannot reach the Dask scheduler at {address!r} within {timeout:g} s: "
+                             f"{type(exc).__name__}: {_first_line(exc)}".rstrip(": ")) from None
+        except Exception as exc:  # whatever the peer's bytes made the decoder raise
+            raise InputError(f"{address!r} did not answer as a Dask scheduler: {type(exc).__name__}: "
+                             f"{_first_line(exc)}".rstrip(": ")) from None
+    if not isinstance(reply, dict) or reply.get("type") != "Scheduler":
+        raise InputError(f"{address!r} did not answer as a Dask scheduler (it answered {str(reply)[:60]!r})")
 
 
 def connect(address: str, timeout: float | None = None):
@@ -113,6 +192,11 @@ def connect(address: str, timeout: float | None = None):
     """
     distributed = require_extra("distributed", EXTRA)
     timeout = CONNECT_TIMEOUT_S if timeout is None else timeout
+    try:
+        require_extra("distributed.comm", EXTRA).get_address_host_port(address)
+    except ValueError as exc:
+        raise InputError(f"--scheduler {address!r} is not a Dask scheduler address: {_first_line(exc)}") from None
+    _handshake(address, timeout)
     try:
         return distributed.Client(address, timeout=timeout)
     except (OSError, TimeoutError, ValueError) as exc:

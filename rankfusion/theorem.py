@@ -51,6 +51,7 @@ from .spectral import (
     spectrum_info,
     topk_informativeness,
 )
+from .config import R3DConfig
 
 __all__ = [
     "Check",
@@ -911,6 +912,4 @@ def default_k(X, name: str = "X") -> int:
 def default_k_prime(n_channels: int) -> int:
     """The ``theorem`` command's default ``k'``: as many channels as R3D blends by default
     (:func:`rankfusion.spectral.blended_channel_count` of ``R3DConfig.exchange_ratio``), at least 1."""
-    from .config import R3DConfig
-
     return max(1, blended_channel_count(R3DConfig.exchange_ratio, n_channels))

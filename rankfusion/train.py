@@ -25,11 +25,12 @@ from pathlib import Path
 
 import numpy as np
 
+from ._progress import bar_disabled
 from ._validation import InputError, InputTypeError, check_choice, check_int
 from .config import RunConfig
 from .distributed import all_reduce_list
 from .evaluate import moc_grid
-from .runs import is_multi_seed, load_checkpoint, load_run, open_data, recorded_config_hash, resolve_device, seed_dirs  # noqa: F401 (public here too)
+from .runs import check_config_data, is_multi_seed, load_checkpoint, load_run, open_data, recorded_config_hash, resolve_device, seed_dirs  # noqa: F401 (public here too)
 from .io import atomic_path, write_json, write_text
 
 _METRIC_FIELDS = ["epoch", "train_loss", "train_seg", "train_cls", "train_dur", "val_loss", "val_moc",
@@ -100,12 +101,7 @@ def _save_torch(obj, path: Path):
 
 def resolve_config(config: RunConfig, ds) -> RunConfig:
     """Fill ``input_dims`` and ``n_classes`` from the dataset (checking any values already set)."""
-    dims = {m: int(ds.channels(m)) for m in config.model.modalities}
-    n_classes = len(ds.classes)
-    if config.model.input_dims is not None and dict(config.model.input_dims) != dims:
-        raise InputError(f"config input_dims {config.model.input_dims} do not match the dataset's {dims}")
-    if config.model.n_classes is not None and config.model.n_classes != n_classes:
-        raise InputError(f"config n_classes {config.model.n_classes} does not match the dataset's {n_classes}")
+    dims, n_classes = check_config_data(config, ds)
     return config.replace(model={"input_dims": dims, "n_classes": n_classes})
 
 
@@ -364,10 +360,13 @@ def _build_training(r: _Run, seed):
 
     from .data import collate_anticipation
     from .model import R3D
+    from .remedies import attach_unimodal_heads, check_supported
 
     tc = r.tc
+    check_supported(tc, r.ctx)
     _seed_everything(seed)
     r.model = R3D(r.config.model).to(r.dev)
+    attach_unimodal_heads(r.model, tc)  # after the model's own draws: a run without heads is unchanged
     r.opt = torch.optim.AdamW(r.model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
     # the loader's own generator makes the batch order a function of (seed, epoch) and resumable
     r.gen = torch.Generator().manual_seed(seed)
@@ -446,7 +445,6 @@ def _wrap_ddp(r: _Run):
 
 def _train_epoch(r: _Run, epoch, progress) -> dict:
     """One pass over the training set; the epoch's mean losses and throughput."""
-    import torch
     from tqdm.auto import tqdm
 
     tc = r.tc
@@ -456,20 +454,11 @@ def _train_epoch(r: _Run, epoch, progress) -> dict:
     t0, c0 = time.perf_counter(), time.process_time()
     sums = {"loss": 0.0, "seg": 0.0, "cls": 0.0, "dur": 0.0}
     n_batches = frames = 0
-    bar = tqdm(r.loader, desc=f"epoch {epoch}/{tc.epochs}", leave=False, disable=not (progress and _is_main(r.ctx)),
+    bar = tqdm(r.loader, desc=f"epoch {epoch}/{tc.epochs}", leave=False,
+               disable=bar_disabled(progress and _is_main(r.ctx)),
                unit="batch")
     for batch in bar:
-        feats, mask = _to_device(batch, r.dev)
-        out = r.net(feats, mask)
-        parts = (compute_losses(out, batch, r.dev, transition_weight=tc.transition_weight) if r.ctx is None
-                 else _distributed_losses(out, batch, r))
-        loss = tc.loss_seg * parts["seg"] + tc.loss_cls * parts["cls"] + tc.loss_dur * parts["dur"]
-        r.opt.zero_grad(set_to_none=True)
-        loss.backward()
-        if tc.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(r.model.parameters(), tc.grad_clip)
-        r.opt.step()
-        r.sched.step()
+        loss, parts, mask = _train_step(r, batch)
         n_batches += 1
         frames += int(mask.sum())
         sums["loss"] += loss.item()
@@ -487,6 +476,47 @@ def _train_epoch(r: _Run, epoch, progress) -> dict:
     return {"epoch": epoch, "train_loss": sums["loss"] / n_batches, "train_seg": sums["seg"] / n_batches,
             "train_cls": sums["cls"] / n_batches, "train_dur": sums["dur"] / n_batches,
             "frames_per_s": frames / train_s, "_t0": t0, "_c0": c0}
+
+
+def _train_step(r: _Run, batch):
+    """One optimiser step on ``batch``: ``(loss, its parts, mask)``.
+
+    The remedies of :mod:`rankfusion.remedies` act here: modality dropout on the tokens, the
+    unimodal heads' loss ``unimodal_heads * sum_m CE_m`` added to the loss, OGM-GE on the
+    encoders' gradients after the backward pass (before clipping). Without them the step is the
+    plain one, draw for draw.
+    """
+    import torch
+
+    from . import remedies
+
+    tc = r.tc
+    feats, mask = _to_device(batch, r.dev)
+    kw = {}
+    if remedies.active(tc):
+        probs = remedies.dropout_probabilities(tc, r.config.model.modalities)
+        if any(probs):
+            kw["keep"] = remedies.keep_mask(probs, mask.shape[0]).to(r.dev)
+        if tc.unimodal_heads > 0:
+            kw["return_features"] = True
+    out = r.net(feats, mask, **kw)
+    parts = (compute_losses(out, batch, r.dev, transition_weight=tc.transition_weight) if r.ctx is None
+             else _distributed_losses(out, batch, r))
+    loss = tc.loss_seg * parts["seg"] + tc.loss_cls * parts["cls"] + tc.loss_dur * parts["dur"]
+    if tc.unimodal_heads > 0:
+        logits = remedies.unimodal_logits(r.model, out, mask)
+        target = remedies.first_future_targets(batch, r.dev)
+        loss = loss + tc.unimodal_heads * remedies.unimodal_losses(logits, target).sum()
+    r.opt.zero_grad(set_to_none=True)
+    loss.backward()
+    if tc.ogm > 0:
+        coeffs = remedies.ogm_coefficients(remedies.confidence_scores(logits, target), tc.ogm)
+        remedies.modulate_gradients(r.model, coeffs)
+    if tc.grad_clip > 0:
+        torch.nn.utils.clip_grad_norm_(r.model.parameters(), tc.grad_clip)
+    r.opt.step()
+    r.sched.step()
+    return loss, parts, mask
 
 
 def _distributed_losses(out, batch, r: _Run) -> dict:
@@ -567,5 +597,3 @@ def _mean_moc(model, ds, split, config, dev, ctx=None) -> float:
     vals = [v for v in moc_grid(model, ds, split, config, dev, ctx=ctx).values() if np.isfinite(v)]
     # NaN cells (no frame counted) are skipped; a grid with none left scores -inf, never "best"
     return float(np.mean(vals)) if vals else float("-inf")
-
-

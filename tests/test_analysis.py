@@ -201,3 +201,33 @@ def test_gains_table(tmp_path):
     f = featurefiles.load_features(make_file(tmp_path / "f.npz", {"rgb": (SPIKY, FLAT), "depth": (FLAT, SPIKY)}))
     g = featurefiles.gains_table(f).set_index("modality")
     assert g.loc["rgb", "gain"] > 0 > g.loc["depth", "gain"]
+
+
+def test_manifest_merge_waits_for_the_lock_and_keeps_both_entries(tmp_path):
+    import json
+    import threading
+    from types import SimpleNamespace
+
+    from rankfusion.figures import write_manifest
+    from rankfusion.pipeline import entry_lock
+
+    profile = SimpleNamespace(model={}, train={}, seeds=(0,), obs_ratios=(0.2,))
+    cache = SimpleNamespace(manifest_runs=lambda keys: [], data_root=tmp_path, fingerprint="f", profile=profile)
+    ctx = SimpleNamespace(out=tmp_path, cache=cache, anchor="rgb", partner="depth")
+
+    def result(name):
+        return {name: SimpleNamespace(files=[f"{name}.png"], run_keys=[], caches=[], params={}, findings={},
+                                      seconds=0.0)}
+
+    path = tmp_path / "manifest.json"
+    with entry_lock(path):  # another process merging at this moment
+        other = threading.Thread(target=write_manifest, args=(ctx, result("b")))
+        other.start()
+        other.join(timeout=1.0)
+        assert other.is_alive() and not path.exists()  # it waits instead of reading a stale manifest
+        from rankfusion.figures import _merge_manifest
+
+        _merge_manifest(ctx, path, result("a"), "")  # the holder's own merge
+    other.join(timeout=30)
+    assert not other.is_alive()
+    assert sorted(json.loads(path.read_text())["figures"]) == ["a", "b"]

@@ -155,3 +155,42 @@ def test_cli_check_float64_beyond_float32_is_one_line(tmp_path):
     lines = [ln for ln in res.output.replace("\r", "\n").splitlines() if ln.strip() and not ln.startswith("check:")]
     assert lines == [f"Error: video {video!r}: modality 'rgb' has a non-finite value (inf) at frame 2, "
                      "channel 1 (1 in all)"]
+
+
+def _one_error_line(res):
+    lines = [ln for ln in res.output.splitlines() if ln.strip()]
+    assert res.exit_code == 2 and len(lines) == 1 and lines[0].startswith("Error: "), res.output
+    return lines[0]
+
+
+@pytest.mark.parametrize("split,counts", [("0,0,1", "train without a video (val 1, test 6)"),
+                                          ("1e-300,0.5,0.5", "train without a video (val 3, test 3)")])
+def test_synth_split_without_a_video_of_its_own_is_refused_before_writing(tmp_path, split, counts):
+    out = tmp_path / "s"
+    line = _one_error_line(_run("data", "synth", str(out), "--videos", "6", "--split", split))
+    assert "(--split) on 6 videos" in line and counts in line and "at least one video" in line
+    assert not out.exists() and list(tmp_path.iterdir()) == []  # nothing written, no temporary folder
+
+
+@pytest.mark.parametrize("args,needle", [(("--videos", "3", "--max-frames", "2000000000"), "GiB of memory"),
+                                         (("--videos", "1000000000"), "GiB of memory")])
+def test_synth_sizes_beyond_memory_are_refused_with_an_estimate(tmp_path, args, needle):
+    import re
+
+    out = tmp_path / "s"
+    line = _one_error_line(_run("data", "synth", str(out), *args))
+    assert "--max-frames" in line and "--videos" in line and needle in line
+    assert re.search(r"would need ~[0-9.e+]+ GiB", line), line
+    assert not out.exists() and list(tmp_path.iterdir()) == []
+
+
+def test_synth_huge_noise_scale_is_refused(tmp_path):
+    line = _one_error_line(_run("data", "synth", str(tmp_path / "s"), "--videos", "3", "--noise-scale", "1e40"))
+    assert "noise_scale must be <= 1000000.0, got 1e+40" in line
+    assert not (tmp_path / "s").exists()
+
+
+def test_synth_channels_of_one_modality_twice_is_refused(tmp_path):
+    line = _one_error_line(_run("data", "synth", str(tmp_path / "s"), "--channels", "rgb=8", "--channels", "rgb=16"))
+    assert "--channels rgb given twice (rgb=8 and rgb=16)" in line
+    assert not (tmp_path / "s").exists()

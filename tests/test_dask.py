@@ -201,3 +201,121 @@ def test_cli_names_the_missing_extra(tmp_path, monkeypatch):
     res = _run(tmp_path / "ok.zarr")
     assert res.exit_code == 2
     assert res.output.strip() == "Error: dask is not installed; it comes with the [scale] extra: pip install 'rankfusion[scale]'"
+
+
+def _one_error_line(res):
+    lines = res.output.strip().splitlines()
+    assert res.exit_code == 2 and len(lines) == 1 and lines[0].startswith("Error: "), res.output
+    return lines[0]
+
+
+def test_cli_every_array_of_an_hdf5_file_is_seen(tmp_path, rng):
+    h5py = pytest.importorskip("h5py")
+    a, b = _features(rng, n=300, d=8), _features(rng, n=200, d=6, decay=1e-3)
+    with h5py.File(tmp_path / "two.h5", "w") as f:
+        f.create_dataset("a", data=a)
+        f.create_dataset("b", data=b)
+        f.create_dataset("grp/c", data=a[:, :4])
+    line = _one_error_line(_run(tmp_path / "two.h5"))
+    assert "holds 3 arrays ['a', 'b', 'grp/c']; choose one with --key" in line
+    for key, x in (("b", b), ("grp/c", a[:, :4])):
+        res = _run(tmp_path / "two.h5", "--key", key, "--json")
+        assert res.exit_code == 0, res.output
+        (arr,) = json.loads(res.output)["arrays"]
+        assert arr["key"] == key and arr["shape"] == list(x.shape)
+        assert arr["effective_rank"] == pytest.approx(float(S.effective_rank(x)), rel=1e-12)
+
+
+def test_cli_nested_zarr_keys_are_reachable(tmp_path, rng):
+    x, y = _features(rng, n=120, d=5), _features(rng, n=90, d=3)
+    root = zarr.open_group(tmp_path / "g.zarr", mode="w")
+    root.create_group("sub").create_array("x", shape=x.shape, dtype="f4")[:] = x
+    root.create_array("y", shape=y.shape, dtype="f4")[:] = y
+    assert "holds 2 arrays ['sub/x', 'y']" in _one_error_line(_run(tmp_path / "g.zarr"))
+    res = _run(tmp_path / "g.zarr", "--key", "sub/x", "--json")
+    assert res.exit_code == 0, res.output
+    (arr,) = json.loads(res.output)["arrays"]
+    assert arr["key"] == "sub/x" and arr["shape"] == [120, 5]
+    assert arr["effective_rank"] == pytest.approx(float(S.effective_rank(x)), rel=1e-12)
+
+
+@pytest.mark.parametrize("through_dask", [False, True])
+def test_cli_a_damaged_zarr_chunk_is_one_error_line(tmp_path, monkeypatch, through_dask):
+    z = zarr.create_array(tmp_path / "bad.zarr", shape=(40, 3), chunks=(10, 3), dtype="f4")
+    z[:] = np.arange(120, dtype="f4").reshape(40, 3)
+    (chunk,) = [p for p in (tmp_path / "bad.zarr").rglob("*") if p.is_file() and p.parts[-2:] == ("1", "0")]
+    chunk.write_bytes(b"not a zstd frame" * 4)
+    if through_dask:
+        monkeypatch.setattr(spectrum_cli, "IN_MEMORY_MAX_BYTES", 0)
+    line = _one_error_line(_run(tmp_path / "bad.zarr", env={"RANKFUSION_SCHEDULER": "", "DASK_SCHEDULER_ADDRESS": ""}))
+    assert f"in store {str(tmp_path / 'bad.zarr')!r}" in line and "rows 10..20" in line
+
+
+def _serve_once(reply, seconds=15.0):
+    """A throwaway server on 127.0.0.1 that answers its connections with ``reply(conn)`` and stops by itself."""
+    import threading
+
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(4)
+    srv.settimeout(seconds)
+
+    def serve():
+        with srv:
+            try:
+                while True:
+                    conn, _ = srv.accept()
+                    with conn:
+                        conn.settimeout(seconds)
+                        try:
+                            reply(conn)
+                        except OSError:
+                            pass
+            except OSError:  # the accept timed out: stop
+                pass
+
+    threading.Thread(target=serve, daemon=True).start()
+    return f"tcp://127.0.0.1:{srv.getsockname()[1]}"
+
+
+def _junk(conn):
+    conn.sendall(b"\xff" * 64 + b"not a dask frame" * 64)
+
+
+def _http(conn):
+    # an HTTP server waits for a request line ending in CRLF, which a Dask client never sends
+    data = b""
+    while b"\r\n" not in data:
+        chunk = conn.recv(4096)
+        if not chunk:
+            return
+        data += chunk
+    conn.sendall(b"HTTP/1.0 400 Bad Request\r\n\r\n")
+
+
+@pytest.mark.parametrize("reply,msg", [(_junk, "did not answer as a Dask scheduler"),
+                                       (_http, "cannot reach the Dask scheduler")])
+def test_cli_a_server_that_is_not_a_scheduler_is_one_error_line(tmp_path, monkeypatch, reply, msg):
+    import time
+
+    pytest.importorskip("distributed")
+    zarr.create_array(tmp_path / "ok.zarr", shape=(40, 3), dtype="f4")[:] = 1.0
+    monkeypatch.setattr(stores, "CONNECT_TIMEOUT_S", 2)
+    address = _serve_once(reply)
+    start = time.monotonic()
+    line = _one_error_line(_run(tmp_path / "ok.zarr", "--scheduler", address))
+    assert msg in line and address in line
+    assert time.monotonic() - start < 10  # bounded by the handshake timeout, with room for a loaded machine
+
+
+def test_cli_a_real_scheduler_passes_the_handshake(tmp_path, rng):
+    distributed = pytest.importorskip("distributed")
+    X = _features(rng, n=400, d=6)
+    zarr.create_array(tmp_path / "ok.zarr", shape=X.shape, chunks=(100, 6), dtype="f4")[:] = X
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False, protocol="tcp",
+                                  dashboard_address=None) as cluster:
+        res = _run(tmp_path / "ok.zarr", "--json", "--scheduler", cluster.scheduler_address)
+    assert res.exit_code == 0, res.output
+    (arr,) = json.loads(res.stdout)["arrays"]
+    assert arr["method"] == "dask (gram)"
+    assert arr["effective_rank"] == pytest.approx(float(S.effective_rank(X)), rel=1e-12)

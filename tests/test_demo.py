@@ -22,7 +22,8 @@ def test_quick_demo_end_to_end(tmp_path):
     report = (out / "report.md").read_text()
     for section in ("Modality selection", "Spectra before and after fusion", "Noise robustness",
                     "Exchange ratio", "Complementarity angles", "Ablations",
-                    "Dose-response: complementarity and imbalance", "The paper's claims on this data"):
+                    "Dose-response: complementarity and imbalance", "The paper's claims on this data",
+                    "Timelines (Fig. 8)"):
         assert f"## {section}" in report
     # every embedded image exists and is non-empty
     images = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", report)

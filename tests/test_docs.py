@@ -199,7 +199,8 @@ def _check(path, name, documented, where):
         assert opt.is_flag and real is (value == "on"), f"{here}: documented {value}, real default {real!r}"
         return True
     if value == "none":
-        assert real is None, f"{here}: documented none, real default {real!r}"
+        # a repeatable option given no value holds an empty tuple
+        assert real is None or (opt.multiple and tuple(real) == ()), f"{here}: documented none, real default {real!r}"
         return True
     if callable(real) or not _is_literal(value):
         # a default computed when the command runs: the docs describe it, click has no value

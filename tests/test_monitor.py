@@ -355,3 +355,29 @@ def test_docs_example_runs(tmp_path, monkeypatch):
     assert set(df["name"]) == {"tower_a", "tower_b", "fused", "logits", "tower_a relu"}
     assert (df["n_rows"] == 50 * 128).all() and (tmp_path / "ranks.csv").exists()
     assert _all_hooks(ns["model"]) == 0
+
+
+@pytest.mark.parametrize("dtype", [torch.bool, torch.complex64])
+def test_unsupported_dtype_is_refused_at_the_first_call_with_the_accumulator_message(dtype):
+    net = torch.nn.Linear(4, 3)
+    with pytest.raises(TypeError, match=r"watched output 'y': chunk must be a real numeric tensor.*" + str(dtype)):
+        with RankMonitor(net, {"y": lambda out: out.to(dtype)}, every=None) as mon:
+            net(torch.ones(5, 4))
+    assert mon.rows == [] and _all_hooks(net) == 0
+
+
+def test_width_changing_within_an_interval_is_an_error_not_nan():
+    net = torch.nn.Identity()
+    with pytest.raises(ValueError, match=r"watched output 'y': chunk must have 4 columns like the previous"):
+        with RankMonitor(net, {"y": net}, every=None) as mon:
+            net(torch.randn(6, 4))
+            net(torch.randn(6, 5))
+    assert mon.rows == []  # nothing recorded as NaN
+
+
+def test_zero_dimensional_output_is_a_clear_error():
+    net = TwoTower()
+    with pytest.raises(ValueError, match=r"watched output 'loss' is a 0-d tensor"):
+        with RankMonitor(net, {"loss": lambda out: out.sum()}, every=None):
+            net(*_inputs(3, "cpu", 0))
+    assert _all_hooks(net) == 0

@@ -247,3 +247,22 @@ def test_runs_task_evidence_by_hand():
     task1, rho1, ci1 = runs_task_evidence(ps[ps.seed == 1], pg[pg.seed == 1])
     assert math.isnan(task1["a"][1][0]) and rho1 == pytest.approx(1.0) and all(math.isnan(x) for x in ci1)
     assert runs_task_evidence(ps, None) == ({}, None, None)
+
+
+def test_task_gain_interval_stays_within_the_range_of_an_accuracy_difference(monkeypatch):
+    # with 2 folds the corrected t interval has 1 degree of freedom (t = 12.7) and easily leaves
+    # [-1, 1]; a difference of two accuracies cannot
+    mods, y = _paired(n=42)
+    cfg = ProbeConfig(width=10, steps=5, folds=2, seeds=(0,), n_surrogates=2, n_boot=10)
+    raw = selection.corrected_ci
+    seen = []
+
+    def spy(diffs, ratio, level=0.95):
+        seen.append(raw(diffs, ratio, level))
+        return (-2.5, 1.5) if len(seen) == 1 else seen[-1]
+
+    monkeypatch.setattr(selection, "corrected_ci", spy)
+    rep = selection.select_modalities(mods, y, "anchor", candidates=["signal", "copy"], config=cfg)
+    assert rep.candidates[0].task_gain_ci == (-1.0, 1.0)
+    lo, hi = rep.candidates[1].task_gain_ci
+    assert (lo, hi) == (max(seen[1][0], -1.0), min(seen[1][1], 1.0))

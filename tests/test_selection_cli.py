@@ -169,3 +169,121 @@ def test_bad_option_combinations(tmp_path):
     _expect_error(tmp_path, ["--paired", p, "--anchor", "a", "--candidates", "zz"], "candidate 'zz'")
     _expect_error(tmp_path, ["--paired", p, "--anchor", "a", "--folds", "1"], "folds")
     _expect_error(tmp_path, ["--paired", p, "--anchor", "a", "--width", "4"], "width", "no channel")
+
+
+def _evidence(tmp_path, mods, y, name, *extra):
+    path = _npz(tmp_path, mods, y, name=name)
+    res = _run(["--paired", str(path), "--anchor", "a", "--out", str(tmp_path / f"o-{name}"), "--json", *FAST,
+                "--steps", "20", *extra])
+    assert res.exit_code == 0, res.output
+    return {c["name"]: c for c in json.loads(res.output)["candidates"]}
+
+
+def _assert_same_evidence(got, ref):
+    assert set(got) == set(ref)
+    for name, c in ref.items():
+        # accuracies are multiples of 1/rows: equal task gains differ at most by rounding
+        assert got[name]["task_gain"] == pytest.approx(c["task_gain"], abs=1e-12), name
+        assert got[name]["criterion"] is not None, name
+        assert got[name]["criterion"] == pytest.approx(c["criterion"], rel=1e-6), name
+        assert got[name]["control_mean"] == pytest.approx(c["control_mean"], rel=1e-6, abs=1e-9), name
+
+
+@pytest.mark.parametrize("modality,scale", [("a", 1e300), ("b", 1e160), ("c", 1e-310), ("a", 1e-200)])
+def test_paired_results_do_not_depend_on_the_scale_of_a_modality(tmp_path, recwarn, modality, scale):
+    # standardising squares the values: without an exact rescale first, x1e300 overflows and
+    # x1e-200 or denormals underflow, and the probe sees zeros or NaN
+    mods, y = _mods()
+    mods["a"] = mods["a"] + 0.5 * y[:, None]
+    ref = _evidence(tmp_path, mods, y, "ref.npz")
+    scaled = dict(mods, **{modality: mods[modality] * scale})
+    _assert_same_evidence(_evidence(tmp_path, scaled, y, "scaled.npz"), ref)
+    assert not [w for w in recwarn if issubclass(w.category, RuntimeWarning)]
+
+
+def test_paired_csv_column_of_extreme_magnitude(tmp_path):
+    mods, y = _mods()
+    ref = _evidence(tmp_path, mods, y, "ref.npz", "--candidates", "b")
+    df = pd.DataFrame({**{f"a_{i}": mods["a"][:, i] * (1e300 if i == 0 else 1.0) for i in range(3)},
+                       **{f"b_{i}": mods["b"][:, i] for i in range(2)}, "labels": y})
+    path = tmp_path / "big.csv"
+    df.to_csv(path, index=False, float_format="%.17g")
+    res = _run(["--paired", str(path), "--modality", "a=a_*", "--modality", "b=b_*", "--anchor", "a",
+                "--out", str(tmp_path / "o"), "--json", *FAST, "--steps", "20"])
+    assert res.exit_code == 0, res.output
+    _assert_same_evidence({c["name"]: c for c in json.loads(res.output)["candidates"]}, ref)
+
+
+def test_paired_string_labels_in_an_npz(tmp_path):
+    mods, y = _mods()
+    ref = _evidence(tmp_path, mods, y, "ints.npz")
+    got = _evidence(tmp_path, mods, np.where(y == 1, "yes", "no"), "strings.npz")
+    _assert_same_evidence(got, ref)
+
+
+def test_bad_zero_rows(tmp_path):
+    mods = {"a": np.zeros((0, 3)), "b": np.zeros((0, 2))}
+    _expect_error(tmp_path, ["--paired", str(_npz(tmp_path, mods, np.zeros(0))), "--anchor", "a"],
+                  "modality 'a'", "has no rows")
+    path = tmp_path / "header.csv"
+    path.write_text("a_0,b_0,labels\n")
+    _expect_error(tmp_path, ["--paired", str(path), "--modality", "a=a_*", "--modality", "b=b_*", "--anchor", "a"],
+                  "modality 'a'", "has no rows")
+
+
+@pytest.mark.parametrize("labels", [np.linspace(0.0, 1.0, 40), np.array([f"id{i}" for i in range(40)])])
+def test_bad_every_class_a_single_row(tmp_path, labels):
+    mods, _ = _mods()
+    _expect_error(tmp_path, ["--paired", str(_npz(tmp_path, mods, labels)), "--anchor", "a"],
+                  "labels", "every row its own class", "40 classes over 40 rows")
+
+
+def test_bad_two_rows_of_two_classes(tmp_path):
+    mods, _ = _mods(n=2)
+    _expect_error(tmp_path, ["--paired", str(_npz(tmp_path, mods, np.array([0, 1]))), "--anchor", "a"],
+                  "every row its own class", "2 classes over 2 rows")
+
+
+def test_bad_folds_above_the_smallest_class(tmp_path):
+    mods, y = _mods()
+    p = str(_npz(tmp_path, mods, y))
+    line = _expect_error(tmp_path, ["--paired", p, "--anchor", "a", "--folds", "41"], "folds=41 (--folds)",
+                         "20 row(s) of the smallest class", "40 rows, 2 classes")
+    assert "use at most 20" in line
+    y3 = y.copy()
+    y3[:3] = 7  # a third class of 3 rows
+    _expect_error(tmp_path, ["--paired", str(_npz(tmp_path, mods, y3, name="y3.npz")), "--anchor", "a",
+                             "--folds", "4"], "folds=4 (--folds)", "3 row(s) of the smallest class 7")
+
+
+def test_bad_candidate_named_twice(tmp_path):
+    mods, y = _mods()
+    _expect_error(tmp_path, ["--paired", str(_npz(tmp_path, mods, y)), "--anchor", "a", "--candidates", "b,b"],
+                  "candidate 'b' is named more than once")
+
+
+def test_bad_pattern_matching_only_the_label_column(tmp_path):
+    mods, y = _mods()
+    df = pd.DataFrame({"a_0": mods["a"][:, 0], "b_0": mods["b"][:, 0], "lab": y})
+    path = tmp_path / "t.csv"
+    df.to_csv(path, index=False)
+    _expect_error(tmp_path, ["--paired", str(path), "--labels", "lab", "--modality", "a=a_*", "--modality", "b=la*",
+                             "--anchor", "a"], "modality 'b'", "matches only 'lab'", "the label column (--labels)")
+
+
+def test_paired_interrupted_run_leaves_no_completion_marker(tmp_path, monkeypatch):
+    from rankfusion import plots
+
+    mods, y = _mods()
+    p, out = str(_npz(tmp_path, mods, y)), tmp_path / "sel"
+    assert _run(["--paired", p, "--anchor", "a", "--out", str(out), *FAST]).exit_code == 0
+    assert (out / "modality_evidence.json").is_file()
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt  # stands for a kill between the table and the figure
+
+    monkeypatch.setattr(plots, "save_figure", killed)
+    res = CliRunner().invoke(main, ["modality-select", "--paired", p, "--anchor", "a", "--out", str(out), *FAST])
+    assert res.exit_code != 0
+    # the new table is there, the old figure too: without the JSON the folder says "incomplete"
+    assert (out / "modality_evidence.csv").is_file() and not (out / "modality_evidence.json").exists()

@@ -209,6 +209,12 @@ def test_evaluate_run_single_and_several_seeds(tiny_data, tmp_path):
 
     rel = pd.read_csv(run / "seed-1" / "eval_train.csv").query("metric == 'reliance'")
     assert len(rel) == 16 and set(rel.modality) == {"rgb", "depth"} and rel["mean"].between(-100, 100).all()
+    util = pd.read_csv(run / "seed-1" / "eval_train.csv")
+    assert {"reliance_random", "reliance_donor_sd", "cur", "cur_random", "donor_mismatch",
+            "donor_matched"} <= set(util.metric) and "shapley" not in set(util.metric)  # two modalities
+    assert len(util.query("metric == 'reliance_random'")) == 16
+    assert util.query("metric == 'donor_matched'")["mean"].between(0, 100).all()
+    assert len(util.query("metric == 'cur'")) == 2 and util.query("metric == 'cur'").obs.isna().all()
     r = CliRunner().invoke(main, ["evaluate", str(run / "seed-1"), "--split", "train", "--no-reliance"])
     assert r.exit_code == 0, r.output
     assert "reliance" not in r.output
@@ -245,6 +251,8 @@ def test_transition_weight_config_and_hash():
     # at its default the option is left out of the hash: earlier runs keep their hash
     d = cfg.to_dict()
     del d["train"]["transition_weight"], d["model"]["trunk_width"]  # options later than the first runs
+    for later in ("modality_dropout", "unimodal_heads", "ogm"):
+        del d["train"][later]
     import hashlib
 
     old = hashlib.sha256(json.dumps(d, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:12]
@@ -350,5 +358,26 @@ def test_trunk_width_fixes_the_stacked_width():
     plain = load_config(model={"modalities": ["rgb"], "d_model": 256, "n_heads": 4})
     d = plain.to_dict()
     del d["model"]["trunk_width"], d["train"]["transition_weight"]
+    for later in ("modality_dropout", "unimodal_heads", "ogm"):
+        del d["train"][later]
     old = hashlib.sha256(json.dumps(d, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:12]
     assert plain.config_hash() == old != cfg.config_hash()
+
+
+def test_cli_evaluate_on_another_channel_count_and_a_one_video_split(tiny_data, tmp_path):
+    from rankfusion.data import synthesize
+
+    run = train(tiny_config(epochs=1), tiny_data, tmp_path / "run", seed=1, progress=False)
+    # the test split has one video: reliance (a swap between videos) cannot run, and says so
+    r = CliRunner().invoke(main, ["evaluate", str(run)])
+    assert r.exit_code == 0, r.output
+    assert "note: modality reliance skipped: split 'test' has 1 video" in r.stderr
+    before = (run / "eval_test.csv").read_bytes()
+    other = synthesize(tmp_path / "other", seed=3, split_fractions=(0.7, 0.15, 0.15), n_videos=3, min_frames=60,
+                       max_frames=70, channels={"rgb": 8, "depth": 5})
+    r = CliRunner().invoke(main, ["evaluate", str(run), "--data", str(other)])
+    lines = [ln for ln in r.output.splitlines() if ln.strip()]
+    assert r.exit_code == 2 and len(lines) == 1, r.output
+    assert lines[0] == (f"Error: modality 'depth' has 5 channels in dataset {str(other)!r}, but the model takes 6 "
+                        "(input_dims {'rgb': 8, 'depth': 6})")
+    assert (run / "eval_test.csv").read_bytes() == before  # the earlier result is left as it was

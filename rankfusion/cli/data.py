@@ -29,6 +29,8 @@ def _parse_channels(values):
         name, sep, num = v.partition("=")
         if not sep or not name:
             raise InputError(f"--channels must be MODALITY=INT when several are given, got {v!r}")
+        if name in out:
+            raise InputError(f"--channels {name} given twice ({name}={out[name]} and {v})")
         try:
             out[name] = int(num)
         except ValueError:

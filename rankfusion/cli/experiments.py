@@ -13,7 +13,7 @@ import click
 from .._validation import InputError
 from . import main
 
-_FAMILY_HELP = "spectra, modality, noise, exchange, angles, ablation, dose, dynamics"
+_FAMILY_HELP = "spectra, modality, noise, exchange, angles, ablation, dose, dynamics, timeline"
 
 
 def _command_line() -> str:
@@ -160,11 +160,14 @@ def _paired(path, labels_key, specs, cands, folds, seeds, surrogates, steps, wid
     fig = plots.plot_selection_evidence(table, anchor=anchor, spearman=(report.spearman, report.spearman_ci),
                                         noise_sd=config.noise_sd)
     out.mkdir(parents=True, exist_ok=True)
+    # each file is atomic; the set is marked complete by the JSON, removed first and written last,
+    # so that a killed run never leaves a JSON beside a table or figure of another run
+    (out / "modality_evidence.json").unlink(missing_ok=True)
     write_text(out / "modality_evidence.csv", table.to_csv(index=False))
-    write_json(out / "modality_evidence.json", {**report.to_json(), "source": str(path), "n_rows": report.n_rows,
-                                                 "seconds": round(report.seconds, 2), "config": asdict(config)})
     plots.save_figure(fig, out / "modality_evidence")
     plots.close(fig)
+    write_json(out / "modality_evidence.json", {**report.to_json(), "source": str(path), "n_rows": report.n_rows,
+                                                 "seconds": round(report.seconds, 2), "config": asdict(config)})
     if as_json:
         click.echo(json.dumps(report.to_json(), indent=2))
         return

@@ -19,6 +19,51 @@ def _split_list(value, name):
     return items
 
 
+_TRAIN_KEYS = ("epochs", "batch_size", "lr", "sample_rate", "unimodal_heads", "ogm", "modality_dropout")
+
+
+def _overrides(**given):
+    """``(model, train)`` override tables from the options given on the command line (None: not given)."""
+    set_ = {k: v for k, v in given.items() if v is not None}
+    return ({k: v for k, v in set_.items() if k not in _TRAIN_KEYS},
+            {k: v for k, v in set_.items() if k in _TRAIN_KEYS})
+
+
+def _dropout_option(value):
+    """``--modality-dropout``: ``P`` (every modality) or ``MOD=P,MOD=P``; None when not given."""
+    if value is None:
+        return None
+    text = value.strip()
+    try:
+        if "=" not in text:
+            return float(text)
+        out = {}
+        for item in _split_list(text, "--modality-dropout"):
+            name, _, p = item.partition("=")
+            if not name.strip() or name.strip() in out:
+                raise ValueError
+            out[name.strip()] = float(p)
+        return out
+    except ValueError:
+        raise InputError(f"--modality-dropout must be P or MOD=P,MOD=P with distinct modalities, got {value!r}") from None
+
+
+def _modalities_source(data, config_path, preset, model: dict) -> str:
+    """Where the run's modalities come from; fills ``model["modalities"]`` with the dataset's own
+    when neither --modalities nor the config file / preset names any."""
+    from ..config import named_modalities
+    from ..data import open_dataset
+
+    if "modalities" in model:
+        return "from --modalities"
+    if config_path is not None and named_modalities(config_path) is not None:
+        return "from --config"
+    if named_modalities(preset=preset) is not None:
+        return "from --preset"
+    model["modalities"] = list(open_dataset(data).available_modalities)
+    return "all of the dataset's; choose with --modalities"
+
+
 @main.command()
 @click.argument("data", type=click.Path(path_type=str))
 @click.option("--out", "out", required=True, type=click.Path(path_type=str), help="Run folder to create.")
@@ -41,6 +86,9 @@ def _split_list(value, name):
 @click.option("--batch-size", type=int, default=None)
 @click.option("--lr", type=float, default=None)
 @click.option("--sample-rate", type=int, default=None)
+@click.option("--modality-dropout", help="Remedy: drop a modality's tokens per sample, P or MOD=P,MOD=P.")
+@click.option("--unimodal-heads", type=float, help="Remedy: per-modality anticipation heads, loss weight W.")
+@click.option("--ogm", type=float, help="Remedy: OGM-GE, strength ALPHA (needs --unimodal-heads).")
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:N or auto.")
 @click.option("--resume", is_flag=True, help="Continue an interrupted run in --out.")
 @click.option("--monitor/--no-monitor", default=True, show_default=True,
@@ -54,7 +102,7 @@ def _split_list(value, name):
               help="Under torchrun: default gloo on CPU, nccl with --device cuda.")
 def train(data, out, preset, config_path, epochs, seed, seeds, modalities, no_rtf, no_temporal_fuser,
           selection, exchange, exchange_ratio, latent, d_model, layers, batch_size, lr, sample_rate,
-          device, resume, monitor, quiet, rtf_stats, dist_backend):
+          modality_dropout, unimodal_heads, ogm, device, resume, monitor, quiet, rtf_stats, dist_backend):
     """Train R3D on dataset DATA (train split; best epoch chosen on val).
 
     Data-parallel on several processes or machines: start it with torchrun, e.g.
@@ -68,26 +116,26 @@ def train(data, out, preset, config_path, epochs, seed, seeds, modalities, no_rt
 
     if seed is not None and seeds is not None:
         raise InputError("give --seed or --seeds, not both")
-    model = {k: v for k, v in {
-        "modalities": _split_list(modalities, "--modalities"), "selection": selection, "exchange": exchange,
-        "exchange_ratio": exchange_ratio, "latent": latent, "d_model": d_model, "n_layers": layers,
-    }.items() if v is not None}
-    if no_rtf:
-        model["rtf"] = False
-    if no_temporal_fuser:
-        model["temporal_fuser"] = False
-    train_kw = {k: v for k, v in {"epochs": epochs, "batch_size": batch_size, "lr": lr,
-                                  "sample_rate": sample_rate}.items() if v is not None}
+    model, train_kw = _overrides(
+        modalities=_split_list(modalities, "--modalities"), selection=selection, exchange=exchange, latent=latent,
+        exchange_ratio=exchange_ratio, d_model=d_model, n_layers=layers, epochs=epochs, batch_size=batch_size, lr=lr,
+        rtf=False if no_rtf else None, temporal_fuser=False if no_temporal_fuser else None, sample_rate=sample_rate,
+        unimodal_heads=unimodal_heads, ogm=ogm, modality_dropout=_dropout_option(modality_dropout))
+    source = _modalities_source(data, config_path, preset, model)
     cfg = load_config(config_path, preset=preset, model=model, train=train_kw)
+    mods_line = f"modalities {','.join(cfg.model.modalities)} ({source})"
     seed_arg = seeds if seeds is not None else (1 if seed is None else seed)
     t0 = time.perf_counter()
     if not under_torchrun():
+        click.echo(mods_line)
         path = run_train(cfg, data, out, seed=seed_arg, device=device, resume=resume, progress=not quiet,
                          monitor=monitor)
         # the hash of the config resolved against the dataset, as config.json and the checkpoints record it
         click.echo(f"trained {path} (config {recorded_config_hash(path)}) in {time.perf_counter() - t0:.1f} s")
         return
     ctx, dev = setup(device, rtf_stats=rtf_stats, backend=dist_backend)
+    if ctx.is_main:
+        click.echo(mods_line)
     try:
         path = run_train(cfg, data, out, seed=seed_arg, device=dev, resume=resume, progress=not quiet,
                          distributed=ctx, monitor=monitor)
@@ -109,8 +157,13 @@ def train(data, out, preset, config_path, epochs, seed, seeds, modalities, no_rt
               help="Also report each modality's reliance: the MoC drop when its input comes from another "
                    "video (one extra MoC pass per modality).")
 @click.option("--reliance-seed", default=0, show_default=True, type=click.IntRange(min=0),
-              help="Seed of the derangement that pairs each video with the one it borrows from.")
-def evaluate(run, split, data_root, checkpoint, device, reliance, reliance_seed):
+              help="Seed of the donor draws (each training seed draws its own from it).")
+@click.option("--reliance-draws", default=3, show_default=True, type=click.IntRange(min=1),
+              help="Donor draws averaged per run (donors within 10 % of each video's length).")
+@click.option("--partner-run", default=None, type=click.Path(path_type=str),
+              help="A single-modality run of the partner on the same synthetic data: adds the collapse index "
+                   "on the cut points only the partner can decide (docs/analysis.md).")
+def evaluate(run, split, data_root, checkpoint, device, reliance, reliance_seed, reliance_draws, partner_run):
     """MoC grid (obs x beta), segmentation metrics and modality reliance of RUN on a split; writes
     RUN/eval_<split>.csv."""
     from pathlib import Path
@@ -118,7 +171,7 @@ def evaluate(run, split, data_root, checkpoint, device, reliance, reliance_seed)
     from ..evaluate import evaluate_run, format_eval_table
 
     df = evaluate_run(run, split, device=device, data_root=data_root, checkpoint=checkpoint, reliance=reliance,
-                      reliance_seed=reliance_seed)
+                      reliance_seed=reliance_seed, reliance_draws=reliance_draws, partner_run=partner_run)
     for note in df.attrs.get("notes", []):
         click.echo(f"note: {note}", err=True)
     click.echo(format_eval_table(df))

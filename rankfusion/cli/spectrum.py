@@ -43,6 +43,33 @@ def _as_matrix(arr, key: str, path: Path):
     return arr.reshape(-1, arr.shape[-1]), True
 
 
+def _prepare(mat, label, path, *, convention: str, standardize: bool, center: bool):
+    """In-memory (N, D) matrix -> (matrix for the spectrum, centre it?, constant columns or None).
+
+    ``--standardize`` z-scores the columns first (constant columns become zero and are
+    reported); the convention then picks the matrix and the centring (``--center`` is the
+    ``paper`` convention's option).
+    """
+    constant = None
+    try:
+        if standardize:
+            mat, constant = spectral.standardize_columns(np.asarray(mat))
+        if convention == "paper":
+            return mat, center, constant
+        z, centre = spectral.convention_matrix(np.asarray(mat), convention)
+    except ValueError as exc:
+        raise InputError(f"array {label!r} in {str(path)!r}: {exc}") from None
+    return z, centre, constant
+
+
+def _convention_fields(sigma, convention, shape, standardize, constant) -> dict:
+    erank = float(spectral.rank_of_spectrum(sigma, convention, shape=shape)) if sigma.size else 0.0
+    fields = {"convention": convention, "effective_rank": erank, "standardize": bool(standardize)}
+    if standardize:
+        fields["constant_columns"] = [int(c) for c in constant]
+    return fields
+
+
 def _streamed(mat, key, path, center, chunk_rows):
     acc = spectral.GramAccumulator(center=center)
     from tqdm import tqdm
@@ -57,11 +84,24 @@ def _streamed(mat, key, path, center, chunk_rows):
     return sigma, acc.n_ambiguous()
 
 
-def _analyse(path: Path, key: str, label: str, arr, *, center: bool, top: int, chunk_rows):
+def _analyse(path: Path, key: str, label: str, arr, *, center: bool, top: int, chunk_rows,
+             convention: str = "paper", standardize: bool = False):
     mat, flattened = _as_matrix(arr, label, path)
     n, d = mat.shape
     limit = chunk_rows if chunk_rows is not None else max(1, MEMMAP_IN_MEMORY_BYTES // (8 * d))
-    if isinstance(arr, np.memmap) and n > limit:
+    streamed = isinstance(arr, np.memmap) and n > limit
+    constant = None
+    centred = center if convention == "paper" else spectral.CONVENTIONS[convention].center
+    if streamed and (standardize or spectral.CONVENTIONS[convention].unit_rows):
+        what = "--standardize" if standardize else f"--convention {convention}"
+        raise InputError(f"{what} needs array {label!r} of {str(path)!r} in memory ({n} rows is above the "
+                         f"streaming threshold of {limit}; pass --chunk-rows {n} to read it whole)")
+    if streamed and convention != "paper":
+        center = spectral.CONVENTIONS[convention].center
+    elif not streamed:
+        mat, center, constant = _prepare(mat, label, path, convention=convention, standardize=standardize,
+                                         center=center)
+    if streamed:
         # Bigger than the in-memory budget: never load it whole; Gram-accurate streaming.
         sigma, ambiguous = _streamed(mat, label, path, center, chunk_rows or chunk_rows_for(d))
         method = "streamed"
@@ -72,16 +112,15 @@ def _analyse(path: Path, key: str, label: str, arr, *, center: bool, top: int, c
             raise InputError(f"array {label!r} in {str(path)!r}: {exc}") from None
         ambiguous = 0
         method = "exact"
-    erank = float(spectral.effective_rank(sigma)) if sigma.size else 0.0
     return {
         "key": label,
         "shape": list(arr.shape),
         "matrix_shape": [int(n), int(d)],
         "flattened": flattened,
-        "center": center,
+        "center": centred,
         "method": method,
         "numerical_rank": int(sigma.size),
-        "effective_rank": erank,
+        **_convention_fields(sigma, convention, (n, d), standardize, constant),
         "n_ambiguous": int(ambiguous),
         "top_singular_values": [float(s) for s in sigma[:top]],
         "singular_values": sigma,
@@ -89,7 +128,12 @@ def _analyse(path: Path, key: str, label: str, arr, *, center: bool, top: int, c
 
 
 def _format_table(path: Path, results: list[dict], top: int) -> str:
-    lines = [f"{path}  (centred: {'yes' if results and results[0]['center'] else 'no'})"]
+    first = results[0] if results else {}
+    extra = "".join([
+        f", convention: {first['convention']}" if first.get("convention", "paper") != "paper" else "",
+        ", standardized columns" if first.get("standardize") else "",
+    ])
+    lines = [f"{path}  (centred: {'yes' if first.get('center') else 'no'}{extra})"]
     kw = max(3, *(len(r["key"]) for r in results))
     header = f"{'key':<{kw}}  {'shape':<18} {'rank':>6} {'erank':>10}  top {top} singular values"
     lines += [header, "-" * len(header)]
@@ -102,6 +146,8 @@ def _format_table(path: Path, results: list[dict], top: int) -> str:
         if r["flattened"]:
             m = r["matrix_shape"]
             notes.append(f"{r['key']}: {len(r['shape'])}-D array flattened over its leading dimensions to {m[0]}x{m[1]}")
+        if r.get("constant_columns"):
+            notes.append(f"{r['key']}: constant columns set to zero by --standardize: {r['constant_columns']}")
         if r["method"] == "streamed":
             notes.append(
                 f"{r['key']}: streamed from the memory map (Gram-accurate; {r['n_ambiguous']} singular values"
@@ -131,7 +177,8 @@ IN_MEMORY_MAX_BYTES = 2**30
 SCHEDULER_ENV = ("RANKFUSION_SCHEDULER", "DASK_SCHEDULER_ADDRESS")
 
 
-def _store_results(path: Path, keys, center: bool, top: int, scheduler: str | None):
+def _store_results(path: Path, keys, center: bool, top: int, scheduler: str | None,
+                   convention: str = "paper", standardize: bool = False):
     """Analyse arrays of a zarr/HDF5 store lazily, on the given Dask scheduler or locally."""
     from .. import stores
 
@@ -145,8 +192,21 @@ def _store_results(path: Path, keys, center: bool, top: int, scheduler: str | No
             # in-memory time on 50 MB and 1.08x on 0.6 GB, and 0.87x on 4.1 GB, where it also
             # needs ~0.5 GB instead of 4 GB. Both routes are exact.
             in_memory = client is None and x.nbytes <= IN_MEMORY_MAX_BYTES
+            needs_memory = standardize or spectral.CONVENTIONS[convention].unit_rows
+            if needs_memory and not in_memory:
+                what = "--standardize" if standardize else f"--convention {convention}"
+                raise InputError(f"{what} needs array {label!r} of {str(path)!r} in memory; it is read "
+                                 "through dask here (a scheduler is set, or it is above 1 GiB)")
+            x_in, constant = (x.compute() if in_memory else x), None
+            if in_memory:
+                x_in, centre, constant = _prepare(x_in, label, path, convention=convention,
+                                                  standardize=standardize, center=center)
+            else:
+                centre = center if convention == "paper" else spectral.CONVENTIONS[convention].center
             try:
-                info = spectral.spectrum_info(x.compute() if in_memory else x, center=center)
+                info = spectral.spectrum_info(x_in, center=centre)
+            except stores.StoreReadError:
+                raise  # names the store, the array and the rows already
             except ValueError as exc:
                 raise InputError(f"array {label!r} in {str(path)!r}: {exc}") from None
             sigma = info.sigma[: int(info.rank)]
@@ -155,10 +215,10 @@ def _store_results(path: Path, keys, center: bool, top: int, scheduler: str | No
                 "shape": list(x.shape),
                 "matrix_shape": list(x.shape),
                 "flattened": False,
-                "center": center,
+                "center": center if convention == "paper" else spectral.CONVENTIONS[convention].center,
                 "method": f"{'in memory' if in_memory else 'dask'} ({info.route})",
                 "numerical_rank": int(info.rank),
-                "effective_rank": float(spectral.effective_rank(sigma)) if sigma.size else 0.0,
+                **_convention_fields(sigma, convention, tuple(x.shape), standardize, constant),
                 "n_ambiguous": 0,
                 "top_singular_values": [float(s) for s in sigma[:top]],
                 "singular_values": sigma,
@@ -185,7 +245,12 @@ def _store_results(path: Path, keys, center: bool, top: int, scheduler: str | No
 @click.option("--scheduler", default=None, metavar="ADDRESS",
               help="Dask scheduler (tcp://host:8786) for zarr/HDF5 stores; default: $RANKFUSION_SCHEDULER, "
                    "else $DASK_SCHEDULER_ADDRESS, else dask's local threaded scheduler. Needs the [scale] extra.")
-def spectrum(file, keys, center, as_json, plot, top, chunk_rows, scheduler):
+@click.option("--convention", type=click.Choice(list(spectral.CONVENTIONS)), default="paper", show_default=True,
+              help="Effective-rank definition: the paper's Eq. 1, or another tool's (docs/spectral.md, "
+                   "'Conventions'); all but paper/roy-vetterli/rankme centre the columns themselves.")
+@click.option("--standardize", is_flag=True,
+              help="Z-score every column (population std) before the spectrum; constant columns become zero.")
+def spectrum(file, keys, center, as_json, plot, top, chunk_rows, scheduler, convention, standardize):
     """Spectrum, numerical rank and effective rank (Eq. 1) of each array in FILE.
 
     FILE is a .npz or .npy file, or a chunked store read lazily with Dask (a zarr directory,
@@ -195,11 +260,13 @@ def spectrum(file, keys, center, as_json, plot, top, chunk_rows, scheduler):
     """
     from ..stores import is_store
 
+    if center and convention != "paper":
+        raise InputError(f"--center applies to --convention paper; {convention!r} fixes its own centring")
     results = []
     if is_store(file):
         scheduler = scheduler or next((os.environ[v] for v in SCHEDULER_ENV if os.environ.get(v)), None)
         try:
-            results = _store_results(file, keys, center, top, scheduler)
+            results = _store_results(file, keys, center, top, scheduler, convention, standardize)
         except ImportError as exc:  # the [scale] extra is missing: one line naming it
             raise InputError(str(exc)) from None
     elif scheduler is not None:
@@ -216,7 +283,8 @@ def spectrum(file, keys, center, as_json, plot, top, chunk_rows, scheduler):
         if not explicit and (arr.ndim < 2 or arr.size == 0):
             click.echo(f"skipping {label!r}: shape {arr.shape} is not a matrix", err=True)
             continue
-        results.append(_analyse(file, key, label, arr, center=center, top=top, chunk_rows=chunk_rows))
+        results.append(_analyse(file, key, label, arr, center=center, top=top, chunk_rows=chunk_rows,
+                                convention=convention, standardize=standardize))
     if not results:
         raise InputError(f"no 2-D (or higher) numeric array in {str(file)!r}")
     if plot is not None:
@@ -224,6 +292,8 @@ def spectrum(file, keys, center, as_json, plot, top, chunk_rows, scheduler):
     if as_json:
         payload = {
             "file": str(file),
+            "convention": convention,
+            "standardize": bool(standardize),
             "arrays": [{k: v for k, v in r.items() if k != "singular_values"} for r in results],
         }
         if plot is not None:

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .._progress import bar_disabled
 from .._validation import InputError, InputTypeError, check_choice
 from ..io import atomic_dir
 
@@ -418,7 +419,7 @@ class MultiModalDataset:
         if progress:
             from tqdm import tqdm
 
-            it = tqdm(it, desc="check", unit="video", leave=False)
+            it = tqdm(it, desc="check", unit="video", leave=False, disable=bar_disabled(True))
         for video in it:
             info = self._info[video]
             counts += np.bincount(self.labels(video), minlength=len(self.classes))

@@ -41,11 +41,14 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
+import shutil
 import time
 from pathlib import Path
 
 import numpy as np
 
+from .._progress import bar_disabled
 from .._validation import InputError, check_float, check_int
 from ..io import atomic_dir
 
@@ -178,6 +181,13 @@ DEFAULT_SPLIT = (0.5, 0.1, 0.4)
 DEFAULT_COMPLEMENTARITY = 1.0
 DEFAULT_NUISANCE = 0.1
 DEFAULT_IMBALANCE = 1.0
+#: Largest ``noise_scale``: features are stored as float32 (largest value ~3.4e38), and at 1e6 the
+#: signal-to-noise energy is already below 1e-12 (pure noise).
+MAX_NOISE_SCALE = 1e6
+#: Peak memory of generation per frame of the longest video and channel, and per video (kept
+#: for the ground truth): measured ~18 B and ~1.8 KiB (peak RSS, 3 videos of 20 000 / 60 000
+#: frames, 200 / 2000 videos of 20 frames); taken with margin.
+BYTES_PER_FRAME_CHANNEL, BYTES_PER_VIDEO = 24, 4096
 
 #: The collapse dial (``collapse`` K in [0, 1]; off by default; docs/datasets.md, "Collapse").
 #: With the dial on, the anchors (rgb, mvrgb) see a *hint* of each trip's direction, right with
@@ -249,7 +259,7 @@ class SynthConfig:
         check_int(self.n_videos, "n_videos", low=3)
         check_int(self.min_frames, "min_frames", low=20)
         check_int(self.max_frames, "max_frames", low=self.min_frames)
-        check_float(self.noise_scale, "noise_scale", low=0.0)
+        check_float(self.noise_scale, "noise_scale", low=0.0, high=MAX_NOISE_SCALE)
         check_float(self.complementarity, "complementarity", low=0.0, high=1.0)
         check_float(self.nuisance, "nuisance", low=0.0, high=100.0)
         check_float(self.imbalance, "imbalance", low=1.0, high=100.0)
@@ -267,6 +277,11 @@ class SynthConfig:
         fr = tuple(self.split_fractions)
         if len(fr) != 3 or any(not isinstance(f, (int, float)) or f < 0 for f in fr) or not np.isclose(sum(fr), 1.0):
             raise InputError(f"split_fractions must be 3 non-negative numbers summing to 1, got {fr!r}")
+        n_train, n_val, n_test = _split_counts(self.n_videos, fr)
+        if n_train < 1:  # val and test are raised to one video each
+            raise InputError(f"split_fractions {','.join(f'{f:g}' for f in fr)} (--split) on {self.n_videos} videos "
+                             f"leaves train without a video (val {n_val}, test {n_test}): every split needs at least "
+                             "one video of its own")
         if not self.split_set or "." in self.split_set or "/" in self.split_set:
             raise InputError(f"split_set must be a plain name without '.' or '/', got {self.split_set!r}")
         return self
@@ -884,8 +899,46 @@ def plugin_table(records, modalities) -> dict:
 
 # ----------------------------------------------------------------------------- writing
 def _split_counts(n, fractions):
+    """Train, val, test video counts: val and test rounded, at least one each; train the rest
+    (which :meth:`SynthConfig.validate` requires to be at least one)."""
     counts = [max(1, int(round(f * n))) for f in fractions[1:]]
     return [n - sum(counts), *counts]
+
+
+def resource_estimate(cfg: SynthConfig) -> tuple[int, int]:
+    """``(memory, disk)`` in bytes that generating ``cfg`` needs, estimated from above.
+
+    Memory: the longest video in float64 while it is rendered (:data:`BYTES_PER_FRAME_CHANNEL`)
+    plus what is kept per video (:data:`BYTES_PER_VIDEO`). Disk: every video's float32 features
+    at the mean length plus a few KiB of files per video.
+    """
+    width = sum(cfg.channels.values())
+    memory = cfg.max_frames * width * BYTES_PER_FRAME_CHANNEL + cfg.n_videos * BYTES_PER_VIDEO
+    disk = cfg.n_videos * ((cfg.min_frames + cfg.max_frames) // 2 * width * 4 + (len(cfg.channels) + 3) * 4096)
+    return memory, disk
+
+
+def _check_destination(cfg: SynthConfig, out: Path, overwrite: bool) -> None:
+    """Refuse, before anything is written, an existing ``out`` (unless ``overwrite``) and a dataset
+    larger than this machine's memory or free disk."""
+    if out.exists() and not overwrite:
+        raise InputError(f"output folder {str(out)!r} already exists; pass overwrite=True (--force) to replace it")
+    memory, disk = resource_estimate(cfg)
+    what = f"max_frames={cfg.max_frames} (--max-frames) and n_videos={cfg.n_videos} (--videos)"
+    try:
+        physical = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):  # no sysconf (Windows): no memory check
+        physical = None
+    if physical is not None and memory > physical:
+        raise InputError(f"{what} would need ~{memory / 2**30:.3g} GiB of memory; this machine has "
+                         f"{physical / 2**30:.3g} GiB: lower them (or the channels)")
+    parent = out.resolve().parent
+    while not parent.exists():
+        parent = parent.parent
+    free = shutil.disk_usage(parent).free
+    if disk > free:
+        raise InputError(f"{what} would need ~{disk / 2**30:.3g} GiB of disk; {str(parent)!r} has "
+                         f"{free / 2**30:.3g} GiB free: lower them (or the channels)")
 
 
 def synthesize(out_dir, *, seed=0, n_videos=DEFAULT_VIDEOS, min_frames=DEFAULT_MIN_FRAMES,
@@ -915,9 +968,9 @@ def synthesize(out_dir, *, seed=0, n_videos=DEFAULT_VIDEOS, min_frames=DEFAULT_M
         default ``DEFAULT_CHANNELS``. ``noise`` needs ``depth`` with the same channels.
     split_fractions : tuple of 3 float
         Train / val / test shares (default ``DEFAULT_SPLIT``: 0.5 / 0.1 / 0.4; each split gets at
-        least one video).
+        least one video: val and test are raised to one, shares leaving train none are refused).
     noise_scale : float
-        Multiplies all noise.
+        Multiplies all noise (at most ``MAX_NOISE_SCALE``).
     split_set : str
         Split-set name used in the bundle file names.
     complementarity : float in [0, 1]
@@ -953,8 +1006,7 @@ def synthesize(out_dir, *, seed=0, n_videos=DEFAULT_VIDEOS, min_frames=DEFAULT_M
                       split_set=split_set, complementarity=complementarity, nuisance=nuisance,
                       imbalance=imbalance, collapse=collapse).validate()
     out = Path(out_dir)
-    if out.exists() and not overwrite:
-        raise InputError(f"output folder {str(out)!r} already exists; pass overwrite=True (--force) to replace it")
+    _check_destination(cfg, out, overwrite)
     t0 = time.perf_counter()
     with atomic_dir(out) as tmp:
         truth = _write(tmp, cfg, progress)
@@ -996,7 +1048,7 @@ def _write(root: Path, cfg: SynthConfig, progress: bool) -> dict:
     if progress:
         from tqdm import tqdm
 
-        it = tqdm(it, total=len(videos), desc="synth", unit="video", leave=False)
+        it = tqdm(it, total=len(videos), desc="synth", unit="video", leave=False, disable=bar_disabled(True))
     stats, records, lengths, hints = {}, {}, {}, {}
     twin = _MomentAccumulator() if "noise" in cfg.channels else None
     for video, seq in it:

@@ -285,18 +285,23 @@ def relative_time_indices(past, n_frames, n_donor) -> np.ndarray:
     return np.minimum((np.arange(past, dtype=np.int64) * n_donor) // n_frames, n_donor - 1)
 
 
-def video_inputs(ds, video, modalities, stop, sample_rate, dev, noise=None, rng=None, donors=None):
+def video_inputs(ds, video, modalities, stop, sample_rate, dev, noise=None, rng=None, donors=None, shift=None):
     """One video's observed frames ``[:stop:sample_rate]`` as a batch of one: ``(features, mask)``.
 
     ``donors={modality: video}`` swaps a modality's input for another video's, read at the same
-    relative times (:func:`relative_time_indices`; modality reliance); ``noise={modality: sd}``
-    adds Gaussian noise drawn from ``rng`` (noise robustness).
+    relative times (:func:`relative_time_indices`; modality reliance); ``shift`` in [0, 1) moves
+    that donor window to a random time: it starts at ``floor(shift * (n_donor - span + 1))``
+    instead of 0, ``span`` being the donor frames the aligned window covers.
+    ``noise={modality: sd}`` adds Gaussian noise drawn from ``rng`` (noise robustness).
     """
     feats = {}
     for m in modalities:
         if donors and m in donors:
             src = ds.features(donors[m], m)
-            idx = relative_time_indices(stop, ds.n_frames(video), len(src))[::sample_rate]
+            idx = relative_time_indices(stop, ds.n_frames(video), len(src))
+            if shift is not None and idx.size:
+                idx = idx + int(shift * (len(src) - int(idx[-1])))
+            idx = idx[::sample_rate]
             x = np.ascontiguousarray(src[idx], dtype=np.float32)  # fancy indexing copies
         else:
             # a copy: the dataset's arrays are read-only memory maps, which torch must not wrap

@@ -1,0 +1,147 @@
+"""Per-epoch effective ranks of a LightningModule's submodules: a Lightning callback over RankMonitor.
+
+Needs the optional ``lightning`` extra (``pip install 'rankfusion[lightning]'``).
+:class:`RankMonitorCallback` watches named submodules (or callables on the module's output) with
+one :class:`rankfusion.monitor.RankMonitor` per stage (training, validation), enabled only
+inside that stage's batches, and at the end of each epoch logs the effective rank (Eq. 1) and
+the numerical rank of every name to the trainer's loggers. Like the monitor it only reads
+detached outputs: gradients, weights and random-number streams are bitwise those of a run
+without it (tested).
+"""
+
+from __future__ import annotations
+
+from .._validation import check_int, require_extra
+from ..monitor import DEFAULT_MAX_ROWS, DEFAULT_TOP, RankMonitor
+
+# the optional extra is missing: one line naming it
+pl = require_extra("lightning.pytorch", "lightning")
+
+__all__ = ["RankMonitorCallback", "STAGES"]
+
+#: Stage names accepted by ``stages`` and used in the logged keys.
+STAGES = ("train", "val")
+
+
+class RankMonitorCallback(pl.Callback):
+    """Log the effective rank of named submodules' outputs once per epoch.
+
+    Parameters
+    ----------
+    modules : dict of str to spec, or list of str
+        ``{name: spec}``: a spec is a dotted submodule path of the LightningModule (``"encoder.0"``;
+        its output tensor is watched), a callable on the module's own ``forward`` output, or a pair
+        ``(path, callable)`` whose callable picks the tensor from that submodule's output. A list
+        of paths watches each under its own path. A tensor of shape (..., D) is flattened to
+        (rows, D), as in :class:`~rankfusion.monitor.RankMonitor`.
+    stages : sequence of {"train", "val"}, default both
+        Where to measure: the training batches of an epoch and/or its validation batches (the
+        sanity check before training is never measured).
+    max_rows : int or None, default :data:`rankfusion.monitor.DEFAULT_MAX_ROWS`
+        Rows read per name and epoch (the first of the epoch); ``None``: every row.
+    center, mask, top, tol
+        As for :class:`~rankfusion.monitor.RankMonitor`.
+
+    Notes
+    -----
+    Logged keys, at ``step = trainer.global_step`` after each epoch: ``effective_rank/<stage>/<name>``
+    and ``numerical_rank/<stage>/<name>``, as Python floats through every logger of the trainer
+    (``log_metrics``). :attr:`rows` keeps the full records (with ``epoch`` and ``stage``);
+    :meth:`to_frame` returns them as a DataFrame. In a data-parallel run each process measures
+    its own batches and Lightning's loggers write rank 0's.
+    """
+
+    def __init__(self, modules, *, stages=STAGES, max_rows: int | None = DEFAULT_MAX_ROWS, center: bool = False,
+                 mask=None, top: int = DEFAULT_TOP, tol: float | None = None):
+        super().__init__()
+        if isinstance(modules, (list, tuple)):
+            modules = {m: m for m in modules}
+        if not isinstance(modules, dict) or not modules:
+            raise ValueError(f"modules must be a non-empty dict {{name: path, callable or (path, callable)}} "
+                             f"or a list of paths, got {modules!r}")
+        stages = tuple(stages)
+        if not stages or any(s not in STAGES for s in stages):
+            raise ValueError(f"stages must be a non-empty subset of {list(STAGES)}, got {list(stages)!r}")
+        self.specs = dict(modules)
+        self.stages = stages
+        self.kw = dict(max_rows=check_int(max_rows, "max_rows", low=1, allow_none=True), center=bool(center),
+                       mask=mask, top=check_int(top, "top", low=0), tol=tol)
+        self.rows: list[dict] = []
+        self._monitors: dict[str, RankMonitor] = {}
+
+    # ------------------------------------------------------------------ set-up
+    def _resolve(self, pl_module) -> dict:
+        out = {}
+        for name, spec in self.specs.items():
+            path, pick = (spec if isinstance(spec, tuple) and len(spec) == 2 else (spec, None))
+            if isinstance(path, str):
+                try:
+                    module = pl_module.get_submodule(path)
+                except AttributeError:
+                    raise ValueError(f"modules[{name!r}]: {type(pl_module).__name__} has no submodule "
+                                     f"{path!r}") from None
+                out[name] = module if pick is None else (module, pick)
+            else:
+                out[name] = spec  # a callable on the module's output, or a RankMonitor spec
+        return out
+
+    def on_fit_start(self, trainer, pl_module):
+        specs = self._resolve(pl_module)
+        for stage in self.stages:
+            mon = RankMonitor(pl_module, specs, every=None, **self.kw)
+            mon.enabled = False  # on only inside this stage's batches
+            self._monitors[stage] = mon
+
+    def on_fit_end(self, trainer, pl_module):
+        for mon in self._monitors.values():
+            mon.close(flush=False)
+        self._monitors = {}
+
+    # ------------------------------------------------------------------ batches
+    def _switch(self, stage, trainer, on: bool):
+        mon = self._monitors.get(stage)
+        if mon is not None and not trainer.sanity_checking:
+            mon.enabled = on
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        self._switch("train", trainer, True)
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        self._switch("train", trainer, False)
+
+    def on_validation_batch_start(self, trainer, pl_module, batch, batch_idx, dataloader_idx=0):
+        self._switch("val", trainer, True)
+
+    def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0):
+        self._switch("val", trainer, False)
+
+    # ------------------------------------------------------------------ epochs
+    def _log(self, stage, trainer):
+        mon = self._monitors.get(stage)
+        if mon is None or trainer.sanity_checking:
+            return
+        new = mon.record(step=trainer.current_epoch)
+        metrics = {}
+        for r in new:
+            r.update(epoch=r.pop("step"), stage=stage)
+            metrics[f"effective_rank/{stage}/{r['name']}"] = float(r["effective_rank"])
+            metrics[f"numerical_rank/{stage}/{r['name']}"] = float(r["numerical_rank"])
+        self.rows += new
+        if metrics:
+            for logger in trainer.loggers:
+                logger.log_metrics(metrics, step=trainer.global_step)
+
+    def on_train_epoch_end(self, trainer, pl_module):
+        self._log("train", trainer)
+
+    def on_validation_epoch_end(self, trainer, pl_module):
+        self._log("val", trainer)
+
+    def to_frame(self):
+        """:attr:`rows` as a pandas DataFrame (``epoch, stage, name, n_rows, numerical_rank,
+        effective_rank, sigma_1 ...``)."""
+        import pandas as pd
+
+        df = pd.DataFrame(self.rows)
+        first = [c for c in ("epoch", "stage", "name") if c in df.columns]
+        return df[first + [c for c in df.columns if c not in first]]

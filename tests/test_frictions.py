@@ -1,0 +1,77 @@
+"""Small frictions: `train` picks the dataset's modalities, bars stay out of logs."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from click.testing import CliRunner  # noqa: E402
+
+from rankfusion._progress import bar_disabled  # noqa: E402
+from rankfusion.cli import main  # noqa: E402
+
+SMALL = ["--d-model", "8", "--layers", "1", "--sample-rate", "4", "--batch-size", "4"]
+
+
+@pytest.fixture(scope="module")
+def imu_data(tmp_path_factory):
+    """A dataset whose only modalities are accelerometer and gyroscope streams (6 videos)."""
+    import numpy as np
+
+    from rankfusion.data import write_dataset
+
+    rng = np.random.default_rng(5)
+    classes = ["sit", "stand", "walk"]
+    videos = [f"v{i}" for i in range(6)]
+    labels, acc, gyro = {}, {}, {}
+    for i, v in enumerate(videos):
+        n = 48 + 4 * i
+        labels[v] = np.repeat(rng.permutation(3), n // 3 + 1)[:n].tolist()
+        acc[v] = rng.standard_normal((n, 6)).astype(np.float32)
+        gyro[v] = rng.standard_normal((n, 4)).astype(np.float32)
+    root = tmp_path_factory.mktemp("imu") / "acc_gyro"
+    return write_dataset(root, classes, labels, {"acc": acc, "gyro": gyro},
+                         {"train": videos[:4], "val": videos[4:5], "test": videos[5:]}, validate=True)
+
+
+class _Tty(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def test_bar_shows_only_on_a_terminal():
+    assert bar_disabled(True, io.StringIO()) is True
+    assert bar_disabled(True, _Tty()) is False
+    assert bar_disabled(False, _Tty()) is True
+
+
+def test_train_without_modalities_uses_the_datasets_and_says_so(imu_data, tmp_path):
+    out = tmp_path / "run"
+    r = CliRunner().invoke(main, ["train", str(imu_data), "--out", str(out), "--epochs", "2", *SMALL])
+    assert r.exit_code == 0, r.output
+    info = json.loads((out / "config.json").read_text())
+    assert sorted(info["config"]["model"]["modalities"]) == ["acc", "gyro"]
+    lines = r.output.splitlines()
+    assert lines[0].startswith("modalities ") and "the dataset's" in lines[0]
+    assert sorted(lines[0].split()[1].split(",")) == ["acc", "gyro"]
+    # not a terminal: no bar redraws, one line per epoch, then the closing line
+    assert "\r" not in r.output
+    assert [ln.split()[1] for ln in lines[1:3]] == ["1/2", "2/2"] and lines[3].startswith("trained ")
+    assert len(lines) == 4
+
+
+def test_train_modalities_flag_and_preset_are_named_as_the_source(imu_data, tmp_path):
+    r = CliRunner().invoke(main, ["train", str(imu_data), "--out", str(tmp_path / "a"), "--epochs", "1",
+                                  "--modalities", "gyro", "--quiet", *SMALL])
+    assert r.exit_code == 0, r.output
+    assert r.output.splitlines()[0] == "modalities gyro (from --modalities)"
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('[model]\nmodalities = ["acc"]\n')
+    r = CliRunner().invoke(main, ["train", str(imu_data), "--out", str(tmp_path / "b"), "--epochs", "1",
+                                  "--config", str(cfg), "--quiet", *SMALL])
+    assert r.exit_code == 0, r.output
+    assert r.output.splitlines()[0] == "modalities acc (from --config)"

@@ -1,0 +1,150 @@
+"""RankMonitorCallback: exact per-epoch ranks, training bitwise unchanged, one-line missing extra."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pl = pytest.importorskip("lightning.pytorch")
+
+from rankfusion import spectral  # noqa: E402
+from rankfusion.integrations.lightning import RankMonitorCallback  # noqa: E402
+
+pytestmark = pytest.mark.usefixtures("one_blas_thread")
+
+
+class TwoTower(pl.LightningModule):
+    def __init__(self):
+        super().__init__()
+        self.tower_a = torch.nn.Sequential(torch.nn.Linear(6, 12), torch.nn.ReLU(), torch.nn.Linear(12, 8))
+        self.tower_b = torch.nn.Sequential(torch.nn.Linear(4, 12), torch.nn.ReLU(), torch.nn.Linear(12, 8))
+        self.drop = torch.nn.Dropout(0.2)  # draws from the RNG: a callback that touched it would show
+        self.head = torch.nn.Linear(16, 3)
+
+    def forward(self, a, b):
+        return self.head(self.drop(torch.cat([self.tower_a(a), self.tower_b(b)], dim=-1)))
+
+    def training_step(self, batch, batch_idx):
+        a, b, y = batch
+        return torch.nn.functional.cross_entropy(self(a, b), y)
+
+    def validation_step(self, batch, batch_idx):
+        a, b, y = batch
+        self.log("val_loss", torch.nn.functional.cross_entropy(self(a, b), y))
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.1)
+
+
+class Capture(pl.loggers.logger.Logger):
+    """A logger that keeps every metric dict it is given."""
+
+    def __init__(self):
+        super().__init__()
+        self.logged = []
+
+    name = "capture"
+    version = 0
+
+    def log_metrics(self, metrics, step=None):
+        self.logged.append((step, dict(metrics)))
+
+    def log_hyperparams(self, params, *args, **kwargs):
+        pass
+
+
+def _loaders():
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.randn(40, 6, generator=g), torch.randn(40, 4, generator=g)
+    y = torch.randint(0, 3, (40,), generator=g)
+    ds = torch.utils.data.TensorDataset(a, b, y)
+    return (torch.utils.data.DataLoader(torch.utils.data.Subset(ds, range(32)), batch_size=8),
+            torch.utils.data.DataLoader(torch.utils.data.Subset(ds, range(32, 40)), batch_size=4))
+
+
+def _fit(tmp_path, callbacks):
+    """Two epochs of 4 steps; returns (model, logger, captured outputs per stage, RNG state)."""
+    torch.manual_seed(7)
+    model = TwoTower()
+    seen = {"train": [], "val": []}
+
+    def keep(module, args, out):  # the reference: every output of tower_a, by stage
+        seen["train" if module.training else "val"].append(out.detach().clone())
+
+    model.tower_a.register_forward_hook(keep)
+    logger = Capture()
+    trainer = pl.Trainer(max_epochs=2, accelerator="cpu", devices=1, logger=logger, callbacks=callbacks,
+                         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+                         num_sanity_val_steps=0, default_root_dir=str(tmp_path))
+    train, val = _loaders()
+    trainer.fit(model, train, val)
+    return model, logger, seen, torch.get_rng_state()
+
+
+def test_callback_logs_exact_ranks_and_leaves_training_untouched(tmp_path):
+    cb = RankMonitorCallback({"tower_a": "tower_a", "tower_b relu": ("tower_b", lambda out: out.relu()),
+                              "logits": lambda out: out}, max_rows=None)
+    with_cb, logger, seen, rng_a = _fit(tmp_path / "a", [cb])
+    without, _, seen_b, rng_b = _fit(tmp_path / "b", [])
+    # same weights, same RNG stream, same activations: bitwise
+    for (name, p), (_, q) in zip(with_cb.state_dict().items(), without.state_dict().items()):
+        assert torch.equal(p, q), name
+    assert torch.equal(rng_a, rng_b)
+    assert all(torch.equal(x, y) for s in seen for x, y in zip(seen[s], seen_b[s]))
+    # per epoch and stage, the logged rank is Eq. 1 of the concatenated outputs of that epoch
+    train_logs = [m for _, m in logger.logged if "effective_rank/train/tower_a" in m]
+    val_logs = [m for _, m in logger.logged if "effective_rank/val/tower_a" in m]
+    assert len(train_logs) == 2 and len(val_logs) == 2
+    for stage, logs, per_epoch in (("train", train_logs, 4), ("val", val_logs, 2)):
+        for epoch, m in enumerate(logs):
+            X = torch.cat(seen[stage][epoch * per_epoch:(epoch + 1) * per_epoch])
+            assert X.shape == (8 * per_epoch if stage == "train" else 4 * per_epoch, 8)
+            want = float(spectral.effective_rank(X))
+            assert m[f"effective_rank/{stage}/tower_a"] == pytest.approx(want, rel=1e-9)
+            assert m[f"numerical_rank/{stage}/tower_a"] == float(spectral.numerical_rank(X))
+            assert f"effective_rank/{stage}/tower_b relu" in m and f"effective_rank/{stage}/logits" in m
+    df = cb.to_frame()
+    assert list(df.columns[:3]) == ["epoch", "stage", "name"] and len(df) == 2 * 2 * 3
+    # the callback's hooks are gone after fit (the test's own reference hook stays)
+    assert len(with_cb.tower_a._forward_hooks) == 1 and len(with_cb.tower_b._forward_hooks) == 0
+    assert len(with_cb._forward_hooks) == 0 and len(with_cb._forward_pre_hooks) == 0
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="stages"):
+        RankMonitorCallback(["tower_a"], stages=("test",))
+    with pytest.raises(ValueError, match="modules"):
+        RankMonitorCallback({})
+    cb = RankMonitorCallback({"x": "nope.layer"})
+    with pytest.raises(ValueError, match="no submodule 'nope.layer'"):
+        cb.on_fit_start(None, TwoTower())
+
+
+def test_missing_extra_is_one_line():
+    code = ("import sys; sys.modules['lightning'] = None; sys.modules['lightning.pytorch'] = None\n"
+            "import rankfusion.integrations.lightning")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert res.returncode != 0
+    last = res.stderr.strip().splitlines()[-1]
+    assert last == ("ImportError: lightning is not installed; it comes with the [lightning] extra: "
+                    "pip install 'rankfusion[lightning]'")
+
+
+def test_docs_example_runs(tmp_path, monkeypatch):
+    # docs/monitor.md's Lightning example, executed as written
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "monitor.md").read_text()
+    code = re.search(r"```python\n# Lightning\n(.*?)```", text, re.S).group(1)
+    monkeypatch.chdir(tmp_path)
+    ns = {}
+    exec(compile(code, "docs/monitor.md", "exec"), ns)
+    df = ns["ranks"]
+    assert set(df["stage"]) == {"train", "val"} and set(df["name"]) == {"tower_a", "tower_b"}
+    assert sorted(set(df["epoch"])) == [0, 1, 2]
+    assert np.all(df["effective_rank"] >= 1.0)
