@@ -22,7 +22,8 @@ Runs go one at a time (the machine is shared), ``--threads`` torch threads each.
 Usage::
 
     nice -n 5 python benchmarks/bench_collapse.py --out /tmp/collapse --data-seeds 0,1 --levels 0,1 \
-        [--seeds 1,10,13452] [--arms rgb,depth:no-rtf depth] [--videos N] [--threads 2] [--json out.json]
+        [--seeds 1,10,13452] [--arms rgb,depth:no-rtf depth] [--alone-levels 1] [--videos N] [--threads 2] \
+        [--json out.json]
 """
 
 from __future__ import annotations
@@ -115,6 +116,7 @@ def main(argv=None):
     p.add_argument("--arms", nargs="+", default=["rgb,depth:no-rtf", "depth"],
                    help="MODS[:no-rtf]; the first fused arm is tested for reliance on the partner")
     p.add_argument("--partner", default="depth")
+    p.add_argument("--alone-levels", default=None, help="levels at which the partner-alone arm runs (default all)")
     p.add_argument("--videos", type=int, default=None)
     p.add_argument("--preset", default="synthetic-small")
     p.add_argument("--epochs", type=int, default=None)
@@ -145,6 +147,8 @@ def main(argv=None):
                 print(f"S{s} K{k:g}: generated in {time.perf_counter() - t:.0f} s", flush=True)
             meta = json.loads((data / "synth.json").read_text())
             for spec, mods, rtf in arms:
+                if mods == (a.partner,) and a.alone_levels and k not in [float(x) for x in a.alone_levels.split(",")]:
+                    continue
                 for seed in seeds:
                     key = f"S{s} K{k:g} {spec} seed {seed}"
                     if key in results:

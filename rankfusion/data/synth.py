@@ -200,7 +200,7 @@ BYTES_PER_FRAME_CHANNEL, BYTES_PER_VIDEO = 24, 4096
 HINT_ACCURACY = 0.85
 DIRECTION_GAIN = MODALITY_GAINS["depth"]["direction"]
 HINT_GAIN = (DIRECTION_GAIN, 2.0)
-XOR_GAIN = 0.6
+XOR_GAIN = 0.3
 #: Modalities that see the hint (the anchor and its second view) and the one that sees the XOR code.
 HINT_SEEN_BY = ("rgb", "mvrgb")
 XOR_SEEN_BY = MOST_COMPLEMENTARY
