@@ -894,7 +894,10 @@ def _dose_points(ctx: FigureContext):
     points, oracle, runs = [], [], []
     for dial, level, dials in dose_settings(ctx.cache.profile):
         meta = json.loads((_dose_cache(ctx, dials).data_root / "synth.json").read_text())
-        for subset, acc in sorted(meta.get("oracle", {}).items()):
+        # the oracle is an exact bound only where every evaluation cut point is decision-bearing
+        # (oracle_exact_share 1); elsewhere it is the loose bound 1.0, which would say nothing
+        exact = float(meta.get("oracle_exact_share", 1.0)) >= 1.0
+        for subset, acc in sorted(meta.get("oracle", {}).items()) if exact else ():
             oracle.append((dial, level, subset, 100.0 * float(acc)))
         for model in DOSE_MODELS:
             mods, opts = _dose_run_args(ctx, model)
