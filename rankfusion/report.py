@@ -367,8 +367,12 @@ def dose_section(dose, *, anchor: str, partner: str) -> list[str]:
     L += rows + [""]
     rel = [c for c in dose.comparisons if c.dial == "imbalance" and c.quantity.startswith("reliance")]
     if rel:
-        L.append("Reliance (MoC points lost when the modality's input comes from another test video; "
-                 "mean ± sd over seeds), against imbalance:")
+        L.append("Reliance (MoC points lost when the modality's input comes from another test video of "
+                 "similar length, read at the same relative times; mean ± sd over seeds), against imbalance. "
+                 "A donor read at the same relative time shows much the same action, so this swap sees only "
+                 "what is specific to each video: a reliance near 0 does not mean the model ignores the "
+                 "modality (an rgb-only model scores about 0 on its only input; docs/analysis.md, "
+                 "\"Modality utilization\", compares the random-time swap):")
         L.append("")
         for c in rel:
             m = c.quantity.split(" ", 1)[1]
