@@ -100,7 +100,10 @@ def test_dose_family_quick(tmp_path):
         meta = json.loads((root / "synth.json").read_text())
         assert all(meta["config"][k] == v for k, v in dials.items())
         orc = {s: v for d, lv, s, v in dose.oracle if (d, lv) == (dial, level)}
-        assert math.isclose(orc["rgb+depth"], 100 * meta["oracle"]["rgb+depth"])
+        if meta["oracle_exact_share"] >= 1.0:
+            assert math.isclose(orc["rgb+depth"], 100 * meta["oracle"]["rgb+depth"])
+        else:  # only a loose bound there: not drawn
+            assert orc == {}
     # the base point of both sweeps is the figures' own dataset (its runs are shared); the other
     # settings have a dataset each
     assert data.resolve() in roots and len(roots) == len({tuple(sorted(d.items())) for _, _, d in settings})
