@@ -115,11 +115,19 @@ def setup(device: str = "cpu", *, rtf_stats: str = "global", backend: str | None
     return DistContext(rank, world, local, backend, rtf_stats), dev
 
 
-def teardown() -> None:
-    """Leave the job (``destroy_process_group``) if this process joined one."""
+def teardown(*, wait: bool = False) -> None:
+    """Leave the job (``destroy_process_group``) if this process joined one.
+
+    ``wait=True`` (after a run every process finished) first waits for every process at a barrier,
+    so that no process tears down its communication threads while another still talks to it (a
+    process that leaves early can abort at exit). After an error there is no barrier: the other
+    processes may never reach it.
+    """
     import torch.distributed as dist
 
     if dist.is_available() and dist.is_initialized():
+        if wait:
+            dist.barrier()
         dist.destroy_process_group()
 
 

@@ -111,7 +111,7 @@ def train(data, out, preset, config_path, epochs, seed, seeds, serial_seeds, mod
     """
     from ..batched import train_seeds
     from ..config import load_config
-    from ..distributed import setup, teardown, under_torchrun
+    from ..distributed import under_torchrun
     from ..runs import recorded_config_hash
 
     if seed is not None and seeds is not None:
@@ -133,14 +133,27 @@ def train(data, out, preset, config_path, epochs, seed, seeds, serial_seeds, mod
         # the hash of the config resolved against the dataset, as config.json and the checkpoints record it
         click.echo(f"trained {path} (config {recorded_config_hash(path)}) in {time.perf_counter() - t0:.1f} s")
         return
+    _train_distributed(cfg, data, out, seed_arg, mods_line, t0, device=device, resume=resume, quiet=quiet,
+                       monitor=monitor, rtf_stats=rtf_stats, dist_backend=dist_backend)
+
+
+def _train_distributed(cfg, data, out, seed_arg, mods_line, t0, *, device, resume, quiet, monitor, rtf_stats,
+                       dist_backend):
+    """``train`` under torchrun: join the job, train, leave it in order (all processes at a barrier)."""
+    from ..batched import train_seeds
+    from ..distributed import setup, teardown
+    from ..runs import recorded_config_hash
+
     ctx, dev = setup(device, rtf_stats=rtf_stats, backend=dist_backend)
     if ctx.is_main:
         click.echo(mods_line)
     try:
         path = train_seeds(cfg, data, out, seed=seed_arg, device=dev, resume=resume, progress=not quiet,
                            distributed=ctx, monitor=monitor)
-    finally:
+    except BaseException:
         teardown()
+        raise
+    teardown(wait=True)
     if ctx.is_main:
         click.echo(f"trained {path} (config {recorded_config_hash(path)}) on {ctx.world_size} processes "
                    f"({ctx.backend}) in {time.perf_counter() - t0:.1f} s")
