@@ -479,18 +479,15 @@ def _probe_class():
 
 @contextlib.contextmanager
 def _torch_threads(n: int):
-    """``n`` torch threads, and ``n`` BLAS threads for NumPy where threadpoolctl is installed (the
-    surrogates' QR: a multi-threaded BLAS on small matrices spin-waits for busy cores)."""
+    """``n`` torch threads and ``n`` BLAS threads for NumPy (the surrogates' QR: a multi-threaded
+    BLAS on small matrices spin-waits for busy cores)."""
     import torch
+    from threadpoolctl import threadpool_limits
 
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # optional: only the speed on a shared machine depends on it
-        threadpool_limits = None
     old = torch.get_num_threads()
     torch.set_num_threads(n)
     try:
-        with threadpool_limits(n) if threadpool_limits is not None else contextlib.nullcontext():
+        with threadpool_limits(n):
             yield
     finally:
         torch.set_num_threads(old)
