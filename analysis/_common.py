@@ -11,7 +11,7 @@ def run_family(name: str, doc: str) -> int:
     """Regenerate one figure family (``rankfusion figures --only NAME``) and update the manifest."""
     from rankfusion._validation import InputError
     from rankfusion.figures import FigureContext, make_figures
-    from rankfusion.pipeline import RunCache, default_cache_dir, get_profile, set_threads
+    from rankfusion.pipeline import set_threads
 
     parser = argparse.ArgumentParser(description=doc)
     parser.add_argument("--data", required=True, type=Path, help="dataset in the standard layout")
@@ -27,9 +27,8 @@ def run_family(name: str, doc: str) -> int:
     args = parser.parse_args()
     try:
         set_threads(args.threads)
-        cache_dir = args.cache if args.cache is not None else default_cache_dir(args.data)
-        cache = RunCache(args.data, cache_dir, get_profile(args.profile), device=args.device)
-        ctx = FigureContext(cache, args.out, anchor=args.anchor, partner=args.partner)
+        ctx = FigureContext.open(args.data, out=args.out, cache_dir=args.cache, profile=args.profile,
+                                 device=args.device, anchor=args.anchor, partner=args.partner)
         command = "python " + " ".join(sys.argv)
         res = make_figures(ctx, only=[name], command=command, workers=args.workers)[name]
     except (InputError, ValueError, TypeError, OSError) as exc:

@@ -1,8 +1,8 @@
-"""The end-to-end demo (``rankfusion demo``).
+"""The end-to-end demo (``rankfusion demo``): dataset -> run cache -> figures -> report.
 
-:func:`run_demo` generates the bundled synthetic dataset, trains the small R3D runs every figure
-family needs (:mod:`rankfusion.figures`, cached by config hash), checks Theorem 3.1 on the exported
-features (:mod:`rankfusion.theorem`), and writes ``OUT/report.md`` (:mod:`rankfusion.report`),
+:func:`run_demo` generates the bundled synthetic dataset, opens its run cache, makes every figure
+family (:mod:`rankfusion.figures`: the runs they need, cached by config hash, the figures and tables,
+Theorem 3.1 on the exported features), and writes ``OUT/report.md`` (:mod:`rankfusion.report`),
 which embeds the figures and states the findings in numbers.
 """
 
@@ -15,12 +15,12 @@ from pathlib import Path
 
 from . import verdicts
 from ._validation import InputError
-from .io import to_markdown, write_json, write_text
+from .io import write_json, write_text
 from .data import open_dataset
 from .data.synth import prepare_dataset
 from .figures import FigureContext, make_figures
-from .pipeline import RunCache, get_profile, set_threads
-from .report import build_report, spectrum_table, theorem_checks
+from .pipeline import get_profile, set_threads
+from .report import build_report
 
 
 def _cpu_seconds() -> float:
@@ -68,19 +68,15 @@ def run_demo(out, *, quick: bool = False, device: str = "cpu", seed: int = 0, pr
     name = "quick" if quick else "full"
     profile = get_profile(name)
     data = prepare_dataset(out / "data", profile.synth, seed=seed, progress=progress)
-    cache = RunCache(data, out / "cache", profile, device=device, progress=progress)
-    ctx = FigureContext(cache, out / "figures")
+    ctx = FigureContext.open(data, out=out / "figures", cache_dir=out / "cache", profile=profile, device=device,
+                             progress=progress)
     results = make_figures(ctx, command=command, progress=progress, workers=workers)
-    theorem = theorem_checks(ctx)
-    write_text(ctx.out / "theorem.md", to_markdown(theorem, floatfmt=".3f") + "\n")
-    spectrum = spectrum_table(ctx)
-    write_text(ctx.out / "spectrum.md", to_markdown(spectrum) + "\n")
     ds = open_dataset(data)
     videos = [v for s in ("train", "val", "test") for v in ds.split(s)]
     summary = {"videos": len(videos), "frames": int(sum(ds.n_frames(v) for v in videos)),
                "classes": len(ds.classes), "modalities": list(ds.modalities)}
     seconds = time.perf_counter() - t0
-    text = build_report(ctx, results, theorem=theorem, spectrum=spectrum, seconds=seconds, profile_name=name,
+    text = build_report(ctx, results, seconds=seconds, profile_name=name,
                         dataset_summary=summary, cpu_seconds=_cpu_seconds() - c0, workers=workers)
     write_text(out / "report.md", text)
     mod = results.get("modality")

@@ -2,9 +2,8 @@
 
 :func:`build_report` writes one section per analysis (:data:`REPORT_SECTIONS`), each embedding its
 figure and stating the findings in numbers; the judgements behind the words are the tested rules of
-:mod:`rankfusion.verdicts`. :func:`theorem_table` and :func:`spectrum_table` compute the report's
-two tables that no figure family makes. Every number in the report is computed from the run's
-outputs (:func:`rankfusion.demo.run_demo`).
+:mod:`rankfusion.verdicts`. Every number in the report is computed from the run's outputs
+(:func:`rankfusion.demo.run_demo`).
 """
 
 from __future__ import annotations
@@ -14,53 +13,10 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from . import featurefiles, spectral, stats, verdicts
+from . import stats, verdicts
 from .io import to_markdown
 from .verdicts import fmt as _fmt
 from .verdicts import pm as _pmf
-from .spectral import dominant_k, singular_values
-from .theorem import theorem_3_1
-
-
-def theorem_table(features, pairs, exchange_ratio: float, *, alpha: float = 0.5) -> pd.DataFrame:
-    """Theorem 3.1 on a feature file's ``.before`` arrays, one row per direction ``X <- Y``.
-
-    C_low are :func:`rankfusion.featurefiles.blended_channels` of X (as many as RTF blends,
-    ``round(exchange_ratio * D)``, of lowest column energy: the model's criterion, Sec. 4.2),
-    k the 90%-energy dominant subspace (:func:`rankfusion.spectral.dominant_k`) and a uniform alpha.
-    """
-    rows = []
-    for target, source in pairs:
-        X = np.asarray(features.get(target, "before"), dtype=np.float64)
-        Y = np.asarray(features.get(source, "before"), dtype=np.float64)
-        low = featurefiles.blended_channels(X, exchange_ratio)
-        rep = theorem_3_1(X, Y, k=dominant_k(singular_values(X)), alpha=alpha, low=low, informativeness="full")
-        rows.append({"direction": f"{target} <- {source}", "k": rep.k, "n_low": rep.n_low, "alpha": alpha,
-                     "erank_before": rep.erank_before, "erank_after": rep.erank_after,
-                     "erank_change": rep.erank_change, "assumptions_hold": rep.assumptions_hold,
-                     "failed": ", ".join(rep.failed) if rep.failed else "", "verdict": rep.verdict})
-    return pd.DataFrame(rows)
-
-
-def theorem_checks(ctx, *, alpha: float = 0.5) -> pd.DataFrame:
-    """:func:`theorem_table` on the R3D features of the anchor+partner run, in both directions."""
-    rec = ctx.cache.runs(f"{ctx.anchor}+{ctx.partner}", ctx.pair)[0]
-    fs = featurefiles.load_features(ctx.cache.features(rec, ctx.obs))
-    ratio = float(ctx.cache.config(ctx.pair).model.exchange_ratio)
-    pairs = ((ctx.anchor, ctx.partner), (ctx.partner, ctx.anchor))
-    return theorem_table(fs, pairs, ratio, alpha=alpha)
-
-
-def spectrum_table(ctx) -> pd.DataFrame:
-    """Numerical rank and effective rank of every array of the pair's feature file (``rankfusion spectrum``)."""
-    rec = ctx.cache.runs(f"{ctx.anchor}+{ctx.partner}", ctx.pair)[0]
-    fs = featurefiles.load_features(ctx.cache.features(rec, ctx.obs))
-    rows = []
-    for key, X in fs.arrays.items():
-        rows.append({"array": key, "shape": "x".join(map(str, X.shape)),
-                     "numerical_rank": int(spectral.numerical_rank(X)),
-                     "effective_rank": float(spectral.effective_rank(X))})
-    return pd.DataFrame(rows)
 
 
 def _img(name: str, alt: str) -> str:
@@ -69,8 +25,9 @@ def _img(name: str, alt: str) -> str:
 
 @dataclass(frozen=True)
 class ReportInputs:
-    """What the report's sections draw on: the figure context, every family's result, the demo's
-    extra tables (Theorem 3.1, effective rank of every array; None when not computed) and timings."""
+    """What the report's sections draw on: the figure context, every family's result, the tables of
+    the ``theorem`` and ``spectrum`` families (Theorem 3.1, effective rank of every array; None when
+    not made) and timings."""
 
     ctx: object
     results: dict
@@ -84,14 +41,14 @@ class ReportInputs:
 
     @property
     def seeds(self) -> tuple:
-        return tuple(self.ctx.cache.profile.seeds)
+        return tuple(self.ctx.seeds)
 
 
-def build_report(ctx, results: dict, *, theorem: pd.DataFrame | None, spectrum: pd.DataFrame | None,
-                 seconds: float, profile_name: str, dataset_summary: dict, cpu_seconds: float | None = None,
-                 workers: int = 1) -> str:
+def build_report(ctx, results: dict, *, seconds: float, profile_name: str, dataset_summary: dict,
+                 cpu_seconds: float | None = None, workers: int = 1) -> str:
     """The Markdown report: one section per analysis (:data:`REPORT_SECTIONS`, in order), each with
     its figure and computed numbers; a section whose family did not run is left out."""
+    theorem, spectrum = (results[n].tables[n] if n in results else None for n in ("theorem", "spectrum"))
     r = ReportInputs(ctx, results, theorem, spectrum, seconds, profile_name, dataset_summary, cpu_seconds, workers)
     lines = []
     for section in REPORT_SECTIONS:
@@ -101,7 +58,7 @@ def build_report(ctx, results: dict, *, theorem: pd.DataFrame | None, spectrum: 
 
 def header_section(r: ReportInputs) -> list[str]:
     """Title and what was run: dataset, model size, seeds, runs trained / reused, wall and CPU time."""
-    ctx, ds, prof = r.ctx, r.dataset_summary, r.ctx.cache.profile
+    ctx, ds, prof = r.ctx, r.dataset_summary, r.ctx.profile
     text = (f"Profile `{r.profile_name}`: synthetic dataset with {ds['videos']} videos "
             f"({ds['frames']} frames, {ds['classes']} classes, modalities "
             f"{', '.join(ds['modalities'])}); R3D runs with d_model={prof.model.get('d_model')}, "
@@ -249,7 +206,7 @@ def noise_section(r: ReportInputs) -> list[str]:
          _img("noise_moc", "MoC under noise"), ""]
     L.append("Calibration: sigma (in units of the modality's input RMS) is chosen so that the noisy "
              "modality's token-fuser input changes by the same relative Frobenius amount "
-             f"({', '.join(_fmt(t) for t in r.ctx.cache.profile.noise_targets)}) for every modality and training seed "
+             f"({', '.join(_fmt(t) for t in r.ctx.profile.noise_targets)}) for every modality and training seed "
              "(docs/analysis.md). Sigmas found (mean ± sd over seeds): "
              + ", ".join(f"{nm} {lv} {_pmf(v, d.sigma_std.get((nm, lv)), '.3f')} (change "
                          f"{_fmt(d.achieved[(nm, lv)], '.3f')})" for (nm, lv), v in d.sigmas.items()) + ".")

@@ -212,8 +212,9 @@ def test_manifest_merge_waits_for_the_lock_and_keeps_both_entries(tmp_path):
     from rankfusion.pipeline import entry_lock
 
     profile = SimpleNamespace(model={}, train={}, seeds=(0,), obs_ratios=(0.2,))
-    cache = SimpleNamespace(manifest_runs=lambda keys: [], data_root=tmp_path, fingerprint="f", profile=profile)
-    ctx = SimpleNamespace(out=tmp_path, cache=cache, anchor="rgb", partner="depth")
+    cache = SimpleNamespace(manifest_runs=lambda keys: [], fingerprint="f")
+    ctx = SimpleNamespace(out=tmp_path, cache=cache, anchor="rgb", partner="depth", data_root=tmp_path,
+                          profile=profile)
 
     def result(name):
         return {name: SimpleNamespace(files=[f"{name}.png"], run_keys=[], caches=[], params={}, findings={},
@@ -225,7 +226,7 @@ def test_manifest_merge_waits_for_the_lock_and_keeps_both_entries(tmp_path):
         other.start()
         other.join(timeout=1.0)
         assert other.is_alive() and not path.exists()  # it waits instead of reading a stale manifest
-        from rankfusion.figures import _merge_manifest
+        from rankfusion.figures.manifest import _merge_manifest
 
         _merge_manifest(ctx, path, result("a"), "")  # the holder's own merge
     other.join(timeout=30)

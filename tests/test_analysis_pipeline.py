@@ -130,7 +130,8 @@ def test_default_cache_is_beside_the_dataset(tmp_path, monkeypatch):
 
 
 def test_default_cache_rule_is_written_once():
-    # the CLI and the analysis/ scripts ask pipeline.default_cache_dir; no other code spells the folder name
+    # the figure context's one constructor asks pipeline.default_cache_dir; the CLI and the analysis/
+    # scripts go through that constructor; no other code spells the folder name or applies the rule
     import re
     from pathlib import Path
 
@@ -138,5 +139,8 @@ def test_default_cache_rule_is_written_once():
     spelled = [str(p.relative_to(root)) for p in sorted((root / "rankfusion").rglob("*.py")) + sorted(
         (root / "analysis").glob("*.py")) if re.search(r"""["']rankfusion-cache["']""", p.read_text())]
     assert spelled == ["rankfusion/pipeline.py"]
-    for user in ("rankfusion/cli/experiments.py", "analysis/_common.py"):
-        assert "default_cache_dir(" in (root / user).read_text(), user
+    applying = [str(p.relative_to(root)) for p in sorted((root / "rankfusion").rglob("*.py")) + sorted(
+        (root / "analysis").glob("*.py")) if "default_cache_dir(" in p.read_text()]
+    assert applying == ["rankfusion/figures/context.py", "rankfusion/pipeline.py"]
+    for user in ("rankfusion/cli/experiments.py", "analysis/_common.py", "rankfusion/demo.py"):
+        assert "FigureContext.open(" in (root / user).read_text(), user

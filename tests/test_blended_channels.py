@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from rankfusion import featurefiles, report
+from rankfusion import featurefiles
+from rankfusion.figures import theorem as theorem_family
 from rankfusion.io import save_npz
 from rankfusion.spectral import blended_channel_count, dominant_k
 from rankfusion.theorem import default_k_prime
@@ -53,7 +54,7 @@ def test_model_analysis_and_report_use_the_same_channels(features):
     np.testing.assert_array_equal(featurefiles.blended_channels(X.astype(np.float64), RATIO), expected)
     angles = featurefiles.angle_table(fs, pairs=[("rgb", "depth")])
     assert angles["n_low"].tolist() == [3]
-    rows = report.theorem_table(fs, [("rgb", "depth")], RATIO)
+    rows = theorem_family.theorem_table(fs, [("rgb", "depth")], RATIO)
     assert rows["n_low"].tolist() == [3]
     # C_low given explicitly is still Definition 1's sublevel set of the column energy
     assert "definition-1" not in rows["failed"].iloc[0]

@@ -11,8 +11,8 @@ import pytest
 
 from scipy import stats as sps
 
-from rankfusion.figures import (DOSE_MODELS, DoseCell, DoseResult, _compare, _dose_run_args, dose_comparisons,
-                                dose_settings)
+from rankfusion.figures.dose import (DOSE_MODELS, DoseCell, DoseResult, _compare, dataset_root, dose_comparisons,
+                                     dose_settings, run_args)
 from rankfusion.pipeline import get_profile
 
 
@@ -70,23 +70,21 @@ def test_dose_family_quick(tmp_path):
     from click.testing import CliRunner
 
     from rankfusion.cli import main
-    from rankfusion.figures import FigureContext, _dose_cache, make_figures
-    from rankfusion.pipeline import RunCache
+    from rankfusion.figures import FigureContext, make_figures
     from rankfusion.data.synth import prepare_dataset
     from rankfusion.report import build_report
 
     prof = get_profile("quick")
     data = prepare_dataset(tmp_path / "data", prof.synth, seed=0)
-    cache = RunCache(data, tmp_path / "cache", prof, progress=False)
-    ctx = FigureContext(cache, tmp_path / "fig")
+    ctx = FigureContext.open(data, out=tmp_path / "fig", cache_dir=tmp_path / "cache", profile=prof, progress=False)
     res = make_figures(ctx, only=["dose"], progress=False)["dose"]
     dose = res.data
     assert isinstance(dose, DoseResult)
     settings = dose_settings(prof)
     assert len(dose.points) == len(settings) * len(DOSE_MODELS) * len(prof.seeds)
     # the wide anchor's trunk is as wide as the pair's stacked tokens (M x D)
-    mods, opts = _dose_run_args(ctx, "anchor only, fused width")
-    pair_cfg = cache.config(ctx.pair).model
+    mods, opts = run_args(ctx, "anchor only, fused width")
+    pair_cfg = ctx.cache.config(ctx.pair).model
     assert mods == [ctx.anchor] and opts["d_model"] == len(ctx.pair) * pair_cfg.d_model
     for p in dose.points:
         assert 0.0 <= p.moc <= 100.0
@@ -95,7 +93,7 @@ def test_dose_family_quick(tmp_path):
     # the oracle of every setting comes from the dataset's synth.json, in percent
     roots = set()
     for dial, level, dials in settings:
-        root = _dose_cache(ctx, dials).data_root
+        root = dataset_root(ctx, dials)
         roots.add(root)
         meta = json.loads((root / "synth.json").read_text())
         assert all(meta["config"][k] == v for k, v in dials.items())
@@ -116,7 +114,7 @@ def test_dose_family_quick(tmp_path):
     assert len(comps) == len(dose.comparisons) and set(comps["verdict"]) == {"unresolved (one seed)"}
     manifest = json.loads((tmp_path / "fig" / "manifest.json").read_text())
     assert len(manifest["figures"]["dose"]["runs"]) == len(dose.points)
-    text = build_report(ctx, {"dose": res}, theorem=None, spectrum=None, seconds=1.0, profile_name="quick",
+    text = build_report(ctx, {"dose": res}, seconds=1.0, profile_name="quick",
                         dataset_summary={"videos": 1, "frames": 1, "classes": 1, "modalities": ["rgb"]})
     assert "## Dose-response" in text and "## The paper's claims on this data" in text
     assert "figures/dose.png" in text and text.count("| unresolved (one seed) |") >= 4

@@ -97,7 +97,8 @@ def _ranks(changes: dict, init: dict, seeds=(0, 1, 2)) -> pd.DataFrame:
 
 def test_report_section_calls_only_changes_the_paired_test_resolves():
     from rankfusion import stats
-    from rankfusion.figures import FigureResult, _dynamics_summary
+    from rankfusion.figures import FigureResult
+    from rankfusion.figures.dynamics import _dynamics_summary
     from rankfusion.report import dynamics_section
 
     changes = {("with RTF", "rgb/after"): [-5.0, -4.0, -6.0], ("with RTF", "fused"): [0.5, 2.5, -1.5],

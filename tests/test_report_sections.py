@@ -8,15 +8,18 @@ import numpy as np
 import pandas as pd
 
 from rankfusion import stats
-from rankfusion.figures import AblationResult, ModalityResult, NoiseResult, SpectraResult
+from rankfusion.figures.ablation import AblationResult
+from rankfusion.figures.modality import ModalityResult
+from rankfusion.figures.noise import NoiseResult
+from rankfusion.figures.spectra import SpectraResult
 from rankfusion.report import ReportInputs, ablation_section, claims_section, modality_section, spectra_section
 
 SEEDS = (1, 10, 13452)
 
 
 def _inputs(results, partner="depth"):
-    ctx = SimpleNamespace(anchor="rgb", partner=partner,
-                          cache=SimpleNamespace(profile=SimpleNamespace(seeds=SEEDS, noise_targets=(0.1, 0.5))))
+    ctx = SimpleNamespace(anchor="rgb", partner=partner, seeds=SEEDS,
+                          profile=SimpleNamespace(seeds=SEEDS, noise_targets=(0.1, 0.5)))
     return ReportInputs(ctx, results, None, None, 1.0, "full", {})
 
 

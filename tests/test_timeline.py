@@ -25,8 +25,8 @@ def micro_data(tmp_path_factory):
 
 @pytest.mark.slow  # trains three quick-profile runs (~40 s on 2 idle cores)
 def test_figures_only_timeline(micro_data, tmp_path):
-    from rankfusion import figures, pipeline
     from rankfusion.evaluate import MoCAccumulator
+    from rankfusion.figures import FigureContext, timeline
 
     out, cache = tmp_path / "figs", tmp_path / "cache"
     args = ["figures", "--data", str(micro_data), "--out", str(out), "--cache", str(cache), "--profile", "quick",
@@ -45,12 +45,10 @@ def test_figures_only_timeline(micro_data, tmp_path):
     assert set(table.loc[table["shown as"].notna(), "video"]) == set(shown.values())
 
     # the per-video predictions are the ones MoC scores: pooled, they give the cached MoC grid
-    cache_obj = pipeline.RunCache(micro_data, cache, pipeline.PROFILES["quick"], progress=False)
-    ctx = figures.FigureContext(cache_obj, out)
-    (_, name, mods, opts) = figures._timeline_runs(ctx)[0]
-    rec = cache_obj.run(name, mods, seed=1, **opts)
-    preds = figures._timeline_predictions(ctx, rec, ctx.obs)
-    grid = cache_obj.evaluate(rec)
+    ctx = FigureContext.open(micro_data, out=out, cache_dir=cache, profile="quick", progress=False)
+    (rec,) = timeline.jobs(ctx)[0].records()
+    preds = timeline._predictions(ctx, rec, ctx.obs)
+    grid = ctx.cache.evaluate(rec)
     betas = tuple(sorted(grid["beta"].unique()))
     acc = MoCAccumulator(_n_classes(micro_data), betas=betas)
     for gt, _, pred in preds.values():
@@ -86,7 +84,8 @@ def test_plot_timelines_draws_rows_cut_and_legend():
 
 
 def test_report_section_names_each_video_once():
-    from rankfusion.figures import FigureResult, TimelineResult
+    from rankfusion.figures import FigureResult
+    from rankfusion.figures.timeline import TimelineResult
     from rankfusion.report import timeline_section
 
     res = FigureResult("timeline")
@@ -103,10 +102,10 @@ def test_report_section_names_each_video_once():
 
 def test_every_family_plans_its_runs_for_the_pool(micro_data, tmp_path):
     # each family's runs are planned, so `--only F --workers 2` trains them in the pool
-    from rankfusion import figures, pipeline
+    from rankfusion import figures
 
-    cache = pipeline.RunCache(micro_data, tmp_path / "cache", pipeline.PROFILES["quick"], progress=False)
-    ctx = figures.FigureContext(cache, tmp_path / "figs")
+    ctx = figures.FigureContext.open(micro_data, out=tmp_path / "figs", cache_dir=tmp_path / "cache",
+                                     profile="quick", progress=False)
     for name in figures.FAMILIES:
         assert figures.plan_jobs(ctx, [name]), f"family {name!r} plans no run"
     dyn = {(j.modalities, j.overrides) for j in figures.plan_jobs(ctx, ["dynamics"])}

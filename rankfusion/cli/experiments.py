@@ -13,7 +13,7 @@ import click
 from .._validation import InputError
 from . import main
 
-_FAMILY_HELP = "spectra, modality, noise, exchange, angles, ablation, dose, dynamics, timeline"
+_FAMILY_HELP = "spectra, modality, noise, exchange, angles, ablation, dose, dynamics, timeline, theorem, spectrum"
 
 
 def _command_line() -> str:
@@ -66,15 +66,17 @@ def _cache_options(f):
     return f
 
 
-def _cache(data, cache_dir, profile, device, quiet, threads=1):
-    from ..pipeline import RunCache, default_cache_dir, get_profile, set_threads
+def _context(data, out, cache_dir, profile, device, quiet, threads=1, anchor="rgb", partner=None):
+    """The figure context of ``--data`` (:meth:`rankfusion.figures.FigureContext.open`), torch set to ``threads``."""
+    from ..figures import FigureContext
+    from ..pipeline import set_threads
 
     data = Path(data)
     if not data.is_dir():
         raise InputError(f"--data folder {str(data)!r} does not exist")
-    cache_dir = cache_dir if cache_dir is not None else default_cache_dir(data)
     set_threads(threads)
-    return RunCache(data, cache_dir, get_profile(profile), device=device, progress=not quiet)
+    return FigureContext.open(data, out=out, cache_dir=cache_dir, profile=profile, device=device,
+                              progress=not quiet, anchor=anchor, partner=partner)
 
 
 @main.command("modality-select")
@@ -184,20 +186,20 @@ def _paired(path, labels_key, specs, cands, folds, seeds, surrogates, steps, wid
 
 def _rank_runs(features, data, cands, expected, out, anchor, cache_dir, profile, device, quiet, threads, as_json):
     from .. import selection, verdicts
-    from ..figures import FigureContext, fig_modality, write_manifest, write_selection
+    from ..figures import modality as modality_family
+    from ..figures import write_manifest
     from ..io import to_markdown
 
     moc = None
     if data is not None:
-        cache = _cache(data, cache_dir, profile, device, quiet, threads)
-        ctx = FigureContext(cache, out, anchor=anchor)
-        res = fig_modality(ctx, candidates=cands, expected=expected)
+        ctx = _context(data, out, cache_dir, profile, device, quiet, threads, anchor=anchor)
+        res = modality_family.make(ctx, candidates=cands, expected=expected)
         write_manifest(ctx, {"modality": res}, command=_command_line())
         summary, ranking, cmp = res.tables["summary"], res.tables["ranking"], res.data.comparison
         moc = (res.data.task_gain, res.data.agreement)
     else:
         table = selection.modality_selection(features, anchor=anchor)
-        sel = write_selection(out, table, anchor=anchor, expected=expected)
+        sel = modality_family.write_selection(out, table, anchor=anchor, expected=expected)
         summary, ranking, cmp = sel["summary"], sel["ranking"], sel["comparison"]
     if as_json:
         task, agreement = moc if moc is not None else (None, None)
@@ -231,13 +233,10 @@ def _rank_runs(features, data, cands, expected, out, anchor, cache_dir, profile,
 @_workers_option
 def figures_cmd(data, out, only, partner, anchor, cache_dir, profile, device, quiet, threads, workers):
     """Regenerate the paper's figures and tables into OUT, with OUT/manifest.json tracing each one."""
-    from ..figures import FAMILIES, FigureContext, make_figures
+    from ..figures import check_names, make_figures
 
-    for n in only:
-        if n not in FAMILIES:
-            raise InputError(f"--only must be among {list(FAMILIES)}, got {n!r}")
-    cache = _cache(data, cache_dir, profile, device, quiet, threads)
-    ctx = FigureContext(cache, out, anchor=anchor, partner=partner)
+    check_names(only)
+    ctx = _context(data, out, cache_dir, profile, device, quiet, threads, anchor=anchor, partner=partner)
     results = make_figures(ctx, only=only or None, command=_command_line(), progress=not quiet, workers=workers)
     for name, r in results.items():
         click.echo(f"{name:9s} {r.seconds:7.1f} s  " + ", ".join(f for f in r.files if not f.endswith(".pdf")))
@@ -257,12 +256,12 @@ def robustness_cmd(data, out, partner, noise_seed, anchor, cache_dir, profile, d
     calibrated per modality so that each level changes that modality's token-fuser input by the same
     relative amount (docs/analysis.md). Writes noise_sigmas, noise_gains, noise_moc tables and figures.
     """
-    from ..figures import FigureContext, fig_noise, write_manifest
+    from ..figures import noise as noise_family
+    from ..figures import write_manifest
     from ..io import to_markdown
 
-    cache = _cache(data, cache_dir, profile, device, quiet, threads)
-    ctx = FigureContext(cache, out, anchor=anchor, partner=partner)
-    res = fig_noise(ctx, noise_seed=noise_seed)
+    ctx = _context(data, out, cache_dir, profile, device, quiet, threads, anchor=anchor, partner=partner)
+    res = noise_family.make(ctx, noise_seed=noise_seed)
     write_manifest(ctx, {"noise": res}, command=_command_line())
     import pandas as pd
 

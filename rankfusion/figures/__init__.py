@@ -1,0 +1,97 @@
+"""The paper's figure families, regenerated from cached R3D runs (``rankfusion figures``).
+
+Each family is a module with ``jobs(ctx)``, the runs it reads (:class:`RunSet` s), and
+``make(ctx)``, which reads those runs (training any the process pool did not), writes CSV/Markdown
+tables and PNG+PDF figures into ``ctx.out`` and returns a :class:`FigureResult` whose ``data`` is
+the family's typed result. :data:`FAMILIES` registers them; :func:`plan_jobs` is the union of
+their jobs, so :func:`make_figures` can train every run in a process pool first, then make each
+family and write ``manifest.json`` (runs, seeds, config hashes, git commit, command).
+
+=============  ===============================================================================
+family         paper counterpart
+=============  ===============================================================================
+spectra        Figs. 2 / 9: normalised spectra before / after RTF and of a plain fusion (rtf=False)
+modality       Fig. 3: harmonic mean of ERank gains of the anchor with each candidate
+noise          Figs. 6 / 7: ERank gains and MoC under calibrated Gaussian noise on one modality
+exchange       Fig. 5: MoC against the exchange ratio 0.1 / 0.2 / 0.3
+angles         Table 6: principal angles between X's dominant subspace and Y's injected channels
+ablation       Tables 2, 3, 8, 9 (+ R3D (Uni) of Table 1): MoC per variant
+dose           (not in the paper) MoC and modality reliance against the generator's dials
+dynamics       (no paper figure) effective rank of each modality over epochs, with / without RTF
+timeline       Fig. 8: ground truth vs predicted future per test video, with / without RTF, anchor alone
+theorem        Theorem 3.1 on the exported features, both directions (``theorem.md``)
+spectrum       numerical and effective rank of every exported array (``spectrum.md``)
+=============  ===============================================================================
+"""
+
+from __future__ import annotations
+
+import time
+
+from tqdm.auto import tqdm
+
+from .._progress import bar_disabled
+from .._validation import InputError, check_int
+from . import ablation, angles, dose, dynamics, exchange, modality, noise, spectra, spectrum, theorem, timeline
+from .common import FigureResult, RunSet
+from .context import FigureContext
+from .manifest import write_manifest
+
+#: The one registry of figure families: name -> module (``jobs``, ``make``), in the order
+#: ``rankfusion figures`` makes them.
+FAMILIES = {"spectra": spectra, "modality": modality, "noise": noise, "exchange": exchange, "angles": angles,
+            "ablation": ablation, "dose": dose, "dynamics": dynamics, "timeline": timeline,
+            "theorem": theorem, "spectrum": spectrum}
+
+__all__ = ["FAMILIES", "FigureContext", "FigureResult", "RunSet", "check_names", "make_figures", "plan_jobs",
+           "write_manifest"]
+
+
+def check_names(names) -> list[str]:
+    """``names`` as a list without repeats (default: every family); InputError naming an unknown one."""
+    names = list(FAMILIES) if not names else list(dict.fromkeys(names))
+    for n in names:
+        if n not in FAMILIES:
+            raise InputError(f"--only must be among {list(FAMILIES)}, got {n!r}")
+    return names
+
+
+def plan_jobs(ctx: FigureContext, names) -> list:
+    """The runs the families ``names`` read, as :class:`rankfusion.pipeline.RunJob` s: the union of
+    their ``jobs(ctx)``, without repeats, in first-asked order.
+
+    Each job trains (or reuses) one run and makes the MoC grid and feature exports its families
+    read, so :func:`make_figures` can do all of them in a process pool first; the families then
+    find every run finished in the cache. Work a family does after that (noisy copies, the
+    calibration, the analyses) stays serial: it depends on finished runs and is short.
+    """
+    out = []
+    for n in check_names(names):
+        for runset in FAMILIES[n].jobs(ctx):
+            out += [j for j in runset.jobs() if j not in out]
+    return out
+
+
+def make_figures(ctx: FigureContext, only=None, *, command: str = "", progress: bool = True,
+                 workers: int = 1) -> dict:
+    """Make the selected families and write ``<out>/manifest.json``; return ``{name: FigureResult}``.
+
+    With ``workers > 1`` the runs every family needs (:func:`plan_jobs`) are first trained,
+    evaluated and exported in that many processes (:func:`rankfusion.pipeline.run_jobs`). The
+    manifest is merged with an existing one, so ``--only`` updates just those figures' entries.
+    """
+    names = check_names(only)
+    workers = check_int(workers, "workers", low=1)
+    ctx.out.mkdir(parents=True, exist_ok=True)
+    if workers > 1:
+        ctx.cache.prefetch(plan_jobs(ctx, names), workers=workers, progress=progress)
+    results = {}
+    bar = tqdm(names, desc="figures", disable=bar_disabled(progress), unit="fig")
+    for n in bar:
+        bar.set_postfix_str(n)
+        t0 = time.perf_counter()
+        r = FAMILIES[n].make(ctx)
+        r.seconds = round(time.perf_counter() - t0, 2)
+        results[n] = r
+    write_manifest(ctx, results, command=command)
+    return results

@@ -1,0 +1,51 @@
+"""``manifest.json``: per figure family its files, runs (config hash, seed), parameters and findings."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from ..io import write_json
+from ..pipeline import entry_lock, git_commit
+from .context import FigureContext
+
+
+def write_manifest(ctx: FigureContext, results: dict, *, command: str = "") -> Path:
+    """Write/merge ``<out>/manifest.json`` with the entries of ``results`` (``{name: FigureResult}``).
+
+    The read-merge-write holds the manifest's file lock, so processes writing figures into one
+    folder at once keep each other's entries.
+    """
+    path = ctx.out / "manifest.json"
+    with entry_lock(path):
+        return _merge_manifest(ctx, path, results, command)
+
+
+def _merge_manifest(ctx: FigureContext, path: Path, results: dict, command: str) -> Path:
+    manifest = {}
+    if path.exists():
+        try:
+            manifest = json.loads(path.read_text())
+        except ValueError:
+            manifest = {}
+    figs = manifest.get("figures", {})
+    prof = ctx.profile
+    for n, r in results.items():
+        figs[n] = {
+            "files": r.files,
+            "runs": ctx.cache.manifest_runs(r.run_keys) + [d for c in r.caches if c is not ctx.cache
+                                                              for d in c.manifest_runs(r.run_keys)],
+            "params": r.params,
+            "findings": r.findings,
+            "seconds": r.seconds,
+            "git_commit": git_commit(),
+            "command": command,
+            "dataset": {"root": str(ctx.data_root), "fingerprint": ctx.cache.fingerprint},
+            "profile": {"model": prof.model, "train": prof.train, "seeds": list(prof.seeds),
+                        "obs_ratios": list(prof.obs_ratios)},
+        }
+    manifest["figures"] = figs
+    manifest["anchor"] = ctx.anchor
+    manifest["partner"] = ctx.partner
+    write_json(path, manifest)
+    return path

@@ -1,0 +1,184 @@
+"""Fig. 3: candidates ranked by the harmonic mean of the ERank gains of the anchor and each candidate."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .. import selection
+from .._validation import InputError
+from ..pipeline import expected_complementary
+from .common import FigureResult, fused_width_anchor, grid_moc_over_seeds, keys, run_set, save, seed_moc, table
+from .context import FigureContext
+
+
+@dataclass(frozen=True)
+class ModalityResult:
+    """Fig. 3. ``scores``: ``{candidate: score or None}`` in ranking order; ``gains``:
+    ``{(candidate, obs_ratio): {"anchor", "candidate", "harmonic_mean"}}``; ``relative_gain_pct``:
+    ``{candidate: {"anchor" / "candidate": % of the ERank before fusion}}``; ``moc``:
+    ``{candidate: grid-mean MoC of the anchor+candidate runs}``; ``seed_scores``: ``{candidate:
+    per-seed scores}`` (seeds without a finite score dropped); ``comparison``:
+    :func:`rankfusion.selection.compare_with_expected`; ``task_gain``: ``{candidate: (mean, (lo,
+    hi))}``; ``agreement``: :func:`rankfusion.stats.agreement` of score and task gain, or None."""
+
+    ranking: tuple
+    scores: dict
+    reasons: dict
+    comparison: dict
+    moc: dict
+    seed_scores: dict
+    relative_gain_pct: dict
+    gains: dict
+    task_gain: dict = field(default_factory=dict)
+    agreement: object = None
+
+    @property
+    def seed_std(self) -> dict:
+        """``{candidate: sd of the per-seed scores}`` (NaN with fewer than two)."""
+        return {c: float(np.std(v, ddof=1)) if len(v) > 1 else float("nan") for c, v in self.seed_scores.items()}
+
+    def gains_of(self, candidate: str) -> dict:
+        """``{obs_ratio: gains}`` of one candidate."""
+        return {o: g for (c, o), g in self.gains.items() if c == candidate}
+
+    def findings(self) -> dict:
+        return {"ranking": list(self.ranking), "scores": dict(self.scores), "reasons": dict(self.reasons),
+                "comparison": self.comparison, "moc": dict(self.moc), "seed_std": dict(self.seed_std),
+                "seed_scores": {c: list(v) for c, v in self.seed_scores.items()},
+                "relative_gain_pct": self.relative_gain_pct,
+                "gains": {f"{c}@{o:g}": g for (c, o), g in self.gains.items()},
+                "task_gain": {c: [g, list(ci)] for c, (g, ci) in self.task_gain.items()},
+                "agreement": None if self.agreement is None else dataclasses.asdict(self.agreement)}
+
+
+def _candidates(ctx: FigureContext, candidates) -> list[str]:
+    """The candidates ranked (default: every modality but the anchor), checked against the dataset."""
+    cands = ctx.candidates if candidates is None else list(candidates)
+    if not cands:
+        raise InputError("candidates must name at least one modality")
+    for c in cands:
+        if c not in ctx.modalities or c == ctx.anchor:
+            raise InputError(f"candidate {c!r} is not a modality of {str(ctx.data_root)!r} other than "
+                             f"the anchor; choose from {ctx.candidates}")
+    return cands
+
+
+def jobs(ctx: FigureContext, candidates=None) -> list:
+    """The anchor+candidate runs of each candidate (features at every ratio), then the anchor alone
+    at the pairs' trunk width (the task evidence's baseline)."""
+    pairs = [run_set(ctx, f"{ctx.anchor}+{c}", [ctx.anchor, c], obs=ctx.obs_ratios)
+             for c in _candidates(ctx, candidates)]
+    mods, opts = fused_width_anchor(ctx)
+    return pairs + [run_set(ctx, f"{ctx.anchor} alone, fused width", mods, **opts)]
+
+
+def write_selection(out, table_: pd.DataFrame, *, anchor: str, expected: str | None = None,
+                    formats=("png", "pdf")) -> dict:
+    """Summarise, rank and write a modality-selection table (CSV, Markdown, Fig. 3-style plot).
+
+    Parameters
+    ----------
+    out : path-like
+        Output folder.
+    table_ : DataFrame
+        :func:`rankfusion.selection.modality_selection` output.
+    anchor : str
+    expected : str, optional
+        The candidate expected to rank first (the most complementary one by construction).
+
+    Returns
+    -------
+    dict
+        ``summary``, ``ranking`` (DataFrames), ``comparison`` (dict), ``files`` (names written).
+    """
+    from .. import plots
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    res = FigureResult("modality")
+    summary = selection.summarize_selection(table_)
+    ranking = selection.rank_candidates(summary)
+    table(out, table_, "modality_selection_files", res)
+    table(out, summary, "modality_selection", res, markdown=True)
+    table(out, ranking, "modality_ranking", res, markdown=True)
+    save(out, plots.plot_modality_selection(summary, anchor=anchor), "modality_selection", res, tuple(formats))
+    return {"summary": summary, "ranking": ranking, "files": res.files,
+            "comparison": selection.compare_with_expected(ranking, expected)}
+
+
+def _moc_gains(ctx: FigureContext, pair_runs, alone) -> pd.DataFrame:
+    """``candidate, seed, moc, base, gain``: grid-mean MoC of each pairing's run, of the anchor-only
+    run of the same seed, and their difference (percent points); ``pair_runs`` are named
+    ``"<anchor>+<candidate>"``."""
+    base = seed_moc(ctx.cache, alone).groupby("seed")["moc"].mean()
+    rows = []
+    for r in pair_runs:
+        m = float(seed_moc(ctx.cache, [r])["moc"].mean())
+        rows.append({"candidate": r.name.split("+", 1)[1], "seed": r.seed, "moc": m, "base": float(base[r.seed]),
+                     "gain": m - float(base[r.seed])})
+    return pd.DataFrame(rows)
+
+
+def _result(ranking, summary, sel: dict, table_: pd.DataFrame, moc: dict, task, agreement) -> ModalityResult:
+    """The typed result of the ranked table."""
+    return ModalityResult(
+        ranking=tuple(ranking["candidate"]),
+        scores={c: (None if not np.isfinite(s) else float(s)) for c, s in zip(ranking["candidate"], ranking["score"])},
+        reasons={c: r for c, r in zip(ranking["candidate"], ranking["reason"]) if r},
+        comparison=sel["comparison"],
+        moc=moc,
+        # run-to-run values: each seed's score (mean over ratios of its own finite harmonic means);
+        # a seed with no finite one has no score and is dropped, explicitly
+        seed_scores={c: tuple(float(x) for x in v.dropna()) for c, v in
+                     table_.groupby(["candidate", "seed"])["harmonic_mean"].mean().groupby("candidate")},
+        # gains as a percentage of the ERank before fusion, mean over ratios: {candidate: {role: %}}
+        relative_gain_pct={
+            c: {role: float(100 * (grp[f"gain_{role}"] / grp[f"erank_{role}_before"]).mean())
+                for role in ("anchor", "candidate")}
+            for c, grp in summary.groupby("candidate")},
+        gains={(r.candidate, float(r.obs_ratio)): {
+            "anchor": float(r.gain_anchor), "candidate": float(r.gain_candidate),
+            "harmonic_mean": None if not np.isfinite(r.harmonic_mean) else float(r.harmonic_mean)}
+            for r in summary.itertuples()},
+        task_gain=task,
+        agreement=agreement,
+    )
+
+
+def make(ctx: FigureContext, candidates=None, expected: str | None = None) -> FigureResult:
+    """Fig. 3: rank candidates by the harmonic mean of ERank gains with the anchor."""
+    cands = _candidates(ctx, candidates)
+    res = FigureResult("modality", params={"anchor": ctx.anchor, "candidates": cands,
+                                           "obs_ratios": list(ctx.obs_ratios)})
+    *pair_sets, alone_set = jobs(ctx, cands)
+    runs = [rec for s in pair_sets for rec in s.records()]
+    files = [ctx.cache.features(rec, o) for rec in runs for o in ctx.obs_ratios]
+    res.run_keys = keys(runs)
+    # Task accuracy of each pairing: an independent view of complementarity to set against the
+    # rank-based ranking (the report compares the two).
+    moc = {c: float(grid_moc_over_seeds(ctx.cache, [r for r in runs if r.name == f"{ctx.anchor}+{c}"])["moc"].mean())
+           for c in cands}
+    table_ = selection.modality_selection(files, anchor=ctx.anchor)
+    # task evidence: each seed's MoC gain over the anchor alone at the pairs' trunk width (a
+    # one-modality R3D with the same D is half as wide), against each seed's criterion
+    alone = alone_set.records()
+    res.run_keys += keys(alone)
+    per_seed_score = table_.groupby(["candidate", "seed"], as_index=False)["harmonic_mean"].mean()
+    task, agreement = selection.runs_task_evidence(per_seed_score.rename(columns={"harmonic_mean": "score"}),
+                                                 _moc_gains(ctx, runs, alone))
+    # paths relative to the cache, so a committed table does not carry local paths
+    cache_dir = ctx.cache.cache_dir
+    table_["file"] = [Path(f).relative_to(cache_dir).as_posix() if Path(f).is_relative_to(cache_dir) else f
+                      for f in table_["file"]]
+    if expected is None:
+        expected = expected_complementary(ctx.data_root)
+    sel = write_selection(ctx.out, table_, anchor=ctx.anchor, expected=expected, formats=ctx.formats)
+    res.files += sel["files"]
+    res.tables = {"summary": sel["summary"], "ranking": sel["ranking"], "files": table_}
+    res.data = _result(sel["ranking"], sel["summary"], sel, table_, moc, task, agreement)
+    return res

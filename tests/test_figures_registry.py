@@ -1,0 +1,105 @@
+"""The figure registry: every family says which runs it reads (``jobs``) and makes its figure from
+those runs (``make``); ``plan_jobs`` is their union, so every family trains in the process pool."""
+
+from __future__ import annotations
+
+import inspect
+
+import pytest
+
+from rankfusion import pipeline
+from rankfusion.figures import FAMILIES, FigureContext, RunSet, check_names, plan_jobs
+
+pytest.importorskip("torch")
+
+
+@pytest.fixture(scope="module")
+def ctx(tmp_path_factory):
+    from rankfusion.data import synthesize
+
+    root = tmp_path_factory.mktemp("registry")
+    data = synthesize(root / "data", seed=3, split_fractions=(0.5, 0.2, 0.3), n_videos=10, min_frames=40,
+                      max_frames=60, channels={"rgb": 8, "depth": 8, "imu": 4})
+    return FigureContext.open(data, out=root / "figs", cache_dir=root / "cache", profile="quick", progress=False)
+
+
+def _dedupe(jobs):
+    out = []
+    for j in jobs:
+        if j not in out:
+            out.append(j)
+    return out
+
+
+def test_every_family_has_jobs_and_make():
+    assert list(FAMILIES)[:9] == ["spectra", "modality", "noise", "exchange", "angles", "ablation", "dose",
+                                  "dynamics", "timeline"]
+    assert {"theorem", "spectrum"} <= set(FAMILIES)
+    for name, module in FAMILIES.items():
+        for fn in ("jobs", "make"):
+            f = getattr(module, fn, None)
+            assert callable(f), f"family {name!r} has no {fn}(ctx)"
+            assert list(inspect.signature(f).parameters)[0] == "ctx", (name, fn)
+        assert module.__doc__ and module.__doc__.strip().splitlines()[0], f"family {name!r} has no docstring"
+
+
+def test_plan_is_the_union_of_the_families_jobs(ctx):
+    per_family = {n: [j for s in FAMILIES[n].jobs(ctx) for j in s.jobs()] for n in FAMILIES}
+    assert plan_jobs(ctx, list(FAMILIES)) == _dedupe([j for n in FAMILIES for j in per_family[n]])
+    assert plan_jobs(ctx, None) == plan_jobs(ctx, list(FAMILIES))  # none named: every family
+    for n, jobs in per_family.items():
+        assert plan_jobs(ctx, [n]) == _dedupe(jobs), n
+        # every family trains, so `--only F --workers 2` has its runs trained in the pool
+        assert jobs, f"family {n!r} plans no run"
+        assert all(isinstance(s, RunSet) and s.seeds and s.cache is not None for s in FAMILIES[n].jobs(ctx)), n
+    # the same run asked for by several families is planned once
+    planned = plan_jobs(ctx, list(FAMILIES))
+    assert len(planned) == len(_dedupe(planned)) < sum(map(len, per_family.values()))
+
+
+def test_the_pair_without_rtf_is_one_run_for_every_family(ctx):
+    without = {(s.name, s.modalities, s.overrides) for n in ("spectra", "noise", "ablation", "dynamics", "timeline")
+               for s in FAMILIES[n].jobs(ctx) if dict(s.overrides).get("rtf") is False}
+    assert without == {(f"{ctx.anchor}+{ctx.partner} W/O RTF", tuple(ctx.pair), (("rtf", False),))}
+
+
+class _Stop(Exception):
+    pass
+
+
+def test_make_reads_only_planned_runs(ctx, monkeypatch):
+    # make asks the cache for runs; every run it asks for (before its first export) is one of its
+    # planned jobs, under the same label (checked without training: the cache is stopped at the
+    # first export)
+    asked = []
+
+    def run(self, name, modalities, seed=1, **overrides):
+        asked.append((str(self.run_dir(modalities, seed, **overrides)), name))
+        return pipeline.RunRecord(name, self.run_dir(modalities, seed, **overrides), "h", seed,
+                                  {"modalities": list(modalities), **overrides}, reused=True)
+
+    def stop(*args, **kwargs):
+        raise _Stop
+
+    monkeypatch.setattr(pipeline.RunCache, "run", run)
+    monkeypatch.setattr(pipeline.RunCache, "train_seeds", lambda self, *a, **k: [])
+    for name in ("evaluate", "features", "reliance"):
+        monkeypatch.setattr(pipeline.RunCache, name, stop)
+    monkeypatch.setattr("rankfusion.figures.timeline._predictions", stop)
+    monkeypatch.setattr("rankfusion.figures.dynamics._run_ranks", stop)
+    for n, module in FAMILIES.items():
+        asked.clear()
+        with pytest.raises(_Stop):
+            module.make(ctx)
+        planned = {str(j.run_dir()) for j in plan_jobs(ctx, [n])}
+        labels = {s.name for s in module.jobs(ctx)}
+        assert asked, n
+        assert {d for d, _ in asked} <= planned and {label for _, label in asked} <= labels, n
+
+
+def test_unknown_family_is_one_clear_error():
+    from rankfusion._validation import InputError
+
+    assert check_names(["noise", "spectra", "noise"]) == ["noise", "spectra"]
+    with pytest.raises(InputError, match="--only must be among .*'histogram'"):
+        check_names(["histogram"])
