@@ -66,7 +66,7 @@ class Profile:
     noise_targets : tuple of float
         Relative representation changes of the "small" and "large" noise levels.
     dose : dict
-        Settings of the dose-response family (:func:`rankfusion.figures.fig_dose`; empty: none):
+        Settings of the dose-response family (:func:`rankfusion.figures.dose.make`; empty: none):
         ``complementarity`` and ``imbalance`` (the levels of each sweep), ``base`` (the generator
         dials every point starts from), ``synth`` (:func:`rankfusion.data.synthesize` arguments of
         the dose datasets; default the profile's ``synth``, so the point at the base dials is the

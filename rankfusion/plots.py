@@ -513,7 +513,7 @@ def plot_dose(cells, oracle, *, anchor: str = "rgb", partner: str = "depth"):
     ----------
     cells : DataFrame
         ``dial, level, model, quantity ("moc", "erank_fused", "reliance <modality>"), mean, sd,
-        n_seeds`` (:class:`rankfusion.figures.DoseCell` rows; sd over seeds, drawn as error bars).
+        n_seeds`` (:class:`rankfusion.figures.dose.DoseCell` rows; sd over seeds, drawn as error bars).
     oracle : DataFrame
         ``dial, level, subset, oracle_pct``: best attainable next-action accuracy (%) of each
         modality subset; the anchor's and the pair's are drawn.
