@@ -50,6 +50,7 @@ import numpy as np
 
 from .._progress import bar_disabled
 from .._validation import InputError, check_float, check_int
+from ..config import EVAL_OBS_RATIOS, TRAIN_OBS_RATIOS
 from ..io import atomic_dir
 
 #: Action classes, in label-id order.
@@ -108,9 +109,9 @@ MIN_DURATION = 5
 #: observed frame lies inside a ``pick_dish -> carry_dish`` trip. The training-only ratio 0.5 is
 #: left to the grammar: a trip forced across it would put a fresh, unforeseeable direction inside
 #: the future windows of the 0.2 / 0.3 cut points and squeeze their decided segment to a few frames.
-CUT_OBS = (0.2, 0.3)
+CUT_OBS = EVAL_OBS_RATIOS
 #: Ratios reported in ``synth.json`` (``decision_bearing_share_by_obs``, ``oracle_by_obs``).
-REPORT_OBS = (0.2, 0.3, 0.5)
+REPORT_OBS = TRAIN_OBS_RATIOS
 #: Where a forced trip's carry holds the cut point: fraction of the carry observed before it.
 CUT_IN_CARRY = (0.4, 0.9)
 #: Consecutive decision-bearing cut points closer than this fraction of the video share one carry.
