@@ -1,7 +1,7 @@
 """The paper's figure families, regenerated from cached R3D runs (``rankfusion figures``).
 
 Each family function takes a :class:`FigureContext`, trains (or reuses) the runs it needs via
-:class:`rankfusion.pipeline.RunCache`, computes its tables with :mod:`rankfusion.featurefiles`, writes
+:class:`rankfusion.runcache.RunCache`, computes its tables with :mod:`rankfusion.featurefiles`, writes
 CSV/Markdown tables and PNG+PDF figures into the output folder and returns a
 :class:`FigureResult` whose ``findings`` are the numbers the report quotes. :func:`make_figures`
 runs a selection of families and writes ``manifest.json`` (runs, seeds, config hashes, git commit,
@@ -37,12 +37,15 @@ from . import featurefiles, selection, spectral, verdicts
 from ._progress import bar_disabled
 from ._validation import InputError, check_int
 from .data.synth import dataset_matches, prepare_dataset
-from .io import atomic_path, to_markdown, write_json, write_text
-from .pipeline import PROFILES, RunCache, entry_lock, expected_complementary, git_commit
+from .files import atomic_path, to_markdown, write_json, write_text
+from .files import entry_lock
+from .profiles import PROFILES
+from .runcache import RunCache, expected_complementary, git_commit
 from .stats import ALPHA, Comparison, compare
 from .data import open_dataset
 from .train import train
-from .evaluate import MoCAccumulator, predict_future
+from .evaluate import predict_future
+from .metrics import MoCAccumulator
 from .runs import load_run, resolve_device
 
 #: Exchange ratios of Fig. 5.
@@ -1194,7 +1197,7 @@ FAMILIES = {"spectra": fig_spectra, "modality": fig_modality, "noise": fig_noise
 
 
 def plan_jobs(ctx: FigureContext, names) -> list:
-    """The independent runs the families ``names`` need, as :class:`rankfusion.pipeline.RunJob` s.
+    """The independent runs the families ``names`` need, as :class:`rankfusion.runcache.RunJob` s.
 
     Each job trains (or reuses) one run and makes the MoC grid and feature exports its families
     read, so :func:`make_figures` can do all of them in a process pool first; the families then
@@ -1244,7 +1247,7 @@ def make_figures(ctx: FigureContext, only=None, *, command: str = "", progress: 
     """Run the selected families and write ``<out>/manifest.json``; return ``{name: FigureResult}``.
 
     With ``workers > 1`` the runs every family needs (:func:`plan_jobs`) are first trained,
-    evaluated and exported in that many processes (:func:`rankfusion.pipeline.run_jobs`). The
+    evaluated and exported in that many processes (:func:`rankfusion.runcache.run_jobs`). The
     manifest is merged with an existing one, so ``--only`` updates just those figures' entries.
     """
     from tqdm.auto import tqdm

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from . import featurefiles, spectral, stats, verdicts
-from .io import to_markdown
+from .files import to_markdown
 from .verdicts import fmt as _fmt
 from .verdicts import pm as _pmf
 from .spectral import dominant_k, singular_values

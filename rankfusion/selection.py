@@ -37,7 +37,7 @@ from .featurefiles import FeatureSet, load_features
 from .spectral import blended_channel_count, low_informative_channels, rank_tolerance
 from .model import blend, blend_weights, channel_scores, RankEnhancingTokenFuser
 from .data.importer import read_table
-from .io import load_arrays
+from .files import load_arrays
 
 # --------------------------------------------------------------------------- modality selection
 

@@ -31,7 +31,7 @@ from .config import RunConfig
 from .distributed import agree, all_reduce_list, DistContext, gather, refuse, shard
 from .evaluate import moc_grid
 from .runs import check_config_data, is_multi_seed, load_checkpoint, load_run, open_data, recorded_config_hash, resolve_device, seed_dirs  # noqa: F401 (public here too)
-from .io import atomic_path, write_json, write_text
+from .files import atomic_path, write_json, write_text
 from .monitor import EpochRanks
 from .data import AnticipationDataset, collate_anticipation
 from .model import R3D

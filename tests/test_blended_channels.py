@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from rankfusion import featurefiles, report
-from rankfusion.io import save_npz
+from rankfusion.files import save_npz
 from rankfusion.spectral import blended_channel_count, dominant_k
 from rankfusion.theorem import default_k_prime
 

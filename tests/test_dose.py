@@ -13,7 +13,7 @@ from scipy import stats as sps
 
 from rankfusion.figures import (DOSE_MODELS, DoseCell, DoseResult, _compare, _dose_run_args, dose_comparisons,
                                 dose_settings)
-from rankfusion.pipeline import get_profile
+from rankfusion.profiles import get_profile
 
 
 def _cell(model, mean, sd, q="moc", level=1.0, n=3, dial="complementarity"):
@@ -71,7 +71,7 @@ def test_dose_family_quick(tmp_path):
 
     from rankfusion.cli import main
     from rankfusion.figures import FigureContext, _dose_cache, make_figures
-    from rankfusion.pipeline import RunCache
+    from rankfusion.runcache import RunCache
     from rankfusion.data.synth import prepare_dataset
     from rankfusion.report import build_report
 

@@ -25,8 +25,8 @@ def micro_data(tmp_path_factory):
 
 @pytest.mark.slow  # trains three quick-profile runs (~40 s on 2 idle cores)
 def test_figures_only_timeline(micro_data, tmp_path):
-    from rankfusion import figures, pipeline
-    from rankfusion.evaluate import MoCAccumulator
+    from rankfusion import figures, profiles, runcache
+    from rankfusion.metrics import MoCAccumulator
 
     out, cache = tmp_path / "figs", tmp_path / "cache"
     args = ["figures", "--data", str(micro_data), "--out", str(out), "--cache", str(cache), "--profile", "quick",
@@ -45,7 +45,7 @@ def test_figures_only_timeline(micro_data, tmp_path):
     assert set(table.loc[table["shown as"].notna(), "video"]) == set(shown.values())
 
     # the per-video predictions are the ones MoC scores: pooled, they give the cached MoC grid
-    cache_obj = pipeline.RunCache(micro_data, cache, pipeline.PROFILES["quick"], progress=False)
+    cache_obj = runcache.RunCache(micro_data, cache, profiles.PROFILES["quick"], progress=False)
     ctx = figures.FigureContext(cache_obj, out)
     (_, name, mods, opts) = figures._timeline_runs(ctx)[0]
     rec = cache_obj.run(name, mods, seed=1, **opts)
@@ -103,9 +103,9 @@ def test_report_section_names_each_video_once():
 
 def test_every_family_plans_its_runs_for_the_pool(micro_data, tmp_path):
     # each family's runs are planned, so `--only F --workers 2` trains them in the pool
-    from rankfusion import figures, pipeline
+    from rankfusion import figures, profiles, runcache
 
-    cache = pipeline.RunCache(micro_data, tmp_path / "cache", pipeline.PROFILES["quick"], progress=False)
+    cache = runcache.RunCache(micro_data, tmp_path / "cache", profiles.PROFILES["quick"], progress=False)
     ctx = figures.FigureContext(cache, tmp_path / "figs")
     for name in figures.FAMILIES:
         assert figures.plan_jobs(ctx, [name]), f"family {name!r} plans no run"

@@ -67,7 +67,8 @@ def _cache_options(f):
 
 
 def _cache(data, cache_dir, profile, device, quiet, threads=1):
-    from ..pipeline import RunCache, default_cache_dir, get_profile, set_threads
+    from ..profiles import get_profile
+    from ..runcache import RunCache, default_cache_dir, set_threads
 
     data = Path(data)
     if not data.is_dir():
@@ -138,8 +139,8 @@ def _paired(path, labels_key, specs, cands, folds, seeds, surrogates, steps, wid
             quiet, threads):
     from .. import plots, selection, verdicts
     from ..data.importer import parse_modality_spec
-    from ..io import to_markdown
-    from ..io import write_json, write_text
+    from ..files import to_markdown
+    from ..files import write_json, write_text
 
     mods = {}
     for spec in specs:
@@ -185,7 +186,7 @@ def _paired(path, labels_key, specs, cands, folds, seeds, surrogates, steps, wid
 def _rank_runs(features, data, cands, expected, out, anchor, cache_dir, profile, device, quiet, threads, as_json):
     from .. import selection, verdicts
     from ..figures import FigureContext, fig_modality, write_manifest, write_selection
-    from ..io import to_markdown
+    from ..files import to_markdown
 
     moc = None
     if data is not None:
@@ -258,7 +259,7 @@ def robustness_cmd(data, out, partner, noise_seed, anchor, cache_dir, profile, d
     relative amount (docs/analysis.md). Writes noise_sigmas, noise_gains, noise_moc tables and figures.
     """
     from ..figures import FigureContext, fig_noise, write_manifest
-    from ..io import to_markdown
+    from ..files import to_markdown
 
     cache = _cache(data, cache_dir, profile, device, quiet, threads)
     ctx = FigureContext(cache, out, anchor=anchor, partner=partner)

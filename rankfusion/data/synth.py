@@ -51,7 +51,7 @@ import numpy as np
 from .._progress import bar_disabled
 from .._validation import InputError, check_float, check_int
 from ..config import EVAL_OBS_RATIOS, TRAIN_OBS_RATIOS
-from ..io import atomic_dir
+from ..files import atomic_dir
 
 #: Action classes, in label-id order.
 ACTIONS = (
