@@ -138,16 +138,10 @@ def modality_select(features, data, paired, labels_key, modality_specs, candidat
 def _paired(path, labels_key, specs, cands, folds, seeds, surrogates, steps, width, jobs, as_json, out, anchor,
             quiet, threads):
     from .. import plots, selection, verdicts
-    from ..data.importer import parse_modality_spec
-    from ..files import to_markdown
-    from ..files import write_json, write_text
+    from ..data.importer import parse_modality_specs
+    from ..files import to_markdown, write_json, write_text
 
-    mods = {}
-    for spec in specs:
-        name, pats = parse_modality_spec(spec)
-        if name in mods:
-            raise InputError(f"--modality {name!r} given twice")
-        mods[name] = pats
+    mods = parse_modality_specs(specs)
     try:
         seed_list = tuple(int(s) for s in seeds.split(",") if s.strip())
     except ValueError:
