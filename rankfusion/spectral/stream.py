@@ -71,6 +71,17 @@ class GramAccumulator:
         return get_ops(self._m2).ldexp(self._m2, 2 * self._e)
 
     @property
+    def covariance(self):
+        """(D, D) float64 population covariance of the rows seen, ``C / n`` with ``C`` the centred
+        co-moment matrix (:attr:`gram`; ``center=True`` only), a copy.
+
+        Accurate where ``G / n - mu mu^T`` cancels: columns whose mean dominates their spread."""
+        self._require()
+        if not self.center:
+            raise ValueError("covariance needs the centred co-moments: build GramAccumulator(center=True)")
+        return self.gram / self._n
+
+    @property
     def mean(self):
         """(D,) float64 column means of the rows seen (tracked with or without centring)."""
         self._require()
