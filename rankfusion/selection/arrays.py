@@ -1,4 +1,4 @@
-"""Feature arrays as the selection code needs them: host float64 copies, results in the input's type, exact power-of-two scaling."""
+"""Feature arrays for selection: host float64 copies, results in the input's type, exact power-of-two scaling."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Evidence on paired features (:func:`select_modalities`): the criterion through the probe, its noise control and the task gains.
+"""Evidence on paired features (:func:`select_modalities`): criterion by the probe, noise control, task gains.
 
 Every candidate is fitted on the replicates of stratified cross-validation together with its
 surrogates (:func:`rankfusion.selection.probe.fit_probe_members`); the task gain's interval is the

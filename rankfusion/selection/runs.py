@@ -1,4 +1,4 @@
-"""Task evidence for runs of a trained model (the ``--data`` route): MoC gains over seeds and their rank agreement with the criterion."""
+"""Task evidence for runs of a trained model (the ``--data`` route): MoC gains, agreement with the criterion."""
 
 from __future__ import annotations
 

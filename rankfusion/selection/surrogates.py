@@ -1,4 +1,4 @@
-"""The spectrum-matched noise control: surrogates with a candidate's exact means and spectrum, and the empirical test against them."""
+"""The spectrum-matched noise control: surrogates with a candidate's exact means and spectrum, and the noise test."""
 
 from __future__ import annotations
 

@@ -10,6 +10,7 @@ from .._backend import get_ops
 from .._validation import check_float, check_int, check_matrix, describe
 from .routes import GRAM_RATIO, numerical_rank, rank_tolerance
 
+
 def dominant_k(sigma, energy: float = 0.9) -> int:
     """Size of the dominant subspace: the smallest ``k`` whose top-``k`` singular values hold
     ``energy`` of the squared spectrum (``sum_{i<=k} sigma_i^2 >= energy * sum_i sigma_i^2``).
@@ -31,7 +32,6 @@ def dominant_k(sigma, energy: float = 0.9) -> int:
         raise ValueError(f"sigma must be a non-empty 1-D spectrum with sigma_1 > 0, got {describe(sigma)}")
     cum = np.cumsum(sigma**2) / np.sum(sigma**2)
     return int(min(np.searchsorted(cum, energy) + 1, sigma.size))
-
 
 
 def _orth(ops, A):

@@ -13,6 +13,7 @@ from typing import NamedTuple
 from .._backend import get_ops
 from .._validation import check_float, check_matrix
 
+
 def _entropy_rank(ops, sigma, eps: float = 0.0, n_pad: int = 0):
     """Eq. 1 on zero-padded singular values along the last axis; 0.0 where all are zero.
 
@@ -29,7 +30,6 @@ def _entropy_rank(ops, sigma, eps: float = 0.0, n_pad: int = 0):
     if eps and n_pad:
         h = h - n_pad * eps * math.log(eps)
     return ops.where(total[..., 0] > 0, ops.exp(h), ops.zeros_like(h))
-
 
 
 class RankConvention(NamedTuple):

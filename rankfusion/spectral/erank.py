@@ -7,6 +7,7 @@ from .._validation import check_matrix, check_structure, describe
 from .conventions import _convention, _entropy_rank, convention_matrix, rank_of_spectrum
 from .routes import spectrum_info
 
+
 def effective_rank(X_or_sigma, *, center: bool = False, tol: float | None = None,
                    convention: str = "paper", eps: float | None = None):
     """Effective rank (Eq. 1): ``exp(-sum_j p_j log p_j)``, ``p_j = sigma_j / ||Z||_*``.
@@ -70,7 +71,6 @@ def effective_rank(X_or_sigma, *, center: bool = False, tol: float | None = None
         return ops.tofloat(_entropy_rank(ops, sigma))
     info = spectrum_info(x, center=center, tol=tol)
     return ops.tofloat(_entropy_rank(ops, info.sigma))
-
 
 
 def _as_erank(x, name, center):

@@ -6,6 +6,7 @@ from .._backend import get_ops
 from .._validation import check_float, check_int, check_matrix, check_structure, describe
 from .routes import _finite_or_raise
 
+
 def channel_informativeness(X, k: int | None = None, *, center: bool = False):
     """Channel informativeness (Definition 1): ``I_c = sum_{i<=k} sigma_i^2 v_{i,c}^2``.
 

@@ -7,6 +7,7 @@ import numpy as np
 from .._backend import get_ops
 from .._validation import check_matrix, describe
 
+
 def flatten_tokens(F, mask=None):
     """Token features (B, T, D) -> the (B*T, D) matrix of Sec. 4.2, optionally only valid steps.
 
@@ -32,7 +33,6 @@ def flatten_tokens(F, mask=None):
     if tuple(mask.shape) != shape[:2]:
         raise ValueError(f"mask must have shape {shape[:2]} to match F, got {describe(mask)}")
     return F[mask]
-
 
 
 def standardize_columns(X):

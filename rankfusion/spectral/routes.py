@@ -314,5 +314,3 @@ def numerical_rank(X, *, center: bool = False, tol: float | None = None):
     rank : int64 scalar (2-D) or int64 array of shape (...) (batched); torch.long on torch input
     """
     return spectrum_info(X, center=center, tol=tol).rank
-
-

@@ -12,6 +12,7 @@ from .conventions import _entropy_rank
 from .informativeness import topk_informativeness
 from .routes import _check_tol, _finite_or_raise, _gram_error_radius, rank_tolerance
 
+
 class GramAccumulator:
     """Streaming float64 Gram matrix of a (N, D) matrix given in row chunks.
 
