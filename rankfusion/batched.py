@@ -50,7 +50,8 @@ from torch.nn import functional as F
 from ._validation import InputTypeError
 from .config import R3DConfig, RunConfig, TrainConfig
 from .data.torchdata import video_inputs
-from .evaluate import MoCAccumulator, grid_cells, observed_cuts
+from .evaluate import observed_cuts
+from .metrics import MoCAccumulator, grid_cells
 from .model import R3DOutput, recency_positions, sinusoidal_positions
 from .monitor import EPOCH_VIDEOS, EpochRanks
 from .spectral import channel_informativeness, low_informative_channels

@@ -25,6 +25,16 @@ from ._validation import InputError, InputTypeError, check_choice, check_float, 
 #: Seeds of the paper's three runs (Sec. 5.3, App. D.2).
 PAPER_SEEDS = (1, 10, 13452)
 
+# The anticipation protocol (App. D.2, docs/datasets.md), stated once: every other module imports these.
+#: Observation ratios alpha at which a model is scored (the MoC grid's rows).
+EVAL_OBS_RATIOS = (0.2, 0.3)
+#: Observation ratios training samples are cut at: the evaluation ratios and the training-only 0.5.
+TRAIN_OBS_RATIOS = EVAL_OBS_RATIOS + (0.5,)
+#: Prediction ratios beta (the MoC grid's columns).
+EVAL_BETAS = (0.1, 0.2, 0.3, 0.5)
+#: The future window predicted from a cut point, as a fraction of the video.
+FUTURE_RATIO = 0.5
+
 #: Directory of the bundled presets (``<name>.toml``).
 PRESET_DIR = Path(__file__).with_name("configs")
 
@@ -229,8 +239,8 @@ class TrainConfig:
     weight_decay: float = 1e-2
     warmup_epochs: int = 10
     min_lr_ratio: float = 0.0
-    obs_ratios: tuple = (0.2, 0.3, 0.5)
-    future_ratio: float = 0.5
+    obs_ratios: tuple = TRAIN_OBS_RATIOS
+    future_ratio: float = FUTURE_RATIO
     sample_rate: int = 1
     loss_seg: float = 1.0
     loss_cls: float = 1.0
@@ -238,8 +248,8 @@ class TrainConfig:
     transition_weight: float = 1.0
     grad_clip: float = 1.0
     select_metric: str = "val_moc"
-    eval_obs: tuple = (0.2, 0.3)
-    eval_betas: tuple = (0.1, 0.2, 0.3, 0.5)
+    eval_obs: tuple = EVAL_OBS_RATIOS
+    eval_betas: tuple = EVAL_BETAS
     modality_dropout: float | dict = 0.0
     unimodal_heads: float = 0.0
     ogm: float = 0.0

@@ -15,11 +15,12 @@ from pathlib import Path
 
 from . import verdicts
 from ._validation import InputError
-from .io import write_json, write_text
+from .files import write_json, write_text
 from .data import open_dataset
 from .data.synth import prepare_dataset
 from .figures import FigureContext, make_figures
-from .pipeline import get_profile, set_threads
+from .profiles import get_profile
+from .runcache import set_threads
 from .report import build_report
 
 
@@ -50,10 +51,10 @@ def run_demo(out, *, quick: bool = False, device: str = "cpu", seed: int = 0, pr
     command : str
         Recorded in the manifest.
     threads : int or None, default 1
-        Torch threads (:func:`rankfusion.pipeline.set_threads`; None keeps torch's default).
+        Torch threads (:func:`rankfusion.runcache.set_threads`; None keeps torch's default).
     workers : int, default 1
         Processes that train, evaluate and export the independent runs in parallel (one torch
-        thread each; :func:`rankfusion.pipeline.run_jobs`).
+        thread each; :func:`rankfusion.runcache.run_jobs`).
 
     Returns
     -------

@@ -14,7 +14,7 @@ import numpy as np
 
 from ._progress import bar_disabled
 from ._validation import InputError, check_float, check_int
-from .io import save_npz
+from .files import save_npz
 from .data.torchdata import video_inputs
 from .runs import load_run, open_data, resolve_device, seed_dirs
 

@@ -4,7 +4,7 @@ Modality selection (Sec. 3.2) lives in :mod:`rankfusion.selection`.
 
 Pure functions over the feature files of ``docs/formats.md`` (one ``.npz`` per run, split and
 observation ratio, keys ``<modality>.before`` / ``<modality>.after`` plus a JSON ``meta``).
-Nothing here trains a model or draws a plot: :mod:`rankfusion.pipeline` produces the files,
+Nothing here trains a model or draws a plot: :mod:`rankfusion.runcache` produces the files,
 :mod:`rankfusion.plots` draws the tables returned here. The numbers come from
 :mod:`rankfusion.spectral` (effective rank, Eq. 1; gains and their harmonic mean, Sec. 3.2;
 principal angles, Table 6).
@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from ._validation import InputError, check_float, check_int, check_matrix
-from .io import load_arrays, load_meta
+from .files import load_arrays, load_meta
 from . import spectral
 
 #: The two stages every analysed modality must have in a feature file (docs/formats.md).

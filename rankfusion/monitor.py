@@ -23,7 +23,7 @@ import numpy as np
 
 from ._validation import check_float, check_int, describe, is_torch
 from .data.torchdata import video_inputs
-from .io import write_text
+from .files import write_text
 from .spectral import GramAccumulator, effective_rank
 
 __all__ = ["RankMonitor", "r3d_modules", "EpochRanks", "DEFAULT_EVERY", "DEFAULT_MAX_ROWS", "MASK_LAYOUTS"]

@@ -1,6 +1,6 @@
 """Figures of the analyses and of ``rankfusion spectrum --plot``: the only module that imports matplotlib.
 
-Every function takes the tables of :mod:`rankfusion.featurefiles` / :mod:`rankfusion.pipeline`,
+Every function takes the tables of :mod:`rankfusion.featurefiles` / :mod:`rankfusion.runcache`,
 returns a :class:`matplotlib.figure.Figure` (so tests can inspect labels and legends) and draws
 nothing to the screen; :func:`save_figure` writes it atomically as PNG and PDF. One colour per
 modality, the same in every figure (:data:`PALETTE`).
@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from ._validation import InputError
-from .io import atomic_path
+from .files import atomic_path
 
 #: One colour per modality, shared by every figure (RGB red and depth blue as in the paper's
 #: Figs. 2 and 9). Fusion outputs get their own entries.

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from . import stats, verdicts
-from .io import to_markdown
+from .files import to_markdown
 from .verdicts import fmt as _fmt
 from .verdicts import pm as _pmf
 

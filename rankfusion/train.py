@@ -31,7 +31,7 @@ from .config import RunConfig
 from .distributed import agree, all_reduce_list, DistContext, gather, refuse, shard
 from .evaluate import moc_grid
 from .runs import check_config_data, is_multi_seed, load_checkpoint, load_run, open_data, recorded_config_hash, resolve_device, seed_dirs  # noqa: F401 (public here too)
-from .io import atomic_path, write_json, write_text
+from .files import atomic_path, write_json, write_text
 from .monitor import EpochRanks
 from .data import AnticipationDataset, collate_anticipation
 from .model import R3D
@@ -528,7 +528,7 @@ def _distributed_losses(out, batch, r: _Run) -> dict:
 def _validate(r: _Run) -> dict:
     """Validation loss and (for ``select_metric="val_moc"``) mean validation MoC, over all ranks."""
     val_loss = _validation_loss(r.model, r.val_set, r.tc, r.dev, ctx=r.ctx)
-    val_moc = (_mean_moc(r.model, r.ds, "val", r.config, r.dev, ctx=r.ctx) if r.tc.select_metric == "val_moc"
+    val_moc = (_moc_grid_mean(r.model, r.ds, "val", r.config, r.dev, ctx=r.ctx) if r.tc.select_metric == "val_moc"
                else float("nan"))
     return {"val_loss": val_loss, "val_moc": val_moc}
 
@@ -581,7 +581,8 @@ def _validation_loss(model, val_set, tc, dev, ctx=None) -> float:
     return total / max(n, 1)
 
 
-def _mean_moc(model, ds, split, config, dev, ctx=None) -> float:
+def _moc_grid_mean(model, ds, split, config, dev, ctx=None) -> float:
+    """The mean over the cells of ``split``'s MoC grid (:func:`grid_mean` of :func:`moc_grid`): the validation MoC."""
     return grid_mean(moc_grid(model, ds, split, config, dev, ctx=ctx))
 
 

@@ -7,7 +7,7 @@ import pytest
 
 from rankfusion import featurefiles
 from rankfusion.figures import theorem as theorem_family
-from rankfusion.io import save_npz
+from rankfusion.files import save_npz
 from rankfusion.spectral import blended_channel_count, dominant_k
 from rankfusion.theorem import default_k_prime
 

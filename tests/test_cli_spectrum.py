@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 from rankfusion import spectral
 from rankfusion.cli import main
-from rankfusion.io import save_npz
+from rankfusion.files import save_npz
 
 
 # Small matrices on a shared machine: see the fixture in conftest.py.

@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from rankfusion.cli import main
-from rankfusion.io import save_npz
+from rankfusion.files import save_npz
 
 
 @pytest.fixture

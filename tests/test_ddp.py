@@ -21,7 +21,7 @@ if not torch.distributed.is_available() or not torch.distributed.is_gloo_availab
     pytest.skip("torch.distributed with gloo is not available", allow_module_level=True)
 
 from rankfusion.config import R3DConfig, RunConfig, TrainConfig  # noqa: E402
-from rankfusion.evaluate import MoCAccumulator  # noqa: E402
+from rankfusion.metrics import MoCAccumulator  # noqa: E402
 from rankfusion.spectral import (channel_informativeness, channel_statistic,  # noqa: E402
                                  informativeness_from_statistic)
 from rankfusion.train import load_checkpoint  # noqa: E402

@@ -13,7 +13,7 @@ from scipy import stats as sps
 
 from rankfusion.figures.dose import (DOSE_MODELS, DoseCell, DoseResult, _compare, dataset_root, dose_comparisons,
                                      dose_settings, run_args)
-from rankfusion.pipeline import get_profile
+from rankfusion.profiles import get_profile
 
 
 def _cell(model, mean, sd, q="moc", level=1.0, n=3, dial="complementarity"):

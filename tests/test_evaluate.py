@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from rankfusion.evaluate import (
+from rankfusion.metrics import (
     MoCAccumulator,
     decode_queries,
     edit_score,

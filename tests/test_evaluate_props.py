@@ -8,7 +8,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rankfusion.evaluate import MoCAccumulator, decode_queries, expand_transcript
+from rankfusion.metrics import MoCAccumulator, decode_queries, expand_transcript
 
 BETAS = (0.1, 0.2, 0.3, 0.5)
 
@@ -129,6 +129,6 @@ def _levenshtein_table(a, b):
 
 @given(st.lists(st.integers(0, 3), max_size=15), st.lists(st.integers(0, 3), max_size=15))
 def test_vectorised_levenshtein_matches_table(a, b):
-    from rankfusion.evaluate import _levenshtein
+    from rankfusion.metrics import _levenshtein
 
     assert _levenshtein(a, b) == _levenshtein_table(a, b)

@@ -12,7 +12,7 @@ from click.testing import CliRunner  # noqa: E402
 from rankfusion.cli import main  # noqa: E402
 from rankfusion.config import R3DConfig, RunConfig, TrainConfig  # noqa: E402
 from rankfusion.extract import extract_features, parse_noise  # noqa: E402
-from rankfusion.io import load_arrays, load_meta  # noqa: E402
+from rankfusion.files import load_arrays, load_meta  # noqa: E402
 from rankfusion.train import train  # noqa: E402
 
 

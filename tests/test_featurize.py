@@ -349,7 +349,7 @@ def test_frames_to_spectrum_end_to_end(tmp_path, tiny_pt2):
     assert (run / "eval_test.csv").is_file()
     res = _run("extract", run, "--out", tmp_path / "feats.npz", "--split", "test", "--obs", "0.3")
     assert res.exit_code == 0, res.output
-    from rankfusion.io import load_arrays
+    from rankfusion.files import load_arrays
 
     arrays = load_arrays(tmp_path / "feats.npz")
     assert arrays["rgb.before"].shape == (int(0.3 * 24), 8)

@@ -7,7 +7,7 @@ import inspect
 
 import pytest
 
-from rankfusion import pipeline
+from rankfusion import runcache
 from rankfusion.figures import FAMILIES, FigureContext, RunSet, check_names, plan_jobs
 
 pytest.importorskip("torch")
@@ -75,16 +75,16 @@ def test_make_reads_only_planned_runs(ctx, monkeypatch):
 
     def run(self, name, modalities, seed=1, **overrides):
         asked.append((str(self.run_dir(modalities, seed, **overrides)), name))
-        return pipeline.RunRecord(name, self.run_dir(modalities, seed, **overrides), "h", seed,
+        return runcache.RunRecord(name, self.run_dir(modalities, seed, **overrides), "h", seed,
                                   {"modalities": list(modalities), **overrides}, reused=True)
 
     def stop(*args, **kwargs):
         raise _Stop
 
-    monkeypatch.setattr(pipeline.RunCache, "run", run)
-    monkeypatch.setattr(pipeline.RunCache, "train_seeds", lambda self, *a, **k: [])
+    monkeypatch.setattr(runcache.RunCache, "run", run)
+    monkeypatch.setattr(runcache.RunCache, "train_seeds", lambda self, *a, **k: [])
     for name in ("evaluate", "features", "reliance"):
-        monkeypatch.setattr(pipeline.RunCache, name, stop)
+        monkeypatch.setattr(runcache.RunCache, name, stop)
     monkeypatch.setattr("rankfusion.figures.timeline._predictions", stop)
     monkeypatch.setattr("rankfusion.figures.dynamics._run_ranks", stop)
     for n, module in FAMILIES.items():

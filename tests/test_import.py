@@ -11,6 +11,7 @@ from click.testing import CliRunner
 from rankfusion._validation import InputError
 from rankfusion.cli import main
 from rankfusion.data import import_csv, open_dataset
+from rankfusion.data.importer import parse_modality_specs
 
 
 def _csv(path, n=12, *, label=None, extra=""):
@@ -119,6 +120,16 @@ def test_cli_import(three, tmp_path):
     res = CliRunner().invoke(main, ["data", "import-csv", str(three[0]), "--out", str(tmp_path / "x"),
                                     "--label-column", "label", "--modality", "acc"])
     assert res.exit_code == 2 and "NAME=PATTERN" in res.output
+    res = CliRunner().invoke(main, ["data", "import-csv", str(three[0]), "--out", str(tmp_path / "x"),
+                                    "--label-column", "label", "--modality", "acc=acc_*", "--modality", "acc=gyro_*"])
+    assert res.exit_code == 2 and "--modality 'acc' given twice" in res.output and not (tmp_path / "x").exists()
+
+
+def test_modality_specs_keep_order_and_refuse_a_name_twice():
+    assert parse_modality_specs(["b=x_*", "a='y_*',z"]) == {"b": ["x_*"], "a": ["y_*", "z"]}
+    assert list(parse_modality_specs(["b=x", "a=y"])) == ["b", "a"]
+    with pytest.raises(InputError, match="--modality 'a' given twice"):
+        parse_modality_specs(["a=x", "b=y", "a=z"])
 
 
 def _import_args(files, out, *extra):

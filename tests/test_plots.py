@@ -8,7 +8,7 @@ import pytest
 
 from rankfusion import featurefiles, plots
 
-from test_analysis import FLAT, FLATTER, SPIKY, make_file  # noqa: E402  (tests/ is on sys.path)
+from test_featurefiles import FLAT, FLATTER, SPIKY, make_file  # noqa: E402  (tests/ is on sys.path)
 
 
 def _labels(fig):

@@ -8,8 +8,8 @@ import pytest
 
 pytest.importorskip("torch")
 
-from rankfusion import pipeline  # noqa: E402
-from rankfusion.io import load_arrays  # noqa: E402
+from rankfusion import profiles, runcache  # noqa: E402
+from rankfusion.files import load_arrays  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -31,14 +31,14 @@ def _jobs(cache):
 
 @pytest.mark.slow
 def test_pool_matches_serial(data, tmp_path):
-    prof = pipeline.get_profile("quick")
-    serial = pipeline.RunCache(data, tmp_path / "serial", prof, progress=False)
-    pooled = pipeline.RunCache(data, tmp_path / "pooled", prof, progress=False)
-    pipeline.set_threads(1)  # the workers run one torch thread each: the serial run must too
-    s = pipeline.run_jobs(_jobs(serial), workers=1, progress=False)
+    prof = profiles.get_profile("quick")
+    serial = runcache.RunCache(data, tmp_path / "serial", prof, progress=False)
+    pooled = runcache.RunCache(data, tmp_path / "pooled", prof, progress=False)
+    runcache.set_threads(1)  # the workers run one torch thread each: the serial run must too
+    s = runcache.run_jobs(_jobs(serial), workers=1, progress=False)
     pooled.prefetch(_jobs(pooled), workers=2, progress=False)
     assert len(s) == 3 and all(s.values()) and len(pooled.trained_now) == 3
-    for job in pipeline.merge_jobs(_jobs(serial)):
+    for job in runcache.merge_jobs(_jobs(serial)):
         a = job.run_dir()
         b = pooled.run_dir(job.modalities, job.seed, **dict(job.overrides))
         # Same computation (config, seed, data, one thread) on the same machine, so the recorded
@@ -58,17 +58,17 @@ def test_pool_matches_serial(data, tmp_path):
     # the families then find the runs finished; "reused" says whether this session trained them
     rec = pooled.run("rgb+depth", ["rgb", "depth"], seed=1)
     assert rec.reused is False
-    again = pipeline.RunCache(data, tmp_path / "pooled", prof, progress=False)
+    again = runcache.RunCache(data, tmp_path / "pooled", prof, progress=False)
     assert again.run("rgb+depth", ["rgb", "depth"], seed=1).reused is True
-    assert pipeline.run_jobs(_jobs(again), workers=2, progress=False) == {str(j.run_dir()): False
-                                                                         for j in pipeline.merge_jobs(_jobs(again))}
+    assert runcache.run_jobs(_jobs(again), workers=2, progress=False) == {str(j.run_dir()): False
+                                                                         for j in runcache.merge_jobs(_jobs(again))}
 
 
 def test_run_jobs_validates_workers(data, tmp_path):
-    cache = pipeline.RunCache(data, tmp_path / "c", pipeline.get_profile("quick"), progress=False)
+    cache = runcache.RunCache(data, tmp_path / "c", profiles.get_profile("quick"), progress=False)
     with pytest.raises(ValueError, match="workers"):
-        pipeline.run_jobs([], workers=0)
-    assert pipeline.run_jobs([], workers=2, progress=False) == {}
+        runcache.run_jobs([], workers=0)
+    assert runcache.run_jobs([], workers=2, progress=False) == {}
     assert cache.trained_now == set()
 
 
@@ -76,36 +76,36 @@ def test_run_jobs_validates_workers(data, tmp_path):
 def test_seeds_of_one_configuration_train_together(data, tmp_path):
     import json
 
-    prof = pipeline.get_profile("quick")
-    one = pipeline.RunCache(data, tmp_path / "one", prof, progress=False)
-    two = pipeline.RunCache(data, tmp_path / "two", prof, progress=False)
-    pipeline.set_threads(1)
+    prof = profiles.get_profile("quick")
+    one = runcache.RunCache(data, tmp_path / "one", prof, progress=False)
+    two = runcache.RunCache(data, tmp_path / "two", prof, progress=False)
+    runcache.set_threads(1)
 
     def jobs(cache):
         return [cache.job(["rgb", "depth"], s, obs_ratios=(0.3,)) for s in (1, 10)] + \
             [cache.job(["rgb"], s) for s in (1, 10)]
 
-    assert [len(g) for g in pipeline.group_jobs(jobs(one))] == [2, 2]
-    assert all(pipeline.run_jobs(jobs(one), workers=1, progress=False).values())
+    assert [len(g) for g in runcache.group_jobs(jobs(one))] == [2, 2]
+    assert all(runcache.run_jobs(jobs(one), workers=1, progress=False).values())
     two.prefetch(jobs(two), workers=2, progress=False)
     assert len(two.trained_now) == 4
     for job in jobs(one):
         a, b = job.run_dir(), two.run_dir(job.modalities, job.seed)
-        assert json.loads((a / pipeline.DONE).read_text())["batched_seeds"] == [1, 10]
+        assert json.loads((a / runcache.DONE).read_text())["batched_seeds"] == [1, 10]
         # the same batched computation in a worker process: identical files
         for f in sorted(p.relative_to(a) for p in a.rglob("*.csv") if p.name not in ("metrics.csv", "ranks.csv")):
             pd.testing.assert_frame_equal(pd.read_csv(a / f), pd.read_csv(b / f), check_exact=True)
-    assert pipeline.run_jobs(jobs(two), workers=2, progress=False) == {str(j.run_dir()): False for j in jobs(two)}
+    assert runcache.run_jobs(jobs(two), workers=2, progress=False) == {str(j.run_dir()): False for j in jobs(two)}
 
 
 def test_runs_of_a_family_train_their_seeds_together(data, tmp_path):
     import dataclasses
     import json
 
-    prof = dataclasses.replace(pipeline.get_profile("quick"), seeds=(1, 10))
-    cache = pipeline.RunCache(data, tmp_path / "c", prof, progress=False)
+    prof = dataclasses.replace(profiles.get_profile("quick"), seeds=(1, 10))
+    cache = runcache.RunCache(data, tmp_path / "c", prof, progress=False)
     recs = cache.runs("rgb", ["rgb"])
     assert [r.seed for r in recs] == [1, 10] and not any(r.reused for r in recs)
-    assert all(json.loads((r.run_dir / pipeline.DONE).read_text())["batched_seeds"] == [1, 10] for r in recs)
-    again = pipeline.RunCache(data, tmp_path / "c", prof, progress=False)
+    assert all(json.loads((r.run_dir / runcache.DONE).read_text())["batched_seeds"] == [1, 10] for r in recs)
+    again = runcache.RunCache(data, tmp_path / "c", prof, progress=False)
     assert all(r.reused for r in again.runs("rgb", ["rgb"]))

@@ -55,7 +55,8 @@ def _run(model, cfg):
 def test_remedies_stay_out_of_the_config_hash_at_their_defaults():
     # every run recorded in figures/manifest.json keeps its hash: rebuild each configuration the
     # way the run cache does (preset + profile + the run's overrides) and compare
-    from rankfusion.pipeline import RunCache, Profile
+    from rankfusion.profiles import Profile
+    from rankfusion.runcache import RunCache
 
     manifest = json.loads((ROOT / "figures" / "manifest.json").read_text())
     checked = set()

@@ -278,7 +278,8 @@ def test_task_gain_interval_stays_within_the_range_of_an_accuracy_difference(mon
         seen.append(raw(diffs, ratio, level))
         return (-2.5, 1.5) if len(seen) == 1 else seen[-1]
 
-    monkeypatch.setattr(selection, "corrected_ci", spy)
+    # the interval is looked up where select_modalities is defined
+    monkeypatch.setattr(selection.evidence, "corrected_ci", spy)
     rep = selection.select_modalities(mods, y, "anchor", candidates=["signal", "copy"], config=cfg)
     assert rep.candidates[0].task_gain_ci == (-1.0, 1.0)
     lo, hi = rep.candidates[1].task_gain_ci

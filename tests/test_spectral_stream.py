@@ -153,3 +153,12 @@ def test_merge_of_different_scales(rng):
     np.testing.assert_allclose(merged.gram, X.T @ X, rtol=1e-12, atol=1e-12)
     small = S.GramAccumulator().update(X[:150])
     np.testing.assert_allclose(small.singular_values(), np.linalg.svd(X[:150], compute_uv=False), rtol=1e-9)
+
+
+def test_covariance_is_the_centred_co_moment_over_n_and_needs_centring():
+    rng = np.random.default_rng(3)
+    x = 5.0 + rng.standard_normal((300, 4))
+    acc = S.GramAccumulator(center=True).update(x[:120]).update(x[120:])
+    np.testing.assert_allclose(acc.covariance, np.cov(x, rowvar=False, bias=True), rtol=1e-12, atol=1e-13)
+    with pytest.raises(ValueError, match="center=True"):
+        S.GramAccumulator().update(x).covariance

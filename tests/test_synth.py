@@ -9,7 +9,8 @@ import pytest
 
 from rankfusion._validation import InputError
 from rankfusion.data import open_dataset, synthesize
-from rankfusion.data.synth import ACTIONS
+from rankfusion.data.synth import ACTIONS, _noise_law
+from rankfusion.spectral import GramAccumulator
 
 
 @pytest.fixture(scope="module")
@@ -317,6 +318,27 @@ def test_noise_control_has_depth_spectrum(dial_sets):
     dc, zc = d - d.mean(0), z - z.mean(0)
     corr = np.abs((dc * zc).sum(0) / np.sqrt((dc**2).sum(0) * (zc**2).sum(0)))
     assert corr.max() < 6 / np.sqrt(len(d))
+
+
+def test_noise_control_covariance_survives_a_dominant_mean():
+    # Columns with mean 1e6 and sd 0.5..2, streamed video by video as synthesize streams the twin.
+    # G/n - mu mu^T subtracts two numbers of ~1e12 whose spacing is 2**-13 ~ 1.2e-4: the naive
+    # covariance is off by ~1e-4. The data themselves are known to 1e6 * 2**-53 ~ 1.1e-10, so the
+    # two-pass reference (centre, then multiply) and a cancellation-free stream agree to ~1e-9.
+    rng = np.random.default_rng(7)
+    sd = np.array([1.0, 2.0, 0.5, 1.0])
+    videos = [1e6 + sd[:, None] * rng.standard_normal((4, int(rng.integers(200, 400)))) for _ in range(8)]
+    twin = GramAccumulator(center=True)
+    for v in videos:  # (channels, frames), as _render returns them
+        twin.update(v.T)
+    x = np.concatenate(videos, axis=1).T
+    ref = np.cov(x, rowvar=False, bias=True)
+    mean, root = _noise_law(twin)
+    np.testing.assert_allclose(mean, x.mean(axis=0), rtol=1e-14)
+    assert np.abs(root @ root.T - ref).max() < 1e-8
+    # the naive formula the control no longer uses fails the same check
+    naive = x.T @ x / len(x) - np.outer(x.mean(axis=0), x.mean(axis=0))
+    assert np.abs(naive - ref).max() > 1e-6
 
 
 @pytest.mark.parametrize("args, message", [

@@ -25,8 +25,8 @@ def micro_data(tmp_path_factory):
 
 @pytest.mark.slow  # trains three quick-profile runs (~40 s on 2 idle cores)
 def test_figures_only_timeline(micro_data, tmp_path):
-    from rankfusion.evaluate import MoCAccumulator
     from rankfusion.figures import FigureContext, timeline
+    from rankfusion.metrics import MoCAccumulator
 
     out, cache = tmp_path / "figs", tmp_path / "cache"
     args = ["figures", "--data", str(micro_data), "--out", str(out), "--cache", str(cache), "--profile", "quick",

@@ -9,7 +9,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from rankfusion.config import load_config  # noqa: E402
-from rankfusion.evaluate import MoCAccumulator  # noqa: E402
+from rankfusion.metrics import MoCAccumulator  # noqa: E402
 from rankfusion.evaluate import evaluate_run  # noqa: E402
 from rankfusion.train import train  # noqa: E402
 

@@ -136,14 +136,9 @@ def check_cmd(root, modalities, trim, split_set, as_json):
 def import_csv_cmd(files, out, label_column, modalities, video_column, window, chunk, fractions, seed, split_set,
                    force):
     """Import CSV tables (one row per time step; Parquet needs pyarrow) into the standard layout."""
-    from ..data.importer import import_csv, parse_modality_spec
+    from ..data.importer import import_csv, parse_modality_specs
 
-    mods = {}
-    for spec in modalities:
-        name, pats = parse_modality_spec(spec)
-        if name in mods:
-            raise InputError(f"--modality {name!r} given twice")
-        mods[name] = pats
+    mods = parse_modality_specs(modalities)
     fr = _parse_split(fractions)
     path = import_csv(list(files), out, modalities=mods, label_column=label_column, video_column=video_column,
                       window=window, chunk=chunk, split_fractions=fr, seed=seed, split_set=split_set,

@@ -69,7 +69,7 @@ def _cache_options(f):
 def _context(data, out, cache_dir, profile, device, quiet, threads=1, anchor="rgb", partner=None):
     """The figure context of ``--data`` (:meth:`rankfusion.figures.FigureContext.open`), torch set to ``threads``."""
     from ..figures import FigureContext
-    from ..pipeline import set_threads
+    from ..runcache import set_threads
 
     data = Path(data)
     if not data.is_dir():
@@ -139,16 +139,10 @@ def modality_select(features, data, paired, labels_key, modality_specs, candidat
 def _paired(path, labels_key, specs, cands, folds, seeds, surrogates, steps, width, jobs, as_json, out, anchor,
             quiet, threads):
     from .. import plots, selection, verdicts
-    from ..data.importer import parse_modality_spec
-    from ..io import to_markdown
-    from ..io import write_json, write_text
+    from ..data.importer import parse_modality_specs
+    from ..files import to_markdown, write_json, write_text
 
-    mods = {}
-    for spec in specs:
-        name, pats = parse_modality_spec(spec)
-        if name in mods:
-            raise InputError(f"--modality {name!r} given twice")
-        mods[name] = pats
+    mods = parse_modality_specs(specs)
     try:
         seed_list = tuple(int(s) for s in seeds.split(",") if s.strip())
     except ValueError:
@@ -188,7 +182,7 @@ def _rank_runs(features, data, cands, expected, out, anchor, cache_dir, profile,
     from .. import selection, verdicts
     from ..figures import modality as modality_family
     from ..figures import write_manifest
-    from ..io import to_markdown
+    from ..files import to_markdown
 
     moc = None
     if data is not None:
@@ -258,7 +252,7 @@ def robustness_cmd(data, out, partner, noise_seed, anchor, cache_dir, profile, d
     """
     from ..figures import noise as noise_family
     from ..figures import write_manifest
-    from ..io import to_markdown
+    from ..files import to_markdown
 
     ctx = _context(data, out, cache_dir, profile, device, quiet, threads, anchor=anchor, partner=partner)
     res = noise_family.make(ctx, noise_seed=noise_seed)

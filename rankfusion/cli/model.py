@@ -205,7 +205,7 @@ def evaluate(run, split, data_root, checkpoint, device, reliance, reliance_seed,
 def extract(run, out, split, obs, noise, noise_seed, run_seed, data_root, checkpoint, device):
     """Export RUN's per-modality features before/after the token fuser (docs/formats.md)."""
     from ..extract import extract_features
-    from ..io import load_arrays
+    from ..files import load_arrays
 
     path = extract_features(run, split, obs, out, noise=list(noise) or None, noise_seed=noise_seed,
                             device=device, checkpoint=checkpoint, run_seed=run_seed, data_root=data_root,

@@ -13,7 +13,7 @@ import numpy as np
 from .. import spectral
 from .._validation import InputError
 from .._backend import CHUNK_BYTES, chunk_rows_for
-from ..io import META_KEY, array_file_kind, load_arrays
+from ..files import META_KEY, array_file_kind, load_arrays
 from . import main
 
 #: A memory-mapped .npy array whose float64 copy would exceed this many bytes is streamed

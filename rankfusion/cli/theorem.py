@@ -9,7 +9,7 @@ import click
 import numpy as np
 
 from .._validation import InputError
-from ..io import load_arrays
+from ..files import load_arrays
 from ..theorem import default_k, default_k_prime, theorem_3_1
 from . import main
 

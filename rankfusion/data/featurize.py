@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 
 from .._validation import InputError, check_int
-from ..io import atomic_path, write_text
+from ..files import atomic_path, write_text
 from .frames import list_frames, read_frame
 
 #: ImageNet channel statistics the torchvision weights were trained with.

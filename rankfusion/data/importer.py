@@ -35,6 +35,20 @@ def parse_modality_spec(spec: str) -> tuple[str, list[str]]:
     return name, pats
 
 
+def parse_modality_specs(specs) -> dict[str, list[str]]:
+    """Repeated ``--modality NAME=PATTERN[,PATTERN]`` options -> ``{name: [patterns]}`` in order.
+
+    Each spec is read by :func:`parse_modality_spec`; a name given twice is an error.
+    """
+    mods = {}
+    for spec in specs:
+        name, pats = parse_modality_spec(spec)
+        if name in mods:
+            raise InputError(f"--modality {name!r} given twice")
+        mods[name] = pats
+    return mods
+
+
 def read_table(path):
     """Read a CSV (``.csv``, ``.tsv``, optionally ``.gz``) or Parquet file into a DataFrame.
 

@@ -24,7 +24,7 @@ import numpy as np
 
 from .._progress import bar_disabled
 from .._validation import InputError, InputTypeError, check_choice
-from ..io import atomic_dir
+from ..files import atomic_dir
 
 #: Modality name given to the features of a plain (single-modality) FUTR/MS-TCN dataset.
 PLAIN_MODALITY = "features"

@@ -50,7 +50,9 @@ import numpy as np
 
 from .._progress import bar_disabled
 from .._validation import InputError, check_float, check_int
-from ..io import atomic_dir
+from ..config import EVAL_OBS_RATIOS, TRAIN_OBS_RATIOS
+from ..files import atomic_dir
+from ..spectral import GramAccumulator
 
 #: Action classes, in label-id order.
 ACTIONS = (
@@ -108,9 +110,9 @@ MIN_DURATION = 5
 #: observed frame lies inside a ``pick_dish -> carry_dish`` trip. The training-only ratio 0.5 is
 #: left to the grammar: a trip forced across it would put a fresh, unforeseeable direction inside
 #: the future windows of the 0.2 / 0.3 cut points and squeeze their decided segment to a few frames.
-CUT_OBS = (0.2, 0.3)
+CUT_OBS = EVAL_OBS_RATIOS
 #: Ratios reported in ``synth.json`` (``decision_bearing_share_by_obs``, ``oracle_by_obs``).
-REPORT_OBS = (0.2, 0.3, 0.5)
+REPORT_OBS = TRAIN_OBS_RATIOS
 #: Where a forced trip's carry holds the cut point: fraction of the carry observed before it.
 CUT_IN_CARRY = (0.4, 0.9)
 #: Consecutive decision-bearing cut points closer than this fraction of the video share one carry.
@@ -1050,7 +1052,7 @@ def _write(root: Path, cfg: SynthConfig, progress: bool) -> dict:
 
         it = tqdm(it, total=len(videos), desc="synth", unit="video", leave=False, disable=bar_disabled(True))
     stats, records, lengths, hints = {}, {}, {}, {}
-    twin = _MomentAccumulator() if "noise" in cfg.channels else None
+    twin = GramAccumulator(center=True) if "noise" in cfg.channels else None
     for video, seq in it:
         rng = np.random.default_rng(seq)
         target = int(rng.integers(cfg.min_frames, cfg.max_frames + 1))
@@ -1070,7 +1072,7 @@ def _write(root: Path, cfg: SynthConfig, progress: bool) -> dict:
         for m, x in feats.items():
             np.save(root / "features" / m / f"{video}.npy", x)
         if twin is not None:
-            twin.add(feats[NOISE_TWIN_OF])
+            twin.update(feats[NOISE_TWIN_OF].T)  # (frames, channels) rows
         with open(root / "factors" / f"{video}.npz", "wb") as fh:
             np.savez(fh, **factors, cuts=records[video]["cut"], decision_bearing=records[video]["bearing"],
                      partner_only=partner_only(records[video], hints[video]))
@@ -1086,26 +1088,16 @@ def _write(root: Path, cfg: SynthConfig, progress: bool) -> dict:
     return _ground_truth(cfg, world, stats, records, test, hints, code)
 
 
-class _MomentAccumulator:
-    """Column sums and the uncentred Gram matrix (float64) of a stream of (channels, frames) arrays."""
-
-    def __init__(self):
-        self.n, self.sum, self.gram = 0, None, None
-
-    def add(self, x):
-        x = np.asarray(x, np.float64)
-        if self.sum is None:
-            self.sum, self.gram = np.zeros(x.shape[0]), np.zeros((x.shape[0], x.shape[0]))
-        self.n += x.shape[1]
-        self.sum += x.sum(1)
-        self.gram += x @ x.T
-
-    def mean_cov(self):
-        mean = self.sum / self.n
-        return mean, self.gram / self.n - np.outer(mean, mean)
+def _noise_law(twin: GramAccumulator) -> tuple:
+    """``(mean (D,), root (D, D))`` of the noise control: the twin's column means and a square root
+    ``root @ root.T`` of its population covariance, taken from the centred co-moments
+    (:attr:`rankfusion.spectral.GramAccumulator.covariance`): never ``G / n - mu mu^T``, which loses
+    the variance to cancellation when a column's mean dominates its spread."""
+    lam, vec = np.linalg.eigh(twin.covariance)
+    return twin.mean, vec * np.sqrt(np.clip(lam, 0.0, None))  # clip rounding negatives of a PSD matrix
 
 
-def _write_noise(root, videos, lengths, twin: _MomentAccumulator, rng):
+def _write_noise(root, videos, lengths, twin: GramAccumulator, rng):
     """The ``noise`` control: Gaussian frames with the twin's column means and covariance.
 
     Temporally correlated like the white noise of the other modalities (AR(1), rho 0.5, unit
@@ -1114,9 +1106,7 @@ def _write_noise(root, videos, lengths, twin: _MomentAccumulator, rng):
     """
     from scipy.signal import lfilter
 
-    mean, cov = twin.mean_cov()
-    lam, vec = np.linalg.eigh(cov)
-    root_cov = vec * np.sqrt(np.clip(lam, 0.0, None))  # clip rounding negatives of a PSD matrix
+    mean, root_cov = _noise_law(twin)
     for video in videos:
         e = rng.standard_normal((lengths[video], len(mean)))
         e[0] /= np.sqrt(1 - 0.5**2)  # start in the stationary distribution

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from .._validation import InputError, InputTypeError, check_float, check_int
+from ..config import FUTURE_RATIO, TRAIN_OBS_RATIOS
 from .layout import MultiModalDataset
 
 #: Padding value of label targets (the default ``ignore_index`` of torch's cross-entropy).
@@ -118,7 +119,7 @@ class AnticipationDataset(torch.utils.data.Dataset):
         If a video is too short to give one observed step and one future frame at some ratio.
     """
 
-    def __init__(self, ds: MultiModalDataset, split: str, *, obs_ratios=(0.2, 0.3, 0.5), future_ratio=0.5,
+    def __init__(self, ds: MultiModalDataset, split: str, *, obs_ratios=TRAIN_OBS_RATIOS, future_ratio=FUTURE_RATIO,
                  sample_rate=1, n_queries=8, modalities=None):
         if not isinstance(ds, MultiModalDataset):
             raise InputTypeError(f"ds must be a MultiModalDataset (from open_dataset), got {type(ds).__name__}")

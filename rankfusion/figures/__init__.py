@@ -57,7 +57,7 @@ def check_names(names) -> list[str]:
 
 
 def plan_jobs(ctx: FigureContext, names) -> list:
-    """The runs the families ``names`` read, as :class:`rankfusion.pipeline.RunJob` s: the union of
+    """The runs the families ``names`` read, as :class:`rankfusion.runcache.RunJob` s: the union of
     their ``jobs(ctx)``, without repeats, in first-asked order.
 
     Each job trains (or reuses) one run and makes the MoC grid and feature exports its families
@@ -77,7 +77,7 @@ def make_figures(ctx: FigureContext, only=None, *, command: str = "", progress: 
     """Make the selected families and write ``<out>/manifest.json``; return ``{name: FigureResult}``.
 
     With ``workers > 1`` the runs every family needs (:func:`plan_jobs`) are first trained,
-    evaluated and exported in that many processes (:func:`rankfusion.pipeline.run_jobs`). The
+    evaluated and exported in that many processes (:func:`rankfusion.runcache.run_jobs`). The
     manifest is merged with an existing one, so ``--only`` updates just those figures' entries.
     """
     names = check_names(only)

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..io import atomic_path, to_markdown, write_text
-from ..pipeline import RunCache
+from ..files import atomic_path, to_markdown, write_text
+from ..runcache import RunCache
 from .context import FigureContext
 
 
@@ -39,7 +39,7 @@ class RunSet:
     """One configuration a family reads, for each of its seeds: its label, exports and run cache.
 
     A family's ``jobs(ctx)`` lists its run sets; :meth:`jobs` turns one into the process pool's
-    :class:`rankfusion.pipeline.RunJob` s (one per seed) and :meth:`records` into the finished
+    :class:`rankfusion.runcache.RunJob` s (one per seed) and :meth:`records` into the finished
     runs the family reads (trained here when the pool did not).
 
     Attributes
@@ -72,13 +72,13 @@ class RunSet:
         return dict(self.overrides)
 
     def jobs(self) -> list:
-        """One :class:`rankfusion.pipeline.RunJob` per seed: train, evaluate, export what is read."""
+        """One :class:`rankfusion.runcache.RunJob` per seed: train, evaluate, export what is read."""
         return [self.cache.job(self.modalities, s, obs_ratios=self.obs_ratios, reliance=self.reliance,
                                **self.options) for s in self.seeds]
 
     def records(self) -> list:
-        """The finished runs, one :class:`rankfusion.pipeline.RunRecord` per seed (unfinished
-        seeds trained together, :meth:`rankfusion.pipeline.RunCache.train_seeds`)."""
+        """The finished runs, one :class:`rankfusion.runcache.RunRecord` per seed (unfinished
+        seeds trained together, :meth:`rankfusion.runcache.RunCache.train_seeds`)."""
         self.cache.train_seeds(self.modalities, self.seeds, **self.options)
         return [self.cache.run(self.name, self.modalities, seed=s, **self.options) for s in self.seeds]
 

@@ -1,7 +1,7 @@
 """What every figure family reads: the run cache, the output folder and the modalities analysed.
 
 :meth:`FigureContext.open` is the one way to build a context: it opens the dataset, applies the
-default-cache rule (:func:`rankfusion.pipeline.default_cache_dir`), checks the anchor and chooses
+default-cache rule (:func:`rankfusion.runcache.default_cache_dir`), checks the anchor and chooses
 the partner. The command line, the ``analysis/`` scripts and the demo all go through it.
 """
 
@@ -12,7 +12,8 @@ from pathlib import Path
 
 from .._validation import InputError
 from ..data import open_dataset
-from ..pipeline import Profile, RunCache, default_cache_dir, expected_complementary, get_profile
+from ..profiles import Profile, get_profile
+from ..runcache import RunCache, default_cache_dir, expected_complementary
 
 
 @dataclass(frozen=True)
@@ -56,9 +57,9 @@ class FigureContext:
         out : path-like
             Output folder of the figures and tables (created when a family writes).
         cache_dir : path-like, optional
-            Run cache; default ``<DATA>/../rankfusion-cache`` (:func:`rankfusion.pipeline.default_cache_dir`).
+            Run cache; default ``<DATA>/../rankfusion-cache`` (:func:`rankfusion.runcache.default_cache_dir`).
         profile : str or Profile
-            Size of the runs: a profile name (``quick``, ``full``) or a :class:`rankfusion.pipeline.Profile`.
+            Size of the runs: a profile name (``quick``, ``full``) or a :class:`rankfusion.profiles.Profile`.
         device : str
             Torch device of training, export and evaluation.
         progress : bool
@@ -92,7 +93,7 @@ class FigureContext:
 
     @property
     def profile(self) -> Profile:
-        """The size of the runs (:class:`rankfusion.pipeline.Profile`)."""
+        """The size of the runs (:class:`rankfusion.profiles.Profile`)."""
         return self.cache.profile
 
     @property

@@ -19,8 +19,9 @@ import pandas as pd
 from .. import featurefiles, spectral, verdicts
 from .._validation import InputError
 from ..data.synth import dataset_matches, prepare_dataset
-from ..io import to_markdown, write_text
-from ..pipeline import PROFILES, RunCache
+from ..files import to_markdown, write_text
+from ..profiles import PROFILES
+from ..runcache import RunCache
 from ..stats import ALPHA, Comparison, compare
 from .common import FigureResult, fused_width_anchor, keys, run_set, save, table
 from .context import FigureContext

@@ -8,8 +8,8 @@ from dataclasses import dataclass
 import pandas as pd
 
 from .. import verdicts
-from ..io import atomic_path
-from ..pipeline import RunCache
+from ..files import atomic_path
+from ..runcache import RunCache
 from ..stats import ALPHA, compare
 from ..train import train
 from .common import FigureResult, keys, pair_runs, save, table

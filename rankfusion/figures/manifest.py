@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ..io import write_json
-from ..pipeline import entry_lock, git_commit
+from ..files import entry_lock, write_json
+from ..runcache import git_commit
 from .context import FigureContext
 
 

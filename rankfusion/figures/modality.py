@@ -11,7 +11,7 @@ import pandas as pd
 
 from .. import selection
 from .._validation import InputError
-from ..pipeline import expected_complementary
+from ..runcache import expected_complementary
 from .common import FigureResult, fused_width_anchor, grid_moc_over_seeds, keys, run_set, save, seed_moc, table
 from .context import FigureContext
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from .. import featurefiles, spectral
-from ..io import to_markdown, write_text
+from ..files import to_markdown, write_text
 from .common import FigureResult, keys, pair_runs
 from .context import FigureContext
 

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from .. import featurefiles
-from ..io import to_markdown, write_text
+from ..files import to_markdown, write_text
 from ..spectral import dominant_k, singular_values
 from ..theorem import theorem_3_1
 from .common import FigureResult, keys, pair_runs

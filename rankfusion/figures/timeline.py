@@ -10,7 +10,8 @@ import pandas as pd
 
 from .._validation import InputError
 from ..data import open_dataset
-from ..evaluate import MoCAccumulator, predict_future
+from ..evaluate import predict_future
+from ..metrics import MoCAccumulator
 from ..runs import load_run, resolve_device
 from .ablation import variant_runs
 from .common import FigureResult, keys, save, table

@@ -7,7 +7,7 @@ import shutil
 import numpy as np
 import pytest
 
-from rankfusion import pipeline
+from rankfusion import profiles, runcache
 from rankfusion.data.synth import prepare_dataset
 
 
@@ -23,40 +23,40 @@ def data(tmp_path_factory):
 def test_fingerprint_follows_content_not_timestamps(data, tmp_path):
     copy = tmp_path / "copy"
     shutil.copytree(data, copy)  # new timestamps, same bytes
-    assert pipeline.dataset_fingerprint(copy) == pipeline.dataset_fingerprint(data)
+    assert runcache.dataset_fingerprint(copy) == runcache.dataset_fingerprint(data)
     f = next((copy / "features" / "rgb").glob("*.npy"))
     x = np.load(f)
     x[0, 0] += 1.0
     np.save(f, x)
-    assert pipeline.dataset_fingerprint(copy) != pipeline.dataset_fingerprint(data)
+    assert runcache.dataset_fingerprint(copy) != runcache.dataset_fingerprint(data)
     with pytest.raises(ValueError, match="nowhere"):
-        pipeline.dataset_fingerprint(tmp_path / "nowhere")
+        runcache.dataset_fingerprint(tmp_path / "nowhere")
 
 
 def test_expected_complementary(data, tmp_path):
-    assert pipeline.expected_complementary(data) == "depth"
-    assert pipeline.expected_complementary(tmp_path) is None
+    assert runcache.expected_complementary(data) == "depth"
+    assert runcache.expected_complementary(tmp_path) is None
 
 
 def test_run_cache_configs(data, tmp_path):
-    cache = pipeline.RunCache(data, tmp_path / "cache", pipeline.get_profile("quick"), progress=False)
+    cache = runcache.RunCache(data, tmp_path / "cache", profiles.get_profile("quick"), progress=False)
     a = cache.config(["rgb", "depth"])
     assert a.config_hash() == cache.config(["rgb", "depth"]).config_hash()
     assert a.config_hash() != cache.config(["rgb", "depth"], rtf=False).config_hash()
     assert a.model.d_model == 16 and a.train.epochs == 1
     # heads are reduced until they divide the stacked width
-    odd = pipeline.RunCache(data, tmp_path / "c2", pipeline.Profile(model=dict(d_model=6, n_heads=4)), progress=False)
+    odd = runcache.RunCache(data, tmp_path / "c2", profiles.Profile(model=dict(d_model=6, n_heads=4)), progress=False)
     assert odd.config(["rgb"]).model.n_heads == 3
     assert cache.manifest_runs() == []
 
 
 def test_profiles_and_threads():
-    assert set(pipeline.PROFILES) == {"quick", "full"}
-    assert pipeline.get_profile("full").seeds == (1, 10, 13452, 7, 42)
+    assert set(profiles.PROFILES) == {"quick", "full"}
+    assert profiles.get_profile("full").seeds == (1, 10, 13452, 7, 42)
     with pytest.raises(ValueError, match="profile must be one of"):
-        pipeline.get_profile("huge")
+        profiles.get_profile("huge")
     with pytest.raises(ValueError, match="threads"):
-        pipeline.set_threads(0)
+        runcache.set_threads(0)
 
 
 def test_prepare_dataset_reuses_same_settings(tmp_path):
@@ -72,11 +72,11 @@ def test_prepare_dataset_reuses_same_settings(tmp_path):
 _BUILDER = r"""
 import json, sys, time
 from pathlib import Path
-from rankfusion import pipeline
+from rankfusion import profiles, runcache
 
 data, cache_dir, me = sys.argv[1], Path(sys.argv[2]), sys.argv[3]
-pipeline.set_threads(1)
-cache = pipeline.RunCache(data, cache_dir, pipeline.get_profile("quick"), progress=False)
+runcache.set_threads(1)
+cache = runcache.RunCache(data, cache_dir, profiles.get_profile("quick"), progress=False)
 (cache_dir.parent / f"ready-{me}").touch()
 while not (cache_dir.parent / "go").exists():  # start both builders at the same moment
     time.sleep(0.01)
@@ -101,7 +101,7 @@ def test_two_processes_share_one_cache(data, tmp_path):
     from pathlib import Path
 
     cache = tmp_path / "cache"
-    env = dict(os.environ, PYTHONPATH=str(Path(pipeline.__file__).parents[1]), OMP_NUM_THREADS="1")
+    env = dict(os.environ, PYTHONPATH=str(Path(runcache.__file__).parents[1]), OMP_NUM_THREADS="1")
     procs = [subprocess.Popen([sys.executable, "-c", _BUILDER, str(data), str(cache), str(i)], env=env,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(2)]
     while not all((tmp_path / f"ready-{i}").exists() for i in range(2)):
@@ -123,24 +123,24 @@ def test_two_processes_share_one_cache(data, tmp_path):
 
 def test_default_cache_is_beside_the_dataset(tmp_path, monkeypatch):
     (tmp_path / "sets" / "d").mkdir(parents=True)
-    assert pipeline.default_cache_dir(tmp_path / "sets" / "d") == tmp_path / "sets" / "rankfusion-cache"
+    assert runcache.default_cache_dir(tmp_path / "sets" / "d") == tmp_path / "sets" / "rankfusion-cache"
     monkeypatch.chdir(tmp_path / "sets")
-    assert pipeline.default_cache_dir("d") == (tmp_path / "sets" / "rankfusion-cache").resolve()
-    assert pipeline.default_cache_dir("d").is_absolute()
+    assert runcache.default_cache_dir("d") == (tmp_path / "sets" / "rankfusion-cache").resolve()
+    assert runcache.default_cache_dir("d").is_absolute()
 
 
 def test_default_cache_rule_is_written_once():
-    # the figure context's one constructor asks pipeline.default_cache_dir; the CLI and the analysis/
-    # scripts go through that constructor; no other code spells the folder name or applies the rule
+    # the figure context's one constructor asks runcache.default_cache_dir; the CLI, the analysis/
+    # scripts and the demo go through that constructor; no other code spells the folder name or applies the rule
     import re
     from pathlib import Path
 
-    root = Path(pipeline.__file__).parents[1]
+    root = Path(runcache.__file__).parents[1]
     spelled = [str(p.relative_to(root)) for p in sorted((root / "rankfusion").rglob("*.py")) + sorted(
         (root / "analysis").glob("*.py")) if re.search(r"""["']rankfusion-cache["']""", p.read_text())]
-    assert spelled == ["rankfusion/pipeline.py"]
+    assert spelled == ["rankfusion/runcache.py"]
     applying = [str(p.relative_to(root)) for p in sorted((root / "rankfusion").rglob("*.py")) + sorted(
         (root / "analysis").glob("*.py")) if "default_cache_dir(" in p.read_text()]
-    assert applying == ["rankfusion/figures/context.py", "rankfusion/pipeline.py"]
+    assert applying == ["rankfusion/figures/context.py", "rankfusion/runcache.py"]
     for user in ("rankfusion/cli/experiments.py", "analysis/_common.py", "rankfusion/demo.py"):
         assert "FigureContext.open(" in (root / user).read_text(), user

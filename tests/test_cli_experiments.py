@@ -9,7 +9,7 @@ from click.testing import CliRunner
 
 from rankfusion.cli import main
 
-from test_analysis import FLAT, FLATTER, SPIKIER, SPIKY, make_file  # noqa: E402  (tests/ is on sys.path)
+from test_featurefiles import FLAT, FLATTER, SPIKIER, SPIKY, make_file  # noqa: E402  (tests/ is on sys.path)
 
 
 def run(*args):
@@ -194,7 +194,7 @@ def test_noisy_dataset_is_seeded_and_touches_only_the_test_split(micro_data, tmp
     import numpy as np
 
     from rankfusion.data import open_dataset
-    from rankfusion.pipeline import noisy_dataset
+    from rankfusion.data.noisy import noisy_dataset
 
     a = noisy_dataset(micro_data, tmp_path / "a", "depth", 0.5, seed=7)
     b = noisy_dataset(micro_data, tmp_path / "b", "depth", 0.5, seed=7)

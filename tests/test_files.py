@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from rankfusion import io
+from rankfusion import files
 from rankfusion._validation import InputError, check_float, check_int, check_matrix
 from rankfusion.cli import main
 
@@ -17,7 +17,7 @@ def test_atomic_path_leaves_target_untouched_on_error(tmp_path):
     target = tmp_path / "out.txt"
     target.write_text("old")
     with pytest.raises(RuntimeError):
-        with io.atomic_path(target) as tmp:
+        with files.atomic_path(target) as tmp:
             tmp.write_text("half")
             raise RuntimeError("boom")
     assert target.read_text() == "old"
@@ -27,37 +27,37 @@ def test_atomic_path_leaves_target_untouched_on_error(tmp_path):
 def test_save_npz_roundtrip_with_meta(tmp_path):
     path = tmp_path / "f.npz"
     a = np.arange(12, dtype=np.float32).reshape(3, 4)
-    io.save_npz(path, {"rgb.before": a}, meta={"run": "r1", "obs_ratio": 0.3})
-    got = io.load_arrays(path)
+    files.save_npz(path, {"rgb.before": a}, meta={"run": "r1", "obs_ratio": 0.3})
+    got = files.load_arrays(path)
     assert list(got) == ["rgb.before"]
     np.testing.assert_array_equal(got["rgb.before"], a)
-    assert io.load_meta(path) == {"obs_ratio": 0.3, "run": "r1"}
+    assert files.load_meta(path) == {"obs_ratio": 0.3, "run": "r1"}
 
 
 def test_load_arrays_errors_name_file_and_key(tmp_path):
     with pytest.raises(InputError, match="does not exist"):
-        io.load_arrays(tmp_path / "nope.npz")
+        files.load_arrays(tmp_path / "nope.npz")
     bad = tmp_path / "bad.npz"
     bad.write_bytes(b"not a zip")
     with pytest.raises(InputError, match="bad.npz'.*not a .npz archive"):
-        io.load_arrays(bad)
+        files.load_arrays(bad)
     good = tmp_path / "g.npz"
     np.savez(good, x=np.ones((2, 2)), s=np.array(["a", "b"]))
     with pytest.raises(InputError, match="'y' not found"):
-        io.load_arrays(good, ["y"])
+        files.load_arrays(good, ["y"])
     with pytest.raises(InputError, match="'s' .* not numeric"):
-        io.load_arrays(good, ["s"])
+        files.load_arrays(good, ["s"])
 
 
 def test_load_npy_is_memory_mapped(tmp_path):
     path = tmp_path / "a.npy"
     np.save(path, np.ones((4, 3), dtype=np.float32))
-    arr = io.load_arrays(path)["array"]
+    arr = files.load_arrays(path)["array"]
     assert isinstance(arr, np.memmap)
 
 
 def test_write_json_is_valid(tmp_path):
-    io.write_json(tmp_path / "c.json", {"b": 1, "a": [1, 2]})
+    files.write_json(tmp_path / "c.json", {"b": 1, "a": [1, 2]})
     assert json.loads((tmp_path / "c.json").read_text()) == {"a": [1, 2], "b": 1}
 
 
@@ -156,12 +156,12 @@ def test_atomic_dir_replaces_whole_folder_or_nothing(tmp_path):
     target.mkdir()
     (target / "old.txt").write_text("old")
     with pytest.raises(RuntimeError):
-        with io.atomic_dir(target) as tmp:
+        with files.atomic_dir(target) as tmp:
             (tmp / "new.txt").write_text("half")
             raise RuntimeError("boom")
     assert sorted(p.name for p in target.iterdir()) == ["old.txt"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["data"]
-    with io.atomic_dir(target) as tmp:
+    with files.atomic_dir(target) as tmp:
         (tmp / "new.txt").write_text("new")
     assert sorted(p.name for p in target.iterdir()) == ["new.txt"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["data"]
@@ -171,9 +171,9 @@ def test_unwritable_target_is_named(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("x")
     with pytest.raises(InputError, match=r"cannot write '.*file/out.txt'"):
-        io.write_text(blocker / "out.txt", "y")
+        files.write_text(blocker / "out.txt", "y")
     with pytest.raises(InputError, match=r"cannot write '.*file/sub'"):
-        with io.atomic_dir(blocker / "sub"):
+        with files.atomic_dir(blocker / "sub"):
             pass
 
 
@@ -187,7 +187,7 @@ def _dead_pid() -> int:
 
 
 def _fake_temp(folder, target, pid, *, kind="", suffix="", host=None, is_dir=False):
-    name = f".{target}.~{kind}{host or io._host_tag()}.{pid}.0123abcd{suffix}"
+    name = f".{target}.~{kind}{host or files._host_tag()}.{pid}.0123abcd{suffix}"
     p = folder / name
     if is_dir:
         p.mkdir()
@@ -206,18 +206,18 @@ def test_stale_temps_of_killed_writers_are_removed_on_the_next_write(tmp_path):
     live = _fake_temp(tmp_path, "last.pt", os.getppid(), suffix=".pt")  # a concurrent writer: kept
     other_host = _fake_temp(tmp_path, "last.pt", dead, suffix=".pt", host="elsewhere")  # young: kept
     other_target = _fake_temp(tmp_path, "best.pt", dead, suffix=".pt")  # another target's writer
-    with io.atomic_path(tmp_path / "last.pt") as tmp:
+    with files.atomic_path(tmp_path / "last.pt") as tmp:
         tmp.write_text("new")
     assert not stale_file.exists()
     assert live.exists() and other_host.exists() and other_target.exists()
     assert (tmp_path / "last.pt").read_text() == "new"
-    with io.atomic_dir(tmp_path / "I") as tmp:
+    with files.atomic_dir(tmp_path / "I") as tmp:
         (tmp / "a.txt").write_text("a")
     assert not stale_dir.exists()
     # an entry older than the age limit is stale whoever wrote it
     old = _fake_temp(tmp_path, "last.pt", 1, suffix=".pt", host="elsewhere")
     os.utime(old, (0, 0))
-    assert io.sweep_stale(tmp_path / "last.pt") == [old]
+    assert files.sweep_stale(tmp_path / "last.pt") == [old]
     assert other_host.exists()
 
 
@@ -225,7 +225,7 @@ def test_stale_swap_folder_holding_the_only_copy_is_restored(tmp_path):
     swap = _fake_temp(tmp_path, "S", _dead_pid(), kind="old", is_dir=True)
     (swap / "S").mkdir()
     (swap / "S" / "mapping.txt").write_text("0 a\n")  # killed between the two renames
-    io.sweep_stale(tmp_path / "S")
+    files.sweep_stale(tmp_path / "S")
     assert (tmp_path / "S" / "mapping.txt").read_text() == "0 a\n"
     assert not swap.exists()
 
@@ -236,11 +236,11 @@ def test_outputs_follow_the_umask(tmp_path):
 
     old = os.umask(0o022)
     try:
-        with io.atomic_path(tmp_path / "f.txt") as tmp:
+        with files.atomic_path(tmp_path / "f.txt") as tmp:
             tmp.write_text("x")
-        with io.atomic_dir(tmp_path / "d") as tmp:
+        with files.atomic_dir(tmp_path / "d") as tmp:
             (tmp / "g.txt").write_text("y")
-        io.save_npz(tmp_path / "h.npz", {"a": np.ones(2)})
+        files.save_npz(tmp_path / "h.npz", {"a": np.ones(2)})
     finally:
         os.umask(old)
     assert stat.S_IMODE((tmp_path / "f.txt").stat().st_mode) == 0o644

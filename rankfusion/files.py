@@ -1,10 +1,11 @@
-"""File helpers shared by the CLI and the library: atomic writes, array loading, Markdown tables.
+"""Files: atomic writes, array loading, build locks and Markdown tables, shared by the CLI and the library.
 
 Every file rankfusion writes goes through :func:`atomic_path` or :func:`atomic_dir` so that an
 interrupted or failed command never leaves a half-written output behind. Their temporary names
 carry the writer's host and process id (``.<name>.~<host>.<pid>.<random>``), so the next writer of
 the same target removes what a killed writer left behind (:func:`sweep_stale`). Outputs get the
 permissions of an ordinary ``open``/``mkdir``: ``0o666`` / ``0o777`` minus the umask.
+Processes that share an output folder build each entry once under :func:`entry_lock`.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import re
 import secrets
 import shutil
 import socket
+import sys
 import time
 import zipfile
 from pathlib import Path
@@ -292,6 +294,31 @@ def load_meta(path) -> dict:
             f"{json.dumps(meta)[:40]}"
         )
     return meta
+
+
+@contextlib.contextmanager
+def entry_lock(path, *, progress: bool = False):
+    """Hold the lock of one cache entry (a run folder, a noisy dataset, a feature or MoC file).
+
+    Processes sharing a cache build each entry once: the first takes the lock (a file
+    ``.<name>.lock`` beside the entry) and builds it, the others wait, then find it built. The
+    lock is released when the holder exits, even if it is killed (an OS file lock).
+    """
+    from filelock import FileLock, Timeout
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(path.parent / f".{path.name}.lock"))
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        if progress:
+            print(f"waiting for another process building {path}", file=sys.stderr, flush=True)
+        lock.acquire()
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 def to_markdown(df: pd.DataFrame, floatfmt: str = ".2f") -> str:

@@ -1,15 +1,12 @@
-"""Runs behind the analyses: a run cache keyed by config hash, feature export, noisy test sets.
+"""The run cache: R3D runs trained once per (config, seed, dataset), and a process pool to fill it.
 
 :class:`RunCache` trains R3D runs (:func:`rankfusion.train.train`) only when no finished run with
 the same resolved configuration, seed and dataset fingerprint exists, exports their features
 (:func:`rankfusion.extract.extract_features`) and evaluates them
-(:func:`rankfusion.evaluate.evaluate_run`), each result cached next to the run. Every run used is
+(:func:`rankfusion.evaluate.moc_grid`), each result cached next to the run. Every run used is
 recorded, so a figure's manifest can say exactly which runs, seeds and config hashes made it.
-
-Noise robustness (Figs. 6-7) perturbs one modality of the *test split* only: :func:`noisy_dataset`
-writes a copy of the dataset (other files symlinked) whose noisy modality carries seeded Gaussian
-noise of standard deviation ``sigma * RMS`` (RMS of that modality's test features), so the
-trained model, the feature export and the MoC evaluation all see the same perturbed inputs.
+:func:`run_jobs` fills the cache with independent :class:`RunJob` s in worker processes. Noisy
+test sets come from :func:`rankfusion.data.noisy.noisy_dataset`.
 """
 
 from __future__ import annotations
@@ -20,102 +17,27 @@ import hashlib
 import json
 import os
 import shutil
-import sys
 import time
-import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from ._progress import bar_disabled
-from ._validation import InputError, check_float, check_int
-from .config import load_config, PAPER_SEEDS
-from .io import atomic_dir, atomic_path, write_json
+from ._validation import InputError, check_int
+from .config import load_config
+from .files import atomic_path, entry_lock, write_json
 from .data import open_dataset, synth
+from .data.noisy import modality_rms, noisy_dataset
 from . import train as train_mod
 from .batched import serial_reason, train_batched
 from .extract import extract_features
 from .evaluate import moc_grid, modality_reliance
+from .profiles import Profile
 from .runs import load_run, resolve_device
 
 #: Marker a run folder gets once training finished; a folder without it is retrained.
 DONE = "rankfusion-run.json"
-
-
-# --------------------------------------------------------------------------- settings
-
-
-@dataclass(frozen=True)
-class Profile:
-    """How big the demo / figure runs are.
-
-    Attributes
-    ----------
-    synth : dict
-        Keyword arguments of :func:`rankfusion.data.synthesize` (the demo's dataset).
-    preset : str or None
-        Bundled config preset (``rankfusion/configs/<preset>.toml``) every run starts from.
-    model, train : dict
-        Overrides of :class:`rankfusion.config.R3DConfig` / ``TrainConfig`` applied on the preset.
-    seeds : tuple of int
-        Seeds of each configuration (results are averaged over them).
-    obs_ratios : tuple of float
-        Observation ratios at which features are exported and analysed.
-    noise_targets : tuple of float
-        Relative representation changes of the "small" and "large" noise levels.
-    dose : dict
-        Settings of the dose-response family (:func:`rankfusion.figures.dose.make`; empty: none):
-        ``complementarity`` and ``imbalance`` (the levels of each sweep), ``base`` (the generator
-        dials every point starts from), ``synth`` (:func:`rankfusion.data.synthesize` arguments of
-        the dose datasets; default the profile's ``synth``, so the point at the base dials is the
-        demo's own dataset and shares its runs) and ``data_seed``.
-    """
-
-    synth: dict = field(default_factory=dict)
-    preset: str | None = "synthetic-small"
-    model: dict = field(default_factory=dict)
-    train: dict = field(default_factory=dict)
-    seeds: tuple = (1,)
-    obs_ratios: tuple = (0.2, 0.3)
-    noise_targets: tuple = (0.25, 0.75)
-    dose: dict = field(default_factory=dict)
-
-
-#: ``quick``: about a minute end to end on 2 CPU cores (tests; its models barely train).
-#: ``full``: the demo, sized for < 15 minutes on 2 CPU cores for its 29 configurations x 5 seeds
-#: (:data:`DEMO_SEEDS`; 145 runs over the demo's dataset and the five other dose-sweep datasets, the
-#: seeds of one configuration trained as one batched model):
-#: the ``synthetic-small`` preset (sample_rate 4, one temporal-fuser layer) made narrower
-#: (d_model 32) and shorter (24 epochs at twice the learning rate), 64 videos (README.md gives
-#: the measured wall time).
-#: The demo's seeds: the paper's three and two more. With 5 seeds per arm Welch's test finds a
-#: true 2-sd difference with power ~0.77, with the paper's 3 only ~0.38 (docs/analysis.md, "How
-#: findings are judged").
-DEMO_SEEDS = PAPER_SEEDS + (7, 42)
-
-PROFILES = {
-    "quick": Profile(
-        synth=dict(n_videos=10, min_frames=50, max_frames=110, complementarity=1.0, imbalance=1.0,
-                   split_fractions=(0.7, 0.15, 0.15),
-                   channels={"rgb": 16, "depth": 16, "mvrgb": 16, "noise": 16, "imu": 8, "text": 8}),
-        model=dict(d_model=16, n_layers=1, n_heads=2, mlp_ratio=1, dropout=0.0),
-        train=dict(epochs=1, warmup_epochs=0, batch_size=8, sample_rate=2),
-        seeds=(1,), obs_ratios=(0.3,),
-        dose=dict(complementarity=(0.0, 1.0), imbalance=(1.0, 4.0), base=dict(complementarity=1.0, imbalance=1.0),
-                  data_seed=0),
-    ),
-    "full": Profile(
-        synth=dict(n_videos=64, min_frames=150, max_frames=450, complementarity=1.0, imbalance=1.0,
-                   split_fractions=(0.7, 0.15, 0.15)),
-        model=dict(d_model=32, n_layers=1, n_heads=4, mlp_ratio=2),
-        train=dict(epochs=24, warmup_epochs=2, batch_size=8, sample_rate=4, lr=2e-3),
-        seeds=DEMO_SEEDS, obs_ratios=(0.2, 0.3, 0.5),
-        dose=dict(complementarity=(0.0, 1 / 3, 2 / 3, 1.0), imbalance=(1.0, 4.0, 16.0),
-                  base=dict(complementarity=1.0, imbalance=1.0), data_seed=0),
-    ),
-}
 
 
 def set_threads(n: int | None) -> None:
@@ -132,13 +54,6 @@ def set_threads(n: int | None) -> None:
     import torch
 
     torch.set_num_threads(n)
-
-
-def get_profile(name: str) -> Profile:
-    """Return a named :class:`Profile`; ValueError naming the profile otherwise."""
-    if name not in PROFILES:
-        raise InputError(f"profile must be one of {sorted(PROFILES)}, got {name!r}")
-    return PROFILES[name]
 
 
 def default_cache_dir(data_root) -> Path:
@@ -226,118 +141,6 @@ def expected_complementary(root) -> str | None:
 
 def _tag(value: float) -> str:
     return f"{value:g}".replace(".", "p")
-
-
-@contextlib.contextmanager
-def entry_lock(path, *, progress: bool = False):
-    """Hold the lock of one cache entry (a run folder, a noisy dataset, a feature or MoC file).
-
-    Processes sharing a cache build each entry once: the first takes the lock (a file
-    ``.<name>.lock`` beside the entry) and builds it, the others wait, then find it built. The
-    lock is released when the holder exits, even if it is killed (an OS file lock).
-    """
-    from filelock import FileLock, Timeout
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    lock = FileLock(str(path.parent / f".{path.name}.lock"))
-    try:
-        lock.acquire(timeout=0)
-    except Timeout:
-        if progress:
-            print(f"waiting for another process building {path}", file=sys.stderr, flush=True)
-        lock.acquire()
-    try:
-        yield
-    finally:
-        lock.release()
-
-
-# --------------------------------------------------------------------------- noisy datasets
-
-
-def modality_rms(root, modality: str, split: str = "test") -> float:
-    """Root-mean-square of a modality's input features over a split (the noise unit)."""
-    ds = open_dataset(root, modalities=[modality])
-    total, count = 0.0, 0
-    for vid in ds.split(split):
-        x = np.asarray(ds.features(vid, modality), dtype=np.float64)
-        total += float((x * x).sum())
-        count += x.size
-    if count == 0:
-        raise InputError(f"split {split!r} of {str(root)!r} has no {modality!r} features")
-    return float(np.sqrt(total / count))
-
-
-def noisy_dataset(root, out, modality: str, sigma: float, *, seed: int = 0, split: str = "test",
-                  rms: float | None = None) -> Path:
-    """Write a copy of a dataset with Gaussian noise on one modality of one split.
-
-    Parameters
-    ----------
-    root : path-like
-        The clean dataset (standard layout).
-    out : path-like
-        Destination; everything except ``features/<modality>/<video>.npy`` of the split's videos
-        is a symlink to ``root``. Reused when it already holds the same settings (``noise.json``).
-    modality : str
-        The modality to perturb.
-    sigma : float
-        Noise std in units of the modality's RMS over the split (0 gives a clean copy).
-    seed : int
-        Base seed; each video's noise is drawn from ``(seed, crc32(video))`` so it does not depend
-        on the order videos are written.
-    split : str
-        Split whose videos are perturbed (the test split: the model is trained on clean data).
-    rms : float, optional
-        The RMS unit, computed when not given.
-
-    Returns
-    -------
-    Path
-        ``out``. ``out/noise.json`` records modality, sigma, rms, absolute std, seed, split.
-    """
-    root, out = Path(root).resolve(), Path(out)
-    sigma = check_float(sigma, "sigma", low=0.0)
-    seed = check_int(seed, "seed", low=0)
-    ds = open_dataset(root)
-    if modality not in ds.modalities:
-        raise InputError(f"modality {modality!r} not in dataset {str(root)!r}; modalities: {ds.modalities}")
-    rms = modality_rms(root, modality, split) if rms is None else float(rms)
-    record = {"clean_root": str(root), "modality": modality, "sigma": sigma, "rms": rms, "std": sigma * rms,
-              "seed": seed, "split": split}
-    with entry_lock(out):
-        if (out / "noise.json").exists():
-            try:
-                if json.loads((out / "noise.json").read_text()) == record:
-                    return out
-            except (OSError, ValueError):
-                pass
-        with atomic_dir(out) as tmp:  # a unique temporary name, renamed over any older copy
-            _write_noisy(tmp, root, ds, modality, split, rms * sigma, seed, record)
-    return out
-
-
-def _write_noisy(tmp: Path, root: Path, ds, modality: str, split: str, std: float, seed: int, record: dict):
-    for entry in root.iterdir():
-        if entry.name != "features":
-            os.symlink(entry, tmp / entry.name)
-    (tmp / "features").mkdir()
-    for mdir in (root / "features").iterdir():
-        if mdir.name != modality:
-            os.symlink(mdir, tmp / "features" / mdir.name)
-    noisy_dir = tmp / "features" / modality
-    noisy_dir.mkdir()
-    videos = set(ds.split(split))
-    for f in (root / "features" / modality).iterdir():
-        if f.stem in videos and f.suffix == ".npy":
-            x = np.load(f)
-            rng = np.random.default_rng([seed, zlib.crc32(f.stem.encode())])
-            noise = rng.standard_normal(x.shape) * std
-            np.save(noisy_dir / f.name, (x + noise).astype(x.dtype))
-        else:
-            os.symlink(f, noisy_dir / f.name)
-    (tmp / "noise.json").write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
 
 
 # --------------------------------------------------------------------------- run cache
@@ -650,7 +453,7 @@ def group_jobs(jobs) -> list[list[RunJob]]:
 
 def _init_worker() -> None:
     # one torch thread per process: the runs are small, and two processes on two cores must not
-    # each spin up a thread pool of their own (pipeline.set_threads explains the cost)
+    # each spin up a thread pool of their own (set_threads explains the cost)
     set_threads(1)
 
 

@@ -10,7 +10,7 @@ import pytest
 
 from rankfusion import featurefiles, selection
 from rankfusion._validation import InputError
-from rankfusion.io import save_npz
+from rankfusion.files import save_npz
 
 N, D = 120, 16
 
@@ -209,7 +209,7 @@ def test_manifest_merge_waits_for_the_lock_and_keeps_both_entries(tmp_path):
     from types import SimpleNamespace
 
     from rankfusion.figures import write_manifest
-    from rankfusion.pipeline import entry_lock
+    from rankfusion.files import entry_lock
 
     profile = SimpleNamespace(model={}, train={}, seeds=(0,), obs_ratios=(0.2,))
     cache = SimpleNamespace(manifest_runs=lambda keys: [], fingerprint="f")

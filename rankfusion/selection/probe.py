@@ -1,0 +1,345 @@
+"""The fusion probe: per-modality projections (Eq. 2), the model's RTF (Eqs. 3-5) and a head, trained full-batch.
+
+torch is imported inside the functions that fit or run a probe: the criterion on feature files
+needs no torch.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+
+import numpy as np
+
+from .. import spectral, stats
+from .._validation import InputError, check_float, check_int
+from ..model import RankEnhancingTokenFuser, blend, blend_weights, channel_scores
+from ..spectral import blended_channel_count, low_informative_channels
+from .arrays import _as_numpy64
+from .surrogates import min_surrogates
+
+
+@dataclass(frozen=True)
+class ProbeConfig:
+    """Settings of the fusion probe and of the evidence computed with it.
+
+    Attributes
+    ----------
+    width : int, default 32
+        Common token width D every modality is projected to (Eq. 2: Linear + ReLU).
+    exchange_ratio : float, default 0.1
+        Fraction of channels RTF blends (Eq. 3), as in the paper.
+    head : {"linear", "mlp"}, default "linear"
+        Classifier on the concatenated fused tokens.
+    hidden : int, default 64
+        Hidden width of the MLP head.
+    steps : int, default 100
+        Full-batch Adam steps per fit (deterministic: no shuffling).
+    lr, weight_decay : float
+        Adam settings.
+    folds : int, default 5
+        Stratified cross-validation folds.
+    seeds : tuple of int, default (0,)
+        Each seed sets a fold assignment and the probe's initialisation; replicates are
+        ``folds * len(seeds)`` (more seeds: a tighter task-gain interval at proportional cost).
+    n_surrogates : int, default 19
+        Noise-control surrogates per candidate, each fitted on every replicate like the candidate.
+        At least :func:`min_surrogates` (19 at alpha 0.05): with fewer, the empirical p-value of
+        the control can never fall below alpha.
+    threads : int, default 1
+        Torch threads while fitting (small matrices: one thread is as fast and robust on shared cores).
+    """
+
+    width: int = 32
+    exchange_ratio: float = 0.1
+    head: str = "linear"
+    hidden: int = 64
+    steps: int = 100
+    lr: float = 2e-2
+    weight_decay: float = 1e-4
+    folds: int = 5
+    seeds: tuple = (0,)
+    n_surrogates: int = 19
+    threads: int = 1
+
+    def __post_init__(self):
+        check_int(self.width, "width", low=1)
+        check_float(self.exchange_ratio, "exchange_ratio", low=0.0, high=1.0, low_open=True)
+        if self.head not in ("linear", "mlp"):
+            raise InputError(f"head must be 'linear' or 'mlp', got {self.head!r}")
+        check_int(self.hidden, "hidden", low=1)
+        check_int(self.steps, "steps", low=1)
+        check_float(self.lr, "lr", low=0.0, low_open=True)
+        check_float(self.weight_decay, "weight_decay", low=0.0)
+        check_int(self.folds, "folds", low=2)
+        if not self.seeds:
+            raise InputError("seeds must hold at least one seed")
+        for s in self.seeds:
+            check_int(s, "seeds", low=0)
+        check_int(self.n_surrogates, "n_surrogates", low=1)
+        if self.n_surrogates < min_surrogates():
+            raise InputError(f"n_surrogates must be at least {min_surrogates()} (the empirical p-value of "
+                             f"{self.n_surrogates} surrogates cannot reach alpha {stats.ALPHA:g}), "
+                             f"got {self.n_surrogates}")
+        check_int(self.threads, "threads", low=1)
+
+        if blended_channel_count(self.exchange_ratio, self.width) == 0:
+            raise InputError(f"width {self.width} x exchange_ratio {self.exchange_ratio:g} blends no channel "
+                             "(RTF would be the identity): raise width or exchange_ratio")
+
+
+def _probe_class():
+    # torch is imported lazily: rankfusion.selection's criterion on feature files needs no torch.
+    import torch
+    from torch import nn
+    from torch.nn import functional as F
+
+
+    class FusionProbe(nn.Module):
+        """Per-modality Linear+ReLU to a common width (Eq. 2), RTF (Eqs. 3-5) or not, a head.
+
+        ``forward`` takes a list of ``(N, C_m)`` tensors (anchor first) and returns ``(N, K)``
+        logits; :meth:`tokens` returns the fuser's inputs and outputs, each a list of ``(N, D)``;
+        :meth:`freeze` fixes RTF's channel choice on the given (training) rows for evaluation.
+        """
+
+        def __init__(self, dims, n_classes: int, config: ProbeConfig, rtf: bool = True):
+            super().__init__()
+            w = config.width
+            self.proj = nn.ModuleList(nn.Linear(int(d), w) for d in dims)
+            names = tuple(f"m{i}" for i in range(len(dims)))
+            self.rtf = (RankEnhancingTokenFuser(names, w, exchange_ratio=config.exchange_ratio)
+                        if rtf and len(dims) > 1 else None)
+            wide = w * len(dims)
+            self.head = (nn.Linear(wide, n_classes) if config.head == "linear" else
+                         nn.Sequential(nn.Linear(wide, config.hidden), nn.ReLU(), nn.Linear(config.hidden, n_classes)))
+
+        def tokens(self, xs):
+            before = [F.relu(p(x)) for p, x in zip(self.proj, xs)]
+            if self.rtf is None:
+                return before, before
+            # rows are independent samples: one time step each, all valid
+            mask = torch.ones(before[0].shape[0], 1, dtype=torch.bool, device=before[0].device)
+            out = self.rtf([b[:, None, :] for b in before], mask)
+            return before, [a[:, 0, :] for a in out.after]
+
+        def forward(self, xs):
+            return self.head(torch.cat(self.tokens(xs)[1], dim=1))
+
+        @torch.no_grad()
+        def freeze(self, xs):
+            """Choose RTF's blended channels on ``xs`` (the training rows) and use them at evaluation."""
+            if self.rtf is None:
+                return
+            before = [F.relu(p(x)) for p, x in zip(self.proj, xs)]
+            mask = torch.ones(before[0].shape[0], 1, dtype=torch.bool, device=before[0].device)
+            self.rtf.freeze([b[:, None, :] for b in before], mask)
+
+    return FusionProbe
+
+
+@contextlib.contextmanager
+def _torch_threads(n: int):
+    """``n`` torch threads and ``n`` BLAS threads for NumPy (the surrogates' QR: a multi-threaded
+    BLAS on small matrices spin-waits for busy cores)."""
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    old = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        with threadpool_limits(n):
+            yield
+    finally:
+        torch.set_num_threads(old)
+
+
+def fit_probe(xs, labels, *, config: ProbeConfig | None = None, rtf: bool = True, seed: int = 0):
+    """Train a fusion probe on ``xs`` (anchor first) to predict ``labels``.
+
+    Parameters
+    ----------
+    xs : sequence of ndarray or tensor of shape (N, C_m)
+        Standardised features, rows aligned; one entry gives the anchor-only probe.
+    labels : ndarray or tensor of shape (N,)
+        Class ids in ``[0, K)``.
+    config : ProbeConfig, optional
+    rtf : bool, default True
+        Fuse with RTF (Eq. 4); False concatenates the projections (the plain fusion of Table 2).
+    seed : int, default 0
+        Seeds the initialisation (weights and RTF's alpha). Full-batch training has no other
+        randomness: the same seed on the same machine gives bit-identical weights.
+
+    Returns
+    -------
+    FusionProbe
+        In eval mode, float32, on the CPU, with RTF's channel choice frozen on the training rows
+        (:meth:`rankfusion.model.RankEnhancingTokenFuser.freeze`): evaluating held-out rows does not
+        let them pick the channels.
+    """
+    import torch
+    from torch.nn import functional as F
+
+    config = config or ProbeConfig()
+    ts = [torch.as_tensor(_as_numpy64(x, "xs"), dtype=torch.float32) for x in xs]
+    y = torch.as_tensor(_as_numpy64(labels, "labels").astype(np.int64))
+    n_classes = int(y.max()) + 1
+    with _torch_threads(config.threads):
+        torch.manual_seed(seed)
+        model = _probe_class()([t.shape[1] for t in ts], n_classes, config, rtf=rtf)
+        opt = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+        model.train()
+        for _ in range(config.steps):
+            opt.zero_grad(set_to_none=True)
+            F.cross_entropy(model(ts), y).backward()
+            opt.step()
+        model.eval()
+        model.freeze(ts)
+    return model
+
+
+def fit_probe_members(anchor_x, candidate_xs, labels, *, config: ProbeConfig | None = None, seed: int = 0):
+    """Train one RTF fusion probe per candidate matrix at once, all from the same initialisation.
+
+    Member ``i`` is the probe :func:`fit_probe` would train on ``[anchor_x, candidate_xs[i]]``
+    with ``rtf=True`` and ``seed``: the same initial weights (those of ``fit_probe``'s probe),
+    loss, full-batch Adam steps and RTF (Eqs. 3-5, :func:`rankfusion.model.blend`), run as batched
+    matrix products. Adam acts element by element and each member's loss depends on its own
+    weights only, so the members train independently; only the floating-point summation order
+    differs from separate fits. This is how the noise control affords fitting every surrogate on
+    every replicate: the candidate and its surrogates go through this one routine together.
+
+    Parameters
+    ----------
+    anchor_x : ndarray of shape (N, C_a)
+        Standardised anchor rows (training rows only).
+    candidate_xs : ndarray of shape (S, N, C_c)
+        One standardised candidate matrix per member, rows aligned with ``anchor_x``.
+    labels : ndarray of shape (N,)
+    config : ProbeConfig, optional
+    seed : int, default 0
+
+    Returns
+    -------
+    ProbeMembers
+        The trained weights, with RTF's channel choice frozen on these training rows.
+    """
+    import torch
+    from torch.nn import functional as F
+
+    config = config or ProbeConfig()
+    za = torch.as_tensor(_as_numpy64(anchor_x, "anchor_x"), dtype=torch.float32)
+    zc = torch.as_tensor(_as_numpy64(candidate_xs, "candidate_xs"), dtype=torch.float32)
+    if zc.dim() != 3 or zc.shape[1] != za.shape[0]:
+        raise InputError(f"candidate_xs must be (S, N, C) with N = {za.shape[0]} anchor rows, got {tuple(zc.shape)}")
+    y = torch.as_tensor(_as_numpy64(labels, "labels").astype(np.int64))
+    n_classes = int(y.max()) + 1
+    S, N = zc.shape[0], zc.shape[1]
+    with _torch_threads(config.threads):
+        torch.manual_seed(seed)
+        ref = _probe_class()([za.shape[1], zc.shape[2]], n_classes, config, rtf=True)
+        members = ProbeMembers(ref, S)
+        opt = torch.optim.Adam(members.params.values(), lr=config.lr, weight_decay=config.weight_decay)
+        target = y.repeat(S)
+        for _ in range(config.steps):
+            opt.zero_grad(set_to_none=True)
+            logits = members.logits(za, zc)
+            # the sum over members of each member's mean loss: member i's gradient is its own
+            F.cross_entropy(logits.reshape(S * N, -1), target, reduction="sum").div(N).backward()
+            opt.step()
+        members.freeze(za, zc)
+    return members
+
+
+class ProbeMembers:
+    """``S`` RTF fusion probes with stacked weights (:func:`fit_probe_members`)."""
+
+    def __init__(self, ref, n_members: int):
+        import torch
+
+        self.k_prime = ref.rtf.k_prime
+        if ref.rtf.alpha_param != "sigmoid" or ref.rtf.exchange != "adaptive":
+            raise InputError("probe members need the probe's adaptive sigmoid alpha")
+        self.mlp = not isinstance(ref.head, torch.nn.Linear)
+        self.params = {n: p.detach().unsqueeze(0).repeat(n_members, *([1] * p.dim())).clone().requires_grad_()
+                       for n, p in ref.named_parameters()}
+        self.low = None  # (2, S, k') frozen channel choice
+
+    def tokens(self, za, zc):
+        """``(before, after)``, each ``[anchor, candidate]`` of shape (S, N, D)."""
+        import torch
+        from torch.nn import functional as F
+
+
+        P = self.params
+        a = F.relu(torch.matmul(za, P["proj.0.weight"].transpose(1, 2)) + P["proj.0.bias"][:, None, :])
+        c = F.relu(torch.bmm(zc, P["proj.1.weight"].transpose(1, 2)) + P["proj.1.bias"][:, None, :])
+        if self.low is None:
+            with torch.no_grad():  # Eq. 3 on this batch's rows, as RTF does in training
+                low = [low_informative_channels(channel_scores(x.detach()), k_prime=self.k_prime) for x in (a, c)]
+        else:
+            low = self.low
+        alpha = torch.sigmoid(P["rtf.alpha_raw"])  # (S, 2, D)
+        wa, wc = blend_weights(low[0], alpha[:, 0]), blend_weights(low[1], alpha[:, 1])
+        return [a, c], [blend(a, c, wa[:, None, :]), blend(c, a, wc[:, None, :])]
+
+    def logits(self, za, zc):
+        import torch
+        from torch.nn import functional as F
+
+        P = self.params
+        h = torch.cat(self.tokens(za, zc)[1], dim=-1)
+        if not self.mlp:
+            return torch.baddbmm(P["head.bias"][:, None, :], h, P["head.weight"].transpose(1, 2))
+        h = F.relu(torch.baddbmm(P["head.0.bias"][:, None, :], h, P["head.0.weight"].transpose(1, 2)))
+        return torch.baddbmm(P["head.2.bias"][:, None, :], h, P["head.2.weight"].transpose(1, 2))
+
+    def freeze(self, za, zc):
+        """Fix the channel choice on these (training) rows for every later call."""
+        import torch
+
+
+        self.low = None
+        with torch.no_grad():
+            before, _ = self.tokens(za, zc)
+            self.low = [low_informative_channels(channel_scores(x), k_prime=self.k_prime) for x in before]
+
+    def evaluate(self, anchor_x, candidate_xs, labels) -> tuple[np.ndarray, np.ndarray]:
+        """``(gains (S, 2), accuracy (S,))`` on held-out rows: each member's anchor and candidate
+        ERank gains through its RTF (:func:`rankfusion.spectral.rank_gain`) and its accuracy."""
+        import torch
+
+
+        za = torch.as_tensor(np.asarray(anchor_x), dtype=torch.float32)
+        zc = torch.as_tensor(np.asarray(candidate_xs), dtype=torch.float32)
+        with torch.no_grad():
+            before, after = self.tokens(za, zc)
+            pred = self.logits(za, zc).argmax(-1).numpy()
+        gains = np.array([[float(spectral.rank_gain(before[m][i], after[m][i])) for m in range(2)]
+                          for i in range(zc.shape[0])])
+        return gains, (pred == np.asarray(labels)[None, :]).mean(axis=1)
+
+
+def probe_gains(model, xs) -> tuple[float, float]:
+    """Effective-rank gains (Sec. 3.2) of the anchor and the candidate through a probe's RTF.
+
+    ``before`` and ``after`` come from one forward pass of ``model`` on ``xs`` (held-out rows),
+    so both sides of each gain are computed by the same routine (:func:`rankfusion.spectral.rank_gain`).
+    """
+    import torch
+
+
+    if getattr(model, "rtf", None) is None:
+        raise InputError("model has no RTF fuser: gains through fusion need rtf=True and two modalities")
+    ts = [torch.as_tensor(_as_numpy64(x, "xs"), dtype=torch.float32) for x in xs]
+    with torch.no_grad():
+        before, after = model.tokens(ts)
+    return tuple(float(spectral.rank_gain(b, a)) for b, a in zip(before[:2], after[:2]))
+
+
+def _accuracy(model, xs, y) -> float:
+    import torch
+
+    with torch.no_grad():
+        pred = model([torch.as_tensor(x, dtype=torch.float32) for x in xs]).argmax(1).numpy()
+    return float(np.mean(pred == y))
