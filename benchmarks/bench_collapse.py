@@ -22,7 +22,7 @@ Runs go one at a time (the machine is shared), ``--threads`` torch threads each.
 Usage::
 
     nice -n 5 python benchmarks/bench_collapse.py --out /tmp/collapse --data-seeds 0,1 --levels 0,1 \
-        [--seeds 1,10,13452] [--arms rgb,depth:no-rtf depth] [--alone-levels 1] [--videos N] [--threads 2] \
+        [--seeds 1,10,13452] [--arms rgb,depth:no-rtf depth] [--alone-levels 1] [--videos N] [--split 0.6,0.1,0.3] [--profile full] [--threads 2] \
         [--json out.json]
 """
 
@@ -68,7 +68,7 @@ def _decisions(model, ds, config, only: dict):
     return right, total
 
 
-def run_arm(data, run, modalities, rtf, seed, preset, epochs):
+def run_arm(data, run, modalities, rtf, seed, preset, epochs, profile=None):
     """Train one run; return MoC, reliance per modality (fused), partner-only accuracy, timings."""
     import numpy as np
 
@@ -84,7 +84,11 @@ def run_arm(data, run, modalities, rtf, seed, preset, epochs):
     model_kw = {"modalities": list(modalities)}
     if not rtf:
         model_kw["rtf"] = False
-    cfg = load_config(preset=preset, model=model_kw, train={"epochs": epochs} if epochs else None)
+    if profile is not None:  # the sizes of a figures profile (rankfusion.profiles.PROFILES)
+        cfg = load_config(preset=profile.preset, model={**profile.model, **model_kw},
+                          train={**profile.train, **({"epochs": epochs} if epochs else {})})
+    else:
+        cfg = load_config(preset=preset, model=model_kw, train={"epochs": epochs} if epochs else None)
     train(cfg, data, run, seed=seed, progress=False)
     train_s = time.perf_counter() - t
     model, config, _ = load_run(run)
@@ -118,8 +122,11 @@ def main(argv=None):
     p.add_argument("--partner", default="depth")
     p.add_argument("--alone-levels", default=None, help="levels at which the partner-alone arm runs (default all)")
     p.add_argument("--videos", type=int, default=None)
+    p.add_argument("--split", default=None, help="split fractions train,val,test of the generated datasets")
     p.add_argument("--preset", default="synthetic-small")
     p.add_argument("--epochs", type=int, default=None)
+    p.add_argument("--profile", default=None,
+                   help="train and generate at a figures profile's sizes (e.g. full) instead of --preset")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--json", default=None)
     a = p.parse_args(argv)
@@ -135,7 +142,14 @@ def main(argv=None):
     seeds = [int(x) for x in a.seeds.split(",")]
     levels = [float(x) for x in a.levels.split(",")]
     arms = [_arm(s) for s in a.arms]
-    sizes = {"n_videos": a.videos} if a.videos else {}
+    from rankfusion.profiles import get_profile
+
+    profile = get_profile(a.profile) if a.profile else None
+    sizes = {k: v for k, v in profile.synth.items() if k not in ("complementarity", "imbalance")} if profile else {}
+    if a.videos:
+        sizes["n_videos"] = a.videos
+    if a.split:
+        sizes["split_fractions"] = tuple(float(x) for x in a.split.split(","))
     results = json.loads(Path(a.json).read_text()) if a.json and Path(a.json).is_file() else {}
     print(f"load {os.getloadavg()[0]:.1f}; {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}", flush=True)
     for s in [int(x) for x in a.data_seeds.split(",")]:
@@ -154,7 +168,7 @@ def main(argv=None):
                     if key in results:
                         continue
                     r = run_arm(data, out / "runs" / f"s{s}_k{k:g}_{spec.replace(',', '+').replace(':', '_')}_{seed}",
-                                mods, rtf, seed, a.preset, a.epochs)
+                                mods, rtf, seed, a.preset, a.epochs, profile)
                     r.update(data_seed=s, level=k, arm=spec, seed=seed,
                              partner_only_test=meta["partner_only"]["cuts_test"], load=os.getloadavg()[0])
                     results[key] = r

@@ -433,6 +433,17 @@ def _evaluate_single(run_dir: Path, split, data_root, dev, checkpoint, reliance:
     return {"rows": rows, "info": info, "notes": notes}
 
 
+def decidable_cuts(root, ds, split: str, config: RunConfig) -> set:
+    """The evaluation cut points of ``split`` that only the partner can decide, as ``{(video, obs)}``.
+
+    From the synthetic generator's record (:func:`rankfusion.data.synth.partner_only_cuts`), kept
+    at the observation ratios the run is evaluated at (``config.train.eval_obs``, 6 decimals).
+    """
+    eval_obs = {round(float(x), 6) for x in config.train.eval_obs}
+    cuts = partner_only_cuts(root, ds.split(split))
+    return {(v, round(float(o), 6)) for v, obs in cuts.items() for o in obs if round(float(o), 6) in eval_obs}
+
+
 def partner_reference(partner_run, fused_modalities, split, *, data_root=None, device=None, checkpoint="best",
                       seed: int = 0, draws: int = 3) -> dict:
     """What the partner alone attains on the cut points only it can decide (for :func:`collapse_rows`).
@@ -459,9 +470,7 @@ def partner_reference(partner_run, fused_modalities, split, *, data_root=None, d
         root = data_root or info["dataset"]
         ds = open_data(root, mods)
         if only is None:
-            cuts = partner_only_cuts(root, ds.split(split))
-            only = {(v, round(o, 6)) for v, obs in cuts.items() for o in obs
-                    if round(o, 6) in {round(float(x), 6) for x in config.train.eval_obs}}
+            only = decidable_cuts(root, ds, split, config)
             if not only:
                 raise InputError(f"dataset {str(root)!r} has no partner-only cut point in split {split!r}")
         sub = int(np.random.SeedSequence([seed, int(info["seed"])]).generate_state(1)[0])

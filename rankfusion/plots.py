@@ -677,3 +677,70 @@ def plot_timelines(panels, classes, *, obs: float):
                frameon=False)
     fig.tight_layout(rect=(0, 0.04 + 0.025 * math.ceil(len(handles) / 6), 1, 1))
     return fig
+
+
+def plot_collapse(cells, ranks, *, arms, baseline: str, alone: str, partner: str = "depth"):
+    """Modality collapse: the partner's use against the collapse level per arm, MoC per arm, and
+    the partner's effective rank over epochs.
+
+    Parameters
+    ----------
+    cells : DataFrame
+        ``level, arm, quantity, mean, sd, n_seeds`` (:class:`rankfusion.figures.collapse.CollapseCell`
+        rows; quantities ``decidable_gain``, ``moc``, ...; sd over seeds, drawn as error bars).
+    ranks : DataFrame
+        ``level, arm, seed, epoch, effective_rank``: the partner's tokens before the fuser.
+    arms : list of str
+        The arms in drawing order; ``baseline`` is plain fusion, ``alone`` the partner alone.
+    partner : str
+    """
+    plt = _mpl()
+    fig, axes = plt.subplots(1, 3, figsize=(15.0, 4.2))
+    cmap = plt.get_cmap("tab10")
+    style = {a: cmap(i) for i, a in enumerate(arms)}
+    ax = axes[0]
+    gain = cells[cells.quantity == "decidable_gain"]
+    ks = sorted(cells["level"].unique())
+    span = (ks[-1] - ks[0]) if len(ks) > 1 else 1.0
+    for i, arm in enumerate(arms):
+        part = gain[gain.arm == arm].sort_values("level")
+        if not len(part):
+            continue
+        kw = dict(color="black", ls="-", marker="o", lw=2) if arm == alone else dict(color=style[arm], marker="s")
+        label = f"{arm} (attainable)" if arm == alone else arm
+        _dose_errorbars(ax, part, 0.015 * span * (i - len(arms) / 2), label=label,
+                        ls=kw.pop("ls", "--" if len(part) > 1 else "none"), **kw)
+    ax.axhline(0.0, color="grey", lw=0.8)
+    ax.set_xlabel("collapse level K")
+    ax.set_ylabel(f"MoC drop when {partner} is swapped (points)")
+    ax.set_title(f"Use of {partner} where only it decides\nerror bars: std over seeds")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=7)
+    ax = axes[1]
+    hi = ks[-1] if ks else None
+    moc = cells[(cells.quantity == "moc") & (cells.level == hi)]
+    present = [a for a in arms if (moc.arm == a).any()]
+    vals = [moc[moc.arm == a].iloc[0] for a in present]
+    ax.bar(range(len(present)), [v["mean"] for v in vals], color=[style[a] for a in present],
+           yerr=[v["sd"] if v["sd"] == v["sd"] else 0.0 for v in vals], capsize=3)
+    ax.set_xticks(range(len(present)), present, rotation=30, ha="right", fontsize=7)
+    ax.set_ylabel("test MoC (%)")
+    lo = min((v["mean"] - (v["sd"] if v["sd"] == v["sd"] else 0.0)) for v in vals) if vals else 0.0
+    ax.set_ylim(max(0.0, lo - 5.0), None)
+    ax.set_title(f"MoC per arm at K = {hi:g}\nerror bars: std over seeds" if hi is not None else "MoC per arm")
+    ax.grid(True, axis="y", alpha=0.3)
+    ax = axes[2]
+    for (level, arm), part in ranks.groupby(["level", "arm"], sort=True):
+        m = part.groupby("epoch")["effective_rank"].agg(["mean", "std"]).reset_index()
+        c = "black" if arm == alone else style.get(arm, "grey")
+        ls = "-" if level == (ks[-1] if ks else level) else ":"
+        ax.plot(m["epoch"], m["mean"], ls, color=c, label=f"{arm}, K = {level:g}")
+        ax.fill_between(m["epoch"], m["mean"] - m["std"].fillna(0.0), m["mean"] + m["std"].fillna(0.0), color=c,
+                        alpha=0.12)
+    ax.set_xlabel("epoch (0: initialisation)")
+    ax.set_ylabel(f"ERank of {partner}'s tokens")
+    ax.set_title(f"{partner}'s effective rank over training\nband: std over seeds")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig

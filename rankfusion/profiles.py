@@ -36,6 +36,10 @@ class Profile:
         dials every point starts from), ``synth`` (:func:`rankfusion.data.synthesize` arguments of
         the dose datasets; default the profile's ``synth``, so the point at the base dials is the
         demo's own dataset and shares its runs) and ``data_seed``.
+    collapse : dict
+        Settings of the collapse family (:mod:`rankfusion.figures.collapse`; empty: none):
+        ``levels`` (the collapse dial's levels K), ``synth`` (:func:`rankfusion.data.synthesize`
+        arguments of its datasets, the dial added; default the profile's ``synth``) and ``data_seed``.
     """
 
     synth: dict = field(default_factory=dict)
@@ -46,6 +50,7 @@ class Profile:
     obs_ratios: tuple = EVAL_OBS_RATIOS
     noise_targets: tuple = (0.25, 0.75)
     dose: dict = field(default_factory=dict)
+    collapse: dict = field(default_factory=dict)
 
 
 #: ``quick``: about a minute end to end on 2 CPU cores (tests; its models barely train).
@@ -70,6 +75,12 @@ PROFILES = {
         seeds=(1,), obs_ratios=(0.3,),
         dose=dict(complementarity=(0.0, 1.0), imbalance=(1.0, 4.0), base=dict(complementarity=1.0, imbalance=1.0),
                   data_seed=0),
+        # longer videos and a larger test split than the quick dataset, so that the test split has
+        # cut points only depth can decide (data seed 1: 2 of them)
+        collapse=dict(levels=(0.0, 1.0), data_seed=1,
+                      synth=dict(n_videos=16, min_frames=100, max_frames=200, complementarity=1.0, imbalance=1.0,
+                                 split_fractions=(0.5, 0.12, 0.38),
+                                 channels={"rgb": 16, "depth": 16, "mvrgb": 16, "noise": 16, "imu": 8, "text": 8})),
     ),
     "full": Profile(
         synth=dict(n_videos=64, min_frames=150, max_frames=450, complementarity=1.0, imbalance=1.0,
@@ -79,6 +90,11 @@ PROFILES = {
         seeds=DEMO_SEEDS, obs_ratios=TRAIN_OBS_RATIOS,
         dose=dict(complementarity=(0.0, 1 / 3, 2 / 3, 1.0), imbalance=(1.0, 4.0, 16.0),
                   base=dict(complementarity=1.0, imbalance=1.0), data_seed=0),
+        # a larger test split than the demo's dataset: the cut points only depth can decide are
+        # about 15 % of the evaluation cut points, and the collapse index is measured on them
+        collapse=dict(levels=(0.0, 1.0), data_seed=0,
+                      synth=dict(n_videos=96, min_frames=150, max_frames=450, complementarity=1.0, imbalance=1.0,
+                                 split_fractions=(0.6, 0.1, 0.3))),
     ),
 }
 

@@ -15,6 +15,7 @@ import pandas as pd
 
 from . import stats, verdicts
 from .files import to_markdown
+from .figures.collapse import remedies_table
 from .verdicts import fmt as _fmt
 from .verdicts import pm as _pmf
 
@@ -398,6 +399,8 @@ def claims_section(results: dict, *, anchor: str, partner: str) -> list[str]:
     dose = results["dose"].data if "dose" in results else None
     rows = claim_rows(dose, partner=partner) if dose is not None else []
     tests = [(claim, setting, dc.test, sign) for claim, setting, dc, sign in rows]
+    if "collapse" in results:
+        tests += collapse_claim_rows(results["collapse"])
     mod = results.get("modality")
     lead = None
     if mod is not None:
@@ -411,7 +414,7 @@ def claims_section(results: dict, *, anchor: str, partner: str) -> list[str]:
     m = sum(verdicts.testable(t) for t in family)
     pct = int(round(100 * (1 - stats.ALPHA)))
     L = ["## The paper's claims on this data", ""]
-    L.append(f"Each claim is tested per dial setting of the dose-response sweeps: the difference of the two "
+    L.append(f"Each claim is tested per dial setting of the dose-response sweeps and of the collapse dial: the difference of the two "
              f"models' means over seeds with its {pct} % interval and Welch's t-test (the models differ, so a "
              f"shared seed number pairs nothing), p-values Holm-adjusted over the family of the {m} "
              f"test{'s' if m != 1 else ''} below (family-wise error {stats.ALPHA:g}). `holds` means adjusted p < {stats.ALPHA:g} in the "
@@ -440,6 +443,41 @@ def claims_section(results: dict, *, anchor: str, partner: str) -> list[str]:
                  + " See the modality-selection section for the scores.")
         L.append("")
     return L
+
+
+def collapse_claim_rows(res) -> list[tuple[str, str, object, int]]:
+    """``(claim, setting, Comparison, sign)`` of the collapse family's claims (not its MoC tests)."""
+    rows = []
+    for c in res.data.comparisons:
+        if c.quantity == "moc":
+            continue
+        rows.append((c.claim, f"collapse K={c.level:g}", c.test, c.sign))
+    return rows
+
+
+def collapse_section(res) -> list[str]:
+    """Report lines of the ``collapse`` family: the remedies table and the family's tests."""
+    d = res.data
+    hi = d.levels[-1]
+    p = d.partner
+    n = max((c.n_seeds for c in d.cells), default=0)
+    ks = ", ".join(f"{k:g}" for k in d.levels)
+    L = ["## Modality collapse and its remedies", "", _img("collapse", "collapse"), ""]
+    L.append(f"Datasets of the collapse dial at K = {ks} (data seed {res.params['data_seed']}): {p} alone "
+             f"knows each trip's direction, rgb has a hint of it that is right most of the time, and K sets how "
+             f"hard {p}'s code is to learn. *Gain where only {p} decides*: the MoC drop when {p}'s input "
+             f"comes from another video, counted on the test cut points only {p} can decide; for {p} alone "
+             f"it is what is attainable. *Collapse index*: 100 x (1 - gain / attainable). Mean ± sd over "
+             f"{n} seeds, at K = {hi:g}:")
+    L += ["", to_markdown(remedies_table(d)), ""]
+    pct = int(round(100 * (1 - stats.ALPHA)))
+    L.append(f"Every test of the family (Welch's t over seeds, {pct} % interval, Holm-adjusted over the "
+             f"{len(d.comparisons)} tests; the claims table above adjusts over its own family):")
+    L += ["", f"| claim | K | difference [{pct} % CI] | p | Holm p | verdict |", "|---|---|---|---|---|---|"]
+    for c, pa in zip(d.comparisons, d.p_holm):
+        L.append(f"| {c.claim} | {c.level:g} | {verdicts.diff_ci(c.test)} | {verdicts.p_text(c.test.p)[4:]} | "
+                 f"{verdicts.p_text(pa)[4:]} | {_claim_cell(c.test, c.sign, pa)} |")
+    return L + [""]
 
 
 def dynamics_section(res, *, n_seeds: int) -> list[str]:
@@ -499,6 +537,7 @@ REPORT_SECTIONS = (
     angles_section,
     ablation_section,
     _dose_report_section,
+    lambda r: collapse_section(r.results["collapse"]) if "collapse" in r.results else [],
     lambda r: dynamics_section(r.results["dynamics"], n_seeds=len(r.seeds)) if "dynamics" in r.results else [],
     lambda r: timeline_section(r.results["timeline"]) if "timeline" in r.results else [],
 )

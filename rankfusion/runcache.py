@@ -32,9 +32,13 @@ from .data.noisy import modality_rms, noisy_dataset
 from . import train as train_mod
 from .batched import serial_reason, train_batched
 from .extract import extract_features
-from .evaluate import moc_grid, modality_reliance
+from .evaluate import decidable_cuts, moc_grid, modality_reliance
 from .profiles import Profile
 from .runs import load_run, resolve_device
+
+#: Run options that are TrainConfig fields (the remedies of :mod:`rankfusion.remedies`); every
+#: other option of :meth:`RunCache.config` is an R3DConfig field.
+TRAIN_OVERRIDES = frozenset({"modality_dropout", "unimodal_heads", "ogm"})
 
 #: Marker a run folder gets once training finished; a folder without it is retrained.
 DONE = "rankfusion-run.json"
@@ -219,9 +223,18 @@ class RunCache:
 
     # -- configs
     def config(self, modalities, **model_overrides):
-        """The resolved :class:`rankfusion.config.RunConfig` of a run with these options."""
+        """The resolved :class:`rankfusion.config.RunConfig` of a run with these options.
+
+        ``model_overrides`` are R3DConfig fields, except the remedies of :data:`TRAIN_OVERRIDES`,
+        which go to TrainConfig; a per-modality ``modality_dropout`` is given as sorted
+        ``(modality, p)`` pairs (hashable, so a job that carries it can be deduplicated).
+        """
+        train = dict(self.profile.train)
+        for k in TRAIN_OVERRIDES & model_overrides.keys():
+            v = model_overrides[k]
+            train[k] = dict(v) if isinstance(v, tuple) else v
         model = dict(self.profile.model)
-        model.update(model_overrides)
+        model.update({k: v for k, v in model_overrides.items() if k not in TRAIN_OVERRIDES})
         model["modalities"] = tuple(modalities)
         # n_heads must divide the stacked width M * d_model; fewer modalities may need fewer heads.
         # (Profiles set both d_model and n_heads, so the preset's values never matter here.)
@@ -230,7 +243,7 @@ class RunCache:
         while (len(model["modalities"]) * d_model) % heads:
             heads -= 1
         model["n_heads"] = heads
-        return load_config(preset=self.profile.preset, model=model, train=dict(self.profile.train))
+        return load_config(preset=self.profile.preset, model=model, train=train)
 
     # -- training
     def run(self, name: str, modalities, seed: int = 1, **model_overrides) -> RunRecord:
@@ -378,6 +391,29 @@ class RunCache:
         with atomic_path(out) as tmp:
             df.to_csv(tmp, index=False)
         return df
+
+    def decidable_gain(self, rec: RunRecord, modality: str, *, split: str = "test", seed: int = 0) -> float:
+        """The run's reliance on ``modality`` counted only on the cut points only it can decide.
+
+        :func:`rankfusion.evaluate.modality_reliance` restricted to
+        :func:`rankfusion.evaluate.decidable_cuts` (a synthetic dataset's partner-only cut points),
+        in MoC points; for a model of ``modality`` alone, what that modality's information is worth
+        there. NaN when the split has no such cut point. Cached as JSON in the run.
+        """
+        out = rec.run_dir / f"decidable-{split}-{modality}-d{seed}.json"
+        if out.exists():
+            v = json.loads(out.read_text())["gain"]
+            return float("nan") if v is None else float(v)
+        dev = resolve_device(self.device)
+        model, config, _ = load_run(rec.run_dir, device=dev)
+        ds = open_dataset(self.data_root, modalities=list(config.model.modalities))
+        only = decidable_cuts(self.data_root, ds, split, config)
+        gain = float("nan")
+        if only:
+            gain = float(modality_reliance(model, ds, split, config, dev, modalities=[modality], seed=seed,
+                                           only=only)[0].drop)
+        write_json(out, {"gain": gain if only else None, "cuts": len(only), "modality": modality, "split": split})
+        return gain
 
     def manifest_runs(self, keys=None) -> list[dict]:
         """JSON records of the runs used (all, or those whose ``(run folder, label)`` is in ``keys``)."""

@@ -32,8 +32,8 @@ def _dedupe(jobs):
 
 
 def test_every_family_has_jobs_and_make():
-    assert list(FAMILIES)[:9] == ["spectra", "modality", "noise", "exchange", "angles", "ablation", "dose",
-                                  "dynamics", "timeline"]
+    assert list(FAMILIES)[:10] == ["spectra", "modality", "noise", "exchange", "angles", "ablation", "dose",
+                                   "collapse", "dynamics", "timeline"]
     assert {"theorem", "spectrum"} <= set(FAMILIES)
     for name, module in FAMILIES.items():
         for fn in ("jobs", "make"):

@@ -199,9 +199,9 @@ BYTES_PER_FRAME_CHANNEL, BYTES_PER_VIDEO = 24, 4096
 #: depth's linear code) to ``HINT_GAIN[1]`` (K = 1). What each subset can know is the same at
 #: every K, only how easily it is read changes: the oracle and the partner-only cut points do
 #: not depend on K.
-HINT_ACCURACY = 0.85
+HINT_ACCURACY = 0.9
 DIRECTION_GAIN = MODALITY_GAINS["depth"]["direction"]
-HINT_GAIN = (DIRECTION_GAIN, 2.0)
+HINT_GAIN = (DIRECTION_GAIN, 3.0)
 XOR_GAIN = 0.3
 #: Modalities that see the hint (the anchor and its second view) and the one that sees the XOR code.
 HINT_SEEN_BY = ("rgb", "mvrgb")

@@ -17,6 +17,8 @@ exchange       Fig. 5: MoC against the exchange ratio 0.1 / 0.2 / 0.3
 angles         Table 6: principal angles between X's dominant subspace and Y's injected channels
 ablation       Tables 2, 3, 8, 9 (+ R3D (Uni) of Table 1): MoC per variant
 dose           (not in the paper) MoC and modality reliance against the generator's dials
+collapse       (not in the paper) use of a modality with unique information against the collapse dial,
+               for plain fusion, RTF and the remedies, against what that modality alone attains
 dynamics       (no paper figure) effective rank of each modality over epochs, with / without RTF
 timeline       Fig. 8: ground truth vs predicted future per test video, with / without RTF, anchor alone
 theorem        Theorem 3.1 on the exported features, both directions (``theorem.md``)
@@ -32,7 +34,7 @@ from tqdm.auto import tqdm
 
 from .._progress import bar_disabled
 from .._validation import InputError, check_int
-from . import ablation, angles, dose, dynamics, exchange, modality, noise, spectra, spectrum, theorem, timeline
+from . import ablation, angles, collapse, dose, dynamics, exchange, modality, noise, spectra, spectrum, theorem, timeline
 from .common import FigureResult, RunSet
 from .context import FigureContext
 from .manifest import write_manifest
@@ -40,7 +42,7 @@ from .manifest import write_manifest
 #: The one registry of figure families: name -> module (``jobs``, ``make``), in the order
 #: ``rankfusion figures`` makes them.
 FAMILIES = {"spectra": spectra, "modality": modality, "noise": noise, "exchange": exchange, "angles": angles,
-            "ablation": ablation, "dose": dose, "dynamics": dynamics, "timeline": timeline,
+            "ablation": ablation, "dose": dose, "collapse": collapse, "dynamics": dynamics, "timeline": timeline,
             "theorem": theorem, "spectrum": spectrum}
 
 __all__ = ["FAMILIES", "FigureContext", "FigureResult", "RunSet", "check_names", "make_figures", "plan_jobs",
