@@ -102,8 +102,8 @@ from click.testing import CliRunner  # noqa: E402
 
 from rankfusion.cli import main as cli_main  # noqa: E402
 from rankfusion.data.synth import (  # noqa: E402
-    CUT_DTYPE, CUT_OBS, TRANSITIONS, _sample_video, cut_records, oracle_accuracy, oracle_table, partner_only,
-    plugin_accuracy,
+    CUT_DTYPE, CUT_OBS, HINT_ACCURACY, TRANSITIONS, _sample_video, cut_records, oracle_accuracy, oracle_table,
+    partner_only, plugin_accuracy,
 )
 
 SMALL = {"rgb": 8, "depth": 8, "noise": 8, "mvrgb": 8}
@@ -173,9 +173,10 @@ def test_oracle_on_a_case_worked_by_hand():
     assert oracle_accuracy(rec, "rgb") == pytest.approx(5.5 / 7, abs=1e-12)
     assert oracle_accuracy(rec, "rgb+depth") == oracle_accuracy(rec, ["depth"]) == 1.0
     assert oracle_accuracy(rec, "rgb+mvrgb") == oracle_accuracy(rec, "rgb+noise") == oracle_accuracy(rec, "rgb")
-    # with the collapse dial's hint (right w.p. 0.85) rgb and mvrgb do 0.85 in the carry, whatever the hint says
+    # with the collapse dial's hint (right w.p. q = HINT_ACCURACY) rgb and mvrgb do q in the carry, whatever
+    # the hint says
     hints = np.array([1, -1, -1, 0, 0, 0, 0, 0])
-    assert oracle_accuracy(rec, "rgb", hints) == pytest.approx((3 * 0.85 + 4) / 7, abs=1e-12)
+    assert oracle_accuracy(rec, "rgb", hints) == pytest.approx((3 * HINT_ACCURACY + 4) / 7, abs=1e-12)
     assert oracle_accuracy(rec, "mvrgb", hints) == oracle_accuracy(rec, "rgb", hints)
     assert oracle_accuracy(rec, "noise", hints) == oracle_accuracy(rec, "rgb")
     assert oracle_accuracy(rec, "rgb+depth", hints) == 1.0

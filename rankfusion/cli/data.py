@@ -69,7 +69,7 @@ def _parse_split(fractions: str) -> tuple:
 @click.option("--imbalance", default=DEFAULT_IMBALANCE, show_default=True, type=float,
               help=">= 1: rgb's signal-to-noise amplitude over depth's (1: balanced; R lowers depth's SNR R^2-fold).")
 @click.option("--collapse", default=None, type=float, metavar="K",
-              help="0..1: the collapse dial (default off). rgb sees an 85%-right hint of each trip's direction "
+              help="0..1: the collapse dial (default off). rgb sees a 90%-right hint of each trip's direction "
                    "at every K; depth's code of it turns from linear (K = 0, as easy as the hint) to an XOR "
                    "(K = 1) while the hint gets stronger. The oracle is the same at every K.")
 @click.option("--split", "fractions", default=",".join(f"{f:g}" for f in DEFAULT_SPLIT), show_default=True,
