@@ -479,12 +479,24 @@ def _do_group(jobs: list) -> list[tuple[str, bool]]:
 
 
 def group_jobs(jobs) -> list[list[RunJob]]:
-    """:func:`merge_jobs`, then the jobs of one configuration (all but the seed equal) in one group."""
+    """:func:`merge_jobs`, then the jobs of one configuration (all but the seed equal) in one group.
+
+    A configuration whose seeds cannot be batched (:func:`rankfusion.batched.serial_reason`, e.g.
+    a remedy of :mod:`rankfusion.remedies`) gives one group per seed instead: its seeds train one
+    after another anyway, so the pool may as well spread them over its workers.
+    """
     groups: dict[tuple, list[RunJob]] = {}
     for j in merge_jobs(jobs):
         key = (j.data_root, j.cache_dir, repr(j.profile), j.fingerprint, j.modalities, j.overrides, j.device)
         groups.setdefault(key, []).append(j)
-    return list(groups.values())
+    out = []
+    for g in groups.values():
+        cfg = g[0].cache().config(g[0].modalities, **dict(g[0].overrides))
+        if len(g) > 1 and serial_reason(cfg, device=g[0].device) is not None:
+            out += [[j] for j in g]
+        else:
+            out.append(g)
+    return out
 
 
 def _init_worker() -> None:

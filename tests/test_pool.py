@@ -86,6 +86,9 @@ def test_seeds_of_one_configuration_train_together(data, tmp_path):
             [cache.job(["rgb"], s) for s in (1, 10)]
 
     assert [len(g) for g in runcache.group_jobs(jobs(one))] == [2, 2]
+    # seeds that cannot be batched (a remedy) are one task each, so the pool spreads them
+    heads = [one.job(["rgb", "depth"], s, unimodal_heads=1.0) for s in (1, 10)]
+    assert [len(g) for g in runcache.group_jobs(jobs(one) + heads)] == [2, 2, 1, 1]
     assert all(runcache.run_jobs(jobs(one), workers=1, progress=False).values())
     two.prefetch(jobs(two), workers=2, progress=False)
     assert len(two.trained_now) == 4
