@@ -17,13 +17,16 @@ Then, per dataset seed, the Welch test (``rankfusion.stats.compare``, alpha 0.05
 arm's reliance on depth at the highest K against the lowest K, and the binomial test of the
 partner-alone arm's ``only`` accuracy against 1/2 (each training seed, and pooled).
 
+``--dial spurious`` runs the same on the spurious cue's levels S (``--spurious S``) instead of
+the collapse dial's K (the printed "K" is then S).
+
 Runs go one at a time (the machine is shared), ``--threads`` torch threads each.
 
 Usage::
 
     nice -n 5 python benchmarks/bench_collapse.py --out /tmp/collapse --data-seeds 0,1 --levels 0,1 \
-        [--seeds 1,10,13452] [--arms rgb,depth:no-rtf depth] [--alone-levels 1] [--videos N] [--split 0.6,0.1,0.3] [--profile full] [--threads 2] \
-        [--json out.json]
+        [--dial collapse|spurious] [--seeds 1,10,13452] [--arms rgb,depth:no-rtf depth] [--alone-levels 1] \
+        [--videos N] [--split 0.6,0.1,0.3] [--profile full] [--threads 2] [--json out.json]
 """
 
 from __future__ import annotations
@@ -115,7 +118,8 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", required=True, help="working folder (datasets and runs)")
     p.add_argument("--data-seeds", default="0,1")
-    p.add_argument("--levels", default="0,1", help="collapse levels K")
+    p.add_argument("--levels", default="0,1", help="levels of the dial (collapse K or spurious S)")
+    p.add_argument("--dial", default="collapse", choices=("collapse", "spurious"), help="which dial --levels sets")
     p.add_argument("--seeds", default=",".join(map(str, SEEDS)), help="training seeds")
     p.add_argument("--arms", nargs="+", default=["rgb,depth:no-rtf", "depth"],
                    help="MODS[:no-rtf]; the first fused arm is tested for reliance on the partner")
@@ -154,10 +158,11 @@ def main(argv=None):
     print(f"load {os.getloadavg()[0]:.1f}; {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}", flush=True)
     for s in [int(x) for x in a.data_seeds.split(",")]:
         for k in levels:
-            data = out / f"data_s{s}_k{k:g}"
+            tag = f"k{k:g}" if a.dial == "collapse" else f"spur{k:g}"
+            data = out / f"data_s{s}_{tag}"
             if not (data / "synth.json").is_file():
                 t = time.perf_counter()
-                synthesize(data, seed=s, collapse=k, overwrite=True, **sizes)
+                synthesize(data, seed=s, overwrite=True, **{a.dial: k}, **sizes)
                 print(f"S{s} K{k:g}: generated in {time.perf_counter() - t:.0f} s", flush=True)
             meta = json.loads((data / "synth.json").read_text())
             for spec, mods, rtf in arms:
@@ -167,7 +172,7 @@ def main(argv=None):
                     key = f"S{s} K{k:g} {spec} seed {seed}"
                     if key in results:
                         continue
-                    r = run_arm(data, out / "runs" / f"s{s}_k{k:g}_{spec.replace(',', '+').replace(':', '_')}_{seed}",
+                    r = run_arm(data, out / "runs" / f"s{s}_{tag}_{spec.replace(',', '+').replace(':', '_')}_{seed}",
                                 mods, rtf, seed, a.preset, a.epochs, profile)
                     r.update(data_seed=s, level=k, arm=spec, seed=seed,
                              partner_only_test=meta["partner_only"]["cuts_test"], load=os.getloadavg()[0])

@@ -102,8 +102,8 @@ from click.testing import CliRunner  # noqa: E402
 
 from rankfusion.cli import main as cli_main  # noqa: E402
 from rankfusion.data.synth import (  # noqa: E402
-    CUT_DTYPE, CUT_OBS, TRANSITIONS, _sample_video, cut_records, oracle_accuracy, oracle_table, partner_only,
-    plugin_accuracy,
+    CUT_DTYPE, CUT_OBS, HINT_ACCURACY, TRANSITIONS, _sample_video, cut_records, oracle_accuracy, oracle_table,
+    partner_only, plugin_accuracy,
 )
 
 SMALL = {"rgb": 8, "depth": 8, "noise": 8, "mvrgb": 8}

@@ -50,7 +50,7 @@ def test_the_dial_keeps_what_each_subset_knows(levels):
         g = m["collapse"]["gains"]
         assert g["linear_direction"] == pytest.approx(1.2 * (1 - k)) and g["xor"] == pytest.approx(XOR_GAIN * k)
         assert g["hint"] == pytest.approx(HINT_GAIN[0] + k * (HINT_GAIN[1] - HINT_GAIN[0]))
-    # ... and the one the dial adds to rgb: its hint, right w.p. 0.85 in every trip's carry
+    # ... and the one the dial adds to rgb: its hint, right w.p. 0.9 in every trip's carry
     assert base["oracle"]["rgb"] == pytest.approx(HINT_ACCURACY, abs=0.02)  # a rare cut inside pick_dish counts 1
     assert base["oracle"]["rgb+depth"] == base["oracle"]["depth"] == 1.0
     assert metas[None]["oracle"]["rgb"] == pytest.approx(0.5, abs=0.01) and metas[None]["collapse"] is None
@@ -177,7 +177,7 @@ def test_the_oracle_is_not_beaten_by_held_out_predictors_that_see_more(complemen
 
 
 def test_partner_only_share_is_the_wrong_hints(levels):
-    # Every decision-bearing carry is the partner's alone with probability 1 - 0.85, independently
+    # Every decision-bearing carry is the partner's alone with probability 1 - 0.9, independently
     # per trip: over many simulated trips the share is within 4 binomial sd of 0.15.
     rng = np.random.default_rng(7)
     only = carries = 0

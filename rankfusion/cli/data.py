@@ -69,15 +69,19 @@ def _parse_split(fractions: str) -> tuple:
 @click.option("--imbalance", default=DEFAULT_IMBALANCE, show_default=True, type=float,
               help=">= 1: rgb's signal-to-noise amplitude over depth's (1: balanced; R lowers depth's SNR R^2-fold).")
 @click.option("--collapse", default=None, type=float, metavar="K",
-              help="0..1: the collapse dial (default off). rgb sees an 85%-right hint of each trip's direction "
+              help="0..1: the collapse dial (default off). rgb sees a 90%-right hint of each trip's direction "
                    "at every K; depth's code of it turns from linear (K = 0, as easy as the hint) to an XOR "
                    "(K = 1) while the hint gets stronger. The oracle is the same at every K.")
+@click.option("--spurious", default=None, type=float, metavar="S",
+              help="0..1: the spurious cue (default off). rgb sees a cue of each trip's direction, right with "
+                   "probability (1 + S) / 2 in the training videos and 1/2 in val and test (no information); "
+                   "depth keeps its code. Combines with --collapse. The oracle (held-out) is the same at every S.")
 @click.option("--split", "fractions", default=",".join(f"{f:g}" for f in DEFAULT_SPLIT), show_default=True,
               help="Train,val,test shares of the videos.")
 @click.option("--split-set", default="split1", show_default=True, help="Bundle names: train.<split-set>.bundle.")
 @click.option("--force", is_flag=True, help="Replace OUT if it exists.")
 def synth_cmd(out, seed, n_videos, min_frames, max_frames, channels, noise_scale, complementarity, nuisance,
-              imbalance, collapse, fractions, split_set, force):
+              imbalance, collapse, spurious, fractions, split_set, force):
     """Write the synthetic multi-modal activity dataset to OUT (see docs/datasets.md)."""
     from ..data.synth import synthesize
 
@@ -86,16 +90,19 @@ def synth_cmd(out, seed, n_videos, min_frames, max_frames, channels, noise_scale
                       channels=_parse_channels(channels), noise_scale=noise_scale, split_set=split_set,
                       split_fractions=_parse_split(fractions),
                       complementarity=complementarity, nuisance=nuisance, imbalance=imbalance,
-                      collapse=collapse, overwrite=force, progress=True)
+                      collapse=collapse, spurious=spurious, overwrite=force, progress=True)
     size = sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
     truth = json.loads((path / "synth.json").read_text())
     share = truth["measured"]["decision_bearing_share"]
     oracle = truth["oracle"]
     pair = " ".join(f"{k} {100 * oracle[k]:.1f}%" for k in ("rgb", "rgb+depth") if k in oracle)
     only = truth["partner_only"]["share"]
+    cue = truth.get("spurious")
+    cue = (f"; cue right {100 * cue['cue_accuracy_train']:.1f}% of train trips, "
+           f"{100 * cue['cue_accuracy_eval']:.1f}% of val/test trips" if cue else "")
     click.echo(f"wrote {path} ({n_videos} videos, {size / 2**20:.1f} MiB) in {time.perf_counter() - t0:.1f} s; "
                f"decision-bearing cut points {100 * share:.1f}%, partner-only {100 * only:.1f}%"
-               + (f"; next-action oracle {pair}" if pair else ""))
+               + (f"; next-action oracle {pair}" if pair else "") + cue)
 
 
 @data.command("check")

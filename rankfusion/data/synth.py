@@ -8,12 +8,15 @@ each modality can see is known by construction (docs/datasets.md):
   *toward* the dishwasher and ``place_on_shelf`` when it moves *away* (the paper's "loading vs
   unloading" example), and the direction is drawn afresh for every trip, so the past actions do
   not give it away;
-* three dials make the benchmark an instrument (docs/datasets.md, "Dials"):
+* dials make the benchmark an instrument (docs/datasets.md, "Dials"):
   ``complementarity`` C is the share of evaluation cut points (observation ratios 0.2 / 0.3)
   that end inside such a trip, so that only the direction decides what comes next;
   ``nuisance`` N is the energy of per-video constants (appearance, scene geometry) relative to
   the per-frame signal; ``imbalance`` R makes the partner's signal-to-noise ratio R^2 times
-  lower than the anchor's;
+  lower than the anchor's; ``collapse`` K (off by default) codes the direction ever harder to
+  read beside an easy partial hint in the anchor; ``spurious`` S (off by default) gives the anchor
+  a cue of the direction that is right with probability (1 + S) / 2 in training and tells nothing
+  in validation and test;
 * hidden factors per frame: action, object, direction of motion, location, motion energy,
   segment progress; per video: appearance (lighting/colour) and scene geometry (room layout);
 * modalities are fixed random projections of the factors each one can see, plus structured
@@ -212,6 +215,18 @@ HINT_DIM, XOR_DIM = 3, 4
 #: rest of the dataset uses, so a dataset with the dial off is the dataset without it.
 _DIAL_KEY = 7919
 
+#: The spurious-cue dial (``spurious`` S in [0, 1]; off by default; docs/datasets.md, "Spurious
+#: cue"): the colored-MNIST set-up of the greedy-learner papers. With it on, the anchors see a *cue*
+#: of each trip's direction, right with probability ``(1 + S) / 2`` in the training split's videos
+#: and 1/2 (no information) in validation and test videos; depth keeps its code. The cue's gain is
+#: the collapse hint's at K = 1: larger than depth's direction code, so the cue is the easier read.
+SPURIOUS_GAIN = HINT_GAIN[1]
+SPURIOUS_SEEN_BY = HINT_SEEN_BY
+#: Size of the cue's latent block (projected by its own random matrices).
+CUE_DIM = 3
+#: Spawn-key suffix of the spurious cue's own random streams (not the collapse dial's).
+_SPURIOUS_KEY = 7927
+
 
 @dataclasses.dataclass(frozen=True)
 class SynthConfig:
@@ -241,6 +256,8 @@ class SynthConfig:
         Anchor-to-partner ratio of signal-to-noise *amplitude* (energy ratio ``imbalance**2``).
     collapse : float in [0, 1] or None
         Level K of the collapse dial; None: the dial is off (no hint, depth's code linear).
+    spurious : float in [0, 1] or None
+        Level S of the spurious cue; None: off (no cue).
     """
 
     seed: int = 0
@@ -255,6 +272,7 @@ class SynthConfig:
     nuisance: float = DEFAULT_NUISANCE
     imbalance: float = DEFAULT_IMBALANCE
     collapse: float | None = None
+    spurious: float | None = None
 
     def validate(self) -> "SynthConfig":
         check_int(self.seed, "seed", low=0)
@@ -266,6 +284,7 @@ class SynthConfig:
         check_float(self.nuisance, "nuisance", low=0.0, high=100.0)
         check_float(self.imbalance, "imbalance", low=1.0, high=100.0)
         check_float(self.collapse, "collapse", low=0.0, high=1.0, allow_none=True)
+        check_float(self.spurious, "spurious", low=0.0, high=1.0, allow_none=True)
         if not isinstance(self.channels, dict) or not self.channels:
             raise InputError(f"channels must be a non-empty dict {{modality: channels}}, got {self.channels!r}")
         for m, c in self.channels.items():
@@ -467,9 +486,10 @@ def _sample_video(rng, n, complementarity):
 
 
 # ----------------------------------------------------------------------------- the collapse dial
-def _dial_seq(seq: np.random.SeedSequence) -> np.random.SeedSequence:
-    """The collapse dial's own stream beside ``seq`` (same entropy, a spawn key no spawn() gives)."""
-    return np.random.SeedSequence(seq.entropy, spawn_key=tuple(seq.spawn_key) + (_DIAL_KEY,))
+def _dial_seq(seq: np.random.SeedSequence, key: int = _DIAL_KEY) -> np.random.SeedSequence:
+    """A dial's own stream beside ``seq`` (same entropy, a spawn key no spawn() gives); ``key``:
+    ``_DIAL_KEY`` (the collapse dial) or ``_SPURIOUS_KEY`` (the spurious cue)."""
+    return np.random.SeedSequence(seq.entropy, spawn_key=tuple(seq.spawn_key) + (key,))
 
 
 class _CollapseCode:
@@ -520,16 +540,72 @@ def _dial_draws(rng, segments):
     """
     n = sum(f for _, f, _ in segments)
     hint, bit1 = np.zeros(n, np.int8), np.zeros(n, np.int8)
-    t, right, prev = 0, True, None
-    for a, f, d in segments:
-        name = ACTIONS[a]
-        if name in ("pick_dish", "carry_dish") and d != 0:
-            if not (name == "carry_dish" and prev == "pick_dish"):
-                right = rng.random() < HINT_ACCURACY
+    right = True
+    for t, f, d, trip, new in _trip_segments(segments):
+        if new:
+            right = rng.random() < HINT_ACCURACY
+        if trip:
             hint[t:t + f] = d if right else -d
         bit1[t:t + f] = 1 if rng.random() < 0.5 else -1
-        prev, t = name, t + f
     return hint, bit1
+
+
+def _trip_segments(segments):
+    """Per segment of ``segments``: ``(start, frames, direction, in_trip, new_trip)``.
+
+    ``in_trip``: a ``pick_dish`` / ``carry_dish`` segment with a direction; ``new_trip``: such a
+    segment that draws a fresh hint or cue, i.e. every one but a carry straight after its pick
+    (one trip, one draw).
+    """
+    t, prev = 0, None
+    for a, f, d in segments:
+        name = ACTIONS[a]
+        trip = name in ("pick_dish", "carry_dish") and d != 0
+        yield t, f, d, trip, trip and not (name == "carry_dish" and prev == "pick_dish")
+        prev, t = name, t + f
+
+
+# ----------------------------------------------------------------------------- the spurious cue
+class _SpuriousCue:
+    """Fixed part of the spurious cue: its latent vector and its projection into each anchor.
+
+    The cue is ``c * cue_vec`` (c = +-1), modulated over the segment like the collapse hint
+    (``0.6 + 0.8 * progress``), with gain ``SPURIOUS_GAIN``, projected by its own random matrices.
+    """
+
+    def __init__(self, rng, channels, level: float):
+        self.level = float(level)
+        self.cue_vec = _embeddings(rng, 1, CUE_DIM)[0] * 1.5
+        self.proj = {m: rng.standard_normal((CUE_DIM, channels.get(m, 1))) / np.sqrt(LATENT)
+                     for m in SPURIOUS_SEEN_BY}
+
+    def accuracy(self, train: bool) -> float:
+        """Probability that a trip's cue equals its direction: ``(1 + S) / 2`` in training, else 1/2."""
+        return (1.0 + self.level) / 2.0 if train else 0.5
+
+    def signals(self, cue, progress) -> dict:
+        """Per-frame signal each anchor adds, ``{modality: (n, channels)}``; ``cue`` (n,) in {-1, 0, 1}."""
+        c = SPURIOUS_GAIN * cue[:, None] * self.cue_vec[None, :] * (0.6 + 0.8 * progress)[:, None]
+        return {m: c @ self.proj[m] for m in self.proj}
+
+
+def _cue_draws(rng, segments, accuracy: float):
+    """Per-frame cue of one video's ``segments`` (+-1 inside trips, 0 elsewhere) and its trip counts.
+
+    Each trip's cue equals its direction with probability ``accuracy`` (one draw per trip, as the
+    collapse hint). Returns ``(cue (n,) int8, trips, right)``: the number of trips drawn and of
+    those whose cue equals the direction.
+    """
+    cue = np.zeros(sum(f for _, f, _ in segments), np.int8)
+    trips = hits = 0
+    right = True
+    for t, f, d, trip, new in _trip_segments(segments):
+        if new:
+            right = bool(rng.random() < accuracy)
+            trips, hits = trips + 1, hits + right
+        if trip:
+            cue[t:t + f] = d if right else -d
+    return cue, trips, hits
 
 
 # ----------------------------------------------------------------------------- rendering
@@ -585,10 +661,11 @@ def _render(rng, world: _World, blocks, const, narr, cfg: SynthConfig, stats=Non
 
     ``stats`` (optional dict) accumulates per modality: frames, per-frame signal energy, per-video
     constant energy (latent space and feature space) and noise energy (feature space).
-    ``dial`` (collapse dial on): ``{modality: (n, channels)}`` signals added by
-    :meth:`_CollapseCode.signals`, and ``"linear_direction"``, the gain of depth's linear
-    direction code in place of ``MODALITY_GAINS["depth"]["direction"]``. The noise amplitudes
-    do not depend on the dial, so the noise of every modality is the same at every K.
+    ``dial`` (a dial on, :func:`_video_dial`): ``{modality: (n, channels)}`` signals added by
+    :meth:`_CollapseCode.signals` and :meth:`_SpuriousCue.signals`, and with the collapse dial
+    ``"linear_direction"``, the gain of depth's linear direction code in place of
+    ``MODALITY_GAINS["depth"]["direction"]``. The noise amplitudes do not depend on the dials, so
+    the noise of every modality is the same at every level.
     """
     from scipy.signal import lfilter  # scipy.signal is slow to import: not on every CLI start
 
@@ -603,7 +680,7 @@ def _render(rng, world: _World, blocks, const, narr, cfg: SynthConfig, stats=Non
             b = CONSTANT_OF[m]
             # energy of the constant = nuisance x the video's mean per-frame signal energy (in expectation)
             zc[SLICES[b]] = const[b] * np.sqrt(cfg.nuisance * np.mean(np.sum(z**2, 1)))
-        if dial is not None and m == XOR_SEEN_BY:  # after the constant: it stays the same at every K
+        if dial is not None and m == XOR_SEEN_BY and "linear_direction" in dial:  # after the constant: same at every K
             z[:, SLICES["direction"]] *= dial["linear_direction"] / MODALITY_GAINS[m]["direction"]
         sig, con = z @ world.proj[m], zc @ world.proj[m]
         if dial is not None and m in dial:
@@ -947,7 +1024,7 @@ def synthesize(out_dir, *, seed=0, n_videos=DEFAULT_VIDEOS, min_frames=DEFAULT_M
                max_frames=DEFAULT_MAX_FRAMES, channels=None,
                split_fractions=DEFAULT_SPLIT, noise_scale=1.0, split_set="split1",
                complementarity=DEFAULT_COMPLEMENTARITY, nuisance=DEFAULT_NUISANCE, imbalance=DEFAULT_IMBALANCE,
-               collapse=None, overwrite=False, progress=False) -> Path:
+               collapse=None, spurious=None, overwrite=False, progress=False) -> Path:
     """Write the synthetic multi-modal activity dataset in the standard layout.
 
     The dataset is built in a temporary folder next to ``out_dir`` and renamed into place, so an
@@ -990,6 +1067,11 @@ def synthesize(out_dir, *, seed=0, n_videos=DEFAULT_VIDEOS, min_frames=DEFAULT_M
     collapse : float in [0, 1], optional
         Level K of the collapse dial (None: off; K = 0: depth's code linear, 1: an XOR, rgb's
         hint stronger; the oracle is the same at every K: ``HINT_ACCURACY``, docs/datasets.md).
+    spurious : float in [0, 1], optional
+        Level S of the spurious cue (None: off): rgb and mvrgb see a cue of each trip's direction,
+        right with probability (1 + S) / 2 in the training split's videos and 1/2 in validation
+        and test videos (docs/datasets.md, "Spurious cue"). Combines with ``collapse``. The
+        oracle (for held-out videos) is the same at every S.
     overwrite : bool
         Replace an existing ``out_dir``.
     progress : bool
@@ -1006,22 +1088,26 @@ def synthesize(out_dir, *, seed=0, n_videos=DEFAULT_VIDEOS, min_frames=DEFAULT_M
     cfg = SynthConfig(seed=seed, n_videos=n_videos, min_frames=min_frames, max_frames=max_frames,
                       channels=dict(channels), split_fractions=tuple(split_fractions), noise_scale=noise_scale,
                       split_set=split_set, complementarity=complementarity, nuisance=nuisance,
-                      imbalance=imbalance, collapse=collapse).validate()
+                      imbalance=imbalance, collapse=collapse, spurious=spurious).validate()
     out = Path(out_dir)
     _check_destination(cfg, out, overwrite)
     t0 = time.perf_counter()
     with atomic_dir(out) as tmp:
-        truth = _write(tmp, cfg, progress)
-        meta = {"generator": "rankfusion.data.synth", "config": dataclasses.asdict(cfg),
-                "actions": list(ACTIONS), "transitions": TRANSITIONS, "mean_duration": MEAN_DURATION,
-                "reference_length": REFERENCE_LENGTH,
-                "modality_gains": {m: MODALITY_GAINS[m] for m in cfg.channels},
-                "modality_sees": {m: sorted(modality_sees(m)) for m in cfg.channels},
-                "reference_modality": ANCHOR,
-                "most_complementary": MOST_COMPLEMENTARY if {ANCHOR, MOST_COMPLEMENTARY} <= set(cfg.channels) else None,
-                **truth, "seconds": round(time.perf_counter() - t0, 3)}
+        meta = _synth_meta(cfg, _write(tmp, cfg, progress), time.perf_counter() - t0)
         (tmp / "synth.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
     return out
+
+
+def _synth_meta(cfg: SynthConfig, truth: dict, seconds: float) -> dict:
+    """``synth.json``: the settings, the generator's law, ``truth`` (:func:`_write`) and the time taken."""
+    return {"generator": "rankfusion.data.synth", "config": dataclasses.asdict(cfg),
+            "actions": list(ACTIONS), "transitions": TRANSITIONS, "mean_duration": MEAN_DURATION,
+            "reference_length": REFERENCE_LENGTH,
+            "modality_gains": {m: MODALITY_GAINS[m] for m in cfg.channels},
+            "modality_sees": {m: sorted(modality_sees(m)) for m in cfg.channels},
+            "reference_modality": ANCHOR,
+            "most_complementary": MOST_COMPLEMENTARY if {ANCHOR, MOST_COMPLEMENTARY} <= set(cfg.channels) else None,
+            **truth, "seconds": round(seconds, 3)}
 
 
 def _channels_arg(channels) -> dict:
@@ -1040,30 +1126,29 @@ def _write(root: Path, cfg: SynthConfig, progress: bool) -> dict:
     world.set_amplitudes(_signal_power(np.random.default_rng(pilot_seq), world, cfg), cfg)
     code = None if cfg.collapse is None else _CollapseCode(np.random.default_rng(_dial_seq(world_seq)),
                                                            cfg.channels, cfg.collapse)
+    cue = None if cfg.spurious is None else _SpuriousCue(
+        np.random.default_rng(_dial_seq(world_seq, _SPURIOUS_KEY)), cfg.channels, cfg.spurious)
     for d in ("groundTruth", "splits", "factors"):
         (root / d).mkdir()
     for m in cfg.channels:
         (root / "features" / m).mkdir(parents=True)
     (root / "mapping.txt").write_text("".join(f"{i} {a}\n" for i, a in enumerate(ACTIONS)))
     videos = [f"synth_{i:03d}" for i in range(cfg.n_videos)]
+    parts = _split_parts(cfg, np.random.default_rng(split_seq))
+    train = {videos[i] for i in parts["train"]}
     it = zip(videos, video_seqs)
     if progress:
         from tqdm import tqdm
 
         it = tqdm(it, total=len(videos), desc="synth", unit="video", leave=False, disable=bar_disabled(True))
-    stats, records, lengths, hints = {}, {}, {}, {}
+    stats, records, lengths, hints, cue_counts = {}, {}, {}, {}, {}
     twin = GramAccumulator(center=True) if "noise" in cfg.channels else None
     for video, seq in it:
         rng = np.random.default_rng(seq)
         target = int(rng.integers(cfg.min_frames, cfg.max_frames + 1))
         segments = _sample_video(rng, target, cfg.complementarity)
         factors, blocks, const, narr = _factors(rng, world, segments)
-        dial = None
-        if code is not None:
-            hint, bit1 = _dial_draws(np.random.default_rng(_dial_seq(seq)), segments)
-            dial = {**code.signals(hint, bit1, factors["direction"], _progress(segments)),
-                    "linear_direction": code.gains()["linear_direction"]}
-            factors.update(hint=hint, xor_sign=bit1)
+        dial, cue_counts[video] = _video_dial(code, cue, seq, segments, factors, video in train)
         feats = _render(rng, world, blocks, const, narr, cfg, stats, dial)
         records[video] = cut_records(factors["action"], factors["direction"], REPORT_OBS)
         hints[video] = None if code is None else cut_hints(factors["hint"], records[video])
@@ -1078,14 +1163,65 @@ def _write(root: Path, cfg: SynthConfig, progress: bool) -> dict:
                      partner_only=partner_only(records[video], hints[video]))
     if twin is not None:
         _write_noise(root, videos, lengths, twin, np.random.default_rng(noise_seq))
-    order = np.random.default_rng(split_seq).permutation(len(videos))
-    n_train, n_val, n_test = _split_counts(len(videos), cfg.split_fractions)
-    parts = {"train": order[:n_train], "val": order[n_train:n_train + n_val], "test": order[n_train + n_val:]}
     for name, idx in parts.items():
         lines = "".join(f"{videos[i]}.txt\n" for i in sorted(idx))
         (root / "splits" / f"{name}.{cfg.split_set}.bundle").write_text(lines)
     test = {videos[i] for i in parts["test"]}
-    return _ground_truth(cfg, world, stats, records, test, hints, code)
+    out = _ground_truth(cfg, world, stats, records, test, hints, code)
+    out["spurious"] = None if cue is None else _spurious_truth(cue, cue_counts, train)
+    return out
+
+
+def _split_parts(cfg: SynthConfig, rng) -> dict:
+    """``{"train", "val", "test"}``: the video indices of each split (a permutation from ``rng``)."""
+    order = rng.permutation(cfg.n_videos)
+    n_train, n_val, n_test = _split_counts(cfg.n_videos, cfg.split_fractions)
+    return {"train": order[:n_train], "val": order[n_train:n_train + n_val], "test": order[n_train + n_val:]}
+
+
+def _video_dial(code, cue, seq, segments, factors: dict, train: bool):
+    """What the dials add to one video: ``(dial, cue_counts)``.
+
+    ``dial``: None (both dials off) or the argument of :func:`_render` (``{modality: (n, channels)}``
+    signals, summed over the dials, and with the collapse dial ``"linear_direction"``);
+    ``cue_counts``: None or ``(trips, right)`` of the spurious cue (:func:`_cue_draws`). Each dial
+    draws from its own stream beside the video's ``seq`` and records its draws in ``factors``
+    (``hint`` and ``xor_sign``; ``cue``). ``train``: the video is in the training split.
+    """
+    if code is None and cue is None:
+        return None, None
+    dial, counts, prog = {}, None, _progress(segments)
+    if code is not None:
+        hint, bit1 = _dial_draws(np.random.default_rng(_dial_seq(seq)), segments)
+        dial.update(code.signals(hint, bit1, factors["direction"], prog),
+                    linear_direction=code.gains()["linear_direction"])
+        factors.update(hint=hint, xor_sign=bit1)
+    if cue is not None:
+        signs, trips, right = _cue_draws(np.random.default_rng(_dial_seq(seq, _SPURIOUS_KEY)), segments,
+                                         cue.accuracy(train))
+        for m, x in cue.signals(signs, prog).items():
+            dial[m] = dial[m] + x if m in dial else x
+        factors["cue"] = signs
+        counts = (trips, right)
+    return dial, counts
+
+
+def _spurious_truth(cue: _SpuriousCue, counts: dict, train: set) -> dict:
+    """``synth.json["spurious"]``: the level and the measured share of trips whose cue is right,
+    in the training split and in validation + test (``counts``: ``{video: (trips, right)}``)."""
+    def share(videos):
+        trips = sum(counts[v][0] for v in videos)
+        right = sum(counts[v][1] for v in videos)
+        return trips, right, (right / trips if trips else float("nan"))
+
+    tr = share(sorted(train))
+    ev = share(sorted(set(counts) - train))
+    return {"level": cue.level, "cue_accuracy_law": {"train": cue.accuracy(True), "eval": cue.accuracy(False)},
+            "gain": SPURIOUS_GAIN, "seen_by": list(SPURIOUS_SEEN_BY),
+            "trips_train": tr[0], "cue_right_train": tr[1], "cue_accuracy_train": tr[2],
+            "trips_eval": ev[0], "cue_right_eval": ev[1], "cue_accuracy_eval": ev[2],
+            "oracle": "the cue tells nothing in validation and test videos: oracle, oracle_test and "
+                      "partner_only are those of that law, the same at every level"}
 
 
 def _noise_law(twin: GramAccumulator) -> tuple:
@@ -1147,6 +1283,8 @@ def _ground_truth(cfg: SynthConfig, world: _World, stats, records, test, hints, 
     dials = {"complementarity": cfg.complementarity, "nuisance": cfg.nuisance, "imbalance": cfg.imbalance}
     if cfg.collapse is not None:
         dials["collapse"] = cfg.collapse
+    if cfg.spurious is not None:
+        dials["spurious"] = cfg.spurious
     only = partner_only(allr, h(ev))
     only_test = partner_only(testr, h(ev & is_test))
     partner = {
