@@ -9,7 +9,7 @@ import pytest
 
 from rankfusion._validation import InputError
 from rankfusion.data import open_dataset, synthesize
-from rankfusion.data.synth import ACTIONS, HINT_ACCURACY, _noise_law
+from rankfusion.data.synth import ACTIONS, _noise_law
 from rankfusion.spectral import GramAccumulator
 
 
