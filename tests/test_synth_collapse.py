@@ -148,8 +148,8 @@ def test_the_oracle_is_not_beaten_by_held_out_predictors_that_see_more(complemen
     # in the current segment, the ratio), fitted on one generated set and scored on another, must
     # not beat the oracle computed on the scoring set by more than its binomial sampling error
     # (3 se, one-sided). A predictor that also sees the direction must beat rgb's oracle: the
-    # test can fail. (Measured at complementarity 1: the table follows the hint and scores 0.864,
-    # the share of right hints in the scoring set, against the bound 0.85, se 0.009.)
+    # test can fail. (At complementarity 1 the table follows the hint and scores the share of right
+    # hints in the scoring set, within sampling error of the bound HINT_ACCURACY.)
     rng = np.random.default_rng(2026)
     fit_rec, fit_h, fit_x, _ = _simulate(rng, 1500, complementarity)
     rec, hints, x, vid = _simulate(rng, 1500, complementarity)
