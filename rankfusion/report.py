@@ -60,12 +60,18 @@ def build_report(ctx, results: dict, *, seconds: float, profile_name: str, datas
 def header_section(r: ReportInputs) -> list[str]:
     """Title and what was run: dataset, model size, seeds, runs trained / reused, wall and CPU time."""
     ctx, ds, prof = r.ctx, r.dataset_summary, r.ctx.profile
+    # every run folder used, over the figures' own cache and the families' dataset caches (dose, collapse)
+    caches = [ctx.cache] + [c for res in r.results.values() for c in getattr(res, "caches", ()) if c is not ctx.cache]
+    used = {}
+    for c in caches:
+        for rec in c.used.values():
+            used[rec.run_dir] = used.get(rec.run_dir, True) and rec.reused
     text = (f"Profile `{r.profile_name}`: synthetic dataset with {ds['videos']} videos "
             f"({ds['frames']} frames, {ds['classes']} classes, modalities "
             f"{', '.join(ds['modalities'])}); R3D runs with d_model={prof.model.get('d_model')}, "
             f"{prof.train.get('epochs')} epochs, seeds {list(prof.seeds)}; features of the test split at "
-            f"observation ratios {list(prof.obs_ratios)}. {len(ctx.cache.used)} run records "
-            f"({sum(not x.reused for x in ctx.cache.used.values())} trained now, the rest reused from the cache). "
+            f"observation ratios {list(prof.obs_ratios)}. {len(used)} runs "
+            f"({sum(not reused for reused in used.values())} trained now, the rest reused from the cache). "
             f"Wall time {r.seconds:.0f} s"
             + ("" if r.cpu_seconds is None else f", CPU time {r.cpu_seconds:.0f} s ({r.workers} worker process"
                f"{'es' if r.workers != 1 else ''})")
@@ -382,6 +388,11 @@ def claim_rows(dose, *, partner: str) -> list[tuple[str, str, object, int]]:
     return rows
 
 
+def _p_cell(p) -> str:
+    """A p-value for a table cell: ``0.012``, ``< 0.001`` or ``NaN`` (:func:`rankfusion.verdicts.p_text`)."""
+    return verdicts.p_text(p).removeprefix("p = ").removeprefix("p ")
+
+
 def _claim_cell(c, sign, p_adj) -> str:
     v = verdicts.claim_verdict(c, sign, p_adj)
     if v == "unresolved" and verdicts.testable(c):
@@ -424,8 +435,8 @@ def claims_section(results: dict, *, anchor: str, partner: str) -> list[str]:
     L.append("")
     L += [f"| claim | setting | difference [{pct} % CI] | p | Holm p | verdict |", "|---|---|---|---|---|---|"]
     for (claim, setting, t, sign), pa in zip(tests, adj):
-        L.append(f"| {claim} | {setting} | {verdicts.diff_ci(t)} | {verdicts.p_text(t.p)[4:]} | "
-                 f"{verdicts.p_text(pa)[4:]} | {_claim_cell(t, sign, pa)} |")
+        L.append(f"| {claim} | {setting} | {verdicts.diff_ci(t)} | {_p_cell(t.p)} | "
+                 f"{_p_cell(pa)} | {_claim_cell(t, sign, pa)} |")
     L.append("")
     if mod is not None:
         cmp = mod.data.comparison
@@ -475,8 +486,8 @@ def collapse_section(res) -> list[str]:
              f"{len(d.comparisons)} tests; the claims table above adjusts over its own family):")
     L += ["", f"| claim | K | difference [{pct} % CI] | p | Holm p | verdict |", "|---|---|---|---|---|---|"]
     for c, pa in zip(d.comparisons, d.p_holm):
-        L.append(f"| {c.claim} | {c.level:g} | {verdicts.diff_ci(c.test)} | {verdicts.p_text(c.test.p)[4:]} | "
-                 f"{verdicts.p_text(pa)[4:]} | {_claim_cell(c.test, c.sign, pa)} |")
+        L.append(f"| {c.claim} | {c.level:g} | {verdicts.diff_ci(c.test)} | {_p_cell(c.test.p)} | "
+                 f"{_p_cell(pa)} | {_claim_cell(c.test, c.sign, pa)} |")
     return L + [""]
 
 

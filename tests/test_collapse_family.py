@@ -99,6 +99,7 @@ def test_remedies_table_and_report_section():
     text = "\n".join(report.collapse_section(Fig()))
     assert "## Modality collapse and its remedies" in text and "figures/collapse.png" in text
     assert "| plain fusion uses depth below what it attains alone | 1 |" in text and "holds" in text
+    assert "| < 0.001 | < 0.001 | holds |" in text  # a p-value below 0.001 keeps its "<"
     rows = report.collapse_claim_rows(Fig())
     assert all(r[1].startswith("collapse K=") for r in rows) and not any("accuracy" in r[0] for r in rows)
 

@@ -110,3 +110,24 @@ def test_claims_section_adds_the_modality_lead_to_the_family():
     assert "family of the 1 test below" in text
     assert "| the criterion ranks the complementary partner first (depth over noise) | demo dataset |" in text
     assert "top candidate depth, expected depth -> holds." in text
+
+
+def test_header_counts_the_runs_of_every_cache_once():
+    from pathlib import Path
+
+    from rankfusion.report import header_section
+
+    def rec(d, reused):
+        return SimpleNamespace(run_dir=Path(d), reused=reused)
+
+    own = SimpleNamespace(used={("a", "x"): rec("a", False), ("a", "y"): rec("a", False), ("b", "x"): rec("b", True)})
+    dose = SimpleNamespace(used={("c", "x"): rec("c", False)})
+    collapse = SimpleNamespace(used={("d", "x"): rec("d", True), ("b", "z"): rec("b", True)})
+    ctx = SimpleNamespace(cache=own, profile=SimpleNamespace(model={"d_model": 32}, train={"epochs": 2}, seeds=(1,),
+                                                             obs_ratios=(0.3,)))
+    results = {"dose": SimpleNamespace(caches=[own, dose]), "collapse": SimpleNamespace(caches=[collapse])}
+    r = ReportInputs(ctx, results, None, None, 12.0, "full",
+                     {"videos": 4, "frames": 100, "classes": 3, "modalities": ["rgb", "depth"]})
+    text = "\n".join(header_section(r))
+    # folders a, b, c, d: a (two labels) and c trained now, b and d reused
+    assert "4 runs (2 trained now, the rest reused from the cache)" in text
