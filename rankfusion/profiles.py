@@ -54,9 +54,9 @@ class Profile:
 
 
 #: ``quick``: about a minute end to end on 2 CPU cores (tests; its models barely train).
-#: ``full``: the demo, sized for < 15 minutes on 2 CPU cores for its 29 configurations x 5 seeds
-#: (:data:`DEMO_SEEDS`; 145 runs over the demo's dataset and the five other dose-sweep datasets, the
-#: seeds of one configuration trained as one batched model):
+#: ``full``: the demo, sized for < 15 minutes on 2 CPU cores for its 37 configurations x 5 seeds
+#: (:data:`DEMO_SEEDS`; 185 runs over the demo's dataset, the five other dose-sweep datasets and the
+#: two collapse datasets, the seeds of one configuration trained as one batched model where they can be):
 #: the ``synthetic-small`` preset (sample_rate 4, one temporal-fuser layer) made narrower
 #: (d_model 32) and shorter (24 epochs at twice the learning rate), 64 videos (README.md gives
 #: the measured wall time).
