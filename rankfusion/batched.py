@@ -49,7 +49,7 @@ from torch.nn import functional as F
 
 from ._validation import InputTypeError
 from .config import R3DConfig, RunConfig, TrainConfig
-from .data.torchdata import video_inputs
+from .data.torchdata import FEATURE_CACHE_BYTES, video_inputs
 from .evaluate import observed_cuts
 from .metrics import MoCAccumulator, grid_cells
 from .model import R3DOutput, recency_positions, sinusoidal_positions
@@ -152,10 +152,13 @@ def train_batched(config: RunConfig, data_root, runs: dict, *, device=None, resu
         settle_pending([Path(runs[s]) for s in seeds])
     members = []
     for s in seeds:
-        r = _prepare_run(config, data_root, Path(runs[s]), seed=s, device=device, resume=resume, ctx=None)
+        r = _prepare_run(config, data_root, Path(runs[s]), seed=s, device=device, resume=resume, ctx=None,
+                         ds=members[0].ds if members else None)
         if members:
-            # one dataset (and its feature cache) for all seeds: the same items, each seed its own order
-            r.ds, r.train_set, r.val_set = members[0].ds, members[0].train_set, members[0].val_set
+            # one dataset (and its item cache) for all seeds: the same items, each seed its own order
+            r.train_set, r.val_set = members[0].train_set, members[0].val_set
+        else:
+            r.train_set, r.val_set = _ItemCache(r.train_set), _ItemCache(r.val_set)
         _build_training(r, s)
         _restore_or_start(r, s, resume)
         r.seed = s
@@ -178,6 +181,32 @@ def train_batched(config: RunConfig, data_root, runs: dict, *, device=None, resu
         _train_group(group, stop=min(ahead) - 1 if ahead else epochs, progress=progress,
                      on_epoch_end=on_epoch_end)
     return runs
+
+
+class _ItemCache(torch.utils.data.Dataset):
+    """A dataset whose items are read once and then served from memory, up to ``max_bytes`` of
+    features (the rest read each time).
+
+    An item of :class:`rankfusion.data.AnticipationDataset` is a function of its index alone (no
+    random draw), and every seed of a batched run reads every item once per epoch: caching them
+    leaves each seed's batches as they were and reads each item once instead of K x epochs times.
+    The items are never modified (collation copies them into new tensors).
+    """
+
+    def __init__(self, dataset, max_bytes: int = FEATURE_CACHE_BYTES):
+        self.dataset, self.max_bytes, self.nbytes, self.items = dataset, max_bytes, 0, {}
+
+    def __len__(self):
+        return len(self.dataset)
+
+    def __getitem__(self, i):
+        item = self.items.get(i)
+        if item is None:
+            item = self.dataset[i]
+            size = sum(v.nbytes for v in item["features"].values())
+            if self.nbytes + size <= self.max_bytes:
+                self.items[i], self.nbytes = item, self.nbytes + size
+        return item
 
 
 def _train_group(members: list, *, stop: int, progress: bool, on_epoch_end):
@@ -275,6 +304,12 @@ class _Group:
         self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, r0.sched.lr_lambdas[0])
         self.opt.load_state_dict(_stack_optimizer_states([r.opt.state_dict() for r in members]))
         self.sched.load_state_dict(r0.sched.state_dict())
+        # one multi-tensor AdamW step over all parameters: the same element-wise update as the serial
+        # run's per-tensor loop; each seed's checkpoint keeps the serial setting (_SeedOptimizer)
+        foreach = self.opt.param_groups[0]["foreach"]
+        for group in self.opt.param_groups:
+            group["foreach"] = True
+        self.val_inputs = None
         self.drop_gens = []
         for r in members:
             gen = torch.Generator()
@@ -282,7 +317,7 @@ class _Group:
             self.drop_gens.append(gen)
         # each seed's view of the shared optimiser / schedule, for _save_epoch's checkpoint
         for k, r in enumerate(members):
-            r.opt = _SeedOptimizer(self.opt, k)
+            r.opt = _SeedOptimizer(self.opt, k, foreach)
             r.sched = self.sched
 
     # -- one epoch
@@ -336,7 +371,6 @@ class _Group:
         W = cfg.d_model * len(cfg.modalities)
         H, Q, hid = cfg.n_heads, cfg.n_queries, cfg.mlp_ratio * W
         n_layers = cfg.n_layers if cfg.temporal_fuser else 0
-        T = max(int(b["mask"].shape[1]) for b in batches)
         per_seed = []
         for b, gen in zip(batches, self.drop_gens):
             B, t = b["mask"].shape
@@ -348,13 +382,11 @@ class _Group:
             # a (B, T, W) transpose of a time-major tensor, so their masks are drawn time-major
             seq = []
             for _ in range(n_layers):
-                seq += [F.pad(draw(B, H, t, t), (0, T - t, 0, T - t)),
-                        F.pad(draw(t, B, W).transpose(0, 1), (0, 0, 0, T - t)),
-                        F.pad(draw(B, t, hid), (0, 0, 0, T - t)), F.pad(draw(B, t, W), (0, 0, 0, T - t))]
-            seq += [F.pad(draw(B, H, Q, t), (0, T - t)), draw(Q, B, W).transpose(0, 1), draw(B, Q, hid),
-                    draw(B, Q, W)]
+                seq += [draw(B, H, t, t), draw(t, B, W).transpose(0, 1), draw(B, t, hid), draw(B, t, W)]
+            seq += [draw(B, H, Q, t), draw(Q, B, W).transpose(0, 1), draw(B, Q, hid), draw(B, Q, W)]
             per_seed.append(seq)
-        return [torch.stack(parts) for parts in zip(*per_seed)]
+        # padded to the longest seed's batch (its time steps are the largest of each mask's shape)
+        return [_stack_padded(parts) for parts in zip(*per_seed)]
 
     # -- validation, batched: every seed sees the same video
     def validate(self) -> dict:
@@ -372,30 +404,53 @@ class _Group:
             batches = iter(loader)
             gen.set_state(torch.get_rng_state())
         torch.set_rng_state(saved)
-        total, n = np.zeros(K), 0
+        if self.val_inputs is None:  # the same inputs every epoch: read and collated once
+            self.val_inputs = self._validation_inputs(batches)
+        total, n, queries = np.zeros(K), 0, []
         with torch.no_grad():
-            for batch in batches:
-                feats, mask, targets = stack_batches([batch] * K, self.config.model.modalities)
+            for feats, mask, targets in self.val_inputs["loss"]:
                 out = stacked_forward(self.params, self.buffers, self.model0, feats, mask, training=False)
                 parts = stacked_losses(out, targets, transition_weight=tc.transition_weight)
                 loss = tc.loss_seg * parts["seg"] + tc.loss_cls * parts["cls"] + tc.loss_dur * parts["dur"]
                 total += loss.double().numpy()
                 n += 1
+                queries.append((out["cls"][:, 0].numpy(), out["dur"][:, 0].numpy()))
         val_loss = [float(v) for v in total / max(n, 1)]
         if tc.select_metric != "val_moc":
             return {"val_loss": val_loss, "val_moc": [float("nan")] * K}
         accs = [MoCAccumulator(self.config.model.n_classes, betas=tuple(tc.eval_betas), future_ratio=tc.future_ratio)
                 for _ in range(K)]
         with torch.no_grad():
-            for o, gt, video, past, _ in observed_cuts(r0.ds, r0.ds.split("val"), tc.eval_obs):
-                feats, mask = video_inputs(r0.ds, video, self.config.model.modalities, past, tc.sample_rate, self.dev)
-                f = {m: v.expand(K, *v.shape) for m, v in feats.items()}
-                out = stacked_forward(self.params, self.buffers, self.model0, f, mask.expand(K, *mask.shape),
-                                      training=False)
-                cls, dur = out["cls"][:, 0].numpy(), out["dur"][:, 0].numpy()
+            for o, gt, same, f, mask in self.val_inputs["moc"]:
+                if same is not None:  # the forward of identical inputs above: the same outputs
+                    cls, dur = queries[same]
+                else:
+                    out = stacked_forward(self.params, self.buffers, self.model0, f, mask, training=False)
+                    cls, dur = out["cls"][:, 0].numpy(), out["dur"][:, 0].numpy()
                 for k in range(K):
                     accs[k].add_queries(gt, o, cls[k], dur[k])
         return {"val_loss": val_loss, "val_moc": [grid_mean(grid_cells(a, tc.eval_obs, tc.eval_betas)) for a in accs]}
+
+    def _validation_inputs(self, batches) -> dict:
+        """The validation's stacked inputs, every seed the same: ``loss``, ``(features, mask, targets)``
+        per item of the validation loader; ``moc``, ``(obs, labels, same, features, mask)`` per observed
+        cut, ``same`` the index of a ``loss`` item with identical inputs (the validation items are the
+        observed cuts at the same ratios), or None."""
+
+        tc, K, r0, mods = self.tc, self.K, self.members[0], self.config.model.modalities
+        batches = list(batches)
+        loss = [stack_batches([batch], mods) for batch in batches]
+        loss = [({m: v.expand(K, *v.shape[1:]) for m, v in feats.items()}, mask.expand(K, *mask.shape[1:]),
+                 {k: v.expand(K, *v.shape[1:]) for k, v in targets.items()}) for feats, mask, targets in loss]
+        moc = []
+        cuts = observed_cuts(r0.ds, r0.ds.split("val"), tc.eval_obs) if tc.select_metric == "val_moc" else ()
+        for o, gt, video, past, _ in cuts:
+            feats, mask = video_inputs(r0.ds, video, mods, past, tc.sample_rate, self.dev)
+            same = next((j for j, b in enumerate(batches) if b["video"] == [video] and torch.equal(b["mask"], mask)
+                         and all(torch.equal(b["features"][m], feats[m]) for m in mods)), None)
+            moc.append((o, gt, same, {m: v.expand(K, *v.shape) for m, v in feats.items()},
+                        mask.expand(K, *mask.shape)))
+        return {"loss": loss, "moc": moc}
 
     def record_ranks(self, epoch, members):
         """Each seed's ``ranks.csv`` row of ``epoch`` (:class:`rankfusion.monitor.EpochRanks`), from one
@@ -444,8 +499,8 @@ class _Replay(torch.nn.Module):
 class _SeedOptimizer:
     """Seed ``k``'s AdamW state, sliced from the stacked optimiser in ``torch.optim`` format."""
 
-    def __init__(self, opt, k):
-        self.opt, self.k = opt, k
+    def __init__(self, opt, k, foreach=None):
+        self.opt, self.k, self.foreach = opt, k, foreach
 
     @property
     def param_groups(self):
@@ -455,7 +510,7 @@ class _SeedOptimizer:
         sd = self.opt.state_dict()
         state = {i: {name: (v.clone() if name == "step" else v[self.k].clone()) for name, v in s.items()}
                  for i, s in sd["state"].items()}
-        return {"state": state, "param_groups": sd["param_groups"]}
+        return {"state": state, "param_groups": [{**g, "foreach": self.foreach} for g in sd["param_groups"]]}
 
 
 def _stack_optimizer_states(states: list) -> dict:
@@ -493,6 +548,19 @@ def stack_batches(batches: list, modalities) -> tuple:
     return feats, mask, targets
 
 
+def _stack_padded(parts) -> torch.Tensor:
+    """K tensors of one rank as a (K, ...) tensor, each zero-padded at the end of every dimension to
+    the largest size among them."""
+
+    shape = [max(n) for n in zip(*(p.shape for p in parts))]
+    if all(list(p.shape) == shape for p in parts):
+        return torch.stack(parts)
+    out = parts[0].new_zeros([len(parts)] + shape)
+    for k, p in enumerate(parts):
+        out[(k,) + tuple(slice(0, n) for n in p.shape)] = p
+    return out
+
+
 def grouped_linear(x, w, b):
     """Per-seed ``x @ w.T + b``: x (K, ..., in), w (K, out, in), b (K, out) -> (K, ..., out)."""
 
@@ -507,9 +575,10 @@ def _layer_norm(x, w, b, eps):
     return torch.addcmul(b.view(shape), F.layer_norm(x, x.shape[-1:], eps=eps), w.view(shape))
 
 
-def _attention(P, pre, q_in, kv_in, pad, n_heads, noise):
+def _attention(P, pre, q_in, kv_in, bias, n_heads, noise):
     """``nn.MultiheadAttention`` (batch first, key padding mask) per seed: q_in (K, B, Tq, W),
-    kv_in (K, B, Tk, W), pad (K, B, Tk) True at padded keys; noise (K, B, H, Tq, Tk) or None."""
+    kv_in (K, B, Tk, W), bias (K * B * n_heads, 1, Tk) -inf at padded keys, else 0
+    (:func:`_key_padding_bias`); noise (K, B, H, Tq, Tk) or None."""
 
     W = q_in.shape[-1]
     w, b = P[pre + "in_proj_weight"], P[pre + "in_proj_bias"]
@@ -524,13 +593,23 @@ def _attention(P, pre, q_in, kv_in, pad, n_heads, noise):
     def heads(x, t):
         return x.reshape(K * B, t, n_heads, hd).transpose(1, 2)
 
-    s = torch.matmul(heads(q, Tq), heads(k, Tk).transpose(-1, -2)) * (1.0 / math.sqrt(hd))
-    s = s.masked_fill(pad.reshape(K * B, 1, 1, Tk), float("-inf"))
-    a = torch.softmax(s, dim=-1)
+    # scaled scores plus the padding bias in one batched product
+    s = torch.baddbmm(bias, heads(q, Tq).reshape(-1, Tq, hd), heads(k, Tk).reshape(-1, Tk, hd).transpose(1, 2),
+                      alpha=1.0 / math.sqrt(hd))
+    a = torch.softmax(s.view(K * B, n_heads, Tq, Tk), dim=-1)
     if noise is not None:
         a = a * noise.reshape(a.shape)
     o = torch.matmul(a, heads(v, Tk)).transpose(1, 2).reshape(K, B, Tq, W)
     return grouped_linear(o, P[pre + "out_proj.weight"], P[pre + "out_proj.bias"])
+
+
+def _key_padding_bias(mask, n_heads) -> torch.Tensor:
+    """(K * B * n_heads, 1, T) additive attention bias of a (K, B, T) mask: 0 at valid keys, -inf at
+    padded ones (``masked_fill`` of the scores with -inf, as ``key_padding_mask`` does)."""
+
+    K, B, T = mask.shape
+    bias = torch.zeros(K * B, 1, 1, T).masked_fill_(~mask.reshape(K * B, 1, 1, T), float("-inf"))
+    return bias.expand(K * B, n_heads, 1, T).reshape(K * B * n_heads, 1, T)
 
 
 def _drop(x, noise):
@@ -574,7 +653,7 @@ def stacked_forward(P: dict, buffers: dict, model, feats: dict, mask, *, trainin
         x = x + sinusoidal_positions(T, W, x.device, x.dtype)
     elif cfg.positional == "recency":
         x = x + recency_positions(mask.reshape(K * B, T), W, x.dtype).view(K, B, T, W)
-    pad = ~mask
+    pad = _key_padding_bias(mask, cfg.n_heads)
     for i, layer in enumerate(model.layers):
         pre = f"layers.{i}."
         h = _layer_norm(x, P[pre + "ln1.weight"], P[pre + "ln1.bias"], layer.ln1.eps)

@@ -319,11 +319,12 @@ def _epoch_ranks(r: _Run):
     return ranks
 
 
-def _prepare_run(config, data_root, run_dir, *, seed, device, resume, ctx) -> _Run:
-    """Open the data, resolve the config, check the run folder; the datasets of both splits."""
+def _prepare_run(config, data_root, run_dir, *, seed, device, resume, ctx, ds=None) -> _Run:
+    """Open the data (or take ``ds``, the dataset at ``data_root`` already opened for the config's
+    modalities), resolve the config, check the run folder; the datasets of both splits."""
     dev = resolve_device(device)
     data_root = Path(data_root)
-    ds = open_data(data_root, config.model.modalities)
+    ds = open_data(data_root, config.model.modalities) if ds is None else ds
     config = resolve_config(config, ds)
     tc = config.train
     if ctx is not None and ctx.world_size > len(ds.split("train")):
