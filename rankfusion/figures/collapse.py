@@ -2,9 +2,9 @@
 
 On datasets of the generator's collapse dial (``rankfusion data synth --collapse K``) the partner
 (depth) holds information no other modality has, coded ever more nonlinearly as K grows while the
-anchor gets an easier, partial hint. For each level K the family trains plain fusion, R3D (RTF)
-and the partner alone; at the highest level also plain fusion with each remedy of
-:mod:`rankfusion.remedies`. It measures per run (every seed of the profile):
+anchor gets an easier, partial hint. For each level K the family trains plain fusion and the
+partner alone; at the highest level, where collapse is tested, also R3D (RTF) and plain fusion with
+each remedy of :mod:`rankfusion.remedies`. It measures per run (every seed of the profile):
 
 * ``moc``: the grid-mean test MoC;
 * ``reliance_<m>``: the MoC drop when m's input comes from another video (length-matched donors);
