@@ -479,7 +479,8 @@ def collapse_section(res) -> list[str]:
              f"hard {p}'s code is to learn. *Gain where only {p} decides*: the MoC drop when {p}'s input "
              f"comes from another video, counted on the test cut points only {p} can decide; for {p} alone "
              f"it is what is attainable. *Collapse index*: 100 x (1 - gain / attainable). Mean ± sd over "
-             f"{n} seeds, at K = {hi:g}:")
+             f"{n} seeds, at K = {hi:g}, and each arm's gain minus plain fusion's (Welch, Holm over the "
+             f"family below):")
     L += ["", to_markdown(remedies_table(d)), ""]
     pct = int(round(100 * (1 - stats.ALPHA)))
     L.append(f"Every test of the family (Welch's t over seeds, {pct} % interval, Holm-adjusted over the "

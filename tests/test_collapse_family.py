@@ -92,6 +92,11 @@ def test_remedies_table_and_report_section():
     assert list(tab.index) == list(ARMS)
     assert tab.loc[BASELINE, "MoC"] == f"{np.mean([51, 52, 53, 54, 55]):.2f} ± {np.std([51, 52, 53, 54, 55], ddof=1):.2f}"
     assert tab.loc["plain + unimodal heads", "MoC"] == "-" and tab.loc["plain + unimodal heads", "seeds"] == 0
+    # each remedy's gain over plain fusion with its interval and Holm p; none for the baseline itself
+    drop = next(c for c in comps if c.a == "plain + modality dropout" and c.quantity == "decidable_gain")
+    assert tab.loc["plain + modality dropout", "gain vs plain fusion [95 % CI]"] == (
+        f"{drop.test.diff:+.2f} [{drop.test.ci[0]:+.2f}, {drop.test.ci[1]:+.2f}]")
+    assert tab.loc[BASELINE, "gain vs plain fusion [95 % CI]"] == "-" and tab.loc[PARTNER_ALONE, "Holm p"] == "-"
 
     class Fig:
         data, params = res, {"data_seed": 0}

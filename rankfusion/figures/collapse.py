@@ -2,9 +2,9 @@
 
 On datasets of the generator's collapse dial (``rankfusion data synth --collapse K``) the partner
 (depth) holds information no other modality has, coded ever more nonlinearly as K grows while the
-anchor gets an easier, partial hint. For each level K the family trains plain fusion, R3D (RTF)
-and the partner alone; at the highest level also plain fusion with each remedy of
-:mod:`rankfusion.remedies`. It measures per run (every seed of the profile):
+anchor gets an easier, partial hint. For each level K the family trains plain fusion and the
+partner alone; at the highest level, where collapse is tested, also R3D (RTF) and plain fusion with
+each remedy of :mod:`rankfusion.remedies`. It measures per run (every seed of the profile):
 
 * ``moc``: the grid-mean test MoC;
 * ``reliance_<m>``: the MoC drop when m's input comes from another video (length-matched donors);
@@ -318,8 +318,12 @@ def _tables(res: CollapseResult):
 
 def remedies_table(res: CollapseResult) -> pd.DataFrame:
     """One row per arm at the highest level: MoC, reliance on the partner, decidable gain and
-    collapse index as ``mean ± sd`` over seeds (the report's remedies table)."""
+    collapse index as ``mean ± sd`` over seeds, and the arm's decidable gain minus plain fusion's
+    with its (1 - alpha) interval and Holm-adjusted p (the report's remedies table)."""
     hi = res.levels[-1]
+    vs = {c.a: (c, p) for c, p in zip(res.comparisons, res.p_holm)
+          if c.level == hi and c.quantity == "decidable_gain" and c.b == BASELINE}
+    pct = int(round(100 * (1 - ALPHA)))
     rows = []
     for arm in ARMS:
         row = {"arm": arm}
@@ -328,6 +332,9 @@ def remedies_table(res: CollapseResult) -> pd.DataFrame:
                          ("collapse_index", "collapse index %")):
             c = res.cell(hi, arm, q)
             row[label] = verdicts.pm(c.mean, c.sd) if c is not None else "-"
+        cmp, p = vs.get(arm, (None, None))
+        row[f"gain vs plain fusion [{pct} % CI]"] = verdicts.diff_ci(cmp.test) if cmp is not None else "-"
+        row["Holm p"] = verdicts.p_text(p).removeprefix("p = ").removeprefix("p ") if cmp is not None else "-"
         c = res.cell(hi, arm, "moc")
         row["seeds"] = c.n_seeds if c is not None else 0
         rows.append(row)
