@@ -227,12 +227,13 @@ class RunCache:
 
         ``model_overrides`` are R3DConfig fields, except the remedies of :data:`TRAIN_OVERRIDES`,
         which go to TrainConfig; a per-modality ``modality_dropout`` is given as sorted
-        ``(modality, p)`` pairs (hashable, so a job that carries it can be deduplicated).
+        ``(modality, p)`` pairs (comparable, so a job that carries it can be deduplicated; the
+        lists of pairs a run's JSON record holds are read back the same way).
         """
         train = dict(self.profile.train)
         for k in TRAIN_OVERRIDES & model_overrides.keys():
             v = model_overrides[k]
-            train[k] = dict(v) if isinstance(v, tuple) else v
+            train[k] = dict(v) if isinstance(v, (tuple, list)) else v  # pairs; a list once through JSON
         model = dict(self.profile.model)
         model.update({k: v for k, v in model_overrides.items() if k not in TRAIN_OVERRIDES})
         model["modalities"] = tuple(modalities)
