@@ -388,11 +388,6 @@ def claim_rows(dose, *, partner: str) -> list[tuple[str, str, object, int]]:
     return rows
 
 
-def _p_cell(p) -> str:
-    """A p-value for a table cell: ``0.012``, ``< 0.001`` or ``NaN`` (:func:`rankfusion.verdicts.p_text`)."""
-    return verdicts.p_text(p).removeprefix("p = ").removeprefix("p ")
-
-
 def _claim_cell(c, sign, p_adj) -> str:
     v = verdicts.claim_verdict(c, sign, p_adj)
     if v == "unresolved" and verdicts.testable(c):
@@ -435,8 +430,8 @@ def claims_section(results: dict, *, anchor: str, partner: str) -> list[str]:
     L.append("")
     L += [f"| claim | setting | difference [{pct} % CI] | p | Holm p | verdict |", "|---|---|---|---|---|---|"]
     for (claim, setting, t, sign), pa in zip(tests, adj):
-        L.append(f"| {claim} | {setting} | {verdicts.diff_ci(t)} | {_p_cell(t.p)} | "
-                 f"{_p_cell(pa)} | {_claim_cell(t, sign, pa)} |")
+        L.append(f"| {claim} | {setting} | {verdicts.diff_ci(t)} | {verdicts.p_cell(t.p)} | "
+                 f"{verdicts.p_cell(pa)} | {_claim_cell(t, sign, pa)} |")
     L.append("")
     if mod is not None:
         cmp = mod.data.comparison
@@ -487,8 +482,8 @@ def collapse_section(res) -> list[str]:
              f"{len(d.comparisons)} tests; the claims table above adjusts over its own family):")
     L += ["", f"| claim | K | difference [{pct} % CI] | p | Holm p | verdict |", "|---|---|---|---|---|---|"]
     for c, pa in zip(d.comparisons, d.p_holm):
-        L.append(f"| {c.claim} | {c.level:g} | {verdicts.diff_ci(c.test)} | {_p_cell(c.test.p)} | "
-                 f"{_p_cell(pa)} | {_claim_cell(c.test, c.sign, pa)} |")
+        L.append(f"| {c.claim} | {c.level:g} | {verdicts.diff_ci(c.test)} | {verdicts.p_cell(c.test.p)} | "
+                 f"{verdicts.p_cell(pa)} | {_claim_cell(c.test, c.sign, pa)} |")
     return L + [""]
 
 

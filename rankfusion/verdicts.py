@@ -39,6 +39,11 @@ def p_text(p: float) -> str:
     return "p < 0.001" if p < 0.001 else f"p = {p:.3f}"
 
 
+def p_cell(p: float) -> str:
+    """:func:`p_text` for a table cell: ``"0.012"``, ``"< 0.001"`` or ``"NaN"``."""
+    return p_text(p).removeprefix("p = ").removeprefix("p ")
+
+
 def testable(c: Comparison) -> bool:
     """Whether ``c`` has a p-value (at least two values in each arm)."""
     return math.isfinite(c.p)

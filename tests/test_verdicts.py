@@ -117,3 +117,9 @@ def test_unresolved_against_base():
     tests = {"a": stats.compare(*FAR), "b": stats.compare(*NEAR), "c": stats.compare([1.0], [2.0, 3.0])}
     assert V.unresolved_against_base(tests) == ["b"]  # c is untestable, not "unresolved by the runs"
     assert V.unresolved_against_base(tests, {"a": 0.5}) == ["a", "b"]
+
+
+def test_p_cell_keeps_the_inequality():
+    from rankfusion.verdicts import p_cell
+
+    assert p_cell(0.0123) == "0.012" and p_cell(1e-5) == "< 0.001" and p_cell(float("nan")) == "NaN"

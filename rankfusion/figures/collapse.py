@@ -334,7 +334,7 @@ def remedies_table(res: CollapseResult) -> pd.DataFrame:
             row[label] = verdicts.pm(c.mean, c.sd) if c is not None else "-"
         cmp, p = vs.get(arm, (None, None))
         row[f"gain vs plain fusion [{pct} % CI]"] = verdicts.diff_ci(cmp.test) if cmp is not None else "-"
-        row["Holm p"] = verdicts.p_text(p).removeprefix("p = ").removeprefix("p ") if cmp is not None else "-"
+        row["Holm p"] = verdicts.p_cell(p) if cmp is not None else "-"
         c = res.cell(hi, arm, "moc")
         row["seeds"] = c.n_seeds if c is not None else 0
         rows.append(row)
