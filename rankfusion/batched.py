@@ -52,9 +52,9 @@ from .config import R3DConfig, RunConfig, TrainConfig
 from .data.torchdata import FEATURE_CACHE_BYTES, video_inputs
 from .evaluate import observed_cuts
 from .metrics import MoCAccumulator, grid_cells
-from .model import R3DOutput, recency_positions, sinusoidal_positions
+from .model import R3DOutput, channels_from_statistic, recency_positions, sinusoidal_positions
 from .monitor import EPOCH_VIDEOS, EpochRanks
-from .spectral import channel_informativeness, low_informative_channels
+from .spectral import channel_informativeness, channel_statistic, informativeness_from_statistic, low_informative_channels
 from .train import (_METRIC_FIELDS, _build_training, _prepare_run, _restore_or_start, _rng_state,
                     _save_epoch, _set_rng_state, _write_seeds, grid_mean, load_checkpoint, parse_seeds,
                     resolve_device, train)
@@ -64,8 +64,8 @@ from .data import collate_anticipation
 #: default, or the seeds are trained one after another (:func:`serial_reason`).
 BATCHED_FIELDS = {
     "model": {"modalities", "d_model", "trunk_width", "rtf", "selection", "exchange", "exchange_ratio",
-              "selection_scope", "static_alpha", "informativeness_k", "alpha_param", "fusion_rule", "latent",
-              "temporal_fuser", "n_layers", "n_heads", "mlp_ratio", "dropout", "n_queries", "positional",
+              "selection_scope", "eval_channels", "static_alpha", "informativeness_k", "alpha_param",
+              "fusion_rule", "latent", "temporal_fuser", "n_layers", "n_heads", "mlp_ratio", "dropout", "n_queries", "positional",
               "input_dims", "n_classes"},
     "train": {"epochs", "batch_size", "lr", "weight_decay", "warmup_epochs", "min_lr_ratio", "obs_ratios",
               "future_ratio", "sample_rate", "loss_seg", "loss_cls", "loss_dur", "transition_weight", "grad_clip",
@@ -388,10 +388,24 @@ class _Group:
         # padded to the longest seed's batch (its time steps are the largest of each mask's shape)
         return [_stack_padded(parts) for parts in zip(*per_seed)]
 
+    def leave_training(self):
+        """What each seed's RTF does on the switch to eval mode (its channels from the training rows
+        seen since the last switch; :class:`rankfusion.model.RankEnhancingTokenFuser`), for all seeds."""
+
+        rtf, b = self.model0.rtf, self.buffers
+        if rtf is None or not rtf.tracks_training_rows or not int(b["rtf.train_batches"].max()):
+            return
+        with torch.no_grad():
+            b["rtf.frozen_low"].copy_(channels_from_statistic(b["rtf.train_stat"], rtf.informativeness_k, rtf.k_prime))
+            b["rtf.is_frozen"].fill_(True)
+            b["rtf.train_stat"].zero_()
+            b["rtf.train_batches"].zero_()
+
     # -- validation, batched: every seed sees the same video
     def validate(self) -> dict:
 
 
+        self.leave_training()
         tc, K = self.tc, self.K
         r0 = self.members[0]
         loader = torch.utils.data.DataLoader(r0.val_set, batch_size=1, shuffle=False,
@@ -456,6 +470,7 @@ class _Group:
         """Each seed's ``ranks.csv`` row of ``epoch`` (:class:`rankfusion.monitor.EpochRanks`), from one
         batched pass of the token fuser over the monitor's videos (the rest of R3D is not needed)."""
 
+        self.leave_training()
         inputs = members[0].ranks.inputs  # the same videos for every seed
         per_seed = [[] for _ in self.members]
         with torch.no_grad():
@@ -703,16 +718,26 @@ def _stacked_rtf(P, buffers, rtf, toks, mask, training):
     if M == 1 or rtf.k_prime == 0:
         return toks, toks, [None] * M
     low = []
+    track = training and rtf.tracks_training_rows
+    frozen = not training and bool(buffers["rtf.is_frozen"].all())
     with torch.no_grad():
         for i, x in enumerate(toks):
+            if frozen:  # eval mode: the channels chosen on the training rows
+                low.append(buffers["rtf.frozen_low"][:, i])
+                continue
             if rtf.selection == "bn_gamma":
                 score = P[f"rtf.norms.{i}.weight"].detach().abs()
             elif rtf.selection_scope == "sample":
                 score = channel_informativeness(x.detach() * valid, k=rtf.informativeness_k)  # (K, B, D)
             else:
                 # padded rows zeroed: Definition 1 on each seed's valid steps only
-                score = channel_informativeness((x.detach() * valid).reshape(K, B * T, -1), k=rtf.informativeness_k)
+                stat = channel_statistic((x.detach() * valid).reshape(K, B * T, -1), rtf.informativeness_k)
+                if track:
+                    buffers["rtf.train_stat"][:, i] += stat
+                score = informativeness_from_statistic(stat, rtf.informativeness_k)
             low.append(low_informative_channels(score, k_prime=rtf.k_prime))
+        if track:
+            buffers["rtf.train_batches"] += 1
     if rtf.exchange == "static":
         alpha = buffers["rtf.alpha_const"]
     elif rtf.alpha_param == "sigmoid":

@@ -87,6 +87,12 @@ class R3DConfig:
         (B*T, D) matrix of valid steps. ``"sample"``: one set per video from its own steps, so a
         video's output does not depend on its batch-mates (training then matches evaluation,
         which runs one video at a time). Only for ``selection="spectral"``.
+    eval_channels : {"train", "batch"}
+        Which channels RTF blends in eval mode (with ``selection="spectral"``, ``selection_scope="batch"``).
+        ``"train"``: those chosen on the training rows seen since the model last left training mode
+        (the last epoch), as BatchNorm uses running statistics, so a held-out video never chooses
+        its own channels and evaluation does not depend on batching. ``"batch"``: each evaluated
+        batch (one video, in evaluation) chooses its own, Sec. 4.2 read literally. Not in the paper.
     informativeness_k : int or None
         Top-k of Definition 1. ``None`` sums over all singular directions (Sec. 4.2), which is the
         column energy ||x_c||^2 and needs no decomposition.
@@ -132,6 +138,7 @@ class R3DConfig:
     exchange: str = "adaptive"
     exchange_ratio: float = 0.1
     selection_scope: str = "batch"
+    eval_channels: str = "train"
     static_alpha: float = 1.0
     informativeness_k: int | None = None
     alpha_param: str = "sigmoid"
@@ -166,6 +173,7 @@ class R3DConfig:
         check_float(self.exchange_ratio, "exchange_ratio", low=0.0, high=1.0)
         check_float(self.static_alpha, "static_alpha", low=0.0, high=1.0)
         check_choice(self.selection_scope, "selection_scope", {"batch", "sample"})
+        check_choice(self.eval_channels, "eval_channels", {"train", "batch"})
         check_int(self.informativeness_k, "informativeness_k", low=1, high=self.d_model, allow_none=True)
         check_choice(self.alpha_param, "alpha_param", {"sigmoid", "raw"})
         check_choice(self.fusion_rule, "fusion_rule", {"mean", "ring"})
@@ -330,10 +338,11 @@ class RunConfig:
     def config_hash(self) -> str:
         """Stable 12-hex-digit hash of the resolved configuration (sorted canonical JSON)."""
         d = self.to_dict()
-        # Options added after runs were recorded enter the hash only when set, so that the
-        # hash (the run cache's key and the resume check) of every earlier run is unchanged.
-        for table, name, default in _LATER_OPTIONS:
-            if d[table].get(name) == default:
+        # Options added after runs were recorded enter the hash only when they differ from the
+        # behaviour before they existed, so that the hash (the run cache's key and the resume
+        # check) of every earlier run is unchanged, and a run whose behaviour changed gets a new one.
+        for table, name, before in _LATER_OPTIONS:
+            if d[table].get(name) == before:
                 del d[table][name]
         blob = json.dumps(d, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode()).hexdigest()[:12]
@@ -346,9 +355,12 @@ class RunConfig:
         return RunConfig.from_dict(d, source="overrides")
 
 
-#: (table, field, default) of options added after the first recorded runs (see config_hash).
+#: (table, field, the behaviour before it existed) of options added after the first recorded runs
+#: (see config_hash). eval_channels="train" is the default, so default runs hash anew: their
+#: evaluation changed.
 _LATER_OPTIONS = (("train", "transition_weight", 1.0), ("model", "trunk_width", None),
-                  ("train", "modality_dropout", 0.0), ("train", "unimodal_heads", 0.0), ("train", "ogm", 0.0))
+                  ("train", "modality_dropout", 0.0), ("train", "unimodal_heads", 0.0), ("train", "ogm", 0.0),
+                  ("model", "eval_channels", "batch"))
 
 
 def _explicit_width(layer: dict) -> dict:

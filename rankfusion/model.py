@@ -124,18 +124,31 @@ class RankEnhancingTokenFuser(nn.Module):
     the channels one process would select from the N*B videos. In eval mode (one video at a
     time) and with ``None`` the batch on this process decides.
 
-    Evaluation with a frozen choice: :meth:`freeze` records, from rows the caller names (the
-    training rows), the channels each modality blends, in the non-persistent buffer
-    ``frozen_low``; from then on eval mode uses them instead of letting the evaluated batch decide
-    (a held-out batch choosing its own channels would use test rows to shape the model). Training
-    mode always decides per batch, and :meth:`unfreeze` returns eval mode to that.
+    Evaluation uses the training rows' choice (``eval_channels="train"``, the default, with
+    ``selection="spectral"`` and ``selection_scope="batch"``): in training mode the fuser adds each
+    batch's selection statistic (:func:`rankfusion.spectral.channel_statistic`; additive over row
+    blocks) to a running sum, and on the switch to eval mode it chooses each modality's k' channels
+    from that sum, the statistic of every training row seen since the model last left training mode
+    (in the trainers: the last epoch), and resets the sum. Eval mode then blends those channels
+    whatever batch it is given, as BatchNorm uses its running statistics, so a held-out video does
+    not choose its own channels (which would let test rows shape the model) and evaluation does not
+    depend on batching. The choice is the buffer ``frozen_low`` (with ``frozen``), saved in
+    checkpoints. Before any training row has been seen (a new model, or a checkpoint written before
+    the buffer existed) the evaluated batch decides. ``eval_channels="batch"`` keeps that for every
+    evaluation (Sec. 4.2 read literally). :meth:`freeze` makes the choice from rows the caller names;
+    :meth:`unfreeze` returns eval mode to the batch's own choice until the next switch to eval mode.
+    Training mode always decides per batch.
     """
 
     def __init__(self, modalities, d: int, *, exchange_ratio: float = 0.1, selection: str = "spectral",
                  exchange: str = "adaptive", static_alpha: float = 1.0, informativeness_k: int | None = None,
-                 alpha_param: str = "sigmoid", fusion_rule: str = "mean", selection_scope: str = "batch"):
+                 alpha_param: str = "sigmoid", fusion_rule: str = "mean", selection_scope: str = "batch",
+                 eval_channels: str = "train"):
         super().__init__()
+        if eval_channels not in ("train", "batch"):
+            raise ValueError(f"eval_channels must be 'train' or 'batch', got {eval_channels!r}")
         self.selection_scope = selection_scope
+        self.eval_channels = eval_channels
         self.stats_group = None  # not state: set by the distributed trainer, see the class docstring
         self.modalities = tuple(modalities)
         self.d = d
@@ -155,18 +168,55 @@ class RankEnhancingTokenFuser(nn.Module):
             self.register_buffer("alpha_const", torch.full((M, d), float(static_alpha)))
         if selection == "bn_gamma":
             self.norms = nn.ModuleList(MaskedBatchNorm(d) for _ in range(M))
-        # (M, k') channels chosen by freeze(); empty when not frozen. Not persistent: checkpoints
-        # written before it existed load unchanged, and a frozen choice is re-derived from data.
-        self.register_buffer("frozen_low", torch.zeros(M, 0, dtype=torch.long), persistent=False)
+        # The channels eval mode blends, (M, k'), and whether they are set; saved in checkpoints.
+        self.register_buffer("frozen_low", torch.zeros(M, self.k_prime, dtype=torch.long))
+        self.register_buffer("is_frozen", torch.zeros((), dtype=torch.bool))
+        # The running selection statistic of the training rows since the last switch to eval mode:
+        # (M, D) column energies, or (M, D, D) Gram matrices for top-k; and how many batches it holds.
+        stat_shape = (M, d) if informativeness_k is None else (M, d, d)
+        self.register_buffer("train_stat", torch.zeros(stat_shape, dtype=torch.float64), persistent=False)
+        self.register_buffer("train_batches", torch.zeros((), dtype=torch.long), persistent=False)
 
     @property
     def frozen(self) -> bool:
-        """Whether eval mode uses the channels recorded by :meth:`freeze`."""
-        return self.frozen_low.shape[-1] > 0
+        """Whether eval mode blends a recorded channel choice (see the class docstring)."""
+        return bool(self.is_frozen)
+
+    @property
+    def tracks_training_rows(self) -> bool:
+        """Whether eval mode takes its channels from the training rows (``eval_channels="train"`` and
+        one channel set per batch chosen by Definition 1, the only case where a batch decides)."""
+        return (self.eval_channels == "train" and self.selection == "spectral" and self.selection_scope == "batch"
+                and len(self.modalities) > 1 and self.k_prime > 0)
+
+    def train(self, mode: bool = True):
+        """Switch mode; leaving training mode makes eval mode's channel choice from the training rows
+        seen since the last switch (when there are any; see the class docstring)."""
+        if self.training and not mode and self.tracks_training_rows and int(self.train_batches) > 0:
+            self._choose_from_training_rows()
+        return super().train(mode)
+
+    @torch.no_grad()
+    def _choose_from_training_rows(self) -> list:
+        low = channels_from_statistic(self.train_stat, self.informativeness_k, self.k_prime)
+        self.frozen_low.copy_(low)
+        self.is_frozen.fill_(True)
+        self.train_stat.zero_()
+        self.train_batches.zero_()
+        return list(low)
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys,
+                              unexpected_keys, error_msgs):
+        # A checkpoint written before eval mode's channel choice was saved has no such entries: it
+        # loads with none recorded (eval mode then lets the evaluated batch decide, as it did then).
+        for name in ("frozen_low", "is_frozen"):
+            state_dict.setdefault(prefix + name, getattr(self, name).new_zeros(getattr(self, name).shape))
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys,
+                                      unexpected_keys, error_msgs)
 
     @torch.no_grad()
     def freeze(self, feats, mask) -> list:
-        """Record the channels each modality blends, chosen on ``feats`` / ``mask`` (the training rows).
+        """Make eval mode blend the channels chosen on ``feats`` / ``mask`` (e.g. the training rows).
 
         Parameters
         ----------
@@ -175,25 +225,19 @@ class RankEnhancingTokenFuser(nn.Module):
 
         Returns
         -------
-        list of (k',) int64 tensors: the frozen channel sets (batch selection scope only).
+        list of (k',) int64 tensors: the channel sets (batch selection scope only).
         """
-        if self.selection_scope != "batch":
-            raise ValueError(f"freeze needs selection_scope='batch' (one channel set per modality), "
-                             f"got {self.selection_scope!r}")
-        if self.selection == "bn_gamma":
-            feats = [norm(x, mask) for norm, x in zip(self.norms, feats)]
-        was = self.training
-        self.train(True)  # the statistic of the given rows, as training would compute it
-        try:
-            low = self.select(feats, mask)
-        finally:
-            self.train(was)
-        self.frozen_low = torch.stack(low).to(self.frozen_low.device)
-        return low
+        if self.selection_scope != "batch" or self.selection != "spectral":
+            raise ValueError(f"freeze needs selection='spectral' with selection_scope='batch' (one channel set "
+                             f"per modality chosen from data), got {self.selection!r}, {self.selection_scope!r}")
+        self.train_stat.zero_()
+        for m, x in enumerate(feats):
+            self.train_stat[m] = channel_statistic(_valid_tokens(x.detach(), mask), self.informativeness_k)
+        return self._choose_from_training_rows()
 
     def unfreeze(self) -> None:
-        """Let the evaluated batch choose the channels again (the behaviour before :meth:`freeze`)."""
-        self.frozen_low = self.frozen_low.new_zeros(self.frozen_low.shape[0], 0)
+        """Let the evaluated batch choose the channels again (until the next switch to eval mode)."""
+        self.is_frozen.fill_(False)
 
     def alpha(self) -> torch.Tensor:
         """Per-modality, per-channel blending weights, shape (M, D)."""
@@ -210,8 +254,9 @@ class RankEnhancingTokenFuser(nn.Module):
         video, from that video's valid steps only); :func:`rankfusion.spectral.low_informative_channels`
         takes the k' lowest scores.
         """
-        if not self.training and self.frozen_low.shape[-1] > 0:
+        if not self.training and self.frozen:
             return list(self.frozen_low)
+        track = self.training and self.tracks_training_rows
         out = []
         for m, x in enumerate(feats):
             if self.selection == "bn_gamma":
@@ -219,23 +264,28 @@ class RankEnhancingTokenFuser(nn.Module):
             elif self.selection_scope == "sample":
                 score = torch.stack([channel_scores(x[b].detach()[mask[b]], self.informativeness_k)
                                      for b in range(x.shape[0])])
-            elif self.stats_group is not None and self.training:
-                score = self._global_scores(_valid_tokens(x.detach(), mask))
             else:
-                score = channel_scores(_valid_tokens(x.detach(), mask), self.informativeness_k)
+                stat = channel_statistic(_valid_tokens(x.detach(), mask), self.informativeness_k)
+                if self.stats_group is not None and self.training:
+                    stat = self._global_statistic(stat)
+                if track:
+                    self.train_stat[m] += stat
+                score = informativeness_from_statistic(stat, self.informativeness_k)
             # ties (e.g. gamma = 1 at initialisation) resolve to the lowest channel index
             out.append(low_informative_channels(score, k_prime=self.k_prime))
+        if track:
+            self.train_batches += 1
         return out
 
-    def _global_scores(self, tokens: torch.Tensor) -> torch.Tensor:
+    def _global_statistic(self, stat: torch.Tensor) -> torch.Tensor:
         # The statistic is additive over row blocks: the sum over processes is the statistic of
         # the whole distributed batch (float64, so only the summation order differs).
         import torch.distributed as dist
 
 
-        stat = channel_statistic(tokens, self.informativeness_k).contiguous()
+        stat = stat.contiguous()
         dist.all_reduce(stat, op=dist.ReduceOp.SUM, group=self.stats_group)
-        return informativeness_from_statistic(stat, self.informativeness_k)
+        return stat
 
     def partners(self, feats) -> list:
         """The features each modality blends with (see the class docstring)."""
@@ -280,6 +330,16 @@ def blend_weights(low: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
 def blend(x: torch.Tensor, partner: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
     """Eq. 4: ``x + w * (partner - x)``: channels with weight 0 pass unchanged."""
     return x + w * (partner - x)
+
+
+def channels_from_statistic(stat: torch.Tensor, k: int | None, k_prime: int) -> torch.Tensor:
+    """Eq. 3 from accumulated selection statistics: the bottom-``k'`` channels of each.
+
+    ``stat`` is (..., D) column energies (``k=None``) or (..., D, D) Gram matrices (top-``k``), as
+    :func:`rankfusion.spectral.channel_statistic` gives and summed over row blocks; returns the
+    (..., k') int64 channel sets, sorted, ties to the lower index.
+    """
+    return low_informative_channels(informativeness_from_statistic(stat, k), k_prime=k_prime)
 
 
 def sinusoidal_positions(T: int, d: int, device=None, dtype=torch.float32) -> torch.Tensor:
@@ -409,6 +469,7 @@ class R3D(nn.Module):
             exchange=config.exchange, static_alpha=config.static_alpha,
             informativeness_k=config.informativeness_k, alpha_param=config.alpha_param,
             fusion_rule=config.fusion_rule, selection_scope=config.selection_scope,
+            eval_channels=config.eval_channels,
         ) if config.rtf else None
         hidden = config.mlp_ratio * W
         n_layers = config.n_layers if config.temporal_fuser else 0

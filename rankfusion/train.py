@@ -528,6 +528,13 @@ def _distributed_losses(out, batch, r: _Run) -> dict:
 
 def _validate(r: _Run) -> dict:
     """Validation loss and (for ``select_metric="val_moc"``) mean validation MoC, over all ranks."""
+    rtf = r.model.rtf
+    if r.ctx is not None and rtf is not None and rtf.stats_group is None and rtf.tracks_training_rows:
+        # --rtf-stats local: each process summed the statistic of its own training rows; eval mode's
+        # one channel set (saved in the checkpoint) is chosen from all of them, as with one process
+        import torch
+
+        torch.distributed.all_reduce(rtf.train_stat)
     val_loss = _validation_loss(r.model, r.val_set, r.tc, r.dev, ctx=r.ctx)
     val_moc = (_moc_grid_mean(r.model, r.ds, "val", r.config, r.dev, ctx=r.ctx) if r.tc.select_metric == "val_moc"
                else float("nan"))

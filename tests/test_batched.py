@@ -173,6 +173,13 @@ def test_batched_seeds_match_their_serial_runs(tiny_data, tmp_path, monkeypatch,
         assert ca["optimizer"]["param_groups"] == cb["optimizer"]["param_groups"]
         assert ca["best"]["epoch"] == cb["best"]["epoch"]
         assert set(ca["optimizer"]["state"]) == set(cb["optimizer"]["state"])
+        # validation blended the channels chosen on each seed's training rows, as the serial run did
+        tracked = variant in ("spectral", "three-ring-raw")  # one channel set per batch, by Definition 1
+        assert bool(ca["model"]["rtf.is_frozen"]) == bool(cb["model"]["rtf.is_frozen"]) == tracked
+        assert ca["model"]["rtf.frozen_low"].tolist() == cb["model"]["rtf.frozen_low"].tolist()
+        if "bn_gamma" not in variant:  # not with bn_gamma: eval mode's running statistics, see below
+            np.testing.assert_allclose([r["val_loss"] for r in cb["history"]],
+                                       [r["val_loss"] for r in ca["history"]], rtol=RTOL, atol=0)
         # the rank monitor: the same rows; the initial model's effective ranks equal to rounding
         ra, rb = _ranks(a), _ranks(b)
         assert [r[:3] for r in ra] == [r[:3] for r in rb]

@@ -288,6 +288,81 @@ def test_freeze_fixes_the_channel_choice_of_eval_mode():
     rtf.eval()
     rtf.unfreeze()
     assert not rtf.frozen and rtf(te, m_te).low[0].tolist() == [16, 17, 18, 19]
-    assert "frozen_low" not in rtf.state_dict()  # old checkpoints load unchanged
     with pytest.raises(ValueError, match="selection_scope='batch'"):
         RankEnhancingTokenFuser(["a", "b"], 20, selection_scope="sample").freeze(tr, m_tr)
+    with pytest.raises(ValueError, match="selection='spectral'"):
+        RankEnhancingTokenFuser(["a", "b"], 20, selection="bn_gamma").freeze(tr, m_tr)
+
+
+def _rows_with_low_channels(low, n_videos, seed, d=20):
+    # (n_videos, 5, d) float64 tokens of two modalities whose lowest-energy channels are ``low``
+    g = torch.Generator().manual_seed(seed)
+    scale = torch.ones(d, dtype=torch.float64)
+    scale[list(low)] = 0.01
+    return [torch.randn(n_videos, 5, d, generator=g, dtype=torch.float64) * scale for _ in range(2)]
+
+
+def test_eval_mode_blends_the_channels_of_the_training_rows_seen_since_training():
+    from rankfusion.model import channels_from_statistic
+    from rankfusion.spectral import channel_statistic
+
+    torch.manual_seed(5)
+    rtf = RankEnhancingTokenFuser(["a", "b"], 20, exchange_ratio=0.2).double()
+    assert rtf.tracks_training_rows and not rtf.frozen
+    # two training batches: their summed statistic, not either batch alone, decides
+    b1 = _rows_with_low_channels([0, 1, 2, 3], 4, seed=1)
+    b2 = _rows_with_low_channels([2, 3, 4, 5], 4, seed=2)
+    b2 = [x * 3.0 for x in b2]
+    m = torch.ones(4, 5, dtype=torch.bool)
+    m[1, 3:] = False  # padded steps do not count
+    for b in (b1, b2):
+        rtf(b, m)
+    assert not rtf.frozen and int(rtf.train_batches) == 2
+    want = [channels_from_statistic(channel_statistic(b1[i][m], None) + channel_statistic(b2[i][m], None),
+                                    None, 4).tolist() for i in range(2)]
+    rtf.eval()
+    assert rtf.frozen and [x.tolist() for x in rtf.frozen_low] == want
+    assert int(rtf.train_batches) == 0 and not rtf.train_stat.any()  # the sum starts again
+    te = _rows_with_low_channels([16, 17, 18, 19], 3, seed=3)
+    assert [x.tolist() for x in rtf(te, torch.ones(3, 5, dtype=torch.bool)).low] == want
+    # one video alone or in a batch: the same channels, so the same output up to rounding
+    out_batch = rtf(te, torch.ones(3, 5, dtype=torch.bool)).after[0][1]
+    out_alone = rtf([x[1:2] for x in te], torch.ones(1, 5, dtype=torch.bool)).after[0][0]
+    assert torch.allclose(out_batch, out_alone, rtol=0, atol=1e-12)
+    # switching to eval again without new training rows keeps the choice; new rows replace it
+    rtf.eval()
+    assert [x.tolist() for x in rtf.frozen_low] == want
+    rtf.train()
+    rtf(te, torch.ones(3, 5, dtype=torch.bool))
+    rtf.eval()
+    assert [x.tolist() for x in rtf.frozen_low] == [[16, 17, 18, 19]] * 2
+
+
+def test_eval_channels_batch_lets_every_evaluated_batch_decide():
+    rtf = RankEnhancingTokenFuser(["a", "b"], 20, exchange_ratio=0.2, eval_channels="batch").double()
+    assert not rtf.tracks_training_rows
+    rtf(_rows_with_low_channels([0, 1, 2, 3], 4, seed=1), torch.ones(4, 5, dtype=torch.bool))
+    rtf.eval()
+    assert not rtf.frozen
+    te = _rows_with_low_channels([16, 17, 18, 19], 3, seed=3)
+    assert rtf(te, torch.ones(3, 5, dtype=torch.bool)).low[0].tolist() == [16, 17, 18, 19]
+    with pytest.raises(ValueError, match="eval_channels"):
+        RankEnhancingTokenFuser(["a", "b"], 20, eval_channels="test")
+
+
+def test_the_training_rows_choice_travels_in_the_state_dict_and_old_ones_load():
+    rtf = RankEnhancingTokenFuser(["a", "b"], 20, exchange_ratio=0.2).double()
+    rtf(_rows_with_low_channels([0, 1, 2, 3], 4, seed=1), torch.ones(4, 5, dtype=torch.bool))
+    rtf.eval()
+    state = rtf.state_dict()
+    assert "frozen_low" in state and "train_stat" not in state  # the choice, not the running sum
+    fresh = RankEnhancingTokenFuser(["a", "b"], 20, exchange_ratio=0.2).double().eval()
+    fresh.load_state_dict(state)
+    assert fresh.frozen and torch.equal(fresh.frozen_low, rtf.frozen_low)
+    # a checkpoint written before the choice was saved: loads, and the evaluated batch decides
+    old = {k: v for k, v in state.items() if k not in ("frozen_low", "is_frozen")}
+    older = RankEnhancingTokenFuser(["a", "b"], 20, exchange_ratio=0.2).double().eval()
+    older.load_state_dict(old)
+    assert not older.frozen
+    te = _rows_with_low_channels([16, 17, 18, 19], 3, seed=3)
+    assert older(te, torch.ones(3, 5, dtype=torch.bool)).low[0].tolist() == [16, 17, 18, 19]

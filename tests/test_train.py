@@ -14,7 +14,7 @@ from click.testing import CliRunner  # noqa: E402
 
 from rankfusion.cli import main  # noqa: E402
 from rankfusion.config import R3DConfig, RunConfig, TrainConfig, load_config, preset_names  # noqa: E402
-from rankfusion.train import load_checkpoint, parse_seeds, resolve_device, train  # noqa: E402
+from rankfusion.train import load_checkpoint, load_run, parse_seeds, resolve_device, train  # noqa: E402
 
 TIMING = {"epoch_s", "epoch_cpu_s", "frames_per_s"}
 
@@ -249,14 +249,18 @@ def test_transition_weight_config_and_hash():
     cfg = tiny_config()
     assert cfg.train.transition_weight == 1.0
     # at its default the option is left out of the hash: earlier runs keep their hash
+    # (with evaluation as it was before eval_channels existed: the evaluated batch chose its channels)
+    cfg = cfg.replace(model={"eval_channels": "batch"})
     d = cfg.to_dict()
     del d["train"]["transition_weight"], d["model"]["trunk_width"]  # options later than the first runs
     for later in ("modality_dropout", "unimodal_heads", "ogm"):
         del d["train"][later]
+    del d["model"]["eval_channels"]
     import hashlib
 
     old = hashlib.sha256(json.dumps(d, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:12]
     assert cfg.config_hash() == old
+    assert tiny_config().config_hash() != old  # the default evaluation changed, and so did its hash
     assert tiny_config(transition_weight=10.0).config_hash() != old
     with pytest.raises(ValueError, match="transition_weight"):
         tiny_config(transition_weight=-1.0)
@@ -381,3 +385,44 @@ def test_cli_evaluate_on_another_channel_count_and_a_one_video_split(tiny_data, 
     assert lines[0] == (f"Error: modality 'depth' has 5 channels in dataset {str(other)!r}, but the model takes 6 "
                         "(input_dims {'rgb': 8, 'depth': 6})")
     assert (run / "eval_test.csv").read_bytes() == before  # the earlier result is left as it was
+
+
+def test_checkpoints_hold_the_channels_chosen_on_the_last_epochs_training_rows(tiny_data, tmp_path, monkeypatch):
+    from rankfusion.model import RankEnhancingTokenFuser as RTF, channels_from_statistic
+    from rankfusion.spectral import channel_statistic
+
+    events = []
+    select, switch = RTF.select, RTF.train
+
+    def rec_select(self, feats, mask):
+        if self.training:
+            events.append([channel_statistic(x.detach()[mask], None) for x in feats])
+        return select(self, feats, mask)
+
+    def rec_train(self, mode=True):
+        if self.training and not mode:
+            events.append("eval")
+        return switch(self, mode)
+
+    monkeypatch.setattr(RTF, "select", rec_select)
+    monkeypatch.setattr(RTF, "train", rec_train)
+    run = train(tiny_config(epochs=2), tiny_data, tmp_path / "run", seed=10, progress=False)
+    # the training calls between the last two switches to eval mode: the last epoch's rows
+    marks = [i for i, e in enumerate(events) if e == "eval"]
+    last = [e for e in events[marks[-2] + 1:marks[-1]] if e != "eval"]
+    assert len(last) >= 2
+    want = [channels_from_statistic(sum(stats[m] for stats in last), None, 2).tolist() for m in range(2)]
+    ck = load_checkpoint(run / "checkpoints" / "last.pt")
+    assert bool(ck["model"]["rtf.is_frozen"]) and ck["model"]["rtf.frozen_low"].tolist() == want
+    # a model loaded from the checkpoint evaluates with those channels, whatever rows it is given
+    model, _, _ = load_run(run, checkpoint="last")
+    assert not model.training and model.rtf.frozen
+    scale = torch.ones(2, 8)
+    for m in range(2):
+        scale[m, want[m]] = 100.0  # rows on which the recorded channels carry the most energy
+    x = [torch.randn(1, 5, 8) * scale[m] for m in range(2)]
+    assert [c.tolist() for c in model.rtf(x, torch.ones(1, 5, dtype=torch.bool)).low] == want
+    # eval_channels="batch": no recorded choice, every evaluated batch chooses
+    cfg = tiny_config(epochs=1).replace(model={"eval_channels": "batch"})
+    run_b = train(cfg, tiny_data, tmp_path / "batch", seed=10, progress=False)
+    assert not bool(load_checkpoint(run_b / "checkpoints" / "last.pt")["model"]["rtf.is_frozen"])
