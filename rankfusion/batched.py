@@ -20,6 +20,12 @@ floating-point reordering:
   learning-rate schedule, which the seeds share since they take the same number of steps);
 * its own RTF channel selection (Eq. 3 on its own batch's valid steps; padding rows are zeroed
   so they add nothing to Definition 1's statistic);
+* its own collapse remedies (:mod:`rankfusion.remedies`): the modality-dropout keep mask, drawn
+  from the seed's dropout stream before the step's dropout masks as the serial step draws it; the
+  unimodal heads (stacked like every parameter) on the seed's own fuser inputs, their loss a mean
+  per seed; OGM-GE's coefficients from the seed's own confidence scores, applied to the seed's
+  slice of the stacked encoder gradients with noise of that slice's spread, drawn from the seed's
+  stream after the backward pass (modality by modality, parameter by parameter), before the clip;
 * its own best-epoch selection, validation metrics and run folder ``RUN/seed-<s>/`` with the
   files of a serial run (checkpoints in the serial format, so either trainer resumes them).
 
@@ -31,8 +37,8 @@ What is not batched (:func:`serial_reason`): distributed (torchrun) runs, CUDA d
 fused CUDA dropout kernel draws differently from the CPU one, so the serial dropout stream could
 not be reproduced; not measured), and configurations with training options this module does not
 implement (any field of :class:`rankfusion.config.TrainConfig` / :class:`~rankfusion.config.R3DConfig`
-outside :data:`BATCHED_FIELDS` that is not at its default). The rank monitor (``ranks.csv``) is
-measured per seed on that seed's own R3D module.
+outside :data:`BATCHED_FIELDS` that is not at its default; the remedies are inside it). The rank
+monitor (``ranks.csv``) is measured per seed on that seed's own R3D module.
 """
 
 from __future__ import annotations
@@ -59,6 +65,7 @@ from .train import (_METRIC_FIELDS, _build_training, _prepare_run, _restore_or_s
                     _save_epoch, _set_rng_state, _write_seeds, grid_mean, load_checkpoint, parse_seeds,
                     resolve_device, train)
 from .data import collate_anticipation
+from . import remedies
 
 #: Fields of the configuration the batched trainer implements; any other field must be at its
 #: default, or the seeds are trained one after another (:func:`serial_reason`).
@@ -69,7 +76,7 @@ BATCHED_FIELDS = {
               "input_dims", "n_classes"},
     "train": {"epochs", "batch_size", "lr", "weight_decay", "warmup_epochs", "min_lr_ratio", "obs_ratios",
               "future_ratio", "sample_rate", "loss_seg", "loss_cls", "loss_dur", "transition_weight", "grad_clip",
-              "select_metric", "eval_obs", "eval_betas"},
+              "select_metric", "eval_obs", "eval_betas", "modality_dropout", "unimodal_heads", "ogm"},
 }
 
 
@@ -339,12 +346,22 @@ class _Group:
         for _ in bar:
             batches = [next(it) for it in iters]
             feats, mask, targets = stack_batches(batches, self.config.model.modalities)
+            # each seed's stream, in the serial step's order: the modality-dropout keep mask, then the
+            # forward's dropout masks, then (after the backward pass) OGM-GE's noise
+            keep = self._draw_keep(mask.shape[1])
             noise = self._draw_dropout(batches)
-            out = stacked_forward(self.params, self.buffers, self.model0, feats, mask, training=True, noise=noise)
+            out = stacked_forward(self.params, self.buffers, self.model0, feats, mask, training=True, noise=noise,
+                                  keep=keep)
             parts = stacked_losses(out, targets, transition_weight=tc.transition_weight)
             loss = tc.loss_seg * parts["seg"] + tc.loss_cls * parts["cls"] + tc.loss_dur * parts["dur"]
+            if tc.unimodal_heads > 0:
+                logits = stacked_unimodal_logits(self.params, self.model0, out["before"], mask)
+                target = targets["future_classes"][:, :, 0]  # remedies.first_future_targets, per seed
+                loss = loss + tc.unimodal_heads * stacked_unimodal_losses(logits, target).sum(1)
             self.opt.zero_grad(set_to_none=True)
             loss.sum().backward()
+            if tc.ogm > 0:
+                self._modulate_gradients(logits, target)
             if tc.grad_clip > 0:
                 clip_per_seed(self.params.values(), tc.grad_clip)
             self.opt.step()
@@ -360,6 +377,30 @@ class _Group:
                  "train_cls": float(sums[k, 2] / n_batches), "train_dur": float(sums[k, 3] / n_batches),
                  # the seed's frames over the wall time of the whole batched epoch
                  "frames_per_s": float(frames[k] / train_s)} for k in range(K)]
+
+    def _draw_keep(self, batch_size):
+        """Modality dropout's keep masks (K, B, M), each seed's drawn from its own stream as its serial
+        step draws it (:func:`rankfusion.remedies.keep_mask`), or None when no modality is dropped."""
+
+        probs = remedies.dropout_probabilities(self.tc, self.config.model.modalities)
+        if not any(probs):
+            return None
+        return torch.stack([remedies.keep_mask(probs, batch_size, generator=gen) for gen in self.drop_gens])
+
+    def _modulate_gradients(self, logits, target):
+        """OGM-GE (:func:`rankfusion.remedies.modulate_gradients`) on each seed's slice of the stacked
+        encoder gradients: that seed's coefficients, the spread of its own gradient tensors, its noise
+        drawn from its own stream in the serial order (modality, then parameter)."""
+
+        mods = self.config.model.modalities
+        names = {m: remedies.encoder_parameter_names(self.model0, m) for m in mods}
+        for k, gen in enumerate(self.drop_gens):
+            coeffs = remedies.ogm_coefficients(remedies.confidence_scores(logits[k], target[k]), self.tc.ogm)
+            for m, c in zip(mods, coeffs):
+                for n in names[m]:
+                    g = self.params[n].grad
+                    if g is not None:
+                        g[k] = remedies.modulated_gradient(g[k], c, generator=gen)
 
     def _draw_dropout(self, batches):
         """Per seed, the dropout masks its serial forward draws (same shapes, same order), padded."""
@@ -631,7 +672,8 @@ def _drop(x, noise):
     return x if noise is None else x * noise
 
 
-def stacked_forward(P: dict, buffers: dict, model, feats: dict, mask, *, training: bool, noise=None) -> dict:
+def stacked_forward(P: dict, buffers: dict, model, feats: dict, mask, *, training: bool, noise=None,
+                    keep=None) -> dict:
     """R3D's forward (:meth:`rankfusion.model.R3D.forward`) for K seeds' stacked parameters.
 
     Parameters
@@ -646,12 +688,15 @@ def stacked_forward(P: dict, buffers: dict, model, feats: dict, mask, *, trainin
         Training mode: MaskedBatchNorm batch statistics (and running-stat updates), dropout.
     noise : list of Tensor or None
         Dropout multipliers in the serial forward's draw order (``_Group._draw_dropout``).
+    keep : Tensor of shape (K, B, M) or None
+        Modality-dropout factors per seed (the ``keep`` argument of R3D's forward).
 
     Returns
     -------
     dict
         ``seg`` (K, B, T, n_classes), ``cls`` (K, B, Q, n_classes + 1), ``dur`` (K, B, Q),
-        ``low`` (list per modality of (K, k') / (K, B, k') channel indices, or None).
+        ``low`` (list per modality of (K, k') / (K, B, k') channel indices, or None), ``before``
+        (list per modality of the token fuser's (K, B, T, D) inputs).
     """
 
     cfg = model.config
@@ -661,7 +706,7 @@ def stacked_forward(P: dict, buffers: dict, model, feats: dict, mask, *, trainin
     def nxt():
         return noise.pop(0) if noise is not None else None
 
-    _, toks, low = stacked_tokens(P, buffers, model, feats, mask, training=training)
+    before, toks, low = stacked_tokens(P, buffers, model, feats, mask, training=training, keep=keep)
     x = torch.cat(toks, dim=-1)
     W = x.shape[-1]
     if cfg.positional == "sinusoidal":
@@ -688,18 +733,23 @@ def stacked_forward(P: dict, buffers: dict, model, feats: dict, mask, *, trainin
     h = _layer_norm(h + _drop(y, nxt()), P[pre + "ln2.weight"], P[pre + "ln2.bias"], a.ln2.eps)
     cls = grouped_linear(h, P[pre + "cls_head.weight"], P[pre + "cls_head.bias"])
     dur = grouped_linear(h, P[pre + "dur_head.weight"], P[pre + "dur_head.bias"]).squeeze(-1)
-    return {"seg": seg, "cls": cls, "dur": dur, "low": low}
+    return {"seg": seg, "cls": cls, "dur": dur, "low": low, "before": before}
 
 
-def stacked_tokens(P: dict, buffers: dict, model, feats: dict, mask, *, training: bool) -> tuple:
+def stacked_tokens(P: dict, buffers: dict, model, feats: dict, mask, *, training: bool, keep=None) -> tuple:
     """Per-modality tokens (Eq. 2) and the token fuser for K seeds: ``(before, after, low)``, lists over
-    modalities of (K, B, T, D) tensors (``before``: the fuser's inputs) and blended channels."""
+    modalities of (K, B, T, D) tensors (``before``: the fuser's inputs) and blended channels.
+
+    ``keep`` (K, B, M), optional: modality-dropout factors on each seed's tokens, as R3D applies them
+    (after Eq. 2, before the fuser)."""
 
     toks = []
-    for m in model.config.modalities:
+    for i, m in enumerate(model.config.modalities):
         x = F.relu(grouped_linear(feats[m], P[f"proj.{m}.weight"], P[f"proj.{m}.bias"]))
         if model.shared is not None:
             x = F.relu(grouped_linear(x, P["shared.weight"], P["shared.bias"]))
+        if keep is not None:
+            x = x * keep[:, :, i, None, None].to(x.dtype)
         toks.append(x)
     if model.rtf is None:
         return toks, toks, [None] * len(toks)
@@ -802,6 +852,30 @@ def stacked_losses(out: dict, targets: dict, *, transition_weight: float = 1.0) 
     err = torch.where(act, (frac - dur_t) ** 2, torch.zeros((), dtype=frac.dtype))
     dur = err.sum((1, 2)) / act.sum((1, 2)).clamp(min=1).to(err.dtype)
     return {"seg": seg, "cls": cls, "dur": dur}
+
+
+def stacked_unimodal_logits(P: dict, model, before, mask) -> torch.Tensor:
+    """The unimodal heads (:func:`rankfusion.remedies.unimodal_logits`) per seed: logits of shape
+    (K, M, B, n_classes + 1) from each modality's fuser inputs ``before`` (list of (K, B, T, D)) under
+    ``mask`` (K, B, T)."""
+
+    pre = remedies.HEADS_ATTR + ".heads."
+    return torch.stack([grouped_linear(remedies.pooled_tokens(x, mask), P[f"{pre}{m}.weight"], P[f"{pre}{m}.bias"])
+                        for m, x in zip(model.config.modalities, before)], dim=1)
+
+
+def stacked_unimodal_losses(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """:func:`rankfusion.remedies.unimodal_losses` per seed, shape (K, M): each head's cross-entropy
+    averaged over its seed's samples with a target (0, with a zero gradient, for a seed with none).
+
+    ``logits`` (K, M, B, C + 1), ``target`` (K, B) with -100 for no target.
+    """
+
+    K, M, B, C1 = logits.shape
+    t = target[:, None, :].expand(K, M, B)
+    ce = F.cross_entropy(logits.reshape(-1, C1), t.reshape(-1), ignore_index=-100, reduction="none").view(K, M, B)
+    n = (target != -100).sum(1).clamp(min=1).to(ce.dtype)
+    return ce.sum(2) / n[:, None]
 
 
 def clip_per_seed(params, max_norm: float):

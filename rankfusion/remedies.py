@@ -90,15 +90,27 @@ class UnimodalHeads(nn.Module):
 
         Valid steps must come first in each row (as the collate function pads).
         """
-        w = mask.to(tokens[0].dtype)[..., None]
-        n = w.sum(1).clamp_min(1.0)
-        last = (mask.sum(1) - 1).clamp_min(0)
-        rows = torch.arange(mask.shape[0], device=mask.device)
-        out = []
-        for m, x in zip(self.modalities, tokens):
-            pooled = torch.cat([(x * w).sum(1) / n, x[rows, last]], dim=-1)
-            out.append(self.heads[m](pooled))
-        return torch.stack(out)
+        return torch.stack([self.heads[m](pooled_tokens(x, mask)) for m, x in zip(self.modalities, tokens)])
+
+
+def pooled_tokens(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """A unimodal head's input: the mean of the valid tokens and the last valid token, concatenated.
+
+    Parameters
+    ----------
+    x : Tensor of shape (..., B, T, D)
+    mask : bool Tensor of shape (..., B, T)
+        Valid steps, first in each row (as the collate function pads).
+
+    Returns
+    -------
+    Tensor of shape (..., B, 2 D)
+    """
+    w = mask.to(x.dtype)[..., None]
+    n = w.sum(-2).clamp_min(1.0)
+    last = (mask.sum(-1) - 1).clamp_min(0)
+    last_tok = x.gather(-2, last[..., None, None].expand(*last.shape, 1, x.shape[-1])).squeeze(-2)
+    return torch.cat([(x * w).sum(-2) / n, last_tok], dim=-1)
 
 
 def attach_unimodal_heads(model, train_config):
@@ -185,9 +197,16 @@ def ogm_coefficients(scores, alpha: float) -> list[float]:
     return out
 
 
+def encoder_parameter_names(model, modality: str) -> list[str]:
+    """Names (in ``model.named_parameters()``) of the parameters OGM-GE modulates for ``modality``:
+    its Eq. 2 projection, in the order :func:`modulate_gradients` visits them."""
+    return [f"proj.{modality}.{n}" for n, _ in model.proj[modality].named_parameters()]
+
+
 def encoder_parameters(model, modality: str) -> list:
-    """The parameters OGM-GE modulates for ``modality``: its Eq. 2 projection."""
-    return list(model.proj[modality].parameters())
+    """The parameters OGM-GE modulates for ``modality`` (:func:`encoder_parameter_names`)."""
+    params = dict(model.named_parameters())
+    return [params[n] for n in encoder_parameter_names(model, modality)]
 
 
 def modulate_gradients(model, coefficients, *, noise: bool = True, generator=None) -> None:
@@ -201,13 +220,22 @@ def modulate_gradients(model, coefficients, *, noise: bool = True, generator=Non
         for p in encoder_parameters(model, m):
             if p.grad is None:
                 continue
-            g = p.grad
-            sd = float(g.std()) if g.numel() > 1 else 0.0
-            new = g * float(k)
-            if noise and sd > 0:
-                e = torch.randn(g.shape, generator=generator, dtype=g.dtype, device="cpu" if generator else g.device)
-                new = new + sd * e.to(g.device)
-            p.grad = new
+            p.grad = modulated_gradient(p.grad, k, noise=noise, generator=generator)
+
+
+def modulated_gradient(g: torch.Tensor, k: float, *, noise: bool = True, generator=None) -> torch.Tensor:
+    """Eq. 11 for one gradient tensor: ``k * g + e``, ``e ~ N(0, sd(g)^2)`` elementwise (a new tensor).
+
+    ``sd(g)`` is the standard deviation of ``g``'s entries (0 for a one-entry tensor: no noise, and
+    no draw). The noise is drawn from the global torch RNG unless ``generator`` (a CPU generator)
+    is given. :func:`modulate_gradients` applies it to each encoder parameter in turn.
+    """
+    sd = float(g.std()) if g.numel() > 1 else 0.0
+    new = g * float(k)
+    if noise and sd > 0:
+        e = torch.randn(g.shape, generator=generator, dtype=g.dtype, device="cpu" if generator else g.device)
+        new = new + sd * e.to(g.device)
+    return new
 
 
 def check_supported(train_config, ctx) -> None:

@@ -483,8 +483,8 @@ def group_jobs(jobs) -> list[list[RunJob]]:
     """:func:`merge_jobs`, then the jobs of one configuration (all but the seed equal) in one group.
 
     A configuration whose seeds cannot be batched (:func:`rankfusion.batched.serial_reason`, e.g.
-    a remedy of :mod:`rankfusion.remedies`) gives one group per seed instead: its seeds train one
-    after another anyway, so the pool may as well spread them over its workers.
+    on a CUDA device) gives one group per seed instead: its seeds train one after another anyway,
+    so the pool may as well spread them over its workers.
     """
     groups: dict[tuple, list[RunJob]] = {}
     for j in merge_jobs(jobs):

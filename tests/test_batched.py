@@ -26,6 +26,7 @@ torch = pytest.importorskip("torch")
 
 import rankfusion.batched as batched  # noqa: E402
 import rankfusion.model as model_mod  # noqa: E402
+import rankfusion.remedies as remedies  # noqa: E402
 import rankfusion.train as train_mod  # noqa: E402
 from rankfusion.config import R3DConfig, RunConfig, TrainConfig  # noqa: E402
 from rankfusion.train import load_checkpoint, train  # noqa: E402
@@ -60,10 +61,16 @@ def _ranks(run):
 
 
 def _record_serial(monkeypatch):
-    """Per-step training losses and RTF channels of serial runs, in call order."""
-    losses, channels = [], []
+    """Per-step training losses (and unimodal heads' losses) and RTF channels of serial runs, in call order."""
+    losses, channels, uni = [], [], []
     compute = train_mod.compute_losses
     select = model_mod.RankEnhancingTokenFuser.select
+    unimodal = remedies.unimodal_losses
+
+    def rec_unimodal(logits, target):
+        out = unimodal(logits, target)
+        uni.append(out.detach().tolist())
+        return out
 
     def rec_losses(out, batch, dev, **kw):
         parts = compute(out, batch, dev, **kw)
@@ -79,7 +86,8 @@ def _record_serial(monkeypatch):
 
     monkeypatch.setattr(train_mod, "compute_losses", rec_losses)
     monkeypatch.setattr(model_mod.RankEnhancingTokenFuser, "select", rec_select)
-    return losses, channels
+    monkeypatch.setattr(remedies, "unimodal_losses", rec_unimodal)
+    return losses, channels, uni
 
 
 def _scores(rtf, x, mask):
@@ -113,8 +121,13 @@ def _tie(got, want, scores):
 
 
 def _record_batched(monkeypatch):
-    losses, channels = [], []
-    forward, stacked = batched.stacked_forward, batched.stacked_losses
+    losses, channels, uni = [], [], []
+    forward, stacked, unimodal = batched.stacked_forward, batched.stacked_losses, batched.stacked_unimodal_losses
+
+    def rec_unimodal(logits, target):
+        out = unimodal(logits, target)
+        uni.append(out.detach().tolist())
+        return out
 
     def rec_forward(*a, training, **kw):
         out = forward(*a, training=training, **kw)
@@ -130,36 +143,53 @@ def _record_batched(monkeypatch):
 
     monkeypatch.setattr(batched, "stacked_forward", rec_forward)
     monkeypatch.setattr(batched, "stacked_losses", rec_losses)
-    return losses, channels
+    monkeypatch.setattr(batched, "stacked_unimodal_losses", rec_unimodal)
+    return losses, channels, uni
 
 
+#: name: (model options, training options)
 VARIANTS = {
-    "spectral": {},
-    "bn_gamma-shared-static": dict(selection="bn_gamma", latent="shared", exchange="static", static_alpha=0.7),
-    "sample-topk-recency": dict(selection_scope="sample", informativeness_k=3, positional="recency"),
-    "three-ring-raw": dict(modalities=("rgb", "depth", "imu"), fusion_rule="ring", alpha_param="raw", n_layers=2),
+    "spectral": ({}, {}),
+    "bn_gamma-shared-static": (dict(selection="bn_gamma", latent="shared", exchange="static", static_alpha=0.7), {}),
+    "sample-topk-recency": (dict(selection_scope="sample", informativeness_k=3, positional="recency"), {}),
+    "three-ring-raw": (dict(modalities=("rgb", "depth", "imu"), fusion_rule="ring", alpha_param="raw", n_layers=2),
+                       dict(transition_weight=10.0)),
+    # the remedies of rankfusion.remedies: each seed's keep masks and OGM-GE noise come from its own
+    # dropout stream, between the same draws as in its serial run
+    "modality-dropout": ({}, dict(modality_dropout=0.4)),
+    "modality-dropout-per-modality-plain": (dict(rtf=False, modalities=("rgb", "depth", "imu")),
+                                            dict(modality_dropout={"depth": 1.0, "imu": 0.3})),
+    "unimodal-heads": ({}, dict(unimodal_heads=0.5)),
+    "heads-ogm-plain": (dict(rtf=False), dict(unimodal_heads=1.0, ogm=0.5)),
+    "heads-ogm-dropout": ({}, dict(unimodal_heads=1.0, ogm=2.0, modality_dropout={"rgb": 0.5})),
 }
 
 
 @pytest.mark.parametrize("variant", list(VARIANTS))
 def test_batched_seeds_match_their_serial_runs(tiny_data, tmp_path, monkeypatch, variant):
     epochs = 2 if variant == "spectral" else 1
-    kw = dict(transition_weight=10.0) if variant == "three-ring-raw" else {}
-    cfg = config(epochs, VARIANTS[variant], **kw)
+    model_kw, train_kw = VARIANTS[variant]
+    cfg = config(epochs, model_kw, **train_kw)
+    assert batched.serial_reason(cfg) is None
     with monkeypatch.context() as m:
-        s_loss, s_chan = _record_serial(m)
+        s_loss, s_chan, s_uni = _record_serial(m)
         train(cfg, tiny_data, tmp_path / "serial", seed=SEEDS, progress=False)
     with monkeypatch.context() as m:
-        b_loss, b_chan = _record_batched(m)
+        b_loss, b_chan, b_uni = _record_batched(m)
         batched.train_seeds(cfg, tiny_data, tmp_path / "batched", seed=SEEDS, progress=False)
     K = len(SEEDS)
     serial = np.array(s_loss).reshape(K, -1, 3)  # seeds one after another
     got = np.array(b_loss).transpose(1, 0, 2)  # steps x seeds -> seeds x steps
     assert got.shape == serial.shape and got.shape[1] >= 3 * epochs
     np.testing.assert_allclose(got, serial, rtol=RTOL, atol=0)
+    # the unimodal heads' losses, per (seed, step, modality)
+    assert (len(s_uni) > 0) == (cfg.train.unimodal_heads > 0)
+    if s_uni:
+        np.testing.assert_allclose(np.array(b_uni).transpose(1, 0, 2), np.array(s_uni).reshape(K, got.shape[1], -1),
+                                   rtol=RTOL, atol=0)
     # the same channels blended at every step: serial (seed, step, modality), batched (step, modality, seed)
     n = len(b_chan)
-    assert n == got.shape[1] and len(s_chan) == K * n
+    assert n == (got.shape[1] if cfg.model.rtf else 0) and len(s_chan) == K * n
     for k in range(K):
         for i in range(n):
             for mod, (want, scores) in enumerate(s_chan[k * n + i]):
@@ -173,10 +203,15 @@ def test_batched_seeds_match_their_serial_runs(tiny_data, tmp_path, monkeypatch,
         assert ca["optimizer"]["param_groups"] == cb["optimizer"]["param_groups"]
         assert ca["best"]["epoch"] == cb["best"]["epoch"]
         assert set(ca["optimizer"]["state"]) == set(cb["optimizer"]["state"])
-        # validation blended the channels chosen on each seed's training rows, as the serial run did
-        tracked = variant in ("spectral", "three-ring-raw")  # one channel set per batch, by Definition 1
-        assert bool(ca["model"]["rtf.is_frozen"]) == bool(cb["model"]["rtf.is_frozen"]) == tracked
-        assert ca["model"]["rtf.frozen_low"].tolist() == cb["model"]["rtf.frozen_low"].tolist()
+        assert list(ca["model"]) == list(cb["model"])  # the unimodal heads' weights too, where there are any
+        # the epoch's training loss (with the unimodal heads' term, where there is one)
+        np.testing.assert_allclose([r["train_loss"] for r in cb["history"]],
+                                   [r["train_loss"] for r in ca["history"]], rtol=RTOL, atol=0)
+        if cfg.model.rtf:
+            # validation blended the channels chosen on each seed's training rows, as the serial run did
+            tracked = model_kw.get("selection") != "bn_gamma" and model_kw.get("selection_scope") != "sample"
+            assert bool(ca["model"]["rtf.is_frozen"]) == bool(cb["model"]["rtf.is_frozen"]) == tracked
+            assert ca["model"]["rtf.frozen_low"].tolist() == cb["model"]["rtf.frozen_low"].tolist()
         if "bn_gamma" not in variant:  # not with bn_gamma: eval mode's running statistics, see below
             np.testing.assert_allclose([r["val_loss"] for r in cb["history"]],
                                        [r["val_loss"] for r in ca["history"]], rtol=RTOL, atol=0)
@@ -212,9 +247,11 @@ def test_serial_reason():
         pass
 
     assert "distributed" in batched.serial_reason(cfg, distributed=Ctx())
-    # the collapse remedies (modality dropout, unimodal heads, OGM-GE) are not batched
-    assert "train.modality_dropout" in batched.serial_reason(config(1, modality_dropout=0.3))
-    assert "train.unimodal_heads" in batched.serial_reason(config(1, unimodal_heads=0.5, ogm=0.1))
+    # the collapse remedies (modality dropout, unimodal heads, OGM-GE) are batched, alone and together
+    for kw in (dict(modality_dropout=0.3), dict(modality_dropout={"rgb": 1.0}), dict(unimodal_heads=0.5),
+               dict(unimodal_heads=0.5, ogm=0.1), dict(modality_dropout=0.2, unimodal_heads=1.0, ogm=0.5)):
+        for model in ({}, {"rtf": False}):
+            assert batched.serial_reason(config(1, model, **kw)) is None, (kw, model)
     # an option the batched trainer does not know about, set away from its default, forces the serial path
     fields = batched.BATCHED_FIELDS["train"]
     batched.BATCHED_FIELDS["train"] = fields - {"grad_clip"}
