@@ -3,7 +3,7 @@
 Usage::
 
     python benchmarks/bench_seeds.py [--widths 32,128] [--seeds 1,3,5,8] [--epochs 2] [--repeats 1]
-                                     [--step] [--json out.json]
+                                     [--step] [--remedies] [--json out.json]
 
 Each configuration is the demo's R3D run (the ``full`` profile of :mod:`rankfusion.profiles`:
 the ``synthetic-small`` preset at d_model 32, one temporal-fuser layer, batch 8, sample rate 4,
@@ -17,6 +17,11 @@ processes on a shared machine hits both alike; ratios are serial / batched of th
 
 Reported per configuration (all K seeds): wall seconds, CPU seconds of this process, and
 frames/s = K x epochs x (valid time steps of one pass over the training split) / wall.
+
+``--remedies`` instead times the collapse family's three remedy arms (:mod:`rankfusion.figures.collapse`:
+plain fusion of rgb and depth with modality dropout of rgb, with unimodal heads, with unimodal
+heads and OGM-GE) on its dataset at the highest collapse level of the ``full`` profile (96 videos),
+K = each ``--seeds`` entry, at the profile's d_model (``--widths`` is ignored).
 
 ``--step`` adds a micro-benchmark of one training step's forward and backward for K = 5 seeds
 (no RTF, no dropout: ``torch.func.vmap`` cannot run RTF's channel selection, whose row count
@@ -105,27 +110,59 @@ def run_bench(widths, ks, epochs, repeats, work: Path) -> list:
     rows = []
     for width in widths:
         cfg = cache.config(("rgb", "depth"), d_model=width).replace(train={"epochs": epochs})
-        frames = _frames_per_epoch(cfg, data)
         for k in ks:
-            seeds = list(range(1, k + 1))
-            res = {"batched": [], "serial": []}
-            for rep in range(repeats):
-                for kind in (("batched", "serial") if rep % 2 == 0 else ("serial", "batched")):
-                    res[kind].append(_arm(kind, cfg, data, work / "run", seeds))
-            row = {"d_model": width, "K": k, "epochs": epochs, "frames_per_epoch": frames}
-            for kind, vals in res.items():
-                wall = min(v[0] for v in vals)
-                row[f"{kind}_wall_s"] = round(wall, 2)
-                row[f"{kind}_cpu_s"] = round(min(v[1] for v in vals), 2)
-                row[f"{kind}_frames_per_s"] = round(k * epochs * frames / wall, 1)
-            # per repeat, serial / batched of the same round; the median over repeats
-            ratios = [s[0] / b[0] for s, b in zip(res["serial"], res["batched"])]
-            row["wall_ratios"] = [round(r, 2) for r in ratios]
-            row["wall_ratio"] = round(statistics.median(ratios), 2)
-            row["cpu_ratio"] = round(row["serial_cpu_s"] / row["batched_cpu_s"], 2)
-            rows.append(row)
-            print(json.dumps(row), flush=True)
+            rows.append(_compare(cfg, data, work, k, repeats, {"d_model": width}))
     return rows
+
+
+def remedy_bench(ks, epochs, repeats, work: Path) -> list:
+    """The collapse family's remedy arms (plain fusion of rgb and depth, rgb the anchor), batched vs serial."""
+    from rankfusion.data.synth import prepare_dataset
+    from rankfusion.figures.collapse import ANCHOR_DROPOUT, ARMS, levels
+    from rankfusion.profiles import get_profile
+    from rankfusion.remedies import active
+    from rankfusion.runcache import RunCache
+
+    prof = get_profile("full")
+    kwargs = {**prof.collapse.get("synth", prof.synth), "collapse": levels(prof)[-1]}
+    data = prepare_dataset(work / "collapse", kwargs, seed=int(prof.collapse.get("data_seed", 0)))
+    cache = RunCache(data, work / "cache", prof, progress=False)
+    _warm_up()
+    rows = []
+    for arm, (role, opts) in ARMS.items():
+        opts = dict(opts)
+        if opts.get("modality_dropout") == "anchor":
+            opts["modality_dropout"] = (("rgb", ANCHOR_DROPOUT),)
+        cfg = cache.config(("rgb", "depth"), **opts).replace(train={"epochs": epochs})
+        if role != "pair" or not active(cfg.train):
+            continue
+        for k in ks:
+            rows.append(_compare(cfg, data, work, k, repeats, {"arm": arm, "d_model": cfg.model.d_model}))
+    return rows
+
+
+def _compare(cfg, data, work: Path, k: int, repeats: int, head: dict) -> dict:
+    """Seeds 1..k of ``cfg``, batched and serial, interleaved over ``repeats``: one result row."""
+    epochs = cfg.train.epochs
+    frames = _frames_per_epoch(cfg, data)
+    seeds = list(range(1, k + 1))
+    res = {"batched": [], "serial": []}
+    for rep in range(repeats):
+        for kind in (("batched", "serial") if rep % 2 == 0 else ("serial", "batched")):
+            res[kind].append(_arm(kind, cfg, data, work / "run", seeds))
+    row = {**head, "K": k, "epochs": epochs, "frames_per_epoch": frames}
+    for kind, vals in res.items():
+        wall = min(v[0] for v in vals)
+        row[f"{kind}_wall_s"] = round(wall, 2)
+        row[f"{kind}_cpu_s"] = round(min(v[1] for v in vals), 2)
+        row[f"{kind}_frames_per_s"] = round(k * epochs * frames / wall, 1)
+    # per repeat, serial / batched of the same round; the median over repeats
+    ratios = [s[0] / b[0] for s, b in zip(res["serial"], res["batched"])]
+    row["wall_ratios"] = [round(r, 2) for r in ratios]
+    row["wall_ratio"] = round(statistics.median(ratios), 2)
+    row["cpu_ratio"] = round(row["serial_cpu_s"] / row["batched_cpu_s"], 2)
+    print(json.dumps(row), flush=True)
+    return row
 
 
 def step_bench(k=5, b=8, t=48, width=32, reps=20) -> dict:
@@ -186,6 +223,7 @@ def main(argv=None):
     ap.add_argument("--epochs", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=1)
     ap.add_argument("--step", action="store_true")
+    ap.add_argument("--remedies", action="store_true", help="Time the collapse family's remedy arms instead.")
     ap.add_argument("--work", default=None, help="Folder for the dataset and runs (default: a temporary one).")
     ap.add_argument("--json", default=None)
     args = ap.parse_args(argv)
@@ -199,11 +237,12 @@ def main(argv=None):
         print(json.dumps(out["step"]), flush=True)
     widths = [int(w) for w in args.widths.split(",") if w]
     ks = [int(k) for k in args.seeds.split(",") if k]
+    bench = remedy_bench if args.remedies else (lambda *a: run_bench(widths, *a))
     if args.work:
-        out["runs"] = run_bench(widths, ks, args.epochs, args.repeats, Path(args.work))
+        out["runs"] = bench(ks, args.epochs, args.repeats, Path(args.work))
     else:
         with tempfile.TemporaryDirectory() as tmp:
-            out["runs"] = run_bench(widths, ks, args.epochs, args.repeats, Path(tmp))
+            out["runs"] = bench(ks, args.epochs, args.repeats, Path(tmp))
     out["machine_after"] = _machine()
     print(json.dumps(out["machine_after"]), flush=True)
     if args.json:
