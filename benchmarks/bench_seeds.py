@@ -3,13 +3,14 @@
 Usage::
 
     python benchmarks/bench_seeds.py [--widths 32,128] [--seeds 1,3,5,8] [--epochs 2] [--repeats 1]
-                                     [--step] [--remedies] [--json out.json]
+                                     [--threads 1] [--step] [--remedies] [--json out.json]
 
 Each configuration is the demo's R3D run (the ``full`` profile of :mod:`rankfusion.profiles`:
 the ``synthetic-small`` preset at d_model 32, one temporal-fuser layer, batch 8, sample rate 4,
 rgb+depth) on the demo's synthetic dataset (64 videos, generated in a temporary folder), at
 d_model = each ``--widths`` entry, trained for ``--epochs`` epochs with validation (MoC) and the
-rank monitor, as the demo trains it, with one torch thread (as the demo's workers). For each
+rank monitor, as the demo trains it, with ``--threads`` torch threads (default 1, as each of the
+demo's two workers; 2 is ``rankfusion train --seeds ...`` on a 2-core machine, torch's default). For each
 width and K in ``--seeds`` the K seeds (1, 2, ..., K) are trained by
 :func:`rankfusion.batched.train_seeds` (batched) and by :func:`rankfusion.train.train` (serial),
 the two arms interleaved (their order alternating between repeats), so load from other
@@ -222,6 +223,7 @@ def main(argv=None):
     ap.add_argument("--seeds", default="1,3,5,8")
     ap.add_argument("--epochs", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=1)
+    ap.add_argument("--threads", type=int, default=1, help="torch threads of both arms (default 1).")
     ap.add_argument("--step", action="store_true")
     ap.add_argument("--remedies", action="store_true", help="Time the collapse family's remedy arms instead.")
     ap.add_argument("--work", default=None, help="Folder for the dataset and runs (default: a temporary one).")
@@ -229,8 +231,8 @@ def main(argv=None):
     args = ap.parse_args(argv)
     import torch
 
-    torch.set_num_threads(1)
-    out = {"machine": _machine(), "torch": torch.__version__}
+    torch.set_num_threads(args.threads)
+    out = {"machine": _machine(), "torch": torch.__version__, "threads": args.threads}
     print(json.dumps(out["machine"]), flush=True)
     if args.step:
         out["step"] = step_bench()

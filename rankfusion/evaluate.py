@@ -192,9 +192,10 @@ class Reliance:
     drops: tuple = ()
 
 
-def _grid_mean(grid: dict) -> float:
+def grid_mean(grid: dict, *, empty: float = float("nan")) -> float:
+    """The mean of a MoC grid's cells: NaN cells (no frame counted) are skipped; ``empty`` when none is left."""
     vals = [v for v in grid.values() if np.isfinite(v)]
-    return float(np.mean(vals)) if vals else float("nan")
+    return float(np.mean(vals)) if vals else float(empty)
 
 
 def derangement(n, seed=0) -> np.ndarray:
@@ -332,8 +333,8 @@ def modality_reliance(model, ds, split, config: RunConfig, dev, *, seed: int = 0
                     for d in range(len(draw.donors))]
         swapped = {k: float(np.mean([g[k] for g in per_draw])) for k in clean}
         grid = tuple((o, b, clean[(o, b)] - swapped[(o, b)]) for (o, b) in clean)
-        c, s_ = _grid_mean(clean), _grid_mean(swapped)
-        drops = [c - _grid_mean(g) for g in per_draw]
+        c, s_ = grid_mean(clean), grid_mean(swapped)
+        drops = [c - grid_mean(g) for g in per_draw]
         sd = float(np.std(drops, ddof=1)) if len(drops) > 1 else float("nan")
         out.append(Reliance(m, c, s_, c - s_, grid, int(seed), sd, len(drops), draw.mismatch, draw.matched, read,
                             tuple(drops)))
@@ -361,12 +362,12 @@ def modality_shapley(model, ds, split, config: RunConfig, dev, *, seed: int = 0,
     draw = donor_draws(ds, split, seed=seed, draws=draws, tol=tol) if donors is None else donors
     mods = list(config.model.modalities)
     clean = moc_grid(model, ds, split, config, dev) if clean is None else clean
-    value = {frozenset(mods): _grid_mean(clean)}
+    value = {frozenset(mods): grid_mean(clean)}
     for k in range(len(mods)):
         for own in itertools.combinations(mods, k):
             swapped = [m for m in mods if m not in own]
             value[frozenset(own)] = float(np.mean([
-                _grid_mean(_swapped_grid(model, ds, split, config, dev, swapped, draw, d, read, None))
+                grid_mean(_swapped_grid(model, ds, split, config, dev, swapped, draw, d, read, None))
                 for d in range(len(draw.donors))]))
     return shapley_values(value, mods)
 

@@ -29,7 +29,7 @@ from ._progress import bar_disabled
 from ._validation import InputError, InputTypeError, check_choice, check_int
 from .config import RunConfig
 from .distributed import agree, all_reduce_list, DistContext, gather, refuse, shard
-from .evaluate import moc_grid
+from .evaluate import grid_mean as cells_mean, moc_grid
 from .runs import check_config_data, is_multi_seed, load_checkpoint, load_run, open_data, recorded_config_hash, resolve_device, seed_dirs  # noqa: F401 (public here too)
 from .files import atomic_path, write_json, write_text
 from .monitor import EpochRanks
@@ -595,7 +595,6 @@ def _moc_grid_mean(model, ds, split, config, dev, ctx=None) -> float:
 
 
 def grid_mean(grid: dict) -> float:
-    """The validation MoC a run selects its best epoch by: the mean of a :func:`moc_grid`'s cells."""
-    vals = [v for v in grid.values() if np.isfinite(v)]
-    # NaN cells (no frame counted) are skipped; a grid with none left scores -inf, never "best"
-    return float(np.mean(vals)) if vals else float("-inf")
+    """The validation MoC a run selects its best epoch by: the mean of a :func:`moc_grid`'s cells
+    (:func:`rankfusion.evaluate.grid_mean`); a grid with no counted cell scores -inf, never "best"."""
+    return cells_mean(grid, empty=float("-inf"))

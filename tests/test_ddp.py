@@ -147,10 +147,14 @@ def test_two_processes_follow_one_process_with_twice_the_batch(runs):
     wa = load_checkpoint(runs["one_x4"] / "checkpoints" / "last.pt")["model"]
     wb = load_checkpoint(runs["two_x2"] / "checkpoints" / "last.pt")["model"]
     assert set(wa) == set(wb) and not any(k.startswith("module.") for k in wb)
+    assert bool(wa["rtf.is_frozen"]) and bool(wb["rtf.is_frozen"])  # compared below, exactly
     for k in wa:
         x, y = wa[k], wb[k]
         if k.endswith("dur_head.bias"):
             continue  # shifts every query's log-duration alike: the softmax over queries ignores it
+        if not x.is_floating_point():  # RTF's eval-mode channels, chosen on all processes' training rows
+            assert torch.equal(x, y), k
+            continue
         if k.endswith("in_proj_bias"):
             # the key bias adds a constant to each query's scores: softmax ignores it too. Both
             # have a gradient that is zero but for rounding, which AdamW's normalised step

@@ -3,12 +3,16 @@ those runs (``make``); ``plan_jobs`` is their union, so every family trains in t
 
 from __future__ import annotations
 
+import csv
 import inspect
+from pathlib import Path
 
 import pytest
 
 from rankfusion import runcache
 from rankfusion.figures import FAMILIES, FigureContext, RunSet, check_names, plan_jobs
+
+ROOT = Path(__file__).resolve().parents[1]
 
 pytest.importorskip("torch")
 
@@ -103,3 +107,12 @@ def test_unknown_family_is_one_clear_error():
     assert check_names(["noise", "spectra", "noise"]) == ["noise", "spectra"]
     with pytest.raises(InputError, match="--only must be among .*'histogram'"):
         check_names(["histogram"])
+
+
+def test_committed_tables_name_no_local_folder():
+    # run folders and feature files are written relative to the run cache, so a committed table
+    # reads the same on every machine
+    for path in sorted((ROOT / "figures").glob("*.csv")):
+        with open(path, newline="") as fh:
+            for row in csv.reader(fh):
+                assert not any(cell.startswith("/") for cell in row), (path.name, row)

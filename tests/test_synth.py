@@ -34,8 +34,13 @@ def test_layout_and_check(small):
 
 def test_deterministic(small, tmp_path):
     again = synthesize(tmp_path / "again", seed=3, n_videos=12, min_frames=150, max_frames=400)
-    for rel in ["groundTruth/synth_004.txt", "features/depth/synth_004.npy", "splits/test.split1.bundle"]:
-        assert (small / rel).read_bytes() == (again / rel).read_bytes()
+    files = sorted(p.relative_to(small) for p in small.rglob("*") if p.is_file())
+    assert files == sorted(p.relative_to(again) for p in again.rglob("*") if p.is_file())
+    for rel in files:  # every file, synth.json included: a regenerated dataset keeps its fingerprint
+        assert (small / rel).read_bytes() == (again / rel).read_bytes(), rel
+    from rankfusion.runcache import dataset_fingerprint
+
+    assert dataset_fingerprint(small) == dataset_fingerprint(again)
     other = synthesize(tmp_path / "other", seed=4, n_videos=12, min_frames=150, max_frames=400)
     assert (small / "groundTruth/synth_004.txt").read_bytes() != (other / "groundTruth/synth_004.txt").read_bytes()
 

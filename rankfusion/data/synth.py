@@ -46,7 +46,6 @@ import dataclasses
 import json
 import os
 import shutil
-import time
 from pathlib import Path
 
 import numpy as np
@@ -1029,8 +1028,8 @@ def synthesize(out_dir, *, seed=0, n_videos=DEFAULT_VIDEOS, min_frames=DEFAULT_M
 
     The dataset is built in a temporary folder next to ``out_dir`` and renamed into place, so an
     interrupted run leaves nothing half-written. Deterministic: the same arguments give
-    byte-identical labels, features, factors and splits (``synth.json`` also records the
-    generation time).
+    byte-identical files, ``synth.json`` included, so a regenerated dataset has the same
+    fingerprint (:func:`rankfusion.runcache.dataset_fingerprint`) and reuses its cached runs.
 
     Parameters
     ----------
@@ -1091,15 +1090,14 @@ def synthesize(out_dir, *, seed=0, n_videos=DEFAULT_VIDEOS, min_frames=DEFAULT_M
                       imbalance=imbalance, collapse=collapse, spurious=spurious).validate()
     out = Path(out_dir)
     _check_destination(cfg, out, overwrite)
-    t0 = time.perf_counter()
     with atomic_dir(out) as tmp:
-        meta = _synth_meta(cfg, _write(tmp, cfg, progress), time.perf_counter() - t0)
+        meta = _synth_meta(cfg, _write(tmp, cfg, progress))
         (tmp / "synth.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
     return out
 
 
-def _synth_meta(cfg: SynthConfig, truth: dict, seconds: float) -> dict:
-    """``synth.json``: the settings, the generator's law, ``truth`` (:func:`_write`) and the time taken."""
+def _synth_meta(cfg: SynthConfig, truth: dict) -> dict:
+    """``synth.json``: the settings, the generator's law and ``truth`` (:func:`_write`)."""
     return {"generator": "rankfusion.data.synth", "config": dataclasses.asdict(cfg),
             "actions": list(ACTIONS), "transitions": TRANSITIONS, "mean_duration": MEAN_DURATION,
             "reference_length": REFERENCE_LENGTH,
@@ -1107,7 +1105,7 @@ def _synth_meta(cfg: SynthConfig, truth: dict, seconds: float) -> dict:
             "modality_sees": {m: sorted(modality_sees(m)) for m in cfg.channels},
             "reference_modality": ANCHOR,
             "most_complementary": MOST_COMPLEMENTARY if {ANCHOR, MOST_COMPLEMENTARY} <= set(cfg.channels) else None,
-            **truth, "seconds": round(seconds, 3)}
+            **truth}
 
 
 def _channels_arg(channels) -> dict:

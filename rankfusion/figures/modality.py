@@ -171,10 +171,11 @@ def make(ctx: FigureContext, candidates=None, expected: str | None = None) -> Fi
     per_seed_score = table_.groupby(["candidate", "seed"], as_index=False)["harmonic_mean"].mean()
     task, agreement = selection.runs_task_evidence(per_seed_score.rename(columns={"harmonic_mean": "score"}),
                                                  _moc_gains(ctx, runs, alone))
-    # paths relative to the cache, so a committed table does not carry local paths
+    # paths inside the cache relative to it, so a committed table names no machine's folders
     cache_dir = ctx.cache.cache_dir
-    table_["file"] = [Path(f).relative_to(cache_dir).as_posix() if Path(f).is_relative_to(cache_dir) else f
-                      for f in table_["file"]]
+    for col in ("file", "run"):
+        table_[col] = [Path(f).relative_to(cache_dir).as_posix() if Path(f).is_relative_to(cache_dir) else f
+                       for f in table_[col]]
     if expected is None:
         expected = expected_complementary(ctx.data_root)
     sel = write_selection(ctx.out, table_, anchor=ctx.anchor, expected=expected, formats=ctx.formats)
