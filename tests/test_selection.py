@@ -113,6 +113,32 @@ def test_probe_takes_torch_tensors():
     assert np.isfinite(ga) and np.isfinite(gc)
 
 
+def test_probe_members_are_the_separate_fits():
+    """Member i of fit_probe_members is fit_probe on [anchor, candidate i] with the same seed: the same
+    weights, channel choice, accuracy and gains, up to float32 summation order.
+
+    The linear head only: with the MLP head some hidden gradients are float noise around 0, and
+    Adam's first steps (about lr * sign(gradient)) turn their sign into a weight difference of
+    order 1e-3, with separate and batched fits alike.
+    """
+    torch = pytest.importorskip("torch")
+    mods, y = _paired()
+    rng = np.random.default_rng(5)
+    cands = np.stack([mods["signal"], rng.standard_normal(mods["signal"].shape), mods["signal"][rng.permutation(len(y))]])
+    cfg = ProbeConfig(width=16, steps=10)
+    members = selection.fit_probe_members(mods["anchor"], cands, y, config=cfg, seed=3)
+    held = [mods["anchor"][::3], cands[:, ::3]]  # evaluation rows (also training rows: only the maths is tested)
+    gains, acc = members.evaluate(held[0], held[1], y[::3])
+    for i in range(len(cands)):
+        ref = selection.fit_probe([mods["anchor"], cands[i]], y, config=cfg, seed=3)
+        # 10 Adam steps of size <= lr = 0.02 from the same start; what differs is the order of float32
+        # sums (a few eps = 1.2e-7 per step, relative to weights of order 1): 1e-4 leaves a wide margin
+        for name, p in ref.named_parameters():
+            np.testing.assert_allclose(members.params[name][i].detach().numpy(), p.detach().numpy(), atol=1e-4)
+        np.testing.assert_array_equal(torch.stack(members.low)[:, i].numpy(), ref.rtf.frozen_low.numpy())
+        np.testing.assert_allclose(gains[i], selection.probe_gains(ref, [held[0], held[1][i]]), atol=1e-4)
+        assert acc[i] == pytest.approx(selection.probe._accuracy(ref, [held[0], held[1][i]], y[::3]))
+
 # --------------------------------------------------------------------------- evidence
 
 

@@ -7,13 +7,15 @@ needs no torch.
 from __future__ import annotations
 
 import contextlib
+import functools
+import types
 from dataclasses import dataclass
 
 import numpy as np
 
 from .. import spectral, stats
 from .._validation import InputError, check_float, check_int
-from ..model import RankEnhancingTokenFuser, blend, blend_weights, channel_scores
+from ..model import RankEnhancingTokenFuser, blend, channel_scores
 from ..spectral import blended_channel_count, low_informative_channels
 from .arrays import _as_numpy64
 from .surrogates import min_surrogates
@@ -138,6 +140,78 @@ def _probe_class():
     return FusionProbe
 
 
+@functools.lru_cache(maxsize=None)
+def _member_functions():
+    """The two autograd functions of :class:`ProbeMembers`: ``blend`` and ``linear``.
+
+    Built on first use (torch is imported lazily). Both compute what the plain torch expressions
+    would (Eq. 4 through :func:`rankfusion.model.blend`; an affine map), up to the order of float32
+    sums; they choose the memory layout and the matrix products of the backward pass, which is
+    where the stacked members spent their time (batched products with 10 output columns written
+    in the slow orientation, a concatenation, full-width element-wise passes over channels whose
+    blend weight is 0).
+    """
+    import torch
+
+    class MemberBlend(torch.autograd.Function):
+        """Eq. 4 for both sides of every member, on the blended channels only.
+
+        ``forward(a, c, w_a, w_c, low_a, low_c)``: ``a``, ``c`` (S, N, D) the projections; ``low_a``,
+        ``low_c`` (S, k') each member's blended channels (Eq. 3) and ``w_a``, ``w_c`` (S, k') their
+        weights alpha. Returns ``(A, C)``, each (S, N, D): ``A = blend(a, c, w)`` on ``low_a`` and
+        ``a`` elsewhere (weight 0 leaves a channel unchanged), ``C`` likewise with the roles swapped.
+        """
+
+        @staticmethod
+        def forward(ctx, a, c, w_a, w_c, low_a, low_c):
+            S, N, _ = a.shape
+            ia = low_a[:, None, :].expand(S, N, low_a.shape[1])
+            ic = low_c[:, None, :].expand(S, N, low_c.shape[1])
+            a_la, c_la, c_lc, a_lc = a.gather(2, ia), c.gather(2, ia), c.gather(2, ic), a.gather(2, ic)
+            A = a.clone().scatter_(2, ia, blend(a_la, c_la, w_a[:, None, :]))
+            C = c.clone().scatter_(2, ic, blend(c_lc, a_lc, w_c[:, None, :]))
+            ctx.save_for_backward(w_a, w_c, ia, ic, c_la - a_la, a_lc - c_lc)
+            return A, C
+
+        @staticmethod
+        def backward(ctx, g_A, g_C):
+            w_a, w_c, ia, ic, d_a, d_c = ctx.saved_tensors
+            gA, gC = g_A.gather(2, ia), g_C.gather(2, ic)  # gradients at the blended channels
+            gAw, gCw = gA * w_a[:, None, :], gC * w_c[:, None, :]
+            # d/dx of x + w (p - x) is 1 - w, d/dp is w, d/dw is p - x
+            ga = g_A.clone().scatter_add_(2, ia, -gAw).scatter_add_(2, ic, gCw)
+            gc = g_C.clone().scatter_add_(2, ic, -gCw).scatter_add_(2, ia, gAw)
+            return ga, gc, (gA * d_a).sum(1), (gC * d_c).sum(1), None, None
+
+    class MemberLinear(torch.autograd.Function):
+        """Affine map of every member, outputs first: ``forward(w, b, *xs)`` with ``w`` (S, O, I),
+        ``b`` (S, O) and ``xs`` the parts (S, N, I_j) of the input along its last axis (``sum I_j = I``:
+        the fused tokens need no concatenation) gives ``w_s x_s^T + b_s`` of shape (S, O, N)."""
+
+        @staticmethod
+        def forward(ctx, w, b, *xs):
+            ctx.save_for_backward(w, *xs)
+            out, start = b[:, :, None].expand(-1, -1, xs[0].shape[1]), 0
+            for x in xs:
+                out = torch.baddbmm(out, w[:, :, start:start + x.shape[2]], x.transpose(1, 2))
+                start += x.shape[2]
+            return out
+
+        @staticmethod
+        def backward(ctx, g):
+            w, *xs = ctx.saved_tensors
+            gxs, gws, start = [], [], 0
+            gt = g.transpose(1, 2)
+            for j, x in enumerate(xs):
+                wj = w[:, :, start:start + x.shape[2]]
+                gxs.append(torch.bmm(gt, wj) if ctx.needs_input_grad[2 + j] else None)
+                gws.append(torch.bmm(g, x))
+                start += x.shape[2]
+            return (torch.cat(gws, dim=2), g.sum(2), *gxs)
+
+    return types.SimpleNamespace(blend=MemberBlend, linear=MemberLinear)
+
+
 @contextlib.contextmanager
 def _torch_threads(n: int):
     """``n`` torch threads and ``n`` BLAS threads for NumPy (the surrogates' QR: a multi-threaded
@@ -240,12 +314,11 @@ def fit_probe_members(anchor_x, candidate_xs, labels, *, config: ProbeConfig | N
         ref = _probe_class()([za.shape[1], zc.shape[2]], n_classes, config, rtf=True)
         members = ProbeMembers(ref, S)
         opt = torch.optim.Adam(members.params.values(), lr=config.lr, weight_decay=config.weight_decay)
-        target = y.repeat(S)
+        target = y.expand(S, N)
         for _ in range(config.steps):
             opt.zero_grad(set_to_none=True)
-            logits = members.logits(za, zc)
             # the sum over members of each member's mean loss: member i's gradient is its own
-            F.cross_entropy(logits.reshape(S * N, -1), target, reduction="sum").div(N).backward()
+            F.cross_entropy(members.logits(za, zc), target, reduction="sum").div(N).backward()
             opt.step()
         members.freeze(za, zc)
     return members
@@ -268,31 +341,34 @@ class ProbeMembers:
     def tokens(self, za, zc):
         """``(before, after)``, each ``[anchor, candidate]`` of shape (S, N, D)."""
         import torch
-        from torch.nn import functional as F
-
 
         P = self.params
-        a = F.relu(torch.matmul(za, P["proj.0.weight"].transpose(1, 2)) + P["proj.0.bias"][:, None, :])
-        c = F.relu(torch.bmm(zc, P["proj.1.weight"].transpose(1, 2)) + P["proj.1.bias"][:, None, :])
+        S = zc.shape[0]
+        a = torch.baddbmm(P["proj.0.bias"][:, None, :], za.expand(S, *za.shape), P["proj.0.weight"].transpose(1, 2))
+        c = torch.baddbmm(P["proj.1.bias"][:, None, :], zc, P["proj.1.weight"].transpose(1, 2))
+        a, c = a.relu(), c.relu()
         if self.low is None:
             with torch.no_grad():  # Eq. 3 on this batch's rows, as RTF does in training
                 low = [low_informative_channels(channel_scores(x.detach()), k_prime=self.k_prime) for x in (a, c)]
         else:
             low = self.low
         alpha = torch.sigmoid(P["rtf.alpha_raw"])  # (S, 2, D)
-        wa, wc = blend_weights(low[0], alpha[:, 0]), blend_weights(low[1], alpha[:, 1])
-        return [a, c], [blend(a, c, wa[:, None, :]), blend(c, a, wc[:, None, :])]
+        # Eq. 4 moves only the k' blended channels of each side (weight 0 elsewhere): blend those alone
+        after = _member_functions().blend.apply(a, c, alpha[:, 0].gather(1, low[0]), alpha[:, 1].gather(1, low[1]),
+                                                low[0], low[1])
+        return [a, c], list(after)
 
     def logits(self, za, zc):
-        import torch
+        """Class scores of every member, shape (S, K, N) (classes before rows)."""
         from torch.nn import functional as F
 
         P = self.params
-        h = torch.cat(self.tokens(za, zc)[1], dim=-1)
+        after = self.tokens(za, zc)[1]
+        head = _member_functions().linear.apply
         if not self.mlp:
-            return torch.baddbmm(P["head.bias"][:, None, :], h, P["head.weight"].transpose(1, 2))
-        h = F.relu(torch.baddbmm(P["head.0.bias"][:, None, :], h, P["head.0.weight"].transpose(1, 2)))
-        return torch.baddbmm(P["head.2.bias"][:, None, :], h, P["head.2.weight"].transpose(1, 2))
+            return head(P["head.weight"], P["head.bias"], *after)
+        h = F.relu(head(P["head.0.weight"], P["head.0.bias"], *after)).transpose(1, 2)
+        return head(P["head.2.weight"], P["head.2.bias"], h)
 
     def freeze(self, za, zc):
         """Fix the channel choice on these (training) rows for every later call."""
@@ -314,7 +390,7 @@ class ProbeMembers:
         zc = torch.as_tensor(np.asarray(candidate_xs), dtype=torch.float32)
         with torch.no_grad():
             before, after = self.tokens(za, zc)
-            pred = self.logits(za, zc).argmax(-1).numpy()
+            pred = self.logits(za, zc).argmax(1).numpy()
         gains = np.array([[float(spectral.rank_gain(before[m][i], after[m][i])) for m in range(2)]
                           for i in range(zc.shape[0])])
         return gains, (pred == np.asarray(labels)[None, :]).mean(axis=1)
