@@ -116,3 +116,9 @@ def test_committed_tables_name_no_local_folder():
         with open(path, newline="") as fh:
             for row in csv.reader(fh):
                 assert not any(cell.startswith("/") for cell in row), (path.name, row)
+
+
+def test_the_cli_help_lists_every_family():
+    from rankfusion.cli.experiments import _FAMILY_HELP
+
+    assert _FAMILY_HELP.split(", ") == list(FAMILIES)

@@ -355,3 +355,16 @@ def test_noise_control_false_positive_rate_and_power():
     assert fpr <= 0.05 + 0.02, fpr  # binomial sd at 2000 draws: 0.005
     power = 1.0 - _simulated_decisions(0.15, 1000, rng).mean()
     assert power >= 0.60, power
+
+
+def test_nan_ranks_last_at_every_magnitude():
+    from rankfusion.selection.criterion import nan_last
+    from rankfusion.selection.surrogates import noise_test
+
+    for low in (1e17, -1e17, 0.0, 3.5):
+        out = nan_last([low, np.nan, low + abs(low) + 1.0, np.nan])
+        assert out[1] == out[3] < out[0] < out[2]  # NaN below every finite value, tied with each other
+    assert np.all(nan_last([np.nan, np.nan]) == nan_last([np.nan, np.nan])[0])
+    # the noise control orders NaN surrogates the same way: a finite criterion is above all 19
+    assert noise_test(1e17, [np.nan] * 19) == (0.05, False)
+    assert noise_test(np.nan, [1.0] * 19) == (1.0, True)

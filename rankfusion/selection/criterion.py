@@ -175,7 +175,7 @@ def rank_candidates(summary: pd.DataFrame) -> pd.DataFrame:
             "reason": "harmonic mean NaN (" + "; ".join(reasons) + ")" if reasons else "",
         })
     df = pd.DataFrame(rows)
-    df["_score"] = df["score"].fillna(-np.inf)
+    df["_score"] = nan_last(df["score"])
     df = df.sort_values(["n_nan", "_score", "candidate"], ascending=[True, False, True], kind="mergesort")
     df = df.drop(columns="_score").reset_index(drop=True)
     df.insert(0, "rank", np.arange(1, len(df) + 1))
@@ -200,10 +200,15 @@ def compare_with_expected(ranking: pd.DataFrame, expected_best: str | None) -> d
     }
 
 
-def _rank_last(a) -> np.ndarray:
-    """``a`` with NaN entries (no mutual gain) set below every finite one: they rank last, as in the
-    paper; rank statistics see nothing else of the value."""
+def nan_last(a) -> np.ndarray:
+    """``a`` with its NaN entries (no mutual gain: a gain <= 0, so no harmonic mean) replaced by one
+    value below every finite entry, so they rank last and tie with each other.
+
+    The one ordering rule of selection: a finite harmonic mean of two positive gains is more mutual
+    enhancement than none. Only the order of the result means anything (ranks, Spearman's rho,
+    the noise control's empirical p), never the stand-in's size.
+    """
     a = np.asarray(a, dtype=np.float64)
     ok = np.isfinite(a)
-    floor = (a[ok].min() - 1.0) if ok.any() else 0.0
-    return np.where(ok, a, floor)
+    low = a[ok].min() if ok.any() else 0.0
+    return np.where(ok, a, low - 1.0 - abs(low))  # strictly below low at every magnitude

@@ -17,7 +17,7 @@ from .. import spectral, stats
 from .._progress import bar_disabled
 from .._validation import InputError, check_int
 from .arrays import _unit_scale
-from .criterion import _rank_last
+from .criterion import nan_last
 from .paired import check_paired
 from .probe import ProbeConfig, _accuracy, _torch_threads, fit_probe, fit_probe_members
 from .results import CandidateEvidence, SelectionReport
@@ -269,14 +269,14 @@ def select_modalities(modalities: dict, labels, anchor: str, *, candidates=None,
         acc_a, acc, acc_plain, gains = _evidence(arrays, y, anchor, cands, config, jobs, bar)
     ratio = 1.0 / (config.folds - 1)  # n_test / n_train of one fold
     rows = [_candidate_row(c, gains[c], acc[c], acc_plain[c], acc_a, ratio) for c in cands]
-    by_crit = _ranks([(-r["criterion"] if np.isfinite(r["criterion"]) else math.inf, r["name"]) for r in rows])
-    by_ctrl = _ranks([(r["noise_like"], -r["excess"] if np.isfinite(r["excess"]) else math.inf, r["name"])
-                      for r in rows])
+    crit, excess = nan_last([r["criterion"] for r in rows]), nan_last([r["excess"] for r in rows])
+    by_crit = _ranks([(-crit[i], r["name"]) for i, r in enumerate(rows)])
+    by_ctrl = _ranks([(r["noise_like"], -excess[i], r["name"]) for i, r in enumerate(rows)])
     out = tuple(CandidateEvidence(**r, rank_criterion=a, rank_controlled=b) for r, a, b in zip(rows, by_crit, by_ctrl))
     agreement = None
     if len(cands) >= 3:
         # one definition of agreement: Spearman's rho, tested by permutation over the candidates
-        agreement = stats.agreement(_rank_last([r["criterion"] for r in rows]), [r["task_gain"] for r in rows])
+        agreement = stats.agreement(crit, [r["task_gain"] for r in rows])
     return SelectionReport(anchor=anchor, candidates=out, agreement=agreement,
                            accuracy_anchor=float(acc_a.mean()), n_rows=len(y), n_replicates=n_rep, config=config,
                            seconds=time.perf_counter() - t0)

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 
 from .. import stats
-from .criterion import _rank_last
+from .criterion import nan_last
 
 
 def runs_task_evidence(per_seed_score: pd.DataFrame, per_seed_gain: pd.DataFrame | None, *,
@@ -46,7 +46,7 @@ def runs_task_evidence(per_seed_score: pd.DataFrame, per_seed_gain: pd.DataFrame
     scores = per_seed_score.pivot_table(index="candidate", columns="seed", values="score", sort=False,
                                         dropna=False).reindex(index=cands)
     crit = _nanmean_rows(scores.to_numpy(dtype=float))
-    return task, stats.agreement(_rank_last(crit), [task[c][0] for c in cands], alpha=alpha)
+    return task, stats.agreement(nan_last(crit), [task[c][0] for c in cands], alpha=alpha)
 
 
 def _nanmean_rows(a: np.ndarray) -> np.ndarray:

@@ -10,6 +10,7 @@ from .. import stats
 from .._validation import InputError, check_int
 from ..spectral import rank_tolerance
 from .arrays import _as_numpy64, _like, _unit_scale
+from .criterion import nan_last
 
 
 def spectral_surrogates(X, n_surrogates: int = 10, *, seed: int = 0):
@@ -81,10 +82,8 @@ def noise_test(criterion: float, controls, alpha: float | None = None) -> tuple[
         raise InputError("controls must hold at least one surrogate value")
     if not np.isfinite(criterion):
         return 1.0, True
-    # NaN controls lie below a finite criterion: any finite stand-in below it counts the same
-    ok = np.isfinite(c)
-    below = min(float(criterion), float(c[ok].min()) if ok.any() else float(criterion)) - 1.0
-    p = stats.empirical_p(float(criterion), np.where(ok, c, below))
+    ordered = nan_last(np.concatenate([[float(criterion)], c]))  # NaN controls below the finite criterion
+    p = stats.empirical_p(float(ordered[0]), ordered[1:])
     return p, bool(p > alpha)
 
 
