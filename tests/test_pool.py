@@ -73,8 +73,10 @@ def test_run_jobs_validates_workers(data, tmp_path):
 
 
 @pytest.mark.slow
-def test_seeds_of_one_configuration_train_together(data, tmp_path):
+def test_seeds_of_one_configuration_train_together(data, tmp_path, monkeypatch):
     import json
+
+    from rankfusion import batched
 
     prof = profiles.get_profile("quick")
     one = runcache.RunCache(data, tmp_path / "one", prof, progress=False)
@@ -86,9 +88,13 @@ def test_seeds_of_one_configuration_train_together(data, tmp_path):
             [cache.job(["rgb"], s) for s in (1, 10)]
 
     assert [len(g) for g in runcache.group_jobs(jobs(one))] == [2, 2]
-    # seeds that cannot be batched (a remedy) are one task each, so the pool spreads them
+    # a remedy's seeds train together too; seeds that cannot be batched (here: a field the batched
+    # trainer is made not to know) are one task each, so the pool spreads them
     heads = [one.job(["rgb", "depth"], s, unimodal_heads=1.0) for s in (1, 10)]
+    assert [len(g) for g in runcache.group_jobs(jobs(one) + heads)] == [2, 2, 2]
+    monkeypatch.setitem(batched.BATCHED_FIELDS, "train", batched.BATCHED_FIELDS["train"] - {"unimodal_heads"})
     assert [len(g) for g in runcache.group_jobs(jobs(one) + heads)] == [2, 2, 1, 1]
+    monkeypatch.undo()
     assert all(runcache.run_jobs(jobs(one), workers=1, progress=False).values())
     two.prefetch(jobs(two), workers=2, progress=False)
     assert len(two.trained_now) == 4
