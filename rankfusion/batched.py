@@ -60,7 +60,8 @@ from .evaluate import observed_cuts
 from .metrics import MoCAccumulator, grid_cells
 from .model import R3DOutput, channels_from_statistic, recency_positions, sinusoidal_positions
 from .monitor import EPOCH_VIDEOS, EpochRanks
-from .spectral import channel_informativeness, channel_statistic, informativeness_from_statistic, low_informative_channels
+from .spectral import (channel_informativeness, channel_statistic, informativeness_from_statistic,
+                       low_informative_channels)
 from .train import (_METRIC_FIELDS, _build_training, _prepare_run, _restore_or_start, _rng_state,
                     _save_epoch, _set_rng_state, _write_seeds, grid_mean, load_checkpoint, parse_seeds,
                     resolve_device, train)

@@ -174,8 +174,9 @@ def make(ctx: FigureContext, candidates=None, expected: str | None = None) -> Fi
     # paths inside the cache relative to it, so a committed table names no machine's folders
     cache_dir = Path(ctx.cache.cache_dir).resolve()
     for col in ("file", "run"):
-        table_[col] = [Path(f).resolve().relative_to(cache_dir).as_posix() if Path(f).resolve().is_relative_to(cache_dir)
-                       else f for f in table_[col]]
+        full = [Path(f).resolve() for f in table_[col]]
+        table_[col] = [p.relative_to(cache_dir).as_posix() if p.is_relative_to(cache_dir) else f
+                       for p, f in zip(full, table_[col])]
     if expected is None:
         expected = expected_complementary(ctx.data_root)
     sel = write_selection(ctx.out, table_, anchor=ctx.anchor, expected=expected, formats=ctx.formats)
