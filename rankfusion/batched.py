@@ -513,7 +513,10 @@ class _Group:
         batched pass of the token fuser over the monitor's videos (the rest of R3D is not needed)."""
 
         self.leave_training()
-        inputs = members[0].ranks.inputs  # the same videos for every seed
+        rtf = self.model0.rtf
+        independent = rtf is None or not rtf.selects_per_batch or bool(self.buffers["rtf.is_frozen"].all())
+        ranks = members[0].ranks  # the same videos for every seed
+        inputs = [ranks.padded] if independent else ranks.inputs
         per_seed = [[] for _ in self.members]
         with torch.no_grad():
             for feats, mask in inputs:
@@ -525,7 +528,7 @@ class _Group:
                                         for m, b, a, lo in zip(self.config.model.modalities, before, after, low)})
         for r in members:
             k = self.members.index(r)
-            r.ranks.record(_Replay(self.config.model, per_seed[k]), epoch)
+            r.ranks.record(_Replay(self.config.model, per_seed[k], independent), epoch)
             r.ranks_initial = False
 
     def write_back(self, k):
@@ -541,11 +544,13 @@ class _Group:
 
 class _Replay(torch.nn.Module):
     """One seed's R3D as the rank monitor sees it: each call returns the next video's token-fuser
-    features of that seed, computed beforehand in the batched pass (same videos, same order)."""
+    features of that seed, computed beforehand in the batched pass (same videos, same order;
+    ``videos_independent`` as the seed's R3D: then all videos were one padded batch)."""
 
-    def __init__(self, config, features):
+    def __init__(self, config, features, videos_independent: bool):
         super().__init__()
         self.config, self.features, self.calls = config, features, 0
+        self.videos_independent = videos_independent
 
     def forward(self, feats, mask, *, return_features=False):
         out = R3DOutput(None, None, None, self.features[self.calls])

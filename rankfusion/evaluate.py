@@ -17,7 +17,7 @@ import numpy as np
 from ._validation import InputError, check_choice, check_float, check_int
 from .config import RunConfig
 from .data.synth import partner_only_cuts
-from .data.torchdata import video_inputs
+from .data.torchdata import pad_videos, video_inputs
 from .distributed import all_reduce_list, shard
 from .files import write_text
 from .metrics import DEFAULT_OVERLAPS, MoCAccumulator, decode_queries, grid_cells, segmentation_scores
@@ -26,18 +26,29 @@ from .stats import compare
 from .utilization import collapse_index, conditional_utilization, matched_donors, shapley_values
 
 
+#: Padded time steps (videos x longest video) one evaluation forward pass may hold when videos are
+#: batched (:func:`moc_grid`); bounds the attention's (videos, heads, T, T) memory.
+EVAL_BATCH_STEPS = 4096
+
+
 def moc_grid(model, ds, split, config: RunConfig, dev, *, obs=None, betas=None, ctx=None, notes=None,
              swap=None, shifts=None, only=None) -> dict:
     """MoC in percent for each (obs, beta): ``{(obs, beta): value}`` over ``split``'s videos.
 
-    Each video is observed alone (batch of one) and decoded with
-    :meth:`rankfusion.metrics.MoCAccumulator.add_queries` (the MoC protocol). With ``ctx``
-    (a :class:`rankfusion.distributed.DistContext`) each process counts every ``world_size``-th
-    video and the T/F count tables are summed over processes: integer counts, so the MoC is
-    exactly the single-process one for the same weights. A video too short to observe one frame
-    at a ratio (``int(obs * N) == 0``) has nothing to score there (the protocol's future window
-    starts at an empty past): it is skipped at that ratio, with a line naming it appended to
-    ``notes`` (a list) when given. A cell no video reaches is NaN.
+    Each video is observed up to its cut point and its future queries decoded with
+    :meth:`rankfusion.metrics.MoCAccumulator.add_queries` (the MoC protocol). A video is scored as
+    it would be alone: when the model computes each video of a batch independently
+    (:attr:`rankfusion.model.R3D.videos_independent`: no RTF, or RTF blending the channels chosen
+    on the training rows) the cut points of a ratio go through the model in padded batches of
+    similar length (:func:`eval_batches`; padding changes no valid output, so only the float
+    summation order differs from one video per pass), else one video per forward pass. With
+    ``ctx`` (a :class:`rankfusion.distributed.DistContext`) each process scores every
+    ``world_size``-th of those batches and the T/F count tables are summed over processes:
+    integer counts of the same batches, so the MoC is exactly the single-process one for the same
+    weights. A video too short to observe one frame at a ratio (``int(obs * N) == 0``) has nothing
+    to score there (the protocol's future window starts at an empty past): it is skipped at that
+    ratio, with a line naming it appended to ``notes`` (a list) when given. A cell no video
+    reaches is NaN.
     ``swap`` (``{modality: {video: donor video}}``) replaces that modality's input of each video
     by the donor's (:func:`modality_reliance`); labels and the other modalities stay the video's own.
     ``shifts`` (``{video: u}``, u in [0, 1)) reads the donors at a random time instead of the same
@@ -47,20 +58,42 @@ def moc_grid(model, ds, split, config: RunConfig, dev, *, obs=None, betas=None, 
 
     obs = config.train.eval_obs if obs is None else obs
     betas = config.train.eval_betas if betas is None else betas
-    videos = shard(ds.split(split), ctx)
-    acc = _moc_counts(model, ds, videos, config, dev, obs, betas, notes, swap, shifts, only)
+    model.eval()
+    cuts = list(observed_cuts(ds, ds.split(split), obs, notes, swap, only))
+    acc = MoCAccumulator(model.config.n_classes, betas=tuple(betas), future_ratio=config.train.future_ratio)
+    for batch in shard(eval_batches(model, cuts, config.train.sample_rate), ctx):
+        inputs = [video_inputs(ds, video, config.model.modalities, past, config.train.sample_rate, dev,
+                               donors=donors, shift=shifts[video] if shifts else None)
+                  for _, _, video, past, donors in (cuts[i] for i in batch)]
+        for i, (logits, durations) in zip(batch, _queries(model, inputs)):
+            acc.add_queries(cuts[i][1], cuts[i][0], logits, durations)
     if ctx is not None:
-        acc = _all_reduce_moc(acc, len(videos), obs, dev)
+        acc = _all_reduce_moc(acc, obs, dev)
     return grid_cells(acc, obs, betas)
 
 
-def _moc_counts(model, ds, videos, config, dev, obs, betas, notes=None, swap=None, shifts=None, only=None):
-    model.eval()
-    acc = MoCAccumulator(model.config.n_classes, betas=tuple(betas), future_ratio=config.train.future_ratio)
-    for o, gt, video, past, donors in observed_cuts(ds, videos, obs, notes, swap, only):
-        acc.add_queries(gt, o, *_queries(model, ds, video, config, dev, past, donors,
-                                         shifts[video] if shifts else None))
-    return acc
+def eval_batches(model, cuts, sample_rate: int) -> list:
+    """How :func:`moc_grid` groups the cut points (``observed_cuts``' tuples) into forward passes:
+    lists of indices into ``cuts``.
+
+    One cut per pass unless ``model.videos_independent``; then, per ratio, the cuts sorted by
+    length (stable), cut into runs of at most :data:`EVAL_BATCH_STEPS` padded steps. A function of
+    the cuts alone, so every process of a distributed evaluation forms the same batches.
+    """
+    if not getattr(model, "videos_independent", False):
+        return [[i] for i in range(len(cuts))]
+    steps = [len(range(0, cut[3], sample_rate)) for cut in cuts]  # observed frames [:past:sample_rate]
+    out = []
+    for o in dict.fromkeys(cut[0] for cut in cuts):
+        batch = []
+        for i in sorted((i for i, cut in enumerate(cuts) if cut[0] == o), key=lambda i: steps[i]):
+            if batch and (len(batch) + 1) * steps[i] > EVAL_BATCH_STEPS:
+                out.append(batch)
+                batch = []
+            batch.append(i)
+        if batch:
+            out.append(batch)
+    return out
 
 
 def observed_cuts(ds, videos, obs, notes=None, swap=None, only=None):
@@ -83,17 +116,16 @@ def observed_cuts(ds, videos, obs, notes=None, swap=None, only=None):
             yield o, gt, video, past, donors
 
 
-def _queries(model, ds, video, config, dev, past, donors=None, shift=None):
-    """The model's raw future queries for one video observed up to frame ``past`` (batch of one):
-    ``(class_logits (Q, C + 1), durations (Q,))`` as NumPy arrays. ``donors`` and ``shift``: see
-    :func:`rankfusion.data.torchdata.video_inputs`."""
+def _queries(model, inputs) -> list:
+    """The model's raw future queries for videos given as batches of one (:func:`video_inputs`),
+    in one forward pass: per video ``(class_logits (Q, C + 1), durations (Q,))`` as NumPy arrays."""
     import torch
 
-    feats, mask = video_inputs(ds, video, config.model.modalities, past, config.train.sample_rate, dev,
-                               donors=donors, shift=shift)
+    feats, mask = inputs[0] if len(inputs) == 1 else pad_videos(inputs)
     with torch.no_grad():
         out = model(feats, mask)
-    return out.class_logits[0].cpu().numpy(), out.durations[0].cpu().numpy()
+    logits, durations = out.class_logits.cpu().numpy(), out.durations.cpu().numpy()
+    return [(logits[j], durations[j]) for j in range(len(inputs))]
 
 
 def predict_future(model, ds, video, config: RunConfig, dev, obs: float) -> tuple:
@@ -122,28 +154,31 @@ def predict_future(model, ds, video, config: RunConfig, dev, obs: float) -> tupl
     if past == 0:
         raise InputError(f"video {video!r} ({len(gt)} frames) has no observed frame at obs {obs:g}")
     model.eval()
-    logits, durations = _queries(model, ds, video, config, dev, past)
+    [(logits, durations)] = _queries(model, [video_inputs(ds, video, config.model.modalities, past,
+                                                          config.train.sample_rate, dev)])
     pred = decode_queries(logits, durations, int(config.train.future_ratio * len(gt)), model.config.n_classes)
     return gt, past, pred
 
 
-def _all_reduce_moc(acc, n_videos, obs, dev):
-    """``acc``'s count tables summed over all processes (a process may hold no video)."""
+def _all_reduce_moc(acc, obs, dev):
+    """``acc``'s count tables and video counts summed over all processes (a process may hold no video)."""
     import torch
     import torch.distributed as dist
 
     shape = (len(acc.betas), acc.n_classes)
-    tables = []
+    tables, n_videos = [], []
     for o in obs:
         # a process may hold no video, or only videos too short for this ratio
         t, f = acc.counts(o) if round(float(o), 6) in acc.obs_ratios else (np.zeros(shape, np.int64),) * 2
         tables.append(np.stack([t, f]))
+        n_videos.append(acc.n_videos(o))
     counts = torch.from_numpy(np.stack(tables)).to(dev)
     dist.all_reduce(counts, op=dist.ReduceOp.SUM)
-    n_all = int(all_reduce_list([n_videos], dev)[0])
+    n_all = all_reduce_list(n_videos, dev)
     out = MoCAccumulator(acc.n_classes, betas=acc.betas, future_ratio=acc.future_ratio)
-    for o, (t, f) in zip(obs, counts.cpu().numpy()):
-        out.add_counts(o, t, f, n_all)
+    for o, (t, f), n in zip(obs, counts.cpu().numpy(), n_all):
+        if n:
+            out.add_counts(o, t, f, int(n))
     return out
 
 

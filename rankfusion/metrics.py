@@ -287,6 +287,10 @@ class MoCAccumulator:
         """Observation ratios seen so far, ascending."""
         return sorted(self._true)
 
+    def n_videos(self, obs_ratio) -> int:
+        """Videos counted at one observation ratio (0 for a ratio never added)."""
+        return int(self._videos.get(round(float(obs_ratio), 6), 0))
+
     def counts(self, obs_ratio):
         """Pooled ``(T, F)`` counts, int64 arrays of shape (n_betas, n_classes), for one ratio."""
         obs_ratio = round(float(obs_ratio), 6)

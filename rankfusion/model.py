@@ -183,11 +183,23 @@ class RankEnhancingTokenFuser(nn.Module):
         return bool(self.is_frozen)
 
     @property
+    def selects_per_batch(self) -> bool:
+        """Whether Eq. 3 chooses one channel set per batch from the batch's rows (Definition 1 with
+        ``selection_scope="batch"``, two or more modalities, k' > 0)."""
+        return (self.selection == "spectral" and self.selection_scope == "batch" and len(self.modalities) > 1
+                and self.k_prime > 0)
+
+    @property
+    def batch_decides(self) -> bool:
+        """Whether eval mode's channel choice comes from the evaluated batch (no choice recorded), so
+        that a video's output depends on the other videos of its batch."""
+        return self.selects_per_batch and not self.frozen
+
+    @property
     def tracks_training_rows(self) -> bool:
         """Whether eval mode takes its channels from the training rows (``eval_channels="train"`` and
         one channel set per batch chosen by Definition 1, the only case where a batch decides)."""
-        return (self.eval_channels == "train" and self.selection == "spectral" and self.selection_scope == "batch"
-                and len(self.modalities) > 1 and self.k_prime > 0)
+        return self.eval_channels == "train" and self.selects_per_batch
 
     def train(self, mode: bool = True):
         """Switch mode; leaving training mode makes eval mode's channel choice from the training rows
@@ -479,6 +491,13 @@ class R3D(nn.Module):
         self.seg_head = nn.Linear(W, config.n_classes)  # Eq. 56
         self.anticipation = AnticipationModule(W, config.n_heads, hidden, config.n_queries,
                                                config.n_classes, config.dropout)
+
+    @property
+    def videos_independent(self) -> bool:
+        """Whether eval mode computes each video of a batch as it would alone (up to float
+        summation order; padding changes no valid output): true unless RTF's channel choice is
+        left to the evaluated batch (:attr:`RankEnhancingTokenFuser.batch_decides`)."""
+        return self.rtf is None or not self.rtf.batch_decides
 
     @property
     def none_index(self) -> int:

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from ._validation import check_float, check_int, describe, is_torch
-from .data.torchdata import video_inputs
+from .data.torchdata import pad_videos, video_inputs
 from .files import write_text
 from .spectral import GramAccumulator, effective_rank
 
@@ -367,9 +367,12 @@ class EpochRanks:
     """Per-epoch effective ranks of an R3D run on a fixed validation subset (``RUN/ranks.csv``).
 
     The subset is the first ``n_videos`` videos of the validation split, each observed up to the
-    largest evaluation ratio (``config.train.eval_obs``), one video per forward pass as in
-    evaluation (RTF's channel selection is a batch statistic). Rows of all videos are pooled into
-    one matrix per name. Measured in eval mode without autograd; the model's training state and
+    largest evaluation ratio (``config.train.eval_obs``). The videos go through one padded forward
+    pass when the model computes each video of a batch as it would alone
+    (:attr:`rankfusion.model.R3D.videos_independent`: eval mode blends the channels chosen on the
+    training rows), else one video per forward pass as in evaluation (RTF's channel choice is then
+    a statistic of the evaluated batch); the valid rows are the same either way. Rows of all
+    videos are pooled into one matrix per name. Measured in eval mode without autograd; the model's training state and
     every random-number stream are left as they were, so a run trains identically with or
     without it.
 
@@ -396,7 +399,9 @@ class EpochRanks:
             stop = max(1, int(self.obs * len(ds.labels(v))))
             self.inputs.append(video_inputs(ds, v, self.modalities, stop, config.train.sample_rate, device))
         self.n_videos = len(self.inputs)
+        self.padded = pad_videos(self.inputs) if self.inputs else None
         self.rows: list[dict] = []
+        self._fields, self._lines = None, []  # the CSV lines of self.rows written so far, in order
         if previous and self.path.exists():
             import pandas as pd
 
@@ -405,7 +410,10 @@ class EpochRanks:
     def record(self, model, epoch: int) -> list[dict]:
         """Measure ``model`` now, label the rows ``epoch``, rewrite the CSV; returns the new rows."""
         torch = _import_torch()
-        self.rows = [r for r in self.rows if int(r["epoch"]) < epoch]
+        kept = [r for r in self.rows if int(r["epoch"]) < epoch]
+        if len(kept) < len(self.rows):  # a re-recorded epoch: written lines no longer match the rows
+            self._lines = []
+        self.rows = kept
         if not self.inputs:
             return []
         t0 = time.perf_counter()
@@ -414,7 +422,7 @@ class EpochRanks:
         try:
             with RankMonitor(model, r3d_modules(self.modalities), every=None, max_rows=None, mask=1) as mon:
                 with torch.no_grad():
-                    for feats, mask in self.inputs:
+                    for feats, mask in [self.padded] if model.videos_independent else self.inputs:
                         model(feats, mask, return_features=True)
                 new = mon.record(step=epoch)
         finally:
@@ -436,9 +444,19 @@ class EpochRanks:
 
         first = ["epoch", "name", "modality", "stage", "n_rows", "n_channels", "numerical_rank", "effective_rank"]
         fields = first + [c for c in self.rows[0] if c not in first]
+        if self._fields != fields:
+            self._fields, self._lines = fields, []
+        # each row is formatted once, when first written (the rows only grow, or are cut at an epoch)
+        lines = self._lines[: len(self.rows)]
         buf = io.StringIO()
         w = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n", extrasaction="ignore")
-        w.writeheader()
-        for r in self.rows:
+        for r in self.rows[len(lines):]:
+            buf.seek(0)
+            buf.truncate()
             w.writerow({k: (format(v, ".10g") if isinstance(v, float) else v) for k, v in r.items()})
-        write_text(self.path, buf.getvalue())
+            lines.append(buf.getvalue())
+        self._lines = lines
+        buf.seek(0)
+        buf.truncate()
+        w.writeheader()
+        write_text(self.path, buf.getvalue() + "".join(lines))

@@ -76,6 +76,16 @@ def checks(out_json, data):
     model = R3D(cfg.model).eval()
     res["moc_whole"] = {str(k): v for k, v in moc_grid(model, ds, "test", cfg, dev).items()}
     res["moc_sharded"] = {str(k): v for k, v in moc_grid(model, ds, "test", cfg, dev, ctx=ctx).items()}
+    # with the channels chosen on training rows the videos go in padded batches: the processes
+    # share out the same batches, so the summed tables are again exactly the whole MoC
+    feats = [torch.randn(4, 30, d, generator=g) for d in (ds.channels("rgb"), ds.channels("depth"))]
+    model.train()
+    with torch.no_grad():
+        model(dict(zip(("rgb", "depth"), feats)), torch.ones(4, 30, dtype=torch.bool))
+    model.eval()
+    res["batched"] = bool(model.videos_independent)
+    res["moc_whole_batched"] = {str(k): v for k, v in moc_grid(model, ds, "test", cfg, dev).items()}
+    res["moc_sharded_batched"] = {str(k): v for k, v in moc_grid(model, ds, "test", cfg, dev, ctx=ctx).items()}
     if ctx.is_main:
         with open(out_json, "w") as fh:
             json.dump(res, fh)

@@ -200,6 +200,7 @@ def test_selection_and_moc_over_two_processes(ddp_data, tmp_path):
         assert res[k]["local"] != res[k]["whole"], res[k]
     # integer T/F tables summed over processes: exactly the single-process MoC
     assert res["moc_sharded"] == res["moc_whole"]
+    assert res["batched"] and res["moc_sharded_batched"] == res["moc_whole_batched"]
 
 
 @pytest.mark.slow

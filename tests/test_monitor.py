@@ -407,3 +407,44 @@ def test_zero_dimensional_output_is_a_clear_error():
         with RankMonitor(net, {"loss": lambda out: out.sum()}, every=None):
             net(*_inputs(3, "cpu", 0))
     assert _all_hooks(net) == 0
+
+
+def test_epoch_ranks_pads_the_videos_into_one_pass_once_the_channels_are_recorded(tiny_data, tmp_path, monkeypatch):
+    # With RTF's channels chosen on the training rows a video's eval output does not depend on its
+    # batch: EpochRanks runs all its videos as one padded batch and keeps the same valid rows as one
+    # video per pass. Before any training row (no channel choice) it goes one video at a time.
+    from rankfusion.data.torchdata import pad_videos, video_inputs
+    from rankfusion.monitor import EpochRanks
+    from rankfusion.train import open_data, resolve_config
+
+    ds = open_data(tiny_data, ("rgb", "depth"))
+    config = resolve_config(_tiny_config(), ds)
+    torch.manual_seed(0)
+    model = R3D(config.model)
+    calls = []
+    model.register_forward_pre_hook(lambda mod, args: calls.append(args[1].shape[0]))
+    ranks = EpochRanks(ds, config, torch.device("cpu"), tmp_path / "a.csv")
+    assert len({mask.shape[1] for _, mask in ranks.inputs}) > 1  # videos of different lengths: padding
+    assert not model.videos_independent
+    ranks.record(model, 0)
+    assert calls == [1] * ranks.n_videos  # the batch would choose the channels: one video per pass
+
+    model.train()  # training rows: the channels eval mode will blend
+    train_videos = [video_inputs(ds, v, ("rgb", "depth"), 40, 2, torch.device("cpu")) for v in ds.split("train")[:4]]
+    with torch.no_grad():
+        model(*pad_videos(train_videos))
+    model.eval()
+    assert model.videos_independent
+    calls.clear()
+    padded = ranks.record(model, 1)
+    assert calls == [ranks.n_videos]  # one padded pass
+    monkeypatch.setattr(R3D, "videos_independent", property(lambda self: False))
+    calls.clear()
+    per_video = EpochRanks(ds, config, torch.device("cpu"), tmp_path / "b.csv").record(model, 1)
+    assert calls == [1] * ranks.n_videos
+    assert [r["name"] for r in padded] == [r["name"] for r in per_video]
+    for a, b in zip(padded, per_video):
+        assert a["n_rows"] == b["n_rows"] and a["numerical_rank"] == b["numerical_rank"]
+        # the same rows through float32 layers summed in another order (padding, batch shape):
+        # activations agree to ~1e-6 relative, and Eq. 1 is a smooth function of the spectrum
+        assert a["effective_rank"] == pytest.approx(b["effective_rank"], rel=1e-5)

@@ -286,6 +286,24 @@ def relative_time_indices(past, n_frames, n_donor) -> np.ndarray:
     return np.minimum((np.arange(past, dtype=np.int64) * n_donor) // n_frames, n_donor - 1)
 
 
+def pad_videos(inputs) -> tuple:
+    """Videos given as batches of one (:func:`video_inputs`' ``(features, mask)``) as one batch,
+    time zero-padded to the longest: ``(features {m: (B, T, C_m)}, mask (B, T))``, video order kept."""
+    inputs = list(inputs)
+    if not inputs:
+        raise InputError("inputs must not be empty")
+    lengths = [int(mask.shape[1]) for _, mask in inputs]
+    feats = {}
+    for m, first in inputs[0][0].items():
+        out = first.new_zeros(len(inputs), max(lengths), first.shape[2])
+        for j, (f, _) in enumerate(inputs):
+            out[j, : lengths[j]] = f[m][0]
+        feats[m] = out
+    mask = torch.arange(max(lengths), device=inputs[0][1].device)[None, :] < torch.tensor(
+        lengths, device=inputs[0][1].device)[:, None]
+    return feats, mask
+
+
 def video_inputs(ds, video, modalities, stop, sample_rate, dev, noise=None, rng=None, donors=None, shift=None):
     """One video's observed frames ``[:stop:sample_rate]`` as a batch of one: ``(features, mask)``.
 

@@ -1,0 +1,87 @@
+"""Evaluation in padded batches (rankfusion.evaluate.eval_batches): each video scored as it is alone."""
+
+from __future__ import annotations
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from rankfusion.config import R3DConfig, RunConfig, TrainConfig  # noqa: E402
+from rankfusion.data.torchdata import pad_videos, video_inputs  # noqa: E402
+from rankfusion.evaluate import EVAL_BATCH_STEPS, _queries, eval_batches, moc_grid, observed_cuts  # noqa: E402
+from rankfusion.model import R3D  # noqa: E402
+from rankfusion.train import open_data, resolve_config  # noqa: E402
+
+pytestmark = pytest.mark.usefixtures("one_blas_thread")
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    from rankfusion.data import synthesize
+
+    root = synthesize(tmp_path_factory.mktemp("eb") / "syn", seed=4, split_fractions=(0.4, 0.1, 0.5),
+                      n_videos=16, min_frames=50, max_frames=140, channels={"rgb": 8, "depth": 6})
+    ds = open_data(root, ("rgb", "depth"))
+    config = resolve_config(RunConfig(model=R3DConfig(modalities=("rgb", "depth"), d_model=8, n_heads=2, n_layers=1,
+                                                      exchange_ratio=0.25),
+                                      train=TrainConfig(sample_rate=2)), ds)
+    torch.manual_seed(0)
+    model = R3D(config.model)
+    model.train()  # training rows decide the channels eval mode blends
+    rows = [video_inputs(ds, v, ("rgb", "depth"), 40, 2, torch.device("cpu")) for v in ds.split("train")]
+    with torch.no_grad():
+        model(*pad_videos(rows))
+    model.eval()
+    return ds, config, model
+
+
+def test_a_batch_gives_each_video_its_own_outputs(setup):
+    ds, config, model = setup
+    assert model.videos_independent
+    inputs = [video_inputs(ds, v, ("rgb", "depth"), int(0.3 * ds.n_frames(v)), 2, torch.device("cpu"))
+              for v in ds.split("test")]
+    assert len({m.shape[1] for _, m in inputs}) > 2  # different lengths: padding is exercised
+    together = _queries(model, inputs)
+    for inp, (logits, durations) in zip(inputs, together):
+        [(one_l, one_d)] = _queries(model, [inp])
+        # the same valid rows through float32 layers, summed in another order (padding, batch
+        # shape): agreement to float32 rounding amplified by a few layers
+        scale = float(abs(one_l).max())
+        assert abs(logits - one_l).max() <= 1e-5 * scale
+        assert abs(durations - one_d).max() <= 1e-5 * max(1.0, float(abs(one_d).max()))
+
+
+def test_batches_cover_each_cut_once_by_ratio_and_length_within_the_step_bound(setup, monkeypatch):
+    ds, config, model = setup
+    obs = (0.2, 0.5, 1.0)
+    cuts = list(observed_cuts(ds, ds.split("test"), obs))
+    monkeypatch.setattr("rankfusion.evaluate.EVAL_BATCH_STEPS", 120)
+    batches = eval_batches(model, cuts, 2)
+    assert sorted(i for b in batches for i in b) == list(range(len(cuts)))
+    steps = [len(range(0, c[3], 2)) for c in cuts]
+    assert len(batches) > len(obs)  # the bound splits a ratio's cuts
+    for b in batches:
+        assert len({cuts[i][0] for i in b}) == 1  # one ratio per batch
+        assert [steps[i] for i in b] == sorted(steps[i] for i in b)
+        assert len(b) == 1 or len(b) * max(steps[i] for i in b) <= 120
+    assert EVAL_BATCH_STEPS >= 1024  # the default holds many short videos
+    # a model whose batch chooses the channels: one video per pass
+    model.rtf.unfreeze()
+    try:
+        assert not model.videos_independent
+        assert eval_batches(model, cuts, 2) == [[i] for i in range(len(cuts))]
+    finally:
+        model.rtf.is_frozen.fill_(True)
+
+
+def test_moc_grid_scores_in_padded_passes(setup):
+    ds, config, model = setup
+    sizes = []
+    handle = model.register_forward_pre_hook(lambda mod, args: sizes.append(args[1].shape[0]))
+    try:
+        grid = moc_grid(model, ds, "test", config, torch.device("cpu"))
+    finally:
+        handle.remove()
+    n_cuts = len(list(observed_cuts(ds, ds.split("test"), config.train.eval_obs)))
+    assert sum(sizes) == n_cuts and len(sizes) < n_cuts and max(sizes) > 1
+    assert all(0.0 <= v <= 100.0 for v in grid.values())
