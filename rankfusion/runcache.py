@@ -216,10 +216,21 @@ class RunCache:
                       overrides=tuple(sorted(model_overrides.items())), obs_ratios=tuple(obs_ratios),
                       reliance=bool(reliance), device=self.device)
 
-    def prefetch(self, jobs, *, workers: int = 1, progress: bool | None = None) -> None:
-        """Train / evaluate / export ``jobs`` (of this cache) in ``workers`` processes (:func:`run_jobs`)."""
-        done = run_jobs(jobs, workers=workers, progress=self.progress if progress is None else progress)
-        self.trained_now |= {d for d, trained in done.items() if trained}
+    def prefetch(self, jobs, *, workers: int = 1, progress: bool | None = None, on_done=None, stop=None) -> None:
+        """Train / evaluate / export ``jobs`` (of this cache) in ``workers`` processes (:func:`run_jobs`).
+
+        ``on_done(run folder)`` is called as each run lands in the cache (after :attr:`trained_now`
+        records it); ``stop`` as in :func:`run_jobs`.
+        """
+
+        def done(d, trained):
+            if trained:
+                self.trained_now.add(d)
+            if on_done is not None:
+                on_done(d)
+
+        run_jobs(jobs, workers=workers, progress=self.progress if progress is None else progress, on_done=done,
+                 stop=stop)
 
     # -- configs
     def config(self, modalities, **model_overrides):
@@ -521,8 +532,12 @@ def merge_jobs(jobs) -> list[RunJob]:
     return list(merged.values())
 
 
-def run_jobs(jobs, *, workers: int = 1, progress: bool = True) -> dict[str, bool]:
+def run_jobs(jobs, *, workers: int = 1, progress: bool = True, on_done=None, stop=None) -> dict[str, bool]:
     """Run independent :class:`RunJob` s, in ``workers`` processes when > 1.
+
+    ``on_done(run folder, trained now)`` is called for each run as its group finishes (in the
+    calling thread). ``stop`` (a :class:`threading.Event`): once set, groups not yet started are
+    cancelled and the call returns after the running ones.
 
     The jobs of one configuration (its seeds) form one task (:func:`group_jobs`): its worker trains
     those seeds as one batched model (:meth:`RunCache.train_seeds`), and the pool parallelises over
@@ -540,7 +555,7 @@ def run_jobs(jobs, *, workers: int = 1, progress: bool = True) -> dict[str, bool
         ``{run folder: True if trained by this call}``.
     """
     import multiprocessing as mp
-    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
     from tqdm.auto import tqdm
 
@@ -553,20 +568,30 @@ def run_jobs(jobs, *, workers: int = 1, progress: bool = True) -> dict[str, bool
     def done(d, trained):
         out[d] = trained
         bar.update()
+        if on_done is not None:
+            on_done(d, trained)
         if progress and bar.disable:  # not a terminal: one plain line per run instead of the bar
             print(f"run {len(out)}/{n_jobs} {'trained' if trained else 'reused'}: {Path(d).name}", flush=True)
 
     if workers == 1 or len(groups) <= 1:
         for g in groups:
+            if stop is not None and stop.is_set():
+                break
             for result in _do_group(g):
                 done(*result)
         bar.close()
         return out
     with ProcessPoolExecutor(max_workers=min(workers, len(groups)), mp_context=mp.get_context("spawn"),
                              initializer=_init_worker) as pool:
-        futures = [pool.submit(_do_group, g) for g in groups]
-        for f in as_completed(futures):
-            for result in f.result():
-                done(*result)
+        pending = {pool.submit(_do_group, g) for g in groups}
+        while pending:
+            if stop is not None and stop.is_set():
+                for f in pending:
+                    f.cancel()  # those not started; the running ones finish before the pool closes
+                break
+            finished, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
+            for f in finished:
+                for result in f.result():
+                    done(*result)
     bar.close()
     return out

@@ -118,3 +118,84 @@ def test_runs_of_a_family_train_their_seeds_together(data, tmp_path):
     assert all(json.loads((r.run_dir / runcache.DONE).read_text())["batched_seeds"] == [1, 10] for r in recs)
     again = runcache.RunCache(data, tmp_path / "c", prof, progress=False)
     assert all(r.reused for r in again.runs("rgb", ["rgb"]))
+
+
+def _fake_family(name, runsets, log, fail=False):
+    """A figure family reading ``runsets``; ``make`` logs which of its runs it found finished."""
+    from types import SimpleNamespace
+
+    from rankfusion.figures import FigureResult
+
+    def make(ctx):
+        sets = runsets(ctx)
+        dirs = [j.run_dir() for s in sets for j in s.jobs()]
+        log.append((name, [(d / "checkpoints" / "best.pt").exists() for d in dirs]))
+        if fail:
+            raise RuntimeError(f"family {name} failed")
+        return FigureResult(name)
+
+    return SimpleNamespace(jobs=runsets, make=make, __doc__=name)
+
+
+@pytest.mark.slow
+def test_families_are_made_as_their_runs_land_while_the_pool_trains(data, tmp_path, monkeypatch):
+    import time
+
+    from rankfusion import figures
+    from rankfusion.figures import FigureContext, RunSet
+
+    ctx = FigureContext.open(data, out=tmp_path / "figs", cache_dir=tmp_path / "cache", profile="quick",
+                             progress=False)
+
+    def first(c):
+        return [RunSet("a", ("rgb",), seeds=(1,), cache=c.cache)]
+
+    def second(c):
+        return [RunSet("b", ("rgb", "depth"), seeds=(1, 10), cache=c.cache),
+                RunSet("c", ("depth",), seeds=(1,), cache=c.cache)]
+
+    log, landed = [], []
+    prefetch = runcache.RunCache.prefetch
+
+    def record_landing(self, jobs, **kw):
+        done = kw.pop("on_done")
+        return prefetch(self, jobs, on_done=lambda d: (landed.append((d, time.monotonic())), done(d)), **kw)
+
+    monkeypatch.setattr(runcache.RunCache, "prefetch", record_landing)
+    monkeypatch.setattr(figures, "FAMILIES", {"first": _fake_family("first", first, log),
+                                              "second": _fake_family("second", second, log)})
+    made = {}
+    real_make = figures.FAMILIES["first"].make
+    figures.FAMILIES["first"].make = lambda c: (made.setdefault("first", time.monotonic()), real_make(c))[1]
+    results = figures.make_figures(ctx, workers=2, progress=False)
+    assert list(results) == ["first", "second"]
+    # each family found every one of its runs finished when it was made
+    assert log == [("first", [True]), ("second", [True, True, True])]
+    # ... and the first was made before the pool had finished the second family's runs
+    assert made["first"] < max(t for _, t in landed)
+    assert len(ctx.cache.trained_now) == 4
+
+
+@pytest.mark.slow
+def test_a_family_error_stops_the_pool_and_is_raised(data, tmp_path, monkeypatch):
+    from rankfusion import figures
+    from rankfusion.figures import FigureContext, RunSet
+
+    ctx = FigureContext.open(data, out=tmp_path / "figs", cache_dir=tmp_path / "cache", profile="quick",
+                             progress=False)
+    log = []
+
+    def first(c):
+        return [RunSet("a", ("rgb",), seeds=(1,), cache=c.cache)]
+
+    def later(c):  # more groups than the two workers start at once
+        return [RunSet(f"x{s}", ("rgb", "depth"), overrides=(("exchange_ratio", r),), seeds=(1,), cache=c.cache)
+                for s, r in enumerate(np.linspace(0.15, 0.6, 10).round(2).tolist())]
+
+    monkeypatch.setattr(figures, "FAMILIES", {"first": _fake_family("first", first, log, fail=True),
+                                              "later": _fake_family("later", later, log)})
+    with pytest.raises(RuntimeError, match="family first failed"):
+        figures.make_figures(ctx, workers=2, progress=False)
+    # the groups not yet started when it failed were cancelled
+    trained = [d for d in (tmp_path / "cache" / "runs").iterdir() if (d / "checkpoints" / "best.pt").exists()]
+    assert len(trained) < 11

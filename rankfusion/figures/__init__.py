@@ -4,8 +4,8 @@ Each family is a module with ``jobs(ctx)``, the runs it reads (:class:`RunSet` s
 ``make(ctx)``, which reads those runs (training any the process pool did not), writes CSV/Markdown
 tables and PNG+PDF figures into ``ctx.out`` and returns a :class:`FigureResult` whose ``data`` is
 the family's typed result. :data:`FAMILIES` registers them; :func:`plan_jobs` is the union of
-their jobs, so :func:`make_figures` can train every run in a process pool first, then make each
-family and write ``manifest.json`` (runs, seeds, config hashes, git commit, command).
+their jobs, so :func:`make_figures` can train every run in a process pool while it makes each
+family whose runs are done, and write ``manifest.json`` (runs, seeds, config hashes, git commit, command).
 
 =============  ===============================================================================
 family         paper counterpart
@@ -63,14 +63,24 @@ def plan_jobs(ctx: FigureContext, names) -> list:
     their ``jobs(ctx)``, without repeats, in first-asked order.
 
     Each job trains (or reuses) one run and makes the MoC grid and feature exports its families
-    read, so :func:`make_figures` can do all of them in a process pool first; the families then
-    find every run finished in the cache. Work a family does after that (noisy copies, the
-    calibration, the analyses) stays serial: it depends on finished runs and is short.
+    read, so :func:`make_figures` can do all of them in a process pool; each family then finds
+    its runs finished in the cache. Work a family does after that (noisy copies, the
+    calibration, the analyses) runs in the calling process: it depends on finished runs and is short.
     """
+    return _union(_family_jobs(ctx, names).values())
+
+
+def _family_jobs(ctx: FigureContext, names) -> dict:
+    """``{family: its jobs}`` for the families ``names``."""
+    return {n: [j for runset in FAMILIES[n].jobs(ctx) for j in runset.jobs()] for n in check_names(names)}
+
+
+def _union(job_lists) -> list:
     out = []
-    for n in check_names(names):
-        for runset in FAMILIES[n].jobs(ctx):
-            out += [j for j in runset.jobs() if j not in out]
+    for jobs in job_lists:
+        for j in jobs:
+            if j not in out:
+                out.append(j)
     return out
 
 
@@ -78,22 +88,99 @@ def make_figures(ctx: FigureContext, only=None, *, command: str = "", progress: 
                  workers: int = 1) -> dict:
     """Make the selected families and write ``<out>/manifest.json``; return ``{name: FigureResult}``.
 
-    With ``workers > 1`` the runs every family needs (:func:`plan_jobs`) are first trained,
-    evaluated and exported in that many processes (:func:`rankfusion.runcache.run_jobs`). The
-    manifest is merged with an existing one, so ``--only`` updates just those figures' entries.
+    With ``workers > 1`` the runs every family needs (:func:`plan_jobs`) are trained, evaluated
+    and exported in that many processes (:func:`rankfusion.runcache.run_jobs`) while this process
+    makes each family, in order, as soon as all of its runs are in the cache (:class:`_Prefetch`),
+    so the families' own work overlaps the training of later families' runs. The manifest is
+    merged with an existing one, so ``--only`` updates just those figures' entries.
     """
     names = check_names(only)
     workers = check_int(workers, "workers", low=1)
     ctx.out.mkdir(parents=True, exist_ok=True)
-    if workers > 1:
-        ctx.cache.prefetch(plan_jobs(ctx, names), workers=workers, progress=progress)
     results = {}
-    bar = tqdm(names, desc="figures", disable=bar_disabled(progress), unit="fig")
-    for n in bar:
-        bar.set_postfix_str(n)
-        t0 = time.perf_counter()
-        r = FAMILIES[n].make(ctx)
-        r.seconds = round(time.perf_counter() - t0, 2)
-        results[n] = r
+    with _Prefetch(ctx, names, workers, progress) as prefetch:
+        bar = tqdm(names, desc="figures", disable=bar_disabled(progress), unit="fig")
+        for n in bar:
+            prefetch.wait(n)
+            bar.set_postfix_str(n)
+            t0 = time.perf_counter()
+            r = FAMILIES[n].make(ctx)
+            r.seconds = round(time.perf_counter() - t0, 2)
+            results[n] = r
     write_manifest(ctx, results, command=command)
     return results
+
+
+class _Prefetch:
+    """The families' runs trained in a process pool, driven from a thread of this process.
+
+    :meth:`wait` returns once every run of a family is in the cache (or the pool has stopped);
+    an error in a worker is raised there. Leaving the ``with`` block early (an error, Ctrl-C)
+    cancels the groups not yet started and waits for the running ones.
+    """
+
+    def __init__(self, ctx: FigureContext, names, workers: int, progress: bool):
+        import threading
+
+        self.ctx, self.names = ctx, names
+        self.thread = None
+        if workers == 1:
+            return
+        self.done: set[str] = set()
+        self.error: BaseException | None = None
+        self.cond = threading.Condition()
+        self.stop = threading.Event()
+        self.jobs = _family_jobs(ctx, names)
+        self.thread = threading.Thread(target=self._run, args=(_union(self.jobs.values()), workers, progress),
+                                       daemon=True)
+
+    def _run(self, jobs, workers, progress):
+        try:
+            self.ctx.cache.prefetch(jobs, workers=workers, progress=progress, on_done=self._landed, stop=self.stop)
+        except BaseException as exc:  # raised in the main thread by wait() / __exit__
+            self.error = exc
+        finally:
+            with self.cond:
+                self.cond.notify_all()
+
+    def _landed(self, run_dir: str):
+        with self.cond:
+            self.done.add(run_dir)
+            self.cond.notify_all()
+
+    def __enter__(self):
+        if self.thread is not None:
+            import torch
+            from threadpoolctl import threadpool_limits
+
+            # this process shares the cores with the workers: one torch and one BLAS thread, as
+            # each worker uses (multi-threaded kernels on small matrices spin-wait for busy cores)
+            self.threads = torch.get_num_threads()
+            torch.set_num_threads(1)
+            self.blas = threadpool_limits(1)
+            self.thread.start()
+        return self
+
+    def wait(self, name: str) -> None:
+        if self.thread is None:
+            return
+        need = {str(j.run_dir()) for j in self.jobs[name]}
+        with self.cond:
+            while not need <= self.done and self.thread.is_alive() and self.error is None:
+                self.cond.wait(timeout=1.0)
+        if self.error is not None:
+            raise self.error
+
+    def __exit__(self, exc_type, exc, tb):
+        if self.thread is None:
+            return False
+        if exc_type is not None:
+            self.stop.set()
+        self.thread.join()
+        import torch
+
+        torch.set_num_threads(self.threads)
+        self.blas.restore_original_limits()
+        if exc_type is None and self.error is not None:
+            raise self.error
+        return False
