@@ -56,7 +56,7 @@ from torch.nn import functional as F
 from ._validation import InputTypeError
 from .config import R3DConfig, RunConfig, TrainConfig
 from .data.torchdata import FEATURE_CACHE_BYTES, video_inputs
-from .evaluate import observed_cuts
+from .evaluate import length_batches, observed_cuts
 from .metrics import MoCAccumulator, grid_cells
 from .model import R3DOutput, channels_from_statistic, recency_positions, sinusoidal_positions
 from .monitor import EPOCH_VIDEOS, EpochRanks
@@ -318,6 +318,7 @@ class _Group:
         for group in self.opt.param_groups:
             group["foreach"] = True
         self.val_inputs = None
+        self.val_groups = None
         self.drop_gens = []
         for r in members:
             gen = torch.Generator()
@@ -430,6 +431,11 @@ class _Group:
         # padded to the longest seed's batch (its time steps are the largest of each mask's shape)
         return [_stack_padded(parts) for parts in zip(*per_seed)]
 
+    def _videos_independent(self) -> bool:
+        """:attr:`rankfusion.model.R3D.videos_independent` for every seed (eval mode)."""
+        rtf = self.model0.rtf
+        return rtf is None or not rtf.selects_per_batch or bool(self.buffers["rtf.is_frozen"].all())
+
     def leave_training(self):
         """What each seed's RTF does on the switch to eval mode (its channels from the training rows
         seen since the last switch; :class:`rankfusion.model.RankEnhancingTokenFuser`), for all seeds."""
@@ -462,16 +468,28 @@ class _Group:
         torch.set_rng_state(saved)
         if self.val_inputs is None:  # the same inputs every epoch: read and collated once
             self.val_inputs = self._validation_inputs(batches)
-        total, n, queries = np.zeros(K), 0, []
+        items = self.val_inputs["loss"]
+        if self._videos_independent():  # padded batches of validation items, each item's loss its own
+            if self.val_groups is None:
+                self.val_groups = _padded_groups(items)
+            passes = self.val_groups
+        else:  # the batch would choose RTF's channels: one item per pass
+            passes = [([i], *item, [item[1].shape[-1]]) for i, item in enumerate(items)]
+        losses, queries = [None] * len(items), [None] * len(items)
         with torch.no_grad():
-            for feats, mask, targets in self.val_inputs["loss"]:
+            for idx, feats, mask, targets, lengths in passes:
                 out = stacked_forward(self.params, self.buffers, self.model0, feats, mask, training=False)
-                parts = stacked_losses(out, targets, transition_weight=tc.transition_weight)
-                loss = tc.loss_seg * parts["seg"] + tc.loss_cls * parts["cls"] + tc.loss_dur * parts["dur"]
-                total += loss.double().numpy()
-                n += 1
-                queries.append((out["cls"][:, 0].numpy(), out["dur"][:, 0].numpy()))
-        val_loss = [float(v) for v in total / max(n, 1)]
+                for j, (i, t) in enumerate(zip(idx, lengths)):
+                    one = {"seg": out["seg"][:, j:j + 1, :t], "cls": out["cls"][:, j:j + 1], "dur": out["dur"][:, j:j + 1]}
+                    aims = {k: v[:, j:j + 1, :t] if k == "seg_labels" else v[:, j:j + 1] for k, v in targets.items()}
+                    parts = stacked_losses(one, aims, transition_weight=tc.transition_weight)
+                    loss = tc.loss_seg * parts["seg"] + tc.loss_cls * parts["cls"] + tc.loss_dur * parts["dur"]
+                    losses[i] = loss.double().numpy()
+                    queries[i] = (out["cls"][:, j].numpy(), out["dur"][:, j].numpy())
+        total = np.zeros(K)
+        for loss in losses:  # summed in the validation loader's order, as the serial run sums them
+            total += loss
+        val_loss = [float(v) for v in total / max(len(items), 1)]
         if tc.select_metric != "val_moc":
             return {"val_loss": val_loss, "val_moc": [float("nan")] * K}
         accs = [MoCAccumulator(self.config.model.n_classes, betas=tuple(tc.eval_betas), future_ratio=tc.future_ratio)
@@ -513,8 +531,7 @@ class _Group:
         batched pass of the token fuser over the monitor's videos (the rest of R3D is not needed)."""
 
         self.leave_training()
-        rtf = self.model0.rtf
-        independent = rtf is None or not rtf.selects_per_batch or bool(self.buffers["rtf.is_frozen"].all())
+        independent = self._videos_independent()
         ranks = members[0].ranks  # the same videos for every seed
         inputs = [ranks.padded] if independent else ranks.inputs
         per_seed = [[] for _ in self.members]
@@ -608,6 +625,28 @@ def stack_batches(batches: list, modalities) -> tuple:
                **{k: torch.stack([b[k] for b in batches])
                   for k in ("future_classes", "future_durations", "last_observed")}}
     return feats, mask, targets
+
+
+def _padded_groups(items) -> list:
+    """Validation items ``(features {m: (K, 1, T, C)}, mask (K, 1, T), targets)`` as padded passes
+    ``(indices, features (K, B, T, C), mask (K, B, T), targets, lengths)``: the items sorted by
+    length (stable) and cut into runs of at most :data:`rankfusion.evaluate.EVAL_BATCH_STEPS` padded
+    steps (:func:`rankfusion.evaluate.length_batches`)."""
+
+    lengths = [int(mask.shape[-1]) for _, mask, _ in items]
+    out = []
+    for idx in length_batches(lengths):
+        T = max(lengths[i] for i in idx)
+
+        def cat(xs, value=0):  # along the batch axis, time (axis 2) padded to T
+            return torch.cat([F.pad(x, (0, 0) * (x.dim() - 3) + (0, T - x.shape[2]), value=value) for x in xs], dim=1)
+
+        feats = {m: cat([items[i][0][m] for i in idx]) for m in items[idx[0]][0]}
+        mask = torch.cat([F.pad(items[i][1], (0, T - lengths[i]), value=False) for i in idx], dim=1)
+        targets = {k: cat([items[i][2][k] for i in idx], -100) if k == "seg_labels"
+                   else torch.cat([items[i][2][k] for i in idx], dim=1) for k in items[idx[0]][2]}
+        out.append((idx, feats, mask, targets, [lengths[i] for i in idx]))
+    return out
 
 
 def _stack_padded(parts) -> torch.Tensor:

@@ -76,18 +76,27 @@ def eval_batches(model, cuts, sample_rate: int) -> list:
     """How :func:`moc_grid` groups the cut points (``observed_cuts``' tuples) into forward passes:
     lists of indices into ``cuts``.
 
-    One cut per pass unless ``model.videos_independent``; then, per ratio, the cuts sorted by
-    length (stable), cut into runs of at most :data:`EVAL_BATCH_STEPS` padded steps. A function of
-    the cuts alone, so every process of a distributed evaluation forms the same batches.
+    One cut per pass unless ``model.videos_independent``; then :func:`length_batches` of the cuts'
+    observed steps, one ratio at a time. A function of the cuts alone, so every process of a
+    distributed evaluation forms the same batches.
     """
     if not getattr(model, "videos_independent", False):
         return [[i] for i in range(len(cuts))]
     steps = [len(range(0, cut[3], sample_rate)) for cut in cuts]  # observed frames [:past:sample_rate]
+    return length_batches(steps, [cut[0] for cut in cuts])
+
+
+def length_batches(lengths, keys=None) -> list:
+    """Padded batches of items of these lengths: lists of indices. Items of one key (all, without
+    ``keys``; in first-seen order of the keys) sorted by length (stable) and cut into runs whose
+    padded size (items x longest) is at most :data:`EVAL_BATCH_STEPS` (an item longer than that
+    alone)."""
+    keys = [None] * len(lengths) if keys is None else list(keys)
     out = []
-    for o in dict.fromkeys(cut[0] for cut in cuts):
+    for key in dict.fromkeys(keys):
         batch = []
-        for i in sorted((i for i, cut in enumerate(cuts) if cut[0] == o), key=lambda i: steps[i]):
-            if batch and (len(batch) + 1) * steps[i] > EVAL_BATCH_STEPS:
+        for i in sorted((i for i, k in enumerate(keys) if k == key), key=lambda i: lengths[i]):
+            if batch and (len(batch) + 1) * lengths[i] > EVAL_BATCH_STEPS:
                 out.append(batch)
                 batch = []
             batch.append(i)
