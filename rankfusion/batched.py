@@ -59,7 +59,7 @@ from .data.torchdata import FEATURE_CACHE_BYTES, video_inputs
 from .evaluate import length_batches, observed_cuts
 from .metrics import MoCAccumulator, grid_cells
 from .model import R3DOutput, channels_from_statistic, recency_positions, sinusoidal_positions
-from .monitor import EPOCH_VIDEOS, EpochRanks
+from .monitor import EpochRanks
 from .spectral import (channel_informativeness, channel_statistic, informativeness_from_statistic,
                        low_informative_channels)
 from .train import (_METRIC_FIELDS, _build_training, _prepare_run, _restore_or_start, _rng_state,
@@ -173,10 +173,10 @@ def train_batched(config: RunConfig, data_root, runs: dict, *, device=None, resu
         r.rng = _rng_state()  # the serial run's global RNG state from here on: its dropout stream
         r.ranks = None
         if monitor:
-            r.ranks = EpochRanks(r.ds, r.config, r.dev, r.run_dir / "ranks.csv", previous=r.start > 1,
-                                 n_videos=1 if members else EPOCH_VIDEOS)
-            if members:  # the same videos for every seed: read them once
-                r.ranks.inputs, r.ranks.n_videos = members[0].ranks.inputs, members[0].ranks.n_videos
+            path = r.run_dir / "ranks.csv"
+            # the same videos for every seed: read once
+            r.ranks = (members[0].ranks.for_run(path, previous=r.start > 1) if members
+                       else EpochRanks(r.ds, r.config, r.dev, path, previous=r.start > 1))
         r.ranks_initial = monitor and r.start == 1  # epoch 0 (the initial model) still to record
         members.append(r)
     epochs = members[0].tc.epochs

@@ -402,10 +402,26 @@ class EpochRanks:
         self.padded = pad_videos(self.inputs) if self.inputs else None
         self.rows: list[dict] = []
         self._fields, self._lines = None, []  # the CSV lines of self.rows written so far, in order
-        if previous and self.path.exists():
+        if previous:
+            self._read_previous()
+
+    def _read_previous(self):
+        if self.path.exists():
             import pandas as pd
 
             self.rows = pd.read_csv(self.path).to_dict("records")
+
+    def for_run(self, path, *, previous: bool = False) -> "EpochRanks":
+        """The same videos (read once, shared) measured for another run: its own CSV at ``path``
+        (``previous`` as in the constructor)."""
+        import copy
+
+        twin = copy.copy(self)
+        twin.path = Path(path)
+        twin.rows, twin._fields, twin._lines = [], None, []
+        if previous:
+            twin._read_previous()
+        return twin
 
     def record(self, model, epoch: int) -> list[dict]:
         """Measure ``model`` now, label the rows ``epoch``, rewrite the CSV; returns the new rows."""

@@ -356,3 +356,21 @@ def test_batched_resume_of_seeds_left_at_different_epochs(tiny_data, tmp_path):
     keys = ("train_loss", "train_seg", "train_cls", "train_dur", "val_loss")
     np.testing.assert_allclose([[r[k] for k in keys] for r in b["history"]],
                                [[r[k] for k in keys] for r in a["history"]], rtol=RTOL, atol=0)
+
+
+def test_every_seed_measures_the_monitors_videos_as_its_serial_run(tmp_path):
+    # several validation videos of different lengths: the monitor's padded pass must keep each
+    # seed's valid rows only (the same rows as the serial run, which measures its own R3D)
+    from rankfusion.data import synthesize
+
+    root = synthesize(tmp_path / "syn", seed=3, split_fractions=(0.4, 0.3, 0.3), n_videos=20, min_frames=60,
+                      max_frames=110, channels={"rgb": 8, "depth": 6})
+    cfg = config(1)
+    train(cfg, root, tmp_path / "serial", seed=[1, 2, 3], progress=False)
+    batched.train_seeds(cfg, root, tmp_path / "batched", seed=[1, 2, 3], progress=False)
+    for s in (1, 2, 3):
+        ra, rb = _ranks(tmp_path / "serial" / f"seed-{s}"), _ranks(tmp_path / "batched" / f"seed-{s}")
+        assert len({r[2] for r in ra}) == 1 and int(ra[0][2]) > 60  # every epoch: all valid rows of ~6 videos
+        assert [r[:3] for r in rb] == [r[:3] for r in ra], s
+        # weights equal to float reordering after one epoch (as above)
+        np.testing.assert_allclose([r[3] for r in rb], [r[3] for r in ra], rtol=1e-4)
