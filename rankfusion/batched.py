@@ -55,8 +55,8 @@ from torch.nn import functional as F
 
 from ._validation import InputTypeError
 from .config import R3DConfig, RunConfig, TrainConfig
-from .data.torchdata import FEATURE_CACHE_BYTES, video_inputs
-from .evaluate import length_batches, observed_cuts
+from .data.torchdata import FEATURE_CACHE_BYTES, length_batches, video_inputs
+from .evaluate import observed_cuts
 from .metrics import MoCAccumulator, grid_cells
 from .model import R3DOutput, channels_from_statistic, recency_positions, sinusoidal_positions
 from .monitor import EpochRanks
@@ -533,7 +533,7 @@ class _Group:
         self.leave_training()
         independent = self._videos_independent()
         ranks = members[0].ranks  # the same videos for every seed
-        inputs = [ranks.padded] if independent else ranks.inputs
+        inputs = ranks.batches if independent else ranks.inputs
         per_seed = [[] for _ in self.members]
         with torch.no_grad():
             for feats, mask in inputs:
@@ -562,7 +562,7 @@ class _Group:
 class _Replay(torch.nn.Module):
     """One seed's R3D as the rank monitor sees it: each call returns the next video's token-fuser
     features of that seed, computed beforehand in the batched pass (same videos, same order;
-    ``videos_independent`` as the seed's R3D: then all videos were one padded batch)."""
+    ``videos_independent`` as the seed's R3D: then the videos came in the monitor's padded batches)."""
 
     def __init__(self, config, features, videos_independent: bool):
         super().__init__()
@@ -630,8 +630,8 @@ def stack_batches(batches: list, modalities) -> tuple:
 def _padded_groups(items) -> list:
     """Validation items ``(features {m: (K, 1, T, C)}, mask (K, 1, T), targets)`` as padded passes
     ``(indices, features (K, B, T, C), mask (K, B, T), targets, lengths)``: the items sorted by
-    length (stable) and cut into runs of at most :data:`rankfusion.evaluate.EVAL_BATCH_STEPS` padded
-    steps (:func:`rankfusion.evaluate.length_batches`)."""
+    length (stable) and cut into runs of at most :data:`rankfusion.data.torchdata.EVAL_BATCH_STEPS`
+    padded steps (:func:`rankfusion.data.torchdata.length_batches`)."""
 
     lengths = [int(mask.shape[-1]) for _, mask, _ in items]
     out = []

@@ -17,18 +17,13 @@ import numpy as np
 from ._validation import InputError, check_choice, check_float, check_int
 from .config import RunConfig
 from .data.synth import partner_only_cuts
-from .data.torchdata import pad_videos, video_inputs
+from .data.torchdata import length_batches, pad_videos, video_inputs
 from .distributed import all_reduce_list, shard
 from .files import write_text
 from .metrics import DEFAULT_OVERLAPS, MoCAccumulator, decode_queries, grid_cells, segmentation_scores
 from .runs import check_config_data, load_run, open_data, resolve_device, seed_dirs
 from .stats import compare
 from .utilization import collapse_index, conditional_utilization, matched_donors, shapley_values
-
-
-#: Padded time steps (videos x longest video) one evaluation forward pass may hold when videos are
-#: batched (:func:`moc_grid`); bounds the attention's (videos, heads, T, T) memory.
-EVAL_BATCH_STEPS = 4096
 
 
 def moc_grid(model, ds, split, config: RunConfig, dev, *, obs=None, betas=None, ctx=None, notes=None,
@@ -84,25 +79,6 @@ def eval_batches(model, cuts, sample_rate: int) -> list:
         return [[i] for i in range(len(cuts))]
     steps = [len(range(0, cut[3], sample_rate)) for cut in cuts]  # observed frames [:past:sample_rate]
     return length_batches(steps, [cut[0] for cut in cuts])
-
-
-def length_batches(lengths, keys=None) -> list:
-    """Padded batches of items of these lengths: lists of indices. Items of one key (all, without
-    ``keys``; in first-seen order of the keys) sorted by length (stable) and cut into runs whose
-    padded size (items x longest) is at most :data:`EVAL_BATCH_STEPS` (an item longer than that
-    alone)."""
-    keys = [None] * len(lengths) if keys is None else list(keys)
-    out = []
-    for key in dict.fromkeys(keys):
-        batch = []
-        for i in sorted((i for i, k in enumerate(keys) if k == key), key=lambda i: lengths[i]):
-            if batch and (len(batch) + 1) * lengths[i] > EVAL_BATCH_STEPS:
-                out.append(batch)
-                batch = []
-            batch.append(i)
-        if batch:
-            out.append(batch)
-    return out
 
 
 def observed_cuts(ds, videos, obs, notes=None, swap=None, only=None):

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from ._validation import check_float, check_int, describe, is_torch
-from .data.torchdata import pad_videos, video_inputs
+from .data.torchdata import length_batches, pad_videos, video_inputs
 from .files import write_text
 from .spectral import GramAccumulator, effective_rank
 
@@ -367,14 +367,14 @@ class EpochRanks:
     """Per-epoch effective ranks of an R3D run on a fixed validation subset (``RUN/ranks.csv``).
 
     The subset is the first ``n_videos`` videos of the validation split, each observed up to the
-    largest evaluation ratio (``config.train.eval_obs``). The videos go through one padded forward
-    pass when the model computes each video of a batch as it would alone
-    (:attr:`rankfusion.model.R3D.videos_independent`: eval mode blends the channels chosen on the
-    training rows), else one video per forward pass as in evaluation (RTF's channel choice is then
-    a statistic of the evaluated batch); the valid rows are the same either way. Rows of all
-    videos are pooled into one matrix per name. Measured in eval mode without autograd; the model's training state and
-    every random-number stream are left as they were, so a run trains identically with or
-    without it.
+    largest evaluation ratio (``config.train.eval_obs``). When the model computes each video of a
+    batch as it would alone (:attr:`rankfusion.model.R3D.videos_independent`: eval mode blends the
+    channels chosen on the training rows) the videos go through padded forward passes of similar
+    length (:func:`rankfusion.data.torchdata.length_batches`; one pass for 16 short videos), else
+    one video per pass (RTF's channel choice is then a statistic of the evaluated batch); the valid
+    rows are the same either way. Rows of all videos are pooled into one matrix per name. Measured
+    in eval mode without autograd; the model's training state and every random-number stream are
+    left as they were, so a run trains identically with or without it.
 
     Parameters
     ----------
@@ -399,7 +399,9 @@ class EpochRanks:
             stop = max(1, int(self.obs * len(ds.labels(v))))
             self.inputs.append(video_inputs(ds, v, self.modalities, stop, config.train.sample_rate, device))
         self.n_videos = len(self.inputs)
-        self.padded = pad_videos(self.inputs) if self.inputs else None
+        # the padded passes used once the videos are independent (bounded like evaluation's)
+        self.batches = [pad_videos([self.inputs[i] for i in idx])
+                        for idx in length_batches([int(mask.shape[1]) for _, mask in self.inputs])]
         self.rows: list[dict] = []
         self._fields, self._lines = None, []  # the CSV lines of self.rows written so far, in order
         if previous:
@@ -438,7 +440,7 @@ class EpochRanks:
         try:
             with RankMonitor(model, r3d_modules(self.modalities), every=None, max_rows=None, mask=1) as mon:
                 with torch.no_grad():
-                    for feats, mask in [self.padded] if model.videos_independent else self.inputs:
+                    for feats, mask in self.batches if model.videos_independent else self.inputs:
                         model(feats, mask, return_features=True)
                 new = mon.record(step=epoch)
         finally:

@@ -537,7 +537,8 @@ def run_jobs(jobs, *, workers: int = 1, progress: bool = True, on_done=None, sto
 
     ``on_done(run folder, trained now)`` is called for each run as its group finishes (in the
     calling thread). ``stop`` (a :class:`threading.Event`): once set, groups not yet started are
-    cancelled and the call returns after the running ones.
+    cancelled and the call returns after the running ones. A group's error cancels the groups not
+    yet started and is raised once the running ones have finished.
 
     The jobs of one configuration (its seeds) form one task (:func:`group_jobs`): its worker trains
     those seeds as one batched model (:meth:`RunCache.train_seeds`), and the pool parallelises over
@@ -590,8 +591,13 @@ def run_jobs(jobs, *, workers: int = 1, progress: bool = True, on_done=None, sto
                     f.cancel()  # those not started; the running ones finish before the pool closes
                 break
             finished, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
-            for f in finished:
-                for result in f.result():
-                    done(*result)
+            try:
+                for f in finished:
+                    for result in f.result():
+                        done(*result)
+            except BaseException:
+                for f in pending:  # a failed group: the groups not yet started are not run
+                    f.cancel()
+                raise
     bar.close()
     return out

@@ -7,8 +7,8 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from rankfusion.config import R3DConfig, RunConfig, TrainConfig  # noqa: E402
-from rankfusion.data.torchdata import pad_videos, video_inputs  # noqa: E402
-from rankfusion.evaluate import EVAL_BATCH_STEPS, _queries, eval_batches, moc_grid, observed_cuts  # noqa: E402
+from rankfusion.data.torchdata import EVAL_BATCH_STEPS, pad_videos, video_inputs  # noqa: E402
+from rankfusion.evaluate import _queries, eval_batches, moc_grid, observed_cuts  # noqa: E402
 from rankfusion.model import R3D  # noqa: E402
 from rankfusion.train import open_data, resolve_config  # noqa: E402
 
@@ -55,7 +55,7 @@ def test_batches_cover_each_cut_once_by_ratio_and_length_within_the_step_bound(s
     ds, config, model = setup
     obs = (0.2, 0.5, 1.0)
     cuts = list(observed_cuts(ds, ds.split("test"), obs))
-    monkeypatch.setattr("rankfusion.evaluate.EVAL_BATCH_STEPS", 120)
+    monkeypatch.setattr("rankfusion.data.torchdata.EVAL_BATCH_STEPS", 120)
     batches = eval_batches(model, cuts, 2)
     assert sorted(i for b in batches for i in b) == list(range(len(cuts)))
     steps = [len(range(0, c[3], 2)) for c in cuts]
@@ -74,14 +74,31 @@ def test_batches_cover_each_cut_once_by_ratio_and_length_within_the_step_bound(s
         model.rtf.is_frozen.fill_(True)
 
 
-def test_moc_grid_scores_in_padded_passes(setup):
+def test_moc_grid_scores_each_cut_with_its_own_outputs_in_padded_passes(setup, monkeypatch):
+    from rankfusion.metrics import MoCAccumulator
+
     ds, config, model = setup
-    sizes = []
+    sizes, scored = [], []
+    add = MoCAccumulator.add_queries
+
+    def record(self, gt, obs, logits, durations, **kw):
+        scored.append((len(gt), obs, logits, durations))
+        return add(self, gt, obs, logits, durations, **kw)
+
+    monkeypatch.setattr(MoCAccumulator, "add_queries", record)
     handle = model.register_forward_pre_hook(lambda mod, args: sizes.append(args[1].shape[0]))
     try:
-        grid = moc_grid(model, ds, "test", config, torch.device("cpu"))
+        moc_grid(model, ds, "test", config, torch.device("cpu"))
     finally:
         handle.remove()
-    n_cuts = len(list(observed_cuts(ds, ds.split("test"), config.train.eval_obs)))
-    assert sum(sizes) == n_cuts and len(sizes) < n_cuts and max(sizes) > 1
-    assert all(0.0 <= v <= 100.0 for v in grid.values())
+    cuts = list(observed_cuts(ds, ds.split("test"), config.train.eval_obs))
+    assert sum(sizes) == len(cuts) and len(sizes) < len(cuts) and max(sizes) > 1
+    # each cut was scored once, with the outputs of its own video observed up to its own cut
+    # (one video per pass, to float32 rounding: see the first test)
+    assert len(scored) == len(cuts)
+    for obs, gt, video, past, _ in cuts:
+        [(logits, durations)] = _queries(model, [video_inputs(ds, video, ("rgb", "depth"), past, 2, torch.device("cpu"))])
+        match = [s for s in scored if s[0] == len(gt) and s[1] == obs
+                 and abs(s[2] - logits).max() <= 1e-5 * float(abs(logits).max())
+                 and abs(s[3] - durations).max() <= 1e-5 * max(1.0, float(abs(durations).max()))]
+        assert len(match) == 1, (video, obs)

@@ -164,6 +164,11 @@ def test_families_are_made_as_their_runs_land_while_the_pool_trains(data, tmp_pa
     monkeypatch.setattr(runcache.RunCache, "prefetch", record_landing)
     monkeypatch.setattr(figures, "FAMILIES", {"first": _fake_family("first", first, log),
                                               "second": _fake_family("second", second, log)})
+    import torch
+    from threadpoolctl import threadpool_info
+
+    torch.set_num_threads(2)
+    blas = [i["num_threads"] for i in threadpool_info()]
     made = {}
     real_make = figures.FAMILIES["first"].make
     figures.FAMILIES["first"].make = lambda c: (made.setdefault("first", time.monotonic()), real_make(c))[1]
@@ -174,6 +179,8 @@ def test_families_are_made_as_their_runs_land_while_the_pool_trains(data, tmp_pa
     # ... and the first was made before the pool had finished the second family's runs
     assert made["first"] < max(t for _, t in landed)
     assert len(ctx.cache.trained_now) == 4
+    # the caller's thread settings are back (one thread each while the pool ran)
+    assert torch.get_num_threads() == 2 and [i["num_threads"] for i in threadpool_info()] == blas
 
 
 @pytest.mark.slow
@@ -199,3 +206,29 @@ def test_a_family_error_stops_the_pool_and_is_raised(data, tmp_path, monkeypatch
     # the groups not yet started when it failed were cancelled
     trained = [d for d in (tmp_path / "cache" / "runs").iterdir() if (d / "checkpoints" / "best.pt").exists()]
     assert len(trained) < 11
+
+
+@pytest.mark.slow
+def test_a_worker_error_stops_the_pool_and_is_raised(data, tmp_path, monkeypatch):
+    from rankfusion import figures
+    from rankfusion.figures import FigureContext, RunSet
+
+    ctx = FigureContext.open(data, out=tmp_path / "figs", cache_dir=tmp_path / "cache", profile="quick",
+                             progress=False)
+    log = []
+
+    def broken(c):  # fails in the worker, when the dataset is opened for training
+        return [RunSet("bad", ("no-such-modality",), seeds=(1,), cache=c.cache)]
+
+    def later(c):
+        return [RunSet(f"x{s}", ("rgb", "depth"), overrides=(("exchange_ratio", r),), seeds=(1,), cache=c.cache)
+                for s, r in enumerate(np.linspace(0.15, 0.6, 10).round(2).tolist())]
+
+    monkeypatch.setattr(figures, "FAMILIES", {"broken": _fake_family("broken", broken, log),
+                                              "later": _fake_family("later", later, log)})
+    with pytest.raises(Exception, match="no-such-modality"):
+        figures.make_figures(ctx, workers=2, progress=False)
+    assert log == []  # no family was made
+    runs = tmp_path / "cache" / "runs"
+    trained = [d for d in runs.iterdir() if (d / "checkpoints" / "best.pt").exists()] if runs.exists() else []
+    assert len(trained) < 10  # the groups not yet started were cancelled

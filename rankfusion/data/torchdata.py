@@ -286,6 +286,30 @@ def relative_time_indices(past, n_frames, n_donor) -> np.ndarray:
     return np.minimum((np.arange(past, dtype=np.int64) * n_donor) // n_frames, n_donor - 1)
 
 
+#: Padded time steps (videos x longest video) one forward pass may hold when videos are batched
+#: for evaluation (:func:`length_batches`); bounds the attention's (videos, heads, T, T) memory.
+EVAL_BATCH_STEPS = 4096
+
+
+def length_batches(lengths, keys=None) -> list:
+    """Padded batches of items of these lengths: lists of indices. Items of one key (all, without
+    ``keys``; in first-seen order of the keys) sorted by length (stable) and cut into runs whose
+    padded size (items x longest) is at most :data:`EVAL_BATCH_STEPS` (an item longer than that
+    alone)."""
+    keys = [None] * len(lengths) if keys is None else list(keys)
+    out = []
+    for key in dict.fromkeys(keys):
+        batch = []
+        for i in sorted((i for i, k in enumerate(keys) if k == key), key=lambda i: lengths[i]):
+            if batch and (len(batch) + 1) * lengths[i] > EVAL_BATCH_STEPS:
+                out.append(batch)
+                batch = []
+            batch.append(i)
+        if batch:
+            out.append(batch)
+    return out
+
+
 def pad_videos(inputs) -> tuple:
     """Videos given as batches of one (:func:`video_inputs`' ``(features, mask)``) as one batch,
     time zero-padded to the longest: ``(features {m: (B, T, C_m)}, mask (B, T))``, video order kept."""

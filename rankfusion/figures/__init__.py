@@ -34,6 +34,7 @@ from tqdm.auto import tqdm
 
 from .._progress import bar_disabled
 from .._validation import InputError, check_int
+from ..runcache import group_jobs
 from . import ablation, angles, collapse, dose, dynamics, exchange, modality, noise, spectra, spectrum, theorem, timeline
 from .common import FigureResult, RunSet
 from .context import FigureContext
@@ -131,6 +132,10 @@ class _Prefetch:
         self.cond = threading.Condition()
         self.stop = threading.Event()
         self.jobs = _family_jobs(ctx, names)
+        if len(group_jobs(_union(self.jobs.values()))) <= 1:
+            # one group trains in this process anyway (run_jobs): here, where Ctrl-C stops it at once
+            ctx.cache.prefetch(_union(self.jobs.values()), workers=workers, progress=progress)
+            return
         self.thread = threading.Thread(target=self._run, args=(_union(self.jobs.values()), workers, progress),
                                        daemon=True)
 
@@ -154,10 +159,11 @@ class _Prefetch:
             from threadpoolctl import threadpool_limits
 
             # this process shares the cores with the workers: one torch and one BLAS thread, as
-            # each worker uses (multi-threaded kernels on small matrices spin-wait for busy cores)
+            # each worker uses (multi-threaded kernels on small matrices spin-wait for busy cores);
+            # the BLAS/OpenMP limit first, so that what it restores is the caller's setting
             self.threads = torch.get_num_threads()
-            torch.set_num_threads(1)
             self.blas = threadpool_limits(1)
+            torch.set_num_threads(1)
             self.thread.start()
         return self
 
@@ -174,13 +180,15 @@ class _Prefetch:
     def __exit__(self, exc_type, exc, tb):
         if self.thread is None:
             return False
-        if exc_type is not None:
-            self.stop.set()
-        self.thread.join()
         import torch
 
-        torch.set_num_threads(self.threads)
-        self.blas.restore_original_limits()
+        try:
+            if exc_type is not None:
+                self.stop.set()
+            self.thread.join()
+        finally:
+            self.blas.restore_original_limits()
+            torch.set_num_threads(self.threads)
         if exc_type is None and self.error is not None:
             raise self.error
         return False
