@@ -34,9 +34,12 @@ def run_train(data, run, config_json, stop_after=None, resume=False):
         train(cfg, data, run, seed=1, device=dev, resume=resume, progress=False, on_epoch_end=stop,
               distributed=ctx)
     except Interrupt:
-        pass
-    finally:
-        teardown()
+        pass  # every process stops after the same epoch
+    except BaseException:
+        teardown()  # no barrier: the other processes may never reach it
+        raise
+    # a process that tears down while another still talks to it can abort at exit
+    teardown(wait=True)
 
 
 def checks(out_json, data):
@@ -89,7 +92,7 @@ def checks(out_json, data):
     if ctx.is_main:
         with open(out_json, "w") as fh:
             json.dump(res, fh)
-    teardown()
+    teardown(wait=True)
 
 
 if __name__ == "__main__":
