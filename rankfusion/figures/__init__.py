@@ -123,7 +123,7 @@ class _Prefetch:
     def __init__(self, ctx: FigureContext, names, workers: int, progress: bool):
         import threading
 
-        self.ctx, self.names = ctx, names
+        self.ctx = ctx
         self.thread = None
         if workers == 1:
             return
@@ -132,12 +132,12 @@ class _Prefetch:
         self.cond = threading.Condition()
         self.stop = threading.Event()
         self.jobs = _family_jobs(ctx, names)
-        if len(group_jobs(_union(self.jobs.values()))) <= 1:
+        planned = _union(self.jobs.values())
+        if len(group_jobs(planned)) <= 1:
             # one group trains in this process anyway (run_jobs): here, where Ctrl-C stops it at once
-            ctx.cache.prefetch(_union(self.jobs.values()), workers=workers, progress=progress)
+            ctx.cache.prefetch(planned, workers=workers, progress=progress)
             return
-        self.thread = threading.Thread(target=self._run, args=(_union(self.jobs.values()), workers, progress),
-                                       daemon=True)
+        self.thread = threading.Thread(target=self._run, args=(planned, workers, progress), daemon=True)
 
     def _run(self, jobs, workers, progress):
         try:
