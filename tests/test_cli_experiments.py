@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -124,6 +125,9 @@ def test_figures_cli_writes_manifest_and_reuses_runs(micro_data, tmp_path):
     assert all(len(r["config_hash"]) == 12 for r in spec["runs"])
     assert spec["git_commit"] and spec["command"].startswith("rankfusion figures")
     assert manifest["partner"] == "depth"
+    # the data folder relative to the manifest's: no folder of this machine in a file meant to be shared
+    assert (out / spec["dataset"]["root"]).resolve() == Path(micro_data).resolve()
+    assert not Path(spec["dataset"]["root"]).is_absolute()
     assert not any(r["reused"] for r in spec["runs"])
     res = run(*args)  # unchanged inputs: nothing is retrained
     assert res.exit_code == 0, res.output

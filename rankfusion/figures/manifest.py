@@ -21,6 +21,18 @@ def write_manifest(ctx: FigureContext, results: dict, *, command: str = "") -> P
         return _merge_manifest(ctx, path, results, command)
 
 
+def _relative_root(root, out) -> str:
+    """The data folder as seen from the manifest's folder (POSIX separators), so that a manifest
+    names no folder of the machine that made it; the absolute path where no relative one exists
+    (another drive)."""
+    import os
+
+    try:
+        return Path(os.path.relpath(Path(root).resolve(), Path(out).resolve())).as_posix()
+    except ValueError:
+        return str(Path(root).resolve())
+
+
 def _merge_manifest(ctx: FigureContext, path: Path, results: dict, command: str) -> Path:
     manifest = {}
     if path.exists():
@@ -40,7 +52,7 @@ def _merge_manifest(ctx: FigureContext, path: Path, results: dict, command: str)
             "seconds": r.seconds,
             "git_commit": git_commit(),
             "command": command,
-            "dataset": {"root": str(ctx.data_root), "fingerprint": ctx.cache.fingerprint},
+            "dataset": {"root": _relative_root(ctx.data_root, ctx.out), "fingerprint": ctx.cache.fingerprint},
             "profile": {"model": prof.model, "train": prof.train, "seeds": list(prof.seeds),
                         "obs_ratios": list(prof.obs_ratios)},
         }
