@@ -28,7 +28,7 @@ The parts, each importing only those above it:
 * :mod:`~rankfusion.selection.paired`: reading and validating paired features;
 * :mod:`~rankfusion.selection.results`: :class:`SelectionReport` and the ``--json`` schema;
 * :mod:`~rankfusion.selection.evidence`: :func:`select_modalities` on paired features;
-* :mod:`~rankfusion.selection.runs`: task evidence for runs of a trained model.
+* :mod:`~rankfusion.selection.task_evidence`: task evidence for runs of a trained model.
 """
 
 from .criterion import (compare_with_expected, modality_selection, nan_reason, pair_gains, rank_candidates,
@@ -37,7 +37,7 @@ from .evidence import corrected_ci, replicate_criterion, select_modalities, stra
 from .paired import check_paired, load_paired
 from .probe import ProbeConfig, ProbeMembers, fit_probe, fit_probe_members, probe_gains
 from .results import CandidateEvidence, SelectionReport, agreement_json, ranking_json
-from .runs import runs_task_evidence
+from .task_evidence import runs_task_evidence
 from .surrogates import min_surrogates, noise_test, spectral_surrogates
 
 __all__ = [
