@@ -104,6 +104,16 @@ def test_worker_processes_give_the_same_result():
     np.testing.assert_array_equal(one.candidates[0].control_values, two.candidates[0].control_values)  # NaN == NaN
 
 
+def test_selection_imports_without_torch():
+    # the criterion on feature files and modality-select's start need no torch: the probe imports it
+    # when it fits (a spawned worker then imports it while the caller computes)
+    import subprocess
+    import sys
+
+    code = "import sys, rankfusion.selection; assert 'torch' not in sys.modules, 'torch imported'"
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
 def test_probe_takes_torch_tensors():
     torch = pytest.importorskip("torch")
     mods, y = _paired(n=90)

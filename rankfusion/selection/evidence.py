@@ -140,26 +140,52 @@ def _call(task):
 
 
 def _run_tasks(tasks, jobs: int, bar) -> list:
-    """Run ``(fn, args)`` tasks in order (``jobs`` worker processes when > 1); results in task order.
+    """Run ``(fn, args)`` tasks; results in task order.
 
-    Every task is seeded on its own, so the results do not depend on ``jobs`` or on scheduling.
+    With ``jobs`` > 1 the calling process runs tasks too, beside ``jobs - 1`` worker processes, each
+    taking the next task not yet taken: the caller computes while its workers start (each imports
+    torch), and no process waits for work while another still has several tasks queued. Every task
+    is seeded on its own, so the results do not depend on ``jobs`` or on scheduling.
     """
-    if jobs == 1:
+    if jobs == 1 or len(tasks) == 1:
         out = []
         for t in tasks:
             out.append(_call(t))
             bar.update(1)
         return out
     import multiprocessing as mp
+    import threading
     from concurrent.futures import ProcessPoolExecutor
 
+    results, failed = [None] * len(tasks), []
+    lock, order = threading.Lock(), iter(range(len(tasks)))
+
+    def take():
+        with lock:
+            return None if failed else next(order, None)
+
+    def run(compute):
+        try:
+            while (i := take()) is not None:
+                results[i] = compute(tasks[i])
+                bar.update(1)
+        except BaseException as e:  # Ctrl-C in the caller too: stop handing out tasks
+            with lock:
+                failed.append(e)
+
     # spawn, not fork: a forked child would inherit torch's thread-pool state mid-use
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("spawn")) as pool:
-        futures = [pool.submit(_call, t) for t in tasks]
-        for f in futures:
-            f.result()
-            bar.update(1)
-        return [f.result() for f in futures]
+    with ProcessPoolExecutor(max_workers=jobs - 1, mp_context=mp.get_context("spawn")) as pool:
+        # one thread per worker process hands it a task whenever it is free
+        feeders = [threading.Thread(target=run, args=(lambda t: pool.submit(_call, t).result(),), daemon=True)
+                   for _ in range(jobs - 1)]
+        for f in feeders:
+            f.start()
+        run(_call)
+        for f in feeders:
+            f.join()
+    if failed:
+        raise failed[0]
+    return results
 
 
 def _evidence(arrays, y, anchor, cands, config, jobs, bar):
@@ -170,12 +196,15 @@ def _evidence(arrays, y, anchor, cands, config, jobs, bar):
     """
     reps = list(_replicates(y, config))
     factors = {c: _spectral_factors(arrays[c]) for c in cands}  # one SVD per candidate
-    # candidate-major: a worker's consecutive tasks share the candidate and so its surrogates
+    # candidate-major: a process's consecutive tasks share the candidate and so its surrogates; the
+    # widest candidates (the longest fits) first, so the last tasks, which can leave a process
+    # idle, are short ones
+    by_cost = sorted(cands, key=lambda c: -arrays[c].shape[1])
     tasks = [(_replicate_task, (arrays, factors, y, anchor, [c], tr, te, seed, config, j == 0))
-             for j, c in enumerate(cands) for tr, te, seed in reps]
+             for j, c in enumerate(by_cost) for tr, te, seed in reps]
     results = _run_tasks(tasks, jobs, bar)
     r = len(reps)
-    per_rep = [{"anchor": results[i]["anchor"], **{c: results[j * r + i][c] for j, c in enumerate(cands)}}
+    per_rep = [{"anchor": results[i]["anchor"], **{c: results[j * r + i][c] for j, c in enumerate(by_cost)}}
                for i in range(r)]
     acc_a = np.array([r["anchor"] for r in per_rep])
     acc = {c: np.array([r[c][0] for r in per_rep]) for c in cands}

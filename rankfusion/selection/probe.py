@@ -15,7 +15,6 @@ import numpy as np
 
 from .. import spectral, stats
 from .._validation import InputError, check_float, check_int
-from ..model import RankEnhancingTokenFuser, blend, channel_scores
 from ..spectral import blended_channel_count, low_informative_channels
 from .arrays import _as_numpy64
 from .surrogates import min_surrogates
@@ -96,6 +95,8 @@ def _probe_class():
     from torch import nn
     from torch.nn import functional as F
 
+    from ..model import RankEnhancingTokenFuser
+
 
     class FusionProbe(nn.Module):
         """Per-modality Linear+ReLU to a common width (Eq. 2), RTF (Eqs. 3-5) or not, a head.
@@ -152,6 +153,8 @@ def _member_functions():
     blend weight is 0).
     """
     import torch
+
+    from ..model import blend
 
     class MemberBlend(torch.autograd.Function):
         """Eq. 4 for both sides of every member, on the blended channels only.
@@ -342,6 +345,8 @@ class ProbeMembers:
         """``(before, after)``, each ``[anchor, candidate]`` of shape (S, N, D)."""
         import torch
 
+        from ..model import channel_scores
+
         P = self.params
         S = zc.shape[0]
         a = torch.baddbmm(P["proj.0.bias"][:, None, :], za.expand(S, *za.shape), P["proj.0.weight"].transpose(1, 2))
@@ -373,6 +378,8 @@ class ProbeMembers:
     def freeze(self, za, zc):
         """Fix the channel choice on these (training) rows for every later call."""
         import torch
+
+        from ..model import channel_scores
 
 
         self.low = None
