@@ -105,7 +105,8 @@ def _context(data, out, cache_dir, profile, device, quiet, threads=1, anchor="rg
 @click.option("--steps", default=100, show_default=True, type=int, help="With --paired: training steps per probe fit.")
 @click.option("--width", default=32, show_default=True, type=int, help="With --paired: probe token width D.")
 @click.option("--jobs", default=1, show_default=True, type=click.IntRange(min=1),
-              help="With --paired: worker processes for the probe fits (results do not depend on it).")
+              help="With --paired: processes computing the probe fits, this one and JOBS-1 workers "
+                   "(results do not depend on it).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON (only JSON on stdout).")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("modality_select"),
               show_default=True, help="Output folder (CSV tables, JSON and the figure).")

@@ -264,8 +264,8 @@ def select_modalities(modalities: dict, labels, anchor: str, *, candidates=None,
         Default: every other modality.
     config : ProbeConfig, optional
     jobs : int, default 1
-        Worker processes for the probe fits (each one torch thread). The result does not depend
-        on it: every fit is seeded on its own.
+        Processes computing the probe fits (each one torch thread): the caller and ``jobs - 1``
+        worker processes. The result does not depend on it: every fit is seeded on its own.
     progress : bool, default False
         A tqdm bar over the probe tasks (on stderr).
     source : str, optional
