@@ -104,6 +104,38 @@ def test_worker_processes_give_the_same_result():
     np.testing.assert_array_equal(one.candidates[0].control_values, two.candidates[0].control_values)  # NaN == NaN
 
 
+class _Bar:
+    n = 0
+
+    def update(self, k):
+        self.n += k
+
+
+def test_tasks_run_in_the_caller_and_its_workers_in_order():
+    import math
+    import os
+
+    from rankfusion.selection.evidence import _run_tasks
+
+    bar = _Bar()
+    pids = _run_tasks([(os.getpid, ())] * 6, 2, bar)
+    # the first task handed to the worker waits for its start; the caller takes the others meanwhile
+    assert os.getpid() in pids and len(set(pids)) == 2 and bar.n == 6
+    assert _run_tasks([(math.sqrt, (float(i),)) for i in range(7)], 2, _Bar()) == [math.sqrt(i) for i in range(7)]
+
+
+def test_a_failing_task_stops_the_others():
+    import math
+
+    from rankfusion.selection.evidence import _run_tasks
+
+    bar = _Bar()
+    # the caller's first task fails, whichever of the first two it takes: no other task is handed out
+    with pytest.raises(ValueError, match="math domain error"):
+        _run_tasks([(math.sqrt, (-1.0,))] * 2 + [(math.sqrt, (1.0,))] * 50, 2, bar)
+    assert bar.n == 0
+
+
 def test_selection_imports_without_torch():
     # the criterion on feature files and modality-select's start need no torch: the probe imports it
     # when it fits (a spawned worker then imports it while the caller computes)
