@@ -154,37 +154,56 @@ def _member_functions():
     """
     import torch
 
-    from ..model import blend
+    from ..model import blend, channel_scores
 
     class MemberBlend(torch.autograd.Function):
-        """Eq. 4 for both sides of every member, on the blended channels only.
+        """RTF for both sides of every member: ReLU (Eq. 2's), Eq. 3's choice, Eq. 4 on the blended
+        channels only.
 
-        ``forward(a, c, w_a, w_c, low_a, low_c)``: ``a``, ``c`` (S, N, D) the projections; ``low_a``,
-        ``low_c`` (S, k') each member's blended channels (Eq. 3) and ``w_a``, ``w_c`` (S, k') their
-        weights alpha. Returns ``(A, C)``, each (S, N, D): ``A = blend(a, c, w)`` on ``low_a`` and
-        ``a`` elsewhere (weight 0 leaves a channel unchanged), ``C`` likewise with the roles swapped.
+        ``forward(pa, pc, alpha, k_prime, low_a, low_c)``: ``pa``, ``pc`` (S, N, D) the projections
+        before their ReLU; ``alpha`` (S, 2, D) the blend weights; ``low_a``, ``low_c`` (S, k') each
+        member's blended channels, or None to choose them on these rows (Eq. 3 on the ReLU outputs,
+        as RTF does in training). Returns ``(A, C, low_a, low_c)``, ``A`` (S, N, D) the blend of
+        ``a = relu(pa)`` with ``c = relu(pc)`` on ``low_a`` (:func:`rankfusion.model.blend`) and ``a``
+        elsewhere (weight 0 leaves a channel unchanged), ``C`` likewise with the roles swapped. The
+        blend is written into the ReLU's output (no copy), whose sign still gives ReLU's derivative
+        off the blended channels; the k' blended channels keep their own.
         """
 
         @staticmethod
-        def forward(ctx, a, c, w_a, w_c, low_a, low_c):
+        def forward(ctx, pa, pc, alpha, k_prime, low_a, low_c):
+            a, c = pa.relu(), pc.relu()
+            if low_a is None:
+                low_a, low_c = (low_informative_channels(channel_scores(x), k_prime=k_prime) for x in (a, c))
             S, N, _ = a.shape
             ia = low_a[:, None, :].expand(S, N, low_a.shape[1])
             ic = low_c[:, None, :].expand(S, N, low_c.shape[1])
+            w_a, w_c = alpha[:, 0].gather(1, low_a)[:, None, :], alpha[:, 1].gather(1, low_c)[:, None, :]
             a_la, c_la, c_lc, a_lc = a.gather(2, ia), c.gather(2, ia), c.gather(2, ic), a.gather(2, ic)
-            A = a.clone().scatter_(2, ia, blend(a_la, c_la, w_a[:, None, :]))
-            C = c.clone().scatter_(2, ic, blend(c_lc, a_lc, w_c[:, None, :]))
-            ctx.save_for_backward(w_a, w_c, ia, ic, c_la - a_la, a_lc - c_lc)
-            return A, C
+            A = a.scatter_(2, ia, blend(a_la, c_la, w_a))
+            C = c.scatter_(2, ic, blend(c_lc, a_lc, w_c))
+            ctx.save_for_backward(A, C, low_a, low_c, w_a, w_c, a_la, c_la, c_lc, a_lc)
+            ctx.mark_non_differentiable(low_a, low_c)
+            return A, C, low_a, low_c
 
         @staticmethod
-        def backward(ctx, g_A, g_C):
-            w_a, w_c, ia, ic, d_a, d_c = ctx.saved_tensors
+        def backward(ctx, g_A, g_C, *_):
+            A, C, low_a, low_c, w_a, w_c, a_la, c_la, c_lc, a_lc = ctx.saved_tensors
+            S, N, D = A.shape
+            ia = low_a[:, None, :].expand(S, N, low_a.shape[1])
+            ic = low_c[:, None, :].expand(S, N, low_c.shape[1])
             gA, gC = g_A.gather(2, ia), g_C.gather(2, ic)  # gradients at the blended channels
-            gAw, gCw = gA * w_a[:, None, :], gC * w_c[:, None, :]
-            # d/dx of x + w (p - x) is 1 - w, d/dp is w, d/dw is p - x
-            ga = g_A.clone().scatter_add_(2, ia, -gAw).scatter_add_(2, ic, gCw)
-            gc = g_C.clone().scatter_add_(2, ic, -gCw).scatter_add_(2, ia, gAw)
-            return ga, gc, (gA * d_a).sum(1), (gC * d_c).sum(1), None, None
+            gAw, gCw = gA * w_a, gC * w_c
+            # ReLU's backward off the blended channels (there the output is the ReLU's own)
+            ga = torch.ops.aten.threshold_backward(g_A, A, 0)
+            gc = torch.ops.aten.threshold_backward(g_C, C, 0)
+            # d/dx of x + w (p - x) is 1 - w, d/dp is w, d/dw is p - x; each through its own ReLU
+            ga.scatter_(2, ia, (gA - gAw) * (a_la > 0)).scatter_add_(2, ic, gCw * (a_lc > 0))
+            gc.scatter_(2, ic, (gC - gCw) * (c_lc > 0)).scatter_add_(2, ia, gAw * (c_la > 0))
+            g_alpha = torch.zeros(S, 2, D, dtype=g_A.dtype)
+            g_alpha[:, 0].scatter_(1, low_a, (gA * (c_la - a_la)).sum(1))
+            g_alpha[:, 1].scatter_(1, low_c, (gC * (a_lc - c_lc)).sum(1))
+            return ga, gc, g_alpha, None, None, None
 
     class MemberLinear(torch.autograd.Function):
         """Affine map of every member, outputs first: ``forward(w, b, *xs)`` with ``w`` (S, O, I),
@@ -341,34 +360,29 @@ class ProbeMembers:
                        for n, p in ref.named_parameters()}
         self.low = None  # (2, S, k') frozen channel choice
 
-    def tokens(self, za, zc):
-        """``(before, after)``, each ``[anchor, candidate]`` of shape (S, N, D)."""
+    def _fused(self, za, zc):
+        """``(pa, pc, A, C)``: the projections before their ReLU and the fused tokens, each (S, N, D)."""
         import torch
-
-        from ..model import channel_scores
 
         P = self.params
         S = zc.shape[0]
-        a = torch.baddbmm(P["proj.0.bias"][:, None, :], za.expand(S, *za.shape), P["proj.0.weight"].transpose(1, 2))
-        c = torch.baddbmm(P["proj.1.bias"][:, None, :], zc, P["proj.1.weight"].transpose(1, 2))
-        a, c = a.relu(), c.relu()
-        if self.low is None:
-            with torch.no_grad():  # Eq. 3 on this batch's rows, as RTF does in training
-                low = [low_informative_channels(channel_scores(x.detach()), k_prime=self.k_prime) for x in (a, c)]
-        else:
-            low = self.low
-        alpha = torch.sigmoid(P["rtf.alpha_raw"])  # (S, 2, D)
-        # Eq. 4 moves only the k' blended channels of each side (weight 0 elsewhere): blend those alone
-        after = _member_functions().blend.apply(a, c, alpha[:, 0].gather(1, low[0]), alpha[:, 1].gather(1, low[1]),
-                                                low[0], low[1])
-        return [a, c], list(after)
+        pa = torch.baddbmm(P["proj.0.bias"][:, None, :], za.expand(S, *za.shape), P["proj.0.weight"].transpose(1, 2))
+        pc = torch.baddbmm(P["proj.1.bias"][:, None, :], zc, P["proj.1.weight"].transpose(1, 2))
+        low = (None, None) if self.low is None else self.low
+        A, C, _, _ = _member_functions().blend.apply(pa, pc, torch.sigmoid(P["rtf.alpha_raw"]), self.k_prime, *low)
+        return pa, pc, A, C
+
+    def tokens(self, za, zc):
+        """``(before, after)``, each ``[anchor, candidate]`` of shape (S, N, D)."""
+        pa, pc, A, C = self._fused(za, zc)
+        return [pa.relu(), pc.relu()], [A, C]
 
     def logits(self, za, zc):
         """Class scores of every member, shape (S, K, N) (classes before rows)."""
         from torch.nn import functional as F
 
         P = self.params
-        after = self.tokens(za, zc)[1]
+        after = self._fused(za, zc)[2:]
         head = _member_functions().linear.apply
         if not self.mlp:
             return head(P["head.weight"], P["head.bias"], *after)
@@ -380,7 +394,6 @@ class ProbeMembers:
         import torch
 
         from ..model import channel_scores
-
 
         self.low = None
         with torch.no_grad():
