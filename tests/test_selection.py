@@ -181,6 +181,35 @@ def test_probe_members_are_the_separate_fits():
         np.testing.assert_allclose(gains[i], selection.probe_gains(ref, [held[0], held[1][i]]), atol=1e-4)
         assert acc[i] == pytest.approx(selection.probe._accuracy(ref, [held[0], held[1][i]], y[::3]))
 
+def test_member_blend_gradients_match_finite_differences():
+    """The members' fused ReLU + Eq. 4 (hand-written backward) against finite differences in float64,
+    with blended channel sets that overlap (a channel blended on both sides) and ReLU outputs of 0."""
+    torch = pytest.importorskip("torch")
+    from rankfusion.model import blend
+    from rankfusion.selection.probe import _member_functions
+
+    fn = _member_functions().blend
+    g = torch.Generator().manual_seed(0)
+    S, N, D = 2, 5, 6
+    pa, pc = (torch.randn(S, N, D, generator=g, dtype=torch.float64) for _ in range(2))
+    # keep every value away from ReLU's kink, where finite differences are not a derivative
+    pa, pc = (x + 0.1 * torch.sign(x) for x in (pa, pc))
+    alpha = torch.rand(S, 2, D, generator=g, dtype=torch.float64)
+    low_a = torch.tensor([[0, 1, 2], [3, 4, 5]])
+    low_c = torch.tensor([[1, 2, 4], [0, 3, 5]])  # overlaps low_a in 2 and 2 channels
+    args = [t.clone().requires_grad_() for t in (pa, pc, alpha)]
+    assert torch.autograd.gradcheck(lambda x, y, w: fn.apply(x, y, w, 3, low_a, low_c)[:2], args)
+    # the forward is the plain expression: ReLU, then Eq. 4 on each side's blended channels
+    A, C, _, _ = fn.apply(pa, pc, alpha, 3, low_a, low_c)
+    a, c = pa.relu(), pc.relu()
+    for s_ in range(S):
+        ref_a, ref_c = a[s_].clone(), c[s_].clone()
+        la, lc = low_a[s_], low_c[s_]
+        ref_a[:, la] = blend(a[s_][:, la], c[s_][:, la], alpha[s_, 0, la])
+        ref_c[:, lc] = blend(c[s_][:, lc], a[s_][:, lc], alpha[s_, 1, lc])
+        assert torch.equal(A[s_], ref_a) and torch.equal(C[s_], ref_c)
+
+
 # --------------------------------------------------------------------------- evidence
 
 
