@@ -124,16 +124,39 @@ def test_tasks_run_in_the_caller_and_its_workers_in_order():
     assert _run_tasks([(math.sqrt, (float(i),)) for i in range(7)], 2, _Bar()) == [math.sqrt(i) for i in range(7)]
 
 
-def test_a_failing_task_stops_the_others():
-    import math
+def _slow_here_failing_in_a_worker(i):
+    import multiprocessing
+    import time
 
+    if multiprocessing.parent_process() is not None:
+        raise RuntimeError(f"task {i} failed in a worker")
+    time.sleep(0.05)
+    return i
+
+
+def test_a_failing_task_stops_the_others():
     from rankfusion.selection.evidence import _run_tasks
 
     bar = _Bar()
-    # the caller's first task fails, whichever of the first two it takes: no other task is handed out
-    with pytest.raises(ValueError, match="math domain error"):
-        _run_tasks([(math.sqrt, (-1.0,))] * 2 + [(math.sqrt, (1.0,))] * 50, 2, bar)
-    assert bar.n == 0
+    # the worker's first task fails once it has started (about a second); the caller, 0.05 s a task,
+    # would otherwise run all 400 (20 s): after the failure no task is handed out
+    with pytest.raises(RuntimeError, match="failed in a worker"):
+        _run_tasks([(_slow_here_failing_in_a_worker, (i,)) for i in range(400)], 2, bar)
+    assert 0 < bar.n < 399
+
+
+def test_each_candidate_gets_its_own_replicates(report):
+    """The widest-first task order maps every result back to its candidate and replicate: a
+    candidate's accuracies are those of its own fits, made directly."""
+    from rankfusion.selection import evidence
+
+    mods, y = _paired()
+    arrays, yy, _, cands = selection.check_paired(mods, y, "anchor", None)
+    factors = {c: evidence._spectral_factors(arrays[c]) for c in cands}
+    for c in ("noise", "copy"):
+        acc = [evidence._replicate_task(arrays, factors, yy, "anchor", [c], tr, te, seed, SMALL, False)[c][0]
+               for tr, te, seed in evidence._replicates(yy, SMALL)]
+        assert _cand(report, c).accuracy == float(np.array(acc).mean())
 
 
 def test_selection_imports_without_torch():
@@ -186,9 +209,9 @@ def test_member_blend_gradients_match_finite_differences():
     with blended channel sets that overlap (a channel blended on both sides) and ReLU outputs of 0."""
     torch = pytest.importorskip("torch")
     from rankfusion.model import blend
-    from rankfusion.selection.probe import _member_functions
+    from rankfusion.selection.probe import _member_blend
 
-    fn = _member_functions().blend
+    fn = _member_blend()
     g = torch.Generator().manual_seed(0)
     S, N, D = 2, 5, 6
     pa, pc = (torch.randn(S, N, D, generator=g, dtype=torch.float64) for _ in range(2))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 from ..files import entry_lock, write_json
@@ -24,13 +25,12 @@ def write_manifest(ctx: FigureContext, results: dict, *, command: str = "") -> P
 def _relative_root(root, out) -> str:
     """The data folder as seen from the manifest's folder (POSIX separators), so that a manifest
     names no folder of the machine that made it; the absolute path where no relative one exists
-    (another drive)."""
-    import os
-
+    (another drive). Symbolic links are kept as named (resolving them would name the machine's
+    folders again)."""
     try:
-        return Path(os.path.relpath(Path(root).resolve(), Path(out).resolve())).as_posix()
+        return Path(os.path.relpath(os.path.abspath(root), os.path.abspath(out))).as_posix()
     except ValueError:
-        return str(Path(root).resolve())
+        return os.path.abspath(root)
 
 
 def _merge_manifest(ctx: FigureContext, path: Path, results: dict, command: str) -> Path:

@@ -168,7 +168,8 @@ def _run_tasks(tasks, jobs: int, bar) -> list:
         try:
             while (i := take()) is not None:
                 results[i] = compute(tasks[i])
-                bar.update(1)
+                with lock:  # tqdm's count is not thread-safe
+                    bar.update(1)
         except BaseException as e:  # Ctrl-C in the caller too: stop handing out tasks
             with lock:
                 failed.append(e)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import types
 from dataclasses import dataclass
 
 import numpy as np
@@ -97,7 +96,6 @@ def _probe_class():
 
     from ..model import RankEnhancingTokenFuser
 
-
     class FusionProbe(nn.Module):
         """Per-modality Linear+ReLU to a common width (Eq. 2), RTF (Eqs. 3-5) or not, a head.
 
@@ -142,17 +140,17 @@ def _probe_class():
 
 
 @functools.lru_cache(maxsize=None)
-def _member_functions():
-    """The two autograd functions of :class:`ProbeMembers`: ``blend`` and ``linear``.
+def _member_blend():
+    """The autograd function of :class:`ProbeMembers`' fuser (built on first use: torch is imported
+    lazily).
 
-    Built on first use (torch is imported lazily). Both compute what the plain torch expressions
-    would (Eq. 4 through :func:`rankfusion.model.blend`; an affine map), up to the order of float32
-    sums; they choose the memory layout and the matrix products of the backward pass, which is
-    where the stacked members spent their time (batched products with 10 output columns written
-    in the slow orientation, a concatenation, full-width element-wise passes over channels whose
-    blend weight is 0).
+    It computes what the plain torch expressions would (ReLU, Eq. 3, Eq. 4 through
+    :func:`rankfusion.model.blend`), the same values; it chooses the memory layout and the backward
+    pass, which is where the stacked members spent their time (full-width copies of the tokens and
+    of their gradients, element-wise passes over channels whose blend weight is 0).
     """
     import torch
+    from torch.autograd.function import once_differentiable
 
     from ..model import blend, channel_scores
 
@@ -162,12 +160,13 @@ def _member_functions():
 
         ``forward(pa, pc, alpha, k_prime, low_a, low_c)``: ``pa``, ``pc`` (S, N, D) the projections
         before their ReLU; ``alpha`` (S, 2, D) the blend weights; ``low_a``, ``low_c`` (S, k') each
-        member's blended channels, or None to choose them on these rows (Eq. 3 on the ReLU outputs,
-        as RTF does in training). Returns ``(A, C, low_a, low_c)``, ``A`` (S, N, D) the blend of
-        ``a = relu(pa)`` with ``c = relu(pc)`` on ``low_a`` (:func:`rankfusion.model.blend`) and ``a``
-        elsewhere (weight 0 leaves a channel unchanged), ``C`` likewise with the roles swapped. The
-        blend is written into the ReLU's output (no copy), whose sign still gives ReLU's derivative
-        off the blended channels; the k' blended channels keep their own.
+        member's blended channels (distinct within a set, as Eq. 3 gives them), or None to choose
+        them on these rows (Eq. 3 on the ReLU outputs, as RTF does in training). Returns ``(A, C,
+        low_a, low_c)``, ``A`` (S, N, D) the blend of ``a = relu(pa)`` with ``c = relu(pc)`` on
+        ``low_a`` (:func:`rankfusion.model.blend`) and ``a`` elsewhere (weight 0 leaves a channel
+        unchanged), ``C`` likewise with the roles swapped. The blend is written into the ReLU's
+        output (no copy), whose sign still gives ReLU's derivative off the blended channels; the k'
+        blended channels keep their own.
         """
 
         @staticmethod
@@ -187,6 +186,7 @@ def _member_functions():
             return A, C, low_a, low_c
 
         @staticmethod
+        @once_differentiable  # the hand-written backward is not itself differentiable: say so
         def backward(ctx, g_A, g_C, *_):
             A, C, low_a, low_c, w_a, w_c, a_la, c_la, c_lc, a_lc = ctx.saved_tensors
             S, N, D = A.shape
@@ -200,10 +200,21 @@ def _member_functions():
             # d/dx of x + w (p - x) is 1 - w, d/dp is w, d/dw is p - x; each through its own ReLU
             ga.scatter_(2, ia, (gA - gAw) * (a_la > 0)).scatter_add_(2, ic, gCw * (a_lc > 0))
             gc.scatter_(2, ic, (gC - gCw) * (c_lc > 0)).scatter_add_(2, ia, gAw * (c_la > 0))
-            g_alpha = torch.zeros(S, 2, D, dtype=g_A.dtype)
+            g_alpha = g_A.new_zeros(S, 2, D)
             g_alpha[:, 0].scatter_(1, low_a, (gA * (c_la - a_la)).sum(1))
             g_alpha[:, 1].scatter_(1, low_c, (gC * (a_lc - c_lc)).sum(1))
             return ga, gc, g_alpha, None, None, None
+
+    return MemberBlend
+
+
+@functools.lru_cache(maxsize=None)
+def _member_linear():
+    """The members' affine map as an autograd function (built on first use), computing what the
+    plain expression would up to the order of float32 sums; its backward runs the batched products
+    in the fast orientation (10 output columns in the slow one were where the head's time went)."""
+    import torch
+    from torch.autograd.function import once_differentiable
 
     class MemberLinear(torch.autograd.Function):
         """Affine map of every member, outputs first: ``forward(w, b, *xs)`` with ``w`` (S, O, I),
@@ -220,6 +231,7 @@ def _member_functions():
             return out
 
         @staticmethod
+        @once_differentiable
         def backward(ctx, g):
             w, *xs = ctx.saved_tensors
             gxs, gws, start = [], [], 0
@@ -231,7 +243,7 @@ def _member_functions():
                 start += x.shape[2]
             return (torch.cat(gws, dim=2), g.sum(2), *gxs)
 
-    return types.SimpleNamespace(blend=MemberBlend, linear=MemberLinear)
+    return MemberLinear
 
 
 @contextlib.contextmanager
@@ -369,7 +381,7 @@ class ProbeMembers:
         pa = torch.baddbmm(P["proj.0.bias"][:, None, :], za.expand(S, *za.shape), P["proj.0.weight"].transpose(1, 2))
         pc = torch.baddbmm(P["proj.1.bias"][:, None, :], zc, P["proj.1.weight"].transpose(1, 2))
         low = (None, None) if self.low is None else self.low
-        A, C, _, _ = _member_functions().blend.apply(pa, pc, torch.sigmoid(P["rtf.alpha_raw"]), self.k_prime, *low)
+        A, C, _, _ = _member_blend().apply(pa, pc, torch.sigmoid(P["rtf.alpha_raw"]), self.k_prime, *low)
         return pa, pc, A, C
 
     def tokens(self, za, zc):
@@ -383,7 +395,7 @@ class ProbeMembers:
 
         P = self.params
         after = self._fused(za, zc)[2:]
-        head = _member_functions().linear.apply
+        head = _member_linear().apply
         if not self.mlp:
             return head(P["head.weight"], P["head.bias"], *after)
         h = F.relu(head(P["head.0.weight"], P["head.0.bias"], *after)).transpose(1, 2)
@@ -404,7 +416,6 @@ class ProbeMembers:
         """``(gains (S, 2), accuracy (S,))`` on held-out rows: each member's anchor and candidate
         ERank gains through its RTF (:func:`rankfusion.spectral.rank_gain`) and its accuracy."""
         import torch
-
 
         za = torch.as_tensor(np.asarray(anchor_x), dtype=torch.float32)
         zc = torch.as_tensor(np.asarray(candidate_xs), dtype=torch.float32)
