@@ -34,7 +34,8 @@ from .runs import check_config_data, is_multi_seed, load_checkpoint, load_run, o
 from .files import atomic_path, write_json, write_text
 from .monitor import EpochRanks
 from .data import AnticipationDataset, collate_anticipation
-from .model import R3D
+from .data.torchdata import length_batches, pad_videos
+from .model import R3D, R3DOutput
 from .remedies import attach_unimodal_heads, check_supported
 from . import remedies
 
@@ -569,21 +570,37 @@ def _save_epoch(r: _Run, epoch, row):
 
 
 def _validation_loss(model, val_set, tc, dev, ctx=None) -> float:
-    import torch
+    """Mean over the validation items (this process's shard) of each item's own loss.
 
+    Items go through the model in padded batches of similar length
+    (:func:`rankfusion.data.torchdata.length_batches`) when the model treats videos independently
+    (:attr:`rankfusion.model.R3D.videos_independent`), else one per pass: spectral RTF would
+    choose its channels from whichever videos share the batch. Either way each item's loss is
+    computed on its own valid steps, so the value does not depend on the grouping beyond the
+    order of floating-point sums.
+    """
+    import torch
 
     part = torch.utils.data.Subset(val_set, shard(range(len(val_set)), ctx))
     loader = torch.utils.data.DataLoader(part, batch_size=1, shuffle=False, collate_fn=collate_anticipation)
     model.eval()
-    total, n = 0.0, 0
+    # the items as batches of one (the loader's iterator draws its seed from the global generator,
+    # which is also the run's dropout stream: the serial runs and their batched twins draw it here)
+    items = list(loader)
+    lengths = [int(b["mask"].shape[1]) for b in items]
+    groups = length_batches(lengths) if model.videos_independent else [[i] for i in range(len(items))]
+    losses = [0.0] * len(items)
     with torch.no_grad():
-        # batch of one video: spectral RTF selects channels per batch, so evaluation must not
-        # depend on which other videos share a batch
-        for batch in loader:
-            feats, mask = _to_device(batch, dev)
-            parts = compute_losses(model(feats, mask), batch, dev, transition_weight=tc.transition_weight)
-            total += float(tc.loss_seg * parts["seg"] + tc.loss_cls * parts["cls"] + tc.loss_dur * parts["dur"])
-            n += 1
+        for group in groups:
+            inputs = [(items[i]["features"], items[i]["mask"]) for i in group]
+            feats, mask = pad_videos(inputs) if len(group) > 1 else inputs[0]
+            out = model({m: v.to(dev) for m, v in feats.items()}, mask.to(dev))
+            for j, i in enumerate(group):
+                one = R3DOutput(out.seg_logits[j:j + 1, :lengths[i]], out.class_logits[j:j + 1],
+                                out.durations[j:j + 1])
+                parts = compute_losses(one, items[i], dev, transition_weight=tc.transition_weight)
+                losses[i] = float(tc.loss_seg * parts["seg"] + tc.loss_cls * parts["cls"] + tc.loss_dur * parts["dur"])
+    total, n = sum(losses), len(losses)  # summed in the loader's order
     if ctx is not None:
         total, n = all_reduce_list([total, n], dev)
     return total / max(n, 1)

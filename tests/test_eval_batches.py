@@ -102,3 +102,43 @@ def test_moc_grid_scores_each_cut_with_its_own_outputs_in_padded_passes(setup, m
                  and abs(s[2] - logits).max() <= 1e-5 * float(abs(logits).max())
                  and abs(s[3] - durations).max() <= 1e-5 * max(1.0, float(abs(durations).max()))]
         assert len(match) == 1, (video, obs)
+
+
+def test_validation_loss_is_each_items_own_loss_in_padded_passes(setup):
+    import dataclasses
+
+    from rankfusion.data import AnticipationDataset, collate_anticipation
+    from rankfusion.train import _validation_loss, compute_losses
+
+    ds, config, model = setup
+    tc = dataclasses.replace(config.train, transition_weight=3.0)  # the weighted anticipation CE uses each item's own targets
+    items = AnticipationDataset(ds, "test", obs_ratios=tc.obs_ratios, future_ratio=tc.future_ratio,
+                                sample_rate=tc.sample_rate, n_queries=config.model.n_queries)
+    assert len({int(items[i]["seg_labels"].shape[0]) for i in range(len(items))}) > 2  # padding is exercised
+    sizes = []
+    handle = model.register_forward_pre_hook(lambda mod, args: sizes.append(args[1].shape[0]))
+    try:
+        got = _validation_loss(model, items, tc, torch.device("cpu"))
+    finally:
+        handle.remove()
+    assert sum(sizes) == len(items) and len(sizes) < len(items) and max(sizes) > 1
+    # one item per pass (the computation before padded passes), each item's loss from its own outputs
+    losses = []
+    with torch.no_grad():
+        for i in range(len(items)):
+            batch = collate_anticipation([items[i]])
+            parts = compute_losses(model(batch["features"], batch["mask"]), batch, torch.device("cpu"),
+                                   transition_weight=tc.transition_weight)
+            losses.append(float(tc.loss_seg * parts["seg"] + tc.loss_cls * parts["cls"] + tc.loss_dur * parts["dur"]))
+    # positive float32 terms summed in another order (see the first test): float32 rounding
+    assert got == pytest.approx(sum(losses) / len(losses), rel=1e-5, abs=0)
+    # a model whose batch chooses the channels: one item per pass
+    model.rtf.unfreeze()
+    sizes.clear()
+    handle = model.register_forward_pre_hook(lambda mod, args: sizes.append(args[1].shape[0]))
+    try:
+        _validation_loss(model, items, tc, torch.device("cpu"))
+        assert sizes == [1] * len(items)
+    finally:
+        handle.remove()
+        model.rtf.is_frozen.fill_(True)
