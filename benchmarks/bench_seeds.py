@@ -50,6 +50,23 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 
+def _speed() -> dict:
+    """This machine's speed now, on one thread: a 256 x 256 float32 matrix product's GFLOP/s and the
+    seconds of a fixed pure-Python loop (best of 3 each, about half a second in all). On a shared
+    virtual machine the speed can drift by 1.5x within minutes, which the load average does not
+    show; timings taken at different times are comparable only next to this reading."""
+    import timeit
+
+    import numpy as np
+    from threadpoolctl import threadpool_limits
+
+    a = np.random.default_rng(0).standard_normal((256, 256), dtype=np.float32)
+    with threadpool_limits(1):
+        best = min(timeit.repeat(lambda: a @ a, number=100, repeat=3))
+    loop = min(timeit.repeat("for i in range(5_000_000): pass", number=1, repeat=3))
+    return {"gemm_gflops": round(100 * 2 * 256**3 / best / 1e9, 1), "python_loop_s": round(loop, 4)}
+
+
 def _machine() -> dict:
     load = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
     cpu = platform.processor() or platform.machine()
@@ -61,7 +78,7 @@ def _machine() -> dict:
     except OSError:
         pass
     return {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "cpu": cpu, "cores": os.cpu_count(),
-            "uptime": load}
+            "uptime": load, "speed": _speed()}
 
 
 def _frames_per_epoch(cfg, data) -> int:
