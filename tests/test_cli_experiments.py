@@ -133,6 +133,14 @@ def test_figures_cli_writes_manifest_and_reuses_runs(micro_data, tmp_path):
     assert res.exit_code == 0, res.output
     manifest = json.loads((out / "manifest.json").read_text())
     assert all(r["reused"] for r in manifest["figures"]["spectra"]["runs"])
+    # an entry that --only leaves alone, its root absolute as older versions wrote it: made relative
+    manifest["figures"]["angles"]["dataset"]["root"] = str(Path(micro_data).resolve())
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    res = run(*args[:-2])
+    assert res.exit_code == 0, res.output
+    angles = json.loads((out / "manifest.json").read_text())["figures"]["angles"]
+    assert not Path(angles["dataset"]["root"]).is_absolute()
+    assert (out / angles["dataset"]["root"]).resolve() == Path(micro_data).resolve()
 
 
 def test_figures_bad_partner(micro_data, tmp_path):

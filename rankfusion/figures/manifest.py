@@ -56,6 +56,10 @@ def _merge_manifest(ctx: FigureContext, path: Path, results: dict, command: str)
             "profile": {"model": prof.model, "train": prof.train, "seeds": list(prof.seeds),
                         "obs_ratios": list(prof.obs_ratios)},
         }
+    for n, entry in figs.items():
+        root = entry.get("dataset", {}).get("root") if n not in results else None
+        if isinstance(root, str) and os.path.isabs(root):  # as older versions wrote it: the same folder, relative
+            entry["dataset"]["root"] = _relative_root(root, ctx.out)
     manifest["figures"] = figs
     manifest["anchor"] = ctx.anchor
     manifest["partner"] = ctx.partner
