@@ -76,8 +76,8 @@ def main(argv=None) -> dict:
         print(f"width {w:4d}: stacked {row['stacked_s']:.2f} s, separate {row['separate_s']:.2f} s, "
               f"ratio {row['ratio']:.2f}x (fastest of {args.repeats}; all: "
               f"{', '.join(f'{v:.2f}' for v in stacked)} / {', '.join(f'{v:.2f}' for v in separate)})")
-    result["machine_end"] = _machine()
-    print("at the end:", result["machine_end"])
+    result["machine_after"] = _machine()
+    print("at the end:", result["machine_after"])
     if args.json:
         args.json.write_text(json.dumps(result, indent=2))
     return result

@@ -581,26 +581,28 @@ def _validation_loss(model, val_set, tc, dev, ctx=None) -> float:
     """
     import torch
 
-    part = torch.utils.data.Subset(val_set, shard(range(len(val_set)), ctx))
-    loader = torch.utils.data.DataLoader(part, batch_size=1, shuffle=False, collate_fn=collate_anticipation)
+    idx = list(shard(range(len(val_set)), ctx))
+    # the validation loader's iterator draws its seed from the global generator, which is also the
+    # run's dropout stream: the draw is made as it always was (the batched trainer makes it too),
+    # and the items are then read one group at a time
+    iter(torch.utils.data.DataLoader(torch.utils.data.Subset(val_set, idx), batch_size=1, shuffle=False,
+                                     collate_fn=collate_anticipation))
     model.eval()
-    # the items as batches of one (the loader's iterator draws its seed from the global generator,
-    # which is also the run's dropout stream: the serial runs and their batched twins draw it here)
-    items = list(loader)
-    lengths = [int(b["mask"].shape[1]) for b in items]
-    groups = length_batches(lengths) if model.videos_independent else [[i] for i in range(len(items))]
-    losses = [0.0] * len(items)
+    lengths = [val_set.steps(i) for i in idx]
+    groups = length_batches(lengths) if model.videos_independent else [[j] for j in range(len(idx))]
+    losses = [0.0] * len(idx)
     with torch.no_grad():
         for group in groups:
-            inputs = [(items[i]["features"], items[i]["mask"]) for i in group]
+            items = [collate_anticipation([val_set[idx[j]]]) for j in group]  # each a batch of one
+            inputs = [(b["features"], b["mask"]) for b in items]
             feats, mask = pad_videos(inputs) if len(group) > 1 else inputs[0]
             out = model({m: v.to(dev) for m, v in feats.items()}, mask.to(dev))
-            for j, i in enumerate(group):
-                one = R3DOutput(out.seg_logits[j:j + 1, :lengths[i]], out.class_logits[j:j + 1],
-                                out.durations[j:j + 1])
-                parts = compute_losses(one, items[i], dev, transition_weight=tc.transition_weight)
-                losses[i] = float(tc.loss_seg * parts["seg"] + tc.loss_cls * parts["cls"] + tc.loss_dur * parts["dur"])
-    total, n = sum(losses), len(losses)  # summed in the loader's order
+            for k, (j, item) in enumerate(zip(group, items)):
+                one = R3DOutput(out.seg_logits[k:k + 1, :lengths[j]], out.class_logits[k:k + 1],
+                                out.durations[k:k + 1])
+                parts = compute_losses(one, item, dev, transition_weight=tc.transition_weight)
+                losses[j] = float(tc.loss_seg * parts["seg"] + tc.loss_cls * parts["cls"] + tc.loss_dur * parts["dur"])
+    total, n = sum(losses), len(losses)  # summed in item order, as the loader gave them
     if ctx is not None:
         total, n = all_reduce_list([total, n], dev)
     return total / max(n, 1)

@@ -114,7 +114,9 @@ def test_validation_loss_is_each_items_own_loss_in_padded_passes(setup):
     tc = dataclasses.replace(config.train, transition_weight=3.0)  # the weighted anticipation CE uses each item's own targets
     items = AnticipationDataset(ds, "test", obs_ratios=tc.obs_ratios, future_ratio=tc.future_ratio,
                                 sample_rate=tc.sample_rate, n_queries=config.model.n_queries)
-    assert len({int(items[i]["seg_labels"].shape[0]) for i in range(len(items))}) > 2  # padding is exercised
+    lengths = [int(items[i]["seg_labels"].shape[0]) for i in range(len(items))]
+    assert len(set(lengths)) > 2  # padding is exercised
+    assert [items.steps(i) for i in range(len(items))] == lengths  # the lengths the passes are grouped by
     sizes = []
     handle = model.register_forward_pre_hook(lambda mod, args: sizes.append(args[1].shape[0]))
     try:
@@ -123,15 +125,22 @@ def test_validation_loss_is_each_items_own_loss_in_padded_passes(setup):
         handle.remove()
     assert sum(sizes) == len(items) and len(sizes) < len(items) and max(sizes) > 1
     # one item per pass (the computation before padded passes), each item's loss from its own outputs
-    losses = []
+    parts = []
     with torch.no_grad():
         for i in range(len(items)):
             batch = collate_anticipation([items[i]])
-            parts = compute_losses(model(batch["features"], batch["mask"]), batch, torch.device("cpu"),
-                                   transition_weight=tc.transition_weight)
-            losses.append(float(tc.loss_seg * parts["seg"] + tc.loss_cls * parts["cls"] + tc.loss_dur * parts["dur"]))
-    # positive float32 terms summed in another order (see the first test): float32 rounding
-    assert got == pytest.approx(sum(losses) / len(losses), rel=1e-5, abs=0)
+            p = compute_losses(model(batch["features"], batch["mask"]), batch, torch.device("cpu"),
+                               transition_weight=tc.transition_weight)
+            parts.append({k: float(v) for k, v in p.items()})
+    # positive float32 terms summed in another order (see the first test): float32 rounding; each
+    # term on its own, so that one term's error is not hidden in the others' (durations mixed up
+    # between items change the total by less than that)
+    want = sum(tc.loss_seg * p["seg"] + tc.loss_cls * p["cls"] + tc.loss_dur * p["dur"] for p in parts) / len(parts)
+    assert got == pytest.approx(want, rel=1e-5, abs=0)
+    for term in ("seg", "cls", "dur"):
+        only = dataclasses.replace(tc, **{f"loss_{t}": float(t == term) for t in ("seg", "cls", "dur")})
+        assert _validation_loss(model, items, only, torch.device("cpu")) == pytest.approx(
+            sum(p[term] for p in parts) / len(parts), rel=1e-5, abs=0), term
     # a model whose batch chooses the channels: one item per pass
     model.rtf.unfreeze()
     sizes.clear()

@@ -167,6 +167,11 @@ class AnticipationDataset(torch.utils.data.Dataset):
     def __len__(self):
         return len(self.items)
 
+    def steps(self, i) -> int:
+        """Time steps of item ``i`` (rows of ``features[:past:sample_rate]``), without reading it."""
+        video, r = self.items[i]
+        return -(-int(r * self.ds.n_frames(video)) // self.sample_rate)
+
     def __getitem__(self, i):
         video, r = self.items[i]
         n = self.ds.n_frames(video)
@@ -174,7 +179,7 @@ class AnticipationDataset(torch.utils.data.Dataset):
         fut = int(self.future_ratio * n)
         labels = self.ds.labels(video)
         feats = {}
-        steps = -(-past // self.sample_rate)  # rows of features[:past:sample_rate]
+        steps = self.steps(i)
         for m in self.modalities:
             # a copy: the cached array is shared by every item of the video
             feats[m] = torch.from_numpy(self._subsampled(video, m)[:steps].copy())
