@@ -17,7 +17,7 @@ import numpy as np
 from ._validation import InputError, check_choice, check_float, check_int
 from .config import RunConfig
 from .data.synth import partner_only_cuts
-from .data.torchdata import length_batches, pad_videos, video_inputs
+from .data.torchdata import length_batches, observed_steps, pad_videos, video_inputs
 from .distributed import all_reduce_list, shard
 from .files import write_text
 from .metrics import DEFAULT_OVERLAPS, MoCAccumulator, decode_queries, grid_cells, segmentation_scores
@@ -77,7 +77,7 @@ def eval_batches(model, cuts, sample_rate: int) -> list:
     """
     if not getattr(model, "videos_independent", False):
         return [[i] for i in range(len(cuts))]
-    steps = [len(range(0, cut[3], sample_rate)) for cut in cuts]  # observed frames [:past:sample_rate]
+    steps = [observed_steps(cut[3], sample_rate) for cut in cuts]
     return length_batches(steps, [cut[0] for cut in cuts])
 
 

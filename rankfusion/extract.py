@@ -15,7 +15,7 @@ import numpy as np
 from ._progress import bar_disabled
 from ._validation import InputError, check_float, check_int
 from .files import save_npz
-from .data.torchdata import video_inputs
+from .data.torchdata import length_batches, observed_steps, pad_videos, video_inputs
 from .runs import load_run, open_data, resolve_device, seed_dirs
 
 
@@ -125,26 +125,38 @@ def _pick_seed_dir(run_dir, run_seed) -> Path:
 
 
 def _fuser_features(model, ds, videos, split, obs_ratio, mods, sample_rate, dev, noise, rng, progress):
-    """Run each video of ``videos`` (of ``split``) alone through ``model`` and stack the token fuser's features.
+    """Run the videos of ``videos`` (of ``split``) through ``model`` and stack the token fuser's features.
+
+    Each video's rows are those it gives alone: in padded batches of similar length
+    (:func:`rankfusion.data.torchdata.length_batches`) when the model computes each video as it
+    would alone (:attr:`rankfusion.model.R3D.videos_independent`) and no noise is drawn, else one
+    video per pass (noise is drawn video by video, in order, so the same seed gives the same noise).
 
     Returns ``({"<modality>.before"/".after": float32 array of shape (n_steps, D)}, rows)`` where
-    ``rows[i]`` is the number of valid steps video ``i`` contributed.
+    ``rows[i]`` is the number of valid steps video ``i`` contributed, videos in the given order.
     """
     import torch
     from tqdm.auto import tqdm
 
-
-    chunks = {f"{m}.{s}": [] for m in mods for s in ("before", "after")}
-    rows = []
-    for video in tqdm(videos, desc=f"extract {split}", unit="video", disable=bar_disabled(progress), leave=False):
-        # at least one observed frame, as in evaluation
-        past = max(1, int(obs_ratio * ds.n_frames(video)))
-        feats, mask = video_inputs(ds, video, mods, past, sample_rate, dev, noise, rng)
-        with torch.no_grad():
-            out = model(feats, mask, return_features=True)
-        for m in mods:
-            for s in ("before", "after"):
-                chunks[f"{m}.{s}"].append(out.features[m][s][0].float().cpu().numpy())
-        rows.append(int(mask.sum()))
-    arrays = {k: np.concatenate(v, axis=0).astype(np.float32, copy=False) for k, v in chunks.items()}
-    return arrays, rows
+    # at least one observed frame, as in evaluation
+    past = [max(1, int(obs_ratio * ds.n_frames(v))) for v in videos]
+    if model.videos_independent and not noise:
+        groups = length_batches([observed_steps(p, sample_rate) for p in past])
+    else:
+        groups = [[i] for i in range(len(videos))]
+    keys = [f"{m}.{s}" for m in mods for s in ("before", "after")]
+    per_video = [None] * len(videos)
+    with tqdm(total=len(videos), desc=f"extract {split}", unit="video", disable=bar_disabled(progress),
+              leave=False) as bar:
+        for group in groups:
+            inputs = [video_inputs(ds, videos[i], mods, past[i], sample_rate, dev, noise, rng) for i in group]
+            feats, mask = pad_videos(inputs) if len(group) > 1 else inputs[0]
+            with torch.no_grad():
+                out = model(feats, mask, return_features=True)
+            for j, (i, (_, alone)) in enumerate(zip(group, inputs)):
+                t = int(alone.sum())  # the video's own steps
+                per_video[i] = {f"{m}.{s}": out.features[m][s][j, :t].float().cpu().numpy()
+                                for m in mods for s in ("before", "after")}
+            bar.update(len(group))
+    arrays = {k: np.concatenate([v[k] for v in per_video], axis=0).astype(np.float32, copy=False) for k in keys}
+    return arrays, [len(v[keys[0]]) for v in per_video]

@@ -34,8 +34,8 @@ def runs(tmp_path_factory):
     return out
 
 
-def _expected_rows(ds, obs, sr):
-    return [len(range(0, max(1, int(obs * ds.n_frames(v))), sr)) for v in ds.split("test")]
+def _expected_rows(ds, obs, sr, split="test"):
+    return [len(range(0, max(1, int(obs * ds.n_frames(v))), sr)) for v in ds.split(split)]
 
 
 def test_file_layout_and_meta(runs, tmp_path):
@@ -105,3 +105,54 @@ def test_cli_extract_writes_file(runs, tmp_path):
                                   "--out", str(tmp_path / "f.npz"), "--noise", "rgb=0.1"])
     assert r.exit_code == 0, r.output
     assert load_meta(tmp_path / "f.npz")["obs_ratio"] == 0.2
+
+
+@pytest.mark.parametrize("name", ["rtf", "nortf"])
+def test_videos_in_padded_passes_give_the_rows_each_gives_alone(runs, tmp_path, monkeypatch, name):
+    from rankfusion import extract as extract_mod
+    from rankfusion.data.torchdata import video_inputs
+    from rankfusion.runs import load_run
+
+    p = extract_features(runs[name], "train", 0.6, tmp_path / "f.npz")
+    arrays, rows = load_arrays(p), load_meta(p)["rows_per_video"]
+    ds = runs["ds"]
+    assert len(set(rows)) > 2 and rows == _expected_rows(ds, 0.6, 3, "train")  # padding is exercised
+    model, _, _ = load_run(runs[name])
+    assert model.videos_independent
+    sizes = []
+    handle = model.register_forward_pre_hook(lambda mod, args: sizes.append(args[1].shape[0]))
+    try:
+        extract_mod._fuser_features(model, ds, ds.split("train"), "train", 0.6, ["rgb", "depth"], 3,
+                                    torch.device("cpu"), {}, None, False)
+    finally:
+        handle.remove()
+    assert sum(sizes) == len(rows) and max(sizes) > 1
+    start = 0
+    for video, n in zip(ds.split("train"), rows):  # each video alone, in the file's order
+        feats, mask = video_inputs(ds, video, ["rgb", "depth"], max(1, int(0.6 * ds.n_frames(video))), 3,
+                                   torch.device("cpu"))
+        with torch.no_grad():
+            alone = model(feats, mask, return_features=True).features
+        for m in ("rgb", "depth"):
+            for s in ("before", "after"):
+                want = alone[m][s][0].numpy()
+                # the same rows through float32 layers, summed in another order (the batch's shape)
+                assert np.abs(arrays[f"{m}.{s}"][start:start + n] - want).max() <= 1e-5 * max(1.0, np.abs(want).max())
+        start += n
+    assert start == len(arrays["rgb.before"])
+
+
+def test_noise_keeps_one_video_per_pass(runs, tmp_path):
+    from rankfusion import extract as extract_mod
+    from rankfusion.runs import load_run
+
+    ds = runs["ds"]
+    model, _, _ = load_run(runs["rtf"])
+    sizes = []
+    handle = model.register_forward_pre_hook(lambda mod, args: sizes.append(args[1].shape[0]))
+    try:
+        extract_mod._fuser_features(model, ds, ds.split("train"), "train", 0.6, ["rgb", "depth"], 3,
+                                    torch.device("cpu"), {"depth": 0.1}, np.random.default_rng(0), False)
+    finally:
+        handle.remove()
+    assert sizes == [1] * len(ds.split("train"))  # noise drawn video by video, in order

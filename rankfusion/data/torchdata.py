@@ -168,9 +168,9 @@ class AnticipationDataset(torch.utils.data.Dataset):
         return len(self.items)
 
     def steps(self, i) -> int:
-        """Time steps of item ``i`` (rows of ``features[:past:sample_rate]``), without reading it."""
+        """Time steps of item ``i`` (:func:`observed_steps`), without reading it."""
         video, r = self.items[i]
-        return -(-int(r * self.ds.n_frames(video)) // self.sample_rate)
+        return observed_steps(int(r * self.ds.n_frames(video)), self.sample_rate)
 
     def __getitem__(self, i):
         video, r = self.items[i]
@@ -294,6 +294,11 @@ def relative_time_indices(past, n_frames, n_donor) -> np.ndarray:
 #: Padded time steps (videos x longest video) one forward pass may hold when videos are batched
 #: for evaluation (:func:`length_batches`); bounds the attention's (videos, heads, T, T) memory.
 EVAL_BATCH_STEPS = 4096
+
+
+def observed_steps(past: int, sample_rate: int) -> int:
+    """Time steps of a video observed for ``past`` frames: the rows of ``features[:past:sample_rate]``."""
+    return len(range(0, past, sample_rate))
 
 
 def length_batches(lengths, keys=None) -> list:
