@@ -1,9 +1,9 @@
 """Export the token fuser's per-modality features of a trained run (docs/formats.md).
 
 For every video of a split, the first ``int(obs_ratio * N)`` frames (subsampled with the run's
-``sample_rate``) go through the model one video at a time, exactly as in evaluation; the inputs
-and outputs of the Rank-enhancing Token Fuser (Sec. 4.2's analysis point) are stacked over all
-valid steps into ``<modality>.before`` / ``<modality>.after`` arrays of shape (n_steps, D).
+``sample_rate``) go through the model as in evaluation, each video giving the rows it gives alone;
+the inputs and outputs of the Rank-enhancing Token Fuser (Sec. 4.2's analysis point) are stacked
+over all valid steps into ``<modality>.before`` / ``<modality>.after`` arrays of shape (n_steps, D).
 """
 
 from __future__ import annotations
@@ -125,7 +125,7 @@ def _pick_seed_dir(run_dir, run_seed) -> Path:
 
 
 def _fuser_features(model, ds, videos, split, obs_ratio, mods, sample_rate, dev, noise, rng, progress):
-    """Run the videos of ``videos`` (of ``split``) through ``model`` and stack the token fuser's features.
+    """Run ``videos`` (of ``split``) through ``model`` and stack the token fuser's features.
 
     Each video's rows are those it gives alone: in padded batches of similar length
     (:func:`rankfusion.data.torchdata.length_batches`) when the model computes each video as it

@@ -108,7 +108,7 @@ def test_cli_extract_writes_file(runs, tmp_path):
 
 
 @pytest.mark.parametrize("name", ["rtf", "nortf"])
-def test_videos_in_padded_passes_give_the_rows_each_gives_alone(runs, tmp_path, monkeypatch, name):
+def test_videos_in_padded_passes_give_the_rows_each_gives_alone(runs, tmp_path, name):
     from rankfusion import extract as extract_mod
     from rankfusion.data.torchdata import video_inputs
     from rankfusion.runs import load_run
@@ -142,17 +142,23 @@ def test_videos_in_padded_passes_give_the_rows_each_gives_alone(runs, tmp_path, 
     assert start == len(arrays["rgb.before"])
 
 
-def test_noise_keeps_one_video_per_pass(runs, tmp_path):
+@pytest.mark.parametrize("case", ["noise", "batch chooses"])
+def test_one_video_per_pass_with_noise_or_when_the_batch_would_choose_the_channels(runs, case):
     from rankfusion import extract as extract_mod
     from rankfusion.runs import load_run
 
     ds = runs["ds"]
     model, _, _ = load_run(runs["rtf"])
+    noise, rng = ({"depth": 0.1}, np.random.default_rng(0)) if case == "noise" else ({}, None)
+    if case == "batch chooses":
+        model.rtf.unfreeze()
+        assert not model.videos_independent
     sizes = []
     handle = model.register_forward_pre_hook(lambda mod, args: sizes.append(args[1].shape[0]))
     try:
         extract_mod._fuser_features(model, ds, ds.split("train"), "train", 0.6, ["rgb", "depth"], 3,
-                                    torch.device("cpu"), {"depth": 0.1}, np.random.default_rng(0), False)
+                                    torch.device("cpu"), noise, rng, False)
     finally:
         handle.remove()
-    assert sizes == [1] * len(ds.split("train"))  # noise drawn video by video, in order
+    # noise is drawn video by video, in order; a batch that chooses would shape its videos' rows
+    assert sizes == [1] * len(ds.split("train"))

@@ -291,14 +291,15 @@ def relative_time_indices(past, n_frames, n_donor) -> np.ndarray:
     return np.minimum((np.arange(past, dtype=np.int64) * n_donor) // n_frames, n_donor - 1)
 
 
-#: Padded time steps (videos x longest video) one forward pass may hold when videos are batched
-#: for evaluation (:func:`length_batches`); bounds the attention's (videos, heads, T, T) memory.
-EVAL_BATCH_STEPS = 4096
-
-
 def observed_steps(past: int, sample_rate: int) -> int:
     """Time steps of a video observed for ``past`` frames: the rows of ``features[:past:sample_rate]``."""
     return len(range(0, past, sample_rate))
+
+
+#: Padded time steps (videos x longest video) one forward pass may hold when videos are batched
+#: (:func:`length_batches`: evaluation, validation, feature export); bounds the attention's
+#: (videos, heads, T, T) memory.
+EVAL_BATCH_STEPS = 4096
 
 
 def length_batches(lengths, keys=None) -> list:
