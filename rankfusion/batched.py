@@ -31,7 +31,11 @@ floating-point reordering:
 
 Time padding: the seeds' batches are padded to the longest one. Padding never changes an
 output at a valid position (:mod:`rankfusion.model`), so this changes nothing but the
-summation order of some reductions.
+summation order of some reductions. The per-time-step work (the Linears, LayerNorms, the
+fuser's blend) runs on each seed's valid steps only, packed (:class:`_Packed`); only attention
+and Eq. 3's channel choice see the padded layout. The stacked parameters take one fused AdamW
+step (:data:`_STACKED_ADAMW`), the same element-wise update as each serial run's, rounded in
+another order.
 
 What is not batched (:func:`serial_reason`): distributed (torchrun) runs, CUDA devices (the
 fused CUDA dropout kernel draws differently from the CPU one, so the serial dropout stream could
@@ -307,16 +311,17 @@ class _Group:
                        .requires_grad_(True) for n in self.names}
         self.buffers = {n: torch.stack([dict(r.model.named_buffers())[n] for r in members]).clone()
                         for n in self.buffer_names}
-        self.opt = torch.optim.AdamW(list(self.params.values()), lr=self.tc.lr, weight_decay=self.tc.weight_decay)
+        self.opt = torch.optim.AdamW(list(self.params.values()), lr=self.tc.lr, weight_decay=self.tc.weight_decay,
+                                     **_STACKED_ADAMW)
         # in the serial order: the schedule, then the optimiser's saved state (its current lr), then the schedule's
         self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, r0.sched.lr_lambdas[0])
         self.opt.load_state_dict(_stack_optimizer_states([r.opt.state_dict() for r in members]))
         self.sched.load_state_dict(r0.sched.state_dict())
-        # one multi-tensor AdamW step over all parameters: the same element-wise update as the serial
-        # run's per-tensor loop; each seed's checkpoint keeps the serial setting (_SeedOptimizer)
-        foreach = self.opt.param_groups[0]["foreach"]
+        # the serial run's implementation settings, kept for each seed's checkpoint (_SeedOptimizer);
+        # the stacked AdamW steps every parameter in one fused pass: the same element-wise update
+        serial = {n: self.opt.param_groups[0][n] for n in ("foreach", "fused")}
         for group in self.opt.param_groups:
-            group["foreach"] = True
+            group.update(_STACKED_ADAMW)
         self.val_inputs = None
         self.val_groups = None
         self.drop_gens = []
@@ -326,7 +331,7 @@ class _Group:
             self.drop_gens.append(gen)
         # each seed's view of the shared optimiser / schedule, for _save_epoch's checkpoint
         for k, r in enumerate(members):
-            r.opt = _SeedOptimizer(self.opt, k, foreach)
+            r.opt = _SeedOptimizer(self.opt, k, serial)
             r.sched = self.sched
 
     # -- one epoch
@@ -576,10 +581,11 @@ class _Replay(torch.nn.Module):
 
 
 class _SeedOptimizer:
-    """Seed ``k``'s AdamW state, sliced from the stacked optimiser in ``torch.optim`` format."""
+    """Seed ``k``'s AdamW state, sliced from the stacked optimiser in ``torch.optim`` format, with the
+    serial run's implementation settings ``serial`` (``foreach``, ``fused``)."""
 
-    def __init__(self, opt, k, foreach=None):
-        self.opt, self.k, self.foreach = opt, k, foreach
+    def __init__(self, opt, k, serial: dict):
+        self.opt, self.k, self.serial = opt, k, serial
 
     @property
     def param_groups(self):
@@ -589,7 +595,22 @@ class _SeedOptimizer:
         sd = self.opt.state_dict()
         state = {i: {name: (v.clone() if name == "step" else v[self.k].clone()) for name, v in s.items()}
                  for i, s in sd["state"].items()}
-        return {"state": state, "param_groups": [{**g, "foreach": self.foreach} for g in sd["param_groups"]]}
+        return {"state": state, "param_groups": [{**g, **self.serial} for g in sd["param_groups"]]}
+
+
+def _fused_adamw_available() -> bool:
+    try:  # CPU support for the fused AdamW kernel came with torch 2.4
+        torch.optim.AdamW([torch.zeros(1, requires_grad=True)], fused=True)
+    except (RuntimeError, TypeError, ValueError):
+        return False
+    return True
+
+
+#: How the stacked optimiser steps: AdamW's fused kernel (one pass over each tensor; on the
+#: development machine ~5x faster than the per-tensor loop, which the multi-tensor ``foreach``
+#: path does not beat on a CPU), else the multi-tensor path. The update is element-wise, the
+#: same for every implementation up to rounding.
+_STACKED_ADAMW = {"fused": True, "foreach": False} if _fused_adamw_available() else {"fused": None, "foreach": True}
 
 
 def _stack_optimizer_states(states: list) -> dict:
@@ -666,8 +687,27 @@ def grouped_linear(x, w, b):
     """Per-seed ``x @ w.T + b``: x (K, ..., in), w (K, out, in), b (K, out) -> (K, ..., out)."""
 
     K, shape = x.shape[0], x.shape
-    y = torch.baddbmm(b.unsqueeze(1), x.reshape(K, -1, shape[-1]), w.transpose(1, 2))
+    y = _GroupedLinear.apply(x.reshape(K, -1, shape[-1]), w, b)
     return y.view(*shape[:-1], w.shape[1])
+
+
+class _GroupedLinear(torch.autograd.Function):
+    """``baddbmm(b, x, w^T)`` whose backward gives the weight's gradient in the weight's own
+    (K, out, in) layout, as ``F.linear``'s does (autograd's ``baddbmm`` backward gives it
+    transposed, and every parameter's gradient was then copied to a contiguous tensor)."""
+
+    @staticmethod
+    def forward(ctx, x, w, b):
+        ctx.save_for_backward(x, w)
+        return torch.baddbmm(b.unsqueeze(1), x, w.transpose(1, 2))
+
+    @staticmethod
+    def backward(ctx, g):
+        x, w = ctx.saved_tensors
+        gx = torch.bmm(g, w) if ctx.needs_input_grad[0] else None
+        gw = torch.bmm(g.transpose(1, 2), x) if ctx.needs_input_grad[1] else None
+        gb = g.sum(1) if ctx.needs_input_grad[2] else None
+        return gx, gw, gb
 
 
 def _layer_norm(x, w, b, eps):
@@ -676,19 +716,12 @@ def _layer_norm(x, w, b, eps):
     return torch.addcmul(b.view(shape), F.layer_norm(x, x.shape[-1:], eps=eps), w.view(shape))
 
 
-def _attention(P, pre, q_in, kv_in, bias, n_heads, noise):
-    """``nn.MultiheadAttention`` (batch first, key padding mask) per seed: q_in (K, B, Tq, W),
-    kv_in (K, B, Tk, W), bias (K * B * n_heads, 1, Tk) -inf at padded keys, else 0
-    (:func:`_key_padding_bias`); noise (K, B, H, Tq, Tk) or None."""
+def _attend(q, k, v, bias, n_heads, noise):
+    """Multi-head attention's core per seed, before the output projection: q (K, B, Tq, W), k and v
+    (K, B, Tk, W), bias (K * B * n_heads, 1, Tk) -inf at padded keys, else 0
+    (:func:`_key_padding_bias`); noise (K, B, H, Tq, Tk) or None. Returns (K, B, Tq, W)."""
 
-    W = q_in.shape[-1]
-    w, b = P[pre + "in_proj_weight"], P[pre + "in_proj_bias"]
-    if q_in is kv_in:
-        q, k, v = grouped_linear(q_in, w, b).chunk(3, dim=-1)
-    else:
-        q = grouped_linear(q_in, w[:, :W], b[:, :W])
-        k, v = grouped_linear(kv_in, w[:, W:], b[:, W:]).chunk(2, dim=-1)
-    K, B, Tq = q.shape[:3]
+    K, B, Tq, W = q.shape
     Tk, hd = k.shape[2], W // n_heads
 
     def heads(x, t):
@@ -700,8 +733,7 @@ def _attention(P, pre, q_in, kv_in, bias, n_heads, noise):
     a = torch.softmax(s.view(K * B, n_heads, Tq, Tk), dim=-1)
     if noise is not None:
         a = a * noise.reshape(a.shape)
-    o = torch.matmul(a, heads(v, Tk)).transpose(1, 2).reshape(K, B, Tq, W)
-    return grouped_linear(o, P[pre + "out_proj.weight"], P[pre + "out_proj.bias"])
+    return torch.matmul(a, heads(v, Tk)).transpose(1, 2).reshape(K, B, Tq, W)
 
 
 def _key_padding_bias(mask, n_heads) -> torch.Tensor:
@@ -717,9 +749,53 @@ def _drop(x, noise):
     return x if noise is None else x * noise
 
 
+class _Packed:
+    """The valid time steps of a (K, B, T) mask, each seed's packed to the front of a (K, N, ...)
+    layout (video by video, in time order), N the most valid steps of any seed.
+
+    Everything R3D computes per time step (Eq. 2's projections, the fuser's blend, the temporal
+    layers' Linears, LayerNorms and residuals, the segmentation head) runs on this layout, so the
+    seeds' products multiply their valid steps (and, for a seed with fewer valid steps than the
+    most, as many of its padded steps, discarded), not the padding of every seed's batch to
+    the longest video of all K. What mixes time steps (attention, Eq. 3's channel choice) runs on
+    the padded (K, B, T, ...) layout: :meth:`unpack` writes the packed rows back to their steps
+    (a seed's unused rows to some of its padded steps, which attention and the losses never read),
+    :meth:`pack` reads them. Both are differentiable.
+    """
+
+    def __init__(self, mask):
+        K, B, T = mask.shape
+        flat = mask.reshape(K, B * T)
+        self.shape, self.mask = (K, B, T), mask
+        self.N = N = int(flat.sum(1).max())
+        # each seed's valid positions first, in (video, step) order (a stable sort keeps the order),
+        # then as many of its padded positions as it has valid steps fewer than N: distinct positions
+        pos = torch.sort((~flat).to(torch.uint8), dim=1, stable=True).indices[:, :N]
+        self.index = (pos + (torch.arange(K) * (B * T))[:, None]).reshape(-1)
+        self.video, self.step = pos // T, pos % T  # (K, N)
+
+    def pack(self, x):
+        """(K, B, T, C) -> (K, N, C)."""
+        K, B, T = self.shape
+        return x.reshape(K * B * T, x.shape[-1]).index_select(0, self.index).view(K, self.N, x.shape[-1])
+
+    def unpack(self, y):
+        """(K, N, C) -> (K, B, T, C), zeros at the padded steps no packed row comes from."""
+        K, B, T = self.shape
+        C = y.shape[-1]
+        return y.new_zeros(K * B * T, C).index_copy_(0, self.index, y.reshape(K * self.N, C)).view(K, B, T, C)
+
+    def per_video(self, x):
+        """A (K, B, C) per-video tensor at each packed row: (K, N, C)."""
+        return x.gather(1, self.video[..., None].expand(-1, -1, x.shape[-1]))
+
+
 def stacked_forward(P: dict, buffers: dict, model, feats: dict, mask, *, training: bool, noise=None,
                     keep=None) -> dict:
     """R3D's forward (:meth:`rankfusion.model.R3D.forward`) for K seeds' stacked parameters.
+
+    Per-time-step work runs on each seed's valid steps only (:class:`_Packed`); outputs at padded
+    steps are zero (R3D's are whatever its layers make of padding, never read).
 
     Parameters
     ----------
@@ -746,32 +822,44 @@ def stacked_forward(P: dict, buffers: dict, model, feats: dict, mask, *, trainin
 
     cfg = model.config
     K, B, T = mask.shape
+    pk = _Packed(mask)
     noise = list(noise) if noise is not None else None
 
-    def nxt():
-        return noise.pop(0) if noise is not None else None
+    def nxt(step=False):
+        if noise is None:
+            return None
+        x = noise.pop(0)
+        return pk.pack(x) if step else x
 
-    before, toks, low = stacked_tokens(P, buffers, model, feats, mask, training=training, keep=keep)
+    toks = _project(P, model, {m: pk.pack(v) for m, v in feats.items()},
+                    None if keep is None else pk.per_video(keep))
+    before, toks, low = _packed_rtf(P, buffers, model.rtf, toks, pk, training)
     x = torch.cat(toks, dim=-1)
     W = x.shape[-1]
     if cfg.positional == "sinusoidal":
-        x = x + sinusoidal_positions(T, W, x.device, x.dtype)
+        x = x + sinusoidal_positions(T, W, x.device, x.dtype)[pk.step]
     elif cfg.positional == "recency":
-        x = x + recency_positions(mask.reshape(K * B, T), W, x.dtype).view(K, B, T, W)
+        x = x + pk.pack(recency_positions(mask.reshape(K * B, T), W, x.dtype).view(K, B, T, W))
     pad = _key_padding_bias(mask, cfg.n_heads)
     for i, layer in enumerate(model.layers):
         pre = f"layers.{i}."
         h = _layer_norm(x, P[pre + "ln1.weight"], P[pre + "ln1.bias"], layer.ln1.eps)
-        att = _attention(P, pre + "attn.", h, h, pad, cfg.n_heads, nxt())
-        z = h + _drop(att, nxt())
+        qkv = pk.unpack(grouped_linear(h, P[pre + "attn.in_proj_weight"], P[pre + "attn.in_proj_bias"]))
+        o = pk.pack(_attend(*qkv.chunk(3, dim=-1), pad, cfg.n_heads, nxt()))
+        att = grouped_linear(o, P[pre + "attn.out_proj.weight"], P[pre + "attn.out_proj.bias"])
+        z = h + _drop(att, nxt(True))
         hid = F.gelu(grouped_linear(z, P[pre + "mlp.0.weight"], P[pre + "mlp.0.bias"]))
-        y = grouped_linear(_drop(hid, nxt()), P[pre + "mlp.3.weight"], P[pre + "mlp.3.bias"])
-        x = _layer_norm(z + _drop(y, nxt()), P[pre + "ln2.weight"], P[pre + "ln2.bias"], layer.ln2.eps)
+        y = grouped_linear(_drop(hid, nxt(True)), P[pre + "mlp.3.weight"], P[pre + "mlp.3.bias"])
+        x = _layer_norm(z + _drop(y, nxt(True)), P[pre + "ln2.weight"], P[pre + "ln2.bias"], layer.ln2.eps)
     x = _layer_norm(x, P["final_ln.weight"], P["final_ln.bias"], model.final_ln.eps)
-    seg = grouped_linear(x, P["seg_head.weight"], P["seg_head.bias"])
+    seg = pk.unpack(grouped_linear(x, P["seg_head.weight"], P["seg_head.bias"]))
     a, pre = model.anticipation, "anticipation."
+    # one split of the packed in-projection (its backward is one concatenation, not two zero-filled slices)
+    (wq, wkv), (bq, bkv) = (P[pre + n].split([W, 2 * W], dim=1) for n in ("attn.in_proj_weight", "attn.in_proj_bias"))
     q = P[pre + "queries"].unsqueeze(1).expand(K, B, *P[pre + "queries"].shape[1:])
-    att = _attention(P, pre + "attn.", q, x, pad, cfg.n_heads, nxt())
+    kv = pk.unpack(grouped_linear(x, wkv, bkv))
+    o = _attend(grouped_linear(q, wq, bq), *kv.chunk(2, dim=-1), pad, cfg.n_heads, nxt())
+    att = grouped_linear(o, P[pre + "attn.out_proj.weight"], P[pre + "attn.out_proj.bias"])
     h = _layer_norm(q + _drop(att, nxt()), P[pre + "ln1.weight"], P[pre + "ln1.bias"], a.ln1.eps)
     hid = F.gelu(grouped_linear(h, P[pre + "ffn.0.weight"], P[pre + "ffn.0.bias"]))
     y = grouped_linear(_drop(hid, nxt()), P[pre + "ffn.3.weight"], P[pre + "ffn.3.bias"])
@@ -781,12 +869,9 @@ def stacked_forward(P: dict, buffers: dict, model, feats: dict, mask, *, trainin
     return {"seg": seg, "cls": cls, "dur": dur, "low": low, "before": before}
 
 
-def stacked_tokens(P: dict, buffers: dict, model, feats: dict, mask, *, training: bool, keep=None) -> tuple:
-    """Per-modality tokens (Eq. 2) and the token fuser for K seeds: ``(before, after, low)``, lists over
-    modalities of (K, B, T, D) tensors (``before``: the fuser's inputs) and blended channels.
-
-    ``keep`` (K, B, M), optional: modality-dropout factors on each seed's tokens, as R3D applies them
-    (after Eq. 2, before the fuser)."""
+def _project(P: dict, model, feats: dict, keep=None) -> list:
+    """Eq. 2 per seed: each modality's tokens (K, ..., D) from its features (K, ..., C_m), times its
+    modality-dropout factor ``keep`` (K, ..., M), if given (R3D applies it before the fuser)."""
 
     toks = []
     for i, m in enumerate(model.config.modalities):
@@ -794,15 +879,54 @@ def stacked_tokens(P: dict, buffers: dict, model, feats: dict, mask, *, training
         if model.shared is not None:
             x = F.relu(grouped_linear(x, P["shared.weight"], P["shared.bias"]))
         if keep is not None:
-            x = x * keep[:, :, i, None, None].to(x.dtype)
+            x = x * keep[..., i, None].to(x.dtype)
         toks.append(x)
+    return toks
+
+
+def _packed_rtf(P, buffers, rtf, toks, pk: _Packed, training):
+    """The token fuser on packed tokens (K, N, D): Eq. 3's choice on the padded layout (per seed or
+    per video, :func:`_rtf_choice`), Eqs. 4-5's blend on the packed rows. Returns (its padded
+    inputs, the packed fused tokens, the blended channels)."""
+
+    padded = [pk.unpack(x) for x in toks]
+    if rtf is None:
+        return padded, toks, [None] * len(toks)
+    normed, low, weights = _rtf_choice(P, buffers, rtf, padded, pk.mask, training)
+    if rtf.selection == "bn_gamma":
+        toks = [pk.pack(x) for x in normed]
+    if weights is None:
+        return normed, toks, low
+    after = []
+    for x, y, w in zip(toks, rtf.partners(toks), weights):
+        w = w.view(pk.shape[0], 1, -1) if w.dim() == 2 else pk.per_video(w)
+        after.append(x + w * (y - x))
+    return normed, after, low
+
+
+def stacked_tokens(P: dict, buffers: dict, model, feats: dict, mask, *, training: bool, keep=None) -> tuple:
+    """Per-modality tokens (Eq. 2) and the token fuser for K seeds: ``(before, after, low)``, lists over
+    modalities of (K, B, T, D) tensors (``before``: the fuser's inputs) and blended channels.
+
+    ``keep`` (K, B, M), optional: modality-dropout factors on each seed's tokens, as R3D applies them
+    (after Eq. 2, before the fuser)."""
+
+    toks = _project(P, model, feats, None if keep is None else keep[:, :, None])
     if model.rtf is None:
         return toks, toks, [None] * len(toks)
-    return _stacked_rtf(P, buffers, model.rtf, toks, mask, training)
+    normed, low, weights = _rtf_choice(P, buffers, model.rtf, toks, mask, training)
+    if weights is None:
+        return normed, normed, low
+    after = [x + w.view(x.shape[0], -1, 1, x.shape[-1]) * (y - x)
+             for x, y, w in zip(normed, model.rtf.partners(normed), weights)]
+    return normed, after, low
 
 
-def _stacked_rtf(P, buffers, rtf, toks, mask, training):
-    """The token fuser (Eqs. 3-5) per seed; returns (its inputs, fused tokens, blended channels)."""
+def _rtf_choice(P, buffers, rtf, toks, mask, training):
+    """The token fuser's inputs (after the ``bn_gamma`` selection's normalisation), Eq. 3's channels
+    per seed and Eq. 4's per-channel weights: (K, D) with one channel set per seed, (K, B, D) with
+    one per video, or None when nothing is blended. ``toks``: (K, B, T, D) per modality, zero or
+    not at padded steps (they are zeroed here)."""
 
     K, B, T = mask.shape
     valid = mask.unsqueeze(-1).to(toks[0].dtype)
@@ -811,7 +935,7 @@ def _stacked_rtf(P, buffers, rtf, toks, mask, training):
                 for i, (norm, x) in enumerate(zip(rtf.norms, toks))]
     M = len(toks)
     if M == 1 or rtf.k_prime == 0:
-        return toks, toks, [None] * M
+        return toks, [None] * M, None
     low = []
     track = training and rtf.tracks_training_rows
     frozen = not training and bool(buffers["rtf.is_frozen"].all())
@@ -839,17 +963,13 @@ def _stacked_rtf(P, buffers, rtf, toks, mask, training):
         alpha = torch.sigmoid(P["rtf.alpha_raw"])
     else:
         alpha = P["rtf.alpha_raw"]
-    partners = rtf.partners(toks)
-    after = []
-    for i, (x, y) in enumerate(zip(toks, partners)):
+    weights = []
+    for i, x in enumerate(toks):
         sel = torch.zeros(low[i].shape[:-1] + (x.shape[-1],), dtype=alpha.dtype)
         sel.scatter_(-1, low[i], 1.0)
-        if sel.dim() == 2:  # (K, D): one set per seed
-            w = (sel * alpha[:, i]).view(K, 1, 1, -1)
-        else:  # (K, B, D): one set per video
-            w = (sel * alpha[:, i, None]).view(K, B, 1, -1)
-        after.append(x + w * (y - x))
-    return toks, after, low
+        # (K, D): one set per seed; (K, B, D): one set per video
+        weights.append(sel * (alpha[:, i] if sel.dim() == 2 else alpha[:, i, None]))
+    return toks, low, weights
 
 
 def _stacked_batch_norm(P, buffers, pre, norm, x, mask, valid, training):

@@ -711,8 +711,8 @@ def _evaluate(X, Y, eps, *, k, alpha, low, k_prime, opts: _Options) -> TheoremRe
     T, D = X.shape
     before, k, sigma_k, sigma_k1 = _dominant_spectrum(X, opts, eps, k)
     # Definition 1 (top-k) and the column energies of Eq. 15 / Sec. 4.2.
-    I_topk = topk_informativeness(before.sigma**2, before.vt.T, k)
     energy = np.einsum("tc,tc->c", X, X)
+    I_topk = topk_informativeness(before.sigma**2, before.vt.T, k, energy=energy)
     I = I_topk if opts.informativeness == "topk" else energy
     low_source = "given" if low is not None else ("k_prime" if k_prime is not None else "eta")
     low = _select_low(I, low, opts.eta, k_prime, D)

@@ -211,6 +211,28 @@ def test_informativeness_top_k_matches_svd(backend, rng):
     np.testing.assert_allclose(centred, ((X - X.mean(0)) ** 2).sum(0), rtol=1e-9)
 
 
+def test_informativeness_top_k_of_a_zero_column_is_exactly_zero(backend, rng):
+    # A channel that is zero on every row (a ReLU that never fires) lies in the Gram matrix's null
+    # space: its top-k score is exactly 0, not the eigensolver's rounding (~1e-31 here without the
+    # rule), so Eq. 3's choice among several such channels is the lowest indices, whatever the
+    # rounding of the computation that produced the rows.
+    X = np.maximum(rng.standard_normal((50, 12)), 0)
+    X[:, [2, 5, 9]] = 0
+    for rows in (X, X[::-1].copy(), X[rng.permutation(50)] * (1 + 1e-7)):
+        got = S.channel_informativeness(backend.asarray(rows), k=3)
+        assert backend.to_numpy(got)[[2, 5, 9]].tolist() == [0.0, 0.0, 0.0]
+        assert backend.to_numpy(S.low_informative_channels(got, k_prime=2)).tolist() == [2, 5]
+        stat = S.channel_statistic(backend.asarray(rows), k=3)
+        assert backend.to_numpy(S.informativeness_from_statistic(stat, k=3))[[2, 5, 9]].tolist() == [0.0] * 3
+    acc = S.GramAccumulator().update(X)
+    assert acc.channel_informativeness(k=3)[[2, 5, 9]].tolist() == [0.0] * 3
+    # the live channels keep their top-k scores
+    _, sv, vt = np.linalg.svd(X, full_matrices=False)
+    live = [c for c in range(12) if c not in (2, 5, 9)]
+    np.testing.assert_allclose(backend.to_numpy(S.channel_informativeness(backend.asarray(X), k=3))[live],
+                               (sv[:3, None] ** 2 * vt[:3] ** 2).sum(0)[live], rtol=1e-9)
+
+
 def test_informativeness_bad_k(rng):
     with pytest.raises(ValueError, match="k"):
         S.channel_informativeness(rng.standard_normal((10, 4)), k=5)

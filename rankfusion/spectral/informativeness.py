@@ -49,10 +49,10 @@ def channel_informativeness(X, k: int | None = None, *, center: bool = False):
     if not _finite_or_raise(ops, ops.diagonal(gram), X, "X"):
         raise ValueError(f"X has entries too large for a float64 Gram matrix (squares overflow): {describe(X)}")
     lam, v = ops.eigh_desc(gram)
-    return topk_informativeness(lam, v, k)
+    return topk_informativeness(lam, v, k, energy=ops.diagonal(gram))
 
 
-def topk_informativeness(lam, v, k: int):
+def topk_informativeness(lam, v, k: int, *, energy=None):
     """Definition 1 from eigenpairs of ``X^T X``: ``I_c = sum_{i<=k} lambda_i v_{c,i}^2``.
 
     The one implementation of the top-``k`` sum (``lambda_i = sigma_i^2``), shared by
@@ -65,6 +65,12 @@ def topk_informativeness(lam, v, k: int):
     v : array or tensor of shape (..., D, m)
         The matching eigenvectors as columns (``V`` of ``X = U diag(sigma) V^T``).
     k : int
+    energy : array or tensor of shape (..., D), optional
+        The column energies (the Gram matrix's diagonal). A column of zero energy (a channel
+        that is zero on every row, e.g. a ReLU channel that never fires) lies in the Gram
+        matrix's null space, so its exact score is 0; the eigensolver gives it rounding-level
+        values instead, whose order would decide Eq. 3's choice among such channels. With
+        ``energy`` those scores are exactly 0, so ties among them go to the lower index.
 
     Returns
     -------
@@ -74,7 +80,10 @@ def topk_informativeness(lam, v, k: int):
     # Tiny negative eigenvalues of the PSD Gram matrix are rounding; they carry no energy.
     lam = ops.clip(lam[..., :k], 0.0)
     vk = v[..., :, :k]
-    return ops.sum(vk * vk * lam[..., None, :], axis=-1)
+    scores = ops.sum(vk * vk * lam[..., None, :], axis=-1)
+    if energy is not None:
+        scores = scores * (energy > 0)
+    return scores
 
 
 def channel_statistic(X, k: int | None = None):
@@ -118,8 +127,9 @@ def informativeness_from_statistic(stat, k: int | None = None):
     """
     if k is None:
         return stat
-    lam, v = get_ops(stat).eigh_desc(stat)
-    return topk_informativeness(lam, v, k)
+    ops = get_ops(stat)
+    lam, v = ops.eigh_desc(stat)
+    return topk_informativeness(lam, v, k, energy=ops.diagonal(stat))
 
 
 def low_informative_channels(scores, *, eta: float | None = None, k_prime: int | None = None):

@@ -251,4 +251,4 @@ class GramAccumulator:
         if k is None:
             return np.ldexp(np.diag(m2), 2 * self._e)
         lam, v = NumpyOps.eigh_desc(m2)
-        return np.ldexp(topk_informativeness(lam, v, k), 2 * self._e)
+        return np.ldexp(topk_informativeness(lam, v, k, energy=np.diag(m2)), 2 * self._e)
