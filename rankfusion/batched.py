@@ -34,7 +34,7 @@ output at a valid position (:mod:`rankfusion.model`), so this changes nothing bu
 summation order of some reductions. The per-time-step work (the Linears, LayerNorms, the
 fuser's blend) runs on each seed's valid steps only, packed (:class:`_Packed`); only attention
 and Eq. 3's channel choice see the padded layout. The stacked parameters take one fused AdamW
-step (:data:`_STACKED_ADAMW`), the same element-wise update as each serial run's, rounded in
+step (:func:`_stacked_adamw`), the same element-wise update as each serial run's, rounded in
 another order.
 
 What is not batched (:func:`serial_reason`): distributed (torchrun) runs, CUDA devices (the
@@ -48,6 +48,7 @@ monitor (``ranks.csv``) is measured per seed on that seed's own R3D module.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import os
 import time
@@ -312,7 +313,7 @@ class _Group:
         self.buffers = {n: torch.stack([dict(r.model.named_buffers())[n] for r in members]).clone()
                         for n in self.buffer_names}
         self.opt = torch.optim.AdamW(list(self.params.values()), lr=self.tc.lr, weight_decay=self.tc.weight_decay,
-                                     **_STACKED_ADAMW)
+                                     **_stacked_adamw())
         # in the serial order: the schedule, then the optimiser's saved state (its current lr), then the schedule's
         self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, r0.sched.lr_lambdas[0])
         self.opt.load_state_dict(_stack_optimizer_states([r.opt.state_dict() for r in members]))
@@ -321,7 +322,7 @@ class _Group:
         # the stacked AdamW steps every parameter in one fused pass: the same element-wise update
         serial = {n: self.opt.param_groups[0][n] for n in ("foreach", "fused")}
         for group in self.opt.param_groups:
-            group.update(_STACKED_ADAMW)
+            group.update(_stacked_adamw())
         self.val_inputs = None
         self.val_groups = None
         self.drop_gens = []
@@ -598,19 +599,18 @@ class _SeedOptimizer:
         return {"state": state, "param_groups": [{**g, **self.serial} for g in sd["param_groups"]]}
 
 
-def _fused_adamw_available() -> bool:
-    try:  # CPU support for the fused AdamW kernel came with torch 2.4
+@functools.cache
+def _stacked_adamw() -> dict:
+    """How the stacked optimiser steps: AdamW's fused kernel (one pass over each tensor; on the
+    development machine ~5x faster than the per-tensor loop, which the multi-tensor ``foreach``
+    path does not beat on a CPU), or the multi-tensor path where this torch has no CPU fused
+    kernel (before 2.4). The update is element-wise, the same for every implementation up to
+    rounding. Decided on first use: constructing an optimiser imports torch's compiler stack."""
+    try:
         torch.optim.AdamW([torch.zeros(1, requires_grad=True)], fused=True)
     except (RuntimeError, TypeError, ValueError):
-        return False
-    return True
-
-
-#: How the stacked optimiser steps: AdamW's fused kernel (one pass over each tensor; on the
-#: development machine ~5x faster than the per-tensor loop, which the multi-tensor ``foreach``
-#: path does not beat on a CPU), else the multi-tensor path. The update is element-wise, the
-#: same for every implementation up to rounding.
-_STACKED_ADAMW = {"fused": True, "foreach": False} if _fused_adamw_available() else {"fused": None, "foreach": True}
+        return {"fused": None, "foreach": True}
+    return {"fused": True, "foreach": False}
 
 
 def _stack_optimizer_states(states: list) -> dict:

@@ -391,3 +391,31 @@ def test_grouped_linear_and_its_gradients():
     # a slice of a stacked weight (the anticipation's split in-projection)
     wq, wkv = w.split([2, 4], dim=1)
     assert torch.autograd.gradcheck(lambda x, w: batched.grouped_linear(x, w, b[:, 2:]), (x, wkv))
+
+
+def test_stacked_adamw_without_a_fused_cpu_kernel(tiny_data, tmp_path, monkeypatch):
+    # torch before 2.4 has no fused AdamW on the CPU: the stacked optimiser takes the multi-tensor
+    # path, the same element-wise update, and each seed's checkpoint still says how its serial
+    # run steps
+    real = torch.optim.AdamW
+
+    def adamw(params, **kw):
+        if kw.get("fused"):
+            raise RuntimeError("`fused=True` requires all the params to be floating point Tensors of supported devices")
+        return real(params, **kw)
+
+    batched._stacked_adamw.cache_clear()
+    monkeypatch.setattr(torch.optim, "AdamW", adamw)
+    try:
+        assert batched._stacked_adamw() == {"fused": None, "foreach": True}
+        cfg = config(1)
+        batched.train_seeds(cfg, tiny_data, tmp_path / "batched", seed=SEEDS[:2], progress=False)
+        train(cfg, tiny_data, tmp_path / "serial", seed=SEEDS[:2], progress=False)
+    finally:
+        batched._stacked_adamw.cache_clear()
+    for s in SEEDS[:2]:
+        a = load_checkpoint(tmp_path / "serial" / f"seed-{s}" / "checkpoints" / "last.pt")
+        b = load_checkpoint(tmp_path / "batched" / f"seed-{s}" / "checkpoints" / "last.pt")
+        assert a["optimizer"]["param_groups"] == b["optimizer"]["param_groups"]
+        np.testing.assert_allclose([r["val_loss"] for r in b["history"]], [r["val_loss"] for r in a["history"]],
+                                   rtol=RTOL, atol=0)
