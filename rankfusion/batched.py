@@ -32,8 +32,9 @@ floating-point reordering:
 Time padding: the seeds' batches are padded to the longest one. Padding never changes an
 output at a valid position (:mod:`rankfusion.model`), so this changes nothing but the
 summation order of some reductions. The per-time-step work (the Linears, LayerNorms, the
-fuser's blend) runs on each seed's valid steps only, packed (:class:`_Packed`); only attention
-and Eq. 3's channel choice see the padded layout. The stacked parameters take one fused AdamW
+fuser's blend) runs on each seed's valid steps only, packed (:class:`_Packed`); attention,
+Eq. 3's channel choice, the ``bn_gamma`` selection's BatchNorm and the unimodal heads' pooling
+see the padded layout. The stacked parameters take one fused AdamW
 step (:func:`_stacked_adamw`), the same element-wise update as each serial run's, rounded in
 another order.
 
@@ -52,6 +53,7 @@ import functools
 import math
 import os
 import time
+import types
 from pathlib import Path
 
 import numpy as np
@@ -600,7 +602,7 @@ class _SeedOptimizer:
 
 
 @functools.cache
-def _stacked_adamw() -> dict:
+def _stacked_adamw() -> types.MappingProxyType:
     """How the stacked optimiser steps: AdamW's fused kernel (one pass over each tensor; on the
     development machine ~5x faster than the per-tensor loop, which the multi-tensor ``foreach``
     path does not beat on a CPU), or the multi-tensor path where this torch has no CPU fused
@@ -609,8 +611,8 @@ def _stacked_adamw() -> dict:
     try:
         torch.optim.AdamW([torch.zeros(1, requires_grad=True)], fused=True)
     except (RuntimeError, TypeError, ValueError):
-        return {"fused": None, "foreach": True}
-    return {"fused": True, "foreach": False}
+        return types.MappingProxyType({"fused": None, "foreach": True})
+    return types.MappingProxyType({"fused": True, "foreach": False})
 
 
 def _stack_optimizer_states(states: list) -> dict:
@@ -795,7 +797,8 @@ def stacked_forward(P: dict, buffers: dict, model, feats: dict, mask, *, trainin
     """R3D's forward (:meth:`rankfusion.model.R3D.forward`) for K seeds' stacked parameters.
 
     Per-time-step work runs on each seed's valid steps only (:class:`_Packed`); outputs at padded
-    steps are zero (R3D's are whatever its layers make of padding, never read).
+    steps (``seg``, ``before``) are zero or, for a seed with fewer valid steps than another, the
+    values of the extra rows it computed there. As in R3D, nothing reads them.
 
     Parameters
     ----------

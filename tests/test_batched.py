@@ -30,6 +30,7 @@ import rankfusion.model as model_mod  # noqa: E402
 import rankfusion.remedies as remedies  # noqa: E402
 import rankfusion.train as train_mod  # noqa: E402
 from rankfusion.config import R3DConfig, RunConfig, TrainConfig  # noqa: E402
+from rankfusion.spectral import blended_channel_count  # noqa: E402
 from rankfusion.train import load_checkpoint, train  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -123,6 +124,8 @@ VARIANTS = {
     "spectral": ({}, {}),
     "bn_gamma-shared-static": (dict(selection="bn_gamma", latent="shared", exchange="static", static_alpha=0.7), {}),
     "sample-topk-recency": (dict(selection_scope="sample", informativeness_k=3, positional="recency"), {}),
+    # k' = round(0.05 * 8) = 0: nothing blended, but bn_gamma's BatchNorm still normalises the tokens
+    "bn_gamma-nothing-blended": (dict(selection="bn_gamma", exchange_ratio=0.05), {}),
     "three-ring-raw": (dict(modalities=("rgb", "depth", "imu"), fusion_rule="ring", alpha_param="raw", n_layers=2),
                        dict(transition_weight=10.0)),
     # the remedies of rankfusion.remedies: each seed's keep masks and OGM-GE noise come from its own
@@ -160,7 +163,8 @@ def test_batched_seeds_match_their_serial_runs(tiny_data, tmp_path, monkeypatch,
                                    rtol=RTOL, atol=0)
     # the same channels blended at every step: serial (seed, step, modality), batched (step, modality, seed)
     n = len(b_chan)
-    assert n == (got.shape[1] if cfg.model.rtf else 0) and len(s_chan) == K * n
+    blends = cfg.model.rtf and blended_channel_count(cfg.model.exchange_ratio, cfg.model.d_model) > 0
+    assert n == (got.shape[1] if blends else 0) and len(s_chan) == K * n
     for k in range(K):
         for i in range(n):
             for mod, want in enumerate(s_chan[k * n + i]):

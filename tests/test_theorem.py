@@ -202,6 +202,17 @@ def test_quantities_agree_with_spectral(generic):
     assert rep.low.tolist() == spectral.low_informative_channels(rep.informativeness, k_prime=2).tolist()
 
 
+def test_a_zero_column_has_top_k_informativeness_exactly_zero(generic):
+    # a channel zero on every row (a dead ReLU) scores exactly 0 under Definition 1 (the SVD's
+    # rounding gives ~1e-31 otherwise), so k' = 2 of three such channels are the lowest indices
+    X, Y = generic
+    X = X.copy()
+    X[:, [1, 4, 6]] = 0
+    rep = theorem_3_1(X, Y, k=3, alpha=0.3, k_prime=2)
+    assert rep.informativeness_topk[[1, 4, 6]].tolist() == [0.0, 0.0, 0.0]
+    assert rep.low.tolist() == [1, 4]
+
+
 def test_full_informativeness_is_column_energy_and_topk_at_rank(generic):
     X, Y = generic
     full = theorem_3_1(X, Y, k=8, alpha=0.5, k_prime=1, informativeness="full")

@@ -82,7 +82,7 @@ def topk_informativeness(lam, v, k: int, *, energy=None):
     vk = v[..., :, :k]
     scores = ops.sum(vk * vk * lam[..., None, :], axis=-1)
     if energy is not None:
-        scores = scores * (energy > 0)
+        scores = ops.where(energy == 0, 0.0, scores)
     return scores
 
 
