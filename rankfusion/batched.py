@@ -65,7 +65,7 @@ from .config import R3DConfig, RunConfig, TrainConfig
 from .data.torchdata import FEATURE_CACHE_BYTES, length_batches, video_inputs
 from .evaluate import observed_cuts
 from .metrics import MoCAccumulator, grid_cells
-from .model import R3DOutput, channels_from_statistic, recency_positions, sinusoidal_positions
+from .model import R3DOutput, blend, channels_from_statistic, recency_positions, sinusoidal_positions
 from .monitor import EpochRanks
 from .spectral import (channel_informativeness, channel_statistic, informativeness_from_statistic,
                        low_informative_channels)
@@ -902,8 +902,7 @@ def _packed_rtf(P, buffers, rtf, toks, pk: _Packed, training):
         return normed, toks, low
     after = []
     for x, y, w in zip(toks, rtf.partners(toks), weights):
-        w = w.view(pk.shape[0], 1, -1) if w.dim() == 2 else pk.per_video(w)
-        after.append(x + w * (y - x))
+        after.append(blend(x, y, w.view(pk.shape[0], 1, -1) if w.dim() == 2 else pk.per_video(w)))
     return normed, after, low
 
 
@@ -920,7 +919,7 @@ def stacked_tokens(P: dict, buffers: dict, model, feats: dict, mask, *, training
     normed, low, weights = _rtf_choice(P, buffers, model.rtf, toks, mask, training)
     if weights is None:
         return normed, normed, low
-    after = [x + w.view(x.shape[0], -1, 1, x.shape[-1]) * (y - x)
+    after = [blend(x, y, w.view(x.shape[0], -1, 1, x.shape[-1]))
              for x, y, w in zip(normed, model.rtf.partners(normed), weights)]
     return normed, after, low
 
