@@ -16,7 +16,7 @@ from ._progress import bar_disabled
 from ._validation import InputError, check_float, check_int
 from .files import save_npz
 from .data.torchdata import length_batches, observed_steps, pad_videos, video_inputs
-from .runs import load_run, open_data, resolve_device, seed_dirs
+from .runs import check_config_data, load_run, open_data, resolve_device, seed_dirs
 
 
 def parse_noise(spec) -> dict:
@@ -94,6 +94,7 @@ def extract_features(run_dir, split: str, obs_ratio: float, out_path, *, noise=N
         if m not in mods:
             raise InputError(f"noise modality {m!r} is not one of the run's modalities {mods}")
     ds = open_data(data_root or info["dataset"], mods)
+    check_config_data(config, ds)  # the model's channels and classes must be the dataset's
     videos = ds.split(split)
     arrays, rows = _fuser_features(model, ds, videos, split, obs_ratio, mods, config.train.sample_rate, dev,
                                    noise, np.random.default_rng(noise_seed), progress)

@@ -368,7 +368,7 @@ def test_trunk_width_fixes_the_stacked_width():
     assert plain.config_hash() == old != cfg.config_hash()
 
 
-def test_cli_evaluate_on_another_channel_count_and_a_one_video_split(tiny_data, tmp_path):
+def test_cli_evaluate_and_extract_on_another_channel_count_and_a_one_video_split(tiny_data, tmp_path):
     from rankfusion.data import synthesize
 
     run = train(tiny_config(epochs=1), tiny_data, tmp_path / "run", seed=1, progress=False)
@@ -385,6 +385,13 @@ def test_cli_evaluate_on_another_channel_count_and_a_one_video_split(tiny_data, 
     assert lines[0] == (f"Error: modality 'depth' has 5 channels in dataset {str(other)!r}, but the model takes 6 "
                         "(input_dims {'rgb': 8, 'depth': 6})")
     assert (run / "eval_test.csv").read_bytes() == before  # the earlier result is left as it was
+    # extract checks the same (it ran the model into a shape error before)
+    out = tmp_path / "feats.npz"
+    r = CliRunner().invoke(main, ["extract", str(run), "--data", str(other), "--out", str(out)])
+    lines = [ln for ln in r.output.splitlines() if ln.strip()]
+    assert r.exit_code == 2 and len(lines) == 1, r.output
+    assert lines[0].startswith(f"Error: modality 'depth' has 5 channels in dataset {str(other)!r}"), r.output
+    assert not out.exists() and not list(tmp_path.glob(".feats*"))
 
 
 def test_checkpoints_hold_the_channels_chosen_on_the_last_epochs_training_rows(tiny_data, tmp_path, monkeypatch):
