@@ -136,9 +136,11 @@ def train_seeds(config: RunConfig, data_root, run_dir, *, seed=1, serial_seeds: 
         return train(config, data_root, run_dir, seed=seeds, device=device, resume=resume, progress=progress,
                      on_epoch_end=on_epoch_end, distributed=distributed, monitor=monitor)
     run_dir = Path(run_dir)
+    runs = {s: run_dir / f"seed-{s}" for s in seeds}
+    # the data, config and folders are checked before seeds.json is written
+    members = _prepare_members(config, data_root, runs, device=device, resume=resume)
     _write_seeds(run_dir, seeds, resume)
-    train_batched(config, data_root, {s: run_dir / f"seed-{s}" for s in seeds}, device=device, resume=resume,
-                  progress=progress, on_epoch_end=on_epoch_end, monitor=monitor)
+    _train_members(members, resume=resume, monitor=monitor, progress=progress, on_epoch_end=on_epoch_end)
     return run_dir
 
 
@@ -157,6 +159,14 @@ def train_batched(config: RunConfig, data_root, runs: dict, *, device=None, resu
     dict
         ``runs``.
     """
+    _train_members(_prepare_members(config, data_root, runs, device=device, resume=resume), resume=resume,
+                   monitor=monitor, progress=progress, on_epoch_end=on_epoch_end)
+    return runs
+
+
+def _prepare_members(config, data_root, runs: dict, *, device, resume) -> list:
+    """Each seed's :func:`rankfusion.train._prepare_run` (the data checked once, for the first seed:
+    they share it); with ``resume``, an interrupted commit settled first. Writes nothing else."""
     if not isinstance(config, RunConfig):
         raise InputTypeError(f"config must be a RunConfig, got {type(config).__name__}")
     reason = serial_reason(config, device=device)
@@ -168,24 +178,31 @@ def train_batched(config: RunConfig, data_root, runs: dict, *, device=None, resu
     members = []
     for s in seeds:
         r = _prepare_run(config, data_root, Path(runs[s]), seed=s, device=device, resume=resume, ctx=None,
-                         ds=members[0].ds if members else None)
+                         ds=members[0].ds if members else None, check_data=not members)
         if members:
             # one dataset (and its item cache) for all seeds: the same items, each seed its own order
             r.train_set, r.val_set = members[0].train_set, members[0].val_set
         else:
             r.train_set, r.val_set = _ItemCache(r.train_set), _ItemCache(r.val_set)
+        r.seed = s
+        members.append(r)
+    return members
+
+
+def _train_members(members: list, *, resume, monitor, progress, on_epoch_end) -> None:
+    """Build, restore or start (writing each folder's ``config.json``) and train the prepared seeds."""
+    for k, r in enumerate(members):
+        s = r.seed
         _build_training(r, s)
         _restore_or_start(r, s, resume)
-        r.seed = s
         r.rng = _rng_state()  # the serial run's global RNG state from here on: its dropout stream
         r.ranks = None
         if monitor:
             path = r.run_dir / "ranks.csv"
             # the same videos for every seed: read once
-            r.ranks = (members[0].ranks.for_run(path, previous=r.start > 1) if members
+            r.ranks = (members[0].ranks.for_run(path, previous=r.start > 1) if k
                        else EpochRanks(r.ds, r.config, r.dev, path, previous=r.start > 1))
         r.ranks_initial = monitor and r.start == 1  # epoch 0 (the initial model) still to record
-        members.append(r)
     epochs = members[0].tc.epochs
     while True:
         start = min(r.start for r in members)
@@ -195,7 +212,6 @@ def train_batched(config: RunConfig, data_root, runs: dict, *, device=None, resu
         ahead = [r.start for r in members if r.start > start]
         _train_group(group, stop=min(ahead) - 1 if ahead else epochs, progress=progress,
                      on_epoch_end=on_epoch_end)
-    return runs
 
 
 class _ItemCache(torch.utils.data.Dataset):

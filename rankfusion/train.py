@@ -246,9 +246,13 @@ def train(config: RunConfig, data_root, run_dir, *, seed=1, device=None, resume:
     kw = dict(device=device, resume=resume, progress=progress, on_epoch_end=on_epoch_end, ctx=ctx,
               monitor=monitor)
     if len(seeds) > 1:
+        # the first seed's data, config and folder are checked before seeds.json is written
+        first = _prepare_run(config, data_root, run_dir / f"seed-{seeds[0]}", seed=seeds[0], device=device,
+                             resume=resume, ctx=ctx)
         _on_main(ctx, device, lambda: _write_seeds(run_dir, seeds, resume))
         for s in seeds:
-            _train_one(config, data_root, run_dir / f"seed-{s}", seed=s, **kw)
+            _train_one(config, data_root, run_dir / f"seed-{s}", seed=s, prepared=first if s == seeds[0] else None,
+                       **kw)
         return run_dir
     _train_one(config, data_root, run_dir, seed=seeds[0], **kw)
     return run_dir
@@ -279,8 +283,9 @@ class _Run:
 
 
 def _train_one(config, data_root, run_dir: Path, *, seed, device, resume, progress, on_epoch_end, ctx=None,
-               monitor=True):
-    r = _prepare_run(config, data_root, run_dir, seed=seed, device=device, resume=resume, ctx=ctx)
+               monitor=True, prepared=None):
+    """Train one seed; ``prepared``: its :func:`_prepare_run` result, if already made."""
+    r = prepared or _prepare_run(config, data_root, run_dir, seed=seed, device=device, resume=resume, ctx=ctx)
     _build_training(r, seed)
     _restore_or_start(r, seed, resume)
     ranks = _epoch_ranks(r) if monitor and _is_main(ctx) else None
@@ -320,9 +325,10 @@ def _epoch_ranks(r: _Run):
     return ranks
 
 
-def _prepare_run(config, data_root, run_dir, *, seed, device, resume, ctx, ds=None) -> _Run:
+def _prepare_run(config, data_root, run_dir, *, seed, device, resume, ctx, ds=None, check_data=True) -> _Run:
     """Open the data (or take ``ds``, the dataset at ``data_root`` already opened for the config's
-    modalities), resolve the config, check the run folder; the datasets of both splits."""
+    modalities), resolve the config, check the run folder; the datasets of both splits, their
+    frames checked for non-finite values unless ``check_data`` is False. Writes nothing."""
     dev = resolve_device(device)
     data_root = Path(data_root)
     ds = open_data(data_root, config.model.modalities) if ds is None else ds
@@ -348,6 +354,11 @@ def _prepare_run(config, data_root, run_dir, *, seed, device, resume, ctx, ds=No
                                     sample_rate=tc.sample_rate, n_queries=config.model.n_queries)
     val_set = AnticipationDataset(ds, "val", obs_ratios=tc.eval_obs, future_ratio=tc.future_ratio,
                                   sample_rate=tc.sample_rate, n_queries=config.model.n_queries)
+    # a non-finite feature fails here, naming its video, before the run folder is written (each
+    # epoch reads these frames anyway; the cache keeps them)
+    if check_data:
+        train_set.check_finite()
+        val_set.check_finite()
     return _Run(config=config, tc=tc, ds=ds, dev=dev, run_dir=run_dir, last_path=last_path, info=info,
                 train_set=train_set, val_set=val_set, ctx=ctx)
 

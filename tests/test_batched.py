@@ -295,8 +295,8 @@ def test_cli_batches_seeds_unless_told_not_to(tiny_data, tmp_path, monkeypatch):
     from rankfusion.cli import main
 
     calls = []
-    real = batched.train_batched
-    monkeypatch.setattr(batched, "train_batched", lambda *a, **kw: calls.append(1) or real(*a, **kw))
+    real = batched._train_members  # the batched trainer's training step (train_seeds and train_batched)
+    monkeypatch.setattr(batched, "_train_members", lambda *a, **kw: calls.append(1) or real(*a, **kw))
     base = ["train", str(tiny_data), "--seeds", "1,10", "--epochs", "1", "--d-model", "8", "--layers", "1",
             "--batch-size", "4", "--sample-rate", "2", "--quiet", "--no-monitor"]
     res = CliRunner().invoke(main, base + ["--out", str(tmp_path / "b")])

@@ -15,6 +15,7 @@ from rankfusion.data import (
     transcript,
     write_dataset,
 )
+from rankfusion.data.torchdata import video_inputs
 
 CLASSES = ["a", "b", "c", "d"]
 
@@ -100,9 +101,20 @@ def test_non_finite_features_name_video_modality_and_frame(tmp_path):
     ad = AnticipationDataset(ds, "train", obs_ratios=(0.25, 0.6), sample_rate=3)
     with pytest.raises(InputError, match=r"video 'v0': modality 'rgb' has a non-finite value at frame 6"):
         ad[0]
+    # check_finite reads every video of the split the same way, before any item is asked for
+    with pytest.raises(InputError, match=r"video 'v0': modality 'rgb' has a non-finite value at frame 6"):
+        AnticipationDataset(ds, "train", obs_ratios=(0.25, 0.6), sample_rate=3).check_finite()
+    AnticipationDataset(ds, "val", obs_ratios=(0.25, 0.6), sample_rate=3).check_finite()
     # a frame no item observes is never read
     item = AnticipationDataset(ds, "train", obs_ratios=(0.25,), sample_rate=3)[0]
     assert np.isfinite(item["features"]["rgb"].numpy()).all()
+    AnticipationDataset(ds, "train", obs_ratios=(0.25,), sample_rate=3).check_finite()
+    # evaluation's reads (video_inputs), straight and as a reliance donor read at other frames
+    with pytest.raises(InputError, match=r"video 'v0': modality 'rgb' has a non-finite value at frame 6"):
+        video_inputs(ds, "v0", ["rgb"], 12, 3, "cpu")
+    video_inputs(ds, "v0", ["rgb"], 6, 3, "cpu")  # frames 0 and 3 only
+    with pytest.raises(InputError, match=r"video 'v0': modality 'rgb' has a non-finite value at frame 6"):
+        video_inputs(ds, "v1", ["rgb"], 12, 2, "cpu", donors={"rgb": "v0"})  # donor frames 0, 2, ..., 10
 
 
 def test_future_clipped_at_video_end(ds):

@@ -433,3 +433,45 @@ def test_checkpoints_hold_the_channels_chosen_on_the_last_epochs_training_rows(t
     cfg = tiny_config(epochs=1).replace(model={"eval_channels": "batch"})
     run_b = train(cfg, tiny_data, tmp_path / "batch", seed=10, progress=False)
     assert not bool(load_checkpoint(run_b / "checkpoints" / "last.pt")["model"]["rtf.is_frozen"])
+
+
+def _with_nan(src, dst, split):
+    """A copy of the dataset ``src`` whose first ``split`` video has a NaN in every rgb feature."""
+    import shutil
+
+    shutil.copytree(src, dst)
+    video = tiny_data_split(dst, split)[0]
+    path = dst / "features" / "rgb" / f"{video}.npy"
+    x = np.load(path)
+    x[...] = np.nan
+    np.save(path, x)
+    return video
+
+
+@pytest.mark.parametrize("seeds", [[], ["--seeds", "1,10"], ["--seeds", "1,10", "--serial-seeds"]],
+                         ids=["one", "batched", "serial"])
+def test_cli_train_refuses_non_finite_features_before_writing(tiny_data, tmp_path, seeds):
+    # a NaN in a validation video (read by the rank monitor and the validation loss, not by the
+    # training batches): named by video, modality and frame, and the run folder is never created
+    bad = tmp_path / "bad"
+    video = _with_nan(tiny_data, bad, "val")
+    out = tmp_path / "run"
+    r = CliRunner().invoke(main, ["train", str(bad), "--out", str(out), "--preset", "synthetic-small", "--epochs", "1",
+                                  "--modalities", "rgb,depth", "--quiet", *seeds])
+    assert r.exit_code == 2, r.output
+    assert r.stderr.splitlines()[-1] == f"Error: video {video!r}: modality 'rgb' has a non-finite value at frame 0"
+    assert "Error" not in r.stdout and r.stderr.count("Error") == 1
+    assert not out.exists()
+
+
+def test_cli_evaluate_and_extract_name_a_non_finite_test_video(tiny_data, tmp_path):
+    run = train(tiny_config(epochs=1), tiny_data, tmp_path / "run", seed=1, progress=False)
+    bad = tmp_path / "bad"
+    video = _with_nan(tiny_data, bad, "test")
+    want = f"Error: video {video!r}: modality 'rgb' has a non-finite value at frame 0"
+    r = CliRunner().invoke(main, ["evaluate", str(run), "--data", str(bad)])
+    assert r.exit_code == 2 and r.stderr.splitlines()[-1] == want, r.output
+    out = tmp_path / "f.npz"
+    r = CliRunner().invoke(main, ["extract", str(run), "--data", str(bad), "--out", str(out)])
+    assert r.exit_code == 2 and r.stderr.splitlines()[-1] == want, r.output
+    assert not out.exists() and not (run / "eval_test.csv").exists()

@@ -208,9 +208,7 @@ class AnticipationDataset(torch.utils.data.Dataset):
         # up to the largest observed part any item of this dataset uses
         end = int(max(self.obs_ratios) * self.ds.n_frames(video))
         x = np.array(self.ds.features(video, modality)[:end:self.sample_rate], dtype=np.float32, order="C")
-        if not np.isfinite(x).all():
-            t = int(np.argwhere(~np.isfinite(x))[0, 0]) * self.sample_rate
-            raise InputError(f"video {video!r}: modality {modality!r} has a non-finite value at frame {t}")
+        check_finite_frames(x, video, modality, self.sample_rate)
         if x.nbytes <= FEATURE_CACHE_BYTES:
             self._cache[key] = x
             self._cache_bytes += x.nbytes
@@ -219,11 +217,33 @@ class AnticipationDataset(torch.utils.data.Dataset):
                 self._cache_bytes -= old.nbytes
         return x
 
+    def check_finite(self) -> None:
+        """Read every video of the split as its items will (through the cache) and raise the
+        :func:`check_finite_frames` error for the first non-finite value: a run checks its data
+        before it writes anything."""
+        for video in self.videos:
+            for m in self.modalities:
+                self._subsampled(video, m)
+
     def __repr__(self):
         return (
             f"AnticipationDataset(split={self.split!r}, videos={len(self.videos)}, obs_ratios={self.obs_ratios}, "
             f"sample_rate={self.sample_rate}, n_queries={self.n_queries}, modalities={self.modalities})"
         )
+
+
+def check_finite_frames(x, video: str, modality: str, frames) -> None:
+    """Raise an :class:`InputError` naming the video, modality and frame of the first non-finite
+    value of ``x`` (rows: time steps), or return.
+
+    ``frames`` gives each row's frame number: an int step (row ``i`` is frame ``i * frames``) or
+    an array of frame numbers, one per row.
+    """
+    if np.isfinite(x).all():
+        return
+    row = int(np.argwhere(~np.isfinite(x))[0, 0])
+    t = row * frames if np.ndim(frames) == 0 else int(frames[row])
+    raise InputError(f"video {video!r}: modality {modality!r} has a non-finite value at frame {t}")
 
 
 def collate_anticipation(items) -> dict:
@@ -357,9 +377,11 @@ def video_inputs(ds, video, modalities, stop, sample_rate, dev, noise=None, rng=
                 idx = idx + int(shift * (len(src) - int(idx[-1])))
             idx = idx[::sample_rate]
             x = np.ascontiguousarray(src[idx], dtype=np.float32)  # fancy indexing copies
+            check_finite_frames(x, donors[m], m, idx)
         else:
             # a copy: the dataset's arrays are read-only memory maps, which torch must not wrap
             x = np.array(ds.features(video, m)[:stop:sample_rate], dtype=np.float32, order="C")
+            check_finite_frames(x, video, m, sample_rate)
         if noise and m in noise:
             x = x + rng.normal(0.0, noise[m], size=x.shape).astype(np.float32)
         feats[m] = torch.from_numpy(x)[None].to(dev)
