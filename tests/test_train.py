@@ -475,3 +475,11 @@ def test_cli_evaluate_and_extract_name_a_non_finite_test_video(tiny_data, tmp_pa
     r = CliRunner().invoke(main, ["extract", str(run), "--data", str(bad), "--out", str(out)])
     assert r.exit_code == 2 and r.stderr.splitlines()[-1] == want, r.output
     assert not out.exists() and not (run / "eval_test.csv").exists()
+
+
+def test_resume_of_a_folder_without_a_checkpoint_starts_the_run(tiny_data, tmp_path):
+    # documented: a script may always pass --resume; with nothing to continue it trains from scratch
+    a = train(tiny_config(epochs=1), tiny_data, tmp_path / "a", seed=1, progress=False, monitor=False)
+    b = train(tiny_config(epochs=1), tiny_data, tmp_path / "b", seed=1, progress=False, monitor=False, resume=True)
+    wa, wb = (load_checkpoint(r / "checkpoints" / "last.pt")["model"] for r in (a, b))
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)  # the same computation on the same machine

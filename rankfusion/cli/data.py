@@ -59,15 +59,15 @@ def _parse_split(fractions: str) -> tuple:
 @click.option("--channels", multiple=True, metavar="INT|MODALITY=INT",
               help="Channels for all modalities, or per modality (repeat; only the named ones are written). "
                    "Default rgb=64 depth=64 mvrgb=64 noise=64 imu=16 text=32 (noise needs depth's).")
-@click.option("--noise-scale", default=1.0, show_default=True, type=float, help="Multiplies every noise level.")
+@click.option("--noise-scale", default=1.0, show_default=True, type=float, help="In [0, 1e6]: multiplies every noise level.")
 @click.option("--complementarity", default=DEFAULT_COMPLEMENTARITY, show_default=True, type=float,
               help="0..1: share of the evaluation cut points (obs 0.2/0.3) at which the next actions are "
                    "decided by the trip direction, which only depth sees (0: depth adds nothing rgb lacks).")
 @click.option("--nuisance", default=DEFAULT_NUISANCE, show_default=True, type=float,
-              help=">= 0: energy of the per-video constants (appearance, scene geometry) relative to the "
+              help="In [0, 100]: energy of the per-video constants (appearance, scene geometry) relative to the "
                    "per-frame signal (0: none).")
 @click.option("--imbalance", default=DEFAULT_IMBALANCE, show_default=True, type=float,
-              help=">= 1: rgb's signal-to-noise amplitude over depth's (1: balanced; R lowers depth's SNR R^2-fold).")
+              help="In [1, 100]: rgb's signal-to-noise amplitude over depth's (1: balanced; R lowers depth's SNR R^2-fold).")
 @click.option("--collapse", default=None, type=float, metavar="K",
               help="0..1: the collapse dial (default off). rgb sees a 90%-right hint of each trip's direction "
                    "at every K; depth's code of it turns from linear (K = 0, as easy as the hint) to an XOR "

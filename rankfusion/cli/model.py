@@ -90,7 +90,8 @@ def _modalities_source(data, config_path, preset, model: dict) -> str:
 @click.option("--unimodal-heads", type=float, help="Remedy: per-modality anticipation heads, loss weight W.")
 @click.option("--ogm", type=float, help="Remedy: OGM-GE, strength ALPHA (needs --unimodal-heads).")
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:N or auto.")
-@click.option("--resume", is_flag=True, help="Continue an interrupted run in --out.")
+@click.option("--resume", is_flag=True,
+              help="Continue an interrupted run in --out (one without a checkpoint starts from scratch).")
 @click.option("--monitor/--no-monitor", default=True, show_default=True,
               help="Per-epoch effective ranks of the tokens before/after the token fuser on a fixed "
                    "validation subset, written to OUT/ranks.csv (docs/monitor.md).")
