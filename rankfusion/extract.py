@@ -84,6 +84,8 @@ def extract_features(run_dir, split: str, obs_ratio: float, out_path, *, noise=N
     obs_ratio = check_float(obs_ratio, "obs_ratio", low=0.0, high=1.0, low_open=True)
     noise_seed = check_int(noise_seed, "noise_seed", low=0)
     noise = parse_noise(noise)
+    if Path(out_path).suffix.lower() != ".npz":
+        raise InputError(f"output file {str(out_path)!r} must end in .npz (a feature file is an .npz archive)")
     sub = _pick_seed_dir(run_dir, run_seed)
     dev = resolve_device(device)
     model, config, info = load_run(sub, checkpoint=checkpoint, device=dev)

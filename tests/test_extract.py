@@ -92,12 +92,15 @@ def test_parse_noise_errors():
     (["--obs", "0"], "obs_ratio"),
     (["--obs", "1.5"], "obs_ratio"),
     (["--seed", "99"], "99"),
+    (["--out", "OUT/x.txt"], "must end in .npz"),
 ])
 def test_cli_extract_bad_inputs_exit_2(runs, tmp_path, args, needle):
+    args = [a.replace("OUT", str(tmp_path)) for a in args]
     r = CliRunner().invoke(main, ["extract", str(runs["rtf"]), "--out", str(tmp_path / "x.npz"), *args])
     assert r.exit_code == 2, r.output
     assert needle in r.output and "Traceback" not in r.output
-    assert not (tmp_path / "x.npz").exists()
+    assert r.output.count("\n") == 1
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_cli_extract_writes_file(runs, tmp_path):

@@ -194,3 +194,15 @@ def test_cli_import_folder_as_input(three, tmp_path):
     assert res.exit_code == 2
     assert res.output == f"Error: input file '{tmp_path}' is a folder, expected a CSV, TSV or Parquet file\n"
     assert not (tmp_path / "ds").exists()
+
+
+@pytest.mark.parametrize("name", ["rec.json", "rec.txt", "rec", "rec.gz", "rec.parquet.gz"])
+def test_cli_import_refuses_an_unknown_table_format(three, tmp_path, name):
+    # a table is read by its suffix: anything else was read as CSV, whatever it held
+    path = tmp_path / name
+    path.write_bytes(three[0].read_bytes())
+    res = CliRunner().invoke(main, _import_args([path, *three[1:]], tmp_path / "ds"))
+    assert res.exit_code == 2
+    assert res.output.startswith(f"Error: input file {str(path)!r}: unknown table format "), res.output
+    assert res.output.endswith("expected .csv or .tsv (optionally .gz), .parquet or .pq\n") and res.output.count("\n") == 1
+    assert not (tmp_path / "ds").exists()

@@ -65,6 +65,10 @@ def read_table(path):
     if not path.is_file():
         raise InputError(f"input file {str(path)!r} does not exist")
     suffixes = [s.lower() for s in path.suffixes]
+    kind = suffixes[-2] if suffixes[-1:] == [".gz"] and len(suffixes) > 1 else (suffixes[-1] if suffixes else "")
+    if kind not in (".csv", ".tsv", ".parquet", ".pq") or (suffixes[-1] == ".gz" and kind not in (".csv", ".tsv")):
+        raise InputError(f"input file {str(path)!r}: unknown table format {''.join(path.suffixes[-2:]) or '(no suffix)'!r}; "
+                         "expected .csv or .tsv (optionally .gz), .parquet or .pq")
     try:
         if ".parquet" in suffixes or ".pq" in suffixes:
             try:
