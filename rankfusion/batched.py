@@ -60,6 +60,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
+from ._progress import bar_disabled
 from ._validation import InputTypeError
 from .config import R3DConfig, RunConfig, TrainConfig
 from .data.torchdata import FEATURE_CACHE_BYTES, length_batches, video_inputs
@@ -367,7 +368,7 @@ class _Group:
         # is the serial run's only if the loader is iterated the same way
         iters = [iter(tqdm(r.loader, disable=True)) for r in self.members]
         steps = len(self.members[0].loader)
-        bar = tqdm(range(steps), desc=f"epoch {epoch}/{tc.epochs} ({K} seeds)", leave=False, disable=not progress,
+        bar = tqdm(range(steps), desc=f"epoch {epoch}/{tc.epochs} ({K} seeds)", leave=False, disable=bar_disabled(progress),
                    unit="batch")
         for _ in bar:
             batches = [next(it) for it in iters]

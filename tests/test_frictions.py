@@ -64,6 +64,19 @@ def test_train_without_modalities_uses_the_datasets_and_says_so(imu_data, tmp_pa
     assert len(lines) == 4
 
 
+def test_batched_seeds_draw_no_bar_off_a_terminal(imu_data, tmp_path):
+    r = CliRunner().invoke(main, ["train", str(imu_data), "--out", str(tmp_path / "run"), "--epochs", "2",
+                                  "--seeds", "1,2", *SMALL])
+    assert r.exit_code == 0, r.output
+    assert "one after another" not in r.output  # the batched trainer ran
+    # not a terminal: no bar redraws, one line per seed and epoch, then the closing line
+    assert "\r" not in r.output and "seeds):" not in r.output
+    lines = r.output.splitlines()[1:]
+    assert [ln.split()[:4] for ln in lines[:4]] == [["seed", s, "epoch", e] for e in ("1/2", "2/2")
+                                                    for s in ("1", "2")]
+    assert lines[4].startswith("trained ") and len(lines) == 5
+
+
 def test_train_modalities_flag_and_preset_are_named_as_the_source(imu_data, tmp_path):
     r = CliRunner().invoke(main, ["train", str(imu_data), "--out", str(tmp_path / "a"), "--epochs", "1",
                                   "--modalities", "gyro", "--quiet", *SMALL])
