@@ -109,10 +109,14 @@ def _break(src, how):
     if how == "no_test":
         (src / "splits" / "test_split.txt").unlink()
         return "test_split.txt", "does not exist"
+    if how == "no_val":  # train chooses its best epoch on val: refused here, not at train
+        (src / "splits" / "val_split.txt").unlink()
+        return "val_split.txt", "train_split.txt"
     raise AssertionError(how)
 
 
-@pytest.mark.parametrize("how", ["frames", "missing", "unknown", "csv", "mixed", "square", "nan", "images", "no_test"])
+@pytest.mark.parametrize("how", ["frames", "missing", "unknown", "csv", "mixed", "square", "nan", "images", "no_test",
+                                 "no_val"])
 def test_import_r3d_refuses_bad_input_in_one_line_writing_nothing(tmp_path, how):
     src = tmp_path / "src"
     _write_src(src, rgb_channels=8)

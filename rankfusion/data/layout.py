@@ -410,7 +410,8 @@ class MultiModalDataset:
             self.split(name)
         if not self._bundle_path("val").is_file():
             # MS-TCN datasets ship train/test only; choosing checkpoints on test inflates scores
-            notes.append(f"no val split (val.{self.split_set}.bundle): hold out part of train for model selection")
+            notes.append(f"no val split (val.{self.split_set}.bundle): train needs one; hold out part of train "
+                         "for model selection")
         # every bundle of the set, in the order train, val, test, others (read at open)
         splits = {name: self.split(name) for name in self._splits}
         counts = np.zeros(len(self.classes), dtype=np.int64)

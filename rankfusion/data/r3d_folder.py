@@ -112,15 +112,17 @@ def read_official_mapping(path: Path) -> tuple[list[str], dict, list[int]]:
 
 
 def read_split_files(src: Path) -> dict:
-    """``{split: [video, ...]}`` from ``splits/<split>_split.txt`` (train and test required)."""
+    """``{split: [video, ...]}`` from ``splits/<split>_split.txt`` (train, val and test required:
+    ``train`` chooses its best epoch on val)."""
     sdir = src / "splits"
     splits = {}
     for name in SPLIT_NAMES:
         path = sdir / f"{name}_split.txt"
         if not path.is_file():
             if name == "val":
-                continue
-            raise InputError(f"split file {str(path)!r} does not exist (train and test are required)")
+                raise InputError(f"split file {str(path)!r} does not exist: train chooses its best epoch on val; "
+                                 "move some videos of train_split.txt into it")
+            raise InputError(f"split file {str(path)!r} does not exist (train, val and test are required)")
         videos = [_video_id(Path(line.strip()).name) for line in path.read_text().splitlines() if line.strip()]
         if not videos:
             raise InputError(f"split file {str(path)!r} lists no videos")
