@@ -90,6 +90,21 @@ def test_modality_select_bad_files(files, tmp_path):
     assert "Traceback" not in res.output and len(err(res).strip().splitlines()) == 1
 
 
+def test_modality_select_refuses_files_that_are_not_seeds(files, tmp_path):
+    # the same run, seed and ratio twice (a copy), or clean and noisy files: not seeds to average
+    copy = tmp_path / "copy.npz"
+    copy.write_bytes(files[0].read_bytes())
+    pairs = {"rgb": (SPIKY, FLATTER), "depth": (SPIKY, FLATTER)}
+    noisy = make_file(tmp_path / "noisy.npz", pairs, obs=0.3, meta_extra={"noise": {"depth": 0.15}})
+    for other, message in ((copy, "same run, seed and observation ratio"), (noisy, "different noise")):
+        out = tmp_path / f"sel-{other.stem}"
+        res = run("modality-select", files[0], other, "--out", out)
+        line = err(res).strip()
+        assert res.exit_code == 2 and len(line.splitlines()) == 1 and line.startswith("Error:"), res.output
+        assert message in line and "depth.npz" in line and other.name in line
+        assert not out.exists()
+
+
 def test_figures_and_robustness_bad_arguments(tmp_path):
     res = run("figures", "--data", tmp_path / "nodata", "--out", tmp_path / "f")
     assert res.exit_code == 2 and "nodata" in err(res)

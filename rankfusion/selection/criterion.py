@@ -77,7 +77,9 @@ def modality_selection(paths, anchor: str = "rgb") -> pd.DataFrame:
     Raises
     ------
     InputError
-        No files, a file without the anchor or without any candidate.
+        No files, a file without the anchor or without any candidate; two files of the same run,
+        seed and observation ratio (they would be averaged as if they were seeds); files
+        extracted with different noise (``meta.noise``).
     """
     paths = list(paths)
     if not paths:
@@ -85,8 +87,24 @@ def modality_selection(paths, anchor: str = "rgb") -> pd.DataFrame:
     if not isinstance(anchor, str) or not anchor:
         raise InputError(f"anchor must be a modality name, got {anchor!r}")
     rows = []
+    seen, first_noise = {}, None
     for path in paths:
         fs = load_features(path)
+        noise = _noise_of(fs)
+        if first_noise is None:
+            first_noise = (fs.path, noise)
+        elif noise != first_noise[1]:
+            raise InputError(
+                f"files {str(first_noise[0])!r} and {str(fs.path)!r} were extracted with different noise "
+                f"({_noise_text(first_noise[1])} vs {_noise_text(noise)}): compare files with the same noise")
+        key = (str(fs.meta.get("run", fs.path.stem)), str(fs.meta.get("seed", "")),
+               None if math.isnan(fs.obs_ratio) else fs.obs_ratio)
+        if key in seen:
+            raise InputError(
+                f"files {str(seen[key])!r} and {str(fs.path)!r} are of the same run, seed and observation "
+                f"ratio (run {key[0]!r}, seed {key[1] or '?'}, obs {fs.obs_ratio:g}): pass one file per "
+                "run, seed and ratio")
+        seen[key] = fs.path
         if anchor not in fs.modalities:
             raise InputError(
                 f"file {str(fs.path)!r} has no '{anchor}.before'/'{anchor}.after' arrays for the anchor "
@@ -108,6 +126,16 @@ def modality_selection(paths, anchor: str = "rgb") -> pd.DataFrame:
             row["note"] = nan_reason(row["gain_anchor"], row["gain_candidate"], anchor, cand)
             rows.append(row)
     return pd.DataFrame(rows)
+
+
+def _noise_of(fs: FeatureSet) -> dict:
+    """The file's input noise, ``{modality: sigma}`` without zero sigmas (``{}``: clean)."""
+    noise = fs.meta.get("noise") or {}
+    return {m: float(v) for m, v in sorted(noise.items()) if float(v) != 0.0}
+
+
+def _noise_text(noise: dict) -> str:
+    return ",".join(f"{m}={v:g}" for m, v in noise.items()) if noise else "no noise"
 
 
 def summarize_selection(table: pd.DataFrame) -> pd.DataFrame:
