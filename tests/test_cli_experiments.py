@@ -192,6 +192,8 @@ def test_modality_select_from_data(micro_data, micro_cache, tmp_path):
     found = manifest["figures"]["modality"]["findings"]
     assert set(found["task_gain"]) == {"depth", "imu"} and found["agreement"] is None  # two candidates: untested
     assert "task evidence: MoC(rgb+depth) - MoC(rgb) =" in res.output
+    # the quick profile's one seed: no interval, said in words (not "[+nan, +nan]")
+    assert "(Welch interval over seeds: n/a, fewer than two seeds)" in res.output and "[+nan" not in res.output
     res = run("modality-select", "--data", micro_data, "--cache", micro_cache, "--profile", "quick", "--quiet",
               "--candidates", "depth,imu", "--out", out, "--json")
     js = json.loads(res.output)

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import math
 import shlex
 from dataclasses import asdict
 from pathlib import Path
@@ -213,8 +214,11 @@ def _rank_runs(features, data, cands, expected, out, anchor, cache_dir, profile,
     if moc is not None:
         task, agreement = moc
         for c, (g, (lo, hi)) in task.items():
-            click.echo(f"task evidence: MoC({anchor}+{c}) - MoC({anchor}) = {g:+.2f} [{lo:+.2f}, {hi:+.2f}] points "
-                       "(Welch interval over seeds)")
+            # no interval from fewer than two seeds an arm (stats.compare gives NaN bounds)
+            ci = (f"[{lo:+.2f}, {hi:+.2f}] points (Welch interval over seeds)"
+                  if math.isfinite(lo) and math.isfinite(hi)
+                  else "points (Welch interval over seeds: n/a, fewer than two seeds)")
+            click.echo(f"task evidence: MoC({anchor}+{c}) - MoC({anchor}) = {g:+.2f} {ci}")
         if agreement is not None:
             click.echo(f"criterion vs MoC gain: {verdicts.agreement_clause(agreement)}")
     click.echo(f"wrote {out}/modality_selection.csv, modality_ranking.csv, modality_selection.png/.pdf")
