@@ -338,3 +338,40 @@ def test_paper_map_covers_every_paper_item():
     rows = [line for line in text.splitlines() if line.startswith("| ")]
     for item in items:
         assert any(re.match(rf"\| (\*\*)?{re.escape(item)}\b", r) for r in rows), f"docs/paper.md has no row for {item}"
+
+
+# --------------------------------------------------------------------------- docs/formats.md
+
+
+def _md_tables(text: str) -> list:
+    """Every Markdown table of ``text`` as a list of rows, each a list of cells (header row first)."""
+    tables, rows = [], []
+    for line in text.splitlines() + [""]:
+        if line.startswith("|"):
+            if not re.match(r"^\|[-| ]+\|$", line):
+                rows.append([c.strip() for c in line.strip("|").split("|")])
+        elif rows:
+            tables.append(rows)
+            rows = []
+    return tables
+
+
+def test_formats_eval_table_names_every_column_and_row_of_the_file():
+    import fnmatch
+
+    pd = pytest.importorskip("pandas")
+    pytest.importorskip("torch")
+    from rankfusion.evaluate import UTILIZATION_METRICS, _aggregate
+    from rankfusion.metrics import DEFAULT_OVERLAPS
+
+    section = (ROOT / "docs" / "formats.md").read_text().split("## Evaluation tables")[1].split("\n## ")[0]
+    tables = _md_tables(section)
+    documented = [n for row in tables[0][1:] for n in re.findall(r"`([^`]+)`", row[0])]
+    one = pd.DataFrame({"seed": [1], "metric": ["moc"], "modality": [""], "obs": [0.2], "beta": [0.1], "value": [1.0]})
+    assert documented == list(_aggregate(one).columns)  # the columns evaluate writes, in order
+    assert len(tables) > 1, "no table of the rows after the columns"
+    rows = tables[1]
+    known = {"moc", "accuracy", "edit", *(f"f1@{round(100 * ov)}" for ov in DEFAULT_OVERLAPS), *UTILIZATION_METRICS}
+    named = [n for row in rows[1:] for n in re.findall(r"`([^`]+)`", row[0]) if not n.startswith("--")]
+    covered = {k for n in named for k in known if fnmatch.fnmatchcase(k, n)}
+    assert covered == known and all(any(fnmatch.fnmatchcase(k, n) for k in known) for n in named), named
