@@ -21,6 +21,7 @@ from .data.synth import prepare_dataset
 from .figures import FigureContext, make_figures
 from .profiles import get_profile
 from .runcache import set_threads
+from .runs import resolve_device
 from .report import build_report
 
 
@@ -66,6 +67,7 @@ def run_demo(out, *, quick: bool = False, device: str = "cpu", seed: int = 0, pr
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise InputError(f"out {str(out)!r} exists and is not a folder")
+    resolve_device(device)  # an unusable device fails before the dataset is written
     name = "quick" if quick else "full"
     profile = get_profile(name)
     data = prepare_dataset(out / "data", profile.synth, seed=seed, progress=progress)

@@ -191,6 +191,7 @@ class RunCache:
         self.data_root = Path(data_root).resolve()
         if not self.data_root.is_dir():
             raise InputError(f"dataset folder {str(data_root)!r} does not exist")
+        resolve_device(device)  # an unusable device fails here, before anything is written
         self.cache_dir = Path(cache_dir)
         self.profile = profile
         self.device = device

@@ -170,6 +170,20 @@ def test_demo_bad_out(tmp_path):
     assert res.exit_code == 2 and "afile" in err(res)
 
 
+def test_unavailable_device_fails_before_any_output(micro_data, tmp_path, monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    res = run("demo", "--out", tmp_path / "dq", "--quick", "--quiet", "--device", "cuda", "--workers", 1)
+    assert res.exit_code == 2 and err(res).strip() == (
+        "Error: device 'cuda' requested but CUDA is not available on this machine")
+    assert not (tmp_path / "dq").exists()
+    res = run("figures", "--data", micro_data, "--out", tmp_path / "f", "--only", "spectra", "--device", "cuda",
+              "--cache", tmp_path / "cc", "--profile", "quick", "--quiet", "--workers", 1)
+    assert res.exit_code == 2 and "CUDA is not available" in err(res)
+    assert not (tmp_path / "f").exists() and not (tmp_path / "cc").exists()
+
+
 @pytest.fixture(scope="module")
 def micro_cache(tmp_path_factory):
     return tmp_path_factory.mktemp("micro_cache")
