@@ -75,6 +75,20 @@ def test_check_errors_name_the_culprit(synth_dir, tmp_path):
     assert res.exit_code == 2 and "'lidar'" in res.output
 
 
+def test_frame_mismatch_hint_offers_what_the_command_has(synth_dir, tmp_path):
+    import shutil
+
+    bad = tmp_path / "bad"
+    shutil.copytree(synth_dir, bad)
+    video = (bad / "splits" / "test.split1.bundle").read_text().split()[0].removesuffix(".txt")
+    x = np.load(bad / "features" / "imu" / f"{video}.npy")
+    np.save(bad / "features" / "imu" / f"{video}.npy", x[:, :-3])
+    res = _run("train", str(bad), "--out", str(tmp_path / "run"), "--preset", "synthetic-small", "--quiet")
+    assert res.exit_code == 2 and "(-3)" in res.output and not (tmp_path / "run").exists()
+    assert "--trim" not in res.output.replace("data check DATA --trim min", "")
+    assert "fix the files" in res.output
+
+
 def test_synth_split_option(tmp_path):
     from rankfusion.data import open_dataset
 

@@ -319,7 +319,9 @@ class MultiModalDataset:
             hint = " (the array may be stored as (frames, channels))" if self._channels[m] == n_lab else ""
             raise InputError(
                 f"video {video!r}: modality {m!r} has {f} frames but groundTruth has {n_lab} "
-                f"({f - n_lab:+d}){hint}; pass trim='min' (--trim min) to cut every stream to the shortest"
+                f"({f - n_lab:+d}){hint}; fix the files so that every stream of the video has as many frames as "
+                "its labels (open_dataset(..., trim='min') in Python cuts them to the shortest; "
+                "'rankfusion data check DATA --trim min' checks the dataset that way, writing nothing)"
             )
         n = min([n_lab, *frames.values()])
         return VideoInfo(video, n_lab, frames, n)
