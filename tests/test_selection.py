@@ -422,6 +422,12 @@ def test_noise_test_is_the_empirical_p_with_nan_below_every_value():
         ProbeConfig(n_surrogates=8)
 
 
+@pytest.mark.parametrize("seeds", [(0, 0), (1, 2, 1), ()])
+def test_probe_config_refuses_repeated_or_no_seeds(seeds):
+    with pytest.raises(InputError, match="seeds must be a non-empty list without repeats"):
+        ProbeConfig(seeds=seeds)
+
+
 def _simulated_decisions(shift: float, n_datasets: int, rng) -> np.ndarray:
     """``noise_like`` of a candidate in simulated datasets (the decision only, no fitting).
 

@@ -169,6 +169,8 @@ def test_bad_option_combinations(tmp_path):
     _expect_error(tmp_path, ["--paired", p, "--anchor", "a", "--candidates", "zz"], "candidate 'zz'")
     _expect_error(tmp_path, ["--paired", p, "--anchor", "a", "--folds", "1"], "folds")
     _expect_error(tmp_path, ["--paired", p, "--anchor", "a", "--width", "4"], "width", "no channel")
+    _expect_error(tmp_path, ["--paired", p, "--anchor", "a", "--seeds", "0,0"], "seeds", "without repeats",
+                  "[0, 0]")
 
 
 def _evidence(tmp_path, mods, y, name, *extra):

@@ -72,10 +72,10 @@ class ProbeConfig:
         check_float(self.lr, "lr", low=0.0, low_open=True)
         check_float(self.weight_decay, "weight_decay", low=0.0)
         check_int(self.folds, "folds", low=2)
-        if not self.seeds:
-            raise InputError("seeds must hold at least one seed")
         for s in self.seeds:
             check_int(s, "seeds", low=0)
+        if not self.seeds or len(set(self.seeds)) != len(self.seeds):  # a repeat would count replicates twice
+            raise InputError(f"seeds must be a non-empty list without repeats, got {list(self.seeds)!r}")
         check_int(self.n_surrogates, "n_surrogates", low=1)
         if self.n_surrogates < min_surrogates():
             raise InputError(f"n_surrogates must be at least {min_surrogates()} (the empirical p-value of "
