@@ -75,6 +75,19 @@ def test_modality_select_bad_arguments(args, message, tmp_path, monkeypatch):
     assert message in err(res)
 
 
+def test_modality_select_refuses_an_unknown_expected(files, tmp_path):
+    res = run("modality-select", *files, "--out", tmp_path / "o", "--expected", "foo")
+    assert res.exit_code == 2 and not (tmp_path / "o").exists()
+    assert err(res).strip() == "Error: expected 'foo' is not a candidate; candidates: ['depth', 'mvrgb', 'imu']"
+
+
+def test_modality_select_from_data_refuses_an_unknown_expected_before_training(micro_data, tmp_path):
+    res = run("modality-select", "--data", micro_data, "--cache", tmp_path / "c", "--profile", "quick", "--quiet",
+              "--out", tmp_path / "o", "--expected", "foo")
+    assert res.exit_code == 2 and "expected 'foo' is not a candidate" in err(res)
+    assert not (tmp_path / "c").exists() and not (tmp_path / "o").exists()
+
+
 def test_modality_select_bad_files(files, tmp_path):
     res = run("modality-select", tmp_path / "missing.npz")
     assert res.exit_code == 2 and "missing.npz" in err(res) and "does not exist" in err(res)

@@ -68,6 +68,12 @@ def _candidates(ctx: FigureContext, candidates) -> list[str]:
     return cands
 
 
+def _check_expected(expected, candidates) -> None:
+    """InputError unless ``expected`` (None: no expectation) is one of ``candidates``."""
+    if expected is not None and expected not in candidates:
+        raise InputError(f"expected {expected!r} is not a candidate; candidates: {list(candidates)}")
+
+
 def jobs(ctx: FigureContext, candidates=None) -> list:
     """The anchor+candidate runs of each candidate (features at every ratio), then the anchor alone
     at the pairs' trunk width (the task evidence's baseline)."""
@@ -99,10 +105,11 @@ def write_selection(out, table_: pd.DataFrame, *, anchor: str, expected: str | N
     from .. import plots
 
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    res = FigureResult("modality")
     summary = selection.summarize_selection(table_)
     ranking = selection.rank_candidates(summary)
+    _check_expected(expected, list(ranking["candidate"]))
+    out.mkdir(parents=True, exist_ok=True)
+    res = FigureResult("modality")
     table(out, table_, "modality_selection_files", res)
     table(out, summary, "modality_selection", res, markdown=True)
     table(out, ranking, "modality_ranking", res, markdown=True)
@@ -153,6 +160,7 @@ def _result(ranking, summary, sel: dict, table_: pd.DataFrame, moc: dict, task, 
 def make(ctx: FigureContext, candidates=None, expected: str | None = None) -> FigureResult:
     """Fig. 3: rank candidates by the harmonic mean of ERank gains with the anchor."""
     cands = _candidates(ctx, candidates)
+    _check_expected(expected, cands)  # before any run is trained
     res = FigureResult("modality", params={"anchor": ctx.anchor, "candidates": cands,
                                            "obs_ratios": list(ctx.obs_ratios)})
     *pair_sets, alone_set = jobs(ctx, cands)
@@ -179,6 +187,7 @@ def make(ctx: FigureContext, candidates=None, expected: str | None = None) -> Fi
                        for p, f in zip(full, table_[col])]
     if expected is None:
         expected = expected_complementary(ctx.data_root)
+        expected = expected if expected in cands else None  # no expectation about these candidates
     sel = write_selection(ctx.out, table_, anchor=ctx.anchor, expected=expected, formats=ctx.formats)
     res.files += sel["files"]
     res.tables = {"summary": sel["summary"], "ranking": sel["ranking"], "files": table_}
