@@ -102,6 +102,11 @@ def sweep_stale(path, *, max_age_s: float = STALE_AFTER_S) -> list[Path]:
 
 
 def _cannot_write(path, exc) -> InputError:
+    """The error of a failed write of ``path``, naming a file that stands where a folder must be."""
+    path = Path(path)
+    for parent in reversed(path.parents):
+        if parent.exists() and not parent.is_dir():
+            return InputError(f"cannot write {str(path)!r}: {str(parent)!r} is a file, not a folder")
     return InputError(f"cannot write {str(path)!r}: {exc.strerror or exc}")
 
 
@@ -116,6 +121,8 @@ def atomic_path(path, suffix: str | None = None):
     created with mode ``0o666`` minus the umask, like any ``open``.
     """
     path = Path(path)
+    if path.is_dir():
+        raise InputError(f"cannot write {str(path)!r}: it is a folder")
     sfx = path.suffix if suffix is None else suffix
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -131,7 +138,10 @@ def atomic_path(path, suffix: str | None = None):
         raise _cannot_write(path, exc) from None
     try:
         yield tmp
-        os.replace(tmp, path)
+        try:
+            os.replace(tmp, path)
+        except OSError as exc:  # e.g. a folder made at ``path`` meanwhile: name it, not the temporary file
+            raise _cannot_write(path, exc) from None
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)

@@ -177,6 +177,33 @@ def test_unwritable_target_is_named(tmp_path):
             pass
 
 
+def test_target_that_is_a_folder_or_below_a_file_is_named(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "dir.png").mkdir()
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(InputError, match=r"^cannot write 'dir.png': it is a folder$"):
+        files.write_text("dir.png", "y")
+    for target in ("afile/x.png", "afile/deeper/x.png"):
+        with pytest.raises(InputError, match=rf"^cannot write '{target}': 'afile' is a file, not a folder$"):
+            files.write_text(target, "y")
+    with pytest.raises(InputError, match=r"^cannot write 'afile/sub': 'afile' is a file, not a folder$"):
+        with files.atomic_dir("afile/sub"):
+            pass
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile", "dir.png"] and not any((tmp_path / "dir.png").iterdir())
+
+
+def test_cli_output_that_is_a_folder_names_the_users_path(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    np.save("feats.npy", np.random.default_rng(0).standard_normal((20, 4)))
+    (tmp_path / "dir.png").mkdir()
+    (tmp_path / "afile").write_text("x")
+    res = CliRunner().invoke(main, ["spectrum", "feats.npy", "--plot", "dir.png"])
+    assert res.exit_code == 2 and res.output == "Error: cannot write 'dir.png': it is a folder\n"
+    res = CliRunner().invoke(main, ["spectrum", "feats.npy", "--plot", "afile/x.png"])
+    assert res.exit_code == 2 and res.output == "Error: cannot write 'afile/x.png': 'afile' is a file, not a folder\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile", "dir.png", "feats.npy"]
+
+
 def _dead_pid() -> int:
     import subprocess
     import sys
