@@ -145,6 +145,26 @@ def test_no_matrix(tmp_path):
     assert res.exit_code == 2 and "no 2-D" in res.stderr
 
 
+@pytest.mark.parametrize("array, reason", [(np.arange(5.0), "shape (5,) is not a matrix"),
+                                           (np.zeros((0, 4)), "shape (0, 4) is empty")])
+def test_no_matrix_prints_only_the_error_line(tmp_path, array, reason):
+    path = tmp_path / "v.npz"
+    np.savez(path, v=array)
+    res = run(path)
+    assert res.exit_code == 2
+    assert res.stderr == f"Error: no 2-D (or higher), non-empty numeric array in '{path}' ('v': {reason})\n"
+
+
+def test_skipped_array_is_noted_only_on_success(tmp_path):
+    path = tmp_path / "mixed.npz"
+    np.savez(path, v=np.arange(5.0), m=np.ones((5, 3)))
+    res = run(path)
+    assert res.exit_code == 0 and "skipping 'v': shape (5,) is not a matrix" in res.stderr
+    (tmp_path / "afile").write_text("x")
+    res = run(path, "--plot", tmp_path / "afile" / "x.png")
+    assert res.exit_code == 2 and len(res.stderr.strip().splitlines()) == 1 and "skipping" not in res.stderr
+
+
 def test_upper_case_suffix_is_read_by_content(tmp_path, rng):
     x = rng.standard_normal((20, 4))
     upper = tmp_path / "X.NPY"

@@ -276,19 +276,23 @@ def spectrum(file, keys, center, as_json, plot, top, chunk_rows, scheduler, conv
         available = _list_keys(file)
         is_npy = array_file_kind(file) == "npy"
     wanted = [] if results else (list(keys) if explicit else available)
+    skipped = []  # shown once the command has succeeded: a failing one prints only its Error line
     for key in wanted:
         arrays = load_arrays(file, [key])
         arr = arrays[key]
         label = file.stem if (is_npy and not explicit) else key
         if not explicit and (arr.ndim < 2 or arr.size == 0):
-            click.echo(f"skipping {label!r}: shape {arr.shape} is not a matrix", err=True)
+            skipped.append(f"{label!r}: shape {arr.shape} is " + ("empty" if arr.ndim >= 2 else "not a matrix"))
             continue
         results.append(_analyse(file, key, label, arr, center=center, top=top, chunk_rows=chunk_rows,
                                 convention=convention, standardize=standardize))
     if not results:
-        raise InputError(f"no 2-D (or higher) numeric array in {str(file)!r}")
+        raise InputError(f"no 2-D (or higher), non-empty numeric array in {str(file)!r}"
+                         + (f" ({'; '.join(skipped)})" if skipped else ""))
     if plot is not None:
         _plot(results, plot)
+    for note in skipped:
+        click.echo(f"skipping {note}", err=True)
     if as_json:
         payload = {
             "file": str(file),
