@@ -274,7 +274,8 @@ def load_arrays(path, keys=None, *, mmap: bool = True, text_keys=()) -> dict:
     if keys is not None and kind == "npy":
         keys = list(keys)
         if keys not in (["array"], [path.stem]):
-            raise InputError(f"key {keys[0]!r} not found in {str(path)!r}; a .npy file holds one array, 'array'")
+            raise InputError(f"key {keys[0]!r} not found in {str(path)!r}; a .npy file holds one array, 'array' "
+                             f"(or {path.stem!r}, the file's stem)")
         out = {keys[0]: out["array"]}
     for k, v in out.items():
         if v.dtype.kind not in "fiub" and not (k in text_keys and v.dtype.kind in "US"):

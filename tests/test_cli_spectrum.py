@@ -165,6 +165,20 @@ def test_skipped_array_is_noted_only_on_success(tmp_path):
     assert res.exit_code == 2 and len(res.stderr.strip().splitlines()) == 1 and "skipping" not in res.stderr
 
 
+def test_npy_array_has_one_name_the_file_stem(tmp_path, rng):
+    path = tmp_path / "big.npy"
+    np.save(path, rng.standard_normal((20, 4)))
+    for extra in ([], ["--key", "big"]):
+        res = run(path, "--json", *extra)
+        assert res.exit_code == 0, res.output
+        assert [a["key"] for a in json.loads(res.stdout)["arrays"]] == ["big"]
+    for key in ("array", "nope"):
+        res = run(path, "--key", key)
+        assert res.exit_code == 2
+        assert res.stderr == (f"Error: key '{key}' not found in '{path}'; a .npy file holds one array, named by "
+                              "the file's stem: 'big'\n")
+
+
 def test_upper_case_suffix_is_read_by_content(tmp_path, rng):
     x = rng.standard_normal((20, 4))
     upper = tmp_path / "X.NPY"

@@ -54,6 +54,8 @@ def test_load_npy_is_memory_mapped(tmp_path):
     np.save(path, np.ones((4, 3), dtype=np.float32))
     arr = files.load_arrays(path)["array"]
     assert isinstance(arr, np.memmap)
+    with pytest.raises(InputError, match=r"'b' not found .* one array, 'array' \(or 'a', the file's stem\)$"):
+        files.load_arrays(path, ["b"])
 
 
 def test_write_json_is_valid(tmp_path):

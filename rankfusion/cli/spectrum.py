@@ -24,7 +24,7 @@ MEMMAP_IN_MEMORY_BYTES = 256 * 2**20
 
 def _list_keys(path: Path) -> list[str]:
     if array_file_kind(path) == "npy":
-        return ["array"]
+        return [path.stem]  # the one array of a .npy file is named by the file's stem
     try:
         with np.load(path, allow_pickle=False) as z:
             return [k for k in z.files if k != META_KEY]
@@ -278,13 +278,14 @@ def spectrum(file, keys, center, as_json, plot, top, chunk_rows, scheduler, conv
     wanted = [] if results else (list(keys) if explicit else available)
     skipped = []  # shown once the command has succeeded: a failing one prints only its Error line
     for key in wanted:
-        arrays = load_arrays(file, [key])
-        arr = arrays[key]
-        label = file.stem if (is_npy and not explicit) else key
+        if is_npy and key != file.stem:
+            raise InputError(f"key {key!r} not found in {str(file)!r}; a .npy file holds one array, named by "
+                             f"the file's stem: {file.stem!r}")
+        arr = load_arrays(file, [key])[key]
         if not explicit and (arr.ndim < 2 or arr.size == 0):
-            skipped.append(f"{label!r}: shape {arr.shape} is " + ("empty" if arr.ndim >= 2 else "not a matrix"))
+            skipped.append(f"{key!r}: shape {arr.shape} is " + ("empty" if arr.ndim >= 2 else "not a matrix"))
             continue
-        results.append(_analyse(file, key, label, arr, center=center, top=top, chunk_rows=chunk_rows,
+        results.append(_analyse(file, key, key, arr, center=center, top=top, chunk_rows=chunk_rows,
                                 convention=convention, standardize=standardize))
     if not results:
         raise InputError(f"no 2-D (or higher), non-empty numeric array in {str(file)!r}"
