@@ -8,6 +8,7 @@ exit status 2; any other exception is a bug and keeps its traceback.
 
 from __future__ import annotations
 
+import contextvars
 import importlib
 
 import numbers
@@ -21,6 +22,15 @@ class InputError(ValueError):
 
 class InputTypeError(InputError, TypeError):
     """Bad input of the wrong type (also a ``TypeError``, for callers that catch that)."""
+
+
+#: True while a ``rankfusion`` command runs (set by the CLI): messages then name its options.
+ON_CLI = contextvars.ContextVar("rankfusion_on_cli", default=False)
+
+
+def option_name(python: str, cli: str) -> str:
+    """``cli`` (the command-line spelling, e.g. ``--force``) under the CLI, else ``python`` (``overwrite=True``)."""
+    return cli if ON_CLI.get() else python
 
 
 def is_torch(x) -> bool:
@@ -91,9 +101,11 @@ def check_int(value, name: str, *, low=None, high=None, allow_none: bool = False
         raise InputTypeError(f"{name} must be an integer, got {value!r}")
     value = int(value)
     if (low is not None and value < low) or (high is not None and value > high):
-        lo = "-inf" if low is None else low
-        hi = "inf" if high is None else high
-        raise InputError(f"{name} must be in [{lo}, {hi}], got {value}")
+        if high is None:
+            raise InputError(f"{name} must be at least {low}, got {value}")
+        if low is None:
+            raise InputError(f"{name} must be at most {high}, got {value}")
+        raise InputError(f"{name} must be in [{low}, {high}], got {value}")
     return value
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from ._progress import bar_disabled
-from ._validation import InputError, check_float, check_int
+from ._validation import InputError, check_float, check_int, option_name
 from .files import save_npz
 from .data.torchdata import length_batches, observed_steps, pad_videos, video_inputs
 from .runs import check_config_data, load_run, open_data, resolve_device, seed_dirs
@@ -90,7 +90,7 @@ def extract_features(run_dir, split: str, obs_ratio: float, out_path, *, noise=N
     dev = resolve_device(device)
     model, config, info = load_run(sub, checkpoint=checkpoint, device=dev)
     if run_seed is not None and info["seed"] != run_seed:
-        raise InputError(f"run_seed {run_seed} does not match run {str(sub)!r} (seed {info['seed']})")
+        raise InputError(f"{option_name('run_seed', '--seed')} {run_seed} does not match run {str(sub)!r} (seed {info['seed']})")
     mods = list(config.model.modalities)
     for m in noise:
         if m not in mods:
@@ -122,7 +122,7 @@ def _pick_seed_dir(run_dir, run_seed) -> Path:
         return dirs[0]
     matches = [d for d in dirs if d.name == f"seed-{run_seed}" or len(dirs) == 1]
     if not matches:
-        raise InputError(f"run_seed {run_seed} is not one of the seeds in {str(run_dir)!r}: "
+        raise InputError(f"{option_name('run_seed', '--seed')} {run_seed} is not one of the seeds in {str(run_dir)!r}: "
                          f"{[d.name for d in dirs]}")
     return matches[0]
 

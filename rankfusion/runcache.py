@@ -190,7 +190,8 @@ class RunCache:
                  fingerprint: str | None = None):
         self.data_root = Path(data_root).resolve()
         if not self.data_root.is_dir():
-            raise InputError(f"dataset folder {str(data_root)!r} does not exist")
+            state = "is a file, not a folder" if self.data_root.exists() else "does not exist"
+            raise InputError(f"dataset folder {str(data_root)!r} {state}")
         resolve_device(device)  # an unusable device fails here, before anything is written
         self.cache_dir = Path(cache_dir)
         self.profile = profile

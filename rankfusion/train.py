@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from ._progress import bar_disabled
-from ._validation import InputError, InputTypeError, check_choice, check_int
+from ._validation import InputError, InputTypeError, check_choice, check_int, option_name
 from .config import RunConfig
 from .distributed import agree, all_reduce_list, DistContext, gather, refuse, shard
 from .evaluate import grid_mean as cells_mean, moc_grid
@@ -342,7 +342,8 @@ def _prepare_run(config, data_root, run_dir, *, seed, device, resume, ctx, ds=No
 
     def check_folder():
         if last_path.exists() and not resume:
-            raise InputError(f"run folder {str(run_dir)!r} already holds a run; pass resume=True (--resume) "
+            raise InputError(f"run folder {str(run_dir)!r} already holds a run; pass "
+                             f"{option_name('resume=True', '--resume')} "
                              "or choose another output folder")
 
     _on_main(ctx, dev, check_folder)

@@ -91,7 +91,7 @@ def test_parse_noise_errors():
     (["--noise", "depth"], "MODALITY=SIGMA"),
     (["--obs", "0"], "obs_ratio"),
     (["--obs", "1.5"], "obs_ratio"),
-    (["--seed", "99"], "99"),
+    (["--seed", "99"], "--seed 99 "),
     (["--out", "OUT/x.txt"], "must end in .npz"),
 ])
 def test_cli_extract_bad_inputs_exit_2(runs, tmp_path, args, needle):

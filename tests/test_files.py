@@ -74,6 +74,10 @@ def test_validation_messages_name_the_argument():
         check_matrix(np.array([["a"]]), "X")
     with pytest.raises(ValueError, match=r"k must be in \[1, 5\], got 7"):
         check_int(7, "k", low=1, high=5)
+    with pytest.raises(ValueError, match=r"^k must be at least 3, got 2$"):
+        check_int(2, "k", low=3)
+    with pytest.raises(ValueError, match=r"^k must be at most 5, got 7$"):
+        check_int(7, "k", high=5)
     with pytest.raises(TypeError, match="k must be an integer"):
         check_int(1.5, "k")
     with pytest.raises(ValueError, match="alpha must be <= 1"):

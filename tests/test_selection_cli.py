@@ -98,6 +98,12 @@ def test_bad_single_class(tmp_path):
                   "labels", "single class")
 
 
+def test_bad_single_class_is_printed_plainly(tmp_path):
+    mods, _ = _mods()
+    _expect_error(tmp_path, ["--paired", str(_npz(tmp_path, mods, np.ones(40, dtype=np.int64))), "--anchor", "a"],
+                  "have a single class (1):")
+
+
 def test_bad_zero_variance(tmp_path):
     mods, y = _mods()
     mods["b"] = np.full((40, 2), 3.0)

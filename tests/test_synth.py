@@ -87,8 +87,10 @@ def test_options_and_errors(tmp_path):
     out = synthesize(tmp_path / "o", n_videos=3, min_frames=60, max_frames=80, channels={"rgb": 8, "depth": 4})
     ds = open_dataset(out)
     assert ds.modalities == ["depth", "rgb"] and ds.channels("depth") == 4
-    with pytest.raises(InputError, match="already exists"):
+    with pytest.raises(InputError, match=r"already exists; pass overwrite=True to replace it"):
         synthesize(tmp_path / "o", n_videos=3)
+    with pytest.raises(InputError, match=r"^n_videos must be at least 3, got 2$"):
+        synthesize(tmp_path / "n", n_videos=2)
     synthesize(tmp_path / "o", n_videos=3, min_frames=60, max_frames=80, channels=8, overwrite=True)
     assert open_dataset(tmp_path / "o").modalities == ["depth", "imu", "mvrgb", "noise", "rgb", "text"]
     with pytest.raises(ValueError, match="channels: unknown modality 'lidar'"):

@@ -154,6 +154,15 @@ def test_cli_train_bad_inputs_exit_2(tiny_data, tmp_path, args, needle):
     assert "Traceback" not in r.output
 
 
+def test_cli_train_existing_run_names_the_option(tiny_data, tmp_path):
+    (tmp_path / "r" / "checkpoints").mkdir(parents=True)
+    (tmp_path / "r" / "checkpoints" / "last.pt").write_bytes(b"")
+    r = CliRunner().invoke(main, ["train", str(tiny_data), "--out", str(tmp_path / "r"), "--quiet"])
+    assert r.exit_code == 2 and "already holds a run; pass --resume or choose another output folder" in r.output
+    with pytest.raises(ValueError, match=r"pass resume=True or choose"):
+        train(tiny_config(), tiny_data, tmp_path / "r", seed=1, progress=False)
+
+
 def test_cli_train_missing_dataset_exit_2(tmp_path):
     r = CliRunner().invoke(main, ["train", str(tmp_path / "nope"), "--out", str(tmp_path / "r"), "--quiet"])
     assert r.exit_code == 2 and "nope" in r.output

@@ -15,7 +15,7 @@ import warnings
 
 import click
 
-from .._validation import InputError
+from .._validation import ON_CLI, InputError
 
 #: Exceptions that are the user's input, not a bug: reported in one line, exit 2.
 USER_ERRORS = (InputError, OSError)
@@ -51,6 +51,13 @@ class RankfusionGroup(click.Group):
             raise _usage_error(exc) from None
 
     def invoke(self, ctx):
+        on_cli = ON_CLI.set(True)  # library messages name the command's options (option_name)
+        try:
+            return self._invoke(ctx)
+        finally:
+            ON_CLI.reset(on_cli)
+
+    def _invoke(self, ctx):
         with warnings.catch_warnings(record=True) as caught:
             try:
                 result = super().invoke(ctx)

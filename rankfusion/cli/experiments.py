@@ -76,7 +76,8 @@ def _context(data, out, cache_dir, profile, device, quiet, threads=1, anchor="rg
 
     data = Path(data)
     if not data.is_dir():
-        raise InputError(f"--data folder {str(data)!r} does not exist")
+        state = "is a file, not a folder" if data.exists() else "does not exist"
+        raise InputError(f"--data folder {str(data)!r} {state}")
     set_threads(threads)
     return FigureContext.open(data, out=out, cache_dir=cache_dir, profile=profile, device=device,
                               progress=not quiet, anchor=anchor, partner=partner)

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from .._progress import bar_disabled
-from .._validation import InputError, InputTypeError, check_choice
+from .._validation import InputError, InputTypeError, check_choice, option_name
 from ..files import atomic_dir
 
 #: Modality name given to the features of a plain (single-modality) FUTR/MS-TCN dataset.
@@ -149,7 +149,8 @@ class MultiModalDataset:
         check_choice(trim, "trim", TRIM_POLICIES)
         self.trim = trim
         if not self.root.is_dir():
-            raise InputError(f"dataset folder {str(self.root)!r} does not exist")
+            state = "is a file, not a folder" if self.root.exists() else "does not exist"
+            raise InputError(f"dataset folder {str(self.root)!r} {state}")
         self.classes = read_mapping(self.root / "mapping.txt")
         self._class_index = {name: i for i, name in enumerate(self.classes)}
         self._plain, self.available_modalities = self._find_modalities()
@@ -568,7 +569,8 @@ def write_dataset(root, classes, labels, features, splits, *, split_set="split1"
     """
     root = Path(root)
     if root.exists() and not overwrite:
-        raise InputError(f"output folder {str(root)!r} already exists; pass overwrite=True (--force) to replace it")
+        raise InputError(f"output folder {str(root)!r} already exists; pass "
+                         f"{option_name('overwrite=True', '--force')} to replace it")
     if plain and len(features) != 1:
         raise InputError(f"plain=True needs exactly one modality, got {sorted(features)}")
     with atomic_dir(root) as tmp:

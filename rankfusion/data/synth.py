@@ -51,7 +51,7 @@ from pathlib import Path
 import numpy as np
 
 from .._progress import bar_disabled
-from .._validation import InputError, check_float, check_int
+from .._validation import InputError, check_float, check_int, option_name
 from ..config import EVAL_OBS_RATIOS, TRAIN_OBS_RATIOS
 from ..files import atomic_dir
 from ..spectral import GramAccumulator
@@ -274,11 +274,11 @@ class SynthConfig:
     spurious: float | None = None
 
     def validate(self) -> "SynthConfig":
-        check_int(self.seed, "seed", low=0)
-        check_int(self.n_videos, "n_videos", low=3)
-        check_int(self.min_frames, "min_frames", low=20)
-        check_int(self.max_frames, "max_frames", low=self.min_frames)
-        check_float(self.noise_scale, "noise_scale", low=0.0, high=MAX_NOISE_SCALE)
+        check_int(self.seed, option_name("seed", "--seed"), low=0)
+        check_int(self.n_videos, option_name("n_videos", "--videos"), low=3)
+        check_int(self.min_frames, option_name("min_frames", "--min-frames"), low=20)
+        check_int(self.max_frames, option_name("max_frames", "--max-frames"), low=self.min_frames)
+        check_float(self.noise_scale, option_name("noise_scale", "--noise-scale"), low=0.0, high=MAX_NOISE_SCALE)
         check_float(self.complementarity, "complementarity", low=0.0, high=1.0)
         check_float(self.nuisance, "nuisance", low=0.0, high=100.0)
         check_float(self.imbalance, "imbalance", low=1.0, high=100.0)
@@ -1000,7 +1000,8 @@ def _check_destination(cfg: SynthConfig, out: Path, overwrite: bool) -> None:
     """Refuse, before anything is written, an existing ``out`` (unless ``overwrite``) and a dataset
     larger than this machine's memory or free disk."""
     if out.exists() and not overwrite:
-        raise InputError(f"output folder {str(out)!r} already exists; pass overwrite=True (--force) to replace it")
+        raise InputError(f"output folder {str(out)!r} already exists; pass "
+                         f"{option_name('overwrite=True', '--force')} to replace it")
     memory, disk = resource_estimate(cfg)
     what = f"max_frames={cfg.max_frames} (--max-frames) and n_videos={cfg.n_videos} (--videos)"
     try:

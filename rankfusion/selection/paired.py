@@ -73,7 +73,7 @@ def _class_ids(labels, n_rows: int, where: str):
         raise InputError(f"labels{where} hold a missing value at row {int(np.flatnonzero(pd.isna(lab))[0])}")
     names, y, counts = np.unique(lab, return_inverse=True, return_counts=True)
     if len(names) < 2:
-        raise InputError(f"labels{where} have a single class ({names[0]!r}): accuracy gains need at least two")
+        raise InputError(f"labels{where} have a single class ({names[0].item()!r}): accuracy gains need at least two")
     if counts.max() < 2:
         raise InputError(f"labels{where} give every row its own class ({len(names)} classes over {n_rows} rows; "
                          "continuous values?): a probe cannot be tested on a class it was not trained on")
