@@ -88,6 +88,19 @@ def test_modality_select_from_data_refuses_an_unknown_expected_before_training(m
     assert not (tmp_path / "c").exists() and not (tmp_path / "o").exists()
 
 
+def test_modality_select_refuses_paired_only_options_on_other_routes(files, micro_data, tmp_path):
+    res = run("modality-select", *files, "--folds", 3, "--out", tmp_path / "o")
+    assert res.exit_code == 2 and err(res) == "Error: --folds needs --paired (with FEATURES or --data there is no fusion probe)\n"
+    res = run("modality-select", *files, "--seeds", "1", "--width", 32, "--jobs", 2, "--out", tmp_path / "o")
+    assert res.exit_code == 2 and "--seeds, --width and --jobs need --paired" in err(res)
+    for opt, value in (("--labels", "y"), ("--surrogates", 19), ("--steps", 100)):
+        res = run("modality-select", "--data", micro_data, "--cache", tmp_path / "c", opt, value, "--out", tmp_path / "o")
+        assert res.exit_code == 2 and f"{opt} needs --paired" in err(res), opt
+    assert not (tmp_path / "o").exists() and not (tmp_path / "c").exists()
+    res = run("modality-select", *files, "--out", tmp_path / "o")  # the defaults alone are no error
+    assert res.exit_code == 0, res.output
+
+
 def test_modality_select_bad_files(files, tmp_path):
     res = run("modality-select", tmp_path / "missing.npz")
     assert res.exit_code == 2 and "missing.npz" in err(res) and "does not exist" in err(res)

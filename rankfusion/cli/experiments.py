@@ -69,6 +69,19 @@ def _cache_options(f):
     return f
 
 
+#: modality-select's options that only the --paired route reads (its fusion probe and labels).
+_PAIRED_ONLY = ("labels_key", "folds", "seeds", "surrogates", "steps", "width", "jobs")
+
+
+def _paired_only_given() -> list[str]:
+    """The --paired-only options the user set explicitly (command line or environment), as spelled."""
+    from click.core import ParameterSource
+
+    ctx = click.get_current_context()
+    return [p.opts[0] for p in ctx.command.params if p.name in _PAIRED_ONLY
+            and ctx.get_parameter_source(p.name) not in (ParameterSource.DEFAULT, ParameterSource.DEFAULT_MAP)]
+
+
 def _context(data, out, cache_dir, profile, device, quiet, threads=1, anchor="rgb", partner=None):
     """The figure context of ``--data`` (:meth:`rankfusion.figures.FigureContext.open`), torch set to ``threads``."""
     from ..figures import FigureContext
@@ -134,6 +147,11 @@ def modality_select(features, data, paired, labels_key, modality_specs, candidat
                          "(with FEATURES every non-anchor modality is a candidate)")
     if modality_specs and not paired:
         raise InputError("--modality needs --paired (it names the columns of a paired table)")
+    paired_only = [] if paired else _paired_only_given()
+    if paired_only:
+        names = " and ".join(filter(None, [", ".join(paired_only[:-1]), paired_only[-1]]))
+        raise InputError(f"{names} need{'s' if len(paired_only) == 1 else ''} --paired "
+                         "(with FEATURES or --data there is no fusion probe)")
     if paired is not None:
         _paired(paired, labels_key, modality_specs, cands, folds, seeds, surrogates, steps, width, jobs, as_json,
                 out, anchor, quiet, threads)
