@@ -274,11 +274,11 @@ class SynthConfig:
     spurious: float | None = None
 
     def validate(self) -> "SynthConfig":
-        check_int(self.seed, option_name("seed", "--seed"), low=0)
+        check_int(self.seed, "seed", low=0)
         check_int(self.n_videos, option_name("n_videos", "--videos"), low=3)
         check_int(self.min_frames, option_name("min_frames", "--min-frames"), low=20)
         check_int(self.max_frames, option_name("max_frames", "--max-frames"), low=self.min_frames)
-        check_float(self.noise_scale, option_name("noise_scale", "--noise-scale"), low=0.0, high=MAX_NOISE_SCALE)
+        check_float(self.noise_scale, "noise_scale", low=0.0, high=MAX_NOISE_SCALE)
         check_float(self.complementarity, "complementarity", low=0.0, high=1.0)
         check_float(self.nuisance, "nuisance", low=0.0, high=100.0)
         check_float(self.imbalance, "imbalance", low=1.0, high=100.0)
