@@ -97,6 +97,11 @@ def test_modality_select_refuses_paired_only_options_on_other_routes(files, micr
         res = run("modality-select", "--data", micro_data, "--cache", tmp_path / "c", opt, value, "--out", tmp_path / "o")
         assert res.exit_code == 2 and f"{opt} needs --paired" in err(res), opt
     assert not (tmp_path / "o").exists() and not (tmp_path / "c").exists()
+    # the R3D route's options with files: nothing is trained, so they would be ignored
+    res = run("modality-select", *files, "--cache", tmp_path / "c", "--out", tmp_path / "o")
+    assert res.exit_code == 2 and err(res) == ("Error: --cache is not used with FEATURES "
+                                               "(the files are read, no run is trained)\n")
+    assert not (tmp_path / "o").exists() and not (tmp_path / "c").exists()
     res = run("modality-select", *files, "--out", tmp_path / "o")  # the defaults alone are no error
     assert res.exit_code == 0, res.output
 

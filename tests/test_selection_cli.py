@@ -177,6 +177,10 @@ def test_bad_option_combinations(tmp_path):
     _expect_error(tmp_path, ["--paired", p, "--anchor", "a", "--width", "4"], "width", "no channel")
     _expect_error(tmp_path, ["--paired", p, "--anchor", "a", "--seeds", "0,0"], "seeds", "without repeats",
                   "[0, 0]")
+    # options the probe route does not read are refused, not ignored
+    _expect_error(tmp_path, ["--paired", p, "--anchor", "a", "--expected", "b"], "--expected is not used with --paired")
+    _expect_error(tmp_path, ["--paired", p, "--anchor", "a", "--profile", "quick", "--device", "cpu"],
+                  "--profile and --device are not used with --paired")
 
 
 def _evidence(tmp_path, mods, y, name, *extra):

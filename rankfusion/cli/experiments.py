@@ -72,14 +72,24 @@ def _cache_options(f):
 #: modality-select's options that only the --paired route reads (its fusion probe and labels).
 _PAIRED_ONLY = ("labels_key", "folds", "seeds", "surrogates", "steps", "width", "jobs")
 
+#: modality-select's options that only the --data route reads (the R3D runs it trains or reuses), and
+#: that the --paired route does not read (the FEATURES route reads --expected too).
+_DATA_ONLY = ("cache_dir", "profile", "device")
+_NOT_PAIRED = ("expected",) + _DATA_ONLY
 
-def _paired_only_given() -> list[str]:
-    """The --paired-only options the user set explicitly (command line or environment), as spelled."""
+
+def _given(names) -> list[str]:
+    """Those of ``names`` (parameter names) the user set explicitly (command line or environment),
+    as spelled on the command line."""
     from click.core import ParameterSource
 
     ctx = click.get_current_context()
-    return [p.opts[0] for p in ctx.command.params if p.name in _PAIRED_ONLY
+    return [p.opts[0] for p in ctx.command.params if p.name in names
             and ctx.get_parameter_source(p.name) not in (ParameterSource.DEFAULT, ParameterSource.DEFAULT_MAP)]
+
+
+def _listed(opts: list[str]) -> str:
+    return " and ".join(filter(None, [", ".join(opts[:-1]), opts[-1]]))
 
 
 def _context(data, out, cache_dir, profile, device, quiet, threads=1, anchor="rgb", partner=None):
@@ -147,11 +157,15 @@ def modality_select(features, data, paired, labels_key, modality_specs, candidat
                          "(with FEATURES every non-anchor modality is a candidate)")
     if modality_specs and not paired:
         raise InputError("--modality needs --paired (it names the columns of a paired table)")
-    paired_only = [] if paired else _paired_only_given()
+    paired_only = [] if paired else _given(_PAIRED_ONLY)
     if paired_only:
-        names = " and ".join(filter(None, [", ".join(paired_only[:-1]), paired_only[-1]]))
-        raise InputError(f"{names} need{'s' if len(paired_only) == 1 else ''} --paired "
+        raise InputError(f"{_listed(paired_only)} need{'s' if len(paired_only) == 1 else ''} --paired "
                          "(with FEATURES or --data there is no fusion probe)")
+    unused = _given(_NOT_PAIRED) if paired else ([] if data else _given(_DATA_ONLY))
+    if unused:
+        raise InputError(f"{_listed(unused)} {'is' if len(unused) == 1 else 'are'} not used with {given[0]}"
+                         + (" (the fusion probe trains no R3D run and expects no candidate)" if paired
+                            else " (the files are read, no run is trained)"))
     if paired is not None:
         _paired(paired, labels_key, modality_specs, cands, folds, seeds, surrogates, steps, width, jobs, as_json,
                 out, anchor, quiet, threads)
