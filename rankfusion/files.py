@@ -101,7 +101,7 @@ def sweep_stale(path, *, max_age_s: float = STALE_AFTER_S) -> list[Path]:
     return done
 
 
-def _cannot_write(path, exc) -> InputError:
+def cannot_write(path, exc) -> InputError:
     """The error of a failed write of ``path``, naming a file that stands where a folder must be."""
     path = Path(path)
     for parent in reversed(path.parents):
@@ -135,13 +135,13 @@ def atomic_path(path, suffix: str | None = None):
             except FileExistsError:
                 continue
     except OSError as exc:
-        raise _cannot_write(path, exc) from None
+        raise cannot_write(path, exc) from None
     try:
         yield tmp
         try:
             os.replace(tmp, path)
         except OSError as exc:  # e.g. a folder made at ``path`` meanwhile: name it, not the temporary file
-            raise _cannot_write(path, exc) from None
+            raise cannot_write(path, exc) from None
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
@@ -174,7 +174,7 @@ def atomic_dir(path):
         sweep_stale(path)
         tmp = _make_temp_dir(path)
     except OSError as exc:
-        raise _cannot_write(path, exc) from None
+        raise cannot_write(path, exc) from None
     try:
         yield tmp
         if path.exists():

@@ -208,6 +208,11 @@ def test_cli_output_that_is_a_folder_names_the_users_path(tmp_path, monkeypatch)
     res = CliRunner().invoke(main, ["spectrum", "feats.npy", "--plot", "afile/x.png"])
     assert res.exit_code == 2 and res.output == "Error: cannot write 'afile/x.png': 'afile' is a file, not a folder\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["afile", "dir.png", "feats.npy"]
+    # a folder made without files.py (an output folder's mkdir) below a file: the CLI says the same
+    rng = np.random.default_rng(0)
+    np.savez("p.npz", a=rng.standard_normal((60, 4)), b=rng.standard_normal((60, 3)), labels=np.repeat([0, 1, 2], 20))
+    res = CliRunner().invoke(main, ["modality-select", "--paired", "p.npz", "--anchor", "a", "--out", "afile/x"])
+    assert res.exit_code == 2 and res.output == "Error: cannot write 'afile/x': 'afile' is a file, not a folder\n"
 
 
 def _dead_pid() -> int:

@@ -10,12 +10,14 @@ that fails with a user error are dropped: the one ``Error:`` line says what went
 
 from __future__ import annotations
 
+import errno
 import sys
 import warnings
 
 import click
 
 from .._validation import ON_CLI, InputError
+from ..files import cannot_write
 
 #: Exceptions that are the user's input, not a bug: reported in one line, exit 2.
 USER_ERRORS = (InputError, OSError)
@@ -70,6 +72,8 @@ class RankfusionGroup(click.Group):
             except USER_ERRORS as exc:
                 if isinstance(exc, OSError) and exc.filename is not None and exc.strerror:
                     msg = f"{exc.strerror}: {str(exc.filename)!r}"
+                    if exc.errno in (errno.ENOTDIR, errno.EEXIST):  # e.g. a folder made below a file
+                        msg = _one_line(cannot_write(exc.filename, exc))
                 else:
                     msg = _one_line(exc) or type(exc).__name__
                 click.echo(f"Error: {msg}", err=True)
