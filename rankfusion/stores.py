@@ -91,12 +91,12 @@ def _first_line(exc) -> str:
     return text.splitlines()[0] if text else ""
 
 
-def open_store(path: Path, key: str | None = None):
+def open_store(path, key: str | None = None):
     """Lazily open the 2-D numeric array of a zarr store or HDF5 file as a dask array.
 
     Parameters
     ----------
-    path : Path
+    path : str or Path
         A zarr store (directory; an array or a group) or an HDF5 file.
     key : str, optional
         The array inside a group/file; required only when it holds more than one array.
@@ -113,6 +113,7 @@ def open_store(path: Path, key: str | None = None):
         that is not 2-D numeric.
     """
     da = require_extra("dask.array", EXTRA)
+    path = Path(path)
     if not path.exists():
         raise InputError(f"store {str(path)!r} does not exist")
     try:

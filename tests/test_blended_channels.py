@@ -81,3 +81,8 @@ def test_dominant_k():
     assert dominant_k(np.array([1.0, 1.0, 1.0]), energy=0.5) == 2
     with pytest.raises(ValueError, match="sigma"):
         dominant_k(np.zeros(3))
+    # a spectrum out of order (or with a negative value) is refused, not read as if sorted
+    with pytest.raises(ValueError, match="descending"):
+        dominant_k(np.array([1.0, 2.0, 3.0]))
+    with pytest.raises(ValueError, match="non-negative"):
+        dominant_k(np.array([3.0, 1.0, -0.5]))

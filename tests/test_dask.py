@@ -319,3 +319,10 @@ def test_cli_a_real_scheduler_passes_the_handshake(tmp_path, rng):
     (arr,) = json.loads(res.stdout)["arrays"]
     assert arr["method"] == "dask (gram)"
     assert arr["effective_rank"] == pytest.approx(float(S.effective_rank(X)), rel=1e-12)
+
+
+def test_open_store_takes_a_str_path(tmp_path, rng):
+    z = zarr.create_array(tmp_path / "g.zarr", shape=(40, 6), chunks=(10, 6), dtype="f4")
+    z[:] = rng.standard_normal((40, 6)).astype(np.float32)
+    label, x = stores.open_store(str(tmp_path / "g.zarr"))
+    assert label == "g" and x.shape == (40, 6)

@@ -122,6 +122,16 @@ def test_bad_arguments():
     cb = RankMonitorCallback({"x": "nope.layer"})
     with pytest.raises(ValueError, match="no submodule 'nope.layer'"):
         cb.on_fit_start(None, TwoTower())
+    with pytest.raises(ValueError, match="mask_layout must be one of"):
+        RankMonitorCallback(["tower_a"], mask=1, mask_layout="time-first")
+
+
+def test_mask_layout_reaches_the_monitors():
+    # a time-major model's outputs are masked as RankMonitor(mask_layout="time-major") masks them
+    cb = RankMonitorCallback(["tower_a"], mask=1, mask_layout="time-major")
+    cb.on_fit_start(None, TwoTower())
+    assert {s: m.mask_layout for s, m in cb._monitors.items()} == {"train": "time-major", "val": "time-major"}
+    cb.on_fit_end(None, None)
 
 
 def test_missing_extra_is_one_line():

@@ -252,6 +252,9 @@ def test_low_informative_channels(backend):
         S.low_informative_channels(scores, eta=1.0, k_prime=2)
     with pytest.raises(ValueError, match="k_prime"):
         S.low_informative_channels(scores, k_prime=7)
+    for eta in (0.0, -1.0):  # Definition 1's threshold is positive
+        with pytest.raises(ValueError, match="eta"):
+            S.low_informative_channels(scores, eta=eta)
 
 
 def test_flatten_tokens(backend, rng):
@@ -295,6 +298,15 @@ def test_principal_angles_tiny(backend, rng):
 def test_principal_angles_bad_shapes(rng):
     with pytest.raises(ValueError, match="rows"):
         S.principal_angles(rng.standard_normal((5, 2)), rng.standard_normal((6, 2)))
+
+
+def test_angles_refuse_dask_arrays(rng):
+    da = pytest.importorskip("dask.array")
+    X = da.from_array(rng.standard_normal((40, 6)), chunks=(10, 6))
+    with pytest.raises(TypeError, match=r"principal_angles takes NumPy arrays or torch tensors, not a dask array \(A"):
+        S.principal_angles(X, X[:, :2])
+    with pytest.raises(TypeError, match=r"injection_angles .* not a dask array \(X"):
+        S.injection_angles(X, X, np.array([0, 1]), 2)
 
 
 def test_injection_angles(backend, rng):

@@ -12,7 +12,7 @@ without it (tested).
 from __future__ import annotations
 
 from .._validation import check_int, require_extra
-from ..monitor import DEFAULT_MAX_ROWS, DEFAULT_TOP, RankMonitor
+from ..monitor import DEFAULT_MAX_ROWS, DEFAULT_TOP, MASK_LAYOUTS, RankMonitor
 
 # the optional extra is missing: one line naming it
 pl = require_extra("lightning.pytorch", "lightning")
@@ -39,7 +39,7 @@ class RankMonitorCallback(pl.Callback):
         sanity check before training is never measured).
     max_rows : int or None, default :data:`rankfusion.monitor.DEFAULT_MAX_ROWS`
         Rows read per name and epoch (the first of the epoch); ``None``: every row.
-    center, mask, top, tol
+    center, mask, mask_layout, top, tol
         As for :class:`~rankfusion.monitor.RankMonitor`.
 
     Notes
@@ -52,7 +52,7 @@ class RankMonitorCallback(pl.Callback):
     """
 
     def __init__(self, modules, *, stages=STAGES, max_rows: int | None = DEFAULT_MAX_ROWS, center: bool = False,
-                 mask=None, top: int = DEFAULT_TOP, tol: float | None = None):
+                 mask=None, mask_layout: str = "batch-major", top: int = DEFAULT_TOP, tol: float | None = None):
         super().__init__()
         if isinstance(modules, (list, tuple)):
             modules = {m: m for m in modules}
@@ -64,8 +64,10 @@ class RankMonitorCallback(pl.Callback):
             raise ValueError(f"stages must be a non-empty subset of {list(STAGES)}, got {list(stages)!r}")
         self.specs = dict(modules)
         self.stages = stages
+        if mask_layout not in MASK_LAYOUTS:
+            raise ValueError(f"mask_layout must be one of {MASK_LAYOUTS}, got {mask_layout!r}")
         self.kw = dict(max_rows=check_int(max_rows, "max_rows", low=1, allow_none=True), center=bool(center),
-                       mask=mask, top=check_int(top, "top", low=0), tol=tol)
+                       mask=mask, mask_layout=mask_layout, top=check_int(top, "top", low=0), tol=tol)
         self.rows: list[dict] = []
         self._monitors: dict[str, RankMonitor] = {}
 

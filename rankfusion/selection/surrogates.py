@@ -32,7 +32,7 @@ def spectral_surrogates(X, n_surrogates: int = 10, *, seed: int = 0):
     ----------
     X : ndarray or tensor of shape (N, D)
         The candidate modality's features.
-    n_surrogates : int, default 8
+    n_surrogates : int, default 10
     seed : int, default 0
         Surrogate ``j`` is drawn from ``numpy.random.default_rng([seed, j])``: it does not depend
         on how many surrogates are asked for.

@@ -7,7 +7,7 @@ from typing import NamedTuple
 import numpy as np
 
 from .._backend import get_ops
-from .._validation import check_float, check_int, check_matrix, describe
+from .._validation import check_float, check_int, check_matrix, describe, is_dask
 from .routes import GRAM_RATIO, numerical_rank, rank_tolerance
 
 
@@ -30,8 +30,19 @@ def dominant_k(sigma, energy: float = 0.9) -> int:
     sigma = np.asarray(get_ops(sigma).to_host(sigma), dtype=np.float64)
     if sigma.ndim != 1 or sigma.size == 0 or not sigma[0] > 0:
         raise ValueError(f"sigma must be a non-empty 1-D spectrum with sigma_1 > 0, got {describe(sigma)}")
+    if np.any(np.diff(sigma) > 0) or sigma[-1] < 0:
+        raise ValueError(f"sigma must be non-negative and in descending order (singular values), got {sigma[:8]}"
+                         + (" ..." if sigma.size > 8 else ""))
     cum = np.cumsum(sigma**2) / np.sum(sigma**2)
     return int(min(np.searchsorted(cum, energy) + 1, sigma.size))
+
+
+def _in_memory(func: str, **arrays) -> None:
+    """Refuse dask arrays: these functions work on dense (n, p) bases, not on a row-chunked reduction."""
+    for name, x in arrays.items():
+        if is_dask(x):
+            raise TypeError(f"{func} takes NumPy arrays or torch tensors, not a dask array ({name}: "
+                            f"{describe(x)}); compute it first")
 
 
 def _orth(ops, A):
@@ -83,7 +94,8 @@ def principal_angles(A, B, *, degrees: bool = False):
     angles : float64 array of shape (min(rank A, rank B),)
         In ``[0, pi/2]`` (or degrees), ascending; same backend/device as the inputs.
     """
-    ops = get_ops(A, B, names=("A", "B"))
+    ops = get_ops(A, B, names=("A", "B"))  # a mix of backends is its own error
+    _in_memory("principal_angles", A=A, B=B)
     A = check_matrix(A, "A")
     B = check_matrix(B, "B")
     for name, M in (("A", A), ("B", B)):
@@ -150,7 +162,8 @@ def injection_angles(X, Y, low, k: int, *, degrees: bool = True) -> InjectionAng
     -------
     InjectionAngles
     """
-    ops = get_ops(X, Y, names=("X", "Y"))
+    ops = get_ops(X, Y, names=("X", "Y"))  # a mix of backends is its own error
+    _in_memory("injection_angles", X=X, Y=Y)
     X = check_matrix(X, "X")
     Y = check_matrix(Y, "Y")
     if len(X.shape) != 2 or len(Y.shape) != 2:

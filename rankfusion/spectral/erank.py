@@ -40,7 +40,10 @@ def effective_rank(X_or_sigma, *, center: bool = False, tol: float | None = None
     -------
     erank : float64 scalar (``np.float64`` / 0-d tensor) or float64 array of shape (...)
         ``1 <= erank <= rank`` for a non-zero matrix; ``0.0`` for the all-zero matrix
-        (every convention). ``monai`` returns the normalised value in [0, 1].
+        (every convention). ``monai`` returns the normalised value in [0, 1]. With an ``eps``
+        (``rankme``, ``covariance``, or given) the bound is approximate: the ``eps`` added to
+        every ``p_j`` can lift the value slightly above the numerical rank (a rank-1 matrix gives
+        about 1.00008 under ``rankme``).
     """
     x = X_or_sigma
     ops = get_ops(x)

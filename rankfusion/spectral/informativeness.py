@@ -140,7 +140,7 @@ def low_informative_channels(scores, *, eta: float | None = None, k_prime: int |
     scores : array or tensor of shape (D,) (or (..., D) with ``k_prime``)
         Channel informativeness, e.g. from :func:`channel_informativeness`.
     eta : float, optional
-        Threshold of Definition 1 (``I_c <= eta`` is low). Exactly one of ``eta``/``k_prime``.
+        Threshold of Definition 1 (``I_c <= eta`` is low), ``eta > 0``. Exactly one of ``eta``/``k_prime``.
     k_prime : int, optional
         Number of lowest-scoring channels (Eq. 3), ``0 <= k_prime <= D``. Ties are broken
         by the lower channel index.
@@ -157,7 +157,7 @@ def low_informative_channels(scores, *, eta: float | None = None, k_prime: int |
         scores = check_matrix(scores, "scores", min_ndim=1)
         if ops.ndim(scores) != 1:
             raise ValueError(f"scores must be 1-D when eta is given, got {describe(scores)}")
-        eta = check_float(eta, "eta")
+        eta = check_float(eta, "eta", low=0.0, low_open=True)  # Definition 1: eta > 0
         return ops.nonzero1d(scores <= eta)
     scores = check_matrix(scores, "scores", min_ndim=1)
     d = scores.shape[-1]
