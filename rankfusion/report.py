@@ -8,6 +8,7 @@ figure and stating the findings in numbers; the judgements behind the words are 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -109,7 +110,8 @@ def modality_section(r: ReportInputs) -> list[str]:
                  + (f" ({'the' if best_moc == cmp.get('expected') else 'not the'} pairing expected by construction)."
                     if cmp.get("expected") else "."))
     if d.task_gain:
-        gains = ", ".join(f"{c} {_fmt(g, '+.2f')} [{_fmt(lo, '+.2f')}, {_fmt(hi, '+.2f')}]"
+        gains = ", ".join(f"{c} {_fmt(g, '+.2f')} " + ("[n/a: fewer than two seeds]" if math.isnan(lo) or math.isnan(hi)
+                                                      else f"[{_fmt(lo, '+.2f')}, {_fmt(hi, '+.2f')}]")
                           for c, (g, (lo, hi)) in d.task_gain.items())
         L.append(f"Task evidence: MoC gain of each pairing over {a} alone at the pairs' trunk width (d_model "
                  "twice the pair's, so both trunks are equally wide), per seed, mean [95% t interval over seeds]: "
