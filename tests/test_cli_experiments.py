@@ -300,3 +300,22 @@ def test_modality_select_meta_not_an_object(files, tmp_path, meta):
     kind = "list" if meta.startswith("[") else "int"
     assert res.output == f"Error: metadata 'meta' of '{bad}' must be a JSON object ({{...}}), got {kind} {meta}\n"
     assert not out.exists()
+
+
+def test_figures_failing_before_any_family_leaves_no_output_folder(micro_data, tmp_path, monkeypatch):
+    from rankfusion import figures
+    from rankfusion._validation import InputError
+
+    def fail(ctx):
+        raise InputError("video 'v0': modality 'rgb' has a non-finite value at frame 0")
+
+    monkeypatch.setattr(figures.FAMILIES["spectra"], "make", fail)
+    res = run("figures", "--data", micro_data, "--out", tmp_path / "f", "--only", "spectra",
+              "--cache", tmp_path / "cc", "--profile", "quick", "--quiet", "--workers", 1)
+    assert res.exit_code == 2 and err(res) == "Error: video 'v0': modality 'rgb' has a non-finite value at frame 0\n"
+    assert not (tmp_path / "f").exists()
+    # an output folder that was there before is left in place
+    (tmp_path / "g").mkdir()
+    res = run("figures", "--data", micro_data, "--out", tmp_path / "g", "--only", "spectra",
+              "--cache", tmp_path / "cc", "--profile", "quick", "--quiet", "--workers", 1)
+    assert res.exit_code == 2 and (tmp_path / "g").is_dir()

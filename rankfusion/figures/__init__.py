@@ -97,17 +97,23 @@ def make_figures(ctx: FigureContext, only=None, *, command: str = "", progress: 
     """
     names = check_names(only)
     workers = check_int(workers, "workers", low=1)
+    created = not ctx.out.exists()
     ctx.out.mkdir(parents=True, exist_ok=True)
     results = {}
-    with _Prefetch(ctx, names, workers, progress) as prefetch:
-        bar = tqdm(names, desc="figures", disable=bar_disabled(progress), unit="fig")
-        for n in bar:
-            prefetch.wait(n)
-            bar.set_postfix_str(n)
-            t0 = time.perf_counter()
-            r = FAMILIES[n].make(ctx)
-            r.seconds = round(time.perf_counter() - t0, 2)
-            results[n] = r
+    try:
+        with _Prefetch(ctx, names, workers, progress) as prefetch:
+            bar = tqdm(names, desc="figures", disable=bar_disabled(progress), unit="fig")
+            for n in bar:
+                prefetch.wait(n)
+                bar.set_postfix_str(n)
+                t0 = time.perf_counter()
+                r = FAMILIES[n].make(ctx)
+                r.seconds = round(time.perf_counter() - t0, 2)
+                results[n] = r
+    except BaseException:
+        if created and not any(ctx.out.iterdir()):
+            ctx.out.rmdir()  # a failure before the first family leaves no empty output folder behind
+        raise
     write_manifest(ctx, results, command=command)
     return results
 
