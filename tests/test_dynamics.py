@@ -123,3 +123,21 @@ def test_report_section_calls_only_changes_the_paired_test_resolves():
     text1 = "\n".join(dynamics_section(FigureResult("dynamics", params={"n_videos": 16, "obs_ratio": 0.3},
                                                      tables={"summary": one}), n_seeds=1))
     assert "falls" not in text1 and "rises" not in text1  # one seed: no test, nothing resolved
+
+
+def test_identical_rows_are_one_test_in_the_holm_family():
+    from rankfusion import stats
+    from rankfusion.figures.dynamics import _dynamics_summary
+
+    # without RTF a modality's tokens after the fuser are its tokens before: the same values, one test
+    changes = {("without RTF", "rgb/before"): [-5.0, -4.0, -6.5], ("without RTF", "rgb/after"): [-5.0, -4.0, -6.5],
+               ("without RTF", "fused"): [0.5, 2.5, -1.0]}
+    init = {k: 20.0 for k in changes}
+    moc = pd.DataFrame([{"model": "without RTF", "seed": s, "epoch": 5, "val_moc": 30.0} for s in (0, 1, 2)])
+    summary = _dynamics_summary(_ranks(changes, init), moc)
+    assert summary.attrs["n_tests"] == 2
+    p = dict(zip(summary["name"], summary["p"]))
+    holm = dict(zip(summary["name"], summary["p_holm"]))
+    assert p["rgb/before"] == p["rgb/after"]
+    want = stats.adjust([p["rgb/before"], p["fused"]], "holm")
+    assert [holm["rgb/before"], holm["rgb/after"], holm["fused"]] == pytest.approx([want[0], want[0], want[1]])

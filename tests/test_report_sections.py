@@ -131,3 +131,18 @@ def test_header_counts_the_runs_of_every_cache_once():
     text = "\n".join(header_section(r))
     # folders a, b, c, d: a (two labels) and c trained now, b and d reused
     assert "4 runs (2 trained now, the rest reused from the cache)" in text
+
+
+def test_claims_section_tests_a_top_candidate_that_is_not_the_expected_one():
+    # depth (expected) ranks below noise: the claim is judged by the test of noise's score over
+    # depth's in the family, not by the ranking alone
+    close = _modality({"noise": [0.6, 0.95, 1.2], "depth": [0.5, 0.9, 1.15], "imu": [0.2, 0.25, 0.3]})
+    text = "\n".join(claims_section({"modality": close}, anchor="rgb", partner="depth"))
+    gap = stats.compare([0.6, 0.95, 1.2], [0.5, 0.9, 1.15])
+    assert "family of the 1 test below" in text
+    assert "| the criterion ranks the complementary partner first (noise scores minus depth's) | demo dataset |" in text
+    assert ("top candidate noise, expected depth -> unresolved: depth does not rank first, but the gap to noise is "
+            f"not resolved (unresolved (detectable from {gap.mde:.2f}))") in text
+    far = _modality({"noise": [1.5, 1.52, 1.48], "depth": [0.5, 0.6, 0.7], "imu": [0.2, 0.25, 0.3]})
+    text = "\n".join(claims_section({"modality": far}, anchor="rgb", partner="depth"))
+    assert "top candidate noise, expected depth -> does not hold: noise scores above depth, resolved (contradicted)." in text

@@ -90,6 +90,7 @@ def make(ctx: FigureContext) -> FigureResult:
     table(ctx.out, ranks, "dynamics_ranks", res)
     table(ctx.out, moc, "dynamics_moc", res)
     summary = _dynamics_summary(ranks, moc)
+    res.params["n_tests"] = summary.attrs["n_tests"]  # the Holm family: distinct tests, not rows
     table(ctx.out, summary, "dynamics", res, markdown=True)
     save(ctx.out, plots.plot_dynamics(ranks, moc, modalities=ctx.pair), "dynamics", res, ctx.formats)
     res.tables = {"summary": summary}
@@ -113,11 +114,18 @@ def _dynamics_summary(ranks: pd.DataFrame, moc: pd.DataFrame) -> pd.DataFrame:
     agg = out.groupby(["model", "name"], sort=False).agg(
         erank_init=("erank_init", "mean"), erank_final=("erank_final", "mean"), change=("change", "mean"),
         change_std=("change", "std"), erank_min=("erank_min", "mean"), n_seeds=("seed", "count")).reset_index()
-    tests = [compare(g["erank_final"], g["erank_init"], paired=True, alpha=ALPHA)
-             for _, g in out.groupby(["model", "name"], sort=False)]
+    # rows with the same per-seed values are one test (without RTF a modality's tokens after the
+    # fuser are its tokens before): Holm counts each distinct test once, and its rows share the result
+    groups = [g for _, g in out.groupby(["model", "name"], sort=False)]
+    keys = [tuple(g["erank_init"].tolist() + g["erank_final"].tolist()) for g in groups]
+    distinct = {k: compare(g["erank_final"], g["erank_init"], paired=True, alpha=ALPHA)
+                for k, g in zip(keys, groups)}
+    adjusted = dict(zip(distinct, verdicts.holm(list(distinct.values()))))
+    tests = [distinct[k] for k in keys]
     agg["p"] = [t.p for t in tests]
-    agg["p_holm"] = verdicts.holm(tests)
+    agg["p_holm"] = [adjusted[k] for k in keys]
     agg["verdict"] = [verdicts.change_verdict(t, p) for t, p in zip(tests, agg["p_holm"])]
+    agg.attrs["n_tests"] = len(distinct)
     final_moc = moc[moc["epoch"] == moc["epoch"].max()].groupby("model")["val_moc"].mean()
     agg["val_moc_final"] = agg["model"].map(final_moc)
     agg.insert(2, "epochs", last)
