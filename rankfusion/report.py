@@ -88,18 +88,20 @@ def modality_section(r: ReportInputs) -> list[str]:
     cmp = d.comparison
     L = ["## Modality selection (Sec. 3.2, Fig. 3)", "", _img("modality_selection", "modality selection"), ""]
     ranked = ", ".join(f"{i + 1}. {c} ({_fmt(d.scores[c])})" for i, c in enumerate(d.ranking))
+    second, lead, verdict, _ = verdicts.top_lead(d.ranking, d.scores, d.seed_scores)
+    lead_txt = (f" The first's lead over the second, {second}, is {_fmt(lead)} ({verdict}; Welch's t over the "
+                "seeds' scores)" + ("." if verdict.startswith("resolved") else
+                                    ": the order of the first two is not a finding.")) if second else ""
     L.append(f"Ranking of candidates fused with {a} by the mean harmonic mean of ERank gains over "
-             f"observation ratios: {ranked}.")
+             f"observation ratios: {ranked}.{lead_txt}")
     if d.reasons:
         L.append("NaN scores (a gain <= 0, no mutual enhancement): "
                  + "; ".join(f"{c}: {why}" for c, why in d.reasons.items()) + ".")
     if cmp["matches"] is True:
-        second, lead, verdict, _ = verdicts.top_lead(d.ranking, d.scores, d.seed_scores)
-        lead_txt = (f" Its lead over the second, {second}, is {_fmt(lead)} ({verdict}; Welch's t over the seeds' "
-                    "scores)" + ("." if verdict.startswith("resolved") else
-                                 ": the first place is not a finding.")) if second else ""
         L.append(f"This **matches** the construction of the dataset: {cmp['expected']} is the most "
-                 f"complementary partner of {a} by design (docs/datasets.md).{lead_txt}")
+                 f"complementary partner of {a} by design (docs/datasets.md)"
+                 + ("." if not second or verdict.startswith("resolved") else
+                    ", but its first place is not a finding (its lead above is unresolved)."))
     elif cmp["matches"] is False:
         L += _selection_mismatch(r)
     if d.moc:
@@ -164,8 +166,7 @@ def _selection_mismatch(r: ReportInputs) -> list[str]:
                      f"{verdicts.diff_ci(rise)}, {verdicts.comparison_verdict(rise)}, paired by seed). "
                      f"Blending channels that carry isotropic noise flattens the receiver's spectrum, so "
                      "the criterion rewards a partner that spreads energy over many directions, whether "
-                     "that energy is complementary information or noise; a noisy partner can outrank the "
-                     "informative one.")
+                     "that energy is complementary information or noise: noise alone raises the score.")
     return L
 
 

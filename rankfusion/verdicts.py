@@ -146,14 +146,15 @@ def partner_erank_reading(ag: Agreement, anchor: str) -> str:
 
     ``ag``: :func:`rankfusion.stats.agreement` with ``alternative="two-sided"``. Only a relation
     the permutation test resolves (``ag.backed``) is read, in the direction of its rho; anything
-    else, or too few candidates to test, as no explanation.
+    else, or too few candidates to test, as unresolved (not as the absence of a relation).
     """
     where = f" (Spearman {fmt(ag.rho, '+.2f')}, permutation {p_text(ag.p)}, {ag.n} candidates)"
     if ag.backed and ag.rho > 0:
         return f"{where}: the flatter the partner's own spectrum, the more it flattens {anchor}'s."
     if ag.backed and ag.rho < 0:
         return f"{where}: the flatter the partner's own spectrum, the less it flattens {anchor}'s."
-    return f"{where}; the partner's own ERank does not explain the anchor's gains here."
+    return (f"{where}; whether the partner's own ERank explains the anchor's gains is unresolved here "
+            "(the permutation test does not reject no relation).")
 
 
 def agreement_clause(ag: Agreement) -> str:

@@ -47,8 +47,8 @@ def test_modality_section_tests_the_lead_and_the_agreement():
     text = "\n".join(modality_section(_inputs({"modality": _modality(close)})))
     lead = stats.compare(close["depth"], close["noise"])
     assert "This **matches** the construction" in text
-    assert f"Its lead over the second, noise, is 0.02 (unresolved (Welch t, p = {lead.p:.3f}; detectable from" in text
-    assert "the first place is not a finding" in text
+    assert f"The first's lead over the second, noise, is 0.02 (unresolved (Welch t, p = {lead.p:.3f}; detectable from" in text
+    assert "its first place is not a finding" in text and "the order of the first two is not a finding" in text
     # three candidates: the exact permutation p is at least 1/6, never "backed"
     assert "permutation p = 0.167 over 3 candidates; the ranking is not backed by the task" in text
     far = {**close, "depth": [1.5, 1.52, 1.48]}
@@ -57,6 +57,10 @@ def test_modality_section_tests_the_lead_and_the_agreement():
 
 
 def test_mismatch_explains_with_tests():
+    # the ranking's first place is tested whether or not it is the expected candidate
+    tie = _modality({"imu": [0.6, 0.95, 1.2], "noise": [0.5, 0.9, 1.15], "depth": [0.2, 0.25, 0.3]})
+    text = "\n".join(modality_section(_inputs({"modality": tie})))
+    assert "The first's lead over the second, noise, is" in text and "the order of the first two is not a finding" in text
     mod = _modality({"noise": [0.9, 1.0, 1.1], "depth": [0.5, 0.6, 0.7], "imu": [0.2, 0.25, 0.3]})
     gain_values = {("depth", "clean", "rgb"): {1: 0.10, 10: 0.12, 13452: 0.11},
                    ("depth", "large", "rgb"): {1: 0.30, 10: 0.33, 13452: 0.31}}
@@ -71,7 +75,7 @@ def test_mismatch_explains_with_tests():
     rise = stats.compare([0.30, 0.33, 0.31], [0.10, 0.12, 0.11], paired=True)
     assert rise.resolved and "*raises*" in text and "paired by seed" in text
     # partner ERank against the anchor's gain: 3 candidates cannot resolve a relation
-    assert "does not explain the anchor's gains" in text
+    assert "explains the anchor's gains is unresolved here" in text
     flat = NoiseResult(sigmas={}, sigma_std={}, achieved={}, gain={("depth", "clean", "rgb"): 0.11,
                                                                       ("depth", "large", "rgb"): 0.12},
                        gain_std={}, moc={}, moc_std={},
