@@ -55,14 +55,21 @@ def test_check_of_a_file_says_it_is_not_a_folder(tmp_path):
     assert res.exit_code == 2 and res.output == f"Error: dataset folder '{tmp_path / 'feats.npz'}' is a file, not a folder\n"
 
 
-def test_check_errors_name_the_culprit(synth_dir, tmp_path):
+def _cut_copy(synth_dir, tmp_path, frames: int):
+    """A copy of the dataset whose first test video's imu file lacks its last ``frames`` frames:
+    ``(folder, video, the full imu array)``."""
     import shutil
 
     bad = tmp_path / "bad"
     shutil.copytree(synth_dir, bad)
     video = (bad / "splits" / "test.split1.bundle").read_text().split()[0].removesuffix(".txt")
     x = np.load(bad / "features" / "imu" / f"{video}.npy")
-    np.save(bad / "features" / "imu" / f"{video}.npy", x[:, :-4])
+    np.save(bad / "features" / "imu" / f"{video}.npy", x[:, :-frames])
+    return bad, video, x
+
+
+def test_check_errors_name_the_culprit(synth_dir, tmp_path):
+    bad, video, x = _cut_copy(synth_dir, tmp_path, 4)
     res = _run("data", "check", str(bad))
     assert res.exit_code == 2
     assert f"video '{video}'" in res.output and "imu" in res.output and "(-4)" in res.output
@@ -83,13 +90,7 @@ def test_check_errors_name_the_culprit(synth_dir, tmp_path):
 
 
 def test_frame_mismatch_hint_offers_what_the_command_has(synth_dir, tmp_path):
-    import shutil
-
-    bad = tmp_path / "bad"
-    shutil.copytree(synth_dir, bad)
-    video = (bad / "splits" / "test.split1.bundle").read_text().split()[0].removesuffix(".txt")
-    x = np.load(bad / "features" / "imu" / f"{video}.npy")
-    np.save(bad / "features" / "imu" / f"{video}.npy", x[:, :-3])
+    bad, _, _ = _cut_copy(synth_dir, tmp_path, 3)
     res = _run("train", str(bad), "--out", str(tmp_path / "run"), "--preset", "synthetic-small", "--quiet")
     assert res.exit_code == 2 and "(-3)" in res.output and not (tmp_path / "run").exists()
     assert "--trim" not in res.output.replace("data check DATA --trim min", "")
