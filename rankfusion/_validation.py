@@ -33,6 +33,13 @@ def option_name(python: str, cli: str) -> str:
     return cli if ON_CLI.get() else python
 
 
+def check_distinct_seeds(seeds) -> None:
+    """The one rule for a list of seeds: at least one, none repeated (a repeat would count the same
+    run or replicate twice)."""
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise InputError(f"seeds must be a non-empty list without repeats, got {list(seeds)!r}")
+
+
 def is_torch(x) -> bool:
     """True when ``x`` is a torch tensor (without importing torch)."""
     return type(x).__module__.startswith("torch") and hasattr(x, "device")

@@ -26,7 +26,8 @@ from pathlib import Path
 import numpy as np
 
 from ._progress import bar_disabled
-from ._validation import InputError, InputTypeError, check_choice, check_int, option_name
+from ._validation import (InputError, InputTypeError, check_choice, check_distinct_seeds, check_int,
+                          option_name)
 from .config import RunConfig
 from .distributed import agree, all_reduce_list, DistContext, gather, refuse, shard
 from .evaluate import grid_mean as cells_mean, moc_grid
@@ -54,8 +55,7 @@ def parse_seeds(seeds) -> list[int]:
     elif isinstance(seeds, (int, np.integer)):
         seeds = [int(seeds)]
     seeds = [check_int(s, "seed", low=0, high=2**63 - 1) for s in seeds]
-    if not seeds or len(set(seeds)) != len(seeds):
-        raise InputError(f"seeds must be a non-empty list without repeats, got {seeds!r}")
+    check_distinct_seeds(seeds)
     return seeds
 
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .. import spectral, stats
-from .._validation import InputError, check_float, check_int
+from .._validation import InputError, check_distinct_seeds, check_float, check_int
 from ..spectral import blended_channel_count, low_informative_channels
 from .arrays import _as_numpy64
 from .surrogates import min_surrogates
@@ -74,8 +74,7 @@ class ProbeConfig:
         check_int(self.folds, "folds", low=2)
         for s in self.seeds:
             check_int(s, "seeds", low=0)
-        if not self.seeds or len(set(self.seeds)) != len(self.seeds):  # a repeat would count replicates twice
-            raise InputError(f"seeds must be a non-empty list without repeats, got {list(self.seeds)!r}")
+        check_distinct_seeds(self.seeds)
         check_int(self.n_surrogates, "n_surrogates", low=1)
         if self.n_surrogates < min_surrogates():
             raise InputError(f"n_surrogates must be at least {min_surrogates()} (the empirical p-value of "
