@@ -70,9 +70,10 @@ from .model import R3DOutput, blend, channels_from_statistic, recency_positions,
 from .monitor import EpochRanks
 from .spectral import (channel_informativeness, channel_statistic, informativeness_from_statistic,
                        low_informative_channels)
-from .train import (_METRIC_FIELDS, _build_training, _prepare_run, _restore_or_start, _rng_state,
-                    _save_epoch, _set_rng_state, _write_seeds, grid_mean, load_checkpoint, parse_seeds,
+from .train import (_METRIC_FIELDS, _build_training, _prepare_run, _restore_or_start,
+                    _save_epoch, _write_seeds, grid_mean, load_checkpoint, parse_seeds,
                     resolve_device, train)
+from .trainstate import rng_state, set_rng_state
 from .data import collate_anticipation
 from . import remedies
 
@@ -196,7 +197,7 @@ def _train_members(members: list, *, resume, monitor, progress, on_epoch_end) ->
         s = r.seed
         _build_training(r, s)
         _restore_or_start(r, s, resume)
-        r.rng = _rng_state()  # the serial run's global RNG state from here on: its dropout stream
+        r.rng = rng_state()  # the serial run's global RNG state from here on: its dropout stream
         r.ranks = None
         if monitor:
             path = r.run_dir / "ranks.csv"
@@ -259,7 +260,7 @@ def _train_group(members: list, *, stop: int, progress: bool, on_epoch_end):
             row = {f: row[f] for f in _METRIC_FIELDS}
             r.history.append(row)
             g.write_back(k)
-            _set_rng_state(r.rng)  # _save_epoch records the global state: this seed's
+            set_rng_state(r.rng)  # _save_epoch records the global state: this seed's
             # the resume checkpoint goes to a pending file first; see settle_pending
             last, r.last_path = r.last_path, _pending(r.last_path)
             try:

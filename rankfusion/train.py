@@ -34,6 +34,7 @@ from .evaluate import grid_mean as cells_mean, moc_grid
 from .runs import check_config_data, is_multi_seed, load_checkpoint, load_run, open_data, recorded_config_hash, resolve_device, seed_dirs  # noqa: F401 (public here too)
 from .files import atomic_path, write_json, write_text
 from .monitor import EpochRanks
+from .trainstate import optimizer_params, pack_optimizer, rng_state, set_rng_state, unpack_optimizer
 from .data import AnticipationDataset, collate_anticipation
 from .data.torchdata import length_batches, pad_videos
 from .model import R3D, R3DOutput
@@ -65,37 +66,6 @@ def _seed_everything(seed: int):
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
-
-
-def _rng_state() -> dict:
-    import torch
-
-    # numpy's state holds an ndarray; stored as plain lists so checkpoints load with weights_only=True
-    name, keys, pos, has_gauss, cached = np.random.get_state()
-    state = {"torch": torch.get_rng_state(), "python": list(map(_listify, random.getstate())),
-             "numpy": [name, keys.tolist(), int(pos), int(has_gauss), float(cached)]}
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        state["cuda"] = torch.cuda.get_rng_state_all()  # dropout on the GPU draws from these
-    return state
-
-
-def _listify(x):
-    return [_listify(v) for v in x] if isinstance(x, (tuple, list)) else x
-
-
-def _tupleify(x):
-    return tuple(_tupleify(v) for v in x) if isinstance(x, list) else x
-
-
-def _set_rng_state(state: dict):
-    import torch
-
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-    random.setstate(_tupleify(state["python"]))
-    name, keys, pos, has_gauss, cached = state["numpy"]
-    np.random.set_state((name, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached))
 
 
 def _save_torch(obj, path: Path):
@@ -401,13 +371,13 @@ def _restore_or_start(r: _Run, seed, resume):
         ck = _on_main(r.ctx, r.dev, lambda: _load_resume(r, seed))
     if ck is not None:
         r.model.load_state_dict(ck["model"])
-        r.opt.load_state_dict(ck["optimizer"])
+        r.opt.load_state_dict(unpack_optimizer(ck["optimizer"], optimizer_params(r.opt)))
         r.sched.load_state_dict(ck["scheduler"])
         if r.ctx is None:
             r.gen.set_state(ck["loader_rng"])
-            _set_rng_state(ck["rng"])
+            set_rng_state(ck["rng"])
         else:
-            _set_rng_state(ck["rng_ranks"][r.ctx.rank])
+            set_rng_state(ck["rng_ranks"][r.ctx.rank])
         r.history, r.best, r.start = ck["history"], ck["best"], ck["epoch"] + 1
     elif r.ctx is not None:
         # dropout masks differ between processes; the initial weights (drawn above) do not
@@ -569,13 +539,13 @@ def _save_epoch(r: _Run, epoch, row):
         r.best = {"epoch": epoch, "score": score, "metric": tc.select_metric, "val_loss": val_loss}
         if _is_main(r.ctx):
             _save_torch({**state, "epoch": epoch, "best": r.best}, r.run_dir / "checkpoints" / "best.pt")
-    last = {**state, "optimizer": r.opt.state_dict(), "scheduler": r.sched.state_dict(), "epoch": epoch,
+    last = {**state, "optimizer": pack_optimizer(r.opt.state_dict()), "scheduler": r.sched.state_dict(), "epoch": epoch,
             "history": r.history, "best": r.best}
     if r.ctx is None:
-        last.update(loader_rng=r.gen.get_state(), rng=_rng_state())
+        last.update(loader_rng=r.gen.get_state(), rng=rng_state())
     else:
         # the sampler needs no state (seed + epoch); each rank's own RNG (dropout) does
-        last["rng_ranks"] = gather(_rng_state(), r.ctx)
+        last["rng_ranks"] = gather(rng_state(), r.ctx)
     if _is_main(r.ctx):
         _save_torch(last, r.last_path)
         _write_metrics(r.run_dir / "metrics.csv", r.history)

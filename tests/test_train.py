@@ -89,6 +89,99 @@ def test_resume_is_exact(tiny_data, tmp_path):
         train(tiny_config(lr=5e-4), tiny_data, cut, seed=1, progress=False, resume=True)
 
 
+def _legacy_layout(ck: dict, model) -> dict:
+    """A last.pt in the layout checkpoints had before the packed one: the optimiser's own state_dict,
+    the Python and NumPy RNG states as lists of ints."""
+    from rankfusion.trainstate import unpack_optimizer
+
+    out = dict(ck)
+    params = list(model.parameters())  # AdamW over model.parameters(): the state's ids in this order
+    out["optimizer"] = unpack_optimizer(ck["optimizer"], params)
+    version, words, gauss = ck["rng"]["python"]
+    name, keys, *rest = ck["rng"]["numpy"]
+    out["rng"] = {**ck["rng"], "python": [version, words.tolist(), gauss], "numpy": [name, keys.tolist(), *rest]}
+    return out
+
+
+def test_resume_from_a_checkpoint_in_the_earlier_layout_is_exact(tiny_data, tmp_path):
+    from rankfusion.model import R3D
+
+    ref = train(tiny_config(), tiny_data, tmp_path / "ref", seed=1, progress=False)
+
+    class Interrupt(Exception):
+        pass
+
+    def stop(epoch, row):
+        if epoch == 2:
+            raise Interrupt
+
+    with pytest.raises(Interrupt):
+        train(tiny_config(), tiny_data, tmp_path / "cut", seed=1, progress=False, on_epoch_end=stop)
+    last = tmp_path / "cut" / "checkpoints" / "last.pt"
+    ck = load_checkpoint(last)
+    assert "packed_state" in ck["optimizer"] and "state" not in ck["optimizer"]
+    model = R3D(RunConfig.from_dict(ck["config"]).model)
+    torch.save(_legacy_layout(ck, model), last)
+    cut = train(tiny_config(), tiny_data, tmp_path / "cut", seed=1, progress=False, resume=True)
+    a = load_checkpoint(ref / "checkpoints" / "last.pt")
+    b = load_checkpoint(cut / "checkpoints" / "last.pt")
+    for k in a["model"]:
+        assert torch.equal(a["model"][k], b["model"][k]), k
+    for k in a["optimizer"]["packed_state"]:
+        assert torch.equal(a["optimizer"]["packed_state"][k], b["optimizer"]["packed_state"][k]), k
+    assert _rows(ref / "metrics.csv") == _rows(cut / "metrics.csv")
+
+
+def test_packed_optimizer_state_round_trips_exactly():
+    from rankfusion.trainstate import optimizer_params, pack_optimizer, unpack_optimizer
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(5, 3), torch.nn.ReLU(), torch.nn.Linear(3, 2))
+    opt = torch.optim.AdamW(net.parameters(), lr=1e-2)
+    assert pack_optimizer(opt.state_dict()) == opt.state_dict()  # no state before the first step
+    for _ in range(3):
+        opt.zero_grad()
+        net(torch.randn(7, 5)).square().sum().backward()
+        opt.step()
+    sd = opt.state_dict()
+    packed = pack_optimizer(sd)
+    assert set(packed["packed_state"]) == {"ids", "stacked.step", "flat.exp_avg", "flat.exp_avg_sq"}
+    assert packed["packed_state"]["flat.exp_avg"].numel() == sum(p.numel() for p in net.parameters())
+    back = unpack_optimizer(packed, optimizer_params(opt))
+    assert back["param_groups"] == sd["param_groups"] and set(back["state"]) == set(sd["state"])
+    for i, s in sd["state"].items():
+        assert set(back["state"][i]) == set(s)
+        for kind, v in s.items():
+            assert back["state"][i][kind].shape == v.shape and torch.equal(back["state"][i][kind], v), (i, kind)
+    assert unpack_optimizer(sd, optimizer_params(opt)) is sd  # the earlier layout passes through
+    # a state whose kinds differ between parameters is kept as torch wrote it
+    odd = {"state": {0: {"step": torch.tensor(1.0)}, 1: {"momentum": torch.zeros(2)}}, "param_groups": []}
+    assert pack_optimizer(odd) is odd
+    with pytest.raises(ValueError, match="holds 4 values"):
+        short = dict(packed, packed_state={**packed["packed_state"],
+                                           "flat.exp_avg": packed["packed_state"]["flat.exp_avg"][:4]})
+        unpack_optimizer(short, optimizer_params(opt))
+
+
+def test_rng_states_round_trip_in_both_layouts():
+    import random
+
+    from rankfusion.trainstate import rng_state, set_rng_state
+
+    def draws():
+        return torch.rand(3).tolist(), random.random(), np.random.rand(2).tolist()
+
+    state = rng_state()
+    assert isinstance(state["python"][1], torch.Tensor) and isinstance(state["numpy"][1], torch.Tensor)
+    first = draws()
+    set_rng_state(state)
+    assert draws() == first
+    version, words, gauss = state["python"]
+    name, keys, *rest = state["numpy"]
+    set_rng_state({**state, "python": [version, words.tolist(), gauss], "numpy": [name, keys.tolist(), *rest]})
+    assert draws() == first
+
+
 def test_several_seeds_make_subfolders(tiny_data, tmp_path):
     run = train(tiny_config(epochs=1), tiny_data, tmp_path / "multi", seed="1,10", progress=False)
     assert json.loads((run / "seeds.json").read_text())["seeds"] == [1, 10]
