@@ -274,8 +274,9 @@ def ablation_section(r: ReportInputs) -> list[str]:
     tests = d.against("R3D (RTF)")  # other models: Welch's t over seeds, Holm over the variants
     if tests:
         adj = dict(zip(tests, verdicts.holm(list(tests.values()))))
+        m = sum(verdicts.testable(c) for c in tests.values())
         L.append(f"Each variant against R3D (RTF) (Welch's t over seeds, Holm over the {len(tests)} variants): "
-                 + "; ".join(f"{v} {verdicts.diff_ci(c)} ({verdicts.comparison_verdict(c, adj[v])})"
+                 + "; ".join(f"{v} {verdicts.diff_ci(c)} ({verdicts.comparison_verdict(c, adj[v], m)})"
                              for v, c in tests.items()) + ".")
         within = verdicts.unresolved_against_base(tests, adj)
         if within:
@@ -393,10 +394,10 @@ def claim_rows(dose, *, partner: str) -> list[tuple[str, str, object, int]]:
     return rows
 
 
-def _claim_cell(c, sign, p_adj) -> str:
+def _claim_cell(c, sign, p_adj, family: int) -> str:
     v = verdicts.claim_verdict(c, sign, p_adj)
     if v == "unresolved" and verdicts.testable(c):
-        return f"unresolved (detectable from {_fmt(c.mde)})"
+        return f"unresolved ({verdicts.detectable(c, family)})"
     return v if verdicts.testable(c) else "unresolved (one seed)"
 
 
@@ -436,15 +437,16 @@ def claims_section(results: dict, *, anchor: str, partner: str) -> list[str]:
              f"shared seed number pairs nothing), p-values Holm-adjusted over the family of the {m} "
              f"test{'s' if m != 1 else ''} below (family-wise error {stats.ALPHA:g}). `holds` means adjusted p < {stats.ALPHA:g} in the "
              "claimed direction, `contradicted` resolved in the other direction, `unresolved` otherwise, with "
-             f"the difference the design detects with 80 % power at the unadjusted {stats.ALPHA:g} (under the Holm "
-             "adjustment an unresolved claim needs more: the detectable difference is a lower bound). The "
+             f"the difference the design detects with 80 % power: at most the first number, the level "
+             f"{stats.ALPHA:g}/{m} at which Holm rejects whatever the other tests give, and at least the second, "
+             f"the unadjusted {stats.ALPHA:g}. The "
              f"intervals are unadjusted {pct} % intervals, so one can exclude 0 while its Holm p is not below "
              f"{stats.ALPHA:g}. A setting both sweeps share is one set of runs, listed once.")
     L.append("")
     L += [f"| claim | setting | difference [{pct} % CI] | p | Holm p | verdict |", "|---|---|---|---|---|---|"]
     for (claim, setting, t, sign), pa in zip(tests, adj):
         L.append(f"| {claim} | {setting} | {verdicts.diff_ci(t)} | {verdicts.p_cell(t.p)} | "
-                 f"{verdicts.p_cell(pa)} | {_claim_cell(t, sign, pa)} |")
+                 f"{verdicts.p_cell(pa)} | {_claim_cell(t, sign, pa, m)} |")
     L.append("")
     if mod is not None:
         cmp = mod.data.comparison
@@ -452,16 +454,16 @@ def claims_section(results: dict, *, anchor: str, partner: str) -> list[str]:
             i = len(tests) - 1
             v = verdicts.claim_verdict(lead, +1, adj[i])
             outcome = ("holds." if v == "holds" else
-                       f"unresolved: it ranks first, but its lead is not resolved ({_claim_cell(lead, +1, adj[i])}).")
+                       f"unresolved: it ranks first, but its lead is not resolved ({_claim_cell(lead, +1, adj[i], m)}).")
         elif cmp["matches"]:
             outcome = "unresolved: it ranks first, but with no positive lead or no seed spread to test it."
         elif cmp["matches"] is False and lead is not None:
             i = len(tests) - 1
             v = verdicts.claim_verdict(lead, -1, adj[i])
             outcome = (f"does not hold: {cmp['found']} scores above {cmp['expected']}, resolved "
-                       f"({_claim_cell(lead, -1, adj[i])})." if v == "contradicted" else
+                       f"({_claim_cell(lead, -1, adj[i], m)})." if v == "contradicted" else
                        f"unresolved: {cmp['expected']} does not rank first, but the gap to {cmp['found']} is "
-                       f"not resolved ({_claim_cell(lead, -1, adj[i])}).")
+                       f"not resolved ({_claim_cell(lead, -1, adj[i], m)}).")
         else:
             outcome = "no expectation." 
         L.append(f"The criterion picks the complementary partner (modality selection on the demo's dataset): "
@@ -501,9 +503,10 @@ def collapse_section(res) -> list[str]:
     L.append(f"Every test of the family (Welch's t over seeds, {pct} % interval, Holm-adjusted over the "
              f"{len(d.comparisons)} tests; the claims table above adjusts over its own family):")
     L += ["", f"| claim | K | difference [{pct} % CI] | p | Holm p | verdict |", "|---|---|---|---|---|---|"]
+    m = d.family
     for c, pa in zip(d.comparisons, d.p_holm):
         L.append(f"| {c.claim} | {c.level:g} | {verdicts.diff_ci(c.test)} | {verdicts.p_cell(c.test.p)} | "
-                 f"{verdicts.p_cell(pa)} | {_claim_cell(c.test, c.sign, pa)} |")
+                 f"{verdicts.p_cell(pa)} | {_claim_cell(c.test, c.sign, pa, m)} |")
     return L + [""]
 
 

@@ -63,13 +63,25 @@ def diff_ci(c: Comparison, spec: str = "+.2f") -> str:
     return f"{fmt(c.diff, spec)} [{fmt(c.ci[0], spec)}, {fmt(c.ci[1], spec)}]"
 
 
-def comparison_verdict(c: Comparison, p_adj: float | None = None) -> str:
+def detectable(c: Comparison, family: int | None = None) -> str:
+    """What an unresolved test could have seen: ``"detectable from 1.20"`` (:attr:`Comparison.mde`,
+    80 % power at the unadjusted level), or in a Holm-adjusted family of ``family`` tests
+    ``"detectable from 1.85 under Holm over 36; 1.20 unadjusted"``: the first number is
+    :meth:`Comparison.mde_in_family`, above which the family detects the difference with 80 % power
+    whatever the other tests give; between the two it depends on them."""
+    if family is None or family <= 1:
+        return f"detectable from {fmt(c.mde)}"
+    return f"detectable from {fmt(c.mde_in_family(family))} under Holm over {family}; {fmt(c.mde)} unadjusted"
+
+
+def comparison_verdict(c: Comparison, p_adj: float | None = None, family: int | None = None) -> str:
     """The verdict on one difference: resolved or not, with the test and what it could have seen.
 
     ``"unresolved (one seed)"`` when an arm has fewer than two values; ``"resolved (Welch t,
     p = 0.012)"``; ``"unresolved (Welch t, p = 0.31; detectable from 1.20)"``, the last number being
     :attr:`Comparison.mde`, the difference this design detects with 80 % power. With ``p_adj`` the
-    verdict is taken on the adjusted p-value (which the text then states).
+    verdict is taken on the adjusted p-value (which the text then states) of a family of
+    ``family`` tests, and the detectable difference is given for the family too (:func:`detectable`).
     """
     if not testable(c):
         return "unresolved (one seed)"
@@ -77,7 +89,7 @@ def comparison_verdict(c: Comparison, p_adj: float | None = None) -> str:
     label = f"{c.test}, {p_text(p)}" + ("" if p_adj is None else " adjusted")
     if is_resolved(c, p_adj):
         return f"resolved ({label})"
-    return f"unresolved ({label}; detectable from {fmt(c.mde)})"
+    return f"unresolved ({label}; {detectable(c, family)})"
 
 
 def claim_verdict(c: Comparison, sign: int = +1, p_adj: float | None = None) -> str:

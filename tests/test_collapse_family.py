@@ -63,19 +63,21 @@ def test_comparisons_are_welch_tests_with_the_claimed_direction():
     assert c1.sign == -1 and c1.test.test == "Welch t" and c1.test.p == pytest.approx(ref.pvalue, rel=1e-9)
     assert c1.test.diff == pytest.approx(0.0 - 10.0)
     p_holm = adjust([c.test.p for c in comps], "holm")
-    row = c1.row(p_holm[comps.index(c1)])
+    row = c1.row(p_holm[comps.index(c1)], len(comps))
     assert row["verdict"] == "holds" and row["a"] == BASELINE and row["b"] == PARTNER_ALONE
     c0 = by[(0.0, "plain fusion uses depth below what it attains alone")]
-    assert c0.row(p_holm[comps.index(c0)])["verdict"] == "unresolved"
+    row0 = c0.row(p_holm[comps.index(c0)], len(comps))
+    assert row0["verdict"] == "unresolved"
+    assert row0["mde_holm"] == c0.test.mde_at(0.05 / len(comps)) and row0["mde_holm"] > row0["mde"] == c0.test.mde
     # the reliance drop from the lowest to the highest level, labelled with the levels
     drop = by[(1.0, "plain fusion relies less on depth at K=1 than at K=0")]
     assert drop.a == f"{BASELINE} at K=1" and drop.b == f"{BASELINE} at K=0"
     assert drop.test.diff == pytest.approx(np.mean([0, 1, -1, 0.5, 0.2]) - np.mean([12, 13, 14, 12, 13]))
     # remedies against plain fusion at the highest level: dropout resolved above, RTF not
-    assert by[(1.0, "modality dropout reduces collapse (uses depth more than plain fusion)")].row(0.001)["verdict"] \
+    assert by[(1.0, "modality dropout reduces collapse (uses depth more than plain fusion)")].row(0.001, len(comps))["verdict"] \
         == "holds"
     rtf = by[(1.0, "RTF reduces collapse (uses depth more than plain fusion)")]
-    assert rtf.sign == +1 and rtf.row(1.0)["verdict"] == "unresolved"
+    assert rtf.sign == +1 and rtf.row(1.0, len(comps))["verdict"] == "unresolved"
     er = by[(1.0, "RTF raises the effective rank of the fused features")]
     assert er.test.diff == pytest.approx(1.0, rel=1e-9)
     # an arm that was not trained gives no comparison (no unimodal heads in the toy)

@@ -106,6 +106,8 @@ def test_ablation_section_is_a_holm_family_against_r3d():
     assert "Holm over the 2 variants" in text
     assert f"Uni {tests['Uni'].diff:+.2f} [" in text and f"p = {adj[1]:.3f} adjusted)" in text
     assert "Not resolved from R3D by this many runs: W/O RTF." in text
+    w = tests["W/O RTF"]
+    assert f"detectable from {w.mde_in_family(2):.2f} under Holm over 2; {w.mde:.2f} unadjusted)" in text
 
 
 def test_claims_section_adds_the_modality_lead_to_the_family():

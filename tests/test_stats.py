@@ -69,6 +69,27 @@ def test_mde_is_the_difference_detected_with_80_percent_power():
     assert c10.mde == pytest.approx(1.325, abs=0.01)
 
 
+def test_mde_in_a_holm_family_is_bounded_by_the_bonferroni_level():
+    c = stats.compare([0.1, -0.4, 0.3, 0.9, -0.2], [0.0, 0.5, -0.6, 0.2, 0.4])
+    assert c.mde_in_family(1) == c.mde == c.mde_at(0.05)
+    m = 12
+    upper = c.mde_in_family(m)
+    assert upper == c.mde_at(0.05 / m) and upper > c.mde
+    # at that difference the same test at level alpha / m has 80 % power (closed form check)
+    t_crit = sps.t.ppf(1 - 0.05 / m / 2, c.df)
+    assert sps.nct.sf(t_crit, c.df, upper / c.se) == pytest.approx(0.8, abs=1e-6)
+    # why it bounds Holm: any p at or below alpha / m is rejected whatever the other p-values are
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        p = rng.uniform(0, 1, m)
+        p[0] = 0.05 / m * rng.uniform(0, 1)
+        assert stats.adjust(p, "holm")[0] < 0.05 or p[0] == 0.05 / m
+    with pytest.raises(ValueError, match="family size"):
+        c.mde_in_family(0)
+    assert math.isnan(stats.compare([1.0], [0.0, 0.5]).mde_in_family(3))
+    assert stats.compare([2.0, 2.0], [1.0, 1.0]).mde_in_family(3) == 0.0
+
+
 def test_untestable_and_exact_cases_say_so():
     one = stats.compare([1.0], [0.0, 0.5])
     assert one.test == "none (n < 2)" and not one.resolved and math.isnan(one.p) and math.isnan(one.mde)

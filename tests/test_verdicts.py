@@ -33,6 +33,11 @@ def test_comparison_verdict_follows_the_test():
     assert text.endswith(f"{V.fmt(near.mde)})")
     # an adjusted p-value decides when given, and the text says it is adjusted
     assert V.comparison_verdict(far, 0.2).startswith("unresolved (Welch t, p = 0.200 adjusted")
+    # in a family, what the design detects is stated for the family (upper bound) and unadjusted
+    assert V.comparison_verdict(near, 0.9, 6) == (f"unresolved (Welch t, p = 0.900 adjusted; detectable from "
+                                                  f"{V.fmt(near.mde_in_family(6))} under Holm over 6; "
+                                                  f"{V.fmt(near.mde)} unadjusted)")
+    assert V.detectable(near, 1) == V.detectable(near) == f"detectable from {V.fmt(near.mde)}"
     assert V.comparison_verdict(stats.compare([1.0], [2.0, 3.0])) == "unresolved (one seed)"
     lo, hi = far.ci
     assert V.diff_ci(far) == f"{far.diff:+.2f} [{lo:+.2f}, {hi:+.2f}]"

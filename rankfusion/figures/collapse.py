@@ -112,12 +112,15 @@ class CollapseComparison:
     sign: int  # +1: the claim says a > b; -1: a < b
     test: Comparison
 
-    def row(self, p_holm: float) -> dict:
+    def row(self, p_holm: float, family: int) -> dict:
+        """The table row; ``mde_holm`` bounds from above what the Holm-adjusted family of ``family``
+        tests detects with 80 % power (:meth:`rankfusion.stats.Comparison.mde_in_family`), ``mde``
+        from below (unadjusted)."""
         t = self.test
         return {"level": self.level, "claim": self.claim, "quantity": self.quantity, "a": self.a, "b": self.b,
                 "diff": t.diff, "ci_low": t.ci[0], "ci_high": t.ci[1], "p": t.p, "p_holm": p_holm, "test": t.test,
                 "n_a": t.n_a, "n_b": t.n_b, "mde": t.mde,
-                "verdict": verdicts.claim_verdict(t, self.sign, p_holm)}
+                "mde_holm": t.mde_in_family(family), "verdict": verdicts.claim_verdict(t, self.sign, p_holm)}
 
 
 @dataclass(frozen=True)
@@ -132,6 +135,11 @@ class CollapseResult:
     partner: str
     oracle: tuple = ()  # ((level, subset, exact attainable accuracy in %), ...)
 
+    @property
+    def family(self) -> int:
+        """The number of tests the Holm adjustment runs over (the testable comparisons; at least 1)."""
+        return max(1, sum(verdicts.testable(c.test) for c in self.comparisons))
+
     def cell(self, level, arm, quantity="moc") -> CollapseCell | None:
         for c in self.cells:
             if (c.level, c.arm, c.quantity) == (float(level), arm, quantity):
@@ -141,7 +149,7 @@ class CollapseResult:
     def findings(self) -> dict:
         return {
             "cells": {f"K={c.level:g} {c.arm} {c.quantity}": [c.mean, c.sd, c.n_seeds] for c in self.cells},
-            "comparisons": {f"K={c.level:g} {c.claim}": {k: v for k, v in c.row(p).items()
+            "comparisons": {f"K={c.level:g} {c.claim}": {k: v for k, v in c.row(p, self.family).items()
                                                           if k not in ("level", "claim")}
                             for c, p in zip(self.comparisons, self.p_holm)},
             "oracle": {f"K={lv:g} {sub}": v for lv, sub, v in self.oracle},
@@ -308,9 +316,9 @@ def _partner_ranks(ctx: FigureContext, plan) -> pd.DataFrame:
 def _tables(res: CollapseResult):
     cells = pd.DataFrame([{k: v for k, v in dataclasses.asdict(c).items() if k != "values"} for c in res.cells],
                          columns=["level", "arm", "quantity", "mean", "sd", "n_seeds"])
-    comps = pd.DataFrame([c.row(p) for c, p in zip(res.comparisons, res.p_holm)],
+    comps = pd.DataFrame([c.row(p, res.family) for c, p in zip(res.comparisons, res.p_holm)],
                          columns=["level", "claim", "quantity", "a", "b", "diff", "ci_low", "ci_high", "p", "p_holm",
-                                  "test", "n_a", "n_b", "mde", "verdict"])
+                                  "test", "n_a", "n_b", "mde", "mde_holm", "verdict"])
     pts = pd.DataFrame([{**{k: v for k, v in dataclasses.asdict(p).items() if k != "reliance"},
                          **{f"reliance_{m}": d for m, d in p.reliance}} for p in res.points])
     return cells, comps, pts
