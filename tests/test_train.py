@@ -64,18 +64,23 @@ def test_run_folder_contents(tiny_data, tmp_path):
         train(tiny_config(epochs=2), tiny_data, run, seed=10, progress=False)
 
 
-def test_resume_is_exact(tiny_data, tmp_path):
-    ref = train(tiny_config(), tiny_data, tmp_path / "ref", seed=1, progress=False)
+def _train_stopped_after(epochs: int, tiny_data, run):
+    """Train ``tiny_config()`` into ``run``, interrupted at the end of epoch ``epochs``."""
 
     class Interrupt(Exception):
         pass
 
     def stop(epoch, row):
-        if epoch == 2:
+        if epoch == epochs:
             raise Interrupt
 
     with pytest.raises(Interrupt):
-        train(tiny_config(), tiny_data, tmp_path / "cut", seed=1, progress=False, on_epoch_end=stop)
+        train(tiny_config(), tiny_data, run, seed=1, progress=False, on_epoch_end=stop)
+
+
+def test_resume_is_exact(tiny_data, tmp_path):
+    ref = train(tiny_config(), tiny_data, tmp_path / "ref", seed=1, progress=False)
+    _train_stopped_after(2, tiny_data, tmp_path / "cut")
     assert len(_rows(tmp_path / "cut" / "metrics.csv")) == 2
     cut = train(tiny_config(), tiny_data, tmp_path / "cut", seed=1, progress=False, resume=True)
     a = load_checkpoint(ref / "checkpoints" / "last.pt")
@@ -107,16 +112,7 @@ def test_resume_from_a_checkpoint_in_the_earlier_layout_is_exact(tiny_data, tmp_
     from rankfusion.model import R3D
 
     ref = train(tiny_config(), tiny_data, tmp_path / "ref", seed=1, progress=False)
-
-    class Interrupt(Exception):
-        pass
-
-    def stop(epoch, row):
-        if epoch == 2:
-            raise Interrupt
-
-    with pytest.raises(Interrupt):
-        train(tiny_config(), tiny_data, tmp_path / "cut", seed=1, progress=False, on_epoch_end=stop)
+    _train_stopped_after(2, tiny_data, tmp_path / "cut")
     last = tmp_path / "cut" / "checkpoints" / "last.pt"
     ck = load_checkpoint(last)
     assert "packed_state" in ck["optimizer"] and "state" not in ck["optimizer"]
