@@ -15,13 +15,14 @@ hook-up behind ``rankfusion train --monitor`` (``RUN/ranks.csv``).
 
 from __future__ import annotations
 
+import inspect
 import math
 import time
 from pathlib import Path
 
 import numpy as np
 
-from ._validation import check_float, check_int, describe, is_torch
+from ._validation import InputError, check_float, check_int, describe, is_torch
 from .data.torchdata import length_batches, pad_videos, video_inputs
 from .files import write_text
 from .spectral import GramAccumulator, effective_rank
@@ -93,9 +94,12 @@ class RankMonitor:
         Centre each name's rows over the interval (the paper does not centre).
     mask : int, str, callable or None
         Where the padding mask (bool, True = valid, shape (B, T)) of a forward call is found:
-        the index of a positional argument, the name of a keyword argument, or
-        ``f(args, kwargs) -> mask or None``. A watched tensor laid out as ``mask_layout`` says
-        keeps only its valid rows (column ``masked`` of the results says which did).
+        the index of a positional argument, the name of a keyword argument (either finds the
+        parameter of ``model.forward`` however a call passes it; one that names no parameter is
+        refused here), or ``f(args, kwargs) -> mask or None``. A call without the mask streams
+        every row; a mask that is not a bool or integer tensor of shape (B, T) is refused. A
+        watched tensor laid out as ``mask_layout`` says keeps only its valid rows (column
+        ``masked`` of the results says which did).
     mask_layout : {"batch-major", "time-major"}, default "batch-major"
         How watched tensors are laid out against the ``(B, T)`` mask: ``(B, T, D)`` or
         ``(T, B, D)``. Stated by the caller, never guessed from the shapes (with T = B a guess
@@ -137,6 +141,7 @@ class RankMonitor:
         self.tol = check_float(tol, "tol", low=0.0, allow_none=True)
         self.center = bool(center)
         self._mask_spec = self._check_mask(mask)
+        self._mask_alt = self._mask_parameter(model, self._mask_spec)
         if mask_layout not in MASK_LAYOUTS:
             raise ValueError(f"mask_layout must be one of {MASK_LAYOUTS}, got {mask_layout!r}")
         self.mask_layout = mask_layout
@@ -156,6 +161,38 @@ class RankMonitor:
         if mask is None or callable(mask) or isinstance(mask, str):
             return mask
         return check_int(mask, "mask", low=0)
+
+    @staticmethod
+    def _mask_parameter(model, spec):
+        """The other way a positional index or keyword name reaches ``model.forward``: the parameter's
+        name for an index, its positional index for a name (None where there is none). A spec that
+        names no parameter of ``forward`` is refused here, not found missing at every call."""
+        if spec is None or callable(spec):
+            return None
+        try:
+            sig = inspect.signature(model.forward)
+        except (TypeError, ValueError):  # no signature to read: the spec is used as given
+            return None
+        params = list(sig.parameters.values())
+        kinds = {p.kind for p in params}
+        positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+        where = f"{type(model).__name__}.forward{sig}"
+        if isinstance(spec, str):
+            by_name = {p.name: p for p in params if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
+            if spec in by_name and by_name[spec].kind != inspect.Parameter.POSITIONAL_ONLY:
+                p = by_name[spec]
+                return positional.index(p) if p in positional else None
+            if inspect.Parameter.VAR_KEYWORD in kinds:
+                return None
+            raise InputError(f"mask={spec!r} is not a keyword parameter of {where}: pass the name of the "
+                             "padding mask's parameter, its positional index, or f(args, kwargs)")
+        if spec < len(positional):
+            p = positional[spec]
+            return None if p.kind == p.POSITIONAL_ONLY else p.name
+        if inspect.Parameter.VAR_POSITIONAL in kinds:
+            return None
+        raise InputError(f"mask={spec} is past the {len(positional)} positional parameter(s) of {where}: "
+                         "pass the padding mask's positional index (from 0), its parameter name, or f(args, kwargs)")
 
     def _parse(self, name, spec):
         torch = _import_torch()
@@ -192,9 +229,15 @@ class RankMonitor:
         elif callable(spec):
             self._mask = spec(args, kwargs)
         elif isinstance(spec, str):
-            self._mask = kwargs.get(spec)
+            alt = self._mask_alt  # the parameter given positionally
+            self._mask = kwargs[spec] if spec in kwargs else (args[alt] if alt is not None and alt < len(args) else None)
         else:
-            self._mask = args[spec] if spec < len(args) else None
+            alt = self._mask_alt  # the parameter given by name
+            self._mask = args[spec] if spec < len(args) else (kwargs.get(alt) if alt is not None else None)
+        m = self._mask
+        if m is not None and not (is_torch(m) and m.dim() == 2 and not m.is_floating_point() and not m.is_complex()):
+            raise InputError(f"mask={spec!r} found {describe(m)} in the forward call of {type(module).__name__}: "
+                             "a padding mask is a bool (or 0/1 integer) tensor of shape (B, T), True = valid")
         return None
 
     def _wants(self, watch) -> bool:

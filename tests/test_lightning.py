@@ -124,6 +124,11 @@ def test_bad_arguments():
         cb.on_fit_start(None, TwoTower())
     with pytest.raises(ValueError, match="mask_layout must be one of"):
         RankMonitorCallback(["tower_a"], mask=1, mask_layout="time-first")
+    # a mask index past forward(a, b): refused at fit start, not silently left unmasked
+    cb = RankMonitorCallback(["tower_a"], mask=2)
+    with pytest.raises(ValueError, match=r"mask=2 is past the 2 positional parameter\(s\) of TwoTower.forward\(a, b\)"):
+        cb.on_fit_start(None, TwoTower())
+    assert cb._monitors == {}
 
 
 def test_mask_layout_reaches_the_monitors():

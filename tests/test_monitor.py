@@ -12,6 +12,7 @@ torch = pytest.importorskip("torch")
 from click.testing import CliRunner  # noqa: E402
 
 from rankfusion import spectral as S  # noqa: E402
+from rankfusion._validation import InputError  # noqa: E402
 from rankfusion.cli import main  # noqa: E402
 from rankfusion.config import R3DConfig, RunConfig, TrainConfig  # noqa: E402
 from rankfusion.model import R3D  # noqa: E402
@@ -381,6 +382,47 @@ def test_mask_layout_is_stated_never_guessed(backend):
             net(xa9.transpose(0, 1), xb9.transpose(0, 1), mask9)
     with pytest.raises(ValueError, match="mask_layout must be one of"):
         RankMonitor(net, {"a": net.a}, mask_layout="columns")
+
+
+@pytest.mark.parametrize("mask_spec, by_keyword", [(2, True), ("mask", False)])
+def test_mask_is_found_however_the_call_passes_it(mask_spec, by_keyword):
+    # an index finds the parameter given by name, a name finds it given positionally
+    torch.manual_seed(2)
+    net = TwoTower().eval()
+    xa, xb = _inputs(9, "cpu", 0, shape=(4,))
+    mask = torch.arange(9)[None, :] < torch.tensor([9, 5, 2, 7])[:, None]
+    xa = torch.where(mask[..., None], xa, torch.full_like(xa, 1e3))
+    with torch.no_grad(), RankMonitor(net, {"a": net.a}, every=None, mask=mask_spec) as mon:
+        net(xa, xb, mask=mask) if by_keyword else net(xa, xb, mask)
+    row = mon.to_frame().set_index("name").loc["a"]
+    assert row["n_rows"] == int(mask.sum()) == 23 and bool(row["masked"])
+    # an unpadded call without the mask streams every row
+    with torch.no_grad(), RankMonitor(net, {"a": net.a}, every=None, mask=mask_spec) as mon:
+        net(xa, xb)
+    row = mon.to_frame().set_index("name").loc["a"]
+    assert row["n_rows"] == 36 and not bool(row["masked"])
+
+
+def test_mask_that_names_no_parameter_or_holds_no_mask_is_refused():
+    net = TwoTower().eval()
+    before = _all_hooks(net)
+    with pytest.raises(InputError, match=r"mask=3 is past the 3 positional parameter\(s\) of TwoTower.forward\(xa, xb, mask=None\)"):
+        RankMonitor(net, {"a": net.a}, mask=3)
+    with pytest.raises(InputError, match=r"mask='maks' is not a keyword parameter of TwoTower.forward\(xa, xb, mask=None\)"):
+        RankMonitor(net, {"a": net.a}, mask="maks")
+    assert _all_hooks(net) == before
+    xa, xb = _inputs(9, "cpu", 0, shape=(4,))
+    # index 0 holds the (B, T, 12) features, not a (B, T) mask; a float "mask" is no mask either
+    for spec, args in ((0, (xa, xb)), (2, (xa, xb, torch.ones(4, 9)))):
+        with pytest.raises(InputError, match=rf"mask={spec} found array of shape \({', '.join(map(str, args[spec].shape))}\) "
+                                             r"and dtype torch.float32 in the forward call of TwoTower"):
+            with torch.no_grad(), RankMonitor(net, {"a": net.a}, every=None, mask=spec):
+                net(*args)
+    # a 0/1 integer mask is a mask
+    mask = (torch.arange(9)[None, :] < torch.tensor([9, 5, 2, 7])[:, None]).long()
+    with torch.no_grad(), RankMonitor(net, {"a": net.a}, every=None, mask=2) as mon:
+        net(xa, xb, mask)
+    assert mon.rows[0]["n_rows"] == 23 and mon.rows[0]["masked"]
 
 
 @pytest.mark.parametrize("dtype", [torch.bool, torch.complex64])
