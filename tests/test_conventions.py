@@ -163,6 +163,19 @@ def test_bad_convention_arguments():
         S.effective_rank(x, convention="rankme", eps=-1.0)
 
 
+@pytest.mark.parametrize("convention", ["paper", "roy-vetterli", "rankme"])  # uncentred: sigma of X itself
+def test_rank_of_spectrum_refuses_what_is_no_spectrum(backend, convention):
+    # NaN and negative "singular values" used to come out as 0.0, the all-zero matrix's value
+    for bad, what in (([3.0, np.nan, 1.0], "sigma contains NaN or Inf"), ([3.0, -1.0], "sigma: singular values must be >= 0")):
+        with pytest.raises(ValueError, match=what):
+            S.rank_of_spectrum(backend.asarray(np.array(bad)), convention, shape=(10, 4))
+    # a valid spectrum is still the transcription's
+    sigma = S.singular_values(MATRICES["tall_gaussian"])
+    got = float(S.rank_of_spectrum(backend.asarray(sigma), convention, shape=MATRICES["tall_gaussian"].shape))
+    want = float(S.effective_rank(MATRICES["tall_gaussian"], convention=convention))
+    assert abs(got - want) <= 1e-12
+
+
 def test_standardize_columns_zero_scores_and_constant_columns():
     rng = np.random.default_rng(3)
     x = rng.standard_normal((50, 4)) * [1.0, 1e6, 1e-6, 1.0] + [0.0, 5.0, 0.0, 0.0]

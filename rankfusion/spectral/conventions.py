@@ -11,7 +11,7 @@ import math
 from typing import NamedTuple
 
 from .._backend import get_ops
-from .._validation import check_float, check_matrix
+from .._validation import InputError, check_float, check_matrix, describe
 
 
 def _entropy_rank(ops, sigma, eps: float = 0.0, n_pad: int = 0):
@@ -127,7 +127,7 @@ def rank_of_spectrum(sigma, convention: str = "paper", *, shape=None, eps: float
     Parameters
     ----------
     sigma : array or tensor of shape (r,) or (..., m)
-        Non-negative singular values of :func:`convention_matrix`'s matrix (centred when the
+        Finite, non-negative singular values (otherwise a ``ValueError`` naming ``sigma``) of :func:`convention_matrix`'s matrix (centred when the
         convention centres), descending or not; zeros are padding.
     convention : str
     shape : (N, D), optional
@@ -143,7 +143,10 @@ def rank_of_spectrum(sigma, convention: str = "paper", *, shape=None, eps: float
     conv = _convention(convention)
     eps = conv.eps if eps is None else check_float(eps, "eps", low=0.0)
     ops = get_ops(sigma)
-    s = ops.to64(sigma)
+    # NaN or negative entries are no spectrum: they would read as the all-zero one (0.0)
+    s = ops.to64(check_matrix(sigma, "sigma", min_ndim=1, allow_empty=True))
+    if bool((s < 0).any()):
+        raise InputError(f"sigma: singular values must be >= 0, got a negative value ({describe(sigma)})")
     n_pad = 0
     if shape is not None:
         n, d = (int(v) for v in shape)
