@@ -93,6 +93,45 @@ def test_bad_input(three, tmp_path, mutate, kwargs, message):
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
 
 
+@pytest.mark.parametrize("suffix", [".csv", ".csv.gz", ".tsv"])
+def test_bad_cell_names_its_line_where_pandas_skipped_lines(three, tmp_path, suffix):
+    # pandas skips blank and whitespace-only lines and reads a quoted cell across lines: the data
+    # row of the bad cell is not on line row + 2
+    import gzip
+
+    sep = "\t" if suffix == ".tsv" else ","
+    lines = ["time,acc_x,acc_y,gyro_x,label", "", "0,0,0,0,walk", "   ", '1,1,2,-1,"walk"', "2,2,oops,-2,sit"]
+    text = "\n".join(line.replace(",", sep) for line in lines) + "\n"
+    path = tmp_path / f"odd{suffix}"
+    if suffix.endswith(".gz"):
+        path.write_bytes(gzip.compress(text.encode()))
+    else:
+        path.write_text(text)
+    with pytest.raises(InputError, match=r"column 'acc_y' has a non-numeric cell 'oops' at data row 2 \(line 6\)$"):
+        import_csv([three[0], three[1], path], tmp_path / "ds", modalities={"acc": "acc_*"}, label_column="label")
+    # a label cell spanning two lines (refused) starts on the line named, and moves later rows' lines
+    path = tmp_path / "quoted.csv"
+    path.write_text('time,acc_x,acc_y,gyro_x,label\n0,0,0,0,walk\n1,1,2,-1,"walk\nfast"\n')
+    with pytest.raises(InputError, match=r"line break 'walk\\nfast' at data row 1 \(line 3\);"):
+        import_csv([three[0], three[1], path], tmp_path / "ds", modalities={"acc": "acc_*"}, label_column="label")
+    path.write_text('time,acc_x,acc_y,gyro_x,label\n0,0,"0\n",0,walk\n1,,2,-1,walk\n')
+    with pytest.raises(InputError, match=r"column 'acc_x' has an empty cell at data row 1 \(line 4\)$"):
+        import_csv([three[0], three[1], path], tmp_path / "ds", modalities={"acc": "acc_*"}, label_column="label")
+    assert not (tmp_path / "ds").exists()
+
+
+def test_bad_cell_of_a_parquet_file_names_no_line(three, tmp_path):
+    pd = pytest.importorskip("pandas")
+    pytest.importorskip("pyarrow")
+    path = tmp_path / "t.parquet"
+    pd.DataFrame({"acc_x": [0.0, float("nan")], "acc_y": [1.0, 2.0], "label": ["a", "b"]}).to_parquet(path)
+    with pytest.raises(InputError, match=r"t.parquet': column 'acc_x' has an empty cell at data row 1$"):
+        import_csv([three[0], three[1], path], tmp_path / "ds", modalities={"acc": "acc_*"}, label_column="label")
+    pd.DataFrame({"acc_x": [0.0, 1.0], "label": ["a", None]}).to_parquet(path)
+    with pytest.raises(InputError, match=r"label column 'label' has a gap \(empty cell\) at data row 1$"):
+        import_csv([three[0], three[1], path], tmp_path / "ds", modalities={"acc": "acc_*"}, label_column="label")
+
+
 def test_too_few_videos_and_parquet(tmp_path):
     f = _csv(tmp_path / "one.csv")
     with pytest.raises(InputError, match="need at least 3 videos.*--chunk"):
@@ -149,7 +188,8 @@ def test_cli_import_force_validates_before_replacing(three, tmp_path, bad):
     if bad == "newline":
         # a quoted label cell spanning two lines: groundTruth/ would read it back as two frames
         three[1].write_text('time,acc_x,acc_y,gyro_x,label\n0,0,0,0,"walk\nfast"\n1,1,2,-1,sit\n')
-        expect = (f"Error: '{three[1]}': label column 'label' has a label with a line break 'walk\\nfast' at data row 0; "
+        expect = (f"Error: '{three[1]}': label column 'label' has a label with a line break 'walk\\nfast' at data row 0 "
+                  "(line 2); "
                   "labels must be one line")
     else:
         three[1].write_text("time,acc_x,acc_y,gyro_x,label\n0,1e300,0,0,walk\n1,1,2,-1,sit\n")

@@ -86,6 +86,37 @@ def read_table(path):
         raise InputError(f"cannot read {str(path)!r}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
 
 
+def _at_row(path, i: int) -> str:
+    """``data row i (line n)``: where data row ``i`` of a table is, for an error message.
+
+    The line is that of the row's first character in a CSV/TSV file, counted as pandas reads the
+    file (blank lines, and lines of whitespace only, are skipped; a quoted cell may span lines);
+    a Parquet file has no lines. The file is read again only here, when a message needs it.
+    """
+    import csv
+    import gzip
+
+    path = Path(path)
+    suffixes = [s.lower() for s in path.suffixes]
+    if ".parquet" in suffixes or ".pq" in suffixes:
+        return f"data row {i}"
+    opener = gzip.open if suffixes[-1:] == [".gz"] else open
+    row = -2  # the first non-blank record is the header
+    try:
+        with opener(path, "rt", newline="", encoding="utf-8", errors="replace") as f:
+            reader = csv.reader(f, delimiter="\t" if ".tsv" in suffixes else ",")
+            first = 1
+            for record in reader:
+                if record and not (len(record) == 1 and not record[0].strip()):
+                    row += 1
+                    if row == i:
+                        return f"data row {i} (line {first})"
+                first = reader.line_num + 1
+    except (OSError, csv.Error, EOFError):
+        pass
+    return f"data row {i}"
+
+
 def _match_columns(df, path, modalities, reserved):
     out = {}
     owner = {}
@@ -117,8 +148,7 @@ def _numeric(df, cols, path):
         if bad.any():
             i = int(np.flatnonzero(bad.to_numpy())[0])
             raise InputError(
-                f"{str(path)!r}: column {str(c)!r} has a non-numeric cell {raw.iloc[i]!r} at data row {i} "
-                f"(line {i + 2})"
+                f"{str(path)!r}: column {str(c)!r} has a non-numeric cell {raw.iloc[i]!r} at {_at_row(path, i)}"
             )
         vals = num.to_numpy(dtype=np.float64)
         # features are stored as float32: a finite float64 beyond its range would become inf
@@ -127,7 +157,7 @@ def _numeric(df, cols, path):
             i = int(np.flatnonzero(miss)[0])
             what = ("an empty cell" if np.isnan(vals[i]) else f"a non-finite value ({vals[i]})" if np.isinf(vals[i])
                     else f"a value ({vals[i]:g}) beyond the float32 range (|x| <= 3.4e38)")
-            raise InputError(f"{str(path)!r}: column {str(c)!r} has {what} at data row {i} (line {i + 2})")
+            raise InputError(f"{str(path)!r}: column {str(c)!r} has {what} at {_at_row(path, i)}")
         block[:, j] = vals
     return block
 
@@ -138,7 +168,7 @@ def _check_labels(lab, path, label_column):
     for i, x in enumerate(lab):
         if len(x.splitlines()) != 1:
             raise InputError(
-                f"{str(path)!r}: label column {label_column!r} has a label with a line break {x!r} at data row {i}; "
+                f"{str(path)!r}: label column {label_column!r} has a label with a line break {x!r} at {_at_row(path, i)}; "
                 "labels must be one line"
             )
 
@@ -274,7 +304,7 @@ def _read_recordings_table(path, mods, label_column, video_column):
     if gap.any():
         i = int(np.flatnonzero(gap.to_numpy())[0])
         raise InputError(
-            f"{str(path)!r}: label column {label_column!r} has a gap (empty cell) at data row {i} (line {i + 2})"
+            f"{str(path)!r}: label column {label_column!r} has a gap (empty cell) at {_at_row(path, i)}"
         )
     lab = lab.astype(str).str.strip().to_numpy(dtype=object)
     _check_labels(lab, path, label_column)
@@ -288,7 +318,7 @@ def _recordings(df, path, video_column, *, several_files: bool):
     keys = df[video_column]
     if keys.isna().any():
         i = int(np.flatnonzero(keys.isna().to_numpy())[0])
-        raise InputError(f"{str(path)!r}: video column {video_column!r} is empty at data row {i} (line {i + 2})")
+        raise InputError(f"{str(path)!r}: video column {video_column!r} is empty at {_at_row(path, i)}")
     order = dict.fromkeys(keys.tolist())
     # names must stay unique across files
     prefix = f"{_safe(path.stem)}_" if several_files else ""
