@@ -164,6 +164,22 @@ def test_cli_import(three, tmp_path):
     assert res.exit_code == 2 and "--modality 'acc' given twice" in res.output and not (tmp_path / "x").exists()
 
 
+@pytest.mark.parametrize("extra, message", [
+    (["--window", "0"], "--window must be at least 1, got 0"),
+    (["--chunk", "2", "--window", "3"], "--chunk (2) must be at least --window (3)"),
+    (["--split", "0.5,0.5"], "--split must be 3 non-negative numbers summing to 1, got (0.5, 0.5)"),
+    (["--split", "nan,0.5,0.5"], "--split must be 3 non-negative numbers summing to 1, got (nan, 0.5, 0.5)"),
+])
+def test_cli_import_options_are_named_as_typed_and_checked_before_reading(three, tmp_path, extra, message):
+    # checked before any table is read: the missing file behind them is not reached
+    res = CliRunner().invoke(main, _import_args([*three, tmp_path / "missing.csv"], tmp_path / "ds", *extra))
+    assert res.exit_code == 2 and res.output == f"Error: {message}\n", res.output
+    # the Python function names its own parameters
+    with pytest.raises(InputError, match="^split_fractions must be"):
+        import_csv(three, tmp_path / "ds", modalities={"acc": "acc_*"}, label_column="label", split_fractions=(1, 0))
+    assert not (tmp_path / "ds").exists()
+
+
 def test_modality_specs_keep_order_and_refuse_a_name_twice():
     assert parse_modality_specs(["b=x_*", "a='y_*',z"]) == {"b": ["x_*"], "a": ["y_*", "z"]}
     assert list(parse_modality_specs(["b=x", "a=y"])) == ["b", "a"]

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .._validation import InputError, check_int
+from .._validation import InputError, check_int, option_name
 from .layout import write_dataset
 from .synth import _split_counts
 
@@ -231,7 +231,7 @@ def import_csv(files, out_dir, *, modalities, label_column, video_column=None, w
     pathlib.Path
         ``out_dir``; ``import.json`` there records the sources and options.
     """
-    files, mods, window, chunk = _check_options(files, modalities, window, chunk, seed)
+    files, mods, window, chunk = _check_options(files, modalities, window, chunk, seed, split_fractions)
     labels, feats, sources = {}, {m: {} for m in mods}, []
     first_cols = None
     for path in files:
@@ -267,7 +267,7 @@ def import_csv(files, out_dir, *, modalities, label_column, video_column=None, w
                          extra_files={"import.json": json.dumps(meta, indent=2) + "\n"}, validate=True)
 
 
-def _check_options(files, modalities, window, chunk, seed):
+def _check_options(files, modalities, window, chunk, seed, split_fractions):
     """Validated ``(files, {modality: [patterns]}, window, chunk)`` of :func:`import_csv`."""
     files = [Path(f) for f in ([files] if isinstance(files, (str, Path)) else files)]
     if not files:
@@ -279,12 +279,21 @@ def _check_options(files, modalities, window, chunk, seed):
         if not _NAME.match(str(name)):
             raise InputError(f"modality name must use letters, digits, '_' or '-', got {name!r}")
         mods[str(name)] = [pats] if isinstance(pats, str) else list(pats)
-    window = check_int(window, "window", low=1)
-    chunk = check_int(chunk, "chunk", low=1, allow_none=True)
-    check_int(seed, "seed", low=0)
+    window = check_int(window, option_name("window", "--window"), low=1)
+    chunk = check_int(chunk, option_name("chunk", "--chunk"), low=1, allow_none=True)
+    check_int(seed, option_name("seed", "--seed"), low=0)
     if chunk is not None and chunk < window:
-        raise InputError(f"chunk ({chunk}) must be at least window ({window})")
+        raise InputError(f"{option_name('chunk', '--chunk')} ({chunk}) must be at least "
+                         f"{option_name('window', '--window')} ({window})")
+    _check_fractions(split_fractions)
     return files, mods, window, chunk
+
+
+def _check_fractions(fr):
+    fr = tuple(fr)
+    if len(fr) != 3 or any(not f >= 0 for f in fr) or not np.isclose(sum(fr), 1.0):
+        raise InputError(f"{option_name('split_fractions', '--split')} must be 3 non-negative numbers summing to 1, "
+                         f"got {fr!r}")
 
 
 def _read_recordings_table(path, mods, label_column, video_column):
@@ -344,8 +353,7 @@ def _add_videos(labels, feats, base, rows, blocks, lab, path, window, chunk):
 
 def _assign_splits(videos, fr, seed) -> dict:
     """Seeded train/val/test assignment of ``videos`` by the shares ``fr``, each list in input order."""
-    if len(fr) != 3 or any(f < 0 for f in fr) or not np.isclose(sum(fr), 1.0):
-        raise InputError(f"split_fractions must be 3 non-negative numbers summing to 1, got {fr!r}")
+    _check_fractions(fr)
     order = np.random.default_rng(seed).permutation(len(videos))
     n_train, n_val, _ = _split_counts(len(videos), fr)
     parts = {"train": order[:n_train], "val": order[n_train:n_train + n_val], "test": order[n_train + n_val:]}
