@@ -241,6 +241,32 @@ def test_featurize_cli_options_and_refusals(tmp_path, make_frames, tiny_pt2, mon
     assert res.exit_code == 2 and "rankfusion[vision]" in res.output and len(res.output.strip().splitlines()) == 1
 
 
+def test_featurize_failed_first_run_records_no_settings_and_the_corrected_rerun_runs(tmp_path, make_frames, tiny_pt2):
+    frames = make_frames(tmp_path / "frames")
+    out = tmp_path / "out"
+    # a program exported for 32 x 32 fails on the first video at --size 48: nothing is made
+    res = _run("data", "featurize", frames / "rgb", out, "--modality", "rgb", "--backbone", tiny_pt2, "--size", "48",
+               "--quiet")
+    assert res.exit_code == 2 and "video 'v0'" in res.output
+    assert not (out / "featurize_rgb.json").exists() and not list(out.rglob("*.npy"))
+    # so the corrected rerun is not refused as "other settings"
+    res = _run("data", "featurize", frames / "rgb", out, "--modality", "rgb", "--backbone", tiny_pt2, "--size", "32",
+               "--quiet")
+    assert res.exit_code == 0, res.output
+    assert '"size": 32' in (out / "featurize_rgb.json").read_text()
+    # once features exist, other settings are refused as before
+    res = _run("data", "featurize", frames / "rgb", out, "--modality", "rgb", "--backbone", tiny_pt2, "--size", "48",
+               "--quiet")
+    assert res.exit_code == 2 and "records features made with other settings (size)" in res.output
+    # a record left without features (by an earlier version after such a failure) does not block
+    (out / "featurize_rgb.json").write_text((out / "featurize_rgb.json").read_text().replace('"size": 32', '"size": 48'))
+    shutil.rmtree(out / "features" / "rgb")
+    res = _run("data", "featurize", frames / "rgb", out, "--modality", "rgb", "--backbone", tiny_pt2, "--size", "32",
+               "--quiet")
+    assert res.exit_code == 0, res.output
+    assert '"size": 32' in (out / "featurize_rgb.json").read_text()
+
+
 def _has_torchvision():
     try:
         import torchvision.models  # noqa: F401

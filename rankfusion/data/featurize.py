@@ -150,15 +150,20 @@ def _settings(backbone, weights, stride, size, depth_max):
             "imagenet_std": list(IMAGENET_STD)}
 
 
-def _check_settings(path: Path, settings: dict):
-    if path.is_file():
-        old = json.loads(path.read_text())
-        if old != settings:
-            diff = sorted(k for k in settings if old.get(k) != settings[k])
-            raise InputError(f"{str(path)!r} records features made with other settings ({', '.join(diff)}); "
-                             "write to another OUT or remove that modality's features")
-    else:
-        write_text(path, json.dumps(settings, indent=2) + "\n")
+def _check_settings(path: Path, settings: dict, feat_dir: Path) -> bool:
+    """Refuse settings other than those of the modality's features already written; True when
+    ``path`` is to be (re)written, which :func:`_run` does with the first video it writes (a run
+    that fails before it leaves no record to refuse the corrected rerun)."""
+    if not path.is_file():
+        return True
+    old = json.loads(path.read_text())
+    if old == settings:
+        return False
+    if any(feat_dir.glob("*.npy")):
+        diff = sorted(k for k in settings if old.get(k) != settings[k])
+        raise InputError(f"{str(path)!r} records features made with other settings ({', '.join(diff)}); "
+                         "write to another OUT or remove that modality's features")
+    return True  # a record without features (written before this rule): nothing was made with it
 
 
 def _device(device: str) -> torch.device:
@@ -234,12 +239,14 @@ def featurize(frames_dir, out_dir, modality, *, backbone=DEFAULT_BACKBONE, weigh
     model = backbone if isinstance(backbone, torch.nn.Module) else load_backbone(
         backbone, weights=weights, random_weights=random_weights)
     model = model.to(dev)
-    _check_settings(out_dir / f"featurize_{modality}.json", _settings(backbone, weights, stride, size, depth_max))
+    record = out_dir / f"featurize_{modality}.json", _settings(backbone, weights, stride, size, depth_max)
+    if not _check_settings(*record, out_dir / "features" / modality):
+        record = None
     return _run(model, plan, out_dir, modality, batch_size=batch_size, size=size, depth_max=depth_max, device=dev,
-                progress=progress)
+                progress=progress, record=record)
 
 
-def _run(model, plan, out_dir, modality, *, batch_size, size, depth_max, device, progress):
+def _run(model, plan, out_dir, modality, *, batch_size, size, depth_max, device, progress, record=None):
     from tqdm import tqdm
 
     feat_dir, list_dir = out_dir / "features" / modality, out_dir / "frames" / modality
@@ -258,6 +265,9 @@ def _run(model, plan, out_dir, modality, *, batch_size, size, depth_max, device,
             if not np.isfinite(x).all():
                 t = int(np.argwhere(~np.isfinite(x))[0, 0])
                 raise InputError(f"video {video!r}: the backbone gave a non-finite feature at frame {t} ({files[t].name})")
+            if record is not None:  # the settings, with the first video made with them
+                write_text(record[0], json.dumps(record[1], indent=2) + "\n")
+                record = None
             write_text(list_dir / f"{video}.txt", "".join(f.name + "\n" for f in files))
             with atomic_path(feat_dir / f"{video}.npy") as tmp:
                 np.save(tmp, np.ascontiguousarray(x.T.astype(np.float32)))
