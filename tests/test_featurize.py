@@ -267,6 +267,25 @@ def test_featurize_failed_first_run_records_no_settings_and_the_corrected_rerun_
     assert '"size": 32' in (out / "featurize_rgb.json").read_text()
 
 
+@pytest.mark.parametrize("what", ["missing", "foreign"])
+def test_featurize_unloadable_program_is_one_line_on_stderr(tmp_path, make_frames, what):
+    # torch.export logs the loader's traceback as a warning; the command prints only its Error line
+    import subprocess
+
+    frames = make_frames(tmp_path / "frames")
+    program = tmp_path / "bb.pt2"
+    if what == "foreign":
+        program.write_text("not a program\n")
+    res = subprocess.run([sys.executable, "-m", "rankfusion", "data", "featurize", str(frames / "rgb"),
+                          str(tmp_path / "out"), "--modality", "rgb", "--backbone", str(program), "--quiet"],
+                         capture_output=True, text=True)
+    want = (f"Error: backbone program '{program}' does not exist" if what == "missing"
+            else f"Error: cannot load backbone program '{program}': ")  # then torch's reason, which varies
+    assert res.returncode == 2 and res.stdout == "" and res.stderr.startswith(want), res.stderr
+    assert res.stderr.count("\n") == 1 and res.stderr.endswith("\n"), res.stderr
+    assert not (tmp_path / "out").exists()
+
+
 def _has_torchvision():
     try:
         import torchvision.models  # noqa: F401

@@ -23,6 +23,7 @@ rerun skips videos already written, and refuses to mix settings (``featurize_<mo
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 from pathlib import Path
@@ -88,10 +89,18 @@ def load_backbone(name=DEFAULT_BACKBONE, *, weights=None, random_weights=False):
     if str(name).endswith(".pt2"):
         if weights is not None:
             raise InputError(f"--weights applies to torchvision backbones; {str(name)!r} holds its own")
+        if not Path(name).is_file():
+            raise InputError(f"backbone program {str(name)!r} does not exist")
+        # torch.export logs a foreign file's traceback as a warning before raising: the Error line says it
+        log = logging.getLogger("torch.export")
+        level = log.level
+        log.setLevel(logging.ERROR)
         try:
             return torch.export.load(str(name)).module()
-        except Exception as exc:  # a missing or foreign file: the user's input
+        except Exception as exc:  # a foreign file: the user's input
             raise InputError(f"cannot load backbone program {str(name)!r}: {str(exc).splitlines()[0]}") from None
+        finally:
+            log.setLevel(level)
     if weights is None and not random_weights:
         raise InputError(f"backbone {name!r} needs its weights as a file (--weights FILE; nothing is downloaded), "
                          "or --random-weights for timing")
