@@ -58,6 +58,13 @@ def test_json_and_keys(feats):
     assert len(entry["top_singular_values"]) == 2
 
 
+def test_a_key_named_twice_is_refused(feats):
+    path, _ = feats
+    res = run(path, "--key", "rgb.after", "--key", "rgb.before", "--key", "rgb.after")
+    assert res.exit_code == 2
+    assert res.output.strip().splitlines() == ["Error: --key 'rgb.after' is given more than once; name each array once"]
+
+
 def test_plot(feats, tmp_path):
     path, _ = feats
     for name in ("spec.png", "spec.pdf"):

@@ -262,6 +262,9 @@ def spectrum(file, keys, center, as_json, plot, top, chunk_rows, scheduler, conv
 
     if center and convention != "paper":
         raise InputError(f"--center applies to --convention paper; {convention!r} fixes its own centring")
+    repeated = sorted({k for k in keys if keys.count(k) > 1})
+    if repeated:
+        raise InputError(f"--key {repeated[0]!r} is given more than once; name each array once")
     results = []
     if is_store(file):
         scheduler = scheduler or next((os.environ[v] for v in SCHEDULER_ENV if os.environ.get(v)), None)
