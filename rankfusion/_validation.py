@@ -96,8 +96,27 @@ def check_matrix(x, name: str, *, min_ndim: int = 2, allow_empty: bool = False):
     else:
         finite = bool(np.isfinite(x).all()) if x.dtype.kind == "f" and x.size else True
     if not finite:
-        raise InputError(f"{name} contains NaN or Inf values ({describe(x)})")
+        raise InputError(f"{name} contains NaN or Inf values ({describe(x)}{first_non_finite(x)})")
     return x
+
+
+def first_non_finite(x) -> str:
+    """``"; the first, nan, at row 12, column 3"`` (or ``at index (i, j, k)``) for an in-memory
+    array or tensor holding a NaN/Inf; ``""`` when there is none, and for a chunked (dask) array,
+    which would have to be read again. Only on the error path: one scan."""
+    if is_dask(x):
+        return ""
+    if is_torch(x):
+        x = x.detach().cpu().numpy()
+    x = np.asarray(x)
+    if x.dtype.kind != "f" or x.ndim == 0:
+        return ""
+    bad = np.argwhere(~np.isfinite(x))
+    if not bad.size:
+        return ""
+    at = tuple(int(i) for i in bad[0])
+    where = f"row {at[0]}, column {at[1]}" if len(at) == 2 else f"index {at}"
+    return f"; the first, {x[at]}, at {where}"
 
 
 def check_int(value, name: str, *, low=None, high=None, allow_none: bool = False):

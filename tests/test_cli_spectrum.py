@@ -58,6 +58,16 @@ def test_json_and_keys(feats):
     assert len(entry["top_singular_values"]) == 2
 
 
+def test_a_streamed_nan_is_named_by_its_row_and_column(tmp_path):
+    a = np.ones((300, 4), dtype=np.float32)
+    a[123, 2] = np.inf
+    np.save(tmp_path / "a.npy", a)
+    res = run(tmp_path / "a.npy", "--chunk-rows", "50")
+    assert res.exit_code == 2
+    assert res.output.strip().splitlines() == [
+        f"Error: array 'a' in {str(tmp_path / 'a.npy')!r} holds a non-finite value (inf) at row 123, column 2"]
+
+
 def test_a_key_named_twice_is_refused(feats):
     path, _ = feats
     res = run(path, "--key", "rgb.after", "--key", "rgb.before", "--key", "rgb.after")

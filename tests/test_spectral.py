@@ -368,9 +368,12 @@ def test_non_finite_on_every_route(backend, shape, value, center):
     # The Gram route detects NaN/Inf from the Gram diagonal instead of a separate scan.
     X = np.ones(shape)
     X[..., 1, 2] = value
+    # the message names the first non-finite entry, where it is and what it is
+    at = "row 1, column 2" if len(shape) == 2 else f"index {(0,) * (len(shape) - 2) + (1, 2)}"
     for fn in (S.effective_rank, S.singular_values):
-        with pytest.raises(ValueError, match="X contains NaN or Inf"):
+        with pytest.raises(ValueError, match="X contains NaN or Inf") as err:
             fn(backend.asarray(X), center=center)
+        assert str(err.value).endswith(f"; the first, {value}, at {at})")
     if len(shape) == 2:
         for k in (None, 2):
             with pytest.raises(ValueError, match="X contains NaN or Inf"):

@@ -89,6 +89,11 @@ def test_zero_and_errors(rng):
         for bad in (np.nan, np.inf):
             with pytest.raises(ValueError, match="chunk contains NaN or Inf"):
                 S.GramAccumulator(center=center).update(np.array([[bad, 1.0], [2.0, 3.0]]))
+    # the chunk as given is named (dtype float32, not the float64 copy), with its first bad entry
+    big = np.ones((40, 3), dtype=np.float32)
+    big[33, 2] = np.nan
+    with pytest.raises(ValueError, match=r"dtype float32; the first, nan, at row 33, column 2\)"):
+        S.GramAccumulator(chunk_rows=8).update(big)
     with pytest.raises(ValueError, match="center"):
         S.GramAccumulator(center=True).merge(S.GramAccumulator())
     torch = pytest.importorskip("torch")

@@ -76,9 +76,15 @@ def _streamed(mat, key, path, center, chunk_rows):
 
     starts = range(0, mat.shape[0], chunk_rows)
     for start in tqdm(starts, desc=f"{key}", unit="chunk", disable=None, leave=False):
+        chunk = mat[start : start + chunk_rows]
         try:
-            acc.update(mat[start : start + chunk_rows])
+            acc.update(chunk)
         except ValueError as exc:
+            bad = np.argwhere(~np.isfinite(chunk)) if chunk.dtype.kind == "f" else ()
+            if len(bad):
+                i, j = (int(v) for v in bad[0])
+                raise InputError(f"array {key!r} in {str(path)!r} holds a non-finite value ({chunk[i, j]}) at row "
+                                 f"{start + i}, column {j}") from None
             raise InputError(f"array {key!r} in {str(path)!r}: rows {start}..{start + chunk_rows}: {exc}") from None
     sigma = acc.singular_values()
     return sigma, acc.n_ambiguous()

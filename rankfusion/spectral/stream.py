@@ -151,7 +151,8 @@ class GramAccumulator:
                     m2b = cc.T @ cc
                 else:
                     m2b = c.T @ c
-            if not _finite_or_raise(ops, ops.diagonal(m2b), c, "chunk"):
+            # the message names the first NaN/Inf of the chunk as given (its dtype, its row)
+            if not _finite_or_raise(ops, ops.diagonal(m2b), chunk, "chunk"):
                 raise ValueError(f"chunk has entries too large for a float64 Gram matrix: {describe(chunk)}")
             self._combine(nb, mb, m2b)
         return self
