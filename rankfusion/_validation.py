@@ -106,17 +106,25 @@ def first_non_finite(x) -> str:
     which would have to be read again. Only on the error path: one scan."""
     if is_dask(x):
         return ""
-    if is_torch(x):
-        x = x.detach().cpu().numpy()
-    x = np.asarray(x)
-    if x.dtype.kind != "f" or x.ndim == 0:
-        return ""
-    bad = np.argwhere(~np.isfinite(x))
-    if not bad.size:
-        return ""
-    at = tuple(int(i) for i in bad[0])
+    if is_torch(x):  # torch's own ops: NumPy has no bfloat16
+        if not x.is_floating_point() or x.dim() == 0:
+            return ""
+        bad = (~x.detach().isfinite()).nonzero()
+        if not bad.shape[0]:
+            return ""
+        at = tuple(int(i) for i in bad[0])
+        value = float(x[at])
+    else:
+        x = np.asarray(x)
+        if x.dtype.kind != "f" or x.ndim == 0:
+            return ""
+        bad = np.argwhere(~np.isfinite(x))
+        if not bad.size:
+            return ""
+        at = tuple(int(i) for i in bad[0])
+        value = float(x[at])
     where = f"row {at[0]}, column {at[1]}" if len(at) == 2 else f"index {at}"
-    return f"; the first, {x[at]}, at {where}"
+    return f"; the first, {value}, at {where}"
 
 
 def check_int(value, name: str, *, low=None, high=None, allow_none: bool = False):

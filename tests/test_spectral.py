@@ -380,6 +380,20 @@ def test_non_finite_on_every_route(backend, shape, value, center):
                 S.channel_informativeness(backend.asarray(X.astype(np.float32)), k, center=center)
 
 
+def test_non_finite_message_of_half_precision_input():
+    from rankfusion._validation import check_matrix
+
+    x = np.ones((3, 2), dtype=np.float16)
+    x[2, 0] = np.inf
+    with pytest.raises(ValueError, match=r"dtype float16; the first, inf, at row 2, column 0\)$"):
+        check_matrix(x, "X")
+    torch = pytest.importorskip("torch")
+    t = torch.ones(3, 2, dtype=torch.bfloat16)  # NumPy has no bfloat16: located with torch's own ops
+    t[1, 1] = float("nan")
+    with pytest.raises(ValueError, match=r"dtype torch.bfloat16; the first, nan, at row 1, column 1\)$"):
+        check_matrix(t, "X")
+
+
 def test_float64_squares_overflow_falls_back(rng):
     X = rng.standard_normal((600, 20))
     big = X * 1e200  # finite, but its squares overflow float64
