@@ -235,6 +235,15 @@ def _store_results(path: Path, keys, center: bool, top: int, scheduler: str | No
             client.close()
 
 
+def _check_options(center: bool, convention: str, keys) -> None:
+    """Refuse option combinations ``spectrum`` would otherwise misread (before any file is read)."""
+    if center and convention != "paper":
+        raise InputError(f"--center applies to --convention paper; {convention!r} fixes its own centring")
+    repeated = sorted({k for k in keys if keys.count(k) > 1})
+    if repeated:
+        raise InputError(f"--key {repeated[0]!r} is given more than once; name each array once")
+
+
 @main.command()
 @click.argument("file", type=click.Path(path_type=Path))
 @click.option("--key", "keys", multiple=True, help="Array to analyse (repeatable); default: every numeric array.")
@@ -266,11 +275,7 @@ def spectrum(file, keys, center, as_json, plot, top, chunk_rows, scheduler, conv
     """
     from ..stores import is_store
 
-    if center and convention != "paper":
-        raise InputError(f"--center applies to --convention paper; {convention!r} fixes its own centring")
-    repeated = sorted({k for k in keys if keys.count(k) > 1})
-    if repeated:
-        raise InputError(f"--key {repeated[0]!r} is given more than once; name each array once")
+    _check_options(center, convention, keys)
     results = []
     if is_store(file):
         scheduler = scheduler or next((os.environ[v] for v in SCHEDULER_ENV if os.environ.get(v)), None)
