@@ -319,3 +319,27 @@ def test_figures_failing_before_any_family_leaves_no_output_folder(micro_data, t
     res = run("figures", "--data", micro_data, "--out", tmp_path / "g", "--only", "spectra",
               "--cache", tmp_path / "cc", "--profile", "quick", "--quiet", "--workers", 1)
     assert res.exit_code == 2 and (tmp_path / "g").is_dir()
+
+
+def test_modality_table_names_the_run_folder_of_a_moved_cache(micro_data, tmp_path):
+    # a feature file records the absolute run folder it was exported from; once the cache is copied
+    # (as a reviewer copies the demo's), the table must still name the run inside the cache it read
+    import csv
+    import shutil
+
+    first, moved = tmp_path / "first", tmp_path / "elsewhere" / "cache"
+    args = ("modality-select", "--data", micro_data, "--profile", "quick", "--quiet", "--candidates", "depth")
+    res = run(*args, "--cache", first, "--out", tmp_path / "sel1")
+    assert res.exit_code == 0, res.output
+    shutil.copytree(first, moved)
+    shutil.rmtree(first)
+    res = run(*args, "--cache", moved, "--out", tmp_path / "sel2")
+    assert res.exit_code == 0, res.output
+    assert all(r["reused"] for r in json.loads((tmp_path / "sel2" / "manifest.json").read_text())
+               ["figures"]["modality"]["runs"])
+    for sel in ("sel1", "sel2"):
+        rows = list(csv.DictReader((tmp_path / sel / "modality_selection_files.csv").open()))
+        assert rows and all(r["run"].startswith("runs/") and r["file"].startswith(r["run"] + "/features/")
+                            for r in rows), rows
+    assert ((tmp_path / "sel1" / "modality_selection_files.csv").read_text()
+            == (tmp_path / "sel2" / "modality_selection_files.csv").read_text())

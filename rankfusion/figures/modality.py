@@ -179,8 +179,13 @@ def make(ctx: FigureContext, candidates=None, expected: str | None = None) -> Fi
     per_seed_score = table_.groupby(["candidate", "seed"], as_index=False)["harmonic_mean"].mean()
     task, agreement = selection.runs_task_evidence(per_seed_score.rename(columns={"harmonic_mean": "score"}),
                                                  _moc_gains(ctx, runs, alone))
-    # paths inside the cache relative to it, so a committed table names no machine's folders
+    # paths inside the cache relative to it, so a committed table names no machine's folders. The
+    # run is the folder the cache holds the file in, not the feature file's meta.run: that is the
+    # absolute folder at export time, outside the cache once the cache has been copied or moved.
     cache_dir = Path(ctx.cache.cache_dir).resolve()
+    file_runs = [rec.run_dir for rec in runs for _ in ctx.obs_ratios]  # the order of ``files``
+    run_of = {Path(f).resolve(): Path(d).resolve() for f, d in zip(files, file_runs)}
+    table_["run"] = [str(run_of.get(Path(f).resolve(), r)) for f, r in zip(table_["file"], table_["run"])]
     for col in ("file", "run"):
         full = [Path(f).resolve() for f in table_[col]]
         table_[col] = [p.relative_to(cache_dir).as_posix() if p.is_relative_to(cache_dir) else f
