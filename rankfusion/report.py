@@ -88,9 +88,12 @@ def modality_section(r: ReportInputs) -> list[str]:
     cmp = d.comparison
     L = ["## Modality selection (Sec. 3.2, Fig. 3)", "", _img("modality_selection", "modality selection"), ""]
     ranked = ", ".join(f"{i + 1}. {c} ({_fmt(d.scores[c])})" for i, c in enumerate(d.ranking))
-    second, lead, verdict, _ = verdicts.top_lead(d.ranking, d.scores, d.seed_scores)
-    lead_txt = (f" The first's lead over the second, {second}, is {_fmt(lead)} ({verdict}; Welch's t over the "
-                "seeds' scores)" + ("." if verdict.startswith("resolved") else
+    second, lead, verdict, lead_cmp = verdicts.top_lead(d.ranking, d.scores, d.seed_scores)
+    # the lead's 95 % interval beside its verdict, as for every other tested difference
+    lead_ci = (f" [{verdicts.fmt(lead_cmp.ci[0], '+.2f')}, {verdicts.fmt(lead_cmp.ci[1], '+.2f')}]"
+               if lead_cmp is not None and verdicts.testable(lead_cmp) else "")
+    lead_txt = (f" The first's lead over the second, {second}, is {_fmt(lead)}{lead_ci} ({verdict}; Welch's t over the "
+                "seeds' scores, unadjusted)" + ("." if verdict.startswith("resolved") else
                                     ": the order of the first two is not a finding.")) if second else ""
     L.append(f"Ranking of candidates fused with {a} by the mean harmonic mean of ERank gains over "
              f"observation ratios: {ranked}.{lead_txt}")

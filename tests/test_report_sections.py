@@ -47,7 +47,10 @@ def test_modality_section_tests_the_lead_and_the_agreement():
     text = "\n".join(modality_section(_inputs({"modality": _modality(close)})))
     lead = stats.compare(close["depth"], close["noise"])
     assert "This **matches** the construction" in text
-    assert f"The first's lead over the second, noise, is 0.02 (unresolved (Welch t, p = {lead.p:.3f}; detectable from" in text
+    # the verdict comes with the lead's 95 % interval and says it is a single, unadjusted test
+    ci = f"[{lead.ci[0]:+.2f}, {lead.ci[1]:+.2f}]"
+    assert f"The first's lead over the second, noise, is 0.02 {ci} (unresolved (Welch t, p = {lead.p:.3f}; detectable from" in text
+    assert "Welch's t over the seeds' scores, unadjusted)" in text
     assert "its first place is not a finding" in text and "the order of the first two is not a finding" in text
     # three candidates: the exact permutation p is at least 1/6, never "backed"
     assert "permutation p = 0.167 over 3 candidates; the ranking is not backed by the task" in text
