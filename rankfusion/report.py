@@ -140,7 +140,7 @@ def _selection_mismatch(r: ReportInputs) -> list[str]:
     rel = d.relative_gain_pct
     rtxt = "; ".join(f"{a}+{c}: {a} {_fmt(v['anchor'], '+.1f')}%, {c} {_fmt(v['candidate'], '+.1f')}%"
                      for c, v in rel.items() if c in (exp, found))
-    L = [f"This does **not match** the construction: {exp}, the most complementary partner of {a} "
+    L = [f"By its point scores the ranking does **not match** the construction: {exp}, the most complementary partner of {a} "
          f"by design (docs/datasets.md), ranks {d.comparison['expected_rank']} and {found} ranks first. "
          f"Gains of the {a}+{exp} pair: {gtxt}."]
     top = max(abs(x) for c, v in rel.items() if c in (exp, found) for x in v.values())
@@ -168,8 +168,9 @@ def _selection_mismatch(r: ReportInputs) -> list[str]:
                      f"{a}'s gain from {_fmt(clean, '+.2f')} (clean) to {_fmt(large, '+.2f')} (large noise; "
                      f"{verdicts.diff_ci(rise)}, {verdicts.comparison_verdict(rise)}, paired by seed). "
                      f"Blending channels that carry isotropic noise flattens the receiver's spectrum, so "
-                     "the criterion rewards a partner that spreads energy over many directions, whether "
-                     "that energy is complementary information or noise: noise alone raises the score.")
+                     f"the anchor's side of the criterion rewards a partner that spreads energy over many "
+                     "directions, whether that energy is complementary information or noise: noise alone "
+                     f"raises {a}'s gain.")
     return L
 
 
@@ -397,6 +398,15 @@ def claim_rows(dose, *, partner: str) -> list[tuple[str, str, object, int]]:
     return rows
 
 
+def _family_clause(c, p_adj, family: int) -> str:
+    """``"Holm p = 0.004"`` for a test of the claims family, with what it could have detected when
+    not resolved, or ``"one seed"`` when untestable."""
+    if not verdicts.testable(c):
+        return "one seed"
+    clause = f"Holm {verdicts.p_text(p_adj)}"
+    return clause if verdicts.is_resolved(c, p_adj) else f"{clause}; {verdicts.detectable(c, family)}"
+
+
 def _claim_cell(c, sign, p_adj, family: int) -> str:
     v = verdicts.claim_verdict(c, sign, p_adj)
     if v == "unresolved" and verdicts.testable(c):
@@ -457,16 +467,16 @@ def claims_section(results: dict, *, anchor: str, partner: str) -> list[str]:
             i = len(tests) - 1
             v = verdicts.claim_verdict(lead, +1, adj[i])
             outcome = ("holds." if v == "holds" else
-                       f"unresolved: it ranks first, but its lead is not resolved ({_claim_cell(lead, +1, adj[i], m)}).")
+                       f"unresolved: it ranks first, but its lead is not resolved ({_family_clause(lead, adj[i], m)}).")
         elif cmp["matches"]:
             outcome = "unresolved: it ranks first, but with no positive lead or no seed spread to test it."
         elif cmp["matches"] is False and lead is not None:
             i = len(tests) - 1
             v = verdicts.claim_verdict(lead, -1, adj[i])
             outcome = (f"does not hold: {cmp['found']} scores above {cmp['expected']}, resolved "
-                       f"({_claim_cell(lead, -1, adj[i], m)})." if v == "contradicted" else
+                       f"({_family_clause(lead, adj[i], m)})." if v == "contradicted" else
                        f"unresolved: {cmp['expected']} does not rank first, but the gap to {cmp['found']} is "
-                       f"not resolved ({_claim_cell(lead, -1, adj[i], m)}).")
+                       f"not resolved ({_family_clause(lead, adj[i], m)}).")
         else:
             outcome = "no expectation." 
         L.append(f"The criterion picks the complementary partner (modality selection on the demo's dataset): "
@@ -530,11 +540,14 @@ def dynamics_section(res, *, n_seeds: int) -> list[str]:
          f"(change +- std over seeds; paired t of final against initial ERank, Holm over the "
          f"{p.get('n_tests', len(summary))} distinct tests of the {len(summary)} rows; rows with identical values, "
          "e.g. a modality's tokens after and before the fuser without RTF, are one test):"]
+    pct = int(round(100 * (1 - stats.ALPHA)))
     for r in summary.itertuples():
         std = f" +- {_fmt(r.change_std)}" if np.isfinite(r.change_std) else ""
+        ci = (f", {pct} % CI [{_fmt(r.ci_low, '+.2f')}, {_fmt(r.ci_high, '+.2f')}]"
+              if np.isfinite(r.ci_low) and np.isfinite(r.ci_high) else "")
         test = "" if not np.isfinite(r.p_holm) else f", {verdicts.p_text(r.p_holm)} adjusted"
         L.append(f"- {r.model}, {r.name}: {_fmt(r.erank_init)} -> {_fmt(r.erank_final)} "
-                 f"({_fmt(r.change, '+.2f')}{std}; {r.verdict}{test}); lowest {_fmt(r.erank_min)}.")
+                 f"({_fmt(r.change, '+.2f')}{std}{ci}; {r.verdict}{test}); lowest {_fmt(r.erank_min)}.")
     moc = summary.groupby("model")["val_moc_final"].first()
     L += ["", "Validation MoC at the last epoch: " + ", ".join(f"{m} {_fmt(v)} %" for m, v in moc.items()) + ".",
           "Modality reliance over epochs is not reported (it is measured on finished runs: dose section).", ""]

@@ -115,9 +115,17 @@ def test_report_section_calls_only_changes_the_paired_test_resolves():
     assert summary["p_holm"].tolist() == pytest.approx(stats.adjust(p, "holm").tolist())
     res = FigureResult("dynamics", params={"n_videos": 16, "obs_ratio": 0.3}, tables={"summary": summary})
     text = "\n".join(dynamics_section(res, n_seeds=3))
-    assert "with RTF, rgb/after: 21.00 -> 16.00 (-5.00 +- 1.00; falls, p = " in text
-    assert "with RTF, fused: 31.00 -> 31.50 (+0.50 +- 2.00; unresolved, p = " in text
-    assert "without RTF, fused: 31.00 -> 34.00 (+3.00 +- 0.50; rises, p = " in text
+    # each change with its 95 % interval (the paired t's, over the seeds' changes)
+    cis = {k: stats.compare(np.array(changes[k]), np.zeros(3), paired=True).ci for k in keys}
+
+    def ci(k):
+        return f"95 % CI [{cis[k][0]:+.2f}, {cis[k][1]:+.2f}]"
+
+    assert (f"with RTF, rgb/after: 21.00 -> 16.00 (-5.00 +- 1.00, {ci(('with RTF', 'rgb/after'))}; falls, p = "
+            in text)
+    assert f"with RTF, fused: 31.00 -> 31.50 (+0.50 +- 2.00, {ci(('with RTF', 'fused'))}; unresolved, p = " in text
+    assert f"without RTF, fused: 31.00 -> 34.00 (+3.00 +- 0.50, {ci(('without RTF', 'fused'))}; rises, p = " in text
+    assert summary["ci_low"].tolist() == pytest.approx([cis[k][0] for k in keys])
     assert "with RTF 30.00 %, without RTF 25.00 %" in text
     one = _dynamics_summary(_ranks({k: v[:1] for k, v in changes.items()}, init, seeds=(0,)), moc)
     text1 = "\n".join(dynamics_section(FigureResult("dynamics", params={"n_videos": 16, "obs_ratio": 0.3},

@@ -122,3 +122,19 @@ def test_the_cli_help_lists_every_family():
     from rankfusion.cli.experiments import _FAMILY_HELP
 
     assert _FAMILY_HELP.split(", ") == list(FAMILIES)
+
+
+def test_markdown_tables_show_p_values_as_the_report_does(tmp_path):
+    import pandas as pd
+
+    from rankfusion.figures import FigureResult
+    from rankfusion.figures.common import table
+
+    df = pd.DataFrame({"diff": [1.234, -0.5, 2.0], "p": [0.0123, 0.0004, float("nan")],
+                       "p_holm": [0.0369, 0.0012, float("nan")]})
+    res = FigureResult("x")
+    table(tmp_path, df, "t", res, markdown=True)
+    rows = (tmp_path / "t.md").read_text().splitlines()[2:]
+    # two decimals would print 0.01 / 0.00: p-values keep the report's form
+    assert rows == ["| 1.23 | 0.012 | 0.037 |", "| -0.50 | < 0.001 | 0.001 |", "| 2.00 | NaN | NaN |"]
+    assert pd.read_csv(tmp_path / "t.csv")["p"].tolist()[:2] == [0.0123, 0.0004]  # the CSV keeps the numbers

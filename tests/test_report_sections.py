@@ -7,7 +7,7 @@ from types import SimpleNamespace
 import numpy as np
 import pandas as pd
 
-from rankfusion import stats
+from rankfusion import stats, verdicts
 from rankfusion.figures.ablation import AblationResult
 from rankfusion.figures.modality import ModalityResult
 from rankfusion.figures.noise import NoiseResult
@@ -151,7 +151,9 @@ def test_claims_section_tests_a_top_candidate_that_is_not_the_expected_one():
     assert "family of the 1 test below" in text
     assert "| the criterion ranks the complementary partner first (noise scores minus depth's) | demo dataset |" in text
     assert ("top candidate noise, expected depth -> unresolved: depth does not rank first, but the gap to noise is "
-            f"not resolved (unresolved (detectable from {gap.mde:.2f}))") in text
+            f"not resolved (Holm p = {gap.p:.3f}; detectable from {gap.mde:.2f})") in text  # a family of one
     far = _modality({"noise": [1.5, 1.52, 1.48], "depth": [0.5, 0.6, 0.7], "imu": [0.2, 0.25, 0.3]})
     text = "\n".join(claims_section({"modality": far}, anchor="rgb", partner="depth"))
-    assert "top candidate noise, expected depth -> does not hold: noise scores above depth, resolved (contradicted)." in text
+    gap = stats.compare([1.5, 1.52, 1.48], [0.5, 0.6, 0.7])
+    assert ("top candidate noise, expected depth -> does not hold: noise scores above depth, resolved "
+            f"(Holm {verdicts.p_text(gap.p)}).") in text

@@ -8,9 +8,14 @@ from pathlib import Path
 
 import pandas as pd
 
+from .. import verdicts
 from ..files import atomic_path, to_markdown, write_text
 from ..runcache import RunCache
 from .context import FigureContext
+
+#: Columns that hold p-values: shown in Markdown as the report writes them ("0.012", "< 0.001"),
+#: not rounded to the tables' two decimals (which would print "0.00").
+P_VALUE_COLUMNS = ("p", "p_holm", "control_p")
 
 
 @dataclass
@@ -118,7 +123,8 @@ def table(out, df: pd.DataFrame, name: str, res: FigureResult, markdown: bool = 
         df.to_csv(tmp, index=False, float_format="%.6g")
     res.files.append(f"{name}.csv")
     if markdown:
-        write_text(Path(out) / f"{name}.md", to_markdown(df) + "\n")
+        shown = df.assign(**{c: [verdicts.p_cell(float(v)) for v in df[c]] for c in P_VALUE_COLUMNS if c in df})
+        write_text(Path(out) / f"{name}.md", to_markdown(shown) + "\n")
         res.files.append(f"{name}.md")
 
 

@@ -96,7 +96,8 @@ def make(ctx: FigureContext) -> FigureResult:
     res.tables = {"summary": summary}
     res.data = DynamicsResult(
         erank={(r.model, r.name): {k: float(getattr(r, k)) for k in
-                                   ("erank_init", "erank_final", "change", "change_std", "erank_min", "p", "p_holm")}
+                                   ("erank_init", "erank_final", "change", "change_std", "ci_low", "ci_high", "erank_min", "p",
+                                    "p_holm")}
                for r in summary.itertuples()},
         reliance="not per epoch: evaluate.modality_reliance is measured on finished runs (family dose)")
     return res
@@ -122,6 +123,8 @@ def _dynamics_summary(ranks: pd.DataFrame, moc: pd.DataFrame) -> pd.DataFrame:
                 for k, g in zip(keys, groups)}
     adjusted = dict(zip(distinct, verdicts.holm(list(distinct.values()))))
     tests = [distinct[k] for k in keys]
+    agg["ci_low"] = [t.ci[0] for t in tests]  # the (1 - alpha) interval of the mean change
+    agg["ci_high"] = [t.ci[1] for t in tests]
     agg["p"] = [t.p for t in tests]
     agg["p_holm"] = [adjusted[k] for k in keys]
     agg["verdict"] = [verdicts.change_verdict(t, p) for t, p in zip(tests, agg["p_holm"])]
