@@ -34,7 +34,7 @@ def test_modality_select_from_feature_files(files, tmp_path):
     out = tmp_path / "sel"
     res = run("modality-select", *files, "--out", out, "--expected", "depth")
     assert res.exit_code == 0, res.output
-    assert "best candidate: depth; expected by construction: depth -> matches" in res.output
+    assert "top candidate by point score: depth; expected by construction: depth -> matches" in res.output
     for name in ("modality_selection.csv", "modality_ranking.csv", "modality_selection.png", "modality_selection.pdf",
                  "modality_selection.md", "modality_selection_files.csv"):
         assert (out / name).stat().st_size > 0

@@ -243,7 +243,8 @@ def _rank_runs(features, data, cands, expected, out, anchor, cache_dir, profile,
     click.echo(to_markdown(ranking[["rank", "candidate", "score", "wins", "reason"]]))
     if cmp["matches"] is not None:
         verdict = "matches" if cmp["matches"] else f"does NOT match (expected ranks {cmp['expected_rank']})"
-        click.echo(f"\nbest candidate: {cmp['found']}; expected by construction: {cmp['expected']} -> {verdict}")
+        click.echo(f"\ntop candidate by point score: {cmp['found']}; expected by construction: {cmp['expected']} -> "
+                   f"{verdict}")
     if moc is not None:
         task, agreement = moc
         for c, (g, (lo, hi)) in task.items():
@@ -325,7 +326,7 @@ def demo_cmd(out, quick, device, seed, quiet, threads, workers):
         lead = result.get("lead") or {}
         first = (f"; first place: lead over {lead['over']} {lead['lead']:.2f}, {lead['verdict']}"
                  if lead.get("over") and lead.get("lead") is not None else "")
-        click.echo("modality ranking by the criterion: " + " > ".join(result["ranking"])
+        click.echo("modality ranking by the criterion's point scores: " + " > ".join(result["ranking"])
                    + f" ({verdict} the most complementary partner by construction{first})")
     click.echo(f"wall time: {result['seconds']:.1f} s, CPU time {result['cpu_seconds']:.1f} s "
                f"({result['workers']} worker{'s' if result['workers'] != 1 else ''})")
