@@ -92,8 +92,11 @@ def modality_section(r: ReportInputs) -> list[str]:
     # the lead's 95 % interval beside its verdict, as for every other tested difference
     lead_ci = (f" [{verdicts.fmt(lead_cmp.ci[0], '+.2f')}, {verdicts.fmt(lead_cmp.ci[1], '+.2f')}]"
                if lead_cmp is not None and verdicts.testable(lead_cmp) else "")
+    # with the expected partner first, the same test is a claim of the claims table (Holm over its family)
+    scope = ("unadjusted here; the claims table adjusts it over its family" if cmp.get("matches") and lead_cmp is not None
+             else "unadjusted")
     lead_txt = (f" The first's lead over the second, {second}, is {_fmt(lead)}{lead_ci} ({verdict}; Welch's t over the "
-                "seeds' scores, unadjusted)" + ("." if verdict.startswith("resolved") else
+                f"seeds' scores, {scope})" + ("." if verdict.startswith("resolved") else
                                     ": the order of the first two is not a finding.")) if second else ""
     L.append(f"Ranking of candidates fused with {a} by the mean harmonic mean of ERank gains over "
              f"observation ratios: {ranked}.{lead_txt}")
