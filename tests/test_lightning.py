@@ -99,6 +99,8 @@ def test_callback_logs_exact_ranks_and_leaves_training_untouched(tmp_path):
     train_logs = [m for _, m in logger.logged if "effective_rank/train/tower_a" in m]
     val_logs = [m for _, m in logger.logged if "effective_rank/val/tower_a" in m]
     assert len(train_logs) == 2 and len(val_logs) == 2
+    # each epoch's validation ranks share the row (the logged step) of its val_loss
+    assert all("val_loss" in m for m in val_logs)
     for stage, logs, per_epoch in (("train", train_logs, 4), ("val", val_logs, 2)):
         for epoch, m in enumerate(logs):
             X = torch.cat(seen[stage][epoch * per_epoch:(epoch + 1) * per_epoch])
@@ -112,6 +114,17 @@ def test_callback_logs_exact_ranks_and_leaves_training_untouched(tmp_path):
     # the callback's hooks are gone after fit (the test's own reference hook stays)
     assert len(with_cb.tower_a._forward_hooks) == 1 and len(with_cb.tower_b._forward_hooks) == 0
     assert len(with_cb._forward_hooks) == 0 and len(with_cb._forward_pre_hooks) == 0
+
+
+def test_ranks_are_callback_metrics_that_early_stopping_can_monitor(tmp_path):
+    cb = RankMonitorCallback(["tower_a"], stages=("val",), max_rows=None)
+    # EarlyStopping raises when its monitor was never logged
+    stop = pl.callbacks.EarlyStopping(monitor="effective_rank/val/tower_a", mode="max", patience=5)
+    _, logger, seen, _ = _fit(tmp_path, [cb, stop])
+    last = torch.cat(seen["val"][-2:])
+    assert float(stop.best_score) >= float(spectral.effective_rank(torch.cat(seen["val"][:2]))) - 1e-12
+    assert [m["effective_rank/val/tower_a"] for _, m in logger.logged if "val_loss" in m][-1] == pytest.approx(
+        float(spectral.effective_rank(last)), rel=1e-9)
 
 
 def test_bad_arguments():

@@ -11,6 +11,8 @@ without it (tested).
 
 from __future__ import annotations
 
+import torch
+
 from .._validation import check_int, require_extra
 from ..monitor import DEFAULT_MAX_ROWS, DEFAULT_TOP, MASK_LAYOUTS, RankMonitor
 
@@ -44,11 +46,15 @@ class RankMonitorCallback(pl.Callback):
 
     Notes
     -----
-    Logged keys, at ``step = trainer.global_step`` after each epoch: ``effective_rank/<stage>/<name>``
-    and ``numerical_rank/<stage>/<name>``, as Python floats through every logger of the trainer
-    (``log_metrics``). :attr:`rows` keeps the full records (with ``epoch`` and ``stage``);
-    :meth:`to_frame` returns them as a DataFrame. In a data-parallel run each process measures
-    its own batches and Lightning's loggers write rank 0's.
+    Logged keys, once per epoch: ``effective_rank/<stage>/<name>`` and ``numerical_rank/<stage>/<name>``,
+    through the module's own ``log`` (epoch-level, float64): they land in the row of the epoch's other
+    epoch-level metrics (``val_loss`` beside the validation ranks in a ``CSVLogger``'s metrics.csv)
+    and in ``trainer.callback_metrics``, so ``EarlyStopping`` or ``ModelCheckpoint`` can monitor
+    them. :attr:`rows` keeps the full records (with ``epoch`` and ``stage``); :meth:`to_frame`
+    returns them as a DataFrame. In a data-parallel run each process measures its own batches and
+    Lightning's loggers write rank 0's (Lightning then suggests ``sync_dist=True`` once, in a
+    ``PossibleUserWarning``: averaging the processes' ranks would not give the rank of their rows
+    together, so the values are not synchronised).
     """
 
     def __init__(self, modules, *, stages=STAGES, max_rows: int | None = DEFAULT_MAX_ROWS, center: bool = False,
@@ -118,7 +124,7 @@ class RankMonitorCallback(pl.Callback):
         self._switch("val", trainer, False)
 
     # ------------------------------------------------------------------ epochs
-    def _log(self, stage, trainer):
+    def _log(self, stage, trainer, pl_module):
         mon = self._monitors.get(stage)
         if mon is None or trainer.sanity_checking:
             return
@@ -129,15 +135,16 @@ class RankMonitorCallback(pl.Callback):
             metrics[f"effective_rank/{stage}/{r['name']}"] = float(r["effective_rank"])
             metrics[f"numerical_rank/{stage}/{r['name']}"] = float(r["numerical_rank"])
         self.rows += new
-        if metrics:
-            for logger in trainer.loggers:
-                logger.log_metrics(metrics, step=trainer.global_step)
+        for key, value in metrics.items():
+            # one value per epoch (batch size 1): Lightning's epoch mean returns it unchanged, in float64
+            pl_module.log(key, torch.tensor(value, dtype=torch.float64), on_step=False, on_epoch=True,
+                          batch_size=1)
 
     def on_train_epoch_end(self, trainer, pl_module):
-        self._log("train", trainer)
+        self._log("train", trainer, pl_module)
 
     def on_validation_epoch_end(self, trainer, pl_module):
-        self._log("val", trainer)
+        self._log("val", trainer, pl_module)
 
     def to_frame(self):
         """:attr:`rows` as a pandas DataFrame (``epoch, stage, name, n_rows, numerical_rank,
