@@ -160,17 +160,24 @@ def compare(a, b, *, paired: bool = False, alpha: float = ALPHA) -> Comparison:
     nan = float("nan")
     if min(n_a, n_b) < 2:
         return Comparison(diff, (nan, nan), nan, False, n_a, n_b, "none (n < 2)", alpha, nan, nan)
+    # No spread is decided on the values, not on a computed variance: the mean of n equal floats
+    # can be off by a rounding error, and that error would then be "tested" against itself.
     if paired:
         d = a - b
-        se = float(np.std(d, ddof=1) / math.sqrt(d.size))
+        spread = bool(np.ptp(d) > 0)
+        se = float(np.std(d, ddof=1) / math.sqrt(d.size)) if spread else 0.0
         df = d.size - 1.0
+        exact = float(d[0])
     else:
-        va, vb = float(np.var(a, ddof=1)) / n_a, float(np.var(b, ddof=1)) / n_b
+        spread = bool(np.ptp(a) > 0 or np.ptp(b) > 0)
+        va, vb = (float(np.var(a, ddof=1)) / n_a, float(np.var(b, ddof=1)) / n_b) if spread else (0.0, 0.0)
         se = math.sqrt(va + vb)
         # Welch-Satterthwaite degrees of freedom (what ttest_ind(equal_var=False) uses)
         df = (va + vb) ** 2 / (va ** 2 / (n_a - 1) + vb ** 2 / (n_b - 1)) if se > 0 else nan
-    if se == 0.0:
+        exact = float(a[0] - b[0])
+    if not spread or se == 0.0:
         # every seed of each arm gave the same value: the difference is exact, not estimated
+        diff = exact if not spread else diff
         return Comparison(diff, (diff, diff), 0.0 if diff != 0 else 1.0, diff != 0, n_a, n_b,
                           "exact (no spread)", alpha, 0.0, df)
     if paired:

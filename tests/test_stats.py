@@ -103,6 +103,19 @@ def test_untestable_and_exact_cases_say_so():
         stats.compare([1.0, 2.0], [1.0, 2.0], alpha=1.5)
 
 
+def test_equal_constant_arms_are_exact_not_tested_rounding():
+    # mean([0.1] * 2) and mean([0.1] * 7) differ by one rounding error (1.4e-17); a test of that
+    # error against the rounding error of the variances gave p = 0.0498, "resolved"
+    for n_a, n_b in ((2, 7), (3, 5), (4, 7)):
+        c = stats.compare([0.1] * n_a, [0.1] * n_b)
+        assert c.test == "exact (no spread)" and c.diff == 0.0 and not c.resolved and c.p == 1.0
+    shifted = stats.compare([0.3] * 3, [0.1] * 7)
+    assert shifted.test == "exact (no spread)" and shifted.diff == 0.3 - 0.1 and shifted.resolved
+    # paired: a constant pairwise difference is exact too
+    same = stats.compare([0.1, 0.1, 0.1], [0.1, 0.1, 0.1], paired=True)
+    assert same.test == "exact (no spread)" and same.diff == 0.0 and not same.resolved
+
+
 def test_adjust_holm_and_bh_by_hand():
     p = [0.01, 0.04, 0.03, 0.005]
     # Holm: sorted 0.005 x4 = 0.02, 0.01 x3 = 0.03, 0.03 x2 = 0.06, 0.04 x1 = 0.04 -> running max 0.06
