@@ -89,15 +89,17 @@ def modality_section(r: ReportInputs) -> list[str]:
     L = ["## Modality selection (Sec. 3.2, Fig. 3)", "", _img("modality_selection", "modality selection"), ""]
     ranked = ", ".join(f"{i + 1}. {c} ({_fmt(d.scores[c])})" for i, c in enumerate(d.ranking))
     second, lead, verdict, lead_cmp = verdicts.top_lead(d.ranking, d.scores, d.seed_scores)
-    # the lead's 95 % interval beside its verdict, as for every other tested difference
-    lead_ci = (f" [{verdicts.fmt(lead_cmp.ci[0], '+.2f')}, {verdicts.fmt(lead_cmp.ci[1], '+.2f')}]"
+    # the tested difference with its 95 % interval beside the verdict: it is the difference of the seeds'
+    # mean scores, not the point scores' lead (a score is the criterion of the gains averaged over seeds)
+    lead_ci = (f", {verdicts.diff_ci(lead_cmp)} over the seeds' scores"
                if lead_cmp is not None and verdicts.testable(lead_cmp) else "")
     # with the expected partner first, the same test is a claim of the claims table (Holm over its family)
     scope = ("unadjusted here; the claims table adjusts it over its family" if cmp.get("matches") and lead_cmp is not None
              else "unadjusted")
-    lead_txt = (f" The first's lead over the second, {second}, is {_fmt(lead)}{lead_ci} ({verdict}; Welch's t over the "
-                f"seeds' scores, {scope})" + ("." if verdict.startswith("resolved") else
-                                    ": the order of the first two is not a finding.")) if second else ""
+    lead_txt = (f" The first's lead over the second, {second}, is {_fmt(lead)} by the point scores{lead_ci} "
+                f"({verdict}; Welch's t over the seeds' scores, {scope})"
+                + ("." if verdict.startswith("resolved") else ": the order of the first two is not a finding.")
+                ) if second else ""
     L.append(f"Ranking of candidates fused with {a} by the mean harmonic mean of ERank gains over "
              f"observation ratios: {ranked}.{lead_txt}")
     if d.reasons:
@@ -107,7 +109,8 @@ def modality_section(r: ReportInputs) -> list[str]:
         L.append(f"This **matches** the construction of the dataset: {cmp['expected']} is the most "
                  f"complementary partner of {a} by design (docs/datasets.md)"
                  + ("." if not second or verdict.startswith("resolved") else
-                    ", but its first place is not a finding (its lead above is unresolved)."))
+                    ", but its first place is not a finding (its lead above is "
+                    + ("contradicted)." if verdict.startswith("contradicted") else "unresolved).")))
     elif cmp["matches"] is False:
         L += _selection_mismatch(r)
     if d.moc:
@@ -470,6 +473,8 @@ def claims_section(results: dict, *, anchor: str, partner: str) -> list[str]:
             i = len(tests) - 1
             v = verdicts.claim_verdict(lead, +1, adj[i])
             outcome = ("holds." if v == "holds" else
+                       f"does not hold: it ranks first by its point score, but the seeds' scores put {second} "
+                       f"above it, resolved ({_family_clause(lead, adj[i], m)})." if v == "contradicted" else
                        f"unresolved: it ranks first, but its lead is not resolved ({_family_clause(lead, adj[i], m)}).")
         elif cmp["matches"]:
             outcome = "unresolved: it ranks first, but with no positive lead or no seed spread to test it."

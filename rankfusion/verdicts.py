@@ -130,7 +130,10 @@ def top_lead(ranking, scores: dict, per_seed: dict) -> tuple[str, float, str, Co
     dropped). The lead is tested with Welch's t (:func:`rankfusion.stats.compare`): the two
     pairings are different models, so a shared seed number is no pairing. A lead that is not resolved, or not positive (the ranking can
     put first a candidate with fewer NaN scores but a lower mean), means the ranking's first place
-    is not a finding. ``("", nan, "", None)`` with fewer than two scored candidates.
+    is not a finding. The point scores and the seeds' scores are different statistics (the criterion
+    of the gains averaged over seeds, and each seed's own criterion averaged), so the tested
+    difference can have the other sign: a resolved one is then ``"contradicted by the seeds'
+    scores (...)"``, never "resolved". ``("", nan, "", None)`` with fewer than two scored candidates.
     """
     def num(d, c):
         v = d.get(c)
@@ -145,6 +148,10 @@ def top_lead(ranking, scores: dict, per_seed: dict) -> tuple[str, float, str, Co
         # first by the ranking's other keys (e.g. fewer NaN scores), not by a higher score
         return second, lead, "unresolved, no positive lead", None
     c = compare(per_seed.get(top, ()), per_seed.get(second, ()))
+    if is_resolved(c) and not c.diff > 0:
+        # the point scores (from the gains averaged over seeds) put ``top`` first, the seeds' own scores
+        # put ``second`` above it, resolved: the first place is contradicted, not led
+        return second, lead, "contradicted by the seeds' scores (" + comparison_verdict(c).split(" (", 1)[1], c
     return second, lead, comparison_verdict(c), c
 
 

@@ -48,8 +48,9 @@ def test_modality_section_tests_the_lead_and_the_agreement():
     lead = stats.compare(close["depth"], close["noise"])
     assert "This **matches** the construction" in text
     # the verdict comes with the lead's 95 % interval and says it is a single, unadjusted test
-    ci = f"[{lead.ci[0]:+.2f}, {lead.ci[1]:+.2f}]"
-    assert f"The first's lead over the second, noise, is 0.02 {ci} (unresolved (Welch t, p = {lead.p:.3f}; detectable from" in text
+    ci = f"{lead.diff:+.2f} [{lead.ci[0]:+.2f}, {lead.ci[1]:+.2f}]"
+    assert (f"The first's lead over the second, noise, is 0.02 by the point scores, {ci} over the seeds' scores "
+            f"(unresolved (Welch t, p = {lead.p:.3f}; detectable from") in text
     # the expected partner ranks first: the same test is a claim, adjusted in the claims table's family
     assert "Welch's t over the seeds' scores, unadjusted here; the claims table adjusts it over its family)" in text
     assert "its first place is not a finding" in text and "the order of the first two is not a finding" in text
@@ -160,3 +161,24 @@ def test_claims_section_tests_a_top_candidate_that_is_not_the_expected_one():
     gap = stats.compare([1.5, 1.52, 1.48], [0.5, 0.6, 0.7])
     assert ("top candidate noise, expected depth -> does not hold: noise scores above depth, resolved "
             f"(Holm {verdicts.p_text(gap.p)}).") in text
+
+
+def test_a_point_score_lead_that_the_seeds_reverse_is_contradicted():
+    # depth ranks first by its point score (the criterion of the gains averaged over seeds) while
+    # its seeds' own scores are resolved below noise's: the lead is contradicted, not resolved
+    seeds = {"depth": [0.30, 0.31, 0.29], "noise": [0.80, 0.82, 0.81], "imu": [0.2, 0.25, 0.3]}
+    mod = _modality(seeds)
+    ranking = ("depth", "noise", "imu")
+    scores = {"depth": 0.9, "noise": 0.8, "imu": 0.25}
+    mod.data = ModalityResult(**{**mod.data.__dict__, "ranking": ranking, "scores": scores,
+                                 "comparison": {**mod.data.comparison, "found": "depth", "matches": True,
+                                                "expected_rank": 1}})
+    gap = stats.compare(seeds["depth"], seeds["noise"])
+    assert gap.resolved and gap.diff < 0
+    text = "\n".join(modality_section(_inputs({"modality": mod})))
+    assert (f"is 0.10 by the point scores, {verdicts.diff_ci(gap)} over the seeds' scores (contradicted by the "
+            "seeds' scores (Welch t") in text
+    assert "the order of the first two is not a finding" in text and "(its lead above is contradicted)" in text
+    text = "\n".join(claims_section({"modality": mod}, anchor="rgb", partner="depth"))
+    assert ("top candidate depth, expected depth -> does not hold: it ranks first by its point score, but the "
+            "seeds' scores put noise above it, resolved (Holm") in text

@@ -85,6 +85,10 @@ def test_top_lead():
     # ranked first (e.g. fewer NaN scores) with a lower mean: never a resolved lead
     second, lead, verdict, c = V.top_lead(["a", "b"], {"a": 0.3, "b": 0.5}, {"a": [0.3] * 3, "b": [0.5] * 3})
     assert second == "b" and lead == pytest.approx(-0.2) and verdict == "unresolved, no positive lead" and c is None
+    # first by the point scores, resolved below the second over the seeds' scores: contradicted, never resolved
+    second, lead, verdict, c = V.top_lead(["a", "b"], {"a": 0.9, "b": 0.8}, {"a": [0.30, 0.31, 0.29], "b": [0.8, 0.82, 0.81]})
+    assert lead == pytest.approx(0.1) and c.resolved and c.diff < 0
+    assert verdict.startswith("contradicted by the seeds' scores (Welch t, p")
     second, lead, verdict, c = V.top_lead(["depth"], {"depth": 0.8}, per_seed)
     assert second == "" and math.isnan(lead) and verdict == "" and c is None
 
