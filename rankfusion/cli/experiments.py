@@ -126,7 +126,7 @@ def _context(data, out, cache_dir, profile, device, quiet, threads=1, anchor="rg
               help="With --paired: probe seeds (comma-separated; each adds --folds replicates).")
 @click.option("--surrogates", default=19, show_default=True, type=int,
               help="With --paired: spectrum-matched noise surrogates per candidate, each fitted on every "
-                   "replicate (at least 19: the control's empirical p-value must be able to fall below 0.05).")
+                   "replicate (at least 19: the control's empirical p-value must be able to reach 0.05, i.e. 1/20).")
 @click.option("--steps", default=100, show_default=True, type=int, help="With --paired: training steps per probe fit.")
 @click.option("--width", default=32, show_default=True, type=int, help="With --paired: probe token width D.")
 @click.option("--jobs", default=1, show_default=True, type=click.IntRange(min=1),

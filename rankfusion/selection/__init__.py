@@ -10,7 +10,8 @@ Three numbers per candidate modality, meant to be read together (docs/analysis.m
    averaging, with the candidate replaced by surrogates that keep its column means and its exact
    singular spectrum but whose rows are random (:func:`spectral_surrogates`); the candidate's
    ``control_p`` is the empirical p-value of its ``H`` among theirs (:func:`noise_test`) and it is
-   flagged ``noise_like`` unless that p is below :data:`rankfusion.stats.ALPHA`.
+   flagged ``noise_like`` unless that p is at most :data:`rankfusion.stats.ALPHA` (a discrete p-value
+   that reaches alpha exactly is a rejection at level alpha: 1/20 with 19 surrogates).
 3. **Task evidence**: the cross-validated accuracy gain of anchor+candidate over the anchor alone
    (the fusion probe), and the rank agreement between ``H`` and the task gains
    (:func:`rankfusion.stats.agreement`: Spearman's rho, tested by permutation over candidates).

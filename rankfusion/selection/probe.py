@@ -45,7 +45,7 @@ class ProbeConfig:
     n_surrogates : int, default 19
         Noise-control surrogates per candidate, each fitted on every replicate like the candidate.
         At least :func:`min_surrogates` (19 at alpha 0.05): with fewer, the empirical p-value of
-        the control can never fall below alpha.
+        the control can never reach alpha.
     threads : int, default 1
         Torch threads while fitting (small matrices: one thread is as fast and robust on shared cores).
     """
