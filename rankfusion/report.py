@@ -285,7 +285,8 @@ def ablation_section(r: ReportInputs) -> list[str]:
     if tests:
         adj = dict(zip(tests, verdicts.holm(list(tests.values()))))
         m = sum(verdicts.testable(c) for c in tests.values())
-        L.append(f"Each variant against R3D (RTF) (Welch's t over seeds, Holm over the {len(tests)} variants): "
+        scope = f"{m} variants" if m == len(tests) else f"{m} of the {len(tests)} variants with two seeds or more an arm"
+        L.append(f"Each variant against R3D (RTF) (Welch's t over seeds, Holm over the {scope}): "
                  + "; ".join(f"{v} {verdicts.diff_ci(c)} ({verdicts.comparison_verdict(c, adj[v], m)})"
                              for v, c in tests.items()) + ".")
         within = verdicts.unresolved_against_base(tests, adj)
@@ -521,13 +522,15 @@ def collapse_section(res) -> list[str]:
              f"family below):")
     L += ["", to_markdown(remedies_table(d)), ""]
     pct = int(round(100 * (1 - stats.ALPHA)))
+    m = sum(verdicts.testable(c.test) for c in d.comparisons)
+    scope = (f"{m} tests" if m == len(d.comparisons) else
+             f"{m} of the {len(d.comparisons)} comparisons with two seeds or more an arm")
     L.append(f"Every test of the family (Welch's t over seeds, {pct} % interval, Holm-adjusted over the "
-             f"{len(d.comparisons)} tests; the claims table above adjusts over its own family):")
+             f"{scope}; the claims table above adjusts over its own family):")
     L += ["", f"| claim | K | difference [{pct} % CI] | p | Holm p | verdict |", "|---|---|---|---|---|---|"]
-    m = d.family
     for c, pa in zip(d.comparisons, d.p_holm):
         L.append(f"| {c.claim} | {c.level:g} | {verdicts.diff_ci(c.test)} | {verdicts.p_cell(c.test.p)} | "
-                 f"{verdicts.p_cell(pa)} | {_claim_cell(c.test, c.sign, pa, m)} |")
+                 f"{verdicts.p_cell(pa)} | {_claim_cell(c.test, c.sign, pa, d.family)} |")
     return L + [""]
 
 

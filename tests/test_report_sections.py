@@ -182,3 +182,29 @@ def test_a_point_score_lead_that_the_seeds_reverse_is_contradicted():
     text = "\n".join(claims_section({"modality": mod}, anchor="rgb", partner="depth"))
     assert ("top candidate depth, expected depth -> does not hold: it ranks first by its point score, but the "
             "seeds' scores put noise above it, resolved (Holm") in text
+
+
+def test_ablation_section_states_the_family_it_adjusts_over():
+    # a variant with one seed has no test: it is not in the Holm family, and the text says so
+    values = {"R3D (RTF)": (30.0, 31.0, 29.0), "W/O RTF": (30.5, 31.5, 29.0), "Uni": (20.0, 20.5, 19.5),
+              "static": (29.0,)}
+    d = AblationResult(moc={k: float(np.mean(v)) for k, v in values.items()}, std={}, values=values)
+    text = "\n".join(ablation_section(_inputs({"ablation": SimpleNamespace(data=d)})))
+    tests = d.against()
+    adj = stats.adjust([t.p for t in tests.values()], "holm")
+    assert "Holm over the 2 of the 3 variants with two seeds or more an arm)" in text
+    assert f"Uni {tests['Uni'].diff:+.2f} [" in text and f"p = {adj[1]:.3f} adjusted;" not in text
+    assert f"(resolved (Welch t, {verdicts.p_text(adj[1])} adjusted))" in text
+
+
+def test_collapse_section_states_the_family_it_adjusts_over():
+    from rankfusion.figures.collapse import CollapseComparison, CollapseResult
+    from rankfusion.report import collapse_section
+
+    tests = [stats.compare([0.0, 1.0, -1.0], [10.0, 12.0, 8.0]), stats.compare([1.0, 2.0, 1.5], [1.2, 1.9, 1.4]),
+             stats.compare([3.0], [1.0, 2.0])]  # the last has one seed: no test
+    comps = tuple(CollapseComparison(1.0, f"claim {i}", "moc", "a", "b", +1, t) for i, t in enumerate(tests))
+    res = CollapseResult((), (), comps, tuple(stats.adjust([t.p for t in tests], "holm")), (0.0, 1.0), "depth")
+    text = "\n".join(collapse_section(SimpleNamespace(data=res, params={"data_seed": 0})))
+    assert "Holm-adjusted over the 2 of the 3 comparisons with two seeds or more an arm;" in text
+    assert f"detectable from {tests[1].mde_in_family(2):.2f} under Holm over 2;" in text
