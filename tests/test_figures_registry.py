@@ -138,3 +138,28 @@ def test_markdown_tables_show_p_values_as_the_report_does(tmp_path):
     # two decimals would print 0.01 / 0.00: p-values keep the report's form
     assert rows == ["| 1.23 | 0.012 | 0.037 |", "| -0.50 | < 0.001 | 0.001 |", "| 2.00 | NaN | NaN |"]
     assert pd.read_csv(tmp_path / "t.csv")["p"].tolist()[:2] == [0.0123, 0.0004]  # the CSV keeps the numbers
+
+
+def test_test_tables_say_their_test_and_family_under_the_table(tmp_path):
+    import pandas as pd
+
+    from rankfusion import stats
+    from rankfusion.figures import FigureResult
+    from rankfusion.figures.collapse import CollapseComparison, CollapseResult, comparisons_note
+    from rankfusion.figures.common import table
+    from rankfusion.figures.dose import COMPARISONS_NOTE
+    from rankfusion.figures.dynamics import summary_note
+
+    df = pd.DataFrame({"diff": [1.0], "p": [0.048]})
+    table(tmp_path, df, "t", FigureResult("x"), markdown=True, note=COMPARISONS_NOTE)
+    lines = (tmp_path / "t.md").read_text().splitlines()
+    assert lines[2] == "| 1.00 | 0.048 |" and lines[-1] == COMPARISONS_NOTE and lines[-2] == ""
+    assert "not adjusted for multiplicity here" in COMPARISONS_NOTE
+    tests = [stats.compare([0.0, 1.0, -1.0], [1.0, 2.0, 3.0]), stats.compare([1.0], [1.0, 2.0])]
+    comps = tuple(CollapseComparison(1.0, "c", "moc", "a", "b", +1, t) for t in tests)
+    res = CollapseResult((), (), comps, tuple(stats.adjust([t.p for t in tests])), (0.0, 1.0), "depth")
+    assert "p_holm: Holm over the 1 comparisons of this table" in comparisons_note(res)
+    assert "at 0.05/1 and at 0.05" in comparisons_note(res)
+    summary = pd.DataFrame({"model": ["a", "a", "b"]})
+    summary.attrs["n_tests"] = 2
+    assert "Holm over the 2 distinct tests of the 3 rows" in summary_note(summary)

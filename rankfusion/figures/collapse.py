@@ -349,13 +349,21 @@ def remedies_table(res: CollapseResult) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def comparisons_note(res: CollapseResult) -> str:
+    """The line under ``collapse_comparisons.md``: the test, the Holm family and what ``mde_holm`` is."""
+    m = res.family
+    return (f"p: Welch's t over seeds; p_holm: Holm over the {m} comparisons of this table with two seeds or more an "
+            f"arm (family-wise error {ALPHA:g}), and the verdict is taken on it; mde_holm and mde: the difference "
+            f"the test detects with 80 % power at {ALPHA:g}/{m} and at {ALPHA:g}.")
+
+
 def _write(ctx: FigureContext, res: FigureResult, data: CollapseResult, ranks: pd.DataFrame) -> None:
     from .. import plots
 
     cells_df, comps_df, pts_df = _tables(data)
     table(ctx.out, pts_df, "collapse_runs", res)
     table(ctx.out, cells_df, "collapse_cells", res)
-    table(ctx.out, comps_df, "collapse_comparisons", res, markdown=True)
+    table(ctx.out, comps_df, "collapse_comparisons", res, markdown=True, note=comparisons_note(data))
     table(ctx.out, ranks, "collapse_ranks", res)
     rem = remedies_table(data)
     write_text(ctx.out / "collapse_remedies.md", to_markdown(rem) + "\n")

@@ -117,14 +117,17 @@ def save(out, fig, stem: str, res: FigureResult, formats=("png", "pdf")) -> None
     res.files += [p.name for p in paths]
 
 
-def table(out, df: pd.DataFrame, name: str, res: FigureResult, markdown: bool = False) -> None:
-    """Write ``<out>/<name>.csv`` (and ``.md`` when ``markdown``) atomically and list them in ``res``."""
+def table(out, df: pd.DataFrame, name: str, res: FigureResult, markdown: bool = False, note: str = "") -> None:
+    """Write ``<out>/<name>.csv`` (and ``.md`` when ``markdown``) atomically and list them in ``res``.
+
+    ``note``: a line under the Markdown table, e.g. which test its p-values are and over which
+    family they are adjusted, so that the table read on its own says so."""
     with atomic_path(Path(out) / f"{name}.csv") as tmp:
         df.to_csv(tmp, index=False, float_format="%.6g")
     res.files.append(f"{name}.csv")
     if markdown:
         shown = df.assign(**{c: [verdicts.p_cell(float(v)) for v in df[c]] for c in P_VALUE_COLUMNS if c in df})
-        write_text(Path(out) / f"{name}.md", to_markdown(shown) + "\n")
+        write_text(Path(out) / f"{name}.md", to_markdown(shown) + "\n" + (f"\n{note}\n" if note else ""))
         res.files.append(f"{name}.md")
 
 

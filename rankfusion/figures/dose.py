@@ -300,6 +300,12 @@ def _pm(mean, sd) -> str:
     return f"{mean:.2f}" if not np.isfinite(sd) else f"{mean:.2f} ± {sd:.2f}"
 
 
+#: The line under ``dose_comparisons.md``: its p-values are single tests, adjusted elsewhere.
+COMPARISONS_NOTE = (f"p, `resolved` and `verdict`: Welch's t over seeds, each comparison on its own at alpha "
+                    f"{ALPHA:g}, not adjusted for multiplicity here (the report's claims table Holm-adjusts these comparisons over "
+                    "its family); `mde`: the difference each test detects with 80 % power at that level.")
+
+
 def _write(ctx: FigureContext, res: FigureResult, dose: DoseResult) -> None:
     """The dose family's tables and figure."""
     from .. import plots
@@ -317,7 +323,7 @@ def _write(ctx: FigureContext, res: FigureResult, dose: DoseResult) -> None:
     write_text(ctx.out / "dose_reliance.md", to_markdown(rel[["dial", "level", "model", "quantity", "value",
                                                               "n_seeds"]]) + "\n")
     res.files.append("dose_reliance.md")
-    table(ctx.out, comps_df, "dose_comparisons", res, markdown=True)
+    table(ctx.out, comps_df, "dose_comparisons", res, markdown=True, note=COMPARISONS_NOTE)
     save(ctx.out, plots.plot_dose(cells_df, oracle_df, anchor=ctx.anchor, partner=ctx.partner), "dose", res,
          ctx.formats)
 

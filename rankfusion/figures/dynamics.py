@@ -91,7 +91,7 @@ def make(ctx: FigureContext) -> FigureResult:
     table(ctx.out, moc, "dynamics_moc", res)
     summary = _dynamics_summary(ranks, moc)
     res.params["n_tests"] = summary.attrs["n_tests"]  # the Holm family: distinct tests, not rows
-    table(ctx.out, summary, "dynamics", res, markdown=True)
+    table(ctx.out, summary, "dynamics", res, markdown=True, note=summary_note(summary))
     save(ctx.out, plots.plot_dynamics(ranks, moc, modalities=ctx.pair), "dynamics", res, ctx.formats)
     res.tables = {"summary": summary}
     res.data = DynamicsResult(
@@ -101,6 +101,13 @@ def make(ctx: FigureContext) -> FigureResult:
                for r in summary.itertuples()},
         reliance="not per epoch: evaluate.modality_reliance is measured on finished runs (family dose)")
     return res
+
+
+def summary_note(summary: pd.DataFrame) -> str:
+    """The line under ``dynamics.md``: the test of the change and the Holm family of its rows."""
+    return (f"p: paired t of final against initial ERank over seeds (the same run measured twice); p_holm: Holm over "
+            f"the {summary.attrs.get('n_tests', len(summary))} distinct tests of the {len(summary)} rows (rows with "
+            f"identical values are one test), and the verdict is taken on it at {ALPHA:g}.")
 
 
 def _dynamics_summary(ranks: pd.DataFrame, moc: pd.DataFrame) -> pd.DataFrame:
