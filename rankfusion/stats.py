@@ -10,7 +10,9 @@ top of :mod:`scipy.stats`:
   "unresolved" says what it could have seen;
 - :func:`adjust`: Holm's or Benjamini-Hochberg's adjustment of a family of p-values;
 - :func:`empirical_p`: the p-value of a score against control draws (the noise controls);
-- :func:`agreement`: Spearman's rho with an exact permutation p-value over the candidates.
+- :func:`agreement`: Spearman's rho with an exact permutation p-value over the candidates;
+- :func:`corrected_ci`: the corrected resampled t interval of repeated cross-validation
+  differences (the probe's task gain).
 
 :data:`ALPHA` is the level of every verdict in the toolkit; change it here and only here.
 """
@@ -190,6 +192,23 @@ def compare(a, b, *, paired: bool = False, alpha: float = ALPHA) -> Comparison:
     p = float(res.pvalue)
     return Comparison(diff, (float(ci.low), float(ci.high)), p, bool(p < alpha), n_a, n_b, name,
                       alpha, se, float(df))
+
+
+def corrected_ci(diffs, test_over_train: float, level: float | None = None) -> tuple[float, float]:
+    """Confidence interval of the mean of repeated cross-validation differences.
+
+    The ``n`` differences share training rows, so their naive variance understates the spread;
+    the corrected resampled t interval (Nadeau & Bengio, 2003) inflates ``s^2 / n`` to
+    ``(1/n + n_test/n_train) s^2`` with ``n - 1`` degrees of freedom; ``level`` defaults to
+    ``1 - ALPHA``. ``(nan, nan)`` with fewer than two differences.
+    """
+    level = 1.0 - ALPHA if level is None else level
+    d = np.asarray(diffs, dtype=np.float64)
+    n = d.size
+    if n < 2:
+        return (math.nan, math.nan)
+    half = stats.t.ppf(0.5 + level / 2, n - 1) * math.sqrt((1.0 / n + test_over_train) * d.var(ddof=1))
+    return (float(d.mean() - half), float(d.mean() + half))
 
 
 def adjust(p_values, method: str = "holm") -> np.ndarray:

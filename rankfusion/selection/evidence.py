@@ -2,7 +2,7 @@
 
 Every candidate is fitted on the replicates of stratified cross-validation together with its
 surrogates (:func:`rankfusion.selection.probe.fit_probe_members`); the task gain's interval is the
-corrected resampled t interval (:func:`corrected_ci`); the rank agreement of criterion and task
+corrected resampled t interval (:func:`rankfusion.stats.corrected_ci`); the rank agreement of criterion and task
 gain is :func:`rankfusion.stats.agreement`.
 """
 
@@ -14,6 +14,7 @@ import time
 import numpy as np
 
 from .. import spectral, stats
+from ..stats import corrected_ci
 from .._progress import bar_disabled
 from .._validation import InputError, check_int
 from .arrays import _unit_scale
@@ -43,25 +44,6 @@ def _standardize(x: np.ndarray, train: np.ndarray) -> np.ndarray:
     sd = x[train].std(axis=0)
     # a column constant on the training rows carries nothing the probe could learn; keep it finite
     return ((x - mu) / np.where(sd > 0, sd, 1.0)).astype(np.float32)
-
-
-def corrected_ci(diffs, test_over_train: float, level: float | None = None) -> tuple[float, float]:
-    """Confidence interval of the mean of repeated cross-validation differences.
-
-    The ``n`` differences share training rows, so their naive variance understates the spread;
-    the corrected resampled t interval (Nadeau & Bengio, 2003) inflates ``s^2 / n`` to
-    ``(1/n + n_test/n_train) s^2`` with ``n - 1`` degrees of freedom; ``level`` defaults to
-    ``1 - rankfusion.stats.ALPHA``.
-    """
-    from scipy.stats import t as student_t
-
-    level = 1.0 - stats.ALPHA if level is None else level
-    d = np.asarray(diffs, dtype=np.float64)
-    n = d.size
-    if n < 2:
-        return (math.nan, math.nan)
-    half = student_t.ppf(0.5 + level / 2, n - 1) * math.sqrt((1.0 / n + test_over_train) * d.var(ddof=1))
-    return (float(d.mean() - half), float(d.mean() + half))
 
 
 def _hm(a, b):
@@ -227,7 +209,7 @@ def _candidate_row(name: str, gains, acc, acc_plain, acc_a, ratio: float) -> dic
 
     ``gains`` (n_rep, 1 + S, 2): member 0 the candidate, 1..S its surrogates; ``acc``, ``acc_plain``
     and ``acc_a`` (n_rep,): accuracies with RTF, without, and of the anchor alone; ``ratio``
-    ``n_test / n_train`` of one fold (:func:`corrected_ci`).
+    ``n_test / n_train`` of one fold (:func:`rankfusion.stats.corrected_ci`).
     """
     crit_all = replicate_criterion(gains)
     crit, values = float(crit_all[0]), crit_all[1:]
