@@ -16,7 +16,7 @@ import numpy as np
 
 from ._validation import InputError, check_choice, check_float, check_int
 from .config import RunConfig
-from .data.synth import partner_only_cuts
+from .data.synth import partner_only_cuts, partner_only_modality
 from .data.torchdata import length_batches, observed_steps, pad_videos, video_inputs
 from .distributed import all_reduce_list, shard
 from .files import write_text
@@ -489,6 +489,10 @@ def partner_reference(partner_run, fused_modalities, split, *, data_root=None, d
                              f"got modalities {mods}")
         mod = mods[0]
         root = data_root or info["dataset"]
+        want = partner_only_modality(root)
+        if mod != want:
+            raise InputError(f"partner run {str(d)!r} is a run of {mod!r}, but only {want!r} decides the partner-only "
+                             f"cut points of {str(root)!r}: pass a run of {want!r} alone")
         ds = open_data(root, mods)
         if only is None:
             only = decidable_cuts(root, ds, split, config)

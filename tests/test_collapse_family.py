@@ -161,3 +161,18 @@ def test_collapse_family_quick(tmp_path):
     assert set(ranks["arm"]) == {BASELINE, PARTNER_ALONE} and (ranks["epoch"] == 0).any()
     manifest = json.loads((tmp_path / "figs" / "manifest.json").read_text())
     assert len(manifest["figures"]["collapse"]["runs"]) == len(planned)
+
+
+def test_collapse_family_refuses_a_partner_that_does_not_decide_the_partner_only_cuts(tmp_path):
+    # the cut points the family scores the partner on are those only depth can decide; a partner
+    # that sees the anchor's hint (mvrgb) would be scored there as if it were depth
+    from rankfusion._validation import InputError
+    from rankfusion.data import synthesize
+
+    data = synthesize(tmp_path / "data", seed=0, **get_profile("quick").synth)
+    ctx = FigureContext.open(data, out=tmp_path / "figs", cache_dir=tmp_path / "cache", profile="quick",
+                             progress=False, partner="mvrgb")
+    with pytest.raises(InputError, match="partner 'mvrgb'") as err:
+        jobs(ctx)
+    assert "--partner depth" in str(err.value)
+    assert not (tmp_path / "cache" / "collapse").exists()  # refused before any dataset is generated

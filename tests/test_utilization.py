@@ -238,3 +238,29 @@ def test_evaluate_writes_the_collapse_index_against_a_partner_alone_run(tmp_path
     # a partner run of a modality the fused model does not have is refused in one line
     r = CliRunner().invoke(main, ["evaluate", str(fused), "--split", "train", "--partner-run", str(fused)])
     assert r.exit_code == 2 and "single-modality run" in r.output
+
+
+@pytest.mark.slow
+def test_evaluate_refuses_a_partner_run_of_a_modality_that_does_not_decide_the_partner_only_cuts(tmp_path):
+    from click.testing import CliRunner
+
+    from rankfusion.cli import main
+    from rankfusion.config import R3DConfig, RunConfig, TrainConfig
+    from rankfusion.data import synthesize
+    from rankfusion.train import train
+
+    data = synthesize(tmp_path / "d", seed=2, n_videos=24, min_frames=150, max_frames=300, collapse=0.0,
+                      split_fractions=(0.6, 0.2, 0.2), channels={"rgb": 6, "depth": 5})
+    tc = dict(epochs=1, warmup_epochs=0, batch_size=4, sample_rate=4, select_metric="val_loss")
+
+    def cfg(mods):
+        return RunConfig(model=R3DConfig(modalities=mods, d_model=8, n_heads=2, n_layers=1), train=TrainConfig(**tc))
+
+    fused = train(cfg(("rgb", "depth")), data, tmp_path / "fused", seed=1, progress=False, monitor=False)
+    anchor = train(cfg(("rgb",)), data, tmp_path / "anchor", seed=1, progress=False, monitor=False)
+    # only depth decides the partner-only cut points: a run of rgb alone is no reference for them
+    r = CliRunner().invoke(main, ["evaluate", str(fused), "--split", "train", "--partner-run", str(anchor),
+                                  "--reliance-draws", "1"])
+    assert r.exit_code == 2, r.output
+    assert "'rgb'" in r.output and "'depth'" in r.output and len(r.output.strip().splitlines()) == 1
+    assert not (fused / "eval_train.csv").exists()

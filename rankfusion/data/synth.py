@@ -826,6 +826,21 @@ def partner_only(records, hints=None) -> np.ndarray:
     return out
 
 
+def partner_only_modality(data_root) -> str:
+    """The modality that alone decides the partner-only cut points of a synthetic dataset.
+
+    ``synth.json["most_complementary"]`` (the partner by construction), else
+    :data:`MOST_COMPLEMENTARY`: the only modality that sees each trip's direction. A collapse
+    index scores the partner on :func:`partner_only_cuts`, so it means something for this
+    modality only.
+    """
+    try:
+        name = json.loads((Path(data_root) / "synth.json").read_text()).get("most_complementary")
+    except (OSError, ValueError, AttributeError):
+        name = None
+    return str(name) if name else MOST_COMPLEMENTARY
+
+
 def partner_only_cuts(data_root, videos=None) -> dict:
     """``{video: observation ratios of its partner-only cut points}`` of a synthetic dataset.
 

@@ -32,7 +32,7 @@ import pandas as pd
 
 from .. import featurefiles, spectral, verdicts
 from .._validation import InputError
-from ..data.synth import prepare_dataset
+from ..data.synth import MOST_COMPLEMENTARY, prepare_dataset
 from ..files import to_markdown, write_text
 from ..profiles import PROFILES
 from ..runcache import RunCache
@@ -185,6 +185,11 @@ def _plan(ctx: FigureContext) -> list[tuple]:
     if not ctx.profile.collapse:
         raise InputError(f"the profile has no collapse settings; use one of "
                          f"{[n for n, p in PROFILES.items() if p.collapse]}")
+    if ctx.partner != MOST_COMPLEMENTARY:
+        # the family scores the partner on the cut points only the generator's partner can decide
+        raise InputError(f"the collapse family needs partner {MOST_COMPLEMENTARY!r} (the only modality that decides "
+                         f"its partner-only cut points), got partner {ctx.partner!r}; use --partner {MOST_COMPLEMENTARY} "
+                         "or leave the family out (--only)")
     ks = levels(ctx.profile)
     out = []
     for k in ks:
