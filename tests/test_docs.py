@@ -375,3 +375,22 @@ def test_formats_eval_table_names_every_column_and_row_of_the_file():
     named = [n for row in rows[1:] for n in re.findall(r"`([^`]+)`", row[0]) if not n.startswith("--")]
     covered = {k for n in named for k in known if fnmatch.fnmatchcase(k, n)}
     assert covered == known and all(any(fnmatch.fnmatchcase(k, n) for k in known) for n in named), named
+
+
+def test_model_doc_quotes_the_committed_collapse_indices():
+    # docs/model.md quotes each arm's collapse index (mean +- sd over seeds) from the committed
+    # figures/collapse_remedies.md; a regenerated table must not leave a stale number behind
+    pd = pytest.importorskip("pandas")
+    cells = pd.read_csv(ROOT / "figures" / "collapse_cells.csv")
+    cells = cells[(cells["quantity"] == "collapse_index") & (cells["level"] == cells["level"].max())]
+    index = {arm: (round(m), round(s)) for arm, m, s in zip(cells["arm"], cells["mean"], cells["sd"])}
+    text = " ".join((ROOT / "docs" / "model.md").read_text().split("## Remedies against modality collapse")[1]
+                    .split("\n## ")[0].split())
+    quoted = {"plain fusion": r"collapse index (\d+) \+- (\d+) %", "R3D (RTF)": r"RTF \((\d+) \+- (\d+) %",
+              "plain + modality dropout": r"modality dropout \((\d+) \+- (\d+) %",
+              "plain + unimodal heads": r"unimodal heads \((\d+) \+- (\d+) %", "plain + OGM-GE": r"OGM-GE \((\d+) \+- (\d+) %"}
+    for arm, pattern in quoted.items():
+        found = re.search(pattern, text)
+        assert found, f"docs/model.md does not quote the collapse index of {arm!r}"
+        assert (int(found[1]), int(found[2])) == index[arm], \
+            f"docs/model.md quotes {arm!r} at {found[1]} +- {found[2]} %, figures/collapse_cells.csv has {index[arm]}"
