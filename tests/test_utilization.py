@@ -264,3 +264,16 @@ def test_evaluate_refuses_a_partner_run_of_a_modality_that_does_not_decide_the_p
     assert r.exit_code == 2, r.output
     assert "'rgb'" in r.output and "'depth'" in r.output and len(r.output.strip().splitlines()) == 1
     assert not (fused / "eval_train.csv").exists()
+
+
+def test_evaluate_refuses_a_partner_run_without_the_reliance_passes(tmp_path):
+    # the collapse index is a reliance pass: --no-reliance would silently drop what --partner-run asks for
+    from click.testing import CliRunner
+
+    from rankfusion.cli import main
+
+    r = CliRunner().invoke(main, ["evaluate", str(tmp_path / "fused"), "--no-reliance", "--partner-run",
+                                  str(tmp_path / "alone")])
+    assert r.exit_code == 2, r.output
+    assert "--partner-run" in r.output and "--no-reliance" in r.output and len(r.output.strip().splitlines()) == 1
+    assert not any(tmp_path.iterdir())

@@ -184,6 +184,9 @@ def evaluate(run, split, data_root, checkpoint, device, reliance, reliance_seed,
 
     from ..evaluate import evaluate_run, format_eval_table
 
+    if partner_run is not None and not reliance:
+        raise InputError("--partner-run needs the reliance passes (the collapse index is one of them); "
+                         "it is not used with --no-reliance")
     df = evaluate_run(run, split, device=device, data_root=data_root, checkpoint=checkpoint, reliance=reliance,
                       reliance_seed=reliance_seed, reliance_draws=reliance_draws, partner_run=partner_run)
     for note in df.attrs.get("notes", []):
