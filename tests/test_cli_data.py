@@ -208,7 +208,7 @@ def test_synth_sizes_beyond_memory_are_refused_with_an_estimate(tmp_path, args, 
 
 def test_synth_huge_noise_scale_is_refused(tmp_path):
     line = _one_error_line(_run("data", "synth", str(tmp_path / "s"), "--videos", "3", "--noise-scale", "1e40"))
-    assert "noise_scale must be <= 1000000.0, got 1e+40" in line
+    assert "--noise-scale must be <= 1000000.0, got 1e+40" in line
     assert not (tmp_path / "s").exists()
 
 

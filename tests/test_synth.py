@@ -350,11 +350,11 @@ def test_noise_control_covariance_survives_a_dominant_mean():
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--complementarity", "1.5"], "Error: complementarity must be <= 1.0, got 1.5"),
-    (["--complementarity", "-0.1"], "Error: complementarity must be >= 0.0, got -0.1"),
-    (["--complementarity", "nan"], "Error: complementarity must be finite, got nan"),
-    (["--nuisance", "-1"], "Error: nuisance must be >= 0.0, got -1.0"),
-    (["--imbalance", "0.5"], "Error: imbalance must be >= 1.0, got 0.5"),
+    (["--complementarity", "1.5"], "Error: --complementarity must be <= 1.0, got 1.5"),
+    (["--complementarity", "-0.1"], "Error: --complementarity must be >= 0.0, got -0.1"),
+    (["--complementarity", "nan"], "Error: --complementarity must be finite, got nan"),
+    (["--nuisance", "-1"], "Error: --nuisance must be >= 0.0, got -1.0"),
+    (["--imbalance", "0.5"], "Error: --imbalance must be >= 1.0, got 0.5"),
     (["--channels", "noise=8", "--channels", "depth=4"], "Error: channels: modality 'noise' copies the spectrum"),
     (["--channels", "noise=8"], "Error: channels: modality 'noise' copies the spectrum"),
 ])

@@ -207,9 +207,9 @@ def test_partner_only_share_is_the_wrong_hints(levels):
 
 
 @pytest.mark.parametrize("value, message", [
-    ("1.5", "Error: collapse must be <= 1.0, got 1.5"),
-    ("-0.1", "Error: collapse must be >= 0.0, got -0.1"),
-    ("nan", "Error: collapse must be finite, got nan"),
+    ("1.5", "Error: --collapse must be <= 1.0, got 1.5"),
+    ("-0.1", "Error: --collapse must be >= 0.0, got -0.1"),
+    ("nan", "Error: --collapse must be finite, got nan"),
 ])
 def test_cli_collapse_range(tmp_path, value, message):
     res = CliRunner().invoke(cli_main, ["data", "synth", str(tmp_path / "o"), "--videos", "3", "--collapse", value])

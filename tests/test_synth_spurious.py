@@ -172,9 +172,9 @@ def test_the_cue_combines_with_the_collapse_dial(sets):
 
 
 @pytest.mark.parametrize("value, message", [
-    ("1.5", "Error: spurious must be <= 1.0, got 1.5"),
-    ("-0.1", "Error: spurious must be >= 0.0, got -0.1"),
-    ("nan", "Error: spurious must be finite, got nan"),
+    ("1.5", "Error: --spurious must be <= 1.0, got 1.5"),
+    ("-0.1", "Error: --spurious must be >= 0.0, got -0.1"),
+    ("nan", "Error: --spurious must be finite, got nan"),
 ])
 def test_cli_spurious_range(tmp_path, value, message):
     res = CliRunner().invoke(cli_main, ["data", "synth", str(tmp_path / "o"), "--videos", "3", "--spurious", value])

@@ -278,12 +278,12 @@ class SynthConfig:
         check_int(self.n_videos, option_name("n_videos", "--videos"), low=3)
         check_int(self.min_frames, option_name("min_frames", "--min-frames"), low=20)
         check_int(self.max_frames, option_name("max_frames", "--max-frames"), low=self.min_frames)
-        check_float(self.noise_scale, "noise_scale", low=0.0, high=MAX_NOISE_SCALE)
-        check_float(self.complementarity, "complementarity", low=0.0, high=1.0)
-        check_float(self.nuisance, "nuisance", low=0.0, high=100.0)
-        check_float(self.imbalance, "imbalance", low=1.0, high=100.0)
-        check_float(self.collapse, "collapse", low=0.0, high=1.0, allow_none=True)
-        check_float(self.spurious, "spurious", low=0.0, high=1.0, allow_none=True)
+        check_float(self.noise_scale, option_name("noise_scale", "--noise-scale"), low=0.0, high=MAX_NOISE_SCALE)
+        for dial, low, high in (("complementarity", 0.0, 1.0), ("nuisance", 0.0, 100.0), ("imbalance", 1.0, 100.0),
+                                ("collapse", 0.0, 1.0), ("spurious", 0.0, 1.0)):
+            # the collapse and spurious dials are off (None) unless given
+            check_float(getattr(self, dial), option_name(dial, f"--{dial}"), low=low, high=high,
+                        allow_none=dial in ("collapse", "spurious"))
         if not isinstance(self.channels, dict) or not self.channels:
             raise InputError(f"channels must be a non-empty dict {{modality: channels}}, got {self.channels!r}")
         for m, c in self.channels.items():
