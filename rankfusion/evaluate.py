@@ -649,8 +649,11 @@ def _write_csv(path, df):
 def format_eval_table(df) -> str:
     """Human-readable table of :func:`evaluate_run`'s result (mean +- std when several seeds)."""
 
+    def num(v):  # rounded first, so that -1e-15 prints as 0.00, not -0.00
+        return f"{round(float(v), 2) + 0.0:.2f}"
+
     def cell(r):
-        return f"{r['mean']:.2f}" if not (r["n_seeds"] > 1) else f"{r['mean']:.2f} +- {r['std']:.2f}"
+        return num(r["mean"]) if not (r["n_seeds"] > 1) else f"{num(r['mean'])} +- {num(r['std'])}"
 
     lines = []
     moc = df[df["metric"] == "moc"]

@@ -93,7 +93,10 @@ def comparison_verdict(c: Comparison, p_adj: float | None = None, family: int | 
 
 
 def claim_verdict(c: Comparison, sign: int = +1, p_adj: float | None = None) -> str:
-    """``"holds"`` (resolved in the claimed direction ``sign``), ``"contradicted"`` or ``"unresolved"``."""
+    """``"holds"`` (resolved in the claimed direction ``sign``), ``"contradicted"`` or ``"unresolved"``
+    (``"unresolved (one seed)"`` when an arm has fewer than two values: no test)."""
+    if not testable(c):
+        return "unresolved (one seed)"
     if not is_resolved(c, p_adj):
         return "unresolved"
     return "holds" if sign * c.diff > 0 else "contradicted"

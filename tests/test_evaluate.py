@@ -256,3 +256,18 @@ def test_segmentation_scores_pooled():
     assert set(s) == {"accuracy", "edit", "f1@10", "f1@25", "f1@50", "n_videos"}
     with pytest.raises(ValueError, match="pairs"):
         segmentation_scores([])
+
+
+def test_eval_table_prints_a_rounding_error_below_zero_as_zero():
+    # a partner-alone run against itself: a collapse index of -1e-15 is 0.00, not -0.00
+    import pandas as pd
+
+    from rankfusion.evaluate import format_eval_table
+
+    df = pd.DataFrame([{"metric": "collapse_index", "modality": "depth", "obs": float("nan"), "beta": float("nan"),
+                        "mean": -1e-15, "std": 2e-16, "n_seeds": 2},
+                       {"metric": "decidable_gain", "modality": "depth", "obs": float("nan"), "beta": float("nan"),
+                        "mean": -0.004, "std": float("nan"), "n_seeds": 1}])
+    text = format_eval_table(df)
+    assert "collapse_index: depth 0.00 +- 0.00" in text and "decidable_gain: depth -0.00" not in text
+    assert "decidable_gain: depth 0.00" in text

@@ -52,6 +52,7 @@ def test_claim_verdict():
     assert V.claim_verdict(far, sign=-1) == "contradicted"
     assert V.claim_verdict(stats.compare(FAR[1], FAR[0]), sign=-1) == "holds"
     assert V.claim_verdict(far, p_adj=0.06) == "unresolved"  # Holm can take a finding back
+    assert V.claim_verdict(stats.compare([1.0], [2.0, 3.0])) == "unresolved (one seed)"  # no test, and it says so
 
 
 def test_holm_of_a_family_of_comparisons():
