@@ -23,7 +23,8 @@ from .files import write_text
 from .metrics import DEFAULT_OVERLAPS, MoCAccumulator, decode_queries, grid_cells, segmentation_scores
 from .runs import check_config_data, load_run, open_data, resolve_device, seed_dirs
 from .stats import compare
-from .utilization import collapse_index, conditional_utilization, matched_donors, shapley_values
+from .utilization import (collapse_index, conditional_utilization, matched_donors, run_donor_seed,
+                          shapley_values)
 
 
 def moc_grid(model, ds, split, config: RunConfig, dev, *, obs=None, betas=None, ctx=None, notes=None,
@@ -444,7 +445,7 @@ def _evaluate_single(run_dir: Path, split, data_root, dev, checkpoint, reliance:
              for k, v in scores.items()]
     if reliance and len(ds.split(split)) >= 2:
         # each training seed draws its own donors, so the donor variance is in the spread over seeds
-        seed = int(np.random.SeedSequence([reliance_seed, int(info["seed"])]).generate_state(1)[0])
+        seed = run_donor_seed(reliance_seed, int(info["seed"]))
         rows += utilization_rows(model, ds, split, config, dev, seed=seed, clean=grid, draws=reliance_draws)
         if partner is not None:
             rows += collapse_rows(model, ds, split, config, dev, partner, seed=seed, draws=reliance_draws)
@@ -498,7 +499,7 @@ def partner_reference(partner_run, fused_modalities, split, *, data_root=None, d
             only = decidable_cuts(root, ds, split, config)
             if not only:
                 raise InputError(f"dataset {str(root)!r} has no partner-only cut point in split {split!r}")
-        sub = int(np.random.SeedSequence([seed, int(info["seed"])]).generate_state(1)[0])
+        sub = run_donor_seed(seed, int(info["seed"]))
         gains.append(modality_reliance(model, ds, split, config, dev, seed=sub, draws=draws, only=only)[0].drop)
     return {"modality": mod, "only": only, "attainable": float(np.mean(gains)), "n_cuts": len(only)}
 

@@ -33,6 +33,7 @@ from . import train as train_mod
 from .batched import serial_reason, train_batched
 from .extract import extract_features
 from .evaluate import decidable_cuts, moc_grid, modality_reliance
+from .utilization import run_donor_seed
 from .profiles import Profile
 from .runs import load_run, resolve_device
 
@@ -389,9 +390,14 @@ class RunCache:
 
     def reliance(self, rec: RunRecord, *, split: str = "test", seed: int = 0) -> pd.DataFrame:
         """Modality reliance of a run (:func:`rankfusion.evaluate.modality_reliance`) as
-        ``modality, moc, moc_swapped, drop`` (grid means, MoC points), cached as CSV in the run."""
-        # "m": length-matched donors, 3 draws (an older file, from one derangement, is not reused)
-        out = rec.run_dir / f"reliance-{split}-d{seed}-m.csv"
+        ``modality, moc, moc_swapped, drop`` (grid means, MoC points), cached as CSV in the run.
+
+        The donors are drawn from ``seed`` and the run's training seed
+        (:func:`rankfusion.utilization.run_donor_seed`), as ``rankfusion evaluate`` draws them: the
+        spread over seeds contains the donors' variance."""
+        # "r": donors of the run's own stream, length-matched, 3 draws (older files, whose donors
+        # every run shared, are not reused)
+        out = rec.run_dir / f"reliance-{split}-r{seed}.csv"
         if out.exists():
             return pd.read_csv(out)
         dev = resolve_device(self.device)
@@ -400,7 +406,8 @@ class RunCache:
         clean = self.evaluate(rec, split=split)
         grid = {(float(r.obs_ratio), float(r.beta)): float(r.moc) for r in clean.itertuples()}
         rows = [{"modality": r.modality, "moc": r.moc, "moc_swapped": r.moc_swapped, "drop": r.drop}
-                for r in modality_reliance(model, ds, split, config, dev, seed=seed, clean=grid)]
+                for r in modality_reliance(model, ds, split, config, dev, seed=run_donor_seed(seed, rec.seed),
+                                           clean=grid)]
         df = pd.DataFrame(rows, columns=["modality", "moc", "moc_swapped", "drop"])
         with atomic_path(out) as tmp:
             df.to_csv(tmp, index=False)
@@ -412,9 +419,10 @@ class RunCache:
         :func:`rankfusion.evaluate.modality_reliance` restricted to
         :func:`rankfusion.evaluate.decidable_cuts` (a synthetic dataset's partner-only cut points),
         in MoC points; for a model of ``modality`` alone, what that modality's information is worth
-        there. NaN when the split has no such cut point. Cached as JSON in the run.
+        there. NaN when the split has no such cut point. Cached as JSON in the run. The donors are
+        those of :meth:`reliance` (the run's own stream from ``seed``).
         """
-        out = rec.run_dir / f"decidable-{split}-{modality}-d{seed}.json"
+        out = rec.run_dir / f"decidable-{split}-{modality}-r{seed}.json"
         if out.exists():
             v = json.loads(out.read_text())["gain"]
             return float("nan") if v is None else float(v)
@@ -424,8 +432,8 @@ class RunCache:
         only = decidable_cuts(self.data_root, ds, split, config)
         gain = float("nan")
         if only:
-            gain = float(modality_reliance(model, ds, split, config, dev, modalities=[modality], seed=seed,
-                                           only=only)[0].drop)
+            gain = float(modality_reliance(model, ds, split, config, dev, modalities=[modality],
+                                           seed=run_donor_seed(seed, rec.seed), only=only)[0].drop)
         write_json(out, {"gain": gain if only else None, "cuts": len(only), "modality": modality, "split": split})
         return gain
 

@@ -25,6 +25,17 @@ import numpy as np
 from ._validation import InputError, check_float, check_int
 
 
+def run_donor_seed(reliance_seed: int, run_seed: int) -> int:
+    """The seed of a trained run's donor draws: one stream per ``(reliance_seed, run's training seed)``.
+
+    Each training seed draws its own donors, so the spread of a reliance over seeds, and any
+    interval built from it, contains the donors' variance (the same seed everywhere would leave it
+    out). ``rankfusion evaluate`` and the figure families derive it the same way.
+    """
+    reliance_seed = check_int(reliance_seed, "reliance_seed", low=0)
+    return int(np.random.SeedSequence([reliance_seed, check_int(run_seed, "run_seed", low=0)]).generate_state(1)[0])
+
+
 def matched_donors(lengths, seed: int, *, tol: float = 0.1):
     """A donor for each video among the others, of similar length, drawn at random.
 

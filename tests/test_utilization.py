@@ -277,3 +277,36 @@ def test_evaluate_refuses_a_partner_run_without_the_reliance_passes(tmp_path):
     assert r.exit_code == 2, r.output
     assert "--partner-run" in r.output and "--no-reliance" in r.output and len(r.output.strip().splitlines()) == 1
     assert not any(tmp_path.iterdir())
+
+
+def test_cached_reliance_draws_each_runs_own_donors(tmp_path, monkeypatch):
+    """The figure families' reliance and decidable gain draw donors from the run's own stream, as
+    evaluate does, so the spread over seeds holds the donors' variance (a seed shared by every run
+    would leave it out)."""
+    import pandas as pd
+
+    from rankfusion import runcache
+    from rankfusion.utilization import run_donor_seed
+
+    seen = []
+
+    def spy(model, ds, split, config, dev, *, seed, **kw):
+        seen.append(seed)
+        return [SimpleNamespace(modality="depth", moc=50.0, moc_swapped=40.0, drop=10.0)]
+
+    monkeypatch.setattr(runcache, "modality_reliance", spy)
+    monkeypatch.setattr(runcache, "load_run", lambda *a, **k: (None, SimpleNamespace(model=SimpleNamespace(
+        modalities=("rgb", "depth"))), {}))
+    monkeypatch.setattr(runcache, "open_dataset", lambda *a, **k: None)
+    monkeypatch.setattr(runcache, "decidable_cuts", lambda *a, **k: {("v", 0.2)})
+    cache = runcache.RunCache.__new__(runcache.RunCache)
+    cache.device, cache.data_root = "cpu", tmp_path
+    monkeypatch.setattr(cache, "evaluate", lambda rec, split="test": pd.DataFrame(
+        [{"obs_ratio": 0.2, "beta": 0.1, "moc": 50.0}]))
+    for s in (1, 10):
+        (tmp_path / f"s{s}").mkdir()
+        rec = runcache.RunRecord("r", tmp_path / f"s{s}", "h", s, {}, reused=False)
+        cache.reliance(rec)
+        cache.decidable_gain(rec, "depth")
+    assert seen == [run_donor_seed(0, 1)] * 2 + [run_donor_seed(0, 10)] * 2
+    assert run_donor_seed(0, 1) != run_donor_seed(0, 10) and run_donor_seed(0, 1) != run_donor_seed(1, 1)
