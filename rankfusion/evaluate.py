@@ -448,7 +448,7 @@ def _evaluate_single(run_dir: Path, split, data_root, dev, checkpoint, reliance:
         seed = run_donor_seed(reliance_seed, int(info["seed"]))
         rows += utilization_rows(model, ds, split, config, dev, seed=seed, clean=grid, draws=reliance_draws)
         if partner is not None:
-            rows += collapse_rows(model, ds, split, config, dev, partner, seed=seed, draws=reliance_draws)
+            rows += collapse_rows(model, ds, split, config, dev, partner, seed=seed)
     elif reliance:
         notes.append(f"modality reliance skipped: split {split!r} has {len(ds.split(split))} video "
                      "(it swaps a modality's input between videos, so it needs at least 2)")
@@ -466,14 +466,24 @@ def decidable_cuts(root, ds, split: str, config: RunConfig) -> set:
     return {(v, round(float(o), 6)) for v, obs in cuts.items() for o in obs if round(float(o), 6) in eval_obs}
 
 
+#: Donor draws averaged by a decidable gain (:func:`partner_reference`, :func:`collapse_rows` and the
+#: collapse family). It counts a handful of cut points (6-8 in the demo's test splits), where one
+#: draw's drop varies by about 9 MoC points between draws (a donor shows the right direction or not),
+#: so 3 draws would leave a donor sd of about 5 points per run; 30 bring it to about 1.6. They cost
+#: little: only those cut points are evaluated (1.5 s per run for 3 draws or 30 on the 2-core
+#: development machine, 2026-12-07, idle).
+DECIDABLE_DRAWS = 30
+
+
 def partner_reference(partner_run, fused_modalities, split, *, data_root=None, device=None, checkpoint="best",
-                      seed: int = 0, draws: int = 3) -> dict:
+                      seed: int = 0) -> dict:
     """What the partner alone attains on the cut points only it can decide (for :func:`collapse_rows`).
 
     ``partner_run`` is a run (one seed or several) of a single-modality model, the partner, on
     a synthetic dataset whose generator marks those cut points
     (:func:`rankfusion.data.synth.partner_only_cuts`). Its attainable gain is its time-aligned
-    reliance on its only input restricted to them, averaged over its seeds.
+    reliance on its only input restricted to them (:data:`DECIDABLE_DRAWS` donor draws from each
+    seed's own stream), averaged over its seeds.
 
     Returns
     -------
@@ -500,20 +510,22 @@ def partner_reference(partner_run, fused_modalities, split, *, data_root=None, d
             if not only:
                 raise InputError(f"dataset {str(root)!r} has no partner-only cut point in split {split!r}")
         sub = run_donor_seed(seed, int(info["seed"]))
-        gains.append(modality_reliance(model, ds, split, config, dev, seed=sub, draws=draws, only=only)[0].drop)
+        gains.append(modality_reliance(model, ds, split, config, dev, seed=sub, draws=DECIDABLE_DRAWS,
+                                       only=only)[0].drop)
     return {"modality": mod, "only": only, "attainable": float(np.mean(gains)), "n_cuts": len(only)}
 
 
-def collapse_rows(model, ds, split, config, dev, partner: dict, *, seed: int, draws: int = 3) -> list:
+def collapse_rows(model, ds, split, config, dev, partner: dict, *, seed: int) -> list:
     """Rows of the collapse index of a fused model against :func:`partner_reference`.
 
     ``decidable_gain``: the fused model's time-aligned reliance on the partner restricted to the
-    partner-only cut points (MoC points); ``decidable_attainable``: the partner alone's there;
+    partner-only cut points (MoC points; :data:`DECIDABLE_DRAWS` donor draws from ``seed``);
+    ``decidable_attainable``: the partner alone's there;
     ``collapse_index``: ``100 * (1 - gain / attainable)`` (%; :func:`rankfusion.utilization.collapse_index`);
     ``decidable_cuts``: how many cut points they count.
     """
     m = partner["modality"]
-    gain = modality_reliance(model, ds, split, config, dev, modalities=[m], seed=seed, draws=draws,
+    gain = modality_reliance(model, ds, split, config, dev, modalities=[m], seed=seed, draws=DECIDABLE_DRAWS,
                              only=partner["only"])[0].drop
     return [("decidable_gain", m, NAN, NAN, gain), ("decidable_attainable", m, NAN, NAN, partner["attainable"]),
             ("collapse_index", m, NAN, NAN, 100.0 * collapse_index(gain, partner["attainable"])),
@@ -586,7 +598,8 @@ def evaluate_run(run_dir, split: str = "test", *, device=None, data_root=None, c
         Seed of the donor draws; each training seed draws from ``(reliance_seed, its seed)``, so
         the spread over seeds includes the donors' variance.
     reliance_draws : int
-        Donor draws averaged per run (>= 1; 3 by default).
+        Donor draws averaged per run (>= 1; 3 by default) by the reliance rows; the collapse
+        index's decidable gains average :data:`DECIDABLE_DRAWS`.
     partner_run : str or Path, optional
         A single-modality run of the partner on the same synthetic dataset: adds the collapse
         index rows (:func:`collapse_rows`, with ``reliance``).
@@ -618,7 +631,7 @@ def evaluate_run(run_dir, split: str = "test", *, device=None, data_root=None, c
             raise InputError(f"partner run {str(partner_run)!r} was trained on {theirs!r}, not on the run's "
                              f"dataset {recorded.get('dataset')!r}; the collapse index compares them on one dataset")
         partner = partner_reference(partner_run, fused.model.modalities, split, data_root=data_root, device=dev,
-                                    checkpoint=checkpoint, seed=reliance_seed, draws=reliance_draws)
+                                    checkpoint=checkpoint, seed=reliance_seed)
     for d in seed_dirs(run_dir):
         res = _evaluate_single(d, split, data_root, dev, checkpoint, reliance,
                                check_int(reliance_seed, "reliance_seed", low=0),

@@ -32,7 +32,7 @@ from .data.noisy import modality_rms, noisy_dataset
 from . import train as train_mod
 from .batched import serial_reason, train_batched
 from .extract import extract_features
-from .evaluate import decidable_cuts, moc_grid, modality_reliance
+from .evaluate import DECIDABLE_DRAWS, decidable_cuts, moc_grid, modality_reliance
 from .utilization import run_donor_seed
 from .profiles import Profile
 from .runs import load_run, resolve_device
@@ -419,10 +419,11 @@ class RunCache:
         :func:`rankfusion.evaluate.modality_reliance` restricted to
         :func:`rankfusion.evaluate.decidable_cuts` (a synthetic dataset's partner-only cut points),
         in MoC points; for a model of ``modality`` alone, what that modality's information is worth
-        there. NaN when the split has no such cut point. Cached as JSON in the run. The donors are
-        those of :meth:`reliance` (the run's own stream from ``seed``).
+        there. NaN when the split has no such cut point. Cached as JSON in the run. The donors come
+        from the run's own stream (as in :meth:`reliance`), :data:`rankfusion.evaluate.DECIDABLE_DRAWS`
+        draws of them.
         """
-        out = rec.run_dir / f"decidable-{split}-{modality}-r{seed}.json"
+        out = rec.run_dir / f"decidable-{split}-{modality}-r{seed}-x{DECIDABLE_DRAWS}.json"
         if out.exists():
             v = json.loads(out.read_text())["gain"]
             return float("nan") if v is None else float(v)
@@ -433,7 +434,8 @@ class RunCache:
         gain = float("nan")
         if only:
             gain = float(modality_reliance(model, ds, split, config, dev, modalities=[modality],
-                                           seed=run_donor_seed(seed, rec.seed), only=only)[0].drop)
+                                           seed=run_donor_seed(seed, rec.seed), draws=DECIDABLE_DRAWS,
+                                           only=only)[0].drop)
         write_json(out, {"gain": gain if only else None, "cuts": len(only), "modality": modality, "split": split})
         return gain
 
