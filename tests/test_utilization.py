@@ -203,18 +203,14 @@ def test_donor_draws_report_the_achieved_mismatch(coded):
     assert all(0 <= u < 1 for x in d.shifts for u in x.values())
 
 
-@pytest.mark.slow
-def test_evaluate_writes_the_collapse_index_against_a_partner_alone_run(tmp_path):
-    import pandas as pd
-    from click.testing import CliRunner
-
-    from rankfusion.cli import main
+def _fused_and_alone(tmp_path, alone: str):
+    """A small collapse-dial dataset (K = 0), one rgb+depth run on it and one run of ``alone`` alone:
+    ``(data, fused run, alone run)``. The partner-only cut points are rare: 24 videos give 2 of them
+    in the training split."""
     from rankfusion.config import R3DConfig, RunConfig, TrainConfig
     from rankfusion.data import synthesize
-    from rankfusion.data.synth import partner_only_cuts
     from rankfusion.train import train
 
-    # (the partner-only cut points are rare: 24 videos give 2 of them in the training split)
     data = synthesize(tmp_path / "d", seed=2, n_videos=24, min_frames=150, max_frames=300, collapse=0.0,
                       split_fractions=(0.6, 0.2, 0.2), channels={"rgb": 6, "depth": 5})
     tc = dict(epochs=1, warmup_epochs=0, batch_size=4, sample_rate=4, select_metric="val_loss")
@@ -223,7 +219,18 @@ def test_evaluate_writes_the_collapse_index_against_a_partner_alone_run(tmp_path
         return RunConfig(model=R3DConfig(modalities=mods, d_model=8, n_heads=2, n_layers=1), train=TrainConfig(**tc))
 
     fused = train(cfg(("rgb", "depth")), data, tmp_path / "fused", seed=1, progress=False, monitor=False)
-    alone = train(cfg(("depth",)), data, tmp_path / "alone", seed=1, progress=False, monitor=False)
+    return data, fused, train(cfg((alone,)), data, tmp_path / alone, seed=1, progress=False, monitor=False)
+
+
+@pytest.mark.slow
+def test_evaluate_writes_the_collapse_index_against_a_partner_alone_run(tmp_path):
+    import pandas as pd
+    from click.testing import CliRunner
+
+    from rankfusion.cli import main
+    from rankfusion.data.synth import partner_only_cuts
+
+    data, fused, alone = _fused_and_alone(tmp_path, "depth")
     cuts = partner_only_cuts(data, open_dataset(data).split("train"))
     assert sum(o in (0.2, 0.3) for obs in cuts.values() for o in obs) > 0
     r = CliRunner().invoke(main, ["evaluate", str(fused), "--split", "train", "--partner-run", str(alone),
@@ -245,19 +252,8 @@ def test_evaluate_refuses_a_partner_run_of_a_modality_that_does_not_decide_the_p
     from click.testing import CliRunner
 
     from rankfusion.cli import main
-    from rankfusion.config import R3DConfig, RunConfig, TrainConfig
-    from rankfusion.data import synthesize
-    from rankfusion.train import train
 
-    data = synthesize(tmp_path / "d", seed=2, n_videos=24, min_frames=150, max_frames=300, collapse=0.0,
-                      split_fractions=(0.6, 0.2, 0.2), channels={"rgb": 6, "depth": 5})
-    tc = dict(epochs=1, warmup_epochs=0, batch_size=4, sample_rate=4, select_metric="val_loss")
-
-    def cfg(mods):
-        return RunConfig(model=R3DConfig(modalities=mods, d_model=8, n_heads=2, n_layers=1), train=TrainConfig(**tc))
-
-    fused = train(cfg(("rgb", "depth")), data, tmp_path / "fused", seed=1, progress=False, monitor=False)
-    anchor = train(cfg(("rgb",)), data, tmp_path / "anchor", seed=1, progress=False, monitor=False)
+    _, fused, anchor = _fused_and_alone(tmp_path, "rgb")
     # only depth decides the partner-only cut points: a run of rgb alone is no reference for them
     r = CliRunner().invoke(main, ["evaluate", str(fused), "--split", "train", "--partner-run", str(anchor),
                                   "--reliance-draws", "1"])
