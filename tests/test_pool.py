@@ -53,7 +53,7 @@ def test_pool_matches_serial(data, tmp_path):
             else:  # the arrays (the file's metadata records its own path)
                 xa, xb = load_arrays(a / f), load_arrays(b / f)
                 assert sorted(xa) == sorted(xb) and all(np.array_equal(xa[k], xb[k]) for k in xa), f
-        assert (b / "reliance-test-d0-m.csv").exists() == (len(job.modalities) > 1 and job.seed == 1
+        assert (b / "reliance-test-r0.csv").exists() == (len(job.modalities) > 1 and job.seed == 1
                                                           and not job.overrides)
     # the families then find the runs finished; "reused" says whether this session trained them
     rec = pooled.run("rgb+depth", ["rgb", "depth"], seed=1)
