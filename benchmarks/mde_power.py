@@ -1,14 +1,15 @@
 """How much power a reported detectable difference (``Comparison.mde``) really has, simulated.
 
 ``stats.compare`` gives, with an unresolved test, the difference its design detects with 80 % power
-(:attr:`rankfusion.stats.Comparison.mde`): the noncentral t at the observed spread and the test's
-degrees of freedom. Welch's test estimates its degrees of freedom, so its real power at that
-difference is below 80 % at small n, more so at the strict levels of a Holm family. This script
-measures it: for each n it draws many small studies (two arms of n seeds, Normal(0, 1) values),
-takes each study's reported ``mde_in_family(m)``, and estimates the Welch test's power at that
-difference with the true sd 1 from a fixed set of simulated draws. It also prints the difference
-that truly has 80 % power. A second part gives Welch's false-positive rate with unequal arms and
-spreads. The numbers quoted in docs/analysis.md ("How findings are judged") are this script's::
+(:attr:`rankfusion.stats.Comparison.mde`), computed at the *observed* spread (for Welch's test
+exactly, over the two sample variances and the degrees of freedom estimated from them). The
+observed spread is itself an estimate, so the real power at a reported difference varies from
+study to study. This script measures it: for each n it draws many small studies (two arms of n
+seeds, Normal(0, 1) values), takes each study's reported ``mde_in_family(m)``, and estimates the
+Welch test's power at that difference with the true sd 1 from a fixed set of simulated draws. It
+also prints the difference that truly has 80 % power. A second part gives Welch's false-positive
+rate with unequal arms and spreads. The numbers quoted in docs/analysis.md ("How findings are
+judged") are this script's::
 
     python benchmarks/mde_power.py              # 300 studies, 20,000 draws per power value, seed 11
 """

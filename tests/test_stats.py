@@ -54,14 +54,36 @@ def test_paired_uses_the_pairwise_differences():
         stats.compare([1, 2, 3], [1, 2], paired=True)
 
 
+def _simulated_welch_power(delta, c, alpha, draws=40_000, seed=0):
+    """Welch's power at a true difference ``delta`` for normal arms whose true sds are the observed
+    ones of ``c``, by simulation (Monte Carlo se <= 0.0025 at power 0.8)."""
+    rng = np.random.default_rng(seed)
+    sa, sb = (math.sqrt(v * n) for v, n in zip(c.se_parts, (c.n_a, c.n_b)))
+    a = rng.standard_normal((draws, c.n_a)) * sa + delta
+    b = rng.standard_normal((draws, c.n_b)) * sb
+    return float(np.mean(sps.ttest_ind(a, b, axis=1, equal_var=False).pvalue < alpha))
+
+
 def test_mde_is_the_difference_detected_with_80_percent_power():
     c = stats.compare([0.1, -0.4, 0.3, 0.9, -0.2], [0.0, 0.5, -0.6, 0.2, 0.4])
-    # at the mde, the non-central t power of the same test is 0.8 (closed form check)
-    t_crit = sps.t.ppf(1 - 0.05 / 2, c.df)
-    power = sps.nct.sf(t_crit, c.df, c.mde / c.se) + sps.nct.cdf(-t_crit, c.df, c.mde / c.se)
+    # Welch's test at the observed spread: the exact power at the mde is 0.8 (the root's check) ...
+    assert stats._welch_power(c.mde, *c.se_parts, c.n_a, c.n_b, 0.05) == pytest.approx(0.8, abs=1e-8)
+    # ... and so is the simulated power of the test itself (4 Monte Carlo se)
+    assert _simulated_welch_power(c.mde, c, 0.05) == pytest.approx(0.8, abs=0.01)
+    # the noncentral t at Welch's df (the former formula) understates the difference a little
+    assert stats._mde(c.se, c.df, 0.05) < c.mde < 1.1 * stats._mde(c.se, c.df, 0.05)
+    # unequal arms and spreads, and arms of 2 (the quadrature's hard case)
+    for a, b in (([0.0, 1.0, 2.5], [0.0, 3.0, -2.0, 1.0, 4.0, -3.5, 2.0, 0.5]), ([0.0, 1.0], [0.5, -0.5])):
+        u = stats.compare(a, b)
+        assert _simulated_welch_power(u.mde, u, 0.05, seed=1) == pytest.approx(0.8, abs=0.01)
+    # the paired test: the noncentral t is exact (closed form check)
+    d = stats.compare([0.1, -0.4, 0.3, 0.9, -0.2], [0.0, 0.5, -0.6, 0.2, 0.4], paired=True)
+    t_crit = sps.t.ppf(1 - 0.05 / 2, d.df)
+    power = sps.nct.sf(t_crit, d.df, d.mde / d.se) + sps.nct.cdf(-t_crit, d.df, d.mde / d.se)
     assert power == pytest.approx(0.8, abs=1e-6)
-    # two arms of 10 with sample sd exactly 1: se = sqrt(2 / 10), df = 18, and the textbook
-    # approximation (t_{0.975,18} + t_{0.8,18}) * se = (2.101 + 0.862) * 0.447 = 1.325
+    # two arms of 10 with sample sd exactly 1: se = sqrt(2 / 10), df = 18; the textbook
+    # approximation (t_{0.975,18} + t_{0.8,18}) * se = (2.101 + 0.862) * 0.447 = 1.325, and Welch's
+    # exact difference is a little larger (1.332)
     z = np.random.default_rng(1).standard_normal(10)
     z = (z - z.mean()) / z.std(ddof=1)
     c10 = stats.compare(z, z[::-1] * 1.0 + 0.0)
@@ -75,9 +97,9 @@ def test_mde_in_a_holm_family_is_bounded_by_the_bonferroni_level():
     m = 12
     upper = c.mde_in_family(m)
     assert upper == c.mde_at(0.05 / m) and upper > c.mde
-    # at that difference the same test at level alpha / m has 80 % power (closed form check)
-    t_crit = sps.t.ppf(1 - 0.05 / m / 2, c.df)
-    assert sps.nct.sf(t_crit, c.df, upper / c.se) == pytest.approx(0.8, abs=1e-6)
+    # at that difference the same test at level alpha / m has 80 % power (exact, and simulated)
+    assert stats._welch_power(upper, *c.se_parts, c.n_a, c.n_b, 0.05 / m) == pytest.approx(0.8, abs=1e-8)
+    assert _simulated_welch_power(upper, c, 0.05 / m, seed=2) == pytest.approx(0.8, abs=0.01)
     # why it bounds Holm: any p at or below alpha / m is rejected whatever the other p-values are
     rng = np.random.default_rng(0)
     for _ in range(200):
