@@ -602,8 +602,9 @@ def _sum_grams(*grams):
     The inputs are left untouched, so a task that a cluster retries does not count twice.
     """
     out = np.array(grams[0], dtype=np.float64, copy=True)
-    for g in grams[1:]:
-        out += g
+    with np.errstate(all="ignore"):  # a NaN/Inf block: detected afterwards from the diagonal
+        for g in grams[1:]:
+            out += g
     return out
 
 

@@ -102,10 +102,20 @@ def check_matrix(x, name: str, *, min_ndim: int = 2, allow_empty: bool = False):
 
 def first_non_finite(x) -> str:
     """``"; the first, nan, at row 12, column 3"`` (or ``at index (i, j, k)``) for an in-memory
-    array or tensor holding a NaN/Inf; ``""`` when there is none, and for a chunked (dask) array,
-    which would have to be read again. Only on the error path: one scan."""
+    array, tensor or chunked (dask) array holding a NaN/Inf; ``""`` when there is none. Only on the
+    error path: one more scan (of a dask array: one pass over its chunks, then the row found)."""
     if is_dask(x):
-        return ""
+        if x.ndim != 2 or x.dtype.kind != "f":
+            return ""
+        import dask.array as da
+
+        bad_rows = ~da.isfinite(x).all(axis=1)
+        r = int(da.argmax(bad_rows).compute())
+        row = np.asarray(x[r].compute())
+        if np.isfinite(row).all():
+            return ""
+        c = int(np.argmax(~np.isfinite(row)))
+        return f"; the first, {float(row[c])}, at row {r}, column {c}"
     if is_torch(x):  # torch's own ops: NumPy has no bfloat16
         if not x.is_floating_point() or x.dim() == 0:
             return ""

@@ -97,7 +97,12 @@ def test_dask_bad_inputs(rng):
         S.effective_rank(da.zeros((3, 10), chunks=2))
     X = _features(rng, n=200, d=8).astype(np.float64)
     X[150, 2] = np.nan
-    with pytest.raises(ValueError, match="X contains NaN or Inf"):
+    X[170, 0] = np.inf
+    # located by row and column, as for an in-memory array (one more pass, on the error path only)
+    with pytest.raises(ValueError, match=r"X contains NaN or Inf .*; the first, nan, at row 150, column 2\)"):
+        S.effective_rank(da.from_array(X, chunks=(50, 8)))
+    X[150, 2] = 0.0
+    with pytest.raises(ValueError, match=r"the first, inf, at row 170, column 0\)"):
         S.effective_rank(da.from_array(X, chunks=(50, 8)))
     with pytest.raises(TypeError, match="must be a real numeric array"):
         S.effective_rank(da.from_array(np.array([["a", "b"]] * 4)))
@@ -158,6 +163,19 @@ def test_cli_spectrum_of_a_zarr_store_and_an_hdf5_file(tmp_path, rng, monkeypatc
     res = _run(tmp_path / "feat.h5", "--key", "group/rgb")
     assert res.exit_code == 0, res.output
     assert f"{float(S.effective_rank(ref)):.4f}" in res.output
+
+
+def test_cli_a_nan_in_a_store_read_through_dask_is_named_by_row_and_column(tmp_path, monkeypatch):
+    X = np.ones((3000, 16), dtype=np.float32)
+    X[2345, 7] = np.nan
+    z = zarr.create_array(tmp_path / "bad.zarr", shape=X.shape, chunks=(500, 16), dtype="f4")
+    z[:] = X
+    monkeypatch.setattr(spectrum_cli, "IN_MEMORY_MAX_BYTES", 0)
+    res = _run(tmp_path / "bad.zarr", env={"RANKFUSION_SCHEDULER": "", "DASK_SCHEDULER_ADDRESS": ""})
+    assert res.exit_code == 2
+    assert res.output.strip().splitlines() == [
+        f"Error: array 'bad' in {str(tmp_path / 'bad.zarr')!r}: X contains NaN or Inf values (array of shape "
+        "(3000, 16) and dtype float32; the first, nan, at row 2345, column 7)"]
 
 
 def _free_port():
