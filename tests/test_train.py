@@ -230,9 +230,9 @@ def test_seed_and_device_parsing():
     (["--device", "cuda:7"], "device"),
     (["--seed", "1", "--seeds", "1,10"], "--seeds"),
     (["--modalities", "rgb,sonar"], "sonar"),
-    (["--exchange-ratio", "2"], "exchange_ratio"),
+    (["--exchange-ratio", "2"], "--exchange-ratio must be <= 1.0, got 2.0"),
     (["--preset", "huge"], "preset"),
-    (["--epochs", "0"], "epochs"),
+    (["--epochs", "0"], "--epochs must be at least 1, got 0"),
 ])
 def test_cli_train_bad_inputs_exit_2(tiny_data, tmp_path, args, needle):
     if needle == "device" and torch.cuda.device_count() > 7:
@@ -241,6 +241,24 @@ def test_cli_train_bad_inputs_exit_2(tiny_data, tmp_path, args, needle):
     assert r.exit_code == 2, r.output
     assert needle in r.output
     assert "Traceback" not in r.output
+
+
+@pytest.mark.parametrize("args,line", [
+    (["--layers", "-1"], "Error: --layers must be at least 0, got -1"),
+    (["--batch-size", "0"], "Error: --batch-size must be at least 1, got 0"),
+    (["--modality-dropout", "rgb=2"], "Error: --modality-dropout for 'rgb' must be <= 1.0, got 2.0"),
+    (["--ogm", "0.5"], "Error: --ogm 0.5 needs unimodal_heads > 0: OGM-GE reads each modality's confidence from "
+                       "the auxiliary unimodal heads (--unimodal-heads W)"),
+    # a value from the config file is named by its key there
+    (["--config", "{toml}"], "Error: batch_size must be at least 1, got 0"),
+])
+def test_cli_train_errors_name_the_option_that_set_the_value(tiny_data, tmp_path, args, line):
+    (tmp_path / "c.toml").write_text("[train]\nbatch_size = 0\n")
+    args = [a.format(toml=tmp_path / "c.toml") for a in args]
+    r = CliRunner().invoke(main, ["train", str(tiny_data), "--out", str(tmp_path / "r"), "--quiet", *args])
+    assert r.exit_code == 2, r.output
+    assert r.output.strip().splitlines()[-1] == line
+    assert not (tmp_path / "r").exists()
 
 
 def test_cli_train_existing_run_names_the_option(tiny_data, tmp_path):

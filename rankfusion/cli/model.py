@@ -29,6 +29,27 @@ def _overrides(**given):
             {k: v for k, v in set_.items() if k in _TRAIN_KEYS})
 
 
+#: fields whose option is not ``--`` and the field's name with dashes
+_OPTION_OF = {"n_layers": "--layers", "rtf": "--no-rtf", "temporal_fuser": "--no-temporal-fuser"}
+
+
+def _naming_options(exc: InputError, given: dict) -> InputError:
+    """A configuration error that names a field set by an option, naming the option instead
+    (``n_layers must be at least 0`` -> ``--layers must be at least 0``); others unchanged (a
+    value from the config file is named by its key)."""
+    text = str(exc)
+    for field in sorted(given, key=len, reverse=True):
+        if given[field] is None or not text.startswith(field):
+            continue
+        option, rest = _OPTION_OF.get(field, "--" + field.replace("_", "-")), text[len(field):]
+        if rest.startswith(" "):
+            return InputError(option + rest)
+        if rest.startswith("["):  # an entry of a table: modality_dropout['rgb'] must be ...
+            key, _, rest = rest[1:].partition("]")
+            return InputError(f"{option} for {key}{rest}")
+    return exc
+
+
 def _dropout_option(value):
     """``--modality-dropout``: ``P`` (every modality) or ``MOD=P,MOD=P``; None when not given."""
     if value is None:
@@ -117,13 +138,17 @@ def train(data, out, preset, config_path, epochs, seed, seeds, serial_seeds, mod
 
     if seed is not None and seeds is not None:
         raise InputError("give --seed or --seeds, not both")
-    model, train_kw = _overrides(
+    given = dict(
         modalities=_split_list(modalities, "--modalities"), selection=selection, exchange=exchange, latent=latent,
         exchange_ratio=exchange_ratio, d_model=d_model, n_layers=layers, epochs=epochs, batch_size=batch_size, lr=lr,
         rtf=False if no_rtf else None, temporal_fuser=False if no_temporal_fuser else None, sample_rate=sample_rate,
         unimodal_heads=unimodal_heads, ogm=ogm, modality_dropout=_dropout_option(modality_dropout))
+    model, train_kw = _overrides(**given)
     source = _modalities_source(data, config_path, preset, model)
-    cfg = load_config(config_path, preset=preset, model=model, train=train_kw)
+    try:
+        cfg = load_config(config_path, preset=preset, model=model, train=train_kw)
+    except InputError as exc:
+        raise _naming_options(exc, given) from None
     mods_line = f"modalities {','.join(cfg.model.modalities)} ({source})"
     seed_arg = seeds if seeds is not None else (1 if seed is None else seed)
     t0 = time.perf_counter()
