@@ -179,6 +179,22 @@ def partner_erank_reading(ag: Agreement, anchor: str) -> str:
             "(the permutation test does not reject no relation).")
 
 
+def undefined_criterion_note(table) -> str | None:
+    """What ``noise_like`` means for the candidates of a ``--paired`` table whose criterion is NaN
+    (a gain <= 0, so no harmonic mean: Sec. 3.2's "no mutual enhancement"), or None when every
+    criterion is defined. Such a criterion is never above its control (:func:`rankfusion.selection.
+    noise_test`), so the flag says that the criterion cannot tell the candidate from noise, not that
+    the candidate carries no information: the note names their task gains beside it."""
+    undefined = table[table["criterion"].isna()].sort_values("candidate")
+    if not len(undefined):
+        return None
+    gains = ", ".join(f"{r.candidate} {r.task_gain:+.3f} [{r.task_gain_lo:+.3f}, {r.task_gain_hi:+.3f}]"
+                      for r in undefined.itertuples())
+    return (f"no criterion for {', '.join(undefined['candidate'])} (a gain through RTF <= 0: no mutual "
+            "enhancement, Sec. 3.2); an undefined criterion is never above its control, so noise_like is True "
+            f"whatever they carry: judge that by the task gains ({gains})")
+
+
 def agreement_clause(ag: Agreement) -> str:
     """The words on a criterion-task agreement: "backed by the task" only when the permutation test
     rejects "no relation" (``ag.backed``)."""

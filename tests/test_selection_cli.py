@@ -299,3 +299,26 @@ def test_paired_interrupted_run_leaves_no_completion_marker(tmp_path, monkeypatc
     assert res.exit_code != 0
     # the new table is there, the old figure too: without the JSON the folder says "incomplete"
     assert (out / "modality_evidence.csv").is_file() and not (out / "modality_evidence.json").exists()
+
+
+def test_paired_says_what_noise_like_means_for_an_undefined_criterion(tmp_path):
+    # a one-column anchor and a 30-column noise candidate: the candidate's own effective rank falls
+    # through RTF (blended with the anchor's rank-1 tokens), so its criterion is undefined (here by a
+    # wide margin: its gain is -0.37)
+    rng = np.random.default_rng(3)
+    y = np.arange(40) % 2
+    mods = {"a": rng.standard_normal((40, 1)) + y[:, None], "d": rng.standard_normal((40, 30))}
+    out = tmp_path / "o"
+    res = _run(["--paired", str(_npz(tmp_path, mods, y)), "--anchor", "a", "--out", str(out), *FAST])
+    assert res.exit_code == 0, res.output
+    row = pd.read_csv(out / "modality_evidence.csv").iloc[0]
+    assert np.isnan(row["criterion"]) and row["noise_like"]
+    (note,) = [line for line in res.output.splitlines() if line.startswith("no criterion for")]
+    assert note.startswith("no criterion for d (a gain through RTF <= 0")
+    assert note.endswith(f"(d {row['task_gain']:+.3f} [{row['task_gain_lo']:+.3f}, {row['task_gain_hi']:+.3f}])")
+    # every criterion defined: no note
+    mods, y = _mods()
+    res = _run(["--paired", str(_npz(tmp_path, mods, y, name="p2.npz")), "--anchor", "a", "--out",
+                str(tmp_path / "o2"), *FAST])
+    assert not pd.read_csv(tmp_path / "o2" / "modality_evidence.csv")["criterion"].isna().any()
+    assert "no criterion for" not in res.output

@@ -133,3 +133,16 @@ def test_p_cell_keeps_the_inequality():
     from rankfusion.verdicts import p_cell
 
     assert p_cell(0.0123) == "0.012" and p_cell(1e-5) == "< 0.001" and p_cell(float("nan")) == "NaN"
+
+
+def test_undefined_criterion_note_names_each_candidate_and_its_task_gain():
+    import pandas as pd
+
+    table = pd.DataFrame({"candidate": ["pix", "kar", "fac"], "criterion": [np.nan, 0.41, np.nan],
+                          "task_gain": [0.177, 0.167, 0.173], "task_gain_lo": [0.151, 0.133, 0.1396],
+                          "task_gain_hi": [0.203, 0.201, 0.2066]})
+    note = V.undefined_criterion_note(table)
+    assert note.startswith("no criterion for fac, pix (a gain through RTF <= 0")
+    assert "noise_like is True whatever they carry" in note
+    assert note.endswith("(fac +0.173 [+0.140, +0.207], pix +0.177 [+0.151, +0.203])")
+    assert V.undefined_criterion_note(table[table["candidate"] == "kar"]) is None

@@ -211,6 +211,9 @@ def _paired(path, labels_key, specs, cands, folds, seeds, surrogates, steps, wid
     agree = ("untested (fewer than 3 candidates)" if report.agreement is None
              else verdicts.agreement_clause(report.agreement))
     click.echo(f"\naccuracy of {anchor} alone: {report.accuracy_anchor:.3f}; criterion vs task gain: {agree}")
+    note = verdicts.undefined_criterion_note(table)
+    if note is not None:
+        click.echo(note)
     click.echo(f"{report.n_rows} rows, {report.n_replicates} replicates, {report.seconds:.1f} s; "
                f"wrote {out}/modality_evidence.csv, .json, .png/.pdf")
 
