@@ -171,8 +171,37 @@ def test_families_are_made_as_their_runs_land_while_the_pool_trains(data, tmp_pa
     blas = [i["num_threads"] for i in threadpool_info()]
     made = {}
     real_make = figures.FAMILIES["first"].make
-    figures.FAMILIES["first"].make = lambda c: (made.setdefault("first", time.monotonic()), real_make(c))[1]
-    results = figures.make_figures(ctx, workers=2, progress=False)
+    # the second family's batched run "b" waits for its run folder's lock, held here until the first
+    # family is made: so "made before the pool finished" does not depend on how fast this machine
+    # trains "b" (a timer releases it after 120 s, so that a pool that made no family before its
+    # runs had all landed fails the assertion below instead of hanging)
+    import contextlib
+    import threading
+
+    from rankfusion.files import entry_lock
+
+    held, release_once = contextlib.ExitStack(), threading.Lock()
+    for d in [j.run_dir() for j in second(ctx)[0].jobs()]:
+        held.enter_context(entry_lock(d))
+
+    def release():
+        with release_once:
+            held.close()
+
+    timer = threading.Timer(120, release)
+    timer.start()
+
+    def make_first(c):
+        made.setdefault("first", time.monotonic())
+        release()
+        return real_make(c)
+
+    figures.FAMILIES["first"].make = make_first
+    try:
+        results = figures.make_figures(ctx, workers=2, progress=False)
+    finally:
+        timer.cancel()
+        release()
     assert list(results) == ["first", "second"]
     # each family found every one of its runs finished when it was made
     assert log == [("first", [True]), ("second", [True, True, True])]
