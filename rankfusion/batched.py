@@ -431,7 +431,9 @@ class _Group:
                         g[k] = remedies.modulated_gradient(g[k], c, generator=gen)
 
     def _draw_dropout(self, batches):
-        """Per seed, the dropout masks its serial forward draws (same shapes, same order), padded."""
+        """Per seed, the dropout masks its serial forward draws (same shapes, same order), each drawn
+        straight into its slot of a (K, ...) buffer padded to the longest seed's batch (zero there;
+        the same values as drawing each mask on its own and padding it, without the copy)."""
 
         cfg = self.config.model
         p = cfg.dropout
@@ -440,22 +442,25 @@ class _Group:
         W = cfg.d_model * len(cfg.modalities)
         H, Q, hid = cfg.n_heads, cfg.n_queries, cfg.mlp_ratio * W
         n_layers = cfg.n_layers if cfg.temporal_fuser else 0
-        per_seed = []
-        for b, gen in zip(batches, self.drop_gens):
-            B, t = b["mask"].shape
+        B = int(batches[0]["mask"].shape[0])
 
-            def draw(*shape):
-                return torch.empty(shape).bernoulli_(1 - p, generator=gen).div_(1 - p)
-
-            # dropout fills its mask in the memory order of its input: the attention modules return
-            # a (B, T, W) transpose of a time-major tensor, so their masks are drawn time-major
+        def shapes(t):
+            # (shape, time-major): dropout fills its mask in the memory order of its input; the
+            # attention modules return a (B, T, W) transpose of a time-major tensor, so their masks
+            # are drawn time-major
             seq = []
             for _ in range(n_layers):
-                seq += [draw(B, H, t, t), draw(t, B, W).transpose(0, 1), draw(B, t, hid), draw(B, t, W)]
-            seq += [draw(B, H, Q, t), draw(Q, B, W).transpose(0, 1), draw(B, Q, hid), draw(B, Q, W)]
-            per_seed.append(seq)
-        # padded to the longest seed's batch (its time steps are the largest of each mask's shape)
-        return [_stack_padded(parts) for parts in zip(*per_seed)]
+                seq += [((B, H, t, t), False), ((t, B, W), True), ((B, t, hid), False), ((B, t, W), False)]
+            return seq + [((B, H, Q, t), False), ((Q, B, W), True), ((B, Q, hid), False), ((B, Q, W), False)]
+
+        lengths = [int(b["mask"].shape[1]) for b in batches]
+        padded = shapes(max(lengths))
+        bufs = [torch.zeros((len(batches),) + shape) for shape, _ in padded]
+        for k, (t, gen) in enumerate(zip(lengths, self.drop_gens)):
+            for buf, (shape, _) in zip(bufs, shapes(t)):
+                buf[(k,) + tuple(slice(0, n) for n in shape)].bernoulli_(1 - p, generator=gen)
+        return [buf.div_(1 - p).transpose(1, 2) if time_major else buf.div_(1 - p)
+                for buf, (_, time_major) in zip(bufs, padded)]
 
     def _videos_independent(self) -> bool:
         """:attr:`rankfusion.model.R3D.videos_independent` for every seed (eval mode)."""
@@ -687,19 +692,6 @@ def _padded_groups(items) -> list:
         targets = {k: cat([items[i][2][k] for i in idx], -100) if k == "seg_labels"
                    else torch.cat([items[i][2][k] for i in idx], dim=1) for k in items[idx[0]][2]}
         out.append((idx, feats, mask, targets, [lengths[i] for i in idx]))
-    return out
-
-
-def _stack_padded(parts) -> torch.Tensor:
-    """K tensors of one rank as a (K, ...) tensor, each zero-padded at the end of every dimension to
-    the largest size among them."""
-
-    shape = [max(n) for n in zip(*(p.shape for p in parts))]
-    if all(list(p.shape) == shape for p in parts):
-        return torch.stack(parts)
-    out = parts[0].new_zeros([len(parts)] + shape)
-    for k, p in enumerate(parts):
-        out[(k,) + tuple(slice(0, n) for n in p.shape)] = p
     return out
 
 

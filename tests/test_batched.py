@@ -386,6 +386,43 @@ def test_packed_layout_reads_and_writes_each_seeds_valid_steps():
     assert torch.equal(x.grad, mask[..., None].expand(K, B, T, C).to(x.dtype))
 
 
+def test_dropout_masks_are_each_seeds_serial_draws_padded():
+    """The masks drawn straight into the padded (K, ...) buffers are, bit for bit, what each seed's
+    generator gives for the serial forward's shapes in its order (drawn on their own, then padded),
+    and every generator ends in the same state."""
+    import types
+
+    import torch
+
+    cfg = types.SimpleNamespace(dropout=0.1, d_model=8, modalities=("rgb", "depth"), n_heads=2, n_queries=3,
+                                mlp_ratio=2, n_layers=2, temporal_fuser=True)
+    lengths, B = [7, 11, 9], 4
+    gens = [torch.Generator().manual_seed(s) for s in (1, 10, 13452)]
+    refs = [torch.Generator().manual_seed(s) for s in (1, 10, 13452)]
+    group = types.SimpleNamespace(config=types.SimpleNamespace(model=cfg), drop_gens=gens)
+    got = batched._Group._draw_dropout(group, [{"mask": torch.ones(B, t, dtype=torch.bool)} for t in lengths])
+    W, H, Q, hid, T = 16, 2, 3, 32, max(lengths)
+    for k, (t, gen) in enumerate(zip(lengths, refs)):
+        def draw(*shape):
+            return torch.empty(shape).bernoulli_(0.9, generator=gen).div_(0.9)
+
+        want = []
+        for _ in range(2):
+            want += [draw(B, H, t, t), draw(t, B, W).transpose(0, 1), draw(B, t, hid), draw(B, t, W)]
+        want += [draw(B, H, Q, t), draw(Q, B, W).transpose(0, 1), draw(B, Q, hid), draw(B, Q, W)]
+        assert len(got) == len(want)
+        for g, w in zip(got, want):
+            assert g.shape[0] == 3 and all(n >= m for n, m in zip(g.shape[1:], w.shape))
+            inside = (k,) + tuple(slice(0, n) for n in w.shape)
+            assert torch.equal(g[inside], w)
+            # zero beyond the seed's own steps
+            rest = g[k].clone()
+            rest[inside[1:]] = 0
+            assert not rest.any()
+    assert all(torch.equal(a.get_state(), b.get_state()) for a, b in zip(gens, refs))
+    assert got[0].shape == (3, B, H, T, T) and got[1].shape == (3, B, T, W)
+
+
 def test_grouped_linear_and_its_gradients():
     g = torch.Generator().manual_seed(1)
     x = torch.randn(3, 2, 5, 4, generator=g, dtype=torch.float64, requires_grad=True)
