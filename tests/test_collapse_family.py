@@ -176,3 +176,18 @@ def test_collapse_family_refuses_a_partner_that_does_not_decide_the_partner_only
         jobs(ctx)
     assert "--partner depth" in str(err.value)
     assert not (tmp_path / "cache" / "collapse").exists()  # refused before any dataset is generated
+
+
+def test_figures_refuse_a_collapse_context_before_making_any_family(tmp_path):
+    # one worker makes the families in order; the refusal still comes first, before the spectra
+    # family trains its runs, and leaves no output folder behind
+    from rankfusion._validation import InputError
+    from rankfusion.data import synthesize
+
+    data = synthesize(tmp_path / "data", seed=0, **get_profile("quick").synth)
+    ctx = FigureContext.open(data, out=tmp_path / "figs", cache_dir=tmp_path / "cache", profile="quick",
+                             progress=False, partner="mvrgb")
+    with pytest.raises(InputError, match="partner 'mvrgb'"):
+        make_figures(ctx, only=["spectra", "collapse"], workers=1, progress=False)
+    assert not (tmp_path / "figs").exists()
+    assert not list((tmp_path / "cache").rglob("*.pt"))  # nothing trained

@@ -131,13 +131,15 @@ class _Prefetch:
 
         self.ctx = ctx
         self.thread = None
+        # every family plans its runs before any is made, also with one worker: a family that
+        # refuses this context (e.g. collapse with another partner) says so before hours of training
+        self.jobs = _family_jobs(ctx, names)
         if workers == 1:
             return
         self.done: set[str] = set()
         self.error: BaseException | None = None
         self.cond = threading.Condition()
         self.stop = threading.Event()
-        self.jobs = _family_jobs(ctx, names)
         planned = _union(self.jobs.values())
         if len(group_jobs(planned)) <= 1:
             # one group trains in this process anyway (run_jobs): here, where Ctrl-C stops it at once
