@@ -150,7 +150,7 @@ def _selection_mismatch(r: ReportInputs) -> list[str]:
          f"by design (docs/datasets.md), ranks {d.comparison['expected_rank']} and {found} ranks first. "
          f"Gains of the {a}+{exp} pair: {gtxt}."]
     top = max(abs(x) for c, v in rel.items() if c in (exp, found) for x in v.values())
-    # the two pairings are different models: Welch's t over their seeds' scores
+    # the two pairings are different models: Welch's t over their seeds' scores (docs/analysis.md: pairing)
     noise = verdicts.score_gap_clause(stats.compare(d.seed_scores.get(found, ()), d.seed_scores.get(exp, ())),
                                       found, exp)
     L.append(f"Why we think so: the gains are {verdicts.gain_size_clause(top)} of each modality's ERank before "
@@ -453,8 +453,9 @@ def claims_section(results: dict, *, anchor: str, partner: str) -> list[str]:
     pct = int(round(100 * (1 - stats.ALPHA)))
     L = ["## The paper's claims on this data", ""]
     L.append(f"Each claim is tested per dial setting of the dose-response sweeps and of the collapse dial: the difference of the two "
-             f"models' means over seeds with its {pct} % interval and Welch's t-test (the models differ, so a "
-             f"shared seed number pairs nothing), p-values Holm-adjusted over the family of the {m} "
+             f"models' means over seeds with its {pct} % interval and Welch's t-test (it ignores what a seed "
+             "ties between two models, its batch order and the weights both build alike: valid, at some cost in "
+             f"power; docs/analysis.md), p-values Holm-adjusted over the family of the {m} "
              f"test{'s' if m != 1 else ''} below (family-wise error {stats.ALPHA:g}). `holds` means adjusted p < {stats.ALPHA:g} in the "
              "claimed direction, `contradicted` resolved in the other direction, `unresolved` otherwise, with "
              f"the difference the design detects with 80 % power: at most the first number, the level "

@@ -321,6 +321,12 @@ def empirical_p(score: float, controls) -> float:
     return float((1 + np.sum(c >= score)) / (1 + c.size))
 
 
+def min_draws(alpha: float = ALPHA) -> int:
+    """The fewest control draws whose :func:`empirical_p` can reach ``alpha``: ``ceil(1/alpha) - 1``
+    (19 at 0.05, where the smallest p is 1/20; Holm over k such tests needs ``min_draws(alpha / k)``)."""
+    return int(math.ceil(1.0 / _check_alpha(alpha) - 1e-9)) - 1
+
+
 @dataclass(frozen=True)
 class Agreement:
     """The outcome of :func:`agreement`: Spearman's rho and its exact permutation p-value."""

@@ -15,7 +15,7 @@ import math
 
 import numpy as np
 
-from .stats import Agreement, Comparison, adjust, compare
+from .stats import ALPHA, Agreement, Comparison, adjust, compare, min_draws
 
 
 def fmt(v, spec: str = ".2f") -> str:
@@ -131,7 +131,7 @@ def top_lead(ranking, scores: dict, per_seed: dict) -> tuple[str, float, str, Co
 
     ``per_seed``: ``{candidate: per-seed scores}`` (seeds where the score is undefined already
     dropped). The lead is tested with Welch's t (:func:`rankfusion.stats.compare`): the two
-    pairings are different models, so a shared seed number is no pairing. A lead that is not resolved, or not positive (the ranking can
+    pairings are different models (Welch's test ignores what a seed ties between them; docs/analysis.md). A lead that is not resolved, or not positive (the ranking can
     put first a candidate with fewer NaN scores but a lower mean), means the ranking's first place
     is not a finding. The point scores and the seeds' scores are different statistics (the criterion
     of the gains averaged over seeds, and each seed's own criterion averaged), so the tested
@@ -177,6 +177,15 @@ def partner_erank_reading(ag: Agreement, anchor: str) -> str:
         return f"{where}: the flatter the partner's own spectrum, the less it flattens {anchor}'s."
     return (f"{where}; whether the partner's own ERank explains the anchor's gains is unresolved here "
             "(the permutation test does not reject no relation).")
+
+
+def per_candidate_note(n_candidates: int) -> str:
+    """What multiplicity the selection table's ``control_p`` / ``noise_like`` and task intervals carry:
+    none (each candidate is tested on its own), and how many surrogates a family-wise reading needs."""
+    need = min_draws(ALPHA / n_candidates)
+    return (f"control_p, noise_like and the task-gain intervals test each candidate on its own at alpha "
+            f"{ALPHA:g}, not adjusted over the {n_candidates} candidates; read together, Holm over them "
+            f"needs at least {need} surrogates (--surrogates) to be able to reject")
 
 
 def undefined_criterion_note(table) -> str | None:

@@ -166,6 +166,14 @@ def test_empirical_p_is_valid_under_the_null():
         stats.empirical_p(1.0, [0.0, float("nan")])
 
 
+@pytest.mark.parametrize("alpha", [0.05, 0.05 / 4, 0.05 / 6, 0.01])
+def test_min_draws_is_the_fewest_controls_whose_p_reaches_alpha(alpha):
+    # a score above every control has the smallest p, 1 / (1 + n): at n = min_draws it reaches
+    # alpha, at one control fewer it cannot
+    n = stats.min_draws(alpha)
+    assert stats.empirical_p(1.0, np.zeros(n)) <= alpha < stats.empirical_p(1.0, np.zeros(n - 1))
+
+
 def test_agreement_enumerates_every_ordering():
     # n = 3: the identity ordering is one of 3! = 6, so a perfect agreement has p = 1/6
     ag = stats.agreement([1.0, 2.0, 3.0], [10.0, 20.0, 30.0])

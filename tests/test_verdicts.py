@@ -135,6 +135,15 @@ def test_p_cell_keeps_the_inequality():
     assert p_cell(0.0123) == "0.012" and p_cell(1e-5) == "< 0.001" and p_cell(float("nan")) == "NaN"
 
 
+def test_per_candidate_note_states_no_adjustment_and_the_surrogates_holm_needs():
+    from rankfusion import stats
+
+    note = V.per_candidate_note(4)
+    assert "not adjusted over the 4 candidates" in note and "at least 79 surrogates" in note
+    # with 79 controls the smallest p, 1/80, times 4 candidates is alpha: Holm can reject
+    assert stats.adjust([stats.empirical_p(1.0, np.zeros(79))] + [1.0] * 3)[0] <= stats.ALPHA
+
+
 def test_undefined_criterion_note_names_each_candidate_and_its_task_gain():
     import pandas as pd
 

@@ -214,6 +214,7 @@ def _paired(path, labels_key, specs, cands, folds, seeds, surrogates, steps, wid
     note = verdicts.undefined_criterion_note(table)
     if note is not None:
         click.echo(note)
+    click.echo(verdicts.per_candidate_note(len(table)))
     click.echo(f"{report.n_rows} rows, {report.n_replicates} replicates, {report.seconds:.1f} s; "
                f"wrote {out}/modality_evidence.csv, .json, .png/.pdf")
 

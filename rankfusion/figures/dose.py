@@ -261,7 +261,7 @@ def _cells(points) -> list[DoseCell]:
 
 
 def _compare(dial, level, label, quantity, a: DoseCell, b: DoseCell) -> DoseComparison:
-    """Welch's t of cell a's per-seed values against cell b's (different models: no pairing)."""
+    """Welch's t of cell a's per-seed values against cell b's (different models: not paired by seed)."""
     return DoseComparison(dial, level, label, quantity, compare(a.values, b.values, alpha=ALPHA))
 
 

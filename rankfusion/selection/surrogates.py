@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 from .. import stats
@@ -57,8 +55,7 @@ def spectral_surrogates(X, n_surrogates: int = 10, *, seed: int = 0):
 def min_surrogates(alpha: float | None = None) -> int:
     """The fewest control draws whose empirical p-value can reach ``alpha``: ``ceil(1/alpha) - 1``
     (19 at :data:`rankfusion.stats.ALPHA` = 0.05, where the smallest p is 1/20)."""
-    alpha = stats.ALPHA if alpha is None else alpha
-    return int(math.ceil(1.0 / alpha - 1e-9)) - 1
+    return stats.min_draws(stats.ALPHA if alpha is None else alpha)
 
 
 def noise_test(criterion: float, controls, alpha: float | None = None) -> tuple[float, bool]:

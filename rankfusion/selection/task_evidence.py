@@ -28,7 +28,7 @@ def runs_task_evidence(per_seed_score: pd.DataFrame, per_seed_gain: pd.DataFrame
     (dict, Agreement or None)
         ``{candidate: (mean gain, (lo, hi))}``: the difference of the mean MoCs with its Welch
         interval over seeds (:func:`rankfusion.stats.compare`; the pairing and the anchor alone are
-        different models, so a shared seed number pairs nothing; NaN bounds with one seed), and
+        different models, not paired by seed; NaN bounds with one seed), and
         :func:`rankfusion.stats.agreement` of the mean scores with the mean gains over the
         candidates (None with fewer than three candidates). A candidate whose score is undefined
         for every seed ranks last.
