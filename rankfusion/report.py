@@ -376,8 +376,8 @@ CLAIMS = (
     ("RTF raises the effective rank of the fused features", "RTF raises effective rank (R3D - plain fusion)",
      ("complementarity", "imbalance"), +1),
     ("RTF helps accuracy (R3D > plain fusion)", "RTF helps (R3D - plain fusion)", ("complementarity", "imbalance"), +1),
-    ("RTF reduces collapse (R3D relies more on {partner})", "RTF changes reliance on {partner} (R3D - plain fusion)",
-     ("imbalance",), +1),
+    ("RTF raises reliance on {partner} (R3D relies more on it than plain fusion)",
+     "RTF changes reliance on {partner} (R3D - plain fusion)", ("imbalance",), +1),
 )
 
 
@@ -422,17 +422,17 @@ def _claim_cell(c, sign, p_adj, family: int) -> str:
 
 
 def claims_section(results: dict, *, anchor: str, partner: str) -> list[str]:
-    """Which of the paper's claims hold on this data, for which dial settings: one family of tests.
+    """Which of the paper's claims hold on this data, for which dial settings.
 
-    Every distinct comparison is tested once (Welch's t over seeds, :func:`rankfusion.stats.compare`);
-    the family's p-values are Holm-adjusted (:func:`rankfusion.stats.adjust`) and a verdict is taken
-    on the adjusted p at :data:`rankfusion.stats.ALPHA`.
+    Every distinct comparison is tested once (Welch's t over seeds, :func:`rankfusion.stats.compare`)
+    and adjusted in exactly one Holm family (:func:`rankfusion.stats.adjust`): the dose sweeps' and
+    the modality selection's tests form this table's family; the collapse dial's rows keep the
+    adjusted p of their own family, the collapse section's. A verdict is taken on the adjusted p at
+    :data:`rankfusion.stats.ALPHA`.
     """
     dose = results["dose"].data if "dose" in results else None
     rows = claim_rows(dose, partner=partner) if dose is not None else []
     tests = [(claim, setting, dc.test, sign) for claim, setting, dc, sign in rows]
-    if "collapse" in results:
-        tests += collapse_claim_rows(results["collapse"])
     mod = results.get("modality")
     lead = None
     if mod is not None:
@@ -450,59 +450,74 @@ def claims_section(results: dict, *, anchor: str, partner: str) -> list[str]:
     family = [t for _, _, t, _ in tests]
     adj = verdicts.holm(family)
     m = sum(verdicts.testable(t) for t in family)
+    # (claim, setting, test, sign, adjusted p, family size, family name) of every row
+    table = [(*row, pa, m, "") for row, pa in zip(tests, adj)]
+    mc = 0
+    if "collapse" in results:
+        mc = results["collapse"].data.family
+        table += [(*row, pa, mc, "collapse") for *row, pa in collapse_claim_rows(results["collapse"])]
     pct = int(round(100 * (1 - stats.ALPHA)))
     L = ["## The paper's claims on this data", ""]
+    own = (f"Holm-adjusted over the family of the {m} test{'s' if m != 1 else ''} of the dose sweeps and the "
+           f"modality selection below")
+    if mc:
+        own += (f"; the collapse dial's rows keep the Holm p of their own family, the {mc} tests of the collapse "
+                "section (each test is adjusted in one family only)")
     L.append(f"Each claim is tested per dial setting of the dose-response sweeps and of the collapse dial: the difference of the two "
              f"models' means over seeds with its {pct} % interval and Welch's t-test (it ignores what a seed "
              "ties between two models, its batch order and the weights both build alike: valid, at some cost in "
-             f"power; docs/analysis.md), p-values Holm-adjusted over the family of the {m} "
-             f"test{'s' if m != 1 else ''} below (family-wise error {stats.ALPHA:g}). `holds` means adjusted p < {stats.ALPHA:g} in the "
+             f"power; docs/analysis.md), p-values {own} (family-wise error {stats.ALPHA:g} each). `holds` means "
+             f"adjusted p < {stats.ALPHA:g} in the "
              "claimed direction, `contradicted` resolved in the other direction, `unresolved` otherwise, with "
              f"the difference the design detects with 80 % power: at most the first number, the level "
-             f"{stats.ALPHA:g}/{m} at which Holm rejects whatever the other tests give, and at least the second, "
-             f"the unadjusted {stats.ALPHA:g}. The "
+             f"{stats.ALPHA:g}/m at which Holm over the row's family of m tests rejects whatever the other tests give, "
+             f"and at least the second, the unadjusted {stats.ALPHA:g}. The "
              f"intervals are unadjusted {pct} % intervals, so one can exclude 0 while its Holm p is not below "
              f"{stats.ALPHA:g}. A setting both sweeps share is one set of runs, listed once.")
     L.append("")
     L += [f"| claim | setting | difference [{pct} % CI] | p | Holm p | verdict |", "|---|---|---|---|---|---|"]
-    for (claim, setting, t, sign), pa in zip(tests, adj):
+    for claim, setting, t, sign, pa, size, name in table:
+        where = f" ({name} family)" if name and verdicts.testable(t) else ""
         L.append(f"| {claim} | {setting} | {verdicts.diff_ci(t)} | {verdicts.p_cell(t.p)} | "
-                 f"{verdicts.p_cell(pa)} | {_claim_cell(t, sign, pa, m)} |")
+                 f"{verdicts.p_cell(pa)}{where} | {_claim_cell(t, sign, pa, size)} |")
     L.append("")
     if mod is not None:
-        cmp = mod.data.comparison
-        if cmp["matches"] and lead is not None:
-            i = len(tests) - 1
-            v = verdicts.claim_verdict(lead, +1, adj[i])
-            outcome = ("holds." if v == "holds" else
-                       f"does not hold: it ranks first by its point score, but the seeds' scores put {second} "
-                       f"above it, resolved ({_family_clause(lead, adj[i], m)})." if v == "contradicted" else
-                       f"unresolved: it ranks first, but its lead is not resolved ({_family_clause(lead, adj[i], m)}).")
-        elif cmp["matches"]:
-            outcome = "unresolved: it ranks first, but with no positive lead or no seed spread to test it."
-        elif cmp["matches"] is False and lead is not None:
-            i = len(tests) - 1
-            v = verdicts.claim_verdict(lead, -1, adj[i])
-            outcome = (f"does not hold: {cmp['found']} scores above {cmp['expected']}, resolved "
-                       f"({_family_clause(lead, adj[i], m)})." if v == "contradicted" else
-                       f"unresolved: {cmp['expected']} does not rank first, but the gap to {cmp['found']} is "
-                       f"not resolved ({_family_clause(lead, adj[i], m)}).")
-        else:
-            outcome = "no expectation." 
-        L.append(f"The criterion picks the complementary partner (modality selection on the demo's dataset): "
-                 f"top candidate {cmp['found']}, expected {cmp['expected']} -> " + outcome
-                 + " See the modality-selection section for the scores.")
-        L.append("")
+        L += [_selection_outcome(mod.data.comparison, lead, second, adj[-1] if lead is not None else None, m), ""]
     return L
 
 
-def collapse_claim_rows(res) -> list[tuple[str, str, object, int]]:
-    """``(claim, setting, Comparison, sign)`` of the collapse family's claims (not its MoC tests)."""
+def _selection_outcome(cmp: dict, lead, second: str, p_adj, m: int) -> str:
+    """The claims section's sentence on "the criterion picks the complementary partner": its test
+    ``lead`` (the modality row of the family, adjusted p ``p_adj`` over ``m`` tests) read in words."""
+    if cmp["matches"] and lead is not None:
+        v = verdicts.claim_verdict(lead, +1, p_adj)
+        outcome = ("holds." if v == "holds" else
+                   f"does not hold: it ranks first by its point score, but the seeds' scores put {second} "
+                   f"above it, resolved ({_family_clause(lead, p_adj, m)})." if v == "contradicted" else
+                   f"unresolved: it ranks first, but its lead is not resolved ({_family_clause(lead, p_adj, m)}).")
+    elif cmp["matches"]:
+        outcome = "unresolved: it ranks first, but with no positive lead or no seed spread to test it."
+    elif cmp["matches"] is False and lead is not None:
+        v = verdicts.claim_verdict(lead, -1, p_adj)
+        outcome = (f"does not hold: {cmp['found']} scores above {cmp['expected']}, resolved "
+                   f"({_family_clause(lead, p_adj, m)})." if v == "contradicted" else
+                   f"unresolved: {cmp['expected']} does not rank first, but the gap to {cmp['found']} is "
+                   f"not resolved ({_family_clause(lead, p_adj, m)}).")
+    else:
+        outcome = "no expectation."
+    return (f"The criterion picks the complementary partner (modality selection on the demo's dataset): "
+            f"top candidate {cmp['found']}, expected {cmp['expected']} -> " + outcome
+            + " See the modality-selection section for the scores.")
+
+
+def collapse_claim_rows(res) -> list[tuple[str, str, object, int, float]]:
+    """``(claim, setting, Comparison, sign, Holm p in the collapse family)`` of the collapse family's
+    claims (not its MoC tests)."""
     rows = []
-    for c in res.data.comparisons:
+    for c, p_holm in zip(res.data.comparisons, res.data.p_holm):
         if c.quantity == "moc":
             continue
-        rows.append((c.claim, f"collapse K={c.level:g}", c.test, c.sign))
+        rows.append((c.claim, f"collapse K={c.level:g}", c.test, c.sign, p_holm))
     return rows
 
 

@@ -109,6 +109,13 @@ def test_remedies_table_and_report_section():
     assert "| < 0.001 | < 0.001 | holds |" in text  # a p-value below 0.001 keeps its "<"
     rows = report.collapse_claim_rows(Fig())
     assert all(r[1].startswith("collapse K=") for r in rows) and not any("accuracy" in r[0] for r in rows)
+    # in the claims table the collapse rows keep the Holm p of their own family: each test is
+    # adjusted once, not again over the dose sweeps' tests
+    claims = "\n".join(report.claims_section({"collapse": Fig()}, anchor="rgb", partner="depth"))
+    assert f"the {res.family} tests of the collapse section" in claims
+    for (claim, setting, t, sign, p_holm), line in zip(rows, [r for r in claims.splitlines() if "collapse K=" in r]):
+        assert line.startswith(f"| {claim} | {setting} |")
+        assert f"| {report.verdicts.p_cell(p_holm)} (collapse family) |" in line
 
 
 def test_remedy_options_go_to_the_training_config(tmp_path):

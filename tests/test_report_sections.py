@@ -120,7 +120,7 @@ def test_ablation_section_is_a_holm_family_against_r3d():
 def test_claims_section_adds_the_modality_lead_to_the_family():
     mod = _modality({"depth": [1.5, 1.52, 1.48], "noise": [0.6, 0.8, 1.09], "imu": [0.2, 0.25, 0.3]})
     text = "\n".join(claims_section({"modality": mod}, anchor="rgb", partner="depth"))
-    assert "family of the 1 test below" in text
+    assert "family of the 1 test of the dose sweeps and the modality selection below" in text
     assert "| the criterion ranks the complementary partner first (depth over noise) | demo dataset |" in text
     assert "top candidate depth, expected depth -> holds." in text
 
@@ -152,7 +152,7 @@ def test_claims_section_tests_a_top_candidate_that_is_not_the_expected_one():
     close = _modality({"noise": [0.6, 0.95, 1.2], "depth": [0.5, 0.9, 1.15], "imu": [0.2, 0.25, 0.3]})
     text = "\n".join(claims_section({"modality": close}, anchor="rgb", partner="depth"))
     gap = stats.compare([0.6, 0.95, 1.2], [0.5, 0.9, 1.15])
-    assert "family of the 1 test below" in text
+    assert "family of the 1 test of the dose sweeps and the modality selection below" in text
     assert "| the criterion ranks the complementary partner first (noise scores minus depth's) | demo dataset |" in text
     assert ("top candidate noise, expected depth -> unresolved: depth does not rank first, but the gap to noise is "
             f"not resolved (Holm p = {gap.p:.3f}; detectable from {gap.mde:.2f})") in text  # a family of one
