@@ -74,17 +74,24 @@ def detectable(c: Comparison, family: int | None = None) -> str:
     return f"detectable from {fmt(c.mde_in_family(family))} under Holm over {family}; {fmt(c.mde)} unadjusted"
 
 
+def untested(c: Comparison) -> str:
+    """Why an untestable comparison has no test: ``"one seed"`` (an arm with fewer than two values)
+    or ``"no spread"`` (each arm's values identical, the arms different)."""
+    return "one seed" if min(c.n_a, c.n_b) < 2 else "no spread"
+
+
 def comparison_verdict(c: Comparison, p_adj: float | None = None, family: int | None = None) -> str:
     """The verdict on one difference: resolved or not, with the test and what it could have seen.
 
-    ``"unresolved (one seed)"`` when an arm has fewer than two values; ``"resolved (Welch t,
+    ``"unresolved (one seed)"`` when an arm has fewer than two values (``"unresolved (no spread)"``
+    when the arms' values are each constant and differ: :func:`untested`); ``"resolved (Welch t,
     p = 0.012)"``; ``"unresolved (Welch t, p = 0.31; detectable from 1.20)"``, the last number being
     :attr:`Comparison.mde`, the difference this design detects with 80 % power. With ``p_adj`` the
     verdict is taken on the adjusted p-value (which the text then states) of a family of
     ``family`` tests, and the detectable difference is given for the family too (:func:`detectable`).
     """
     if not testable(c):
-        return "unresolved (one seed)"
+        return f"unresolved ({untested(c)})"
     p = c.p if p_adj is None else p_adj
     label = f"{c.test}, {p_text(p)}" + ("" if p_adj is None else " adjusted")
     if is_resolved(c, p_adj):
@@ -94,9 +101,9 @@ def comparison_verdict(c: Comparison, p_adj: float | None = None, family: int | 
 
 def claim_verdict(c: Comparison, sign: int = +1, p_adj: float | None = None) -> str:
     """``"holds"`` (resolved in the claimed direction ``sign``), ``"contradicted"`` or ``"unresolved"``
-    (``"unresolved (one seed)"`` when an arm has fewer than two values: no test)."""
+    (``"unresolved (one seed)"`` / ``"unresolved (no spread)"`` when there is no test: :func:`untested`)."""
     if not testable(c):
-        return "unresolved (one seed)"
+        return f"unresolved ({untested(c)})"
     if not is_resolved(c, p_adj):
         return "unresolved"
     return "holds" if sign * c.diff > 0 else "contradicted"
