@@ -125,7 +125,8 @@ def modality_section(r: ReportInputs) -> list[str]:
                                                       else f"[{_fmt(lo, '+.2f')}, {_fmt(hi, '+.2f')}]")
                           for c, (g, (lo, hi)) in d.task_gain.items())
         L.append(f"Task evidence: MoC gain of each pairing over {a} alone at the pairs' trunk width (d_model "
-                 "twice the pair's, so both trunks are equally wide), mean [95% Welch interval of the difference of "
+                 f"twice the pair's, so both trunks are equally wide), mean [{int(round(100 * (1 - stats.ALPHA)))} % "
+                 "Welch interval of the difference of "
                  "the two models' means over seeds]: "
                  f"{gains}.")
         if d.agreement is not None:

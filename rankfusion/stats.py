@@ -346,6 +346,7 @@ class Agreement:
     exact: bool
     backed: bool
     alpha: float
+    alternative: str = "greater"  # "greater" (one-sided: a positive agreement) or "two-sided"
 
 
 def agreement(x, y, *, alpha: float = ALPHA, alternative: str = "greater", n_resamples: int = 20_000,
@@ -367,7 +368,7 @@ def agreement(x, y, *, alpha: float = ALPHA, alternative: str = "greater", n_res
         raise ValueError(f"x and y must score the same candidates, got {x.size} and {y.size} values")
     n = int(x.size)
     if n < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
-        return Agreement(float("nan"), float("nan"), n, True, False, alpha)
+        return Agreement(float("nan"), float("nan"), n, True, False, alpha, alternative)
     rx, ry = stats.rankdata(x), stats.rankdata(y)
     rho = float(stats.spearmanr(x, y).statistic)
     # Spearman's rho is Pearson's r of the ranks: with centred ranks it is one dot product per ordering
@@ -386,4 +387,4 @@ def agreement(x, y, *, alpha: float = ALPHA, alternative: str = "greater", n_res
         null, observed = np.abs(null), abs(rho)
     # a small relative tolerance so ties with the observed value count as "at least as large"
     p = float(np.mean(null >= observed - 1e-12 * max(1.0, abs(rho))))
-    return Agreement(rho, p, n, exact, bool(p < alpha), alpha)
+    return Agreement(rho, p, n, exact, bool(p < alpha), alpha, alternative)

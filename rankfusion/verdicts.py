@@ -170,6 +170,10 @@ def gain_size_clause(largest_pct: float) -> str:
     return "a few percent" if largest_pct < 10 else f"up to {largest_pct:.0f}%"
 
 
+def _sides(ag: Agreement) -> str:
+    return "one-sided" if ag.alternative == "greater" else "two-sided"
+
+
 def partner_erank_reading(ag: Agreement, anchor: str) -> str:
     """What the rank relation between a partner's own ERank and the anchor's gain says.
 
@@ -177,7 +181,7 @@ def partner_erank_reading(ag: Agreement, anchor: str) -> str:
     the permutation test resolves (``ag.backed``) is read, in the direction of its rho; anything
     else, or too few candidates to test, as unresolved (not as the absence of a relation).
     """
-    where = f" (Spearman {fmt(ag.rho, '+.2f')}, permutation {p_text(ag.p)}, {ag.n} candidates)"
+    where = f" (Spearman {fmt(ag.rho, '+.2f')}, {_sides(ag)} permutation {p_text(ag.p)}, {ag.n} candidates)"
     if ag.backed and ag.rho > 0:
         return f"{where}: the flatter the partner's own spectrum, the more it flattens {anchor}'s."
     if ag.backed and ag.rho < 0:
@@ -217,7 +221,7 @@ def agreement_clause(ag: Agreement) -> str:
     if not math.isfinite(ag.p):
         return f"not testable with {ag.n} candidates"
     how = "exact" if ag.exact else "Monte Carlo"
-    txt = f"Spearman {fmt(ag.rho, '+.2f')}, one-sided {how} permutation {p_text(ag.p)} over {ag.n} candidates"
+    txt = f"Spearman {fmt(ag.rho, '+.2f')}, {_sides(ag)} {how} permutation {p_text(ag.p)} over {ag.n} candidates"
     return txt + ("; the ranking is backed by the task" if ag.backed else "; the ranking is not backed by the task")
 
 

@@ -284,7 +284,7 @@ def test_json_schema(report):
     js = json.loads(json.dumps(report.to_json()))
     assert set(js) == {"anchor", "candidates", "agreement"}
     assert js["anchor"] == "anchor"
-    assert set(js["agreement"]) == {"spearman", "ci", "p", "exact", "backed", "alpha"}
+    assert set(js["agreement"]) == {"spearman", "ci", "p", "exact", "backed", "alpha", "alternative"}
     assert js["agreement"]["ci"] is None  # tested by permutation, no resampling interval
     keys = {"name", "criterion", "control_mean", "control_std", "control_p", "excess", "noise_like", "task_gain",
             "task_gain_ci", "rank_criterion", "rank_controlled"}

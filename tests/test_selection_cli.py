@@ -52,14 +52,15 @@ def test_paired_json_has_exactly_the_schema(tmp_path):
     assert res.exit_code == 0, res.output
     js = json.loads(res.output)  # nothing but JSON on stdout
     assert set(js) == {"anchor", "candidates", "agreement"}
-    assert set(js["agreement"]) == {"spearman", "ci", "p", "exact", "backed", "alpha"}
+    assert set(js["agreement"]) == {"spearman", "ci", "p", "exact", "backed", "alpha", "alternative"}
     assert [c["name"] for c in js["candidates"]] == ["b", "c"]
     for c in js["candidates"]:
         assert set(c) == {"name", "criterion", "control_mean", "control_std", "control_p", "excess", "noise_like",
                           "task_gain", "task_gain_ci", "rank_criterion", "rank_controlled"}
         assert isinstance(c["noise_like"], bool) and isinstance(c["task_gain"], float)
     # two candidates: a rank correlation over two points says nothing, so it is null
-    assert js["agreement"] == {"spearman": None, "ci": None, "p": None, "exact": None, "backed": None, "alpha": None}
+    assert js["agreement"] == {"spearman": None, "ci": None, "p": None, "exact": None, "backed": None, "alpha": None,
+                                "alternative": None}
 
 
 def test_paired_csv_with_modality_globs(tmp_path):

@@ -114,6 +114,10 @@ def test_gain_size_and_partner_reading():
     # four candidates: the smallest two-sided permutation p is 2/24, never below 0.05
     four = stats.agreement(x[:4], x[:4], alternative="two-sided")
     assert not four.backed and "explains the anchor's gains is unresolved here" in V.partner_erank_reading(four, "rgb")
+    # each p-value's side is stated where it is printed, and kept in the result
+    assert up.alternative == "two-sided" and "two-sided permutation p" in V.partner_erank_reading(up, "rgb")
+    one = stats.agreement(x, x ** 2)
+    assert one.alternative == "greater" and ", one-sided exact permutation p" in V.agreement_clause(one)
 
 
 def test_agreement_clause_says_backed_only_when_the_test_rejects():

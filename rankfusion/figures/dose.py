@@ -302,8 +302,9 @@ def _pm(mean, sd) -> str:
 
 #: The line under ``dose_comparisons.md``: its p-values are single tests, adjusted elsewhere.
 COMPARISONS_NOTE = (f"p, `resolved` and `verdict`: Welch's t over seeds, each comparison on its own at alpha "
-                    f"{ALPHA:g}, not adjusted for multiplicity here (the report's claims table Holm-adjusts these comparisons over "
-                    "its family); `mde`: the difference each test detects with 80 % power at that level.")
+                    f"{ALPHA:g}, not adjusted for multiplicity here (the report's claims table Holm-adjusts the comparisons of "
+                    "its claims over its family; the others, such as R3D - anchor only and the reliance on the anchor, are "
+                    "in no family: single tests); `mde`: the difference each test detects with 80 % power at that level.")
 
 
 def _write(ctx: FigureContext, res: FigureResult, dose: DoseResult) -> None:

@@ -118,12 +118,14 @@ def ranking_json(ranking: pd.DataFrame, anchor: str, task: dict | None = None, a
 
 
 def agreement_json(ag) -> dict:
-    """``{"spearman", "ci", "p", "exact", "backed", "alpha"}`` of an Agreement (all null for None).
+    """``{"spearman", "ci", "p", "exact", "backed", "alpha", "alternative"}`` of an Agreement (all null
+    for None); ``alternative`` is the p-value's side: "greater" (one-sided) or "two-sided".
 
     ``ci`` stays in the schema and is null: the agreement is tested by permutation over the
     candidates, not given a resampling interval.
     """
     if ag is None:
-        return {"spearman": None, "ci": None, "p": None, "exact": None, "backed": None, "alpha": None}
+        return {"spearman": None, "ci": None, "p": None, "exact": None, "backed": None, "alpha": None,
+                "alternative": None}
     return {"spearman": _num(ag.rho), "ci": None, "p": _num(ag.p), "exact": bool(ag.exact), "backed": bool(ag.backed),
-            "alpha": float(ag.alpha)}
+            "alpha": float(ag.alpha), "alternative": ag.alternative}
