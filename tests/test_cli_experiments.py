@@ -35,6 +35,8 @@ def test_modality_select_from_feature_files(files, tmp_path):
     res = run("modality-select", *files, "--out", out, "--expected", "depth")
     assert res.exit_code == 0, res.output
     assert "top candidate by point score: depth; expected by construction: depth -> matches" in res.output
+    # the order of point scores is no finding: the lead is tested, here on one file (seed) each
+    assert "; its lead over mvrgb: " in res.output and ", unresolved (one seed)" in res.output
     for name in ("modality_selection.csv", "modality_ranking.csv", "modality_selection.png", "modality_selection.pdf",
                  "modality_selection.md", "modality_selection_files.csv"):
         assert (out / name).stat().st_size > 0
@@ -54,7 +56,8 @@ def test_modality_select_json_from_feature_files(files, tmp_path):
         assert c["control_mean"] is None and c["noise_like"] is None and c["task_gain"] is None
         assert c["rank_controlled"] == c["rank_criterion"]
     assert js["candidates"][2]["criterion"] is None  # imu's harmonic mean is NaN
-    assert js["agreement"] == {"spearman": None, "ci": None, "p": None, "exact": None, "backed": None, "alpha": None}
+    assert js["agreement"] == {"spearman": None, "ci": None, "p": None, "exact": None, "backed": None, "alpha": None,
+                                "alternative": None}
 
 
 def test_modality_select_reports_a_mismatch(files, tmp_path):

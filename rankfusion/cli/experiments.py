@@ -231,11 +231,12 @@ def _rank_runs(features, data, cands, expected, out, anchor, cache_dir, profile,
         res = modality_family.make(ctx, candidates=cands, expected=expected)
         write_manifest(ctx, {"modality": res}, command=_command_line())
         summary, ranking, cmp = res.tables["summary"], res.tables["ranking"], res.data.comparison
+        per_seed = res.data.seed_scores
         moc = (res.data.task_gain, res.data.agreement)
     else:
         table = selection.modality_selection(features, anchor=anchor)
         sel = modality_family.write_selection(out, table, anchor=anchor, expected=expected)
-        summary, ranking, cmp = sel["summary"], sel["ranking"], sel["comparison"]
+        summary, ranking, cmp, per_seed = sel["summary"], sel["ranking"], sel["comparison"], sel["seed_scores"]
     if as_json:
         task, agreement = moc if moc is not None else (None, None)
         click.echo(json.dumps(selection.ranking_json(ranking, anchor, task, agreement), indent=2))
@@ -247,8 +248,11 @@ def _rank_runs(features, data, cands, expected, out, anchor, cache_dir, profile,
     click.echo(to_markdown(ranking[["rank", "candidate", "score", "wins", "reason"]]))
     if cmp["matches"] is not None:
         verdict = "matches" if cmp["matches"] else f"does NOT match (expected ranks {cmp['expected_rank']})"
+        scores = dict(zip(ranking["candidate"], ranking["score"]))
+        second, lead, tested, _ = verdicts.top_lead(list(ranking["candidate"]), scores, per_seed)
+        first = f"; its lead over {second}: {lead:.2f}, {tested}" if second else ""
         click.echo(f"\ntop candidate by point score: {cmp['found']}; expected by construction: {cmp['expected']} -> "
-                   f"{verdict}")
+                   f"{verdict}{first}")
     if moc is not None:
         task, agreement = moc
         for c, (g, (lo, hi)) in task.items():

@@ -83,6 +83,14 @@ def jobs(ctx: FigureContext, candidates=None) -> list:
     return pairs + [run_set(ctx, f"{ctx.anchor} alone, fused width", mods, **opts)]
 
 
+def seed_scores(table_: pd.DataFrame) -> dict:
+    """``{candidate: each seed's score}``, the run-to-run values the ranking's lead is tested on: a
+    seed's score is the mean over ratios of its own finite harmonic means; a seed with no finite
+    one has no score and is dropped, explicitly."""
+    return {c: tuple(float(x) for x in v.dropna()) for c, v in
+            table_.groupby(["candidate", "seed"])["harmonic_mean"].mean().groupby("candidate")}
+
+
 def write_selection(out, table_: pd.DataFrame, *, anchor: str, expected: str | None = None,
                     formats=("png", "pdf")) -> dict:
     """Summarise, rank and write a modality-selection table (CSV, Markdown, Fig. 3-style plot).
@@ -100,7 +108,8 @@ def write_selection(out, table_: pd.DataFrame, *, anchor: str, expected: str | N
     Returns
     -------
     dict
-        ``summary``, ``ranking`` (DataFrames), ``comparison`` (dict), ``files`` (names written).
+        ``summary``, ``ranking`` (DataFrames), ``comparison`` (dict), ``seed_scores``
+        (:func:`seed_scores`), ``files`` (names written).
     """
     from .. import plots
 
@@ -114,7 +123,7 @@ def write_selection(out, table_: pd.DataFrame, *, anchor: str, expected: str | N
     table(out, summary, "modality_selection", res, markdown=True)
     table(out, ranking, "modality_ranking", res, markdown=True)
     save(out, plots.plot_modality_selection(summary, anchor=anchor), "modality_selection", res, tuple(formats))
-    return {"summary": summary, "ranking": ranking, "files": res.files,
+    return {"summary": summary, "ranking": ranking, "files": res.files, "seed_scores": seed_scores(table_),
             "comparison": selection.compare_with_expected(ranking, expected)}
 
 
@@ -141,8 +150,7 @@ def _result(ranking, summary, sel: dict, table_: pd.DataFrame, moc: dict, task, 
         moc=moc,
         # run-to-run values: each seed's score (mean over ratios of its own finite harmonic means);
         # a seed with no finite one has no score and is dropped, explicitly
-        seed_scores={c: tuple(float(x) for x in v.dropna()) for c, v in
-                     table_.groupby(["candidate", "seed"])["harmonic_mean"].mean().groupby("candidate")},
+        seed_scores=seed_scores(table_),
         # gains as a percentage of the ERank before fusion, mean over ratios: {candidate: {role: %}}
         relative_gain_pct={
             c: {role: float(100 * (grp[f"gain_{role}"] / grp[f"erank_{role}_before"]).mean())
