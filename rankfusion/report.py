@@ -435,19 +435,9 @@ def claims_section(results: dict, *, anchor: str, partner: str) -> list[str]:
     rows = claim_rows(dose, partner=partner) if dose is not None else []
     tests = [(claim, setting, dc.test, sign) for claim, setting, dc, sign in rows]
     mod = results.get("modality")
-    lead = None
+    n_dose = len(tests)
     if mod is not None:
-        d = mod.data
-        second, _, _, lead = verdicts.top_lead(d.ranking, d.scores, d.seed_scores)
-        cmp = d.comparison
-        if lead is not None and cmp["matches"]:
-            tests.append((f"the criterion ranks the complementary partner first ({cmp['found']} "
-                          f"over {second})", "demo dataset", lead, +1))
-        elif cmp["matches"] is False:
-            # the top candidate's score over the expected one's: a resolved positive gap contradicts the claim
-            lead = stats.compare(d.seed_scores.get(cmp["found"], ()), d.seed_scores.get(cmp["expected"], ()))
-            tests.append((f"the criterion ranks the complementary partner first ({cmp['found']} scores "
-                          f"minus {cmp['expected']}'s)", "demo dataset", lead, -1))
+        tests += selection_claim_rows(mod.data)
     family = [t for _, _, t, _ in tests]
     adj = verdicts.holm(family)
     m = sum(verdicts.testable(t) for t in family)
@@ -483,31 +473,47 @@ def claims_section(results: dict, *, anchor: str, partner: str) -> list[str]:
                  f"{verdicts.p_cell(pa)}{where} | {_claim_cell(t, sign, pa, size)} |")
     L.append("")
     if mod is not None:
-        L += [_selection_outcome(mod.data.comparison, lead, second, adj[-1] if lead is not None else None, m), ""]
+        L += [_selection_outcome(mod.data, tests[n_dose:], adj[n_dose:len(tests)], m), ""]
     return L
 
 
-def _selection_outcome(cmp: dict, lead, second: str, p_adj, m: int) -> str:
-    """The claims section's sentence on "the criterion picks the complementary partner": its test
-    ``lead`` (the modality row of the family, adjusted p ``p_adj`` over ``m`` tests) read in words."""
-    if cmp["matches"] and lead is not None:
-        v = verdicts.claim_verdict(lead, +1, p_adj)
-        outcome = ("holds." if v == "holds" else
-                   f"does not hold: it ranks first by its point score, but the seeds' scores put {second} "
-                   f"above it, resolved ({_family_clause(lead, p_adj, m)})." if v == "contradicted" else
-                   f"unresolved: it ranks first, but its lead is not resolved ({_family_clause(lead, p_adj, m)}).")
-    elif cmp["matches"]:
-        outcome = "unresolved: it ranks first, but with no positive lead or no seed spread to test it."
-    elif cmp["matches"] is False and lead is not None:
-        v = verdicts.claim_verdict(lead, -1, p_adj)
-        outcome = (f"does not hold: {cmp['found']} scores above {cmp['expected']}, resolved "
-                   f"({_family_clause(lead, p_adj, m)})." if v == "contradicted" else
-                   f"unresolved: {cmp['expected']} does not rank first, but the gap to {cmp['found']} is "
-                   f"not resolved ({_family_clause(lead, p_adj, m)}).")
-    else:
+def selection_claim_rows(d) -> list[tuple[str, str, object, int]]:
+    """``(claim, setting, Comparison, sign)``: the claim "the criterion picks the complementary
+    partner" as planned comparisons, the expected partner's per-seed scores against each other
+    candidate's (Welch's t), so that no comparison is chosen by the scores it tests. None without
+    an expected partner."""
+    exp = d.comparison.get("expected")
+    if exp is None or d.comparison.get("matches") is None:
+        return []
+    return [(f"the criterion scores the complementary partner above {c} ({exp} minus {c})", "demo dataset",
+             stats.compare(d.seed_scores.get(exp, ()), d.seed_scores.get(c, ())), +1)
+            for c in d.ranking if c != exp]
+
+
+def _selection_outcome(d, rows, p_adj, m: int) -> str:
+    """The claims section's sentence on "the criterion picks the complementary partner": its planned
+    comparisons ``rows`` (:func:`selection_claim_rows` of ``d``, adjusted p ``p_adj`` over the ``m`` tests
+    of the family) read together: it holds when the expected partner scores resolvedly above every other
+    candidate, is contradicted when one scores resolvedly above it."""
+    cmp = d.comparison
+    exp = cmp["expected"]
+    if not rows:
         outcome = "no expectation."
+    else:
+        others = [c for c in d.ranking if c != exp]  # the rows' order (selection_claim_rows)
+        v = {c: verdicts.claim_verdict(row[2], +1, pa) for c, row, pa in zip(others, rows, p_adj)}
+        above = [c for c, x in v.items() if x == "contradicted"]
+        open_ = [c for c, x in v.items() if x != "holds" and x != "contradicted"]
+        if above:
+            outcome = (f"does not hold: {', '.join(above)} score{'s' if len(above) == 1 else ''} resolvedly above "
+                       f"{exp} (Holm over the {m} tests of the table).")
+        elif open_:
+            outcome = (f"unresolved: {exp} is not resolvedly above {', '.join(open_)} (Holm over the {m} tests of "
+                       "the table; the detectable differences are in the table).")
+        else:
+            outcome = f"holds: {exp} scores resolvedly above every other candidate (Holm over the {m} tests)."
     return (f"The criterion picks the complementary partner (modality selection on the demo's dataset): "
-            f"top candidate {cmp['found']}, expected {cmp['expected']} -> " + outcome
+            f"top candidate by point score {cmp['found']}, expected {exp} -> " + outcome
             + " See the modality-selection section for the scores.")
 
 
