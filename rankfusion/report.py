@@ -506,12 +506,13 @@ def _selection_outcome(d, rows, p_adj, m: int) -> str:
         open_ = [c for c, x in v.items() if x != "holds" and x != "contradicted"]
         if above:
             outcome = (f"does not hold: {', '.join(above)} score{'s' if len(above) == 1 else ''} resolvedly above "
-                       f"{exp} (Holm over the {m} tests of the table).")
+                       f"{exp} (Holm over the claims family's {m} tests).")
         elif open_:
-            outcome = (f"unresolved: {exp} is not resolvedly above {', '.join(open_)} (Holm over the {m} tests of "
-                       "the table; the detectable differences are in the table).")
+            outcome = (f"unresolved: {exp} is not resolvedly above {', '.join(open_)} (Holm over the claims "
+                       f"family's {m} tests; the detectable differences are in the table).")
         else:
-            outcome = f"holds: {exp} scores resolvedly above every other candidate (Holm over the {m} tests)."
+            outcome = (f"holds: {exp} scores resolvedly above every other candidate (Holm over the claims family's "
+                       f"{m} tests).")
     return (f"The criterion picks the complementary partner (modality selection on the demo's dataset): "
             f"top candidate by point score {cmp['found']}, expected {exp} -> " + outcome
             + " See the modality-selection section for the scores.")

@@ -159,7 +159,7 @@ def test_claims_section_tests_a_top_candidate_that_is_not_the_expected_one():
     assert "family of the 2 tests of the dose sweeps and the modality selection below" in text
     assert "| the criterion scores the complementary partner above noise (depth minus noise) | demo dataset |" in text
     assert ("top candidate by point score noise, expected depth -> unresolved: depth is not resolvedly above "
-            "noise, imu (Holm over the 2 tests") in text
+            "noise, imu (Holm over the claims family's 2 tests") in text
     far = _modality({"noise": [1.5, 1.52, 1.48], "depth": [0.5, 0.6, 0.7], "imu": [0.2, 0.25, 0.3]})
     text = "\n".join(claims_section({"modality": far}, anchor="rgb", partner="depth"))
     assert stats.adjust([stats.compare([0.5, 0.6, 0.7], [1.5, 1.52, 1.48]).p,
