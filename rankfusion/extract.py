@@ -81,8 +81,8 @@ def extract_features(run_dir, split: str, obs_ratio: float, out_path, *, noise=N
     """
     if split not in ("train", "val", "test"):
         raise InputError(f"split must be one of ['test', 'train', 'val'], got {split!r}")
-    obs_ratio = check_float(obs_ratio, "obs_ratio", low=0.0, high=1.0, low_open=True)
-    noise_seed = check_int(noise_seed, "noise_seed", low=0)
+    obs_ratio = check_float(obs_ratio, option_name("obs_ratio", "--obs"), low=0.0, high=1.0, low_open=True)
+    noise_seed = check_int(noise_seed, option_name("noise_seed", "--noise-seed"), low=0)
     noise = parse_noise(noise)
     if Path(out_path).suffix.lower() != ".npz":
         raise InputError(f"output file {str(out_path)!r} must end in .npz (a feature file is an .npz archive)")

@@ -42,7 +42,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ._validation import InputError, check_choice, check_float, check_int, check_matrix, is_torch
+from ._validation import InputError, check_choice, check_float, check_int, check_matrix, is_torch, option_name
 from .spectral import (
     blended_channel_count,
     effective_rank,
@@ -370,7 +370,7 @@ def _alpha_vector(alpha, D, low):
     if isinstance(alpha, numbers.Real) and not isinstance(alpha, bool):
         a = float(alpha)
         if not (0.0 <= a <= 1.0) or not math.isfinite(a):
-            raise InputError(f"alpha must be in [0, 1], got {alpha!r}")
+            raise InputError(f"{option_name('alpha', '--alpha')} must be in [0, 1], got {alpha!r}")
         return np.full(D, a)
     arr = np.asarray(alpha)
     if arr.ndim == 0:
@@ -380,7 +380,8 @@ def _alpha_vector(alpha, D, low):
     arr = arr.astype(np.float64)
     bad = ~np.isfinite(arr) | (arr < 0) | (arr > 1)
     if bad.any():
-        raise InputError(f"alpha must be in [0, 1], got {float(arr[np.argmax(bad)])!r} at position {int(np.argmax(bad))}")
+        raise InputError(f"{option_name('alpha', '--alpha')} must be in [0, 1], got {float(arr[np.argmax(bad)])!r} "
+                         f"at position {int(np.argmax(bad))}")
     if arr.size == D:
         return arr
     if arr.size == low.size:
@@ -408,7 +409,7 @@ def _select_low(I, low, eta, k_prime, D):
             raise InputError("low contains repeated channel indices")
         return np.sort(arr)
     if k_prime is not None:
-        kp = check_int(k_prime, "k_prime", low=1, high=D)
+        kp = check_int(k_prime, option_name("k_prime", "--k-prime"), low=1, high=D)
         # Eq. 3; among equal scores the lower channel index is taken (spectral's tie rule)
         return np.asarray(low_informative_channels(I, k_prime=kp), dtype=np.int64)
     if eta is not None:
@@ -443,7 +444,7 @@ def _options(*, informativeness, residual, zero_mean_tol, center_y, tol, rise_rt
         zero_mean_tol=check_float(zero_mean_tol, "zero_mean_tol", low=0.0), center_y=bool(center_y),
         tol=check_float(tol, "tol", low=0.0, allow_none=True),
         rise_rtol=check_float(rise_rtol, "rise_rtol", low=0.0),
-        eta=check_float(eta, "eta", low=0.0, low_open=True, allow_none=True),
+        eta=check_float(eta, option_name("eta", "--eta"), low=0.0, low_open=True, allow_none=True),
         epsilon=check_float(epsilon, "epsilon", low=0.0, low_open=True, allow_none=True),
         beta=check_float(beta, "beta", low=0.0, low_open=True, allow_none=True),
         gamma=check_float(gamma, "gamma", low=0.0, allow_none=True),

@@ -55,7 +55,8 @@ def parse_seeds(seeds) -> list[int]:
             raise InputError(f"seeds must be comma-separated integers, got {seeds!r}") from None
     elif isinstance(seeds, (int, np.integer)):
         seeds = [int(seeds)]
-    seeds = [check_int(s, "seed", low=0, high=2**63 - 1) for s in seeds]
+    name = option_name("seed", "--seed/--seeds")
+    seeds = [check_int(check_int(s, name, low=0), name, high=2**63 - 1) for s in seeds]  # torch's seed range
     check_distinct_seeds(seeds)
     return seeds
 

@@ -122,6 +122,10 @@ def test_synth_bad_option_values(tmp_path):
     assert res.exit_code == 2 and res.output == "Error: --videos must be at least 3, got 2\n"
     res = _run("data", "synth", str(tmp_path / "s"), "--min-frames", "300", "--max-frames", "100")
     assert res.exit_code == 2 and res.output == "Error: --max-frames must be at least 300, got 100\n"
+    res = _run("data", "synth", str(tmp_path / "s"), "--seed", "-1")
+    assert res.exit_code == 2 and res.output == "Error: --seed must be at least 0, got -1\n"
+    res = _run("data", "synth", str(tmp_path / "s"), "--split", "0.5,0.5")
+    assert res.exit_code == 2 and res.output.startswith("Error: --split must be 3 non-negative numbers summing to 1")
     assert not (tmp_path / "s").exists()
 
 

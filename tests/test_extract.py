@@ -89,8 +89,9 @@ def test_parse_noise_errors():
 @pytest.mark.parametrize("args,needle", [
     (["--noise", "sonar=0.1"], "sonar"),
     (["--noise", "depth"], "MODALITY=SIGMA"),
-    (["--obs", "0"], "obs_ratio"),
-    (["--obs", "1.5"], "obs_ratio"),
+    (["--obs", "0"], "Error: --obs must be > 0.0, got 0.0"),
+    (["--obs", "1.5"], "Error: --obs must be <= 1.0, got 1.5"),
+    (["--noise-seed", "-1"], "Error: --noise-seed must be at least 0, got -1"),
     (["--seed", "99"], "--seed 99 "),
     (["--out", "OUT/x.txt"], "must end in .npz"),
 ])

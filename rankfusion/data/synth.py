@@ -274,7 +274,7 @@ class SynthConfig:
     spurious: float | None = None
 
     def validate(self) -> "SynthConfig":
-        check_int(self.seed, "seed", low=0)
+        check_int(self.seed, option_name("seed", "--seed"), low=0)
         check_int(self.n_videos, option_name("n_videos", "--videos"), low=3)
         check_int(self.min_frames, option_name("min_frames", "--min-frames"), low=20)
         check_int(self.max_frames, option_name("max_frames", "--max-frames"), low=self.min_frames)
@@ -296,7 +296,8 @@ class SynthConfig:
                              f"{NOISE_TWIN_OF}={self.channels.get(NOISE_TWIN_OF)}")
         fr = tuple(self.split_fractions)
         if len(fr) != 3 or any(not isinstance(f, (int, float)) or f < 0 for f in fr) or not np.isclose(sum(fr), 1.0):
-            raise InputError(f"split_fractions must be 3 non-negative numbers summing to 1, got {fr!r}")
+            raise InputError(f"{option_name('split_fractions', '--split')} must be 3 non-negative numbers summing to 1, "
+                             f"got {fr!r}")
         n_train, n_val, n_test = _split_counts(self.n_videos, fr)
         if n_train < 1:  # val and test are raised to one video each
             raise InputError(f"split_fractions {','.join(f'{f:g}' for f in fr)} (--split) on {self.n_videos} videos "
