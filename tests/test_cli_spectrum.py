@@ -182,6 +182,18 @@ def test_skipped_array_is_noted_only_on_success(tmp_path):
     assert res.exit_code == 2 and len(res.stderr.strip().splitlines()) == 1 and "skipping" not in res.stderr
 
 
+def test_text_array_is_skipped_by_default_and_refused_by_name(tmp_path):
+    # a paired file (what modality-select --paired reads) with string class labels: "every numeric
+    # array" skips the labels with a note; naming them with --key is an error naming the array
+    path = tmp_path / "paired.npz"
+    np.savez(path, rgb=np.random.default_rng(0).standard_normal((20, 4)), labels=np.array(["a", "b"] * 10))
+    res = run(path)
+    assert res.exit_code == 0, res.stderr
+    assert "skipping 'labels': not numeric (dtype <U1)" in res.stderr and "rgb" in res.stdout
+    res = run(path, "--key", "labels")
+    assert res.exit_code == 2 and res.stderr == f"Error: array 'labels' in '{path}' is not numeric (dtype <U1)\n"
+
+
 def test_npy_array_has_one_name_the_file_stem(tmp_path, rng):
     path = tmp_path / "big.npy"
     np.save(path, rng.standard_normal((20, 4)))

@@ -295,7 +295,11 @@ def spectrum(file, keys, center, as_json, plot, top, chunk_rows, scheduler, conv
         if is_npy and key != file.stem:
             raise InputError(f"key {key!r} not found in {str(file)!r}; a .npy file holds one array, named by "
                              f"the file's stem: {file.stem!r}")
-        arr = load_arrays(file, [key])[key]
+        # every numeric array by default: a text array (e.g. class labels) is skipped, not an error
+        arr = load_arrays(file, [key], text_keys=() if explicit else (key,))[key]
+        if not explicit and arr.dtype.kind in "US":
+            skipped.append(f"{key!r}: not numeric (dtype {arr.dtype})")
+            continue
         if not explicit and (arr.ndim < 2 or arr.size == 0):
             skipped.append(f"{key!r}: shape {arr.shape} is " + ("empty" if arr.ndim >= 2 else "not a matrix"))
             continue
