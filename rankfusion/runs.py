@@ -9,6 +9,7 @@ A training run writes ``RUN/`` (one seed) or ``RUN/seed-<s>/`` folders with ``se
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 from ._validation import InputError, check_choice
@@ -52,10 +53,19 @@ def load_checkpoint(path, map_location="cpu") -> dict:
     path = Path(path)
     if not path.exists():
         raise InputError(f"checkpoint {str(path)!r} does not exist")
+    if path.is_file() and path.stat().st_size == 0:
+        raise InputError(f"cannot read checkpoint {str(path)!r}: the file is empty")
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # corrupt / foreign file: a user error, one line
-        raise InputError(f"cannot read checkpoint {str(path)!r}: {exc}") from None
+        text = str(exc).strip()
+        if text.startswith("Weights only load failed"):
+            # torch's advice (load it unsafely) is not for a file rankfusion should read: keep its reason only
+            m = re.search(r"WeightsUnpickler error:\s*(.+?)(?:\s+Please use|\n\nCheck|$)", text, re.S)
+            reason = "not a checkpoint rankfusion wrote" + (f" ({' '.join(m.group(1).split())})" if m else "")
+        else:
+            reason = text.splitlines()[0] if text else type(exc).__name__
+        raise InputError(f"cannot read checkpoint {str(path)!r}: {reason}") from None
 
 
 def open_data(data_root, modalities):

@@ -88,3 +88,26 @@ def test_train_modalities_flag_and_preset_are_named_as_the_source(imu_data, tmp_
                                   "--config", str(cfg), "--quiet", *SMALL])
     assert r.exit_code == 0, r.output
     assert r.output.splitlines()[0] == "modalities acc (from --config)"
+
+
+@pytest.mark.parametrize("content,reason", [
+    (b"", "the file is empty"),
+    (b"not a checkpoint", "not a checkpoint rankfusion wrote"),
+    ("pickle", "not a checkpoint rankfusion wrote"),
+])
+def test_unreadable_checkpoint_is_one_line_with_its_reason(tmp_path, content, reason):
+    from rankfusion._validation import InputError
+    from rankfusion.runs import load_checkpoint
+
+    path = tmp_path / "best.pt"
+    if content == "pickle":
+        import torch
+
+        torch.save({"model": io.StringIO("x")}, path)  # an object a safe load refuses
+    else:
+        path.write_bytes(content)
+    with pytest.raises(InputError) as err:
+        load_checkpoint(path)
+    msg = str(err.value)
+    assert msg.startswith(f"cannot read checkpoint {str(path)!r}: ") and reason in msg
+    assert "\n" not in msg and "weights_only" not in msg and "arbitrary code" not in msg
