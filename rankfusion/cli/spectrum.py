@@ -244,6 +244,28 @@ def _check_options(center: bool, convention: str, keys) -> None:
         raise InputError(f"--key {repeated[0]!r} is given more than once; name each array once")
 
 
+def _file_results(file, keys, skipped: list, **options) -> list:
+    """The analyses of a .npz/.npy file's arrays: those named by ``keys``, else every numeric matrix
+    (arrays that are text, not matrices or empty are noted in ``skipped``)."""
+    explicit = bool(keys)
+    is_npy = array_file_kind(file) == "npy"
+    results = []
+    for key in (list(keys) if explicit else _list_keys(file)):
+        if is_npy and key != file.stem:
+            raise InputError(f"key {key!r} not found in {str(file)!r}; a .npy file holds one array, named by "
+                             f"the file's stem: {file.stem!r}")
+        # every numeric array by default: a text array (e.g. class labels) is skipped, not an error
+        arr = load_arrays(file, [key], text_keys=() if explicit else (key,))[key]
+        if not explicit and arr.dtype.kind in "US":
+            skipped.append(f"{key!r}: not numeric (dtype {arr.dtype})")
+            continue
+        if not explicit and (arr.ndim < 2 or arr.size == 0):
+            skipped.append(f"{key!r}: shape {arr.shape} is " + ("empty" if arr.ndim >= 2 else "not a matrix"))
+            continue
+        results.append(_analyse(file, key, key, arr, **options))
+    return results
+
+
 @main.command()
 @click.argument("file", type=click.Path(path_type=Path))
 @click.option("--key", "keys", multiple=True, help="Array to analyse (repeatable); default: every numeric array.")
@@ -285,26 +307,10 @@ def spectrum(file, keys, center, as_json, plot, top, chunk_rows, scheduler, conv
             raise InputError(str(exc)) from None
     elif scheduler is not None:
         raise InputError(f"--scheduler applies to zarr/HDF5 stores, not to {str(file)!r}")
-    explicit = bool(keys)
-    if not results:
-        available = _list_keys(file)
-        is_npy = array_file_kind(file) == "npy"
-    wanted = [] if results else (list(keys) if explicit else available)
     skipped = []  # shown once the command has succeeded: a failing one prints only its Error line
-    for key in wanted:
-        if is_npy and key != file.stem:
-            raise InputError(f"key {key!r} not found in {str(file)!r}; a .npy file holds one array, named by "
-                             f"the file's stem: {file.stem!r}")
-        # every numeric array by default: a text array (e.g. class labels) is skipped, not an error
-        arr = load_arrays(file, [key], text_keys=() if explicit else (key,))[key]
-        if not explicit and arr.dtype.kind in "US":
-            skipped.append(f"{key!r}: not numeric (dtype {arr.dtype})")
-            continue
-        if not explicit and (arr.ndim < 2 or arr.size == 0):
-            skipped.append(f"{key!r}: shape {arr.shape} is " + ("empty" if arr.ndim >= 2 else "not a matrix"))
-            continue
-        results.append(_analyse(file, key, key, arr, center=center, top=top, chunk_rows=chunk_rows,
-                                convention=convention, standardize=standardize))
+    if not results:
+        results = _file_results(file, keys, skipped, center=center, top=top, chunk_rows=chunk_rows,
+                                convention=convention, standardize=standardize)
     if not results:
         raise InputError(f"no 2-D (or higher), non-empty numeric array in {str(file)!r}"
                          + (f" ({'; '.join(skipped)})" if skipped else ""))
