@@ -28,6 +28,14 @@ def three(tmp_path):
     return [_csv(tmp_path / f"rec{i}.csv") for i in range(3)]
 
 
+def test_labels_and_cells_are_what_the_file_says(tmp_path):
+    # only an empty cell is missing: an action called "null" or "NA" is a class, not a gap
+    files = [_csv(tmp_path / f"r{i}.csv", label=lambda t: "null" if t % 3 == 0 else ("NA" if t % 3 == 1 else "walk"))
+             for i in range(3)]
+    ds = open_dataset(import_csv(files, tmp_path / "ds", modalities={"acc": "acc_*"}, label_column="label"))
+    assert ds.classes == ["NA", "null", "walk"]
+
+
 def test_import_basic(three, tmp_path):
     out = import_csv(three, tmp_path / "ds", modalities={"acc": "acc_*", "gyro": ["gyro_*"]}, label_column="label")
     ds = open_dataset(out)
@@ -81,6 +89,13 @@ def test_video_column(tmp_path):
         (lambda s: s.replace("\n3,3,6,", "\n3,oops,6,"), {}, "rec1.csv.*column 'acc_x' has a non-numeric cell 'oops' at data row 3"),
         (lambda s: s.replace(",walk\n", ",\n", 1), {}, "rec1.csv.*label column 'label' has a gap .* data row 0"),
         (lambda s: s.replace("\n2,2,4,", "\n2,,4,"), {}, "rec1.csv.*column 'acc_x' has an empty cell at data row 2"),
+        (lambda s: s.replace("\n2,2,4,", "\n2,nan,4,"), {}, "rec1.csv.*column 'acc_x' has a NaN cell 'nan' at data row 2"),
+        # a header that names a column twice: pandas would read the second as 'acc_x.1', which the
+        # file does not have, and 'acc_*' would match it
+        (lambda s: s.replace("time,acc_x,acc_y,", "time,acc_x,acc_x,"), {},
+         "rec1.csv': the header names column 'acc_x' twice \\(columns 2 and 3\\)"),
+        (lambda s: s.replace("time,acc_x,acc_y,gyro_x,label", "label,acc_x,acc_y,gyro_x,label"), {},
+         "rec1.csv': the header names column 'label' twice \\(columns 1 and 5\\)"),
     ],
 )
 def test_bad_input(three, tmp_path, mutate, kwargs, message):

@@ -79,11 +79,30 @@ def read_table(path):
                     "pip install 'rankfusion[parquet]' (or export the table to CSV)"
                 ) from None
         sep = "\t" if ".tsv" in suffixes else ","
-        return pd.read_csv(path, sep=sep, skipinitialspace=True)
+        # only an empty cell is missing: "NA", "null" or "nan" in a cell are what the file says
+        # (an action may be called "null"; a "nan" feature is reported as such)
+        df = pd.read_csv(path, sep=sep, skipinitialspace=True, keep_default_na=False, na_values=[""])
+        _check_header(path, sep)
+        return df
     except InputError:
         raise
     except Exception as exc:  # pandas raises a zoo of parser errors; all are the file's fault
         raise InputError(f"cannot read {str(path)!r}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+
+
+def _check_header(path, sep: str) -> None:
+    """Refuse a CSV/TSV header that names a column twice: pandas would rename the second
+    (``x`` -> ``x.1``), a column the file does not have, and patterns would match it silently."""
+    import pandas as pd
+
+    names = pd.read_csv(path, sep=sep, skipinitialspace=True, header=None, nrows=1, dtype=str,
+                        keep_default_na=False).iloc[0].tolist()
+    seen = {}
+    for j, name in enumerate(names):
+        if name in seen:
+            raise InputError(f"{str(path)!r}: the header names column {name!r} twice (columns {seen[name] + 1} "
+                             f"and {j + 1})")
+        seen[name] = j
 
 
 def _at_row(path, i: int) -> str:
@@ -147,9 +166,9 @@ def _numeric(df, cols, path):
         bad = num.isna() & raw.notna()
         if bad.any():
             i = int(np.flatnonzero(bad.to_numpy())[0])
-            raise InputError(
-                f"{str(path)!r}: column {str(c)!r} has a non-numeric cell {raw.iloc[i]!r} at {_at_row(path, i)}"
-            )
+            cell = raw.iloc[i]
+            what = "a NaN cell" if str(cell).strip().lower() in ("nan", "+nan", "-nan") else "a non-numeric cell"
+            raise InputError(f"{str(path)!r}: column {str(c)!r} has {what} {cell!r} at {_at_row(path, i)}")
         vals = num.to_numpy(dtype=np.float64)
         # features are stored as float32: a finite float64 beyond its range would become inf
         miss = ~(np.abs(vals) <= np.finfo(np.float32).max)
