@@ -111,3 +111,16 @@ def test_unreadable_checkpoint_is_one_line_with_its_reason(tmp_path, content, re
     msg = str(err.value)
     assert msg.startswith(f"cannot read checkpoint {str(path)!r}: ") and reason in msg
     assert "\n" not in msg and "weights_only" not in msg and "arbitrary code" not in msg
+
+
+def test_a_closed_output_pipe_is_no_error_line(monkeypatch):
+    # `rankfusion data check DATA | head -6`: head closes the pipe and the command's next write
+    # raises BrokenPipeError, an OSError, which used to end as "Error: [Errno 32] Broken pipe", exit 2
+    import rankfusion.data.layout as layout
+
+    def closed(*args, **kwargs):
+        raise BrokenPipeError(32, "Broken pipe")
+
+    monkeypatch.setattr(layout, "open_dataset", closed)
+    r = CliRunner().invoke(main, ["data", "check", "."])
+    assert r.exit_code == 1 and r.output == ""

@@ -5,12 +5,15 @@ Each command family lives in its own module of this package and is registered on
 raised by the library's input checks, and ``OSError`` from files) end as one line
 ``Error: ...`` on stderr and exit status 2, never a traceback; so do click's own usage
 errors. Any other exception is a bug and keeps its traceback. Warnings raised by a command
-that fails with a user error are dropped: the one ``Error:`` line says what went wrong.
+that fails with a user error are dropped: the one ``Error:`` line says what went wrong. A closed
+output pipe (``| head``) ends the command quietly with status 1.
 """
 
 from __future__ import annotations
 
 import errno
+import io
+import os
 import sys
 import warnings
 
@@ -43,6 +46,18 @@ def _usage_error(exc: click.UsageError) -> OneLineError:
     return OneLineError(_one_line(exc.format_message()) + hint)
 
 
+def _reader_went_away():
+    """The reader of stdout closed it (``rankfusion ... | head``): not the input's fault, so no
+    ``Error:`` line; stdout goes to /dev/null so that Python's flush at exit raises nothing, and
+    the exit status is 1, as Python's own documentation does it."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, io.UnsupportedOperation):  # a stdout without a file descriptor
+        pass
+    sys.exit(1)
+
+
 class RankfusionGroup(click.Group):
     """A click group that reports user errors in one line with exit status 2."""
 
@@ -69,6 +84,8 @@ class RankfusionGroup(click.Group):
                 raise _usage_error(exc) from None
             except click.ClickException as exc:
                 raise OneLineError(exc.format_message()) from None
+            except BrokenPipeError:
+                _reader_went_away()
             except USER_ERRORS as exc:
                 if isinstance(exc, OSError) and exc.filename is not None and exc.strerror:
                     msg = f"{exc.strerror}: {str(exc.filename)!r}"
