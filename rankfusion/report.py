@@ -406,15 +406,6 @@ def claim_rows(dose, *, partner: str) -> list[tuple[str, str, object, int]]:
     return rows
 
 
-def _family_clause(c, p_adj, family: int) -> str:
-    """``"Holm p = 0.004"`` for a test of the claims family, with what it could have detected when
-    not resolved, or why there is no test (``"one seed"``, ``"no spread"``)."""
-    if not verdicts.testable(c):
-        return verdicts.untested(c)
-    clause = f"Holm {verdicts.p_text(p_adj)}"
-    return clause if verdicts.is_resolved(c, p_adj) else f"{clause}; {verdicts.detectable(c, family)}"
-
-
 def _claim_cell(c, sign, p_adj, family: int) -> str:
     v = verdicts.claim_verdict(c, sign, p_adj)
     if v == "unresolved" and verdicts.testable(c):
