@@ -205,16 +205,18 @@ def test_probe_members_are_the_separate_fits():
         assert acc[i] == pytest.approx(selection.probe._accuracy(ref, [held[0], held[1][i]], y[::3]))
 
 def test_member_blend_gradients_match_finite_differences():
-    """The members' fused ReLU + Eq. 4 (hand-written backward) against finite differences in float64,
-    with blended channel sets that overlap (a channel blended on both sides) and ReLU outputs of 0."""
+    """The members' fused ReLU + Eq. 4 (hand-written backward, channels-major tokens) against finite
+    differences in float64, with blended channel sets that overlap (a channel blended on both sides)
+    and ReLU outputs of 0."""
     torch = pytest.importorskip("torch")
-    from rankfusion.model import blend
+    from rankfusion.model import blend, channel_scores
     from rankfusion.selection.probe import _member_blend
+    from rankfusion.spectral import low_informative_channels
 
     fn = _member_blend()
     g = torch.Generator().manual_seed(0)
-    S, N, D = 2, 5, 6
-    pa, pc = (torch.randn(S, N, D, generator=g, dtype=torch.float64) for _ in range(2))
+    S, D, N = 2, 6, 5
+    pa, pc = (torch.randn(S, D, N, generator=g, dtype=torch.float64) for _ in range(2))
     # keep every value away from ReLU's kink, where finite differences are not a derivative
     pa, pc = (x + 0.1 * torch.sign(x) for x in (pa, pc))
     alpha = torch.rand(S, 2, D, generator=g, dtype=torch.float64)
@@ -222,15 +224,20 @@ def test_member_blend_gradients_match_finite_differences():
     low_c = torch.tensor([[1, 2, 4], [0, 3, 5]])  # overlaps low_a in 2 and 2 channels
     args = [t.clone().requires_grad_() for t in (pa, pc, alpha)]
     assert torch.autograd.gradcheck(lambda x, y, w: fn.apply(x, y, w, 3, low_a, low_c)[:2], args)
-    # the forward is the plain expression: ReLU, then Eq. 4 on each side's blended channels
+    # the forward is the plain expression: ReLU, then Eq. 4 on each side's blended channels (rows)
     A, C, _, _ = fn.apply(pa, pc, alpha, 3, low_a, low_c)
     a, c = pa.relu(), pc.relu()
     for s_ in range(S):
         ref_a, ref_c = a[s_].clone(), c[s_].clone()
         la, lc = low_a[s_], low_c[s_]
-        ref_a[:, la] = blend(a[s_][:, la], c[s_][:, la], alpha[s_, 0, la])
-        ref_c[:, lc] = blend(c[s_][:, lc], a[s_][:, lc], alpha[s_, 1, lc])
+        ref_a[la] = blend(a[s_][la], c[s_][la], alpha[s_, 0, la, None])
+        ref_c[lc] = blend(c[s_][lc], a[s_][lc], alpha[s_, 1, lc, None])
         assert torch.equal(A[s_], ref_a) and torch.equal(C[s_], ref_c)
+    # without given channels, Eq. 3 picks each member's k' lowest column energies (Definition 1)
+    _, _, la, lc = fn.apply(pa, pc, alpha, 2, None, None)
+    for s_ in range(S):
+        assert torch.equal(la[s_], low_informative_channels(channel_scores(a[s_].T), k_prime=2))
+        assert torch.equal(lc[s_], low_informative_channels(channel_scores(c[s_].T), k_prime=2))
 
 
 # --------------------------------------------------------------------------- evidence

@@ -145,24 +145,28 @@ def _member_blend():
 
     It computes what the plain torch expressions would (ReLU, Eq. 3, Eq. 4 through
     :func:`rankfusion.model.blend`), the same values; it chooses the memory layout and the backward
-    pass, which is where the stacked members spent their time (full-width copies of the tokens and
-    of their gradients, element-wise passes over channels whose blend weight is 0).
+    pass: the tokens are stored channels-major, so that Eq. 3's channel energies and Eq. 4's k'
+    blended channels are contiguous rows, selected and written back whole.
     """
     import torch
     from torch.autograd.function import once_differentiable
 
     from ..model import blend, channel_scores
 
+    def rows(low, D):
+        # the rows of a (S * D, N) view that hold each member's channels ``low`` (S, k')
+        return (torch.arange(low.shape[0])[:, None] * D + low).reshape(-1)
+
     class MemberBlend(torch.autograd.Function):
         """RTF for both sides of every member: ReLU (Eq. 2's), Eq. 3's choice, Eq. 4 on the blended
         channels only.
 
-        ``forward(pa, pc, alpha, k_prime, low_a, low_c)``: ``pa``, ``pc`` (S, N, D) the projections
-        before their ReLU; ``alpha`` (S, 2, D) the blend weights; ``low_a``, ``low_c`` (S, k') each
-        member's blended channels (distinct within a set, as Eq. 3 gives them), or None to choose
-        them on these rows (Eq. 3 on the ReLU outputs, as RTF does in training). Returns ``(A, C,
-        low_a, low_c)``, ``A`` (S, N, D) the blend of ``a = relu(pa)`` with ``c = relu(pc)`` on
-        ``low_a`` (:func:`rankfusion.model.blend`) and ``a`` elsewhere (weight 0 leaves a channel
+        ``forward(pa, pc, alpha, k_prime, low_a, low_c)``: ``pa``, ``pc`` (S, D, N), channels-major,
+        the projections before their ReLU; ``alpha`` (S, 2, D) the blend weights; ``low_a``, ``low_c``
+        (S, k') each member's blended channels (distinct within a set, as Eq. 3 gives them), or None
+        to choose them on these rows (Eq. 3 on the ReLU outputs, as RTF does in training). Returns
+        ``(A, C, low_a, low_c)``, ``A`` (S, D, N) the blend of ``a = relu(pa)`` with ``c = relu(pc)``
+        on ``low_a`` (:func:`rankfusion.model.blend`) and ``a`` elsewhere (weight 0 leaves a channel
         unchanged), ``C`` likewise with the roles swapped. The blend is written into the ReLU's
         output (no copy), whose sign still gives ReLU's derivative off the blended channels; the k'
         blended channels keep their own.
@@ -172,77 +176,39 @@ def _member_blend():
         def forward(ctx, pa, pc, alpha, k_prime, low_a, low_c):
             a, c = pa.relu(), pc.relu()
             if low_a is None:
-                low_a, low_c = (low_informative_channels(channel_scores(x), k_prime=k_prime) for x in (a, c))
-            S, N, _ = a.shape
-            ia = low_a[:, None, :].expand(S, N, low_a.shape[1])
-            ic = low_c[:, None, :].expand(S, N, low_c.shape[1])
-            w_a, w_c = alpha[:, 0].gather(1, low_a)[:, None, :], alpha[:, 1].gather(1, low_c)[:, None, :]
-            a_la, c_la, c_lc, a_lc = a.gather(2, ia), c.gather(2, ia), c.gather(2, ic), a.gather(2, ic)
-            A = a.scatter_(2, ia, blend(a_la, c_la, w_a))
-            C = c.scatter_(2, ic, blend(c_lc, a_lc, w_c))
-            ctx.save_for_backward(A, C, low_a, low_c, w_a, w_c, a_la, c_la, c_lc, a_lc)
+                low_a, low_c = (low_informative_channels(channel_scores(x.transpose(1, 2)), k_prime=k_prime)
+                                for x in (a, c))
+            S, D, N = a.shape
+            ra, rc = rows(low_a, D), rows(low_c, D)
+            a2, c2 = a.view(S * D, N), c.view(S * D, N)
+            w_a, w_c = alpha[:, 0].gather(1, low_a).reshape(-1, 1), alpha[:, 1].gather(1, low_c).reshape(-1, 1)
+            a_la, c_la, c_lc, a_lc = a2[ra], c2[ra], c2[rc], a2[rc]
+            a2.index_copy_(0, ra, blend(a_la, c_la, w_a))
+            c2.index_copy_(0, rc, blend(c_lc, a_lc, w_c))
+            ctx.save_for_backward(a, c, low_a, low_c, w_a, w_c, a_la, c_la, c_lc, a_lc)
             ctx.mark_non_differentiable(low_a, low_c)
-            return A, C, low_a, low_c
+            return a, c, low_a, low_c
 
         @staticmethod
         @once_differentiable  # the hand-written backward is not itself differentiable: say so
         def backward(ctx, g_A, g_C, *_):
             A, C, low_a, low_c, w_a, w_c, a_la, c_la, c_lc, a_lc = ctx.saved_tensors
-            S, N, D = A.shape
-            ia = low_a[:, None, :].expand(S, N, low_a.shape[1])
-            ic = low_c[:, None, :].expand(S, N, low_c.shape[1])
-            gA, gC = g_A.gather(2, ia), g_C.gather(2, ic)  # gradients at the blended channels
+            S, D, N = A.shape
+            ra, rc = rows(low_a, D), rows(low_c, D)
+            gA, gC = g_A.reshape(S * D, N)[ra], g_C.reshape(S * D, N)[rc]  # gradients at the blended channels
             gAw, gCw = gA * w_a, gC * w_c
             # ReLU's backward off the blended channels (there the output is the ReLU's own)
             ga = torch.ops.aten.threshold_backward(g_A, A, 0)
             gc = torch.ops.aten.threshold_backward(g_C, C, 0)
             # d/dx of x + w (p - x) is 1 - w, d/dp is w, d/dw is p - x; each through its own ReLU
-            ga.scatter_(2, ia, (gA - gAw) * (a_la > 0)).scatter_add_(2, ic, gCw * (a_lc > 0))
-            gc.scatter_(2, ic, (gC - gCw) * (c_lc > 0)).scatter_add_(2, ia, gAw * (c_la > 0))
+            ga.view(S * D, N).index_copy_(0, ra, (gA - gAw) * (a_la > 0)).index_add_(0, rc, gCw * (a_lc > 0))
+            gc.view(S * D, N).index_copy_(0, rc, (gC - gCw) * (c_lc > 0)).index_add_(0, ra, gAw * (c_la > 0))
             g_alpha = g_A.new_zeros(S, 2, D)
-            g_alpha[:, 0].scatter_(1, low_a, (gA * (c_la - a_la)).sum(1))
-            g_alpha[:, 1].scatter_(1, low_c, (gC * (a_lc - c_lc)).sum(1))
+            g_alpha[:, 0].scatter_(1, low_a, (gA * (c_la - a_la)).sum(1).view(S, -1))
+            g_alpha[:, 1].scatter_(1, low_c, (gC * (a_lc - c_lc)).sum(1).view(S, -1))
             return ga, gc, g_alpha, None, None, None
 
     return MemberBlend
-
-
-@functools.lru_cache(maxsize=None)
-def _member_linear():
-    """The members' affine map as an autograd function (built on first use), computing what the
-    plain expression would up to the order of float32 sums; its backward runs the batched products
-    in the fast orientation (10 output columns in the slow one were where the head's time went)."""
-    import torch
-    from torch.autograd.function import once_differentiable
-
-    class MemberLinear(torch.autograd.Function):
-        """Affine map of every member, outputs first: ``forward(w, b, *xs)`` with ``w`` (S, O, I),
-        ``b`` (S, O) and ``xs`` the parts (S, N, I_j) of the input along its last axis (``sum I_j = I``:
-        the fused tokens need no concatenation) gives ``w_s x_s^T + b_s`` of shape (S, O, N)."""
-
-        @staticmethod
-        def forward(ctx, w, b, *xs):
-            ctx.save_for_backward(w, *xs)
-            out, start = b[:, :, None].expand(-1, -1, xs[0].shape[1]), 0
-            for x in xs:
-                out = torch.baddbmm(out, w[:, :, start:start + x.shape[2]], x.transpose(1, 2))
-                start += x.shape[2]
-            return out
-
-        @staticmethod
-        @once_differentiable
-        def backward(ctx, g):
-            w, *xs = ctx.saved_tensors
-            gxs, gws, start = [], [], 0
-            gt = g.transpose(1, 2)
-            for j, x in enumerate(xs):
-                wj = w[:, :, start:start + x.shape[2]]
-                gxs.append(torch.bmm(gt, wj) if ctx.needs_input_grad[2 + j] else None)
-                gws.append(torch.bmm(g, x))
-                start += x.shape[2]
-            return (torch.cat(gws, dim=2), g.sum(2), *gxs)
-
-    return MemberLinear
 
 
 @contextlib.contextmanager
@@ -372,13 +338,14 @@ class ProbeMembers:
         self.low = None  # (2, S, k') frozen channel choice
 
     def _fused(self, za, zc):
-        """``(pa, pc, A, C)``: the projections before their ReLU and the fused tokens, each (S, N, D)."""
+        """``(pa, pc, A, C)``: the projections before their ReLU and the fused tokens, each (S, D, N),
+        channels-major (the anchor's projections of every member as one product)."""
         import torch
 
         P = self.params
-        S = zc.shape[0]
-        pa = torch.baddbmm(P["proj.0.bias"][:, None, :], za.expand(S, *za.shape), P["proj.0.weight"].transpose(1, 2))
-        pc = torch.baddbmm(P["proj.1.bias"][:, None, :], zc, P["proj.1.weight"].transpose(1, 2))
+        S, D, N = zc.shape[0], P["proj.0.bias"].shape[1], za.shape[0]
+        pa = torch.addmm(P["proj.0.bias"].reshape(S * D, 1), P["proj.0.weight"].reshape(S * D, -1), za.T).view(S, D, N)
+        pc = torch.baddbmm(P["proj.1.bias"][:, :, None], P["proj.1.weight"], zc.transpose(1, 2))
         low = (None, None) if self.low is None else self.low
         A, C, _, _ = _member_blend().apply(pa, pc, torch.sigmoid(P["rtf.alpha_raw"]), self.k_prime, *low)
         return pa, pc, A, C
@@ -386,19 +353,25 @@ class ProbeMembers:
     def tokens(self, za, zc):
         """``(before, after)``, each ``[anchor, candidate]`` of shape (S, N, D)."""
         pa, pc, A, C = self._fused(za, zc)
-        return [pa.relu(), pc.relu()], [A, C]
+        return [pa.relu().transpose(1, 2), pc.relu().transpose(1, 2)], [A.transpose(1, 2), C.transpose(1, 2)]
 
     def logits(self, za, zc):
         """Class scores of every member, shape (S, K, N) (classes before rows)."""
-        from torch.nn import functional as F
+        import torch
 
         P = self.params
+
+        def affine(w, b, *xs):  # w_s [x_1; x_2; ...]_s + b_s, the parts (S, I_j, N) of the input by rows
+            out, start = b[:, :, None], 0
+            for x in xs:
+                out = torch.baddbmm(out, w[:, :, start:start + x.shape[1]], x)
+                start += x.shape[1]
+            return out
+
         after = self._fused(za, zc)[2:]
-        head = _member_linear().apply
         if not self.mlp:
-            return head(P["head.weight"], P["head.bias"], *after)
-        h = F.relu(head(P["head.0.weight"], P["head.0.bias"], *after)).transpose(1, 2)
-        return head(P["head.2.weight"], P["head.2.bias"], h)
+            return affine(P["head.weight"], P["head.bias"], *after)
+        return affine(P["head.2.weight"], P["head.2.bias"], affine(P["head.0.weight"], P["head.0.bias"], *after).relu())
 
     def freeze(self, za, zc):
         """Fix the channel choice on these (training) rows for every later call."""
