@@ -64,6 +64,9 @@ def main(argv=None) -> int:
         rng = np.random.default_rng(a.seed)
         # rows N(mu, Sigma) with Sigma the view's covariance: centred rows times the view's covariance root
         _, s, vt = np.linalg.svd(x - x.mean(axis=0), full_matrices=False)
+        # a singular vector's sign is the LAPACK build's choice: fix it (largest entry positive), or
+        # the same seed would give other rows on another machine
+        vt *= np.sign(vt[np.arange(vt.shape[0]), np.abs(vt).argmax(axis=1)])[:, None]
         z = rng.standard_normal((x.shape[0], s.size))
         views["gauss"] = x.mean(axis=0) + (z * s / np.sqrt(x.shape[0] - 1)) @ vt
     save_npz(a.out, {**views, "labels": labels})
