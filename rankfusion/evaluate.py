@@ -19,7 +19,7 @@ from .config import RunConfig
 from .data.synth import partner_only_cuts, partner_only_modality
 from .data.torchdata import length_batches, observed_steps, pad_videos, video_inputs
 from .distributed import all_reduce_list, shard
-from .files import write_text
+from .files import write_json, write_text
 from .metrics import DEFAULT_OVERLAPS, MoCAccumulator, decode_queries, grid_cells, segmentation_scores
 from .runs import check_config_data, load_run, open_data, resolve_device, seed_dirs
 from .stats import compare
@@ -575,9 +575,23 @@ def utilization_rows(model, ds, split, config, dev, *, seed: int, clean: dict, d
     return rows
 
 
+def _partner_of(run_dir: Path, partner_run, split, data_root, dev, checkpoint, reliance_seed):
+    """:func:`partner_reference` of ``partner_run`` for the run at ``run_dir``, refused (one line) when
+    the two were trained on different datasets and no ``data_root`` says which one to use."""
+    recorded = json.loads((seed_dirs(run_dir)[0] / "config.json").read_text())
+    fused = RunConfig.from_dict(recorded["config"])
+    theirs = json.loads((seed_dirs(Path(partner_run))[0] / "config.json").read_text()).get("dataset")
+    if data_root is None and theirs != recorded.get("dataset"):
+        raise InputError(f"partner run {str(partner_run)!r} was trained on {theirs!r}, not on the run's "
+                         f"dataset {recorded.get('dataset')!r}; the collapse index compares them on one dataset")
+    return partner_reference(partner_run, fused.model.modalities, split, data_root=data_root, device=dev,
+                             checkpoint=checkpoint, seed=reliance_seed)
+
+
 def evaluate_run(run_dir, split: str = "test", *, device=None, data_root=None, checkpoint: str = "best",
                  reliance: bool = True, reliance_seed: int = 0, reliance_draws: int = 3, partner_run=None):
-    """Evaluate a run (one seed or several) on ``split``; write ``RUN/eval_<split>.csv``.
+    """Evaluate a run (one seed or several) on ``split``; write ``RUN/eval_<split>.csv`` and the record
+    of how it was made, ``RUN/eval_<split>.json``.
 
     Parameters
     ----------
@@ -622,20 +636,15 @@ def evaluate_run(run_dir, split: str = "test", *, device=None, data_root=None, c
     dev = resolve_device(device)
     run_dir = Path(run_dir)
     per_seed, notes = [], []
-    partner = None
-    if partner_run is not None and reliance:
-        recorded = json.loads((seed_dirs(run_dir)[0] / "config.json").read_text())
-        fused = RunConfig.from_dict(recorded["config"])
-        theirs = json.loads((seed_dirs(Path(partner_run))[0] / "config.json").read_text()).get("dataset")
-        if data_root is None and theirs != recorded.get("dataset"):
-            raise InputError(f"partner run {str(partner_run)!r} was trained on {theirs!r}, not on the run's "
-                             f"dataset {recorded.get('dataset')!r}; the collapse index compares them on one dataset")
-        partner = partner_reference(partner_run, fused.model.modalities, split, data_root=data_root, device=dev,
-                                    checkpoint=checkpoint, seed=reliance_seed)
+    partner = (_partner_of(run_dir, partner_run, split, data_root, dev, checkpoint, reliance_seed)
+               if partner_run is not None and reliance else None)
+    used = []
     for d in seed_dirs(run_dir):
         res = _evaluate_single(d, split, data_root, dev, checkpoint, reliance,
                                check_int(reliance_seed, "reliance_seed", low=0),
                                check_int(reliance_draws, "reliance_draws", low=1), partner)
+        used.append({"seed": int(res["info"]["seed"]), "epoch": int(res["info"]["epoch"]),
+                     "data": str(data_root or res["info"]["dataset"])})
         notes += [n for n in res["notes"] if n not in notes]
         df = pd.DataFrame(res["rows"], columns=["metric", "modality", "obs", "beta", "value"])
         df.insert(0, "seed", res["info"]["seed"])
@@ -644,7 +653,14 @@ def evaluate_run(run_dir, split: str = "test", *, device=None, data_root=None, c
         per_seed.append(df)
     allv = pd.concat(per_seed, ignore_index=True)
     out = _aggregate(allv)
+    # the record of what made the table: removed before the table is replaced and written after it,
+    # so that a table never stands beside the record of another evaluation
+    record_path = run_dir / f"eval_{split}.json"
+    record_path.unlink(missing_ok=True)
     _write_csv(run_dir / f"eval_{split}.csv", out)
+    write_json(record_path, {"split": split, "checkpoint": checkpoint, "reliance": bool(reliance),
+                             "reliance_seed": int(reliance_seed), "reliance_draws": int(reliance_draws),
+                             "partner_run": None if partner_run is None else str(partner_run), "seeds": used})
     out.attrs["notes"] = notes
     return out
 

@@ -6,7 +6,8 @@ A run folder holds::
     RUN/metrics.csv            one row per epoch (losses, validation metrics, lr, throughput)
     RUN/checkpoints/last.pt    everything needed to resume (written atomically every epoch)
     RUN/checkpoints/best.pt    weights of the best epoch on the *validation* split
-    RUN/eval_<split>.csv       written by :func:`rankfusion.evaluate.evaluate_run`
+    RUN/eval_<split>.csv       written by :func:`rankfusion.evaluate.evaluate_run`, with
+    RUN/eval_<split>.json      the record of how it was made
     RUN/ranks.csv              per-epoch effective ranks on a validation subset (``monitor=True``)
 
 Several seeds: ``RUN/seed-<s>/`` per seed, ``RUN/seeds.json``, and ``RUN/eval_<split>.csv``

@@ -312,6 +312,13 @@ def test_evaluate_run_single_and_several_seeds(tiny_data, tmp_path):
     assert len(seg) == 10 and set(seg.obs) == {0.2, 0.3} and seg.beta.isna().all()
     assert (df.n_seeds == 2).all() and df[df.metric != "reliance"]["mean"].between(0, 100).all()
     assert (run / "eval_test.csv").exists() and (run / "seed-1" / "eval_test.csv").exists()
+    # beside the table, the record of how it was made (a rerun with other options replaces both)
+    rec = json.loads((run / "eval_test.json").read_text())
+    assert rec["split"] == "test" and rec["checkpoint"] == "best" and rec["partner_run"] is None
+    assert [s["seed"] for s in rec["seeds"]] == [1, 10] and all(s["data"] == str(tiny_data) for s in rec["seeds"])
+    evaluate_run(run, "test", checkpoint="last", reliance_draws=2)
+    rec = json.loads((run / "eval_test.json").read_text())
+    assert rec["checkpoint"] == "last" and rec["reliance_draws"] == 2
     single = evaluate_run(run / "seed-10", "test")
     assert single["std"].isna().all() and (single.n_seeds == 1).all()
     assert "+-" in format_eval_table(df) and "+-" not in format_eval_table(single)
@@ -503,6 +510,7 @@ def test_cli_evaluate_and_extract_on_another_channel_count_and_a_one_video_split
     assert lines[0] == (f"Error: modality 'depth' has 5 channels in dataset {str(other)!r}, but the model takes 6 "
                         "(input_dims {'rgb': 8, 'depth': 6})")
     assert (run / "eval_test.csv").read_bytes() == before  # the earlier result is left as it was
+    assert json.loads((run / "eval_test.json").read_text())["seeds"][0]["data"] == str(tiny_data)  # and its record
     # extract checks the same (it ran the model into a shape error before)
     out = tmp_path / "feats.npz"
     r = CliRunner().invoke(main, ["extract", str(run), "--data", str(other), "--out", str(out)])

@@ -204,7 +204,7 @@ def _train_distributed(cfg, data, out, seed_arg, mods_line, t0, *, device, resum
                    "on the cut points only the partner can decide (docs/analysis.md).")
 def evaluate(run, split, data_root, checkpoint, device, reliance, reliance_seed, reliance_draws, partner_run):
     """MoC grid (obs x beta), segmentation metrics and modality reliance of RUN on a split; writes
-    RUN/eval_<split>.csv."""
+    RUN/eval_<split>.csv (and RUN/eval_<split>.json, how it was made)."""
     from pathlib import Path
 
     from ..evaluate import evaluate_run, format_eval_table
