@@ -441,7 +441,8 @@ def claims_section(results: dict, *, anchor: str, partner: str) -> list[str]:
     pct = int(round(100 * (1 - stats.ALPHA)))
     L = ["## The paper's claims on this data", ""]
     own = (f"Holm-adjusted over the family of the {m} test{'s' if m != 1 else ''} of the dose sweeps and the "
-           f"modality selection below")
+           f"modality selection below" if m else "of single tests (no test of the dose sweeps or the modality "
+           "selection here)")
     if mc:
         own += (f"; the collapse dial's rows keep the Holm p of their own family, the {mc} tests of the collapse "
                 "section (each test is adjusted in one family only)")
@@ -488,7 +489,9 @@ def _selection_outcome(d, rows, p_adj, m: int) -> str:
     candidate, is contradicted when one scores resolvedly above it."""
     cmp = d.comparison
     exp = cmp["expected"]
-    if not rows:
+    if exp is not None and not rows:
+        outcome = f"not tested: {exp} is the only candidate."
+    elif not rows:
         outcome = "no expectation."
     else:
         others = [c for c in d.ranking if c != exp]  # the rows' order (selection_claim_rows)

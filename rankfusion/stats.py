@@ -331,8 +331,8 @@ def empirical_p(score: float, controls) -> float:
 
 
 def min_draws(alpha: float = ALPHA) -> int:
-    """The fewest control draws whose :func:`empirical_p` can reach ``alpha``: ``ceil(1/alpha) - 1``
-    (19 at 0.05, where the smallest p is 1/20; Holm over k such tests needs ``min_draws(alpha / k)``)."""
+    """The fewest control draws whose :func:`empirical_p` can reach ``alpha`` (a single test rejects at
+    ``p <= alpha``): ``ceil(1/alpha) - 1``, 19 at 0.05, where the smallest p is 1/20."""
     return int(math.ceil(1.0 / _check_alpha(alpha) - 1e-9)) - 1
 
 

@@ -15,7 +15,7 @@ import math
 
 import numpy as np
 
-from .stats import ALPHA, Agreement, Comparison, adjust, compare, min_draws
+from .stats import ALPHA, Agreement, Comparison, adjust, compare
 
 
 def fmt(v, spec: str = ".2f") -> str:
@@ -192,11 +192,15 @@ def partner_erank_reading(ag: Agreement, anchor: str) -> str:
 
 def per_candidate_note(n_candidates: int) -> str:
     """What multiplicity the selection table's ``control_p`` / ``noise_like`` and task intervals carry:
-    none (each candidate is tested on its own), and how many surrogates a family-wise reading needs."""
-    need = min_draws(ALPHA / n_candidates)
-    return (f"control_p, noise_like and the task-gain intervals test each candidate on its own at alpha "
-            f"{ALPHA:g}, not adjusted over the {n_candidates} candidates; read together, Holm over them "
-            f"needs at least {need} surrogates (--surrogates) to be able to reject")
+    none (each candidate is tested on its own), and how many surrogates a family-wise reading needs:
+    the smallest empirical p, 1 / (1 + n), must come out below alpha after Holm's factor of k
+    (family verdicts are taken at adjusted p < alpha, :func:`is_resolved`), so n >= k / alpha."""
+    text = f"control_p, noise_like and the task-gain intervals test each candidate on its own at alpha {ALPHA:g}"
+    if n_candidates < 2:
+        return text
+    need = int(math.floor(n_candidates / ALPHA + 1e-9))  # the least n with n_candidates / (n + 1) < ALPHA
+    return (f"{text}, not adjusted over the {n_candidates} candidates; read together, Holm over them needs at "
+            f"least {need} surrogates (--surrogates) to be able to reject")
 
 
 def undefined_criterion_note(table) -> str | None:

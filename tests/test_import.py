@@ -28,6 +28,16 @@ def three(tmp_path):
     return [_csv(tmp_path / f"rec{i}.csv") for i in range(3)]
 
 
+def test_unnamed_columns_are_not_a_repeated_name(tmp_path):
+    # an exported index column has no name; two of them are two columns, not one named twice
+    files = [_csv(tmp_path / f"r{i}.csv") for i in range(3)]
+    for f in files:
+        lines = f.read_text().splitlines()
+        f.write_text("\n".join([",," + lines[0]] + [f"{i},{i}," + ln for i, ln in enumerate(lines[1:])]) + "\n")
+    ds = open_dataset(import_csv(files, tmp_path / "ds", modalities={"acc": "acc_*"}, label_column="label"))
+    assert ds.modalities == ["acc"] and ds.classes == ["sit", "walk"]
+
+
 def test_labels_and_cells_are_what_the_file_says(tmp_path):
     # only an empty cell is missing: an action called "null" or "NA" is a class, not a gap
     files = [_csv(tmp_path / f"r{i}.csv", label=lambda t: "null" if t % 3 == 0 else ("NA" if t % 3 == 1 else "walk"))

@@ -215,6 +215,13 @@ def test_collapse_section_states_the_family_it_adjusts_over():
     assert f"detectable from {tests[1].mde_in_family(2):.2f} under Holm over 2;" in text
 
 
+def test_claims_section_with_the_expected_partner_alone_says_it_is_not_tested():
+    text = "\n".join(claims_section({"modality": _modality({"depth": [1.5, 1.52, 1.48]})}, anchor="rgb",
+                                     partner="depth"))
+    assert "top candidate by point score depth, expected depth -> not tested: depth is the only candidate." in text
+    assert "family of the 0 tests" not in text and "no test of the dose sweeps or the modality selection" in text
+
+
 def test_selection_claim_keeps_its_error_rate_when_every_candidate_is_alike():
     # 5 candidates of 5 seeds from one law: the claim must come out "contradicted" (some candidate
     # resolvedly above the expected one) in at most alpha of the draws. Testing whichever candidate

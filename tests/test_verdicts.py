@@ -142,10 +142,16 @@ def test_p_cell_keeps_the_inequality():
 def test_per_candidate_note_states_no_adjustment_and_the_surrogates_holm_needs():
     from rankfusion import stats
 
-    note = V.per_candidate_note(4)
-    assert "not adjusted over the 4 candidates" in note and "at least 79 surrogates" in note
-    # with 79 controls the smallest p, 1/80, times 4 candidates is alpha: Holm can reject
-    assert stats.adjust([stats.empirical_p(1.0, np.zeros(79))] + [1.0] * 3)[0] <= stats.ALPHA
+    for k, need in ((3, 60), (4, 80), (5, 100)):
+        assert f"not adjusted over the {k} candidates" in V.per_candidate_note(k)
+        assert f"at least {need} surrogates" in V.per_candidate_note(k)
+        # with that many controls the smallest p, 1 / (1 + n), survives Holm over k (adjusted p below
+        # alpha, as family verdicts are taken); with one control fewer it cannot
+        family = [stats.empirical_p(1.0, np.zeros(need))] + [1.0] * (k - 1)
+        assert V.is_resolved(stats.compare([1.0, 2.0], [3.0, 5.0]), stats.adjust(family)[0])
+        fewer = [stats.empirical_p(1.0, np.zeros(need - 1))] + [1.0] * (k - 1)
+        assert not V.is_resolved(stats.compare([1.0, 2.0], [3.0, 5.0]), stats.adjust(fewer)[0])
+    assert "not adjusted" not in V.per_candidate_note(1) and V.per_candidate_note(0)  # no family, no division
 
 
 def test_undefined_criterion_note_names_each_candidate_and_its_task_gain():

@@ -99,6 +99,8 @@ def _check_header(path, sep: str) -> None:
                         keep_default_na=False).iloc[0].tolist()
     seen = {}
     for j, name in enumerate(names):
+        if not name.strip():
+            continue  # an unnamed column (e.g. an exported index): pandas names each one apart
         if name in seen:
             raise InputError(f"{str(path)!r}: the header names column {name!r} twice (columns {seen[name] + 1} "
                              f"and {j + 1})")
