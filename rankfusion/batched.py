@@ -76,6 +76,7 @@ from .train import (_METRIC_FIELDS, _build_training, _prepare_run, _restore_or_s
 from .trainstate import rng_state, set_rng_state
 from .data import collate_anticipation
 from . import remedies
+from .bernoulli import bernoulli_into
 
 #: Fields of the configuration the batched trainer implements; any other field must be at its
 #: default, or the seeds are trained one after another (:func:`serial_reason`).
@@ -458,7 +459,7 @@ class _Group:
         bufs = [torch.zeros((len(batches),) + shape) for shape, _ in padded]
         for k, (t, gen) in enumerate(zip(lengths, self.drop_gens)):
             for buf, (shape, _) in zip(bufs, shapes(t)):
-                buf[(k,) + tuple(slice(0, n) for n in shape)].bernoulli_(1 - p, generator=gen)
+                bernoulli_into(buf[(k,) + tuple(slice(0, n) for n in shape)], 1 - p, gen)
         return [buf.div_(1 - p).transpose(1, 2) if time_major else buf.div_(1 - p)
                 for buf, (_, time_major) in zip(bufs, padded)]
 

@@ -1,0 +1,50 @@
+"""Torch's CPU Bernoulli draws through the int64 route: the same values, the same generator state."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from rankfusion import bernoulli
+
+
+def test_the_int64_route_agrees_with_this_torch():
+    # if a torch release changes how its CPU sampler forms a draw, this fails in CI (and the
+    # batched trainer falls back to torch's sampler: the next test)
+    assert bernoulli.fast_draws_agree()
+
+
+@pytest.mark.parametrize("p", [0.9, 0.5, 1 - 0.1, 1 - 0.3, 0.123456789, 1e-9, 0.0, 1.0])
+def test_same_values_and_state_as_bernoulli_(p):
+    ref, gen = torch.Generator().manual_seed(7), torch.Generator().manual_seed(7)
+    want = torch.empty(3, 50, 40).bernoulli_(p, generator=ref)
+    got = bernoulli.bernoulli_into(torch.empty(3, 50, 40), p, gen)
+    assert torch.equal(got, want)
+    assert torch.equal(ref.get_state(), gen.get_state())
+    # the generator goes on to the same next draws
+    assert torch.equal(torch.rand(5, generator=ref), torch.rand(5, generator=gen))
+
+
+def test_the_threshold_is_exact_where_p_is_not_a_multiple_of_2_to_the_minus_53():
+    # u = x / 2**53 < p for integer x exactly when x < ceil(p * 2**53); checked at the boundary
+    p = 0.123456789
+    t = bernoulli._threshold(p)
+    assert (t - 1) / 2.0 ** 53 < p <= t / 2.0 ** 53
+    assert bernoulli._threshold(0.5) == 2 ** 52 and bernoulli._threshold(1.0) == 2 ** 53
+
+
+def test_a_strided_view_is_filled_in_its_element_order():
+    ref, gen = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
+    a, b = torch.zeros(2, 9, 12), torch.zeros(2, 9, 12)
+    a[1, :7, :5].bernoulli_(0.8, generator=ref)
+    bernoulli.bernoulli_into(b[1, :7, :5], 0.8, gen)
+    assert torch.equal(a, b)
+    assert torch.equal(ref.get_state(), gen.get_state())
+
+
+def test_falls_back_to_torchs_sampler_where_the_route_disagrees(monkeypatch):
+    monkeypatch.setattr(bernoulli, "fast_draws_agree", lambda: False)
+    monkeypatch.setattr(bernoulli, "_fast", lambda *a: pytest.fail("the int64 route was used"))
+    ref, gen = torch.Generator().manual_seed(5), torch.Generator().manual_seed(5)
+    got = bernoulli.bernoulli_into(torch.empty(100), 0.9, gen)
+    assert torch.equal(got, torch.empty(100).bernoulli_(0.9, generator=ref))
