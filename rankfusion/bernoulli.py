@@ -5,7 +5,7 @@ Dropout on a CPU fills its mask with ``bernoulli_(1 - p)``, which draws each ele
 over 2**53) and keeps it where ``u < 1 - p``. :func:`bernoulli_into` reads the same words in the
 same order with ``random_`` on an int64 tensor (each element the same 64 bits, its sign bit
 cleared) and compares their low 53 bits with the probability's exact threshold: the same
-decisions, in about three quarters of the time, since no double is formed element by element
+decisions in about 14 % less time, since no double is formed element by element
 (docs/benchmarks.md).
 
 This relies on how torch's CPU sampler forms its draws, which torch does not promise. So

@@ -27,6 +27,20 @@ def test_get_ops_refuses_mixed_numpy_and_torch_naming_the_arguments():
         S.harmonic_mean_gain(np.array([1.0]), torch.tensor([1.0]))
     with pytest.raises(TypeError, match="X and Y"):
         S.injection_angles(np.ones((6, 2)), torch.ones(6, 2), np.array([0]), 1)
+    # both the feature route and the relative gain: the effective ranks were computed on their own
+    # backends and subtracted (or crashed inside torch.where with relative=True)
+    A = np.random.default_rng(0).normal(size=(20, 4))
+    for relative in (False, True):
+        with pytest.raises(TypeError, match="before and after must both be NumPy arrays or both torch tensors"):
+            S.rank_gain(A, torch.tensor(A), relative=relative)
+
+
+def test_rank_gain_scalar_joins_the_tensor():
+    for before, after in ((3.0, torch.tensor(2.0)), (torch.tensor(3.0), 2.0), (np.float64(3.0), torch.tensor(2.0))):
+        for relative, want in ((False, -1.0), (True, -1 / 3)):
+            g = S.rank_gain(before, after, relative=relative)
+            assert isinstance(g, torch.Tensor) and g.dtype == torch.float64
+            assert g.item() == pytest.approx(want, rel=1e-15)
 
 
 def test_harmonic_mean_gain_scalar_joins_the_tensor():

@@ -108,6 +108,8 @@ def test_dask_bad_inputs(rng):
         S.effective_rank(da.from_array(np.array([["a", "b"]] * 4)))
     with pytest.raises(TypeError, match="A and B must both be"):
         S.principal_angles(da.ones((4, 2)), np.ones((4, 2)))
+    with pytest.raises(TypeError, match="before and after must both be"):
+        S.rank_gain(da.ones((8, 2), chunks=4), np.ones((8, 2)))
 
 
 def test_localcluster_zarr_spectrum_equals_in_memory(tmp_path, rng):

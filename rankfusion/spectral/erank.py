@@ -102,12 +102,17 @@ def rank_gain(before, after, *, relative: bool = False, center: bool = False):
     gain : float64 scalar or array (tensor on torch input)
         Relative gain is NaN when ``ERank(before) == 0`` (undefined).
     """
+    # one backend per call: a NumPy array with a torch tensor (or a dask array with either) is a TypeError
+    get_ops(before, after, names=("before", "after"))
     b = _as_erank(before, "before", center)
     a = _as_erank(after, "after", center)
-    gain = a - b
+    # a Python or NumPy scalar joins the other argument's backend and device
+    ops = get_ops(a, b)
+    b = ops.float64(b, like=a)
+    a = ops.float64(a, like=b)
+    gain = ops.tofloat(a - b)
     if not relative:
         return gain
-    ops = get_ops(gain)
     safe = ops.where(b > 0, b, b + 1.0)
     return ops.tofloat(ops.where(b > 0, gain / safe, gain * float("nan")))
 
