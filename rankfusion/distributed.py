@@ -97,22 +97,33 @@ def setup(device: str = "cpu", *, rtf_stats: str = "global", backend: str | None
     rank, world, local = _env_int("RANK", 0), _env_int("WORLD_SIZE"), _env_int("LOCAL_RANK", 0)
     dev_type = "cuda" if str(device).startswith("cuda") or (device == "auto" and torch.cuda.is_available()) \
         else "cpu"
+    if backend is not None:
+        check_choice(backend, "backend", {"gloo", "nccl"})
     if dev_type == "cuda":
         if not torch.cuda.is_available():
-            raise InputError(f"device {device!r} requested but CUDA is not available on this machine")
+            _refuse_before_joining(f"device {device!r} requested but CUDA is not available on this machine", rank)
         if local >= torch.cuda.device_count():
-            raise InputError(f"LOCAL_RANK {local} but this machine has {torch.cuda.device_count()} GPU(s): "
-                             "use --nproc_per_node <= the number of GPUs")
+            _refuse_before_joining(f"LOCAL_RANK {local} but this machine has {torch.cuda.device_count()} GPU(s): "
+                                   "use --nproc_per_node <= the number of GPUs", rank)
         dev = torch.device("cuda", local)
         torch.cuda.set_device(dev)
     else:
+        if backend == "nccl":
+            _refuse_before_joining("--dist-backend nccl runs on GPUs: add --device cuda, or use gloo on CPUs", rank)
         dev = torch.device("cpu")
     backend = backend or ("nccl" if dev_type == "cuda" else "gloo")
-    check_choice(backend, "backend", {"gloo", "nccl"})
     if not dist.is_initialized():
         kw = {"device_id": dev} if backend == "nccl" else {}
         dist.init_process_group(backend, rank=rank, world_size=world, **kw)
     return DistContext(rank, world, local, backend, rtf_stats), dev
+
+
+def _refuse_before_joining(message: str, rank: int):
+    """A user error every process finds alike before the job is joined: rank 0 raises it (one
+    ``Error:`` line), the others exit with status 2 quietly, as :func:`refuse` does after joining."""
+    if rank == 0:
+        raise InputError(message)
+    raise SystemExit(2)
 
 
 def teardown(*, wait: bool = False) -> None:

@@ -34,6 +34,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ._validation import InputError
+from .distributed import refuse
 
 #: Attribute of the R3D model that holds its unimodal heads (part of its state dict when present).
 HEADS_ATTR = "unimodal"
@@ -241,5 +242,6 @@ def modulated_gradient(g: torch.Tensor, k: float, *, noise: bool = True, generat
 def check_supported(train_config, ctx) -> None:
     """Refuse, in one line, remedies the current execution path does not support."""
     if ctx is not None and train_config.ogm > 0:
-        raise InputError("ogm (OGM-GE) is not supported under torchrun: each process would modulate and add "
-                         "noise to the averaged gradients differently; train it in one process")
+        # every process finds it alike: one line, from rank 0
+        refuse("ogm (OGM-GE) is not supported under torchrun: each process would modulate and add "
+               "noise to the averaged gradients differently; train it in one process", ctx)

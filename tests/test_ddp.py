@@ -222,6 +222,26 @@ def test_world_size_larger_than_training_videos(tmp_path):
     assert not (tmp_path / "r").exists()
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("args,line", [
+    (["--dist-backend", "nccl"], "Error: --dist-backend nccl runs on GPUs: add --device cuda, or use gloo on CPUs"),
+    (["--unimodal-heads", "1", "--ogm", "0.5"], "Error: ogm (OGM-GE) is not supported under torchrun: each process "
+                                                "would modulate and add noise to the averaged gradients differently; "
+                                                "train it in one process"),
+])
+def test_errors_every_process_finds_are_printed_once(ddp_data, tmp_path, args, line):
+    """Rank 0 prints the one line; the other process exits with status 2 quietly (a traceback from
+    each process before, or the line twice)."""
+    res = _torchrun(2, ["-m", "rankfusion", "train", ddp_data, "--out", tmp_path / "r", "--modalities", "rgb,depth",
+                        "--epochs", "1", "--quiet", *args], log_dir=tmp_path / "logs")
+    assert res.returncode != 0
+    errs = {int(p.parent.name): p.read_text().strip() for p in (tmp_path / "logs").rglob("stderr.log")}
+    assert sorted(errs) == [0, 1], errs
+    assert errs[0] == line, errs
+    assert errs[1] == "", errs
+    assert not (tmp_path / "r").exists()
+
+
 def test_train_rejects_a_non_context(tmp_path):
     from rankfusion.train import train
 

@@ -253,6 +253,11 @@ def test_cli_train_bad_inputs_exit_2(tiny_data, tmp_path, args, needle):
                        "the auxiliary unimodal heads (--unimodal-heads W)"),
     # a value from the config file is named by its key there
     (["--config", "{toml}"], "Error: batch_size must be at least 1, got 0"),
+    # options of torchrun runs, outside torchrun (they were ignored)
+    (["--dist-backend", "gloo"], "Error: --dist-backend applies under torchrun only: start train with torchrun "
+                                 "(docs/scaling.md), or leave it out"),
+    (["--rtf-stats", "local"], "Error: --rtf-stats local applies under torchrun only: start train with torchrun "
+                               "(docs/scaling.md), or leave it out"),
 ])
 def test_cli_train_errors_name_the_option_that_set_the_value(tiny_data, tmp_path, args, line):
     (tmp_path / "c.toml").write_text("[train]\nbatch_size = 0\n")

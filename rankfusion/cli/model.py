@@ -153,6 +153,10 @@ def train(data, out, preset, config_path, epochs, seed, seeds, serial_seeds, mod
     seed_arg = seeds if seeds is not None else (1 if seed is None else seed)
     t0 = time.perf_counter()
     if not under_torchrun():
+        if dist_backend is not None or rtf_stats != "global":
+            given_opt = "--dist-backend" if dist_backend is not None else "--rtf-stats local"
+            raise InputError(f"{given_opt} applies under torchrun only: start train with torchrun "
+                             "(docs/scaling.md), or leave it out")
         click.echo(mods_line)
         path = train_seeds(cfg, data, out, seed=seed_arg, serial_seeds=serial_seeds, device=device, resume=resume,
                            progress=not quiet, monitor=monitor)
