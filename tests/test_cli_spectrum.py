@@ -232,3 +232,11 @@ def test_random_bytes_are_not_a_valid_npy(tmp_path):
     assert res.exit_code == 2
     assert res.output == f"Error: cannot read '{bad}': not a valid .npy file (no NumPy header)\n"
     assert "pickle" not in res.output
+
+
+def test_help_says_what_happens_without_a_scheduler():
+    from rankfusion.cli.spectrum import IN_MEMORY_MAX_BYTES
+
+    out = " ".join(CliRunner().invoke(main, ["spectrum", "--help"]).output.split())
+    assert (f"with none, a store of up to {IN_MEMORY_MAX_BYTES >> 30} GiB is read into memory and a larger one "
+            "goes through dask's local threaded scheduler") in out

@@ -281,6 +281,15 @@ def test_every_family_docs_do_not_except_has_a_figure_script():
     assert scripted | excepted == set(FAMILIES), f"families without a script: {set(FAMILIES) - scripted - excepted}"
 
 
+def test_the_module_table_names_every_figure_family():
+    from rankfusion.figures import FAMILIES
+
+    text = " ".join((ROOT / "docs" / "analysis.md").read_text().split())
+    row = re.search(r"\| `rankfusion\.figures` \| the figure families, one module each \((.*?)\), each with", text)
+    assert row, "docs/analysis.md's module table no longer lists the figure families"
+    assert set(re.findall(r"`(\w+)`", row[1])) == set(FAMILIES)
+
+
 @pytest.mark.parametrize("name", SCRIPTS)
 def test_analysis_script_help(name):
     env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
