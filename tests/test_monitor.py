@@ -270,9 +270,19 @@ def test_bad_arguments():
         RankMonitor(net, {"a": net.a}, max_rows=0)
     with pytest.raises(ValueError, match="tol"):
         RankMonitor(net, {"a": net.a}, tol=-1.0)
-    with pytest.raises(TypeError, match="watched output 'o' must be a torch tensor"):
-        with RankMonitor(net, {"o": lambda out: out.tolist()}):
+    with pytest.raises(TypeError, match="watched output 'o' must be a torch tensor, got str 'a'"):
+        with RankMonitor(net, {"o": lambda out: "a"}):
             net(*_inputs(3, "cpu", 0))
+    # several values: one line naming the form that picks one (it printed the tensors, cut off)
+    for pick in (lambda out: (out, 2 * out), lambda out: [out], lambda out: {"a": out}):
+        with pytest.raises(TypeError) as info:
+            with RankMonitor(net, {"o": pick}):
+                net(*_inputs(3, "cpu", 0))
+        msg = str(info.value)
+        assert "\n" not in msg and "tensor(" not in msg, msg
+        assert msg.startswith("watched output 'o' is a ") and msg.endswith(
+            "not a tensor: watch it as (submodule or path, callable) with a callable that picks the tensor, "
+            "e.g. lambda out: out[0]"), msg
     assert _all_hooks(net) == 0
 
 
