@@ -648,15 +648,17 @@ def evaluate_run(run_dir, split: str = "test", *, device=None, data_root=None, c
         notes += [n for n in res["notes"] if n not in notes]
         df = pd.DataFrame(res["rows"], columns=["metric", "modality", "obs", "beta", "value"])
         df.insert(0, "seed", res["info"]["seed"])
-        if len(seed_dirs(run_dir)) > 1:
-            _write_csv(d / f"eval_{split}.csv", _aggregate(df))
-        per_seed.append(df)
-    allv = pd.concat(per_seed, ignore_index=True)
+        per_seed.append((d, df))
+    allv = pd.concat([df for _, df in per_seed], ignore_index=True)
     out = _aggregate(allv)
-    # the record of what made the table: removed before the table is replaced and written after it,
-    # so that a table never stands beside the record of another evaluation
+    # the record of what made the table: removed before the tables are replaced and written after
+    # them, so that a table never stands beside the record of another evaluation; nothing is written
+    # before every seed is evaluated, so a failure part-way leaves the previous tables as they were
     record_path = run_dir / f"eval_{split}.json"
     record_path.unlink(missing_ok=True)
+    if len(per_seed) > 1:
+        for d, df in per_seed:
+            _write_csv(d / f"eval_{split}.csv", _aggregate(df))
     _write_csv(run_dir / f"eval_{split}.csv", out)
     write_json(record_path, {"split": split, "checkpoint": checkpoint, "reliance": bool(reliance),
                              "reliance_seed": int(reliance_seed), "reliance_draws": int(reliance_draws),

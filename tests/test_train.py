@@ -301,7 +301,8 @@ def test_cli_train_small_run(tiny_data, tmp_path):
     assert np.isfinite(float(_rows(tmp_path / "r" / "metrics.csv")[0]["train_loss"]))
 
 
-def test_evaluate_run_single_and_several_seeds(tiny_data, tmp_path):
+def test_evaluate_run_single_and_several_seeds(tiny_data, tmp_path, monkeypatch):
+    from rankfusion import evaluate as ev
     from rankfusion.evaluate import evaluate_run, format_eval_table
 
     run = train(tiny_config(epochs=1, select_metric="val_moc"), tiny_data, tmp_path / "ev", seed="1,10",
@@ -324,6 +325,24 @@ def test_evaluate_run_single_and_several_seeds(tiny_data, tmp_path):
     evaluate_run(run, "test", checkpoint="last", reliance_draws=2)
     rec = json.loads((run / "eval_test.json").read_text())
     assert rec["checkpoint"] == "last" and rec["reliance_draws"] == 2
+    # a failure at the second seed leaves every table and record as it was (the first seed's table
+    # used to be replaced as soon as that seed was evaluated); each write replaces the file (a new inode)
+    kept = [run / "eval_test.csv", run / "eval_test.json", run / "seed-1" / "eval_test.csv",
+            run / "seed-10" / "eval_test.csv"]
+    before = {p: (p.stat().st_ino, p.read_bytes()) for p in kept}
+    real, calls = ev._evaluate_single, []
+
+    def fails_second(d, *args):
+        calls.append(d)
+        if len(calls) == 2:
+            raise ValueError("video v9: cannot read")
+        return real(d, *args)
+
+    monkeypatch.setattr(ev, "_evaluate_single", fails_second)
+    with pytest.raises(ValueError, match="v9"):
+        evaluate_run(run, "test")
+    monkeypatch.undo()
+    assert len(calls) == 2 and {p: (p.stat().st_ino, p.read_bytes()) for p in kept} == before
     single = evaluate_run(run / "seed-10", "test")
     assert single["std"].isna().all() and (single.n_seeds == 1).all()
     assert "+-" in format_eval_table(df) and "+-" not in format_eval_table(single)
