@@ -47,9 +47,25 @@ def fast_draws_agree() -> bool:
     return True
 
 
+def _in_memory_order(t: torch.Tensor) -> bool:
+    """Whether ``t``'s elements lie in memory in its logical order (strides of its dimensions of size > 1
+    non-increasing, as in a contiguous tensor or a slice of one): the order torch's sampler fills."""
+    strides = [st for n, st in zip(t.shape, t.stride()) if n > 1]
+    return all(a >= b for a, b in zip(strides, strides[1:]))
+
+
 def bernoulli_into(out: torch.Tensor, p: float, generator: torch.Generator) -> torch.Tensor:
-    """``out.bernoulli_(p, generator=generator)`` for a CPU tensor and generator: the same values, in
-    ``out``'s element order, and the generator in the same state afterwards; returns ``out``."""
-    if out.device.type != "cpu" or generator.device.type != "cpu" or not fast_draws_agree():
+    """``out.bernoulli_(p, generator=generator)``: the same values and the generator in the same state
+    afterwards; returns ``out``.
+
+    The int64 route serves a CPU tensor laid out in its logical order (contiguous, or a slice of a
+    contiguous tensor), a CPU generator and a Python float p in [0, 1]; anything else (a transposed
+    view, which torch fills in memory order, a tensor p, no generator, a tensor that requires grad)
+    goes to ``bernoulli_`` itself, with its own errors.
+    """
+    fast = (isinstance(p, float) and 0.0 <= p <= 1.0 and generator is not None and out.device.type == "cpu"
+            and generator.device.type == "cpu" and not out.requires_grad and _in_memory_order(out)
+            and fast_draws_agree())
+    if not fast:
         return out.bernoulli_(p, generator=generator)
     return _fast(out, p, generator)

@@ -100,16 +100,22 @@ def setup(device: str = "cpu", *, rtf_stats: str = "global", backend: str | None
     if backend is not None:
         check_choice(backend, "backend", {"gloo", "nccl"})
     if dev_type == "cuda":
+        # a machine's own condition: its first process says it (every process of a machine sees it)
         if not torch.cuda.is_available():
-            _refuse_before_joining(f"device {device!r} requested but CUDA is not available on this machine", rank)
-        if local >= torch.cuda.device_count():
-            _refuse_before_joining(f"LOCAL_RANK {local} but this machine has {torch.cuda.device_count()} GPU(s): "
-                                   "use --nproc_per_node <= the number of GPUs", rank)
+            _refuse_before_joining(f"device {device!r} requested but CUDA is not available on this machine",
+                                   speaks=local == 0)
+        n_gpus = torch.cuda.device_count()
+        if local >= n_gpus:
+            # only the processes beyond the GPUs see it: the first of them says it
+            _refuse_before_joining(f"LOCAL_RANK {local} but this machine has {n_gpus} GPU(s): "
+                                   "use --nproc_per_node <= the number of GPUs", speaks=local == n_gpus)
         dev = torch.device("cuda", local)
         torch.cuda.set_device(dev)
     else:
         if backend == "nccl":
-            _refuse_before_joining("--dist-backend nccl runs on GPUs: add --device cuda, or use gloo on CPUs", rank)
+            # the command line's own condition, alike everywhere: rank 0 says it
+            _refuse_before_joining("--dist-backend nccl runs on GPUs: add --device cuda, or use gloo on CPUs",
+                                   speaks=rank == 0)
         dev = torch.device("cpu")
     backend = backend or ("nccl" if dev_type == "cuda" else "gloo")
     if not dist.is_initialized():
@@ -118,10 +124,11 @@ def setup(device: str = "cpu", *, rtf_stats: str = "global", backend: str | None
     return DistContext(rank, world, local, backend, rtf_stats), dev
 
 
-def _refuse_before_joining(message: str, rank: int):
-    """A user error every process finds alike before the job is joined: rank 0 raises it (one
-    ``Error:`` line), the others exit with status 2 quietly, as :func:`refuse` does after joining."""
-    if rank == 0:
+def _refuse_before_joining(message: str, *, speaks: bool):
+    """A user error found before the job is joined: the one process chosen to say it raises it (one
+    ``Error:`` line), the others that found it exit with status 2 quietly (torchrun then stops the
+    job), as :func:`refuse` does after joining."""
+    if speaks:
         raise InputError(message)
     raise SystemExit(2)
 

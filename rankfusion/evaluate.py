@@ -651,9 +651,10 @@ def evaluate_run(run_dir, split: str = "test", *, device=None, data_root=None, c
         per_seed.append((d, df))
     allv = pd.concat([df for _, df in per_seed], ignore_index=True)
     out = _aggregate(allv)
-    # the record of what made the table: removed before the tables are replaced and written after
-    # them, so that a table never stands beside the record of another evaluation; nothing is written
-    # before every seed is evaluated, so a failure part-way leaves the previous tables as they were
+    # the record of what made the tables: removed before they are replaced and written after them, so
+    # that a record never stands beside tables of another evaluation (a failed write leaves no record);
+    # nothing is written before every seed is evaluated, so a failed evaluation leaves the previous
+    # tables and record as they were
     record_path = run_dir / f"eval_{split}.json"
     record_path.unlink(missing_ok=True)
     if len(per_seed) > 1:

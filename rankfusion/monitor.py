@@ -270,11 +270,12 @@ class RankMonitor:
         """(rows, D) view of a watched tensor, valid steps only when it has the mask's layout."""
         if not is_torch(x):
             if isinstance(x, (tuple, list, dict)):
-                # a module returning several values: say which form picks one (the values themselves
-                # would run over many lines)
-                raise TypeError(f"watched output {watch.name!r} is a {type(x).__name__} of {len(x)} items, not a "
-                                "tensor: watch it as (submodule or path, callable) with a callable that picks the "
-                                "tensor, e.g. lambda out: out[0]")
+                # several values: say how to pick one (the values themselves would run over many lines)
+                what = f"watched output {watch.name!r} is a {type(x).__name__} of {len(x)} items, not a tensor"
+                if watch.extract is not None:
+                    raise TypeError(f"{what}: make its callable return one tensor, e.g. lambda out: out[0]")
+                raise TypeError(f"{what}: watch the submodule as (submodule, callable) with a callable that picks "
+                                "the tensor, e.g. lambda out: out[0]")
             raise TypeError(f"watched output {watch.name!r} must be a torch tensor, got {describe(x)}")
         x = x.detach()
         if x.dim() == 0:

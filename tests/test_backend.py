@@ -36,7 +36,8 @@ def test_get_ops_refuses_mixed_numpy_and_torch_naming_the_arguments():
 
 
 def test_rank_gain_scalar_joins_the_tensor():
-    for before, after in ((3.0, torch.tensor(2.0)), (torch.tensor(3.0), 2.0), (np.float64(3.0), torch.tensor(2.0))):
+    for before, after in ((3.0, torch.tensor(2.0)), (torch.tensor(3.0), 2.0), (np.float64(3.0), torch.tensor(2.0)),
+                          (np.array(3.0), torch.tensor(2.0))):
         for relative, want in ((False, -1.0), (True, -1 / 3)):
             g = S.rank_gain(before, after, relative=relative)
             assert isinstance(g, torch.Tensor) and g.dtype == torch.float64

@@ -42,6 +42,32 @@ def test_a_strided_view_is_filled_in_its_element_order():
     assert torch.equal(ref.get_state(), gen.get_state())
 
 
+@pytest.mark.parametrize("view", [lambda t: t.t(), lambda t: t.reshape(2, 3, 4, 5).permute(0, 2, 1, 3),
+                                  lambda t: t[:, ::2].t()])
+def test_a_view_out_of_memory_order_gets_torchs_own_values(view):
+    # torch fills in memory order: such a view goes to bernoulli_ itself (the int64 route fills in
+    # logical order, and differs)
+    ref, gen = torch.Generator().manual_seed(9), torch.Generator().manual_seed(9)
+    a, b = torch.zeros(12, 10), torch.zeros(12, 10)
+    view(a).bernoulli_(0.7, generator=ref)
+    bernoulli.bernoulli_into(view(b), 0.7, gen)
+    assert torch.equal(a, b)
+    assert torch.equal(ref.get_state(), gen.get_state())
+
+
+@pytest.mark.parametrize("p", [1.5, -0.1, torch.tensor(0.5)])
+def test_what_torch_would_refuse_or_draw_otherwise_goes_to_torch(p):
+    ref, gen = torch.Generator().manual_seed(2), torch.Generator().manual_seed(2)
+    try:
+        want = torch.empty(50).bernoulli_(p, generator=ref)
+    except RuntimeError as exc:
+        with pytest.raises(RuntimeError, match=str(exc)[:30]):
+            bernoulli.bernoulli_into(torch.empty(50), p, gen)
+        return
+    assert torch.equal(bernoulli.bernoulli_into(torch.empty(50), p, gen), want)
+    assert torch.equal(ref.get_state(), gen.get_state())
+
+
 def test_falls_back_to_torchs_sampler_where_the_route_disagrees(monkeypatch):
     monkeypatch.setattr(bernoulli, "fast_draws_agree", lambda: False)
     monkeypatch.setattr(bernoulli, "_fast", lambda *a: pytest.fail("the int64 route was used"))

@@ -238,5 +238,5 @@ def test_help_says_what_happens_without_a_scheduler():
     from rankfusion.cli.spectrum import IN_MEMORY_MAX_BYTES
 
     out = " ".join(CliRunner().invoke(main, ["spectrum", "--help"]).output.split())
-    assert (f"with none, a store of up to {IN_MEMORY_MAX_BYTES >> 30} GiB is read into memory and a larger one "
+    assert (f"with none, an array of up to {IN_MEMORY_MAX_BYTES >> 30} GiB is read into memory and a larger one "
             "goes through dask's local threaded scheduler") in out

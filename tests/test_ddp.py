@@ -242,6 +242,35 @@ def test_errors_every_process_finds_are_printed_once(ddp_data, tmp_path, args, l
     assert not (tmp_path / "r").exists()
 
 
+@pytest.mark.parametrize("case,gpus,local,rank,speaks", [
+    # too few GPUs: only the surplus processes find it; the first of them says it
+    ("few", 2, 2, 2, True), ("few", 2, 3, 3, False), ("few", 2, 2, 6, True),
+    # no CUDA on a machine: its first process says it
+    ("none", 0, 0, 0, True), ("none", 0, 1, 1, False), ("none", 0, 0, 4, True),
+    # nccl on CPUs (the command line's own condition): rank 0 says it
+    ("nccl", 0, 0, 0, True), ("nccl", 0, 1, 1, False), ("nccl", 0, 0, 4, False),
+])
+def test_errors_before_joining_are_said_by_one_process_of_those_that_find_them(monkeypatch, case, gpus, local,
+                                                                               rank, speaks):
+    from rankfusion import distributed
+    from rankfusion._validation import InputError
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: gpus > 0)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: gpus)
+    monkeypatch.setattr(torch.distributed, "init_process_group",
+                        lambda *a, **k: pytest.fail("joined the job despite the error"))
+    for name, value in (("RANK", rank), ("LOCAL_RANK", local), ("WORLD_SIZE", 8)):
+        monkeypatch.setenv(name, str(value))
+    device, backend = ("cpu", "nccl") if case == "nccl" else ("cuda", None)
+    expected = InputError if speaks else SystemExit
+    with pytest.raises(expected) as info:
+        distributed.setup(device, backend=backend)
+    if speaks:
+        assert {"few": "LOCAL_RANK", "none": "CUDA is not available", "nccl": "nccl runs on GPUs"}[case] in str(info.value)
+    else:
+        assert info.value.code == 2
+
+
 def test_train_rejects_a_non_context(tmp_path):
     from rankfusion.train import train
 

@@ -281,8 +281,16 @@ def test_bad_arguments():
         msg = str(info.value)
         assert "\n" not in msg and "tensor(" not in msg, msg
         assert msg.startswith("watched output 'o' is a ") and msg.endswith(
-            "not a tensor: watch it as (submodule or path, callable) with a callable that picks the tensor, "
-            "e.g. lambda out: out[0]"), msg
+            "not a tensor: make its callable return one tensor, e.g. lambda out: out[0]"), msg
+    # a submodule returning a tuple: the (submodule, callable) form
+    pair = torch.nn.Module()
+    pair.forward = lambda x: (x, x)
+    net.pair = pair
+    with pytest.raises(TypeError, match=r"^watched output 'p' is a tuple of 2 items, not a tensor: watch the submodule "
+                                        r"as \(submodule, callable\) with a callable that picks the tensor, "
+                                        r"e.g. lambda out: out\[0\]$"):
+        with RankMonitor(net, {"p": pair}):
+            pair(torch.ones(3, 2))
     assert _all_hooks(net) == 0
 
 

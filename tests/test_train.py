@@ -258,6 +258,9 @@ def test_cli_train_bad_inputs_exit_2(tiny_data, tmp_path, args, needle):
                                  "(docs/scaling.md), or leave it out"),
     (["--rtf-stats", "local"], "Error: --rtf-stats local applies under torchrun only: start train with torchrun "
                                "(docs/scaling.md), or leave it out"),
+    (["--rtf-stats", "local", "--dist-backend", "gloo"], "Error: --dist-backend and --rtf-stats local apply under "
+                                                         "torchrun only: start train with torchrun (docs/scaling.md), "
+                                                         "or leave them out"),
 ])
 def test_cli_train_errors_name_the_option_that_set_the_value(tiny_data, tmp_path, args, line):
     (tmp_path / "c.toml").write_text("[train]\nbatch_size = 0\n")

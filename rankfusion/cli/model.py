@@ -153,10 +153,7 @@ def train(data, out, preset, config_path, epochs, seed, seeds, serial_seeds, mod
     seed_arg = seeds if seeds is not None else (1 if seed is None else seed)
     t0 = time.perf_counter()
     if not under_torchrun():
-        if dist_backend is not None or rtf_stats != "global":
-            given_opt = "--dist-backend" if dist_backend is not None else "--rtf-stats local"
-            raise InputError(f"{given_opt} applies under torchrun only: start train with torchrun "
-                             "(docs/scaling.md), or leave it out")
+        _refuse_torchrun_options(rtf_stats, dist_backend)
         click.echo(mods_line)
         path = train_seeds(cfg, data, out, seed=seed_arg, serial_seeds=serial_seeds, device=device, resume=resume,
                            progress=not quiet, monitor=monitor)
@@ -165,6 +162,16 @@ def train(data, out, preset, config_path, epochs, seed, seeds, serial_seeds, mod
         return
     _train_distributed(cfg, data, out, seed_arg, mods_line, t0, device=device, resume=resume, quiet=quiet,
                        monitor=monitor, rtf_stats=rtf_stats, dist_backend=dist_backend)
+
+
+def _refuse_torchrun_options(rtf_stats, dist_backend):
+    """Options of torchrun runs given to ``train`` started without it: one line (they would do nothing)."""
+    given = [o for o, on in (("--dist-backend", dist_backend is not None), ("--rtf-stats local", rtf_stats != "global"))
+             if on]
+    if given:
+        several = len(given) > 1
+        raise InputError(f"{' and '.join(given)} {'apply' if several else 'applies'} under torchrun only: start "
+                         f"train with torchrun (docs/scaling.md), or leave {'them' if several else 'it'} out")
 
 
 def _train_distributed(cfg, data, out, seed_arg, mods_line, t0, *, device, resume, quiet, monitor, rtf_stats,

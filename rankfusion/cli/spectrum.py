@@ -281,7 +281,7 @@ def _file_results(file, keys, skipped: list, **options) -> list:
                    f"{CHUNK_BYTES >> 20} MiB chunks).")
 @click.option("--scheduler", default=None, metavar="ADDRESS",
               help="Dask scheduler (tcp://host:8786) for zarr/HDF5 stores; default: $RANKFUSION_SCHEDULER, "
-                   "else $DASK_SCHEDULER_ADDRESS; with none, a store of up to "
+                   "else $DASK_SCHEDULER_ADDRESS; with none, an array of up to "
                    f"{IN_MEMORY_MAX_BYTES >> 30} GiB is read into memory and a larger one goes through dask's local "
                    "threaded scheduler. Needs the [scale] extra.")
 @click.option("--convention", type=click.Choice(list(spectral.CONVENTIONS)), default="paper", show_default=True,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from .._backend import get_ops
 from .._validation import check_matrix, check_structure, describe
 from .conventions import _convention, _entropy_rank, convention_matrix, rank_of_spectrum
@@ -92,7 +94,9 @@ def rank_gain(before, after, *, relative: bool = False, center: bool = False):
     Parameters
     ----------
     before, after : float, or array/tensor of shape (N, D) / (..., N, D) / (r,)
-        Effective-rank values (0-d) or features (anything :func:`effective_rank` accepts).
+        Effective-rank values (0-d) or features (anything :func:`effective_rank` accepts), both of
+        one backend; a value given as a Python float, NumPy scalar or 0-d NumPy array joins the
+        other argument's backend and device.
     relative : bool, default False
     center : bool, default False
         Passed to :func:`effective_rank` for feature inputs.
@@ -102,6 +106,8 @@ def rank_gain(before, after, *, relative: bool = False, center: bool = False):
     gain : float64 scalar or array (tensor on torch input)
         Relative gain is NaN when ``ERank(before) == 0`` (undefined).
     """
+    # a 0-d NumPy array is a value, as a NumPy scalar is
+    before, after = (x[()] if isinstance(x, np.ndarray) and x.ndim == 0 else x for x in (before, after))
     # one backend per call: a NumPy array with a torch tensor (or a dask array with either) is a TypeError
     get_ops(before, after, names=("before", "after"))
     b = _as_erank(before, "before", center)
