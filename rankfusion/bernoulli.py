@@ -8,9 +8,10 @@ cleared) and compares their low 53 bits with the probability's exact threshold: 
 decisions in about 14 % less time, since no double is formed element by element
 (docs/benchmarks.md).
 
-This relies on how torch's CPU sampler forms its draws, which torch does not promise. So
-:func:`fast_draws_agree` checks it against torch's own sampler once per process, and where they
-differ (another torch build or version) :func:`bernoulli_into` calls ``bernoulli_`` itself.
+This relies on how torch's CPU sampler forms its draws, which torch does not promise (some
+builds have drawn through MKL on Intel CPUs instead). So :func:`fast_draws_agree` checks it
+against torch's own sampler once per process, and where they differ :func:`bernoulli_into` calls
+``bernoulli_`` itself.
 """
 
 from __future__ import annotations
