@@ -13,6 +13,7 @@ from collections import OrderedDict
 
 import numpy as np
 import torch
+from torch.nn.utils.rnn import pad_sequence
 
 from .._validation import InputError, InputTypeError, check_float, check_int
 from ..config import FUTURE_RATIO, TRAIN_OBS_RATIOS
@@ -262,21 +263,13 @@ def collate_anticipation(items) -> dict:
     items = list(items)
     if not items:
         raise InputError("items must not be empty")
-    lengths = [int(it["seg_labels"].shape[0]) for it in items]
-    b, t = len(items), max(lengths)
-    modalities = list(items[0]["features"])
-    feats = {}
-    for m in modalities:
-        c = items[0]["features"][m].shape[1]
-        out = torch.zeros(b, t, c, dtype=torch.float32)
-        for j, it in enumerate(items):
-            out[j, : lengths[j]] = it["features"][m]
-        feats[m] = out
-    mask = torch.zeros(b, t, dtype=torch.bool)
-    seg = torch.full((b, t), PAD_LABEL, dtype=torch.int64)
-    for j, it in enumerate(items):
-        mask[j, : lengths[j]] = True
-        seg[j, : lengths[j]] = it["seg_labels"]
+    lengths = torch.tensor([int(it["seg_labels"].shape[0]) for it in items])
+    t = int(lengths.max())
+    # one padding call per field (a copy per item and field was most of the collate's time)
+    feats = {m: pad_sequence([it["features"][m] for it in items], batch_first=True).to(torch.float32)
+             for m in items[0]["features"]}
+    mask = torch.arange(t) < lengths[:, None]
+    seg = pad_sequence([it["seg_labels"] for it in items], batch_first=True, padding_value=PAD_LABEL).to(torch.int64)
     return {
         "features": feats,
         "mask": mask,
