@@ -102,19 +102,19 @@ def setup(device: str = "cpu", *, rtf_stats: str = "global", backend: str | None
     if dev_type == "cuda":
         # a machine's own condition: its first process says it (every process of a machine sees it)
         if not torch.cuda.is_available():
-            _refuse_before_joining(f"device {device!r} requested but CUDA is not available on this machine",
+            _refuse_once(f"device {device!r} requested but CUDA is not available on this machine",
                                    speaks=local == 0)
         n_gpus = torch.cuda.device_count()
         if local >= n_gpus:
             # only the processes beyond the GPUs see it: the first of them says it
-            _refuse_before_joining(f"LOCAL_RANK {local} but this machine has {n_gpus} GPU(s): "
+            _refuse_once(f"LOCAL_RANK {local} but this machine has {n_gpus} GPU(s): "
                                    "use --nproc_per_node <= the number of GPUs", speaks=local == n_gpus)
         dev = torch.device("cuda", local)
         torch.cuda.set_device(dev)
     else:
         if backend == "nccl":
             # the command line's own condition, alike everywhere: rank 0 says it
-            _refuse_before_joining("--dist-backend nccl runs on GPUs: add --device cuda, or use gloo on CPUs",
+            _refuse_once("--dist-backend nccl runs on GPUs: add --device cuda, or use gloo on CPUs",
                                    speaks=rank == 0)
         dev = torch.device("cpu")
     backend = backend or ("nccl" if dev_type == "cuda" else "gloo")
@@ -124,10 +124,10 @@ def setup(device: str = "cpu", *, rtf_stats: str = "global", backend: str | None
     return DistContext(rank, world, local, backend, rtf_stats), dev
 
 
-def _refuse_before_joining(message: str, *, speaks: bool):
-    """A user error found before the job is joined: the one process chosen to say it raises it (one
-    ``Error:`` line), the others that found it exit with status 2 quietly (torchrun then stops the
-    job), as :func:`refuse` does after joining."""
+def _refuse_once(message: str, *, speaks: bool):
+    """A user error several processes find: the one chosen to say it raises it (one ``Error:`` line),
+    the others exit with status 2 quietly (torchrun then stops the job). Before the job is joined
+    the caller chooses the speaker; after it, :func:`refuse` chooses rank 0."""
     if speaks:
         raise InputError(message)
     raise SystemExit(2)
@@ -206,9 +206,7 @@ def agree(check, ctx: DistContext, dev):
 
 def refuse(message: str, ctx: DistContext):
     """A user error every process detects alike: rank 0 raises it, the others exit quietly (2)."""
-    if ctx.is_main:
-        raise InputError(message)
-    raise SystemExit(2)
+    _refuse_once(message, speaks=ctx.is_main)
 
 
 def shard(items, ctx: DistContext | None) -> list:
