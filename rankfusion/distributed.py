@@ -102,20 +102,18 @@ def setup(device: str = "cpu", *, rtf_stats: str = "global", backend: str | None
     if dev_type == "cuda":
         # a machine's own condition: its first process says it (every process of a machine sees it)
         if not torch.cuda.is_available():
-            _refuse_once(f"device {device!r} requested but CUDA is not available on this machine",
-                                   speaks=local == 0)
+            _refuse_once(f"device {device!r} requested but CUDA is not available on this machine", speaks=local == 0)
         n_gpus = torch.cuda.device_count()
         if local >= n_gpus:
             # only the processes beyond the GPUs see it: the first of them says it
             _refuse_once(f"LOCAL_RANK {local} but this machine has {n_gpus} GPU(s): "
-                                   "use --nproc_per_node <= the number of GPUs", speaks=local == n_gpus)
+                         "use --nproc_per_node <= the number of GPUs", speaks=local == n_gpus)
         dev = torch.device("cuda", local)
         torch.cuda.set_device(dev)
     else:
         if backend == "nccl":
             # the command line's own condition, alike everywhere: rank 0 says it
-            _refuse_once("--dist-backend nccl runs on GPUs: add --device cuda, or use gloo on CPUs",
-                                   speaks=rank == 0)
+            _refuse_once("--dist-backend nccl runs on GPUs: add --device cuda, or use gloo on CPUs", speaks=rank == 0)
         dev = torch.device("cpu")
     backend = backend or ("nccl" if dev_type == "cuda" else "gloo")
     if not dist.is_initialized():
