@@ -24,6 +24,7 @@ the one that reproduces the paper's runs.
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass
 
 from ._validation import InputError, check_choice
@@ -122,12 +123,29 @@ def setup(device: str = "cpu", *, rtf_stats: str = "global", backend: str | None
     return DistContext(rank, world, local, backend, rtf_stats), dev
 
 
+# How long a process that found an error another process says waits to be stopped by the launcher.
+STAND_DOWN_S = 30.0
+
+
 def _refuse_once(message: str, *, speaks: bool):
     """A user error several processes find: the one chosen to say it raises it (one ``Error:`` line),
-    the others exit with status 2 quietly (torchrun then stops the job). Before the job is joined
-    the caller chooses the speaker; after it, :func:`refuse` chooses rank 0."""
+    the others stand down quietly (:func:`_stand_down`). Before the job is joined the caller chooses
+    the speaker; after it, :func:`refuse` chooses rank 0."""
     if speaks:
         raise InputError(message)
+    _stand_down()
+
+
+def _stand_down():
+    """Leave the error to the process that says it: wait for the launcher to stop this one, then
+    exit with status 2 quietly.
+
+    Exiting at once would race the speaker: torchrun stops every process as soon as one fails,
+    and a quiet process that fails first gets the speaker stopped before its line is written.
+    The speaker exits with status 2 after its line, torchrun stops the others; a launcher that
+    does not stop them gets status 2 from each after :data:`STAND_DOWN_S` seconds.
+    """
+    time.sleep(STAND_DOWN_S)
     raise SystemExit(2)
 
 
@@ -185,7 +203,7 @@ def agree(check, ctx: DistContext, dev):
     """Run ``check()`` on rank 0 and share its verdict, so that every process stops together.
 
     A user error (``InputError``/``ValueError``) raised by ``check`` is re-raised on rank 0 (one
-    ``Error:`` line from the CLI) while the other processes exit with status 2 quietly. Returns
+    ``Error:`` line from the CLI) while the other processes stand down quietly. Returns
     what ``check`` returned, on every process.
     """
     result = error = None
@@ -198,12 +216,12 @@ def agree(check, ctx: DistContext, dev):
     if verdict[1] is not None:
         if error is not None:
             raise error
-        raise SystemExit(2)
+        _stand_down()
     return verdict[0]
 
 
 def refuse(message: str, ctx: DistContext):
-    """A user error every process detects alike: rank 0 raises it, the others exit quietly (2)."""
+    """A user error every process detects alike: rank 0 raises it, the others stand down quietly."""
     _refuse_once(message, speaks=ctx.is_main)
 
 

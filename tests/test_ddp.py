@@ -261,14 +261,31 @@ def test_errors_before_joining_are_said_by_one_process_of_those_that_find_them(m
                         lambda *a, **k: pytest.fail("joined the job despite the error"))
     for name, value in (("RANK", rank), ("LOCAL_RANK", local), ("WORLD_SIZE", 8)):
         monkeypatch.setenv(name, str(value))
+    waits = []
+    monkeypatch.setattr(distributed.time, "sleep", waits.append)
     device, backend = ("cpu", "nccl") if case == "nccl" else ("cuda", None)
     expected = InputError if speaks else SystemExit
     with pytest.raises(expected) as info:
         distributed.setup(device, backend=backend)
     if speaks:
         assert {"few": "LOCAL_RANK", "none": "CUDA is not available", "nccl": "nccl runs on GPUs"}[case] in str(info.value)
+        assert waits == []
     else:
+        # it waits to be stopped: exiting at once gets the speaker stopped before its line is written
+        assert waits == [distributed.STAND_DOWN_S] and distributed.STAND_DOWN_S >= 10
         assert info.value.code == 2
+
+
+def test_a_process_that_leaves_an_agreed_error_to_rank_0_waits_to_be_stopped(monkeypatch):
+    from rankfusion import distributed
+
+    waits = []
+    monkeypatch.setattr(distributed.time, "sleep", waits.append)
+    monkeypatch.setattr(distributed, "broadcast", lambda obj, ctx, dev: (None, "rank 0's error"))
+    ctx = distributed.DistContext(1, 2, 1, "gloo", "global")
+    with pytest.raises(SystemExit) as info:
+        distributed.agree(lambda: pytest.fail("only rank 0 checks"), ctx, torch.device("cpu"))
+    assert info.value.code == 2 and waits == [distributed.STAND_DOWN_S]
 
 
 def test_train_rejects_a_non_context(tmp_path):
