@@ -87,7 +87,7 @@ BATCHED_FIELDS = {
               "input_dims", "n_classes"},
     "train": {"epochs", "batch_size", "lr", "weight_decay", "warmup_epochs", "min_lr_ratio", "obs_ratios",
               "future_ratio", "sample_rate", "loss_seg", "loss_cls", "loss_dur", "transition_weight", "grad_clip",
-              "select_metric", "eval_obs", "eval_betas", "modality_dropout", "unimodal_heads", "ogm"},
+              "select_metric", "eval_obs", "eval_betas", "modality_dropout", "unimodal_heads", "ogm", "split_set"},
 }
 
 

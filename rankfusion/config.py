@@ -239,6 +239,11 @@ class TrainConfig:
         alpha of OGM-GE gradient modulation (Peng et al., CVPR 2022); needs ``unimodal_heads > 0``
         (their logits give each modality's confidence) and two or more modalities. 0: off.
     The three remedies enter the config hash only when set, so earlier runs keep theirs.
+    split_set : str or None
+        The dataset's split set the run trains and validates on and is evaluated on
+        (``splits/<split>.<split_set>.bundle``, e.g. ``"split2"`` of an MS-TCN dataset's
+        ``split1``..``split4``). None (default): ``split1`` when the dataset has it, else the first
+        in sorted order (:func:`rankfusion.data.open_dataset`). Enters the config hash only when set.
     """
 
     epochs: int = 60
@@ -261,6 +266,7 @@ class TrainConfig:
     modality_dropout: float | dict = 0.0
     unimodal_heads: float = 0.0
     ogm: float = 0.0
+    split_set: str | None = None
 
     def __post_init__(self):
         check_int(self.epochs, "epochs", low=1)
@@ -286,6 +292,9 @@ class TrainConfig:
             self.modality_dropout = check_float(self.modality_dropout, "modality_dropout", low=0.0, high=1.0)
         self.unimodal_heads = check_float(self.unimodal_heads, "unimodal_heads", low=0.0)
         self.ogm = check_float(self.ogm, "ogm", low=0.0)
+        if self.split_set is not None and (not isinstance(self.split_set, str) or not self.split_set
+                                           or "/" in self.split_set or self.split_set.startswith(".")):
+            raise InputError(f"split_set must be a split-set name such as 'split2', got {self.split_set!r}")
         if self.ogm > 0 and self.unimodal_heads == 0:
             raise InputError(f"ogm {self.ogm} needs unimodal_heads > 0: OGM-GE reads each modality's confidence "
                              "from the auxiliary unimodal heads (--unimodal-heads W)")
@@ -360,7 +369,7 @@ class RunConfig:
 #: evaluation changed.
 _LATER_OPTIONS = (("train", "transition_weight", 1.0), ("model", "trunk_width", None),
                   ("train", "modality_dropout", 0.0), ("train", "unimodal_heads", 0.0), ("train", "ogm", 0.0),
-                  ("model", "eval_channels", "batch"))
+                  ("model", "eval_channels", "batch"), ("train", "split_set", None))
 
 
 def _explicit_width(layer: dict) -> dict:

@@ -436,7 +436,7 @@ def _evaluate_single(run_dir: Path, split, data_root, dev, checkpoint, reliance:
                      reliance_seed: int = 0, reliance_draws: int = 3, partner: dict | None = None) -> dict:
 
     model, config, info = load_run(run_dir, checkpoint=checkpoint, device=dev)
-    ds = open_data(data_root or info["dataset"], config.model.modalities)
+    ds = open_data(data_root or info["dataset"], config)
     check_config_data(config, ds)  # the model's channels and classes must be the dataset's
     notes = []
     grid = moc_grid(model, ds, split, config, dev, notes=notes)
@@ -504,7 +504,7 @@ def partner_reference(partner_run, fused_modalities, split, *, data_root=None, d
         if mod != want:
             raise InputError(f"partner run {str(d)!r} is a run of {mod!r}, but only {want!r} decides the partner-only "
                              f"cut points of {str(root)!r}: pass a run of {want!r} alone")
-        ds = open_data(root, mods)
+        ds = open_data(root, config)
         if only is None:
             only = decidable_cuts(root, ds, split, config)
             if not only:

@@ -95,13 +95,13 @@ def extract_features(run_dir, split: str, obs_ratio: float, out_path, *, noise=N
     for m in noise:
         if m not in mods:
             raise InputError(f"noise modality {m!r} is not one of the run's modalities {mods}")
-    ds = open_data(data_root or info["dataset"], mods)
+    ds = open_data(data_root or info["dataset"], config)
     check_config_data(config, ds)  # the model's channels and classes must be the dataset's
     videos = ds.split(split)
     arrays, rows = _fuser_features(model, ds, videos, split, obs_ratio, mods, config.train.sample_rate, dev,
                                    noise, np.random.default_rng(noise_seed), progress)
     meta = {
-        "run": str(Path(sub).resolve()), "split": split, "obs_ratio": obs_ratio,
+        "run": str(Path(sub).resolve()), "split": split, "split_set": ds.split_set, "obs_ratio": obs_ratio,
         "config_hash": info["config_hash"], "modalities": mods, "rtf": config.model.rtf,
         "seed": info["seed"], "dataset": str(Path(data_root or info["dataset"]).resolve()),
         "checkpoint": checkpoint, "epoch": info["epoch"], "d_model": config.model.d_model,

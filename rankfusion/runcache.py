@@ -27,7 +27,7 @@ from ._progress import bar_disabled
 from ._validation import InputError, check_int
 from .config import load_config
 from .files import atomic_path, entry_lock, write_json
-from .data import open_dataset, synth
+from .data import synth
 from .data.noisy import modality_rms, noisy_dataset
 from . import train as train_mod
 from .batched import serial_reason, train_batched
@@ -35,7 +35,7 @@ from .extract import extract_features
 from .evaluate import DECIDABLE_DRAWS, decidable_cuts, moc_grid, modality_reliance
 from .utilization import run_donor_seed
 from .profiles import Profile
-from .runs import load_run, resolve_device
+from .runs import load_run, open_data, resolve_device
 
 #: Run options that are TrainConfig fields (the remedies of :mod:`rankfusion.remedies`); every
 #: other option of :meth:`RunCache.config` is an R3DConfig field.
@@ -380,7 +380,7 @@ class RunCache:
             root = self.data_root if not noise else self.noisy_root(*noise)
             dev = resolve_device(self.device)
             model, config, _ = load_run(rec.run_dir, device=dev)
-            ds = open_dataset(root, modalities=list(config.model.modalities))
+            ds = open_data(root, config)
             grid = moc_grid(model, ds, split, config, dev)
             df = pd.DataFrame([{"obs_ratio": float(o), "beta": float(b), "moc": float(v)}
                                for (o, b), v in grid.items()])
@@ -402,7 +402,7 @@ class RunCache:
             return pd.read_csv(out)
         dev = resolve_device(self.device)
         model, config, _ = load_run(rec.run_dir, device=dev)
-        ds = open_dataset(self.data_root, modalities=list(config.model.modalities))
+        ds = open_data(self.data_root, config)
         clean = self.evaluate(rec, split=split)
         grid = {(float(r.obs_ratio), float(r.beta)): float(r.moc) for r in clean.itertuples()}
         rows = [{"modality": r.modality, "moc": r.moc, "moc_swapped": r.moc_swapped, "drop": r.drop}
@@ -429,7 +429,7 @@ class RunCache:
             return float("nan") if v is None else float(v)
         dev = resolve_device(self.device)
         model, config, _ = load_run(rec.run_dir, device=dev)
-        ds = open_dataset(self.data_root, modalities=list(config.model.modalities))
+        ds = open_data(self.data_root, config)
         only = decidable_cuts(self.data_root, ds, split, config)
         gain = float("nan")
         if only:

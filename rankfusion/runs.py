@@ -68,9 +68,10 @@ def load_checkpoint(path, map_location="cpu") -> dict:
         raise InputError(f"cannot read checkpoint {str(path)!r}: {reason}") from None
 
 
-def open_data(data_root, modalities):
-    """The dataset at ``data_root`` opened for ``modalities`` (the run's inputs)."""
-    return open_dataset(data_root, modalities=list(modalities))
+def open_data(data_root, config):
+    """The dataset at ``data_root`` opened as the run of ``config`` reads it: its modalities, its
+    split set (``config.train.split_set``)."""
+    return open_dataset(data_root, modalities=list(config.model.modalities), split_set=config.train.split_set)
 
 
 def check_config_data(config: RunConfig, ds) -> tuple[dict, int]:

@@ -303,7 +303,7 @@ def _prepare_run(config, data_root, run_dir, *, seed, device, resume, ctx, ds=No
     frames checked for non-finite values unless ``check_data`` is False. Writes nothing."""
     dev = resolve_device(device)
     data_root = Path(data_root)
-    ds = open_data(data_root, config.model.modalities) if ds is None else ds
+    ds = open_data(data_root, config) if ds is None else ds
     config = resolve_config(config, ds)
     tc = config.train
     if ctx is not None and ctx.world_size > len(ds.split("train")):

@@ -21,10 +21,10 @@ def setup(tmp_path_factory):
 
     root = synthesize(tmp_path_factory.mktemp("eb") / "syn", seed=4, split_fractions=(0.4, 0.1, 0.5),
                       n_videos=16, min_frames=50, max_frames=140, channels={"rgb": 8, "depth": 6})
-    ds = open_data(root, ("rgb", "depth"))
-    config = resolve_config(RunConfig(model=R3DConfig(modalities=("rgb", "depth"), d_model=8, n_heads=2, n_layers=1,
-                                                      exchange_ratio=0.25),
-                                      train=TrainConfig(sample_rate=2)), ds)
+    config = RunConfig(model=R3DConfig(modalities=("rgb", "depth"), d_model=8, n_heads=2, n_layers=1,
+                                       exchange_ratio=0.25), train=TrainConfig(sample_rate=2))
+    ds = open_data(root, config)
+    config = resolve_config(config, ds)
     torch.manual_seed(0)
     model = R3D(config.model)
     model.train()  # training rows decide the channels eval mode blends

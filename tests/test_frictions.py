@@ -124,3 +124,42 @@ def test_a_closed_output_pipe_is_no_error_line(monkeypatch):
     monkeypatch.setattr(layout, "open_dataset", closed)
     r = CliRunner().invoke(main, ["data", "check", "."])
     assert r.exit_code == 1 and r.output == ""
+
+
+def test_a_run_trains_and_is_scored_on_the_split_set_it_names(imu_data, tmp_path):
+    """`train --split-set split2` trains on that set's train videos, records it, and `evaluate` and
+    `extract` read the run's own set (its test videos), not the dataset's default."""
+    import shutil
+
+    import numpy as np
+
+    data = tmp_path / "two_sets"
+    shutil.copytree(imu_data, data)
+    sets = {"train": ["v2", "v3", "v4", "v5"], "val": ["v1"], "test": ["v0"]}  # split1's test is v5
+    for split, videos in sets.items():
+        (data / "splits" / f"{split}.split2.bundle").write_text("".join(f"{v}.txt\n" for v in videos))
+    run = tmp_path / "run"
+    r = CliRunner().invoke(main, ["train", str(data), "--out", str(run), "--epochs", "1", "--quiet",
+                                  "--split-set", "split2", *SMALL])
+    assert r.exit_code == 0, r.output
+    assert json.loads((run / "config.json").read_text())["config"]["train"]["split_set"] == "split2"
+    r = CliRunner().invoke(main, ["extract", str(run), "--out", str(tmp_path / "f.npz")])
+    assert r.exit_code == 0, r.output
+    meta = json.loads(str(np.load(tmp_path / "f.npz")["meta"]))
+    assert meta["videos"] == ["v0"] and meta["split_set"] == "split2"
+    r = CliRunner().invoke(main, ["evaluate", str(run), "--no-reliance"])
+    assert r.exit_code == 0, r.output
+    # the default set's runs are left alone: no split_set in their hash, the default's videos
+    r = CliRunner().invoke(main, ["train", str(data), "--out", str(tmp_path / "default"), "--epochs", "1", "--quiet",
+                                  *SMALL])
+    assert r.exit_code == 0, r.output
+    assert json.loads((tmp_path / "default" / "config.json").read_text())["config"]["train"]["split_set"] is None
+
+
+@pytest.mark.parametrize("value,needle", [("split9", "split set 'split9' not found"),
+                                          ("", "--split-set must be a split-set name"),
+                                          ("../x", "--split-set must be a split-set name")])
+def test_an_unknown_or_malformed_split_set_is_one_line(imu_data, tmp_path, value, needle):
+    r = CliRunner().invoke(main, ["train", str(imu_data), "--out", str(tmp_path / "r"), "--epochs", "1", "--quiet",
+                                  "--split-set", value, *SMALL])
+    assert r.exit_code == 2 and needle in r.output and not (tmp_path / "r").exists(), r.output

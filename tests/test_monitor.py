@@ -477,7 +477,7 @@ def test_epoch_ranks_pads_the_videos_into_one_pass_once_the_channels_are_recorde
     from rankfusion.monitor import EpochRanks
     from rankfusion.train import open_data, resolve_config
 
-    ds = open_data(tiny_data, ("rgb", "depth"))
+    ds = open_data(tiny_data, _tiny_config())
     config = resolve_config(_tiny_config(), ds)
     torch.manual_seed(0)
     model = R3D(config.model)

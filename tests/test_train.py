@@ -405,7 +405,7 @@ def test_transition_weight_config_and_hash():
     cfg = cfg.replace(model={"eval_channels": "batch"})
     d = cfg.to_dict()
     del d["train"]["transition_weight"], d["model"]["trunk_width"]  # options later than the first runs
-    for later in ("modality_dropout", "unimodal_heads", "ogm"):
+    for later in ("modality_dropout", "unimodal_heads", "ogm", "split_set"):
         del d["train"][later]
     del d["model"]["eval_channels"]
     import hashlib
@@ -514,7 +514,7 @@ def test_trunk_width_fixes_the_stacked_width():
     plain = load_config(model={"modalities": ["rgb"], "d_model": 256, "n_heads": 4})
     d = plain.to_dict()
     del d["model"]["trunk_width"], d["train"]["transition_weight"]
-    for later in ("modality_dropout", "unimodal_heads", "ogm"):
+    for later in ("modality_dropout", "unimodal_heads", "ogm", "split_set"):
         del d["train"][later]
     old = hashlib.sha256(json.dumps(d, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:12]
     assert plain.config_hash() == old != cfg.config_hash()

@@ -19,7 +19,7 @@ def _split_list(value, name):
     return items
 
 
-_TRAIN_KEYS = ("epochs", "batch_size", "lr", "sample_rate", "unimodal_heads", "ogm", "modality_dropout")
+_TRAIN_KEYS = ("epochs", "batch_size", "lr", "sample_rate", "unimodal_heads", "ogm", "modality_dropout", "split_set")
 
 
 def _overrides(**given):
@@ -107,6 +107,9 @@ def _modalities_source(data, config_path, preset, model: dict) -> str:
 @click.option("--batch-size", type=int, default=None)
 @click.option("--lr", type=float, default=None)
 @click.option("--sample-rate", type=int, default=None)
+@click.option("--split-set", default=None,
+              help="The dataset's split set to train, validate and later evaluate on, e.g. split2 "
+                   "(splits/<split>.<set>.bundle; default split1 when present, else the first).")
 @click.option("--modality-dropout", help="Remedy: drop a modality's tokens per sample, P or MOD=P,MOD=P.")
 @click.option("--unimodal-heads", type=float, help="Remedy: per-modality anticipation heads, loss weight W.")
 @click.option("--ogm", type=float, help="Remedy: OGM-GE, strength ALPHA (needs --unimodal-heads).")
@@ -123,7 +126,7 @@ def _modalities_source(data, config_path, preset, model: dict) -> str:
 @click.option("--dist-backend", type=click.Choice(["gloo", "nccl"]), default=None,
               help="Under torchrun: default gloo on CPU, nccl with --device cuda.")
 def train(data, out, preset, config_path, epochs, seed, seeds, serial_seeds, modalities, no_rtf, no_temporal_fuser,
-          selection, exchange, exchange_ratio, latent, d_model, layers, batch_size, lr, sample_rate,
+          selection, exchange, exchange_ratio, latent, d_model, layers, batch_size, lr, sample_rate, split_set,
           modality_dropout, unimodal_heads, ogm, device, resume, monitor, quiet, rtf_stats, dist_backend):
     """Train R3D on dataset DATA (train split; best epoch chosen on val).
 
@@ -142,7 +145,7 @@ def train(data, out, preset, config_path, epochs, seed, seeds, serial_seeds, mod
         modalities=_split_list(modalities, "--modalities"), selection=selection, exchange=exchange, latent=latent,
         exchange_ratio=exchange_ratio, d_model=d_model, n_layers=layers, epochs=epochs, batch_size=batch_size, lr=lr,
         rtf=False if no_rtf else None, temporal_fuser=False if no_temporal_fuser else None, sample_rate=sample_rate,
-        unimodal_heads=unimodal_heads, ogm=ogm, modality_dropout=_dropout_option(modality_dropout))
+        unimodal_heads=unimodal_heads, ogm=ogm, modality_dropout=_dropout_option(modality_dropout), split_set=split_set)
     model, train_kw = _overrides(**given)
     source = _modalities_source(data, config_path, preset, model)
     try:
