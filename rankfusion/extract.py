@@ -46,7 +46,7 @@ def parse_noise(spec) -> dict:
 
 def extract_features(run_dir, split: str, obs_ratio: float, out_path, *, noise=None, noise_seed: int = 0,
                      device=None, checkpoint: str = "best", run_seed: int | None = None,
-                     data_root=None, progress: bool = False) -> Path:
+                     data_root=None, progress: bool = False, overwrite: bool = False) -> Path:
     """Write the pre-/post-fusion token features of ``split`` at ``obs_ratio`` to ``out_path``.
 
     Parameters
@@ -73,6 +73,8 @@ def extract_features(run_dir, split: str, obs_ratio: float, out_path, *, noise=N
         Dataset folder; default the one the run was trained on.
     progress : bool
         Show a progress bar over videos.
+    overwrite : bool
+        Replace ``out_path`` if it exists (else refused before any work; ``extract --force``).
 
     Returns
     -------
@@ -86,6 +88,9 @@ def extract_features(run_dir, split: str, obs_ratio: float, out_path, *, noise=N
     noise = parse_noise(noise)
     if Path(out_path).suffix.lower() != ".npz":
         raise InputError(f"output file {str(out_path)!r} must end in .npz (a feature file is an .npz archive)")
+    if Path(out_path).exists() and not overwrite:
+        raise InputError(f"output file {str(out_path)!r} exists; pass {option_name('overwrite=True', '--force')} "
+                         "to replace it")
     sub = _pick_seed_dir(run_dir, run_seed)
     dev = resolve_device(device)
     model, config, info = load_run(sub, checkpoint=checkpoint, device=dev)

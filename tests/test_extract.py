@@ -111,6 +111,17 @@ def test_cli_extract_writes_file(runs, tmp_path):
     assert load_meta(tmp_path / "f.npz")["obs_ratio"] == 0.2
 
 
+def test_cli_extract_refuses_an_existing_file_unless_forced(runs, tmp_path):
+    out = tmp_path / "f.npz"
+    out.write_bytes(b"a user's own file")
+    r = CliRunner().invoke(main, ["extract", str(runs["rtf"]), "--out", str(out)])
+    assert r.exit_code == 2 and r.output.strip() == f"Error: output file {str(out)!r} exists; pass --force to replace it"
+    assert out.read_bytes() == b"a user's own file"
+    r = CliRunner().invoke(main, ["extract", str(runs["rtf"]), "--out", str(out), "--force"])
+    assert r.exit_code == 0, r.output
+    assert load_meta(out)["split"] == "test"
+
+
 @pytest.mark.parametrize("name", ["rtf", "nortf"])
 def test_videos_in_padded_passes_give_the_rows_each_gives_alone(runs, tmp_path, name):
     from rankfusion import extract as extract_mod

@@ -245,13 +245,14 @@ def evaluate(run, split, data_root, checkpoint, device, reliance, reliance_seed,
 @click.option("--data", "data_root", default=None, type=click.Path(path_type=str))
 @click.option("--checkpoint", type=click.Choice(["best", "last"]), default="best", show_default=True)
 @click.option("--device", default="cpu", show_default=True)
-def extract(run, out, split, obs, noise, noise_seed, run_seed, data_root, checkpoint, device):
+@click.option("--force", is_flag=True, help="Replace --out if it exists.")
+def extract(run, out, split, obs, noise, noise_seed, run_seed, data_root, checkpoint, device, force):
     """Export RUN's per-modality features before/after the token fuser (docs/formats.md)."""
     from ..extract import extract_features
     from ..files import load_arrays
 
     path = extract_features(run, split, obs, out, noise=list(noise) or None, noise_seed=noise_seed,
                             device=device, checkpoint=checkpoint, run_seed=run_seed, data_root=data_root,
-                            progress=True)
+                            progress=True, overwrite=force)
     shapes = {k: v.shape for k, v in load_arrays(path).items()}
     click.echo(f"wrote {path}: " + ", ".join(f"{k} {s}" for k, s in shapes.items()))
