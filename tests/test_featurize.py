@@ -224,6 +224,13 @@ def test_featurize_cli_options_and_refusals(tmp_path, make_frames, tiny_pt2, mon
     res = _run("data", "featurize", frames / "utk_depth", tmp_path / "o5", "--modality", "utk",
                "--backbone", tiny_pt2, "--depth-max", "far")
     assert res.exit_code == 2 and "'far'" in res.output
+    # the options' own names in their refusals
+    for option, value, line in (("--stride", "0", "--stride must be at least 1, got 0"),
+                                ("--batch-size", "0", "--batch-size must be at least 1, got 0"),
+                                ("--size", "4", "--size must be at least 8, got 4")):
+        res = _run("data", "featurize", frames / "rgb", tmp_path / "o6", "--modality", "rgb", "--backbone", tiny_pt2,
+                   option, value, "--quiet")
+        assert res.exit_code == 2 and res.output.strip() == f"Error: {line}", res.output
     # a program exported for another input size is refused naming the video
     res = _run("data", "featurize", frames / "rgb", tmp_path / "o2", "--modality", "rgb", "--backbone", tiny_pt2,
                "--size", "48", "--quiet")

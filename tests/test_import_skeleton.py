@@ -95,6 +95,9 @@ def test_ntu_skeleton_cross_view(tmp_path):
     ds = open_dataset(tmp_path / "out", split_set="xview")
     assert all(v[5:8] == "001" for v in ds.split("test"))
     assert all(v[5:8] != "001" for v in ds.split("train") + ds.split("val"))
+    res = _run("data", "import-ntu-skeleton", tmp_path / "src", tmp_path / "o2", "--val-fraction", "1.5")
+    assert res.exit_code == 2 and res.output.strip() == "Error: --val-fraction must be in (0, 1), got 1.5", res.output
+    assert not (tmp_path / "o2").exists()
 
 
 @pytest.mark.parametrize("how", ["joint_count", "short_joint", "nonnumber", "truncated", "trailing", "frame_count"])

@@ -174,7 +174,9 @@ def test_bad_option_combinations(tmp_path):
     _expect_error(tmp_path, ["--paired", p, "--anchor", "a", "--modality", "a=x*"], "--modality", ".npz")
     _expect_error(tmp_path, [p, "--paired", p], "not both", "FEATURES and --paired")
     _expect_error(tmp_path, ["--paired", p, "--anchor", "a", "--candidates", "zz"], "candidate 'zz'")
-    _expect_error(tmp_path, ["--paired", p, "--anchor", "a", "--folds", "1"], "folds")
+    _expect_error(tmp_path, ["--paired", p, "--anchor", "a", "--folds", "1"], "Error: --folds must be at least 2, got 1")
+    _expect_error(tmp_path, ["--paired", p, "--anchor", "a", "--surrogates", "5"], "Error: --surrogates must be at least 19")
+    _expect_error(tmp_path, ["--paired", p, "--anchor", "a", "--steps", "0"], "Error: --steps must be at least 1, got 0")
     _expect_error(tmp_path, ["--paired", p, "--anchor", "a", "--width", "4"], "width", "no channel")
     _expect_error(tmp_path, ["--paired", p, "--anchor", "a", "--seeds", "0,0"], "seeds", "without repeats",
                   "[0, 0]")

@@ -32,7 +32,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .._validation import InputError, check_int
+from .._validation import InputError, check_int, option_name
 from ..files import atomic_path, write_text
 from .frames import list_frames, read_frame
 
@@ -233,8 +233,9 @@ def featurize(frames_dir, out_dir, modality, *, backbone=DEFAULT_BACKBONE, weigh
     """
     if not isinstance(modality, str) or not re.fullmatch(r"[A-Za-z0-9_-]+", modality):
         raise InputError(f"modality must use letters, digits, '_' or '-', got {modality!r}")
-    stride, batch_size = check_int(stride, "stride", low=1), check_int(batch_size, "batch_size", low=1)
-    size = check_int(size, "size", low=8)
+    stride = check_int(stride, option_name("stride", "--stride"), low=1)
+    batch_size = check_int(batch_size, option_name("batch_size", "--batch-size"), low=1)
+    size = check_int(size, option_name("size", "--size"), low=8)
     if depth_max is not None and not depth_max > 0:
         raise InputError(f"depth_max must be positive or None (per-frame min-max), got {depth_max!r}")
     frames_dir, out_dir = Path(frames_dir), Path(out_dir)

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .._validation import InputError, check_choice
+from .._validation import InputError, check_choice, option_name
 from .layout import write_dataset
 
 #: Modality name of the imported joints.
@@ -167,7 +167,7 @@ def center_joints(track: np.ndarray) -> np.ndarray:
 def hold_out_subjects(train: list, subject_of: dict, fraction: float, seed: int) -> tuple[list, list]:
     """Split ``train`` videos into (train, val) by whole subjects: ``round(fraction * subjects)``, at least 1."""
     if not 0 < fraction < 1:
-        raise InputError(f"val_fraction must be in (0, 1), got {fraction!r}")
+        raise InputError(f"{option_name('val_fraction', '--val-fraction')} must be in (0, 1), got {fraction!r}")
     subjects = sorted({subject_of[v] for v in train})
     if len(subjects) < 2:
         raise InputError(f"the training split has {len(subjects)} subject(s); at least 2 are needed to hold one out for val")

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .. import spectral, stats
-from .._validation import InputError, check_distinct_seeds, check_float, check_int
+from .._validation import InputError, check_distinct_seeds, check_float, check_int, option_name
 from ..spectral import blended_channel_count, low_informative_channels
 from .arrays import _as_numpy64
 from .surrogates import min_surrogates
@@ -63,21 +63,22 @@ class ProbeConfig:
     threads: int = 1
 
     def __post_init__(self):
-        check_int(self.width, "width", low=1)
+        check_int(self.width, option_name("width", "--width"), low=1)
         check_float(self.exchange_ratio, "exchange_ratio", low=0.0, high=1.0, low_open=True)
         if self.head not in ("linear", "mlp"):
             raise InputError(f"head must be 'linear' or 'mlp', got {self.head!r}")
         check_int(self.hidden, "hidden", low=1)
-        check_int(self.steps, "steps", low=1)
+        check_int(self.steps, option_name("steps", "--steps"), low=1)
         check_float(self.lr, "lr", low=0.0, low_open=True)
         check_float(self.weight_decay, "weight_decay", low=0.0)
-        check_int(self.folds, "folds", low=2)
+        check_int(self.folds, option_name("folds", "--folds"), low=2)
         for s in self.seeds:
             check_int(s, "seeds", low=0)
         check_distinct_seeds(self.seeds)
-        check_int(self.n_surrogates, "n_surrogates", low=1)
+        surrogates = option_name("n_surrogates", "--surrogates")
+        check_int(self.n_surrogates, surrogates, low=1)
         if self.n_surrogates < min_surrogates():
-            raise InputError(f"n_surrogates must be at least {min_surrogates()} (the empirical p-value of "
+            raise InputError(f"{surrogates} must be at least {min_surrogates()} (the empirical p-value of "
                              f"{self.n_surrogates} surrogates cannot reach alpha {stats.ALPHA:g}), "
                              f"got {self.n_surrogates}")
         check_int(self.threads, "threads", low=1)
