@@ -35,6 +35,16 @@ EVAL_BETAS = (0.1, 0.2, 0.3, 0.5)
 #: The future window predicted from a cut point, as a fraction of the video.
 FUTURE_RATIO = 0.5
 
+
+
+def cut_frames(n_frames: int, obs_ratio: float, future_ratio: float = FUTURE_RATIO) -> tuple[int, int]:
+    """A video of ``n_frames`` cut at ``obs_ratio``: ``(observed, future)`` frame counts,
+    ``int(obs_ratio * n_frames)`` observed and ``int(future_ratio * n_frames)`` to predict, capped
+    at the frames left after the cut. A training sample needs both to be at least 1."""
+    past = int(obs_ratio * n_frames)
+    return past, min(int(future_ratio * n_frames), n_frames - past)
+
+
 #: Directory of the bundled presets (``<name>.toml``).
 PRESET_DIR = Path(__file__).with_name("configs")
 

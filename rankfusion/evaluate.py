@@ -400,7 +400,9 @@ def segmentation_grid(model, ds, split, config: RunConfig, dev, *, obs=None) -> 
     video, the inputs it is trained on (training never observes more than the largest training
     ratio, so whole videos would be out of distribution for the positional code and the
     attention span). Predictions are upsampled back to the ground truth's frame rate and pooled
-    over videos as MS-TCN reports them (:func:`segmentation_scores`).
+    over videos as MS-TCN reports them (:func:`segmentation_scores`). A video with no observed
+    frame at a ratio (``int(obs * frames) == 0``) is skipped there, as :func:`moc_grid` skips it;
+    a ratio with no video left has NaN scores.
 
     Returns
     -------
@@ -416,14 +418,17 @@ def segmentation_grid(model, ds, split, config: RunConfig, dev, *, obs=None) -> 
         preds, gts = [], []
         for video in ds.split(split):
             gt = np.asarray(ds.labels(video))
-            stop = max(1, int(o * len(gt)))
+            stop = int(o * len(gt))
+            if stop == 0:
+                continue
             feats, mask = video_inputs(ds, video, config.model.modalities, stop, sr, dev)
             with torch.no_grad():
                 seg = model(feats, mask).seg_logits[0].argmax(-1).cpu().numpy()
             # each sampled step stands for the sample_rate frames that follow it
             preds.append(np.repeat(seg, sr)[:stop])
             gts.append(gt[:stop])
-        out[float(o)] = _segmentation_metrics(gts, preds)
+        out[float(o)] = _segmentation_metrics(gts, preds) if gts else dict.fromkeys(
+            ("accuracy", "edit", *(f"f1@{round(100 * ov):d}" for ov in DEFAULT_OVERLAPS)), float("nan"))
     return out
 
 
@@ -440,6 +445,11 @@ def _evaluate_single(run_dir: Path, split, data_root, dev, checkpoint, reliance:
     check_config_data(config, ds)  # the model's channels and classes must be the dataset's
     notes = []
     grid = moc_grid(model, ds, split, config, dev, notes=notes)
+    if grid and all(np.isnan(v) for v in grid.values()):
+        # every cut point skipped (its reason in the notes): a table of NaN is no evaluation
+        why = notes[0] if notes else "no cut point could be scored"
+        raise InputError(f"nothing in split {split!r} of {str(data_root or info['dataset'])!r} can be scored: {why}"
+                         + (f" ({len(notes) - 1} more like it)" if len(notes) > 1 else ""))
     rows = [("moc", "", o, b, v) for (o, b), v in grid.items()]
     rows += [(k, "", o, float("nan"), v) for o, scores in segmentation_grid(model, ds, split, config, dev).items()
              for k, v in scores.items()]

@@ -108,6 +108,9 @@ def seed_dirs(run_dir) -> list[Path]:
     run_dir = Path(run_dir)
     if is_multi_seed(run_dir):
         return [run_dir / f"seed-{s}" for s in json.loads((run_dir / "seeds.json").read_text())["seeds"]]
+    if not run_dir.is_dir():
+        raise InputError(f"run folder {str(run_dir)!r} " + ("is a file, not a folder" if run_dir.exists()
+                                                             else "does not exist"))
     if not (run_dir / "config.json").exists():
         raise InputError(f"run folder {str(run_dir)!r} has no config.json (not a training run)")
     return [run_dir]

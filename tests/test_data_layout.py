@@ -178,3 +178,25 @@ def test_video_in_two_splits_names_video_and_splits(tmp_path):
     (root / "splits" / "val.split1.bundle").write_text("v1.txt\nv0.txt\n")
     with pytest.raises(ValueError, match=r"video 'v0' is listed in two splits, 'train' and 'val'"):
         open_dataset(root)
+
+
+def test_videos_too_short_for_the_protocol_are_a_note(tmp_path):
+    """5 frames is the shortest video the default protocol cuts at 0.2 (int(0.2 * 5) = 1 observed
+    frame); a 4-frame video has none there, and train refuses it: check says so beforehand."""
+    root, *_ = _toy(tmp_path, n=(10, 5, 5), name="ok")
+    assert not any("too short" in n for n in open_dataset(root).validate().notes)
+    root, *_ = _toy(tmp_path, n=(10, 4, 5), name="short")
+    rep = open_dataset(root).validate()
+    (note,) = [n for n in rep.notes if "too short" in n]
+    assert note.startswith("1 video(s) too short") and "'v1' (4 frames)" in note and "'v2'" not in note
+
+
+def test_a_truncated_feature_file_is_refused_at_open_naming_it(tmp_path):
+    root, *_ = _toy(tmp_path)
+    path = root / "features" / "depth" / "v1.npy"
+    data = path.read_bytes()
+    path.write_bytes(data[:-1])  # one byte short of its header's (12, 5) float32
+    with pytest.raises(InputError, match=r"'.*v1\.npy' is truncated: its header says \(5, 12\) float32 \(240 bytes"):
+        open_dataset(root)
+    path.write_bytes(data)
+    assert open_dataset(root).features("v1", "depth").shape == (12, 5)

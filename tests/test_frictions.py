@@ -163,3 +163,48 @@ def test_an_unknown_or_malformed_split_set_is_one_line(imu_data, tmp_path, value
     r = CliRunner().invoke(main, ["train", str(imu_data), "--out", str(tmp_path / "r"), "--epochs", "1", "--quiet",
                                   "--split-set", value, *SMALL])
     assert r.exit_code == 2 and needle in r.output and not (tmp_path / "r").exists(), r.output
+
+
+def test_a_split_nothing_of_which_can_be_scored_is_refused_and_too_short_videos_are_skipped(imu_data, tmp_path):
+    """Videos with no observed frame at a ratio are skipped by the segmentation scores as by MoC; a
+    split where every cut point is skipped is refused in one line, with nothing written (it gave an
+    all-NaN table and exit 0)."""
+    import numpy as np
+
+    from rankfusion.data import open_dataset, write_dataset
+    from rankfusion.evaluate import segmentation_grid
+    from rankfusion.runs import load_run
+
+    run = tmp_path / "run"
+    r = CliRunner().invoke(main, ["train", str(imu_data), "--out", str(run), "--epochs", "1", "--quiet", *SMALL])
+    assert r.exit_code == 0, r.output
+    src = open_dataset(imu_data)
+    labels = {v: list(src.labels(v)) for v in src.videos}
+    feats = {m: {v: np.asarray(src.features(v, m)) for v in src.videos} for m in src.modalities}
+    for v in ("v4", "v5"):  # 3 frames: int(0.3 * 3) = 0 observed
+        labels[v] = labels[v][:3]
+        for m in feats:
+            feats[m][v] = feats[m][v][:3]
+    short = write_dataset(tmp_path / "short", src.classes, labels, feats,
+                          {"train": ["v0", "v1"], "val": ["v4"], "test": ["v5", "v3"]})
+    r = CliRunner().invoke(main, ["evaluate", str(run), "--data", str(short), "--split", "val", "--no-reliance"])
+    assert r.exit_code == 2 and r.output.startswith("Error: nothing in split 'val'") and "'v4' (3 frames)" in r.output
+    assert len(r.output.strip().splitlines()) == 1 and not (run / "eval_val.csv").exists()
+    # the test split: v5 skipped, v3 scored alone
+    model, config, _ = load_run(run)
+    ds = open_dataset(short)
+    both = segmentation_grid(model, ds, "test", config, "cpu")
+    (tmp_path / "short" / "splits" / "test.split1.bundle").write_text("v3.txt\n")
+    alone = segmentation_grid(model, open_dataset(short), "test", config, "cpu")
+    assert both == alone and all(np.isfinite(v) for s in both.values() for v in s.values())
+
+
+@pytest.mark.parametrize("command", [["evaluate"], ["extract", "--out", "{tmp}/f.npz"]])
+def test_a_missing_run_folder_is_said_to_be_missing(tmp_path, command):
+    (tmp_path / "file").write_text("x")
+    (tmp_path / "empty").mkdir()
+    for name, reason in (("nosuch", "does not exist"), ("file", "is a file, not a folder"),
+                         ("empty", "has no config.json (not a training run)")):
+        args = [command[0], str(tmp_path / name), *(a.format(tmp=tmp_path) for a in command[1:])]
+        r = CliRunner().invoke(main, args)
+        assert r.exit_code == 2 and r.output.strip() == f"Error: run folder {str(tmp_path / name)!r} {reason}", r.output

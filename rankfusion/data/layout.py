@@ -24,6 +24,7 @@ import numpy as np
 
 from .._progress import bar_disabled
 from .._validation import InputError, InputTypeError, check_choice, option_name
+from ..config import FUTURE_RATIO, TRAIN_OBS_RATIOS, cut_frames
 from ..files import atomic_dir
 
 #: Modality name given to the features of a plain (single-modality) FUTR/MS-TCN dataset.
@@ -106,8 +107,13 @@ def _npy_shape(path: Path) -> tuple[tuple[int, ...], np.dtype]:
                 shape, _, dtype = np.lib.format.read_array_header_1_0(fh)
             else:
                 shape, _, dtype = np.lib.format.read_array_header_2_0(fh)
+            data_bytes = int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
+            held = os.fstat(fh.fileno()).st_size - fh.tell()
     except (OSError, ValueError) as exc:
         raise InputError(f"cannot read feature file {str(path)!r}: {exc}") from None
+    if held < data_bytes:
+        raise InputError(f"feature file {str(path)!r} is truncated: its header says {tuple(shape)} {np.dtype(dtype)} "
+                         f"({data_bytes:,} bytes of data) but it holds {held:,} (not fully written?)")
     return tuple(shape), np.dtype(dtype)
 
 
@@ -438,6 +444,13 @@ class MultiModalDataset:
                         f"video {video!r}: modality {m!r} has a non-finite value ({x[t, c]}) "
                         f"at frame {t}, channel {c} ({int(bad.sum())} in all)"
                     )
+        short = [v for v in self.videos if any(min(cut_frames(self.n_frames(v), r)) < 1 for r in TRAIN_OBS_RATIOS)]
+        if short:
+            named = ", ".join(f"{v!r} ({self.n_frames(v)} frames)" for v in short[:3]) + (", ..." if len(short) > 3 else "")
+            notes.append(f"{len(short)} video(s) too short for the default anticipation protocol (cut at "
+                         f"{'/'.join(f'{r:g}' for r in TRAIN_OBS_RATIOS)} of a video, {FUTURE_RATIO:g} of it to "
+                         f"predict: at least one observed and one future frame at each cut): {named}; train "
+                         "refuses them in its train and val splits, evaluate skips them")
         return CheckReport(
             root=str(self.root),
             split_set=self.split_set,

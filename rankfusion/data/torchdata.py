@@ -16,7 +16,7 @@ import torch
 from torch.nn.utils.rnn import pad_sequence
 
 from .._validation import InputError, InputTypeError, check_float, check_int
-from ..config import FUTURE_RATIO, TRAIN_OBS_RATIOS
+from ..config import FUTURE_RATIO, TRAIN_OBS_RATIOS, cut_frames
 from .layout import MultiModalDataset
 
 #: Padding value of label targets (the default ``ignore_index`` of torch's cross-entropy).
@@ -157,7 +157,7 @@ class AnticipationDataset(torch.utils.data.Dataset):
         for video in self.videos:
             n = ds.n_frames(video)
             for r in self.obs_ratios:
-                past, fut = int(r * n), min(int(self.future_ratio * n), n - int(r * n))
+                past, fut = cut_frames(n, r, self.future_ratio)
                 if past < 1 or fut < 1:
                     raise InputError(
                         f"video {video!r} ({n} frames) is too short for obs_ratio {r} and future_ratio "
