@@ -95,7 +95,7 @@ def run_arm(data, run, modalities, rtf, seed, preset, epochs, profile=None):
     train(cfg, data, run, seed=seed, progress=False)
     train_s = time.perf_counter() - t
     model, config, _ = load_run(run)
-    ds = open_data(data, config.model.modalities)
+    ds = open_data(data, config)
     grid = moc_grid(model, ds, "test", config, "cpu")
     out = {"moc": float(np.nanmean(list(grid.values()))), "train_s": train_s}
     if len(modalities) > 1:

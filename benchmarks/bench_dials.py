@@ -52,7 +52,7 @@ def train_and_score(data, run, modalities, seed, preset, overrides):
     cfg = load_config(preset=preset, model=model_kw, train=overrides.get("train") or None)
     train(cfg, data, run, seed=seed, progress=False)
     model, config, _ = load_run(run)
-    grid = moc_grid(model, open_data(data, config.model.modalities), "test", config, "cpu")
+    grid = moc_grid(model, open_data(data, config), "test", config, "cpu")
     vals = [v for v in grid.values() if np.isfinite(v)]
     return {"moc": float(np.mean(vals)), "cells": {f"{o}/{b}": v for (o, b), v in grid.items()},
             "wall_s": time.perf_counter() - t, "cpu_s": time.process_time() - c}

@@ -23,6 +23,7 @@ the one that reproduces the paper's runs.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from dataclasses import dataclass
@@ -134,6 +135,19 @@ def _refuse_once(message: str, *, speaks: bool):
     if speaks:
         raise InputError(message)
     _stand_down()
+
+
+@contextlib.contextmanager
+def said_once():
+    """Around reading the command line's configuration and data, which every process reads alike:
+    under torchrun a user error raised inside is said by rank 0 alone, the other processes stand
+    down (:func:`_refuse_once`); outside torchrun it propagates unchanged."""
+    try:
+        yield
+    except InputError as exc:
+        if not under_torchrun():
+            raise
+        _refuse_once(str(exc), speaks=_env_int("RANK", 0) == 0)
 
 
 def _stand_down():

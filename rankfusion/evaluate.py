@@ -587,13 +587,20 @@ def utilization_rows(model, ds, split, config, dev, *, seed: int, clean: dict, d
 
 def _partner_of(run_dir: Path, partner_run, split, data_root, dev, checkpoint, reliance_seed):
     """:func:`partner_reference` of ``partner_run`` for the run at ``run_dir``, refused (one line) when
-    the two were trained on different datasets and no ``data_root`` says which one to use."""
+    the two were trained on different datasets and no ``data_root`` says which one to use, or on
+    different split sets (the partner-only cut points would be another split's videos)."""
     recorded = json.loads((seed_dirs(run_dir)[0] / "config.json").read_text())
     fused = RunConfig.from_dict(recorded["config"])
-    theirs = json.loads((seed_dirs(Path(partner_run))[0] / "config.json").read_text()).get("dataset")
+    partner = json.loads((seed_dirs(Path(partner_run))[0] / "config.json").read_text())
+    theirs = partner.get("dataset")
     if data_root is None and theirs != recorded.get("dataset"):
         raise InputError(f"partner run {str(partner_run)!r} was trained on {theirs!r}, not on the run's "
                          f"dataset {recorded.get('dataset')!r}; the collapse index compares them on one dataset")
+    root = data_root or recorded.get("dataset")
+    sets = [open_data(root, RunConfig.from_dict(c)).split_set for c in (recorded["config"], partner["config"])]
+    if sets[0] != sets[1]:
+        raise InputError(f"partner run {str(partner_run)!r} was trained on split set {sets[1]!r}, the run on "
+                         f"{sets[0]!r}; the collapse index compares them on one split's videos")
     return partner_reference(partner_run, fused.model.modalities, split, data_root=data_root, device=dev,
                              checkpoint=checkpoint, seed=reliance_seed)
 

@@ -146,7 +146,8 @@ def _fuser_features(model, ds, videos, split, obs_ratio, mods, sample_rate, dev,
     import torch
     from tqdm.auto import tqdm
 
-    # at least one observed frame, as in evaluation
+    # at least one observed frame, so that every video of the list gives rows (evaluation instead
+    # skips a video with no observed frame at a ratio)
     past = [max(1, int(obs_ratio * ds.n_frames(v))) for v in videos]
     if model.videos_independent and not noise:
         groups = length_batches([observed_steps(p, sample_rate) for p in past])

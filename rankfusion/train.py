@@ -30,7 +30,7 @@ from ._progress import bar_disabled
 from ._validation import (InputError, InputTypeError, check_choice, check_distinct_seeds, check_int,
                           option_name)
 from .config import RunConfig
-from .distributed import agree, all_reduce_list, DistContext, gather, refuse, shard
+from .distributed import agree, all_reduce_list, DistContext, gather, refuse, said_once, shard
 from .evaluate import grid_mean as cells_mean, moc_grid
 from .runs import check_config_data, is_multi_seed, load_checkpoint, load_run, open_data, recorded_config_hash, resolve_device, seed_dirs  # noqa: F401 (public here too)
 from .files import atomic_path, write_json, write_text
@@ -303,8 +303,9 @@ def _prepare_run(config, data_root, run_dir, *, seed, device, resume, ctx, ds=No
     frames checked for non-finite values unless ``check_data`` is False. Writes nothing."""
     dev = resolve_device(device)
     data_root = Path(data_root)
-    ds = open_data(data_root, config) if ds is None else ds
-    config = resolve_config(config, ds)
+    with said_once():  # the same files for every process
+        ds = open_data(data_root, config) if ds is None else ds
+        config = resolve_config(config, ds)
     tc = config.train
     if ctx is not None and ctx.world_size > len(ds.split("train")):
         refuse(f"torchrun world size {ctx.world_size} is larger than the {len(ds.split('train'))} training "
@@ -392,6 +393,19 @@ def _restore_or_start(r: _Run, seed, resume):
         _wrap_ddp(r)
 
 
+def _config_changes(recorded_path: Path, config: dict) -> str:
+    """`` (train.lr 0.001 -> 0.01, ...)``: the fields where ``config`` differs from the configuration
+    recorded at ``recorded_path`` (the run's ``config.json``), or "" where that cannot be read."""
+    try:
+        old = json.loads(recorded_path.read_text())["config"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return ""
+    changes = [f"{table}.{k} {old.get(table, {}).get(k)!r} -> {config[table].get(k)!r}"
+               for table in ("model", "train") for k in sorted(set(old.get(table, {})) | set(config[table]))
+               if old.get(table, {}).get(k) != config[table].get(k)]
+    return f" ({', '.join(changes)})" if changes else ""
+
+
 def _load_resume(r: _Run, seed):
     if not r.last_path.exists():
         return None
@@ -399,7 +413,8 @@ def _load_resume(r: _Run, seed):
     ck = load_checkpoint(r.last_path, map_location="cpu")
     if ck["config_hash"] != r.info["config_hash"] or ck["seed"] != seed:
         raise InputError(f"--resume: run folder {str(r.run_dir)!r} was made with config {ck['config_hash']} "
-                         f"seed {ck['seed']}, not config {r.info['config_hash']} seed {seed}")
+                         f"seed {ck['seed']}, not config {r.info['config_hash']} seed {seed}"
+                         + _config_changes(r.run_dir / "config.json", r.info["config"]))
     had, has = ck.get("distributed"), r.info.get("distributed")
     if had != has:
         def say(d):

@@ -104,7 +104,7 @@ def _config(batch_size):
 def _toml(path, batch):
     c = _config(batch)
     path.write_text("[model]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in vars(c.model).items() if v is not None)
-                    + "[train]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in vars(c.train).items()))
+                    + "[train]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in vars(c.train).items() if v is not None))
     return path
 
 
@@ -230,8 +230,9 @@ def test_world_size_larger_than_training_videos(tmp_path):
                                                 "train it in one process"),
 ])
 def test_errors_every_process_finds_are_printed_once(ddp_data, tmp_path, args, line):
-    """Rank 0 prints the one line; the other process exits with status 2 quietly (a traceback from
-    each process before, or the line twice)."""
+    """Rank 0 prints the one line; the other process prints nothing and waits to be stopped (a traceback
+    from each process before, or the line twice; exiting at once could get rank 0 stopped before its
+    line was written)."""
     res = _torchrun(2, ["-m", "rankfusion", "train", ddp_data, "--out", tmp_path / "r", "--modalities", "rgb,depth",
                         "--epochs", "1", "--quiet", *args], log_dir=tmp_path / "logs")
     assert res.returncode != 0
@@ -325,3 +326,27 @@ def test_split_batch_losses_are_the_whole_batch_losses(transition_weight):
         got = sum(float(p[k]) for p, _ in terms) / counts[i]
         # float32 sums of <= 54 terms in another order: a few eps32 relative
         assert got == pytest.approx(float(whole[k]), rel=1e-5), k
+
+
+@pytest.mark.parametrize("env,outcome", [({}, "raised"), ({"WORLD_SIZE": "2", "RANK": "0"}, "said"),
+                                         ({"WORLD_SIZE": "2", "RANK": "1"}, "stands down")])
+def test_errors_reading_the_command_line_and_data_are_said_once_under_torchrun(monkeypatch, env, outcome):
+    from rankfusion import distributed
+    from rankfusion._validation import InputError
+
+    waits = []
+    monkeypatch.setattr(distributed.time, "sleep", waits.append)
+    for name in ("WORLD_SIZE", "RANK"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    error = InputError("split set 'split9' not found")
+    with pytest.raises(SystemExit if outcome == "stands down" else InputError) as info:
+        with distributed.said_once():
+            raise error
+    if outcome == "raised":
+        assert info.value is error and waits == []
+    elif outcome == "said":
+        assert str(info.value) == str(error) and waits == []
+    else:
+        assert info.value.code == 2 and waits == [distributed.STAND_DOWN_S]

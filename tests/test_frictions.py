@@ -126,29 +126,52 @@ def test_a_closed_output_pipe_is_no_error_line(monkeypatch):
     assert r.exit_code == 1 and r.output == ""
 
 
-def test_a_run_trains_and_is_scored_on_the_split_set_it_names(imu_data, tmp_path):
-    """`train --split-set split2` trains on that set's train videos, records it, and `evaluate` and
-    `extract` read the run's own set (its test videos), not the dataset's default."""
+def test_a_run_trains_and_is_scored_on_the_split_set_it_names(imu_data, tmp_path, monkeypatch):
+    """`train --split-set split2` trains and validates on that set's videos, records it, resumes only
+    with it, and `evaluate` and `extract` read the run's own set (its test videos), not the default."""
     import shutil
 
     import numpy as np
 
+    from rankfusion import evaluate as ev
+    from rankfusion import train as tr
+
     data = tmp_path / "two_sets"
     shutil.copytree(imu_data, data)
-    sets = {"train": ["v2", "v3", "v4", "v5"], "val": ["v1"], "test": ["v0"]}  # split1's test is v5
+    sets = {"train": ["v2", "v3", "v4", "v5"], "val": ["v1"], "test": ["v0"]}  # split1: v0-v3, v4, v5
     for split, videos in sets.items():
         (data / "splits" / f"{split}.split2.bundle").write_text("".join(f"{v}.txt\n" for v in videos))
+    seen = {}
+    real_items, real_grid = tr.AnticipationDataset, ev.moc_grid
+
+    def items(ds, split, **kw):
+        seen[split] = list(ds.split(split))
+        return real_items(ds, split, **kw)
+
+    def grid(model, ds, split, *a, **kw):
+        seen["scored " + split] = list(ds.split(split))
+        return real_grid(model, ds, split, *a, **kw)
+
+    monkeypatch.setattr(tr, "AnticipationDataset", items)
+    monkeypatch.setattr(ev, "moc_grid", grid)
     run = tmp_path / "run"
-    r = CliRunner().invoke(main, ["train", str(data), "--out", str(run), "--epochs", "1", "--quiet",
-                                  "--split-set", "split2", *SMALL])
+    args = ["train", str(data), "--out", str(run), "--epochs", "1", "--quiet", *SMALL]
+    r = CliRunner().invoke(main, [*args, "--split-set", "split2"])
     assert r.exit_code == 0, r.output
+    assert seen == {"train": sets["train"], "val": sets["val"]}
     assert json.loads((run / "config.json").read_text())["config"]["train"]["split_set"] == "split2"
     r = CliRunner().invoke(main, ["extract", str(run), "--out", str(tmp_path / "f.npz")])
     assert r.exit_code == 0, r.output
     meta = json.loads(str(np.load(tmp_path / "f.npz")["meta"]))
     assert meta["videos"] == ["v0"] and meta["split_set"] == "split2"
     r = CliRunner().invoke(main, ["evaluate", str(run), "--no-reliance"])
+    assert r.exit_code == 0 and seen["scored test"] == sets["test"], r.output
+    # resumed with its own set only: another set (or the default) is another configuration
+    r = CliRunner().invoke(main, [*args, "--split-set", "split2", "--resume"])
     assert r.exit_code == 0, r.output
+    r = CliRunner().invoke(main, [*args, "--resume"])
+    assert r.exit_code == 2 and r.output.strip().splitlines()[-1].startswith("Error: --resume: run folder "), r.output
+    assert r.output.strip().endswith("(train.split_set 'split2' -> None)"), r.output
     # the default set's runs are left alone: no split_set in their hash, the default's videos
     r = CliRunner().invoke(main, ["train", str(data), "--out", str(tmp_path / "default"), "--epochs", "1", "--quiet",
                                   *SMALL])
@@ -156,13 +179,17 @@ def test_a_run_trains_and_is_scored_on_the_split_set_it_names(imu_data, tmp_path
     assert json.loads((tmp_path / "default" / "config.json").read_text())["config"]["train"]["split_set"] is None
 
 
-@pytest.mark.parametrize("value,needle", [("split9", "split set 'split9' not found"),
-                                          ("", "--split-set must be a split-set name"),
-                                          ("../x", "--split-set must be a split-set name")])
-def test_an_unknown_or_malformed_split_set_is_one_line(imu_data, tmp_path, value, needle):
+@pytest.mark.parametrize("value,mods,line", [
+    ("split9", [], "split set 'split9' not found in '{splits}'; available: ['split1']"),
+    # without --modalities the dataset is opened (with the set) to list them
+    ("", [], "split set '' not found in '{splits}'; available: ['split1']"),
+    ("", ["--modalities", "acc"], "--split-set must be a split-set name such as 'split2', got ''"),
+    ("../x", ["--modalities", "acc"], "--split-set must be a split-set name such as 'split2', got '../x'")])
+def test_an_unknown_or_malformed_split_set_is_one_line(imu_data, tmp_path, value, mods, line):
     r = CliRunner().invoke(main, ["train", str(imu_data), "--out", str(tmp_path / "r"), "--epochs", "1", "--quiet",
-                                  "--split-set", value, *SMALL])
-    assert r.exit_code == 2 and needle in r.output and not (tmp_path / "r").exists(), r.output
+                                  "--split-set", value, *mods, *SMALL])
+    assert r.exit_code == 2 and not (tmp_path / "r").exists(), r.output
+    assert r.output.strip() == "Error: " + line.format(splits=imu_data / "splits"), r.output
 
 
 def test_a_split_nothing_of_which_can_be_scored_is_refused_and_too_short_videos_are_skipped(imu_data, tmp_path):

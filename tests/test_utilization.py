@@ -295,7 +295,7 @@ def test_cached_reliance_draws_each_runs_own_donors(tmp_path, monkeypatch):
     monkeypatch.setattr(runcache, "modality_reliance", spy)
     monkeypatch.setattr(runcache, "load_run", lambda *a, **k: (None, SimpleNamespace(model=SimpleNamespace(
         modalities=("rgb", "depth"))), {}))
-    monkeypatch.setattr(runcache, "open_dataset", lambda *a, **k: None)
+    monkeypatch.setattr(runcache, "open_data", lambda *a, **k: None)
     monkeypatch.setattr(runcache, "decidable_cuts", lambda *a, **k: {("v", 0.2)})
     cache = runcache.RunCache.__new__(runcache.RunCache)
     cache.device, cache.data_root = "cpu", tmp_path
@@ -309,3 +309,29 @@ def test_cached_reliance_draws_each_runs_own_donors(tmp_path, monkeypatch):
     # the decidable gain, on a handful of cut points, averages many donor draws
     assert seen == [(run_donor_seed(0, s), d) for s in (1, 10) for d in ("default", DECIDABLE_DRAWS)]
     assert run_donor_seed(0, 1) != run_donor_seed(0, 10) and run_donor_seed(0, 1) != run_donor_seed(1, 1)
+
+
+@pytest.mark.slow
+def test_evaluate_refuses_a_partner_run_of_another_split_set(tmp_path):
+    """The partner-only cut points come from one split's videos: a partner trained on another split
+    set would count them on other videos (it was accepted, and the index was wrong)."""
+    from click.testing import CliRunner
+
+    from rankfusion.cli import main
+    from rankfusion.config import RunConfig
+    from rankfusion.runs import load_run
+    from rankfusion.train import train
+
+    data, fused, alone = _fused_and_alone(tmp_path, "depth")
+    videos = sorted(open_dataset(data).videos)
+    for split, part in (("train", videos[:14]), ("val", videos[14:19]), ("test", videos[19:])):
+        (data / "splits" / f"{split}.split2.bundle").write_text("".join(f"{v}.txt\n" for v in part))
+    _, config, _ = load_run(fused)
+    config = RunConfig.from_dict(config.to_dict()).replace(train={"split_set": "split2"})
+    other = train(config, data, tmp_path / "fused2", seed=1, progress=False, monitor=False)
+    r = CliRunner().invoke(main, ["evaluate", str(other), "--split", "train", "--partner-run", str(alone),
+                                  "--reliance-draws", "1"])
+    assert r.exit_code == 2 and len(r.output.strip().splitlines()) == 1, r.output
+    assert r.output.strip() == (f"Error: partner run {str(alone)!r} was trained on split set 'split1', the run on "
+                                "'split2'; the collapse index compares them on one split's videos")
+    assert not (other / "eval_train.csv").exists()

@@ -69,9 +69,10 @@ def _dropout_option(value):
         raise InputError(f"--modality-dropout must be P or MOD=P,MOD=P with distinct modalities, got {value!r}") from None
 
 
-def _modalities_source(data, config_path, preset, model: dict) -> str:
+def _modalities_source(data, config_path, preset, model: dict, split_set=None) -> str:
     """Where the run's modalities come from; fills ``model["modalities"]`` with the dataset's own
-    when neither --modalities nor the config file / preset names any."""
+    (read with ``split_set``, --split-set) when neither --modalities nor the config file / preset
+    names any."""
     from ..config import named_modalities
     from ..data import open_dataset
 
@@ -81,7 +82,7 @@ def _modalities_source(data, config_path, preset, model: dict) -> str:
         return "from --config"
     if named_modalities(preset=preset) is not None:
         return "from --preset"
-    model["modalities"] = list(open_dataset(data).available_modalities)
+    model["modalities"] = list(open_dataset(data, split_set=split_set).available_modalities)
     return "all of the dataset's; choose with --modalities"
 
 
@@ -135,23 +136,19 @@ def train(data, out, preset, config_path, epochs, seed, seeds, serial_seeds, mod
     --batch-size is then the batch of each process.
     """
     from ..batched import train_seeds
-    from ..config import load_config
-    from ..distributed import under_torchrun
+    from ..distributed import said_once, under_torchrun
     from ..runs import recorded_config_hash
 
-    if seed is not None and seeds is not None:
-        raise InputError("give --seed or --seeds, not both")
-    given = dict(
-        modalities=_split_list(modalities, "--modalities"), selection=selection, exchange=exchange, latent=latent,
-        exchange_ratio=exchange_ratio, d_model=d_model, n_layers=layers, epochs=epochs, batch_size=batch_size, lr=lr,
-        rtf=False if no_rtf else None, temporal_fuser=False if no_temporal_fuser else None, sample_rate=sample_rate,
-        unimodal_heads=unimodal_heads, ogm=ogm, modality_dropout=_dropout_option(modality_dropout), split_set=split_set)
-    model, train_kw = _overrides(**given)
-    source = _modalities_source(data, config_path, preset, model)
-    try:
-        cfg = load_config(config_path, preset=preset, model=model, train=train_kw)
-    except InputError as exc:
-        raise _naming_options(exc, given) from None
+    with said_once():  # under torchrun every process reads the same command line and files: rank 0 says what is wrong
+        if seed is not None and seeds is not None:
+            raise InputError("give --seed or --seeds, not both")
+        given = dict(
+            modalities=_split_list(modalities, "--modalities"), selection=selection, exchange=exchange, latent=latent,
+            exchange_ratio=exchange_ratio, d_model=d_model, n_layers=layers, epochs=epochs, batch_size=batch_size,
+            lr=lr, rtf=False if no_rtf else None, temporal_fuser=False if no_temporal_fuser else None,
+            sample_rate=sample_rate, unimodal_heads=unimodal_heads, ogm=ogm,
+            modality_dropout=_dropout_option(modality_dropout), split_set=split_set)
+        cfg, source = _train_config(data, config_path, preset, given)
     mods_line = f"modalities {','.join(cfg.model.modalities)} ({source})"
     seed_arg = seeds if seeds is not None else (1 if seed is None else seed)
     t0 = time.perf_counter()
@@ -165,6 +162,20 @@ def train(data, out, preset, config_path, epochs, seed, seeds, serial_seeds, mod
         return
     _train_distributed(cfg, data, out, seed_arg, mods_line, t0, device=device, resume=resume, quiet=quiet,
                        monitor=monitor, rtf_stats=rtf_stats, dist_backend=dist_backend)
+
+
+def _train_config(data, config_path, preset, given: dict):
+    """``train``'s configuration from the options ``given`` (None: not given), the config file and the
+    preset: ``(RunConfig, where its modalities come from)``."""
+    from ..config import load_config
+
+    model, train_kw = _overrides(**given)
+    source = _modalities_source(data, config_path, preset, model, given.get("split_set"))
+    try:
+        cfg = load_config(config_path, preset=preset, model=model, train=train_kw)
+    except InputError as exc:
+        raise _naming_options(exc, given) from None
+    return cfg, source
 
 
 def _refuse_torchrun_options(rtf_stats, dist_backend):

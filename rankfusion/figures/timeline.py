@@ -12,7 +12,7 @@ from .._validation import InputError
 from ..data import open_dataset
 from ..evaluate import predict_future
 from ..metrics import MoCAccumulator
-from ..runs import load_run, resolve_device
+from ..runs import load_run, open_data, resolve_device
 from .ablation import variant_runs
 from .common import FigureResult, keys, save, table
 from .context import FigureContext
@@ -53,7 +53,7 @@ def _predictions(ctx: FigureContext, rec, obs: float) -> dict:
     """``{video: (gt, past, pred)}`` of one run on every test video long enough to observe."""
     dev = resolve_device(ctx.cache.device)
     model, config, _ = load_run(rec.run_dir, device=dev)
-    ds = open_dataset(ctx.data_root, modalities=list(config.model.modalities))
+    ds = open_data(ctx.data_root, config)
     return {v: predict_future(model, ds, v, config, dev, obs) for v in ds.split("test")
             if int(obs * ds.n_frames(v)) > 0}
 
