@@ -441,7 +441,7 @@ def _evaluate_single(run_dir: Path, split, data_root, dev, checkpoint, reliance:
                      reliance_seed: int = 0, reliance_draws: int = 3, partner: dict | None = None) -> dict:
 
     model, config, info = load_run(run_dir, checkpoint=checkpoint, device=dev)
-    ds = open_data(data_root or info["dataset"], config)
+    ds = open_data(data_root or info["dataset"], config, info)
     check_config_data(config, ds)  # the model's channels and classes must be the dataset's
     notes = []
     grid = moc_grid(model, ds, split, config, dev, notes=notes)
@@ -514,7 +514,7 @@ def partner_reference(partner_run, fused_modalities, split, *, data_root=None, d
         if mod != want:
             raise InputError(f"partner run {str(d)!r} is a run of {mod!r}, but only {want!r} decides the partner-only "
                              f"cut points of {str(root)!r}: pass a run of {want!r} alone")
-        ds = open_data(root, config)
+        ds = open_data(root, config, info)
         if only is None:
             only = decidable_cuts(root, ds, split, config)
             if not only:
@@ -597,7 +597,7 @@ def _partner_of(run_dir: Path, partner_run, split, data_root, dev, checkpoint, r
         raise InputError(f"partner run {str(partner_run)!r} was trained on {theirs!r}, not on the run's "
                          f"dataset {recorded.get('dataset')!r}; the collapse index compares them on one dataset")
     root = data_root or recorded.get("dataset")
-    sets = [open_data(root, RunConfig.from_dict(c)).split_set for c in (recorded["config"], partner["config"])]
+    sets = [open_data(root, RunConfig.from_dict(c["config"]), c).split_set for c in (recorded, partner)]
     if sets[0] != sets[1]:
         raise InputError(f"partner run {str(partner_run)!r} was trained on split set {sets[1]!r}, the run on "
                          f"{sets[0]!r}; the collapse index compares them on one split's videos")

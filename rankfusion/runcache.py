@@ -379,8 +379,8 @@ class RunCache:
                 return pd.read_csv(out)
             root = self.data_root if not noise else self.noisy_root(*noise)
             dev = resolve_device(self.device)
-            model, config, _ = load_run(rec.run_dir, device=dev)
-            ds = open_data(root, config)
+            model, config, info = load_run(rec.run_dir, device=dev)
+            ds = open_data(root, config, info)
             grid = moc_grid(model, ds, split, config, dev)
             df = pd.DataFrame([{"obs_ratio": float(o), "beta": float(b), "moc": float(v)}
                                for (o, b), v in grid.items()])
@@ -401,8 +401,8 @@ class RunCache:
         if out.exists():
             return pd.read_csv(out)
         dev = resolve_device(self.device)
-        model, config, _ = load_run(rec.run_dir, device=dev)
-        ds = open_data(self.data_root, config)
+        model, config, info = load_run(rec.run_dir, device=dev)
+        ds = open_data(self.data_root, config, info)
         clean = self.evaluate(rec, split=split)
         grid = {(float(r.obs_ratio), float(r.beta)): float(r.moc) for r in clean.itertuples()}
         rows = [{"modality": r.modality, "moc": r.moc, "moc_swapped": r.moc_swapped, "drop": r.drop}
@@ -428,8 +428,8 @@ class RunCache:
             v = json.loads(out.read_text())["gain"]
             return float("nan") if v is None else float(v)
         dev = resolve_device(self.device)
-        model, config, _ = load_run(rec.run_dir, device=dev)
-        ds = open_data(self.data_root, config)
+        model, config, info = load_run(rec.run_dir, device=dev)
+        ds = open_data(self.data_root, config, info)
         only = decidable_cuts(self.data_root, ds, split, config)
         gain = float("nan")
         if only:

@@ -68,10 +68,21 @@ def load_checkpoint(path, map_location="cpu") -> dict:
         raise InputError(f"cannot read checkpoint {str(path)!r}: {reason}") from None
 
 
-def open_data(data_root, config):
+def open_data(data_root, config, info: dict | None = None):
     """The dataset at ``data_root`` opened as the run of ``config`` reads it: its modalities, its
-    split set (``config.train.split_set``)."""
-    return open_dataset(data_root, modalities=list(config.model.modalities), split_set=config.train.split_set)
+    split set (``config.train.split_set``).
+
+    ``info`` (a trained run's, :func:`load_run`) pins a run trained on the dataset's default set
+    to the set it resolved then (``info["split_set"]``), when ``data_root`` is the dataset it
+    was trained on: a set added later that sorts first does not change what the run reads.
+    Elsewhere, and for runs recorded without it, the default rule of
+    :func:`rankfusion.data.open_dataset` applies.
+    """
+    split_set = config.train.split_set
+    if split_set is None and info and info.get("split_set") and info.get("dataset") is not None \
+            and Path(data_root).resolve() == Path(info["dataset"]).resolve():
+        split_set = info["split_set"]
+    return open_dataset(data_root, modalities=list(config.model.modalities), split_set=split_set)
 
 
 def check_config_data(config: RunConfig, ds) -> tuple[dict, int]:
@@ -132,7 +143,8 @@ def recorded_config_hash(run_dir) -> str:
 def load_run(run_dir, *, checkpoint: str = "best", device=None):
     """Load a single-seed run: ``(model in eval mode, RunConfig, info dict)``.
 
-    ``info`` holds ``config_hash``, ``seed``, ``dataset``, ``epoch`` of the checkpoint.
+    ``info`` holds ``config_hash``, ``seed``, ``dataset``, ``epoch`` of the checkpoint and
+    ``split_set``, the split set it was trained on (None for a checkpoint that predates it).
     """
     check_choice(checkpoint, "checkpoint", {"best", "last"})
     run_dir = Path(run_dir)
@@ -146,4 +158,5 @@ def load_run(run_dir, *, checkpoint: str = "best", device=None):
     model.load_state_dict(ck["model"])
     model.eval()
     info = {k: ck[k] for k in ("config_hash", "seed", "dataset", "epoch")}
+    info["split_set"] = ck.get("split_set")
     return model, config, info

@@ -235,3 +235,36 @@ def test_a_missing_run_folder_is_said_to_be_missing(tmp_path, command):
         args = [command[0], str(tmp_path / name), *(a.format(tmp=tmp_path) for a in command[1:])]
         r = CliRunner().invoke(main, args)
         assert r.exit_code == 2 and r.output.strip() == f"Error: run folder {str(tmp_path / name)!r} {reason}", r.output
+
+
+def test_a_run_of_the_default_split_set_keeps_reading_the_set_it_trained_on(imu_data, tmp_path):
+    """A dataset without split1 defaults to its first set in sorted order. A run trained on it keeps
+    that set (recorded as resolved) when a set that sorts first is added later; with --data pointing
+    elsewhere, the default rule applies."""
+    import shutil
+
+    import numpy as np
+
+    data = tmp_path / "sets"
+    shutil.copytree(imu_data, data)
+    for p in (data / "splits").glob("*.split1.bundle"):
+        p.rename(p.with_name(p.name.replace("split1", "setB")))
+    run = tmp_path / "run"
+    r = CliRunner().invoke(main, ["train", str(data), "--out", str(run), "--epochs", "1", "--quiet", *SMALL])
+    assert r.exit_code == 0, r.output
+    recorded = json.loads((run / "config.json").read_text())
+    assert recorded["split_set"] == "setB" and recorded["config"]["train"]["split_set"] is None
+    for split, videos in {"train": ["v1", "v2", "v3", "v4"], "val": ["v5"], "test": ["v0"]}.items():
+        (data / "splits" / f"{split}.setA.bundle").write_text("".join(f"{v}.txt\n" for v in videos))
+
+    def extracted(*extra):
+        out = tmp_path / f"f{len(list(tmp_path.glob('f*.npz')))}.npz"
+        r = CliRunner().invoke(main, ["extract", str(run), "--out", str(out), *extra])
+        assert r.exit_code == 0, r.output
+        meta = json.loads(str(np.load(out)["meta"]))
+        return meta["split_set"], meta["videos"]
+
+    assert extracted() == ("setB", ["v5"])
+    copy = tmp_path / "copy"
+    shutil.copytree(data, copy)
+    assert extracted("--data", str(copy)) == ("setA", ["v0"])

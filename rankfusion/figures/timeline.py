@@ -52,8 +52,8 @@ def jobs(ctx: FigureContext) -> list:
 def _predictions(ctx: FigureContext, rec, obs: float) -> dict:
     """``{video: (gt, past, pred)}`` of one run on every test video long enough to observe."""
     dev = resolve_device(ctx.cache.device)
-    model, config, _ = load_run(rec.run_dir, device=dev)
-    ds = open_data(ctx.data_root, config)
+    model, config, info = load_run(rec.run_dir, device=dev)
+    ds = open_data(ctx.data_root, config, info)
     return {v: predict_future(model, ds, v, config, dev, obs) for v in ds.split("test")
             if int(obs * ds.n_frames(v)) > 0}
 
