@@ -20,7 +20,8 @@ from .data.synth import partner_only_cuts, partner_only_modality
 from .data.torchdata import length_batches, observed_steps, pad_videos, video_inputs
 from .distributed import all_reduce_list, shard
 from .files import write_json, write_text
-from .metrics import DEFAULT_OVERLAPS, MoCAccumulator, decode_queries, grid_cells, segmentation_scores
+from .metrics import (DEFAULT_OVERLAPS, MoCAccumulator, decode_queries, grid_cells, segmentation_keys,
+                      segmentation_scores)
 from .runs import check_config_data, load_run, open_data, resolve_device, seed_dirs
 from .stats import compare
 from .utilization import (collapse_index, conditional_utilization, matched_donors, run_donor_seed,
@@ -427,8 +428,7 @@ def segmentation_grid(model, ds, split, config: RunConfig, dev, *, obs=None) -> 
             # each sampled step stands for the sample_rate frames that follow it
             preds.append(np.repeat(seg, sr)[:stop])
             gts.append(gt[:stop])
-        out[float(o)] = _segmentation_metrics(gts, preds) if gts else dict.fromkeys(
-            ("accuracy", "edit", *(f"f1@{round(100 * ov):d}" for ov in DEFAULT_OVERLAPS)), float("nan"))
+        out[float(o)] = _segmentation_metrics(gts, preds) if gts else dict.fromkeys(segmentation_keys(), float("nan"))
     return out
 
 

@@ -473,6 +473,11 @@ def f1_at_overlap(gt, pred, overlap, *, ignore_classes=()) -> float:
     return _f1(*segment_matches(gt, pred, overlap, ignore_classes=ignore_classes))
 
 
+def segmentation_keys(overlaps=DEFAULT_OVERLAPS) -> tuple:
+    """The score names of :func:`segmentation_scores`, in its order: ``("accuracy", "edit", "f1@10", ...)``."""
+    return ("accuracy", "edit", *(f"f1@{round(100 * ov):d}" for ov in overlaps))
+
+
 def segmentation_scores(pairs, *, overlaps=DEFAULT_OVERLAPS, ignore_classes=(), ignore_index=-100) -> dict:
     """Segmentation metrics over videos, pooled as MS-TCN reports them.
 
@@ -505,8 +510,7 @@ def segmentation_scores(pairs, *, overlaps=DEFAULT_OVERLAPS, ignore_classes=(), 
             counts[i] += segment_matches(g, p, ov, ignore_classes=ignore_classes)
     if not edits:
         raise InputError("pairs must not be empty")
-    out = {"accuracy": correct / total if total else float("nan"), "edit": float(np.mean(edits))}
-    for i, ov in enumerate(overlaps):
-        out[f"f1@{round(100 * ov):d}"] = _f1(*counts[i])
+    values = [correct / total if total else float("nan"), float(np.mean(edits)), *(_f1(*c) for c in counts)]
+    out = dict(zip(segmentation_keys(overlaps), values))
     out["n_videos"] = len(edits)
     return out
