@@ -163,6 +163,15 @@ def test_bad_convention_arguments():
         S.effective_rank(x, convention="rankme", eps=-1.0)
 
 
+def test_paper_with_an_eps_centres_when_asked():
+    # center=True with eps under the default convention was refused with a message blaming 'paper'
+    x = MATRICES["tall_gaussian"] + 3.0
+    centred = x - x.mean(axis=0)
+    got = float(S.effective_rank(x, center=True, eps=1e-7))
+    assert abs(got - t_rankme(centred, 1e-7)) <= 1e-12
+    assert abs(got - float(S.effective_rank(x, eps=1e-7))) > 1e-3  # the centring is not ignored
+
+
 @pytest.mark.parametrize("convention", ["paper", "roy-vetterli", "rankme"])  # uncentred: sigma of X itself
 def test_rank_of_spectrum_refuses_what_is_no_spectrum(backend, convention):
     # NaN and negative "singular values" used to come out as 0.0, the all-zero matrix's value

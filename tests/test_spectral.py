@@ -169,6 +169,16 @@ def test_sigma_vector_input(backend):
         S.effective_rank(backend.asarray(np.array([1.0, -1.0])))
 
 
+@pytest.mark.parametrize("kw", [{"tol": 1.0}, {"tol": -1.0}, {"tol": 0.0}, {"center": True}])
+def test_a_spectrum_refuses_what_applies_to_a_matrix(backend, kw):
+    # they used to be ignored: tol=1.0 did not drop the 0.5, tol=-1.0 and center=True passed
+    s = backend.asarray(np.array([3.0, 2.0, 0.5]))
+    with pytest.raises(ValueError, match=f"{list(kw)[0]}.*applies to a matrix.*1-D vector of singular values"):
+        S.effective_rank(s, **kw)
+    with pytest.raises(ValueError, match="applies to a matrix"):
+        S.rank_gain(s, s, center=True)
+
+
 def test_user_tolerance(rng):
     X = (_orthonormal(rng, 500, 10) * np.logspace(0, -3, 10)) @ _orthonormal(rng, 10, 10).T
     assert int(S.numerical_rank(X, tol=0.0)) == 10

@@ -26,7 +26,7 @@ def effective_rank(X_or_sigma, *, center: bool = False, tol: float | None = None
     ----------
     X_or_sigma : array or tensor of shape (N, D), (..., N, D) or (r,)
         A matrix / batch of matrices, or a 1-D vector of singular values (finite, ``>= 0``;
-        zeros are ignored; ``center`` and ``tol`` are then not used).
+        zeros are ignored; ``center=True`` or a ``tol`` with it is a ``ValueError``).
     center : bool, default False
         Subtract column means first.
     tol : float, optional
@@ -34,7 +34,8 @@ def effective_rank(X_or_sigma, *, center: bool = False, tol: float | None = None
     convention : str, default "paper"
         One of ``paper``, ``roy-vetterli``, ``rankme``, ``covariance``, ``diff-erank``,
         ``monai`` (:data:`CONVENTIONS`). Conventions other than ``paper`` fix the centring
-        themselves (``center=True`` with them is a ``ValueError``).
+        themselves (``center=True`` with them is a ``ValueError``; with ``paper`` and an ``eps`` it
+        centres as without one).
     eps : float, optional
         Overrides the convention's ``eps`` (added to every ``p_j``; RankMe's 1e-7).
 
@@ -50,10 +51,16 @@ def effective_rank(X_or_sigma, *, center: bool = False, tol: float | None = None
     x = X_or_sigma
     ops = get_ops(x)
     conv = _convention(convention)
+    if center and conv.name != "paper":
+        raise ValueError(f"center=True applies to convention='paper' only; convention={conv.name!r} "
+                         f"{'centres' if conv.center else 'does not centre'} by definition")
+    if ops.ndim(x) == 1 and (center or tol is not None):
+        # a spectrum has no columns to centre, and its values are taken as given (zeros ignored)
+        what = "center=True" if center else f"tol={tol!r}"
+        hint = "" if center else ": drop the values you count as zero first"
+        raise ValueError(f"{what} applies to a matrix; X_or_sigma is a 1-D vector of singular values "
+                         f"({describe(x)}){hint}")
     if conv.name != "paper" or eps is not None:
-        if center:
-            raise ValueError(f"center=True applies to convention='paper'; convention={conv.name!r} "
-                             f"{'centres' if conv.center else 'does not centre'} by definition")
         if ops.ndim(x) == 1:
             if conv.center or conv.unit_rows or conv.per_max_rank:
                 raise ValueError(f"X_or_sigma: convention={conv.name!r} needs the matrix, not a 1-D "
@@ -64,7 +71,7 @@ def effective_rank(X_or_sigma, *, center: bool = False, tol: float | None = None
             return rank_of_spectrum(sigma, conv.name, eps=eps)
         x = check_structure(x, "X_or_sigma")
         z, centre = convention_matrix(x, conv.name)
-        info = spectrum_info(z, center=centre, tol=tol)
+        info = spectrum_info(z, center=centre or center, tol=tol)
         return rank_of_spectrum(info.sigma, conv.name, shape=tuple(x.shape[-2:]), eps=eps)
     if ops.ndim(x) == 1:
         x = check_matrix(x, "X_or_sigma", min_ndim=1, allow_empty=True)
