@@ -183,8 +183,11 @@ def _handshake(address: str, timeout: float) -> None:
         raise InputError(f"{address!r} did not answer as a Dask scheduler (it answered {str(reply)[:60]!r})")
 
 
-def connect(address: str, timeout: float | None = None):
+def connect(address: str, timeout: float | None = None, *, source: str = "--scheduler"):
     """Connect to a running Dask scheduler (``tcp://host:8786``); it becomes dask's default.
+
+    ``source`` names where the address came from (an option or an environment variable), for the
+    message when it is no scheduler address.
 
     Raises
     ------
@@ -196,7 +199,7 @@ def connect(address: str, timeout: float | None = None):
     try:
         require_extra("distributed.comm", EXTRA).get_address_host_port(address)
     except ValueError as exc:
-        raise InputError(f"--scheduler {address!r} is not a Dask scheduler address: {_first_line(exc)}") from None
+        raise InputError(f"{source} {address!r} is not a Dask scheduler address: {_first_line(exc)}") from None
     _handshake(address, timeout)
     try:
         return distributed.Client(address, timeout=timeout)

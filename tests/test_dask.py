@@ -203,6 +203,9 @@ def test_cli_store_bad_inputs(tmp_path, monkeypatch):
         ((tmp_path / "ok.zarr", "--key", "nope"), "has no array 'nope'"),
         ((tmp_path / "ok.zarr", "--scheduler", f"tcp://127.0.0.1:{_free_port()}"), "cannot reach the Dask scheduler"),
         ((tmp_path / "f.npz", "--scheduler", "tcp://127.0.0.1:1"), "--scheduler applies to zarr/HDF5 stores"),
+        # it was ignored silently for stores and .npz files
+        ((tmp_path / "ok.zarr", "--chunk-rows", "10"), "--chunk-rows applies to .npy files"),
+        ((tmp_path / "f.npz", "--chunk-rows", "10"), "--chunk-rows applies to .npy files"),
     ]
     for args, msg in cases:
         res = _run(*args)
@@ -346,3 +349,37 @@ def test_open_store_takes_a_str_path(tmp_path, rng):
     z[:] = rng.standard_normal((40, 6)).astype(np.float32)
     label, x = stores.open_store(str(tmp_path / "g.zarr"))
     assert label == "g" and x.shape == (40, 6)
+
+
+def test_cli_diff_erank_of_a_store_read_through_dask_equals_in_memory(tmp_path, rng, monkeypatch):
+    # it used to be refused ("needs array ... in memory") though the library computes it lazily
+    X = _features(rng, n=3000, d=16) + 2.0
+    zarr.create_array(tmp_path / "feat.zarr", shape=X.shape, chunks=(400, 16), dtype="f4")[:] = X
+    no_env = {"RANKFUSION_SCHEDULER": "", "DASK_SCHEDULER_ADDRESS": ""}
+    monkeypatch.setattr(spectrum_cli, "IN_MEMORY_MAX_BYTES", 0)
+    res = _run(tmp_path / "feat.zarr", "--json", "--convention", "diff-erank", env=no_env)
+    assert res.exit_code == 0, res.output
+    (arr,) = json.loads(res.output)["arrays"]
+    assert arr["method"] == "dask (gram)"
+    want = float(S.effective_rank(X.astype(np.float64), convention="diff-erank"))
+    # a well-conditioned float64 Gram matrix summed in another order: agreement far inside 1e-10
+    assert arr["effective_rank"] == pytest.approx(want, rel=1e-10)
+    # --standardize still needs the array in memory: one line naming the array and the store
+    line = _one_error_line(_run(tmp_path / "feat.zarr", "--standardize", env=no_env))
+    assert line.startswith("Error: --standardize needs array 'feat'") and "feat.zarr" in line
+    bad = X.copy()
+    bad[2345, 7] = np.nan
+    zarr.create_array(tmp_path / "bad.zarr", shape=X.shape, chunks=(400, 16), dtype="f4")[:] = bad
+    line = _one_error_line(_run(tmp_path / "bad.zarr", "--convention", "diff-erank", env=no_env))
+    assert "row 2345, column 7" in line and "bad" in line
+
+
+@pytest.mark.parametrize("var", ["RANKFUSION_SCHEDULER", "DASK_SCHEDULER_ADDRESS"])
+def test_cli_a_bad_scheduler_address_names_the_variable_it_came_from(tmp_path, var):
+    pytest.importorskip("distributed")
+    zarr.create_array(tmp_path / "ok.zarr", shape=(40, 3), dtype="f4")[:] = 1.0
+    env = {"RANKFUSION_SCHEDULER": "", "DASK_SCHEDULER_ADDRESS": "", var: "notanaddress"}
+    line = _one_error_line(_run(tmp_path / "ok.zarr", env=env))
+    assert line.startswith(f"Error: ${var} 'notanaddress' is not a Dask scheduler address")
+    line = _one_error_line(_run(tmp_path / "ok.zarr", "--scheduler", "notanaddress", env=env))
+    assert line.startswith("Error: --scheduler 'notanaddress' is not a Dask scheduler address")

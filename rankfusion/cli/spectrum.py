@@ -184,11 +184,12 @@ SCHEDULER_ENV = ("RANKFUSION_SCHEDULER", "DASK_SCHEDULER_ADDRESS")
 
 
 def _store_results(path: Path, keys, center: bool, top: int, scheduler: str | None,
-                   convention: str = "paper", standardize: bool = False):
-    """Analyse arrays of a zarr/HDF5 store lazily, on the given Dask scheduler or locally."""
+                   convention: str = "paper", standardize: bool = False, scheduler_source: str = "--scheduler"):
+    """Analyse arrays of a zarr/HDF5 store lazily, on the given Dask scheduler or locally
+    (``scheduler_source``: the option or environment variable that named the scheduler)."""
     from .. import stores
 
-    client = stores.connect(scheduler) if scheduler else None
+    client = stores.connect(scheduler, source=scheduler_source) if scheduler else None
     try:
         results = []
         for key in list(keys) or [None]:
@@ -198,10 +199,8 @@ def _store_results(path: Path, keys, center: bool, top: int, scheduler: str | No
             # in-memory time on 50 MB and 1.08x on 0.6 GB, and 0.87x on 4.1 GB, where it also
             # needs ~0.5 GB instead of 4 GB. Both routes are exact.
             in_memory = client is None and x.nbytes <= IN_MEMORY_MAX_BYTES
-            needs_memory = standardize or spectral.CONVENTIONS[convention].unit_rows
-            if needs_memory and not in_memory:
-                what = "--standardize" if standardize else f"--convention {convention}"
-                raise InputError(f"{what} needs array {label!r} of {str(path)!r} in memory; it is read "
+            if standardize and not in_memory:
+                raise InputError(f"--standardize needs array {label!r} of {str(path)!r} in memory; it is read "
                                  "through dask here (a scheduler is set, or it is above 1 GiB)")
             x_in, constant = (x.compute() if in_memory else x), None
             if in_memory:
@@ -210,6 +209,9 @@ def _store_results(path: Path, keys, center: bool, top: int, scheduler: str | No
             else:
                 centre = center if convention == "paper" else spectral.CONVENTIONS[convention].center
             try:
+                if not in_memory and spectral.CONVENTIONS[convention].unit_rows:
+                    # diff-erank's centred unit rows, formed lazily chunk by chunk
+                    x_in, centre = spectral.convention_matrix(x_in, convention)
                 info = spectral.spectrum_info(x_in, center=centre)
             except stores.StoreReadError:
                 raise  # names the store, the array and the rows already
@@ -300,11 +302,15 @@ def spectrum(file, keys, center, as_json, plot, top, chunk_rows, scheduler, conv
     from ..stores import is_store
 
     _check_options(center, convention, keys)
+    if chunk_rows is not None and (is_store(file) or file.suffix.lower() != ".npy"):
+        raise InputError(f"--chunk-rows applies to .npy files (read through a memory map), not to {str(file)!r}"
+                         + (": a store is read in its own chunks" if is_store(file) else ""))
     results = []
     if is_store(file):
-        scheduler = scheduler or next((os.environ[v] for v in SCHEDULER_ENV if os.environ.get(v)), None)
+        source = "--scheduler" if scheduler else next((f"${v}" for v in SCHEDULER_ENV if os.environ.get(v)), None)
+        scheduler = scheduler or (os.environ[source[1:]] if source else None)
         try:
-            results = _store_results(file, keys, center, top, scheduler, convention, standardize)
+            results = _store_results(file, keys, center, top, scheduler, convention, standardize, source)
         except ImportError as exc:  # the [scale] extra is missing: one line naming it
             raise InputError(str(exc)) from None
     elif scheduler is not None:
