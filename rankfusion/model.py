@@ -508,17 +508,36 @@ class R3D(nn.Module):
         """Eq. 2: the input tokens ``ReLU(F_m W_m)`` of each modality, a list of (B, T, D) tensors.
 
         ``features[m]`` is (B, T, C_m); ``latent="shared"`` adds Table 9's shared Linear(D, D) +
-        ReLU after Eq. 2. ``mask`` is unused (the projection acts per step).
+        ReLU after Eq. 2. ``mask`` (B, T) is only checked against the shapes (the projection acts per step).
         """
+        self._check_inputs(features, mask)
         out = []
         for m in self.config.modalities:
-            if m not in features:
-                raise ValueError(f"features has no modality {m!r}; got {sorted(features)}")
             x = F.relu(self.proj[m](features[m]))
             if self.shared is not None:
                 x = F.relu(self.shared(x))
             out.append(x)
         return out
+
+    def _check_inputs(self, features: dict, mask: torch.Tensor) -> None:
+        """Shapes, types and a valid step in every row of ``mask``: one ``ValueError`` naming the argument."""
+        if not isinstance(mask, torch.Tensor) or mask.dtype != torch.bool or mask.dim() != 2:
+            got = f"{mask.dtype} tensor of shape {tuple(mask.shape)}" if isinstance(mask, torch.Tensor) \
+                else type(mask).__name__
+            raise ValueError(f"mask must be a bool tensor of shape (B, T), True at valid steps; got a {got}")
+        B, T = mask.shape
+        valid = mask.any(dim=1)
+        if not bool(valid.all()):
+            row = int((~valid).nonzero()[0, 0])
+            raise ValueError(f"mask row {row} has no valid step: every sample needs at least one (B, T = {B}, {T})")
+        for m in self.config.modalities:
+            if m not in features:
+                raise ValueError(f"features has no modality {m!r}; got {sorted(features)}")
+            x, c = features[m], self.config.input_dims[m]
+            if not isinstance(x, torch.Tensor) or tuple(x.shape) != (B, T, c):
+                got = f"shape {tuple(x.shape)}" if isinstance(x, torch.Tensor) else type(x).__name__
+                raise ValueError(f"features[{m!r}] must have shape (B, T, C) = ({B}, {T}, {c}) to match the mask's "
+                                 f"(B, T) and input_dims[{m!r}]; got {got}")
 
     def forward(self, features: dict, mask: torch.Tensor, *, return_features: bool = False,
                 keep: torch.Tensor | None = None) -> R3DOutput:

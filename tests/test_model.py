@@ -366,3 +366,28 @@ def test_the_training_rows_choice_travels_in_the_state_dict_and_old_ones_load():
     assert not older.frozen
     te = _rows_with_low_channels([16, 17, 18, 19], 3, seed=3)
     assert older(te, torch.ones(3, 5, dtype=torch.bool)).low[0].tolist() == [16, 17, 18, 19]
+
+
+def test_bad_inputs_are_one_error_naming_the_argument():
+    # they used to be torch's own errors ("mat1 and mat2 shapes cannot be multiplied", an IndexError
+    # of the mask, a size mismatch at dimension 3, "X must not be empty")
+    model = _model(("rgb", "depth"))
+    feats, mask = _batch(("rgb", "depth"))
+    B, T = mask.shape
+    c = feats["rgb"].shape[2]
+    cases = [
+        ({**feats, "rgb": feats["rgb"][..., :-1]}, mask, rf"features\['rgb'\] must have shape \(B, T, C\) = \({B}, {T}, {c}\)"),
+        (feats, torch.ones(B, T + 1, dtype=torch.bool), rf"features\['rgb'\] must have shape .* got shape \({B}, {T}, {c}\)"),
+        (feats, mask.long(), "mask must be a bool tensor of shape \\(B, T\\).*torch.int64"),
+        (feats, mask[0], "mask must be a bool tensor of shape \\(B, T\\)"),
+        ({"rgb": feats["rgb"]}, mask, "features has no modality 'depth'"),
+        ({**feats, "depth": feats["depth"].numpy()}, mask, r"features\['depth'\] must have shape .* got ndarray"),
+    ]
+    empty_row = mask.clone()
+    empty_row[1] = False
+    cases.append((feats, empty_row, "mask row 1 has no valid step"))
+    for training in (True, False):
+        model.train(training)
+        for f, m, msg in cases:
+            with pytest.raises(ValueError, match=msg):
+                model(f, m)
