@@ -70,6 +70,7 @@ from .model import R3DOutput, blend, channels_from_statistic, recency_positions,
 from .monitor import EpochRanks
 from .spectral import (channel_informativeness, channel_statistic, informativeness_from_statistic,
                        low_informative_channels)
+from .runs import check_run_folder
 from .train import (_METRIC_FIELDS, _build_training, _prepare_run, _restore_or_start,
                     _save_epoch, _write_seeds, grid_mean, load_checkpoint, parse_seeds,
                     resolve_device, train)
@@ -139,10 +140,11 @@ def train_seeds(config: RunConfig, data_root, run_dir, *, seed=1, serial_seeds: 
         return train(config, data_root, run_dir, seed=seeds, device=device, resume=resume, progress=progress,
                      on_epoch_end=on_epoch_end, distributed=distributed, monitor=monitor)
     run_dir = Path(run_dir)
+    check_run_folder(run_dir, seeds, resume)
     runs = {s: run_dir / f"seed-{s}" for s in seeds}
     # the data, config and folders are checked before seeds.json is written
     members = _prepare_members(config, data_root, runs, device=device, resume=resume)
-    _write_seeds(run_dir, seeds, resume)
+    _write_seeds(run_dir, seeds)
     _train_members(members, resume=resume, monitor=monitor, progress=progress, on_epoch_end=on_epoch_end)
     return run_dir
 

@@ -114,11 +114,41 @@ def is_multi_seed(run_dir) -> bool:
     return (Path(run_dir) / "seeds.json").exists()
 
 
+def recorded_seeds(run_dir) -> list[int]:
+    """The seeds ``run_dir/seeds.json`` lists (a several-seed run folder)."""
+    path = Path(run_dir) / "seeds.json"
+    try:
+        seeds = json.loads(path.read_text())["seeds"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise InputError(f"cannot read the seeds of {str(path)!r}: {type(exc).__name__}: {exc}") from None
+    return seeds
+
+
+def check_run_folder(run_dir, seeds: list, resume: bool) -> None:
+    """Refuse to train ``seeds`` into a folder that holds another run: a single-seed run where several
+    seeds would go or the reverse, or other seeds (``--resume`` continues the same seeds only). The
+    folder of each seed is checked when it is prepared (an existing run needs ``--resume``)."""
+    run_dir = Path(run_dir)
+    single = run_dir / "checkpoints" / "last.pt"
+    if len(seeds) > 1 and single.exists():
+        raise InputError(f"run folder {str(run_dir)!r} holds a single-seed run ({single.relative_to(run_dir)}), "
+                         f"not seeds {seeds}: choose another output folder")
+    if not is_multi_seed(run_dir):
+        return
+    old = recorded_seeds(run_dir)
+    if len(seeds) == 1:
+        raise InputError(f"run folder {str(run_dir)!r} holds a several-seed run (seeds {old}), not a single "
+                         f"seed {seeds[0]}: choose another output folder")
+    if old != seeds:
+        raise InputError(f"run folder {str(run_dir)!r} holds seeds {old}, not {seeds}"
+                         + (": --resume continues the same seeds" if resume else ""))
+
+
 def seed_dirs(run_dir) -> list[Path]:
     """The single-seed run folders of ``run_dir`` (itself when it is a single-seed run)."""
     run_dir = Path(run_dir)
     if is_multi_seed(run_dir):
-        return [run_dir / f"seed-{s}" for s in json.loads((run_dir / "seeds.json").read_text())["seeds"]]
+        return [run_dir / f"seed-{s}" for s in recorded_seeds(run_dir)]
     if not run_dir.is_dir():
         raise InputError(f"run folder {str(run_dir)!r} " + ("is a file, not a folder" if run_dir.exists()
                                                              else "does not exist"))

@@ -32,7 +32,7 @@ from ._validation import (InputError, InputTypeError, check_choice, check_distin
 from .config import RunConfig
 from .distributed import agree, all_reduce_list, DistContext, gather, refuse, said_once, shard
 from .evaluate import grid_mean as cells_mean, moc_grid
-from .runs import check_config_data, is_multi_seed, load_checkpoint, load_run, open_data, recorded_config_hash, resolve_device, seed_dirs  # noqa: F401 (public here too)
+from .runs import check_config_data, check_run_folder, is_multi_seed, load_checkpoint, load_run, open_data, recorded_config_hash, resolve_device, seed_dirs  # noqa: F401 (public here too)
 from .files import atomic_path, write_json, write_text
 from .monitor import EpochRanks
 from .trainstate import optimizer_params, pack_optimizer, rng_state, set_rng_state, unpack_optimizer
@@ -217,11 +217,12 @@ def train(config: RunConfig, data_root, run_dir, *, seed=1, device=None, resume:
     ctx = distributed
     kw = dict(device=device, resume=resume, progress=progress, on_epoch_end=on_epoch_end, ctx=ctx,
               monitor=monitor)
+    _on_main(ctx, device, lambda: check_run_folder(run_dir, seeds, resume))
     if len(seeds) > 1:
         # the first seed's data, config and folder are checked before seeds.json is written
         first = _prepare_run(config, data_root, run_dir / f"seed-{seeds[0]}", seed=seeds[0], device=device,
                              resume=resume, ctx=ctx)
-        _on_main(ctx, device, lambda: _write_seeds(run_dir, seeds, resume))
+        _on_main(ctx, device, lambda: _write_seeds(run_dir, seeds))
         for s in seeds:
             _train_one(config, data_root, run_dir / f"seed-{s}", seed=s, prepared=first if s == seeds[0] else None,
                        **kw)
@@ -230,11 +231,7 @@ def train(config: RunConfig, data_root, run_dir, *, seed=1, device=None, resume:
     return run_dir
 
 
-def _write_seeds(run_dir: Path, seeds, resume):
-    if (run_dir / "seeds.json").exists() and not resume:
-        old = json.loads((run_dir / "seeds.json").read_text())["seeds"]
-        if old != seeds:
-            raise InputError(f"run folder {str(run_dir)!r} holds seeds {old}, not {seeds}")
+def _write_seeds(run_dir: Path, seeds):
     run_dir.mkdir(parents=True, exist_ok=True)
     write_json(run_dir / "seeds.json", {"seeds": seeds})
 

@@ -636,3 +636,45 @@ def test_resume_of_a_folder_without_a_checkpoint_starts_the_run(tiny_data, tmp_p
     b = train(tiny_config(epochs=1), tiny_data, tmp_path / "b", seed=1, progress=False, monitor=False, resume=True)
     wa, wb = (load_checkpoint(r / "checkpoints" / "last.pt")["model"] for r in (a, b))
     assert all(torch.equal(wa[k], wb[k]) for k in wa)  # the same computation on the same machine
+
+
+def _snapshot(folder):
+    return {str(p.relative_to(folder)): p.stat().st_mtime_ns for p in folder.rglob("*")}
+
+
+@pytest.mark.parametrize("serial", [True, False])
+def test_a_folder_holds_one_kind_of_run(tiny_data, tmp_path, serial):
+    # a single-seed run into a several-seed folder, the reverse, and --resume with other seeds used to
+    # train beside the run already there (resume replaced seeds.json, leaving the old seeds' files)
+    from rankfusion.batched import train_seeds
+
+    run = train_seeds if not serial else train
+    kw = dict(progress=False) if serial else dict(progress=False, serial_seeds=False)
+    multi = train(tiny_config(epochs=1), tiny_data, tmp_path / "multi", seed="1,10", progress=False)
+    single = train(tiny_config(epochs=1), tiny_data, tmp_path / "single", seed=1, progress=False)
+    before = {f: _snapshot(f) for f in (multi, single)}
+    cases = [
+        (multi, "1", False, r"holds a several-seed run \(seeds \[1, 10\]\), not a single seed 1"),
+        (multi, "1", True, r"holds a several-seed run"),
+        (multi, "2,3", True, r"holds seeds \[1, 10\], not \[2, 3\]: --resume continues the same seeds"),
+        (multi, "2,3", False, r"holds seeds \[1, 10\], not \[2, 3\]$"),
+        (single, "1,10", False, r"holds a single-seed run \(checkpoints/last.pt\), not seeds \[1, 10\]"),
+        (single, "1,10", True, r"holds a single-seed run"),
+    ]
+    for folder, seeds, resume, msg in cases:
+        with pytest.raises(ValueError, match=msg):
+            run(tiny_config(epochs=1), tiny_data, folder, seed=seeds, resume=resume, **kw)
+    assert {f: _snapshot(f) for f in (multi, single)} == before  # nothing written
+    # the same seeds resume as before
+    run(tiny_config(epochs=1), tiny_data, multi, seed="1,10", resume=True, **kw)
+
+
+def test_cli_train_into_a_folder_of_another_kind_is_one_line(tiny_data, tmp_path):
+    out = tmp_path / "r"
+    r = CliRunner().invoke(main, ["train", str(tiny_data), "--out", str(out), "--quiet", "--epochs", "1",
+                                  "--seeds", "1,10", "--d-model", "8"])
+    assert r.exit_code == 0, r.output
+    r = CliRunner().invoke(main, ["train", str(tiny_data), "--out", str(out), "--quiet", "--epochs", "1",
+                                  "--d-model", "8"])
+    assert r.exit_code == 2
+    assert r.output.strip().splitlines()[-1].startswith(f"Error: run folder {str(out)!r} holds a several-seed run")
