@@ -100,7 +100,8 @@ def load_features(path) -> FeatureSet:
     InputError
         When the file cannot be read, holds no ``<modality>.before/after`` pair, or an array is
         not 2-D, is empty, non-finite, or has a row count different from the other arrays (rows
-        are the same time steps across modalities). The message names the file and the key.
+        are the same time steps across modalities), or a modality's ``after`` differs in shape from
+        its ``before``. The message names the file and the key.
     """
     path = Path(path)
     arrays = load_arrays(path)
@@ -120,6 +121,11 @@ def load_features(path) -> FeatureSet:
     rows = {k: arrays[k].shape[0] for m in mods for k in (f"{m}.before", f"{m}.after")}
     if len(set(rows.values())) > 1:
         raise InputError(f"arrays in {str(path)!r} have different row counts (steps must align): {rows}")
+    for m in mods:
+        b, a = arrays[f"{m}.before"].shape, arrays[f"{m}.after"].shape
+        if b != a:  # the fuser keeps each modality's width: its input and output are the same (n_steps, D)
+            raise InputError(f"array '{m}.after' in {str(path)!r} has shape {a}, '{m}.before' {b}: a modality's "
+                             "tokens before and after the fuser have the same shape (n_steps, D)")
     return FeatureSet(path=path, arrays=arrays, meta=meta)
 
 
