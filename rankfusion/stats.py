@@ -47,7 +47,8 @@ class Comparison:
         ``mean(a) - mean(b)`` (for a paired test, the mean of the pairwise differences, which is
         the same number).
     ci : tuple of float
-        The (1 - alpha) confidence interval of ``diff``; ``(nan, nan)`` when untestable.
+        The (1 - alpha) confidence interval of ``diff``; ``(nan, nan)`` when untestable, and when no
+        value of either arm differs from the others (no spread: no interval, even for a difference of 0).
     p : float
         The two-sided p-value; ``nan`` when untestable (fewer than two values in an arm, or arms
         without spread that differ).
@@ -57,7 +58,7 @@ class Comparison:
         The number of values in each arm.
     test : str
         The test used: ``"Welch t"``, ``"paired t"``, ``"exact (no spread)"`` (every value of both
-        arms identical: a difference of exactly 0, p = 1), ``"none (no spread)"`` (each arm's values
+        arms identical: a difference of exactly 0, p = 1, never resolved, no interval), ``"none (no spread)"`` (each arm's values
         identical but the arms differ: no spread to test the difference against, p = nan) or
         ``"none (n < 2)"``.
     alpha : float
@@ -240,12 +241,13 @@ def compare(a, b, *, paired: bool = False, alpha: float = ALPHA) -> Comparison:
         df = (va + vb) ** 2 / (va ** 2 / (n_a - 1) + vb ** 2 / (n_b - 1)) if se > 0 else nan
         exact = float(a[0] - b[0])
     if not spread or se == 0.0:
-        # every seed of each arm gave the same value. Equal arms differ by nothing (p = 1, never
-        # resolved). Unequal ones cannot be tested: a sample without spread does not show that the
-        # seeds have no sampling error (a discrete score can repeat by chance), so there is no p.
+        # every seed of each arm gave the same value. A sample without spread does not show that the
+        # seeds have no sampling error (a discrete score can repeat by chance): there is no interval.
+        # Equal arms differ by nothing here (p = 1, never resolved); unequal ones cannot be tested,
+        # so there is no p.
         diff = exact if not spread else diff
         if diff == 0:
-            return Comparison(diff, (diff, diff), 1.0, False, n_a, n_b, "exact (no spread)", alpha, 0.0, df)
+            return Comparison(diff, (nan, nan), 1.0, False, n_a, n_b, "exact (no spread)", alpha, 0.0, df)
         return Comparison(diff, (nan, nan), nan, False, n_a, n_b, "none (no spread)", alpha, nan, nan)
     if paired:
         res = stats.ttest_rel(a, b)
@@ -265,12 +267,13 @@ def corrected_ci(diffs, test_over_train: float, level: float | None = None) -> t
     The ``n`` differences share training rows, so their naive variance understates the spread;
     the corrected resampled t interval (Nadeau & Bengio, 2003) inflates ``s^2 / n`` to
     ``(1/n + n_test/n_train) s^2`` with ``n - 1`` degrees of freedom; ``level`` defaults to
-    ``1 - ALPHA``. ``(nan, nan)`` with fewer than two differences.
+    ``1 - ALPHA``. ``(nan, nan)`` with fewer than two differences, or when they are all equal (no
+    spread: replicates that all agree do not show that there is no sampling error, as in :func:`compare`).
     """
     level = 1.0 - ALPHA if level is None else level
     d = np.asarray(diffs, dtype=np.float64)
     n = d.size
-    if n < 2:
+    if n < 2 or not np.ptp(d) > 0:
         return (math.nan, math.nan)
     half = stats.t.ppf(0.5 + level / 2, n - 1) * math.sqrt((1.0 / n + test_over_train) * d.var(ddof=1))
     return (float(d.mean() - half), float(d.mean() + half))
@@ -358,7 +361,8 @@ def agreement(x, y, *, alpha: float = ALPHA, alternative: str = "greater", n_res
     :data:`EXACT_PERMUTATIONS_UP_TO` candidates and a seeded Monte Carlo estimate above;
     ``alternative="greater"`` (default) asks whether the agreement is *positive*,
     ``"two-sided"`` whether there is a relation of either sign (``|rho|``). ``backed`` is
-    ``p < alpha``. Fewer than three candidates cannot be tested.
+    ``p < alpha``. Fewer than three candidates cannot be tested, nor can scorings where every
+    candidate scores the same on one side (Spearman's rho is undefined): rho and p are NaN.
     """
     alpha = _check_alpha(alpha)
     if alternative not in ("greater", "two-sided"):
@@ -367,8 +371,8 @@ def agreement(x, y, *, alpha: float = ALPHA, alternative: str = "greater", n_res
     if x.size != y.size:
         raise ValueError(f"x and y must score the same candidates, got {x.size} and {y.size} values")
     n = int(x.size)
-    if n < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
-        return Agreement(float("nan"), float("nan"), n, True, False, alpha, alternative)
+    if n < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:  # no test, so no p-value, exact or not
+        return Agreement(float("nan"), float("nan"), n, False, False, alpha, alternative)
     rx, ry = stats.rankdata(x), stats.rankdata(y)
     rho = float(stats.spearmanr(x, y).statistic)
     # Spearman's rho is Pearson's r of the ranks: with centred ranks it is one dot product per ordering

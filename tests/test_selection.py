@@ -315,6 +315,10 @@ def test_corrected_ci_is_wider_than_the_naive_one():
     naive = stats.t.ppf(0.975, 4) * d.std(ddof=1) / np.sqrt(5)
     assert hi - lo == pytest.approx(2 * naive * np.sqrt((1 / 5 + 0.25) * 5), rel=1e-12)
     assert lo < d.mean() < hi
+    # replicates that all agree (every fold scored 1.000 with and without the candidate) gave the
+    # interval [0, 0]: no spread, no interval
+    assert all(np.isnan(selection.corrected_ci(np.zeros(10), 0.25)))
+    assert all(np.isnan(selection.corrected_ci(np.full(5, 0.02), 0.25)))
 
 
 def test_stratified_folds_balance_classes():

@@ -122,6 +122,9 @@ def test_untestable_and_exact_cases_say_so():
     assert math.isnan(flat.p) and math.isnan(flat.mde) and all(math.isnan(v) for v in flat.ci)
     same = stats.compare([1.0, 1.0], [1.0, 1.0])
     assert not same.resolved and same.p == 1.0
+    # nor an interval of width 0 for equal arms: it claimed certainty that the draws cannot show
+    assert all(math.isnan(v) for v in same.ci)
+    assert all(math.isnan(v) for v in stats.compare([0.0] * 3, [0.0] * 3, paired=True).ci)
     with pytest.raises(ValueError, match="non-finite"):
         stats.compare([1.0, float("nan")], [1.0, 2.0])
     with pytest.raises(ValueError, match="alpha"):
