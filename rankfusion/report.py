@@ -113,6 +113,9 @@ def modality_section(r: ReportInputs) -> list[str]:
                     + ("contradicted)." if verdict.startswith("contradicted") else "unresolved).")))
     elif cmp["matches"] is False:
         L += _selection_mismatch(r)
+    elif cmp.get("expected") is not None:
+        L.append(f"No candidate has a defined criterion (every harmonic mean is NaN), so the order above is "
+                 f"a tie-break and says nothing about {cmp['expected']}, the most complementary partner by design.")
     if d.moc:
         best_moc = max(d.moc, key=d.moc.get)
         L.append(f"Task accuracy of the same runs (MoC, mean over the grid): "

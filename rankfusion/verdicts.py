@@ -212,8 +212,9 @@ def undefined_criterion_note(table) -> str | None:
     undefined = table[table["criterion"].isna()].sort_values("candidate")
     if not len(undefined):
         return None
-    gains = ", ".join(f"{r.candidate} {r.task_gain:+.3f} [{r.task_gain_lo:+.3f}, {r.task_gain_hi:+.3f}]"
-                      for r in undefined.itertuples())
+    gains = ", ".join(f"{r.candidate} {r.task_gain:+.3f} " + (
+        f"[{r.task_gain_lo:+.3f}, {r.task_gain_hi:+.3f}]" if math.isfinite(r.task_gain_lo)
+        else "(no interval: no spread over the replicates)") for r in undefined.itertuples())
     return (f"no criterion for {', '.join(undefined['candidate'])} (a gain through RTF <= 0: no mutual "
             "enhancement, Sec. 3.2); an undefined criterion is never above its control, so noise_like is True "
             f"whatever they carry: judge that by the task gains ({gains})")
@@ -223,7 +224,10 @@ def agreement_clause(ag: Agreement) -> str:
     """The words on a criterion-task agreement: "backed by the task" only when the permutation test
     rejects "no relation" (``ag.backed``)."""
     if not math.isfinite(ag.p):
-        return f"not testable with {ag.n} candidates"
+        if ag.n < 3:
+            return f"not testable with {ag.n} candidates (it needs 3)"
+        return (f"not testable over the {ag.n} candidates: Spearman's rho is undefined (every candidate "
+                "scores the same on one of the two)")
     how = "exact" if ag.exact else "Monte Carlo"
     txt = f"Spearman {fmt(ag.rho, '+.2f')}, {_sides(ag)} {how} permutation {p_text(ag.p)} over {ag.n} candidates"
     return txt + ("; the ranking is backed by the task" if ag.backed else "; the ranking is not backed by the task")

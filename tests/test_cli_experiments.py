@@ -34,7 +34,7 @@ def test_modality_select_from_feature_files(files, tmp_path):
     out = tmp_path / "sel"
     res = run("modality-select", *files, "--out", out, "--expected", "depth")
     assert res.exit_code == 0, res.output
-    assert "top candidate by point score: depth; expected by construction: depth -> matches" in res.output
+    assert "top candidate by point score: depth; expected (--expected): depth -> matches" in res.output
     # the order of point scores is no finding: the lead is tested, here on one file (seed) each
     assert "; its lead over mvrgb: " in res.output and ", unresolved (one seed)" in res.output
     for name in ("modality_selection.csv", "modality_ranking.csv", "modality_selection.png", "modality_selection.pdf",
@@ -63,7 +63,7 @@ def test_modality_select_json_from_feature_files(files, tmp_path):
 def test_modality_select_reports_a_mismatch(files, tmp_path):
     res = run("modality-select", *files, "--out", tmp_path / "o", "--expected", "imu")
     assert res.exit_code == 0
-    assert "does NOT match (expected ranks 3)" in res.output
+    assert "expected (--expected): imu -> does NOT match (expected ranks 3)" in res.output
 
 
 @pytest.mark.parametrize("args, message", [
@@ -346,3 +346,16 @@ def test_modality_table_names_the_run_folder_of_a_moved_cache(micro_data, tmp_pa
                             for r in rows), rows
     assert ((tmp_path / "sel1" / "modality_selection_files.csv").read_text()
             == (tmp_path / "sel2" / "modality_selection_files.csv").read_text())
+
+
+def test_modality_select_gives_no_verdict_when_every_criterion_is_nan(tmp_path):
+    # both candidates lose effective rank through fusion: no harmonic mean, so the order is a
+    # tie-break; it used to print "matches" / "does NOT match" on it
+    files = [make_file(tmp_path / "depth.npz", {"rgb": (SPIKY, FLAT), "depth": (FLAT, SPIKY)}, obs=0.2),
+             make_file(tmp_path / "imu.npz", {"rgb": (SPIKY, FLAT), "imu": (FLATTER, SPIKY)}, obs=0.2)]
+    for expected in ("depth", "imu"):
+        res = run("modality-select", *files, "--out", tmp_path / f"o-{expected}", "--expected", expected)
+        assert res.exit_code == 0, res.output
+        assert "match" not in res.output
+        assert (f"no top candidate: every criterion is NaN (a gain <= 0, no mutual enhancement), so the order is a "
+                f"tie-break and says nothing about {expected}, expected (--expected)") in res.output

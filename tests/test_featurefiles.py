@@ -105,11 +105,16 @@ def test_summary_averages_seeds(tmp_path):
 
 
 def test_compare_with_expected():
-    ranking = pd.DataFrame({"rank": [1, 2], "candidate": ["depth", "imu"]})
+    ranking = pd.DataFrame({"rank": [1, 2], "candidate": ["depth", "imu"], "score": [0.4, np.nan]})
     assert selection.compare_with_expected(ranking, "depth")["matches"] is True
     res = selection.compare_with_expected(ranking, "imu")
     assert res["matches"] is False and res["expected_rank"] == 2
     assert selection.compare_with_expected(ranking, None)["matches"] is None
+    # every score NaN: the order is a tie-break, so no top candidate and no verdict (it said "matches")
+    undefined = ranking.assign(score=np.nan)
+    for exp in ("depth", "imu"):
+        res = selection.compare_with_expected(undefined, exp)
+        assert res["matches"] is None and res["found"] is None and res["expected"] == exp
 
 
 def test_load_features_errors_name_file_and_key(tmp_path):

@@ -246,13 +246,17 @@ def _rank_runs(features, data, cands, expected, out, anchor, cache_dir, profile,
     click.echo(to_markdown(summary[cols]))
     click.echo("")
     click.echo(to_markdown(ranking[["rank", "candidate", "score", "wins", "reason"]]))
+    how = "by construction" if expected is None else "(--expected)"
     if cmp["matches"] is not None:
         verdict = "matches" if cmp["matches"] else f"does NOT match (expected ranks {cmp['expected_rank']})"
         scores = dict(zip(ranking["candidate"], ranking["score"]))
         second, lead, tested, _ = verdicts.top_lead(list(ranking["candidate"]), scores, per_seed)
         first = f"; its lead over {second}: {lead:.2f}, {tested}" if second else ""
-        click.echo(f"\ntop candidate by point score: {cmp['found']}; expected by construction: {cmp['expected']} -> "
+        click.echo(f"\ntop candidate by point score: {cmp['found']}; expected {how}: {cmp['expected']} -> "
                    f"{verdict}{first}")
+    elif cmp["expected"] is not None:
+        click.echo(f"\nno top candidate: every criterion is NaN (a gain <= 0, no mutual enhancement), so the "
+                   f"order is a tie-break and says nothing about {cmp['expected']}, expected {how}")
     if moc is not None:
         task, agreement = moc
         for c, (g, (lo, hi)) in task.items():
@@ -330,7 +334,8 @@ def demo_cmd(out, quick, device, seed, quiet, threads, workers):
                       threads=threads, workers=workers)
     click.echo(f"report: {result['report']}")
     if result.get("ranking"):
-        verdict = {True: "matches", False: "does NOT match", None: "no expectation"}[result.get("matches")]
+        verdict = {True: "matches", False: "does NOT match",
+                   None: "every criterion NaN: no top candidate to compare with"}[result.get("matches")]
         lead = result.get("lead") or {}
         first = (f"; first place: lead over {lead['over']} {lead['lead']:.2f}, {lead['verdict']}"
                  if lead.get("over") and lead.get("lead") is not None else "")

@@ -214,11 +214,13 @@ def compare_with_expected(ranking: pd.DataFrame, expected_best: str | None) -> d
     """Compare a ranking with the modality that is most complementary by construction.
 
     Returns a dict ``{"expected": ..., "found": ..., "matches": bool or None, "expected_rank": int
-    or None}``; ``matches`` is None when nothing is expected (real data).
+    or None}``; ``matches`` is None when nothing is expected (real data), and when no candidate has a
+    defined score (every harmonic mean NaN): the order is then a tie-break, and ``found`` is None.
     """
-    found = str(ranking["candidate"].iloc[0]) if len(ranking) else None
-    if expected_best is None:
-        return {"expected": None, "found": found, "matches": None, "expected_rank": None}
+    defined = len(ranking) and math.isfinite(float(ranking["score"].iloc[0]))
+    found = str(ranking["candidate"].iloc[0]) if defined else None
+    if expected_best is None or not defined:
+        return {"expected": expected_best, "found": found, "matches": None, "expected_rank": None}
     hit = ranking.loc[ranking["candidate"] == expected_best, "rank"]
     return {
         "expected": expected_best,
