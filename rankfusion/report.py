@@ -492,10 +492,15 @@ def _selection_outcome(d, rows, p_adj, m: int) -> str:
     candidate, is contradicted when one scores resolvedly above it."""
     cmp = d.comparison
     exp = cmp["expected"]
-    if exp is not None and not rows:
+    family = f"Holm over the claims family's {m} test{'s' if m != 1 else ''}"
+    if exp is not None and cmp["found"] is None:
+        outcome = "not tested: no candidate has a defined criterion (every harmonic mean is NaN)."
+    elif exp is not None and not rows:
         outcome = f"not tested: {exp} is the only candidate."
     elif not rows:
         outcome = "no expectation."
+    elif not m:
+        outcome = "unresolved: no comparison has two seeds or more an arm, so none is tested."
     else:
         others = [c for c in d.ranking if c != exp]  # the rows' order (selection_claim_rows)
         v = {c: verdicts.claim_verdict(row[2], +1, pa) for c, row, pa in zip(others, rows, p_adj)}
@@ -503,15 +508,14 @@ def _selection_outcome(d, rows, p_adj, m: int) -> str:
         open_ = [c for c, x in v.items() if x != "holds" and x != "contradicted"]
         if above:
             outcome = (f"does not hold: {', '.join(above)} score{'s' if len(above) == 1 else ''} resolvedly above "
-                       f"{exp} (Holm over the claims family's {m} tests).")
+                       f"{exp} ({family}).")
         elif open_:
-            outcome = (f"unresolved: {exp} is not resolvedly above {', '.join(open_)} (Holm over the claims "
-                       f"family's {m} tests; the detectable differences are in the table).")
+            outcome = (f"unresolved: {exp} is not resolvedly above {', '.join(open_)} ({family}; the detectable "
+                       "differences are in the table).")
         else:
-            outcome = (f"holds: {exp} scores resolvedly above every other candidate (Holm over the claims family's "
-                       f"{m} tests).")
+            outcome = f"holds: {exp} scores resolvedly above every other candidate ({family})."
     return (f"The criterion picks the complementary partner (modality selection on the demo's dataset): "
-            f"top candidate by point score {cmp['found']}, expected {exp} -> " + outcome
+            f"top candidate by point score {cmp['found'] or 'none'}, expected {exp} -> " + outcome
             + " See the modality-selection section for the scores.")
 
 
@@ -543,7 +547,7 @@ def collapse_section(res) -> list[str]:
              f"family below):")
     L += ["", to_markdown(remedies_table(d)), ""]
     pct = int(round(100 * (1 - stats.ALPHA)))
-    m = sum(verdicts.testable(c.test) for c in d.comparisons)
+    m = d.family
     scope = (f"{m} tests" if m == len(d.comparisons) else
              f"{m} of the {len(d.comparisons)} comparisons with two seeds or more an arm")
     L.append(f"Every test of the family (Welch's t over seeds, {pct} % interval, Holm-adjusted over the "

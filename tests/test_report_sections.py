@@ -239,3 +239,17 @@ def test_selection_claim_keeps_its_error_rate_when_every_candidate_is_alike():
         adj = stats.adjust([t.p for _, _, t, _ in rows], "holm")
         wrong += any(verdicts.claim_verdict(t, sign, pa) == "contradicted" for (_, _, t, sign), pa in zip(rows, adj))
     assert wrong / 2000 <= stats.ALPHA + 0.01
+
+
+def test_claims_section_with_one_seed_or_no_defined_criterion_says_why_nothing_is_tested():
+    # one seed an arm: it said "unresolved ... (Holm over the claims family's 0 tests; ...)"
+    one = {"depth": [1.5], "noise": [1.2], "imu": [0.3]}
+    text = "\n".join(claims_section({"modality": _modality(one)}, anchor="rgb", partner="depth"))
+    assert ("expected depth -> unresolved: no comparison has two seeds or more an arm, so none is tested." in text)
+    assert "0 tests" not in text
+    # every criterion NaN: no top candidate (it said "depth is the only candidate")
+    mod = _modality({"depth": [1.5, 1.4], "noise": [1.2, 1.1]})
+    mod.data.comparison.update(found=None, matches=None, expected_rank=None)
+    text = "\n".join(claims_section({"modality": mod}, anchor="rgb", partner="depth"))
+    assert ("top candidate by point score none, expected depth -> not tested: no candidate has a defined criterion "
+            "(every harmonic mean is NaN).") in text

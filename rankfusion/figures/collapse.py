@@ -120,7 +120,7 @@ class CollapseComparison:
         return {"level": self.level, "claim": self.claim, "quantity": self.quantity, "a": self.a, "b": self.b,
                 "diff": t.diff, "ci_low": t.ci[0], "ci_high": t.ci[1], "p": t.p, "p_holm": p_holm, "test": t.test,
                 "n_a": t.n_a, "n_b": t.n_b, "mde": t.mde,
-                "mde_holm": t.mde_in_family(family), "verdict": verdicts.claim_verdict(t, self.sign, p_holm)}
+                "mde_holm": t.mde_in_family(max(1, family)), "verdict": verdicts.claim_verdict(t, self.sign, p_holm)}
 
 
 @dataclass(frozen=True)
@@ -137,8 +137,8 @@ class CollapseResult:
 
     @property
     def family(self) -> int:
-        """The number of tests the Holm adjustment runs over (the testable comparisons; at least 1)."""
-        return max(1, sum(verdicts.testable(c.test) for c in self.comparisons))
+        """The number of tests the Holm adjustment runs over (the testable comparisons; 0 when none is)."""
+        return sum(verdicts.testable(c.test) for c in self.comparisons)
 
     def cell(self, level, arm, quantity="moc") -> CollapseCell | None:
         for c in self.cells:
@@ -357,6 +357,9 @@ def remedies_table(res: CollapseResult) -> pd.DataFrame:
 def comparisons_note(res: CollapseResult) -> str:
     """The line under ``collapse_comparisons.md``: the test, the Holm family and what ``mde_holm`` is."""
     m = res.family
+    if not m:
+        return ("no comparison of this table has two seeds or more an arm: none is tested (p, p_holm, mde and "
+                "mde_holm are empty; train more seeds to test them).")
     return (f"p: Welch's t over seeds; p_holm: Holm over the {m} comparisons of this table with two seeds or more an "
             f"arm (family-wise error {ALPHA:g}), and the verdict is taken on it; mde_holm and mde: the difference "
             f"the test detects with 80 % power at {ALPHA:g}/{m} and at {ALPHA:g}.")
