@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 from pathlib import Path
 
 import pytest
@@ -105,6 +106,12 @@ def test_modality_select_refuses_paired_only_options_on_other_routes(files, micr
     assert res.exit_code == 2 and err(res) == ("Error: --cache is not used with FEATURES "
                                                "(the files are read, no run is trained)\n")
     assert not (tmp_path / "o").exists() and not (tmp_path / "c").exists()
+    # nor does it fit anything or show progress: --threads and --quiet would be ignored
+    for opt in (("--threads", "3"), ("--quiet",)):
+        res = run("modality-select", *files, *opt, "--out", tmp_path / "o")
+        assert res.exit_code == 2 and err(res) == (f"Error: {opt[0]} is not used with FEATURES "
+                                                   "(the files are read, no run is trained)\n")
+    assert not (tmp_path / "o").exists()
     res = run("modality-select", *files, "--out", tmp_path / "o")  # the defaults alone are no error
     assert res.exit_code == 0, res.output
 
@@ -239,6 +246,12 @@ def test_modality_select_from_data(micro_data, micro_cache, tmp_path):
     assert [r["overrides"].get("d_model") for r in runs if "+" not in r["name"]] == [32]
     found = manifest["figures"]["modality"]["findings"]
     assert set(found["task_gain"]) == {"depth", "imu"} and found["agreement"] is None  # two candidates: untested
+    # the recorded command runs as recorded: it held the defaults of --folds, --labels, ... which this
+    # route refuses when given
+    argv = shlex.split(manifest["figures"]["modality"]["command"])
+    assert argv[:2] == ["rankfusion", "modality-select"] and "--folds" not in argv and "--labels" not in argv
+    again = run(*argv[1:], "--quiet")
+    assert again.exit_code == 0, again.output
     assert "task evidence: MoC(rgb+depth) - MoC(rgb) =" in res.output
     # the quick profile's one seed: no interval, said in words (not "[+nan, +nan]")
     assert "(Welch interval over seeds: n/a, fewer than two seeds)" in res.output and "[+nan" not in res.output

@@ -19,13 +19,15 @@ from . import main
 _FAMILY_HELP = "spectra, modality, noise, exchange, angles, ablation, dose, collapse, dynamics, timeline, theorem, spectrum"
 
 
-def _command_line() -> str:
-    """The invoked command with every option as resolved (for the manifest)."""
+def _command_line(omit=()) -> str:
+    """The invoked command with every option as resolved (for the manifest), but those named in
+    ``omit`` (parameter names the route does not read and would refuse: their defaults are no part
+    of the command)."""
     ctx = click.get_current_context()
     parts = ["rankfusion", ctx.info_name]
     for p in ctx.command.params:
         value = ctx.params.get(p.name)
-        if value in (None, False, ()) or p.name == "quiet":
+        if value in (None, False, ()) or p.name == "quiet" or p.name in omit:
             continue
         if isinstance(p, click.Argument):
             parts += [shlex.quote(str(v)) for v in (value if isinstance(value, tuple) else (value,))]
@@ -76,6 +78,8 @@ _PAIRED_ONLY = ("labels_key", "folds", "seeds", "surrogates", "steps", "width", 
 #: that the --paired route does not read (the FEATURES route reads --expected too).
 _DATA_ONLY = ("cache_dir", "profile", "device")
 _NOT_PAIRED = ("expected",) + _DATA_ONLY
+#: what the FEATURES route does not read either (it fits nothing and shows no progress)
+_NOT_FEATURES = ("threads", "quiet")
 
 
 def _given(names) -> list[str]:
@@ -161,7 +165,7 @@ def modality_select(features, data, paired, labels_key, modality_specs, candidat
     if paired_only:
         raise InputError(f"{_listed(paired_only)} need{'s' if len(paired_only) == 1 else ''} --paired "
                          "(with FEATURES or --data there is no fusion probe)")
-    unused = _given(_NOT_PAIRED) if paired else ([] if data else _given(_DATA_ONLY))
+    unused = _given(_NOT_PAIRED) if paired else ([] if data else _given(_DATA_ONLY + _NOT_FEATURES))
     if unused:
         raise InputError(f"{_listed(unused)} {'is' if len(unused) == 1 else 'are'} not used with {given[0]}"
                          + (" (the fusion probe trains no R3D run and expects no candidate)" if paired
@@ -229,7 +233,7 @@ def _rank_runs(features, data, cands, expected, out, anchor, cache_dir, profile,
     if data is not None:
         ctx = _context(data, out, cache_dir, profile, device, quiet, threads, anchor=anchor)
         res = modality_family.make(ctx, candidates=cands, expected=expected)
-        write_manifest(ctx, {"modality": res}, command=_command_line())
+        write_manifest(ctx, {"modality": res}, command=_command_line(omit=_PAIRED_ONLY))
         summary, ranking, cmp = res.tables["summary"], res.tables["ranking"], res.data.comparison
         per_seed = res.data.seed_scores
         moc = (res.data.task_gain, res.data.agreement)
