@@ -120,7 +120,14 @@ def test_non_finite_found_by_validate(tmp_path):
 def test_channel_mismatch_between_videos(tmp_path):
     root, *_ = _toy(tmp_path)
     np.save(root / "features" / "rgb" / "v2.npy", np.zeros((6, 8), np.float32))
-    with pytest.raises(InputError, match=r"video 'v2': modality 'rgb' has 6 channels"):
+    with pytest.raises(InputError, match=r"video 'v2': modality 'rgb' has 6 channels .* but video 'v0', read "
+                                         r"before it, has 4"):
+        open_dataset(root)
+    # the video read first is the odd one: both are named, so the message does not blame v1 alone
+    np.save(root / "features" / "rgb" / "v2.npy", np.zeros((4, 8), np.float32))
+    np.save(root / "features" / "rgb" / "v0.npy", np.zeros((6, 10), np.float32))  # (channels, frames)
+    with pytest.raises(InputError, match=r"video 'v1': modality 'rgb' has 4 channels .* but video 'v0', read "
+                                         r"before it, has 6"):
         open_dataset(root)
 
 

@@ -184,6 +184,7 @@ class MultiModalDataset:
         self._labels: dict[str, np.ndarray] = {}
         self._info: dict[str, VideoInfo] = {}
         self._channels: dict[str, int] = {}
+        self._channels_of: dict[str, str] = {}  # the video each modality's channel count was read from
         for video in self.videos:
             self._info[video] = self._inspect(video)
 
@@ -313,10 +314,12 @@ class MultiModalDataset:
             if dtype.kind not in "fiu":
                 raise InputError(f"video {video!r}: {str(path)!r} is not numeric (dtype {dtype})")
             ch = self._channels.setdefault(m, shape[0])
+            first = self._channels_of.setdefault(m, video)
             if shape[0] != ch:
+                # both videos named: the one read first may be the odd one
                 raise InputError(
                     f"video {video!r}: modality {m!r} has {shape[0]} channels ({str(path)!r}) "
-                    f"but earlier videos have {ch}"
+                    f"but video {first!r}, read before it, has {ch}: every video of a modality needs the same count"
                 )
             frames[m] = shape[1]
         n_lab = len(labels)
