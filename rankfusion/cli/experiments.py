@@ -271,7 +271,8 @@ def _rank_runs(features, data, cands, expected, out, anchor, cache_dir, profile,
             click.echo(f"task evidence: MoC({anchor}+{c}) - MoC({anchor}) = {g:+.2f} {ci}")
         if agreement is not None:
             click.echo(f"criterion vs MoC gain: {verdicts.agreement_clause(agreement)}")
-    click.echo(f"wrote {out}/modality_selection.csv, modality_ranking.csv, modality_selection.png/.pdf")
+    click.echo(f"wrote {out}/modality_selection.csv/.md, modality_ranking.csv/.md, modality_selection_files.csv, "
+               f"modality_selection.png/.pdf" + (", manifest.json" if data is not None else ""))
 
 
 @main.command("figures")
