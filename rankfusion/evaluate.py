@@ -655,6 +655,10 @@ def evaluate_run(run_dir, split: str = "test", *, device=None, data_root=None, c
     per_seed, notes = [], []
     partner = (_partner_of(run_dir, partner_run, split, data_root, dev, checkpoint, reliance_seed)
                if partner_run is not None and reliance else None)
+    if partner is not None and not partner["attainable"] > 0:
+        notes.append(f"collapse index NaN: the partner run alone gains {partner['attainable']:+.2f} MoC points from "
+                     f"{partner['modality']} on its {partner['n_cuts']} partner-only cut points, so there is nothing "
+                     "attainable to compare the fused run's use with")
     used = []
     for d in seed_dirs(run_dir):
         res = _evaluate_single(d, split, data_root, dev, checkpoint, reliance,

@@ -243,6 +243,9 @@ def test_evaluate_writes_the_collapse_index_against_a_partner_alone_run(tmp_path
     expected = 100 * collapse_index(gain, att)
     got = df.loc["collapse_index", "mean"]
     assert (math.isnan(expected) and math.isnan(got)) or got == pytest.approx(expected, abs=1e-3)
+    # a NaN index says why (these 1-epoch runs gain nothing there: attainable 0.0)
+    said = "note: collapse index NaN: the partner run alone gains" in r.output
+    assert said == (not att > 0), (att, r.output)
     # a partner run of a modality the fused model does not have is refused in one line
     r = CliRunner().invoke(main, ["evaluate", str(fused), "--split", "train", "--partner-run", str(fused)])
     assert r.exit_code == 2 and "single-modality run" in r.output
