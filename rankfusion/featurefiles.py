@@ -268,6 +268,8 @@ def angle_table(features: FeatureSet, pairs=None, *, exchange_ratio: float | Non
             "min_angle_deg": float(principal.min()) if principal.size else math.nan,
             "max_angle_deg": float(principal.max()) if principal.size else math.nan,
             "mean_channel_angle_deg": float(np.nanmean(per_channel)) if np.isfinite(per_channel).any() else math.nan,
+            # why an angle is NaN: injected channels that are zero on every row have no direction
+            "note": "" if principal.size else f"{source}'s {len(low)} injected channels are zero on every row",
         })
     return pd.DataFrame(rows)
 

@@ -270,7 +270,8 @@ def angles_section(r: ReportInputs) -> list[str]:
     d = r.results["angles"].data
     return ["## Complementarity angles (Table 6)", "", _img("angles", "principal angles"), "",
             "Mean principal angle between X's 90%-energy dominant subspace and Y's injected channels: "
-            + ", ".join(f"{x}: {_fmt(v, '.1f')} deg" for x, v in d.angle.items()) + ".", ""]
+            + ", ".join(f"{x}: {_fmt(v, '.1f')} deg" + (f" ({(d.why_nan or {})[x]})" if x in (d.why_nan or {}) else "")
+                        for x, v in d.angle.items()) + ".", ""]
 
 
 def ablation_section(r: ReportInputs) -> list[str]:

@@ -189,7 +189,17 @@ def test_angle_table_orthogonal_injection_is_90_degrees(tmp_path):
              {"exchange_ratio": 0.2})
     tab = featurefiles.angle_table(featurefiles.load_features(path), pairs=[("rgb", "depth")], k=4)
     assert tab["n_low"].iloc[0] == 2 and tab["k"].iloc[0] == 4
-    assert tab["min_angle_deg"].iloc[0] == pytest.approx(90.0, abs=0.5)
+    assert tab["min_angle_deg"].iloc[0] == pytest.approx(90.0, abs=0.5) and tab["note"].iloc[0] == ""
+    # injected channels that are zero on every row (dead ReLU channels) have no direction: NaN, said why
+    Z = Y.copy()
+    Z[:, 4:] = 0.0  # X's lowest-energy channels are 4..9, where Z is zero
+    dead = tmp_path / "dead.npz"
+    save_npz(dead, {"rgb.before": X.astype(np.float32), "rgb.after": X.astype(np.float32),
+                    "depth.before": Z.astype(np.float32), "depth.after": Z.astype(np.float32)},
+             {"exchange_ratio": 0.2})
+    tab = featurefiles.angle_table(featurefiles.load_features(dead), pairs=[("rgb", "depth")], k=4)
+    assert np.isnan(tab["mean_angle_deg"].iloc[0])
+    assert tab["note"].iloc[0] == "depth's 2 injected channels are zero on every row"
     with pytest.raises(ValueError, match="exchange_ratio"):
         featurefiles.angle_table(featurefiles.load_features(path), exchange_ratio=0.0)
 

@@ -253,3 +253,14 @@ def test_claims_section_with_one_seed_or_no_defined_criterion_says_why_nothing_i
     text = "\n".join(claims_section({"modality": mod}, anchor="rgb", partner="depth"))
     assert ("top candidate by point score none, expected depth -> not tested: no candidate has a defined criterion "
             "(every harmonic mean is NaN).") in text
+
+
+def test_angles_section_says_why_an_angle_is_nan():
+    from rankfusion.figures.angles import AnglesResult
+    from rankfusion.report import angles_section
+
+    data = AnglesResult(angle={"rgb <- depth": 71.25, "depth <- rgb": float("nan")},
+                        why_nan={"depth <- rgb": "rgb's 2 injected channels are zero on every row"})
+    text = "\n".join(angles_section(SimpleNamespace(results={"angles": SimpleNamespace(data=data)})))
+    assert ("rgb <- depth: 71.2 deg, depth <- rgb: NaN deg (rgb's 2 injected channels are zero on every row)."
+            in text)

@@ -13,9 +13,11 @@ from .context import FigureContext
 
 @dataclass(frozen=True)
 class AnglesResult:
-    """Table 6. ``angle``: ``{"X <- Y": mean principal angle in degrees}``."""
+    """Table 6. ``angle``: ``{"X <- Y": mean principal angle in degrees}``; ``why_nan``: for a NaN
+    angle, why (``{"X <- Y": reason}``)."""
 
     angle: dict
+    why_nan: dict = None
 
     def findings(self) -> dict:
         return {"angle": dict(self.angle)}
@@ -46,5 +48,8 @@ def make(ctx: FigureContext) -> FigureResult:
     table(ctx.out, full, "angles_all", res)
     table(ctx.out, mean, "angles", res, markdown=True)
     save(ctx.out, plots.plot_angles(mean), "angles", res, ctx.formats)
-    res.data = AnglesResult(angle={r.direction: float(r.mean_angle_deg) for r in mean.itertuples()})
+    angle = {r.direction: float(r.mean_angle_deg) for r in mean.itertuples()}
+    # NaN only where no run and ratio had a direction to measure (the mean skips NaN)
+    why = {d: full.loc[full["direction"] == d, "note"].iloc[0] for d, v in angle.items() if v != v}
+    res.data = AnglesResult(angle=angle, why_nan=why)
     return res
