@@ -585,6 +585,15 @@ def utilization_rows(model, ds, split, config, dev, *, seed: int, clean: dict, d
     return rows
 
 
+def _partner_notes(partner) -> list[str]:
+    """Why the collapse index against ``partner`` (:func:`partner_reference`, or None) is NaN, if it is."""
+    if partner is None or partner["attainable"] > 0:
+        return []
+    return [f"collapse index NaN: the partner run alone gains {partner['attainable']:+.2f} MoC points from "
+            f"{partner['modality']} on its {partner['n_cuts']} partner-only cut points, so there is nothing "
+            "attainable to compare the fused run's use with"]
+
+
 def _partner_of(run_dir: Path, partner_run, split, data_root, dev, checkpoint, reliance_seed):
     """:func:`partner_reference` of ``partner_run`` for the run at ``run_dir``, refused (one line) when
     the two were trained on different datasets and no ``data_root`` says which one to use, or on
@@ -652,13 +661,9 @@ def evaluate_run(run_dir, split: str = "test", *, device=None, data_root=None, c
     check_choice(split, "split", {"train", "val", "test"})
     dev = resolve_device(device)
     run_dir = Path(run_dir)
-    per_seed, notes = [], []
     partner = (_partner_of(run_dir, partner_run, split, data_root, dev, checkpoint, reliance_seed)
                if partner_run is not None and reliance else None)
-    if partner is not None and not partner["attainable"] > 0:
-        notes.append(f"collapse index NaN: the partner run alone gains {partner['attainable']:+.2f} MoC points from "
-                     f"{partner['modality']} on its {partner['n_cuts']} partner-only cut points, so there is nothing "
-                     "attainable to compare the fused run's use with")
+    per_seed, notes = [], _partner_notes(partner)
     used = []
     for d in seed_dirs(run_dir):
         res = _evaluate_single(d, split, data_root, dev, checkpoint, reliance,
