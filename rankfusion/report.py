@@ -124,7 +124,7 @@ def modality_section(r: ReportInputs) -> list[str]:
                  + (f" ({'the' if best_moc == cmp.get('expected') else 'not the'} pairing expected by construction)."
                     if cmp.get("expected") else "."))
     if d.task_gain:
-        gains = ", ".join(f"{c} {_fmt(g, '+.2f')} " + ("[n/a: fewer than two seeds]" if math.isnan(lo) or math.isnan(hi)
+        gains = ", ".join(f"{c} {_fmt(g, '+.2f')} " + ("[n/a: fewer than two seeds an arm, or no spread]" if math.isnan(lo) or math.isnan(hi)
                                                       else f"[{_fmt(lo, '+.2f')}, {_fmt(hi, '+.2f')}]")
                           for c, (g, (lo, hi)) in d.task_gain.items())
         L.append(f"Task evidence: MoC gain of each pairing over {a} alone at the pairs' trunk width (d_model "
@@ -501,7 +501,8 @@ def _selection_outcome(d, rows, p_adj, m: int) -> str:
     elif not rows:
         outcome = "no expectation."
     elif not m:
-        outcome = "unresolved: no comparison has two seeds or more an arm, so none is tested."
+        outcome = ("unresolved: no comparison is tested (none has two seeds or more an arm and some spread: "
+                   + ", ".join(sorted({verdicts.untested(t) for _, _, t, _ in rows})) + ").")
     else:
         others = [c for c in d.ranking if c != exp]  # the rows' order (selection_claim_rows)
         v = {c: verdicts.claim_verdict(row[2], +1, pa) for c, row, pa in zip(others, rows, p_adj)}
@@ -550,9 +551,11 @@ def collapse_section(res) -> list[str]:
     pct = int(round(100 * (1 - stats.ALPHA)))
     m = d.family
     scope = (f"{m} tests" if m == len(d.comparisons) else
-             f"{m} of the {len(d.comparisons)} comparisons with two seeds or more an arm")
+             f"{m} of the {len(d.comparisons)} comparisons, those with two seeds or more an arm and some spread")
     L.append(f"Every test of the family (Welch's t over seeds, {pct} % interval, Holm-adjusted over the "
-             f"{scope}; the claims table above adjusts over its own family):")
+             f"{scope}; the claims table above adjusts over its own family):" if m else
+             f"None of the {len(d.comparisons)} comparisons is tested: none has two seeds or more an arm and "
+             "some spread (an untested row shows its difference alone):")
     L += ["", f"| claim | K | difference [{pct} % CI] | p | Holm p | verdict |", "|---|---|---|---|---|---|"]
     for c, pa in zip(d.comparisons, d.p_holm):
         L.append(f"| {c.claim} | {c.level:g} | {verdicts.diff_ci(c.test)} | {verdicts.p_cell(c.test.p)} | "

@@ -47,20 +47,18 @@ class Comparison:
         ``mean(a) - mean(b)`` (for a paired test, the mean of the pairwise differences, which is
         the same number).
     ci : tuple of float
-        The (1 - alpha) confidence interval of ``diff``; ``(nan, nan)`` when untestable, and when no
-        value of either arm differs from the others (no spread: no interval, even for a difference of 0).
+        The (1 - alpha) confidence interval of ``diff``; ``(nan, nan)`` when untestable.
     p : float
-        The two-sided p-value; ``nan`` when untestable (fewer than two values in an arm, or arms
-        without spread that differ).
+        The two-sided p-value; ``nan`` when untestable (fewer than two values in an arm, or no
+        spread: every value of each arm the same, whether the arms differ or not).
     resolved : bool
         ``p < alpha``.
     n_a, n_b : int
         The number of values in each arm.
     test : str
-        The test used: ``"Welch t"``, ``"paired t"``, ``"exact (no spread)"`` (every value of both
-        arms identical: a difference of exactly 0, p = 1, never resolved, no interval), ``"none (no spread)"`` (each arm's values
-        identical but the arms differ: no spread to test the difference against, p = nan) or
-        ``"none (n < 2)"``.
+        The test used: ``"Welch t"``, ``"paired t"``, ``"none (no spread)"`` (each arm's values
+        identical, the arms equal or not: no spread to test the difference against, p = nan; the
+        difference is exact) or ``"none (n < 2)"``.
     alpha : float
         The level the verdict was taken at.
     se, df : float
@@ -242,12 +240,10 @@ def compare(a, b, *, paired: bool = False, alpha: float = ALPHA) -> Comparison:
         exact = float(a[0] - b[0])
     if not spread or se == 0.0:
         # every seed of each arm gave the same value. A sample without spread does not show that the
-        # seeds have no sampling error (a discrete score can repeat by chance): there is no interval.
-        # Equal arms differ by nothing here (p = 1, never resolved); unequal ones cannot be tested,
-        # so there is no p.
+        # seeds have no sampling error (a discrete score can repeat by chance): no p-value, no interval
+        # and no detectable difference, whether the arms' values are equal or not. The difference is
+        # taken from the values themselves (the mean of n equal floats can be off by a rounding error).
         diff = exact if not spread else diff
-        if diff == 0:
-            return Comparison(diff, (nan, nan), 1.0, False, n_a, n_b, "exact (no spread)", alpha, 0.0, df)
         return Comparison(diff, (nan, nan), nan, False, n_a, n_b, "none (no spread)", alpha, nan, nan)
     if paired:
         res = stats.ttest_rel(a, b)
@@ -341,12 +337,13 @@ def min_draws(alpha: float = ALPHA) -> int:
 
 @dataclass(frozen=True)
 class Agreement:
-    """The outcome of :func:`agreement`: Spearman's rho and its exact permutation p-value."""
+    """The outcome of :func:`agreement`: Spearman's rho and its exact permutation p-value
+    (``exact`` None, and rho and p NaN, when there is no test)."""
 
     rho: float
     p: float
     n: int
-    exact: bool
+    exact: bool | None
     backed: bool
     alpha: float
     alternative: str = "greater"  # "greater" (one-sided: a positive agreement) or "two-sided"
@@ -372,7 +369,7 @@ def agreement(x, y, *, alpha: float = ALPHA, alternative: str = "greater", n_res
         raise ValueError(f"x and y must score the same candidates, got {x.size} and {y.size} values")
     n = int(x.size)
     if n < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:  # no test, so no p-value, exact or not
-        return Agreement(float("nan"), float("nan"), n, False, False, alpha, alternative)
+        return Agreement(float("nan"), float("nan"), n, None, False, alpha, alternative)
     rx, ry = stats.rankdata(x), stats.rankdata(y)
     rho = float(stats.spearmanr(x, y).statistic)
     # Spearman's rho is Pearson's r of the ranks: with centred ranks it is one dot product per ordering

@@ -76,7 +76,7 @@ def detectable(c: Comparison, family: int | None = None) -> str:
 
 def untested(c: Comparison) -> str:
     """Why an untestable comparison has no test: ``"one seed"`` (an arm with fewer than two values)
-    or ``"no spread"`` (each arm's values identical, the arms different)."""
+    or ``"no spread"`` (each arm's values identical)."""
     return "one seed" if min(c.n_a, c.n_b) < 2 else "no spread"
 
 

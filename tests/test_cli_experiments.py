@@ -254,7 +254,7 @@ def test_modality_select_from_data(micro_data, micro_cache, tmp_path):
     assert again.exit_code == 0, again.output
     assert "task evidence: MoC(rgb+depth) - MoC(rgb) =" in res.output
     # the quick profile's one seed: no interval, said in words (not "[+nan, +nan]")
-    assert "(Welch interval over seeds: n/a, fewer than two seeds)" in res.output and "[+nan" not in res.output
+    assert "(Welch interval over seeds: n/a, fewer than two seeds an arm, or no spread)" in res.output and "[+nan" not in res.output
     res = run("modality-select", "--data", micro_data, "--cache", micro_cache, "--profile", "quick", "--quiet",
               "--candidates", "depth,imu", "--out", out, "--json")
     js = json.loads(res.output)

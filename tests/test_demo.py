@@ -47,7 +47,7 @@ def test_quick_demo_end_to_end(tmp_path):
     assert info["ranking"][0] in section
     # the task evidence of the same runs, one seed: no interval
     assert "Task evidence: MoC gain of each pairing over rgb alone at the pairs' trunk width" in section
-    assert "[n/a: fewer than two seeds]" in section and "NaN" not in section.split("Task evidence")[1].split("\n")[0]
+    assert "[n/a: fewer than two seeds an arm, or no spread]" in section and "NaN" not in section.split("Task evidence")[1].split("\n")[0]
     # a second run reuses the dataset and every run: nothing is retrained
     res = CliRunner().invoke(main, ["demo", "--out", str(out), "--quick", "--quiet"])
     assert res.exit_code == 0, res.output

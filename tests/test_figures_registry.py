@@ -158,12 +158,16 @@ def test_test_tables_say_their_test_and_family_under_the_table(tmp_path):
     tests = [stats.compare([0.0, 1.0, -1.0], [1.0, 2.0, 3.0]), stats.compare([1.0], [1.0, 2.0])]
     comps = tuple(CollapseComparison(1.0, "c", "moc", "a", "b", +1, t) for t in tests)
     res = CollapseResult((), (), comps, tuple(stats.adjust([t.p for t in tests])), (0.0, 1.0), "depth")
-    assert "p_holm: Holm over the 1 comparisons of this table" in comparisons_note(res)
+    assert "p_holm: Holm over the 1 comparisons of this table with two seeds or more an arm and some spread" in comparisons_note(res)
     assert "at 0.05/1 and at 0.05" in comparisons_note(res)
     # with one seed an arm nothing is tested: the note said "Holm over the 1 comparisons"
     none = CollapseResult((), (), comps[1:], (float("nan"),), (0.0, 1.0), "depth")
     assert none.family == 0
-    assert comparisons_note(none).startswith("no comparison of this table has two seeds or more an arm: none is tested")
+    assert comparisons_note(none).startswith("no comparison of this table has two seeds or more an arm and some "
+                                             "spread (one seed): none is tested")
+    flat = CollapseResult((), (), (CollapseComparison(1.0, "c", "moc", "a", "b", +1, stats.compare([10.0] * 3, [0.0] * 3)),),
+                          (float("nan"),), (0.0, 1.0), "depth")
+    assert "(no spread): none is tested" in comparisons_note(flat)
     summary = pd.DataFrame({"model": ["a", "a", "b"]})
     summary.attrs["n_tests"] = 2
     assert "Holm over the 2 distinct tests of the 3 rows" in summary_note(summary)

@@ -211,7 +211,7 @@ def test_collapse_section_states_the_family_it_adjusts_over():
     comps = tuple(CollapseComparison(1.0, f"claim {i}", "moc", "a", "b", +1, t) for i, t in enumerate(tests))
     res = CollapseResult((), (), comps, tuple(stats.adjust([t.p for t in tests], "holm")), (0.0, 1.0), "depth")
     text = "\n".join(collapse_section(SimpleNamespace(data=res, params={"data_seed": 0})))
-    assert "Holm-adjusted over the 2 of the 3 comparisons with two seeds or more an arm;" in text
+    assert "Holm-adjusted over the 2 of the 3 comparisons, those with two seeds or more an arm and some spread;" in text
     assert f"detectable from {tests[1].mde_in_family(2):.2f} under Holm over 2;" in text
 
 
@@ -245,8 +245,12 @@ def test_claims_section_with_one_seed_or_no_defined_criterion_says_why_nothing_i
     # one seed an arm: it said "unresolved ... (Holm over the claims family's 0 tests; ...)"
     one = {"depth": [1.5], "noise": [1.2], "imu": [0.3]}
     text = "\n".join(claims_section({"modality": _modality(one)}, anchor="rgb", partner="depth"))
-    assert ("expected depth -> unresolved: no comparison has two seeds or more an arm, so none is tested." in text)
+    assert ("expected depth -> unresolved: no comparison is tested (none has two seeds or more an arm and some "
+            "spread: one seed)." in text)
     assert "0 tests" not in text
+    flat = {"depth": [1.5] * 3, "noise": [1.2] * 3}  # three seeds, no spread: not "one seed"
+    text = "\n".join(claims_section({"modality": _modality(flat)}, anchor="rgb", partner="depth"))
+    assert "no comparison is tested (none has two seeds or more an arm and some spread: no spread)." in text
     # every criterion NaN: no top candidate (it said "depth is the only candidate")
     mod = _modality({"depth": [1.5, 1.4], "noise": [1.2, 1.1]})
     mod.data.comparison.update(found=None, matches=None, expected_rank=None)
@@ -264,3 +268,14 @@ def test_angles_section_says_why_an_angle_is_nan():
     text = "\n".join(angles_section(SimpleNamespace(results={"angles": SimpleNamespace(data=data)})))
     assert ("rgb <- depth: 71.2 deg, depth <- rgb: NaN deg (rgb's 2 injected channels are zero on every row)."
             in text)
+
+
+def test_collapse_section_with_nothing_testable_says_so():
+    from rankfusion.figures.collapse import CollapseComparison, CollapseResult
+    from rankfusion.report import collapse_section
+
+    tests = [stats.compare([3.0], [1.0, 2.0]), stats.compare([2.0, 2.0], [1.0, 1.0])]
+    comps = tuple(CollapseComparison(1.0, f"claim {i}", "moc", "a", "b", +1, t) for i, t in enumerate(tests))
+    res = CollapseResult((), (), comps, (float("nan"),) * 2, (0.0, 1.0), "depth")
+    text = "\n".join(collapse_section(SimpleNamespace(data=res, params={"data_seed": 0})))
+    assert "None of the 2 comparisons is tested" in text and "Holm-adjusted over the 0" not in text

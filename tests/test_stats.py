@@ -120,10 +120,11 @@ def test_untestable_and_exact_cases_say_so():
     flat = stats.compare([2.0, 2.0, 2.0], [1.0, 1.0, 1.0])
     assert flat.test == "none (no spread)" and not flat.resolved and flat.diff == 1.0
     assert math.isnan(flat.p) and math.isnan(flat.mde) and all(math.isnan(v) for v in flat.ci)
+    # equal arms without spread are no test either: an interval of width 0 and p = 1 claimed a
+    # certainty the values cannot show (and a detectable difference of 0)
     same = stats.compare([1.0, 1.0], [1.0, 1.0])
-    assert not same.resolved and same.p == 1.0
-    # nor an interval of width 0 for equal arms: it claimed certainty that the draws cannot show
-    assert all(math.isnan(v) for v in same.ci)
+    assert same.test == "none (no spread)" and not same.resolved and same.diff == 0.0
+    assert math.isnan(same.p) and math.isnan(same.mde) and all(math.isnan(v) for v in same.ci)
     assert all(math.isnan(v) for v in stats.compare([0.0] * 3, [0.0] * 3, paired=True).ci)
     with pytest.raises(ValueError, match="non-finite"):
         stats.compare([1.0, float("nan")], [1.0, 2.0])
@@ -136,12 +137,12 @@ def test_equal_constant_arms_are_exact_not_tested_rounding():
     # error against the rounding error of the variances gave p = 0.0498, "resolved"
     for n_a, n_b in ((2, 7), (3, 5), (4, 7)):
         c = stats.compare([0.1] * n_a, [0.1] * n_b)
-        assert c.test == "exact (no spread)" and c.diff == 0.0 and not c.resolved and c.p == 1.0
+        assert c.test == "none (no spread)" and c.diff == 0.0 and not c.resolved and math.isnan(c.p)
     shifted = stats.compare([0.3] * 3, [0.1] * 7)
     assert shifted.test == "none (no spread)" and shifted.diff == 0.3 - 0.1 and not shifted.resolved
     # paired: a constant pairwise difference is exact too
     same = stats.compare([0.1, 0.1, 0.1], [0.1, 0.1, 0.1], paired=True)
-    assert same.test == "exact (no spread)" and same.diff == 0.0 and not same.resolved
+    assert same.test == "none (no spread)" and same.diff == 0.0 and not same.resolved
 
 
 def test_adjust_holm_and_bh_by_hand():

@@ -127,7 +127,7 @@ def test_agreement_clause_says_backed_only_when_the_test_rejects():
     assert V.agreement_clause(stats.agreement([1.0, 2.0], [1.0, 2.0])) == "not testable with 2 candidates (it needs 3)"
     # six candidates whose task gains are all 0 (every replicate scored 1.000): no rho, and the words say why
     flat = stats.agreement([0.1, 0.5, 0.2, 0.9, 0.4, 0.3], [0.0] * 6)
-    assert not flat.exact and math.isnan(flat.p)
+    assert flat.exact is None and math.isnan(flat.p)
     assert V.agreement_clause(flat) == ("not testable over the 6 candidates: Spearman's rho is undefined "
                                         "(every candidate scores the same on one of the two)")
 

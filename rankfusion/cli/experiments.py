@@ -264,10 +264,10 @@ def _rank_runs(features, data, cands, expected, out, anchor, cache_dir, profile,
     if moc is not None:
         task, agreement = moc
         for c, (g, (lo, hi)) in task.items():
-            # no interval from fewer than two seeds an arm (stats.compare gives NaN bounds)
+            # no interval from fewer than two seeds an arm or without spread (stats.compare gives NaN bounds)
             ci = (f"[{lo:+.2f}, {hi:+.2f}] points (Welch interval over seeds)"
                   if math.isfinite(lo) and math.isfinite(hi)
-                  else "points (Welch interval over seeds: n/a, fewer than two seeds)")
+                  else "points (Welch interval over seeds: n/a, fewer than two seeds an arm, or no spread)")
             click.echo(f"task evidence: MoC({anchor}+{c}) - MoC({anchor}) = {g:+.2f} {ci}")
         if agreement is not None:
             click.echo(f"criterion vs MoC gain: {verdicts.agreement_clause(agreement)}")

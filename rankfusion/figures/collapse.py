@@ -32,13 +32,13 @@ import pandas as pd
 
 from .. import featurefiles, spectral, verdicts
 from .._validation import InputError
-from ..data.synth import MOST_COMPLEMENTARY, prepare_dataset
+from ..data.synth import prepare_dataset
 from ..files import to_markdown, write_text
 from ..profiles import PROFILES
 from ..runcache import RunCache
 from ..stats import ALPHA, Comparison, adjust, compare
 from ..utilization import collapse_index
-from .common import FigureResult, keys, run_set, save, table
+from .common import FigureResult, keys, require_generator_partner, run_set, save, table
 from .context import FigureContext
 
 #: The arms: label -> (role, options). ``pair`` arms fuse the anchor and the partner, ``partner``
@@ -185,11 +185,8 @@ def _plan(ctx: FigureContext) -> list[tuple]:
     if not ctx.profile.collapse:
         raise InputError(f"the profile has no collapse settings; use one of "
                          f"{[n for n, p in PROFILES.items() if p.collapse]}")
-    if ctx.partner != MOST_COMPLEMENTARY:
-        # the family scores the partner on the cut points only the generator's partner can decide
-        raise InputError(f"the collapse family needs partner {MOST_COMPLEMENTARY!r} (the only modality that decides "
-                         f"its partner-only cut points), got partner {ctx.partner!r}; use --partner {MOST_COMPLEMENTARY} "
-                         "or leave the family out (--only)")
+    # the family scores the partner on the cut points only the generator's partner can decide
+    require_generator_partner(ctx, "collapse", "the only modality that decides its partner-only cut points")
     ks = levels(ctx.profile)
     out = []
     for k in ks:
@@ -358,10 +355,11 @@ def comparisons_note(res: CollapseResult) -> str:
     """The line under ``collapse_comparisons.md``: the test, the Holm family and what ``mde_holm`` is."""
     m = res.family
     if not m:
-        return ("no comparison of this table has two seeds or more an arm: none is tested (p, p_holm, mde and "
-                "mde_holm are empty; train more seeds to test them).")
+        why = ", ".join(sorted({verdicts.untested(c.test) for c in res.comparisons}))
+        return (f"no comparison of this table has two seeds or more an arm and some spread ({why}): none is tested "
+                "(p, p_holm, mde and mde_holm are empty).")
     return (f"p: Welch's t over seeds; p_holm: Holm over the {m} comparisons of this table with two seeds or more an "
-            f"arm (family-wise error {ALPHA:g}), and the verdict is taken on it; mde_holm and mde: the difference "
+            f"arm and some spread (family-wise error {ALPHA:g}), and the verdict is taken on it; mde_holm and mde: the difference "
             f"the test detects with 80 % power at {ALPHA:g}/{m} and at {ALPHA:g}.")
 
 

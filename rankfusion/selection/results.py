@@ -127,5 +127,6 @@ def agreement_json(ag) -> dict:
     if ag is None:
         return {"spearman": None, "ci": None, "p": None, "exact": None, "backed": None, "alpha": None,
                 "alternative": None}
-    return {"spearman": _num(ag.rho), "ci": None, "p": _num(ag.p), "exact": bool(ag.exact), "backed": bool(ag.backed),
+    exact = None if ag.exact is None else bool(ag.exact)  # None: no test was run
+    return {"spearman": _num(ag.rho), "ci": None, "p": _num(ag.p), "exact": exact, "backed": bool(ag.backed),
             "alpha": float(ag.alpha), "alternative": ag.alternative}
