@@ -126,8 +126,9 @@ def recorded_seeds(run_dir) -> list[int]:
 
 def check_run_folder(run_dir, seeds: list, resume: bool) -> None:
     """Refuse to train ``seeds`` into a folder that holds another run: a single-seed run where several
-    seeds would go or the reverse, or other seeds (``--resume`` continues the same seeds only). The
-    folder of each seed is checked when it is prepared (an existing run needs ``--resume``)."""
+    seeds would go or the reverse, or other seeds (``--resume`` continues the seeds there and may add
+    more; a seed it would leave out is refused). The folder of each seed is checked when it is
+    prepared (an existing run needs ``--resume``)."""
     run_dir = Path(run_dir)
     single = run_dir / "checkpoints" / "last.pt"
     if len(seeds) > 1 and single.exists():
@@ -139,9 +140,13 @@ def check_run_folder(run_dir, seeds: list, resume: bool) -> None:
     if len(seeds) == 1:
         raise InputError(f"run folder {str(run_dir)!r} holds a several-seed run (seeds {old}), not a single "
                          f"seed {seeds[0]}: choose another output folder")
+    if resume and set(old) <= set(seeds):
+        return  # resumes the seeds there, trains the added ones; seeds.json then lists them all
     if old != seeds:
+        left = sorted(set(old) - set(seeds))
         raise InputError(f"run folder {str(run_dir)!r} holds seeds {old}, not {seeds}"
-                         + (": --resume continues the same seeds" if resume else ""))
+                         + (f": --resume continues the seeds there and may add more, but would leave out {left}"
+                            if resume else ""))
 
 
 def seed_dirs(run_dir) -> list[Path]:

@@ -656,7 +656,9 @@ def test_a_folder_holds_one_kind_of_run(tiny_data, tmp_path, serial):
     cases = [
         (multi, "1", False, r"holds a several-seed run \(seeds \[1, 10\]\), not a single seed 1"),
         (multi, "1", True, r"holds a several-seed run"),
-        (multi, "2,3", True, r"holds seeds \[1, 10\], not \[2, 3\]: --resume continues the same seeds"),
+        (multi, "2,3", True, r"holds seeds \[1, 10\], not \[2, 3\]: --resume continues the seeds there and may "
+                             r"add more, but would leave out \[1, 10\]"),
+        (multi, "1,3", True, r"would leave out \[10\]"),
         (multi, "2,3", False, r"holds seeds \[1, 10\], not \[2, 3\]$"),
         (single, "1,10", False, r"holds a single-seed run \(checkpoints/last.pt\), not seeds \[1, 10\]"),
         (single, "1,10", True, r"holds a single-seed run"),
@@ -665,8 +667,11 @@ def test_a_folder_holds_one_kind_of_run(tiny_data, tmp_path, serial):
         with pytest.raises(ValueError, match=msg):
             run(tiny_config(epochs=1), tiny_data, folder, seed=seeds, resume=resume, **kw)
     assert {f: _snapshot(f) for f in (multi, single)} == before  # nothing written
-    # the same seeds resume as before
-    run(tiny_config(epochs=1), tiny_data, multi, seed="1,10", resume=True, **kw)
+    # the same seeds resume as before, in any order; --resume may add seeds (it did before)
+    run(tiny_config(epochs=1), tiny_data, multi, seed="10,1", resume=True, **kw)
+    run(tiny_config(epochs=1), tiny_data, multi, seed="1,10,13", resume=True, **kw)
+    assert json.loads((multi / "seeds.json").read_text())["seeds"] == [1, 10, 13]
+    assert (multi / "seed-13" / "checkpoints" / "last.pt").exists()
 
 
 def test_cli_train_into_a_folder_of_another_kind_is_one_line(tiny_data, tmp_path):
@@ -677,4 +682,7 @@ def test_cli_train_into_a_folder_of_another_kind_is_one_line(tiny_data, tmp_path
     r = CliRunner().invoke(main, ["train", str(tiny_data), "--out", str(out), "--quiet", "--epochs", "1",
                                   "--d-model", "8"])
     assert r.exit_code == 2
-    assert r.output.strip().splitlines()[-1].startswith(f"Error: run folder {str(out)!r} holds a several-seed run")
+    # the modalities line train prints first, then the one error line (no traceback)
+    lines = r.output.strip().splitlines()
+    assert len(lines) == 2 and lines[0].startswith("modalities ")
+    assert lines[1].startswith(f"Error: run folder {str(out)!r} holds a several-seed run")
