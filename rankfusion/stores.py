@@ -186,8 +186,8 @@ def _handshake(address: str, timeout: float) -> None:
 def connect(address: str, timeout: float | None = None, *, source: str = "--scheduler"):
     """Connect to a running Dask scheduler (``tcp://host:8786``); it becomes dask's default.
 
-    ``source`` names where the address came from (an option or an environment variable), for the
-    message when it is no scheduler address.
+    ``source`` names where the address came from (an option or an environment variable); every
+    message names it when it is not ``--scheduler`` (a stale variable is a common cause).
 
     Raises
     ------
@@ -200,9 +200,14 @@ def connect(address: str, timeout: float | None = None, *, source: str = "--sche
         require_extra("distributed.comm", EXTRA).get_address_host_port(address)
     except ValueError as exc:
         raise InputError(f"{source} {address!r} is not a Dask scheduler address: {_first_line(exc)}") from None
-    _handshake(address, timeout)
+    where = "" if source == "--scheduler" else f" (the address comes from {source})"
+    try:
+        _handshake(address, timeout)
+    except InputError as exc:
+        raise InputError(f"{exc}{where}") from None
     try:
         return distributed.Client(address, timeout=timeout)
     except (OSError, TimeoutError, ValueError) as exc:
         raise InputError(f"cannot reach the Dask scheduler at {address!r} within {timeout:g} s: "
-                         f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}".rstrip(": ")) from None
+                         f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}".rstrip(": ")
+                         + where) from None

@@ -240,3 +240,20 @@ def test_help_says_what_happens_without_a_scheduler():
     out = " ".join(CliRunner().invoke(main, ["spectrum", "--help"]).output.split())
     assert (f"with none, an array of up to {IN_MEMORY_MAX_BYTES >> 30} GiB is read into memory and a larger one "
             "goes through dask's local threaded scheduler") in out
+
+
+def test_chunk_rows_goes_by_the_file_content_not_its_name(tmp_path, rng):
+    # the refusal looked at the suffix: a .npy file under another name was refused, an .npz named
+    # .npy was accepted and the option ignored
+    X = rng.standard_normal((300, 6))
+    np.save(tmp_path / "a.npy", X)
+    (tmp_path / "a.npy").rename(tmp_path / "a.dat")
+    res = run(tmp_path / "a.dat", "--json", "--chunk-rows", 100)
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["arrays"][0]["method"] == "streamed"
+    np.savez(tmp_path / "z.npz", x=X)
+    (tmp_path / "z.npz").rename(tmp_path / "fake.npy")
+    res = run(tmp_path / "fake.npy", "--chunk-rows", 100)
+    assert res.exit_code == 2
+    assert res.output.strip().splitlines() == [
+        f"Error: --chunk-rows applies to .npy files (read through a memory map), not to {str(tmp_path / 'fake.npy')!r}"]

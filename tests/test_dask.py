@@ -212,9 +212,10 @@ def test_cli_store_bad_inputs(tmp_path, monkeypatch):
         assert res.exit_code == 2, (args, res.output)
         lines = res.output.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("Error: ") and msg in lines[0], (args, res.output)
-    # The environment variable is honoured like --scheduler.
+    # The environment variable is honoured like --scheduler, and named when its address fails
     res = _run(tmp_path / "ok.zarr", env={"RANKFUSION_SCHEDULER": f"tcp://127.0.0.1:{_free_port()}"})
-    assert res.exit_code == 2 and "cannot reach the Dask scheduler" in res.output
+    line = _one_error_line(res)
+    assert "cannot reach the Dask scheduler" in line and line.endswith("(the address comes from $RANKFUSION_SCHEDULER)")
 
 
 def test_cli_names_the_missing_extra(tmp_path, monkeypatch):

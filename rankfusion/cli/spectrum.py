@@ -302,7 +302,8 @@ def spectrum(file, keys, center, as_json, plot, top, chunk_rows, scheduler, conv
     from ..stores import is_store
 
     _check_options(center, convention, keys)
-    if chunk_rows is not None and (is_store(file) or file.suffix.lower() != ".npy"):
+    if chunk_rows is not None and (is_store(file) or array_file_kind(file) != "npy"):
+        # by content, as the file is read (a .npy file under any name is memory-mapped)
         raise InputError(f"--chunk-rows applies to .npy files (read through a memory map), not to {str(file)!r}"
                          + (": a store is read in its own chunks" if is_store(file) else ""))
     results = []
