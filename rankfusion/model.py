@@ -538,6 +538,10 @@ class R3D(nn.Module):
                 got = f"shape {tuple(x.shape)}" if isinstance(x, torch.Tensor) else type(x).__name__
                 raise ValueError(f"features[{m!r}] must have shape (B, T, C) = ({B}, {T}, {c}) to match the mask's "
                                  f"(B, T) and input_dims[{m!r}]; got {got}")
+            want = self.proj[m].weight.dtype
+            if x.dtype != want:  # e.g. float64 from torch.from_numpy
+                raise ValueError(f"features[{m!r}] must be {want} like the model's weights, got {x.dtype} "
+                                 f"(convert with .to({want}), or the model with .to({x.dtype}))")
 
     def forward(self, features: dict, mask: torch.Tensor, *, return_features: bool = False,
                 keep: torch.Tensor | None = None) -> R3DOutput:

@@ -111,6 +111,8 @@ def test_compare_with_expected():
     assert res["matches"] is False and res["expected_rank"] == 2
     assert selection.compare_with_expected(ranking, None)["matches"] is None
     # every score NaN: the order is a tie-break, so no top candidate and no verdict (it said "matches")
+    # a ranking without a score column, as this function took before scores could be NaN
+    assert selection.compare_with_expected(ranking.drop(columns="score"), "depth")["matches"] is True
     undefined = ranking.assign(score=np.nan)
     for exp in ("depth", "imu"):
         res = selection.compare_with_expected(undefined, exp)

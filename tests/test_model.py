@@ -382,6 +382,8 @@ def test_bad_inputs_are_one_error_naming_the_argument():
         (feats, mask[0], "mask must be a bool tensor of shape \\(B, T\\)"),
         ({"rgb": feats["rgb"]}, mask, "features has no modality 'depth'"),
         ({**feats, "depth": feats["depth"].numpy()}, mask, r"features\['depth'\] must have shape .* got ndarray"),
+        ({**feats, "rgb": feats["rgb"].double()}, mask, r"features\['rgb'\] must be torch.float32 like the model's "
+                                                        r"weights, got torch.float64"),
     ]
     empty_row = mask.clone()
     empty_row[1] = False

@@ -51,7 +51,7 @@ def _parse_ints(text: str, name: str):
               help="Dominant-subspace size, 1 <= k <= rank(X). Default: floor(ERank(X)).")
 @click.option("--k-prime", "k_prime", type=int, default=None,
               help="Blend the k' channels of lowest I_c (Eq. 3). Default: max(1, round(0.1 * D)), as many as "
-                   "R3D blends at width D, and at least one (R3D blends none at D <= 4).")
+                   "R3D blends at width D, and at least one (R3D blends none at D <= 5).")
 @click.option("--eta", type=float, default=None, help="Blend C_low = {c : I_c <= eta} (Definition 1).")
 @click.option("--low", "low", default=None, help="Blend these channels (comma-separated indices).")
 @click.option("--alpha", default="0.5", show_default=True,

@@ -9,6 +9,8 @@ from pathlib import Path
 import pandas as pd
 
 from .. import verdicts
+from .._validation import InputError
+from ..data.synth import MOST_COMPLEMENTARY
 from ..files import atomic_path, to_markdown, write_text
 from ..runcache import RunCache
 from .context import FigureContext
@@ -100,6 +102,14 @@ def pair_runs(ctx: FigureContext, *, rtf: bool = True, obs=()) -> RunSet:
     if rtf:
         return run_set(ctx, f"{ctx.anchor}+{ctx.partner}", ctx.pair, obs=obs)
     return run_set(ctx, f"{ctx.anchor}+{ctx.partner} W/O RTF", ctx.pair, obs=obs, rtf=False)
+
+
+def require_generator_partner(ctx: FigureContext, family: str, why: str) -> None:
+    """Refuse (one line) a family of the generator's dials for a partner other than the modality the
+    dials act on (:data:`rankfusion.data.synth.MOST_COMPLEMENTARY`); ``why`` says what it needs it for."""
+    if ctx.partner != MOST_COMPLEMENTARY:
+        raise InputError(f"the {family} family needs partner {MOST_COMPLEMENTARY!r} ({why}), got partner "
+                         f"{ctx.partner!r}; use --partner {MOST_COMPLEMENTARY} or leave the family out (--only)")
 
 
 def fused_width_anchor(ctx: FigureContext):

@@ -18,12 +18,12 @@ import pandas as pd
 
 from .. import featurefiles, spectral, verdicts
 from .._validation import InputError
-from ..data.synth import MOST_COMPLEMENTARY, dataset_matches, prepare_dataset
+from ..data.synth import dataset_matches, prepare_dataset
 from ..files import to_markdown, write_text
 from ..profiles import PROFILES
 from ..runcache import RunCache
 from ..stats import ALPHA, Comparison, compare
-from .common import FigureResult, fused_width_anchor, keys, run_set, save, table
+from .common import FigureResult, fused_width_anchor, keys, require_generator_partner, run_set, save, table
 from .context import FigureContext
 
 #: The three models of the dose-response family: label -> (modalities role, R3DConfig overrides).
@@ -200,11 +200,7 @@ def _plan(ctx: FigureContext) -> list[tuple]:
     if not ctx.profile.dose:
         raise InputError(f"the profile has no dose-response settings; use one of "
                          f"{[n for n, p in PROFILES.items() if p.dose]}")
-    if ctx.partner != MOST_COMPLEMENTARY:
-        # the complementarity and imbalance dials move only what the generator's partner carries
-        raise InputError(f"the dose family needs partner {MOST_COMPLEMENTARY!r} (the modality its complementarity "
-                         f"and imbalance dials move), got partner {ctx.partner!r}; use --partner "
-                         f"{MOST_COMPLEMENTARY} or leave the family out (--only)")
+    require_generator_partner(ctx, "dose", "the modality its complementarity and imbalance dials move")
     out = []
     for dial, level, dials in dose_settings(ctx.profile):
         for model in DOSE_MODELS:

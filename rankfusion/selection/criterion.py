@@ -217,7 +217,8 @@ def compare_with_expected(ranking: pd.DataFrame, expected_best: str | None) -> d
     or None}``; ``matches`` is None when nothing is expected (real data), and when no candidate has a
     defined score (every harmonic mean NaN): the order is then a tie-break, and ``found`` is None.
     """
-    defined = len(ranking) and math.isfinite(float(ranking["score"].iloc[0]))
+    # a ranking without scores (given by hand) counts as defined
+    defined = len(ranking) and ("score" not in ranking or math.isfinite(float(ranking["score"].iloc[0])))
     found = str(ranking["candidate"].iloc[0]) if defined else None
     if expected_best is None or not defined:
         return {"expected": expected_best, "found": found, "matches": None, "expected_rank": None}

@@ -89,6 +89,8 @@ def _as_erank(x, name, center):
     ops = get_ops(x)
     if ops.ndim(x) == 0:
         return ops.erank_value(x, name)
+    if ops.ndim(x) == 1 and center:
+        raise ValueError(f"center=True applies to features; {name} is a 1-D vector of singular values ({describe(x)})")
     return effective_rank(x, center=center)
 
 
