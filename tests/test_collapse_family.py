@@ -170,19 +170,28 @@ def test_collapse_family_quick(tmp_path):
     assert len(manifest["figures"]["collapse"]["runs"]) == len(planned)
 
 
-def test_collapse_family_refuses_a_partner_that_does_not_decide_the_partner_only_cuts(tmp_path):
-    # the cut points the family scores the partner on are those only depth can decide; a partner
-    # that sees the anchor's hint (mvrgb) would be scored there as if it were depth
+@pytest.mark.parametrize("family, partner, why", [
+    # the cut points the collapse family scores the partner on are those only depth can decide; a
+    # partner that sees the anchor's hint (mvrgb) would be scored there as if it were depth
+    ("collapse", "mvrgb", "decides its partner-only cut points"),
+    # the dose dials move only depth: rgb+imu was swept silently (flat)
+    ("dose", "imu", "its complementarity and imbalance dials move"),
+])
+def test_generator_families_refuse_a_partner_their_dials_do_not_act_on(tmp_path, family, partner, why):
+    import importlib
+
     from rankfusion._validation import InputError
     from rankfusion.data import synthesize
 
     data = synthesize(tmp_path / "data", seed=0, **get_profile("quick").synth)
     ctx = FigureContext.open(data, out=tmp_path / "figs", cache_dir=tmp_path / "cache", profile="quick",
-                             progress=False, partner="mvrgb")
-    with pytest.raises(InputError, match="partner 'mvrgb'") as err:
-        jobs(ctx)
+                             progress=False, partner=partner)
+    with pytest.raises(InputError, match=f"the {family} family needs partner 'depth' .*{why}.*got partner "
+                                         f"'{partner}'") as err:
+        importlib.import_module(f"rankfusion.figures.{family}").jobs(ctx)
     assert "--partner depth" in str(err.value)
-    assert not (tmp_path / "cache" / "collapse").exists()  # refused before any dataset is generated
+    cache = tmp_path / "cache"
+    assert not cache.exists() or not any(cache.iterdir())  # refused before any dataset is generated
 
 
 def test_figures_refuse_a_collapse_context_before_making_any_family(tmp_path):

@@ -165,18 +165,3 @@ def test_claims_section_states_holds_contradicted_unresolved():
     sec = "\n".join(dose_section(dose, anchor="rgb", partner="depth"))
     assert "40.00 ± 1.00" in sec and "| 70.00 |" in sec and "+10.00 [" in sec and "resolved (Welch t" in sec
 
-
-def test_dose_family_refuses_a_partner_its_dials_do_not_move(tmp_path):
-    # the complementarity and imbalance dials move only depth; rgb+imu was swept silently (flat)
-    from rankfusion._validation import InputError
-    from rankfusion.data import synthesize
-    from rankfusion.figures import FigureContext
-    from rankfusion.figures.dose import jobs
-
-    data = synthesize(tmp_path / "data", seed=0, **get_profile("quick").synth)
-    ctx = FigureContext.open(data, out=tmp_path / "figs", cache_dir=tmp_path / "cache", profile="quick",
-                             progress=False, partner="imu")
-    with pytest.raises(InputError, match="the dose family needs partner 'depth'.*got partner 'imu'") as err:
-        jobs(ctx)
-    assert "--partner depth" in str(err.value)
-    assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").iterdir())
