@@ -439,3 +439,13 @@ def test_cpu_tensor_gram_routes_agree(monkeypatch, threshold):
     scores = S.channel_informativeness(torch.from_numpy(X), k=5)
     _, s, vt = np.linalg.svd(X.astype(np.float64), full_matrices=False)
     np.testing.assert_allclose(scores.numpy(), (s[:5, None] ** 2 * vt[:5] ** 2).sum(0), rtol=1e-9)
+
+
+def test_informativeness_of_overflowing_entries():
+    # k=None: the column energy, correctly rounded to inf; other columns keep their exact energies.
+    X = np.array([[1e200, 1.0], [0.0, 2.0]])
+    scores = S.channel_informativeness(X)
+    assert np.isposinf(scores[0]) and scores[1] == 5.0
+    # with k, the Gram matrix cannot be formed: one ValueError that says so
+    with pytest.raises(ValueError, match="squares overflow"):
+        S.channel_informativeness(X, k=1)

@@ -33,6 +33,11 @@ def channel_informativeness(X, k: int | None = None, *, center: bool = False):
     Notes
     -----
     If ``sigma_k == sigma_{k+1}`` the top-``k`` subspace is not unique and neither is ``I_c``.
+
+    Finite entries whose squares overflow float64 (|x| above about 1e154): with ``k=None`` the
+    affected scores are ``inf``, the correctly rounded column energy; with ``k`` a ``ValueError``,
+    since the Gram matrix they need cannot be formed. Rescaling X by a power of two scales every
+    score by its square exactly.
     """
     X = check_structure(X, "X")
     d = X.shape[-1]
