@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from types import SimpleNamespace
 
 import numpy as np
@@ -13,6 +14,7 @@ from rankfusion.figures.modality import ModalityResult
 from rankfusion.figures.noise import NoiseResult
 from rankfusion.figures.spectra import SpectraResult
 from rankfusion.report import ReportInputs, ablation_section, claims_section, modality_section, spectra_section
+from rankfusion.selection.criterion import compare_with_expected, nan_last
 
 SEEDS = (1, 10, 13452)
 
@@ -30,11 +32,11 @@ def _modality(seed_scores, expected="depth"):
                              "erank_candidate_before": 5.0 + i, "erank_candidate_after": 6.0 + i,
                              "gain_anchor": 1.0 + 0.1 * i, "gain_candidate": 1.0, "harmonic_mean": scores[c]}
                             for i, c in enumerate(ranking)])
-    cmp = {"expected": expected, "found": ranking[0], "matches": ranking[0] == expected,
-           "expected_rank": ranking.index(expected) + 1}
+    cmp = compare_with_expected(pd.DataFrame({"candidate": ranking, "rank": range(1, len(ranking) + 1),
+                                              "score": [scores[c] for c in ranking]}), expected)
     gains = {(c, 0.3): {"anchor": 1.0, "candidate": 1.0, "harmonic_mean": scores[c]} for c in ranking}
     task = {c: (g, (g - 1.0, g + 1.0)) for c, g in zip(ranking, (10.0, 0.0, -1.0))}
-    ag = stats.agreement([scores[c] for c in ranking], [task[c][0] for c in ranking])
+    ag = stats.agreement(nan_last([scores[c] for c in ranking]), [task[c][0] for c in ranking])
     data = ModalityResult(ranking=ranking, scores=scores, reasons={}, comparison=cmp, moc={c: 40.0 for c in ranking},
                           seed_scores={c: tuple(v) for c, v in seed_scores.items()},
                           relative_gain_pct={c: {"anchor": 5.0, "candidate": 5.0} for c in ranking}, gains=gains,
@@ -252,8 +254,7 @@ def test_claims_section_with_one_seed_or_no_defined_criterion_says_why_nothing_i
     text = "\n".join(claims_section({"modality": _modality(flat)}, anchor="rgb", partner="depth"))
     assert "no comparison is tested (none has two seeds or more an arm and some spread: no spread)." in text
     # every criterion NaN: no top candidate (it said "depth is the only candidate")
-    mod = _modality({"depth": [1.5, 1.4], "noise": [1.2, 1.1]})
-    mod.data.comparison.update(found=None, matches=None, expected_rank=None)
+    mod = _modality({"depth": [math.nan, math.nan], "noise": [math.nan, math.nan]})
     text = "\n".join(claims_section({"modality": mod}, anchor="rgb", partner="depth"))
     assert ("top candidate by point score none, expected depth -> not tested: no candidate has a defined criterion "
             "(every harmonic mean is NaN).") in text
