@@ -8,6 +8,7 @@ writes ``RUN/eval_<split>.csv`` (percentages). torch is imported only there.
 
 from __future__ import annotations
 
+import itertools
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -377,9 +378,6 @@ def modality_shapley(model, ds, split, config: RunConfig, dev, *, seed: int = 0,
     -------
     dict of str to float
     """
-    import itertools
-
-
     check_choice(read, "read", {"aligned", "random"})
     draw = donor_draws(ds, split, seed=seed, draws=draws, tol=tol) if donors is None else donors
     mods = list(config.model.modalities)
