@@ -5,8 +5,10 @@ sizes, train R3D on ``rgb`` and on ``rgb,depth`` (the preset, training seeds 1, 
 report the grid-mean test MoC (8 cells: obs 0.2 / 0.3 x beta 0.1 / 0.2 / 0.3 / 0.5, the numbers
 ``rankfusion evaluate`` prints) of each arm, mean +- std over the training seeds (ddof = 1), the
 gap, and the gap in units of the larger of the two arms' seed standard deviations (and of the
-paired standard deviation of the per-seed differences). Target (issue 10): gap > 2 sd at C = 1
-and < 1 sd at C = 0 for every S.
+paired standard deviation of the per-seed differences). Calibration target (a screening
+rule, not a test): gap > 2 sd at C = 1 and < 1 sd at C = 0 for every S. The test of each gap is
+Welch's t (:func:`rankfusion.stats.compare`: the difference with its 95 % interval, p and the
+difference detectable with 80 % power), Holm-adjusted over all the rows of the run at the end.
 
 Independent runs go to a process pool (``--workers``, default 2), one torch thread each. Wall
 and CPU time (the sum over the worker processes' tasks) are reported per dataset: generation plus
@@ -25,9 +27,14 @@ import argparse
 import json
 import os
 import statistics
+import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from rankfusion import stats, verdicts  # noqa: E402
 
 SEEDS = (1, 10, 13452)
 
@@ -80,11 +87,14 @@ def summarise(per_seed: dict, arms) -> dict:
     gap = statistics.mean(diffs)
     sd_arm = max(out[base]["sd"], out[fused]["sd"])
     sd_pair = statistics.stdev(diffs)
+    out["arms"] = [base, fused]
     out["gap"] = gap
     out["sd_arms"] = sd_arm
     out["sd_paired"] = sd_pair
     out["gap_in_sd"] = gap / sd_arm if sd_arm > 0 else float("inf")
     out["gap_in_paired_sd"] = gap / sd_pair if sd_pair > 0 else float("inf")
+    c = stats.compare(out[fused]["per_seed"], out[base]["per_seed"])
+    out["welch"] = {"diff": c.diff, "ci": list(c.ci), "p": c.p, "mde": c.mde}
     return out
 
 
@@ -137,14 +147,26 @@ def main(argv=None):
                 names = ["+".join(m) for m in arms]
                 arms_txt = "  ".join(f"{n} {summ[n]['mean']:.1f} +- {summ[n]['sd']:.1f}" for n in names)
                 print(f"S={s} C={level:g}: {arms_txt}  gap {summ['gap']:+.1f} = {summ['gap_in_sd']:.2f} sd "
-                      f"(paired {summ['gap_in_paired_sd']:.2f})  oracle rgb {100 * ds['oracle']['rgb']:.0f} "
+                      f"(paired {summ['gap_in_paired_sd']:.2f}); Welch {_welch_text(summ['welch'])}  oracle rgb {100 * ds['oracle']['rgb']:.0f} "
                       f"rgb+depth {100 * ds['oracle'].get('rgb+depth', float('nan')):.0f}  "
                       f"share {ds['measured']['decision_bearing_share']:.2f}  "
                       f"{row['wall_s']:.0f} s wall, {row['cpu_s']:.0f} s CPU (gen {ds['wall_s']:.0f} s), "
                       f"load {row['loadavg'][0]:.1f}", flush=True)
                 if a.json:
                     Path(a.json).write_text(json.dumps(results, indent=1))
+    comps = [stats.compare(r["summary"][r["summary"]["arms"][1]]["per_seed"],
+                           r["summary"][r["summary"]["arms"][0]]["per_seed"]) for r in results]
+    for r, c, ph in zip(results, comps, verdicts.holm(comps)):
+        r["summary"]["welch"]["p_holm"] = ph
+        print(f"S={r['data_seed']} C={r['complementarity']:g}: gap "
+              f"{verdicts.comparison_verdict(c, ph, family=len(comps))}, Holm over the {len(comps)} rows")
+    if a.json:
+        Path(a.json).write_text(json.dumps(results, indent=1))
     return results
+
+
+def _welch_text(w: dict) -> str:
+    return f"{w['diff']:+.1f} [{w['ci'][0]:+.1f}, {w['ci'][1]:+.1f}], p {w['p']:.4f} (detectable {w['mde']:.1f})"
 
 
 if __name__ == "__main__":
