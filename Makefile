@@ -4,8 +4,10 @@
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-# CPU build of PyTorch, installed only where the virtual environment has no torch yet.
+# PyTorch, installed only where the virtual environment has no torch yet. Plain PyPI serves the
+# CUDA build on Linux; TORCH_INDEX=https://download.pytorch.org/whl/cpu installs the CPU build.
 TORCH_SPEC ?= torch==2.13.0
+TORCH_INDEX ?=
 
 .PHONY: setup demo test test-fast bench clean
 
@@ -13,7 +15,7 @@ setup: $(VENV)/.installed
 
 $(VENV)/.installed: setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install "$(TORCH_SPEC)"
+	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX)) "$(TORCH_SPEC)"
 	# not the [vision] extra: PyPI's torchvision is built against the CUDA torch and cannot load beside
 	# the CPU build installed above (its tests skip without a loadable torchvision)
 	$(PY) -m pip install -e ".[dev,scale,parquet,monitor,lightning]"

@@ -297,6 +297,10 @@ def ablation_section(r: ReportInputs) -> list[str]:
         within = verdicts.unresolved_against_base(tests, adj)
         if within:
             L.append("Not resolved from R3D by this many runs: " + ", ".join(within) + ".")
+        if "dose" in r.results and any(v.startswith("W/O RTF") for v in tests):
+            L.append("Where the dose sweeps' base setting is this dataset, W/O RTF and R3D are the same runs as the "
+                     "claims table's \"RTF helps accuracy\" there: the same test, adjusted in each table's own "
+                     "family; the larger adjusted p is the conservative reading.")
     return L + ["", "Tables: `figures/ablation.md`, `figures/exchange_ratio.md`, `figures/angles.md`, "
                 "`figures/noise_sigmas.md`, `figures/modality_ranking.md`.", ""]
 

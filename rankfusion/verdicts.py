@@ -80,7 +80,8 @@ def untested(c: Comparison) -> str:
     return "one seed" if min(c.n_a, c.n_b) < 2 else "no spread"
 
 
-def comparison_verdict(c: Comparison, p_adj: float | None = None, family: int | None = None) -> str:
+def comparison_verdict(c: Comparison, p_adj: float | None = None, family: int | None = None, *,
+                       unadjusted: bool = False) -> str:
     """The verdict on one difference: resolved or not, with the test and what it could have seen.
 
     ``"unresolved (one seed)"`` when an arm has fewer than two values (``"unresolved (no spread)"``
@@ -89,11 +90,13 @@ def comparison_verdict(c: Comparison, p_adj: float | None = None, family: int | 
     :attr:`Comparison.mde`, the difference this design detects with 80 % power. With ``p_adj`` the
     verdict is taken on the adjusted p-value (which the text then states) of a family of
     ``family`` tests, and the detectable difference is given for the family too (:func:`detectable`).
+    ``unadjusted=True`` says so after the p-value (``"resolved (Welch t, p = 0.048 unadjusted)"``),
+    for a table of single tests whose family is adjusted elsewhere.
     """
     if not testable(c):
         return f"unresolved ({untested(c)})"
     p = c.p if p_adj is None else p_adj
-    label = f"{c.test}, {p_text(p)}" + ("" if p_adj is None else " adjusted")
+    label = f"{c.test}, {p_text(p)}" + (" adjusted" if p_adj is not None else " unadjusted" if unadjusted else "")
     if is_resolved(c, p_adj):
         return f"resolved ({label})"
     return f"unresolved ({label}; {detectable(c, family)})"

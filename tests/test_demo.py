@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import re
 
+import numpy as np
+import pandas as pd
 import pytest
 from click.testing import CliRunner
 
@@ -38,6 +40,16 @@ def test_quick_demo_end_to_end(tmp_path):
     for entry in manifest["figures"].values():
         assert entry["runs"] and all(len(r["config_hash"]) == 12 for r in entry["runs"])
         assert all((out / "figures" / f).exists() for f in entry["files"])
+    # the per-run values behind the report's tests are committed with the figures
+    figs = out / "figures"
+    abl, abl_runs = pd.read_csv(figs / "ablation.csv"), pd.read_csv(figs / "ablation_runs.csv")
+    assert list(abl_runs.columns) == ["variant", "seed", "moc"]
+    means = abl_runs.groupby("variant", sort=False)["moc"].mean()
+    np.testing.assert_allclose(means.loc[abl["variant"]].to_numpy(), abl["mean"].to_numpy(), rtol=1e-5)
+    mod_runs = pd.read_csv(figs / "modality_runs.csv")
+    assert {"candidate", "seed", "score", "moc", "base", "gain"} <= set(mod_runs.columns)
+    assert set(mod_runs["candidate"]) == set(pd.read_csv(figs / "modality_ranking.csv")["candidate"])
+    np.testing.assert_allclose(mod_runs["gain"], mod_runs["moc"] - mod_runs["base"], rtol=1e-5, atol=1e-4)
     info = json.loads((out / "demo.json").read_text())
     # every modality but the anchor is a candidate (mvrgb, noise, imu, text and depth)
     assert info["profile"] == "quick" and len(info["ranking"]) == 5 and info["workers"] == 2

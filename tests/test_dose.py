@@ -29,7 +29,7 @@ def test_verdict_is_welchs_test_over_seeds():
     ref = sps.ttest_ind(a.values, b.values, equal_var=False)
     assert c.test.test == "Welch t" and c.test.p == pytest.approx(ref.pvalue, rel=1e-9)
     assert c.diff == pytest.approx(5.0) and c.resolved == (ref.pvalue < 0.05) and c.resolved
-    assert c.verdict.startswith("resolved (Welch t")
+    assert c.verdict.startswith("resolved (Welch t") and c.verdict.endswith(" unadjusted)")
     c = _compare("complementarity", 1.0, "x", "moc", _cell("a", 25.0, 3.0), b)
     assert not c.resolved and c.verdict.startswith("unresolved (Welch t") and c.diff == pytest.approx(0.0, abs=1e-12)
     # 3.9 points against sds 2.0 and 0.5 with 3 seeds each: the old 2-sd rule called it a near miss;

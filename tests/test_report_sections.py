@@ -117,6 +117,11 @@ def test_ablation_section_is_a_holm_family_against_r3d():
     assert "Not resolved from R3D by this many runs: W/O RTF." in text
     w = tests["W/O RTF"]
     assert f"detectable from {w.mde_in_family(2):.2f} under Holm over 2; {w.mde:.2f} unadjusted)" in text
+    # without the dose sweeps nothing is said about them; with them, that W/O RTF may be their test too
+    assert "same runs" not in text
+    both = "\n".join(ablation_section(_inputs({"ablation": SimpleNamespace(data=d), "dose": None})))
+    assert ("W/O RTF and R3D are the same runs as the claims table's \"RTF helps accuracy\" there: the same test, "
+            "adjusted in each table's own family; the larger adjusted p is the conservative reading.") in both
 
 
 def test_claims_section_tests_the_expected_partner_against_every_other_candidate():

@@ -33,6 +33,10 @@ def test_comparison_verdict_follows_the_test():
     assert text.endswith(f"{V.fmt(near.mde)})")
     # an adjusted p-value decides when given, and the text says it is adjusted
     assert V.comparison_verdict(far, 0.2).startswith("unresolved (Welch t, p = 0.200 adjusted")
+    # a single test from a table whose family is adjusted elsewhere says so
+    assert V.comparison_verdict(far, unadjusted=True) == "resolved (Welch t, p < 0.001 unadjusted)"
+    assert V.comparison_verdict(near, unadjusted=True).startswith(f"unresolved (Welch t, {V.p_text(near.p)} "
+                                                                  "unadjusted; detectable from ")
     # in a family, what the design detects is stated for the family (upper bound) and unadjusted
     assert V.comparison_verdict(near, 0.9, 6) == (f"unresolved (Welch t, p = 0.900 adjusted; detectable from "
                                                   f"{V.fmt(near.mde_in_family(6))} under Holm over 6; "

@@ -219,7 +219,8 @@ def _train_distributed(cfg, data, out, seed_arg, mods_line, t0, *, device, resum
 @click.option("--device", default="cpu", show_default=True)
 @click.option("--reliance/--no-reliance", default=True, show_default=True,
               help="Also report each modality's reliance: the MoC drop when its input comes from another "
-                   "video (one extra MoC pass per modality).")
+                   "video (2 x --reliance-draws extra MoC passes per modality, a time-aligned and a "
+                   "random-time read; with 3 or more modalities 2^M - 1 more per draw for Shapley).")
 @click.option("--reliance-seed", default=0, show_default=True, type=click.IntRange(min=0),
               help="Seed of the donor draws (each training seed draws its own from it).")
 @click.option("--reliance-draws", default=3, show_default=True, type=click.IntRange(min=1),

@@ -85,6 +85,8 @@ def make(ctx: FigureContext) -> FigureResult:
     per_obs = spread(per_seed, ["variant", "obs_ratio"])
     save(ctx.out, plots.plot_ablation(per_obs), "ablation", res, ctx.formats)
     seed_means = per_seed.groupby(["variant", "seed"], sort=False)["moc"].mean()
+    # each run's grid-mean MoC: the values the report's Welch tests take
+    table(ctx.out, seed_means.reset_index(), "ablation_runs", res)
     res.data = AblationResult(moc={v: float(m) for v, m in zip(wide["variant"], wide["mean"])},
                               std={v: float(m) for v, m in zip(wide["variant"], wide["std over seeds"])},
                               values={v: tuple(float(x) for x in seed_means.loc[v]) for v in wide["variant"]})

@@ -98,7 +98,7 @@ class DoseComparison:
 
     @property
     def verdict(self) -> str:
-        return verdicts.comparison_verdict(self.test)
+        return verdicts.comparison_verdict(self.test, unadjusted=True)
 
     def row(self) -> dict:
         """The flat fields of the comparison tables."""
