@@ -184,12 +184,12 @@ def make(ctx: FigureContext, candidates=None, expected: str | None = None) -> Fi
     # one-modality R3D with the same D is half as wide), against each seed's criterion
     alone = alone_set.records()
     res.run_keys += keys(alone)
-    per_seed_score = table_.groupby(["candidate", "seed"], as_index=False)["harmonic_mean"].mean()
+    scores = (table_.groupby(["candidate", "seed"], as_index=False)["harmonic_mean"].mean()
+              .rename(columns={"harmonic_mean": "score"}))
     gains = _moc_gains(ctx, runs, alone)
-    task, agreement = selection.runs_task_evidence(per_seed_score.rename(columns={"harmonic_mean": "score"}), gains)
+    task, agreement = selection.runs_task_evidence(scores, gains)
     # each pairing run's criterion and MoC gain over the anchor alone: the values the report's tests take
-    table(ctx.out, per_seed_score.rename(columns={"harmonic_mean": "score"}).merge(gains, on=["candidate", "seed"],
-                                                                              how="outer"), "modality_runs", res)
+    table(ctx.out, scores.merge(gains, on=["candidate", "seed"], how="outer"), "modality_runs", res)
     # paths inside the cache relative to it, so a committed table names no machine's folders. The
     # run is the folder the cache holds the file in, not the feature file's meta.run: that is the
     # absolute folder at export time, outside the cache once the cache has been copied or moved.
