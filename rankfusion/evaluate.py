@@ -543,6 +543,9 @@ def collapse_rows(model, ds, split, config, dev, partner: dict, *, seed: int) ->
 NAN = float("nan")
 
 #: Utilization rows of the evaluation CSV (``metric`` names; docs/analysis.md, "Modality utilization").
+#: Each seed's interval of its reliance over its donor draws: in that seed's table only.
+DONOR_CI_METRICS = ("reliance_donor_ci_low", "reliance_donor_ci_high", "reliance_random_donor_ci_low",
+                    "reliance_random_donor_ci_high")
 UTILIZATION_METRICS = ("reliance", "reliance_random", "reliance_donor_sd", "reliance_random_donor_sd",
                        "reliance_donor_ci_low", "reliance_donor_ci_high", "reliance_random_donor_ci_low",
                        "reliance_random_donor_ci_high",
@@ -673,8 +676,7 @@ def evaluate_run(run_dir, split: str = "test", *, device=None, data_root=None, c
         df = pd.DataFrame(res["rows"], columns=["metric", "modality", "obs", "beta", "value"])
         df.insert(0, "seed", res["info"]["seed"])
         per_seed.append((d, df))
-    allv = pd.concat([df for _, df in per_seed], ignore_index=True)
-    out = _aggregate(allv)
+    out = _aggregate_seeds([df for _, df in per_seed])
     # the record of what made the tables: removed before they are replaced and written after them, so
     # that a record never stands beside tables of another evaluation (a failed write leaves no record);
     # nothing is written before every seed is evaluated, so a failed evaluation leaves the previous
@@ -690,6 +692,17 @@ def evaluate_run(run_dir, split: str = "test", *, device=None, data_root=None, c
                              "partner_run": None if partner_run is None else str(partner_run), "seeds": used})
     out.attrs["notes"] = notes
     return out
+
+
+def _aggregate_seeds(tables: list):
+    """The run's table from its seeds' rows. A donor interval belongs to one seed's draws (each seed's
+    own table keeps it): over several seeds a mean of bounds is no interval of anything."""
+    import pandas as pd
+
+    allv = pd.concat(tables, ignore_index=True)
+    if len(tables) > 1:
+        allv = allv[~allv["metric"].isin(DONOR_CI_METRICS)]
+    return _aggregate(allv)
 
 
 def _aggregate(df):

@@ -120,9 +120,11 @@ def modality_section(r: ReportInputs) -> list[str]:
         best_moc = max(d.moc, key=d.moc.get)
         L.append(f"Task accuracy of the same runs (MoC, mean over the grid): "
                  + ", ".join(f"{a}+{c} {_fmt(v)} %" for c, v in sorted(d.moc.items(), key=lambda kv: -kv[1]))
-                 + f"; the most accurate pairing is {a}+{best_moc}"
-                 + (f" ({'the' if best_moc == cmp.get('expected') else 'not the'} pairing expected by construction)."
-                    if cmp.get("expected") else "."))
+                 + f"; the highest mean is {a}+{best_moc}'s"
+                 + (f" ({'the' if best_moc == cmp.get('expected') else 'not the'} pairing expected by construction)"
+                    if cmp.get("expected") else "")
+                 + " (a description, not tested; the task evidence below tests each pairing against "
+                 + f"{a} alone).")
     if d.task_gain:
         gains = ", ".join(f"{c} {_fmt(g, '+.2f')} " + ("[n/a: fewer than two seeds an arm, or no spread]" if math.isnan(lo) or math.isnan(hi)
                                                       else f"[{_fmt(lo, '+.2f')}, {_fmt(hi, '+.2f')}]")
@@ -583,7 +585,8 @@ def dynamics_section(res, *, n_seeds: int) -> list[str]:
          f"initialisation (epoch 0) and after epoch {int(summary['epochs'].iloc[0])}, mean over {n_seeds} seed(s) "
          f"(change +- std over seeds; paired t of final against initial ERank, Holm over the "
          f"{p.get('n_tests', len(summary))} distinct tests of the {len(summary)} rows; rows with identical values, "
-         "e.g. a modality's tokens after and before the fuser without RTF, are one test):"]
+         "e.g. a modality's tokens after and before the fuser without RTF, are one test, and a row with one seed or "
+         "no spread is untested and not in the family):"]
     pct = int(round(100 * (1 - stats.ALPHA)))
     for r in summary.itertuples():
         std = f" +- {_fmt(r.change_std)}" if np.isfinite(r.change_std) else ""

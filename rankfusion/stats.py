@@ -22,6 +22,7 @@ from __future__ import annotations
 import functools
 import itertools
 import math
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -95,7 +96,7 @@ class Comparison:
     def mde_at(self, alpha: float) -> float:
         """:attr:`mde` at another level, e.g. ``alpha / m`` for a test in a family of ``m``.
 
-        In a Holm-adjusted family of ``m`` tests every p-value at or below ``alpha / m`` is rejected
+        In a Holm-adjusted family of ``m`` tests every p-value below ``alpha / m`` is rejected
         (Holm's first, strictest threshold), so ``mde_at(alpha / m)`` bounds the difference the
         family detects with :data:`POWER` power from above, and :attr:`mde` from below.
         """
@@ -122,6 +123,19 @@ def _values(x, name: str) -> np.ndarray:
         raise ValueError(f"{name} has non-finite values ({int(np.sum(~np.isfinite(a)))} of {a.size}); "
                          "drop failed runs explicitly before comparing")
     return a
+
+
+#: Values that differ by at most this many units in the last place of the arm's largest magnitude
+#: differ by the rounding of their own computation, not from seed to seed: no spread.
+_ROUNDING_ULPS = 64
+
+
+def _has_spread(x: np.ndarray, scale: float | None = None) -> bool:
+    """Whether the values ``x`` spread by more than rounding: ``ptp(x)`` above :data:`_ROUNDING_ULPS`
+    units in the last place of ``scale`` (default: the largest |x|). For a paired difference the
+    scale is the arms' largest |value|: ``0.8 - 0.7`` and ``0.9 - 0.8`` differ by rounding alone."""
+    scale = float(np.max(np.abs(x))) if scale is None else float(scale)
+    return bool(np.ptp(x) > _ROUNDING_ULPS * np.spacing(scale))
 
 
 def _check_alpha(alpha: float) -> float:
@@ -158,7 +172,11 @@ def _chi2_nodes(k: int) -> tuple:
     (Welch's power with two arms of 2 settles to 1e-4 only from about 128 nodes), and with two arms
     of 3 at a strict level the critical value varies too fast for 48 (at 0.05/36 the detectable
     difference came out 2 % too large: 13.46 against 13.20 sd-units of the mean; from 3 values an
-    arm, 48 nodes agree with 192 to 0.1 % down to 0.05/100)."""
+    arm, 48 nodes agree with 192 to 0.1 % down to 0.05/100). Above :data:`_WELCH_EXACT_UP_TO`
+    (an arm beside a small one) one node at 1: such an arm knows its variance (``chi2(k) / k`` has
+    sd ``sqrt(2 / k)``), and the quadrature's weights would overflow from k of about 340."""
+    if k > _WELCH_EXACT_UP_TO:
+        return np.ones(1), np.ones(1)
     u, w = special.roots_genlaguerre(192 if k <= 2 else 48, k / 2 - 1)
     return 2 * u / k, w / w.sum()
 
@@ -227,12 +245,12 @@ def compare(a, b, *, paired: bool = False, alpha: float = ALPHA) -> Comparison:
     # can be off by a rounding error, and that error would then be "tested" against itself.
     if paired:
         d = a - b
-        spread = bool(np.ptp(d) > 0)
+        spread = _has_spread(d, max(np.max(np.abs(a)), np.max(np.abs(b))))
         se = float(np.std(d, ddof=1) / math.sqrt(d.size)) if spread else 0.0
         df = d.size - 1.0
         exact = float(d[0])
     else:
-        spread = bool(np.ptp(a) > 0 or np.ptp(b) > 0)
+        spread = _has_spread(a) or _has_spread(b)
         va, vb = (float(np.var(a, ddof=1)) / n_a, float(np.var(b, ddof=1)) / n_b) if spread else (0.0, 0.0)
         se = math.sqrt(va + vb)
         # Welch-Satterthwaite degrees of freedom (what ttest_ind(equal_var=False) uses)
@@ -245,12 +263,15 @@ def compare(a, b, *, paired: bool = False, alpha: float = ALPHA) -> Comparison:
         # taken from the values themselves (the mean of n equal floats can be off by a rounding error).
         diff = exact if not spread else diff
         return Comparison(diff, (nan, nan), nan, False, n_a, n_b, "none (no spread)", alpha, nan, nan)
-    if paired:
-        res = stats.ttest_rel(a, b)
-        name = "paired t"
-    else:
-        res = stats.ttest_ind(a, b, equal_var=False)
-        name = "Welch t"
+    with warnings.catch_warnings():
+        # an arm of equal values (its variance 0, a valid Welch arm) makes scipy warn of precision loss
+        warnings.filterwarnings("ignore", message="Precision loss occurred", category=RuntimeWarning)
+        if paired:
+            res = stats.ttest_rel(a, b)
+            name = "paired t"
+        else:
+            res = stats.ttest_ind(a, b, equal_var=False)
+            name = "Welch t"
     ci = res.confidence_interval(confidence_level=1 - alpha)
     p = float(res.pvalue)
     return Comparison(diff, (float(ci.low), float(ci.high)), p, bool(p < alpha), n_a, n_b, name,
@@ -267,9 +288,15 @@ def corrected_ci(diffs, test_over_train: float, level: float | None = None) -> t
     spread: replicates that all agree do not show that there is no sampling error, as in :func:`compare`).
     """
     level = 1.0 - ALPHA if level is None else level
-    d = np.asarray(diffs, dtype=np.float64)
+    d = np.asarray(diffs, dtype=np.float64).ravel()
     n = d.size
-    if n < 2 or not np.ptp(d) > 0:
+    if not 0.0 < level < 1.0:
+        raise ValueError(f"level must be in (0, 1), e.g. 0.95, got {level!r}")
+    if not np.all(np.isfinite(d)):
+        raise ValueError(f"diffs has non-finite values ({int(np.sum(~np.isfinite(d)))} of {n})")
+    if not (math.isfinite(test_over_train) and test_over_train >= 0):
+        raise ValueError(f"test_over_train must be a finite ratio >= 0, got {test_over_train!r}")
+    if n < 2 or not _has_spread(d):
         return (math.nan, math.nan)
     half = stats.t.ppf(0.5 + level / 2, n - 1) * math.sqrt((1.0 / n + test_over_train) * d.var(ddof=1))
     return (float(d.mean() - half), float(d.mean() + half))
@@ -296,6 +323,8 @@ def adjust(p_values, method: str = "holm") -> np.ndarray:
     p = np.asarray(p_values, dtype=np.float64).ravel()
     if method not in ("holm", "bh"):
         raise ValueError(f"method must be 'holm' or 'bh', got {method!r}")
+    if np.any(np.isinf(p)):
+        raise ValueError("p-values must lie in [0, 1] (NaN for an untested comparison), got inf")
     ok = np.isfinite(p)
     if np.any((p[ok] < 0) | (p[ok] > 1)):
         raise ValueError(f"p-values must lie in [0, 1], got {p[ok][(p[ok] < 0) | (p[ok] > 1)][:3].tolist()}")

@@ -119,7 +119,10 @@ def holm(comparisons) -> list[float]:
 
 def change_verdict(c: Comparison, p_adj: float | None = None) -> str:
     """``"falls"`` / ``"rises"`` for a resolved change (``c``: final vs initial, paired by run),
-    else ``"unresolved"``."""
+    else ``"unresolved"`` (``"unresolved (one seed)"`` / ``"unresolved (no spread)"`` when there is
+    no test: :func:`untested`)."""
+    if not testable(c):
+        return f"unresolved ({untested(c)})"
     if not is_resolved(c, p_adj):
         return "unresolved"
     return "falls" if c.diff < 0 else "rises"

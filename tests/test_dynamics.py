@@ -128,9 +128,13 @@ def test_report_section_calls_only_changes_the_paired_test_resolves():
     assert summary["ci_low"].tolist() == pytest.approx([cis[k][0] for k in keys])
     assert "with RTF 30.00 %, without RTF 25.00 %" in text
     one = _dynamics_summary(_ranks({k: v[:1] for k, v in changes.items()}, init, seeds=(0,)), moc)
-    text1 = "\n".join(dynamics_section(FigureResult("dynamics", params={"n_videos": 16, "obs_ratio": 0.3},
+    text1 = "\n".join(dynamics_section(FigureResult("dynamics", params={"n_videos": 16, "obs_ratio": 0.3,
+                                                                     "n_tests": one.attrs["n_tests"]},
                                                      tables={"summary": one}), n_seeds=1))
     assert "falls" not in text1 and "rises" not in text1  # one seed: no test, nothing resolved
+    # ... and no family: it said "Holm over the 3 distinct tests" when none was run
+    assert one.attrs["n_tests"] == 0 and "Holm over the 0 distinct tests" in text1
+    assert "; unresolved (one seed))" in text1
 
 
 def test_identical_rows_are_one_test_in_the_holm_family():
@@ -144,6 +148,10 @@ def test_identical_rows_are_one_test_in_the_holm_family():
     moc = pd.DataFrame([{"model": "without RTF", "seed": s, "epoch": 5, "val_moc": 30.0} for s in (0, 1, 2)])
     summary = _dynamics_summary(_ranks(changes, init), moc)
     assert summary.attrs["n_tests"] == 2
+    # a row without spread is no test: the family counts what Holm adjusted over
+    flat = _dynamics_summary(_ranks({**changes, ("without RTF", "fused"): [1.0, 1.0, 1.0]}, init), moc)
+    assert flat.attrs["n_tests"] == 1
+    assert flat.set_index("name").loc["fused", "verdict"] == "unresolved (no spread)"
     p = dict(zip(summary["name"], summary["p"]))
     holm = dict(zip(summary["name"], summary["p_holm"]))
     assert p["rgb/before"] == p["rgb/after"]

@@ -428,6 +428,11 @@ def test_noise_test_is_the_empirical_p_with_nan_below_every_value():
     assert selection.noise_test(0.2, np.full(19, np.nan)) == (pytest.approx(1 / 20), False)
     # a NaN criterion is never above its control
     assert selection.noise_test(float("nan"), ctrl) == (1.0, True)
+    # an infinite value is no "no mutual gain": refused (+inf ranked like NaN, below the criterion)
+    with pytest.raises(ValueError, match="infinite control"):
+        selection.noise_test(0.2, np.r_[np.inf, ctrl[:18]])
+    with pytest.raises(ValueError, match="infinite criterion"):
+        selection.noise_test(float("inf"), ctrl)
     assert selection.min_surrogates() == 19 and selection.min_surrogates(0.01) == 99
     with pytest.raises(InputError, match="n_surrogates must be at least 19"):
         ProbeConfig(n_surrogates=8)

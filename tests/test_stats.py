@@ -1,6 +1,7 @@
 """The inference layer: error rates by simulation, adjustments on hand-worked cases."""
 
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -145,6 +146,41 @@ def test_equal_constant_arms_are_exact_not_tested_rounding():
     assert same.test == "none (no spread)" and same.diff == 0.0 and not same.resolved
 
 
+def test_a_spread_of_rounding_errors_is_no_spread():
+    # 0.8 - 0.7, 0.9 - 0.8 and 1.0 - 0.9 differ only by rounding (1e-16): a paired t against that gave
+    # p = 4e-31, "resolved" and "rises"
+    a, b = np.array([0.1, 0.2, 0.3]) + 0.7, np.array([0.1, 0.2, 0.3]) + 0.6
+    assert np.ptp(a - b) > 0  # the rounding spread the test must not see
+    paired = stats.compare(a, b, paired=True)
+    assert paired.test == "none (no spread)" and not paired.resolved and math.isnan(paired.p)
+    welch = stats.compare([0.1 + 0.2, 0.3, 0.3], [0.6, 0.6, 0.6])  # 0.1 + 0.2 is 0.30000000000000004
+    assert welch.test == "none (no spread)" and not welch.resolved
+    # a real spread, however small against the values, is still tested
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # an arm of equal values is a valid Welch arm: no scipy warning
+        assert stats.compare([1.0, 1.0 + 1e-3, 1.0 - 1e-3], [2.0, 2.0, 2.0]).test == "Welch t"
+    assert all(math.isnan(v) for v in stats.corrected_ci(a - b, 0.25))  # no spread there either
+
+
+def test_mde_beside_a_large_arm():
+    # one arm of 3 beside one of 346: the quadrature over the large arm's variance overflowed (NaN in
+    # the root search); such an arm knows its variance, and the result is continuous across the switch
+    rng = np.random.default_rng(0)
+    big = rng.standard_normal(346)
+    mde = stats.compare([0.0, 1.0, 2.0], big).mde
+    near = stats.compare([0.0, 1.0, 2.0], big[:101]).mde, stats.compare([0.0, 1.0, 2.0], big[:100]).mde
+    assert math.isfinite(mde) and near[0] == pytest.approx(near[1], rel=0.02)
+
+
+def test_corrected_ci_refuses_what_it_cannot_read():
+    with pytest.raises(ValueError, match="non-finite"):
+        stats.corrected_ci([0.1, float("nan"), 0.2], 0.25)
+    with pytest.raises(ValueError, match="test_over_train"):
+        stats.corrected_ci([0.1, 0.3, 0.2], -0.5)
+    with pytest.raises(ValueError, match=r"level must be in \(0, 1\)"):
+        stats.corrected_ci([0.1, 0.3, 0.2], 0.25, level=95)
+
+
 def test_adjust_holm_and_bh_by_hand():
     p = [0.01, 0.04, 0.03, 0.005]
     # Holm: sorted 0.005 x4 = 0.02, 0.01 x3 = 0.03, 0.03 x2 = 0.06, 0.04 x1 = 0.04 -> running max 0.06
@@ -159,6 +195,8 @@ def test_adjust_holm_and_bh_by_hand():
         stats.adjust([0.1], "bonferroni")
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
         stats.adjust([1.2])
+    with pytest.raises(ValueError, match=r"\[0, 1\] \(NaN for an untested comparison\), got inf"):
+        stats.adjust([0.01, float("inf")])  # it was read as untested
 
 
 def test_empirical_p_is_valid_under_the_null():

@@ -367,6 +367,11 @@ def test_evaluate_run_single_and_several_seeds(tiny_data, tmp_path, monkeypatch)
     assert len(util.query("metric == 'reliance_random'")) == 16
     assert util.query("metric == 'donor_matched'")["mean"].between(0, 100).all()
     assert len(util.query("metric == 'cur'")) == 2 and util.query("metric == 'cur'").obs.isna().all()
+    # a several-seed table leaves each seed's donor interval to that seed's own table (a mean of bounds
+    # over seeds is no interval); the seeds' own tables keep them
+    both = evaluate_run(run, "train")
+    assert not set(both.metric) & set(ev.DONOR_CI_METRICS) and "reliance_donor_sd" in set(both.metric)
+    assert set(ev.DONOR_CI_METRICS) <= set(pd.read_csv(run / "seed-10" / "eval_train.csv").metric)
     r = CliRunner().invoke(main, ["evaluate", str(run / "seed-1"), "--split", "train", "--no-reliance"])
     assert r.exit_code == 0, r.output
     assert "reliance" not in r.output

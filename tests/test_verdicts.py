@@ -71,7 +71,8 @@ def test_change_verdict():
     assert V.change_verdict(stats.compare(init - 2.0 + [0.1, -0.1, 0.05, 0.0], init, paired=True)) == "falls"
     assert V.change_verdict(stats.compare(init + 2.0 + [0.1, -0.1, 0.05, 0.0], init, paired=True)) == "rises"
     assert V.change_verdict(stats.compare(init + [0.5, -0.6, 0.4, -0.3], init, paired=True)) == "unresolved"
-    assert V.change_verdict(stats.compare([8.0], [10.0], paired=True)) == "unresolved"  # one seed
+    assert V.change_verdict(stats.compare([8.0], [10.0], paired=True)) == "unresolved (one seed)"
+    assert V.change_verdict(stats.compare([8.0, 9.0], [10.0, 11.0], paired=True)) == "unresolved (no spread)"
 
 
 def test_top_lead():

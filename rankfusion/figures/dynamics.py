@@ -107,7 +107,8 @@ def summary_note(summary: pd.DataFrame) -> str:
     """The line under ``dynamics.md``: the test of the change and the Holm family of its rows."""
     return (f"p: paired t of final against initial ERank over seeds (the same run measured twice); p_holm: Holm over "
             f"the {summary.attrs.get('n_tests', len(summary))} distinct tests of the {len(summary)} rows (rows with "
-            f"identical values are one test), and the verdict is taken on it at {ALPHA:g}.")
+            f"identical values are one test; a row with one seed or no spread is untested and not in the family), "
+            f"and the verdict is taken on it at {ALPHA:g}.")
 
 
 def _dynamics_summary(ranks: pd.DataFrame, moc: pd.DataFrame) -> pd.DataFrame:
@@ -135,7 +136,7 @@ def _dynamics_summary(ranks: pd.DataFrame, moc: pd.DataFrame) -> pd.DataFrame:
     agg["p"] = [t.p for t in tests]
     agg["p_holm"] = [adjusted[k] for k in keys]
     agg["verdict"] = [verdicts.change_verdict(t, p) for t, p in zip(tests, agg["p_holm"])]
-    agg.attrs["n_tests"] = len(distinct)
+    agg.attrs["n_tests"] = sum(verdicts.testable(t) for t in distinct.values())  # what Holm adjusted over
     final_moc = moc[moc["epoch"] == moc["epoch"].max()].groupby("model")["val_moc"].mean()
     agg["val_moc_final"] = agg["model"].map(final_moc)
     agg.insert(2, "epochs", last)

@@ -71,12 +71,17 @@ def noise_test(criterion: float, controls, alpha: float | None = None) -> tuple[
     A NaN value (no mutual gain: a gain <= 0, so the harmonic mean is undefined) is ordered below
     every finite value, because a finite harmonic mean of two positive gains means more mutual
     enhancement than none; two NaN values tie. A NaN criterion is therefore never above its
-    control (``control_p`` = 1). Only the order enters the p-value, never the NaN's size.
+    control (``control_p`` = 1). Only the order enters the p-value, never the NaN's size. An
+    infinite value is refused.
     """
     alpha = stats.ALPHA if alpha is None else alpha
     c = np.asarray(controls, dtype=np.float64).ravel()
     if c.size == 0:
         raise InputError("controls must hold at least one surrogate value")
+    if np.isinf(criterion) or np.any(np.isinf(c)):
+        # NaN is "no mutual gain" and ranks last; an infinite harmonic mean of ERank gains cannot arise
+        raise ValueError(f"criterion and controls must be finite or NaN, got an infinite "
+                         f"{'criterion' if np.isinf(criterion) else 'control'}")
     if not np.isfinite(criterion):
         return 1.0, True
     ordered = nan_last(np.concatenate([[float(criterion)], c]))  # NaN controls below the finite criterion
