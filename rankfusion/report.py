@@ -132,7 +132,8 @@ def modality_section(r: ReportInputs) -> list[str]:
         L.append(f"Task evidence: MoC gain of each pairing over {a} alone at the pairs' trunk width (d_model "
                  f"twice the pair's, so both trunks are equally wide), mean [{int(round(100 * (1 - stats.ALPHA)))} % "
                  "Welch interval of the difference of "
-                 "the two models' means over seeds]: "
+                 "the two models' means over seeds, each candidate's unadjusted; per-run values in "
+                 "`figures/modality_runs.csv`]: "
                  f"{gains}.")
         if d.agreement is not None:
             L.append("Agreement of the criterion with the task (mean score against mean MoC gain over the "
