@@ -118,7 +118,10 @@ class Comparison:
 
 
 def _values(x, name: str) -> np.ndarray:
-    a = np.asarray(x, dtype=np.float64).ravel()
+    a = np.asarray(x, dtype=np.float64)
+    if a.ndim > 1:
+        raise ValueError(f"{name} must be 1-D, one value per seed or replicate, got shape {a.shape}")
+    a = a.ravel()
     if not np.all(np.isfinite(a)):
         raise ValueError(f"{name} has non-finite values ({int(np.sum(~np.isfinite(a)))} of {a.size}); "
                          "drop failed runs explicitly before comparing")

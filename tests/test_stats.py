@@ -172,6 +172,12 @@ def test_mde_beside_a_large_arm():
     assert math.isfinite(mde) and near[0] == pytest.approx(near[1], rel=0.02)
 
 
+def test_compare_refuses_arms_of_several_dimensions():
+    # a (seeds, cells) table was flattened into one arm of seeds x cells values
+    with pytest.raises(ValueError, match=r"a must be 1-D, one value per seed or replicate, got shape \(3, 2\)"):
+        stats.compare(np.ones((3, 2)), [1.0, 2.0])
+
+
 def test_corrected_ci_refuses_what_it_cannot_read():
     with pytest.raises(ValueError, match="non-finite"):
         stats.corrected_ci([0.1, float("nan"), 0.2], 0.25)
