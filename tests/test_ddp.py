@@ -215,21 +215,24 @@ def test_world_size_larger_than_training_videos(tmp_path):
     assert res.returncode != 0
     errs = {int(p.parent.name): p.read_text() for p in (tmp_path / "logs").rglob("stderr.log")}
     assert sorted(errs) == list(range(n_train + 1)), errs
-    assert errs[0].strip().splitlines() == [errs[0].strip()] and errs[0].startswith("Error: torchrun world size")
-    assert f"{n_train} training videos" in errs[0]
+    # rank 0: the modalities line (stderr, with the progress), then the one error line
+    mods, err = errs[0].strip().splitlines()
+    assert mods == "modalities rgb (from --modalities)" and err.startswith("Error: torchrun world size")
+    assert f"{n_train} training videos" in err
     assert all(errs[r].strip() == "" for r in errs if r != 0), errs
     assert "exitcode  : 2" in res.stderr or "exitcode: 2" in res.stderr.replace("  ", " "), res.stderr[-2000:]
     assert not (tmp_path / "r").exists()
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("args,line", [
-    (["--dist-backend", "nccl"], "Error: --dist-backend nccl runs on GPUs: add --device cuda, or use gloo on CPUs"),
+@pytest.mark.parametrize("args,line,joined", [
+    (["--dist-backend", "nccl"], "Error: --dist-backend nccl runs on GPUs: add --device cuda, or use gloo on CPUs",
+     False),
     (["--unimodal-heads", "1", "--ogm", "0.5"], "Error: ogm (OGM-GE) is not supported under torchrun: each process "
                                                 "would modulate and add noise to the averaged gradients differently; "
-                                                "train it in one process"),
+                                                "train it in one process", True),
 ])
-def test_errors_every_process_finds_are_printed_once(ddp_data, tmp_path, args, line):
+def test_errors_every_process_finds_are_printed_once(ddp_data, tmp_path, args, line, joined):
     """Rank 0 prints the one line; the other process prints nothing and waits to be stopped (a traceback
     from each process before, or the line twice; exiting at once could get rank 0 stopped before its
     line was written)."""
@@ -238,7 +241,8 @@ def test_errors_every_process_finds_are_printed_once(ddp_data, tmp_path, args, l
     assert res.returncode != 0
     errs = {int(p.parent.name): p.read_text().strip() for p in (tmp_path / "logs").rglob("stderr.log")}
     assert sorted(errs) == [0, 1], errs
-    assert errs[0] == line, errs
+    # the one error line; after the modalities line where the error comes after joining the job
+    assert errs[0].splitlines() == ["modalities rgb,depth (from --modalities)"] * joined + [line], errs
     assert errs[1] == "", errs
     assert not (tmp_path / "r").exists()
 

@@ -82,6 +82,9 @@ def test_train_modalities_flag_and_preset_are_named_as_the_source(imu_data, tmp_
                                   "--modalities", "gyro", "--quiet", *SMALL])
     assert r.exit_code == 0, r.output
     assert r.output.splitlines()[0] == "modalities gyro (from --modalities)"
+    # on stderr, with the progress; stdout holds the result line only
+    assert r.stderr.splitlines()[0] == "modalities gyro (from --modalities)"
+    assert r.stdout.splitlines()[0].startswith("trained ")
     cfg = tmp_path / "c.toml"
     cfg.write_text('[model]\nmodalities = ["acc"]\n')
     r = CliRunner().invoke(main, ["train", str(imu_data), "--out", str(tmp_path / "b"), "--epochs", "1",

@@ -687,7 +687,9 @@ def test_cli_train_into_a_folder_of_another_kind_is_one_line(tiny_data, tmp_path
     r = CliRunner().invoke(main, ["train", str(tiny_data), "--out", str(out), "--quiet", "--epochs", "1",
                                   "--d-model", "8"])
     assert r.exit_code == 2
-    # the modalities line train prints first, then the one error line (no traceback)
+    # the modalities line train prints first (on stderr: nothing on stdout for a failed command), then
+    # the one error line (no traceback)
     lines = r.output.strip().splitlines()
     assert len(lines) == 2 and lines[0].startswith("modalities ")
     assert lines[1].startswith(f"Error: run folder {str(out)!r} holds a several-seed run")
+    assert r.stdout == ""

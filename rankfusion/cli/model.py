@@ -154,7 +154,7 @@ def train(data, out, preset, config_path, epochs, seed, seeds, serial_seeds, mod
     t0 = time.perf_counter()
     if not under_torchrun():
         _refuse_torchrun_options(rtf_stats, dist_backend)
-        click.echo(mods_line)
+        click.echo(mods_line, err=True)  # information, as the progress: stdout holds only the result
         path = train_seeds(cfg, data, out, seed=seed_arg, serial_seeds=serial_seeds, device=device, resume=resume,
                            progress=not quiet, monitor=monitor)
         # the hash of the config resolved against the dataset, as config.json and the checkpoints record it
@@ -197,7 +197,7 @@ def _train_distributed(cfg, data, out, seed_arg, mods_line, t0, *, device, resum
 
     ctx, dev = setup(device, rtf_stats=rtf_stats, backend=dist_backend)
     if ctx.is_main:
-        click.echo(mods_line)
+        click.echo(mods_line, err=True)  # information, as the progress: stdout holds only the result
     try:
         path = train_seeds(cfg, data, out, seed=seed_arg, device=dev, resume=resume, progress=not quiet,
                            distributed=ctx, monitor=monitor)
