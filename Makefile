@@ -17,7 +17,7 @@ $(VENV)/.installed: setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX)) "$(TORCH_SPEC)"
 	# not the [vision] extra: PyPI's torchvision is built against the CUDA torch and cannot load beside
-	# the CPU build installed above (its tests skip without a loadable torchvision)
+	# a CPU build of torch (its tests skip without a loadable torchvision)
 	$(PY) -m pip install -e ".[dev,scale,parquet,monitor,lightning]"
 	touch $@
 

@@ -475,7 +475,7 @@ def decidable_cuts(root, ds, split: str, config: RunConfig) -> set:
 
 
 #: Donor draws averaged by a decidable gain (:func:`partner_reference`, :func:`collapse_rows` and the
-#: collapse family). It counts a handful of cut points (6-8 in the demo's test splits), where one
+#: collapse family). It counts a handful of cut points (6 in each of the demo's collapse test splits), where one
 #: draw's drop varies by about 9 MoC points between draws (a donor shows the right direction or not),
 #: so 3 draws would leave a donor sd of about 5 points per run; 30 bring it to about 1.6. They cost
 #: little: only those cut points are evaluated (1.5 s per run for 3 draws or 30 on the 2-core
@@ -542,13 +542,12 @@ def collapse_rows(model, ds, split, config, dev, partner: dict, *, seed: int) ->
 
 NAN = float("nan")
 
-#: Utilization rows of the evaluation CSV (``metric`` names; docs/analysis.md, "Modality utilization").
 #: Each seed's interval of its reliance over its donor draws: in that seed's table only.
 DONOR_CI_METRICS = ("reliance_donor_ci_low", "reliance_donor_ci_high", "reliance_random_donor_ci_low",
                     "reliance_random_donor_ci_high")
+#: Utilization rows of the evaluation CSV (``metric`` names; docs/analysis.md, "Modality utilization").
 UTILIZATION_METRICS = ("reliance", "reliance_random", "reliance_donor_sd", "reliance_random_donor_sd",
-                       "reliance_donor_ci_low", "reliance_donor_ci_high", "reliance_random_donor_ci_low",
-                       "reliance_random_donor_ci_high",
+                       *DONOR_CI_METRICS,
                        "cur", "cur_random", "shapley", "donor_mismatch", "donor_matched", "collapse_index",
                        "decidable_gain", "decidable_attainable", "decidable_cuts")
 

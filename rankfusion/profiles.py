@@ -91,8 +91,8 @@ PROFILES = {
         dose=dict(complementarity=(0.0, 1 / 3, 2 / 3, 1.0), imbalance=(1.0, 4.0, 16.0),
                   base=dict(complementarity=1.0, imbalance=1.0), data_seed=0),
         # a larger test split than the demo's dataset: the cut points only depth can decide are
-        # about 8 % of the evaluation cut points (6 of the test split's 58 here), and the collapse
-        # index is measured on them
+        # about 8 % of the evaluation cut points (16 of 192; 6 of the test split's 58), and the
+        # collapse index is measured on them
         collapse=dict(levels=(0.0, 1.0), data_seed=0,
                       synth=dict(n_videos=96, min_frames=150, max_frames=450, complementarity=1.0, imbalance=1.0,
                                  split_fractions=(0.6, 0.1, 0.3))),

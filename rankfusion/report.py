@@ -121,10 +121,9 @@ def modality_section(r: ReportInputs) -> list[str]:
         L.append(f"Task accuracy of the same runs (MoC, mean over the grid): "
                  + ", ".join(f"{a}+{c} {_fmt(v)} %" for c, v in sorted(d.moc.items(), key=lambda kv: -kv[1]))
                  + f"; the highest mean is {a}+{best_moc}'s"
-                 + (f" ({'the' if best_moc == cmp.get('expected') else 'not the'} pairing expected by construction)"
+                 + (f", {'the' if best_moc == cmp.get('expected') else 'not the'} pairing expected by construction"
                     if cmp.get("expected") else "")
-                 + " (a description, not tested; the task evidence below tests each pairing against "
-                 + f"{a} alone).")
+                 + f" (a description, not tested; the task evidence below tests each pairing against {a} alone).")
     if d.task_gain:
         gains = ", ".join(f"{c} {_fmt(g, '+.2f')} " + ("[n/a: fewer than two seeds an arm, or no spread]" if math.isnan(lo) or math.isnan(hi)
                                                       else f"[{_fmt(lo, '+.2f')}, {_fmt(hi, '+.2f')}]")
@@ -179,7 +178,7 @@ def _selection_mismatch(r: ReportInputs) -> list[str]:
         if clean is not None and large is not None and verdicts.change_verdict(rise) == "rises":
             L.append(f"The noise experiment below points the same way: Gaussian noise on {exp} *raises* "
                      f"{a}'s gain from {_fmt(clean, '+.2f')} (clean) to {_fmt(large, '+.2f')} (large noise; "
-                     f"{verdicts.diff_ci(rise)}, {verdicts.comparison_verdict(rise)}, paired by seed). "
+                     f"{verdicts.diff_ci(rise)}, {verdicts.comparison_verdict(rise, unadjusted=True)}, paired by seed). "
                      f"Blending channels that carry isotropic noise flattens the receiver's spectrum, so "
                      f"the anchor's side of the criterion rewards a partner that spreads energy over many "
                      "directions, whether that energy is complementary information or noise: noise alone "
@@ -202,7 +201,7 @@ def spectra_section(r: ReportInputs) -> list[str]:
         "lower" if verdicts.is_resolved(t) else "not resolved")
     L.append(f"Stacked fused features entering the temporal fuser: ERank {_pmf(d.stacked_rtf, d.stacked_rtf_sd)} "
              f"with RTF vs {_pmf(d.stacked_plain, d.stacked_plain_sd)} for the plain fusion without RTF "
-             f"(difference {verdicts.diff_ci(t)}: {higher} with RTF; {verdicts.comparison_verdict(t)}).")
+             f"(difference {verdicts.diff_ci(t)}: {higher} with RTF; {verdicts.comparison_verdict(t, unadjusted=True)}).")
     return L + [""]
 
 

@@ -58,8 +58,9 @@ class Comparison:
         The number of values in each arm.
     test : str
         The test used: ``"Welch t"``, ``"paired t"``, ``"none (no spread)"`` (each arm's values
-        identical, the arms equal or not: no spread to test the difference against, p = nan; the
-        difference is exact) or ``"none (n < 2)"``.
+        identical to within rounding, :func:`_has_spread`; for the paired test the differences;
+        the arms equal or not: no spread to test the difference against, p = nan) or
+        ``"none (n < 2)"``.
     alpha : float
         The level the verdict was taken at.
     se, df : float
@@ -88,8 +89,8 @@ class Comparison:
         Same test, same n, the observed spread taken as the true one; ``0.0`` without spread,
         ``nan`` when untestable. For Welch's test the power is exact under normal values: it
         averages over the two sample variances, and so over the degrees of freedom the test
-        estimates from them (:func:`_welch_power`); for the paired test it is the noncentral t,
-        which is exact there.
+        estimates from them (:func:`_welch_power`; an arm of more than 301 values is taken to know
+        its variance); for the paired test it is the noncentral t, which is exact there.
         """
         return self.mde_at(self.alpha)
 
@@ -120,7 +121,7 @@ class Comparison:
 def _values(x, name: str) -> np.ndarray:
     a = np.asarray(x, dtype=np.float64)
     if a.ndim > 1:
-        raise ValueError(f"{name} must be 1-D, one value per seed or replicate, got shape {a.shape}")
+        raise ValueError(f"{name} must be 1-D (one value each), got shape {a.shape}")
     a = a.ravel()
     if not np.all(np.isfinite(a)):
         raise ValueError(f"{name} has non-finite values ({int(np.sum(~np.isfinite(a)))} of {a.size}); "
@@ -166,6 +167,8 @@ def _mde(se: float, df: float, alpha: float) -> float:
 #: the estimated degrees of freedom hardly vary there (power within 3e-5 of the exact value at 100
 #: a side), and the quadrature of :func:`_chi2_nodes` would overflow.
 _WELCH_EXACT_UP_TO = 100
+#: The largest chi-square degrees of freedom :func:`_chi2_nodes` integrates over (one arm's n - 1).
+_QUADRATURE_UP_TO = 300
 
 
 @functools.lru_cache(maxsize=None)
@@ -175,10 +178,11 @@ def _chi2_nodes(k: int) -> tuple:
     (Welch's power with two arms of 2 settles to 1e-4 only from about 128 nodes), and with two arms
     of 3 at a strict level the critical value varies too fast for 48 (at 0.05/36 the detectable
     difference came out 2 % too large: 13.46 against 13.20 sd-units of the mean; from 3 values an
-    arm, 48 nodes agree with 192 to 0.1 % down to 0.05/100). Above :data:`_WELCH_EXACT_UP_TO`
-    (an arm beside a small one) one node at 1: such an arm knows its variance (``chi2(k) / k`` has
-    sd ``sqrt(2 / k)``), and the quadrature's weights would overflow from k of about 340."""
-    if k > _WELCH_EXACT_UP_TO:
+    arm, 48 nodes agree with 192 to 0.1 % down to 0.05/100). Above :data:`_QUADRATURE_UP_TO`
+    (an arm of more than 301 values beside a small one) one node at 1: such an arm knows its
+    variance (``chi2(k) / k`` has sd ``sqrt(2 / k)``, 8 % at k = 300), and the quadrature's weights
+    overflow from k of about 350."""
+    if k > _QUADRATURE_UP_TO:
         return np.ones(1), np.ones(1)
     u, w = special.roots_genlaguerre(192 if k <= 2 else 48, k / 2 - 1)
     return 2 * u / k, w / w.sum()
@@ -281,7 +285,8 @@ def compare(a, b, *, paired: bool = False, alpha: float = ALPHA) -> Comparison:
                       alpha, se, float(df), (nan, nan) if paired else (va, vb))
 
 
-def corrected_ci(diffs, test_over_train: float, level: float | None = None) -> tuple[float, float]:
+def corrected_ci(diffs, test_over_train: float, level: float | None = None, *,
+                 scale: float | None = None) -> tuple[float, float]:
     """Confidence interval of the mean of repeated cross-validation differences.
 
     The ``n`` differences share training rows, so their naive variance understates the spread;
@@ -289,6 +294,9 @@ def corrected_ci(diffs, test_over_train: float, level: float | None = None) -> t
     ``(1/n + n_test/n_train) s^2`` with ``n - 1`` degrees of freedom; ``level`` defaults to
     ``1 - ALPHA``. ``(nan, nan)`` with fewer than two differences, or when they are all equal (no
     spread: replicates that all agree do not show that there is no sampling error, as in :func:`compare`).
+    ``scale``: the largest magnitude of the values the differences were taken from (e.g. the two
+    accuracies), against which a rounding-level spread is judged, as :func:`compare` judges a paired
+    difference; default the differences' own.
     """
     level = 1.0 - ALPHA if level is None else level
     d = np.asarray(diffs, dtype=np.float64).ravel()
@@ -299,7 +307,7 @@ def corrected_ci(diffs, test_over_train: float, level: float | None = None) -> t
         raise ValueError(f"diffs has non-finite values ({int(np.sum(~np.isfinite(d)))} of {n})")
     if not (math.isfinite(test_over_train) and test_over_train >= 0):
         raise ValueError(f"test_over_train must be a finite ratio >= 0, got {test_over_train!r}")
-    if n < 2 or not _has_spread(d):
+    if n < 2 or not _has_spread(d, scale):
         return (math.nan, math.nan)
     half = stats.t.ppf(0.5 + level / 2, n - 1) * math.sqrt((1.0 / n + test_over_train) * d.var(ddof=1))
     return (float(d.mean() - half), float(d.mean() + half))
@@ -327,7 +335,7 @@ def adjust(p_values, method: str = "holm") -> np.ndarray:
     if method not in ("holm", "bh"):
         raise ValueError(f"method must be 'holm' or 'bh', got {method!r}")
     if np.any(np.isinf(p)):
-        raise ValueError("p-values must lie in [0, 1] (NaN for an untested comparison), got inf")
+        raise ValueError("p-values must lie in [0, 1] (NaN for an untested comparison), got an infinite value")
     ok = np.isfinite(p)
     if np.any((p[ok] < 0) | (p[ok] > 1)):
         raise ValueError(f"p-values must lie in [0, 1], got {p[ok][(p[ok] < 0) | (p[ok] > 1)][:3].tolist()}")

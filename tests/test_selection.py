@@ -405,8 +405,8 @@ def test_task_gain_interval_stays_within_the_range_of_an_accuracy_difference(mon
     raw = selection.corrected_ci
     seen = []
 
-    def spy(diffs, ratio, level=0.95):
-        seen.append(raw(diffs, ratio, level))
+    def spy(diffs, ratio, level=0.95, scale=None):
+        seen.append(raw(diffs, ratio, level, scale=scale))
         return (-2.5, 1.5) if len(seen) == 1 else seen[-1]
 
     # the interval is looked up where select_modalities is defined

@@ -159,22 +159,27 @@ def test_a_spread_of_rounding_errors_is_no_spread():
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # an arm of equal values is a valid Welch arm: no scipy warning
         assert stats.compare([1.0, 1.0 + 1e-3, 1.0 - 1e-3], [2.0, 2.0, 2.0]).test == "Welch t"
-    assert all(math.isnan(v) for v in stats.corrected_ci(a - b, 0.25))  # no spread there either
+    # corrected_ci judges the differences against the values they came from, as compare does
+    acc, acc_a = np.array([183, 162, 150, 126, 130]) / 200, np.array([184, 163, 151, 127, 131]) / 200
+    assert np.ptp(acc_a - acc) > 0 and stats.compare(acc_a, acc, paired=True).test == "none (no spread)"
+    assert all(math.isnan(v) for v in stats.corrected_ci(acc_a - acc, 0.25, scale=1.0))
 
 
 def test_mde_beside_a_large_arm():
     # one arm of 3 beside one of 346: the quadrature over the large arm's variance overflowed (NaN in
-    # the root search); such an arm knows its variance, and the result is continuous across the switch
+    # the root search); from 302 values (301 degrees of freedom) such an arm is taken to know its
+    # variance, and the result is continuous across that switch, at both levels
     rng = np.random.default_rng(0)
-    big = rng.standard_normal(346)
-    mde = stats.compare([0.0, 1.0, 2.0], big).mde
-    near = stats.compare([0.0, 1.0, 2.0], big[:101]).mde, stats.compare([0.0, 1.0, 2.0], big[:100]).mde
-    assert math.isfinite(mde) and near[0] == pytest.approx(near[1], rel=0.02)
+    big = rng.standard_normal(400)
+    assert math.isfinite(stats.compare([0.0, 1.0, 2.0], big[:346]).mde)
+    for level in (0.05, 0.05 / 36):
+        below, above = (stats.compare([0.0, 1.0, 2.0], big[:n]).mde_at(level) for n in (301, 302))
+        assert above == pytest.approx(below, rel=1e-3)
 
 
 def test_compare_refuses_arms_of_several_dimensions():
     # a (seeds, cells) table was flattened into one arm of seeds x cells values
-    with pytest.raises(ValueError, match=r"a must be 1-D, one value per seed or replicate, got shape \(3, 2\)"):
+    with pytest.raises(ValueError, match=r"a must be 1-D \(one value each\), got shape \(3, 2\)"):
         stats.compare(np.ones((3, 2)), [1.0, 2.0])
 
 
@@ -201,7 +206,7 @@ def test_adjust_holm_and_bh_by_hand():
         stats.adjust([0.1], "bonferroni")
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
         stats.adjust([1.2])
-    with pytest.raises(ValueError, match=r"\[0, 1\] \(NaN for an untested comparison\), got inf"):
+    with pytest.raises(ValueError, match=r"\[0, 1\] \(NaN for an untested comparison\), got an infinite value"):
         stats.adjust([0.01, float("inf")])  # it was read as untested
 
 

@@ -272,7 +272,7 @@ def _rank_runs(features, data, cands, expected, out, anchor, cache_dir, profile,
         if agreement is not None:
             click.echo(f"criterion vs MoC gain: {verdicts.agreement_clause(agreement)}")
     click.echo(f"wrote {out}/modality_selection.csv/.md, modality_ranking.csv/.md, modality_selection_files.csv, "
-               f"modality_selection.png/.pdf" + (", manifest.json" if data is not None else ""))
+               f"modality_selection.png/.pdf" + (", modality_runs.csv, manifest.json" if data is not None else ""))
 
 
 @main.command("figures")

@@ -226,7 +226,8 @@ def _candidate_row(name: str, gains, acc, acc_plain, acc_a, ratio: float) -> dic
                 excess=crit - mean if np.isfinite(crit) else math.nan, control_p=p,
                 control_nan=int(values.size - finite.size), noise_like=noise,
                 task_gain=float(diffs.mean()),
-                task_gain_ci=tuple(float(v) for v in np.clip(corrected_ci(diffs, ratio), -1.0, 1.0)),
+                task_gain_ci=tuple(float(v) for v in np.clip(corrected_ci(diffs, ratio, scale=max(
+                    np.abs(acc).max(), np.abs(acc_a).max())), -1.0, 1.0)),
                 task_gain_plain=float((acc_plain - acc_a).mean()), accuracy=float(acc.mean()),
                 accuracy_plain=float(acc_plain.mean()))
 

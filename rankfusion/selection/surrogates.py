@@ -80,7 +80,7 @@ def noise_test(criterion: float, controls, alpha: float | None = None) -> tuple[
         raise InputError("controls must hold at least one surrogate value")
     if np.isinf(criterion) or np.any(np.isinf(c)):
         # NaN is "no mutual gain" and ranks last; an infinite harmonic mean of ERank gains cannot arise
-        raise ValueError(f"criterion and controls must be finite or NaN, got an infinite "
+        raise InputError(f"criterion and controls must be finite or NaN, got an infinite "
                          f"{'criterion' if np.isinf(criterion) else 'control'}")
     if not np.isfinite(criterion):
         return 1.0, True
