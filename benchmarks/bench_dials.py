@@ -88,7 +88,6 @@ def summarise(per_seed: dict, arms) -> tuple:
     gap = statistics.mean(diffs)
     sd_arm = max(out[base]["sd"], out[fused]["sd"])
     sd_pair = statistics.stdev(diffs)
-    out["arms"] = [base, fused]
     out["gap"] = gap
     out["sd_arms"] = sd_arm
     out["sd_paired"] = sd_pair
