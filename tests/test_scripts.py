@@ -20,3 +20,19 @@ def test_figure_script_runs_as_file_and_module(form, tmp_path):
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.strip().splitlines() == [f"Error: dataset folder {str(missing)!r} does not exist"]
     assert not (tmp_path / "figs").exists()
+
+
+@pytest.mark.slow
+def test_evaluate_benchmark_runs_both_arms_on_the_same_tables(tmp_path):
+    # the benchmark itself refuses (exit status 1) when the two arms' tables differ
+    env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
+    out = tmp_path / "bench.json"
+    proc = subprocess.run([sys.executable, "benchmarks/bench_evaluate.py", "--videos", "16", "--modalities",
+                           "rgb,depth,imu", "--draws", "1", "--repeats", "1", "--json", str(out)],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    import json
+
+    result = json.loads(out.read_text())["result"]
+    assert result["shapley_rows"] == 3  # three modalities: Shapley ran
+    assert set(result) >= {"fresh", "open", "wall_ratio", "cpu_ratio"}
