@@ -103,7 +103,7 @@ def extract_features(run_dir, split: str, obs_ratio: float, out_path, *, noise=N
     ds = open_data(data_root or info["dataset"], config, info)
     check_config_data(config, ds)  # the model's channels and classes must be the dataset's
     videos = ds.split(split)
-    arrays, rows = _fuser_features(model, ds, videos, split, obs_ratio, mods, config.train.sample_rate, dev,
+    arrays, rows, blended = _fuser_features(model, ds, videos, split, obs_ratio, mods, config.train.sample_rate, dev,
                                    noise, np.random.default_rng(noise_seed), progress)
     meta = {
         "run": str(Path(sub).resolve()), "split": split, "split_set": ds.split_set, "obs_ratio": obs_ratio,
@@ -113,6 +113,7 @@ def extract_features(run_dir, split: str, obs_ratio: float, out_path, *, noise=N
         "selection": config.model.selection, "exchange": config.model.exchange,
         "exchange_ratio": config.model.exchange_ratio, "sample_rate": config.train.sample_rate,
         "noise": noise, "noise_seed": noise_seed, "videos": videos, "rows_per_video": rows,
+        "blended_channels": blended,
         "format": "rankfusion.features/1",
     }
     out_path = Path(out_path)
@@ -140,8 +141,12 @@ def _fuser_features(model, ds, videos, split, obs_ratio, mods, sample_rate, dev,
     would alone (:attr:`rankfusion.model.R3D.videos_independent`) and no noise is drawn, else one
     video per pass (noise is drawn video by video, in order, so the same seed gives the same noise).
 
-    Returns ``({"<modality>.before"/".after": float32 array of shape (n_steps, D)}, rows)`` where
-    ``rows[i]`` is the number of valid steps video ``i`` contributed, videos in the given order.
+    Returns ``({"<modality>.before"/".after": float32 array of shape (n_steps, D)}, rows, blended)``
+    where ``rows[i]`` is the number of valid steps video ``i`` contributed, videos in the given
+    order, and ``blended`` ``{modality: [channel, ...]}`` the channels RTF blended (Eq. 3) for the
+    modalities where every forward pass blended the same ones (the choice recorded on the training
+    rows, or BN-gamma's); a modality whose channels changed from pass to pass (the batch or the
+    video decided) or that nothing blended is absent.
     """
     import torch
     from tqdm.auto import tqdm
@@ -155,6 +160,7 @@ def _fuser_features(model, ds, videos, split, obs_ratio, mods, sample_rate, dev,
         groups = [[i] for i in range(len(videos))]
     keys = [f"{m}.{s}" for m in mods for s in ("before", "after")]
     per_video = [None] * len(videos)
+    chosen = {m: set() for m in mods}  # each modality's blended channel sets, one per pass
     with tqdm(total=len(videos), desc=f"extract {split}", unit="video", disable=bar_disabled(progress),
               leave=False) as bar:
         for group in groups:
@@ -162,10 +168,14 @@ def _fuser_features(model, ds, videos, split, obs_ratio, mods, sample_rate, dev,
             feats, mask = pad_videos(inputs) if len(group) > 1 else inputs[0]
             with torch.no_grad():
                 out = model(feats, mask, return_features=True)
+            for m in mods:
+                low = out.features[m]["low"]
+                chosen[m].add(None if low is None or low.dim() != 1 else tuple(int(c) for c in low))
             for j, (i, (_, alone)) in enumerate(zip(group, inputs)):
                 t = int(alone.sum())  # the video's own steps
                 per_video[i] = {f"{m}.{s}": out.features[m][s][j, :t].float().cpu().numpy()
                                 for m in mods for s in ("before", "after")}
             bar.update(len(group))
     arrays = {k: np.concatenate([v[k] for v in per_video], axis=0).astype(np.float32, copy=False) for k in keys}
-    return arrays, [len(v[keys[0]]) for v in per_video]
+    blended = {m: list(next(iter(sets))) for m, sets in chosen.items() if len(sets) == 1 and None not in sets}
+    return arrays, [len(v[keys[0]]) for v in per_video], blended

@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from ._validation import InputError, check_float, check_int, check_matrix
+from .config import R3DConfig
 from .files import load_arrays, load_meta
 from . import spectral
 
@@ -70,6 +71,30 @@ class FeatureSet:
                 f"key {key!r} not found in {str(self.path)!r}; available keys: {sorted(self.arrays)}"
             )
         return self.arrays[key]
+
+    def blended(self, modality: str):
+        """The channels RTF blended for ``modality`` when the file records them, else None
+        (:func:`recorded_channels` of the file's meta)."""
+        return recorded_channels(self.meta, modality, self.get(modality, "before").shape[1], self.path)
+
+
+def recorded_channels(meta: dict, modality: str, d: int, path):
+    """The channels RTF blended for ``modality`` as a feature file's ``meta`` records them, else None.
+
+    ``rankfusion extract`` records them (``meta["blended_channels"]``) for each modality where
+    every forward pass blended the same channels: the choice the run made on its training rows
+    (or BN-gamma's). Returned as a sorted int64 array; :class:`InputError` naming ``path`` when
+    the record is not a list of distinct channels in ``[0, d)``.
+    """
+    record = meta.get("blended_channels") or {}
+    if not isinstance(record, dict) or modality not in record:
+        return None
+    values = record[modality]
+    ok = isinstance(values, list) and all(isinstance(c, int) and not isinstance(c, bool) for c in values)
+    if not ok or len(set(values)) != len(values) or any(not 0 <= c < d for c in values):
+        raise InputError(f"meta blended_channels[{modality!r}] in {str(path)!r} must list distinct channels in "
+                         f"[0, {d}), got {values!r}")
+    return np.array(sorted(values), dtype=np.int64)
 
 
 def fused_modalities(keys) -> list[str]:
@@ -193,8 +218,9 @@ def blended_channels(X, exchange_ratio: float) -> np.ndarray:
     ``k' = spectral.blended_channel_count(exchange_ratio, D)`` channels (the model's count) of
     lowest column energy ``||x_c||^2`` (Definition 1 summed over all ``r`` directions, Sec. 4.2:
     the model's default criterion, ``selection="spectral"`` with ``informativeness_k=None``),
-    ties to the lower index. The model selects per training batch (or per video), so on the
-    whole feature matrix this is the set its criterion picks, not a record of every batch's set.
+    ties to the lower index: the set that criterion picks on the rows of ``X``. A trained model
+    blends the set it chose on its training rows; :func:`injected_channels` prefers that set when
+    a feature file records it.
 
     Parameters
     ----------
@@ -218,14 +244,39 @@ def blended_channels(X, exchange_ratio: float) -> np.ndarray:
     return np.asarray(spectral.low_informative_channels(spectral.channel_informativeness(X), k_prime=n_low))
 
 
+def injected_channels(features: FeatureSet, modality: str, exchange_ratio: float | None = None) -> tuple:
+    """The channels of ``modality`` that RTF blends with a partner's (C_low, Eqs. 3-5), for the
+    analyses of Table 6 and Theorem 3.1, and where they come from.
+
+    With ``exchange_ratio`` None and the file recording the channels the run blended
+    (:meth:`FeatureSet.blended`): those, source ``"run"``. Otherwise :func:`blended_channels` of
+    ``<modality>.before`` at ``exchange_ratio`` (None: the file's ``meta["exchange_ratio"]``, else
+    ``R3DConfig.exchange_ratio``), source ``"criterion"``: the model's criterion applied to the
+    file's rows, which a run that chose its channels on its training rows need not match.
+
+    Returns
+    -------
+    (low, source) : int64 ndarray (ascending), str
+    """
+    if exchange_ratio is None:
+        low = features.blended(modality)
+        if low is not None:
+            return low, "run"
+        exchange_ratio = float(features.meta.get("exchange_ratio", R3DConfig.exchange_ratio))
+    exchange_ratio = check_float(exchange_ratio, "exchange_ratio", low=0.0, high=1.0, low_open=True)
+    X = np.asarray(features.get(modality, "before"), dtype=np.float64)
+    return blended_channels(X, exchange_ratio), "criterion"
+
+
 def angle_table(features: FeatureSet, pairs=None, *, exchange_ratio: float | None = None, k: int | None = None,
                 energy: float = 0.9) -> pd.DataFrame:
     """Table 6: principal angles between X's dominant subspace and Y's injected channels.
 
-    For each direction ``X <- Y`` the injected channels are :func:`blended_channels` of
-    ``X.before``: as many as RTF blends (``round(exchange_ratio * D)``), chosen by its criterion
-    (lowest column energy, Def. 1 with ``k = r``). RTF blends them with Y's (Eqs. 4-5); their
-    columns in ``Y.before`` are compared with the top-``k`` left singular subspace of
+    For each direction ``X <- Y`` the injected channels are :func:`injected_channels` of X (the
+    channels the run blended when the file records them and ``exchange_ratio`` is None; else
+    as many as RTF blends, ``round(exchange_ratio * D)``, chosen by its criterion on the file's
+    rows: lowest column energy, Def. 1 with ``k = r``). RTF blends them with Y's (Eqs. 4-5);
+    their columns in ``Y.before`` are compared with the top-``k`` left singular subspace of
     ``X.before`` (:func:`rankfusion.spectral.injection_angles`). ``k`` defaults to
     :func:`rankfusion.spectral.dominant_k` (singular values holding ``energy`` of X's squared
     spectrum).
@@ -233,13 +284,12 @@ def angle_table(features: FeatureSet, pairs=None, *, exchange_ratio: float | Non
     Returns
     -------
     DataFrame
-        ``target, source, direction, k, n_low, mean_angle_deg, min_angle_deg, max_angle_deg,
-        mean_channel_angle_deg`` (the last: mean angle of each injected channel to the subspace);
-        larger angles (towards 90 degrees) mean more complementary injections.
+        ``target, source, direction, channels, k, n_low, mean_angle_deg, min_angle_deg,
+        max_angle_deg, mean_channel_angle_deg, note``: ``channels`` says where the injected
+        channels come from (``"run"`` or ``"criterion"``); ``mean_channel_angle_deg`` is the mean
+        angle of each injected channel to the subspace; larger angles (towards 90 degrees) mean
+        more complementary injections.
     """
-    if exchange_ratio is None:
-        exchange_ratio = float(features.meta.get("exchange_ratio", 0.1))
-    exchange_ratio = check_float(exchange_ratio, "exchange_ratio", low=0.0, high=1.0, low_open=True)
     energy = check_float(energy, "energy", low=0.0, high=1.0, low_open=True)
     k = check_int(k, "k", low=1, allow_none=True)
     mods = features.modalities
@@ -254,14 +304,14 @@ def angle_table(features: FeatureSet, pairs=None, *, exchange_ratio: float | Non
                 f"{target}.before and {source}.before in {str(features.path)!r} have different widths "
                 f"({X.shape[1]} vs {Y.shape[1]}); channel injection needs equal D"
             )
-        low = blended_channels(X, exchange_ratio)
+        low, source_of_low = injected_channels(features, target, exchange_ratio)
         sigma = np.asarray(spectral.singular_values(X), dtype=np.float64)
         k_used = spectral.dominant_k(sigma, energy) if k is None else min(k, len(sigma))
         res = spectral.injection_angles(X, Y, low, k_used, degrees=True)
         principal = np.asarray(res.principal, dtype=np.float64)
         per_channel = np.asarray(res.per_channel, dtype=np.float64)
         rows.append({
-            "target": target, "source": source, "direction": f"{target} <- {source}",
+            "target": target, "source": source, "direction": f"{target} <- {source}", "channels": source_of_low,
             "k": k_used, "n_low": int(len(low)),
             # Table 6's single number: the mean principal angle (docs/spectral.md).
             "mean_angle_deg": float(res.angle),

@@ -910,7 +910,8 @@ def default_k(X, name: str = "X") -> int:
     return max(1, min(r, int(math.floor(float(effective_rank(info.sigma))))))
 
 
-def default_k_prime(n_channels: int) -> int:
-    """The ``theorem`` command's default ``k'``: as many channels as R3D blends by default
-    (:func:`rankfusion.spectral.blended_channel_count` of ``R3DConfig.exchange_ratio``), at least 1."""
-    return max(1, blended_channel_count(R3DConfig.exchange_ratio, n_channels))
+def default_k_prime(n_channels: int, exchange_ratio: float | None = None) -> int:
+    """The ``theorem`` command's default ``k'``: as many channels as R3D blends at ``exchange_ratio``
+    (:func:`rankfusion.spectral.blended_channel_count`; None: ``R3DConfig.exchange_ratio``), at least 1."""
+    ratio = R3DConfig.exchange_ratio if exchange_ratio is None else exchange_ratio
+    return max(1, blended_channel_count(ratio, n_channels))

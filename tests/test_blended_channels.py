@@ -21,6 +21,7 @@ def test_blended_channel_count_rule():
     assert blended_channel_count(0.2, 32) == 6 and blended_channel_count(0.3, 32) == 10
     assert blended_channel_count(0.0, 32) == 0
     assert default_k_prime(32) == 3 and default_k_prime(4) == 1
+    assert default_k_prime(32, 0.2) == 6  # a run's own ratio
     with pytest.raises(ValueError, match="exchange_ratio"):
         blended_channel_count(1.5, 32)
     with pytest.raises(ValueError, match="n_channels"):
@@ -53,9 +54,9 @@ def test_model_analysis_and_report_use_the_same_channels(features):
     np.testing.assert_array_equal(model_set, expected)
     np.testing.assert_array_equal(featurefiles.blended_channels(X.astype(np.float64), RATIO), expected)
     angles = featurefiles.angle_table(fs, pairs=[("rgb", "depth")])
-    assert angles["n_low"].tolist() == [3]
-    rows = theorem_family.theorem_table(fs, [("rgb", "depth")], RATIO)
-    assert rows["n_low"].tolist() == [3]
+    assert angles["n_low"].tolist() == [3] and angles["channels"].tolist() == ["criterion"]  # none recorded
+    rows = theorem_family.theorem_table(fs, [("rgb", "depth")], exchange_ratio=RATIO)
+    assert rows["n_low"].tolist() == [3] and rows["channels"].tolist() == ["criterion"]
     # C_low given explicitly is still Definition 1's sublevel set of the column energy
     assert "definition-1" not in rows["failed"].iloc[0]
     # the report's Theorem 3.1 check blends exactly the model's channels
@@ -86,3 +87,32 @@ def test_dominant_k():
         dominant_k(np.array([1.0, 2.0, 3.0]))
     with pytest.raises(ValueError, match="non-negative"):
         dominant_k(np.array([3.0, 1.0, -0.5]))
+
+
+def test_a_recorded_choice_is_what_the_analyses_blend(tmp_path, features):
+    fs, X, Y, expected = features
+    recorded = [0, 5, 31]  # not the criterion's set on these rows
+    assert set(recorded) != set(expected.tolist())
+    path = tmp_path / "g.npz"
+    save_npz(path, dict(fs.arrays), {"exchange_ratio": RATIO, "blended_channels": {"rgb": [31, 0, 5]}})
+    g = featurefiles.load_features(path)
+    np.testing.assert_array_equal(g.blended("rgb"), recorded)
+    assert g.blended("depth") is None
+    angles = featurefiles.angle_table(g, pairs=[("rgb", "depth"), ("depth", "rgb")])
+    assert angles["channels"].tolist() == ["run", "criterion"]
+    by_hand = featurefiles.spectral.injection_angles(X.astype(np.float64), Y.astype(np.float64), np.array(recorded),
+                                                     int(angles["k"].iloc[0]), degrees=True)
+    assert angles["mean_angle_deg"].iloc[0] == pytest.approx(float(by_hand.angle), rel=1e-12)
+    rows = theorem_family.theorem_table(g, [("rgb", "depth")])
+    assert rows["channels"].tolist() == ["run"] and rows["n_low"].tolist() == [3]
+    # an explicit ratio asks for the criterion at that ratio instead of the record
+    assert featurefiles.angle_table(g, pairs=[("rgb", "depth")], exchange_ratio=0.2)["n_low"].tolist() == [6]
+
+
+@pytest.mark.parametrize("bad", [[0, 0, 1], [0, 32], [-1], [1.0, 2.0], "0,1", [True]])
+def test_a_malformed_record_is_refused_naming_the_file(tmp_path, features, bad):
+    fs, *_ = features
+    path = tmp_path / "bad.npz"
+    save_npz(path, dict(fs.arrays), {"blended_channels": {"rgb": bad}})
+    with pytest.raises(ValueError, match=r"meta blended_channels\['rgb'\] in '.*bad.npz' must list distinct"):
+        featurefiles.load_features(path).blended("rgb")

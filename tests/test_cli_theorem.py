@@ -137,3 +137,34 @@ def test_theorem_cli_on_tiny_and_huge_values(tmp_path, rng, scale):
 def _save(path, X, Y):
     np.savez(path, x=X, y=Y)
     return path
+
+
+def test_default_blends_the_channels_the_file_records_else_its_ratio(tmp_path, rng):
+    X = rng.standard_normal((80, 20)) @ np.diag(np.linspace(3, 0.1, 20))
+    Y = rng.standard_normal((80, 20))
+    arrays = {"rgb.before": X.astype(np.float32), "depth.before": Y.astype(np.float32)}
+    rec = tmp_path / "rec.npz"
+    save_npz(rec, arrays, {"exchange_ratio": 0.1, "blended_channels": {"rgb": [7, 1]}})
+    res = CliRunner().invoke(main, ["theorem", str(rec), "--x", "rgb.before", "--y", "depth.before", "--json"])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["report"]["low"] == [1, 7]
+    assert res.stderr.strip() == "C_low: the 2 channels the run blended for 'rgb' (recorded in the file)"
+    # nothing recorded for depth: k' from the file's ratio, 0.3 * 20 = 6 channels
+    ratio = tmp_path / "ratio.npz"
+    save_npz(ratio, arrays, {"exchange_ratio": 0.3})
+    res = CliRunner().invoke(main, ["theorem", str(ratio), "--x", "depth.before", "--y", "rgb.before", "--json"])
+    assert res.exit_code == 0, res.output
+    assert len(json.loads(res.stdout)["report"]["low"]) == 6 and res.stderr == ""
+    # an explicit choice wins over the record
+    res = CliRunner().invoke(main, ["theorem", str(rec), "--x", "rgb.before", "--y", "depth.before", "--k-prime", "3",
+                                    "--json"])
+    assert len(json.loads(res.stdout)["report"]["low"]) == 3
+
+
+def test_a_bad_recorded_ratio_exits_2_naming_the_file(tmp_path, rng):
+    X = rng.standard_normal((40, 10))
+    path = tmp_path / "bad.npz"
+    save_npz(path, {"a": X, "b": X}, {"exchange_ratio": 2.0})
+    res = CliRunner().invoke(main, ["theorem", str(path), "--x", "a", "--y", "b"])
+    assert res.exit_code == 2
+    assert "meta exchange_ratio in" in res.output and "bad.npz" in res.output

@@ -177,3 +177,46 @@ def test_one_video_per_pass_with_noise_or_when_the_batch_would_choose_the_channe
         handle.remove()
     # noise is drawn video by video, in order; a batch that chooses would shape its videos' rows
     assert sizes == [1] * len(ds.split("train"))
+
+
+def test_the_file_records_the_channels_the_run_blended(runs, tmp_path):
+    from rankfusion.featurefiles import load_features
+    from rankfusion.runs import load_run
+
+    p = extract_features(runs["rtf"], "test", 0.3, tmp_path / "f.npz")
+    model, _, _ = load_run(runs["rtf"])
+    assert model.rtf.frozen
+    meta = load_meta(p)
+    want = {m: sorted(int(c) for c in model.rtf.frozen_low[i]) for i, m in enumerate(["rgb", "depth"])}
+    assert meta["blended_channels"] == want  # the choice made on the training rows, not on these rows
+    arrays = load_arrays(p)
+    for m in ("rgb", "depth"):  # RTF changed no channel outside the recorded set
+        changed = np.flatnonzero((arrays[f"{m}.after"] != arrays[f"{m}.before"]).any(0))
+        assert set(changed.tolist()) <= set(want[m])
+    fs = load_features(p)
+    np.testing.assert_array_equal(fs.blended("rgb"), want["rgb"])
+    # without RTF nothing is blended: nothing recorded
+    assert load_meta(extract_features(runs["nortf"], "test", 0.3, tmp_path / "g.npz"))["blended_channels"] == {}
+
+
+def test_nothing_is_recorded_where_each_video_chose_its_own_channels(runs):
+    from rankfusion import extract as extract_mod
+    from rankfusion.data.torchdata import video_inputs
+    from rankfusion.runs import load_run
+
+    ds = runs["ds"]
+    model, _, _ = load_run(runs["rtf"])
+    model.rtf.unfreeze()  # the evaluated batch (here each video alone) chooses
+    _, _, blended = extract_mod._fuser_features(model, ds, ds.split("train"), "train", 0.6, ["rgb", "depth"], 3,
+                                                torch.device("cpu"), {}, None, False)
+    per_video = {"rgb": set(), "depth": set()}
+    for video in ds.split("train"):
+        feats, mask = video_inputs(ds, video, ["rgb", "depth"], max(1, int(0.6 * ds.n_frames(video))), 3,
+                                   torch.device("cpu"))
+        with torch.no_grad():
+            out = model(feats, mask, return_features=True).features
+        for m in per_video:
+            per_video[m].add(tuple(int(c) for c in out[m]["low"]))
+    assert any(len(sets) > 1 for sets in per_video.values())  # the videos disagree somewhere
+    # a modality is recorded exactly where every video blended the same channels
+    assert blended == {m: list(next(iter(sets))) for m, sets in per_video.items() if len(sets) == 1}

@@ -8,8 +8,9 @@ from pathlib import Path
 import click
 import numpy as np
 
-from .._validation import InputError
-from ..files import load_arrays
+from .._validation import InputError, check_float
+from ..featurefiles import recorded_channels
+from ..files import load_arrays, load_meta
 from ..theorem import default_k, default_k_prime, theorem_3_1
 from . import main
 
@@ -43,6 +44,23 @@ def _parse_ints(text: str, name: str):
         raise InputError(f"{name} must be comma-separated channel indices, got {text!r}") from None
 
 
+def _default_low(file: Path, xkey: str, d: int) -> tuple:
+    """``(low, k_prime)`` when no choice is given: the channels the run blended for X's modality
+    when the feature file records them (a note on stderr says so), else k' as R3D blends at the
+    file's exchange ratio."""
+    meta = load_meta(file)
+    modality, _, stage = xkey.rpartition(".")
+    recorded = recorded_channels(meta, modality, d, file) if stage == "before" and modality else None
+    if recorded is not None:
+        click.echo(f"C_low: the {len(recorded)} channels the run blended for {modality!r} (recorded in the file)",
+                   err=True)
+        return [int(c) for c in recorded], None
+    ratio = meta.get("exchange_ratio")
+    if ratio is not None:
+        ratio = check_float(ratio, f"meta exchange_ratio in {str(file)!r}", low=0.0, high=1.0, low_open=True)
+    return None, default_k_prime(d, ratio)
+
+
 @main.command()
 @click.argument("file", type=click.Path(path_type=Path))
 @click.option("--x", "xkey", required=True, help="Key of X, the modality fused into (e.g. rgb.before).")
@@ -50,8 +68,10 @@ def _parse_ints(text: str, name: str):
 @click.option("--k", "k", type=int, default=None,
               help="Dominant-subspace size, 1 <= k <= rank(X). Default: floor(ERank(X)).")
 @click.option("--k-prime", "k_prime", type=int, default=None,
-              help="Blend the k' channels of lowest I_c (Eq. 3). Default: max(1, round(0.1 * D)), as many as "
-                   "R3D blends at width D, and at least one (R3D blends none at D <= 5).")
+              help="Blend the k' channels of lowest I_c (Eq. 3). Default: the channels the run blended when FILE "
+                   "(from `rankfusion extract`) records them for X's modality; else max(1, round(r * D)), r "
+                   "the file's exchange ratio (R3D's default 0.1 when it has none): as many as R3D blends at "
+                   "width D, and at least one.")
 @click.option("--eta", type=float, default=None, help="Blend C_low = {c : I_c <= eta} (Definition 1).")
 @click.option("--low", "low", default=None, help="Blend these channels (comma-separated indices).")
 @click.option("--alpha", default="0.5", show_default=True,
@@ -89,7 +109,7 @@ def theorem(file, xkey, ykey, k, k_prime, eta, low, alpha, epsilon, beta, gamma,
         k = default_k(X, name=f"array {xkey!r}")
     low_list = _parse_ints(low, "--low") if low is not None else None
     if low_list is None and eta is None and k_prime is None:
-        k_prime = default_k_prime(X.shape[1])
+        low_list, k_prime = _default_low(file, xkey, X.shape[1])
     report = theorem_3_1(
         X, Y, k=k, alpha=_parse_floats(alpha, "alpha"), low=low_list, eta=eta, k_prime=k_prime,
         epsilon=epsilon, beta=beta, gamma=gamma, informativeness=informativeness, residual=residual,

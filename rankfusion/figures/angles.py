@@ -36,14 +36,13 @@ def make(ctx: FigureContext) -> FigureResult:
     (runset,) = jobs(ctx)
     runs = runset.records()
     res.run_keys = keys(runs)
-    ratio = float(ctx.cache.config(ctx.pair).model.exchange_ratio)
     tabs = []
     for rec in runs:
         for obs in ctx.obs_ratios:
             fs = featurefiles.load_features(ctx.cache.features(rec, obs))
-            tabs.append(featurefiles.angle_table(fs, exchange_ratio=ratio).assign(obs_ratio=obs, seed=rec.seed))
+            tabs.append(featurefiles.angle_table(fs).assign(obs_ratio=obs, seed=rec.seed))
     full = pd.concat(tabs, ignore_index=True)
-    mean = full.groupby(["direction", "target", "source"], sort=False, as_index=False)[
+    mean = full.groupby(["direction", "target", "source", "channels"], sort=False, as_index=False)[
         ["k", "n_low", "mean_angle_deg", "min_angle_deg", "max_angle_deg", "mean_channel_angle_deg"]].mean()
     table(ctx.out, full, "angles_all", res)
     table(ctx.out, mean, "angles", res, markdown=True)

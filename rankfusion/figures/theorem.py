@@ -26,20 +26,21 @@ class TheoremResult:
                 for r in self.table.to_dict("records")}
 
 
-def theorem_table(features, pairs, exchange_ratio: float, *, alpha: float = 0.5) -> pd.DataFrame:
+def theorem_table(features, pairs, *, exchange_ratio: float | None = None, alpha: float = 0.5) -> pd.DataFrame:
     """Theorem 3.1 on a feature file's ``.before`` arrays, one row per direction ``X <- Y``.
 
-    C_low are :func:`rankfusion.featurefiles.blended_channels` of X (as many as RTF blends,
-    ``round(exchange_ratio * D)``, of lowest column energy: the model's criterion, Sec. 4.2),
-    k the 90%-energy dominant subspace (:func:`rankfusion.spectral.dominant_k`) and a uniform alpha.
+    C_low are :func:`rankfusion.featurefiles.injected_channels` of X (the channels the run blended
+    when the file records them, column ``channels`` = ``"run"``; else as many as RTF blends at
+    ``exchange_ratio``, of lowest column energy on the file's rows, ``"criterion"``), k the
+    90%-energy dominant subspace (:func:`rankfusion.spectral.dominant_k`) and a uniform alpha.
     """
     rows = []
     for target, source in pairs:
         X = np.asarray(features.get(target, "before"), dtype=np.float64)
         Y = np.asarray(features.get(source, "before"), dtype=np.float64)
-        low = featurefiles.blended_channels(X, exchange_ratio)
+        low, source_of_low = featurefiles.injected_channels(features, target, exchange_ratio)
         rep = theorem_3_1(X, Y, k=dominant_k(singular_values(X)), alpha=alpha, low=low, informativeness="full")
-        rows.append({"direction": f"{target} <- {source}", "k": rep.k, "n_low": rep.n_low, "alpha": alpha,
+        rows.append({"direction": f"{target} <- {source}", "channels": source_of_low, "k": rep.k, "n_low": rep.n_low, "alpha": alpha,
                      "erank_before": rep.erank_before, "erank_after": rep.erank_after,
                      "erank_change": rep.erank_change, "assumptions_hold": rep.assumptions_hold,
                      "failed": ", ".join(rep.failed) if rep.failed else "", "verdict": rep.verdict})
@@ -58,8 +59,7 @@ def make(ctx: FigureContext, *, alpha: float = 0.5) -> FigureResult:
     rec = runset.records()[0]
     res.run_keys = keys([rec])
     fs = featurefiles.load_features(ctx.cache.features(rec, ctx.obs))
-    ratio = float(ctx.cache.config(ctx.pair).model.exchange_ratio)
-    tab = theorem_table(fs, ((ctx.anchor, ctx.partner), (ctx.partner, ctx.anchor)), ratio, alpha=alpha)
+    tab = theorem_table(fs, ((ctx.anchor, ctx.partner), (ctx.partner, ctx.anchor)), alpha=alpha)
     ctx.out.mkdir(parents=True, exist_ok=True)
     write_text(ctx.out / "theorem.md", to_markdown(tab, floatfmt=".3f") + "\n")
     res.files.append("theorem.md")
