@@ -11,7 +11,7 @@ def run_family(name: str, doc: str) -> int:
     """Regenerate one figure family (``rankfusion figures --only NAME``) and update the manifest."""
     from rankfusion._validation import InputError
     from rankfusion.figures import FigureContext, make_figures
-    from rankfusion.runcache import set_threads
+    from rankfusion.runcache import default_workers, set_threads
 
     parser = argparse.ArgumentParser(description=doc)
     parser.add_argument("--data", required=True, type=Path, help="dataset in the standard layout")
@@ -22,15 +22,15 @@ def run_family(name: str, doc: str) -> int:
     parser.add_argument("--partner", default=None)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", default=1, type=int, help="torch threads (default 1)")
-    parser.add_argument("--workers", default=1, type=int,
-                        help="processes over the independent runs, one torch thread each (default 1)")
+    parser.add_argument("--workers", default=None, type=int,
+                        help="processes over the independent runs, one torch thread each (default min(2, CPU count))")
     args = parser.parse_args()
     try:
         set_threads(args.threads)
         ctx = FigureContext.open(args.data, out=args.out, cache_dir=args.cache, profile=args.profile,
                                  device=args.device, anchor=args.anchor, partner=args.partner)
         command = "python " + " ".join(sys.argv)
-        res = make_figures(ctx, only=[name], command=command, workers=args.workers)[name]
+        res = make_figures(ctx, only=[name], command=command, workers=args.workers or default_workers())[name]
     except (InputError, ValueError, TypeError, OSError) as exc:
         print(f"Error: {exc}", file=sys.stderr)
         return 2

@@ -36,10 +36,15 @@ import json
 import os
 import shutil
 import statistics
+import sys
 import time
 from pathlib import Path
 
-SEEDS = (1, 10, 13452)
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from rankfusion.config import PAPER_SEEDS  # noqa: E402
+
+SEEDS = PAPER_SEEDS
 
 
 def _decisions(model, ds, config, only: dict):

@@ -35,8 +35,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from rankfusion import stats, verdicts  # noqa: E402
+from rankfusion.config import PAPER_SEEDS  # noqa: E402
 
-SEEDS = (1, 10, 13452)
+SEEDS = PAPER_SEEDS
 
 
 def _init_worker():

@@ -66,7 +66,8 @@ from .config import R3DConfig, RunConfig, TrainConfig
 from .data.torchdata import FEATURE_CACHE_BYTES, length_batches, video_inputs
 from .evaluate import observed_cuts
 from .metrics import MoCAccumulator, grid_cells
-from .model import R3DOutput, blend, channels_from_statistic, recency_positions, sinusoidal_positions
+from .model import (R3DOutput, blend, blend_weights, blending_alpha, channels_from_statistic, recency_positions,
+                    sinusoidal_positions)
 from .monitor import EpochRanks
 from .spectral import (channel_informativeness, channel_statistic, informativeness_from_statistic,
                        low_informative_channels)
@@ -972,18 +973,9 @@ def _rtf_choice(P, buffers, rtf, toks, mask, training):
             low.append(low_informative_channels(score, k_prime=rtf.k_prime))
         if track:
             buffers["rtf.train_batches"] += 1
-    if rtf.exchange == "static":
-        alpha = buffers["rtf.alpha_const"]
-    elif rtf.alpha_param == "sigmoid":
-        alpha = torch.sigmoid(P["rtf.alpha_raw"])
-    else:
-        alpha = P["rtf.alpha_raw"]
-    weights = []
-    for i, x in enumerate(toks):
-        sel = torch.zeros(low[i].shape[:-1] + (x.shape[-1],), dtype=alpha.dtype)
-        sel.scatter_(-1, low[i], 1.0)
-        # (K, D): one set per seed; (K, B, D): one set per video
-        weights.append(sel * (alpha[:, i] if sel.dim() == 2 else alpha[:, i, None]))
+    alpha = blending_alpha(rtf.exchange, rtf.alpha_param, P.get("rtf.alpha_raw"), buffers.get("rtf.alpha_const"))
+    # (K, D): one set per seed; (K, B, D): one set per video
+    weights = [blend_weights(low[i], alpha[:, i] if low[i].dim() == 2 else alpha[:, i, None]) for i in range(len(toks))]
     return toks, low, weights
 
 

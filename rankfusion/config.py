@@ -1,4 +1,4 @@
-"""Configuration of the R3D model and of its training runs.
+"""Configuration of the R3D model and of its training runs, and the anticipation protocol's constants.
 
 Each component owns its defaults in a dataclass: :class:`R3DConfig` (the model, Sec. 4 and
 App. C) and :class:`TrainConfig` (optimisation and the anticipation protocol, App. D.2).
@@ -96,7 +96,7 @@ class R3DConfig:
         ``"batch"`` (the paper, Sec. 4.2): one channel set per modality from the whole batch's
         (B*T, D) matrix of valid steps. ``"sample"``: one set per video from its own steps, so a
         video's output does not depend on its batch-mates (training then matches evaluation,
-        which runs one video at a time). Only for ``selection="spectral"``.
+        which scores each video as it would be alone). Only for ``selection="spectral"``.
     eval_channels : {"train", "batch"}
         Which channels RTF blends in eval mode (with ``selection="spectral"``, ``selection_scope="batch"``).
         ``"train"``: those chosen on the training rows seen since the model last left training mode
@@ -222,7 +222,10 @@ class TrainConfig:
     future_ratio : float
         Future window as a fraction of the video (0.5).
     sample_rate : int
-        Temporal stride tau of the input features (Sec. 4.1).
+        Temporal stride tau of the input features (Sec. 4.1): the observed frames ``[:past:tau]``,
+        frames 0, tau, 2 tau, ... below the cut, ``ceil(past / tau)`` of them. The paper counts
+        ``floor(T / tau)``, one fewer when tau does not divide the length; ``rankfusion data
+        featurize --stride`` keeps the paper's count.
     loss_seg, loss_cls, loss_dur : float
         Weights of segmentation CE, anticipation CE and duration regression.
     transition_weight : float

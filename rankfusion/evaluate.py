@@ -1,9 +1,10 @@
 """Evaluation of a trained R3D run on a split: MoC grid, segmentation, modality utilization.
 
 :func:`moc_grid`, :func:`segmentation_grid` and :func:`modality_reliance` apply the protocols of
-:mod:`rankfusion.metrics` to a trained R3D model, one video at a time (each video observed alone,
-as the MoC protocol does); :func:`evaluate_run` evaluates a run folder (one seed or several) and
-writes ``RUN/eval_<split>.csv`` (percentages). torch is imported only there.
+:mod:`rankfusion.metrics` to a trained R3D model, each video scored as it would be alone (the MoC
+protocol): in padded batches of similar length when the model computes each video independently
+(:func:`eval_batches`), else one video per forward pass; :func:`evaluate_run` evaluates a run
+folder (one seed or several) and writes ``RUN/eval_<split>.csv`` (percentages).
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ def moc_grid(model, ds, split, config: RunConfig, dev, *, obs=None, betas=None, 
     ``swap`` (``{modality: {video: donor video}}``) replaces that modality's input of each video
     by the donor's (:func:`modality_reliance`); labels and the other modalities stay the video's own.
     ``shifts`` (``{video: u}``, u in [0, 1)) reads the donors at a random time instead of the same
-    relative times (:func:`_video_inputs`). ``only`` (a set of ``(video, obs)`` pairs) counts those
+    relative times (:func:`rankfusion.data.torchdata.video_inputs`). ``only`` (a set of ``(video, obs)`` pairs) counts those
     cut points alone.
     """
 
@@ -219,34 +220,6 @@ def grid_mean(grid: dict, *, empty: float = float("nan")) -> float:
     """The mean of a MoC grid's cells: NaN cells (no frame counted) are skipped; ``empty`` when none is left."""
     vals = [v for v in grid.values() if np.isfinite(v)]
     return float(np.mean(vals)) if vals else float(empty)
-
-
-def derangement(n, seed=0) -> np.ndarray:
-    """A seeded random derangement of ``range(n)``: a permutation with no fixed point.
-
-    Used by modality reliance (:func:`modality_reliance`): video ``i`` receives
-    one modality's input from video ``perm[i] != i``. Drawn uniformly among derangements by
-    rejection (a random permutation is a derangement with probability ~1/e, so ~2.7 draws).
-
-    Parameters
-    ----------
-    n : int
-        Number of items (>= 2: a single video has no other video to borrow from).
-    seed : int
-        Seed of the generator; the same seed gives the same derangement.
-
-    Returns
-    -------
-    ndarray of int64, shape (n,)
-    """
-    n = check_int(n, "n", low=2)
-    seed = check_int(seed, "seed", low=0)
-    rng = np.random.default_rng(seed)
-    idx = np.arange(n)
-    while True:
-        perm = rng.permutation(n)
-        if not np.any(perm == idx):
-            return perm.astype(np.int64)
 
 
 @dataclass(frozen=True)

@@ -403,7 +403,7 @@ def gains_table(features: FeatureSet, modalities=None) -> pd.DataFrame:
     for mod in mods:
         b = float(spectral.effective_rank(features.get(mod, "before")))
         a = float(spectral.effective_rank(features.get(mod, "after")))
-        rows.append({"modality": mod, "erank_before": b, "erank_after": a, "gain": a - b})
+        rows.append({"modality": mod, "erank_before": b, "erank_after": a, "gain": float(spectral.rank_gain(b, a))})
     return pd.DataFrame(rows)
 
 

@@ -31,8 +31,10 @@ from .spectral import (
 def channel_scores(X: torch.Tensor, k: int | None = None) -> torch.Tensor:
     """Channel informativeness I_c (Definition 1) of a ``(N, D)`` token matrix; Eq. 3 ranks by it.
 
-    Thin wrapper so the model has one place that computes Definition 1; the maths lives in
-    :func:`rankfusion.spectral.channel_informativeness` (column energies for ``k=None``, the
+    For one token matrix (RTF's per-video scope, the selection probe); the per-batch scope
+    computes the same numbers from the additive :func:`rankfusion.spectral.channel_statistic`
+    (summed over processes and, for eval mode's recorded choice, over the training rows). The
+    maths lives in :func:`rankfusion.spectral.channel_informativeness` (column energies for ``k=None``, the
     ``D x D`` Gram's eigenvectors for top-k; never an SVD of the ``N x D`` matrix). The model's
     default is ``k=None`` (``R3DConfig.informativeness_k``): the sum over all ``r`` singular
     directions that Sec. 4.2 writes, i.e. the column energy ``||x_c||^2``.
@@ -121,8 +123,8 @@ class RankEnhancingTokenFuser(nn.Module):
     makes ``selection="spectral"`` with ``selection_scope="batch"`` sum the selection statistic
     (:func:`rankfusion.spectral.channel_statistic`: column energies, or the Gram matrix for
     top-k) over the group's processes in training mode, so N processes with batch B select
-    the channels one process would select from the N*B videos. In eval mode (one video at a
-    time) and with ``None`` the batch on this process decides.
+    the channels one process would select from the N*B videos. In eval mode without a recorded
+    choice, and with ``None``, the batch on this process decides.
 
     Evaluation uses the training rows' choice (``eval_channels="train"``, the default, with
     ``selection="spectral"`` and ``selection_scope="batch"``): in training mode the fuser adds each
@@ -253,9 +255,8 @@ class RankEnhancingTokenFuser(nn.Module):
 
     def alpha(self) -> torch.Tensor:
         """Per-modality, per-channel blending weights, shape (M, D)."""
-        if self.exchange == "static":
-            return self.alpha_const
-        return torch.sigmoid(self.alpha_raw) if self.alpha_param == "sigmoid" else self.alpha_raw
+        return blending_alpha(self.exchange, self.alpha_param, getattr(self, "alpha_raw", None),
+                              getattr(self, "alpha_const", None))
 
     @torch.no_grad()
     def select(self, feats, mask) -> list:
@@ -327,6 +328,14 @@ class RankEnhancingTokenFuser(nn.Module):
             # (D,) or (B, 1, D) with one channel set per video
             after.append(blend(x, y, w if w.dim() == 1 else w[:, None, :]))
         return RTFOutput(list(feats), after, low)
+
+
+def blending_alpha(exchange: str, alpha_param: str, alpha_raw=None, alpha_const=None) -> torch.Tensor:
+    """RTF's blending coefficients from its stored values: the constant with ``exchange="static"``,
+    else ``sigmoid(alpha_raw)`` (``alpha_param="sigmoid"``) or ``alpha_raw`` itself (any leading shape)."""
+    if exchange == "static":
+        return alpha_const
+    return torch.sigmoid(alpha_raw) if alpha_param == "sigmoid" else alpha_raw
 
 
 def blend_weights(low: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
@@ -592,7 +601,3 @@ class R3D(nn.Module):
                      for m, b, a, l in zip(self.config.modalities, before, after, low)}
         return R3DOutput(seg, cls, dur, feats)
 
-
-def build_model(config: R3DConfig) -> R3D:
-    """Construct :class:`R3D` from a resolved :class:`R3DConfig`."""
-    return R3D(config)

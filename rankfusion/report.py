@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from . import stats, verdicts
+from .selection import SUMMARY_COLUMNS
 from .files import to_markdown
 from .figures.collapse import remedies_table
 from .verdicts import fmt as _fmt
@@ -137,9 +138,7 @@ def modality_section(r: ReportInputs) -> list[str]:
         if d.agreement is not None:
             L.append("Agreement of the criterion with the task (mean score against mean MoC gain over the "
                      f"candidates): {verdicts.agreement_clause(d.agreement)}.")
-    L += ["", to_markdown(r.results["modality"].tables["summary"][
-        ["candidate", "obs_ratio", "erank_anchor_before", "erank_anchor_after", "erank_candidate_before",
-         "erank_candidate_after", "gain_anchor", "gain_candidate", "harmonic_mean"]]), ""]
+    L += ["", to_markdown(r.results["modality"].tables["summary"][list(SUMMARY_COLUMNS)]), ""]
     return L
 
 

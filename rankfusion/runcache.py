@@ -45,6 +45,12 @@ TRAIN_OVERRIDES = frozenset({"modality_dropout", "unimodal_heads", "ogm"})
 DONE = "rankfusion-run.json"
 
 
+def default_workers() -> int:
+    """Processes training independent runs by default (``--workers``): two, or one on a one-core
+    machine, each with one torch thread."""
+    return max(1, min(2, os.cpu_count() or 1))
+
+
 def set_threads(n: int | None) -> None:
     """Use ``n`` torch (intra-op) threads; None leaves torch's default.
 

@@ -3,10 +3,11 @@
 The paper (Sec. 3.1, App. A) claims that blending the low-informativeness channels of a
 representation ``X`` with channels of another modality ``Y`` (Definition 2) raises the
 effective rank (Eq. 1) under four assumptions. :func:`theorem_3_1` builds ``X'`` for *your*
-``X``, ``Y``, channel set and blending coefficients, and reports every quantity the statement
-and the proof use, each assumption's truth and slack, ERank before and after, a verdict, and a
-sufficient condition that *is* proven (strict majorization of the normalised spectrum,
-``docs/theory.md``).
+``X``, ``Y``, channel set and blending coefficients, and reports the statement's quantities,
+each assumption's truth and slack, the proof's intermediate claims of Eqs. 11, 12, 39 and 47-49
+evaluated on the data, ERank before and after, a verdict, and a sufficient condition that *is*
+proven (strict majorization of the normalised spectrum, ``docs/theory.md``). Lemma A.1's
+subspace perturbation bound (Eqs. 6 and 13) and the per-channel bound of Eq. 36 are not evaluated.
 
 The theorem as stated is false: ``docs/theory.md`` gives counterexamples in which all four
 assumptions hold and the effective rank falls, and names the proof steps that fail. The

@@ -1,4 +1,4 @@
-"""Training and evaluation of R3D runs (App. D.2; the MoC protocol of docs/datasets.md).
+"""Training of R3D runs, with validation choosing the best epoch (App. D.2; the MoC protocol of docs/datasets.md).
 
 A run folder holds::
 

@@ -203,8 +203,8 @@ def test_padding_never_changes_outputs(mods, opts, training):
 @pytest.mark.parametrize("opts", [{"rtf": False}, {"selection_scope": "sample"}])
 def test_batch_row_independent_of_other_rows_in_eval(opts):
     # Without RTF, or with per-video selection, every video is processed independently; with the
-    # default spectral RTF the channel set is a batch statistic (Sec. 4.2), which is why
-    # evaluation runs one video at a time.
+    # default spectral RTF and no recorded choice the channel set is a batch statistic (Sec. 4.2),
+    # which is why evaluation then runs one video per forward pass.
     mods = ("rgb", "depth")
     model = _model(mods, **opts).eval()
     feats, mask = _batch(mods)

@@ -13,7 +13,6 @@ from rankfusion.config import load_config  # noqa: E402
 from rankfusion.data import open_dataset  # noqa: E402
 from rankfusion.data.layout import write_dataset  # noqa: E402
 from rankfusion.data.torchdata import relative_time_indices  # noqa: E402
-from rankfusion.evaluate import derangement  # noqa: E402
 from rankfusion.evaluate import modality_reliance, moc_grid  # noqa: E402
 
 N_TEST = 6
@@ -96,14 +95,7 @@ def test_model_that_uses_a_modality_relies_on_it(coded):
     assert {(o, b) for o, b, _ in rel["cue"].grid} == set(clean)
 
 
-def test_derangement_and_relative_times():
-    for n in (2, 3, 10, 50):
-        for seed in range(5):
-            p = derangement(n, seed)
-            assert sorted(p) == list(range(n)) and not np.any(p == np.arange(n))
-    assert np.array_equal(derangement(20, 7), derangement(20, 7))
-    with pytest.raises(ValueError, match="n must be"):
-        derangement(1)
+def test_relative_times():
     idx = relative_time_indices(30, 100, 50)
     assert idx[0] == 0 and idx[-1] == 14 and np.all(np.diff(idx) >= 0)
     assert relative_time_indices(10, 10, 10).tolist() == list(range(10))

@@ -325,3 +325,15 @@ def test_paired_says_what_noise_like_means_for_an_undefined_criterion(tmp_path):
                 str(tmp_path / "o2"), *FAST])
     assert not pd.read_csv(tmp_path / "o2" / "modality_evidence.csv")["criterion"].isna().any()
     assert "no criterion for" not in res.output
+
+
+def test_the_command_s_probe_defaults_are_probe_config_s():
+    # the command keeps its own literals so that `rankfusion --help` need not import the probe
+    from rankfusion.cli import main
+    from rankfusion.selection import ProbeConfig
+
+    params = {p.name: p.default for p in main.commands["modality-select"].params}
+    cfg = ProbeConfig()
+    assert (params["folds"], params["surrogates"], params["steps"], params["width"]) == (
+        cfg.folds, cfg.n_surrogates, cfg.steps, cfg.width)
+    assert tuple(int(s) for s in params["seeds"].split(",")) == cfg.seeds

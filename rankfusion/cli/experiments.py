@@ -47,9 +47,9 @@ def _threads_option(f):
 
 
 def _default_workers() -> int:
-    import os
+    from ..runcache import default_workers
 
-    return max(1, min(2, os.cpu_count() or 1))
+    return default_workers()
 
 
 def _workers_option(f):
@@ -245,9 +245,7 @@ def _rank_runs(features, data, cands, expected, out, anchor, cache_dir, profile,
         task, agreement = moc if moc is not None else (None, None)
         click.echo(json.dumps(selection.ranking_json(ranking, anchor, task, agreement), indent=2))
         return
-    cols = ["candidate", "obs_ratio", "erank_anchor_before", "erank_anchor_after", "erank_candidate_before",
-            "erank_candidate_after", "gain_anchor", "gain_candidate", "harmonic_mean"]
-    click.echo(to_markdown(summary[cols]))
+    click.echo(to_markdown(summary[list(selection.SUMMARY_COLUMNS)]))
     click.echo("")
     click.echo(to_markdown(ranking[["rank", "candidate", "score", "wins", "reason"]]))
     how = "by construction" if expected is None else "(--expected)"

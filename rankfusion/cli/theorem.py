@@ -11,7 +11,7 @@ import numpy as np
 from .._validation import InputError, check_float
 from ..featurefiles import recorded_channels
 from ..files import load_arrays, load_meta
-from ..theorem import default_k, default_k_prime, theorem_3_1
+from ..theorem import DEFAULT_ZERO_MEAN_TOL, default_k, default_k_prime, theorem_3_1
 from . import main
 
 
@@ -83,7 +83,7 @@ def _default_low(file: Path, xkey: str, d: int) -> tuple:
               help="Definition 1 over the top-k singular vectors, or all (= column energy, Eq. 15).")
 @click.option("--residual", type=click.Choice(["rank", "complement"]), default="rank", show_default=True,
               help="Assumption 4's residual space: span{u_k+1..u_r}, or the whole complement of span{u_1..u_k}.")
-@click.option("--zero-mean-tol", type=float, default=1e-6, show_default=True,
+@click.option("--zero-mean-tol", type=float, default=DEFAULT_ZERO_MEAN_TOL, show_default=True,
               help="Largest |cosine(y_c, 1)| counted as zero-mean (Assumption 1).")
 @click.option("--center-y", is_flag=True,
               help="Centre Y's columns before blending (makes Assumption 1's zero-mean hold; changes X').")

@@ -12,7 +12,7 @@ scaled by their own minimum and maximum, as the official R3D preprocessing does)
 replicated to 3 channels.
 The frame is resized to ``size`` x ``size`` (bilinear, antialiased; the whole frame, no crop)
 and normalised with the ImageNet mean and standard deviation. The backbone's classification
-head is removed (ResNet-50: the 2048-d global average pool, as in the paper's Sec. 3.3).
+head is removed (ResNet-50: the 2048-d global average pool, as in the paper's Sec. 4.1).
 
 Nothing is downloaded: a torchvision backbone needs its weights as a file (``weights``), or
 ``random_weights=True`` (timing, tests). A backbone may also be a ``torch.export`` program
@@ -145,7 +145,7 @@ def to_input(frame: np.ndarray, *, size=DEFAULT_SIZE, depth_max=DEFAULT_DEPTH_MA
 
 
 def strided(files: list, stride: int, video="") -> list:
-    """Every ``stride``-th frame from the first, ``floor(T / stride)`` of them (the paper's Sec. 3.3)."""
+    """Every ``stride``-th frame from the first, ``floor(T / stride)`` of them (the paper's Sec. 4.1)."""
     kept = files[: (len(files) // stride) * stride : stride]
     if not kept:
         raise InputError(f"video {str(video)!r} has {len(files)} frames, fewer than stride={stride}")
@@ -221,7 +221,7 @@ def featurize(frames_dir, out_dir, modality, *, backbone=DEFAULT_BACKBONE, weigh
         See :func:`load_backbone` (torchvision names only).
     stride : int
         Keep every ``stride``-th frame from the first, ``floor(T / stride)`` frames (the paper's
-        temporal stride tau, Sec. 3.3).
+        temporal stride tau, Sec. 4.1).
     batch_size, size, depth_max, device, progress
         Frames per forward pass, input side in pixels, depth scale (None: per-frame min-max),
         torch device, progress bar.

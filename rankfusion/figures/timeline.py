@@ -95,7 +95,7 @@ def make(ctx: FigureContext) -> FigureResult:
     ds = open_dataset(ctx.data_root)
     tab = _table(ctx, preds, obs, len(ds.classes))
     order = tab.sort_values(["diff", "video"], kind="stable")["video"].tolist()
-    chosen = {"largest": order[-1], "median": order[len(order) // 2], "smallest": order[0]}
+    chosen = dict(zip(TIMELINE_ROLES, (order[-1], order[len(order) // 2], order[0])))
     tab["shown as"] = tab["video"].map({v: r for r, v in reversed(list(chosen.items()))}).fillna("")
     table(ctx.out, tab, "timeline", res)
     panels = []

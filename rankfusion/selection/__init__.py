@@ -32,8 +32,8 @@ The parts, each importing only those above it:
 * :mod:`~rankfusion.selection.task_evidence`: task evidence for runs of a trained model.
 """
 
-from .criterion import (compare_with_expected, modality_selection, nan_reason, pair_gains, rank_candidates,
-                        summarize_selection)
+from .criterion import (SUMMARY_COLUMNS, compare_with_expected, modality_selection, nan_reason, pair_gains,
+                        rank_candidates, summarize_selection)
 from .evidence import corrected_ci, replicate_criterion, select_modalities, stratified_folds
 from .paired import check_paired, load_paired
 from .probe import ProbeConfig, ProbeMembers, fit_probe, fit_probe_members, probe_gains
@@ -42,7 +42,7 @@ from .task_evidence import runs_task_evidence
 from .surrogates import min_surrogates, noise_test, spectral_surrogates
 
 __all__ = [
-    "pair_gains", "nan_reason", "modality_selection", "summarize_selection", "rank_candidates",
+    "SUMMARY_COLUMNS", "pair_gains", "nan_reason", "modality_selection", "summarize_selection", "rank_candidates",
     "compare_with_expected", "spectral_surrogates", "min_surrogates", "noise_test", "ProbeConfig",
     "fit_probe", "fit_probe_members", "ProbeMembers", "probe_gains", "check_paired", "load_paired",
     "stratified_folds", "corrected_ci", "CandidateEvidence", "SelectionReport", "replicate_criterion",

@@ -18,6 +18,14 @@ from .._validation import InputError
 from ..featurefiles import FeatureSet, load_features
 
 
+#: The per-(candidate, ratio) values :func:`summarize` averages over files, in the order the
+#: summary tables print them (after ``candidate, obs_ratio``; then ``harmonic_mean``).
+SUMMARY_VALUES = ("erank_anchor_before", "erank_anchor_after", "erank_candidate_before", "erank_candidate_after",
+                  "gain_anchor", "gain_candidate")
+#: The columns of the summary table that ``modality-select`` and the report print.
+SUMMARY_COLUMNS = ("candidate", "obs_ratio", *SUMMARY_VALUES, "harmonic_mean")
+
+
 def pair_gains(features: FeatureSet, anchor: str, candidate: str) -> dict:
     """Effective-rank gains of an (anchor, candidate) pair fused by one model (Sec. 3.2).
 
@@ -44,7 +52,7 @@ def pair_gains(features: FeatureSet, anchor: str, candidate: str) -> dict:
         after = spectral.effective_rank(features.get(mod, "after"))
         out[f"erank_{role}_before"] = float(before)
         out[f"erank_{role}_after"] = float(after)
-        gains[role] = float(after) - float(before)
+        gains[role] = float(spectral.rank_gain(before, after))
         out[f"gain_{role}"] = gains[role]
     out["harmonic_mean"] = float(spectral.harmonic_mean_gain(gains["anchor"], gains["candidate"]))
     return out
@@ -146,8 +154,7 @@ def summarize_selection(table: pd.DataFrame) -> pd.DataFrame:
     """
     if table.empty:
         raise InputError("table is empty: no feature rows to summarise")
-    cols = ["erank_anchor_before", "erank_anchor_after", "erank_candidate_before",
-            "erank_candidate_after", "gain_anchor", "gain_candidate"]
+    cols = list(SUMMARY_VALUES)
     # NaN obs ratios (files without metadata) would vanish in groupby; keep them as a group.
     keyed = table.assign(obs_ratio=table["obs_ratio"].fillna(-1.0))
     grouped = keyed.groupby(["anchor", "candidate", "obs_ratio"], sort=True)
