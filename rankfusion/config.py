@@ -414,7 +414,7 @@ def _read_toml(path: Path) -> dict:
             return tomllib.load(fh)
     except FileNotFoundError:
         raise InputError(f"config file {str(path)!r} does not exist") from None
-    except (tomllib.TOMLDecodeError, OSError) as exc:
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError, OSError) as exc:
         raise InputError(f"config file {str(path)!r} is not valid TOML: {exc}") from None
 
 

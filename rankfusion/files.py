@@ -189,6 +189,23 @@ def atomic_dir(path):
         raise
 
 
+def read_text(path, what: str = "file") -> str:
+    """The contents of a UTF-8 text file; :class:`InputError` naming it (as ``what``) when it does
+    not exist, is a folder, cannot be read or is not UTF-8."""
+    path = Path(path)
+    if path.is_dir():
+        raise InputError(f"{what} {str(path)!r} is a folder, not a file")
+    if not path.exists():
+        raise InputError(f"{what} {str(path)!r} does not exist")
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{what} {str(path)!r} is not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset "
+                         f"{exc.start}); save it as UTF-8") from None
+    except OSError as exc:
+        raise InputError(f"cannot read {what} {str(path)!r}: {exc.strerror or exc}") from None
+
+
 def write_text(path, text: str) -> None:
     """Atomically write ``text`` to ``path``."""
     with atomic_path(path) as tmp:

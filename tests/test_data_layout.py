@@ -239,3 +239,39 @@ def test_a_pickled_dataset_carries_no_open_maps(tmp_path):
     copy = pickle.loads(pickle.dumps(ds))
     assert copy._maps == {} and ds._maps  # the original keeps its maps
     np.testing.assert_array_equal(copy.features("v0", "rgb"), feats["rgb"]["v0"])
+
+
+def test_a_label_file_that_is_not_utf8_is_refused_naming_it(tmp_path):
+    from click.testing import CliRunner
+
+    from rankfusion.cli import main
+
+    root, *_ = _toy(tmp_path)
+    gt = root / "groundTruth" / "v1.txt"
+    gt.write_bytes(gt.read_bytes().replace(b"a\n", "\u00e4\n".encode("latin-1"), 1))
+    with pytest.raises(InputError, match=r"video 'v1': label file '.*v1.txt' is not UTF-8 text \(byte 0xe4"):
+        open_dataset(root)
+    res = CliRunner().invoke(main, ["data", "check", str(root)])
+    assert res.exit_code == 2 and len(res.output.strip().splitlines()) == 1 and "v1.txt" in res.output
+
+
+def test_a_folder_in_place_of_a_bundle_or_mapping_is_named_as_such(tmp_path):
+    root, *_ = _toy(tmp_path)
+    bundle = root / "splits" / "val.split1.bundle"
+    bundle.unlink()
+    bundle.mkdir()
+    with pytest.raises(InputError, match=r"split 'val': bundle '.*val.split1.bundle' is a folder, not a file"):
+        open_dataset(root).split("val")
+    (root / "mapping.txt").unlink()
+    (root / "mapping.txt").mkdir()
+    with pytest.raises(InputError, match=r"mapping file '.*mapping.txt' is a folder, not a file"):
+        open_dataset(root)
+
+
+def test_a_config_file_that_is_not_utf8_is_refused_naming_it(tmp_path):
+    from rankfusion.config import load_config
+
+    path = tmp_path / "c.toml"
+    path.write_bytes(b"[train]\nepochs = 3 # \xff\n")
+    with pytest.raises(InputError, match=r"config file '.*c.toml' is not valid TOML"):
+        load_config(path)

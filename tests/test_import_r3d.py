@@ -109,6 +109,12 @@ def _break(src, how):
     if how == "no_test":
         (src / "splits" / "test_split.txt").unlink()
         return "test_split.txt", "does not exist"
+    if how == "latin1":
+        (src / "groundTruth" / "v1.txt").write_bytes("w\u00e4lk\n".encode("latin-1") * 5)
+        return "v1.txt", "not UTF-8"
+    if how == "utf16_split":
+        (src / "splits" / "test_split.txt").write_text("v3\n", encoding="utf-16")
+        return "test_split.txt", "not UTF-8"
     if how == "no_val":  # train chooses its best epoch on val: refused here, not at train
         (src / "splits" / "val_split.txt").unlink()
         return "val_split.txt", "train_split.txt"
@@ -116,7 +122,7 @@ def _break(src, how):
 
 
 @pytest.mark.parametrize("how", ["frames", "missing", "unknown", "csv", "mixed", "square", "nan", "images", "no_test",
-                                 "no_val"])
+                                 "no_val", "latin1", "utf16_split"])
 def test_import_r3d_refuses_bad_input_in_one_line_writing_nothing(tmp_path, how):
     src = tmp_path / "src"
     _write_src(src, rgb_channels=8)

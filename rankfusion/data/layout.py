@@ -25,7 +25,7 @@ import numpy as np
 from .._progress import bar_disabled
 from .._validation import InputError, InputTypeError, check_choice, option_name
 from ..config import FUTURE_RATIO, TRAIN_OBS_RATIOS, cut_frames
-from ..files import atomic_dir
+from ..files import atomic_dir, read_text
 
 #: Modality name given to the features of a plain (single-modality) FUTR/MS-TCN dataset.
 PLAIN_MODALITY = "features"
@@ -73,10 +73,8 @@ def read_mapping(path) -> list[str]:
         If the file is missing, a line is malformed, or indices / names repeat or leave gaps.
     """
     path = Path(path)
-    if not path.is_file():
-        raise InputError(f"mapping file {str(path)!r} does not exist")
     by_index: dict[int, str] = {}
-    for lineno, raw in enumerate(path.read_text().splitlines(), 1):
+    for lineno, raw in enumerate(read_text(path, "mapping file").splitlines(), 1):
         line = raw.strip()
         if not line:
             continue
@@ -240,10 +238,10 @@ class MultiModalDataset:
 
     def _read_bundle(self, name: str) -> list[str]:
         path = self._bundle_path(name)
-        if not path.is_file():
+        if not path.exists():
             have = sorted(p.name for p in (self.root / "splits").glob(f"*.{self.split_set}.bundle"))
             raise InputError(f"split {name!r}: bundle {str(path)!r} does not exist; available: {have}")
-        videos = [_video_id(line) for line in path.read_text().splitlines() if line.strip()]
+        videos = [_video_id(line) for line in read_text(path, f"split {name!r}: bundle").splitlines() if line.strip()]
         if not videos:
             raise InputError(f"split {name!r} is empty ({str(path)!r} lists no videos)")
         dup = sorted({v for v in videos if videos.count(v) > 1})
@@ -284,9 +282,7 @@ class MultiModalDataset:
 
     def _read_labels(self, video: str) -> np.ndarray:
         path = self.root / "groundTruth" / f"{video}.txt"
-        if not path.is_file():
-            raise InputError(f"video {video!r}: label file {str(path)!r} does not exist")
-        names = [line.strip() for line in path.read_text().splitlines()]
+        names = [line.strip() for line in read_text(path, f"video {video!r}: label file").splitlines()]
         # A trailing newline is common; empty lines elsewhere would shift every later frame.
         while names and not names[-1]:
             names.pop()

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from .._validation import InputError, check_choice
+from ..files import read_text
 from .layout import SPLIT_NAMES, _npy_shape, _video_id, write_dataset
 
 #: Modality name of the plain ``features/`` folder of the official code (its RGB stream).
@@ -91,7 +92,7 @@ def read_official_mapping(path: Path) -> tuple[list[str], dict, list[int]]:
         The file's index of each class (NTU's mapping uses the action number A001 -> 1).
     """
     entries = {}
-    for lineno, raw in enumerate(path.read_text().splitlines(), 1):
+    for lineno, raw in enumerate(read_text(path, "mapping file").splitlines(), 1):
         line = raw.strip()
         if not line:
             continue
@@ -118,12 +119,13 @@ def read_split_files(src: Path) -> dict:
     splits = {}
     for name in SPLIT_NAMES:
         path = sdir / f"{name}_split.txt"
-        if not path.is_file():
+        if not path.exists():
             if name == "val":
                 raise InputError(f"split file {str(path)!r} does not exist: train chooses its best epoch on val; "
                                  "move some videos of train_split.txt into it")
             raise InputError(f"split file {str(path)!r} does not exist (train, val and test are required)")
-        videos = [_video_id(Path(line.strip()).name) for line in path.read_text().splitlines() if line.strip()]
+        videos = [_video_id(Path(line.strip()).name) for line in read_text(path, "split file").splitlines()
+                  if line.strip()]
         if not videos:
             raise InputError(f"split file {str(path)!r} lists no videos")
         dup = sorted({v for v in videos if videos.count(v) > 1})
@@ -146,9 +148,7 @@ def read_ground_truth(path: Path, lookup: dict) -> list[int]:
     per line (the official NTU loader: the second field is the label); mixing both is refused.
     Names are matched to ``lookup`` with their spaces removed, as the official code does.
     """
-    if not path.is_file():
-        raise InputError(f"label file {str(path)!r} does not exist")
-    lines = path.read_text().splitlines()
+    lines = read_text(path, "label file").splitlines()
     while lines and not lines[-1].strip():
         lines.pop()
     if not lines:

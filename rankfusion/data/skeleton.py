@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from .._validation import InputError, check_choice, option_name
+from ..files import read_text
 from .layout import write_dataset
 
 #: Modality name of the imported joints.
@@ -58,10 +59,7 @@ class _Lines:
 
     def __init__(self, path: Path):
         self.path = path
-        try:
-            text = path.read_text()
-        except UnicodeDecodeError:
-            raise InputError(f"{str(path)!r} is not a text file") from None
+        text = read_text(path, "skeleton file")
         self.lines = [(i, ln.strip()) for i, ln in enumerate(text.splitlines(), 1) if ln.strip()]
         self.pos = 0
 
@@ -312,7 +310,7 @@ def read_utkinect_labels(path) -> dict:
     path = Path(path)
     out: dict[str, list] = {}
     current = None
-    for lineno, raw in enumerate(Path(path).read_text().splitlines(), 1):
+    for lineno, raw in enumerate(read_text(path, "action label file").splitlines(), 1):
         line = raw.strip()
         where = f"{str(path)!r} line {lineno}"
         if not line:
