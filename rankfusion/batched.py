@@ -52,6 +52,7 @@ import dataclasses
 import functools
 import math
 import os
+import sys
 import time
 import types
 from pathlib import Path
@@ -136,7 +137,7 @@ def train_seeds(config: RunConfig, data_root, run_dir, *, seed=1, serial_seeds: 
     if reason is not None and progress and (distributed is None or distributed.is_main):
         from tqdm.auto import tqdm
 
-        tqdm.write(f"training the seeds one after another: {reason}")
+        tqdm.write(f"training the seeds one after another: {reason}", file=sys.stderr)
     if len(seeds) == 1 or serial_seeds or reason is not None:
         return train(config, data_root, run_dir, seed=seeds, device=device, resume=resume, progress=progress,
                      on_epoch_end=on_epoch_end, distributed=distributed, monitor=monitor)
@@ -276,7 +277,7 @@ def _train_group(members: list, *, stop: int, progress: bool, on_epoch_end):
 
                 tqdm.write(f"seed {r.seed} epoch {epoch}/{r.tc.epochs}  loss {row['train_loss']:.4f}  "
                            f"val_loss {row['val_loss']:.4f}  val_moc {row['val_moc']:.2f}  "
-                           f"{row['frames_per_s']:.0f} frames/s  {row['epoch_s']:.1f} s")
+                           f"{row['frames_per_s']:.0f} frames/s  {row['epoch_s']:.1f} s", file=sys.stderr)
         if members[0].ranks is not None:
             g.record_ranks(epoch, members)
         # every seed's epoch is written: commit them together

@@ -12,7 +12,7 @@ import json
 import re
 from pathlib import Path
 
-from ._validation import InputError, check_choice
+from ._validation import InputError, check_choice, option_name
 from .config import RunConfig
 from .data import open_dataset
 from .model import R3D
@@ -124,6 +124,19 @@ def recorded_seeds(run_dir) -> list[int]:
     return seeds
 
 
+def refuse_non_empty(run_dir) -> None:
+    """Refuse a run folder that is a file, or a folder already holding anything: training would
+    overwrite files of the same names (``config.json``, ``metrics.csv``, ...)."""
+    run_dir = Path(run_dir)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise InputError(f"run folder {str(run_dir)!r} is a file, not a folder")
+    held = sorted(p.name for p in run_dir.iterdir()) if run_dir.is_dir() else []
+    if held:
+        shown = ", ".join(repr(n) for n in held[:3]) + (f" and {len(held) - 3} more" if len(held) > 3 else "")
+        raise InputError(f"run folder {str(run_dir)!r} is not empty (it holds {shown}): choose a new or empty folder"
+                         f", or pass {option_name('resume=True', '--resume')} to continue a run there")
+
+
 def check_run_folder(run_dir, seeds: list, resume: bool) -> None:
     """Refuse to train ``seeds`` into a folder that holds another run: a single-seed run where several
     seeds would go or the reverse, or other seeds (``--resume`` continues the seeds there and may add
@@ -135,6 +148,8 @@ def check_run_folder(run_dir, seeds: list, resume: bool) -> None:
         raise InputError(f"run folder {str(run_dir)!r} holds a single-seed run ({single.relative_to(run_dir)}), "
                          f"not seeds {seeds}: choose another output folder")
     if not is_multi_seed(run_dir):
+        if len(seeds) > 1 and not resume:
+            refuse_non_empty(run_dir)
         return
     old = recorded_seeds(run_dir)
     if len(seeds) == 1:

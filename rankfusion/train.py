@@ -21,6 +21,7 @@ import io
 import json
 import math
 import random
+import sys
 import time
 from pathlib import Path
 
@@ -32,7 +33,7 @@ from ._validation import (InputError, InputTypeError, check_choice, check_distin
 from .config import RunConfig
 from .distributed import agree, all_reduce_list, DistContext, gather, refuse, said_once, shard
 from .evaluate import grid_mean as cells_mean, moc_grid
-from .runs import check_config_data, check_run_folder, is_multi_seed, load_checkpoint, load_run, open_data, recorded_config_hash, resolve_device, seed_dirs  # noqa: F401 (public here too)
+from .runs import check_config_data, check_run_folder, is_multi_seed, load_checkpoint, load_run, open_data, recorded_config_hash, refuse_non_empty, resolve_device, seed_dirs  # noqa: F401 (public here too)
 from .files import atomic_path, write_json, write_text
 from .monitor import EpochRanks
 from .trainstate import optimizer_params, pack_optimizer, rng_state, set_rng_state, unpack_optimizer
@@ -272,7 +273,8 @@ def _train_one(config, data_root, run_dir: Path, *, seed, device, resume, progre
             from tqdm.auto import tqdm
 
             tqdm.write(f"epoch {epoch}/{r.tc.epochs}  loss {row['train_loss']:.4f}  val_loss {row['val_loss']:.4f}  "
-                       f"val_moc {row['val_moc']:.2f}  {row['frames_per_s']:.0f} frames/s  {row['epoch_s']:.1f} s")
+                       f"val_moc {row['val_moc']:.2f}  {row['frames_per_s']:.0f} frames/s  {row['epoch_s']:.1f} s",
+                       file=sys.stderr)
         if on_epoch_end is not None:
             on_epoch_end(epoch, row)
     return run_dir
@@ -311,10 +313,13 @@ def _prepare_run(config, data_root, run_dir, *, seed, device, resume, ctx, ds=No
     last_path = run_dir / "checkpoints" / "last.pt"
 
     def check_folder():
-        if last_path.exists() and not resume:
+        if resume:
+            return
+        if last_path.exists():
             raise InputError(f"run folder {str(run_dir)!r} already holds a run; pass "
                              f"{option_name('resume=True', '--resume')} "
                              "or choose another output folder")
+        refuse_non_empty(run_dir)
 
     _on_main(ctx, dev, check_folder)
     info = {"config": config.to_dict(), "config_hash": config.config_hash(), "seed": seed,

@@ -55,13 +55,13 @@ def test_train_without_modalities_uses_the_datasets_and_says_so(imu_data, tmp_pa
     assert r.exit_code == 0, r.output
     info = json.loads((out / "config.json").read_text())
     assert sorted(info["config"]["model"]["modalities"]) == ["acc", "gyro"]
-    lines = r.output.splitlines()
+    lines = r.stderr.splitlines()
     assert lines[0].startswith("modalities ") and "the dataset's" in lines[0]
     assert sorted(lines[0].split()[1].split(",")) == ["acc", "gyro"]
-    # not a terminal: no bar redraws, one line per epoch, then the closing line
+    # not a terminal: no bar redraws, one line per epoch on stderr; stdout holds only the result
     assert "\r" not in r.output
-    assert [ln.split()[1] for ln in lines[1:3]] == ["1/2", "2/2"] and lines[3].startswith("trained ")
-    assert len(lines) == 4
+    assert [ln.split()[1] for ln in lines[1:3]] == ["1/2", "2/2"] and len(lines) == 3
+    assert len(r.stdout.splitlines()) == 1 and r.stdout.startswith("trained ")
 
 
 def test_batched_seeds_draw_no_bar_off_a_terminal(imu_data, tmp_path):
@@ -71,10 +71,9 @@ def test_batched_seeds_draw_no_bar_off_a_terminal(imu_data, tmp_path):
     assert "one after another" not in r.output  # the batched trainer ran
     # not a terminal: no bar redraws, one line per seed and epoch, then the closing line
     assert "\r" not in r.output and "seeds):" not in r.output
-    lines = r.output.splitlines()[1:]
-    assert [ln.split()[:4] for ln in lines[:4]] == [["seed", s, "epoch", e] for e in ("1/2", "2/2")
-                                                    for s in ("1", "2")]
-    assert lines[4].startswith("trained ") and len(lines) == 5
+    lines = r.stderr.splitlines()[1:]
+    assert [ln.split()[:4] for ln in lines] == [["seed", s, "epoch", e] for e in ("1/2", "2/2") for s in ("1", "2")]
+    assert len(r.stdout.splitlines()) == 1 and r.stdout.startswith("trained ")
 
 
 def test_train_modalities_flag_and_preset_are_named_as_the_source(imu_data, tmp_path):

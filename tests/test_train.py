@@ -271,6 +271,30 @@ def test_cli_train_errors_name_the_option_that_set_the_value(tiny_data, tmp_path
     assert not (tmp_path / "r").exists()
 
 
+@pytest.mark.parametrize("seeds", ["1", "1,2"])
+def test_a_folder_holding_other_files_is_refused_and_left_as_it_was(tiny_data, tmp_path, seeds):
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "metrics.csv").write_text("epoch,acc\n1,0.93\n")
+    (out / "config.json").write_text('{"lr": 0.1}\n')
+    r = CliRunner().invoke(main, ["train", str(tiny_data), "--out", str(out), "--seeds", seeds, "--quiet"])
+    assert r.exit_code == 2
+    assert r.output.strip().splitlines()[-1] == (
+        f"Error: run folder {str(out)!r} is not empty (it holds 'config.json', 'metrics.csv'): choose a new or "
+        "empty folder, or pass --resume to continue a run there")
+    assert sorted(p.name for p in out.iterdir()) == ["config.json", "metrics.csv"]
+    assert (out / "metrics.csv").read_text() == "epoch,acc\n1,0.93\n"
+
+
+def test_an_empty_folder_is_a_run_folder_and_a_file_is_refused(tiny_data, tmp_path):
+    (tmp_path / "empty").mkdir()
+    train(tiny_config(epochs=1), tiny_data, tmp_path / "empty", seed=1, progress=False)
+    assert (tmp_path / "empty" / "checkpoints" / "last.pt").exists()
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(ValueError, match="run folder '.*file' is a file, not a folder"):
+        train(tiny_config(epochs=1), tiny_data, tmp_path / "file", seed=1, progress=False)
+
+
 def test_cli_train_existing_run_names_the_option(tiny_data, tmp_path):
     (tmp_path / "r" / "checkpoints").mkdir(parents=True)
     (tmp_path / "r" / "checkpoints" / "last.pt").write_bytes(b"")
