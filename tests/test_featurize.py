@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import sys
 
@@ -186,10 +187,13 @@ def _break_frames(frames, how):
     if how == "mixed":
         write_opencv_xml(frames / "rgb" / "v0" / "depthImg1.xml", np.zeros((2, 2)))
         return "rgb", "mixes", None
+    if how == "grey_among_depth":  # an 8-bit grey frame among 16-bit depth frames: scaled differently
+        Image.fromarray(np.zeros((424, 512), np.uint8)).save(frames / "ntu_depth" / "v1" / "MDepth-00000004.png")
+        return "ntu_depth", "'MDepth-00000004.png' is single-channel uint8", "v0"
     raise AssertionError(how)
 
 
-@pytest.mark.parametrize("how", ["corrupt_png", "empty_video", "xml_count", "xml_syntax", "mixed"])
+@pytest.mark.parametrize("how", ["corrupt_png", "empty_video", "xml_count", "xml_syntax", "mixed", "grey_among_depth"])
 def test_featurize_bad_frames_one_line_nothing_half_written(tmp_path, make_frames, tiny_pt2, how):
     frames = make_frames(tmp_path / "frames")
     kind, name, finished = _break_frames(frames, how)
@@ -412,3 +416,33 @@ def test_frames_to_spectrum_end_to_end(tmp_path, tiny_pt2):
     for a in found.values():
         assert a["matrix_shape"] == [int(0.3 * 24), 8]
         assert 1 <= a["numerical_rank"] <= int(0.3 * 24) and 1.0 <= a["effective_rank"] <= a["numerical_rank"] + 1e-9
+
+
+class _FeatureMap(torch.nn.Module):
+    def forward(self, x):  # an unpooled trunk: (B, 4, h, w)
+        return x[:, :1].repeat(1, 4, 1, 1)[:, :, ::8, ::8]
+
+
+class _Pair(torch.nn.Module):
+    def forward(self, x):
+        return x.mean((2, 3)), x.amax((2, 3))
+
+
+@pytest.mark.parametrize("backbone, says", [(_FeatureMap(), "returned shape (3, 4, 4, 4) for 3 frames"),
+                                            (_Pair(), "returned a tuple, not a tensor")])
+def test_a_backbone_that_does_not_give_one_vector_per_frame_is_refused(tmp_path, make_frames, backbone, says):
+    frames = make_frames(tmp_path / "frames")
+    with pytest.raises(ValueError, match=r"video 'v0': the backbone " + re.escape(says)):
+        featurize(frames / "rgb", tmp_path / "out", "rgb", backbone=backbone, size=32)
+    assert not list((tmp_path / "out").rglob("*.npy"))  # nothing written
+
+
+def test_feature_files_featurize_did_not_make_are_refused(tmp_path, make_frames):
+    frames = make_frames(tmp_path / "frames")
+    feat = tmp_path / "out" / "features" / "rgb"
+    feat.mkdir(parents=True)
+    np.save(feat / "vA.npy", np.zeros((16, 7), np.float32))
+    with pytest.raises(ValueError, match=r"holds 1 feature file\(s\) \(e.g. 'vA.npy'\) that no featurize_rgb.json "
+                                         r"records as made by featurize"):
+        featurize(frames / "rgb", tmp_path / "out", "rgb", backbone=_tiny(), size=32)
+    assert sorted(p.name for p in feat.iterdir()) == ["vA.npy"]

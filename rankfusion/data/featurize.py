@@ -164,6 +164,10 @@ def _check_settings(path: Path, settings: dict, feat_dir: Path) -> bool:
     ``path`` is to be (re)written, which :func:`_run` does with the first video it writes (a run
     that fails before it leaves no record to refuse the corrected rerun)."""
     if not path.is_file():
+        made = sorted(p.name for p in feat_dir.glob("*.npy"))
+        if made:
+            raise InputError(f"{str(feat_dir)!r} holds {len(made)} feature file(s) (e.g. {made[0]!r}) that no "
+                             f"{path.name} records as made by featurize: write to another OUT or remove them")
         return True
     old = json.loads(path.read_text())
     if old == settings:
@@ -190,15 +194,41 @@ def _device(device: str) -> torch.device:
 @torch.inference_mode()
 def featurize_video(model, files, *, batch_size=32, size=DEFAULT_SIZE, depth_max=DEFAULT_DEPTH_MAX,
                     device="cpu", bar=None) -> np.ndarray:
-    """Features of the frame files ``files`` in order, float32 ``(frames, channels)``."""
-    out = []
+    """Features of the frame files ``files`` in order, float32 ``(frames, channels)``.
+
+    :class:`InputError` when the frames are not all of one kind (colour, or single-channel of one
+    element type: each kind is scaled differently) or the backbone does not give a ``(B, C)`` or
+    ``(B, C, 1, 1)`` tensor."""
+    out, first = [], None
     for i in range(0, len(files), batch_size):
-        batch = torch.stack([to_input(read_frame(f), size=size, depth_max=depth_max) for f in files[i:i + batch_size]])
-        y = model(batch.to(device))
-        out.append(y.reshape(len(batch), -1).float().cpu().numpy())
+        frames = []
+        for f in files[i:i + batch_size]:
+            frame = read_frame(f)
+            kind = _frame_kind(frame)
+            first = first or (kind, f)
+            if kind != first[0]:
+                raise InputError(f"frame {f.name!r} is {kind}, frame {first[1].name!r} {first[0]}: keep one kind of "
+                                 "frame per video (each kind is scaled differently)")
+            frames.append(to_input(frame, size=size, depth_max=depth_max))
+        y = model(torch.stack(frames).to(device))
+        out.append(_pooled(y, len(frames)).float().cpu().numpy())
         if bar is not None:
-            bar.update(len(batch))
+            bar.update(len(frames))
     return np.concatenate(out)
+
+
+def _frame_kind(frame: np.ndarray) -> str:
+    return "colour (8-bit)" if frame.ndim == 3 else f"single-channel {frame.dtype}"
+
+
+def _pooled(y, batch: int):
+    """A backbone's output as ``(B, C)``: refused unless it is ``(B, C)`` or ``(B, C, 1, 1)``."""
+    if not isinstance(y, torch.Tensor):
+        raise InputError(f"the backbone returned a {type(y).__name__}, not a tensor of shape (B, C)")
+    if y.shape[0] != batch or not (y.dim() == 2 or (y.dim() == 4 and y.shape[2:] == (1, 1))):
+        raise InputError(f"the backbone returned shape {tuple(y.shape)} for {batch} frames; it must give (B, C) or "
+                         "(B, C, 1, 1): pool its feature map (e.g. global average pooling)")
+    return y.reshape(batch, -1)
 
 
 def featurize(frames_dir, out_dir, modality, *, backbone=DEFAULT_BACKBONE, weights=None, random_weights=False,
@@ -237,10 +267,12 @@ def featurize(frames_dir, out_dir, modality, *, backbone=DEFAULT_BACKBONE, weigh
     batch_size = check_int(batch_size, option_name("batch_size", "--batch-size"), low=1)
     size = check_int(size, option_name("size", "--size"), low=8)
     if depth_max is not None and not depth_max > 0:
-        raise InputError(f"depth_max must be positive or None (per-frame min-max), got {depth_max!r}")
+        raise InputError(f"{option_name('depth_max', '--depth-max')} must be positive or "
+                         f"{option_name('None', 'minmax')} (per-frame min-max), got {depth_max!r}")
     frames_dir, out_dir = Path(frames_dir), Path(out_dir)
     if not frames_dir.is_dir():
-        raise InputError(f"frames folder {str(frames_dir)!r} does not exist")
+        state = "is a file, not a folder" if frames_dir.exists() else "does not exist"
+        raise InputError(f"frames folder {str(frames_dir)!r} {state}")
     videos = sorted(p for p in frames_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not videos:
         raise InputError(f"frames folder {str(frames_dir)!r} holds no <video>/ folders")
@@ -272,6 +304,8 @@ def _run(model, plan, out_dir, modality, *, batch_size, size, depth_max, device,
             except (RuntimeError, AssertionError) as exc:  # the backbone refuses the input (e.g. a fixed size)
                 msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
                 raise InputError(f"video {video!r}: the backbone failed on its frames: {msg}") from None
+            except InputError as exc:
+                raise InputError(f"video {video!r}: {exc}") from None
             if not np.isfinite(x).all():
                 t = int(np.argwhere(~np.isfinite(x))[0, 0])
                 raise InputError(f"video {video!r}: the backbone gave a non-finite feature at frame {t} ({files[t].name})")
