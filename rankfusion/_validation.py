@@ -12,6 +12,7 @@ import contextvars
 import importlib
 
 import numbers
+from pathlib import Path
 
 import numpy as np
 
@@ -31,6 +32,16 @@ ON_CLI = contextvars.ContextVar("rankfusion_on_cli", default=False)
 def option_name(python: str, cli: str) -> str:
     """``cli`` (the command-line spelling, e.g. ``--force``) under the CLI, else ``python`` (``overwrite=True``)."""
     return cli if ON_CLI.get() else python
+
+
+def check_folder(path, what: str):
+    """``path`` as a :class:`pathlib.Path` when it is a folder; else :class:`InputError` naming it as
+    ``what`` ("... does not exist" or "... is a file, not a folder")."""
+    path = Path(path)
+    if not path.is_dir():
+        state = "is a file, not a folder" if path.exists() else "does not exist"
+        raise InputError(f"{what} {str(path)!r} {state}")
+    return path
 
 
 def check_distinct_seeds(seeds) -> None:

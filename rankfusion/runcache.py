@@ -24,7 +24,7 @@ from pathlib import Path
 import pandas as pd
 
 from ._progress import bar_disabled
-from ._validation import InputError, check_int
+from ._validation import InputError, check_folder, check_int
 from .config import load_config
 from .files import atomic_path, entry_lock, write_json
 from .data import synth
@@ -195,10 +195,7 @@ class RunCache:
 
     def __init__(self, data_root, cache_dir, profile: Profile, *, device: str = "cpu", progress: bool = True,
                  fingerprint: str | None = None):
-        self.data_root = Path(data_root).resolve()
-        if not self.data_root.is_dir():
-            state = "is a file, not a folder" if self.data_root.exists() else "does not exist"
-            raise InputError(f"dataset folder {str(data_root)!r} {state}")
+        self.data_root = check_folder(data_root, "dataset folder").resolve()
         resolve_device(device)  # an unusable device fails here, before anything is written
         self.cache_dir = Path(cache_dir)
         self.profile = profile

@@ -31,6 +31,10 @@ CONNECT_TIMEOUT_S = 5
 HDF5_SUFFIXES = (".h5", ".hdf5", ".hdf")
 
 
+#: The metadata files one of which a zarr store's root holds (format 3, then format 2).
+ZARR_METADATA = ("zarr.json", ".zarray", ".zgroup")
+
+
 def is_store(path: Path) -> bool:
     """True when ``path`` names a chunked store (a zarr directory or an HDF5 file)."""
     return path.is_dir() or path.suffix.lower() in HDF5_SUFFIXES + (".zarr",)
@@ -112,10 +116,13 @@ def open_store(path, key: str | None = None):
         Missing path, unreadable store, no such key, several arrays and no key, or an array
         that is not 2-D numeric.
     """
-    da = require_extra("dask.array", EXTRA)
     path = Path(path)
     if not path.exists():
         raise InputError(f"store {str(path)!r} does not exist")
+    if path.is_dir() and not any((path / m).exists() for m in ZARR_METADATA):
+        raise InputError(f"folder {str(path)!r} is not a zarr store (it has no {', '.join(ZARR_METADATA)}); give a "
+                         "zarr store, an HDF5 file or an array file (.npy, .npz, ...)")
+    da = require_extra("dask.array", EXTRA)
     try:
         if path.suffix.lower() in HDF5_SUFFIXES:
             h5py = require_extra("h5py", EXTRA)

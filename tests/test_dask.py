@@ -199,7 +199,7 @@ def test_cli_store_bad_inputs(tmp_path, monkeypatch):
         ((tmp_path / "vec.zarr",), "has shape (10,)"),
         ((tmp_path / "txt.zarr",), "need a 2-D numeric array"),
         ((tmp_path / "missing.zarr",), "does not exist"),
-        ((tmp_path / "plain",), "cannot read store"),
+        ((tmp_path / "plain",), "is not a zarr store (it has no zarr.json, .zarray, .zgroup)"),
         ((tmp_path / "ok.zarr", "--key", "nope"), "has no array 'nope'"),
         ((tmp_path / "ok.zarr", "--scheduler", f"tcp://127.0.0.1:{_free_port()}"), "cannot reach the Dask scheduler"),
         ((tmp_path / "f.npz", "--scheduler", "tcp://127.0.0.1:1"), "--scheduler applies to zarr/HDF5 stores"),
@@ -225,6 +225,10 @@ def test_cli_names_the_missing_extra(tmp_path, monkeypatch):
     res = _run(tmp_path / "ok.zarr")
     assert res.exit_code == 2
     assert res.output.strip() == "Error: dask is not installed; it comes with the [scale] extra: pip install 'rankfusion[scale]'"
+    # a folder that is no store is named as such: installing the extra would not help
+    (tmp_path / "plain").mkdir()
+    res = _run(tmp_path / "plain")
+    assert res.exit_code == 2 and "is not a zarr store" in res.output and "extra" not in res.output
 
 
 def _one_error_line(res):

@@ -115,6 +115,11 @@ def _break(src, how):
     if how == "utf16_split":
         (src / "splits" / "test_split.txt").write_text("v3\n", encoding="utf-16")
         return "test_split.txt", "not UTF-8"
+    if how == "float32_range":
+        x = np.zeros((9, 4))
+        x[2, 3] = 1e39
+        np.save(src / "features_depth" / "v3.npy", x)
+        return "v3.npy", "(1e+39) beyond the float32 range (|x| <= 3.4e38) at frame 2, channel 3"
     if how == "no_val":  # train chooses its best epoch on val: refused here, not at train
         (src / "splits" / "val_split.txt").unlink()
         return "val_split.txt", "train_split.txt"
@@ -122,7 +127,7 @@ def _break(src, how):
 
 
 @pytest.mark.parametrize("how", ["frames", "missing", "unknown", "csv", "mixed", "square", "nan", "images", "no_test",
-                                 "no_val", "latin1", "utf16_split"])
+                                 "no_val", "latin1", "utf16_split", "float32_range"])
 def test_import_r3d_refuses_bad_input_in_one_line_writing_nothing(tmp_path, how):
     src = tmp_path / "src"
     _write_src(src, rgb_channels=8)
@@ -175,3 +180,13 @@ def test_import_r3d_official_mapping_indices_and_spaces(tmp_path):
     (src / "mapping.txt").write_text("3 walk\n7 sit down\n7 drink\n")
     res = _run("data", "import-r3d", src, tmp_path / "o2")
     assert res.exit_code == 2 and "mapping.txt' line 3" in res.output
+
+
+@pytest.mark.parametrize("command", ["import-r3d", "import-ntu-skeleton", "import-utkinect-joints"])
+def test_a_file_given_as_the_source_folder_is_named_as_a_file(tmp_path, command):
+    src = tmp_path / "mapping.txt"
+    src.write_text("0 walk\n")
+    labels = [tmp_path / "actionLabel.txt"] if command == "import-utkinect-joints" else []
+    res = _run("data", command, src, *labels, tmp_path / "out")
+    assert res.exit_code == 2
+    assert res.output.strip().splitlines()[-1] == f"Error: source folder {str(src)!r} is a file, not a folder"

@@ -127,29 +127,48 @@ def test_ranks_are_callback_metrics_that_early_stopping_can_monitor(tmp_path):
         float(spectral.effective_rank(last)), rel=1e-9)
 
 
+def test_validate_and_test_are_measured_too(tmp_path):
+    torch.manual_seed(7)
+    model = TwoTower()
+    model.test_step = model.validation_step
+    seen = []
+    model.tower_a.register_forward_hook(lambda module, args, out: seen.append(out.detach().clone()))
+    cb = RankMonitorCallback(["tower_a"], max_rows=None)
+    trainer = pl.Trainer(accelerator="cpu", devices=1, logger=Capture(), callbacks=[cb], enable_progress_bar=False,
+                         enable_model_summary=False, default_root_dir=str(tmp_path))
+    _, val = _loaders()
+    trainer.validate(model, val)
+    trainer.test(model, val)
+    df = cb.to_frame()
+    assert df["stage"].tolist() == ["val", "test"]  # one record per entry point, none for train
+    want = float(spectral.effective_rank(torch.cat(seen[:2])))
+    assert df["effective_rank"].tolist() == pytest.approx([want, want], rel=1e-9)  # the same batches twice
+    assert len(model.tower_a._forward_hooks) == 1  # the callback's hook removed after each
+
+
 def test_bad_arguments():
     with pytest.raises(ValueError, match="stages"):
-        RankMonitorCallback(["tower_a"], stages=("test",))
+        RankMonitorCallback(["tower_a"], stages=("predict",))
     with pytest.raises(ValueError, match="modules"):
         RankMonitorCallback({})
     cb = RankMonitorCallback({"x": "nope.layer"})
     with pytest.raises(ValueError, match="no submodule 'nope.layer'"):
-        cb.on_fit_start(None, TwoTower())
+        cb.setup(None, TwoTower(), "fit")
     with pytest.raises(ValueError, match="mask_layout must be one of"):
         RankMonitorCallback(["tower_a"], mask=1, mask_layout="time-first")
     # a mask index past forward(a, b): refused at fit start, not silently left unmasked
     cb = RankMonitorCallback(["tower_a"], mask=2)
     with pytest.raises(ValueError, match=r"mask=2 is past the 2 positional parameter\(s\) of TwoTower.forward\(a, b\)"):
-        cb.on_fit_start(None, TwoTower())
+        cb.setup(None, TwoTower(), "fit")
     assert cb._monitors == {}
 
 
 def test_mask_layout_reaches_the_monitors():
     # a time-major model's outputs are masked as RankMonitor(mask_layout="time-major") masks them
     cb = RankMonitorCallback(["tower_a"], mask=1, mask_layout="time-major")
-    cb.on_fit_start(None, TwoTower())
+    cb.setup(None, TwoTower(), "fit")
     assert {s: m.mask_layout for s, m in cb._monitors.items()} == {"train": "time-major", "val": "time-major"}
-    cb.on_fit_end(None, None)
+    cb.teardown(None, None, "fit")
 
 
 def test_missing_extra_is_one_line():

@@ -110,7 +110,9 @@ def synth_cmd(out, seed, n_videos, min_frames, max_frames, channels, noise_scale
 @click.option("--modalities", default=None, help="Comma-separated modalities to check (default: all).")
 @click.option("--trim", type=click.Choice(["error", "min"]), default="error", show_default=True,
               help="Frame-count mismatch between labels and modalities: fail, or cut every stream to the shortest.")
-@click.option("--split-set", default=None, help="Which splits/<split>.<set>.bundle to use (default split1).")
+@click.option("--split-set", default=None,
+              help="Which splits/<split>.<set>.bundle to use (default split1 if present, else the first in "
+                   "alphabetical order).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 def check_cmd(root, modalities, trim, split_set, as_json):
     """Run every check on dataset DATA and print a summary; exit 2 naming the first problem."""

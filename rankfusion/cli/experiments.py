@@ -11,7 +11,7 @@ from pathlib import Path
 
 import click
 
-from .._validation import InputError
+from .._validation import InputError, check_folder
 from . import main
 
 #: The figure families, as ``rankfusion.figures.FAMILIES`` lists them (written out so that ``--help``
@@ -101,10 +101,7 @@ def _context(data, out, cache_dir, profile, device, quiet, threads=1, anchor="rg
     from ..figures import FigureContext
     from ..runcache import set_threads
 
-    data = Path(data)
-    if not data.is_dir():
-        state = "is a file, not a folder" if data.exists() else "does not exist"
-        raise InputError(f"--data folder {str(data)!r} {state}")
+    data = check_folder(data, "--data folder")
     set_threads(threads)
     return FigureContext.open(data, out=out, cache_dir=cache_dir, profile=profile, device=device,
                               progress=not quiet, anchor=anchor, partner=partner)

@@ -32,7 +32,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .._validation import InputError, check_int, option_name
+from .._validation import InputError, check_folder, check_int, option_name
 from ..files import atomic_path, write_text
 from .frames import list_frames, read_frame
 
@@ -270,9 +270,7 @@ def featurize(frames_dir, out_dir, modality, *, backbone=DEFAULT_BACKBONE, weigh
         raise InputError(f"{option_name('depth_max', '--depth-max')} must be positive or "
                          f"{option_name('None', 'minmax')} (per-frame min-max), got {depth_max!r}")
     frames_dir, out_dir = Path(frames_dir), Path(out_dir)
-    if not frames_dir.is_dir():
-        state = "is a file, not a folder" if frames_dir.exists() else "does not exist"
-        raise InputError(f"frames folder {str(frames_dir)!r} {state}")
+    check_folder(frames_dir, "frames folder")
     videos = sorted(p for p in frames_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not videos:
         raise InputError(f"frames folder {str(frames_dir)!r} holds no <video>/ folders")

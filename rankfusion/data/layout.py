@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from .._progress import bar_disabled
-from .._validation import InputError, InputTypeError, check_choice, option_name
+from .._validation import InputError, InputTypeError, check_choice, check_folder, option_name
 from ..config import FUTURE_RATIO, TRAIN_OBS_RATIOS, cut_frames
 from ..files import atomic_dir, read_text
 
@@ -156,9 +156,7 @@ class MultiModalDataset:
         self.root = Path(root)
         check_choice(trim, "trim", TRIM_POLICIES)
         self.trim = trim
-        if not self.root.is_dir():
-            state = "is a file, not a folder" if self.root.exists() else "does not exist"
-            raise InputError(f"dataset folder {str(self.root)!r} {state}")
+        check_folder(self.root, "dataset folder")
         self.classes = read_mapping(self.root / "mapping.txt")
         self._class_index = {name: i for i, name in enumerate(self.classes)}
         self._plain, self.available_modalities = self._find_modalities()

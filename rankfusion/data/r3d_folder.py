@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .._validation import InputError, check_choice
+from .._validation import InputError, check_choice, check_folder
 from ..files import read_text
 from .layout import SPLIT_NAMES, _npy_shape, _video_id, write_dataset
 
@@ -210,7 +210,16 @@ class _LazyFeatures(Mapping):
             x = np.load(path, allow_pickle=False)
         except (OSError, ValueError) as exc:
             raise InputError(f"video {video!r}: cannot read {str(path)!r}: {exc}") from None
-        return x if self.axes[video] == 0 else x.T
+        x = x if self.axes[video] == 0 else x.T
+        if x.dtype.kind == "f" and x.dtype.itemsize > 4:
+            # the dataset stores float32: a finite value beyond its range would become inf
+            with np.errstate(invalid="ignore"):
+                big = np.isfinite(x) & (np.abs(x) > np.finfo(np.float32).max)
+            if big.any():
+                t, c = np.argwhere(big)[0]
+                raise InputError(f"video {video!r}: {str(path)!r} has a value ({x[t, c]:g}) beyond the float32 range "
+                                 f"(|x| <= 3.4e38) at frame {t}, channel {c}; features are stored as float32")
+        return x
 
     def __iter__(self):
         return iter(self.axes)
@@ -284,8 +293,7 @@ def import_r3d(src, out_dir, *, mapping=None, rename=None, feature_axis="auto", 
     """
     src = Path(src)
     check_choice(feature_axis, "feature_axis", FEATURE_AXES)
-    if not src.is_dir():
-        raise InputError(f"source folder {str(src)!r} does not exist")
+    check_folder(src, "source folder")
     mapping_path = find_mapping(src, mapping)
     classes, lookup, indices = read_official_mapping(mapping_path)
     folders = modality_folders(src, rename)

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .._validation import InputError, check_choice, option_name
+from .._validation import InputError, check_choice, check_folder, option_name
 from ..files import read_text
 from .layout import write_dataset
 
@@ -237,8 +237,7 @@ def import_ntu_skeleton(src, out_dir, *, protocol="xsub", val_fraction=0.1, seed
     """
     check_choice(protocol, "protocol", NTU_PROTOCOLS)
     src = Path(src)
-    if not src.is_dir():
-        raise InputError(f"source folder {str(src)!r} does not exist")
+    check_folder(src, "source folder")
     feats, fields, filled, skipped = _read_ntu_files(src, skip_empty)
     actions = sorted({f["A"] for f in fields.values()})
     classes = [f"A{a:03d}" for a in actions]
@@ -377,8 +376,7 @@ def import_utkinect_joints(src, labels_file, out_dir, *, val_fraction=0.2, seed=
         file's lines (``import.json`` keeps their frame numbers).
     """
     src = Path(src)
-    if not src.is_dir():
-        raise InputError(f"source folder {str(src)!r} does not exist")
+    check_folder(src, "source folder")
     ranges = read_utkinect_labels(labels_file)
     files = sorted(src.glob("joints_*.txt"))
     if not files:

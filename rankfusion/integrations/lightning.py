@@ -2,7 +2,7 @@
 
 Needs the optional ``lightning`` extra (``pip install 'rankfusion[lightning]'``).
 :class:`RankMonitorCallback` watches named submodules (or callables on the module's output) with
-one :class:`rankfusion.monitor.RankMonitor` per stage (training, validation), enabled only
+one :class:`rankfusion.monitor.RankMonitor` per stage (training, validation, test), enabled only
 inside that stage's batches, and at the end of each epoch logs the effective rank (Eq. 1) and
 the numerical rank of every name to the trainer's loggers. Like the monitor it only reads
 detached outputs: gradients, weights and random-number streams are bitwise those of a run
@@ -22,7 +22,7 @@ pl = require_extra("lightning.pytorch", "lightning")
 __all__ = ["RankMonitorCallback", "STAGES"]
 
 #: Stage names accepted by ``stages`` and used in the logged keys.
-STAGES = ("train", "val")
+STAGES = ("train", "val", "test")
 
 
 class RankMonitorCallback(pl.Callback):
@@ -36,9 +36,10 @@ class RankMonitorCallback(pl.Callback):
         ``(path, callable)`` whose callable picks the tensor from that submodule's output. A list
         of paths watches each under its own path. A tensor of shape (..., D) is flattened to
         (rows, D), as in :class:`~rankfusion.monitor.RankMonitor`.
-    stages : sequence of {"train", "val"}, default both
-        Where to measure: the training batches of an epoch and/or its validation batches (the
-        sanity check before training is never measured).
+    stages : sequence of {"train", "val", "test"}, default all three
+        Where to measure: the training batches of an epoch, its validation batches (in
+        ``Trainer.fit`` and ``Trainer.validate``) and the test batches (``Trainer.test``); the
+        sanity check before training is never measured.
     max_rows : int or None, default :data:`rankfusion.monitor.DEFAULT_MAX_ROWS`
         Rows read per name and epoch (the first of the epoch); ``None``: every row.
     center, mask, mask_layout, top, tol
@@ -93,14 +94,18 @@ class RankMonitorCallback(pl.Callback):
                 out[name] = spec  # a callable on the module's output, or a RankMonitor spec
         return out
 
-    def on_fit_start(self, trainer, pl_module):
+    def setup(self, trainer, pl_module, stage):
+        """Watch the modules for the stages this Trainer entry point runs (``fit``: training and
+        validation; ``validate``; ``test``)."""
+        runs = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",)}.get(stage, ())
         specs = self._resolve(pl_module)
-        for stage in self.stages:
-            mon = RankMonitor(pl_module, specs, every=None, **self.kw)
-            mon.enabled = False  # on only inside this stage's batches
-            self._monitors[stage] = mon
+        for s in runs:
+            if s in self.stages and s not in self._monitors:
+                mon = RankMonitor(pl_module, specs, every=None, **self.kw)
+                mon.enabled = False  # on only inside this stage's batches
+                self._monitors[s] = mon
 
-    def on_fit_end(self, trainer, pl_module):
+    def teardown(self, trainer, pl_module, stage):
         for mon in self._monitors.values():
             mon.close(flush=False)
         self._monitors = {}
@@ -122,6 +127,12 @@ class RankMonitorCallback(pl.Callback):
 
     def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0):
         self._switch("val", trainer, False)
+
+    def on_test_batch_start(self, trainer, pl_module, batch, batch_idx, dataloader_idx=0):
+        self._switch("test", trainer, True)
+
+    def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0):
+        self._switch("test", trainer, False)
 
     # ------------------------------------------------------------------ epochs
     def _log(self, stage, trainer, pl_module):
@@ -145,6 +156,9 @@ class RankMonitorCallback(pl.Callback):
 
     def on_validation_epoch_end(self, trainer, pl_module):
         self._log("val", trainer, pl_module)
+
+    def on_test_epoch_end(self, trainer, pl_module):
+        self._log("test", trainer, pl_module)
 
     def to_frame(self):
         """:attr:`rows` as a pandas DataFrame (``epoch, stage, name, n_rows, numerical_rank,
