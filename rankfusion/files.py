@@ -19,6 +19,7 @@ import shutil
 import socket
 import sys
 import time
+import tokenize
 import zipfile
 from pathlib import Path
 
@@ -230,6 +231,11 @@ def save_npz(path, arrays: dict, meta: dict | None = None, compressed: bool = Fa
 _NPY_MAGIC = b"\x93NUMPY"
 
 
+#: What NumPy raises on a damaged ``.npy`` / ``.npz`` file: besides I/O and format errors, a
+#: header that is not a Python literal fails in the tokenizer or the parser.
+NUMPY_READ_ERRORS = (OSError, ValueError, EOFError, zipfile.BadZipFile, SyntaxError, tokenize.TokenError)
+
+
 def array_file_kind(path) -> str:
     """``"npy"`` or ``"npz"`` from a file's first bytes (whatever the case of its suffix).
 
@@ -286,8 +292,11 @@ def load_arrays(path, keys=None, *, mmap: bool = True, text_keys=()) -> dict:
                 out = {k: z[k] for k in wanted}
     except InputError:
         raise
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+    except NUMPY_READ_ERRORS as exc:
         raise InputError(f"cannot read {str(path)!r}: {exc}") from None
+    for k, v in out.items():
+        if not isinstance(v, np.ndarray):  # a member that is not a .npy file comes back as its bytes
+            raise InputError(f"cannot read {str(path)!r}: member {k!r} is not a NumPy array (.npy)")
     if keys is not None and kind == "npy":
         keys = list(keys)
         if keys not in (["array"], [path.stem]):
@@ -314,7 +323,7 @@ def load_meta(path) -> dict:
             if META_KEY not in z.files:
                 return {}
             meta = json.loads(str(z[META_KEY][()]))
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+    except (*NUMPY_READ_ERRORS, TypeError, IndexError) as exc:
         raise InputError(f"cannot read metadata of {str(path)!r}: {exc}") from None
     if not isinstance(meta, dict):
         raise InputError(

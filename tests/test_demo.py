@@ -65,3 +65,20 @@ def test_quick_demo_end_to_end(tmp_path):
     assert res.exit_code == 0, res.output
     manifest = json.loads((out / "figures" / "manifest.json").read_text())
     assert all(r["reused"] for e in manifest["figures"].values() for r in e["runs"])
+
+
+def test_the_demo_leaves_a_data_folder_it_did_not_make_alone(tmp_path):
+    from rankfusion._validation import InputError
+    from rankfusion.data.synth import prepare_dataset
+
+    mine = tmp_path / "data"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("my own data\n")
+    with pytest.raises(InputError, match=r"'.*data' exists and is not a synthetic dataset rankfusion made"):
+        prepare_dataset(mine, {"n_videos": 6, "min_frames": 20, "max_frames": 30})
+    assert sorted(p.name for p in mine.iterdir()) == ["notes.txt"]
+    (mine / "notes.txt").unlink()  # an empty folder, or a synthetic dataset with other settings, is the demo's
+    prepare_dataset(mine, {"n_videos": 6, "min_frames": 20, "max_frames": 30})
+    (mine / "synth.json").write_text("[1]\n")  # unreadable settings: made again
+    prepare_dataset(mine, {"n_videos": 6, "min_frames": 20, "max_frames": 30})
+    assert isinstance(json.loads((mine / "synth.json").read_text()), dict)

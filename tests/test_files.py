@@ -285,3 +285,20 @@ def test_outputs_follow_the_umask(tmp_path):
     assert stat.S_IMODE((tmp_path / "h.npz").stat().st_mode) == 0o644
     assert stat.S_IMODE((tmp_path / "d").stat().st_mode) == 0o755
     assert stat.S_IMODE((tmp_path / "d" / "g.txt").stat().st_mode) == 0o644
+
+
+def test_a_damaged_header_or_a_member_that_is_no_array_is_one_error_naming_the_file(tmp_path):
+    import zipfile
+
+    from rankfusion.files import load_arrays
+
+    np.save(tmp_path / "h.npy", np.ones((20, 4), np.float32))
+    raw = bytearray((tmp_path / "h.npy").read_bytes())
+    raw[20] = ord("(")  # the header is no longer a Python literal: NumPy's tokenizer fails
+    (tmp_path / "bad.npy").write_bytes(bytes(raw))
+    with pytest.raises(ValueError, match=r"cannot read '.*bad.npy'"):
+        load_arrays(tmp_path / "bad.npy")
+    with zipfile.ZipFile(tmp_path / "text.npz", "w") as z:
+        z.writestr("rgb.npy", b"hello world")
+    with pytest.raises(ValueError, match=r"cannot read '.*text.npz': member 'rgb' is not a NumPy array"):
+        load_arrays(tmp_path / "text.npz")

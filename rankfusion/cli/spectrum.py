@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import zipfile
 from pathlib import Path
 
 import click
@@ -13,7 +12,7 @@ import numpy as np
 from .. import spectral
 from .._validation import InputError
 from .._backend import CHUNK_BYTES, chunk_rows_for
-from ..files import META_KEY, array_file_kind, load_arrays
+from ..files import META_KEY, NUMPY_READ_ERRORS, array_file_kind, load_arrays
 from . import main
 
 #: A memory-mapped .npy array whose float64 copy would exceed this many bytes is streamed
@@ -28,7 +27,7 @@ def _list_keys(path: Path) -> list[str]:
     try:
         with np.load(path, allow_pickle=False) as z:
             return [k for k in z.files if k != META_KEY]
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+    except NUMPY_READ_ERRORS as exc:
         raise InputError(f"cannot read {str(path)!r}: {exc}") from None
 
 

@@ -25,7 +25,7 @@ import numpy as np
 from .._progress import bar_disabled
 from .._validation import InputError, InputTypeError, check_choice, check_folder, option_name
 from ..config import FUTURE_RATIO, TRAIN_OBS_RATIOS, cut_frames
-from ..files import atomic_dir, read_text
+from ..files import NUMPY_READ_ERRORS, atomic_dir, read_text
 
 #: Modality name given to the features of a plain (single-modality) FUTR/MS-TCN dataset.
 PLAIN_MODALITY = "features"
@@ -111,7 +111,7 @@ def _npy_shape(path: Path) -> tuple[tuple[int, ...], np.dtype]:
                 shape, _, dtype = np.lib.format.read_array_header_2_0(fh)
             data_bytes = int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
             held = os.fstat(fh.fileno()).st_size - fh.tell()
-    except (OSError, ValueError) as exc:
+    except NUMPY_READ_ERRORS as exc:
         raise InputError(f"cannot read feature file {str(path)!r}: {exc}") from None
     if held < data_bytes:
         raise InputError(f"feature file {str(path)!r} is truncated: its header says {tuple(shape)} {np.dtype(dtype)} "
@@ -402,7 +402,7 @@ class MultiModalDataset:
             path = self._feature_path(video, modality)
             try:
                 arr = np.load(path, mmap_mode="r", allow_pickle=False)
-            except (OSError, ValueError) as exc:
+            except NUMPY_READ_ERRORS as exc:
                 raise InputError(f"video {video!r}: cannot read {str(path)!r}: {exc}") from None
         if OPEN_FEATURE_MAPS > 0:
             self._maps[key] = arr  # most recent last

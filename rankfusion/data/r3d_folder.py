@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from .._validation import InputError, check_choice, check_folder
-from ..files import read_text
+from ..files import NUMPY_READ_ERRORS, read_text
 from .layout import SPLIT_NAMES, _npy_shape, _video_id, write_dataset
 
 #: Modality name of the plain ``features/`` folder of the official code (its RGB stream).
@@ -208,7 +208,7 @@ class _LazyFeatures(Mapping):
         path = self.folder / f"{video}.npy"
         try:
             x = np.load(path, allow_pickle=False)
-        except (OSError, ValueError) as exc:
+        except NUMPY_READ_ERRORS as exc:
             raise InputError(f"video {video!r}: cannot read {str(path)!r}: {exc}") from None
         x = x if self.axes[video] == 0 else x.T
         if x.dtype.kind == "f" and x.dtype.itemsize > 4:

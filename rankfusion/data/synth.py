@@ -1336,10 +1336,16 @@ def _ground_truth(cfg: SynthConfig, world: _World, stats, records, test, hints, 
 
 
 def prepare_dataset(out, synth_kwargs: dict, *, seed: int = 0, progress: bool = False) -> Path:
-    """The demo's synthetic dataset at ``out``, generated unless one with the same settings exists."""
+    """The demo's synthetic dataset at ``out``, generated unless one with the same settings exists.
+
+    A synthetic dataset with other settings there is replaced; anything else (a folder that holds
+    files but no ``synth.json``, or a file) is refused, untouched."""
     out = Path(out)
     if dataset_matches(out, synth_kwargs, seed=seed):
         return out
+    if out.exists() and not (out / "synth.json").is_file() and (not out.is_dir() or any(out.iterdir())):
+        raise InputError(f"{str(out)!r} exists and is not a synthetic dataset rankfusion made (no synth.json): "
+                         "choose another output folder, or move it away")
     return synthesize(out, seed=seed, overwrite=True, progress=progress, **synth_kwargs)
 
 
@@ -1350,7 +1356,9 @@ def dataset_matches(root, synth_kwargs: dict, *, seed: int = 0) -> bool:
         return False
     try:
         cfg = json.loads(meta.read_text()).get("config", {})
-    except (OSError, ValueError):
+    except (OSError, ValueError, AttributeError):  # unreadable, or not a JSON object
+        return False
+    if not isinstance(cfg, dict):
         return False
     want = dict(synth_kwargs, seed=seed)
     return all(cfg.get(k) == (list(v) if isinstance(v, tuple) else v) for k, v in want.items())
