@@ -114,12 +114,12 @@ def serial_reason(config: RunConfig, *, device=None, distributed=None) -> str | 
 
 def train_seeds(config: RunConfig, data_root, run_dir, *, seed=1, serial_seeds: bool = False, device=None,
                 resume: bool = False, progress: bool = True, on_epoch_end=None, distributed=None,
-                monitor: bool = True) -> Path:
+                monitor: bool = True, on_start=None) -> Path:
     """:func:`rankfusion.train.train`, with several seeds trained as one batched model where possible.
 
     Parameters
     ----------
-    config, data_root, run_dir, seed, device, resume, progress, on_epoch_end, distributed, monitor
+    config, data_root, run_dir, seed, device, resume, progress, on_epoch_end, distributed, monitor, on_start
         As :func:`rankfusion.train.train` (same run folders, same files). ``on_epoch_end(epoch, row)``
         is called for each seed after that seed's epoch is written.
     serial_seeds : bool
@@ -134,18 +134,24 @@ def train_seeds(config: RunConfig, data_root, run_dir, *, seed=1, serial_seeds: 
         raise InputTypeError(f"config must be a RunConfig, got {type(config).__name__}")
     seeds = parse_seeds(seed)
     reason = serial_reason(config, device=device, distributed=distributed) if len(seeds) > 1 else None
-    if reason is not None and progress and (distributed is None or distributed.is_main):
-        from tqdm.auto import tqdm
-
-        tqdm.write(f"training the seeds one after another: {reason}", file=sys.stderr)
     if len(seeds) == 1 or serial_seeds or reason is not None:
+        def started():
+            if reason is not None and progress and (distributed is None or distributed.is_main):
+                from tqdm.auto import tqdm
+
+                tqdm.write(f"training the seeds one after another: {reason}", file=sys.stderr)
+            if on_start is not None:
+                on_start()
+
         return train(config, data_root, run_dir, seed=seeds, device=device, resume=resume, progress=progress,
-                     on_epoch_end=on_epoch_end, distributed=distributed, monitor=monitor)
+                     on_epoch_end=on_epoch_end, distributed=distributed, monitor=monitor, on_start=started)
     run_dir = Path(run_dir)
     check_run_folder(run_dir, seeds, resume)
     runs = {s: run_dir / f"seed-{s}" for s in seeds}
     # the data, config and folders are checked before seeds.json is written
     members = _prepare_members(config, data_root, runs, device=device, resume=resume)
+    if on_start is not None:
+        on_start()
     _write_seeds(run_dir, seeds)
     _train_members(members, resume=resume, monitor=monitor, progress=progress, on_epoch_end=on_epoch_end)
     return run_dir

@@ -167,7 +167,7 @@ def _write_metrics(path: Path, history: list):
 
 # ----------------------------------------------------------------------------- training
 def train(config: RunConfig, data_root, run_dir, *, seed=1, device=None, resume: bool = False,
-          progress: bool = True, on_epoch_end=None, distributed=None, monitor: bool = True) -> Path:
+          progress: bool = True, on_epoch_end=None, distributed=None, monitor: bool = True, on_start=None) -> Path:
     """Train R3D on ``data_root``'s train split; choose the best epoch on its val split.
 
     Parameters
@@ -190,6 +190,10 @@ def train(config: RunConfig, data_root, run_dir, *, seed=1, device=None, resume:
         Show a tqdm bar per epoch (stderr).
     on_epoch_end : callable, optional
         ``f(epoch, row)`` after each epoch's checkpoint is written (``row`` is the metrics dict).
+    on_start : callable, optional
+        ``f()`` once the data, the configuration and the run folder are checked, before anything
+        is written (the command line says which modalities it trains there: a refused run prints
+        only its error).
     distributed : rankfusion.distributed.DistContext, optional
         Run data-parallel in a ``torchrun`` job (from :func:`rankfusion.distributed.setup`, which
         also gives ``device``). ``config.train.batch_size`` is then the batch of *each* process
@@ -219,16 +223,18 @@ def train(config: RunConfig, data_root, run_dir, *, seed=1, device=None, resume:
     kw = dict(device=device, resume=resume, progress=progress, on_epoch_end=on_epoch_end, ctx=ctx,
               monitor=monitor)
     _on_main(ctx, device, lambda: check_run_folder(run_dir, seeds, resume))
+    # the first seed's data, config and folder are checked before anything is written
+    first_dir = run_dir / f"seed-{seeds[0]}" if len(seeds) > 1 else run_dir
+    first = _prepare_run(config, data_root, first_dir, seed=seeds[0], device=device, resume=resume, ctx=ctx)
+    if on_start is not None:
+        on_start()
     if len(seeds) > 1:
-        # the first seed's data, config and folder are checked before seeds.json is written
-        first = _prepare_run(config, data_root, run_dir / f"seed-{seeds[0]}", seed=seeds[0], device=device,
-                             resume=resume, ctx=ctx)
         _on_main(ctx, device, lambda: _write_seeds(run_dir, seeds))
         for s in seeds:
             _train_one(config, data_root, run_dir / f"seed-{s}", seed=s, prepared=first if s == seeds[0] else None,
                        **kw)
         return run_dir
-    _train_one(config, data_root, run_dir, seed=seeds[0], **kw)
+    _train_one(config, data_root, run_dir, seed=seeds[0], prepared=first, **kw)
     return run_dir
 
 

@@ -154,9 +154,9 @@ def train(data, out, preset, config_path, epochs, seed, seeds, serial_seeds, mod
     t0 = time.perf_counter()
     if not under_torchrun():
         _refuse_torchrun_options(rtf_stats, dist_backend)
-        click.echo(mods_line, err=True)  # information, as the progress: stdout holds only the result
+        # information, as the progress (stdout holds only the result), once the run is accepted
         path = train_seeds(cfg, data, out, seed=seed_arg, serial_seeds=serial_seeds, device=device, resume=resume,
-                           progress=not quiet, monitor=monitor)
+                           progress=not quiet, monitor=monitor, on_start=lambda: click.echo(mods_line, err=True))
         # the hash of the config resolved against the dataset, as config.json and the checkpoints record it
         click.echo(f"trained {path} (config {recorded_config_hash(path)}) in {time.perf_counter() - t0:.1f} s")
         return
@@ -196,11 +196,13 @@ def _train_distributed(cfg, data, out, seed_arg, mods_line, t0, *, device, resum
     from ..runs import recorded_config_hash
 
     ctx, dev = setup(device, rtf_stats=rtf_stats, backend=dist_backend)
-    if ctx.is_main:
-        click.echo(mods_line, err=True)  # information, as the progress: stdout holds only the result
+    def started():  # information, as the progress (stdout holds only the result), once the run is accepted
+        if ctx.is_main:
+            click.echo(mods_line, err=True)
+
     try:
         path = train_seeds(cfg, data, out, seed=seed_arg, device=dev, resume=resume, progress=not quiet,
-                           distributed=ctx, monitor=monitor)
+                           distributed=ctx, monitor=monitor, on_start=started)
     except BaseException:
         teardown()
         raise
