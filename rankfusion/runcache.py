@@ -129,6 +129,26 @@ def dataset_fingerprint(root) -> str:
     return h.hexdigest()[:12]
 
 
+def _cached_record(path: Path):
+    """A JSON object the cache wrote (a run's record, a cached number) or ``synth.json``; None when
+    it is missing or damaged (not JSON, or not an object): the entry is then made again."""
+    try:
+        value = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def _cached_table(path: Path, columns):
+    """A CSV table the cache wrote; None when it is missing, unreadable or lacks ``columns``: the
+    entry is then made again (and replaced, atomically)."""
+    try:
+        df = pd.read_csv(path)
+    except (OSError, ValueError):  # pandas' empty-file and parser errors are ValueErrors
+        return None
+    return df if set(columns) <= set(df.columns) else None
+
+
 def expected_complementary(root) -> str | None:
     """The candidate most complementary to RGB by construction, for a synthetic dataset; else None.
 
@@ -136,12 +156,8 @@ def expected_complementary(root) -> str | None:
     it). The bundled generator documents RGB + depth as its most complementary pair
     (docs/datasets.md, ``rankfusion.data.synth``), which is the fallback for its datasets.
     """
-    meta_path = Path(root) / "synth.json"
-    if not meta_path.exists():
-        return None
-    try:
-        meta = json.loads(meta_path.read_text())
-    except (OSError, ValueError):
+    meta = _cached_record(Path(root) / "synth.json")
+    if meta is None:
         return None
     if meta.get("most_complementary"):
         return str(meta["most_complementary"])
@@ -278,9 +294,10 @@ class RunCache:
         overrides = {"modalities": list(modalities), **model_overrides}
         # one builder per run folder: another process sharing the cache waits, then reuses it
         with entry_lock(run_dir, progress=self.progress):
-            if done.exists():
+            record = _cached_record(done)
+            if record is not None:
                 rec = RunRecord(name, run_dir, chash, seed, overrides, reused=str(run_dir) not in self.trained_now,
-                                seconds=json.loads(done.read_text()).get("seconds", 0.0))
+                                seconds=record.get("seconds", 0.0))
             else:
                 if run_dir.exists():
                     shutil.rmtree(run_dir)  # an unfinished run (its builder died): start over
@@ -323,7 +340,7 @@ class RunCache:
         with contextlib.ExitStack() as locks:
             for s in seeds:
                 locks.enter_context(entry_lock(dirs[s], progress=self.progress))
-            todo = [s for s in seeds if not (dirs[s] / DONE).exists()]
+            todo = [s for s in seeds if _cached_record(dirs[s] / DONE) is None]
             if len(todo) < 2:
                 return []
             for s in todo:
@@ -378,8 +395,9 @@ class RunCache:
         tag = "clean" if not noise or noise[1] == 0 else f"{noise[0]}-{_tag(noise[1])}-n{noise[2]}"
         out = rec.run_dir / f"moc-{split}-{tag}.csv"
         with entry_lock(out):
-            if out.exists():
-                return pd.read_csv(out)
+            cached = _cached_table(out, ("obs_ratio", "beta", "moc"))
+            if cached is not None:
+                return cached
             root = self.data_root if not noise else self.noisy_root(*noise)
             dev = resolve_device(self.device)
             model, config, info = load_run(rec.run_dir, device=dev)
@@ -401,8 +419,9 @@ class RunCache:
         # "r": donors of the run's own stream, length-matched, 3 draws (older files, whose donors
         # every run shared, are not reused)
         out = rec.run_dir / f"reliance-{split}-r{seed}.csv"
-        if out.exists():
-            return pd.read_csv(out)
+        cached = _cached_table(out, ("modality", "moc", "moc_swapped", "drop"))
+        if cached is not None:
+            return cached
         dev = resolve_device(self.device)
         model, config, info = load_run(rec.run_dir, device=dev)
         ds = open_data(self.data_root, config, info)
@@ -427,8 +446,9 @@ class RunCache:
         draws of them.
         """
         out = rec.run_dir / f"decidable-{split}-{modality}-r{seed}-x{DECIDABLE_DRAWS}.json"
-        if out.exists():
-            v = json.loads(out.read_text())["gain"]
+        cached = _cached_record(out)
+        if cached is not None and "gain" in cached:
+            v = cached["gain"]
             return float("nan") if v is None else float(v)
         dev = resolve_device(self.device)
         model, config, info = load_run(rec.run_dir, device=dev)

@@ -446,3 +446,12 @@ def test_feature_files_featurize_did_not_make_are_refused(tmp_path, make_frames)
                                          r"records as made by featurize"):
         featurize(frames / "rgb", tmp_path / "out", "rgb", backbone=_tiny(), size=32)
     assert sorted(p.name for p in feat.iterdir()) == ["vA.npy"]
+
+
+@pytest.mark.parametrize("record, says", [("{bad", "is not valid JSON"), ("[1]", "must be a JSON object, got list")])
+def test_a_damaged_settings_record_is_one_line_naming_it(tmp_path, make_frames, record, says):
+    frames = make_frames(tmp_path / "frames")
+    featurize(frames / "rgb", tmp_path / "out", "rgb", backbone=_tiny(), size=32)
+    (tmp_path / "out" / "featurize_rgb.json").write_text(record)
+    with pytest.raises(ValueError, match=r"settings record '.*featurize_rgb.json' " + re.escape(says)):
+        featurize(frames / "rgb", tmp_path / "out", "rgb", backbone=_tiny(), size=32)

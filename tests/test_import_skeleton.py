@@ -248,3 +248,12 @@ def test_utkinect_refuses_malformed_input(tmp_path, how):
     line = res.output.strip()
     assert len(line.splitlines()) == 1 and line.startswith("Error:") and name in line and where in line, line
     assert not out.exists()
+
+
+@pytest.mark.parametrize("command", ["import-ntu-skeleton", "import-utkinect-joints"])
+def test_a_negative_seed_is_one_line(tmp_path, command):
+    (tmp_path / "src").mkdir()
+    labels = [tmp_path / "labels.txt"] if command == "import-utkinect-joints" else []
+    res = _run("data", command, tmp_path / "src", *labels, tmp_path / "out", "--seed", "-1")
+    assert res.exit_code == 2
+    assert res.output.strip().splitlines() == ["Error: --seed must be at least 0, got -1"]

@@ -144,3 +144,19 @@ def test_default_cache_rule_is_written_once():
     assert applying == ["rankfusion/figures/context.py", "rankfusion/runcache.py"]
     for user in ("rankfusion/cli/experiments.py", "analysis/_common.py", "rankfusion/demo.py"):
         assert "FigureContext.open(" in (root / user).read_text(), user
+
+
+def test_damaged_cache_entries_are_made_again(data, tmp_path):
+    cache = runcache.RunCache(data, tmp_path / "cache", profiles.get_profile("quick"), progress=False)
+    rec = cache.run("rgb", ["rgb"], 1)
+    moc = cache.evaluate(rec)
+    table = rec.run_dir / "moc-test-clean.csv"
+    for damage in ("", "garbage\n"):  # an empty file, a table without the columns
+        table.write_text(damage)
+        np.testing.assert_array_equal(cache.evaluate(rec)["moc"], moc["moc"])  # the same model, evaluated again
+    (rec.run_dir / runcache.DONE).write_text("[1]\n")  # a run record that is no JSON object: trained again
+    again = runcache.RunCache(data, tmp_path / "cache", profiles.get_profile("quick"), progress=False)
+    assert again.run("rgb", ["rgb"], 1).reused is False
+    (tmp_path / "syn").mkdir()
+    (tmp_path / "syn" / "synth.json").write_text("[1]\n")
+    assert runcache.expected_complementary(tmp_path / "syn") is None

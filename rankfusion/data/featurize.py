@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 
 from .._validation import InputError, check_folder, check_int, option_name
-from ..files import atomic_path, write_text
+from ..files import atomic_path, read_text, write_text
 from .frames import list_frames, read_frame
 
 #: ImageNet channel statistics the torchvision weights were trained with.
@@ -169,7 +169,14 @@ def _check_settings(path: Path, settings: dict, feat_dir: Path) -> bool:
             raise InputError(f"{str(feat_dir)!r} holds {len(made)} feature file(s) (e.g. {made[0]!r}) that no "
                              f"{path.name} records as made by featurize: write to another OUT or remove them")
         return True
-    old = json.loads(path.read_text())
+    try:
+        old = json.loads(read_text(path, "settings record"))
+    except ValueError as exc:
+        raise InputError(f"settings record {str(path)!r} is not valid JSON ({exc}): remove it and that modality's "
+                         "features, or write to another OUT") from None
+    if not isinstance(old, dict):
+        raise InputError(f"settings record {str(path)!r} must be a JSON object, got {type(old).__name__}: remove it "
+                         "and that modality's features, or write to another OUT")
     if old == settings:
         return False
     if any(feat_dir.glob("*.npy")):

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .._validation import InputError, check_choice, check_folder, option_name
+from .._validation import InputError, check_choice, check_folder, check_int, option_name
 from ..files import read_text
 from .layout import write_dataset
 
@@ -236,6 +236,7 @@ def import_ntu_skeleton(src, out_dir, *, protocol="xsub", val_fraction=0.1, seed
         ``out_dir``; features ``skeleton`` of shape (frames, 75) per clip, one action per clip.
     """
     check_choice(protocol, "protocol", NTU_PROTOCOLS)
+    seed = check_int(seed, option_name("seed", "--seed"), low=0)
     src = Path(src)
     check_folder(src, "source folder")
     feats, fields, filled, skipped = _read_ntu_files(src, skip_empty)
@@ -375,6 +376,7 @@ def import_utkinect_joints(src, labels_file, out_dir, *, val_fraction=0.2, seed=
         ``out_dir``; features ``skeleton`` (frames, 60) per sequence, the frames being the joint
         file's lines (``import.json`` keeps their frame numbers).
     """
+    seed = check_int(seed, option_name("seed", "--seed"), low=0)
     src = Path(src)
     check_folder(src, "source folder")
     ranges = read_utkinect_labels(labels_file)
