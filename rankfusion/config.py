@@ -411,11 +411,16 @@ def preset_names() -> list[str]:
 def _read_toml(path: Path) -> dict:
     try:
         with open(path, "rb") as fh:
-            return tomllib.load(fh)
+            d = tomllib.load(fh)
     except FileNotFoundError:
         raise InputError(f"config file {str(path)!r} does not exist") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError, OSError) as exc:
         raise InputError(f"config file {str(path)!r} is not valid TOML: {exc}") from None
+    for table in ("model", "train"):
+        if table in d and not isinstance(d[table], dict):
+            raise InputError(f"config file {str(path)!r}: {table} must be a table ([{table}] with key = value "
+                             f"lines), got {type(d[table]).__name__} {d[table]!r}")
+    return d
 
 
 def _merge(base: dict, extra: dict) -> dict:

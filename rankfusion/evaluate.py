@@ -413,7 +413,7 @@ def _evaluate_single(run_dir: Path, split, data_root, dev, checkpoint, reliance:
 
     model, config, info = load_run(run_dir, checkpoint=checkpoint, device=dev)
     ds = open_data(data_root or info["dataset"], config, info)
-    check_config_data(config, ds)  # the model's channels and classes must be the dataset's
+    check_config_data(config, ds, info.get("classes"))  # the model's channels and classes must be the dataset's
     notes = []
     grid = moc_grid(model, ds, split, config, dev, notes=notes)
     if grid and all(np.isnan(v) for v in grid.values()):

@@ -101,7 +101,7 @@ def extract_features(run_dir, split: str, obs_ratio: float, out_path, *, noise=N
         if m not in mods:
             raise InputError(f"noise modality {m!r} is not one of the run's modalities {mods}")
     ds = open_data(data_root or info["dataset"], config, info)
-    check_config_data(config, ds)  # the model's channels and classes must be the dataset's
+    check_config_data(config, ds, info.get("classes"))  # the model's channels and classes must be the dataset's
     videos = ds.split(split)
     arrays, rows, blended = _fuser_features(model, ds, videos, split, obs_ratio, mods, config.train.sample_rate, dev,
                                    noise, np.random.default_rng(noise_seed), progress)

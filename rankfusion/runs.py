@@ -85,14 +85,16 @@ def open_data(data_root, config, info: dict | None = None):
     return open_dataset(data_root, modalities=list(config.model.modalities), split_set=split_set)
 
 
-def check_config_data(config: RunConfig, ds) -> tuple[dict, int]:
+def check_config_data(config: RunConfig, ds, classes=None) -> tuple[dict, int]:
     """The dataset's ``(input_dims, n_classes)`` for the config's modalities, checked against any
-    values the config already holds (a trained run's: its model takes exactly those).
+    values the config already holds (a trained run's: its model takes exactly those), and the
+    dataset's class names against ``classes`` (the names a run was trained on, in label order), when given.
 
     Raises
     ------
     InputError
-        Naming the first modality whose channel count differs, with both counts, or both class counts.
+        Naming the first modality whose channel count differs, with both counts, both class
+        counts, or the first class whose name differs.
     """
     dims = {m: int(ds.channels(m)) for m in config.model.modalities}
     n_classes = len(ds.classes)
@@ -106,6 +108,11 @@ def check_config_data(config: RunConfig, ds) -> tuple[dict, int]:
                          f"{have.get(m)} (input_dims {have})")
     if config.model.n_classes is not None and config.model.n_classes != n_classes:
         raise InputError(f"config n_classes {config.model.n_classes} does not match the {where}'s {n_classes}")
+    if classes is not None and list(classes) != list(ds.classes):
+        i = next((i for i, (a, b) in enumerate(zip(classes, ds.classes)) if a != b), min(len(classes), n_classes))
+        ours = ds.classes[i] if i < n_classes else None
+        raise InputError(f"class {i} is {ours!r} in {where} but {classes[i] if i < len(classes) else None!r} in the "
+                         "run's training data: the model's outputs would be read as other actions")
     return dims, n_classes
 
 
@@ -193,8 +200,9 @@ def recorded_config_hash(run_dir) -> str:
 def load_run(run_dir, *, checkpoint: str = "best", device=None):
     """Load a single-seed run: ``(model in eval mode, RunConfig, info dict)``.
 
-    ``info`` holds ``config_hash``, ``seed``, ``dataset``, ``epoch`` of the checkpoint and
-    ``split_set``, the split set it was trained on (None for a checkpoint that predates it).
+    ``info`` holds ``config_hash``, ``seed``, ``dataset``, ``epoch`` of the checkpoint,
+    ``split_set``, the split set it was trained on, and ``classes``, the class names in label
+    order (each None for a checkpoint that predates it).
     """
     check_choice(checkpoint, "checkpoint", {"best", "last"})
     run_dir = Path(run_dir)
@@ -209,4 +217,5 @@ def load_run(run_dir, *, checkpoint: str = "best", device=None):
     model.eval()
     info = {k: ck[k] for k in ("config_hash", "seed", "dataset", "epoch")}
     info["split_set"] = ck.get("split_set")
+    info["classes"] = ck.get("classes")  # the class names it was trained on (None in older checkpoints)
     return model, config, info

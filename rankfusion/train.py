@@ -329,7 +329,8 @@ def _prepare_run(config, data_root, run_dir, *, seed, device, resume, ctx, ds=No
 
     _on_main(ctx, dev, check_folder)
     info = {"config": config.to_dict(), "config_hash": config.config_hash(), "seed": seed,
-            "dataset": str(data_root.resolve()), "split_set": ds.split_set, "modalities": list(config.model.modalities)}
+            "dataset": str(data_root.resolve()), "split_set": ds.split_set, "modalities": list(config.model.modalities),
+            "classes": list(ds.classes)}
     if ctx is not None:
         info["distributed"] = ctx.describe()
     train_set = AnticipationDataset(ds, "train", obs_ratios=tc.obs_ratios, future_ratio=tc.future_ratio,

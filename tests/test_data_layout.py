@@ -275,3 +275,13 @@ def test_a_config_file_that_is_not_utf8_is_refused_naming_it(tmp_path):
     path.write_bytes(b"[train]\nepochs = 3 # \xff\n")
     with pytest.raises(InputError, match=r"config file '.*c.toml' is not valid TOML"):
         load_config(path)
+
+
+def test_a_config_key_that_should_be_a_table_is_refused_naming_the_file(tmp_path):
+    from rankfusion.config import load_config
+
+    path = tmp_path / "m5.toml"
+    path.write_text("model = 5\n")
+    with pytest.raises(InputError, match=r"config file '.*m5.toml': model must be a table \(\[model\] with key = "
+                                         r"value lines\), got int 5"):
+        load_config(path, train={"epochs": 2})

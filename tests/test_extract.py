@@ -220,3 +220,26 @@ def test_nothing_is_recorded_where_each_video_chose_its_own_channels(runs):
     assert any(len(sets) > 1 for sets in per_video.values())  # the videos disagree somewhere
     # a modality is recorded exactly where every video blended the same channels
     assert blended == {m: list(next(iter(sets))) for m, sets in per_video.items() if len(sets) == 1}
+
+
+def test_a_dataset_whose_class_names_differ_from_the_run_s_is_refused(runs, tmp_path):
+    import shutil
+
+    from rankfusion.evaluate import evaluate_run
+
+    ds = runs["ds"]
+    copy = tmp_path / "renamed"
+    shutil.copytree(ds.root, copy)
+    first = ds.classes[0]
+    mapping = copy / "mapping.txt"
+    mapping.write_text(mapping.read_text().replace(f" {first}\n", " renamed\n", 1))
+    for gt in (copy / "groundTruth").glob("*.txt"):
+        gt.write_text("".join("renamed\n" if line == first else line + "\n" for line in gt.read_text().splitlines()))
+    from rankfusion.data import open_dataset
+
+    assert open_dataset(copy).classes != ds.classes and len(open_dataset(copy).classes) == len(ds.classes)
+    with pytest.raises(ValueError, match=r"class \d+ is '.*' in dataset '.*renamed' but '.*' in the run's training data"):
+        extract_features(runs["rtf"], "test", 0.3, tmp_path / "f.npz", data_root=copy)
+    with pytest.raises(ValueError, match=r"in the run's training data"):
+        evaluate_run(runs["rtf"], "test", data_root=copy, reliance=False)
+    assert not (tmp_path / "f.npz").exists()
