@@ -62,7 +62,7 @@ import torch
 from torch.nn import functional as F
 
 from ._progress import bar_disabled
-from ._validation import InputTypeError
+from ._validation import InputError, InputTypeError
 from .config import R3DConfig, RunConfig, TrainConfig
 from .data.torchdata import FEATURE_CACHE_BYTES, length_batches, video_inputs
 from .evaluate import observed_cuts
@@ -73,7 +73,7 @@ from .monitor import EpochRanks
 from .spectral import (channel_informativeness, channel_statistic, informativeness_from_statistic,
                        low_informative_channels)
 from .runs import check_run_folder
-from .train import (_METRIC_FIELDS, _build_training, _prepare_run, _restore_or_start,
+from .train import (_METRIC_FIELDS, _build_training, _prepare_run, _restore_or_start, diverged,
                     _save_epoch, _write_seeds, grid_mean, load_checkpoint, parse_seeds,
                     resolve_device, train)
 from .trainstate import rng_state, set_rng_state
@@ -384,30 +384,16 @@ class _Group:
                    unit="batch")
         for _ in bar:
             batches = [next(it) for it in iters]
-            feats, mask, targets = stack_batches(batches, self.config.model.modalities)
-            # each seed's stream, in the serial step's order: the modality-dropout keep mask, then the
-            # forward's dropout masks, then (after the backward pass) OGM-GE's noise
-            keep = self._draw_keep(mask.shape[1])
-            noise = self._draw_dropout(batches)
-            out = stacked_forward(self.params, self.buffers, self.model0, feats, mask, training=True, noise=noise,
-                                  keep=keep)
-            parts = stacked_losses(out, targets, transition_weight=tc.transition_weight)
-            loss = tc.loss_seg * parts["seg"] + tc.loss_cls * parts["cls"] + tc.loss_dur * parts["dur"]
-            if tc.unimodal_heads > 0:
-                logits = stacked_unimodal_logits(self.params, self.model0, out["before"], mask)
-                target = targets["future_classes"][:, :, 0]  # remedies.first_future_targets, per seed
-                loss = loss + tc.unimodal_heads * stacked_unimodal_losses(logits, target).sum(1)
-            self.opt.zero_grad(set_to_none=True)
-            loss.sum().backward()
-            if tc.ogm > 0:
-                self._modulate_gradients(logits, target)
-            if tc.grad_clip > 0:
-                clip_per_seed(self.params.values(), tc.grad_clip)
-            self.opt.step()
-            self.sched.step()
+            try:
+                loss, parts, mask = self._step(batches)
+            except InputError:  # e.g. RTF's check of its input tokens, once a seed's weights have blown up
+                self._check_finite(epoch)
+                raise
             n_batches += 1
             frames += mask.sum((1, 2)).numpy()
             sums += torch.stack([loss, parts["seg"], parts["cls"], parts["dur"]], 1).detach().double().numpy()
+            if not np.isfinite(sums[:, 0]).all():
+                raise diverged(epoch, tc.lr, seed=self.members[int(np.flatnonzero(~np.isfinite(sums[:, 0]))[0])].seed)
         bar.close()
         train_s = time.perf_counter() - t0
         # plain floats: checkpoints load with weights_only=True
@@ -416,6 +402,38 @@ class _Group:
                  "train_cls": float(sums[k, 2] / n_batches), "train_dur": float(sums[k, 3] / n_batches),
                  # the seed's frames over the wall time of the whole batched epoch
                  "frames_per_s": float(frames[k] / train_s)} for k in range(K)]
+
+    def _check_finite(self, epoch):
+        """Raise :func:`rankfusion.train.diverged` for the first seed whose weights are not finite."""
+        for k, r in enumerate(self.members):
+            if not all(bool(p[k].isfinite().all()) for p in self.params.values()):
+                raise diverged(epoch, self.tc.lr, seed=r.seed) from None
+
+    def _step(self, batches):
+        """One optimisation step of every seed: ``(loss (K,), parts, mask)``."""
+        tc = self.tc
+        feats, mask, targets = stack_batches(batches, self.config.model.modalities)
+        # each seed's stream, in the serial step's order: the modality-dropout keep mask, then the
+        # forward's dropout masks, then (after the backward pass) OGM-GE's noise
+        keep = self._draw_keep(mask.shape[1])
+        noise = self._draw_dropout(batches)
+        out = stacked_forward(self.params, self.buffers, self.model0, feats, mask, training=True, noise=noise,
+                              keep=keep)
+        parts = stacked_losses(out, targets, transition_weight=tc.transition_weight)
+        loss = tc.loss_seg * parts["seg"] + tc.loss_cls * parts["cls"] + tc.loss_dur * parts["dur"]
+        if tc.unimodal_heads > 0:
+            logits = stacked_unimodal_logits(self.params, self.model0, out["before"], mask)
+            target = targets["future_classes"][:, :, 0]  # remedies.first_future_targets, per seed
+            loss = loss + tc.unimodal_heads * stacked_unimodal_losses(logits, target).sum(1)
+        self.opt.zero_grad(set_to_none=True)
+        loss.sum().backward()
+        if tc.ogm > 0:
+            self._modulate_gradients(logits, target)
+        if tc.grad_clip > 0:
+            clip_per_seed(self.params.values(), tc.grad_clip)
+        self.opt.step()
+        self.sched.step()
+        return loss, parts, mask
 
     def _draw_keep(self, batch_size):
         """Modality dropout's keep masks (K, B, M), each seed's drawn from its own stream as its serial

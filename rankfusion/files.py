@@ -170,6 +170,9 @@ def atomic_dir(path):
     overwriting.
     """
     path = Path(path)
+    if path.exists() and Path.cwd().resolve().is_relative_to(path.resolve()):
+        raise InputError(f"cannot replace {str(path)!r}: it is the current folder or holds it; run the command from "
+                         "another folder")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         sweep_stale(path)
@@ -180,7 +183,11 @@ def atomic_dir(path):
         yield tmp
         if path.exists():
             old = _make_temp_dir(path, "old")
-            os.replace(path, old / path.name)
+            try:
+                os.replace(path, old / path.name)
+            except BaseException:
+                old.rmdir()
+                raise
             os.replace(tmp, path)
             shutil.rmtree(old, ignore_errors=True)
         else:

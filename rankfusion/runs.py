@@ -65,6 +65,8 @@ def load_checkpoint(path, map_location="cpu") -> dict:
             reason = "not a checkpoint rankfusion wrote" + (f" ({' '.join(m.group(1).split())})" if m else "")
         else:
             reason = text.splitlines()[0] if text else type(exc).__name__
+            if isinstance(exc, (OSError, RuntimeError, EOFError)):  # e.g. [Errno 22] on a cut zip archive
+                reason = f"truncated or not a checkpoint ({reason})"
         raise InputError(f"cannot read checkpoint {str(path)!r}: {reason}") from None
 
 

@@ -446,6 +446,19 @@ def _wrap_ddp(r: _Run):
     r.net = torch.nn.parallel.DistributedDataParallel(model, device_ids=ids, find_unused_parameters=unused)
 
 
+def diverged(epoch: int, lr: float, seed=None) -> InputError:
+    """The error of a run whose loss or weights stopped being finite (the data were checked
+    before training): every later epoch, and the validation on its outputs, would be lost."""
+    who = f"seed {seed} " if seed is not None else ""
+    return InputError(f"training {who}diverged in epoch {epoch}: its loss or weights are no longer finite at learning "
+                      f"rate {lr:g}; lower it ({option_name('train.lr', '--lr')})")
+
+
+def finite_weights(params) -> bool:
+    """Whether every parameter tensor is finite."""
+    return all(bool(p.isfinite().all()) for p in params)
+
+
 def _train_epoch(r: _Run, epoch, progress) -> dict:
     """One pass over the training set; the epoch's mean losses and throughput."""
     from tqdm.auto import tqdm
@@ -461,10 +474,17 @@ def _train_epoch(r: _Run, epoch, progress) -> dict:
                disable=bar_disabled(progress and _is_main(r.ctx)),
                unit="batch")
     for batch in bar:
-        loss, parts, mask = _train_step(r, batch)
+        try:
+            loss, parts, mask = _train_step(r, batch)
+        except InputError:  # e.g. RTF's check of its input tokens, once the weights have blown up
+            if not finite_weights(r.model.parameters()):
+                raise diverged(epoch, tc.lr) from None
+            raise
         n_batches += 1
         frames += int(mask.sum())
         sums["loss"] += loss.item()
+        if not math.isfinite(sums["loss"]):
+            raise diverged(epoch, tc.lr)
         for k in ("seg", "cls", "dur"):
             sums[k] += parts[k].item()
         bar.set_postfix(loss=f"{sums['loss'] / n_batches:.3f}",

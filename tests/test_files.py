@@ -302,3 +302,17 @@ def test_a_damaged_header_or_a_member_that_is_no_array_is_one_error_naming_the_f
         z.writestr("rgb.npy", b"hello world")
     with pytest.raises(ValueError, match=r"cannot read '.*text.npz': member 'rgb' is not a NumPy array"):
         load_arrays(tmp_path / "text.npz")
+
+
+def test_replacing_the_current_folder_is_refused_before_anything_is_made(tmp_path, monkeypatch):
+    from rankfusion.files import atomic_dir
+
+    here = tmp_path / "here"
+    (here / "inner").mkdir(parents=True)
+    for target, cwd in ((here, here), (here, here / "inner")):
+        monkeypatch.chdir(cwd)
+        with pytest.raises(ValueError, match=r"cannot replace '.*here': it is the current folder or holds it"):
+            with atomic_dir(target):
+                pass
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["here"]
+    assert sorted(p.name for p in here.iterdir()) == ["inner"]

@@ -96,6 +96,7 @@ def test_train_modalities_flag_and_preset_are_named_as_the_source(imu_data, tmp_
     (b"", "the file is empty"),
     (b"not a checkpoint", "not a checkpoint rankfusion wrote"),
     ("pickle", "not a checkpoint rankfusion wrote"),
+    ("truncated", "truncated or not a checkpoint"),
 ])
 def test_unreadable_checkpoint_is_one_line_with_its_reason(tmp_path, content, reason):
     from rankfusion._validation import InputError
@@ -106,6 +107,11 @@ def test_unreadable_checkpoint_is_one_line_with_its_reason(tmp_path, content, re
         import torch
 
         torch.save({"model": io.StringIO("x")}, path)  # an object a safe load refuses
+    elif content == "truncated":
+        import torch
+
+        torch.save({"model": {"w": torch.zeros(20000)}}, path)
+        path.write_bytes(path.read_bytes()[:20000])  # cut as a full disk or a killed copy leaves it
     else:
         path.write_bytes(content)
     with pytest.raises(InputError) as err:

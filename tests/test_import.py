@@ -287,3 +287,13 @@ def test_cli_import_refuses_an_unknown_table_format(three, tmp_path, name):
     assert res.output.startswith(f"Error: input file {str(path)!r}: unknown table format "), res.output
     assert res.output.endswith("expected .csv or .tsv (optionally .gz), .parquet or .pq\n") and res.output.count("\n") == 1
     assert not (tmp_path / "ds").exists()
+
+
+@pytest.mark.parametrize("split_set", ["a/b", "x.y", ""])
+def test_a_split_set_that_is_no_plain_name_is_refused_up_front(three, tmp_path, split_set):
+    res = CliRunner().invoke(main, ["data", "import-csv", *map(str, three), "--out", str(tmp_path / "ds"),
+                                    "--label-column", "label", "--modality", "acc=acc_*", "--split-set", split_set])
+    assert res.exit_code == 2
+    assert res.output.strip().splitlines() == [
+        f"Error: --split-set must be a plain name without '.' or '/', got {split_set!r}"]
+    assert not (tmp_path / "ds").exists()

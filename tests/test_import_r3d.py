@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -120,6 +121,10 @@ def _break(src, how):
         x[2, 3] = 1e39
         np.save(src / "features_depth" / "v3.npy", x)
         return "v3.npy", "(1e+39) beyond the float32 range (|x| <= 3.4e38) at frame 2, channel 3"
+    if how == "modality_file":
+        shutil.rmtree(src / "features_depth")
+        (src / "features_depth").write_text("")
+        return "features_depth", "is a file, not a folder of features"
     if how == "no_val":  # train chooses its best epoch on val: refused here, not at train
         (src / "splits" / "val_split.txt").unlink()
         return "val_split.txt", "train_split.txt"
@@ -127,7 +132,8 @@ def _break(src, how):
 
 
 @pytest.mark.parametrize("how", ["frames", "missing", "unknown", "csv", "mixed", "square", "nan", "images", "no_test",
-                                 "no_val", "latin1", "utf16_split", "float32_range"])
+                                 "no_val", "latin1", "utf16_split", "float32_range",
+                                 "modality_file"])
 def test_import_r3d_refuses_bad_input_in_one_line_writing_nothing(tmp_path, how):
     src = tmp_path / "src"
     _write_src(src, rgb_channels=8)

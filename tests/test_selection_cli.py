@@ -337,3 +337,17 @@ def test_the_command_s_probe_defaults_are_probe_config_s():
     assert (params["folds"], params["surrogates"], params["steps"], params["width"]) == (
         cfg.folds, cfg.n_surrogates, cfg.steps, cfg.width)
     assert tuple(int(s) for s in params["seeds"].split(",")) == cfg.seeds
+
+
+def test_repeated_candidates_with_data_are_refused_before_any_training(tmp_path):
+    from click.testing import CliRunner
+
+    from rankfusion.cli import main
+
+    (tmp_path / "data").mkdir()
+    res = CliRunner().invoke(main, ["modality-select", "--data", str(tmp_path / "data"), "--candidates", "depth,depth",
+                                    "--cache", str(tmp_path / "cache")])
+    assert res.exit_code == 2
+    assert res.output.strip().splitlines() == [
+        "Error: candidate 'depth' is named more than once in --candidates; name each candidate once"]
+    assert not (tmp_path / "cache").exists()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 
 import numpy as np
 import pytest
@@ -716,3 +717,13 @@ def test_cli_train_into_a_folder_of_another_kind_is_one_line(tiny_data, tmp_path
     lines = r.output.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"Error: run folder {str(out)!r} holds a several-seed run")
     assert r.stdout == ""
+
+
+@pytest.mark.parametrize("seeds", ["1", "1,2"])
+def test_a_diverging_run_says_so_in_one_line(tiny_data, tmp_path, seeds):
+    r = CliRunner().invoke(main, ["train", str(tiny_data), "--out", str(tmp_path / "r"), "--quiet", "--epochs", "2",
+                                  "--d-model", "8", "--lr", "1e30", "--seeds", seeds])
+    assert r.exit_code == 2
+    line = r.output.strip().splitlines()[-1]
+    assert re.fullmatch(r"Error: training (seed \d+ )?diverged in epoch 1: its loss or weights are no longer finite at "
+                        r"learning rate 1e\+30; lower it \(--lr\)", line), line

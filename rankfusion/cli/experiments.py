@@ -156,6 +156,9 @@ def modality_select(features, data, paired, labels_key, modality_specs, candidat
     if cands is not None and not (data or paired):
         raise InputError("--candidates needs --data or --paired "
                          "(with FEATURES every non-anchor modality is a candidate)")
+    repeated = sorted({c for c in cands or () if cands.count(c) > 1})
+    if repeated:  # before any run is trained
+        raise InputError(f"candidate {repeated[0]!r} is named more than once in --candidates; name each candidate once")
     if modality_specs and not paired:
         raise InputError("--modality needs --paired (it names the columns of a paired table)")
     paired_only = [] if paired else _given(_PAIRED_ONLY)

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from .._validation import InputError, check_int, option_name
-from .layout import write_dataset
+from .layout import check_split_set_name, write_dataset
 from .synth import _split_counts
 
 _NAME = re.compile(r"^[A-Za-z0-9_-]+$")
@@ -252,6 +252,7 @@ def import_csv(files, out_dir, *, modalities, label_column, video_column=None, w
     pathlib.Path
         ``out_dir``; ``import.json`` there records the sources and options.
     """
+    check_split_set_name(split_set)
     files, mods, window, chunk = _check_options(files, modalities, window, chunk, seed, split_fractions)
     labels, feats, sources = {}, {m: {} for m in mods}, []
     first_cols = None

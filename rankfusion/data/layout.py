@@ -566,6 +566,15 @@ def open_dataset(root, *, modalities=None, trim="error", split_set=None) -> Mult
     return MultiModalDataset(root, modalities=modalities, trim=trim, split_set=split_set)
 
 
+def check_split_set_name(split_set) -> str:
+    """A split set's name as it goes into bundle file names (``<split>.<set>.bundle``): a non-empty
+    plain name, without ``.`` or ``/``."""
+    if not isinstance(split_set, str) or not split_set or "." in split_set or "/" in split_set:
+        raise InputError(f"{option_name('split_set', '--split-set')} must be a plain name without '.' or '/', "
+                         f"got {split_set!r}")
+    return split_set
+
+
 def write_dataset(root, classes, labels, features, splits, *, split_set="split1", plain=False,
                   overwrite=False, extra_files=None, validate=False):
     """Write a dataset in the standard layout, atomically (a temp folder renamed into place).
@@ -602,6 +611,7 @@ def write_dataset(root, classes, labels, features, splits, *, split_set="split1"
     pathlib.Path
     """
     root = Path(root)
+    check_split_set_name(split_set)
     if root.exists() and not overwrite:
         raise InputError(f"output folder {str(root)!r} already exists; pass "
                          f"{option_name('overwrite=True', '--force')} to replace it")

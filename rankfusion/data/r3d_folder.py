@@ -25,7 +25,7 @@ import numpy as np
 
 from .._validation import InputError, check_choice, check_folder
 from ..files import NUMPY_READ_ERRORS, read_text
-from .layout import SPLIT_NAMES, _npy_shape, _video_id, write_dataset
+from .layout import SPLIT_NAMES, _npy_shape, _video_id, check_split_set_name, write_dataset
 
 #: Modality name of the plain ``features/`` folder of the official code (its RGB stream).
 DEFAULT_FEATURES_NAME = "rgb"
@@ -44,7 +44,11 @@ def modality_folders(src: Path, rename: dict | None = None) -> dict:
     """
     rename = dict(rename or {})
     out = {}
-    for folder in sorted(p for p in src.iterdir() if p.is_dir() and re.match(r"^features(_.+)?$", p.name)):
+    named = sorted(p for p in src.iterdir() if re.match(r"^features(_.+)?$", p.name))
+    stray = [p for p in named if not p.is_dir()]
+    if stray:  # a modality would go missing without a word
+        raise InputError(f"{str(stray[0])!r} is a file, not a folder of features (<video>.npy files)")
+    for folder in named:
         name = DEFAULT_FEATURES_NAME if folder.name == "features" else folder.name[len("features_"):]
         new = rename.pop(name, None) or rename.pop(folder.name, None) or name
         if not _NAME.match(new):
@@ -291,6 +295,7 @@ def import_r3d(src, out_dir, *, mapping=None, rename=None, feature_axis="auto", 
         Naming the file (and line) or video: a missing video or modality, a frame count that
         differs from the label count, a label not in the mapping, a malformed line.
     """
+    check_split_set_name(split_set)
     src = Path(src)
     check_choice(feature_axis, "feature_axis", FEATURE_AXES)
     check_folder(src, "source folder")

@@ -29,7 +29,7 @@ import numpy as np
 
 from .._validation import InputError, check_choice, check_folder, check_int, option_name
 from ..files import read_text
-from .layout import write_dataset
+from .layout import check_split_set_name, write_dataset
 
 #: Modality name of the imported joints.
 SKELETON_MODALITY = "skeleton"
@@ -235,6 +235,8 @@ def import_ntu_skeleton(src, out_dir, *, protocol="xsub", val_fraction=0.1, seed
     pathlib.Path
         ``out_dir``; features ``skeleton`` of shape (frames, 75) per clip, one action per clip.
     """
+    if split_set is not None:
+        check_split_set_name(split_set)
     check_choice(protocol, "protocol", NTU_PROTOCOLS)
     seed = check_int(seed, option_name("seed", "--seed"), low=0)
     src = Path(src)
@@ -376,6 +378,7 @@ def import_utkinect_joints(src, labels_file, out_dir, *, val_fraction=0.2, seed=
         ``out_dir``; features ``skeleton`` (frames, 60) per sequence, the frames being the joint
         file's lines (``import.json`` keeps their frame numbers).
     """
+    check_split_set_name(split_set)
     seed = check_int(seed, option_name("seed", "--seed"), low=0)
     src = Path(src)
     check_folder(src, "source folder")

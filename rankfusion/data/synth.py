@@ -55,6 +55,7 @@ from .._validation import InputError, check_float, check_int, option_name
 from ..config import EVAL_OBS_RATIOS, TRAIN_OBS_RATIOS
 from ..files import atomic_dir
 from ..spectral import GramAccumulator
+from .layout import check_split_set_name
 
 #: Action classes, in label-id order.
 ACTIONS = (
@@ -303,8 +304,7 @@ class SynthConfig:
             raise InputError(f"split_fractions {','.join(f'{f:g}' for f in fr)} (--split) on {self.n_videos} videos "
                              f"leaves train without a video (val {n_val}, test {n_test}): every split needs at least "
                              "one video of its own")
-        if not self.split_set or "." in self.split_set or "/" in self.split_set:
-            raise InputError(f"split_set must be a plain name without '.' or '/', got {self.split_set!r}")
+        check_split_set_name(self.split_set)
         return self
 
 
