@@ -19,7 +19,7 @@ import numpy as np
 from ._validation import InputError, check_choice, check_float, check_int
 from .config import RunConfig
 from .data.synth import partner_only_cuts, partner_only_modality
-from .data.torchdata import length_batches, observed_steps, pad_videos, video_inputs
+from .data.torchdata import CachedFeatures, length_batches, observed_steps, pad_videos, video_inputs
 from .distributed import all_reduce_list, shard
 from .files import write_json, write_text
 from .metrics import (DEFAULT_OVERLAPS, MoCAccumulator, decode_queries, grid_cells, segmentation_keys,
@@ -427,9 +427,10 @@ def _evaluate_single(run_dir: Path, split, data_root, dev, checkpoint, reliance:
     if reliance and len(ds.split(split)) >= 2:
         # each training seed draws its own donors, so the donor variance is in the spread over seeds
         seed = run_donor_seed(reliance_seed, int(info["seed"]))
-        rows += utilization_rows(model, ds, split, config, dev, seed=seed, clean=grid, draws=reliance_draws)
+        kept = CachedFeatures(ds)  # reliance and Shapley read every video once per MoC grid
+        rows += utilization_rows(model, kept, split, config, dev, seed=seed, clean=grid, draws=reliance_draws)
         if partner is not None:
-            rows += collapse_rows(model, ds, split, config, dev, partner, seed=seed)
+            rows += collapse_rows(model, kept, split, config, dev, partner, seed=seed)
     elif reliance:
         notes.append(f"modality reliance skipped: split {split!r} has {len(ds.split(split))} video "
                      "(it swaps a modality's input between videos, so it needs at least 2)")

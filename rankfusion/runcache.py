@@ -29,6 +29,7 @@ from .config import load_config
 from .files import atomic_path, entry_lock, write_json
 from .data import synth
 from .data.noisy import modality_rms, noisy_dataset
+from .data.torchdata import CachedFeatures
 from . import train as train_mod
 from .batched import serial_reason, train_batched
 from .extract import extract_features
@@ -424,7 +425,7 @@ class RunCache:
             return cached
         dev = resolve_device(self.device)
         model, config, info = load_run(rec.run_dir, device=dev)
-        ds = open_data(self.data_root, config, info)
+        ds = CachedFeatures(open_data(self.data_root, config, info))  # one read per video, not one per grid
         clean = self.evaluate(rec, split=split)
         grid = {(float(r.obs_ratio), float(r.beta)): float(r.moc) for r in clean.itertuples()}
         rows = [{"modality": r.modality, "moc": r.moc, "moc_swapped": r.moc_swapped, "drop": r.drop}
@@ -452,7 +453,7 @@ class RunCache:
             return float("nan") if v is None else float(v)
         dev = resolve_device(self.device)
         model, config, info = load_run(rec.run_dir, device=dev)
-        ds = open_data(self.data_root, config, info)
+        ds = CachedFeatures(open_data(self.data_root, config, info))  # one read per video, not one per grid
         only = decidable_cuts(self.data_root, ds, split, config)
         gain = float("nan")
         if only:

@@ -209,38 +209,6 @@ def test_a_truncated_feature_file_is_refused_at_open_naming_it(tmp_path):
     assert open_dataset(root).features("v1", "depth").shape == (12, 5)
 
 
-def test_open_maps_are_bounded_and_read_the_same_values(tmp_path, monkeypatch):
-    from rankfusion.data import layout
-
-    root, _, feats = _toy(tmp_path)
-    monkeypatch.setattr(layout, "OPEN_FEATURE_MAPS", 2)
-    ds = open_dataset(root)
-    for _ in range(2):  # the second pass reads from the maps the first left open
-        for v in ("v0", "v1", "v2"):
-            for m in ("rgb", "depth"):
-                np.testing.assert_array_equal(ds.features(v, m), feats[m][v])
-                assert len(ds._maps) <= 2
-    assert list(ds._maps) == [("v2", "rgb"), ("v2", "depth")]  # the two read last, in order
-    ds.features("v2", "rgb")  # a read moves its map to the most recent end
-    assert list(ds._maps) == [("v2", "depth"), ("v2", "rgb")]
-    monkeypatch.setattr(layout, "OPEN_FEATURE_MAPS", 0)
-    fresh = open_dataset(root)
-    np.testing.assert_array_equal(fresh.features("v1", "depth"), feats["depth"]["v1"])
-    assert fresh._maps == {}
-
-
-def test_a_pickled_dataset_carries_no_open_maps(tmp_path):
-    import pickle
-
-    root, _, feats = _toy(tmp_path)
-    ds = open_dataset(root)
-    ds.features("v0", "rgb")
-    assert ds._maps
-    copy = pickle.loads(pickle.dumps(ds))
-    assert copy._maps == {} and ds._maps  # the original keeps its maps
-    np.testing.assert_array_equal(copy.features("v0", "rgb"), feats["rgb"]["v0"])
-
-
 def test_a_label_file_that_is_not_utf8_is_refused_naming_it(tmp_path):
     from click.testing import CliRunner
 

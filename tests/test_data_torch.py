@@ -177,3 +177,34 @@ def test_targets_properties(future, n_queries):
     assert (d[keep:] == 0).all()
     if keep == len(cls):
         assert abs(d.sum() - 1) < 1e-5
+
+
+def test_cached_features_read_each_array_once_keep_it_read_only_and_stay_bounded(ds, monkeypatch):
+    import copy
+    import pickle
+
+    from rankfusion.data.torchdata import CachedFeatures
+
+    reads = []
+    original = type(ds).features
+    monkeypatch.setattr(type(ds), "features", lambda self, v, m: reads.append((v, m)) or original(self, v, m))
+    video, m = ds.videos[0], ds.modalities[0]
+    one = np.asarray(original(ds, video, m)).nbytes
+    kept = CachedFeatures(ds, max_bytes=one + one // 2)
+    first = kept.features(video, m)
+    np.testing.assert_array_equal(first, original(ds, video, m))
+    assert first.dtype == np.float32 and first.flags.c_contiguous and not first.flags.writeable
+    reads.clear()
+    assert kept.features(video, m) is first and reads == []  # from memory
+    assert kept.split("train") == ds.split("train") and kept.classes == ds.classes  # the rest is the dataset's
+    others = [(v, m) for v in ds.videos[1:] if np.asarray(original(ds, v, m)).nbytes <= one // 2][:2]
+    assert len(others) == 2
+    for v, mm in others:
+        kept.features(v, mm)
+    assert kept._bytes <= one + one // 2 and (video, m) not in kept._items  # the least recently read went first
+    assert list(kept._items) == others
+    tiny = CachedFeatures(ds, max_bytes=0)  # keeps nothing: every read goes to the dataset
+    reads.clear()
+    tiny.features(video, m), tiny.features(video, m)
+    assert reads == [(video, m)] * 2
+    assert copy.copy(kept).features(video, m) is not None and pickle.loads(pickle.dumps(tiny)).classes == ds.classes

@@ -35,4 +35,4 @@ def test_evaluate_benchmark_runs_both_arms_on_the_same_tables(tmp_path):
 
     result = json.loads(out.read_text())["result"]
     assert result["shapley_rows"] == 3  # three modalities: Shapley ran
-    assert set(result) >= {"fresh", "open", "wall_ratio", "cpu_ratio"}
+    assert set(result) >= {"fresh", "kept", "wall_ratio", "cpu_ratio", "reads_us"}

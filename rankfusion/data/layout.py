@@ -38,10 +38,6 @@ SPLIT_NAMES = ("train", "val", "test")
 #: Splits ``validate`` insists on (MS-TCN datasets have no ``val``; it is reported, not required).
 REQUIRED_SPLITS = ("train", "test")
 
-#: Feature files a dataset keeps memory-mapped (least recently read closed first; each holds a file
-#: descriptor, so the bound stays well under the usual limit of 1024; 0 maps every read afresh).
-OPEN_FEATURE_MAPS = 64
-
 # Extensions stripped from bundle lines: MS-TCN bundles list "<video>.txt".
 _VIDEO_SUFFIXES = (".txt", ".npy")
 
@@ -185,7 +181,6 @@ class MultiModalDataset:
         self._info: dict[str, VideoInfo] = {}
         self._channels: dict[str, int] = {}
         self._channels_of: dict[str, str] = {}  # the video each modality's channel count was read from
-        self._maps: dict[tuple, np.ndarray] = {}  # (video, modality) -> open memory map, LRU order
         for video in self.videos:
             self._info[video] = self._inspect(video)
 
@@ -384,37 +379,18 @@ class MultiModalDataset:
         self._check_video(video)
         if modality not in self.modalities:
             raise InputError(f"modality {modality!r} is not in use; modalities: {self.modalities}")
-        view = self._mapped(video, modality).T[: self._info[video].n_frames]
+        path = self._feature_path(video, modality)
+        try:
+            arr = np.load(path, mmap_mode="r", allow_pickle=False)
+        except NUMPY_READ_ERRORS as exc:
+            raise InputError(f"video {video!r}: cannot read {str(path)!r}: {exc}") from None
+        view = arr.T[: self._info[video].n_frames]
         if view.dtype != np.float32:
             # a float64 value beyond the float32 range becomes inf, which validate() reports
             # naming the video; the overflow warning would only precede that line
             with np.errstate(over="ignore"):
                 view = view.astype(np.float32)
         return view
-
-    def _mapped(self, video: str, modality: str) -> np.ndarray:
-        """The memory map of one feature file, from a bounded LRU of open maps: repeated reads of
-        a video (evaluation reads each one once per MoC grid, hundreds of times for Shapley) skip
-        the file's header and the mapping. A file replaced after it was mapped is read as it was."""
-        key = (video, modality)
-        arr = self._maps.pop(key, None)
-        if arr is None:
-            path = self._feature_path(video, modality)
-            try:
-                arr = np.load(path, mmap_mode="r", allow_pickle=False)
-            except NUMPY_READ_ERRORS as exc:
-                raise InputError(f"video {video!r}: cannot read {str(path)!r}: {exc}") from None
-        if OPEN_FEATURE_MAPS > 0:
-            self._maps[key] = arr  # most recent last
-            while len(self._maps) > OPEN_FEATURE_MAPS:
-                del self._maps[next(iter(self._maps))]
-        return arr
-
-    def __getstate__(self):
-        # the open maps would pickle as full copies of the arrays (a spawned worker reopens them)
-        state = dict(self.__dict__)
-        state["_maps"] = {}
-        return state
 
     def validate(self, *, progress=False) -> "CheckReport":
         """Run every check, reading all features (non-finite values, empty splits, class balance).

@@ -352,6 +352,46 @@ def pad_videos(inputs) -> tuple:
     return feats, mask
 
 
+class CachedFeatures:
+    """A dataset whose features are read once and then kept in memory, for work that reads the
+    same videos many times: evaluation scores every video once per MoC grid, and its reliance and
+    Shapley values take hundreds of grids.
+
+    Everything but :meth:`features` is the wrapped dataset's. Each ``(video, modality)`` array is
+    read whole, as contiguous float32, and kept in a least-recently-used cache of at most
+    ``max_bytes`` (an array larger than that is read through the dataset each time). The arrays
+    are read-only: every reader copies what it uses.
+    """
+
+    def __init__(self, ds, max_bytes: int = FEATURE_CACHE_BYTES):
+        self._ds, self._max_bytes, self._bytes = ds, int(max_bytes), 0
+        self._items: OrderedDict = OrderedDict()
+
+    def __getattr__(self, name):  # only for names not set on the wrapper itself
+        if name.startswith("_"):  # (copy and pickle probe these before __init__ has run)
+            raise AttributeError(name)
+        return getattr(self._ds, name)
+
+    def features(self, video: str, modality: str) -> np.ndarray:
+        """As :meth:`rankfusion.data.MultiModalDataset.features`, from the cache."""
+        key = (video, modality)
+        x = self._items.get(key)
+        if x is not None:
+            self._items.move_to_end(key)
+            return x
+        x = self._ds.features(video, modality)
+        if x.nbytes > self._max_bytes:
+            return x
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        x.flags.writeable = False
+        self._items[key] = x
+        self._bytes += x.nbytes
+        while self._bytes > self._max_bytes:
+            _, old = self._items.popitem(last=False)
+            self._bytes -= old.nbytes
+        return x
+
+
 def video_inputs(ds, video, modalities, stop, sample_rate, dev, noise=None, rng=None, donors=None, shift=None):
     """One video's observed frames ``[:stop:sample_rate]`` as a batch of one: ``(features, mask)``.
 
