@@ -405,9 +405,10 @@ def _select_low(I, low, eta, k_prime, D):
         arr = arr.astype(np.int64).ravel()
         if arr.size and (arr.min() < 0 or arr.max() >= D):
             bad = arr[(arr < 0) | (arr >= D)][0]
-            raise InputError(f"low contains channel {int(bad)}, outside [0, {D - 1}]")
-        if np.unique(arr).size != arr.size:
-            raise InputError("low contains repeated channel indices")
+            raise InputError(f"{option_name('low', '--low')} contains channel {int(bad)}, outside [0, {D - 1}]")
+        values, counts = np.unique(arr, return_counts=True)
+        if (counts > 1).any():
+            raise InputError(f"{option_name('low', '--low')} names channel {int(values[counts > 1][0])} more than once")
         return np.sort(arr)
     if k_prime is not None:
         kp = check_int(k_prime, option_name("k_prime", "--k-prime"), low=1, high=D)
@@ -446,9 +447,9 @@ def _options(*, informativeness, residual, zero_mean_tol, center_y, tol, rise_rt
         tol=check_float(tol, "tol", low=0.0, allow_none=True),
         rise_rtol=check_float(rise_rtol, "rise_rtol", low=0.0),
         eta=check_float(eta, option_name("eta", "--eta"), low=0.0, low_open=True, allow_none=True),
-        epsilon=check_float(epsilon, "epsilon", low=0.0, low_open=True, allow_none=True),
-        beta=check_float(beta, "beta", low=0.0, low_open=True, allow_none=True),
-        gamma=check_float(gamma, "gamma", low=0.0, allow_none=True),
+        epsilon=check_float(epsilon, option_name("epsilon", "--epsilon"), low=0.0, low_open=True, allow_none=True),
+        beta=check_float(beta, option_name("beta", "--beta"), low=0.0, low_open=True, allow_none=True),
+        gamma=check_float(gamma, option_name("gamma", "--gamma"), low=0.0, allow_none=True),
     )
 
 

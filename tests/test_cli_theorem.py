@@ -94,10 +94,12 @@ def test_token_arrays_are_flattened(feats):
         (["--x", "rgb.before", "--y", "depth.before", "--eta", "-1"], "--eta must be > 0.0, got -1.0"),
         (["--x", "rgb.before", "--y", "depth.before", "--alpha", "x"], "alpha must be a number"),
         (["--x", "rgb.before", "--y", "depth.before", "--k-prime", "2", "--eta", "1"], "at most one of"),
-        (["--x", "rgb.before", "--y", "depth.before", "--low", "3,99"], "low contains channel 99"),
+        (["--x", "rgb.before", "--y", "depth.before", "--low", "3,99"], "--low contains channel 99"),
+        (["--x", "rgb.before", "--y", "depth.before", "--low", "3,4,3"], "--low names channel 3 more than once"),
+        (["--x", "rgb.before", "--y", "depth.before", "--epsilon", "-1"], "--epsilon must be > 0.0, got -1.0"),
         (["--x", "rgb.before", "--y", "depth.before", "--low", "a"], "--low must be comma-separated"),
         (["--x", "vec", "--y", "vec"], "'vec'"),
-        (["--x", "rgb.before", "--y", "depth.before", "--beta", "0"], "beta must be > 0"),
+        (["--x", "rgb.before", "--y", "depth.before", "--beta", "0"], "--beta must be > 0"),
     ],
 )
 def test_bad_input_exits_2(feats, args, message):

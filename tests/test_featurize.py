@@ -455,3 +455,13 @@ def test_a_damaged_settings_record_is_one_line_naming_it(tmp_path, make_frames, 
     (tmp_path / "out" / "featurize_rgb.json").write_text(record)
     with pytest.raises(ValueError, match=r"settings record '.*featurize_rgb.json' " + re.escape(says)):
         featurize(frames / "rgb", tmp_path / "out", "rgb", backbone=_tiny(), size=32)
+
+
+def test_a_program_takes_neither_weights_option(tmp_path, make_frames, tiny_pt2):
+    frames = make_frames(tmp_path / "frames")
+    for extra, name in ((["--random-weights"], "--random-weights"), (["--weights", str(tiny_pt2)], "--weights")):
+        res = _run("data", "featurize", frames / "rgb", tmp_path / "out", "--modality", "m", "--backbone", tiny_pt2,
+                   *extra, "--quiet")
+        assert res.exit_code == 2
+        assert res.output.strip().splitlines() == [
+            f"Error: {name} applies to torchvision backbones; {str(tiny_pt2)!r} holds its own weights"]

@@ -364,7 +364,7 @@ def test_report_is_frozen(generic):
         (dict(alpha=0.5, low=[0], k_prime=1), r"either low or k_prime"),
         (dict(alpha=0.5, eta=1.0, k_prime=1), r"either eta or k_prime"),
         (dict(alpha=0.5, low=[9]), r"low contains channel 9"),
-        (dict(alpha=0.5, low=[1, 1]), r"repeated"),
+        (dict(alpha=0.5, low=[1, 1]), r"low names channel 1 more than once"),
         (dict(alpha=0.5, k_prime=0), r"k_prime must be in"),
         (dict(alpha=0.5, k_prime=2, informativeness="top"), r"informativeness must be one of"),
         (dict(alpha=0.5, k_prime=2, beta=0.0), r"beta must be > 0"),

@@ -727,3 +727,12 @@ def test_a_diverging_run_says_so_in_one_line(tiny_data, tmp_path, seeds):
     line = r.output.strip().splitlines()[-1]
     assert re.fullmatch(r"Error: training (seed \d+ )?diverged in epoch 1: its loss or weights are no longer finite at "
                         r"learning rate 1e\+30; lower it \(--lr\)", line), line
+
+
+def test_rtf_options_with_no_rtf_are_refused(tiny_data, tmp_path):
+    r = CliRunner().invoke(main, ["train", str(tiny_data), "--out", str(tmp_path / "r"), "--no-rtf", "--exchange-ratio",
+                                  "0.5", "--selection", "bn_gamma"])
+    assert r.exit_code == 2
+    assert r.output.strip().splitlines() == [
+        "Error: --selection, --exchange-ratio configure RTF, which --no-rtf turns off: leave them out"]
+    assert not (tmp_path / "r").exists()

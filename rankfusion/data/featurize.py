@@ -87,8 +87,10 @@ def load_backbone(name=DEFAULT_BACKBONE, *, weights=None, random_weights=False):
         In evaluation mode.
     """
     if str(name).endswith(".pt2"):
-        if weights is not None:
-            raise InputError(f"--weights applies to torchvision backbones; {str(name)!r} holds its own")
+        if weights is not None or random_weights:
+            given = option_name("weights", "--weights") if weights is not None else option_name(
+                "random_weights", "--random-weights")
+            raise InputError(f"{given} applies to torchvision backbones; {str(name)!r} holds its own weights")
         if not Path(name).is_file():
             raise InputError(f"backbone program {str(name)!r} does not exist")
         # torch.export logs a foreign file's traceback as a warning before raising: the Error line says it
