@@ -142,11 +142,7 @@ def train(data, out, preset, config_path, epochs, seed, seeds, serial_seeds, mod
     with said_once():  # under torchrun every process reads the same command line and files: rank 0 says what is wrong
         if seed is not None and seeds is not None:
             raise InputError("give --seed or --seeds, not both")
-        rtf_only = [o for o, v in (("--selection", selection), ("--exchange", exchange),
-                                   ("--exchange-ratio", exchange_ratio)) if v is not None]
-        if no_rtf and rtf_only:  # each would change the config hash of the same model
-            raise InputError(f"{', '.join(rtf_only)} configure{'s' if len(rtf_only) == 1 else ''} RTF, which --no-rtf "
-                             "turns off: leave them out")
+        _refuse_rtf_options(no_rtf, selection=selection, exchange=exchange, exchange_ratio=exchange_ratio)
         given = dict(
             modalities=_split_list(modalities, "--modalities"), selection=selection, exchange=exchange, latent=latent,
             exchange_ratio=exchange_ratio, d_model=d_model, n_layers=layers, epochs=epochs, batch_size=batch_size,
@@ -167,6 +163,14 @@ def train(data, out, preset, config_path, epochs, seed, seeds, serial_seeds, mod
         return
     _train_distributed(cfg, data, out, seed_arg, mods_line, t0, device=device, resume=resume, quiet=quiet,
                        monitor=monitor, rtf_stats=rtf_stats, dist_backend=dist_backend)
+
+
+def _refuse_rtf_options(no_rtf, **given):
+    """RTF's options with ``--no-rtf``: one line (each would change the config hash of the same model)."""
+    named = ["--" + k.replace("_", "-") for k, v in given.items() if v is not None]
+    if no_rtf and named:
+        raise InputError(f"{', '.join(named)} configure{'s' if len(named) == 1 else ''} RTF, which --no-rtf turns "
+                         "off: leave them out")
 
 
 def _train_config(data, config_path, preset, given: dict):
