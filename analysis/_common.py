@@ -30,7 +30,7 @@ def run_family(name: str, doc: str) -> int:
         ctx = FigureContext.open(args.data, out=args.out, cache_dir=args.cache, profile=args.profile,
                                  device=args.device, anchor=args.anchor, partner=args.partner)
         command = "python " + " ".join(sys.argv)
-        res = make_figures(ctx, only=[name], command=command, workers=args.workers or default_workers())[name]
+        res = make_figures(ctx, only=[name], command=command, workers=default_workers() if args.workers is None else args.workers)[name]
     except (InputError, ValueError, TypeError, OSError) as exc:
         print(f"Error: {exc}", file=sys.stderr)
         return 2

@@ -393,7 +393,8 @@ class _Group:
             frames += mask.sum((1, 2)).numpy()
             sums += torch.stack([loss, parts["seg"], parts["cls"], parts["dur"]], 1).detach().double().numpy()
             if not np.isfinite(sums[:, 0]).all():
-                raise diverged(epoch, tc.lr, seed=self.members[int(np.flatnonzero(~np.isfinite(sums[:, 0]))[0])].seed)
+                raise diverged(epoch, tc.lr, self.members[int(np.flatnonzero(~np.isfinite(sums[:, 0]))[0])].seed,
+                               batched=True)
         bar.close()
         train_s = time.perf_counter() - t0
         # plain floats: checkpoints load with weights_only=True
@@ -407,7 +408,7 @@ class _Group:
         """Raise :func:`rankfusion.train.diverged` for the first seed whose weights are not finite."""
         for k, r in enumerate(self.members):
             if not all(bool(p[k].isfinite().all()) for p in self.params.values()):
-                raise diverged(epoch, self.tc.lr, seed=r.seed) from None
+                raise diverged(epoch, self.tc.lr, r.seed, batched=True) from None
 
     def _step(self, batches):
         """One optimisation step of every seed: ``(loss (K,), parts, mask)``."""

@@ -170,7 +170,7 @@ def _fuser_features(model, ds, videos, split, obs_ratio, mods, sample_rate, dev,
                 out = model(feats, mask, return_features=True)
             for m in mods:
                 low = out.features[m]["low"]
-                chosen[m].add(None if low is None or low.dim() != 1 else tuple(int(c) for c in low))
+                chosen[m].add(None if low is None or low.dim() != 1 or low.numel() == 0 else tuple(int(c) for c in low))
             for j, (i, (_, alone)) in enumerate(zip(group, inputs)):
                 t = int(alone.sum())  # the video's own steps
                 per_video[i] = {f"{m}.{s}": out.features[m][s][j, :t].float().cpu().numpy()

@@ -84,15 +84,18 @@ def recorded_channels(meta: dict, modality: str, d: int, path):
     ``rankfusion extract`` records them (``meta["blended_channels"]``) for each modality where
     every forward pass blended the same channels: the choice the run made on its training rows
     (or BN-gamma's). Returned as a sorted int64 array; :class:`InputError` naming ``path`` when
-    the record is not a list of distinct channels in ``[0, d)``.
+    the record is not a non-empty list of distinct channels in ``[0, d)``.
     """
     record = meta.get("blended_channels") or {}
-    if not isinstance(record, dict) or modality not in record:
+    if not isinstance(record, dict):
+        raise InputError(f"meta blended_channels in {str(path)!r} must be an object {{modality: [channel, ...]}}, "
+                         f"got {type(record).__name__}")
+    if modality not in record:
         return None
     values = record[modality]
     ok = isinstance(values, list) and all(isinstance(c, int) and not isinstance(c, bool) for c in values)
-    if not ok or len(set(values)) != len(values) or any(not 0 <= c < d for c in values):
-        raise InputError(f"meta blended_channels[{modality!r}] in {str(path)!r} must list distinct channels in "
+    if not ok or not values or len(set(values)) != len(values) or any(not 0 <= c < d for c in values):
+        raise InputError(f"meta blended_channels[{modality!r}] in {str(path)!r} must list one or more distinct channels in "
                          f"[0, {d}), got {values!r}")
     return np.array(sorted(values), dtype=np.int64)
 

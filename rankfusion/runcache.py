@@ -26,7 +26,7 @@ import pandas as pd
 from ._progress import bar_disabled
 from ._validation import InputError, check_folder, check_int
 from .config import load_config
-from .files import atomic_path, entry_lock, write_json
+from .files import atomic_path, entry_lock, load_meta, write_json
 from .data import synth
 from .data.noisy import modality_rms, noisy_dataset
 from .data.torchdata import CachedFeatures
@@ -138,6 +138,14 @@ def _cached_record(path: Path):
     except (OSError, ValueError):
         return None
     return value if isinstance(value, dict) else None
+
+
+def _feature_meta(path: Path) -> dict:
+    """A cached feature file's metadata; empty when it cannot be read (the file is then made again)."""
+    try:
+        return load_meta(path)
+    except InputError:
+        return {}
 
 
 def _cached_table(path: Path, columns):
@@ -377,14 +385,16 @@ class RunCache:
 
     # -- exports
     def features(self, rec: RunRecord, obs_ratio: float, *, split: str = "test", noise: tuple | None = None) -> Path:
-        """Feature file of a run at one observation ratio (``noise=(modality, sigma, seed)``)."""
+        """Feature file of a run at one observation ratio (``noise=(modality, sigma, seed)``); a
+        cached file without the record of the channels RTF blended (written by older code) is made
+        again, so that the angle and theorem analyses read the run's channels."""
         tag = "clean" if not noise or noise[1] == 0 else f"{noise[0]}-{_tag(noise[1])}-n{noise[2]}"
         out = rec.run_dir / "features" / f"{split}-obs{_tag(obs_ratio)}-{tag}.npz"
         with entry_lock(out):
-            if not out.exists():
+            if not out.exists() or "blended_channels" not in _feature_meta(out):
                 root = self.data_root if not noise else self.noisy_root(*noise)
                 extract_features(rec.run_dir, split, obs_ratio, out, device=self.device, data_root=root,
-                                 progress=False)
+                                 progress=False, overwrite=True)
         return out
 
     def evaluate(self, rec: RunRecord, *, split: str = "test", noise: tuple | None = None) -> pd.DataFrame:

@@ -8,6 +8,7 @@ A training run writes ``RUN/`` (one seed) or ``RUN/seed-<s>/`` folders with ``se
 
 from __future__ import annotations
 
+import errno
 import json
 import re
 from pathlib import Path
@@ -65,7 +66,9 @@ def load_checkpoint(path, map_location="cpu") -> dict:
             reason = "not a checkpoint rankfusion wrote" + (f" ({' '.join(m.group(1).split())})" if m else "")
         else:
             reason = text.splitlines()[0] if text else type(exc).__name__
-            if isinstance(exc, (OSError, RuntimeError, EOFError)):  # e.g. [Errno 22] on a cut zip archive
+            cut = isinstance(exc, EOFError) or "PytorchStreamReader" in text or (
+                isinstance(exc, OSError) and exc.errno == errno.EINVAL)  # [Errno 22] on a cut zip archive
+            if cut:
                 reason = f"truncated or not a checkpoint ({reason})"
         raise InputError(f"cannot read checkpoint {str(path)!r}: {reason}") from None
 

@@ -446,12 +446,12 @@ def _wrap_ddp(r: _Run):
     r.net = torch.nn.parallel.DistributedDataParallel(model, device_ids=ids, find_unused_parameters=unused)
 
 
-def diverged(epoch: int, lr: float, seed=None) -> InputError:
+def diverged(epoch: int, lr: float, seed, *, batched: bool = False) -> InputError:
     """The error of a run whose loss or weights stopped being finite (the data were checked
     before training): every later epoch, and the validation on its outputs, would be lost."""
-    who = f"seed {seed} " if seed is not None else ""
-    return InputError(f"training {who}diverged in epoch {epoch}: its loss or weights are no longer finite at learning "
-                      f"rate {lr:g}; lower it ({option_name('train.lr', '--lr')})")
+    rest = " (--serial-seeds lets the other seeds finish)" if batched else ""
+    return InputError(f"training seed {seed} diverged in epoch {epoch}: its loss or weights are no longer finite at "
+                      f"learning rate {lr:g}; lower it (train.lr, --lr of rankfusion train){rest}")
 
 
 def finite_weights(params) -> bool:
@@ -478,13 +478,15 @@ def _train_epoch(r: _Run, epoch, progress) -> dict:
             loss, parts, mask = _train_step(r, batch)
         except InputError:  # e.g. RTF's check of its input tokens, once the weights have blown up
             if not finite_weights(r.model.parameters()):
-                raise diverged(epoch, tc.lr) from None
+                raise diverged(epoch, tc.lr, r.info["seed"]) from None
             raise
         n_batches += 1
         frames += int(mask.sum())
         sums["loss"] += loss.item()
-        if not math.isfinite(sums["loss"]):
-            raise diverged(epoch, tc.lr)
+        # one process alone stopping would leave the others waiting in a collective: under torchrun
+        # a divergence is found by every process at once, when its weights reach RTF's check
+        if r.ctx is None and not math.isfinite(sums["loss"]):
+            raise diverged(epoch, tc.lr, r.info["seed"])
         for k in ("seg", "cls", "dur"):
             sums[k] += parts[k].item()
         bar.set_postfix(loss=f"{sums['loss'] / n_batches:.3f}",

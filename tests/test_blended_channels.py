@@ -109,10 +109,10 @@ def test_a_recorded_choice_is_what_the_analyses_blend(tmp_path, features):
     assert featurefiles.angle_table(g, pairs=[("rgb", "depth")], exchange_ratio=0.2)["n_low"].tolist() == [6]
 
 
-@pytest.mark.parametrize("bad", [[0, 0, 1], [0, 32], [-1], [1.0, 2.0], "0,1", [True]])
+@pytest.mark.parametrize("bad", [[0, 0, 1], [0, 32], [-1], [1.0, 2.0], "0,1", [True], []])
 def test_a_malformed_record_is_refused_naming_the_file(tmp_path, features, bad):
     fs, *_ = features
     path = tmp_path / "bad.npz"
     save_npz(path, dict(fs.arrays), {"blended_channels": {"rgb": bad}})
-    with pytest.raises(ValueError, match=r"meta blended_channels\['rgb'\] in '.*bad.npz' must list distinct"):
+    with pytest.raises(ValueError, match=r"meta blended_channels\['rgb'\] in '.*bad.npz' must list one or more distinct"):
         featurefiles.load_features(path).blended("rgb")

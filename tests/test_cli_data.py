@@ -222,29 +222,6 @@ def test_synth_channels_of_one_modality_twice_is_refused(tmp_path):
     assert not (tmp_path / "s").exists()
 
 
-def test_sigterm_stops_like_ctrl_c_leaving_no_temporary_folder(tmp_path):
-    import os
-    import signal
-    import subprocess
-    import sys
-    import time
-    from pathlib import Path
-
-    root = Path(__file__).resolve().parents[1]
-    env = dict(os.environ, PYTHONPATH=str(root), OMP_NUM_THREADS="1")
-    proc = subprocess.Popen([sys.executable, "-m", "rankfusion", "data", "synth", str(tmp_path / "big"), "--videos",
-                             "400", "--min-frames", "1000", "--max-frames", "2000"], env=env, cwd=tmp_path,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 120
-    while not any(p.name.startswith(".big") for p in tmp_path.iterdir()):  # writing has begun
-        assert proc.poll() is None and time.time() < deadline, proc.communicate()
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGTERM)
-    _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 1 and err.strip().splitlines()[-1] == "Aborted!"
-    assert sorted(p.name for p in tmp_path.iterdir()) == []  # the temporary folder went with it
-
-
 @pytest.mark.parametrize("exc", [MemoryError(), RuntimeError("[enforce fail at alloc_cpu.cpp:117] data. "
                                                              "DefaultCPUAllocator: can't allocate memory: you tried "
                                                              "to allocate 1920000000000 bytes")])

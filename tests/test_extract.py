@@ -243,3 +243,10 @@ def test_a_dataset_whose_class_names_differ_from_the_run_s_is_refused(runs, tmp_
     with pytest.raises(ValueError, match=r"in the run's training data"):
         evaluate_run(runs["rtf"], "test", data_root=copy, reliance=False)
     assert not (tmp_path / "f.npz").exists()
+
+
+def test_a_modality_nothing_is_blended_into_is_not_recorded(runs, tmp_path):
+    cfg = RunConfig(model=R3DConfig(d_model=8, n_heads=2, n_layers=1, rtf=True, modalities=("rgb",)),
+                    train=TrainConfig(epochs=1, warmup_epochs=0, batch_size=4, sample_rate=3, select_metric="val_loss"))
+    run = train(cfg, runs["ds"].root, tmp_path / "uni", seed=1, progress=False)  # RTF has no partner to blend
+    assert load_meta(extract_features(run, "test", 0.3, tmp_path / "f.npz"))["blended_channels"] == {}

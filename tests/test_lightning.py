@@ -153,20 +153,20 @@ def test_bad_arguments():
         RankMonitorCallback({})
     cb = RankMonitorCallback({"x": "nope.layer"})
     with pytest.raises(ValueError, match="no submodule 'nope.layer'"):
-        cb.setup(None, TwoTower(), "fit")
+        cb.on_fit_start(None, TwoTower())
     with pytest.raises(ValueError, match="mask_layout must be one of"):
         RankMonitorCallback(["tower_a"], mask=1, mask_layout="time-first")
     # a mask index past forward(a, b): refused at fit start, not silently left unmasked
     cb = RankMonitorCallback(["tower_a"], mask=2)
     with pytest.raises(ValueError, match=r"mask=2 is past the 2 positional parameter\(s\) of TwoTower.forward\(a, b\)"):
-        cb.setup(None, TwoTower(), "fit")
+        cb.on_fit_start(None, TwoTower())
     assert cb._monitors == {}
 
 
 def test_mask_layout_reaches_the_monitors():
     # a time-major model's outputs are masked as RankMonitor(mask_layout="time-major") masks them
     cb = RankMonitorCallback(["tower_a"], mask=1, mask_layout="time-major")
-    cb.setup(None, TwoTower(), "fit")
+    cb.on_fit_start(None, TwoTower())
     assert {s: m.mask_layout for s, m in cb._monitors.items()} == {"train": "time-major", "val": "time-major"}
     cb.teardown(None, None, "fit")
 

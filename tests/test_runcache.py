@@ -160,3 +160,16 @@ def test_damaged_cache_entries_are_made_again(data, tmp_path):
     (tmp_path / "syn").mkdir()
     (tmp_path / "syn" / "synth.json").write_text("[1]\n")
     assert runcache.expected_complementary(tmp_path / "syn") is None
+
+
+def test_a_cached_feature_file_without_the_blended_channels_is_made_again(data, tmp_path):
+    from rankfusion.files import load_arrays, load_meta, save_npz
+
+    cache = runcache.RunCache(data, tmp_path / "cache", profiles.get_profile("quick"), progress=False)
+    rec = cache.run("pair", ["rgb", "depth"], 1)
+    path = cache.features(rec, 0.3)
+    meta = load_meta(path)
+    assert "blended_channels" in meta
+    old = {k: v for k, v in meta.items() if k != "blended_channels"}  # as older code wrote it
+    save_npz(path, load_arrays(path), old)
+    assert cache.features(rec, 0.3) == path and load_meta(path) == meta

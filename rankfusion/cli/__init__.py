@@ -14,9 +14,7 @@ from __future__ import annotations
 import errno
 import io
 import os
-import signal
 import sys
-import threading
 import warnings
 
 import click
@@ -67,22 +65,6 @@ def _is_out_of_memory(exc: BaseException) -> bool:
         "can't allocate memory" in text or "out of memory" in text))
 
 
-def _stop_on_sigterm():
-    """Make SIGTERM (``timeout``, a batch scheduler, ``kill``) stop this process as Ctrl-C does, so
-    that temporary files and folders are removed on the way out; returns the previous handler. A
-    forked worker that receives it dies as SIGTERM would make it."""
-    main_pid = os.getpid()
-
-    def on_term(signum, frame):
-        if os.getpid() != main_pid:
-            signal.signal(signal.SIGTERM, signal.SIG_DFL)
-            os.kill(os.getpid(), signal.SIGTERM)
-            return
-        raise KeyboardInterrupt
-
-    return signal.signal(signal.SIGTERM, on_term)
-
-
 class RankfusionGroup(click.Group):
     """A click group that reports user errors in one line with exit status 2."""
 
@@ -94,14 +76,10 @@ class RankfusionGroup(click.Group):
 
     def invoke(self, ctx):
         on_cli = ON_CLI.set(True)  # library messages name the command's options (option_name)
-        main_thread = threading.current_thread() is threading.main_thread()
-        previous = _stop_on_sigterm() if main_thread else None
         try:
             return self._invoke(ctx)
         finally:
             ON_CLI.reset(on_cli)
-            if main_thread:
-                signal.signal(signal.SIGTERM, previous)
 
     def _invoke(self, ctx):
         with warnings.catch_warnings(record=True) as caught:

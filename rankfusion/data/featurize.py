@@ -171,9 +171,10 @@ def _check_settings(path: Path, settings: dict, feat_dir: Path) -> bool:
             raise InputError(f"{str(feat_dir)!r} holds {len(made)} feature file(s) (e.g. {made[0]!r}) that no "
                              f"{path.name} records as made by featurize: write to another OUT or remove them")
         return True
+    text = read_text(path, "settings record")
     try:
-        old = json.loads(read_text(path, "settings record"))
-    except ValueError as exc:
+        old = json.loads(text)
+    except json.JSONDecodeError as exc:
         raise InputError(f"settings record {str(path)!r} is not valid JSON ({exc}): remove it and that modality's "
                          "features, or write to another OUT") from None
     if not isinstance(old, dict):

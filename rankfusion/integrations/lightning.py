@@ -94,16 +94,25 @@ class RankMonitorCallback(pl.Callback):
                 out[name] = spec  # a callable on the module's output, or a RankMonitor spec
         return out
 
-    def setup(self, trainer, pl_module, stage):
-        """Watch the modules for the stages this Trainer entry point runs (``fit``: training and
-        validation; ``validate``; ``test``)."""
-        runs = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",)}.get(stage, ())
-        specs = self._resolve(pl_module)
-        for s in runs:
-            if s in self.stages and s not in self._monitors:
-                mon = RankMonitor(pl_module, specs, every=None, **self.kw)
-                mon.enabled = False  # on only inside this stage's batches
-                self._monitors[s] = mon
+    def _watch(self, pl_module, stages):
+        """Watch the modules for ``stages`` (those asked for and not yet watched). Called when a
+        Trainer entry point starts, after the module's own ``setup`` and ``configure_model`` (which
+        may build the layers named)."""
+        todo = [s for s in stages if s in self.stages and s not in self._monitors]
+        specs = self._resolve(pl_module) if todo else {}
+        for s in todo:
+            mon = RankMonitor(pl_module, specs, every=None, **self.kw)
+            mon.enabled = False  # on only inside this stage's batches
+            self._monitors[s] = mon
+
+    def on_fit_start(self, trainer, pl_module):
+        self._watch(pl_module, ("train", "val"))
+
+    def on_validation_start(self, trainer, pl_module):  # Trainer.validate (fit's are already watched)
+        self._watch(pl_module, ("val",))
+
+    def on_test_start(self, trainer, pl_module):
+        self._watch(pl_module, ("test",))
 
     def teardown(self, trainer, pl_module, stage):
         for mon in self._monitors.values():
