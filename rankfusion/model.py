@@ -142,8 +142,8 @@ class RankEnhancingTokenFuser(nn.Module):
     Training mode always decides per batch.
     """
 
-    def __init__(self, modalities, d: int, *, exchange_ratio: float = 0.1, selection: str = "spectral",
-                 exchange: str = "adaptive", static_alpha: float = 1.0, informativeness_k: int | None = None,
+    def __init__(self, modalities, d: int, *, exchange_ratio: float = R3DConfig.exchange_ratio,
+                 selection: str = "spectral", exchange: str = "adaptive", static_alpha: float = 1.0, informativeness_k: int | None = None,
                  alpha_param: str = "sigmoid", fusion_rule: str = "mean", selection_scope: str = "batch",
                  eval_channels: str = "train"):
         super().__init__()

@@ -424,6 +424,9 @@ def _load_resume(r: _Run, seed):
         raise InputError(f"--resume: run folder {str(r.run_dir)!r} was made with config {ck['config_hash']} "
                          f"seed {ck['seed']}, not config {r.info['config_hash']} seed {seed}"
                          + _config_changes(r.run_dir / "config.json", r.info["config"]))
+    if ck.get("classes") is not None and ck["classes"] != r.info["classes"]:  # same count, other names or order
+        raise InputError(f"--resume: run folder {str(r.run_dir)!r} was trained on classes {ck['classes']}, not the "
+                         f"dataset's {r.info['classes']}: the model's outputs would be read as other actions")
     had, has = ck.get("distributed"), r.info.get("distributed")
     if had != has:
         def say(d):

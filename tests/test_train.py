@@ -737,3 +737,22 @@ def test_rtf_options_with_no_rtf_are_refused(tiny_data, tmp_path):
     assert r.output.strip().splitlines() == [
         "Error: --selection, --exchange-ratio configure RTF, which --no-rtf turns off: leave them out"]
     assert not (tmp_path / "r").exists()
+
+
+def test_resume_on_a_dataset_with_other_class_names_is_refused(tiny_data, tmp_path):
+    import shutil
+
+    from rankfusion.data import open_dataset
+
+    run = train(tiny_config(epochs=2), tiny_data, tmp_path / "r", seed=1, progress=False)
+    copy = tmp_path / "renamed"
+    shutil.copytree(tiny_data, copy)
+    first = open_dataset(tiny_data).classes[0]
+    mapping = copy / "mapping.txt"
+    mapping.write_text(mapping.read_text().replace(f" {first}\n", " renamed\n", 1))
+    for gt in (copy / "groundTruth").glob("*.txt"):
+        gt.write_text("".join("renamed\n" if line == first else line + "\n" for line in gt.read_text().splitlines()))
+    recorded = (run / "config.json").read_text()
+    with pytest.raises(ValueError, match=r"--resume: run folder '.*r' was trained on classes \[.*\], not the dataset's"):
+        train(tiny_config(epochs=2), copy, run, seed=1, progress=False, resume=True)
+    assert (run / "config.json").read_text() == recorded  # nothing rewritten

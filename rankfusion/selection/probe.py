@@ -14,6 +14,7 @@ import numpy as np
 
 from .. import spectral, stats
 from .._validation import InputError, check_distinct_seeds, check_float, check_int, option_name
+from ..config import R3DConfig
 from ..spectral import blended_channel_count, low_informative_channels
 from .arrays import _as_numpy64
 from .surrogates import min_surrogates
@@ -51,7 +52,7 @@ class ProbeConfig:
     """
 
     width: int = 32
-    exchange_ratio: float = 0.1
+    exchange_ratio: float = R3DConfig.exchange_ratio
     head: str = "linear"
     hidden: int = 64
     steps: int = 100
