@@ -32,9 +32,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -43,25 +41,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-
-def _machine() -> dict:
-    import numpy as np
-    from threadpoolctl import threadpool_limits
-
-    a = np.random.default_rng(0).standard_normal((256, 256), dtype=np.float32)
-    with threadpool_limits(1):
-        t = min(_timed(lambda: [a @ a for _ in range(250)]) for _ in range(5))
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), "unknown")
-    return {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "cpu": cpu, "cores": os.cpu_count(),
-            "uptime": subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip(),
-            "gemm_gflops": round(250 * 2 * 256**3 / t / 1e9, 1)}
-
-
-def _timed(fn) -> float:
-    t = time.perf_counter()
-    fn()
-    return time.perf_counter() - t
+from bench_seeds import _machine  # noqa: E402  (this folder is on the path: the machine's description, one rule)
 
 
 def _arm(run: Path, keep: bool, draws: int):
