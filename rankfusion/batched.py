@@ -64,6 +64,7 @@ from torch.nn import functional as F
 from ._progress import bar_disabled
 from ._validation import InputError, InputTypeError
 from .config import R3DConfig, RunConfig, TrainConfig
+from .data.memo import Memo
 from .data.torchdata import FEATURE_CACHE_BYTES, length_batches, video_inputs
 from .evaluate import observed_cuts
 from .metrics import MoCAccumulator, grid_cells
@@ -229,7 +230,7 @@ def _train_members(members: list, *, resume, monitor, progress, on_epoch_end) ->
 
 class _ItemCache(torch.utils.data.Dataset):
     """A dataset whose items are read once and then served from memory, up to ``max_bytes`` of
-    features (the rest read each time).
+    features (:class:`rankfusion.data.memo.Memo`; the rest read each time).
 
     An item of :class:`rankfusion.data.AnticipationDataset` is a function of its index alone (no
     random draw), and every seed of a batched run reads every item once per epoch: caching them
@@ -238,19 +239,18 @@ class _ItemCache(torch.utils.data.Dataset):
     """
 
     def __init__(self, dataset, max_bytes: int = FEATURE_CACHE_BYTES):
-        self.dataset, self.max_bytes, self.nbytes, self.items = dataset, max_bytes, 0, {}
+        self.dataset = dataset
+        self.items = Memo(max_bytes, size=_feature_bytes)
 
     def __len__(self):
         return len(self.dataset)
 
     def __getitem__(self, i):
-        item = self.items.get(i)
-        if item is None:
-            item = self.dataset[i]
-            size = sum(v.nbytes for v in item["features"].values())
-            if self.nbytes + size <= self.max_bytes:
-                self.items[i], self.nbytes = item, self.nbytes + size
-        return item
+        return self.items.get(i, lambda: self.dataset[i])
+
+
+def _feature_bytes(item) -> int:
+    return sum(v.nbytes for v in item["features"].values())
 
 
 def _train_group(members: list, *, stop: int, progress: bool, on_epoch_end):

@@ -79,13 +79,15 @@ def test_feature_cache_is_bounded_and_items_do_not_share_memory(ds, monkeypatch)
     it = ad[0]
     it["features"]["rgb"][:] = -1.0  # a caller writing into an item leaves the next items intact
     np.testing.assert_array_equal(ad[0]["features"]["rgb"].numpy(), want[("v0", 0.3)])
-    # a budget of v0's rgb up to obs 0.3 (frames 0 and 3: 2 rows x 3 x 4 bytes): least recently used out
+    # a budget of v0's rgb up to obs 0.3 (frames 0 and 3: 2 rows x 3 x 4 bytes): the first read stays,
+    # the next does not fit and is read again each time
     monkeypatch.setattr(torchdata, "FEATURE_CACHE_BYTES", 2 * 3 * 4)
     small = AnticipationDataset(ds, "train", obs_ratios=(0.3,), sample_rate=3, modalities=["rgb"])
     small[0]
-    assert list(small._cache) == [("v0", "rgb")]
-    small[1]
-    assert list(small._cache) == [("v1", "rgb")] and small._cache_bytes == 1 * 3 * 4
+    assert small._cache.keys() == [("v0", "rgb")]
+    for _ in range(2):
+        np.testing.assert_array_equal(small[1]["features"]["rgb"].numpy(), want[("v1", 0.3)])
+    assert small._cache.keys() == [("v0", "rgb")] and small._cache.nbytes == 2 * 3 * 4
 
 
 def test_non_finite_features_name_video_modality_and_frame(tmp_path):
@@ -179,7 +181,7 @@ def test_targets_properties(future, n_queries):
         assert abs(d.sum() - 1) < 1e-5
 
 
-def test_cached_features_read_each_array_once_keep_it_read_only_and_stay_bounded(ds, monkeypatch):
+def test_cached_features_read_each_array_once_keep_it_read_only_and_stay_within_budget(ds, monkeypatch):
     import copy
     import pickle
 
@@ -197,14 +199,35 @@ def test_cached_features_read_each_array_once_keep_it_read_only_and_stay_bounded
     reads.clear()
     assert kept.features(video, m) is first and reads == []  # from memory
     assert kept.split("train") == ds.split("train") and kept.classes == ds.classes  # the rest is the dataset's
-    others = [(v, m) for v in ds.videos[1:] if np.asarray(original(ds, v, m)).nbytes <= one // 2][:2]
-    assert len(others) == 2
-    for v, mm in others:
-        kept.features(v, mm)
-    assert kept._bytes <= one + one // 2 and (video, m) not in kept._items  # the least recently read went first
-    assert list(kept._items) == others
+    halves = [v for v in ds.videos[1:] if np.asarray(original(ds, v, m)).nbytes == one // 2][:2]
+    assert len(halves) == 2
+    kept.features(halves[0], m)  # fills the budget
+    assert kept._kept.keys() == [(video, m), (halves[0], m)] and kept._kept.nbytes == one + one // 2
+    reads.clear()
+    for _ in range(2):  # does not fit beside them: read through the dataset each time, as it gives it
+        np.testing.assert_array_equal(kept.features(halves[1], m), original(ds, halves[1], m))
+    assert reads == [(halves[1], m)] * 2 and kept._kept.keys() == [(video, m), (halves[0], m)]
     tiny = CachedFeatures(ds, max_bytes=0)  # keeps nothing: every read goes to the dataset
     reads.clear()
     tiny.features(video, m), tiny.features(video, m)
     assert reads == [(video, m)] * 2
     assert copy.copy(kept).features(video, m) is not None and pickle.loads(pickle.dumps(tiny)).classes == ds.classes
+
+
+def test_memo_keeps_the_first_values_that_fit_and_makes_the_rest_each_time():
+    from rankfusion.data.memo import Memo
+
+    made = []
+
+    def make(key, size):
+        return lambda: made.append(key) or np.zeros(size, np.uint8)
+
+    memo = Memo(10)
+    for _ in range(3):  # a repeated scan larger than the budget: the kept part hits every time
+        for key, size in (("a", 4), ("b", 5), ("c", 3), ("d", 1)):
+            assert memo.get(key, make(key, size)).nbytes == size
+    assert made == ["a", "b", "c", "d", "c", "c"]
+    assert memo.keys() == ["a", "b", "d"] and memo.nbytes == 10 and "c" not in memo and len(memo) == 3
+    assert memo.fits(0) and not memo.fits(1)
+    sized = Memo(3, size=len)
+    assert sized.get("x", lambda: [1, 2, 3]) == [1, 2, 3] and "x" in sized and not sized.fits(1)

@@ -9,8 +9,6 @@ reliance and the rank monitor read one video's observed inputs as a batch of one
 
 from __future__ import annotations
 
-from collections import OrderedDict
-
 import numpy as np
 import torch
 from torch.nn.utils.rnn import pad_sequence
@@ -18,12 +16,13 @@ from torch.nn.utils.rnn import pad_sequence
 from .._validation import InputError, InputTypeError, check_float, check_int
 from ..config import FUTURE_RATIO, TRAIN_OBS_RATIOS, cut_frames
 from .layout import MultiModalDataset
+from .memo import Memo
 
 #: Padding value of label targets (the default ``ignore_index`` of torch's cross-entropy).
 PAD_LABEL = -100
 
-#: Bytes of subsampled features an :class:`AnticipationDataset` keeps in memory (least recently
-#: used first out). Every epoch reads each video at every observation ratio; without the cache each
+#: Bytes of features a dataset keeps in memory (:class:`rankfusion.data.memo.Memo`: the first
+#: arrays read, until the budget is full). Every epoch reads each video at every observation ratio; without the cache each
 #: read re-opens the memory map and gathers a strided, transposed slice (about a sixth of a small
 #: training run's time, docs/datasets.md).
 FEATURE_CACHE_BYTES = 256 * 2**20
@@ -149,8 +148,7 @@ class AnticipationDataset(torch.utils.data.Dataset):
             if not modalities:
                 raise InputError("modalities must not be empty")
         self.modalities = modalities
-        self._cache: OrderedDict = OrderedDict()  # (video, modality) -> _subsampled's checked array
-        self._cache_bytes = 0
+        self._cache = Memo(FEATURE_CACHE_BYTES)  # (video, modality) -> _subsampled's checked array
         self.none_index = len(ds.classes)
         self.videos = ds.split(split)
         self.items = []
@@ -200,22 +198,14 @@ class AnticipationDataset(torch.utils.data.Dataset):
     def _subsampled(self, video: str, modality: str) -> np.ndarray:
         """``features[:end:sample_rate]`` with ``end = int(max(obs_ratios) * n_frames)`` (the longest
         observed part of any item of the video), contiguous float32, checked for non-finite values
-        once, from a bounded LRU cache."""
-        key = (video, modality)
-        x = self._cache.get(key)
-        if x is not None:
-            self._cache.move_to_end(key)
-            return x
+        once, kept in memory within :data:`FEATURE_CACHE_BYTES`."""
+        return self._cache.get((video, modality), lambda: self._read(video, modality))
+
+    def _read(self, video: str, modality: str) -> np.ndarray:
         # up to the largest observed part any item of this dataset uses
         end = int(max(self.obs_ratios) * self.ds.n_frames(video))
         x = np.array(self.ds.features(video, modality)[:end:self.sample_rate], dtype=np.float32, order="C")
         check_finite_frames(x, video, modality, self.sample_rate)
-        if x.nbytes <= FEATURE_CACHE_BYTES:
-            self._cache[key] = x
-            self._cache_bytes += x.nbytes
-            while self._cache_bytes > FEATURE_CACHE_BYTES:
-                _, old = self._cache.popitem(last=False)
-                self._cache_bytes -= old.nbytes
         return x
 
     def check_finite(self) -> None:
@@ -358,14 +348,13 @@ class CachedFeatures:
     Shapley values take hundreds of grids.
 
     Everything but :meth:`features` is the wrapped dataset's. Each ``(video, modality)`` array is
-    read whole, as contiguous float32, and kept in a least-recently-used cache of at most
-    ``max_bytes`` (an array larger than that is read through the dataset each time). The arrays
-    are read-only: every reader copies what it uses.
+    read whole, as contiguous float32, and kept while the kept arrays fit in ``max_bytes``
+    (:class:`rankfusion.data.memo.Memo`; the others are read through the dataset each time). The
+    arrays are read-only: every reader copies what it uses.
     """
 
     def __init__(self, ds, max_bytes: int = FEATURE_CACHE_BYTES):
-        self._ds, self._max_bytes, self._bytes = ds, int(max_bytes), 0
-        self._items: OrderedDict = OrderedDict()
+        self._ds, self._kept = ds, Memo(max_bytes)
 
     def __getattr__(self, name):  # only for names not set on the wrapper itself
         if name.startswith("_"):  # (copy and pickle probe these before __init__ has run)
@@ -373,23 +362,20 @@ class CachedFeatures:
         return getattr(self._ds, name)
 
     def features(self, video: str, modality: str) -> np.ndarray:
-        """As :meth:`rankfusion.data.MultiModalDataset.features`, from the cache."""
+        """As :meth:`rankfusion.data.MultiModalDataset.features`, from memory once read."""
         key = (video, modality)
-        x = self._items.get(key)
-        if x is not None:
-            self._items.move_to_end(key)
-            return x
+        if key in self._kept:
+            return self._kept.get(key, None)
         x = self._ds.features(video, modality)
-        if x.nbytes > self._max_bytes:
+        if not self._kept.fits(x.size * 4):  # as the dataset gives it, not copied
             return x
-        x = np.ascontiguousarray(x, dtype=np.float32)
-        x.flags.writeable = False
-        self._items[key] = x
-        self._bytes += x.nbytes
-        while self._bytes > self._max_bytes:
-            _, old = self._items.popitem(last=False)
-            self._bytes -= old.nbytes
-        return x
+        return self._kept.get(key, lambda: _read_only_float32(x))
+
+
+def _read_only_float32(x) -> np.ndarray:
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    x.flags.writeable = False
+    return x
 
 
 def video_inputs(ds, video, modalities, stop, sample_rate, dev, noise=None, rng=None, donors=None, shift=None):
