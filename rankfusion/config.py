@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -347,14 +348,19 @@ class RunConfig:
         return json.loads(json.dumps(dataclasses.asdict(self)))
 
     @classmethod
-    def from_dict(cls, d: dict, *, source: str = "config") -> "RunConfig":
-        """Build from ``{"model": {...}, "train": {...}}``; unknown keys raise :class:`InputError`."""
+    def from_dict(cls, d: dict, *, source: str = "config", origins: dict | None = None) -> "RunConfig":
+        """Build from ``{"model": {...}, "train": {...}}``; unknown keys raise :class:`InputError`.
+
+        ``origins`` maps ``(table, key)`` to where that value came from (a file, a preset, the
+        overrides), for the error a bad value raises; ``source`` otherwise.
+        """
         unknown = set(d) - {"model", "train"}
         if unknown:
             raise InputError(f"{source}: unknown table(s) {sorted(unknown)}; allowed: ['model', 'train']")
+        where = {t: {k: f"{o} [{t}]" for (tt, k), o in (origins or {}).items() if tt == t} for t in ("model", "train")}
         return cls(
-            model=_build(R3DConfig, d.get("model", {}), f"{source} [model]"),
-            train=_build(TrainConfig, d.get("train", {}), f"{source} [train]"),
+            model=_build(R3DConfig, d.get("model", {}), f"{source} [model]", where["model"]),
+            train=_build(TrainConfig, d.get("train", {}), f"{source} [train]", where["train"]),
         )
 
     def config_hash(self) -> str:
@@ -393,14 +399,21 @@ def _explicit_width(layer: dict) -> dict:
     return layer
 
 
-def _build(cls, values: dict, source: str):
+def _build(cls, values: dict, source: str, origins: dict | None = None):
+    """``cls(**values)``; an error names where the offending value came from: ``origins[key]`` (the
+    layer that set it last) when the message starts with that key, else ``source``."""
     if not isinstance(values, dict):
         raise InputError(f"{source} must be a table, got {values!r}")
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = set(values) - names
     if unknown:
         raise InputError(f"{source}: unknown key(s) {sorted(unknown)}; allowed: {sorted(names)}")
-    return cls(**values)
+    try:
+        return cls(**values)
+    except InputError as exc:
+        key = re.match(r"\w*", str(exc)).group()
+        where = (origins or {}).get(key, source)
+        raise type(exc)(f"{where}: {exc}") from None
 
 
 def preset_names() -> list[str]:
@@ -465,15 +478,19 @@ def load_config(path=None, *, preset: str | None = None, model: dict | None = No
     RunConfig
     """
     d: dict = {"model": {}, "train": {}}
+    layers = []
     if preset is not None:
         if preset not in preset_names():
             raise InputError(f"preset must be one of {preset_names()}, got {preset!r}")
-        d = _merge(d, _read_toml(PRESET_DIR / f"{preset}.toml"))
-    layers = ([(str(path), _read_toml(Path(path)))] if path is not None else []) + \
-        [("overrides", {"model": dict(model or {}), "train": dict(train or {})})]
-    for _, layer in layers:
+        layers.append((f"preset {preset!r}", _read_toml(PRESET_DIR / f"{preset}.toml")))
+    if path is not None:
+        layers.append((str(path), _read_toml(Path(path))))
+    layers.append(("overrides", {"model": dict(model or {}), "train": dict(train or {})}))
+    origins = {}
+    for where, layer in layers:
         d = _merge(d, _explicit_width(layer))
-    cfg = RunConfig.from_dict(d, source=str(path) if path is not None else (preset or "config"))
+        origins.update({(t, k): where for t, v in layer.items() if isinstance(v, dict) for k in v})
+    cfg = RunConfig.from_dict(d, source=str(path) if path is not None else (preset or "config"), origins=origins)
     for where, layer in layers:
         m = layer.get("model") or {}
         if m.get("trunk_width") is not None and "d_model" in m and m["d_model"] != cfg.model.d_model:

@@ -203,6 +203,24 @@ def test_config_toml_overrides_and_hash(tmp_path):
         load_config(p)
 
 
+def test_config_value_errors_name_the_layer_that_set_the_value(tmp_path):
+    p = tmp_path / "c.toml"
+    p.write_text('[model]\nn_heads = -1\n[train]\nlr = 3e-4\n')
+    with pytest.raises(ValueError, match=r"c\.toml \[model\]: n_heads must be at least 1, got -1$") as err:
+        load_config(p, preset="synthetic-small")
+    assert str(err.value).startswith(str(p))
+    p.write_text('[train]\nepochs = "x"\n')
+    with pytest.raises(TypeError, match=r"c\.toml \[train\]: epochs must be an integer, got 'x'$"):
+        load_config(p)
+    p.write_text('[train]\nepochs = 3\n')  # the bad value is the override's, not the file's
+    with pytest.raises(ValueError, match=r"^overrides \[model\]: dropout must be <= 0.9, got 2.0$"):
+        load_config(p, preset="synthetic-small", model={"dropout": 2.0})
+    # a cross-field error is not one key's: it names the table it was found in
+    p.write_text('[model]\nd_model = 10\nn_heads = 3\nmodalities = ["rgb", "depth"]\n')
+    with pytest.raises(ValueError, match=r"c\.toml \[model\]: n_heads must divide"):
+        load_config(p)
+
+
 def test_config_validation_names_argument():
     with pytest.raises(ValueError, match="exchange_ratio"):
         R3DConfig(exchange_ratio=1.5)
@@ -252,8 +270,8 @@ def test_cli_train_bad_inputs_exit_2(tiny_data, tmp_path, args, needle):
     (["--modality-dropout", "rgb=2"], "Error: --modality-dropout for 'rgb' must be <= 1.0, got 2.0"),
     (["--ogm", "0.5"], "Error: --ogm 0.5 needs unimodal_heads > 0: OGM-GE reads each modality's confidence from "
                        "the auxiliary unimodal heads (--unimodal-heads W)"),
-    # a value from the config file is named by its key there
-    (["--config", "{toml}"], "Error: batch_size must be at least 1, got 0"),
+    # a value from the config file is named by the file and its key there
+    (["--config", "{toml}"], "Error: {toml} [train]: batch_size must be at least 1, got 0"),
     # options of torchrun runs, outside torchrun (they were ignored)
     (["--dist-backend", "gloo"], "Error: --dist-backend applies under torchrun only: start train with torchrun "
                                  "(docs/scaling.md), or leave it out"),
@@ -268,7 +286,7 @@ def test_cli_train_errors_name_the_option_that_set_the_value(tiny_data, tmp_path
     args = [a.format(toml=tmp_path / "c.toml") for a in args]
     r = CliRunner().invoke(main, ["train", str(tiny_data), "--out", str(tmp_path / "r"), "--quiet", *args])
     assert r.exit_code == 2, r.output
-    assert r.output.strip().splitlines() == [line]
+    assert r.output.strip().splitlines() == [line.format(toml=tmp_path / "c.toml")]
     assert not (tmp_path / "r").exists()
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import time
 
 import click
@@ -36,8 +38,8 @@ _OPTION_OF = {"n_layers": "--layers", "rtf": "--no-rtf", "temporal_fuser": "--no
 def _naming_options(exc: InputError, given: dict) -> InputError:
     """A configuration error that names a field set by an option, naming the option instead
     (``n_layers must be at least 0`` -> ``--layers must be at least 0``); others unchanged (a
-    value from the config file is named by its key)."""
-    text = str(exc)
+    value from the config file is named by its file and key)."""
+    text = re.sub(r"^overrides \[(model|train)\]: ", "", str(exc))  # load_config's name for the options
     for field in sorted(given, key=len, reverse=True):
         if given[field] is None or not text.startswith(field):
             continue
