@@ -41,7 +41,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench_seeds import _machine  # noqa: E402  (this folder is on the path: the machine's description, one rule)
+from bench_seeds import _finish, _machine  # noqa: E402  (this folder is on the path: the machine's description, one rule)
 
 
 def _arm(run: Path, keep: bool, draws: int):
@@ -126,12 +126,8 @@ def main(argv=None):
     with tempfile.TemporaryDirectory() as tmp:
         out["result"] = run_bench(Path(tmp), args.videos, [m for m in args.modalities.split(",") if m],
                                   args.draws, args.repeats)
-    out["machine_after"] = _machine()
     print(json.dumps(out["result"]), flush=True)
-    print(json.dumps(out["machine_after"]), flush=True)
-    if args.json:
-        Path(args.json).write_text(json.dumps(out, indent=1) + "\n")
-    return out
+    return _finish(out, args.json)
 
 
 if __name__ == "__main__":

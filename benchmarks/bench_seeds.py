@@ -263,10 +263,15 @@ def main(argv=None):
     else:
         with tempfile.TemporaryDirectory() as tmp:
             out["runs"] = bench(ks, args.epochs, args.repeats, Path(tmp))
+    return _finish(out, args.json)
+
+
+def _finish(out: dict, json_path) -> dict:
+    """Record the machine after the run, print it, and write ``out`` to ``json_path`` if given."""
     out["machine_after"] = _machine()
     print(json.dumps(out["machine_after"]), flush=True)
-    if args.json:
-        Path(args.json).write_text(json.dumps(out, indent=1) + "\n")
+    if json_path:
+        Path(json_path).write_text(json.dumps(out, indent=1) + "\n")
     return out
 
 

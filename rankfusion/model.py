@@ -143,9 +143,11 @@ class RankEnhancingTokenFuser(nn.Module):
     """
 
     def __init__(self, modalities, d: int, *, exchange_ratio: float = R3DConfig.exchange_ratio,
-                 selection: str = "spectral", exchange: str = "adaptive", static_alpha: float = 1.0, informativeness_k: int | None = None,
-                 alpha_param: str = "sigmoid", fusion_rule: str = "mean", selection_scope: str = "batch",
-                 eval_channels: str = "train"):
+                 selection: str = R3DConfig.selection, exchange: str = R3DConfig.exchange,
+                 static_alpha: float = R3DConfig.static_alpha,
+                 informativeness_k: int | None = R3DConfig.informativeness_k,
+                 alpha_param: str = R3DConfig.alpha_param, fusion_rule: str = R3DConfig.fusion_rule,
+                 selection_scope: str = R3DConfig.selection_scope, eval_channels: str = R3DConfig.eval_channels):
         super().__init__()
         if eval_channels not in ("train", "batch"):
             raise ValueError(f"eval_channels must be 'train' or 'batch', got {eval_channels!r}")

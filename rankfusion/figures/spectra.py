@@ -101,15 +101,19 @@ def make(ctx: FigureContext) -> FigureResult:
     table(ctx.out, eranks, "spectra_erank", res)
     save(ctx.out, plots.plot_spectra(spectra), "spectra", res, ctx.formats)
     mean, sd = spread["erank_mean"], spread["erank_sd"]
-    gains = eranks.pivot_table(index=["modality", "seed"], columns="stage", values="erank")
+    by_seed = eranks.pivot_table(index=["modality", "seed"], columns="stage", values="erank")
+    # each seed's Delta_m (Sec. 3.2), then their mean and sd over seeds
+    gains = {m: pd.Series([float(spectral.rank_gain(b, a)) for b, a in zip(by_seed.loc[m]["before"],
+                                                                             by_seed.loc[m]["after"])])
+             for m in ctx.pair}
     stacked = eranks[eranks.modality.str.startswith("fused")].pivot_table(index="seed", columns="modality",
                                                                            values="erank")
     diff = stacked["fused (RTF)"] - stacked["fused (plain)"]
     res.data = SpectraResult(
         erank={(m, st): float(v) for (m, st), v in mean.items()},
         erank_sd={(m, st): float(v) for (m, st), v in sd.items()},
-        gain={m: float((gains.loc[m]["after"] - gains.loc[m]["before"]).mean()) for m in ctx.pair},
-        gain_sd={m: float((gains.loc[m]["after"] - gains.loc[m]["before"]).std()) for m in ctx.pair},
+        gain={m: float(g.mean()) for m, g in gains.items()},
+        gain_sd={m: float(g.std()) for m, g in gains.items()},
         stacked_rtf=float(mean[("fused (RTF)", "after")]),
         stacked_plain=float(mean[("fused (plain)", "after")]),
         stacked_rtf_sd=float(sd[("fused (RTF)", "after")]),
