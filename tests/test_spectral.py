@@ -193,6 +193,31 @@ def test_tolerance_not_numpy_default(rng):
     assert int(S.numerical_rank(X)) == 8
 
 
+def test_half_precision_tolerance_keeps_signal_and_cuts_storage_rounding(rng):
+    # sqrt(max(N, D)) * eps alone is sigma_max itself for bfloat16 at 16,384 rows: every direction
+    # but the first would be dropped. Half input is held to float32's rule and its storage rounding.
+    torch = pytest.importorskip("torch")
+    X = rng.standard_normal((16384, 64)) + 0.5
+    for half in (torch.bfloat16, torch.float16):
+        Xh = torch.from_numpy(X).to(half)
+        assert int(S.numerical_rank(Xh)) == 64
+        np.testing.assert_allclose(float(S.effective_rank(Xh)), float(S.effective_rank(Xh.double())), rtol=1e-9)
+    assert int(S.numerical_rank(X.astype(np.float16))) == 64
+    # a rank-5 product rounded to half precision: each entry moves by at most half an ulp, so the
+    # directions the rounding adds are below (eps / 2) * ||X||_F (Weyl) and are cut
+    low = rng.standard_normal((3000, 5)) @ rng.standard_normal((5, 48))
+    assert int(S.numerical_rank(low.astype(np.float16))) == 5
+    assert int(S.numerical_rank(torch.from_numpy(low).to(torch.bfloat16))) == 5
+    assert int(S.numerical_rank(low.astype(np.float16).astype(np.float64))) == 48  # the same values, float64's rule
+    # float32 and float64: the rule as written, whatever ||X||_F
+    for dt in (np.float32, np.float64):
+        eps = float(np.finfo(dt).eps)
+        assert S.rank_tolerance(2.0, 900, eps, fro=1e9) == S.rank_tolerance(2.0, 900, eps) == 30 * eps * 2.0
+    eps16 = float(np.finfo(np.float16).eps)
+    assert S.rank_tolerance(2.0, 900, eps16, fro=10.0) == 0.5 * eps16 * 10.0
+    assert S.rank_tolerance(2.0, 900, eps16, fro=1e-9) == 30 * float(np.finfo(np.float32).eps) * 2.0
+
+
 # ----------------------------------------------------------------------------------------
 # Channel informativeness, low-informativeness sets, flatten_tokens
 # ----------------------------------------------------------------------------------------

@@ -4,8 +4,8 @@ Tall or wide inputs are resolved from the float64 Gram matrix of their short sid
 a-posteriori error bound that falls back to an exact float64 SVD whenever the Gram matrix cannot
 decide the rank or pin the effective rank (Eq. 1) down to far below test tolerances
 (:func:`_gram_route`); near-square inputs take the exact float64 SVD (:func:`_svd_route`).
-Singular values ``<= tol = sqrt(max(N, D)) * eps(dtype) * sigma_max`` (:func:`rank_tolerance`)
-are outside the numerical rank.
+Singular values ``<= tol = sqrt(max(N, D)) * eps(dtype) * sigma_max`` (:func:`rank_tolerance`;
+half-precision input also within its storage rounding) are outside the numerical rank.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from .._backend import get_ops
 from .._validation import check_float, check_matrix, check_structure
 
 _EPS64 = float(np.finfo(np.float64).eps)
+_EPS32 = float(np.finfo(np.float32).eps)
 _SUBNORMAL64 = float(np.finfo(np.float64).smallest_subnormal)
 
 #: Use the Gram route when the long side is at least this many times the short side. Forming
@@ -96,11 +97,18 @@ def _gram_erank_bound(ops, lam, delta, tol2):
     return ops.sum(ops.abs(logp + entropy) * ds, axis=-1) / safe[..., 0]
 
 
-def rank_tolerance(sigma_max, n_long: int, eps: float):
+def rank_tolerance(sigma_max, n_long: int, eps: float, fro=None):
     """The toolkit's one rank tolerance: ``tol = sqrt(max(N, D)) * eps * sigma_max``.
 
     Singular values ``<= tol`` are outside the numerical rank (docs/spectral.md: numpy's
     ``max(N, D) * eps`` drops real signal of large float32 feature matrices).
+
+    Half-precision input (``eps`` above float32's: float16, bfloat16) is accumulated in float32
+    and rounded once to its storage type, so its tolerance is the larger of float32's rule and
+    the bound of that rounding, ``(eps / 2) * ||X||_F`` (each entry within half an ulp):
+    ``sqrt(max(N, D)) * eps`` alone reaches ``sigma_max`` itself for a bfloat16 matrix of 16,384
+    rows. For float32 and float64 the rounding bound never exceeds the rule
+    (``||X||_F <= sqrt(min(N, D)) * sigma_max``), and the rule is used as written.
 
     Parameters
     ----------
@@ -111,12 +119,30 @@ def rank_tolerance(sigma_max, n_long: int, eps: float):
         ``max(N, D)`` of the matrix.
     eps : float
         Machine epsilon of the input's dtype (float64's for integer input).
+    fro : float, or array / tensor like ``sigma_max``, optional
+        ``||X||_F`` (``sqrt(sum(sigma**2))``; a vector's norm), for half-precision input; without
+        it the rule is used as written whatever ``eps``.
 
     Returns
     -------
     tol : same type and shape as ``sigma_max``
     """
-    return math.sqrt(n_long) * eps * sigma_max
+    half = fro is not None and eps > _EPS32
+    grown_eps = _EPS32 if half else eps  # the precision the values were accumulated in
+    tol = math.sqrt(n_long) * grown_eps * sigma_max
+    if not half:
+        return tol
+    rounded = 0.5 * eps * fro
+    return tol + (rounded - tol) * (rounded > tol)
+
+
+def _fro(ops, sigma, eps: float):
+    """``||X||_F`` from its singular values (..., r), shape (..., 1), where :func:`rank_tolerance`
+    uses it (half precision, whose squares cannot overflow float64); else None."""
+    if eps <= _EPS32:
+        return None
+    fro = ops.sqrt(ops.sum(sigma * sigma, axis=-1))
+    return fro[..., None] if sigma.ndim > 1 else fro
 
 
 def _finite_or_raise(ops, reduced, X, name) -> bool:
@@ -146,7 +172,7 @@ def _certify_gram(ops, gram, n_long: int, n_short: int, eps_in: float, tol):
     delta = _gram_error_radius(lam_max, n_long, n_short)
     sigma = ops.sqrt(ops.clip(lam, 0.0))
     if tol is None:
-        tol_arr = rank_tolerance(sigma[..., :1], n_long, eps_in)
+        tol_arr = rank_tolerance(sigma[..., :1], n_long, eps_in, _fro(ops, sigma, eps_in))
         # The tolerance itself is known only to within the relative error of lambda_max.
         widen = 2.0 * delta
     else:
@@ -173,7 +199,8 @@ def _svd_route(ops, X, mu, tol, n_long: int, eps_in: float):
     """
     check_matrix(X, "X")
     sigma = _exact_sigma(ops, X, mu)
-    tol_arr = rank_tolerance(sigma[..., :1], n_long, eps_in) if tol is None else tol + 0.0 * sigma[..., :1]
+    tol_arr = (rank_tolerance(sigma[..., :1], n_long, eps_in, _fro(ops, sigma, eps_in)) if tol is None
+               else tol + 0.0 * sigma[..., :1])
     return sigma, tol_arr, "svd", 0
 
 
@@ -201,7 +228,7 @@ def _gram_route(ops, X, mu, tol, eps_in: float, chunk_rows: int | None):
     if X.ndim == 2:
         if bool(need):
             sigma = _exact_sigma(ops, X, mu)
-            tol_arr = tol_arr if tol is not None else rank_tolerance(sigma[:1], n_long, eps_in)
+            tol_arr = tol_arr if tol is not None else rank_tolerance(sigma[:1], n_long, eps_in, _fro(ops, sigma, eps_in))
             n_fallback = 1
     else:
         idx = ops.nonzero1d(need.reshape(-1))
@@ -213,7 +240,7 @@ def _gram_route(ops, X, mu, tol, eps_in: float, chunk_rows: int | None):
             sf[idx] = _exact_sigma(ops, xf[idx], None if muf is None else muf[idx])
             sigma = sf.reshape(batch_shape + (n_short,))
             if tol is None:
-                tol_arr = rank_tolerance(sigma[..., :1], n_long, eps_in)
+                tol_arr = rank_tolerance(sigma[..., :1], n_long, eps_in, _fro(ops, sigma, eps_in))
     route = "gram" if n_fallback == 0 else ("svd" if n_fallback == max(1, int(np.prod(batch_shape))) else "gram+svd")
     return sigma, tol_arr, route, n_fallback
 

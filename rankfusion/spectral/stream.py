@@ -207,7 +207,8 @@ class GramAccumulator:
     def _tol2(self, lam, tol):
         if tol is None:
             smax = math.sqrt(max(float(lam[0]), 0.0))
-            t = rank_tolerance(smax, max(self._n, self._d), self._eps)
+            fro = math.sqrt(float(np.sum(np.clip(lam, 0.0, None))))  # trace of the Gram matrix
+            t = rank_tolerance(smax, max(self._n, self._d), self._eps, fro)
         else:
             t = float(np.ldexp(_check_tol(tol), -self._e))  # in the stored units
         return t * t
