@@ -333,7 +333,7 @@ def dose_section(dose, *, anchor: str, partner: str) -> list[str]:
              f"plain fusion ({anchor}+{partner}, no RTF) and R3D ({anchor}+{partner} with RTF) on datasets generated "
              f"with each dial setting (the other dials at the base {dose.dials.get('base')}). Each difference is "
              f"given with its {int(round(100 * (1 - stats.ALPHA)))} % interval and Welch's t over seeds; it is "
-             f"**resolved** only when p < {stats.ALPHA:g} (per comparison, unadjusted: the claims table adjusts "
+             f"**resolved** only when p ≤ {stats.ALPHA:g} (per comparison, unadjusted: the claims table adjusts "
              f"its family); otherwise it is unresolved, never a finding, and the verdict states the difference "
              f"the design could have detected (80 % power). Oracle: the generator's best attainable next-action accuracy "
              f"(%) from the hidden factors (synth.json), an upper reference, not a MoC.")
@@ -459,7 +459,7 @@ def claims_section(results: dict, *, anchor: str, partner: str) -> list[str]:
              f"models' means over seeds with its {pct} % interval and Welch's t-test (it ignores what a seed "
              "ties between two models, its batch order and the weights both build alike: valid, at some cost in "
              f"power; docs/analysis.md), p-values {own} (family-wise error {stats.ALPHA:g} each). `holds` means "
-             f"adjusted p < {stats.ALPHA:g} in the "
+             f"adjusted p ≤ {stats.ALPHA:g} in the "
              "claimed direction, `contradicted` resolved in the other direction, `unresolved` otherwise, with "
              f"the difference the design detects with 80 % power: at most the first number, the level "
              f"{stats.ALPHA:g}/m at which Holm over the row's family of m tests rejects whatever the other tests give, "

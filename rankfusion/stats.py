@@ -22,6 +22,7 @@ from __future__ import annotations
 import functools
 import itertools
 import math
+import numbers
 import warnings
 from dataclasses import dataclass
 
@@ -53,7 +54,7 @@ class Comparison:
         The two-sided p-value; ``nan`` when untestable (fewer than two values in an arm, or no
         spread: every value of each arm the same, whether the arms differ or not).
     resolved : bool
-        ``p < alpha``.
+        ``p <= alpha`` (:func:`rejects`).
     n_a, n_b : int
         The number of values in each arm.
     test : str
@@ -101,7 +102,7 @@ class Comparison:
         (Holm's first, strictest threshold), so ``mde_at(alpha / m)`` bounds the difference the
         family detects with :data:`POWER` power from above, and :attr:`mde` from below.
         """
-        alpha = _check_alpha(alpha)
+        alpha = check_alpha(alpha)
         if not math.isfinite(self.se):
             return float("nan")
         if self.se == 0.0:
@@ -142,8 +143,9 @@ def _has_spread(x: np.ndarray, scale: float | None = None) -> bool:
     return bool(np.ptp(x) > _ROUNDING_ULPS * np.spacing(scale))
 
 
-def _check_alpha(alpha: float) -> float:
-    if not (isinstance(alpha, (int, float)) and 0 < alpha < 1):
+def check_alpha(alpha: float) -> float:
+    """``alpha`` as a float in (0, 1), or a ValueError naming it."""
+    if isinstance(alpha, bool) or not isinstance(alpha, numbers.Real) or not 0 < alpha < 1:
         raise ValueError(f"alpha must be in (0, 1), got {alpha!r}")
     return float(alpha)
 
@@ -233,13 +235,13 @@ def compare(a, b, *, paired: bool = False, alpha: float = ALPHA) -> Comparison:
         arms. Two models of different shapes trained with the same seed number share nothing but
         the number: use Welch's test (the default, ``scipy.stats.ttest_ind(equal_var=False)``).
     alpha : float, default :data:`ALPHA`
-        The level: ``resolved`` is ``p < alpha`` and ``ci`` the (1 - alpha) interval.
+        The level: ``resolved`` is ``p <= alpha`` (:func:`rejects`) and ``ci`` the (1 - alpha) interval.
 
     Returns
     -------
     Comparison
     """
-    alpha = _check_alpha(alpha)
+    alpha = check_alpha(alpha)
     a, b = _values(a, "a"), _values(b, "b")
     if paired and a.size != b.size:
         raise ValueError(f"a paired comparison needs arms of equal length, got {a.size} and {b.size}")
@@ -281,7 +283,7 @@ def compare(a, b, *, paired: bool = False, alpha: float = ALPHA) -> Comparison:
             name = "Welch t"
     ci = res.confidence_interval(confidence_level=1 - alpha)
     p = float(res.pvalue)
-    return Comparison(diff, (float(ci.low), float(ci.high)), p, bool(p < alpha), n_a, n_b, name,
+    return Comparison(diff, (float(ci.low), float(ci.high)), p, rejects(p, alpha), n_a, n_b, name,
                       alpha, se, float(df), (nan, nan) if paired else (va, vb))
 
 
@@ -329,7 +331,7 @@ def adjust(p_values, method: str = "holm") -> np.ndarray:
     Returns
     -------
     ndarray of shape (m,)
-        Adjusted p-values, each in [0, 1]; reject where ``adjusted < alpha``.
+        Adjusted p-values, each in [0, 1]; reject where :func:`rejects` (``adjusted <= alpha``).
     """
     p = np.asarray(p_values, dtype=np.float64).ravel()
     if method not in ("holm", "bh"):
@@ -356,6 +358,17 @@ def adjust(p_values, method: str = "holm") -> np.ndarray:
     return out
 
 
+def rejects(p: float, alpha: float = ALPHA) -> bool:
+    """The one rejection rule of every test here: ``p <= alpha`` (a NaN p never rejects).
+
+    Valid for all of them: the t tests are continuous (``p == alpha`` has probability 0), and the
+    permutation and empirical p-values are valid discrete p-values, ``P(p <= alpha) <= alpha``
+    (they can equal ``alpha`` exactly: an exact permutation p of 6/120, the empirical p of 19
+    controls, 1/20).
+    """
+    return bool(math.isfinite(p) and p <= check_alpha(alpha))
+
+
 def empirical_p(score: float, controls) -> float:
     """``(1 + #{control >= score}) / (1 + n)``: the p-value of ``score`` against control draws.
 
@@ -370,9 +383,9 @@ def empirical_p(score: float, controls) -> float:
 
 
 def min_draws(alpha: float = ALPHA) -> int:
-    """The fewest control draws whose :func:`empirical_p` can reach ``alpha`` (a single test rejects at
+    """The fewest control draws whose :func:`empirical_p` can reach ``alpha`` (:func:`rejects`:
     ``p <= alpha``): ``ceil(1/alpha) - 1``, 19 at 0.05, where the smallest p is 1/20."""
-    return int(math.ceil(1.0 / _check_alpha(alpha) - 1e-9)) - 1
+    return int(math.ceil(1.0 / check_alpha(alpha) - 1e-9)) - 1
 
 
 @dataclass(frozen=True)
@@ -398,10 +411,10 @@ def agreement(x, y, *, alpha: float = ALPHA, alternative: str = "greater", n_res
     :data:`EXACT_PERMUTATIONS_UP_TO` candidates and a seeded Monte Carlo estimate above;
     ``alternative="greater"`` (default) asks whether the agreement is *positive*,
     ``"two-sided"`` whether there is a relation of either sign (``|rho|``). ``backed`` is
-    ``p < alpha``. Fewer than three candidates cannot be tested, nor can scorings where every
+    ``p <= alpha`` (:func:`rejects`). Fewer than three candidates cannot be tested, nor can scorings where every
     candidate scores the same on one side (Spearman's rho is undefined): rho and p are NaN.
     """
-    alpha = _check_alpha(alpha)
+    alpha = check_alpha(alpha)
     if alternative not in ("greater", "two-sided"):
         raise ValueError(f"alternative must be 'greater' or 'two-sided', got {alternative!r}")
     x, y = _values(x, "x"), _values(y, "y")
@@ -428,4 +441,4 @@ def agreement(x, y, *, alpha: float = ALPHA, alternative: str = "greater", n_res
         null, observed = np.abs(null), abs(rho)
     # a small relative tolerance so ties with the observed value count as "at least as large"
     p = float(np.mean(null >= observed - 1e-12 * max(1.0, abs(rho))))
-    return Agreement(rho, p, n, exact, bool(p < alpha), alpha, alternative)
+    return Agreement(rho, p, n, exact, rejects(p, alpha), alpha, alternative)

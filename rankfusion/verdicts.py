@@ -15,7 +15,7 @@ import math
 
 import numpy as np
 
-from .stats import ALPHA, Agreement, Comparison, adjust, compare
+from .stats import ALPHA, Agreement, Comparison, adjust, compare, min_draws, rejects
 
 
 def fmt(v, spec: str = ".2f") -> str:
@@ -32,11 +32,17 @@ def pm(mean, sd, spec: str = ".2f") -> str:
     return f"{fmt(mean, spec)} ± {fmt(sd, spec.lstrip('+'))}"
 
 
-def p_text(p: float) -> str:
-    """``"p = 0.012"``, ``"p < 0.001"`` or ``"p = NaN"``."""
+def p_text(p: float, alpha: float = ALPHA) -> str:
+    """``"p = 0.012"``, ``"p < 0.001"`` or ``"p = NaN"``; more digits where three would put the
+    printed value on the other side of ``alpha`` than ``p`` (``0.0502``, not ``0.050``)."""
     if p is None or not math.isfinite(p):
         return "p = NaN"
-    return "p < 0.001" if p < 0.001 else f"p = {p:.3f}"
+    if p < 0.001:
+        return "p < 0.001"
+    digits = 3
+    while digits < 8 and rejects(float(f"{p:.{digits}f}"), alpha) != rejects(p, alpha):
+        digits += 1
+    return f"p = {p:.{digits}f}"
 
 
 def p_cell(p: float) -> str:
@@ -50,9 +56,9 @@ def testable(c: Comparison) -> bool:
 
 
 def is_resolved(c: Comparison, p_adj: float | None = None) -> bool:
-    """``p < alpha``, with ``p_adj`` (the family's adjusted p-value) in place of ``c.p`` when given."""
-    p = c.p if p_adj is None else p_adj
-    return bool(math.isfinite(p) and p < c.alpha)
+    """:func:`rankfusion.stats.rejects` at ``c.alpha``, with ``p_adj`` (the family's adjusted
+    p-value) in place of ``c.p`` when given."""
+    return rejects(c.p if p_adj is None else p_adj, c.alpha)
 
 
 def diff_ci(c: Comparison, spec: str = "+.2f") -> str:
@@ -199,12 +205,12 @@ def partner_erank_reading(ag: Agreement, anchor: str) -> str:
 def per_candidate_note(n_candidates: int) -> str:
     """What multiplicity the selection table's ``control_p`` / ``noise_like`` and task intervals carry:
     none (each candidate is tested on its own), and how many surrogates a family-wise reading needs:
-    the smallest empirical p, 1 / (1 + n), must come out below alpha after Holm's factor of k
-    (family verdicts are taken at adjusted p < alpha, :func:`is_resolved`), so n >= k / alpha."""
+    the smallest empirical p, 1 / (1 + n), must reach alpha after Holm's factor of k
+    (:func:`rankfusion.stats.rejects`), so n >= k / alpha - 1 (:func:`rankfusion.stats.min_draws` at alpha / k)."""
     text = f"control_p, noise_like and the task-gain intervals test each candidate on its own at alpha {ALPHA:g}"
     if n_candidates < 2:
         return text
-    need = int(math.floor(n_candidates / ALPHA + 1e-9))  # the least n with n_candidates / (n + 1) < ALPHA
+    need = min_draws(ALPHA / n_candidates)
     return (f"{text}, not adjusted over the {n_candidates} candidates; read together, Holm over them needs at "
             f"least {need} surrogates (--surrogates) to be able to reject")
 

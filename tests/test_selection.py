@@ -375,13 +375,12 @@ def test_runs_task_evidence_by_hand():
     from rankfusion.selection import runs_task_evidence
 
     seeds, cands = [1, 10, 13452], ["a", "b", "c"]
-    score = {"a": [0.9, 0.8, 0.7], "b": [0.5, 0.6, 0.4], "c": [0.1, 0.2, 0.3]}
     moc = {"a": [33.0, 35.0, 34.0], "b": [31.0, 32.0, 30.0], "c": [29.0, 30.0, 28.0]}
     base = [30.0, 30.5, 29.5]
-    ps = pd.DataFrame([{"candidate": c, "seed": s, "score": score[c][i]} for c in cands for i, s in enumerate(seeds)])
+    ranking = pd.DataFrame({"rank": [1, 2, 3], "candidate": cands, "score": [0.8, 0.5, 0.2], "n_nan": [0, 0, 0]})
     pg = pd.DataFrame([{"candidate": c, "seed": s, "moc": moc[c][i], "base": base[i]}
                        for c in cands for i, s in enumerate(seeds)])
-    task, ag = runs_task_evidence(ps, pg)
+    task, ag = runs_task_evidence(ranking, pg)
     # the pairing and the anchor alone are different models: Welch's interval, not a paired one
     ref = stats.ttest_ind(moc["a"], base, equal_var=False).confidence_interval(0.95)
     assert task["a"][0] == pytest.approx(4.0) and task["a"][1] == pytest.approx((ref.low, ref.high))
@@ -389,12 +388,34 @@ def test_runs_task_evidence_by_hand():
     # the agreement is Spearman's rho over the 3 candidates with its exact permutation p: 1/6
     assert ag.rho == pytest.approx(1.0) and ag.p == pytest.approx(1 / 6) and ag.exact and not ag.backed
     # one seed: gains without an interval; the agreement is still a statement about the candidates
-    task1, ag1 = runs_task_evidence(ps[ps.seed == 1], pg[pg.seed == 1])
+    task1, ag1 = runs_task_evidence(ranking, pg[pg.seed == 1])
     assert math.isnan(task1["a"][1][0]) and ag1.rho == pytest.approx(1.0)
-    assert runs_task_evidence(ps, None) == ({}, None)
-    # a candidate without a finite score ranks last
-    ps2 = ps.assign(score=np.where(ps.candidate == "c", np.nan, ps.score))
-    assert runs_task_evidence(ps2, pg)[1].rho == pytest.approx(1.0)
+    assert runs_task_evidence(ranking, None) == ({}, None)
+    # a candidate without a finite score ranks last, as the ranking places it
+    ranking2 = ranking.assign(score=[0.8, 0.5, np.nan], n_nan=[0, 0, 2])
+    assert runs_task_evidence(ranking2, pg)[1].rho == pytest.approx(1.0)
+
+
+def test_agreement_is_tested_on_the_printed_ranking_not_on_per_seed_means():
+    # A's seeds are lopsided ((1.0, 0.1) and (0.1, 1.0)): its harmonic mean of the mean gains ranks
+    # it first, while the mean of its per-seed harmonic means would rank it last. The task gains are
+    # B > C > D > A: the printed ranking (A first) is not backed; the old test, on the per-seed means,
+    # called it backed (rho +1, p = 1/24).
+    import pandas as pd
+
+    from rankfusion.selection import rank_candidates, runs_task_evidence
+    from rankfusion.spectral import harmonic_mean_gain
+
+    gains = {"A": [(1.0, 0.1), (0.1, 1.0)], "B": [(0.4, 0.4)] * 2, "C": [(0.3, 0.3)] * 2, "D": [(0.2, 0.2)] * 2}
+    summary = pd.DataFrame([{"candidate": c, "obs_ratio": 0.3, "note": "",
+                             "harmonic_mean": float(harmonic_mean_gain(*np.mean(g, axis=0)))} for c, g in gains.items()])
+    ranking = rank_candidates(summary)
+    assert list(ranking["candidate"]) == ["A", "B", "C", "D"]
+    task_gain = {"A": 0.2, "B": 3.2, "C": 2.2, "D": 1.2}
+    pg = pd.DataFrame([{"candidate": c, "seed": s, "moc": 30.0 + g + 0.1 * s, "base": 30.0 + 0.1 * s}
+                       for c, g in task_gain.items() for s in (1, 2)])
+    _, ag = runs_task_evidence(ranking, pg)
+    assert ag.rho == pytest.approx(-0.2) and not ag.backed
 
 
 def test_task_gain_interval_stays_within_the_range_of_an_accuracy_difference(monkeypatch):

@@ -152,11 +152,11 @@ def test_p_cell_keeps_the_inequality():
 def test_per_candidate_note_states_no_adjustment_and_the_surrogates_holm_needs():
     from rankfusion import stats
 
-    for k, need in ((3, 60), (4, 80), (5, 100)):
+    for k, need in ((3, 59), (4, 79), (5, 99)):
         assert f"not adjusted over the {k} candidates" in V.per_candidate_note(k)
         assert f"at least {need} surrogates" in V.per_candidate_note(k)
-        # with that many controls the smallest p, 1 / (1 + n), survives Holm over k (adjusted p below
-        # alpha, as family verdicts are taken); with one control fewer it cannot
+        # with that many controls the smallest p, 1 / (1 + n), survives Holm over k (adjusted p at
+        # most alpha, as family verdicts are taken); with one control fewer it cannot
         family = [stats.empirical_p(1.0, np.zeros(need))] + [1.0] * (k - 1)
         assert V.is_resolved(stats.compare([1.0, 2.0], [3.0, 5.0]), stats.adjust(family)[0])
         fewer = [stats.empirical_p(1.0, np.zeros(need - 1))] + [1.0] * (k - 1)
@@ -175,3 +175,29 @@ def test_undefined_criterion_note_names_each_candidate_and_its_task_gain():
     assert "noise_like is True whatever they carry" in note
     assert note.endswith("(fac +0.173 [+0.140, +0.207], pix +0.177 [+0.151, +0.203])")
     assert V.undefined_criterion_note(table[table["candidate"] == "kar"]) is None
+
+
+def test_one_rejection_rule_p_at_most_alpha_everywhere():
+    from rankfusion import stats
+    from rankfusion.selection.surrogates import noise_test
+
+    assert stats.rejects(0.05) and not stats.rejects(0.05 + 1e-9) and not stats.rejects(float("nan"))
+    # an exact permutation p of exactly 0.05 (6 of the 120 orderings of 5) rejects, as the empirical
+    # p of 19 controls (1/20) does
+    ag = stats.agreement(np.arange(5.0), [0.0, 0.0, 0.0, 1.0, 2.0])
+    assert ag.exact and ag.p == pytest.approx(0.05) and ag.backed
+    assert noise_test(1.0, np.linspace(0.0, 0.9, 19)) == (pytest.approx(0.05), False)
+    with pytest.raises(ValueError, match="alpha must be in"):
+        noise_test(1.0, np.zeros(19), alpha=2.0)
+    assert stats.compare([1.0, 2.0, 3.0], [0.0, 0.5, 1.0], alpha=np.float32(0.05)).alpha == pytest.approx(0.05)
+
+
+def test_p_text_never_rounds_across_alpha():
+    assert V.p_text(0.049798) == "p = 0.050"  # rejects, and 0.050 <= alpha reads the same way
+    assert V.p_text(0.050204) == "p = 0.0502"  # does not: three digits would read as 0.050
+    assert V.p_text(0.0500004) == "p = 0.0500004"
+    assert V.p_text(0.0123) == "p = 0.012" and V.p_text(0.0004) == "p < 0.001"
+    assert V.p_cell(0.050204) == "0.0502"
+    for p in np.linspace(0.0495, 0.0505, 101):
+        shown = float(V.p_text(p).removeprefix("p = "))
+        assert (shown <= 0.05) == (p <= 0.05), p

@@ -83,12 +83,18 @@ def jobs(ctx: FigureContext, candidates=None) -> list:
     return pairs + [run_set(ctx, f"{ctx.anchor} alone, fused width", mods, **opts)]
 
 
+def per_seed_scores(table_: pd.DataFrame) -> pd.DataFrame:
+    """``candidate, seed, score``: a seed's score is the mean over ratios of its own finite
+    harmonic means (NaN for a seed with no finite one)."""
+    return (table_.groupby(["candidate", "seed"], as_index=False)["harmonic_mean"].mean()
+            .rename(columns={"harmonic_mean": "score"}))
+
+
 def seed_scores(table_: pd.DataFrame) -> dict:
-    """``{candidate: each seed's score}``, the run-to-run values the ranking's lead is tested on: a
-    seed's score is the mean over ratios of its own finite harmonic means; a seed with no finite
-    one has no score and is dropped, explicitly."""
+    """``{candidate: each seed's score}`` (:func:`per_seed_scores`), the run-to-run values the
+    ranking's lead is tested on; a seed with no score is dropped, explicitly."""
     return {c: tuple(float(x) for x in v.dropna()) for c, v in
-            table_.groupby(["candidate", "seed"])["harmonic_mean"].mean().groupby("candidate")}
+            per_seed_scores(table_).groupby("candidate")["score"]}
 
 
 def write_selection(out, table_: pd.DataFrame, *, anchor: str, expected: str | None = None,
@@ -184,10 +190,8 @@ def make(ctx: FigureContext, candidates=None, expected: str | None = None) -> Fi
     # one-modality R3D with the same D is half as wide), against each seed's criterion
     alone = alone_set.records()
     res.run_keys += keys(alone)
-    scores = (table_.groupby(["candidate", "seed"], as_index=False)["harmonic_mean"].mean()
-              .rename(columns={"harmonic_mean": "score"}))
+    scores = per_seed_scores(table_)
     gains = _moc_gains(ctx, runs, alone)
-    task, agreement = selection.runs_task_evidence(scores, gains)
     # each pairing run's criterion and MoC gain over the anchor alone: the values the report's tests take
     table(ctx.out, scores.merge(gains, on=["candidate", "seed"], how="outer"), "modality_runs", res)
     # paths inside the cache relative to it, so a committed table names no machine's folders. The
@@ -205,6 +209,8 @@ def make(ctx: FigureContext, candidates=None, expected: str | None = None) -> Fi
         expected = expected_complementary(ctx.data_root)
         expected = expected if expected in cands else None  # no expectation about these candidates
     sel = write_selection(ctx.out, table_, anchor=ctx.anchor, expected=expected, formats=ctx.formats)
+    # the task evidence of the ranking as written: its order against each pairing's MoC gain
+    task, agreement = selection.runs_task_evidence(sel["ranking"], gains)
     res.files += sel["files"]
     res.tables = {"summary": sel["summary"], "ranking": sel["ranking"], "files": table_}
     res.data = _result(sel["ranking"], sel["summary"], sel, table_, moc, task, agreement)

@@ -217,6 +217,15 @@ def rank_candidates(summary: pd.DataFrame) -> pd.DataFrame:
     return df
 
 
+def ranking_key(ranking: pd.DataFrame) -> dict:
+    """``{candidate: key}``, larger for a candidate :func:`rank_candidates` places higher, equal where
+    its order ties (same ``n_nan`` and score): the ranking as printed, for a rank correlation."""
+    score = nan_last(ranking["score"])
+    order = pd.DataFrame({"n_nan": -ranking["n_nan"].to_numpy(), "score": score})
+    key = order.apply(tuple, axis=1).rank(method="dense").to_numpy() if len(order) else np.array([])
+    return dict(zip(ranking["candidate"], key.astype(float)))
+
+
 def compare_with_expected(ranking: pd.DataFrame, expected_best: str | None) -> dict:
     """Compare a ranking with the modality that is most complementary by construction.
 

@@ -66,7 +66,8 @@ def noise_test(criterion: float, controls, alpha: float | None = None) -> tuple[
     :func:`rankfusion.stats.empirical_p`, ``(1 + #{control >= criterion}) / (1 + n)``, valid at
     every level when the candidate is one more draw from the surrogates' law (P(p <= alpha) <=
     alpha, so the rejection region is ``p <= alpha``: a discrete p-value reaches alpha exactly);
-    ``noise_like`` is ``control_p > alpha``: not above the control at alpha.
+    ``noise_like`` is ``control_p > alpha`` (:func:`rankfusion.stats.rejects` fails): not above
+    the control at alpha.
 
     A NaN value (no mutual gain: a gain <= 0, so the harmonic mean is undefined) is ordered below
     every finite value, because a finite harmonic mean of two positive gains means more mutual
@@ -74,7 +75,7 @@ def noise_test(criterion: float, controls, alpha: float | None = None) -> tuple[
     control (``control_p`` = 1). Only the order enters the p-value, never the NaN's size. An
     infinite value is refused.
     """
-    alpha = stats.ALPHA if alpha is None else alpha
+    alpha = stats.ALPHA if alpha is None else stats.check_alpha(alpha)
     c = np.asarray(controls, dtype=np.float64).ravel()
     if c.size == 0:
         raise InputError("controls must hold at least one surrogate value")
@@ -86,7 +87,7 @@ def noise_test(criterion: float, controls, alpha: float | None = None) -> tuple[
         return 1.0, True
     ordered = nan_last(np.concatenate([[float(criterion)], c]))  # NaN controls below the finite criterion
     p = stats.empirical_p(float(ordered[0]), ordered[1:])
-    return p, bool(p > alpha)
+    return p, not stats.rejects(p, alpha)
 
 
 def _spectral_factors(X64: np.ndarray) -> tuple:
