@@ -123,14 +123,15 @@ def holm(comparisons) -> list[float]:
     return [float(v) for v in adjust([c.p for c in comparisons], "holm")]
 
 
-def change_verdict(c: Comparison, p_adj: float | None = None) -> str:
+def change_verdict(c: Comparison, p_adj: float | None = None, family: int | None = None) -> str:
     """``"falls"`` / ``"rises"`` for a resolved change (``c``: final vs initial, paired by run),
-    else ``"unresolved"`` (``"unresolved (one seed)"`` / ``"unresolved (no spread)"`` when there is
-    no test: :func:`untested`)."""
+    else ``"unresolved (detectable from ...)"`` (:func:`detectable`, in a Holm family of
+    ``family`` tests), or ``"unresolved (one seed)"`` / ``"unresolved (no spread)"`` when there is
+    no test (:func:`untested`)."""
     if not testable(c):
         return f"unresolved ({untested(c)})"
     if not is_resolved(c, p_adj):
-        return "unresolved"
+        return f"unresolved ({detectable(c, family)})"
     return "falls" if c.diff < 0 else "rises"
 
 

@@ -70,7 +70,10 @@ def test_change_verdict():
     init = np.array([10.0, 11.0, 12.0, 10.5])
     assert V.change_verdict(stats.compare(init - 2.0 + [0.1, -0.1, 0.05, 0.0], init, paired=True)) == "falls"
     assert V.change_verdict(stats.compare(init + 2.0 + [0.1, -0.1, 0.05, 0.0], init, paired=True)) == "rises"
-    assert V.change_verdict(stats.compare(init + [0.5, -0.6, 0.4, -0.3], init, paired=True)) == "unresolved"
+    flat = stats.compare(init + [0.5, -0.6, 0.4, -0.3], init, paired=True)
+    assert V.change_verdict(flat) == f"unresolved (detectable from {V.fmt(flat.mde)})"
+    assert V.change_verdict(flat, 0.9, 3) == (f"unresolved (detectable from {V.fmt(flat.mde_in_family(3))} under Holm "
+                                              f"over 3; {V.fmt(flat.mde)} unadjusted)")
     assert V.change_verdict(stats.compare([8.0], [10.0], paired=True)) == "unresolved (one seed)"
     assert V.change_verdict(stats.compare([8.0, 9.0], [10.0, 11.0], paired=True)) == "unresolved (no spread)"
 

@@ -135,8 +135,8 @@ def _dynamics_summary(ranks: pd.DataFrame, moc: pd.DataFrame) -> pd.DataFrame:
     agg["ci_high"] = [t.ci[1] for t in tests]
     agg["p"] = [t.p for t in tests]
     agg["p_holm"] = [adjusted[k] for k in keys]
-    agg["verdict"] = [verdicts.change_verdict(t, p) for t, p in zip(tests, agg["p_holm"])]
     agg.attrs["n_tests"] = sum(verdicts.testable(t) for t in distinct.values())  # what Holm adjusted over
+    agg["verdict"] = [verdicts.change_verdict(t, p, agg.attrs["n_tests"]) for t, p in zip(tests, agg["p_holm"])]
     final_moc = moc[moc["epoch"] == moc["epoch"].max()].groupby("model")["val_moc"].mean()
     agg["val_moc_final"] = agg["model"].map(final_moc)
     agg.insert(2, "epochs", last)
