@@ -44,11 +44,11 @@ def check_folder(path, what: str):
     return path
 
 
-def check_distinct_seeds(seeds) -> None:
+def check_distinct_seeds(seeds, name: str = "seeds") -> None:
     """The one rule for a list of seeds: at least one, none repeated (a repeat would count the same
     run or replicate twice)."""
     if not seeds or len(set(seeds)) != len(seeds):
-        raise InputError(f"seeds must be a non-empty list without repeats, got {list(seeds)!r}")
+        raise InputError(f"{name} must be a non-empty list without repeats, got {list(seeds)!r}")
 
 
 def is_torch(x) -> bool:

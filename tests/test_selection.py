@@ -465,6 +465,16 @@ def test_probe_config_refuses_repeated_or_no_seeds(seeds):
         ProbeConfig(seeds=seeds)
 
 
+def test_probe_config_bounds_seeds_and_folds_so_replicate_seeds_stay_distinct_and_valid():
+    # a replicate's seed is seed * 1000 + fold: a fold above 999 would repeat the next seed's, and a
+    # seed beyond 2**32 overflowed torch's seed in the first fit (a traceback after loading the data)
+    with pytest.raises(InputError, match=r"seeds must be in \[0, 4294967295\], got 20000000000000000"):
+        ProbeConfig(seeds=(20000000000000000,))
+    with pytest.raises(InputError, match=r"folds must be in \[2, 1000\], got 1001"):
+        ProbeConfig(folds=1001)
+    assert ProbeConfig(seeds=(2**32 - 1,), folds=1000).seeds == (2**32 - 1,)
+
+
 def _simulated_decisions(shift: float, n_datasets: int, rng) -> np.ndarray:
     """``noise_like`` of a candidate in simulated datasets (the decision only, no fitting).
 

@@ -174,11 +174,13 @@ def test_bad_option_combinations(tmp_path):
     _expect_error(tmp_path, ["--paired", p, "--anchor", "a", "--modality", "a=x*"], "--modality", ".npz")
     _expect_error(tmp_path, [p, "--paired", p], "not both", "FEATURES and --paired")
     _expect_error(tmp_path, ["--paired", p, "--anchor", "a", "--candidates", "zz"], "candidate 'zz'")
-    _expect_error(tmp_path, ["--paired", p, "--anchor", "a", "--folds", "1"], "Error: --folds must be at least 2, got 1")
+    _expect_error(tmp_path, ["--paired", p, "--anchor", "a", "--folds", "1"], "Error: --folds must be in [2, 1000], got 1")
     _expect_error(tmp_path, ["--paired", p, "--anchor", "a", "--surrogates", "5"], "Error: --surrogates must be at least 19")
     _expect_error(tmp_path, ["--paired", p, "--anchor", "a", "--steps", "0"], "Error: --steps must be at least 1, got 0")
     _expect_error(tmp_path, ["--paired", p, "--anchor", "a", "--width", "4"], "width", "no channel")
-    _expect_error(tmp_path, ["--paired", p, "--anchor", "a", "--seeds", "0,0"], "seeds", "without repeats",
+    _expect_error(tmp_path, ["--paired", p, "--anchor", "a", "--seeds", "20000000000000000"],
+                  "Error: --seeds must be in [0, 4294967295], got 20000000000000000")
+    _expect_error(tmp_path, ["--paired", p, "--anchor", "a", "--seeds", "0,0"], "--seeds", "without repeats",
                   "[0, 0]")
     # options the probe route does not read are refused, not ignored
     _expect_error(tmp_path, ["--paired", p, "--anchor", "a", "--expected", "b"], "--expected is not used with --paired")
@@ -269,6 +271,11 @@ def test_bad_folds_above_the_smallest_class(tmp_path):
     y3[:3] = 7  # a third class of 3 rows
     _expect_error(tmp_path, ["--paired", str(_npz(tmp_path, mods, y3, name="y3.npz")), "--anchor", "a",
                              "--folds", "4"], "folds=4 (--folds)", "3 row(s) of the smallest class 7")
+    y1 = y.copy()
+    y1[0] = 7  # a class of one row: no number of folds can work, and the message does not offer one
+    line = _expect_error(tmp_path, ["--paired", str(_npz(tmp_path, mods, y1, name="y1.npz")), "--anchor", "a"],
+                         "the smallest class 7", "has a single row", "drop that class or merge it")
+    assert "use at most" not in line
 
 
 def test_bad_candidate_named_twice(tmp_path):

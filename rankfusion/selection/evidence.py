@@ -274,9 +274,12 @@ def select_modalities(modalities: dict, labels, anchor: str, *, candidates=None,
     counts = np.bincount(y)
     if config.folds > counts.min():
         small = int(np.argmin(counts))
+        where = f"class {names[small].item()!r} ({len(y)} rows, {len(counts)} classes{' in ' + source if source else ''})"
+        if counts.min() < 2:  # no number of folds (at least 2) can work
+            raise InputError(f"the smallest {where} has a single row: stratified folds need at least 2 rows of "
+                             "every class; drop that class or merge it with another")
         raise InputError(f"folds={config.folds} (--folds) is more than the {counts.min()} row(s) of the smallest "
-                         f"class {names[small].item()!r} ({len(y)} rows, {len(counts)} classes{' in ' + source if source else ''}): "
-                         f"stratified folds need a row of every class in each fold; use at most {counts.min()}")
+                         f"{where}: stratified folds need a row of every class in each fold; use at most {counts.min()}")
     n_rep = config.folds * len(config.seeds)
     with tqdm(total=n_rep * len(cands), desc="probe tasks", disable=bar_disabled(progress), leave=False) as bar:
         acc_a, acc, acc_plain, gains = _evidence(arrays, y, anchor, cands, config, jobs, bar)

@@ -72,10 +72,13 @@ class ProbeConfig:
         check_int(self.steps, option_name("steps", "--steps"), low=1)
         check_float(self.lr, "lr", low=0.0, low_open=True)
         check_float(self.weight_decay, "weight_decay", low=0.0)
-        check_int(self.folds, option_name("folds", "--folds"), low=2)
+        # a replicate's seed is seed * 1000 + fold (evidence._replicates): distinct, and within torch's
+        # 64-bit seed, for these bounds
+        check_int(self.folds, option_name("folds", "--folds"), low=2, high=1000)
+        seeds = option_name("seeds", "--seeds")
         for s in self.seeds:
-            check_int(s, "seeds", low=0)
-        check_distinct_seeds(self.seeds)
+            check_int(s, seeds, low=0, high=2**32 - 1)
+        check_distinct_seeds(self.seeds, seeds)
         surrogates = option_name("n_surrogates", "--surrogates")
         check_int(self.n_surrogates, surrogates, low=1)
         if self.n_surrogates < min_surrogates():
