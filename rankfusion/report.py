@@ -505,7 +505,8 @@ def _selection_outcome(d, rows, p_adj, m: int) -> str:
         outcome = f"not tested: {exp} is the only candidate."
     elif not rows:
         outcome = "no expectation."
-    elif not m:
+    elif not m or not any(verdicts.testable(t) for _, _, t, _ in rows):
+        # the claims family may hold other tests (dose, collapse): what matters is whether these are tested
         outcome = ("unresolved: no comparison is tested (none has two seeds or more an arm and some spread: "
                    + ", ".join(sorted({verdicts.untested(t) for _, _, t, _ in rows})) + ").")
     else:
@@ -517,8 +518,10 @@ def _selection_outcome(d, rows, p_adj, m: int) -> str:
             outcome = (f"does not hold: {', '.join(above)} score{'s' if len(above) == 1 else ''} resolvedly above "
                        f"{exp} ({family}).")
         elif open_:
+            untested_ = [c for c, row in zip(others, rows) if not verdicts.testable(row[2])]
             outcome = (f"unresolved: {exp} is not resolvedly above {', '.join(open_)} ({family}; the detectable "
-                       "differences are in the table).")
+                       "differences are in the table" + (f"; untested: {', '.join(untested_)}" if untested_ else "")
+                       + ").")
         else:
             outcome = f"holds: {exp} scores resolvedly above every other candidate ({family})."
     return (f"The criterion picks the complementary partner (modality selection on the demo's dataset): "

@@ -258,6 +258,21 @@ def test_claims_section_with_one_seed_or_no_defined_criterion_says_why_nothing_i
     flat = {"depth": [1.5] * 3, "noise": [1.2] * 3}  # three seeds, no spread: not "one seed"
     text = "\n".join(claims_section({"modality": _modality(flat)}, anchor="rgb", partner="depth"))
     assert "no comparison is tested (none has two seeds or more an arm and some spread: no spread)." in text
+    # the claims family holds other tests (here 12, e.g. the dose sweeps'), none of these: it said
+    # "(Holm over the claims family's 12 tests; the detectable differences are in the table)"
+    from rankfusion.report import _selection_outcome, selection_claim_rows
+
+    d = _modality(one).data
+    rows = selection_claim_rows(d)
+    text = _selection_outcome(d, rows, [math.nan] * len(rows), 12)
+    assert "unresolved: no comparison is tested (none has two seeds or more an arm and some spread: one seed)." in text
+    assert "detectable differences" not in text
+    # some tested, some not: the untested ones are named
+    mixed = {"depth": [1.5, 1.6, 1.4], "noise": [1.45, 1.55, 1.5], "imu": [0.3]}
+    d = _modality(mixed).data
+    rows = selection_claim_rows(d)
+    text = _selection_outcome(d, rows, stats.adjust([t.p for _, _, t, _ in rows], "holm").tolist(), 12)
+    assert "the detectable differences are in the table; untested: imu)." in text
     # every criterion NaN: no top candidate (it said "depth is the only candidate")
     mod = _modality({"depth": [math.nan, math.nan], "noise": [math.nan, math.nan]})
     text = "\n".join(claims_section({"modality": mod}, anchor="rgb", partner="depth"))
