@@ -335,7 +335,7 @@ def dose_section(dose, *, anchor: str, partner: str) -> list[str]:
              f"given with its {int(round(100 * (1 - stats.ALPHA)))} % interval and Welch's t over seeds; it is "
              f"**resolved** only when p ≤ {stats.ALPHA:g} (per comparison, unadjusted: the claims table adjusts "
              f"its family); otherwise it is unresolved, never a finding, and the verdict states the difference "
-             f"the design could have detected (80 % power). Oracle: the generator's best attainable next-action accuracy "
+             f"the design could have detected ({100 * stats.POWER:g} % power). Oracle: the generator's best attainable next-action accuracy "
              f"(%) from the hidden factors (synth.json), an upper reference, not a MoC.")
     L.append("")
     orc = {(d, lv, sub): v for d, lv, sub, v in dose.oracle}
@@ -461,7 +461,7 @@ def claims_section(results: dict, *, anchor: str, partner: str) -> list[str]:
              f"power; docs/analysis.md), p-values {own} (family-wise error {stats.ALPHA:g} each). `holds` means "
              f"adjusted p ≤ {stats.ALPHA:g} in the "
              "claimed direction, `contradicted` resolved in the other direction, `unresolved` otherwise, with "
-             f"the difference the design detects with 80 % power: at most the first number, the level "
+             f"the difference the design detects with {100 * stats.POWER:g} % power: at most the first number, the level "
              f"{stats.ALPHA:g}/m at which Holm over the row's family of m tests rejects whatever the other tests give, "
              f"and at least the second, the unadjusted {stats.ALPHA:g}. The "
              f"intervals are unadjusted {pct} % intervals, so one can exclude 0 while its Holm p is not below "

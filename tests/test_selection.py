@@ -465,6 +465,14 @@ def test_probe_config_refuses_repeated_or_no_seeds(seeds):
         ProbeConfig(seeds=seeds)
 
 
+def test_probe_config_default_surrogates_follow_the_level(monkeypatch):
+    from rankfusion import stats
+
+    assert ProbeConfig().n_surrogates == 19
+    monkeypatch.setattr(stats, "ALPHA", 0.01)  # the level is set in one place; the default follows it
+    assert ProbeConfig().n_surrogates == 99
+
+
 def test_probe_config_bounds_seeds_and_folds_so_replicate_seeds_stay_distinct_and_valid():
     # a replicate's seed is seed * 1000 + fold: a fold above 999 would repeat the next seed's, and a
     # seed beyond 2**32 overflowed torch's seed in the first fit (a traceback after loading the data)

@@ -337,12 +337,14 @@ def test_paired_says_what_noise_like_means_for_an_undefined_criterion(tmp_path):
 def test_the_command_s_probe_defaults_are_probe_config_s():
     # the command keeps its own literals so that `rankfusion --help` need not import the probe
     from rankfusion.cli import main
+    from rankfusion import selection
     from rankfusion.selection import ProbeConfig
 
     params = {p.name: p.default for p in main.commands["modality-select"].params}
     cfg = ProbeConfig()
-    assert (params["folds"], params["surrogates"], params["steps"], params["width"]) == (
-        cfg.folds, cfg.n_surrogates, cfg.steps, cfg.width)
+    assert (params["folds"], params["steps"], params["width"]) == (cfg.folds, cfg.steps, cfg.width)
+    # --surrogates left out is the level's least, as ProbeConfig's default
+    assert params["surrogates"] is None and selection.min_surrogates() == cfg.n_surrogates == 19
     assert tuple(int(s) for s in params["seeds"].split(",")) == cfg.seeds
 
 

@@ -125,9 +125,10 @@ def _context(data, out, cache_dir, profile, device, quiet, threads=1, anchor="rg
 @click.option("--folds", default=5, show_default=True, type=int, help="With --paired: cross-validation folds.")
 @click.option("--seeds", default="0", show_default=True,
               help="With --paired: probe seeds (comma-separated; each adds --folds replicates).")
-@click.option("--surrogates", default=19, show_default=True, type=int,
+@click.option("--surrogates", default=None, type=int,
               help="With --paired: spectrum-matched noise surrogates per candidate, each fitted on every "
-                   "replicate (at least 19: the control's empirical p-value must be able to reach 0.05, i.e. 1/20).")
+                   "replicate; at least the fewest whose empirical p-value can reach alpha 0.05, where the "
+                   "smallest p is 1/20 (default 19).")
 @click.option("--steps", default=100, show_default=True, type=int, help="With --paired: training steps per probe fit.")
 @click.option("--width", default=32, show_default=True, type=int, help="With --paired: probe token width D.")
 @click.option("--jobs", default=1, show_default=True, type=click.IntRange(min=1),
@@ -188,7 +189,8 @@ def _paired(path, labels_key, specs, cands, folds, seeds, surrogates, steps, wid
         seed_list = tuple(int(s) for s in seeds.split(",") if s.strip())
     except ValueError:
         raise InputError(f"--seeds must be comma-separated integers, got {seeds!r}") from None
-    config = selection.ProbeConfig(folds=folds, seeds=seed_list, n_surrogates=surrogates, steps=steps, width=width,
+    n_surrogates = selection.min_surrogates() if surrogates is None else surrogates
+    config = selection.ProbeConfig(folds=folds, seeds=seed_list, n_surrogates=n_surrogates, steps=steps, width=width,
                                    threads=threads)
     arrays, labels = selection.load_paired(path, labels=labels_key, modalities=mods or None)
     report = selection.select_modalities(arrays, labels, anchor, candidates=cands, config=config, jobs=jobs,

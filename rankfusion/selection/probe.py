@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -60,7 +60,7 @@ class ProbeConfig:
     weight_decay: float = 1e-4
     folds: int = 5
     seeds: tuple = (0,)
-    n_surrogates: int = 19
+    n_surrogates: int = field(default_factory=min_surrogates)
     threads: int = 1
 
     def __post_init__(self):
