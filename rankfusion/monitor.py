@@ -1,4 +1,4 @@
-"""Rank dynamics of any torch model: exact, streaming effective rank of watched outputs.
+"""Rank dynamics of any torch model: streaming (Gram-accurate) effective rank of watched outputs.
 
 :class:`RankMonitor` registers forward hooks on a model, streams every watched output
 (flattened to rows x channels, padded steps dropped when a mask is given) into a

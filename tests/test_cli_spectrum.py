@@ -103,6 +103,25 @@ def test_npy_streamed_matches_in_memory(tmp_path, rng):
     assert json.loads(res.stdout)["arrays"][0]["method"] == "exact"
 
 
+def test_streamed_float64_of_deficient_rank_reports_the_exact_rank(tmp_path, rng):
+    # float64 rank 5: the Gram matrix's rounding eigenvalues (below its error radius) are zeros,
+    # as the exact route finds; the note still counts the 59 directions the Gram cannot certify.
+    X = rng.standard_normal((3000, 5)) @ rng.standard_normal((5, 64))
+    path = tmp_path / "r5.npy"
+    np.save(path, X)
+    exact = json.loads(run(path, "--json").stdout)["arrays"][0]
+    res = run(path, "--json", "--chunk-rows", 1000)
+    assert res.exit_code == 0, res.output
+    streamed = json.loads(res.stdout)["arrays"][0]
+    assert (exact["method"], streamed["method"]) == ("exact", "streamed")
+    assert streamed["numerical_rank"] == exact["numerical_rank"] == 5
+    assert streamed["n_ambiguous"] == 59
+    # Eq. 1 on 5 Gram-resolved values: within log(5) * delta / sigma_5^2 relative (delta: the
+    # accumulator's error radius; tests/test_spectral_stream.py)
+    rel = np.log(5) * spectral.GramAccumulator().update(X).error_radius() / streamed["top_singular_values"][4] ** 2
+    assert streamed["effective_rank"] == pytest.approx(exact["effective_rank"], rel=rel)
+
+
 @pytest.mark.parametrize("scale", [1e-166, 1e-310, 1e200])
 def test_streamed_tiny_and_huge_values_match_in_memory(tmp_path, rng, scale):
     # |x| ~ 1e-166 squares underflow float64 and 1e-310 are denormals; 1e200 squares overflow.

@@ -78,6 +78,26 @@ def test_effective_rank_equals_spectral_on_concatenated_outputs(backend, center)
     assert set(df["step"]) == {1}
 
 
+def test_float64_output_of_deficient_rank_reads_its_rank_not_rounding():
+    # A linear layer on 4 inputs: rank <= 5 (4 inputs + bias). In float64 the Gram matrix resolves
+    # singular values only down to sqrt(delta) ~1e-7 sigma_max; the rounding eigenvalues below it
+    # once counted as rank (19 of 32 here).
+    torch.manual_seed(0)
+    net = torch.nn.Linear(4, 32).double()
+    outs = []
+    with RankMonitor(net, {"lin": net}, every=None) as mon, torch.no_grad():
+        for _ in range(4):
+            outs.append(net(torch.randn(256, 4, dtype=torch.float64)))
+    row, X = mon.rows[0], torch.cat(outs)
+    assert row["numerical_rank"] == int(S.numerical_rank(X)) == 5
+    # Eq. 1 on 5 Gram-resolved values: each sigma_j moves by <= delta / (2 lambda_j) relative, so
+    # ERank by <= log(5) * delta / lambda_5 relative (tests/test_spectral_stream.py)
+    acc = S.GramAccumulator().update(X)
+    rel = np.log(5) * acc.error_radius() / row["sigma_5"] ** 2
+    assert row["effective_rank"] == pytest.approx(float(S.effective_rank(X)), rel=rel)
+    assert np.isnan(row["sigma_6"])
+
+
 def test_intervals_and_max_rows():
     torch.manual_seed(1)
     net = TwoTower().eval()

@@ -78,6 +78,38 @@ def test_float64_rank_deficient_reports_ambiguity(rng):
     assert acc.numerical_rank(tol=1e-4 * float(acc.singular_values()[0])) == 4
 
 
+def _erank_rel_tol(acc, r):
+    """Relative error allowed for Eq. 1 on ``r`` Gram-resolved singular values: each kept
+    ``sigma_j^2`` is within ``delta`` of the truth, so ``sigma_j`` moves by at most
+    ``delta / (2 lambda_j)`` relative; ``|dERank| / ERank = |dH| <= max_j (dsigma_j / sigma_j) * 2 H``
+    with ``H <= log r``: at most ``log(r) * delta / lambda_r``."""
+    lam_r = float(acc.singular_values()[r - 1]) ** 2
+    return max(np.log(r), 1.0) * acc.error_radius() / lam_r
+
+
+@pytest.mark.parametrize("tol", [None, 0.0])
+def test_float64_rank_deficient_zeros_inside_the_error_band_are_zeros(rng, tol):
+    # Eigenvalues within delta of 0 cannot be told apart from 0: they are not part of the rank,
+    # also where the tolerance is below the Gram error band (float64's default, or tol=0).
+    X = rng.standard_normal((2000, 4)) @ rng.standard_normal((4, 30))
+    acc = _feed(S.GramAccumulator(), X, 500)
+    assert acc.numerical_rank(tol) == 4 == int(S.numerical_rank(X))
+    assert acc.singular_values(tol).shape == (4,)
+    assert acc.n_ambiguous() == 26  # still says the Gram matrix cannot certify those 26 directions
+    ref = float(S.effective_rank(X))
+    assert float(acc.effective_rank(tol)) == pytest.approx(ref, rel=_erank_rel_tol(acc, 4))
+
+
+def test_float64_full_rank_keeps_every_singular_value_above_the_band(rng):
+    # Smallest singular value 1e-5 sigma_max: sigma^2 ~1e-10 lambda_max, far above delta ~1e-14.
+    U, _ = np.linalg.qr(rng.standard_normal((3000, 12)))
+    V, _ = np.linalg.qr(rng.standard_normal((12, 12)))
+    X = (U * np.logspace(0, -5, 12)) @ V
+    acc = _feed(S.GramAccumulator(), X, 700)
+    assert acc.numerical_rank() == 12 and acc.n_ambiguous() == 0
+    assert float(acc.effective_rank()) == pytest.approx(float(S.effective_rank(X)), rel=_erank_rel_tol(acc, 12))
+
+
 def test_zero_and_errors(rng):
     acc = S.GramAccumulator().update(np.zeros((10, 3)))
     assert acc.singular_values().shape == (0,) and acc.effective_rank() == 0.0

@@ -25,10 +25,11 @@ class GramAccumulator:
     catastrophically when the mean dominates).
 
     The accumulator never holds ``X``, so it cannot fall back to an SVD: its spectrum is
-    *Gram-accurate*: each ``sigma_j^2`` is known to within ``delta = (sqrt(n) + D) * eps64 *
-    lambda_max`` (see :meth:`error_radius`), i.e. singular values are resolved down to about
-    ``sqrt(delta)``. :meth:`n_ambiguous` counts those whose keep/drop decision the Gram
-    matrix cannot make.
+    *Gram-accurate*: each ``sigma_j^2`` is known to within ``delta = (sqrt(max(n, D)) + min(n, D))
+    * eps64 * lambda_max`` (see :meth:`error_radius`), i.e. singular values are resolved down to
+    about ``sqrt(delta)``; those at or below it cannot be told apart from 0 and count as zeros
+    (the rank of rank-deficient float64 data is not inflated by rounding). :meth:`n_ambiguous`
+    counts those whose keep/drop decision the Gram matrix cannot make.
 
     Rows are scaled by a power of two (exact) that brings the largest ``|x|`` seen into
     [0.5, 1) before they are multiplied, and results are scaled back: values whose squares
@@ -194,10 +195,10 @@ class GramAccumulator:
         self._require()
         return float(np.ldexp(self._radius(), 2 * self._e))
 
-    def _radius(self) -> float:
-        # in the stored units (see _rescale)
-        lam_max = max(float(np.linalg.eigvalsh(self._host_m2())[-1]), 0.0)
-        return _gram_error_radius(lam_max, max(self._n, self._d), min(self._n, self._d))
+    def _radius(self, lam=None) -> float:
+        # in the stored units (see _rescale); ``lam``: the eigenvalues of :meth:`_eig`, if at hand
+        lam_max = float(lam[0]) if lam is not None else float(np.linalg.eigvalsh(self._host_m2())[-1])
+        return _gram_error_radius(max(lam_max, 0.0), max(self._n, self._d), min(self._n, self._d))
 
     def _eig(self):
         lam = np.linalg.eigvalsh(self._host_m2())[::-1]
@@ -214,28 +215,35 @@ class GramAccumulator:
         return t * t
 
     def singular_values(self, tol: float | None = None):
-        """(r,) float64 singular values above ``tol`` (default as :func:`singular_values`), descending."""
+        """(r,) float64 singular values above ``tol`` (default as :func:`singular_values`), descending;
+        those with ``sigma_j^2 <= delta`` (:meth:`error_radius`), indistinguishable from 0, are dropped."""
         return np.ldexp(self._sigma(tol), self._e)
 
     def _sigma(self, tol):
         # in the stored units (see _rescale)
         self._require()
         lam = self._eig()
-        tol2 = self._tol2(lam, tol)
+        # An eigenvalue within the error radius of 0 cannot be told apart from 0 (its true
+        # sigma^2 may be 0): it is a zero, even where tol^2 is below the radius (float64 input).
+        cut = max(self._tol2(lam, tol), self._radius(lam))
         # Clip: tiny negative eigenvalues of the PSD Gram matrix are rounding errors.
         sigma = np.sqrt(np.clip(lam, 0.0, None))
-        return sigma[lam > tol2].copy()
+        return sigma[lam > cut].copy()
 
     def n_ambiguous(self, tol: float | None = None) -> int:
-        """How many eigenvalues lie within ``delta`` of ``tol^2`` (rank decision not certain)."""
+        """How many eigenvalues lie within ``delta`` of ``tol^2``: their true ``sigma_j`` may lie on
+        either side of ``tol``, so :meth:`numerical_rank` is within this many of the true one
+        (exact when 0). Eigenvalues within ``delta`` of 0 count as zeros in the rank, and are
+        counted here when ``tol^2 < delta`` (float64 data of deficient rank)."""
         self._require()
         lam = self._eig()
         tol2 = self._tol2(lam, tol)
-        delta = self._radius()
+        delta = self._radius(lam)
         return int(np.sum((lam - delta <= tol2) & (tol2 < lam + delta)))
 
     def numerical_rank(self, tol: float | None = None) -> int:
-        """Number of singular values above ``tol``."""
+        """Number of singular values above ``tol`` and resolved by the Gram matrix
+        (``sigma_j^2 > max(tol^2, delta)``, see :meth:`error_radius`)."""
         return int(self._sigma(tol).shape[0])
 
     def effective_rank(self, tol: float | None = None) -> np.float64:
