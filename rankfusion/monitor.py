@@ -97,7 +97,7 @@ class RankMonitor:
         the index of a positional argument, the name of a keyword argument (either finds the
         parameter of ``model.forward`` however a call passes it; one that names no parameter is
         refused here), or ``f(args, kwargs) -> mask or None``. A call without the mask streams
-        every row; a mask that is not a bool or integer tensor of shape (B, T) is refused. A
+        every row; a mask that is not a bool or 0/1 integer tensor of shape (B, T) is refused. A
         watched tensor laid out as ``mask_layout`` says keeps only its valid rows (column
         ``masked`` of the results says which did).
     mask_layout : {"batch-major", "time-major"}, default "batch-major"
@@ -238,6 +238,12 @@ class RankMonitor:
         if m is not None and not (is_torch(m) and m.dim() == 2 and not m.is_floating_point() and not m.is_complex()):
             raise InputError(f"mask={spec!r} found {describe(m)} in the forward call of {type(module).__name__}: "
                              "a padding mask is a bool (or 0/1 integer) tensor of shape (B, T), True = valid")
+        if m is not None and m.dtype != _import_torch().bool and not bool(((m == 0) | (m == 1)).all()):
+            # e.g. labels with -100 at padded steps: every non-zero value would read as valid
+            found = m.unique()
+            shown = ", ".join(str(v) for v in found[:8].tolist()) + (", ..." if found.numel() > 8 else "")
+            raise InputError(f"mask={spec!r} found an integer tensor with values [{shown}] in the forward call of "
+                             f"{type(module).__name__}: an integer padding mask holds only 0 and 1 (1 = valid)")
         return None
 
     def _wants(self, watch) -> bool:

@@ -463,6 +463,32 @@ def test_mask_that_names_no_parameter_or_holds_no_mask_is_refused():
     assert mon.rows[0]["n_rows"] == 23 and mon.rows[0]["masked"]
 
 
+def test_integer_mask_with_values_other_than_0_and_1_is_refused():
+    # (B, T) labels with -100 at the padded steps, named as the mask by mistake: every non-zero
+    # value once read as valid (30 rows kept of 24 valid steps), silently.
+    class Tagger(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.proj = torch.nn.Linear(8, 8)
+
+        def forward(self, x, labels):
+            return self.proj(x)
+
+    torch.manual_seed(0)
+    net, x = Tagger(), torch.randn(4, 10, 8)
+    labels = torch.randint(0, 3, (4, 10))
+    labels[:, 6:] = -100
+    with pytest.raises(InputError, match=r"^mask=1 found an integer tensor with values \[-100, 0, 1, 2\] in the "
+                                         r"forward call of Tagger: an integer padding mask holds only 0 and 1") as err:
+        with torch.no_grad(), RankMonitor(net, {"proj": net.proj}, every=None, mask=1) as mon:
+            net(x, labels)
+    assert "\n" not in str(err.value) and mon.rows == []
+    valid = (labels != -100).to(torch.int64)  # the same steps as a 0/1 mask are accepted
+    with torch.no_grad(), RankMonitor(net, {"proj": net.proj}, every=None, mask=1) as mon:
+        net(x, valid)
+    assert mon.rows[0]["n_rows"] == 24 and mon.rows[0]["masked"]
+
+
 @pytest.mark.parametrize("dtype", [torch.bool, torch.complex64])
 def test_unsupported_dtype_is_refused_at_the_first_call_with_the_accumulator_message(dtype):
     net = torch.nn.Linear(4, 3)
