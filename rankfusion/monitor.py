@@ -84,7 +84,8 @@ class RankMonitor:
         ``{name: spec}``. A spec is a submodule of ``model`` (its output tensor is watched), a
         callable applied to the *model's* output (e.g. ``lambda out: out.features``), or a pair
         ``(submodule, callable)`` whose callable picks the tensor from the submodule's output.
-        A watched tensor of shape (..., D) is flattened to (rows, D).
+        A watched tensor of shape (..., D) is flattened to (rows, D); a 1-D ``(B,)`` one is
+        refused (watch ``out[:, None]``).
     every : int or None, default :data:`DEFAULT_EVERY`
         Forward calls of ``model`` per interval; a record is made after the ``every``-th call.
         ``None``: record only when :meth:`record` is called.
@@ -287,6 +288,11 @@ class RankMonitor:
         if x.dim() == 0:
             raise ValueError(f"watched output {watch.name!r} is a 0-d tensor (a scalar such as a loss); the "
                              "monitor needs outputs of shape (..., D), D channels")
+        if x.dim() == 1:
+            # (B,) would read as one row of B channels (and a short last batch as another width)
+            how = "lambda out: out[:, None]" if watch.module is None else "(submodule, lambda out: out[:, None])"
+            raise ValueError(f"watched output {watch.name!r} is a 1-D tensor of shape {tuple(x.shape)}, e.g. one score "
+                             f"per sample; the monitor needs outputs of shape (..., D): watch it as {how}")
         m = self._mask
         if m is not None and x.dim() == 3 and m.dim() == 2:
             lead, bt = tuple(x.shape[:-1]), tuple(m.shape)

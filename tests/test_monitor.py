@@ -515,6 +515,26 @@ def test_zero_dimensional_output_is_a_clear_error():
     assert _all_hooks(net) == 0
 
 
+@pytest.mark.parametrize("by_module", [False, True])
+def test_one_dimensional_output_is_a_clear_error(by_module):
+    # (B,) scores once read as one row of B channels: rank ~5 for 5 batches of 32 scalar scores,
+    # and a "width changed" error at the last, shorter batch.
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 1), torch.nn.Flatten(0))
+    how = r"lambda out: out\[:, None\]"
+    spec, how = (net[3], rf"\(submodule, {how}\)") if by_module else (lambda out: out, how)
+    with pytest.raises(ValueError, match=rf"^watched output 'score' is a 1-D tensor of shape \(32,\), e.g. one score per "
+                                         rf"sample; the monitor needs outputs of shape \(\.\.\., D\): watch it as {how}$"):
+        with torch.no_grad(), RankMonitor(net, {"score": spec}, every=None) as mon:
+            net(torch.randn(32, 8))
+    assert mon.rows == [] and _all_hooks(net) == 0
+    # the suggested column is watched: one channel, rank 1
+    with torch.no_grad(), RankMonitor(net, {"score": lambda out: out[:, None]}, every=None) as mon:
+        for n in (32, 32, 4):
+            net(torch.randn(n, 8))
+    assert (mon.rows[0]["n_rows"], mon.rows[0]["n_channels"], mon.rows[0]["numerical_rank"]) == (68, 1, 1)
+
+
 def test_epoch_ranks_pads_the_videos_into_one_pass_once_the_channels_are_recorded(tiny_data, tmp_path, monkeypatch):
     # With RTF's channels chosen on the training rows a video's eval output does not depend on its
     # batch: EpochRanks runs all its videos as one padded batch and keeps the same valid rows as one
