@@ -127,6 +127,33 @@ def test_ranks_are_callback_metrics_that_early_stopping_can_monitor(tmp_path):
         float(spectral.effective_rank(last)), rel=1e-9)
 
 
+def test_rows_are_one_fit_and_tell_validations_of_one_epoch_apart(tmp_path):
+    # The same callback in two Trainers (as the docs' EarlyStopping snippet does) once kept both
+    # fits' rows under the same (epoch, stage, name) labels, and two validations of one epoch
+    # (val_check_interval=0.5) were two rows that nothing told apart.
+    cb = RankMonitorCallback(["tower_a"], stages=("val",), max_rows=None)
+    train, val = _loaders()  # 4 training batches per epoch
+    seen = []
+    for fit in range(2):
+        torch.manual_seed(7 + fit)
+        model = TwoTower()
+        model.tower_a.register_forward_hook(lambda module, args, out: seen.append(out.detach().clone()))
+        trainer = pl.Trainer(max_epochs=2, accelerator="cpu", devices=1, logger=Capture(), callbacks=[cb],
+                             val_check_interval=0.5, enable_checkpointing=False, enable_progress_bar=False,
+                             enable_model_summary=False, num_sanity_val_steps=0, default_root_dir=str(tmp_path))
+        seen.clear()
+        trainer.fit(model, train, val)
+    df = cb.to_frame()
+    assert list(df.columns[:4]) == ["epoch", "stage", "name", "global_step"]
+    assert df["epoch"].tolist() == [0, 0, 1, 1] and df["global_step"].tolist() == [2, 4, 6, 8]
+    assert all(r["global_step"] == g for r, g in zip(cb.rows, (2, 4, 6, 8)))
+    # only the second fit's validations (training outputs are those of 8 rows, validation of 4)
+    vals = [x for x in seen if x.shape[0] == 4]
+    assert len(vals) == 2 * 4
+    want = [float(spectral.effective_rank(torch.cat(vals[i:i + 2]))) for i in range(0, 8, 2)]
+    assert df["effective_rank"].tolist() == pytest.approx(want, rel=1e-9)
+
+
 def test_validate_and_test_are_measured_too(tmp_path):
     torch.manual_seed(7)
     model = TwoTower()

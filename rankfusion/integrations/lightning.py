@@ -51,8 +51,10 @@ class RankMonitorCallback(pl.Callback):
     through the module's own ``log`` (epoch-level, float64): they land in the row of the epoch's other
     epoch-level metrics (``val_loss`` beside the validation ranks in a ``CSVLogger``'s metrics.csv)
     and in ``trainer.callback_metrics``, so ``EarlyStopping`` or ``ModelCheckpoint`` can monitor
-    them. :attr:`rows` keeps the full records (with ``epoch`` and ``stage``); :meth:`to_frame`
-    returns them as a DataFrame. In a data-parallel run each process measures its own batches and
+    them. :attr:`rows` keeps the full records of the current (or last) fit, with ``epoch``, ``stage``
+    and the trainer's ``global_step`` (two validations of one epoch differ in it); each
+    ``Trainer.fit`` starts it empty, and ``Trainer.validate``/``Trainer.test`` add to it.
+    :meth:`to_frame` returns them as a DataFrame. In a data-parallel run each process measures its own batches and
     Lightning's loggers write rank 0's (Lightning then suggests ``sync_dist=True`` once, in a
     ``PossibleUserWarning``: averaging the processes' ranks would not give the rank of their rows
     together, so the values are not synchronised).
@@ -106,6 +108,7 @@ class RankMonitorCallback(pl.Callback):
             self._monitors[s] = mon
 
     def on_fit_start(self, trainer, pl_module):
+        self.rows = []  # one fit's records: a callback handed to a second Trainer starts afresh
         self._watch(pl_module, ("train", "val"))
 
     def on_validation_start(self, trainer, pl_module):  # Trainer.validate (fit's are already watched)
@@ -151,7 +154,8 @@ class RankMonitorCallback(pl.Callback):
         new = mon.record(step=trainer.current_epoch)
         metrics = {}
         for r in new:
-            r.update(epoch=r.pop("step"), stage=stage)
+            # global_step tells apart two validations of one epoch (val_check_interval < 1)
+            r.update(epoch=r.pop("step"), stage=stage, global_step=trainer.global_step)
             metrics[f"effective_rank/{stage}/{r['name']}"] = float(r["effective_rank"])
             metrics[f"numerical_rank/{stage}/{r['name']}"] = float(r["numerical_rank"])
         self.rows += new
@@ -170,10 +174,10 @@ class RankMonitorCallback(pl.Callback):
         self._log("test", trainer, pl_module)
 
     def to_frame(self):
-        """:attr:`rows` as a pandas DataFrame (``epoch, stage, name, n_rows, numerical_rank,
-        effective_rank, sigma_1 ...``)."""
+        """:attr:`rows` as a pandas DataFrame (``epoch, stage, name, global_step, n_rows,
+        numerical_rank, effective_rank, sigma_1 ...``)."""
         import pandas as pd
 
         df = pd.DataFrame(self.rows)
-        first = [c for c in ("epoch", "stage", "name") if c in df.columns]
+        first = [c for c in ("epoch", "stage", "name", "global_step") if c in df.columns]
         return df[first + [c for c in df.columns if c not in first]]
