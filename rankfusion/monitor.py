@@ -22,10 +22,11 @@ from pathlib import Path
 
 import numpy as np
 
-from ._validation import InputError, check_float, check_int, describe, is_torch
+from ._validation import InputError, check_int, describe, is_torch
 from .data.torchdata import length_batches, pad_videos, video_inputs
 from .files import write_text
 from .spectral import GramAccumulator, effective_rank
+from .spectral.routes import _check_tol
 
 __all__ = ["RankMonitor", "r3d_modules", "EpochRanks", "DEFAULT_EVERY", "DEFAULT_MAX_ROWS", "MASK_LAYOUTS"]
 
@@ -139,7 +140,7 @@ class RankMonitor:
         self.every = check_int(every, "every", low=1, allow_none=True)
         self.max_rows = check_int(max_rows, "max_rows", low=1, allow_none=True)
         self.top = check_int(top, "top", low=0)
-        self.tol = check_float(tol, "tol", low=0.0, allow_none=True)
+        self.tol = _check_tol(tol)
         self.center = bool(center)
         self._mask_spec = self._check_mask(mask)
         self._mask_alt = self._mask_parameter(model, self._mask_spec)

@@ -13,6 +13,7 @@ pl = pytest.importorskip("lightning.pytorch")
 
 from rankfusion import spectral  # noqa: E402
 from rankfusion.integrations.lightning import RankMonitorCallback  # noqa: E402
+from rankfusion.monitor import RankMonitor  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_blas_thread")
 
@@ -183,6 +184,14 @@ def test_bad_arguments():
         cb.on_fit_start(None, TwoTower())
     with pytest.raises(ValueError, match="mask_layout must be one of"):
         RankMonitorCallback(["tower_a"], mask=1, mask_layout="time-first")
+    # tol is checked here, by the monitor's own rule, not once Trainer.fit has started
+    model = TwoTower()
+    for bad, match in ((-1.0, r"^tol must be >= 0\.0, got -1\.0$"), ("1e-3", r"^tol must be a")):
+        with pytest.raises(ValueError, match=match):
+            RankMonitorCallback(["tower_a"], tol=bad)
+        with pytest.raises(ValueError, match=match):
+            RankMonitor(model, {"a": model.tower_a}, tol=bad)
+    assert RankMonitorCallback(["tower_a"], tol=1e-3).kw["tol"] == 1e-3
     # a mask index past forward(a, b): refused at fit start, not silently left unmasked
     cb = RankMonitorCallback(["tower_a"], mask=2)
     with pytest.raises(ValueError, match=r"mask=2 is past the 2 positional parameter\(s\) of TwoTower.forward\(a, b\)"):

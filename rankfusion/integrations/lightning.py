@@ -15,6 +15,7 @@ import torch
 
 from .._validation import check_int, require_extra
 from ..monitor import DEFAULT_MAX_ROWS, DEFAULT_TOP, MASK_LAYOUTS, RankMonitor
+from ..spectral.routes import _check_tol
 
 # the optional extra is missing: one line naming it
 pl = require_extra("lightning.pytorch", "lightning")
@@ -76,7 +77,7 @@ class RankMonitorCallback(pl.Callback):
         if mask_layout not in MASK_LAYOUTS:
             raise ValueError(f"mask_layout must be one of {MASK_LAYOUTS}, got {mask_layout!r}")
         self.kw = dict(max_rows=check_int(max_rows, "max_rows", low=1, allow_none=True), center=bool(center),
-                       mask=mask, mask_layout=mask_layout, top=check_int(top, "top", low=0), tol=tol)
+                       mask=mask, mask_layout=mask_layout, top=check_int(top, "top", low=0), tol=_check_tol(tol))
         self.rows: list[dict] = []
         self._monitors: dict[str, RankMonitor] = {}
 
