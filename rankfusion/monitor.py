@@ -148,6 +148,7 @@ class RankMonitor:
             raise ValueError(f"mask_layout must be one of {MASK_LAYOUTS}, got {mask_layout!r}")
         self.mask_layout = mask_layout
         self._writer = _tensorboard_writer(tensorboard)
+        self._own_writer = self._writer is not tensorboard  # made here from a folder: closed by close()
         self._watches = [self._parse(name, spec) for name, spec in modules.items()]
         self._rows: list[dict] = []
         self._calls = 0
@@ -387,14 +388,18 @@ class RankMonitor:
         return self._calls
 
     def close(self, *, flush: bool = True):
-        """Remove every hook; with ``flush``, record a last (partial) interval if rows are pending."""
+        """Remove every hook; with ``flush``, record a last (partial) interval if rows are pending.
+        A TensorBoard writer the monitor made (``tensorboard=`` a folder) is closed, one passed in
+        is flushed."""
         for h in self._handles:
             h.remove()
         self._handles = []
         if flush and any(w.acc.n_rows or not w.finite for w in self._watches):
             self.record()
-        if self._writer is not None and hasattr(self._writer, "flush"):
-            self._writer.flush()
+        if self._own_writer:
+            self._writer.close()  # flushes; its writer thread ends
+        elif self._writer is not None and hasattr(self._writer, "flush"):
+            self._writer.flush()  # the caller's writer stays open
 
     def __enter__(self):
         return self

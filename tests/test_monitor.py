@@ -266,6 +266,27 @@ def test_tensorboard_event_files_hold_the_recorded_ranks(tmp_path):
     np.testing.assert_allclose([e.value for e in events], mon.to_frame()["effective_rank"], rtol=1e-6)
 
 
+def test_tensorboard_writer_made_by_the_monitor_is_closed_one_given_is_not(tmp_path):
+    pytest.importorskip("tensorboard")
+    import threading
+
+    from torch.utils.tensorboard import SummaryWriter
+
+    net = TwoTower()
+    before = threading.active_count()
+    for i in range(3):  # each once left a writer thread running
+        with RankMonitor(net, {"a": net.a}, every=1, tensorboard=tmp_path / f"tb{i}") as mon:
+            net(*_inputs(20, "cpu", i))
+        assert mon._writer.all_writers is None  # SummaryWriter.close() drops its file writers
+    assert threading.active_count() <= before
+    mine = SummaryWriter(log_dir=str(tmp_path / "mine"))
+    with RankMonitor(net, {"a": net.a}, every=1, tensorboard=mine):
+        net(*_inputs(20, "cpu", 0))
+    assert mine.all_writers is not None  # the caller's writer stays open
+    mine.add_scalar("after", 1.0, 0)
+    mine.close()
+
+
 def test_tensorboard_missing_names_the_extra(monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)  # import fails as if absent
     net = TwoTower()
