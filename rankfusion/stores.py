@@ -95,6 +95,22 @@ def _first_line(exc) -> str:
     return text.splitlines()[0] if text else ""
 
 
+def _refuse_missing_chunks(arr, label: str, path: Path) -> None:
+    """Refuse a zarr array some of whose chunks are not stored: zarr reads them as the fill value,
+    so the spectrum would silently be that of rows the store never held (h5py datasets: not checked)."""
+    try:
+        total, stored = int(arr.nchunks), int(arr.nchunks_initialized)
+    except AttributeError:  # not a zarr array
+        return
+    if stored < total:
+        fill = np.asarray(arr.fill_value).item()  # 0.0, nan: not np.float32(0.0)
+        raise InputError(
+            f"array {label!r} in store {str(path)!r}: {total - stored} of {total} chunks are missing and would "
+            f"read as the fill value {fill!r} (zarr also leaves out a chunk written entirely of the fill "
+            "value when write_empty_chunks=False, zarr 3's default: if so, rewrite the store with write_empty_chunks=True)"
+        )
+
+
 def open_store(path, key: str | None = None):
     """Lazily open the 2-D numeric array of a zarr store or HDF5 file as a dask array.
 
@@ -113,8 +129,8 @@ def open_store(path, key: str | None = None):
     Raises
     ------
     InputError
-        Missing path, unreadable store, no such key, several arrays and no key, or an array
-        that is not 2-D numeric.
+        Missing path, unreadable store, no such key, several arrays and no key, an array
+        that is not 2-D numeric, or a zarr array with chunks missing from the store.
     """
     path = Path(path)
     if not path.exists():
@@ -148,6 +164,7 @@ def open_store(path, key: str | None = None):
         )
     if 0 in arr.shape:
         raise InputError(f"array {key or path.name!r} in {str(path)!r} is empty (shape {tuple(arr.shape)})")
+    _refuse_missing_chunks(arr, key or path.name, path)
     rows = getattr(arr, "chunks", None)
     rows = rows[0] if rows else chunk_rows_for(arr.shape[1])
     x = da.from_array(_StoreRows(arr, key or path.stem, path), chunks=(max(int(rows), 1), arr.shape[1]),

@@ -349,6 +349,43 @@ def test_cli_a_real_scheduler_passes_the_handshake(tmp_path, rng):
     assert arr["effective_rank"] == pytest.approx(float(S.effective_rank(X)), rel=1e-12)
 
 
+@pytest.mark.parametrize("zarr_format", [3, 2])
+def test_a_zarr_store_with_missing_chunks_is_refused_not_read_as_fill_values(tmp_path, rng, zarr_format):
+    # A lost chunk (rows 2000..2999) once read as 1,000 rows of the fill value: zeros with no
+    # word of it (erank 14.056 for 14.074), or NaN blamed on the data.
+    import shutil
+
+    X = _features(rng, n=4000, d=16, dtype=np.float64) + 1.0
+    path = tmp_path / "miss.zarr"
+    fill = 0.0 if zarr_format == 3 else math.nan
+    zarr.create_array(path, shape=X.shape, chunks=(1000, 16), dtype="f8", zarr_format=zarr_format,
+                      fill_value=fill)[:] = X
+    assert stores.open_store(path)[1].shape == X.shape  # every chunk there: read as before
+    chunk = path / "c" / "2" if zarr_format == 3 else path / "2.0"
+    shutil.rmtree(chunk) if chunk.is_dir() else chunk.unlink()
+    want = (f"array 'miss.zarr' in store {str(path)!r}: 1 of 4 chunks are missing and would read as the fill value "
+            f"{fill!r} (zarr also leaves out a chunk written entirely of the fill value when write_empty_chunks=False, "
+            "zarr 3's default: if so, rewrite the store with write_empty_chunks=True)")
+    with pytest.raises(stores.InputError) as err:
+        stores.open_store(path)
+    assert str(err.value) == want
+    line = _one_error_line(_run(path, env={"RANKFUSION_SCHEDULER": "", "DASK_SCHEDULER_ADDRESS": ""}))
+    assert line == f"Error: {want}"
+
+
+def test_a_zarr_chunk_of_fill_values_is_stored_only_with_write_empty_chunks(tmp_path, rng):
+    # zarr 3 leaves out an all-fill chunk by default: refused, as a lost one; rewritten with
+    # write_empty_chunks=True every chunk is stored and the store is read.
+    X = _features(rng, n=400, d=6)
+    X[100:200] = 0.0
+    for name, config in (("default.zarr", None), ("all.zarr", {"write_empty_chunks": True})):
+        zarr.create_array(tmp_path / name, shape=X.shape, chunks=(100, 6), dtype="f4", config=config)[:] = X
+    with pytest.raises(stores.InputError, match=r"1 of 4 chunks are missing .* write_empty_chunks=True\)$"):
+        stores.open_store(tmp_path / "default.zarr")
+    label, x = stores.open_store(tmp_path / "all.zarr")
+    assert float(S.effective_rank(x)) == pytest.approx(float(S.effective_rank(X)), rel=1e-12)
+
+
 def test_open_store_takes_a_str_path(tmp_path, rng):
     z = zarr.create_array(tmp_path / "g.zarr", shape=(40, 6), chunks=(10, 6), dtype="f4")
     z[:] = rng.standard_normal((40, 6)).astype(np.float32)
