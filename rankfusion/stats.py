@@ -397,7 +397,10 @@ def min_draws(alpha: float = ALPHA) -> int:
 @dataclass(frozen=True)
 class Agreement:
     """The outcome of :func:`agreement`: Spearman's rho and its exact permutation p-value
-    (``exact`` None, and rho and p NaN, when there is no test)."""
+    (``exact`` None, and rho and p NaN, when there is no test). ``min_p`` is the smallest p-value
+    any pairing of these values could give (the share of orderings that reach the most extreme
+    rho; a lower bound, ``1 / (resamples + 1)``, for a Monte Carlo p): where it is above ``alpha``
+    no outcome could have been backed."""
 
     rho: float
     p: float
@@ -406,6 +409,7 @@ class Agreement:
     backed: bool
     alpha: float
     alternative: str = "greater"  # "greater" (one-sided: a positive agreement) or "two-sided"
+    min_p: float = float("nan")
 
 
 def agreement(x, y, *, alpha: float = ALPHA, alternative: str = "greater", n_resamples: int = 20_000,
@@ -418,16 +422,19 @@ def agreement(x, y, *, alpha: float = ALPHA, alternative: str = "greater", n_res
     ``alternative="greater"`` (default) asks whether the agreement is *positive*,
     ``"two-sided"`` whether there is a relation of either sign (``|rho|``). ``backed`` is
     ``p <= alpha`` (:func:`rejects`). Fewer than three candidates cannot be tested, nor can scorings where every
-    candidate scores the same on one side (Spearman's rho is undefined): rho and p are NaN.
+    candidate scores the same on one side (Spearman's rho is undefined; values equal to within
+    rounding count as the same): rho and p are NaN.
     """
     alpha = check_alpha(alpha)
+    if isinstance(n_resamples, bool) or not isinstance(n_resamples, numbers.Integral) or n_resamples < 1:
+        raise ValueError(f"n_resamples must be a positive integer, got {n_resamples!r}")
     if alternative not in ("greater", "two-sided"):
         raise ValueError(f"alternative must be 'greater' or 'two-sided', got {alternative!r}")
     x, y = _values(x, "x"), _values(y, "y")
     if x.size != y.size:
         raise ValueError(f"x and y must score the same candidates, got {x.size} and {y.size} values")
     n = int(x.size)
-    if n < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:  # no test, so no p-value, exact or not
+    if n < 3 or not _has_spread(x) or not _has_spread(y):  # no test, so no p-value, exact or not
         return Agreement(float("nan"), float("nan"), n, None, False, alpha, alternative)
     rx, ry = stats.rankdata(x), stats.rankdata(y)
     rho = float(stats.spearmanr(x, y).statistic)
@@ -447,4 +454,6 @@ def agreement(x, y, *, alpha: float = ALPHA, alternative: str = "greater", n_res
         null, observed = np.abs(null), abs(rho)
     # a small relative tolerance so ties with the observed value count as "at least as large"
     p = float(np.mean(null >= observed - 1e-12 * max(1.0, abs(rho))))
-    return Agreement(rho, p, n, exact, rejects(p, alpha), alpha, alternative)
+    top = float(null.max()) if exact else None
+    min_p = float(np.mean(null >= top - 1e-12)) if exact else 1.0 / (n_resamples + 1)
+    return Agreement(rho, p, n, exact, rejects(p, alpha), alpha, alternative, min_p)

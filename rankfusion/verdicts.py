@@ -200,7 +200,8 @@ def partner_erank_reading(ag: Agreement, anchor: str) -> str:
     if ag.backed and ag.rho < 0:
         return f"{where}: the flatter the partner's own spectrum, the less it flattens {anchor}'s."
     return (f"{where}; whether the partner's own ERank explains the anchor's gains is unresolved here "
-            "(the permutation test does not reject no relation).")
+            "(the permutation test does not reject no relation" + (f"; {_cannot_reject(ag)}" if _cannot_reject(ag) else "")
+            + ").")
 
 
 def per_candidate_note(n_candidates: int) -> str:
@@ -243,7 +244,17 @@ def agreement_clause(ag: Agreement) -> str:
                 "scores the same on one of the two)")
     how = "exact" if ag.exact else "Monte Carlo"
     txt = f"Spearman {fmt(ag.rho, '+.2f')}, {_sides(ag)} {how} permutation {p_text(ag.p)} over {ag.n} candidates"
-    return txt + ("; the ranking is backed by the task" if ag.backed else "; the ranking is not backed by the task")
+    if ag.backed:
+        return txt + "; the ranking is backed by the task"
+    cannot = _cannot_reject(ag)
+    return txt + "; the ranking is not backed by the task" + (f" ({cannot})" if cannot else "")
+
+
+def _cannot_reject(ag: Agreement) -> str:
+    """``"no outcome could be: ..."`` where the smallest attainable p is above alpha, else ``""``."""
+    if not ag.min_p > ag.alpha:
+        return ""
+    return f"no outcome could be: the smallest p {ag.n} candidates allow is {ag.min_p:.3g}, above {ag.alpha:g}"
 
 
 def unresolved_against_base(comparisons: dict, p_adj: dict | None = None) -> list[str]:

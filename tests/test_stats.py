@@ -279,3 +279,21 @@ def test_welch_mde_has_80_percent_power_by_an_independent_quadrature(n_a, n_b, r
     crit, s = sps.t.ppf(1 - alpha / 2, nu) * np.sqrt(A + B), math.sqrt(va + vb)
     power = np.mean(sps.norm.sf((crit - mde) / s) + sps.norm.cdf((-crit - mde) / s))
     assert power == pytest.approx(stats.POWER, abs=0.002)
+
+
+def test_agreement_states_the_smallest_p_its_candidates_allow():
+    # untied: 1/n! one-sided, 2/n! two-sided; ties among the values make it larger
+    assert stats.agreement([1.0, 2.0, 3.0], [3.0, 1.0, 2.0]).min_p == pytest.approx(1 / 6)
+    assert stats.agreement([1.0, 2.0, 3.0, 4.0], [4.0, 1.0, 2.0, 3.0], alternative="two-sided").min_p == pytest.approx(2 / 24)
+    assert stats.agreement([1.0, 1.0, 2.0, 3.0], [4.0, 1.0, 2.0, 3.0]).min_p == pytest.approx(2 / 24)
+    assert stats.agreement(np.arange(9.0), np.arange(9.0), n_resamples=99).min_p == pytest.approx(1 / 100)
+    with pytest.raises(ValueError, match="n_resamples must be a positive integer, got 0"):
+        stats.agreement(np.arange(9.0), np.arange(9.0), n_resamples=0)
+
+
+def test_agreement_counts_values_equal_to_within_rounding_as_one():
+    # 0.3 and 0.1 + 0.2 differ by one ulp: compare() sees no spread; the agreement has no test either
+    x = [0.3] * 4 + [0.1 + 0.2] * 4
+    assert stats.compare(x[:4], x[4:]).test == "none (no spread)"
+    ag = stats.agreement(x, np.arange(8.0))
+    assert np.isnan(ag.p) and not ag.backed

@@ -131,7 +131,9 @@ def test_gain_size_and_partner_reading():
 def test_agreement_clause_says_backed_only_when_the_test_rejects():
     x = np.arange(5.0)
     assert V.agreement_clause(stats.agreement(x, x)).endswith("; the ranking is backed by the task")
-    assert V.agreement_clause(stats.agreement(x[:3], x[:3])).endswith("not backed by the task")  # p = 1/6
+    # p = 1/6, the smallest 3 candidates allow: no outcome could be backed, and the clause says so
+    assert V.agreement_clause(stats.agreement(x[:3], x[:3])).endswith(
+        "not backed by the task (no outcome could be: the smallest p 3 candidates allow is 0.167, above 0.05)")
     assert V.agreement_clause(stats.agreement([1.0, 2.0], [1.0, 2.0])) == "not testable with 2 candidates (it needs 3)"
     # six candidates whose task gains are all 0 (every replicate scored 1.000): no rho, and the words say why
     flat = stats.agreement([0.1, 0.5, 0.2, 0.9, 0.4, 0.3], [0.0] * 6)
