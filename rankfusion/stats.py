@@ -108,7 +108,10 @@ class Comparison:
         if self.se == 0.0:
             return 0.0
         if self.test == "Welch t" and min(self.n_a, self.n_b) <= _WELCH_EXACT_UP_TO:
-            return _welch_mde(*self.se_parts, self.n_a, self.n_b, alpha)
+            va, vb = self.se_parts
+            if not (math.isfinite(va + vb) and va + vb > 0):  # values beyond about 1e+-150: not representable
+                return float("nan")
+            return _welch_mde(va, vb, self.n_a, self.n_b, alpha)
         return _mde(self.se, self.df, alpha)
 
     def mde_in_family(self, m: int) -> float:
@@ -256,6 +259,11 @@ def compare(a, b, *, paired: bool = False, alpha: float = ALPHA) -> Comparison:
     nan = float("nan")
     if min(n_a, n_b) < 2:
         return Comparison(diff, (nan, nan), nan, False, n_a, n_b, "none (n < 2)", alpha, nan, nan)
+    # one exact power of two brings the largest |value| into [0.5, 1): the variances can neither
+    # underflow to 0 (values near 1e-170 read as "no spread") nor overflow (near 1e200, an infinite
+    # interval); every result below is the unscaled one times 2**e, exactly
+    e = int(np.frexp(max(np.max(np.abs(a)), np.max(np.abs(b))))[1])
+    a, b, unit = np.ldexp(a, -e), np.ldexp(b, -e), math.ldexp(1.0, e)
     # No spread is decided on the values, not on a computed variance: the mean of n equal floats
     # can be off by a rounding error, and that error would then be "tested" against itself.
     if paired:
@@ -276,7 +284,7 @@ def compare(a, b, *, paired: bool = False, alpha: float = ALPHA) -> Comparison:
         # seeds have no sampling error (a discrete score can repeat by chance): no p-value, no interval
         # and no detectable difference, whether the arms' values are equal or not. The difference is
         # taken from the values themselves (the mean of n equal floats can be off by a rounding error).
-        diff = exact if not spread else diff
+        diff = exact * unit if not spread else diff
         return Comparison(diff, (nan, nan), nan, False, n_a, n_b, "none (no spread)", alpha, nan, nan)
     with warnings.catch_warnings():
         # an arm of equal values (its variance 0, a valid Welch arm) makes scipy warn of precision loss
@@ -289,8 +297,8 @@ def compare(a, b, *, paired: bool = False, alpha: float = ALPHA) -> Comparison:
             name = "Welch t"
     ci = res.confidence_interval(confidence_level=1 - alpha)
     p = float(res.pvalue)
-    return Comparison(diff, (float(ci.low), float(ci.high)), p, rejects(p, alpha), n_a, n_b, name,
-                      alpha, se, float(df), (nan, nan) if paired else (va, vb))
+    return Comparison(diff, (float(ci.low) * unit, float(ci.high) * unit), p, rejects(p, alpha), n_a, n_b, name,
+                      alpha, se * unit, float(df), (nan, nan) if paired else (va * unit * unit, vb * unit * unit))
 
 
 def corrected_ci(diffs, test_over_train: float, level: float | None = None, *,

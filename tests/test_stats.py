@@ -297,3 +297,18 @@ def test_agreement_counts_values_equal_to_within_rounding_as_one():
     assert stats.compare(x[:4], x[4:]).test == "none (no spread)"
     ag = stats.agreement(x, np.arange(8.0))
     assert np.isnan(ag.p) and not ag.backed
+
+
+def test_compare_scales_extreme_values_exactly():
+    # the variances of values near 1e-170 underflowed ("no spread"); near 1e200 they overflowed (an
+    # infinite interval and p = 1). Scaled by one exact power of two, the test is the unit one's.
+    unit = stats.compare([1.0, 3.0, 2.0], [0.0, 0.0, 0.0])
+    for s in (2.0 ** -565, 2.0 ** 664):
+        c = stats.compare(np.array([1.0, 3.0, 2.0]) * s, [0.0, 0.0, 0.0])
+        assert c.test == "Welch t" and c.p == unit.p and c.diff == unit.diff * s
+        assert c.ci == (unit.ci[0] * s, unit.ci[1] * s) and c.se == unit.se * s
+        assert math.isnan(c.mde)  # its variance parts are not representable in float64
+    assert stats.compare([1e200, 3e200, 2e200], [0.0, 1.0, 2.0]).p < 0.1
+    c = stats.compare(np.array([1.0, 3.0, 2.0]) * 2.0 ** 40, np.array([0.5, 0.25, 0.0]) * 2.0 ** 40)
+    ref = stats.compare([1.0, 3.0, 2.0], [0.5, 0.25, 0.0])
+    assert c.p == ref.p and c.mde == pytest.approx(ref.mde * 2.0 ** 40, rel=1e-9)
