@@ -291,7 +291,7 @@ def ablation_section(r: ReportInputs) -> list[str]:
     if tests:
         adj = dict(zip(tests, verdicts.holm(list(tests.values()))))
         m = sum(verdicts.testable(c) for c in tests.values())
-        scope = f"{m} variants" if m == len(tests) else f"{m} of the {len(tests)} variants with two seeds or more an arm"
+        scope = f"{m} variants" if m == len(tests) else f"{m} of the {len(tests)} variants with two seeds or more an arm and some spread"
         L.append(f"Each variant against R3D (RTF) (Welch's t over seeds, Holm over the {scope}): "
                  + "; ".join(f"{v} {verdicts.diff_ci(c)} ({verdicts.comparison_verdict(c, adj[v], m)})"
                              for v, c in tests.items()) + ".")

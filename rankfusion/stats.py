@@ -87,8 +87,8 @@ class Comparison:
     def mde(self) -> float:
         """The smallest |difference| this design detects with :data:`POWER` power at level alpha.
 
-        Same test, same n, the observed spread taken as the true one; ``0.0`` without spread,
-        ``nan`` when untestable. For Welch's test the power is exact under normal values: it
+        Same test, same n, the observed spread taken as the true one; ``nan`` when untestable
+        (fewer than two values in an arm, or no spread). For Welch's test the power is exact under normal values: it
         averages over the two sample variances, and so over the degrees of freedom the test
         estimates from them (:func:`_welch_power`; an arm of more than 301 values is taken to know
         its variance); for the paired test it is the noncentral t, which is exact there.

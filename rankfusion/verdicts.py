@@ -1,4 +1,4 @@
-"""The judgements the demo report states in words, as small pure functions.
+"""The verdict words of every finding rankfusion states (report, commands, figure families), as small pure functions.
 
 Each function turns a test of :mod:`rankfusion.stats` (a :class:`~rankfusion.stats.Comparison`
 or an :class:`~rankfusion.stats.Agreement`) into the verdict or clause the report prints, so the
@@ -51,7 +51,7 @@ def p_cell(p: float) -> str:
 
 
 def testable(c: Comparison) -> bool:
-    """Whether ``c`` has a p-value (at least two values in each arm)."""
+    """Whether ``c`` has a p-value (at least two values in each arm, and some spread)."""
     return math.isfinite(c.p)
 
 
@@ -143,7 +143,7 @@ def score_gap_clause(c: Comparison, found: str, expected: str) -> str:
         return f"with {n} seed{'s' if n != 1 else ''} there is no spread to tell the score gap ({fmt(c.diff)}) from noise"
     word = "resolved" if is_resolved(c) else "not resolved"
     return (f"the score gap of {found} over {expected} ({diff_ci(c)}, {c.n_a} and {c.n_b} seeds) is {word} "
-            f"({comparison_verdict(c).split(' (', 1)[1]}")
+            f"(unadjusted; {comparison_verdict(c).split(' (', 1)[1]}")
 
 
 def top_lead(ranking, scores: dict, per_seed: dict) -> tuple[str, float, str, Comparison | None]:

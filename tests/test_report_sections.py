@@ -204,7 +204,7 @@ def test_ablation_section_states_the_family_it_adjusts_over():
     text = "\n".join(ablation_section(_inputs({"ablation": SimpleNamespace(data=d)})))
     tests = d.against()
     adj = stats.adjust([t.p for t in tests.values()], "holm")
-    assert "Holm over the 2 of the 3 variants with two seeds or more an arm)" in text
+    assert "Holm over the 2 of the 3 variants with two seeds or more an arm and some spread)" in text
     assert f"Uni {tests['Uni'].diff:+.2f} [" in text and f"p = {adj[1]:.3f} adjusted;" not in text
     assert f"(resolved (Welch t, {verdicts.p_text(adj[1])} adjusted))" in text
 

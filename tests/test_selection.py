@@ -455,8 +455,9 @@ def test_noise_test_is_the_empirical_p_with_nan_below_every_value():
     with pytest.raises(ValueError, match="infinite criterion"):
         selection.noise_test(float("inf"), ctrl)
     assert selection.min_surrogates() == 19 and selection.min_surrogates(0.01) == 99
-    with pytest.raises(InputError, match="n_surrogates must be at least 19"):
-        ProbeConfig(n_surrogates=8)
+    for n in (8, 0, -3):  # one minimum, whatever the value (0 said "at least 1", 5 "at least 19")
+        with pytest.raises(InputError, match=f"n_surrogates must be at least 19 .*got {n}$"):
+            ProbeConfig(n_surrogates=n)
 
 
 @pytest.mark.parametrize("seeds", [(0, 0), (1, 2, 1), ()])

@@ -108,7 +108,7 @@ def test_score_gap_clause():
     text = V.score_gap_clause(c, "noise", "depth")
     assert text.startswith(f"the score gap of noise over depth ({V.diff_ci(c)}, 5 and 5 seeds) is not resolved")
     assert "Welch t" in text
-    assert " is resolved (Welch t" in V.score_gap_clause(stats.compare(*FAR), "noise", "depth")
+    assert " is resolved (unadjusted; Welch t" in V.score_gap_clause(stats.compare(*FAR), "noise", "depth")
     assert V.score_gap_clause(stats.compare([1.6], [1.0]), "noise", "depth") == (
         "with 1 seed there is no spread to tell the score gap (0.60) from noise")
 

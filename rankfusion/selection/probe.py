@@ -80,7 +80,7 @@ class ProbeConfig:
             check_int(s, seeds, low=0, high=2**32 - 1)
         check_distinct_seeds(self.seeds, seeds)
         surrogates = option_name("n_surrogates", "--surrogates")
-        check_int(self.n_surrogates, surrogates, low=1)
+        check_int(self.n_surrogates, surrogates)
         if self.n_surrogates < min_surrogates():
             raise InputError(f"{surrogates} must be at least {min_surrogates()} (the empirical p-value of "
                              f"{self.n_surrogates} surrogates cannot reach alpha {stats.ALPHA:g}), "
