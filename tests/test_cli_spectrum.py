@@ -276,3 +276,25 @@ def test_chunk_rows_goes_by_the_file_content_not_its_name(tmp_path, rng):
     assert res.exit_code == 2
     assert res.output.strip().splitlines() == [
         f"Error: --chunk-rows applies to .npy files (read through a memory map), not to {str(tmp_path / 'fake.npy')!r}"]
+
+
+@pytest.mark.parametrize("option", [["--standardize"], ["--convention", "diff-erank"]])
+def test_a_float64_transform_of_float32_data_keeps_the_float32_tolerance(tmp_path, option):
+    # z-scores and centred unit rows are float64 copies of float32 data: their rounding noise is
+    # float32's, and float64's epsilon counted it as rank (rank 64 for a rank-5 matrix)
+    rng = np.random.default_rng(0)
+    low = (rng.standard_normal((2000, 5)) @ rng.standard_normal((5, 64))).astype(np.float32)
+    np.save(tmp_path / "r5.npy", low)
+    res = run(tmp_path / "r5.npy", "--json", *option)
+    assert res.exit_code == 0, res.output
+    (row,) = json.loads(res.output)["arrays"]
+    assert row["numerical_rank"] == 5
+    # the same rank through the Python function, and from the float64 copy when told its precision
+    z = spectral.standardize_columns(low)[0] if option == ["--standardize"] else spectral.convention_matrix(low, "diff-erank")[0]
+    assert int(spectral.spectrum_info(z).rank) == 64
+    assert int(spectral.spectrum_info(z, data_eps=float(np.finfo(np.float32).eps)).rank) == 5
+    with pytest.raises(ValueError, match="data_eps must be a machine epsilon in"):
+        spectral.spectrum_info(z, data_eps=1.5)
+    if option != ["--standardize"]:
+        assert int(spectral.spectrum_info(low, center=False).rank) == 5
+        np.testing.assert_allclose(float(spectral.effective_rank(low, convention="diff-erank")), row["effective_rank"], rtol=1e-12)

@@ -11,7 +11,7 @@ import numpy as np
 
 from .. import spectral
 from .._validation import InputError
-from .._backend import CHUNK_BYTES, chunk_rows_for
+from .._backend import CHUNK_BYTES, chunk_rows_for, get_ops
 from ..files import META_KEY, NUMPY_READ_ERRORS, array_file_kind, load_arrays
 from . import main
 
@@ -103,7 +103,8 @@ def _analyse(path: Path, key: str, label: str, arr, *, center: bool, top: int, c
                          f"streaming threshold of {limit}; pass --chunk-rows {n} to read it whole)")
     if streamed and convention != "paper":
         center = spectral.CONVENTIONS[convention].center
-    elif not streamed:
+    data_eps = get_ops(mat).eps(mat)  # the data's own precision, also for a float64 transform of it
+    if not streamed:
         mat, center, constant = _prepare(mat, label, path, convention=convention, standardize=standardize,
                                          center=center)
     if streamed:
@@ -112,7 +113,7 @@ def _analyse(path: Path, key: str, label: str, arr, *, center: bool, top: int, c
         method = "streamed"
     else:
         try:
-            sigma = spectral.singular_values(np.asarray(mat), center=center)
+            sigma = spectral.singular_values(np.asarray(mat), center=center, data_eps=data_eps)
         except ValueError as exc:
             raise InputError(f"array {label!r} in {str(path)!r}: {exc}") from None
         ambiguous = 0
@@ -202,6 +203,7 @@ def _store_results(path: Path, keys, center: bool, top: int, scheduler: str | No
                 raise InputError(f"--standardize needs array {label!r} of {str(path)!r} in memory; it is read "
                                  "through dask here (a scheduler is set, or it is above 1 GiB)")
             x_in, constant = (x.compute() if in_memory else x), None
+            data_eps = get_ops(x_in).eps(x_in)  # the stored precision, also for a float64 transform of it
             if in_memory:
                 x_in, centre, constant = _prepare(x_in, label, path, convention=convention,
                                                   standardize=standardize, center=center)
@@ -211,7 +213,7 @@ def _store_results(path: Path, keys, center: bool, top: int, scheduler: str | No
                 if not in_memory and spectral.CONVENTIONS[convention].unit_rows:
                     # diff-erank's centred unit rows, formed lazily chunk by chunk
                     x_in, centre = spectral.convention_matrix(x_in, convention)
-                info = spectral.spectrum_info(x_in, center=centre)
+                info = spectral.spectrum_info(x_in, center=centre, data_eps=data_eps)
             except stores.StoreReadError:
                 raise  # names the store, the array and the rows already
             except ValueError as exc:

@@ -71,7 +71,8 @@ def effective_rank(X_or_sigma, *, center: bool = False, tol: float | None = None
             return rank_of_spectrum(sigma, conv.name, eps=eps)
         x = check_structure(x, "X_or_sigma")
         z, centre = convention_matrix(x, conv.name)
-        info = spectrum_info(z, center=centre or center, tol=tol)
+        # a float64 transform of x: its rounding noise is x's, so is the tolerance's epsilon
+        info = spectrum_info(z, center=centre or center, tol=tol, data_eps=get_ops(x).eps(x))
         return rank_of_spectrum(info.sigma, conv.name, shape=tuple(x.shape[-2:]), eps=eps)
     if ops.ndim(x) == 1:
         x = check_matrix(x, "X_or_sigma", min_ndim=1, allow_empty=True)

@@ -245,7 +245,7 @@ def _gram_route(ops, X, mu, tol, eps_in: float, chunk_rows: int | None):
     return sigma, tol_arr, route, n_fallback
 
 
-def _spectrum(X, *, center: bool, tol, chunk_rows: int | None = None) -> SpectrumInfo:
+def _spectrum(X, *, center: bool, tol, chunk_rows: int | None = None, data_eps: float | None = None) -> SpectrumInfo:
     """Structurally validated (..., N, D) input -> :class:`SpectrumInfo` (zero-padded sigma).
 
     The Gram route (:func:`_gram_route`) when one side is at least :data:`GRAM_RATIO` times the
@@ -254,7 +254,7 @@ def _spectrum(X, *, center: bool, tol, chunk_rows: int | None = None) -> Spectru
     ops = get_ops(X)
     n, d = X.shape[-2], X.shape[-1]
     n_long = max(n, d)
-    eps_in = ops.eps(X)
+    eps_in = ops.eps(X) if data_eps is None else float(data_eps)
     mu = ops.mean64(X, -2) if center else None
     found = None
     if n_long >= GRAM_RATIO * min(n, d):
@@ -272,7 +272,8 @@ def _check_tol(tol):
     return check_float(tol, "tol", low=0.0, allow_none=True)
 
 
-def spectrum_info(X, *, center: bool = False, tol: float | None = None) -> SpectrumInfo:
+def spectrum_info(X, *, center: bool = False, tol: float | None = None,
+                  data_eps: float | None = None) -> SpectrumInfo:
     """Singular values with diagnostics (route taken, fallbacks, tolerance, rank).
 
     Parameters
@@ -283,6 +284,11 @@ def spectrum_info(X, *, center: bool = False, tol: float | None = None) -> Spect
         Subtract the column means (over N) first. The paper does not centre.
     tol : float, optional
         Absolute tolerance on singular values; default ``sqrt(max(N, D)) * eps * sigma_max``.
+    data_eps : float, optional
+        The ``eps`` of that default: the machine epsilon of the data's own precision, by default
+        ``X``'s dtype's. Give the original dtype's when ``X`` is a float64 transform of
+        lower-precision data (z-scored columns, centred unit rows): its rounding noise is the
+        original's, and float64's epsilon would count it as rank.
 
     Returns
     -------
@@ -291,10 +297,12 @@ def spectrum_info(X, *, center: bool = False, tol: float | None = None) -> Spect
     """
     X = check_structure(X, "X")
     X = get_ops(X).check_layout(X, "X")
-    return _spectrum(X, center=bool(center), tol=_check_tol(tol))
+    if data_eps is not None and not (isinstance(data_eps, float) and 0 < data_eps < 1):
+        raise ValueError(f"data_eps must be a machine epsilon in (0, 1), got {data_eps!r}")
+    return _spectrum(X, center=bool(center), tol=_check_tol(tol), data_eps=data_eps)
 
 
-def singular_values(X, *, center: bool = False, tol: float | None = None):
+def singular_values(X, *, center: bool = False, tol: float | None = None, data_eps: float | None = None):
     """Singular values of the numerical rank, descending, exact to float64 accuracy.
 
     The route is chosen for speed without giving up accuracy: when one side is at least
@@ -313,6 +321,8 @@ def singular_values(X, *, center: bool = False, tol: float | None = None):
     tol : float, optional
         Absolute threshold: singular values ``<= tol`` are dropped. Default
         ``sqrt(max(N, D)) * eps(X.dtype) * sigma_max``.
+    data_eps : float, optional
+        ``eps`` of that default in place of ``X``'s dtype's (:func:`spectrum_info`).
 
     Returns
     -------
@@ -326,7 +336,7 @@ def singular_values(X, *, center: bool = False, tol: float | None = None):
     ValueError
         If ``X`` has fewer than 2 dimensions, is empty or contains NaN/Inf.
     """
-    info = spectrum_info(X, center=center, tol=tol)
+    info = spectrum_info(X, center=center, tol=tol, data_eps=data_eps)
     if len(info.sigma.shape) == 1:
         r = int(info.rank)
         return info.sigma[:r]
