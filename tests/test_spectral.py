@@ -474,3 +474,18 @@ def test_informativeness_of_overflowing_entries():
     # with k, the Gram matrix cannot be formed: one ValueError that says so
     with pytest.raises(ValueError, match="squares overflow"):
         S.channel_informativeness(X, k=1)
+
+
+def test_injection_angles_take_the_rank_of_float32_channels_at_float32_precision():
+    # Y's low channels are rank 2 (the third the sum of the first two) in float32: the copy's float64
+    # epsilon kept the rounding of the sum as a third direction, a spurious angle near 90 degrees
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((500, 16)).astype(np.float32)
+    Y = rng.standard_normal((500, 8)).astype(np.float32)
+    Y[:, 2] = Y[:, 0] + Y[:, 1]
+    res = S.injection_angles(X, Y, np.array([0, 1, 2]), k=4)
+    assert res.principal.shape == (2,)
+    # the same angles as with the two independent channels: Y's rounding (float32, ~1e-7 relative)
+    # moves them by ~1e-5 degrees
+    Uk = np.linalg.svd(X.astype(np.float64), full_matrices=False)[0][:, :4]
+    np.testing.assert_allclose(res.principal, S.principal_angles(Uk, Y[:, [0, 1]].astype(np.float64), degrees=True), atol=1e-4)

@@ -45,10 +45,11 @@ def _in_memory(func: str, **arrays) -> None:
                             f"{describe(x)}); compute it first")
 
 
-def _orth(ops, A):
-    """Orthonormal basis of the column space of A (float64) by a rank-revealing SVD."""
+def _orth(ops, A, eps_in: float | None = None):
+    """Orthonormal basis of the column space of A (float64) by a rank-revealing SVD; ``eps_in``: the
+    epsilon of the data's own precision (default A's dtype's; give it for a float64 copy)."""
     n, p = A.shape
-    eps_in = ops.eps(A)
+    eps_in = ops.eps(A) if eps_in is None else eps_in
     u, s, _ = ops.svd64(ops.to64(A))
     if s.shape[0] == 0:
         return u[:, :0]
@@ -181,7 +182,7 @@ def injection_angles(X, Y, low, k: int, *, degrees: bool = True) -> InjectionAng
         raise ValueError("X is the zero matrix: it has no principal subspace")
     qa = _top_left_basis(ops, X, k)
     yl = ops.to64(Y[:, ops.index(low_np, like=Y)])
-    theta = _angles_from_bases(ops, qa, _orth(ops, yl))
+    theta = _angles_from_bases(ops, qa, _orth(ops, yl, ops.eps(Y)))  # yl is a float64 copy of Y's columns
     proj = qa.T @ yl
     res = yl - qa @ proj
     pn = ops.sqrt(ops.sum(proj * proj, axis=0))
