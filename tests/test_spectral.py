@@ -489,3 +489,17 @@ def test_injection_angles_take_the_rank_of_float32_channels_at_float32_precision
     # moves them by ~1e-5 degrees
     Uk = np.linalg.svd(X.astype(np.float64), full_matrices=False)[0][:, :4]
     np.testing.assert_allclose(res.principal, S.principal_angles(Uk, Y[:, [0, 1]].astype(np.float64), degrees=True), atol=1e-4)
+
+
+def test_standardize_columns_at_extreme_scales_and_dominant_k_refuses_non_finite(rng):
+    base = rng.standard_normal((50, 4))
+    ref, _ = S.standardize_columns(base)
+    for s in (1e200, 1e-170):  # a column at that scale: z-scores do not depend on it
+        x = base.copy()
+        x[:, 1] *= s
+        z, constant = S.standardize_columns(x)
+        assert constant.size == 0 and np.all(np.isfinite(z))
+        np.testing.assert_allclose(z, ref, rtol=1e-12, atol=1e-12)
+    for bad in ([3.0, 2.0, np.nan], [3.0, np.nan, 1.0], [np.inf, 1.0]):
+        with pytest.raises(ValueError, match="sigma must be finite"):
+            S.dominant_k(np.array(bad))

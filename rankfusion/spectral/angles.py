@@ -28,6 +28,8 @@ def dominant_k(sigma, energy: float = 0.9) -> int:
     """
     energy = check_float(energy, "energy", low=0.0, high=1.0, low_open=True)
     sigma = np.asarray(get_ops(sigma).to_host(sigma), dtype=np.float64)
+    if not np.all(np.isfinite(sigma)):
+        raise ValueError(f"sigma must be finite, got {describe(sigma)}")
     if sigma.ndim != 1 or sigma.size == 0 or not sigma[0] > 0:
         raise ValueError(f"sigma must be a non-empty 1-D spectrum with sigma_1 > 0, got {describe(sigma)}")
     if np.any(np.diff(sigma) > 0) or sigma[-1] < 0:

@@ -56,6 +56,10 @@ def standardize_columns(X):
         raise ValueError(f"X must be 2-D (N, D), got {describe(X)}")
     x = np.asarray(X, dtype=np.float64)
     constant = np.flatnonzero(np.ptp(x, axis=0) == 0)
+    # each column scaled by the power of two that brings its largest |x| into [0.5, 1) (exact, and
+    # z-scores do not depend on it): squares of columns near 1e200 would overflow, near 1e-170 underflow
+    top = np.max(np.abs(x), axis=0) if x.shape[0] else np.zeros(x.shape[1])
+    x = np.ldexp(x, -np.frexp(top)[1])
     z = x - x.mean(axis=0)
     std = np.sqrt(np.mean(z * z, axis=0))
     std[constant] = 1.0
