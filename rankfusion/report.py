@@ -464,7 +464,7 @@ def claims_section(results: dict, *, anchor: str, partner: str) -> list[str]:
              f"the difference the design detects with {100 * stats.POWER:g} % power: at most the first number, the level "
              f"{stats.ALPHA:g}/m at which Holm over the row's family of m tests rejects whatever the other tests give, "
              f"and at least the second, the unadjusted {stats.ALPHA:g}. The "
-             f"intervals are unadjusted {pct} % intervals, so one can exclude 0 while its Holm p is not below "
+             f"intervals are unadjusted {pct} % intervals, so one can exclude 0 while its Holm p is above "
              f"{stats.ALPHA:g}. A setting both sweeps share is one set of runs, listed once.")
     L.append("")
     L += [f"| claim | setting | difference [{pct} % CI] | p | Holm p | verdict |", "|---|---|---|---|---|---|"]
