@@ -104,8 +104,7 @@ class RankMonitor:
         ``masked`` of the results says which did).
     mask_layout : {"batch-major", "time-major"}, default "batch-major"
         How watched tensors are laid out against the ``(B, T)`` mask: ``(B, T, D)`` or
-        ``(T, B, D)`` (also with dimensions between, ``(B, T, H, D)``: each valid step keeps its
-        ``H`` rows). Stated by the caller, never guessed from the shapes (with T = B a guess
+        ``(T, B, D)``. Stated by the caller, never guessed from the shapes (with T = B a guess
         would mask the wrong entries). A tensor laid out the other way (``(T, B, D)`` under
         "batch-major", with T != B) is refused with a ValueError naming the watch; a tensor with
         other leading dimensions (e.g. pooled ``(B, D)``) is streamed unmasked.
@@ -297,14 +296,13 @@ class RankMonitor:
             raise ValueError(f"watched output {watch.name!r} is a 1-D tensor of shape {tuple(x.shape)}, e.g. one score "
                              f"per sample; the monitor needs outputs of shape (..., D): watch it as {how}")
         m = self._mask
-        if m is not None and x.dim() >= 3 and m.dim() == 2:
-            # (B, T, D), or (B, T, ..., D) (e.g. per-head features): the mask's two leading dimensions
-            lead, bt = tuple(x.shape[:2]), tuple(m.shape)
+        if m is not None and x.dim() == 3 and m.dim() == 2:
+            lead, bt = tuple(x.shape[:-1]), tuple(m.shape)
             want, other = (bt, bt[::-1]) if self.mask_layout == "batch-major" else (bt[::-1], bt)
             if lead == want:
                 watch.masked = True
                 m = m.to(device=x.device, dtype=_import_torch().bool)
-                return x[m if self.mask_layout == "batch-major" else m.t()].reshape(-1, x.shape[-1])
+                return x[m if self.mask_layout == "batch-major" else m.t()]
             if lead == other:
                 raise ValueError(f"watched output {watch.name!r} has shape {tuple(x.shape)}, laid out against the "
                                  f"mask {bt} the other way than mask_layout={self.mask_layout!r}: pass "

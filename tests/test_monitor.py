@@ -159,24 +159,6 @@ def test_masked_padding_is_excluded(backend, mask_spec):
     assert df.loc["flat", "n_rows"] == 9 and not bool(df.loc["flat", "masked"])
 
 
-def test_a_masked_output_with_dimensions_between_keeps_each_valid_step_s_rows():
-    # (B, T, H, D): per-head features; the padded steps were read with the valid ones
-    torch.manual_seed(0)
-    net = TwoTower().eval()
-    xa, xb = _inputs(9, "cpu", 0, shape=(4,))
-    mask = torch.arange(9)[None, :] < torch.tensor([9, 5, 2, 7])[:, None]
-    xa = torch.where(mask[..., None], xa, torch.full_like(xa, 1e3))
-    heads = (net.a, lambda o: o.reshape(*o.shape[:2], 2, -1))  # (B, T, 2, D/2)
-    with torch.no_grad(), RankMonitor(net, {"heads": heads}, every=None, mask=2) as mon:
-        net(xa, xb, mask)
-    (row,) = mon.rows
-    with torch.no_grad():
-        out = net.a(xa)
-        valid = out.reshape(*out.shape[:2], 2, -1)[mask].reshape(-1, out.shape[-1] // 2)
-    assert row["n_rows"] == 2 * int(mask.sum()) == 46 and row["masked"]
-    assert row["effective_rank"] == pytest.approx(float(S.effective_rank(valid)), rel=1e-9)
-
-
 def _r3d(dropout=0.3):
     cfg = R3DConfig(modalities=("rgb", "depth"), d_model=16, n_heads=2, n_layers=1, input_dims={"rgb": 10, "depth": 6},
                     n_classes=5, dropout=dropout, exchange_ratio=0.25)
