@@ -43,7 +43,9 @@ from typing import NamedTuple
 
 import numpy as np
 
+from ._backend import NumpyOps
 from ._validation import InputError, check_choice, check_float, check_int, check_matrix, is_torch, option_name
+from .spectral.routes import tolerance_fro
 from .spectral import (
     blended_channel_count,
     effective_rank,
@@ -480,7 +482,7 @@ def _spectrum(M: np.ndarray, tol: float | None, eps: float) -> _Spectrum:
     The singular values come from the R factor of a QR (same values, no (T x r) ``U`` formed).
     """
     _, s, vt = np.linalg.svd(np.linalg.qr(M, mode="r"), full_matrices=False)
-    cut = tol if tol is not None else rank_tolerance(float(s[0]), max(M.shape), eps)
+    cut = tol if tol is not None else float(rank_tolerance(float(s[0]), max(M.shape), eps, tolerance_fro(NumpyOps, M, eps)))
     r = int(np.sum(s > cut))
     return _Spectrum(sigma=s[:r].copy(), vt=vt[:r].copy(), tol=float(cut))
 
@@ -521,7 +523,7 @@ def _projections(X, Y, low, r: int, k: int, residual: str, eps: float) -> _Proje
     res_rank = np.sum(coords[k:r] ** 2, axis=0)
     # Projections at rounding level (below the rank tolerance relative to ||y_c||) are zero:
     # otherwise a y_c outside col(X) gets a ratio of two rounding errors in Assumption 4.
-    ptol = rank_tolerance(y_norm, max(T, D), eps) ** 2
+    ptol = rank_tolerance(y_norm, max(T, D), eps, y_norm) ** 2  # fro: a vector's norm
     dom = np.where(dom <= ptol, 0.0, dom)
     res_rank = np.where(res_rank <= ptol, 0.0, res_rank)
     outside = np.clip(y_sq - dom - res_rank, 0.0, None)

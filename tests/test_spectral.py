@@ -209,6 +209,15 @@ def test_half_precision_tolerance_keeps_signal_and_cuts_storage_rounding(rng):
     assert int(S.numerical_rank(low.astype(np.float16))) == 5
     assert int(S.numerical_rank(torch.from_numpy(low).to(torch.bfloat16))) == 5
     assert int(S.numerical_rank(low.astype(np.float16).astype(np.float64))) == 48  # the same values, float64's rule
+    # centred: the bound is the stored matrix's norm, not the centred one's (centring removes a
+    # large mean, not the rounding its size brought: with the centred norm every noise direction
+    # counted, rank 64 at a mean of 100)
+    shifted = low + 100.0  # its 6 directions 37,900 and 470-270 against a bfloat16 tolerance of 148
+    for half in (torch.bfloat16, torch.float16):
+        Xh = torch.from_numpy(shifted).to(half)
+        assert int(S.numerical_rank(Xh)) == 6 and int(S.numerical_rank(Xh, center=True)) == 5
+        assert S.GramAccumulator(center=True).update(Xh).numerical_rank() == 5
+        assert S.GramAccumulator().update(Xh).numerical_rank() == 6
     # float32 and float64: the rule as written, whatever ||X||_F
     for dt in (np.float32, np.float64):
         eps = float(np.finfo(dt).eps)

@@ -450,3 +450,15 @@ def test_theorem_refuses_scales_float64_cannot_hold_together():
     X = rng.standard_normal((20, 4))
     with pytest.raises(InputError, match=r"X and Y differ in scale too much.*max \|X\| = .*e-200"):
         theorem_3_1(X * 1e-200, rng.standard_normal((20, 4)) * 1e200, k=1, alpha=0.5, k_prime=1)
+
+
+def test_theorem_checker_takes_the_toolkit_s_half_precision_tolerance():
+    # ERank(X) of the checker is spectral.effective_rank's also for float16 input (it kept
+    # sqrt(max(N, D)) * eps16 * sigma_max, which drops real directions at 16,384 rows)
+    from rankfusion import spectral
+
+    rng = np.random.default_rng(0)
+    X = (rng.standard_normal((16384, 16)) * np.logspace(0, -1.5, 16)).astype(np.float16)
+    Y = rng.standard_normal((16384, 16)).astype(np.float16)
+    res = theorem_3_1(X, Y, k=2, alpha=0.5, low=[0, 1])
+    assert res.erank_before == pytest.approx(float(spectral.effective_rank(X)), rel=1e-9)

@@ -8,7 +8,7 @@ import numpy as np
 
 from .._backend import get_ops
 from .._validation import check_float, check_int, check_matrix, describe, is_dask
-from .routes import GRAM_RATIO, _fro, numerical_rank, rank_tolerance
+from .routes import GRAM_RATIO, numerical_rank, rank_tolerance, tolerance_fro
 
 
 def dominant_k(sigma, energy: float = 0.9) -> int:
@@ -55,7 +55,7 @@ def _orth(ops, A, eps_in: float | None = None):
     u, s, _ = ops.svd64(ops.to64(A))
     if s.shape[0] == 0:
         return u[:, :0]
-    tol = rank_tolerance(float(s[0]), max(n, p), eps_in, _fro(ops, s, eps_in))
+    tol = rank_tolerance(float(s[0]), max(n, p), eps_in, tolerance_fro(ops, A, eps_in))
     r = int(ops.sum(s > tol))
     return u[:, :r]
 

@@ -136,13 +136,15 @@ def rank_tolerance(sigma_max, n_long: int, eps: float, fro=None):
     return tol + (rounded - tol) * (rounded > tol)
 
 
-def _fro(ops, sigma, eps: float):
-    """``||X||_F`` from its singular values (..., r), shape (..., 1), where :func:`rank_tolerance`
-    uses it (half precision, whose squares cannot overflow float64); else None."""
+def tolerance_fro(ops, X, eps: float):
+    """``||X||_F`` of the stored matrix, the ``fro`` of :func:`rank_tolerance`, where it is used
+    (``eps`` above float32's: half precision, whose squares cannot overflow float64), else None.
+    Shape (..., 1) for a batch (..., N, D), a scalar for one matrix. Never the centred matrix's:
+    centring removes the mean, not the rounding the mean's size brought."""
     if eps <= _EPS32:
         return None
-    fro = ops.sqrt(ops.sum(sigma * sigma, axis=-1))
-    return fro[..., None] if sigma.ndim > 1 else fro
+    fro = ops.sqrt(ops.sum(ops.colsq64(X), axis=-1))
+    return fro[..., None] if X.ndim > 2 else fro
 
 
 def _finite_or_raise(ops, reduced, X, name) -> bool:
@@ -159,7 +161,7 @@ def _finite_or_raise(ops, reduced, X, name) -> bool:
     return False
 
 
-def _certify_gram(ops, gram, n_long: int, n_short: int, eps_in: float, tol):
+def _certify_gram(ops, gram, n_long: int, n_short: int, eps_in: float, tol, fro=None):
     """Singular values from a float64 Gram matrix (..., n_short, n_short), and whether to trust them.
 
     Returns ``(sigma, tol, need)``: descending ``sqrt(max(lambda, 0))``, the tolerance of shape
@@ -172,7 +174,7 @@ def _certify_gram(ops, gram, n_long: int, n_short: int, eps_in: float, tol):
     delta = _gram_error_radius(lam_max, n_long, n_short)
     sigma = ops.sqrt(ops.clip(lam, 0.0))
     if tol is None:
-        tol_arr = rank_tolerance(sigma[..., :1], n_long, eps_in, _fro(ops, sigma, eps_in))
+        tol_arr = rank_tolerance(sigma[..., :1], n_long, eps_in, fro)
         # The tolerance itself is known only to within the relative error of lambda_max.
         widen = 2.0 * delta
     else:
@@ -199,7 +201,7 @@ def _svd_route(ops, X, mu, tol, n_long: int, eps_in: float):
     """
     check_matrix(X, "X")
     sigma = _exact_sigma(ops, X, mu)
-    tol_arr = (rank_tolerance(sigma[..., :1], n_long, eps_in, _fro(ops, sigma, eps_in)) if tol is None
+    tol_arr = (rank_tolerance(sigma[..., :1], n_long, eps_in, tolerance_fro(ops, X, eps_in)) if tol is None
                else tol + 0.0 * sigma[..., :1])
     return sigma, tol_arr, "svd", 0
 
@@ -223,12 +225,13 @@ def _gram_route(ops, X, mu, tol, eps_in: float, chunk_rows: int | None):
     gram = ops.gram64(xs, mus, chunk_rows)
     if not _finite_or_raise(ops, ops.diagonal(gram), X, "X"):
         return None
-    sigma, tol_arr, need = _certify_gram(ops, gram, n_long, n_short, eps_in, tol)
+    fro = tolerance_fro(ops, X, eps_in)
+    sigma, tol_arr, need = _certify_gram(ops, gram, n_long, n_short, eps_in, tol, fro)
     n_fallback = 0
     if X.ndim == 2:
         if bool(need):
             sigma = _exact_sigma(ops, X, mu)
-            tol_arr = tol_arr if tol is not None else rank_tolerance(sigma[:1], n_long, eps_in, _fro(ops, sigma, eps_in))
+            tol_arr = tol_arr if tol is not None else rank_tolerance(sigma[:1], n_long, eps_in, fro)
             n_fallback = 1
     else:
         idx = ops.nonzero1d(need.reshape(-1))
@@ -240,7 +243,7 @@ def _gram_route(ops, X, mu, tol, eps_in: float, chunk_rows: int | None):
             sf[idx] = _exact_sigma(ops, xf[idx], None if muf is None else muf[idx])
             sigma = sf.reshape(batch_shape + (n_short,))
             if tol is None:
-                tol_arr = rank_tolerance(sigma[..., :1], n_long, eps_in, _fro(ops, sigma, eps_in))
+                tol_arr = rank_tolerance(sigma[..., :1], n_long, eps_in, fro)
     route = "gram" if n_fallback == 0 else ("svd" if n_fallback == max(1, int(np.prod(batch_shape))) else "gram+svd")
     return sigma, tol_arr, route, n_fallback
 

@@ -208,8 +208,13 @@ class GramAccumulator:
     def _tol2(self, lam, tol):
         if tol is None:
             smax = math.sqrt(max(float(lam[0]), 0.0))
-            fro = math.sqrt(float(np.sum(np.clip(lam, 0.0, None))))  # trace of the Gram matrix
-            t = rank_tolerance(smax, max(self._n, self._d), self._eps, fro)
+            # ||X||_F of the rows as given: the Gram's trace, plus n ||mean||^2 when it is centred
+            # (centring removes the mean, not the rounding the mean's size brought)
+            fro2 = float(np.sum(np.clip(lam, 0.0, None)))
+            if self.center:
+                mean = get_ops(self._mean).to_host(self._mean)
+                fro2 += self._n * float(mean @ mean)
+            t = rank_tolerance(smax, max(self._n, self._d), self._eps, math.sqrt(fro2))
         else:
             t = float(np.ldexp(_check_tol(tol), -self._e))  # in the stored units
         return t * t
