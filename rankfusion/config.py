@@ -400,8 +400,9 @@ def _explicit_width(layer: dict) -> dict:
 
 
 def _build(cls, values: dict, source: str, origins: dict | None = None):
-    """``cls(**values)``; an error names where the offending value came from: ``origins[key]`` (the
-    layer that set it last) when the message starts with that key, else ``source``."""
+    """``cls(**values)``; an error names where the offending values came from when one layer set
+    every field the message names (``origins[key]``: the layer that set it last), and no layer
+    otherwise (a field left at its default, or fields of several layers)."""
     if not isinstance(values, dict):
         raise InputError(f"{source} must be a table, got {values!r}")
     names = {f.name for f in dataclasses.fields(cls)}
@@ -411,9 +412,11 @@ def _build(cls, values: dict, source: str, origins: dict | None = None):
     try:
         return cls(**values)
     except InputError as exc:
-        key = re.match(r"\w*", str(exc)).group()
-        where = (origins or {}).get(key, source)
-        raise type(exc)(f"{where}: {exc}") from None
+        named = [f for f in names if re.search(rf"\b{f}\b", str(exc))]
+        where = {(origins or {}).get(f) for f in named}
+        if len(where) != 1 or None in where:
+            raise
+        raise type(exc)(f"{where.pop()}: {exc}") from None
 
 
 def preset_names() -> list[str]:

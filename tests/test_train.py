@@ -215,10 +215,15 @@ def test_config_value_errors_name_the_layer_that_set_the_value(tmp_path):
     p.write_text('[train]\nepochs = 3\n')  # the bad value is the override's, not the file's
     with pytest.raises(ValueError, match=r"^overrides \[model\]: dropout must be <= 0.9, got 2.0$"):
         load_config(p, preset="synthetic-small", model={"dropout": 2.0})
-    # a cross-field error is not one key's: it names the table it was found in
+    # a cross-field error names the layer only when that layer set every field it names
     p.write_text('[model]\nd_model = 10\nn_heads = 3\nmodalities = ["rgb", "depth"]\n')
     with pytest.raises(ValueError, match=r"c\.toml \[model\]: n_heads must divide"):
         load_config(p)
+    p.write_text('[train]\nepochs = 3\n')  # n_heads from the preset, d_model from the overrides: no layer
+    with pytest.raises(ValueError, match=r"^n_heads must divide the stacked width 2 x d_model = 6, got n_heads=4$"):
+        load_config(p, preset="synthetic-small", model={"d_model": 3})
+    with pytest.raises(ValueError, match=r"^n_heads must divide"):  # n_heads at its default: no layer set it
+        load_config(p, model={"d_model": 3})
 
 
 def test_config_validation_names_argument():
