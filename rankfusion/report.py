@@ -470,8 +470,8 @@ def claims_section(results: dict, *, anchor: str, partner: str) -> list[str]:
     L += [f"| claim | setting | difference [{pct} % CI] | p | Holm p | verdict |", "|---|---|---|---|---|---|"]
     for claim, setting, t, sign, pa, size, name in table:
         where = f" ({name} family)" if name and verdicts.testable(t) else ""
-        L.append(f"| {claim} | {setting} | {verdicts.diff_ci(t)} | {verdicts.p_cell(t.p)} | "
-                 f"{verdicts.p_cell(pa)}{where} | {_claim_cell(t, sign, pa, size)} |")
+        L.append(f"| {claim} | {setting} | {verdicts.diff_ci(t)} | {verdicts.p_cell(t.p, t.alpha)} | "
+                 f"{verdicts.p_cell(pa, t.alpha)}{where} | {_claim_cell(t, sign, pa, size)} |")
     L.append("")
     if mod is not None:
         L += [_selection_outcome(mod.data, tests[n_dose:], adj[n_dose:len(tests)], m), ""]
@@ -566,8 +566,8 @@ def collapse_section(res) -> list[str]:
              "some spread (an untested row shows its difference alone):")
     L += ["", f"| claim | K | difference [{pct} % CI] | p | Holm p | verdict |", "|---|---|---|---|---|---|"]
     for c, pa in zip(d.comparisons, d.p_holm):
-        L.append(f"| {c.claim} | {c.level:g} | {verdicts.diff_ci(c.test)} | {verdicts.p_cell(c.test.p)} | "
-                 f"{verdicts.p_cell(pa)} | {_claim_cell(c.test, c.sign, pa, d.family)} |")
+        L.append(f"| {c.claim} | {c.level:g} | {verdicts.diff_ci(c.test)} | {verdicts.p_cell(c.test.p, c.test.alpha)} | "
+                 f"{verdicts.p_cell(pa, c.test.alpha)} | {_claim_cell(c.test, c.sign, pa, d.family)} |")
     return L + [""]
 
 

@@ -146,6 +146,17 @@ def _has_spread(x: np.ndarray, scale: float | None = None) -> bool:
     return bool(np.ptp(x) > _ROUNDING_ULPS * np.spacing(scale))
 
 
+def _rounding_ties(x: np.ndarray) -> np.ndarray:
+    """``x`` with neighbours (in sorted order) that differ by rounding alone (:func:`_has_spread`'s
+    rule) set to one value, so a rank statistic sees them tied: ``0.3`` and ``0.1 + 0.2`` tie."""
+    order = np.argsort(x, kind="stable")
+    s = x[order]
+    group = np.concatenate([[0], np.cumsum(np.diff(s) > _ROUNDING_ULPS * np.spacing(np.max(np.abs(x))))])
+    out = np.empty_like(x)
+    out[order] = s[np.searchsorted(group, group)]  # each group's first value
+    return out
+
+
 def check_alpha(alpha: float) -> float:
     """``alpha`` as a float in (0, 1), or a ValueError naming it."""
     if isinstance(alpha, bool) or not isinstance(alpha, numbers.Real) or not 0 < alpha < 1:
@@ -444,6 +455,7 @@ def agreement(x, y, *, alpha: float = ALPHA, alternative: str = "greater", n_res
     n = int(x.size)
     if n < 3 or not _has_spread(x) or not _has_spread(y):  # no test, so no p-value, exact or not
         return Agreement(float("nan"), float("nan"), n, None, False, alpha, alternative)
+    x, y = _rounding_ties(x), _rounding_ties(y)
     rx, ry = stats.rankdata(x), stats.rankdata(y)
     rho = float(stats.spearmanr(x, y).statistic)
     # Spearman's rho is Pearson's r of the ranks: with centred ranks it is one dot product per ordering

@@ -39,15 +39,15 @@ def p_text(p: float, alpha: float = ALPHA) -> str:
         return "p = NaN"
     if p < 0.001:
         return "p < 0.001"
-    digits = 3
-    while digits < 8 and rejects(float(f"{p:.{digits}f}"), alpha) != rejects(p, alpha):
-        digits += 1
-    return f"p = {p:.{digits}f}"
+    for digits in range(3, 9):
+        if rejects(float(f"{p:.{digits}f}"), alpha) == rejects(p, alpha):
+            return f"p = {p:.{digits}f}"
+    return f"p {'≤' if rejects(p, alpha) else '>'} {alpha:g}"  # closer to alpha than 8 digits show
 
 
-def p_cell(p: float) -> str:
+def p_cell(p: float, alpha: float = ALPHA) -> str:
     """:func:`p_text` for a table cell: ``"0.012"``, ``"< 0.001"`` or ``"NaN"``."""
-    return p_text(p).removeprefix("p = ").removeprefix("p ")
+    return p_text(p, alpha).removeprefix("p = ").removeprefix("p ")
 
 
 def testable(c: Comparison) -> bool:
@@ -102,7 +102,7 @@ def comparison_verdict(c: Comparison, p_adj: float | None = None, family: int | 
     if not testable(c):
         return f"unresolved ({untested(c)})"
     p = c.p if p_adj is None else p_adj
-    label = f"{c.test}, {p_text(p)}" + (" adjusted" if p_adj is not None else " unadjusted" if unadjusted else "")
+    label = f"{c.test}, {p_text(p, c.alpha)}" + (" adjusted" if p_adj is not None else " unadjusted" if unadjusted else "")
     if is_resolved(c, p_adj):
         return f"resolved ({label})"
     return f"unresolved ({label}; {detectable(c, family)})"
@@ -195,7 +195,7 @@ def partner_erank_reading(ag: Agreement, anchor: str) -> str:
     the permutation test resolves (``ag.backed``) is read, in the direction of its rho; anything
     else, or too few candidates to test, as unresolved (not as the absence of a relation).
     """
-    where = f" (Spearman {fmt(ag.rho, '+.2f')}, {_sides(ag)} permutation {p_text(ag.p)}, {ag.n} candidates)"
+    where = f" (Spearman {fmt(ag.rho, '+.2f')}, {_sides(ag)} permutation {p_text(ag.p, ag.alpha)}, {ag.n} candidates)"
     if ag.backed and ag.rho > 0:
         return f"{where}: the flatter the partner's own spectrum, the more it flattens {anchor}'s."
     if ag.backed and ag.rho < 0:
@@ -244,7 +244,7 @@ def agreement_clause(ag: Agreement) -> str:
         return (f"not testable over the {ag.n} candidates: Spearman's rho is undefined (every candidate "
                 "scores the same on one of the two)")
     how = "exact" if ag.exact else "Monte Carlo"
-    txt = f"Spearman {fmt(ag.rho, '+.2f')}, {_sides(ag)} {how} permutation {p_text(ag.p)} over {ag.n} candidates"
+    txt = f"Spearman {fmt(ag.rho, '+.2f')}, {_sides(ag)} {how} permutation {p_text(ag.p, ag.alpha)} over {ag.n} candidates"
     if ag.backed:
         return txt + "; the ranking is backed by the task"
     cannot = _cannot_reject(ag)
@@ -252,10 +252,10 @@ def agreement_clause(ag: Agreement) -> str:
 
 
 def _cannot_reject(ag: Agreement) -> str:
-    """``"no outcome could be: ..."`` where the smallest attainable p is above alpha, else ``""``."""
+    """``"no outcome could reject: ..."`` where the smallest attainable p is above alpha, else ``""``."""
     if not ag.min_p > ag.alpha:
         return ""
-    return f"no outcome could be: the smallest p {ag.n} candidates allow is {ag.min_p:.3g}, above {ag.alpha:g}"
+    return f"no outcome could reject: the smallest p {ag.n} candidates allow is {ag.min_p:.3g}, above {ag.alpha:g}"
 
 
 def unresolved_against_base(comparisons: dict, p_adj: dict | None = None) -> list[str]:

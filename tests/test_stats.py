@@ -312,3 +312,11 @@ def test_compare_scales_extreme_values_exactly():
     c = stats.compare(np.array([1.0, 3.0, 2.0]) * 2.0 ** 40, np.array([0.5, 0.25, 0.0]) * 2.0 ** 40)
     ref = stats.compare([1.0, 3.0, 2.0], [0.5, 0.25, 0.0])
     assert c.p == ref.p and c.mde == pytest.approx(ref.mde * 2.0 ** 40, rel=1e-9)
+
+
+def test_agreement_ties_values_that_differ_by_rounding_alone():
+    # 0.3 and 0.1 + 0.2 (one ulp apart) ranked apart gave rho 1 and "backed"; tied, as 0.3 and 0.3
+    a = stats.agreement([0.3, 0.1 + 0.2, 1.0, 2.0], [1.0, 2.0, 3.0, 4.0])
+    b = stats.agreement([0.3, 0.3, 1.0, 2.0], [1.0, 2.0, 3.0, 4.0])
+    assert (a.rho, a.p, a.min_p, a.backed) == (b.rho, b.p, b.min_p, b.backed) and not a.backed
+    assert stats.agreement([1.0, 1.0 + 1e-9, 2.0, 3.0], [1.0, 2.0, 3.0, 4.0]).rho == pytest.approx(1.0)  # a real gap

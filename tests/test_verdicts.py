@@ -134,7 +134,7 @@ def test_agreement_clause_says_backed_only_when_the_test_rejects():
     assert V.agreement_clause(stats.agreement(x, x)).endswith("; the ranking is backed by the task")
     # p = 1/6, the smallest 3 candidates allow: no outcome could be backed, and the clause says so
     assert V.agreement_clause(stats.agreement(x[:3], x[:3])).endswith(
-        "not backed by the task (no outcome could be: the smallest p 3 candidates allow is 0.167, above 0.05)")
+        "not backed by the task (no outcome could reject: the smallest p 3 candidates allow is 0.167, above 0.05)")
     assert V.agreement_clause(stats.agreement([1.0, 2.0], [1.0, 2.0])) == "not testable with 2 candidates (it needs 3)"
     # six candidates whose task gains are all 0 (every replicate scored 1.000): no rho, and the words say why
     flat = stats.agreement([0.1, 0.5, 0.2, 0.9, 0.4, 0.3], [0.0] * 6)
@@ -207,3 +207,12 @@ def test_p_text_never_rounds_across_alpha():
     for p in np.linspace(0.0495, 0.0505, 101):
         shown = float(V.p_text(p).removeprefix("p = "))
         assert (shown <= 0.05) == (p <= 0.05), p
+
+
+def test_p_text_takes_the_test_s_own_level_and_says_the_side_when_digits_cannot():
+    assert V.p_text(0.01004, alpha=0.01) == "p = 0.01004"  # 0.010 would read as a rejection at 0.01
+    assert V.p_text(0.05000000001) == "p > 0.05" and V.p_cell(0.05000000001) == "> 0.05"
+    a = [1.0, 1.5, 2.0, 2.5, 3.0]
+    c = stats.compare([x + 1.6767 for x in a], a, alpha=0.01)  # p = 0.01003, just above its level
+    assert 0.01 < c.p < 0.0101 and not c.resolved
+    assert "p = 0.01003" in V.comparison_verdict(c)

@@ -36,7 +36,7 @@ from ..data.synth import prepare_dataset
 from ..files import to_markdown, write_text
 from ..profiles import PROFILES
 from ..runcache import RunCache
-from ..stats import ALPHA, Comparison, adjust, compare
+from ..stats import ALPHA, POWER, Comparison, adjust, compare
 from ..utilization import collapse_index
 from .common import FigureResult, keys, require_generator_partner, run_set, save, table
 from .context import FigureContext
@@ -360,7 +360,7 @@ def comparisons_note(res: CollapseResult) -> str:
                 "(p, p_holm, mde and mde_holm are empty).")
     return (f"p: Welch's t over seeds; p_holm: Holm over the {m} comparisons of this table with two seeds or more an "
             f"arm and some spread (family-wise error {ALPHA:g}), and the verdict is taken on it; mde_holm and mde: the difference "
-            f"the test detects with 80 % power at {ALPHA:g}/{m} and at {ALPHA:g}.")
+            f"the test detects with {100 * POWER:g} % power at {ALPHA:g}/{m} and at {ALPHA:g}.")
 
 
 def _write(ctx: FigureContext, res: FigureResult, data: CollapseResult, ranks: pd.DataFrame) -> None:

@@ -22,7 +22,7 @@ from ..data.synth import dataset_matches, prepare_dataset
 from ..files import to_markdown, write_text
 from ..profiles import PROFILES
 from ..runcache import RunCache
-from ..stats import ALPHA, Comparison, compare
+from ..stats import ALPHA, POWER, Comparison, compare
 from .common import FigureResult, fused_width_anchor, keys, require_generator_partner, run_set, save, table
 from .context import FigureContext
 
@@ -305,7 +305,7 @@ def _pm(mean, sd) -> str:
 COMPARISONS_NOTE = (f"p, `resolved` and `verdict`: Welch's t over seeds, each comparison on its own at alpha "
                     f"{ALPHA:g}, not adjusted for multiplicity here (the report's claims table Holm-adjusts the comparisons of "
                     "its claims over its family; the others, such as R3D - anchor only and the reliance on the anchor, are "
-                    "in no family: single tests); `mde`: the difference each test detects with 80 % power at that level.")
+                    f"in no family: single tests); `mde`: the difference each test detects with {100 * POWER:g} % power at that level.")
 
 
 def _write(ctx: FigureContext, res: FigureResult, dose: DoseResult) -> None:

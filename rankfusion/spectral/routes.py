@@ -11,6 +11,7 @@ half-precision input also within its storage rounding) are outside the numerical
 from __future__ import annotations
 
 import math
+import numbers
 from typing import NamedTuple
 
 import numpy as np
@@ -300,8 +301,10 @@ def spectrum_info(X, *, center: bool = False, tol: float | None = None,
     """
     X = check_structure(X, "X")
     X = get_ops(X).check_layout(X, "X")
-    if data_eps is not None and not (isinstance(data_eps, float) and 0 < data_eps < 1):
-        raise ValueError(f"data_eps must be a machine epsilon in (0, 1), got {data_eps!r}")
+    if data_eps is not None:
+        if isinstance(data_eps, bool) or not isinstance(data_eps, numbers.Real) or not 0 < data_eps < 1:
+            raise ValueError(f"data_eps must be a machine epsilon in (0, 1), got {data_eps!r}")
+        data_eps = float(data_eps)
     return _spectrum(X, center=bool(center), tol=_check_tol(tol), data_eps=data_eps)
 
 
