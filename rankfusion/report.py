@@ -98,7 +98,7 @@ def modality_section(r: ReportInputs) -> list[str]:
     scope = ("unadjusted here; the claims table adjusts it over its family" if cmp.get("matches") and lead_cmp is not None
              else "unadjusted")
     lead_txt = (f" The first's lead over the second, {second}, is {_fmt(lead)} by the point scores{lead_ci} "
-                f"({verdict}; {scope})"
+                f"({verdict}" + (f"; {scope})" if lead_cmp is not None else ")")
                 + ("." if verdict.startswith("resolved") else ": the order of the first two is not a finding.")
                 ) if second else ""
     L.append(f"Ranking of candidates fused with {a} by the mean harmonic mean of ERank gains over "

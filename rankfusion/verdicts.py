@@ -169,8 +169,8 @@ def top_lead(ranking, scores: dict, per_seed: dict) -> tuple[str, float, str, Co
     lead = num(scores, top) - num(scores, second)
     if not lead > 0:
         # first by the ranking's other keys (e.g. fewer NaN scores), not by a higher score
-        return second, lead, ("no lead to test: first by the ranking's other keys (fewer undefined scores, or "
-                                   "the name on a tie), not by a higher score"), None
+        return second, lead, ("no lead to test: first by the ranking's other keys, fewer undefined scores or "
+                                   "the name on a tie, not by a higher score"), None
     c = compare(per_seed.get(top, ()), per_seed.get(second, ()))
     if is_resolved(c) and not c.diff > 0:
         # the point scores (from the gains averaged over seeds) put ``top`` first, the seeds' own scores
