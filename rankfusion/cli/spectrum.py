@@ -156,8 +156,8 @@ def _format_table(path: Path, results: list[dict], top: int) -> str:
             notes.append(f"{r['key']}: constant columns set to zero by --standardize: {r['constant_columns']}")
         if r["method"] == "streamed":
             notes.append(
-                f"{r['key']}: streamed from the memory map (Gram-accurate; {r['n_ambiguous']} singular values"
-                " within the Gram error band of the tolerance)"
+                f"{r['key']}: streamed from the memory map (Gram-accurate: the numerical rank is within "
+                f"{r['n_ambiguous']} of the exact one; values within the Gram error of 0 count as 0)"
             )
     if notes:
         lines.append("")
