@@ -154,8 +154,11 @@ def open_store(path, key: str | None = None):
         if len(arrays) != 1:
             raise InputError(f"store {str(path)!r} holds {len(arrays)} arrays {sorted(arrays)}; choose one with --key")
         key = next(iter(arrays))
+    if key == path.stem and key not in arrays and "" in arrays:
+        key = ""  # a store that is one array: it is labelled by the store's name
     if key not in arrays:
-        raise InputError(f"store {str(path)!r} has no array {key!r}; it has {sorted(arrays)}")
+        names = sorted(k or path.stem for k in arrays)
+        raise InputError(f"store {str(path)!r} has no array {key!r}; it has {names}")
     arr = arrays[key]
     if len(arr.shape) != 2 or np.dtype(arr.dtype).kind not in "fiu":
         raise InputError(

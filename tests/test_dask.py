@@ -267,6 +267,18 @@ def test_cli_nested_zarr_keys_are_reachable(tmp_path, rng):
     assert arr["effective_rank"] == pytest.approx(float(S.effective_rank(x)), rel=1e-12)
 
 
+def test_cli_a_one_array_store_answers_to_the_name_it_is_labelled_with(tmp_path, rng):
+    # the table labels it "features" (the store's name); --key features said "it has ['']"
+    x = _features(rng, n=120, d=5)
+    zarr.create_array(tmp_path / "features.zarr", shape=x.shape, dtype="f4")[:] = x
+    plain = _run(tmp_path / "features.zarr", "--json")
+    named = _run(tmp_path / "features.zarr", "--key", "features", "--json")
+    assert plain.exit_code == named.exit_code == 0, named.output
+    assert json.loads(named.output)["arrays"] == json.loads(plain.output)["arrays"]
+    assert json.loads(named.output)["arrays"][0]["key"] == "features"
+    assert "has no array 'other'; it has ['features']" in _one_error_line(_run(tmp_path / "features.zarr", "--key", "other"))
+
+
 @pytest.mark.parametrize("through_dask", [False, True])
 def test_cli_a_damaged_zarr_chunk_is_one_error_line(tmp_path, monkeypatch, through_dask):
     z = zarr.create_array(tmp_path / "bad.zarr", shape=(40, 3), chunks=(10, 3), dtype="f4")

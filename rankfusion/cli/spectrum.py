@@ -271,7 +271,8 @@ def _file_results(file, keys, skipped: list, **options) -> list:
 
 @main.command()
 @click.argument("file", type=click.Path(path_type=Path))
-@click.option("--key", "keys", multiple=True, help="Array to analyse (repeatable); default: every numeric array.")
+@click.option("--key", "keys", multiple=True, help="Array to analyse (repeatable); default: every numeric array of an "
+              "array file, the one array of a store (a store of several needs --key).")
 @click.option("--center", is_flag=True, help="Subtract column means first (the paper does not centre).")
 @click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON instead of a table.")
 @click.option("--plot", "plot", type=click.Path(path_type=Path), default=None,
