@@ -512,3 +512,14 @@ def test_standardize_columns_at_extreme_scales_and_dominant_k_refuses_non_finite
     for bad in ([3.0, 2.0, np.nan], [3.0, np.nan, 1.0], [np.inf, 1.0]):
         with pytest.raises(ValueError, match="sigma must be finite"):
             S.dominant_k(np.array(bad))
+
+
+def test_injection_angles_of_an_ill_conditioned_x_take_the_exact_subspace(rng):
+    # sigma_2 and sigma_3 of X near its rounding: the Gram route's U_k was 8 % off on the small angle
+    n, d = 2000, 8
+    U, V = _orthonormal(rng, n, d), _orthonormal(rng, d, d)
+    X = (U * np.array([1, 2e-7, 1.8e-7, 5e-8, 4e-8, 3e-8, 2e-8, 1e-8])) @ V.T
+    Y = rng.standard_normal((n, 4))
+    got = S.injection_angles(X, Y, np.array([0, 1]), k=2).principal
+    # against the constructed U_k: angles of two random directions, conditioned ~1 (1e-9 degrees)
+    np.testing.assert_allclose(got, S.principal_angles(U[:, :2], Y[:, [0, 1]], degrees=True), atol=1e-6)

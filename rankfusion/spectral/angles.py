@@ -8,7 +8,7 @@ import numpy as np
 
 from .._backend import get_ops
 from .._validation import check_float, check_int, check_matrix, describe, is_dask
-from .routes import GRAM_RATIO, numerical_rank, rank_tolerance, tolerance_fro
+from .routes import GRAM_RATIO, _gram_error_radius, numerical_rank, rank_tolerance, tolerance_fro
 
 
 def dominant_k(sigma, energy: float = 0.9) -> int:
@@ -131,13 +131,27 @@ class InjectionAngles(NamedTuple):
     per_channel: object
 
 
+#: The Gram route's subspace is used when its rounding, over the eigen-gap at k, tilts it by at most
+#: this (sin of the angle, Davis-Kahan): far below any angle the tables print.
+_GRAM_TILT = 1e-6
+
+
 def _top_left_basis(ops, X, k):
-    """Orthonormal basis (T, k) of the top-k left singular subspace of X (T, D)."""
+    """Orthonormal basis (T, k) of the top-k left singular subspace of X (T, D).
+
+    Tall X: ``span(U_k) = span(X V_k)`` with ``V_k`` from the float64 Gram matrix, re-orthonormalised
+    by QR, when the Gram matrix's error radius over the gap ``lambda_k - lambda_{k+1}`` is at most
+    :data:`_GRAM_TILT`; otherwise (an ill-conditioned X whose k-th and next singular values are near
+    its rounding: the Gram basis was 8 % off on the small angle) and for near-square X, a float64 SVD.
+    """
     t, d = X.shape
     if t >= GRAM_RATIO * d:
-        # span(U_k) = span(X V_k); V_k from the float64 Gram matrix, re-orthonormalised by QR.
-        _, v = ops.eigh_desc(ops.gram64(X))
-        return ops.qr_q(ops.matmul64(X, v[:, :k]))
+        lam, v = ops.eigh_desc(ops.gram64(X))
+        lam = ops.to_host(lam)
+        delta = float(_gram_error_radius(max(float(lam[0]), 0.0), t, d))
+        gap = float(lam[k - 1]) - (float(lam[k]) if k < d else 0.0)
+        if delta <= _GRAM_TILT * gap:
+            return ops.qr_q(ops.matmul64(X, v[:, :k]))
     u, _, _ = ops.svd64(ops.to64(X))
     return u[:, :k]
 
