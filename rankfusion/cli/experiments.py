@@ -189,9 +189,8 @@ def _paired(path, labels_key, specs, cands, folds, seeds, surrogates, steps, wid
         seed_list = tuple(int(s) for s in seeds.split(",") if s.strip())
     except ValueError:
         raise InputError(f"--seeds must be comma-separated integers, got {seeds!r}") from None
-    n_surrogates = selection.min_surrogates() if surrogates is None else surrogates
-    config = selection.ProbeConfig(folds=folds, seeds=seed_list, n_surrogates=n_surrogates, steps=steps, width=width,
-                                   threads=threads)
+    given = {} if surrogates is None else {"n_surrogates": surrogates}  # else ProbeConfig's default
+    config = selection.ProbeConfig(folds=folds, seeds=seed_list, steps=steps, width=width, threads=threads, **given)
     arrays, labels = selection.load_paired(path, labels=labels_key, modalities=mods or None)
     report = selection.select_modalities(arrays, labels, anchor, candidates=cands, config=config, jobs=jobs,
                                          progress=not quiet, source=repr(str(path)))
