@@ -66,9 +66,11 @@ class Comparison:
         The level the verdict was taken at.
     se, df : float
         The standard error of ``diff`` and the test's degrees of freedom (``nan`` when untestable).
-    se_parts : tuple of float
-        Welch's test only: each arm's share of ``se**2`` (``var(a) / n_a``, ``var(b) / n_b``), from
-        which :attr:`mde` is computed; ``(nan, nan)`` otherwise.
+    se_shares : tuple of float
+        Welch's test only: each arm's share of ``se**2``, i.e. ``var(a) / n_a`` and ``var(b) / n_b``
+        divided by their sum (the two add up to 1), from which :attr:`mde` is computed; ``(nan, nan)``
+        otherwise. Shares, not the two terms themselves: those overflow or underflow for values beyond
+        about 1e+-150, where ``se`` itself is still a float.
     """
 
     diff: float
@@ -81,7 +83,7 @@ class Comparison:
     alpha: float
     se: float
     df: float
-    se_parts: tuple = (float("nan"), float("nan"))
+    se_shares: tuple = (float("nan"), float("nan"))
 
     @property
     def mde(self) -> float:
@@ -108,10 +110,8 @@ class Comparison:
         if self.se == 0.0:
             return 0.0
         if self.test == "Welch t" and min(self.n_a, self.n_b) <= _WELCH_EXACT_UP_TO:
-            va, vb = self.se_parts
-            if not (math.isfinite(va + vb) and va + vb > 0):  # values beyond about 1e+-150: not representable
-                return float("nan")
-            return _welch_mde(va, vb, self.n_a, self.n_b, alpha)
+            # the detectable difference scales with se: found at se = 1, then scaled (exact up to brentq's tolerance)
+            return self.se * _welch_mde(*self.se_shares, self.n_a, self.n_b, alpha)
         return _mde(self.se, self.df, alpha)
 
     def mde_in_family(self, m: int) -> float:
@@ -308,8 +308,9 @@ def compare(a, b, *, paired: bool = False, alpha: float = ALPHA) -> Comparison:
             name = "Welch t"
     ci = res.confidence_interval(confidence_level=1 - alpha)
     p = float(res.pvalue)
+    shares = (nan, nan) if paired else (va / (va + vb), vb / (va + vb))
     return Comparison(diff, (float(ci.low) * unit, float(ci.high) * unit), p, rejects(p, alpha), n_a, n_b, name,
-                      alpha, se * unit, float(df), (nan, nan) if paired else (va * unit * unit, vb * unit * unit))
+                      alpha, se * unit, float(df), shares)
 
 
 def corrected_ci(diffs, test_over_train: float, level: float | None = None, *,

@@ -59,7 +59,7 @@ def _simulated_welch_power(delta, c, alpha, draws=40_000, seed=0):
     """Welch's power at a true difference ``delta`` for normal arms whose true sds are the observed
     ones of ``c``, by simulation (Monte Carlo se <= 0.0025 at power 0.8)."""
     rng = np.random.default_rng(seed)
-    sa, sb = (math.sqrt(v * n) for v, n in zip(c.se_parts, (c.n_a, c.n_b)))
+    sa, sb = (math.sqrt(c.se ** 2 * share * n) for share, n in zip(c.se_shares, (c.n_a, c.n_b)))
     a = rng.standard_normal((draws, c.n_a)) * sa + delta
     b = rng.standard_normal((draws, c.n_b)) * sb
     return float(np.mean(sps.ttest_ind(a, b, axis=1, equal_var=False).pvalue < alpha))
@@ -68,7 +68,8 @@ def _simulated_welch_power(delta, c, alpha, draws=40_000, seed=0):
 def test_mde_is_the_difference_detected_with_80_percent_power():
     c = stats.compare([0.1, -0.4, 0.3, 0.9, -0.2], [0.0, 0.5, -0.6, 0.2, 0.4])
     # Welch's test at the observed spread: the exact power at the mde is 0.8 (the root's check) ...
-    assert stats._welch_power(c.mde, *c.se_parts, c.n_a, c.n_b, 0.05) == pytest.approx(0.8, abs=1e-8)
+    parts = (c.se ** 2 * share for share in c.se_shares)
+    assert stats._welch_power(c.mde, *parts, c.n_a, c.n_b, 0.05) == pytest.approx(0.8, abs=1e-8)
     # ... and so is the simulated power of the test itself (4 Monte Carlo se)
     assert _simulated_welch_power(c.mde, c, 0.05) == pytest.approx(0.8, abs=0.01)
     # the noncentral t at Welch's df (the former formula) understates the difference a little
@@ -99,7 +100,8 @@ def test_mde_in_a_holm_family_is_bounded_by_the_bonferroni_level():
     upper = c.mde_in_family(m)
     assert upper == c.mde_at(0.05 / m) and upper > c.mde
     # at that difference the same test at level alpha / m has 80 % power (exact, and simulated)
-    assert stats._welch_power(upper, *c.se_parts, c.n_a, c.n_b, 0.05 / m) == pytest.approx(0.8, abs=1e-8)
+    parts = (c.se ** 2 * share for share in c.se_shares)
+    assert stats._welch_power(upper, *parts, c.n_a, c.n_b, 0.05 / m) == pytest.approx(0.8, abs=1e-8)
     assert _simulated_welch_power(upper, c, 0.05 / m, seed=2) == pytest.approx(0.8, abs=0.01)
     # why it bounds Holm: any p at or below alpha / m is rejected whatever the other p-values are
     rng = np.random.default_rng(0)
@@ -307,7 +309,8 @@ def test_compare_scales_extreme_values_exactly():
         c = stats.compare(np.array([1.0, 3.0, 2.0]) * s, [0.0, 0.0, 0.0])
         assert c.test == "Welch t" and c.p == unit.p and c.diff == unit.diff * s
         assert c.ci == (unit.ci[0] * s, unit.ci[1] * s) and c.se == unit.se * s
-        assert math.isnan(c.mde)  # its variance parts are not representable in float64
+        # its detectable difference too (it was nan: the arms' variance terms are not floats there)
+        assert c.mde == unit.mde * s and c.mde_in_family(12) == unit.mde_in_family(12) * s
     assert stats.compare([1e200, 3e200, 2e200], [0.0, 1.0, 2.0]).p < 0.1
     c = stats.compare(np.array([1.0, 3.0, 2.0]) * 2.0 ** 40, np.array([0.5, 0.25, 0.0]) * 2.0 ** 40)
     ref = stats.compare([1.0, 3.0, 2.0], [0.5, 0.25, 0.0])
