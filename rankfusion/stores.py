@@ -10,6 +10,7 @@ one (see :func:`connect`), else the local threaded scheduler.
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 
 import numpy as np
@@ -170,8 +171,10 @@ def open_store(path, key: str | None = None):
     _refuse_missing_chunks(arr, key or path.name, path)
     rows = getattr(arr, "chunks", None)
     rows = rows[0] if rows else chunk_rows_for(arr.shape[1])
+    # a name of its own for each opening: dask (and a cluster's memory) keys blocks by it, and an id()
+    # is reused once its object is freed, so a store rewritten and reopened could be served old blocks
     x = da.from_array(_StoreRows(arr, key or path.stem, path), chunks=(max(int(rows), 1), arr.shape[1]),
-                      name=f"store-{path.name}-{key}-{id(arr)}")
+                      name=f"store-{path.name}-{key}-{uuid.uuid4().hex}")
     return (key or path.stem), x
 
 

@@ -405,6 +405,21 @@ def test_open_store_takes_a_str_path(tmp_path, rng):
     assert label == "g" and x.shape == (40, 6)
 
 
+def test_each_opening_of_a_store_gets_its_own_graph_name(tmp_path, rng):
+    # dask keys blocks by the graph name; it held id() of the array, which CPython reuses once the
+    # array is freed (20 openings gave 14 names), so a store rewritten and reopened could be
+    # served blocks a scheduler still held for the old contents
+    import gc
+
+    z = zarr.create_array(tmp_path / "n.zarr", shape=(8, 3), chunks=(4, 3), dtype="f8")
+    z[:] = rng.standard_normal((8, 3))
+    names = []
+    for _ in range(20):
+        names.append(stores.open_store(tmp_path / "n.zarr")[1].name)
+        gc.collect()
+    assert len(set(names)) == 20
+
+
 def test_cli_diff_erank_of_a_store_read_through_dask_equals_in_memory(tmp_path, rng, monkeypatch):
     # it used to be refused ("needs array ... in memory") though the library computes it lazily
     X = _features(rng, n=3000, d=16) + 2.0
