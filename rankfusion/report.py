@@ -95,8 +95,9 @@ def modality_section(r: ReportInputs) -> list[str]:
     lead_ci = (f", {verdicts.diff_ci(lead_cmp)} over the seeds' scores"
                if lead_cmp is not None and verdicts.testable(lead_cmp) else "")
     # with the expected partner first, the same test is a claim of the claims table (Holm over its family)
+    # the pair is the ranking's top two, chosen on the same seeds: its p-value is optimistic (a screen)
     scope = ("unadjusted here; the claims table adjusts it over its family" if cmp.get("matches") and lead_cmp is not None
-             else "unadjusted")
+             else "unadjusted, and the pair is the ranking's top two, picked on the same seeds: a screen")
     lead_txt = (f" The first's lead over the second, {second}, is {_fmt(lead)} by the point scores{lead_ci} "
                 f"({verdict}" + (f"; {scope})" if lead_cmp is not None else ")")
                 + ("." if verdict.startswith("resolved") else ": the order of the first two is not a finding.")

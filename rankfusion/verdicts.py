@@ -157,6 +157,8 @@ def top_lead(ranking, scores: dict, per_seed: dict) -> tuple[str, float, str, Co
     of the gains averaged over seeds, and each seed's own criterion averaged), so the tested
     difference can have the other sign: a resolved one is then ``"contradicted by the seeds'
     scores (...)"``, never "resolved". ``("", nan, "", None)`` with fewer than two scored candidates.
+    The pair is the ranking's top two, picked on the same data, so the p-value is unadjusted for that
+    choice and optimistic: callers present it as a screen.
     """
     def num(d, c):
         v = d.get(c)

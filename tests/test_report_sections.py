@@ -68,8 +68,10 @@ def test_mismatch_explains_with_tests():
     tie = _modality({"imu": [0.6, 0.95, 1.2], "noise": [0.5, 0.9, 1.15], "depth": [0.2, 0.25, 0.3]})
     text = "\n".join(modality_section(_inputs({"modality": tie})))
     assert "The first's lead over the second, noise, is" in text and "the order of the first two is not a finding" in text
-    # imu is not the expected partner: this lead is a single test, in no family
-    assert "over the seeds' scores (unresolved (Welch t, p = " in text and "; unadjusted)" in text
+    # imu is not the expected partner: this lead is a single test, in no family, and a screen (the
+    # pair was picked by the ranking)
+    assert "over the seeds' scores (unresolved (Welch t, p = " in text
+    assert "; unadjusted, and the pair is the ranking's top two, picked on the same seeds: a screen)" in text
     mod = _modality({"noise": [0.9, 1.0, 1.1], "depth": [0.5, 0.6, 0.7], "imu": [0.2, 0.25, 0.3]})
     gain_values = {("depth", "clean", "rgb"): {1: 0.10, 10: 0.12, 13452: 0.11},
                    ("depth", "large", "rgb"): {1: 0.30, 10: 0.33, 13452: 0.31}}

@@ -254,7 +254,9 @@ def _rank_runs(features, data, cands, expected, out, anchor, cache_dir, profile,
         verdict = "matches" if cmp["matches"] else f"does NOT match (expected ranks {cmp['expected_rank']})"
         scores = dict(zip(ranking["candidate"], ranking["score"]))
         second, lead, tested, _ = verdicts.top_lead(list(ranking["candidate"]), scores, per_seed)
-        first = f"; its lead over {second}: {lead:.2f}, {tested}" if second else ""
+        # the pair is the ranking's top two, picked on the same data: the test is a screen (optimistic p)
+        first = (f"; its lead over {second}: {lead:.2f}, {tested} (unadjusted, a screen: the pair is the "
+                 "ranking's top two)") if second else ""
         click.echo(f"\ntop candidate by point score: {cmp['found']}; expected {how}: {cmp['expected']} -> "
                    f"{verdict}{first}")
     elif cmp["expected"] is not None:
