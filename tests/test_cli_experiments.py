@@ -373,3 +373,14 @@ def test_modality_select_gives_no_verdict_when_every_criterion_is_nan(tmp_path):
         assert "match" not in res.output
         assert (f"no top candidate: every criterion is NaN (a gain <= 0, no mutual enhancement), so the order is a "
                 f"tie-break and says nothing about {expected}, expected (--expected)") in res.output
+
+
+def test_surrogates_help_states_the_level_and_the_count_the_library_uses():
+    # the help is written without importing scipy (a fast --help), so its numbers are literals:
+    # they must be the inference layer's level and the selection's default count
+    from rankfusion import stats
+    from rankfusion.selection.surrogates import min_surrogates
+
+    text = " ".join(run("modality-select", "--help").output.split())
+    n = min_surrogates()
+    assert f"alpha {stats.ALPHA}" in text and f"smallest p is 1/{n + 1} (default {n})" in text
