@@ -117,6 +117,16 @@ def convention_matrix(X, convention: str = "paper"):
     return z / ops.where(norm > 0, norm, norm + 1.0), False
 
 
+def spectrum64(sigma, name: str):
+    """``sigma`` as float64 singular values (an array or tensor of shape (r,) or (..., m)), or an
+    :class:`InputError` naming ``name``: NaN, infinite or negative entries are no spectrum (they
+    would read as the all-zero one, whose effective rank is 0.0)."""
+    s = get_ops(sigma).to64(check_matrix(sigma, name, min_ndim=1, allow_empty=True))
+    if bool((s < 0).any()):
+        raise InputError(f"{name}: singular values must be >= 0, got a negative value ({describe(sigma)})")
+    return s
+
+
 def rank_of_spectrum(sigma, convention: str = "paper", *, shape=None, eps: float | None = None):
     """A convention's effective rank from the singular values of its matrix.
 
@@ -143,18 +153,13 @@ def rank_of_spectrum(sigma, convention: str = "paper", *, shape=None, eps: float
     conv = _convention(convention)
     eps = conv.eps if eps is None else check_float(eps, "eps", low=0.0)
     ops = get_ops(sigma)
-    # NaN or negative entries are no spectrum: they would read as the all-zero one (0.0)
-    s = ops.to64(check_matrix(sigma, "sigma", min_ndim=1, allow_empty=True))
-    if bool((s < 0).any()):
-        raise InputError(f"sigma: singular values must be >= 0, got a negative value ({describe(sigma)})")
+    s = spectrum64(sigma, "sigma")
     n_pad = 0
     if shape is not None:
         n, d = (int(v) for v in shape)
         n_pad = max(0, min(n, d) - int(s.shape[-1]))
     elif conv.per_max_rank:
         raise ValueError(f"shape: convention={conv.name!r} needs the matrix shape (N, D), got None")
-    if s.shape[-1] == 0:
-        return ops.tofloat(ops.sum(s, axis=-1))
     if conv.power == 2:
         # p_j = sigma_j^2 / sum sigma^2, squared after scaling by the sum (no overflow)
         total = ops.sum(s, axis=-1, keepdims=True)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from .._backend import get_ops
-from .._validation import check_matrix, check_structure, describe
-from .conventions import _convention, _entropy_rank, convention_matrix, rank_of_spectrum
+from .._validation import check_structure, describe
+from .conventions import _convention, _entropy_rank, convention_matrix, rank_of_spectrum, spectrum64
 from .routes import spectrum_info
 
 
@@ -65,23 +65,14 @@ def effective_rank(X_or_sigma, *, center: bool = False, tol: float | None = None
             if conv.center or conv.unit_rows or conv.per_max_rank:
                 raise ValueError(f"X_or_sigma: convention={conv.name!r} needs the matrix, not a 1-D "
                                  f"vector of singular values ({describe(x)})")
-            sigma = ops.to64(check_matrix(x, "X_or_sigma", min_ndim=1, allow_empty=True))
-            if bool((sigma < 0).any()):
-                raise ValueError(f"X_or_sigma: singular values must be >= 0, got a negative value ({describe(x)})")
-            return rank_of_spectrum(sigma, conv.name, eps=eps)
+            return rank_of_spectrum(spectrum64(x, "X_or_sigma"), conv.name, eps=eps)
         x = check_structure(x, "X_or_sigma")
         z, centre = convention_matrix(x, conv.name)
         # a float64 transform of x: its rounding noise is x's, so is the tolerance's epsilon
         info = spectrum_info(z, center=centre or center, tol=tol, data_eps=get_ops(x).eps(x))
         return rank_of_spectrum(info.sigma, conv.name, shape=tuple(x.shape[-2:]), eps=eps)
     if ops.ndim(x) == 1:
-        x = check_matrix(x, "X_or_sigma", min_ndim=1, allow_empty=True)
-        sigma = ops.to64(x)
-        if bool((sigma < 0).any()):
-            raise ValueError(f"X_or_sigma: singular values must be >= 0, got a negative value ({describe(x)})")
-        if sigma.shape[0] == 0:
-            return ops.tofloat(ops.sum(sigma))
-        return ops.tofloat(_entropy_rank(ops, sigma))
+        return ops.tofloat(_entropy_rank(ops, spectrum64(x, "X_or_sigma")))
     info = spectrum_info(x, center=center, tol=tol)
     return ops.tofloat(_entropy_rank(ops, info.sigma))
 
