@@ -38,11 +38,30 @@ FUTURE_RATIO = 0.5
 
 
 
+#: Decimals an observation ratio is taken to: the MoC tables' keys, and a float32 ratio from a batch
+#: (0.30000001) cuts a video where 0.3 does. A configuration refuses ratios with more decimals.
+RATIO_DECIMALS = 6
+
+
+def ratio_key(obs_ratio) -> float:
+    """An observation ratio as the MoC protocol keys and cuts with: rounded to :data:`RATIO_DECIMALS`."""
+    return round(float(obs_ratio), RATIO_DECIMALS)
+
+
+def observed_frames(n_frames: int, obs_ratio) -> int:
+    """The frames a video of ``n_frames`` shows at ``obs_ratio``: ``int(ratio_key(obs_ratio) * n_frames)``.
+
+    The one cut of the MoC protocol: what the model is fed, what training samples, what scoring
+    counts the future from and what feature export reads all use it (a ratio with more decimals
+    cut once raw and once rounded put a frame the model saw into the scored future)."""
+    return int(ratio_key(obs_ratio) * n_frames)
+
+
 def cut_frames(n_frames: int, obs_ratio: float, future_ratio: float = FUTURE_RATIO) -> tuple[int, int]:
     """A video of ``n_frames`` cut at ``obs_ratio``: ``(observed, future)`` frame counts,
-    ``int(obs_ratio * n_frames)`` observed and ``int(future_ratio * n_frames)`` to predict, capped
+    :func:`observed_frames` observed and ``int(future_ratio * n_frames)`` to predict, capped
     at the frames left after the cut. A training sample needs both to be at least 1."""
-    past = int(obs_ratio * n_frames)
+    past = observed_frames(n_frames, obs_ratio)
     return past, min(int(future_ratio * n_frames), n_frames - past)
 
 
@@ -239,7 +258,8 @@ class TrainConfig:
         How the best checkpoint is chosen on the *validation* split (never test): the MoC averaged
         over ``eval_obs`` x ``eval_betas``, or the validation loss.
     eval_obs, eval_betas : tuple of float
-        The MoC grid (App. D.2: obs 0.2/0.3, beta 0.1/0.2/0.3/0.5).
+        The MoC grid (App. D.2: obs 0.2/0.3, beta 0.1/0.2/0.3/0.5). Every ratio of a configuration
+        (these and ``obs_ratios``) has at most :data:`RATIO_DECIMALS` decimals (:func:`observed_frames`).
     modality_dropout : float or dict
         Remedy against modality collapse (:mod:`rankfusion.remedies`, docs/model.md): during
         training each sample's tokens of a modality are set to zero with this probability, drawn
@@ -322,6 +342,10 @@ def _ratios(values, name):
     values = tuple(check_float(v, f"{name} entry", low=0.0, high=1.0, low_open=True) for v in values)
     if not values:
         raise InputError(f"{name} must not be empty")
+    for v in values:
+        if ratio_key(v) != v:
+            raise InputError(f"{name} entry {v!r} has more than {RATIO_DECIMALS} decimals; ratios are taken to "
+                             f"{RATIO_DECIMALS} (the MoC tables' keys): give {ratio_key(v)!r}")
     return values
 
 

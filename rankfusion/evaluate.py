@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from ._validation import InputError, check_choice, check_float, check_int
-from .config import RunConfig
+from .config import RunConfig, observed_frames, ratio_key
 from .data.synth import partner_only_cuts, partner_only_modality
 from .data.torchdata import CachedFeatures, length_batches, observed_steps, pad_videos, video_inputs
 from .distributed import all_reduce_list, shard
@@ -92,10 +92,10 @@ def observed_cuts(ds, videos, obs, notes=None, swap=None, only=None):
     given. ``donors``: :func:`video_inputs`' modality swap of the video, or None."""
     for o in obs:
         for video in videos:
-            if only is not None and (video, round(float(o), 6)) not in only:
+            if only is not None and (video, ratio_key(o)) not in only:
                 continue
             gt = ds.labels(video)
-            past = int(o * len(gt))
+            past = observed_frames(len(gt), o)
             if past == 0:
                 if notes is not None:
                     notes.append(f"video {video!r} ({len(gt)} frames) has no observed frame at obs {o:g} "
@@ -139,7 +139,7 @@ def predict_future(model, ds, video, config: RunConfig, dev, obs: float) -> tupl
     """
     gt = np.asarray(ds.labels(video))
     obs = check_float(obs, "obs", low=0.0, high=1.0, low_open=True)
-    past = int(obs * len(gt))  # as moc_grid cuts the input
+    past = observed_frames(len(gt), obs)  # as moc_grid cuts the input and scores the future
     if past == 0:
         raise InputError(f"video {video!r} ({len(gt)} frames) has no observed frame at obs {obs:g}")
     model.eval()
@@ -158,7 +158,7 @@ def _all_reduce_moc(acc, obs, dev):
     tables, n_videos = [], []
     for o in obs:
         # a process may hold no video, or only videos too short for this ratio
-        t, f = acc.counts(o) if round(float(o), 6) in acc.obs_ratios else (np.zeros(shape, np.int64),) * 2
+        t, f = acc.counts(o) if ratio_key(o) in acc.obs_ratios else (np.zeros(shape, np.int64),) * 2
         tables.append(np.stack([t, f]))
         n_videos.append(acc.n_videos(o))
     counts = torch.from_numpy(np.stack(tables)).to(dev)
@@ -321,7 +321,7 @@ def modality_reliance(model, ds, split, config: RunConfig, dev, *, seed: int = 0
     for m in mods:
         if m not in config.model.modalities:
             raise InputError(f"modalities must be among {list(config.model.modalities)}, got {m!r}")
-    only = None if only is None else {(v, round(float(o), 6)) for v, o in only}
+    only = None if only is None else {(v, ratio_key(o)) for v, o in only}
     clean = moc_grid(model, ds, split, config, dev, only=only) if clean is None else clean
     out = []
     for m in mods:
@@ -443,9 +443,9 @@ def decidable_cuts(root, ds, split: str, config: RunConfig) -> set:
     From the synthetic generator's record (:func:`rankfusion.data.synth.partner_only_cuts`), kept
     at the observation ratios the run is evaluated at (``config.train.eval_obs``, 6 decimals).
     """
-    eval_obs = {round(float(x), 6) for x in config.train.eval_obs}
+    eval_obs = {ratio_key(x) for x in config.train.eval_obs}
     cuts = partner_only_cuts(root, ds.split(split))
-    return {(v, round(float(o), 6)) for v, obs in cuts.items() for o in obs if round(float(o), 6) in eval_obs}
+    return {(v, ratio_key(o)) for v, obs in cuts.items() for o in obs if ratio_key(o) in eval_obs}
 
 
 #: Donor draws averaged by a decidable gain (:func:`partner_reference`, :func:`collapse_rows` and the

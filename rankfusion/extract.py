@@ -1,6 +1,6 @@
 """Export the token fuser's per-modality features of a trained run (docs/formats.md).
 
-For every video of a split, the first ``int(obs_ratio * N)`` frames (subsampled with the run's
+For every video of a split, the first ``int(obs_ratio * N)`` frames (at least one; subsampled with the run's
 ``sample_rate``) go through the model as in evaluation, each video giving the rows it gives alone;
 the inputs and outputs of the Rank-enhancing Token Fuser (Sec. 4.2's analysis point) are stacked
 over all valid steps into ``<modality>.before`` / ``<modality>.after`` arrays of shape (n_steps, D).
@@ -14,6 +14,7 @@ import numpy as np
 
 from ._progress import bar_disabled
 from ._validation import InputError, check_float, check_int, option_name
+from .config import observed_frames
 from .files import save_npz
 from .data.torchdata import length_batches, observed_steps, pad_videos, video_inputs
 from .runs import check_config_data, load_run, open_data, resolve_device, seed_dirs
@@ -152,8 +153,8 @@ def _fuser_features(model, ds, videos, split, obs_ratio, mods, sample_rate, dev,
     from tqdm.auto import tqdm
 
     # at least one observed frame, so that every video of the list gives rows (evaluation instead
-    # skips a video with no observed frame at a ratio)
-    past = [max(1, int(obs_ratio * ds.n_frames(v))) for v in videos]
+    # skips a video with no observed frame at a ratio; docs/formats.md)
+    past = [max(1, observed_frames(ds.n_frames(v), obs_ratio)) for v in videos]
     if model.videos_independent and not noise:
         groups = length_batches([observed_steps(p, sample_rate) for p in past])
     else:

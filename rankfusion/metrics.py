@@ -22,7 +22,7 @@ from __future__ import annotations
 import numpy as np
 
 from ._validation import InputError, InputTypeError, check_float, check_int, is_torch
-from .config import EVAL_BETAS, FUTURE_RATIO
+from .config import EVAL_BETAS, FUTURE_RATIO, observed_frames, ratio_key
 
 #: Overlap thresholds of F1@{10,25,50}.
 DEFAULT_OVERLAPS = (0.1, 0.25, 0.5)
@@ -209,10 +209,10 @@ class MoCAccumulator:
             obs_ratio = float(obs_ratio)
         obs = check_float(obs_ratio, "obs_ratio", low=0.0, high=1.0, low_open=True)
         # float32 ratios from a batch (0.30000001) must give the same key and frame counts as 0.3
-        obs = round(obs, 6)
+        obs = ratio_key(obs)
         pred = _np(future_pred, "future_pred", ndim=1)
         n = gt.size
-        past = int(obs * n)
+        past = observed_frames(n, obs)
         t_counts = self._true.setdefault(obs, np.zeros((len(self.betas), self.n_classes), np.int64))
         f_counts = self._false.setdefault(obs, np.zeros((len(self.betas), self.n_classes), np.int64))
         self._videos[obs] = self._videos.get(obs, 0) + 1
@@ -269,7 +269,7 @@ class MoCAccumulator:
         true, false : array-like of int, shape (n_betas, n_classes)
         n_videos : int
         """
-        obs = round(check_float(float(obs_ratio), "obs_ratio", low=0.0, high=1.0, low_open=True), 6)
+        obs = ratio_key(check_float(float(obs_ratio), "obs_ratio", low=0.0, high=1.0, low_open=True))
         shape = (len(self.betas), self.n_classes)
         tables = []
         for name, t in (("true", true), ("false", false)):
@@ -289,11 +289,11 @@ class MoCAccumulator:
 
     def n_videos(self, obs_ratio) -> int:
         """Videos counted at one observation ratio (0 for a ratio never added)."""
-        return int(self._videos.get(round(float(obs_ratio), 6), 0))
+        return int(self._videos.get(ratio_key(obs_ratio), 0))
 
     def counts(self, obs_ratio):
         """Pooled ``(T, F)`` counts, int64 arrays of shape (n_betas, n_classes), for one ratio."""
-        obs_ratio = round(float(obs_ratio), 6)
+        obs_ratio = ratio_key(obs_ratio)
         if obs_ratio not in self._true:
             raise KeyError(f"obs_ratio {obs_ratio!r} was never added; have {self.obs_ratios}")
         return self._true[obs_ratio].copy(), self._false[obs_ratio].copy()
@@ -355,7 +355,7 @@ def grid_cells(acc, obs, betas) -> dict:
     table = acc.result() if acc.obs_ratios else None
 
     def cell(o, b):
-        key = round(float(o), 6)
+        key = ratio_key(o)
         return 100.0 * float(table.loc[key, b]) if table is not None and key in table.index else float("nan")
 
     return {(float(o), float(b)): cell(o, b) for o in obs for b in betas}

@@ -113,7 +113,8 @@ class RankEnhancingTokenFuser(nn.Module):
     Partners: with two modalities each blends with the other (Eqs. 4-5, both directions, both
     from the *pre-fusion* features). With M >= 3, ``fusion_rule="mean"`` uses the mean of the other
     M - 1 modalities, ``"ring"`` the next modality cyclically. With one modality there is nothing
-    to blend with and the fuser is the identity.
+    to blend with, and with ``k_prime = 0`` nothing is blended: ``after`` equals ``before`` (with
+    ``selection="bn_gamma"`` both are the BatchNorm's output, which still normalises the tokens).
 
     Gradients: the channel selection (an argmin over informativeness) is piecewise constant and
     computed without autograd. What learns through the fuser are alpha (for the selected

@@ -59,8 +59,9 @@ def keep_mask(probabilities, batch_size: int, *, generator=None) -> torch.Tensor
     """Modality-dropout factors, shape (B, M): 0 where a sample's modality is dropped, else 1.
 
     Each entry is an independent Bernoulli draw: entry (b, m) is 0 with probability
-    ``probabilities[m]``. p = 0 and p = 1 draw nothing random for that column (always kept /
-    always dropped), so they are exact. Uses the global torch RNG unless ``generator`` is given.
+    ``probabilities[m]``. Columns with p = 0 and p = 1 are exact (always kept / always dropped), but
+    every column takes its draws from the stream: adding a modality, even at p = 0, changes the
+    other columns' draws for the same seed. Uses the global torch RNG unless ``generator`` is given.
     """
     p = torch.as_tensor([float(v) for v in probabilities], dtype=torch.float32)
     if p.dim() != 1 or ((p < 0) | (p > 1)).any():

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
+import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
 
-from rankfusion.config import R3DConfig, RunConfig, TrainConfig  # noqa: E402
+from rankfusion._validation import InputError  # noqa: E402
+from rankfusion.config import R3DConfig, RunConfig, TrainConfig, load_config, observed_frames  # noqa: E402
 from rankfusion.data.torchdata import EVAL_BATCH_STEPS, pad_videos, video_inputs  # noqa: E402
-from rankfusion.evaluate import _queries, eval_batches, moc_grid, observed_cuts  # noqa: E402
+from rankfusion.evaluate import _queries, eval_batches, moc_grid, observed_cuts, predict_future  # noqa: E402
+from rankfusion.metrics import MoCAccumulator  # noqa: E402
 from rankfusion.model import R3D  # noqa: E402
 from rankfusion.train import open_data, resolve_config  # noqa: E402
 
@@ -151,3 +156,54 @@ def test_validation_loss_is_each_items_own_loss_in_padded_passes(setup):
     finally:
         handle.remove()
         model.rtf.is_frozen.fill_(True)
+
+
+class _OneVideo:
+    """A dataset of one 10-frame video (class 0 for 7 frames, then class 1) and a 2-channel feature."""
+
+    labels_ = {"v": [0] * 7 + [1] * 3}
+
+    def split(self, name):
+        return ["v"]
+
+    def labels(self, video):
+        return np.array(self.labels_[video])
+
+    def n_frames(self, video):
+        return len(self.labels_[video])
+
+    def features(self, video, modality):
+        return np.zeros((self.n_frames(video), 2), np.float32)
+
+
+class _SaysOne(torch.nn.Module):
+    """Predicts class 1 for the whole future (two queries: class 1, then NONE)."""
+
+    def __init__(self):
+        super().__init__()
+        self.config = SimpleNamespace(n_classes=2)
+
+    def forward(self, feats, mask):
+        logits = torch.full((mask.shape[0], 2, 3), -10.0)
+        logits[:, 0, 1], logits[:, 1, 2] = 10.0, 10.0
+        return SimpleNamespace(class_logits=logits, durations=torch.zeros(mask.shape[0], 2))
+
+
+def test_the_model_is_fed_the_frames_scoring_counts_as_observed():
+    # a float32 ratio 0.7 (0.69999999) fed the model int(0.69999999 * 10) = 6 frames while the
+    # scoring, rounding the ratio, counted the future from frame 7: frame 6 (seen) was scored
+    ds, obs = _OneVideo(), np.float32(0.7)
+    assert float(obs) * 10 < 7 and observed_frames(10, obs) == 7
+    assert [c[3] for c in observed_cuts(ds, ["v"], (obs,))] == [7]
+    config = load_config(model={"modalities": ("x",)}, train={"sample_rate": 1, "eval_betas": (0.3,)})
+    gt, past, pred = predict_future(_SaysOne(), ds, "v", config, torch.device("cpu"), obs)
+    assert past == 7
+    acc = MoCAccumulator(2, betas=(0.3,))
+    acc.add(gt, obs, pred)
+    assert float(acc.result().iloc[0, 0]) == 1.0  # frames 7..9 are class 1: all right
+
+
+def test_a_configured_ratio_has_at_most_six_decimals():
+    with pytest.raises(InputError, match=r"eval_obs entry 0\.3333333333333333 has more than 6 decimals.*give 0\.333333$"):
+        load_config(train={"eval_obs": (1 / 3,)})
+    assert load_config(train={"eval_obs": (0.333333,)}).train.eval_obs == (0.333333,)

@@ -52,7 +52,7 @@ import numpy as np
 
 from .._progress import bar_disabled
 from .._validation import InputError, check_float, check_int, option_name
-from ..config import EVAL_OBS_RATIOS, TRAIN_OBS_RATIOS
+from ..config import EVAL_OBS_RATIOS, TRAIN_OBS_RATIOS, observed_frames
 from ..files import atomic_dir
 from ..spectral import GramAccumulator
 from .layout import check_split_set_name
@@ -471,7 +471,7 @@ def _sample_video(rng, n, complementarity):
     points are kept out of every trip. Between forced trips the grammar runs freely.
     """
     scale = n / REFERENCE_LENGTH
-    cuts = [int(o * n) for o in CUT_OBS]
+    cuts = [observed_frames(n, o) for o in CUT_OBS]
     bearing = rng.random(len(cuts)) < complementarity
     trips = _plan_trips(rng, n, cuts, bearing, scale)
     segments, t = [], 0
@@ -757,7 +757,7 @@ def cut_records(action, direction, obs=CUT_OBS) -> np.ndarray:
     n = len(action)
     out = np.zeros(len(obs), CUT_DTYPE)
     for i, o in enumerate(obs):
-        past = int(o * n)
+        past = observed_frames(n, o)
         j = past - 1
         cur = int(action[j])
         after = np.flatnonzero(action[j:] != cur)

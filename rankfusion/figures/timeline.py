@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from .._validation import InputError
+from ..config import observed_frames
 from ..data import open_dataset
 from ..evaluate import predict_future
 from ..metrics import MoCAccumulator
@@ -55,7 +56,7 @@ def _predictions(ctx: FigureContext, rec, obs: float) -> dict:
     model, config, info = load_run(rec.run_dir, device=dev)
     ds = open_data(ctx.data_root, config, info)
     return {v: predict_future(model, ds, v, config, dev, obs) for v in ds.split("test")
-            if int(obs * ds.n_frames(v)) > 0}
+            if observed_frames(ds.n_frames(v), obs) > 0}
 
 
 def _video_moc(gt, obs, pred, n_classes, betas) -> float:
