@@ -216,7 +216,9 @@ def _train_members(members: list, *, resume, monitor, progress, on_epoch_end) ->
             # the same videos for every seed: read once
             r.ranks = (members[0].ranks.for_run(path, previous=r.start > 1) if k
                        else EpochRanks(r.ds, r.config, r.dev, path, previous=r.start > 1))
-        r.ranks_initial = monitor and r.start == 1  # epoch 0 (the initial model) still to record
+        # the row of the epoch the seed starts from is missing: epoch 0 (the initial model), or,
+        # resumed, an epoch committed just before a kill that came before its rows were written
+        r.ranks_due = monitor and r.ranks.last_epoch < r.start - 1
     epochs = members[0].tc.epochs
     while True:
         start = min(r.start for r in members)
@@ -256,8 +258,8 @@ def _feature_bytes(item) -> int:
 def _train_group(members: list, *, stop: int, progress: bool, on_epoch_end):
     """Epochs ``members[*].start .. stop`` of seeds that all start at the same epoch."""
     g = _Group(members)
-    if any(r.ranks_initial for r in members):
-        g.record_ranks(0, [r for r in members if r.ranks_initial])
+    if any(r.ranks_due for r in members):
+        g.record_ranks(members[0].start - 1, [r for r in members if r.ranks_due])
     for epoch in range(members[0].start, stop + 1):
         t0, c0 = time.perf_counter(), time.process_time()
         rows = g.train_epoch(epoch, progress)
@@ -607,7 +609,7 @@ class _Group:
         for r in members:
             k = self.members.index(r)
             r.ranks.record(_Replay(self.config.model, per_seed[k], independent), epoch)
-            r.ranks_initial = False
+            r.ranks_due = False
 
     def write_back(self, k):
         """Copy seed ``k``'s parameters and buffers into its own R3D module (checkpoints, monitor)."""

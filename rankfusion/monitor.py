@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from ._validation import InputError, check_int, describe, is_torch
+from .config import observed_frames
 from .data.torchdata import length_batches, pad_videos, video_inputs
 from .files import write_text
 from .spectral import GramAccumulator, effective_rank
@@ -464,7 +465,7 @@ class EpochRanks:
         videos = list(ds.split("val"))[:n_videos]
         self.inputs = []
         for v in videos:
-            stop = max(1, int(self.obs * len(ds.labels(v))))
+            stop = max(1, observed_frames(len(ds.labels(v)), self.obs))
             self.inputs.append(video_inputs(ds, v, self.modalities, stop, config.train.sample_rate, device))
         self.n_videos = len(self.inputs)
         # the padded passes used once the videos are independent (bounded like evaluation's)
@@ -480,6 +481,12 @@ class EpochRanks:
             import pandas as pd
 
             self.rows = pd.read_csv(self.path).to_dict("records")
+
+    @property
+    def last_epoch(self) -> int:
+        """The last epoch with rows (-1 for none): a resumed run records its starting weights when
+        this is behind them (a kill after the checkpoint was committed, before its rows were written)."""
+        return max((int(r["epoch"]) for r in self.rows), default=-1)
 
     def for_run(self, path, *, previous: bool = False) -> "EpochRanks":
         """The same videos (read once, shared) measured for another run: its own CSV at ``path``

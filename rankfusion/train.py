@@ -297,8 +297,10 @@ def _epoch_ranks(r: _Run):
     can measure while the other processes go on.
     """
     ranks = EpochRanks(r.ds, r.config, r.dev, r.run_dir / "ranks.csv", previous=r.start > 1)
-    if r.start == 1:
-        ranks.record(r.model, 0)
+    if ranks.last_epoch < r.start - 1:
+        # epoch 0, the initial model; or, resumed, the epoch whose checkpoint was committed just
+        # before a kill that came before its rows were written: the weights are that epoch's
+        ranks.record(r.model, r.start - 1)
     return ranks
 
 

@@ -462,3 +462,37 @@ def test_stacked_adamw_without_a_fused_cpu_kernel(tiny_data, tmp_path, monkeypat
         assert a["optimizer"]["param_groups"] == b["optimizer"]["param_groups"]
         np.testing.assert_allclose([r["val_loss"] for r in b["history"]], [r["val_loss"] for r in a["history"]],
                                    rtol=RTOL, atol=0)
+
+
+def test_a_kill_while_the_seeds_ranks_rows_are_written_is_made_up_on_resume(tiny_data, tmp_path, monkeypatch):
+    # the batched run writes every seed's pending checkpoint, then the seeds' ranks.csv rows one by
+    # one, then commits: a kill while the second seed's rows were written left every pending file,
+    # so the resume committed epoch 2 and the later seeds' ranks.csv lacked it for good
+    from rankfusion.monitor import EpochRanks
+
+    torch.set_num_threads(1)
+    cfg = config(3)
+    ref = batched.train_seeds(cfg, tiny_data, tmp_path / "ref", seed=SEEDS, progress=False)
+
+    class Killed(Exception):
+        pass
+
+    record = EpochRanks.record
+
+    def die_at_2(self, model, epoch):
+        if epoch == 2 and self.path.parent.name == f"seed-{SEEDS[1]}":
+            raise Killed
+        return record(self, model, epoch)
+
+    monkeypatch.setattr(EpochRanks, "record", die_at_2)
+    cut = tmp_path / "cut"
+    with pytest.raises(Killed):
+        batched.train_seeds(cfg, tiny_data, cut, seed=SEEDS, progress=False)
+    monkeypatch.setattr(EpochRanks, "record", record)
+    assert all((cut / f"seed-{s}" / "checkpoints" / "last.pending.pt").exists() for s in SEEDS)
+    assert {e for e, *_ in _ranks(cut / f"seed-{SEEDS[1]}")} == {"0", "1"}
+    batched.train_seeds(cfg, tiny_data, cut, seed=SEEDS, progress=False, resume=True)
+    for s in SEEDS:
+        a, b = _ranks(ref / f"seed-{s}"), _ranks(cut / f"seed-{s}")
+        assert [r[:3] for r in a] == [r[:3] for r in b], s
+        assert [r[3] for r in a] == pytest.approx([r[3] for r in b], rel=1e-12), s

@@ -779,3 +779,39 @@ def test_resume_on_a_dataset_with_other_class_names_is_refused(tiny_data, tmp_pa
     with pytest.raises(ValueError, match=r"--resume: run folder '.*r' was trained on classes \[.*\], not the dataset's"):
         train(tiny_config(epochs=2), copy, run, seed=1, progress=False, resume=True)
     assert (run / "config.json").read_text() == recorded  # nothing rewritten
+
+
+def _rank_rows(run):
+    with open(run / "ranks.csv") as fh:
+        return [(r["epoch"], r["name"], r["n_rows"], float(r["effective_rank"])) for r in csv.DictReader(fh)]
+
+
+def test_a_kill_after_the_checkpoint_before_the_ranks_rows_is_made_up_on_resume(tiny_data, tmp_path, monkeypatch):
+    # last.pt of epoch 2 was committed, then the run died before ranks.csv got epoch 2's rows: the
+    # resumed run started at epoch 3 and ranks.csv lacked epoch 2 for good
+    from rankfusion.monitor import EpochRanks
+
+    ref = train(tiny_config(), tiny_data, tmp_path / "ref", seed=1, progress=False)
+
+    class Killed(Exception):
+        pass
+
+    record = EpochRanks.record
+
+    def die_at_2(self, model, epoch):
+        if epoch == 2:
+            raise Killed
+        return record(self, model, epoch)
+
+    monkeypatch.setattr(EpochRanks, "record", die_at_2)
+    with pytest.raises(Killed):
+        train(tiny_config(), tiny_data, tmp_path / "cut", seed=1, progress=False)
+    monkeypatch.setattr(EpochRanks, "record", record)
+    cut = tmp_path / "cut"
+    assert load_checkpoint(cut / "checkpoints" / "last.pt")["epoch"] == 2
+    assert {e for e, *_ in _rank_rows(cut)} == {"0", "1"}
+    train(tiny_config(), tiny_data, cut, seed=1, progress=False, resume=True)
+    a, b = _rank_rows(ref), _rank_rows(cut)
+    assert [r[:3] for r in a] == [r[:3] for r in b] and {e for e, *_ in b} == {"0", "1", "2", "3"}
+    # epoch 2 measured on the weights read back from last.pt: the same weights, the same measurement
+    assert [r[3] for r in a] == pytest.approx([r[3] for r in b], rel=1e-12)
