@@ -263,7 +263,8 @@ def _train_group(members: list, *, stop: int, progress: bool, on_epoch_end):
     for epoch in range(members[0].start, stop + 1):
         t0, c0 = time.perf_counter(), time.process_time()
         rows = g.train_epoch(epoch, progress)
-        val = g.validate()
+        g._check_finite(epoch)  # a blow-up in the epoch's last step leaves the summed losses finite
+        val = g.validate(epoch)
         lr = g.opt.param_groups[0]["lr"]
         # epoch_s / epoch_cpu_s: the whole batched epoch (all seeds), training and validation
         timing = {"epoch_s": time.perf_counter() - t0, "epoch_cpu_s": time.process_time() - c0}
@@ -513,9 +514,9 @@ class _Group:
             b["rtf.train_batches"].zero_()
 
     # -- validation, batched: every seed sees the same video
-    def validate(self) -> dict:
-
-
+    def validate(self, epoch) -> dict:
+        """Every seed's ``val_loss`` and (``select_metric="val_moc"``) ``val_moc``, as lists over the
+        seeds; a seed whose validation loss is not finite diverged in ``epoch``."""
         self.leave_training()
         tc, K = self.tc, self.K
         r0 = self.members[0]
@@ -553,6 +554,9 @@ class _Group:
         for loss in losses:  # summed in the validation loader's order, as the serial run sums them
             total += loss
         val_loss = [float(v) for v in total / max(len(items), 1)]
+        for k, v in enumerate(val_loss):
+            if not math.isfinite(v):  # weights finite, outputs overflowing: never a seed's best epoch
+                raise diverged(epoch, tc.lr, self.members[k].seed, batched=True)
         if tc.select_metric != "val_moc":
             return {"val_loss": val_loss, "val_moc": [float("nan")] * K}
         accs = [MoCAccumulator(self.config.model.n_classes, betas=tuple(tc.eval_betas), future_ratio=tc.future_ratio)

@@ -38,6 +38,9 @@ FUTURE_RATIO = 0.5
 
 
 
+#: The largest float32 (``numpy.finfo(numpy.float32).max``): the optimiser's learning rate must fit.
+FLOAT32_MAX = 3.4028234663852886e38
+
 #: Decimals an observation ratio is taken to: the MoC tables' keys, and a float32 ratio from a batch
 #: (0.30000001) cuts a video where 0.3 does. A configuration refuses ratios with more decimals.
 RATIO_DECIMALS = 6
@@ -305,7 +308,8 @@ class TrainConfig:
     def __post_init__(self):
         check_int(self.epochs, "epochs", low=1)
         check_int(self.batch_size, "batch_size", low=1)
-        check_float(self.lr, "lr", low=0.0, low_open=True)
+        # the optimiser works in float32: a larger lr overflows there (a traceback, not a divergence)
+        check_float(self.lr, "lr", low=0.0, low_open=True, high=FLOAT32_MAX)
         check_float(self.weight_decay, "weight_decay", low=0.0)
         check_int(self.warmup_epochs, "warmup_epochs", low=0)
         check_float(self.min_lr_ratio, "min_lr_ratio", low=0.0, high=1.0)

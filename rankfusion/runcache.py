@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import hashlib
 import json
 import os
 import shutil
@@ -28,6 +27,7 @@ from ._validation import InputError, check_folder, check_int
 from .config import load_config
 from .files import atomic_path, entry_lock, load_meta, write_json
 from .data import synth
+from .data.fingerprint import dataset_fingerprint  # noqa: F401 (the cache's key; public here too)
 from .data.noisy import modality_rms, noisy_dataset
 from .data.torchdata import CachedFeatures
 from . import train as train_mod
@@ -103,31 +103,6 @@ def git_commit(cwd=None) -> str:
         return sha + ("+dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
         return "unknown"
-
-
-def dataset_fingerprint(root) -> str:
-    """A 12-hex hash of a dataset's files: names, sizes and their first and last 64 KiB.
-
-    Part of every cache key, so a regenerated or edited dataset retrains its runs while an
-    unchanged one (even re-created with new timestamps) reuses them. Reading only the ends of
-    large feature files keeps this fast on real datasets.
-    """
-    root = Path(root)
-    if not root.is_dir():
-        raise InputError(f"dataset folder {str(root)!r} does not exist")
-    h = hashlib.sha256()
-    for path in sorted(p for p in root.rglob("*") if p.is_file() and not p.name.startswith(".")):
-        rel = path.relative_to(root).as_posix()
-        if rel.startswith("factors/"):
-            continue  # hidden factors are never read by the model
-        size = path.stat().st_size
-        h.update(f"{rel}\0{size}\0".encode())
-        with open(path, "rb") as fh:
-            h.update(fh.read(65536))
-            if size > 131072:
-                fh.seek(-65536, os.SEEK_END)
-                h.update(fh.read(65536))
-    return h.hexdigest()[:12]
 
 
 def _cached_record(path: Path):

@@ -139,14 +139,36 @@ def recorded_seeds(run_dir) -> list[int]:
 def refuse_non_empty(run_dir) -> None:
     """Refuse a run folder that is a file, or a folder already holding anything: training would
     overwrite files of the same names (``config.json``, ``metrics.csv``, ...)."""
-    run_dir = Path(run_dir)
+    shown = _held(Path(run_dir))
+    if shown:
+        raise InputError(f"run folder {str(run_dir)!r} is not empty (it holds {shown}): choose a new or empty folder"
+                         f", or pass {option_name('resume=True', '--resume')} to continue a run there")
+
+
+def _held(run_dir: Path) -> str:
+    """What a run folder holds, for a message (``'a', 'b', 'c' and 2 more``; "" when it is empty or
+    missing); a file where the folder should be is refused."""
     if run_dir.exists() and not run_dir.is_dir():
         raise InputError(f"run folder {str(run_dir)!r} is a file, not a folder")
     held = sorted(p.name for p in run_dir.iterdir()) if run_dir.is_dir() else []
-    if held:
-        shown = ", ".join(repr(n) for n in held[:3]) + (f" and {len(held) - 3} more" if len(held) > 3 else "")
-        raise InputError(f"run folder {str(run_dir)!r} is not empty (it holds {shown}): choose a new or empty folder"
-                         f", or pass {option_name('resume=True', '--resume')} to continue a run there")
+    return ", ".join(repr(n) for n in held[:3]) + (f" and {len(held) - 3} more" if len(held) > 3 else "")
+
+
+def refuse_non_run(run_dir) -> None:
+    """``--resume`` into a folder with no checkpoint: train there only when it is empty or holds a run
+    that stopped before its first checkpoint (a ``config.json`` that is a run's record); files of
+    anything else would be overwritten (``config.json``, ``metrics.csv``, ...)."""
+    run_dir = Path(run_dir)
+    try:
+        record = json.loads((run_dir / "config.json").read_text())
+    except (OSError, ValueError):
+        record = None
+    if isinstance(record, dict) and "config_hash" in record:
+        return
+    shown = _held(run_dir)
+    if shown:
+        raise InputError(f"run folder {str(run_dir)!r} holds {shown} but no run to resume (no checkpoints/last.pt, "
+                         "no run's config.json): choose a new or empty folder")
 
 
 def check_run_folder(run_dir, seeds: list, resume: bool) -> None:

@@ -33,11 +33,12 @@ from ._validation import (InputError, InputTypeError, check_choice, check_distin
 from .config import RunConfig
 from .distributed import agree, all_reduce_list, DistContext, gather, refuse, said_once, shard
 from .evaluate import grid_mean as cells_mean, moc_grid
-from .runs import check_config_data, check_run_folder, is_multi_seed, load_checkpoint, load_run, open_data, recorded_config_hash, refuse_non_empty, resolve_device, seed_dirs  # noqa: F401 (public here too)
+from .runs import check_config_data, check_run_folder, is_multi_seed, load_checkpoint, load_run, open_data, recorded_config_hash, refuse_non_empty, refuse_non_run, resolve_device, seed_dirs  # noqa: F401 (public here too)
 from .files import atomic_path, write_json, write_text
 from .monitor import EpochRanks
 from .trainstate import optimizer_params, pack_optimizer, rng_state, set_rng_state, unpack_optimizer
 from .data import AnticipationDataset, collate_anticipation
+from .data.fingerprint import dataset_fingerprint
 from .data.torchdata import length_batches, pad_videos
 from .model import R3D, R3DOutput
 from .remedies import attach_unimodal_heads, check_supported
@@ -267,7 +268,8 @@ def _train_one(config, data_root, run_dir: Path, *, seed, device, resume, progre
     ranks = _epoch_ranks(r) if monitor and _is_main(ctx) else None
     for epoch in range(r.start, r.tc.epochs + 1):
         row = _train_epoch(r, epoch, progress)
-        row.update(_validate(r))
+        _stop_if_diverged(r, epoch, row["train_loss"])
+        row.update(_validate(r, epoch))
         row.update(lr=r.opt.param_groups[0]["lr"], epoch_s=time.perf_counter() - row.pop("_t0"),
                    epoch_cpu_s=time.process_time() - row.pop("_c0"))
         row = {k: row[k] for k in _METRIC_FIELDS}
@@ -278,8 +280,9 @@ def _train_one(config, data_root, run_dir: Path, *, seed, device, resume, progre
         if progress and _is_main(ctx):
             from tqdm.auto import tqdm
 
-            tqdm.write(f"epoch {epoch}/{r.tc.epochs}  loss {row['train_loss']:.4f}  val_loss {row['val_loss']:.4f}  "
-                       f"val_moc {row['val_moc']:.2f}  {row['frames_per_s']:.0f} frames/s  {row['epoch_s']:.1f} s",
+            # the seed named, as the batched trainer names it: serial seeds print one after another
+            tqdm.write(f"seed {seed} epoch {epoch}/{r.tc.epochs}  loss {row['train_loss']:.4f}  "
+                       f"val_loss {row['val_loss']:.4f}  val_moc {row['val_moc']:.2f}  {row['frames_per_s']:.0f} frames/s  {row['epoch_s']:.1f} s",
                        file=sys.stderr)
         if on_epoch_end is not None:
             on_epoch_end(epoch, row)
@@ -322,6 +325,8 @@ def _prepare_run(config, data_root, run_dir, *, seed, device, resume, ctx, ds=No
 
     def check_folder():
         if resume:
+            if not last_path.exists():
+                refuse_non_run(run_dir)
             return
         if last_path.exists():
             raise InputError(f"run folder {str(run_dir)!r} already holds a run; pass "
@@ -331,8 +336,8 @@ def _prepare_run(config, data_root, run_dir, *, seed, device, resume, ctx, ds=No
 
     _on_main(ctx, dev, check_folder)
     info = {"config": config.to_dict(), "config_hash": config.config_hash(), "seed": seed,
-            "dataset": str(data_root.resolve()), "split_set": ds.split_set, "modalities": list(config.model.modalities),
-            "classes": list(ds.classes)}
+            "dataset": str(data_root.resolve()), "data_fingerprint": dataset_fingerprint(data_root),
+            "split_set": ds.split_set, "modalities": list(config.model.modalities), "classes": list(ds.classes)}
     if ctx is not None:
         info["distributed"] = ctx.describe()
     train_set = AnticipationDataset(ds, "train", obs_ratios=tc.obs_ratios, future_ratio=tc.future_ratio,
@@ -429,6 +434,14 @@ def _load_resume(r: _Run, seed):
     if ck.get("classes") is not None and ck["classes"] != r.info["classes"]:  # same count, other names or order
         raise InputError(f"--resume: run folder {str(r.run_dir)!r} was trained on classes {ck['classes']}, not the "
                          f"dataset's {r.info['classes']}: the model's outputs would be read as other actions")
+    # other data under the same classes (a run from before checkpoints recorded the data: not compared)
+    if ck.get("data_fingerprint", r.info["data_fingerprint"]) != r.info["data_fingerprint"] or \
+            ck.get("split_set", r.info["split_set"]) != r.info["split_set"]:
+        was = ck.get("data_fingerprint", "not recorded")
+        raise InputError(f"--resume: run folder {str(r.run_dir)!r} was trained on dataset {ck.get('dataset')!r} "
+                         f"(split set {ck.get('split_set')!r}, fingerprint {was}), not on {r.info['dataset']!r} "
+                         f"(split set {r.info['split_set']!r}, fingerprint {r.info['data_fingerprint']}): resume on "
+                         "the data the run started on")
     had, has = ck.get("distributed"), r.info.get("distributed")
     if had != has:
         def say(d):
@@ -459,6 +472,20 @@ def diverged(epoch: int, lr: float, seed, *, batched: bool = False) -> InputErro
                       f"learning rate {lr:g}; lower it (train.lr, --lr of rankfusion train){rest}")
 
 
+def _stop_if_diverged(r: _Run, epoch, loss: float) -> None:
+    """Raise :func:`diverged` when the epoch's ``loss`` (all-reduced under torchrun) or a weight is not
+    finite. The per-step check misses a blow-up in the epoch's last step, and under torchrun it is
+    not made (one process stopping alone would leave the others waiting); here every process holds
+    the same loss and, under DDP, the same weights, so all stop together and rank 0 says why. A
+    non-finite score must never become the best epoch."""
+    if math.isfinite(loss) and finite_weights(r.model.parameters()):
+        return
+    err = diverged(epoch, r.tc.lr, r.info["seed"])
+    if r.ctx is None:
+        raise err
+    refuse(str(err), r.ctx)
+
+
 def finite_weights(params) -> bool:
     """Whether every parameter tensor is finite."""
     return all(bool(p.isfinite().all()) for p in params)
@@ -475,7 +502,7 @@ def _train_epoch(r: _Run, epoch, progress) -> dict:
     t0, c0 = time.perf_counter(), time.process_time()
     sums = {"loss": 0.0, "seg": 0.0, "cls": 0.0, "dur": 0.0}
     n_batches = frames = 0
-    bar = tqdm(r.loader, desc=f"epoch {epoch}/{tc.epochs}", leave=False,
+    bar = tqdm(r.loader, desc=f"seed {r.info['seed']} epoch {epoch}/{tc.epochs}", leave=False,
                disable=bar_disabled(progress and _is_main(r.ctx)),
                unit="batch")
     for batch in bar:
@@ -562,8 +589,9 @@ def _distributed_losses(out, batch, r: _Run) -> dict:
     return {k: parts[k] * (w / max(n, 1.0)) for k, n in zip(("seg", "cls", "dur"), total)}
 
 
-def _validate(r: _Run) -> dict:
-    """Validation loss and (for ``select_metric="val_moc"``) mean validation MoC, over all ranks."""
+def _validate(r: _Run, epoch) -> dict:
+    """Validation loss and (for ``select_metric="val_moc"``) mean validation MoC, over all ranks; a
+    non-finite validation loss (weights finite, outputs overflowing) is a divergence of ``epoch``."""
     rtf = r.model.rtf
     if r.ctx is not None and rtf is not None and rtf.stats_group is None and rtf.tracks_training_rows:
         # --rtf-stats local: each process summed the statistic of its own training rows; eval mode's
@@ -572,6 +600,7 @@ def _validate(r: _Run) -> dict:
 
         torch.distributed.all_reduce(rtf.train_stat)
     val_loss = _validation_loss(r.model, r.val_set, r.tc, r.dev, ctx=r.ctx)
+    _stop_if_diverged(r, epoch, val_loss)
     val_moc = (_moc_grid_mean(r.model, r.ds, "val", r.config, r.dev, ctx=r.ctx) if r.tc.select_metric == "val_moc"
                else float("nan"))
     return {"val_loss": val_loss, "val_moc": val_moc}

@@ -496,3 +496,13 @@ def test_a_kill_while_the_seeds_ranks_rows_are_written_is_made_up_on_resume(tiny
         a, b = _ranks(ref / f"seed-{s}"), _ranks(cut / f"seed-{s}")
         assert [r[:3] for r in a] == [r[:3] for r in b], s
         assert [r[3] for r in a] == pytest.approx([r[3] for r in b], rel=1e-12), s
+
+
+@pytest.mark.parametrize("metric", ["val_loss", "val_moc"])
+def test_a_blow_up_in_an_epochs_last_step_stops_the_batched_run_in_that_epoch(tiny_data, tmp_path, metric):
+    # one step per epoch, no warm-up: the summed losses stay finite while the last step's update
+    # overflows; validation then gave NaN (a seed's best epoch) or a decoder error naming no seed
+    cfg = config(2, warmup_epochs=0, batch_size=64, lr=1e30, select_metric=metric)
+    with pytest.raises(ValueError, match=r"^training seed 1 diverged in epoch 1: .*1e\+30.*\(--serial-seeds lets"):
+        batched.train_seeds(cfg, tiny_data, tmp_path / "r", seed=[1, 10], progress=False, monitor=False)
+    assert not list((tmp_path / "r").rglob("best.pt"))

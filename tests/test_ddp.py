@@ -354,3 +354,17 @@ def test_errors_reading_the_command_line_and_data_are_said_once_under_torchrun(m
         assert str(info.value) == str(error) and waits == []
     else:
         assert info.value.code == 2 and waits == [distributed.STAND_DOWN_S]
+
+
+@pytest.mark.slow
+def test_a_diverged_run_under_torchrun_stops_with_one_line(ddp_data, tmp_path):
+    # every process skipped the per-step check (one stopping alone would leave the other waiting) and
+    # nothing checked the all-reduced loss: the run exited 0 with NaN weights saved as its best epoch
+    res = _torchrun(2, ["-m", "rankfusion", "train", ddp_data, "--out", tmp_path / "r", "--modalities", "rgb,depth",
+                        "--epochs", "2", "--lr", "1e30", "--no-rtf", "--quiet"], log_dir=tmp_path / "logs")
+    assert res.returncode != 0
+    errs = {int(p.parent.name): p.read_text().strip() for p in (tmp_path / "logs").rglob("stderr.log")}
+    assert errs[0].splitlines()[-1].startswith("Error: training seed 1 diverged in epoch 1: its loss or weights are "
+                                               "no longer finite at learning rate 1e+30"), errs
+    assert errs[1] == "", errs
+    assert not (tmp_path / "r" / "checkpoints" / "best.pt").exists()

@@ -747,7 +747,9 @@ def test_a_diverging_run_says_so_in_one_line(tiny_data, tmp_path, seeds):
     r = CliRunner().invoke(main, ["train", str(tiny_data), "--out", str(tmp_path / "r"), "--quiet", "--epochs", "2",
                                   "--d-model", "8", "--lr", "1e30", "--seeds", seeds])
     assert r.exit_code == 2
-    (line,) = r.output.strip().splitlines()[1:]  # after the modalities line: the run was accepted
+    # after the modalities line (the run was accepted) and the note on the warm-up (10 epochs by default)
+    note, line = r.output.strip().splitlines()[1:]
+    assert note.startswith("note: warmup_epochs 10 > epochs 2")
     rest = r" \(--serial-seeds lets the other seeds finish\)" if "," in seeds else ""
     assert re.fullmatch(r"Error: training seed (1|2) diverged in epoch 1: its loss or weights are no longer finite at "
                         r"learning rate 1e\+30; lower it \(train.lr, --lr of rankfusion train\)" + rest, line), line
@@ -815,3 +817,74 @@ def test_a_kill_after_the_checkpoint_before_the_ranks_rows_is_made_up_on_resume(
     assert [r[:3] for r in a] == [r[:3] for r in b] and {e for e, *_ in b} == {"0", "1", "2", "3"}
     # epoch 2 measured on the weights read back from last.pt: the same weights, the same measurement
     assert [r[3] for r in a] == pytest.approx([r[3] for r in b], rel=1e-12)
+
+
+def _diverging_config(**kw):
+    # one step per epoch and no warm-up: the blow-up comes in an epoch's last step
+    return tiny_config(epochs=2, warmup_epochs=0, batch_size=64, lr=1e30, **kw)
+
+
+@pytest.mark.parametrize("metric", ["val_loss", "val_moc"])
+def test_a_blow_up_in_an_epochs_last_step_stops_the_run_in_that_epoch(tiny_data, tmp_path, metric):
+    # the per-step check sees the loss computed before the step's update: a blow-up in the last step
+    # went on to a NaN validation loss, which became the best epoch (one epoch: exit 0)
+    with pytest.raises(ValueError, match=r"^training seed 1 diverged in epoch 1: .* learning rate 1e\+30"):
+        train(_diverging_config(select_metric=metric), tiny_data, tmp_path / "r", seed=1, progress=False,
+              monitor=False)
+    assert not (tmp_path / "r" / "checkpoints" / "best.pt").exists()
+
+
+def test_resume_refuses_other_data(tiny_data, tmp_path):
+    from rankfusion.data import synthesize
+
+    other = synthesize(tmp_path / "other", seed=99, split_fractions=(0.7, 0.15, 0.15), n_videos=9, min_frames=60,
+                       max_frames=110, channels={"rgb": 8, "depth": 6, "imu": 4})
+    _train_stopped_after(1, tiny_data, tmp_path / "cut")
+    before = _snapshot(tmp_path / "cut")
+    with pytest.raises(ValueError, match=r"^--resume: run folder .* was trained on dataset .*syn'.*fingerprint "
+                                         r"[0-9a-f]{12}\), not on .*other'.*: resume on the data the run started on$"):
+        train(tiny_config(), other, tmp_path / "cut", seed=1, progress=False, resume=True)
+    assert _snapshot(tmp_path / "cut") == before
+    # the same data under another path resumes
+    import shutil
+
+    moved = shutil.copytree(tiny_data, tmp_path / "moved")
+    train(tiny_config(), moved, tmp_path / "cut", seed=1, progress=False, resume=True)
+
+
+def test_resume_into_a_folder_of_other_files_is_refused(tiny_data, tmp_path):
+    folder = tmp_path / "proj"
+    folder.mkdir()
+    (folder / "config.json").write_text('{"my": "precious"}')
+    (folder / "metrics.csv").write_text("my,data\n")
+    res = CliRunner().invoke(main, ["train", str(tiny_data), "--out", str(folder), "--resume", "--epochs", "1",
+                                    "--d-model", "8", "--layers", "1", "--modalities", "rgb,depth", "--quiet",
+                                    "--no-monitor"])
+    assert res.exit_code == 2
+    assert res.output.strip().splitlines()[-1] == (
+        f"Error: run folder {str(folder)!r} holds 'config.json', 'metrics.csv' but no run to resume (no "
+        "checkpoints/last.pt, no run's config.json): choose a new or empty folder")
+    assert (folder / "config.json").read_text() == '{"my": "precious"}'
+    # a run that stopped before its first checkpoint (its config.json written) is started again
+    started = tmp_path / "started"
+    _train_stopped_after(1, tiny_data, started)
+    (started / "checkpoints" / "last.pt").unlink()
+    (started / "checkpoints" / "best.pt").unlink()
+    train(tiny_config(), tiny_data, started, seed=1, progress=False, resume=True)
+    assert load_checkpoint(started / "checkpoints" / "last.pt")["epoch"] == 3
+
+
+def test_cli_train_notes_a_warm_up_longer_than_the_run_and_names_each_seed(tiny_data, tmp_path):
+    res = CliRunner().invoke(main, ["train", str(tiny_data), "--out", str(tmp_path / "r"), "--epochs", "2",
+                                    "--seeds", "1,2", "--serial-seeds", "--d-model", "8", "--layers", "1",
+                                    "--modalities", "rgb,depth", "--no-monitor"])
+    assert res.exit_code == 0, res.output
+    assert ("note: warmup_epochs 10 > epochs 2: the learning rate rises through the whole run to 0.0002 at most, "
+            "never to lr 0.001, and the cosine decay never starts") in res.output
+    lines = [ln.split("  ")[0] for ln in res.output.splitlines() if " epoch " in ln and "loss" in ln]
+    assert lines == ["seed 1 epoch 1/2", "seed 1 epoch 2/2", "seed 2 epoch 1/2", "seed 2 epoch 2/2"]
+
+
+def test_an_lr_beyond_float32_is_refused():
+    with pytest.raises(ValueError, match=r"^lr must be <= 3\.4028234663852886e\+38, got 1e\+39$"):
+        tiny_config(lr=1e39)

@@ -152,7 +152,7 @@ def train(data, out, preset, config_path, epochs, seed, seeds, serial_seeds, mod
             sample_rate=sample_rate, unimodal_heads=unimodal_heads, ogm=ogm,
             modality_dropout=_dropout_option(modality_dropout), split_set=split_set)
         cfg, source = _train_config(data, config_path, preset, given)
-    mods_line = f"modalities {','.join(cfg.model.modalities)} ({source})"
+    mods_line = f"modalities {','.join(cfg.model.modalities)} ({source})" + _warmup_note(cfg.train)
     seed_arg = seeds if seeds is not None else (1 if seed is None else seed)
     t0 = time.perf_counter()
     if not under_torchrun():
@@ -165,6 +165,16 @@ def train(data, out, preset, config_path, epochs, seed, seeds, serial_seeds, mod
         return
     _train_distributed(cfg, data, out, seed_arg, mods_line, t0, device=device, resume=resume, quiet=quiet,
                        monitor=monitor, rtf_stats=rtf_stats, dist_backend=dist_backend)
+
+
+def _warmup_note(tc) -> str:
+    """A second information line when the linear warm-up lasts the whole run (e.g. ``--epochs 3``
+    beside the default ``warmup_epochs = 10``): the learning rate never reaches ``lr``."""
+    if tc.warmup_epochs <= tc.epochs:
+        return ""
+    return (f"\nnote: warmup_epochs {tc.warmup_epochs} > epochs {tc.epochs}: the learning rate rises through the "
+            f"whole run to {tc.lr * tc.epochs / tc.warmup_epochs:.3g} at most, never to lr {tc.lr:g}, and the cosine "
+            "decay never starts (set warmup_epochs in the [train] table of a --config file)")
 
 
 def _refuse_rtf_options(no_rtf, **given):

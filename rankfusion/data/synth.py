@@ -1046,7 +1046,7 @@ def synthesize(out_dir, *, seed=0, n_videos=DEFAULT_VIDEOS, min_frames=DEFAULT_M
     The dataset is built in a temporary folder next to ``out_dir`` and renamed into place, so an
     interrupted run leaves nothing half-written. Deterministic: the same arguments give
     byte-identical files, ``synth.json`` included, so a regenerated dataset has the same
-    fingerprint (:func:`rankfusion.runcache.dataset_fingerprint`) and reuses its cached runs.
+    fingerprint (:func:`rankfusion.data.fingerprint.dataset_fingerprint`) and reuses its cached runs.
 
     Parameters
     ----------
