@@ -888,3 +888,18 @@ def test_cli_train_notes_a_warm_up_longer_than_the_run_and_names_each_seed(tiny_
 def test_an_lr_beyond_float32_is_refused():
     with pytest.raises(ValueError, match=r"^lr must be <= 3\.4028234663852886e\+38, got 1e\+39$"):
         tiny_config(lr=1e39)
+
+
+def test_cli_train_threads_sets_torchs_threads(tiny_data, tmp_path):
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        res = CliRunner().invoke(main, ["train", str(tiny_data), "--out", str(tmp_path / "r"), "--epochs", "1",
+                                        "--d-model", "8", "--layers", "1", "--modalities", "rgb,depth", "--quiet",
+                                        "--no-monitor", "--threads", "1"])
+        assert res.exit_code == 0, res.output
+        assert torch.get_num_threads() == 1
+        bad = CliRunner().invoke(main, ["train", str(tiny_data), "--out", str(tmp_path / "s"), "--threads", "0"])
+        assert bad.exit_code == 2 and "'--threads'" in bad.output and not (tmp_path / "s").exists()
+    finally:
+        torch.set_num_threads(before)

@@ -123,6 +123,9 @@ def _modalities_source(data, config_path, preset, model: dict, split_set=None) -
               help="Per-epoch effective ranks of the tokens before/after the token fuser on a fixed "
                    "validation subset, written to OUT/ranks.csv (docs/monitor.md).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
+@click.option("--threads", type=click.IntRange(min=1), default=None,
+              help="Torch threads of this process (default: torch's, one per core). Small models often train "
+                   "as fast on 1, and much faster on shared cores (docs/benchmarks.md).")
 @click.option("--rtf-stats", type=click.Choice(["global", "local"]), default="global", show_default=True,
               help="Under torchrun: RTF's channel statistic summed over processes (N x B selects as one "
                    "process with batch N*B) or each process's own batch.")
@@ -130,7 +133,7 @@ def _modalities_source(data, config_path, preset, model: dict, split_set=None) -
               help="Under torchrun: default gloo on CPU, nccl with --device cuda.")
 def train(data, out, preset, config_path, epochs, seed, seeds, serial_seeds, modalities, no_rtf, no_temporal_fuser,
           selection, exchange, exchange_ratio, latent, d_model, layers, batch_size, lr, sample_rate, split_set,
-          modality_dropout, unimodal_heads, ogm, device, resume, monitor, quiet, rtf_stats, dist_backend):
+          modality_dropout, unimodal_heads, ogm, device, resume, monitor, quiet, threads, rtf_stats, dist_backend):
     """Train R3D on dataset DATA (train split; best epoch chosen on val).
 
     Data-parallel on several processes or machines: start it with torchrun, e.g.
@@ -139,8 +142,10 @@ def train(data, out, preset, config_path, epochs, seed, seeds, serial_seeds, mod
     """
     from ..batched import train_seeds
     from ..distributed import said_once, under_torchrun
+    from ..runcache import set_threads
     from ..runs import recorded_config_hash
 
+    set_threads(threads)
     with said_once():  # under torchrun every process reads the same command line and files: rank 0 says what is wrong
         if seed is not None and seeds is not None:
             raise InputError("give --seed or --seeds, not both")
