@@ -147,9 +147,13 @@ def refuse_non_empty(run_dir) -> None:
 
 def _held(run_dir: Path) -> str:
     """What a run folder holds, for a message (``'a', 'b', 'c' and 2 more``; "" when it is empty or
-    missing); a file where the folder should be is refused."""
+    missing); a file where the folder or one of its parents should be is refused, before the run
+    says it has started."""
     if run_dir.exists() and not run_dir.is_dir():
         raise InputError(f"run folder {str(run_dir)!r} is a file, not a folder")
+    blocking = next((p for p in run_dir.parents if p.exists()), None)
+    if not run_dir.exists() and blocking is not None and not blocking.is_dir():
+        raise InputError(f"run folder {str(run_dir)!r} cannot be made: {str(blocking)!r} is a file, not a folder")
     held = sorted(p.name for p in run_dir.iterdir()) if run_dir.is_dir() else []
     return ", ".join(repr(n) for n in held[:3]) + (f" and {len(held) - 3} more" if len(held) > 3 else "")
 

@@ -903,3 +903,14 @@ def test_cli_train_threads_sets_torchs_threads(tiny_data, tmp_path):
         assert bad.exit_code == 2 and "'--threads'" in bad.output and not (tmp_path / "s").exists()
     finally:
         torch.set_num_threads(before)
+
+
+def test_a_run_folder_below_a_file_is_refused_before_the_run_starts(tiny_data, tmp_path):
+    # the modalities line came first ("the run is accepted"), then "Error: cannot write ..."
+    (tmp_path / "file").write_text("x")
+    res = CliRunner().invoke(main, ["train", str(tiny_data), "--out", str(tmp_path / "file" / "run"), "--epochs", "1",
+                                    "--modalities", "rgb,depth", "--quiet"])
+    assert res.exit_code == 2
+    assert res.output.strip().splitlines() == [
+        f"Error: run folder {str(tmp_path / 'file' / 'run')!r} cannot be made: {str(tmp_path / 'file')!r} is a file, "
+        "not a folder"]
