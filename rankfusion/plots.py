@@ -426,7 +426,8 @@ def plot_exchange_ratio(table, *, pair: str = "rgb + depth"):
         ax.errorbar(100 * part["exchange_ratio"] + 0.6 * (k - (n - 1) / 2), part["moc"], yerr=yerr, marker=_MARKERS[k % len(_MARKERS)],
                     capsize=3, color=str(0.15 + 0.5 * k / n), label=f"$\\alpha$ = {obs:g}")
     ax.set_xticks(sorted(100 * table["exchange_ratio"].unique()))
-    ax.set_xlabel("exchanged channels k'/D (%)")
+    # the configured ratio: the blended channel count k' is rounded from it (e.g. 10 of 32 at 30 %)
+    ax.set_xlabel("exchange ratio (%)")
     ax.set_ylabel("MoC, mean over $\\beta$ (%)")
     title = f"Exchange-ratio ablation ({pair})"
     if "moc_std" in table and table["moc_std"].notna().any():
@@ -530,10 +531,11 @@ def plot_dose(cells, oracle, *, anchor: str = "rgb", partner: str = "depth"):
                 _dose_errorbars(ax, part, 0.012 * span.get(dial, 1.0) * (k - 1), color=col, ls=ls, marker=mk,
                                 label=f"{model} (MoC)")
         orc = oracle[oracle.dial == dial] if len(oracle) else oracle
-        for subset, ls in ((anchor, ":"), (f"{anchor}+{partner}", "-.")):
+        for subset, ls, mk in ((anchor, ":", "_"), (f"{anchor}+{partner}", "-.", "x")):
             part = orc[orc.subset == subset].sort_values("level") if len(orc) else orc
             if len(part):
-                ax.plot(part["level"], part["oracle_pct"], ls, color="black", alpha=0.7,
+                # a marker too: the oracle may exist at one level only, where a line draws nothing
+                ax.plot(part["level"], part["oracle_pct"], ls, marker=mk, markersize=9, color="black", alpha=0.7,
                         label=f"oracle {subset} (next-action acc.)")
         ax.set_xlabel(dial)
         ax.set_ylabel("% (MoC: mean over $\\alpha,\\beta$)")

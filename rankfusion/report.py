@@ -427,9 +427,12 @@ def claims_section(results: dict, *, anchor: str, partner: str) -> list[str]:
     """Which of the paper's claims hold on this data, for which dial settings.
 
     Every distinct comparison is tested once (Welch's t over seeds, :func:`rankfusion.stats.compare`)
-    and adjusted in exactly one Holm family (:func:`rankfusion.stats.adjust`): the dose sweeps' and
-    the modality selection's tests form this table's family; the collapse dial's rows keep the
-    adjusted p of their own family, the collapse section's. A verdict is taken on the adjusted p at
+    and adjusted in one Holm family (:func:`rankfusion.stats.adjust`): the dose sweeps' and the
+    modality selection's tests form this table's family; the collapse dial's rows keep the adjusted
+    p of their own family, the collapse section's. One exception, said in both sections: where the
+    ablation's data is the dose sweeps' base setting, its W/O RTF - R3D is this table's "RTF helps
+    accuracy" there and is adjusted in the ablation's family too. Each row gives the seeds of
+    each arm (``n``): a seed whose value is undefined is left out of its test. A verdict is taken on the adjusted p at
     :data:`rankfusion.stats.ALPHA`.
     """
     dose = results["dose"].data if "dose" in results else None
@@ -455,11 +458,15 @@ def claims_section(results: dict, *, anchor: str, partner: str) -> list[str]:
            "selection here)")
     if mc:
         own += (f"; the collapse dial's rows keep the Holm p of their own family, the {mc} tests of the collapse "
-                "section (each test is adjusted in one family only)")
+                "section")
+    # the ablation's W/O RTF - R3D is the base setting's "RTF helps accuracy" when its data is that setting
+    own += (" (each test is adjusted in one family" + ("; the ablation section names the one it also adjusts in "
+                                                        "its own" if "ablation" in results and dose is not None else "")
+            + ")" if m or mc else "")
     L.append(f"Each claim is tested per dial setting of the dose-response sweeps and of the collapse dial: the difference of the two "
              f"models' means over seeds with its {pct} % interval and Welch's t-test (it ignores what a seed "
-             "ties between two models, its batch order and the weights both build alike: valid, at some cost in "
-             f"power; docs/analysis.md), p-values {own} (family-wise error {stats.ALPHA:g} each). `holds` means "
+             "ties between two models, its batch order and the weights both build alike: valid where that tie "
+             f"is not negative, at some cost in power; docs/analysis.md), p-values {own} (family-wise error {stats.ALPHA:g} each). `holds` means "
              f"adjusted p ≤ {stats.ALPHA:g} in the "
              "claimed direction, `contradicted` resolved in the other direction, `unresolved` otherwise, with "
              f"the difference the design detects with {100 * stats.POWER:g} % power: at most the first number, the level "
@@ -468,10 +475,11 @@ def claims_section(results: dict, *, anchor: str, partner: str) -> list[str]:
              f"intervals are unadjusted {pct} % intervals, so one can exclude 0 while its Holm p is above "
              f"{stats.ALPHA:g}. A setting both sweeps share is one set of runs, listed once.")
     L.append("")
-    L += [f"| claim | setting | difference [{pct} % CI] | p | Holm p | verdict |", "|---|---|---|---|---|---|"]
+    # n: the seeds each arm has (a run whose value is undefined, e.g. a NaN score, is left out)
+    L += [f"| claim | setting | difference [{pct} % CI] | n | p | Holm p | verdict |", "|---|---|---|---|---|---|---|"]
     for claim, setting, t, sign, pa, size, name in table:
         where = f" ({name} family)" if name and verdicts.testable(t) else ""
-        L.append(f"| {claim} | {setting} | {verdicts.diff_ci(t)} | {verdicts.p_cell(t.p, t.alpha)} | "
+        L.append(f"| {claim} | {setting} | {verdicts.diff_ci(t)} | {t.n_a}, {t.n_b} | {verdicts.p_cell(t.p, t.alpha)} | "
                  f"{verdicts.p_cell(pa, t.alpha)}{where} | {_claim_cell(t, sign, pa, size)} |")
     L.append("")
     if mod is not None:
@@ -599,7 +607,10 @@ def dynamics_section(res, *, n_seeds: int) -> list[str]:
         L.append(f"- {r.model}, {r.name}: {_fmt(r.erank_init)} -> {_fmt(r.erank_final)} "
                  f"({_fmt(r.change, '+.2f')}{std}{ci}; {r.verdict}{test}); lowest {_fmt(r.erank_min)}.")
     moc = summary.groupby("model")["val_moc_final"].first()
-    L += ["", "Validation MoC at the last epoch: " + ", ".join(f"{m} {_fmt(v)} %" for m, v in moc.items()) + ".",
+    # every other section evaluates each run's best-validation checkpoint, not its last epoch
+    L += ["", "Validation MoC at the last epoch: " + ", ".join(f"{m} {_fmt(v)} %" for m, v in moc.items()) + ". "
+          "These are the last epoch's weights; every other section evaluates each run's best-validation "
+          "checkpoint (`best.pt`: the epoch where the validation score peaked, often an earlier one).",
           "Modality reliance over epochs is not reported (it is measured on finished runs: dose section).", ""]
     return L
 

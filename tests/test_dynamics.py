@@ -115,6 +115,8 @@ def test_report_section_calls_only_changes_the_paired_test_resolves():
     assert summary["p_holm"].tolist() == pytest.approx(stats.adjust(p, "holm").tolist())
     res = FigureResult("dynamics", params={"n_videos": 16, "obs_ratio": 0.3}, tables={"summary": summary})
     text = "\n".join(dynamics_section(res, n_seeds=3))
+    # the last epoch's MoC is set apart from the best-validation checkpoints every other section evaluates
+    assert "These are the last epoch's weights; every other section evaluates each run's best-validation" in text
     # each change with its 95 % interval (the paired t's, over the seeds' changes)
     cis = {k: stats.compare(np.array(changes[k]), np.zeros(3), paired=True).ci for k in keys}
 

@@ -91,7 +91,7 @@ def test_plot_exchange_ratio_ablation_and_angles(tmp_path):
                        "moc": [30, 32, 31, 35, 36, 34]})
     fig = plots.plot_exchange_ratio(ex)
     xl, yl, legend = _labels(fig)
-    assert "exchanged channels" in xl[0] and "MoC" in yl[0] and len(legend) == 2
+    assert xl[0] == "exchange ratio (%)" and "MoC" in yl[0] and len(legend) == 2
     _written(fig, tmp_path, "exchange")
     ab = pd.DataFrame({"variant": ["R3D", "W/O RTF"] * 2, "obs_ratio": [0.2, 0.2, 0.3, 0.3], "moc": [30, 25, 33, 28]})
     fig = plots.plot_ablation(ab)
@@ -166,3 +166,9 @@ def test_plot_dose(tmp_path):
             "oracle rgb+depth (next-action acc.)", "depth, R3D", "rgb, plain fusion"} <= set(legend)
     assert all("std over seeds" in ax.get_title() for ax in fig.axes)
     _written(fig, tmp_path, "dose")
+    # an oracle at one level only (the demo's: complementarity 1) is a point: drawn with a marker
+    one = pd.DataFrame([o for o in oracle if o["level"] == 1.0 and o["dial"] == "complementarity"])
+    fig = plots.plot_dose(pd.DataFrame(cells), one)
+    lines = [ln for ln in fig.axes[0].get_lines() if ln.get_label().startswith("oracle")]
+    assert len(lines) == 2 and all(len(ln.get_xdata()) == 1 and ln.get_marker() not in ("None", "", None)
+                                   for ln in lines)

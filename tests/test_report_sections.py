@@ -135,7 +135,12 @@ def test_claims_section_tests_the_expected_partner_against_every_other_candidate
     for c in ("noise", "imu"):
         t = stats.compare(seeds["depth"], seeds[c])
         assert (f"| the criterion scores the complementary partner above {c} (depth minus {c}) | demo dataset | "
-                f"{verdicts.diff_ci(t)} |") in text
+                f"{verdicts.diff_ci(t)} | 3, 3 |") in text
+    # a seed without a score is left out of its test, and the n column says so
+    short = {**seeds, "imu": [0.2, 0.25]}
+    text = "\n".join(claims_section({"modality": _modality(short)}, anchor="rgb", partner="depth"))
+    assert "(depth minus imu) | demo dataset | " in text and " | 3, 2 | " in text
+    assert "(each test is adjusted in one family)" in text and "ablation section names" not in text
     assert "top candidate by point score depth, expected depth -> holds: depth scores resolvedly above every" in text
 
 

@@ -42,7 +42,8 @@ DOSE_COMPARISONS = (("fusion helps (plain fusion - anchor only)", "plain fusion"
                     ("R3D - anchor only", "R3D", "anchor only"))
 
 # A difference is tested with Welch's t over seeds (rankfusion.stats.compare): the models compared
-# differ in shape or in their fusion, so a shared seed number does not pair them (docs/analysis.md).
+# share their batch order and the initial weights of the parts both have, a tie of unknown strength
+# that Welch's test ignores (valid where the tie is not negative; docs/analysis.md).
 
 
 @dataclass(frozen=True)
