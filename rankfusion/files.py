@@ -159,17 +159,35 @@ def _make_temp_dir(path: Path, kind: str = "") -> Path:
             continue
 
 
+def check_not_source(path, sources=()) -> None:
+    """Refuse to replace ``path`` when that would delete one of ``sources`` (the files and
+    folders a command reads): :class:`InputError` when a source is ``path`` itself or lies inside
+    it. Paths are compared resolved (``..`` and symbolic links followed), except that ``path``'s
+    own last component is not followed: replacing a symbolic link removes the link, not its target.
+    """
+    path = Path(path)
+    target = Path(os.path.realpath(path.parent if str(path.parent) else ".")) / path.name
+    for src in sources:
+        real = Path(os.path.realpath(src))
+        if real == target or real.is_relative_to(target):
+            what = "is the input" if real == target else f"holds the input {str(src)!r}"
+            raise InputError(f"cannot write {str(path)!r}: it {what}, which replacing it would delete; "
+                             "write to another folder")
+
+
 @contextlib.contextmanager
-def atomic_dir(path):
+def atomic_dir(path, *, sources=()):
     """Yield an empty temporary folder next to ``path``; move it onto ``path`` on success.
 
     An existing ``path`` is swapped out in two renames and only then deleted, so readers
     see either the old folder or the complete new one; on any exception the temporary
     folder is removed and ``path`` is left as it was. Stale temporary folders of earlier,
     killed writers of ``path`` are removed first (:func:`sweep_stale`). Callers decide about
-    overwriting.
+    overwriting; a ``path`` that is or holds one of ``sources`` (the inputs the new folder is
+    made from) is refused (:func:`check_not_source`).
     """
     path = Path(path)
+    check_not_source(path, sources)
     if path.exists() and Path.cwd().resolve().is_relative_to(path.resolve()):
         raise InputError(f"cannot replace {str(path)!r}: it is the current folder or holds it; run the command from "
                          "another folder")

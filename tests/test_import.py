@@ -297,3 +297,27 @@ def test_a_split_set_that_is_no_plain_name_is_refused_up_front(three, tmp_path, 
     assert res.output.strip().splitlines() == [
         f"Error: --split-set must be a plain name without '.' or '/', got {split_set!r}"]
     assert not (tmp_path / "ds").exists()
+
+
+@pytest.mark.parametrize("where", ["same", "parent"])
+def test_cli_import_force_refuses_an_out_that_holds_the_input_files(tmp_path, where):
+    # --force replaces OUT: were the CSV files inside it, they would be deleted with it
+    src = tmp_path / "srcdir"
+    src.mkdir()
+    files = [_csv(src / f"rec{i}.csv") for i in range(3)]
+    before = {f: f.read_text() for f in files}
+    out = src if where == "same" else tmp_path
+    res = CliRunner().invoke(main, ["data", "import-csv", *map(str, files), "--out", str(out), "--force",
+                                    "--label-column", "label", "--modality", "acc=acc_*"])
+    assert res.exit_code == 2
+    assert res.output == (f"Error: cannot write {str(out)!r}: it holds the input {str(files[0])!r}, which replacing it "
+                          "would delete; "
+                          "write to another folder\n")
+    assert {f: f.read_text() for f in files} == before
+    assert sorted(p.name for p in src.iterdir()) == ["rec0.csv", "rec1.csv", "rec2.csv"]
+
+
+def test_import_into_a_new_folder_inside_the_input_folder_is_fine(three, tmp_path):
+    out = import_csv(three, tmp_path / "ds", modalities={"acc": "acc_*"}, label_column="label")
+    out = import_csv(three, tmp_path / "ds", modalities={"acc": "acc_*"}, label_column="label", overwrite=True)
+    assert open_dataset(out).videos and all(f.is_file() for f in three)

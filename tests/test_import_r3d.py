@@ -196,3 +196,17 @@ def test_a_file_given_as_the_source_folder_is_named_as_a_file(tmp_path, command)
     res = _run("data", command, src, *labels, tmp_path / "out")
     assert res.exit_code == 2
     assert res.output.strip().splitlines()[-1] == f"Error: source folder {str(src)!r} is a file, not a folder"
+
+
+@pytest.mark.parametrize("out", ["wrap", "wrap/raw", "wrap/raw/features_depth"])
+def test_import_r3d_force_refuses_an_out_that_is_or_holds_the_source(tmp_path, out):
+    # `import-r3d wrap/raw wrap --force` deleted wrap/raw with the old wrap
+    src = tmp_path / "wrap" / "raw"
+    _write_src(src)
+    before = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*"))
+    res = _run("data", "import-r3d", src, tmp_path / out, "--force")
+    assert res.exit_code == 2
+    assert res.output.startswith(f"Error: cannot write {str(tmp_path / out)!r}: it ")
+    assert res.output.endswith(", which replacing it would delete; write to another folder\n")
+    assert len(res.output.splitlines()) == 1
+    assert sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*")) == before

@@ -257,3 +257,22 @@ def test_a_negative_seed_is_one_line(tmp_path, command):
     res = _run("data", command, tmp_path / "src", *labels, tmp_path / "out", "--seed", "-1")
     assert res.exit_code == 2
     assert res.output.strip().splitlines() == ["Error: --seed must be at least 0, got -1"]
+
+
+def test_skeleton_imports_refuse_an_out_that_is_their_input(tmp_path):
+    # `import-ntu-skeleton n2 n2 --force` deleted the .skeleton files
+    _ntu_src(tmp_path / "n2")
+    before = sorted(p.name for p in (tmp_path / "n2").iterdir())
+    res = _run("data", "import-ntu-skeleton", tmp_path / "n2", tmp_path / "n2", "--force")
+    assert res.exit_code == 2
+    assert res.output == (f"Error: cannot write {str(tmp_path / 'n2')!r}: it is the input, which replacing it would "
+                          "delete; write to another folder\n")
+    assert sorted(p.name for p in (tmp_path / "n2").iterdir()) == before
+    _utk_src(tmp_path / "u")
+    labels = tmp_path / "u" / "actionLabel.txt"
+    res = _run("data", "import-utkinect-joints", tmp_path / "u" / "joints", labels, tmp_path / "u", "--force")
+    assert res.exit_code == 2
+    assert res.output == (f"Error: cannot write {str(tmp_path / 'u')!r}: it holds the input "
+                          f"{str(tmp_path / 'u' / 'joints')!r}, which replacing it would delete; write to another "
+                          "folder\n")
+    assert labels.is_file() and len(list((tmp_path / "u" / "joints").iterdir())) == 3

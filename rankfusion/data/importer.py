@@ -286,7 +286,8 @@ def import_csv(files, out_dir, *, modalities, label_column, video_column=None, w
             "split_fractions": list(fr)}
     # validate=True: every check of `data check` runs before the new folder replaces anything
     return write_dataset(out_dir, classes, labels, feats, splits, split_set=split_set, overwrite=overwrite,
-                         extra_files={"import.json": json.dumps(meta, indent=2) + "\n"}, validate=True)
+                         extra_files={"import.json": json.dumps(meta, indent=2) + "\n"}, validate=True,
+                         sources=files)
 
 
 def _check_options(files, modalities, window, chunk, seed, split_fractions):

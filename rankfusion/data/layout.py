@@ -25,7 +25,7 @@ import numpy as np
 from .._progress import bar_disabled
 from .._validation import InputError, InputTypeError, check_choice, check_folder, option_name
 from ..config import FUTURE_RATIO, TRAIN_OBS_RATIOS, cut_frames
-from ..files import NUMPY_READ_ERRORS, atomic_dir, read_text
+from ..files import NUMPY_READ_ERRORS, atomic_dir, check_not_source, read_text
 
 #: Modality name given to the features of a plain (single-modality) FUTR/MS-TCN dataset.
 PLAIN_MODALITY = "features"
@@ -552,7 +552,7 @@ def check_split_set_name(split_set) -> str:
 
 
 def write_dataset(root, classes, labels, features, splits, *, split_set="split1", plain=False,
-                  overwrite=False, extra_files=None, validate=False):
+                  overwrite=False, extra_files=None, validate=False, sources=()):
     """Write a dataset in the standard layout, atomically (a temp folder renamed into place).
 
     Parameters
@@ -581,6 +581,9 @@ def write_dataset(root, classes, labels, features, splits, *, split_set="split1"
         Run every check of :meth:`MultiModalDataset.validate` on the written temporary folder
         *before* it replaces ``root``: an invalid dataset raises and leaves ``root`` as it was
         (an existing dataset intact, no new folder).
+    sources : sequence of path-like
+        The files and folders the dataset is made from: a ``root`` that is one of them or holds
+        one is refused before anything is written, with or without ``overwrite``.
 
     Returns
     -------
@@ -588,12 +591,13 @@ def write_dataset(root, classes, labels, features, splits, *, split_set="split1"
     """
     root = Path(root)
     check_split_set_name(split_set)
+    check_not_source(root, sources)
     if root.exists() and not overwrite:
         raise InputError(f"output folder {str(root)!r} already exists; pass "
                          f"{option_name('overwrite=True', '--force')} to replace it")
     if plain and len(features) != 1:
         raise InputError(f"plain=True needs exactly one modality, got {sorted(features)}")
-    with atomic_dir(root) as tmp:
+    with atomic_dir(root, sources=sources) as tmp:
         (tmp / "mapping.txt").write_text("".join(f"{i} {c}\n" for i, c in enumerate(classes)))
         (tmp / "groundTruth").mkdir()
         for video, lab in labels.items():

@@ -314,4 +314,5 @@ def import_r3d(src, out_dir, *, mapping=None, rename=None, feature_axis="auto", 
             "mapping": mapping_path.name, "mapping_indices": dict(zip(classes, indices)), "modalities": {m: f.name for m, f in folders.items()},
             "splits": {k: len(v) for k, v in splits.items()}}
     return write_dataset(out_dir, classes, labels, feats, splits, split_set=split_set, overwrite=overwrite,
-                         extra_files={"import.json": json.dumps(meta, indent=2) + "\n"}, validate=True)
+                         extra_files={"import.json": json.dumps(meta, indent=2) + "\n"}, validate=True,
+                         sources=[src, mapping_path, src / "splits", src / "groundTruth", *folders.values()])

@@ -256,7 +256,7 @@ def import_ntu_skeleton(src, out_dir, *, protocol="xsub", val_fraction=0.1, seed
     return write_dataset(out_dir, classes, labels, {SKELETON_MODALITY: feats},
                          {"train": train, "val": val, "test": test}, split_set=split_set or protocol,
                          overwrite=overwrite, extra_files={"import.json": json.dumps(meta, indent=2) + "\n"},
-                         validate=True)
+                         validate=True, sources=[src, *(src / f"{v}.skeleton" for v in feats)])
 
 
 def read_utkinect_joints(path) -> tuple[np.ndarray, np.ndarray, int]:
@@ -412,4 +412,5 @@ def import_utkinect_joints(src, labels_file, out_dir, *, val_fraction=0.2, seed=
             "duplicate_frame_lines": {k: v for k, v in dups.items() if v}, "frame_numbers": meta_frames}
     return write_dataset(out_dir, classes, labels, {SKELETON_MODALITY: feats},
                          {"train": train, "val": val, "test": test}, split_set=split_set, overwrite=overwrite,
-                         extra_files={"import.json": json.dumps(meta) + "\n"}, validate=True)
+                         extra_files={"import.json": json.dumps(meta) + "\n"}, validate=True,
+                         sources=[src, labels_file, *files])
