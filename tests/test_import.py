@@ -321,3 +321,37 @@ def test_import_into_a_new_folder_inside_the_input_folder_is_fine(three, tmp_pat
     out = import_csv(three, tmp_path / "ds", modalities={"acc": "acc_*"}, label_column="label")
     out = import_csv(three, tmp_path / "ds", modalities={"acc": "acc_*"}, label_column="label", overwrite=True)
     assert open_dataset(out).videos and all(f.is_file() for f in three)
+
+
+def test_labels_and_video_ids_are_read_as_text(tmp_path):
+    # labels 01, 02, 10 were read as numbers (classes '1', '2', '10'); video ids 01 and 1 were
+    # one recording
+    p = tmp_path / "all.csv"
+    rows = [("01", "01"), ("01", "02"), ("1", "10"), ("1", "10"), ("001", "02"), ("001", "01")]
+    p.write_text("subj,acc_x,label\n" + "".join(f"{v},{t},{lab}\n" for t, (v, lab) in enumerate(rows)))
+    ds = open_dataset(import_csv([p], tmp_path / "ds", modalities={"acc": "acc_*"}, label_column="label",
+                                 video_column="subj"))
+    assert ds.classes == ["01", "02", "10"]
+    assert sorted(ds.videos) == ["001", "01", "1"]
+    assert [ds.classes[i] for i in ds.labels("01")] == ["01", "02"]
+    np.testing.assert_array_equal(ds.features("1", "acc")[:, 0], [2, 3])
+
+
+def test_parquet_label_and_video_columns_stored_as_numbers_become_their_text(three, tmp_path):
+    pd = pytest.importorskip("pandas")
+    pytest.importorskip("pyarrow")
+    path = tmp_path / "t.parquet"
+    pd.DataFrame({"subj": [7, 7, 8, 8, 9, 9], "acc_x": [0.0, 1, 2, 3, 4, 5], "label": [1, 2, 1, 1, 2, 2]}).to_parquet(path)
+    ds = open_dataset(import_csv([path], tmp_path / "ds", modalities={"acc": "acc_*"}, label_column="label",
+                                 video_column="subj"))
+    assert ds.classes == ["1", "2"] and sorted(ds.videos) == ["7", "8", "9"]
+
+
+def test_a_video_whose_rows_are_not_together_is_refused(tmp_path):
+    p = tmp_path / "all.csv"
+    p.write_text("subj,acc_x,label\n" + "".join(f"{v},{t},x\n" for t, v in enumerate("aabbacc")))
+    with pytest.raises(InputError) as err:
+        import_csv([p], tmp_path / "ds", modalities={"acc": "acc_*"}, label_column="label", video_column="subj")
+    assert str(err.value) == (f"{str(p)!r}: video column 'subj': the rows of video 'a' are not together (data row 1 "
+                              "(line 3), then data row 4 (line 6)); keep each video's rows in one block")
+    assert not (tmp_path / "ds").exists()

@@ -49,8 +49,12 @@ def parse_modality_specs(specs) -> dict[str, list[str]]:
     return mods
 
 
-def read_table(path):
+def read_table(path, text_columns=()):
     """Read a CSV (``.csv``, ``.tsv``, optionally ``.gz``) or Parquet file into a DataFrame.
+
+    The columns named in ``text_columns`` (labels, video ids) are read as text, exactly as
+    written (``01`` stays ``01``); a Parquet column stored as numbers becomes the numbers' text.
+    Missing cells stay missing (NaN).
 
     Raises
     ------
@@ -72,7 +76,7 @@ def read_table(path):
     try:
         if ".parquet" in suffixes or ".pq" in suffixes:
             try:
-                return pd.read_parquet(path)
+                return _text_columns(pd.read_parquet(path), text_columns)
             except ImportError:
                 raise InputError(
                     f"reading {str(path)!r} needs pyarrow, which is not installed: "
@@ -81,13 +85,29 @@ def read_table(path):
         sep = "\t" if ".tsv" in suffixes else ","
         # only an empty cell is missing: "NA", "null" or "nan" in a cell are what the file says
         # (an action may be called "null"; a "nan" feature is reported as such)
-        df = pd.read_csv(path, sep=sep, skipinitialspace=True, keep_default_na=False, na_values=[""])
+        df = pd.read_csv(path, sep=sep, skipinitialspace=True, keep_default_na=False, na_values=[""],
+                         dtype={c: str for c in text_columns})
         _check_header(path, sep)
         return df
     except InputError:
         raise
     except Exception as exc:  # pandas raises a zoo of parser errors; all are the file's fault
         raise InputError(f"cannot read {str(path)!r}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+
+
+def _text_columns(df, columns):
+    """``df`` with each of ``columns`` it has as text (a Parquet table keeps its stored types)."""
+    import pandas as pd
+
+    def text(v):
+        if isinstance(v, str) or (pd.api.types.is_scalar(v) and pd.isna(v)):
+            return v
+        return v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v)
+
+    for c in columns:
+        if c in df.columns:
+            df[c] = df[c].map(text).astype(object)
+    return df
 
 
 def _check_header(path, sep: str) -> None:
@@ -321,7 +341,7 @@ def _check_fractions(fr):
 
 def _read_recordings_table(path, mods, label_column, video_column):
     """One input table, checked: ``(df, {modality: columns}, labels as an object array)``."""
-    df = read_table(path)
+    df = read_table(path, [c for c in (label_column, video_column) if c is not None])
     reserved = {label_column: "label"}
     if video_column is not None:
         reserved[video_column] = "video"
@@ -351,10 +371,19 @@ def _recordings(df, path, video_column, *, several_files: bool):
     if keys.isna().any():
         i = int(np.flatnonzero(keys.isna().to_numpy())[0])
         raise InputError(f"{str(path)!r}: video column {video_column!r} is empty at {_at_row(path, i)}")
-    order = dict.fromkeys(keys.tolist())
     # names must stay unique across files
     prefix = f"{_safe(path.stem)}_" if several_files else ""
-    return [(prefix + _safe(k), np.flatnonzero((keys == k).to_numpy())) for k in order]
+    out = []
+    for k in dict.fromkeys(keys.tolist()):
+        rows = np.flatnonzero((keys == k).to_numpy())
+        apart = np.flatnonzero(np.diff(rows) != 1)
+        if apart.size:  # a recording's rows are one stretch of time: rows in between belong to another
+            j = apart[0]
+            raise InputError(f"{str(path)!r}: video column {video_column!r}: the rows of video {k!r} are not "
+                             f"together ({_at_row(path, int(rows[j]))}, then {_at_row(path, int(rows[j + 1]))}); "
+                             "keep each video's rows in one block")
+        out.append((prefix + _safe(k), rows))
+    return out
 
 
 def _add_videos(labels, feats, base, rows, blocks, lab, path, window, chunk):
