@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from rankfusion._validation import InputError
-from rankfusion.data import PLAIN_MODALITY, open_dataset, write_dataset
+from rankfusion.data import PLAIN_MODALITY, open_dataset, read_mapping, write_dataset
 
 CLASSES = ["a", "b", "c"]
 
@@ -253,3 +253,13 @@ def test_a_config_key_that_should_be_a_table_is_refused_naming_the_file(tmp_path
     with pytest.raises(InputError, match=r"config file '.*m5.toml': model must be a table \(\[model\] with key = "
                                          r"value lines\), got int 5"):
         load_config(path, train={"epochs": 2})
+
+
+@pytest.mark.parametrize("line", ["--0 a", "\u00b2 a", "\u0663 a", "+0 a", "0x1 a"])
+def test_a_mapping_index_that_is_no_plain_integer_is_one_line(tmp_path, line):
+    # '--0' and '²' passed an isdigit() test and crashed in int(); '٣' (Arabic-Indic 3) was read as 3
+    path = tmp_path / "mapping.txt"
+    path.write_text(line + "\n1 b\n", encoding="utf-8")
+    with pytest.raises(InputError) as err:
+        read_mapping(path)
+    assert str(err.value) == f"{str(path)!r} line 1: expected '<index> <action name>', got {line!r}"

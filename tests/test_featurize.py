@@ -12,6 +12,7 @@ import torch
 from click.testing import CliRunner
 from PIL import Image
 
+from rankfusion._validation import InputError
 from rankfusion.cli import main
 from rankfusion.data.featurize import IMAGENET_MEAN, IMAGENET_STD, featurize, load_backbone, scale_depth, to_input
 from rankfusion.data.frames import list_frames, read_frame, read_opencv_xml
@@ -465,3 +466,17 @@ def test_a_program_takes_neither_weights_option(tmp_path, make_frames, tiny_pt2)
         assert res.exit_code == 2
         assert res.output.strip().splitlines() == [
             f"Error: {name} applies to torchvision backbones; {str(tiny_pt2)!r} holds its own weights"]
+
+
+def test_xml_size_and_frame_names_with_other_digits_are_read_strictly(tmp_path):
+    # '²' passed isdigit() and crashed in int()
+    (tmp_path / "m.xml").write_text("<opencv_storage><m><rows>\u00b2</rows><cols>1</cols><data>1 2</data></m>"
+                                    "</opencv_storage>", encoding="utf-8")
+    with pytest.raises(InputError) as err:
+        read_opencv_xml(tmp_path / "m.xml")
+    assert str(err.value) == f"{str(tmp_path / 'm.xml')!r}: matrix size \u00b2 x 1 is not two positive integers"
+    d = tmp_path / "v"
+    d.mkdir()
+    for name in ("f1\u00b22.png", "f10.png", "f9.png"):
+        Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(d / name)
+    assert [p.name for p in list_frames(d)] == ["f1\u00b22.png", "f9.png", "f10.png"]

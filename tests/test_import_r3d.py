@@ -9,8 +9,10 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from rankfusion._validation import InputError
 from rankfusion.cli import main
 from rankfusion.data import open_dataset
+from rankfusion.data.r3d_folder import read_official_mapping
 
 CLASSES = ["walk", "sit", "drink"]
 
@@ -210,3 +212,11 @@ def test_import_r3d_force_refuses_an_out_that_is_or_holds_the_source(tmp_path, o
     assert res.output.endswith(", which replacing it would delete; write to another folder\n")
     assert len(res.output.splitlines()) == 1
     assert sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*")) == before
+
+
+def test_an_official_mapping_index_in_other_digits_is_refused(tmp_path):
+    path = tmp_path / "mapping.txt"
+    path.write_text("0 walk\n\u0661 sit\n", encoding="utf-8")
+    with pytest.raises(InputError) as err:
+        read_official_mapping(path)
+    assert str(err.value) == f"{str(path)!r} line 2: expected '<index> <action name>', got '\u0661 sit'"

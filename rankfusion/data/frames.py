@@ -36,7 +36,7 @@ OPENCV_DTYPES = {"u": np.uint8, "c": np.int8, "w": np.uint16, "s": np.int16, "i"
 
 
 def _natural_key(path: Path):
-    return [int(p) if p.isdigit() else p for p in re.split(r"(\d+)", path.name)]
+    return [int(p) if p.isascii() and p.isdigit() else p for p in re.split(r"([0-9]+)", path.name)]
 
 
 def list_frames(folder) -> list[Path]:
@@ -81,11 +81,11 @@ def read_opencv_xml(path) -> np.ndarray:
     dtype = None
     if node.find("dt") is not None:
         dt = child("dt")
-        m = re.fullmatch(r"(\d*)([ucwsifd])", dt)
+        m = re.fullmatch(r"([0-9]*)([ucwsifd])", dt)
         if not m or m.group(1) not in ("", "1"):
             raise InputError(f"{str(path)!r}: <dt>{dt}</dt> is not a single-channel OpenCV element type")
         dtype = OPENCV_DTYPES[m.group(2)]
-    if not (rows.isdigit() and cols.isdigit()) or int(rows) == 0 or int(cols) == 0:
+    if not (re.fullmatch("[0-9]+", rows) and re.fullmatch("[0-9]+", cols)) or int(rows) == 0 or int(cols) == 0:
         raise InputError(f"{str(path)!r}: matrix size {rows} x {cols} is not two positive integers")
     values = child("data").split()
     n = int(rows) * int(cols)

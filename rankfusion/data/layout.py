@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -75,7 +76,7 @@ def read_mapping(path) -> list[str]:
         if not line:
             continue
         parts = line.split(maxsplit=1)
-        if len(parts) != 2 or not parts[0].lstrip("-").isdigit():
+        if len(parts) != 2 or not re.fullmatch(r"-?[0-9]+", parts[0]):
             raise InputError(f"{str(path)!r} line {lineno}: expected '<index> <action name>', got {raw!r}")
         idx, name = int(parts[0]), parts[1].strip()
         if idx in by_index:

@@ -101,7 +101,7 @@ def read_official_mapping(path: Path) -> tuple[list[str], dict, list[int]]:
         if not line:
             continue
         parts = line.split(maxsplit=1)
-        if len(parts) != 2 or not re.fullmatch(r"-?\d+", parts[0]):
+        if len(parts) != 2 or not re.fullmatch(r"-?[0-9]+", parts[0]):
             raise InputError(f"{str(path)!r} line {lineno}: expected '<index> <action name>', got {raw!r}")
         idx, name = int(parts[0]), parts[1].strip()
         if idx in entries:

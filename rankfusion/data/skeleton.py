@@ -50,8 +50,8 @@ NTU_PROTOCOLS = ("xsub", "xview", "xset")
 #: Label of UTKinect frames outside every action range (as in the official code's ground truth).
 BACKGROUND = "UNDEFINED"
 
-_NTU_NAME = re.compile(r"^S(\d{3})C(\d{3})P(\d{3})R(\d{3})A(\d{3})$")
-_UTK_NAME = re.compile(r"^joints_(s(\d+)_e(\d+))$")
+_NTU_NAME = re.compile(r"^S([0-9]{3})C([0-9]{3})P([0-9]{3})R([0-9]{3})A([0-9]{3})$")
+_UTK_NAME = re.compile(r"^joints_(s([0-9]+)_e([0-9]+))$")
 
 
 class _Lines:
@@ -80,7 +80,7 @@ class _Lines:
     def next_int(self, what: str, low: int = 0) -> int:
         (field,) = self.next_fields(1, what)
         self.pos -= 1
-        if not re.fullmatch(r"\d+", field) or int(field) < low:
+        if not re.fullmatch(r"[0-9]+", field) or int(field) < low:
             raise InputError(f"{self.where()}: expected {what} (an integer >= {low}), got {field!r}")
         self.pos += 1
         return int(field)
@@ -274,7 +274,7 @@ def read_utkinect_joints(path) -> tuple[np.ndarray, np.ndarray, int]:
     numbers, joints, dup = [], [], 0
     while lines.pos < len(lines.lines):
         fields = lines.next_fields(1 + 3 * UTK_JOINTS, "a frame number and 20 joints x (x, y, z)")
-        if not re.fullmatch(r"\d+", fields[0]):
+        if not re.fullmatch(r"[0-9]+", fields[0]):
             lines.pos -= 1
             raise InputError(f"{lines.where()}: the frame number must be a non-negative integer, got {fields[0]!r}")
         n = int(fields[0])
@@ -295,7 +295,7 @@ def read_utkinect_joints(path) -> tuple[np.ndarray, np.ndarray, int]:
 def _range_bound(text: str, where: str):
     if text.lower() == "nan":
         return None
-    if not re.fullmatch(r"\d+", text):
+    if not re.fullmatch(r"[0-9]+", text):
         raise InputError(f"{where}: a frame range bound must be an integer or NaN, got {text!r}")
     return int(text)
 
@@ -318,7 +318,7 @@ def read_utkinect_labels(path) -> dict:
         if not line:
             continue
         if ":" not in line:
-            if not re.fullmatch(r"s\d+_e\d+", line):
+            if not re.fullmatch(r"s[0-9]+_e[0-9]+", line):
                 raise InputError(f"{where}: expected a sequence name like 's01_e01' or 'action: start end', got {raw!r}")
             if line in out:
                 raise InputError(f"{where}: sequence {line!r} appears twice")
