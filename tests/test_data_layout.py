@@ -263,3 +263,15 @@ def test_a_mapping_index_that_is_no_plain_integer_is_one_line(tmp_path, line):
     with pytest.raises(InputError) as err:
         read_mapping(path)
     assert str(err.value) == f"{str(path)!r} line 1: expected '<index> <action name>', got {line!r}"
+
+
+def test_write_dataset_names_an_invalid_result_as_such_not_a_file_in_root(tmp_path):
+    # the check runs on the temporary folder: the message named root/mapping.txt, which was never written
+    root = tmp_path / "out"
+    x = np.zeros((4, 2), np.float32)
+    with pytest.raises(InputError) as err:
+        write_dataset(root, ["a", "a"], {v: [0] * 4 for v in "pqr"}, {"m": {v: x for v in "pqr"}},
+                      {"train": ["p"], "val": ["q"], "test": ["r"]}, validate=True)
+    assert str(err.value) == (f"the dataset for {str(root)!r} would be invalid, so nothing was written: 'mapping.txt': "
+                              "action name 'a' appears twice")
+    assert list(tmp_path.iterdir()) == []

@@ -276,3 +276,15 @@ def test_skeleton_imports_refuse_an_out_that_is_their_input(tmp_path):
                           f"{str(tmp_path / 'u' / 'joints')!r}, which replacing it would delete; write to another "
                           "folder\n")
     assert labels.is_file() and len(list((tmp_path / "u" / "joints").iterdir())) == 3
+
+
+def test_utkinect_refuses_an_action_named_like_the_background(tmp_path):
+    # 'UNDEFINED' was reported as a name appearing twice in OUT/mapping.txt, a file that never existed
+    _utk_src(tmp_path)
+    labels = tmp_path / "actionLabel.txt"
+    labels.write_text(labels.read_text().replace("sitDown:", "UNDEFINED:", 1))
+    res = _run("data", "import-utkinect-joints", tmp_path / "joints", labels, tmp_path / "out")
+    assert res.exit_code == 2
+    assert res.output == (f"Error: {str(labels)!r} line 3: action name 'UNDEFINED' is reserved for the frames outside "
+                          "every action range; rename the action\n")
+    assert not (tmp_path / "out").exists()

@@ -619,6 +619,9 @@ def write_dataset(root, classes, labels, features, splits, *, split_set="split1"
             try:
                 MultiModalDataset(tmp).validate()
             except InputError as exc:
-                # name the destination, not the temporary folder the user never sees
-                raise InputError(str(exc).replace(str(tmp), str(root))) from None
+                # the temporary folder is never seen, and the file named is not in root: name the
+                # file by its place in the dataset
+                msg = str(exc).replace(str(tmp) + os.sep, "").replace(str(tmp), str(root))
+                raise InputError(f"the dataset for {str(root)!r} would be invalid, so nothing was written: "
+                                 f"{msg}") from None
     return root

@@ -328,6 +328,9 @@ def read_utkinect_labels(path) -> dict:
         parts = rng.split()
         if current is None or not action or len(parts) != 2:
             raise InputError(f"{where}: expected 'action: start end' after a sequence name, got {raw!r}")
+        if action == BACKGROUND:
+            raise InputError(f"{where}: action name {action!r} is reserved for the frames outside every action range; "
+                             "rename the action")
         start, end = (_range_bound(p, where) for p in parts)
         if (start is None) != (end is None) or (start is not None and start > end):
             raise InputError(f"{where}: bad frame range {rng!r} for action {action!r}")
