@@ -275,3 +275,16 @@ def test_write_dataset_names_an_invalid_result_as_such_not_a_file_in_root(tmp_pa
     assert str(err.value) == (f"the dataset for {str(root)!r} would be invalid, so nothing was written: 'mapping.txt': "
                               "action name 'a' appears twice")
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("video, what", [("a/b", "holds '/'"), ("a\0b", "holds '\\x00'"), ("..", "is empty, '.' or '..'"),
+                                         (" a", "begins or ends with white space, which the split files lose")])
+def test_write_dataset_refuses_a_video_id_that_is_no_file_name(tmp_path, video, what):
+    x = np.zeros((4, 2), np.float32)
+    vids = ["p", "q", video]
+    with pytest.raises(InputError) as err:
+        write_dataset(tmp_path / "out", ["a"], {v: [0] * 4 for v in vids}, {"m": {v: x for v in vids}},
+                      {"train": ["p"], "val": ["q"], "test": [video]})
+    tail = what if what.startswith("begins") else f"{what}, which a file name cannot hold"
+    assert str(err.value) == f"video id {video!r} {tail}"
+    assert list(tmp_path.iterdir()) == []

@@ -355,3 +355,19 @@ def test_a_video_whose_rows_are_not_together_is_refused(tmp_path):
     assert str(err.value) == (f"{str(p)!r}: video column 'subj': the rows of video 'a' are not together (data row 1 "
                               "(line 3), then data row 4 (line 6)); keep each video's rows in one block")
     assert not (tmp_path / "ds").exists()
+
+
+def test_a_video_id_too_long_for_a_file_name_is_named_with_its_column(tmp_path):
+    # it failed in the hidden temporary folder: "File name too long: '.o3.~.../groundTruth/sss...txt'"
+    p = tmp_path / "all.csv"
+    long = "s" * 252
+    p.write_text("subj,acc_x,label\n" + "".join(f"{v},{t},x\n" for t, v in enumerate(["a", "b", long, long])))
+    with pytest.raises(InputError) as err:
+        import_csv([p], tmp_path / "ds", modalities={"acc": "acc_*"}, label_column="label", video_column="subj")
+    assert str(err.value) == (f"video id {'s' * 50!r}... (from {long!r} in video column 'subj' of {str(p)!r}) is too "
+                              "long for a file name: '<video>.txt' would be 256 bytes, at most 255 are allowed; "
+                              "shorten it")
+    assert list(tmp_path.iterdir()) == [p]
+    p.write_text(p.read_text().replace(long, "s" * 251))  # 255 bytes with '.txt': fine
+    assert len(open_dataset(import_csv([p], tmp_path / "ds", modalities={"acc": "acc_*"}, label_column="label",
+                                       video_column="subj")).videos) == 3

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from .._validation import InputError, check_int, option_name
-from .layout import check_split_set_name, write_dataset
+from .layout import check_split_set_name, check_video_name, write_dataset
 from .synth import _split_counts
 
 _NAME = re.compile(r"^[A-Za-z0-9_-]+$")
@@ -287,8 +287,8 @@ def import_csv(files, out_dir, *, modalities, label_column, video_column=None, w
                 f"{str(files[0])!r} has {[str(c) for c in first_cols[m]]}"
             )
         blocks = {m: _numeric(df, c, path) for m, c in cols.items()}
-        for base, rows in _recordings(df, path, video_column, several_files=len(files) > 1):
-            _add_videos(labels, feats, base, rows, blocks, lab, path, window, chunk)
+        for base, rows, source in _recordings(df, path, video_column, several_files=len(files) > 1):
+            _add_videos(labels, feats, base, rows, blocks, lab, path, window, chunk, source)
         sources.append({"file": str(path), "rows": int(len(df))})
 
     videos = list(labels)
@@ -364,9 +364,10 @@ def _read_recordings_table(path, mods, label_column, video_column):
 
 
 def _recordings(df, path, video_column, *, several_files: bool):
-    """``[(name, row indices)]``: the whole file, or one recording per value of ``video_column``."""
+    """``[(name, row indices, source)]``: the whole file, or one recording per value of
+    ``video_column``; ``source`` says where the name comes from, for messages."""
     if video_column is None:
-        return [(_safe(path.stem), np.arange(len(df)))]
+        return [(_safe(path.stem), np.arange(len(df)), f" (from the name of {str(path)!r})")]
     keys = df[video_column]
     if keys.isna().any():
         i = int(np.flatnonzero(keys.isna().to_numpy())[0])
@@ -382,11 +383,11 @@ def _recordings(df, path, video_column, *, several_files: bool):
             raise InputError(f"{str(path)!r}: video column {video_column!r}: the rows of video {k!r} are not "
                              f"together ({_at_row(path, int(rows[j]))}, then {_at_row(path, int(rows[j + 1]))}); "
                              "keep each video's rows in one block")
-        out.append((prefix + _safe(k), rows))
+        out.append((prefix + _safe(k), rows, f" (from {k!r} in video column {video_column!r} of {str(path)!r})"))
     return out
 
 
-def _add_videos(labels, feats, base, rows, blocks, lab, path, window, chunk):
+def _add_videos(labels, feats, base, rows, blocks, lab, path, window, chunk, source=""):
     """Cut one recording into chunks, window each, and add them to ``labels`` / ``feats`` in place."""
     pieces = [rows] if chunk is None else [rows[i:i + chunk] for i in range(0, len(rows), chunk)]
     for k, idx in enumerate(pieces):
@@ -395,6 +396,7 @@ def _add_videos(labels, feats, base, rows, blocks, lab, path, window, chunk):
                 continue  # a short tail chunk
             raise InputError(f"recording {base!r} of {str(path)!r} has {len(idx)} rows, fewer than window={window}")
         video = base if chunk is None else f"{base}_c{k:03d}"
+        check_video_name(video, source)
         if video in labels:
             raise InputError(f"video name {video!r} occurs twice (from {str(path)!r}); rename the input files")
         f, l = _windows({m: b[idx] for m, b in blocks.items()}, lab[idx], window)

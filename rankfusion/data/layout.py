@@ -552,6 +552,28 @@ def check_split_set_name(split_set) -> str:
     return split_set
 
 
+#: Longest file name most file systems take, in bytes (NAME_MAX); a video's files add ``.txt`` / ``.npy``.
+NAME_MAX_BYTES = 255
+
+
+def check_video_name(video, source: str = "") -> None:
+    """Refuse a video id that cannot be a file name (``<video>.txt``, ``<video>.npy``): empty,
+    ``.`` or ``..``, holding ``/``, ``\\`` or a NUL character, a line break or white space at
+    either end (bundles list one stripped video a line), or longer than :data:`NAME_MAX_BYTES` with its suffix (UTF-8 bytes).
+    ``source`` (e.g. ``" (column 'subj' of 'a.csv')"``) says where the id came from."""
+    shown = repr(video) if len(video) <= 60 else repr(video[:50]) + "..."
+    bad = next((c for c in ("/", "\\", "\0", "\n", "\r") if c in video), None)
+    if bad is not None or video.strip() in ("", ".", ".."):
+        what = f"holds {bad!r}" if bad is not None else "is empty, '.' or '..'"
+        raise InputError(f"video id {shown}{source} {what}, which a file name cannot hold")
+    if video != video.strip():
+        raise InputError(f"video id {shown}{source} begins or ends with white space, which the split files lose")
+    n = len(f"{video}.txt".encode("utf-8", "surrogatepass"))
+    if n > NAME_MAX_BYTES:
+        raise InputError(f"video id {shown}{source} is too long for a file name: '<video>.txt' would be {n} bytes, "
+                         f"at most {NAME_MAX_BYTES} are allowed; shorten it")
+
+
 def write_dataset(root, classes, labels, features, splits, *, split_set="split1", plain=False,
                   overwrite=False, extra_files=None, validate=False, sources=()):
     """Write a dataset in the standard layout, atomically (a temp folder renamed into place).
@@ -598,6 +620,8 @@ def write_dataset(root, classes, labels, features, splits, *, split_set="split1"
                          f"{option_name('overwrite=True', '--force')} to replace it")
     if plain and len(features) != 1:
         raise InputError(f"plain=True needs exactly one modality, got {sorted(features)}")
+    for video in labels:
+        check_video_name(str(video))
     with atomic_dir(root, sources=sources) as tmp:
         (tmp / "mapping.txt").write_text("".join(f"{i} {c}\n" for i, c in enumerate(classes)))
         (tmp / "groundTruth").mkdir()
