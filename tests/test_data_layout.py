@@ -288,3 +288,15 @@ def test_write_dataset_refuses_a_video_id_that_is_no_file_name(tmp_path, video, 
     tail = what if what.startswith("begins") else f"{what}, which a file name cannot hold"
     assert str(err.value) == f"video id {video!r} {tail}"
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_modality_without_channels_is_refused_naming_video_and_file(tmp_path):
+    # (0, T) passed `data check`; train then failed with "input_dims['rgb'] must be at least 1, got 0"
+    root, *_ = _toy(tmp_path)
+    for v, n in (("v0", 10), ("v1", 12), ("v2", 8)):
+        np.save(root / "features" / "rgb" / f"{v}.npy", np.zeros((0, n), np.float32))
+    path = root / "features" / "rgb" / "v0.npy"
+    with pytest.raises(InputError) as err:
+        open_dataset(root)
+    assert str(err.value) == (f"video 'v0': modality 'rgb' has 0 channels ({str(path)!r} holds shape (0, 10)); a "
+                              "modality needs at least one")

@@ -308,6 +308,9 @@ class MultiModalDataset:
                 )
             if dtype.kind not in "fiu":
                 raise InputError(f"video {video!r}: {str(path)!r} is not numeric (dtype {dtype})")
+            if shape[0] == 0:
+                raise InputError(f"video {video!r}: modality {m!r} has 0 channels ({str(path)!r} holds shape {shape}); "
+                                 "a modality needs at least one")
             ch = self._channels.setdefault(m, shape[0])
             first = self._channels_of.setdefault(m, video)
             if shape[0] != ch:
