@@ -216,15 +216,15 @@ def atomic_dir(path, *, sources=()):
 
 
 def read_text(path, what: str = "file") -> str:
-    """The contents of a UTF-8 text file; :class:`InputError` naming it (as ``what``) when it does
-    not exist, is a folder, cannot be read or is not UTF-8."""
+    """The contents of a UTF-8 text file, without a leading byte order mark; :class:`InputError`
+    naming it (as ``what``) when it does not exist, is a folder, cannot be read or is not UTF-8."""
     path = Path(path)
     if path.is_dir():
         raise InputError(f"{what} {str(path)!r} is a folder, not a file")
     if not path.exists():
         raise InputError(f"{what} {str(path)!r} does not exist")
     try:
-        return path.read_text(encoding="utf-8")
+        return path.read_text(encoding="utf-8-sig")  # a byte order mark (Windows editors) is no text
     except UnicodeDecodeError as exc:
         raise InputError(f"{what} {str(path)!r} is not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset "
                          f"{exc.start}); save it as UTF-8") from None

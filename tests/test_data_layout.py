@@ -300,3 +300,14 @@ def test_a_modality_without_channels_is_refused_naming_video_and_file(tmp_path):
         open_dataset(root)
     assert str(err.value) == (f"video 'v0': modality 'rgb' has 0 channels ({str(path)!r} holds shape (0, 10)); a "
                               "modality needs at least one")
+
+
+def test_text_files_saved_with_a_byte_order_mark_read_as_their_text(tmp_path):
+    # Windows editors start UTF-8 files with U+FEFF: it was read as part of '0 a' and of 'v0'
+    root, labels, _ = _toy(tmp_path)
+    for rel in ("mapping.txt", "splits/train.split1.bundle", "groundTruth/v0.txt"):
+        path = root / rel
+        path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())
+    ds = open_dataset(root)
+    assert ds.classes == CLASSES and ds.split("train") == ["v0"]
+    assert [CLASSES[i] for i in ds.labels("v0")] == labels["v0"]
