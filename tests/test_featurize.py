@@ -480,3 +480,16 @@ def test_xml_size_and_frame_names_with_other_digits_are_read_strictly(tmp_path):
     for name in ("f1\u00b22.png", "f10.png", "f9.png"):
         Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(d / name)
     assert [p.name for p in list_frames(d)] == ["f1\u00b22.png", "f9.png", "f10.png"]
+
+
+@pytest.mark.parametrize("where", ["same", "inside"])
+def test_featurize_into_the_frames_folder_reruns_skipping_the_videos_done(tmp_path, make_frames, where):
+    # with OUT == FRAMES the rerun took OUT's own features/ folder for a video folder
+    frames = make_frames(tmp_path / "frames") / "rgb"
+    out = frames if where == "same" else frames / "out"
+    done = featurize(frames, out, "rgb", backbone=_tiny(), size=32)
+    assert done["written"] == ["v0", "v1"]
+    (out / "features" / "rgb" / "v1.npy").unlink()
+    again = featurize(frames, out, "rgb", backbone=_tiny(), size=32)
+    assert again["skipped"] == ["v0"] and again["written"] == ["v1"]
+    assert sorted(p.name for p in (out / "features" / "rgb").iterdir()) == ["v0.npy", "v1.npy"]

@@ -281,7 +281,7 @@ def featurize(frames_dir, out_dir, modality, *, backbone=DEFAULT_BACKBONE, weigh
                          f"{option_name('None', 'minmax')} (per-frame min-max), got {depth_max!r}")
     frames_dir, out_dir = Path(frames_dir), Path(out_dir)
     check_folder(frames_dir, "frames folder")
-    videos = sorted(p for p in frames_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
+    videos = _video_folders(frames_dir, out_dir)
     if not videos:
         raise InputError(f"frames folder {str(frames_dir)!r} holds no <video>/ folders")
     plan = {v.name: strided(list_frames(v), stride, v.name) for v in videos}
@@ -294,6 +294,22 @@ def featurize(frames_dir, out_dir, modality, *, backbone=DEFAULT_BACKBONE, weigh
         record = None
     return _run(model, plan, out_dir, modality, batch_size=batch_size, size=size, depth_max=depth_max, device=dev,
                 progress=progress, record=record)
+
+
+def _video_folders(frames_dir: Path, out_dir: Path) -> list:
+    """The ``<video>/`` folders of ``frames_dir``, less what this command writes: a folder that is
+    ``out_dir`` or holds it, and, when ``out_dir`` is ``frames_dir``, its ``features/`` and
+    ``frames/`` (so that a rerun skips the videos done instead of reading its own output)."""
+    out_real = Path(os.path.realpath(out_dir))
+    own = ("features", "frames") if out_real == Path(os.path.realpath(frames_dir)) else ()
+    videos = []
+    for p in sorted(frames_dir.iterdir()):
+        if not p.is_dir() or p.name.startswith(".") or p.name in own:
+            continue
+        if out_real.is_relative_to(os.path.realpath(p)):
+            continue
+        videos.append(p)
+    return videos
 
 
 def _run(model, plan, out_dir, modality, *, batch_size, size, depth_max, device, progress, record=None):
