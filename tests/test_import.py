@@ -150,7 +150,8 @@ def test_bad_cell_of_a_parquet_file_names_no_line(three, tmp_path):
     pytest.importorskip("pyarrow")
     path = tmp_path / "t.parquet"
     pd.DataFrame({"acc_x": [0.0, float("nan")], "acc_y": [1.0, 2.0], "label": ["a", "b"]}).to_parquet(path)
-    with pytest.raises(InputError, match=r"t.parquet': column 'acc_x' has an empty cell at data row 1$"):
+    # a Parquet file has no empty cells: a NaN is named as such
+    with pytest.raises(InputError, match=r"t.parquet': column 'acc_x' has a NaN \(missing\) value at data row 1$"):
         import_csv([three[0], three[1], path], tmp_path / "ds", modalities={"acc": "acc_*"}, label_column="label")
     pd.DataFrame({"acc_x": [0.0, 1.0], "label": ["a", None]}).to_parquet(path)
     with pytest.raises(InputError, match=r"label column 'label' has a gap \(empty cell\) at data row 1$"):
@@ -371,3 +372,25 @@ def test_a_video_id_too_long_for_a_file_name_is_named_with_its_column(tmp_path):
     p.write_text(p.read_text().replace(long, "s" * 251))  # 255 bytes with '.txt': fine
     assert len(open_dataset(import_csv([p], tmp_path / "ds", modalities={"acc": "acc_*"}, label_column="label",
                                        video_column="subj")).videos) == 3
+
+
+def test_two_video_ids_that_make_one_name_point_at_the_column(tmp_path):
+    # 'a b' and 'a_b' both become video a_b: the message said to rename the input files
+    p = tmp_path / "all.csv"
+    p.write_text("subj,acc_x,label\n" + "".join(f"{v},{t},x\n" for t, v in enumerate(["a b", "a_b", "c"])))
+    with pytest.raises(InputError) as err:
+        import_csv([p], tmp_path / "ds", modalities={"acc": "acc_*"}, label_column="label", video_column="subj")
+    assert str(err.value) == (f"video name 'a_b' comes from two recordings, 'a b' in video column 'subj' of {str(p)!r} "
+                              f"and 'a_b' in video column 'subj' of {str(p)!r}; make the values of that column differ "
+                              "in letters, digits, '_', '.' or '-' (other characters become '_')")
+    files = [_csv(tmp_path / n) for n in ("r 1.csv", "r_1.csv", "r2.csv")]
+    with pytest.raises(InputError, match=r"make the file names differ"):
+        import_csv(files, tmp_path / "ds", modalities={"acc": "acc_*"}, label_column="label")
+
+
+def test_the_video_column_cannot_be_the_label_column(three, tmp_path):
+    res = CliRunner().invoke(main, _import_args(three, tmp_path / "ds", "--video-column", "label"))
+    assert res.exit_code == 2
+    assert res.output == ("Error: --video-column and --label-column name the same column 'label': the videos must "
+                          "come from another column\n")
+    assert not (tmp_path / "ds").exists()

@@ -139,7 +139,7 @@ def _at_row(path, i: int) -> str:
 
     path = Path(path)
     suffixes = [s.lower() for s in path.suffixes]
-    if ".parquet" in suffixes or ".pq" in suffixes:
+    if _is_parquet(path):
         return f"data row {i}"
     opener = gzip.open if suffixes[-1:] == [".gz"] else open
     row = -2  # the first non-blank record is the header
@@ -178,6 +178,10 @@ def _match_columns(df, path, modalities, reserved):
     return out
 
 
+def _is_parquet(path) -> bool:
+    return any(s.lower() in (".parquet", ".pq") for s in Path(path).suffixes)
+
+
 def _numeric(df, cols, path):
     import pandas as pd
 
@@ -196,7 +200,8 @@ def _numeric(df, cols, path):
         miss = ~(np.abs(vals) <= np.finfo(np.float32).max)
         if miss.any():
             i = int(np.flatnonzero(miss)[0])
-            what = ("an empty cell" if np.isnan(vals[i]) else f"a non-finite value ({vals[i]})" if np.isinf(vals[i])
+            empty = "a NaN (missing) value" if _is_parquet(path) else "an empty cell"
+            what = (empty if np.isnan(vals[i]) else f"a non-finite value ({vals[i]})" if np.isinf(vals[i])
                     else f"a value ({vals[i]:g}) beyond the float32 range (|x| <= 3.4e38)")
             raise InputError(f"{str(path)!r}: column {str(c)!r} has {what} at {_at_row(path, i)}")
         block[:, j] = vals
@@ -273,8 +278,11 @@ def import_csv(files, out_dir, *, modalities, label_column, video_column=None, w
         ``out_dir``; ``import.json`` there records the sources and options.
     """
     check_split_set_name(split_set)
+    if video_column is not None and video_column == label_column:
+        raise InputError(f"{option_name('video_column', '--video-column')} and {option_name('label_column', '--label-column')} "
+                         f"name the same column {label_column!r}: the videos must come from another column")
     files, mods, window, chunk = _check_options(files, modalities, window, chunk, seed, split_fractions)
-    labels, feats, sources = {}, {m: {} for m in mods}, []
+    labels, feats, sources, origins = {}, {m: {} for m in mods}, [], {}
     first_cols = None
     for path in files:
         df, cols, lab = _read_recordings_table(path, mods, label_column, video_column)
@@ -288,7 +296,7 @@ def import_csv(files, out_dir, *, modalities, label_column, video_column=None, w
             )
         blocks = {m: _numeric(df, c, path) for m, c in cols.items()}
         for base, rows, source in _recordings(df, path, video_column, several_files=len(files) > 1):
-            _add_videos(labels, feats, base, rows, blocks, lab, path, window, chunk, source)
+            _add_videos(labels, feats, base, rows, blocks, lab, path, window, chunk, source, origins)
         sources.append({"file": str(path), "rows": int(len(df))})
 
     videos = list(labels)
@@ -367,7 +375,7 @@ def _recordings(df, path, video_column, *, several_files: bool):
     """``[(name, row indices, source)]``: the whole file, or one recording per value of
     ``video_column``; ``source`` says where the name comes from, for messages."""
     if video_column is None:
-        return [(_safe(path.stem), np.arange(len(df)), f" (from the name of {str(path)!r})")]
+        return [(_safe(path.stem), np.arange(len(df)), f"the name of {str(path)!r}")]
     keys = df[video_column]
     if keys.isna().any():
         i = int(np.flatnonzero(keys.isna().to_numpy())[0])
@@ -383,11 +391,11 @@ def _recordings(df, path, video_column, *, several_files: bool):
             raise InputError(f"{str(path)!r}: video column {video_column!r}: the rows of video {k!r} are not "
                              f"together ({_at_row(path, int(rows[j]))}, then {_at_row(path, int(rows[j + 1]))}); "
                              "keep each video's rows in one block")
-        out.append((prefix + _safe(k), rows, f" (from {k!r} in video column {video_column!r} of {str(path)!r})"))
+        out.append((prefix + _safe(k), rows, f"{k!r} in video column {video_column!r} of {str(path)!r}"))
     return out
 
 
-def _add_videos(labels, feats, base, rows, blocks, lab, path, window, chunk, source=""):
+def _add_videos(labels, feats, base, rows, blocks, lab, path, window, chunk, source, origins):
     """Cut one recording into chunks, window each, and add them to ``labels`` / ``feats`` in place."""
     pieces = [rows] if chunk is None else [rows[i:i + chunk] for i in range(0, len(rows), chunk)]
     for k, idx in enumerate(pieces):
@@ -396,9 +404,13 @@ def _add_videos(labels, feats, base, rows, blocks, lab, path, window, chunk, sou
                 continue  # a short tail chunk
             raise InputError(f"recording {base!r} of {str(path)!r} has {len(idx)} rows, fewer than window={window}")
         video = base if chunk is None else f"{base}_c{k:03d}"
-        check_video_name(video, source)
+        check_video_name(video, f" (from {source})")
         if video in labels:
-            raise InputError(f"video name {video!r} occurs twice (from {str(path)!r}); rename the input files")
+            # names keep letters, digits, '_', '.', '-': 'a b' and 'a_b' meet
+            fix = "the values of that column" if " in video column " in source else "the file names"
+            raise InputError(f"video name {video!r} comes from two recordings, {origins[video]} and {source}; "
+                             f"make {fix} differ in letters, digits, '_', '.' or '-' (other characters become '_')")
+        origins[video] = source
         f, l = _windows({m: b[idx] for m, b in blocks.items()}, lab[idx], window)
         labels[video] = list(l)
         for m in feats:
