@@ -108,11 +108,11 @@ def check_config_data(config: RunConfig, ds, classes=None) -> tuple[dict, int]:
         have = dict(config.model.input_dims)
         m = next((m for m in dims if have.get(m) != dims[m]), None)
         if m is None:
-            raise InputError(f"config input_dims {have} do not match the {where}'s {dims}")
+            raise InputError(f"config input_dims {have} do not match the channels of {where}, {dims}")
         raise InputError(f"modality {m!r} has {dims[m]} channels in {where}, but the model takes "
                          f"{have.get(m)} (input_dims {have})")
     if config.model.n_classes is not None and config.model.n_classes != n_classes:
-        raise InputError(f"config n_classes {config.model.n_classes} does not match the {where}'s {n_classes}")
+        raise InputError(f"config n_classes {config.model.n_classes} does not match the {n_classes} classes of {where}")
     if classes is not None and list(classes) != list(ds.classes):
         i = next((i for i, (a, b) in enumerate(zip(classes, ds.classes)) if a != b), min(len(classes), n_classes))
         ours = ds.classes[i] if i < n_classes else None

@@ -170,3 +170,16 @@ def test_a_bad_recorded_ratio_exits_2_naming_the_file(tmp_path, rng):
     res = CliRunner().invoke(main, ["theorem", str(path), "--x", "a", "--y", "b"])
     assert res.exit_code == 2
     assert "meta exchange_ratio in" in res.output and "bad.npz" in res.output
+
+
+def test_shape_and_rank_errors_name_the_file(tmp_path):
+    # they said "in the feature file" / named only the array, leaving the file to guess
+    path = tmp_path / "f.npz"
+    save_npz(path, {"a": np.ones((50, 8), np.float32), "b": np.ones((40, 8), np.float32),
+                    "z": np.zeros((50, 8), np.float32)})
+    res = run(path, "--x", "a", "--y", "b")
+    assert res.exit_code == 2
+    assert res.output == (f"Error: arrays 'a' (50, 8) and 'b' (40, 8) in {str(path)!r} must have the same shape\n")
+    res = run(path, "--x", "z", "--y", "a")
+    assert res.exit_code == 2
+    assert res.output == f"Error: array 'z' in {str(path)!r} has numerical rank 0 (all zero)\n"

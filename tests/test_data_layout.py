@@ -311,3 +311,19 @@ def test_text_files_saved_with_a_byte_order_mark_read_as_their_text(tmp_path):
     ds = open_dataset(root)
     assert ds.classes == CLASSES and ds.split("train") == ["v0"]
     assert [CLASSES[i] for i in ds.labels("v0")] == labels["v0"]
+
+
+def test_a_config_that_does_not_fit_the_dataset_reads_cleanly(tmp_path):
+    # "the dataset 'base_moved''s 3": a possessive after a quoted name
+    import dataclasses
+
+    from rankfusion.config import RunConfig
+    from rankfusion.runs import check_config_data
+
+    root, *_ = _toy(tmp_path)
+    ds = open_dataset(root)
+    cfg = RunConfig()
+    cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, modalities=("rgb",), n_classes=5))
+    with pytest.raises(InputError) as err:
+        check_config_data(cfg, ds)
+    assert str(err.value) == f"config n_classes 5 does not match the 3 classes of dataset {str(root)!r}"

@@ -104,9 +104,9 @@ def theorem(file, xkey, ykey, k, k_prime, eta, low, alpha, epsilon, beta, gamma,
     Y = _matrix(arrays[ykey], ykey, file)
     if X.shape != Y.shape:
         raise InputError(f"arrays {xkey!r} {tuple(arrays[xkey].shape)} and {ykey!r} {tuple(arrays[ykey].shape)} "
-                         "in the feature file must have the same shape")
+                         f"in {str(file)!r} must have the same shape")
     if k is None:
-        k = default_k(X, name=f"array {xkey!r}")
+        k = default_k(X, name=f"array {xkey!r} in {str(file)!r}")
     low_list = _parse_ints(low, "--low") if low is not None else None
     if low_list is None and eta is None and k_prime is None:
         low_list, k_prime = _default_low(file, xkey, X.shape[1])
