@@ -237,7 +237,7 @@ def test_errors_every_process_finds_are_printed_once(ddp_data, tmp_path, args, l
     from each process before, or the line twice; exiting at once could get rank 0 stopped before its
     line was written)."""
     res = _torchrun(2, ["-m", "rankfusion", "train", ddp_data, "--out", tmp_path / "r", "--modalities", "rgb,depth",
-                        "--epochs", "1", "--quiet", *args], log_dir=tmp_path / "logs")
+                        "--epochs", "10", "--quiet", *args], log_dir=tmp_path / "logs")
     assert res.returncode != 0
     errs = {int(p.parent.name): p.read_text().strip() for p in (tmp_path / "logs").rglob("stderr.log")}
     assert sorted(errs) == [0, 1], errs
