@@ -81,9 +81,11 @@ def detectable(c: Comparison, family: int | None = None) -> str:
 
 
 def untested(c: Comparison) -> str:
-    """Why an untestable comparison has no test: ``"one seed"`` (an arm with fewer than two values)
-    or ``"no spread"`` (each arm's values identical)."""
-    return "one seed" if min(c.n_a, c.n_b) < 2 else "no spread"
+    """Why an untestable comparison has no test: ``"no seed with a value"`` (an arm whose every value
+    was undefined), ``"one seed"`` (an arm with one value) or ``"no spread"`` (each arm's values
+    identical)."""
+    n = min(c.n_a, c.n_b)
+    return "no seed with a value" if n == 0 else "one seed" if n == 1 else "no spread"
 
 
 def comparison_verdict(c: Comparison, p_adj: float | None = None, family: int | None = None, *,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 
@@ -207,3 +208,14 @@ def test_figures_refuse_a_collapse_context_before_making_any_family(tmp_path):
         make_figures(ctx, only=["spectra", "collapse"], workers=1, progress=False)
     assert not (tmp_path / "figs").exists()
     assert not list((tmp_path / "cache").rglob("*.pt"))  # nothing trained
+
+
+def test_a_quantity_undefined_for_every_seed_keeps_its_comparison():
+    # R3D's decidable gain NaN for every seed at the highest K: its cell is absent; the comparison used
+    # to vanish from the family (whose size then shrank); it is listed as a test of no seed
+    pts = [dataclasses.replace(p, decidable_gain=float("nan")) if p.arm == "R3D (RTF)" and p.level == 1.0 else p
+           for p in _toy()]
+    comps = comparisons(_cells(pts), (0.0, 1.0), "depth")
+    assert len(comps) == len(comparisons(_cells(_toy()), (0.0, 1.0), "depth"))
+    rtf = next(c for c in comps if c.claim == "RTF reduces collapse (uses depth more than plain fusion)")
+    assert (rtf.test.n_a, rtf.test.n_b) == (0, 5) and rtf.row(1.0, len(comps))["verdict"] == "unresolved (no seed with a value)"

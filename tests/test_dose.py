@@ -51,7 +51,8 @@ def test_comparisons_cover_models_erank_and_reliance():
     assert not comps["RTF helps (R3D - plain fusion)"].resolved
     assert comps["RTF raises effective rank (R3D - plain fusion)"].diff == 2.0
     assert comps["RTF changes reliance on depth (R3D - plain fusion)"].resolved
-    assert "RTF changes reliance on rgb (R3D - plain fusion)" not in comps  # no such cells
+    # no reliance on rgb for either model (every seed's value undefined): listed, a test of no seed
+    assert comps["RTF changes reliance on rgb (R3D - plain fusion)"].verdict == "unresolved (no seed with a value)"
 
 
 def test_dose_settings_of_the_profiles():
@@ -165,3 +166,15 @@ def test_claims_section_states_holds_contradicted_unresolved():
     sec = "\n".join(dose_section(dose, anchor="rgb", partner="depth"))
     assert "40.00 ± 1.00" in sec and "| 70.00 |" in sec and "+10.00 [" in sec and "resolved (Welch t" in sec
 
+
+
+def test_a_quantity_undefined_for_every_seed_keeps_its_comparison():
+    # every seed's reliance of R3D NaN: the cell is absent; the comparison used to vanish (and the
+    # claims family to shrink); it is now listed as a test of no seed
+    cells = [_cell(m, 40.0, 1.0) for m in ("anchor only", "plain fusion", "R3D")]
+    cells += [_cell("plain fusion", 5.0, 1.0, q="reliance depth")]
+    comps = {c.comparison: c for c in dose_comparisons(cells, ["depth"])}
+    rel = comps["RTF changes reliance on depth (R3D - plain fusion)"]
+    assert (rel.test.n_a, rel.test.n_b) == (0, 3) and rel.verdict == "unresolved (no seed with a value)"
+    # a model that did not run at the level gives no comparison
+    assert not any("fused width" in k for k in comps)

@@ -60,7 +60,10 @@ def test_train_without_modalities_uses_the_datasets_and_says_so(imu_data, tmp_pa
     assert sorted(lines[0].split()[1].split(",")) == ["acc", "gyro"]
     # not a terminal: no bar redraws, one line per epoch on stderr; stdout holds only the result
     assert "\r" not in r.output
-    assert [ln.split()[1] for ln in lines[1:3]] == ["1/2", "2/2"] and len(lines) == 3
+    # the warm-up (10 epochs by default) outlasts the 2 epochs: said once, before the epochs
+    assert lines[1].startswith("note: warmup_epochs 10 > epochs 2: the learning rate rises")
+    assert [ln.split()[:4] for ln in lines[2:4]] == [["seed", "1", "epoch", "1/2"], ["seed", "1", "epoch", "2/2"]]
+    assert len(lines) == 4
     assert len(r.stdout.splitlines()) == 1 and r.stdout.startswith("trained ")
 
 
@@ -71,7 +74,7 @@ def test_batched_seeds_draw_no_bar_off_a_terminal(imu_data, tmp_path):
     assert "one after another" not in r.output  # the batched trainer ran
     # not a terminal: no bar redraws, one line per seed and epoch, then the closing line
     assert "\r" not in r.output and "seeds):" not in r.output
-    lines = r.stderr.splitlines()[1:]
+    lines = r.stderr.splitlines()[2:]  # after the modalities line and the warm-up note
     assert [ln.split()[:4] for ln in lines] == [["seed", s, "epoch", e] for e in ("1/2", "2/2") for s in ("1", "2")]
     assert len(r.stdout.splitlines()) == 1 and r.stdout.startswith("trained ")
 

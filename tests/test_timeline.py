@@ -12,6 +12,7 @@ from click.testing import CliRunner
 pytest.importorskip("torch")
 
 from rankfusion.cli import main  # noqa: E402
+from rankfusion.figures import timeline  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -110,3 +111,11 @@ def test_every_family_plans_its_runs_for_the_pool(micro_data, tmp_path):
         assert figures.plan_jobs(ctx, [name]), f"family {name!r} plans no run"
     dyn = {(j.modalities, j.overrides) for j in figures.plan_jobs(ctx, ["dynamics"])}
     assert dyn == {(tuple(ctx.pair), ()), (tuple(ctx.pair), (("rtf", False),))}
+
+
+def test_videos_without_a_scored_frame_are_not_ranked():
+    # a NaN difference sorted last and was shown as the "largest" one
+    tab = pd.DataFrame({"video": ["a", "b", "c", "d"], "diff": [1.0, float("nan"), -2.0, 0.5]})
+    assert timeline.choose_videos(tab, "none") == dict(zip(timeline.TIMELINE_ROLES, ("a", "d", "c")))
+    with pytest.raises(ValueError, match="^none scored$"):
+        timeline.choose_videos(tab.assign(diff=float("nan")), "none scored")

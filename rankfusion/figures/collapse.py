@@ -260,14 +260,18 @@ def comparisons(cells, ks, partner: str) -> list[CollapseComparison]:
       (reduces collapse: above), MoC, and for R3D the stacked ERank after fusion.
     """
     idx = {(c.level, c.arm, c.quantity): c for c in cells}
+    ran = {(c.level, c.arm) for c in cells}
     out = []
 
     def add(level, claim, q, a, b, sign, ka=None, kb=None):
-        ca, cb = idx.get((level if ka is None else ka, a, q)), idx.get((level if kb is None else kb, b, q))
-        if ca and cb:
-            la = a if ka is None else f"{a} at K={ka:g}"
-            lb = b if kb is None else f"{b} at K={kb:g}"
-            out.append(CollapseComparison(level, claim, q, la, lb, sign, compare(ca.values, cb.values, alpha=ALPHA)))
+        la = a if ka is None else f"{a} at K={ka:g}"
+        lb = b if kb is None else f"{b} at K={kb:g}"
+        ka, kb = level if ka is None else ka, level if kb is None else kb
+        if (ka, a) in ran and (kb, b) in ran:
+            # an arm that ran but has no cell of ``q``: every seed's value undefined, a test of no seed
+            # (listed, so that the family keeps its size), not a comparison that silently vanishes
+            va, vb = (getattr(idx.get(key), "values", ()) for key in ((ka, a, q), (kb, b, q)))
+            out.append(CollapseComparison(level, claim, q, la, lb, sign, compare(va, vb, alpha=ALPHA)))
 
     lo, hi = ks[0], ks[-1]
     for k in ks:

@@ -262,28 +262,34 @@ def _cells(points) -> list[DoseCell]:
     return cells
 
 
-def _compare(dial, level, label, quantity, a: DoseCell, b: DoseCell) -> DoseComparison:
-    """Welch's t of cell a's per-seed values against cell b's (different models: not paired by seed)."""
-    return DoseComparison(dial, level, label, quantity, compare(a.values, b.values, alpha=ALPHA))
+def _compare(dial, level, label, quantity, a: DoseCell | None, b: DoseCell | None) -> DoseComparison:
+    """Welch's t of cell a's per-seed values against cell b's (different models: not paired by seed);
+    a missing cell (every seed's value undefined) enters with no values."""
+    va, vb = (() if c is None else c.values for c in (a, b))
+    return DoseComparison(dial, level, label, quantity, compare(va, vb, alpha=ALPHA))
 
 
 def dose_comparisons(cells, pair) -> list[DoseComparison]:
-    """Model differences (MoC, stacked ERank) and reliance differences (RTF vs no RTF) per level."""
+    """Model differences (MoC, stacked ERank) and reliance differences (RTF vs no RTF) per level.
+
+    Welch's t of one model's per-seed values against the other's. A comparison is listed whenever
+    both models ran at the level; a model without a cell of the quantity (every seed's value
+    undefined) enters with no values, a test of no seed, so that no comparison silently vanishes."""
     idx = {(c.dial, c.level, c.model, c.quantity): c for c in cells}
+    ran = {(c.dial, c.level, c.model) for c in cells}
     out = []
+
+    def add(dial, level, label, q, a, b):
+        if (dial, level, a) in ran and (dial, level, b) in ran:
+            out.append(_compare(dial, level, label, q, idx.get((dial, level, a, q)), idx.get((dial, level, b, q))))
+
     for dial, level in dict.fromkeys((c.dial, c.level) for c in cells):
         for label, a, b in DOSE_COMPARISONS:
-            ca, cb = idx.get((dial, level, a, "moc")), idx.get((dial, level, b, "moc"))
-            if ca and cb:
-                out.append(_compare(dial, level, label, "moc", ca, cb))
-        ca, cb = idx.get((dial, level, "R3D", "erank_fused")), idx.get((dial, level, "plain fusion", "erank_fused"))
-        if ca and cb:
-            out.append(_compare(dial, level, "RTF raises effective rank (R3D - plain fusion)", "erank_fused", ca, cb))
+            add(dial, level, label, "moc", a, b)
+        add(dial, level, "RTF raises effective rank (R3D - plain fusion)", "erank_fused", "R3D", "plain fusion")
         for m in pair:
-            q = f"reliance {m}"
-            ca, cb = idx.get((dial, level, "R3D", q)), idx.get((dial, level, "plain fusion", q))
-            if ca and cb:
-                out.append(_compare(dial, level, f"RTF changes reliance on {m} (R3D - plain fusion)", q, ca, cb))
+            add(dial, level, f"RTF changes reliance on {m} (R3D - plain fusion)", f"reliance {m}", "R3D",
+                "plain fusion")
     return out
 
 

@@ -82,6 +82,17 @@ def _table(ctx: FigureContext, preds: dict, obs: float, n_classes: int) -> pd.Da
     return out
 
 
+def choose_videos(tab: pd.DataFrame, none_scored: str) -> dict:
+    """``{role: video}``: the largest, the median and the smallest MoC difference with - without RTF
+    (:data:`TIMELINE_ROLES`), ties by name. Videos whose difference is undefined (no future frame
+    scored) are not ranked; none scored is an :class:`InputError` saying ``none_scored``."""
+    scored = tab[np.isfinite(tab["diff"])]
+    if scored.empty:
+        raise InputError(none_scored)
+    order = scored.sort_values(["diff", "video"], kind="stable")["video"].tolist()
+    return dict(zip(TIMELINE_ROLES, (order[-1], order[len(order) // 2], order[0])))
+
+
 def make(ctx: FigureContext) -> FigureResult:
     """Fig. 8: per test video, colour bars of ground truth and predicted future at the cut point."""
     from .. import plots
@@ -95,8 +106,7 @@ def make(ctx: FigureContext) -> FigureResult:
         preds[label] = _predictions(ctx, rec, obs)
     ds = open_dataset(ctx.data_root)
     tab = _table(ctx, preds, obs, len(ds.classes))
-    order = tab.sort_values(["diff", "video"], kind="stable")["video"].tolist()
-    chosen = dict(zip(TIMELINE_ROLES, (order[-1], order[len(order) // 2], order[0])))
+    chosen = choose_videos(tab, f"no test video of {str(ctx.data_root)!r} has a scored future frame at {obs:g}")
     tab["shown as"] = tab["video"].map({v: r for r, v in reversed(list(chosen.items()))}).fillna("")
     table(ctx.out, tab, "timeline", res)
     panels = []
