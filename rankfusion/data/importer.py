@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from .._validation import InputError, check_int, option_name
+from ..files import check_not_source
 from .layout import check_split_set_name, check_video_name, write_dataset
 from .synth import _split_counts
 
@@ -282,6 +283,7 @@ def import_csv(files, out_dir, *, modalities, label_column, video_column=None, w
         raise InputError(f"{option_name('video_column', '--video-column')} and {option_name('label_column', '--label-column')} "
                          f"name the same column {label_column!r}: the videos must come from another column")
     files, mods, window, chunk = _check_options(files, modalities, window, chunk, seed, split_fractions)
+    check_not_source(out_dir, files)  # before reading them: write_dataset checks again
     labels, feats, sources, origins = {}, {m: {} for m in mods}, [], {}
     first_cols = None
     for path in files:

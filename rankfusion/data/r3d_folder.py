@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from .._validation import InputError, check_choice, check_folder
-from ..files import NUMPY_READ_ERRORS, read_text
+from ..files import NUMPY_READ_ERRORS, check_not_source, read_text
 from .layout import SPLIT_NAMES, _npy_shape, _video_id, check_split_set_name, write_dataset
 
 #: Modality name of the plain ``features/`` folder of the official code (its RGB stream).
@@ -297,6 +297,7 @@ def import_r3d(src, out_dir, *, mapping=None, rename=None, feature_axis="auto", 
     """
     check_split_set_name(split_set)
     src = Path(src)
+    check_not_source(out_dir, [src])  # before reading: write_dataset checks again, with every source
     check_choice(feature_axis, "feature_axis", FEATURE_AXES)
     check_folder(src, "source folder")
     mapping_path = find_mapping(src, mapping)

@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from .._validation import InputError, check_choice, check_folder, check_int, option_name
-from ..files import read_text
+from ..files import check_not_source, read_text
 from .layout import check_split_set_name, write_dataset
 
 #: Modality name of the imported joints.
@@ -240,6 +240,7 @@ def import_ntu_skeleton(src, out_dir, *, protocol="xsub", val_fraction=0.1, seed
     check_choice(protocol, "protocol", NTU_PROTOCOLS)
     seed = check_int(seed, option_name("seed", "--seed"), low=0)
     src = Path(src)
+    check_not_source(out_dir, [src])  # before reading: write_dataset checks again, with every source
     check_folder(src, "source folder")
     feats, fields, filled, skipped = _read_ntu_files(src, skip_empty)
     actions = sorted({f["A"] for f in fields.values()})
@@ -384,6 +385,7 @@ def import_utkinect_joints(src, labels_file, out_dir, *, val_fraction=0.2, seed=
     check_split_set_name(split_set)
     seed = check_int(seed, option_name("seed", "--seed"), low=0)
     src = Path(src)
+    check_not_source(out_dir, [src, labels_file])  # before reading; write_dataset checks again
     check_folder(src, "source folder")
     ranges = read_utkinect_labels(labels_file)
     files = sorted(src.glob("joints_*.txt"))
