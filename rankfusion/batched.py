@@ -191,8 +191,10 @@ def _prepare_members(config, data_root, runs: dict, *, device, resume) -> list:
         settle_pending([Path(runs[s]) for s in seeds])
     members = []
     for s in seeds:
+        first = members[0] if members else None
         r = _prepare_run(config, data_root, Path(runs[s]), seed=s, device=device, resume=resume, ctx=None,
-                         ds=members[0].ds if members else None, check_data=not members)
+                         ds=first and first.ds, check_data=not members,
+                         fingerprint=first and first.info["data_fingerprint"])
         if members:
             # one dataset (and its item cache) for all seeds: the same items, each seed its own order
             r.train_set, r.val_set = members[0].train_set, members[0].val_set

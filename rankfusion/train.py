@@ -307,10 +307,12 @@ def _epoch_ranks(r: _Run):
     return ranks
 
 
-def _prepare_run(config, data_root, run_dir, *, seed, device, resume, ctx, ds=None, check_data=True) -> _Run:
+def _prepare_run(config, data_root, run_dir, *, seed, device, resume, ctx, ds=None, check_data=True,
+                 fingerprint=None) -> _Run:
     """Open the data (or take ``ds``, the dataset at ``data_root`` already opened for the config's
     modalities), resolve the config, check the run folder; the datasets of both splits, their
-    frames checked for non-finite values unless ``check_data`` is False. Writes nothing."""
+    frames checked for non-finite values unless ``check_data`` is False. ``fingerprint``: the
+    data's :func:`dataset_fingerprint`, if already computed. Writes nothing."""
     dev = resolve_device(device)
     data_root = Path(data_root)
     with said_once():  # the same files for every process
@@ -336,7 +338,7 @@ def _prepare_run(config, data_root, run_dir, *, seed, device, resume, ctx, ds=No
 
     _on_main(ctx, dev, check_folder)
     info = {"config": config.to_dict(), "config_hash": config.config_hash(), "seed": seed,
-            "dataset": str(data_root.resolve()), "data_fingerprint": dataset_fingerprint(data_root),
+            "dataset": str(data_root.resolve()), "data_fingerprint": fingerprint or dataset_fingerprint(data_root),
             "split_set": ds.split_set, "modalities": list(config.model.modalities), "classes": list(ds.classes)}
     if ctx is not None:
         info["distributed"] = ctx.describe()
