@@ -308,9 +308,14 @@ def _to_numpy(x, name):
 
 
 def _eps_of(*arrays) -> float:
-    """Machine epsilon of the inputs' dtype (float64 for integers), as the rank tolerance asks (:func:`rankfusion.spectral.rank_tolerance`)."""
-    dt = np.result_type(*[a.dtype for a in arrays])
-    return float(np.finfo(dt).eps) if np.issubdtype(dt, np.floating) else float(np.finfo(np.float64).eps)
+    """The rounding unit of the least precise input (float64's for integers), as the rank tolerance
+    asks (:func:`rankfusion.spectral.rank_tolerance`). Not the common dtype's: a float32 ``X`` beside
+    a float64 ``Y`` would have its float32 rounding directions counted as rank, and the verdict
+    would depend on ``Y``'s dtype; ``X`` and ``X'`` are measured with the same floor."""
+    def eps(a):
+        return float(np.finfo(a.dtype).eps) if np.issubdtype(a.dtype, np.floating) else float(np.finfo(np.float64).eps)
+
+    return max(eps(a) for a in arrays)
 
 
 def _erank(s: np.ndarray) -> float:
@@ -689,10 +694,12 @@ def _proof_steps(before: _Spectrum, blend: _Blend, c: _Constants, m: int, k: int
     )
 
 
-def _verdict(erank_before: float, erank_after: float, failed: tuple, rise_rtol: float) -> tuple:
-    """(change, rose, verdict): ERank counts as risen above ``rise_rtol * ERank(X)``."""
+def _verdict(erank_before: float, erank_after: float, failed: tuple, rise_rtol: float, certified: bool) -> tuple:
+    """(change, rose, verdict): ERank counts as risen above ``rise_rtol * ERank(X)``, or when the
+    majorization certificate (``certified``) proves a rise the computed change shows (a rise far
+    above rounding can be below ``rise_rtol``: the verdict must not call a proven rise none)."""
     change = erank_after - erank_before
-    rose = change > rise_rtol * erank_before
+    rose = change > rise_rtol * erank_before or (certified and change > 0)
     if failed:
         return change, bool(rose), VERDICT_FAILS
     return change, bool(rose), VERDICT_ROSE if rose else VERDICT_NOT_RISEN
@@ -715,6 +722,9 @@ def _evaluate(X, Y, eps, *, k, alpha, low, k_prime, opts: _Options) -> TheoremRe
     """All steps on validated float64 inputs (see :func:`theorem_3_1`)."""
     T, D = X.shape
     before, k, sigma_k, sigma_k1 = _dominant_spectrum(X, opts, eps, k)
+    # a gap within the rank tolerance is a tie: the top-k subspace is then not determined (Lemma A.1
+    # needs delta_k > 0), and Assumption 4 would depend on a basis rounding picked inside it
+    delta_k = sigma_k - sigma_k1 if sigma_k - sigma_k1 > before.tol else 0.0
     # Definition 1 (top-k) and the column energies of Eq. 15 / Sec. 4.2.
     energy = np.einsum("tc,tc->c", X, X)
     I_topk = topk_informativeness(before.sigma**2, before.vt.T, k, energy=energy)
@@ -725,16 +735,20 @@ def _evaluate(X, Y, eps, *, k, alpha, low, k_prime, opts: _Options) -> TheoremRe
     proj = _projections(X, Y, low, before.sigma.size, k, opts.residual, eps)
     blend = _blend(X, Y, low, a, before, opts.tol, eps)
     c = _constants(opts, I, low, proj, blend, low_source)
-    checks, notes = _assumption_checks(I, low, proj, blend, c, opts, sigma_k - sigma_k1)
+    checks, notes = _assumption_checks(I, low, proj, blend, c, opts, delta_k)
+    if delta_k == 0.0:
+        notes.append(f"sigma_k and sigma_(k+1) differ by {sigma_k - sigma_k1:.3g}, within the rank tolerance "
+                     f"{before.tol:.3g}: delta_k is taken as 0 (the top-k subspace is not determined)")
     failed = tuple(ch.name for ch in checks if not ch.holds)
     erank_before, erank_after = _erank(before.sigma), _erank(blend.after.sigma)
-    change, rose, verdict = _verdict(erank_before, erank_after, failed, opts.rise_rtol)
+    sufficient = majorization_check(before.sigma, blend.after.sigma)
+    change, rose, verdict = _verdict(erank_before, erank_after, failed, opts.rise_rtol, sufficient.holds)
     fro_before = float(energy.sum())
     return TheoremReport(
         shape=(T, D), k=k, rank=before.sigma.size, rank_after=int(blend.after.sigma.size), tol=before.tol,
         informativeness_convention=opts.informativeness, residual_convention=opts.residual,
         sigma=before.sigma, sigma_after=blend.after.sigma, sigma_k=sigma_k, sigma_k1=sigma_k1,
-        delta_k=sigma_k - sigma_k1, informativeness=I, informativeness_topk=I_topk, column_energy=energy,
+        delta_k=delta_k, informativeness=I, informativeness_topk=I_topk, column_energy=energy,
         low=low, n_low=int(low.size), k_prime=None if k_prime is None else int(k_prime), alpha=a,
         eta=float(c.eta), beta=float(c.beta), epsilon=float(c.epsilon), gamma=float(c.gamma),
         constant_sources=c.sources, y_norm=proj.y_norm, y_mean_cosine=proj.mean_cosine,
@@ -743,8 +757,8 @@ def _evaluate(X, Y, eps, *, k, alpha, low, k_prime, opts: _Options) -> TheoremRe
         delta_spectral=blend.delta_spectral, x_dot_delta=blend.x_dot_delta, fro_sq_before=fro_before,
         fro_sq_after=blend.fro_sq_after, assumptions=checks, erank_before=erank_before, erank_after=erank_after,
         erank_change=change, rose=rose, verdict=verdict, failed=failed,
-        proof_steps=_proof_steps(before, blend, c, int(low.size), k, sigma_k - sigma_k1, fro_before),
-        sufficient_condition=majorization_check(before.sigma, blend.after.sigma), notes=tuple(notes),
+        proof_steps=_proof_steps(before, blend, c, int(low.size), k, delta_k, fro_before),
+        sufficient_condition=sufficient, notes=tuple(notes),
     )
 
 

@@ -462,3 +462,50 @@ def test_theorem_checker_takes_the_toolkit_s_half_precision_tolerance():
     Y = rng.standard_normal((16384, 16)).astype(np.float16)
     res = theorem_3_1(X, Y, k=2, alpha=0.5, low=[0, 1])
     assert res.erank_before == pytest.approx(float(spectral.effective_rank(X)), rel=1e-9)
+
+
+def _centred_orthonormal(T, m, seed=0):
+    rng = np.random.default_rng(seed)
+    return np.linalg.qr(np.c_[np.ones(T), rng.standard_normal((T, m))])[0][:, 1:]
+
+
+def test_a_rise_the_certificate_proves_is_a_rise_below_rise_rtol_too():
+    # a blend of a tiny Y into a dead channel: ERank rises by 1.35e-11 (relative 4.9e-12, far above
+    # rounding), below rise_rtol = 1e-9: the verdict read "did not rise" beside a certificate of a rise
+    Q = _centred_orthonormal(8, 5)
+    X = np.zeros((8, 4))
+    X[:, 0], X[:, 1], X[:, 2] = 3 * Q[:, 0], 2 * Q[:, 1], Q[:, 2]
+    Y = np.zeros((8, 4))
+    Y[:, 3] = 1e-12 * Q[:, 3]
+    rep = theorem_3_1(X, Y, k=3, alpha=0.0, low=[3])
+    assert rep.sufficient_condition.holds and 0 < rep.erank_change < 1e-9 * rep.erank_before
+    assert rep.rose and rep.verdict == "holds-and-rank-rose"
+
+
+def test_the_rank_of_x_does_not_depend_on_ys_dtype():
+    # a float32 X of rank 2 beside a float64 Y: X's float32 rounding directions counted as rank (5)
+    # and the verdict flipped from "assumption-4 fails" to "rose"
+    rng = np.random.default_rng(3)
+    Q = _centred_orthonormal(40, 6, seed=3)
+    X = (Q[:, :2] @ rng.standard_normal((2, 6))).astype(np.float32)
+    X[:, 5] = 0
+    X -= X.mean(0)
+    Y = np.zeros((40, 6))
+    Y[:, 5] = 1e-3 * rng.standard_normal(40)
+    Y[:, 5] -= Y[:, 5].mean()
+    reps = [theorem_3_1(X, Y.astype(d), k=2, alpha=0.0, low=[5]) for d in (np.float32, np.float64)]
+    assert [r.rank for r in reps] == [2, 2] and reps[0].verdict == reps[1].verdict == "assumption-fails"
+
+
+def test_a_tie_at_sigma_k_within_rounding_is_no_gap():
+    # sigma = (2, 1, 1) and k = 2: the computed delta_k (~1e-16) passed Assumption 3, and the verdict
+    # then depended on the basis rounding chose inside the tied eigenspace
+    Q = _centred_orthonormal(12, 4)
+    X = np.zeros((12, 4))
+    X[:, 0], X[:, 1], X[:, 2] = 2 * Q[:, 0], Q[:, 1], Q[:, 2]
+    for d in (Q[:, 1], Q[:, 2], Q[:, 1] + Q[:, 2]):
+        Y = np.zeros((12, 4))
+        Y[:, 3] = 0.01 * d
+        rep = theorem_3_1(X, Y, k=2, alpha=0.0, low=[3])
+        assert rep.delta_k == 0.0 and "assumption-3" in rep.failed
+        assert any("delta_k is taken as 0 (the top-k subspace is not determined)" in n for n in rep.notes)
