@@ -67,7 +67,9 @@ def _parse_split(fractions: str) -> tuple:
               help="In [0, 100]: energy of the per-video constants (appearance, scene geometry) relative to the "
                    "per-frame signal (0: none).")
 @click.option("--imbalance", default=DEFAULT_IMBALANCE, show_default=True, type=float,
-              help="In [1, 100]: rgb's signal-to-noise amplitude over depth's (1: balanced; R lowers depth's SNR R^2-fold).")
+              help="In [1, 100]: rgb's signal-to-noise amplitude over depth's (1: balanced; R lowers depth's SNR R^2-fold). "
+                   "Set on the signal without --collapse's hint or --spurious's cue, which add to rgb's: synth.json "
+                   "records the measured value.")
 @click.option("--collapse", default=None, type=float, metavar="K",
               help="0..1: the collapse dial (default off). rgb sees a 90%-right hint of each trip's direction "
                    "at every K; depth's code of it turns from linear (K = 0, as easy as the hint) to an XOR "
