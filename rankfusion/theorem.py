@@ -384,7 +384,8 @@ def _alpha_vector(alpha, D, low):
     if arr.ndim == 0:
         return _alpha_vector(float(arr), D, low)
     if arr.dtype.kind not in "fiu" or arr.ndim != 1:
-        raise InputError(f"alpha must be a number or a 1-D array of numbers in [0, 1], got {arr.dtype} array of shape {arr.shape}")
+        raise InputError(f"{option_name('alpha', '--alpha')} must be a number or a 1-D array of numbers in [0, 1], got "
+                         f"{arr.dtype} array of shape {arr.shape}")
     arr = arr.astype(np.float64)
     bad = ~np.isfinite(arr) | (arr < 0) | (arr > 1)
     if bad.any():
@@ -396,7 +397,8 @@ def _alpha_vector(alpha, D, low):
         out = np.ones(D)
         out[low] = arr
         return out
-    raise InputError(f"alpha must be a scalar or have one value per channel ({D}) or per blended channel ({low.size}), got {arr.size} values")
+    raise InputError(f"{option_name('alpha', '--alpha')} must be a scalar or have one value per channel ({D}) or per "
+                     f"blended channel ({low.size}), got {arr.size} values")
 
 
 def _select_low(I, low, eta, k_prime, D):
@@ -450,7 +452,8 @@ def _options(*, informativeness, residual, zero_mean_tol, center_y, tol, rise_rt
     check_choice(residual, "residual", {"rank", "complement"})
     return _Options(
         informativeness=informativeness, residual=residual,
-        zero_mean_tol=check_float(zero_mean_tol, "zero_mean_tol", low=0.0), center_y=bool(center_y),
+        zero_mean_tol=check_float(zero_mean_tol, option_name("zero_mean_tol", "--zero-mean-tol"), low=0.0),
+        center_y=bool(center_y),
         tol=check_float(tol, "tol", low=0.0, allow_none=True),
         rise_rtol=check_float(rise_rtol, "rise_rtol", low=0.0),
         eta=check_float(eta, option_name("eta", "--eta"), low=0.0, low_open=True, allow_none=True),
@@ -711,7 +714,7 @@ def _dominant_spectrum(X, opts: _Options, eps: float, k) -> tuple:
     r = before.sigma.size
     if r == 0:
         raise InputError("X has numerical rank 0 (all singular values <= tol); Theorem 3.1 needs rank >= 1")
-    k = check_int(k, f"k (numerical rank of X is {r})", low=1, high=r)
+    k = check_int(k, f"{option_name('k', '--k')} (numerical rank of X is {r})", low=1, high=r)
     sigma_k = float(before.sigma[k - 1])
     # sigma_{k+1} below the numerical rank is zero by the rank convention
     sigma_k1 = float(before.sigma[k]) if k < r else 0.0

@@ -183,3 +183,34 @@ def test_shape_and_rank_errors_name_the_file(tmp_path):
     res = run(path, "--x", "z", "--y", "a")
     assert res.exit_code == 2
     assert res.output == f"Error: array 'z' in {str(path)!r} has numerical rank 0 (all zero)\n"
+
+
+def test_errors_of_the_check_itself_name_the_arrays_the_file_and_the_option(tmp_path):
+    # "X has numerical rank 0", "k (numerical rank of X is 8) ...", "zero_mean_tol must be >= 0.0"
+    # named neither the file nor the arrays, nor the option as it is typed
+    path = tmp_path / "f.npz"
+    rng = np.random.default_rng(0)
+    save_npz(path, {"z": np.zeros((50, 8), np.float32), "a": rng.standard_normal((50, 8)).astype(np.float32),
+                    "b": rng.standard_normal((50, 8)).astype(np.float32)})
+    where = f"X = 'a', Y = 'b' in {str(path)!r}: "
+    for args, msg in ((["--k", "99"], "--k (numerical rank of X is 8) must be in [1, 8], got 99"),
+                      (["--zero-mean-tol", "-1"], "--zero-mean-tol must be >= 0.0, got -1.0"),
+                      (["--alpha", "0.1,0.2"], "--alpha must be a scalar or have one value per channel (8) or per "
+                                               "blended channel (1), got 2 values")):
+        res = run(path, "--x", "a", "--y", "b", *args)
+        assert res.exit_code == 2 and res.output == f"Error: {where}{msg}\n", res.output
+    res = run(path, "--x", "z", "--y", "a", "--k", "1")
+    assert res.exit_code == 2 and res.output == (f"Error: X = 'z', Y = 'a' in {str(path)!r}: X has numerical rank 0 "
+                                                 "(all singular values <= tol); Theorem 3.1 needs rank >= 1\n")
+
+
+def test_a_file_of_a_run_that_blended_nothing_says_so(tmp_path):
+    # exchange_ratio 0 is a valid run (no channel blended); it was refused as "must be > 0.0"
+    path = tmp_path / "none.npz"
+    X = np.random.default_rng(0).standard_normal((50, 8)).astype(np.float32)
+    save_npz(path, {"a": X, "b": X}, {"exchange_ratio": 0.0})
+    res = run(path, "--x", "a", "--y", "b")
+    assert res.exit_code == 2 and res.output == (
+        f"Error: {str(path)!r} comes from a run that blended no channel (exchange_ratio 0): nothing to check by "
+        "default; choose channels with --low, --k-prime or --eta\n")
+    assert run(path, "--x", "a", "--y", "b", "--k-prime", "1").exit_code == 0

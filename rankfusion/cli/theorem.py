@@ -57,7 +57,10 @@ def _default_low(file: Path, xkey: str, d: int) -> tuple:
         return [int(c) for c in recorded], None
     ratio = meta.get("exchange_ratio")
     if ratio is not None:
-        ratio = check_float(ratio, f"meta exchange_ratio in {str(file)!r}", low=0.0, high=1.0, low_open=True)
+        ratio = check_float(ratio, f"meta exchange_ratio in {str(file)!r}", low=0.0, high=1.0)
+        if ratio == 0.0:
+            raise InputError(f"{str(file)!r} comes from a run that blended no channel (exchange_ratio 0): nothing "
+                             "to check by default; choose channels with --low, --k-prime or --eta")
     return None, default_k_prime(d, ratio)
 
 
@@ -110,11 +113,14 @@ def theorem(file, xkey, ykey, k, k_prime, eta, low, alpha, epsilon, beta, gamma,
     low_list = _parse_ints(low, "--low") if low is not None else None
     if low_list is None and eta is None and k_prime is None:
         low_list, k_prime = _default_low(file, xkey, X.shape[1])
-    report = theorem_3_1(
-        X, Y, k=k, alpha=_parse_floats(alpha, "alpha"), low=low_list, eta=eta, k_prime=k_prime,
-        epsilon=epsilon, beta=beta, gamma=gamma, informativeness=informativeness, residual=residual,
-        zero_mean_tol=zero_mean_tol, center_y=center_y,
-    )
+    try:
+        report = theorem_3_1(
+            X, Y, k=k, alpha=_parse_floats(alpha, "alpha"), low=low_list, eta=eta, k_prime=k_prime,
+            epsilon=epsilon, beta=beta, gamma=gamma, informativeness=informativeness, residual=residual,
+            zero_mean_tol=zero_mean_tol, center_y=center_y,
+        )
+    except InputError as exc:  # the library speaks of X and Y: say which arrays of which file
+        raise InputError(f"X = {xkey!r}, Y = {ykey!r} in {str(file)!r}: {exc}") from None
     if as_json:
         payload = {"file": str(file), "x": xkey, "y": ykey, "report": report.to_dict()}
         click.echo(json.dumps(payload, indent=2, allow_nan=False))
