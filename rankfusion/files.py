@@ -289,6 +289,24 @@ def array_file_kind(path) -> str:
     raise InputError(f"cannot read {str(path)!r}: not a .npy or .npz file (neither a NumPy header nor a zip archive)")
 
 
+class ObjectArrayError(InputError):
+    """A member of an array file holds Python objects (dtype ``object``), which is not read: loading
+    it would unpickle, i.e. run, whatever the file holds."""
+
+
+def _member(z, path: Path, key: str):
+    """Member ``key`` of an open ``.npz``; an object array is an :class:`ObjectArrayError` naming it."""
+    try:
+        return z[key]
+    except ValueError as exc:
+        if "allow_pickle" not in str(exc):
+            raise
+        raise ObjectArrayError(
+            f"array {key!r} in {str(path)!r} holds Python objects (dtype object, e.g. strings from a pandas "
+            "column), which are not read (loading them would run pickled code): save it with .astype(str) "
+            "for text or .astype(float) for numbers") from None
+
+
 def load_arrays(path, keys=None, *, mmap: bool = True, text_keys=()) -> dict:
     """Load the arrays of a ``.npy`` or ``.npz`` file as a ``{key: array}`` dict.
 
@@ -297,7 +315,8 @@ def load_arrays(path, keys=None, *, mmap: bool = True, text_keys=()) -> dict:
     lazily by NumPy. The format is read from the file's first bytes, not its suffix
     (:func:`array_file_kind`). The ``"meta"`` entry of a feature file is never returned; use
     :func:`load_meta`. The arrays named in ``text_keys`` may also hold strings (e.g. class labels);
-    every other array must be numeric. Raises :class:`InputError` naming the file or key on any problem.
+    every other array must be numeric. Raises :class:`InputError` naming the file or key on any problem
+    (:class:`ObjectArrayError` for an array of Python objects).
     """
     path = Path(path)
     kind = array_file_kind(path)
@@ -314,7 +333,7 @@ def load_arrays(path, keys=None, *, mmap: bool = True, text_keys=()) -> dict:
                         raise InputError(
                             f"key {k!r} not found in {str(path)!r}; available keys: {names}"
                         )
-                out = {k: z[k] for k in wanted}
+                out = {k: _member(z, path, k) for k in wanted}
     except InputError:
         raise
     except NUMPY_READ_ERRORS as exc:

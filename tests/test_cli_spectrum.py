@@ -213,6 +213,21 @@ def test_text_array_is_skipped_by_default_and_refused_by_name(tmp_path):
     assert res.exit_code == 2 and res.stderr == f"Error: array 'labels' in '{path}' is not numeric (dtype <U1)\n"
 
 
+def test_an_object_array_is_skipped_by_default_and_named_when_asked_for(tmp_path):
+    # labels saved from a pandas column are an object array: NumPy refuses to load it without
+    # unpickling, and the whole file was "cannot read ...: Object arrays cannot be loaded ..."
+    path = tmp_path / "paired.npz"
+    np.savez(path, rgb=np.random.default_rng(0).standard_normal((20, 4)), labels=np.array(["a", "b"] * 10, dtype=object))
+    res = run(path)
+    assert res.exit_code == 0, res.stderr
+    assert "skipping 'labels': Python objects (dtype object; save it with .astype(str))" in res.stderr
+    res = run(path, "--key", "labels")
+    assert res.exit_code == 2 and res.stderr == (
+        f"Error: array 'labels' in '{path}' holds Python objects (dtype object, e.g. strings from a pandas column), "
+        "which are not read (loading them would run pickled code): save it with .astype(str) for text or "
+        ".astype(float) for numbers\n")
+
+
 def test_npy_array_has_one_name_the_file_stem(tmp_path, rng):
     path = tmp_path / "big.npy"
     np.save(path, rng.standard_normal((20, 4)))

@@ -12,7 +12,7 @@ import numpy as np
 from .. import spectral
 from .._validation import InputError
 from .._backend import CHUNK_BYTES, chunk_rows_for, get_ops
-from ..files import META_KEY, NUMPY_READ_ERRORS, array_file_kind, load_arrays
+from ..files import META_KEY, NUMPY_READ_ERRORS, ObjectArrayError, array_file_kind, load_arrays
 from . import main
 
 #: A memory-mapped .npy array whose float64 copy would exceed this many bytes is streamed
@@ -258,7 +258,13 @@ def _file_results(file, keys, skipped: list, **options) -> list:
             raise InputError(f"key {key!r} not found in {str(file)!r}; a .npy file holds one array, named by "
                              f"the file's stem: {file.stem!r}")
         # every numeric array by default: a text array (e.g. class labels) is skipped, not an error
-        arr = load_arrays(file, [key], text_keys=() if explicit else (key,))[key]
+        try:
+            arr = load_arrays(file, [key], text_keys=() if explicit else (key,))[key]
+        except ObjectArrayError:
+            if explicit:
+                raise
+            skipped.append(f"{key!r}: Python objects (dtype object; save it with .astype(str))")
+            continue
         if not explicit and arr.dtype.kind in "US":
             skipped.append(f"{key!r}: not numeric (dtype {arr.dtype})")
             continue
