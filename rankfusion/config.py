@@ -68,6 +68,15 @@ def cut_frames(n_frames: int, obs_ratio: float, future_ratio: float = FUTURE_RAT
     return past, min(int(future_ratio * n_frames), n_frames - past)
 
 
+def min_frames(obs_ratios=TRAIN_OBS_RATIOS, future_ratio: float = FUTURE_RATIO) -> int:
+    """The fewest frames a video needs to be trained on: at every ratio of ``obs_ratios`` an observed
+    and a future frame (:func:`cut_frames`); 5 at the defaults (``int(0.2 * 5) = 1``)."""
+    n = 1
+    while any(min(cut_frames(n, r, future_ratio)) < 1 for r in obs_ratios):
+        n += 1
+    return n
+
+
 #: Directory of the bundled presets (``<name>.toml``).
 PRESET_DIR = Path(__file__).with_name("configs")
 

@@ -59,18 +59,30 @@ def test_import_basic(three, tmp_path):
 
 
 def test_window_and_chunk(tmp_path):
-    # one recording of 12 rows: labels walk*5 sit*7; chunk 6 -> 2 videos; window 3:
-    #   chunk 0 rows 0-5: windows (w w w) (w w s) -> walk, walk
-    #   chunk 1 rows 6-11: all sit
+    # one recording of 30 rows: labels walk*5 sit*25; chunk 15 -> 2 videos of 5 frames; window 3:
+    #   chunk 0 rows 0-14: windows (w w w) (w w s) (s s s) ... -> walk, walk, sit, sit, sit
+    #   chunk 1 rows 15-29: all sit
     # plus a 3rd file so the three splits get a video each
-    f = _csv(tmp_path / "long.csv", 12, label=lambda t: "walk" if t < 5 else "sit")
+    f = _csv(tmp_path / "long.csv", 30, label=lambda t: "walk" if t < 5 else "sit")
     g = _csv(tmp_path / "other.csv", 6)
-    out = import_csv([f, g], tmp_path / "ds", modalities={"acc": "acc_x"}, label_column="label", window=3, chunk=6)
+    out = import_csv([f, g], tmp_path / "ds", modalities={"acc": "acc_x"}, label_column="label", window=3, chunk=15)
     ds = open_dataset(out)
     assert sorted(ds.videos) == ["long_c000", "long_c001", "other_c000"]
-    assert [ds.classes[i] for i in ds.labels("long_c000")] == ["walk", "walk"]
-    # window means of acc_x = t: (0+1+2)/3 = 1, (3+4+5)/3 = 4
-    np.testing.assert_allclose(ds.features("long_c000", "acc")[:, 0], [1, 4])
+    assert [ds.classes[i] for i in ds.labels("long_c000")] == ["walk", "walk", "sit", "sit", "sit"]
+    # window means of acc_x = t: (0+1+2)/3 = 1, (3+4+5)/3 = 4, ...
+    np.testing.assert_allclose(ds.features("long_c000", "acc")[:, 0], [1, 4, 7, 10, 13])
+
+
+def test_a_tail_chunk_too_short_to_train_on_joins_the_chunk_before_it(tmp_path):
+    # 40 rows, chunk 15, window 3: pieces of 15, 15 and 10 rows = 5, 5 and 3 frames; a video of 3
+    # frames has no observed frame at ratio 0.2, so train refused the dataset; it joins chunk 1
+    f = _csv(tmp_path / "long.csv", 40)
+    g = _csv(tmp_path / "other.csv", 6)
+    ds = open_dataset(import_csv([f, g], tmp_path / "ds", modalities={"acc": "acc_x"}, label_column="label",
+                                 window=3, chunk=15))
+    assert sorted(ds.videos) == ["long_c000", "long_c001", "other_c000"]
+    assert ds.n_frames("long_c001") == 8  # rows 15-39: 25 rows, 8 windows of 3 (the last row dropped)
+    np.testing.assert_allclose(ds.features("long_c001", "acc")[:, 0], [16 + 3 * i for i in range(8)])
 
 
 def test_window_tie_takes_first_label(tmp_path):

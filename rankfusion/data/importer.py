@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from .._validation import InputError, check_int, option_name
+from ..config import min_frames
 from ..files import check_not_source
 from .layout import check_split_set_name, check_video_name, write_dataset
 from .synth import _split_counts
@@ -400,6 +401,9 @@ def _recordings(df, path, video_column, *, several_files: bool):
 def _add_videos(labels, feats, base, rows, blocks, lab, path, window, chunk, source, origins):
     """Cut one recording into chunks, window each, and add them to ``labels`` / ``feats`` in place."""
     pieces = [rows] if chunk is None else [rows[i:i + chunk] for i in range(0, len(rows), chunk)]
+    if len(pieces) > 1 and len(pieces[-1]) // window < min_frames():
+        # a tail too short to train on (train would refuse the dataset) joins the chunk before it
+        pieces[-2:] = [np.concatenate(pieces[-2:])]
     for k, idx in enumerate(pieces):
         if len(idx) < window:
             if chunk is not None and k > 0:
