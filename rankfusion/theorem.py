@@ -598,11 +598,17 @@ def _definition_1(I, low, c: _Constants, eta_given: bool, notes: list) -> Check:
     out_mask[low] = False
     outside_gap = float((I[out_mask] - c.eta).min()) if out_mask.any() else math.inf
     holds = (inside >= 0.0) and (outside_gap > 0.0) and (c.eta > 0.0 or not eta_given)
-    if not eta_given and c.eta == 0.0:
+    if not eta_given and c.eta == 0.0 and outside_gap > 0.0:
         notes.append("eta = 0 (every blended x_c has I_c = 0): stands for the limit eta -> 0+, "
                      "allowed since any small eta > 0 gives the same C_low")
-    return Check(name="definition-1", holds=bool(holds), slack=min(inside, outside_gap),
-                 lhs=float(I[low].max()) if m else 0.0, rhs=c.eta,
+    if outside_gap <= 0.0:
+        j = int(np.flatnonzero(out_mask)[np.argmin(I[out_mask])])
+        notes.append(f"channel {j} is not in C_low but has I_c = {float(I[j]):.6g} <= eta = {c.eta:.6g}: "
+                     "Definition 1 would blend it too (e.g. a dead channel beside those blended)")
+    # lhs and rhs of the side that binds, so that slack = rhs - lhs
+    lhs, rhs = ((float(I[low].max()) if m else 0.0), c.eta) if inside <= outside_gap else \
+        (c.eta, float(I[out_mask].min()))
+    return Check(name="definition-1", holds=bool(holds), slack=min(inside, outside_gap), lhs=lhs, rhs=rhs,
                  detail="C_low == {c : I_c <= eta}: slack = min(min_{c in C_low}(eta - I_c), "
                         "min_{c not in C_low}(I_c - eta)), the second strictly")
 

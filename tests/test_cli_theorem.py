@@ -151,6 +151,9 @@ def test_default_blends_the_channels_the_file_records_else_its_ratio(tmp_path, r
     assert res.exit_code == 0, res.output
     assert json.loads(res.stdout)["report"]["low"] == [1, 7]
     assert res.stderr.strip() == "C_low: the 2 channels the run blended for 'rgb' (recorded in the file)"
+    # a failing check prints its error line only (the note came first)
+    res = CliRunner().invoke(main, ["theorem", str(rec), "--x", "rgb.before", "--y", "depth.before", "--k", "0"])
+    assert res.exit_code == 2 and res.stderr.startswith("Error: ") and len(res.stderr.splitlines()) == 1
     # nothing recorded for depth: k' from the file's ratio, 0.3 * 20 = 6 channels
     ratio = tmp_path / "ratio.npz"
     save_npz(ratio, arrays, {"exchange_ratio": 0.3})

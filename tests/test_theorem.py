@@ -509,3 +509,20 @@ def test_a_tie_at_sigma_k_within_rounding_is_no_gap():
         rep = theorem_3_1(X, Y, k=2, alpha=0.0, low=[3])
         assert rep.delta_k == 0.0 and "assumption-3" in rep.failed
         assert any("delta_k is taken as 0 (the top-k subspace is not determined)" in n for n in rep.notes)
+
+
+def test_definition_1_names_a_dead_channel_left_outside_c_low():
+    # two dead channels, one blended: eta = 0 does not give "the same C_low" (it would take both);
+    # the note said it did, and lhs/rhs showed the inside side (0, 0) beside a negative slack
+    Q = _centred_orthonormal(20, 5)
+    X = np.zeros((20, 5))
+    X[:, 0], X[:, 1], X[:, 2] = 3 * Q[:, 0], 2 * Q[:, 1], Q[:, 2]
+    Y = 0.01 * Q
+    rep = theorem_3_1(X, Y, k=2, alpha=0.5, low=[3])
+    d1 = rep.assumption("definition-1")
+    assert not d1.holds and d1.slack == d1.rhs - d1.lhs
+    assert not any("any small eta > 0 gives the same C_low" in n for n in rep.notes)
+    assert any(n.startswith("channel 4 is not in C_low but has I_c = 0 <= eta = 0") for n in rep.notes)
+    # both dead channels blended: the limit eta -> 0+ does give C_low, and the note says so
+    rep = theorem_3_1(X, Y, k=2, alpha=0.5, low=[3, 4])
+    assert rep.assumption("definition-1").holds and any("any small eta > 0 gives the same C_low" in n for n in rep.notes)

@@ -45,23 +45,23 @@ def _parse_ints(text: str, name: str):
 
 
 def _default_low(file: Path, xkey: str, d: int) -> tuple:
-    """``(low, k_prime)`` when no choice is given: the channels the run blended for X's modality
+    """``(low, k_prime, note)`` when no choice is given: the channels the run blended for X's modality
     when the feature file records them (a note on stderr says so), else k' as R3D blends at the
     file's exchange ratio."""
     meta = load_meta(file)
     modality, _, stage = xkey.rpartition(".")
     recorded = recorded_channels(meta, modality, d, file) if stage == "before" and modality else None
     if recorded is not None:
-        click.echo(f"C_low: the {len(recorded)} channels the run blended for {modality!r} (recorded in the file)",
-                   err=True)
-        return [int(c) for c in recorded], None
+        # said once the check has run: a failing command prints only its error line
+        return [int(c) for c in recorded], None, (f"C_low: the {len(recorded)} channels the run blended for "
+                                                  f"{modality!r} (recorded in the file)")
     ratio = meta.get("exchange_ratio")
     if ratio is not None:
         ratio = check_float(ratio, f"meta exchange_ratio in {str(file)!r}", low=0.0, high=1.0)
         if ratio == 0.0:
             raise InputError(f"{str(file)!r} comes from a run that blended no channel (exchange_ratio 0): nothing "
                              "to check by default; choose channels with --low, --k-prime or --eta")
-    return None, default_k_prime(d, ratio)
+    return None, default_k_prime(d, ratio), None
 
 
 @main.command()
@@ -111,8 +111,9 @@ def theorem(file, xkey, ykey, k, k_prime, eta, low, alpha, epsilon, beta, gamma,
     if k is None:
         k = default_k(X, name=f"array {xkey!r} in {str(file)!r}")
     low_list = _parse_ints(low, "--low") if low is not None else None
+    note = None
     if low_list is None and eta is None and k_prime is None:
-        low_list, k_prime = _default_low(file, xkey, X.shape[1])
+        low_list, k_prime, note = _default_low(file, xkey, X.shape[1])
     try:
         report = theorem_3_1(
             X, Y, k=k, alpha=_parse_floats(alpha, "alpha"), low=low_list, eta=eta, k_prime=k_prime,
@@ -121,6 +122,8 @@ def theorem(file, xkey, ykey, k, k_prime, eta, low, alpha, epsilon, beta, gamma,
         )
     except InputError as exc:  # the library speaks of X and Y: say which arrays of which file
         raise InputError(f"X = {xkey!r}, Y = {ykey!r} in {str(file)!r}: {exc}") from None
+    if note:
+        click.echo(note, err=True)
     if as_json:
         payload = {"file": str(file), "x": xkey, "y": ykey, "report": report.to_dict()}
         click.echo(json.dumps(payload, indent=2, allow_nan=False))
