@@ -17,7 +17,7 @@ from ._validation import InputError, check_float, check_int, option_name
 from .config import observed_frames
 from .files import save_npz
 from .data.torchdata import length_batches, observed_steps, pad_videos, video_inputs
-from .runs import check_config_data, load_run, open_data, resolve_device, seed_dirs
+from .runs import check_config_data, load_run, open_data, recorded_seeds, resolve_device, seed_dirs
 
 
 def parse_noise(spec) -> dict:
@@ -130,7 +130,7 @@ def _pick_seed_dir(run_dir, run_seed) -> Path:
     matches = [d for d in dirs if d.name == f"seed-{run_seed}" or len(dirs) == 1]
     if not matches:
         raise InputError(f"{option_name('run_seed', '--seed')} {run_seed} is not one of the seeds in {str(run_dir)!r}: "
-                         f"{[d.name for d in dirs]}")
+                         f"{recorded_seeds(run_dir)}")
     return matches[0]
 
 
