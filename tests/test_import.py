@@ -108,10 +108,10 @@ def test_video_column(tmp_path):
         (None, {"modalities": {"mag": "mag_*"}}, "modality 'mag': pattern 'mag_\\*' matches no column of .*rec0.csv"),
         (None, {"modalities": {"a": "acc_*", "b": "acc_x"}}, "column 'acc_x' .* matches modalities 'a' and 'b'"),
         (None, {"modalities": {"a": "*"}}, "matches the label column 'label'"),
-        (lambda s: s.replace("\n3,3,6,", "\n3,oops,6,"), {}, "rec1.csv.*column 'acc_x' has a non-numeric cell 'oops' at data row 3"),
-        (lambda s: s.replace(",walk\n", ",\n", 1), {}, "rec1.csv.*label column 'label' has a gap .* data row 0"),
-        (lambda s: s.replace("\n2,2,4,", "\n2,,4,"), {}, "rec1.csv.*column 'acc_x' has an empty cell at data row 2"),
-        (lambda s: s.replace("\n2,2,4,", "\n2,nan,4,"), {}, "rec1.csv.*column 'acc_x' has a NaN cell 'nan' at data row 2"),
+        (lambda s: s.replace("\n3,3,6,", "\n3,oops,6,"), {}, "rec1.csv.*column 'acc_x' has a non-numeric cell 'oops' at data row 4"),
+        (lambda s: s.replace(",walk\n", ",\n", 1), {}, "rec1.csv.*label column 'label' has a gap .* data row 1"),
+        (lambda s: s.replace("\n2,2,4,", "\n2,,4,"), {}, "rec1.csv.*column 'acc_x' has an empty cell at data row 3"),
+        (lambda s: s.replace("\n2,2,4,", "\n2,nan,4,"), {}, "rec1.csv.*column 'acc_x' has a NaN cell 'nan' at data row 3"),
         # a header that names a column twice: pandas would read the second as 'acc_x.1', which the
         # file does not have, and 'acc_*' would match it
         (lambda s: s.replace("time,acc_x,acc_y,", "time,acc_x,acc_x,"), {},
@@ -144,15 +144,15 @@ def test_bad_cell_names_its_line_where_pandas_skipped_lines(three, tmp_path, suf
         path.write_bytes(gzip.compress(text.encode()))
     else:
         path.write_text(text)
-    with pytest.raises(InputError, match=r"column 'acc_y' has a non-numeric cell 'oops' at data row 2 \(line 6\)$"):
+    with pytest.raises(InputError, match=r"column 'acc_y' has a non-numeric cell 'oops' at data row 3 \(line 6\)$"):
         import_csv([three[0], three[1], path], tmp_path / "ds", modalities={"acc": "acc_*"}, label_column="label")
     # a label cell spanning two lines (refused) starts on the line named, and moves later rows' lines
     path = tmp_path / "quoted.csv"
     path.write_text('time,acc_x,acc_y,gyro_x,label\n0,0,0,0,walk\n1,1,2,-1,"walk\nfast"\n')
-    with pytest.raises(InputError, match=r"line break 'walk\\nfast' at data row 1 \(line 3\);"):
+    with pytest.raises(InputError, match=r"line break 'walk\\nfast' at data row 2 \(line 3\);"):
         import_csv([three[0], three[1], path], tmp_path / "ds", modalities={"acc": "acc_*"}, label_column="label")
     path.write_text('time,acc_x,acc_y,gyro_x,label\n0,0,"0\n",0,walk\n1,,2,-1,walk\n')
-    with pytest.raises(InputError, match=r"column 'acc_x' has an empty cell at data row 1 \(line 4\)$"):
+    with pytest.raises(InputError, match=r"column 'acc_x' has an empty cell at data row 2 \(line 4\)$"):
         import_csv([three[0], three[1], path], tmp_path / "ds", modalities={"acc": "acc_*"}, label_column="label")
     assert not (tmp_path / "ds").exists()
 
@@ -163,10 +163,10 @@ def test_bad_cell_of_a_parquet_file_names_no_line(three, tmp_path):
     path = tmp_path / "t.parquet"
     pd.DataFrame({"acc_x": [0.0, float("nan")], "acc_y": [1.0, 2.0], "label": ["a", "b"]}).to_parquet(path)
     # a Parquet file has no empty cells: a NaN is named as such
-    with pytest.raises(InputError, match=r"t.parquet': column 'acc_x' has a NaN \(missing\) value at data row 1$"):
+    with pytest.raises(InputError, match=r"t.parquet': column 'acc_x' has a NaN \(missing\) value at data row 2$"):
         import_csv([three[0], three[1], path], tmp_path / "ds", modalities={"acc": "acc_*"}, label_column="label")
     pd.DataFrame({"acc_x": [0.0, 1.0], "label": ["a", None]}).to_parquet(path)
-    with pytest.raises(InputError, match=r"label column 'label' has a gap \(empty cell\) at data row 1$"):
+    with pytest.raises(InputError, match=r"label column 'label' has a gap \(empty cell\) at data row 2$"):
         import_csv([three[0], three[1], path], tmp_path / "ds", modalities={"acc": "acc_*"}, label_column="label")
 
 
@@ -242,13 +242,13 @@ def test_cli_import_force_validates_before_replacing(three, tmp_path, bad):
     if bad == "newline":
         # a quoted label cell spanning two lines: groundTruth/ would read it back as two frames
         three[1].write_text('time,acc_x,acc_y,gyro_x,label\n0,0,0,0,"walk\nfast"\n1,1,2,-1,sit\n')
-        expect = (f"Error: '{three[1]}': label column 'label' has a label with a line break 'walk\\nfast' at data row 0 "
+        expect = (f"Error: '{three[1]}': label column 'label' has a label with a line break 'walk\\nfast' at data row 1 "
                   "(line 2); "
                   "labels must be one line")
     else:
         three[1].write_text("time,acc_x,acc_y,gyro_x,label\n0,1e300,0,0,walk\n1,1,2,-1,sit\n")
         expect = (f"Error: '{three[1]}': column 'acc_x' has a value (1e+300) beyond the float32 range "
-                  "(|x| <= 3.4e38) at data row 0 (line 2)")
+                  "(|x| <= 3.4e38) at data row 1 (line 2)")
     res = CliRunner().invoke(main, _import_args(three, out, "--force"))
     assert res.exit_code == 2, res.output
     assert res.output == expect + "\n", res.output
@@ -365,8 +365,8 @@ def test_a_video_whose_rows_are_not_together_is_refused(tmp_path):
     p.write_text("subj,acc_x,label\n" + "".join(f"{v},{t},x\n" for t, v in enumerate("aabbacc")))
     with pytest.raises(InputError) as err:
         import_csv([p], tmp_path / "ds", modalities={"acc": "acc_*"}, label_column="label", video_column="subj")
-    assert str(err.value) == (f"{str(p)!r}: video column 'subj': the rows of video 'a' are not together (data row 1 "
-                              "(line 3), then data row 4 (line 6)); keep each video's rows in one block")
+    assert str(err.value) == (f"{str(p)!r}: video column 'subj': the rows of video 'a' are not together (data row 2 "
+                              "(line 3), then data row 5 (line 6)); keep each video's rows in one block")
     assert not (tmp_path / "ds").exists()
 
 

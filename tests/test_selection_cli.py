@@ -144,7 +144,7 @@ def test_bad_csv_cell_names_the_modality(tmp_path):
     path = tmp_path / "t.csv"
     df.to_csv(path, index=False)
     _expect_error(tmp_path, ["--paired", str(path), "--modality", "a=a_*", "--modality", "b=b_*", "--anchor", "a"],
-                  "modality 'b'", "'b_0'", "oops")
+                  "modality 'b'", "'b_0'", "oops", "at data row 8 (rows counted from 1 after the header)")
 
 
 def test_paired_parquet_with_modality_globs(tmp_path):

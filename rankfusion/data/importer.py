@@ -130,7 +130,8 @@ def _check_header(path, sep: str) -> None:
 
 
 def _at_row(path, i: int) -> str:
-    """``data row i (line n)``: where data row ``i`` of a table is, for an error message.
+    """``data row i+1 (line n)``: where data row ``i`` (0-based) of a table is, for an error message;
+    rows are counted from 1, the first row after the header.
 
     The line is that of the row's first character in a CSV/TSV file, counted as pandas reads the
     file (blank lines, and lines of whitespace only, are skipped; a quoted cell may span lines);
@@ -142,7 +143,7 @@ def _at_row(path, i: int) -> str:
     path = Path(path)
     suffixes = [s.lower() for s in path.suffixes]
     if _is_parquet(path):
-        return f"data row {i}"
+        return f"data row {i + 1}"
     opener = gzip.open if suffixes[-1:] == [".gz"] else open
     row = -2  # the first non-blank record is the header
     try:
@@ -153,11 +154,11 @@ def _at_row(path, i: int) -> str:
                 if record and not (len(record) == 1 and not record[0].strip()):
                     row += 1
                     if row == i:
-                        return f"data row {i} (line {first})"
+                        return f"data row {i + 1} (line {first})"
                 first = reader.line_num + 1
     except (OSError, csv.Error, EOFError):
         pass
-    return f"data row {i}"
+    return f"data row {i + 1}"
 
 
 def _match_columns(df, path, modalities, reserved):

@@ -150,5 +150,5 @@ def _numeric_block(df, cols, name: str, path) -> np.ndarray:
     if bad.any():
         i, j = np.argwhere(bad)[0]
         raise InputError(f"modality {name!r}: column {str(cols[j])!r} of {str(path)!r} has a non-numeric cell "
-                         f"{df[cols[j]].iloc[i]!r} at data row {i}")
+                         f"{df[cols[j]].iloc[i]!r} at data row {i + 1} (rows counted from 1 after the header)")
     return block.to_numpy(dtype=np.float64)
