@@ -272,6 +272,8 @@ def test_robustness_from_data(micro_data, micro_cache, tmp_path):
               "--out", out, "--noise-seed", "3")
     assert res.exit_code == 0, res.output
     assert "sigma_rms_units" in res.output and "without RTF" in res.output
+    assert res.output.rstrip().splitlines()[-1] == (f"wrote {out}/noise_sigmas, noise_gains, noise_moc (.csv/.md), the "
+                                                    f"figures and manifest.json; runs cached in {micro_cache}")
     sig = (out / "noise_sigmas.csv").read_text().splitlines()
     assert len(sig) == 5  # header + (depth, rgb) x (small, large)
     assert all(line.split(",")[-2] == "3" for line in sig[1:])  # the noise seed is recorded

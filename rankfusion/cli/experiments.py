@@ -322,6 +322,8 @@ def robustness_cmd(data, out, partner, noise_seed, anchor, cache_dir, profile, d
         ["noisy_modality", "level", "sigma_rms_units", "target_change", "achieved_change"]], floatfmt=".3f"))
     click.echo("")
     click.echo(to_markdown(pd.read_csv(out / "noise_moc.csv")[["noisy_modality", "level", "model", "moc"]]))
+    click.echo(f"\nwrote {out}/noise_sigmas, noise_gains, noise_moc (.csv/.md), the figures and manifest.json; runs "
+               f"cached in {ctx.cache.cache_dir}")
 
 
 @main.command("demo")
