@@ -233,7 +233,7 @@ def train(config: RunConfig, data_root, run_dir, *, seed=1, device=None, resume:
         _on_main(ctx, device, lambda: _write_seeds(run_dir, seeds))
         for s in seeds:
             _train_one(config, data_root, run_dir / f"seed-{s}", seed=s, prepared=first if s == seeds[0] else None,
-                       **kw)
+                       fingerprint=first.info["data_fingerprint"], **kw)
         return run_dir
     _train_one(config, data_root, run_dir, seed=seeds[0], prepared=first, **kw)
     return run_dir
@@ -260,9 +260,11 @@ class _Run:
 
 
 def _train_one(config, data_root, run_dir: Path, *, seed, device, resume, progress, on_epoch_end, ctx=None,
-               monitor=True, prepared=None):
-    """Train one seed; ``prepared``: its :func:`_prepare_run` result, if already made."""
-    r = prepared or _prepare_run(config, data_root, run_dir, seed=seed, device=device, resume=resume, ctx=ctx)
+               monitor=True, prepared=None, fingerprint=None):
+    """Train one seed; ``prepared``: its :func:`_prepare_run` result, if already made; ``fingerprint``:
+    the data's, if already computed (another seed's)."""
+    r = prepared or _prepare_run(config, data_root, run_dir, seed=seed, device=device, resume=resume, ctx=ctx,
+                                 fingerprint=fingerprint)
     _build_training(r, seed)
     _restore_or_start(r, seed, resume)
     ranks = _epoch_ranks(r) if monitor and _is_main(ctx) else None
