@@ -914,3 +914,13 @@ def test_a_run_folder_below_a_file_is_refused_before_the_run_starts(tiny_data, t
     assert res.output.strip().splitlines() == [
         f"Error: run folder {str(tmp_path / 'file' / 'run')!r} cannot be made: {str(tmp_path / 'file')!r} is a file, "
         "not a folder"]
+
+
+@pytest.mark.parametrize("seeds", ["1", "1,2"])
+def test_resume_of_a_finished_run_says_it_trained_nothing(tiny_data, tmp_path, seeds):
+    args = ["train", str(tiny_data), "--out", str(tmp_path / "r"), "--epochs", "1", "--d-model", "8", "--layers", "1",
+            "--modalities", "rgb,depth", "--quiet", "--no-monitor", "--seeds", seeds]
+    first = CliRunner().invoke(main, args)
+    assert first.exit_code == 0 and first.stdout.startswith("trained "), first.output
+    again = CliRunner().invoke(main, [*args, "--resume"])
+    assert again.exit_code == 0 and again.stdout.startswith(f"already trained: {tmp_path / 'r'} "), again.output

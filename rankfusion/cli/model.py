@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import re
-
 import time
+from pathlib import Path
 
 import click
 
@@ -160,14 +160,30 @@ def train(data, out, preset, config_path, epochs, seed, seeds, serial_seeds, mod
     t0 = time.perf_counter()
     if not under_torchrun():
         _refuse_torchrun_options(rtf_stats, dist_backend)
-        # information, as the progress (stdout holds only the result), once the run is accepted
+        verb = "trained" if not (resume and _finished(out, seed_arg, cfg.train.epochs)) else "already trained:"
+        # the modalities line is information, as the progress (stdout holds only the result), once accepted
         path = train_seeds(cfg, data, out, seed=seed_arg, serial_seeds=serial_seeds, device=device, resume=resume,
                            progress=not quiet, monitor=monitor, on_start=lambda: click.echo(mods_line, err=True))
-        # the hash of the config resolved against the dataset, as config.json and the checkpoints record it
-        click.echo(f"trained {path} (config {recorded_config_hash(path)}) in {time.perf_counter() - t0:.1f} s")
+        click.echo(f"{verb} {path} (config {recorded_config_hash(path)}) in {time.perf_counter() - t0:.1f} s")
         return
     _train_distributed(cfg, data, out, seed_arg, mods_line, t0, device=device, resume=resume, quiet=quiet,
                        monitor=monitor, rtf_stats=rtf_stats, dist_backend=dist_backend)
+
+
+def _finished(out, seed_arg, epochs: int) -> bool:
+    """Whether ``out`` already holds every requested seed trained for ``epochs`` (its metrics.csv has
+    that many epochs): a ``--resume`` there trains nothing, and the closing line says so."""
+    from ..runs import is_multi_seed, recorded_seeds
+    from ..train import parse_seeds
+
+    seeds, out = parse_seeds(seed_arg), Path(out)
+    if len(seeds) > 1 and not (is_multi_seed(out) and set(seeds) <= set(recorded_seeds(out))):
+        return False
+    dirs = [out / f"seed-{s}" for s in seeds] if len(seeds) > 1 else [out]
+    try:
+        return all(len((d / "metrics.csv").read_text().strip().splitlines()) - 1 >= epochs for d in dirs)
+    except OSError:
+        return False
 
 
 def _warmup_note(tc) -> str:
