@@ -390,7 +390,7 @@ def segmentation_grid(model, ds, split, config: RunConfig, dev, *, obs=None) -> 
         preds, gts = [], []
         for video in ds.split(split):
             gt = np.asarray(ds.labels(video))
-            stop = int(o * len(gt))
+            stop = observed_frames(len(gt), o)
             if stop == 0:
                 continue
             feats, mask = video_inputs(ds, video, config.model.modalities, stop, sr, dev)

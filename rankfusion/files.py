@@ -166,7 +166,10 @@ def check_not_source(path, sources=()) -> None:
     own last component is not followed: replacing a symbolic link removes the link, not its target.
     """
     path = Path(path)
-    target = Path(os.path.realpath(path.parent if str(path.parent) else ".")) / path.name
+    if path.name in ("", ".", ".."):  # no last component of its own (``out/..``): the folder it names
+        target = Path(os.path.realpath(path))
+    else:
+        target = Path(os.path.realpath(path.parent if str(path.parent) else ".")) / path.name
     for src in sources:
         real = Path(os.path.realpath(src))
         if real == target or real.is_relative_to(target):
@@ -294,12 +297,14 @@ class ObjectArrayError(InputError):
     it would unpickle, i.e. run, whatever the file holds."""
 
 
-def _member(z, path: Path, key: str):
-    """Member ``key`` of an open ``.npz``; an object array is an :class:`ObjectArrayError` naming it."""
+def _member(read, path: Path, key: str):
+    """``read()``: member ``key`` of an open ``.npz``, or a ``.npy`` file's array; an object array is an
+    :class:`ObjectArrayError` naming it (NumPy's words: "allow_pickle", or "Python objects" when
+    memory-mapped)."""
     try:
-        return z[key]
+        return read()
     except ValueError as exc:
-        if "allow_pickle" not in str(exc):
+        if "allow_pickle" not in str(exc) and "Python objects" not in str(exc):
             raise
         raise ObjectArrayError(
             f"array {key!r} in {str(path)!r} holds Python objects (dtype object, e.g. strings from a pandas "
@@ -322,7 +327,7 @@ def load_arrays(path, keys=None, *, mmap: bool = True, text_keys=()) -> dict:
     kind = array_file_kind(path)
     try:
         if kind == "npy":
-            arr = np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
+            arr = _member(lambda: np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False), path, path.stem)
             out = {"array": arr}
         else:
             with np.load(path, allow_pickle=False) as z:
@@ -333,7 +338,7 @@ def load_arrays(path, keys=None, *, mmap: bool = True, text_keys=()) -> dict:
                         raise InputError(
                             f"key {k!r} not found in {str(path)!r}; available keys: {names}"
                         )
-                out = {k: _member(z, path, k) for k in wanted}
+                out = {k: _member(lambda k=k: z[k], path, k) for k in wanted}
     except InputError:
         raise
     except NUMPY_READ_ERRORS as exc:

@@ -145,16 +145,16 @@ def refuse_non_empty(run_dir) -> None:
                          f", or pass {option_name('resume=True', '--resume')} to continue a run there")
 
 
-def _held(run_dir: Path) -> str:
+def _held(run_dir: Path, *, hidden: bool = True) -> str:
     """What a run folder holds, for a message (``'a', 'b', 'c' and 2 more``; "" when it is empty or
-    missing); a file where the folder or one of its parents should be is refused, before the run
-    says it has started."""
+    missing; names starting with ``.`` left out unless ``hidden``); a file where the folder or one
+    of its parents should be is refused, before the run says it has started."""
     if run_dir.exists() and not run_dir.is_dir():
         raise InputError(f"run folder {str(run_dir)!r} is a file, not a folder")
     blocking = next((p for p in run_dir.parents if p.exists()), None)
     if not run_dir.exists() and blocking is not None and not blocking.is_dir():
         raise InputError(f"run folder {str(run_dir)!r} cannot be made: {str(blocking)!r} is a file, not a folder")
-    held = sorted(p.name for p in run_dir.iterdir()) if run_dir.is_dir() else []
+    held = sorted(p.name for p in run_dir.iterdir() if hidden or not p.name.startswith(".")) if run_dir.is_dir() else []
     return ", ".join(repr(n) for n in held[:3]) + (f" and {len(held) - 3} more" if len(held) > 3 else "")
 
 
@@ -169,7 +169,8 @@ def refuse_non_run(run_dir) -> None:
         record = None
     if isinstance(record, dict) and "config_hash" in record:
         return
-    shown = _held(run_dir)
+    # hidden files (.DS_Store, a temporary file a kill left) are not overwritten by a run
+    shown = _held(run_dir, hidden=False)
     if shown:
         raise InputError(f"run folder {str(run_dir)!r} holds {shown} but no run to resume (no checkpoints/last.pt, "
                          "no run's config.json): choose a new or empty folder")

@@ -307,15 +307,12 @@ def _to_numpy(x, name):
     return x
 
 
-def _eps_of(*arrays) -> float:
-    """The rounding unit of the least precise input (float64's for integers), as the rank tolerance
-    asks (:func:`rankfusion.spectral.rank_tolerance`). Not the common dtype's: a float32 ``X`` beside
-    a float64 ``Y`` would have its float32 rounding directions counted as rank, and the verdict
-    would depend on ``Y``'s dtype; ``X`` and ``X'`` are measured with the same floor."""
-    def eps(a):
-        return float(np.finfo(a.dtype).eps) if np.issubdtype(a.dtype, np.floating) else float(np.finfo(np.float64).eps)
-
-    return max(eps(a) for a in arrays)
+def _eps_of(a) -> float:
+    """The rounding unit of an input's own dtype (float64's for integers), as the rank tolerance asks
+    (:func:`rankfusion.spectral.rank_tolerance`). Each input has its own: with the common dtype's, a
+    float64 ``Y`` made a float32 ``X``'s rounding directions count as rank (and the coarser one of
+    the two, a float32 ``Y``, cut a float64 ``X``'s small singular values)."""
+    return float(np.finfo(a.dtype).eps) if np.issubdtype(a.dtype, np.floating) else float(np.finfo(np.float64).eps)
 
 
 def _erank(s: np.ndarray) -> float:
@@ -464,12 +461,12 @@ def _options(*, informativeness, residual, zero_mean_tol, center_y, tol, rise_rt
 
 
 def _matrices(X, Y, center_y: bool):
-    """Validated ``X``, ``Y`` as float64 (T, D) arrays, and the inputs' machine epsilon."""
+    """Validated ``X``, ``Y`` as float64 (T, D) arrays, and each input's machine epsilon ``(eps_x, eps_y)``."""
     X = _to_numpy(X, "X")
     Y = _to_numpy(Y, "Y")
     if X.shape != Y.shape:
         raise InputError(f"X and Y must have the same shape (T, D) (y_c blends into x_c), got {X.shape} and {Y.shape}")
-    eps = _eps_of(X, Y)
+    eps = (_eps_of(X), _eps_of(Y))
     X64 = np.asarray(X, dtype=np.float64)
     Y64 = np.asarray(Y, dtype=np.float64)
     if center_y:
@@ -728,9 +725,11 @@ def _dominant_spectrum(X, opts: _Options, eps: float, k) -> tuple:
 
 
 def _evaluate(X, Y, eps, *, k, alpha, low, k_prime, opts: _Options) -> TheoremReport:
-    """All steps on validated float64 inputs (see :func:`theorem_3_1`)."""
+    """All steps on validated float64 inputs (see :func:`theorem_3_1`); ``eps``: ``(eps_x, eps_y)``,
+    X's for the spectra of X and X' (measured alike), Y's for what of Y counts as rounding."""
+    eps_x, eps_y = eps
     T, D = X.shape
-    before, k, sigma_k, sigma_k1 = _dominant_spectrum(X, opts, eps, k)
+    before, k, sigma_k, sigma_k1 = _dominant_spectrum(X, opts, eps_x, k)
     # a gap within the rank tolerance is a tie: the top-k subspace is then not determined (Lemma A.1
     # needs delta_k > 0), and Assumption 4 would depend on a basis rounding picked inside it
     delta_k = sigma_k - sigma_k1 if sigma_k - sigma_k1 > before.tol else 0.0
@@ -741,8 +740,8 @@ def _evaluate(X, Y, eps, *, k, alpha, low, k_prime, opts: _Options) -> TheoremRe
     low_source = "given" if low is not None else ("k_prime" if k_prime is not None else "eta")
     low = _select_low(I, low, opts.eta, k_prime, D)
     a = _alpha_vector(alpha, D, low)
-    proj = _projections(X, Y, low, before.sigma.size, k, opts.residual, eps)
-    blend = _blend(X, Y, low, a, before, opts.tol, eps)
+    proj = _projections(X, Y, low, before.sigma.size, k, opts.residual, eps_y)
+    blend = _blend(X, Y, low, a, before, opts.tol, eps_x)
     c = _constants(opts, I, low, proj, blend, low_source)
     checks, notes = _assumption_checks(I, low, proj, blend, c, opts, delta_k)
     if delta_k == 0.0:

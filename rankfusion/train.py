@@ -339,9 +339,12 @@ def _prepare_run(config, data_root, run_dir, *, seed, device, resume, ctx, ds=No
         refuse_non_empty(run_dir)
 
     _on_main(ctx, dev, check_folder)
+    # of the files this run reads: a split set or modality added later leaves it as it was
+    fingerprint = fingerprint or dataset_fingerprint(data_root, split_set=ds.split_set,
+                                                     modalities=config.model.modalities)
     info = {"config": config.to_dict(), "config_hash": config.config_hash(), "seed": seed,
-            "dataset": str(data_root.resolve()), "data_fingerprint": fingerprint or dataset_fingerprint(data_root),
-            "split_set": ds.split_set, "modalities": list(config.model.modalities), "classes": list(ds.classes)}
+            "dataset": str(data_root.resolve()), "data_fingerprint": fingerprint, "split_set": ds.split_set,
+            "modalities": list(config.model.modalities), "classes": list(ds.classes)}
     if ctx is not None:
         info["distributed"] = ctx.describe()
     train_set = AnticipationDataset(ds, "train", obs_ratios=tc.obs_ratios, future_ratio=tc.future_ratio,

@@ -178,3 +178,15 @@ def test_a_quantity_undefined_for_every_seed_keeps_its_comparison():
     assert (rel.test.n_a, rel.test.n_b) == (0, 3) and rel.verdict == "unresolved (no seed with a value)"
     # a model that did not run at the level gives no comparison
     assert not any("fused width" in k for k in comps)
+
+
+def test_a_model_whose_moc_is_undefined_for_every_seed_keeps_its_comparisons():
+    # "anchor only" has only a MoC cell: all its seeds NaN removed its comparisons entirely
+    from rankfusion.figures.dose import DosePoint, _cells
+
+    pts = [DosePoint("complementarity", 1.0, "anchor only", s, float("nan"), float("nan")) for s in (1, 2, 3)]
+    pts += [DosePoint("complementarity", 1.0, m, s, 40.0 + s + (m == "R3D"), 10.0 + s, (("depth", 1.0 * s),))
+            for m in ("plain fusion", "R3D") for s in (1, 2, 3)]
+    comps = {c.comparison: c for c in dose_comparisons(_cells(pts), ["depth"])}
+    fusion = comps["fusion helps (plain fusion - anchor only)"]
+    assert (fusion.test.n_a, fusion.test.n_b) == (3, 0) and fusion.verdict == "unresolved (no seed with a value)"

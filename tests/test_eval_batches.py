@@ -207,3 +207,16 @@ def test_a_configured_ratio_has_at_most_six_decimals():
     with pytest.raises(InputError, match=r"eval_obs entry 0\.3333333333333333 has more than 6 decimals.*give 0\.333333$"):
         load_config(train={"eval_obs": (1 / 3,)})
     assert load_config(train={"eval_obs": (0.333333,)}).train.eval_obs == (0.333333,)
+
+
+def test_training_samples_cut_where_evaluation_does(setup):
+    # AnticipationDataset's items, steps and reads used int(r * n) while its length check rounded r
+    from rankfusion.data import AnticipationDataset
+
+    ds = setup[0]
+    r = np.float32(0.7)
+    data = AnticipationDataset(ds, "train", obs_ratios=(r,), sample_rate=1)
+    for i, (video, _) in enumerate(data.items):
+        n = ds.n_frames(video)
+        assert data.steps(i) == observed_frames(n, r) == len(data[i]["seg_labels"])
+    assert any(int(float(r) * ds.n_frames(v)) != observed_frames(ds.n_frames(v), r) for v, _ in data.items)

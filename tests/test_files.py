@@ -316,3 +316,23 @@ def test_replacing_the_current_folder_is_refused_before_anything_is_made(tmp_pat
                 pass
     assert sorted(p.name for p in tmp_path.iterdir()) == ["here"]
     assert sorted(p.name for p in here.iterdir()) == ["inner"]
+
+
+@pytest.mark.parametrize("mmap", [True, False])
+def test_an_object_array_in_a_npy_file_is_named_as_in_a_npz(tmp_path, mmap):
+    from rankfusion.files import ObjectArrayError, load_arrays
+
+    np.save(tmp_path / "labels.npy", np.array(["a", "b"], dtype=object))
+    with pytest.raises(ObjectArrayError, match=r"^array 'labels' in '.*labels\.npy' holds Python objects .* \.astype\(str\)"):
+        load_arrays(tmp_path / "labels.npy", mmap=mmap)
+
+
+def test_an_out_ending_in_dotdot_that_is_the_input_folder_is_refused(tmp_path):
+    from rankfusion.files import check_not_source
+
+    (tmp_path / "data" / "sub").mkdir(parents=True)
+    src = tmp_path / "data" / "in.csv"
+    src.write_text("x")
+    with pytest.raises(InputError, match=r"it holds the input"):
+        check_not_source(tmp_path / "data" / "sub" / "..", [src])
+    check_not_source(tmp_path / "data" / "sub", [src])  # a folder beside the input: allowed

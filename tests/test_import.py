@@ -406,3 +406,15 @@ def test_the_video_column_cannot_be_the_label_column(three, tmp_path):
     assert res.output == ("Error: --video-column and --label-column name the same column 'label': the videos must "
                           "come from another column\n")
     assert not (tmp_path / "ds").exists()
+
+
+def test_integer_labels_keep_their_numeric_order(tmp_path):
+    # read as text, labels 2, 10, 3 sorted as strings: mapping 0 10, 1 2, 2 3
+    from rankfusion.data.importer import class_order
+
+    assert class_order({"2", "10", "3"}) == ["2", "3", "10"]
+    assert class_order({"1", "01", "-1"}) == ["-1", "01", "1"]
+    assert class_order({"walk", "10", "2"}) == ["10", "2", "walk"]
+    files = [_csv(tmp_path / f"r{i}.csv", 12, label=lambda t: ["2", "10", "3"][t % 3]) for i in range(3)]
+    ds = open_dataset(import_csv(files, tmp_path / "ds", modalities={"acc": "acc_x"}, label_column="label"))
+    assert list(ds.classes) == ["2", "3", "10"]

@@ -526,3 +526,15 @@ def test_definition_1_names_a_dead_channel_left_outside_c_low():
     # both dead channels blended: the limit eta -> 0+ does give C_low, and the note says so
     rep = theorem_3_1(X, Y, k=2, alpha=0.5, low=[3, 4])
     assert rep.assumption("definition-1").holds and any("any small eta > 0 gives the same C_low" in n for n in rep.notes)
+
+
+def test_a_float32_y_does_not_cut_a_float64_xs_small_singular_values():
+    # the least precise input's rounding unit took a float64 X of singular values 1 ... 1e-10 from
+    # rank 16 to 9 beside a float32 Y: X's rank is its own dtype's
+    rng = np.random.default_rng(4)
+    U = np.linalg.qr(rng.standard_normal((64, 16)))[0]
+    V = np.linalg.qr(rng.standard_normal((16, 16)))[0]
+    X = U @ np.diag(np.logspace(0, -10, 16)) @ V.T
+    Y = rng.standard_normal((64, 16))
+    ranks = [theorem_3_1(X, Y.astype(d), k=2, alpha=0.5, k_prime=4).rank for d in (np.float32, np.float64)]
+    assert ranks == [16, 16]

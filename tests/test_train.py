@@ -865,6 +865,10 @@ def test_resume_into_a_folder_of_other_files_is_refused(tiny_data, tmp_path):
         f"Error: run folder {str(folder)!r} holds 'config.json', 'metrics.csv' but no run to resume (no "
         "checkpoints/last.pt, no run's config.json): choose a new or empty folder")
     assert (folder / "config.json").read_text() == '{"my": "precious"}'
+    # hidden files only (.DS_Store): nothing a run would overwrite, so --resume starts the run
+    (tmp_path / "hidden").mkdir()
+    (tmp_path / "hidden" / ".DS_Store").write_text("x")
+    train(tiny_config(epochs=1), tiny_data, tmp_path / "hidden", seed=1, progress=False, monitor=False, resume=True)
     # a run that stopped before its first checkpoint (its config.json written) is started again
     started = tmp_path / "started"
     _train_stopped_after(1, tiny_data, started)
@@ -924,3 +928,18 @@ def test_resume_of_a_finished_run_says_it_trained_nothing(tiny_data, tmp_path, s
     assert first.exit_code == 0 and first.stdout.startswith("trained "), first.output
     again = CliRunner().invoke(main, [*args, "--resume"])
     assert again.exit_code == 0 and again.stdout.startswith(f"already trained: {tmp_path / 'r'} "), again.output
+
+
+def test_resume_accepts_a_split_set_or_hidden_files_added_to_the_same_data(tiny_data, tmp_path):
+    # the fingerprint covered every file: a split set added later (docs: it does not change what a
+    # run uses) or a file in a hidden folder refused the resume on the same data
+    import shutil
+
+    data = shutil.copytree(tiny_data, tmp_path / "data")
+    _train_stopped_after(1, data, tmp_path / "cut")
+    for bundle in (data / "splits").glob("*.split1.bundle"):
+        shutil.copy(bundle, bundle.with_name(bundle.name.replace("split1", "split2")))
+    (data / ".git").mkdir()
+    (data / ".git" / "index").write_text("x")
+    train(tiny_config(), data, tmp_path / "cut", seed=1, progress=False, resume=True)
+    assert load_checkpoint(tmp_path / "cut" / "checkpoints" / "last.pt")["epoch"] == 3

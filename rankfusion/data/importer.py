@@ -309,7 +309,7 @@ def import_csv(files, out_dir, *, modalities, label_column, video_column=None, w
             f"need at least 3 videos for train/val/test, got {len(videos)}; cut long recordings with "
             "--chunk ROWS or split them with --video-column"
         )
-    classes = sorted({x for lab in labels.values() for x in lab})
+    classes = class_order({x for lab in labels.values() for x in lab})
     fr = tuple(split_fractions)
     splits = _assign_splits(videos, fr, seed)
     meta = {"generator": "rankfusion.data.importer", "sources": sources, "label_column": label_column,
@@ -422,6 +422,16 @@ def _add_videos(labels, feats, base, rows, blocks, lab, path, window, chunk, sou
         labels[video] = list(l)
         for m in feats:
             feats[m][video] = f[m].astype(np.float32)
+
+
+def class_order(names) -> list:
+    """The classes of ``mapping.txt`` in order: by value when every label is an integer written in
+    ASCII digits (2 before 10, as the labels' numbers), else as text; equal values (``01``, ``1``)
+    by their text."""
+    names = set(names)
+    if names and all(re.fullmatch(r"[+-]?[0-9]+", n) for n in names):
+        return sorted(names, key=lambda n: (int(n), n))
+    return sorted(names)
 
 
 def _assign_splits(videos, fr, seed) -> dict:

@@ -14,7 +14,7 @@ import torch
 from torch.nn.utils.rnn import pad_sequence
 
 from .._validation import InputError, InputTypeError, check_float, check_int
-from ..config import FUTURE_RATIO, TRAIN_OBS_RATIOS, cut_frames
+from ..config import FUTURE_RATIO, TRAIN_OBS_RATIOS, cut_frames, observed_frames
 from .layout import MultiModalDataset
 from .memo import Memo
 
@@ -92,7 +92,8 @@ def anticipation_targets(future_labels, n_queries: int, none_index: int):
 class AnticipationDataset(torch.utils.data.Dataset):
     """Anticipation samples of one split: one item per (video, observation ratio).
 
-    For a video of ``N`` frames and ratio ``obs``: ``past = int(obs * N)`` observed frames,
+    For a video of ``N`` frames and ratio ``obs``: ``past = int(obs * N)`` observed frames
+    (:func:`rankfusion.config.observed_frames`: the ratio taken to 6 decimals),
     subsampled as ``[:past][::sample_rate]`` (features and segmentation labels alike), and the
     future window ``[past, past + int(future_ratio * N))`` (clipped to the video) turned into a
     transcript + NONE (:func:`anticipation_targets`). Durations are fractions of that window.
@@ -169,12 +170,12 @@ class AnticipationDataset(torch.utils.data.Dataset):
     def steps(self, i) -> int:
         """Time steps of item ``i`` (:func:`observed_steps`), without reading it."""
         video, r = self.items[i]
-        return observed_steps(int(r * self.ds.n_frames(video)), self.sample_rate)
+        return observed_steps(observed_frames(self.ds.n_frames(video), r), self.sample_rate)
 
     def __getitem__(self, i):
         video, r = self.items[i]
         n = self.ds.n_frames(video)
-        past = int(r * n)
+        past = observed_frames(n, r)
         fut = int(self.future_ratio * n)
         labels = self.ds.labels(video)
         feats = {}
@@ -203,7 +204,7 @@ class AnticipationDataset(torch.utils.data.Dataset):
 
     def _read(self, video: str, modality: str) -> np.ndarray:
         # up to the largest observed part any item of this dataset uses
-        end = int(max(self.obs_ratios) * self.ds.n_frames(video))
+        end = observed_frames(self.ds.n_frames(video), max(self.obs_ratios))
         x = np.array(self.ds.features(video, modality)[:end:self.sample_rate], dtype=np.float32, order="C")
         check_finite_frames(x, video, modality, self.sample_rate)
         return x

@@ -237,6 +237,8 @@ def _cells(points) -> list[CollapseCell]:
     attain = {k: float(np.mean(v)) for k, v in attain.items()}
     groups: dict = {}
     for p in points:
+        # every run has a MoC cell, NaN seeds and all: the cell says the arm ran at this level
+        groups.setdefault((p.level, p.arm, "moc"), [])
         vals = {"moc": p.moc, "decidable_gain": p.decidable_gain, "erank_fused": p.erank_fused,
                 **{f"reliance {m}": d for m, d in p.reliance}}
         if p.arm != PARTNER_ALONE and p.level in attain:
@@ -247,7 +249,8 @@ def _cells(points) -> list[CollapseCell]:
     cells = []
     for (level, arm, q), v in groups.items():
         sd = float(np.std(v, ddof=1)) if len(v) > 1 else float("nan")
-        cells.append(CollapseCell(level, arm, q, float(np.mean(v)), sd, len(v), tuple(float(x) for x in v)))
+        mean = float(np.mean(v)) if v else float("nan")
+        cells.append(CollapseCell(level, arm, q, mean, sd, len(v), tuple(float(x) for x in v)))
     return cells
 
 

@@ -251,6 +251,8 @@ def _points(ctx: FigureContext, plan) -> tuple[list, list]:
 def _cells(points) -> list[DoseCell]:
     groups: dict = {}
     for p in points:
+        # every run has a MoC cell, NaN seeds and all: the cell says the model ran at this level
+        groups.setdefault((p.dial, p.level, p.model, "moc"), [])
         vals = {"moc": p.moc, "erank_fused": p.erank_fused, **{f"reliance {m}": d for m, d in p.reliance}}
         for q, v in vals.items():
             if np.isfinite(v):
@@ -258,7 +260,8 @@ def _cells(points) -> list[DoseCell]:
     cells = []
     for (dial, level, model, q), v in groups.items():
         sd = float(np.std(v, ddof=1)) if len(v) > 1 else float("nan")
-        cells.append(DoseCell(dial, level, model, q, float(np.mean(v)), sd, len(v), tuple(float(x) for x in v)))
+        mean = float(np.mean(v)) if v else float("nan")
+        cells.append(DoseCell(dial, level, model, q, mean, sd, len(v), tuple(float(x) for x in v)))
     return cells
 
 
