@@ -284,7 +284,8 @@ def _train_one(config, data_root, run_dir: Path, *, seed, device, resume, progre
 
             # the seed named, as the batched trainer names it: serial seeds print one after another
             tqdm.write(f"seed {seed} epoch {epoch}/{r.tc.epochs}  loss {row['train_loss']:.4f}  "
-                       f"val_loss {row['val_loss']:.4f}  val_moc {row['val_moc']:.2f}  {row['frames_per_s']:.0f} frames/s  {row['epoch_s']:.1f} s",
+                       f"val_loss {row['val_loss']:.4f}  val_moc {row['val_moc']:.2f}  "
+                       f"{row['frames_per_s']:.0f} frames/s  {row['epoch_s']:.1f} s",
                        file=sys.stderr)
         if on_epoch_end is not None:
             on_epoch_end(epoch, row)

@@ -25,7 +25,7 @@ import numpy as np
 
 from .._progress import bar_disabled
 from .._validation import InputError, InputTypeError, check_choice, check_folder, option_name
-from ..config import FUTURE_RATIO, TRAIN_OBS_RATIOS, cut_frames
+from ..config import FUTURE_RATIO, TRAIN_OBS_RATIOS, min_frames
 from ..files import NUMPY_READ_ERRORS, atomic_dir, check_not_source, read_text
 
 #: Modality name given to the features of a plain (single-modality) FUTR/MS-TCN dataset.
@@ -445,7 +445,7 @@ class MultiModalDataset:
                         f"video {video!r}: modality {m!r} has a non-finite value ({x[t, c]}) "
                         f"at frame {t}, channel {c} ({int(bad.sum())} in all)"
                     )
-        short = [v for v in self.videos if any(min(cut_frames(self.n_frames(v), r)) < 1 for r in TRAIN_OBS_RATIOS)]
+        short = [v for v in self.videos if self.n_frames(v) < min_frames()]
         if short:
             named = ", ".join(f"{v!r} ({self.n_frames(v)} frames)" for v in short[:3]) + (", ..." if len(short) > 3 else "")
             notes.append(f"{len(short)} video(s) too short for the default anticipation protocol (cut at "
