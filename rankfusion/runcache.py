@@ -16,6 +16,7 @@ import dataclasses
 import json
 import os
 import shutil
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -286,13 +287,21 @@ class RunCache:
                 if run_dir.exists():
                     shutil.rmtree(run_dir)  # an unfinished run (its builder died): start over
                 t0 = time.perf_counter()
-                train_mod.train(cfg, self.data_root, run_dir, seed=seed, device=self.device,
-                                progress=self.progress)
+                # one line per run, not one per epoch: a family trains many runs
+                train_mod.train(cfg, self.data_root, run_dir, seed=seed, device=self.device, progress=False)
                 secs = round(time.perf_counter() - t0, 2)
                 write_json(done, self._done(name, cfg, seed, overrides, secs))
+                self._trained_line(name, [seed], secs, run_dir)
                 rec = RunRecord(name, run_dir, chash, seed, overrides, reused=False, seconds=secs)
         self.used[key] = rec
         return rec
+
+    def _trained_line(self, name, seeds, seconds, run_dir) -> None:
+        """With progress on, one line on stderr for runs just trained (their epochs are not listed)."""
+        if self.progress:
+            s = "s" if len(seeds) > 1 else ""
+            print(f"trained {name} seed{s} {','.join(map(str, seeds))} in {seconds:.1f} s: {run_dir.name}",
+                  file=sys.stderr, flush=True)
 
     def _done(self, name, cfg, seed, overrides, seconds, **extra) -> dict:
         """The record a finished run folder holds (``DONE``)."""
@@ -331,11 +340,12 @@ class RunCache:
                 if dirs[s].exists():
                     shutil.rmtree(dirs[s])  # an unfinished run (its builder died): start over
             t0 = time.perf_counter()
-            train_batched(cfg, self.data_root, {s: dirs[s] for s in todo}, device=self.device,
-                          progress=self.progress)
+            train_batched(cfg, self.data_root, {s: dirs[s] for s in todo}, device=self.device, progress=False)
             secs = round((time.perf_counter() - t0) / len(todo), 2)
             for s in todo:
                 write_json(dirs[s] / DONE, self._done("seeds", cfg, s, overrides, secs, batched_seeds=todo))
+            label = " ".join(["+".join(modalities), *(f"{k}={v}" for k, v in sorted(model_overrides.items()))])
+            self._trained_line(label, todo, secs * len(todo), dirs[todo[0]])
         self.trained_now |= {str(dirs[s]) for s in todo}
         return todo
 

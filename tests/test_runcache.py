@@ -173,3 +173,19 @@ def test_a_cached_feature_file_without_the_blended_channels_is_made_again(data, 
     old = {k: v for k, v in meta.items() if k != "blended_channels"}  # as older code wrote it
     save_npz(path, load_arrays(path), old)
     assert cache.features(rec, 0.3) == path and load_meta(path) == meta
+
+
+def test_runs_trained_by_the_cache_print_one_line_each_not_their_epochs(data, tmp_path, capsys):
+    quick = profiles.get_profile("quick")
+    cache = runcache.RunCache(data, tmp_path / "cache", profiles.Profile(model=quick.model, train={**quick.train,
+                              "epochs": 2}), progress=True)
+    rec = cache.run("pair", ["rgb", "depth"], 1)
+    assert cache.train_seeds(["rgb"], [1, 2], rtf=False) == [1, 2]
+    err = capsys.readouterr().err
+    assert "epoch" not in err  # neither trainer's per-epoch lines
+    assert [ln.split(" in ")[0] for ln in err.splitlines()] == ["trained pair seed 1", "trained rgb rtf=False seeds 1,2"]
+    assert err.splitlines()[0].endswith(": " + rec.run_dir.name)
+    again = runcache.RunCache(data, tmp_path / "cache", quick, progress=True)
+    again.run("pair", ["rgb"], 1)
+    again.run("pair", ["rgb"], 1)  # trained once, then reused: one line
+    assert len(capsys.readouterr().err.splitlines()) == 1
