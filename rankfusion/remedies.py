@@ -34,7 +34,6 @@ from torch import nn
 from torch.nn import functional as F
 
 from ._validation import InputError
-from .distributed import refuse
 
 #: Attribute of the R3D model that holds its unimodal heads (part of its state dict when present).
 HEADS_ATTR = "unimodal"
@@ -240,9 +239,9 @@ def modulated_gradient(g: torch.Tensor, k: float, *, noise: bool = True, generat
     return new
 
 
-def check_supported(train_config, ctx) -> None:
-    """Refuse, in one line, remedies the current execution path does not support."""
-    if ctx is not None and train_config.ogm > 0:
-        # every process finds it alike: one line, from rank 0
-        refuse("ogm (OGM-GE) is not supported under torchrun: each process would modulate and add "
-               "noise to the averaged gradients differently; train it in one process", ctx)
+def check_supported(train_config, distributed: bool) -> None:
+    """Refuse, in one line (:class:`InputError`), remedies the execution path does not support;
+    ``distributed``: under torchrun. Checked with the configuration, before any data is read."""
+    if distributed and train_config.ogm > 0:
+        raise InputError("ogm (OGM-GE) is not supported under torchrun: each process would modulate and add "
+                         "noise to the averaged gradients differently; train it in one process")

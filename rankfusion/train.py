@@ -319,6 +319,7 @@ def _prepare_run(config, data_root, run_dir, *, seed, device, resume, ctx, ds=No
     dev = resolve_device(device)
     data_root = Path(data_root)
     with said_once():  # the same files for every process
+        check_supported(config.train, distributed=ctx is not None)
         ds = open_data(data_root, config) if ds is None else ds
         config = resolve_config(config, ds)
     tc = config.train
@@ -365,9 +366,7 @@ def _build_training(r: _Run, seed):
     """Model, optimiser, loader and schedule; the RNG draws in the order of the original loop."""
     import torch
 
-
     tc = r.tc
-    check_supported(tc, r.ctx)
     _seed_everything(seed)
     r.model = R3D(r.config.model).to(r.dev)
     attach_unimodal_heads(r.model, tc)  # after the model's own draws: a run without heads is unchanged

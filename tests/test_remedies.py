@@ -294,3 +294,13 @@ def test_resume_with_every_remedy_is_exact(tmp_path):
     assert any(k.startswith("unimodal.") for k in a["model"])
     for k in a["model"]:
         assert torch.equal(a["model"][k], b["model"][k]), k
+
+
+def test_ogm_is_refused_under_torchrun_from_the_configuration_alone():
+    from rankfusion._validation import InputError
+
+    tc = TrainConfig(unimodal_heads=1.0, ogm=0.5)
+    remedies.check_supported(tc, distributed=False)  # one process: supported
+    with pytest.raises(InputError, match=r"^ogm \(OGM-GE\) is not supported under torchrun"):
+        remedies.check_supported(tc, distributed=True)
+    remedies.check_supported(TrainConfig(unimodal_heads=1.0), distributed=True)

@@ -206,8 +206,11 @@ def _refuse_rtf_options(no_rtf, **given):
 
 def _train_config(data, config_path, preset, given: dict):
     """``train``'s configuration from the options ``given`` (None: not given), the config file and the
-    preset: ``(RunConfig, where its modalities come from)``."""
+    preset: ``(RunConfig, where its modalities come from)``. A remedy torchrun cannot run is refused
+    here, before the job is joined."""
     from ..config import load_config
+    from ..distributed import under_torchrun
+    from ..remedies import check_supported
 
     model, train_kw = _overrides(**given)
     source = _modalities_source(data, config_path, preset, model, given.get("split_set"))
@@ -215,6 +218,7 @@ def _train_config(data, config_path, preset, given: dict):
         cfg = load_config(config_path, preset=preset, model=model, train=train_kw)
     except InputError as exc:
         raise _naming_options(exc, given) from None
+    check_supported(cfg.train, distributed=under_torchrun())
     return cfg, source
 
 
