@@ -127,6 +127,9 @@ def _break(src, how):
         shutil.rmtree(src / "features_depth")
         (src / "features_depth").write_text("")
         return "features_depth", "is a file, not a folder of features"
+    if how == "split_name":  # a split file's line that cannot be a file name is named by its line
+        (src / "splits" / "val_split.txt").write_text("v2\n\n ..  \n")
+        return "line 3 of", "val_split.txt"
     if how == "no_val":  # train chooses its best epoch on val: refused here, not at train
         (src / "splits" / "val_split.txt").unlink()
         return "val_split.txt", "train_split.txt"
@@ -135,7 +138,7 @@ def _break(src, how):
 
 @pytest.mark.parametrize("how", ["frames", "missing", "unknown", "csv", "mixed", "square", "nan", "images", "no_test",
                                  "no_val", "latin1", "utf16_split", "float32_range",
-                                 "modality_file"])
+                                 "modality_file", "split_name"])
 def test_import_r3d_refuses_bad_input_in_one_line_writing_nothing(tmp_path, how):
     src = tmp_path / "src"
     _write_src(src, rgb_channels=8)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections import Counter
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -25,7 +26,7 @@ import numpy as np
 
 from .._validation import InputError, check_choice, check_folder
 from ..files import NUMPY_READ_ERRORS, check_not_source, read_text
-from .layout import SPLIT_NAMES, _npy_shape, _video_id, check_split_set_name, write_dataset
+from .layout import SPLIT_NAMES, _npy_shape, _video_id, check_split_set_name, check_video_name, write_dataset
 
 #: Modality name of the plain ``features/`` folder of the official code (its RGB stream).
 DEFAULT_FEATURES_NAME = "rgb"
@@ -128,11 +129,14 @@ def read_split_files(src: Path) -> dict:
                 raise InputError(f"split file {str(path)!r} does not exist: train chooses its best epoch on val; "
                                  "move some videos of train_split.txt into it")
             raise InputError(f"split file {str(path)!r} does not exist (train, val and test are required)")
-        videos = [_video_id(Path(line.strip()).name) for line in read_text(path, "split file").splitlines()
-                  if line.strip()]
+        videos = []
+        for lineno, line in enumerate(read_text(path, "split file").splitlines(), 1):
+            if line.strip():
+                videos.append(_video_id(Path(line.strip()).name))
+                check_video_name(videos[-1], f" (line {lineno} of {str(path)!r})")
         if not videos:
             raise InputError(f"split file {str(path)!r} lists no videos")
-        dup = sorted({v for v in videos if videos.count(v) > 1})
+        dup = sorted(v for v, n in Counter(videos).items() if n > 1)
         if dup:
             raise InputError(f"split file {str(path)!r} lists video {dup[0]!r} twice")
         splits[name] = videos
