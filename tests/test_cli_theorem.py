@@ -150,7 +150,10 @@ def test_default_blends_the_channels_the_file_records_else_its_ratio(tmp_path, r
     res = CliRunner().invoke(main, ["theorem", str(rec), "--x", "rgb.before", "--y", "depth.before", "--json"])
     assert res.exit_code == 0, res.output
     assert json.loads(res.stdout)["report"]["low"] == [1, 7]
+    assert json.loads(res.stdout)["report"]["constant_sources"]["low"] == "recorded"
     assert res.stderr.strip() == "C_low: the 2 channels the run blended for 'rgb' (recorded in the file)"
+    text = CliRunner().invoke(main, ["theorem", str(rec), "--x", "rgb.before", "--y", "depth.before"]).stdout
+    assert "C_low (recorded): |C_low| = 2: [1, 7]" in text.splitlines()
     # a failing check prints its error line only (the note came first)
     res = CliRunner().invoke(main, ["theorem", str(rec), "--x", "rgb.before", "--y", "depth.before", "--k", "0"])
     assert res.exit_code == 2 and res.stderr.startswith("Error: ") and len(res.stderr.splitlines()) == 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -124,6 +125,8 @@ def theorem(file, xkey, ykey, k, k_prime, eta, low, alpha, epsilon, beta, gamma,
         raise InputError(f"X = {xkey!r}, Y = {ykey!r} in {str(file)!r}: {exc}") from None
     if note:
         click.echo(note, err=True)
+        # the channels came from the file, not from --low: the header and the JSON say so
+        report = dataclasses.replace(report, constant_sources={**report.constant_sources, "low": "recorded"})
     if as_json:
         payload = {"file": str(file), "x": xkey, "y": ykey, "report": report.to_dict()}
         click.echo(json.dumps(payload, indent=2, allow_nan=False))
