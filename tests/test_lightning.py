@@ -231,3 +231,34 @@ def test_docs_example_runs(tmp_path, monkeypatch):
     assert set(df["stage"]) == {"train", "val"} and set(df["name"]) == {"tower_a", "tower_b"}
     assert sorted(set(df["epoch"])) == [0, 1, 2]
     assert np.all(df["effective_rank"] >= 1.0)
+
+
+def test_hooks_are_removed_when_a_fit_raises(tmp_path):
+    class Failing(TwoTower):
+        def training_step(self, batch, batch_idx):
+            if self.current_epoch == 1 and batch_idx == 1:
+                raise RuntimeError("stop here")
+            return super().training_step(batch, batch_idx)
+
+    def hooks(model):
+        return sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in model.modules())
+
+    cb = RankMonitorCallback(["tower_a"], max_rows=None)
+    train, val = _loaders()
+    kw = dict(max_epochs=2, accelerator="cpu", devices=1, logger=Capture(), callbacks=[cb], enable_checkpointing=False,
+              enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
+              default_root_dir=str(tmp_path))
+    torch.manual_seed(7)
+    failed = Failing()
+    with pytest.raises(RuntimeError, match="stop here"):
+        pl.Trainer(**kw).fit(failed, train, val)
+    assert hooks(failed) == 0 and cb._monitors == {}
+    # the same callback in a new fit measures the new module, not the failed one
+    torch.manual_seed(8)
+    model = TwoTower()
+    seen = []
+    model.tower_a.register_forward_hook(lambda module, args, out: seen.append(out.detach().clone()))
+    pl.Trainer(**kw).fit(model, train, val)
+    first_train = torch.cat([x for x in seen if x.shape[0] == 8][:4])
+    row = next(r for r in cb.rows if r["stage"] == "train" and r["epoch"] == 0)
+    assert row["effective_rank"] == pytest.approx(float(spectral.effective_rank(first_train)), rel=1e-9)

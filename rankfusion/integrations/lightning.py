@@ -123,6 +123,11 @@ class RankMonitorCallback(pl.Callback):
             mon.close(flush=False)
         self._monitors = {}
 
+    def on_exception(self, trainer, pl_module, exception):
+        # Lightning skips teardown when a run raises: the hooks would stay on the module (and a
+        # later fit with this callback would keep measuring the module of the failed one)
+        self.teardown(trainer, pl_module, None)
+
     # ------------------------------------------------------------------ batches
     def _switch(self, stage, trainer, on: bool):
         mon = self._monitors.get(stage)
