@@ -148,9 +148,10 @@ class RankMonitor:
         if mask_layout not in MASK_LAYOUTS:
             raise ValueError(f"mask_layout must be one of {MASK_LAYOUTS}, got {mask_layout!r}")
         self.mask_layout = mask_layout
+        self._watches = [self._parse(name, spec) for name, spec in modules.items()]
+        # made once every argument is accepted: a refused one leaves no writer thread or event file
         self._writer = _tensorboard_writer(tensorboard)
         self._own_writer = self._writer is not tensorboard  # made here from a folder: closed by close()
-        self._watches = [self._parse(name, spec) for name, spec in modules.items()]
         self._rows: list[dict] = []
         self._calls = 0
         self._interval_calls = 0

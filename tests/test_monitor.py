@@ -287,6 +287,20 @@ def test_tensorboard_writer_made_by_the_monitor_is_closed_one_given_is_not(tmp_p
     mine.close()
 
 
+def test_refused_arguments_leave_no_tensorboard_writer(tmp_path):
+    pytest.importorskip("tensorboard")
+    import threading
+
+    net = TwoTower()
+    before = threading.active_count()
+    for bad in ({"a": 5}, {"": net.a}, {"a": (torch.nn.Linear(2, 2), None)}):
+        with pytest.raises((TypeError, ValueError)):
+            RankMonitor(net, bad, tensorboard=tmp_path / "tb")
+    assert not (tmp_path / "tb").exists()  # no event file
+    assert threading.active_count() <= before  # no writer thread left running
+    assert _all_hooks(net) == 0
+
+
 def test_tensorboard_missing_names_the_extra(monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)  # import fails as if absent
     net = TwoTower()
