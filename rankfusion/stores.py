@@ -54,6 +54,23 @@ def _hdf5_arrays(f) -> dict:
     return out
 
 
+class _Hdf5Dataset:
+    """A dataset of an HDF5 file that opens the file for each read and closes it after.
+
+    An open ``h5py.File`` is closed only when its last reference goes (a lazy array, or the
+    frame of a traceback, keeps it), and until then the file cannot be rewritten or removed."""
+
+    def __init__(self, path: Path, name: str, ds):
+        self.path, self.name = str(path), name
+        self.shape, self.dtype, self.chunks = tuple(ds.shape), ds.dtype, ds.chunks
+
+    def __getitem__(self, index):
+        import h5py
+
+        with h5py.File(self.path, "r") as f:
+            return f[self.name][index]
+
+
 def _zarr_arrays(node) -> dict:
     """Every array of a zarr store, by its path inside the store (``group/name``), as for HDF5."""
     if hasattr(node, "shape"):
@@ -125,7 +142,9 @@ def open_store(path, key: str | None = None):
     Returns
     -------
     (label, array) : (str, dask.array.Array of shape (N, D))
-        Chunked by rows as stored (columns in one chunk).
+        Chunked by rows as stored (columns in one chunk); an HDF5 dataset's blocks hold whole
+        stored chunks, up to 32 MiB of float64, and each read opens the file and closes it
+        again (the file is not held open between reads).
 
     Raises
     ------
@@ -143,7 +162,8 @@ def open_store(path, key: str | None = None):
     try:
         if path.suffix.lower() in HDF5_SUFFIXES:
             h5py = require_extra("h5py", EXTRA)
-            arrays = _hdf5_arrays(h5py.File(path, "r"))
+            with h5py.File(path, "r") as f:  # closed here: each read opens it again
+                arrays = {name: _Hdf5Dataset(path, name, ds) for name, ds in _hdf5_arrays(f).items()}
         else:
             zarr = require_extra("zarr", EXTRA)
             arrays = _zarr_arrays(zarr.open(str(path), mode="r"))
@@ -171,6 +191,8 @@ def open_store(path, key: str | None = None):
     _refuse_missing_chunks(arr, key or path.name, path)
     rows = getattr(arr, "chunks", None)
     rows = rows[0] if rows else chunk_rows_for(arr.shape[1])
+    if isinstance(arr, _Hdf5Dataset):  # whole stored chunks, up to 32 MiB of float64: one file opening each
+        rows *= max(1, chunk_rows_for(arr.shape[1]) // rows)
     # a name of its own for each opening: dask (and a cluster's memory) keys blocks by it, and an id()
     # is reused once its object is freed, so a store rewritten and reopened could be served old blocks
     x = da.from_array(_StoreRows(arr, key or path.stem, path), chunks=(max(int(rows), 1), arr.shape[1]),

@@ -254,6 +254,26 @@ def test_cli_every_array_of_an_hdf5_file_is_seen(tmp_path, rng):
         assert arr["effective_rank"] == pytest.approx(float(S.effective_rank(x)), rel=1e-12)
 
 
+def test_an_hdf5_file_is_not_held_open_by_open_store(tmp_path, rng):
+    # the h5py.File was closed only when its last reference went: a refused key's traceback (or
+    # the lazy array) kept it open, and HDF5 refuses to rewrite a file that is open
+    h5py = pytest.importorskip("h5py")
+    x = _features(rng, n=1000, d=5)
+    path = tmp_path / "f.h5"
+    with h5py.File(path, "w") as f:
+        f.create_dataset("x", data=x, chunks=(64, 5))
+        f.create_dataset("v", data=x[:, 0])
+    with pytest.raises(stores.InputError, match="need a 2-D numeric array") as refused:
+        stores.open_store(path, "v")
+    label, arr = stores.open_store(path, "x")
+    assert refused.value.__traceback__ is not None and label == "x"
+    assert arr.numblocks == (1, 1)  # 16 stored chunks of 64 rows in one block: one opening of the file
+    np.testing.assert_array_equal(arr.compute(), x)  # read, and the file closed again
+    with h5py.File(path, "w") as f:  # raised OSError ("already open") while the file was held
+        f.create_dataset("x", data=2 * x)
+    np.testing.assert_array_equal(arr.compute(), 2 * x)  # a lazy array reads the file as it is now
+
+
 def test_cli_nested_zarr_keys_are_reachable(tmp_path, rng):
     x, y = _features(rng, n=120, d=5), _features(rng, n=90, d=3)
     root = zarr.open_group(tmp_path / "g.zarr", mode="w")
