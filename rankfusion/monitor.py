@@ -31,7 +31,7 @@ from .spectral.routes import _check_tol
 
 __all__ = ["RankMonitor", "r3d_modules", "EpochRanks", "DEFAULT_EVERY", "DEFAULT_MAX_ROWS", "MASK_LAYOUTS"]
 
-#: How a watched tensor is laid out against a (B, T) mask: (B, T, D) or (T, B, D).
+#: How a watched tensor is laid out against a (B, T) mask: (B, T, ..., D) or (T, B, ..., D).
 MASK_LAYOUTS = ("batch-major", "time-major")
 
 #: Forward calls of the model per interval (one record per watched name per interval).
@@ -104,9 +104,9 @@ class RankMonitor:
         watched tensor laid out as ``mask_layout`` says keeps only its valid rows (column
         ``masked`` of the results says which did).
     mask_layout : {"batch-major", "time-major"}, default "batch-major"
-        How watched tensors are laid out against the ``(B, T)`` mask: ``(B, T, D)`` or
-        ``(T, B, D)``. Stated by the caller, never guessed from the shapes (with T = B a guess
-        would mask the wrong entries). A tensor laid out the other way (``(T, B, D)`` under
+        How watched tensors are laid out against the ``(B, T)`` mask: ``(B, T, ..., D)`` or
+        ``(T, B, ..., D)``. Stated by the caller, never guessed from the shapes (with T = B a guess
+        would mask the wrong entries). A tensor laid out the other way (``(T, B, ..., D)`` under
         "batch-major", with T != B) is refused with a ValueError naming the watch; a tensor with
         other leading dimensions (e.g. pooled ``(B, D)``) is streamed unmasked.
     top : int, default :data:`DEFAULT_TOP`
@@ -298,13 +298,13 @@ class RankMonitor:
             raise ValueError(f"watched output {watch.name!r} is a 1-D tensor of shape {tuple(x.shape)}, e.g. one score "
                              f"per sample; the monitor needs outputs of shape (..., D): watch it as {how}")
         m = self._mask
-        if m is not None and x.dim() == 3 and m.dim() == 2:
-            lead, bt = tuple(x.shape[:-1]), tuple(m.shape)
+        if m is not None and x.dim() >= 3 and m.dim() == 2:
+            lead, bt = tuple(x.shape[:2]), tuple(m.shape)
             want, other = (bt, bt[::-1]) if self.mask_layout == "batch-major" else (bt[::-1], bt)
-            if lead == want:
+            if lead == want:  # (B, T, ..., D): the valid steps' rows, e.g. every head's of a (B, T, H, D)
                 watch.masked = True
                 m = m.to(device=x.device, dtype=_import_torch().bool)
-                return x[m if self.mask_layout == "batch-major" else m.t()]
+                return x[m if self.mask_layout == "batch-major" else m.t()].reshape(-1, x.shape[-1])
             if lead == other:
                 raise ValueError(f"watched output {watch.name!r} has shape {tuple(x.shape)}, laid out against the "
                                  f"mask {bt} the other way than mask_layout={self.mask_layout!r}: pass "

@@ -457,6 +457,28 @@ def test_mask_layout_is_stated_never_guessed(backend):
         RankMonitor(net, {"a": net.a}, mask_layout="columns")
 
 
+@pytest.mark.parametrize("layout", ["batch-major", "time-major"])
+def test_mask_drops_the_padded_steps_of_an_output_with_more_dimensions(layout):
+    # (B, T, H, D), e.g. per-head features: its padded steps were streamed unmasked
+    torch.manual_seed(5)
+    net = TwoTower().eval()
+    xa, xb = _inputs(6, "cpu", 3, shape=(4, 3))  # (B=4, T=3, H=6, C)
+    mask = torch.arange(3)[None, :] < torch.tensor([3, 1, 2, 3])[:, None]
+    xa = torch.where(mask[..., None, None], xa, torch.full_like(xa, 1e3))
+    if layout == "time-major":
+        xa, xb = xa.transpose(0, 1), xb.transpose(0, 1)
+    with torch.no_grad(), RankMonitor(net, {"a": net.a}, every=None, max_rows=None, mask=2,
+                                      mask_layout=layout) as mon:
+        net(xa, xb, mask)
+    with torch.no_grad():
+        out = net.a(xa)
+        valid = (out[mask] if layout == "batch-major" else out[mask.t()]).reshape(-1, 16)
+    row = mon.to_frame().set_index("name").loc["a"]
+    assert row["n_rows"] == int(mask.sum()) * 6 == 54 and bool(row["masked"])
+    assert row["effective_rank"] == pytest.approx(float(S.effective_rank(valid)), rel=1e-9)
+    assert row["numerical_rank"] == int(S.numerical_rank(valid))
+
+
 @pytest.mark.parametrize("mask_spec, by_keyword", [(2, True), ("mask", False)])
 def test_mask_is_found_however_the_call_passes_it(mask_spec, by_keyword):
     # an index finds the parameter given by name, a name finds it given positionally
