@@ -92,6 +92,22 @@ def test_modality_selection_ranks_mutual_gain_first_and_nan_last(selection_files
     assert ranking.loc[0, "reason"] == ""
 
 
+
+def test_a_candidate_without_any_mutual_gain_ranks_after_one_with_some(tmp_path):
+    # imu: one ratio, NaN there; depth: three ratios, finite at one. Fewer NaN ratios must not put a
+    # candidate with no score at all above one with a score (it was ranked first, and the command then
+    # said that every criterion is NaN)
+    files = [make_file(tmp_path / "imu.npz", {"rgb": (SPIKY, FLATTER), "imu": (SPIKY, SPIKIER)}, obs=0.3)]
+    for obs, after in ((0.2, SPIKIER), (0.3, FLATTER), (0.4, SPIKIER)):
+        files.append(make_file(tmp_path / f"depth-{obs}.npz", {"rgb": (SPIKY, FLATTER), "depth": (SPIKY, after)},
+                               obs=obs))
+    ranking = selection.rank_candidates(selection.summarize_selection(selection.modality_selection(files)))
+    assert list(ranking["candidate"]) == ["depth", "imu"]
+    assert list(ranking["n_nan"]) == [2, 1] and math.isnan(ranking.loc[1, "score"])
+    assert selection.compare_with_expected(ranking, "depth")["matches"] is True
+    key = selection.criterion.ranking_key(ranking)
+    assert key["depth"] > key["imu"]
+
 def test_summary_averages_seeds(tmp_path):
     f1 = make_file(tmp_path / "a.npz", {"rgb": (SPIKY, FLAT), "depth": (SPIKY, FLAT)}, seed=1)
     f2 = make_file(tmp_path / "b.npz", {"rgb": (SPIKY, FLATTER), "depth": (SPIKY, FLATTER)}, seed=2)

@@ -180,7 +180,9 @@ def rank_candidates(summary: pd.DataFrame) -> pd.DataFrame:
     A candidate's ``score`` is the mean of its harmonic means over the ratios where it is finite;
     candidates whose harmonic mean is NaN at some ratio (one gain <= 0 there: the fusion is not
     mutual) rank after every candidate that is finite everywhere, then by how many ratios are NaN,
-    then by score. ``wins`` counts the ratios where the candidate has the highest harmonic mean.
+    then by score; a candidate whose harmonic mean is NaN at every ratio (no score) ranks after
+    every candidate with a score, whatever its number of ratios. ``wins`` counts the ratios where
+    the candidate has the highest harmonic mean.
 
     Returns
     -------
@@ -210,9 +212,10 @@ def rank_candidates(summary: pd.DataFrame) -> pd.DataFrame:
             "reason": "harmonic mean NaN (" + "; ".join(reasons) + ")" if reasons else "",
         })
     df = pd.DataFrame(rows)
-    df["_score"] = nan_last(df["score"])
-    df = df.sort_values(["n_nan", "_score", "candidate"], ascending=[True, False, True], kind="mergesort")
-    df = df.drop(columns="_score").reset_index(drop=True)
+    df["_none"], df["_score"] = df["score"].isna(), nan_last(df["score"])
+    df = df.sort_values(["_none", "n_nan", "_score", "candidate"], ascending=[True, True, False, True],
+                        kind="mergesort")
+    df = df.drop(columns=["_none", "_score"]).reset_index(drop=True)
     df.insert(0, "rank", np.arange(1, len(df) + 1))
     return df
 
@@ -221,7 +224,9 @@ def ranking_key(ranking: pd.DataFrame) -> dict:
     """``{candidate: key}``, larger for a candidate :func:`rank_candidates` places higher, equal where
     its order ties (same ``n_nan`` and score): the ranking as printed, for a rank correlation."""
     score = nan_last(ranking["score"])
-    order = pd.DataFrame({"n_nan": -ranking["n_nan"].to_numpy(), "score": score})
+    none = np.isnan(ranking["score"].to_numpy(dtype=np.float64))
+    # no score (NaN at every ratio) ranks last whatever n_nan (rank_candidates)
+    order = pd.DataFrame({"scored": ~none, "n_nan": -ranking["n_nan"].to_numpy(), "score": score})
     key = order.apply(tuple, axis=1).rank(method="dense").to_numpy() if len(order) else np.array([])
     return dict(zip(ranking["candidate"], key.astype(float)))
 
