@@ -147,6 +147,19 @@ def test_bad_csv_cell_names_the_modality(tmp_path):
                   "modality 'b'", "'b_0'", "oops", "at data row 8 (rows counted from 1 after the header)")
 
 
+
+@pytest.mark.parametrize("cell, what", [("", "an empty cell"), ("inf", "a non-finite cell (inf)")])
+def test_bad_csv_missing_or_infinite_cell_names_its_column_and_row(tmp_path, cell, what):
+    # it was reported by the modality's array indices ("row 7, column 1"), 0-based and not the table's column
+    mods, y = _mods()
+    df = pd.DataFrame({"a_0": mods["a"][:, 0], "b_0": mods["b"][:, 0], "b_1": mods["b"][:, 1].astype(object),
+                       "labels": y})
+    df.loc[7, "b_1"] = cell
+    path = tmp_path / "t.csv"
+    df.to_csv(path, index=False)
+    _expect_error(tmp_path, ["--paired", str(path), "--modality", "a=a_*", "--modality", "b=b_*", "--anchor", "a"],
+                  "modality 'b'", "'b_1'", what, "at data row 8 (rows counted from 1 after the header)")
+
 def test_paired_parquet_with_modality_globs(tmp_path):
     pytest.importorskip("pyarrow")  # the [parquet] extra; CI installs it
     mods, y = _mods()

@@ -96,7 +96,8 @@ def load_paired(path, *, labels: str = "labels", modalities=None) -> tuple[dict,
     Returns
     -------
     (dict of str to ndarray, labels ndarray)
-        Unvalidated beyond what reading needs; :func:`check_paired` validates.
+        Unvalidated beyond what reading needs (a table's feature cells must be finite numbers, each bad
+        one named by its column and row); :func:`check_paired` validates.
     """
     from pathlib import Path
 
@@ -151,4 +152,11 @@ def _numeric_block(df, cols, name: str, path) -> np.ndarray:
         i, j = np.argwhere(bad)[0]
         raise InputError(f"modality {name!r}: column {str(cols[j])!r} of {str(path)!r} has a non-numeric cell "
                          f"{df[cols[j]].iloc[i]!r} at data row {i + 1} (rows counted from 1 after the header)")
-    return block.to_numpy(dtype=np.float64)
+    out = block.to_numpy(dtype=np.float64)
+    missing = ~np.isfinite(out)
+    if missing.any():  # named here by the table's column and row, not by check_paired's array indices
+        i, j = np.argwhere(missing)[0]
+        what = "an empty cell" if np.isnan(out[i, j]) else f"a non-finite cell ({out[i, j]})"
+        raise InputError(f"modality {name!r}: column {str(cols[j])!r} of {str(path)!r} has {what} at data row "
+                         f"{i + 1} (rows counted from 1 after the header)")
+    return out
