@@ -160,6 +160,15 @@ def test_bad_csv_missing_or_infinite_cell_names_its_column_and_row(tmp_path, cel
     _expect_error(tmp_path, ["--paired", str(path), "--modality", "a=a_*", "--modality", "b=b_*", "--anchor", "a"],
                   "modality 'b'", "'b_1'", what, "at data row 8 (rows counted from 1 after the header)")
 
+
+@pytest.mark.parametrize("name, needle", [("folder", "is a folder"), ("missing.csv", "does not exist")])
+def test_bad_paired_path_that_is_no_file(tmp_path, name, needle):
+    # without --modality it was called "a table: name its modalities with --modality"
+    (tmp_path / "folder").mkdir()
+    line = _expect_error(tmp_path, ["--paired", str(tmp_path / name), "--anchor", "a"], repr(str(tmp_path / name)),
+                         needle)
+    assert "--modality" not in line
+
 def test_paired_parquet_with_modality_globs(tmp_path):
     pytest.importorskip("pyarrow")  # the [parquet] extra; CI installs it
     mods, y = _mods()

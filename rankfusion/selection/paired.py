@@ -113,6 +113,9 @@ def load_paired(path, *, labels: str = "labels", modalities=None) -> tuple[dict,
                              "(name another with --labels KEY)")
         lab = np.asarray(arrays.pop(labels))
         return {k: np.asarray(v) for k, v in arrays.items()}, lab
+    if not path.is_file():  # before calling it a table that needs --modality
+        raise InputError(f"--paired {str(path)!r} " + ("is a folder, expected an .npz, CSV/TSV or Parquet file"
+                                                        if path.is_dir() else "does not exist"))
     if not modalities:
         raise InputError(f"{str(path)!r} is a table: name its modalities with --modality NAME=PATTERN (repeat)")
     df = read_table(path)
