@@ -171,6 +171,29 @@ def test_modality_selection_errors(tmp_path):
         selection.modality_selection([])
 
 
+
+@pytest.mark.parametrize("meta, needle", [({"noise": 0.1}, "meta.noise"), ({"noise": {"depth": "high"}}, "meta.noise"),
+                                          ({"seed": [1]}, "meta.seed")])
+def test_malformed_meta_is_one_error_line_naming_the_file(tmp_path, meta, needle):
+    # these ended in a Python traceback (AttributeError, ValueError, or an unhashable seed in pandas)
+    from click.testing import CliRunner
+
+    from rankfusion.cli import main
+
+    f = make_file(tmp_path / "f.npz", {"rgb": (SPIKY, FLATTER), "depth": (SPIKY, FLAT)}, meta_extra=meta)
+    with pytest.raises(InputError, match=needle):
+        selection.modality_selection([f])
+    res = CliRunner().invoke(main, ["modality-select", str(f), "--out", str(tmp_path / "o")])
+    lines = [ln for ln in res.output.splitlines() if ln.strip()]
+    assert res.exit_code == 2 and len(lines) == 1 and lines[0].startswith("Error: "), res.output
+    assert needle in lines[0] and repr(str(f)) in lines[0]
+    assert not (tmp_path / "o").exists()
+
+
+def test_a_null_seed_counts_as_no_seed(tmp_path):
+    f = make_file(tmp_path / "f.npz", {"rgb": (SPIKY, FLATTER), "depth": (SPIKY, FLAT)}, meta_extra={"seed": None})
+    assert list(selection.modality_selection([f])["seed"]) == [""]
+
 def test_normalized_spectrum_is_eq1_distribution():
     X = with_spectrum(FLAT)
     p = featurefiles.normalized_spectrum(X)

@@ -105,7 +105,7 @@ def modality_selection(paths, anchor: str = "rgb") -> pd.DataFrame:
             raise InputError(
                 f"files {str(first_noise[0])!r} and {str(fs.path)!r} were extracted with different noise "
                 f"({_noise_text(first_noise[1])} vs {_noise_text(noise)}): compare files with the same noise")
-        key = (str(fs.meta.get("run", fs.path.stem)), str(fs.meta.get("seed", "")),
+        key = (str(fs.meta.get("run", fs.path.stem)), str(_seed_of(fs)),
                None if math.isnan(fs.obs_ratio) else fs.obs_ratio)
         if key in seen:
             raise InputError(
@@ -125,7 +125,7 @@ def modality_selection(paths, anchor: str = "rgb") -> pd.DataFrame:
             row = {
                 "file": str(fs.path),
                 "run": fs.meta.get("run", fs.path.stem),
-                "seed": fs.meta.get("seed", ""),
+                "seed": _seed_of(fs),
                 "anchor": anchor,
                 "candidate": cand,
                 "obs_ratio": fs.obs_ratio,
@@ -139,7 +139,22 @@ def modality_selection(paths, anchor: str = "rgb") -> pd.DataFrame:
 def _noise_of(fs: FeatureSet) -> dict:
     """The file's input noise, ``{modality: sigma}`` without zero sigmas (``{}``: clean)."""
     noise = fs.meta.get("noise") or {}
-    return {m: float(v) for m, v in sorted(noise.items()) if float(v) != 0.0}
+    try:
+        sigmas = {str(m): float(v) for m, v in sorted(noise.items())}
+    except (AttributeError, TypeError, ValueError):
+        raise InputError(f"file {str(fs.path)!r}: meta.noise must be {{modality: sigma}} with numeric sigmas, "
+                         f"got {noise!r}") from None
+    return {m: v for m, v in sigmas.items() if v != 0.0}
+
+
+def _seed_of(fs: FeatureSet):
+    """The file's ``meta.seed`` ("" when absent or null): a number or text, the key seeds are grouped by."""
+    seed = fs.meta.get("seed")
+    if seed is None:
+        return ""
+    if isinstance(seed, (list, dict)):
+        raise InputError(f"file {str(fs.path)!r}: meta.seed must be a number or text, got {seed!r}")
+    return seed
 
 
 def _noise_text(noise: dict) -> str:
