@@ -169,6 +169,15 @@ def test_bad_paired_path_that_is_no_file(tmp_path, name, needle):
                          needle)
     assert "--modality" not in line
 
+
+@pytest.mark.parametrize("value", [",", " "])
+def test_bad_empty_candidates_list_is_named_as_such(tmp_path, value):
+    # it read "no candidate modality in 'paired.npz': only the anchor", which the file does not hold
+    mods, y = _mods()
+    line = _expect_error(tmp_path, ["--paired", str(_npz(tmp_path, mods, y)), "--anchor", "a", "--candidates", value],
+                         "--candidates", "names no modality")
+    assert "only the anchor" not in line
+
 def test_paired_parquet_with_modality_globs(tmp_path):
     pytest.importorskip("pyarrow")  # the [parquet] extra; CI installs it
     mods, y = _mods()

@@ -154,6 +154,8 @@ def modality_select(features, data, paired, labels_key, modality_specs, candidat
     if not given:
         raise InputError("no input: give FEATURES (.npz files), --data DATA or --paired FILE")
     cands = None if candidates is None else [c.strip() for c in candidates.split(",") if c.strip()]
+    if cands == []:  # not "every other modality", and not the file's fault ("only the anchor")
+        raise InputError(f"--candidates {candidates!r} names no modality; give NAME[,NAME...] or leave it out")
     if cands is not None and not (data or paired):
         raise InputError("--candidates needs --data or --paired "
                          "(with FEATURES every non-anchor modality is a candidate)")
