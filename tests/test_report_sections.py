@@ -307,3 +307,38 @@ def test_collapse_section_with_nothing_testable_says_so():
     res = CollapseResult((), (), comps, (float("nan"),) * 2, (0.0, 1.0), "depth")
     text = "\n".join(collapse_section(SimpleNamespace(data=res, params={"data_seed": 0})))
     assert "None of the 2 comparisons is tested" in text and "Holm-adjusted over the 0" not in text
+
+
+def test_a_seed_with_a_nan_ratio_has_no_score_as_the_ranking_puts_such_a_candidate_last():
+    # imu's fusion is not mutual at obs 0.3 in every seed: the ranking puts it after depth, which is
+    # finite everywhere. Its seeds' scores over the ratios they happen to be finite at (obs 0.2 alone)
+    # made the claims say "does not hold: imu scores resolvedly above depth" beside that ranking.
+    from rankfusion.figures.modality import per_seed_scores, seed_scores
+    from rankfusion.report import _selection_outcome, selection_claim_rows
+    from rankfusion.selection import rank_candidates, summarize_selection
+
+    rows = []
+    for seed, wiggle in zip(SEEDS, (0.0, 0.01, -0.01)):
+        for o, (ga, gc) in {0.2: (2.0, 3.0), 0.3: (2.0, -0.5)}.items():
+            rows.append(("imu", seed, o, ga + wiggle, gc))
+        for o in (0.2, 0.3):
+            rows.append(("depth", seed, o, 1.0 + wiggle, 1.0))
+    table = pd.DataFrame(rows, columns=["candidate", "seed", "obs_ratio", "gain_anchor", "gain_candidate"])
+    table = table.assign(anchor="rgb", erank_anchor_before=10.0, erank_anchor_after=12.0,
+                         erank_candidate_before=5.0, erank_candidate_after=6.0,
+                         harmonic_mean=[2 * a * c / (a + c) if min(a, c) > 0 else math.nan
+                                        for a, c in zip(table["gain_anchor"], table["gain_candidate"])])
+    ranking = rank_candidates(summarize_selection(table))
+    assert list(ranking["candidate"]) == ["depth", "imu"]
+    per = per_seed_scores(table).set_index(["candidate", "seed"])["score"]
+    assert per.loc["imu"].isna().all()
+    np.testing.assert_allclose(per.loc["depth"].to_numpy(), [2 * (1 + w) / (2 + w) for w in (0.0, 0.01, -0.01)],
+                               rtol=1e-12)
+    scores = seed_scores(table)
+    assert scores["imu"] == () and len(scores["depth"]) == 3
+    d = SimpleNamespace(comparison={"expected": "depth", "matches": True, "found": "depth"},
+                        ranking=("depth", "imu"), seed_scores=scores)
+    (row,) = selection_claim_rows(d)
+    assert not verdicts.testable(row[2]) and verdicts.untested(row[2]) == "no seed with a value"
+    text = _selection_outcome(d, [row], [math.nan], 1)
+    assert "does not hold" not in text and "expected depth -> unresolved: no comparison is tested" in text, text

@@ -22,7 +22,7 @@ class ModalityResult:
     ``{(candidate, obs_ratio): {"anchor", "candidate", "harmonic_mean"}}``; ``relative_gain_pct``:
     ``{candidate: {"anchor" / "candidate": % of the ERank before fusion}}``; ``moc``:
     ``{candidate: grid-mean MoC of the anchor+candidate runs}``; ``seed_scores``: ``{candidate:
-    per-seed scores}`` (seeds without a finite score dropped); ``comparison``:
+    per-seed scores}`` (seeds with a NaN harmonic mean at some ratio dropped); ``comparison``:
     :func:`rankfusion.selection.compare_with_expected`; ``task_gain``: ``{candidate: (mean, (lo,
     hi))}``; ``agreement``: :func:`rankfusion.stats.agreement` of score and task gain, or None."""
 
@@ -84,10 +84,14 @@ def jobs(ctx: FigureContext, candidates=None) -> list:
 
 
 def per_seed_scores(table_: pd.DataFrame) -> pd.DataFrame:
-    """``candidate, seed, score``: a seed's score is the mean over ratios of its own finite
-    harmonic means (NaN for a seed with no finite one)."""
-    return (table_.groupby(["candidate", "seed"], as_index=False)["harmonic_mean"].mean()
-            .rename(columns={"harmonic_mean": "score"}))
+    """``candidate, seed, score``: a seed's score is the mean over ratios of its own harmonic means,
+    NaN when one of them is NaN (a ratio where its fusion is not mutual), as the ranking puts a
+    candidate with a NaN ratio after every candidate finite at all of them
+    (:func:`rankfusion.selection.rank_candidates`): a test never scores a seed on the ratios it
+    happens to be finite at."""
+    g = table_.groupby(["candidate", "seed"])["harmonic_mean"]
+    score = g.mean().where(g.count() == g.size())
+    return score.rename("score").reset_index()
 
 
 def seed_scores(table_: pd.DataFrame) -> dict:
@@ -154,8 +158,8 @@ def _result(ranking, summary, sel: dict, table_: pd.DataFrame, moc: dict, task, 
         reasons={c: r for c, r in zip(ranking["candidate"], ranking["reason"]) if r},
         comparison=sel["comparison"],
         moc=moc,
-        # run-to-run values: each seed's score (mean over ratios of its own finite harmonic means);
-        # a seed with no finite one has no score and is dropped, explicitly
+        # run-to-run values: each seed's score (mean over ratios of its own harmonic means); a seed
+        # with a NaN one has no score and is dropped, explicitly (the tests' n says how many)
         seed_scores=seed_scores(table_),
         # gains as a percentage of the ERank before fusion, mean over ratios: {candidate: {role: %}}
         relative_gain_pct={
