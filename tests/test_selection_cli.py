@@ -391,3 +391,21 @@ def test_repeated_candidates_with_data_are_refused_before_any_training(tmp_path)
     assert res.output.strip().splitlines() == [
         "Error: candidate 'depth' is named more than once in --candidates; name each candidate once"]
     assert not (tmp_path / "cache").exists()
+
+
+def test_a_tables_labels_are_read_as_written(tmp_path):
+    # "01" and "1" are two classes (read as numbers they merged into one); numbers keep their order
+    # (2 before 10), as before
+    mods, y = _mods()
+    got = {}
+    for name, labels in (("words", ("a", "b")), ("digits", ("01", "1")), ("numbers", ("2", "10"))):
+        df = pd.DataFrame({**{f"{m}_{j}": x[:, j] for m, x in mods.items() for j in range(x.shape[1])},
+                           "labels": np.where(y == 1, labels[1], labels[0])})
+        path = tmp_path / f"{name}.csv"
+        df.to_csv(path, index=False)
+        res = _run(["--paired", str(path), *[f"--modality={m}={m}_*" for m in mods], "--anchor", "a",
+                    "--out", str(tmp_path / f"o-{name}"), "--json", *FAST, "--steps", "20"])
+        assert res.exit_code == 0, res.output
+        got[name] = {c["name"]: c for c in json.loads(res.output)["candidates"]}
+    _assert_same_evidence(got["digits"], got["words"])
+    _assert_same_evidence(got["numbers"], got["words"])

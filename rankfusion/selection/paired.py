@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pandas as pd
 
@@ -118,14 +120,27 @@ def load_paired(path, *, labels: str = "labels", modalities=None) -> tuple[dict,
                                                         if path.is_dir() else "does not exist"))
     if not modalities:
         raise InputError(f"{str(path)!r} is a table: name its modalities with --modality NAME=PATTERN (repeat)")
-    df = read_table(path)
+    df = read_table(path, text_columns=(labels,))  # labels as written: "01" and "1" are two classes
     if labels not in df.columns:
         raise InputError(f"labels column {labels!r} not found in {str(path)!r}; columns: "
                          f"{[str(c) for c in df.columns][:20]}")
     out = {}
     for name, cols in _table_columns(df, path, modalities, labels).items():
         out[name] = _numeric_block(df, cols, name, path)
-    return out, df[labels].to_numpy()
+    return out, _table_labels(df[labels].to_numpy())
+
+
+def _table_labels(text: np.ndarray) -> np.ndarray:
+    """A table's labels, read as text: as integers when each is one written in ASCII digits and no
+    two texts are the same number (so 2 comes before 10), else the texts (``01`` and ``1`` are two
+    classes)."""
+    texts = set(text.tolist())
+    if not all(isinstance(t, str) and re.fullmatch(r"[+-]?[0-9]+", t) for t in texts):
+        return text
+    values = {int(t) for t in texts}
+    if len(values) < len(texts) or max(map(abs, values), default=0) >= 2 ** 63:
+        return text
+    return np.array([int(t) for t in text], dtype=np.int64)
 
 
 def _table_columns(df, path, modalities: dict, labels: str) -> dict:
