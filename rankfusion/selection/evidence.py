@@ -112,8 +112,9 @@ def _surrogates_of(factors, seed: int, n: int) -> list:
 def _surrogate_seed(cand: str, config: ProbeConfig) -> int:
     import zlib
 
-    # seeded by the candidate's name, so a candidate's control does not depend on the others
-    return (zlib.crc32(cand.encode()) + int(config.seeds[0])) % 2**31
+    # seeded by the candidate's name, so a candidate's control does not depend on the others, and
+    # by the smallest probe seed, so not on the order the seeds are listed in
+    return (zlib.crc32(cand.encode()) + min(int(s) for s in config.seeds)) % 2**31
 
 
 def _call(task):
