@@ -67,7 +67,18 @@ class NumpyOps:
         # dtype=float64 makes NumPy accumulate in float64 through its buffered loops,
         # without materialising a float64 copy of a float32 input.
         with np.errstate(all="ignore"):  # NaN/Inf are reported by the caller's finiteness check
-            return np.mean(x, axis=axis, dtype=np.float64, keepdims=True)
+            mu = np.mean(x, axis=axis, dtype=np.float64, keepdims=True)
+            # One correction pass (chunks of rows, cast one at a time): the mean of the residuals
+            # x - mu, whose rounding is relative to the spread, not to the mean. The sum above
+            # runs row by row and can be several ulps off; mu + r is within about half an ulp of
+            # the exact mean (a constant column gets its value back, and centres to exactly 0).
+            axis = axis % x.ndim
+            step = chunk_rows_for(x.shape[-1])
+            r = np.zeros_like(mu)
+            for start in range(0, x.shape[axis], step):
+                part = np.asarray(x[(slice(None),) * axis + (slice(start, start + step),)], dtype=np.float64)
+                r += np.sum(part - mu, axis=axis, keepdims=True)
+            return mu + r / x.shape[axis]
 
     @staticmethod
     def gram64(x, mu=None, chunk_rows=None):
@@ -314,9 +325,11 @@ class TorchOps:
     @staticmethod
     def mean64(x, axis):
         torch = _torch()
-        if x.is_floating_point():
-            return x.mean(dim=axis, keepdim=True, dtype=torch.float64)
-        return x.to(torch.float64).mean(dim=axis, keepdim=True)
+        if not x.is_floating_point():
+            x = x.to(torch.float64)
+        mu = x.mean(dim=axis, keepdim=True, dtype=torch.float64)
+        # one correction pass, as NumpyOps.mean64: within about half an ulp of the exact mean
+        return mu + (x.to(torch.float64) - mu).mean(dim=axis, keepdim=True)
 
     @staticmethod
     def gram64(x, mu=None, chunk_rows=None):
@@ -631,7 +644,10 @@ class DaskOps(NumpyOps):
     @staticmethod
     def mean64(x, axis):
         (mu,) = _compute(x.mean(axis=axis, dtype=np.float64, keepdims=True))
-        return np.asarray(mu, dtype=np.float64)
+        mu = np.asarray(mu, dtype=np.float64)
+        # one correction pass, as NumpyOps.mean64: within about half an ulp of the exact mean
+        (r,) = _compute((x.astype(np.float64) - mu).mean(axis=axis, keepdims=True))
+        return mu + np.asarray(r, dtype=np.float64)
 
     @staticmethod
     def gram64(x, mu=None, chunk_rows=None):

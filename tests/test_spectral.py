@@ -110,6 +110,20 @@ def test_centering_matches_reference(backend, rng, center):
     assert got == pytest.approx(ref_erank(Xw, center=center), rel=1e-9)
 
 
+def test_centring_a_constant_column_leaves_exact_zeros(backend, rng):
+    # 0.1 and 1/3 have float64 means that a plain row-by-row sum rounds off by an ulp or more;
+    # the residual must not read as a direction (rank 1, ERank 1, MONAI "not fully collapsed")
+    for value in (0.1, 1 / 3, 1e5 + 0.1):
+        for shape in ((100, 10), (1000, 4), (7, 3)):
+            X = backend.asarray(np.full(shape, value))
+            assert int(backend.to_numpy(S.numerical_rank(X, center=True))) == 0, (value, shape)
+            for c in ("covariance", "monai", "diff-erank"):
+                assert float(backend.to_numpy(S.effective_rank(X, convention=c))) == 0.0, (value, shape, c)
+    # a large mean over a rank-5 matrix: its rounding in the mean is not a sixth direction
+    L = rng.standard_normal((4096, 5)) @ rng.standard_normal((5, 64))
+    assert int(backend.to_numpy(S.numerical_rank(backend.asarray(L + 10.0), center=True))) == 5
+
+
 def test_batched(backend, rng):
     X = rng.standard_normal((2, 3, 400, 24))
     X[0, 1] = rng.standard_normal((400, 3)) @ rng.standard_normal((3, 24))  # rank 3 element
