@@ -124,6 +124,22 @@ def test_centring_a_constant_column_leaves_exact_zeros(backend, rng):
     assert int(backend.to_numpy(S.numerical_rank(backend.asarray(L + 10.0), center=True))) == 5
 
 
+def test_centred_tolerance_covers_the_rounding_of_a_large_mean(backend, rng):
+    # centring removes the mean, not the rounding its size brought: float32 storage of values
+    # around 1e4 (~6e-4 per entry) or the float64 mean of values around 1e3 is not rank
+    L = rng.standard_normal((4096, 5)) @ rng.standard_normal((5, 64))
+    for X in ((L + 1e4).astype(np.float32), L + 1e3, L[:200] + 1e4):
+        info = S.spectrum_info(backend.asarray(X), center=True)
+        assert int(backend.to_numpy(info.rank)) == 5, (X.dtype, X.shape)
+        if backend.name == "numpy":
+            acc = S.GramAccumulator(center=True, chunk_rows=1000).update(X)
+            assert acc.numerical_rank() == 5
+    # a zero-mean matrix keeps the rule as written
+    X = rng.standard_normal((2000, 50))
+    s0 = float(S.singular_values(X, center=True)[0])
+    assert float(S.spectrum_info(X, center=True).tol) == pytest.approx(np.sqrt(2000) * np.finfo(float).eps * s0, rel=1e-12)
+
+
 def test_batched(backend, rng):
     X = rng.standard_normal((2, 3, 400, 24))
     X[0, 1] = rng.standard_normal((400, 3)) @ rng.standard_normal((3, 24))  # rank 3 element

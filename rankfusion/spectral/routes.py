@@ -98,7 +98,7 @@ def _gram_erank_bound(ops, lam, delta, tol2):
     return ops.sum(ops.abs(logp + entropy) * ds, axis=-1) / safe[..., 0]
 
 
-def rank_tolerance(sigma_max, n_long: int, eps: float, fro=None):
+def rank_tolerance(sigma_max, n_long: int, eps: float, fro=None, centred: bool = False):
     """The toolkit's one rank tolerance: ``tol = sqrt(max(N, D)) * eps * sigma_max``.
 
     Singular values ``<= tol`` are outside the numerical rank (docs/spectral.md: numpy's
@@ -123,6 +123,10 @@ def rank_tolerance(sigma_max, n_long: int, eps: float, fro=None):
     fro : float, or array / tensor like ``sigma_max``, optional
         ``||X||_F`` (``sqrt(sum(sigma**2))``; a vector's norm), for half-precision input; without
         it the rule is used as written whatever ``eps``.
+    centred : bool, default False
+        ``sigma_max`` is the centred matrix's and ``fro`` the stored one's: the rounding bound
+        ``(eps / 2) * ||X||_F`` then applies at every precision (centring removes the mean, not
+        the rounding its size brought, in the data or in the mean itself).
 
     Returns
     -------
@@ -131,7 +135,7 @@ def rank_tolerance(sigma_max, n_long: int, eps: float, fro=None):
     half = fro is not None and eps > _EPS32
     grown_eps = _EPS32 if half else eps  # the precision the values were accumulated in
     tol = math.sqrt(n_long) * grown_eps * sigma_max
-    if not half:
+    if not (half or (centred and fro is not None)):
         return tol
     rounded = 0.5 * eps * fro
     return tol + (rounded - tol) * (rounded > tol)
@@ -148,6 +152,29 @@ def tolerance_fro(ops, X, eps: float):
     return fro[..., None] if X.ndim > 2 else fro
 
 
+def _route_fro(ops, X, eps: float, mu, centred_fro):
+    """The ``fro`` of :func:`rank_tolerance` on a route: :func:`tolerance_fro`, or for centred input
+    (``mu`` of shape (..., 1, D)) the stored ``||X||_F = sqrt(||X - mu||_F^2 + N ||mu||^2)`` from
+    the centred matrix's ``centred_fro`` (shape (...)), with no square that could overflow."""
+    if mu is None:
+        return tolerance_fro(ops, X, eps)
+    m = mu[..., 0, :]
+    l1 = ops.sum(ops.abs(m), axis=-1)
+    scale = ops.where(l1 > 0, l1, l1 + 1.0)
+    mean_fro = math.sqrt(X.shape[-2]) * l1 * ops.sqrt(ops.sum((m / scale[..., None]) ** 2, axis=-1))
+    big = ops.maximum(centred_fro, mean_fro)
+    big_safe = ops.where(big > 0, big, big + 1.0)
+    fro = big * ops.sqrt((centred_fro / big_safe) ** 2 + (mean_fro / big_safe) ** 2)
+    return fro[..., None] if X.ndim > 2 else fro
+
+
+def _sigma_fro(ops, sigma):
+    """``sqrt(sum(sigma**2))`` along the last axis of descending ``sigma``, scaled by its first."""
+    top = sigma[..., 0]
+    safe = ops.where(top > 0, top, top + 1.0)
+    return top * ops.sqrt(ops.sum((sigma / safe[..., None]) ** 2, axis=-1))
+
+
 def _finite_or_raise(ops, reduced, X, name) -> bool:
     """Finiteness of ``X`` from a float64 sum of its squares that was computed anyway.
 
@@ -162,7 +189,7 @@ def _finite_or_raise(ops, reduced, X, name) -> bool:
     return False
 
 
-def _certify_gram(ops, gram, n_long: int, n_short: int, eps_in: float, tol, fro=None):
+def _certify_gram(ops, gram, n_long: int, n_short: int, eps_in: float, tol, fro=None, centred=False):
     """Singular values from a float64 Gram matrix (..., n_short, n_short), and whether to trust them.
 
     Returns ``(sigma, tol, need)``: descending ``sqrt(max(lambda, 0))``, the tolerance of shape
@@ -175,13 +202,14 @@ def _certify_gram(ops, gram, n_long: int, n_short: int, eps_in: float, tol, fro=
     delta = _gram_error_radius(lam_max, n_long, n_short)
     sigma = ops.sqrt(ops.clip(lam, 0.0))
     if tol is None:
-        tol_arr = rank_tolerance(sigma[..., :1], n_long, eps_in, fro)
+        tol_arr = rank_tolerance(sigma[..., :1], n_long, eps_in, fro, centred)
         # The tolerance itself is known only to within the relative error of lambda_max.
         widen = 2.0 * delta
     else:
         tol_arr = tol + 0.0 * sigma[..., :1]
         widen = 0.0 * delta
-    tol2 = tol_arr * tol_arr
+    with np.errstate(over="ignore"):  # a centred tolerance above ~1e154: nothing is kept, rightly
+        tol2 = tol_arr * tol_arr
     ambiguous = ops.sum(((lam - delta) <= tol2 + widen) & (tol2 - widen < (lam + delta)), axis=-1) > 0
     bound = _gram_erank_bound(ops, lam, delta, tol2)
     return sigma, tol_arr, ambiguous | (bound > _erank_target(eps_in))
@@ -202,7 +230,8 @@ def _svd_route(ops, X, mu, tol, n_long: int, eps_in: float):
     """
     check_matrix(X, "X")
     sigma = _exact_sigma(ops, X, mu)
-    tol_arr = (rank_tolerance(sigma[..., :1], n_long, eps_in, tolerance_fro(ops, X, eps_in)) if tol is None
+    fro = _route_fro(ops, X, eps_in, mu, _sigma_fro(ops, sigma))
+    tol_arr = (rank_tolerance(sigma[..., :1], n_long, eps_in, fro, mu is not None) if tol is None
                else tol + 0.0 * sigma[..., :1])
     return sigma, tol_arr, "svd", 0
 
@@ -226,13 +255,14 @@ def _gram_route(ops, X, mu, tol, eps_in: float, chunk_rows: int | None):
     gram = ops.gram64(xs, mus, chunk_rows)
     if not _finite_or_raise(ops, ops.diagonal(gram), X, "X"):
         return None
-    fro = tolerance_fro(ops, X, eps_in)
-    sigma, tol_arr, need = _certify_gram(ops, gram, n_long, n_short, eps_in, tol, fro)
+    centred = mu is not None
+    fro = _route_fro(ops, X, eps_in, mu, ops.sqrt(ops.sum(ops.diagonal(gram), axis=-1)))
+    sigma, tol_arr, need = _certify_gram(ops, gram, n_long, n_short, eps_in, tol, fro, centred)
     n_fallback = 0
     if X.ndim == 2:
         if bool(need):
             sigma = _exact_sigma(ops, X, mu)
-            tol_arr = tol_arr if tol is not None else rank_tolerance(sigma[:1], n_long, eps_in, fro)
+            tol_arr = tol_arr if tol is not None else rank_tolerance(sigma[:1], n_long, eps_in, fro, centred)
             n_fallback = 1
     else:
         idx = ops.nonzero1d(need.reshape(-1))
@@ -244,7 +274,7 @@ def _gram_route(ops, X, mu, tol, eps_in: float, chunk_rows: int | None):
             sf[idx] = _exact_sigma(ops, xf[idx], None if muf is None else muf[idx])
             sigma = sf.reshape(batch_shape + (n_short,))
             if tol is None:
-                tol_arr = rank_tolerance(sigma[..., :1], n_long, eps_in, fro)
+                tol_arr = rank_tolerance(sigma[..., :1], n_long, eps_in, fro, centred)
     route = "gram" if n_fallback == 0 else ("svd" if n_fallback == max(1, int(np.prod(batch_shape))) else "gram+svd")
     return sigma, tol_arr, route, n_fallback
 

@@ -214,7 +214,7 @@ class GramAccumulator:
             if self.center:
                 mean = get_ops(self._mean).to_host(self._mean)
                 fro2 += self._n * float(mean @ mean)
-            t = rank_tolerance(smax, max(self._n, self._d), self._eps, math.sqrt(fro2))
+            t = rank_tolerance(smax, max(self._n, self._d), self._eps, math.sqrt(fro2), self.center)
         else:
             t = float(np.ldexp(_check_tol(tol), -self._e))  # in the stored units
         return t * t
