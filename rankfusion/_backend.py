@@ -325,6 +325,9 @@ class TorchOps:
     @staticmethod
     def mean64(x, axis):
         torch = _torch()
+        if _host_view_ok(x):
+            # zero-copy NumPy view: the correction pass casts chunk by chunk, not X whole
+            return torch.from_numpy(NumpyOps.mean64(x.numpy(), axis))
         if not x.is_floating_point():
             x = x.to(torch.float64)
         mu = x.mean(dim=axis, keepdim=True, dtype=torch.float64)
