@@ -648,11 +648,21 @@ class DaskOps(NumpyOps):
 
     @staticmethod
     def mean64(x, axis):
-        (mu,) = _compute(x.mean(axis=axis, dtype=np.float64, keepdims=True))
-        mu = np.asarray(mu, dtype=np.float64)
-        # one correction pass, as NumpyOps.mean64: within about half an ulp of the exact mean
-        (r,) = _compute((x.astype(np.float64) - mu).mean(axis=axis, keepdims=True))
-        return mu + np.asarray(r, dtype=np.float64)
+        """Column means of a row-chunked (N, D) array in one pass over the data: each row block's own
+        mean (:meth:`NumpyOps.mean64`, in memory, with its correction pass), combined as
+        ``m_0 + sum_k n_k (m_k - m_0) / N``, which keeps that accuracy (equal block means give
+        their value back exactly)."""
+        if axis % x.ndim != 0 or x.ndim != 2:
+            raise ValueError(f"DaskOps.mean64 takes the means over the rows of an (N, D) array, got axis {axis} "
+                             f"of {describe(x)}")
+        delayed = require_dask().delayed
+        x = x if x.numblocks[1] == 1 else x.rechunk({1: -1})
+        blocks = [(b, n) for b, n in zip(x.to_delayed().ravel(), x.chunks[0]) if n > 0]
+        means = _compute(*[delayed(NumpyOps.mean64)(b, 0) for b, _ in blocks])
+        with np.errstate(all="ignore"):  # NaN/Inf are reported by the caller's finiteness check
+            first = np.asarray(means[0], dtype=np.float64)
+            shift = sum(n * (np.asarray(m, dtype=np.float64) - first) for m, (_, n) in zip(means, blocks))
+            return first + shift / x.shape[0]
 
     @staticmethod
     def gram64(x, mu=None, chunk_rows=None):

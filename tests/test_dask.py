@@ -54,6 +54,29 @@ def test_dask_spectrum_equals_numpy(rng):
     np.testing.assert_allclose(S.singular_values(Xd), S.singular_values(X), rtol=0, atol=band)
 
 
+def test_dask_column_means_in_one_pass_to_the_rounding_of_the_exact_mean(rng):
+    from fractions import Fraction
+
+    from rankfusion._backend import DaskOps
+
+    # a constant column over uneven blocks gives its value back; centred it is no direction
+    for value in (0.1, 1 / 3, 1e5 + 0.1):
+        X = da.from_array(np.full((1003, 6), value), chunks=(97, 6))
+        assert np.all(DaskOps.mean64(X, -2) == value)
+        assert int(S.numerical_rank(X, center=True)) == 0
+    # a large offset: each mean within one ulp of the exact (rational) mean
+    X = rng.standard_normal((2000, 5)) + 1e4
+    got = DaskOps.mean64(da.from_array(X, chunks=(333, 5)), 0)[0]
+    for j in range(5):
+        exact = float(sum(Fraction(v) for v in X[:, j]) / 2000)
+        assert abs(got[j] - exact) <= np.spacing(exact), j
+    # the data are read once: every row in one block task (dask may also call it on an empty meta)
+    reads = []
+    blocks = da.from_array(X, chunks=(500, 5)).map_blocks(lambda b: reads.append(b.shape[0]) or b, dtype=X.dtype)
+    DaskOps.mean64(blocks, 0)
+    assert sum(reads) == 2000
+
+
 def test_dask_channel_informativeness_equals_numpy(rng):
     X = _features(rng, n=3000, d=24)
     Xd = da.from_array(X, chunks=(500, 8))  # column chunks are merged into one
