@@ -27,7 +27,11 @@ import sys
 import tempfile
 import time
 from datetime import datetime, timezone
+from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _cli import positive_float, positive_int, run  # noqa: E402
 
 
 def bench_cuda(args):
@@ -154,7 +158,7 @@ def stream_memory(X, budget_bytes=None):
     if budget_bytes is None:
         budget_bytes = X.nbytes // 4
     chunk_rows = max(1, budget_bytes // (8 * d))
-    rows = min(n, 4 * budget_bytes // X.itemsize // d)
+    rows = max(1, min(n, 4 * budget_bytes // X.itemsize // d))
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "stream.npy")
         np.save(path, X[:rows])
@@ -170,13 +174,13 @@ def stream_memory(X, budget_bytes=None):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--rows", type=int, default=100_000)
-    ap.add_argument("--cols", type=int, default=512)
-    ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--budget-mib", type=float, default=None,
+    ap.add_argument("--rows", type=positive_int, default=100_000)
+    ap.add_argument("--cols", type=positive_int, default=512)
+    ap.add_argument("--repeats", type=positive_int, default=3)
+    ap.add_argument("--budget-mib", type=positive_float, default=None,
                     help="chunk budget of the streaming run (default: a quarter of the matrix's bytes)")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--threads", type=int, default=None,
+    ap.add_argument("--threads", type=positive_int, default=None,
                     help="BLAS/OpenMP threads for every method (default: the libraries' own choice)")
     ap.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
                     help="cuda: the GPU path (torch tensors on the device vs torch.linalg.svdvals there)")
@@ -271,4 +275,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run(main))

@@ -36,3 +36,21 @@ def test_evaluate_benchmark_runs_both_arms_on_the_same_tables(tmp_path):
     result = json.loads(out.read_text())["result"]
     assert result["shapley_rows"] == 3  # three modalities: Shapley ran
     assert set(result) >= {"fresh", "kept", "wall_ratio", "cpu_ratio", "reads_us"}
+
+
+def _script(args, tmp_path, timeout=120):
+    env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
+    return subprocess.run([sys.executable, *args], cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["benchmarks/bench_spectral.py", "--repeats", "0"], "argument --repeats: must be > 0, got '0'"),
+    (["benchmarks/bench_spectral.py", "--rows", "-5"], "argument --rows: must be > 0, got '-5'"),
+], ids=["repeats", "rows"])
+def test_benchmark_refuses_a_bad_option_before_any_work(args, message, tmp_path):
+    # argparse's usage and one error line, exit status 2, no traceback (run from outside the repository)
+    proc = _script([str(ROOT / args[0]), *args[1:]], tmp_path)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip().splitlines()[-1].endswith(message), proc.stderr
+    assert "Traceback" not in proc.stderr and proc.stdout == ""
