@@ -103,16 +103,15 @@ def best_of(fn, repeats):
 
 
 def erank_from_sigma(s, eps, shape):
+    """Eq. 1 (:func:`rankfusion.spectral.effective_rank` of a spectrum) of singular values another
+    routine computed for a matrix of ``shape`` and precision ``eps``, those at or below the rank
+    tolerance (:func:`rankfusion.spectral.rank_tolerance`) dropped, as ``effective_rank`` drops them."""
     import numpy as np
 
-    from rankfusion.spectral import rank_tolerance
+    from rankfusion.spectral import effective_rank, rank_tolerance
 
-    s = np.asarray(s, dtype=np.float64)
-    s = np.sort(np.clip(s, 0, None))[::-1]
-    tol = rank_tolerance(s[0], max(shape), eps)
-    s = s[s > tol]
-    p = s / s.sum()
-    return float(np.exp(-np.sum(p * np.log(p))))
+    s = np.sort(np.clip(np.asarray(s, dtype=np.float64), 0, None))[::-1]
+    return float(effective_rank(s[s > rank_tolerance(s[0], max(shape), eps)]))
 
 
 _STREAM_CHILD = r"""
