@@ -47,6 +47,12 @@ def listed(item):
     return parse
 
 
+def fail(message: str):
+    """Stop with one ``Error:`` line on stderr and exit status 2, the status of a bad option."""
+    print(f"Error: {message}", file=sys.stderr)
+    raise SystemExit(2)
+
+
 def run(main, argv=None) -> int:
     """Call ``main(argv)``; the exit status: 0, or what ``main`` returns when that is an int, or 2
     with one ``Error:`` line on stderr when the library refuses its input or a file cannot be read

@@ -30,6 +30,11 @@ import sys
 import tempfile
 import time
 from datetime import datetime, timezone
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _cli import fail, positive_int, run  # noqa: E402
 
 _CHILD = r"""
 import json, os, resource, sys, time
@@ -105,41 +110,51 @@ def run_child(method, store, workers, env):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--rows", type=int, default=2_000_000)
-    ap.add_argument("--cols", type=int, default=512)
-    ap.add_argument("--chunk-rows", type=int, default=50_000)
-    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--rows", type=positive_int, default=2_000_000)
+    ap.add_argument("--cols", type=positive_int, default=512)
+    ap.add_argument("--chunk-rows", type=positive_int, default=50_000)
+    ap.add_argument("--workers", type=positive_int, default=2)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--store", default=None, help="where to write the store (default: a temporary folder)")
-    ap.add_argument("--keep", action="store_true", help="keep the generated store")
+    ap.add_argument("--store", default=None,
+                    help="folder to write the store into, created if missing (default: a temporary folder)")
+    ap.add_argument("--keep", action="store_true", help="keep the generated store (and its temporary folder)")
     ap.add_argument("--no-memory", action="store_true", help="skip the in-memory read (when it does not fit)")
     ap.add_argument("--methods", default=None,
                     help="comma-separated subset of: LocalCluster, threaded, streaming, memory (default: all)")
-    ap.add_argument("--repeats", type=int, default=1, help="round-robin repeats; the best wall time is kept")
+    ap.add_argument("--repeats", type=positive_int, default=1, help="round-robin repeats; the best wall time is kept")
     args = ap.parse_args(argv)
-
-    root = args.store or tempfile.mkdtemp(prefix="rankfusion-scale-")
-    store = os.path.join(root, "features.zarr")
-    nbytes = args.rows * args.cols * 4
-    free = shutil.disk_usage(root).free
-    if nbytes * 1.1 > free:
-        sys.exit(f"Error: the store needs {nbytes / 1e9:.1f} GB and {root!r} has {free / 1e9:.1f} GB free; "
-                 "use --rows to make it smaller")
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                                         env.get("PYTHONPATH", "")])
-    print(f"store {args.rows} x {args.cols} float32 ({nbytes / 1e9:.2f} GB), chunks of {args.chunk_rows} rows; "
-          f"os.cpu_count() {os.cpu_count()}; load average {os.getloadavg()[0]:.2f}", flush=True)
-    t0 = time.perf_counter()
-    make_store(store, args.rows, args.cols, args.chunk_rows, args.seed)
-    print(f"  generated in {time.perf_counter() - t0:.1f} s", flush=True)
 
     methods = ["dask LocalCluster", "dask threaded", "streaming"] + ([] if args.no_memory else ["in memory"])
     if args.methods:
         wanted = [w.strip() for w in args.methods.split(",")]
         methods = [m for m in methods if any(w in m for w in wanted)]
+    if not methods:
+        fail(f"--methods {args.methods!r} names none of LocalCluster, threaded, streaming, memory"
+             + (" (memory is off with --no-memory)" if args.no_memory else ""))
+    if args.store:
+        os.makedirs(args.store, exist_ok=True)
+    root = args.store or tempfile.mkdtemp(prefix="rankfusion-scale-")
+    store = os.path.join(root, "features.zarr")
+    # without --keep nothing generated stays behind, whether the run ends or fails: the store, and
+    # the temporary folder made for it
+    generated = store if args.store else root
+    nbytes = args.rows * args.cols * 4
+    free = shutil.disk_usage(root).free
+    if nbytes * 1.1 > free:
+        if not args.store:
+            os.rmdir(root)
+        fail(f"the store needs {nbytes / 1e9:.1f} GB and {root!r} has {free / 1e9:.1f} GB free; "
+             "use --rows to make it smaller")
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                                         env.get("PYTHONPATH", "")])
+    print(f"store {args.rows} x {args.cols} float32 ({nbytes / 1e9:.2f} GB), chunks of {args.chunk_rows} rows; "
+          f"os.cpu_count() {os.cpu_count()}; load average {os.getloadavg()[0]:.2f}", flush=True)
     results = {}
     try:
+        t0 = time.perf_counter()
+        make_store(store, args.rows, args.cols, args.chunk_rows, args.seed)
+        print(f"  generated in {time.perf_counter() - t0:.1f} s", flush=True)
         # Round-robin repeats: on a shared machine every method gets the same chance of a quiet moment.
         for _ in range(args.repeats):
             for m in methods:
@@ -149,7 +164,7 @@ def main(argv=None):
                     results[m] = r
     finally:
         if not args.keep:
-            shutil.rmtree(store, ignore_errors=True)
+            shutil.rmtree(generated, ignore_errors=True)
     for m, r in results.items():
         workers = ""
         if "worker_peak_bytes" in r:
@@ -172,4 +187,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run(main))

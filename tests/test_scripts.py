@@ -54,3 +54,29 @@ def test_benchmark_refuses_a_bad_option_before_any_work(args, message, tmp_path)
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.strip().splitlines()[-1].endswith(message), proc.stderr
     assert "Traceback" not in proc.stderr and proc.stdout == ""
+
+
+def test_scale_benchmark_leaves_no_temporary_folder(tmp_path):
+    # its store goes into a temporary folder of its own, removed at the end with the store
+    pytest.importorskip("zarr")
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1", TMPDIR=str(tmp))
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks/bench_scale.py"), "--rows", "300", "--cols", "8",
+                           "--chunk-rows", "100", "--methods", "streaming"],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "streaming" in proc.stdout and "ERank" in proc.stdout
+    assert list(tmp.iterdir()) == []
+
+
+def test_scale_benchmark_refuses_a_store_larger_than_the_disk(tmp_path):
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1", TMPDIR=str(tmp))
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks/bench_scale.py"), "--rows", str(10**15)],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    [line] = proc.stderr.strip().splitlines()
+    assert line.startswith("Error: the store needs ") and line.endswith("use --rows to make it smaller")
+    assert list(tmp.iterdir()) == []
