@@ -41,6 +41,9 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _cli import listed, positive_int, run  # noqa: E402
 
 from rankfusion.config import PAPER_SEEDS  # noqa: E402
 
@@ -122,21 +125,21 @@ def _arm(spec: str):
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", required=True, help="working folder (datasets and runs)")
-    p.add_argument("--data-seeds", default="0,1")
-    p.add_argument("--levels", default="0,1", help="levels of the dial (collapse K or spurious S)")
+    p.add_argument("--data-seeds", type=listed(int), default=[0, 1])
+    p.add_argument("--levels", type=listed(float), default=[0.0, 1.0], help="levels of the dial (collapse K or spurious S)")
     p.add_argument("--dial", default="collapse", choices=("collapse", "spurious"), help="which dial --levels sets")
-    p.add_argument("--seeds", default=",".join(map(str, SEEDS)), help="training seeds")
+    p.add_argument("--seeds", type=listed(int), default=list(SEEDS), help="training seeds")
     p.add_argument("--arms", nargs="+", default=["rgb,depth:no-rtf", "depth"],
                    help="MODS[:no-rtf]; the first fused arm is tested for reliance on the partner")
     p.add_argument("--partner", default="depth")
-    p.add_argument("--alone-levels", default=None, help="levels at which the partner-alone arm runs (default all)")
-    p.add_argument("--videos", type=int, default=None)
-    p.add_argument("--split", default=None, help="split fractions train,val,test of the generated datasets")
+    p.add_argument("--alone-levels", type=listed(float), default=None, help="levels at which the partner-alone arm runs (default all)")
+    p.add_argument("--videos", type=positive_int, default=None)
+    p.add_argument("--split", type=listed(float), default=None, help="split fractions train,val,test of the generated datasets")
     p.add_argument("--preset", default="synthetic-small")
-    p.add_argument("--epochs", type=int, default=None)
+    p.add_argument("--epochs", type=positive_int, default=None)
     p.add_argument("--profile", default=None,
                    help="train and generate at a figures profile's sizes (e.g. full) instead of --preset")
-    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--threads", type=positive_int, default=2)
     p.add_argument("--json", default=None)
     a = p.parse_args(argv)
 
@@ -148,8 +151,8 @@ def main(argv=None):
 
     torch.set_num_threads(a.threads)
     out = Path(a.out)
-    seeds = [int(x) for x in a.seeds.split(",")]
-    levels = [float(x) for x in a.levels.split(",")]
+    seeds = a.seeds
+    levels = a.levels
     arms = [_arm(s) for s in a.arms]
     from rankfusion.profiles import get_profile
 
@@ -158,10 +161,10 @@ def main(argv=None):
     if a.videos:
         sizes["n_videos"] = a.videos
     if a.split:
-        sizes["split_fractions"] = tuple(float(x) for x in a.split.split(","))
+        sizes["split_fractions"] = tuple(a.split)
     results = json.loads(Path(a.json).read_text()) if a.json and Path(a.json).is_file() else {}
     print(f"load {os.getloadavg()[0]:.1f}; {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}", flush=True)
-    for s in [int(x) for x in a.data_seeds.split(",")]:
+    for s in a.data_seeds:
         for k in levels:
             tag = f"k{k:g}" if a.dial == "collapse" else f"spur{k:g}"
             data = out / f"data_s{s}_{tag}"
@@ -171,7 +174,7 @@ def main(argv=None):
                 print(f"S{s} K{k:g}: generated in {time.perf_counter() - t:.0f} s", flush=True)
             meta = json.loads((data / "synth.json").read_text())
             for spec, mods, rtf in arms:
-                if mods == (a.partner,) and a.alone_levels and k not in [float(x) for x in a.alone_levels.split(",")]:
+                if mods == (a.partner,) and a.alone_levels and k not in a.alone_levels:
                     continue
                 for seed in seeds:
                     key = f"S{s} K{k:g} {spec} seed {seed}"
@@ -236,4 +239,4 @@ def _table(results, arms, partner, levels, binomtest, compare):
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run(main))

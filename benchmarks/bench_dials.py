@@ -33,6 +33,9 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _cli import listed, positive_int, run  # noqa: E402
 
 from rankfusion import stats, verdicts  # noqa: E402
 from rankfusion.config import PAPER_SEEDS  # noqa: E402
@@ -102,23 +105,23 @@ def summarise(per_seed: dict, arms) -> tuple:
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", required=True, help="working folder (datasets and runs)")
-    p.add_argument("--data-seeds", default="0,1,2")
-    p.add_argument("--levels", default="0,1", help="complementarity levels")
-    p.add_argument("--videos", type=int, default=None)
-    p.add_argument("--min-frames", type=int, default=None)
-    p.add_argument("--max-frames", type=int, default=None)
-    p.add_argument("--split", default=None, help="train,val,test fractions of the videos")
+    p.add_argument("--data-seeds", type=listed(int), default=[0, 1, 2])
+    p.add_argument("--levels", type=listed(float), default=[0.0, 1.0], help="complementarity levels")
+    p.add_argument("--videos", type=positive_int, default=None)
+    p.add_argument("--min-frames", type=positive_int, default=None)
+    p.add_argument("--max-frames", type=positive_int, default=None)
+    p.add_argument("--split", type=listed(float), default=None, help="train,val,test fractions of the videos")
     p.add_argument("--nuisance", type=float, default=None)
     p.add_argument("--imbalance", type=float, default=None)
     p.add_argument("--preset", default="synthetic-small")
-    p.add_argument("--epochs", type=int, default=None)
-    p.add_argument("--d-model", type=int, default=None)
+    p.add_argument("--epochs", type=positive_int, default=None)
+    p.add_argument("--d-model", type=positive_int, default=None)
     p.add_argument("--lr", type=float, default=None)
     p.add_argument("--arms", nargs="+", default=["rgb", "rgb,depth"])
-    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--workers", type=positive_int, default=2)
     p.add_argument("--json", default=None)
     a = p.parse_args(argv)
-    split = tuple(float(x) for x in a.split.split(",")) if a.split else None
+    split = tuple(a.split) if a.split else None
     sizes = {k: v for k, v in {"n_videos": a.videos, "min_frames": a.min_frames, "max_frames": a.max_frames,
                                "split_fractions": split}.items() if v is not None}
     dial = {k: v for k, v in {"nuisance": a.nuisance, "imbalance": a.imbalance}.items() if v is not None}
@@ -128,8 +131,8 @@ def main(argv=None):
     out = Path(a.out)
     results, comps = [], []
     with ProcessPoolExecutor(max_workers=a.workers, initializer=_init_worker) as pool:
-        for s in [int(x) for x in a.data_seeds.split(",")]:
-            for level in [float(x) for x in a.levels.split(",")]:
+        for s in a.data_seeds:
+            for level in a.levels:
                 tag = f"S{s}_C{level:g}"
                 t0 = time.perf_counter()
                 ds = pool.submit(make_dataset, str(out / tag / "data"), s, level, sizes, dial).result()
@@ -171,4 +174,4 @@ def _welch_text(w: dict) -> str:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run(main))

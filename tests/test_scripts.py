@@ -47,13 +47,26 @@ def _script(args, tmp_path, timeout=120):
 @pytest.mark.parametrize("args, message", [
     (["benchmarks/bench_spectral.py", "--repeats", "0"], "argument --repeats: must be > 0, got '0'"),
     (["benchmarks/bench_spectral.py", "--rows", "-5"], "argument --rows: must be > 0, got '-5'"),
-], ids=["repeats", "rows"])
+    (["benchmarks/bench_dials.py", "--out", "w", "--levels", "0,x"],
+     "argument --levels: '0,x': could not convert string to float: 'x'"),
+    (["benchmarks/bench_collapse.py", "--out", "w", "--data-seeds", "0,,1"],
+     "argument --data-seeds: expected a comma-separated list without empty entries, got '0,,1'"),
+], ids=["repeats", "rows", "levels", "data-seeds"])
 def test_benchmark_refuses_a_bad_option_before_any_work(args, message, tmp_path):
     # argparse's usage and one error line, exit status 2, no traceback (run from outside the repository)
     proc = _script([str(ROOT / args[0]), *args[1:]], tmp_path)
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.strip().splitlines()[-1].endswith(message), proc.stderr
     assert "Traceback" not in proc.stderr and proc.stdout == ""
+    assert not (tmp_path / "w").exists()
+
+
+def test_dials_benchmark_reports_a_refused_dataset_in_one_line(tmp_path):
+    # the generator's refusal, raised in a worker process, is one Error: line with exit status 2
+    proc = _script([str(ROOT / "benchmarks/bench_dials.py"), "--out", "w", "--data-seeds", "0", "--levels", "0",
+                    "--videos", "2", "--workers", "1"], tmp_path)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip().splitlines() == ["Error: n_videos must be at least 3, got 2"]
 
 
 def test_scale_benchmark_leaves_no_temporary_folder(tmp_path):
