@@ -55,6 +55,7 @@ def _decisions(model, ds, config, only: dict):
     import numpy as np
     import torch
 
+    from rankfusion.config import observed_frames
     from rankfusion.data.synth import A
     from rankfusion.data.torchdata import video_inputs
 
@@ -64,7 +65,7 @@ def _decisions(model, ds, config, only: dict):
     for video, ratios in only.items():
         gt = np.asarray(ds.labels(video))
         for o in ratios:
-            past = int(o * len(gt))
+            past = observed_frames(len(gt), o)  # the cut moc_grid makes
             after = np.flatnonzero(gt[past - 1:] != gt[past - 1])
             truth = int(gt[past - 1 + after[0]])
             feats, mask = video_inputs(ds, video, config.model.modalities, past, config.train.sample_rate, "cpu")
@@ -81,11 +82,9 @@ def _decisions(model, ds, config, only: dict):
 
 def run_arm(data, run, modalities, rtf, seed, preset, epochs, profile=None):
     """Train one run; return MoC, reliance per modality (fused), partner-only accuracy, timings."""
-    import numpy as np
-
     from rankfusion.config import load_config
     from rankfusion.data.synth import partner_only_cuts
-    from rankfusion.evaluate import modality_reliance, moc_grid
+    from rankfusion.evaluate import grid_mean, modality_reliance, moc_grid
     from rankfusion.runs import load_run, open_data
     from rankfusion.train import train
 
@@ -105,7 +104,7 @@ def run_arm(data, run, modalities, rtf, seed, preset, epochs, profile=None):
     model, config, _ = load_run(run)
     ds = open_data(data, config)
     grid = moc_grid(model, ds, "test", config, "cpu")
-    out = {"moc": float(np.nanmean(list(grid.values()))), "train_s": train_s}
+    out = {"moc": grid_mean(grid), "train_s": train_s}
     if len(modalities) > 1:
         for r in modality_reliance(model, ds, "test", config, "cpu", clean=grid):
             out[f"rel_{r.modality}"] = float(r.drop)

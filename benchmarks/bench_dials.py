@@ -51,10 +51,8 @@ def _init_worker():
 
 def train_and_score(data, run, modalities, seed, preset, overrides):
     """Train one run; return its grid-mean test MoC (%), per-cell MoC, wall and CPU seconds."""
-    import numpy as np
-
     from rankfusion.config import load_config
-    from rankfusion.evaluate import moc_grid
+    from rankfusion.evaluate import grid_mean, moc_grid
     from rankfusion.runs import load_run, open_data
     from rankfusion.train import train
 
@@ -64,8 +62,7 @@ def train_and_score(data, run, modalities, seed, preset, overrides):
     train(cfg, data, run, seed=seed, progress=False)
     model, config, _ = load_run(run)
     grid = moc_grid(model, open_data(data, config), "test", config, "cpu")
-    vals = [v for v in grid.values() if np.isfinite(v)]
-    return {"moc": float(np.mean(vals)), "cells": {f"{o}/{b}": v for (o, b), v in grid.items()},
+    return {"moc": grid_mean(grid), "cells": {f"{o}/{b}": v for (o, b), v in grid.items()},
             "wall_s": time.perf_counter() - t, "cpu_s": time.process_time() - c}
 
 
