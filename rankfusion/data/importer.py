@@ -24,6 +24,9 @@ from .synth import _split_counts
 
 _NAME = re.compile(r"^[A-Za-z0-9_-]+$")
 
+#: A label that is an integer written in ASCII digits (an optional sign): such labels sort by value.
+INTEGER_TEXT = re.compile(r"[+-]?[0-9]+")
+
 
 def parse_modality_spec(spec: str) -> tuple[str, list[str]]:
     """``"acc=acc_*,lin_*"`` -> ``("acc", ["acc_*", "lin_*"])``."""
@@ -429,7 +432,7 @@ def class_order(names) -> list:
     ASCII digits (2 before 10, as the labels' numbers), else as text; equal values (``01``, ``1``)
     by their text."""
     names = set(names)
-    if names and all(re.fullmatch(r"[+-]?[0-9]+", n) for n in names):
+    if names and all(INTEGER_TEXT.fullmatch(n) for n in names):
         return sorted(names, key=lambda n: (int(n), n))
     return sorted(names)
 

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import re
-
 import numpy as np
 import pandas as pd
 
 from .._validation import InputError, is_torch
-from ..data.importer import read_table
+from ..data.importer import INTEGER_TEXT, read_table
 from ..files import load_arrays
 from .arrays import _as_numpy64
 
@@ -135,7 +133,7 @@ def _table_labels(text: np.ndarray) -> np.ndarray:
     two texts are the same number (so 2 comes before 10), else the texts (``01`` and ``1`` are two
     classes)."""
     texts = set(text.tolist())
-    if not all(isinstance(t, str) and re.fullmatch(r"[+-]?[0-9]+", t) for t in texts):
+    if not all(isinstance(t, str) and INTEGER_TEXT.fullmatch(t) for t in texts):
         return text
     values = {int(t) for t in texts}
     if len(values) < len(texts) or max(map(abs, values), default=0) >= 2 ** 63:
