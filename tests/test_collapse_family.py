@@ -14,7 +14,8 @@ from scipy import stats as sps
 from rankfusion import report
 from rankfusion.figures import FigureContext, make_figures
 from rankfusion.figures.collapse import (ARMS, BASELINE, EVERY_LEVEL, PARTNER_ALONE, CollapsePoint, CollapseResult,
-                                         _cells, arm_args, comparisons, jobs, remedies_table)
+                                         _cells, arm_args, comparisons, jobs, remedies_table, write_remedies)
+from rankfusion.figures.common import FigureResult
 from rankfusion.profiles import get_profile
 from rankfusion.runcache import RunCache
 from rankfusion.stats import adjust
@@ -169,6 +170,22 @@ def test_collapse_family_quick(tmp_path):
     assert set(ranks["arm"]) == {BASELINE, PARTNER_ALONE} and (ranks["epoch"] == 0).any()
     manifest = json.loads((tmp_path / "figs" / "manifest.json").read_text())
     assert len(manifest["figures"]["collapse"]["runs"]) == len(planned)
+
+
+def test_remedies_markdown_names_its_test_and_holm_family(tmp_path):
+    # collapse_remedies.md read on its own: its Holm p must say which test and over how many comparisons
+    pts = _toy()
+    cells = _cells(pts)
+    comps = comparisons(cells, (0.0, 1.0), "depth")
+    res = CollapseResult(tuple(pts), tuple(cells), tuple(comps), tuple(adjust([c.test.p for c in comps], "holm")),
+                         (0.0, 1.0), "depth")
+    fig = FigureResult("collapse")
+    write_remedies(tmp_path, fig, res)
+    text = (tmp_path / "collapse_remedies.md").read_text()
+    assert fig.files == ["collapse_remedies.md"]
+    assert text.startswith("| arm |") and "Holm p" in text.splitlines()[0]
+    note = text.rstrip().splitlines()[-1]
+    assert "Welch" in note and f"Holm-adjusted over the {res.family} tested comparisons" in note and res.family > 1
 
 
 @pytest.mark.parametrize("family, partner, why", [

@@ -370,6 +370,24 @@ def comparisons_note(res: CollapseResult) -> str:
             f"the test detects with {100 * POWER:g} % power at {ALPHA:g}/{m} and at {ALPHA:g}.")
 
 
+def remedies_note(res: CollapseResult) -> str:
+    """The line under ``collapse_remedies.md``: the test of ``gain vs plain fusion`` and the Holm family
+    of its ``Holm p`` (the comparisons of ``collapse_comparisons.md``), so the table read on its own says so."""
+    m = res.family
+    if not m:
+        return "gain vs plain fusion: no comparison of the collapse family is tested (Holm p: NaN)."
+    pct = int(round(100 * (1 - ALPHA)))
+    return (f"gain vs plain fusion: difference of the means over seeds with its unadjusted {pct} % Welch interval; "
+            f"Holm p: Welch's t over seeds, Holm-adjusted over the {m} tested comparisons of collapse_comparisons.md "
+            f"(family-wise error {ALPHA:g}).")
+
+
+def write_remedies(out, res: FigureResult, data: CollapseResult) -> None:
+    """Write ``collapse_remedies.md`` (:func:`remedies_table` and :func:`remedies_note`) into ``out``."""
+    write_text(Path(out) / "collapse_remedies.md", to_markdown(remedies_table(data)) + f"\n\n{remedies_note(data)}\n")
+    res.files.append("collapse_remedies.md")
+
+
 def _write(ctx: FigureContext, res: FigureResult, data: CollapseResult, ranks: pd.DataFrame) -> None:
     from .. import plots
 
@@ -378,9 +396,7 @@ def _write(ctx: FigureContext, res: FigureResult, data: CollapseResult, ranks: p
     table(ctx.out, cells_df, "collapse_cells", res)
     table(ctx.out, comps_df, "collapse_comparisons", res, markdown=True, note=comparisons_note(data))
     table(ctx.out, ranks, "collapse_ranks", res)
-    rem = remedies_table(data)
-    write_text(ctx.out / "collapse_remedies.md", to_markdown(rem) + "\n")
-    res.files.append("collapse_remedies.md")
+    write_remedies(ctx.out, res, data)
     save(ctx.out, plots.plot_collapse(cells_df, ranks, arms=list(ARMS), baseline=BASELINE, alone=PARTNER_ALONE,
                                       partner=ctx.partner), "collapse", res, ctx.formats)
 
