@@ -2,7 +2,7 @@
 
 Two arms of ``n`` seeds each, values Normal(0, 1) and Normal(delta, 1) (``delta`` in units of the
 single-run sd); a verdict is "resolved" when :func:`rankfusion.stats.compare` (Welch's t, the
-default for two different models) gives p < alpha. Each cell is the fraction of seeded draws
+default for two different models) gives p <= alpha (:func:`rankfusion.stats.rejects`). Each cell is the fraction of seeded draws
 resolved: at delta = 0 the false-positive rate, above it the power. For comparison the former
 screening rule (|difference of means| >= 2 x the larger single-run sd) is simulated on the same
 draws. The table in docs/analysis.md, "How findings are judged", is this script's output::

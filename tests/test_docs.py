@@ -416,3 +416,12 @@ def test_model_doc_quotes_the_committed_collapse_indices():
         assert found, f"docs/model.md does not quote the collapse index of {arm!r}"
         assert (int(found[1]), int(found[2])) == index[arm], \
             f"docs/model.md quotes {arm!r} at {found[1]} +- {found[2]} %, figures/collapse_cells.csv has {index[arm]}"
+
+
+def test_docs_state_one_rejection_rule():
+    # every test rejects at p <= alpha (stats.rejects); a sentence giving any test a strict "p < alpha"
+    # rule (other than the printed "p < 0.001") contradicts it
+    strict = re.compile(r"(?<![<>=])\bp\s*(?:<|&lt;)\s*(?:0?\.0[1-9]\b|alpha\b)")
+    texts = {p: p.read_text() for p in [*sorted((ROOT / "docs").glob("*.md")), *sorted((ROOT / "benchmarks").glob("*.py"))]}
+    hits = [f"{p.name}: {m.group(0)!r}" for p, t in texts.items() for m in strict.finditer(" ".join(t.split()))]
+    assert not hits, hits
