@@ -359,7 +359,10 @@ def adjust(p_values, method: str = "holm") -> np.ndarray:
     ndarray of shape (m,)
         Adjusted p-values, each in [0, 1]; reject where :func:`rejects` (``adjusted <= alpha``).
     """
-    p = np.asarray(p_values, dtype=np.float64).ravel()
+    p = np.asarray(p_values, dtype=np.float64)
+    if p.ndim > 1:
+        raise ValueError(f"p_values must be 1-D (one family), got shape {p.shape}")
+    p = p.ravel()
     if method not in ("holm", "bh"):
         raise ValueError(f"method must be 'holm' or 'bh', got {method!r}")
     if np.any(np.isinf(p)):

@@ -212,6 +212,15 @@ def test_adjust_holm_and_bh_by_hand():
         stats.adjust([0.01, float("inf")])  # it was read as untested
 
 
+@pytest.mark.parametrize("method", ["holm", "bh"])
+def test_adjust_refuses_more_than_one_family_at_once(method):
+    # a 2-D array is not one family: flattening it would adjust over every cell and return another shape
+    with pytest.raises(ValueError, match=r"1-D \(one family\), got shape \(2, 2\)"):
+        stats.adjust([[0.01, 0.02], [0.03, 0.04]], method)
+    # a single p-value (0-D) is a family of one
+    assert stats.adjust(0.03, method).tolist() == [0.03]
+
+
 def test_empirical_p_is_valid_under_the_null():
     assert stats.empirical_p(5.0, [1.0, 2.0, 6.0]) == pytest.approx(2 / 4)
     assert stats.empirical_p(9.0, np.arange(19.0)) == pytest.approx(11 / 20)
