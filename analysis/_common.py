@@ -11,7 +11,8 @@ def run_family(name: str, doc: str) -> int:
     """Regenerate one figure family (``rankfusion figures --only NAME``) and update the manifest."""
     from rankfusion._validation import InputError
     from rankfusion.figures import FigureContext, make_figures
-    from rankfusion.runcache import default_workers, set_threads
+    from rankfusion.runcache import default_workers
+    from rankfusion.threads import set_threads
 
     parser = argparse.ArgumentParser(description=doc)
     parser.add_argument("--data", required=True, type=Path, help="dataset in the standard layout")

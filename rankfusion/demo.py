@@ -20,7 +20,7 @@ from .data import open_dataset
 from .data.synth import prepare_dataset
 from .figures import FigureContext, make_figures
 from .profiles import get_profile
-from .runcache import set_threads
+from .threads import set_threads
 from .runs import resolve_device
 from .report import build_report
 
@@ -52,7 +52,7 @@ def run_demo(out, *, quick: bool = False, device: str = "cpu", seed: int = 0, pr
     command : str
         Recorded in the manifest.
     threads : int or None, default 1
-        Torch threads (:func:`rankfusion.runcache.set_threads`; None keeps torch's default).
+        Torch and NumPy BLAS threads (:func:`rankfusion.threads.set_threads`; None keeps the defaults).
     workers : int, default 1
         Processes that train, evaluate and export the independent runs in parallel (one torch
         thread each; :func:`rankfusion.runcache.run_jobs`).

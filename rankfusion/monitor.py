@@ -28,6 +28,7 @@ from .data.torchdata import length_batches, pad_videos, video_inputs
 from .files import write_text
 from .spectral import GramAccumulator, effective_rank
 from .spectral.routes import _check_tol
+from .threads import blas_threads
 
 __all__ = ["RankMonitor", "r3d_modules", "EpochRanks", "DEFAULT_EVERY", "DEFAULT_MAX_ROWS", "MASK_LAYOUTS"]
 
@@ -336,11 +337,14 @@ class RankMonitor:
         """
         step = self._calls if step is None else step
         new = []
-        for w in self._watches:
-            if w.acc.n_rows == 0 and w.finite:
-                continue
-            new.append(self._summary(w, step))
-            w.reset()
+        # the spectra are small eigenproblems: NumPy's BLAS on one thread, beside the model's
+        # torch threads (rankfusion.threads)
+        with blas_threads(1):
+            for w in self._watches:
+                if w.acc.n_rows == 0 and w.finite:
+                    continue
+                new.append(self._summary(w, step))
+                w.reset()
         self._interval_calls = 0
         self._rows += new
         if self._writer is not None:

@@ -38,6 +38,7 @@ from .evaluate import DECIDABLE_DRAWS, decidable_cuts, moc_grid, modality_relian
 from .utilization import run_donor_seed
 from .profiles import Profile
 from .runs import load_run, open_data, resolve_device
+from .threads import set_threads
 
 #: Run options that are TrainConfig fields (the remedies of :mod:`rankfusion.remedies`); every
 #: other option of :meth:`RunCache.config` is an R3DConfig field.
@@ -51,22 +52,6 @@ def default_workers() -> int:
     """Processes training independent runs by default (``--workers``): two, or one on a one-core
     machine, each with one torch thread."""
     return max(1, min(2, os.cpu_count() or 1))
-
-
-def set_threads(n: int | None) -> None:
-    """Use ``n`` torch (intra-op) threads; None leaves torch's default.
-
-    The demo's models are small (D = 32, a few hundred steps per batch): one thread runs them
-    about as fast as two on an idle machine and several times faster on a shared one, where
-    multi-threaded kernels on small matrices spin-wait for a busy core (measured 4.5 s vs 9.7-18 s
-    for the same run on this 2-core machine under load).
-    """
-    if n is None:
-        return
-    n = check_int(n, "threads", low=1)
-    import torch
-
-    torch.set_num_threads(n)
 
 
 def default_cache_dir(data_root) -> Path:
@@ -543,8 +528,8 @@ def group_jobs(jobs) -> list[list[RunJob]]:
 
 
 def _init_worker() -> None:
-    # one torch thread per process: the runs are small, and two processes on two cores must not
-    # each spin up a thread pool of their own (set_threads explains the cost)
+    # one torch and one BLAS thread per process: the runs are small, and two processes on two
+    # cores must not each spin up thread pools of their own (rankfusion.threads explains the cost)
     set_threads(1)
 
 

@@ -8,7 +8,7 @@ import pytest
 
 pytest.importorskip("torch")
 
-from rankfusion import profiles, runcache  # noqa: E402
+from rankfusion import profiles, runcache, threads  # noqa: E402
 from rankfusion.files import load_arrays  # noqa: E402
 
 
@@ -34,7 +34,7 @@ def test_pool_matches_serial(data, tmp_path):
     prof = profiles.get_profile("quick")
     serial = runcache.RunCache(data, tmp_path / "serial", prof, progress=False)
     pooled = runcache.RunCache(data, tmp_path / "pooled", prof, progress=False)
-    runcache.set_threads(1)  # the workers run one torch thread each: the serial run must too
+    threads.set_threads(1)  # the workers run one torch thread each: the serial run must too
     s = runcache.run_jobs(_jobs(serial), workers=1, progress=False)
     pooled.prefetch(_jobs(pooled), workers=2, progress=False)
     assert len(s) == 3 and all(s.values()) and len(pooled.trained_now) == 3
@@ -81,7 +81,7 @@ def test_seeds_of_one_configuration_train_together(data, tmp_path, monkeypatch):
     prof = profiles.get_profile("quick")
     one = runcache.RunCache(data, tmp_path / "one", prof, progress=False)
     two = runcache.RunCache(data, tmp_path / "two", prof, progress=False)
-    runcache.set_threads(1)
+    threads.set_threads(1)
 
     def jobs(cache):
         return [cache.job(["rgb", "depth"], s, obs_ratios=(0.3,)) for s in (1, 10)] + \

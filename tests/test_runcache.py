@@ -7,7 +7,7 @@ import shutil
 import numpy as np
 import pytest
 
-from rankfusion import profiles, runcache
+from rankfusion import profiles, runcache, threads
 from rankfusion.data.synth import prepare_dataset
 
 
@@ -56,7 +56,7 @@ def test_profiles_and_threads():
     with pytest.raises(ValueError, match="profile must be one of"):
         profiles.get_profile("huge")
     with pytest.raises(ValueError, match="threads"):
-        runcache.set_threads(0)
+        threads.set_threads(0)
 
 
 def test_prepare_dataset_reuses_same_settings(tmp_path):
@@ -72,10 +72,10 @@ def test_prepare_dataset_reuses_same_settings(tmp_path):
 _BUILDER = r"""
 import json, sys, time
 from pathlib import Path
-from rankfusion import profiles, runcache
+from rankfusion import profiles, runcache, threads
 
 data, cache_dir, me = sys.argv[1], Path(sys.argv[2]), sys.argv[3]
-runcache.set_threads(1)
+threads.set_threads(1)
 cache = runcache.RunCache(data, cache_dir, profiles.get_profile("quick"), progress=False)
 (cache_dir.parent / f"ready-{me}").touch()
 while not (cache_dir.parent / "go").exists():  # start both builders at the same moment

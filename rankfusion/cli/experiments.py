@@ -43,7 +43,7 @@ def _command_line(omit=()) -> str:
 
 def _threads_option(f):
     return click.option("--threads", default=1, show_default=True, type=click.IntRange(min=1),
-                        help="Torch threads (small models: 1 is as fast and robust on shared cores).")(f)
+                        help="Torch and NumPy BLAS threads (small models: 1 is as fast and robust on shared cores).")(f)
 
 
 def _default_workers() -> int:
@@ -99,7 +99,7 @@ def _listed(opts: list[str]) -> str:
 def _context(data, out, cache_dir, profile, device, quiet, threads=1, anchor="rgb", partner=None):
     """The figure context of ``--data`` (:meth:`rankfusion.figures.FigureContext.open`), torch set to ``threads``."""
     from ..figures import FigureContext
-    from ..runcache import set_threads
+    from ..threads import set_threads
 
     data = check_folder(data, "--data folder")
     set_threads(threads)

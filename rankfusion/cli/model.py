@@ -124,7 +124,7 @@ def _modalities_source(data, config_path, preset, model: dict, split_set=None) -
                    "validation subset, written to OUT/ranks.csv (docs/monitor.md).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @click.option("--threads", type=click.IntRange(min=1), default=None,
-              help="Torch threads of this process (default: torch's, one per core; small models: 1, see docs/cli.md).")
+              help="Torch and NumPy BLAS threads of this process (default: one per core; small models: 1, see docs/cli.md).")
 @click.option("--rtf-stats", type=click.Choice(["global", "local"]), default="global", show_default=True,
               help="Under torchrun: RTF's channel statistic summed over processes (N x B selects as one "
                    "process with batch N*B) or each process's own batch.")
@@ -141,7 +141,7 @@ def train(data, out, preset, config_path, epochs, seed, seeds, serial_seeds, mod
     """
     from ..batched import train_seeds
     from ..distributed import said_once, under_torchrun
-    from ..runcache import set_threads
+    from ..threads import set_threads
     from ..runs import recorded_config_hash
     set_threads(threads)
     with said_once():  # under torchrun every process reads the same command line and files: rank 0 says what is wrong

@@ -35,6 +35,7 @@ from tqdm.auto import tqdm
 from .._progress import bar_disabled
 from .._validation import InputError, check_int
 from ..runcache import group_jobs
+from ..threads import limited_threads
 from . import ablation, angles, collapse, dose, dynamics, exchange, modality, noise, spectra, spectrum, theorem, timeline
 from .common import FigureResult, RunSet
 from .context import FigureContext
@@ -163,15 +164,10 @@ class _Prefetch:
 
     def __enter__(self):
         if self.thread is not None:
-            import torch
-            from threadpoolctl import threadpool_limits
-
             # this process shares the cores with the workers: one torch and one BLAS thread, as
-            # each worker uses (multi-threaded kernels on small matrices spin-wait for busy cores);
-            # the BLAS/OpenMP limit first, so that what it restores is the caller's setting
-            self.threads = torch.get_num_threads()
-            self.blas = threadpool_limits(1)
-            torch.set_num_threads(1)
+            # each worker uses (rankfusion.threads)
+            self.limits = limited_threads(1)
+            self.limits.__enter__()
             self.thread.start()
         return self
 
@@ -188,15 +184,12 @@ class _Prefetch:
     def __exit__(self, exc_type, exc, tb):
         if self.thread is None:
             return False
-        import torch
-
         try:
             if exc_type is not None:
                 self.stop.set()
             self.thread.join()
         finally:
-            self.blas.restore_original_limits()
-            torch.set_num_threads(self.threads)
+            self.limits.__exit__(None, None, None)
         if exc_type is None and self.error is not None:
             raise self.error
         return False

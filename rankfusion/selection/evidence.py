@@ -20,7 +20,8 @@ from .._validation import InputError, check_int
 from .arrays import _unit_scale
 from .criterion import nan_last
 from .paired import check_paired
-from .probe import ProbeConfig, _accuracy, _torch_threads, fit_probe, fit_probe_members
+from ..threads import limited_threads
+from .probe import ProbeConfig, _accuracy, fit_probe, fit_probe_members
 from .results import CandidateEvidence, SelectionReport
 from .surrogates import _draw_surrogate, _spectral_factors, noise_test
 
@@ -75,7 +76,7 @@ def _replicate_task(arrays, factors, y, anchor, cands, tr, te, seed, config, wit
     candidate's spectral factors with the candidate's seed), standardised on the replicate's
     training rows like the candidate: each surrogate goes through exactly what the candidate does.
     """
-    with _torch_threads(config.threads):
+    with limited_threads(config.threads):
         return _replicate_fits(arrays, factors, y, anchor, cands, tr, te, seed, config, with_anchor)
 
 

@@ -6,13 +6,13 @@ needs no torch.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from .. import spectral, stats
+from ..threads import limited_threads
 from .._validation import InputError, check_distinct_seeds, check_float, check_int, option_name
 from ..config import R3DConfig
 from ..spectral import blended_channel_count, low_informative_channels
@@ -216,22 +216,6 @@ def _member_blend():
     return MemberBlend
 
 
-@contextlib.contextmanager
-def _torch_threads(n: int):
-    """``n`` torch threads and ``n`` BLAS threads for NumPy (the surrogates' QR: a multi-threaded
-    BLAS on small matrices spin-waits for busy cores)."""
-    import torch
-    from threadpoolctl import threadpool_limits
-
-    old = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        with threadpool_limits(n):
-            yield
-    finally:
-        torch.set_num_threads(old)
-
-
 def fit_probe(xs, labels, *, config: ProbeConfig | None = None, rtf: bool = True, seed: int = 0):
     """Train a fusion probe on ``xs`` (anchor first) to predict ``labels``.
 
@@ -262,7 +246,7 @@ def fit_probe(xs, labels, *, config: ProbeConfig | None = None, rtf: bool = True
     ts = [torch.as_tensor(_as_numpy64(x, "xs"), dtype=torch.float32) for x in xs]
     y = torch.as_tensor(_as_numpy64(labels, "labels").astype(np.int64))
     n_classes = int(y.max()) + 1
-    with _torch_threads(config.threads):
+    with limited_threads(config.threads):
         torch.manual_seed(seed)
         model = _probe_class()([t.shape[1] for t in ts], n_classes, config, rtf=rtf)
         opt = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
@@ -313,7 +297,7 @@ def fit_probe_members(anchor_x, candidate_xs, labels, *, config: ProbeConfig | N
     y = torch.as_tensor(_as_numpy64(labels, "labels").astype(np.int64))
     n_classes = int(y.max()) + 1
     S, N = zc.shape[0], zc.shape[1]
-    with _torch_threads(config.threads):
+    with limited_threads(config.threads):
         torch.manual_seed(seed)
         ref = _probe_class()([za.shape[1], zc.shape[2]], n_classes, config, rtf=True)
         members = ProbeMembers(ref, S)
