@@ -172,6 +172,26 @@ def test_each_candidate_gets_its_own_replicates(report):
         assert _cand(report, c).accuracy == float(np.array(acc).mean())
 
 
+def test_surrogate_draws_are_not_reused_for_other_data():
+    """The per-process surrogate cache is keyed on every factor: factors with the same means,
+    singular values, rows and scale but other right singular vectors get their own draws."""
+    from rankfusion.selection import evidence
+
+    mu, sv = np.zeros(3), np.array([3.0, 2.0])
+    vt_a = np.eye(3)[:2]
+    vt_b = np.eye(3)[[1, 2]]  # other right singular vectors, everything else identical
+    fa, fb = (mu, sv, vt_a, 20, 0), (mu, sv, vt_b, 20, 0)
+    a = [s.copy() for s in evidence._surrogates_of(fa, 7, 2)]
+    b = evidence._surrogates_of(fb, 7, 2)
+    for j in range(2):
+        np.testing.assert_array_equal(a[j], evidence._draw_surrogate(fa, 7, j))
+        np.testing.assert_array_equal(b[j], evidence._draw_surrogate(fb, 7, j))
+        assert not np.array_equal(a[j], b[j])
+    for e in (0, 1):  # the scale too
+        fe = (mu, sv, vt_a, 20, e)
+        np.testing.assert_array_equal(evidence._surrogates_of(fe, 7, 1)[0], evidence._draw_surrogate(fe, 7, 0))
+
+
 def test_selection_imports_without_torch():
     # the criterion on feature files and modality-select's start need no torch: the probe imports it
     # when it fits (a spawned worker then imports it while the caller computes)

@@ -37,6 +37,19 @@ def test_matched_donors_within_tolerance_else_nearest():
         matched_donors([10], 0)
 
 
+def test_matched_donors_bound_is_the_tolerance_as_written():
+    # 0.7 * 90 is 62.99999999999999 in doubles: a donor exactly 70 % (63 frames) longer is still
+    # within 70 %, so video 0 (90 frames) draws from 100 and 153 alike, not from 100 alone
+    lengths = [90, 100, 153, 400]
+    seen = {int(matched_donors(lengths, s, tol=0.7)[0][0]) for s in range(40)}
+    assert seen == {1, 2}
+    # just outside the bound stays outside: 154 is 64 frames longer
+    assert {int(matched_donors([90, 100, 154, 400], s, tol=0.7)[0][0]) for s in range(40)} == {1}
+    # a tolerance of 0 pairs equal lengths only, else the nearest
+    donors, _ = matched_donors([10, 10, 11, 30], 0, tol=0.0)
+    assert donors[0] == 1 and donors[1] == 0 and donors[2] in (0, 1) and donors[3] == 2
+
+
 def test_shapley_values_hand_worked():
     # v(S) for three players: a alone 6, b alone 0, c alone 0, ab 9, ac 6, bc 3, abc 12, empty 0
     v = {frozenset(): 0, frozenset("a"): 6, frozenset("b"): 0, frozenset("c"): 0, frozenset("ab"): 9,

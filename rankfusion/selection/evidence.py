@@ -17,10 +17,10 @@ from .. import spectral, stats
 from ..stats import corrected_ci
 from .._progress import bar_disabled
 from .._validation import InputError, check_int
+from ..threads import limited_threads
 from .arrays import _unit_scale
 from .criterion import nan_last
 from .paired import check_paired
-from ..threads import limited_threads
 from .probe import ProbeConfig, _accuracy, fit_probe, fit_probe_members
 from .results import CandidateEvidence, SelectionReport
 from .surrogates import _draw_surrogate, _spectral_factors, noise_test
@@ -104,7 +104,9 @@ def _surrogates_of(factors, seed: int, n: int) -> list:
     """Surrogates ``0..n-1`` of one candidate (:func:`_draw_surrogate`), drawn once per process and
     candidate: the tasks of one candidate follow each other, and the draws (a QR each) are the same
     in every replicate."""
-    key = (seed, n, factors[3], factors[1].tobytes(), factors[0].tobytes())  # the factors arrive pickled: by value
+    mu, sv, vt, rows, e = factors
+    # every factor (they arrive pickled: compared by value), so other data never reuse the draws
+    key = (seed, n, rows, e, mu.tobytes(), sv.tobytes(), vt.shape, vt.tobytes())
     if not _SURROGATE_CACHE or _SURROGATE_CACHE[0][0] != key:
         _SURROGATE_CACHE[:] = [(key, [_draw_surrogate(factors, seed, j) for j in range(n)])]
     return _SURROGATE_CACHE[0][1]
