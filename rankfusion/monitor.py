@@ -395,8 +395,9 @@ class RankMonitor:
 
     def close(self, *, flush: bool = True):
         """Remove every hook; with ``flush``, record a last (partial) interval if rows are pending.
-        A TensorBoard writer the monitor made (``tensorboard=`` a folder) is closed, one passed in
-        is flushed."""
+        A TensorBoard writer the monitor made (``tensorboard=`` a folder) is closed, and later
+        records (:meth:`record` after ``close``) are not written to it; one passed in is flushed
+        and stays the caller's."""
         for h in self._handles:
             h.remove()
         self._handles = []
@@ -404,6 +405,8 @@ class RankMonitor:
             self.record()
         if self._own_writer:
             self._writer.close()  # flushes; its writer thread ends
+            # gone for good: a record() after close() must not reopen the folder with a new event file
+            self._writer, self._own_writer = None, False
         elif self._writer is not None and hasattr(self._writer, "flush"):
             self._writer.flush()  # the caller's writer stays open
 

@@ -276,8 +276,9 @@ def test_tensorboard_writer_made_by_the_monitor_is_closed_one_given_is_not(tmp_p
     before = threading.active_count()
     for i in range(3):  # each once left a writer thread running
         with RankMonitor(net, {"a": net.a}, every=1, tensorboard=tmp_path / f"tb{i}") as mon:
+            writer = mon._writer
             net(*_inputs(20, "cpu", i))
-        assert mon._writer.all_writers is None  # SummaryWriter.close() drops its file writers
+        assert writer.all_writers is None  # SummaryWriter.close() drops its file writers
     assert threading.active_count() <= before
     mine = SummaryWriter(log_dir=str(tmp_path / "mine"))
     with RankMonitor(net, {"a": net.a}, every=1, tensorboard=mine):
@@ -285,6 +286,19 @@ def test_tensorboard_writer_made_by_the_monitor_is_closed_one_given_is_not(tmp_p
     assert mine.all_writers is not None  # the caller's writer stays open
     mine.add_scalar("after", 1.0, 0)
     mine.close()
+
+
+def test_record_after_close_does_not_reopen_the_event_folder(tmp_path):
+    pytest.importorskip("tensorboard")
+    net = TwoTower()
+    mon = RankMonitor(net, {"a": net.a}, every=None, tensorboard=tmp_path / "tb")
+    net(*_inputs(20, "cpu", 0))
+    mon.close(flush=False)  # rows pending, as when the with-block raised
+    files = sorted(p.name for p in (tmp_path / "tb").iterdir())
+    rows = mon.record()  # the pending interval is still readable ...
+    assert [r["name"] for r in rows] == ["a"] and rows[0]["n_rows"] == 20
+    assert sorted(p.name for p in (tmp_path / "tb").iterdir()) == files  # ... but no new event file
+    mon.close()  # twice is fine
 
 
 def test_refused_arguments_leave_no_tensorboard_writer(tmp_path):
