@@ -390,3 +390,22 @@ def test_oracle_key_without_the_action_code():
     assert len(set(key.tolist())) == len(ACTIONS) - 2
     assert len(set(_action_key(frozenset({"location", "motion"})).tolist())) == len(ACTIONS) - 3
     assert set(_action_key(frozenset({"direction"})).tolist()) == {0}
+
+
+@pytest.mark.parametrize("other", [{"collapse": 1.0}, {"spurious": 0.5}, {"nuisance": 0.7},
+                                   {"channels": {"rgb": 4, "depth": 6}}])
+def test_a_dataset_with_a_setting_left_unnamed_is_not_a_match(tmp_path, other):
+    # prepare_dataset (the demo, the dose and collapse families) reuses a dataset whose synth.json
+    # matches the settings asked for; a setting the caller leaves out means its default, so a dataset
+    # made with another value of it (a collapse dial, another nuisance) is not reused
+    from rankfusion.data.synth import dataset_matches, prepare_dataset
+
+    kw = dict(n_videos=3, min_frames=20, max_frames=25, channels={"rgb": 4, "depth": 4})
+    made = synthesize(tmp_path / "d", seed=2, **{**kw, **other})
+    asked = {k: v for k, v in kw.items() if k not in other}
+    assert dataset_matches(made, {**asked, **other}, seed=2)
+    assert not dataset_matches(made, asked, seed=2)
+    if "channels" not in other:
+        out = prepare_dataset(made, asked, seed=2)  # regenerated with the defaults of what was left out
+        cfg = json.loads((out / "synth.json").read_text())["config"]
+        assert all(cfg[k] == (None if k in ("collapse", "spurious") else 0.1) for k in other)

@@ -1350,7 +1350,12 @@ def prepare_dataset(out, synth_kwargs: dict, *, seed: int = 0, progress: bool = 
 
 
 def dataset_matches(root, synth_kwargs: dict, *, seed: int = 0) -> bool:
-    """Whether ``root`` holds a synthetic dataset generated with these settings (its ``synth.json``)."""
+    """Whether ``root`` holds a synthetic dataset generated with these settings (its ``synth.json``).
+
+    Every setting of :class:`SynthConfig` is compared, those ``synth_kwargs`` leaves out at their
+    defaults: a dataset made with a dial the caller does not name (``collapse``, ``nuisance``,
+    ``channels``...) is another dataset, not this one.
+    """
     meta = Path(root) / "synth.json"
     if not meta.exists():
         return False
@@ -1360,5 +1365,8 @@ def dataset_matches(root, synth_kwargs: dict, *, seed: int = 0) -> bool:
         return False
     if not isinstance(cfg, dict):
         return False
-    want = dict(synth_kwargs, seed=seed)
+    want = {f.name: f.default_factory() if f.default is dataclasses.MISSING else f.default
+            for f in dataclasses.fields(SynthConfig)}
+    want.update(synth_kwargs, seed=seed)
+    want["channels"] = _channels_arg(want["channels"])
     return all(cfg.get(k) == (list(v) if isinstance(v, tuple) else v) for k, v in want.items())
