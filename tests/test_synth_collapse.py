@@ -242,3 +242,31 @@ def test_partner_only_cuts_refuses_what_is_not_a_synthetic_dataset(levels, tmp_p
     # dial off: every decision-bearing carry is the partner's
     off = partner_only_cuts(levels[None])
     assert sum(len(v) for v in off.values()) >= _meta(levels[None])["partner_only"]["cuts"] > 0
+
+
+@pytest.mark.parametrize("seed, energy, snr", [(0, 8.30, 10.41), (4, 4.32, 4.78)])
+def test_the_hint_is_the_easier_read_already_at_k0(seed, energy, snr):
+    # docs/datasets.md, "Collapse": at K = 0 the hint has the gain of depth's linear code, but its
+    # projection lacks the factor projections' decaying column scale, so it carries 4.3-8.3 times
+    # the per-channel energy (4.8-10.4 times relative to each modality's noise; seeds 0-4)
+    from rankfusion.data.synth import (
+        MODALITY_GAINS, NOISE, SLICES, SynthConfig, _CollapseCode, _dial_seq, _signal_power, _World,
+    )
+
+    cfg = SynthConfig(seed=seed).validate()
+    world_seq, _, pilot_seq, _ = np.random.SeedSequence(seed).spawn(4)
+    world = _World(np.random.default_rng(world_seq), cfg.channels)
+    world.set_amplitudes(_signal_power(np.random.default_rng(pilot_seq), world, cfg), cfg)
+    code = _CollapseCode(np.random.default_rng(_dial_seq(world_seq)), cfg.channels, 0.0)
+
+    def noise(m):  # per-channel energy of the nuisance and white noise (unit stationary variance each)
+        nuis, white = (s * world.amplitude[m] for s in NOISE[m])
+        return nuis**2 * np.sum(world.nuisance[m] ** 2) / world.nuisance[m].shape[1] + white**2
+
+    e_dir = np.mean((MODALITY_GAINS["depth"]["direction"] * world.direction
+                     @ world.proj["depth"][SLICES["direction"]]) ** 2)
+    e_hint = np.mean((code.gains()["hint"] * code.hint_vec @ code.proj["rgb"]) ** 2)
+    assert code.gains()["hint"] == MODALITY_GAINS["depth"]["direction"]
+    # the documented ratios, to the two decimals they are given with
+    assert e_hint / e_dir == pytest.approx(energy, abs=0.006)
+    assert (e_hint / noise("rgb")) / (e_dir / noise("depth")) == pytest.approx(snr, abs=0.006)

@@ -198,8 +198,11 @@ BYTES_PER_FRAME_CHANNEL, BYTES_PER_VIDEO = 24, 4096
 #: With the dial on, the anchors (rgb, mvrgb) see a *hint* of each trip's direction, right with
 #: probability ``HINT_ACCURACY`` at every K, and depth codes the direction linearly with gain
 #: ``DIRECTION_GAIN * (1 - K)`` plus as the product of two latent signs (an XOR, gain
-#: ``XOR_GAIN * K``); the hint's gain rises from ``HINT_GAIN[0]`` (K = 0: as easy to read as
-#: depth's linear code) to ``HINT_GAIN[1]`` (K = 1). What each subset can know is the same at
+#: ``XOR_GAIN * K``); the hint's gain rises from ``HINT_GAIN[0]`` (K = 0: the gain of depth's
+#: linear code) to ``HINT_GAIN[1]`` (K = 1). Equal gains are not equal signals: the dial's
+#: projections lack the factor projections' decaying column scale, so at K = 0 the hint already
+#: carries 4-8 times the per-channel energy of depth's linear code (docs/datasets.md, "Collapse").
+#: What each subset can know is the same at
 #: every K, only how easily it is read changes: the oracle and the partner-only cut points do
 #: not depend on K.
 HINT_ACCURACY = 0.9
@@ -219,7 +222,8 @@ _DIAL_KEY = 7919
 #: cue"): the colored-MNIST set-up of the greedy-learner papers. With it on, the anchors see a *cue*
 #: of each trip's direction, right with probability ``(1 + S) / 2`` in the training split's videos
 #: and 1/2 (no information) in validation and test videos; depth keeps its code. The cue's gain is
-#: the collapse hint's at K = 1: larger than depth's direction code, so the cue is the easier read.
+#: the collapse hint's at K = 1, projected like the hint: far stronger than depth's direction code,
+#: so the cue is the easier read.
 SPURIOUS_GAIN = HINT_GAIN[1]
 SPURIOUS_SEEN_BY = HINT_SEEN_BY
 #: Size of the cue's latent block (projected by its own random matrices).
@@ -498,7 +502,10 @@ class _CollapseCode:
     The hint is ``h * hint_vec`` (h = +-1); the XOR code is ``b1 * xor_vec[0] + b2 * xor_vec[1]``
     with ``b1 * b2`` the direction, so that neither sign alone says anything about it. Both are
     modulated like depth's direction code (``0.6 + 0.8 * progress``) and projected into the
-    modalities that see them by their own random matrices, scaled like the factor projections.
+    modalities that see them by their own random matrices, scaled by ``1 / sqrt(LATENT)`` like the
+    factor projections but without their decaying column scale ``(1 + j) ** -0.3``: per channel
+    they carry about 1 / mean_j (1 + j) ** -0.6 (5.7 at 64 channels) times the energy of a factor
+    block of the same gain and norm.
     """
 
     def __init__(self, rng, channels, level: float):
