@@ -35,6 +35,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _cli import listed, positive_int, run  # noqa: E402
 
 
 def _free_port() -> int:
@@ -96,17 +99,17 @@ def ddp_section(*, videos=48, epochs=3, batch=8, nprocs=(1, 2), repeats=2, devic
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--videos", type=int, default=48)
-    ap.add_argument("--epochs", type=int, default=3)
-    ap.add_argument("--batch", type=int, default=8)
-    ap.add_argument("--nprocs", default="1,2")
-    ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--videos", type=positive_int, default=48)
+    ap.add_argument("--epochs", type=positive_int, default=3)
+    ap.add_argument("--batch", type=positive_int, default=8, help="batch per process")
+    ap.add_argument("--nprocs", type=listed(positive_int), default=[1, 2], help="torchrun process counts, e.g. 1,2")
+    ap.add_argument("--repeats", type=positive_int, default=2)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--json", default=None)
     a = ap.parse_args(argv)
     load0 = os.getloadavg()
     res = ddp_section(videos=a.videos, epochs=a.epochs, batch=a.batch, repeats=a.repeats, device=a.device,
-                      nprocs=tuple(int(n) for n in a.nprocs.split(",")))
+                      nprocs=tuple(a.nprocs))
     res["setup"]["load_average_before"] = load0
     print(f"{res['setup']['date']}, {res['setup']['machine']}, load average before {load0[0]:.1f}, "
           f"after {res['setup']['load_average'][0]:.1f}")
@@ -118,4 +121,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run(main))

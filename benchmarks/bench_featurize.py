@@ -36,6 +36,7 @@ import json
 import os
 import platform
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -46,6 +47,10 @@ from PIL import Image
 
 from rankfusion.data.featurize import featurize, to_input
 from rankfusion.data.frames import read_frame
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _cli import positive_int, run  # noqa: E402
 
 #: torchvision's ResNet-50 parameter count (with its 1000-way fc).
 RESNET50_PARAMS = 25_557_032
@@ -156,10 +161,10 @@ def time_importers(frames: int, repeats: int) -> dict:
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--frames", type=int, default=64)
-    ap.add_argument("--batch", type=int, default=32)
-    ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--frames", type=positive_int, default=64)
+    ap.add_argument("--batch", type=positive_int, default=32)
+    ap.add_argument("--repeats", type=positive_int, default=3)
+    ap.add_argument("--threads", type=positive_int, default=None, help="torch threads (default torch's)")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--json", default=None)
     ap.add_argument("--importers", action="store_true", help="Time import-ntu-skeleton and import-r3d instead.")
@@ -206,4 +211,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run(main))

@@ -51,13 +51,31 @@ def _script(args, tmp_path, timeout=120):
      "argument --levels: '0,x': could not convert string to float: 'x'"),
     (["benchmarks/bench_collapse.py", "--out", "w", "--data-seeds", "0,,1"],
      "argument --data-seeds: expected a comma-separated list without empty entries, got '0,,1'"),
-], ids=["repeats", "rows", "levels", "data-seeds"])
+    # where a case has a second bad value after the refused one (such as --videos 2), it stops a script
+    # that does not check the first before any work, so that such a script fails the case fast
+    (["benchmarks/bench_ddp.py", "--json", "w", "--nprocs", "0", "--videos", "2"],
+     "argument --nprocs: '0': must be > 0, got '0'"),
+    (["benchmarks/bench_ddp.py", "--json", "w", "--repeats", "0", "--videos", "2"],
+     "argument --repeats: must be > 0, got '0'"),
+    (["benchmarks/bench_featurize.py", "--json", "w", "--frames", "0"], "argument --frames: must be > 0, got '0'"),
+], ids=["repeats", "rows", "levels", "data-seeds", "ddp-nprocs", "ddp-repeats", "featurize-frames"])
 def test_benchmark_refuses_a_bad_option_before_any_work(args, message, tmp_path):
     # argparse's usage and one error line, exit status 2, no traceback (run from outside the repository)
     proc = _script([str(ROOT / args[0]), *args[1:]], tmp_path)
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.strip().splitlines()[-1].endswith(message), proc.stderr
     assert "Traceback" not in proc.stderr and proc.stdout == ""
+    assert not (tmp_path / "w").exists()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["benchmarks/bench_ddp.py", "--videos", "2"], "n_videos must be at least 3, got 2"),
+], ids=["ddp-videos"])
+def test_benchmark_reports_a_refused_input_in_one_line(args, message, tmp_path):
+    # input the library refuses: one Error: line, exit status 2, nothing written
+    proc = _script([str(ROOT / args[0]), *args[1:]], tmp_path)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip().splitlines() == [f"Error: {message}"]
     assert not (tmp_path / "w").exists()
 
 
