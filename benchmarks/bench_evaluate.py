@@ -40,8 +40,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_seeds import _finish, _machine  # noqa: E402  (this folder is on the path: the machine's description, one rule)
+from _cli import listed, positive_int, run  # noqa: E402
+from bench_seeds import _finish, _machine  # noqa: E402  (the machine's description, one rule)
 
 
 def _arm(run: Path, keep: bool, draws: int):
@@ -111,11 +113,11 @@ def run_bench(work: Path, videos: int, modalities: list, draws: int, repeats: in
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--videos", type=int, default=64)
-    ap.add_argument("--modalities", default="rgb,depth,mvrgb,noise,imu,text")
-    ap.add_argument("--draws", type=int, default=3)
-    ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--threads", type=int, default=1, help="torch threads (default 1).")
+    ap.add_argument("--videos", type=positive_int, default=64)
+    ap.add_argument("--modalities", type=listed(str), default=["rgb", "depth", "mvrgb", "noise", "imu", "text"])
+    ap.add_argument("--draws", type=positive_int, default=3, help="reliance draws per modality")
+    ap.add_argument("--repeats", type=positive_int, default=3)
+    ap.add_argument("--threads", type=positive_int, default=1, help="torch threads (default 1).")
     ap.add_argument("--json", default=None)
     args = ap.parse_args(argv)
     import torch
@@ -124,11 +126,10 @@ def main(argv=None):
     out = {"machine": _machine(), "torch": torch.__version__, "threads": args.threads}
     print(json.dumps(out["machine"]), flush=True)
     with tempfile.TemporaryDirectory() as tmp:
-        out["result"] = run_bench(Path(tmp), args.videos, [m for m in args.modalities.split(",") if m],
-                                  args.draws, args.repeats)
+        out["result"] = run_bench(Path(tmp), args.videos, args.modalities, args.draws, args.repeats)
     print(json.dumps(out["result"]), flush=True)
     return _finish(out, args.json)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run(main))

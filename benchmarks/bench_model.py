@@ -30,13 +30,19 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import sys
 import time
+from pathlib import Path
 
 import torch
 
 from rankfusion.config import R3DConfig, TrainConfig
 from rankfusion.model import R3D
 from rankfusion.train import compute_losses
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _cli import listed, non_negative_int, positive_int, run  # noqa: E402
 
 
 def _batch(B, T, C, mods, n_classes, n_queries, device, seed=0):
@@ -162,7 +168,6 @@ def bench_monitor(model, feats, mask, batch, device, repeats, every=None, max_ro
 def monitor_run(data, out, d_model, layers, epochs, device):
     """Train R3D (rgb+depth) at ``d_model`` with the epoch monitor; its time against the epoch time."""
     import pandas as pd
-    from pathlib import Path
 
     from rankfusion.config import load_config
     from rankfusion.train import train
@@ -191,7 +196,6 @@ COMPARE = {
 def compare(data, out, preset, seeds, device, epochs=None):
     """Train the three variants of COMPARE for every seed; print times and the test MoC table."""
     import json as _json
-    from pathlib import Path
 
     from rankfusion.config import load_config
     from rankfusion.evaluate import evaluate_run
@@ -226,23 +230,23 @@ def main(argv=None):
     p.add_argument("--compare", default=None, metavar="DATA", help="train/evaluate the comparison on DATA")
     p.add_argument("--out", default="runs/bench_model")
     p.add_argument("--preset", default="synthetic-small")
-    p.add_argument("--seeds", default="1,10,13452")
-    p.add_argument("--epochs", type=int, default=None, help="override the preset's epochs in --compare")
-    p.add_argument("--d-model", type=int, default=128)
-    p.add_argument("--layers", type=int, default=2)
-    p.add_argument("--batch", type=int, default=8)
-    p.add_argument("--steps", type=int, default=256, help="time steps T per video")
-    p.add_argument("--channels", type=int, default=512, help="input channels C per modality")
-    p.add_argument("--repeats", type=int, default=15)
-    p.add_argument("--train-steps", type=int, default=5)
+    p.add_argument("--seeds", type=listed(int), default=[1, 10, 13452], help="training seeds of --compare")
+    p.add_argument("--epochs", type=positive_int, default=None, help="override the preset's epochs in --compare")
+    p.add_argument("--d-model", type=positive_int, default=128)
+    p.add_argument("--layers", type=non_negative_int, default=2)
+    p.add_argument("--batch", type=positive_int, default=8)
+    p.add_argument("--steps", type=positive_int, default=256, help="time steps T per video")
+    p.add_argument("--channels", type=positive_int, default=512, help="input channels C per modality")
+    p.add_argument("--repeats", type=positive_int, default=15)
+    p.add_argument("--train-steps", type=positive_int, default=5)
     p.add_argument("--device", default="cpu")
-    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--threads", type=positive_int, default=None)
     p.add_argument("--json", default=None)
     p.add_argument("--monitor", action="store_true", help="overhead of the rank monitor on training steps")
-    p.add_argument("--monitor-repeats", type=int, default=3)
+    p.add_argument("--monitor-repeats", type=positive_int, default=3)
     p.add_argument("--monitor-run", default=None, metavar="DATA",
                    help="with --monitor: also train on DATA with train(monitor=True) and time the epoch monitor")
-    p.add_argument("--monitor-epochs", type=int, default=3)
+    p.add_argument("--monitor-epochs", type=positive_int, default=3)
     a = p.parse_args(argv)
     if a.threads:
         torch.set_num_threads(a.threads)
@@ -319,4 +323,4 @@ def _report_monitor(a, model, feats, mask, batch, frames, device):
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run(main))

@@ -28,6 +28,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from _cli import listed, positive_int, run  # noqa: E402
 from bench_seeds import _machine  # noqa: E402
 
 
@@ -48,9 +49,9 @@ def _time(fn) -> float:
 
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--widths", default="6,64,240", help="candidate widths (columns)")
-    ap.add_argument("--members", type=int, default=20, help="the candidate and its surrogates")
-    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--widths", type=listed(positive_int), default=[6, 64, 240], help="candidate widths (columns)")
+    ap.add_argument("--members", type=positive_int, default=20, help="the candidate and its surrogates")
+    ap.add_argument("--repeats", type=positive_int, default=3)
     ap.add_argument("--json", type=Path)
     args = ap.parse_args(argv)
 
@@ -62,7 +63,7 @@ def main(argv=None) -> dict:
     config = ProbeConfig()
     result = {"machine": _machine(), "torch": torch.__version__, "members": args.members, "rows": []}
     print(result["machine"])
-    for w in (int(v) for v in args.widths.split(",")):
+    for w in args.widths:
         xa, xc, y = _data(w, args.members)
         stacked, separate = [], []
         for r in range(args.repeats):
@@ -84,4 +85,4 @@ def main(argv=None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run(main))

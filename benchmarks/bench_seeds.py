@@ -49,6 +49,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _cli import listed, positive_int, run  # noqa: E402
 
 
 def _speed() -> dict:
@@ -238,11 +241,12 @@ def step_bench(k=5, b=8, t=48, width=32, reps=20) -> dict:
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--widths", default="32,128")
-    ap.add_argument("--seeds", default="1,3,5,8")
-    ap.add_argument("--epochs", type=int, default=2)
-    ap.add_argument("--repeats", type=int, default=1)
-    ap.add_argument("--threads", type=int, default=1, help="torch threads of both arms (default 1).")
+    ap.add_argument("--widths", type=listed(positive_int), default=[32, 128], help="d_model of each configuration")
+    ap.add_argument("--seeds", type=listed(positive_int), default=[1, 3, 5, 8],
+                    help="numbers of seeds K (seeds 1..K), one comparison each")
+    ap.add_argument("--epochs", type=positive_int, default=2)
+    ap.add_argument("--repeats", type=positive_int, default=1)
+    ap.add_argument("--threads", type=positive_int, default=1, help="torch threads of both arms (default 1).")
     ap.add_argument("--step", action="store_true")
     ap.add_argument("--remedies", action="store_true", help="Time the collapse family's remedy arms instead.")
     ap.add_argument("--work", default=None, help="Folder for the dataset and runs (default: a temporary one).")
@@ -256,14 +260,12 @@ def main(argv=None):
     if args.step:
         out["step"] = step_bench()
         print(json.dumps(out["step"]), flush=True)
-    widths = [int(w) for w in args.widths.split(",") if w]
-    ks = [int(k) for k in args.seeds.split(",") if k]
-    bench = remedy_bench if args.remedies else (lambda *a: run_bench(widths, *a))
+    bench = remedy_bench if args.remedies else (lambda *a: run_bench(args.widths, *a))
     if args.work:
-        out["runs"] = bench(ks, args.epochs, args.repeats, Path(args.work))
+        out["runs"] = bench(args.seeds, args.epochs, args.repeats, Path(args.work))
     else:
         with tempfile.TemporaryDirectory() as tmp:
-            out["runs"] = bench(ks, args.epochs, args.repeats, Path(tmp))
+            out["runs"] = bench(args.seeds, args.epochs, args.repeats, Path(tmp))
     return _finish(out, args.json)
 
 
@@ -277,4 +279,4 @@ def _finish(out: dict, json_path) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run(main))

@@ -57,8 +57,20 @@ def _script(args, tmp_path, timeout=120):
      "argument --nprocs: '0': must be > 0, got '0'"),
     (["benchmarks/bench_ddp.py", "--json", "w", "--repeats", "0", "--videos", "2"],
      "argument --repeats: must be > 0, got '0'"),
+    (["benchmarks/bench_evaluate.py", "--json", "w", "--draws", "0", "--videos", "2"],
+     "argument --draws: must be > 0, got '0'"),
     (["benchmarks/bench_featurize.py", "--json", "w", "--frames", "0"], "argument --frames: must be > 0, got '0'"),
-], ids=["repeats", "rows", "levels", "data-seeds", "ddp-nprocs", "ddp-repeats", "featurize-frames"])
+    (["benchmarks/bench_model.py", "--json", "w", "--layers", "-1"], "argument --layers: must be >= 0, got '-1'"),
+    (["benchmarks/bench_model.py", "--json", "w", "--monitor-repeats", "0", "--layers", "-1"],
+     "argument --monitor-repeats: must be > 0, got '0'"),
+    (["benchmarks/bench_probe.py", "--json", "w", "--widths", "6,,64"],
+     "argument --widths: expected a comma-separated list without empty entries, got '6,,64'"),
+    (["benchmarks/bench_seeds.py", "--work", "w", "--widths", "32,x"],
+     "argument --widths: '32,x': expected an integer, got 'x'"),
+    (["benchmarks/bench_seeds.py", "--work", "w", "--seeds", "0", "--widths", "x"],
+     "argument --seeds: '0': must be > 0, got '0'"),
+], ids=["repeats", "rows", "levels", "data-seeds", "ddp-nprocs", "ddp-repeats", "evaluate-draws", "featurize-frames",
+        "model-layers", "model-monitor-repeats", "probe-widths", "seeds-widths", "seeds-seeds"])
 def test_benchmark_refuses_a_bad_option_before_any_work(args, message, tmp_path):
     # argparse's usage and one error line, exit status 2, no traceback (run from outside the repository)
     proc = _script([str(ROOT / args[0]), *args[1:]], tmp_path)
@@ -70,7 +82,9 @@ def test_benchmark_refuses_a_bad_option_before_any_work(args, message, tmp_path)
 
 @pytest.mark.parametrize("args, message", [
     (["benchmarks/bench_ddp.py", "--videos", "2"], "n_videos must be at least 3, got 2"),
-], ids=["ddp-videos"])
+    (["benchmarks/bench_model.py", "--compare", "w", "--seeds", "1,1"],
+     "seeds must be a non-empty list without repeats, got [1, 1]"),
+], ids=["ddp-videos", "model-seeds"])
 def test_benchmark_reports_a_refused_input_in_one_line(args, message, tmp_path):
     # input the library refuses: one Error: line, exit status 2, nothing written
     proc = _script([str(ROOT / args[0]), *args[1:]], tmp_path)
