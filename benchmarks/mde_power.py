@@ -26,7 +26,9 @@ from scipy import optimize
 from scipy import stats as sps
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from _cli import non_negative_int, positive_int, run  # noqa: E402
 from rankfusion import stats  # noqa: E402
 
 
@@ -62,10 +64,11 @@ def false_positives(designs, draws: int, rng) -> list[dict]:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--studies", type=int, default=300, help="studies per row (default 300)")
-    p.add_argument("--draws", type=int, default=20000, help="draws per power value (default 20000)")
-    p.add_argument("--family", type=int, default=36, help="the Holm family size m of the second level (default 36)")
-    p.add_argument("--seed", type=int, default=11)
+    p.add_argument("--studies", type=positive_int, default=300, help="studies per row (default 300)")
+    p.add_argument("--draws", type=positive_int, default=20000, help="draws per power value (default 20000)")
+    p.add_argument("--family", type=positive_int, default=36,
+                   help="the Holm family size m of the second level (default 36)")
+    p.add_argument("--seed", type=non_negative_int, default=11)
     a = p.parse_args(argv)
     rng = np.random.default_rng(a.seed)
     t0 = time.time()
@@ -86,4 +89,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(run(main))

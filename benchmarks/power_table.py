@@ -20,7 +20,9 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from _cli import non_negative_int, positive_int, run  # noqa: E402
 from rankfusion import stats  # noqa: E402
 
 
@@ -38,8 +40,8 @@ def simulate(n: int, delta: float, draws: int, rng) -> tuple[float, float, float
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--draws", type=int, default=4000)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--draws", type=positive_int, default=4000, help="draws per cell (default 4000)")
+    p.add_argument("--seed", type=non_negative_int, default=0)
     a = p.parse_args(argv)
     rng = np.random.default_rng(a.seed)
     t0 = time.perf_counter()
@@ -63,4 +65,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(run(main))

@@ -29,7 +29,9 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from _cli import listed, non_negative_int, positive_int, run  # noqa: E402
 from rankfusion.data import open_dataset  # noqa: E402
 from rankfusion.data.synth import CUT_OBS, cut_records, synthesize  # noqa: E402
 from rankfusion.files import save_npz  # noqa: E402
@@ -73,19 +75,21 @@ def cut_frames(root, rows: int) -> tuple[dict, np.ndarray]:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("out", type=Path)
-    p.add_argument("--seed", type=int, default=0, help="seed of the synthetic dataset")
-    p.add_argument("--rows", type=int, default=2000)
-    p.add_argument("--stride", type=int, default=10, help="keep every STRIDE-th frame (neighbours are near-copies)")
+    p.add_argument("--seed", type=non_negative_int, default=0, help="seed of the synthetic dataset")
+    p.add_argument("--rows", type=positive_int, default=2000)
+    p.add_argument("--stride", type=positive_int, default=10,
+                   help="keep every STRIDE-th frame (neighbours are near-copies)")
     p.add_argument("--label", choices=("action", "next"), default="action",
                    help="each frame's action, or the next action at the cut points")
     p.add_argument("--complementarity", type=float, default=None, help="the generator's dial (default its default)")
-    p.add_argument("--videos", type=int, default=40)
-    p.add_argument("--split", default=None, help="train,val,test shares (default the generator's); rows are "
-                                                  "taken from the train, val and test videos in that order")
+    p.add_argument("--videos", type=positive_int, default=40)
+    p.add_argument("--split", type=listed(float), default=None,
+                   help="train,val,test shares (default the generator's); rows are taken from the train, val and "
+                        "test videos in that order")
     a = p.parse_args(argv)
     dial = {} if a.complementarity is None else {"complementarity": a.complementarity}
     if a.split:
-        dial["split_fractions"] = tuple(float(x) for x in a.split.split(","))
+        dial["split_fractions"] = tuple(a.split)
     with tempfile.TemporaryDirectory() as tmp:
         root = synthesize(Path(tmp) / "synth", seed=a.seed, n_videos=a.videos, **dial)
         mods, labels = (paired_frames(root, a.rows, a.stride) if a.label == "action" else cut_frames(root, a.rows))
@@ -100,4 +104,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(run(main))

