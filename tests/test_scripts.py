@@ -107,6 +107,42 @@ def test_benchmark_reports_a_refused_input_in_one_line(args, message, tmp_path):
     assert not (tmp_path / "w").exists()
 
 
+def _load_script(name):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_seeds_benchmark_ratios_are_medians_of_each_repeats_ratio(monkeypatch, tmp_path):
+    from types import SimpleNamespace
+
+    monkeypatch.setattr(sys, "path", list(sys.path))  # the script puts its folders on the path
+    bench = _load_script("bench_seeds")
+    # (kind, (wall, cpu)) in the order the arms run: batched first in even repeats, serial first in odd ones
+    calls = [("batched", (10.0, 8.0)), ("serial", (30.0, 24.0)),   # ratios wall 3.0, cpu 3.0
+             ("serial", (20.0, 18.0)), ("batched", (5.0, 9.0)),    # wall 4.0, cpu 2.0
+             ("batched", (20.0, 10.0)), ("serial", (50.0, 50.0))]  # wall 2.5, cpu 5.0
+    seen = []
+
+    def arm(kind, cfg, data, out, seeds):
+        seen.append((kind, seeds))
+        return calls[len(seen) - 1][1]
+
+    monkeypatch.setattr(bench, "_arm", arm)
+    monkeypatch.setattr(bench, "_frames_per_epoch", lambda cfg, data: 100)
+    cfg = SimpleNamespace(train=SimpleNamespace(epochs=2))
+    row = bench._compare(cfg, tmp_path / "data", tmp_path, 3, 3, {"d_model": 32})
+    assert seen == [(kind, [1, 2, 3]) for kind, _ in calls]
+    assert row["wall_ratios"] == [3.0, 4.0, 2.5] and row["cpu_ratios"] == [3.0, 2.0, 5.0]
+    # the median of the per-repeat ratios, not the ratio of each arm's fastest repeat (20 / 5, 18 / 8)
+    assert row["wall_ratio"] == 3.0 and row["cpu_ratio"] == 3.0
+    assert (row["serial_wall_s"], row["batched_wall_s"], row["serial_cpu_s"], row["batched_cpu_s"]) == (20, 5, 18, 8)
+    assert row["batched_frames_per_s"] == 3 * 2 * 100 / 5 and row["K"] == 3 and row["d_model"] == 32
+
+
 def test_dials_benchmark_reports_a_refused_dataset_in_one_line(tmp_path):
     # the generator's refusal, raised in a worker process, is one Error: line with exit status 2
     proc = _script([str(ROOT / "benchmarks/bench_dials.py"), "--out", "w", "--data-seeds", "0", "--levels", "0",
