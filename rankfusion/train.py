@@ -411,6 +411,11 @@ def _restore_or_start(r: _Run, seed, resume):
     if _is_main(r.ctx):
         r.run_dir.mkdir(parents=True, exist_ok=True)
         write_json(r.run_dir / "config.json", r.info)
+        if ck is not None:
+            # the checkpoint's history is the run's: a kill after last.pt was committed, before
+            # metrics.csv got that epoch's row, is made up here (the last epoch's is rewritten by no
+            # later epoch), and rows of an epoch that was never committed are dropped
+            _write_metrics(r.run_dir / "metrics.csv", r.history)
     r.net = r.model
     if r.ctx is not None:
         _wrap_ddp(r)

@@ -819,6 +819,37 @@ def test_a_kill_after_the_checkpoint_before_the_ranks_rows_is_made_up_on_resume(
     assert [r[3] for r in a] == pytest.approx([r[3] for r in b], rel=1e-12)
 
 
+def test_a_kill_after_the_last_checkpoint_before_its_metrics_row_is_made_up_on_resume(tiny_data, tmp_path,
+                                                                                      monkeypatch):
+    # last.pt of the final epoch was committed, then the run died before metrics.csv got its row:
+    # the resumed run had no epoch left to train, and metrics.csv lacked the last epoch for good
+    import rankfusion.train as train_mod
+
+    ref = train(tiny_config(), tiny_data, tmp_path / "ref", seed=1, progress=False, monitor=False)
+
+    class Killed(Exception):
+        pass
+
+    write = train_mod._write_metrics
+
+    def die_at_3(path, history):
+        if len(history) == 3:
+            raise Killed
+        write(path, history)
+
+    monkeypatch.setattr(train_mod, "_write_metrics", die_at_3)
+    cut = tmp_path / "cut"
+    with pytest.raises(Killed):
+        train(tiny_config(), tiny_data, cut, seed=1, progress=False, monitor=False)
+    monkeypatch.setattr(train_mod, "_write_metrics", write)
+    assert load_checkpoint(cut / "checkpoints" / "last.pt")["epoch"] == 3
+    assert len(_rows(cut / "metrics.csv")) == 2
+    train(tiny_config(), tiny_data, cut, seed=1, progress=False, monitor=False, resume=True)
+    # the same computation on the same machine (resume is exact): the same rows
+    assert _rows(cut / "metrics.csv") == _rows(ref / "metrics.csv")
+    assert len(_rows(cut / "metrics.csv")) == 3
+
+
 def _diverging_config(**kw):
     # one step per epoch and no warm-up: the blow-up comes in an epoch's last step
     return tiny_config(epochs=2, warmup_epochs=0, batch_size=64, lr=1e30, **kw)
