@@ -230,6 +230,11 @@ def _train_members(members: list, *, resume, monitor, progress, on_epoch_end) ->
         ahead = [r.start for r in members if r.start > start]
         _train_group(group, stop=min(ahead) - 1 if ahead else epochs, progress=progress,
                      on_epoch_end=on_epoch_end)
+    # seeds that resumed finished, their last epoch's rows missing (a kill after the commit, or a
+    # serial run's kill after last.pt): no group of theirs trains an epoch and measures them
+    due = [r for r in members if r.ranks_due]
+    if due:
+        _Group(due).record_ranks(epochs, due)
 
 
 class _ItemCache(torch.utils.data.Dataset):

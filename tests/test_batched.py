@@ -14,6 +14,7 @@ another dropout mask or another batch order misses it by four orders of magnitud
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import subprocess
@@ -496,6 +497,81 @@ def test_a_kill_while_the_seeds_ranks_rows_are_written_is_made_up_on_resume(tiny
         a, b = _ranks(ref / f"seed-{s}"), _ranks(cut / f"seed-{s}")
         assert [r[:3] for r in a] == [r[:3] for r in b], s
         assert [r[3] for r in a] == pytest.approx([r[3] for r in b], rel=1e-12), s
+
+
+def test_a_kill_while_the_last_epochs_ranks_rows_are_written_is_made_up_on_resume(tiny_data, tmp_path, monkeypatch):
+    # as above, in the final epoch: the resume committed it and had no epoch left to train, so the
+    # later seeds' ranks.csv lacked the last epoch for good
+    from rankfusion.monitor import EpochRanks
+
+    torch.set_num_threads(1)
+    cfg = config(2)
+    seeds = SEEDS[:2]
+    ref = batched.train_seeds(cfg, tiny_data, tmp_path / "ref", seed=seeds, progress=False)
+
+    class Killed(Exception):
+        pass
+
+    record = EpochRanks.record
+
+    def die_at_2(self, model, epoch):
+        if epoch == 2 and self.path.parent.name == f"seed-{seeds[1]}":
+            raise Killed
+        return record(self, model, epoch)
+
+    monkeypatch.setattr(EpochRanks, "record", die_at_2)
+    cut = tmp_path / "cut"
+    with pytest.raises(Killed):
+        batched.train_seeds(cfg, tiny_data, cut, seed=seeds, progress=False)
+    monkeypatch.setattr(EpochRanks, "record", record)
+    assert {e for e, *_ in _ranks(cut / f"seed-{seeds[1]}")} == {"0", "1"}
+    batched.train_seeds(cfg, tiny_data, cut, seed=seeds, progress=False, resume=True)
+    for s in seeds:
+        assert load_checkpoint(cut / f"seed-{s}" / "checkpoints" / "last.pt")["epoch"] == 2
+        a, b = _ranks(ref / f"seed-{s}"), _ranks(cut / f"seed-{s}")
+        assert [r[:3] for r in a] == [r[:3] for r in b], s
+        # the same weights measured in a batched pass of another set of seeds: float32 rounding of
+        # the tokens (a few eps32 relative) moves an effective rank by about as much
+        assert [r[3] for r in a] == pytest.approx([r[3] for r in b], rel=1e-5), s
+
+
+def test_a_finished_serial_seed_killed_before_its_last_rows_is_completed_by_a_batched_resume(tiny_data, tmp_path,
+                                                                                             monkeypatch):
+    # a serial run of seeds [1, 10] died after seed 1's final last.pt, before its metrics.csv and
+    # ranks.csv rows; the batched resume trained seed 10 but left seed 1's files without epoch 2
+    cfg = config(2)
+    ref = train(cfg, tiny_data, tmp_path / "ref", seed=[1, 10], progress=False)
+
+    class Killed(Exception):
+        pass
+
+    write = train_mod._write_metrics
+
+    def die(path, history):
+        if path.parent.name == "seed-1" and len(history) == 2:
+            raise Killed
+        write(path, history)
+
+    monkeypatch.setattr(train_mod, "_write_metrics", die)
+    cut = tmp_path / "cut"
+    with pytest.raises(Killed):
+        train(cfg, tiny_data, cut, seed=[1, 10], progress=False)
+    monkeypatch.setattr(train_mod, "_write_metrics", write)
+    assert load_checkpoint(cut / "seed-1" / "checkpoints" / "last.pt")["epoch"] == 2
+    assert {e for e, *_ in _ranks(cut / "seed-1")} == {"0", "1"}
+    batched.train_seeds(cfg, tiny_data, cut, seed=[1, 10], progress=False, resume=True)
+    timing = {"epoch_s", "epoch_cpu_s", "frames_per_s"}
+    for s in (1, 10):
+        rows = [[{k: v for k, v in r.items() if k not in timing} for r in csv.DictReader(open(d / f"seed-{s}" / "metrics.csv"))]
+                for d in (ref, cut)]
+        assert [r["epoch"] for r in rows[0]] == [r["epoch"] for r in rows[1]] == ["1", "2"], s
+        if s == 1:  # the serial computation throughout, on the same machine: the same rows
+            assert rows[0] == rows[1]
+        a, b = _ranks(ref / f"seed-{s}"), _ranks(cut / f"seed-{s}")
+        assert [r[:3] for r in a] == [r[:3] for r in b], s
+    # seed 1's epoch 2 measured in a batched pass of its weights, the serial run on its module
+    a, b = _ranks(ref / "seed-1"), _ranks(cut / "seed-1")
+    assert [r[3] for r in a] == pytest.approx([r[3] for r in b], rel=1e-5)
 
 
 @pytest.mark.parametrize("metric", ["val_loss", "val_moc"])
