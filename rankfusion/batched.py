@@ -73,9 +73,9 @@ from .model import (R3DOutput, blend, blend_weights, blending_alpha, channels_fr
 from .monitor import EpochRanks
 from .spectral import (channel_informativeness, channel_statistic, informativeness_from_statistic,
                        low_informative_channels)
-from .runs import check_run_folder
+from .runs import check_run_folder, pending_path as _pending, settle_pending
 from .train import (_METRIC_FIELDS, _build_training, _prepare_run, _restore_or_start, diverged,
-                    _save_epoch, _write_seeds, grid_mean, load_checkpoint, parse_seeds,
+                    _save_epoch, _write_seeds, grid_mean, parse_seeds,
                     resolve_device, train)
 from .trainstate import rng_state, set_rng_state
 from .data import collate_anticipation
@@ -303,38 +303,6 @@ def _train_group(members: list, *, stop: int, progress: bool, on_epoch_end):
             if on_epoch_end is not None:
                 on_epoch_end(epoch, r.history[-1])
             r.start = epoch + 1
-
-
-def _pending(last_path: Path) -> Path:
-    return last_path.with_name("last.pending.pt")
-
-
-def settle_pending(run_dirs) -> None:
-    """Bring the resume checkpoints of a killed batched run to one epoch.
-
-    The seeds of a batched run write their epoch's ``checkpoints/last.pending.pt`` one after
-    another and only then rename them all to ``last.pt``. If every seed has its pending file (the
-    kill came during the renames), the renames are completed; otherwise (the kill came while
-    they were written) the pending files are removed and every seed resumes from its previous
-    ``last.pt``. Either way all seeds resume from the same epoch, so a resumed run is the
-    uninterrupted computation.
-    """
-    pending = [_pending(Path(d) / "checkpoints" / "last.pt") for d in run_dirs]
-    done = [p.with_name("last.pt") for p in pending]
-    if not any(p.exists() for p in pending):
-        return
-    if all(p.exists() or (d.exists() and _epoch_of(d) == _epoch_of(next(q for q in pending if q.exists())))
-           for p, d in zip(pending, done)):
-        for p, d in zip(pending, done):
-            if p.exists():
-                os.replace(p, d)
-    else:
-        for p in pending:
-            p.unlink(missing_ok=True)
-
-
-def _epoch_of(path: Path) -> int:
-    return int(load_checkpoint(path)["epoch"])
 
 
 class _Group:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import errno
 import json
+import os
 import re
 from pathlib import Path
 
@@ -201,6 +202,42 @@ def check_run_folder(run_dir, seeds: list, resume: bool) -> None:
         raise InputError(f"run folder {str(run_dir)!r} holds seeds {old}, not {seeds}"
                          + (f": --resume continues the seeds there and may add more, but would leave out {left}"
                             if resume else ""))
+
+
+def pending_path(last_path) -> Path:
+    """Where a batched run writes a seed's uncommitted epoch checkpoint, beside its ``last.pt``
+    (:func:`settle_pending`)."""
+    return Path(last_path).with_name("last.pending.pt")
+
+
+def settle_pending(run_dirs) -> None:
+    """Bring the resume checkpoints of a killed batched run to one epoch.
+
+    The seeds of a batched run (:mod:`rankfusion.batched`) write their epoch's
+    ``checkpoints/last.pending.pt`` one after another and only then rename them all to ``last.pt``.
+    If every seed has its pending file (the kill came during the renames), the renames are
+    completed; otherwise (the kill came while they were written) the pending files are removed and
+    every seed resumes from its previous ``last.pt``. Either way all seeds resume from the same
+    epoch, so a resumed run is the uninterrupted computation. Both trainers settle a several-seed
+    folder before they resume it, so a batched run resumed one seed after another (``--serial-seeds``)
+    leaves no pending file behind.
+    """
+    pending = [pending_path(Path(d) / "checkpoints" / "last.pt") for d in run_dirs]
+    done = [p.with_name("last.pt") for p in pending]
+    if not any(p.exists() for p in pending):
+        return
+    if all(p.exists() or (d.exists() and _epoch_of(d) == _epoch_of(next(q for q in pending if q.exists())))
+           for p, d in zip(pending, done)):
+        for p, d in zip(pending, done):
+            if p.exists():
+                os.replace(p, d)
+    else:
+        for p in pending:
+            p.unlink(missing_ok=True)
+
+
+def _epoch_of(path: Path) -> int:
+    return int(load_checkpoint(path)["epoch"])
 
 
 def seed_dirs(run_dir) -> list[Path]:

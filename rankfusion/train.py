@@ -33,7 +33,7 @@ from ._validation import (InputError, InputTypeError, check_choice, check_distin
 from .config import RunConfig
 from .distributed import agree, all_reduce_list, DistContext, gather, refuse, said_once, shard
 from .evaluate import grid_mean as cells_mean, moc_grid
-from .runs import check_config_data, check_run_folder, is_multi_seed, load_checkpoint, load_run, open_data, recorded_config_hash, refuse_non_empty, refuse_non_run, resolve_device, seed_dirs  # noqa: F401 (public here too)
+from .runs import check_config_data, check_run_folder, is_multi_seed, load_checkpoint, load_run, open_data, recorded_config_hash, refuse_non_empty, refuse_non_run, resolve_device, seed_dirs, settle_pending  # noqa: F401 (public here too)
 from .files import atomic_path, write_json, write_text
 from .monitor import EpochRanks
 from .trainstate import optimizer_params, pack_optimizer, rng_state, set_rng_state, unpack_optimizer
@@ -224,6 +224,9 @@ def train(config: RunConfig, data_root, run_dir, *, seed=1, device=None, resume:
     kw = dict(device=device, resume=resume, progress=progress, on_epoch_end=on_epoch_end, ctx=ctx,
               monitor=monitor)
     _on_main(ctx, device, lambda: check_run_folder(run_dir, seeds, resume))
+    if resume and len(seeds) > 1:
+        # a batched run killed while it committed an epoch: its seeds resume from one epoch here too
+        _on_main(ctx, device, lambda: settle_pending([run_dir / f"seed-{s}" for s in seeds]))
     # the first seed's data, config and folder are checked before anything is written
     first_dir = run_dir / f"seed-{seeds[0]}" if len(seeds) > 1 else run_dir
     first = _prepare_run(config, data_root, first_dir, seed=seeds[0], device=device, resume=resume, ctx=ctx)

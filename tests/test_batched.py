@@ -499,6 +499,39 @@ def test_a_kill_while_the_seeds_ranks_rows_are_written_is_made_up_on_resume(tiny
         assert [r[3] for r in a] == pytest.approx([r[3] for r in b], rel=1e-12), s
 
 
+def test_a_batched_run_killed_in_its_commit_resumed_one_seed_after_another(tiny_data, tmp_path, monkeypatch):
+    # killed between the renames of epoch 1's commit: seed 1's last.pt written, seed 10's still
+    # pending. --serial-seeds --resume ignored the pending file: seed 10 started again from scratch,
+    # and its stale last.pending.pt stayed, for a later batched resume to rename over a newer last.pt
+    cfg = config(2)
+    cut = tmp_path / "cut"
+
+    class Killed(Exception):
+        pass
+
+    replace = os.replace
+
+    def die(src, dst):
+        if Path(src).name == "last.pending.pt" and Path(dst).parent.parent.name == "seed-10":
+            raise Killed
+        replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", die)
+    with pytest.raises(Killed):
+        batched.train_seeds(cfg, tiny_data, cut, seed=[1, 10], progress=False, monitor=False)
+    monkeypatch.setattr(os, "replace", replace)
+    assert load_checkpoint(cut / "seed-1" / "checkpoints" / "last.pt")["epoch"] == 1
+    assert not (cut / "seed-10" / "checkpoints" / "last.pt").exists()
+    trained = []
+    batched.train_seeds(cfg, tiny_data, cut, seed=[1, 10], serial_seeds=True, progress=False, monitor=False,
+                        resume=True, on_epoch_end=lambda epoch, row: trained.append(epoch))
+    assert trained == [2, 2]  # the commit completed: both seeds resumed from epoch 1
+    assert not list(cut.rglob("last.pending.pt"))
+    for s in (1, 10):
+        ck = load_checkpoint(cut / f"seed-{s}" / "checkpoints" / "last.pt")
+        assert ck["epoch"] == 2 and [r["epoch"] for r in ck["history"]] == [1, 2]
+
+
 def test_a_kill_while_the_last_epochs_ranks_rows_are_written_is_made_up_on_resume(tiny_data, tmp_path, monkeypatch):
     # as above, in the final epoch: the resume committed it and had no epoch left to train, so the
     # later seeds' ranks.csv lacked the last epoch for good
