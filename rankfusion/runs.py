@@ -222,7 +222,9 @@ def settle_pending(run_dirs) -> None:
     folder before they resume it, so a batched run resumed one seed after another (``--serial-seeds``)
     leaves no pending file behind.
     """
-    pending = [pending_path(Path(d) / "checkpoints" / "last.pt") for d in run_dirs]
+    # a seed without a folder (added by this resume) took no part in the commit: every seed of a
+    # batched run has its folder before the first epoch is trained
+    pending = [pending_path(Path(d) / "checkpoints" / "last.pt") for d in run_dirs if Path(d).is_dir()]
     done = [p.with_name("last.pt") for p in pending]
     if not any(p.exists() for p in pending):
         return

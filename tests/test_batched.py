@@ -532,6 +532,35 @@ def test_a_batched_run_killed_in_its_commit_resumed_one_seed_after_another(tiny_
         assert ck["epoch"] == 2 and [r["epoch"] for r in ck["history"]] == [1, 2]
 
 
+def test_a_commit_interrupted_by_a_kill_is_completed_when_the_resume_adds_a_seed(tiny_data, tmp_path, monkeypatch):
+    # killed between the renames of epoch 1's commit, resumed with a seed added: the new seed's
+    # missing folder counted as a seed without the pending file, so seed 10's was deleted and seed
+    # 10 started again from scratch while seed 1 went on from epoch 1
+    cfg = config(2)
+    cut = tmp_path / "cut"
+
+    class Killed(Exception):
+        pass
+
+    replace = os.replace
+
+    def die(src, dst):
+        if Path(src).name == "last.pending.pt" and Path(dst).parent.parent.name == "seed-10":
+            raise Killed
+        replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", die)
+    with pytest.raises(Killed):
+        batched.train_seeds(cfg, tiny_data, cut, seed=[1, 10], progress=False, monitor=False)
+    monkeypatch.setattr(os, "replace", replace)
+    trained = []
+    batched.train_seeds(cfg, tiny_data, cut, seed=[1, 10, 7], progress=False, monitor=False, resume=True,
+                        on_epoch_end=lambda epoch, row: trained.append(epoch))
+    assert trained == [1, 2, 2, 2]  # seed 7's first epoch alone, then every seed's second
+    assert not list(cut.rglob("last.pending.pt"))
+    assert all(load_checkpoint(cut / f"seed-{s}" / "checkpoints" / "last.pt")["epoch"] == 2 for s in (1, 10, 7))
+
+
 def test_a_kill_while_the_last_epochs_ranks_rows_are_written_is_made_up_on_resume(tiny_data, tmp_path, monkeypatch):
     # as above, in the final epoch: the resume committed it and had no epoch left to train, so the
     # later seeds' ranks.csv lacked the last epoch for good
