@@ -482,7 +482,9 @@ def _wrap_ddp(r: _Run):
 def diverged(epoch: int, lr: float, seed, *, batched: bool = False) -> InputError:
     """The error of a run whose loss or weights stopped being finite (the data were checked
     before training): every later epoch, and the validation on its outputs, would be lost."""
-    rest = " (--serial-seeds lets the other seeds finish)" if batched else ""
+    # the serial trainer stops at a diverging seed too: only the seeds it trains before that one finish
+    rest = " (the batched seeds stop together; --serial-seeds trains the seeds listed before it to the end)" \
+        if batched else ""
     return InputError(f"training seed {seed} diverged in epoch {epoch}: its loss or weights are no longer finite at "
                       f"learning rate {lr:g}; lower it (train.lr, --lr of rankfusion train){rest}")
 

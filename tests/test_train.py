@@ -750,7 +750,8 @@ def test_a_diverging_run_says_so_in_one_line(tiny_data, tmp_path, seeds):
     # after the modalities line (the run was accepted) and the note on the warm-up (10 epochs by default)
     note, line = r.output.strip().splitlines()[1:]
     assert note.startswith("note: warmup_epochs 10 > epochs 2")
-    rest = r" \(--serial-seeds lets the other seeds finish\)" if "," in seeds else ""
+    rest = (r" \(the batched seeds stop together; --serial-seeds trains the seeds listed before it to the end\)"
+            if "," in seeds else "")
     assert re.fullmatch(r"Error: training seed (1|2) diverged in epoch 1: its loss or weights are no longer finite at "
                         r"learning rate 1e\+30; lower it \(train.lr, --lr of rankfusion train\)" + rest, line), line
 
