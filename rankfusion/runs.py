@@ -48,8 +48,15 @@ def resolve_device(device=None):
     return dev
 
 
-def load_checkpoint(path, map_location="cpu") -> dict:
-    """Load a checkpoint written by :func:`train` (``weights_only``: no arbitrary code)."""
+#: What every checkpoint :func:`rankfusion.train.train` writes holds, ``best.pt`` and ``last.pt``
+#: alike; ``last.pt`` also holds :data:`RESUME_KEYS` (and the random-number states).
+CHECKPOINT_KEYS = ("model", "config", "config_hash", "seed", "dataset", "epoch")
+RESUME_KEYS = ("optimizer", "scheduler", "history", "best")
+
+
+def load_checkpoint(path, map_location="cpu", *, keys=CHECKPOINT_KEYS) -> dict:
+    """Load a checkpoint written by :func:`train` (``weights_only``: no arbitrary code); a file
+    that loads but lacks one of ``keys`` is refused in one line, as any other foreign file."""
     import torch
 
     path = Path(path)
@@ -58,7 +65,7 @@ def load_checkpoint(path, map_location="cpu") -> dict:
     if path.is_file() and path.stat().st_size == 0:
         raise InputError(f"cannot read checkpoint {str(path)!r}: the file is empty")
     try:
-        return torch.load(path, map_location=map_location, weights_only=True)
+        ck = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # corrupt / foreign file: a user error, one line
         text = str(exc).strip()
         if text.startswith("Weights only load failed"):
@@ -72,6 +79,11 @@ def load_checkpoint(path, map_location="cpu") -> dict:
             if cut:
                 reason = f"truncated or not a checkpoint ({reason})"
         raise InputError(f"cannot read checkpoint {str(path)!r}: {reason}") from None
+    missing = list(keys) if not isinstance(ck, dict) else [k for k in keys if k not in ck]
+    if missing:
+        what = f"a {type(ck).__name__}, not a dict" if not isinstance(ck, dict) else "no " + ", ".join(map(repr, missing))
+        raise InputError(f"cannot read checkpoint {str(path)!r}: not a checkpoint rankfusion wrote ({what})")
+    return ck
 
 
 def open_data(data_root, config, info: dict | None = None):

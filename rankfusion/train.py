@@ -33,7 +33,7 @@ from ._validation import (InputError, InputTypeError, check_choice, check_distin
 from .config import RunConfig
 from .distributed import agree, all_reduce_list, DistContext, gather, refuse, said_once, shard
 from .evaluate import grid_mean as cells_mean, moc_grid
-from .runs import check_config_data, check_run_folder, is_multi_seed, load_checkpoint, load_run, open_data, recorded_config_hash, refuse_non_empty, refuse_non_run, resolve_device, seed_dirs, settle_pending  # noqa: F401 (public here too)
+from .runs import CHECKPOINT_KEYS, RESUME_KEYS, check_config_data, check_run_folder, is_multi_seed, load_checkpoint, load_run, open_data, recorded_config_hash, refuse_non_empty, refuse_non_run, resolve_device, seed_dirs, settle_pending  # noqa: F401 (public here too)
 from .files import atomic_path, write_json, write_text
 from .monitor import EpochRanks
 from .trainstate import optimizer_params, pack_optimizer, rng_state, set_rng_state, unpack_optimizer
@@ -441,7 +441,7 @@ def _load_resume(r: _Run, seed):
     if not r.last_path.exists():
         return None
     # on the CPU: RNG states must stay CPU tensors; load_state_dict moves the rest to the device
-    ck = load_checkpoint(r.last_path, map_location="cpu")
+    ck = load_checkpoint(r.last_path, map_location="cpu", keys=CHECKPOINT_KEYS + RESUME_KEYS)
     if ck["config_hash"] != r.info["config_hash"] or ck["seed"] != seed:
         raise InputError(f"--resume: run folder {str(r.run_dir)!r} was made with config {ck['config_hash']} "
                          f"seed {ck['seed']}, not config {r.info['config_hash']} seed {seed}"
@@ -464,6 +464,10 @@ def _load_resume(r: _Run, seed):
                 f"torchrun world size {d['world_size']} with rtf_stats={d['rtf_stats']!r}"
         raise InputError(f"--resume: run folder {str(r.run_dir)!r} was trained with {say(had)}, "
                          f"not {say(has)}; resume it the same way")
+    states = ("loader_rng", "rng") if r.ctx is None else ("rng_ranks",)
+    if any(k not in ck for k in states):
+        raise InputError(f"--resume: checkpoint {str(r.last_path)!r} lacks the random-number states "
+                         f"({', '.join(k for k in states if k not in ck)}): not a last.pt rankfusion wrote")
     return ck
 
 

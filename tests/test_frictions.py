@@ -100,6 +100,8 @@ def test_train_modalities_flag_and_preset_are_named_as_the_source(imu_data, tmp_
     (b"not a checkpoint", "not a checkpoint rankfusion wrote"),
     ("pickle", "not a checkpoint rankfusion wrote"),
     ("truncated", "truncated or not a checkpoint"),
+    ("foreign", "not a checkpoint rankfusion wrote (no 'config', 'config_hash', 'seed', 'dataset', 'epoch')"),
+    ("list", "not a checkpoint rankfusion wrote (a list, not a dict)"),
 ])
 def test_unreadable_checkpoint_is_one_line_with_its_reason(tmp_path, content, reason):
     from rankfusion._validation import InputError
@@ -115,6 +117,10 @@ def test_unreadable_checkpoint_is_one_line_with_its_reason(tmp_path, content, re
 
         torch.save({"model": {"w": torch.zeros(20000)}}, path)
         path.write_bytes(path.read_bytes()[:20000])  # cut as a full disk or a killed copy leaves it
+    elif content in ("foreign", "list"):  # loads safely, but another program's file
+        import torch
+
+        torch.save({"model": {"w": torch.zeros(3)}} if content == "foreign" else [1, 2], path)
     else:
         path.write_bytes(content)
     with pytest.raises(InputError) as err:
@@ -122,6 +128,22 @@ def test_unreadable_checkpoint_is_one_line_with_its_reason(tmp_path, content, re
     msg = str(err.value)
     assert msg.startswith(f"cannot read checkpoint {str(path)!r}: ") and reason in msg
     assert "\n" not in msg and "weights_only" not in msg and "arbitrary code" not in msg
+
+
+def test_resume_from_a_best_checkpoint_copied_over_last_is_one_line(imu_data, tmp_path):
+    # best.pt holds the weights but no optimiser, schedule or history: a resume cannot continue from it
+    import shutil
+
+    out = tmp_path / "run"
+    r = CliRunner().invoke(main, ["train", str(imu_data), "--out", str(out), "--epochs", "1", "--quiet", *SMALL])
+    assert r.exit_code == 0, r.output
+    shutil.copyfile(out / "checkpoints" / "best.pt", out / "checkpoints" / "last.pt")
+    r = CliRunner().invoke(main, ["train", str(imu_data), "--out", str(out), "--epochs", "2", "--resume", "--quiet",
+                                  *SMALL])
+    assert r.exit_code == 2
+    assert r.output.strip().splitlines()[-1] == (
+        f"Error: cannot read checkpoint {str(out / 'checkpoints' / 'last.pt')!r}: not a checkpoint rankfusion wrote "
+        "(no 'optimizer', 'scheduler', 'history')")
 
 
 def test_a_closed_output_pipe_is_no_error_line(monkeypatch):
