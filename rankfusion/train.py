@@ -227,16 +227,23 @@ def train(config: RunConfig, data_root, run_dir, *, seed=1, device=None, resume:
     if resume and len(seeds) > 1:
         # a batched run killed while it committed an epoch: its seeds resume from one epoch here too
         _on_main(ctx, device, lambda: settle_pending([run_dir / f"seed-{s}" for s in seeds]))
-    # the first seed's data, config and folder are checked before anything is written
+    # the data, config and every seed's folder (resuming, its checkpoint too) are checked before
+    # anything is written: a seed that cannot go on is named before the first one trains
     first_dir = run_dir / f"seed-{seeds[0]}" if len(seeds) > 1 else run_dir
     first = _prepare_run(config, data_root, first_dir, seed=seeds[0], device=device, resume=resume, ctx=ctx)
+    runs = [first] + [_prepare_run(config, data_root, run_dir / f"seed-{s}", seed=s, device=device, resume=resume,
+                                   ctx=ctx, ds=first.ds, check_data=False, fingerprint=first.info["data_fingerprint"])
+                      for s in seeds[1:]]
+    if resume:  # the first seed's checkpoint is read as it starts, before anything is trained
+        for r, s in zip(runs[1:], seeds[1:]):
+            if r.last_path.exists():
+                _on_main(ctx, device, lambda: _load_resume(r, s) and None)
     if on_start is not None:
         on_start()
     if len(seeds) > 1:
         _on_main(ctx, device, lambda: _write_seeds(run_dir, seeds))
-        for s in seeds:
-            _train_one(config, data_root, run_dir / f"seed-{s}", seed=s, prepared=first if s == seeds[0] else None,
-                       fingerprint=first.info["data_fingerprint"], **kw)
+        for r, s in zip(runs, seeds):
+            _train_one(config, data_root, r.run_dir, seed=s, prepared=r, **kw)
         return run_dir
     _train_one(config, data_root, run_dir, seed=seeds[0], prepared=first, **kw)
     return run_dir

@@ -765,6 +765,25 @@ def test_rtf_options_with_no_rtf_are_refused(tiny_data, tmp_path):
     assert not (tmp_path / "r").exists()
 
 
+def test_a_later_seeds_foreign_checkpoint_is_refused_before_the_first_seed_trains(tiny_data, tmp_path):
+    # seeds one after another: seed 10's folder holds a run of another configuration; resuming used
+    # to train seed 1 to the end first and only then stop at seed 10
+    import shutil
+
+    from rankfusion._validation import InputError
+
+    out = tmp_path / "run"
+    train(tiny_config(epochs=1), tiny_data, out, seed=[1, 10], progress=False, monitor=False)
+    other = tiny_config(epochs=1, lr=1e-2)
+    train(other, tiny_data, tmp_path / "other", seed=10, progress=False, monitor=False)
+    shutil.rmtree(out / "seed-10")
+    shutil.copytree(tmp_path / "other", out / "seed-10")
+    before = (out / "seed-1" / "metrics.csv").read_text()
+    with pytest.raises(InputError, match=r"--resume: run folder .*seed-10.* was made with config .* seed 10, not "):
+        train(tiny_config(epochs=2), tiny_data, out, seed=[1, 10], resume=True, progress=False, monitor=False)
+    assert (out / "seed-1" / "metrics.csv").read_text() == before  # seed 1 trained no further epoch
+
+
 def test_resume_on_a_dataset_with_other_class_names_is_refused(tiny_data, tmp_path):
     import shutil
 
