@@ -587,8 +587,9 @@ def run_jobs(jobs, *, workers: int = 1, progress: bool = True, on_done=None, sto
         bar.update()
         if on_done is not None:
             on_done(d, trained)
-        if progress and bar.disable:  # not a terminal: one plain line per run instead of the bar
-            print(f"run {len(out)}/{n_jobs} {'trained' if trained else 'reused'}: {Path(d).name}", flush=True)
+        if progress and bar.disable:  # not a terminal: one plain line per run instead of the bar, on its stream
+            print(f"run {len(out)}/{n_jobs} {'trained' if trained else 'reused'}: {Path(d).name}", file=sys.stderr,
+                  flush=True)
 
     if workers == 1 or len(groups) <= 1:
         for g in groups:

@@ -261,3 +261,15 @@ def test_a_worker_error_stops_the_pool_and_is_raised(data, tmp_path, monkeypatch
     runs = tmp_path / "cache" / "runs"
     trained = [d for d in runs.iterdir() if (d / "checkpoints" / "best.pt").exists()] if runs.exists() else []
     assert len(trained) < 10  # the groups not yet started were cancelled
+
+
+def test_run_jobs_progress_lines_go_to_stderr(monkeypatch, capsys):
+    # off a terminal each run gets one plain line: progress, on stderr like the bar and the serial
+    # route's "trained ..." lines, so that stdout holds only the command's results
+    monkeypatch.setattr(runcache, "group_jobs", lambda jobs: [[j] for j in jobs])
+    monkeypatch.setattr(runcache, "_do_group", lambda g: [(f"/cache/runs/{g[0]}", True)])
+    assert runcache.run_jobs(["a", "b"], workers=1, progress=True) == {"/cache/runs/a": True,
+                                                                      "/cache/runs/b": True}
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert "run 1/2 trained: a" in err and "run 2/2 trained: b" in err
