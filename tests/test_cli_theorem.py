@@ -220,3 +220,18 @@ def test_a_file_of_a_run_that_blended_nothing_says_so(tmp_path):
         f"Error: {str(path)!r} comes from a run that blended no channel (exchange_ratio 0): nothing to check by "
         "default; choose channels with --low, --k-prime or --eta\n")
     assert run(path, "--x", "a", "--y", "b", "--k-prime", "1").exit_code == 0
+
+
+@pytest.mark.parametrize("low", ["", " , "])
+def test_empty_low_is_refused_not_an_empty_c_low(feats, low):
+    # --low "" (an empty shell variable) names no channel: an error, not a check of an empty C_low
+    res = run(feats, "--x", "rgb.before", "--y", "depth.before", "--low", low)
+    assert res.exit_code == 2
+    assert res.output.startswith("Error: --low") and "names no channel" in res.output
+    assert len(res.output.strip().splitlines()) == 1
+
+
+def test_bad_alpha_names_the_option(feats):
+    res = run(feats, "--x", "rgb.before", "--y", "depth.before", "--alpha", "abc")
+    assert res.exit_code == 2
+    assert "--alpha must be a number" in res.output and "'abc'" in res.output

@@ -40,9 +40,12 @@ def _parse_floats(text: str, name: str):
 
 def _parse_ints(text: str, name: str):
     try:
-        return [int(v) for v in text.split(",") if v.strip()]
+        values = [int(v) for v in text.split(",") if v.strip()]
     except ValueError:
         raise InputError(f"{name} must be comma-separated channel indices, got {text!r}") from None
+    if not values:  # e.g. an empty shell variable: not a check of an empty C_low
+        raise InputError(f"{name} {text!r} names no channel; give I,J,... or leave it out")
+    return values
 
 
 def _default_low(file: Path, xkey: str, d: int) -> tuple:
@@ -117,7 +120,7 @@ def theorem(file, xkey, ykey, k, k_prime, eta, low, alpha, epsilon, beta, gamma,
         low_list, k_prime, note = _default_low(file, xkey, X.shape[1])
     try:
         report = theorem_3_1(
-            X, Y, k=k, alpha=_parse_floats(alpha, "alpha"), low=low_list, eta=eta, k_prime=k_prime,
+            X, Y, k=k, alpha=_parse_floats(alpha, "--alpha"), low=low_list, eta=eta, k_prime=k_prime,
             epsilon=epsilon, beta=beta, gamma=gamma, informativeness=informativeness, residual=residual,
             zero_mean_tol=zero_mean_tol, center_y=center_y,
         )
