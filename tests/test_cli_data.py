@@ -248,3 +248,12 @@ def test_a_failed_allocation_is_one_line_and_other_errors_are_not_swallowed(exc)
     assert line.startswith("Error: out of memory (") and "choose smaller sizes" in line
     res = CliRunner().invoke(group, ["bug"])
     assert isinstance(res.exception, RuntimeError) and res.exit_code == 1  # a bug keeps its traceback
+
+
+def test_check_modalities_read_like_trains(synth_dir):
+    # "rgb, depth" (a space after the comma) names rgb and depth, as it does for train --modalities
+    res = _run("data", "check", str(synth_dir), "--json", "--modalities", "rgb, depth")
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["channels"] == {"rgb": 64, "depth": 64}
+    res = _run("data", "check", str(synth_dir), "--modalities", " , ")
+    assert res.exit_code == 2 and res.output.startswith("Error: --modalities") and "' , '" in res.output

@@ -160,11 +160,13 @@ class MultiModalDataset:
         if modalities is None:
             self.modalities = list(self.available_modalities)
         else:
-            if isinstance(modalities, str):
-                modalities = [m for m in modalities.split(",") if m]
+            given = modalities
+            if isinstance(modalities, str):  # "rgb, depth" as "rgb,depth" (train --modalities reads it so too)
+                modalities = [m.strip() for m in modalities.split(",") if m.strip()]
             modalities = list(modalities)
             if not modalities:
-                raise InputError("modalities must name at least one modality, got an empty list")
+                raise InputError(f"{option_name('modalities', '--modalities')} must name at least one modality, "
+                                 f"got {given!r}")
             for m in modalities:
                 if m not in self.available_modalities:
                     raise InputError(
