@@ -409,3 +409,13 @@ def test_a_tables_labels_are_read_as_written(tmp_path):
         got[name] = {c["name"]: c for c in json.loads(res.output)["candidates"]}
     _assert_same_evidence(got["digits"], got["words"])
     _assert_same_evidence(got["numbers"], got["words"])
+
+
+def test_bad_probe_width_that_blends_no_channel_says_which_width_would(tmp_path):
+    # --width 4 at the probe's exchange ratio (0.1) blends round(0.4) = 0 channels; the command has
+    # no option for the ratio, so the line names --width and the smallest width that blends one
+    mods, y = _mods()
+    _expect_error(tmp_path, ["--paired", str(_npz(tmp_path, mods, y)), "--anchor", "a", "--width", "4"],
+                  "--width 4", "--width 6 or more")
+    res = _run(["--paired", str(_npz(tmp_path, mods, y)), "--anchor", "a", "--width", "4"])
+    assert "raise width or exchange_ratio" not in res.output

@@ -7,6 +7,7 @@ needs no torch.
 from __future__ import annotations
 
 import functools
+import itertools
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -88,8 +89,12 @@ class ProbeConfig:
         check_int(self.threads, "threads", low=1)
 
         if blended_channel_count(self.exchange_ratio, self.width) == 0:
-            raise InputError(f"width {self.width} x exchange_ratio {self.exchange_ratio:g} blends no channel "
-                             "(RTF would be the identity): raise width or exchange_ratio")
+            # the smallest width that blends a channel at this ratio (exchange_ratio > 0: a few steps)
+            least = next(w for w in itertools.count(self.width) if blended_channel_count(self.exchange_ratio, w))
+            raise InputError(f"{option_name('width', '--width')} {self.width} at the probe's exchange_ratio "
+                             f"{self.exchange_ratio:g} blends no channel (RTF would be the identity): use "
+                             + option_name(f"width {least} or more (or a larger exchange_ratio)",
+                                           f"--width {least} or more"))
 
 
 def _probe_class():
