@@ -51,16 +51,16 @@ _METRIC_FIELDS = ["epoch", "train_loss", "train_seg", "train_cls", "train_dur", 
 # ----------------------------------------------------------------------------- helpers
 def parse_seeds(seeds) -> list[int]:
     """``1,10,13452`` / int / sequence -> list of distinct non-negative ints."""
+    name = option_name("seeds", "--seed/--seeds")
     if isinstance(seeds, str):
         try:
             seeds = [int(s) for s in seeds.split(",") if s.strip()]
         except ValueError:
-            raise InputError(f"seeds must be comma-separated integers, got {seeds!r}") from None
+            raise InputError(f"{name} must be comma-separated integers, got {seeds!r}") from None
     elif isinstance(seeds, (int, np.integer)):
         seeds = [int(seeds)]
-    name = option_name("seed", "--seed/--seeds")
     seeds = [check_int(check_int(s, name, low=0), name, high=2**63 - 1) for s in seeds]  # torch's seed range
-    check_distinct_seeds(seeds)
+    check_distinct_seeds(seeds, name)
     return seeds
 
 

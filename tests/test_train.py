@@ -272,6 +272,8 @@ def test_cli_train_bad_inputs_exit_2(tiny_data, tmp_path, args, needle):
     (["--batch-size", "0"], "Error: --batch-size must be at least 1, got 0"),
     (["--seed", "-1"], "Error: --seed/--seeds must be at least 0, got -1"),
     (["--seeds", "1,-2"], "Error: --seed/--seeds must be at least 0, got -2"),
+    (["--seeds", "1,1"], "Error: --seed/--seeds must be a non-empty list without repeats, got [1, 1]"),
+    (["--seeds", "1,x"], "Error: --seed/--seeds must be comma-separated integers, got '1,x'"),
     (["--modality-dropout", "rgb=2"], "Error: --modality-dropout for 'rgb' must be <= 1.0, got 2.0"),
     (["--ogm", "0.5"], "Error: --ogm 0.5 needs unimodal_heads > 0: OGM-GE reads each modality's confidence from "
                        "the auxiliary unimodal heads (--unimodal-heads W)"),
