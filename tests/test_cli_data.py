@@ -257,3 +257,16 @@ def test_check_modalities_read_like_trains(synth_dir):
     assert json.loads(res.stdout)["channels"] == {"rgb": 64, "depth": 64}
     res = _run("data", "check", str(synth_dir), "--modalities", " , ")
     assert res.exit_code == 2 and res.output.startswith("Error: --modalities") and "' , '" in res.output
+
+
+@pytest.mark.parametrize("channels,line", [
+    (["rgb=0"], "Error: --channels rgb must be at least 1, got 0"),
+    (["0"], "Error: --channels rgb must be at least 1, got 0"),
+    (["lidar=4"], "Error: --channels: unknown modality 'lidar'; choose from ['depth', 'imu', 'mvrgb', 'noise', "
+                  "'rgb', 'text']"),
+])
+def test_synth_bad_channels_name_the_option(tmp_path, channels, line):
+    args = [a for c in channels for a in ("--channels", c)]
+    res = _run("data", "synth", str(tmp_path / "s"), "--videos", "3", *args)
+    assert res.exit_code == 2 and res.output == line + "\n"
+    assert not (tmp_path / "s").exists()

@@ -355,8 +355,8 @@ def test_noise_control_covariance_survives_a_dominant_mean():
     (["--complementarity", "nan"], "Error: --complementarity must be finite, got nan"),
     (["--nuisance", "-1"], "Error: --nuisance must be >= 0.0, got -1.0"),
     (["--imbalance", "0.5"], "Error: --imbalance must be >= 1.0, got 0.5"),
-    (["--channels", "noise=8", "--channels", "depth=4"], "Error: channels: modality 'noise' copies the spectrum"),
-    (["--channels", "noise=8"], "Error: channels: modality 'noise' copies the spectrum"),
+    (["--channels", "noise=8", "--channels", "depth=4"], "Error: --channels: modality 'noise' copies the spectrum"),
+    (["--channels", "noise=8"], "Error: --channels: modality 'noise' copies the spectrum"),
 ])
 def test_cli_dial_errors(tmp_path, args, message):
     res = CliRunner().invoke(cli_main, ["data", "synth", str(tmp_path / "o"), "--videos", "3", *args])

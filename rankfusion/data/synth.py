@@ -291,12 +291,13 @@ class SynthConfig:
                         allow_none=dial in ("collapse", "spurious"))
         if not isinstance(self.channels, dict) or not self.channels:
             raise InputError(f"channels must be a non-empty dict {{modality: channels}}, got {self.channels!r}")
+        channels = option_name("channels", "--channels")
         for m, c in self.channels.items():
             if m not in MODALITY_GAINS:
-                raise InputError(f"channels: unknown modality {m!r}; choose from {sorted(MODALITY_GAINS)}")
-            check_int(c, f"channels[{m!r}]", low=1)
+                raise InputError(f"{channels}: unknown modality {m!r}; choose from {sorted(MODALITY_GAINS)}")
+            check_int(c, option_name(f"channels[{m!r}]", f"--channels {m}"), low=1)
         if "noise" in self.channels and self.channels.get(NOISE_TWIN_OF) != self.channels["noise"]:
-            raise InputError(f"channels: modality 'noise' copies the spectrum of {NOISE_TWIN_OF!r} and needs it with "
+            raise InputError(f"{channels}: modality 'noise' copies the spectrum of {NOISE_TWIN_OF!r} and needs it with "
                              f"the same channels, got noise={self.channels['noise']}, "
                              f"{NOISE_TWIN_OF}={self.channels.get(NOISE_TWIN_OF)}")
         fr = tuple(self.split_fractions)
