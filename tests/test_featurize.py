@@ -493,3 +493,16 @@ def test_featurize_into_the_frames_folder_reruns_skipping_the_videos_done(tmp_pa
     again = featurize(frames, out, "rgb", backbone=_tiny(), size=32)
     assert again["skipped"] == ["v0"] and again["written"] == ["v1"]
     assert sorted(p.name for p in (out / "features" / "rgb").iterdir()) == ["v0.npy", "v1.npy"]
+
+
+def test_weights_and_random_weights_together_are_refused(tmp_path, make_frames):
+    # --random-weights beside a weights file was silently ignored (the file's weights were used)
+    frames = make_frames(tmp_path / "frames")
+    weights = tmp_path / "w.pth"
+    torch.save({}, weights)
+    res = _run("data", "featurize", frames / "rgb", tmp_path / "out", "--modality", "rgb", "--weights", weights,
+               "--random-weights", "--quiet")
+    assert res.exit_code == 2
+    assert res.output.strip().splitlines() == [
+        "Error: give --weights FILE or --random-weights, not both (random weights would not be used)"]
+    assert not (tmp_path / "out").exists()

@@ -106,6 +106,10 @@ def load_backbone(name=DEFAULT_BACKBONE, *, weights=None, random_weights=False):
     if weights is None and not random_weights:
         raise InputError(f"backbone {name!r} needs its weights as a file (--weights FILE; nothing is downloaded), "
                          "or --random-weights for timing")
+    if weights is not None and random_weights:
+        raise InputError(f"give {option_name('weights', '--weights FILE')} or "
+                         f"{option_name('random_weights=True', '--random-weights')}, not both (random weights would "
+                         "not be used)")
     if weights is not None and not Path(weights).is_file():
         raise InputError(f"weights file {str(weights)!r} does not exist")
     models = _torchvision_models()
