@@ -223,3 +223,13 @@ def test_an_official_mapping_index_in_other_digits_is_refused(tmp_path):
     with pytest.raises(InputError) as err:
         read_official_mapping(path)
     assert str(err.value) == f"{str(path)!r} line 2: expected '<index> <action name>', got '\u0661 sit'"
+
+
+def test_import_r3d_rename_of_one_folder_twice_is_refused(tmp_path):
+    # the second --rename of the same name silently won
+    src = tmp_path / "src"
+    _write_src(src, rgb_channels=8)
+    res = _run("data", "import-r3d", src, tmp_path / "out", "--rename", "features=a", "--rename", "features=b")
+    assert res.exit_code == 2
+    assert res.output.strip().splitlines() == ["Error: --rename features given twice (features=a and features=b)"]
+    assert not (tmp_path / "out").exists()

@@ -167,7 +167,10 @@ def _parse_renames(values) -> dict:
         old, sep, new = v.partition("=")
         if not sep or not old.strip() or not new.strip():
             raise InputError(f"--rename must be OLD=NEW, got {v!r}")
-        out[old.strip()] = new.strip()
+        old, new = old.strip(), new.strip()
+        if old in out:  # the later one would silently win
+            raise InputError(f"--rename {old} given twice ({old}={out[old]} and {old}={new})")
+        out[old] = new
     return out
 
 
