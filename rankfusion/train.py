@@ -368,8 +368,13 @@ def _prepare_run(config, data_root, run_dir, *, seed, device, resume, ctx, ds=No
     if check_data:
         train_set.check_finite()
         val_set.check_finite()
-    return _Run(config=config, tc=tc, ds=ds, dev=dev, run_dir=run_dir, last_path=last_path, info=info,
-                train_set=train_set, val_set=val_set, ctx=ctx)
+    r = _Run(config=config, tc=tc, ds=ds, dev=dev, run_dir=run_dir, last_path=last_path, info=info,
+             train_set=train_set, val_set=val_set, ctx=ctx, resume_ck=None)
+    if resume:
+        # the checkpoint is checked against this run here, with the folder (before on_start says the
+        # run is accepted); in a distributed run rank 0 reads it and every rank receives it
+        r.resume_ck = _on_main(ctx, dev, lambda: _load_resume(r, seed))
+    return r
 
 
 def _build_training(r: _Run, seed):
@@ -401,10 +406,7 @@ def _build_training(r: _Run, seed):
 
 def _restore_or_start(r: _Run, seed, resume):
     """Continue from ``last.pt`` (``resume``), or create the run folder; write ``config.json``."""
-    ck = None
-    if resume:
-        # in a distributed run rank 0 reads it and every rank receives it (no shared disk needed)
-        ck = _on_main(r.ctx, r.dev, lambda: _load_resume(r, seed))
+    ck, r.resume_ck = (r.resume_ck if resume else None), None  # read and checked by _prepare_run
     if ck is not None:
         r.model.load_state_dict(ck["model"])
         r.opt.load_state_dict(unpack_optimizer(ck["optimizer"], optimizer_params(r.opt)))

@@ -996,3 +996,19 @@ def test_resume_accepts_a_split_set_or_hidden_files_added_to_the_same_data(tiny_
     (data / ".git" / "index").write_text("x")
     train(tiny_config(), data, tmp_path / "cut", seed=1, progress=False, resume=True)
     assert load_checkpoint(tmp_path / "cut" / "checkpoints" / "last.pt")["epoch"] == 3
+
+
+@pytest.mark.parametrize("seeds", ["1", "1,2"])
+def test_cli_resume_with_another_config_prints_the_error_alone(tiny_data, tmp_path, seeds):
+    # the modalities line is said once the run is accepted: a --resume refused for its config is not
+    out = tmp_path / "r"
+    small = ["--modalities", "rgb,depth", "--d-model", "8", "--layers", "1", "--batch-size", "4",
+             "--sample-rate", "2", "--no-monitor", "--quiet", "--seeds", seeds]
+    r = CliRunner().invoke(main, ["train", str(tiny_data), "--out", str(out), "--epochs", "1", *small])
+    assert r.exit_code == 0, r.output
+    before = sorted((p.relative_to(out), p.stat().st_mtime_ns) for p in out.rglob("*"))
+    r = CliRunner().invoke(main, ["train", str(tiny_data), "--out", str(out), "--epochs", "2", "--resume", *small])
+    assert r.exit_code == 2
+    lines = r.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: --resume: run folder") and "train.epochs 1 -> 2" in lines[0]
+    assert sorted((p.relative_to(out), p.stat().st_mtime_ns) for p in out.rglob("*")) == before
