@@ -288,3 +288,17 @@ def test_utkinect_refuses_an_action_named_like_the_background(tmp_path):
     assert res.output == (f"Error: {str(labels)!r} line 3: action name 'UNDEFINED' is reserved for the frames outside "
                           "every action range; rename the action\n")
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("command,extra", [("import-ntu-skeleton", ()), ("import-utkinect-joints", ("labels.txt",))])
+@pytest.mark.parametrize("fraction", ["1.5", "0", "nan"])
+def test_a_bad_val_fraction_is_refused_before_any_file_is_read(tmp_path, command, extra, fraction):
+    # it was refused only after every source file had been parsed (a whole NTU folder: minutes)
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "S001C001P001R001A001.skeleton").write_text("garbage\n")
+    (src / "joints_s01_e01.txt").write_text("garbage\n")
+    (tmp_path / "labels.txt").write_text("garbage\n")
+    res = _run("data", command, src, *(tmp_path / e for e in extra), tmp_path / "out", "--val-fraction", fraction)
+    assert res.exit_code == 2
+    assert res.output.strip().splitlines() == [f"Error: --val-fraction must be in (0, 1), got {float(fraction)!r}"]

@@ -162,10 +162,16 @@ def center_joints(track: np.ndarray) -> np.ndarray:
     return (track - track[0, 0]).reshape(len(track), -1).astype(np.float32)
 
 
-def hold_out_subjects(train: list, subject_of: dict, fraction: float, seed: int) -> tuple[list, list]:
-    """Split ``train`` videos into (train, val) by whole subjects: ``round(fraction * subjects)``, at least 1."""
+def check_val_fraction(fraction: float) -> float:
+    """The share of training subjects held out as val: a number in (0, 1) (checked before any file is read)."""
     if not 0 < fraction < 1:
         raise InputError(f"{option_name('val_fraction', '--val-fraction')} must be in (0, 1), got {fraction!r}")
+    return fraction
+
+
+def hold_out_subjects(train: list, subject_of: dict, fraction: float, seed: int) -> tuple[list, list]:
+    """Split ``train`` videos into (train, val) by whole subjects: ``round(fraction * subjects)``, at least 1."""
+    check_val_fraction(fraction)
     subjects = sorted({subject_of[v] for v in train})
     if len(subjects) < 2:
         raise InputError(f"the training split has {len(subjects)} subject(s); at least 2 are needed to hold one out for val")
@@ -239,6 +245,7 @@ def import_ntu_skeleton(src, out_dir, *, protocol="xsub", val_fraction=0.1, seed
         check_split_set_name(split_set)
     check_choice(protocol, "protocol", NTU_PROTOCOLS)
     seed = check_int(seed, option_name("seed", "--seed"), low=0)
+    check_val_fraction(val_fraction)
     src = Path(src)
     check_not_source(out_dir, [src])  # before reading: write_dataset checks again, with every source
     check_folder(src, "source folder")
@@ -384,6 +391,7 @@ def import_utkinect_joints(src, labels_file, out_dir, *, val_fraction=0.2, seed=
     """
     check_split_set_name(split_set)
     seed = check_int(seed, option_name("seed", "--seed"), low=0)
+    check_val_fraction(val_fraction)
     src = Path(src)
     check_not_source(out_dir, [src, labels_file])  # before reading; write_dataset checks again
     check_folder(src, "source folder")
