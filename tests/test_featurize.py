@@ -506,3 +506,10 @@ def test_weights_and_random_weights_together_are_refused(tmp_path, make_frames):
     assert res.output.strip().splitlines() == [
         "Error: give --weights FILE or --random-weights, not both (random weights would not be used)"]
     assert not (tmp_path / "out").exists()
+
+
+def test_a_bad_modality_name_names_the_option(tmp_path, make_frames):
+    frames = make_frames(tmp_path / "frames")
+    res = _run("data", "featurize", frames / "rgb", tmp_path / "out", "--modality", "r g", "--random-weights", "--quiet")
+    assert res.exit_code == 2
+    assert res.output.strip().splitlines() == ["Error: --modality must use letters, digits, '_' or '-', got 'r g'"]

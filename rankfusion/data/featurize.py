@@ -276,7 +276,7 @@ def featurize(frames_dir, out_dir, modality, *, backbone=DEFAULT_BACKBONE, weigh
         ``{"written": [videos], "skipped": [videos], "frames": frames encoded, "channels": C}``.
     """
     if not isinstance(modality, str) or not re.fullmatch(r"[A-Za-z0-9_-]+", modality):
-        raise InputError(f"modality must use letters, digits, '_' or '-', got {modality!r}")
+        raise InputError(f"{option_name('modality', '--modality')} must use letters, digits, '_' or '-', got {modality!r}")
     stride = check_int(stride, option_name("stride", "--stride"), low=1)
     batch_size = check_int(batch_size, option_name("batch_size", "--batch-size"), low=1)
     size = check_int(size, option_name("size", "--size"), low=8)
