@@ -234,10 +234,6 @@ def train(config: RunConfig, data_root, run_dir, *, seed=1, device=None, resume:
     runs = [first] + [_prepare_run(config, data_root, run_dir / f"seed-{s}", seed=s, device=device, resume=resume,
                                    ctx=ctx, ds=first.ds, check_data=False, fingerprint=first.info["data_fingerprint"])
                       for s in seeds[1:]]
-    if resume:  # the first seed's checkpoint is read as it starts, before anything is trained
-        for r, s in zip(runs[1:], seeds[1:]):
-            if r.last_path.exists():
-                _on_main(ctx, device, lambda: _load_resume(r, s) and None)
     if on_start is not None:
         on_start()
     if len(seeds) > 1:

@@ -774,16 +774,23 @@ def test_a_later_seeds_foreign_checkpoint_is_refused_before_the_first_seed_train
 
     from rankfusion._validation import InputError
 
-    out = tmp_path / "run"
-    train(tiny_config(epochs=1), tiny_data, out, seed=[1, 10], progress=False, monitor=False)
-    other = tiny_config(epochs=1, lr=1e-2)
-    train(other, tiny_data, tmp_path / "other", seed=10, progress=False, monitor=False)
-    shutil.rmtree(out / "seed-10")
+    class Killed(Exception):
+        pass
+
+    def kill(epoch, row):
+        raise Killed  # seed 1 stops after its first epoch, as a kill would leave it
+
+    out, cfg = tmp_path / "run", tiny_config(epochs=2)
+    with pytest.raises(Killed):
+        train(cfg, tiny_data, out, seed=[1, 10], progress=False, monitor=False, on_epoch_end=kill)
+    train(tiny_config(epochs=2, lr=1e-2), tiny_data, tmp_path / "other", seed=10, progress=False, monitor=False)
+    shutil.rmtree(out / "seed-10", ignore_errors=True)
     shutil.copytree(tmp_path / "other", out / "seed-10")
     before = (out / "seed-1" / "metrics.csv").read_text()
     with pytest.raises(InputError, match=r"--resume: run folder .*seed-10.* was made with config .* seed 10, not "):
-        train(tiny_config(epochs=2), tiny_data, out, seed=[1, 10], resume=True, progress=False, monitor=False)
+        train(cfg, tiny_data, out, seed=[1, 10], resume=True, progress=False, monitor=False)
     assert (out / "seed-1" / "metrics.csv").read_text() == before  # seed 1 trained no further epoch
+    assert len(before.strip().splitlines()) == 2  # its header and epoch 1: it had an epoch left
 
 
 def test_resume_on_a_dataset_with_other_class_names_is_refused(tiny_data, tmp_path):
