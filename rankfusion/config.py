@@ -21,7 +21,7 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ._validation import InputError, InputTypeError, check_choice, check_float, check_int
+from ._validation import InputError, InputTypeError, check_choice, check_float, check_int, option_name
 
 #: Seeds of the paper's three runs (Sec. 5.3, App. D.2).
 PAPER_SEEDS = (1, 10, 13452)
@@ -521,7 +521,7 @@ def load_config(path=None, *, preset: str | None = None, model: dict | None = No
     layers = []
     if preset is not None:
         if preset not in preset_names():
-            raise InputError(f"preset must be one of {preset_names()}, got {preset!r}")
+            raise InputError(f"{option_name('preset', '--preset')} must be one of {preset_names()}, got {preset!r}")
         layers.append((f"preset {preset!r}", _read_toml(PRESET_DIR / f"{preset}.toml")))
     if path is not None:
         layers.append((str(path), _read_toml(Path(path))))

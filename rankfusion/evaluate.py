@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ._validation import InputError, check_choice, check_float, check_int
+from ._validation import InputError, check_choice, check_float, check_folder, check_int
 from .config import RunConfig, observed_frames, ratio_key
 from .data.synth import partner_only_cuts, partner_only_modality
 from .data.torchdata import CachedFeatures, length_batches, observed_steps, pad_videos, video_inputs
@@ -574,6 +574,7 @@ def _partner_of(run_dir: Path, partner_run, split, data_root, dev, checkpoint, r
     different split sets (the partner-only cut points would be another split's videos)."""
     recorded = json.loads((seed_dirs(run_dir)[0] / "config.json").read_text())
     fused = RunConfig.from_dict(recorded["config"])
+    check_folder(partner_run, "partner run")  # named as the partner, not as the run evaluated
     partner = json.loads((seed_dirs(Path(partner_run))[0] / "config.json").read_text())
     theirs = partner.get("dataset")
     if data_root is None and theirs != recorded.get("dataset"):

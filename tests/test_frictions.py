@@ -146,6 +146,18 @@ def test_resume_from_a_best_checkpoint_copied_over_last_is_one_line(imu_data, tm
         "(no 'optimizer', 'scheduler', 'history')")
 
 
+def test_an_unknown_preset_is_named_as_the_option_that_gave_it(imu_data, tmp_path):
+    from rankfusion._validation import InputError
+    from rankfusion.config import load_config, preset_names
+
+    with pytest.raises(InputError, match=r"^preset must be one of"):
+        load_config(preset="nope")
+    r = CliRunner().invoke(main, ["train", str(imu_data), "--out", str(tmp_path / "r"), "--preset", "nope"])
+    assert r.exit_code == 2
+    assert r.output.strip().splitlines() == [f"Error: --preset must be one of {preset_names()}, got 'nope'"]
+    assert not (tmp_path / "r").exists()
+
+
 def test_a_closed_output_pipe_is_no_error_line(monkeypatch):
     # `rankfusion data check DATA | head -6`: head closes the pipe and the command's next write
     # raises BrokenPipeError, an OSError, which used to end as "Error: [Errno 32] Broken pipe", exit 2

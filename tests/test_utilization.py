@@ -262,6 +262,10 @@ def test_evaluate_writes_the_collapse_index_against_a_partner_alone_run(tmp_path
     # a partner run of a modality the fused model does not have is refused in one line
     r = CliRunner().invoke(main, ["evaluate", str(fused), "--split", "train", "--partner-run", str(fused)])
     assert r.exit_code == 2 and "single-modality run" in r.output
+    # a partner run that is not there is named as the partner run, not as the run evaluated
+    missing = tmp_path / "nothere"
+    r = CliRunner().invoke(main, ["evaluate", str(fused), "--split", "train", "--partner-run", str(missing)])
+    assert r.exit_code == 2 and r.output.strip().splitlines() == [f"Error: partner run {str(missing)!r} does not exist"]
 
 
 @pytest.mark.slow
