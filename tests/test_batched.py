@@ -499,12 +499,9 @@ def test_a_kill_while_the_seeds_ranks_rows_are_written_is_made_up_on_resume(tiny
         assert [r[3] for r in a] == pytest.approx([r[3] for r in b], rel=1e-12), s
 
 
-def test_a_batched_run_killed_in_its_commit_resumed_one_seed_after_another(tiny_data, tmp_path, monkeypatch):
-    # killed between the renames of epoch 1's commit: seed 1's last.pt written, seed 10's still
-    # pending. --serial-seeds --resume ignored the pending file: seed 10 started again from scratch,
-    # and its stale last.pending.pt stayed, for a later batched resume to rename over a newer last.pt
-    cfg = config(2)
-    cut = tmp_path / "cut"
+def _kill_in_commit(cfg, data, cut, monkeypatch):
+    """Train seeds 1 and 10 batched into ``cut``, killed between the renames of epoch 1's commit:
+    seed 1's last.pt written, seed 10's last.pending.pt not yet renamed."""
 
     class Killed(Exception):
         pass
@@ -516,10 +513,19 @@ def test_a_batched_run_killed_in_its_commit_resumed_one_seed_after_another(tiny_
             raise Killed
         replace(src, dst)
 
-    monkeypatch.setattr(os, "replace", die)
-    with pytest.raises(Killed):
-        batched.train_seeds(cfg, tiny_data, cut, seed=[1, 10], progress=False, monitor=False)
-    monkeypatch.setattr(os, "replace", replace)
+    with monkeypatch.context() as m:
+        m.setattr(os, "replace", die)
+        with pytest.raises(Killed):
+            batched.train_seeds(cfg, data, cut, seed=[1, 10], progress=False, monitor=False)
+
+
+def test_a_batched_run_killed_in_its_commit_resumed_one_seed_after_another(tiny_data, tmp_path, monkeypatch):
+    # killed between the renames of epoch 1's commit: seed 1's last.pt written, seed 10's still
+    # pending. --serial-seeds --resume ignored the pending file: seed 10 started again from scratch,
+    # and its stale last.pending.pt stayed, for a later batched resume to rename over a newer last.pt
+    cfg = config(2)
+    cut = tmp_path / "cut"
+    _kill_in_commit(cfg, tiny_data, cut, monkeypatch)
     assert load_checkpoint(cut / "seed-1" / "checkpoints" / "last.pt")["epoch"] == 1
     assert not (cut / "seed-10" / "checkpoints" / "last.pt").exists()
     trained = []
@@ -538,21 +544,7 @@ def test_a_commit_interrupted_by_a_kill_is_completed_when_the_resume_adds_a_seed
     # 10 started again from scratch while seed 1 went on from epoch 1
     cfg = config(2)
     cut = tmp_path / "cut"
-
-    class Killed(Exception):
-        pass
-
-    replace = os.replace
-
-    def die(src, dst):
-        if Path(src).name == "last.pending.pt" and Path(dst).parent.parent.name == "seed-10":
-            raise Killed
-        replace(src, dst)
-
-    monkeypatch.setattr(os, "replace", die)
-    with pytest.raises(Killed):
-        batched.train_seeds(cfg, tiny_data, cut, seed=[1, 10], progress=False, monitor=False)
-    monkeypatch.setattr(os, "replace", replace)
+    _kill_in_commit(cfg, tiny_data, cut, monkeypatch)
     trained = []
     batched.train_seeds(cfg, tiny_data, cut, seed=[1, 10, 7], progress=False, monitor=False, resume=True,
                         on_epoch_end=lambda epoch, row: trained.append(epoch))
