@@ -343,8 +343,9 @@ class TrainConfig:
                                            or "/" in self.split_set or self.split_set.startswith(".")):
             raise InputError(f"split_set must be a split-set name such as 'split2', got {self.split_set!r}")
         if self.ogm > 0 and self.unimodal_heads == 0:
-            raise InputError(f"ogm {self.ogm} needs unimodal_heads > 0: OGM-GE reads each modality's confidence "
-                             "from the auxiliary unimodal heads (--unimodal-heads W)")
+            heads = option_name("unimodal_heads > 0", "--unimodal-heads W with W > 0")
+            raise InputError(f"ogm {self.ogm:g} needs {heads}: OGM-GE reads each modality's confidence from the "
+                             "auxiliary unimodal heads")
 
 
 def _ratios(values, name):

@@ -32,16 +32,16 @@ def parse_noise(spec) -> dict:
         items = []
         for s in spec:
             if not isinstance(s, str) or s.count("=") != 1:
-                raise InputError(f"noise must look like MODALITY=SIGMA, got {s!r}")
+                raise InputError(f"{option_name('noise', '--noise')} must look like MODALITY=SIGMA, got {s!r}")
             m, v = s.split("=")
             try:
                 items.append((m.strip(), float(v)))
             except ValueError:
-                raise InputError(f"noise sigma must be a number, got {s!r}") from None
+                raise InputError(f"{option_name('noise', '--noise')} sigma must be a number, got {s!r}") from None
     for m, v in items:
         if m in out:
-            raise InputError(f"noise names modality {m!r} twice")
-        out[m] = check_float(v, f"noise sigma of {m!r}", low=0.0)
+            raise InputError(f"{option_name('noise', '--noise')} names modality {m!r} twice")
+        out[m] = check_float(v, f"{option_name('noise', '--noise')} sigma of {m!r}", low=0.0)
     return out
 
 

@@ -189,12 +189,12 @@ def _one_error_line(res):
     return lines[0]
 
 
-@pytest.mark.parametrize("split,counts", [("0,0,1", "train without a video (val 1, test 6)"),
-                                          ("1e-300,0.5,0.5", "train without a video (val 3, test 3)")])
+@pytest.mark.parametrize("split,counts", [("0,0,1", "train without a video: val and test take 1 and 6 of the 6"),
+                                          ("1e-300,0.5,0.5", "train without a video: val and test take 3 and 3 of the 6")])
 def test_synth_split_without_a_video_of_its_own_is_refused_before_writing(tmp_path, split, counts):
     out = tmp_path / "s"
     line = _one_error_line(_run("data", "synth", str(out), "--videos", "6", "--split", split))
-    assert "(--split) on 6 videos" in line and counts in line and "at least one video" in line
+    assert f"--split {split} on 6 videos" in line and counts in line and "at least one video" in line
     assert not out.exists() and list(tmp_path.iterdir()) == []  # nothing written, no temporary folder
 
 

@@ -88,7 +88,8 @@ def test_parse_noise_errors():
 
 @pytest.mark.parametrize("args,needle", [
     (["--noise", "sonar=0.1"], "sonar"),
-    (["--noise", "depth"], "MODALITY=SIGMA"),
+    (["--noise", "depth"], "Error: --noise must look like MODALITY=SIGMA, got 'depth'"),
+    (["--noise", "depth=abc"], "Error: --noise sigma must be a number, got 'depth=abc'"),
     (["--obs", "0"], "Error: --obs must be > 0.0, got 0.0"),
     (["--obs", "1.5"], "Error: --obs must be <= 1.0, got 1.5"),
     (["--noise-seed", "-1"], "Error: --noise-seed must be at least 0, got -1"),

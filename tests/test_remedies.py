@@ -261,7 +261,7 @@ def test_cli_train_remedy_options(tmp_path):
     assert info["modality_dropout"] == {"depth": 0.5} and info["unimodal_heads"] == 0.3 and info["ogm"] == 0.2
     for bad, needle in ((["--modality-dropout", "depth"], "--modality-dropout must be"),
                         (["--modality-dropout", "imu=0.5"], "names modalities"),
-                        (["--ogm", "0.3"], "needs unimodal_heads")):
+                        (["--ogm", "0.3"], "--ogm 0.3 needs --unimodal-heads W with W > 0")):
         r = CliRunner().invoke(main, ["train", str(data), "--out", str(tmp_path / "bad"), "--config", str(cfg),
                                       "--quiet", *bad])
         assert r.exit_code == 2 and needle in r.output, r.output

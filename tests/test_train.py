@@ -275,8 +275,8 @@ def test_cli_train_bad_inputs_exit_2(tiny_data, tmp_path, args, needle):
     (["--seeds", "1,1"], "Error: --seed/--seeds must be a non-empty list without repeats, got [1, 1]"),
     (["--seeds", "1,x"], "Error: --seed/--seeds must be comma-separated integers, got '1,x'"),
     (["--modality-dropout", "rgb=2"], "Error: --modality-dropout for 'rgb' must be <= 1.0, got 2.0"),
-    (["--ogm", "0.5"], "Error: --ogm 0.5 needs unimodal_heads > 0: OGM-GE reads each modality's confidence from "
-                       "the auxiliary unimodal heads (--unimodal-heads W)"),
+    (["--ogm", "0.5"], "Error: --ogm 0.5 needs --unimodal-heads W with W > 0: OGM-GE reads each modality's "
+                       "confidence from the auxiliary unimodal heads"),
     # a value from the config file is named by the file and its key there
     (["--config", "{toml}"], "Error: {toml} [train]: batch_size must be at least 1, got 0"),
     # options of torchrun runs, outside torchrun (they were ignored)
@@ -765,6 +765,11 @@ def test_rtf_options_with_no_rtf_are_refused(tiny_data, tmp_path):
     assert r.output.strip().splitlines() == [
         "Error: --selection, --exchange-ratio configure RTF, which --no-rtf turns off: leave them out"]
     assert not (tmp_path / "r").exists()
+    r = CliRunner().invoke(main, ["train", str(tiny_data), "--out", str(tmp_path / "r"), "--no-rtf", "--exchange-ratio",
+                                  "0.5"])
+    assert r.exit_code == 2
+    assert r.output.strip().splitlines() == [
+        "Error: --exchange-ratio configures RTF, which --no-rtf turns off: leave it out"]
 
 
 def test_a_later_seeds_foreign_checkpoint_is_refused_before_the_first_seed_trains(tiny_data, tmp_path):

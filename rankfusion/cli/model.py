@@ -200,8 +200,9 @@ def _refuse_rtf_options(no_rtf, **given):
     """RTF's options with ``--no-rtf``: one line (each would change the config hash of the same model)."""
     named = ["--" + k.replace("_", "-") for k, v in given.items() if v is not None]
     if no_rtf and named:
-        raise InputError(f"{', '.join(named)} configure{'s' if len(named) == 1 else ''} RTF, which --no-rtf turns "
-                         "off: leave them out")
+        one = len(named) == 1
+        raise InputError(f"{', '.join(named)} configure{'s' if one else ''} RTF, which --no-rtf turns "
+                         f"off: leave {'it' if one else 'them'} out")
 
 
 def _train_config(data, config_path, preset, given: dict):

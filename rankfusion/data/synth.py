@@ -306,9 +306,9 @@ class SynthConfig:
                              f"got {fr!r}")
         n_train, n_val, n_test = _split_counts(self.n_videos, fr)
         if n_train < 1:  # val and test are raised to one video each
-            raise InputError(f"split_fractions {','.join(f'{f:g}' for f in fr)} (--split) on {self.n_videos} videos "
-                             f"leaves train without a video (val {n_val}, test {n_test}): every split needs at least "
-                             "one video of its own")
+            raise InputError(f"{option_name('split_fractions', '--split')} {','.join(f'{f:g}' for f in fr)} on "
+                             f"{self.n_videos} videos leaves train without a video: val and test take {n_val} and "
+                             f"{n_test} of the {self.n_videos} (every split gets at least one video of its own)")
         check_split_set_name(self.split_set)
         return self
 
