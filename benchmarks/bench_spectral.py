@@ -171,7 +171,7 @@ def stream_memory(X, budget_bytes=None):
     return res
 
 
-def main(argv=None):
+def _parse(argv):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rows", type=positive_int, default=100_000)
     ap.add_argument("--cols", type=positive_int, default=512)
@@ -183,7 +183,81 @@ def main(argv=None):
                     help="BLAS/OpenMP threads for every method (default: the libraries' own choice)")
     ap.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
                     help="cuda: the GPU path (torch tensors on the device vs torch.linalg.svdvals there)")
-    args = ap.parse_args(argv)
+    return ap.parse_args(argv)
+
+
+def _methods(X, Xt, eps32, shape):
+    """(name, call, its output -> ERank or None) of every method timed, rankfusion's first."""
+    import numpy as np
+    import scipy.linalg
+    import torch
+
+    from rankfusion.spectral import effective_rank
+
+    return [
+        ("rankfusion effective_rank", lambda: float(effective_rank(X)), lambda e: e),
+        ("rankfusion effective_rank (torch tensor)", lambda: float(effective_rank(Xt)), lambda e: e),
+        ("bare X.T @ X (float32)", lambda: X.T @ X, None),
+        ("float64 product: X.astype(f64); X64.T @ X64", lambda: (lambda a: a.T @ a)(X.astype(np.float64)), None),
+        ("float32 Gram + eigvalsh (approximate; not offered)", lambda: np.linalg.eigvalsh(X.T @ X),
+         lambda lam: erank_from_sigma(np.sqrt(np.clip(lam, 0, None)), eps32, shape)),
+        ("torch.linalg.svdvals (float32)", lambda: torch.linalg.svdvals(Xt).numpy(),
+         lambda s: erank_from_sigma(s, eps32, shape)),
+        ("scipy.linalg.svdvals (float32)", lambda: scipy.linalg.svdvals(X, check_finite=False),
+         lambda s: erank_from_sigma(s, eps32, shape)),
+        ("numpy.linalg.svd(compute_uv=False) (float32)", lambda: np.linalg.svd(X, compute_uv=False),
+         lambda s: erank_from_sigma(s, eps32, shape)),
+    ]
+
+
+def _time_methods(methods, repeats: int, ref: float) -> list:
+    """Round-robin repeats (on a shared machine every method gets the same chance of a quiet
+    moment): per method its fastest wall and CPU seconds and its ERank's relative error."""
+    best = {name: [float("inf"), float("inf"), None] for name, _, _ in methods}
+    for _ in range(repeats):
+        for name, fn, _ in methods:
+            t, c, out = best_of(fn, 1)
+            b = best[name]
+            b[0], b[1], b[2] = min(b[0], t), min(b[1], c), out
+    rows = []
+    for name, _, to_erank in methods:
+        t, c, out = best[name]
+        err = abs(to_erank(out) - ref) / ref if to_erank else None
+        rows.append((name, t, c, err))
+        print(f"  {name:<52} wall {t:7.3f} s  cpu {c:7.3f} s"
+              + ("" if err is None else f"   ERank rel. error {err:.1e}"), flush=True)
+    return rows
+
+
+def _print_ratios(rows) -> None:
+    ours_t, ours_c = rows[0][1], rows[0][2]
+    print("\nratios (other / rankfusion effective_rank), wall and cpu:")
+    for name, t, c, _ in rows[1:]:
+        print(f"  {name:<52} {t / ours_t:6.2f}x {c / ours_c:6.2f}x")
+    named = {name: (t, c) for name, t, c, _ in rows}
+    for label, key in (("wall", 0), ("cpu", 1)):
+        o = named["rankfusion effective_rank"][key]
+        print(f"targets ({label}): torch.linalg.svdvals / ours = "
+              f"{named['torch.linalg.svdvals (float32)'][key] / o:.2f} (target >= 4); "
+              f"ours / bare float32 product = {o / named['bare X.T @ X (float32)'][key]:.2f} (target <= 1.5); "
+              f"ours / float64 product (exact floor) = "
+              f"{o / named['float64 product: X.astype(f64); X64.T @ X64'][key]:.2f}")
+
+
+def _print_streaming(X, budget_mib) -> None:
+    mem = stream_memory(X, None if budget_mib is None else int(budget_mib * 2**20))
+    print(f"\nstreaming: {mem['rows']} x {X.shape[1]} float32 .npy ({mem['file_bytes'] / 2**20:.0f} MiB, "
+          f"{mem['file_bytes'] / mem['budget_bytes']:.1f}x the {mem['budget_bytes'] / 2**20:.0f} MiB chunk budget, "
+          f"chunks of {mem['chunk_rows']} rows) in {mem['seconds']:.2f} s")
+    b, a = mem["before"], mem["after"]
+    print(f"  tracemalloc peak (NumPy heap) {mem['tracemalloc_peak'] / 2**20:.1f} MiB; "
+          f"peak RSS (VmHWM) {a['VmHWM'] / 1024:.0f} MiB, after imports {b['VmHWM'] / 1024:.0f} MiB; "
+          f"anonymous RSS at the end {a['RssAnon'] / 1024:.0f} MiB (after imports {b['RssAnon'] / 1024:.0f}); "
+          f"resident pages of the memory map {a['RssFile'] / 1024 - b['RssFile'] / 1024:.0f} MiB (clean, reclaimable)")
+
+
+def main(argv=None):
+    args = _parse(argv)
     if args.device == "cuda":
         return bench_cuda(args)
     if args.threads:
@@ -210,65 +284,16 @@ def main(argv=None):
     t_ref, _, s_ref = best_of(lambda: scipy.linalg.svdvals(X.astype(np.float64), check_finite=False), 1)
     ref = erank_from_sigma(s_ref, eps32, shape)
 
-    methods = [
-        ("rankfusion effective_rank", lambda: float(effective_rank(X)), lambda e: e),
-        ("rankfusion effective_rank (torch tensor)", lambda: float(effective_rank(Xt)), lambda e: e),
-        ("bare X.T @ X (float32)", lambda: X.T @ X, None),
-        ("float64 product: X.astype(f64); X64.T @ X64", lambda: (lambda a: a.T @ a)(X.astype(np.float64)), None),
-        ("float32 Gram + eigvalsh (approximate; not offered)", lambda: np.linalg.eigvalsh(X.T @ X),
-         lambda lam: erank_from_sigma(np.sqrt(np.clip(lam, 0, None)), eps32, shape)),
-        ("torch.linalg.svdvals (float32)", lambda: torch.linalg.svdvals(Xt).numpy(),
-         lambda s: erank_from_sigma(s, eps32, shape)),
-        ("scipy.linalg.svdvals (float32)", lambda: scipy.linalg.svdvals(X, check_finite=False),
-         lambda s: erank_from_sigma(s, eps32, shape)),
-        ("numpy.linalg.svd(compute_uv=False) (float32)", lambda: np.linalg.svd(X, compute_uv=False),
-         lambda s: erank_from_sigma(s, eps32, shape)),
-    ]
     print(f"matrix {shape[0]} x {shape[1]} float32; torch threads {torch.get_num_threads()}; "
           f"threads asked {args.threads or 'default'}; "
           f"os.cpu_count() {os.cpu_count()}; load average {os.getloadavg()[0]:.2f}", flush=True)
-    # Round-robin repeats: on a shared machine every method gets the same chance of a quiet moment.
-    best = {name: [float("inf"), float("inf"), None] for name, _, _ in methods}
-    for _ in range(args.repeats):
-        for name, fn, _ in methods:
-            t, c, out = best_of(fn, 1)
-            b = best[name]
-            b[0], b[1], b[2] = min(b[0], t), min(b[1], c), out
-    rows = []
-    for name, _, to_erank in methods:
-        t, c, out = best[name]
-        err = abs(to_erank(out) - ref) / ref if to_erank else None
-        rows.append((name, t, c, err))
-        print(f"  {name:<52} wall {t:7.3f} s  cpu {c:7.3f} s"
-              + ("" if err is None else f"   ERank rel. error {err:.1e}"), flush=True)
+    rows = _time_methods(_methods(X, Xt, eps32, shape), args.repeats, ref)
     print(f"  load average after the timings {os.getloadavg()[0]:.2f}")
     info = spectrum_info(X)
     print(f"  route taken by effective_rank: {info.route} (fallbacks: {info.n_fallback}); "
           f"reference float64 SVD took {t_ref:.2f} s", flush=True)
-
-    ours_t, ours_c = rows[0][1], rows[0][2]
-    print("\nratios (other / rankfusion effective_rank), wall and cpu:")
-    for name, t, c, _ in rows[1:]:
-        print(f"  {name:<52} {t / ours_t:6.2f}x {c / ours_c:6.2f}x")
-
-    named = {name: (t, c) for name, t, c, _ in rows}
-    for label, key in (("wall", 0), ("cpu", 1)):
-        o = named["rankfusion effective_rank"][key]
-        print(f"targets ({label}): torch.linalg.svdvals / ours = "
-              f"{named['torch.linalg.svdvals (float32)'][key] / o:.2f} (target >= 4); "
-              f"ours / bare float32 product = {o / named['bare X.T @ X (float32)'][key]:.2f} (target <= 1.5); "
-              f"ours / float64 product (exact floor) = "
-              f"{o / named['float64 product: X.astype(f64); X64.T @ X64'][key]:.2f}")
-
-    mem = stream_memory(X, None if args.budget_mib is None else int(args.budget_mib * 2**20))
-    print(f"\nstreaming: {mem['rows']} x {shape[1]} float32 .npy ({mem['file_bytes'] / 2**20:.0f} MiB, "
-          f"{mem['file_bytes'] / mem['budget_bytes']:.1f}x the {mem['budget_bytes'] / 2**20:.0f} MiB chunk budget, "
-          f"chunks of {mem['chunk_rows']} rows) in {mem['seconds']:.2f} s")
-    b, a = mem["before"], mem["after"]
-    print(f"  tracemalloc peak (NumPy heap) {mem['tracemalloc_peak'] / 2**20:.1f} MiB; "
-          f"peak RSS (VmHWM) {a['VmHWM'] / 1024:.0f} MiB, after imports {b['VmHWM'] / 1024:.0f} MiB; "
-          f"anonymous RSS at the end {a['RssAnon'] / 1024:.0f} MiB (after imports {b['RssAnon'] / 1024:.0f}); "
-          f"resident pages of the memory map {a['RssFile'] / 1024 - b['RssFile'] / 1024:.0f} MiB (clean, reclaimable)")
+    _print_ratios(rows)
+    _print_streaming(X, args.budget_mib)
     print(f"\n{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, {platform.processor() or platform.machine()}, "
           f"numpy {np.__version__}, torch {torch.__version__}")
 
