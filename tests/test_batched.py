@@ -469,27 +469,13 @@ def test_a_kill_while_the_seeds_ranks_rows_are_written_is_made_up_on_resume(tiny
     # the batched run writes every seed's pending checkpoint, then the seeds' ranks.csv rows one by
     # one, then commits: a kill while the second seed's rows were written left every pending file,
     # so the resume committed epoch 2 and the later seeds' ranks.csv lacked it for good
-    from rankfusion.monitor import EpochRanks
 
     torch.set_num_threads(1)
     cfg = config(3)
     ref = batched.train_seeds(cfg, tiny_data, tmp_path / "ref", seed=SEEDS, progress=False)
 
-    class Killed(Exception):
-        pass
-
-    record = EpochRanks.record
-
-    def die_at_2(self, model, epoch):
-        if epoch == 2 and self.path.parent.name == f"seed-{SEEDS[1]}":
-            raise Killed
-        return record(self, model, epoch)
-
-    monkeypatch.setattr(EpochRanks, "record", die_at_2)
     cut = tmp_path / "cut"
-    with pytest.raises(Killed):
-        batched.train_seeds(cfg, tiny_data, cut, seed=SEEDS, progress=False)
-    monkeypatch.setattr(EpochRanks, "record", record)
+    _kill_while_ranks_written(cfg, tiny_data, cut, SEEDS, monkeypatch)
     assert all((cut / f"seed-{s}" / "checkpoints" / "last.pending.pt").exists() for s in SEEDS)
     assert {e for e, *_ in _ranks(cut / f"seed-{SEEDS[1]}")} == {"0", "1"}
     batched.train_seeds(cfg, tiny_data, cut, seed=SEEDS, progress=False, resume=True)
@@ -497,6 +483,27 @@ def test_a_kill_while_the_seeds_ranks_rows_are_written_is_made_up_on_resume(tiny
         a, b = _ranks(ref / f"seed-{s}"), _ranks(cut / f"seed-{s}")
         assert [r[:3] for r in a] == [r[:3] for r in b], s
         assert [r[3] for r in a] == pytest.approx([r[3] for r in b], rel=1e-12), s
+
+
+def _kill_while_ranks_written(cfg, data, cut, seeds, monkeypatch):
+    """Train ``seeds`` batched into ``cut``, killed while epoch 2's ranks.csv rows are written, at the
+    second seed's (every seed's last.pending.pt of epoch 2 already written)."""
+    from rankfusion.monitor import EpochRanks
+
+    class Killed(Exception):
+        pass
+
+    record = EpochRanks.record
+
+    def die_at_2(self, model, epoch):
+        if epoch == 2 and self.path.parent.name == f"seed-{seeds[1]}":
+            raise Killed
+        return record(self, model, epoch)
+
+    with monkeypatch.context() as m:
+        m.setattr(EpochRanks, "record", die_at_2)
+        with pytest.raises(Killed):
+            batched.train_seeds(cfg, data, cut, seed=seeds, progress=False)
 
 
 def _kill_in_commit(cfg, data, cut, monkeypatch):
@@ -556,28 +563,13 @@ def test_a_commit_interrupted_by_a_kill_is_completed_when_the_resume_adds_a_seed
 def test_a_kill_while_the_last_epochs_ranks_rows_are_written_is_made_up_on_resume(tiny_data, tmp_path, monkeypatch):
     # as above, in the final epoch: the resume committed it and had no epoch left to train, so the
     # later seeds' ranks.csv lacked the last epoch for good
-    from rankfusion.monitor import EpochRanks
-
     torch.set_num_threads(1)
     cfg = config(2)
     seeds = SEEDS[:2]
     ref = batched.train_seeds(cfg, tiny_data, tmp_path / "ref", seed=seeds, progress=False)
 
-    class Killed(Exception):
-        pass
-
-    record = EpochRanks.record
-
-    def die_at_2(self, model, epoch):
-        if epoch == 2 and self.path.parent.name == f"seed-{seeds[1]}":
-            raise Killed
-        return record(self, model, epoch)
-
-    monkeypatch.setattr(EpochRanks, "record", die_at_2)
     cut = tmp_path / "cut"
-    with pytest.raises(Killed):
-        batched.train_seeds(cfg, tiny_data, cut, seed=seeds, progress=False)
-    monkeypatch.setattr(EpochRanks, "record", record)
+    _kill_while_ranks_written(cfg, tiny_data, cut, seeds, monkeypatch)
     assert {e for e, *_ in _ranks(cut / f"seed-{seeds[1]}")} == {"0", "1"}
     batched.train_seeds(cfg, tiny_data, cut, seed=seeds, progress=False, resume=True)
     for s in seeds:
